@@ -1,0 +1,2 @@
+//! Shared helpers of the benchmark runner.
+#![forbid(unsafe_code)]

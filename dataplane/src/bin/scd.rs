@@ -1,0 +1,2 @@
+//! `scd`: the switch daemon.
+fn main() {}

@@ -1,0 +1,1 @@
+//! `scd`, the per-host userspace switch.
