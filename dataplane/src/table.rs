@@ -1,0 +1,701 @@
+//! The OpenFlow 1.3 pipeline of `scd`: flow tables, flow-mod semantics, counters,
+//! timeouts and classification.
+//!
+//! This module owns which flow entry a packet hits and what the entries are. It is
+//! I/O-free (time is passed in), so the controller's tests run the very same
+//! classifier on compiled tables. It never touches frame bytes: classification works
+//! on a [`FlowKey`], and the byte-level rewrite lives in `exec`.
+//!
+//! Entries live in a slab and are addressed by [`FlowId`]; each table keeps its ids in
+//! priority order. Any change to the tables bumps [`Pipeline::generation`], which is
+//! what the exact-match cache in `cache` uses to drop stale entries.
+
+use openflow::flow::{apply_actions, flags, port, Action, FlowKey, FlowMatch, Instruction};
+use openflow::{FlowSpec, PortNo};
+use std::time::{Duration, Instant};
+
+/// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
+pub const ALL_TABLES: u8 = 0xff;
+
+/// Number of tables `scd` offers by default.
+pub const DEFAULT_TABLES: u8 = 8;
+
+/// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
+pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
+
+/// Why a flow-mod was refused (each maps onto an OpenFlow error code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The table id is not one of the switch's tables.
+    #[error("table {0} does not exist")]
+    BadTableId(u8),
+    /// Goto-table must point to a later, existing table.
+    #[error("goto_table:{goto} from table {from} must name a later table below {limit}")]
+    BadGoto {
+        /// The table holding the instruction.
+        from: u8,
+        /// The table it points to.
+        goto: u8,
+        /// Number of tables.
+        limit: u8,
+    },
+    /// An add with check-overlap collided with an entry of the same priority.
+    #[error("flow overlaps an existing flow of priority {0} (check_overlap)")]
+    Overlap(u16),
+    /// The table is full.
+    #[error("table {0} is full")]
+    TableFull(u8),
+    /// An output names a port that cannot be an output.
+    #[error("output to port {0:#x} is not valid")]
+    BadOutPort(PortNo),
+    /// An instruction list with two of the same kind.
+    #[error("instruction {0} appears twice")]
+    DuplicateInstruction(&'static str),
+}
+
+/// Stable handle of an installed entry, valid until the next table change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowId(u32);
+
+/// An installed flow entry with its counters.
+#[derive(Clone, Debug)]
+pub struct FlowEntry {
+    /// What the controller asked for.
+    pub spec: FlowSpec,
+    /// When the entry was installed (or last replaced by an add).
+    pub installed: Instant,
+    /// When a packet last hit it.
+    pub last_hit: Instant,
+    /// Packets that hit it.
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+}
+
+impl FlowEntry {
+    fn outputs_to(&self, out_port: PortNo) -> bool {
+        out_port == port::ANY
+            || self.spec.instructions.iter().any(|i| match i {
+                Instruction::ApplyActions(acts) => acts
+                    .iter()
+                    .any(|a| matches!(a, Action::Output { port, .. } if *port == out_port)),
+                Instruction::GotoTable(_) => false,
+            })
+    }
+
+    /// Why and whether the entry has expired at `now`.
+    pub fn expiry(&self, now: Instant) -> Option<RemovedReason> {
+        let idle = u64::from(self.spec.idle_timeout);
+        let hard = u64::from(self.spec.hard_timeout);
+        if hard != 0 && now.saturating_duration_since(self.installed) >= Duration::from_secs(hard) {
+            return Some(RemovedReason::HardTimeout);
+        }
+        if idle != 0 && now.saturating_duration_since(self.last_hit) >= Duration::from_secs(idle) {
+            return Some(RemovedReason::IdleTimeout);
+        }
+        None
+    }
+}
+
+/// Why an entry left the table (`ofp_flow_removed_reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemovedReason {
+    /// Idle timeout.
+    IdleTimeout,
+    /// Hard timeout.
+    HardTimeout,
+    /// Deleted by a flow-mod.
+    Delete,
+}
+
+/// An entry that left the table, for flow-removed messages.
+#[derive(Clone, Debug)]
+pub struct RemovedFlow {
+    /// The entry as it was, with its final counters.
+    pub entry: FlowEntry,
+    /// Why it left.
+    pub reason: RemovedReason,
+}
+
+/// Per-table counters (`ofp_table_stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Packets looked up in this table.
+    pub lookups: u64,
+    /// Packets that hit an entry.
+    pub matched: u64,
+}
+
+#[derive(Debug, Default)]
+struct FlowTable {
+    /// Entry ids, highest priority first; among equal priorities, oldest first.
+    order: Vec<FlowId>,
+    stats: TableStats,
+}
+
+/// Which entries a modify or delete applies to.
+#[derive(Clone, Copy, Debug)]
+pub struct Selector<'a> {
+    /// Table, or [`ALL_TABLES`].
+    pub table_id: u8,
+    /// The match of the flow-mod.
+    pub matcher: &'a FlowMatch,
+    /// `Some(priority)` for the strict variants: identical match and priority.
+    pub strict_priority: Option<u16>,
+    /// Only entries whose `cookie & cookie_mask == cookie & cookie_mask`.
+    pub cookie: u64,
+    /// Mask for `cookie` (0 = any cookie).
+    pub cookie_mask: u64,
+    /// Only entries with an output to this port ([`port::ANY`] = no filter).
+    pub out_port: PortNo,
+}
+
+impl<'a> Selector<'a> {
+    /// Every entry covered by `matcher` in `table_id`, whatever its cookie or outputs.
+    pub fn loose(table_id: u8, matcher: &'a FlowMatch) -> Selector<'a> {
+        Selector {
+            table_id,
+            matcher,
+            strict_priority: None,
+            cookie: 0,
+            cookie_mask: 0,
+            out_port: port::ANY,
+        }
+    }
+
+    /// The entry with exactly this match and priority in `table_id`.
+    pub fn strict(table_id: u8, matcher: &'a FlowMatch, priority: u16) -> Selector<'a> {
+        Selector {
+            strict_priority: Some(priority),
+            ..Selector::loose(table_id, matcher)
+        }
+    }
+
+    fn selects(&self, entry: &FlowEntry) -> bool {
+        let by_match = match self.strict_priority {
+            Some(prio) => entry.spec.priority == prio && entry.spec.matcher == *self.matcher,
+            None => self.matcher.covers(&entry.spec.matcher),
+        };
+        by_match
+            && (entry.spec.cookie & self.cookie_mask) == (self.cookie & self.cookie_mask)
+            && entry.outputs_to(self.out_port)
+    }
+}
+
+/// The result of classifying one packet: its actions in execution order and the
+/// entries it hit (for counters). Reused across packets to avoid allocation.
+#[derive(Debug, Default, Clone)]
+pub struct Classification {
+    /// Every apply-actions list of every table hit, flattened in order.
+    pub actions: Vec<Action>,
+    /// Entries hit, one per table traversed.
+    pub hits: Vec<FlowId>,
+    /// Tables looked up, with whether an entry matched.
+    pub tables: Vec<(u8, bool)>,
+}
+
+impl Classification {
+    /// Empties the classification, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        self.hits.clear();
+        self.tables.clear();
+    }
+}
+
+/// The switch's tables.
+#[derive(Debug)]
+pub struct Pipeline {
+    slab: Vec<Option<FlowEntry>>,
+    free: Vec<u32>,
+    tables: Vec<FlowTable>,
+    generation: u64,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new(DEFAULT_TABLES)
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline with `n_tables` tables (at least one).
+    pub fn new(n_tables: u8) -> Pipeline {
+        Pipeline {
+            slab: Vec::new(),
+            free: Vec::new(),
+            tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
+            generation: 0,
+        }
+    }
+
+    /// A pipeline holding exactly these entries (added in order, as flow-mod adds),
+    /// with enough tables for every table id and goto they use.
+    pub fn from_flows(flows: impl IntoIterator<Item = FlowSpec>) -> Result<Pipeline, TableError> {
+        let flows: Vec<FlowSpec> = flows.into_iter().collect();
+        let max_table = flows
+            .iter()
+            .flat_map(|f| {
+                std::iter::once(f.table_id).chain(f.instructions.iter().filter_map(|i| match i {
+                    Instruction::GotoTable(t) => Some(*t),
+                    Instruction::ApplyActions(_) => None,
+                }))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut pipeline = Pipeline::new(max_table.saturating_add(1).max(DEFAULT_TABLES));
+        let now = Instant::now();
+        for flow in flows {
+            pipeline.add(flow, now)?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Number of tables.
+    pub fn n_tables(&self) -> u8 {
+        u8::try_from(self.tables.len()).unwrap_or(u8::MAX)
+    }
+
+    /// Changes whenever any entry is added, changed or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of installed entries.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(|t| t.order.len()).sum()
+    }
+
+    /// True when no entry is installed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries of one table in priority order.
+    pub fn entries(&self, table_id: u8) -> impl Iterator<Item = &FlowEntry> + '_ {
+        self.tables
+            .get(usize::from(table_id))
+            .into_iter()
+            .flat_map(|t| t.order.iter())
+            .filter_map(|id| self.entry(*id))
+    }
+
+    /// Counters of one table.
+    pub fn table_stats(&self, table_id: u8) -> Option<TableStats> {
+        self.tables.get(usize::from(table_id)).map(|t| t.stats)
+    }
+
+    /// The entry behind an id.
+    pub fn entry(&self, id: FlowId) -> Option<&FlowEntry> {
+        self.slab.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn validate(&self, spec: &FlowSpec) -> Result<(), TableError> {
+        let limit = self.n_tables();
+        if spec.table_id >= limit {
+            return Err(TableError::BadTableId(spec.table_id));
+        }
+        let (mut applies, mut gotos) = (0, 0);
+        for instruction in &spec.instructions {
+            match instruction {
+                Instruction::GotoTable(goto) => {
+                    gotos += 1;
+                    if *goto <= spec.table_id || *goto >= limit {
+                        return Err(TableError::BadGoto {
+                            from: spec.table_id,
+                            goto: *goto,
+                            limit,
+                        });
+                    }
+                }
+                Instruction::ApplyActions(actions) => {
+                    applies += 1;
+                    for action in actions {
+                        if let Action::Output { port: p, .. } = action {
+                            if *p == 0 || *p == port::ANY || *p == port::TABLE || *p == port::NORMAL
+                            {
+                                return Err(TableError::BadOutPort(*p));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if applies > 1 {
+            return Err(TableError::DuplicateInstruction("apply_actions"));
+        }
+        if gotos > 1 {
+            return Err(TableError::DuplicateInstruction("goto_table"));
+        }
+        Ok(())
+    }
+
+    /// Flow-mod add (OpenFlow 1.3 §6.4): an entry with identical match and priority is
+    /// replaced, counters and all; with `CHECK_OVERLAP`, an overlapping entry of the
+    /// same priority refuses the add.
+    pub fn add(&mut self, spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
+        self.validate(&spec)?;
+        let table = usize::from(spec.table_id);
+        if spec.flags & flags::CHECK_OVERLAP != 0 {
+            let clash = self.tables[table].order.iter().any(|id| {
+                self.entry(*id).is_some_and(|e| {
+                    e.spec.priority == spec.priority
+                        && e.spec.matcher != spec.matcher
+                        && e.spec.matcher.overlaps(&spec.matcher)
+                })
+            });
+            if clash {
+                return Err(TableError::Overlap(spec.priority));
+            }
+        }
+        let entry = FlowEntry {
+            spec,
+            installed: now,
+            last_hit: now,
+            packets: 0,
+            bytes: 0,
+        };
+        let existing = self.tables[table].order.iter().copied().find(|id| {
+            self.entry(*id).is_some_and(|e| {
+                e.spec.priority == entry.spec.priority && e.spec.matcher == entry.spec.matcher
+            })
+        });
+        self.generation += 1;
+        if let Some(id) = existing {
+            self.slab[id.0 as usize] = Some(entry);
+            return Ok(id);
+        }
+        if self.tables[table].order.len() >= MAX_ENTRIES_PER_TABLE {
+            return Err(TableError::TableFull(entry.spec.table_id));
+        }
+        let priority = entry.spec.priority;
+        let id = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(entry);
+                FlowId(slot)
+            }
+            None => {
+                let slot = u32::try_from(self.slab.len()).map_err(|_| TableError::TableFull(0))?;
+                self.slab.push(Some(entry));
+                FlowId(slot)
+            }
+        };
+        // Insert after every entry of higher or equal priority (stable for equals).
+        let order = &self.tables[table].order;
+        let slab = &self.slab;
+        let pos = order.partition_point(|other| {
+            slab[other.0 as usize]
+                .as_ref()
+                .is_some_and(|e| e.spec.priority >= priority)
+        });
+        self.tables[table].order.insert(pos, id);
+        Ok(id)
+    }
+
+    fn selected_ids(&self, selector: &Selector<'_>) -> Vec<FlowId> {
+        let tables: Vec<usize> = if selector.table_id == ALL_TABLES {
+            (0..self.tables.len()).collect()
+        } else {
+            vec![usize::from(selector.table_id)]
+        };
+        tables
+            .into_iter()
+            .filter_map(|t| self.tables.get(t))
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| self.entry(*id).is_some_and(|e| selector.selects(e)))
+            .collect()
+    }
+
+    /// Flow-mod modify / modify-strict: replaces the instructions (and, when
+    /// `reset_counts` is set, the counters) of the selected entries. Returns how many
+    /// entries changed.
+    pub fn modify(
+        &mut self,
+        selector: &Selector<'_>,
+        instructions: &[Instruction],
+        reset_counts: bool,
+    ) -> Result<usize, TableError> {
+        if selector.table_id != ALL_TABLES && selector.table_id >= self.n_tables() {
+            return Err(TableError::BadTableId(selector.table_id));
+        }
+        let ids = self.selected_ids(selector);
+        for id in &ids {
+            let Some(entry) = self.entry(*id) else {
+                continue;
+            };
+            let probe = FlowSpec {
+                instructions: instructions.to_vec(),
+                ..entry.spec.clone()
+            };
+            self.validate(&probe)?;
+        }
+        for id in &ids {
+            if let Some(entry) = self.slab[id.0 as usize].as_mut() {
+                entry.spec.instructions = instructions.to_vec();
+                if reset_counts {
+                    entry.packets = 0;
+                    entry.bytes = 0;
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.generation += 1;
+        }
+        Ok(ids.len())
+    }
+
+    /// Flow-mod delete / delete-strict: removes the selected entries.
+    pub fn delete(&mut self, selector: &Selector<'_>) -> Result<Vec<RemovedFlow>, TableError> {
+        if selector.table_id != ALL_TABLES && selector.table_id >= self.n_tables() {
+            return Err(TableError::BadTableId(selector.table_id));
+        }
+        let ids = self.selected_ids(selector);
+        Ok(self.remove_ids(&ids, |_| RemovedReason::Delete))
+    }
+
+    fn remove_ids(
+        &mut self,
+        ids: &[FlowId],
+        reason: impl Fn(&FlowEntry) -> RemovedReason,
+    ) -> Vec<RemovedFlow> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = self.slab[id.0 as usize].take() {
+                self.free.push(id.0);
+                let reason = reason(&entry);
+                removed.push(RemovedFlow { entry, reason });
+            }
+        }
+        let slab = &self.slab;
+        for table in &mut self.tables {
+            table.order.retain(|id| slab[id.0 as usize].is_some());
+        }
+        self.generation += 1;
+        removed
+    }
+
+    /// Removes every entry whose idle or hard timeout has passed.
+    pub fn expire(&mut self, now: Instant) -> Vec<RemovedFlow> {
+        let expired: Vec<FlowId> = self
+            .tables
+            .iter()
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| self.entry(*id).is_some_and(|e| e.expiry(now).is_some()))
+            .collect();
+        self.remove_ids(&expired, |e| {
+            e.expiry(now).unwrap_or(RemovedReason::HardTimeout)
+        })
+    }
+
+    /// Looks a packet up in one table: the highest-priority matching entry.
+    fn lookup(&self, table: usize, key: &FlowKey) -> Option<FlowId> {
+        self.tables[table].order.iter().copied().find(|id| {
+            self.slab[id.0 as usize]
+                .as_ref()
+                .is_some_and(|e| e.spec.matcher.matches(key))
+        })
+    }
+
+    /// Runs a packet through the tables, from table 0, following goto-table, with
+    /// each table matching on the packet as earlier apply-actions left it (OpenFlow
+    /// 1.3 §5.1). A packet that misses a table with no table-miss entry is dropped:
+    /// its classification then ends there. Counters are not touched; see [`Self::account`].
+    pub fn classify(&self, key: &FlowKey, out: &mut Classification) {
+        out.clear();
+        let mut current = *key;
+        let mut scratch = Vec::new();
+        let mut table = 0usize;
+        loop {
+            let hit = self.lookup(table, &current);
+            out.tables
+                .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
+            let Some(id) = hit else { return };
+            out.hits.push(id);
+            let Some(entry) = self.entry(id) else { return };
+            let mut next = None;
+            for instruction in &entry.spec.instructions {
+                match instruction {
+                    Instruction::ApplyActions(actions) => {
+                        out.actions.extend_from_slice(actions);
+                        scratch.clear();
+                        apply_actions(actions, &mut current, &mut scratch);
+                    }
+                    Instruction::GotoTable(t) => next = Some(usize::from(*t)),
+                }
+            }
+            match next {
+                Some(t) if t > table && t < self.tables.len() => table = t,
+                _ => return,
+            }
+        }
+    }
+
+    /// Adds one packet of `len` bytes to the counters of what it hit.
+    pub fn account(&mut self, hits: &[FlowId], tables: &[(u8, bool)], len: usize, now: Instant) {
+        for id in hits {
+            if let Some(entry) = self.slab.get_mut(id.0 as usize).and_then(Option::as_mut) {
+                entry.packets += 1;
+                entry.bytes += len as u64;
+                entry.last_hit = now;
+            }
+        }
+        for (table, matched) in tables {
+            if let Some(t) = self.tables.get_mut(usize::from(*table)) {
+                t.stats.lookups += 1;
+                t.stats.matched += u64::from(*matched);
+            }
+        }
+    }
+
+    /// The packets that leave, by output port, when `key` enters the pipeline:
+    /// classification plus the abstract meaning of the actions. Reserved ports are
+    /// reported as they are (`IN_PORT`, `CONTROLLER`, `FLOOD`...). Pure: no counters.
+    pub fn simulate(&self, key: &FlowKey) -> Vec<(PortNo, FlowKey)> {
+        let mut classification = Classification::default();
+        self.classify(key, &mut classification);
+        let mut current = *key;
+        let mut out = Vec::new();
+        apply_actions(&classification.actions, &mut current, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openflow::flow::{Field, FlowMatch};
+
+    fn key(in_port: u32, dst: u32) -> FlowKey {
+        FlowKey {
+            in_port,
+            eth_type: 0x800,
+            ipv4_dst: dst,
+            ..FlowKey::default()
+        }
+    }
+
+    fn out(p: u32) -> Vec<Action> {
+        vec![Action::output(p)]
+    }
+
+    #[test]
+    fn highest_priority_wins_and_miss_drops() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let ip = FlowMatch::any().with(Field::EthType, 0x800);
+        p.add(FlowSpec::new(0, 10, ip, out(1)), now).unwrap();
+        p.add(
+            FlowSpec::new(0, 20, ip.with_prefix32(Field::Ipv4Dst, 5, 32), out(2)),
+            now,
+        )
+        .unwrap();
+        assert_eq!(p.simulate(&key(9, 5))[0].0, 2);
+        assert_eq!(p.simulate(&key(9, 6))[0].0, 1);
+        let arp = FlowKey {
+            eth_type: 0x806,
+            ..FlowKey::default()
+        };
+        assert!(p.simulate(&arp).is_empty());
+    }
+
+    #[test]
+    fn goto_matches_rewritten_packet() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::set(Field::Ipv4Dst, 7)]);
+        first.instructions.push(Instruction::GotoTable(3));
+        p.add(first, now).unwrap();
+        p.add(
+            FlowSpec::new(3, 1, FlowMatch::any().with(Field::Ipv4Dst, 7), out(4)),
+            now,
+        )
+        .unwrap();
+        let result = p.simulate(&key(1, 1));
+        assert_eq!(result.len(), 1);
+        assert_eq!(result[0].0, 4);
+        assert_eq!(result[0].1.ipv4_dst, 7);
+    }
+
+    #[test]
+    fn backward_goto_is_refused() {
+        let mut spec = FlowSpec::new(2, 1, FlowMatch::any(), vec![]);
+        spec.instructions.push(Instruction::GotoTable(1));
+        let err = Pipeline::default().add(spec, Instant::now()).unwrap_err();
+        assert!(matches!(err, TableError::BadGoto { .. }));
+    }
+
+    #[test]
+    fn add_replaces_identical_and_check_overlap_refuses() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let m = FlowMatch::any().with(Field::InPort, 1);
+        p.add(FlowSpec::new(0, 5, m, out(1)), now).unwrap();
+        p.add(FlowSpec::new(0, 5, m, out(2)), now).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p.simulate(&key(1, 0))[0].0, 2);
+        let mut overlapping =
+            FlowSpec::new(0, 5, FlowMatch::any().with(Field::EthType, 0x800), out(3));
+        overlapping.flags = flags::CHECK_OVERLAP;
+        assert_eq!(p.add(overlapping, now), Err(TableError::Overlap(5)));
+    }
+
+    #[test]
+    fn delete_and_modify_select_by_cover_cookie_and_out_port() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        for (i, port) in [(1u32, 10u32), (2, 20), (3, 10)] {
+            let mut spec = FlowSpec::new(
+                0,
+                1,
+                FlowMatch::any().with(Field::InPort, i.into()),
+                out(port),
+            );
+            spec.cookie = u64::from(i);
+            p.add(spec, now).unwrap();
+        }
+        let gen = p.generation();
+        let any = FlowMatch::any();
+        let mut by_port = Selector::loose(ALL_TABLES, &any);
+        by_port.out_port = 10;
+        assert_eq!(p.delete(&by_port).unwrap().len(), 2);
+        assert!(p.generation() > gen);
+        assert_eq!(p.len(), 1);
+        let mut by_cookie = Selector::loose(0, &any);
+        by_cookie.cookie = 2;
+        by_cookie.cookie_mask = u64::MAX;
+        let changed = p
+            .modify(&by_cookie, &[Instruction::ApplyActions(out(30))], false)
+            .unwrap();
+        assert_eq!(changed, 1);
+        assert_eq!(p.simulate(&key(2, 0))[0].0, 30);
+        let m = FlowMatch::any().with(Field::InPort, 2);
+        assert_eq!(p.delete(&Selector::strict(0, &m, 2)).unwrap().len(), 0);
+        assert_eq!(p.delete(&Selector::strict(0, &m, 1)).unwrap().len(), 1);
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn timeouts_expire_entries() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let mut idle = FlowSpec::new(0, 1, FlowMatch::any().with(Field::InPort, 1), out(1));
+        idle.idle_timeout = 2;
+        let mut hard = FlowSpec::new(0, 1, FlowMatch::any().with(Field::InPort, 2), out(1));
+        hard.hard_timeout = 5;
+        let idle_id = p.add(idle, now).unwrap();
+        p.add(hard, now).unwrap();
+        p.account(&[idle_id], &[(0, true)], 100, now + Duration::from_secs(1));
+        assert!(p.expire(now + Duration::from_secs(2)).is_empty());
+        let gone = p.expire(now + Duration::from_secs(3));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, RemovedReason::IdleTimeout);
+        assert_eq!(gone[0].entry.packets, 1);
+        assert_eq!(gone[0].entry.bytes, 100);
+        let gone = p.expire(now + Duration::from_secs(5));
+        assert_eq!(gone[0].reason, RemovedReason::HardTimeout);
+        assert_eq!(p.table_stats(0).unwrap().lookups, 1);
+    }
+}
