@@ -5,4 +5,6 @@
 //! controller's tests run compiled tables through the very classifier `scd` uses.
 //! The daemon parts (ports, the switch loop, metrics) are thin shells around it.
 
+pub mod exec;
+pub mod packet;
 pub mod table;
