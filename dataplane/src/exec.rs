@@ -7,7 +7,7 @@
 //! copy. It never allocates and never knows what a port is.
 
 use crate::packet::{Layout, ETH_HLEN, VLAN_TAG_LEN};
-use openflow::flow::{ethertype, ipproto, Action, Field, PortNo, VLAN_PRESENT};
+use openflow::flow::{ethertype, ipproto, Action, Field, PortNo};
 
 /// Bytes kept free in front of every frame so a VLAN tag can be pushed in place.
 pub const HEADROOM: usize = 8;
@@ -315,6 +315,7 @@ mod tests {
     use super::*;
     use crate::packet::tests::{l4_checksum_v4, udp_frame};
     use crate::packet::{checksum_add, checksum_finish, parse};
+    use openflow::flow::VLAN_PRESENT;
     use proptest::prelude::*;
 
     fn ip_header_ok(ip: &[u8]) -> bool {

@@ -5,6 +5,8 @@
 //! controller's tests run compiled tables through the very classifier `scd` uses.
 //! The daemon parts (ports, the switch loop, metrics) are thin shells around it.
 
+pub mod arp;
+pub mod cache;
 pub mod exec;
 pub mod packet;
 pub mod table;
