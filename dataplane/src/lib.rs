@@ -7,6 +7,7 @@
 
 pub mod arp;
 pub mod cache;
+pub mod config;
 pub mod exec;
 pub mod packet;
 pub mod table;

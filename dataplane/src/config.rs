@@ -1,0 +1,430 @@
+//! The host configuration file of `scd` (TOML), documented in `docs/scd-config.md`.
+//!
+//! This module owns reading and validating the file: every error names the field and
+//! the line it is on, and a file that fails validation is never half-applied. It does
+//! not open devices or sockets.
+
+use openflow::flow::{Mac, PortNo};
+use serde::Deserialize;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A configuration error, with its position when it has one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a field of the wrong type or name.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A field has a value that is well-formed but not acceptable.
+    #[error("{path}:{line}: `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The field, as written in the file.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A datapath id, written as an integer or as a hex string such as `"0x1"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum DatapathIdText {
+    Number(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    datapath_id: Spanned<DatapathIdText>,
+    name: Option<String>,
+    overlay: RawOverlay,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    flows: RawFlows,
+    #[serde(default, rename = "port")]
+    ports: Vec<RawPort>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    prefix: Spanned<String>,
+    gateway_mac: Spanned<String>,
+    #[serde(default = "yes")]
+    arp_responder: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlows {
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPort {
+    number: Spanned<u32>,
+    name: Spanned<String>,
+    #[serde(rename = "type", default = "tap")]
+    kind: Spanned<String>,
+    #[serde(default = "yes")]
+    create: bool,
+    mtu: Option<Spanned<u32>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn tap() -> Spanned<String> {
+    Spanned::new(0..0, "tap".to_string())
+}
+
+/// How a port is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortKind {
+    /// A TAP device whose other end is a VM (or a test namespace).
+    Tap,
+}
+
+/// One configured port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// OpenFlow port number.
+    pub number: PortNo,
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// Kind of port.
+    pub kind: PortKind,
+    /// True: `scd` creates the device and removes it on exit. False: attach to an
+    /// existing persistent device and leave it in place.
+    pub create: bool,
+    /// MTU to set, if any.
+    pub mtu: Option<u32>,
+}
+
+/// A validated host configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    /// OpenFlow datapath id.
+    pub datapath_id: u64,
+    /// Human name of the host (for logs and metrics).
+    pub name: String,
+    /// Overlay network address.
+    pub overlay_network: Ipv4Addr,
+    /// Overlay prefix length.
+    pub overlay_prefix_len: u8,
+    /// The anycast gateway MAC every host answers ARP with.
+    pub gateway_mac: Mac,
+    /// Whether the ARP responder runs.
+    pub arp_responder: bool,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Static flows file (ovs-ofctl syntax), resolved against the config's directory.
+    pub flows_file: Option<PathBuf>,
+    /// Ports.
+    pub ports: Vec<PortConfig>,
+}
+
+/// Longest interface name Linux accepts.
+pub const IFNAMSIZ_MAX: usize = 15;
+
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+impl HostConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        HostConfig::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` is used in errors and to resolve the
+    /// flows file.
+    pub fn parse(text: &str, path: &Path) -> Result<HostConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| {
+                    let line = line_of(text, &s);
+                    let line_start = text[..s.start.min(text.len())]
+                        .rfind('\n')
+                        .map_or(0, |i| i + 1);
+                    (line, s.start - line_start + 1)
+                })
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let invalid = |span: &Range<usize>, field: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, span),
+            field: field.to_string(),
+            message,
+        };
+
+        let datapath_id = match raw.datapath_id.get_ref() {
+            DatapathIdText::Number(n) => *n,
+            DatapathIdText::Text(t) => {
+                let digits = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
+                let parsed = match digits {
+                    Some(hex) => u64::from_str_radix(&hex.replace(':', ""), 16),
+                    None => t.parse(),
+                };
+                parsed.map_err(|_| {
+                    invalid(
+                        &raw.datapath_id.span(),
+                        "datapath_id",
+                        format!("`{t}` is not a 64-bit number (write 42 or \"0x2a\")"),
+                    )
+                })?
+            }
+        };
+
+        let prefix = raw.overlay.prefix.get_ref();
+        let (net, len) = parse_prefix(prefix).ok_or_else(|| {
+            invalid(
+                &raw.overlay.prefix.span(),
+                "overlay.prefix",
+                format!("`{prefix}` is not an IPv4 prefix such as 100.64.0.0/10"),
+            )
+        })?;
+        let gateway_mac: Mac = raw.overlay.gateway_mac.get_ref().parse().map_err(|e| {
+            invalid(
+                &raw.overlay.gateway_mac.span(),
+                "overlay.gateway_mac",
+                format!("{e}"),
+            )
+        })?;
+        if gateway_mac.is_multicast() {
+            return Err(invalid(
+                &raw.overlay.gateway_mac.span(),
+                "overlay.gateway_mac",
+                format!("{gateway_mac} is a group address; use a unicast, locally administered MAC such as 02:5c:00:00:00:01"),
+            ));
+        }
+
+        let metrics_listen = match &raw.metrics.listen {
+            None => None,
+            Some(listen) => Some(listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    &listen.span(),
+                    "metrics.listen",
+                    format!(
+                        "`{}` is not an address:port such as 127.0.0.1:9464",
+                        listen.get_ref()
+                    ),
+                )
+            })?),
+        };
+
+        let mut ports = Vec::with_capacity(raw.ports.len());
+        for p in &raw.ports {
+            let number = *p.number.get_ref();
+            if number == 0 || number > openflow::flow::port::MAX {
+                return Err(invalid(
+                    &p.number.span(),
+                    "port.number",
+                    format!("{number} is not a valid OpenFlow port number (1..=0xffffff00)"),
+                ));
+            }
+            if ports.iter().any(|q: &PortConfig| q.number == number) {
+                return Err(invalid(
+                    &p.number.span(),
+                    "port.number",
+                    format!("port number {number} is used twice"),
+                ));
+            }
+            let name = p.name.get_ref();
+            if name.is_empty() || name.len() > IFNAMSIZ_MAX || name.contains(['/', ' ', '\0']) {
+                return Err(invalid(
+                    &p.name.span(),
+                    "port.name",
+                    format!("`{name}` is not an interface name (1..=15 bytes, no '/' or spaces)"),
+                ));
+            }
+            if ports.iter().any(|q: &PortConfig| &q.name == name) {
+                return Err(invalid(
+                    &p.name.span(),
+                    "port.name",
+                    format!("interface `{name}` is used twice"),
+                ));
+            }
+            let kind = match p.kind.get_ref().as_str() {
+                "tap" => PortKind::Tap,
+                other => {
+                    return Err(invalid(
+                        &p.kind.span(),
+                        "port.type",
+                        format!("unknown port type `{other}` (expected \"tap\")"),
+                    ))
+                }
+            };
+            let mtu = match &p.mtu {
+                Some(m) if !(68..=65_535).contains(m.get_ref()) => {
+                    return Err(invalid(
+                        &m.span(),
+                        "port.mtu",
+                        format!("{} is outside 68..=65535", m.get_ref()),
+                    ))
+                }
+                Some(m) => Some(*m.get_ref()),
+                None => None,
+            };
+            ports.push(PortConfig {
+                number,
+                name: name.clone(),
+                kind,
+                create: p.create,
+                mtu,
+            });
+        }
+
+        let flows_file = raw.flows.file.as_ref().map(|f| {
+            let f = PathBuf::from(f);
+            if f.is_absolute() {
+                f
+            } else {
+                path.parent().unwrap_or(Path::new(".")).join(f)
+            }
+        });
+
+        Ok(HostConfig {
+            datapath_id,
+            name: raw.name.unwrap_or_else(|| format!("dp{datapath_id:x}")),
+            overlay_network: Ipv4Addr::from(net),
+            overlay_prefix_len: len,
+            gateway_mac,
+            arp_responder: raw.overlay.arp_responder,
+            metrics_listen,
+            flows_file,
+            ports,
+        })
+    }
+}
+
+/// Parses `a.b.c.d/len` into the masked network and its length.
+pub fn parse_prefix(text: &str) -> Option<(u32, u8)> {
+    let (addr, len) = text.split_once('/')?;
+    let addr: Ipv4Addr = addr.trim().parse().ok()?;
+    let len: u8 = len.trim().parse().ok()?;
+    if len > 32 {
+        return None;
+    }
+    Some((u32::from(addr) & openflow::flow::prefix_mask32(len), len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+datapath_id = "0x2a"
+name = "host-a"
+
+[overlay]
+prefix = "100.64.0.0/10"
+gateway_mac = "02:5c:00:00:00:01"
+
+[metrics]
+listen = "127.0.0.1:9464"
+
+[flows]
+file = "static.flows"
+
+[[port]]
+number = 1
+name = "tap-web1"
+
+[[port]]
+number = 2
+name = "tap-db1"
+create = false
+mtu = 1420
+"#;
+
+    #[test]
+    fn parses_the_annotated_example_shape() {
+        let c = HostConfig::parse(GOOD, Path::new("/etc/scd/host.toml")).unwrap();
+        assert_eq!(c.datapath_id, 42);
+        assert_eq!(c.overlay_network, Ipv4Addr::new(100, 64, 0, 0));
+        assert_eq!(c.overlay_prefix_len, 10);
+        assert_eq!(c.ports.len(), 2);
+        assert!(c.ports[0].create && !c.ports[1].create);
+        assert_eq!(c.ports[1].mtu, Some(1420));
+        assert_eq!(c.flows_file, Some(PathBuf::from("/etc/scd/static.flows")));
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/host-a.toml");
+        HostConfig::load(Path::new(path)).unwrap();
+    }
+
+    fn error_of(text: &str) -> String {
+        HostConfig::parse(text, Path::new("h.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_field_and_line() {
+        let e = error_of(&GOOD.replace("100.64.0.0/10", "100.64.0.0/33"));
+        assert!(e.starts_with("h.toml:6: `overlay.prefix`"), "{e}");
+        let e = error_of(&GOOD.replace("number = 2", "number = 1"));
+        assert!(
+            e.contains(":20: `port.number`: port number 1 is used twice"),
+            "{e}"
+        );
+        let e = error_of(&GOOD.replace("name = \"host-a\"", "nmae = \"host-a\""));
+        assert!(e.starts_with("h.toml:3:1: unknown field `nmae`"), "{e}");
+        let e = error_of(&GOOD.replace("mtu = 1420", "mtu = \"big\""));
+        assert!(e.starts_with("h.toml:23:7: invalid type"), "{e}");
+        let e = error_of(&GOOD.replace("02:5c:00:00:00:01", "03:5c:00:00:00:01"));
+        assert!(
+            e.contains("`overlay.gateway_mac`: 03:5c:00:00:00:01 is a group address"),
+            "{e}"
+        );
+        let e = error_of(&GOOD.replace("tap-db1", "a-name-that-is-too-long"));
+        assert!(e.contains(":21: `port.name`"), "{e}");
+    }
+}
