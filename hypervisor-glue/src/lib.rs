@@ -1,2 +1,22 @@
-//! Thin QEMU driver over QMP for live migration (not implemented yet; see issue 10).
+//! Thin QEMU driver over QMP for supercloud live migration.
+//!
+//! Owns the hypervisor side of a migration: talking QMP to QEMU ([`qmp`]),
+//! the typed commands it uses ([`commands`]), starting and stopping QEMU
+//! processes ([`qemu`]) and running a migration to completion or safe failure
+//! ([`migration`]). It must never program the network (the controller and the
+//! switch own that), never signal a process it did not start or was not given by
+//! PID, and carries no unsafe code.
 #![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod migration;
+pub mod qemu;
+pub mod qmp;
+
+#[cfg(test)]
+mod fake;
+
+pub use commands::{MigrationInfo, MigrationParameters, MigrationStatus, RunState, StatusInfo};
+pub use migration::{migrate, MigrationError, MigrationOptions, MigrationReport};
+pub use qemu::{Incoming, QemuConfig, QemuError, QemuProcess, TapNic};
+pub use qmp::{EventKind, QmpClient, QmpError, QmpEvent};

@@ -1,0 +1,370 @@
+//! `scvm`: the operator's CLI over the hypervisor glue.
+//!
+//! Owns argument parsing and printing only; every action is a library call.
+//! It must never signal a process other than the PID it is given or starts,
+//! and never touch the network.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use hypervisor_glue::commands::{QueryMigrate, QueryStatus, Quit, Raw};
+use hypervisor_glue::migration::{self, MigrationOptions};
+use hypervisor_glue::qemu::signal_pid;
+use hypervisor_glue::{Incoming, MigrationParameters, QemuConfig, QmpClient, TapNic};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scvm",
+    version,
+    about = "Start, watch and live-migrate QEMU VMs over QMP"
+)]
+struct Cli {
+    /// Per-command QMP timeout, in seconds.
+    #[arg(long, global = true, default_value_t = 10)]
+    qmp_timeout: u64,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start a TCG guest in the background and print its PID.
+    Start(Box<StartArgs>),
+    /// Live-migrate the VM behind a QMP socket to a listening destination.
+    Migrate {
+        /// The source QEMU's QMP socket.
+        #[arg(long)]
+        from: PathBuf,
+        /// Destination, e.g. tcp:100.64.0.2:4444.
+        #[arg(long)]
+        to_uri: String,
+        /// Maximum tolerated downtime, in ms.
+        #[arg(long)]
+        downtime_ms: Option<u64>,
+        /// Bandwidth cap, in bytes per second.
+        #[arg(long)]
+        max_bandwidth: Option<u64>,
+        /// Give up and cancel after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// On a destination started with `--incoming defer`: listen on URI.
+    Incoming {
+        /// The destination QEMU's QMP socket.
+        qmp: PathBuf,
+        /// e.g. tcp:0.0.0.0:4444.
+        uri: String,
+    },
+    /// Show run state and migration state.
+    Status {
+        /// QMP socket.
+        qmp: PathBuf,
+    },
+    /// Print events as JSON lines.
+    Events {
+        /// QMP socket.
+        qmp: PathBuf,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// Run any QMP command; prints its return value as JSON.
+    Qmp {
+        /// QMP socket.
+        qmp: PathBuf,
+        /// Command name, e.g. query-version.
+        command: String,
+        /// Arguments as a JSON object.
+        args: Option<String>,
+    },
+    /// Stop a VM: `quit` over QMP, or SIGTERM (then SIGKILL) to a PID.
+    Stop {
+        /// QMP socket to send `quit` to.
+        #[arg(long, conflicts_with = "pid", required_unless_present = "pid")]
+        qmp: Option<PathBuf>,
+        /// PID to signal.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// Seconds to wait after SIGTERM before SIGKILL.
+        #[arg(long, default_value_t = 5)]
+        grace: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct StartArgs {
+    /// VM name.
+    #[arg(long)]
+    name: String,
+    /// Kernel image.
+    #[arg(long, default_value = "target/guest/vmlinuz")]
+    kernel: PathBuf,
+    /// Initramfs.
+    #[arg(long, default_value = "target/guest/initramfs.cpio.gz")]
+    initrd: PathBuf,
+    /// Kernel command line, e.g. "sc.ip=100.64.1.10/16 sc.gw=100.64.0.1".
+    #[arg(long, default_value = "")]
+    append: String,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 128)]
+    memory: u32,
+    /// Existing TAP to attach a virtio-net NIC to.
+    #[arg(long, requires = "mac")]
+    tap: Option<String>,
+    /// Guest MAC.
+    #[arg(long)]
+    mac: Option<String>,
+    /// QMP socket path to create.
+    #[arg(long)]
+    qmp: PathBuf,
+    /// Serial console log.
+    #[arg(long)]
+    serial: PathBuf,
+    /// QEMU's stdout/stderr log.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Destination mode: tcp:HOST:PORT or defer.
+    #[arg(long)]
+    incoming: Option<String>,
+    /// Network namespace to run in.
+    #[arg(long)]
+    netns: Option<String>,
+    /// Emulator binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: PathBuf,
+}
+
+fn parse_incoming(s: &str) -> Result<Incoming> {
+    if s == "defer" {
+        return Ok(Incoming::Defer);
+    }
+    match s.strip_prefix("tcp:") {
+        Some(addr) if addr.contains(':') => Ok(Incoming::Tcp(addr.to_owned())),
+        _ => bail!("--incoming must be tcp:HOST:PORT or defer, got {s:?}"),
+    }
+}
+
+async fn connect(path: &PathBuf, timeout: Duration) -> Result<QmpClient> {
+    QmpClient::connect(path, timeout)
+        .await
+        .with_context(|| format!("connecting to QMP at {}", path.display()))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let t = Duration::from_secs(cli.qmp_timeout);
+    match cli.cmd {
+        Cmd::Start(a) => start(*a, t).await,
+        Cmd::Migrate {
+            from,
+            to_uri,
+            downtime_ms,
+            max_bandwidth,
+            timeout,
+            json,
+        } => {
+            let client = connect(&from, t).await?;
+            let opts = MigrationOptions {
+                parameters: MigrationParameters {
+                    downtime_limit: downtime_ms,
+                    max_bandwidth,
+                    ..Default::default()
+                },
+                timeout: Duration::from_secs(timeout),
+                ..Default::default()
+            };
+            match migration::migrate(&client, &to_uri, &opts).await {
+                Ok(report) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report)?);
+                    } else {
+                        println!("{}", report.summary());
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if let (true, Some(r)) = (json, e.report()) {
+                        println!("{}", serde_json::to_string_pretty(r)?);
+                    }
+                    Err(e).context("migration did not complete")
+                }
+            }
+        }
+        Cmd::Incoming { qmp, uri } => {
+            let client = connect(&qmp, t).await?;
+            migration::start_incoming(&client, &uri)
+                .await
+                .with_context(|| format!("migrate-incoming {uri}"))?;
+            println!("listening for the incoming migration on {uri}");
+            Ok(())
+        }
+        Cmd::Status { qmp } => {
+            let client = connect(&qmp, t).await?;
+            let st = client.execute(&QueryStatus).await?;
+            let mig = client.execute(&QueryMigrate).await?;
+            let g = &client.greeting().version;
+            println!("qemu {}.{}.{}", g.major, g.minor, g.micro);
+            println!("running {} ({:?})", st.running, st.status);
+            match mig.status {
+                None => println!("migration none"),
+                Some(s) => {
+                    let ms = |v: Option<i64>| v.map_or("-".into(), |v| format!("{v} ms"));
+                    println!(
+                        "migration {s} total={} downtime={} transferred={}",
+                        ms(mig.total_time),
+                        ms(mig.downtime),
+                        mig.ram
+                            .as_ref()
+                            .map_or("-".into(), |r| format!("{} B", r.transferred))
+                    );
+                    if let Some(e) = mig.error_desc {
+                        println!("migration error: {e}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Cmd::Events {
+            qmp,
+            count,
+            duration,
+        } => {
+            let client = connect(&qmp, t).await?;
+            let mut rx = client.subscribe();
+            let end = duration.map(|d| Instant::now() + Duration::from_secs(d));
+            let mut seen = 0usize;
+            while count.is_none_or(|c| seen < c) {
+                let left = end.map(|e| e.saturating_duration_since(Instant::now()));
+                let next = match left {
+                    Some(l) => match tokio::time::timeout(l, rx.recv()).await {
+                        Ok(r) => r,
+                        Err(_) => break,
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
+                    Ok(ev) => {
+                        println!("{}", serde_json::to_string(&ev)?);
+                        seen += 1;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("scvm: missed {n} events");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        bail!("QMP connection closed")
+                    }
+                }
+                if client.is_closed() {
+                    bail!("QMP connection closed");
+                }
+            }
+            Ok(())
+        }
+        Cmd::Qmp { qmp, command, args } => {
+            let client = connect(&qmp, t).await?;
+            let raw = match args {
+                Some(a) => Raw::with_args(
+                    &command,
+                    serde_json::from_str(&a).context("arguments must be a JSON object")?,
+                ),
+                None => Raw::new(&command),
+            };
+            let v = client.execute(&raw).await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Cmd::Stop { qmp, pid, grace } => {
+            if let Some(qmp) = qmp {
+                let client = connect(&qmp, t).await?;
+                match client.execute(&Quit).await {
+                    // QEMU may close the socket before or right after the reply.
+                    Ok(_) | Err(hypervisor_glue::QmpError::Disconnected(_)) => {}
+                    Err(e) => return Err(e).context("quit"),
+                }
+                println!("quit sent");
+                return Ok(());
+            }
+            let pid = pid.context("--pid or --qmp is required")?;
+            stop_pid(pid, Duration::from_secs(grace)).await
+        }
+    }
+}
+
+async fn stop_pid(pid: u32, grace: Duration) -> Result<()> {
+    use rustix::process::Signal;
+    signal_pid(pid, Signal::TERM).with_context(|| format!("SIGTERM to {pid}"))?;
+    let end = Instant::now() + grace;
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    while alive() && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive() {
+        signal_pid(pid, Signal::KILL).with_context(|| format!("SIGKILL to {pid}"))?;
+        println!("killed {pid}");
+    } else {
+        println!("stopped {pid}");
+    }
+    Ok(())
+}
+
+async fn start(a: StartArgs, t: Duration) -> Result<()> {
+    let mut cfg = QemuConfig::new(&a.name, a.kernel, a.initrd, a.qmp.clone(), a.serial);
+    cfg.binary = a.qemu;
+    cfg.append = a.append;
+    cfg.memory_mib = a.memory;
+    cfg.stderr_log = a.log;
+    cfg.netns = a.netns;
+    cfg.incoming = a.incoming.as_deref().map(parse_incoming).transpose()?;
+    if let (Some(ifname), Some(mac)) = (a.tap, a.mac) {
+        cfg.nic = Some(TapNic { ifname, mac });
+    }
+    for f in [&cfg.kernel, &cfg.initrd] {
+        if !f.exists() {
+            bail!(
+                "{} does not exist (build the guest with scripts/build-guest.sh)",
+                f.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&cfg.qmp_socket);
+    let mut child = cfg
+        .std_command()?
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.binary.display()))?;
+    let pid = child.id();
+    // Confirm QMP comes up, so a bad command line fails here and not later.
+    let end = Instant::now() + t;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("QEMU (pid {pid}) exited at once with {status}; see its log");
+        }
+        if QmpClient::connect(&a.qmp, t).await.is_ok() {
+            break;
+        }
+        if Instant::now() >= end {
+            bail!(
+                "QEMU (pid {pid}) started but QMP at {} did not answer",
+                a.qmp.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("pid={pid} qmp={}", a.qmp.display());
+    Ok(())
+}
