@@ -6,7 +6,7 @@
 //! that point, so `set, output, set, output` sends two different frames without a
 //! copy. It never allocates and never knows what a port is.
 
-use crate::packet::{Layout, ETH_HLEN, VLAN_TAG_LEN};
+use crate::packet::{checksum_finish, low16, Layout, ETH_HLEN, VLAN_TAG_LEN};
 use openflow::flow::{ethertype, ipproto, Action, Field, PortNo};
 
 /// Bytes kept free in front of every frame so a VLAN tag can be pushed in place.
@@ -109,16 +109,12 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 /// RFC 1624 eqn. 3: the checksum after a 16-bit word changed from `old` to `new`.
 fn csum_update16(check: u16, old: u16, new: u16) -> u16 {
-    let mut sum = u32::from(!check) + u32::from(!old) + u32::from(new);
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    checksum_finish(u32::from(!check) + u32::from(!old) + u32::from(new))
 }
 
 fn csum_update32(check: u16, old: u32, new: u32) -> u16 {
     let c = csum_update16(check, (old >> 16) as u16, (new >> 16) as u16);
-    csum_update16(c, old as u16, new as u16)
+    csum_update16(c, low16(old), low16(new))
 }
 
 fn eth_type_of(b: &[u8], layout: &Layout) -> u16 {
@@ -314,7 +310,7 @@ fn dec_ttl(b: &mut [u8], layout: &Layout) -> bool {
 mod tests {
     use super::*;
     use crate::packet::tests::{l4_checksum_v4, udp_frame};
-    use crate::packet::{checksum_add, checksum_finish, parse};
+    use crate::packet::{checksum_add, parse};
     use openflow::flow::VLAN_PRESENT;
     use proptest::prelude::*;
 

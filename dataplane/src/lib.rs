@@ -9,5 +9,8 @@ pub mod arp;
 pub mod cache;
 pub mod config;
 pub mod exec;
+pub mod metrics;
 pub mod packet;
+pub mod switch;
 pub mod table;
+pub mod tap;

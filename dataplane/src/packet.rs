@@ -481,7 +481,13 @@ pub fn checksum_finish(mut sum: u32) -> u16 {
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    !(sum as u16)
+    !low16(sum)
+}
+
+/// The low 16 bits of a word.
+pub fn low16(word: u32) -> u16 {
+    let b = word.to_be_bytes();
+    u16::from_be_bytes([b[2], b[3]])
 }
 
 /// Writes a correct IPv4 header checksum for the header at the start of `ip`.

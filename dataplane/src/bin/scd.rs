@@ -1,2 +1,171 @@
-//! `scd`: the switch daemon.
-fn main() {}
+//! `scd`: the switch daemon. A thin shell: it reads the host configuration, opens the
+//! ports, loads static flows, serves metrics, handles signals, and hands the rest to
+//! the switch loop of the `dataplane` library.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use dataplane::arp::ArpResponder;
+use dataplane::config::{HostConfig, PortKind};
+use dataplane::switch::{Switch, SwitchHandle};
+use dataplane::table::{Pipeline, Selector, ALL_TABLES};
+use dataplane::tap::Tap;
+use openflow::flow::FlowMatch;
+use openflow::FlowSpec;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(name = "scd", version, about = "The supercloud per-host switch daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the switch with a host configuration file.
+    Run {
+        /// Host configuration (TOML); see docs/scd-config.md.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a host configuration file (and its static flows) and exit.
+    CheckConfig {
+        /// Host configuration (TOML).
+        config: PathBuf,
+    },
+}
+
+fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read flows file {}", path.display()))?;
+    let flows = openflow::text::parse_flows(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    // Refuse a file the tables would refuse, before anything is installed.
+    Pipeline::from_flows(flows.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(flows)
+}
+
+fn load(config: &Path) -> Result<(HostConfig, Vec<FlowSpec>)> {
+    let cfg = HostConfig::load(config)?;
+    let flows = match &cfg.flows_file {
+        Some(f) => load_flows(f)?,
+        None => Vec::new(),
+    };
+    Ok((cfg, flows))
+}
+
+/// Replaces every flow with the file's, leaving the tables untouched if it is bad.
+fn reload(handle: &SwitchHandle, path: &Path) {
+    match load_flows(path) {
+        Err(e) => error!("flows not reloaded, tables unchanged: {e:#}"),
+        Ok(flows) => {
+            let n = flows.len();
+            let result = handle.call(move |p, now| {
+                let any = FlowMatch::any();
+                p.delete(&Selector::loose(ALL_TABLES, &any))?;
+                for f in flows {
+                    p.add(f, now)?;
+                }
+                Ok::<_, dataplane::table::TableError>(())
+            });
+            match result {
+                Ok(Ok(())) => info!(flows = n, file = %path.display(), "static flows reloaded"),
+                Ok(Err(e)) => error!("flows reload failed midway: {e}"),
+                Err(e) => error!("flows reload: {e}"),
+            }
+        }
+    }
+}
+
+fn run(config_path: &Path) -> Result<()> {
+    let (cfg, flows) = load(config_path)?;
+    let mut ports = Vec::with_capacity(cfg.ports.len());
+    for p in &cfg.ports {
+        let tap = match (p.kind, p.create) {
+            (PortKind::Tap, true) => Tap::create(&p.name),
+            (PortKind::Tap, false) => Tap::attach(&p.name),
+        }
+        .with_context(|| format!("port {} ({})", p.number, p.name))?;
+        tap.configure(p.mtu)
+            .with_context(|| format!("port {} ({}): bring up", p.number, p.name))?;
+        info!(port = p.number, name = %p.name, created = p.create, "port ready");
+        ports.push((p.number, tap));
+    }
+    let arp = cfg.arp_responder.then(|| {
+        ArpResponder::new(
+            cfg.overlay_network.into(),
+            cfg.overlay_prefix_len,
+            cfg.gateway_mac,
+        )
+    });
+    let n_flows = flows.len();
+    let pipeline = Pipeline::from_flows(flows)?;
+    let mut switch = Switch::new(cfg.datapath_id, ports, arp, pipeline)?;
+    let handle = switch.handle();
+    info!(dpid = format_args!("{:016x}", cfg.datapath_id), host = %cfg.name, flows = n_flows, "scd started");
+
+    if let Some(addr) = cfg.metrics_listen {
+        let bound = dataplane::metrics::serve(addr, handle.clone(), cfg.name.clone())
+            .with_context(|| format!("metrics listener on {addr}"))?;
+        info!(%bound, "metrics at http://{bound}/metrics");
+    }
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let signal_handle = handle.clone();
+    let flows_file = cfg.flows_file.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP => match &flows_file {
+                        Some(f) => reload(&signal_handle, f),
+                        None => warn!("SIGHUP: no flows file configured, nothing to reload"),
+                    },
+                    _ => {
+                        info!(signal = sig, "shutting down");
+                        signal_handle.stop();
+                        break;
+                    }
+                }
+            }
+        })?;
+
+    switch.run(&AtomicBool::new(false))?;
+    drop(switch);
+    info!("scd stopped; created TAP devices removed");
+    Ok(())
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { config } => run(&config),
+        Command::CheckConfig { config } => load(&config).and_then(|(cfg, flows)| {
+            if cfg.ports.is_empty() {
+                bail!("{}: no [[port]] configured", config.display());
+            }
+            println!(
+                "{}: ok ({} ports, {} static flows)",
+                config.display(),
+                cfg.ports.len(),
+                flows.len()
+            );
+            Ok(())
+        }),
+    };
+    if let Err(e) = result {
+        eprintln!("scd: error: {e:#}");
+        std::process::exit(2);
+    }
+}
