@@ -1,0 +1,655 @@
+//! End-to-end live migration of a real QEMU guest (TCG) between two "hosts"
+//! (network namespaces), with a TCP connection from a third namespace that must
+//! survive with its bytes intact; and a migration whose destination dies midway,
+//! after which the source VM must still run and answer.
+//!
+//! Owns only its own namespaces (named after the test, deleted in `Drop`, also on
+//! panic), the QEMU processes it starts (stopped by PID), and a temp dir. It must
+//! never route toward the machine's real interfaces nor send traffic to outside
+//! addresses: VMs and the client use 100.64.0.0/16 on an isolated bridge, the
+//! migration stream uses 192.0.2.0/24 (TEST-NET-1) on a veth between the two hosts.
+//!
+//! Needs root, `qemu-system-x86_64` (scripts/install-qemu.sh) and the guest
+//! (scripts/build-guest.sh). Without them it says so loudly and fails when CI=true.
+//!
+//! Topology (one set per test):
+//!
+//! ```text
+//!   P-cli: cli0 100.64.2.20/16 ── sw-cli ┐
+//!   P-sw:  br0 ─ sw-cli, sw-a (attached), sw-b (attached after the move)
+//!   P-a:   br0 ─ tap0 (QEMU source), up0 ── sw-a;   ul0 192.0.2.1/24 ┐
+//!   P-b:   br0 ─ tap0 (QEMU dest),   up0 ── sw-b;   ul0 192.0.2.2/24 ┘
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hypervisor_glue::commands::{QueryStatus, Quit};
+use hypervisor_glue::migration::{self, MigrationOptions};
+use hypervisor_glue::{
+    EventKind, Incoming, MigrationError, MigrationParameters, MigrationStatus, QemuConfig,
+    QemuProcess, QmpClient, RunState, TapNic,
+};
+
+const GUEST_IP: &str = "100.64.1.10";
+const GUEST_MAC: &str = "52:54:00:64:01:0a";
+const CLIENT_IP: &str = "100.64.2.20/16";
+const ECHO_PORT: u16 = 7;
+const SRC_UL: &str = "192.0.2.1";
+const DST_UL: &str = "192.0.2.2";
+const MIGRATION_PORT: u16 = 4444;
+const READY: &str = "SC-GUEST-READY";
+const QMP_T: Duration = Duration::from_secs(10);
+
+/// The QEMU tests share 2 cores with everything else: run them one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------- prerequisites
+
+struct Guest {
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+/// The guest and QEMU, or why not. Fails loudly under CI=true.
+fn prerequisites(test: &str) -> Option<Guest> {
+    let guest_dir = std::env::var_os("GUEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest"),
+        PathBuf::from,
+    );
+    let guest = Guest {
+        kernel: guest_dir.join("vmlinuz"),
+        initrd: guest_dir.join("initramfs.cpio.gz"),
+    };
+    let mut missing = Vec::new();
+    if !rustix::process::geteuid().is_root() {
+        missing.push("root (network namespaces, TAPs)".to_owned());
+    }
+    let qemu_ok = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !qemu_ok {
+        missing.push("qemu-system-x86_64 (run: bash scripts/install-qemu.sh)".to_owned());
+    }
+    if !Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing.push("ip (iproute2)".to_owned());
+    }
+    for f in [&guest.kernel, &guest.initrd] {
+        if !f.exists() {
+            missing.push(format!(
+                "{} (run: bash scripts/build-guest.sh)",
+                f.display()
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return Some(guest);
+    }
+    let msg = format!(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! {test}: NOT RUN — missing: {}\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+        missing.join("; ")
+    );
+    eprintln!("{msg}");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI=true: {}", missing.join("; "));
+    }
+    None
+}
+
+// ---------------------------------------------------------------- namespaces
+
+fn run(args: &[&str]) -> Result<(), String> {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn ip(ns: &str, args: &str) {
+    let mut v = vec!["ip", "-n", ns];
+    v.extend(args.split_whitespace());
+    run(&v).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A network namespace deleted on drop (also when the test panics).
+struct Netns(String);
+
+impl Netns {
+    fn new(name: String) -> Netns {
+        // A leftover from a crashed run with the same name goes first.
+        let _ = run(&["ip", "netns", "del", &name]);
+        run(&["ip", "netns", "add", &name]).unwrap_or_else(|e| panic!("{e}"));
+        let ns = Netns(name);
+        ip(&ns.0, "link set lo up");
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Err(e) = run(&["ip", "netns", "del", &self.0]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// A temp dir removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The namespaces of one test. Field order is drop order: nothing here
+/// outlives the QEMUs, which the tests declare after it.
+struct Topology {
+    cli: Netns,
+    sw: Netns,
+    a: Netns,
+    b: Netns,
+    dir: TempDir,
+}
+
+impl Topology {
+    fn new(test: &str) -> Topology {
+        let p = format!("{test}-{}", std::process::id());
+        let dir = std::env::temp_dir().join(&p);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let t = Topology {
+            cli: Netns::new(format!("{p}-cli")),
+            sw: Netns::new(format!("{p}-sw")),
+            a: Netns::new(format!("{p}-a")),
+            b: Netns::new(format!("{p}-b")),
+            dir: TempDir(dir),
+        };
+        let (cli, sw) = (&t.cli.0, &t.sw.0);
+        // The overlay L2 segment: a bridge in the switch namespace.
+        ip(sw, "link add br0 type bridge");
+        ip(sw, "link set br0 type bridge forward_delay 0 stp_state 0");
+        ip(sw, "link set br0 up");
+        ip(
+            cli,
+            &format!("link add cli0 type veth peer name sw-cli netns {sw}"),
+        );
+        ip(cli, &format!("addr add {CLIENT_IP} dev cli0"));
+        ip(cli, "link set cli0 up");
+        ip(sw, "link set sw-cli master br0 up");
+        for (host, port) in [(&t.a.0, "sw-a"), (&t.b.0, "sw-b")] {
+            ip(host, "tuntap add dev tap0 mode tap");
+            ip(host, "link add br0 type bridge");
+            ip(host, "link set br0 type bridge forward_delay 0 stp_state 0");
+            ip(
+                host,
+                &format!("link add up0 type veth peer name {port} netns {sw}"),
+            );
+            ip(host, "link set tap0 master br0 up");
+            ip(host, "link set up0 master br0 up");
+            ip(host, "link set br0 up");
+            ip(sw, &format!("link set {port} up"));
+        }
+        // The guest starts on host a.
+        ip(sw, "link set sw-a master br0");
+        // Underlay between the hosts, for the migration stream only.
+        ip(
+            &t.a.0,
+            &format!("link add ul0 type veth peer name ul0 netns {}", t.b.0),
+        );
+        ip(&t.a.0, &format!("addr add {SRC_UL}/24 dev ul0"));
+        ip(&t.b.0, &format!("addr add {DST_UL}/24 dev ul0"));
+        ip(&t.a.0, "link set ul0 up");
+        ip(&t.b.0, "link set ul0 up");
+        t
+    }
+
+    /// Moves the guest's attachment from host a to host b in one batch.
+    fn move_guest_to_b(&self) {
+        let mut child = Command::new("ip")
+            .args(["-n", &self.sw.0, "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("ip -batch");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"link set sw-a nomaster\nlink set sw-b master br0\n")
+            .expect("write batch");
+        assert!(child.wait().expect("wait ip").success(), "moving the port");
+    }
+
+    fn qemu(&self, guest: &Guest, host: &Netns, role: &str) -> QemuConfig {
+        let mut c = QemuConfig::new(
+            format!("{}-{role}", host.0),
+            &guest.kernel,
+            &guest.initrd,
+            self.dir.0.join(format!("{role}.qmp")),
+            self.dir.0.join(format!("{role}.serial")),
+        );
+        c.stderr_log = Some(self.dir.0.join(format!("{role}.stderr")));
+        c.append = format!("quiet sc.ip={GUEST_IP}/16 sc.port={ECHO_PORT}");
+        c.memory_mib = 128;
+        c.netns = Some(host.0.clone());
+        c.nic = Some(TapNic {
+            ifname: "tap0".into(),
+            mac: GUEST_MAC.into(),
+        });
+        c
+    }
+
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in ["src.serial", "src.stderr", "dst.serial", "dst.stderr"] {
+            let text = std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(12)..].join("\n    ");
+            s.push_str(&format!("--- {f}:\n    {tail}\n"));
+        }
+        s
+    }
+}
+
+/// Opens a TCP connection from inside namespace `ns` (the socket stays there).
+fn connect_from(ns: &str, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let f = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                f.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let end = Instant::now() + timeout;
+            loop {
+                match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+                    Ok(c) => return Ok(c),
+                    Err(e) if Instant::now() >= end => return Err(e),
+                    Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        })
+        .join()
+        .expect("connect thread")
+    })
+}
+
+// ---------------------------------------------------------------- the TCP stream
+
+fn pattern(i: u64) -> u8 {
+    u8::try_from((i ^ (i >> 9)).wrapping_mul(31) % 251).expect("< 251")
+}
+
+/// What the receiving side saw.
+#[derive(Debug, Default, Clone)]
+struct StreamStats {
+    received: u64,
+    corrupt_at: Option<u64>,
+    max_gap: Duration,
+    max_gap_ended: Option<Instant>,
+    error: Option<String>,
+}
+
+/// Writes a known byte pattern to the guest's echo server in small chunks every
+/// few ms and checks what comes back, offset by offset.
+struct EchoStream {
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    stats: Arc<Mutex<StreamStats>>,
+    writer: Option<JoinHandle<Result<(), String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl EchoStream {
+    fn start(conn: TcpStream) -> EchoStream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(Mutex::new(StreamStats::default()));
+        let mut rconn = conn.try_clone().expect("clone socket");
+        rconn
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        let mut wconn = conn;
+        let (stop_w, written_w) = (Arc::clone(&stop), Arc::clone(&written));
+        let writer = std::thread::spawn(move || {
+            let mut off = 0u64;
+            let mut chunk = [0u8; 64];
+            while !stop_w.load(Ordering::Relaxed) {
+                for (k, b) in chunk.iter_mut().enumerate() {
+                    *b = pattern(off + k as u64);
+                }
+                wconn.write_all(&chunk).map_err(|e| format!("write: {e}"))?;
+                off += chunk.len() as u64;
+                written_w.store(off, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        });
+        let (stop_r, written_r, stats_r) =
+            (Arc::clone(&stop), Arc::clone(&written), Arc::clone(&stats));
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut last = Instant::now();
+            let mut drain_until: Option<Instant> = None;
+            loop {
+                if stop_r.load(Ordering::Relaxed) {
+                    let end = *drain_until
+                        .get_or_insert_with(|| Instant::now() + Duration::from_secs(15));
+                    let done = stats_r.lock().expect("stats").received
+                        >= written_r.load(Ordering::Relaxed);
+                    if done || Instant::now() > end {
+                        return;
+                    }
+                }
+                match rconn.read(&mut buf) {
+                    Ok(0) => {
+                        stats_r.lock().expect("stats").error = Some("connection closed".into());
+                        return;
+                    }
+                    Ok(n) => {
+                        let now = Instant::now();
+                        let mut s = stats_r.lock().expect("stats");
+                        let gap = now - last;
+                        if gap > s.max_gap {
+                            s.max_gap = gap;
+                            s.max_gap_ended = Some(now);
+                        }
+                        last = now;
+                        for (k, &b) in buf[..n].iter().enumerate() {
+                            let at = s.received + k as u64;
+                            if s.corrupt_at.is_none() && b != pattern(at) {
+                                s.corrupt_at = Some(at);
+                            }
+                        }
+                        s.received += n as u64;
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => {
+                        stats_r.lock().expect("stats").error = Some(format!("read: {e}"));
+                        return;
+                    }
+                }
+            }
+        });
+        EchoStream {
+            stop,
+            written,
+            stats,
+            writer: Some(writer),
+            reader: Some(reader),
+        }
+    }
+
+    fn snapshot(&self) -> StreamStats {
+        self.stats.lock().expect("stats").clone()
+    }
+
+    /// Stops writing, waits for the echo of every byte written, returns
+    /// (bytes written, what was received).
+    fn finish(mut self) -> (u64, StreamStats, Result<(), String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let w = self
+            .writer
+            .take()
+            .map_or(Ok(()), |h| h.join().expect("writer thread"));
+        if let Some(h) = self.reader.take() {
+            h.join().expect("reader thread");
+        }
+        (self.written.load(Ordering::Relaxed), self.snapshot(), w)
+    }
+}
+
+impl Drop for EchoStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn guest_addr() -> SocketAddr {
+    SocketAddr::new(GUEST_IP.parse().expect("ip"), ECHO_PORT)
+}
+
+async fn boot_source(topo: &Topology, guest: &Guest) -> (QemuProcess, QmpClient) {
+    let mut src = QemuProcess::spawn(topo.qemu(guest, &topo.a, "src")).expect("start source");
+    let src_qmp = src.connect_qmp(QMP_T).await.expect("source QMP");
+    let booted = Instant::now();
+    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(90)).await {
+        panic!("guest did not boot: {e}\n{}", topo.logs());
+    }
+    eprintln!("guest booted under TCG in {:?}", booted.elapsed());
+    (src, src_qmp)
+}
+
+async fn start_destination(topo: &Topology, guest: &Guest) -> (QemuProcess, QmpClient) {
+    let mut cfg = topo.qemu(guest, &topo.b, "dst");
+    cfg.incoming = Some(Incoming::Tcp(format!("{DST_UL}:{MIGRATION_PORT}")));
+    let mut dst = QemuProcess::spawn(cfg).expect("start destination");
+    let dst_qmp = dst.connect_qmp(QMP_T).await.expect("destination QMP");
+    let st = dst_qmp.execute(&QueryStatus).await.expect("dst status");
+    assert_eq!(
+        st.status,
+        RunState::Inmigrate,
+        "destination waits for migration"
+    );
+    (dst, dst_qmp)
+}
+
+async fn quit(p: &mut QemuProcess, c: &QmpClient) {
+    let _ = c.execute(&Quit).await;
+    let _ = p.terminate(Duration::from_secs(3)).await;
+}
+
+// ---------------------------------------------------------------- the tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_migrate_keeps_tcp_connection() {
+    const TEST: &str = "qemu_migrate_tcp";
+    let Some(guest) = prerequisites(TEST) else {
+        return;
+    };
+    let _one_at_a_time = SERIAL.lock().await;
+    let t0 = Instant::now();
+    let topo = Topology::new(TEST);
+    let (mut src, src_qmp) = boot_source(&topo, &guest).await;
+    let (mut dst, dst_qmp) = start_destination(&topo, &guest).await;
+
+    let conn = connect_from(&topo.cli.0, guest_addr(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("connect to the guest: {e}\n{}", topo.logs()));
+    let stream = EchoStream::start(conn);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = stream.snapshot();
+    assert!(
+        before.received > 0 && before.corrupt_at.is_none(),
+        "echo works before migration: {before:?}\n{}",
+        topo.logs()
+    );
+
+    // Move the network the moment the guest runs at the destination.
+    let mut dst_events = dst_qmp.subscribe();
+    let started = Instant::now();
+    let mover = async {
+        let ev = migration::wait_for_event(&mut dst_events, Duration::from_secs(60), |e| {
+            e.kind() == EventKind::Resume
+        })
+        .await;
+        let resumed = started.elapsed();
+        topo.move_guest_to_b();
+        (ev.map(|_| resumed), started.elapsed())
+    };
+    let opts = MigrationOptions {
+        parameters: MigrationParameters {
+            downtime_limit: Some(100),
+            ..Default::default()
+        },
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let uri = format!("tcp:{DST_UL}:{MIGRATION_PORT}");
+    let (result, (resumed, moved)) = tokio::join!(migration::migrate(&src_qmp, &uri, &opts), mover);
+    let report = result.unwrap_or_else(|e| panic!("migration failed: {e}\n{}", topo.logs()));
+    let resumed = resumed.unwrap_or_else(|e| panic!("no RESUME at the destination: {e}"));
+
+    // Keep the stream going a while at the new place, then check every byte.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (written, stats, wres) = stream.finish();
+    let gap_at = stats
+        .max_gap_ended
+        .map(|t| t.saturating_duration_since(started));
+
+    let dst_status = dst_qmp.execute(&QueryStatus).await.expect("dst status");
+    let src_status = src_qmp.execute(&QueryStatus).await.expect("src status");
+
+    eprintln!(
+        "\n=== qemu live migration (TCG, {} MiB guest) ===\n\
+         {}\n\
+         QEMU total time   : {} ms\n\
+         QEMU downtime     : {} ms\n\
+         transferred       : {} bytes\n\
+         RESUME at dst     : +{:?} after migrate\n\
+         network moved     : +{:?} after migrate\n\
+         TCP stream gap    : {:?} (max inter-arrival, ended +{:?} after migrate)\n\
+         TCP bytes echoed  : {} of {} written, first corrupt byte: {:?}\n\
+         whole test        : {:?}\n",
+        128,
+        report.summary(),
+        report.total_time_ms.unwrap_or(-1),
+        report.downtime_ms.unwrap_or(-1),
+        report.transferred_bytes.unwrap_or(0),
+        resumed,
+        moved,
+        stats.max_gap,
+        gap_at,
+        stats.received,
+        written,
+        stats.corrupt_at,
+        t0.elapsed(),
+    );
+
+    assert_eq!(report.status, MigrationStatus::Completed);
+    assert!(dst_status.running, "destination runs: {dst_status:?}");
+    assert_eq!(src_status.status, RunState::Postmigrate);
+    assert!(wres.is_ok(), "writer: {wres:?}");
+    assert_eq!(stats.error, None, "stream error\n{}", topo.logs());
+    assert_eq!(stats.corrupt_at, None, "bytes intact");
+    assert_eq!(stats.received, written, "every byte echoed back");
+    assert!(
+        stats.max_gap < Duration::from_secs(10),
+        "stream gap {:?}",
+        stats.max_gap
+    );
+
+    quit(&mut dst, &dst_qmp).await;
+    quit(&mut src, &src_qmp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_migrate_destination_killed_leaves_source_running() {
+    const TEST: &str = "qemu_migrate_fail";
+    let Some(guest) = prerequisites(TEST) else {
+        return;
+    };
+    let _one_at_a_time = SERIAL.lock().await;
+    let topo = Topology::new(TEST);
+    let (mut src, src_qmp) = boot_source(&topo, &guest).await;
+    let (mut dst, dst_qmp) = start_destination(&topo, &guest).await;
+    drop(dst_qmp);
+
+    let conn = connect_from(&topo.cli.0, guest_addr(), Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("connect to the guest: {e}\n{}", topo.logs()));
+    let stream = EchoStream::start(conn);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    // A slow migration (capped bandwidth) so that it is surely midway when the
+    // destination is killed.
+    let opts = MigrationOptions {
+        parameters: MigrationParameters {
+            max_bandwidth: Some(2 * 1024 * 1024),
+            ..Default::default()
+        },
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let mut src_events = src_qmp.subscribe();
+    let uri = format!("tcp:{DST_UL}:{MIGRATION_PORT}");
+    let dst_pid = dst.pid();
+    let killer = async {
+        migration::wait_for_event(&mut src_events, Duration::from_secs(30), |e| {
+            e.kind() == EventKind::Migration(MigrationStatus::Active)
+        })
+        .await
+        .expect("migration becomes active");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        eprintln!("killing the destination QEMU (pid {dst_pid}) mid-migration");
+        dst.kill().await.expect("kill destination");
+    };
+    let (result, ()) = tokio::join!(migration::migrate(&src_qmp, &uri, &opts), killer);
+    let err = match result {
+        Ok(r) => panic!("migration should have failed: {}", r.summary()),
+        Err(e) => e,
+    };
+    eprintln!("migration failed as expected: {err}");
+    let report = match &err {
+        MigrationError::Failed { report } => report,
+        other => panic!("expected a failed migration, got {other}"),
+    };
+    assert_eq!(report.status, MigrationStatus::Failed);
+    assert!(
+        report.transferred_bytes.unwrap_or(0) > 0,
+        "it was midway: {}",
+        report.summary()
+    );
+    assert_eq!(report.source_running, Some(true), "{}", report.summary());
+
+    // The source still runs and still answers, on the same connection and a new one.
+    let st = src_qmp.execute(&QueryStatus).await.expect("src status");
+    assert!(st.running, "source runs: {st:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (written, stats, wres) = stream.finish();
+    eprintln!(
+        "after the failed migration: {} of {} bytes echoed, max gap {:?}",
+        stats.received, written, stats.max_gap
+    );
+    assert!(wres.is_ok(), "writer: {wres:?}");
+    assert_eq!(stats.error, None, "stream error\n{}", topo.logs());
+    assert_eq!(stats.corrupt_at, None, "bytes intact");
+    assert_eq!(stats.received, written, "every byte echoed back");
+    let mut fresh = connect_from(&topo.cli.0, guest_addr(), Duration::from_secs(10))
+        .expect("new connection to the source VM");
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    fresh.write_all(b"still here\n").expect("write");
+    let mut buf = [0u8; 11];
+    fresh.read_exact(&mut buf).expect("echo");
+    assert_eq!(&buf, b"still here\n");
+
+    quit(&mut src, &src_qmp).await;
+}
