@@ -1,0 +1,430 @@
+//! One host, two VMs, one `scd`: real TCP and UDP between VM namespaces through the
+//! switch, governed only by its flow tables; ARP answered on the host; malformed
+//! frames counted and dropped while the switch keeps forwarding.
+
+use anyhow::{Context, Result};
+use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Netns, Scd, Vm};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+const GW_MAC: &str = "02:5c:00:00:00:01";
+const MAC1: &str = "02:00:00:00:01:01";
+const MAC2: &str = "02:00:00:00:01:02";
+const IP1: &str = "100.64.1.1";
+const IP2: &str = "100.64.1.2";
+const UDP_PORT: u16 = 6000;
+
+struct OneHost {
+    // Field order is drop order: stop scd before deleting the namespaces.
+    scd: Scd,
+    vm1: Vm,
+    vm2: Vm,
+    _host: Netns,
+}
+
+fn config(tap1: &str, tap2: &str) -> String {
+    format!(
+        r#"datapath_id = 1
+name = "one-host"
+[overlay]
+prefix = "100.64.0.0/10"
+gateway_mac = "{GW_MAC}"
+[metrics]
+listen = "127.0.0.1:9464"
+[flows]
+file = "flows"
+[[port]]
+number = 1
+name = "{tap1}"
+[[port]]
+number = 2
+name = "{tap2}"
+"#
+    )
+}
+
+/// Routed delivery: rewrite both MACs the way the overlay does, then output.
+fn route(dst: &str, mac: &str, port: u32) -> String {
+    format!("priority=100,ip,nw_dst={dst},actions=set_field:{GW_MAC}->eth_src,set_field:{mac}->eth_dst,output:{port}\n")
+}
+
+fn udp_flow() -> String {
+    format!("cookie=0x6000,priority=200,udp,nw_dst={IP2},tp_dst={UDP_PORT},actions=set_field:{GW_MAC}->eth_src,set_field:{MAC2}->eth_dst,output:2\n")
+}
+
+fn all_flows() -> String {
+    format!(
+        "{}{}{}",
+        route(IP1, MAC1, 1),
+        route(IP2, MAC2, 2),
+        udp_flow()
+    )
+}
+
+fn setup(test: &str) -> Result<OneHost> {
+    let host = Netns::new(&unique(&format!("{test}-host-")))?;
+    let tap1 = unique("sct");
+    let tap2 = unique("sct");
+    let scd = Scd::start(&host, &config(&tap1, &tap2), Some(&all_flows()))?;
+    let vm1 = Vm::attach(
+        &unique(&format!("{test}-vm1-")),
+        &host,
+        &tap1,
+        MAC1,
+        IP1,
+        10,
+    )?;
+    let vm2 = Vm::attach(
+        &unique(&format!("{test}-vm2-")),
+        &host,
+        &tap2,
+        MAC2,
+        IP2,
+        10,
+    )?;
+    Ok(OneHost {
+        scd,
+        vm1,
+        vm2,
+        _host: host,
+    })
+}
+
+const STREAM_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Sends `STREAM_BYTES` of pseudo-random data from vm1 to vm2 over TCP and returns
+/// (sent hash, received hash, received length).
+fn tcp_stream(h: &OneHost, port: u16) -> Result<(u64, u64, u64)> {
+    let listener = h.vm2.ns.enter(move || TcpListener::bind((IP2, port)))??;
+    let server = h.vm2.ns.spawn(move || -> Result<(u64, u64)> {
+        let (mut s, _) = listener.accept()?;
+        let mut hash = Fnv::default();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+        Ok((hash.value(), total))
+    });
+    let client = h.vm1.ns.enter(move || -> Result<u64> {
+        let mut s = TcpStream::connect_timeout(
+            &(IP2.parse::<std::net::IpAddr>()?, port).into(),
+            Duration::from_secs(5),
+        )
+        .context("connect vm1 -> vm2")?;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut hash = Fnv::default();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = STREAM_BYTES;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            fill_pseudo_random(&mut state, &mut buf[..n]);
+            s.write_all(&buf[..n])?;
+            hash.update(&buf[..n]);
+            left -= n as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok(hash.value())
+    })??;
+    let (received_hash, received) = server.join().expect("server thread")??;
+    Ok((client, received_hash, received))
+}
+
+/// Sends `n` numbered datagrams of `size` bytes from vm1 to vm2; returns how many arrived.
+fn udp_burst(h: &OneHost, n: u32, size: usize) -> Result<u32> {
+    let rx = h.vm2.ns.enter(move || UdpSocket::bind((IP2, UDP_PORT)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let receiver = std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 2048];
+        while let Ok(len) = rx.recv(&mut buf) {
+            if len >= 4 {
+                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+        }
+        u32::try_from(seen.len()).unwrap_or(u32::MAX)
+    });
+    h.vm1.ns.enter(move || -> Result<()> {
+        let tx = UdpSocket::bind((IP1, 0))?;
+        let mut payload = vec![0xabu8; size];
+        for i in 0..n {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            tx.send_to(&payload, (IP2, UDP_PORT))?;
+            if i % 50 == 49 {
+                // Pace the burst so a full TAP queue is not what we measure.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    })??;
+    Ok(receiver.join().expect("udp receiver"))
+}
+
+#[test]
+fn vms_talk_tcp_and_udp_only_through_flows_and_counters_match() -> Result<()> {
+    if !require_root("vms_talk_tcp_and_udp_only_through_flows_and_counters_match") {
+        return Ok(());
+    }
+    let h = setup("swtcp")?;
+
+    let (sent, received, len) = tcp_stream(&h, 5001)?;
+    assert_eq!(len, STREAM_BYTES, "every byte arrives");
+    assert_eq!(sent, received, "the stream arrives intact");
+
+    const DATAGRAMS: u32 = 1000;
+    const SIZE: usize = 1000;
+    let arrived = udp_burst(&h, DATAGRAMS, SIZE)?;
+    assert_eq!(
+        arrived, DATAGRAMS,
+        "every datagram arrives over a local switch"
+    );
+    let udp_packets = h
+        .scd
+        .metric("scd_flow_packets_total", &["cookie=\"0x6000\""])?;
+    let udp_bytes = h
+        .scd
+        .metric("scd_flow_bytes_total", &["cookie=\"0x6000\""])?;
+    assert_eq!(
+        udp_packets,
+        u64::from(DATAGRAMS),
+        "the UDP flow counted each datagram once"
+    );
+    assert_eq!(
+        udp_bytes,
+        u64::from(DATAGRAMS) * (14 + 20 + 8 + SIZE as u64)
+    );
+    let to_vm2 = h
+        .scd
+        .metric("scd_flow_bytes_total", &["match=\"ip,nw_dst=100.64.1.2\""])?;
+    assert!(
+        to_vm2 >= STREAM_BYTES,
+        "the TCP flow carried the stream: {to_vm2} bytes"
+    );
+    assert_eq!(h.scd.metric("scd_malformed_total", &[])?, 0);
+
+    // Remove the flows towards vm2: TCP and UDP stop.
+    h.scd.reload_flows(&route(IP1, MAC1, 1), 1)?;
+    let dropped_before = h.scd.metric("scd_no_output_total", &[])?;
+    let refused = h.vm1.ns.enter(|| {
+        TcpStream::connect_timeout(
+            &(IP2.parse::<std::net::IpAddr>().expect("ip"), 5002).into(),
+            Duration::from_secs(2),
+        )
+    })?;
+    assert!(refused.is_err(), "no flow, no connection");
+    assert_eq!(udp_burst(&h, 100, 100)?, 0, "no flow, no datagram");
+    let dropped_after = h.scd.metric("scd_no_output_total", &[])?;
+    assert!(
+        dropped_after >= dropped_before + 100,
+        "the switch dropped them: {dropped_before} -> {dropped_after}"
+    );
+
+    // Put them back: traffic flows again.
+    h.scd.reload_flows(&all_flows(), 3)?;
+    assert_eq!(udp_burst(&h, 100, 100)?, 100);
+    Ok(())
+}
+
+fn raw_socket(ifname: &str, protocol: u16) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+            i32::from(protocol.to_be()),
+        )
+    };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor owned here only.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname)?;
+    // SAFETY: `name` is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    anyhow::ensure!(index != 0, "no interface {ifname}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
+    addr.sll_protocol = protocol.to_be();
+    addr.sll_ifindex = i32::try_from(index)?;
+    // SAFETY: `addr` is a valid sockaddr_ll of the given size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?,
+        )
+    };
+    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
+    Ok(fd)
+}
+
+/// Counts the frames waiting on a packet socket whose Ethernet source is `src`.
+fn count_frames_from(fd: &OwnedFd, src: [u8; 6]) -> u32 {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    loop {
+        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        let mut len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(0);
+        // SAFETY: `buf` and `from` are valid for writes of the given sizes.
+        let got = unsafe {
+            libc::recvfrom(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&mut from as *mut libc::sockaddr_ll).cast(),
+                &mut len,
+            )
+        };
+        if got <= 0 {
+            return n;
+        }
+        if got >= 12 && buf[6..12] == src {
+            n += 1;
+        }
+    }
+}
+
+#[test]
+fn arp_is_answered_on_the_host_and_never_forwarded() -> Result<()> {
+    if !require_root("arp_is_answered_on_the_host_and_never_forwarded") {
+        return Ok(());
+    }
+    let h = setup("swarp")?;
+    // A flow that would flood ARP to every port: the responder must get there first.
+    h.scd
+        .reload_flows(&format!("{}priority=1,arp,actions=FLOOD\n", all_flows()), 4)?;
+    let ifname = h.vm2.ifname.clone();
+    let arp_watch = h.vm2.ns.enter(move || raw_socket(&ifname, 0x0806))??;
+    let replies_before = h.scd.metric("scd_arp_replies_total", &[])?;
+
+    // vm1 resolves vm2 and an address no VM has: both are answered by the gateway.
+    let out = h
+        .vm1
+        .ns
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "1", IP2])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = h
+        .vm1
+        .ns
+        .command("ping")
+        .args(["-c", "1", "-W", "1", "100.64.9.9"])
+        .output()?;
+    let neigh = h.vm1.ns.ip(&["neigh", "show", "dev", &h.vm1.ifname])?;
+    assert!(
+        neigh.contains(&format!("{IP2} lladdr {GW_MAC}")),
+        "vm2 resolves to the gateway MAC: {neigh}"
+    );
+    assert!(
+        neigh.contains(&format!("100.64.9.9 lladdr {GW_MAC}")),
+        "{neigh}"
+    );
+
+    let replies = h.scd.metric("scd_arp_replies_total", &[])? - replies_before;
+    assert!(replies >= 2, "the host answered: {replies}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        count_frames_from(&arp_watch, [2, 0, 0, 0, 1, 1]),
+        0,
+        "no ARP frame from vm1 reached vm2"
+    );
+    Ok(())
+}
+
+#[test]
+fn malformed_frames_are_counted_and_dropped() -> Result<()> {
+    if !require_root("malformed_frames_are_counted_and_dropped") {
+        return Ok(());
+    }
+    let h = setup("swbad")?;
+    let ifname = h.vm1.ifname.clone();
+    let sent_bad = h.vm1.ns.enter(move || -> Result<u64> {
+        let fd = raw_socket(&ifname, 0x0003)?;
+        let send = |frame: &[u8]| {
+            // SAFETY: `frame` is valid for reads of its length.
+            unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) }
+        };
+        let mut head = Vec::new();
+        head.extend_from_slice(&[2, 0x5c, 0, 0, 0, 1, 2, 0, 0, 0, 1, 1, 0x08, 0x00]);
+        let mut bad = 0u64;
+        // IPv4 header cut short.
+        let mut f = head.clone();
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0]);
+        bad += u64::from(send(&f) > 0);
+        // IPv4 total length beyond the frame.
+        let mut f = head.clone();
+        f.extend_from_slice(&[0x45, 0, 0x05, 0xdc]);
+        f.extend_from_slice(&[0u8; 36]);
+        bad += u64::from(send(&f) > 0);
+        // Wrong IP version.
+        let mut f = head.clone();
+        f.extend_from_slice(&[0x65, 0, 0, 40]);
+        f.extend_from_slice(&[0u8; 36]);
+        bad += u64::from(send(&f) > 0);
+        // TCP header cut short inside a valid IPv4 packet.
+        let mut f = head.clone();
+        f.extend_from_slice(&[
+            0x45, 0, 0, 30, 0, 0, 0, 0, 64, 6, 0, 0, 100, 64, 1, 1, 100, 64, 1, 2,
+        ]);
+        f.extend_from_slice(&[0u8; 10]);
+        bad += u64::from(send(&f) > 0);
+        // Random bytes: whatever they parse as, the switch must survive them.
+        let mut state = 42u64;
+        for len in 14..300 {
+            let mut f = vec![0u8; len];
+            fill_pseudo_random(&mut state, &mut f);
+            send(&f);
+        }
+        Ok(bad)
+    })??;
+    assert_eq!(sent_bad, 4);
+    std::thread::sleep(Duration::from_millis(200));
+    let malformed = h.scd.metric("scd_malformed_total", &[])?;
+    assert!(
+        malformed >= sent_bad,
+        "each malformed frame is counted: {malformed}"
+    );
+    assert!(
+        h.scd
+            .metric("scd_malformed_total", &["reason=\"truncated\""])?
+            >= 2
+    );
+    assert!(
+        h.scd
+            .metric("scd_malformed_total", &["reason=\"bad_length\""])?
+            >= 1
+    );
+    assert!(
+        h.scd
+            .metric("scd_malformed_total", &["reason=\"bad_version\""])?
+            >= 1
+    );
+
+    // The switch still forwards.
+    let out = h
+        .vm1
+        .ns
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "1", IP2])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "ping after garbage: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
