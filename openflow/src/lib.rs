@@ -16,6 +16,7 @@
 
 pub mod flow;
 pub mod text;
+pub mod wire;
 
 pub use flow::{Action, Field, FlowKey, FlowMatch, FlowSpec, Instruction, Mac, MatchError, PortNo};
 pub use text::{format_flow, format_flow_stats, parse_flow, parse_flows, FlowStats, ParseError};

@@ -33,7 +33,7 @@ pub const DEFAULT_PRIORITY: u16 = 0x8000;
 const RESET_COUNTS: u16 = 1 << 2;
 
 /// Counters of a flow entry, as a flow-stats reply carries them.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct FlowStats {
     /// Whole seconds since the entry was installed.
     pub duration_sec: u32,
