@@ -65,7 +65,8 @@ enum Cmd {
         /// QMP socket.
         qmp: PathBuf,
     },
-    /// Print events as JSON lines.
+    /// Print events as JSON lines (this holds the QMP socket: QEMU serves one
+    /// client at a time, so other scvm commands on it wait until this ends).
     Events {
         /// QMP socket.
         qmp: PathBuf,
