@@ -471,7 +471,7 @@ async fn quit(p: &mut QemuProcess, c: &QmpClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_migrate_keeps_tcp_connection() {
-    const TEST: &str = "qemu_migrate_tcp";
+    const TEST: &str = "qemu_migrate_keeps_tcp_connection";
     let Some(guest) = prerequisites(TEST) else {
         return;
     };
@@ -572,7 +572,7 @@ async fn qemu_migrate_keeps_tcp_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_migrate_destination_killed_leaves_source_running() {
-    const TEST: &str = "qemu_migrate_fail";
+    const TEST: &str = "qemu_migrate_destination_killed_leaves_source_running";
     let Some(guest) = prerequisites(TEST) else {
         return;
     };
