@@ -298,6 +298,60 @@ fn connect_from(ns: &str, to: SocketAddr, timeout: Duration) -> std::io::Result<
     })
 }
 
+/// Watches host namespace `ns` for the first RARP frame from `mac` (QEMU's
+/// self-announce of the guest after migration) and sends the moment it was seen.
+/// A raw `AF_PACKET` socket for ETH_P_RARP only, opened inside that namespace.
+fn watch_rarp(
+    ns: &str,
+    mac: [u8; 6],
+    stop: Arc<AtomicBool>,
+) -> tokio::sync::oneshot::Receiver<Instant> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let watch = || -> std::io::Result<Option<Instant>> {
+            let f = std::fs::File::open(&path)?;
+            rustix::thread::move_into_link_name_space(
+                f.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )?;
+            let fd = rustix::net::socket(
+                rustix::net::AddressFamily::PACKET,
+                rustix::net::SocketType::RAW,
+                Some(rustix::net::eth::RARP),
+            )?;
+            rustix::net::sockopt::set_socket_timeout(
+                &fd,
+                rustix::net::sockopt::Timeout::Recv,
+                Some(Duration::from_millis(100)),
+            )?;
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                match rustix::io::read(&fd, &mut buf) {
+                    Ok(n) if n >= 14 && buf[6..12] == mac => return Ok(Some(Instant::now())),
+                    Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(None)
+        };
+        match watch() {
+            Ok(Some(t)) => drop(tx.send(t)),
+            Ok(None) => {}
+            Err(e) => eprintln!("RARP watcher: {e}"),
+        }
+    });
+    rx
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(part, 16).expect("hex MAC");
+    }
+    out
+}
+
 // ---------------------------------------------------------------- the TCP stream
 
 fn pattern(i: u64) -> u8 {
@@ -492,17 +546,42 @@ async fn qemu_migrate_keeps_tcp_connection() {
         topo.logs()
     );
 
-    // Move the network the moment the guest runs at the destination.
+    // Move the network the moment the guest is live at the destination: its
+    // RARP self-announce seen on host b, or QEMU's RESUME event there, whichever
+    // comes first (both are recorded).
     let mut dst_events = dst_qmp.subscribe();
+    let rarp_stop = Arc::new(AtomicBool::new(false));
+    let mut rarp = watch_rarp(&topo.b.0, mac_bytes(GUEST_MAC), Arc::clone(&rarp_stop));
     let started = Instant::now();
     let mover = async {
-        let ev = migration::wait_for_event(&mut dst_events, Duration::from_secs(60), |e| {
+        let resume = migration::wait_for_event(&mut dst_events, Duration::from_secs(60), |e| {
             e.kind() == EventKind::Resume
-        })
-        .await;
-        let resumed = started.elapsed();
+        });
+        tokio::pin!(resume);
+        let (mut resumed, mut rarp_at, signal) = tokio::select! {
+            ev = &mut resume => {
+                (Some(ev.map(|_| started.elapsed()).unwrap_or_else(|e| panic!("no RESUME at the destination: {e}"))), None, "RESUME")
+            }
+            t = &mut rarp => (None, t.ok().map(|t| t - started), "RARP"),
+        };
         topo.move_guest_to_b();
-        (ev.map(|_| resumed), started.elapsed())
+        let moved = started.elapsed();
+        // Wait (briefly) for the other signal too, to report both.
+        if resumed.is_none() {
+            resumed = tokio::time::timeout(Duration::from_secs(5), resume)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|_| started.elapsed());
+        }
+        if rarp_at.is_none() {
+            rarp_at = tokio::time::timeout(Duration::from_secs(2), rarp)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|t| t - started);
+        }
+        (signal, resumed, rarp_at, moved)
     };
     let opts = MigrationOptions {
         parameters: MigrationParameters {
@@ -513,9 +592,10 @@ async fn qemu_migrate_keeps_tcp_connection() {
         ..Default::default()
     };
     let uri = format!("tcp:{DST_UL}:{MIGRATION_PORT}");
-    let (result, (resumed, moved)) = tokio::join!(migration::migrate(&src_qmp, &uri, &opts), mover);
+    let (result, (signal, resumed, rarp_at, moved)) =
+        tokio::join!(migration::migrate(&src_qmp, &uri, &opts), mover);
+    rarp_stop.store(true, Ordering::Relaxed);
     let report = result.unwrap_or_else(|e| panic!("migration failed: {e}\n{}", topo.logs()));
-    let resumed = resumed.unwrap_or_else(|e| panic!("no RESUME at the destination: {e}"));
 
     // Keep the stream going a while at the new place, then check every byte.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -534,7 +614,8 @@ async fn qemu_migrate_keeps_tcp_connection() {
          QEMU downtime     : {} ms\n\
          transferred       : {} bytes\n\
          RESUME at dst     : +{:?} after migrate\n\
-         network moved     : +{:?} after migrate\n\
+         RARP on host b    : +{:?} after migrate\n\
+         network moved     : +{:?} after migrate (on {})\n\
          TCP stream gap    : {:?} (max inter-arrival, ended +{:?} after migrate)\n\
          TCP bytes echoed  : {} of {} written, first corrupt byte: {:?}\n\
          whole test        : {:?}\n",
@@ -544,7 +625,9 @@ async fn qemu_migrate_keeps_tcp_connection() {
         report.downtime_ms.unwrap_or(-1),
         report.transferred_bytes.unwrap_or(0),
         resumed,
+        rarp_at,
         moved,
+        signal,
         stats.max_gap,
         gap_at,
         stats.received,
@@ -554,6 +637,11 @@ async fn qemu_migrate_keeps_tcp_connection() {
     );
 
     assert_eq!(report.status, MigrationStatus::Completed);
+    assert!(resumed.is_some(), "RESUME seen at the destination");
+    assert!(
+        rarp_at.is_some(),
+        "QEMU announced the guest with RARP on host b"
+    );
     assert!(dst_status.running, "destination runs: {dst_status:?}");
     assert_eq!(src_status.status, RunState::Postmigrate);
     assert!(wres.is_ok(), "writer: {wres:?}");
