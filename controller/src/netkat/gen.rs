@@ -1,0 +1,207 @@
+//! Generators of policies for benchmarks and tests: shortest-path routing on
+//! fat-trees and on random "topology-zoo style" graphs, and ACLs.
+//!
+//! This module owns only the construction of policy *text* (in Frenetic's syntax,
+//! so benchmarks measure the whole compiler, parser included) and of the topology it
+//! routes over. It never compiles anything and uses a fixed-seed generator, so
+//! every run produces the same inputs.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+/// A fixed-seed xorshift generator (inputs must not change between runs).
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut rng = seed | 1;
+    move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    }
+}
+
+/// An undirected topology: switches `1..=n`, each edge `(a, pa, b, pb)` joins port
+/// `pa` of `a` to port `pb` of `b`; hosts hang off `(switch, port)`.
+#[derive(Debug, Clone, Default)]
+pub struct Topology {
+    /// Number of switches.
+    pub switches: u64,
+    /// Switch-to-switch links.
+    pub edges: Vec<(u64, u64, u64, u64)>,
+    /// Hosts: `(host number, switch, port)`.
+    pub hosts: Vec<(u64, u64, u64)>,
+}
+
+/// A fat-tree of arity `k` (k even): k²/4 core, k²/2 aggregation and k²/2 edge
+/// switches, k³/4 hosts.
+pub fn fat_tree(k: u64) -> Topology {
+    let half = k / 2;
+    let core = half * half;
+    let mut t = Topology {
+        switches: core + k * k,
+        ..Topology::default()
+    };
+    // Numbering: cores 1..=core; pod p aggregation core+p*k+1..=core+p*k+half,
+    // pod p edge core+p*k+half+1..=core+(p+1)*k.
+    let mut host = 0;
+    for p in 0..k {
+        for a in 0..half {
+            let agg = core + p * k + a + 1;
+            for c in 0..half {
+                let coresw = a * half + c + 1;
+                // agg port half+1+c up to core port p+1
+                t.edges.push((agg, half + 1 + c, coresw, p + 1));
+            }
+            for e in 0..half {
+                let edge = core + p * k + half + e + 1;
+                // agg port e+1 down to edge port half+1+a
+                t.edges.push((agg, e + 1, edge, half + 1 + a));
+            }
+        }
+        for e in 0..half {
+            let edge = core + p * k + half + e + 1;
+            for h in 0..half {
+                host += 1;
+                t.hosts.push((host, edge, h + 1));
+            }
+        }
+    }
+    t
+}
+
+/// A connected random graph in the style of the Internet Topology Zoo (a spanning
+/// tree plus extra edges, mean degree about 3), with one host per switch.
+pub fn zoo(n: u64, seed: u64) -> Topology {
+    let mut next = xorshift(seed);
+    let mut ports = vec![1u64; usize::try_from(n + 1).unwrap_or(0)];
+    let mut t = Topology {
+        switches: n,
+        ..Topology::default()
+    };
+    let link = |t: &mut Topology, a: u64, b: u64, ports: &mut Vec<u64>| {
+        if a == b
+            || t.edges
+                .iter()
+                .any(|e| (e.0, e.2) == (a, b) || (e.0, e.2) == (b, a))
+        {
+            return;
+        }
+        let (ia, ib) = (
+            usize::try_from(a).unwrap_or(0),
+            usize::try_from(b).unwrap_or(0),
+        );
+        ports[ia] += 1;
+        ports[ib] += 1;
+        t.edges.push((a, ports[ia], b, ports[ib]));
+    };
+    for s in 2..=n {
+        let parent = next() % (s - 1) + 1;
+        link(&mut t, s, parent, &mut ports);
+    }
+    for _ in 0..n / 2 {
+        let a = next() % n + 1;
+        let b = next() % n + 1;
+        link(&mut t, a, b, &mut ports);
+    }
+    for s in 1..=n {
+        t.hosts.push((s, s, 1));
+    }
+    t
+}
+
+/// The MAC address of host `h` (`00:00:00:00:hh:hh`).
+pub fn host_mac(h: u64) -> String {
+    let b = h.to_be_bytes();
+    format!("00:00:{:02x}:{:02x}:{:02x}:{:02x}", b[4], b[5], b[6], b[7])
+}
+
+/// Next hops: for every switch and destination switch, the port towards it
+/// (breadth-first shortest paths).
+fn next_hops(t: &Topology) -> Vec<Vec<Option<u64>>> {
+    let n = usize::try_from(t.switches).unwrap_or(0);
+    let mut adj: Vec<Vec<(usize, u64)>> = vec![Vec::new(); n + 1];
+    for &(a, pa, b, pb) in &t.edges {
+        let (a, b) = (
+            usize::try_from(a).unwrap_or(0),
+            usize::try_from(b).unwrap_or(0),
+        );
+        adj[a].push((b, pa));
+        adj[b].push((a, pb));
+    }
+    let mut hop = vec![vec![None; n + 1]; n + 1];
+    for dst in 1..=n {
+        // BFS from dst; the parent's port is the hop towards dst.
+        let mut seen = vec![false; n + 1];
+        seen[dst] = true;
+        let mut q = VecDeque::from([dst]);
+        while let Some(u) = q.pop_front() {
+            for &(v, _) in &adj[u] {
+                if !seen[v] {
+                    seen[v] = true;
+                    // v reaches dst through u: find v's port to u.
+                    hop[v][dst] = adj[v].iter().find(|(w, _)| *w == u).map(|(_, p)| *p);
+                    q.push_back(v);
+                }
+            }
+        }
+    }
+    hop
+}
+
+/// Shortest-path routing by destination MAC, one union branch per switch:
+/// `filter switch = s; (filter ethDst = h1; port := p1 + …)`.
+pub fn routing_policy(t: &Topology) -> String {
+    let hop = next_hops(t);
+    let mut out = String::new();
+    for s in 1..=t.switches {
+        if s > 1 {
+            out.push_str(" +\n");
+        }
+        let _ = write!(out, "filter switch = {s}; (");
+        let mut first = true;
+        for &(h, hs, hp) in &t.hosts {
+            let port = if hs == s {
+                Some(hp)
+            } else {
+                hop[usize::try_from(s).unwrap_or(0)][usize::try_from(hs).unwrap_or(0)]
+            };
+            let Some(port) = port else { continue };
+            if !first {
+                out.push_str(" + ");
+            }
+            first = false;
+            let _ = write!(out, "filter ethDst = {}; port := {port}", host_mac(h));
+        }
+        if first {
+            out.push_str("drop");
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// An ACL of `n` rules in front of a forwarding policy: a chain of
+/// `if <5-tuple-ish test> then drop else …` ending in forwarding by port.
+pub fn acl_policy(n: usize, seed: u64) -> String {
+    let mut next = xorshift(seed);
+    let mut out = String::new();
+    for _ in 0..n {
+        let r = next();
+        let src = format!("10.{}.{}.0/24", (r >> 8) & 0xff, (r >> 16) & 0xff);
+        let dst = format!(
+            "10.{}.{}.{}",
+            (r >> 24) & 0xff,
+            (r >> 32) & 0xff,
+            (r >> 40) & 0xff
+        );
+        let port = 1 + (r >> 48) % 1024;
+        let test = match r % 3 {
+            0 => format!("ip4Src = {src} and tcpDstPort = {port}"),
+            1 => format!("ip4Dst = {dst} and udpDstPort = {port}"),
+            _ => format!("ip4Src = {src} and ip4Dst = {dst}"),
+        };
+        let _ = writeln!(out, "if {test} then drop else");
+    }
+    out.push_str("(filter port = 1; port := 2 + filter port = 2; port := 1)");
+    out
+}

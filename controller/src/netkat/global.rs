@@ -1,0 +1,376 @@
+//! The global compiler: programs with links (`s1@p1 => s2@p2`) become one FDD per
+//! network whose per-switch tables carry the program's position in a VLAN tag, as
+//! Frenetic's `Global_compiler.ml` does with its program counter.
+//!
+//! The program is read as an automaton whose letters are link occurrences: for every
+//! sub-policy we compute the link-free part (`e`), the code before the first link
+//! (`first`), after the last link (`last`), and between two consecutive links
+//! (`follow`), all as FDDs. A switch then runs, for an untagged packet (one entering
+//! the network), `e` plus every `first` followed by its link's source test, tagging
+//! the packet with the link it is about to cross; for a tagged packet, the
+//! continuation of its tag. States are sets of link occurrences, built by subset
+//! construction over FDD leaves, so two program paths that send the same packet
+//! over the same link send it once (determinisation). Packets leaving the network
+//! are untagged. This module owns that construction; it never emits rules itself
+//! (that is [`super::local`]) and never parses.
+//!
+//! Limits: the tag is the VLAN id, so a program with links may not itself test or
+//! set `vlanId`/`vlanPcp`, and at most 4094 states; meta fields may not span links.
+
+use super::fdd::{Fdd, NodeId, Seq, DROP, ID};
+use super::ir::{CPol, CPred, HField, Pattern};
+use super::syntax::Span;
+use openflow::flow::VLAN_PRESENT;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Why a program with links cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GlobalError {
+    /// The program uses the VLAN tag the compiler needs.
+    #[error("a program with links may not use vlanId/vlanPcp: the global compiler carries its state in the VLAN tag")]
+    UsesVlan,
+    /// A meta field's scope contains a link.
+    #[error("a meta field's scope may not contain links")]
+    MetaAcrossLink(Span),
+    /// Too many automaton states for the VLAN id space.
+    #[error("the program needs {0} tags, more than the 4094 VLAN ids")]
+    TooManyStates(usize),
+    /// A link-free part failed to compile.
+    #[error(transparent)]
+    Fdd(#[from] super::fdd::FddError),
+}
+
+/// The pseudo-field carrying the automaton state in leaves during construction.
+const PC: HField = HField::Meta(u16::MAX);
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    s1: u64,
+    p1: u64,
+    s2: u64,
+    p2: u64,
+}
+
+#[derive(Default)]
+struct Parts {
+    e: NodeId,
+    first: BTreeMap<usize, NodeId>,
+    last: BTreeMap<usize, NodeId>,
+    follow: BTreeMap<(usize, usize), NodeId>,
+}
+
+fn add<K: Ord + Copy>(fdd: &mut Fdd, m: &mut BTreeMap<K, NodeId>, k: K, v: NodeId) {
+    let cur = m.get(&k).copied().unwrap_or(DROP);
+    let u = fdd.union(cur, v);
+    m.insert(k, u);
+}
+
+fn uses_vlan(p: &CPol) -> bool {
+    fn pred(a: &CPred) -> bool {
+        match a {
+            CPred::True | CPred::False => false,
+            CPred::Test(t) => matches!(t.field, HField::VlanVid | HField::VlanPcp),
+            CPred::Not(x) => pred(x),
+            CPred::And(x, y) | CPred::Or(x, y) => pred(x) || pred(y),
+        }
+    }
+    match p {
+        CPol::Filter(a) => pred(a),
+        CPol::Mod(f, _) => matches!(f, HField::VlanVid | HField::VlanPcp),
+        CPol::Union(x, y) | CPol::Seq(x, y) => uses_vlan(x) || uses_vlan(y),
+        CPol::Star(x) | CPol::Let { body: x, .. } => uses_vlan(x),
+        CPol::Dup | CPol::Link { .. } => false,
+    }
+}
+
+struct Builder<'a> {
+    fdd: &'a mut Fdd,
+    links: Vec<Link>,
+}
+
+impl Builder<'_> {
+    fn parts(&mut self, p: &CPol) -> Result<Parts, GlobalError> {
+        if !p.has_links() {
+            let e = self.fdd.compile(p)?;
+            return Ok(Parts {
+                e,
+                ..Parts::default()
+            });
+        }
+        Ok(match p {
+            CPol::Link { s1, p1, s2, p2, .. } => {
+                let id = self.links.len();
+                self.links.push(Link {
+                    s1: *s1,
+                    p1: *p1,
+                    s2: *s2,
+                    p2: *p2,
+                });
+                let mut parts = Parts {
+                    e: DROP,
+                    ..Parts::default()
+                };
+                parts.first.insert(id, ID);
+                parts.last.insert(id, ID);
+                parts
+            }
+            CPol::Union(x, y) => {
+                let a = self.parts(x)?;
+                let b = self.parts(y)?;
+                let mut out = a;
+                out.e = self.fdd.union(out.e, b.e);
+                for (k, v) in b.first {
+                    add(self.fdd, &mut out.first, k, v);
+                }
+                for (k, v) in b.last {
+                    add(self.fdd, &mut out.last, k, v);
+                }
+                for (k, v) in b.follow {
+                    add(self.fdd, &mut out.follow, k, v);
+                }
+                out
+            }
+            CPol::Seq(x, y) => {
+                let a = self.parts(x)?;
+                let b = self.parts(y)?;
+                let mut out = Parts {
+                    e: self.fdd.seq(a.e, b.e),
+                    first: a.first.clone(),
+                    follow: a.follow.clone(),
+                    ..Parts::default()
+                };
+                for (&l, &d) in &b.first {
+                    let v = self.fdd.seq(a.e, d);
+                    add(self.fdd, &mut out.first, l, v);
+                }
+                for (&l, &d) in &a.last {
+                    let v = self.fdd.seq(d, b.e);
+                    add(self.fdd, &mut out.last, l, v);
+                }
+                for (&l, &d) in &b.last {
+                    add(self.fdd, &mut out.last, l, d);
+                }
+                for (&k, &d) in &b.follow {
+                    add(self.fdd, &mut out.follow, k, d);
+                }
+                for (&l1, &d1) in &a.last {
+                    for (&l2, &d2) in &b.first {
+                        let v = self.fdd.seq(d1, d2);
+                        add(self.fdd, &mut out.follow, (l1, l2), v);
+                    }
+                }
+                out
+            }
+            CPol::Star(x) => {
+                let a = self.parts(x)?;
+                let s = self.fdd.star(a.e)?;
+                let mut out = Parts {
+                    e: s,
+                    follow: a.follow.clone(),
+                    ..Parts::default()
+                };
+                for (&l, &d) in &a.first {
+                    let v = self.fdd.seq(s, d);
+                    add(self.fdd, &mut out.first, l, v);
+                }
+                for (&l, &d) in &a.last {
+                    let v = self.fdd.seq(d, s);
+                    add(self.fdd, &mut out.last, l, v);
+                }
+                for (&l1, &d1) in &a.last {
+                    let d1s = self.fdd.seq(d1, s);
+                    for (&l2, &d2) in &a.first {
+                        let v = self.fdd.seq(d1s, d2);
+                        add(self.fdd, &mut out.follow, (l1, l2), v);
+                    }
+                }
+                out
+            }
+            CPol::Let { .. } => return Err(GlobalError::MetaAcrossLink(Span::default())),
+            CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => {
+                let e = self.fdd.compile(p)?;
+                Parts {
+                    e,
+                    ..Parts::default()
+                }
+            }
+        })
+    }
+
+    /// `filter switch = s1 and port = p1; pc := link`.
+    fn out(&mut self, l: usize) -> NodeId {
+        let k = self.links[l];
+        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s1));
+        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p1));
+        let t = self.fdd.prod(a, b);
+        let m = self.fdd.modify(PC, l as u64);
+        self.fdd.prod(t, m)
+    }
+
+    /// `filter switch = s2 and port = p2` (where a packet arrives over a link).
+    fn arrive(&mut self, l: usize) -> NodeId {
+        let k = self.links[l];
+        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s2));
+        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p2));
+        self.fdd.prod(a, b)
+    }
+}
+
+/// Compiles a program with links to one FDD whose tables (per switch, by
+/// [`super::local::table`]) implement it with VLAN tags between switches.
+pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
+    if uses_vlan(pol) {
+        return Err(GlobalError::UsesVlan);
+    }
+    let mut b = Builder {
+        fdd,
+        links: Vec::new(),
+    };
+    let parts = b.parts(pol)?;
+    // Code run after crossing link l, ending in an egress or in another link.
+    let mut cont: HashMap<usize, NodeId> = HashMap::new();
+    for l in 0..b.links.len() {
+        let mut c = parts.last.get(&l).copied().unwrap_or(DROP);
+        for (&(l1, l2), &d) in parts.follow.range((l, 0)..=(l, usize::MAX)) {
+            debug_assert_eq!(l1, l);
+            let o = b.out(l2);
+            let v = b.fdd.seq(d, o);
+            c = b.fdd.union(c, v);
+        }
+        let arrive = b.arrive(l);
+        let c = b.fdd.prod(arrive, c);
+        cont.insert(l, c);
+    }
+    let mut ingress = parts.e;
+    for (&l, &d) in &parts.first {
+        let o = b.out(l);
+        let v = b.fdd.seq(d, o);
+        ingress = b.fdd.union(ingress, v);
+    }
+    // Subset construction over leaves.
+    let mut states: Vec<BTreeSet<u64>> = Vec::new();
+    let mut ids: HashMap<BTreeSet<u64>, u64> = HashMap::new();
+    let mut todo: Vec<u64> = Vec::new();
+    let fdd = b.fdd;
+    let mut determinise =
+        |fdd: &mut Fdd, t: NodeId, states: &mut Vec<BTreeSet<u64>>, todo: &mut Vec<u64>| {
+            // Leaves are rebuilt whole: group sequences that differ only in PC.
+            let mut memo = HashMap::new();
+            rebuild_leaves(fdd, t, &mut memo, &mut |seqs: &[Seq]| {
+                let mut groups: BTreeMap<Seq, BTreeSet<u64>> = BTreeMap::new();
+                let mut out: Vec<Seq> = Vec::new();
+                for s in seqs {
+                    match s.iter().find(|(f, _)| *f == PC) {
+                        None => out.push(s.clone()),
+                        Some((_, pc)) => {
+                            let rest: Seq = s.iter().filter(|(f, _)| *f != PC).copied().collect();
+                            groups.entry(rest).or_default().insert(*pc);
+                        }
+                    }
+                }
+                for (mut rest, set) in groups {
+                    let id = match ids.get(&set) {
+                        Some(id) => *id,
+                        None => {
+                            let id = states.len() as u64;
+                            states.push(set.clone());
+                            ids.insert(set, id);
+                            todo.push(id);
+                            id
+                        }
+                    };
+                    rest.push((PC, id));
+                    rest.sort_unstable();
+                    out.push(rest);
+                }
+                out
+            })
+        };
+    let ingress = determinise(fdd, ingress, &mut states, &mut todo);
+    let untagged = fdd.atom(Pattern::exact(HField::VlanVid, 0));
+    let mut program = fdd.prod(untagged, ingress);
+    while let Some(id) = todo.pop() {
+        let set = states[usize::try_from(id).unwrap_or(usize::MAX)].clone();
+        let mut c = DROP;
+        for l in &set {
+            let part = cont
+                .get(&usize::try_from(*l).unwrap_or(usize::MAX))
+                .copied()
+                .unwrap_or(DROP);
+            c = fdd.union(c, part);
+        }
+        let c = determinise(fdd, c, &mut states, &mut todo);
+        if states.len() > 4094 {
+            return Err(GlobalError::TooManyStates(states.len()));
+        }
+        let guard = fdd.atom(Pattern::exact(HField::VlanVid, tag(id)));
+        let g = fdd.prod(guard, c);
+        program = fdd.union(program, g);
+    }
+    // The state becomes the VLAN tag; packets leaving the network leave untagged.
+    let program = fdd.map_leaves(program, &mut |s: &Seq| {
+        let mut out: Seq = s
+            .iter()
+            .filter(|(f, _)| *f != PC && *f != HField::VlanVid)
+            .copied()
+            .collect();
+        match s.iter().find(|(f, _)| *f == PC) {
+            Some((_, id)) => out.push((HField::VlanVid, tag(*id))),
+            None => {
+                out.push((HField::VlanVid, 0));
+            }
+        }
+        out.sort_unstable();
+        out
+    });
+    Ok(program)
+}
+
+fn tag(state: u64) -> u64 {
+    u64::from(VLAN_PRESENT) | (state + 1)
+}
+
+fn rebuild_leaves(
+    fdd: &mut Fdd,
+    t: NodeId,
+    memo: &mut HashMap<NodeId, NodeId>,
+    f: &mut dyn FnMut(&[Seq]) -> Vec<Seq>,
+) -> NodeId {
+    if let Some(r) = memo.get(&t) {
+        return *r;
+    }
+    let r = match fdd.node(t) {
+        super::fdd::Node::Leaf(a) => {
+            let seqs = fdd.actions(a).clone();
+            let out = f(&seqs);
+            fdd.leaf(out)
+        }
+        super::fdd::Node::Branch { test, hi, lo } => {
+            let h = rebuild_leaves(fdd, hi, memo, f);
+            let l = rebuild_leaves(fdd, lo, memo, f);
+            fdd.branch(test, h, l)
+        }
+    };
+    memo.insert(t, r);
+    r
+}
+
+/// The physical links a program names, as `(s1, p1, s2, p2)`.
+pub fn links(pol: &CPol) -> Vec<(u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    fn walk(p: &CPol, out: &mut Vec<(u64, u64, u64, u64)>) {
+        match p {
+            CPol::Link { s1, p1, s2, p2, .. } => out.push((*s1, *p1, *s2, *p2)),
+            CPol::Union(x, y) | CPol::Seq(x, y) => {
+                walk(x, out);
+                walk(y, out);
+            }
+            CPol::Star(x) | CPol::Let { body: x, .. } => walk(x, out),
+            CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => {}
+        }
+    }
+    walk(pol, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
+}

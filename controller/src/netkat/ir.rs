@@ -1,0 +1,651 @@
+//! The core calculus the evaluator and the compilers share: NetKAT over the header
+//! fields an OpenFlow 1.3 switch has, with sugar removed and names resolved.
+//!
+//! This module owns the *meaning of Frenetic's fields on a real packet*, which is
+//! where NetKAT and OpenFlow differ. NetKAT treats every field as present in every
+//! packet; OpenFlow has prerequisites (`tcp_src` only exists for TCP over IP). We
+//! choose: **a test of a field the packet does not carry is false, and an
+//! assignment to such a field does nothing.** So `tcpSrcPort = 80` means
+//! `ethTyp = 0x800 and ipProto = 6 and tp_src = 80`, `ip4Dst = a` means
+//! `ethTyp = 0x800 and nw_dst = a`, `vlanPcp = 3` means "tagged, with PCP 3", and
+//! `ip4Src := a` means `if ethTyp = 0x800 then nw_src := a else id`. With that
+//! meaning the compiled tables carry exactly the prerequisites Open vSwitch demands
+//! and still agree with the reference evaluator packet for packet. (Frenetic,
+//! coming from OpenFlow 1.0, instead lets `ip4Src` also match ARP's sender address
+//! and `tcpSrcPort` also match UDP; we keep ARP and UDP apart, and offer
+//! `udpSrcPort`/`udpDstPort`.) `vlanId = 0xffff` means "untagged", as in Frenetic.
+//!
+//! Lowering also checks scoping: unknown and immutable meta fields, Frenetic's limit
+//! of five meta fields in scope, virtual fields. It never compiles or evaluates.
+
+use super::diagnostics::Diagnostic;
+use super::syntax::{
+    HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Span, Value,
+};
+use openflow::flow::{ethertype, ipproto, VLAN_PRESENT};
+
+/// Most meta fields in scope at once (Frenetic's `Meta0`..`Meta4`).
+pub const MAX_META: usize = 5;
+
+/// First value used for pipe and query locations of the `port` field; physical
+/// ports are below 2^32.
+pub const LOCATION_BASE: u64 = 1 << 40;
+
+/// A field of the core calculus; the declaration order is the FDD variable order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum HField {
+    /// Datapath id.
+    Switch,
+    /// Location: physical port (< 2^32) or a pipe/query (>= [`LOCATION_BASE`]).
+    Port,
+    /// OpenFlow `vlan_vid`: 0 untagged, `0x1000 | vid` tagged.
+    VlanVid,
+    /// `vlan_pcp`.
+    VlanPcp,
+    /// `dl_type`.
+    EthType,
+    /// `dl_src`.
+    EthSrc,
+    /// `dl_dst`.
+    EthDst,
+    /// `nw_proto`.
+    IpProto,
+    /// `nw_src`.
+    Ip4Src,
+    /// `nw_dst`.
+    Ip4Dst,
+    /// `tp_src`.
+    L4Src,
+    /// `tp_dst`.
+    L4Dst,
+    /// A meta field (numbered per `let`).
+    Meta(u16),
+}
+
+impl HField {
+    /// Width in bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            HField::Switch | HField::Port | HField::Meta(_) => 64,
+            HField::VlanVid => 13,
+            HField::VlanPcp => 3,
+            HField::EthType | HField::L4Src | HField::L4Dst => 16,
+            HField::EthSrc | HField::EthDst => 48,
+            HField::IpProto => 8,
+            HField::Ip4Src | HField::Ip4Dst => 32,
+        }
+    }
+}
+
+/// A test `field ∈ value/len` (the top `len` bits equal); `len == bits` is exact.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Pattern {
+    /// The field.
+    pub field: HField,
+    /// The value, with bits below the prefix cleared.
+    pub value: u64,
+    /// Prefix length.
+    pub len: u8,
+}
+
+impl Pattern {
+    /// An exact test.
+    pub fn exact(field: HField, value: u64) -> Pattern {
+        Pattern {
+            field,
+            value,
+            len: field.bits(),
+        }
+    }
+
+    /// A prefix test (value is canonicalised).
+    pub fn prefix(field: HField, value: u64, len: u8) -> Pattern {
+        let len = len.min(field.bits());
+        let p = Pattern { field, value, len };
+        Pattern {
+            value: value & p.mask(),
+            ..p
+        }
+    }
+
+    /// The mask of the prefix, within the field's width.
+    pub fn mask(&self) -> u64 {
+        let bits = u32::from(self.field.bits());
+        let len = u32::from(self.len);
+        if len == 0 {
+            return 0;
+        }
+        let ones = if len >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << len) - 1
+        };
+        ones << (bits - len)
+    }
+
+    /// True when `v` satisfies the test.
+    pub fn holds(&self, v: u64) -> bool {
+        v & self.mask() == self.value
+    }
+
+    /// True when every value satisfying `other` satisfies `self`.
+    pub fn contains(&self, other: &Pattern) -> bool {
+        self.field == other.field
+            && self.len <= other.len
+            && other.value & self.mask() == self.value
+    }
+
+    /// True when no value satisfies both (same field only).
+    pub fn disjoint(&self, other: &Pattern) -> bool {
+        self.field == other.field && !self.contains(other) && !other.contains(self)
+    }
+
+    /// The FDD order: by field, then more specific first, then by value.
+    pub fn order_key(&self) -> (HField, std::cmp::Reverse<u8>, u64) {
+        (self.field, std::cmp::Reverse(self.len), self.value)
+    }
+}
+
+/// A core predicate.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum CPred {
+    /// Always.
+    True,
+    /// Never.
+    False,
+    /// A field test.
+    Test(Pattern),
+    /// Negation.
+    Not(Box<CPred>),
+    /// Conjunction.
+    And(Box<CPred>, Box<CPred>),
+    /// Disjunction.
+    Or(Box<CPred>, Box<CPred>),
+}
+
+/// How a meta field starts.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum CInit {
+    /// A constant.
+    Const(u64),
+    /// The entry value of a header field: a test `meta = v` means the Frenetic test
+    /// `field = v` on the packet as it entered the `let`.
+    Alias(HeaderField),
+}
+
+/// A core policy.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum CPol {
+    /// Keep the packets satisfying the predicate.
+    Filter(CPred),
+    /// Set a field.
+    Mod(HField, u64),
+    /// Both.
+    Union(Box<CPol>, Box<CPol>),
+    /// One then the other.
+    Seq(Box<CPol>, Box<CPol>),
+    /// Any number of times.
+    Star(Box<CPol>),
+    /// Record the packet in its history (identity on the packet itself).
+    Dup,
+    /// `s1@p1 => s2@p2`, with the span of its text.
+    Link {
+        /// Source switch.
+        s1: u64,
+        /// Source port.
+        p1: u64,
+        /// Destination switch.
+        s2: u64,
+        /// Destination port.
+        p2: u64,
+        /// Where it is written.
+        span: Span,
+    },
+    /// A meta field's scope.
+    Let {
+        /// The field.
+        meta: u16,
+        /// Its start.
+        init: CInit,
+        /// The scope.
+        body: Box<CPol>,
+    },
+}
+
+impl CPol {
+    /// `p ; q`.
+    pub fn seq(p: CPol, q: CPol) -> CPol {
+        CPol::Seq(Box::new(p), Box::new(q))
+    }
+
+    /// `p + q`.
+    pub fn union(p: CPol, q: CPol) -> CPol {
+        CPol::Union(Box::new(p), Box::new(q))
+    }
+
+    /// `filter a`.
+    pub fn filter(a: CPred) -> CPol {
+        CPol::Filter(a)
+    }
+
+    /// `id`.
+    pub fn id() -> CPol {
+        CPol::Filter(CPred::True)
+    }
+
+    /// True when the policy contains links.
+    pub fn has_links(&self) -> bool {
+        match self {
+            CPol::Link { .. } => true,
+            CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => false,
+            CPol::Union(p, q) | CPol::Seq(p, q) => p.has_links() || q.has_links(),
+            CPol::Star(p) | CPol::Let { body: p, .. } => p.has_links(),
+        }
+    }
+}
+
+impl CPred {
+    /// `a and b`.
+    pub fn and(a: CPred, b: CPred) -> CPred {
+        CPred::And(Box::new(a), Box::new(b))
+    }
+
+    /// `a or b`.
+    pub fn or(a: CPred, b: CPred) -> CPred {
+        CPred::Or(Box::new(a), Box::new(b))
+    }
+
+    /// `not a`.
+    pub fn negate(a: CPred) -> CPred {
+        CPred::Not(Box::new(a))
+    }
+
+    /// `field = value` exactly.
+    pub fn test(field: HField, value: u64) -> CPred {
+        CPred::Test(Pattern::exact(field, value))
+    }
+}
+
+/// The kind of controller location a `pipe`/`query` names.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Location {
+    /// `pipe("name")`.
+    Pipe(String),
+    /// `query("name")`.
+    Query(String),
+}
+
+/// Resolves inventory names such as `vm:web1` (the controller implements this from
+/// its inventory; the compiler only asks).
+pub trait Resolver {
+    /// The IPv4 address of `kind:name`.
+    fn ipv4(&self, kind: &str, name: &str) -> Option<u32>;
+    /// The MAC address of `kind:name`.
+    fn mac(&self, kind: &str, name: &str) -> Option<u64>;
+}
+
+/// A resolver that knows no names.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoNames;
+
+impl Resolver for NoNames {
+    fn ipv4(&self, _: &str, _: &str) -> Option<u32> {
+        None
+    }
+    fn mac(&self, _: &str, _: &str) -> Option<u64> {
+        None
+    }
+}
+
+/// A lowered policy and the tables it refers to.
+#[derive(Clone, Debug)]
+pub struct Program {
+    /// The policy.
+    pub pol: CPol,
+    /// Pipe and query locations; location `i` is `port` value `LOCATION_BASE + i`.
+    pub locations: Vec<Location>,
+    /// Number of meta fields (`Meta(0..metas)`).
+    pub metas: u16,
+}
+
+impl Program {
+    /// The location a `port` value names, if it is a pipe or query.
+    pub fn location(&self, port: u64) -> Option<&Location> {
+        port.checked_sub(LOCATION_BASE)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.locations.get(i))
+    }
+}
+
+struct Scope {
+    name: String,
+    meta: u16,
+    mutable: bool,
+    span: Span,
+}
+
+struct Lowerer<'a> {
+    resolver: &'a dyn Resolver,
+    scopes: Vec<Scope>,
+    locations: Vec<Location>,
+    metas: u16,
+}
+
+/// Lowers a parsed policy to the core calculus.
+pub fn lower(pol: &Policy, resolver: &dyn Resolver) -> Result<Program, Diagnostic> {
+    let mut l = Lowerer {
+        resolver,
+        scopes: Vec::new(),
+        locations: Vec::new(),
+        metas: 0,
+    };
+    let pol = l.pol(pol)?;
+    Ok(Program {
+        pol,
+        locations: l.locations,
+        metas: l.metas,
+    })
+}
+
+/// The core meaning of the Frenetic test `field = value` for a non-meta field
+/// whose value is already an integer (used for `let` aliases).
+pub fn alias_test(field: &HeaderField, value: u64) -> CPred {
+    let hv = HeaderVal {
+        field: field.clone(),
+        value: match field {
+            HeaderField::Ip4Src | HeaderField::Ip4Dst => Value::Ip4 {
+                addr: u32::try_from(value).unwrap_or(u32::MAX),
+                prefix: None,
+            },
+            _ => Value::Int(value),
+        },
+        span: Span::default(),
+    };
+    if value > field.max_int() || (*field == HeaderField::VlanId && (4096..0xffff).contains(&value))
+    {
+        return CPred::False;
+    }
+    let mut l = Lowerer {
+        resolver: &NoNames,
+        scopes: Vec::new(),
+        locations: Vec::new(),
+        metas: 0,
+    };
+    l.test(&hv).unwrap_or(CPred::False)
+}
+
+fn ip4() -> CPred {
+    CPred::test(HField::EthType, u64::from(ethertype::IPV4))
+}
+
+fn proto(p: u8) -> CPred {
+    CPred::and(ip4(), CPred::test(HField::IpProto, u64::from(p)))
+}
+
+fn tagged() -> CPred {
+    CPred::negate(CPred::test(HField::VlanVid, 0))
+}
+
+fn guarded(guard: CPred, field: HField, v: u64) -> CPol {
+    CPol::union(
+        CPol::seq(CPol::filter(guard.clone()), CPol::Mod(field, v)),
+        CPol::filter(CPred::negate(guard)),
+    )
+}
+
+impl Lowerer<'_> {
+    fn lookup(&self, name: &str, span: Span) -> Result<&Scope, Diagnostic> {
+        self.scopes
+            .iter()
+            .rev()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                Diagnostic::error(span, format!("unknown meta field `{name}"))
+                    .with_label("not declared")
+                    .with_hint(format!("declare it first: let `{name} := 0 in …"))
+            })
+    }
+
+    fn int_value(&self, hv: &HeaderVal) -> Result<u64, Diagnostic> {
+        match &hv.value {
+            Value::Int(n) | Value::Mac(n) => Ok(*n),
+            Value::Ip4 { addr, .. } => Ok(u64::from(*addr)),
+            Value::Named { kind, name } => {
+                let r = match hv.field {
+                    HeaderField::EthSrc | HeaderField::EthDst => self.resolver.mac(kind, name),
+                    _ => self.resolver.ipv4(kind, name).map(u64::from),
+                };
+                r.ok_or_else(|| {
+                    Diagnostic::error(hv.span, format!("unknown name `{kind}:{name}`"))
+                        .with_label("not in the inventory")
+                        .with_hint("names are resolved against the controller's inventory of hosts and VMs")
+                })
+            }
+            Value::Pipe(_) | Value::Query(_) => Ok(0),
+        }
+    }
+
+    fn location(&mut self, v: &Value) -> u64 {
+        let loc = match v {
+            Value::Pipe(s) => Location::Pipe(s.clone()),
+            Value::Query(s) => Location::Query(s.clone()),
+            _ => return 0,
+        };
+        let i = match self.locations.iter().position(|l| *l == loc) {
+            Some(i) => i,
+            None => {
+                self.locations.push(loc);
+                self.locations.len() - 1
+            }
+        };
+        LOCATION_BASE + i as u64
+    }
+
+    fn virtual_field(hv: &HeaderVal) -> Diagnostic {
+        Diagnostic::error(
+            hv.span,
+            format!("`{}` belongs to Frenetic's virtual compiler", hv.field),
+        )
+        .with_label("virtual field")
+        .with_hint("scc compiles physical programs; virtual networks are not supported")
+    }
+
+    fn test(&mut self, hv: &HeaderVal) -> Result<CPred, Diagnostic> {
+        let v = self.int_value(hv)?;
+        Ok(match &hv.field {
+            HeaderField::Switch => CPred::test(HField::Switch, v),
+            HeaderField::Port => match hv.value {
+                Value::Pipe(_) | Value::Query(_) => {
+                    CPred::test(HField::Port, self.location(&hv.value))
+                }
+                _ => CPred::test(HField::Port, v),
+            },
+            HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric => {
+                return Err(Self::virtual_field(hv))
+            }
+            HeaderField::EthSrc => CPred::test(HField::EthSrc, v),
+            HeaderField::EthDst => CPred::test(HField::EthDst, v),
+            HeaderField::VlanId if v == 0xffff => CPred::test(HField::VlanVid, 0),
+            HeaderField::VlanId => CPred::test(HField::VlanVid, u64::from(VLAN_PRESENT) | v),
+            HeaderField::VlanPcp => CPred::and(tagged(), CPred::test(HField::VlanPcp, v)),
+            HeaderField::EthTyp => CPred::test(HField::EthType, v),
+            HeaderField::IpProto => CPred::and(ip4(), CPred::test(HField::IpProto, v)),
+            HeaderField::Ip4Src | HeaderField::Ip4Dst => {
+                let f = if hv.field == HeaderField::Ip4Src {
+                    HField::Ip4Src
+                } else {
+                    HField::Ip4Dst
+                };
+                let len = match hv.value {
+                    Value::Ip4 {
+                        prefix: Some(p), ..
+                    } => p,
+                    _ => 32,
+                };
+                CPred::and(ip4(), CPred::Test(Pattern::prefix(f, v, len)))
+            }
+            HeaderField::TcpSrcPort => {
+                CPred::and(proto(ipproto::TCP), CPred::test(HField::L4Src, v))
+            }
+            HeaderField::TcpDstPort => {
+                CPred::and(proto(ipproto::TCP), CPred::test(HField::L4Dst, v))
+            }
+            HeaderField::UdpSrcPort => {
+                CPred::and(proto(ipproto::UDP), CPred::test(HField::L4Src, v))
+            }
+            HeaderField::UdpDstPort => {
+                CPred::and(proto(ipproto::UDP), CPred::test(HField::L4Dst, v))
+            }
+            HeaderField::Meta(name) => {
+                let s = self.lookup(name, hv.span)?;
+                CPred::test(HField::Meta(s.meta), v)
+            }
+        })
+    }
+
+    fn modify(&mut self, hv: &HeaderVal) -> Result<CPol, Diagnostic> {
+        let v = self.int_value(hv)?;
+        Ok(match &hv.field {
+            HeaderField::Switch => CPol::Mod(HField::Switch, v),
+            HeaderField::Port => match hv.value {
+                Value::Pipe(_) | Value::Query(_) => {
+                    CPol::Mod(HField::Port, self.location(&hv.value))
+                }
+                _ => CPol::Mod(HField::Port, v),
+            },
+            HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric => {
+                return Err(Self::virtual_field(hv))
+            }
+            HeaderField::EthSrc => CPol::Mod(HField::EthSrc, v),
+            HeaderField::EthDst => CPol::Mod(HField::EthDst, v),
+            // Untagging also clears the PCP (a switch pops the whole tag).
+            HeaderField::VlanId if v == 0xffff => {
+                CPol::seq(CPol::Mod(HField::VlanVid, 0), CPol::Mod(HField::VlanPcp, 0))
+            }
+            HeaderField::VlanId => CPol::Mod(HField::VlanVid, u64::from(VLAN_PRESENT) | v),
+            HeaderField::VlanPcp => guarded(tagged(), HField::VlanPcp, v),
+            HeaderField::EthTyp => CPol::Mod(HField::EthType, v),
+            HeaderField::IpProto => guarded(ip4(), HField::IpProto, v),
+            HeaderField::Ip4Src => guarded(ip4(), HField::Ip4Src, v),
+            HeaderField::Ip4Dst => guarded(ip4(), HField::Ip4Dst, v),
+            HeaderField::TcpSrcPort => guarded(proto(ipproto::TCP), HField::L4Src, v),
+            HeaderField::TcpDstPort => guarded(proto(ipproto::TCP), HField::L4Dst, v),
+            HeaderField::UdpSrcPort => guarded(proto(ipproto::UDP), HField::L4Src, v),
+            HeaderField::UdpDstPort => guarded(proto(ipproto::UDP), HField::L4Dst, v),
+            HeaderField::Meta(name) => {
+                let s = self.lookup(name, hv.span)?;
+                if !s.mutable {
+                    return Err(Diagnostic::error(
+                        hv.span,
+                        format!("cannot assign to immutable meta field `{name}"),
+                    )
+                    .with_label("assignment to a `let` field")
+                    .with_note(s.span, "declared with `let` here")
+                    .with_hint(format!(
+                        "declare it with `var `{name} := …` to make it mutable"
+                    )));
+                }
+                CPol::Mod(HField::Meta(s.meta), v)
+            }
+        })
+    }
+
+    fn pred(&mut self, a: &Pred) -> Result<CPred, Diagnostic> {
+        Ok(match &a.kind {
+            PredKind::True => CPred::True,
+            PredKind::False => CPred::False,
+            PredKind::Test(hv) => self.test(hv)?,
+            PredKind::Not(x) => CPred::negate(self.pred(x)?),
+            PredKind::And(x, y) => CPred::and(self.pred(x)?, self.pred(y)?),
+            PredKind::Or(x, y) => CPred::or(self.pred(x)?, self.pred(y)?),
+        })
+    }
+
+    fn pol(&mut self, p: &Policy) -> Result<CPol, Diagnostic> {
+        Ok(match &p.kind {
+            PolicyKind::Id => CPol::id(),
+            PolicyKind::Drop => CPol::Filter(CPred::False),
+            PolicyKind::Dup => CPol::Dup,
+            PolicyKind::Filter(a) => CPol::Filter(self.pred(a)?),
+            PolicyKind::Mod(hv) => self.modify(hv)?,
+            PolicyKind::Union(x, y) => CPol::union(self.pol(x)?, self.pol(y)?),
+            PolicyKind::Seq(x, y) => CPol::seq(self.pol(x)?, self.pol(y)?),
+            PolicyKind::Star(x) => CPol::Star(Box::new(self.pol(x)?)),
+            PolicyKind::Link(s1, p1, s2, p2) => CPol::Link {
+                s1: *s1,
+                p1: *p1,
+                s2: *s2,
+                p2: *p2,
+                span: p.span,
+            },
+            PolicyKind::VLink(..) => {
+                return Err(Diagnostic::error(
+                    p.span,
+                    "virtual links `=>>` belong to Frenetic's virtual compiler",
+                )
+                .with_label("virtual link")
+                .with_hint("physical links are written `s1@p1 => s2@p2`"))
+            }
+            PolicyKind::If(a, x, y) => {
+                let a = self.pred(a)?;
+                CPol::union(
+                    CPol::seq(CPol::Filter(a.clone()), self.pol(x)?),
+                    CPol::seq(CPol::Filter(CPred::negate(a)), self.pol(y)?),
+                )
+            }
+            PolicyKind::While(a, x) => {
+                let a = self.pred(a)?;
+                CPol::seq(
+                    CPol::Star(Box::new(CPol::seq(CPol::Filter(a.clone()), self.pol(x)?))),
+                    CPol::Filter(CPred::negate(a)),
+                )
+            }
+            PolicyKind::Let {
+                name,
+                init,
+                mutable,
+                name_span,
+                body,
+            } => {
+                if self.scopes.len() >= MAX_META {
+                    return Err(Diagnostic::error(*name_span, format!("too many meta fields: `{name} would be number {}", MAX_META + 1))
+                        .with_label(format!("at most {MAX_META} meta fields may be in scope at once"))
+                        .with_hint("Frenetic maps meta fields to five registers (Meta0..Meta4); end some scopes first"));
+                }
+                let cinit = match init {
+                    LetInit::Const(v) => CInit::Const(match v {
+                        Value::Int(n) | Value::Mac(n) => *n,
+                        Value::Ip4 { addr, .. } => u64::from(*addr),
+                        _ => 0,
+                    }),
+                    LetInit::Alias(HeaderField::Meta(_))
+                    | LetInit::Alias(
+                        HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric,
+                    ) => {
+                        return Err(Diagnostic::error(
+                            *name_span,
+                            "a meta field can alias a packet header only",
+                        )
+                        .with_label("bad alias"))
+                    }
+                    LetInit::Alias(h) => CInit::Alias(h.clone()),
+                };
+                let meta = self.metas;
+                self.metas += 1;
+                self.scopes.push(Scope {
+                    name: name.clone(),
+                    meta,
+                    mutable: *mutable,
+                    span: *name_span,
+                });
+                let body = self.pol(body);
+                self.scopes.pop();
+                CPol::Let {
+                    meta,
+                    init: cinit,
+                    body: Box::new(body?),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,630 @@
+//! The local compiler: from an FDD to one OpenFlow 1.3 table per switch, as
+//! Frenetic's `Local_compiler.ml` does, with exact OpenFlow meaning.
+//!
+//! This module owns the translation of FDD paths into prioritised [`FlowSpec`]s:
+//! one rule per path (positive tests become the match; negative tests are implied by
+//! the rules above it), minimal priorities (a rule sits just above the highest
+//! overlapping rule below it; non-overlapping rules share a priority), drop rules
+//! only where they hide a forwarding rule, and no rule shadowed by another. It also
+//! owns the places where OpenFlow and NetKAT disagree:
+//! - `port := n` is an output; a packet that came in on `n` must use `IN_PORT`
+//!   (OpenFlow never sends a packet back out of its ingress port otherwise), and a
+//!   branch that leaves `port` alone also goes out `IN_PORT`. So a rule that outputs
+//!   to `n` without knowing the ingress port is split on `in_port = n`.
+//! - two branches that would emit the same packet (`ip4Src := a + id` on a packet
+//!   with source `a`) are merged, by splitting on the field as Frenetic's `dedup`
+//!   does, so a packet is never duplicated.
+//! - between branches of one action list, fields changed by an earlier branch are
+//!   restored (from the match) before the next branch's output.
+//! - `vlanId := n` on an untagged packet is `push_vlan` then `set_field`; untagging
+//!   is `pop_vlan`; a rule not knowing whether the packet is tagged is split into
+//!   the two cases (disjoint matches, same priority).
+//! - prerequisites (`dl_type` for IP fields, `nw_proto` for ports, a tag for
+//!   `vlan_pcp`) come from the meaning given in [`super::ir`]; where a policy makes
+//!   them unknowable (it assigns `ipProto` and then tests `tcpSrcPort`) the compiler
+//!   refuses with [`LocalError::Unrepresentable`] rather than emit a wrong table.
+//! - `pipe(…)` and `query(…)` are outputs to `CONTROLLER`; an output to port 0 (not
+//!   an OpenFlow port) is dropped, with a warning.
+//!
+//! It never parses text, never touches a switch, and never panics.
+
+use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
+use super::ir::{HField, Pattern, LOCATION_BASE};
+use openflow::flow::{port, Action, Field, FlowMatch, FlowSpec, VLAN_PRESENT};
+use std::collections::BTreeMap;
+
+/// Why a table cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    /// The policy moves packets to another switch with `switch :=`.
+    #[error("the policy assigns `switch := {0}` on switch {1}; moving packets between switches needs links (`s1@p1 => s2@p2`) and the global compiler")]
+    NonLocal(u64, u64),
+    /// The table cannot express what the policy means.
+    #[error("OpenFlow cannot express this policy: {0}")]
+    Unrepresentable(String),
+    /// More priority levels than OpenFlow's 16 bits.
+    #[error("the table needs {0} priority levels, more than OpenFlow's 65535")]
+    TooManyPriorities(usize),
+}
+
+/// Options of the table generator.
+#[derive(Debug, Clone, Copy)]
+pub struct TableOptions {
+    /// Table the rules go into.
+    pub table_id: u8,
+    /// Cookie of every rule.
+    pub cookie: u64,
+    /// Priority of the lowest rule.
+    pub base_priority: u16,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            table_id: 0,
+            cookie: 0,
+            base_priority: 1,
+        }
+    }
+}
+
+/// A generated table and what the generator noticed.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// The rules, highest priority first.
+    pub flows: Vec<FlowSpec>,
+    /// Things that compiled but probably not as meant.
+    pub warnings: Vec<String>,
+}
+
+/// Knowledge along a path: tests known true and known false.
+#[derive(Clone, Default)]
+struct Ctx {
+    pos: Vec<Pattern>,
+    neg: Vec<Pattern>,
+}
+
+impl Ctx {
+    /// `Some(truth)` when the path decides `p`.
+    fn decides(&self, p: &Pattern) -> Option<bool> {
+        for q in self.pos.iter().filter(|q| q.field == p.field) {
+            if p.contains(q) {
+                return Some(true);
+            }
+            if p.disjoint(q) {
+                return Some(false);
+            }
+        }
+        if self.neg.iter().any(|q| q.contains(p)) {
+            return Some(false);
+        }
+        None
+    }
+}
+
+struct Rule {
+    matcher: FlowMatch,
+    actions: Vec<Action>,
+}
+
+struct Gen<'a> {
+    fdd: &'a Fdd,
+    switch: u64,
+    rules: Vec<Rule>,
+    warnings: Vec<String>,
+}
+
+/// Builds the table of `switch` from an FDD already restricted to it.
+pub fn table(
+    fdd: &Fdd,
+    root: NodeId,
+    switch: u64,
+    opts: TableOptions,
+) -> Result<Table, LocalError> {
+    let mut g = Gen {
+        fdd,
+        switch,
+        rules: Vec::new(),
+        warnings: Vec::new(),
+    };
+    g.walk(root, &mut Ctx::default())?;
+    let flows = prioritise(g.rules, opts)?;
+    let mut warnings = g.warnings;
+    warnings.sort();
+    warnings.dedup();
+    Ok(Table { flows, warnings })
+}
+
+fn is_physical(p: u64) -> bool {
+    p < LOCATION_BASE && p <= u64::from(u32::MAX)
+}
+
+impl Gen<'_> {
+    fn walk(&mut self, n: NodeId, ctx: &mut Ctx) -> Result<(), LocalError> {
+        match self.fdd.node(n) {
+            Node::Leaf(a) => {
+                let acts = self.fdd.actions(a).clone();
+                self.leaf(ctx, acts)
+            }
+            Node::Branch { test, hi, lo } => {
+                // The FDD order guarantees the path does not already decide `test`
+                // positively; a decided test just follows its branch.
+                match ctx.decides(&test) {
+                    Some(true) => return self.walk(hi, ctx),
+                    Some(false) => return self.walk(lo, ctx),
+                    None => {}
+                }
+                ctx.pos.push(test);
+                self.walk(hi, ctx)?;
+                ctx.pos.pop();
+                ctx.neg.push(test);
+                self.walk(lo, ctx)?;
+                ctx.neg.pop();
+                Ok(())
+            }
+        }
+    }
+
+    /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
+    /// between `output:n` and `IN_PORT`, then emits its rules.
+    fn leaf(&mut self, ctx: &mut Ctx, acts: ActionSet) -> Result<(), LocalError> {
+        let mut candidates: Vec<Pattern> = Vec::new();
+        for s in &acts {
+            for (f, v) in s {
+                if *f == HField::Port && is_physical(*v) {
+                    candidates.push(Pattern::exact(HField::Port, *v));
+                }
+            }
+        }
+        if acts.len() > 1 {
+            for s in &acts {
+                for (f, v) in s {
+                    if matches!(f, HField::Port | HField::Switch) {
+                        continue;
+                    }
+                    let everywhere = acts.iter().all(|t| t.iter().any(|(g, _)| g == f));
+                    if !everywhere {
+                        candidates.push(Pattern::exact(*f, *v));
+                    }
+                }
+            }
+        }
+        candidates.sort_by_key(Pattern::order_key);
+        candidates.dedup();
+        if let Some(c) = candidates.iter().find(|c| ctx.decides(c).is_none()) {
+            let c = *c;
+            ctx.pos.push(c);
+            self.leaf(ctx, acts.clone())?;
+            ctx.pos.pop();
+            ctx.neg.push(c);
+            self.leaf(ctx, acts)?;
+            ctx.neg.pop();
+            return Ok(());
+        }
+        // Every candidate is decided: drop assignments that change nothing.
+        let mut seqs: Vec<Seq> = acts
+            .into_iter()
+            .map(|s| {
+                s.into_iter()
+                    .filter(|(f, v)| {
+                        if *f == HField::Switch && *v == self.switch {
+                            return false;
+                        }
+                        ctx.decides(&Pattern::exact(*f, *v)) != Some(true)
+                    })
+                    .collect()
+            })
+            .collect();
+        seqs.sort();
+        seqs.dedup();
+        self.emit(ctx, seqs)
+    }
+
+    fn emit(&mut self, ctx: &Ctx, seqs: Vec<Seq>) -> Result<(), LocalError> {
+        for s in &seqs {
+            if let Some((_, v)) = s.iter().find(|(f, _)| *f == HField::Switch) {
+                return Err(LocalError::NonLocal(*v, self.switch));
+            }
+        }
+        let Some(base) = to_match(ctx)? else {
+            return Ok(()); // no packet reaches this path (e.g. it arrives from a pipe)
+        };
+        // Split on whether the packet is tagged when an action needs to know.
+        let touches_vlan = seqs.iter().any(|s| {
+            s.iter()
+                .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
+        });
+        let vid_known = base.get(Field::VlanVid).is_some();
+        let variants: Vec<FlowMatch> = if touches_vlan && !vid_known {
+            vec![
+                base.with(Field::VlanVid, 0),
+                base.with_masked(
+                    Field::VlanVid,
+                    u128::from(VLAN_PRESENT),
+                    u128::from(VLAN_PRESENT),
+                ),
+            ]
+        } else {
+            vec![base]
+        };
+        for m in variants {
+            for m in complete_pcp(m) {
+                let actions = self.actions(&m, &seqs)?;
+                self.rules.push(Rule {
+                    matcher: m,
+                    actions,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The action list: for each branch, its assignments then its output, with the
+    /// fields of earlier branches restored.
+    fn actions(&mut self, m: &FlowMatch, seqs: &[Seq]) -> Result<Vec<Action>, LocalError> {
+        let mut order: Vec<&Seq> = seqs.iter().collect();
+        order.sort_by_key(|s| {
+            (
+                s.iter().filter(|(f, _)| *f != HField::Port).count(),
+                (*s).clone(),
+            )
+        });
+        let mut st = VState::new(m);
+        let mut out = Vec::new();
+        for s in order {
+            let wanted: BTreeMap<HField, u64> = s
+                .iter()
+                .filter(|(f, _)| *f != HField::Port)
+                .copied()
+                .collect();
+            // Restore what earlier branches changed and this one does not set.
+            let changed: Vec<HField> = st.changed.keys().copied().collect();
+            for f in changed {
+                if !wanted.contains_key(&f) {
+                    st.restore(f, &mut out)?;
+                }
+            }
+            for (f, v) in &wanted {
+                st.set(*f, *v, &mut out)?;
+            }
+            match s.iter().find(|(f, _)| *f == HField::Port) {
+                None => out.push(Action::output(port::IN_PORT)),
+                Some((_, 0)) => self
+                    .warnings
+                    .push("`port := 0` is not an OpenFlow port; those packets are dropped".into()),
+                Some((_, p)) if *p >= LOCATION_BASE => out.push(Action::output(port::CONTROLLER)),
+                Some((_, p)) => {
+                    let p = u32::try_from(*p).map_err(|_| {
+                        LocalError::Unrepresentable(format!("port {p} does not fit in 32 bits"))
+                    })?;
+                    out.push(Action::output(p));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn field_of(f: HField) -> Option<Field> {
+    Some(match f {
+        HField::Port => Field::InPort,
+        HField::VlanVid => Field::VlanVid,
+        HField::VlanPcp => Field::VlanPcp,
+        HField::EthType => Field::EthType,
+        HField::EthSrc => Field::EthSrc,
+        HField::EthDst => Field::EthDst,
+        HField::IpProto => Field::IpProto,
+        HField::Ip4Src => Field::Ipv4Src,
+        HField::Ip4Dst => Field::Ipv4Dst,
+        HField::L4Src => Field::L4Src,
+        HField::L4Dst => Field::L4Dst,
+        HField::Switch | HField::Meta(_) => return None,
+    })
+}
+
+/// The match of a path, with prerequisites checked; `None` when unsatisfiable.
+fn to_match(ctx: &Ctx) -> Result<Option<FlowMatch>, LocalError> {
+    let mut m = FlowMatch::any();
+    for p in &ctx.pos {
+        if p.field == HField::Port && !is_physical(p.value) {
+            return Ok(None);
+        }
+        let Some(f) = field_of(p.field) else {
+            if matches!(p.field, HField::Meta(_)) {
+                return Err(LocalError::Unrepresentable(
+                    "a meta field is tested outside its scope".into(),
+                ));
+            }
+            continue;
+        };
+        m.set(f, u128::from(p.value), u128::from(p.mask()));
+    }
+    let eth = m.exact(Field::EthType);
+    let has = |f: Field| m.get(f).is_some();
+    if (has(Field::Ipv4Src) || has(Field::Ipv4Dst) || has(Field::IpProto))
+        && eth != Some(u128::from(openflow::flow::ethertype::IPV4))
+    {
+        return Err(LocalError::Unrepresentable(
+            "an IPv4 field is tested where the EtherType is not known to be 0x800 (does the policy assign ethTyp before testing ip4Src/ip4Dst/ipProto?)".into(),
+        ));
+    }
+    if (has(Field::L4Src) || has(Field::L4Dst)) && m.exact(Field::IpProto).is_none() {
+        return Err(LocalError::Unrepresentable(
+            "a transport port is tested where the IP protocol is not known (does the policy assign ipProto before testing a port?)".into(),
+        ));
+    }
+    Ok(Some(m))
+}
+
+/// `vlan_pcp` needs a tag in the match: add it, or split when PCP 0 also
+/// describes untagged packets.
+fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
+    let Some((pcp, _)) = m.get(Field::VlanPcp) else {
+        return vec![m];
+    };
+    match m.get(Field::VlanVid) {
+        Some((v, mask)) if v & mask & u128::from(VLAN_PRESENT) != 0 => vec![m],
+        Some((0, _)) => {
+            // Untagged: the PCP reads as 0.
+            if pcp == 0 {
+                let mut u = m;
+                u.clear(Field::VlanPcp);
+                vec![u]
+            } else {
+                vec![]
+            }
+        }
+        _ => {
+            let tagged = m.with_masked(
+                Field::VlanVid,
+                u128::from(VLAN_PRESENT),
+                u128::from(VLAN_PRESENT),
+            );
+            if pcp == 0 {
+                let mut u = m.with(Field::VlanVid, 0);
+                u.clear(Field::VlanPcp);
+                vec![u, tagged]
+            } else {
+                vec![tagged]
+            }
+        }
+    }
+}
+
+/// What an action list has done to the packet so far.
+struct VState {
+    orig: FlowMatch,
+    changed: BTreeMap<HField, u64>,
+}
+
+impl VState {
+    fn new(m: &FlowMatch) -> VState {
+        VState {
+            orig: *m,
+            changed: BTreeMap::new(),
+        }
+    }
+
+    fn original(&self, f: HField) -> Option<u64> {
+        field_of(f)
+            .and_then(|g| self.orig.exact(g))
+            .and_then(|v| u64::try_from(v).ok())
+    }
+
+    fn current(&self, f: HField) -> Option<u64> {
+        self.changed.get(&f).copied().or_else(|| self.original(f))
+    }
+
+    fn tagged(&self) -> Option<bool> {
+        if let Some(v) = self.changed.get(&HField::VlanVid) {
+            return Some(*v != 0);
+        }
+        match self.orig.get(Field::VlanVid) {
+            Some((v, m)) if m & u128::from(VLAN_PRESENT) != 0 => {
+                Some(v & u128::from(VLAN_PRESENT) != 0)
+            }
+            _ => None,
+        }
+    }
+
+    fn set(&mut self, f: HField, v: u64, out: &mut Vec<Action>) -> Result<(), LocalError> {
+        if self.current(f) == Some(v) {
+            return Ok(());
+        }
+        let Some(field) = field_of(f) else {
+            return Ok(());
+        };
+        match f {
+            HField::VlanVid => {
+                let tagged = self.tagged().ok_or_else(|| {
+                    LocalError::Unrepresentable("the VLAN tag state is unknown".into())
+                })?;
+                if v == 0 {
+                    if tagged {
+                        out.push(Action::PopVlan);
+                    }
+                    self.changed.insert(HField::VlanPcp, 0);
+                } else {
+                    if !tagged {
+                        out.push(Action::PushVlan(openflow::flow::ethertype::VLAN));
+                    }
+                    out.push(Action::set(field, u128::from(v)));
+                }
+            }
+            HField::VlanPcp => {
+                if self.tagged() == Some(false) {
+                    // No tag: the assignment has no header to change.
+                    return Ok(());
+                }
+                out.push(Action::set(field, u128::from(v)));
+            }
+            _ => out.push(Action::set(field, u128::from(v))),
+        }
+        self.changed.insert(f, v);
+        Ok(())
+    }
+
+    fn restore(&mut self, f: HField, out: &mut Vec<Action>) -> Result<(), LocalError> {
+        if f == HField::VlanPcp && self.changed.contains_key(&HField::VlanVid) {
+            return Ok(()); // restored with the tag below
+        }
+        if f == HField::VlanVid {
+            let orig_tagged = match self.orig.get(Field::VlanVid) {
+                Some((v, m)) if m & u128::from(VLAN_PRESENT) != 0 => {
+                    v & u128::from(VLAN_PRESENT) != 0
+                }
+                _ => {
+                    return Err(LocalError::Unrepresentable(
+                        "a branch changes the VLAN tag and a later branch needs the original"
+                            .into(),
+                    ))
+                }
+            };
+            if !orig_tagged {
+                if self.tagged() == Some(true) {
+                    out.push(Action::PopVlan);
+                }
+                self.changed.remove(&HField::VlanVid);
+                self.changed.remove(&HField::VlanPcp);
+                return Ok(());
+            }
+            let (Some(vid), Some(pcp)) = (
+                self.original(HField::VlanVid),
+                self.original(HField::VlanPcp),
+            ) else {
+                return Err(LocalError::Unrepresentable(
+                    "a branch changes the VLAN tag and a later branch needs the original, which the match does not pin".into(),
+                ));
+            };
+            if self.tagged() == Some(false) {
+                out.push(Action::PushVlan(openflow::flow::ethertype::VLAN));
+            }
+            out.push(Action::set(Field::VlanVid, u128::from(vid)));
+            out.push(Action::set(Field::VlanPcp, u128::from(pcp)));
+            self.changed.remove(&HField::VlanVid);
+            self.changed.remove(&HField::VlanPcp);
+            return Ok(());
+        }
+        let Some(v) = self.original(f) else {
+            return Err(LocalError::Unrepresentable(format!(
+                "one branch changes {f:?} and a later branch of the same packet needs the original value, which the match does not pin (OpenFlow 1.3 without groups cannot copy a packet)"
+            )));
+        };
+        if let Some(field) = field_of(f) {
+            out.push(Action::set(field, u128::from(v)));
+        }
+        self.changed.remove(&f);
+        Ok(())
+    }
+}
+
+/// Minimal priorities, bottom-up; drops that hide nothing are left to table-miss.
+fn prioritise(rules: Vec<Rule>, opts: TableOptions) -> Result<Vec<FlowSpec>, LocalError> {
+    let mut kept: Vec<(Rule, u32)> = Vec::new();
+    let mut idx = Index::default();
+    for r in rules.into_iter().rev() {
+        let mut top: Option<u32> = None;
+        let mut hides_forwarding = false;
+        idx.for_overlapping(&r.matcher, |i| {
+            let (k, p): &(Rule, u32) = &kept[i];
+            top = Some(top.map_or(*p, |t: u32| t.max(*p)));
+            hides_forwarding |= !k.actions.is_empty();
+        });
+        if r.actions.is_empty() && !hides_forwarding {
+            continue;
+        }
+        let prio = top.map_or(0, |t| t + 1);
+        idx.insert(&r.matcher, kept.len());
+        kept.push((r, prio));
+    }
+    let levels = kept.iter().map(|(_, p)| *p as usize + 1).max().unwrap_or(0);
+    if levels + usize::from(opts.base_priority) > usize::from(u16::MAX) {
+        return Err(LocalError::TooManyPriorities(levels));
+    }
+    let mut flows: Vec<FlowSpec> = kept
+        .into_iter()
+        .rev()
+        .map(|(r, p)| {
+            let prio = u16::try_from(p)
+                .unwrap_or(u16::MAX)
+                .saturating_add(opts.base_priority);
+            let mut f = FlowSpec::new(opts.table_id, prio, r.matcher, r.actions);
+            f.cookie = opts.cookie;
+            f
+        })
+        .collect();
+    flows.sort_by_key(|f| std::cmp::Reverse(f.priority));
+    Ok(flows)
+}
+
+/// Finds overlapping matches quickly: rules are bucketed by their exact value of
+/// the first exactly-matched field among a few selective ones; a rule without such
+/// a field goes to the wildcard bucket, which every query scans.
+#[derive(Default)]
+struct Index {
+    rules: Vec<FlowMatch>,
+    buckets: std::collections::HashMap<(Field, u128), Vec<usize>>,
+    by_field: std::collections::HashMap<Field, Vec<usize>>,
+    wild: Vec<usize>,
+}
+
+const INDEX_FIELDS: [Field; 6] = [
+    Field::EthDst,
+    Field::Ipv4Dst,
+    Field::Ipv4Src,
+    Field::EthSrc,
+    Field::L4Dst,
+    Field::InPort,
+];
+
+impl Index {
+    fn key(m: &FlowMatch) -> Option<(Field, u128)> {
+        INDEX_FIELDS
+            .iter()
+            .find_map(|f| m.exact(*f).map(|v| (*f, v)))
+    }
+
+    fn insert(&mut self, m: &FlowMatch, id: usize) {
+        let slot = self.rules.len();
+        self.rules.push(*m);
+        debug_assert_eq!(slot, id);
+        match Self::key(m) {
+            Some(k) => {
+                self.buckets.entry(k).or_default().push(slot);
+                self.by_field.entry(k.0).or_default().push(slot);
+            }
+            None => self.wild.push(slot),
+        }
+    }
+
+    fn for_overlapping(&self, m: &FlowMatch, mut f: impl FnMut(usize)) {
+        let mut visit = |i: usize| {
+            if self.rules[i].overlaps(m) {
+                f(i);
+            }
+        };
+        for &i in &self.wild {
+            visit(i);
+        }
+        for field in INDEX_FIELDS {
+            let Some(all) = self.by_field.get(&field) else {
+                continue;
+            };
+            match m.exact(field) {
+                // Rules keyed on this field overlap only if they have our value.
+                Some(v) => {
+                    if let Some(b) = self.buckets.get(&(field, v)) {
+                        for &i in b {
+                            visit(i);
+                        }
+                    }
+                }
+                None => {
+                    for &i in all {
+                        visit(i);
+                    }
+                }
+            }
+        }
+    }
+}

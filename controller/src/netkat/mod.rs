@@ -1,0 +1,112 @@
+//! NetKAT, in Frenetic's concrete syntax, compiled through forwarding decision
+//! diagrams to OpenFlow 1.3 flow tables.
+//!
+//! The layers follow Frenetic's: [`syntax`] (the tree, with spans) ← [`lexer`] and
+//! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
+//! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
+//! diagrams); [`local`] (one table per switch); [`global`] (programs with links);
+//! [`diagnostics`] (rustc-style errors); [`gen`] (generated policies for benchmarks
+//! and tests). This module glues them into [`check`] and [`compile`]. Nothing here
+//! does I/O, and no input text makes it panic.
+
+pub mod diagnostics;
+pub mod fdd;
+pub mod gen;
+pub mod global;
+pub mod ir;
+pub mod lexer;
+pub mod local;
+pub mod parser;
+pub mod semantics;
+pub mod syntax;
+
+use diagnostics::Diagnostic;
+use fdd::{Fdd, NodeId};
+use ir::{HField, Program, Resolver};
+pub use local::{Table, TableOptions};
+
+/// Why a checked policy does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    /// The FDD could not be built.
+    #[error(transparent)]
+    Fdd(#[from] fdd::FddError),
+    /// A table could not be built.
+    #[error(transparent)]
+    Local(#[from] local::LocalError),
+    /// The program with links could not be compiled.
+    #[error(transparent)]
+    Global(#[from] global::GlobalError),
+}
+
+/// Parses and lowers a policy: the whole front end. Errors are positioned.
+pub fn check(src: &str, resolver: &dyn Resolver) -> Result<Program, Diagnostic> {
+    let pol = parser::parse_policy(src)?;
+    ir::lower(&pol, resolver)
+}
+
+/// A compiled policy: its FDD over the whole network, from which each switch's
+/// table is cut.
+#[derive(Debug)]
+pub struct Compiled {
+    fdd: Fdd,
+    root: NodeId,
+    switches: Vec<u64>,
+    global: bool,
+}
+
+/// Compiles a checked program (with the global compiler when it has links).
+pub fn compile(prog: &Program) -> Result<Compiled, CompileError> {
+    let mut fdd = Fdd::new();
+    let global = prog.pol.has_links();
+    let root = if global {
+        global::compile(&mut fdd, &prog.pol)?
+    } else {
+        fdd.compile(&prog.pol)?
+    };
+    let switches = fdd.tested_values(root, HField::Switch);
+    Ok(Compiled {
+        fdd,
+        root,
+        switches,
+        global,
+    })
+}
+
+impl Compiled {
+    /// The switches the policy names; empty when it treats every switch alike.
+    pub fn switches(&self) -> &[u64] {
+        &self.switches
+    }
+
+    /// True when the global compiler (links, VLAN tags) was used.
+    pub fn is_global(&self) -> bool {
+        self.global
+    }
+
+    /// Number of FDD nodes of the whole policy.
+    pub fn fdd_size(&self) -> usize {
+        self.fdd.size(self.root)
+    }
+
+    /// The table of one switch.
+    pub fn table(&mut self, switch: u64, opts: TableOptions) -> Result<Table, CompileError> {
+        let r = self
+            .fdd
+            .restrict_seq(self.root, &vec![(HField::Switch, switch)]);
+        Ok(local::table(&self.fdd, r, switch, opts)?)
+    }
+
+    /// Every switch's table (a single table under switch 0 when the policy names
+    /// no switch).
+    pub fn tables(&mut self, opts: TableOptions) -> Result<Vec<(u64, Table)>, CompileError> {
+        let sws = if self.switches.is_empty() {
+            vec![0]
+        } else {
+            self.switches.clone()
+        };
+        sws.into_iter()
+            .map(|s| Ok((s, self.table(s, opts)?)))
+            .collect()
+    }
+}
