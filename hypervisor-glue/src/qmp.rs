@@ -398,7 +398,11 @@ impl QmpClient {
 
     /// The escape hatch: any command by name with JSON arguments (an object or
     /// `None`); returns QEMU's `return` value untouched.
-    pub async fn execute_raw(&self, command: &str, arguments: Option<Value>) -> Reply {
+    pub async fn execute_raw(
+        &self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<Value, QmpError> {
         self.request(command, arguments, self.timeout).await
     }
 
