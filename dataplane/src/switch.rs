@@ -306,12 +306,7 @@ impl Switch {
         while !stop.load(Ordering::Relaxed) && !self.handle.stop.load(Ordering::Relaxed) {
             // SAFETY: `events` is a valid buffer of 16 epoll_event structures.
             let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    EVENTS_I32,
-                    200,
-                )
+                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS_I32, 200)
             };
             if n < 0 {
                 let e = io::Error::last_os_error();

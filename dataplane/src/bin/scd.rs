@@ -41,8 +41,16 @@ enum Command {
 fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read flows file {}", path.display()))?;
-    let flows = openflow::text::parse_flows(&text)
-        .map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))?;
+    let flows = openflow::text::parse_flows(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}:{}:{}: {} (at `{}`)",
+            path.display(),
+            e.line,
+            e.column,
+            e.message,
+            e.token
+        )
+    })?;
     // Refuse a file the tables would refuse, before anything is installed.
     Pipeline::from_flows(flows.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(flows)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The project's test command (README's second command; .ci/run calls it too).
+#
+# Installs every system package the tests need (apt-get update first), then runs
+# formatting, lints, every test of the workspace (including the namespace, TAP and
+# QEMU tests in netns-tests/, which need root) and a short run of each fuzz target.
+# Must run as root on Debian 12. Never touches the machine's own interfaces: the
+# tests build their own namespaces and remove them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s ==\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "scripts/test.sh: run as root (the namespace tests need it)" >&2
+    exit 1
+fi
+
+log "system packages"
+export DEBIAN_FRONTEND=noninteractive
+PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openvswitch-common openvswitch-switch
+      wireguard-tools wireguard-go pkg-config build-essential curl ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+apt-get update -qq
+if ((${#missing[@]})); then
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+bash scripts/install-qemu.sh
+bash scripts/build-guest.sh
+
+log "format"
+cargo fmt --all -- --check
+
+log "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+    # One test binary at a time, tests inside it in parallel up to the core count.
+    cargo nextest run --workspace --locked --no-fail-fast --test-threads 2
+else
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+log "fuzz smoke"
+bash scripts/fuzz-smoke.sh
