@@ -34,7 +34,7 @@ pub use flow_mod::{
 };
 pub use multipart::{
     AggregateStats, FlowStatsRequest, MultipartReply, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody, SwitchDesc, TableStats, MORE,
+    MultipartRequestBody, SwitchDesc, TableFeatures, TableStats, MORE,
 };
 pub use packet::{PacketIn, PacketInReason, PacketOut};
 pub use port::{

@@ -20,6 +20,7 @@ const FLOW: u16 = 1;
 const AGGREGATE: u16 = 2;
 const TABLE: u16 = 3;
 const PORT_STATS: u16 = 4;
+const TABLE_FEATURES: u16 = 12;
 const PORT_DESC: u16 = 13;
 
 /// `OFPMPF_REQ_MORE` / `OFPMPF_REPLY_MORE`: more messages of this multipart follow.
@@ -98,6 +99,10 @@ pub enum MultipartRequestBody {
     PortStats(PortNo),
     /// Port descriptions.
     PortDesc,
+    /// Table features, as a query (`ovs-ofctl` sends one before most commands).
+    /// Requests that try to *set* table features are refused with
+    /// table-features-failed/eperm.
+    TableFeatures,
 }
 
 /// An `OFPT_MULTIPART_REQUEST`.
@@ -132,6 +137,15 @@ impl MultipartRequest {
                 MultipartRequestBody::PortStats(p)
             }
             PORT_DESC => MultipartRequestBody::PortDesc,
+            TABLE_FEATURES => {
+                if !r.is_empty() {
+                    return Err(Fail::new(
+                        ErrorCode::Other { typ: 13, code: 5 },
+                        "setting table features is not supported",
+                    ));
+                }
+                MultipartRequestBody::TableFeatures
+            }
             other => return Err(bad_multipart(other)),
         };
         Ok(MultipartRequest { flags, body })
@@ -145,6 +159,7 @@ impl MultipartRequest {
             MultipartRequestBody::Table => TABLE,
             MultipartRequestBody::PortStats(_) => PORT_STATS,
             MultipartRequestBody::PortDesc => PORT_DESC,
+            MultipartRequestBody::TableFeatures => TABLE_FEATURES,
         };
         out.put_u16(typ);
         out.put_u16(self.flags);
@@ -157,7 +172,8 @@ impl MultipartRequest {
             }
             MultipartRequestBody::Desc
             | MultipartRequestBody::Table
-            | MultipartRequestBody::PortDesc => {}
+            | MultipartRequestBody::PortDesc
+            | MultipartRequestBody::TableFeatures => {}
         }
     }
 }
@@ -201,6 +217,158 @@ pub struct TableStats {
     pub matched_count: u64,
 }
 
+/// The features of one table (`ofp_table_features`). The property list is kept as
+/// raw bytes (a sequence of `ofp_table_feature_prop_*` TLVs, each padded to 8 bytes).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct TableFeatures {
+    /// Table id.
+    pub table_id: u8,
+    /// Name (at most 32 bytes).
+    pub name: String,
+    /// Metadata bits the table can match.
+    pub metadata_match: u64,
+    /// Metadata bits the table can write.
+    pub metadata_write: u64,
+    /// `ofp_table_config` bits.
+    pub config: u32,
+    /// Entries the table can hold.
+    pub max_entries: u32,
+    /// Encoded properties.
+    pub properties: Vec<u8>,
+}
+
+/// Bytes of `ofp_table_features` before its properties.
+const TABLE_FEATURES_LEN: usize = 64;
+
+impl TableFeatures {
+    /// The features of a supercloud table: the 8 properties Open vSwitch requires,
+    /// describing exactly what this codec accepts (apply-actions and goto-table to
+    /// later tables of `n_tables`; output, push/pop VLAN, dec-nw-ttl and set-field;
+    /// every OXM field of [`crate::flow::Field`], maskable where OpenFlow allows).
+    pub fn supercloud(table_id: u8, n_tables: u8, max_entries: u32) -> TableFeatures {
+        fn prop(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
+            let start = out.len();
+            out.put_u16(typ);
+            out.put_u16(u16::try_from(4 + data.len()).unwrap_or(u16::MAX));
+            out.extend_from_slice(data);
+            out.pad8(start);
+        }
+        let headers = |ids: &[(u8, usize, bool)]| -> Vec<u8> {
+            let mut v = Vec::new();
+            for (id, width, maskable) in ids {
+                let len = if *maskable { 2 * width } else { *width };
+                let h = (0x8000u32 << 16)
+                    | (u32::from(*id) << 9)
+                    | (u32::from(*maskable) << 8)
+                    | u32::try_from(len).unwrap_or(0);
+                v.put_u32(h);
+            }
+            v
+        };
+        // (oxm field, value bytes, maskable) per OpenFlow 1.3 table 11.
+        let fields: [(u8, usize, bool); 23] = [
+            (0, 4, false),
+            (3, 6, true),
+            (4, 6, true),
+            (5, 2, false),
+            (6, 2, true),
+            (7, 1, false),
+            (8, 1, false),
+            (10, 1, false),
+            (11, 4, true),
+            (12, 4, true),
+            (13, 2, false),
+            (14, 2, false),
+            (15, 2, false),
+            (16, 2, false),
+            (19, 1, false),
+            (20, 1, false),
+            (21, 2, false),
+            (22, 4, true),
+            (23, 4, true),
+            (26, 16, true),
+            (27, 16, true),
+            (29, 1, false),
+            (30, 1, false),
+        ];
+        let unmasked: Vec<(u8, usize, bool)> =
+            fields.iter().map(|(id, w, _)| (*id, *w, false)).collect();
+        let settable: Vec<(u8, usize, bool)> = fields
+            .iter()
+            .filter(|(id, _, _)| *id != 5 && *id != 10)
+            .map(|(id, w, _)| (*id, *w, false))
+            .collect();
+        let mut props = Vec::new();
+        let mut instructions = Vec::new();
+        for t in [1u16, 4] {
+            instructions.put_u16(t);
+            instructions.put_u16(4);
+        }
+        prop(&mut props, 0, &instructions);
+        let next: Vec<u8> = (table_id.saturating_add(1)..n_tables).collect();
+        prop(&mut props, 2, &next);
+        prop(&mut props, 4, &[]);
+        let mut actions = Vec::new();
+        for t in [0u16, 17, 18, 24, 25] {
+            actions.put_u16(t);
+            actions.put_u16(4);
+        }
+        prop(&mut props, 6, &actions);
+        prop(&mut props, 8, &headers(&fields));
+        // Wildcards and set-field lists name fields without the has-mask bit.
+        prop(&mut props, 10, &headers(&unmasked));
+        prop(&mut props, 12, &[]);
+        prop(&mut props, 14, &headers(&settable));
+        TableFeatures {
+            table_id,
+            name: String::new(),
+            metadata_match: 0,
+            metadata_write: 0,
+            config: 0,
+            max_entries,
+            properties: props,
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<TableFeatures, Fail> {
+        let len = usize::from(r.u16()?);
+        if len < TABLE_FEATURES_LEN {
+            return Err(Fail::new(
+                ErrorCode::BadRequest(BadRequest::BadLen),
+                "table features entry length",
+            ));
+        }
+        let body = r.bytes(len - 2)?;
+        let mut b = Reader::new(body);
+        let table_id = b.u8()?;
+        b.skip(5)?;
+        Ok(TableFeatures {
+            table_id,
+            name: get_str(&mut b, 32)?,
+            metadata_match: b.u64()?,
+            metadata_write: b.u64()?,
+            config: b.u32()?,
+            max_entries: b.u32()?,
+            properties: b.rest().to_vec(),
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.put_u16(0);
+        out.put_u8(self.table_id);
+        out.put_zeros(5);
+        put_str(out, &self.name, 32);
+        out.put_u64(self.metadata_match);
+        out.put_u64(self.metadata_write);
+        out.put_u32(self.config);
+        out.put_u32(self.max_entries);
+        out.extend_from_slice(&self.properties);
+        let len = out.len() - start;
+        out.patch_u16(start, len);
+    }
+}
+
 /// What a multipart reply carries.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum MultipartReplyBody {
@@ -216,6 +384,8 @@ pub enum MultipartReplyBody {
     PortStats(Vec<PortStats>),
     /// Port descriptions.
     PortDesc(Vec<PortDesc>),
+    /// Table features.
+    TableFeatures(Vec<TableFeatures>),
 }
 
 /// An `OFPT_MULTIPART_REPLY`.
@@ -273,6 +443,7 @@ impl MultipartReply {
             })?),
             PORT_STATS => MultipartReplyBody::PortStats(items(r, PortStats::decode)?),
             PORT_DESC => MultipartReplyBody::PortDesc(items(r, PortDesc::decode)?),
+            TABLE_FEATURES => MultipartReplyBody::TableFeatures(items(r, TableFeatures::decode)?),
             other => return Err(bad_multipart(other)),
         };
         Ok(MultipartReply { flags, body })
@@ -286,6 +457,7 @@ impl MultipartReply {
             MultipartReplyBody::Table(_) => TABLE,
             MultipartReplyBody::PortStats(_) => PORT_STATS,
             MultipartReplyBody::PortDesc(_) => PORT_DESC,
+            MultipartReplyBody::TableFeatures(_) => TABLE_FEATURES,
         }
     }
 
@@ -319,6 +491,7 @@ impl MultipartReply {
             }
             MultipartReplyBody::PortStats(v) => v.iter().for_each(|p| p.encode(out)),
             MultipartReplyBody::PortDesc(v) => v.iter().for_each(|p| p.encode(out)),
+            MultipartReplyBody::TableFeatures(v) => v.iter().for_each(|t| t.encode(out)),
         }
     }
 
@@ -365,6 +538,12 @@ impl MultipartReply {
                 .into_iter()
                 .map(MultipartReplyBody::PortDesc)
                 .collect(),
+            MultipartReplyBody::TableFeatures(v) => {
+                chunks(v, |t| TABLE_FEATURES_LEN + t.properties.len())
+                    .into_iter()
+                    .map(MultipartReplyBody::TableFeatures)
+                    .collect()
+            }
             other => vec![other.clone()],
         };
         let n = parts.len();
