@@ -509,7 +509,11 @@ impl FlowMatch {
         need(Field::L4Src, l4_ok, "nw_proto=6, 17, 1 or 58")?;
         need(Field::L4Dst, l4_ok, "nw_proto=6, 17, 1 or 58")?;
         let vlan_pcp_ok = matches!(self.get(Field::VlanVid), Some((v, m)) if v & m & u128::from(VLAN_PRESENT) != 0);
-        need(Field::VlanPcp, vlan_pcp_ok, "vlan_vid with the VLAN present bit")?;
+        need(
+            Field::VlanPcp,
+            vlan_pcp_ok,
+            "vlan_vid with the VLAN present bit",
+        )?;
         Ok(())
     }
 
@@ -672,9 +676,11 @@ mod tests {
 
     #[test]
     fn prefix_match() {
-        let m = FlowMatch::any()
-            .with(Field::EthType, 0x800)
-            .with_prefix32(Field::Ipv4Dst, 0x6440_0000, 10);
+        let m = FlowMatch::any().with(Field::EthType, 0x800).with_prefix32(
+            Field::Ipv4Dst,
+            0x6440_0000,
+            10,
+        );
         let mut p = FlowKey {
             eth_type: 0x800,
             ipv4_dst: 0x6440_0a05,
@@ -691,7 +697,10 @@ mod tests {
         let m = FlowMatch::any().with(Field::L4Dst, 80);
         assert!(matches!(
             m.check_prerequisites(),
-            Err(MatchError::Prerequisite { field: Field::L4Dst, .. })
+            Err(MatchError::Prerequisite {
+                field: Field::L4Dst,
+                ..
+            })
         ));
         let m = m.with(Field::EthType, 0x800).with(Field::IpProto, 6);
         assert!(m.check_prerequisites().is_ok());
@@ -716,16 +725,21 @@ mod tests {
     }
 
     fn arb_key() -> impl Strategy<Value = FlowKey> {
-        (any::<u32>(), any::<u16>(), any::<u8>(), any::<u32>(), any::<u16>()).prop_map(
-            |(ip, port, proto, in_port, et)| FlowKey {
+        (
+            any::<u32>(),
+            any::<u16>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u16>(),
+        )
+            .prop_map(|(ip, port, proto, in_port, et)| FlowKey {
                 in_port: in_port % 8,
                 eth_type: et % 3,
                 ip_proto: proto % 3,
                 ipv4_dst: ip % 16,
                 l4_dst: port % 4,
                 ..FlowKey::default()
-            },
-        )
+            })
     }
 
     proptest! {
