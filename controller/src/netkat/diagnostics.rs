@@ -131,6 +131,7 @@ impl Diagnostic {
         let (line, col) = line_col(source, span.start);
         let mut spans = vec![(span, self.label.as_str(), '^')];
         spans.extend(self.notes.iter().map(|(s, l)| (*s, l.as_str(), '-')));
+        spans.sort_by_key(|(s, _, _)| s.start);
         let width = spans
             .iter()
             .map(|(s, _, _)| line_col(source, s.start).0)
@@ -141,11 +142,15 @@ impl Diagnostic {
         let pad = " ".repeat(width);
         let _ = writeln!(out, "{pad}--> {file}:{line}:{col}");
         let _ = writeln!(out, "{pad} |");
+        let mut last_line = 0;
         for (s, label, mark) in spans {
             let (l, c) = line_col(source, s.start);
             let text = source.lines().nth(l - 1).unwrap_or("");
             let text = text.trim_end_matches('\r');
-            let _ = writeln!(out, "{l:>width$} | {text}");
+            if l != last_line {
+                let _ = writeln!(out, "{l:>width$} | {text}");
+                last_line = l;
+            }
             let line_chars = text.chars().count();
             let start = c - 1;
             let (el, ec) = line_col(source, s.end.max(s.start + 1));

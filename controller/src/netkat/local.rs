@@ -87,6 +87,20 @@ struct Ctx {
 impl Ctx {
     /// `Some(truth)` when the path decides `p`.
     fn decides(&self, p: &Pattern) -> Option<bool> {
+        if p.field == HField::VlanPcp && self.pos.contains(&Pattern::exact(HField::VlanVid, 0)) {
+            return Some(p.value == 0); // an untagged packet reads PCP 0
+        }
+        if *p == Pattern::exact(HField::VlanVid, 0) {
+            // A path that knows the PCP is not 0 knows the packet is tagged.
+            let pcp_nonzero = self.neg.contains(&Pattern::exact(HField::VlanPcp, 0))
+                || self
+                    .pos
+                    .iter()
+                    .any(|q| q.field == HField::VlanPcp && q.value != 0);
+            if pcp_nonzero {
+                return Some(false);
+            }
+        }
         for q in self.pos.iter().filter(|q| q.field == p.field) {
             if p.contains(q) {
                 return Some(true);
@@ -168,7 +182,17 @@ impl Gen<'_> {
     /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
     /// between `output:n` and `IN_PORT`, then emits its rules.
     fn leaf(&mut self, ctx: &mut Ctx, acts: ActionSet) -> Result<(), LocalError> {
+        // Actions on the tag differ for tagged and untagged packets: decide first.
+        let untagged = Pattern::exact(HField::VlanVid, 0);
+        let touches_vlan = acts.iter().any(|s| {
+            s.iter()
+                .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
+        });
+        let vid_known = self.ctx_has_vid(ctx);
         let mut candidates: Vec<Pattern> = Vec::new();
+        if touches_vlan && !vid_known {
+            candidates.push(untagged);
+        }
         for s in &acts {
             for (f, v) in s {
                 if *f == HField::Port && is_physical(*v) {
@@ -220,6 +244,11 @@ impl Gen<'_> {
         self.emit(ctx, seqs)
     }
 
+    fn ctx_has_vid(&self, ctx: &Ctx) -> bool {
+        ctx.decides(&Pattern::exact(HField::VlanVid, 0)).is_some()
+            || ctx.pos.iter().any(|p| p.field == HField::VlanVid)
+    }
+
     fn emit(&mut self, ctx: &Ctx, seqs: Vec<Seq>) -> Result<(), LocalError> {
         for s in &seqs {
             if let Some((_, v)) = s.iter().find(|(f, _)| *f == HField::Switch) {
@@ -229,24 +258,18 @@ impl Gen<'_> {
         let Some(base) = to_match(ctx)? else {
             return Ok(()); // no packet reaches this path (e.g. it arrives from a pipe)
         };
-        // Split on whether the packet is tagged when an action needs to know.
-        let touches_vlan = seqs.iter().any(|s| {
-            s.iter()
-                .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
-        });
-        let vid_known = base.get(Field::VlanVid).is_some();
-        let variants: Vec<FlowMatch> = if touches_vlan && !vid_known {
-            vec![
-                base.with(Field::VlanVid, 0),
-                base.with_masked(
-                    Field::VlanVid,
-                    u128::from(VLAN_PRESENT),
-                    u128::from(VLAN_PRESENT),
-                ),
-            ]
+        // A path that took the false branch of `vlan_vid = 0` only sees tagged packets.
+        let known_tagged = ctx.decides(&Pattern::exact(HField::VlanVid, 0)) == Some(false);
+        let base = if known_tagged && base.get(Field::VlanVid).is_none() {
+            base.with_masked(
+                Field::VlanVid,
+                u128::from(VLAN_PRESENT),
+                u128::from(VLAN_PRESENT),
+            )
         } else {
-            vec![base]
+            base
         };
+        let variants = vec![base];
         for m in variants {
             for m in complete_pcp(m) {
                 let actions = self.actions(&m, &seqs)?;
@@ -278,9 +301,16 @@ impl Gen<'_> {
                 .copied()
                 .collect();
             // Restore what earlier branches changed and this one does not set.
-            let changed: Vec<HField> = st.changed.keys().copied().collect();
-            for f in changed {
-                if !wanted.contains_key(&f) {
+            let stale: Vec<HField> = st
+                .changed
+                .keys()
+                .copied()
+                .filter(|f| !wanted.contains_key(f))
+                .collect();
+            // Restoring the tag restores its PCP too.
+            let whole_tag = stale.contains(&HField::VlanVid);
+            for f in stale {
+                if !(whole_tag && f == HField::VlanPcp) {
                     st.restore(f, &mut out)?;
                 }
             }
@@ -465,9 +495,6 @@ impl VState {
     }
 
     fn restore(&mut self, f: HField, out: &mut Vec<Action>) -> Result<(), LocalError> {
-        if f == HField::VlanPcp && self.changed.contains_key(&HField::VlanVid) {
-            return Ok(()); // restored with the tag below
-        }
         if f == HField::VlanVid {
             let orig_tagged = match self.orig.get(Field::VlanVid) {
                 Some((v, m)) if m & u128::from(VLAN_PRESENT) != 0 => {

@@ -91,7 +91,15 @@ impl Parser {
 
     fn unexpected(&self, expected: &str) -> Diagnostic {
         let found = self.peek();
-        let mut d = Diagnostic::error(self.span(), format!("expected {expected}, found {found}"))
+        // At the end of input, point just after the last token rather than at an
+        // empty line.
+        let at = if *found == Tok::Eof && self.pos > 0 {
+            let e = self.toks[self.pos - 1].1.end;
+            Span::new(e, e)
+        } else {
+            self.span()
+        };
+        let mut d = Diagnostic::error(at, format!("expected {expected}, found {found}"))
             .with_label(format!("expected {expected}"));
         match found {
             Tok::Kw(Kw::Eq) if expected.contains(":=") => {
