@@ -271,6 +271,15 @@ fn ovs_vector_hellos() {
         roundtrip(&Message::Hello(Hello::of13()), 9),
         Message::Hello(Hello::of13())
     );
+    // An OpenFlow 1.0 peer's hello-failed/incompatible error still decodes.
+    let (_, m) = decode(&hex("01 01 00 0c 00 00 00 01 00 00 00 00")).unwrap();
+    assert_eq!(
+        m,
+        Message::Error(ErrorMsg {
+            code: ErrorCode::HelloFailed(HelloFailed::Incompatible),
+            data: vec![]
+        })
+    );
 }
 
 // ----- error replies -----

@@ -270,7 +270,10 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Message), DecodeError> {
             format!("header length {} but {} bytes", h.length, buf.len()),
         )));
     }
-    if h.version != OFP_VERSION && h.msg_type != msg_type::HELLO {
+    // Hello and error have the same layout in every version (a peer that cannot
+    // speak 1.3 answers our hello with a hello-failed error in its own version).
+    let version_free = matches!(h.msg_type, msg_type::HELLO | msg_type::ERROR);
+    if h.version != OFP_VERSION && !version_free {
         return Err(fail(Fail::new(
             ErrorCode::BadRequest(BadRequest::BadVersion),
             format!("version {:#x} (only 1.3 = 0x04 is spoken)", h.version),
