@@ -68,6 +68,27 @@ struct RawConfig {
     flows: RawFlows,
     #[serde(default, rename = "port")]
     ports: Vec<RawPort>,
+    tunnel: Option<RawTunnel>,
+    #[serde(default, rename = "peer")]
+    peers: Vec<RawPeer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTunnel {
+    private_key_file: String,
+    listen: Spanned<String>,
+    mtu: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    port: Spanned<u32>,
+    name: Spanned<String>,
+    public_key: Spanned<String>,
+    endpoint: Option<Spanned<String>>,
+    keepalive: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +96,7 @@ struct RawConfig {
 struct RawOverlay {
     prefix: Spanned<String>,
     gateway_mac: Spanned<String>,
+    gateway_ip: Option<Spanned<String>>,
     #[serde(default = "yes")]
     arp_responder: bool,
 }
@@ -101,6 +123,7 @@ struct RawPort {
     #[serde(default = "yes")]
     create: bool,
     mtu: Option<Spanned<u32>>,
+    netns: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -132,6 +155,21 @@ pub struct PortConfig {
     pub create: bool,
     /// MTU to set, if any.
     pub mtu: Option<u32>,
+    /// Network namespace the TAP lives in (its VM's), when not scd's own.
+    pub netns: Option<String>,
+}
+
+/// The tunnel side of a host: its WireGuard identity, socket and peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelConfig {
+    /// File holding the private key (WireGuard base64; mode 600).
+    pub private_key_file: PathBuf,
+    /// UDP address the tunnels listen on.
+    pub listen: SocketAddr,
+    /// Largest inner IP packet; larger ones get ICMP "fragmentation needed".
+    pub mtu: usize,
+    /// Remote hosts, one OpenFlow port each.
+    pub peers: Vec<crate::tunnel::PeerConfig>,
 }
 
 /// A validated host configuration.
@@ -147,6 +185,8 @@ pub struct HostConfig {
     pub overlay_prefix_len: u8,
     /// The anycast gateway MAC every host answers ARP with.
     pub gateway_mac: Mac,
+    /// The gateway's overlay address, used as the source of ICMP errors.
+    pub gateway_ip: Ipv4Addr,
     /// Whether the ARP responder runs.
     pub arp_responder: bool,
     /// Where the Prometheus endpoint listens, if anywhere.
@@ -155,6 +195,8 @@ pub struct HostConfig {
     pub flows_file: Option<PathBuf>,
     /// Ports.
     pub ports: Vec<PortConfig>,
+    /// Tunnels to other hosts, if any.
+    pub tunnel: Option<TunnelConfig>,
 }
 
 /// Longest interface name Linux accepts.
@@ -310,23 +352,154 @@ impl HostConfig {
                 Some(m) => Some(*m.get_ref()),
                 None => None,
             };
+            let netns = match &p.netns {
+                Some(ns) if ns.get_ref().is_empty() || ns.get_ref().contains(['/', '\0']) => {
+                    return Err(invalid(
+                        &ns.span(),
+                        "port.netns",
+                        format!(
+                            "`{}` is not a namespace name (as in /run/netns/NAME)",
+                            ns.get_ref()
+                        ),
+                    ))
+                }
+                Some(ns) => Some(ns.get_ref().clone()),
+                None => None,
+            };
             ports.push(PortConfig {
                 number,
                 name: name.clone(),
                 kind,
                 create: p.create,
                 mtu,
+                netns,
             });
         }
 
-        let flows_file = raw.flows.file.as_ref().map(|f| {
+        let relative = |f: &str| {
             let f = PathBuf::from(f);
             if f.is_absolute() {
                 f
             } else {
                 path.parent().unwrap_or(Path::new(".")).join(f)
             }
-        });
+        };
+        let flows_file = raw.flows.file.as_deref().map(relative);
+
+        let gateway_ip = match &raw.overlay.gateway_ip {
+            None => Ipv4Addr::from(net.wrapping_add(1)),
+            Some(ip) => {
+                let addr: Ipv4Addr = ip.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &ip.span(),
+                        "overlay.gateway_ip",
+                        format!("`{}` is not an IPv4 address", ip.get_ref()),
+                    )
+                })?;
+                if u32::from(addr) & openflow::flow::prefix_mask32(len) != net {
+                    return Err(invalid(
+                        &ip.span(),
+                        "overlay.gateway_ip",
+                        format!("{addr} is outside the overlay prefix {prefix}"),
+                    ));
+                }
+                addr
+            }
+        };
+
+        if raw.tunnel.is_none() && !raw.peers.is_empty() {
+            return Err(invalid(
+                &raw.peers[0].port.span(),
+                "peer",
+                "peers need a [tunnel] section (private_key_file, listen)".to_string(),
+            ));
+        }
+        let tunnel = match &raw.tunnel {
+            None => None,
+            Some(t) => {
+                let listen = parse_listen(t.listen.get_ref()).ok_or_else(|| {
+                    invalid(
+                        &t.listen.span(),
+                        "tunnel.listen",
+                        format!(
+                            "`{}` is not address:port or a port number",
+                            t.listen.get_ref()
+                        ),
+                    )
+                })?;
+                let mtu = match &t.mtu {
+                    Some(m) if !(576..=65_000).contains(m.get_ref()) => {
+                        return Err(invalid(
+                            &m.span(),
+                            "tunnel.mtu",
+                            format!("{} is outside 576..=65000", m.get_ref()),
+                        ))
+                    }
+                    Some(m) => {
+                        usize::try_from(*m.get_ref()).unwrap_or(crate::tunnel::DEFAULT_TUNNEL_MTU)
+                    }
+                    None => crate::tunnel::DEFAULT_TUNNEL_MTU,
+                };
+                let mut peers: Vec<crate::tunnel::PeerConfig> = Vec::with_capacity(raw.peers.len());
+                for p in &raw.peers {
+                    let number = *p.port.get_ref();
+                    if number == 0 || number > openflow::flow::port::MAX {
+                        return Err(invalid(
+                            &p.port.span(),
+                            "peer.port",
+                            format!(
+                                "{number} is not a valid OpenFlow port number (1..=0xffffff00)"
+                            ),
+                        ));
+                    }
+                    if ports.iter().any(|q| q.number == number)
+                        || peers.iter().any(|q| q.port == number)
+                    {
+                        return Err(invalid(
+                            &p.port.span(),
+                            "peer.port",
+                            format!("port number {number} is used twice"),
+                        ));
+                    }
+                    let public_key = crate::keys::decode(p.public_key.get_ref()).map_err(|e| {
+                        invalid(&p.public_key.span(), "peer.public_key", e.to_string())
+                    })?;
+                    if peers.iter().any(|q| q.public_key == public_key) {
+                        return Err(invalid(
+                            &p.public_key.span(),
+                            "peer.public_key",
+                            "the same key is given to two peers".to_string(),
+                        ));
+                    }
+                    let endpoint = match &p.endpoint {
+                        None => None,
+                        Some(e) => Some(e.get_ref().parse::<SocketAddr>().map_err(|_| {
+                            invalid(
+                                &e.span(),
+                                "peer.endpoint",
+                                format!(
+                                    "`{}` is not address:port such as 198.51.100.2:51820",
+                                    e.get_ref()
+                                ),
+                            )
+                        })?),
+                    };
+                    peers.push(crate::tunnel::PeerConfig {
+                        port: number,
+                        name: p.name.get_ref().clone(),
+                        public_key,
+                        endpoint,
+                        keepalive: p.keepalive.filter(|k| *k > 0),
+                    });
+                }
+                Some(TunnelConfig {
+                    private_key_file: relative(&t.private_key_file),
+                    listen,
+                    mtu,
+                    peers,
+                })
+            }
+        };
 
         Ok(HostConfig {
             datapath_id,
@@ -334,12 +507,22 @@ impl HostConfig {
             overlay_network: Ipv4Addr::from(net),
             overlay_prefix_len: len,
             gateway_mac,
+            gateway_ip,
             arp_responder: raw.overlay.arp_responder,
             metrics_listen,
             flows_file,
             ports,
+            tunnel,
         })
     }
+}
+
+/// Parses a listen address: `addr:port`, or a bare port for every IPv4 address.
+fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Some(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    text.trim().parse().ok()
 }
 
 /// Parses `a.b.c.d/len` into the masked network and its length.

@@ -131,11 +131,79 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
             "Exact-match cache misses.",
             c.cache_misses.get(),
         ),
+        (
+            "scd_tunnel_invalid_total",
+            "Datagrams that are not WireGuard for any peer.",
+            c.tunnel_invalid.get(),
+        ),
+        (
+            "scd_tunnel_replayed_total",
+            "Replayed WireGuard data packets.",
+            c.tunnel_replayed.get(),
+        ),
+        (
+            "scd_tunnel_spoofed_total",
+            "Decrypted packets from a source not routed to their peer.",
+            c.tunnel_spoofed.get(),
+        ),
+        (
+            "scd_tunnel_not_ip_total",
+            "Decrypted payloads that are not IP.",
+            c.tunnel_not_ip.get(),
+        ),
+        (
+            "scd_tunnel_non_ip_dropped_total",
+            "Non-IP frames sent to a tunnel.",
+            c.tunnel_non_ip_dropped.get(),
+        ),
+        (
+            "scd_tunnel_no_endpoint_total",
+            "Frames for a peer without an endpoint.",
+            c.tunnel_no_endpoint.get(),
+        ),
+        (
+            "scd_tunnel_handshaking_total",
+            "Frames held for a handshake.",
+            c.tunnel_handshaking.get(),
+        ),
+        (
+            "scd_tunnel_too_big_total",
+            "Packets over the tunnel MTU.",
+            c.tunnel_too_big.get(),
+        ),
     ] {
         let _ = writeln!(
             out,
             "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{base}}} {v}"
         );
+    }
+    if let Ok(peers) = shared.tunnels.lock() {
+        let _ = writeln!(out, "# HELP scd_tunnel_handshake_age_seconds Seconds since the last WireGuard handshake with a peer (absent: never).\n# TYPE scd_tunnel_handshake_age_seconds gauge");
+        for p in peers.iter() {
+            let l = format!(
+                "{base},port=\"{}\",peer=\"{}\",endpoint=\"{}\"",
+                p.port,
+                label(&p.name),
+                p.endpoint.map(|e| e.to_string()).unwrap_or_default()
+            );
+            if let Some(age) = p.since_handshake {
+                let _ = writeln!(
+                    out,
+                    "scd_tunnel_handshake_age_seconds{{{l}}} {}",
+                    age.as_secs()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "scd_tunnel_session_bytes_total{{{l},dir=\"tx\"}} {}",
+                p.tx_bytes
+            );
+            let _ = writeln!(
+                out,
+                "scd_tunnel_session_bytes_total{{{l},dir=\"rx\"}} {}",
+                p.rx_bytes
+            );
+        }
     }
     let tables = handle.call(|p, _| {
         let stats: Vec<(u8, TableStats, usize)> = (0..p.n_tables())

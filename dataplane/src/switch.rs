@@ -11,15 +11,17 @@
 use crate::arp::ArpResponder;
 use crate::cache::{CacheStats, FlowCache};
 use crate::exec::{execute, FrameBuf, Outcome};
-use crate::packet::{parse, ParseError};
+use crate::packet::{parse, ParseError, ETH_HLEN};
 use crate::table::{Pipeline, RemovedFlow};
 use crate::tap::Tap;
-use openflow::flow::{port, PortNo};
+use crate::tunnel::{PeerStatus, Received, Sent, Tunnels};
+use openflow::flow::{ethertype, port, Mac, PortNo};
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Largest frame a port reads (a TAP without offloads never exceeds MTU + headers).
@@ -99,6 +101,22 @@ pub struct SwitchCounters {
     pub cache_hits: Counter,
     /// Cache misses (published once per batch).
     pub cache_misses: Counter,
+    /// Datagrams on the tunnel socket that are not WireGuard for any of our peers.
+    pub tunnel_invalid: Counter,
+    /// WireGuard data packets whose counter was already seen.
+    pub tunnel_replayed: Counter,
+    /// Decrypted packets whose source the tables do not place behind their peer.
+    pub tunnel_spoofed: Counter,
+    /// Decrypted payloads that are not IP.
+    pub tunnel_not_ip: Counter,
+    /// Frames for a tunnel that are not IP (tunnels carry IP only).
+    pub tunnel_non_ip_dropped: Counter,
+    /// Frames for a peer with no known endpoint.
+    pub tunnel_no_endpoint: Counter,
+    /// Frames held while a handshake completes.
+    pub tunnel_handshaking: Counter,
+    /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF).
+    pub tunnel_too_big: Counter,
 }
 
 impl SwitchCounters {
@@ -127,6 +145,8 @@ pub struct SwitchShared {
     pub ports: Vec<PortInfo>,
     /// Switch-wide counters.
     pub counters: SwitchCounters,
+    /// Tunnel peers as of the last second.
+    pub tunnels: Mutex<Vec<PeerStatus>>,
 }
 
 /// A job run on the switch thread with the tables in hand.
@@ -180,11 +200,39 @@ impl SwitchHandle {
 /// Called with every flow that leaves the tables by timeout.
 pub type RemovedHook = Box<dyn FnMut(&RemovedFlow) + Send>;
 
+/// How a port moves frames.
+#[derive(Debug)]
+enum PortIo {
+    /// A TAP device: whole Ethernet frames.
+    Tap(Tap),
+    /// A WireGuard peer (index into `Tunnels`): IP packets.
+    Tunnel(usize),
+}
+
 /// A port owned by the switch thread.
 #[derive(Debug)]
 struct Port {
     number: PortNo,
-    tap: Tap,
+    io: PortIo,
+}
+
+/// Everything a switch is built from.
+#[derive(Debug)]
+pub struct SwitchParams {
+    /// OpenFlow datapath id.
+    pub datapath_id: u64,
+    /// TAP ports with their OpenFlow numbers.
+    pub taps: Vec<(PortNo, Tap)>,
+    /// Tunnels to other hosts (each peer becomes a port).
+    pub tunnels: Option<Tunnels>,
+    /// The anycast ARP responder, if enabled.
+    pub arp: Option<ArpResponder>,
+    /// The anycast gateway MAC (source of frames made by the switch).
+    pub gateway_mac: Mac,
+    /// The gateway's overlay address (source of ICMP errors).
+    pub gateway_ip: Ipv4Addr,
+    /// Initial tables.
+    pub pipeline: Pipeline,
 }
 
 /// The switch: owner of pipeline, cache and ports.
@@ -192,7 +240,10 @@ pub struct Switch {
     pipeline: Pipeline,
     cache: FlowCache,
     ports: Vec<Port>,
+    tunnels: Option<Tunnels>,
     arp: Option<ArpResponder>,
+    gateway_mac: Mac,
+    gateway_ip: Ipv4Addr,
     shared: Arc<SwitchShared>,
     jobs: Receiver<Job>,
     handle: SwitchHandle,
@@ -211,6 +262,7 @@ impl std::fmt::Debug for Switch {
 }
 
 const WAKE_TOKEN: u64 = u64::MAX;
+const TUNNEL_TOKEN: u64 = u64::MAX - 1;
 const EVENTS: usize = 16;
 const EVENTS_I32: i32 = 16;
 
@@ -222,14 +274,22 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Scratch space the output path needs besides the frame.
+struct Scratch {
+    icmp: [u8; 14 + 20 + 8 + 60 + 8],
+}
+
+/// Ethernet header length of a frame (14, or 18 with one VLAN tag).
+fn l2_len(frame: &[u8]) -> usize {
+    match frame.get(12..14) {
+        Some([0x81, 0x00]) | Some([0x88, 0xa8]) => 18,
+        _ => 14,
+    }
+}
+
 impl Switch {
-    /// A switch over these TAP ports (with their OpenFlow numbers).
-    pub fn new(
-        datapath_id: u64,
-        ports: Vec<(PortNo, Tap)>,
-        arp: Option<ArpResponder>,
-        pipeline: Pipeline,
-    ) -> io::Result<Switch> {
+    /// A switch over these ports.
+    pub fn new(params: SwitchParams) -> io::Result<Switch> {
         // SAFETY: plain epoll_create1; checked below.
         let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fresh descriptor, owned here only.
@@ -248,20 +308,45 @@ impl Switch {
                 .map(|_| ())
         };
         add(wake.as_raw_fd(), WAKE_TOKEN)?;
-        for (i, (_, tap)) in ports.iter().enumerate() {
+        let mut ports = Vec::new();
+        let mut infos = Vec::new();
+        for (i, (number, tap)) in params.taps.into_iter().enumerate() {
             add(tap.as_raw_fd(), i as u64)?;
+            infos.push(PortInfo {
+                number,
+                name: tap.name().to_string(),
+                counters: PortCounters::default(),
+            });
+            ports.push(Port {
+                number,
+                io: PortIo::Tap(tap),
+            });
+        }
+        if let Some(tunnels) = &params.tunnels {
+            add(tunnels.fd(), TUNNEL_TOKEN)?;
+            for (i, peer) in tunnels.peers().iter().enumerate() {
+                infos.push(PortInfo {
+                    number: peer.config.port,
+                    name: format!("wg-{}", peer.config.name),
+                    counters: PortCounters::default(),
+                });
+                ports.push(Port {
+                    number: peer.config.port,
+                    io: PortIo::Tunnel(i),
+                });
+            }
         }
         let shared = Arc::new(SwitchShared {
-            datapath_id,
-            ports: ports
-                .iter()
-                .map(|(n, t)| PortInfo {
-                    number: *n,
-                    name: t.name().to_string(),
-                    counters: PortCounters::default(),
-                })
-                .collect(),
+            datapath_id: params.datapath_id,
+            ports: infos,
             counters: SwitchCounters::default(),
+            tunnels: Mutex::new(
+                params
+                    .tunnels
+                    .as_ref()
+                    .map(Tunnels::status)
+                    .unwrap_or_default(),
+            ),
         });
         let (tx, rx) = mpsc::channel();
         let handle = SwitchHandle {
@@ -271,13 +356,13 @@ impl Switch {
             shared: shared.clone(),
         };
         Ok(Switch {
-            pipeline,
+            pipeline: params.pipeline,
             cache: FlowCache::default(),
-            ports: ports
-                .into_iter()
-                .map(|(number, tap)| Port { number, tap })
-                .collect(),
-            arp,
+            ports,
+            tunnels: params.tunnels,
+            arp: params.arp,
+            gateway_mac: params.gateway_mac,
+            gateway_ip: params.gateway_ip,
             shared,
             jobs: rx,
             handle,
@@ -299,14 +384,19 @@ impl Switch {
     /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut frame = FrameBuf::with_capacity(MAX_FRAME);
-        let mut reply = [0u8; 64];
+        let mut scratch = Scratch {
+            icmp: [0u8; 14 + 20 + 8 + 60 + 8],
+        };
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-        let mut last_expiry = Instant::now();
+        let mut last_second = Instant::now();
         let mut published = CacheStats::default();
+        if let Some(tunnels) = self.tunnels.as_mut() {
+            tunnels.initiate_all();
+        }
         while !stop.load(Ordering::Relaxed) && !self.handle.stop.load(Ordering::Relaxed) {
-            // SAFETY: `events` is a valid buffer of 16 epoll_event structures.
+            // SAFETY: `events` is a valid buffer of EVENTS epoll_event structures.
             let n = unsafe {
-                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS_I32, 200)
+                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS_I32, 100)
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -317,26 +407,38 @@ impl Switch {
             }
             let now = Instant::now();
             for ev in &events[..n.unsigned_abs() as usize] {
-                let token = ev.u64;
-                if token == WAKE_TOKEN {
-                    let mut buf = [0u8; 8];
-                    // SAFETY: reads 8 bytes into a live buffer from our eventfd.
-                    unsafe { libc::read(self.handle.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
-                    continue;
+                match ev.u64 {
+                    WAKE_TOKEN => {
+                        let mut buf = [0u8; 8];
+                        // SAFETY: reads 8 bytes into a live buffer from our eventfd.
+                        unsafe {
+                            libc::read(self.handle.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8)
+                        };
+                    }
+                    TUNNEL_TOKEN => self.drain_tunnels(&mut frame, &mut scratch, now),
+                    token => {
+                        if let Ok(idx) = usize::try_from(token) {
+                            self.drain_tap(idx, &mut frame, &mut scratch, now);
+                        }
+                    }
                 }
-                let Ok(idx) = usize::try_from(token) else {
-                    continue;
-                };
-                self.drain_port(idx, &mut frame, &mut reply, now);
             }
             while let Ok(job) = self.jobs.try_recv() {
                 job(&mut self.pipeline, now);
             }
-            if now.duration_since(last_expiry) >= Duration::from_secs(1) {
-                last_expiry = now;
+            if let Some(tunnels) = self.tunnels.as_mut() {
+                tunnels.tick(now);
+            }
+            if now.duration_since(last_second) >= Duration::from_secs(1) {
+                last_second = now;
                 for removed in self.pipeline.expire(now) {
                     if let Some(hook) = self.on_removed.as_mut() {
                         hook(&removed);
+                    }
+                }
+                if let Some(tunnels) = &self.tunnels {
+                    if let Ok(mut status) = self.shared.tunnels.lock() {
+                        *status = tunnels.status();
                     }
                 }
             }
@@ -349,7 +451,7 @@ impl Switch {
         Ok(())
     }
 
-    fn drain_port(&mut self, idx: usize, frame: &mut FrameBuf, reply: &mut [u8; 64], now: Instant) {
+    fn drain_tap(&mut self, idx: usize, frame: &mut FrameBuf, scratch: &mut Scratch, now: Instant) {
         let Some(port) = self.ports.get(idx) else {
             return;
         };
@@ -357,7 +459,10 @@ impl Switch {
         let shared = self.shared.clone();
         let info = &shared.ports[idx];
         for _ in 0..BATCH {
-            let n = match self.ports[idx].tap.recv(frame.recv_space()) {
+            let PortIo::Tap(tap) = &self.ports[idx].io else {
+                return;
+            };
+            let n = match tap.recv(frame.recv_space()) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -369,7 +474,71 @@ impl Switch {
             frame.set_len(n);
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
-            self.process(idx, in_port, frame, reply, now);
+            self.process(idx, in_port, frame, scratch, now);
+        }
+    }
+
+    fn drain_tunnels(&mut self, frame: &mut FrameBuf, scratch: &mut Scratch, now: Instant) {
+        let shared = self.shared.clone();
+        let c = &shared.counters;
+        for _ in 0..BATCH {
+            let Some(tunnels) = self.tunnels.as_mut() else {
+                return;
+            };
+            tunnels.refresh_allowed(&self.pipeline);
+            // Decrypt straight behind room for the Ethernet header we add.
+            let space = frame.recv_space();
+            let received = match tunnels.recv(&mut space[ETH_HLEN..]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let (peer, len) = match received {
+                Received::Data { peer, len } => (peer, len),
+                Received::Control => continue,
+                Received::Invalid => {
+                    c.tunnel_invalid.add(1);
+                    continue;
+                }
+                Received::Replayed => {
+                    c.tunnel_replayed.add(1);
+                    continue;
+                }
+            };
+            let ip = &space[ETH_HLEN..ETH_HLEN + len];
+            let (eth_type, src, v6) = match ip[0] >> 4 {
+                4 if len >= 20 => (
+                    ethertype::IPV4,
+                    u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])),
+                    false,
+                ),
+                6 if len >= 40 => {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&ip[8..24]);
+                    (ethertype::IPV6, u128::from_be_bytes(a), true)
+                }
+                _ => {
+                    c.tunnel_not_ip.add(1);
+                    continue;
+                }
+            };
+            if !tunnels.source_allowed(peer, src, v6) {
+                c.tunnel_spoofed.add(1);
+                continue;
+            }
+            let port_number = tunnels.peers()[peer].config.port;
+            space[0..6].copy_from_slice(&self.gateway_mac.0);
+            space[6..12].copy_from_slice(&self.gateway_mac.0);
+            space[12..14].copy_from_slice(&eth_type.to_be_bytes());
+            frame.set_len(ETH_HLEN + len);
+            let Some(idx) = self.ports.iter().position(|p| p.number == port_number) else {
+                continue;
+            };
+            let counters = &shared.ports[idx].counters;
+            counters.rx_packets.add(1);
+            counters.rx_bytes.add((ETH_HLEN + len) as u64);
+            self.process(idx, port_number, frame, scratch, now);
         }
     }
 
@@ -378,7 +547,7 @@ impl Switch {
         idx: usize,
         in_port: PortNo,
         frame: &mut FrameBuf,
-        reply: &mut [u8; 64],
+        scratch: &mut Scratch,
         now: Instant,
     ) {
         let counters = &self.shared.counters;
@@ -390,9 +559,10 @@ impl Switch {
             }
         };
         if let Some(arp) = &self.arp {
-            if let Some(len) = arp.reply(&key, frame.bytes(), reply) {
+            if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
-                send(&self.ports, &self.shared, idx, &reply[..len]);
+                let reply = &scratch.icmp[..len];
+                send_tap(&self.ports, &self.shared, idx, reply);
                 return;
             }
         }
@@ -401,11 +571,18 @@ impl Switch {
         self.pipeline
             .account(&decision.hits, &decision.tables, len, now);
         let mut outputs = 0u32;
-        let ports = &self.ports;
-        let shared = &self.shared;
-        let outcome = execute(&decision.actions, frame, &mut layout, |out, bytes| {
+        let mut out = Output {
+            ports: &self.ports,
+            shared: &self.shared,
+            tunnels: &mut self.tunnels,
+            icmp: &mut scratch.icmp,
+            gateway_mac: self.gateway_mac,
+            gateway_ip: self.gateway_ip,
+            in_idx: idx,
+        };
+        let outcome = execute(&decision.actions, frame, &mut layout, |port, bytes| {
             outputs += 1;
-            output(ports, shared, idx, out, bytes);
+            out.output(port, bytes);
         });
         if outcome == Outcome::TtlExpired {
             counters.ttl_expired.add(1);
@@ -415,9 +592,12 @@ impl Switch {
     }
 }
 
-fn send(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
+fn send_tap(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
     let counters = &shared.ports[idx].counters;
-    match ports[idx].tap.send(bytes) {
+    let PortIo::Tap(tap) = &ports[idx].io else {
+        return;
+    };
+    match tap.send(bytes) {
         Ok(_) => {
             counters.tx_packets.add(1);
             counters.tx_bytes.add(bytes.len() as u64);
@@ -426,20 +606,127 @@ fn send(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
     }
 }
 
-fn output(ports: &[Port], shared: &SwitchShared, in_idx: usize, out: PortNo, bytes: &[u8]) {
-    match out {
-        port::IN_PORT => send(ports, shared, in_idx, bytes),
-        port::FLOOD | port::ALL => {
-            for i in (0..ports.len()).filter(|i| *i != in_idx) {
-                send(ports, shared, i, bytes);
+/// The output side of one packet's actions.
+struct Output<'a> {
+    ports: &'a [Port],
+    shared: &'a SwitchShared,
+    tunnels: &'a mut Option<Tunnels>,
+    icmp: &'a mut [u8; 14 + 20 + 8 + 60 + 8],
+    gateway_mac: Mac,
+    gateway_ip: Ipv4Addr,
+    in_idx: usize,
+}
+
+impl Output<'_> {
+    fn output(&mut self, out: PortNo, bytes: &[u8]) {
+        match out {
+            port::IN_PORT => self.send(self.in_idx, bytes),
+            port::FLOOD | port::ALL => {
+                for i in 0..self.ports.len() {
+                    // Floods stay on this host: tunnels carry routed IP only.
+                    if i != self.in_idx && matches!(self.ports[i].io, PortIo::Tap(_)) {
+                        self.send(i, bytes);
+                    }
+                }
             }
+            port::CONTROLLER => self.shared.counters.to_controller.add(1),
+            p => match self.ports.iter().position(|q| q.number == p) {
+                // OpenFlow never sends back out of the input port unless asked with IN_PORT.
+                Some(i) if i != self.in_idx => self.send(i, bytes),
+                Some(_) => {}
+                None => self.shared.counters.bad_port.add(1),
+            },
         }
-        port::CONTROLLER => shared.counters.to_controller.add(1),
-        p => match ports.iter().position(|q| q.number == p) {
-            // OpenFlow never sends back out of the input port unless asked with IN_PORT.
-            Some(i) if i != in_idx => send(ports, shared, i, bytes),
-            Some(_) => {}
-            None => shared.counters.bad_port.add(1),
-        },
     }
+
+    fn send(&mut self, idx: usize, bytes: &[u8]) {
+        match self.ports[idx].io {
+            PortIo::Tap(_) => send_tap(self.ports, self.shared, idx, bytes),
+            PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
+        }
+    }
+
+    fn send_tunnel(&mut self, idx: usize, peer: usize, frame: &[u8]) {
+        let c = &self.shared.counters;
+        let l2 = l2_len(frame);
+        let eth_type = frame
+            .get(l2 - 2..l2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        if !matches!(eth_type, Some(ethertype::IPV4) | Some(ethertype::IPV6)) || frame.len() <= l2 {
+            c.tunnel_non_ip_dropped.add(1);
+            return;
+        }
+        let ip = &frame[l2..];
+        let Some(tunnels) = self.tunnels.as_mut() else {
+            return;
+        };
+        if ip.len() > tunnels.mtu {
+            c.tunnel_too_big.add(1);
+            if let Some(len) = frag_needed(
+                self.icmp,
+                frame,
+                l2,
+                tunnels.mtu,
+                self.gateway_mac,
+                self.gateway_ip,
+            ) {
+                let reply = &self.icmp[..len];
+                send_tap(self.ports, self.shared, self.in_idx, reply);
+            }
+            return;
+        }
+        let counters = &self.shared.ports[idx].counters;
+        match tunnels.send(peer, ip) {
+            Sent::Sent => {
+                counters.tx_packets.add(1);
+                counters.tx_bytes.add(frame.len() as u64);
+            }
+            Sent::Handshaking => c.tunnel_handshaking.add(1),
+            Sent::NoEndpoint => c.tunnel_no_endpoint.add(1),
+            Sent::SocketError => counters.tx_dropped.add(1),
+        }
+    }
+}
+
+/// Builds an ICMP "fragmentation needed" (type 3, code 4) answer to an IPv4 frame
+/// with DF set that is larger than `mtu`. `None` for anything else (IPv6 and
+/// DF-less packets are dropped and counted by the caller).
+fn frag_needed(
+    out: &mut [u8],
+    frame: &[u8],
+    l2: usize,
+    mtu: usize,
+    gw_mac: Mac,
+    gw_ip: Ipv4Addr,
+) -> Option<usize> {
+    let ip = frame.get(l2..)?;
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[6] & 0x40 == 0 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let quoted = ip.get(..(ihl + 8).min(ip.len()))?;
+    let total = 20 + 8 + quoted.len();
+    let buf = out.get_mut(..ETH_HLEN + total)?;
+    buf[0..6].copy_from_slice(&frame[6..12]);
+    buf[6..12].copy_from_slice(&gw_mac.0);
+    buf[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+    let h = &mut buf[ETH_HLEN..];
+    h[..20].fill(0);
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&u16::try_from(total).ok()?.to_be_bytes());
+    h[8] = 64;
+    h[9] = 1;
+    h[12..16].copy_from_slice(&gw_ip.octets());
+    h[16..20].copy_from_slice(&ip[12..16]);
+    crate::packet::fix_ipv4_checksum(h);
+    let icmp = &mut h[20..];
+    icmp[0] = 3;
+    icmp[1] = 4;
+    icmp[2..6].fill(0);
+    icmp[6..8].copy_from_slice(&u16::try_from(mtu).unwrap_or(u16::MAX).to_be_bytes());
+    icmp[8..8 + quoted.len()].copy_from_slice(quoted);
+    let sum =
+        crate::packet::checksum_finish(crate::packet::checksum_add(0, &icmp[..8 + quoted.len()]));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(ETH_HLEN + total)
 }

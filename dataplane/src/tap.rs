@@ -45,9 +45,39 @@ fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
     Ok(out)
 }
 
-/// True when a network interface of this name exists in our namespace.
+/// Runs `f` on a short-lived thread that has entered network namespace `netns`
+/// (a name under `/run/netns`), so a TAP can be created or attached where its VM
+/// lives. A file descriptor opened there keeps working from any thread.
+pub fn in_netns<R: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> io::Result<R> + Send + 'static,
+) -> io::Result<R> {
+    let path = std::path::Path::new("/run/netns").join(netns);
+    let file = std::fs::File::open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace {}: {e}", path.display()),
+        )
+    })?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on an open namespace file; it changes only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace thread panicked"))?
+}
+
+/// True when a network interface of this name exists in the calling thread's
+/// network namespace (asked of the kernel: `/sys` may show another namespace).
 pub fn interface_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
 /// An open TAP device.
@@ -110,6 +140,30 @@ impl Tap {
             fd,
             name: name.to_string(),
         })
+    }
+
+    /// Creates or attaches the TAP `name`, inside namespace `netns` when given, and
+    /// brings it up there.
+    pub fn open_port(
+        name: &str,
+        netns: Option<&str>,
+        create: bool,
+        mtu: Option<u32>,
+    ) -> io::Result<Tap> {
+        let owned = name.to_string();
+        let open = move || {
+            let tap = if create {
+                Tap::create(&owned)
+            } else {
+                Tap::attach(&owned)
+            }?;
+            tap.configure(mtu)?;
+            Ok(tap)
+        };
+        match netns {
+            None => open(),
+            Some(ns) => in_netns(ns, open),
+        }
     }
 
     /// Interface name.

@@ -6,9 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane::arp::ArpResponder;
 use dataplane::config::{HostConfig, PortKind};
-use dataplane::switch::{Switch, SwitchHandle};
+use dataplane::switch::{Switch, SwitchHandle, SwitchParams};
 use dataplane::table::{Pipeline, Selector, ALL_TABLES};
 use dataplane::tap::Tap;
+use dataplane::tunnel::Tunnels;
 use openflow::flow::FlowMatch;
 use openflow::FlowSpec;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -36,6 +37,10 @@ enum Command {
         /// Host configuration (TOML).
         config: PathBuf,
     },
+    /// Print a new WireGuard private key (base64, like `wg genkey`).
+    Genkey,
+    /// Read a private key on stdin and print its public key (like `wg pubkey`).
+    Pubkey,
 }
 
 fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
@@ -92,14 +97,10 @@ fn run(config_path: &Path) -> Result<()> {
     let (cfg, flows) = load(config_path)?;
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
-        let tap = match (p.kind, p.create) {
-            (PortKind::Tap, true) => Tap::create(&p.name),
-            (PortKind::Tap, false) => Tap::attach(&p.name),
-        }
-        .with_context(|| format!("port {} ({})", p.number, p.name))?;
-        tap.configure(p.mtu)
-            .with_context(|| format!("port {} ({}): bring up", p.number, p.name))?;
-        info!(port = p.number, name = %p.name, created = p.create, "port ready");
+        let PortKind::Tap = p.kind;
+        let tap = Tap::open_port(&p.name, p.netns.as_deref(), p.create, p.mtu)
+            .with_context(|| format!("port {} ({})", p.number, p.name))?;
+        info!(port = p.number, name = %p.name, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), "port ready");
         ports.push((p.number, tap));
     }
     let arp = cfg.arp_responder.then(|| {
@@ -109,9 +110,27 @@ fn run(config_path: &Path) -> Result<()> {
             cfg.gateway_mac,
         )
     });
+    let tunnels = match &cfg.tunnel {
+        None => None,
+        Some(t) => {
+            let private = dataplane::keys::read_private_file(&t.private_key_file)?;
+            let tunnels = Tunnels::new(t.listen, private, t.peers.clone(), t.mtu)
+                .with_context(|| format!("tunnel socket on {}", t.listen))?;
+            info!(listen = %tunnels.local_addr()?, peers = t.peers.len(), mtu = t.mtu, "tunnels ready");
+            Some(tunnels)
+        }
+    };
     let n_flows = flows.len();
     let pipeline = Pipeline::from_flows(flows)?;
-    let mut switch = Switch::new(cfg.datapath_id, ports, arp, pipeline)?;
+    let mut switch = Switch::new(SwitchParams {
+        datapath_id: cfg.datapath_id,
+        taps: ports,
+        tunnels,
+        arp,
+        gateway_mac: cfg.gateway_mac,
+        gateway_ip: cfg.gateway_ip,
+        pipeline,
+    })?;
     let handle = switch.handle();
     info!(dpid = format_args!("{:016x}", cfg.datapath_id), host = %cfg.name, flows = n_flows, "scd started");
 
@@ -171,6 +190,21 @@ fn main() {
             );
             Ok(())
         }),
+        Command::Genkey => dataplane::keys::generate_private()
+            .map(|k| println!("{}", dataplane::keys::encode(&k)))
+            .map_err(Into::into),
+        Command::Pubkey => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| Ok(dataplane::keys::decode(&text)?))
+                .map(|k| {
+                    println!(
+                        "{}",
+                        dataplane::keys::encode(&dataplane::keys::public_of(&k))
+                    )
+                })
+        }
     };
     if let Err(e) = result {
         eprintln!("scd: error: {e:#}");

@@ -1,0 +1,457 @@
+//! WireGuard tunnel ports: one UDP socket per `scd`, one boringtun `Tunn` per remote
+//! host, each remote host an OpenFlow port.
+//!
+//! This module owns the tunnel side of the switch: demultiplexing datagrams to peers
+//! (by the receiver index of the session, or by the static key inside a handshake
+//! initiation), handshake and keepalive timers, roaming endpoints, the counters of
+//! garbage and replayed datagrams, and source-address validation: a packet decrypted
+//! from host B must come from an address that the flow tables route to B. It carries
+//! IP packets only, with no extra header. It never decides where a packet goes; the
+//! switch loop does that with the tables.
+
+use crate::keys;
+use crate::table::Pipeline;
+use boringtun::noise::errors::WireGuardError;
+use boringtun::noise::handshake::parse_handshake_anon;
+use boringtun::noise::rate_limiter::RateLimiter;
+use boringtun::noise::{Packet, Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use openflow::flow::{Action, Field, Instruction, PortNo};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// WireGuard's data overhead on the wire: outer IPv4 (20) + UDP (8) + header (16) + tag (16).
+pub const WG_OVERHEAD_V4: usize = 60;
+
+/// Default inner MTU: a 1500-byte underlay minus WireGuard over IPv6 (80 bytes), as
+/// `wg-quick` picks.
+pub const DEFAULT_TUNNEL_MTU: usize = 1420;
+
+/// Handshakes accepted per second before cookies are demanded (boringtun's default).
+const HANDSHAKE_RATE_LIMIT: u64 = 100;
+
+/// A remote host reachable through a tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// OpenFlow port number of the tunnel.
+    pub port: PortNo,
+    /// Name of the remote host.
+    pub name: String,
+    /// Its WireGuard public key.
+    pub public_key: [u8; 32],
+    /// Where to send until it is heard from (WireGuard roaming updates it).
+    pub endpoint: Option<SocketAddr>,
+    /// Persistent keepalive interval in seconds.
+    pub keepalive: Option<u16>,
+}
+
+/// What became of a received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// An IP packet from peer `peer` was written at the start of the buffer.
+    Data {
+        /// Index of the peer.
+        peer: usize,
+        /// Length of the IP packet.
+        len: usize,
+    },
+    /// A handshake or keepalive, handled here.
+    Control,
+    /// Not a valid WireGuard datagram for any of our peers.
+    Invalid,
+    /// A data packet whose counter was already seen (a replay).
+    Replayed,
+}
+
+/// What became of a packet sent into a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Encrypted and sent.
+    Sent,
+    /// No session yet: queued and a handshake started.
+    Handshaking,
+    /// The peer has no known endpoint.
+    NoEndpoint,
+    /// The socket refused it (buffer full or network error).
+    SocketError,
+}
+
+/// Live state of one peer.
+pub struct Peer {
+    /// Static configuration.
+    pub config: PeerConfig,
+    tunn: Tunn,
+    /// Current endpoint (configured or learned).
+    pub endpoint: Option<SocketAddr>,
+    /// Source prefixes the tables place behind this peer: (value, mask, is_v6).
+    allowed: Vec<(u128, u128, bool)>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("port", &self.config.port)
+            .field("name", &self.config.name)
+            .field("endpoint", &self.endpoint)
+            .field("allowed", &self.allowed.len())
+            .finish()
+    }
+}
+
+/// A snapshot of a peer for status and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// OpenFlow port number.
+    pub port: PortNo,
+    /// Remote host name.
+    pub name: String,
+    /// Public key (base64).
+    pub public_key: String,
+    /// Current endpoint.
+    pub endpoint: Option<SocketAddr>,
+    /// Time since the last completed handshake, if any.
+    pub since_handshake: Option<Duration>,
+    /// Bytes sent and received through the session (boringtun's count).
+    pub tx_bytes: u64,
+    /// See `tx_bytes`.
+    pub rx_bytes: u64,
+}
+
+/// All tunnels of a switch and their socket.
+pub struct Tunnels {
+    socket: UdpSocket,
+    private: StaticSecret,
+    public: PublicKey,
+    rate_limiter: Arc<RateLimiter>,
+    peers: Vec<Peer>,
+    /// Inner MTU: larger IP packets are refused with ICMP.
+    pub mtu: usize,
+    scratch: Box<[u8]>,
+    recv_buf: Box<[u8]>,
+    allowed_generation: u64,
+    last_tick: Instant,
+    last_rate_reset: Instant,
+}
+
+impl std::fmt::Debug for Tunnels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tunnels")
+            .field("local", &self.socket.local_addr().ok())
+            .field("peers", &self.peers)
+            .finish()
+    }
+}
+
+fn set_buffer(fd: RawFd, option: libc::c_int, bytes: libc::c_int) {
+    // SAFETY: setsockopt reads one c_int from a live local.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&bytes as *const libc::c_int).cast(),
+            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+        )
+    };
+}
+
+impl Tunnels {
+    /// Binds the tunnel socket and sets up one session state per peer.
+    pub fn new(
+        listen: SocketAddr,
+        private: StaticSecret,
+        peers: Vec<PeerConfig>,
+        mtu: usize,
+    ) -> io::Result<Tunnels> {
+        let socket = UdpSocket::bind(listen)?;
+        socket.set_nonblocking(true)?;
+        // Bursts of a fast TAP must not overflow the default 208 KiB buffers.
+        set_buffer(socket.as_raw_fd(), libc::SO_RCVBUF, 4 << 20);
+        set_buffer(socket.as_raw_fd(), libc::SO_SNDBUF, 4 << 20);
+        let public = PublicKey::from(&private);
+        let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
+        let peers = peers
+            .into_iter()
+            .enumerate()
+            .map(|(i, config)| {
+                let tunn = Tunn::new(
+                    private.clone(),
+                    PublicKey::from(config.public_key),
+                    None,
+                    config.keepalive,
+                    u32::try_from(i).unwrap_or(0),
+                    Some(rate_limiter.clone()),
+                );
+                Peer {
+                    endpoint: config.endpoint,
+                    config,
+                    tunn,
+                    allowed: Vec::new(),
+                }
+            })
+            .collect();
+        let now = Instant::now();
+        Ok(Tunnels {
+            socket,
+            private,
+            public,
+            rate_limiter,
+            peers,
+            mtu,
+            scratch: vec![0u8; 65_536 + 64].into_boxed_slice(),
+            recv_buf: vec![0u8; 65_536].into_boxed_slice(),
+            allowed_generation: u64::MAX,
+            last_tick: now,
+            last_rate_reset: now,
+        })
+    }
+
+    /// The socket's descriptor, for epoll.
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// The bound local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Peers in configuration order.
+    pub fn peers(&self) -> &[Peer] {
+        &self.peers
+    }
+
+    /// The peer behind an OpenFlow port.
+    pub fn peer_of_port(&self, port: PortNo) -> Option<usize> {
+        self.peers.iter().position(|p| p.config.port == port)
+    }
+
+    /// Status of every peer.
+    pub fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let (since_handshake, tx, rx, _, _) = p.tunn.stats();
+                PeerStatus {
+                    port: p.config.port,
+                    name: p.config.name.clone(),
+                    public_key: keys::encode(&p.config.public_key),
+                    endpoint: p.endpoint,
+                    since_handshake,
+                    tx_bytes: tx as u64,
+                    rx_bytes: rx as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Encrypts an IP packet for `peer` and sends it.
+    pub fn send(&mut self, peer: usize, ip_packet: &[u8]) -> Sent {
+        let Some(p) = self.peers.get_mut(peer) else {
+            return Sent::SocketError;
+        };
+        if p.endpoint.is_none() {
+            return Sent::NoEndpoint;
+        }
+        let endpoint = p.endpoint;
+        match p.tunn.encapsulate(ip_packet, &mut self.scratch) {
+            TunnResult::WriteToNetwork(datagram) => {
+                // Without a session boringtun queues the packet and hands us a
+                // handshake initiation (type 1) instead of data (type 4).
+                let is_data = datagram.first() == Some(&4);
+                match endpoint.map(|ep| self.socket.send_to(datagram, ep)) {
+                    None => Sent::NoEndpoint,
+                    Some(Err(_)) => Sent::SocketError,
+                    Some(Ok(_)) if is_data => Sent::Sent,
+                    Some(Ok(_)) => Sent::Handshaking,
+                }
+            }
+            _ => Sent::Handshaking,
+        }
+    }
+
+    fn peer_for(&self, datagram: &[u8]) -> Option<usize> {
+        match Tunn::parse_incoming_packet(datagram).ok()? {
+            Packet::HandshakeInit(init) => {
+                let half = parse_handshake_anon(&self.private, &self.public, &init).ok()?;
+                self.peers
+                    .iter()
+                    .position(|p| p.config.public_key == half.peer_static_public)
+            }
+            Packet::HandshakeResponse(r) => self.index_peer(r.receiver_idx),
+            Packet::PacketCookieReply(c) => self.index_peer(c.receiver_idx),
+            Packet::PacketData(d) => self.index_peer(d.receiver_idx),
+        }
+    }
+
+    fn index_peer(&self, receiver_idx: u32) -> Option<usize> {
+        let i = usize::try_from(receiver_idx >> 8).ok()?;
+        (i < self.peers.len()).then_some(i)
+    }
+
+    /// Receives one datagram. A data packet is decrypted into `dst` (the IP packet
+    /// starts at `dst[0]`); handshakes are answered here. `WouldBlock` when none waits.
+    pub fn recv(&mut self, dst: &mut [u8]) -> io::Result<Received> {
+        let (n, from) = self.socket.recv_from(&mut self.recv_buf)?;
+        let datagram = &self.recv_buf[..n];
+        // Under a handshake flood, answer with a cookie before doing any DH work.
+        if datagram.first() == Some(&1) {
+            let mut cookie = [0u8; 64];
+            match self
+                .rate_limiter
+                .verify_packet(Some(from.ip()), datagram, &mut cookie)
+            {
+                Ok(_) => {}
+                Err(TunnResult::WriteToNetwork(reply)) => {
+                    let _ = self.socket.send_to(reply, from);
+                    return Ok(Received::Control);
+                }
+                Err(_) => return Ok(Received::Invalid),
+            }
+        }
+        let Some(peer) = self.peer_for(datagram) else {
+            tracing::debug!(%from, kind = datagram.first(), "datagram for no peer");
+            return Ok(Received::Invalid);
+        };
+        let kind = datagram.first().copied().unwrap_or(0);
+        let p = &mut self.peers[peer];
+        let result = p.tunn.decapsulate(Some(from.ip()), datagram, dst);
+        match (&result, kind) {
+            (TunnResult::WriteToNetwork(_), 1) => {
+                tracing::info!(peer = %p.config.name, %from, "handshake initiation answered")
+            }
+            (TunnResult::WriteToNetwork(_), 2) => {
+                tracing::info!(peer = %p.config.name, %from, "handshake completed (initiator)")
+            }
+            (TunnResult::Err(e), 1 | 2) => {
+                tracing::warn!(peer = %p.config.name, %from, error = ?e, "handshake refused")
+            }
+            (TunnResult::Err(e), _) => {
+                tracing::debug!(peer = %p.config.name, %from, error = ?e, "data refused")
+            }
+            _ => {}
+        }
+        let received = match result {
+            TunnResult::Done => Received::Control,
+            TunnResult::Err(WireGuardError::DuplicateCounter) => return Ok(Received::Replayed),
+            TunnResult::Err(_) => return Ok(Received::Invalid),
+            TunnResult::WriteToNetwork(reply) => {
+                let _ = self.socket.send_to(reply, from);
+                Received::Control
+            }
+            TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
+                let len = packet.len();
+                if len == 0 {
+                    Received::Control
+                } else {
+                    Received::Data { peer, len }
+                }
+            }
+        };
+        // Authenticated: the peer is where this came from (WireGuard roaming).
+        p.endpoint = Some(from);
+        if received == Received::Control {
+            self.flush_queue(peer);
+        }
+        Ok(received)
+    }
+
+    /// Sends what boringtun queued while the handshake was in progress.
+    fn flush_queue(&mut self, peer: usize) {
+        loop {
+            let p = &mut self.peers[peer];
+            match p.tunn.decapsulate(None, &[], &mut self.scratch) {
+                TunnResult::WriteToNetwork(datagram) => {
+                    if let Some(ep) = p.endpoint {
+                        let _ = self.socket.send_to(datagram, ep);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Starts a handshake with every peer whose endpoint is known, so a restarted
+    /// switch replaces the sessions its peers still hold without waiting for their
+    /// rekey timers.
+    pub fn initiate_all(&mut self) {
+        for p in &mut self.peers {
+            let Some(ep) = p.endpoint else { continue };
+            if let TunnResult::WriteToNetwork(d) =
+                p.tunn.format_handshake_initiation(&mut self.scratch, false)
+            {
+                let sent = self.socket.send_to(d, ep);
+                tracing::info!(peer = %p.config.name, endpoint = %ep, ok = sent.is_ok(), "handshake initiated at start");
+            }
+        }
+    }
+
+    /// Runs handshake and keepalive timers; call every 100 ms or so.
+    pub fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.last_tick) < Duration::from_millis(100) {
+            return;
+        }
+        self.last_tick = now;
+        if now.duration_since(self.last_rate_reset) >= Duration::from_secs(1) {
+            self.last_rate_reset = now;
+            self.rate_limiter.reset_count();
+        }
+        for p in &mut self.peers {
+            let endpoint = p.endpoint;
+            if let TunnResult::WriteToNetwork(datagram) = p.tunn.update_timers(&mut self.scratch) {
+                if let Some(ep) = endpoint {
+                    let _ = self.socket.send_to(datagram, ep);
+                }
+            }
+        }
+    }
+
+    /// Recomputes, when the tables changed, which source prefixes each peer may use:
+    /// the IP destinations of the flows that output to its port.
+    pub fn refresh_allowed(&mut self, pipeline: &Pipeline) {
+        if self.allowed_generation == pipeline.generation() {
+            return;
+        }
+        self.allowed_generation = pipeline.generation();
+        for p in &mut self.peers {
+            p.allowed.clear();
+        }
+        for table in 0..pipeline.n_tables() {
+            for entry in pipeline.entries(table) {
+                let m = &entry.spec.matcher;
+                let dst = m
+                    .get(Field::Ipv4Dst)
+                    .map(|(v, mask)| (v, mask, false))
+                    .or_else(|| m.get(Field::Ipv6Dst).map(|(v, mask)| (v, mask, true)));
+                let Some(dst) = dst else { continue };
+                for instruction in &entry.spec.instructions {
+                    let Instruction::ApplyActions(actions) = instruction else {
+                        continue;
+                    };
+                    for action in actions {
+                        if let Action::Output { port, .. } = action {
+                            if let Some(peer) =
+                                self.peers.iter_mut().find(|p| p.config.port == *port)
+                            {
+                                if !peer.allowed.contains(&dst) {
+                                    peer.allowed.push(dst);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// True when the tables route `src` (an inner source address) to `peer`.
+    pub fn source_allowed(&self, peer: usize, src: u128, v6: bool) -> bool {
+        self.peers[peer]
+            .allowed
+            .iter()
+            .any(|(value, mask, is_v6)| *is_v6 == v6 && src & mask == *value)
+    }
+}

@@ -1,0 +1,494 @@
+//! Three clouds joined by an emulated internet, one `scd` per host, a full mesh of
+//! WireGuard tunnels: every VM reaches every other over the direct tunnel; a crashed
+//! switch heals; garbage, replayed and spoofed packets are dropped and counted; a
+//! too-big packet gets ICMP "fragmentation needed".
+
+use anyhow::{Context, Result};
+use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+const GW_MAC: &str = "02:5c:00:00:00:01";
+const WG_PORT: u16 = 51820;
+const MTU: u32 = 1420;
+
+struct VmSpec {
+    name: &'static str,
+    host: usize,
+    port: u32,
+    ip: &'static str,
+    mac: &'static str,
+}
+
+const VMS: [VmSpec; 4] = [
+    VmSpec {
+        name: "a1",
+        host: 0,
+        port: 1,
+        ip: "100.64.1.1",
+        mac: "02:00:00:00:01:01",
+    },
+    VmSpec {
+        name: "a2",
+        host: 0,
+        port: 2,
+        ip: "100.64.1.2",
+        mac: "02:00:00:00:01:02",
+    },
+    VmSpec {
+        name: "b1",
+        host: 1,
+        port: 1,
+        ip: "100.64.2.1",
+        mac: "02:00:00:00:02:01",
+    },
+    VmSpec {
+        name: "c1",
+        host: 2,
+        port: 1,
+        ip: "100.64.3.1",
+        mac: "02:00:00:00:03:01",
+    },
+];
+
+fn tunnel_port(host: usize) -> u32 {
+    100 + u32::try_from(host).unwrap_or(0)
+}
+
+/// What each host's controller would install: local VMs delivered with MACs
+/// rewritten, remote VMs sent to the tunnel of their host.
+fn flows_for(host: usize) -> String {
+    VMS.iter()
+        .map(|v| {
+            if v.host == host {
+                format!("priority=100,ip,nw_dst={},actions=set_field:{GW_MAC}->eth_src,set_field:{}->eth_dst,output:{}\n", v.ip, v.mac, v.port)
+            } else {
+                format!("priority=100,ip,nw_dst={},actions=output:{}\n", v.ip, tunnel_port(v.host))
+            }
+        })
+        .collect()
+}
+
+fn config_for(host: usize, vms: &[Vm], keys: &[KeyPair]) -> String {
+    let mut c = format!(
+        "datapath_id = {}\nname = \"host{host}\"\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW_MAC}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:9464\"\n[flows]\nfile = \"flows\"\n\
+         [tunnel]\nprivate_key_file = \"key\"\nlisten = \"0.0.0.0:{WG_PORT}\"\nmtu = {MTU}\n",
+        host + 1
+    );
+    for (spec, vm) in VMS.iter().zip(vms) {
+        if spec.host == host {
+            c += &vm.port_section(spec.port);
+        }
+    }
+    for (j, key) in keys.iter().enumerate().filter(|(j, _)| *j != host) {
+        c += &format!(
+            "[[peer]]\nport = {}\nname = \"host{j}\"\npublic_key = \"{}\"\nendpoint = \"{}:{WG_PORT}\"\n",
+            tunnel_port(j),
+            key.public,
+            Internet::host_addr(j)
+        );
+    }
+    c
+}
+
+struct Clouds {
+    // Drop order: switches first, then VMs, then the internet.
+    scds: Vec<Scd>,
+    vms: Vec<Vm>,
+    net: Internet,
+}
+
+fn setup(test: &str) -> Result<Clouds> {
+    let mut net = Internet::new(test)?;
+    for i in 0..3 {
+        // Cloud 2 is far away.
+        net.add_host(test, (i == 2).then_some(20))?;
+    }
+    let keys = (0..3)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<Vec<_>>>()?;
+    let vms = VMS
+        .iter()
+        .map(|v| {
+            Vm::with_tap(
+                &unique(&format!("{test}-{}-", v.name)),
+                &unique("sct"),
+                v.mac,
+                v.ip,
+                10,
+                MTU,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let scds = (0..3)
+        .map(|h| {
+            Scd::start_with_key(
+                &net.hosts[h],
+                &config_for(h, &vms, &keys),
+                Some(&flows_for(h)),
+                &keys[h].private,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Clouds { scds, vms, net })
+}
+
+fn ip_of(v: &Vm) -> IpAddr {
+    v.ip.parse().expect("overlay address")
+}
+
+/// Streams `bytes` pseudo-random bytes from `from` to `to`; returns the received
+/// length after checking the hash.
+fn tcp_stream(from: &Vm, to: &Vm, port: u16, bytes: u64) -> Result<u64> {
+    let dst = ip_of(to);
+    let listener = to.ns.enter(move || TcpListener::bind((dst, port)))??;
+    let server = to.ns.spawn(move || -> Result<(u64, u64)> {
+        let (mut s, _) = listener.accept()?;
+        let (mut hash, mut buf, mut total) = (Fnv::default(), vec![0u8; 128 * 1024], 0u64);
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hash.value(), total));
+            }
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let sent = from.ns.enter(move || -> Result<u64> {
+        let mut s = TcpStream::connect_timeout(&(dst, port).into(), Duration::from_secs(10))
+            .context("connect")?;
+        let (mut state, mut hash, mut buf) =
+            (u64::from(port) | 1, Fnv::default(), vec![0u8; 128 * 1024]);
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            fill_pseudo_random(&mut state, &mut buf[..n]);
+            s.write_all(&buf[..n])?;
+            hash.update(&buf[..n]);
+            left -= n as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok(hash.value())
+    })??;
+    let (got, total) = server.join().expect("server thread")??;
+    anyhow::ensure!(
+        got == sent,
+        "stream corrupted between {} and {}",
+        from.ip,
+        to.ip
+    );
+    Ok(total)
+}
+
+/// Sends `n` datagrams from `from` to `to`; returns how many distinct ones arrived.
+fn udp_count(from: &Vm, to: &Vm, port: u16, n: u32) -> Result<u32> {
+    let (src, dst) = (ip_of(from), ip_of(to));
+    let rx = to.ns.enter(move || UdpSocket::bind((dst, port)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let receiver = std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 1500];
+        while let Ok(len) = rx.recv(&mut buf) {
+            if len >= 4 {
+                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+        }
+        u32::try_from(seen.len()).unwrap_or(u32::MAX)
+    });
+    from.ns.enter(move || -> Result<()> {
+        let tx = UdpSocket::bind((src, 0))?;
+        let mut payload = [0x5au8; 1000];
+        for i in 0..n {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            tx.send_to(&payload, (dst, port))?;
+            if i % 20 == 19 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(())
+    })??;
+    Ok(receiver.join().expect("udp receiver"))
+}
+
+/// Packets through every tunnel port of one switch (rx + tx).
+fn tunnel_packets(scd: &Scd) -> Result<u64> {
+    scd.metric("scd_port_packets_total", &["name=\"wg-"])
+}
+
+#[test]
+fn every_vm_reaches_every_other_over_the_direct_tunnel() -> Result<()> {
+    if !require_root("every_vm_reaches_every_other_over_the_direct_tunnel") {
+        return Ok(());
+    }
+    let c = setup("wgmesh")?;
+    let mut port = 7000;
+    for (i, a) in VMS.iter().enumerate() {
+        for (j, b) in VMS.iter().enumerate().skip(i + 1) {
+            let third: Vec<usize> = (0..3).filter(|h| *h != a.host && *h != b.host).collect();
+            let before: Vec<u64> = third
+                .iter()
+                .map(|h| tunnel_packets(&c.scds[*h]))
+                .collect::<Result<_>>()?;
+            port += 1;
+            let started = Instant::now();
+            let total = tcp_stream(&c.vms[i], &c.vms[j], port, 100 << 20)?;
+            assert_eq!(total, 100 << 20, "{} -> {}: every byte", a.name, b.name);
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "{} -> {}: 100 MiB intact in {secs:.1} s ({:.0} Mbit/s)",
+                a.name,
+                b.name,
+                838.9 / secs
+            );
+            port += 1;
+            assert_eq!(
+                udp_count(&c.vms[j], &c.vms[i], port, 200)?,
+                200,
+                "{} -> {} UDP",
+                b.name,
+                a.name
+            );
+            let after: Vec<u64> = third
+                .iter()
+                .map(|h| tunnel_packets(&c.scds[*h]))
+                .collect::<Result<_>>()?;
+            assert_eq!(
+                before, after,
+                "{} <-> {}: no third host forwarded anything",
+                a.name, b.name
+            );
+            if a.host != b.host {
+                let direct = c.scds[a.host].metric(
+                    "scd_port_bytes_total",
+                    &[&format!("port=\"{}\"", tunnel_port(b.host)), "dir=\"tx\""],
+                )?;
+                assert!(
+                    direct >= 100 << 20,
+                    "{} -> {} went through the direct tunnel ({direct} bytes)",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+    }
+    for scd in &c.scds {
+        assert_eq!(scd.metric("scd_tunnel_spoofed_total", &[])?, 0);
+        assert_eq!(scd.metric("scd_malformed_total", &[])?, 0);
+    }
+    let _ = &c.net;
+    Ok(())
+}
+
+fn ping(from: &Vm, to: &str, count: u32) -> Result<bool> {
+    Ok(from
+        .ns
+        .command("ping")
+        .args(["-c", &count.to_string(), "-i", "0.2", "-W", "1", to])
+        .output()?
+        .status
+        .success())
+}
+
+#[test]
+fn a_crashed_switch_heals_without_restarting_the_others() -> Result<()> {
+    if !require_root("a_crashed_switch_heals_without_restarting_the_others") {
+        return Ok(());
+    }
+    let mut c = setup("wgheal")?;
+    assert!(ping(&c.vms[0], VMS[2].ip, 2)?, "a1 -> b1 before the crash");
+    let mut b = c.scds.remove(1);
+    b.kill()?;
+    assert!(
+        !ping(&c.vms[0], VMS[2].ip, 1)?,
+        "a1 -> b1 fails while host1's switch is down"
+    );
+    let b = b.restart()?;
+    // Each peer's traffic resumes once the restarted switch's handshake with that
+    // peer completes (one round trip, 40 ms more for the far cloud).
+    for (vm, name) in [(0, "a1"), (3, "c1")] {
+        let healed = Instant::now();
+        let mut ok = false;
+        while healed.elapsed() < Duration::from_secs(10) {
+            if ping(&c.vms[vm], VMS[2].ip, 1)? {
+                ok = true;
+                break;
+            }
+        }
+        assert!(ok, "{name} -> b1 resumes after the restart:\n{}", b.log());
+        eprintln!(
+            "{name} -> b1 healed {:.2} s after host1's switch restarted",
+            healed.elapsed().as_secs_f64()
+        );
+    }
+    assert_eq!(
+        udp_count(&c.vms[3], &c.vms[2], 7500, 100)?,
+        100,
+        "c1 -> b1, every datagram"
+    );
+    assert_eq!(
+        udp_count(&c.vms[2], &c.vms[0], 7501, 100)?,
+        100,
+        "b1 -> a1, every datagram"
+    );
+    c.scds.insert(1, b);
+    Ok(())
+}
+
+fn packet_socket(ifname: &str) -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
+            i32::from(0x0800u16.to_be()),
+        )
+    };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor owned here only.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname)?;
+    // SAFETY: `name` is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    anyhow::ensure!(index != 0, "no interface {ifname}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
+    addr.sll_protocol = 0x0800u16.to_be();
+    addr.sll_ifindex = i32::try_from(index)?;
+    // SAFETY: `addr` is a valid sockaddr_ll of the given size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?,
+        )
+    };
+    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
+    Ok(fd)
+}
+
+#[test]
+fn garbage_replayed_and_spoofed_packets_are_dropped_and_counted() -> Result<()> {
+    if !require_root("garbage_replayed_and_spoofed_packets_are_dropped_and_counted") {
+        return Ok(());
+    }
+    let c = setup("wgbad")?;
+    assert!(ping(&c.vms[2], VMS[0].ip, 1)?, "b1 -> a1 works");
+    let host0 = Internet::host_addr(0);
+
+    // Watch the router's link to host0 and keep one WireGuard data packet that
+    // host0 sent to host1, to replay it at host1.
+    let link = c.net.router.ip(&["-o", "link", "show"])?;
+    let router_if = link
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .find(|n| n.starts_with("scr"))
+        .context("router interface")?;
+    let sniffer = c.net.router.enter(move || packet_socket(&router_if))??;
+    assert!(ping(&c.vms[2], VMS[0].ip, 3)?);
+    let mut captured = None;
+    let mut buf = [0u8; 2048];
+    loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = unsafe { libc::recv(sniffer.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n <= 0 {
+            break;
+        }
+        let ip = &buf[..usize::try_from(n)?];
+        let from_host0 = ip.len() > 28
+            && ip[9] == 17
+            && ip[12..16] == host0.parse::<std::net::Ipv4Addr>()?.octets();
+        if from_host0 && ip[28] == 4 {
+            captured = Some(ip[28..].to_vec());
+        }
+    }
+    let replay = captured.context("captured a WireGuard data packet from host0")?;
+
+    let target = (host0.parse::<IpAddr>()?, WG_PORT);
+    let host1 = (Internet::host_addr(1).parse::<IpAddr>()?, WG_PORT);
+    let garbage_sent = c.net.router.enter(move || -> Result<u64> {
+        let s = UdpSocket::bind(("0.0.0.0", 0))?;
+        let mut state = 7u64;
+        for len in [0usize, 1, 3, 4, 32, 64, 148, 500] {
+            let mut d = vec![0u8; len];
+            fill_pseudo_random(&mut state, &mut d);
+            s.send_to(&d, target)?;
+        }
+        // Well-formed headers with nonsense inside.
+        for kind in [1u8, 2, 3, 4] {
+            let mut d = vec![0u8; 148];
+            fill_pseudo_random(&mut state, &mut d);
+            d[..4].copy_from_slice(&[kind, 0, 0, 0]);
+            s.send_to(&d, target)?;
+        }
+        for _ in 0..3 {
+            s.send_to(&replay, host1)?;
+        }
+        Ok(12)
+    })??;
+    std::thread::sleep(Duration::from_millis(300));
+    let invalid = c.scds[0].metric("scd_tunnel_invalid_total", &[])?;
+    let replayed = c.scds[1].metric("scd_tunnel_replayed_total", &[])?;
+    assert!(
+        invalid >= garbage_sent - 1,
+        "garbage counted as invalid: {invalid}"
+    );
+    assert!(replayed >= 3, "replays counted: {replayed}");
+
+    // b1 claims an address that host0's tables place behind host2.
+    c.vms[2]
+        .ns
+        .ip(&["addr", "add", "100.64.3.99/32", "dev", &c.vms[2].ifname])?;
+    let spoofed_before = c.scds[0].metric("scd_tunnel_spoofed_total", &[])?;
+    let a1 = ip_of(&c.vms[0]);
+    let rx = c.vms[0].ns.enter(move || UdpSocket::bind((a1, 7700)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    c.vms[2].ns.enter(move || -> Result<()> {
+        let s = UdpSocket::bind(("100.64.3.99", 0))?;
+        for _ in 0..5 {
+            s.send_to(b"spoofed", (a1, 7700))?;
+        }
+        Ok(())
+    })??;
+    let mut buf = [0u8; 64];
+    assert!(
+        rx.recv(&mut buf).is_err(),
+        "the spoofed datagram must not be delivered"
+    );
+    let spoofed = c.scds[0].metric("scd_tunnel_spoofed_total", &[])? - spoofed_before;
+    assert_eq!(spoofed, 5, "each spoofed packet counted");
+
+    // The switch keeps working.
+    assert!(ping(&c.vms[2], VMS[0].ip, 1)?);
+    Ok(())
+}
+
+#[test]
+fn too_big_packets_get_fragmentation_needed() -> Result<()> {
+    if !require_root("too_big_packets_get_fragmentation_needed") {
+        return Ok(());
+    }
+    let c = setup("wgmtu")?;
+    // a1 believes in a 1500-byte path; the tunnel carries 1420.
+    c.vms[0]
+        .ns
+        .ip(&["link", "set", &c.vms[0].ifname, "mtu", "1500"])?;
+    let out = c.vms[0]
+        .ns
+        .command("ping")
+        .args(["-c", "1", "-W", "2", "-M", "do", "-s", "1472", VMS[2].ip])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Frag needed") && text.contains("mtu = 1420"),
+        "ICMP answer: {text}"
+    );
+    assert!(c.scds[0].metric("scd_tunnel_too_big_total", &[])? >= 1);
+    // And the path MTU it learned works.
+    assert!(ping(&c.vms[0], VMS[2].ip, 1)?);
+    Ok(())
+}
