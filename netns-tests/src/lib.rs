@@ -797,6 +797,29 @@ impl Drop for Scd {
     }
 }
 
+/// Gives a socket a receive buffer of `bytes` (beyond the sysctl limit: we are root),
+/// so a test's receiver that the scheduler delays does not itself drop what the
+/// network delivered.
+pub fn big_receive_buffer(socket: &impl AsRawFd, bytes: i32) -> Result<()> {
+    let len = u32::try_from(std::mem::size_of::<i32>())?;
+    // SAFETY: setsockopt reads one i32 from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const i32).cast(),
+            len,
+        )
+    };
+    anyhow::ensure!(
+        rc == 0,
+        "SO_RCVBUFFORCE: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}
+
 /// A 64-bit FNV-1a running hash, to compare streams end to end.
 #[derive(Debug, Clone, Copy)]
 pub struct Fnv(u64);

@@ -141,6 +141,7 @@ fn tcp_stream(h: &OneHost, port: u16) -> Result<(u64, u64, u64)> {
 fn udp_burst(h: &OneHost, n: u32, size: usize) -> Result<u32> {
     let rx = h.vm2.ns.enter(move || UdpSocket::bind((IP2, UDP_PORT)))??;
     rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
     let receiver = std::thread::spawn(move || {
         let mut seen = std::collections::HashSet::new();
         let mut buf = [0u8; 2048];

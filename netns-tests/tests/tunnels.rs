@@ -188,6 +188,7 @@ fn udp_count(from: &Vm, to: &Vm, port: u16, n: u32) -> Result<u32> {
     let (src, dst) = (ip_of(from), ip_of(to));
     let rx = to.ns.enter(move || UdpSocket::bind((dst, port)))??;
     rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
     let receiver = std::thread::spawn(move || {
         let mut seen = std::collections::HashSet::new();
         let mut buf = [0u8; 1500];
@@ -447,6 +448,7 @@ fn garbage_replayed_and_spoofed_packets_are_dropped_and_counted() -> Result<()> 
     let a1 = ip_of(&c.vms[0]);
     let rx = c.vms[0].ns.enter(move || UdpSocket::bind((a1, 7700)))??;
     rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
     c.vms[2].ns.enter(move || -> Result<()> {
         let s = UdpSocket::bind(("100.64.3.99", 0))?;
         for _ in 0..5 {
