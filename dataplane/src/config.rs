@@ -71,6 +71,17 @@ struct RawConfig {
     tunnel: Option<RawTunnel>,
     #[serde(default, rename = "peer")]
     peers: Vec<RawPeer>,
+    #[serde(default)]
+    openflow: RawOpenflow,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpenflow {
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    controllers: Vec<Spanned<String>>,
+    fail_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +183,30 @@ pub struct TunnelConfig {
     pub peers: Vec<crate::tunnel::PeerConfig>,
 }
 
+/// What `scd` does with its tables when its controllers go away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Keep every flow and keep forwarding with them; table-miss packets for the
+    /// controller are dropped while none is connected (the default).
+    #[default]
+    Secure,
+    /// Keep forwarding with the flows already installed. Open vSwitch would fall
+    /// back to its NORMAL (learning switch) pipeline here; `scd` has no NORMAL
+    /// pipeline, so this behaves as `Secure` and is accepted for familiarity.
+    Standalone,
+}
+
+/// The OpenFlow 1.3 channel: a passive listener for tools and active controllers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OpenflowConfig {
+    /// `ptcp:PORT[:ADDR]`: where tools such as `ovs-ofctl` connect.
+    pub listen: Option<SocketAddr>,
+    /// `tcp:ADDR:PORT` of each controller, connected to actively with reconnect.
+    pub controllers: Vec<SocketAddr>,
+    /// What happens when the controllers go away.
+    pub fail_mode: FailMode,
+}
+
 /// A validated host configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostConfig {
@@ -197,6 +232,8 @@ pub struct HostConfig {
     pub ports: Vec<PortConfig>,
     /// Tunnels to other hosts, if any.
     pub tunnel: Option<TunnelConfig>,
+    /// The OpenFlow channel.
+    pub openflow: OpenflowConfig,
 }
 
 /// Longest interface name Linux accepts.
@@ -501,6 +538,8 @@ impl HostConfig {
             }
         };
 
+        let openflow = parse_openflow(&raw.openflow, &invalid)?;
+
         Ok(HostConfig {
             datapath_id,
             name: raw.name.unwrap_or_else(|| format!("dp{datapath_id:x}")),
@@ -513,8 +552,95 @@ impl HostConfig {
             flows_file,
             ports,
             tunnel,
+            openflow,
         })
     }
+}
+
+fn parse_openflow(
+    raw: &RawOpenflow,
+    invalid: &dyn Fn(&Range<usize>, &str, String) -> ConfigError,
+) -> Result<OpenflowConfig, ConfigError> {
+    let listen = match &raw.listen {
+        None => None,
+        Some(l) => Some(parse_ptcp(l.get_ref()).ok_or_else(|| {
+            invalid(
+                &l.span(),
+                "openflow.listen",
+                format!(
+                    "`{}` is not ptcp:PORT or ptcp:PORT:ADDR (such as \"ptcp:6653\")",
+                    l.get_ref()
+                ),
+            )
+        })?),
+    };
+    let mut controllers = Vec::with_capacity(raw.controllers.len());
+    for c in &raw.controllers {
+        let addr = parse_tcp(c.get_ref()).ok_or_else(|| {
+            invalid(
+                &c.span(),
+                "openflow.controllers",
+                format!(
+                    "`{}` is not tcp:ADDR:PORT (such as \"tcp:192.0.2.10:6653\")",
+                    c.get_ref()
+                ),
+            )
+        })?;
+        if controllers.contains(&addr) {
+            return Err(invalid(
+                &c.span(),
+                "openflow.controllers",
+                format!("controller {addr} is listed twice"),
+            ));
+        }
+        controllers.push(addr);
+    }
+    let fail_mode = match &raw.fail_mode {
+        None => FailMode::Secure,
+        Some(m) => match m.get_ref().as_str() {
+            "secure" => FailMode::Secure,
+            "standalone" => FailMode::Standalone,
+            other => {
+                return Err(invalid(
+                    &m.span(),
+                    "openflow.fail_mode",
+                    format!("unknown fail mode `{other}` (expected \"secure\" or \"standalone\")"),
+                ))
+            }
+        },
+    };
+    Ok(OpenflowConfig {
+        listen,
+        controllers,
+        fail_mode,
+    })
+}
+
+/// Parses `ptcp:PORT` (on 127.0.0.1) or `ptcp:PORT:ADDR` (IPv6 in brackets or not).
+pub fn parse_ptcp(text: &str) -> Option<SocketAddr> {
+    let rest = text.trim().strip_prefix("ptcp:")?;
+    let (port, addr) = match rest.split_once(':') {
+        None => (rest, "127.0.0.1"),
+        Some((port, addr)) => (port, addr),
+    };
+    let port: u16 = port.parse().ok()?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = addr.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Parses `tcp:ADDR:PORT` (IPv6 as `tcp:[ADDR]:PORT`); the port defaults to 6653.
+pub fn parse_tcp(text: &str) -> Option<SocketAddr> {
+    let rest = text.trim().strip_prefix("tcp:")?;
+    if let Ok(addr) = rest.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let ip: std::net::IpAddr = rest
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(SocketAddr::new(ip, 6653))
 }
 
 /// Parses a listen address: `addr:port`, or a bare port for every IPv4 address.
@@ -587,6 +713,58 @@ mtu = 1420
         HostConfig::parse(text, Path::new("h.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn openflow_section() {
+        let text = format!(
+            "{GOOD}\n[openflow]\nlisten = \"ptcp:6653\"\ncontrollers = [\"tcp:192.0.2.10:6653\", \"tcp:[2001:db8::1]:6633\"]\nfail_mode = \"standalone\"\n"
+        );
+        let c = HostConfig::parse(&text, Path::new("h.toml")).unwrap();
+        assert_eq!(c.openflow.listen, Some("127.0.0.1:6653".parse().unwrap()));
+        assert_eq!(
+            c.openflow.controllers,
+            vec![
+                "192.0.2.10:6653".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:6633".parse().unwrap()
+            ]
+        );
+        assert_eq!(c.openflow.fail_mode, FailMode::Standalone);
+        let c = HostConfig::parse(GOOD, Path::new("h.toml")).unwrap();
+        assert_eq!(c.openflow, OpenflowConfig::default());
+        assert_eq!(
+            parse_ptcp("ptcp:6633:0.0.0.0"),
+            Some("0.0.0.0:6633".parse().unwrap())
+        );
+        assert_eq!(
+            parse_ptcp("ptcp:6633:[::1]"),
+            Some("[::1]:6633".parse().unwrap())
+        );
+        assert_eq!(
+            parse_tcp("tcp:10.0.0.1"),
+            Some("10.0.0.1:6653".parse().unwrap())
+        );
+        for bad in [
+            "6653",
+            "ptcp:",
+            "ptcp:x",
+            "ptcp:70000",
+            "tcp:6653",
+            "ptcp:1:nope",
+        ] {
+            assert!(parse_ptcp(bad).is_none(), "{bad}");
+        }
+        let e = error_of(&format!("{GOOD}\n[openflow]\nlisten = \"tcp:6653\"\n"));
+        assert!(e.starts_with("h.toml:26: `openflow.listen`"), "{e}");
+        let e = error_of(&format!(
+            "{GOOD}\n[openflow]\ncontrollers = [\n  \"tcp:1.2.3.4:1\",\n  \"ptcp:1\",\n]\n"
+        ));
+        assert!(e.starts_with("h.toml:28: `openflow.controllers`"), "{e}");
+        let e = error_of(&format!("{GOOD}\n[openflow]\nfail_mode = \"open\"\n"));
+        assert!(
+            e.contains(":26: `openflow.fail_mode`: unknown fail mode"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod exec;
 pub mod keys;
 pub mod metrics;
+pub mod ofchannel;
 pub mod packet;
 pub mod switch;
 pub mod table;

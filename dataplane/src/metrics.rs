@@ -112,6 +112,56 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
             c.ttl_expired.get(),
         ),
         (
+            "scd_packet_in_queued_total",
+            "Frames for the controller handed to the OpenFlow channel.",
+            c.packet_in_queued.get(),
+        ),
+        (
+            "scd_packet_in_dropped_total",
+            "Frames for the controller dropped (channel queue full or no channel).",
+            c.packet_in_dropped.get(),
+        ),
+        (
+            "scd_openflow_messages_total",
+            "OpenFlow messages received.",
+            shared
+                .channel
+                .messages_in
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "scd_openflow_errors_sent_total",
+            "OpenFlow error replies sent.",
+            shared
+                .channel
+                .errors_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "scd_openflow_flow_mods_total",
+            "OpenFlow flow-mods applied or refused by the tables.",
+            shared
+                .channel
+                .flow_mods
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "scd_openflow_packet_ins_total",
+            "OpenFlow packet-in messages sent (one per connection).",
+            shared
+                .channel
+                .packet_ins_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
+            "scd_openflow_packet_outs_total",
+            "OpenFlow packet-outs executed.",
+            shared
+                .channel
+                .packet_outs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
+        (
             "scd_to_controller_total",
             "Frames sent to the controller.",
             c.to_controller.get(),
@@ -177,6 +227,14 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
             "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{base}}} {v}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP scd_openflow_connections OpenFlow connections open now.\n# TYPE scd_openflow_connections gauge\nscd_openflow_connections{{{base}}} {}",
+        shared
+            .channel
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     if let Ok(peers) = shared.tunnels.lock() {
         let _ = writeln!(out, "# HELP scd_tunnel_handshake_age_seconds Seconds since the last WireGuard handshake with a peer (absent: never).\n# TYPE scd_tunnel_handshake_age_seconds gauge");
         for p in peers.iter() {

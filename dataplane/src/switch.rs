@@ -6,21 +6,26 @@
 //! count, and execute the actions in place. Other threads (metrics, the OpenFlow
 //! channel, signal handling) never touch the tables directly: they send closures
 //! through a [`SwitchHandle`] that this thread runs between batches, so the fast path
-//! takes no lock. Nothing here allocates per packet.
+//! takes no lock. Nothing here allocates per packet. Frames for the controller
+//! (packet-in) leave through a bounded channel with a pool of reused buffers: when
+//! the channel or the pool is exhausted the frame is dropped and counted, so the
+//! OpenFlow channel can never block or slow the fast path. Packet-out frames come in
+//! through the same job queue as table changes, so they are ordered with them.
 
 use crate::arp::ArpResponder;
 use crate::cache::{CacheStats, FlowCache};
 use crate::exec::{execute, FrameBuf, Outcome};
 use crate::packet::{parse, ParseError, ETH_HLEN};
+use crate::table::{Classification, FlowId};
 use crate::table::{Pipeline, RemovedFlow};
 use crate::tap::Tap;
 use crate::tunnel::{PeerStatus, Received, Sent, Tunnels};
-use openflow::flow::{ethertype, port, Mac, PortNo};
+use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +122,28 @@ pub struct SwitchCounters {
     pub tunnel_handshaking: Counter,
     /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF).
     pub tunnel_too_big: Counter,
+    /// Packet-ins handed to the OpenFlow channel.
+    pub packet_in_queued: Counter,
+    /// Packet-ins dropped because the channel's queue or buffer pool was full (or
+    /// no channel runs).
+    pub packet_in_dropped: Counter,
+}
+
+/// Counters of the OpenFlow channel, written by its threads (atomic adds).
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    /// OpenFlow connections open now.
+    pub connections: AtomicU64,
+    /// Messages received.
+    pub messages_in: AtomicU64,
+    /// Error replies sent.
+    pub errors_sent: AtomicU64,
+    /// Flow-mods applied.
+    pub flow_mods: AtomicU64,
+    /// Packet-in messages sent (one per connection that got it).
+    pub packet_ins_sent: AtomicU64,
+    /// Packet-out messages executed.
+    pub packet_outs: AtomicU64,
 }
 
 impl SwitchCounters {
@@ -147,15 +174,210 @@ pub struct SwitchShared {
     pub counters: SwitchCounters,
     /// Tunnel peers as of the last second.
     pub tunnels: Mutex<Vec<PeerStatus>>,
+    /// When the switch was built (port statistics durations).
+    pub started: Instant,
+    /// OpenFlow channel counters.
+    pub channel: ChannelCounters,
 }
 
 /// A job run on the switch thread with the tables in hand.
 pub type Job = Box<dyn FnOnce(&mut Pipeline, Instant) + Send>;
 
+/// Work for the switch thread, run in the order it was sent.
+enum Work {
+    /// A closure over the tables.
+    Job(Job),
+    /// A frame to inject (OpenFlow packet-out), with where to send the result.
+    PacketOut(PacketOutJob, SyncSender<Result<(), PacketOutError>>),
+}
+
+impl std::fmt::Debug for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Job(_) => f.write_str("Job"),
+            Work::PacketOut(p, _) => p.fmt(f),
+        }
+    }
+}
+
+/// A frame injected by an OpenFlow packet-out.
+#[derive(Debug, Clone)]
+pub struct PacketOutJob {
+    /// The ingress port the actions see: a port, or `CONTROLLER`/`ANY` for none.
+    pub in_port: PortNo,
+    /// Actions to apply in order; `output:TABLE` runs the frame through the tables.
+    pub actions: Vec<Action>,
+    /// The Ethernet frame.
+    pub data: Vec<u8>,
+}
+
+/// Why a packet-out was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PacketOutError {
+    /// `in_port` is neither a port of this switch nor `CONTROLLER`/`ANY`.
+    #[error("in_port {0:#x} is not a port of this switch")]
+    BadInPort(PortNo),
+    /// An output names a port this switch does not have.
+    #[error("output to port {0:#x}, which does not exist")]
+    BadOutPort(PortNo),
+    /// The frame is not a well-formed Ethernet frame.
+    #[error("the frame is malformed")]
+    BadPacket,
+}
+
+/// Why a frame went to the controller (`ofp_packet_in_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketInReason {
+    /// A table-miss entry (priority 0, matches everything) sent it.
+    NoMatch,
+    /// An explicit output to `CONTROLLER` in another entry (or a packet-out).
+    Action,
+}
+
+/// A frame for the controller, as the switch thread hands it over.
+#[derive(Debug)]
+pub struct PacketInEvent {
+    /// Port the frame came in on.
+    pub in_port: PortNo,
+    /// Why.
+    pub reason: PacketInReason,
+    /// Table of the entry that sent it (`0xff` when none, e.g. packet-out).
+    pub table_id: u8,
+    /// Cookie of that entry (all ones when none).
+    pub cookie: u64,
+    /// Length of the whole frame.
+    pub total_len: usize,
+    /// The frame, or its first `max_len` bytes. A pooled buffer: give it back with
+    /// [`PacketInReceiver::recycle`].
+    pub data: Vec<u8>,
+}
+
+/// The switch thread's end of the packet-in channel.
+#[derive(Debug)]
+pub struct PacketInSender {
+    events: SyncSender<PacketInEvent>,
+    pool: Receiver<Vec<u8>>,
+}
+
+/// The OpenFlow channel's end of the packet-in channel.
+#[derive(Debug)]
+pub struct PacketInReceiver {
+    /// Frames for the controller, in order.
+    pub events: Receiver<PacketInEvent>,
+    pool: SyncSender<Vec<u8>>,
+}
+
+impl PacketInReceiver {
+    /// Returns a frame buffer to the pool once its packet-in is written.
+    pub fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let _ = self.pool.try_send(buf);
+    }
+}
+
+/// `OFPCML_NO_BUFFER`: an output to the controller that wants the whole frame.
+pub const NO_BUFFER_LEN: u16 = 0xffff;
+
+/// Bytes reserved in each pooled packet-in buffer (larger frames grow it once).
+const PACKET_IN_BUF: usize = 2048;
+
+/// A bounded packet-in channel holding at most `depth` frames in flight, with
+/// `depth` preallocated buffers.
+pub fn packet_in_channel(depth: usize) -> (PacketInSender, PacketInReceiver) {
+    let depth = depth.max(1);
+    let (events_tx, events_rx) = mpsc::sync_channel(depth);
+    let (pool_tx, pool_rx) = mpsc::sync_channel(depth);
+    for _ in 0..depth {
+        let _ = pool_tx.try_send(Vec::with_capacity(PACKET_IN_BUF));
+    }
+    (
+        PacketInSender {
+            events: events_tx,
+            pool: pool_rx,
+        },
+        PacketInReceiver {
+            events: events_rx,
+            pool: pool_tx,
+        },
+    )
+}
+
+impl PacketInSender {
+    /// Hands a frame over without blocking; false when it had to be dropped.
+    fn send(&self, meta: PacketInMeta, frame: &[u8], max_len: u16) -> bool {
+        let Ok(mut buf) = self.pool.try_recv() else {
+            return false;
+        };
+        let keep = if max_len == NO_BUFFER_LEN {
+            frame.len()
+        } else {
+            frame.len().min(usize::from(max_len))
+        };
+        buf.clear();
+        buf.extend_from_slice(&frame[..keep]);
+        let event = PacketInEvent {
+            in_port: meta.in_port,
+            reason: meta.reason,
+            table_id: meta.table_id,
+            cookie: meta.cookie,
+            total_len: frame.len(),
+            data: buf,
+        };
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// Where a packet-in comes from.
+#[derive(Debug, Clone, Copy)]
+struct PacketInMeta {
+    in_port: PortNo,
+    reason: PacketInReason,
+    table_id: u8,
+    cookie: u64,
+}
+
+/// Why the entries a packet hit sent it to the controller: the first hit entry
+/// with an output to `CONTROLLER` decides; a table-miss entry (priority 0 with an
+/// empty match) means [`PacketInReason::NoMatch`].
+fn packet_in_meta(pipeline: &Pipeline, c: &Classification, in_port: PortNo) -> PacketInMeta {
+    let to_controller = |id: &FlowId| {
+        pipeline.entry(*id).is_some_and(|e| {
+            e.spec.instructions.iter().any(|i| match i {
+                openflow::Instruction::ApplyActions(a) => a
+                    .iter()
+                    .any(|a| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER)),
+                openflow::Instruction::GotoTable(_) => false,
+            })
+        })
+    };
+    let hit = c.hits.iter().find(|id| to_controller(id)).or(c.hits.last());
+    match hit.and_then(|id| pipeline.entry(*id)) {
+        Some(e) => PacketInMeta {
+            in_port,
+            reason: if e.spec.priority == 0 && e.spec.matcher == openflow::FlowMatch::any() {
+                PacketInReason::NoMatch
+            } else {
+                PacketInReason::Action
+            },
+            table_id: e.spec.table_id,
+            cookie: e.spec.cookie,
+        },
+        None => PacketInMeta {
+            in_port,
+            reason: PacketInReason::Action,
+            table_id: 0xff,
+            cookie: u64::MAX,
+        },
+    }
+}
+
 /// A cloneable handle to talk to the switch thread.
 #[derive(Debug, Clone)]
 pub struct SwitchHandle {
-    jobs: Sender<Job>,
+    jobs: Sender<Work>,
     wake: Arc<OwnedFd>,
     stop: Arc<AtomicBool>,
     /// Counters and port list.
@@ -181,9 +403,21 @@ impl SwitchHandle {
     ) -> Result<R, SwitchGone> {
         let (tx, rx) = mpsc::sync_channel(1);
         self.jobs
-            .send(Box::new(move |p, now| {
+            .send(Work::Job(Box::new(move |p, now| {
                 let _ = tx.send(f(p, now));
-            }))
+            })))
+            .map_err(|_| SwitchGone)?;
+        self.wake();
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| SwitchGone)
+    }
+
+    /// Injects a frame (OpenFlow packet-out) on the switch thread, after every job
+    /// sent before it, and waits until its actions have run.
+    pub fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Work::PacketOut(job, tx))
             .map_err(|_| SwitchGone)?;
         self.wake();
         rx.recv_timeout(Duration::from_secs(10))
@@ -245,10 +479,11 @@ pub struct Switch {
     gateway_mac: Mac,
     gateway_ip: Ipv4Addr,
     shared: Arc<SwitchShared>,
-    jobs: Receiver<Job>,
+    jobs: Receiver<Work>,
     handle: SwitchHandle,
     epoll: OwnedFd,
     on_removed: Option<RemovedHook>,
+    packet_in: Option<PacketInSender>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -347,6 +582,8 @@ impl Switch {
                     .map(Tunnels::status)
                     .unwrap_or_default(),
             ),
+            started: Instant::now(),
+            channel: ChannelCounters::default(),
         });
         let (tx, rx) = mpsc::channel();
         let handle = SwitchHandle {
@@ -368,6 +605,7 @@ impl Switch {
             handle,
             epoll,
             on_removed: None,
+            packet_in: None,
         })
     }
 
@@ -379,6 +617,12 @@ impl Switch {
     /// Sets the hook called for flows that expire.
     pub fn on_removed(&mut self, hook: RemovedHook) {
         self.on_removed = Some(hook);
+    }
+
+    /// Sends frames output to `CONTROLLER` to this channel (without one they are
+    /// only counted).
+    pub fn set_packet_in(&mut self, sender: PacketInSender) {
+        self.packet_in = Some(sender);
     }
 
     /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
@@ -423,8 +667,13 @@ impl Switch {
                     }
                 }
             }
-            while let Ok(job) = self.jobs.try_recv() {
-                job(&mut self.pipeline, now);
+            while let Ok(work) = self.jobs.try_recv() {
+                match work {
+                    Work::Job(job) => job(&mut self.pipeline, now),
+                    Work::PacketOut(job, reply) => {
+                        let _ = reply.send(self.packet_out(job, &mut scratch, now));
+                    }
+                }
             }
             if let Some(tunnels) = self.tunnels.as_mut() {
                 tunnels.tick(now);
@@ -542,6 +791,70 @@ impl Switch {
         }
     }
 
+    /// Runs a packet-out: the actions on the frame, `output:TABLE` through the tables
+    /// with the frame as the actions before it left it. Control path: it may allocate.
+    fn packet_out(
+        &mut self,
+        job: PacketOutJob,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) -> Result<(), PacketOutError> {
+        let in_idx = match job.in_port {
+            port::CONTROLLER | port::ANY => usize::MAX,
+            p => self
+                .ports
+                .iter()
+                .position(|q| q.number == p)
+                .ok_or(PacketOutError::BadInPort(p))?,
+        };
+        for a in &job.actions {
+            if let Action::Output { port: p, .. } = a {
+                let reserved = matches!(
+                    *p,
+                    port::TABLE | port::IN_PORT | port::FLOOD | port::ALL | port::CONTROLLER
+                );
+                if !reserved && !self.ports.iter().any(|q| q.number == *p) {
+                    return Err(PacketOutError::BadOutPort(*p));
+                }
+            }
+        }
+        let mut frame = FrameBuf::with_capacity(job.data.len() + 64);
+        frame.fill(&job.data);
+        let (_, mut layout) =
+            parse(frame.bytes(), job.in_port).map_err(|_| PacketOutError::BadPacket)?;
+        self.shared
+            .channel
+            .packet_outs
+            .fetch_add(1, Ordering::Relaxed);
+        let mut to_table: Option<Vec<u8>> = None;
+        let mut out = Output {
+            ports: &self.ports,
+            shared: &self.shared,
+            tunnels: &mut self.tunnels,
+            icmp: &mut scratch.icmp,
+            gateway_mac: self.gateway_mac,
+            gateway_ip: self.gateway_ip,
+            in_idx,
+            packet_in: self.packet_in.as_ref(),
+            classified: None,
+            in_port: job.in_port,
+            actions: &job.actions,
+        };
+        execute(&job.actions, &mut frame, &mut layout, |p, bytes| {
+            if p == port::TABLE {
+                to_table.get_or_insert_with(|| bytes.to_vec());
+            } else {
+                out.output(p, bytes);
+            }
+        });
+        if let Some(bytes) = to_table {
+            let mut frame = FrameBuf::with_capacity(bytes.len() + 64);
+            frame.fill(&bytes);
+            self.process(in_idx, job.in_port, &mut frame, scratch, now);
+        }
+        Ok(())
+    }
+
     fn process(
         &mut self,
         idx: usize,
@@ -579,6 +892,10 @@ impl Switch {
             gateway_mac: self.gateway_mac,
             gateway_ip: self.gateway_ip,
             in_idx: idx,
+            packet_in: self.packet_in.as_ref(),
+            classified: Some((&self.pipeline, decision)),
+            in_port,
+            actions: &decision.actions,
         };
         let outcome = execute(&decision.actions, frame, &mut layout, |port, bytes| {
             outputs += 1;
@@ -593,8 +910,11 @@ impl Switch {
 }
 
 fn send_tap(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
-    let counters = &shared.ports[idx].counters;
-    let PortIo::Tap(tap) = &ports[idx].io else {
+    let (Some(info), Some(port)) = (shared.ports.get(idx), ports.get(idx)) else {
+        return;
+    };
+    let counters = &info.counters;
+    let PortIo::Tap(tap) = &port.io else {
         return;
     };
     match tap.send(bytes) {
@@ -614,13 +934,54 @@ struct Output<'a> {
     icmp: &'a mut [u8; 14 + 20 + 8 + 60 + 8],
     gateway_mac: Mac,
     gateway_ip: Ipv4Addr,
+    /// Index of the input port (`usize::MAX` for none, as in a packet-out).
     in_idx: usize,
+    packet_in: Option<&'a PacketInSender>,
+    /// The tables and what the packet hit (none for a packet-out).
+    classified: Option<(&'a Pipeline, &'a Classification)>,
+    in_port: PortNo,
+    actions: &'a [Action],
 }
 
 impl Output<'_> {
+    fn controller(&mut self, bytes: &[u8]) {
+        let c = &self.shared.counters;
+        c.to_controller.add(1);
+        let Some(sender) = self.packet_in else {
+            c.packet_in_dropped.add(1);
+            return;
+        };
+        // Cold path: only frames for the controller look at the entries again.
+        let meta = match self.classified {
+            Some((pipeline, classification)) => {
+                packet_in_meta(pipeline, classification, self.in_port)
+            }
+            None => PacketInMeta {
+                in_port: self.in_port,
+                reason: PacketInReason::Action,
+                table_id: 0xff,
+                cookie: u64::MAX,
+            },
+        };
+        let max_len = self
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Output { port, max_len } if *port == port::CONTROLLER => Some(*max_len),
+                _ => None,
+            })
+            .unwrap_or(NO_BUFFER_LEN);
+        if sender.send(meta, bytes, max_len) {
+            c.packet_in_queued.add(1);
+        } else {
+            c.packet_in_dropped.add(1);
+        }
+    }
+
     fn output(&mut self, out: PortNo, bytes: &[u8]) {
         match out {
-            port::IN_PORT => self.send(self.in_idx, bytes),
+            port::IN_PORT if self.in_idx < self.ports.len() => self.send(self.in_idx, bytes),
+            port::IN_PORT => self.shared.counters.bad_port.add(1),
             port::FLOOD | port::ALL => {
                 for i in 0..self.ports.len() {
                     // Floods stay on this host: tunnels carry routed IP only.
@@ -629,7 +990,7 @@ impl Output<'_> {
                     }
                 }
             }
-            port::CONTROLLER => self.shared.counters.to_controller.add(1),
+            port::CONTROLLER => self.controller(bytes),
             p => match self.ports.iter().position(|q| q.number == p) {
                 // OpenFlow never sends back out of the input port unless asked with IN_PORT.
                 Some(i) if i != self.in_idx => self.send(i, bytes),

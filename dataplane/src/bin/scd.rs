@@ -1,12 +1,13 @@
 //! `scd`: the switch daemon. A thin shell: it reads the host configuration, opens the
-//! ports, loads static flows, serves metrics, handles signals, and hands the rest to
-//! the switch loop of the `dataplane` library.
+//! ports, loads static flows, serves metrics and the OpenFlow channel, handles
+//! signals, and hands the rest to the switch loop of the `dataplane` library.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane::arp::ArpResponder;
 use dataplane::config::{HostConfig, PortKind};
-use dataplane::switch::{Switch, SwitchHandle, SwitchParams};
+use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
+use dataplane::switch::{packet_in_channel, Switch, SwitchHandle, SwitchParams};
 use dataplane::table::{Pipeline, Selector, ALL_TABLES};
 use dataplane::tap::Tap;
 use dataplane::tunnel::Tunnels;
@@ -122,6 +123,7 @@ fn run(config_path: &Path) -> Result<()> {
     };
     let n_flows = flows.len();
     let pipeline = Pipeline::from_flows(flows)?;
+    let pipeline_tables = pipeline.n_tables();
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,
         taps: ports,
@@ -132,6 +134,27 @@ fn run(config_path: &Path) -> Result<()> {
         pipeline,
     })?;
     let handle = switch.handle();
+    let of = &cfg.openflow;
+    let _channel = if of.listen.is_some() || !of.controllers.is_empty() {
+        let (tx, rx) = packet_in_channel(PACKET_IN_DEPTH);
+        switch.set_packet_in(tx);
+        let info = DatapathInfo {
+            datapath_id: cfg.datapath_id,
+            name: cfg.name.clone(),
+            n_tables: pipeline_tables,
+        };
+        let (channel, removed_hook) = Channel::start(of, handle.clone(), info, rx)?;
+        switch.on_removed(removed_hook);
+        info!(
+            listen = ?channel.local_addr(),
+            controllers = ?of.controllers,
+            fail_mode = ?of.fail_mode,
+            "OpenFlow 1.3 channel started"
+        );
+        Some(channel)
+    } else {
+        None
+    };
     info!(dpid = format_args!("{:016x}", cfg.datapath_id), host = %cfg.name, flows = n_flows, "scd started");
 
     if let Some(addr) = cfg.metrics_listen {
