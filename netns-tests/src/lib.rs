@@ -39,6 +39,27 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// True when `program` can be run (`program --version` works). When it cannot,
+/// says so loudly; under CI (`CI=true`) that is a failure, never a silent pass.
+pub fn require_program(test: &str, program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if found {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: cannot run because `{program}` is missing; CI must install it");
+    }
+    eprintln!(
+        "\n*** {test}: NOT RUN because `{program}` is missing (this would fail under CI=true) ***\n"
+    );
+    false
+}
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A short name unique to this process: `prefix` + pid + sequence. Interface names
