@@ -1091,3 +1091,36 @@ fn frag_needed(
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Some(ETH_HLEN + total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> PacketInMeta {
+        PacketInMeta {
+            in_port: 1,
+            reason: PacketInReason::NoMatch,
+            table_id: 0,
+            cookie: 0,
+        }
+    }
+
+    #[test]
+    fn packet_in_channel_drops_when_full_and_reuses_buffers() {
+        let (tx, rx) = packet_in_channel(2);
+        let frame = [7u8; 100];
+        assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
+        assert!(tx.send(meta(), &frame, 10));
+        // Queue and pool exhausted: the third is dropped, not waited for.
+        assert!(!tx.send(meta(), &frame, NO_BUFFER_LEN));
+        let first = rx.events.try_recv().unwrap();
+        assert_eq!((first.total_len, first.data.len()), (100, 100));
+        let second = rx.events.try_recv().unwrap();
+        assert_eq!((second.total_len, second.data.len()), (100, 10));
+        let ptr = first.data.as_ptr();
+        rx.recycle(first.data);
+        assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
+        // The recycled buffer carries the next frame.
+        assert_eq!(rx.events.try_recv().unwrap().data.as_ptr(), ptr);
+    }
+}

@@ -9,8 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
 use openflow::text::parse_flow;
 use openflow::wire::{
-    decode, encode, frame_len, BadRequest, ErrorCode, FlowMod, FlowModCommand, Hello, Message,
-    MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketInReason, PacketOut,
+    decode, encode, frame_len, BadRequest, ErrorCode, FlowMod, FlowModCommand, FlowRemovedReason,
+    Hello, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketInReason,
+    PacketOut,
 };
 use openflow::{Field, FlowMatch, Instruction};
 use std::io::{Read, Write};
@@ -598,6 +599,25 @@ fn a_controller_gets_packet_ins_and_injects_packet_outs() -> Result<()> {
     drop(ctl);
     let mut ctl = accept(&listener, &h.scd)?;
     assert_eq!(ctl.flow_count(9)?, 1, "the table-miss flow did not survive");
+
+    // An entry with send_flow_rem and a hard timeout: its expiry is reported.
+    ctl.send(
+        &Message::FlowMod(FlowMod::add(parse_flow(&format!(
+            "cookie=0x77,send_flow_rem,hard_timeout=1,priority=5,ip,nw_dst={IP2},actions=drop"
+        ))?)),
+        10,
+    )?;
+    ctl.barrier(11)?;
+    let removed = loop {
+        match ctl.next()? {
+            (_, Message::FlowRemoved(r)) => break r,
+            (_, Message::PacketIn(_)) => continue,
+            other => bail!("expected flow-removed, got {other:?}"),
+        }
+    };
+    assert_eq!(removed.cookie, 0x77);
+    assert_eq!(removed.reason, FlowRemovedReason::HardTimeout);
+    assert!(removed.duration_sec >= 1, "{removed:?}");
     // A delete of everything is answered by nothing but the barrier.
     let mut del = FlowMod::add(parse_flow("actions=drop")?);
     del.command = FlowModCommand::Delete;
