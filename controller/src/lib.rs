@@ -1,4 +1,13 @@
 //! The supercloud controller: the NetKAT policy compiler and, on top of it, the
-//! daemon that programs every host's switch.
+//! daemon that programs every host's switch: the inventory ([`inventory`]), the
+//! routing it implies composed with the user's policy ([`routing`]), the difference
+//! to send to a switch ([`diff`]), the OpenFlow sessions and versions of the network
+//! program ([`daemon`]), the embedded store ([`store`]) and the local API ([`api`]).
 #![forbid(unsafe_code)]
+pub mod api;
+pub mod daemon;
+pub mod diff;
+pub mod inventory;
 pub mod netkat;
+pub mod routing;
+pub mod store;

@@ -579,9 +579,18 @@ impl Internet {
     }
 }
 
-/// Where the `scd` binary of this build is.
+/// Where the `scd` binary of this build is (`SCD_BIN` overrides).
 pub fn scd_binary() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("SCD_BIN") {
+    workspace_binary("scd", "SCD_BIN", "dataplane")
+}
+
+/// Where the `scc` binary of this build is (`SCC_BIN` overrides).
+pub fn scc_binary() -> Result<PathBuf> {
+    workspace_binary("scc", "SCC_BIN", "controller")
+}
+
+fn workspace_binary(name: &str, env: &str, package: &str) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
         return Ok(PathBuf::from(p));
     }
     // Test executables live in target/<profile>/deps; binaries one level up.
@@ -589,11 +598,11 @@ pub fn scd_binary() -> Result<PathBuf> {
     let candidate = exe
         .parent()
         .and_then(Path::parent)
-        .map(|d| d.join("scd"))
+        .map(|d| d.join(name))
         .ok_or_else(|| anyhow!("no parent of {}", exe.display()))?;
     if !candidate.exists() {
         bail!(
-            "{} not found: build it first (`cargo build -p dataplane`) or set SCD_BIN",
+            "{} not found: build it first (`cargo build -p {package}`) or set {env}",
             candidate.display()
         );
     }

@@ -6,7 +6,11 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use controller::daemon::Controller;
+use controller::inventory::Inventory;
 use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, TableOptions};
+use controller::store::{Persisted, Store};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -35,6 +39,98 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Run the controller: program every host switch from the inventory and policy.
+    Run {
+        /// Inventory (TOML); replaces the stored one. Needed on first start.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
+        /// Policy (NetKAT) composed with routing; replaces the stored one. Default `id`.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The embedded store (one JSON file, replaced atomically).
+        #[arg(long, default_value = "/var/lib/scc/state.json")]
+        state: PathBuf,
+    },
+    /// Show clouds, hosts, switches (connected, synced version, flows) and VMs.
+    Status {
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// Compile a policy and apply it to the running controller (refused whole on error).
+    Apply {
+        /// The policy file.
+        policy: PathBuf,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// Add, remove or show VMs of the running controller.
+    Vm {
+        #[command(subcommand)]
+        verb: VmVerb,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680", global = true)]
+        api: SocketAddr,
+    },
+    /// Print the scd configuration of one host, generated from the inventory.
+    HostConfig {
+        /// Host name.
+        host: String,
+        /// Inventory (TOML).
+        #[arg(long)]
+        inventory: PathBuf,
+        /// Private key file the host's scd will read.
+        #[arg(long, default_value = "/etc/scd/wg.key")]
+        key_file: String,
+    },
+    /// Print the routing program generated from an inventory (NetKAT).
+    Routing {
+        /// Inventory (TOML).
+        #[arg(long)]
+        inventory: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VmVerb {
+    /// Add (or replace) a VM.
+    Add {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// MAC address.
+        #[arg(long)]
+        mac: String,
+        /// Overlay IPv4 address.
+        #[arg(long)]
+        ip: std::net::Ipv4Addr,
+        /// Host it runs on.
+        #[arg(long)]
+        host: String,
+        /// OpenFlow port of its TAP on that host.
+        #[arg(long)]
+        port: u32,
+        /// TAP name (default sc-NAME).
+        #[arg(long)]
+        tap: Option<String>,
+        /// Namespace of the TAP (namespace VMs).
+        #[arg(long)]
+        netns: Option<String>,
+        /// Tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a VM.
+    Rm {
+        /// Name.
+        name: String,
+    },
+    /// Show a VM.
+    Show {
+        /// Name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -54,6 +150,33 @@ fn main() -> ExitCode {
             switch,
             format,
         } => compile(&policy, switch, format),
+        Command::Run {
+            inventory,
+            policy,
+            state,
+        } => run(inventory.as_deref(), policy.as_deref(), &state),
+        Command::Status { api } => call(api, "GET", "/status", b""),
+        Command::Apply { policy, api } => read(&policy).and_then(|text| {
+            let name = policy.display().to_string();
+            call(
+                api,
+                "POST",
+                &format!("/policy?name={name}"),
+                text.as_bytes(),
+            )
+        }),
+        Command::Vm { verb, api } => vm(api, verb),
+        Command::HostConfig {
+            host,
+            inventory,
+            key_file,
+        } => host_config(&host, &inventory, &key_file),
+        Command::Routing { inventory } => {
+            Inventory::load(&inventory).map_err(Into::into).map(|inv| {
+                print!("{}", controller::routing::routing_program(&inv));
+                ExitCode::SUCCESS
+            })
+        }
     };
     match result {
         Ok(code) => code,
@@ -132,4 +255,130 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Calls the API and prints its JSON answer; a refused change exits with 1.
+fn call(api: SocketAddr, method: &str, target: &str, body: &[u8]) -> Result<ExitCode> {
+    let (status, json) = controller::api::request(api, method, target, body)
+        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+    if status == 200 {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let text = json["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| json.to_string());
+        eprintln!("{text}");
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
+    match verb {
+        VmVerb::Add {
+            name,
+            mac,
+            ip,
+            host,
+            port,
+            tap,
+            netns,
+            tenant,
+        } => {
+            let vm = controller::inventory::Vm {
+                tap: tap.unwrap_or_else(|| format!("sc-{name}").chars().take(15).collect()),
+                name,
+                mac: mac.parse()?,
+                ip,
+                host,
+                port,
+                netns,
+                tenant,
+                public_ip: None,
+            };
+            call(api, "POST", "/vm", &serde_json::to_vec(&vm)?)
+        }
+        VmVerb::Rm { name } => call(api, "DELETE", &format!("/vm/{name}"), b""),
+        VmVerb::Show { name } => call(api, "GET", &format!("/vm/{name}"), b""),
+    }
+}
+
+fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {
+    let inv = Inventory::load(inventory)?;
+    match inv.host_config(host, key_file) {
+        Some(c) => {
+            print!("{c}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!("{}: no host `{host}`", inventory.display()),
+    }
+}
+
+fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SCC_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let store = Store::new(state);
+    let stored = store.load()?;
+    let inventory = match (inventory, &stored) {
+        (Some(p), _) => Inventory::load(p)?,
+        (None, Some(s)) => s.inventory.clone(),
+        (None, None) => anyhow::bail!("no stored state at {}: give --inventory", state.display()),
+    };
+    let (policy_text, policy_name) = match (policy, &stored) {
+        (Some(p), _) => (read(p)?, p.display().to_string()),
+        (None, Some(s)) => (s.policy.clone(), s.policy_name.clone()),
+        (None, None) => ("id".to_string(), "(default: id)".to_string()),
+    };
+    let persisted = Persisted {
+        inventory,
+        policy: policy_text,
+        policy_name,
+        version: stored.as_ref().map_or(1, |s| s.version + 1),
+    };
+    let ctl = match Controller::new(persisted, store) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let inv = ctl.inventory();
+        let (of, api) = (inv.openflow, inv.api);
+        let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
+        let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
+        tracing::info!(%of, %api, "scc running");
+        tokio::spawn(controller::daemon::serve_openflow(of_listener, ctl.clone()));
+        tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => match policy {
+                    Some(p) => match read(p) {
+                        Ok(text) => match ctl.apply_policy(&text, &p.display().to_string()) {
+                            Ok(v) => tracing::info!(version = v, "SIGHUP: policy reloaded"),
+                            Err(e) => tracing::error!("SIGHUP: policy refused, tables unchanged:\n{e}"),
+                        },
+                        Err(e) => tracing::error!("SIGHUP: {e:#}"),
+                    },
+                    None => tracing::warn!("SIGHUP: no --policy file to reload"),
+                },
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        tracing::info!("scc stopping; switch tables stay as they are");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
 }

@@ -1,0 +1,154 @@
+//! The controller's local control API: HTTP/1.1 with JSON bodies, on a local address.
+//!
+//! | request | does |
+//! |---|---|
+//! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows), VMs |
+//! | `POST /policy?name=FILE` (body: NetKAT text) | compile and apply; 422 with the rendered error if it does not compile |
+//! | `GET /vm/NAME` | one VM |
+//! | `POST /vm` (body: VM JSON) | add or replace a VM |
+//! | `DELETE /vm/NAME` | remove a VM |
+//!
+//! This module owns the HTTP framing and the mapping of requests onto `Controller`
+//! calls; it never changes state on its own. The matching client lives here too, for
+//! the `scc` verbs.
+
+use crate::daemon::{ChangeError, Controller};
+use crate::inventory::Vm;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// Largest request body accepted (a policy file).
+pub const MAX_BODY: usize = 4 << 20;
+
+struct Response {
+    status: u16,
+    body: serde_json::Value,
+}
+
+fn reply(status: u16, body: serde_json::Value) -> Response {
+    Response { status, body }
+}
+
+fn change(result: Result<u64, ChangeError>) -> Response {
+    match result {
+        Ok(version) => reply(200, serde_json::json!({ "version": version })),
+        Err(e @ ChangeError::Store(_)) => reply(500, serde_json::json!({ "error": e.to_string() })),
+        Err(e) => reply(422, serde_json::json!({ "error": e.to_string() })),
+    }
+}
+
+fn route(ctl: &Controller, method: &str, target: &str, body: &[u8]) -> Response {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    match (method, path) {
+        ("GET", "/status") => reply(200, ctl.status()),
+        ("POST", "/policy") => {
+            let name = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("name="))
+                .unwrap_or("policy");
+            match std::str::from_utf8(body) {
+                Ok(text) => change(ctl.apply_policy(text, name)),
+                Err(_) => reply(
+                    400,
+                    serde_json::json!({ "error": "the policy is not UTF-8" }),
+                ),
+            }
+        }
+        ("POST", "/vm") => match serde_json::from_slice::<Vm>(body) {
+            Ok(vm) => change(ctl.add_vm(vm)),
+            Err(e) => reply(400, serde_json::json!({ "error": format!("bad VM: {e}") })),
+        },
+        ("GET", p) if p.starts_with("/vm/") => match ctl.vm(&p[4..]) {
+            Some(vm) => reply(200, serde_json::json!(vm)),
+            None => reply(
+                404,
+                serde_json::json!({ "error": format!("no VM `{}`", &p[4..]) }),
+            ),
+        },
+        ("DELETE", p) if p.starts_with("/vm/") => change(ctl.remove_vm(&p[4..])),
+        _ => reply(
+            404,
+            serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),
+        ),
+    }
+}
+
+/// Serves the API forever.
+pub async fn serve(listener: TcpListener, ctl: Arc<Controller>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let mut parts = line.split_whitespace();
+            let (method, target) = (
+                parts.next().unwrap_or("").to_string(),
+                parts.next().unwrap_or("/").to_string(),
+            );
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).await.unwrap_or(0) <= 2 {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let response = if length > MAX_BODY {
+                reply(413, serde_json::json!({ "error": "body too large" }))
+            } else {
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                route(&ctl, &method, &target, &body)
+            };
+            let text = serde_json::to_string_pretty(&response.body).unwrap_or_default();
+            let head = format!(
+                "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                response.status,
+                if response.status < 400 { "OK" } else { "Error" },
+                text.len() + 1
+            );
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(text.as_bytes()).await;
+            let _ = stream.write_all(b"\n").await;
+        });
+    }
+}
+
+/// A blocking request to the API, for the CLI: returns status and JSON body.
+pub fn request(
+    api: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, serde_json::Value)> {
+    let mut s = std::net::TcpStream::connect_timeout(&api, std::time::Duration::from_secs(5))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: scc\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    s.write_all(body)?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    Ok((status, json))
+}

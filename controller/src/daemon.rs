@@ -1,0 +1,483 @@
+//! The controller daemon: keeps every host switch's table equal to the compiled
+//! network program, over OpenFlow 1.3.
+//!
+//! Each `scd` connects to the controller. On connect the controller learns the
+//! datapath id (features), reads the flows the switch already holds (flow stats:
+//! a restarted controller does not wipe working tables), and sends only the
+//! difference (adds and modifies, barrier, deletes, barrier; see `diff`). When the
+//! program changes (a policy applied, a VM added or removed) every connected switch
+//! gets its own difference the same way. A policy or inventory that does not compile
+//! is refused and nothing changes. This module owns the network program, its
+//! versions and the switch connections; it does not parse policies (`netkat`) or
+//! decide routes (`routing`).
+
+use crate::diff::plan;
+use crate::inventory::{Inventory, Vm};
+use crate::routing::{compile_network, ProgramError, SCC_COOKIE};
+use crate::store::{Persisted, Store};
+use openflow::flow::{port, FlowMatch};
+use openflow::wire::{
+    decode, encode, frame_len, FlowStatsRequest, Hello, Message, MultipartReplyBody,
+    MultipartRequest, MultipartRequestBody, GROUP_ANY, MORE, TABLE_ALL,
+};
+use openflow::FlowSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// What the controller reports about one switch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SwitchStatus {
+    /// Connected now.
+    pub connected: bool,
+    /// Remote address of the connection.
+    pub peer: String,
+    /// Program version the switch confirmed (barrier) last.
+    pub synced_version: u64,
+    /// Flows the controller installed there.
+    pub flows: usize,
+    /// Flow-mods sent in the last synchronisation.
+    pub last_flow_mods: usize,
+    /// Errors the switch reported, last one.
+    pub last_error: Option<String>,
+    /// Unix time of the last change.
+    pub updated: u64,
+}
+
+/// The controller's whole state.
+#[derive(Debug)]
+pub struct State {
+    /// Persisted part.
+    pub persisted: Persisted,
+    /// Compiled tables by datapath id, for `persisted.version`.
+    pub tables: BTreeMap<u64, Vec<FlowSpec>>,
+    /// Switches by datapath id.
+    pub switches: BTreeMap<u64, SwitchStatus>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The new program does not compile; nothing changed.
+    #[error("{0}")]
+    Program(#[from] ProgramError),
+    /// The change is not valid for the inventory.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not be written; nothing changed.
+    #[error("state not saved, nothing changed: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+/// State shared by the OpenFlow sessions and the API.
+#[derive(Debug)]
+pub struct Controller {
+    state: Mutex<State>,
+    store: Store,
+    version: watch::Sender<u64>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Controller {
+    /// A controller for this state, compiled now; fails if it does not compile.
+    pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
+        let tables = compile_network(
+            &persisted.inventory,
+            &persisted.policy,
+            &persisted.policy_name,
+        )?;
+        store.save(&persisted)?;
+        let (version, _) = watch::channel(persisted.version);
+        Ok(Arc::new(Controller {
+            state: Mutex::new(State {
+                persisted,
+                tables,
+                switches: BTreeMap::new(),
+            }),
+            store,
+            version,
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compiles `inventory` with `policy`; on success persists, swaps in the new
+    /// tables and tells every switch session. On failure nothing changes.
+    fn change(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+    ) -> Result<u64, ChangeError> {
+        let tables = compile_network(&inventory, &policy, &policy_name)?;
+        let mut st = self.lock();
+        let next = Persisted {
+            inventory,
+            policy,
+            policy_name,
+            version: st.persisted.version + 1,
+        };
+        self.store.save(&next)?;
+        st.persisted = next;
+        st.tables = tables;
+        let v = st.persisted.version;
+        drop(st);
+        self.version.send_replace(v);
+        Ok(v)
+    }
+
+    /// Replaces the policy.
+    pub fn apply_policy(&self, policy: &str, name: &str) -> Result<u64, ChangeError> {
+        let inv = self.lock().persisted.inventory.clone();
+        self.change(inv, policy.to_string(), name.to_string())
+    }
+
+    /// Adds (or replaces) a VM.
+    pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
+        let (mut inv, policy, name) = self.snapshot();
+        if inv.host(&vm.host).is_none() {
+            return Err(ChangeError::Invalid(format!("no host `{}`", vm.host)));
+        }
+        if let Some(o) = inv.vms.values().find(|o| {
+            o.name != vm.name
+                && (o.ip == vm.ip || o.mac == vm.mac || (o.host == vm.host && o.port == vm.port))
+        }) {
+            return Err(ChangeError::Invalid(format!(
+                "address, MAC or port already used by VM `{}`",
+                o.name
+            )));
+        }
+        inv.vms.insert(vm.name.clone(), vm);
+        self.change(inv, policy, name)
+    }
+
+    /// Removes a VM.
+    pub fn remove_vm(&self, name: &str) -> Result<u64, ChangeError> {
+        let (mut inv, policy, pname) = self.snapshot();
+        if inv.vms.remove(name).is_none() {
+            return Err(ChangeError::Invalid(format!("no VM `{name}`")));
+        }
+        self.change(inv, policy, pname)
+    }
+
+    fn snapshot(&self) -> (Inventory, String, String) {
+        let st = self.lock();
+        (
+            st.persisted.inventory.clone(),
+            st.persisted.policy.clone(),
+            st.persisted.policy_name.clone(),
+        )
+    }
+
+    /// A JSON view of everything, for `scc status`.
+    pub fn status(&self) -> serde_json::Value {
+        let st = self.lock();
+        let inv = &st.persisted.inventory;
+        let hosts: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| {
+                let s = st.switches.get(&h.datapath_id).cloned().unwrap_or_default();
+                serde_json::json!({
+                    "name": h.name, "cloud": h.cloud, "datapath_id": h.datapath_id,
+                    "tunnel_endpoint": h.tunnel_endpoint.to_string(),
+                    "desired_flows": st.tables.get(&h.datapath_id).map_or(0, Vec::len),
+                    "switch": s,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "version": st.persisted.version,
+            "policy": st.persisted.policy_name,
+            "clouds": inv.clouds.values().collect::<Vec<_>>(),
+            "hosts": hosts,
+            "vms": inv.vms.values().collect::<Vec<_>>(),
+        })
+    }
+
+    /// The inventory in force.
+    pub fn inventory(&self) -> Inventory {
+        self.lock().persisted.inventory.clone()
+    }
+
+    /// One VM, for `scc vm show`.
+    pub fn vm(&self, name: &str) -> Option<Vm> {
+        self.lock().persisted.inventory.vms.get(name).cloned()
+    }
+
+    fn desired(&self, dpid: u64) -> Option<(u64, Vec<FlowSpec>)> {
+        let st = self.lock();
+        st.persisted.inventory.host_by_dpid(dpid)?;
+        Some((
+            st.persisted.version,
+            st.tables.get(&dpid).cloned().unwrap_or_default(),
+        ))
+    }
+
+    fn update_switch(&self, dpid: u64, f: impl FnOnce(&mut SwitchStatus)) {
+        let mut st = self.lock();
+        let s = st.switches.entry(dpid).or_default();
+        f(s);
+        s.updated = now_secs();
+    }
+}
+
+/// Accepts switch connections forever.
+pub async fn serve_openflow(listener: TcpListener, ctl: Arc<Controller>) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let result = Session::new(stream, ctl.clone()).run().await;
+            if let Err(e) = &result {
+                tracing::warn!(%peer, "switch session ended: {e}");
+            }
+        });
+    }
+}
+
+struct Session {
+    stream: TcpStream,
+    inbox: Vec<u8>,
+    xid: u32,
+    ctl: Arc<Controller>,
+    dpid: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl Session {
+    fn new(stream: TcpStream, ctl: Arc<Controller>) -> Session {
+        Session {
+            stream,
+            inbox: Vec::with_capacity(65536),
+            xid: 0,
+            ctl,
+            dpid: None,
+        }
+    }
+
+    async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
+        self.xid = self.xid.wrapping_add(1);
+        let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.stream.write_all(&bytes).await?;
+        Ok(self.xid)
+    }
+
+    /// The next message; answers echo requests and records errors on the way.
+    async fn recv(&mut self) -> Result<(u32, Message), SessionError> {
+        loop {
+            match frame_len(&self.inbox) {
+                Err(_) => return Err(SessionError::Protocol("bad OpenFlow framing".into())),
+                Ok(Some(n)) => {
+                    let frame: Vec<u8> = self.inbox.drain(..n).collect();
+                    match decode(&frame) {
+                        Ok((xid, Message::EchoRequest(data))) => {
+                            let bytes = encode(&Message::EchoReply(data), xid)
+                                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                            self.stream.write_all(&bytes).await?;
+                        }
+                        Ok((xid, Message::Error(e))) => {
+                            let text = format!("{e:?}");
+                            tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
+                            if let Some(dpid) = self.dpid {
+                                self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+                            }
+                        }
+                        Ok(m) => return Ok(m),
+                        // Something we cannot read is skipped, not fatal: the stream stays in step.
+                        Err(e) => tracing::debug!("undecodable message from switch: {e}"),
+                    }
+                }
+                Ok(None) => {
+                    let mut buf = [0u8; 65536];
+                    let n = self.stream.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err(SessionError::Protocol(
+                            "switch closed the connection".into(),
+                        ));
+                    }
+                    self.inbox.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
+    }
+
+    /// Waits for the reply to `xid`, passing over unrelated messages.
+    async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
+        loop {
+            let (got, m) = self.recv().await?;
+            if got == xid {
+                return Ok(m);
+            }
+        }
+    }
+
+    async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
+        let xid = self
+            .send(&Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::Flow(FlowStatsRequest {
+                    table_id: TABLE_ALL,
+                    out_port: port::ANY,
+                    out_group: GROUP_ANY,
+                    cookie: SCC_COOKIE,
+                    cookie_mask: u64::MAX,
+                    matcher: FlowMatch::any(),
+                }),
+            }))
+            .await?;
+        let mut flows = Vec::new();
+        loop {
+            match self.reply_to(xid).await? {
+                Message::MultipartReply(r) => {
+                    if let MultipartReplyBody::Flow(entries) = r.body {
+                        flows.extend(entries.into_iter().map(|e| e.spec));
+                    }
+                    if r.flags & MORE == 0 {
+                        return Ok(flows);
+                    }
+                }
+                other => {
+                    return Err(SessionError::Protocol(format!(
+                        "expected flow stats, got {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Sends the difference between `installed` and `desired`, waits for the switch
+    /// to confirm it, and returns the new installed set.
+    async fn sync(
+        &mut self,
+        installed: &[FlowSpec],
+        desired: Vec<FlowSpec>,
+        version: u64,
+    ) -> Result<Vec<FlowSpec>, SessionError> {
+        let dpid = self.dpid.unwrap_or_default();
+        let p = plan(installed, &desired, SCC_COOKIE);
+        let n = p.len();
+        if !p.is_empty() {
+            for m in p.first {
+                self.send(&Message::FlowMod(m)).await?;
+            }
+            let b = self.send(&Message::BarrierRequest).await?;
+            self.reply_to(b).await?;
+            for m in p.then {
+                self.send(&Message::FlowMod(m)).await?;
+            }
+            let b = self.send(&Message::BarrierRequest).await?;
+            self.reply_to(b).await?;
+        }
+        tracing::info!(
+            dpid,
+            version,
+            flow_mods = n,
+            flows = desired.len(),
+            "switch synchronised"
+        );
+        let flows = desired.len();
+        self.ctl.update_switch(dpid, |s| {
+            s.synced_version = version;
+            s.flows = flows;
+            s.last_flow_mods = n;
+        });
+        Ok(desired)
+    }
+
+    async fn run(mut self) -> Result<(), SessionError> {
+        let peer = self
+            .stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.send(&Message::Hello(Hello::of13())).await?;
+        let features = self.send(&Message::FeaturesRequest).await?;
+        let dpid = loop {
+            match self.reply_to(features).await? {
+                Message::FeaturesReply(f) => break f.datapath_id,
+                _ => continue,
+            }
+        };
+        self.dpid = Some(dpid);
+        if self.ctl.desired(dpid).is_none() {
+            return Err(SessionError::Protocol(format!(
+                "datapath {dpid} is not in the inventory"
+            )));
+        }
+        self.ctl.update_switch(dpid, |s| {
+            s.connected = true;
+            s.peer = peer.clone();
+        });
+        tracing::info!(dpid, %peer, "switch connected");
+        let result = self.serve(dpid).await;
+        self.ctl.update_switch(dpid, |s| s.connected = false);
+        result
+    }
+
+    async fn serve(&mut self, dpid: u64) -> Result<(), SessionError> {
+        let mut versions = self.ctl.version.subscribe();
+        let mut installed = self.installed_flows().await?;
+        let mut echo = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let Some((version, desired)) = self.ctl.desired(dpid) else {
+                return Err(SessionError::Protocol(format!(
+                    "datapath {dpid} left the inventory"
+                )));
+            };
+            installed = self.sync(&installed, desired, version).await?;
+            versions.mark_unchanged();
+            // Wait for a new program, keeping the connection alive meanwhile.
+            loop {
+                let mut buf = [0u8; 65536];
+                tokio::select! {
+                    changed = versions.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        break;
+                    }
+                    _ = echo.tick() => { self.send(&Message::EchoRequest(Vec::new())).await?; }
+                    n = self.stream.read(&mut buf) => {
+                        let n = n?;
+                        if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
+                        self.inbox.extend_from_slice(&buf[..n]);
+                        // Drain whatever is complete (echo replies, port status, errors).
+                        while let Ok(Some(len)) = frame_len(&self.inbox) {
+                            let frame: Vec<u8> = self.inbox.drain(..len).collect();
+                            match decode(&frame) {
+                                Ok((xid, Message::EchoRequest(d))) => {
+                                    let bytes = encode(&Message::EchoReply(d), xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
+                                    self.stream.write_all(&bytes).await?;
+                                }
+                                Ok((_, Message::Error(e))) => {
+                                    let text = format!("{e:?}");
+                                    self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! The inventory: clouds, hosts, VMs and the controller's own addresses, read from a
+//! TOML file (documented in `docs/inventory.md`).
+//!
+//! This module owns validating the inventory (every error names the file, line and
+//! field), resolving names for policies (`ip4Dst = vm:web1`), numbering tunnel ports,
+//! and writing a host's `scd` configuration. It never talks to a switch.
+
+use crate::netkat::ir::Resolver;
+use openflow::flow::Mac;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use toml::Spanned;
+
+/// An inventory that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or a field of the wrong name or type.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value that is well-formed but wrong.
+    #[error("{path}:{line}: `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// The field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Tunnel ports are numbered from the peer's datapath id: `TUNNEL_PORT_BASE + dpid`.
+pub const TUNNEL_PORT_BASE: u32 = 10_000;
+/// Largest datapath id an inventory may use (so tunnel ports stay valid).
+pub const MAX_DATAPATH_ID: u64 = 1_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default = "default_prefix")]
+    overlay_prefix: Spanned<String>,
+    #[serde(default = "default_gw_mac")]
+    gateway_mac: Spanned<String>,
+    #[serde(default)]
+    controller: RawController,
+    #[serde(default, rename = "cloud")]
+    clouds: Vec<RawCloud>,
+    #[serde(default, rename = "host")]
+    hosts: Vec<RawHost>,
+    #[serde(default, rename = "vm")]
+    vms: Vec<RawVm>,
+}
+
+fn default_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "100.64.0.0/10".into())
+}
+
+fn default_gw_mac() -> Spanned<String> {
+    Spanned::new(0..0, "02:5c:00:00:00:01".into())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    openflow: Option<Spanned<String>>,
+    api: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCloud {
+    name: Spanned<String>,
+    #[serde(default)]
+    region: String,
+    location: Option<[f64; 2]>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: Spanned<String>,
+    cloud: Spanned<String>,
+    datapath_id: Spanned<u64>,
+    tunnel_endpoint: Spanned<String>,
+    public_key: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVm {
+    name: Spanned<String>,
+    mac: Spanned<String>,
+    ip: Spanned<String>,
+    host: Spanned<String>,
+    port: Spanned<u32>,
+    tap: Option<Spanned<String>>,
+    netns: Option<String>,
+    tenant: Option<String>,
+    public_ip: Option<Spanned<String>>,
+}
+
+/// A cloud (provider region).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cloud {
+    /// Name.
+    pub name: String,
+    /// Provider region.
+    pub region: String,
+    /// Latitude and longitude, for placement.
+    pub location: Option<[f64; 2]>,
+}
+
+/// A host running `scd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// Name.
+    pub name: String,
+    /// Its cloud.
+    pub cloud: String,
+    /// Datapath id of its switch.
+    pub datapath_id: u64,
+    /// Where its tunnels listen (public address).
+    pub tunnel_endpoint: SocketAddr,
+    /// Its WireGuard public key (base64).
+    pub public_key: String,
+}
+
+impl Host {
+    /// The OpenFlow port number every other host uses for its tunnel to this host.
+    pub fn tunnel_port(&self) -> u32 {
+        TUNNEL_PORT_BASE + u32::try_from(self.datapath_id).unwrap_or(0)
+    }
+}
+
+/// A VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    /// Name.
+    pub name: String,
+    /// MAC of its interface.
+    pub mac: Mac,
+    /// Overlay address.
+    pub ip: Ipv4Addr,
+    /// The host it runs on now.
+    pub host: String,
+    /// OpenFlow port of its TAP on that host.
+    pub port: u32,
+    /// TAP interface name (default `sc-<name>`, cut to 15 bytes).
+    pub tap: String,
+    /// Namespace the TAP lives in, when not the host's (test harness VMs).
+    pub netns: Option<String>,
+    /// Tenant, for policies and status.
+    pub tenant: Option<String>,
+    /// Public address served by a gateway, if any.
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+/// A validated inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Overlay network and prefix length.
+    pub overlay: (Ipv4Addr, u8),
+    /// Anycast gateway MAC.
+    pub gateway_mac: Mac,
+    /// Where `scd`s reach the controller over OpenFlow.
+    pub openflow: SocketAddr,
+    /// Where the controller's HTTP API listens.
+    pub api: SocketAddr,
+    /// Clouds by name.
+    pub clouds: BTreeMap<String, Cloud>,
+    /// Hosts in file order.
+    pub hosts: Vec<Host>,
+    /// VMs by name.
+    pub vms: BTreeMap<String, Vm>,
+}
+
+fn line_of(text: &str, span: &Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses `a.b.c.d/len`.
+fn parse_prefix(text: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, l) = text.split_once('/')?;
+    let addr: Ipv4Addr = a.trim().parse().ok()?;
+    let len: u8 = l.trim().parse().ok().filter(|l| *l <= 32)?;
+    Some((
+        Ipv4Addr::from(u32::from(addr) & openflow::flow::prefix_mask32(len)),
+        len,
+    ))
+}
+
+impl Inventory {
+    /// Reads and validates an inventory file.
+    pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Inventory::parse(&text, &path.display().to_string())
+    }
+
+    /// Validates inventory text; `path` is used in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Inventory, InventoryError> {
+        let raw: RawInventory = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| {
+                let start = text[..s.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                (line_of(text, &s), s.start - start + 1)
+            });
+            InventoryError::Syntax {
+                path: path.into(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        let invalid = |span: &Range<usize>, field: &str, message: String| InventoryError::Invalid {
+            path: path.into(),
+            line: line_of(text, span),
+            field: field.into(),
+            message,
+        };
+        let overlay = parse_prefix(raw.overlay_prefix.get_ref()).ok_or_else(|| {
+            invalid(
+                &raw.overlay_prefix.span(),
+                "overlay_prefix",
+                format!("`{}` is not an IPv4 prefix", raw.overlay_prefix.get_ref()),
+            )
+        })?;
+        let gateway_mac: Mac = raw
+            .gateway_mac
+            .get_ref()
+            .parse()
+            .map_err(|e| invalid(&raw.gateway_mac.span(), "gateway_mac", format!("{e}")))?;
+        let addr = |v: &Option<Spanned<String>>,
+                    field: &str,
+                    default: &str|
+         -> Result<SocketAddr, InventoryError> {
+            match v {
+                None => Ok(default.parse().expect("valid default address")),
+                Some(s) => s.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &s.span(),
+                        field,
+                        format!("`{}` is not address:port", s.get_ref()),
+                    )
+                }),
+            }
+        };
+        let openflow = addr(
+            &raw.controller.openflow,
+            "controller.openflow",
+            "127.0.0.1:6653",
+        )?;
+        let api = addr(&raw.controller.api, "controller.api", "127.0.0.1:6680")?;
+
+        let mut clouds = BTreeMap::new();
+        for c in raw.clouds {
+            let name = c.name.get_ref().clone();
+            if clouds.contains_key(&name) {
+                return Err(invalid(
+                    &c.name.span(),
+                    "cloud.name",
+                    format!("cloud `{name}` is defined twice"),
+                ));
+            }
+            clouds.insert(
+                name.clone(),
+                Cloud {
+                    name,
+                    region: c.region,
+                    location: c.location,
+                },
+            );
+        }
+        let mut hosts: Vec<Host> = Vec::new();
+        for h in raw.hosts {
+            let name = h.name.get_ref().clone();
+            if hosts.iter().any(|o| o.name == name) {
+                return Err(invalid(
+                    &h.name.span(),
+                    "host.name",
+                    format!("host `{name}` is defined twice"),
+                ));
+            }
+            if !clouds.contains_key(h.cloud.get_ref()) {
+                return Err(invalid(
+                    &h.cloud.span(),
+                    "host.cloud",
+                    format!("no [[cloud]] named `{}`", h.cloud.get_ref()),
+                ));
+            }
+            let dpid = *h.datapath_id.get_ref();
+            if dpid == 0 || dpid > MAX_DATAPATH_ID {
+                return Err(invalid(
+                    &h.datapath_id.span(),
+                    "host.datapath_id",
+                    format!("{dpid} is outside 1..={MAX_DATAPATH_ID}"),
+                ));
+            }
+            if hosts.iter().any(|o| o.datapath_id == dpid) {
+                return Err(invalid(
+                    &h.datapath_id.span(),
+                    "host.datapath_id",
+                    format!("datapath id {dpid} is used twice"),
+                ));
+            }
+            let tunnel_endpoint = h.tunnel_endpoint.get_ref().parse().map_err(|_| {
+                invalid(
+                    &h.tunnel_endpoint.span(),
+                    "host.tunnel_endpoint",
+                    format!("`{}` is not address:port", h.tunnel_endpoint.get_ref()),
+                )
+            })?;
+            let key = h.public_key.get_ref().trim().to_string();
+            if key.len() != 44 || !key.ends_with('=') {
+                return Err(invalid(
+                    &h.public_key.span(),
+                    "host.public_key",
+                    "not a WireGuard public key (44 characters of base64)".into(),
+                ));
+            }
+            hosts.push(Host {
+                name,
+                cloud: h.cloud.get_ref().clone(),
+                datapath_id: dpid,
+                tunnel_endpoint,
+                public_key: key,
+            });
+        }
+        let mut vms: BTreeMap<String, Vm> = BTreeMap::new();
+        for v in raw.vms {
+            let name = v.name.get_ref().clone();
+            if vms.contains_key(&name) {
+                return Err(invalid(
+                    &v.name.span(),
+                    "vm.name",
+                    format!("VM `{name}` is defined twice"),
+                ));
+            }
+            let mac: Mac = v
+                .mac
+                .get_ref()
+                .parse()
+                .map_err(|e| invalid(&v.mac.span(), "vm.mac", format!("{e}")))?;
+            let ip: Ipv4Addr = v.ip.get_ref().parse().map_err(|_| {
+                invalid(
+                    &v.ip.span(),
+                    "vm.ip",
+                    format!("`{}` is not an IPv4 address", v.ip.get_ref()),
+                )
+            })?;
+            if u32::from(ip) & openflow::flow::prefix_mask32(overlay.1) != u32::from(overlay.0) {
+                return Err(invalid(
+                    &v.ip.span(),
+                    "vm.ip",
+                    format!("{ip} is outside the overlay {}/{}", overlay.0, overlay.1),
+                ));
+            }
+            if let Some(o) = vms.values().find(|o| o.ip == ip || o.mac == mac) {
+                return Err(invalid(
+                    &v.ip.span(),
+                    "vm.ip",
+                    format!("address or MAC already used by VM `{}`", o.name),
+                ));
+            }
+            let host = v.host.get_ref().clone();
+            if !hosts.iter().any(|h| h.name == host) {
+                return Err(invalid(
+                    &v.host.span(),
+                    "vm.host",
+                    format!("no [[host]] named `{host}`"),
+                ));
+            }
+            let port = *v.port.get_ref();
+            if port == 0 || port >= TUNNEL_PORT_BASE {
+                return Err(invalid(
+                    &v.port.span(),
+                    "vm.port",
+                    format!("{port} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)"),
+                ));
+            }
+            if vms.values().any(|o| o.host == host && o.port == port) {
+                return Err(invalid(
+                    &v.port.span(),
+                    "vm.port",
+                    format!("port {port} of host `{host}` is used twice"),
+                ));
+            }
+            let tap = match &v.tap {
+                Some(t) if t.get_ref().is_empty() || t.get_ref().len() > 15 => {
+                    return Err(invalid(
+                        &t.span(),
+                        "vm.tap",
+                        format!("`{}` is not an interface name (1..=15 bytes)", t.get_ref()),
+                    ))
+                }
+                Some(t) => t.get_ref().clone(),
+                None => format!("sc-{name}").chars().take(15).collect(),
+            };
+            let public_ip = match &v.public_ip {
+                None => None,
+                Some(p) => Some(p.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &p.span(),
+                        "vm.public_ip",
+                        format!("`{}` is not an IPv4 address", p.get_ref()),
+                    )
+                })?),
+            };
+            vms.insert(
+                name.clone(),
+                Vm {
+                    name,
+                    mac,
+                    ip,
+                    host,
+                    port,
+                    tap,
+                    netns: v.netns,
+                    tenant: v.tenant,
+                    public_ip,
+                },
+            );
+        }
+        Ok(Inventory {
+            overlay,
+            gateway_mac,
+            openflow,
+            api,
+            clouds,
+            hosts,
+            vms,
+        })
+    }
+
+    /// The host with this datapath id.
+    pub fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.datapath_id == dpid)
+    }
+
+    /// The host with this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// The `scd` configuration of one host: its VM ports, its tunnels to every other
+    /// host, and the controller connection. The private key file and the listen
+    /// address of the tunnels are the host's own (`key_file`, port of its endpoint).
+    pub fn host_config(&self, host: &str, key_file: &str) -> Option<String> {
+        let h = self.host(host)?;
+        let mut c = format!(
+            "# scd configuration of {host}, generated by `scc host-config` from the inventory.\n\
+             datapath_id = {}\nname = \"{host}\"\n\n[overlay]\nprefix = \"{}/{}\"\ngateway_mac = \"{}\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:9464\"\n\n[openflow]\ncontrollers = [\"tcp:{}\"]\n\n\
+             [tunnel]\nprivate_key_file = \"{key_file}\"\nlisten = \"{}\"\n",
+            h.datapath_id,
+            self.overlay.0,
+            self.overlay.1,
+            self.gateway_mac,
+            self.openflow,
+            h.tunnel_endpoint.port(),
+        );
+        for vm in self.vms.values().filter(|v| v.host == host) {
+            c += &format!(
+                "\n# VM {}\n[[port]]\nnumber = {}\nname = \"{}\"\n",
+                vm.name, vm.port, vm.tap
+            );
+            if let Some(ns) = &vm.netns {
+                c += &format!("netns = \"{ns}\"\ncreate = false\n");
+            }
+        }
+        for peer in self.hosts.iter().filter(|p| p.name != host) {
+            c += &format!(
+                "\n[[peer]]\nport = {}\nname = \"{}\"\npublic_key = \"{}\"\nendpoint = \"{}\"\n",
+                peer.tunnel_port(),
+                peer.name,
+                peer.public_key,
+                peer.tunnel_endpoint
+            );
+        }
+        Some(c)
+    }
+}
+
+impl Resolver for Inventory {
+    fn ipv4(&self, kind: &str, name: &str) -> Option<u32> {
+        match kind {
+            "vm" => self.vms.get(name).map(|v| u32::from(v.ip)),
+            _ => None,
+        }
+    }
+
+    fn mac(&self, kind: &str, name: &str) -> Option<u64> {
+        match kind {
+            "vm" => self.vms.get(name).map(|v| v.mac.to_u64()),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const EXAMPLE: &str = include_str!("../../docs/examples/inventory.toml");
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let inv = Inventory::parse(EXAMPLE, "inventory.toml").unwrap();
+        assert_eq!(inv.hosts.len(), 3);
+        assert_eq!(inv.vms["web1"].host, "host-a");
+        assert_eq!(
+            inv.ipv4("vm", "db1"),
+            Some(u32::from(Ipv4Addr::new(100, 64, 2, 1)))
+        );
+        let cfg = inv.host_config("host-a", "host-a.key").unwrap();
+        assert!(
+            cfg.contains("[[peer]]\nport = 10002\nname = \"host-b\""),
+            "{cfg}"
+        );
+        assert!(cfg.contains("number = 1\nname = \"sc-web1\""), "{cfg}");
+    }
+
+    fn error(text: &str) -> String {
+        Inventory::parse(text, "inv.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_field_and_line() {
+        let e =
+            error(&EXAMPLE.replace("host = \"host-a\"\nport = 1", "host = \"host-z\"\nport = 1"));
+        assert!(e.contains("`vm.host`: no [[host]] named `host-z`"), "{e}");
+        let e = error(&EXAMPLE.replace("100.64.2.1", "10.0.0.1"));
+        assert!(
+            e.contains("`vm.ip`: 10.0.0.1 is outside the overlay 100.64.0.0/10"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace("datapath_id = 2", "datapath_id = 1"));
+        assert!(
+            e.contains("`host.datapath_id`: datapath id 1 is used twice"),
+            "{e}"
+        );
+        let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
+        assert!(e.starts_with("inv.toml:"), "{e}");
+    }
+}
