@@ -7,6 +7,8 @@
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
+//! | `POST /host` (body: host JSON) | add or replace a host |
+//! | `DELETE /host/NAME` | remove a host that runs no VM |
 //!
 //! This module owns the HTTP framing and the mapping of requests onto `Controller`
 //! calls; it never changes state on its own. The matching client lives here too, for
@@ -69,6 +71,14 @@ fn route(ctl: &Controller, method: &str, target: &str, body: &[u8]) -> Response 
             ),
         },
         ("DELETE", p) if p.starts_with("/vm/") => change(ctl.remove_vm(&p[4..])),
+        ("POST", "/host") => match serde_json::from_slice::<crate::inventory::Host>(body) {
+            Ok(h) => change(ctl.add_host(h)),
+            Err(e) => reply(
+                400,
+                serde_json::json!({ "error": format!("bad host: {e}") }),
+            ),
+        },
+        ("DELETE", p) if p.starts_with("/host/") => change(ctl.remove_host(&p[6..])),
         _ => reply(
             404,
             serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),

@@ -162,6 +162,51 @@ impl Controller {
         self.change(inv, policy, name)
     }
 
+    /// Adds (or replaces) a host.
+    pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
+        let (mut inv, policy, name) = self.snapshot();
+        if !inv.clouds.contains_key(&host.cloud) {
+            return Err(ChangeError::Invalid(format!("no cloud `{}`", host.cloud)));
+        }
+        if let Some(o) = inv
+            .hosts
+            .iter()
+            .find(|o| o.name != host.name && o.datapath_id == host.datapath_id)
+        {
+            return Err(ChangeError::Invalid(format!(
+                "datapath id {} already used by host `{}`",
+                host.datapath_id, o.name
+            )));
+        }
+        if host.datapath_id == 0 || host.datapath_id > crate::inventory::MAX_DATAPATH_ID {
+            return Err(ChangeError::Invalid(format!(
+                "datapath id {} is outside 1..={}",
+                host.datapath_id,
+                crate::inventory::MAX_DATAPATH_ID
+            )));
+        }
+        inv.hosts.retain(|o| o.name != host.name);
+        inv.hosts.push(host);
+        self.change(inv, policy, name)
+    }
+
+    /// Removes a host that runs no VM.
+    pub fn remove_host(&self, name: &str) -> Result<u64, ChangeError> {
+        let (mut inv, policy, pname) = self.snapshot();
+        if let Some(vm) = inv.vms.values().find(|v| v.host == name) {
+            return Err(ChangeError::Invalid(format!(
+                "host `{name}` still runs VM `{}`: move or remove it first",
+                vm.name
+            )));
+        }
+        let before = inv.hosts.len();
+        inv.hosts.retain(|h| h.name != name);
+        if inv.hosts.len() == before {
+            return Err(ChangeError::Invalid(format!("no host `{name}`")));
+        }
+        self.change(inv, policy, pname)
+    }
+
     /// Removes a VM.
     pub fn remove_vm(&self, name: &str) -> Result<u64, ChangeError> {
         let (mut inv, policy, pname) = self.snapshot();
@@ -479,5 +524,89 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Host;
+
+    fn controller(dir: &std::path::Path) -> Arc<Controller> {
+        let inventory = Inventory::parse(
+            include_str!("../../docs/examples/inventory.toml"),
+            "inventory.toml",
+        )
+        .unwrap();
+        let persisted = Persisted {
+            inventory,
+            policy: "id".into(),
+            policy_name: "p".into(),
+            version: 1,
+        };
+        Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
+    }
+
+    #[test]
+    fn a_refused_change_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        let before = ctl.lock().tables.clone();
+        let err = ctl.apply_policy("filter ip4Dst = ", "bad.kat").unwrap_err();
+        assert!(err.to_string().contains("bad.kat:1:"), "{err}");
+        assert_eq!(ctl.lock().tables, before);
+        assert_eq!(ctl.lock().persisted.version, 1);
+        assert_eq!(
+            Store::new(&dir.path().join("state.json"))
+                .load()
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+    }
+
+    #[test]
+    fn hosts_come_and_go_with_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        let host = Host {
+            name: "host-d".into(),
+            cloud: "gcp-europe".into(),
+            datapath_id: 4,
+            tunnel_endpoint: "198.51.100.3:51820".parse().unwrap(),
+            public_key: "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=".into(),
+        };
+        assert!(ctl
+            .add_host(Host {
+                cloud: "nowhere".into(),
+                ..host.clone()
+            })
+            .is_err());
+        assert!(ctl
+            .add_host(Host {
+                datapath_id: 1,
+                ..host.clone()
+            })
+            .unwrap_err()
+            .to_string()
+            .contains("already used by host `host-a`"));
+        assert_eq!(ctl.add_host(host).unwrap(), 2);
+        assert!(
+            ctl.lock().tables.contains_key(&4),
+            "the new host gets a table"
+        );
+        let err = ctl.remove_host("host-a").unwrap_err().to_string();
+        assert!(err.contains("still runs VM `web1`"), "{err}");
+        assert_eq!(ctl.remove_host("host-d").unwrap(), 3);
+        assert!(!ctl.lock().tables.contains_key(&4));
+        assert_eq!(
+            Store::new(&dir.path().join("state.json"))
+                .load()
+                .unwrap()
+                .unwrap()
+                .version,
+            3
+        );
     }
 }

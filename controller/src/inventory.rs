@@ -564,6 +564,17 @@ mod tests {
             e.contains("`host.datapath_id`: datapath id 1 is used twice"),
             "{e}"
         );
+        let e = error(&EXAMPLE.replace("ip = \"100.64.3.1\"", "ip = \"100.64.1.1\""));
+        assert!(
+            e.contains("`vm.ip`: address or MAC already used by VM `web1`"),
+            "{e}"
+        );
+        let e =
+            error(&EXAMPLE.replace("mac = \"02:00:00:00:03:01\"", "mac = \"02:00:00:00:01:01\""));
+        assert!(
+            e.contains("address or MAC already used by VM `web1`"),
+            "{e}"
+        );
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
     }

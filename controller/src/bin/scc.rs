@@ -73,6 +73,14 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6680", global = true)]
         api: SocketAddr,
     },
+    /// Add or remove hosts of the running controller.
+    Host {
+        #[command(subcommand)]
+        verb: HostVerb,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680", global = true)]
+        api: SocketAddr,
+    },
     /// Print the scd configuration of one host, generated from the inventory.
     HostConfig {
         /// Host name.
@@ -89,6 +97,33 @@ enum Command {
         /// Inventory (TOML).
         #[arg(long)]
         inventory: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostVerb {
+    /// Add (or replace) a host.
+    Add {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Its cloud (from the inventory).
+        #[arg(long)]
+        cloud: String,
+        /// Datapath id of its scd.
+        #[arg(long)]
+        datapath_id: u64,
+        /// Public tunnel endpoint, address:port.
+        #[arg(long)]
+        tunnel_endpoint: SocketAddr,
+        /// WireGuard public key (base64).
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Remove a host that runs no VM.
+    Rm {
+        /// Name.
+        name: String,
     },
 }
 
@@ -166,6 +201,27 @@ fn main() -> ExitCode {
             )
         }),
         Command::Vm { verb, api } => vm(api, verb),
+        Command::Host { verb, api } => match verb {
+            HostVerb::Add {
+                name,
+                cloud,
+                datapath_id,
+                tunnel_endpoint,
+                public_key,
+            } => {
+                let host = controller::inventory::Host {
+                    name,
+                    cloud,
+                    datapath_id,
+                    tunnel_endpoint,
+                    public_key,
+                };
+                serde_json::to_vec(&host)
+                    .map_err(Into::into)
+                    .and_then(|b| call(api, "POST", "/host", &b))
+            }
+            HostVerb::Rm { name } => call(api, "DELETE", &format!("/host/{name}"), b""),
+        },
         Command::HostConfig {
             host,
             inventory,

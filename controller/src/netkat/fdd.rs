@@ -405,6 +405,25 @@ impl Fdd {
         r
     }
 
+    /// Combines many FDDs with a commutative, associative operation, pairwise.
+    fn balanced(&mut self, mut xs: Vec<NodeId>, op: Op) -> NodeId {
+        if xs.is_empty() {
+            return if op == Op::Sum { DROP } else { ID };
+        }
+        while xs.len() > 1 {
+            let mut next = Vec::with_capacity(xs.len() / 2 + 1);
+            for pair in xs.chunks(2) {
+                next.push(match pair {
+                    [a, b] => self.apply(op, *a, *b),
+                    [a] => *a,
+                    _ => DROP,
+                });
+            }
+            xs = next;
+        }
+        xs[0]
+    }
+
     /// Kleene star `t*`.
     pub fn star(&mut self, t: NodeId) -> Result<NodeId, FddError> {
         let mut acc = ID;
@@ -457,10 +476,19 @@ impl Fdd {
                 let y = self.pred(y);
                 self.prod(x, y)
             }
-            CPred::Or(x, y) => {
-                let x = self.pred(x);
-                let y = self.pred(y);
-                self.union(x, y)
+            CPred::Or(..) => {
+                let mut parts = Vec::new();
+                let mut stack = vec![a];
+                while let Some(q) = stack.pop() {
+                    match q {
+                        CPred::Or(x, y) => {
+                            stack.push(y);
+                            stack.push(x);
+                        }
+                        other => parts.push(self.pred(other)),
+                    }
+                }
+                self.balanced(parts, Op::Sum)
             }
         }
     }
@@ -531,10 +559,21 @@ impl Fdd {
         Ok(match p {
             CPol::Filter(a) => self.pred(a),
             CPol::Mod(f, v) => self.modify(*f, *v),
-            CPol::Union(x, y) => {
-                let x = self.compile(x)?;
-                let y = self.compile(y)?;
-                self.union(x, y)
+            CPol::Union(..) => {
+                // Long `+` chains are unioned pairwise (balanced), which keeps the
+                // work near n log n instead of n² for a left-deep chain.
+                let mut parts = Vec::new();
+                let mut stack = vec![p];
+                while let Some(q) = stack.pop() {
+                    match q {
+                        CPol::Union(x, y) => {
+                            stack.push(y);
+                            stack.push(x);
+                        }
+                        other => parts.push(self.compile(other)?),
+                    }
+                }
+                self.balanced(parts, Op::Sum)
             }
             CPol::Seq(x, y) => {
                 let x = self.compile(x)?;

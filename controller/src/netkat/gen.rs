@@ -180,28 +180,41 @@ pub fn routing_policy(t: &Topology) -> String {
     out
 }
 
-/// An ACL of `n` rules in front of a forwarding policy: a chain of
-/// `if <5-tuple-ish test> then drop else …` ending in forwarding by port.
+/// An ACL of `n` deny rules in front of a two-port bridge:
+/// `filter not (t1 or t2 or …); (filter port = 1; port := 2 + …)`, with the tests
+/// grouped as a balanced tree so the text nests only log n deep.
 pub fn acl_policy(n: usize, seed: u64) -> String {
     let mut next = xorshift(seed);
-    let mut out = String::new();
-    for _ in 0..n {
-        let r = next();
-        let src = format!("10.{}.{}.0/24", (r >> 8) & 0xff, (r >> 16) & 0xff);
-        let dst = format!(
-            "10.{}.{}.{}",
-            (r >> 24) & 0xff,
-            (r >> 32) & 0xff,
-            (r >> 40) & 0xff
-        );
-        let port = 1 + (r >> 48) % 1024;
-        let test = match r % 3 {
-            0 => format!("ip4Src = {src} and tcpDstPort = {port}"),
-            1 => format!("ip4Dst = {dst} and udpDstPort = {port}"),
-            _ => format!("ip4Src = {src} and ip4Dst = {dst}"),
-        };
-        let _ = writeln!(out, "if {test} then drop else");
+    let tests: Vec<String> = (0..n)
+        .map(|_| {
+            let r = next();
+            let src = format!("10.{}.{}.0/24", (r >> 8) & 0xff, (r >> 16) & 0xff);
+            let dst = format!(
+                "10.{}.{}.{}",
+                (r >> 24) & 0xff,
+                (r >> 32) & 0xff,
+                (r >> 40) & 0xff
+            );
+            let port = 1 + (r >> 48) % 1024;
+            match r % 3 {
+                0 => format!("(ip4Src = {src} and tcpDstPort = {port})"),
+                1 => format!("(ip4Dst = {dst} and udpDstPort = {port})"),
+                _ => format!("(ip4Src = {src} and ip4Dst = {dst})"),
+            }
+        })
+        .collect();
+    fn group(ts: &[String]) -> String {
+        match ts {
+            [] => "false".into(),
+            [t] => t.clone(),
+            _ => {
+                let (a, b) = ts.split_at(ts.len() / 2);
+                format!("({} or\n{})", group(a), group(b))
+            }
+        }
     }
-    out.push_str("(filter port = 1; port := 2 + filter port = 2; port := 1)");
-    out
+    format!(
+        "filter not {};\n(filter port = 1; port := 2 + filter port = 2; port := 1)",
+        group(&tests)
+    )
 }
