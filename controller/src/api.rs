@@ -9,6 +9,8 @@
 //! | `DELETE /vm/NAME` | remove a VM |
 //! | `POST /host` (body: host JSON) | add or replace a host |
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
+//! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
+//! | `POST /migrate/arrived` | the hypervisor says the VM runs at its destination |
 //!
 //! This module owns the HTTP framing and the mapping of requests onto `Controller`
 //! calls; it never changes state on its own. The matching client lives here too, for
@@ -42,7 +44,7 @@ fn change(result: Result<u64, ChangeError>) -> Response {
     }
 }
 
-fn route(ctl: &Controller, method: &str, target: &str, body: &[u8]) -> Response {
+fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match (method, path) {
         ("GET", "/status") => reply(200, ctl.status()),
@@ -79,6 +81,24 @@ fn route(ctl: &Controller, method: &str, target: &str, body: &[u8]) -> Response 
             ),
         },
         ("DELETE", p) if p.starts_with("/host/") => change(ctl.remove_host(&p[6..])),
+        ("POST", "/migrate") => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => match (
+                v["vm"].as_str(),
+                v["to_host"].as_str(),
+                v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
+            ) {
+                (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
+                _ => reply(
+                    400,
+                    serde_json::json!({ "error": "need vm, to_host and to_port" }),
+                ),
+            },
+            Err(e) => reply(
+                400,
+                serde_json::json!({ "error": format!("bad request: {e}") }),
+            ),
+        },
+        ("POST", "/migrate/arrived") => change(ctl.arrived(None, "hypervisor")),
         _ => reply(
             404,
             serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),

@@ -13,7 +13,7 @@
 
 use crate::diff::plan;
 use crate::inventory::{Inventory, Vm};
-use crate::routing::{compile_network, ProgramError, SCC_COOKIE};
+use crate::routing::{compile_network_during, Migration, Phase, ProgramError, SCC_COOKIE};
 use crate::store::{Persisted, Store};
 use openflow::flow::{port, FlowMatch};
 use openflow::wire::{
@@ -57,7 +57,51 @@ pub struct State {
     pub tables: BTreeMap<u64, Vec<FlowSpec>>,
     /// Switches by datapath id.
     pub switches: BTreeMap<u64, SwitchStatus>,
+    /// The migration in progress, if any.
+    pub migration: Option<Migration>,
+    /// Timeline of the current or last migration.
+    pub timeline: Timeline,
 }
+
+/// What happened during a migration, in milliseconds from its start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timeline {
+    /// The VM.
+    pub vm: String,
+    /// Events in order: (name, ms since start).
+    pub events: Vec<(String, f64)>,
+    /// Program version of the prepare step.
+    #[serde(skip)]
+    prepare_version: u64,
+    /// Program version of the switch step.
+    #[serde(skip)]
+    switch_version: u64,
+    #[serde(skip)]
+    started: Option<std::time::Instant>,
+}
+
+impl Timeline {
+    fn note(&mut self, event: &str) {
+        let ms = self
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0);
+        tracing::info!(vm = %self.vm, event, ms, "migration");
+        self.events.push((event.to_string(), ms));
+    }
+
+    fn has(&self, event: &str) -> bool {
+        self.events.iter().any(|(e, _)| e == event)
+    }
+
+    /// Milliseconds between two events, when both happened.
+    pub fn between(&self, from: &str, to: &str) -> Option<f64> {
+        let at = |e: &str| self.events.iter().find(|(n, _)| n == e).map(|(_, t)| *t);
+        Some(at(to)? - at(from)?)
+    }
+}
+
+/// How long the old host forwards a migrated VM's in-flight packets.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +134,11 @@ fn now_secs() -> u64 {
 impl Controller {
     /// A controller for this state, compiled now; fails if it does not compile.
     pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
-        let tables = compile_network(
+        let tables = compile_network_during(
             &persisted.inventory,
             &persisted.policy,
             &persisted.policy_name,
+            None,
         )?;
         store.save(&persisted)?;
         let (version, _) = watch::channel(persisted.version);
@@ -102,6 +147,8 @@ impl Controller {
                 persisted,
                 tables,
                 switches: BTreeMap::new(),
+                migration: None,
+                timeline: Timeline::default(),
             }),
             store,
             version,
@@ -120,8 +167,21 @@ impl Controller {
         policy: String,
         policy_name: String,
     ) -> Result<u64, ChangeError> {
-        let tables = compile_network(&inventory, &policy, &policy_name)?;
+        let migration = self.lock().migration.clone();
+        self.change_with(inventory, policy, policy_name, migration)
+    }
+
+    /// [`Self::change`] with the migration state to compile with (and keep).
+    fn change_with(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+        migration: Option<Migration>,
+    ) -> Result<u64, ChangeError> {
+        let tables = compile_network_during(&inventory, &policy, &policy_name, migration.as_ref())?;
         let mut st = self.lock();
+        st.migration = migration;
         let next = Persisted {
             inventory,
             policy,
@@ -160,6 +220,145 @@ impl Controller {
         }
         inv.vms.insert(vm.name.clone(), vm);
         self.change(inv, policy, name)
+    }
+
+    /// Starts moving `vm` to port `to_port` of `to_host` (make before break): the
+    /// destination learns to deliver it and to report its arrival.
+    pub fn start_migration(
+        &self,
+        vm: &str,
+        to_host: &str,
+        to_port: u32,
+    ) -> Result<u64, ChangeError> {
+        let (inv, policy, name) = self.snapshot();
+        if let Some(m) = &self.lock().migration {
+            return Err(ChangeError::Invalid(format!(
+                "VM `{}` is already migrating",
+                m.vm
+            )));
+        }
+        let v = inv
+            .vms
+            .get(vm)
+            .ok_or_else(|| ChangeError::Invalid(format!("no VM `{vm}`")))?;
+        if inv.host(to_host).is_none() {
+            return Err(ChangeError::Invalid(format!("no host `{to_host}`")));
+        }
+        if v.host == to_host {
+            return Err(ChangeError::Invalid(format!(
+                "VM `{vm}` already runs on `{to_host}`"
+            )));
+        }
+        if let Some(o) = inv
+            .vms
+            .values()
+            .find(|o| o.host == to_host && o.port == to_port)
+        {
+            return Err(ChangeError::Invalid(format!(
+                "port {to_port} of `{to_host}` is VM `{}`'s",
+                o.name
+            )));
+        }
+        let m = Migration {
+            vm: vm.to_string(),
+            from_host: v.host.clone(),
+            from_port: v.port,
+            to_host: to_host.to_string(),
+            to_port,
+            phase: Phase::Prepared,
+        };
+        self.lock().timeline = Timeline {
+            vm: vm.to_string(),
+            started: Some(std::time::Instant::now()),
+            ..Timeline::default()
+        };
+        let version = self.change_with(inv, policy, name, Some(m))?;
+        let mut st = self.lock();
+        st.timeline.prepare_version = version;
+        st.timeline.note("prepare sent");
+        Ok(version)
+    }
+
+    /// The migrating VM is live at its destination (its announcement arrived on
+    /// `in_port` of switch `dpid`, or the hypervisor said so when `dpid` is `None`):
+    /// every switch is told to send to the new host, at once; the old host forwards
+    /// stragglers for [`GRACE`], then the transit is removed.
+    pub fn arrived(
+        self: &Arc<Self>,
+        at: Option<(u64, u32)>,
+        signal: &str,
+    ) -> Result<u64, ChangeError> {
+        let (mut inv, policy, name) = self.snapshot();
+        let Some(mut m) = self
+            .lock()
+            .migration
+            .clone()
+            .filter(|m| m.phase == Phase::Prepared)
+        else {
+            return Err(ChangeError::Invalid(
+                "no migration is waiting for its VM".into(),
+            ));
+        };
+        if let Some((dpid, in_port)) = at {
+            let to = inv.host(&m.to_host).map(|h| h.datapath_id);
+            if to != Some(dpid) || in_port != m.to_port {
+                return Err(ChangeError::Invalid("announcement from elsewhere".into()));
+            }
+        }
+        self.lock().timeline.note(&format!("arrived ({signal})"));
+        if let Some(vm) = inv.vms.get_mut(&m.vm) {
+            vm.host = m.to_host.clone();
+            vm.port = m.to_port;
+        }
+        m.phase = Phase::Switched;
+        let version = self.change_with(inv, policy, name, Some(m))?;
+        {
+            let mut st = self.lock();
+            st.timeline.switch_version = version;
+            st.timeline.note("switch sent");
+        }
+        let ctl = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            let (inv, policy, name) = ctl.snapshot();
+            match ctl.change_with(inv, policy, name, None) {
+                Ok(_) => ctl.lock().timeline.note("cleaned up"),
+                Err(e) => tracing::error!("migration clean-up refused: {e}"),
+            }
+        });
+        Ok(version)
+    }
+
+    /// Records that a switch confirmed `version`, for the migration timeline.
+    fn note_synced(&self, dpid: u64, version: u64) {
+        let mut st = self.lock();
+        let Some(m) = st.migration.clone() else {
+            return;
+        };
+        let to = st
+            .persisted
+            .inventory
+            .host(&m.to_host)
+            .map(|h| h.datapath_id);
+        let t = &st.timeline;
+        if t.prepare_version != 0
+            && version >= t.prepare_version
+            && Some(dpid) == to
+            && !t.has("destination ready")
+        {
+            st.timeline.note("destination ready");
+        }
+        let switch_version = st.timeline.switch_version;
+        if switch_version != 0 && !st.timeline.has("rerouted") {
+            let all = st
+                .switches
+                .values()
+                .filter(|s| s.connected)
+                .all(|s| s.synced_version >= switch_version);
+            if all {
+                st.timeline.note("rerouted");
+            }
+        }
     }
 
     /// Adds (or replaces) a host.
@@ -245,6 +444,8 @@ impl Controller {
         serde_json::json!({
             "version": st.persisted.version,
             "policy": st.persisted.policy_name,
+            "migration": st.migration,
+            "timeline": st.timeline,
             "clouds": inv.clouds.values().collect::<Vec<_>>(),
             "hosts": hosts,
             "vms": inv.vms.values().collect::<Vec<_>>(),
@@ -348,6 +549,7 @@ impl Session {
                                 self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
                             }
                         }
+                        Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
                         Ok(m) => return Ok(m),
                         // Something we cannot read is skipped, not fatal: the stream stays in step.
                         Err(e) => tracing::debug!("undecodable message from switch: {e}"),
@@ -373,6 +575,37 @@ impl Session {
             let (got, m) = self.recv().await?;
             if got == xid {
                 return Ok(m);
+            }
+        }
+    }
+
+    /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM.
+    fn packet_in(&self, pin: &openflow::wire::PacketIn) {
+        let Some(dpid) = self.dpid else { return };
+        let eth_type = pin
+            .data
+            .get(12..14)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let in_port = pin
+            .matcher
+            .get(openflow::flow::Field::InPort)
+            .map(|(v, _)| v);
+        if let (Some(0x8035 | 0x0806), Some(in_port)) = (eth_type, in_port) {
+            let kind = if eth_type == Some(0x8035) {
+                "RARP"
+            } else {
+                "ARP"
+            };
+            match self
+                .ctl
+                .arrived(Some((dpid, u32::try_from(in_port).unwrap_or(0))), kind)
+            {
+                Ok(v) => tracing::info!(
+                    dpid,
+                    version = v,
+                    "migrating VM announced itself: rerouting"
+                ),
+                Err(e) => tracing::debug!(dpid, "announcement ignored: {e}"),
             }
         }
     }
@@ -447,6 +680,7 @@ impl Session {
             s.flows = flows;
             s.last_flow_mods = n;
         });
+        self.ctl.note_synced(dpid, version);
         Ok(desired)
     }
 
@@ -517,6 +751,7 @@ impl Session {
                                     let text = format!("{e:?}");
                                     self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
                                 }
+                                Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
                                 _ => {}
                             }
                         }

@@ -5,9 +5,11 @@
 //! switches without sending a single flow-mod and without interrupting traffic.
 
 use anyhow::{Context, Result};
-use netns_tests::{require_root, run, scc_binary, unique, Internet, KeyPair, Scd, Vm};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{ping, reaches, scc, start_scc, wait_synced};
+use netns_tests::{require_root, unique, Internet, KeyPair, Scd, Vm};
+use std::time::Duration;
 
 struct VmSpec {
     name: &'static str,
@@ -53,119 +55,21 @@ const VMS: [VmSpec; 4] = [
     },
 ];
 
-const CONTROLLER: &str = "192.0.2.1:6653";
-
-/// `scc run` in the router namespace, ended by PID when dropped.
-struct Scc {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Scc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_scc(net: &Internet, dir: &std::path::Path, fresh: bool) -> Result<Scc> {
-    let log = dir.join(format!("scc-{}.log", if fresh { "first" } else { "again" }));
-    let mut cmd = net.router.command(scc_binary()?.to_str().context("path")?);
-    cmd.args(["run", "--state"]).arg(dir.join("state.json"));
-    if fresh {
-        cmd.arg("--inventory").arg(dir.join("inventory.toml"));
-    }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    Ok(Scc { child, log })
-}
-
-fn scc(net: &Internet, args: &[&str]) -> Result<(bool, String)> {
-    let out = net
-        .router
-        .command(scc_binary()?.to_str().context("path")?)
-        .args(args)
-        .output()?;
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    Ok((out.status.success(), text))
-}
-
-fn status(net: &Internet) -> Result<serde_json::Value> {
-    let (ok, text) = scc(net, &["status"])?;
-    anyhow::ensure!(ok, "scc status: {text}");
-    Ok(serde_json::from_str(&text)?)
-}
-
-/// Waits until every switch has confirmed the current program version.
-fn wait_synced(net: &Internet) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = status(net) {
-            let version = s["version"].as_u64();
-            let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
-            if !hosts.is_empty()
-                && hosts.iter().all(|h| {
-                    h["switch"]["connected"] == true
-                        && h["switch"]["synced_version"].as_u64() == version
-                })
-            {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("switches not synchronised: {s:#}");
-            }
-        } else if Instant::now() > deadline {
-            anyhow::bail!("scc status never answered");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn inventory(keys: &[KeyPair], vms: &[Vm]) -> String {
-    let mut t = format!("[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n");
-    for c in ["cloud-1", "cloud-2", "cloud-3"] {
-        t += &format!("[[cloud]]\nname = \"{c}\"\n");
-    }
-    for (i, k) in keys.iter().enumerate() {
-        t += &format!(
-            "[[host]]\nname = \"host{i}\"\ncloud = \"cloud-{}\"\ndatapath_id = {}\ntunnel_endpoint = \"{}:51820\"\npublic_key = \"{}\"\n",
-            i + 1,
-            i + 1,
-            Internet::host_addr(i),
-            k.public
-        );
-    }
-    for (spec, vm) in VMS.iter().zip(vms) {
-        t += &format!(
-            "[[vm]]\nname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nhost = \"host{}\"\nport = {}\ntap = \"{}\"\nnetns = \"{}\"\ntenant = \"{}\"\n",
-            spec.name, spec.mac, spec.ip, spec.host, spec.port, vm.ifname, vm.ns.name(), spec.tenant
-        );
-    }
-    t
-}
-
-fn ping(vm: &Vm, ip: &str) -> Result<bool> {
-    Ok(vm
-        .ns
-        .command("ping")
-        .args(["-c", "1", "-W", "1", ip])
-        .output()?
-        .status
-        .success())
-}
-
-/// Pings until it works (the first packets may wait for a handshake), at most `secs`.
-fn reaches(vm: &Vm, ip: &str, secs: u64) -> Result<bool> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if ping(vm, ip)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let entries: Vec<common::VmEntry> = VMS
+        .iter()
+        .zip(vms)
+        .map(|(spec, vm)| common::VmEntry {
+            name: spec.name,
+            host: spec.host,
+            port: spec.port,
+            ip: spec.ip,
+            mac: spec.mac,
+            tenant: spec.tenant,
+            vm,
+        })
+        .collect();
+    common::inventory(keys, &entries)
 }
 
 /// Streams `n` numbered datagrams from `from` to `to`, 5 ms apart, in the
@@ -251,18 +155,7 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     // Every host's scd configuration comes from the inventory; no static flows.
     let mut scds = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        let inv = dir.path().join("inventory.toml");
-        let config = run(net
-            .router
-            .command(scc_binary()?.to_str().context("path")?)
-            .args([
-                "host-config",
-                &format!("host{i}"),
-                "--inventory",
-                inv.to_str().context("path")?,
-                "--key-file",
-                "key",
-            ]))?;
+        let config = common::host_config(&net, &dir.path().join("inventory.toml"), i)?;
         assert!(!config.contains("[flows]"));
         let config = if i == 1 {
             config + &d1.port_section(2)

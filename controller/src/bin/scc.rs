@@ -81,6 +81,25 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:6680", global = true)]
         api: SocketAddr,
     },
+    /// Move a VM to another host (make before break); the network follows when the
+    /// VM announces itself at the destination or `--arrived` is given.
+    Migrate {
+        /// The VM (omit with --arrived).
+        vm: Option<String>,
+        /// Destination host.
+        #[arg(long)]
+        to: Option<String>,
+        /// Its port on the destination switch.
+        #[arg(long)]
+        port: Option<u32>,
+        /// Tell the controller the migrating VM now runs at its destination (what
+        /// the hypervisor glue does on QEMU's RESUME event).
+        #[arg(long)]
+        arrived: bool,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
     /// Print the scd configuration of one host, generated from the inventory.
     HostConfig {
         /// Host name.
@@ -201,6 +220,20 @@ fn main() -> ExitCode {
             )
         }),
         Command::Vm { verb, api } => vm(api, verb),
+        Command::Migrate {
+            vm,
+            to,
+            port,
+            arrived,
+            api,
+        } => match (vm, to, port, arrived) {
+            (_, _, _, true) => call(api, "POST", "/migrate/arrived", b""),
+            (Some(vm), Some(to), Some(port), false) => {
+                let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
+                call(api, "POST", "/migrate", body.to_string().as_bytes())
+            }
+            _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
+        },
         Command::Host { verb, api } => match verb {
             HostVerb::Add {
                 name,

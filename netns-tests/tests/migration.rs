@@ -1,0 +1,322 @@
+//! Live migration, network side: a VM moves from cloud B to cloud C and back while a
+//! client in cloud A holds a TCP stream to it. The VM is a namespace with one TAP on
+//! each host; "migrating" pauses it, moves its address and MAC to the TAP served by
+//! the destination's `scd` and announces it with a RARP frame, as QEMU does after a
+//! migration. The controller installs delivery at the destination first, reroutes
+//! every switch when the announcement arrives, lets the old host forward stragglers
+//! for a grace period, then cleans up. The stream survives with every byte intact;
+//! its gap and the controller's timeline are printed; a third party's datagrams keep
+//! flowing throughout.
+
+mod common;
+
+use anyhow::{Context, Result};
+use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
+use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const M1_IP: &str = "100.64.2.1";
+const M1_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+
+/// Sends one RARP "reverse request" from `mac` out of `ifname`, as QEMU's
+/// self-announce does after a migration.
+fn announce(ifname: &str, mac: [u8; 6]) -> Result<()> {
+    // SAFETY: plain socket(2); checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            i32::from(0x8035u16.to_be()),
+        )
+    };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor owned here only.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname)?;
+    // SAFETY: `name` is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    anyhow::ensure!(index != 0, "no interface {ifname}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
+    addr.sll_protocol = 0x8035u16.to_be();
+    addr.sll_ifindex = i32::try_from(index)?;
+    let mut frame = vec![0xffu8; 6];
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(&mac);
+    frame.extend_from_slice(&[0; 4]);
+    frame.resize(60, 0);
+    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
+    // SAFETY: `frame` and `addr` are valid for the given lengths.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            len,
+        )
+    };
+    anyhow::ensure!(n == 60, "sendto: {}", std::io::Error::last_os_error());
+    Ok(())
+}
+
+/// Moves the VM's address from `from` to `to` inside its namespace (the "VM"
+/// resumes on the other host's TAP), then announces it there.
+fn move_vm(vm: &Vm, from: &str, to: &str) -> Result<()> {
+    vm.ns
+        .ip(&["addr", "del", &format!("{M1_IP}/10"), "dev", from])?;
+    vm.ns.ip(&["link", "set", from, "down"])?;
+    vm.ns
+        .ip(&["addr", "add", &format!("{M1_IP}/10"), "dev", to])?;
+    vm.ns.ip(&["link", "set", to, "up"])?;
+    let to = to.to_string();
+    vm.ns.enter(move || announce(&to, M1_MAC))?
+}
+
+/// Waits until the controller's timeline has `event`.
+fn wait_event(net: &Internet, event: &str) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(net)?;
+        let has = s["timeline"]["events"].as_array().is_some_and(|es| {
+            es.iter()
+                .any(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))
+        });
+        if has {
+            return Ok(s);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no `{event}` in the timeline: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event_ms(s: &serde_json::Value, event: &str) -> Option<f64> {
+    s["timeline"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
+        .as_f64()
+}
+
+#[test]
+fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
+    if !require_root("a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream") {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut net = Internet::new("migr")?;
+    for i in 0..3 {
+        net.add_host("migr", (i == 2).then_some(20))?;
+    }
+    let keys = (0..3)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<Vec<_>>>()?;
+    // a1: the client in cloud A; c1: a third party in cloud C; m1: the VM that moves,
+    // with a TAP on host1 (cloud B, port 1) and one on host2 (cloud C, port 2).
+    let a1 = Vm::with_tap(
+        &unique("migr-a1-"),
+        &unique("sct"),
+        "02:00:00:00:01:01",
+        "100.64.1.1",
+        10,
+        1420,
+    )?;
+    let c1 = Vm::with_tap(
+        &unique("migr-c1-"),
+        &unique("sct"),
+        "02:00:00:00:03:01",
+        "100.64.3.1",
+        10,
+        1420,
+    )?;
+    let m1 = Vm::with_tap(
+        &unique("migr-m1-"),
+        &unique("sct"),
+        "02:00:00:00:02:01",
+        M1_IP,
+        10,
+        1420,
+    )?;
+    let tap_b = m1.ifname.clone();
+    let tap_c = unique("sct");
+    m1.ns.ip(&["tuntap", "add", "dev", &tap_c, "mode", "tap"])?;
+    m1.ns.ip(&[
+        "link",
+        "set",
+        &tap_c,
+        "address",
+        "02:00:00:00:02:01",
+        "mtu",
+        "1420",
+    ])?;
+    let entries = [
+        VmEntry {
+            name: "a1",
+            host: 0,
+            port: 1,
+            ip: "100.64.1.1",
+            mac: "02:00:00:00:01:01",
+            tenant: "t",
+            vm: &a1,
+        },
+        VmEntry {
+            name: "m1",
+            host: 1,
+            port: 1,
+            ip: M1_IP,
+            mac: "02:00:00:00:02:01",
+            tenant: "t",
+            vm: &m1,
+        },
+        VmEntry {
+            name: "c1",
+            host: 2,
+            port: 1,
+            ip: "100.64.3.1",
+            mac: "02:00:00:00:03:01",
+            tenant: "t",
+            vm: &c1,
+        },
+    ];
+    let inventory = dir.path().join("inventory.toml");
+    std::fs::write(&inventory, common::inventory(&keys, &entries))?;
+    let scc_proc = start_scc(&net, dir.path(), true)?;
+    let mut scds = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut config = common::host_config(&net, &inventory, i)?;
+        if i == 2 {
+            config += &format!(
+                "[[port]]\nnumber = 2\nname = \"{tap_c}\"\nnetns = \"{}\"\ncreate = false\n",
+                m1.ns.name()
+            );
+        }
+        scds.push(Scd::start_with_key(
+            &net.hosts[i],
+            &config,
+            None,
+            &key.private,
+        )?);
+    }
+    wait_synced(&net)
+        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+    assert!(reaches(&a1, M1_IP, 10)?, "a1 -> m1 on host1");
+    assert!(reaches(&c1, "100.64.1.1", 10)?, "c1 -> a1");
+
+    // The stream: a1 sends numbered pseudo-random chunks to m1 every millisecond.
+    let m1_ip: IpAddr = M1_IP.parse()?;
+    let listener = m1.ns.enter(move || TcpListener::bind((m1_ip, 9100)))??;
+    let server = m1.ns.spawn(move || -> Result<(u64, u64, Duration)> {
+        let (mut s, _) = listener.accept()?;
+        let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
+        let mut buf = vec![0u8; 65536];
+        let mut last = Instant::now();
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hash.value(), total, gap));
+            }
+            gap = gap.max(last.elapsed());
+            last = Instant::now();
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let running = Arc::new(AtomicBool::new(true));
+    let keep = running.clone();
+    let client = a1.ns.spawn(move || -> Result<(u64, u64)> {
+        let mut s = TcpStream::connect((m1_ip, 9100))?;
+        let (mut state, mut hash, mut total) = (5u64, Fnv::default(), 0u64);
+        let mut chunk = [0u8; 1024];
+        while keep.load(Ordering::Relaxed) {
+            fill_pseudo_random(&mut state, &mut chunk);
+            s.write_all(&chunk)?;
+            hash.update(&chunk);
+            total += chunk.len() as u64;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok((hash.value(), total))
+    });
+    // A third party's datagrams, c1 -> a1, every 5 ms throughout.
+    let a1_ip: IpAddr = "100.64.1.1".parse()?;
+    let rx = a1.ns.enter(move || UdpSocket::bind((a1_ip, 9200)))??;
+    rx.set_read_timeout(Some(Duration::from_secs(3)))?;
+    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
+    let keep = running.clone();
+    let third = c1.ns.spawn(move || -> Result<u32> {
+        let tx = UdpSocket::bind(("100.64.3.1", 0))?;
+        let mut i = 0u32;
+        while keep.load(Ordering::Relaxed) {
+            tx.send_to(&i.to_be_bytes(), (a1_ip, 9200))?;
+            i += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(i)
+    });
+    let receiver = std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = [0u8; 16];
+        while let Ok(n) = rx.recv(&mut buf) {
+            if n >= 4 {
+                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+        }
+        seen.len()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut reroutes = Vec::new();
+    for (to_host, to_port, from_tap, to_tap) in [
+        ("host2", "2", &tap_b, &tap_c),
+        ("host1", "1", &tap_c, &tap_b),
+    ] {
+        let (ok, text) = scc(&net, &["migrate", "m1", "--to", to_host, "--port", to_port])?;
+        assert!(ok, "scc migrate: {text}");
+        wait_event(&net, "destination ready")?;
+        move_vm(&m1, from_tap, to_tap)?;
+        let s = wait_event(&net, "rerouted")?;
+        let arrived = event_ms(&s, "arrived").context("arrival")?;
+        let rerouted = event_ms(&s, "rerouted").context("rerouted")?;
+        eprintln!(
+            "m1 -> {to_host}: arrival at {arrived:.1} ms, all switches rerouted {:.1} ms later",
+            rerouted - arrived
+        );
+        reroutes.push(rerouted - arrived);
+        let s = wait_event(&net, "cleaned up")?;
+        eprintln!("timeline: {}", s["timeline"]["events"]);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(reaches(&c1, M1_IP, 10)?, "c1 -> m1 after it came back");
+
+    running.store(false, Ordering::Relaxed);
+    let (sent_hash, sent) = client.join().expect("client")??;
+    let (got_hash, got, gap) = server.join().expect("server")??;
+    let datagrams = third.join().expect("third party")??;
+    let received = receiver.join().expect("receiver");
+    eprintln!(
+        "stream: {sent} bytes sent, {got} received, longest gap {:.0} ms; third party: {received}/{datagrams} datagrams; reroutes {reroutes:?} ms",
+        gap.as_secs_f64() * 1000.0
+    );
+    assert_eq!(got, sent, "the TCP stream survives both migrations");
+    assert_eq!(got_hash, sent_hash, "with every byte intact");
+    assert_eq!(
+        received,
+        usize::try_from(datagrams)?,
+        "the third party lost nothing"
+    );
+    drop(scds);
+    Ok(())
+}
