@@ -7,6 +7,8 @@
 //! It never touches the machine's own interfaces or routes, and it ends only the
 //! processes it started, by PID.
 
+pub mod cloud;
+
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;

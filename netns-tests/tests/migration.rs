@@ -15,60 +15,12 @@ use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
 use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const M1_IP: &str = "100.64.2.1";
 const M1_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
-
-/// Sends one RARP "reverse request" from `mac` out of `ifname`, as QEMU's
-/// self-announce does after a migration.
-fn announce(ifname: &str, mac: [u8; 6]) -> Result<()> {
-    // SAFETY: plain socket(2); checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from(0x8035u16.to_be()),
-        )
-    };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor owned here only.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: `name` is NUL-terminated.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    anyhow::ensure!(index != 0, "no interface {ifname}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
-    addr.sll_protocol = 0x8035u16.to_be();
-    addr.sll_ifindex = i32::try_from(index)?;
-    let mut frame = vec![0xffu8; 6];
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&[0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&[0; 4]);
-    frame.extend_from_slice(&mac);
-    frame.extend_from_slice(&[0; 4]);
-    frame.resize(60, 0);
-    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
-    // SAFETY: `frame` and `addr` are valid for the given lengths.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&addr as *const libc::sockaddr_ll).cast(),
-            len,
-        )
-    };
-    anyhow::ensure!(n == 60, "sendto: {}", std::io::Error::last_os_error());
-    Ok(())
-}
 
 /// Moves the VM's address from `from` to `to` inside its namespace (the "VM"
 /// resumes on the other host's TAP), then announces it there.
@@ -80,7 +32,7 @@ fn move_vm(vm: &Vm, from: &str, to: &str) -> Result<()> {
         .ip(&["addr", "add", &format!("{M1_IP}/10"), "dev", to])?;
     vm.ns.ip(&["link", "set", to, "up"])?;
     let to = to.to_string();
-    vm.ns.enter(move || announce(&to, M1_MAC))?
+    vm.ns.enter(move || common::announce_rarp(&to, M1_MAC))?
 }
 
 /// Waits until the controller's timeline has `event`.
