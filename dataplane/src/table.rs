@@ -12,6 +12,7 @@
 
 use openflow::flow::{apply_actions, flags, port, Action, FlowKey, FlowMatch, Instruction};
 use openflow::{FlowSpec, PortNo};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
@@ -209,6 +210,9 @@ pub struct Pipeline {
     slab: Vec<Option<FlowEntry>>,
     free: Vec<u32>,
     tables: Vec<FlowTable>,
+    /// Entries by (table, priority, match): OpenFlow's identity of a flow, so an add
+    /// finds the entry it replaces without scanning the table.
+    identity: HashMap<(u8, u16, FlowMatch), FlowId>,
     generation: u64,
 }
 
@@ -225,6 +229,7 @@ impl Pipeline {
             slab: Vec::new(),
             free: Vec::new(),
             tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
+            identity: HashMap::new(),
             generation: 0,
         }
     }
@@ -355,11 +360,8 @@ impl Pipeline {
             packets: 0,
             bytes: 0,
         };
-        let existing = self.tables[table].order.iter().copied().find(|id| {
-            self.entry(*id).is_some_and(|e| {
-                e.spec.priority == entry.spec.priority && e.spec.matcher == entry.spec.matcher
-            })
-        });
+        let identity = (entry.spec.table_id, entry.spec.priority, entry.spec.matcher);
+        let existing = self.identity.get(&identity).copied();
         self.generation += 1;
         if let Some(id) = existing {
             self.slab[id.0 as usize] = Some(entry);
@@ -389,6 +391,7 @@ impl Pipeline {
                 .is_some_and(|e| e.spec.priority >= priority)
         });
         self.tables[table].order.insert(pos, id);
+        self.identity.insert(identity, id);
         Ok(id)
     }
 
@@ -465,6 +468,9 @@ impl Pipeline {
         for id in ids {
             if let Some(entry) = self.slab[id.0 as usize].take() {
                 self.free.push(id.0);
+                let spec = &entry.spec;
+                self.identity
+                    .remove(&(spec.table_id, spec.priority, spec.matcher));
                 let reason = reason(&entry);
                 removed.push(RemovedFlow { entry, reason });
             }
@@ -675,6 +681,33 @@ mod tests {
         assert_eq!(p.delete(&Selector::strict(0, &m, 2)).unwrap().len(), 0);
         assert_eq!(p.delete(&Selector::strict(0, &m, 1)).unwrap().len(), 1);
         assert!(p.is_empty());
+    }
+
+    proptest::proptest! {
+        // Adds replace by (table, priority, match), deletes remove: the table always
+        // holds exactly one entry per identity, with the last add's actions.
+        #[test]
+        fn one_entry_per_identity(ops in proptest::collection::vec((0u8..3, 0u16..3, 0u32..3, 0u32..9), 1..80)) {
+            let now = Instant::now();
+            let mut p = Pipeline::default();
+            let mut model = std::collections::HashMap::new();
+            for (op, prio, in_port, outp) in ops {
+                let m = FlowMatch::any().with(Field::InPort, in_port.into());
+                if op == 0 {
+                    p.delete(&Selector::strict(0, &m, prio)).unwrap();
+                    model.remove(&(prio, in_port));
+                } else {
+                    p.add(FlowSpec::new(0, prio, m, out(outp + 1)), now).unwrap();
+                    model.insert((prio, in_port), outp + 1);
+                }
+                proptest::prop_assert_eq!(p.len(), model.len());
+            }
+            for e in p.entries(0) {
+                let in_port = u32::try_from(e.spec.matcher.exact(Field::InPort).unwrap()).unwrap();
+                let want = model[&(e.spec.priority, in_port)];
+                proptest::prop_assert_eq!(&e.spec.instructions, &vec![Instruction::ApplyActions(out(want))]);
+            }
+        }
     }
 
     #[test]
