@@ -17,7 +17,7 @@ use crate::routing::{compile_network_during, Migration, Phase, ProgramError, SCC
 use crate::store::{Persisted, Store};
 use openflow::flow::{port, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, FlowStatsRequest, Hello, Message, MultipartReplyBody,
+    decode, encode, frame_len, port_state, FlowStatsRequest, Hello, Message, MultipartReplyBody,
     MultipartRequest, MultipartRequestBody, GROUP_ANY, MORE, TABLE_ALL,
 };
 use openflow::FlowSpec;
@@ -44,6 +44,8 @@ pub struct SwitchStatus {
     pub last_flow_mods: usize,
     /// Errors the switch reported, last one.
     pub last_error: Option<String>,
+    /// Tunnel ports by name, true while their WireGuard session is live.
+    pub tunnels_up: BTreeMap<String, bool>,
     /// Unix time of the last change.
     pub updated: u64,
 }
@@ -734,7 +736,15 @@ impl Session {
                         if changed.is_err() { return Ok(()); }
                         break;
                     }
-                    _ = echo.tick() => { self.send(&Message::EchoRequest(Vec::new())).await?; }
+                    _ = echo.tick() => {
+                        self.send(&Message::EchoRequest(Vec::new())).await?;
+                        // Port states tell which tunnels have a live session.
+                        self.send(&Message::MultipartRequest(MultipartRequest {
+                            flags: 0,
+                            body: MultipartRequestBody::PortDesc,
+                        }))
+                        .await?;
+                    }
                     n = self.stream.read(&mut buf) => {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
@@ -752,6 +762,16 @@ impl Session {
                                     self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
                                 }
                                 Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
+                                Ok((_, Message::MultipartReply(r))) => {
+                                    if let MultipartReplyBody::PortDesc(ports) = r.body {
+                                        let tunnels = ports
+                                            .iter()
+                                            .filter(|p| p.name.starts_with("wg-"))
+                                            .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
+                                            .collect();
+                                        self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
+                                    }
+                                }
                                 _ => {}
                             }
                         }

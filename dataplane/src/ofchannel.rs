@@ -265,12 +265,26 @@ pub fn port_mac(datapath_id: u64, port_no: PortNo) -> Mac {
     Mac([0x02, 0x5c, d[6], d[7], p[2], p[3]])
 }
 
-/// Descriptions of every port (TAPs and tunnels), in configuration order.
+/// A WireGuard session is dead after REJECT_AFTER_TIME without a new handshake.
+const TUNNEL_DEAD_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Descriptions of every port (TAPs and tunnels), in configuration order. A tunnel
+/// port is `LIVE` while its WireGuard session is fresh and `LINK_DOWN` before the
+/// first handshake or once the session has expired, so a controller sees which
+/// tunnels are up.
 pub fn port_descs(shared: &SwitchShared) -> Vec<PortDesc> {
+    let tunnels = shared.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
     shared
         .ports
         .iter()
         .map(|p| {
+            let state = match tunnels.iter().find(|t| t.port == p.number) {
+                Some(t) if t.since_handshake.is_some_and(|d| d < TUNNEL_DEAD_AFTER) => {
+                    port_state::LIVE
+                }
+                Some(_) => port_state::LINK_DOWN,
+                None => port_state::LIVE,
+            };
             // TAPs are virtual 10G links; tunnels report no speed.
             let speed = if p.name.starts_with("wg-") {
                 0
@@ -282,7 +296,7 @@ pub fn port_descs(shared: &SwitchShared) -> Vec<PortDesc> {
                 hw_addr: port_mac(shared.datapath_id, p.number),
                 name: p.name.clone(),
                 config: 0,
-                state: port_state::LIVE,
+                state,
                 curr: 0,
                 advertised: 0,
                 supported: 0,

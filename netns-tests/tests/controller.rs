@@ -9,7 +9,7 @@ mod common;
 
 use common::{ping, reaches, scc, start_scc, wait_synced};
 use netns_tests::{require_root, unique, Internet, KeyPair, Scd, Vm};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 struct VmSpec {
     name: &'static str,
@@ -186,6 +186,25 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     }
     for scd in &scds {
         assert_eq!(scd.metric("scd_tunnel_spoofed_total", &[])?, 0);
+    }
+    // scc status reports each switch's tunnels, all up once traffic has flowed.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = common::status(&net)?;
+        let hosts = s["hosts"].as_array().context("hosts")?.clone();
+        let up = hosts.iter().all(|h| {
+            h["switch"]["tunnels_up"]
+                .as_object()
+                .is_some_and(|t| t.len() == 2 && t.values().all(|v| v == true))
+        });
+        if up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tunnels not all reported up: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     // Adding and removing a VM sends only the flows about it, and traffic between
