@@ -20,6 +20,18 @@ pub struct Scc {
     pub log: std::path::PathBuf,
 }
 
+impl Scc {
+    /// Sends a signal to the controller (through its `ip netns exec` parent, which
+    /// execs it: same PID).
+    pub fn signal(&self, sig: libc::c_int) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill on the PID of a child we started and have not reaped.
+        let rc = unsafe { libc::kill(pid, sig) };
+        anyhow::ensure!(rc == 0, "kill: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+}
+
 impl Drop for Scc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -30,11 +42,24 @@ impl Drop for Scc {
 /// Starts `scc run` in the router namespace with its state in `dir`; `fresh` reads
 /// `dir/inventory.toml` (otherwise the stored state is used, as after a restart).
 pub fn start_scc(net: &Internet, dir: &std::path::Path, fresh: bool) -> Result<Scc> {
+    start_scc_with(net, dir, fresh, None)
+}
+
+/// [`start_scc`] with a `--policy` file, which `SIGHUP` reloads.
+pub fn start_scc_with(
+    net: &Internet,
+    dir: &std::path::Path,
+    fresh: bool,
+    policy: Option<&std::path::Path>,
+) -> Result<Scc> {
     let log = dir.join(format!("scc-{}.log", if fresh { "first" } else { "again" }));
     let mut cmd = net.router.command(scc_binary()?.to_str().context("path")?);
     cmd.args(["run", "--state"]).arg(dir.join("state.json"));
     if fresh {
         cmd.arg("--inventory").arg(dir.join("inventory.toml"));
+    }
+    if let Some(p) = policy {
+        cmd.arg("--policy").arg(p);
     }
     let child = cmd
         .stdout(Stdio::null())

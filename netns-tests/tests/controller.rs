@@ -318,7 +318,7 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
         ping(&vms[0], VMS[2].ip)?,
         "switches keep forwarding without a controller"
     );
-    let again = start_scc(&net, dir.path(), false)?;
+    let again = common::start_scc_with(&net, dir.path(), false, Some(&tenants))?;
     let s = wait_synced(&net)
         .with_context(|| std::fs::read_to_string(&again.log).unwrap_or_default())?;
     for h in s["hosts"].as_array().context("hosts")? {
@@ -332,6 +332,20 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     assert!(
         !ping(&vms[0], VMS[3].ip)?,
         "the stored policy still isolates tenants"
+    );
+
+    // SIGHUP reloads the policy file: lifting the isolation lets a1 reach c1.
+    let version = common::status(&net)?["version"].as_u64();
+    std::fs::write(&tenants, "id\n")?;
+    again.signal(libc::SIGHUP)?;
+    let s = wait_synced(&net)?;
+    assert!(
+        s["version"].as_u64() > version,
+        "SIGHUP applied a new version"
+    );
+    assert!(
+        reaches(&vms[0], VMS[3].ip, 10)?,
+        "a1 -> c1 once the policy is lifted"
     );
     for log in [&dir.path().join("scc-first.log"), &again.log] {
         let text = std::fs::read_to_string(log)?;
