@@ -131,8 +131,7 @@ struct RawPort {
     name: Spanned<String>,
     #[serde(rename = "type", default = "tap")]
     kind: Spanned<String>,
-    #[serde(default = "yes")]
-    create: bool,
+    create: Option<Spanned<bool>>,
     mtu: Option<Spanned<u32>>,
     netns: Option<Spanned<String>>,
 }
@@ -150,6 +149,9 @@ fn tap() -> Spanned<String> {
 pub enum PortKind {
     /// A TAP device whose other end is a VM (or a test namespace).
     Tap,
+    /// A packet socket (`AF_PACKET`) on an existing interface that someone else
+    /// owns: the host side of a QEMU TAP, a veth end, an uplink.
+    Raw,
 }
 
 /// One configured port.
@@ -162,11 +164,11 @@ pub struct PortConfig {
     /// Kind of port.
     pub kind: PortKind,
     /// True: `scd` creates the device and removes it on exit. False: attach to an
-    /// existing persistent device and leave it in place.
+    /// existing persistent device and leave it in place. Always false for raw ports.
     pub create: bool,
     /// MTU to set, if any.
     pub mtu: Option<u32>,
-    /// Network namespace the TAP lives in (its VM's), when not scd's own.
+    /// Network namespace the interface lives in (its VM's), when not scd's own.
     pub netns: Option<String>,
 }
 
@@ -370,14 +372,34 @@ impl HostConfig {
             }
             let kind = match p.kind.get_ref().as_str() {
                 "tap" => PortKind::Tap,
+                "raw" => PortKind::Raw,
                 other => {
                     return Err(invalid(
                         &p.kind.span(),
                         "port.type",
-                        format!("unknown port type `{other}` (expected \"tap\")"),
+                        format!("unknown port type `{other}` (expected \"tap\" or \"raw\")"),
                     ))
                 }
             };
+            let create = match (&p.create, kind) {
+                (None, PortKind::Tap) => true,
+                (None, PortKind::Raw) => false,
+                (Some(c), PortKind::Raw) if *c.get_ref() => {
+                    return Err(invalid(
+                        &c.span(),
+                        "port.create",
+                        format!("a raw port attaches to an existing interface and never creates `{name}`: set create = false or leave it out"),
+                    ))
+                }
+                (Some(c), _) => *c.get_ref(),
+            };
+            if let (Some(m), PortKind::Raw) = (&p.mtu, kind) {
+                return Err(invalid(
+                    &m.span(),
+                    "port.mtu",
+                    format!("scd does not configure the interface of a raw port; set the MTU of `{name}` where it is owned"),
+                ));
+            }
             let mtu = match &p.mtu {
                 Some(m) if !(68..=65_535).contains(m.get_ref()) => {
                     return Err(invalid(
@@ -407,7 +429,7 @@ impl HostConfig {
                 number,
                 name: name.clone(),
                 kind,
-                create: p.create,
+                create,
                 mtu,
                 netns,
             });
@@ -763,6 +785,40 @@ mtu = 1420
         let e = error_of(&format!("{GOOD}\n[openflow]\nfail_mode = \"open\"\n"));
         assert!(
             e.contains(":26: `openflow.fail_mode`: unknown fail mode"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn raw_ports() {
+        let text = format!(
+            "{GOOD}\n[[port]]\nnumber = 3\nname = \"tap-qemu\"\ntype = \"raw\"\nnetns = \"host-b\"\n"
+        );
+        let c = HostConfig::parse(&text, Path::new("h.toml")).unwrap();
+        let p = &c.ports[2];
+        assert_eq!(p.kind, PortKind::Raw);
+        assert!(!p.create);
+        assert_eq!(p.netns.as_deref(), Some("host-b"));
+        assert_eq!(c.ports[0].kind, PortKind::Tap);
+        let explicit = text.replace("type = \"raw\"", "type = \"raw\"\ncreate = false");
+        assert!(
+            !HostConfig::parse(&explicit, Path::new("h.toml"))
+                .unwrap()
+                .ports[2]
+                .create
+        );
+        let e = error_of(&text.replace("type = \"raw\"", "type = \"raw\"\ncreate = true"));
+        assert!(
+            e.starts_with("h.toml:29: `port.create`: a raw port attaches to an existing interface"),
+            "{e}"
+        );
+        let e = error_of(&text.replace("type = \"raw\"", "type = \"raw\"\nmtu = 1420"));
+        assert!(e.starts_with("h.toml:29: `port.mtu`"), "{e}");
+        let e = error_of(&text.replace("\"raw\"", "\"socket\""));
+        assert!(
+            e.starts_with(
+                "h.toml:28: `port.type`: unknown port type `socket` (expected \"tap\" or \"raw\")"
+            ),
             "{e}"
         );
     }

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ofchannel;
 pub mod packet;
+pub mod rawport;
 pub mod switch;
 pub mod table;
 pub mod tap;

@@ -16,6 +16,7 @@ use crate::arp::ArpResponder;
 use crate::cache::{CacheStats, FlowCache};
 use crate::exec::{execute, FrameBuf, Outcome};
 use crate::packet::{parse, ParseError, ETH_HLEN};
+use crate::rawport::{RawPort, RawRecv};
 use crate::table::{Classification, FlowId};
 use crate::table::{Pipeline, RemovedFlow};
 use crate::tap::Tap;
@@ -434,11 +435,38 @@ impl SwitchHandle {
 /// Called with every flow that leaves the tables by timeout.
 pub type RemovedHook = Box<dyn FnMut(&RemovedFlow) + Send>;
 
+/// A port on this host: whole Ethernet frames.
+#[derive(Debug)]
+pub enum LocalPort {
+    /// A TAP device whose file descriptor `scd` holds.
+    Tap(Tap),
+    /// A packet socket on an interface someone else owns (`type = "raw"`).
+    Raw(RawPort),
+}
+
+impl LocalPort {
+    fn name(&self) -> &str {
+        match self {
+            LocalPort::Tap(t) => t.name(),
+            LocalPort::Raw(r) => r.name(),
+        }
+    }
+
+    fn fd(&self) -> i32 {
+        match self {
+            LocalPort::Tap(t) => t.as_raw_fd(),
+            LocalPort::Raw(r) => r.as_raw_fd(),
+        }
+    }
+}
+
 /// How a port moves frames.
 #[derive(Debug)]
 enum PortIo {
     /// A TAP device: whole Ethernet frames.
     Tap(Tap),
+    /// A raw packet socket on an existing interface: whole Ethernet frames.
+    Raw(RawPort),
     /// A WireGuard peer (index into `Tunnels`): IP packets.
     Tunnel(usize),
 }
@@ -455,8 +483,8 @@ struct Port {
 pub struct SwitchParams {
     /// OpenFlow datapath id.
     pub datapath_id: u64,
-    /// TAP ports with their OpenFlow numbers.
-    pub taps: Vec<(PortNo, Tap)>,
+    /// Local ports (TAP or raw) with their OpenFlow numbers, in configuration order.
+    pub ports: Vec<(PortNo, LocalPort)>,
     /// Tunnels to other hosts (each peer becomes a port).
     pub tunnels: Option<Tunnels>,
     /// The anycast ARP responder, if enabled.
@@ -545,17 +573,18 @@ impl Switch {
         add(wake.as_raw_fd(), WAKE_TOKEN)?;
         let mut ports = Vec::new();
         let mut infos = Vec::new();
-        for (i, (number, tap)) in params.taps.into_iter().enumerate() {
-            add(tap.as_raw_fd(), i as u64)?;
+        for (i, (number, local)) in params.ports.into_iter().enumerate() {
+            add(local.fd(), i as u64)?;
             infos.push(PortInfo {
                 number,
-                name: tap.name().to_string(),
+                name: local.name().to_string(),
                 counters: PortCounters::default(),
             });
-            ports.push(Port {
-                number,
-                io: PortIo::Tap(tap),
-            });
+            let io = match local {
+                LocalPort::Tap(tap) => PortIo::Tap(tap),
+                LocalPort::Raw(raw) => PortIo::Raw(raw),
+            };
+            ports.push(Port { number, io });
         }
         if let Some(tunnels) = &params.tunnels {
             add(tunnels.fd(), TUNNEL_TOKEN)?;
@@ -708,10 +737,21 @@ impl Switch {
         let shared = self.shared.clone();
         let info = &shared.ports[idx];
         for _ in 0..BATCH {
-            let PortIo::Tap(tap) = &self.ports[idx].io else {
-                return;
+            let received = match &self.ports[idx].io {
+                PortIo::Tap(tap) => tap.recv(frame.recv_space()),
+                PortIo::Raw(raw) => match raw.recv(frame.recv_space()) {
+                    Ok(RawRecv::Frame(n)) => Ok(n),
+                    // Our own sends, seen leaving the interface.
+                    Ok(RawRecv::Outgoing) => continue,
+                    Ok(RawRecv::Refused) => {
+                        info.counters.rx_errors.add(1);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                PortIo::Tunnel(_) => return,
             };
-            let n = match tap.recv(frame.recv_space()) {
+            let n = match received {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -875,7 +915,7 @@ impl Switch {
             if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
                 let reply = &scratch.icmp[..len];
-                send_tap(&self.ports, &self.shared, idx, reply);
+                send_local(&self.ports, &self.shared, idx, reply);
                 return;
             }
         }
@@ -909,15 +949,18 @@ impl Switch {
     }
 }
 
-fn send_tap(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
+/// Sends a frame out of a local (TAP or raw) port; tunnels are not local.
+fn send_local(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
     let (Some(info), Some(port)) = (shared.ports.get(idx), ports.get(idx)) else {
         return;
     };
     let counters = &info.counters;
-    let PortIo::Tap(tap) = &port.io else {
-        return;
+    let sent = match &port.io {
+        PortIo::Tap(tap) => tap.send(bytes),
+        PortIo::Raw(raw) => raw.send(bytes),
+        PortIo::Tunnel(_) => return,
     };
-    match tap.send(bytes) {
+    match sent {
         Ok(_) => {
             counters.tx_packets.add(1);
             counters.tx_bytes.add(bytes.len() as u64);
@@ -985,7 +1028,8 @@ impl Output<'_> {
             port::FLOOD | port::ALL => {
                 for i in 0..self.ports.len() {
                     // Floods stay on this host: tunnels carry routed IP only.
-                    if i != self.in_idx && matches!(self.ports[i].io, PortIo::Tap(_)) {
+                    let local = matches!(self.ports[i].io, PortIo::Tap(_) | PortIo::Raw(_));
+                    if i != self.in_idx && local {
                         self.send(i, bytes);
                     }
                 }
@@ -1002,7 +1046,7 @@ impl Output<'_> {
 
     fn send(&mut self, idx: usize, bytes: &[u8]) {
         match self.ports[idx].io {
-            PortIo::Tap(_) => send_tap(self.ports, self.shared, idx, bytes),
+            PortIo::Tap(_) | PortIo::Raw(_) => send_local(self.ports, self.shared, idx, bytes),
             PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
         }
     }
@@ -1032,7 +1076,7 @@ impl Output<'_> {
                 self.gateway_ip,
             ) {
                 let reply = &self.icmp[..len];
-                send_tap(self.ports, self.shared, self.in_idx, reply);
+                send_local(self.ports, self.shared, self.in_idx, reply);
             }
             return;
         }

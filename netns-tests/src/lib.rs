@@ -231,6 +231,56 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// Creates namespace `name` holding `ifname`, one end of a veth pair, with
+    /// `mac`, `ip/prefix_len` and `mtu`; the other end, of the same name, is made in
+    /// namespace `host` and brought up there, for an `scd` port of `type = "raw"`.
+    /// Segmentation offloads (TSO/GSO) are turned off on the VM's end, because a raw
+    /// port refuses super-frames; transmit checksum offload stays on, so the raw
+    /// port sees unfinished checksums and must finish them.
+    pub fn with_veth(
+        name: &str,
+        host: &Netns,
+        ifname: &str,
+        mac: &str,
+        ip: &str,
+        prefix_len: u8,
+        mtu: u32,
+    ) -> Result<Vm> {
+        let ns = Netns::new(name)?;
+        let mtu = mtu.to_string();
+        ns.ip(&[
+            "link",
+            "add",
+            ifname,
+            "mtu",
+            &mtu,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            ifname,
+            "mtu",
+            &mtu,
+            "netns",
+            host.name(),
+        ])?;
+        host.ip(&["link", "set", ifname, "up"])?;
+        ns.ip(&["link", "set", ifname, "address", mac])?;
+        run(ns
+            .command("ethtool")
+            .args(["-K", ifname, "tso", "off", "gso", "off"]))?;
+        ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", ifname])?;
+        ns.ip(&["link", "set", ifname, "up"])?;
+        Ok(Vm {
+            ns,
+            ifname: ifname.to_string(),
+            mac: mac.to_string(),
+            ip: ip.to_string(),
+        })
+    }
+}
+
 /// A WireGuard key pair made by `scd genkey`/`scd pubkey`.
 #[derive(Debug, Clone)]
 pub struct KeyPair {

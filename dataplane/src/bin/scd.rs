@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use dataplane::arp::ArpResponder;
 use dataplane::config::{HostConfig, PortKind};
 use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
-use dataplane::switch::{packet_in_channel, Switch, SwitchHandle, SwitchParams};
+use dataplane::rawport::RawPort;
+use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::table::{Pipeline, Selector, ALL_TABLES};
 use dataplane::tap::Tap;
 use dataplane::tunnel::Tunnels;
@@ -98,11 +99,17 @@ fn run(config_path: &Path) -> Result<()> {
     let (cfg, flows) = load(config_path)?;
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
-        let PortKind::Tap = p.kind;
-        let tap = Tap::open_port(&p.name, p.netns.as_deref(), p.create, p.mtu)
-            .with_context(|| format!("port {} ({})", p.number, p.name))?;
-        info!(port = p.number, name = %p.name, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), "port ready");
-        ports.push((p.number, tap));
+        let what = || format!("port {} ({})", p.number, p.name);
+        let local = match p.kind {
+            PortKind::Tap => LocalPort::Tap(
+                Tap::open_port(&p.name, p.netns.as_deref(), p.create, p.mtu).with_context(what)?,
+            ),
+            PortKind::Raw => {
+                LocalPort::Raw(RawPort::open(&p.name, p.netns.as_deref()).with_context(what)?)
+            }
+        };
+        info!(port = p.number, name = %p.name, kind = ?p.kind, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), "port ready");
+        ports.push((p.number, local));
     }
     let arp = cfg.arp_responder.then(|| {
         ArpResponder::new(
@@ -126,7 +133,7 @@ fn run(config_path: &Path) -> Result<()> {
     let pipeline_tables = pipeline.n_tables();
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,
-        taps: ports,
+        ports,
         tunnels,
         arp,
         gateway_mac: cfg.gateway_mac,

@@ -1,0 +1,250 @@
+//! Raw ports: `scd` serving two namespace "VMs" through `AF_PACKET` sockets on the
+//! host ends of their veth pairs (`type = "raw"`), as it serves a QEMU guest through
+//! the host side of the TAP that QEMU owns. ARP, ping, a TCP transfer checked end to
+//! end and a UDP burst go through the flow tables. The VMs keep transmit checksum
+//! offload on, so the switch sees unfinished TCP/UDP checksums and must finish them
+//! (a switch that did not would pass ping and break TCP). The switch's own sends
+//! must not come back to it as input, and a raw port on a missing interface is
+//! refused at start with a clear error.
+
+use anyhow::{Context, Result};
+use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Netns, Scd, Vm};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+const GW_MAC: &str = "02:5c:00:00:00:01";
+const MAC1: &str = "02:00:00:00:07:01";
+const MAC2: &str = "02:00:00:00:07:02";
+const IP1: &str = "100.64.7.1";
+const IP2: &str = "100.64.7.2";
+const STREAM_BYTES: u64 = 16 * 1024 * 1024;
+
+struct Setup {
+    // Field order is drop order: stop scd before deleting the namespaces.
+    scd: Scd,
+    vm1: Vm,
+    vm2: Vm,
+    _host: Netns,
+}
+
+fn config(if1: &str, if2: &str, host_ns: &str) -> String {
+    // Port 2 names the namespace explicitly: it is opened from inside it.
+    format!(
+        r#"datapath_id = 7
+name = "raw-host"
+[overlay]
+prefix = "100.64.0.0/10"
+gateway_mac = "{GW_MAC}"
+[metrics]
+listen = "127.0.0.1:9464"
+[flows]
+file = "flows"
+[[port]]
+number = 1
+name = "{if1}"
+type = "raw"
+[[port]]
+number = 2
+name = "{if2}"
+type = "raw"
+netns = "{host_ns}"
+create = false
+"#
+    )
+}
+
+fn flows() -> String {
+    let route = |dst: &str, mac: &str, port: u32| {
+        format!("priority=100,ip,nw_dst={dst},actions=set_field:{GW_MAC}->eth_src,set_field:{mac}->eth_dst,output:{port}\n")
+    };
+    route(IP1, MAC1, 1) + &route(IP2, MAC2, 2)
+}
+
+fn setup(test: &str) -> Result<Setup> {
+    let host = Netns::new(&unique(&format!("{test}-host-")))?;
+    let (if1, if2) = (unique("scv"), unique("scv"));
+    let vm1 = Vm::with_veth(
+        &unique(&format!("{test}-vm1-")),
+        &host,
+        &if1,
+        MAC1,
+        IP1,
+        10,
+        1420,
+    )?;
+    let vm2 = Vm::with_veth(
+        &unique(&format!("{test}-vm2-")),
+        &host,
+        &if2,
+        MAC2,
+        IP2,
+        10,
+        1420,
+    )?;
+    let scd = Scd::start(&host, &config(&if1, &if2, host.name()), Some(&flows()))?;
+    Ok(Setup {
+        scd,
+        vm1,
+        vm2,
+        _host: host,
+    })
+}
+
+fn ping(vm: &Vm, ip: &str) -> Result<bool> {
+    Ok(vm
+        .ns
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-W", "1", ip])
+        .output()?
+        .status
+        .success())
+}
+
+/// (sent hash, received hash, bytes received) of a vm1 -> vm2 TCP transfer.
+fn tcp_stream(s: &Setup, port: u16) -> Result<(u64, u64, u64)> {
+    let listener = s.vm2.ns.enter(move || TcpListener::bind((IP2, port)))??;
+    let server = s.vm2.ns.spawn(move || -> Result<(u64, u64)> {
+        let (mut c, _) = listener.accept()?;
+        c.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let (mut hash, mut total) = (Fnv::default(), 0u64);
+        let mut buf = vec![0u8; 128 * 1024];
+        loop {
+            let n = c.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hash.value(), total));
+            }
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let sent = s.vm1.ns.enter(move || -> Result<u64> {
+        let mut c = TcpStream::connect_timeout(
+            &(IP2.parse::<std::net::IpAddr>()?, port).into(),
+            Duration::from_secs(5),
+        )
+        .context("connect vm1 -> vm2")?;
+        c.set_write_timeout(Some(Duration::from_secs(10)))?;
+        let (mut state, mut hash) = (0x5eed_u64, Fnv::default());
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = STREAM_BYTES;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            fill_pseudo_random(&mut state, &mut buf[..n]);
+            c.write_all(&buf[..n])?;
+            hash.update(&buf[..n]);
+            left -= n as u64;
+        }
+        c.shutdown(std::net::Shutdown::Write)?;
+        Ok(hash.value())
+    })??;
+    let (received_hash, received) = server.join().expect("server thread")??;
+    Ok((sent, received_hash, received))
+}
+
+#[test]
+fn raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished() -> Result<()> {
+    if !require_root("raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished") {
+        return Ok(());
+    }
+    let s = setup("rawport")?;
+    // The premise: the senders leave checksums to offload.
+    let features = netns_tests::run(s.vm1.ns.command("ethtool").args(["-k", &s.vm1.ifname]))?;
+    assert!(
+        features.contains("tx-checksumming: on"),
+        "transmit checksum offload stays on: {features}"
+    );
+
+    assert!(
+        ping(&s.vm1, IP2)?,
+        "vm1 pings vm2 through two raw ports\n{}",
+        s.scd.log()
+    );
+    assert!(
+        s.scd.metric("scd_arp_replies_total", &[])? >= 1,
+        "ARP answered on the raw port"
+    );
+
+    let (sent, received_hash, received) = tcp_stream(&s, 5101)?;
+    assert_eq!(received, STREAM_BYTES, "every byte arrives");
+    assert_eq!(sent, received_hash, "the stream arrives intact");
+
+    // UDP with the checksum left to offload: the receiving stack drops a datagram
+    // whose checksum is wrong, so every one arriving proves it was finished.
+    let rx = s.vm2.ns.enter(move || UdpSocket::bind((IP2, 6100)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
+    const DATAGRAMS: u32 = 500;
+    s.vm1.ns.enter(move || -> Result<()> {
+        let tx = UdpSocket::bind((IP1, 0))?;
+        let mut payload = vec![0x5au8; 1200];
+        for i in 0..DATAGRAMS {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            tx.send_to(&payload, (IP2, 6100))?;
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    })??;
+    let mut seen = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    while let Ok(n) = rx.recv(&mut buf) {
+        if n == 1200 && buf[4..n].iter().all(|b| *b == 0x5a) {
+            seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        usize::try_from(DATAGRAMS)?,
+        "every datagram arrives"
+    );
+
+    // Nothing the switch sent came back to it as input: every frame received on a
+    // port is one the other side sent, so the ports' counters stay in step.
+    let m = s.scd.metrics()?;
+    let sum = |name: &str, dir: &str| -> u64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(name) && k.contains(&format!("dir=\"{dir}\"")))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let (rx_packets, tx_packets) = (
+        sum("scd_port_packets_total", "rx"),
+        sum("scd_port_packets_total", "tx"),
+    );
+    eprintln!(
+        "raw ports: {rx_packets} frames in, {tx_packets} out, {} TCP bytes and {DATAGRAMS} datagrams intact",
+        STREAM_BYTES
+    );
+    assert!(
+        rx_packets < tx_packets + 100,
+        "no echo of our own sends: rx {rx_packets}, tx {tx_packets}"
+    );
+    assert_eq!(
+        s.scd.metric("scd_port_errors_total", &[])?,
+        0,
+        "no refused frames"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_raw_port_on_a_missing_interface_is_refused_at_start() -> Result<()> {
+    if !require_root("a_raw_port_on_a_missing_interface_is_refused_at_start") {
+        return Ok(());
+    }
+    let host = Netns::new(&unique("rawmiss-host-"))?;
+    let err = Scd::start(
+        &host,
+        &config("scvnone0", "scvnone1", host.name()),
+        Some(&flows()),
+    )
+    .expect_err("scd must refuse a raw port without its interface");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("port 1 (scvnone0)") && text.contains("no interface `scvnone0`"),
+        "{text}"
+    );
+    Ok(())
+}
