@@ -11,7 +11,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in iperf3 iputils-ping wireguard-go wireguard-tools iproute2; do
+for p in iperf3 iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then

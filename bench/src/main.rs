@@ -27,6 +27,8 @@ struct Cli {
 enum What {
     /// Tunnel throughput and latency: scd vs wireguard-go vs boringtun-cli vs veth.
     Tunnel,
+    /// Flow-mod rate: 10,000 adds and a barrier, scd vs Open vSwitch (netdev).
+    Flowmod,
     /// Every benchmark.
     All,
 }
@@ -383,6 +385,163 @@ fn tunnel(seconds: u32) -> Result<()> {
     Ok(())
 }
 
+/// 10,000 distinct flows in `ovs-ofctl add-flows` syntax.
+fn flows_file(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let mut text = String::with_capacity(10_000 * 64);
+    for i in 0..10_000u32 {
+        text += &format!(
+            "table=0,priority=100,ip,nw_dst=100.64.{}.{},actions=output:1\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    let path = dir.join("flows");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// Seconds `ovs-ofctl add-flows` takes to push the file to `target` (it sends the
+/// flow-mods, then a barrier, and returns when the barrier is answered).
+fn time_add_flows(ns: &Netns, target: &str, flows: &std::path::Path) -> Result<f64> {
+    let started = Instant::now();
+    run(ns.command("ovs-ofctl").args([
+        "-O",
+        "OpenFlow13",
+        "--timeout=120",
+        "add-flows",
+        target,
+        flows.to_str().context("path")?,
+    ]))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Flow count reported by `ovs-ofctl dump-aggregate`.
+fn flow_count(ns: &Netns, target: &str) -> Result<u64> {
+    let out = run(ns
+        .command("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "dump-aggregate", target]))?;
+    out.split("flow_count=")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .with_context(|| format!("no flow_count in {out}"))
+}
+
+fn flowmod_scd(flows: &std::path::Path) -> Result<f64> {
+    let ns = Netns::new(&unique("bench-fm-scd-"))?;
+    let config = format!(
+        "datapath_id = 1\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:9464\"\n[openflow]\nlisten = \"ptcp:6653\"\n\
+         [[port]]\nnumber = 1\nname = \"{}\"\n",
+        unique("bfm")
+    );
+    let _scd = Scd::start(&ns, &config, None)?;
+    let secs = time_add_flows(&ns, "tcp:127.0.0.1:6653", flows)?;
+    anyhow::ensure!(
+        flow_count(&ns, "tcp:127.0.0.1:6653")? == 10_000,
+        "scd does not hold 10,000 flows"
+    );
+    Ok(secs)
+}
+
+/// Open vSwitch with its userspace datapath in a namespace of its own, with its
+/// own database and run directories; its processes are ended by PID.
+fn flowmod_ovs(flows: &std::path::Path) -> Result<f64> {
+    let ns = Netns::new(&unique("bench-fm-ovs-"))?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().to_str().context("path")?.to_string();
+    let env = [
+        ("OVS_RUNDIR", d.clone()),
+        ("OVS_DBDIR", d.clone()),
+        ("OVS_LOGDIR", d.clone()),
+    ];
+    let db = format!("{d}/conf.db");
+    run(Command::new("ovsdb-tool").args([
+        "create",
+        &db,
+        "/usr/share/openvswitch/vswitch.ovsschema",
+    ]))?;
+    let sock = format!("unix:{d}/db.sock");
+    let mut server = ns.command("ovsdb-server");
+    server
+        .args([&db, &format!("--remote=p{sock}"), "--no-chdir"])
+        .envs(env.clone())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _db = Background(server.spawn()?);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&format!("{d}/db.sock")).exists() {
+        anyhow::ensure!(Instant::now() < deadline, "ovsdb-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vsctl = |args: &[&str]| {
+        run(ns
+            .command("ovs-vsctl")
+            .arg(format!("--db={sock}"))
+            .args(args)
+            .envs(env.clone()))
+    };
+    vsctl(&["--no-wait", "init"])?;
+    let mut switchd = ns.command("ovs-vswitchd");
+    switchd
+        .args([&sock, "--disable-system", "--no-chdir"])
+        .envs(env.clone())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _vswitchd = Background(switchd.spawn()?);
+    vsctl(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+        "protocols=OpenFlow13",
+    ])?;
+    let mgmt = format!("unix:{d}/br0.mgmt");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&format!("{d}/br0.mgmt")).exists() {
+        anyhow::ensure!(Instant::now() < deadline, "ovs-vswitchd did not create br0");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let secs = time_add_flows(&ns, &mgmt, flows)?;
+    anyhow::ensure!(
+        flow_count(&ns, &mgmt)? >= 10_000,
+        "OVS does not hold 10,000 flows"
+    );
+    Ok(secs)
+}
+
+fn flowmod() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let flows = flows_file(dir.path())?;
+    let scd = flowmod_scd(&flows);
+    let ovs = flowmod_ovs(&flows);
+    println!("\n### Flow-mod rate: 10,000 adds + barrier via `ovs-ofctl add-flows`\n");
+    println!("| switch | seconds | flow-mods/s | x Open vSwitch |");
+    println!("|---|---|---|---|");
+    let rate = |r: &Result<f64>| r.as_ref().ok().map(|s| 10_000.0 / s);
+    for (name, r) in [
+        ("scd (release)", &scd),
+        ("Open vSwitch, netdev datapath", &ovs),
+    ] {
+        match r {
+            Ok(secs) => println!(
+                "| {name} | {secs:.3} | {:.0} | {} |",
+                10_000.0 / secs,
+                match (rate(r), rate(&ovs)) {
+                    (Some(a), Some(b)) => format!("{:.2}", a / b),
+                    _ => "–".into(),
+                }
+            ),
+            Err(e) => println!("| {name} | – | – | failed: {e:#} |"),
+        }
+    }
+    println!("\nCommand: `bash scripts/bench.sh flowmod`");
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // SAFETY: geteuid has no preconditions.
@@ -400,7 +559,12 @@ fn main() -> Result<()> {
         std::env::set_var("SCD_BIN", scd);
     }
     match cli.what {
-        What::Tunnel | What::All => tunnel(cli.seconds)?,
+        What::Tunnel => tunnel(cli.seconds)?,
+        What::Flowmod => flowmod()?,
+        What::All => {
+            tunnel(cli.seconds)?;
+            flowmod()?;
+        }
     }
     Ok(())
 }
