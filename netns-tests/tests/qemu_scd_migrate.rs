@@ -1,0 +1,514 @@
+//! A real QEMU guest (TCG) live-migrates between two hosts' `scd` switches while a
+//! client VM in another cloud holds a TCP connection to it, and the controller
+//! reroutes the overlay when QEMU's RARP self-announce reaches the destination's
+//! switch.
+//!
+//! Three hosts behind an emulated internet, each with an `scd` programmed by `scc`
+//! over WireGuard tunnels: host0 (cloud 1) serves the client VM `a1` (a namespace
+//! with a TAP); host1 (cloud 2) serves the guest `vm1` through a raw port on the
+//! host side of the persistent TAP its QEMU uses; host2 (cloud 3) has a raw port
+//! ready on the TAP of the destination QEMU (started with `-incoming`). The guest
+//! runs a TCP echo server; `a1` streams a byte pattern through it and checks every
+//! byte that comes back. Then: `scc migrate vm1 --to host2 --port 2`, wait for
+//! "destination ready", QMP `migrate` over the underlay, QEMU's RARP arrives at
+//! host2's raw port, packet-in, `scc` reroutes every switch, and the stream goes on
+//! intact. QEMU's total time and downtime, the reroute time from the controller's
+//! timeline and the stream's longest gap are printed.
+//!
+//! Owns its namespaces (prefixed with the test name, removed on drop, also on
+//! panic), the QEMU, `scc` and `scd` processes it starts (ended by PID) and a temp
+//! dir. Needs root, `qemu-system-x86_64` (scripts/install-qemu.sh) and the guest
+//! (scripts/build-guest.sh); without them it says so loudly and fails under CI=true.
+
+mod common;
+
+use anyhow::{bail, Context, Result};
+use common::{scc, start_scc, status, wait_synced, VmEntry};
+use hypervisor_glue::commands::{QueryStatus, Quit};
+use hypervisor_glue::migration::{self, MigrationOptions};
+use hypervisor_glue::{
+    Incoming, MigrationParameters, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState,
+};
+use netns_tests::{require_root, unique, Internet, KeyPair, Netns, Scd, Vm};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const TEST: &str = "qemu_scd_migrate";
+const GUEST_IP: &str = "100.64.7.10";
+const GUEST_MAC: &str = "52:54:00:64:07:0a";
+const CLIENT_IP: &str = "100.64.1.1";
+const CLIENT_MAC: &str = "02:00:00:00:01:01";
+const ECHO_PORT: u16 = 7;
+const MIGRATION_PORT: u16 = 4444;
+/// The persistent TAP each QEMU attaches to, one per host namespace.
+const QTAP: &str = "qtap0";
+const MTU: u32 = 1420;
+const READY: &str = "SC-GUEST-READY";
+const QMP_T: Duration = Duration::from_secs(10);
+
+struct Guest {
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+/// QEMU and the guest, or why not. Fails loudly under CI=true.
+fn prerequisites() -> Option<Guest> {
+    if !require_root(TEST) {
+        return None;
+    }
+    let dir = std::env::var_os("GUEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest"),
+        PathBuf::from,
+    );
+    let guest = Guest {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initramfs.cpio.gz"),
+    };
+    let mut missing = Vec::new();
+    if !Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing.push("qemu-system-x86_64 (run: bash scripts/install-qemu.sh)".to_owned());
+    }
+    for f in [&guest.kernel, &guest.initrd] {
+        if !f.exists() {
+            missing.push(format!(
+                "{} (run: bash scripts/build-guest.sh)",
+                f.display()
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return Some(guest);
+    }
+    eprintln!(
+        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!! {TEST}: NOT RUN — missing: {}\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
+        missing.join("; ")
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{TEST} cannot run under CI=true: {}", missing.join("; "));
+    }
+    None
+}
+
+/// The QEMU of one host: the persistent TAP `QTAP` in that host's namespace, the
+/// guest's MAC from the inventory, MTU 1420 announced to the guest (virtio
+/// `host_mtu`), and no segmentation offload (a raw port refuses super-frames;
+/// checksum offload stays on and the raw port finishes checksums).
+fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfig {
+    let mut c = QemuConfig::new(
+        format!("{TEST}-{role}"),
+        &guest.kernel,
+        &guest.initrd,
+        dir.join(format!("{role}.qmp")),
+        dir.join(format!("{role}.serial")),
+    );
+    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    c.append = format!("quiet sc.ip={GUEST_IP}/10 sc.port={ECHO_PORT}");
+    c.memory_mib = 128;
+    c.netns = Some(host.name().to_owned());
+    c.extra_args = vec![
+        "-netdev".into(),
+        format!("tap,id=net0,ifname={QTAP},script=no,downscript=no"),
+        "-device".into(),
+        format!(
+            "virtio-net-pci,netdev=net0,mac={GUEST_MAC},host_mtu={MTU},\
+             host_tso4=off,host_tso6=off,host_ufo=off,host_uso=off,host_ecn=off"
+        ),
+    ];
+    c
+}
+
+fn logs(dir: &Path) -> String {
+    let mut s = String::new();
+    for f in ["src.serial", "src.stderr", "dst.serial", "dst.stderr"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
+        s += &format!("--- {f}:\n    {tail}\n");
+    }
+    s
+}
+
+// ---------------------------------------------------------------- the stream
+
+fn pattern(i: u64) -> u8 {
+    u8::try_from((i ^ (i >> 9)).wrapping_mul(31) % 251).unwrap_or(0)
+}
+
+#[derive(Debug, Default, Clone)]
+struct StreamStats {
+    received: u64,
+    corrupt_at: Option<u64>,
+    max_gap: Duration,
+    error: Option<String>,
+}
+
+/// Writes a known pattern to the guest's echo server (64 bytes every 5 ms) and
+/// checks what comes back, offset by offset.
+struct EchoStream {
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+    stats: Arc<Mutex<StreamStats>>,
+    threads: Vec<JoinHandle<Option<String>>>,
+}
+
+impl EchoStream {
+    fn start(conn: TcpStream) -> Result<EchoStream> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let stats = Arc::new(Mutex::new(StreamStats::default()));
+        let mut rconn = conn.try_clone()?;
+        rconn.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut wconn = conn;
+        let (stop_w, written_w) = (stop.clone(), written.clone());
+        let writer = std::thread::spawn(move || {
+            let (mut off, mut chunk) = (0u64, [0u8; 64]);
+            while !stop_w.load(Ordering::Relaxed) {
+                for (k, b) in chunk.iter_mut().enumerate() {
+                    *b = pattern(off + k as u64);
+                }
+                if let Err(e) = wconn.write_all(&chunk) {
+                    return Some(format!("write: {e}"));
+                }
+                off += chunk.len() as u64;
+                written_w.store(off, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        });
+        let (stop_r, written_r, stats_r) = (stop.clone(), written.clone(), stats.clone());
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut last = Instant::now();
+            let mut drain_until: Option<Instant> = None;
+            loop {
+                let Ok(mut s) = stats_r.lock() else {
+                    return Some("stats lock".to_owned());
+                };
+                if stop_r.load(Ordering::Relaxed) {
+                    let end = *drain_until
+                        .get_or_insert_with(|| Instant::now() + Duration::from_secs(15));
+                    if s.received >= written_r.load(Ordering::Relaxed) || Instant::now() > end {
+                        return None;
+                    }
+                }
+                drop(s);
+                let n = match rconn.read(&mut buf) {
+                    Ok(0) => return Some("connection closed".to_owned()),
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Some(format!("read: {e}")),
+                };
+                let Ok(lock) = stats_r.lock() else {
+                    return Some("stats lock".to_owned());
+                };
+                s = lock;
+                s.max_gap = s.max_gap.max(last.elapsed());
+                last = Instant::now();
+                for (k, &b) in buf[..n].iter().enumerate() {
+                    let at = s.received + k as u64;
+                    if s.corrupt_at.is_none() && b != pattern(at) {
+                        s.corrupt_at = Some(at);
+                    }
+                }
+                s.received += n as u64;
+            }
+        });
+        Ok(EchoStream {
+            stop,
+            written,
+            stats,
+            threads: vec![writer, reader],
+        })
+    }
+
+    fn snapshot(&self) -> StreamStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops writing, waits for the echo of every byte; (written, what came back).
+    fn finish(mut self) -> (u64, StreamStats) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for t in self.threads.drain(..) {
+            if let Some(e) = t.join().unwrap_or_else(|_| Some("thread panicked".into())) {
+                errors.push(e);
+            }
+        }
+        let mut stats = self.snapshot();
+        if !errors.is_empty() {
+            stats.error = Some(errors.join("; "));
+        }
+        (self.written.load(Ordering::Relaxed), stats)
+    }
+}
+
+impl Drop for EchoStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+// ---------------------------------------------------------------- controller
+
+/// Waits until the controller's timeline has `event`; returns the status.
+fn wait_event(net: &Internet, event: &str, within: Duration) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = status(net)?;
+        let has = s["timeline"]["events"].as_array().is_some_and(|es| {
+            es.iter()
+                .any(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))
+        });
+        if has {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            bail!("no `{event}` in the timeline: {s:#}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event_ms(s: &serde_json::Value, event: &str) -> Option<f64> {
+    s["timeline"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
+        .as_f64()
+}
+
+async fn quit(p: &mut QemuProcess, c: &QmpClient) {
+    let _ = c.execute(&Quit).await;
+    let _ = p.terminate(Duration::from_secs(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> Result<()> {
+    let Some(guest) = prerequisites() else {
+        return Ok(());
+    };
+    let t0 = Instant::now();
+    let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
+    let mut net = Internet::new("qscd")?;
+    for _ in 0..3 {
+        net.add_host("qscd", None)?;
+    }
+    let keys = (0..3)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<Vec<_>>>()?;
+    // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
+    // ports on them, and stay when a QEMU goes.
+    for host in [&net.hosts[1], &net.hosts[2]] {
+        host.ip(&["tuntap", "add", "dev", QTAP, "mode", "tap"])?;
+        host.ip(&["link", "set", QTAP, "mtu", &MTU.to_string(), "up"])?;
+    }
+    let mut src = QemuProcess::spawn(qemu_config(&guest, &net.hosts[1], dir.path(), "src"))?;
+    let src_qmp = src.connect_qmp(QMP_T).await?;
+    let dst_ul = Internet::host_addr(2);
+    let mut dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
+    dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
+    let mut dst = QemuProcess::spawn(dst_cfg)?;
+    let dst_qmp = dst.connect_qmp(QMP_T).await?;
+    assert_eq!(
+        dst_qmp.execute(&QueryStatus).await?.status,
+        RunState::Inmigrate,
+        "the destination waits for the migration"
+    );
+
+    // The overlay: a1 on host0 port 1; vm1 (the guest) on host1 port 1, a raw port
+    // on the QEMU's TAP; host2 has raw port 2 on its QEMU's TAP, ready.
+    let a1 = Vm::with_tap(
+        &unique(&format!("{TEST}-a1-")),
+        &unique("sct"),
+        CLIENT_MAC,
+        CLIENT_IP,
+        10,
+        MTU,
+    )?;
+    let mut inventory = common::inventory(
+        &keys,
+        &[VmEntry {
+            name: "a1",
+            host: 0,
+            port: 1,
+            ip: CLIENT_IP,
+            mac: CLIENT_MAC,
+            tenant: "t",
+            vm: &a1,
+        }],
+    );
+    inventory += &format!(
+        "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
+    );
+    let inventory_path = dir.path().join("inventory.toml");
+    std::fs::write(&inventory_path, inventory)?;
+    let scc_proc = start_scc(&net, dir.path(), true)?;
+    let mut scds = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let mut config = common::host_config(&net, &inventory_path, i)?;
+        match i {
+            1 => {
+                let section = format!("name = \"{QTAP}\"\n");
+                anyhow::ensure!(config.contains(&section), "vm1's port in {config}");
+                config = config.replace(&section, &format!("{section}type = \"raw\"\n"));
+            }
+            2 => config += &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
+            _ => {}
+        }
+        scds.push(Scd::start_with_key(
+            &net.hosts[i],
+            &config,
+            None,
+            &key.private,
+        )?);
+    }
+    wait_synced(&net)
+        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+
+    let booted = Instant::now();
+    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(90)).await {
+        bail!("guest did not boot: {e}\n{}", logs(dir.path()));
+    }
+    eprintln!(
+        "guest ready (waited {:?} after the switches were up)",
+        booted.elapsed()
+    );
+
+    // The client's connection to the guest's echo server, from a1's namespace.
+    let to = SocketAddr::new(GUEST_IP.parse()?, ECHO_PORT);
+    let conn = a1.ns.enter(move || -> Result<TcpStream> {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
+                Ok(c) => return Ok(c),
+                Err(e) if Instant::now() > end => bail!("connect a1 -> guest: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    })?;
+    let conn = conn.with_context(|| logs(dir.path()))?;
+    let stream = EchoStream::start(conn)?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = stream.snapshot();
+    anyhow::ensure!(
+        before.received > 0 && before.corrupt_at.is_none(),
+        "echo works through host1's raw port before the migration: {before:?}"
+    );
+
+    // Make before break: the destination delivers first.
+    let (ok, text) = scc(&net, &["migrate", "vm1", "--to", "host2", "--port", "2"])?;
+    anyhow::ensure!(ok, "scc migrate: {text}");
+    wait_event(&net, "destination ready", Duration::from_secs(20))?;
+
+    // QEMU migrates; the controller reroutes on the RARP that reaches host2's
+    // raw port (watched from a blocking thread meanwhile).
+    let started = Instant::now();
+    let net = Arc::new(net);
+    let watch_net = net.clone();
+    let rerouted = tokio::task::spawn_blocking(move || {
+        let s = wait_event(&watch_net, "rerouted", Duration::from_secs(60));
+        (s, started.elapsed())
+    });
+    let opts = MigrationOptions {
+        parameters: MigrationParameters {
+            downtime_limit: Some(100),
+            ..Default::default()
+        },
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
+    let report = migration::migrate(&src_qmp, &uri, &opts)
+        .await
+        .with_context(|| logs(dir.path()))?;
+    let (timeline, rerouted_at) = rerouted.await?;
+    let timeline = timeline?;
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (written, stats) = stream.finish();
+    let arrived = event_ms(&timeline, "arrived");
+    let reroute = event_ms(&timeline, "rerouted");
+    let dst_status = dst_qmp.execute(&QueryStatus).await?;
+    let src_status = src_qmp.execute(&QueryStatus).await?;
+    let host2_port2_rx = scds[2].metric(
+        "scd_port_packets_total",
+        &[&format!("name=\"{QTAP}\""), "dir=\"rx\""],
+    )?;
+    eprintln!(
+        "\n=== QEMU guest (TCG, 128 MiB) migrates host1 -> host2 under scd/scc ===\n\
+         {}\n\
+         QEMU total time    : {} ms\n\
+         QEMU downtime      : {} ms\n\
+         controller         : arrival (RARP packet-in) at {:?} ms, all switches rerouted {:.1} ms later\n\
+         rerouted seen      : +{:?} after QMP migrate\n\
+         TCP stream gap     : {:?} (longest inter-arrival at the client)\n\
+         TCP bytes echoed   : {} of {} written, first corrupt byte {:?}\n\
+         host2 raw port rx  : {host2_port2_rx} frames\n\
+         timeline           : {}\n\
+         whole test         : {:?}\n",
+        report.summary(),
+        report.total_time_ms.unwrap_or(-1),
+        report.downtime_ms.unwrap_or(-1),
+        arrived,
+        reroute.zip(arrived).map_or(-1.0, |(r, a)| r - a),
+        rerouted_at,
+        stats.max_gap,
+        stats.received,
+        written,
+        stats.corrupt_at,
+        timeline["timeline"]["events"],
+        t0.elapsed(),
+    );
+
+    assert_eq!(report.status, MigrationStatus::Completed);
+    assert!(
+        dst_status.running,
+        "the guest runs at host2: {dst_status:?}"
+    );
+    assert_eq!(src_status.status, RunState::Postmigrate);
+    assert!(
+        arrived.is_some(),
+        "the RARP announce reached scc as the arrival"
+    );
+    assert_eq!(
+        stats.error,
+        None,
+        "the stream survives\n{}",
+        logs(dir.path())
+    );
+    assert_eq!(stats.corrupt_at, None, "bytes intact");
+    assert_eq!(stats.received, written, "every byte echoed back");
+    assert!(
+        host2_port2_rx > 0,
+        "the guest talks through host2's raw port"
+    );
+    assert!(
+        stats.max_gap < Duration::from_secs(10),
+        "gap {:?}",
+        stats.max_gap
+    );
+
+    quit(&mut dst, &dst_qmp).await;
+    quit(&mut src, &src_qmp).await;
+    drop(scds);
+    Ok(())
+}
