@@ -10,6 +10,7 @@
 
 pub mod commands;
 pub mod migration;
+pub mod notify;
 pub mod qemu;
 pub mod qmp;
 

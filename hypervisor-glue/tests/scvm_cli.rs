@@ -135,15 +135,37 @@ fn scvm_starts_migrates_reports_and_stops() {
         .expect("scvm events");
     std::thread::sleep(Duration::from_millis(300));
 
-    let report = ok(
-        scvm()
-            .args(["migrate", "--json", "--downtime-ms", "100", "--from"])
-            .arg(&src)
-            .args(["--to-uri", &mig_uri])
-            .output()
-            .unwrap(),
-        "migrate",
+    // A stand-in for scc's API: `--scc-api` must tell it of the arrival once the
+    // migration completed.
+    let api = std::net::TcpListener::bind("127.0.0.1:0").expect("fake scc API");
+    let api_addr = api.local_addr().expect("addr").to_string();
+    let fake_scc = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = api.accept().expect("scvm calls the API");
+        let (mut got, mut buf) = (Vec::new(), [0u8; 1024]);
+        while !got.ends_with(b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}");
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let migrated = scvm()
+        .args(["migrate", "--json", "--downtime-ms", "100", "--from"])
+        .arg(&src)
+        .args(["--to-uri", &mig_uri, "--scc-api", &api_addr])
+        .output()
+        .unwrap();
+    let told = String::from_utf8_lossy(&migrated.stderr).into_owned();
+    let report = ok(migrated, "migrate");
+    let request = fake_scc.join().expect("fake scc API");
+    assert!(
+        request.starts_with("POST /migrate/arrived HTTP/1.1\r\n"),
+        "{request}"
     );
+    assert!(told.contains("scc told of the arrival"), "{told}");
     let v: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
     assert_eq!(v["status"], "completed", "{report}");
     assert!(v["downtime_ms"].as_i64().is_some(), "{report}");

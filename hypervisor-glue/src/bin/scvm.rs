@@ -52,6 +52,10 @@ enum Cmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Tell the controller when the migration completes: `POST /migrate/arrived`
+        /// on scc's API at ADDR (e.g. 127.0.0.1:6680), besides the RARP announce.
+        #[arg(long, value_name = "ADDR")]
+        scc_api: Option<std::net::SocketAddr>,
     },
     /// On a destination started with `--incoming defer`: listen on URI.
     Incoming {
@@ -179,6 +183,7 @@ async fn main() -> Result<()> {
             max_bandwidth,
             timeout,
             json,
+            scc_api,
         } => {
             let client = connect(&from, t).await?;
             let opts = MigrationOptions {
@@ -196,6 +201,12 @@ async fn main() -> Result<()> {
                         println!("{}", serde_json::to_string_pretty(&report)?);
                     } else {
                         println!("{}", report.summary());
+                    }
+                    if let Some(api) = scc_api {
+                        let answer = hypervisor_glue::notify::migrate_arrived(api, t)
+                            .await
+                            .context("the migration completed, but telling scc failed")?;
+                        eprintln!("scc told of the arrival: {answer}");
                     }
                     Ok(())
                 }
