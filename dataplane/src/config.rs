@@ -487,11 +487,11 @@ impl HostConfig {
                     )
                 })?;
                 let mtu = match &t.mtu {
-                    Some(m) if !(576..=65_000).contains(m.get_ref()) => {
+                    Some(m) if !(576..=crate::tunnel::MAX_TUNNEL_MTU).contains(m.get_ref()) => {
                         return Err(invalid(
                             &m.span(),
                             "tunnel.mtu",
-                            format!("{} is outside 576..=65000", m.get_ref()),
+                            format!("{} is outside 576..={} (one encrypted datagram must fit a batch slot)", m.get_ref(), crate::tunnel::MAX_TUNNEL_MTU),
                         ))
                     }
                     Some(m) => {

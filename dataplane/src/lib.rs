@@ -18,3 +18,4 @@ pub mod switch;
 pub mod table;
 pub mod tap;
 pub mod tunnel;
+pub mod udpbatch;

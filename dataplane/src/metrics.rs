@@ -217,6 +217,11 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
             c.tunnel_handshaking.get(),
         ),
         (
+            "scd_tunnel_send_errors_total",
+            "Encrypted datagrams the kernel refused to send.",
+            c.tunnel_send_errors.get(),
+        ),
+        (
             "scd_tunnel_too_big_total",
             "Packets over the tunnel MTU.",
             c.tunnel_too_big.get(),

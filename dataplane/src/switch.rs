@@ -123,6 +123,8 @@ pub struct SwitchCounters {
     pub tunnel_handshaking: Counter,
     /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF).
     pub tunnel_too_big: Counter,
+    /// Encrypted datagrams the kernel refused to send (socket buffer full).
+    pub tunnel_send_errors: Counter,
     /// Packet-ins handed to the OpenFlow channel.
     pub packet_in_queued: Counter,
     /// Packet-ins dropped because the channel's queue or buffer pool was full (or
@@ -705,6 +707,9 @@ impl Switch {
                 }
             }
             if let Some(tunnels) = self.tunnels.as_mut() {
+                // Everything this round encrypted leaves in one sendmmsg.
+                let refused = tunnels.flush();
+                self.shared.counters.tunnel_send_errors.add(refused as u64);
                 tunnels.tick(now);
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {

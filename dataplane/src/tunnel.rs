@@ -11,6 +11,7 @@
 
 use crate::keys;
 use crate::table::Pipeline;
+use crate::udpbatch::{RecvBatch, SendBatch};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
@@ -29,6 +30,10 @@ pub const WG_OVERHEAD_V4: usize = 60;
 /// Default inner MTU: a 1500-byte underlay minus WireGuard over IPv6 (80 bytes), as
 /// `wg-quick` picks.
 pub const DEFAULT_TUNNEL_MTU: usize = 1420;
+
+/// Largest inner MTU: an encrypted packet (MTU + 32 bytes) must fit one slot of the
+/// send batch.
+pub const MAX_TUNNEL_MTU: u32 = 9000;
 
 /// Handshakes accepted per second before cookies are demanded (boringtun's default).
 const HANDSHAKE_RATE_LIMIT: u64 = 100;
@@ -130,8 +135,10 @@ pub struct Tunnels {
     /// Inner MTU: larger IP packets are refused with ICMP.
     pub mtu: usize,
     scratch: Box<[u8]>,
-    recv_buf: Box<[u8]>,
+    tx: SendBatch,
+    rx: RecvBatch,
     allowed_generation: u64,
+    send_failures: usize,
     last_tick: Instant,
     last_rate_reset: Instant,
 }
@@ -156,6 +163,32 @@ fn set_buffer(fd: RawFd, option: libc::c_int, bytes: libc::c_int) {
             libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
         )
     };
+}
+
+/// The peer a datagram is for: by the receiver index of a session (our index carries
+/// the peer's position in its upper 24 bits), or by the static key inside a
+/// handshake initiation.
+fn peer_for(
+    private: &StaticSecret,
+    public: &PublicKey,
+    peers: &[Peer],
+    datagram: &[u8],
+) -> Option<usize> {
+    let by_index = |receiver_idx: u32| {
+        let i = usize::try_from(receiver_idx >> 8).ok()?;
+        (i < peers.len()).then_some(i)
+    };
+    match Tunn::parse_incoming_packet(datagram).ok()? {
+        Packet::HandshakeInit(init) => {
+            let half = parse_handshake_anon(private, public, &init).ok()?;
+            peers
+                .iter()
+                .position(|p| p.config.public_key == half.peer_static_public)
+        }
+        Packet::HandshakeResponse(r) => by_index(r.receiver_idx),
+        Packet::PacketCookieReply(c) => by_index(c.receiver_idx),
+        Packet::PacketData(d) => by_index(d.receiver_idx),
+    }
 }
 
 impl Tunnels {
@@ -202,8 +235,10 @@ impl Tunnels {
             peers,
             mtu,
             scratch: vec![0u8; 65_536 + 64].into_boxed_slice(),
-            recv_buf: vec![0u8; 65_536].into_boxed_slice(),
+            tx: SendBatch::default(),
+            rx: RecvBatch::default(),
             allowed_generation: u64::MAX,
+            send_failures: 0,
             last_tick: now,
             last_rate_reset: now,
         })
@@ -248,55 +283,51 @@ impl Tunnels {
             .collect()
     }
 
-    /// Encrypts an IP packet for `peer` and sends it.
+    /// Encrypts an IP packet for `peer` and queues it for the next [`Self::flush`]
+    /// (which happens by itself when the batch is full).
     pub fn send(&mut self, peer: usize, ip_packet: &[u8]) -> Sent {
         let Some(p) = self.peers.get_mut(peer) else {
             return Sent::SocketError;
         };
-        if p.endpoint.is_none() {
+        let Some(endpoint) = p.endpoint else {
             return Sent::NoEndpoint;
+        };
+        if self.tx.is_full() {
+            self.send_failures += self.tx.flush(self.socket.as_raw_fd());
         }
-        let endpoint = p.endpoint;
-        match p.tunn.encapsulate(ip_packet, &mut self.scratch) {
+        let Some(slot) = self.tx.slot() else {
+            return Sent::SocketError;
+        };
+        match p.tunn.encapsulate(ip_packet, slot) {
             TunnResult::WriteToNetwork(datagram) => {
                 // Without a session boringtun queues the packet and hands us a
                 // handshake initiation (type 1) instead of data (type 4).
                 let is_data = datagram.first() == Some(&4);
-                match endpoint.map(|ep| self.socket.send_to(datagram, ep)) {
-                    None => Sent::NoEndpoint,
-                    Some(Err(_)) => Sent::SocketError,
-                    Some(Ok(_)) if is_data => Sent::Sent,
-                    Some(Ok(_)) => Sent::Handshaking,
+                let len = datagram.len();
+                self.tx.commit(len, &endpoint);
+                if is_data {
+                    Sent::Sent
+                } else {
+                    Sent::Handshaking
                 }
             }
             _ => Sent::Handshaking,
         }
     }
 
-    fn peer_for(&self, datagram: &[u8]) -> Option<usize> {
-        match Tunn::parse_incoming_packet(datagram).ok()? {
-            Packet::HandshakeInit(init) => {
-                let half = parse_handshake_anon(&self.private, &self.public, &init).ok()?;
-                self.peers
-                    .iter()
-                    .position(|p| p.config.public_key == half.peer_static_public)
-            }
-            Packet::HandshakeResponse(r) => self.index_peer(r.receiver_idx),
-            Packet::PacketCookieReply(c) => self.index_peer(c.receiver_idx),
-            Packet::PacketData(d) => self.index_peer(d.receiver_idx),
+    /// Sends every queued datagram (one `sendmmsg`); returns how many the kernel
+    /// refused since the last call.
+    pub fn flush(&mut self) -> usize {
+        if !self.tx.is_empty() {
+            self.send_failures += self.tx.flush(self.socket.as_raw_fd());
         }
-    }
-
-    fn index_peer(&self, receiver_idx: u32) -> Option<usize> {
-        let i = usize::try_from(receiver_idx >> 8).ok()?;
-        (i < self.peers.len()).then_some(i)
+        std::mem::take(&mut self.send_failures)
     }
 
     /// Receives one datagram. A data packet is decrypted into `dst` (the IP packet
     /// starts at `dst[0]`); handshakes are answered here. `WouldBlock` when none waits.
     pub fn recv(&mut self, dst: &mut [u8]) -> io::Result<Received> {
-        let (n, from) = self.socket.recv_from(&mut self.recv_buf)?;
-        let datagram = &self.recv_buf[..n];
+        let (datagram, from) = self.rx.next(self.socket.as_raw_fd())?;
         // Under a handshake flood, answer with a cookie before doing any DH work.
         if datagram.first() == Some(&1) {
             let mut cookie = [0u8; 64];
@@ -312,7 +343,7 @@ impl Tunnels {
                 Err(_) => return Ok(Received::Invalid),
             }
         }
-        let Some(peer) = self.peer_for(datagram) else {
+        let Some(peer) = peer_for(&self.private, &self.public, &self.peers, datagram) else {
             tracing::debug!(%from, kind = datagram.first(), "datagram for no peer");
             return Ok(Received::Invalid);
         };
