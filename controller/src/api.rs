@@ -11,6 +11,7 @@
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
 //! | `POST /migrate/arrived` | the hypervisor says the VM runs at its destination |
+//! | `POST /migrate/abort` | the hypervisor's migration failed: restore the program |
 //!
 //! This module owns the HTTP framing and the mapping of requests onto `Controller`
 //! calls; it never changes state on its own. The matching client lives here too, for
@@ -99,6 +100,7 @@ fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Resp
             ),
         },
         ("POST", "/migrate/arrived") => change(ctl.arrived(None, "hypervisor")),
+        ("POST", "/migrate/abort") => change(ctl.abort_migration()),
         _ => reply(
             404,
             serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),

@@ -331,6 +331,26 @@ impl Controller {
         Ok(version)
     }
 
+    /// Gives up a migration that has not switched yet (the hypervisor's migration
+    /// failed): the program goes back to what it was before, the VM stays where it
+    /// runs. A migration that has switched cannot be aborted: the VM already moved.
+    pub fn abort_migration(&self) -> Result<u64, ChangeError> {
+        let (inv, policy, name) = self.snapshot();
+        match self.lock().migration.clone() {
+            Some(m) if m.phase == Phase::Prepared => {}
+            Some(m) => {
+                return Err(ChangeError::Invalid(format!(
+                    "VM `{}` already switched to `{}`; migrate it back instead",
+                    m.vm, m.to_host
+                )))
+            }
+            None => return Err(ChangeError::Invalid("no migration in progress".into())),
+        }
+        let version = self.change_with(inv, policy, name, None)?;
+        self.lock().timeline.note("aborted");
+        Ok(version)
+    }
+
     /// Records that a switch confirmed `version`, for the migration timeline.
     fn note_synced(&self, dpid: u64, version: u64) {
         let mut st = self.lock();
@@ -819,6 +839,30 @@ mod tests {
                 .version,
             1
         );
+    }
+
+    #[tokio::test]
+    async fn an_aborted_migration_restores_the_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        let before = ctl.lock().tables.clone();
+        ctl.start_migration("web1", "host-b", 7).unwrap();
+        assert_ne!(
+            ctl.lock().tables,
+            before,
+            "prepared: the destination learned the VM"
+        );
+        ctl.abort_migration().unwrap();
+        assert_eq!(
+            ctl.lock().tables,
+            before,
+            "aborted: the tables are as they were"
+        );
+        assert!(ctl.abort_migration().is_err(), "nothing left to abort");
+        ctl.start_migration("web1", "host-b", 7).unwrap();
+        ctl.arrived(None, "test").unwrap();
+        let err = ctl.abort_migration().unwrap_err().to_string();
+        assert!(err.contains("already switched"), "{err}");
     }
 
     #[test]

@@ -167,6 +167,33 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     assert!(reaches(&a1, M1_IP, 10)?, "a1 -> m1 on host1");
     assert!(reaches(&c1, "100.64.1.1", 10)?, "c1 -> a1");
 
+    // A migration whose hypervisor side fails midway is aborted: the tables go back
+    // to what they were and the VM stays reachable where it runs.
+    let flows = |s: &serde_json::Value| -> Vec<u64> {
+        s["hosts"].as_array().map_or(Vec::new(), |hs| {
+            hs.iter()
+                .map(|h| h["switch"]["flows"].as_u64().unwrap_or(0))
+                .collect()
+        })
+    };
+    let before = flows(&status(&net)?);
+    let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "2"])?;
+    assert!(ok, "scc migrate: {text}");
+    wait_event(&net, "destination ready")?;
+    assert_ne!(
+        flows(&status(&net)?),
+        before,
+        "the destination was prepared"
+    );
+    let (ok, text) = scc(&net, &["migrate", "--abort"])?;
+    assert!(ok, "scc migrate --abort: {text}");
+    let after = flows(&wait_synced(&net)?);
+    assert_eq!(
+        after, before,
+        "an aborted migration leaves the tables as they were"
+    );
+    assert!(reaches(&a1, M1_IP, 5)?, "m1 still answers at its source");
+
     // The stream: a1 sends numbered pseudo-random chunks to m1 every millisecond.
     let m1_ip: IpAddr = M1_IP.parse()?;
     let listener = m1.ns.enter(move || TcpListener::bind((m1_ip, 9100)))??;

@@ -96,6 +96,10 @@ enum Command {
         /// the hypervisor glue does on QEMU's RESUME event).
         #[arg(long)]
         arrived: bool,
+        /// Give up a migration that has not switched (the hypervisor's failed): the
+        /// tables go back to what they were.
+        #[arg(long)]
+        abort: bool,
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
@@ -225,8 +229,10 @@ fn main() -> ExitCode {
             to,
             port,
             arrived,
+            abort,
             api,
         } => match (vm, to, port, arrived) {
+            _ if abort => call(api, "POST", "/migrate/abort", b""),
             (_, _, _, true) => call(api, "POST", "/migrate/arrived", b""),
             (Some(vm), Some(to), Some(port), false) => {
                 let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
