@@ -14,7 +14,12 @@ status=0
 for dir in */fuzz; do
     [[ -f $dir/Cargo.toml ]] || continue
     crate=${dir%/fuzz}
-    for target in $(cd "$crate" && cargo fuzz list); do
+    if ! targets=$(cd "$crate" && cargo fuzz list) || [[ -z $targets ]]; then
+        echo "fuzz: could not list the targets of $dir" >&2
+        status=1
+        continue
+    fi
+    for target in $targets; do
         echo "fuzz: $crate/$target ($RUNS runs)" >&2
         if ! (cd "$crate" && cargo fuzz run "$target" -- -runs="$RUNS" -max_len=4096 >/tmp/fuzz-"$crate"-"$target".log 2>&1); then
             echo "fuzz: $crate/$target FAILED" >&2
@@ -23,4 +28,7 @@ for dir in */fuzz; do
         fi
     done
 done
+if ((status == 0)); then
+    echo "fuzz: every target ran $RUNS inputs without a crash" >&2
+fi
 exit $status
