@@ -385,6 +385,11 @@ impl DelayLine {
         let sockets = ns.enter(move || -> Result<_> {
             Ok([packet_socket_all(&a)?, packet_socket_all(&b)?])
         })??;
+        // The line is a userspace thread: give it room to absorb bursts while the
+        // scheduler runs something else, as a router's queue would.
+        for socket in &sockets {
+            big_receive_buffer(socket, 16 << 20)?;
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -900,6 +905,73 @@ pub fn big_receive_buffer(socket: &impl AsRawFd, bytes: i32) -> Result<()> {
         std::io::Error::last_os_error()
     );
     Ok(())
+}
+
+/// What a checked TCP transfer saw at both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    /// Hash of what the sender wrote.
+    pub sent_hash: u64,
+    /// Hash of what the receiver read.
+    pub received_hash: u64,
+    /// Bytes the receiver read.
+    pub received: u64,
+}
+
+impl Transfer {
+    /// True when every byte arrived intact.
+    pub fn intact(&self, bytes: u64) -> bool {
+        self.received == bytes && self.sent_hash == self.received_hash
+    }
+}
+
+/// Streams `bytes` pseudo-random bytes over TCP from namespace `from` to a
+/// listener on `dst:port` in namespace `to`, and reports both ends' hashes.
+pub fn tcp_transfer(
+    from: &Netns,
+    to: &Netns,
+    dst: std::net::IpAddr,
+    port: u16,
+    bytes: u64,
+) -> Result<Transfer> {
+    let listener = to.enter(move || std::net::TcpListener::bind((dst, port)))??;
+    let server = to.spawn(move || -> Result<(u64, u64)> {
+        let (mut s, _) = listener.accept()?;
+        let (mut hash, mut buf, mut total) = (Fnv::default(), vec![0u8; 256 * 1024], 0u64);
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hash.value(), total));
+            }
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let sent_hash = from.enter(move || -> Result<u64> {
+        let mut s = TcpStream::connect_timeout(&(dst, port).into(), Duration::from_secs(10))
+            .with_context(|| format!("connect to {dst}:{port}"))?;
+        s.set_write_timeout(Some(Duration::from_secs(30)))?;
+        let (mut state, mut hash, mut buf) =
+            (u64::from(port) | 1, Fnv::default(), vec![0u8; 256 * 1024]);
+        let mut left = bytes;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            fill_pseudo_random(&mut state, &mut buf[..n]);
+            s.write_all(&buf[..n])?;
+            hash.update(&buf[..n]);
+            left -= n as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok(hash.value())
+    })??;
+    let (received_hash, received) = server
+        .join()
+        .map_err(|_| anyhow!("receiver panicked"))???;
+    Ok(Transfer {
+        sent_hash,
+        received_hash,
+        received,
+    })
 }
 
 /// A 64-bit FNV-1a running hash, to compare streams end to end.

@@ -7,10 +7,9 @@
 //! must not come back to it as input, and a raw port on a missing interface is
 //! refused at start with a clear error.
 
-use anyhow::{Context, Result};
-use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Netns, Scd, Vm};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use anyhow::Result;
+use netns_tests::{require_root, unique, Netns, Scd, Vm};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 const GW_MAC: &str = "02:5c:00:00:00:01";
@@ -101,47 +100,6 @@ fn ping(vm: &Vm, ip: &str) -> Result<bool> {
         .success())
 }
 
-/// (sent hash, received hash, bytes received) of a vm1 -> vm2 TCP transfer.
-fn tcp_stream(s: &Setup, port: u16) -> Result<(u64, u64, u64)> {
-    let listener = s.vm2.ns.enter(move || TcpListener::bind((IP2, port)))??;
-    let server = s.vm2.ns.spawn(move || -> Result<(u64, u64)> {
-        let (mut c, _) = listener.accept()?;
-        c.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let (mut hash, mut total) = (Fnv::default(), 0u64);
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            let n = c.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hash.value(), total));
-            }
-            hash.update(&buf[..n]);
-            total += n as u64;
-        }
-    });
-    let sent = s.vm1.ns.enter(move || -> Result<u64> {
-        let mut c = TcpStream::connect_timeout(
-            &(IP2.parse::<std::net::IpAddr>()?, port).into(),
-            Duration::from_secs(5),
-        )
-        .context("connect vm1 -> vm2")?;
-        c.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let (mut state, mut hash) = (0x5eed_u64, Fnv::default());
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut left = STREAM_BYTES;
-        while left > 0 {
-            let n = usize::try_from(left.min(buf.len() as u64))?;
-            fill_pseudo_random(&mut state, &mut buf[..n]);
-            c.write_all(&buf[..n])?;
-            hash.update(&buf[..n]);
-            left -= n as u64;
-        }
-        c.shutdown(std::net::Shutdown::Write)?;
-        Ok(hash.value())
-    })??;
-    let (received_hash, received) = server.join().expect("server thread")??;
-    Ok((sent, received_hash, received))
-}
-
 #[test]
 fn raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished() -> Result<()> {
     if !require_root("raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished") {
@@ -165,9 +123,9 @@ fn raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished() -> Result<()> 
         "ARP answered on the raw port"
     );
 
-    let (sent, received_hash, received) = tcp_stream(&s, 5101)?;
-    assert_eq!(received, STREAM_BYTES, "every byte arrives");
-    assert_eq!(sent, received_hash, "the stream arrives intact");
+    let t = netns_tests::tcp_transfer(&s.vm1.ns, &s.vm2.ns, IP2.parse()?, 5101, STREAM_BYTES)?;
+    assert_eq!(t.received, STREAM_BYTES, "every byte arrives");
+    assert_eq!(t.sent_hash, t.received_hash, "the stream arrives intact");
 
     // UDP with the checksum left to offload: the receiving stack drops a datagram
     // whose checksum is wrong, so every one arriving proves it was finished.

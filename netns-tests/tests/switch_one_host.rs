@@ -2,10 +2,9 @@
 //! switch, governed only by its flow tables; ARP answered on the host; malformed
 //! frames counted and dropped while the switch keeps forwarding.
 
-use anyhow::{Context, Result};
-use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Netns, Scd, Vm};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use anyhow::Result;
+use netns_tests::{fill_pseudo_random, require_root, tcp_transfer, unique, Netns, Scd, Vm};
+use std::net::{TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -94,49 +93,6 @@ fn setup(test: &str) -> Result<OneHost> {
 
 const STREAM_BYTES: u64 = 100 * 1024 * 1024;
 
-/// Sends `STREAM_BYTES` of pseudo-random data from vm1 to vm2 over TCP and returns
-/// (sent hash, received hash, received length).
-fn tcp_stream(h: &OneHost, port: u16) -> Result<(u64, u64, u64)> {
-    let listener = h.vm2.ns.enter(move || TcpListener::bind((IP2, port)))??;
-    let server = h.vm2.ns.spawn(move || -> Result<(u64, u64)> {
-        let (mut s, _) = listener.accept()?;
-        let mut hash = Fnv::default();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            total += n as u64;
-        }
-        Ok((hash.value(), total))
-    });
-    let client = h.vm1.ns.enter(move || -> Result<u64> {
-        let mut s = TcpStream::connect_timeout(
-            &(IP2.parse::<std::net::IpAddr>()?, port).into(),
-            Duration::from_secs(5),
-        )
-        .context("connect vm1 -> vm2")?;
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut hash = Fnv::default();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = STREAM_BYTES;
-        while left > 0 {
-            let n = usize::try_from(left.min(buf.len() as u64))?;
-            fill_pseudo_random(&mut state, &mut buf[..n]);
-            s.write_all(&buf[..n])?;
-            hash.update(&buf[..n]);
-            left -= n as u64;
-        }
-        s.shutdown(std::net::Shutdown::Write)?;
-        Ok(hash.value())
-    })??;
-    let (received_hash, received) = server.join().expect("server thread")??;
-    Ok((client, received_hash, received))
-}
-
 /// Sends `n` numbered datagrams of `size` bytes from vm1 to vm2; returns how many arrived.
 fn udp_burst(h: &OneHost, n: u32, size: usize) -> Result<u32> {
     let rx = h.vm2.ns.enter(move || UdpSocket::bind((IP2, UDP_PORT)))??;
@@ -175,9 +131,9 @@ fn vms_talk_tcp_and_udp_only_through_flows_and_counters_match() -> Result<()> {
     }
     let h = setup("swtcp")?;
 
-    let (sent, received, len) = tcp_stream(&h, 5001)?;
-    assert_eq!(len, STREAM_BYTES, "every byte arrives");
-    assert_eq!(sent, received, "the stream arrives intact");
+    let t = tcp_transfer(&h.vm1.ns, &h.vm2.ns, IP2.parse()?, 5001, STREAM_BYTES)?;
+    assert_eq!(t.received, STREAM_BYTES, "every byte arrives");
+    assert_eq!(t.sent_hash, t.received_hash, "the stream arrives intact");
 
     const DATAGRAMS: u32 = 1000;
     const SIZE: usize = 1000;

@@ -4,9 +4,8 @@
 //! too-big packet gets ICMP "fragmentation needed".
 
 use anyhow::{Context, Result};
-use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use netns_tests::{fill_pseudo_random, require_root, unique, Internet, KeyPair, Scd, Vm};
+use std::net::{IpAddr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -143,44 +142,14 @@ fn ip_of(v: &Vm) -> IpAddr {
 /// Streams `bytes` pseudo-random bytes from `from` to `to`; returns the received
 /// length after checking the hash.
 fn tcp_stream(from: &Vm, to: &Vm, port: u16, bytes: u64) -> Result<u64> {
-    let dst = ip_of(to);
-    let listener = to.ns.enter(move || TcpListener::bind((dst, port)))??;
-    let server = to.ns.spawn(move || -> Result<(u64, u64)> {
-        let (mut s, _) = listener.accept()?;
-        let (mut hash, mut buf, mut total) = (Fnv::default(), vec![0u8; 128 * 1024], 0u64);
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hash.value(), total));
-            }
-            hash.update(&buf[..n]);
-            total += n as u64;
-        }
-    });
-    let sent = from.ns.enter(move || -> Result<u64> {
-        let mut s = TcpStream::connect_timeout(&(dst, port).into(), Duration::from_secs(10))
-            .context("connect")?;
-        let (mut state, mut hash, mut buf) =
-            (u64::from(port) | 1, Fnv::default(), vec![0u8; 128 * 1024]);
-        let mut left = bytes;
-        while left > 0 {
-            let n = usize::try_from(left.min(buf.len() as u64))?;
-            fill_pseudo_random(&mut state, &mut buf[..n]);
-            s.write_all(&buf[..n])?;
-            hash.update(&buf[..n]);
-            left -= n as u64;
-        }
-        s.shutdown(std::net::Shutdown::Write)?;
-        Ok(hash.value())
-    })??;
-    let (got, total) = server.join().expect("server thread")??;
+    let t = netns_tests::tcp_transfer(&from.ns, &to.ns, ip_of(to), port, bytes)?;
     anyhow::ensure!(
-        got == sent,
+        t.sent_hash == t.received_hash,
         "stream corrupted between {} and {}",
         from.ip,
         to.ip
     );
-    Ok(total)
+    Ok(t.received)
 }
 
 /// Sends `n` datagrams from `from` to `to`; returns how many distinct ones arrived.
