@@ -7,6 +7,7 @@
 
 pub mod arp;
 pub mod cache;
+pub mod classifier;
 pub mod config;
 pub mod exec;
 pub mod keys;

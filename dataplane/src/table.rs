@@ -10,6 +10,7 @@
 //! priority order. Any change to the tables bumps [`Pipeline::generation`], which is
 //! what the exact-match cache in `cache` uses to drop stale entries.
 
+use crate::classifier::TupleSpace;
 use openflow::flow::{apply_actions, flags, port, Action, FlowKey, FlowMatch, Instruction};
 use openflow::{FlowSpec, PortNo};
 use std::collections::HashMap;
@@ -131,6 +132,8 @@ pub struct TableStats {
 struct FlowTable {
     /// Entry ids, highest priority first; among equal priorities, oldest first.
     order: Vec<FlowId>,
+    /// The same entries, grouped by mask for lookups.
+    space: TupleSpace,
     stats: TableStats,
 }
 
@@ -213,6 +216,8 @@ pub struct Pipeline {
     /// Entries by (table, priority, match): OpenFlow's identity of a flow, so an add
     /// finds the entry it replaces without scanning the table.
     identity: HashMap<(u8, u16, FlowMatch), FlowId>,
+    /// Age of entries, for ties between equal priorities (older wins).
+    next_seq: u64,
     generation: u64,
 }
 
@@ -230,6 +235,7 @@ impl Pipeline {
             free: Vec::new(),
             tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
             identity: HashMap::new(),
+            next_seq: 0,
             generation: 0,
         }
     }
@@ -391,6 +397,10 @@ impl Pipeline {
                 .is_some_and(|e| e.spec.priority >= priority)
         });
         self.tables[table].order.insert(pos, id);
+        self.next_seq += 1;
+        self.tables[table]
+            .space
+            .insert(&identity.2, priority, self.next_seq, id);
         self.identity.insert(identity, id);
         Ok(id)
     }
@@ -471,6 +481,9 @@ impl Pipeline {
                 let spec = &entry.spec;
                 self.identity
                     .remove(&(spec.table_id, spec.priority, spec.matcher));
+                if let Some(t) = self.tables.get_mut(usize::from(spec.table_id)) {
+                    t.space.remove(&spec.matcher, spec.priority, *id);
+                }
                 let reason = reason(&entry);
                 removed.push(RemovedFlow { entry, reason });
             }
@@ -498,11 +511,7 @@ impl Pipeline {
 
     /// Looks a packet up in one table: the highest-priority matching entry.
     fn lookup(&self, table: usize, key: &FlowKey) -> Option<FlowId> {
-        self.tables[table].order.iter().copied().find(|id| {
-            self.slab[id.0 as usize]
-                .as_ref()
-                .is_some_and(|e| e.spec.matcher.matches(key))
-        })
+        self.tables[table].space.lookup(key)
     }
 
     /// Runs a packet through the tables, from table 0, following goto-table, with
@@ -573,6 +582,17 @@ impl Pipeline {
 mod tests {
     use super::*;
     use openflow::flow::{Field, FlowMatch};
+    use proptest::prelude::Just;
+
+    fn any_u32() -> impl proptest::strategy::Strategy<Value = u32> {
+        // Few distinct addresses, so prefixes overlap often.
+        proptest::prelude::prop_oneof![
+            Just(0x6440_0001u32),
+            Just(0x6440_0102),
+            Just(0x6440_ff01),
+            Just(0x0a00_0001)
+        ]
+    }
 
     fn key(in_port: u32, dst: u32) -> FlowKey {
         FlowKey {
@@ -683,7 +703,55 @@ mod tests {
         assert!(p.is_empty());
     }
 
+    /// The reference: the first entry in priority order (oldest first) that matches.
+    fn linear(p: &Pipeline, key: &FlowKey) -> Option<FlowId> {
+        p.tables[0]
+            .order
+            .iter()
+            .copied()
+            .find(|id| p.entry(*id).is_some_and(|e| e.spec.matcher.matches(key)))
+    }
+
     proptest::proptest! {
+        // Tuple-space search picks exactly the entry a linear scan in priority and
+        // insertion order picks, whatever the masks, priorities and deletions.
+        #[test]
+        fn tuple_space_agrees_with_a_linear_scan(
+            rules in proptest::collection::vec((0u16..4, 0u8..4, any_u32(), 0u8..33, proptest::option::of(0u16..4)), 1..40),
+            deletes in proptest::collection::vec(0usize..40, 0..10),
+            keys in proptest::collection::vec((any_u32(), 0u16..4, 0u32..3), 1..40),
+        ) {
+            let now = Instant::now();
+            let mut p = Pipeline::default();
+            for (prio, shape, addr, len, l4) in &rules {
+                let mut m = FlowMatch::any().with(Field::EthType, 0x800);
+                if shape & 1 != 0 {
+                    m = m.with_prefix32(Field::Ipv4Dst, *addr, *len);
+                }
+                if shape & 2 != 0 {
+                    m = m.with(Field::InPort, u128::from(*addr % 3));
+                }
+                if let Some(port) = l4 {
+                    m = m.with(Field::L4Dst, u128::from(*port));
+                }
+                p.add(FlowSpec::new(0, *prio, m, out(u32::from(*prio) + 1)), now).unwrap();
+            }
+            let ids: Vec<FlowId> = p.tables[0].order.clone();
+            for d in deletes {
+                if let Some(id) = ids.get(d) {
+                    if let Some(e) = p.entry(*id) {
+                        let m = e.spec.matcher;
+                        let prio = e.spec.priority;
+                        p.delete(&Selector::strict(0, &m, prio)).unwrap();
+                    }
+                }
+            }
+            for (dst, port, in_port) in keys {
+                let key = FlowKey { in_port, eth_type: 0x800, ipv4_dst: dst, l4_dst: port, ..FlowKey::default() };
+                proptest::prop_assert_eq!(p.lookup(0, &key), linear(&p, &key));
+            }
+        }
+
         // Adds replace by (table, priority, match), deletes remove: the table always
         // holds exactly one entry per identity, with the last add's actions.
         #[test]

@@ -1,0 +1,148 @@
+//! Tuple-space search: the classifier behind each flow table.
+//!
+//! Entries are grouped by mask (a "subtable"); within a subtable, entries are found
+//! by one hash lookup of the packet's key under that mask. A lookup visits the
+//! subtables from the highest priority they hold down and stops as soon as no
+//! remaining subtable can beat the best match found, so its cost grows with the
+//! number of distinct masks, not the number of rules. Among matches of equal
+//! priority the oldest entry wins, as a linear scan in insertion order would decide.
+//! This module only answers "which entry"; it owns no entries and no counters.
+
+use crate::table::FlowId;
+use openflow::flow::{FlowKey, FlowMatch};
+use rustc_hash::FxHashMap;
+use std::collections::BTreeMap;
+
+/// One entry as the classifier knows it: priority, age, id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    priority: u16,
+    seq: u64,
+    id: FlowId,
+}
+
+impl Slot {
+    /// True when `self` wins over `other`.
+    fn beats(&self, other: &Slot) -> bool {
+        self.priority > other.priority || (self.priority == other.priority && self.seq < other.seq)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Subtable {
+    mask: FlowKey,
+    /// Entries by masked key, best first.
+    buckets: FxHashMap<FlowKey, Vec<Slot>>,
+    /// How many entries of each priority the subtable holds.
+    priorities: BTreeMap<u16, usize>,
+}
+
+impl Subtable {
+    fn max_priority(&self) -> Option<u16> {
+        self.priorities.keys().next_back().copied()
+    }
+}
+
+/// The classifier of one table.
+#[derive(Debug, Default)]
+pub struct TupleSpace {
+    subtables: Vec<Subtable>,
+    by_mask: FxHashMap<FlowKey, usize>,
+    /// Subtable indices, highest `max_priority` first (empty ones last).
+    visit: Vec<usize>,
+}
+
+impl TupleSpace {
+    fn resort(&mut self) {
+        let subtables = &self.subtables;
+        self.visit
+            .sort_by_key(|i| std::cmp::Reverse(subtables[*i].max_priority().map_or(-1, i32::from)));
+    }
+
+    /// Adds an entry; `seq` orders entries of equal priority (lower is older).
+    pub fn insert(&mut self, matcher: &FlowMatch, priority: u16, seq: u64, id: FlowId) {
+        let mask = *matcher.mask();
+        let index = match self.by_mask.get(&mask) {
+            Some(i) => *i,
+            None => {
+                self.subtables.push(Subtable {
+                    mask,
+                    ..Subtable::default()
+                });
+                let i = self.subtables.len() - 1;
+                self.by_mask.insert(mask, i);
+                self.visit.push(i);
+                i
+            }
+        };
+        let st = &mut self.subtables[index];
+        let before = st.max_priority();
+        let slot = Slot { priority, seq, id };
+        let bucket = st.buckets.entry(*matcher.key()).or_default();
+        let at = bucket.partition_point(|s| s.beats(&slot));
+        bucket.insert(at, slot);
+        *st.priorities.entry(priority).or_default() += 1;
+        if st.max_priority() != before {
+            self.resort();
+        }
+    }
+
+    /// Removes an entry added with the same match and priority.
+    pub fn remove(&mut self, matcher: &FlowMatch, priority: u16, id: FlowId) {
+        let Some(&index) = self.by_mask.get(matcher.mask()) else {
+            return;
+        };
+        let st = &mut self.subtables[index];
+        let before = st.max_priority();
+        let key = *matcher.key();
+        let Some(bucket) = st.buckets.get_mut(&key) else {
+            return;
+        };
+        let Some(at) = bucket.iter().position(|s| s.id == id) else {
+            return;
+        };
+        bucket.remove(at);
+        if bucket.is_empty() {
+            st.buckets.remove(&key);
+        }
+        if let Some(n) = st.priorities.get_mut(&priority) {
+            *n -= 1;
+            if *n == 0 {
+                st.priorities.remove(&priority);
+            }
+        }
+        if st.max_priority() != before {
+            self.resort();
+        }
+    }
+
+    /// The best entry matching `packet`.
+    pub fn lookup(&self, packet: &FlowKey) -> Option<FlowId> {
+        let mut best: Option<Slot> = None;
+        for &i in &self.visit {
+            let st = &self.subtables[i];
+            let Some(max) = st.max_priority() else { break };
+            if best.is_some_and(|b| b.priority > max) {
+                break;
+            }
+            if let Some(first) = st
+                .buckets
+                .get(&packet.and(&st.mask))
+                .and_then(|b| b.first())
+            {
+                if best.is_none_or(|b| first.beats(&b)) {
+                    best = Some(*first);
+                }
+            }
+        }
+        best.map(|b| b.id)
+    }
+
+    /// Number of distinct masks in use.
+    pub fn subtables(&self) -> usize {
+        self.subtables
+            .iter()
+            .filter(|s| !s.priorities.is_empty())
+            .count()
+    }
+}
