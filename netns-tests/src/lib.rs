@@ -400,15 +400,23 @@ impl DelayLine {
                 let now = Instant::now();
                 while queue.front().is_some_and(|(due, _, _)| *due <= now) {
                     if let Some((_, out, frame)) = queue.pop_front() {
-                        // SAFETY: `frame` is valid for reads of its length.
-                        unsafe {
-                            libc::send(
-                                sockets[out].as_raw_fd(),
-                                frame.as_ptr().cast(),
-                                frame.len(),
-                                0,
-                            )
-                        };
+                        // A full socket buffer is waited out briefly, as a router's
+                        // queue would absorb a burst, rather than dropped at once.
+                        for _ in 0..50 {
+                            // SAFETY: `frame` is valid for reads of its length.
+                            let sent = unsafe {
+                                libc::send(
+                                    sockets[out].as_raw_fd(),
+                                    frame.as_ptr().cast(),
+                                    frame.len(),
+                                    0,
+                                )
+                            };
+                            if sent >= 0 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
                     }
                 }
                 let wait = queue.front().map_or(20, |(due, _, _)| {
