@@ -54,20 +54,7 @@ fn pair(tag: &str) -> Result<Pair> {
     let a = Netns::new(&unique(&format!("bench-{tag}-a-")))?;
     let b = Netns::new(&unique(&format!("bench-{tag}-b-")))?;
     let (ia, ib) = (unique("bva"), unique("bvb"));
-    run(Command::new("ip").args([
-        "link",
-        "add",
-        &ia,
-        "netns",
-        a.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &ib,
-        "netns",
-        b.name(),
-    ]))?;
+    netns_tests::veth(&ia, &a, &ib, &b)?;
     a.ip(&["addr", "add", "192.0.2.1/24", "dev", &ia])?;
     a.ip(&["link", "set", &ia, "up"])?;
     b.ip(&["addr", "add", "192.0.2.2/24", "dev", &ib])?;

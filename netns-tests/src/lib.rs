@@ -84,6 +84,25 @@ pub fn run(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Creates a veth pair: interface `a` in namespace `a_ns`, its peer `b` in `b_ns`.
+pub fn veth(a: &str, a_ns: &Netns, b: &str, b_ns: &Netns) -> Result<()> {
+    run(Command::new("ip").args([
+        "link",
+        "add",
+        a,
+        "netns",
+        a_ns.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b,
+        "netns",
+        b_ns.name(),
+    ]))?;
+    Ok(())
+}
+
 /// A network namespace that is deleted when dropped.
 #[derive(Debug)]
 pub struct Netns {
@@ -546,34 +565,8 @@ impl Internet {
             // router <-> [delay line namespace] <-> host
             let line = Netns::new(&unique(&format!("{prefix}-delay{i}-")))?;
             let (d_router, d_host) = (unique("scd"), unique("scd"));
-            run(Command::new("ip").args([
-                "link",
-                "add",
-                &outside,
-                "netns",
-                self.router.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &d_router,
-                "netns",
-                line.name(),
-            ]))?;
-            run(Command::new("ip").args([
-                "link",
-                "add",
-                &inside,
-                "netns",
-                host.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &d_host,
-                "netns",
-                line.name(),
-            ]))?;
+            veth(&outside, &self.router, &d_router, &line)?;
+            veth(&inside, &host, &d_host, &line)?;
             for ifname in [&d_router, &d_host] {
                 line.ip(&["link", "set", ifname, "up"])?;
                 no_offloads(&line, ifname)?;
@@ -588,20 +581,7 @@ impl Internet {
             )?;
             self.delays.push((delay, line));
         } else {
-            run(Command::new("ip").args([
-                "link",
-                "add",
-                &outside,
-                "netns",
-                self.router.name(),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &inside,
-                "netns",
-                host.name(),
-            ]))?;
+            veth(&outside, &self.router, &inside, &host)?;
         }
         let base = 64 * i;
         self.router.ip(&[

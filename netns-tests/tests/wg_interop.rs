@@ -89,20 +89,7 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
     let host = Netns::new(&unique("wgio-host-"))?;
     let peer = Netns::new(&unique("wgio-wggo-"))?;
     let (h_if, p_if) = (unique("wih"), unique("wip"));
-    run(Command::new("ip").args([
-        "link",
-        "add",
-        &h_if,
-        "netns",
-        host.name(),
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &p_if,
-        "netns",
-        peer.name(),
-    ]))?;
+    netns_tests::veth(&h_if, &host, &p_if, &peer)?;
     host.ip(&["addr", "add", "192.0.2.1/24", "dev", &h_if])?;
     host.ip(&["link", "set", &h_if, "up"])?;
     peer.ip(&["addr", "add", "192.0.2.2/24", "dev", &p_if])?;
