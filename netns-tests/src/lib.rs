@@ -438,8 +438,12 @@ impl DelayLine {
                         }
                     }
                 }
+                // Rounded up: a frame due in 0.3 ms must not make the line spin.
                 let wait = queue.front().map_or(20, |(due, _, _)| {
-                    due.saturating_duration_since(now).as_millis().clamp(0, 20)
+                    due.saturating_duration_since(now)
+                        .as_micros()
+                        .div_ceil(1000)
+                        .clamp(0, 20)
                 });
                 let mut fds = [0, 1].map(|i| libc::pollfd {
                     fd: sockets[i].as_raw_fd(),
