@@ -775,10 +775,17 @@ impl Switch {
     fn drain_tunnels(&mut self, frame: &mut FrameBuf, scratch: &mut Scratch, now: Instant) {
         let shared = self.shared.clone();
         let c = &shared.counters;
-        for _ in 0..BATCH {
+        let mut taken = 0;
+        loop {
             let Some(tunnels) = self.tunnels.as_mut() else {
                 return;
             };
+            // After a batch's worth, finish only what was already received: those
+            // datagrams left the kernel queue, so epoll would never report them.
+            if taken >= BATCH && !tunnels.has_pending() {
+                return;
+            }
+            taken += 1;
             tunnels.refresh_allowed(&self.pipeline);
             // Decrypt straight behind room for the Ethernet header we add.
             let space = frame.recv_space();

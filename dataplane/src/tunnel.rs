@@ -365,6 +365,17 @@ impl Tunnels {
             }
             _ => {}
         }
+        // Only an authenticated message moves the peer's endpoint (WireGuard
+        // roaming): data or a keepalive that decrypted, an initiation we answer with
+        // a response, a response we answer with a keepalive. A cookie reply is sent
+        // before any authentication and must never redirect a peer.
+        let authenticated = match (&result, kind) {
+            (TunnResult::WriteToTunnelV4(..) | TunnResult::WriteToTunnelV6(..), _) => true,
+            (TunnResult::Done, 4) => true,
+            (TunnResult::WriteToNetwork(reply), 1) => reply.first() == Some(&2),
+            (TunnResult::WriteToNetwork(reply), 2) => reply.first() == Some(&4),
+            _ => false,
+        };
         let received = match result {
             TunnResult::Done => Received::Control,
             TunnResult::Err(WireGuardError::DuplicateCounter) => return Ok(Received::Replayed),
@@ -382,8 +393,9 @@ impl Tunnels {
                 }
             }
         };
-        // Authenticated: the peer is where this came from (WireGuard roaming).
-        p.endpoint = Some(from);
+        if authenticated {
+            p.endpoint = Some(from);
+        }
         if received == Received::Control {
             self.flush_queue(peer);
         }
@@ -438,6 +450,11 @@ impl Tunnels {
                 }
             }
         }
+    }
+
+    /// True while datagrams received by the last batch wait to be handed out.
+    pub fn has_pending(&self) -> bool {
+        self.rx.pending() > 0
     }
 
     /// Recomputes, when the tables changed, which source prefixes each peer may use:

@@ -271,6 +271,11 @@ impl RecvBatch {
         Ok(())
     }
 
+    /// Datagrams received and not yet handed out.
+    pub fn pending(&self) -> usize {
+        self.count - self.next
+    }
+
     /// The next datagram and its sender, receiving a new batch when the last one is
     /// used up; `WouldBlock` when nothing waits.
     pub fn next(&mut self, fd: RawFd) -> io::Result<(&[u8], SocketAddr)> {
