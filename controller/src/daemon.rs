@@ -102,6 +102,9 @@ impl Timeline {
     }
 }
 
+/// How long a switch may take to answer a request (barrier, flow stats).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long the old host forwards a migrated VM's in-flight packets.
 pub const GRACE: Duration = Duration::from_secs(2);
 
@@ -123,6 +126,9 @@ pub enum ChangeError {
 #[derive(Debug)]
 pub struct Controller {
     state: Mutex<State>,
+    /// Held by each change from reading the state to committing it, so two changes
+    /// (an API call, a VM's arrival, a clean-up) never overwrite each other.
+    changes: Mutex<()>,
     store: Store,
     version: watch::Sender<u64>,
 }
@@ -152,6 +158,7 @@ impl Controller {
                 migration: None,
                 timeline: Timeline::default(),
             }),
+            changes: Mutex::new(()),
             store,
             version,
         }))
@@ -181,9 +188,21 @@ impl Controller {
         policy_name: String,
         migration: Option<Migration>,
     ) -> Result<u64, ChangeError> {
+        self.change_then(inventory, policy, policy_name, migration, |_, _| {})
+    }
+
+    /// [`Self::change_with`], running `on_commit` with the new version under the
+    /// state lock, before any switch session can see the new version.
+    fn change_then(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+        migration: Option<Migration>,
+        on_commit: impl FnOnce(&mut State, u64),
+    ) -> Result<u64, ChangeError> {
         let tables = compile_network_during(&inventory, &policy, &policy_name, migration.as_ref())?;
         let mut st = self.lock();
-        st.migration = migration;
         let next = Persisted {
             inventory,
             policy,
@@ -191,22 +210,31 @@ impl Controller {
             version: st.persisted.version + 1,
         };
         self.store.save(&next)?;
+        st.migration = migration;
         st.persisted = next;
         st.tables = tables;
         let v = st.persisted.version;
-        drop(st);
+        on_commit(&mut st, v);
+        // Published under the lock, so versions only ever go up.
         self.version.send_replace(v);
         Ok(v)
     }
 
+    /// Serialises changes (see `changes`).
+    fn serialize(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Replaces the policy.
     pub fn apply_policy(&self, policy: &str, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let inv = self.lock().persisted.inventory.clone();
         self.change(inv, policy.to_string(), name.to_string())
     }
 
     /// Adds (or replaces) a VM.
     pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
         if inv.host(&vm.host).is_none() {
             return Err(ChangeError::Invalid(format!("no host `{}`", vm.host)));
@@ -232,6 +260,7 @@ impl Controller {
         to_host: &str,
         to_port: u32,
     ) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (inv, policy, name) = self.snapshot();
         if let Some(m) = &self.lock().migration {
             return Err(ChangeError::Invalid(format!(
@@ -269,16 +298,17 @@ impl Controller {
             to_port,
             phase: Phase::Prepared,
         };
-        self.lock().timeline = Timeline {
-            vm: vm.to_string(),
-            started: Some(std::time::Instant::now()),
-            ..Timeline::default()
-        };
-        let version = self.change_with(inv, policy, name, Some(m))?;
-        let mut st = self.lock();
-        st.timeline.prepare_version = version;
-        st.timeline.note("prepare sent");
-        Ok(version)
+        let started = std::time::Instant::now();
+        let vm_name = vm.to_string();
+        self.change_then(inv, policy, name, Some(m), move |st, version| {
+            st.timeline = Timeline {
+                vm: vm_name,
+                started: Some(started),
+                prepare_version: version,
+                ..Timeline::default()
+            };
+            st.timeline.note("prepare sent");
+        })
     }
 
     /// The migrating VM is live at its destination (its announcement arrived on
@@ -290,6 +320,7 @@ impl Controller {
         at: Option<(u64, u32)>,
         signal: &str,
     ) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
         let Some(mut m) = self
             .lock()
@@ -313,19 +344,29 @@ impl Controller {
             vm.port = m.to_port;
         }
         m.phase = Phase::Switched;
-        let version = self.change_with(inv, policy, name, Some(m))?;
-        {
-            let mut st = self.lock();
+        let version = self.change_then(inv, policy, name, Some(m), |st, version| {
             st.timeline.switch_version = version;
             st.timeline.note("switch sent");
-        }
+        })?;
         let ctl = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(GRACE).await;
-            let (inv, policy, name) = ctl.snapshot();
-            match ctl.change_with(inv, policy, name, None) {
-                Ok(_) => ctl.lock().timeline.note("cleaned up"),
-                Err(e) => tracing::error!("migration clean-up refused: {e}"),
+            // Retried until it lands: a migration must not stay half done.
+            loop {
+                let result = {
+                    let _serial = ctl.serialize();
+                    let (inv, policy, name) = ctl.snapshot();
+                    ctl.change_then(inv, policy, name, None, |st, _| {
+                        st.timeline.note("cleaned up")
+                    })
+                };
+                match result {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!("migration clean-up refused, retrying: {e}");
+                        tokio::time::sleep(GRACE).await;
+                    }
+                }
             }
         });
         Ok(version)
@@ -335,6 +376,7 @@ impl Controller {
     /// failed): the program goes back to what it was before, the VM stays where it
     /// runs. A migration that has switched cannot be aborted: the VM already moved.
     pub fn abort_migration(&self) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (inv, policy, name) = self.snapshot();
         match self.lock().migration.clone() {
             Some(m) if m.phase == Phase::Prepared => {}
@@ -346,9 +388,7 @@ impl Controller {
             }
             None => return Err(ChangeError::Invalid("no migration in progress".into())),
         }
-        let version = self.change_with(inv, policy, name, None)?;
-        self.lock().timeline.note("aborted");
-        Ok(version)
+        self.change_then(inv, policy, name, None, |st, _| st.timeline.note("aborted"))
     }
 
     /// Records that a switch confirmed `version`, for the migration timeline.
@@ -385,6 +425,7 @@ impl Controller {
 
     /// Adds (or replaces) a host.
     pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
         if !inv.clouds.contains_key(&host.cloud) {
             return Err(ChangeError::Invalid(format!("no cloud `{}`", host.cloud)));
@@ -413,6 +454,7 @@ impl Controller {
 
     /// Removes a host that runs no VM.
     pub fn remove_host(&self, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (mut inv, policy, pname) = self.snapshot();
         if let Some(vm) = inv.vms.values().find(|v| v.host == name) {
             return Err(ChangeError::Invalid(format!(
@@ -430,6 +472,7 @@ impl Controller {
 
     /// Removes a VM.
     pub fn remove_vm(&self, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
         let (mut inv, policy, pname) = self.snapshot();
         if inv.vms.remove(name).is_none() {
             return Err(ChangeError::Invalid(format!("no VM `{name}`")));
@@ -596,12 +639,21 @@ impl Session {
 
     /// Waits for the reply to `xid`, passing over unrelated messages.
     async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
-        loop {
-            let (got, m) = self.recv().await?;
-            if got == xid {
-                return Ok(m);
+        let wait = async {
+            loop {
+                let (got, m) = self.recv().await?;
+                if got == xid {
+                    return Ok(m);
+                }
             }
-        }
+        };
+        // A switch that never answers (or answered with an error) ends the session;
+        // it reconnects and is resynchronised from what it then holds.
+        tokio::time::timeout(REPLY_TIMEOUT, wait)
+            .await
+            .map_err(|_| {
+                SessionError::Protocol(format!("no reply to xid {xid} within {REPLY_TIMEOUT:?}"))
+            })?
     }
 
     /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM.
@@ -744,13 +796,15 @@ impl Session {
         let mut installed = self.installed_flows().await?;
         let mut echo = tokio::time::interval(Duration::from_secs(5));
         loop {
+            // Marked seen before reading: a change committed while this sync runs
+            // wakes the loop again instead of being lost.
+            versions.borrow_and_update();
             let Some((version, desired)) = self.ctl.desired(dpid) else {
                 return Err(SessionError::Protocol(format!(
                     "datapath {dpid} left the inventory"
                 )));
             };
             installed = self.sync(&installed, desired, version).await?;
-            versions.mark_unchanged();
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
                 let mut buf = [0u8; 65536];
