@@ -826,8 +826,14 @@ impl Session {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
                         self.inbox.extend_from_slice(&buf[..n]);
-                        // Drain whatever is complete (echo replies, port status, errors).
-                        while let Ok(Some(len)) = frame_len(&self.inbox) {
+                        // Drain whatever is complete (echo replies, port status, errors);
+                        // a stream that cannot be framed is closed, never buffered forever.
+                        loop {
+                            let len = match frame_len(&self.inbox) {
+                                Ok(Some(len)) => len,
+                                Ok(None) => break,
+                                Err(_) => return Err(SessionError::Protocol("bad OpenFlow framing".into())),
+                            };
                             let frame: Vec<u8> = self.inbox.drain(..len).collect();
                             match decode(&frame) {
                                 Ok((xid, Message::EchoRequest(d))) => {
