@@ -966,6 +966,61 @@ pub fn tcp_transfer(
     })
 }
 
+/// A paced burst of numbered UDP datagrams: `count` datagrams of `size` bytes (at
+/// least 4), sleeping `pause` after every `every` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Burst {
+    /// Datagrams to send.
+    pub count: u32,
+    /// Bytes in each.
+    pub size: usize,
+    /// Datagrams between pauses.
+    pub every: u32,
+    /// Length of each pause.
+    pub pause: Duration,
+}
+
+/// Sends `burst` from `src` in namespace `from` to `dst:port` in namespace `to`,
+/// and returns how many distinct datagrams arrived (the receiver waits 500 ms after
+/// the last one).
+pub fn udp_count(
+    from: &Netns,
+    src: std::net::IpAddr,
+    to: &Netns,
+    dst: std::net::IpAddr,
+    port: u16,
+    burst: Burst,
+) -> Result<u32> {
+    let rx = to.enter(move || std::net::UdpSocket::bind((dst, port)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    big_receive_buffer(&rx, 8 << 20)?;
+    let receiver = std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(len) = rx.recv(&mut buf) {
+            if len >= 4 {
+                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+            }
+        }
+        u32::try_from(seen.len()).unwrap_or(u32::MAX)
+    });
+    from.enter(move || -> Result<()> {
+        let tx = std::net::UdpSocket::bind((src, 0))?;
+        let mut payload = vec![0x5au8; burst.size.max(4)];
+        for i in 0..burst.count {
+            payload[..4].copy_from_slice(&i.to_be_bytes());
+            tx.send_to(&payload, (dst, port))?;
+            if (i + 1) % burst.every.max(1) == 0 {
+                std::thread::sleep(burst.pause);
+            }
+        }
+        Ok(())
+    })??;
+    receiver
+        .join()
+        .map_err(|_| anyhow!("udp receiver panicked"))
+}
+
 /// A 64-bit FNV-1a running hash, to compare streams end to end.
 #[derive(Debug, Clone, Copy)]
 pub struct Fnv(u64);

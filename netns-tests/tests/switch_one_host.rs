@@ -3,8 +3,10 @@
 //! frames counted and dropped while the switch keeps forwarding.
 
 use anyhow::Result;
-use netns_tests::{fill_pseudo_random, require_root, tcp_transfer, unique, Netns, Scd, Vm};
-use std::net::{TcpStream, UdpSocket};
+use netns_tests::{
+    fill_pseudo_random, require_root, tcp_transfer, udp_count, unique, Burst, Netns, Scd, Vm,
+};
+use std::net::TcpStream;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
@@ -95,33 +97,21 @@ const STREAM_BYTES: u64 = 100 * 1024 * 1024;
 
 /// Sends `n` numbered datagrams of `size` bytes from vm1 to vm2; returns how many arrived.
 fn udp_burst(h: &OneHost, n: u32, size: usize) -> Result<u32> {
-    let rx = h.vm2.ns.enter(move || UdpSocket::bind((IP2, UDP_PORT)))??;
-    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
-    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
-    let receiver = std::thread::spawn(move || {
-        let mut seen = std::collections::HashSet::new();
-        let mut buf = [0u8; 2048];
-        while let Ok(len) = rx.recv(&mut buf) {
-            if len >= 4 {
-                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
-            }
-        }
-        u32::try_from(seen.len()).unwrap_or(u32::MAX)
-    });
-    h.vm1.ns.enter(move || -> Result<()> {
-        let tx = UdpSocket::bind((IP1, 0))?;
-        let mut payload = vec![0xabu8; size];
-        for i in 0..n {
-            payload[..4].copy_from_slice(&i.to_be_bytes());
-            tx.send_to(&payload, (IP2, UDP_PORT))?;
-            if i % 50 == 49 {
-                // Pace the burst so a full TAP queue is not what we measure.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        Ok(())
-    })??;
-    Ok(receiver.join().expect("udp receiver"))
+    // Paced so a full TAP queue is not what we measure.
+    let burst = Burst {
+        count: n,
+        size,
+        every: 50,
+        pause: Duration::from_millis(2),
+    };
+    udp_count(
+        &h.vm1.ns,
+        IP1.parse()?,
+        &h.vm2.ns,
+        IP2.parse()?,
+        UDP_PORT,
+        burst,
+    )
 }
 
 #[test]

@@ -154,33 +154,15 @@ fn tcp_stream(from: &Vm, to: &Vm, port: u16, bytes: u64) -> Result<u64> {
 
 /// Sends `n` datagrams from `from` to `to`; returns how many distinct ones arrived.
 fn udp_count(from: &Vm, to: &Vm, port: u16, n: u32) -> Result<u32> {
-    let (src, dst) = (ip_of(from), ip_of(to));
-    let rx = to.ns.enter(move || UdpSocket::bind((dst, port)))??;
-    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
-    netns_tests::big_receive_buffer(&rx, 8 << 20)?;
-    let receiver = std::thread::spawn(move || {
-        let mut seen = std::collections::HashSet::new();
-        let mut buf = [0u8; 1500];
-        while let Ok(len) = rx.recv(&mut buf) {
-            if len >= 4 {
-                seen.insert(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
-            }
-        }
-        u32::try_from(seen.len()).unwrap_or(u32::MAX)
-    });
-    from.ns.enter(move || -> Result<()> {
-        let tx = UdpSocket::bind((src, 0))?;
-        let mut payload = [0x5au8; 1000];
-        for i in 0..n {
-            payload[..4].copy_from_slice(&i.to_be_bytes());
-            tx.send_to(&payload, (dst, port))?;
-            // One datagram per millisecond: the far cloud's link is an emulated
-            // WAN (a userspace delay line), not a place to test burst loss.
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
-    })??;
-    Ok(receiver.join().expect("udp receiver"))
+    // One datagram per millisecond: the far cloud's link is an emulated WAN (a
+    // userspace delay line), not a place to test burst loss.
+    let burst = netns_tests::Burst {
+        count: n,
+        size: 1000,
+        every: 1,
+        pause: Duration::from_millis(1),
+    };
+    netns_tests::udp_count(&from.ns, ip_of(from), &to.ns, ip_of(to), port, burst)
 }
 
 /// Packets through every tunnel port of one switch (rx + tx).
