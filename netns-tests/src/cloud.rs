@@ -242,3 +242,39 @@ pub fn announce_rarp(ifname: &str, mac: [u8; 6]) -> Result<()> {
     anyhow::ensure!(n == 60, "sendto: {}", std::io::Error::last_os_error());
     Ok(())
 }
+
+/// Milliseconds from the start of the current migration to the first timeline
+/// event whose name starts with `event`, in an `scc status` answer.
+pub fn event_ms(status: &serde_json::Value, event: &str) -> Option<f64> {
+    status["timeline"]["events"]
+        .as_array()?
+        .iter()
+        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
+        .as_f64()
+}
+
+/// Waits until the controller's migration timeline has `event`, at most `within`,
+/// giving up early when `stop` is set; returns that `scc status` answer.
+pub fn wait_event(
+    net: &Internet,
+    event: &str,
+    within: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        anyhow::ensure!(
+            !stop.load(std::sync::atomic::Ordering::Relaxed),
+            "interrupted while waiting for `{event}`"
+        );
+        let s = status(net)?;
+        if event_ms(&s, event).is_some() {
+            return Ok(s);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no `{event}` in the timeline: {s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -11,7 +11,7 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
+use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmEntry};
 use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
@@ -33,34 +33,6 @@ fn move_vm(vm: &Vm, from: &str, to: &str) -> Result<()> {
     vm.ns.ip(&["link", "set", to, "up"])?;
     let to = to.to_string();
     vm.ns.enter(move || common::announce_rarp(&to, M1_MAC))?
-}
-
-/// Waits until the controller's timeline has `event`.
-fn wait_event(net: &Internet, event: &str) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(net)?;
-        let has = s["timeline"]["events"].as_array().is_some_and(|es| {
-            es.iter()
-                .any(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))
-        });
-        if has {
-            return Ok(s);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no `{event}` in the timeline: {s:#}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event_ms(s: &serde_json::Value, event: &str) -> Option<f64> {
-    s["timeline"]["events"]
-        .as_array()?
-        .iter()
-        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
-        .as_f64()
 }
 
 #[test]
@@ -179,7 +151,12 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     let before = flows(&status(&net)?);
     let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "2"])?;
     assert!(ok, "scc migrate: {text}");
-    wait_event(&net, "destination ready")?;
+    wait_event(
+        &net,
+        "destination ready",
+        Duration::from_secs(20),
+        &AtomicBool::new(false),
+    )?;
     assert_ne!(
         flows(&status(&net)?),
         before,
@@ -264,9 +241,19 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     ] {
         let (ok, text) = scc(&net, &["migrate", "m1", "--to", to_host, "--port", to_port])?;
         assert!(ok, "scc migrate: {text}");
-        wait_event(&net, "destination ready")?;
+        wait_event(
+            &net,
+            "destination ready",
+            Duration::from_secs(20),
+            &AtomicBool::new(false),
+        )?;
         move_vm(&m1, from_tap, to_tap)?;
-        let s = wait_event(&net, "rerouted")?;
+        let s = wait_event(
+            &net,
+            "rerouted",
+            Duration::from_secs(20),
+            &AtomicBool::new(false),
+        )?;
         let arrived = event_ms(&s, "arrived").context("arrival")?;
         let rerouted = event_ms(&s, "rerouted").context("rerouted")?;
         eprintln!(
@@ -274,7 +261,12 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
             rerouted - arrived
         );
         reroutes.push(rerouted - arrived);
-        let s = wait_event(&net, "cleaned up")?;
+        let s = wait_event(
+            &net,
+            "cleaned up",
+            Duration::from_secs(20),
+            &AtomicBool::new(false),
+        )?;
         eprintln!("timeline: {}", s["timeline"]["events"]);
         std::thread::sleep(Duration::from_millis(500));
     }

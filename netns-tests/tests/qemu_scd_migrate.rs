@@ -23,7 +23,7 @@
 mod common;
 
 use anyhow::{bail, Context, Result};
-use common::{scc, start_scc, status, wait_synced, VmEntry};
+use common::{event_ms, scc, start_scc, wait_event, wait_synced, VmEntry};
 use hypervisor_glue::commands::{QueryStatus, Quit};
 use hypervisor_glue::migration::{self, MigrationOptions};
 use hypervisor_glue::{
@@ -269,33 +269,6 @@ impl Drop for EchoStream {
 
 // ---------------------------------------------------------------- controller
 
-/// Waits until the controller's timeline has `event`; returns the status.
-fn wait_event(net: &Internet, event: &str, within: Duration) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = status(net)?;
-        let has = s["timeline"]["events"].as_array().is_some_and(|es| {
-            es.iter()
-                .any(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))
-        });
-        if has {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            bail!("no `{event}` in the timeline: {s:#}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event_ms(s: &serde_json::Value, event: &str) -> Option<f64> {
-    s["timeline"]["events"]
-        .as_array()?
-        .iter()
-        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
-        .as_f64()
-}
-
 async fn quit(p: &mut QemuProcess, c: &QmpClient) {
     let _ = c.execute(&Quit).await;
     let _ = p.terminate(Duration::from_secs(3)).await;
@@ -417,7 +390,12 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     // Make before break: the destination delivers first.
     let (ok, text) = scc(&net, &["migrate", "vm1", "--to", "host2", "--port", "2"])?;
     anyhow::ensure!(ok, "scc migrate: {text}");
-    wait_event(&net, "destination ready", Duration::from_secs(20))?;
+    wait_event(
+        &net,
+        "destination ready",
+        Duration::from_secs(20),
+        &AtomicBool::new(false),
+    )?;
 
     // QEMU migrates; the controller reroutes on the RARP that reaches host2's
     // raw port (watched from a blocking thread meanwhile).
@@ -425,7 +403,12 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let net = Arc::new(net);
     let watch_net = net.clone();
     let rerouted = tokio::task::spawn_blocking(move || {
-        let s = wait_event(&watch_net, "rerouted", Duration::from_secs(60));
+        let s = wait_event(
+            &watch_net,
+            "rerouted",
+            Duration::from_secs(60),
+            &AtomicBool::new(false),
+        );
         (s, started.elapsed())
     });
     let opts = MigrationOptions {

@@ -237,7 +237,12 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         if !ok {
             bail!("scc migrate: {text}");
         }
-        wait_for(&net, "destination ready", interrupted)?;
+        cloud::wait_event(
+            &net,
+            "destination ready",
+            Duration::from_secs(20),
+            interrupted,
+        )?;
         // The VM pauses, moves, and resumes on the destination host's TAP.
         web.ns
             .ip(&["addr", "del", &format!("{WEB_IP}/10"), "dev", &taps[at]])?;
@@ -248,16 +253,9 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         let tap = taps[to].clone();
         web.ns
             .enter(move || cloud::announce_rarp(&tap, [2, 0, 0, 0, 2, 1]))??;
-        let s = wait_for(&net, "rerouted", interrupted)?;
-        let ms = |e: &str| {
-            s["timeline"]["events"].as_array().and_then(|es| {
-                es.iter()
-                    .find(|x| x[0].as_str().is_some_and(|n| n.starts_with(e)))
-                    .and_then(|x| x[1].as_f64())
-            })
-        };
-        let reroute = ms("rerouted")
-            .zip(ms("arrived"))
+        let s = cloud::wait_event(&net, "rerouted", Duration::from_secs(20), interrupted)?;
+        let reroute = cloud::event_ms(&s, "rerouted")
+            .zip(cloud::event_ms(&s, "arrived"))
             .map(|(r, a)| r - a)
             .unwrap_or(f64::NAN);
         std::thread::sleep(Duration::from_millis(500));
@@ -290,23 +288,4 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     }
     drop(scds);
     Ok(())
-}
-
-fn wait_for(net: &Internet, event: &str, interrupted: &AtomicBool) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        stopped(interrupted)?;
-        let s = cloud::status(net)?;
-        let found = s["timeline"]["events"].as_array().is_some_and(|es| {
-            es.iter()
-                .any(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))
-        });
-        if found {
-            return Ok(s);
-        }
-        if Instant::now() > deadline {
-            bail!("the controller never reported `{event}`");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
