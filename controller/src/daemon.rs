@@ -15,10 +15,10 @@ use crate::diff::plan;
 use crate::inventory::{Inventory, Vm};
 use crate::routing::{compile_network_during, Migration, Phase, ProgramError, SCC_COOKIE};
 use crate::store::{Persisted, Store};
-use openflow::flow::{port, FlowMatch};
+use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, FlowStatsRequest, Hello, Message, MultipartReplyBody,
-    MultipartRequest, MultipartRequestBody, GROUP_ANY, MORE, TABLE_ALL,
+    decode, encode, frame_len, port_state, FlowStatsEntry, FlowStatsRequest, Hello, Message,
+    MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY, MORE, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use serde::Serialize;
@@ -72,6 +72,16 @@ pub struct Timeline {
     pub vm: String,
     /// Events in order: (name, ms since start).
     pub events: Vec<(String, f64)>,
+    /// Packets the old host sent on to the new host during the grace period: the
+    /// counters of its forwarding flows, read just before the clean-up removes them.
+    pub forwarded_by_old_host: Option<u64>,
+    /// Packets lost at the old host: those it could not deliver to the VM's old
+    /// port (transmit drops from the prepare to the switch), plus those it still
+    /// delivered there after the VM had announced itself at its destination.
+    pub lost_at_old_host: Option<u64>,
+    /// What the old host's session measures for the two counts above.
+    #[serde(skip)]
+    old_host: Option<OldHost>,
     /// Program version of the prepare step.
     #[serde(skip)]
     prepare_version: u64,
@@ -100,6 +110,50 @@ impl Timeline {
         let at = |e: &str| self.events.iter().find(|(n, _)| n == e).map(|(_, t)| *t);
         Some(at(to)? - at(from)?)
     }
+}
+
+/// The migrating VM's old host, as its session measures it for the timeline.
+#[derive(Debug, Clone)]
+struct OldHost {
+    dpid: u64,
+    /// The VM's port there.
+    port: u32,
+    vm_ip: std::net::Ipv4Addr,
+    /// The old host's tunnel port towards the new host.
+    tunnel_port: u32,
+    /// Program version of the clean-up, once committed.
+    cleanup_version: u64,
+    /// The old port's counters when the old host confirmed the prepare step.
+    baseline: Option<PortCounts>,
+    baseline_taken: bool,
+    switch_taken: bool,
+    cleanup_taken: bool,
+}
+
+/// The transmit counters of one switch port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortCounts {
+    tx_packets: u64,
+    tx_dropped: u64,
+}
+
+/// What a switch session measures around one synchronisation, for the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    Nothing,
+    /// The old port's counters before the prepare step (the baseline of drops).
+    Baseline {
+        port: u32,
+    },
+    /// The old port's counters before and after the switch step.
+    AroundSwitch {
+        port: u32,
+    },
+    /// The forwarding flows' counters before the clean-up.
+    Forwarded {
+        vm_ip: std::net::Ipv4Addr,
+        tunnel_port: u32,
+    },
 }
 
 /// How long a switch may take to answer a request (barrier, flow stats).
@@ -300,11 +354,26 @@ impl Controller {
         };
         let started = std::time::Instant::now();
         let vm_name = vm.to_string();
+        let old_host = match (inv.host(&m.from_host), inv.host(to_host)) {
+            (Some(from), Some(to)) => Some(OldHost {
+                dpid: from.datapath_id,
+                port: m.from_port,
+                vm_ip: v.ip,
+                tunnel_port: to.tunnel_port(),
+                cleanup_version: 0,
+                baseline: None,
+                baseline_taken: false,
+                switch_taken: false,
+                cleanup_taken: false,
+            }),
+            _ => None,
+        };
         self.change_then(inv, policy, name, Some(m), move |st, version| {
             st.timeline = Timeline {
                 vm: vm_name,
                 started: Some(started),
                 prepare_version: version,
+                old_host,
                 ..Timeline::default()
             };
             st.timeline.note("prepare sent");
@@ -356,8 +425,11 @@ impl Controller {
                 let result = {
                     let _serial = ctl.serialize();
                     let (inv, policy, name) = ctl.snapshot();
-                    ctl.change_then(inv, policy, name, None, |st, _| {
-                        st.timeline.note("cleaned up")
+                    ctl.change_then(inv, policy, name, None, |st, version| {
+                        st.timeline.note("cleaned up");
+                        if let Some(o) = st.timeline.old_host.as_mut() {
+                            o.cleanup_version = version;
+                        }
                     })
                 };
                 match result {
@@ -421,6 +493,59 @@ impl Controller {
                 st.timeline.note("rerouted");
             }
         }
+    }
+
+    /// What the session of switch `dpid` measures around its synchronisation to
+    /// `version`; each measurement is taken once per migration.
+    fn measure_for(&self, dpid: u64, version: u64) -> Measure {
+        let mut st = self.lock();
+        let (prepare, switch) = (st.timeline.prepare_version, st.timeline.switch_version);
+        let Some(o) = st.timeline.old_host.as_mut().filter(|o| o.dpid == dpid) else {
+            return Measure::Nothing;
+        };
+        if o.cleanup_version != 0 && version >= o.cleanup_version && !o.cleanup_taken {
+            o.cleanup_taken = true;
+            return Measure::Forwarded {
+                vm_ip: o.vm_ip,
+                tunnel_port: o.tunnel_port,
+            };
+        }
+        if switch != 0 && version >= switch && !o.switch_taken {
+            o.switch_taken = true;
+            return Measure::AroundSwitch { port: o.port };
+        }
+        if prepare != 0 && version >= prepare && switch == 0 && !o.baseline_taken {
+            o.baseline_taken = true;
+            return Measure::Baseline { port: o.port };
+        }
+        Measure::Nothing
+    }
+
+    fn record_baseline(&self, counts: PortCounts) {
+        if let Some(o) = self.lock().timeline.old_host.as_mut() {
+            o.baseline = Some(counts);
+        }
+    }
+
+    /// The old port's counters just before and just after the old host switched.
+    fn record_switch(&self, before: PortCounts, after: PortCounts) {
+        let mut st = self.lock();
+        let t = &mut st.timeline;
+        let dropped_since = t
+            .old_host
+            .as_ref()
+            .and_then(|o| o.baseline)
+            .unwrap_or(before)
+            .tx_dropped;
+        let lost = after.tx_dropped.saturating_sub(dropped_since)
+            + after.tx_packets.saturating_sub(before.tx_packets);
+        t.lost_at_old_host = Some(lost);
+    }
+
+    fn record_forwarded(&self, packets: u64) {
+        let mut st = self.lock();
+        st.timeline.forwarded_by_old_host = Some(packets);
+        st.timeline.note("old host drained");
     }
 
     /// Adds (or replaces) a host.
@@ -569,6 +694,10 @@ struct Session {
     xid: u32,
     ctl: Arc<Controller>,
     dpid: Option<u64>,
+    /// Requests sent ahead whose replies are kept when they arrive while another
+    /// reply is awaited (a measurement pipelined with a synchronisation).
+    ahead: std::collections::HashSet<u32>,
+    replies: std::collections::HashMap<u32, Message>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -577,6 +706,9 @@ enum SessionError {
     Io(#[from] std::io::Error),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The switch answered a request with an OpenFlow error.
+    #[error("switch refused the request: {0}")]
+    Refused(String),
 }
 
 impl Session {
@@ -587,6 +719,8 @@ impl Session {
             xid: 0,
             ctl,
             dpid: None,
+            ahead: std::collections::HashSet::new(),
+            replies: std::collections::HashMap::new(),
         }
     }
 
@@ -616,6 +750,8 @@ impl Session {
                             if let Some(dpid) = self.dpid {
                                 self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
                             }
+                            // Returned too: it may be the answer to a request.
+                            return Ok((xid, Message::Error(e)));
                         }
                         Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
                         Ok(m) => return Ok(m),
@@ -624,36 +760,47 @@ impl Session {
                     }
                 }
                 Ok(None) => {
-                    let mut buf = [0u8; 65536];
-                    let n = self.stream.read(&mut buf).await?;
+                    // Read into the inbox itself: a buffer on the stack would make
+                    // every future awaiting a reply 64 KiB larger.
+                    self.inbox.reserve(65536);
+                    let n = self.stream.read_buf(&mut self.inbox).await?;
                     if n == 0 {
                         return Err(SessionError::Protocol(
                             "switch closed the connection".into(),
                         ));
                     }
-                    self.inbox.extend_from_slice(&buf[..n]);
                 }
             }
         }
     }
 
-    /// Waits for the reply to `xid`, passing over unrelated messages.
+    /// Waits for the reply to `xid`, passing over unrelated messages (and keeping
+    /// the replies to requests sent ahead). An error reply is [`SessionError::Refused`].
     async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
         let wait = async {
+            if let Some(m) = self.replies.remove(&xid) {
+                return Ok(m);
+            }
             loop {
                 let (got, m) = self.recv().await?;
                 if got == xid {
+                    self.ahead.remove(&xid);
                     return Ok(m);
+                }
+                if self.ahead.remove(&got) {
+                    self.replies.insert(got, m);
                 }
             }
         };
         // A switch that never answers (or answered with an error) ends the session;
         // it reconnects and is resynchronised from what it then holds.
-        tokio::time::timeout(REPLY_TIMEOUT, wait)
-            .await
-            .map_err(|_| {
-                SessionError::Protocol(format!("no reply to xid {xid} within {REPLY_TIMEOUT:?}"))
-            })?
+        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
+            Err(_) => Err(SessionError::Protocol(format!(
+                "no reply to xid {xid} within {REPLY_TIMEOUT:?}"
+            ))),
+            Ok(Ok(Message::Error(e))) => Err(SessionError::Refused(format!("{e:?}"))),
+            Ok(other) => other,
+        }
     }
 
     /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM.
@@ -688,16 +835,27 @@ impl Session {
     }
 
     async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
+        let entries = self.flow_stats(FlowMatch::any(), port::ANY).await?;
+        Ok(entries.into_iter().map(|e| e.spec).collect())
+    }
+
+    /// Our flows that match at least `matcher` and output to `out_port`, with their
+    /// counters.
+    async fn flow_stats(
+        &mut self,
+        matcher: FlowMatch,
+        out_port: u32,
+    ) -> Result<Vec<FlowStatsEntry>, SessionError> {
         let xid = self
             .send(&Message::MultipartRequest(MultipartRequest {
                 flags: 0,
                 body: MultipartRequestBody::Flow(FlowStatsRequest {
                     table_id: TABLE_ALL,
-                    out_port: port::ANY,
+                    out_port,
                     out_group: GROUP_ANY,
                     cookie: SCC_COOKIE,
                     cookie_mask: u64::MAX,
-                    matcher: FlowMatch::any(),
+                    matcher,
                 }),
             }))
             .await?;
@@ -706,7 +864,7 @@ impl Session {
             match self.reply_to(xid).await? {
                 Message::MultipartReply(r) => {
                     if let MultipartReplyBody::Flow(entries) = r.body {
-                        flows.extend(entries.into_iter().map(|e| e.spec));
+                        flows.extend(entries);
                     }
                     if r.flags & MORE == 0 {
                         return Ok(flows);
@@ -717,6 +875,85 @@ impl Session {
                         "expected flow stats, got {other:?}"
                     )))
                 }
+            }
+        }
+    }
+
+    /// Asks for the transmit counters of `port` without waiting for them.
+    async fn request_port_counts(&mut self, port: u32) -> Result<u32, SessionError> {
+        let xid = self
+            .send(&Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::PortStats(port),
+            }))
+            .await?;
+        self.ahead.insert(xid);
+        Ok(xid)
+    }
+
+    /// The answer to [`Self::request_port_counts`]; `None` if the port is gone.
+    async fn port_counts(&mut self, xid: u32) -> Result<Option<PortCounts>, SessionError> {
+        match self.reply_to(xid).await {
+            Ok(Message::MultipartReply(r)) => match r.body {
+                MultipartReplyBody::PortStats(ports) => Ok(ports.first().map(|p| PortCounts {
+                    tx_packets: p.tx_packets,
+                    tx_dropped: p.tx_dropped,
+                })),
+                _ => Ok(None),
+            },
+            Ok(_) => Ok(None),
+            Err(SessionError::Refused(e)) => {
+                tracing::debug!("port counters unavailable: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Synchronises to `version`, taking the migration timeline's measurement for
+    /// this switch around it (see [`Measure`]). The port counters before the switch
+    /// are requested ahead of the flow-mods, in the same stream, so they do not
+    /// delay the reroute.
+    async fn sync_measured(
+        &mut self,
+        installed: &[FlowSpec],
+        desired: Vec<FlowSpec>,
+        version: u64,
+    ) -> Result<Vec<FlowSpec>, SessionError> {
+        let dpid = self.dpid.unwrap_or_default();
+        match self.ctl.measure_for(dpid, version) {
+            Measure::Nothing => self.sync(installed, desired, version).await,
+            Measure::Baseline { port } => {
+                let xid = self.request_port_counts(port).await?;
+                if let Some(c) = self.port_counts(xid).await? {
+                    self.ctl.record_baseline(c);
+                }
+                self.sync(installed, desired, version).await
+            }
+            Measure::AroundSwitch { port } => {
+                let before = self.request_port_counts(port).await?;
+                let installed = self.sync(installed, desired, version).await?;
+                let before = self.port_counts(before).await?;
+                let after = self.request_port_counts(port).await?;
+                if let (Some(b), Some(a)) = (before, self.port_counts(after).await?) {
+                    self.ctl.record_switch(b, a);
+                }
+                Ok(installed)
+            }
+            Measure::Forwarded { vm_ip, tunnel_port } => {
+                let matcher = FlowMatch::any()
+                    .with(Field::EthType, u128::from(ethertype::IPV4))
+                    .with(Field::Ipv4Dst, u128::from(u32::from(vm_ip)));
+                match self.flow_stats(matcher, tunnel_port).await {
+                    Ok(flows) => self
+                        .ctl
+                        .record_forwarded(flows.iter().map(|f| f.stats.packet_count).sum()),
+                    Err(SessionError::Refused(e)) => {
+                        tracing::warn!(dpid, "forwarded packets not counted: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.sync(installed, desired, version).await
             }
         }
     }
@@ -804,10 +1041,10 @@ impl Session {
                     "datapath {dpid} left the inventory"
                 )));
             };
-            installed = self.sync(&installed, desired, version).await?;
+            installed = self.sync_measured(&installed, desired, version).await?;
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
-                let mut buf = [0u8; 65536];
+                self.inbox.reserve(65536);
                 tokio::select! {
                     changed = versions.changed() => {
                         if changed.is_err() { return Ok(()); }
@@ -822,10 +1059,9 @@ impl Session {
                         }))
                         .await?;
                     }
-                    n = self.stream.read(&mut buf) => {
+                    n = self.stream.read_buf(&mut self.inbox) => {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
-                        self.inbox.extend_from_slice(&buf[..n]);
                         // Drain whatever is complete (echo replies, port status, errors);
                         // a stream that cannot be framed is closed, never buffered forever.
                         loop {

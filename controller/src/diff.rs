@@ -2,12 +2,11 @@
 //! as an ordered list of flow-mods.
 //!
 //! A flow is identified as OpenFlow identifies it: table, priority and match. Flows
-//! to add and to modify are sent first (modify-strict keeps the counters of flows
-//! whose actions change), a barrier, then the deletions: the new rules are in place
+//! to add and to modify are sent first, a barrier, then the deletions: the new rules are in place
 //! before the old ones go, so no packet meets a table that has lost its old route
 //! without having the new one (make-before-break). This module never sends anything.
 
-use openflow::flow::{port, FlowMatch};
+use openflow::flow::{flags, port, FlowMatch};
 use openflow::wire::{FlowMod, FlowModCommand};
 use openflow::FlowSpec;
 use std::collections::{HashMap, HashSet};
@@ -68,8 +67,11 @@ pub fn plan(installed: &[FlowSpec], desired: &[FlowSpec], owned_cookie: u64) -> 
                     || h.idle_timeout != w.idle_timeout
                     || h.hard_timeout != w.hard_timeout =>
             {
-                out.first
-                    .push(flow_mod(FlowModCommand::ModifyStrict, w.clone()))
+                // A flow whose actions change counts its new behaviour from zero:
+                // what a migrated VM's old host forwards is read from such counters.
+                let mut spec = w.clone();
+                spec.flags |= flags::RESET_COUNTS;
+                out.first.push(flow_mod(FlowModCommand::ModifyStrict, spec))
             }
             Some(_) => {}
         }
@@ -112,6 +114,12 @@ mod tests {
             cmds,
             vec![FlowModCommand::ModifyStrict, FlowModCommand::Add]
         );
+        assert_ne!(
+            p.first[0].spec.flags & flags::RESET_COUNTS,
+            0,
+            "a changed flow counts its new actions from zero"
+        );
+        assert_eq!(p.first[1].spec.flags & flags::RESET_COUNTS, 0);
         assert_eq!(p.then.len(), 1);
         assert_eq!(p.then[0].command, FlowModCommand::DeleteStrict);
         assert!(plan(&desired, &desired, 7).is_empty());

@@ -22,12 +22,30 @@ use std::time::{Duration, Instant};
 const M1_IP: &str = "100.64.2.1";
 const M1_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 
+/// Datagrams sent at the moving VM while it is paused or just after it moved, so
+/// the timeline's counts have something certain to count.
+const PROBES: u64 = 20;
+
+/// Sends [`PROBES`] datagrams from `vm` to the moving VM's discard port.
+fn probe_m1(vm: &Vm, from_ip: &'static str) -> Result<()> {
+    vm.ns.enter(move || -> Result<()> {
+        let s = UdpSocket::bind((from_ip, 0))?;
+        for i in 0..PROBES {
+            s.send_to(&i.to_be_bytes(), (M1_IP, 9))?;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    })?
+}
+
 /// Moves the VM's address from `from` to `to` inside its namespace (the "VM"
-/// resumes on the other host's TAP), then announces it there.
-fn move_vm(vm: &Vm, from: &str, to: &str) -> Result<()> {
+/// resumes on the other host's TAP), then announces it there. `while_paused` runs
+/// when the VM has left its old TAP and not yet announced itself.
+fn move_vm(vm: &Vm, from: &str, to: &str, while_paused: impl FnOnce() -> Result<()>) -> Result<()> {
     vm.ns
         .ip(&["addr", "del", &format!("{M1_IP}/10"), "dev", from])?;
     vm.ns.ip(&["link", "set", from, "down"])?;
+    while_paused()?;
     vm.ns
         .ip(&["addr", "add", &format!("{M1_IP}/10"), "dev", to])?;
     vm.ns.ip(&["link", "set", to, "up"])?;
@@ -235,10 +253,13 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
 
     let mut reroutes = Vec::new();
-    for (to_host, to_port, from_tap, to_tap) in [
+    for (i, (to_host, to_port, from_tap, to_tap)) in [
         ("host2", "2", &tap_b, &tap_c),
         ("host1", "1", &tap_c, &tap_b),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let (ok, text) = scc(&net, &["migrate", "m1", "--to", to_host, "--port", to_port])?;
         assert!(ok, "scc migrate: {text}");
         wait_event(
@@ -247,7 +268,16 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
             Duration::from_secs(20),
             &AtomicBool::new(false),
         )?;
-        move_vm(&m1, from_tap, to_tap)?;
+        // First move: a1 probes the paused VM; its old host (host1) cannot deliver
+        // the probes, and the timeline must count them as lost there.
+        move_vm(&m1, from_tap, to_tap, || {
+            if i == 0 {
+                probe_m1(&a1, "100.64.1.1")?;
+                // Time for the probes to reach host1 before the VM announces itself.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        })?;
         let s = wait_event(
             &net,
             "rerouted",
@@ -261,13 +291,35 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
             rerouted - arrived
         );
         reroutes.push(rerouted - arrived);
+        // Second move: c1 lives on the old host (host2), whose table now sends m1's
+        // packets on through the tunnel; the timeline must count them as forwarded.
+        if i == 1 {
+            probe_m1(&c1, "100.64.3.1")?;
+        }
         let s = wait_event(
             &net,
-            "cleaned up",
+            "old host drained",
             Duration::from_secs(20),
             &AtomicBool::new(false),
         )?;
-        eprintln!("timeline: {}", s["timeline"]["events"]);
+        let t = &s["timeline"];
+        eprintln!(
+            "timeline: {}; forwarded by the old host: {}; lost at the old host: {}",
+            t["events"], t["forwarded_by_old_host"], t["lost_at_old_host"]
+        );
+        let forwarded = t["forwarded_by_old_host"].as_u64().context("forwarded")?;
+        let lost = t["lost_at_old_host"].as_u64().context("lost")?;
+        if i == 0 {
+            assert!(
+                lost >= PROBES,
+                "the probes sent at the paused VM are lost: {t}"
+            );
+        } else {
+            assert!(
+                forwarded >= PROBES,
+                "the old host's own VM reached m1 through its forwarding flows: {t}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(reaches(&c1, M1_IP, 10)?, "c1 -> m1 after it came back");

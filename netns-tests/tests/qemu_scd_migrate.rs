@@ -428,6 +428,13 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (written, stats) = stream.finish();
+    // After the grace period the old host's counts are in the timeline.
+    let drained = wait_event(
+        &net,
+        "old host drained",
+        Duration::from_secs(20),
+        &std::sync::atomic::AtomicBool::new(false),
+    )?;
     let arrived = event_ms(&timeline, "arrived");
     let reroute = event_ms(&timeline, "rerouted");
     let dst_status = dst_qmp.execute(&QueryStatus).await?;
@@ -446,6 +453,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
          TCP stream gap     : {:?} (longest inter-arrival at the client)\n\
          TCP bytes echoed   : {} of {} written, first corrupt byte {:?}\n\
          host2 raw port rx  : {host2_port2_rx} frames\n\
+         old host           : forwarded {} packets to host2, lost {} (network's count)\n\
          timeline           : {}\n\
          whole test         : {:?}\n",
         report.summary(),
@@ -458,7 +466,9 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         stats.received,
         written,
         stats.corrupt_at,
-        timeline["timeline"]["events"],
+        drained["timeline"]["forwarded_by_old_host"],
+        drained["timeline"]["lost_at_old_host"],
+        drained["timeline"]["events"],
         t0.elapsed(),
     );
 

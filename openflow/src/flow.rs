@@ -594,6 +594,8 @@ pub mod flags {
     pub const SEND_FLOW_REM: u16 = 1 << 0;
     /// Refuse an add that overlaps an entry of the same priority.
     pub const CHECK_OVERLAP: u16 = 1 << 1;
+    /// On a modify: zero the counters of the entries whose instructions change.
+    pub const RESET_COUNTS: u16 = 1 << 2;
     /// Do not keep packet counts.
     pub const NO_PKT_COUNTS: u16 = 1 << 3;
     /// Do not keep byte counts.

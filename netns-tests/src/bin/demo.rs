@@ -258,11 +258,25 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
             .zip(cloud::event_ms(&s, "arrived"))
             .map(|(r, a)| r - a)
             .unwrap_or(f64::NAN);
-        std::thread::sleep(Duration::from_millis(500));
+        // The old host forwards stragglers for the grace period, then the controller
+        // counts what it forwarded and what it could not deliver.
+        let s = cloud::wait_event(
+            &net,
+            "old host drained",
+            Duration::from_secs(20),
+            interrupted,
+        )?;
+        let count = |k: &str| {
+            s["timeline"][k]
+                .as_u64()
+                .map_or_else(|| "?".to_string(), |n| n.to_string())
+        };
         clock.say(format_args!(
-            "migrated web1: host{at} -> host{to} ({}); network rerouted in {reroute:.0} ms after web1 announced itself; stream gap {:.0} ms",
+            "migrated web1: host{at} -> host{to} ({}); network rerouted in {reroute:.0} ms after web1 announced itself; stream gap {:.0} ms; old host forwarded {} packets, lost {}",
             CLOUDS[to],
-            gap_us.load(Ordering::Relaxed) as f64 / 1000.0
+            gap_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            count("forwarded_by_old_host"),
+            count("lost_at_old_host"),
         ));
         at = to;
         progress(at, 3)?;
