@@ -4,7 +4,7 @@
 //! The layers follow Frenetic's: [`syntax`] (the tree, with spans) ← [`lexer`] and
 //! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
-//! diagrams); [`local`] (one table per switch); [`global`] (programs with links); [`guard`] (ACL guards as drop rules);
+//! diagrams); [`local`] (one table per switch); [`global`] (programs with links); [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose topology is written with moves);
 //! [`diagnostics`] (rustc-style errors); [`gen`] (generated policies for benchmarks
 //! and tests). This module glues them into [`check`] and [`compile`]. Nothing here
 //! does I/O, and no input text makes it panic.
@@ -14,6 +14,7 @@ pub mod fdd;
 pub mod gen;
 pub mod global;
 pub mod guard;
+pub mod hops;
 pub mod ir;
 pub mod lexer;
 pub mod local;
@@ -58,14 +59,19 @@ pub struct Compiled {
 }
 
 /// Compiles a checked program (with the global compiler when it has links). A
-/// leading ACL guard of a link-free program becomes drop rules (see [`guard`]).
+/// link-free program of the form `in; (p; t)*; p; out` with the topology `t`
+/// written as moves compiles to its per-switch program (see [`hops`]); a leading
+/// ACL guard of a link-free program becomes drop rules (see [`guard`]).
 pub fn compile(prog: &Program) -> Result<Compiled, CompileError> {
     let mut fdd = Fdd::new();
     let global = prog.pol.has_links();
     let (root, deny) = if global {
         (global::compile(&mut fdd, &prog.pol)?, Vec::new())
     } else {
-        let split = guard::split(&prog.pol);
+        // A network written end to end with moves runs its hop program on every
+        // switch; any other program runs as it is.
+        let local = hops::recognise(&prog.pol).map(|h| h.local());
+        let split = guard::split(local.as_ref().unwrap_or(&prog.pol));
         (fdd.compile(&split.rest)?, split.deny)
     };
     let mut switches = fdd.tested_values(root, HField::Switch);
