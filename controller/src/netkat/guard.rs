@@ -16,7 +16,7 @@
 //! never changes what a policy means: `filter a; p` with `¬a ≡ c1 ∨ … ∨ cn` drops
 //! exactly the packets some `ci` matches and runs `p` on the others.
 
-use super::ir::{operands, CPol, CPred, HField, Pattern};
+use super::ir::{operands, CInit, CPol, CPred, HField, Pattern};
 
 /// One ACL entry: packets matching every test are dropped. Tests of one field are
 /// merged (the most specific prefix kept); an entry no packet matches is removed.
@@ -38,42 +38,91 @@ pub struct Split {
 /// Splits `p` into deny entries and the rest. Returns `deny` empty and `rest == p`
 /// when `p` has no such guard. Recognised shapes: a `;`-chain whose leading
 /// `filter`s (they commute) include predicates whose negation is a disjunction of
-/// positive conjunctions, possibly as the only non-`drop` branch of a `+` (which is
-/// what `if c then drop else p` lowers to).
+/// positive conjunctions; the same again inside the step after them when it is a
+/// `+` with one branch that is not `drop` (what `if c then drop else q` lowers to)
+/// or a `let` scope (a guard never tests a meta field, so it may leave the scope).
 pub fn split(p: &CPol) -> Split {
-    let live = live_branches(p);
-    let body = match live.as_slice() {
-        [only] => *only,
-        _ => p,
-    };
-    let chain = body.seq_steps();
     let mut deny: Vec<Entry> = Vec::new();
-    let mut kept: Vec<CPol> = Vec::new();
-    let mut leading = true;
-    for part in chain {
-        if leading {
-            if let CPol::Filter(a) = part {
-                if let Some(entries) = negation_as_entries(a) {
-                    if deny.len() + entries.len() <= MAX_ENTRIES {
-                        deny.extend(entries);
-                        continue;
-                    }
-                }
-                kept.push(part.clone());
-                continue;
+    let mut levels: Vec<Level> = Vec::new();
+    let mut current = p;
+    let innermost = loop {
+        let live = live_branches(current);
+        let body = match live.as_slice() {
+            [only] => *only,
+            _ => current,
+        };
+        let chain = body.seq_steps();
+        let mut before: Vec<CPol> = Vec::new();
+        let mut i = 0;
+        while let Some(CPol::Filter(a)) = chain.get(i) {
+            match negation_as_entries(a) {
+                Some(entries) if deny.len() + entries.len() <= MAX_ENTRIES => deny.extend(entries),
+                _ => before.push(CPol::Filter(a.clone())),
             }
-            leading = false;
+            i += 1;
         }
-        kept.push(part.clone());
-    }
+        let after = || chain.iter().skip(i + 1).map(|q| (*q).clone()).collect();
+        match chain.get(i) {
+            Some(CPol::Let { meta, init, body }) => {
+                levels.push(Level {
+                    before,
+                    scope: Some((*meta, init.clone())),
+                    after: after(),
+                });
+                current = body;
+            }
+            Some(step @ CPol::Union(..)) if live_branches(step).len() == 1 => {
+                levels.push(Level {
+                    before,
+                    scope: None,
+                    after: after(),
+                });
+                current = step;
+            }
+            _ => {
+                before.extend(chain[i..].iter().map(|q| (*q).clone()));
+                break before;
+            }
+        }
+    };
     if deny.is_empty() {
         return Split {
             deny,
             rest: p.clone(),
         };
     }
-    let rest = kept.into_iter().reduce(CPol::seq).unwrap_or_else(CPol::id);
+    let mut rest = chain_of(innermost);
+    while let Some(Level {
+        before,
+        scope,
+        after,
+    }) = levels.pop()
+    {
+        let inner = match scope {
+            Some((meta, init)) => CPol::Let {
+                meta,
+                init,
+                body: Box::new(rest),
+            },
+            None => rest,
+        };
+        rest = chain_of(before.into_iter().chain([inner]).chain(after).collect());
+    }
     Split { deny, rest }
+}
+
+/// A step of a `;` chain that [`split`] looked inside.
+struct Level {
+    /// The filters kept before the step.
+    before: Vec<CPol>,
+    /// The `let` scope the step opened, if it was one.
+    scope: Option<(u16, CInit)>,
+    /// The steps after it.
+    after: Vec<CPol>,
+}
+
+fn chain_of(steps: Vec<CPol>) -> CPol {
+    steps.into_iter().reduce(CPol::seq).unwrap_or_else(CPol::id)
 }
 
 /// The branches of a `+` tree that are not obviously `drop`.
@@ -214,6 +263,46 @@ mod tests {
         let s = split(&p);
         assert_eq!(s.deny, vec![vec![Pattern::exact(HField::EthDst, 7)]]);
         assert_eq!(s.rest, CPol::Mod(HField::Port, 2));
+    }
+
+    #[test]
+    fn guards_inside_let_and_nested_ifs_are_found() {
+        // let m := port in (if a then drop else (if b then drop else port := 2)); port := 3
+        let (a, b) = (t(HField::EthDst, 7), t(HField::EthSrc, 3));
+        let if_drop = |c: CPred, q: CPol| {
+            CPol::union(
+                CPol::seq(CPol::filter(c.clone()), CPol::filter(CPred::False)),
+                CPol::seq(CPol::filter(CPred::negate(c)), q),
+            )
+        };
+        let body = if_drop(a, if_drop(b, CPol::Mod(HField::Port, 2)));
+        let p = CPol::seq(
+            CPol::Let {
+                meta: 0,
+                init: CInit::Alias(crate::netkat::syntax::HeaderField::Port),
+                body: Box::new(body),
+            },
+            CPol::Mod(HField::Port, 3),
+        );
+        let s = split(&p);
+        assert_eq!(
+            s.deny,
+            vec![
+                vec![Pattern::exact(HField::EthDst, 7)],
+                vec![Pattern::exact(HField::EthSrc, 3)]
+            ]
+        );
+        assert_eq!(
+            s.rest,
+            CPol::seq(
+                CPol::Let {
+                    meta: 0,
+                    init: CInit::Alias(crate::netkat::syntax::HeaderField::Port),
+                    body: Box::new(CPol::Mod(HField::Port, 2)),
+                },
+                CPol::Mod(HField::Port, 3),
+            )
+        );
     }
 
     #[test]

@@ -629,7 +629,9 @@ fn prioritise(
             deny_idx.for_overlapping(&r.matcher, |i| covered |= denied[i].covers(&r.matcher));
             !covered
         });
-        kept.extend(denied.into_iter().map(|matcher| {
+        // Reversed, because the table is read out in reverse: entries then keep the
+        // order they were written in.
+        kept.extend(denied.into_iter().rev().map(|matcher| {
             (
                 Rule {
                     matcher,
