@@ -45,7 +45,14 @@ pub fn recognise(pol: &CPol) -> Option<HopProgram> {
         return None;
     };
     let looped_steps = looped.seq_steps();
-    let (topo, body_steps) = looped_steps.split_last()?;
+    // `t` is the star body's last step (a `+` of moves), or its last three steps
+    // when the topology is a single move (`filter …; switch := c; port := d`).
+    let (body_steps, wires) = [1, 3].into_iter().find_map(|n| {
+        let cut = looped_steps.len().checked_sub(n)?;
+        let (body, topo) = looped_steps.split_at(cut);
+        let topo = topo.iter().map(|s| (*s).clone()).reduce(CPol::seq)?;
+        Some((body, wires(&topo)?))
+    })?;
     if body_steps.len() != middle.len() || body_steps.iter().zip(middle).any(|(a, b)| a != b) {
         return None;
     }
@@ -56,7 +63,7 @@ pub fn recognise(pol: &CPol) -> Option<HopProgram> {
     Some(HopProgram {
         ingress: locations(first)?,
         body,
-        wires: wires(topo)?,
+        wires,
         egress: locations(last)?,
     })
 }
@@ -178,6 +185,16 @@ mod tests {
         assert_eq!(h.ingress, vec![(1, 1)]);
         assert_eq!(h.egress, vec![(1, 1), (2, 1)]);
         assert_eq!(h.wires, vec![((1, 2), (2, 2)), ((2, 2), (1, 2))]);
+    }
+
+    #[test]
+    fn a_single_move_is_a_wire() {
+        let src = "filter switch = 1 and port = 1; (port := 2; \
+                   filter switch = 1 and port = 2; switch := 2; port := 1)*; \
+                   port := 2; filter switch = 2 and port = 2";
+        let h = recognise(&core(src)).expect("a hop program");
+        assert_eq!(h.wires, vec![((1, 2), (2, 1))]);
+        assert_eq!(h.body, CPol::Mod(HField::Port, 2));
     }
 
     #[test]
