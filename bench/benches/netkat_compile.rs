@@ -4,7 +4,7 @@
 //! compile per input prints a Markdown row (`size | rules | FDD nodes | time`), the
 //! table kept in `bench/RESULTS.md`. Inputs slower than 5 s are timed once only.
 
-use controller::netkat::gen::{acl_policy, fat_tree, routing_policy, zoo};
+use controller::netkat::gen::{acl_after_policy, acl_policy, fat_tree, routing_policy, zoo};
 use controller::netkat::ir::NoNames;
 use controller::netkat::{self, TableOptions};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -43,6 +43,14 @@ fn inputs() -> Vec<(String, String, String)> {
             format!("acl {n}"),
             format!("{n} ACL rules"),
             acl_policy(n, 7),
+        ));
+    }
+    // The same ACLs after the bridge instead of in front: through the FDD.
+    for n in [100usize, 300] {
+        v.push((
+            format!("acl {n} after the bridge"),
+            format!("{n} ACL rules"),
+            acl_after_policy(n, 7),
         ));
     }
     v
