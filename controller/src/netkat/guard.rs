@@ -180,15 +180,21 @@ fn dnf(a: &CPred, negated: bool) -> Option<Vec<Entry>> {
             }
             Some(out)
         }
-        CPred::And(x, y) | CPred::Or(x, y) => {
-            // A conjunction: every entry of one side with every entry of the other.
-            let xs = dnf(x, negated)?;
-            let ys = dnf(y, negated)?;
-            if xs.len().saturating_mul(ys.len()) > MAX_ENTRIES {
-                return None;
-            }
-            Some(
-                xs.iter()
+        CPred::And(..) | CPred::Or(..) => {
+            // A conjunction (chains flattened, as above): every entry of one
+            // conjunct with every entry of the others.
+            let conjuncts = operands(a, |q| match q {
+                CPred::Or(x, y) | CPred::And(x, y) if !is_disjunction(q) => Some((&**x, &**y)),
+                _ => None,
+            });
+            let mut out: Vec<Entry> = vec![vec![]];
+            for q in conjuncts {
+                let ys = dnf(q, negated)?;
+                if out.len().saturating_mul(ys.len()) > MAX_ENTRIES {
+                    return None;
+                }
+                out = out
+                    .iter()
                     .flat_map(|e| {
                         ys.iter().map(move |f| {
                             let mut g = e.clone();
@@ -196,8 +202,9 @@ fn dnf(a: &CPred, negated: bool) -> Option<Vec<Entry>> {
                             g
                         })
                     })
-                    .collect(),
-            )
+                    .collect();
+            }
+            Some(out)
         }
     }
 }
