@@ -4,10 +4,12 @@
 //! The layers follow Frenetic's: [`syntax`] (the tree, with spans) ← [`lexer`] and
 //! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
-//! diagrams); [`local`] (one table per switch); [`global`] (programs with links); [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose topology is written with moves);
-//! [`diagnostics`] (rustc-style errors); [`gen`] (generated policies for benchmarks
-//! and tests). This module glues them into [`check`] and [`compile`]. Nothing here
-//! does I/O, and no input text makes it panic.
+//! diagrams); [`local`] (one table per switch); [`global`] (programs with links);
+//! [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose
+//! topology is written with moves); [`diagnostics`] (rustc-style errors); [`gen`]
+//! (generated policies for benchmarks and tests). This module glues them into
+//! [`check`] and [`compile`]. Nothing here does I/O, and no input text makes it
+//! panic.
 
 pub mod diagnostics;
 pub mod fdd;
