@@ -13,7 +13,7 @@
 //! decided. It never emits flow tables (that is [`super::local`]) and never sees
 //! links (the [`super::global`] compiler removes them first).
 
-use super::ir::{alias_test, CInit, CPol, CPred, HField, Pattern};
+use super::ir::{alias_test, operands, CInit, CPol, CPred, HField, Pattern};
 use std::collections::HashMap;
 
 /// A node of the store.
@@ -477,17 +477,11 @@ impl Fdd {
                 self.prod(x, y)
             }
             CPred::Or(..) => {
-                let mut parts = Vec::new();
-                let mut stack = vec![a];
-                while let Some(q) = stack.pop() {
-                    match q {
-                        CPred::Or(x, y) => {
-                            stack.push(y);
-                            stack.push(x);
-                        }
-                        other => parts.push(self.pred(other)),
-                    }
-                }
+                let disjuncts = operands(a, |q| match q {
+                    CPred::Or(x, y) => Some((&**x, &**y)),
+                    _ => None,
+                });
+                let parts = disjuncts.into_iter().map(|q| self.pred(q)).collect();
                 self.balanced(parts, Op::Sum)
             }
         }
@@ -563,15 +557,8 @@ impl Fdd {
                 // Long `+` chains are unioned pairwise (balanced), which keeps the
                 // work near n log n instead of n² for a left-deep chain.
                 let mut parts = Vec::new();
-                let mut stack = vec![p];
-                while let Some(q) = stack.pop() {
-                    match q {
-                        CPol::Union(x, y) => {
-                            stack.push(y);
-                            stack.push(x);
-                        }
-                        other => parts.push(self.compile(other)?),
-                    }
+                for q in p.union_branches() {
+                    parts.push(self.compile(q)?);
                 }
                 self.balanced(parts, Op::Sum)
             }

@@ -184,6 +184,20 @@ pub fn routing_policy(t: &Topology) -> String {
 /// `filter not (t1 or t2 or …); (filter port = 1; port := 2 + …)`, with the tests
 /// grouped as a balanced tree so the text nests only log n deep.
 pub fn acl_policy(n: usize, seed: u64) -> String {
+    format!("filter not {};\n{BRIDGE}", acl_entries(n, seed))
+}
+
+/// The same ACL written after the bridge (`bridge; filter not (…)`, the same
+/// packets since no entry tests the port): it is not a leading guard, so it goes
+/// through the FDD, whose size is quadratic in such ACLs (see `guard.rs`).
+pub fn acl_after_policy(n: usize, seed: u64) -> String {
+    format!("{BRIDGE};\nfilter not {}", acl_entries(n, seed))
+}
+
+const BRIDGE: &str = "(filter port = 1; port := 2 + filter port = 2; port := 1)";
+
+/// `(e1 or e2 or …)`: `n` random deny entries as a balanced tree.
+fn acl_entries(n: usize, seed: u64) -> String {
     let mut next = xorshift(seed);
     let tests: Vec<String> = (0..n)
         .map(|_| {
@@ -213,8 +227,5 @@ pub fn acl_policy(n: usize, seed: u64) -> String {
             }
         }
     }
-    format!(
-        "filter not {};\n(filter port = 1; port := 2 + filter port = 2; port := 1)",
-        group(&tests)
-    )
+    group(&tests)
 }

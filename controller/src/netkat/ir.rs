@@ -212,7 +212,41 @@ pub enum CPol {
     },
 }
 
+/// The leaves of a binary tree of one operator, left to right: `split` gives the
+/// two operands of a node of that operator. Iterative, so that a chain of ten
+/// thousand `+`, `;` or `or` does not exhaust the stack.
+pub fn operands<'a, T>(root: &'a T, split: impl Fn(&'a T) -> Option<(&'a T, &'a T)>) -> Vec<&'a T> {
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    while let Some(q) = stack.pop() {
+        match split(q) {
+            Some((x, y)) => {
+                stack.push(y);
+                stack.push(x);
+            }
+            None => out.push(q),
+        }
+    }
+    out
+}
+
 impl CPol {
+    /// The branches of a `+` tree.
+    pub fn union_branches(&self) -> Vec<&CPol> {
+        operands(self, |q| match q {
+            CPol::Union(x, y) => Some((x, y)),
+            _ => None,
+        })
+    }
+
+    /// The steps of a `;` chain.
+    pub fn seq_steps(&self) -> Vec<&CPol> {
+        operands(self, |q| match q {
+            CPol::Seq(x, y) => Some((x, y)),
+            _ => None,
+        })
+    }
+
     /// `p ; q`.
     pub fn seq(p: CPol, q: CPol) -> CPol {
         CPol::Seq(Box::new(p), Box::new(q))

@@ -29,6 +29,7 @@
 //! It never parses text, never touches a switch, and never panics.
 
 use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
+use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
 use openflow::flow::{port, Action, Field, FlowMatch, FlowSpec, VLAN_PRESENT};
 use std::collections::BTreeMap;
@@ -135,6 +136,20 @@ pub fn table(
     switch: u64,
     opts: TableOptions,
 ) -> Result<Table, LocalError> {
+    guarded_table(fdd, root, switch, &[], opts)
+}
+
+/// Builds the table of `switch` for `filter not (e1 or … or en); root`: one drop
+/// rule per entry of `deny` (see [`super::guard`]) above the rules of `root`, an
+/// FDD already restricted to the switch. Entries for other switches, entries no
+/// packet can match and entries that hide no forwarding rule are left out.
+pub fn guarded_table(
+    fdd: &Fdd,
+    root: NodeId,
+    switch: u64,
+    deny: &[Entry],
+    opts: TableOptions,
+) -> Result<Table, LocalError> {
     let mut g = Gen {
         fdd,
         switch,
@@ -142,7 +157,13 @@ pub fn table(
         warnings: Vec::new(),
     };
     g.walk(root, &mut Ctx::default())?;
-    let flows = prioritise(g.rules, opts)?;
+    let mut guards = Vec::with_capacity(deny.len());
+    for entry in deny {
+        if let Some(m) = entry_match(entry, switch)? {
+            guards.push(m);
+        }
+    }
+    let flows = prioritise(g.rules, &guards, opts)?;
     let mut warnings = g.warnings;
     warnings.sort();
     warnings.dedup();
@@ -386,6 +407,26 @@ fn to_match(ctx: &Ctx) -> Result<Option<FlowMatch>, LocalError> {
     Ok(Some(m))
 }
 
+/// The match of a deny entry on `switch`; `None` when the entry names another
+/// switch or no packet can match it.
+fn entry_match(entry: &Entry, switch: u64) -> Result<Option<FlowMatch>, LocalError> {
+    let mut ctx = Ctx::default();
+    for t in entry {
+        if t.field == HField::Switch {
+            if !t.holds(switch) {
+                return Ok(None);
+            }
+            continue;
+        }
+        ctx.pos.push(*t);
+    }
+    // Entries never test the PCP without the tag (the front end guards it with a
+    // negative test, which keeps such a filter out of the deny entries), so the
+    // match needs no `complete_pcp`.
+    debug_assert!(ctx.pos.iter().all(|t| t.field != HField::VlanPcp));
+    to_match(&ctx)
+}
+
 /// `vlan_pcp` needs a tag in the match: add it, or split when PCP 0 also
 /// describes untagged packets.
 fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
@@ -546,23 +587,59 @@ impl VState {
 }
 
 /// Minimal priorities, bottom-up; drops that hide nothing are left to table-miss.
-fn prioritise(rules: Vec<Rule>, opts: TableOptions) -> Result<Vec<FlowSpec>, LocalError> {
+/// `guards` are drop rules above all of `rules`: each sits just above the highest
+/// rule it overlaps. They are not compared with each other (they all drop), which
+/// keeps an ACL of n entries at n queries of the index of the other rules.
+fn prioritise(
+    rules: Vec<Rule>,
+    guards: &[FlowMatch],
+    opts: TableOptions,
+) -> Result<Vec<FlowSpec>, LocalError> {
     let mut kept: Vec<(Rule, u32)> = Vec::new();
     let mut idx = Index::default();
     for r in rules.into_iter().rev() {
-        let mut top: Option<u32> = None;
-        let mut hides_forwarding = false;
-        idx.for_overlapping(&r.matcher, |i| {
-            let (k, p): &(Rule, u32) = &kept[i];
-            top = Some(top.map_or(*p, |t: u32| t.max(*p)));
-            hides_forwarding |= !k.actions.is_empty();
-        });
+        let (top, hides_forwarding) = below(&idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
         let prio = top.map_or(0, |t| t + 1);
         idx.insert(&r.matcher, kept.len());
         kept.push((r, prio));
+    }
+    // Drop rules overlapping each other share one level (their order does not
+    // matter), just above every rule any of them hides; rules a guard covers
+    // completely can never match and are removed.
+    let mut denied: Vec<FlowMatch> = Vec::new();
+    let mut level: Option<u32> = None;
+    let mut seen = std::collections::HashSet::new();
+    for m in guards {
+        let (top, hides_forwarding) = below(&idx, &kept, m);
+        if hides_forwarding && seen.insert(*m) {
+            level = level.max(top);
+            denied.push(*m);
+        }
+    }
+    if let Some(level) = level {
+        let mut deny_idx = Index::default();
+        for (i, m) in denied.iter().enumerate() {
+            deny_idx.insert(m, i);
+        }
+        kept.retain(|(r, _)| {
+            let mut covered = false;
+            deny_idx.for_overlapping(&r.matcher, |i| covered |= denied[i].covers(&r.matcher));
+            !covered
+        });
+        // Reversed, because the table is read out in reverse: entries then keep the
+        // order they were written in.
+        kept.extend(denied.into_iter().rev().map(|matcher| {
+            (
+                Rule {
+                    matcher,
+                    actions: Vec::new(),
+                },
+                level + 1,
+            )
+        }));
     }
     let levels = kept.iter().map(|(_, p)| *p as usize + 1).max().unwrap_or(0);
     if levels + usize::from(opts.base_priority) > usize::from(u16::MAX) {
@@ -582,6 +659,19 @@ fn prioritise(rules: Vec<Rule>, opts: TableOptions) -> Result<Vec<FlowSpec>, Loc
         .collect();
     flows.sort_by_key(|f| std::cmp::Reverse(f.priority));
     Ok(flows)
+}
+
+/// The highest priority among the placed rules overlapping `m`, and whether one of
+/// them forwards.
+fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
+    let mut top: Option<u32> = None;
+    let mut hides_forwarding = false;
+    idx.for_overlapping(m, |i| {
+        let (k, p) = &kept[i];
+        top = Some(top.map_or(*p, |t| t.max(*p)));
+        hides_forwarding |= !k.actions.is_empty();
+    });
+    (top, hides_forwarding)
 }
 
 /// Finds overlapping matches quickly: rules are bucketed by their exact value of

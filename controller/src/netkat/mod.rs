@@ -5,14 +5,18 @@
 //! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
 //! diagrams); [`local`] (one table per switch); [`global`] (programs with links);
-//! [`diagnostics`] (rustc-style errors); [`gen`] (generated policies for benchmarks
-//! and tests). This module glues them into [`check`] and [`compile`]. Nothing here
-//! does I/O, and no input text makes it panic.
+//! [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose
+//! topology is written with moves); [`diagnostics`] (rustc-style errors); [`gen`]
+//! (generated policies for benchmarks and tests). This module glues them into
+//! [`check`] and [`compile`]. Nothing here does I/O, and no input text makes it
+//! panic.
 
 pub mod diagnostics;
 pub mod fdd;
 pub mod gen;
 pub mod global;
+pub mod guard;
+pub mod hops;
 pub mod ir;
 pub mod lexer;
 pub mod local;
@@ -51,23 +55,37 @@ pub fn check(src: &str, resolver: &dyn Resolver) -> Result<Program, Diagnostic> 
 pub struct Compiled {
     fdd: Fdd,
     root: NodeId,
+    deny: Vec<guard::Entry>,
     switches: Vec<u64>,
     global: bool,
 }
 
-/// Compiles a checked program (with the global compiler when it has links).
+/// Compiles a checked program (with the global compiler when it has links). A
+/// link-free program of the form `in; (p; t)*; p; out` with the topology `t`
+/// written as moves compiles to its per-switch program (see [`hops`]); a leading
+/// ACL guard of a link-free program becomes drop rules (see [`guard`]).
 pub fn compile(prog: &Program) -> Result<Compiled, CompileError> {
     let mut fdd = Fdd::new();
     let global = prog.pol.has_links();
-    let root = if global {
-        global::compile(&mut fdd, &prog.pol)?
+    let (root, deny) = if global {
+        (global::compile(&mut fdd, &prog.pol)?, Vec::new())
     } else {
-        fdd.compile(&prog.pol)?
+        // A network written end to end with moves runs its hop program on every
+        // switch; any other program runs as it is.
+        let local = hops::recognise(&prog.pol).map(|h| h.local());
+        let split = guard::split(local.as_ref().unwrap_or(&prog.pol));
+        (fdd.compile(&split.rest)?, split.deny)
     };
-    let switches = fdd.tested_values(root, HField::Switch);
+    let mut switches = fdd.tested_values(root, HField::Switch);
+    switches.extend(deny.iter().flatten().filter_map(|t| {
+        (t.field == HField::Switch && t.len == HField::Switch.bits()).then_some(t.value)
+    }));
+    switches.sort_unstable();
+    switches.dedup();
     Ok(Compiled {
         fdd,
         root,
+        deny,
         switches,
         global,
     })
@@ -84,9 +102,14 @@ impl Compiled {
         self.global
     }
 
-    /// Number of FDD nodes of the whole policy.
+    /// Number of FDD nodes of the policy (without its ACL guard).
     pub fn fdd_size(&self) -> usize {
         self.fdd.size(self.root)
+    }
+
+    /// Number of ACL entries compiled as drop rules instead of through the FDD.
+    pub fn guard_entries(&self) -> usize {
+        self.deny.len()
     }
 
     /// The table of one switch.
@@ -94,7 +117,9 @@ impl Compiled {
         let r = self
             .fdd
             .restrict_seq(self.root, &vec![(HField::Switch, switch)]);
-        Ok(local::table(&self.fdd, r, switch, opts)?)
+        Ok(local::guarded_table(
+            &self.fdd, r, switch, &self.deny, opts,
+        )?)
     }
 
     /// Every switch's table (a single table under switch 0 when the policy names

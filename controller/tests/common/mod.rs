@@ -150,7 +150,8 @@ pub fn actual(pipe: &Pipeline, key: &FlowKey) -> BTreeSet<(PortNo, String)> {
 }
 
 /// Structural checks every table must pass: OpenFlow prerequisites hold, no rule is
-/// shadowed by a higher one, overlapping rules never share a priority.
+/// shadowed by a higher one, overlapping rules that act differently never share a
+/// priority.
 pub fn check_table(flows: &[FlowSpec]) {
     for (i, f) in flows.iter().enumerate() {
         f.matcher
@@ -163,7 +164,9 @@ pub fn check_table(flows: &[FlowSpec]) {
                     "rule {f:?} is shadowed by {g:?}"
                 );
             }
-            if g.priority == f.priority {
+            // Overlapping rules of one priority are only allowed when it does not
+            // matter which one a switch picks (the drop rules of an ACL).
+            if g.priority == f.priority && g.instructions != f.instructions {
                 assert!(
                     !g.matcher.overlaps(&f.matcher),
                     "same priority overlap: {f:?} / {g:?}"
