@@ -233,6 +233,15 @@ impl Measurements {
         series_in(&mut self.bandwidth, from, to, self.capacity).push(t_ms, bytes_per_s);
     }
 
+    /// Timestamp of the newest sample of any series.
+    pub fn newest_ms(&self) -> Option<u64> {
+        [&self.traffic, &self.latency_ms, &self.bandwidth]
+            .into_iter()
+            .flat_map(|map| map.values().flat_map(BTreeMap::values))
+            .filter_map(|s| s.last().map(|(t, _)| t))
+            .max()
+    }
+
     /// The traffic series of one VM, by region.
     pub fn traffic_of(&self, vm: &str) -> impl Iterator<Item = (&str, &Series)> {
         self.traffic
@@ -340,6 +349,7 @@ mod tests {
         m.record_latency("aws-us-east", "gcp-europe", 61_000, 400.0);
         m.record_latency("aws-us-east", "gcp-europe", 62_000, 41.0);
         m.record_bandwidth("gcp-europe", "aws-us-east", 1_000, 1e8);
+        assert_eq!(m.newest_ms(), Some(62_000));
         let traffic: Vec<_> = m.traffic_of("web1").collect();
         assert_eq!(traffic.len(), 1);
         assert_eq!(traffic[0].1.last(), Some((60_000, 100_000.0)));

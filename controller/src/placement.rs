@@ -129,6 +129,47 @@ pub fn sites(inventory: &Inventory, last_moved_ms: &BTreeMap<String, u64>) -> Ve
         .collect()
 }
 
+/// Everything the engine needs besides the inventory: what the daemon hands it,
+/// and what `scc placement plan --measurements FILE` reads (`docs/placement.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The clock of the plan, ms on the measurements' clock; default: the newest sample.
+    #[serde(default)]
+    pub now_ms: Option<u64>,
+    /// The measurements.
+    #[serde(default)]
+    pub measurements: Measurements,
+    /// When each VM last arrived somewhere by migration, ms.
+    #[serde(default)]
+    pub last_moved_ms: BTreeMap<String, u64>,
+    /// Engine knobs; missing fields take their defaults.
+    #[serde(default)]
+    pub config: EngineConfig,
+}
+
+impl Snapshot {
+    /// Plans every VM of `inventory`. A VM may be placed in any cloud that has a host.
+    pub fn plan(&self, inventory: &Inventory) -> Vec<Decision> {
+        let clouds: Vec<String> = inventory
+            .clouds
+            .keys()
+            .filter(|c| inventory.hosts.iter().any(|h| &h.cloud == *c))
+            .cloned()
+            .collect();
+        let now_ms = self
+            .now_ms
+            .or_else(|| self.measurements.newest_ms())
+            .unwrap_or(0);
+        plan(
+            &clouds,
+            &sites(inventory, &self.last_moved_ms),
+            &self.measurements,
+            &self.config,
+            now_ms,
+        )
+    }
+}
+
 /// Why the engine decided what it did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
@@ -263,8 +304,9 @@ fn forecast(vm: &str, m: &Measurements, config: &EngineConfig, now_ms: u64) -> V
 }
 
 fn secs_to_ms(s: f64) -> u64 {
-    std::time::Duration::try_from_secs_f64(s.max(0.0))
-        .map_or(u64::MAX, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::Duration::try_from_secs_f64(s.max(0.0)).map_or(u64::MAX, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    })
 }
 
 /// Expected client latency at `cloud`: the traffic-weighted mean over regions; or the
@@ -370,6 +412,10 @@ fn decide(
         Err(why) => return stay(why),
     };
     decision.latency_now_ms = Some(current.latency_ms);
+    // Its own cloud is allowed whenever it is the best: nothing to move.
+    if best.cloud == vm.cloud {
+        return decision;
+    }
     let bandwidth = m
         .bandwidth_between(
             &vm.cloud,
@@ -393,9 +439,6 @@ fn decide(
     if !allowed(&vm.cloud) {
         decision.migrate = true;
         decision.why = Why::NotAllowed;
-        return decision;
-    }
-    if best.cloud == vm.cloud {
         return decision;
     }
     if let Some(moved) = vm.last_moved_ms {
@@ -625,6 +668,26 @@ mod tests {
         m.record_latency("am", "eu", 0, 80.0);
         let d = decide_one(&site("am"), &m, 0);
         assert!(d.latency_now_ms == Some(40.0) && !d.migrate, "{d:?}");
+    }
+
+    #[test]
+    fn the_documented_snapshot_plans_the_documented_inventory() {
+        let inventory = Inventory::parse(
+            include_str!("../../docs/examples/inventory.toml"),
+            "inventory.toml",
+        )
+        .unwrap();
+        let snapshot: Snapshot =
+            serde_json::from_str(include_str!("../../docs/examples/placement-snapshot.json"))
+                .unwrap();
+        let decisions = snapshot.plan(&inventory);
+        let by_vm = |vm: &str| decisions.iter().find(|d| d.vm == vm).unwrap();
+        let web1 = by_vm("web1");
+        assert!(web1.migrate && web1.best == "gcp-europe", "{web1:?}");
+        assert_eq!(by_vm("db1").why, Why::AlreadyBest);
+        assert_eq!(by_vm("batch1").why, Why::Idle);
+        // The bandwidth measured a day earlier still prices the copy: 1 GiB at 60 MB/s.
+        assert!((web1.move_s - (1024.0 * 1024.0 * 1024.0 / 6e7 + 0.3)).abs() < 1e-6);
     }
 
     /// Runs the engine every 5 minutes over a load given per minute, applying its
