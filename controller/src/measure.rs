@@ -14,8 +14,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
-/// Default number of samples kept per series: a day and a bit of one-minute samples.
-pub const DEFAULT_CAPACITY: usize = 1_536;
+/// Default number of samples kept per series: 34 hours of one-minute samples, so a
+/// day-ago forecast over a few hours ahead finds its history.
+pub const DEFAULT_CAPACITY: usize = 2_048;
 
 /// A bounded ring of `(timestamp ms, value)` samples in time order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

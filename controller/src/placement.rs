@@ -47,6 +47,9 @@ pub struct EngineConfig {
     pub min_improvement_ratio: f64,
     /// Half-life of the traffic forecast (exponentially weighted rates), seconds.
     pub traffic_half_life_s: f64,
+    /// The load's season (a day), seconds: with that much history the forecast adds
+    /// the change seen over the same horizon a season ago. 0: no seasonal forecast.
+    pub seasonal_period_s: f64,
     /// Latency between clouds is the median of the probes of this window, seconds.
     pub latency_window_s: f64,
     /// Bandwidth between clouds is the mean over this window, seconds.
@@ -78,6 +81,7 @@ impl Default for EngineConfig {
             min_improvement_ms: 5.0,
             min_improvement_ratio: 0.15,
             traffic_half_life_s: 15.0 * 60.0,
+            seasonal_period_s: 24.0 * 3600.0,
             latency_window_s: 5.0 * 60.0,
             bandwidth_window_s: 3600.0,
             default_bandwidth_bytes_per_s: 12.5e6,
@@ -294,11 +298,33 @@ pub fn plan(
         .collect()
 }
 
-/// Forecast traffic of one VM by region, bytes per second.
+/// Forecast mean traffic of one VM over the horizon by region, bytes per second.
+///
+/// The level is the recent exponentially weighted rate. When the series reaches one
+/// season (`seasonal_period_s`, a day) back, the change the season saw next is
+/// added: the mean over the same horizon a season ago minus the mean just before it
+/// (additive, so a region asleep a season ago does not multiply noise). Latencies do
+/// not change over the horizon, so the mean rate is all the scores need.
 fn forecast(vm: &str, m: &Measurements, config: &EngineConfig, now_ms: u64) -> Vec<(String, f64)> {
     let half_life = secs_to_ms(config.traffic_half_life_s);
+    let period = secs_to_ms(config.seasonal_period_s);
+    let horizon = secs_to_ms(config.horizon_s);
+    // An hour at least, and medians: a flash crowd of the day before (minutes
+    // long) must not be forecast again.
+    let before = (2 * half_life).max(3_600_000);
     m.traffic_of(vm)
-        .filter_map(|(region, s)| Some((region.to_string(), s.ewma(half_life, now_ms)?.max(0.0))))
+        .filter_map(|(region, s)| {
+            let level = s.ewma(half_life, now_ms)?;
+            let then = now_ms.checked_sub(period).filter(|_| period > 0);
+            let seasonal_change = then
+                .filter(|then| s.window(0, then.saturating_sub(before)).next().is_some())
+                .and_then(|then| {
+                    let next = s.quantile(0.5, then, then + horizon)?;
+                    Some(next - s.quantile(0.5, then.saturating_sub(before), then)?)
+                })
+                .unwrap_or(0.0);
+            Some((region.to_string(), (level + seasonal_change).max(0.0)))
+        })
         .filter(|(_, rate)| *rate > 0.0)
         .collect()
 }
@@ -503,7 +529,7 @@ mod tests {
     use proptest::prelude::*;
 
     const MIN: u64 = 60_000;
-    const CLOUDS: [&str; 3] = ["am", "eu", "as"];
+    const CLOUDS: [&str; 3] = ["americas", "europe", "asia"];
     /// One-way latency between the test clouds, ms.
     const LATENCY: [[f64; 3]; 3] = [[0.0, 80.0, 150.0], [80.0, 0.0, 150.0], [150.0, 150.0, 0.0]];
 
@@ -552,44 +578,47 @@ mod tests {
     #[test]
     fn moves_to_where_the_clients_are() {
         let m = steady([1e5, 1e6, 1e5], 60);
-        let d = decide_one(&site("am"), &m, 59 * MIN);
+        let d = decide_one(&site("americas"), &m, 59 * MIN);
         assert!(d.migrate, "{d:?}");
-        assert_eq!((d.best.as_str(), &d.why), ("eu", &Why::Gain));
+        assert_eq!((d.best.as_str(), &d.why), ("europe", &Why::Gain));
         let expected_at_eu = (1e5 * 80.0 + 1e5 * 150.0) / 1.2e6;
         assert!((d.latency_best_ms.unwrap() - expected_at_eu).abs() < 1e-9);
         assert!(d.gain > d.cost * 2.0, "{d:?}");
         let table = table(&[d]);
-        assert!(table.contains("| vm | am | eu |"), "{table}");
+        assert!(table.contains("| vm | americas | europe |"), "{table}");
         assert!(table.contains("migrate: gain beats cost"), "{table}");
     }
 
     #[test]
     fn stays_when_already_best_or_idle() {
         let m = steady([1e6, 1e5, 1e5], 60);
-        assert_eq!(decide_one(&site("am"), &m, 59 * MIN).why, Why::AlreadyBest);
+        assert_eq!(
+            decide_one(&site("americas"), &m, 59 * MIN).why,
+            Why::AlreadyBest
+        );
         let idle = steady([0.0, 0.0, 0.0], 60);
-        assert_eq!(decide_one(&site("as"), &idle, 59 * MIN).why, Why::Idle);
+        assert_eq!(decide_one(&site("asia"), &idle, 59 * MIN).why, Why::Idle);
     }
 
     #[test]
     fn respects_dwell_time_and_allowed_clouds() {
         let m = steady([1e5, 1e6, 1e5], 60);
-        let mut vm = site("am");
+        let mut vm = site("americas");
         vm.last_moved_ms = Some(30 * MIN);
         let d = decide_one(&vm, &m, 59 * MIN);
         assert!(!d.migrate);
         assert!(matches!(d.why, Why::Dwell { .. }), "{d:?}");
-        let mut vm = site("am");
-        vm.knobs.clouds = vec!["am".into(), "as".into()];
+        let mut vm = site("americas");
+        vm.knobs.clouds = vec!["americas".into(), "asia".into()];
         let d = decide_one(&vm, &m, 59 * MIN);
-        assert!(!d.migrate && d.best == "am", "{d:?}");
+        assert!(!d.migrate && d.best == "americas", "{d:?}");
         // A VM in a cloud it may not use moves, dwell or not.
-        let mut vm = site("eu");
-        vm.knobs.clouds = vec!["as".into()];
+        let mut vm = site("europe");
+        vm.knobs.clouds = vec!["asia".into()];
         vm.last_moved_ms = Some(58 * MIN);
         let d = decide_one(&vm, &m, 59 * MIN);
         assert!(
-            d.migrate && d.best == "as" && d.why == Why::NotAllowed,
+            d.migrate && d.best == "asia" && d.why == Why::NotAllowed,
             "{d:?}"
         );
     }
@@ -598,33 +627,34 @@ mod tests {
     fn a_latency_target_makes_faster_clouds_worth_nothing() {
         // At am: (1e6·80 + 1e5·150) / 1.2e6 ≈ 79 ms; at eu: ≈ 19 ms.
         let m = steady([1e5, 1e6, 1e5], 60);
-        let mut vm = site("am");
+        let mut vm = site("americas");
         vm.knobs.latency_target_ms = Some(100.0);
         let d = decide_one(&vm, &m, 59 * MIN);
         assert!(!d.migrate && d.why == Why::AlreadyBest, "{d:?}");
         vm.knobs.latency_target_ms = Some(50.0);
         let d = decide_one(&vm, &m, 59 * MIN);
-        assert!(d.migrate && d.best == "eu", "{d:?}");
+        assert!(d.migrate && d.best == "europe", "{d:?}");
     }
 
     #[test]
     fn price_breaks_ties_and_can_be_a_penalty() {
         // Equal traffic from am and eu, none from as: am and eu score the same.
         let m = steady([1e6, 1e6, 0.0], 60);
-        let mut vm = site("as");
-        vm.knobs.price_per_hour = [("am".to_string(), 0.2), ("eu".to_string(), 0.1)].into();
+        let mut vm = site("asia");
+        vm.knobs.price_per_hour =
+            [("americas".to_string(), 0.2), ("europe".to_string(), 0.1)].into();
         let d = decide_one(&vm, &m, 59 * MIN);
-        assert!(d.migrate && d.best == "eu", "{d:?}");
+        assert!(d.migrate && d.best == "europe", "{d:?}");
         // In a tie the VM stays where it is, even if the other cloud is cheaper.
         let d = decide_one(
             &VmSite {
-                cloud: "am".into(),
+                cloud: "americas".into(),
                 ..vm.clone()
             },
             &m,
             59 * MIN,
         );
-        assert!(!d.migrate && d.best == "am", "{d:?}");
+        assert!(!d.migrate && d.best == "americas", "{d:?}");
         // A penalty of 2000 ms per unit of price makes as (free) the best score:
         // am 40 + 400, eu 40 + 200, as 150 + 0.
         let config = EngineConfig {
@@ -632,14 +662,14 @@ mod tests {
             ..EngineConfig::default()
         };
         let d = plan(&clouds(), &[vm], &m, &config, 59 * MIN).remove(0);
-        assert!(!d.migrate && d.best == "as", "{d:?}");
+        assert!(!d.migrate && d.best == "asia", "{d:?}");
     }
 
     #[test]
     fn a_long_move_is_not_worth_it() {
         let mut m = steady([1e5, 1e6, 1e5], 60);
-        m.record_bandwidth("am", "eu", 0, 1e3);
-        let mut vm = site("am");
+        m.record_bandwidth("americas", "europe", 0, 1e3);
+        let mut vm = site("americas");
         vm.knobs.disk_gib = Some(100);
         let d = decide_one(&vm, &m, 59 * MIN);
         assert!(
@@ -655,18 +685,44 @@ mod tests {
     }
 
     #[test]
+    fn a_day_of_history_lets_it_move_ahead_of_a_daily_shift() {
+        // Every day the load turns from Americas to Europe at 10:00.
+        let mut m = Measurements::new(4096);
+        let now = 24 * 60 + 9 * 60 + 30;
+        for minute in 0..=now {
+            let traffic = if minute % (24 * 60) < 10 * 60 {
+                [1e6, 1e5, 0.0]
+            } else {
+                [1e5, 1e6, 0.0]
+            };
+            record_minute(&mut m, minute * MIN, traffic);
+        }
+        // Half an hour before the turn, the day before says most of the next two
+        // hours belongs to Europe.
+        let d = decide_one(&site("americas"), &m, now * MIN);
+        assert!(d.migrate && d.best == "europe", "{d:?}");
+        // Without the seasonal forecast only the present counts.
+        let config = EngineConfig {
+            seasonal_period_s: 0.0,
+            ..EngineConfig::default()
+        };
+        let d = plan(&clouds(), &[site("americas")], &m, &config, now * MIN).remove(0);
+        assert_eq!(d.why, Why::AlreadyBest);
+    }
+
+    #[test]
     fn an_unmeasured_latency_is_said() {
         let mut m = Measurements::new(16);
-        m.record_traffic_rate("vm", "am", 0, 1e6);
-        m.record_traffic_rate("vm", "eu", 0, 1e6);
-        let d = decide_one(&site("am"), &m, 0);
+        m.record_traffic_rate("vm", "americas", 0, 1e6);
+        m.record_traffic_rate("vm", "europe", 0, 1e6);
+        let d = decide_one(&site("americas"), &m, 0);
         assert_eq!(
             d.why,
             Why::NoCandidate,
-            "no cloud can be scored without am↔eu"
+            "no cloud can be scored without americas↔europe"
         );
-        m.record_latency("am", "eu", 0, 80.0);
-        let d = decide_one(&site("am"), &m, 0);
+        m.record_latency("americas", "europe", 0, 80.0);
+        let d = decide_one(&site("americas"), &m, 0);
         assert!(d.latency_now_ms == Some(40.0) && !d.migrate, "{d:?}");
     }
 

@@ -28,10 +28,11 @@ const LATENCY_MS: [[f64; 3]; 3] = [
     [80.0, 10.0, 150.0],
     [150.0, 150.0, 10.0],
 ];
-/// Minutes simulated before the day measured: the engine starts with an hour of
-/// history and has settled by the time the day begins (its first move, from the
-/// static placement, is not counted against the day).
-const WARM_UP_MIN: usize = 180;
+/// Minutes simulated before the day measured: the day before it (the engine's
+/// history for its day-ago forecast) and an hour. The engine starts from the static
+/// placement with an hour of history, so its first move is not counted against the
+/// day measured.
+const WARM_UP_MIN: usize = DAY_MIN + 60;
 /// Minute of the warm-up at which the engine starts planning.
 const ENGINE_START_MIN: usize = 60;
 const DAY_MIN: usize = 24 * 60;
@@ -204,52 +205,109 @@ fn static_schedule(traffic: &[[f64; 3]]) -> Schedule {
     }
 }
 
+/// Most moves a day the oracle considers per VM: more than it ever uses here.
+const ORACLE_MAX_MOVES: usize = 24;
+
 /// The oracle: the cheapest sequence of clouds over the day's slots, knowing every
-/// minute's traffic, where a move costs what the engine assumes it costs.
-fn oracle_schedule(traffic: &[[f64; 3]], vm: &SimVm, config: &EngineConfig) -> Schedule {
+/// minute's traffic, where a move costs what the engine assumes it costs. Element
+/// `k` is the best schedule with at most `k` moves, with its cost (latency-weighted
+/// traffic plus move costs).
+fn oracle_schedules(
+    traffic: &[[f64; 3]],
+    vm: &SimVm,
+    config: &EngineConfig,
+) -> Vec<(f64, Schedule)> {
     let day = &traffic[WARM_UP_MIN..];
     let slots = DAY_MIN / SLOT_MIN;
-    // best[s][c]: least cost of slots 0..=s ending in cloud c; from[s][c]: previous cloud.
-    let mut best = vec![[f64::INFINITY; 3]; slots];
-    let mut from = vec![[0usize; 3]; slots];
+    let states = 3 * (ORACLE_MAX_MOVES + 1);
+    let state = |c: usize, k: usize| c * (ORACLE_MAX_MOVES + 1) + k;
+    // best[s][state(c, k)]: least cost of slots 0..=s ending in cloud c after exactly
+    // k moves; from[s][..]: the state before.
+    let mut best = vec![vec![f64::INFINITY; states]; slots];
+    let mut from = vec![vec![0usize; states]; slots];
     for s in 0..slots {
         let minutes = &day[s * SLOT_MIN..(s + 1) * SLOT_MIN];
         let rate = minutes.iter().map(|t| t.iter().sum::<f64>()).sum::<f64>() / SLOT_MIN as f64;
         let (move_cost, _) = move_cost(config, vm.ram_mib, rate);
         for c in 0..3 {
             let here: f64 = minutes.iter().map(|t| served_cost(t, c)).sum();
-            // It knows the future: it starts the day wherever is best.
-            let (previous, cost) = (0..3)
-                .map(|p| match s {
-                    0 => (p, if p == c { 0.0 } else { f64::INFINITY }),
-                    _ => (p, best[s - 1][p] + if p == c { 0.0 } else { move_cost }),
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1))
+            for k in 0..=ORACLE_MAX_MOVES {
+                // It knows the future: it starts the day wherever is best.
+                let (previous, cost) = match s {
+                    0 => (state(c, k), if k == 0 { 0.0 } else { f64::INFINITY }),
+                    _ => (0..3)
+                        .filter_map(|p| match (p == c, k) {
+                            (true, _) => Some((state(p, k), best[s - 1][state(p, k)])),
+                            (false, 0) => None,
+                            (false, _) => {
+                                Some((state(p, k - 1), best[s - 1][state(p, k - 1)] + move_cost))
+                            }
+                        })
+                        .min_by(|a, b| a.1.total_cmp(&b.1))
+                        .expect("staying is always possible"),
+                };
+                best[s][state(c, k)] = cost + here;
+                from[s][state(c, k)] = previous;
+            }
+        }
+    }
+    let schedule_from = |end: usize| {
+        let mut per_slot = vec![0; slots];
+        let mut at = end;
+        for s in (0..slots).rev() {
+            per_slot[s] = at / (ORACLE_MAX_MOVES + 1);
+            at = from[s][at];
+        }
+        let arrivals = (1..slots)
+            .filter(|&s| per_slot[s] != per_slot[s - 1])
+            .map(|s| s * SLOT_MIN)
+            .collect();
+        Schedule {
+            cloud: per_slot.iter().flat_map(|&c| [c; SLOT_MIN]).collect(),
+            arrivals,
+        }
+    };
+    (0..=ORACLE_MAX_MOVES)
+        .map(|budget| {
+            let end = (0..3)
+                .flat_map(|c| (0..=budget).map(move |k| state(c, k)))
+                .min_by(|&a, &b| best[slots - 1][a].total_cmp(&best[slots - 1][b]))
                 .expect("three clouds");
-            best[s][c] = cost + here;
-            from[s][c] = previous;
-        }
+            (best[slots - 1][end], schedule_from(end))
+        })
+        .collect()
+}
+
+/// The oracle under a fleet budget of `budget` moves a day in all: how many moves
+/// each VM gets (a knapsack over the VMs' cost against moves) and its schedule.
+fn oracle_with_budget(per_vm: &[Vec<(f64, Schedule)>], budget: usize) -> Vec<Schedule> {
+    // fleet[j][b]: least cost of the first j VMs with at most b moves; pick[j][b]: moves of VM j-1.
+    let mut fleet = vec![vec![0.0; budget + 1]];
+    let mut pick: Vec<Vec<usize>> = Vec::new();
+    for options in per_vm {
+        let previous = fleet.last().expect("starts with no VM");
+        let (row, picks): (Vec<f64>, Vec<usize>) = (0..=budget)
+            .map(|b| {
+                (0..=b.min(ORACLE_MAX_MOVES))
+                    .map(|k| (previous[b - k] + options[k].0, k))
+                    .min_by(|x, y| x.0.total_cmp(&y.0))
+                    .expect("zero moves is always possible")
+            })
+            .unzip();
+        fleet.push(row);
+        pick.push(picks);
     }
-    let mut cloud = (0..3)
-        .min_by(|&a, &b| best[slots - 1][a].total_cmp(&best[slots - 1][b]))
-        .expect("three clouds");
-    let mut per_slot = vec![0; slots];
-    for s in (0..slots).rev() {
-        per_slot[s] = cloud;
-        cloud = from[s][cloud];
+    let mut left = budget;
+    let mut schedules = vec![None; per_vm.len()];
+    for j in (0..per_vm.len()).rev() {
+        let k = pick[j][left];
+        schedules[j] = Some(per_vm[j][k].1.clone());
+        left -= k;
     }
-    let mut arrivals = Vec::new();
-    let mut previous = per_slot[0];
-    for (s, &c) in per_slot.iter().enumerate() {
-        if c != previous {
-            arrivals.push(s * SLOT_MIN);
-        }
-        previous = c;
-    }
-    Schedule {
-        cloud: per_slot.iter().flat_map(|&c| [c; SLOT_MIN]).collect(),
-        arrivals,
-    }
+    schedules
+        .into_iter()
+        .map(|s| s.expect("every VM picked"))
+        .collect()
 }
 
 /// The engine: measurements fed minute by minute (byte counters, latency probes),
@@ -455,11 +513,17 @@ fn main() {
     let mut rng = Rng(args.seed);
     let trace = trace(&vms, &mut rng);
     let statics: Vec<Schedule> = trace.traffic.iter().map(|t| static_schedule(t)).collect();
-    let oracles: Vec<Schedule> = vms
+    let oracle_options: Vec<Vec<(f64, Schedule)>> = vms
         .iter()
         .zip(&trace.traffic)
-        .map(|(vm, t)| oracle_schedule(t, vm, &config))
+        .map(|(vm, t)| oracle_schedules(t, vm, &config))
         .collect();
+    let oracles: Vec<Schedule> = oracle_options
+        .iter()
+        .map(|o| o[ORACLE_MAX_MOVES].1.clone())
+        .collect();
+    // The bound: fewer than 2 migrations per VM per day, for the whole fleet.
+    let budgeted = oracle_with_budget(&oracle_options, 2 * vms.len() - 1);
     let engines = engine_schedules(&trace, &vms, &config, &mut Rng(args.seed ^ 0xe9));
     let every: Vec<usize> = (0..vms.len()).collect();
     let oracle = outcome(&trace, &every, &oracles, &config);
@@ -486,21 +550,42 @@ fn main() {
     );
     row("oracle (knows the future, same move cost)", oracle, oracle);
     row(
+        "oracle with fewer than 2 migrations / VM / day",
+        outcome(&trace, &every, &budgeted, &config),
+        oracle,
+    );
+    row(
         "engine (controller::placement)",
         outcome(&trace, &every, &engines, &config),
         oracle,
     );
+    let flat = EngineConfig {
+        seasonal_period_s: 0.0,
+        ..config.clone()
+    };
+    row(
+        "engine without the day-ago forecast",
+        outcome(
+            &trace,
+            &every,
+            &engine_schedules(&trace, &vms, &flat, &mut Rng(args.seed ^ 0xe9)),
+            &flat,
+        ),
+        oracle,
+    );
 
-    println!("\nPer VM: mean ms (migrations) under static / oracle / engine\n");
-    println!("| VM | peak MB/s am/eu/as | RAM MiB | static | oracle | engine |");
-    println!("|---|---|---|---|---|---|");
+    println!("\nPer VM: mean ms (migrations) under each policy\n");
+    println!(
+        "| VM | peak MB/s am/eu/as | RAM MiB | static | oracle | oracle, < 2 / VM / day | engine |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (i, vm) in vms.iter().enumerate() {
         let one = |s: &Schedule| {
             let o = outcome(&trace, &[i], std::slice::from_ref(s), &config);
             format!("{:.1} ({})", o.mean_ms, s.arrivals.len())
         };
         println!(
-            "| {} | {:.2}/{:.2}/{:.2} | {} | {} | {} | {} |",
+            "| {} | {:.2}/{:.2}/{:.2} | {} | {} | {} | {} | {} |",
             vm.name,
             vm.peak[0] / 1e6,
             vm.peak[1] / 1e6,
@@ -508,19 +593,25 @@ fn main() {
             vm.ram_mib,
             one(&statics[i]),
             one(&oracles[i]),
+            one(&budgeted[i]),
             one(&engines[i])
         );
     }
 
     if args.sweep {
         println!("\nEngine against its hysteresis (same trace):\n");
-        println!("| dwell h | improvement ≥ | mean ms | p95 ms | migrations / VM / day | mean / oracle |");
-        println!("|---|---|---|---|---|---|");
-        for dwell_h in [1.0, 3.0, 6.0] {
-            for ratio in [0.05, 0.15, 0.3] {
+        println!("| dwell h | improvement ≥ | horizon h | mean ms | p95 ms | migrations / VM / day | mean / oracle |");
+        println!("|---|---|---|---|---|---|---|");
+        let variants = [1.0, 3.0, 6.0]
+            .into_iter()
+            .flat_map(|dwell| [0.05, 0.15, 0.3].map(|ratio| (dwell, ratio, 2.0)))
+            .chain([1.0, 4.0, 8.0].map(|horizon| (3.0, 0.15, horizon)));
+        for (dwell_h, ratio, horizon_h) in variants {
+            {
                 let c = EngineConfig {
                     min_dwell_s: dwell_h * 3600.0,
                     min_improvement_ratio: ratio,
+                    horizon_s: horizon_h * 3600.0,
                     ..config.clone()
                 };
                 let o = outcome(
@@ -530,7 +621,7 @@ fn main() {
                     &c,
                 );
                 println!(
-                    "| {dwell_h:.0} | {:.0}% | {:.1} | {:.1} | {:.2} | {:.3} |",
+                    "| {dwell_h:.0} | {:.0}% | {horizon_h:.0} | {:.1} | {:.1} | {:.2} | {:.3} |",
                     ratio * 100.0,
                     o.mean_ms,
                     o.p95_ms,
