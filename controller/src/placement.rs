@@ -302,9 +302,10 @@ pub fn plan(
 ///
 /// The level is the recent exponentially weighted rate. When the series reaches one
 /// season (`seasonal_period_s`, a day) back, the change the season saw next is
-/// added: the mean over the same horizon a season ago minus the mean just before it
-/// (additive, so a region asleep a season ago does not multiply noise). Latencies do
-/// not change over the horizon, so the mean rate is all the scores need.
+/// added: the median over the same horizon a season ago minus the median over the
+/// hour before it (additive, so a region asleep a season ago does not multiply
+/// noise). Latencies do not change over the horizon, so the mean rate is all the
+/// scores need.
 fn forecast(vm: &str, m: &Measurements, config: &EngineConfig, now_ms: u64) -> Vec<(String, f64)> {
     let half_life = secs_to_ms(config.traffic_half_life_s);
     let period = secs_to_ms(config.seasonal_period_s);
@@ -319,7 +320,7 @@ fn forecast(vm: &str, m: &Measurements, config: &EngineConfig, now_ms: u64) -> V
             let seasonal_change = then
                 .filter(|then| s.window(0, then.saturating_sub(before)).next().is_some())
                 .and_then(|then| {
-                    let next = s.quantile(0.5, then, then + horizon)?;
+                    let next = s.quantile(0.5, then, then.saturating_add(horizon))?;
                     Some(next - s.quantile(0.5, then.saturating_sub(before), then)?)
                 })
                 .unwrap_or(0.0);
