@@ -119,6 +119,29 @@ struct RawVm {
     netns: Option<String>,
     tenant: Option<String>,
     public_ip: Option<Spanned<String>>,
+    placement: Option<Spanned<VmPlacement>>,
+}
+
+/// A VM's placement knobs (`[vm.placement]`, all optional; see `docs/placement.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmPlacement {
+    /// Clouds the VM may run in; empty means every cloud.
+    #[serde(default)]
+    pub clouds: Vec<String>,
+    /// What the VM costs per hour in each cloud (a cloud not named costs 0).
+    #[serde(default)]
+    pub price_per_hour: BTreeMap<String, f64>,
+    /// Client latency (traffic-weighted mean, ms) below which lower latency is worth
+    /// nothing to this VM.
+    #[serde(default)]
+    pub latency_target_ms: Option<f64>,
+    /// Memory to copy when it moves, MiB.
+    #[serde(default)]
+    pub ram_mib: Option<u64>,
+    /// Disk to copy when it moves, GiB (0 when its disk is shared or remote).
+    #[serde(default)]
+    pub disk_gib: Option<u64>,
 }
 
 /// A cloud (provider region).
@@ -194,6 +217,9 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     /// VMs by name.
     pub vms: BTreeMap<String, Vm>,
+    /// Placement knobs of the VMs that have any, by VM name.
+    #[serde(default)]
+    pub placement: BTreeMap<String, VmPlacement>,
 }
 
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -352,6 +378,7 @@ impl Inventory {
             });
         }
         let mut vms: BTreeMap<String, Vm> = BTreeMap::new();
+        let mut placement = BTreeMap::new();
         for v in raw.vms {
             let name = v.name.get_ref().clone();
             if vms.contains_key(&name) {
@@ -431,6 +458,26 @@ impl Inventory {
                     )
                 })?),
             };
+            if let Some(p) = &v.placement {
+                let bad = |message: String| invalid(&p.span(), "vm.placement", message);
+                let knobs = p.get_ref();
+                if let Some(c) = knobs
+                    .clouds
+                    .iter()
+                    .chain(knobs.price_per_hour.keys())
+                    .find(|c| !clouds.contains_key(*c))
+                {
+                    return Err(bad(format!("no [[cloud]] named `{c}`")));
+                }
+                let numbers = knobs
+                    .price_per_hour
+                    .values()
+                    .chain(&knobs.latency_target_ms);
+                if let Some(x) = numbers.into_iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+                    return Err(bad(format!("{x} is not a non-negative number")));
+                }
+                placement.insert(name.clone(), knobs.clone());
+            }
             vms.insert(
                 name.clone(),
                 Vm {
@@ -454,6 +501,7 @@ impl Inventory {
             clouds,
             hosts,
             vms,
+            placement,
         })
     }
 
@@ -577,5 +625,30 @@ mod tests {
         );
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
+    }
+
+    #[test]
+    fn placement_knobs_are_optional_and_checked() {
+        assert!(Inventory::parse(EXAMPLE, "i").unwrap().placement.is_empty());
+        let knobs = "[vm.placement]\nclouds = [\"aws-us-east\", \"gcp-europe\"]\n\
+                     price_per_hour = { gcp-europe = 0.12 }\nlatency_target_ms = 60\nram_mib = 2048\n";
+        let inv = Inventory::parse(&format!("{EXAMPLE}{knobs}"), "i").unwrap();
+        let p = &inv.placement["batch1"];
+        assert_eq!(p.clouds, ["aws-us-east", "gcp-europe"]);
+        assert_eq!(p.price_per_hour["gcp-europe"], 0.12);
+        assert_eq!(
+            (p.latency_target_ms, p.ram_mib, p.disk_gib),
+            (Some(60.0), Some(2048), None)
+        );
+        let e = error(&format!(
+            "{EXAMPLE}{}",
+            knobs.replace("gcp-europe\"]", "mars\"]")
+        ));
+        assert!(
+            e.contains("`vm.placement`: no [[cloud]] named `mars`"),
+            "{e}"
+        );
+        let e = error(&format!("{EXAMPLE}{}", knobs.replace("= 60", "= -1")));
+        assert!(e.contains("-1 is not a non-negative number"), "{e}");
     }
 }

@@ -8,6 +8,8 @@ pub mod api;
 pub mod daemon;
 pub mod diff;
 pub mod inventory;
+pub mod measure;
 pub mod netkat;
+pub mod placement;
 pub mod routing;
 pub mod store;

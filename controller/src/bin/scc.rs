@@ -121,6 +121,27 @@ enum Command {
         #[arg(long)]
         inventory: PathBuf,
     },
+    /// Placement of VMs from measured client traffic and latency (docs/placement.md).
+    Placement {
+        #[command(subcommand)]
+        verb: PlacementVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlacementVerb {
+    /// Print the decision table: VM, now, best, gain, cost, why.
+    Plan {
+        /// Inventory (TOML): clouds, hosts, VMs and their placement knobs.
+        #[arg(long)]
+        inventory: PathBuf,
+        /// Measurements snapshot (JSON, see docs/examples/placement-snapshot.json).
+        #[arg(long)]
+        measurements: PathBuf,
+        /// Print the decisions as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +287,14 @@ fn main() -> ExitCode {
             inventory,
             key_file,
         } => host_config(&host, &inventory, &key_file),
+        Command::Placement {
+            verb:
+                PlacementVerb::Plan {
+                    inventory,
+                    measurements,
+                    json,
+                },
+        } => placement_plan(&inventory, &measurements, json),
         Command::Routing { inventory } => {
             Inventory::load(&inventory).map_err(Into::into).map(|inv| {
                 print!("{}", controller::routing::routing_program(&inv));
@@ -397,6 +426,19 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
         VmVerb::Rm { name } => call(api, "DELETE", &format!("/vm/{name}"), b""),
         VmVerb::Show { name } => call(api, "GET", &format!("/vm/{name}"), b""),
     }
+}
+
+fn placement_plan(inventory: &Path, measurements: &Path, json: bool) -> Result<ExitCode> {
+    let inv = Inventory::load(inventory)?;
+    let snapshot: controller::placement::Snapshot = serde_json::from_str(&read(measurements)?)
+        .with_context(|| format!("{}: not a placement snapshot", measurements.display()))?;
+    let decisions = snapshot.plan(&inv);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&decisions)?);
+    } else {
+        print!("{}", controller::placement::table(&decisions));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {

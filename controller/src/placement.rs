@@ -1,0 +1,844 @@
+//! The placement engine: which cloud each VM should run in, from measured client
+//! traffic and latency ("follow the sun").
+//!
+//! [`plan`] is a pure function of the VMs' knobs and current clouds, the
+//! [`Measurements`], the engine's [`EngineConfig`] and the clock; it returns one
+//! [`Decision`] per VM with the numbers and the reason behind it. Applying a decision
+//! (the migration procedure) is the caller's business; this module never does I/O.
+//!
+//! The model, in short (the full text is `docs/placement.md`):
+//! - Clients enter the overlay at a cloud (their *region*); the latency they see at
+//!   a candidate cloud is the measured latency between the two clouds. A VM's
+//!   expected latency at a cloud is the mean over regions weighted by forecast
+//!   traffic (exponentially weighted recent rates).
+//! - The *score* of a cloud is that latency, floored at the VM's latency target
+//!   (being faster than the target is worth nothing), plus an optional price
+//!   penalty. Clouds whose scores are within `tie_ms` are equal; the current one wins
+//!   a tie, then the cheapest.
+//! - A move costs the time to copy RAM and disk over the measured bandwidth plus the
+//!   expected downtime. The *gain* is the score difference times the traffic over the
+//!   horizon left once the move is done; the *cost* charges the traffic for the
+//!   slowdown during the copy and the stall of the downtime. Both are in
+//!   latency-weighted traffic (ms × bytes, shown as ms·GB).
+//! - Hysteresis: a VM moves only when the gain beats the cost by `gain_margin`, the
+//!   score improves by at least `min_improvement_ms` and `min_improvement_ratio`, and
+//!   it has stayed `min_dwell_s` since its last move, so it never ping-pongs.
+
+use crate::inventory::{Inventory, VmPlacement};
+use crate::measure::Measurements;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The engine's knobs that are not per VM. Defaults are documented in
+/// `docs/placement.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// How far ahead a move must pay off, seconds.
+    pub horizon_s: f64,
+    /// Least time between two moves of one VM, seconds.
+    pub min_dwell_s: f64,
+    /// The gain must exceed the cost by this fraction (0.5: gain ≥ 1.5 × cost).
+    pub gain_margin: f64,
+    /// Least score improvement worth a move, ms.
+    pub min_improvement_ms: f64,
+    /// Least score improvement worth a move, as a fraction of the current score.
+    pub min_improvement_ratio: f64,
+    /// Half-life of the traffic forecast (exponentially weighted rates), seconds.
+    pub traffic_half_life_s: f64,
+    /// The load's season (a day), seconds: with that much history the forecast adds
+    /// the change seen over the same horizon a season ago. 0: no seasonal forecast.
+    pub seasonal_period_s: f64,
+    /// Latency between clouds is the median of the probes of this window, seconds.
+    pub latency_window_s: f64,
+    /// Bandwidth between clouds is the mean over this window, seconds.
+    pub bandwidth_window_s: f64,
+    /// Bandwidth assumed between clouds never measured, bytes per second.
+    pub default_bandwidth_bytes_per_s: f64,
+    /// Memory assumed for a VM without `ram_mib`, MiB.
+    pub default_ram_mib: u64,
+    /// Expected downtime of a live migration, seconds.
+    pub downtime_s: f64,
+    /// Extra latency clients see while memory is being copied, ms.
+    pub copy_penalty_ms: f64,
+    /// What a request stalled by the downtime costs, ms (retransmissions included).
+    pub downtime_penalty_ms: f64,
+    /// Score added per unit of price per hour, ms (0: price only breaks ties).
+    pub price_penalty_ms: f64,
+    /// Scores closer than this are equal, ms.
+    pub tie_ms: f64,
+    /// Below this total traffic a VM is idle and stays, bytes per second.
+    pub min_traffic_bytes_per_s: f64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            horizon_s: 2.0 * 3600.0,
+            min_dwell_s: 3.0 * 3600.0,
+            gain_margin: 1.0,
+            min_improvement_ms: 5.0,
+            min_improvement_ratio: 0.15,
+            traffic_half_life_s: 15.0 * 60.0,
+            seasonal_period_s: 24.0 * 3600.0,
+            latency_window_s: 5.0 * 60.0,
+            bandwidth_window_s: 3600.0,
+            default_bandwidth_bytes_per_s: 12.5e6,
+            default_ram_mib: 1024,
+            downtime_s: 0.3,
+            copy_penalty_ms: 5.0,
+            downtime_penalty_ms: 1000.0,
+            price_penalty_ms: 0.0,
+            tie_ms: 1.0,
+            min_traffic_bytes_per_s: 1.0,
+        }
+    }
+}
+
+/// One VM as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmSite {
+    /// Name.
+    pub name: String,
+    /// The cloud it runs in now.
+    pub cloud: String,
+    /// Its knobs from the inventory.
+    #[serde(default)]
+    pub knobs: VmPlacement,
+    /// When it last arrived somewhere by migration (ms, the measurements' clock).
+    #[serde(default)]
+    pub last_moved_ms: Option<u64>,
+}
+
+/// The VMs of an inventory: the cloud of each one's host, its knobs, and when it
+/// last moved (from the caller's migration history).
+pub fn sites(inventory: &Inventory, last_moved_ms: &BTreeMap<String, u64>) -> Vec<VmSite> {
+    inventory
+        .vms
+        .values()
+        .map(|vm| VmSite {
+            name: vm.name.clone(),
+            cloud: inventory
+                .host(&vm.host)
+                .map(|h| h.cloud.clone())
+                .unwrap_or_default(),
+            knobs: inventory
+                .placement
+                .get(&vm.name)
+                .cloned()
+                .unwrap_or_default(),
+            last_moved_ms: last_moved_ms.get(&vm.name).copied(),
+        })
+        .collect()
+}
+
+/// Everything the engine needs besides the inventory: what the daemon hands it,
+/// and what `scc placement plan --measurements FILE` reads (`docs/placement.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The clock of the plan, ms on the measurements' clock; default: the newest sample.
+    #[serde(default)]
+    pub now_ms: Option<u64>,
+    /// The measurements.
+    #[serde(default)]
+    pub measurements: Measurements,
+    /// When each VM last arrived somewhere by migration, ms.
+    #[serde(default)]
+    pub last_moved_ms: BTreeMap<String, u64>,
+    /// Engine knobs; missing fields take their defaults.
+    #[serde(default)]
+    pub config: EngineConfig,
+}
+
+impl Snapshot {
+    /// Plans every VM of `inventory`. A VM may be placed in any cloud that has a host.
+    pub fn plan(&self, inventory: &Inventory) -> Vec<Decision> {
+        let clouds: Vec<String> = inventory
+            .clouds
+            .keys()
+            .filter(|c| inventory.hosts.iter().any(|h| &h.cloud == *c))
+            .cloned()
+            .collect();
+        let now_ms = self
+            .now_ms
+            .or_else(|| self.measurements.newest_ms())
+            .unwrap_or(0);
+        plan(
+            &clouds,
+            &sites(inventory, &self.last_moved_ms),
+            &self.measurements,
+            &self.config,
+            now_ms,
+        )
+    }
+}
+
+/// Why the engine decided what it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Why {
+    /// Too little traffic to tell where its clients are.
+    Idle,
+    /// A latency needed to compare clouds was never measured.
+    Unmeasured {
+        /// Client region.
+        region: String,
+        /// Cloud.
+        cloud: String,
+    },
+    /// No allowed cloud could be scored.
+    NoCandidate,
+    /// It already runs in the best cloud (or one as good).
+    AlreadyBest,
+    /// It moved too recently.
+    Dwell {
+        /// Seconds since the last move.
+        since_s: f64,
+        /// Seconds it must stay.
+        min_s: f64,
+    },
+    /// The improvement is smaller than the hysteresis asks.
+    SmallImprovement {
+        /// Score improvement, ms.
+        improvement_ms: f64,
+        /// Least improvement worth a move, ms.
+        needed_ms: f64,
+    },
+    /// The move would not finish within the horizon.
+    MoveTooLong {
+        /// Seconds the move takes.
+        move_s: f64,
+    },
+    /// The gain does not beat the cost by the margin.
+    CostExceedsGain,
+    /// Move: the gain beats the cost by the margin.
+    Gain,
+    /// Move: its cloud is not one it may use.
+    NotAllowed,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Idle => write!(f, "idle: too little traffic"),
+            Why::Unmeasured { region, cloud } => {
+                write!(f, "no latency measured between {region} and {cloud}")
+            }
+            Why::NoCandidate => write!(f, "no allowed cloud can be scored"),
+            Why::AlreadyBest => write!(f, "already in the best cloud"),
+            Why::Dwell { since_s, min_s } => write!(
+                f,
+                "moved {:.0} min ago, stays at least {:.0} min",
+                since_s / 60.0,
+                min_s / 60.0
+            ),
+            Why::SmallImprovement {
+                improvement_ms,
+                needed_ms,
+            } => write!(
+                f,
+                "improves {improvement_ms:.1} ms, hysteresis needs {needed_ms:.1} ms"
+            ),
+            Why::MoveTooLong { move_s } => {
+                write!(f, "the move takes {move_s:.0} s, longer than the horizon")
+            }
+            Why::CostExceedsGain => write!(f, "gain does not beat cost by the margin"),
+            Why::Gain => write!(f, "migrate: gain beats cost by the margin"),
+            Why::NotAllowed => write!(f, "migrate: current cloud is not allowed"),
+        }
+    }
+}
+
+/// The engine's decision for one VM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// VM name.
+    pub vm: String,
+    /// The cloud it runs in now.
+    pub now: String,
+    /// The best allowed cloud (equal to `now` when it stays for lack of a better one).
+    pub best: String,
+    /// Whether to migrate to `best`.
+    pub migrate: bool,
+    /// Expected client latency where it runs, ms (traffic-weighted).
+    pub latency_now_ms: Option<f64>,
+    /// Expected client latency at `best`, ms.
+    pub latency_best_ms: Option<f64>,
+    /// Gain of moving over the horizon, ms·GB of client traffic.
+    pub gain: f64,
+    /// Cost of moving, ms·GB of client traffic.
+    pub cost: f64,
+    /// Seconds the move takes (copy plus downtime).
+    pub move_s: f64,
+    /// Why.
+    pub why: Why,
+}
+
+/// A candidate cloud with its numbers.
+#[derive(Debug, Clone)]
+struct Scored {
+    cloud: String,
+    latency_ms: f64,
+    score: f64,
+    price: f64,
+}
+
+/// Plans every VM. `clouds` are all clouds VMs may be placed in; `now_ms` is on
+/// the measurements' clock.
+pub fn plan(
+    clouds: &[String],
+    vms: &[VmSite],
+    measurements: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+) -> Vec<Decision> {
+    vms.iter()
+        .map(|vm| decide(clouds, vm, measurements, config, now_ms))
+        .collect()
+}
+
+/// Forecast mean traffic of one VM over the horizon by region, bytes per second.
+///
+/// The level is the recent exponentially weighted rate. When the series reaches one
+/// season (`seasonal_period_s`, a day) back, the change the season saw next is
+/// added: the median over the same horizon a season ago minus the median over the
+/// hour before it (additive, so a region asleep a season ago does not multiply
+/// noise). Latencies do not change over the horizon, so the mean rate is all the
+/// scores need.
+fn forecast(vm: &str, m: &Measurements, config: &EngineConfig, now_ms: u64) -> Vec<(String, f64)> {
+    let half_life = secs_to_ms(config.traffic_half_life_s);
+    let period = secs_to_ms(config.seasonal_period_s);
+    let horizon = secs_to_ms(config.horizon_s);
+    // An hour at least, and medians: a flash crowd of the day before (minutes
+    // long) must not be forecast again.
+    let before = (2 * half_life).max(3_600_000);
+    m.traffic_of(vm)
+        .filter_map(|(region, s)| {
+            let level = s.ewma(half_life, now_ms)?;
+            let then = now_ms.checked_sub(period).filter(|_| period > 0);
+            let seasonal_change = then
+                .filter(|then| s.window(0, then.saturating_sub(before)).next().is_some())
+                .and_then(|then| {
+                    let next = s.quantile(0.5, then, then.saturating_add(horizon))?;
+                    Some(next - s.quantile(0.5, then.saturating_sub(before), then)?)
+                })
+                .unwrap_or(0.0);
+            Some((region.to_string(), (level + seasonal_change).max(0.0)))
+        })
+        .filter(|(_, rate)| *rate > 0.0)
+        .collect()
+}
+
+fn secs_to_ms(s: f64) -> u64 {
+    std::time::Duration::try_from_secs_f64(s.max(0.0)).map_or(u64::MAX, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    })
+}
+
+/// Expected client latency at `cloud`: the traffic-weighted mean over regions; or the
+/// region whose latency to it is unknown. Clients inside a cloud see it at 0 ms
+/// unless a latency within it was measured.
+fn expected_latency(
+    traffic: &[(String, f64)],
+    cloud: &str,
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+) -> Result<f64, String> {
+    let window = secs_to_ms(config.latency_window_s);
+    let (mut weighted, mut total) = (0.0, 0.0);
+    for (region, rate) in traffic {
+        let latency = match m.latency_between(region, cloud, now_ms, window) {
+            Some(l) => l,
+            None if region == cloud => 0.0,
+            None => return Err(region.clone()),
+        };
+        weighted += rate * latency;
+        total += rate;
+    }
+    Ok(weighted / total)
+}
+
+fn decide(
+    clouds: &[String],
+    vm: &VmSite,
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+) -> Decision {
+    let stay = |why: Why| Decision {
+        vm: vm.name.clone(),
+        now: vm.cloud.clone(),
+        best: vm.cloud.clone(),
+        migrate: false,
+        latency_now_ms: None,
+        latency_best_ms: None,
+        gain: 0.0,
+        cost: 0.0,
+        move_s: 0.0,
+        why,
+    };
+    let traffic = forecast(&vm.name, m, config, now_ms);
+    let rate: f64 = traffic.iter().map(|(_, r)| r).sum();
+    if rate < config.min_traffic_bytes_per_s {
+        return stay(Why::Idle);
+    }
+    let allowed = |c: &str| vm.knobs.clouds.is_empty() || vm.knobs.clouds.iter().any(|a| a == c);
+    let score_of = |cloud: &str| -> Result<Scored, Why> {
+        let latency_ms =
+            expected_latency(&traffic, cloud, m, config, now_ms).map_err(|region| {
+                Why::Unmeasured {
+                    region,
+                    cloud: cloud.to_string(),
+                }
+            })?;
+        let price = vm.knobs.price_per_hour.get(cloud).copied().unwrap_or(0.0);
+        let floor = vm.knobs.latency_target_ms.unwrap_or(0.0);
+        Ok(Scored {
+            cloud: cloud.to_string(),
+            latency_ms,
+            score: latency_ms.max(floor) + config.price_penalty_ms * price,
+            price,
+        })
+    };
+    let current = score_of(&vm.cloud);
+    let candidates: Vec<Scored> = clouds
+        .iter()
+        .filter(|c| allowed(c))
+        .filter_map(|c| score_of(c).ok())
+        .collect();
+    let Some(lowest) = candidates.iter().map(|c| c.score).reduce(f64::min) else {
+        return stay(Why::NoCandidate);
+    };
+    let ties = candidates
+        .iter()
+        .filter(|c| c.score <= lowest + config.tie_ms);
+    let best = match ties.clone().find(|c| c.cloud == vm.cloud) {
+        Some(here) => here,
+        None => ties
+            .min_by(|a, b| {
+                (a.price.total_cmp(&b.price))
+                    .then(a.latency_ms.total_cmp(&b.latency_ms))
+                    .then(a.cloud.cmp(&b.cloud))
+            })
+            .expect("the lowest score is a candidate's"),
+    };
+    let mut decision = stay(Why::AlreadyBest);
+    decision.best = best.cloud.clone();
+    decision.latency_best_ms = Some(best.latency_ms);
+    let current = match current {
+        Ok(c) => c,
+        // Its cloud cannot be scored: without a number to compare, only a cloud it
+        // may not use is reason enough to move.
+        Err(_) if !allowed(&vm.cloud) => {
+            decision.migrate = true;
+            decision.why = Why::NotAllowed;
+            return decision;
+        }
+        Err(why) => return stay(why),
+    };
+    decision.latency_now_ms = Some(current.latency_ms);
+    // Its own cloud is allowed whenever it is the best: nothing to move.
+    if best.cloud == vm.cloud {
+        return decision;
+    }
+    let bandwidth = m
+        .bandwidth_between(
+            &vm.cloud,
+            &best.cloud,
+            now_ms,
+            secs_to_ms(config.bandwidth_window_s),
+        )
+        .filter(|b| *b > 0.0)
+        .unwrap_or(config.default_bandwidth_bytes_per_s);
+    let ram = vm.knobs.ram_mib.unwrap_or(config.default_ram_mib) as f64 * 1024.0 * 1024.0;
+    let disk = vm.knobs.disk_gib.unwrap_or(0) as f64 * 1024.0 * 1024.0 * 1024.0;
+    let copy_s = (ram + disk) / bandwidth;
+    decision.move_s = copy_s + config.downtime_s;
+    let improvement = current.score - best.score;
+    // ms × bytes/s × s = ms·bytes; shown as ms·GB.
+    decision.gain =
+        improvement.max(0.0) * rate * (config.horizon_s - decision.move_s).max(0.0) / 1e9;
+    decision.cost = rate
+        * (copy_s * config.copy_penalty_ms + config.downtime_s * config.downtime_penalty_ms)
+        / 1e9;
+    if !allowed(&vm.cloud) {
+        decision.migrate = true;
+        decision.why = Why::NotAllowed;
+        return decision;
+    }
+    if let Some(moved) = vm.last_moved_ms {
+        let since_s = now_ms.saturating_sub(moved) as f64 / 1000.0;
+        if since_s < config.min_dwell_s {
+            decision.why = Why::Dwell {
+                since_s,
+                min_s: config.min_dwell_s,
+            };
+            return decision;
+        }
+    }
+    let needed_ms = config
+        .min_improvement_ms
+        .max(config.min_improvement_ratio * current.score);
+    decision.why = if improvement < needed_ms {
+        Why::SmallImprovement {
+            improvement_ms: improvement,
+            needed_ms,
+        }
+    } else if decision.move_s >= config.horizon_s {
+        Why::MoveTooLong {
+            move_s: decision.move_s,
+        }
+    } else if decision.gain <= decision.cost * (1.0 + config.gain_margin) {
+        Why::CostExceedsGain
+    } else {
+        decision.migrate = true;
+        Why::Gain
+    };
+    decision
+}
+
+/// The decision table (`scc placement plan`): VM, now, best, latencies, gain, cost, why.
+pub fn table(decisions: &[Decision]) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let mut out = String::from(
+        "| VM | now | best | latency now ms | latency best ms | gain ms·GB | cost ms·GB | move s | action | why |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for d in decisions {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.1} | {} | {} |\n",
+            d.vm,
+            d.now,
+            d.best,
+            ms(d.latency_now_ms),
+            ms(d.latency_best_ms),
+            d.gain,
+            d.cost,
+            d.move_s,
+            if d.migrate { "migrate" } else { "stay" },
+            d.why
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIN: u64 = 60_000;
+    const CLOUDS: [&str; 3] = ["americas", "europe", "asia"];
+    /// One-way latency between the test clouds, ms.
+    const LATENCY: [[f64; 3]; 3] = [[0.0, 80.0, 150.0], [80.0, 0.0, 150.0], [150.0, 150.0, 0.0]];
+
+    fn clouds() -> Vec<String> {
+        CLOUDS.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn site(cloud: &str) -> VmSite {
+        VmSite {
+            name: "vm".into(),
+            cloud: cloud.into(),
+            knobs: VmPlacement::default(),
+            last_moved_ms: None,
+        }
+    }
+
+    /// Records one minute of measurements: latency probes and traffic rates by region.
+    fn record_minute(m: &mut Measurements, t_ms: u64, traffic: [f64; 3]) {
+        for (i, a) in CLOUDS.iter().enumerate() {
+            for (j, b) in CLOUDS.iter().enumerate() {
+                m.record_latency(a, b, t_ms, LATENCY[i][j]);
+            }
+            m.record_traffic_rate("vm", a, t_ms, traffic[i]);
+        }
+    }
+
+    fn steady(traffic: [f64; 3], minutes: u64) -> Measurements {
+        let mut m = Measurements::new(256);
+        for minute in 0..minutes {
+            record_minute(&mut m, minute * MIN, traffic);
+        }
+        m
+    }
+
+    fn decide_one(vm: &VmSite, m: &Measurements, now_ms: u64) -> Decision {
+        plan(
+            &clouds(),
+            std::slice::from_ref(vm),
+            m,
+            &EngineConfig::default(),
+            now_ms,
+        )
+        .remove(0)
+    }
+
+    #[test]
+    fn moves_to_where_the_clients_are() {
+        let m = steady([1e5, 1e6, 1e5], 60);
+        let d = decide_one(&site("americas"), &m, 59 * MIN);
+        assert!(d.migrate, "{d:?}");
+        assert_eq!((d.best.as_str(), &d.why), ("europe", &Why::Gain));
+        let expected_at_eu = (1e5 * 80.0 + 1e5 * 150.0) / 1.2e6;
+        assert!((d.latency_best_ms.unwrap() - expected_at_eu).abs() < 1e-9);
+        assert!(d.gain > d.cost * 2.0, "{d:?}");
+        let table = table(&[d]);
+        assert!(table.contains("| vm | americas | europe |"), "{table}");
+        assert!(table.contains("migrate: gain beats cost"), "{table}");
+    }
+
+    #[test]
+    fn stays_when_already_best_or_idle() {
+        let m = steady([1e6, 1e5, 1e5], 60);
+        assert_eq!(
+            decide_one(&site("americas"), &m, 59 * MIN).why,
+            Why::AlreadyBest
+        );
+        let idle = steady([0.0, 0.0, 0.0], 60);
+        assert_eq!(decide_one(&site("asia"), &idle, 59 * MIN).why, Why::Idle);
+    }
+
+    #[test]
+    fn respects_dwell_time_and_allowed_clouds() {
+        let m = steady([1e5, 1e6, 1e5], 60);
+        let mut vm = site("americas");
+        vm.last_moved_ms = Some(30 * MIN);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(!d.migrate);
+        assert!(matches!(d.why, Why::Dwell { .. }), "{d:?}");
+        let mut vm = site("americas");
+        vm.knobs.clouds = vec!["americas".into(), "asia".into()];
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(!d.migrate && d.best == "americas", "{d:?}");
+        // A VM in a cloud it may not use moves, dwell or not.
+        let mut vm = site("europe");
+        vm.knobs.clouds = vec!["asia".into()];
+        vm.last_moved_ms = Some(58 * MIN);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(
+            d.migrate && d.best == "asia" && d.why == Why::NotAllowed,
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn a_latency_target_makes_faster_clouds_worth_nothing() {
+        // At am: (1e6·80 + 1e5·150) / 1.2e6 ≈ 79 ms; at eu: ≈ 19 ms.
+        let m = steady([1e5, 1e6, 1e5], 60);
+        let mut vm = site("americas");
+        vm.knobs.latency_target_ms = Some(100.0);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(!d.migrate && d.why == Why::AlreadyBest, "{d:?}");
+        vm.knobs.latency_target_ms = Some(50.0);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(d.migrate && d.best == "europe", "{d:?}");
+    }
+
+    #[test]
+    fn price_breaks_ties_and_can_be_a_penalty() {
+        // Equal traffic from am and eu, none from as: am and eu score the same.
+        let m = steady([1e6, 1e6, 0.0], 60);
+        let mut vm = site("asia");
+        vm.knobs.price_per_hour =
+            [("americas".to_string(), 0.2), ("europe".to_string(), 0.1)].into();
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(d.migrate && d.best == "europe", "{d:?}");
+        // In a tie the VM stays where it is, even if the other cloud is cheaper.
+        let d = decide_one(
+            &VmSite {
+                cloud: "americas".into(),
+                ..vm.clone()
+            },
+            &m,
+            59 * MIN,
+        );
+        assert!(!d.migrate && d.best == "americas", "{d:?}");
+        // A penalty of 2000 ms per unit of price makes as (free) the best score:
+        // am 40 + 400, eu 40 + 200, as 150 + 0.
+        let config = EngineConfig {
+            price_penalty_ms: 2000.0,
+            ..EngineConfig::default()
+        };
+        let d = plan(&clouds(), &[vm], &m, &config, 59 * MIN).remove(0);
+        assert!(!d.migrate && d.best == "asia", "{d:?}");
+    }
+
+    #[test]
+    fn a_long_move_is_not_worth_it() {
+        let mut m = steady([1e5, 1e6, 1e5], 60);
+        m.record_bandwidth("americas", "europe", 0, 1e3);
+        let mut vm = site("americas");
+        vm.knobs.disk_gib = Some(100);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(
+            !d.migrate && matches!(d.why, Why::MoveTooLong { .. }),
+            "{d:?}"
+        );
+        // Without the disk, at the same bandwidth the copy is cheap enough only
+        // with a low enough RAM.
+        vm.knobs.disk_gib = None;
+        vm.knobs.ram_mib = Some(1);
+        let d = decide_one(&vm, &m, 59 * MIN);
+        assert!(d.migrate, "{d:?}");
+    }
+
+    #[test]
+    fn a_day_of_history_lets_it_move_ahead_of_a_daily_shift() {
+        // Every day the load turns from Americas to Europe at 10:00.
+        let mut m = Measurements::new(4096);
+        let now = 24 * 60 + 9 * 60 + 30;
+        for minute in 0..=now {
+            let traffic = if minute % (24 * 60) < 10 * 60 {
+                [1e6, 1e5, 0.0]
+            } else {
+                [1e5, 1e6, 0.0]
+            };
+            record_minute(&mut m, minute * MIN, traffic);
+        }
+        // Half an hour before the turn, the day before says most of the next two
+        // hours belongs to Europe.
+        let d = decide_one(&site("americas"), &m, now * MIN);
+        assert!(d.migrate && d.best == "europe", "{d:?}");
+        // Without the seasonal forecast only the present counts.
+        let config = EngineConfig {
+            seasonal_period_s: 0.0,
+            ..EngineConfig::default()
+        };
+        let d = plan(&clouds(), &[site("americas")], &m, &config, now * MIN).remove(0);
+        assert_eq!(d.why, Why::AlreadyBest);
+    }
+
+    #[test]
+    fn an_unmeasured_latency_is_said() {
+        let mut m = Measurements::new(16);
+        m.record_traffic_rate("vm", "americas", 0, 1e6);
+        m.record_traffic_rate("vm", "europe", 0, 1e6);
+        let d = decide_one(&site("americas"), &m, 0);
+        assert_eq!(
+            d.why,
+            Why::NoCandidate,
+            "no cloud can be scored without americas↔europe"
+        );
+        m.record_latency("americas", "europe", 0, 80.0);
+        let d = decide_one(&site("americas"), &m, 0);
+        assert!(d.latency_now_ms == Some(40.0) && !d.migrate, "{d:?}");
+    }
+
+    #[test]
+    fn the_documented_snapshot_plans_the_documented_inventory() {
+        let inventory = Inventory::parse(
+            include_str!("../../docs/examples/inventory.toml"),
+            "inventory.toml",
+        )
+        .unwrap();
+        let snapshot: Snapshot =
+            serde_json::from_str(include_str!("../../docs/examples/placement-snapshot.json"))
+                .unwrap();
+        let decisions = snapshot.plan(&inventory);
+        let by_vm = |vm: &str| decisions.iter().find(|d| d.vm == vm).unwrap();
+        let web1 = by_vm("web1");
+        assert!(web1.migrate && web1.best == "gcp-europe", "{web1:?}");
+        assert_eq!(by_vm("db1").why, Why::AlreadyBest);
+        assert_eq!(by_vm("batch1").why, Why::Idle);
+        // The bandwidth measured a day earlier still prices the copy: 1 GiB at 60 MB/s.
+        assert!((web1.move_s - (1024.0 * 1024.0 * 1024.0 / 6e7 + 0.3)).abs() < 1e-6);
+    }
+
+    /// Runs the engine every 5 minutes over a load given per minute, applying its
+    /// decisions at once; returns the minutes at which the VM moved and where to.
+    fn run(start: &str, load: &[[f64; 3]], knobs: &VmPlacement) -> Vec<(u64, String)> {
+        let mut m = Measurements::new(512);
+        let mut vm = VmSite {
+            knobs: knobs.clone(),
+            ..site(start)
+        };
+        let mut moves = Vec::new();
+        for (minute, traffic) in load.iter().enumerate() {
+            let t = minute as u64 * MIN;
+            record_minute(&mut m, t, *traffic);
+            if minute % 5 == 4 {
+                let d = decide_one(&vm, &m, t);
+                if d.migrate {
+                    vm.cloud = d.best.clone();
+                    vm.last_moved_ms = Some(t);
+                    moves.push((minute as u64, d.best));
+                }
+            }
+        }
+        moves
+    }
+
+    fn noisy_load(base: [f64; 3], noise: &[f64]) -> Vec<[f64; 3]> {
+        noise
+            .chunks(3)
+            .map(|n| [base[0] * n[0], base[1] * n[1], base[2] * n[2]])
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn never_proposes_a_cloud_it_may_not_use(
+            allowed in prop::sample::subsequence(CLOUDS.to_vec(), 1..=3),
+            start in prop::sample::select(CLOUDS.to_vec()),
+            traffic in prop::array::uniform3(0.0f64..1e6),
+            target in prop::option::of(0.0f64..200.0),
+        ) {
+            let m = steady(traffic, 30);
+            let mut vm = site(start);
+            vm.knobs.clouds = allowed.iter().map(|c| c.to_string()).collect();
+            vm.knobs.latency_target_ms = target;
+            let d = decide_one(&vm, &m, 29 * MIN);
+            if d.migrate {
+                prop_assert!(allowed.contains(&d.best.as_str()), "{d:?}");
+            }
+        }
+
+        #[test]
+        fn never_moves_again_within_the_dwell_time(
+            start in prop::sample::select(CLOUDS.to_vec()),
+            // Four phases of random load, each 30 to 120 minutes.
+            phases in prop::collection::vec((prop::array::uniform3(0.0f64..1e6), 30usize..120), 4),
+        ) {
+            let load: Vec<[f64; 3]> = phases
+                .iter()
+                .flat_map(|(traffic, minutes)| std::iter::repeat_n(*traffic, *minutes))
+                .collect();
+            let moves = run(start, &load, &VmPlacement::default());
+            let dwell_min = EngineConfig::default().min_dwell_s / 60.0;
+            for pair in moves.windows(2) {
+                prop_assert!((pair[1].0 - pair[0].0) as f64 >= dwell_min, "{moves:?}");
+            }
+        }
+
+        #[test]
+        fn a_stable_load_gives_no_migration_from_its_best_cloud(
+            base in prop::array::uniform3(1e3f64..1e6),
+            noise in prop::collection::vec(0.8f64..1.2, 3 * 360),
+        ) {
+            let load = noisy_load(base, &noise);
+            // Where the steady load is best served.
+            let best = (0..3)
+                .min_by(|&a, &b| {
+                    let at = |c: usize| (0..3).map(|r| base[r] * LATENCY[r][c]).sum::<f64>();
+                    at(a).total_cmp(&at(b))
+                })
+                .unwrap();
+            let moves = run(CLOUDS[best], &load, &VmPlacement::default());
+            // Noise may make a near-tie look better for a while, but hysteresis must
+            // keep a VM where it is unless a move is clearly worth it.
+            let at = |c: usize| (0..3).map(|r| base[r] * LATENCY[r][c]).sum::<f64>() / base.iter().sum::<f64>();
+            let clear = (0..3).filter(|&c| c != best).all(|c| at(c) - at(best) > 0.25 * at(best) + 5.0);
+            if clear {
+                prop_assert!(moves.is_empty(), "{moves:?}");
+            }
+            // From anywhere, a stable load settles: at most one move.
+            let from_elsewhere = run(CLOUDS[(best + 1) % 3], &load, &VmPlacement::default());
+            if clear {
+                prop_assert!(from_elsewhere.len() <= 1, "{from_elsewhere:?}");
+            }
+        }
+    }
+}
