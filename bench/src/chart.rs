@@ -76,6 +76,16 @@ fn number(v: f64) -> String {
     }
 }
 
+/// 10 to the power `d`, written out: 0.01, 0.1, 1, 10, 100.
+fn decade_label(d: i32) -> String {
+    let zeros = "0".repeat(d.unsigned_abs() as usize);
+    if d >= 0 {
+        format!("1{zeros}")
+    } else {
+        format!("0.{}1", &zeros[1..])
+    }
+}
+
 /// One panel's bars for one row: two values (first dark, second light).
 fn bars(svg: &mut String, left: f64, top: f64, axis: LogAxis, values: [Option<f64>; 2]) {
     for (i, v) in values.iter().enumerate() {
@@ -111,7 +121,7 @@ fn axis(svg: &mut String, left: f64, top: f64, bottom: f64, axis: LogAxis, legen
             svg,
             r##"<line x1="{x:.1}" y1="{top:.1}" x2="{x:.1}" y2="{bottom:.1}" stroke="#ddd"/><text x="{x:.1}" y="{:.1}" font-size="9" text-anchor="middle">{}</text>"##,
             bottom + 12.0,
-            number(10f64.powi(d))
+            decade_label(d)
         );
     }
     for (i, text) in legend.iter().enumerate() {
@@ -218,6 +228,8 @@ mod tests {
         assert_eq!((axis.low, axis.high), (-1, 2));
         assert!((axis.x(1.0) - PANEL_W / 3.0).abs() < 1e-9);
         assert!((axis.x(100.0) - PANEL_W).abs() < 1e-9);
+        let labels: Vec<String> = (-2..=2).map(decade_label).collect();
+        assert_eq!(labels, ["0.01", "0.1", "1", "10", "100"]);
     }
 
     #[test]

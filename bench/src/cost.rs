@@ -21,17 +21,20 @@ use std::time::{Duration, Instant};
 
 /// Datagrams per burst.
 const DATAGRAMS: u32 = 4_000;
-/// UDP payload bytes per datagram (frames of 1042 bytes on the TAP).
-const PAYLOAD: usize = 1_000;
+/// UDP payload bytes per datagram, one burst each: small frames show the fixed
+/// cost of a packet, large ones add what grows with its length (copies, crypto).
+const PAYLOADS: [usize; 2] = [64, 1_000];
 /// Paced at 10 datagrams every 5 ms (2,000/s), slow enough for the switch under
 /// callgrind, which runs some 50 times slower than natively.
 const EVERY: u32 = 10;
 const PAUSE: Duration = Duration::from_millis(5);
 const UDP_PORT: u16 = 7000;
 
-/// One of the three paths, as measured.
+/// One burst through one of the three paths, as measured.
 #[derive(Debug)]
 struct Sample {
+    /// UDP payload bytes per datagram.
+    payload: usize,
     /// Frames the switch counted on the path's ingress port during the burst.
     packets: u64,
     /// Datagrams the receiving VM got.
@@ -40,6 +43,8 @@ struct Sample {
     busy: u64,
     /// Count during an idle window of the same length.
     idle: u64,
+    /// The functions with the most instructions of their own during the burst.
+    hot: Vec<String>,
 }
 
 impl Sample {
@@ -102,6 +107,75 @@ impl Counter {
     }
 }
 
+impl Counter {
+    /// The functions that spent the most instructions of their own in the last
+    /// window dumped for `pid`, with their share (callgrind only).
+    fn hot_spots(&self, pid: u32) -> Result<Vec<String>> {
+        let Counter::Instructions(cg) = self else {
+            return Ok(Vec::new());
+        };
+        let dumps = cg.dumps(pid)?;
+        let newest = dumps.last().context("no callgrind dump")?;
+        let dump = std::fs::read_to_string(newest)?;
+        Ok(hot_functions(&dump))
+    }
+}
+
+/// The functions with the largest self cost in a callgrind dump (written with
+/// `--compress-strings=no --compress-pos=no`), as "7.7% function". A cost line
+/// holds a position and the instructions; the line right after `calls=` is the
+/// inclusive cost of a call, which belongs to the callee, not to the caller.
+fn hot_functions(dump: &str) -> Vec<String> {
+    let mut costs: std::collections::HashMap<&str, u64> = Default::default();
+    let (mut function, mut call_cost_next) = (None, false);
+    for line in dump.lines() {
+        if let Some(name) = line.strip_prefix("fn=") {
+            (function, call_cost_next) = (Some(name), false);
+        } else if line.starts_with("calls=") {
+            call_cost_next = true;
+        } else if line.starts_with(|c: char| c.is_ascii_digit() || c == '+' || c == '-') {
+            if std::mem::take(&mut call_cost_next) {
+                continue;
+            }
+            let cost = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse::<u64>().ok());
+            if let (Some(f), Some(cost)) = (function, cost) {
+                *costs.entry(f).or_default() += cost;
+            }
+        }
+    }
+    let total: u64 = costs.values().sum();
+    let mut ranked: Vec<(&str, u64)> = costs.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .take(HOT_SPOTS)
+        .map(|(f, cost)| {
+            format!(
+                "{:.1}% {}",
+                cost as f64 * 100.0 / total.max(1) as f64,
+                short(f)
+            )
+        })
+        .collect()
+}
+
+/// How many hot functions a row names.
+const HOT_SPOTS: usize = 4;
+
+/// A function name cut to a readable length (Rust paths with generics run long).
+fn short(function: &str) -> String {
+    const MAX: usize = 60;
+    let chars: Vec<char> = function.chars().collect();
+    if chars.len() <= MAX {
+        function.to_string()
+    } else {
+        chars[..MAX].iter().collect::<String>() + "…"
+    }
+}
+
 /// Ends `perf stat` with SIGINT (it then prints its counts) and reads the cycles.
 fn stop_perf(mut perf: Background) -> Result<u64> {
     let pid = libc::pid_t::try_from(perf.0.id())?;
@@ -156,7 +230,7 @@ impl Callgrind {
         std::fs::write(
             &wrapper,
             format!(
-                "#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={}/callgrind.out.%p {} \"$@\"\n",
+                "#!/bin/sh\nexec valgrind --tool=callgrind --compress-strings=no --compress-pos=no --callgrind-out-file={}/callgrind.out.%p {} \"$@\"\n",
                 dir.path().display(),
                 scd.display()
             ),
@@ -245,11 +319,26 @@ fn pin_neighbour(vm: &Vm, ip: &str, mac: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sends the burst from `from` to `to` and counts it at `scd`, on `in_port`.
-fn sample(counter: &Counter, scd: &Scd, in_port: u32, from: &Vm, to: &Vm) -> Result<Sample> {
+/// Sends one burst of each payload size from `from` to `to` and counts them at
+/// `scd`, on `in_port`.
+fn samples(counter: &Counter, scd: &Scd, in_port: u32, from: &Vm, to: &Vm) -> Result<Vec<Sample>> {
+    PAYLOADS
+        .iter()
+        .map(|&payload| sample(counter, scd, in_port, from, to, payload))
+        .collect()
+}
+
+fn sample(
+    counter: &Counter,
+    scd: &Scd,
+    in_port: u32,
+    from: &Vm,
+    to: &Vm,
+    payload: usize,
+) -> Result<Sample> {
     let burst = Burst {
         count: DATAGRAMS,
-        size: PAYLOAD,
+        size: payload,
         every: EVERY,
         pause: PAUSE,
     };
@@ -261,37 +350,40 @@ fn sample(counter: &Counter, scd: &Scd, in_port: u32, from: &Vm, to: &Vm) -> Res
     })?;
     let window = started.elapsed();
     let packets = port_packets(scd, in_port, "rx")? - before;
+    let hot = counter.hot_spots(scd.pid())?;
     let (idle, ()) = counter.during(scd.pid(), || {
         std::thread::sleep(window);
         Ok(())
     })?;
     Ok(Sample {
+        payload,
         packets,
         delivered,
         busy,
         idle,
+        hot,
     })
 }
 
 /// The three paths, each on a fresh set of namespaces whose measured switch
 /// `counter` starts.
-fn paths(counter: &Counter) -> Vec<(&'static str, Result<Sample>)> {
+fn paths(counter: &Counter) -> Vec<(&'static str, Result<Vec<Sample>>)> {
     let launcher: &Launcher<'_> =
         &|host, config, flows, key| counter.start(host, config, flows, key);
-    let local = || -> Result<Sample> {
+    let local = || -> Result<Vec<Sample>> {
         let h = scd_one_host(launcher)?;
         pin_neighbour(&h.vm1, IP2, MAC2)?;
         pin_neighbour(&h.vm2, IP1, MAC1)?;
-        sample(counter, &h.scd, 1, &h.vm1, &h.vm2)
+        samples(counter, &h.scd, 1, &h.vm1, &h.vm2)
     };
-    let tunnel = |encrypt: bool| -> Result<Sample> {
+    let tunnel = |encrypt: bool| -> Result<Vec<Sample>> {
         let t = scd_tunnel(launcher)?;
         pin_neighbour(&t.va, VB_IP, crate::common::GW)?;
         pin_neighbour(&t.vb, VA_IP, crate::common::GW)?;
         if encrypt {
-            sample(counter, &t.sa, 1, &t.va, &t.vb)
+            samples(counter, &t.sa, 1, &t.va, &t.vb)
         } else {
-            sample(counter, &t.sa, TUNNEL_PORT, &t.vb, &t.va)
+            samples(counter, &t.sa, TUNNEL_PORT, &t.vb, &t.va)
         }
     };
     vec![
@@ -314,34 +406,64 @@ pub fn cost() -> Result<()> {
         Vec::new()
     };
     println!(
-        "\n### CPU cost per packet of each scd path ({DATAGRAMS} UDP datagrams of {PAYLOAD} bytes, {EVERY} every {} ms)\n",
+        "\n### CPU cost per packet of each scd path ({DATAGRAMS} UDP datagrams per burst, {EVERY} every {} ms)\n",
         PAUSE.as_millis()
     );
-    println!("| path | frames scd counted | datagrams delivered | instructions (burst) | instructions (idle, same time) | instructions/packet | cycles/packet |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| path | UDP payload bytes | frames scd counted | datagrams delivered | instructions (burst) | instructions (idle, same time) | instructions/packet | cycles/packet |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut hot = Vec::new();
     for (i, (name, r)) in instructions.iter().enumerate() {
-        let cycles = match cycles.get(i) {
-            Some((_, Ok(c))) => fmt(c.per_packet(), 0),
-            Some((_, Err(e))) => format!("failed: {e:#}"),
-            None => "–".into(),
+        let samples = match r {
+            Ok(samples) => samples,
+            Err(e) => {
+                println!("| {name} | – | – | – | – | – | failed: {e:#} | – |");
+                continue;
+            }
         };
-        match r {
-            Ok(s) => println!(
-                "| {name} | {} | {} | {} | {} | {} | {cycles} |",
+        for (j, s) in samples.iter().enumerate() {
+            let cycles = match cycles.get(i).map(|(_, c)| c) {
+                Some(Ok(c)) => fmt(c.get(j).and_then(Sample::per_packet), 0),
+                Some(Err(e)) => format!("failed: {e:#}"),
+                None => "–".into(),
+            };
+            println!(
+                "| {name} | {} | {} | {} | {} | {} | {} | {cycles} |",
+                s.payload,
                 s.packets,
                 s.delivered,
                 s.busy,
                 s.idle,
                 fmt(s.per_packet(), 0)
-            ),
-            Err(e) => println!("| {name} | – | – | – | – | failed: {e:#} | {cycles} |"),
+            );
+            hot.push(format!("- {name}, {} B: {}", s.payload, s.hot.join(", ")));
         }
+    }
+    println!("\nWhere the instructions go (self cost, share of the burst window):\n");
+    for line in hot {
+        println!("{line}");
     }
     if !perf {
         println!(
             "\nCycles: not measured: `perf stat -e cycles` reports `<not supported>` on this machine (no PMU in the VM)."
         );
     }
+    println!("\nInstructions are the switch process's own (user space); the kernel's share of each TAP read or write and UDP send or receive is not in them.");
     println!("\nCommand: `bash scripts/bench.sh cost` (runs `target/release/bench cost`)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_functions_rank_self_cost_and_leave_call_costs_to_the_callee() {
+        let dump = "events: Ir\nsummary: 1000\n\nob=/x/scd\nfl=a.rs\nfn=main\n3 100\n\
+            cfn=dataplane::switch::run\ncalls=1 10\n4 900\n\
+            fn=dataplane::switch::run\n10 600\nfi=b.rs\n11 200\nfe=a.rs\n+1 50\n";
+        assert_eq!(
+            hot_functions(dump),
+            ["89.5% dataplane::switch::run", "10.5% main"]
+        );
+    }
 }
