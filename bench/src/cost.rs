@@ -105,9 +105,7 @@ impl Counter {
             }
         }
     }
-}
 
-impl Counter {
     /// The functions that spent the most instructions of their own in the last
     /// window dumped for `pid`, with their share (callgrind only).
     fn hot_spots(&self, pid: u32) -> Result<Vec<String>> {
@@ -344,11 +342,13 @@ fn sample(
     };
     let (src, dst) = (from.ip.parse()?, to.ip.parse()?);
     let before = port_packets(scd, in_port, "rx")?;
-    let started = Instant::now();
-    let (busy, delivered) = counter.during(scd.pid(), || {
-        udp_count(&from.ns, src, &to.ns, dst, UDP_PORT, burst)
+    // The idle window lasts as long as the burst did (without the counter's own
+    // set-up time, which both windows include).
+    let (busy, (delivered, window)) = counter.during(scd.pid(), || {
+        let started = Instant::now();
+        let delivered = udp_count(&from.ns, src, &to.ns, dst, UDP_PORT, burst)?;
+        Ok((delivered, started.elapsed()))
     })?;
-    let window = started.elapsed();
     let packets = port_packets(scd, in_port, "rx")? - before;
     let hot = counter.hot_spots(scd.pid())?;
     let (idle, ()) = counter.during(scd.pid(), || {
