@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the switch and the benchmark runner in release mode, installs the peers it
-# compares against (iperf3, wireguard-go, wireguard-tools, boringtun-cli), and runs
-# `bench` with the given arguments (default: all). Results are Markdown tables with
-# ratios measured in the same run; copy them into bench/RESULTS.md.
+# Builds the switch and the benchmark runner in release mode (with debug symbols, for
+# callgrind), installs the peers and tools it needs (iperf3, wireguard-go,
+# wireguard-tools, boringtun-cli, Open vSwitch, valgrind, perf), and runs `bench`
+# with the given arguments (default: all, which also writes bench/chart.svg).
+# Results are Markdown tables with ratios measured in the same run; copy them into
+# bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
@@ -11,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in iperf3 iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common; do
+for p in iperf3 iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common valgrind linux-perf; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then
@@ -23,4 +25,4 @@ if ! command -v boringtun-cli >/dev/null 2>&1; then
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked -q -p dataplane -p bench
-exec target/release/bench "${@:-all}"
+exec "${CARGO_TARGET_DIR:-target}/release/bench" "${@:-all}"
