@@ -24,5 +24,5 @@ if ! command -v boringtun-cli >/dev/null 2>&1; then
     cargo install boringtun-cli --locked --quiet || echo "boringtun-cli could not be installed; its row will say so" >&2
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --locked -q -p dataplane -p bench
+cargo build --release --locked -q -p dataplane -p controller -p bench
 exec "${CARGO_TARGET_DIR:-target}/release/bench" "${@:-all}"

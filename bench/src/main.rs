@@ -9,6 +9,7 @@ mod cost;
 mod flowmod;
 mod memory;
 mod ovs;
+mod reroute;
 mod switching;
 mod tunnel;
 
@@ -42,6 +43,16 @@ enum What {
     Cost,
     /// Resident memory per flow and per tunnel peer, scd vs Open vSwitch.
     Memory,
+    /// Reroute time of a migration against VM and switch count (scc + fake switches).
+    Reroute {
+        /// Grid points as SWITCHES:VMS (default: 10, 30 and 100 switches × 1, 100
+        /// and 1000 VMs).
+        #[arg(long, value_delimiter = ',')]
+        grid: Vec<String>,
+        /// Migrations per grid point (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Every benchmark, and the chart.
     All,
 }
@@ -71,12 +82,14 @@ fn main() -> Result<()> {
         }
         What::Cost => cost::cost()?,
         What::Memory => memory::memory()?,
+        What::Reroute { ref grid, reps } => reroute::reroute(&reroute::parse_grid(grid)?, reps)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
             flowmod::flowmod()?;
             cost::cost()?;
             memory::memory()?;
+            reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
         }
     }
     let chart = match (cli.chart, &cli.what) {
