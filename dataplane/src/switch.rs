@@ -1314,6 +1314,30 @@ mod tests {
     }
 
     #[test]
+    fn only_rewrites_outside_the_partial_checksum_keep_a_super_frame_whole() {
+        use openflow::flow::Field;
+        let keeps = [
+            Action::set(Field::EthSrc, 0x0200_0000_0001),
+            Action::set(Field::EthDst, 0x0200_0000_0002),
+            Action::set(Field::IpDscp, 10),
+            Action::DecNwTtl,
+            Action::output(1),
+        ];
+        assert!(actions_keep_offload(&keeps));
+        for breaks in [
+            Action::set(Field::Ipv4Dst, 1),
+            Action::set(Field::Ipv6Src, 1),
+            Action::set(Field::L4Dst, 80),
+            Action::PushVlan(0x8100),
+            Action::PopVlan,
+        ] {
+            let mut actions = keeps.to_vec();
+            actions.insert(2, breaks);
+            assert!(!actions_keep_offload(&actions), "{breaks:?}");
+        }
+    }
+
+    #[test]
     fn packet_in_channel_drops_when_full_and_reuses_buffers() {
         let (tx, rx) = packet_in_channel(2);
         let frame = [7u8; 100];
