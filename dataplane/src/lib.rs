@@ -13,6 +13,7 @@ pub mod exec;
 pub mod keys;
 pub mod metrics;
 pub mod ofchannel;
+pub mod offload;
 pub mod packet;
 pub mod rawport;
 pub mod switch;

@@ -6,29 +6,23 @@
 //! protocol, bound to the interface, promiscuous, non-blocking, optionally inside
 //! another network namespace), and reading and writing whole Ethernet frames on it.
 //! Frames the socket itself sent come back as `PACKET_OUTGOING` and are skipped.
-//! The socket reads the virtio-net header (`PACKET_VNET_HDR`) so that frames whose
-//! TCP/UDP checksum the sender left to offload (`CHECKSUM_PARTIAL`, as from a veth
-//! or a virtio-net guest with checksum offload on) are finished in software here;
-//! GSO/TSO super-frames are refused (turn segmentation offload off on the interface
-//! or in the guest), never forwarded half-done.
+//! The socket moves every frame behind a virtio-net header (`PACKET_VNET_HDR`), as
+//! a TAP port does: frames whose TCP/UDP checksum the sender left to offload
+//! (`CHECKSUM_PARTIAL`, as from a veth or a virtio-net guest with checksum offload
+//! on) and GSO/TSO super-frames come with the header that says so, and the switch
+//! (with `offload`) checks, finishes or segments them; frames sent out carry their
+//! header, so the kernel segments a super-frame if the interface cannot.
 //!
 //! It never creates, configures, brings up or removes the interface (whoever owns
-//! it does), never parses a frame beyond the checksum it finishes, and allocates
-//! nothing per frame.
+//! it does), never parses a frame, and allocates nothing per frame.
 
-use crate::packet::{checksum_add, checksum_finish};
+use crate::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// `ETH_P_ALL`: every protocol.
 const ETH_P_ALL: u16 = 0x0003;
-/// The virtio-net header's "checksum needs finishing" flag.
-const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-/// `VIRTIO_NET_HDR_GSO_NONE`.
-const VIRTIO_NET_HDR_GSO_NONE: u8 = 0;
-/// Size of `struct virtio_net_hdr` (the legacy header `PACKET_VNET_HDR` uses).
-pub const VNET_HDR_LEN: usize = 10;
 /// Size of `struct sockaddr_ll` (20 bytes, far below `socklen_t::MAX`).
 #[allow(clippy::cast_possible_truncation)] // checked by the assertion
 const SOCKADDR_LL_LEN: libc::socklen_t = {
@@ -38,8 +32,6 @@ const SOCKADDR_LL_LEN: libc::socklen_t = {
 };
 /// Receive buffer asked for each raw port's socket (bytes of frames in flight).
 const RCVBUF: libc::c_int = 8 << 20;
-/// Offset of the checksum inside a UDP header (a UDP checksum of 0 is sent as 0xffff).
-const UDP_CSUM_OFFSET: u16 = 6;
 
 /// Why a raw port could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -78,50 +70,12 @@ pub enum RawPortError {
 /// What one read from a raw port gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawRecv {
-    /// A frame of this length is in the buffer (its checksum finished if needed).
-    Frame(usize),
+    /// A frame of this length is in the buffer, with its virtio-net header.
+    Frame(usize, VnetHdr),
     /// A frame this socket (or the host) sent out of the interface: not input.
     Outgoing,
-    /// A frame that cannot be forwarded as is: a GSO super-frame, or a checksum
-    /// request pointing outside the frame. Count it and go on.
+    /// A frame cut short by the buffer or without its header. Count it and go on.
     Refused,
-}
-
-/// The legacy `struct virtio_net_hdr`, as bytes in host order.
-#[derive(Debug, Default, Clone, Copy)]
-struct VnetHdr {
-    flags: u8,
-    gso_type: u8,
-    csum_start: u16,
-    csum_offset: u16,
-}
-
-impl VnetHdr {
-    fn parse(b: &[u8; VNET_HDR_LEN]) -> VnetHdr {
-        VnetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            csum_start: u16::from_ne_bytes([b[6], b[7]]),
-            csum_offset: u16::from_ne_bytes([b[8], b[9]]),
-        }
-    }
-}
-
-/// Finishes a checksum the sender left to offload: the ones'-complement sum from
-/// `start` to the end of the frame (the field at `start + offset` already holds
-/// the pseudo-header sum), stored at `start + offset`. False when the header points
-/// outside the frame.
-pub fn finish_partial_checksum(frame: &mut [u8], start: u16, offset: u16) -> bool {
-    let (start, at) = (usize::from(start), usize::from(start) + usize::from(offset));
-    if start >= frame.len() || at + 2 > frame.len() {
-        return false;
-    }
-    let mut sum = checksum_finish(checksum_add(0, &frame[start..]));
-    if sum == 0 && offset == UDP_CSUM_OFFSET {
-        sum = 0xffff;
-    }
-    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    true
 }
 
 fn sys<'a>(what: &'static str, name: &'a str) -> impl FnOnce(io::Error) -> RawPortError + 'a {
@@ -250,16 +204,7 @@ impl RawPort {
     /// Reads one frame into `buf`; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<RawRecv> {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        let mut iov = [
-            libc::iovec {
-                iov_base: hdr.as_mut_ptr().cast(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            },
-        ];
+        let mut iov = crate::tap::vnet_hdr_iovecs(&mut hdr, buf);
         // SAFETY: sockaddr_ll and msghdr are plain data; all-zero is a valid start.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -281,40 +226,13 @@ impl RawPort {
         if n < VNET_HDR_LEN || msg.msg_flags & libc::MSG_TRUNC != 0 {
             return Ok(RawRecv::Refused);
         }
-        let len = n - VNET_HDR_LEN;
-        let h = VnetHdr::parse(&hdr);
-        if h.gso_type != VIRTIO_NET_HDR_GSO_NONE {
-            return Ok(RawRecv::Refused);
-        }
-        if h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM != 0
-            && !finish_partial_checksum(&mut buf[..len], h.csum_start, h.csum_offset)
-        {
-            return Ok(RawRecv::Refused);
-        }
-        Ok(RawRecv::Frame(len))
+        Ok(RawRecv::Frame(n - VNET_HDR_LEN, VnetHdr::parse(&hdr)))
     }
 
-    /// Sends one frame out of the interface; `WouldBlock` when its queue is full.
-    pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        let hdr = [0u8; VNET_HDR_LEN];
-        let iov = [
-            libc::iovec {
-                iov_base: hdr.as_ptr().cast_mut().cast(),
-                iov_len: hdr.len(),
-            },
-            libc::iovec {
-                iov_base: frame.as_ptr().cast_mut().cast(),
-                iov_len: frame.len(),
-            },
-        ];
-        // SAFETY: both iovecs point at live buffers of their stated lengths, which
-        // writev only reads.
-        let n = unsafe { libc::writev(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs().saturating_sub(VNET_HDR_LEN))
-        }
+    /// Sends one frame behind `hdr` out of the interface; `WouldBlock` when its
+    /// queue is full.
+    pub fn send(&self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
+        crate::tap::write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
     }
 }
 
@@ -327,39 +245,6 @@ impl AsRawFd for RawPort {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finishes_a_partial_tcp_checksum() {
-        // IPv4 + TCP, checksum field holding the pseudo-header sum as a sender with
-        // offload leaves it.
-        let mut f = vec![0u8; 14 + 20 + 20 + 4];
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip = &mut f[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&44u16.to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 6;
-        ip[12..16].copy_from_slice(&[100, 64, 1, 1]);
-        ip[16..20].copy_from_slice(&[100, 64, 2, 1]);
-        f[34 + 12] = 0x50;
-        f[54..58].copy_from_slice(b"abcd");
-        let pseudo = checksum_add(
-            checksum_add(0, &f[26..34]),
-            &[0, 6, 0, 24], // zero, protocol, TCP length
-        );
-        let mut folded = pseudo;
-        while folded >> 16 != 0 {
-            folded = (folded & 0xffff) + (folded >> 16);
-        }
-        let partial = u16::try_from(folded).unwrap_or(0);
-        f[34 + 16..34 + 18].copy_from_slice(&partial.to_be_bytes());
-        assert!(finish_partial_checksum(&mut f, 34, 16));
-        // A correct checksum sums (with the pseudo-header) to all ones.
-        let check = checksum_finish(checksum_add(pseudo, &f[34..]));
-        assert_eq!(check, 0);
-        assert!(!finish_partial_checksum(&mut f, 57, 16));
-        assert!(!finish_partial_checksum(&mut f, 200, 0));
-    }
 
     #[test]
     fn opening_a_missing_interface_says_so() {

@@ -15,6 +15,7 @@
 use crate::arp::ArpResponder;
 use crate::cache::{CacheStats, FlowCache};
 use crate::exec::{execute, FrameBuf, Outcome};
+use crate::offload::{self, Coalescer, Push, Segments, VnetHdr};
 use crate::packet::{parse, ParseError, ETH_HLEN};
 use crate::rawport::{RawPort, RawRecv};
 use crate::table::{Classification, FlowId};
@@ -30,7 +31,8 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Largest frame a port reads (a TAP without offloads never exceeds MTU + headers).
+/// Largest frame a port reads: a super-frame of 64 KB behind an Ethernet header
+/// with one VLAN tag.
 pub const MAX_FRAME: usize = 65_535 + 18;
 
 /// Frames read from one port before looking at the others.
@@ -542,6 +544,35 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// Scratch space the output path needs besides the frame.
 struct Scratch {
     icmp: [u8; 14 + 20 + 8 + 60 + 8],
+    /// One segment of a super-frame on its way into a tunnel.
+    segment: Box<[u8]>,
+    /// One segment of a super-frame whose actions need it cut first.
+    segment_frame: FrameBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            icmp: [0u8; 14 + 20 + 8 + 60 + 8],
+            segment: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            segment_frame: FrameBuf::with_capacity(MAX_FRAME),
+        }
+    }
+}
+
+/// True when `actions` leave a super-frame's offload header valid: they touch no
+/// byte the header's offsets or the partial checksum depend on (Ethernet addresses,
+/// an existing VLAN tag's fields, DSCP and TTL, which the pseudo-header leaves out).
+fn actions_keep_offload(actions: &[Action]) -> bool {
+    use openflow::flow::Field;
+    actions.iter().all(|a| match a {
+        Action::Output { .. } | Action::DecNwTtl => true,
+        Action::SetField { field, .. } => matches!(
+            field,
+            Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
+        ),
+        Action::PushVlan(_) | Action::PopVlan => false,
+    })
 }
 
 /// Ethernet header length of a frame (14, or 18 with one VLAN tag).
@@ -659,9 +690,8 @@ impl Switch {
     /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut frame = FrameBuf::with_capacity(MAX_FRAME);
-        let mut scratch = Scratch {
-            icmp: [0u8; 14 + 20 + 8 + 60 + 8],
-        };
+        let mut scratch = Scratch::new();
+        let mut coalescer = Coalescer::default();
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut last_second = Instant::now();
         let mut published = CacheStats::default();
@@ -690,7 +720,9 @@ impl Switch {
                             libc::read(self.handle.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8)
                         };
                     }
-                    TUNNEL_TOKEN => self.drain_tunnels(&mut frame, &mut scratch, now),
+                    TUNNEL_TOKEN => {
+                        self.drain_tunnels(&mut frame, &mut coalescer, &mut scratch, now)
+                    }
                     token => {
                         if let Ok(idx) = usize::try_from(token) {
                             self.drain_tap(idx, &mut frame, &mut scratch, now);
@@ -745,7 +777,7 @@ impl Switch {
             let received = match &self.ports[idx].io {
                 PortIo::Tap(tap) => tap.recv(frame.recv_space()),
                 PortIo::Raw(raw) => match raw.recv(frame.recv_space()) {
-                    Ok(RawRecv::Frame(n)) => Ok(n),
+                    Ok(RawRecv::Frame(n, hdr)) => Ok((n, hdr)),
                     // Our own sends, seen leaving the interface.
                     Ok(RawRecv::Outgoing) => continue,
                     Ok(RawRecv::Refused) => {
@@ -756,8 +788,8 @@ impl Switch {
                 },
                 PortIo::Tunnel(_) => return,
             };
-            let n = match received {
-                Ok(n) => n,
+            let (n, mut hdr) = match received {
+                Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -766,13 +798,61 @@ impl Switch {
                 }
             };
             frame.set_len(n);
+            // A virtio-net header that does not describe its frame is the sender's
+            // error: count it and drop the frame, never forward it half-done.
+            if offload::check(&hdr, frame.bytes()).is_err() {
+                info.counters.rx_errors.add(1);
+                continue;
+            }
+            // A lone frame's unfinished checksum is finished at once (cheap at its
+            // size): every later step then sees a complete packet. Super-frames keep
+            // theirs until they are segmented or handed to a kernel that takes them.
+            if hdr.needs_csum() && !hdr.is_gso() {
+                offload::finish_partial_checksum(
+                    frame.bytes_mut(),
+                    hdr.csum_start,
+                    hdr.csum_offset,
+                );
+                hdr = VnetHdr::NONE;
+            }
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
-            self.process(idx, in_port, frame, scratch, now);
+            self.process(idx, in_port, frame, hdr, scratch, now);
         }
     }
 
-    fn drain_tunnels(&mut self, frame: &mut FrameBuf, scratch: &mut Scratch, now: Instant) {
+    /// Decrypts what the tunnel socket holds and runs it through the tables,
+    /// coalescing back-to-back TCP segments of one flow into super-frames first.
+    fn drain_tunnels(
+        &mut self,
+        frame: &mut FrameBuf,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        self.decrypt_batch(frame, coalescer, scratch, now);
+        self.flush_coalesced(coalescer, scratch, now);
+    }
+
+    /// Runs the super-frame the coalescer holds (if any) through the tables.
+    fn flush_coalesced(&mut self, coalescer: &mut Coalescer, scratch: &mut Scratch, now: Instant) {
+        let Some(idx) = coalescer.source() else {
+            return;
+        };
+        let Some((frame, hdr)) = coalescer.take() else {
+            return;
+        };
+        let port_number = self.ports[idx].number;
+        self.process(idx, port_number, frame, hdr, scratch, now);
+    }
+
+    fn decrypt_batch(
+        &mut self,
+        frame: &mut FrameBuf,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
         let shared = self.shared.clone();
         let c = &shared.counters;
         let mut taken = 0;
@@ -839,7 +919,17 @@ impl Switch {
             let counters = &shared.ports[idx].counters;
             counters.rx_packets.add(1);
             counters.rx_bytes.add((ETH_HLEN + len) as u64);
-            self.process(idx, port_number, frame, scratch, now);
+            loop {
+                match coalescer.push(idx, frame.bytes()) {
+                    Push::Taken => break,
+                    Push::FlushFirst => self.flush_coalesced(coalescer, scratch, now),
+                    Push::Refused => {
+                        self.flush_coalesced(coalescer, scratch, now);
+                        self.process(idx, port_number, frame, VnetHdr::NONE, scratch, now);
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -884,6 +974,8 @@ impl Switch {
             shared: &self.shared,
             tunnels: &mut self.tunnels,
             icmp: &mut scratch.icmp,
+            segment: &mut scratch.segment,
+            offload: VnetHdr::NONE,
             gateway_mac: self.gateway_mac,
             gateway_ip: self.gateway_ip,
             in_idx,
@@ -902,16 +994,19 @@ impl Switch {
         if let Some(bytes) = to_table {
             let mut frame = FrameBuf::with_capacity(bytes.len() + 64);
             frame.fill(&bytes);
-            self.process(in_idx, job.in_port, &mut frame, scratch, now);
+            self.process(in_idx, job.in_port, &mut frame, VnetHdr::NONE, scratch, now);
         }
         Ok(())
     }
 
+    /// Runs one frame (or super-frame, as `offload` says) through the tables and
+    /// its actions. A super-frame counts as one packet in the flow entries.
     fn process(
         &mut self,
         idx: usize,
         in_port: PortNo,
         frame: &mut FrameBuf,
+        offload: VnetHdr,
         scratch: &mut Scratch,
         now: Instant,
     ) {
@@ -927,7 +1022,7 @@ impl Switch {
             if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
                 let reply = &scratch.icmp[..len];
-                send_local(&self.ports, &self.shared, idx, reply);
+                send_local(&self.ports, &self.shared, idx, &VnetHdr::NONE, reply);
                 return;
             }
         }
@@ -936,11 +1031,14 @@ impl Switch {
         self.pipeline
             .account(&decision.hits, &decision.tables, len, now);
         let mut outputs = 0u32;
+        let keep = !offload.is_gso() || actions_keep_offload(&decision.actions);
         let mut out = Output {
             ports: &self.ports,
             shared: &self.shared,
             tunnels: &mut self.tunnels,
             icmp: &mut scratch.icmp,
+            segment: &mut scratch.segment,
+            offload: if keep { offload } else { VnetHdr::NONE },
             gateway_mac: self.gateway_mac,
             gateway_ip: self.gateway_ip,
             in_idx: idx,
@@ -949,10 +1047,35 @@ impl Switch {
             in_port,
             actions: &decision.actions,
         };
-        let outcome = execute(&decision.actions, frame, &mut layout, |port, bytes| {
-            outputs += 1;
-            out.output(port, bytes);
-        });
+        let outcome = if keep {
+            execute(&decision.actions, frame, &mut layout, |port, bytes| {
+                outputs += 1;
+                out.output(port, bytes);
+            })
+        } else {
+            // Actions that move headers or change what the partial checksum covers:
+            // cut the super-frame first and run them on each complete segment.
+            let Some(mut segments) = Segments::new(frame.bytes(), &offload) else {
+                return;
+            };
+            let mut outcome = Outcome::Done;
+            while let Some(n) = segments.next_into(scratch.segment_frame.recv_space()) {
+                scratch.segment_frame.set_len(n);
+                let Ok((_, mut layout)) = parse(scratch.segment_frame.bytes(), in_port) else {
+                    continue;
+                };
+                outcome = execute(
+                    &decision.actions,
+                    &mut scratch.segment_frame,
+                    &mut layout,
+                    |port, bytes| {
+                        outputs += 1;
+                        out.output(port, bytes);
+                    },
+                );
+            }
+            outcome
+        };
         if outcome == Outcome::TtlExpired {
             counters.ttl_expired.add(1);
         } else if outputs == 0 {
@@ -961,15 +1084,16 @@ impl Switch {
     }
 }
 
-/// Sends a frame out of a local (TAP or raw) port; tunnels are not local.
-fn send_local(ports: &[Port], shared: &SwitchShared, idx: usize, bytes: &[u8]) {
+/// Sends a frame (behind its virtio-net header) out of a local (TAP or raw) port;
+/// tunnels are not local. A super-frame counts as one packet.
+fn send_local(ports: &[Port], shared: &SwitchShared, idx: usize, hdr: &VnetHdr, bytes: &[u8]) {
     let (Some(info), Some(port)) = (shared.ports.get(idx), ports.get(idx)) else {
         return;
     };
     let counters = &info.counters;
     let sent = match &port.io {
-        PortIo::Tap(tap) => tap.send(bytes),
-        PortIo::Raw(raw) => raw.send(bytes),
+        PortIo::Tap(tap) => tap.send(hdr, bytes),
+        PortIo::Raw(raw) => raw.send(hdr, bytes),
         PortIo::Tunnel(_) => return,
     };
     match sent {
@@ -987,6 +1111,10 @@ struct Output<'a> {
     shared: &'a SwitchShared,
     tunnels: &'a mut Option<Tunnels>,
     icmp: &'a mut [u8; 14 + 20 + 8 + 60 + 8],
+    /// Room for one segment of a super-frame bound for a tunnel.
+    segment: &'a mut [u8],
+    /// The virtio-net header of the frame being output.
+    offload: VnetHdr,
     gateway_mac: Mac,
     gateway_ip: Ipv4Addr,
     /// Index of the input port (`usize::MAX` for none, as in a packet-out).
@@ -1058,7 +1186,9 @@ impl Output<'_> {
 
     fn send(&mut self, idx: usize, bytes: &[u8]) {
         match self.ports[idx].io {
-            PortIo::Tap(_) | PortIo::Raw(_) => send_local(self.ports, self.shared, idx, bytes),
+            PortIo::Tap(_) | PortIo::Raw(_) => {
+                send_local(self.ports, self.shared, idx, &self.offload, bytes)
+            }
             PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
         }
     }
@@ -1073,11 +1203,23 @@ impl Output<'_> {
             c.tunnel_non_ip_dropped.add(1);
             return;
         }
-        let ip = &frame[l2..];
         let Some(tunnels) = self.tunnels.as_mut() else {
             return;
         };
-        if ip.len() > tunnels.mtu {
+        let segments = if self.offload.is_gso() {
+            // Checked when it was received; refused here only if an action broke it.
+            let Some(segments) = Segments::new(frame, &self.offload) else {
+                c.tunnel_non_ip_dropped.add(1);
+                return;
+            };
+            Some(segments)
+        } else {
+            None
+        };
+        let wire_len = segments
+            .as_ref()
+            .map_or(frame.len() - l2, Segments::max_ip_len);
+        if wire_len > tunnels.mtu {
             c.tunnel_too_big.add(1);
             if let Some(len) = frag_needed(
                 self.icmp,
@@ -1088,19 +1230,29 @@ impl Output<'_> {
                 self.gateway_ip,
             ) {
                 let reply = &self.icmp[..len];
-                send_local(self.ports, self.shared, self.in_idx, reply);
+                send_local(self.ports, self.shared, self.in_idx, &VnetHdr::NONE, reply);
             }
             return;
         }
         let counters = &self.shared.ports[idx].counters;
-        match tunnels.send(peer, ip) {
+        let count = |sent: Sent, len: usize| match sent {
             Sent::Sent => {
                 counters.tx_packets.add(1);
-                counters.tx_bytes.add(frame.len() as u64);
+                counters.tx_bytes.add(len as u64);
             }
             Sent::Handshaking => c.tunnel_handshaking.add(1),
             Sent::NoEndpoint => c.tunnel_no_endpoint.add(1),
             Sent::SocketError => counters.tx_dropped.add(1),
+        };
+        match segments {
+            None => count(tunnels.send(peer, &frame[l2..]), frame.len()),
+            // Each segment leaves as its own datagram and counts as a packet of the
+            // tunnel port, as it would have without offloads.
+            Some(mut segments) => {
+                while let Some(n) = segments.next_into(self.segment) {
+                    count(tunnels.send(peer, &self.segment[l2..n]), n);
+                }
+            }
         }
     }
 }
@@ -1158,6 +1310,30 @@ mod tests {
             reason: PacketInReason::NoMatch,
             table_id: 0,
             cookie: 0,
+        }
+    }
+
+    #[test]
+    fn only_rewrites_outside_the_partial_checksum_keep_a_super_frame_whole() {
+        use openflow::flow::Field;
+        let keeps = [
+            Action::set(Field::EthSrc, 0x0200_0000_0001),
+            Action::set(Field::EthDst, 0x0200_0000_0002),
+            Action::set(Field::IpDscp, 10),
+            Action::DecNwTtl,
+            Action::output(1),
+        ];
+        assert!(actions_keep_offload(&keeps));
+        for breaks in [
+            Action::set(Field::Ipv4Dst, 1),
+            Action::set(Field::Ipv6Src, 1),
+            Action::set(Field::L4Dst, 80),
+            Action::PushVlan(0x8100),
+            Action::PopVlan,
+        ] {
+            let mut actions = keeps.to_vec();
+            actions.insert(2, breaks);
+            assert!(!actions_keep_offload(&actions), "{breaks:?}");
         }
     }
 

@@ -2,10 +2,16 @@
 //!
 //! This module owns the file descriptor of each TAP: creating or attaching the device
 //! through `/dev/net/tun`, bringing it up, and non-blocking frame reads and writes.
-//! Frames are plain Ethernet (no packet-info or virtio-net header), and no offloads
-//! are requested, so the kernel hands over frames with complete checksums. It never
-//! parses a frame.
+//! Every frame travels behind a virtio-net header (`IFF_VNET_HDR`, no packet-info
+//! header), and the device is told that `scd` takes checksum and segmentation
+//! offloads (`TUNSETOFFLOAD`: CSUM, TSO4/6 with ECN, USO4/6 where the kernel has
+//! them), so the VM's kernel hands over TCP/UDP super-frames of up to 64 KB with
+//! unfinished checksums, and accepts them back. Reads and writes move the header
+//! and the frame in one system call; what the header means is `offload`'s business.
+//! Offloads are switched off again when `scd` lets go of the device, so a later
+//! reader without the header is not handed super-frames.
 
+use crate::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -14,6 +20,15 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 #[repr(C)]
 struct IfReqFlags {
@@ -80,6 +95,16 @@ pub fn interface_exists(name: &str) -> bool {
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
+fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes an unsigned int by value; the fd is a TAP.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// An open TAP device.
 #[derive(Debug)]
 pub struct Tap {
@@ -127,7 +152,7 @@ impl Tap {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReqFlags {
             name: ifname(name)?,
-            flags: IFF_TAP | IFF_NO_PI,
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
             _pad: [0; 22],
         };
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReqFlags`
@@ -135,6 +160,11 @@ impl Tap {
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
+        }
+        // USO arrived in Linux 6.2; without it, TCP offloads alone.
+        let tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+        if set_offload(&fd, tcp | TUN_F_USO4 | TUN_F_USO6).is_err() {
+            set_offload(&fd, tcp)?;
         }
         Ok(Tap {
             fd,
@@ -234,26 +264,74 @@ impl Tap {
         Ok(())
     }
 
-    /// Reads one frame; `WouldBlock` when none is waiting.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    /// Reads one frame and its virtio-net header; `WouldBlock` when none is waiting.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, VnetHdr)> {
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let iov = vnet_hdr_iovecs(&mut hdr, buf);
+        // SAFETY: both iovecs point at live, writable buffers of their stated lengths.
+        let n = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
         if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs())
+            return Err(io::Error::last_os_error());
         }
+        let n = n.unsigned_abs();
+        if n < VNET_HDR_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "TAP read shorter than its virtio-net header",
+            ));
+        }
+        Ok((n - VNET_HDR_LEN, VnetHdr::parse(&hdr)))
     }
 
-    /// Writes one frame; `WouldBlock` when the device queue is full.
-    pub fn send(&self, frame: &[u8]) -> io::Result<usize> {
-        // SAFETY: `frame` is valid for reads of `frame.len()` bytes.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n.unsigned_abs())
-        }
+    /// Writes one frame behind `hdr`; `WouldBlock` when the device queue is full.
+    pub fn send(&self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
+        write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
+    }
+}
+
+/// The two iovecs that read a virtio-net header into `hdr` and the frame behind it
+/// into `buf` with one call.
+pub(crate) fn vnet_hdr_iovecs(hdr: &mut [u8; VNET_HDR_LEN], buf: &mut [u8]) -> [libc::iovec; 2] {
+    [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ]
+}
+
+/// Writes a virtio-net header and a frame with one `writev` (TAP and packet
+/// sockets alike); the frame bytes written.
+pub(crate) fn write_with_vnet_hdr(fd: RawFd, hdr: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
+    let hdr = hdr.to_bytes();
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr().cast_mut().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr().cast_mut().cast(),
+            iov_len: frame.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live buffers of their stated lengths, which
+    // writev only reads.
+    let n = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n.unsigned_abs().saturating_sub(VNET_HDR_LEN))
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        // A persistent TAP outlives us: leave it without offloads for its next reader.
+        let _ = set_offload(&self.fd, 0);
     }
 }
 
