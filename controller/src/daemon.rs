@@ -63,6 +63,9 @@ pub struct State {
     pub migration: Option<Migration>,
     /// Timeline of the current or last migration.
     pub timeline: Timeline,
+    /// The switch step of the migration in progress, compiled while the VM is
+    /// still on its way, for the program version it was compiled against.
+    switch_ahead: Option<(u64, BTreeMap<u64, Vec<FlowSpec>>)>,
 }
 
 /// What happened during a migration, in milliseconds from its start.
@@ -156,6 +159,21 @@ enum Measure {
     },
 }
 
+/// The inventory and migration of `m`'s switch step: the VM placed at its
+/// destination, every switch sending there.
+fn switched(inv: &Inventory, m: &Migration) -> (Inventory, Migration) {
+    let mut inv = inv.clone();
+    if let Some(vm) = inv.vms.get_mut(&m.vm) {
+        vm.host = m.to_host.clone();
+        vm.port = m.to_port;
+    }
+    let m = Migration {
+        phase: Phase::Switched,
+        ..m.clone()
+    };
+    (inv, m)
+}
+
 /// How long a switch may take to answer a request (barrier, flow stats).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -211,6 +229,7 @@ impl Controller {
                 switches: BTreeMap::new(),
                 migration: None,
                 timeline: Timeline::default(),
+                switch_ahead: None,
             }),
             changes: Mutex::new(()),
             store,
@@ -256,6 +275,19 @@ impl Controller {
         on_commit: impl FnOnce(&mut State, u64),
     ) -> Result<u64, ChangeError> {
         let tables = compile_network_during(&inventory, &policy, &policy_name, migration.as_ref())?;
+        self.commit(inventory, policy, policy_name, migration, tables, on_commit)
+    }
+
+    /// Persists and swaps in a compiled program (see [`Self::change_then`]).
+    fn commit(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+        migration: Option<Migration>,
+        tables: BTreeMap<u64, Vec<FlowSpec>>,
+        on_commit: impl FnOnce(&mut State, u64),
+    ) -> Result<u64, ChangeError> {
         let mut st = self.lock();
         let next = Persisted {
             inventory,
@@ -267,6 +299,8 @@ impl Controller {
         st.migration = migration;
         st.persisted = next;
         st.tables = tables;
+        // Whatever was compiled ahead was compiled against an older version.
+        st.switch_ahead = None;
         let v = st.persisted.version;
         on_commit(&mut st, v);
         // Published under the lock, so versions only ever go up.
@@ -309,7 +343,7 @@ impl Controller {
     /// Starts moving `vm` to port `to_port` of `to_host` (make before break): the
     /// destination learns to deliver it and to report its arrival.
     pub fn start_migration(
-        &self,
+        self: &Arc<Self>,
         vm: &str,
         to_host: &str,
         to_port: u32,
@@ -368,16 +402,40 @@ impl Controller {
             }),
             _ => None,
         };
-        self.change_then(inv, policy, name, Some(m), move |st, version| {
-            st.timeline = Timeline {
-                vm: vm_name,
-                started: Some(started),
-                prepare_version: version,
-                old_host,
-                ..Timeline::default()
-            };
-            st.timeline.note("prepare sent");
-        })
+        let switched = switched(&inv, &m);
+        let version = self.change_then(
+            inv,
+            policy.clone(),
+            name.clone(),
+            Some(m.clone()),
+            move |st, version| {
+                st.timeline = Timeline {
+                    vm: vm_name,
+                    started: Some(started),
+                    prepare_version: version,
+                    old_host,
+                    ..Timeline::default()
+                };
+                st.timeline.note("prepare sent");
+            },
+        )?;
+        // The switch step does not depend on when the VM arrives: compile it now,
+        // while QEMU copies memory, so the reroute only has to send it.
+        let ctl = self.clone();
+        std::thread::spawn(move || {
+            let (inv, m) = switched;
+            match compile_network_during(&inv, &policy, &name, Some(&m)) {
+                Ok(tables) => {
+                    let mut st = ctl.lock();
+                    if st.persisted.version == version {
+                        st.switch_ahead = Some((version, tables));
+                        st.timeline.note("switch compiled");
+                    }
+                }
+                Err(e) => tracing::warn!("switch step not compiled ahead: {e}"),
+            }
+        });
+        Ok(version)
     }
 
     /// The migrating VM is live at its destination (its announcement arrived on
@@ -390,8 +448,8 @@ impl Controller {
         signal: &str,
     ) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
-        let (mut inv, policy, name) = self.snapshot();
-        let Some(mut m) = self
+        let (inv, policy, name) = self.snapshot();
+        let Some(m) = self
             .lock()
             .migration
             .clone()
@@ -407,16 +465,24 @@ impl Controller {
                 return Err(ChangeError::Invalid("announcement from elsewhere".into()));
             }
         }
-        self.lock().timeline.note(&format!("arrived ({signal})"));
-        if let Some(vm) = inv.vms.get_mut(&m.vm) {
-            vm.host = m.to_host.clone();
-            vm.port = m.to_port;
-        }
-        m.phase = Phase::Switched;
-        let version = self.change_then(inv, policy, name, Some(m), |st, version| {
+        let ahead = {
+            let mut st = self.lock();
+            st.timeline.note(&format!("arrived ({signal})"));
+            let current = st.persisted.version;
+            st.switch_ahead
+                .take()
+                .filter(|(v, _)| *v == current)
+                .map(|(_, tables)| tables)
+        };
+        let (inv, m) = switched(&inv, &m);
+        let on_commit = |st: &mut State, version| {
             st.timeline.switch_version = version;
             st.timeline.note("switch sent");
-        })?;
+        };
+        let version = match ahead {
+            Some(tables) => self.commit(inv, policy, name, Some(m), tables, on_commit)?,
+            None => self.change_then(inv, policy, name, Some(m), on_commit)?,
+        };
         let ctl = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(GRACE).await;
@@ -1162,6 +1228,30 @@ mod tests {
         ctl.arrived(None, "test").unwrap();
         let err = ctl.abort_migration().unwrap_err().to_string();
         assert!(err.contains("already switched"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        ctl.start_migration("web1", "host-b", 7).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ctl.lock().timeline.has("switch compiled") {
+            assert!(std::time::Instant::now() < deadline, "never compiled ahead");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ctl.arrived(None, "test").unwrap();
+        let st = ctl.lock();
+        let fresh = compile_network_during(
+            &st.persisted.inventory,
+            &st.persisted.policy,
+            &st.persisted.policy_name,
+            st.migration.as_ref(),
+        )
+        .unwrap();
+        assert_eq!(st.migration.as_ref().map(|m| m.phase), Some(Phase::Switched));
+        assert_eq!(st.tables, fresh, "the tables sent are the switch step's");
+        assert!(st.switch_ahead.is_none(), "used once");
     }
 
     #[test]
