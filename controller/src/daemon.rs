@@ -1249,7 +1249,10 @@ mod tests {
             st.migration.as_ref(),
         )
         .unwrap();
-        assert_eq!(st.migration.as_ref().map(|m| m.phase), Some(Phase::Switched));
+        assert_eq!(
+            st.migration.as_ref().map(|m| m.phase),
+            Some(Phase::Switched)
+        );
         assert_eq!(st.tables, fresh, "the tables sent are the switch step's");
         assert!(st.switch_ahead.is_none(), "used once");
     }
