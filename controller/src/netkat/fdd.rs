@@ -14,7 +14,7 @@
 //! links (the [`super::global`] compiler removes them first).
 
 use super::ir::{alias_test, operands, CInit, CPol, CPred, HField, Pattern};
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 /// A node of the store.
 pub type NodeId = u32;
@@ -272,7 +272,7 @@ impl Fdd {
         match self.node(x) {
             Node::Branch { test, hi, lo } if test == v => (hi, lo),
             Node::Branch { test, .. } if test.field == v.field => {
-                let mut memo = HashMap::new();
+                let mut memo = HashMap::default();
                 (self.restrict_pattern(x, v, true, &mut memo), x)
             }
             _ => (x, x),
@@ -358,7 +358,7 @@ impl Fdd {
         }
         let (th, tl) = (self.top(hi), self.top(lo));
         if before(&test, th) && before(&test, tl) {
-            let mut memo = HashMap::new();
+            let mut memo = HashMap::default();
             let h = self.restrict_pattern(hi, test, true, &mut memo);
             return self.branch(test, h, lo);
         }
@@ -489,7 +489,7 @@ impl Fdd {
 
     /// Rebuilds `t` with every leaf's sequences passed through `f`.
     pub fn map_leaves(&mut self, t: NodeId, f: &mut dyn FnMut(&Seq) -> Seq) -> NodeId {
-        let mut memo = HashMap::new();
+        let mut memo = HashMap::default();
         self.map_leaves_rec(t, f, &mut memo)
     }
 
@@ -591,7 +591,7 @@ impl Fdd {
             CInit::Const(c) => self.restrict_seq(body, &vec![(field, *c)]),
             CInit::Alias(h) => {
                 let h = h.clone();
-                let mut memo = HashMap::new();
+                let mut memo = HashMap::default();
                 self.replace_tests(
                     body,
                     field,
@@ -610,7 +610,7 @@ impl Fdd {
 
     /// Every node reachable from `t`, each once.
     pub fn reachable(&self, t: NodeId) -> Vec<NodeId> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = FxHashSet::default();
         let mut out = Vec::new();
         let mut stack = vec![t];
         while let Some(n) = stack.pop() {

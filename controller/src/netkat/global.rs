@@ -21,7 +21,8 @@ use super::fdd::{Fdd, NodeId, Seq, DROP, ID};
 use super::ir::{CPol, CPred, HField, Pattern};
 use super::syntax::Span;
 use openflow::flow::VLAN_PRESENT;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a program with links cannot be compiled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -228,7 +229,7 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     };
     let parts = b.parts(pol)?;
     // Code run after crossing link l, ending in an egress or in another link.
-    let mut cont: HashMap<usize, NodeId> = HashMap::new();
+    let mut cont: HashMap<usize, NodeId> = HashMap::default();
     for l in 0..b.links.len() {
         let mut c = parts.last.get(&l).copied().unwrap_or(DROP);
         for (&(l1, l2), &d) in parts.follow.range((l, 0)..=(l, usize::MAX)) {
@@ -249,13 +250,13 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     }
     // Subset construction over leaves.
     let mut states: Vec<BTreeSet<u64>> = Vec::new();
-    let mut ids: HashMap<BTreeSet<u64>, u64> = HashMap::new();
+    let mut ids: HashMap<BTreeSet<u64>, u64> = HashMap::default();
     let mut todo: Vec<u64> = Vec::new();
     let fdd = b.fdd;
     let mut determinise =
         |fdd: &mut Fdd, t: NodeId, states: &mut Vec<BTreeSet<u64>>, todo: &mut Vec<u64>| {
             // Leaves are rebuilt whole: group sequences that differ only in PC.
-            let mut memo = HashMap::new();
+            let mut memo = HashMap::default();
             rebuild_leaves(fdd, t, &mut memo, &mut |seqs: &[Seq]| {
                 let mut groups: BTreeMap<Seq, BTreeSet<u64>> = BTreeMap::new();
                 let mut out: Vec<Seq> = Vec::new();
