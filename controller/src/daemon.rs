@@ -570,7 +570,11 @@ impl Controller {
             return Measure::Nothing;
         };
         if o.cleanup_version != 0 && version >= o.cleanup_version && !o.cleanup_taken {
+            // A session that skipped the switch step (slow, or reconnected after the
+            // grace period) must not measure it later around some other change.
             o.cleanup_taken = true;
+            o.switch_taken = true;
+            o.baseline_taken = true;
             return Measure::Forwarded {
                 vm_ip: o.vm_ip,
                 tunnel_port: o.tunnel_port,

@@ -257,8 +257,12 @@ pub fn headers(frame: &[u8]) -> Option<Headers> {
     };
     let (tcp, end) = match proto {
         ipproto::TCP => {
+            // A data offset below five words is not TCP: refused, not guessed.
             let doff = usize::from(frame.get(l4 + 12)? >> 4) * 4;
-            (true, l4 + doff.max(20))
+            if doff < 20 {
+                return None;
+            }
+            (true, l4 + doff)
         }
         ipproto::UDP => (false, l4 + 8),
         _ => return None,
@@ -272,6 +276,10 @@ pub fn headers(frame: &[u8]) -> Option<Headers> {
         tcp,
     })
 }
+
+/// Most segments one super-frame may be cut into (the kernel's TSO of 64 KB with a
+/// 536-byte MSS gives 123).
+pub const MAX_SEGMENTS: usize = 256;
 
 /// Checks a received frame against its virtio-net header: a checksum request must
 /// point inside the frame, and a super-frame must be TCP or UDP of the IP version
@@ -291,7 +299,8 @@ pub fn check(hdr: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
     let (want_tcp, want_v6) = match kind {
         GSO_TCPV4 => (true, Some(false)),
         GSO_TCPV6 => (true, Some(true)),
-        GSO_UDP_L4 => (false, None),
+        // ECN applies to TCP's CWR flag only.
+        GSO_UDP_L4 if hdr.gso_type & GSO_ECN == 0 => (false, None),
         other => return Err(OffloadError::UnsupportedGso(other)),
     };
     let h = headers(frame).ok_or(OffloadError::BadSuperFrame)?;
@@ -305,7 +314,10 @@ pub fn check(hdr: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
         && hdr.needs_csum()
         && usize::from(hdr.csum_start) == h.l4
         && usize::from(hdr.csum_offset) == csum_at
-        && hdr.gso_size > 0;
+        && hdr.gso_size > 0
+        // A tiny segment size would turn one read into tens of thousands of
+        // encrypted datagrams; no real stack cuts that fine.
+        && (h.ip_end - h.end).div_ceil(usize::from(hdr.gso_size)) <= MAX_SEGMENTS;
     if ok {
         Ok(())
     } else {
@@ -681,6 +693,29 @@ mod tests {
             all.push(out[..n].to_vec());
         }
         all
+    }
+
+    #[test]
+    fn tiny_segments_ecn_on_udp_and_short_tcp_headers_are_refused() {
+        let payload = vec![7u8; 60_000];
+        let (f, hdr) = super_frame(false, true, &payload, 1448);
+        assert_eq!(check(&hdr, &f), Ok(()));
+        let tiny = VnetHdr { gso_size: 1, ..hdr };
+        assert_eq!(check(&tiny, &f), Err(OffloadError::BadSuperFrame));
+        let (u, uhdr) = super_frame(false, false, &payload, 1400);
+        assert_eq!(check(&uhdr, &u), Ok(()));
+        let ecn = VnetHdr {
+            gso_type: GSO_UDP_L4 | GSO_ECN,
+            ..uhdr
+        };
+        assert!(matches!(
+            check(&ecn, &u),
+            Err(OffloadError::UnsupportedGso(_))
+        ));
+        let mut short = f.clone();
+        let l4 = headers(&f).unwrap().l4;
+        short[l4 + 12] = 0x40; // four words: not a TCP header
+        assert!(headers(&short).is_none());
     }
 
     #[test]

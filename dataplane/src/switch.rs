@@ -562,11 +562,15 @@ impl Scratch {
 
 /// True when `actions` leave a super-frame's offload header valid: they touch no
 /// byte the header's offsets or the partial checksum depend on (Ethernet addresses,
-/// an existing VLAN tag's fields, DSCP and TTL, which the pseudo-header leaves out).
+/// an existing VLAN tag's fields, DSCP and TTL, which the pseudo-header leaves out),
+/// and send it nowhere the header cannot follow: a packet-in carries no virtio-net
+/// header, so the controller gets complete segments, never a 64 KB frame with an
+/// unfinished checksum.
 fn actions_keep_offload(actions: &[Action]) -> bool {
-    use openflow::flow::Field;
+    use openflow::flow::{port, Field};
     actions.iter().all(|a| match a {
-        Action::Output { .. } | Action::DecNwTtl => true,
+        Action::Output { port: p, .. } => *p != port::CONTROLLER && *p != port::TABLE,
+        Action::DecNwTtl => true,
         Action::SetField { field, .. } => matches!(
             field,
             Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
@@ -1330,6 +1334,7 @@ mod tests {
             Action::set(Field::L4Dst, 80),
             Action::PushVlan(0x8100),
             Action::PopVlan,
+            Action::output(openflow::flow::port::CONTROLLER),
         ] {
             let mut actions = keeps.to_vec();
             actions.insert(2, breaks);

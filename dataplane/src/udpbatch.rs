@@ -166,7 +166,12 @@ pub struct SendBatch {
     n: usize,
     /// Whether runs of equal datagrams go as one `UDP_SEGMENT` message.
     gso: bool,
+    /// GSO sends refused in a row (reset by one that goes through).
+    gso_refusals: u32,
 }
+
+/// Consecutive refused GSO sends after which a batch stops trying.
+const GSO_REFUSALS_BEFORE_OFF: u32 = 16;
 
 impl std::fmt::Debug for SendBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -188,6 +193,7 @@ impl Default for SendBatch {
             addr_lens: [0; SEND_SLOTS],
             n: 0,
             gso: false,
+            gso_refusals: 0,
         }
     }
 }
@@ -312,11 +318,22 @@ impl SendBatch {
         let mut runs = [Run::default(); SEND_SLOTS];
         let mut sent = 0usize;
         let mut failed = 0usize;
+        // Datagrams before this index go one per message: their run's GSO send was
+        // refused.
+        let mut single_until = 0usize;
         while sent < self.n {
             let mut count = 0;
             let mut at = sent;
             while at < self.n {
-                let run = self.run_at(at);
+                let run = if at < single_until {
+                    Run {
+                        first: at,
+                        count: 1,
+                        segment: self.lens[at],
+                    }
+                } else {
+                    self.run_at(at)
+                };
                 for i in 0..run.count {
                     let k = run.first + i;
                     iovecs[k] = libc::iovec {
@@ -355,22 +372,33 @@ impl SendBatch {
                 )
             };
             if rc > 0 {
-                sent += runs[..rc.unsigned_abs() as usize]
-                    .iter()
-                    .map(|r| r.count)
-                    .sum::<usize>();
+                let done = &runs[..rc.unsigned_abs() as usize];
+                if done.iter().any(|r| r.count > 1) {
+                    self.gso_refusals = 0;
+                }
+                sent += done.iter().map(|r| r.count).sum::<usize>();
                 continue;
             }
             let e = io::Error::last_os_error();
+            let refused_offload = matches!(
+                e.raw_os_error(),
+                Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP)
+            );
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
                 // A full buffer refuses the message whatever its form.
                 io::ErrorKind::WouldBlock => {}
-                // The path cannot take segmentation offload (EIO, EINVAL): send
-                // datagram by datagram from here on.
-                _ if runs[0].count > 1 => {
-                    tracing::info!(error = %e, "UDP segmentation offload refused; sending datagrams one by one");
-                    self.gso = false;
+                // This path cannot take segmentation offload (a device without it,
+                // a smaller path MTU): send this run datagram by datagram. Only a
+                // kernel that keeps refusing gets GSO switched off for good; one
+                // odd peer must not cost every other peer its offload.
+                _ if refused_offload && runs[0].count > 1 => {
+                    single_until = runs[0].first + runs[0].count;
+                    self.gso_refusals += 1;
+                    if self.gso_refusals >= GSO_REFUSALS_BEFORE_OFF {
+                        tracing::info!(error = %e, "UDP segmentation offload refused again and again; sending datagrams one by one");
+                        self.gso = false;
+                    }
                     continue;
                 }
                 _ => {}
