@@ -62,6 +62,57 @@ pub fn require_program(test: &str, program: &str) -> bool {
     false
 }
 
+/// The QEMU guest the namespace tests boot: a Debian kernel and the busybox
+/// initramfs `scripts/build-guest.sh` builds (in `target/guest`, or `GUEST_DIR`).
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// The kernel image.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+}
+
+/// Root, QEMU and the guest, or why not: like [`require_root`], a missing piece
+/// is said loudly and fails the run under CI (`CI=true`).
+pub fn require_qemu_guest(test: &str) -> Option<Guest> {
+    if !require_root(test) {
+        return None;
+    }
+    let dir = std::env::var_os("GUEST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest"),
+        PathBuf::from,
+    );
+    let guest = Guest {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initramfs.cpio.gz"),
+    };
+    let mut missing = Vec::new();
+    if !Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        missing.push("qemu-system-x86_64 (run: bash scripts/install-qemu.sh)".to_owned());
+    }
+    for f in [&guest.kernel, &guest.initrd] {
+        if !f.exists() {
+            missing.push(format!(
+                "{} (run: bash scripts/build-guest.sh)",
+                f.display()
+            ));
+        }
+    }
+    if missing.is_empty() {
+        return Some(guest);
+    }
+    let missing = missing.join("; ");
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{test}: cannot run under CI=true, missing: {missing}");
+    }
+    eprintln!("\n*** {test}: NOT RUN, missing: {missing} (this would fail under CI=true) ***\n");
+    None
+}
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A short name unique to this process: `prefix` + pid + sequence. Interface names

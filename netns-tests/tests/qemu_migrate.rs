@@ -21,10 +21,11 @@
 //!   P-b:   br0 ─ tap0 (QEMU dest),   up0 ── sw-b;   ul0 192.0.2.2/24 ┘
 //! ```
 
+use netns_tests::Guest;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,65 +51,6 @@ const QMP_T: Duration = Duration::from_secs(10);
 
 /// The QEMU tests share 2 cores with everything else: run them one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-// ---------------------------------------------------------------- prerequisites
-
-struct Guest {
-    kernel: PathBuf,
-    initrd: PathBuf,
-}
-
-/// The guest and QEMU, or why not. Fails loudly under CI=true.
-fn prerequisites(test: &str) -> Option<Guest> {
-    let guest_dir = std::env::var_os("GUEST_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest"),
-        PathBuf::from,
-    );
-    let guest = Guest {
-        kernel: guest_dir.join("vmlinuz"),
-        initrd: guest_dir.join("initramfs.cpio.gz"),
-    };
-    let mut missing = Vec::new();
-    if !rustix::process::geteuid().is_root() {
-        missing.push("root (network namespaces, TAPs)".to_owned());
-    }
-    let qemu_ok = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !qemu_ok {
-        missing.push("qemu-system-x86_64 (run: bash scripts/install-qemu.sh)".to_owned());
-    }
-    if !Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        missing.push("ip (iproute2)".to_owned());
-    }
-    for f in [&guest.kernel, &guest.initrd] {
-        if !f.exists() {
-            missing.push(format!(
-                "{} (run: bash scripts/build-guest.sh)",
-                f.display()
-            ));
-        }
-    }
-    if missing.is_empty() {
-        return Some(guest);
-    }
-    let msg = format!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! {test}: NOT RUN — missing: {}\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        missing.join("; ")
-    );
-    eprintln!("{msg}");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} cannot run under CI=true: {}", missing.join("; "));
-    }
-    None
-}
 
 // ---------------------------------------------------------------- namespaces
 
@@ -526,7 +468,7 @@ async fn quit(p: &mut QemuProcess, c: &QmpClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_migrate_keeps_tcp_connection() {
     const TEST: &str = "qemu_migrate_keeps_tcp_connection";
-    let Some(guest) = prerequisites(TEST) else {
+    let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return;
     };
     let _one_at_a_time = SERIAL.lock().await;
@@ -661,7 +603,7 @@ async fn qemu_migrate_keeps_tcp_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_migrate_destination_killed_leaves_source_running() {
     const TEST: &str = "qemu_migrate_destination_killed_leaves_source_running";
-    let Some(guest) = prerequisites(TEST) else {
+    let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return;
     };
     let _one_at_a_time = SERIAL.lock().await;

@@ -29,11 +29,11 @@ use hypervisor_glue::migration::{self, MigrationOptions};
 use hypervisor_glue::{
     Incoming, MigrationParameters, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState,
 };
-use netns_tests::{require_root, unique, Internet, KeyPair, Netns, Scd, Vm};
+use netns_tests::Guest;
+use netns_tests::{unique, Internet, KeyPair, Netns, Scd, Vm};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -51,55 +51,6 @@ const QTAP: &str = "qtap0";
 const MTU: u32 = 1420;
 const READY: &str = "SC-GUEST-READY";
 const QMP_T: Duration = Duration::from_secs(10);
-
-struct Guest {
-    kernel: PathBuf,
-    initrd: PathBuf,
-}
-
-/// QEMU and the guest, or why not. Fails loudly under CI=true.
-fn prerequisites() -> Option<Guest> {
-    if !require_root(TEST) {
-        return None;
-    }
-    let dir = std::env::var_os("GUEST_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guest"),
-        PathBuf::from,
-    );
-    let guest = Guest {
-        kernel: dir.join("vmlinuz"),
-        initrd: dir.join("initramfs.cpio.gz"),
-    };
-    let mut missing = Vec::new();
-    if !Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        missing.push("qemu-system-x86_64 (run: bash scripts/install-qemu.sh)".to_owned());
-    }
-    for f in [&guest.kernel, &guest.initrd] {
-        if !f.exists() {
-            missing.push(format!(
-                "{} (run: bash scripts/build-guest.sh)",
-                f.display()
-            ));
-        }
-    }
-    if missing.is_empty() {
-        return Some(guest);
-    }
-    eprintln!(
-        "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-         !!! {TEST}: NOT RUN — missing: {}\n\
-         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n",
-        missing.join("; ")
-    );
-    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
-        panic!("{TEST} cannot run under CI=true: {}", missing.join("; "));
-    }
-    None
-}
 
 /// The QEMU of one host: the persistent TAP `QTAP` in that host's namespace, the
 /// guest's MAC from the inventory, MTU 1420 announced to the guest (virtio
@@ -276,7 +227,7 @@ async fn quit(p: &mut QemuProcess, c: &QmpClient) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> Result<()> {
-    let Some(guest) = prerequisites() else {
+    let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return Ok(());
     };
     let t0 = Instant::now();
