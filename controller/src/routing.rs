@@ -4,8 +4,8 @@
 //! Routing is written as NetKAT too (so `scc routing` can print it and `scc compile`
 //! can explain it): on each host's switch, IPv4 to a local VM is delivered with both
 //! MACs rewritten (the anycast gateway's as source, the VM's as destination); IPv4 to
-//! a VM on another host leaves through the direct tunnel to that host; anything else
-//! is dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
+//! a VM on another host leaves through the direct tunnel to that host; a gateway
+//! adds NAT between public addresses and VMs (`gateway`); anything else is dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
 //! policy runs first, so it can drop (tenant isolation) or constrain traffic before
 //! routing decides where it goes. This module never talks to a switch.
 
@@ -134,6 +134,7 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
                 ));
             }
         }
+        cases.extend(crate::gateway::routing_cases(inv, host, &tunnels));
         let body = if cases.is_empty() {
             "drop".to_string()
         } else {
@@ -195,6 +196,7 @@ pub fn compile_network_during(
             },
         )?;
         let mut flows = std::mem::take(&mut table.flows);
+        flows.splice(0..0, crate::gateway::counted_drops(inv, host));
         if let Some(m) = migration.filter(|m| m.phase == Phase::Prepared && m.to_host == host.name)
         {
             for eth_type in [ethertype::RARP, ethertype::ARP] {

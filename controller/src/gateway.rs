@@ -1,0 +1,364 @@
+//! Gateways: hosts whose switch has an uplink into the internet and serves public
+//! addresses by 1:1 NAT to VMs' overlay addresses (docs/gateway.md).
+//!
+//! This module owns what a gateway adds to the routing program: the NetKAT cases
+//! for inbound traffic (uplink, public address → overlay address, then the VM's
+//! normal route, so a migration's reroute step redirects it too), outbound traffic
+//! (a VM with a public address → the tunnel to its gateway → public source, out of
+//! the uplink) and the counted drops NetKAT cannot name (public addresses no VM
+//! owns, overlay packets claiming a public source). It never talks to a switch.
+
+use crate::inventory::{Host, Inventory, Vm};
+use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch, Mac};
+use openflow::FlowSpec;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// Priority of the counted drops: above every compiled rule, below the migration
+/// announcement flow. They never overlap traffic the routing forwards.
+pub const GATEWAY_DROP_PRIORITY: u16 = 64_000;
+
+/// The uplink of a gateway host (`[host.uplink]` in the inventory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gateway {
+    /// The gateway host.
+    pub host: String,
+    /// OpenFlow port number of the uplink on that host's switch.
+    pub port: u32,
+    /// The uplink interface (a raw port: an existing interface `scd` attaches to).
+    pub interface: String,
+    /// Namespace the interface lives in, when not the host's (test harness).
+    pub netns: Option<String>,
+    /// The uplink's own address, which the next-hop router routes the public
+    /// prefix to (the switch answers ARP for it).
+    pub address: Ipv4Addr,
+    /// The uplink's own MAC (source of outbound frames, ARP answers).
+    pub mac: Mac,
+    /// The next-hop router's MAC (destination of outbound frames).
+    pub router_mac: Mac,
+    /// The public prefix this gateway serves: network and length.
+    pub public_prefix: (Ipv4Addr, u8),
+}
+
+impl Gateway {
+    /// True when `ip` lies in this gateway's public prefix.
+    pub fn serves(&self, ip: Ipv4Addr) -> bool {
+        let mask = prefix_mask32(self.public_prefix.1);
+        u32::from(ip) & mask == u32::from(self.public_prefix.0)
+    }
+
+    /// The `[[port]]` section of the host's `scd` configuration for the uplink.
+    pub fn port_section(&self) -> String {
+        let mut s = format!(
+            "\n# uplink into the internet (gateway for {}/{})\n[[port]]\nnumber = {}\nname = \"{}\"\ntype = \"raw\"\n",
+            self.public_prefix.0, self.public_prefix.1, self.port, self.interface
+        );
+        if let Some(ns) = &self.netns {
+            s += &format!("netns = \"{ns}\"\n");
+        }
+        s += &format!(
+            "answer_arp = [\"{}\", \"{}/{}\"]\nmac = \"{}\"\n",
+            self.address, self.public_prefix.0, self.public_prefix.1, self.mac
+        );
+        s
+    }
+}
+
+/// The gateway serving `public_ip`, if its host is in the inventory.
+pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> Option<&Gateway> {
+    inv.gateways
+        .values()
+        .find(|g| g.serves(public_ip) && inv.host(&g.host).is_some())
+}
+
+/// VMs with a public address some gateway serves, with that gateway.
+fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)> {
+    inv.vms.values().filter_map(|vm| {
+        let public = vm.public_ip?;
+        Some((vm, public, serving(inv, public)?))
+    })
+}
+
+/// The routing cases (NetKAT, disjoint from every other case of this switch) a
+/// gateway adds to `host`'s switch. `tunnels` is the predicate matching the
+/// switch's tunnel ports (empty when it has none).
+pub fn routing_cases(inv: &Inventory, host: &Host, tunnels: &str) -> Vec<String> {
+    let overlay = format!("{}/{}", inv.overlay.0, inv.overlay.1);
+    let mut cases = Vec::new();
+    for (vm, public, gw) in public_vms(inv) {
+        if gw.host == host.name {
+            // Inbound: the public address becomes the overlay address, then the
+            // VM's own route from here (local port or the tunnel to its host).
+            let deliver = if vm.host == host.name {
+                format!(
+                    "ethSrc := {}; ethDst := {}; port := {}",
+                    inv.gateway_mac, vm.mac, vm.port
+                )
+            } else if let Some(remote) = inv.host(&vm.host) {
+                format!("port := {}", remote.tunnel_port())
+            } else {
+                continue;
+            };
+            cases.push(format!(
+                "filter port = {} and ip4Dst = {public}; ip4Dst := {}; {deliver}",
+                gw.port, vm.ip
+            ));
+            // Outbound, from its local port or any tunnel (the tunnel already
+            // checked the source belongs to that peer).
+            cases.push(format!(
+                "filter ip4Src = {} and not ip4Dst = {overlay} and not port = {}; ip4Src := {public}; ethSrc := {}; ethDst := {}; port := {}",
+                vm.ip, gw.port, gw.mac, gw.router_mac, gw.port
+            ));
+        } else if let (Some(gw_host), false) = (inv.host(&gw.host), tunnels.is_empty()) {
+            // Any other host sends the VM's internet traffic to its gateway. On
+            // every host, not only the VM's own, so it keeps working while the VM
+            // moves.
+            cases.push(format!(
+                "filter ip4Src = {} and not ip4Dst = {overlay} and not ({tunnels}); port := {}",
+                vm.ip,
+                gw_host.tunnel_port()
+            ));
+        }
+    }
+    cases
+}
+
+/// The counted drops of `host`'s switch: on every host, packets whose source is
+/// a public address a gateway serves (only the gateway itself may use them, after
+/// NAT, so an overlay packet carrying one is spoofed); on a gateway, packets from
+/// the uplink to a public address no VM owns. Each flow's counters are the count.
+pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
+    let mut flows = Vec::new();
+    let drop = |matcher: FlowMatch| {
+        let mut f = FlowSpec::new(0, GATEWAY_DROP_PRIORITY, matcher, Vec::<Action>::new());
+        f.cookie = crate::routing::SCC_COOKIE;
+        f
+    };
+    let ipv4 = FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV4));
+    for gw in inv
+        .gateways
+        .values()
+        .filter(|g| inv.host(&g.host).is_some())
+    {
+        let (net, len) = gw.public_prefix;
+        flows.push(drop(ipv4.with_prefix32(
+            Field::Ipv4Src,
+            u32::from(net),
+            len,
+        )));
+        if gw.host != host.name {
+            continue;
+        }
+        let owned: Vec<u32> = public_vms(inv)
+            .filter(|(_, _, g)| g.host == gw.host)
+            .map(|(_, public, _)| u32::from(public))
+            .collect();
+        for (n, l) in uncovered(u32::from(net), len, &owned) {
+            flows.push(drop(
+                ipv4.with(Field::InPort, u128::from(gw.port))
+                    .with_prefix32(Field::Ipv4Dst, n, l),
+            ));
+        }
+    }
+    flows
+}
+
+/// The prefixes covering `net/len` except the addresses in `owned`: disjoint from
+/// the owned addresses, so they can sit above the rules that serve those.
+fn uncovered(net: u32, len: u8, owned: &[u32]) -> Vec<(u32, u8)> {
+    let mask = prefix_mask32(len);
+    if !owned.iter().any(|a| a & mask == net) {
+        return vec![(net, len)];
+    }
+    if len == 32 {
+        return Vec::new();
+    }
+    let half = 1u32 << (31 - len);
+    let mut out = uncovered(net, len + 1, owned);
+    out.extend(uncovered(net | half, len + 1, owned));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::{compile_network, compile_network_during, Migration, Phase};
+    use dataplane::table::Pipeline;
+    use openflow::flow::{FlowKey, Instruction};
+
+    const UPLINK: u32 = 100;
+    const PUBLIC: [u8; 4] = [203, 0, 113, 10];
+    const CLIENT: [u8; 4] = [198, 51, 100, 10];
+
+    fn inventory() -> Inventory {
+        Inventory::parse(
+            include_str!("../../docs/examples/inventory.toml"),
+            "inventory.toml",
+        )
+        .unwrap()
+    }
+
+    fn ip(a: [u8; 4]) -> u32 {
+        u32::from_be_bytes(a)
+    }
+
+    fn packet(in_port: u32, src: [u8; 4], dst: [u8; 4]) -> FlowKey {
+        FlowKey {
+            in_port,
+            eth_type: ethertype::IPV4,
+            ip_proto: 6,
+            ipv4_src: ip(src),
+            ipv4_dst: ip(dst),
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn the_public_prefix_minus_owned_addresses_is_covered_exactly() {
+        let net = ip([203, 0, 113, 0]);
+        let owned = [ip(PUBLIC), ip([203, 0, 113, 200])];
+        let parts = uncovered(net, 24, &owned);
+        for host in 0..=255u32 {
+            let a = net | host;
+            let covering = parts
+                .iter()
+                .filter(|(n, l)| a & prefix_mask32(*l) == *n)
+                .count();
+            assert_eq!(covering, usize::from(!owned.contains(&a)), "{a:x}");
+        }
+        assert_eq!(uncovered(net, 24, &[]), [(net, 24)]);
+    }
+
+    #[test]
+    fn inbound_is_translated_and_follows_the_vm() {
+        let inv = inventory();
+        let gw = &inv.gateways["host-a"];
+        assert_eq!(gw.port, UPLINK);
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        // web1 runs on the gateway host: delivered to its port, addressed to it.
+        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 1);
+        assert_eq!(out[0].1.ipv4_dst, u32::from(inv.vms["web1"].ip));
+        assert_eq!(out[0].1.ipv4_src, ip(CLIENT));
+        assert_eq!(out[0].1.eth_dst, inv.vms["web1"].mac);
+
+        // After web1 moved to host-c, the same packet leaves through the tunnel.
+        let mut moved = inv.clone();
+        let web1 = moved.vms.get_mut("web1").unwrap();
+        web1.host = "host-c".into();
+        web1.port = 7;
+        let migration = Migration {
+            vm: "web1".into(),
+            from_host: "host-a".into(),
+            from_port: 1,
+            to_host: "host-c".into(),
+            to_port: 7,
+            phase: Phase::Switched,
+        };
+        let tables = compile_network_during(&moved, "id", "p", Some(&migration)).unwrap();
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 10_003);
+        assert_eq!(out[0].1.ipv4_dst, u32::from(moved.vms["web1"].ip));
+        // host-c delivers what the gateway's tunnel brings, with the client's
+        // address as source.
+        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
+        let out = c.simulate(&packet(10_001, CLIENT, [100, 64, 1, 1]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 7);
+    }
+
+    #[test]
+    fn outbound_leaves_the_gateway_with_the_public_source() {
+        let mut inv = inventory();
+        // web1 runs on host-b; its gateway is host-a.
+        let web1 = inv.vms.get_mut("web1").unwrap();
+        web1.host = "host-b".into();
+        web1.port = 5;
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
+        let out = b.simulate(&packet(5, [100, 64, 1, 1], CLIENT));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 10_001, "to the gateway's tunnel");
+        assert_eq!(out[0].1.ipv4_src, ip([100, 64, 1, 1]));
+        // A VM without a public address cannot reach the internet.
+        assert!(b.simulate(&packet(1, [100, 64, 2, 1], CLIENT)).is_empty());
+
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        let gw = &inv.gateways["host-a"];
+        let out = a.simulate(&packet(10_002, [100, 64, 1, 1], CLIENT));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, UPLINK);
+        assert_eq!(out[0].1.ipv4_src, ip(PUBLIC));
+        assert_eq!(out[0].1.ipv4_dst, ip(CLIENT));
+        assert_eq!(
+            (out[0].1.eth_src, out[0].1.eth_dst),
+            (gw.mac, gw.router_mac)
+        );
+        // Overlay traffic of the same VM is still routed, not translated.
+        let out = a.simulate(&packet(10_002, [100, 64, 1, 1], [100, 64, 3, 1]));
+        assert!(out.is_empty(), "no transit between tunnels");
+    }
+
+    #[test]
+    fn unowned_and_spoofed_public_addresses_are_dropped_by_counted_flows() {
+        let inv = inventory();
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let drops = |dpid: u64| -> Vec<FlowSpec> {
+            tables[&dpid]
+                .iter()
+                .filter(|f| f.priority == GATEWAY_DROP_PRIORITY)
+                .cloned()
+                .collect()
+        };
+        for dpid in [1, 2, 3] {
+            let flows = drops(dpid);
+            assert!(
+                flows
+                    .iter()
+                    .all(|f| f.instructions == [Instruction::ApplyActions(Vec::new())]),
+                "drops only"
+            );
+            // From a VM port, with a public source: the spoof flow takes it.
+            let table = Pipeline::from_flows(tables[&dpid].clone()).unwrap();
+            let spoofed = packet(1, PUBLIC, CLIENT);
+            assert!(table.simulate(&spoofed).is_empty(), "switch {dpid}");
+            assert!(
+                flows
+                    .iter()
+                    .any(|f| f.matcher.matches(&spoofed) && f.matcher.get(Field::Ipv4Src).is_some()),
+                "switch {dpid}"
+            );
+        }
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        let unowned = packet(UPLINK, CLIENT, [203, 0, 113, 99]);
+        assert!(a.simulate(&unowned).is_empty());
+        let flows = drops(1);
+        assert_eq!(
+            flows.iter().filter(|f| f.matcher.matches(&unowned)).count(),
+            1,
+            "exactly one counted drop takes it"
+        );
+        let owned = packet(UPLINK, CLIENT, PUBLIC);
+        assert!(flows.iter().all(|f| !f.matcher.matches(&owned)));
+        assert!(
+            drops(2).len() == 1 && drops(3).len() == 1,
+            "no uplink there"
+        );
+    }
+
+    #[test]
+    fn the_host_config_of_a_gateway_has_its_uplink_port() {
+        let inv = inventory();
+        let cfg = inv.host_config("host-a", "k").unwrap();
+        let parsed = dataplane::config::HostConfig::parse(&cfg, std::path::Path::new("a.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{cfg}"));
+        let uplink = parsed.ports.iter().find(|p| p.number == UPLINK).unwrap();
+        assert_eq!(uplink.kind, dataplane::config::PortKind::Raw);
+        assert_eq!(uplink.mac, Some(inv.gateways["host-a"].mac));
+        assert!(uplink.answer_arp.contains(&(ip([203, 0, 113, 0]), 24)));
+    }
+}
