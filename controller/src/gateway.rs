@@ -71,11 +71,16 @@ pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> Option<&Gateway> {
         .find(|g| g.serves(public_ip) && inv.host(&g.host).is_some())
 }
 
-/// VMs with a public address some gateway serves, with that gateway.
+/// VMs with a public address some gateway serves, with that gateway. An address
+/// claimed by two VMs (the inventory file refuses that, a VM added through the API
+/// is not checked) goes to the first by name only, so the gateway never sends one
+/// packet to two VMs.
 fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)> {
-    inv.vms.values().filter_map(|vm| {
+    let mut claimed = std::collections::BTreeSet::new();
+    inv.vms.values().filter_map(move |vm| {
         let public = vm.public_ip?;
-        Some((vm, public, serving(inv, public)?))
+        let gw = serving(inv, public)?;
+        claimed.insert(public).then_some((vm, public, gw))
     })
 }
 
@@ -347,6 +352,21 @@ mod tests {
         assert!(
             drops(2).len() == 1 && drops(3).len() == 1,
             "no uplink there"
+        );
+    }
+
+    #[test]
+    fn a_public_address_claimed_twice_goes_to_one_vm_only() {
+        let mut inv = inventory();
+        inv.vms.get_mut("db1").unwrap().public_ip = Some(Ipv4Addr::from(PUBLIC));
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            out[0].1.ipv4_dst,
+            u32::from(inv.vms["db1"].ip),
+            "db1 < web1"
         );
     }
 

@@ -724,6 +724,39 @@ mod tests {
     }
 
     #[test]
+    fn uplinks_and_public_addresses_are_checked() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        let gw = &inv.gateways["host-a"];
+        assert_eq!(
+            (gw.port, gw.public_prefix),
+            (100, (Ipv4Addr::new(203, 0, 113, 0), 24))
+        );
+        let e =
+            error(&EXAMPLE.replace("public_ip = \"203.0.113.10\"", "public_ip = \"192.0.2.99\""));
+        assert!(
+            e.contains("`vm.public_ip`: no gateway serves 192.0.2.99"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace(
+            "tenant = \"green\"",
+            "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
+        ));
+        assert!(e.contains("203.0.113.10 is already VM `web1`'s"), "{e}");
+        let e = error(&EXAMPLE.replace("port = 100", "port = 1"));
+        assert!(
+            e.contains("`vm.port`: port 1 of host `host-a` is its uplink"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace("203.0.113.0/24", "100.64.0.0/16"));
+        assert!(
+            e.contains("`host.uplink`: `public_prefix` overlaps the overlay"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace("router_mac = \"02:5c:00:00:0a:fe\"", "router_mac = \"x\""));
+        assert!(e.contains("`host.uplink`: `router_mac`"), "{e}");
+    }
+
+    #[test]
     fn placement_knobs_are_optional_and_checked() {
         assert!(Inventory::parse(EXAMPLE, "i").unwrap().placement.is_empty());
         let knobs = "[vm.placement]\nclouds = [\"aws-us-east\", \"gcp-europe\"]\n\
