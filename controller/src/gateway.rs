@@ -3,10 +3,12 @@
 //!
 //! This module owns what a gateway adds to the routing program: the NetKAT cases
 //! for inbound traffic (uplink, public address → overlay address, then the VM's
-//! normal route, so a migration's reroute step redirects it too), outbound traffic
-//! (a VM with a public address → the tunnel to its gateway → public source, out of
-//! the uplink) and the counted drops NetKAT cannot name (public addresses no VM
-//! owns, overlay packets claiming a public source). It never talks to a switch.
+//! normal route, so a migration's reroute step redirects it too; on every gateway
+//! that serves the address), outbound traffic (a VM with a public address → the
+//! tunnel to its home gateway → public source, out of the uplink) and the counted
+//! drops NetKAT cannot name (public addresses no VM owns, overlay packets claiming
+//! a public source); and announcing a public address's new home gateway to the
+//! internet after a migration ([`Announcer`]). It never talks to a switch.
 
 use crate::inventory::{Host, Inventory, Vm};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch, Mac};
@@ -64,22 +66,34 @@ impl Gateway {
     }
 }
 
-/// The gateway serving `public_ip`, if its host is in the inventory.
-pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> Option<&Gateway> {
-    inv.gateways
-        .values()
-        .find(|g| g.serves(public_ip) && inv.host(&g.host).is_some())
+/// The gateways serving `public_ip` (whose public prefix holds it), in host order.
+pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> impl Iterator<Item = &Gateway> {
+    inv.hosts
+        .iter()
+        .filter_map(|h| inv.gateways.get(&h.name))
+        .filter(move |g| g.serves(public_ip))
 }
 
-/// VMs with a public address some gateway serves, with that gateway. An address
-/// claimed by two VMs (the inventory file refuses that, a VM added through the API
-/// is not checked) goes to the first by name only, so the gateway never sends one
-/// packet to two VMs.
+/// The home gateway of `vm`'s public address: its traffic to the internet leaves
+/// there, and the internet is told to send the address there. A serving gateway
+/// in the VM's own cloud if there is one, else the first serving gateway.
+pub fn home<'a>(inv: &'a Inventory, vm: &Vm, public_ip: Ipv4Addr) -> Option<&'a Gateway> {
+    let cloud = inv.host(&vm.host).map(|h| h.cloud.as_str());
+    let in_cloud = |g: &&Gateway| inv.host(&g.host).map(|h| h.cloud.as_str()) == cloud;
+    serving(inv, public_ip)
+        .find(in_cloud)
+        .or_else(|| serving(inv, public_ip).next())
+}
+
+/// VMs with a public address some gateway serves, with their home gateway. An
+/// address claimed by two VMs (the inventory file refuses that, a VM added through
+/// the API is not checked) goes to the first by name only, so a gateway never
+/// sends one packet to two VMs.
 fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)> {
     let mut claimed = std::collections::BTreeSet::new();
     inv.vms.values().filter_map(move |vm| {
         let public = vm.public_ip?;
-        let gw = serving(inv, public)?;
+        let gw = home(inv, vm, public)?;
         claimed.insert(public).then_some((vm, public, gw))
     })
 }
@@ -89,11 +103,14 @@ fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)
 /// switch's tunnel ports (empty when it has none).
 pub fn routing_cases(inv: &Inventory, host: &Host, tunnels: &str) -> Vec<String> {
     let overlay = format!("{}/{}", inv.overlay.0, inv.overlay.1);
+    let uplink = inv.gateways.get(&host.name);
     let mut cases = Vec::new();
-    for (vm, public, gw) in public_vms(inv) {
-        if gw.host == host.name {
-            // Inbound: the public address becomes the overlay address, then the
-            // VM's own route from here (local port or the tunnel to its host).
+    for (vm, public, home) in public_vms(inv) {
+        if let Some(gw) = uplink.filter(|g| g.serves(public)) {
+            // Inbound, on every gateway that serves the address (so it keeps
+            // working wherever the internet sends it): the public address becomes
+            // the overlay address, then the VM's own route from here (local port
+            // or the tunnel to its host).
             let deliver = if vm.host == host.name {
                 format!(
                     "ethSrc := {}; ethDst := {}; port := {}",
@@ -108,20 +125,24 @@ pub fn routing_cases(inv: &Inventory, host: &Host, tunnels: &str) -> Vec<String>
                 "filter port = {} and ip4Dst = {public}; ip4Dst := {}; {deliver}",
                 gw.port, vm.ip
             ));
-            // Outbound, from its local port or any tunnel (the tunnel already
-            // checked the source belongs to that peer).
+        }
+        if home.host == host.name {
+            // Outbound at its home gateway, from its local port or any tunnel (the
+            // tunnel already checked the source belongs to that peer).
             cases.push(format!(
                 "filter ip4Src = {} and not ip4Dst = {overlay} and not port = {}; ip4Src := {public}; ethSrc := {}; ethDst := {}; port := {}",
-                vm.ip, gw.port, gw.mac, gw.router_mac, gw.port
+                vm.ip, home.port, home.mac, home.router_mac, home.port
             ));
-        } else if let (Some(gw_host), false) = (inv.host(&gw.host), tunnels.is_empty()) {
-            // Any other host sends the VM's internet traffic to its gateway. On
-            // every host, not only the VM's own, so it keeps working while the VM
-            // moves.
+        } else if let (Some(home_host), false) = (inv.host(&home.host), tunnels.is_empty()) {
+            // Any other host sends the VM's internet traffic to its home gateway.
+            // On every host, not only the VM's own, so it keeps working while the
+            // VM moves; never what came from a tunnel or the internet.
+            let not_uplink =
+                uplink.map_or(String::new(), |g| format!(" and not port = {}", g.port));
             cases.push(format!(
-                "filter ip4Src = {} and not ip4Dst = {overlay} and not ({tunnels}); port := {}",
+                "filter ip4Src = {} and not ip4Dst = {overlay} and not ({tunnels}){not_uplink}; port := {}",
                 vm.ip,
-                gw_host.tunnel_port()
+                home_host.tunnel_port()
             ));
         }
     }
@@ -140,22 +161,23 @@ pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
         f
     };
     let ipv4 = FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV4));
-    for gw in inv
+    let prefixes: std::collections::BTreeSet<(Ipv4Addr, u8)> = inv
         .gateways
         .values()
         .filter(|g| inv.host(&g.host).is_some())
-    {
-        let (net, len) = gw.public_prefix;
+        .map(|g| g.public_prefix)
+        .collect();
+    for (net, len) in prefixes {
         flows.push(drop(ipv4.with_prefix32(
             Field::Ipv4Src,
             u32::from(net),
             len,
         )));
-        if gw.host != host.name {
-            continue;
-        }
+    }
+    if let Some(gw) = inv.gateways.get(&host.name) {
+        let (net, len) = gw.public_prefix;
         let owned: Vec<u32> = public_vms(inv)
-            .filter(|(_, _, g)| g.host == gw.host)
+            .filter(|(_, public, _)| gw.serves(*public))
             .map(|(_, public, _)| u32::from(public))
             .collect();
         for (n, l) in uncovered(u32::from(net), len, &owned) {
@@ -182,6 +204,111 @@ fn uncovered(net: u32, len: u8, owned: &[u32]) -> Vec<(u32, u8)> {
     let mut out = uncovered(net, len + 1, owned);
     out.extend(uncovered(net | half, len + 1, owned));
     out
+}
+
+/// How the controller tells the internet where a public address enters
+/// (`[controller] announce` in the inventory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Announce {
+    /// `ip route replace ADDRESS/32 via UPLINK` in the namespace `scc` runs in: the
+    /// emulated internet's router in the tests and the demo.
+    IpRoute,
+}
+
+impl std::str::FromStr for Announce {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Announce, String> {
+        match s {
+            "ip-route" => Ok(Announce::IpRoute),
+            other => Err(format!(
+                "unknown announcement method `{other}` (expected \"ip-route\")"
+            )),
+        }
+    }
+}
+
+/// Tells the internet where a public prefix enters the supercloud from now on.
+/// Behind a trait so that a BGP speaker can take the place of the emulated
+/// router's route table.
+pub trait Announcer {
+    /// Sends `prefix` to `next_hop` (a gateway's uplink address), replacing any
+    /// earlier announcement of the same prefix.
+    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String>;
+}
+
+/// [`Announce::IpRoute`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IpRoute;
+
+impl Announcer for IpRoute {
+    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String> {
+        let out = std::process::Command::new("ip")
+            .args(["route", "replace", &format!("{}/{}", prefix.0, prefix.1)])
+            .args(["via", &next_hop.to_string()])
+            .output()
+            .map_err(|e| format!("ip route: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip route replace {}/{} via {next_hop}: {}",
+                prefix.0,
+                prefix.1,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+/// A public address whose home gateway changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// The address.
+    pub public: Ipv4Addr,
+    /// Its new home gateway's host.
+    pub gateway: String,
+    /// That gateway's uplink address.
+    pub next_hop: Ipv4Addr,
+}
+
+/// The public addresses whose home gateway is not the same in `after` as in
+/// `before` (a VM moved to a cloud with a gateway of its own).
+pub fn moves(before: &Inventory, after: &Inventory) -> Vec<Move> {
+    public_vms(after)
+        .filter(|(vm, public, home)| {
+            let old = before
+                .vms
+                .get(&vm.name)
+                .and_then(|o| self::home(before, o, *public));
+            old.map(|g| &g.host) != Some(&home.host)
+        })
+        .map(|(_, public, home)| Move {
+            public,
+            gateway: home.host.clone(),
+            next_hop: home.address,
+        })
+        .collect()
+}
+
+/// Announces each of `moves` with the method `after` names (nothing without
+/// one) and reports each outcome through `noted`. Every serving gateway keeps
+/// translating the address, so until the announcement has taken effect the old
+/// gateway goes on forwarding. Blocking: run it off the async runtime.
+pub fn announce_moves(inv: &Inventory, moves: &[Move], mut noted: impl FnMut(String)) {
+    let announcer: &dyn Announcer = match inv.announce {
+        None => return,
+        Some(Announce::IpRoute) => &IpRoute,
+    };
+    for m in moves {
+        match announcer.announce((m.public, 32), m.next_hop) {
+            Ok(()) => noted(format!("announced {} via {}", m.public, m.gateway)),
+            Err(e) => {
+                tracing::error!("announcing {} via {}: {e}", m.public, m.gateway);
+                noted(format!("announcing {} failed", m.public));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +495,53 @@ mod tests {
             u32::from(inv.vms["db1"].ip),
             "db1 < web1"
         );
+    }
+
+    /// The example with a second gateway, on host-c, serving the same prefix.
+    fn two_gateways() -> Inventory {
+        let mut inv = inventory();
+        let mut c = inv.gateways["host-a"].clone();
+        c.host = "host-c".into();
+        c.address = Ipv4Addr::new(198, 51, 100, 194);
+        c.mac = "02:5c:00:00:0c:01".parse().unwrap();
+        inv.gateways.insert("host-c".into(), c);
+        inv
+    }
+
+    #[test]
+    fn a_vm_moving_to_a_cloud_with_a_gateway_gets_it_as_home_and_both_translate() {
+        let before = two_gateways();
+        let mut after = before.clone();
+        let web1 = after.vms.get_mut("web1").unwrap();
+        web1.host = "host-c".into();
+        web1.port = 5;
+        assert_eq!(
+            moves(&before, &after),
+            [Move {
+                public: Ipv4Addr::from(PUBLIC),
+                gateway: "host-c".into(),
+                next_hop: Ipv4Addr::new(198, 51, 100, 194),
+            }]
+        );
+        assert!(moves(&before, &before).is_empty());
+        let tables = compile_network(&after, "id", "p").unwrap();
+        // The old gateway still translates what the internet sends it, towards
+        // the VM's new host; the new gateway delivers locally.
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!((out.len(), out[0].0), (1, 10_003));
+        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
+        let out = c.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!((out.len(), out[0].0), (1, 5));
+        // Outbound leaves through the new home gateway's own uplink.
+        let out = c.simulate(&packet(5, [100, 64, 1, 1], CLIENT));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].0, out[0].1.ipv4_src), (UPLINK, ip(PUBLIC)));
+        assert_eq!(out[0].1.eth_src, after.gateways["host-c"].mac);
+        // And the old gateway no longer sends it out.
+        assert!(a
+            .simulate(&packet(10_003, [100, 64, 1, 1], CLIENT))
+            .is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! field), resolving names for policies (`ip4Dst = vm:web1`), numbering tunnel ports,
 //! and writing a host's `scd` configuration. It never talks to a switch.
 
-use crate::gateway::Gateway;
+use crate::gateway::{Announce, Gateway};
 use crate::netkat::ir::Resolver;
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};
@@ -87,6 +87,7 @@ fn default_gw_mac() -> Spanned<String> {
 struct RawController {
     openflow: Option<Spanned<String>>,
     api: Option<Spanned<String>>,
+    announce: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +226,9 @@ pub struct Inventory {
     pub openflow: SocketAddr,
     /// Where the controller's HTTP API listens.
     pub api: SocketAddr,
+    /// How a public address's new gateway is announced to the internet, if at all.
+    #[serde(default)]
+    pub announce: Option<Announce>,
     /// Clouds by name.
     pub clouds: BTreeMap<String, Cloud>,
     /// Hosts in file order.
@@ -319,6 +323,14 @@ impl Inventory {
             "127.0.0.1:6653",
         )?;
         let api = addr(&raw.controller.api, "controller.api", "127.0.0.1:6680")?;
+        let announce = match &raw.controller.announce {
+            None => None,
+            Some(a) => Some(
+                a.get_ref()
+                    .parse::<Announce>()
+                    .map_err(|e| invalid(&a.span(), "controller.announce", e))?,
+            ),
+        };
 
         let mut clouds = BTreeMap::new();
         for c in raw.clouds {
@@ -433,15 +445,6 @@ impl Inventory {
                 };
                 if overlaps(public_prefix, overlay) {
                     return Err(bad("`public_prefix` overlaps the overlay".into()));
-                }
-                if let Some(o) = gateways
-                    .values()
-                    .find(|o| overlaps(o.public_prefix, public_prefix))
-                {
-                    return Err(bad(format!(
-                        "`public_prefix` overlaps the one of host `{}`",
-                        o.host
-                    )));
                 }
                 gateways.insert(name.clone(), gw);
             }
@@ -590,6 +593,7 @@ impl Inventory {
             gateway_mac,
             openflow,
             api,
+            announce,
             clouds,
             hosts,
             vms,

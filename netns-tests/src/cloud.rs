@@ -162,18 +162,22 @@ pub struct VmEntry<'a> {
 /// An inventory of one host per key (clouds cloud-1.., hosts host0.., endpoints
 /// from [`Internet::host_addr`]) and these VMs, with the controller at [`CONTROLLER`].
 pub fn inventory(keys: &[crate::KeyPair], vms: &[VmEntry<'_>]) -> String {
-    inventory_with(keys, vms, &[], &[])
+    inventory_with(keys, vms, "", &[], &[])
 }
 
-/// [`inventory`] with extra TOML lines after some hosts' sections (by host index,
-/// e.g. a `[host.uplink]` table) and some VMs' (by name, e.g. `public_ip = ...`).
+/// [`inventory`] with extra TOML lines in the `[controller]` table, after some
+/// hosts' sections (by host index, e.g. a `[host.uplink]` table) and after some
+/// VMs' (by name, e.g. `public_ip = ...`).
 pub fn inventory_with(
     keys: &[crate::KeyPair],
     vms: &[VmEntry<'_>],
+    controller_extra: &str,
     host_extra: &[(usize, &str)],
     vm_extra: &[(&str, &str)],
 ) -> String {
-    let mut t = format!("[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n");
+    let mut t = format!(
+        "[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n{controller_extra}\n"
+    );
     for i in 0..keys.len() {
         t += &format!("[[cloud]]\nname = \"cloud-{}\"\n", i + 1);
     }

@@ -1,10 +1,12 @@
 //! Public addresses that follow their VM: a client on the emulated internet holds a
-//! TCP connection to a VM's public address (203.0.113.10, served by the gateway in
-//! cloud A through 1:1 NAT) while the VM migrates from cloud B to cloud C. The
-//! gateway's inbound translation sends to the VM's current host, so the migration's
-//! reroute step redirects it; the VM's replies leave through the gateway with the
-//! public address as source. The stream survives with every byte intact and its gap
-//! is printed. Packets to a public address no VM owns, and packets from another VM
+//! TCP connection to a VM's public address (203.0.113.10, served through 1:1 NAT by
+//! the gateways of cloud A and cloud C; the internet first sends it to cloud A's)
+//! while the VM migrates from cloud B to cloud C. The gateways' inbound translation
+//! sends to the VM's current host, so the migration's reroute step redirects it;
+//! the VM's replies leave through its home gateway with the public address as
+//! source, which becomes cloud C's in the same step, and the controller announces
+//! the address there (a route change in the router namespace). The stream survives
+//! with every byte intact and its gap is printed. Packets to a public address no VM owns, and packets from another VM
 //! claiming the public address as source, are dropped and counted in the switches'
 //! flow counters.
 
@@ -22,8 +24,8 @@ const UNOWNED: &str = "203.0.113.99";
 const CLIENT: &str = "198.51.100.10";
 const M1_IP: &str = "100.64.2.1";
 const UPLINK_PORT: u32 = 100;
-const UPLINK_ADDR: &str = "198.51.100.130";
-const UPLINK_MAC: &str = "02:5c:00:00:0a:01";
+const UPLINK_A_ADDR: &str = "198.51.100.130";
+const UPLINK_C_ADDR: &str = "198.51.100.194";
 const ROUTER_MAC: &str = "02:5c:00:00:0a:fe";
 /// The VMs' way out of the overlay: any overlay address answers ARP with the
 /// anycast gateway MAC, and the switch routes by IP.
@@ -50,27 +52,36 @@ fn dropped(scd: &Scd, pattern: &str) -> Result<u64> {
     scd.metric("scd_flow_packets_total", &[DROP_PRIORITY, pattern])
 }
 
-/// The internet side: the gateway's uplink (host0 <-> router) and a client
-/// namespace behind the router, both in 198.51.100.0/24; the router sends the
-/// public prefix to the uplink. Returns the client and the uplink's name in host0.
-fn internet_side(net: &Internet) -> Result<(Vm, String)> {
+/// A gateway's uplink: a veth from the router (`router_addr`/26, MAC
+/// [`ROUTER_MAC`]) into host `i`'s namespace, where `scd` attaches to it as a raw
+/// port. Returns its name in the host.
+fn uplink(net: &Internet, i: usize, router_addr: &str) -> Result<String> {
     let (router_up, gw_up) = (unique("sgr"), unique("sgu"));
-    veth(&router_up, &net.router, &gw_up, &net.hosts[0])?;
+    veth(&router_up, &net.router, &gw_up, &net.hosts[i])?;
     net.router
         .ip(&["link", "set", &router_up, "address", ROUTER_MAC])?;
-    net.router
-        .ip(&["addr", "add", "198.51.100.129/26", "dev", &router_up])?;
-    net.router.ip(&["link", "set", &router_up, "up"])?;
-    net.hosts[0].ip(&["link", "set", &gw_up, "up"])?;
     net.router.ip(&[
-        "route",
+        "addr",
         "add",
-        "203.0.113.0/24",
-        "via",
-        UPLINK_ADDR,
+        &format!("{router_addr}/26"),
         "dev",
         &router_up,
     ])?;
+    net.router.ip(&["link", "set", &router_up, "up"])?;
+    net.hosts[i].ip(&["link", "set", &gw_up, "up"])?;
+    Ok(gw_up)
+}
+
+/// The `[host.uplink]` table of a gateway.
+fn uplink_table(interface: &str, address: &str, mac: &str) -> String {
+    format!(
+        "[host.uplink]\nport = {UPLINK_PORT}\ninterface = \"{interface}\"\naddress = \"{address}\"\n\
+         mac = \"{mac}\"\nrouter_mac = \"{ROUTER_MAC}\"\npublic_prefix = \"203.0.113.0/24\""
+    )
+}
+
+/// A client namespace behind the router, in 198.51.100.0/26.
+fn client(net: &Internet) -> Result<Vm> {
     let client = Netns::new(&unique("gw-client-"))?;
     let (router_cl, client_if) = (unique("sgr"), unique("sgc"));
     veth(&router_cl, &net.router, &client_if, &client)?;
@@ -91,7 +102,7 @@ fn internet_side(net: &Internet) -> Result<(Vm, String)> {
             .to_string(),
         ip: CLIENT.to_string(),
     };
-    Ok((client, gw_up))
+    Ok(client)
 }
 
 #[test]
@@ -104,7 +115,20 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
     for _ in 0..3 {
         net.add_host("gw", None)?;
     }
-    let (client, uplink_if) = internet_side(&net)?;
+    // Gateways in cloud A (host0) and cloud C (host2), both serving
+    // 203.0.113.0/24; the internet first sends the prefix to cloud A's. Loose
+    // reverse-path filtering, as on the internet: replies may leave through the
+    // new gateway before the route to it has changed.
+    let uplink_a = uplink(&net, 0, "198.51.100.129")?;
+    let uplink_c = uplink(&net, 2, "198.51.100.193")?;
+    net.router
+        .ip(&["route", "add", "203.0.113.0/24", "via", UPLINK_A_ADDR])?;
+    netns_tests::run(
+        net.router
+            .command("sysctl")
+            .args(["-qw", "net.ipv4.conf.all.rp_filter=2"]),
+    )?;
+    let client = client(&net)?;
     let keys = (0..3)
         .map(|_| KeyPair::generate())
         .collect::<Result<Vec<_>>>()?;
@@ -152,15 +176,19 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
             vm: &c1,
         },
     ];
-    let uplink = format!(
-        "[host.uplink]\nport = {UPLINK_PORT}\ninterface = \"{uplink_if}\"\naddress = \"{UPLINK_ADDR}\"\n\
-         mac = \"{UPLINK_MAC}\"\nrouter_mac = \"{ROUTER_MAC}\"\npublic_prefix = \"203.0.113.0/24\""
-    );
+    let gateway_a = uplink_table(&uplink_a, UPLINK_A_ADDR, "02:5c:00:00:0a:01");
+    let gateway_c = uplink_table(&uplink_c, UPLINK_C_ADDR, "02:5c:00:00:0c:01");
     let public = format!("public_ip = \"{PUBLIC}\"");
     let inventory = dir.path().join("inventory.toml");
     std::fs::write(
         &inventory,
-        common::inventory_with(&keys, &entries, &[(0, &uplink)], &[("m1", &public)]),
+        common::inventory_with(
+            &keys,
+            &entries,
+            "announce = \"ip-route\"",
+            &[(0, &gateway_a), (2, &gateway_c)],
+            &[("m1", &public)],
+        ),
     )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
     let scds = common::start_switches(&net, &inventory, &keys, |i| {
@@ -216,10 +244,43 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         "m1 -> host2: arrival at {arrived:.1} ms, all switches (the gateway's included) rerouted {:.1} ms later",
         rerouted - arrived
     );
+    // Cloud C has a gateway of its own: the controller announces the address
+    // there (a route change in the router namespace, where scc runs).
+    let s = wait_event(
+        &net,
+        "announced",
+        Duration::from_secs(10),
+        &AtomicBool::new(false),
+    )?;
+    let announced = event_ms(&s, "announced").context("announced")?;
+    eprintln!(
+        "{PUBLIC} announced via cloud C's gateway {:.1} ms after the arrival",
+        announced - arrived
+    );
+    let route = net.router.ip(&["route", "get", PUBLIC])?;
+    assert!(
+        route.contains(&format!("via {UPLINK_C_ADDR}")),
+        "the internet sends {PUBLIC} to cloud C's gateway: {route}"
+    );
     std::thread::sleep(Duration::from_millis(1000));
     assert!(
         reaches(&m1, CLIENT, 5)?,
         "m1 -> client from cloud C, still as {PUBLIC}"
+    );
+    let uplink_c = |dir: &str| {
+        scds[2].metric(
+            "scd_port_packets_total",
+            &[
+                &format!("port=\"{UPLINK_PORT}\""),
+                &format!("dir=\"{dir}\""),
+            ],
+        )
+    };
+    let (rx_c, tx_c) = (uplink_c("rx")?, uplink_c("tx")?);
+    eprintln!("cloud C's uplink after the move: {rx_c} packets in, {tx_c} out");
+    assert!(
+        rx_c > 0 && tx_c > 0,
+        "the stream now enters and leaves through cloud C's gateway"
     );
 
     let report = stream.finish()?;
