@@ -408,25 +408,19 @@ impl Controller {
             }
         }
         self.lock().timeline.note(&format!("arrived ({signal})"));
-        let before = inv.clone();
         if let Some(vm) = inv.vms.get_mut(&m.vm) {
             vm.host = m.to_host.clone();
             vm.port = m.to_port;
         }
         m.phase = Phase::Switched;
-        let after = inv.clone();
+        let announcements = crate::gateway::Announcements::after_move(&inv, &m.vm, &m.from_host);
         let version = self.change_then(inv, policy, name, Some(m), |st, version| {
             st.timeline.switch_version = version;
             st.timeline.note("switch sent");
         })?;
-        // Gateway hook: a public address whose home gateway changed is announced
-        // there (every serving gateway translates it meanwhile).
-        let moves = crate::gateway::moves(&before, &after);
-        if !moves.is_empty() {
+        if let Some(a) = announcements {
             let ctl = self.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::gateway::announce_moves(&after, &moves, |e| ctl.lock().timeline.note(&e));
-            });
+            a.spawn(move |event| ctl.lock().timeline.note(&event));
         }
         let ctl = self.clone();
         tokio::spawn(async move {

@@ -231,7 +231,7 @@ impl std::str::FromStr for Announce {
 /// Tells the internet where a public prefix enters the supercloud from now on.
 /// Behind a trait so that a BGP speaker can take the place of the emulated
 /// router's route table.
-pub trait Announcer {
+pub trait Announcer: std::fmt::Debug {
     /// Sends `prefix` to `next_hop` (a gateway's uplink address), replacing any
     /// earlier announcement of the same prefix.
     fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String>;
@@ -272,16 +272,17 @@ pub struct Move {
     pub next_hop: Ipv4Addr,
 }
 
-/// The public addresses whose home gateway is not the same in `after` as in
-/// `before` (a VM moved to a cloud with a gateway of its own).
-pub fn moves(before: &Inventory, after: &Inventory) -> Vec<Move> {
-    public_vms(after)
-        .filter(|(vm, public, home)| {
-            let old = before
-                .vms
-                .get(&vm.name)
-                .and_then(|o| self::home(before, o, *public));
-            old.map(|g| &g.host) != Some(&home.host)
+/// The public address of `vm` (placed at its new host in `inv`) if its home
+/// gateway there is not the one it had on `from_host`.
+pub fn moves(inv: &Inventory, vm: &str, from_host: &str) -> Vec<Move> {
+    public_vms(inv)
+        .filter(|(v, _, _)| v.name == vm)
+        .filter(|(v, public, new_home)| {
+            let was = Vm {
+                host: from_host.to_string(),
+                ..(*v).clone()
+            };
+            home(inv, &was, *public).map(|g| &g.host) != Some(&new_home.host)
         })
         .map(|(_, public, home)| Move {
             public,
@@ -291,23 +292,40 @@ pub fn moves(before: &Inventory, after: &Inventory) -> Vec<Move> {
         .collect()
 }
 
-/// Announces each of `moves` with the method `after` names (nothing without
-/// one) and reports each outcome through `noted`. Every serving gateway keeps
-/// translating the address, so until the announcement has taken effect the old
-/// gateway goes on forwarding. Blocking: run it off the async runtime.
-pub fn announce_moves(inv: &Inventory, moves: &[Move], mut noted: impl FnMut(String)) {
-    let announcer: &dyn Announcer = match inv.announce {
-        None => return,
-        Some(Announce::IpRoute) => &IpRoute,
-    };
-    for m in moves {
-        match announcer.announce((m.public, 32), m.next_hop) {
-            Ok(()) => noted(format!("announced {} via {}", m.public, m.gateway)),
-            Err(e) => {
-                tracing::error!("announcing {} via {}: {e}", m.public, m.gateway);
-                noted(format!("announcing {} failed", m.public));
+/// Announcements to make after a migration's switch step.
+#[derive(Debug)]
+pub struct Announcements {
+    moves: Vec<Move>,
+    announcer: Box<dyn Announcer + Send>,
+}
+
+impl Announcements {
+    /// What the switch step that moves `vm` from `from_host` to its host in `inv`
+    /// has to announce, with the method `inv` names; `None` when nothing.
+    pub fn after_move(inv: &Inventory, vm: &str, from_host: &str) -> Option<Announcements> {
+        let announcer: Box<dyn Announcer + Send> = match inv.announce? {
+            Announce::IpRoute => Box::new(IpRoute),
+        };
+        let moves = moves(inv, vm, from_host);
+        (!moves.is_empty()).then_some(Announcements { moves, announcer })
+    }
+
+    /// Makes the announcements on a thread of its own and reports each outcome
+    /// through `noted` (the migration timeline). Every serving gateway keeps
+    /// translating the address, so until an announcement has taken effect the
+    /// old gateway goes on forwarding.
+    pub fn spawn(self, mut noted: impl FnMut(String) + Send + 'static) {
+        std::thread::spawn(move || {
+            for m in self.moves {
+                match self.announcer.announce((m.public, 32), m.next_hop) {
+                    Ok(()) => noted(format!("announced {} via {}", m.public, m.gateway)),
+                    Err(e) => {
+                        tracing::error!("announcing {} via {}: {e}", m.public, m.gateway);
+                        noted(format!("announcing {} failed", m.public));
+                    }
+                }
             }
-        }
+        });
     }
 }
 
@@ -516,14 +534,19 @@ mod tests {
         web1.host = "host-c".into();
         web1.port = 5;
         assert_eq!(
-            moves(&before, &after),
+            moves(&after, "web1", "host-a"),
             [Move {
                 public: Ipv4Addr::from(PUBLIC),
                 gateway: "host-c".into(),
                 next_hop: Ipv4Addr::new(198, 51, 100, 194),
             }]
         );
-        assert!(moves(&before, &before).is_empty());
+        assert!(moves(&before, "web1", "host-a").is_empty());
+        assert!(moves(&after, "web1", "host-c").is_empty());
+        assert!(
+            Announcements::after_move(&after, "web1", "host-a").is_none(),
+            "not asked to"
+        );
         let tables = compile_network(&after, "id", "p").unwrap();
         // The old gateway still translates what the internet sends it, towards
         // the VM's new host; the new gateway delivers locally.
