@@ -4,11 +4,12 @@
 //! This module owns what a gateway adds to the routing program: the NetKAT cases
 //! for inbound traffic (uplink, public address → overlay address, then the VM's
 //! normal route, so a migration's reroute step redirects it too; on every gateway
-//! that serves the address), outbound traffic (a VM with a public address → the
-//! tunnel to its home gateway → public source, out of the uplink) and the counted
-//! drops NetKAT cannot name (public addresses no VM owns, overlay packets claiming
-//! a public source); and announcing a public address's new home gateway to the
-//! internet after a migration ([`Announcer`]). It never talks to a switch.
+//! that serves the address), and plain flows above the compiled table for
+//! outbound traffic (a VM with a public address → the tunnel to its home gateway →
+//! public source, out of the uplink) and the counted drops (public addresses no VM
+//! owns, overlay packets claiming a public source); and announcing a public
+//! address's new home gateway to the internet after a migration ([`Announcer`]).
+//! It never talks to a switch.
 
 use crate::inventory::{Host, Inventory, Vm};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch, Mac};
@@ -98,55 +99,138 @@ fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)
     })
 }
 
-/// The routing cases (NetKAT, disjoint from every other case of this switch) a
-/// gateway adds to `host`'s switch. `tunnels` is the predicate matching the
-/// switch's tunnel ports (empty when it has none).
-pub fn routing_cases(inv: &Inventory, host: &Host, tunnels: &str) -> Vec<String> {
-    let overlay = format!("{}/{}", inv.overlay.0, inv.overlay.1);
-    let uplink = inv.gateways.get(&host.name);
-    let mut cases = Vec::new();
-    for (vm, public, home) in public_vms(inv) {
-        if let Some(gw) = uplink.filter(|g| g.serves(public)) {
-            // Inbound, on every gateway that serves the address (so it keeps
-            // working wherever the internet sends it): the public address becomes
-            // the overlay address, then the VM's own route from here (local port
-            // or the tunnel to its host).
+/// The routing case (NetKAT, disjoint from every other case of this switch) a
+/// gateway adds to its own switch: inbound translation.
+pub fn routing_cases(inv: &Inventory, host: &Host) -> Vec<String> {
+    let Some(gw) = inv.gateways.get(&host.name) else {
+        return Vec::new();
+    };
+    // Inbound, on every gateway that serves the address (so it keeps working
+    // wherever the internet sends it): the public address becomes the overlay
+    // address, then the VM's own route from here (local port or the tunnel to
+    // its host).
+    let inbound: Vec<String> = public_vms(inv)
+        .filter(|(_, public, _)| gw.serves(*public))
+        .filter_map(|(vm, public, _)| {
             let deliver = if vm.host == host.name {
                 format!(
                     "ethSrc := {}; ethDst := {}; port := {}",
                     inv.gateway_mac, vm.mac, vm.port
                 )
-            } else if let Some(remote) = inv.host(&vm.host) {
-                format!("port := {}", remote.tunnel_port())
             } else {
+                format!("port := {}", inv.host(&vm.host)?.tunnel_port())
+            };
+            Some(format!(
+                "filter ip4Dst = {public}; ip4Dst := {}; {deliver}",
+                vm.ip
+            ))
+        })
+        .collect();
+    if inbound.is_empty() {
+        return Vec::new();
+    }
+    // One case whose port test is written once, in front of the per-VM cases.
+    vec![format!(
+        "filter port = {}; begin\n       {}\n     end",
+        gw.port,
+        inbound.join("\n     + ")
+    )]
+}
+
+/// Priority of the outbound flows: above every compiled rule, below the counted
+/// drops (which they never overlap).
+pub const GATEWAY_OUTBOUND_PRIORITY: u16 = 63_000;
+
+/// The prefixes of IPv4 outside `net/len`: one per bit of the prefix.
+fn complement(net: u32, len: u8) -> Vec<(u32, u8)> {
+    (1..=len)
+        .map(|l| {
+            let bit = 1u32 << (32 - u32::from(l));
+            ((net & prefix_mask32(l)) ^ bit, l)
+        })
+        .collect()
+}
+
+/// The outbound flows of `host`'s switch: a VM's IPv4 to outside the overlay,
+/// arriving where the VM itself sends from (its port, or on its home gateway the
+/// tunnel from its host; both hosts during a migration), goes to the tunnel to
+/// its home gateway, or there leaves through the uplink with its public address
+/// as source and the router as destination.
+///
+/// Plain flows rather than NetKAT: the flow compiler tests sources before
+/// destinations, so a per-VM source case next to the per-VM destination cases
+/// would cost public VMs × VMs rules on every switch. Matching exactly the VM's
+/// own ports keeps them disjoint from all other routing (no transit between
+/// tunnels, nothing from the uplink), at the price that the user's policy does
+/// not see this traffic.
+pub fn outbound_flows(
+    inv: &Inventory,
+    host: &Host,
+    migration: Option<&crate::routing::Migration>,
+) -> Vec<FlowSpec> {
+    let outside = complement(u32::from(inv.overlay.0), inv.overlay.1);
+    let mut flows = Vec::new();
+    for (vm, public, home) in public_vms(inv) {
+        // Where the VM runs, and where it ran or will run during its migration.
+        let mut places = vec![(vm.host.as_str(), vm.port)];
+        if let Some(m) = migration.filter(|m| m.vm == vm.name) {
+            places.push((m.from_host.as_str(), m.from_port));
+            places.push((m.to_host.as_str(), m.to_port));
+        }
+        places.sort_unstable();
+        places.dedup();
+        let mut in_ports = Vec::new();
+        let actions = if home.host == host.name {
+            for (h, port) in &places {
+                if *h == host.name {
+                    in_ports.push(*port);
+                } else if let Some(remote) = inv.host(h) {
+                    in_ports.push(remote.tunnel_port());
+                }
+            }
+            vec![
+                Action::SetField {
+                    field: Field::Ipv4Src,
+                    value: u128::from(u32::from(public)),
+                },
+                Action::SetField {
+                    field: Field::EthSrc,
+                    value: u128::from(home.mac.to_u64()),
+                },
+                Action::SetField {
+                    field: Field::EthDst,
+                    value: u128::from(home.router_mac.to_u64()),
+                },
+                Action::output(home.port),
+            ]
+        } else {
+            let Some(home_host) = inv.host(&home.host) else {
                 continue;
             };
-            cases.push(format!(
-                "filter port = {} and ip4Dst = {public}; ip4Dst := {}; {deliver}",
-                gw.port, vm.ip
-            ));
-        }
-        if home.host == host.name {
-            // Outbound at its home gateway, from its local port or any tunnel (the
-            // tunnel already checked the source belongs to that peer).
-            cases.push(format!(
-                "filter ip4Src = {} and not ip4Dst = {overlay} and not port = {}; ip4Src := {public}; ethSrc := {}; ethDst := {}; port := {}",
-                vm.ip, home.port, home.mac, home.router_mac, home.port
-            ));
-        } else if let (Some(home_host), false) = (inv.host(&home.host), tunnels.is_empty()) {
-            // Any other host sends the VM's internet traffic to its home gateway.
-            // On every host, not only the VM's own, so it keeps working while the
-            // VM moves; never what came from a tunnel or the internet.
-            let not_uplink =
-                uplink.map_or(String::new(), |g| format!(" and not port = {}", g.port));
-            cases.push(format!(
-                "filter ip4Src = {} and not ip4Dst = {overlay} and not ({tunnels}){not_uplink}; port := {}",
-                vm.ip,
-                home_host.tunnel_port()
-            ));
+            in_ports.extend(
+                places
+                    .iter()
+                    .filter(|(h, _)| *h == host.name)
+                    .map(|(_, port)| *port),
+            );
+            vec![Action::output(home_host.tunnel_port())]
+        };
+        in_ports.sort_unstable();
+        in_ports.dedup();
+        for in_port in in_ports {
+            for (net, len) in &outside {
+                let matcher = FlowMatch::any()
+                    .with(Field::InPort, u128::from(in_port))
+                    .with(Field::EthType, u128::from(ethertype::IPV4))
+                    .with(Field::Ipv4Src, u128::from(u32::from(vm.ip)))
+                    .with_prefix32(Field::Ipv4Dst, *net, *len);
+                let mut f = FlowSpec::new(0, GATEWAY_OUTBOUND_PRIORITY, matcher, actions.clone());
+                f.cookie = crate::routing::SCC_COOKIE;
+                flows.push(f);
+            }
         }
     }
-    cases
+    flows
 }
 
 /// The counted drops of `host`'s switch: on every host, packets whose source is
@@ -333,6 +417,28 @@ impl Announcements {
 mod tests {
     use super::*;
     use crate::routing::{compile_network, compile_network_during, Migration, Phase};
+
+    #[test]
+    fn the_complement_of_the_overlay_is_everything_else_once() {
+        let parts = complement(0x6440_0000, 10);
+        assert_eq!(parts.len(), 10);
+        for a in [
+            0u32,
+            0x6440_0001,
+            0x647f_ffff,
+            0x6480_0000,
+            0x633f_ffff,
+            0xcb00_710a,
+            u32::MAX,
+        ] {
+            let n = parts
+                .iter()
+                .filter(|(net, len)| a & prefix_mask32(*len) == *net)
+                .count();
+            let inside = a & prefix_mask32(10) == 0x6440_0000;
+            assert_eq!(n, usize::from(!inside), "{a:x}");
+        }
+    }
     use dataplane::table::Pipeline;
     use openflow::flow::{FlowKey, Instruction};
 
@@ -564,6 +670,71 @@ mod tests {
         // And the old gateway no longer sends it out.
         assert!(a
             .simulate(&packet(10_003, [100, 64, 1, 1], CLIENT))
+            .is_empty());
+    }
+
+    #[test]
+    fn public_vms_cost_rules_in_proportion_to_their_number() {
+        // 60 more VMs on host-b, with or without public addresses: the switches
+        // grow by a bounded number of rules per public VM, never public VMs x VMs.
+        let grown = |public: bool| {
+            let mut inv = inventory();
+            for i in 0..60u8 {
+                let vm = Vm {
+                    name: format!("x{i}"),
+                    mac: Mac([2, 0, 0, 9, 0, i]),
+                    ip: Ipv4Addr::new(100, 64, 9, i + 1),
+                    host: "host-b".into(),
+                    port: u32::from(i) + 10,
+                    tap: format!("x{i}"),
+                    netns: None,
+                    tenant: None,
+                    public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, 100 + i)),
+                };
+                inv.vms.insert(vm.name.clone(), vm);
+            }
+            compile_network(&inv, "id", "p").unwrap()
+        };
+        let (without, with) = (grown(false), grown(true));
+        for dpid in [1u64, 2, 3] {
+            let extra = with[&dpid].len() - without[&dpid].len();
+            eprintln!(
+                "switch {dpid}: {} rules, {extra} for 60 public VMs",
+                with[&dpid].len()
+            );
+            assert!(extra <= 60 * 2 * 10 + 60 * 8, "switch {dpid}: {extra}");
+        }
+    }
+
+    #[test]
+    fn during_a_migration_the_home_gateway_takes_the_vm_from_both_hosts() {
+        let mut inv = inventory();
+        let web1 = inv.vms.get_mut("web1").unwrap();
+        web1.host = "host-b".into();
+        web1.port = 5;
+        let migration = Migration {
+            vm: "web1".into(),
+            from_host: "host-b".into(),
+            from_port: 5,
+            to_host: "host-c".into(),
+            to_port: 6,
+            phase: Phase::Prepared,
+        };
+        let tables = compile_network_during(&inv, "id", "p", Some(&migration)).unwrap();
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        for tunnel in [10_002, 10_003] {
+            let out = a.simulate(&packet(tunnel, [100, 64, 1, 1], CLIENT));
+            assert_eq!(out.len(), 1, "from {tunnel}");
+            assert_eq!((out[0].0, out[0].1.ipv4_src), (UPLINK, ip(PUBLIC)));
+        }
+        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
+        let out = c.simulate(&packet(6, [100, 64, 1, 1], CLIENT));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 10_001, "the destination sends it to the gateway");
+        // Not from another port, and not from the uplink (no hairpin to itself).
+        assert!(c.simulate(&packet(1, [100, 64, 1, 1], CLIENT)).is_empty());
+        assert!(a
+            .simulate(&packet(UPLINK, [100, 64, 1, 1], CLIENT))
             .is_empty());
     }
 

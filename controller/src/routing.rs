@@ -134,7 +134,7 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
                 ));
             }
         }
-        cases.extend(crate::gateway::routing_cases(inv, host, &tunnels));
+        cases.extend(crate::gateway::routing_cases(inv, host));
         let body = if cases.is_empty() {
             "drop".to_string()
         } else {
@@ -197,6 +197,7 @@ pub fn compile_network_during(
         )?;
         let mut flows = std::mem::take(&mut table.flows);
         flows.splice(0..0, crate::gateway::counted_drops(inv, host));
+        flows.splice(0..0, crate::gateway::outbound_flows(inv, host, migration));
         if let Some(m) = migration.filter(|m| m.phase == Phase::Prepared && m.to_host == host.name)
         {
             for eth_type in [ethertype::RARP, ethertype::ARP] {
