@@ -17,7 +17,7 @@ use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use openflow::flow::{ethertype, Action, Field, Instruction, PortNo};
+use openflow::flow::{Action, Field, Instruction, PortNo};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -84,21 +84,6 @@ pub enum Sent {
     SocketError,
 }
 
-/// The ports a flow's apply-actions output to.
-fn output_ports(instructions: &[Instruction]) -> impl Iterator<Item = PortNo> + '_ {
-    instructions
-        .iter()
-        .filter_map(|i| match i {
-            Instruction::ApplyActions(actions) => Some(actions),
-            _ => None,
-        })
-        .flatten()
-        .filter_map(|a| match a {
-            Action::Output { port, .. } => Some(*port),
-            _ => None,
-        })
-}
-
 /// Live state of one peer.
 pub struct Peer {
     /// Static configuration.
@@ -108,10 +93,6 @@ pub struct Peer {
     pub endpoint: Option<SocketAddr>,
     /// Source prefixes the tables place behind this peer: (value, mask, is_v6).
     allowed: Vec<(u128, u128, bool)>,
-    /// Whether the tables send IPv4 / IPv6 to this peer whatever its destination
-    /// (a gateway, the way out to the internet): then sources no peer claims by
-    /// prefix are allowed from it.
-    default_route: [bool; 2],
 }
 
 impl std::fmt::Debug for Peer {
@@ -242,7 +223,6 @@ impl Tunnels {
                     config,
                     tunn,
                     allowed: Vec::new(),
-                    default_route: [false; 2],
                 }
             })
             .collect();
@@ -486,9 +466,7 @@ impl Tunnels {
     }
 
     /// Recomputes, when the tables changed, which source prefixes each peer may use:
-    /// the IP destinations of the flows that output to its port, and, for a flow
-    /// that matches IPv4 (or IPv6) without a destination, every source no other
-    /// peer claims by prefix.
+    /// the IP destinations of the flows that output to its port.
     pub fn refresh_allowed(&mut self, pipeline: &Pipeline) {
         if self.allowed_generation == pipeline.generation() {
             return;
@@ -496,7 +474,6 @@ impl Tunnels {
         self.allowed_generation = pipeline.generation();
         for p in &mut self.peers {
             p.allowed.clear();
-            p.default_route = [false; 2];
         }
         for table in 0..pipeline.n_tables() {
             for entry in pipeline.entries(table) {
@@ -505,19 +482,7 @@ impl Tunnels {
                     .get(Field::Ipv4Dst)
                     .map(|(v, mask)| (v, mask, false))
                     .or_else(|| m.get(Field::Ipv6Dst).map(|(v, mask)| (v, mask, true)));
-                let Some(dst) = dst else {
-                    let family = match m.exact(Field::EthType) {
-                        Some(t) if t == u128::from(ethertype::IPV4) => 0,
-                        Some(t) if t == u128::from(ethertype::IPV6) => 1,
-                        _ => continue,
-                    };
-                    for port in output_ports(&entry.spec.instructions) {
-                        if let Some(peer) = self.peers.iter_mut().find(|p| p.config.port == port) {
-                            peer.default_route[family] = true;
-                        }
-                    }
-                    continue;
-                };
+                let Some(dst) = dst else { continue };
                 for instruction in &entry.spec.instructions {
                     let Instruction::ApplyActions(actions) = instruction else {
                         continue;
@@ -538,62 +503,11 @@ impl Tunnels {
         }
     }
 
-    /// True when the tables route `src` (an inner source address) to `peer`: by
-    /// prefix, or by its default route when no peer has a prefix for `src`.
+    /// True when the tables route `src` (an inner source address) to `peer`.
     pub fn source_allowed(&self, peer: usize, src: u128, v6: bool) -> bool {
-        let claims = |p: &Peer| {
-            p.allowed
-                .iter()
-                .any(|(value, mask, is_v6)| *is_v6 == v6 && src & mask == *value)
-        };
-        claims(&self.peers[peer])
-            || (self.peers[peer].default_route[usize::from(v6)] && !self.peers.iter().any(claims))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer(port: PortNo, seed: u8) -> PeerConfig {
-        PeerConfig {
-            port,
-            name: format!("p{port}"),
-            public_key: keys::public_of(&[seed; 32]),
-            endpoint: None,
-            keepalive: None,
-        }
-    }
-
-    #[test]
-    fn a_default_route_allows_only_sources_no_peer_claims() {
-        let private = StaticSecret::from([1u8; 32]);
-        let mut t = Tunnels::new(
-            "127.0.0.1:0".parse().unwrap(),
-            private,
-            vec![peer(10_001, 2), peer(10_002, 3)],
-            1420,
-        )
-        .unwrap();
-        // VM 100.64.2.1 lives behind peer 10002; peer 10001 is the gateway that
-        // the VM's internet traffic goes to (a flow without a destination).
-        let flows = openflow::text::parse_flows(
-            "priority=2,ip,nw_dst=100.64.2.1 actions=output:10002\n\
-             priority=1,ip,nw_src=100.64.1.1 actions=output:10001\n",
-        )
-        .unwrap();
-        t.refresh_allowed(&Pipeline::from_flows(flows).unwrap());
-        let v4 = |a: [u8; 4]| u128::from(u32::from_be_bytes(a));
-        assert!(t.source_allowed(1, v4([100, 64, 2, 1]), false));
-        assert!(
-            !t.source_allowed(0, v4([100, 64, 2, 1]), false),
-            "the gateway cannot claim a VM that lives behind another peer"
-        );
-        assert!(t.source_allowed(0, v4([198, 51, 100, 10]), false));
-        assert!(
-            !t.source_allowed(1, v4([198, 51, 100, 10]), false),
-            "only the peer with the default route"
-        );
-        assert!(!t.source_allowed(0, 1, true), "IPv4 only");
+        self.peers[peer]
+            .allowed
+            .iter()
+            .any(|(value, mask, is_v6)| *is_v6 == v6 && src & mask == *value)
     }
 }
