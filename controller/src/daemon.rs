@@ -413,15 +413,10 @@ impl Controller {
             vm.port = m.to_port;
         }
         m.phase = Phase::Switched;
-        let announcements = crate::gateway::Announcements::after_move(&inv, &m.vm, &m.from_host);
         let version = self.change_then(inv, policy, name, Some(m), |st, version| {
             st.timeline.switch_version = version;
             st.timeline.note("switch sent");
         })?;
-        if let Some(a) = announcements {
-            let ctl = self.clone();
-            a.spawn(move |event| ctl.lock().timeline.note(&event));
-        }
         let ctl = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(GRACE).await;
@@ -446,6 +441,22 @@ impl Controller {
                 }
             }
         });
+        // Gateway hook: a public address whose home gateway changed with this
+        // switch step is announced there.
+        let announcements = {
+            let st = self.lock();
+            st.migration.as_ref().and_then(|m| {
+                crate::gateway::Announcements::after_move(
+                    &st.persisted.inventory,
+                    &m.vm,
+                    &m.from_host,
+                )
+            })
+        };
+        if let Some(a) = announcements {
+            let ctl = self.clone();
+            a.spawn(move |event| ctl.lock().timeline.note(&event));
+        }
         Ok(version)
     }
 

@@ -5,7 +5,8 @@
 //! can explain it): on each host's switch, IPv4 to a local VM is delivered with both
 //! MACs rewritten (the anycast gateway's as source, the VM's as destination); IPv4 to
 //! a VM on another host leaves through the direct tunnel to that host; a gateway
-//! adds NAT between public addresses and VMs (`gateway`); anything else is dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
+//! adds NAT between public addresses and VMs (`gateway`); anything else is
+//! dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
 //! policy runs first, so it can drop (tenant isolation) or constrain traffic before
 //! routing decides where it goes. This module never talks to a switch.
 
@@ -134,14 +135,18 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
                 ));
             }
         }
-        cases.extend(crate::gateway::routing_cases(inv, host));
         let body = if cases.is_empty() {
             "drop".to_string()
         } else {
             cases.join("\n   + ")
         };
+        // A gateway's own cases (`drop + p` is `p` when the switch has no others).
+        let gateway: String = crate::gateway::routing_cases(inv, host)
+            .iter()
+            .map(|c| format!("\n   + {c}"))
+            .collect();
         switches.push(format!(
-            "filter switch = {}; begin\n     {body}\n  end",
+            "filter switch = {}; begin\n     {body}{gateway}\n  end",
             host.datapath_id
         ));
     }
