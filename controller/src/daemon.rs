@@ -507,6 +507,22 @@ impl Controller {
                 }
             }
         });
+        // Gateway hook: a public address whose home gateway changed with this
+        // switch step is announced there.
+        let announcements = {
+            let st = self.lock();
+            st.migration.as_ref().and_then(|m| {
+                crate::gateway::Announcements::after_move(
+                    &st.persisted.inventory,
+                    &m.vm,
+                    &m.from_host,
+                )
+            })
+        };
+        if let Some(a) = announcements {
+            let ctl = self.clone();
+            a.spawn(move |event| ctl.lock().timeline.note(&event));
+        }
         Ok(version)
     }
 

@@ -5,6 +5,7 @@
 //! field), resolving names for policies (`ip4Dst = vm:web1`), numbering tunnel ports,
 //! and writing a host's `scd` configuration. It never talks to a switch.
 
+use crate::gateway::{Announce, Gateway};
 use crate::netkat::ir::Resolver;
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};
@@ -86,6 +87,7 @@ fn default_gw_mac() -> Spanned<String> {
 struct RawController {
     openflow: Option<Spanned<String>>,
     api: Option<Spanned<String>>,
+    announce: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +107,19 @@ struct RawHost {
     datapath_id: Spanned<u64>,
     tunnel_endpoint: Spanned<String>,
     public_key: Spanned<String>,
+    uplink: Option<Spanned<RawUplink>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUplink {
+    port: u32,
+    interface: String,
+    netns: Option<String>,
+    address: String,
+    mac: String,
+    router_mac: String,
+    public_prefix: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -211,6 +226,9 @@ pub struct Inventory {
     pub openflow: SocketAddr,
     /// Where the controller's HTTP API listens.
     pub api: SocketAddr,
+    /// How a public address's new gateway is announced to the internet, if at all.
+    #[serde(default)]
+    pub announce: Option<Announce>,
     /// Clouds by name.
     pub clouds: BTreeMap<String, Cloud>,
     /// Hosts in file order.
@@ -220,6 +238,9 @@ pub struct Inventory {
     /// Placement knobs of the VMs that have any, by VM name.
     #[serde(default)]
     pub placement: BTreeMap<String, VmPlacement>,
+    /// Gateway uplinks, by host name.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, Gateway>,
 }
 
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -302,6 +323,14 @@ impl Inventory {
             "127.0.0.1:6653",
         )?;
         let api = addr(&raw.controller.api, "controller.api", "127.0.0.1:6680")?;
+        let announce = match &raw.controller.announce {
+            None => None,
+            Some(a) => Some(
+                a.get_ref()
+                    .parse::<Announce>()
+                    .map_err(|e| invalid(&a.span(), "controller.announce", e))?,
+            ),
+        };
 
         let mut clouds = BTreeMap::new();
         for c in raw.clouds {
@@ -323,6 +352,7 @@ impl Inventory {
             );
         }
         let mut hosts: Vec<Host> = Vec::new();
+        let mut gateways: BTreeMap<String, Gateway> = BTreeMap::new();
         for h in raw.hosts {
             let name = h.name.get_ref().clone();
             if hosts.iter().any(|o| o.name == name) {
@@ -368,6 +398,55 @@ impl Inventory {
                     "host.public_key",
                     "not a WireGuard public key (44 characters of base64)".into(),
                 ));
+            }
+            if let Some(u) = &h.uplink {
+                let bad = |message: String| invalid(&u.span(), "host.uplink", message);
+                let raw = u.get_ref();
+                let mac = |text: &str, what: &str| {
+                    text.parse::<Mac>()
+                        .map_err(|e| bad(format!("`{what}`: {e}")))
+                };
+                let public_prefix = parse_prefix(&raw.public_prefix).ok_or_else(|| {
+                    bad(format!(
+                        "`public_prefix`: `{}` is not an IPv4 prefix",
+                        raw.public_prefix
+                    ))
+                })?;
+                let gw = Gateway {
+                    host: name.clone(),
+                    port: raw.port,
+                    interface: raw.interface.clone(),
+                    netns: raw.netns.clone(),
+                    address: raw.address.parse().map_err(|_| {
+                        bad(format!(
+                            "`address`: `{}` is not an IPv4 address",
+                            raw.address
+                        ))
+                    })?,
+                    mac: mac(&raw.mac, "mac")?,
+                    router_mac: mac(&raw.router_mac, "router_mac")?,
+                    public_prefix,
+                };
+                if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
+                    return Err(bad(format!(
+                        "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
+                        gw.port
+                    )));
+                }
+                if raw.interface.is_empty() || raw.interface.len() > 15 {
+                    return Err(bad(format!(
+                        "`interface`: `{}` is not an interface name (1..=15 bytes)",
+                        raw.interface
+                    )));
+                }
+                let overlaps = |(a, la): (Ipv4Addr, u8), (b, lb): (Ipv4Addr, u8)| {
+                    let mask = openflow::flow::prefix_mask32(la.min(lb));
+                    u32::from(a) & mask == u32::from(b) & mask
+                };
+                if overlaps(public_prefix, overlay) {
+                    return Err(bad("`public_prefix` overlaps the overlay".into()));
+                }
+                gateways.insert(name.clone(), gw);
             }
             hosts.push(Host {
                 name,
@@ -448,15 +527,31 @@ impl Inventory {
                 Some(t) => t.get_ref().clone(),
                 None => format!("sc-{name}").chars().take(15).collect(),
             };
+            if gateways.get(&host).is_some_and(|g| g.port == port) {
+                return Err(invalid(
+                    &v.port.span(),
+                    "vm.port",
+                    format!("port {port} of host `{host}` is its uplink"),
+                ));
+            }
             let public_ip = match &v.public_ip {
                 None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.public_ip",
-                        format!("`{}` is not an IPv4 address", p.get_ref()),
-                    )
-                })?),
+                Some(p) => {
+                    let bad = |message: String| invalid(&p.span(), "vm.public_ip", message);
+                    let public: Ipv4Addr = p
+                        .get_ref()
+                        .parse()
+                        .map_err(|_| bad(format!("`{}` is not an IPv4 address", p.get_ref())))?;
+                    if !gateways.values().any(|g| g.serves(public)) {
+                        return Err(bad(format!(
+                            "no gateway serves {public} (no [host.uplink] has it in its public_prefix)"
+                        )));
+                    }
+                    if let Some(o) = vms.values().find(|o| o.public_ip == Some(public)) {
+                        return Err(bad(format!("{public} is already VM `{}`'s", o.name)));
+                    }
+                    Some(public)
+                }
             };
             if let Some(p) = &v.placement {
                 let bad = |message: String| invalid(&p.span(), "vm.placement", message);
@@ -498,10 +593,12 @@ impl Inventory {
             gateway_mac,
             openflow,
             api,
+            announce,
             clouds,
             hosts,
             vms,
             placement,
+            gateways,
         })
     }
 
@@ -540,6 +637,9 @@ impl Inventory {
             if let Some(ns) = &vm.netns {
                 c += &format!("netns = \"{ns}\"\ncreate = false\n");
             }
+        }
+        if let Some(gw) = self.gateways.get(host) {
+            c += &gw.port_section();
         }
         for peer in self.hosts.iter().filter(|p| p.name != host) {
             c += &format!(
@@ -625,6 +725,39 @@ mod tests {
         );
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
+    }
+
+    #[test]
+    fn uplinks_and_public_addresses_are_checked() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        let gw = &inv.gateways["host-a"];
+        assert_eq!(
+            (gw.port, gw.public_prefix),
+            (100, (Ipv4Addr::new(203, 0, 113, 0), 24))
+        );
+        let e =
+            error(&EXAMPLE.replace("public_ip = \"203.0.113.10\"", "public_ip = \"192.0.2.99\""));
+        assert!(
+            e.contains("`vm.public_ip`: no gateway serves 192.0.2.99"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace(
+            "tenant = \"green\"",
+            "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
+        ));
+        assert!(e.contains("203.0.113.10 is already VM `web1`'s"), "{e}");
+        let e = error(&EXAMPLE.replace("port = 100", "port = 1"));
+        assert!(
+            e.contains("`vm.port`: port 1 of host `host-a` is its uplink"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace("203.0.113.0/24", "100.64.0.0/16"));
+        assert!(
+            e.contains("`host.uplink`: `public_prefix` overlaps the overlay"),
+            "{e}"
+        );
+        let e = error(&EXAMPLE.replace("router_mac = \"02:5c:00:00:0a:fe\"", "router_mac = \"x\""));
+        assert!(e.contains("`host.uplink`: `router_mac`"), "{e}");
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! daemon that programs every host's switch: the inventory ([`inventory`]), the
 //! routing it implies composed with the user's policy ([`routing`]), the difference
 //! to send to a switch ([`diff`]), the OpenFlow sessions and versions of the network
-//! program ([`daemon`]), the embedded store ([`store`]) and the local API ([`api`]).
+//! program ([`daemon`]), the embedded store ([`store`]), the local API ([`api`]) and
+//! the gateways that serve public addresses by NAT ([`gateway`]).
 #![forbid(unsafe_code)]
 pub mod api;
 pub mod daemon;
 pub mod diff;
+pub mod gateway;
 pub mod inventory;
 pub mod measure;
 pub mod netkat;

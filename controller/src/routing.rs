@@ -4,8 +4,9 @@
 //! Routing is written as NetKAT too (so `scc routing` can print it and `scc compile`
 //! can explain it): on each host's switch, IPv4 to a local VM is delivered with both
 //! MACs rewritten (the anycast gateway's as source, the VM's as destination); IPv4 to
-//! a VM on another host leaves through the direct tunnel to that host; anything else
-//! is dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
+//! a VM on another host leaves through the direct tunnel to that host; a gateway
+//! adds NAT between public addresses and VMs (`gateway`); anything else is
+//! dropped. ARP never reaches the tables: `scd` answers it on the host. The user's
 //! policy runs first, so it can drop (tenant isolation) or constrain traffic before
 //! routing decides where it goes. This module never talks to a switch.
 
@@ -149,8 +150,13 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
         } else {
             cases.join("\n   + ")
         };
+        // A gateway's own cases (`drop + p` is `p` when the switch has no others).
+        let gateway: String = crate::gateway::routing_cases(inv, host)
+            .iter()
+            .map(|c| format!("\n   + {c}"))
+            .collect();
         switches.push(format!(
-            "filter switch = {}; begin\n     {body}\n  end",
+            "filter switch = {}; begin\n     {body}{gateway}\n  end",
             host.datapath_id
         ));
     }
@@ -205,6 +211,8 @@ pub fn compile_network_during(
             },
         )?;
         let mut flows = std::mem::take(&mut table.flows);
+        flows.splice(0..0, crate::gateway::counted_drops(inv, host));
+        flows.splice(0..0, crate::gateway::outbound_flows(inv, host, migration));
         if let Some(m) = migration.filter(|m| m.phase == Phase::Prepared && m.to_host == host.name)
         {
             for eth_type in [ethertype::RARP, ethertype::ARP] {

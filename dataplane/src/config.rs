@@ -134,6 +134,9 @@ struct RawPort {
     create: Option<Spanned<bool>>,
     mtu: Option<Spanned<u32>>,
     netns: Option<Spanned<String>>,
+    #[serde(default)]
+    answer_arp: Vec<Spanned<String>>,
+    mac: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -170,6 +173,12 @@ pub struct PortConfig {
     pub mtu: Option<u32>,
     /// Network namespace the interface lives in (its VM's), when not scd's own.
     pub netns: Option<String>,
+    /// Prefixes (network, length) whose ARP requests arriving on this port `scd`
+    /// answers with [`PortConfig::mac`]: a gateway's uplink address and the public
+    /// addresses it serves.
+    pub answer_arp: Vec<(u32, u8)>,
+    /// The MAC this port answers ARP with (required with `answer_arp`).
+    pub mac: Option<Mac>,
 }
 
 /// The tunnel side of a host: its WireGuard identity, socket and peers.
@@ -425,6 +434,34 @@ impl HostConfig {
                 Some(ns) => Some(ns.get_ref().clone()),
                 None => None,
             };
+            let mut answer_arp = Vec::with_capacity(p.answer_arp.len());
+            for a in &p.answer_arp {
+                let text = a.get_ref();
+                let parsed = parse_prefix(text)
+                    .or_else(|| text.parse::<Ipv4Addr>().ok().map(|ip| (u32::from(ip), 32)));
+                answer_arp.push(parsed.ok_or_else(|| {
+                    invalid(
+                        &a.span(),
+                        "port.answer_arp",
+                        format!("`{text}` is not an IPv4 address or prefix"),
+                    )
+                })?);
+            }
+            let mac = match &p.mac {
+                None => None,
+                Some(m) => Some(
+                    m.get_ref()
+                        .parse::<Mac>()
+                        .map_err(|e| invalid(&m.span(), "port.mac", format!("{e}")))?,
+                ),
+            };
+            if let (Some(a), None) = (p.answer_arp.first(), mac) {
+                return Err(invalid(
+                    &a.span(),
+                    "port.answer_arp",
+                    "answering ARP needs the port's own `mac`".into(),
+                ));
+            }
             ports.push(PortConfig {
                 number,
                 name: name.clone(),
@@ -432,6 +469,8 @@ impl HostConfig {
                 create,
                 mtu,
                 netns,
+                answer_arp,
+                mac,
             });
         }
 
@@ -814,6 +853,26 @@ mtu = 1420
         );
         let e = error_of(&text.replace("type = \"raw\"", "type = \"raw\"\nmtu = 1420"));
         assert!(e.starts_with("h.toml:29: `port.mtu`"), "{e}");
+        let uplink = text.replace(
+            "type = \"raw\"",
+            "type = \"raw\"\nanswer_arp = [\"198.51.100.130\", \"203.0.113.0/24\"]\nmac = \"02:5c:00:00:0a:01\"",
+        );
+        let p = &HostConfig::parse(&uplink, Path::new("h.toml"))
+            .unwrap()
+            .ports[2];
+        assert_eq!(
+            p.answer_arp,
+            [(0xc633_6482, 32), (0xcb00_7100, 24)],
+            "an address is a /32"
+        );
+        assert_eq!(p.mac, Some(Mac([2, 0x5c, 0, 0, 0x0a, 1])));
+        let e = error_of(&uplink.replace("mac = \"02:5c:00:00:0a:01\"", ""));
+        assert!(e.contains("`port.answer_arp`: answering ARP needs"), "{e}");
+        let e = error_of(&uplink.replace("203.0.113.0/24", "203.0.113.0/40"));
+        assert!(
+            e.contains("`port.answer_arp`: `203.0.113.0/40` is not"),
+            "{e}"
+        );
         let e = error_of(&text.replace("\"raw\"", "\"socket\""));
         assert!(
             e.starts_with(

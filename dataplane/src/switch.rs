@@ -493,6 +493,9 @@ pub struct SwitchParams {
     pub tunnels: Option<Tunnels>,
     /// The anycast ARP responder, if enabled.
     pub arp: Option<ArpResponder>,
+    /// ARP responders of single ports (a gateway's uplink answers for its own
+    /// address and the public addresses it serves), by port number.
+    pub port_arp: Vec<(PortNo, ArpResponder)>,
     /// The anycast gateway MAC (source of frames made by the switch).
     pub gateway_mac: Mac,
     /// The gateway's overlay address (source of ICMP errors).
@@ -508,6 +511,8 @@ pub struct Switch {
     ports: Vec<Port>,
     tunnels: Option<Tunnels>,
     arp: Option<ArpResponder>,
+    /// Per-port responders, by index into `ports`.
+    port_arp: Vec<(usize, ArpResponder)>,
     gateway_mac: Mac,
     gateway_ip: Ipv4Addr,
     shared: Arc<SwitchShared>,
@@ -658,12 +663,21 @@ impl Switch {
             stop: Arc::new(AtomicBool::new(false)),
             shared: shared.clone(),
         };
+        let port_arp = params
+            .port_arp
+            .iter()
+            .filter_map(|(number, r)| {
+                let idx = ports.iter().position(|p| p.number == *number)?;
+                Some((idx, *r))
+            })
+            .collect();
         Ok(Switch {
             pipeline: params.pipeline,
             cache: FlowCache::default(),
             ports,
             tunnels: params.tunnels,
             arp: params.arp,
+            port_arp,
             gateway_mac: params.gateway_mac,
             gateway_ip: params.gateway_ip,
             shared,
@@ -1022,7 +1036,13 @@ impl Switch {
                 return;
             }
         };
-        if let Some(arp) = &self.arp {
+        let responders = self.arp.iter().chain(
+            self.port_arp
+                .iter()
+                .filter(|(port, _)| *port == idx)
+                .map(|(_, r)| r),
+        );
+        for arp in responders {
             if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
                 let reply = &scratch.icmp[..len];

@@ -1,12 +1,18 @@
 //! Clouds programmed by the controller: starting `scc` in the router namespace of
 //! an [`Internet`], calling its CLI, writing its inventory and the hosts' `scd`
 //! configurations, and waiting until every switch confirmed the current program.
-//! Shared by the namespace tests and the demo; it never touches the machine's own
-//! interfaces.
+//! Also what the migration tests share: moving a namespace VM to another host's TAP
+//! and a paced TCP stream whose longest gap they print. Shared by the namespace
+//! tests and the demo; it never touches the machine's own interfaces.
 
-use crate::{scc_binary, Internet, Vm};
+use crate::{fill_pseudo_random, scc_binary, Fnv, Internet, KeyPair, Scd, Vm};
 use anyhow::{Context, Result};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Where `scc` listens for switches: the router's address in cloud 1.
@@ -156,7 +162,22 @@ pub struct VmEntry<'a> {
 /// An inventory of one host per key (clouds cloud-1.., hosts host0.., endpoints
 /// from [`Internet::host_addr`]) and these VMs, with the controller at [`CONTROLLER`].
 pub fn inventory(keys: &[crate::KeyPair], vms: &[VmEntry<'_>]) -> String {
-    let mut t = format!("[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n");
+    inventory_with(keys, vms, "", &[], &[])
+}
+
+/// [`inventory`] with extra TOML lines in the `[controller]` table, after some
+/// hosts' sections (by host index, e.g. a `[host.uplink]` table) and after some
+/// VMs' (by name, e.g. `public_ip = ...`).
+pub fn inventory_with(
+    keys: &[crate::KeyPair],
+    vms: &[VmEntry<'_>],
+    controller_extra: &str,
+    host_extra: &[(usize, &str)],
+    vm_extra: &[(&str, &str)],
+) -> String {
+    let mut t = format!(
+        "[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n{controller_extra}\n"
+    );
     for i in 0..keys.len() {
         t += &format!("[[cloud]]\nname = \"cloud-{}\"\n", i + 1);
     }
@@ -168,12 +189,20 @@ pub fn inventory(keys: &[crate::KeyPair], vms: &[VmEntry<'_>]) -> String {
             Internet::host_addr(i),
             k.public
         );
+        for (_, extra) in host_extra.iter().filter(|(h, _)| *h == i) {
+            t += extra;
+            t += "\n";
+        }
     }
     for e in vms {
         t += &format!(
             "[[vm]]\nname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nhost = \"host{}\"\nport = {}\ntap = \"{}\"\nnetns = \"{}\"\ntenant = \"{}\"\n",
             e.name, e.mac, e.ip, e.host, e.port, e.vm.ifname, e.vm.ns.name(), e.tenant
         );
+        for (_, extra) in vm_extra.iter().filter(|(v, _)| *v == e.name) {
+            t += extra;
+            t += "\n";
+        }
     }
     t
 }
@@ -192,6 +221,139 @@ pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Res
                 "key",
             ]),
     )
+}
+
+/// Starts `scd` on every host of `net` with the configuration `scc host-config`
+/// writes from `inventory`, plus `extra(i)` appended for host `i` (ports the
+/// inventory does not know yet, such as a migrating VM's destination TAP).
+pub fn start_switches(
+    net: &Internet,
+    inventory: &std::path::Path,
+    keys: &[KeyPair],
+    extra: impl Fn(usize) -> String,
+) -> Result<Vec<Scd>> {
+    let mut scds = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let config = host_config(net, inventory, i)? + &extra(i);
+        scds.push(Scd::start_with_key(
+            &net.hosts[i],
+            &config,
+            None,
+            &key.private,
+        )?);
+    }
+    Ok(scds)
+}
+
+/// Makes a second TAP in a namespace VM's namespace, with its MAC and `mtu`, for
+/// the host it will migrate to; returns its name.
+pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
+    let tap = crate::unique("sct");
+    vm.ns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+    vm.ns.ip(&[
+        "link",
+        "set",
+        &tap,
+        "address",
+        &vm.mac,
+        "mtu",
+        &mtu.to_string(),
+    ])?;
+    Ok(tap)
+}
+
+/// What the server end of a [`PacedStream`] returns: hash, bytes, longest gap
+/// between reads, the client's address.
+type ServerEnd = (u64, u64, Duration, SocketAddr);
+
+/// A TCP stream of pseudo-random 1 KiB chunks, one per millisecond, running until
+/// [`PacedStream::finish`].
+#[derive(Debug)]
+pub struct PacedStream {
+    running: Arc<AtomicBool>,
+    client: JoinHandle<Result<Result<(u64, u64)>>>,
+    server: JoinHandle<Result<Result<ServerEnd>>>,
+}
+
+/// What a [`PacedStream`] saw at both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamReport {
+    /// Bytes the client wrote.
+    pub sent: u64,
+    /// Bytes the server read.
+    pub received: u64,
+    /// True when the server read exactly what the client wrote.
+    pub intact: bool,
+    /// Longest time between two reads at the server.
+    pub gap: Duration,
+    /// The client's address as the server saw it.
+    pub peer: SocketAddr,
+}
+
+/// Starts a [`PacedStream`] from namespace `client` to `connect`, served by a
+/// listener on `listen` in namespace `server`.
+pub fn paced_stream(
+    server: &crate::Netns,
+    listen: SocketAddr,
+    client: &crate::Netns,
+    connect: SocketAddr,
+) -> Result<PacedStream> {
+    let listener = server.enter(move || TcpListener::bind(listen))??;
+    let server = server.spawn(move || -> Result<ServerEnd> {
+        let (mut s, peer) = listener.accept()?;
+        let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
+        let mut buf = vec![0u8; 65536];
+        let mut last = Instant::now();
+        loop {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Ok((hash.value(), total, gap, peer));
+            }
+            gap = gap.max(last.elapsed());
+            last = Instant::now();
+            hash.update(&buf[..n]);
+            total += n as u64;
+        }
+    });
+    let running = Arc::new(AtomicBool::new(true));
+    let keep = running.clone();
+    let client = client.spawn(move || -> Result<(u64, u64)> {
+        let mut s = TcpStream::connect(connect)?;
+        let (mut state, mut hash, mut total) = (5u64, Fnv::default(), 0u64);
+        let mut chunk = [0u8; 1024];
+        while keep.load(Ordering::Relaxed) {
+            fill_pseudo_random(&mut state, &mut chunk);
+            s.write_all(&chunk)?;
+            hash.update(&chunk);
+            total += chunk.len() as u64;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        s.shutdown(std::net::Shutdown::Write)?;
+        Ok((hash.value(), total))
+    });
+    Ok(PacedStream {
+        running,
+        client,
+        server,
+    })
+}
+
+impl PacedStream {
+    /// Stops the client, closes the stream and reports both ends.
+    pub fn finish(self) -> Result<StreamReport> {
+        self.running.store(false, Ordering::Relaxed);
+        let joined = |what: &str| anyhow::anyhow!("{what} thread panicked");
+        let (sent_hash, sent) = self.client.join().map_err(|_| joined("client"))???;
+        let (got_hash, received, gap, peer) =
+            self.server.join().map_err(|_| joined("server"))???;
+        Ok(StreamReport {
+            sent,
+            received,
+            intact: received == sent && got_hash == sent_hash,
+            gap,
+            peer,
+        })
+    }
 }
 
 /// Sends one RARP "reverse request" from `mac` out of `ifname` (in the calling
@@ -241,6 +403,40 @@ pub fn announce_rarp(ifname: &str, mac: [u8; 6]) -> Result<()> {
     };
     anyhow::ensure!(n == 60, "sendto: {}", std::io::Error::last_os_error());
     Ok(())
+}
+
+/// "Migrates" a namespace VM: moves its address (`vm.ip/10`) from interface
+/// `from` to `to` inside its namespace, as if it resumed on the other host's TAP,
+/// adds `routes` (arguments of `ip route add ... dev to`) there, and announces it
+/// with RARP as QEMU does. `while_paused` runs when the VM has left its old
+/// interface and not yet announced itself.
+pub fn move_vm(
+    vm: &Vm,
+    from: &str,
+    to: &str,
+    routes: &[&str],
+    while_paused: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let addr = format!("{}/10", vm.ip);
+    vm.ns.ip(&["addr", "del", &addr, "dev", from])?;
+    vm.ns.ip(&["link", "set", from, "down"])?;
+    while_paused()?;
+    vm.ns.ip(&["addr", "add", &addr, "dev", to])?;
+    vm.ns.ip(&["link", "set", to, "up"])?;
+    for route in routes {
+        let mut args = vec!["route", "add"];
+        args.extend(route.split_whitespace());
+        args.extend(["dev", to]);
+        vm.ns.ip(&args)?;
+    }
+    let mut mac = [0u8; 6];
+    let octets: Vec<&str> = vm.mac.split(':').collect();
+    anyhow::ensure!(octets.len() == 6, "`{}` is not a MAC", vm.mac);
+    for (byte, text) in mac.iter_mut().zip(octets) {
+        *byte = u8::from_str_radix(text, 16).with_context(|| format!("MAC {}", vm.mac))?;
+    }
+    let to = to.to_string();
+    vm.ns.enter(move || announce_rarp(&to, mac))?
 }
 
 /// Milliseconds from the start of the current migration to the first timeline

@@ -12,15 +12,13 @@ mod common;
 
 use anyhow::{Context, Result};
 use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmEntry};
-use netns_tests::{fill_pseudo_random, require_root, unique, Fnv, Internet, KeyPair, Scd, Vm};
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
+use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
+use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const M1_IP: &str = "100.64.2.1";
-const M1_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
 
 /// Datagrams sent at the moving VM while it is paused or just after it moved, so
 /// the timeline's counts have something certain to count.
@@ -36,21 +34,6 @@ fn probe_m1(vm: &Vm, from_ip: &'static str) -> Result<()> {
         }
         Ok(())
     })?
-}
-
-/// Moves the VM's address from `from` to `to` inside its namespace (the "VM"
-/// resumes on the other host's TAP), then announces it there. `while_paused` runs
-/// when the VM has left its old TAP and not yet announced itself.
-fn move_vm(vm: &Vm, from: &str, to: &str, while_paused: impl FnOnce() -> Result<()>) -> Result<()> {
-    vm.ns
-        .ip(&["addr", "del", &format!("{M1_IP}/10"), "dev", from])?;
-    vm.ns.ip(&["link", "set", from, "down"])?;
-    while_paused()?;
-    vm.ns
-        .ip(&["addr", "add", &format!("{M1_IP}/10"), "dev", to])?;
-    vm.ns.ip(&["link", "set", to, "up"])?;
-    let to = to.to_string();
-    vm.ns.enter(move || common::announce_rarp(&to, M1_MAC))?
 }
 
 #[test]
@@ -93,17 +76,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         1420,
     )?;
     let tap_b = m1.ifname.clone();
-    let tap_c = unique("sct");
-    m1.ns.ip(&["tuntap", "add", "dev", &tap_c, "mode", "tap"])?;
-    m1.ns.ip(&[
-        "link",
-        "set",
-        &tap_c,
-        "address",
-        "02:00:00:00:02:01",
-        "mtu",
-        "1420",
-    ])?;
+    let tap_c = common::second_tap(&m1, 1420)?;
     let entries = [
         VmEntry {
             name: "a1",
@@ -136,22 +109,16 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     let inventory = dir.path().join("inventory.toml");
     std::fs::write(&inventory, common::inventory(&keys, &entries))?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let mut scds = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let mut config = common::host_config(&net, &inventory, i)?;
+    let scds = common::start_switches(&net, &inventory, &keys, |i| {
         if i == 2 {
-            config += &format!(
+            format!(
                 "[[port]]\nnumber = 2\nname = \"{tap_c}\"\nnetns = \"{}\"\ncreate = false\n",
                 m1.ns.name()
-            );
+            )
+        } else {
+            String::new()
         }
-        scds.push(Scd::start_with_key(
-            &net.hosts[i],
-            &config,
-            None,
-            &key.private,
-        )?);
-    }
+    })?;
     wait_synced(&net)
         .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
     assert!(reaches(&a1, M1_IP, 10)?, "a1 -> m1 on host1");
@@ -189,41 +156,14 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     );
     assert!(reaches(&a1, M1_IP, 5)?, "m1 still answers at its source");
 
-    // The stream: a1 sends numbered pseudo-random chunks to m1 every millisecond.
-    let m1_ip: IpAddr = M1_IP.parse()?;
-    let listener = m1.ns.enter(move || TcpListener::bind((m1_ip, 9100)))??;
-    let server = m1.ns.spawn(move || -> Result<(u64, u64, Duration)> {
-        let (mut s, _) = listener.accept()?;
-        let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
-        let mut buf = vec![0u8; 65536];
-        let mut last = Instant::now();
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hash.value(), total, gap));
-            }
-            gap = gap.max(last.elapsed());
-            last = Instant::now();
-            hash.update(&buf[..n]);
-            total += n as u64;
-        }
-    });
+    // The stream: a1 sends pseudo-random chunks to m1 every millisecond.
+    let stream = common::paced_stream(
+        &m1.ns,
+        format!("{M1_IP}:9100").parse()?,
+        &a1.ns,
+        format!("{M1_IP}:9100").parse()?,
+    )?;
     let running = Arc::new(AtomicBool::new(true));
-    let keep = running.clone();
-    let client = a1.ns.spawn(move || -> Result<(u64, u64)> {
-        let mut s = TcpStream::connect((m1_ip, 9100))?;
-        let (mut state, mut hash, mut total) = (5u64, Fnv::default(), 0u64);
-        let mut chunk = [0u8; 1024];
-        while keep.load(Ordering::Relaxed) {
-            fill_pseudo_random(&mut state, &mut chunk);
-            s.write_all(&chunk)?;
-            hash.update(&chunk);
-            total += chunk.len() as u64;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        s.shutdown(std::net::Shutdown::Write)?;
-        Ok((hash.value(), total))
-    });
     // A third party's datagrams, c1 -> a1, every 5 ms throughout.
     let a1_ip: IpAddr = "100.64.1.1".parse()?;
     let rx = a1.ns.enter(move || UdpSocket::bind((a1_ip, 9200)))??;
@@ -270,7 +210,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         )?;
         // First move: a1 probes the paused VM; its old host (host1) cannot deliver
         // the probes, and the timeline must count them as lost there.
-        move_vm(&m1, from_tap, to_tap, || {
+        common::move_vm(&m1, from_tap, to_tap, &[], || {
             if i == 0 {
                 probe_m1(&a1, "100.64.1.1")?;
                 // Time for the probes to reach host1 before the VM announces itself.
@@ -325,16 +265,19 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     assert!(reaches(&c1, M1_IP, 10)?, "c1 -> m1 after it came back");
 
     running.store(false, Ordering::Relaxed);
-    let (sent_hash, sent) = client.join().expect("client")??;
-    let (got_hash, got, gap) = server.join().expect("server")??;
+    let report = stream.finish()?;
     let datagrams = third.join().expect("third party")??;
     let received = receiver.join().expect("receiver");
     eprintln!(
-        "stream: {sent} bytes sent, {got} received, longest gap {:.0} ms; third party: {received}/{datagrams} datagrams; reroutes {reroutes:?} ms",
-        gap.as_secs_f64() * 1000.0
+        "stream: {} bytes sent, {} received, longest gap {:.0} ms; third party: {received}/{datagrams} datagrams; reroutes {reroutes:?} ms",
+        report.sent,
+        report.received,
+        report.gap.as_secs_f64() * 1000.0
     );
-    assert_eq!(got, sent, "the TCP stream survives both migrations");
-    assert_eq!(got_hash, sent_hash, "with every byte intact");
+    assert!(
+        report.intact,
+        "the TCP stream survives both migrations with every byte intact: {report:?}"
+    );
     assert_eq!(
         received,
         usize::try_from(datagrams)?,

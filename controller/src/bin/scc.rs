@@ -199,6 +199,9 @@ enum VmVerb {
         /// Tenant.
         #[arg(long)]
         tenant: Option<String>,
+        /// Public address, served by the gateway whose public prefix holds it.
+        #[arg(long)]
+        public_ip: Option<std::net::Ipv4Addr>,
     },
     /// Remove a VM.
     Rm {
@@ -409,6 +412,7 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
             tap,
             netns,
             tenant,
+            public_ip,
         } => {
             let vm = controller::inventory::Vm {
                 tap: tap.unwrap_or_else(|| format!("sc-{name}").chars().take(15).collect()),
@@ -419,7 +423,7 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
                 port,
                 netns,
                 tenant,
-                public_ip: None,
+                public_ip,
             };
             call(api, "POST", "/vm", &serde_json::to_vec(&vm)?)
         }

@@ -118,6 +118,19 @@ fn run(config_path: &Path) -> Result<()> {
             cfg.gateway_mac,
         )
     });
+    let port_arp = cfg
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let mac = p.mac?;
+            Some(
+                p.answer_arp
+                    .iter()
+                    .map(move |(net, len)| (p.number, ArpResponder::new(*net, *len, mac))),
+            )
+        })
+        .flatten()
+        .collect();
     let tunnels = match &cfg.tunnel {
         None => None,
         Some(t) => {
@@ -136,6 +149,7 @@ fn run(config_path: &Path) -> Result<()> {
         ports,
         tunnels,
         arp,
+        port_arp,
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,
         pipeline,
