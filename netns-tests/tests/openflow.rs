@@ -10,8 +10,8 @@ use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
 use openflow::text::parse_flow;
 use openflow::wire::{
     decode, encode, frame_len, BadRequest, ErrorCode, FlowMod, FlowModCommand, FlowRemovedReason,
-    Hello, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketInReason,
-    PacketOut,
+    GroupModFailed, Hello, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
+    PacketInReason, PacketOut,
 };
 use openflow::{Field, FlowMatch, Instruction};
 use std::io::{Read, Write};
@@ -383,13 +383,13 @@ fn malformed_and_unsupported_messages_get_errors_and_everything_survives() -> Re
     ofctl(&h.host, &["add-flow", "{}", &route(IP2, MAC2, 2)])?;
     let mut raw = Raw::connect(&h.host)?;
 
-    // An unsupported feature: a group-mod (type 15), add group 1 of type all.
-    let group_mod = [4u8, 15, 0, 16, 0, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0, 1];
+    // An unsupported feature: a group-mod (type 15) adding group 1 of type select.
+    let group_mod = [4u8, 15, 0, 16, 0, 0, 0, 21, 0, 0, 1, 0, 0, 0, 0, 1];
     raw.stream.write_all(&group_mod)?;
     let reply = raw.next()?;
     assert_eq!(
         error_of(&reply),
-        Some((21, ErrorCode::BadRequest(BadRequest::BadType))),
+        Some((21, ErrorCode::GroupModFailed(GroupModFailed::BadType))),
         "{reply:?}"
     );
     // A malformed message: a flow-mod cut short (header length says 24 bytes).
