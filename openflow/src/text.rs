@@ -403,6 +403,26 @@ pub fn format_actions(m: &FlowMatch, instructions: &[Instruction]) -> String {
     }
 }
 
+/// One group as `ovs-ofctl -O OpenFlow13 dump-groups` prints it (without OVS's
+/// leading space): `group_id=1,type=all,bucket=actions=output:1,bucket=actions=…`,
+/// which `ovs-ofctl add-group` accepts back.
+pub fn format_group(spec: &crate::flow::GroupSpec) -> String {
+    let kind = match spec.group_type {
+        crate::flow::GroupType::All => "all",
+        crate::flow::GroupType::Indirect => "indirect",
+    };
+    let mut s = format!("group_id={},type={kind}", spec.group_id);
+    for bucket in &spec.buckets {
+        // A bucket has no match, so transport set-fields print by their generic name.
+        let actions = format_actions(
+            &FlowMatch::any(),
+            &[Instruction::ApplyActions(bucket.actions.clone())],
+        );
+        let _ = write!(s, ",bucket=actions={actions}");
+    }
+    s
+}
+
 fn write_flags(s: &mut String, f: u16) {
     for (bit, name) in [
         (flags::SEND_FLOW_REM, "send_flow_rem"),
