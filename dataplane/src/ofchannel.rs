@@ -26,7 +26,7 @@ use crate::table::{
     GroupError, Pipeline, RemovedFlow, RemovedReason, Selector, TableError, ALL_TABLES,
     MAX_ENTRIES_PER_TABLE,
 };
-use openflow::flow::{flags, port, Action, Mac, PortNo};
+use openflow::flow::{flags, port, Action, GroupSpec, Mac, PortNo};
 use openflow::text::FlowStats;
 use openflow::wire::{
     capabilities, decode, encode_into, error_reply_for, frame_len, port_state, AggregateStats,
@@ -242,6 +242,11 @@ pub fn aggregate(entries: &[FlowStatsEntry]) -> AggregateStats {
     }
 }
 
+/// Every group of the pipeline, by increasing id.
+pub fn group_descs(p: &Pipeline) -> Vec<GroupSpec> {
+    p.groups().iter().map(|g| g.spec.clone()).collect()
+}
+
 /// Per-table counters of every table.
 pub fn table_stats(p: &Pipeline) -> Vec<TableStats> {
     (0..p.n_tables())
@@ -407,6 +412,8 @@ pub trait Backend {
     ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone>;
     /// Table statistics.
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone>;
+    /// Every group, by increasing id.
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone>;
     /// Port descriptions.
     fn port_descs(&self) -> Vec<PortDesc>;
     /// Port statistics.
@@ -462,6 +469,10 @@ impl Backend for SwitchBackend {
 
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
         self.handle.call(|p, _| table_stats(p))
+    }
+
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
+        self.handle.call(|p, _| group_descs(p))
     }
 
     fn port_descs(&self) -> Vec<PortDesc> {
@@ -906,6 +917,13 @@ impl Session {
                     MultipartRequestBody::PortDesc => {
                         MultipartReplyBody::PortDesc(backend.port_descs())
                     }
+                    MultipartRequestBody::GroupDesc => match backend.group_descs() {
+                        Ok(v) => MultipartReplyBody::GroupDesc(v),
+                        Err(SwitchGone) => {
+                            out.close = true;
+                            return;
+                        }
+                    },
                     MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
                         (0..info.n_tables)
                             .map(|t| {
@@ -1272,6 +1290,9 @@ mod tests {
         fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
             Ok(table_stats(&self.pipeline.lock().unwrap()))
         }
+        fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
+            Ok(group_descs(&self.pipeline.lock().unwrap()))
+        }
         fn port_descs(&self) -> Vec<PortDesc> {
             vec![PortDesc {
                 port_no: 1,
@@ -1625,6 +1646,23 @@ mod tests {
             &[gm(GroupModCommand::Modify, group(1, &[4]), 36)],
         );
         assert_eq!(ports(&b), vec![4]);
+        let dump = enc(
+            &Message::MultipartRequest(openflow::wire::MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::GroupDesc,
+            }),
+            38,
+        );
+        let out = run(&mut s, &b, &[dump]);
+        assert!(
+            matches!(
+                &out.replies[..],
+                [(38, Message::MultipartReply(MultipartReply { body: MultipartReplyBody::GroupDesc(g), .. }))]
+                    if g == &vec![group(1, &[4])]
+            ),
+            "{:?}",
+            out.replies
+        );
         // Deleting the group deletes its flow, which asked to be told.
         let out = run(
             &mut s,

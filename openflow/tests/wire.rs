@@ -386,8 +386,8 @@ fn malformed_messages_get_the_right_codes() {
         decode(&d).unwrap_err().code,
         ErrorCode::BadMatch(BadMatch::DupField)
     );
-    // Unknown multipart type (group desc, 7).
-    let b = hex("04 12 00 10 00 00 00 03 00 07 00 00 00 00 00 00");
+    // Unsupported multipart type (group stats, 6).
+    let b = hex("04 12 00 10 00 00 00 03 00 06 00 00 00 00 00 00");
     assert_eq!(
         decode(&b).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadMultipart)
@@ -656,6 +656,37 @@ fn arb_port_desc() -> impl Strategy<Value = PortDesc> {
         })
 }
 
+/// A group scd accepts on the wire (all or indirect, id up to `OFPG_MAX`).
+fn arb_group() -> impl Strategy<Value = GroupSpec> {
+    (
+        any::<(bool, u32)>(),
+        proptest::collection::vec(
+            (
+                any::<(u16, u32, u32)>(),
+                common::arb_actions(FlowMatch::any()),
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|((indirect, id), buckets)| GroupSpec {
+            group_id: id % (GROUP_MAX + 1),
+            group_type: if indirect {
+                GroupType::Indirect
+            } else {
+                GroupType::All
+            },
+            buckets: buckets
+                .into_iter()
+                .map(|((weight, watch_port, watch_group), actions)| Bucket {
+                    weight,
+                    watch_port,
+                    watch_group,
+                    actions,
+                })
+                .collect(),
+        })
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     let spec = common::arb_spec;
     prop_oneof![
@@ -757,44 +788,20 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 })
             }
         ),
-        (
-            0u8..3,
-            any::<(bool, u32)>(),
-            proptest::collection::vec(
-                (
-                    any::<(u16, u32, u32)>(),
-                    common::arb_actions(FlowMatch::any())
-                ),
-                0..4
-            )
-        )
-            .prop_map(|(c, (indirect, id), buckets)| {
-                let command = [
-                    GroupModCommand::Add,
-                    GroupModCommand::Modify,
-                    GroupModCommand::Delete,
-                ][usize::from(c)];
-                Message::GroupMod(GroupMod {
-                    command,
-                    spec: GroupSpec {
-                        group_id: id % (GROUP_MAX + 1),
-                        group_type: if indirect {
-                            GroupType::Indirect
-                        } else {
-                            GroupType::All
-                        },
-                        buckets: buckets
-                            .into_iter()
-                            .map(|((weight, watch_port, watch_group), actions)| Bucket {
-                                weight,
-                                watch_port,
-                                watch_group,
-                                actions,
-                            })
-                            .collect(),
-                    },
-                })
-            }),
+        (0u8..3, arb_group()).prop_map(|(c, spec)| {
+            let command = [
+                GroupModCommand::Add,
+                GroupModCommand::Modify,
+                GroupModCommand::Delete,
+            ][usize::from(c)];
+            Message::GroupMod(GroupMod { command, spec })
+        }),
+        (proptest::collection::vec(arb_group(), 0..3), any::<u16>()).prop_map(|(v, fl)| {
+            Message::MultipartReply(MultipartReply {
+                flags: fl,
+                body: MultipartReplyBody::GroupDesc(v),
+            })
+        }),
         (
             common::arb_match(),
             any::<(u8, u32, u32, u64, u64, u16, bool)>()
@@ -815,13 +822,14 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 };
                 Message::MultipartRequest(MultipartRequest { flags: fl, body })
             }),
-        (any::<u16>(), any::<u32>(), 0u8..4).prop_map(|(fl, p, k)| Message::MultipartRequest(
+        (any::<u16>(), any::<u32>(), 0u8..5).prop_map(|(fl, p, k)| Message::MultipartRequest(
             MultipartRequest {
                 flags: fl,
                 body: match k {
                     0 => MultipartRequestBody::Desc,
                     1 => MultipartRequestBody::Table,
                     2 => MultipartRequestBody::PortDesc,
+                    3 => MultipartRequestBody::GroupDesc,
                     _ => MultipartRequestBody::PortStats(p),
                 }
             }

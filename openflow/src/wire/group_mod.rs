@@ -1,4 +1,5 @@
-//! Group-mod (`OFPT_GROUP_MOD`) and the group description entries on the wire.
+//! Group-mod (`OFPT_GROUP_MOD`) and the group description entries (`ofp_group_desc`)
+//! on the wire.
 //!
 //! This module owns the wire form of a [`GroupSpec`]: the group-mod commands (add,
 //! modify, delete), the group types scd runs (all, indirect) and the buckets
@@ -135,6 +136,44 @@ impl GroupMod {
         out.put_u32(self.spec.group_id);
         encode_buckets(out, &self.spec.buckets);
     }
+}
+
+/// Appends one `ofp_group_desc` (a group-desc multipart reply entry).
+pub(crate) fn encode_group_desc(out: &mut Vec<u8>, spec: &GroupSpec) {
+    let start = out.len();
+    out.put_u16(0);
+    out.put_u8(type_to_wire(spec.group_type));
+    out.put_u8(0);
+    out.put_u32(spec.group_id);
+    encode_buckets(out, &spec.buckets);
+    let len = out.len() - start;
+    out.patch_u16(start, len);
+}
+
+/// Reads one `ofp_group_desc`.
+pub(crate) fn decode_group_desc(r: &mut Reader<'_>) -> Result<GroupSpec, Fail> {
+    let bad_len = || {
+        Fail::new(
+            ErrorCode::BadRequest(super::error::BadRequest::BadLen),
+            "group desc entry length",
+        )
+    };
+    let len = usize::from(r.u16()?);
+    if len < 8 {
+        return Err(bad_len());
+    }
+    let body = r.bytes(len - 2).map_err(|_| bad_len())?;
+    let mut b = Reader::new(body);
+    let group_type = b.u8()?;
+    b.skip(1)?;
+    let group_id = b.u32()?;
+    let group_type = type_from_wire(group_type)
+        .ok_or_else(|| group_fail(GroupModFailed::BadType, format!("group type {group_type}")))?;
+    Ok(GroupSpec {
+        group_id,
+        group_type,
+        buckets: decode_buckets(b.rest())?,
+    })
 }
 
 /// Appends `ofp_bucket`s.
