@@ -5,7 +5,8 @@
 //! roles, keepalive, the answers to every request `scd` understands) and the
 //! translation between OpenFlow messages and the switch: flow-mods become
 //! [`Pipeline`] changes run on the switch thread through [`SwitchHandle::call`]
-//! (consecutive flow-mods of one connection in one call), statistics are read the
+//! (consecutive flow-mods of one connection in one call; a group-mod in its own
+//! call, in order with them), statistics and group descriptions are read the
 //! same way, packet-outs go through [`SwitchHandle::packet_out`], and packet-ins and
 //! flow-removed messages arrive from the switch thread through bounded channels and
 //! are written to every connection that is not a slave. Replies of one connection
