@@ -315,7 +315,7 @@ fn push_vlan(frame: &mut FrameBuf, layout: &mut Layout, tpid: u16) {
         return;
     }
     // A new outer tag copies vid/pcp of an existing tag, else zero (OF 1.3 §5.12).
-    let tci = if layout.vlan {
+    let tci = if layout.vlan && frame.len() >= ETH_HLEN + VLAN_TAG_LEN {
         be16(frame.bytes(), ETH_HLEN) & 0xefff
     } else {
         0
@@ -342,7 +342,9 @@ fn pop_vlan(frame: &mut FrameBuf, layout: &mut Layout) {
     layout.l4 = layout.l4.map(|l4| l4 - VLAN_TAG_LEN);
     let b = frame.bytes();
     let et = be16(b, 12);
-    layout.vlan = et == ethertype::VLAN || et == ethertype::QINQ;
+    // A frame cut right after an inner tag's EtherType carries no tag to read.
+    layout.vlan =
+        (et == ethertype::VLAN || et == ethertype::QINQ) && b.len() >= ETH_HLEN + VLAN_TAG_LEN;
 }
 
 /// Decrements the TTL/hop limit; false when it was already 0 or 1.
@@ -447,6 +449,29 @@ mod tests {
             .all(|(_, b)| ip_header_ok(&b[b.len() - 20 - 8 - 7..])));
         // The action list goes on with the frame the group found.
         assert_eq!(out[3].1, f);
+    }
+
+    /// Found by the `frame` fuzz target once groups ran its actions twice: two pops
+    /// of an 18-byte frame whose inner EtherType is 0x8100 leave 14 bytes that
+    /// name a tag they do not hold; a push then read past the frame.
+    #[test]
+    fn a_frame_popped_down_to_a_tag_type_can_be_pushed_again() {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0x00, 0x01, 0x0a];
+        f.extend_from_slice(&[0x81, 0x00]);
+        let pops = [
+            Action::PopVlan,
+            Action::PopVlan,
+            Action::PushVlan(0x8100),
+            Action::output(1),
+        ];
+        let out = run(&pops, &f);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 18);
+        assert_eq!(
+            out[0].1[14..16],
+            [0, 0],
+            "a new tag on an untagged frame has TCI 0"
+        );
     }
 
     #[test]
