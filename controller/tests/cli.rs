@@ -65,3 +65,44 @@ fn compile_prints_ovs_ofctl_text_that_parses_back() {
     assert_eq!(v[0]["switch"], 7);
     assert_eq!(v[0]["flows"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn compile_prints_the_groups_a_policy_needs_before_its_flows() {
+    // Two copies of one packet, each with a different field changed, and a source
+    // the match does not pin: only an ALL group can send both.
+    let path = temp_policy(
+        "copies.kat",
+        "filter switch = 2 and port = 1 and ethTyp = 0x800; \
+         (ip4Src := 10.0.0.1; port := 2 + ip4Dst := 10.0.0.9; port := 3)",
+    );
+    let (code, stdout, stderr) = scc(&["compile", path.to_str().expect("path")]);
+    assert_eq!(code, 0, "{stderr}");
+    let groups: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("group_id="))
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            "group_id=1,type=all,bucket=actions=set_field:10.0.0.1->ip_src,output:2,\
+             bucket=actions=set_field:10.0.0.9->ip_dst,output:3"
+        ],
+        "{stdout}"
+    );
+    let flows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("group_id="))
+        .collect();
+    let flows = openflow::text::parse_flows(&flows.join("\n")).expect("ovs-ofctl syntax");
+    assert!(
+        flows.iter().any(|f| f.instructions
+            == vec![openflow::Instruction::ApplyActions(vec![
+                openflow::Action::Group(1)
+            ])]),
+        "{stdout}"
+    );
+    let (code, json, _) = scc(&["compile", path.to_str().expect("path"), "--format", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(v[0]["groups"][0]["group_id"], 1);
+}

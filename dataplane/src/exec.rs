@@ -4,9 +4,12 @@
 //! (RFC 1624), VLAN push and pop through headroom kept in front of the frame, and TTL
 //! decrement. Outputs are handed to a caller-supplied sink with the frame as it is at
 //! that point, so `set, output, set, output` sends two different frames without a
-//! copy. It never allocates and never knows what a port is.
+//! copy. A group runs each bucket on the frame as the group found it: the headers
+//! are saved once on the stack and put back before the next bucket and after the
+//! last. It never allocates and never knows what a port is.
 
 use crate::packet::{checksum_finish, low16, Layout, ETH_HLEN, VLAN_TAG_LEN};
+use crate::table::GroupTable;
 use openflow::flow::{ethertype, ipproto, Action, Field, PortNo};
 
 /// Bytes kept free in front of every frame so a VLAN tag can be pushed in place.
@@ -80,15 +83,77 @@ pub enum Outcome {
     TtlExpired,
 }
 
-/// Runs `actions` on `frame`, calling `output(port, bytes)` for each output action.
+/// Bytes from the start of a frame buffer (headroom included) that actions can
+/// change: a frame has at most two VLAN tags (headroom allows two pushes), so the
+/// network header starts by byte 8 + 22, an IPv4 header with options ends 60 bytes
+/// later, and the last byte written is a transport checksum 18 bytes into the
+/// transport header: 110 bytes. IPv6 (40 bytes, no extension headers parsed) and
+/// ARP (28) end earlier.
+const SAVED_HEADER_LEN: usize = HEADROOM + 128;
+
+/// The part of a frame that a group's buckets may change, kept on the stack.
+struct SavedHeaders {
+    bytes: [u8; SAVED_HEADER_LEN],
+    len: usize,
+    start: usize,
+    layout: Layout,
+}
+
+impl SavedHeaders {
+    fn save(frame: &FrameBuf, layout: &Layout) -> SavedHeaders {
+        let len = frame.end.min(SAVED_HEADER_LEN);
+        let mut bytes = [0u8; SAVED_HEADER_LEN];
+        bytes[..len].copy_from_slice(&frame.data[..len]);
+        SavedHeaders {
+            bytes,
+            len,
+            start: frame.start,
+            layout: *layout,
+        }
+    }
+
+    fn restore(&self, frame: &mut FrameBuf, layout: &mut Layout) {
+        frame.data[..self.len].copy_from_slice(&self.bytes[..self.len]);
+        frame.start = self.start;
+        *layout = self.layout;
+    }
+}
+
+/// Runs `actions` on `frame`, calling `output(port, bytes)` for each output action;
+/// a group action runs the buckets `groups` holds for it, each on the frame as it was
+/// when the group began, and the list goes on with that frame.
 pub fn execute(
     actions: &[Action],
     frame: &mut FrameBuf,
     layout: &mut Layout,
+    groups: &GroupTable,
     mut output: impl FnMut(PortNo, &[u8]),
+) -> Outcome {
+    run(actions, frame, layout, Some(groups), &mut output)
+}
+
+/// The body of [`execute`]; `groups` is `None` inside a bucket (buckets never name
+/// groups: the group table refuses chaining).
+fn run(
+    actions: &[Action],
+    frame: &mut FrameBuf,
+    layout: &mut Layout,
+    groups: Option<&GroupTable>,
+    output: &mut impl FnMut(PortNo, &[u8]),
 ) -> Outcome {
     for action in actions {
         match *action {
+            Action::Group(id) => {
+                let Some(buckets) = groups.and_then(|g| g.buckets(id)) else {
+                    continue;
+                };
+                let saved = SavedHeaders::save(frame, layout);
+                for bucket in buckets {
+                    // An expired TTL drops this bucket's copy only.
+                    let _ = run(&bucket.actions, frame, layout, None, output);
+                    saved.restore(frame, layout);
+                }
+            }
             Action::Output { port, .. } => output(port, frame.bytes()),
             Action::SetField { field, value } => set_field(frame.bytes_mut(), layout, field, value),
             Action::PushVlan(tpid) => push_vlan(frame, layout, tpid),
@@ -250,7 +315,7 @@ fn push_vlan(frame: &mut FrameBuf, layout: &mut Layout, tpid: u16) {
         return;
     }
     // A new outer tag copies vid/pcp of an existing tag, else zero (OF 1.3 §5.12).
-    let tci = if layout.vlan {
+    let tci = if layout.vlan && frame.len() >= ETH_HLEN + VLAN_TAG_LEN {
         be16(frame.bytes(), ETH_HLEN) & 0xefff
     } else {
         0
@@ -277,7 +342,9 @@ fn pop_vlan(frame: &mut FrameBuf, layout: &mut Layout) {
     layout.l4 = layout.l4.map(|l4| l4 - VLAN_TAG_LEN);
     let b = frame.bytes();
     let et = be16(b, 12);
-    layout.vlan = et == ethertype::VLAN || et == ethertype::QINQ;
+    // A frame cut right after an inner tag's EtherType carries no tag to read.
+    layout.vlan =
+        (et == ethertype::VLAN || et == ethertype::QINQ) && b.len() >= ETH_HLEN + VLAN_TAG_LEN;
 }
 
 /// Decrements the TTL/hop limit; false when it was already 0 or 1.
@@ -319,14 +386,99 @@ mod tests {
     }
 
     fn run(actions: &[Action], bytes: &[u8]) -> Vec<(PortNo, Vec<u8>)> {
+        run_with(actions, bytes, &crate::table::Pipeline::default())
+    }
+
+    fn run_with(
+        actions: &[Action],
+        bytes: &[u8],
+        pipeline: &crate::table::Pipeline,
+    ) -> Vec<(PortNo, Vec<u8>)> {
         let mut frame = FrameBuf::with_capacity(2048);
         frame.fill(bytes);
         let (_, mut layout) = parse(frame.bytes(), 1).unwrap();
         let mut out = Vec::new();
-        execute(actions, &mut frame, &mut layout, |p, b| {
-            out.push((p, b.to_vec()))
-        });
+        execute(
+            actions,
+            &mut frame,
+            &mut layout,
+            pipeline.groups(),
+            |p, b| out.push((p, b.to_vec())),
+        );
         out
+    }
+
+    fn pipeline_with_group(buckets: Vec<Vec<Action>>) -> crate::table::Pipeline {
+        use openflow::flow::{Bucket, GroupSpec, GroupType};
+        let mut p = crate::table::Pipeline::default();
+        p.add_group(
+            GroupSpec {
+                group_id: 7,
+                group_type: GroupType::All,
+                buckets: buckets.into_iter().map(Bucket::new).collect(),
+            },
+            std::time::Instant::now(),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn every_bucket_of_a_group_starts_from_the_frame_the_group_found() {
+        let f = udp_frame(0x0a00_0001, 0x0a00_0002, 3, 4, b"payload");
+        let p = pipeline_with_group(vec![
+            vec![Action::set(Field::Ipv4Src, 0x0a00_0009), Action::output(1)],
+            // Moves the headers through the headroom, then drops its copy.
+            vec![Action::PushVlan(0x8100), Action::output(2)],
+            vec![
+                Action::set(Field::L4Dst, 99),
+                Action::DecNwTtl,
+                Action::output(3),
+            ],
+        ]);
+        let out = run_with(&[Action::Group(7), Action::output(4)], &f, &p);
+        let ports: Vec<PortNo> = out.iter().map(|(p, _)| *p).collect();
+        assert_eq!(ports, vec![1, 2, 3, 4]);
+        let key = |i: usize| parse(&out[i].1, 1).unwrap().0;
+        assert_eq!((key(0).ipv4_src, key(0).l4_dst), (0x0a00_0009, 4));
+        assert_eq!(key(1).vlan_vid, VLAN_PRESENT);
+        assert_eq!((key(2).ipv4_src, key(2).l4_dst), (0x0a00_0001, 99));
+        assert_eq!(out[2].1[ETH_HLEN + 8], 63);
+        assert!(out
+            .iter()
+            .all(|(_, b)| ip_header_ok(&b[b.len() - 20 - 8 - 7..])));
+        // The action list goes on with the frame the group found.
+        assert_eq!(out[3].1, f);
+    }
+
+    /// Found by the `frame` fuzz target once groups ran its actions twice: two pops
+    /// of an 18-byte frame whose inner EtherType is 0x8100 leave 14 bytes that
+    /// name a tag they do not hold; a push then read past the frame.
+    #[test]
+    fn a_frame_popped_down_to_a_tag_type_can_be_pushed_again() {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0x00, 0x01, 0x0a];
+        f.extend_from_slice(&[0x81, 0x00]);
+        let pops = [
+            Action::PopVlan,
+            Action::PopVlan,
+            Action::PushVlan(0x8100),
+            Action::output(1),
+        ];
+        let out = run(&pops, &f);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 18);
+        assert_eq!(
+            out[0].1[14..16],
+            [0, 0],
+            "a new tag on an untagged frame has TCI 0"
+        );
+    }
+
+    #[test]
+    fn an_unknown_group_sends_nothing_and_the_list_goes_on() {
+        let f = udp_frame(1, 2, 3, 4, b"x");
+        let out = run(&[Action::Group(9), Action::output(1)], &f);
+        assert_eq!(out, vec![(1, f)]);
     }
 
     proptest! {

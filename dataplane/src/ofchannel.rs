@@ -5,7 +5,8 @@
 //! roles, keepalive, the answers to every request `scd` understands) and the
 //! translation between OpenFlow messages and the switch: flow-mods become
 //! [`Pipeline`] changes run on the switch thread through [`SwitchHandle::call`]
-//! (consecutive flow-mods of one connection in one call), statistics are read the
+//! (consecutive flow-mods of one connection in one call; a group-mod in its own
+//! call, in order with them), statistics and group descriptions are read the
 //! same way, packet-outs go through [`SwitchHandle::packet_out`], and packet-ins and
 //! flow-removed messages arrive from the switch thread through bounded channels and
 //! are written to every connection that is not a slave. Replies of one connection
@@ -23,17 +24,19 @@ use crate::switch::{
     RemovedHook, SwitchGone, SwitchHandle, SwitchShared,
 };
 use crate::table::{
-    Pipeline, RemovedFlow, RemovedReason, Selector, TableError, ALL_TABLES, MAX_ENTRIES_PER_TABLE,
+    GroupError, Pipeline, RemovedFlow, RemovedReason, Selector, TableError, ALL_TABLES,
+    MAX_ENTRIES_PER_TABLE,
 };
-use openflow::flow::{flags, port, Action, Mac, PortNo};
+use openflow::flow::{flags, port, Action, GroupSpec, Mac, PortNo};
 use openflow::text::FlowStats;
 use openflow::wire::{
     capabilities, decode, encode_into, error_reply_for, frame_len, port_state, AggregateStats,
     BadAction, BadInstruction, BadRequest, ControllerRole, ErrorCode, ErrorMsg, FlowMod,
     FlowModCommand, FlowModFailed, FlowRemoved, FlowRemovedReason, FlowStatsEntry,
-    FlowStatsRequest, Hello, HelloFailed, Message, MultipartReply, MultipartReplyBody,
-    MultipartRequestBody, PacketIn, PacketInReason, PortDesc, PortStats, Role, RoleRequestFailed,
-    SwitchConfig, SwitchDesc, SwitchFeatures, TableFeatures, TableStats, GROUP_ANY,
+    FlowStatsRequest, GroupMod, GroupModCommand, GroupModFailed, Hello, HelloFailed, Message,
+    MultipartReply, MultipartReplyBody, MultipartRequestBody, PacketIn, PacketInReason, PortDesc,
+    PortStats, Role, RoleRequestFailed, SwitchConfig, SwitchDesc, SwitchFeatures, TableFeatures,
+    TableStats, GROUP_ANY,
 };
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -98,7 +101,35 @@ pub fn table_error_code(e: &TableError) -> ErrorCode {
         TableError::TableFull(_) => ErrorCode::FlowModFailed(FlowModFailed::TableFull),
         TableError::BadOutPort(_) => ErrorCode::BadAction(BadAction::BadOutPort),
         TableError::DuplicateInstruction(_) => ErrorCode::BadInstruction(BadInstruction::UnsupInst),
+        TableError::BadOutGroup(_) => ErrorCode::BadAction(BadAction::BadOutGroup),
     }
+}
+
+/// The OpenFlow error a refused group-mod is answered with.
+pub fn group_error_code(e: &GroupError) -> ErrorCode {
+    ErrorCode::GroupModFailed(match e {
+        GroupError::Exists(_) => GroupModFailed::GroupExists,
+        GroupError::Unknown(_) => GroupModFailed::UnknownGroup,
+        GroupError::Invalid(..) => GroupModFailed::InvalidGroup,
+        GroupError::ChainingUnsupported(_) => GroupModFailed::ChainingUnsupported,
+        GroupError::BadBucket(..) => GroupModFailed::BadBucket,
+        GroupError::OutOfGroups(_) => GroupModFailed::OutOfGroups,
+    })
+}
+
+/// Applies one group-mod to the group table (OpenFlow 1.3 section 6.5); returns
+/// the flows a delete removed with their groups.
+pub fn apply_group_mod(
+    p: &mut Pipeline,
+    gm: &GroupMod,
+    now: Instant,
+) -> Result<Vec<RemovedFlow>, ErrorCode> {
+    let result = match gm.command {
+        GroupModCommand::Add => p.add_group(gm.spec.clone(), now).map(|()| Vec::new()),
+        GroupModCommand::Modify => p.modify_group(gm.spec.clone()).map(|()| Vec::new()),
+        GroupModCommand::Delete => Ok(p.delete_group(gm.spec.group_id)),
+    };
+    result.map_err(|e| group_error_code(&e))
 }
 
 /// The OpenFlow error a refused packet-out is answered with.
@@ -106,6 +137,7 @@ pub fn packet_out_error_code(e: &PacketOutError) -> ErrorCode {
     match e {
         PacketOutError::BadInPort(_) => ErrorCode::BadRequest(BadRequest::BadPort),
         PacketOutError::BadOutPort(_) => ErrorCode::BadAction(BadAction::BadOutPort),
+        PacketOutError::BadOutGroup(_) => ErrorCode::BadAction(BadAction::BadOutGroup),
         PacketOutError::BadPacket => ErrorCode::BadRequest(BadRequest::BadPacket),
     }
 }
@@ -118,13 +150,14 @@ pub fn apply_flow_mod(
     now: Instant,
 ) -> Result<Vec<RemovedFlow>, ErrorCode> {
     let spec = &fm.spec;
-    let selector = |strict: bool, out_port: PortNo| Selector {
+    let selector = |strict: bool, out_port: PortNo, out_group: u32| Selector {
         table_id: spec.table_id,
         matcher: &spec.matcher,
         strict_priority: strict.then_some(spec.priority),
         cookie: spec.cookie,
         cookie_mask: fm.cookie_mask,
         out_port,
+        out_group,
     };
     let result = match fm.command {
         FlowModCommand::Add => p.add(spec.clone(), now).map(|_| Vec::new()),
@@ -132,19 +165,15 @@ pub fn apply_flow_mod(
             // out_port and out_group do not restrict modifies (section 6.4).
             let strict = fm.command == FlowModCommand::ModifyStrict;
             p.modify(
-                &selector(strict, port::ANY),
+                &selector(strict, port::ANY, GROUP_ANY),
                 &spec.instructions,
                 spec.flags & RESET_COUNTS != 0,
             )
             .map(|_| Vec::new())
         }
         FlowModCommand::Delete | FlowModCommand::DeleteStrict => {
-            if fm.out_group != GROUP_ANY {
-                // No entry outputs to a group: nothing is selected.
-                return Ok(Vec::new());
-            }
             let strict = fm.command == FlowModCommand::DeleteStrict;
-            p.delete(&selector(strict, fm.out_port))
+            p.delete(&selector(strict, fm.out_port, fm.out_group))
         }
     };
     result.map_err(|e| table_error_code(&e))
@@ -167,9 +196,6 @@ pub fn flow_stats(
     if req.table_id != ALL_TABLES && req.table_id >= p.n_tables() {
         return Err(ErrorCode::BadRequest(BadRequest::BadTableId));
     }
-    if req.out_group != GROUP_ANY {
-        return Ok(Vec::new());
-    }
     let tables = if req.table_id == ALL_TABLES {
         0..p.n_tables()
     } else {
@@ -186,6 +212,7 @@ pub fn flow_stats(
                     openflow::Instruction::GotoTable(_) => false,
                 });
             if !outputs
+                || (req.out_group != GROUP_ANY && !e.uses_group(req.out_group))
                 || (e.spec.cookie & req.cookie_mask) != (req.cookie & req.cookie_mask)
                 || !req.matcher.covers(&e.spec.matcher)
             {
@@ -214,6 +241,11 @@ pub fn aggregate(entries: &[FlowStatsEntry]) -> AggregateStats {
         byte_count: entries.iter().map(|e| e.stats.byte_count).sum(),
         flow_count: u32::try_from(entries.len()).unwrap_or(u32::MAX),
     }
+}
+
+/// Every group of the pipeline, by increasing id.
+pub fn group_descs(p: &Pipeline) -> Vec<GroupSpec> {
+    p.groups().iter().map(|g| g.spec.clone()).collect()
 }
 
 /// Per-table counters of every table.
@@ -245,6 +277,7 @@ pub fn flow_removed_message(r: &RemovedFlow, now: Instant) -> Option<FlowRemoved
             RemovedReason::IdleTimeout => FlowRemovedReason::IdleTimeout,
             RemovedReason::HardTimeout => FlowRemovedReason::HardTimeout,
             RemovedReason::Delete => FlowRemovedReason::Delete,
+            RemovedReason::GroupDelete => FlowRemovedReason::GroupDelete,
         },
         table_id: spec.table_id,
         duration_sec,
@@ -371,6 +404,8 @@ pub trait Backend {
     fn info(&self) -> &DatapathInfo;
     /// Applies flow-mods in order; one result per flow-mod.
     fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone>;
+    /// Applies one group-mod.
+    fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone>;
     /// Flow statistics.
     fn flow_stats(
         &self,
@@ -378,6 +413,8 @@ pub trait Backend {
     ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone>;
     /// Table statistics.
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone>;
+    /// Every group, by increasing id.
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone>;
     /// Port descriptions.
     fn port_descs(&self) -> Vec<PortDesc>;
     /// Port statistics.
@@ -420,6 +457,10 @@ impl Backend for SwitchBackend {
         Ok(results)
     }
 
+    fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone> {
+        self.handle.call(move |p, now| apply_group_mod(p, &gm, now))
+    }
+
     fn flow_stats(
         &self,
         req: FlowStatsRequest,
@@ -429,6 +470,10 @@ impl Backend for SwitchBackend {
 
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
         self.handle.call(|p, _| table_stats(p))
+    }
+
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
+        self.handle.call(|p, _| group_descs(p))
     }
 
     fn port_descs(&self) -> Vec<PortDesc> {
@@ -810,6 +855,25 @@ impl Session {
                 return;
             }
             Message::FlowMod(_) => return, // handled in batches by `handle`
+            Message::GroupMod(gm) => {
+                if self.conn.role() == ControllerRole::Slave {
+                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                }
+                match backend.group_mod(gm) {
+                    Ok(Ok(removed)) => {
+                        let now = Instant::now();
+                        out.broadcast.extend(
+                            removed
+                                .iter()
+                                .filter_map(|r| flow_removed_message(r, now))
+                                .map(Message::FlowRemoved),
+                        );
+                    }
+                    Ok(Err(code)) => out.error(xid, code, frame),
+                    Err(SwitchGone) => out.close = true,
+                }
+                return;
+            }
             Message::MultipartRequest(req) => {
                 let body = match req.body {
                     MultipartRequestBody::Desc => MultipartReplyBody::Desc(SwitchDesc {
@@ -854,6 +918,13 @@ impl Session {
                     MultipartRequestBody::PortDesc => {
                         MultipartReplyBody::PortDesc(backend.port_descs())
                     }
+                    MultipartRequestBody::GroupDesc => match backend.group_descs() {
+                        Ok(v) => MultipartReplyBody::GroupDesc(v),
+                        Err(SwitchGone) => {
+                            out.close = true;
+                            return;
+                        }
+                    },
                     MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
                         (0..info.n_tables)
                             .map(|t| {
@@ -1200,6 +1271,13 @@ mod tests {
             let now = Instant::now();
             Ok(fms.iter().map(|f| apply_flow_mod(&mut p, f, now)).collect())
         }
+        fn group_mod(
+            &self,
+            gm: GroupMod,
+        ) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone> {
+            let mut p = self.pipeline.lock().unwrap();
+            Ok(apply_group_mod(&mut p, &gm, Instant::now()))
+        }
         fn flow_stats(
             &self,
             req: FlowStatsRequest,
@@ -1212,6 +1290,9 @@ mod tests {
         }
         fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
             Ok(table_stats(&self.pipeline.lock().unwrap()))
+        }
+        fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
+            Ok(group_descs(&self.pipeline.lock().unwrap()))
         }
         fn port_descs(&self) -> Vec<PortDesc> {
             vec![PortDesc {
@@ -1469,8 +1550,9 @@ mod tests {
         let reg = Arc::new(Registry::default());
         let b = Local::new();
         let mut s = session(&reg);
+        // A group-mod adding a select group (type 1), which scd does not run.
         let mut group_mod = vec![4, 15, 0, 16, 0, 0, 0, 21];
-        group_mod.extend_from_slice(&[0; 8]);
+        group_mod.extend_from_slice(&[0, 0, 1, 0, 0, 0, 0, 1]);
         let mut short_flow_mod = add("actions=drop", 22);
         short_flow_mod.truncate(20);
         short_flow_mod[2..4].copy_from_slice(&20u16.to_be_bytes());
@@ -1493,7 +1575,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (21, Some(ErrorCode::BadRequest(BadRequest::BadType))),
+                (21, Some(ErrorCode::GroupModFailed(GroupModFailed::BadType))),
                 (22, Some(ErrorCode::BadRequest(BadRequest::BadLen))),
                 (23, Some(ErrorCode::BadRequest(BadRequest::BadVersion))),
                 (24, Some(ErrorCode::BadRequest(BadRequest::BadType))),
@@ -1502,6 +1584,102 @@ mod tests {
         );
         assert!(!out.close);
         assert_eq!(b.len(), 1);
+    }
+
+    #[test]
+    fn group_mods_change_the_group_table_and_flows_run_groups() {
+        use openflow::flow::{Bucket, GroupSpec, GroupType};
+        use openflow::wire::GroupMod;
+        let reg = Arc::new(Registry::default());
+        let b = Local::new();
+        let mut s = session(&reg);
+        let group = |id: u32, ports: &[u32]| GroupSpec {
+            group_id: id,
+            group_type: GroupType::All,
+            buckets: ports
+                .iter()
+                .map(|p| Bucket::new(vec![Action::output(*p)]))
+                .collect(),
+        };
+        let gm = |command, spec, xid| enc(&Message::GroupMod(GroupMod { command, spec }), xid);
+        let mut runs_group = parse_flow("priority=5,in_port=1 actions=group:1").unwrap();
+        runs_group.flags = flags::SEND_FLOW_REM;
+        let out = run(
+            &mut s,
+            &b,
+            &[
+                hello(),
+                add("in_port=2 actions=group:2", 30),
+                gm(GroupModCommand::Add, group(1, &[2, 3]), 31),
+                gm(GroupModCommand::Add, group(1, &[2]), 32),
+                gm(GroupModCommand::Modify, group(2, &[2]), 33),
+                enc(&Message::FlowMod(FlowMod::add(runs_group)), 34),
+                enc(&Message::BarrierRequest, 35),
+            ],
+        );
+        assert_eq!(
+            codes(&out),
+            vec![
+                (30, Some(ErrorCode::BadAction(BadAction::BadOutGroup))),
+                (
+                    32,
+                    Some(ErrorCode::GroupModFailed(GroupModFailed::GroupExists))
+                ),
+                (
+                    33,
+                    Some(ErrorCode::GroupModFailed(GroupModFailed::UnknownGroup))
+                ),
+                (35, None),
+            ]
+        );
+        let key = openflow::FlowKey {
+            in_port: 1,
+            ..openflow::FlowKey::default()
+        };
+        let ports = |b: &Local| -> Vec<u32> {
+            let p = b.pipeline.lock().unwrap();
+            p.simulate(&key).iter().map(|(port, _)| *port).collect()
+        };
+        assert_eq!(ports(&b), vec![2, 3]);
+        run(
+            &mut s,
+            &b,
+            &[gm(GroupModCommand::Modify, group(1, &[4]), 36)],
+        );
+        assert_eq!(ports(&b), vec![4]);
+        let dump = enc(
+            &Message::MultipartRequest(openflow::wire::MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::GroupDesc,
+            }),
+            38,
+        );
+        let out = run(&mut s, &b, &[dump]);
+        assert!(
+            matches!(
+                &out.replies[..],
+                [(38, Message::MultipartReply(MultipartReply { body: MultipartReplyBody::GroupDesc(g), .. }))]
+                    if g == &vec![group(1, &[4])]
+            ),
+            "{:?}",
+            out.replies
+        );
+        // Deleting the group deletes its flow, which asked to be told.
+        let out = run(
+            &mut s,
+            &b,
+            &[enc(&Message::GroupMod(GroupMod::delete(1)), 37)],
+        );
+        assert!(out.replies.is_empty());
+        assert!(matches!(
+            &out.broadcast[..],
+            [Message::FlowRemoved(FlowRemoved {
+                reason: FlowRemovedReason::GroupDelete,
+                priority: 5,
+                ..
+            })]
+        ));
+        assert_eq!(b.len(), 0);
     }
 
     #[test]

@@ -225,6 +225,9 @@ pub enum PacketOutError {
     /// An output names a port this switch does not have.
     #[error("output to port {0:#x}, which does not exist")]
     BadOutPort(PortNo),
+    /// A group action names a group this switch does not have.
+    #[error("group {0}, which does not exist")]
+    BadOutGroup(u32),
     /// The frame is not a well-formed Ethernet frame.
     #[error("the frame is malformed")]
     BadPacket,
@@ -580,7 +583,8 @@ fn actions_keep_offload(actions: &[Action]) -> bool {
             field,
             Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
         ),
-        Action::PushVlan(_) | Action::PopVlan => false,
+        // A bucket may do anything; the flows that need groups pay for segmenting.
+        Action::PushVlan(_) | Action::PopVlan | Action::Group(_) => false,
     })
 }
 
@@ -977,6 +981,11 @@ impl Switch {
                     return Err(PacketOutError::BadOutPort(*p));
                 }
             }
+            if let Action::Group(g) = a {
+                if self.pipeline.groups().get(*g).is_none() {
+                    return Err(PacketOutError::BadOutGroup(*g));
+                }
+            }
         }
         let mut frame = FrameBuf::with_capacity(job.data.len() + 64);
         frame.fill(&job.data);
@@ -1002,13 +1011,19 @@ impl Switch {
             in_port: job.in_port,
             actions: &job.actions,
         };
-        execute(&job.actions, &mut frame, &mut layout, |p, bytes| {
-            if p == port::TABLE {
-                to_table.get_or_insert_with(|| bytes.to_vec());
-            } else {
-                out.output(p, bytes);
-            }
-        });
+        execute(
+            &job.actions,
+            &mut frame,
+            &mut layout,
+            self.pipeline.groups(),
+            |p, bytes| {
+                if p == port::TABLE {
+                    to_table.get_or_insert_with(|| bytes.to_vec());
+                } else {
+                    out.output(p, bytes);
+                }
+            },
+        );
         if let Some(bytes) = to_table {
             let mut frame = FrameBuf::with_capacity(bytes.len() + 64);
             frame.fill(&bytes);
@@ -1072,10 +1087,16 @@ impl Switch {
             actions: &decision.actions,
         };
         let outcome = if keep {
-            execute(&decision.actions, frame, &mut layout, |port, bytes| {
-                outputs += 1;
-                out.output(port, bytes);
-            })
+            execute(
+                &decision.actions,
+                frame,
+                &mut layout,
+                self.pipeline.groups(),
+                |port, bytes| {
+                    outputs += 1;
+                    out.output(port, bytes);
+                },
+            )
         } else {
             // Actions that move headers or change what the partial checksum covers:
             // cut the super-frame first and run them on each complete segment.
@@ -1092,6 +1113,7 @@ impl Switch {
                     &decision.actions,
                     &mut scratch.segment_frame,
                     &mut layout,
+                    self.pipeline.groups(),
                     |port, bytes| {
                         outputs += 1;
                         out.output(port, bytes);

@@ -9,9 +9,17 @@
 //! Entries live in a slab and are addressed by [`FlowId`]; each table keeps its ids in
 //! priority order. Any change to the tables bumps [`Pipeline::generation`], which is
 //! what the exact-match cache in `cache` uses to drop stale entries.
+//!
+//! Beside the flow tables sits the group table ([`GroupTable`]): all and indirect
+//! groups whose buckets hold plain actions (a bucket never names a group, so a
+//! group runs in one step). Group changes bump the same generation, since the
+//! cache's decisions name groups whose buckets the executor looks up.
 
 use crate::classifier::TupleSpace;
-use openflow::flow::{apply_actions, flags, port, Action, FlowKey, FlowMatch, Instruction};
+use openflow::flow::{
+    apply_actions_with_groups, flags, port, Action, Bucket, FlowKey, FlowMatch, GroupSpec,
+    GroupType, Instruction, GROUP_MAX,
+};
 use openflow::{FlowSpec, PortNo};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,6 +61,108 @@ pub enum TableError {
     /// An instruction list with two of the same kind.
     #[error("instruction {0} appears twice")]
     DuplicateInstruction(&'static str),
+    /// A group action names a group the switch does not have.
+    #[error("group {0} does not exist")]
+    BadOutGroup(u32),
+}
+
+/// Why a group-mod was refused (each maps onto an `OFPGMFC_*` code).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// An add of a group id already in use.
+    #[error("group {0} already exists")]
+    Exists(u32),
+    /// A modify or delete of a group that is not there.
+    #[error("group {0} does not exist")]
+    Unknown(u32),
+    /// A group id above `OFPG_MAX`, or an indirect group without exactly one bucket.
+    #[error("group {0}: {1}")]
+    Invalid(u32, &'static str),
+    /// A bucket names a group; scd runs groups in one step.
+    #[error("group {0}: a bucket may not forward to a group")]
+    ChainingUnsupported(u32),
+    /// A bucket outputs to a port that cannot be an output.
+    #[error("group {0}: output to port {1:#x} is not valid")]
+    BadBucket(u32, PortNo),
+    /// The group table is full.
+    #[error("the group table is full ({0} groups)")]
+    OutOfGroups(usize),
+}
+
+/// Most groups the switch holds (`OFPGMFC_OUT_OF_GROUPS` beyond).
+pub const MAX_GROUPS: usize = 65_536;
+
+/// The switch's groups by id, with their counters.
+#[derive(Debug, Default)]
+pub struct GroupTable {
+    groups: HashMap<u32, GroupEntry>,
+}
+
+/// An installed group.
+#[derive(Clone, Debug)]
+pub struct GroupEntry {
+    /// What the controller asked for.
+    pub spec: GroupSpec,
+    /// When it was added.
+    pub installed: Instant,
+}
+
+impl GroupTable {
+    /// The buckets of group `id`, if it exists.
+    pub fn buckets(&self, id: u32) -> Option<&[Bucket]> {
+        self.groups.get(&id).map(|g| g.spec.buckets.as_slice())
+    }
+
+    /// The group `id`, if it exists.
+    pub fn get(&self, id: u32) -> Option<&GroupEntry> {
+        self.groups.get(&id)
+    }
+
+    /// Every group, by increasing id.
+    pub fn iter(&self) -> impl Iterator<Item = &GroupEntry> + '_ {
+        let mut ids: Vec<&u32> = self.groups.keys().collect();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|id| self.groups.get(id))
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// True when there is no group.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    fn validate(spec: &GroupSpec) -> Result<(), GroupError> {
+        let id = spec.group_id;
+        if id > GROUP_MAX {
+            return Err(GroupError::Invalid(id, "group ids end at 0xffffff00"));
+        }
+        if spec.group_type == GroupType::Indirect && spec.buckets.len() != 1 {
+            return Err(GroupError::Invalid(
+                id,
+                "an indirect group has exactly one bucket",
+            ));
+        }
+        for action in spec.buckets.iter().flat_map(|b| &b.actions) {
+            match action {
+                Action::Group(_) => return Err(GroupError::ChainingUnsupported(id)),
+                Action::Output { port: p, .. } if !valid_output(*p) => {
+                    return Err(GroupError::BadBucket(id, *p))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a flow or a bucket may output to `p` (`TABLE` is for packet-outs only,
+/// `NORMAL` has no meaning in scd).
+fn valid_output(p: PortNo) -> bool {
+    !(p == 0 || p == port::ANY || p == port::TABLE || p == port::NORMAL)
 }
 
 /// Stable handle of an installed entry, valid until the next table change.
@@ -75,6 +185,16 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// True when an apply-actions list of the entry runs group `group`.
+    pub fn uses_group(&self, group: u32) -> bool {
+        self.spec.instructions.iter().any(|i| match i {
+            Instruction::ApplyActions(acts) => acts
+                .iter()
+                .any(|a| matches!(a, Action::Group(g) if *g == group)),
+            Instruction::GotoTable(_) => false,
+        })
+    }
+
     fn outputs_to(&self, out_port: PortNo) -> bool {
         out_port == port::ANY
             || self.spec.instructions.iter().any(|i| match i {
@@ -108,6 +228,8 @@ pub enum RemovedReason {
     HardTimeout,
     /// Deleted by a flow-mod.
     Delete,
+    /// The group it runs was deleted.
+    GroupDelete,
 }
 
 /// An entry that left the table, for flow-removed messages.
@@ -152,6 +274,8 @@ pub struct Selector<'a> {
     pub cookie_mask: u64,
     /// Only entries with an output to this port ([`port::ANY`] = no filter).
     pub out_port: PortNo,
+    /// Only entries that run this group (`OFPG_ANY` = no filter).
+    pub out_group: u32,
 }
 
 impl<'a> Selector<'a> {
@@ -164,6 +288,7 @@ impl<'a> Selector<'a> {
             cookie: 0,
             cookie_mask: 0,
             out_port: port::ANY,
+            out_group: openflow::flow::GROUP_ANY,
         }
     }
 
@@ -183,6 +308,7 @@ impl<'a> Selector<'a> {
         by_match
             && (entry.spec.cookie & self.cookie_mask) == (self.cookie & self.cookie_mask)
             && entry.outputs_to(self.out_port)
+            && (self.out_group == openflow::flow::GROUP_ANY || entry.uses_group(self.out_group))
     }
 }
 
@@ -219,6 +345,7 @@ pub struct Pipeline {
     /// Age of entries, for ties between equal priorities (older wins).
     next_seq: u64,
     generation: u64,
+    groups: GroupTable,
 }
 
 impl Default for Pipeline {
@@ -237,12 +364,23 @@ impl Pipeline {
             identity: HashMap::new(),
             next_seq: 0,
             generation: 0,
+            groups: GroupTable::default(),
         }
     }
 
     /// A pipeline holding exactly these entries (added in order, as flow-mod adds),
     /// with enough tables for every table id and goto they use.
     pub fn from_flows(flows: impl IntoIterator<Item = FlowSpec>) -> Result<Pipeline, TableError> {
+        Pipeline::from_groups_and_flows(Vec::new(), flows)
+    }
+
+    /// [`Self::from_flows`] with these groups added first (as group-mod adds), so the
+    /// flows may run them. A refused group is reported as the flow error a flow
+    /// naming it would get.
+    pub fn from_groups_and_flows(
+        groups: impl IntoIterator<Item = GroupSpec>,
+        flows: impl IntoIterator<Item = FlowSpec>,
+    ) -> Result<Pipeline, TableError> {
         let flows: Vec<FlowSpec> = flows.into_iter().collect();
         let max_table = flows
             .iter()
@@ -256,6 +394,12 @@ impl Pipeline {
             .unwrap_or(0);
         let mut pipeline = Pipeline::new(max_table.saturating_add(1).max(DEFAULT_TABLES));
         let now = Instant::now();
+        for group in groups {
+            let id = group.group_id;
+            pipeline
+                .add_group(group, now)
+                .map_err(|_| TableError::BadOutGroup(id))?;
+        }
         for flow in flows {
             pipeline.add(flow, now)?;
         }
@@ -267,7 +411,73 @@ impl Pipeline {
         u8::try_from(self.tables.len()).unwrap_or(u8::MAX)
     }
 
-    /// Changes whenever any entry is added, changed or removed.
+    /// The group table.
+    pub fn groups(&self) -> &GroupTable {
+        &self.groups
+    }
+
+    /// Group-mod add: a new group; an id in use is refused (`OFPGMFC_GROUP_EXISTS`).
+    pub fn add_group(&mut self, spec: GroupSpec, now: Instant) -> Result<(), GroupError> {
+        GroupTable::validate(&spec)?;
+        let id = spec.group_id;
+        if self.groups.groups.contains_key(&id) {
+            return Err(GroupError::Exists(id));
+        }
+        if self.groups.groups.len() >= MAX_GROUPS {
+            return Err(GroupError::OutOfGroups(MAX_GROUPS));
+        }
+        self.groups.groups.insert(
+            id,
+            GroupEntry {
+                spec,
+                installed: now,
+            },
+        );
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Group-mod modify: new type and buckets for an existing group
+    /// (`OFPGMFC_UNKNOWN_GROUP` when there is none). Flows using it keep using it.
+    pub fn modify_group(&mut self, spec: GroupSpec) -> Result<(), GroupError> {
+        GroupTable::validate(&spec)?;
+        let Some(entry) = self.groups.groups.get_mut(&spec.group_id) else {
+            return Err(GroupError::Unknown(spec.group_id));
+        };
+        entry.spec = spec;
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Group-mod delete of `group_id` (or of every group, with `OFPG_ALL`): the
+    /// groups go, and so do the flows that run them (OpenFlow 1.3 §6.5), which are
+    /// returned for flow-removed messages. Deleting a group that is not there is
+    /// not an error.
+    pub fn delete_group(&mut self, group_id: u32) -> Vec<RemovedFlow> {
+        let doomed: Vec<u32> = if group_id == openflow::flow::GROUP_ALL {
+            self.groups.groups.keys().copied().collect()
+        } else if self.groups.groups.contains_key(&group_id) {
+            vec![group_id]
+        } else {
+            return Vec::new();
+        };
+        for id in &doomed {
+            self.groups.groups.remove(id);
+        }
+        self.generation += 1;
+        let users: Vec<FlowId> = self
+            .tables
+            .iter()
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| {
+                self.entry(*id)
+                    .is_some_and(|e| doomed.iter().any(|g| e.uses_group(*g)))
+            })
+            .collect();
+        self.remove_ids(&users, |_| RemovedReason::GroupDelete)
+    }
+
+    /// Changes whenever any entry or group is added, changed or removed.
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -322,11 +532,14 @@ impl Pipeline {
                 Instruction::ApplyActions(actions) => {
                     applies += 1;
                     for action in actions {
-                        if let Action::Output { port: p, .. } = action {
-                            if *p == 0 || *p == port::ANY || *p == port::TABLE || *p == port::NORMAL
-                            {
+                        match action {
+                            Action::Output { port: p, .. } if !valid_output(*p) => {
                                 return Err(TableError::BadOutPort(*p));
                             }
+                            Action::Group(g) if self.groups.get(*g).is_none() => {
+                                return Err(TableError::BadOutGroup(*g));
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -536,7 +749,9 @@ impl Pipeline {
                     Instruction::ApplyActions(actions) => {
                         out.actions.extend_from_slice(actions);
                         scratch.clear();
-                        apply_actions(actions, &mut current, &mut scratch);
+                        // Groups act on copies: only the list's own changes reach
+                        // the next table, so no group is looked up here.
+                        apply_actions_with_groups(actions, &mut current, &mut scratch, &|_| None);
                     }
                     Instruction::GotoTable(t) => next = Some(usize::from(*t)),
                 }
@@ -567,13 +782,16 @@ impl Pipeline {
 
     /// The packets that leave, by output port, when `key` enters the pipeline:
     /// classification plus the abstract meaning of the actions. Reserved ports are
-    /// reported as they are (`IN_PORT`, `CONTROLLER`, `FLOOD`...). Pure: no counters.
+    /// reported as they are (`IN_PORT`, `CONTROLLER`, `FLOOD`...); every bucket of a
+    /// group runs on its own copy of the key. Pure: no counters.
     pub fn simulate(&self, key: &FlowKey) -> Vec<(PortNo, FlowKey)> {
         let mut classification = Classification::default();
         self.classify(key, &mut classification);
         let mut current = *key;
         let mut out = Vec::new();
-        apply_actions(&classification.actions, &mut current, &mut out);
+        apply_actions_with_groups(&classification.actions, &mut current, &mut out, &|id| {
+            self.groups.buckets(id)
+        });
         out
     }
 }
@@ -798,5 +1016,118 @@ mod tests {
         let gone = p.expire(now + Duration::from_secs(5));
         assert_eq!(gone[0].reason, RemovedReason::HardTimeout);
         assert_eq!(p.table_stats(0).unwrap().lookups, 1);
+    }
+
+    fn all_group(id: u32, buckets: Vec<Vec<Action>>) -> GroupSpec {
+        GroupSpec {
+            group_id: id,
+            group_type: GroupType::All,
+            buckets: buckets.into_iter().map(Bucket::new).collect(),
+        }
+    }
+
+    #[test]
+    fn group_mods_follow_the_openflow_rules() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let g = all_group(1, vec![out(1), out(2)]);
+        let before = p.generation();
+        p.add_group(g.clone(), now).unwrap();
+        assert!(p.generation() > before);
+        assert_eq!(p.add_group(g.clone(), now), Err(GroupError::Exists(1)));
+        assert_eq!(
+            p.modify_group(all_group(2, vec![out(1)])),
+            Err(GroupError::Unknown(2))
+        );
+        let chained = all_group(3, vec![vec![Action::Group(1)]]);
+        assert_eq!(
+            p.add_group(chained, now),
+            Err(GroupError::ChainingUnsupported(3))
+        );
+        let indirect = GroupSpec {
+            group_type: GroupType::Indirect,
+            ..all_group(4, vec![out(1), out(2)])
+        };
+        assert!(matches!(
+            p.add_group(indirect, now),
+            Err(GroupError::Invalid(4, _))
+        ));
+        assert!(matches!(
+            p.add_group(all_group(GROUP_MAX + 1, vec![]), now),
+            Err(GroupError::Invalid(..))
+        ));
+        assert_eq!(
+            p.add_group(all_group(5, vec![out(port::TABLE)]), now),
+            Err(GroupError::BadBucket(5, port::TABLE))
+        );
+        // A flow may name only an existing group.
+        let uses = |g: u32| FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(g)]);
+        assert_eq!(p.add(uses(9), now), Err(TableError::BadOutGroup(9)));
+        let before = p.generation();
+        p.modify_group(all_group(1, vec![out(3)])).unwrap();
+        assert!(p.generation() > before, "the cache must forget old buckets");
+        assert_eq!(p.groups().buckets(1).unwrap(), &[Bucket::new(out(3))]);
+    }
+
+    #[test]
+    fn deleting_a_group_deletes_the_flows_that_run_it() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        p.add_group(all_group(1, vec![out(1)]), now).unwrap();
+        p.add_group(all_group(2, vec![out(2)]), now).unwrap();
+        let by_port = |i: u32, g: u32| {
+            FlowSpec::new(
+                0,
+                1,
+                FlowMatch::any().with(Field::InPort, u128::from(i)),
+                vec![Action::Group(g)],
+            )
+        };
+        p.add(by_port(1, 1), now).unwrap();
+        p.add(by_port(2, 2), now).unwrap();
+        p.add(FlowSpec::new(0, 0, FlowMatch::any(), out(3)), now)
+            .unwrap();
+        let gone = p.delete_group(1);
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].reason, RemovedReason::GroupDelete);
+        assert_eq!(gone[0].entry.spec, by_port(1, 1));
+        assert!(p.groups().get(1).is_none());
+        assert!(p.delete_group(1).is_empty(), "an absent group is no error");
+        let gone = p.delete_group(openflow::flow::GROUP_ALL);
+        assert_eq!(gone.len(), 1);
+        assert!(p.groups().is_empty());
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn simulate_runs_every_bucket_on_a_copy_and_goto_sees_the_original() {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        p.add_group(
+            all_group(
+                1,
+                vec![
+                    vec![Action::set(Field::Ipv4Src, 9), Action::output(1)],
+                    vec![Action::set(Field::Ipv4Dst, 8), Action::output(2)],
+                ],
+            ),
+            now,
+        )
+        .unwrap();
+        let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(1)]);
+        first.instructions.push(Instruction::GotoTable(1));
+        p.add(first, now).unwrap();
+        p.add(
+            FlowSpec::new(1, 1, FlowMatch::any().with(Field::Ipv4Dst, 5), out(3)),
+            now,
+        )
+        .unwrap();
+        let k = key(7, 5);
+        let got = p.simulate(&k);
+        let ports: Vec<PortNo> = got.iter().map(|(p, _)| *p).collect();
+        assert_eq!(ports, vec![1, 2, 3]);
+        assert_eq!((got[0].1.ipv4_src, got[0].1.ipv4_dst), (9, 5));
+        assert_eq!((got[1].1.ipv4_src, got[1].1.ipv4_dst), (0, 8));
+        assert_eq!(got[2].1, k);
     }
 }

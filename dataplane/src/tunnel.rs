@@ -487,14 +487,22 @@ impl Tunnels {
                     let Instruction::ApplyActions(actions) = instruction else {
                         continue;
                     };
-                    for action in actions {
-                        if let Action::Output { port, .. } = action {
-                            if let Some(peer) =
-                                self.peers.iter_mut().find(|p| p.config.port == *port)
-                            {
-                                if !peer.allowed.contains(&dst) {
-                                    peer.allowed.push(dst);
-                                }
+                    // An output inside a group's bucket routes there as well.
+                    let in_groups = actions.iter().flat_map(|a| match a {
+                        Action::Group(g) => pipeline.groups().buckets(*g).unwrap_or(&[]),
+                        _ => &[],
+                    });
+                    let outputs = actions
+                        .iter()
+                        .chain(in_groups.flat_map(|b| &b.actions))
+                        .filter_map(|a| match a {
+                            Action::Output { port, .. } => Some(*port),
+                            _ => None,
+                        });
+                    for port in outputs {
+                        if let Some(peer) = self.peers.iter_mut().find(|p| p.config.port == port) {
+                            if !peer.allowed.contains(&dst) {
+                                peer.allowed.push(dst);
                             }
                         }
                     }

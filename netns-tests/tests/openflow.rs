@@ -10,8 +10,8 @@ use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
 use openflow::text::parse_flow;
 use openflow::wire::{
     decode, encode, frame_len, BadRequest, ErrorCode, FlowMod, FlowModCommand, FlowRemovedReason,
-    Hello, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PacketInReason,
-    PacketOut,
+    GroupModFailed, Hello, Message, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
+    PacketInReason, PacketOut,
 };
 use openflow::{Field, FlowMatch, Instruction};
 use std::io::{Read, Write};
@@ -362,6 +362,75 @@ impl Raw {
     }
 }
 
+/// Packets scd sent out of port 2 so far.
+fn tx_port2(h: &Host) -> Result<u64> {
+    h.scd
+        .metric("scd_port_packets_total", &["port=\"2\"", "dir=\"tx\""])
+}
+
+#[test]
+fn an_all_group_sends_copies_with_different_changes() -> Result<()> {
+    if !ready("an_all_group_sends_copies_with_different_changes") {
+        return Ok(());
+    }
+    let h = setup("ofgrp", &format!("listen = \"ptcp:{OF_PORT}\""))?;
+    ofctl(&h.host, &["add-flow", "{}", &route(IP1, MAC1, 1)])?;
+    // Two copies towards VM 2: one as routed, one rewritten to another address
+    // (which VM 2's kernel ignores), so only the group's first bucket is answered.
+    let to_vm2 = format!("set_field:{GW_MAC}->eth_src,set_field:{MAC2}->eth_dst");
+    let group = format!(
+        "group_id=1,type=all,bucket=actions={to_vm2},output:2,\
+         bucket=actions={to_vm2},set_field:100.64.1.99->ip_dst,output:2"
+    );
+    // A flow may not name a group that does not exist yet.
+    let early = h
+        .host
+        .command("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "--timeout=20", "add-flow", TARGET])
+        .arg(format!("priority=100,ip,nw_dst={IP2},actions=group:1"))
+        .output()?;
+    assert!(
+        !early.status.success(),
+        "a flow to a missing group was accepted"
+    );
+    ofctl(&h.host, &["add-group", "{}", &group])?;
+    ofctl(
+        &h.host,
+        &[
+            "add-flow",
+            "{}",
+            &format!("priority=100,ip,nw_dst={IP2},actions=group:1"),
+        ],
+    )?;
+    let groups = ofctl(&h.host, &["dump-groups", "{}"])?;
+    assert!(
+        groups.lines().any(|l| l.trim_start()
+            == format!(
+                "group_id=1,type=all,bucket=actions={to_vm2},output:2,\
+                 bucket=actions={to_vm2},set_field:100.64.1.99->ip_dst,output:2"
+            )),
+        "{groups}"
+    );
+    let before = tx_port2(&h)?;
+    assert!(
+        ping(&h.vm1, IP2, 3),
+        "ping through the group failed:\n{}",
+        h.scd.log()
+    );
+    let sent = tx_port2(&h)? - before;
+    assert!(
+        sent >= 6,
+        "{sent} packets out of port 2 for 3 echo requests"
+    );
+
+    // Deleting the group deletes the flow that runs it.
+    ofctl(&h.host, &["del-groups", "{}", "group_id=1"])?;
+    let dump = ofctl(&h.host, &["dump-flows", "{}"])?;
+    assert_eq!(flow_lines(&dump), 1, "{dump}");
+    assert!(!ping(&h.vm1, IP2, 1), "ping worked after the group went");
+    Ok(())
+}
+
 fn in_port(m: &FlowMatch) -> Option<u128> {
     m.get(Field::InPort).map(|(v, _)| v)
 }
@@ -383,13 +452,13 @@ fn malformed_and_unsupported_messages_get_errors_and_everything_survives() -> Re
     ofctl(&h.host, &["add-flow", "{}", &route(IP2, MAC2, 2)])?;
     let mut raw = Raw::connect(&h.host)?;
 
-    // An unsupported feature: a group-mod (type 15), add group 1 of type all.
-    let group_mod = [4u8, 15, 0, 16, 0, 0, 0, 21, 0, 0, 0, 0, 0, 0, 0, 1];
+    // An unsupported feature: a group-mod (type 15) adding group 1 of type select.
+    let group_mod = [4u8, 15, 0, 16, 0, 0, 0, 21, 0, 0, 1, 0, 0, 0, 0, 1];
     raw.stream.write_all(&group_mod)?;
     let reply = raw.next()?;
     assert_eq!(
         error_of(&reply),
-        Some((21, ErrorCode::BadRequest(BadRequest::BadType))),
+        Some((21, ErrorCode::GroupModFailed(GroupModFailed::BadType))),
         "{reply:?}"
     );
     // A malformed message: a flow-mod cut short (header length says 24 bytes).

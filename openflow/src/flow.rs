@@ -559,6 +559,9 @@ pub enum Action {
     PopVlan,
     /// Decrement the IP TTL / hop limit; at zero the packet is dropped.
     DecNwTtl,
+    /// Run the packet through a group: every bucket acts on its own copy of the
+    /// packet as it is now, and the action list goes on with the packet unchanged.
+    Group(u32),
 }
 
 impl Action {
@@ -586,6 +589,59 @@ pub enum Instruction {
     ApplyActions(Vec<Action>),
     /// Continue matching in a later table.
     GotoTable(u8),
+}
+
+/// How a group picks among its buckets (`ofp_group_type`, the kinds scd runs).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum GroupType {
+    /// Every bucket, each on its own copy of the packet (multicast, copies with
+    /// different changes).
+    All,
+    /// Exactly one bucket (a shared next hop).
+    Indirect,
+}
+
+/// One bucket of a group: the actions one copy of the packet goes through.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Share of traffic for select groups (0 for all/indirect).
+    pub weight: u16,
+    /// Port whose liveness decides the bucket (fast-failover only; `port::ANY` else).
+    pub watch_port: PortNo,
+    /// Group whose liveness decides the bucket (fast-failover only; any group else).
+    pub watch_group: u32,
+    /// The bucket's actions, executed in order on the copy.
+    pub actions: Vec<Action>,
+}
+
+impl Bucket {
+    /// A bucket of an all or indirect group: just actions, nothing watched.
+    pub fn new(actions: Vec<Action>) -> Bucket {
+        Bucket {
+            weight: 0,
+            watch_port: port::ANY,
+            watch_group: GROUP_ANY,
+            actions,
+        }
+    }
+}
+
+/// `OFPG_MAX`: the highest group number a controller may use.
+pub const GROUP_MAX: u32 = 0xffff_ff00;
+/// `OFPG_ALL`: every group (group-mod delete only).
+pub const GROUP_ALL: u32 = 0xffff_fffc;
+/// `OFPG_ANY`: no group (wildcard in watch fields and flow-mod `out_group`).
+pub const GROUP_ANY: u32 = 0xffff_ffff;
+
+/// A group entry as a controller specifies it (the body of a group-mod add).
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub struct GroupSpec {
+    /// Group number, at most [`GROUP_MAX`].
+    pub group_id: u32,
+    /// How buckets are chosen.
+    pub group_type: GroupType,
+    /// The buckets.
+    pub buckets: Vec<Bucket>,
 }
 
 /// Flags of a flow entry (`ofp_flow_mod_flags`).
@@ -643,7 +699,21 @@ impl FlowSpec {
 /// in order. This is the abstract meaning of an action list, shared by the switch
 /// (which also rewrites bytes) and by tests that compare tables with policies.
 /// `DecNwTtl` and VLAN push/pop change only the fields a key holds.
+/// A group action sends nothing here (no group is known); see
+/// [`apply_actions_with_groups`].
 pub fn apply_actions(actions: &[Action], key: &mut FlowKey, out: &mut Vec<(PortNo, FlowKey)>) {
+    apply_actions_with_groups(actions, key, out, &|_| None);
+}
+
+/// [`apply_actions`] where a group action runs every bucket `groups` gives for it on
+/// its own copy of the key (all and indirect groups); the list then goes on with the
+/// key as it was before the group.
+pub fn apply_actions_with_groups<'g>(
+    actions: &[Action],
+    key: &mut FlowKey,
+    out: &mut Vec<(PortNo, FlowKey)>,
+    groups: &dyn Fn(u32) -> Option<&'g [Bucket]>,
+) {
     for action in actions {
         match *action {
             Action::Output { port, .. } => out.push((port, *key)),
@@ -657,6 +727,12 @@ pub fn apply_actions(actions: &[Action], key: &mut FlowKey, out: &mut Vec<(PortN
                 key.vlan_pcp = 0;
             }
             Action::DecNwTtl => {}
+            Action::Group(id) => {
+                for bucket in groups(id).unwrap_or(&[]) {
+                    let mut copy = *key;
+                    apply_actions_with_groups(&bucket.actions, &mut copy, out, groups);
+                }
+            }
         }
     }
 }

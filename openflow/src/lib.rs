@@ -15,7 +15,8 @@
 //!   `add-flow` / `add-flows` syntax (`#` comments, blank lines); errors carry line,
 //!   column and the offending token.
 //! - [`text::format_match`], [`text::format_actions`], [`text::format_port`],
-//!   [`text::parse_port`] for the pieces.
+//!   [`text::parse_port`] for the pieces; [`text::format_group`] for a group in
+//!   `dump-groups` form.
 //!
 //! # Wire (OpenFlow 1.3)
 //! A connection loop in `scd` or `scc` looks like:

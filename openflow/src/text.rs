@@ -372,6 +372,9 @@ fn write_action(s: &mut String, a: &Action, m: &FlowMatch) {
         }
         Action::PopVlan => s.push_str("pop_vlan"),
         Action::DecNwTtl => s.push_str("dec_ttl"),
+        Action::Group(id) => {
+            let _ = write!(s, "group:{id}");
+        }
     }
 }
 
@@ -398,6 +401,26 @@ pub fn format_actions(m: &FlowMatch, instructions: &[Instruction]) -> String {
     } else {
         items.join(",")
     }
+}
+
+/// One group as `ovs-ofctl -O OpenFlow13 dump-groups` prints it (without OVS's
+/// leading space): `group_id=1,type=all,bucket=actions=output:1,bucket=actions=…`,
+/// which `ovs-ofctl add-group` accepts back.
+pub fn format_group(spec: &crate::flow::GroupSpec) -> String {
+    let kind = match spec.group_type {
+        crate::flow::GroupType::All => "all",
+        crate::flow::GroupType::Indirect => "indirect",
+    };
+    let mut s = format!("group_id={},type={kind}", spec.group_id);
+    for bucket in &spec.buckets {
+        // A bucket has no match, so transport set-fields print by their generic name.
+        let actions = format_actions(
+            &FlowMatch::any(),
+            &[Instruction::ApplyActions(bucket.actions.clone())],
+        );
+        let _ = write!(s, ",bucket=actions={actions}");
+    }
+    s
 }
 
 fn write_flags(s: &mut String, f: u16) {
@@ -1182,6 +1205,13 @@ fn parse_actions(
                 }
                 actions.push(Action::DecNwTtl);
             }
+            "group" => {
+                let id = u32::try_from(parse_uint(need_value()?).ok_or_else(|| bad("a group"))?)
+                    .ok()
+                    .filter(|id| *id <= crate::flow::GROUP_MAX)
+                    .ok_or_else(|| bad("a group number (0-4294967040)"))?;
+                actions.push(Action::Group(id));
+            }
             "goto_table" => {
                 let t = u8::try_from(parse_uint(need_value()?).ok_or_else(|| bad("a table"))?)
                     .map_err(|_| bad("a table number (0-254)"))?;
@@ -1210,7 +1240,7 @@ fn parse_actions(
                         item,
                         format!(
                             "unsupported action `{key}` (supported: output, CONTROLLER, set_field, \
-                             mod_dl_*/mod_nw_*/mod_tp_*, push_vlan, pop_vlan, dec_ttl, goto_table, drop)"
+                             mod_dl_*/mod_nw_*/mod_tp_*, push_vlan, pop_vlan, dec_ttl, group, goto_table, drop)"
                         ),
                     ));
                 }

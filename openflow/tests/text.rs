@@ -182,3 +182,32 @@ proptest! {
         let _ = parse_flow(&s);
     }
 }
+
+#[test]
+fn groups_print_as_dump_groups_does() {
+    use openflow::flow::{Bucket, GroupSpec, GroupType};
+    use openflow::text::format_group;
+    let g = GroupSpec {
+        group_id: 3,
+        group_type: GroupType::All,
+        buckets: vec![
+            Bucket::new(vec![
+                openflow::Action::set(openflow::Field::Ipv4Src, 0x0a00_0001),
+                openflow::Action::output(5),
+            ]),
+            Bucket::new(vec![]),
+        ],
+    };
+    assert_eq!(
+        format_group(&g),
+        "group_id=3,type=all,bucket=actions=set_field:10.0.0.1->ip_src,output:5,bucket=actions=drop"
+    );
+    let flow = openflow::parse_flow("ip,in_port=1 actions=group:3").unwrap();
+    assert_eq!(
+        flow.instructions,
+        vec![openflow::Instruction::ApplyActions(vec![
+            openflow::Action::Group(3)
+        ])]
+    );
+    assert_eq!(openflow::format_flow(&flow), "ip,in_port=1 actions=group:3");
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use openflow::flow::{ethertype, port};
+use openflow::flow::{ethertype, port, Bucket, GroupSpec, GroupType, GROUP_ALL, GROUP_MAX};
 use openflow::text::{format_flow_stats, FlowStats};
 use openflow::wire::*;
 use openflow::{Action, Field, FlowMatch, FlowSpec, Instruction, Mac};
@@ -286,8 +286,8 @@ fn ovs_vector_hellos() {
 
 #[test]
 fn unknown_type_gets_bad_request_bad_type_with_first_64_bytes() {
-    // A group-mod (type 15) with a 100-byte body.
-    let mut b = vec![0x04, 15, 0, 108, 0, 0, 0, 7];
+    // A port-mod (type 16) with a 100-byte body.
+    let mut b = vec![0x04, 16, 0, 108, 0, 0, 0, 7];
     b.extend(std::iter::repeat_n(0xab, 100));
     let e = decode(&b).unwrap_err();
     assert_eq!(
@@ -386,8 +386,8 @@ fn malformed_messages_get_the_right_codes() {
         decode(&d).unwrap_err().code,
         ErrorCode::BadMatch(BadMatch::DupField)
     );
-    // Unknown multipart type (group desc, 7).
-    let b = hex("04 12 00 10 00 00 00 03 00 07 00 00 00 00 00 00");
+    // Unsupported multipart type (group stats, 6).
+    let b = hex("04 12 00 10 00 00 00 03 00 06 00 00 00 00 00 00");
     assert_eq!(
         decode(&b).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadMultipart)
@@ -656,6 +656,37 @@ fn arb_port_desc() -> impl Strategy<Value = PortDesc> {
         })
 }
 
+/// A group scd accepts on the wire (all or indirect, id up to `OFPG_MAX`).
+fn arb_group() -> impl Strategy<Value = GroupSpec> {
+    (
+        any::<(bool, u32)>(),
+        proptest::collection::vec(
+            (
+                any::<(u16, u32, u32)>(),
+                common::arb_actions(FlowMatch::any()),
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|((indirect, id), buckets)| GroupSpec {
+            group_id: id % (GROUP_MAX + 1),
+            group_type: if indirect {
+                GroupType::Indirect
+            } else {
+                GroupType::All
+            },
+            buckets: buckets
+                .into_iter()
+                .map(|((weight, watch_port, watch_group), actions)| Bucket {
+                    weight,
+                    watch_port,
+                    watch_group,
+                    actions,
+                })
+                .collect(),
+        })
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     let spec = common::arb_spec;
     prop_oneof![
@@ -757,6 +788,20 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 })
             }
         ),
+        (0u8..3, arb_group()).prop_map(|(c, spec)| {
+            let command = [
+                GroupModCommand::Add,
+                GroupModCommand::Modify,
+                GroupModCommand::Delete,
+            ][usize::from(c)];
+            Message::GroupMod(GroupMod { command, spec })
+        }),
+        (proptest::collection::vec(arb_group(), 0..3), any::<u16>()).prop_map(|(v, fl)| {
+            Message::MultipartReply(MultipartReply {
+                flags: fl,
+                body: MultipartReplyBody::GroupDesc(v),
+            })
+        }),
         (
             common::arb_match(),
             any::<(u8, u32, u32, u64, u64, u16, bool)>()
@@ -777,13 +822,14 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 };
                 Message::MultipartRequest(MultipartRequest { flags: fl, body })
             }),
-        (any::<u16>(), any::<u32>(), 0u8..4).prop_map(|(fl, p, k)| Message::MultipartRequest(
+        (any::<u16>(), any::<u32>(), 0u8..5).prop_map(|(fl, p, k)| Message::MultipartRequest(
             MultipartRequest {
                 flags: fl,
                 body: match k {
                     0 => MultipartRequestBody::Desc,
                     1 => MultipartRequestBody::Table,
                     2 => MultipartRequestBody::PortDesc,
+                    3 => MultipartRequestBody::GroupDesc,
                     _ => MultipartRequestBody::PortStats(p),
                 }
             }
@@ -898,6 +944,72 @@ fn arb_message() -> impl Strategy<Value = Message> {
             }
         }),
     ]
+}
+
+/// The group-mod `ovs-ofctl -O OpenFlow13 add-group br0
+/// group_id=7,type=all,bucket=output:1,bucket=set_field:10.0.0.9->ip_dst,output:2`
+/// sends, laid out by hand from the 1.3 specification.
+#[test]
+fn group_mod_bytes_match_the_specification() {
+    let bytes = hex("04 0f 0060 00000009 0000 00 00 00000007
+         0020 0000 ffffffff ffffffff 00000000 0000 0010 00000001 ffff 000000000000
+         0030 0000 ffffffff ffffffff 00000000
+              0019 0010 80001804 0a000009 00000000
+              0000 0010 00000002 ffff 000000000000");
+    let (xid, m) = decode(&bytes).unwrap();
+    assert_eq!(xid, 9);
+    let expected = Message::GroupMod(GroupMod::add(GroupSpec {
+        group_id: 7,
+        group_type: GroupType::All,
+        buckets: vec![
+            Bucket::new(vec![Action::output(1)]),
+            Bucket::new(vec![
+                Action::set(Field::Ipv4Dst, 0x0a00_0009),
+                Action::output(2),
+            ]),
+        ],
+    }));
+    assert_eq!(m, expected);
+    assert_eq!(encode(&expected, 9).unwrap(), bytes);
+}
+
+#[test]
+fn group_mods_scd_cannot_run_are_refused_with_group_mod_codes() {
+    let with = |command: u16, typ: u8, id: u32| {
+        let mut b = hex("04 0f 0010 00000001");
+        b.extend_from_slice(&command.to_be_bytes());
+        b.push(typ);
+        b.push(0);
+        b.extend_from_slice(&id.to_be_bytes());
+        decode(&b)
+    };
+    let code = |r: Result<(u32, Message), DecodeError>| r.unwrap_err().code;
+    assert_eq!(
+        code(with(3, 0, 1)),
+        ErrorCode::GroupModFailed(GroupModFailed::BadCommand)
+    );
+    assert_eq!(
+        code(with(0, 1, 1)),
+        ErrorCode::GroupModFailed(GroupModFailed::BadType)
+    );
+    assert_eq!(
+        code(with(0, 0, GROUP_ALL)),
+        ErrorCode::GroupModFailed(GroupModFailed::InvalidGroup)
+    );
+    assert_eq!(
+        with(2, 0, GROUP_ALL).unwrap().1,
+        Message::GroupMod(GroupMod::delete(GROUP_ALL))
+    );
+    // A bucket shorter than its 16-byte header.
+    let short_bucket = hex("04 0f 0018 00000001 0000 00 00 00000001 0008 0000 00000000");
+    assert_eq!(
+        code(decode(&short_bucket)),
+        ErrorCode::GroupModFailed(GroupModFailed::BadBucket)
+    );
+    assert_eq!(
+        ErrorCode::from_wire(6, 8),
+        ErrorCode::GroupModFailed(GroupModFailed::UnknownGroup)
+    );
 }
 
 proptest! {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use controller::daemon::Controller;
 use controller::inventory::Inventory;
-use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, TableOptions};
+use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, Groups, TableOptions};
 use controller::store::{Persisted, Store};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -344,10 +344,13 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
         Ok(c) => c,
         Err(e) => return Ok(report(path, &src, &Diagnostic::global(e.to_string()))),
     };
+    // Groups appear only where a policy cannot be written without them.
     let opts = TableOptions::default();
     let tables = match switch {
-        Some(s) => compiled.table(s, opts).map(|t| vec![(s, t)]),
-        None => compiled.tables(opts),
+        Some(s) => compiled
+            .table_with(s, opts, Groups::Allowed)
+            .map(|t| vec![(s, t)]),
+        None => compiled.tables_with(opts, Groups::Allowed),
     };
     let tables = match tables {
         Ok(t) => t,
@@ -363,7 +366,13 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
         Format::Json => {
             let v: Vec<serde_json::Value> = tables
                 .iter()
-                .map(|(s, t)| serde_json::json!({ "switch": s, "flows": t.flows }))
+                .map(|(s, t)| {
+                    let mut v = serde_json::json!({ "switch": s, "flows": t.flows });
+                    if !t.groups.is_empty() {
+                        v["groups"] = serde_json::json!(t.groups);
+                    }
+                    v
+                })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -374,6 +383,16 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
                     println!("# every switch ({} flows)", t.flows.len());
                 } else {
                     println!("# switch {s} ({} flows)", t.flows.len());
+                }
+                if !t.groups.is_empty() {
+                    println!(
+                        "# {} groups (ovs-ofctl -O OpenFlow13 add-groups, before the flows)",
+                        t.groups.len()
+                    );
+                    for g in &t.groups {
+                        println!("{}", openflow::text::format_group(g));
+                    }
+                    println!("# flows");
                 }
                 for f in &t.flows {
                     println!("{}", openflow::text::format_flow(f));

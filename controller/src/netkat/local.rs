@@ -15,7 +15,11 @@
 //!   with source `a`) are merged, by splitting on the field as Frenetic's `dedup`
 //!   does, so a packet is never duplicated.
 //! - between branches of one action list, fields changed by an earlier branch are
-//!   restored (from the match) before the next branch's output.
+//!   restored (from the match) before the next branch's output. Where the match
+//!   does not pin the original value, only a group of type ALL can send the copies
+//!   (one bucket per branch, each starting from the packet as it came): with
+//!   [`Groups::Allowed`] the rule outputs to such a group (one per distinct bucket
+//!   list, shared by the rules that use it), else the compiler refuses.
 //! - `vlanId := n` on an untagged packet is `push_vlan` then `set_field`; untagging
 //!   is `pop_vlan`; a rule not knowing whether the packet is tagged is split into
 //!   the two cases (disjoint matches, same priority).
@@ -31,7 +35,9 @@
 use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
-use openflow::flow::{port, Action, Field, FlowMatch, FlowSpec, VLAN_PRESENT};
+use openflow::flow::{
+    port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
+};
 use std::collections::BTreeMap;
 
 /// Why a table cannot be built.
@@ -69,9 +75,24 @@ impl Default for TableOptions {
     }
 }
 
+/// Whether the generator may emit OpenFlow groups. A switch must have a table's
+/// groups before its flows (and lose them only after them), so only callers that
+/// install groups opt in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Groups {
+    /// Refuse policies that need copies with different changes (no groups).
+    #[default]
+    Refused,
+    /// Send such copies through ALL groups, listed in [`Table::groups`].
+    Allowed,
+}
+
 /// A generated table and what the generator noticed.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// The groups the rules output to, by increasing id from 1 (empty unless
+    /// [`Groups::Allowed`]); install them before the rules.
+    pub groups: Vec<GroupSpec>,
     /// The rules, highest priority first.
     pub flows: Vec<FlowSpec>,
     /// Things that compiled but probably not as meant.
@@ -127,6 +148,9 @@ struct Gen<'a> {
     switch: u64,
     rules: Vec<Rule>,
     warnings: Vec<String>,
+    allow_groups: Groups,
+    /// Group ids by bucket list, so rules with the same copies share a group.
+    groups: std::collections::HashMap<Vec<Vec<Action>>, u32>,
 }
 
 /// Builds the table of `switch` from an FDD already restricted to it.
@@ -136,7 +160,7 @@ pub fn table(
     switch: u64,
     opts: TableOptions,
 ) -> Result<Table, LocalError> {
-    guarded_table(fdd, root, switch, &[], opts)
+    guarded_table(fdd, root, switch, &[], opts, Groups::Refused)
 }
 
 /// Builds the table of `switch` for `filter not (e1 or … or en); root`: one drop
@@ -149,12 +173,15 @@ pub fn guarded_table(
     switch: u64,
     deny: &[Entry],
     opts: TableOptions,
+    allow_groups: Groups,
 ) -> Result<Table, LocalError> {
     let mut g = Gen {
         fdd,
         switch,
         rules: Vec::new(),
         warnings: Vec::new(),
+        allow_groups,
+        groups: std::collections::HashMap::new(),
     };
     g.walk(root, &mut Ctx::default())?;
     let mut guards = Vec::with_capacity(deny.len());
@@ -167,7 +194,21 @@ pub fn guarded_table(
     let mut warnings = g.warnings;
     warnings.sort();
     warnings.dedup();
-    Ok(Table { flows, warnings })
+    let mut groups: Vec<GroupSpec> = g
+        .groups
+        .into_iter()
+        .map(|(buckets, group_id)| GroupSpec {
+            group_id,
+            group_type: GroupType::All,
+            buckets: buckets.into_iter().map(Bucket::new).collect(),
+        })
+        .collect();
+    groups.sort_by_key(|g| g.group_id);
+    Ok(Table {
+        groups,
+        flows,
+        warnings,
+    })
 }
 
 fn is_physical(p: u64) -> bool {
@@ -304,8 +345,61 @@ impl Gen<'_> {
     }
 
     /// The action list: for each branch, its assignments then its output, with the
-    /// fields of earlier branches restored.
+    /// fields of earlier branches restored; where that is impossible and groups
+    /// are allowed, an output to an ALL group with one bucket per branch.
     fn actions(&mut self, m: &FlowMatch, seqs: &[Seq]) -> Result<Vec<Action>, LocalError> {
+        match self.sequential_actions(m, seqs) {
+            Err(LocalError::Unrepresentable(_)) if self.allow_groups == Groups::Allowed => {
+                self.group_actions(m, seqs)
+            }
+            other => other,
+        }
+    }
+
+    /// One bucket per branch, each acting on the packet as it came; the rule runs
+    /// the group holding exactly these buckets.
+    fn group_actions(&mut self, m: &FlowMatch, seqs: &[Seq]) -> Result<Vec<Action>, LocalError> {
+        let mut buckets = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            let mut st = VState::new(m);
+            let mut bucket = Vec::new();
+            for (f, v) in s.iter().filter(|(f, _)| *f != HField::Port) {
+                st.set(*f, *v, &mut bucket)?;
+            }
+            self.output(s, &mut bucket)?;
+            buckets.push(bucket);
+        }
+        let next = u32::try_from(self.groups.len() + 1).map_err(|_| {
+            LocalError::Unrepresentable("more groups than OpenFlow's 32-bit ids".into())
+        })?;
+        let id = *self.groups.entry(buckets).or_insert(next);
+        Ok(vec![Action::Group(id)])
+    }
+
+    /// Appends the output of one branch (`port := n`, the ingress port when the
+    /// branch leaves `port` alone, the controller for a pipe).
+    fn output(&mut self, s: &Seq, out: &mut Vec<Action>) -> Result<(), LocalError> {
+        match s.iter().find(|(f, _)| *f == HField::Port) {
+            None => out.push(Action::output(port::IN_PORT)),
+            Some((_, 0)) => self
+                .warnings
+                .push("`port := 0` is not an OpenFlow port; those packets are dropped".into()),
+            Some((_, p)) if *p >= LOCATION_BASE => out.push(Action::output(port::CONTROLLER)),
+            Some((_, p)) => {
+                let p = u32::try_from(*p).map_err(|_| {
+                    LocalError::Unrepresentable(format!("port {p} does not fit in 32 bits"))
+                })?;
+                out.push(Action::output(p));
+            }
+        }
+        Ok(())
+    }
+
+    fn sequential_actions(
+        &mut self,
+        m: &FlowMatch,
+        seqs: &[Seq],
+    ) -> Result<Vec<Action>, LocalError> {
         let mut order: Vec<&Seq> = seqs.iter().collect();
         order.sort_by_key(|s| {
             (
@@ -338,19 +432,7 @@ impl Gen<'_> {
             for (f, v) in &wanted {
                 st.set(*f, *v, &mut out)?;
             }
-            match s.iter().find(|(f, _)| *f == HField::Port) {
-                None => out.push(Action::output(port::IN_PORT)),
-                Some((_, 0)) => self
-                    .warnings
-                    .push("`port := 0` is not an OpenFlow port; those packets are dropped".into()),
-                Some((_, p)) if *p >= LOCATION_BASE => out.push(Action::output(port::CONTROLLER)),
-                Some((_, p)) => {
-                    let p = u32::try_from(*p).map_err(|_| {
-                        LocalError::Unrepresentable(format!("port {p} does not fit in 32 bits"))
-                    })?;
-                    out.push(Action::output(p));
-                }
-            }
+            self.output(s, &mut out)?;
         }
         Ok(out)
     }
@@ -575,7 +657,7 @@ impl VState {
         }
         let Some(v) = self.original(f) else {
             return Err(LocalError::Unrepresentable(format!(
-                "one branch changes {f:?} and a later branch of the same packet needs the original value, which the match does not pin (OpenFlow 1.3 without groups cannot copy a packet)"
+                "one branch changes {f:?} and a later branch of the same packet needs the original value, which the match does not pin (OpenFlow 1.3 copies such a packet only through a group, which this table may not use)"
             )));
         };
         if let Some(field) = field_of(f) {

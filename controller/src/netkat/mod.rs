@@ -27,7 +27,7 @@ pub mod syntax;
 use diagnostics::Diagnostic;
 use fdd::{Fdd, NodeId};
 use ir::{HField, Program, Resolver};
-pub use local::{Table, TableOptions};
+pub use local::{Groups, Table, TableOptions};
 
 /// Why a checked policy does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,26 +112,45 @@ impl Compiled {
         self.deny.len()
     }
 
-    /// The table of one switch.
+    /// The table of one switch, without groups.
     pub fn table(&mut self, switch: u64, opts: TableOptions) -> Result<Table, CompileError> {
+        self.table_with(switch, opts, Groups::Refused)
+    }
+
+    /// The table of one switch, with groups if `groups` allows them.
+    pub fn table_with(
+        &mut self,
+        switch: u64,
+        opts: TableOptions,
+        groups: Groups,
+    ) -> Result<Table, CompileError> {
         let r = self
             .fdd
             .restrict_seq(self.root, &vec![(HField::Switch, switch)]);
         Ok(local::guarded_table(
-            &self.fdd, r, switch, &self.deny, opts,
+            &self.fdd, r, switch, &self.deny, opts, groups,
         )?)
     }
 
     /// Every switch's table (a single table under switch 0 when the policy names
-    /// no switch).
+    /// no switch), without groups.
     pub fn tables(&mut self, opts: TableOptions) -> Result<Vec<(u64, Table)>, CompileError> {
+        self.tables_with(opts, Groups::Refused)
+    }
+
+    /// Every switch's table, with groups if `groups` allows them.
+    pub fn tables_with(
+        &mut self,
+        opts: TableOptions,
+        groups: Groups,
+    ) -> Result<Vec<(u64, Table)>, CompileError> {
         let sws = if self.switches.is_empty() {
             vec![0]
         } else {
             self.switches.clone()
         };
         sws.into_iter()
-            .map(|s| Ok((s, self.table(s, opts)?)))
+            .map(|s| Ok((s, self.table_with(s, opts, groups)?)))
             .collect()
     }
 }

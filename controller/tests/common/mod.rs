@@ -5,7 +5,7 @@
 
 use controller::netkat::ir::{CPol, CPred, HField, Program, LOCATION_BASE};
 use controller::netkat::semantics::{eval, Packet};
-use controller::netkat::{self, TableOptions};
+use controller::netkat::{self, Groups, TableOptions};
 use dataplane::table::Pipeline;
 use openflow::flow::{port, FlowKey, FlowSpec, Mac, PortNo, VLAN_PRESENT};
 use std::collections::{BTreeSet, HashMap};
@@ -176,7 +176,8 @@ pub fn check_table(flows: &[FlowSpec]) {
     }
 }
 
-/// Compiles a local program and compares every switch's table with the evaluator on
+/// Compiles a local program (groups allowed) and compares every switch's table, run
+/// with its groups, with the evaluator on
 /// `n` random packets per switch; returns how many packets were compared.
 pub fn check_local(prog: &Program, n: usize, seed: u64) -> Result<usize, netkat::CompileError> {
     let mut compiled = netkat::compile(prog)?;
@@ -186,9 +187,10 @@ pub fn check_local(prog: &Program, n: usize, seed: u64) -> Result<usize, netkat:
     let mut rng = Rng(seed | 1);
     let mut checked = 0;
     for sw in switches {
-        let table = compiled.table(sw, TableOptions::default())?;
+        let table = compiled.table_with(sw, TableOptions::default(), Groups::Allowed)?;
         check_table(&table.flows);
-        let pipe = Pipeline::from_flows(table.flows.clone()).expect("tables install");
+        let pipe = Pipeline::from_groups_and_flows(table.groups.clone(), table.flows.clone())
+            .expect("tables install");
         for _ in 0..n {
             let mut key = random_key(&mut rng, &consts);
             key.in_port = u32::try_from(rng.pick(HField::Port, &consts, &[1, 2, 3]) % 8)

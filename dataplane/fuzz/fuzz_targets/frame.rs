@@ -4,8 +4,9 @@
 
 use dataplane::exec::{execute, FrameBuf};
 use dataplane::packet::parse;
+use dataplane::table::Pipeline;
 use libfuzzer_sys::fuzz_target;
-use openflow::flow::{Action, Field};
+use openflow::flow::{Action, Bucket, Field, GroupSpec, GroupType};
 
 fuzz_target!(|data: &[u8]| {
     let Ok((key, mut layout)) = parse(data, 1) else { return };
@@ -27,7 +28,27 @@ fuzz_target!(|data: &[u8]| {
         Action::PopVlan,
         Action::output(2),
     ];
-    execute(&actions, &mut frame, &mut layout, |_, bytes| {
+    let no_groups = dataplane::table::GroupTable::default();
+    execute(&actions, &mut frame, &mut layout, &no_groups, |_, bytes| {
+        let _ = parse(bytes, 2);
+    });
+    // The same actions again inside an all group's buckets, which must leave the
+    // frame as they found it for the next bucket.
+    let mut pipeline = Pipeline::default();
+    let group = GroupSpec {
+        group_id: 1,
+        group_type: GroupType::All,
+        buckets: vec![Bucket::new(actions.to_vec()), Bucket::new(actions.to_vec())],
+    };
+    if pipeline.add_group(group, std::time::Instant::now()).is_err() {
+        return;
+    }
+    let before = frame.bytes().to_vec();
+    let grouped = [Action::Group(1), Action::output(3)];
+    execute(&grouped, &mut frame, &mut layout, pipeline.groups(), |p, bytes| {
+        if p == 3 {
+            assert_eq!(bytes, &before[..]);
+        }
         let _ = parse(bytes, 2);
     });
 });

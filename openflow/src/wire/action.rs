@@ -1,7 +1,7 @@
 //! Actions (`ofp_action_*`) and instructions (`ofp_instruction_*`) on the wire.
 //!
 //! This module owns the encoding of [`Action`] (output, set-field, push/pop VLAN,
-//! dec-nw-ttl) and [`Instruction`] (apply-actions, goto-table). Anything else a peer
+//! dec-nw-ttl, group) and [`Instruction`] (apply-actions, goto-table). Anything else a peer
 //! sends is refused with the code OpenFlow 1.3 prescribes: bad-action/bad-type for
 //! unsupported actions, bad-action/bad-set-type for set-fields we cannot write,
 //! bad-instruction/unsup-inst for write-actions, clear-actions, write-metadata and
@@ -11,11 +11,12 @@ use super::buf::{Put, Reader};
 use super::error::{BadAction, BadInstruction, ErrorCode};
 use super::oxm::{oxm_id, put_oxm, read_oxm, L4Kind};
 use super::Fail;
-use crate::flow::{ethertype, port, Action, Instruction};
+use crate::flow::{ethertype, port, Action, Instruction, GROUP_MAX};
 
 const OUTPUT: u16 = 0;
 const PUSH_VLAN: u16 = 17;
 const POP_VLAN: u16 = 18;
+const GROUP: u16 = 22;
 const DEC_NW_TTL: u16 = 24;
 const SET_FIELD: u16 = 25;
 const EXPERIMENTER: u16 = 0xffff;
@@ -72,6 +73,11 @@ pub(crate) fn encode_actions(out: &mut Vec<u8>, actions: &[Action], l4: L4Kind) 
                 out.put_u16(8);
                 out.put_zeros(4);
             }
+            Action::Group(id) => {
+                out.put_u16(GROUP);
+                out.put_u16(8);
+                out.put_u32(id);
+            }
         }
     }
 }
@@ -124,6 +130,16 @@ pub(crate) fn decode_actions(bytes: &[u8]) -> Result<Vec<Action>, Fail> {
                 } else {
                     Action::DecNwTtl
                 }
+            }
+            GROUP => {
+                if len != 8 {
+                    return Err(act(BadAction::BadLen, "group action must be 8 bytes"));
+                }
+                let id = b.u32().map_err(short)?;
+                if id > GROUP_MAX {
+                    return Err(act(BadAction::BadOutGroup, format!("group {id:#x}")));
+                }
+                Action::Group(id)
             }
             SET_FIELD => {
                 let oxm = read_oxm(&mut b, true).map_err(|f| {

@@ -2,7 +2,7 @@
 //!
 //! This module owns the numbering of `ofp_error_type` and the per-type code enums the
 //! switch and controller use (hello-failed, bad-request, bad-action, bad-instruction,
-//! bad-match, flow-mod-failed, switch-config-failed, role-request-failed). Every
+//! bad-match, flow-mod-failed, group-mod-failed, switch-config-failed, role-request-failed). Every
 //! `(type, code)` pair read from a wire maps to a value that writes back the same pair
 //! (`Other`/unknown variants keep the numbers). It never decides *when* to send an error.
 
@@ -133,6 +133,27 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// `OFPGMFC_*`.
+    GroupModFailed: u16 {
+        /** Group not added because it already exists. */ GroupExists = 0,
+        /** Group not added: invalid id or properties. */ InvalidGroup = 1,
+        /** Weights are not supported. */ WeightUnsupported = 2,
+        /** The group table is full. */ OutOfGroups = 3,
+        /** Too many buckets. */ OutOfBuckets = 4,
+        /** A bucket may not forward to a group. */ ChainingUnsupported = 5,
+        /** Watch ports or groups are not supported. */ WatchUnsupported = 6,
+        /** The group would form a loop. */ Loop = 7,
+        /** Modify or delete of a group that does not exist. */ UnknownGroup = 8,
+        /** The group is chained from another group. */ ChainedGroup = 9,
+        /** Unsupported or unknown group type. */ BadType = 10,
+        /** Unsupported or unknown command. */ BadCommand = 11,
+        /** Error in a bucket. */ BadBucket = 12,
+        /** Error in a watch port or group. */ BadWatch = 13,
+        /** Permissions error. */ Eperm = 14,
+    }
+}
+
+wire_enum! {
     /// `OFPSCFC_*`.
     SwitchConfigFailed: u16 { /** Bad flags. */ BadFlags = 0, /** Bad miss_send_len. */ BadLen = 1, /** Permissions error. */ Eperm = 2 }
 }
@@ -157,11 +178,13 @@ pub enum ErrorCode {
     BadMatch(BadMatch),
     /// `OFPET_FLOW_MOD_FAILED` (5).
     FlowModFailed(FlowModFailed),
+    /// `OFPET_GROUP_MOD_FAILED` (6).
+    GroupModFailed(GroupModFailed),
     /// `OFPET_SWITCH_CONFIG_FAILED` (10).
     SwitchConfigFailed(SwitchConfigFailed),
     /// `OFPET_ROLE_REQUEST_FAILED` (11).
     RoleRequestFailed(RoleRequestFailed),
-    /// Any other type (group-mod, port-mod, meter-mod... and experimenter errors,
+    /// Any other type (port-mod, meter-mod... and experimenter errors,
     /// whose `code` is the `exp_type`).
     Other {
         /// `ofp_error_type`.
@@ -181,6 +204,7 @@ impl ErrorCode {
             ErrorCode::BadInstruction(c) => (3, c.to_wire()),
             ErrorCode::BadMatch(c) => (4, c.to_wire()),
             ErrorCode::FlowModFailed(c) => (5, c.to_wire()),
+            ErrorCode::GroupModFailed(c) => (6, c.to_wire()),
             ErrorCode::SwitchConfigFailed(c) => (10, c.to_wire()),
             ErrorCode::RoleRequestFailed(c) => (11, c.to_wire()),
             ErrorCode::Other { typ, code } => (typ, code),
@@ -196,6 +220,7 @@ impl ErrorCode {
             3 => ErrorCode::BadInstruction(BadInstruction::from_wire(code)),
             4 => ErrorCode::BadMatch(BadMatch::from_wire(code)),
             5 => ErrorCode::FlowModFailed(FlowModFailed::from_wire(code)),
+            6 => ErrorCode::GroupModFailed(GroupModFailed::from_wire(code)),
             10 => ErrorCode::SwitchConfigFailed(SwitchConfigFailed::from_wire(code)),
             11 => ErrorCode::RoleRequestFailed(RoleRequestFailed::from_wire(code)),
             typ => ErrorCode::Other { typ, code },
@@ -212,6 +237,7 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::BadInstruction(c) => write!(f, "bad-instruction/{c:?}"),
             ErrorCode::BadMatch(c) => write!(f, "bad-match/{c:?}"),
             ErrorCode::FlowModFailed(c) => write!(f, "flow-mod-failed/{c:?}"),
+            ErrorCode::GroupModFailed(c) => write!(f, "group-mod-failed/{c:?}"),
             ErrorCode::SwitchConfigFailed(c) => write!(f, "switch-config-failed/{c:?}"),
             ErrorCode::RoleRequestFailed(c) => write!(f, "role-request-failed/{c:?}"),
             ErrorCode::Other { typ, code } => write!(f, "error type {typ} code {code}"),

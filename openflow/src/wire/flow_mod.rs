@@ -16,8 +16,7 @@ use crate::flow::{flags, FlowSpec, PortNo};
 
 /// `OFPTT_ALL`: every table (delete and stats requests only).
 pub const TABLE_ALL: u8 = 0xff;
-/// `OFPG_ANY`: no group restriction.
-pub const GROUP_ANY: u32 = 0xffff_ffff;
+pub use crate::flow::GROUP_ANY;
 /// Every flag a flow-mod may carry in OpenFlow 1.3.
 const KNOWN_FLAGS: u16 = flags::SEND_FLOW_REM
     | flags::CHECK_OVERLAP

@@ -19,6 +19,7 @@ mod action;
 mod buf;
 pub mod error;
 mod flow_mod;
+mod group_mod;
 mod multipart;
 mod oxm;
 mod packet;
@@ -27,11 +28,12 @@ mod switch;
 
 pub use error::{
     BadAction, BadInstruction, BadMatch, BadRequest, ErrorCode, ErrorMsg, FlowModFailed,
-    HelloFailed, RoleRequestFailed, SwitchConfigFailed,
+    GroupModFailed, HelloFailed, RoleRequestFailed, SwitchConfigFailed,
 };
 pub use flow_mod::{
     FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, FlowStatsEntry, GROUP_ANY, TABLE_ALL,
 };
+pub use group_mod::{GroupMod, GroupModCommand};
 pub use multipart::{
     AggregateStats, FlowStatsRequest, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, SwitchDesc, TableFeatures, TableStats, MORE,
@@ -73,6 +75,7 @@ pub mod msg_type {
     pub const PORT_STATUS: u8 = 12;
     pub const PACKET_OUT: u8 = 13;
     pub const FLOW_MOD: u8 = 14;
+    pub const GROUP_MOD: u8 = 15;
     pub const MULTIPART_REQUEST: u8 = 18;
     pub const MULTIPART_REPLY: u8 = 19;
     pub const BARRIER_REQUEST: u8 = 20;
@@ -112,6 +115,8 @@ pub enum Message {
     PacketOut(PacketOut),
     /// `OFPT_FLOW_MOD`.
     FlowMod(FlowMod),
+    /// `OFPT_GROUP_MOD`.
+    GroupMod(GroupMod),
     /// `OFPT_MULTIPART_REQUEST`.
     MultipartRequest(MultipartRequest),
     /// `OFPT_MULTIPART_REPLY`.
@@ -145,6 +150,7 @@ impl Message {
             Message::PortStatus(_) => PORT_STATUS,
             Message::PacketOut(_) => PACKET_OUT,
             Message::FlowMod(_) => FLOW_MOD,
+            Message::GroupMod(_) => GROUP_MOD,
             Message::MultipartRequest(_) => MULTIPART_REQUEST,
             Message::MultipartReply(_) => MULTIPART_REPLY,
             Message::BarrierRequest => BARRIER_REQUEST,
@@ -307,6 +313,7 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         PORT_STATUS => Message::PortStatus(PortStatus::decode(r)?),
         PACKET_OUT => Message::PacketOut(PacketOut::decode(r)?),
         FLOW_MOD => Message::FlowMod(FlowMod::decode(r)?),
+        GROUP_MOD => Message::GroupMod(GroupMod::decode(r)?),
         MULTIPART_REQUEST => Message::MultipartRequest(MultipartRequest::decode(r)?),
         MULTIPART_REPLY => Message::MultipartReply(MultipartReply::decode(r)?),
         BARRIER_REQUEST => Message::BarrierRequest,
@@ -355,6 +362,7 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::PortStatus(p) => p.encode(out),
         Message::PacketOut(p) => p.encode(out),
         Message::FlowMod(f) => f.encode(out),
+        Message::GroupMod(g) => g.encode(out),
         Message::MultipartRequest(m) => m.encode(out),
         Message::MultipartReply(m) => m.encode(out),
         Message::RoleRequest(r) | Message::RoleReply(r) => r.encode(out),

@@ -1,5 +1,5 @@
 //! Multipart (statistics) requests and replies: desc, flow, aggregate, table,
-//! port-stats and port-desc.
+//! port-stats, port-desc and group-desc.
 //!
 //! This module owns the bodies of `OFPT_MULTIPART_REQUEST`/`REPLY` for the types the
 //! switch answers, and the splitting of long replies into several messages flagged
@@ -10,16 +10,18 @@
 use super::buf::{get_str, put_str, Put, Reader};
 use super::error::{BadRequest, ErrorCode};
 use super::flow_mod::FlowStatsEntry;
+use super::group_mod::{decode_group_desc, encode_group_desc};
 use super::oxm::{decode_match, encode_match};
 use super::port::{PortDesc, PortStats, PORT_DESC_LEN, PORT_STATS_LEN};
 use super::Fail;
-use crate::flow::{FlowMatch, PortNo};
+use crate::flow::{FlowMatch, GroupSpec, PortNo};
 
 const DESC: u16 = 0;
 const FLOW: u16 = 1;
 const AGGREGATE: u16 = 2;
 const TABLE: u16 = 3;
 const PORT_STATS: u16 = 4;
+const GROUP_DESC: u16 = 7;
 const TABLE_FEATURES: u16 = 12;
 const PORT_DESC: u16 = 13;
 
@@ -99,6 +101,8 @@ pub enum MultipartRequestBody {
     PortStats(PortNo),
     /// Port descriptions.
     PortDesc,
+    /// Every group with its buckets (`ovs-ofctl dump-groups`).
+    GroupDesc,
     /// Table features, as a query (`ovs-ofctl` sends one before most commands).
     /// Requests that try to *set* table features are refused with
     /// table-features-failed/eperm.
@@ -137,6 +141,7 @@ impl MultipartRequest {
                 MultipartRequestBody::PortStats(p)
             }
             PORT_DESC => MultipartRequestBody::PortDesc,
+            GROUP_DESC => MultipartRequestBody::GroupDesc,
             TABLE_FEATURES => {
                 if !r.is_empty() {
                     return Err(Fail::new(
@@ -159,6 +164,7 @@ impl MultipartRequest {
             MultipartRequestBody::Table => TABLE,
             MultipartRequestBody::PortStats(_) => PORT_STATS,
             MultipartRequestBody::PortDesc => PORT_DESC,
+            MultipartRequestBody::GroupDesc => GROUP_DESC,
             MultipartRequestBody::TableFeatures => TABLE_FEATURES,
         };
         out.put_u16(typ);
@@ -173,6 +179,7 @@ impl MultipartRequest {
             MultipartRequestBody::Desc
             | MultipartRequestBody::Table
             | MultipartRequestBody::PortDesc
+            | MultipartRequestBody::GroupDesc
             | MultipartRequestBody::TableFeatures => {}
         }
     }
@@ -243,7 +250,7 @@ const TABLE_FEATURES_LEN: usize = 64;
 impl TableFeatures {
     /// The features of a supercloud table: the 8 properties Open vSwitch requires,
     /// describing exactly what this codec accepts (apply-actions and goto-table to
-    /// later tables of `n_tables`; output, push/pop VLAN, dec-nw-ttl and set-field;
+    /// later tables of `n_tables`; output, push/pop VLAN, group, dec-nw-ttl and set-field;
     /// every OXM field of [`crate::flow::Field`], maskable where OpenFlow allows).
     pub fn supercloud(table_id: u8, n_tables: u8, max_entries: u32) -> TableFeatures {
         fn prop(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
@@ -309,7 +316,7 @@ impl TableFeatures {
         prop(&mut props, 2, &next);
         prop(&mut props, 4, &[]);
         let mut actions = Vec::new();
-        for t in [0u16, 17, 18, 24, 25] {
+        for t in [0u16, 17, 18, 22, 24, 25] {
             actions.put_u16(t);
             actions.put_u16(4);
         }
@@ -384,6 +391,8 @@ pub enum MultipartReplyBody {
     PortStats(Vec<PortStats>),
     /// Port descriptions.
     PortDesc(Vec<PortDesc>),
+    /// Groups with their buckets.
+    GroupDesc(Vec<GroupSpec>),
     /// Table features.
     TableFeatures(Vec<TableFeatures>),
 }
@@ -443,6 +452,7 @@ impl MultipartReply {
             })?),
             PORT_STATS => MultipartReplyBody::PortStats(items(r, PortStats::decode)?),
             PORT_DESC => MultipartReplyBody::PortDesc(items(r, PortDesc::decode)?),
+            GROUP_DESC => MultipartReplyBody::GroupDesc(items(r, decode_group_desc)?),
             TABLE_FEATURES => MultipartReplyBody::TableFeatures(items(r, TableFeatures::decode)?),
             other => return Err(bad_multipart(other)),
         };
@@ -457,6 +467,7 @@ impl MultipartReply {
             MultipartReplyBody::Table(_) => TABLE,
             MultipartReplyBody::PortStats(_) => PORT_STATS,
             MultipartReplyBody::PortDesc(_) => PORT_DESC,
+            MultipartReplyBody::GroupDesc(_) => GROUP_DESC,
             MultipartReplyBody::TableFeatures(_) => TABLE_FEATURES,
         }
     }
@@ -491,6 +502,7 @@ impl MultipartReply {
             }
             MultipartReplyBody::PortStats(v) => v.iter().for_each(|p| p.encode(out)),
             MultipartReplyBody::PortDesc(v) => v.iter().for_each(|p| p.encode(out)),
+            MultipartReplyBody::GroupDesc(v) => v.iter().for_each(|g| encode_group_desc(out, g)),
             MultipartReplyBody::TableFeatures(v) => v.iter().for_each(|t| t.encode(out)),
         }
     }
@@ -538,6 +550,14 @@ impl MultipartReply {
                 .into_iter()
                 .map(MultipartReplyBody::PortDesc)
                 .collect(),
+            MultipartReplyBody::GroupDesc(v) => chunks(v, |g| {
+                let mut b = Vec::new();
+                encode_group_desc(&mut b, g);
+                b.len()
+            })
+            .into_iter()
+            .map(MultipartReplyBody::GroupDesc)
+            .collect(),
             MultipartReplyBody::TableFeatures(v) => {
                 chunks(v, |t| TABLE_FEATURES_LEN + t.properties.len())
                     .into_iter()

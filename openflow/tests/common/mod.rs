@@ -195,6 +195,7 @@ pub fn arb_actions(m: FlowMatch) -> impl Strategy<Value = Vec<Action>> {
         prop_oneof![Just(0x8100u16), Just(0x88a8u16)].prop_map(Action::PushVlan),
         Just(Action::PopVlan),
         Just(Action::DecNwTtl),
+        (0u32..=openflow::flow::GROUP_MAX).prop_map(Action::Group),
     ];
     proptest::collection::vec(action, 0..5)
 }
