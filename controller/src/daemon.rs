@@ -1010,11 +1010,13 @@ impl Session {
         match self.ctl.measure_for(dpid, version) {
             Measure::Nothing => self.sync(installed, desired, version).await,
             Measure::Baseline { port } => {
+                // Ahead of the flow-mods too: the prepare step is not held up either.
                 let xid = self.request_port_counts(port).await?;
+                let installed = self.sync(installed, desired, version).await?;
                 if let Some(c) = self.port_counts(xid).await? {
                     self.ctl.record_baseline(c);
                 }
-                self.sync(installed, desired, version).await
+                Ok(installed)
             }
             Measure::AroundSwitch { port } => {
                 let before = self.request_port_counts(port).await?;
