@@ -242,6 +242,7 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
     );
     if let Ok(peers) = shared.tunnels.lock() {
         let _ = writeln!(out, "# HELP scd_tunnel_handshake_age_seconds Seconds since the last WireGuard handshake with a peer (absent: never).\n# TYPE scd_tunnel_handshake_age_seconds gauge");
+        let _ = writeln!(out, "# HELP scd_tunnel_handshake_rtt_seconds Round trip of the last handshake this switch initiated with a peer, millisecond resolution (absent: none yet).\n# TYPE scd_tunnel_handshake_rtt_seconds gauge");
         for p in peers.iter() {
             let l = format!(
                 "{base},port=\"{}\",peer=\"{}\",endpoint=\"{}\"",
@@ -254,6 +255,13 @@ pub fn render(handle: &SwitchHandle, host: &str) -> String {
                     out,
                     "scd_tunnel_handshake_age_seconds{{{l}}} {}",
                     age.as_secs()
+                );
+            }
+            if let Some(rtt) = p.handshake_rtt {
+                let _ = writeln!(
+                    out,
+                    "scd_tunnel_handshake_rtt_seconds{{{l}}} {:.3}",
+                    rtt.as_secs_f64()
                 );
             }
             let _ = writeln!(

@@ -119,6 +119,11 @@ pub struct PeerStatus {
     pub endpoint: Option<SocketAddr>,
     /// Time since the last completed handshake, if any.
     pub since_handshake: Option<Duration>,
+    /// Round trip of the last handshake this side initiated (initiation sent to
+    /// response received): the latency to that host, measured over the tunnel
+    /// itself every couple of minutes, as WireGuard rekeys. `None` until this side
+    /// has initiated one.
+    pub handshake_rtt: Option<Duration>,
     /// Bytes sent and received through the session (boringtun's count).
     pub tx_bytes: u64,
     /// See `tx_bytes`.
@@ -277,13 +282,14 @@ impl Tunnels {
         self.peers
             .iter()
             .map(|p| {
-                let (since_handshake, tx, rx, _, _) = p.tunn.stats();
+                let (since_handshake, tx, rx, _, rtt_ms) = p.tunn.stats();
                 PeerStatus {
                     port: p.config.port,
                     name: p.config.name.clone(),
                     public_key: keys::encode(&p.config.public_key),
                     endpoint: p.endpoint,
                     since_handshake,
+                    handshake_rtt: rtt_ms.map(|ms| Duration::from_millis(u64::from(ms))),
                     tx_bytes: tx as u64,
                     rx_bytes: rx as u64,
                 }

@@ -234,6 +234,35 @@ fn every_vm_reaches_every_other_over_the_direct_tunnel() -> Result<()> {
         assert_eq!(scd.metric("scd_tunnel_spoofed_total", &[])?, 0);
         assert_eq!(scd.metric("scd_malformed_total", &[])?, 0);
     }
+    // The switches measure the latency between hosts over the tunnels themselves
+    // (handshake round trips): host2 sits behind 20 ms each way.
+    let rtt = |from: usize, to: usize| -> Result<Option<f64>> {
+        let text = c.scds[from].metrics_text()?;
+        let port = format!("port=\"{}\"", tunnel_port(to));
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("scd_tunnel_handshake_rtt_seconds{") && l.contains(&port))
+            .find_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok()))
+    };
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        let (ab, ba) = (rtt(a, b)?, rtt(b, a)?);
+        eprintln!("handshake round trip host{a} <-> host{b}: {ab:?} / {ba:?} s");
+        let measured: Vec<f64> = [ab, ba].into_iter().flatten().collect();
+        assert!(
+            !measured.is_empty(),
+            "host{a} <-> host{b}: one side initiated a handshake"
+        );
+        for r in measured {
+            if b == 2 {
+                assert!(
+                    r >= 0.035,
+                    "host{a} <-> host{b} crosses the 2 x 20 ms link: {r} s"
+                );
+            } else {
+                assert!(r < 0.035, "host{a} <-> host{b} has no delay: {r} s");
+            }
+        }
+    }
     let _ = &c.net;
     Ok(())
 }
