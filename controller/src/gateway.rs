@@ -180,6 +180,12 @@ pub fn outbound_flows(
         places.sort_unstable();
         places.dedup();
         let mut in_ports = Vec::new();
+        // Every other serving gateway also translates the address inbound and
+        // tunnels the internet's packets here; its tunnel must be allowed to carry
+        // internet sources, which `scd` grants to the peers the tables route
+        // internet destinations to. So where the VM runs, each of them gets a
+        // backup route one priority below the home gateway's, shadowed by it.
+        let mut backups = Vec::new();
         let actions = if home.host == host.name {
             for (h, port) in &places {
                 if *h == host.name {
@@ -213,6 +219,12 @@ pub fn outbound_flows(
                     .filter(|(h, _)| *h == host.name)
                     .map(|(_, port)| *port),
             );
+            backups.extend(
+                serving(inv, public)
+                    .filter(|g| g.host != home.host && g.host != host.name)
+                    .filter_map(|g| inv.host(&g.host))
+                    .map(|h| vec![Action::output(h.tunnel_port())]),
+            );
             vec![Action::output(home_host.tunnel_port())]
         };
         in_ports.sort_unstable();
@@ -224,9 +236,13 @@ pub fn outbound_flows(
                     .with(Field::EthType, u128::from(ethertype::IPV4))
                     .with(Field::Ipv4Src, u128::from(u32::from(vm.ip)))
                     .with_prefix32(Field::Ipv4Dst, *net, *len);
-                let mut f = FlowSpec::new(0, GATEWAY_OUTBOUND_PRIORITY, matcher, actions.clone());
-                f.cookie = crate::routing::SCC_COOKIE;
-                flows.push(f);
+                let routes = std::iter::once(&actions).chain(backups.iter());
+                for (rank, route) in (0u16..).zip(routes) {
+                    let mut f =
+                        FlowSpec::new(0, GATEWAY_OUTBOUND_PRIORITY - rank, matcher, route.clone());
+                    f.cookie = crate::routing::SCC_COOKIE;
+                    flows.push(f);
+                }
             }
         }
     }
@@ -259,6 +275,15 @@ pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
         )));
     }
     if let Some(gw) = inv.gateways.get(&host.name) {
+        // The uplink faces the internet: nothing from it may reach the overlay
+        // except through the translation of an owned public address.
+        flows.push(drop(
+            ipv4.with(Field::InPort, u128::from(gw.port)).with_prefix32(
+                Field::Ipv4Dst,
+                u32::from(inv.overlay.0),
+                inv.overlay.1,
+            ),
+        ));
         let (net, len) = gw.public_prefix;
         let owned: Vec<u32> = public_vms(inv)
             .filter(|(_, public, _)| gw.serves(*public))
@@ -671,6 +696,51 @@ mod tests {
         assert!(a
             .simulate(&packet(10_003, [100, 64, 1, 1], CLIENT))
             .is_empty());
+    }
+
+    #[test]
+    fn every_serving_gateway_may_tunnel_the_internet_to_the_vm() {
+        // web1 on host-b (no gateway in its cloud): home is host-a, and host-c
+        // serves the prefix too. host-c translates what the internet sends it and
+        // tunnels it to host-b, whose switch must accept internet sources from
+        // host-c: a backup route to host-c, shadowed by the home route, says so.
+        let mut inv = two_gateways();
+        let web1 = inv.vms.get_mut("web1").unwrap();
+        web1.host = "host-b".into();
+        web1.port = 6;
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
+        let out = b.simulate(&packet(6, [100, 64, 1, 1], CLIENT));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 10_001, "to the home gateway, host-a");
+        let outputs_to = |port: u32| {
+            tables[&2].iter().any(|f| {
+                f.priority < GATEWAY_OUTBOUND_PRIORITY
+                    && f.matcher.matches(&packet(6, [100, 64, 1, 1], CLIENT))
+                    && f.instructions == [Instruction::ApplyActions(vec![Action::output(port)])]
+            })
+        };
+        assert!(outputs_to(10_003), "the backup route to host-c exists");
+        // host-c translates inbound and sends it to host-b.
+        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
+        let out = c.simulate(&packet(UPLINK, CLIENT, PUBLIC));
+        assert_eq!((out.len(), out[0].0), (1, 10_002));
+    }
+
+    #[test]
+    fn nothing_from_the_uplink_reaches_the_overlay_untranslated() {
+        let inv = inventory();
+        let tables = compile_network(&inv, "id", "p").unwrap();
+        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        // Straight to web1's overlay address from the internet side: dropped, and
+        // by a counted flow.
+        let direct = packet(UPLINK, CLIENT, [100, 64, 1, 1]);
+        assert!(a.simulate(&direct).is_empty());
+        assert!(tables[&1]
+            .iter()
+            .any(|f| f.priority == GATEWAY_DROP_PRIORITY && f.matcher.matches(&direct)));
+        // Through its public address it still arrives.
+        assert_eq!(a.simulate(&packet(UPLINK, CLIENT, PUBLIC)).len(), 1);
     }
 
     #[test]

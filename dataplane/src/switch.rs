@@ -1051,7 +1051,10 @@ impl Switch {
                 return;
             }
         };
-        let responders = self.arp.iter().chain(
+        // A port with answers of its own (a gateway's uplink) faces the outside:
+        // the overlay's anycast answers are never given there.
+        let own_answers = self.port_arp.iter().any(|(port, _)| *port == idx);
+        let responders = self.arp.iter().filter(|_| !own_answers).chain(
             self.port_arp
                 .iter()
                 .filter(|(port, _)| *port == idx)
