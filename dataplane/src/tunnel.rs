@@ -472,7 +472,10 @@ impl Tunnels {
     }
 
     /// Recomputes, when the tables changed, which source prefixes each peer may use:
-    /// the IP destinations of the flows that output to its port.
+    /// the IP destinations of the flows that output to its port, and the IP sources
+    /// of the flows that take packets from its port by source and forward them
+    /// (the tables accept that source from that peer explicitly, as a gateway does
+    /// for a migrating VM's traffic from its new host).
     pub fn refresh_allowed(&mut self, pipeline: &Pipeline) {
         if self.allowed_generation == pipeline.generation() {
             return;
@@ -484,6 +487,29 @@ impl Tunnels {
         for table in 0..pipeline.n_tables() {
             for entry in pipeline.entries(table) {
                 let m = &entry.spec.matcher;
+                let accepted = m
+                    .get(Field::Ipv4Src)
+                    .map(|(v, mask)| (v, mask, false))
+                    .or_else(|| m.get(Field::Ipv6Src).map(|(v, mask)| (v, mask, true)));
+                let forwards = entry.spec.instructions.iter().any(|i| match i {
+                    Instruction::ApplyActions(actions) => actions
+                        .iter()
+                        .any(|a| matches!(a, Action::Output { .. } | Action::Group(_))),
+                    Instruction::GotoTable(_) => true,
+                });
+                if let (Some(src), Some((in_port, _)), true) =
+                    (accepted, m.get(Field::InPort), forwards)
+                {
+                    if let Some(peer) = self
+                        .peers
+                        .iter_mut()
+                        .find(|p| u128::from(p.config.port) == in_port)
+                    {
+                        if !peer.allowed.contains(&src) {
+                            peer.allowed.push(src);
+                        }
+                    }
+                }
                 let dst = m
                     .get(Field::Ipv4Dst)
                     .map(|(v, mask)| (v, mask, false))
@@ -523,5 +549,82 @@ impl Tunnels {
             .allowed
             .iter()
             .any(|(value, mask, is_v6)| *is_v6 == v6 && src & mask == *value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Pipeline;
+    use openflow::flow::FlowMatch;
+    use openflow::FlowSpec;
+
+    const PEER_PORT: PortNo = 10_002;
+
+    fn ip(a: [u8; 4]) -> u128 {
+        u128::from(u32::from_be_bytes(a))
+    }
+
+    #[test]
+    fn a_peer_may_send_what_the_tables_route_to_it_or_accept_from_it_by_source() {
+        let peer = PeerConfig {
+            port: PEER_PORT,
+            name: "host-b".into(),
+            public_key: PublicKey::from(&StaticSecret::from([9u8; 32])).to_bytes(),
+            endpoint: None,
+            keepalive: None,
+        };
+        let mut tunnels = Tunnels::new(
+            "127.0.0.1:0".parse().unwrap(),
+            StaticSecret::from([7u8; 32]),
+            vec![peer],
+            1420,
+        )
+        .unwrap();
+        let ipv4 = FlowMatch::any().with(Field::EthType, 0x800);
+        let flows = vec![
+            // Routed to the peer: its VMs.
+            FlowSpec::new(
+                0,
+                10,
+                ipv4.with_prefix32(Field::Ipv4Dst, 0x6440_0200, 24),
+                vec![Action::output(PEER_PORT)],
+            ),
+            // Accepted from the peer by source and forwarded (a gateway taking a
+            // migrating VM's traffic from its new host).
+            FlowSpec::new(
+                0,
+                10,
+                ipv4.with(Field::InPort, u128::from(PEER_PORT))
+                    .with(Field::Ipv4Src, ip([100, 64, 1, 1])),
+                vec![Action::output(100)],
+            ),
+            // Matched from the peer by source but dropped: not an acceptance.
+            FlowSpec::new(
+                0,
+                10,
+                ipv4.with(Field::InPort, u128::from(PEER_PORT))
+                    .with(Field::Ipv4Src, ip([100, 64, 3, 3])),
+                vec![],
+            ),
+        ];
+        let pipeline = Pipeline::from_flows(flows).unwrap();
+        tunnels.refresh_allowed(&pipeline);
+        assert!(
+            tunnels.source_allowed(0, ip([100, 64, 2, 7]), false),
+            "routed"
+        );
+        assert!(
+            tunnels.source_allowed(0, ip([100, 64, 1, 1]), false),
+            "accepted"
+        );
+        assert!(
+            !tunnels.source_allowed(0, ip([100, 64, 3, 3]), false),
+            "dropped"
+        );
+        assert!(
+            !tunnels.source_allowed(0, ip([100, 64, 9, 9]), false),
+            "unknown"
+        );
     }
 }
