@@ -63,15 +63,25 @@ fn main() -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("benchmarks build network namespaces: run as root");
     }
-    // The scd of this build sits next to this binary.
-    if std::env::var_os("SCD_BIN").is_none() {
-        let scd = std::env::current_exe()?.with_file_name("scd");
-        anyhow::ensure!(
-            scd.exists(),
-            "{} not found: build it with `cargo build --release -p dataplane`",
-            scd.display()
-        );
-        std::env::set_var("SCD_BIN", scd);
+    // The scd and scc of this build sit next to this binary (the harness's own
+    // lookup expects a test executable one directory further down). Every
+    // benchmark needs scd; only `reroute` needs scc, and says so if it is missing.
+    for (name, env, package) in [
+        ("scd", "SCD_BIN", "dataplane"),
+        ("scc", "SCC_BIN", "controller"),
+    ] {
+        if std::env::var_os(env).is_some() {
+            continue;
+        }
+        let bin = std::env::current_exe()?.with_file_name(name);
+        if bin.exists() {
+            std::env::set_var(env, bin);
+        } else if name == "scd" {
+            bail!(
+                "{} not found: build it with `cargo build --release -p {package}`",
+                bin.display()
+            );
+        }
     }
     let mut charted = Vec::new();
     match cli.what {

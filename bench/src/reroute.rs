@@ -14,7 +14,8 @@
 //! `qemu_scd_migrate.rs`) report them with real `scd`s.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::{unique, Netns};
+use netns_tests::cloud::event_ms;
+use netns_tests::{scc_binary, unique, Netns};
 use openflow::flow::FlowMatch;
 use openflow::wire::{
     decode, encode, frame_len, FlowModCommand, FlowStatsEntry, Message, MultipartReply,
@@ -24,7 +25,6 @@ use openflow::FlowSpec;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -204,19 +204,6 @@ fn inventory(hosts: usize, vms: usize) -> String {
     t
 }
 
-fn scc_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("SCC_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let p = std::env::current_exe()?.with_file_name("scc");
-    anyhow::ensure!(
-        p.exists(),
-        "{} not found: build it with `cargo build --release -p controller`",
-        p.display()
-    );
-    Ok(p)
-}
-
 fn scc(ns: &Netns, args: &[&str]) -> Result<String> {
     let out = ns
         .command(scc_binary()?.to_str().context("path")?)
@@ -235,14 +222,6 @@ fn scc(ns: &Netns, args: &[&str]) -> Result<String> {
 
 fn status(ns: &Netns) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&scc(ns, &["status"])?)?)
-}
-
-fn event(s: &serde_json::Value, name: &str) -> Option<f64> {
-    s["timeline"]["events"]
-        .as_array()?
-        .iter()
-        .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(name)))?[1]
-        .as_f64()
 }
 
 /// Polls `scc status` until `ok`; fails when scc exits or after three minutes.
@@ -346,20 +325,21 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)>
             // A live migration copies memory for much longer than scc needs to
             // compile the switch step ahead; the arrival comes after both.
             let s = wait_for(&ns, &mut child, "switch compiled ahead", |s| {
-                event(s, "destination ready").is_some() && event(s, "switch compiled").is_some()
+                event_ms(s, "destination ready").is_some()
+                    && event_ms(s, "switch compiled").is_some()
             })?;
-            let ahead_ms = event(&s, "switch compiled").context("compiled")?
-                - event(&s, "prepare sent").context("prepare")?;
+            let ahead_ms = event_ms(&s, "switch compiled").context("compiled")?
+                - event_ms(&s, "prepare sent").context("prepare")?;
             let before = flow_mods.load(Ordering::Relaxed);
             scc(&ns, &["migrate", "--arrived"])?;
             let s = wait_for(&ns, &mut child, "rerouted", |s| {
-                event(s, "rerouted").is_some()
+                event_ms(s, "rerouted").is_some()
             })?;
             let after = flow_mods.load(Ordering::Relaxed);
             let (arrived, sent, rerouted) = (
-                event(&s, "arrived").context("arrived")?,
-                event(&s, "switch sent").context("switch sent")?,
-                event(&s, "rerouted").context("rerouted")?,
+                event_ms(&s, "arrived").context("arrived")?,
+                event_ms(&s, "switch sent").context("switch sent")?,
+                event_ms(&s, "rerouted").context("rerouted")?,
             );
             out.push(Reroute {
                 ahead_ms,
@@ -368,7 +348,7 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)>
                 flow_mods: after - before,
             });
             wait_for(&ns, &mut child, "cleaned up", |s| {
-                event(s, "old host drained").is_some() && all_synced(s)
+                event_ms(s, "old host drained").is_some() && all_synced(s)
             })?;
         }
         Ok((ready, out))
