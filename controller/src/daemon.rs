@@ -820,42 +820,51 @@ impl Session {
     /// The next message; answers echo requests and records errors on the way.
     async fn recv(&mut self) -> Result<(u32, Message), SessionError> {
         loop {
-            match frame_len(&self.inbox) {
+            if let Some(m) = self.next_buffered().await? {
+                return Ok(m);
+            }
+            // Read into the inbox itself: a buffer on the stack would make every
+            // future awaiting a reply 64 KiB larger.
+            self.inbox.reserve(65536);
+            let n = self.stream.read_buf(&mut self.inbox).await?;
+            if n == 0 {
+                return Err(SessionError::Protocol(
+                    "switch closed the connection".into(),
+                ));
+            }
+        }
+    }
+
+    /// The next complete message already in the inbox, if any. Echo requests and
+    /// packet-ins are handled here and not returned; errors are recorded and
+    /// returned (one may answer a request). A stream that cannot be framed is an
+    /// error, never buffered forever; a frame that cannot be decoded is skipped.
+    async fn next_buffered(&mut self) -> Result<Option<(u32, Message)>, SessionError> {
+        loop {
+            let n = match frame_len(&self.inbox) {
                 Err(_) => return Err(SessionError::Protocol("bad OpenFlow framing".into())),
-                Ok(Some(n)) => {
-                    let frame: Vec<u8> = self.inbox.drain(..n).collect();
-                    match decode(&frame) {
-                        Ok((xid, Message::EchoRequest(data))) => {
-                            let bytes = encode(&Message::EchoReply(data), xid)
-                                .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                            self.stream.write_all(&bytes).await?;
-                        }
-                        Ok((xid, Message::Error(e))) => {
-                            let text = format!("{e:?}");
-                            tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
-                            if let Some(dpid) = self.dpid {
-                                self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
-                            }
-                            // Returned too: it may be the answer to a request.
-                            return Ok((xid, Message::Error(e)));
-                        }
-                        Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
-                        Ok(m) => return Ok(m),
-                        // Something we cannot read is skipped, not fatal: the stream stays in step.
-                        Err(e) => tracing::debug!("undecodable message from switch: {e}"),
-                    }
+                Ok(None) => return Ok(None),
+                Ok(Some(n)) => n,
+            };
+            let frame: Vec<u8> = self.inbox.drain(..n).collect();
+            match decode(&frame) {
+                Ok((xid, Message::EchoRequest(data))) => {
+                    let bytes = encode(&Message::EchoReply(data), xid)
+                        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                    self.stream.write_all(&bytes).await?;
                 }
-                Ok(None) => {
-                    // Read into the inbox itself: a buffer on the stack would make
-                    // every future awaiting a reply 64 KiB larger.
-                    self.inbox.reserve(65536);
-                    let n = self.stream.read_buf(&mut self.inbox).await?;
-                    if n == 0 {
-                        return Err(SessionError::Protocol(
-                            "switch closed the connection".into(),
-                        ));
+                Ok((xid, Message::Error(e))) => {
+                    let text = format!("{e:?}");
+                    tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
+                    if let Some(dpid) = self.dpid {
+                        self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
                     }
+                    return Ok(Some((xid, Message::Error(e))));
                 }
+                Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
+                Ok(m) => return Ok(Some(m)),
+                // Something we cannot read is skipped, not fatal: the stream stays in step.
+                Err(e) => tracing::debug!("undecodable message from switch: {e}"),
             }
         }
     }
@@ -1150,36 +1159,17 @@ impl Session {
                     n = self.stream.read_buf(&mut self.inbox) => {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
-                        // Drain whatever is complete (echo replies, port status, errors);
-                        // a stream that cannot be framed is closed, never buffered forever.
-                        loop {
-                            let len = match frame_len(&self.inbox) {
-                                Ok(Some(len)) => len,
-                                Ok(None) => break,
-                                Err(_) => return Err(SessionError::Protocol("bad OpenFlow framing".into())),
-                            };
-                            let frame: Vec<u8> = self.inbox.drain(..len).collect();
-                            match decode(&frame) {
-                                Ok((xid, Message::EchoRequest(d))) => {
-                                    let bytes = encode(&Message::EchoReply(d), xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
-                                    self.stream.write_all(&bytes).await?;
+                        // Drain whatever is complete (echo replies, port status, errors).
+                        while let Some((_, m)) = self.next_buffered().await? {
+                            if let Message::MultipartReply(r) = m {
+                                if let MultipartReplyBody::PortDesc(ports) = r.body {
+                                    let tunnels = ports
+                                        .iter()
+                                        .filter(|p| p.name.starts_with("wg-"))
+                                        .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
+                                        .collect();
+                                    self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
                                 }
-                                Ok((_, Message::Error(e))) => {
-                                    let text = format!("{e:?}");
-                                    self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
-                                }
-                                Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
-                                Ok((_, Message::MultipartReply(r))) => {
-                                    if let MultipartReplyBody::PortDesc(ports) = r.body {
-                                        let tunnels = ports
-                                            .iter()
-                                            .filter(|p| p.name.starts_with("wg-"))
-                                            .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
-                                            .collect();
-                                        self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
-                                    }
-                                }
-                                _ => {}
                             }
                         }
                     }
