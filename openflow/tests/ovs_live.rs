@@ -93,6 +93,8 @@ impl FakeSwitch {
                             .map(|t| TableFeatures::supercloud(t, 4, 1_000_000))
                             .collect(),
                     ),
+                    // A fake switch without tunnels.
+                    MultipartRequestBody::TunnelStats => MultipartReplyBody::TunnelStats(vec![]),
                 };
                 MultipartReply { flags: 0, body }
                     .split()

@@ -448,6 +448,218 @@ fn long_replies_split_into_flagged_parts() {
     assert_eq!(total, 2000);
 }
 
+// ----- Supercloud experimenter multipart: tunnel statistics -----
+
+/// The fuzz seeds double as test vectors, so the seeds stay valid messages.
+const TUNNEL_STATS_REQUEST: &[u8] = include_bytes!("../fuzz/seeds/supercloud-tunnel-stats-request");
+const TUNNEL_STATS_REPLY: &[u8] = include_bytes!("../fuzz/seeds/supercloud-tunnel-stats-reply");
+
+#[test]
+fn tunnel_stats_bytes_match_the_documented_layout() {
+    assert_eq!(
+        TUNNEL_STATS_REQUEST,
+        hex("04 12 0018 00000005 ffff 0000 00000000 005c5c01 00000001")
+    );
+    let request = Message::MultipartRequest(MultipartRequest {
+        flags: 0,
+        body: MultipartRequestBody::TunnelStats,
+    });
+    assert_eq!(decode(TUNNEL_STATS_REQUEST).unwrap(), (5, request.clone()));
+    assert_eq!(encode(&request, 5).unwrap(), TUNNEL_STATS_REQUEST);
+
+    assert_eq!(
+        TUNNEL_STATS_REPLY,
+        hex("04 13 0068 00000006 ffff 0000 00000000 005c5c01 00000001
+             00002712 00000000 000000000000a7f8 0000000000001388
+                               0000000000100000 0000000000080000
+             00002713 00000000 ffffffffffffffff ffffffffffffffff
+                               0000000000000000 0000000000000000")
+    );
+    let reply = Message::MultipartReply(MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::TunnelStats(vec![
+            TunnelStatsEntry {
+                port_no: 10_002,
+                handshake_rtt_us: Some(43_000),
+                since_handshake_ms: Some(5_000),
+                tx_bytes: 1 << 20,
+                rx_bytes: 1 << 19,
+            },
+            TunnelStatsEntry {
+                port_no: 10_003,
+                handshake_rtt_us: None,
+                since_handshake_ms: None,
+                tx_bytes: 0,
+                rx_bytes: 0,
+            },
+        ]),
+    });
+    assert_eq!(decode(TUNNEL_STATS_REPLY).unwrap(), (6, reply.clone()));
+    assert_eq!(encode(&reply, 6).unwrap(), TUNNEL_STATS_REPLY);
+    assert_eq!(
+        (SUPERCLOUD_EXPERIMENTER, EXP_TUNNEL_STATS),
+        (0x005c_5c01, 1)
+    );
+}
+
+/// `frame` with its header length fixed to its size.
+fn with_length(mut frame: Vec<u8>) -> Vec<u8> {
+    let len = u16::try_from(frame.len()).unwrap();
+    frame[2..4].copy_from_slice(&len.to_be_bytes());
+    frame
+}
+
+#[test]
+fn foreign_experimenters_unknown_exp_types_and_bad_lengths_are_refused() {
+    let code = |bytes: Vec<u8>| decode(&with_length(bytes)).unwrap_err().code;
+    let bad_experimenter = ErrorCode::BadRequest(BadRequest::BadExperimenter);
+    let bad_exp_type = ErrorCode::BadRequest(BadRequest::BadExpType);
+    let bad_len = ErrorCode::BadRequest(BadRequest::BadLen);
+    // Nicira's id (0x00002320) with our exp_type, as request and as reply.
+    let nicira = hex("04 12 0000 00000007 ffff 0000 00000000 00002320 00000001");
+    assert_eq!(code(nicira.clone()), bad_experimenter);
+    let mut nicira_reply = nicira.clone();
+    nicira_reply[1] = msg_type::MULTIPART_REPLY;
+    assert_eq!(code(nicira_reply), bad_experimenter);
+    // Another experimenter's body is not ours to length-check.
+    assert_eq!(code([nicira, vec![0; 12]].concat()), bad_experimenter);
+    // Our id, an exp_type we do not know.
+    assert_eq!(
+        code(hex(
+            "04 12 0000 00000007 ffff 0000 00000000 005c5c01 00000002"
+        )),
+        bad_exp_type
+    );
+    assert_eq!(
+        code(hex(
+            "04 13 0000 00000007 ffff 0000 00000000 005c5c01 ffffffff"
+        )),
+        bad_exp_type
+    );
+    // The request has no body beyond experimenter and exp_type.
+    assert_eq!(code([TUNNEL_STATS_REQUEST, &[0; 8]].concat()), bad_len);
+    // Experimenter header cut short.
+    assert_eq!(code(TUNNEL_STATS_REQUEST[..20].to_vec()), bad_len);
+    assert_eq!(code(TUNNEL_STATS_REPLY[..22].to_vec()), bad_len);
+    // A reply body that is not a whole number of 40-byte entries.
+    for cut in [1, 8, 39, 41] {
+        let len = TUNNEL_STATS_REPLY.len() - cut;
+        assert_eq!(
+            code(TUNNEL_STATS_REPLY[..len].to_vec()),
+            bad_len,
+            "cut {cut}"
+        );
+    }
+    assert_eq!(code([TUNNEL_STATS_REPLY, &[0]].concat()), bad_len);
+    // The error reply carries the offending request.
+    let e = decode(&with_length(hex(
+        "04 12 0000 00000009 ffff 0000 00000000 00002320 00000001",
+    )))
+    .unwrap_err();
+    assert_eq!(e.xid, 9);
+    let Message::Error(em) = error_reply_for(&e, TUNNEL_STATS_REQUEST) else {
+        panic!()
+    };
+    assert_eq!(
+        (em.code, em.data.as_slice()),
+        (bad_experimenter, TUNNEL_STATS_REQUEST)
+    );
+}
+
+fn tunnel_entry(i: usize) -> TunnelStatsEntry {
+    let n = u64::try_from(i).unwrap();
+    TunnelStatsEntry {
+        port_no: 10_000 + u32::try_from(i).unwrap(),
+        handshake_rtt_us: (!i.is_multiple_of(3)).then_some(n * 1_000),
+        since_handshake_ms: (!i.is_multiple_of(5)).then_some(n),
+        tx_bytes: n << 20,
+        rx_bytes: n << 10,
+    }
+}
+
+#[test]
+fn long_tunnel_stats_replies_split_into_full_flagged_parts() {
+    let entries: Vec<TunnelStatsEntry> = (0..5000).map(tunnel_entry).collect();
+    let reply = MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::TunnelStats(entries.clone()),
+    };
+    assert!(matches!(
+        encode(&Message::MultipartReply(reply.clone()), 1),
+        Err(EncodeError::TooLong(_))
+    ));
+    let parts = reply.split();
+    // 65535 - 8 (header) - 8 (multipart) - 8 (experimenter) = 65511 bytes: 1637 entries.
+    let sizes: Vec<usize> = parts
+        .iter()
+        .map(|p| match &p.body {
+            MultipartReplyBody::TunnelStats(v) => v.len(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(sizes, vec![1637, 1637, 1637, 89]);
+    let mut back = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p.flags & MORE != 0, i + 1 < parts.len());
+        let bytes = encode(&Message::MultipartReply(p.clone()), 1).unwrap();
+        if i == 0 {
+            assert_eq!(bytes.len(), 24 + 1637 * 40);
+        }
+        let (
+            _,
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::TunnelStats(v),
+                ..
+            }),
+        ) = decode(&bytes).unwrap()
+        else {
+            panic!()
+        };
+        back.extend(v);
+    }
+    assert_eq!(back, entries);
+    // An empty list is one message with no entries, not none.
+    let empty = MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::TunnelStats(vec![]),
+    };
+    assert_eq!(empty.split(), vec![empty.clone()]);
+    assert_eq!(
+        encode(&Message::MultipartReply(empty), 3).unwrap().len(),
+        24
+    );
+}
+
+#[test]
+fn a_present_value_of_u64_max_is_not_sent_as_absent() {
+    let entry = TunnelStatsEntry {
+        port_no: 1,
+        handshake_rtt_us: Some(u64::MAX),
+        since_handshake_ms: Some(u64::MAX),
+        tx_bytes: u64::MAX,
+        rx_bytes: u64::MAX,
+    };
+    let reply = Message::MultipartReply(MultipartReply {
+        flags: 0,
+        body: MultipartReplyBody::TunnelStats(vec![entry]),
+    });
+    let Message::MultipartReply(MultipartReply {
+        body: MultipartReplyBody::TunnelStats(v),
+        ..
+    }) = roundtrip(&reply, 2)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        v,
+        vec![TunnelStatsEntry {
+            handshake_rtt_us: Some(u64::MAX - 1),
+            since_handshake_ms: Some(u64::MAX - 1),
+            ..entry
+        }]
+    );
+}
+
 // ----- interop with ovs-ofctl -----
 
 fn ofp_print(ofctl: &std::path::Path, bytes: &[u8]) -> String {
@@ -687,6 +899,21 @@ fn arb_group() -> impl Strategy<Value = GroupSpec> {
         })
 }
 
+/// A tunnel statistics entry; `None` often, and present values anywhere below the
+/// absent marker.
+fn arb_tunnel_entry() -> impl Strategy<Value = TunnelStatsEntry> {
+    let optional = || proptest::option::weighted(0.7, 0..u64::MAX);
+    (any::<u32>(), optional(), optional(), any::<(u64, u64)>()).prop_map(
+        |(port_no, handshake_rtt_us, since_handshake_ms, (tx_bytes, rx_bytes))| TunnelStatsEntry {
+            port_no,
+            handshake_rtt_us,
+            since_handshake_ms,
+            tx_bytes,
+            rx_bytes,
+        },
+    )
+}
+
 fn arb_message() -> impl Strategy<Value = Message> {
     let spec = common::arb_spec;
     prop_oneof![
@@ -822,7 +1049,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 };
                 Message::MultipartRequest(MultipartRequest { flags: fl, body })
             }),
-        (any::<u16>(), any::<u32>(), 0u8..5).prop_map(|(fl, p, k)| Message::MultipartRequest(
+        (any::<u16>(), any::<u32>(), 0u8..6).prop_map(|(fl, p, k)| Message::MultipartRequest(
             MultipartRequest {
                 flags: fl,
                 body: match k {
@@ -830,6 +1057,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     1 => MultipartRequestBody::Table,
                     2 => MultipartRequestBody::PortDesc,
                     3 => MultipartRequestBody::GroupDesc,
+                    4 => MultipartRequestBody::TunnelStats,
                     _ => MultipartRequestBody::PortStats(p),
                 }
             }
@@ -907,6 +1135,14 @@ fn arb_message() -> impl Strategy<Value = Message> {
                         })
                         .collect()
                 )
+            })),
+        (
+            proptest::collection::vec(arb_tunnel_entry(), 0..5),
+            any::<u16>()
+        )
+            .prop_map(|(v, fl)| Message::MultipartReply(MultipartReply {
+                flags: fl,
+                body: MultipartReplyBody::TunnelStats(v)
             })),
         (any::<(u64, u64, u32)>(), any::<u16>()).prop_map(|((p, b, f), fl)| {
             Message::MultipartReply(MultipartReply {
@@ -1044,5 +1280,48 @@ proptest! {
                 Err(e) => { let _ = error_reply_for(&e, &bytes[..n]); }
             }
         }
+    }
+
+    #[test]
+    fn any_bytes_after_a_tunnel_stats_header_never_panic(
+        reply in any::<bool>(),
+        tail in arb_bytes(200),
+    ) {
+        let head = if reply { TUNNEL_STATS_REPLY } else { TUNNEL_STATS_REQUEST };
+        let bytes = with_length([&head[..24], &tail].concat());
+        let valid = if reply { tail.len().is_multiple_of(40) } else { tail.is_empty() };
+        match decode(&bytes) {
+            Ok((xid, m)) => {
+                prop_assert!(valid, "{m:?}");
+                prop_assert_eq!(decode(&encode(&m, xid).unwrap()).unwrap(), (xid, m));
+            }
+            Err(e) => {
+                prop_assert!(!valid, "{e}");
+                prop_assert_eq!(e.code, ErrorCode::BadRequest(BadRequest::BadLen));
+                encode(&error_reply_for(&e, &bytes), e.xid).unwrap();
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn tunnel_stats_replies_of_any_length_split_and_reassemble(
+        entries in proptest::collection::vec(arb_tunnel_entry(), 0..4000),
+        flags in any::<u16>(),
+    ) {
+        let reply = MultipartReply { flags: flags & !MORE, body: MultipartReplyBody::TunnelStats(entries.clone()) };
+        let parts = reply.split();
+        let mut back = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            prop_assert_eq!(p.flags & MORE != 0, i + 1 < parts.len());
+            let bytes = encode(&Message::MultipartReply(p.clone()), 7).unwrap();
+            let (_, Message::MultipartReply(MultipartReply { body: MultipartReplyBody::TunnelStats(v), .. })) =
+                decode(&bytes).unwrap() else { panic!() };
+            prop_assert!(!v.is_empty() || parts.len() == 1);
+            back.extend(v);
+        }
+        prop_assert_eq!(back, entries);
     }
 }

@@ -36,7 +36,8 @@ pub use flow_mod::{
 pub use group_mod::{GroupMod, GroupModCommand};
 pub use multipart::{
     AggregateStats, FlowStatsRequest, MultipartReply, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody, SwitchDesc, TableFeatures, TableStats, MORE,
+    MultipartRequestBody, SwitchDesc, TableFeatures, TableStats, TunnelStatsEntry,
+    EXP_TUNNEL_STATS, MORE, SUPERCLOUD_EXPERIMENTER,
 };
 pub use packet::{PacketIn, PacketInReason, PacketOut};
 pub use port::{

@@ -1,10 +1,13 @@
 //! Multipart (statistics) requests and replies: desc, flow, aggregate, table,
-//! port-stats, port-desc and group-desc.
+//! port-stats, port-desc, group-desc, table-features, and the Supercloud
+//! experimenter's tunnel statistics.
 //!
 //! This module owns the bodies of `OFPT_MULTIPART_REQUEST`/`REPLY` for the types the
 //! switch answers, and the splitting of long replies into several messages flagged
 //! `OFPMPF_REPLY_MORE`. Other multipart types are refused with
-//! bad-request/bad-multipart. It never gathers statistics itself and never panics on
+//! bad-request/bad-multipart, experimenter multiparts of another experimenter with
+//! bad-request/bad-experimenter and unknown types of ours with
+//! bad-request/bad-exp-type. It never gathers statistics itself and never panics on
 //! any input.
 
 use super::buf::{get_str, put_str, Put, Reader};
@@ -24,6 +27,17 @@ const PORT_STATS: u16 = 4;
 const GROUP_DESC: u16 = 7;
 const TABLE_FEATURES: u16 = 12;
 const PORT_DESC: u16 = 13;
+/// `OFPMP_EXPERIMENTER`: the body starts with experimenter id and exp_type.
+const EXPERIMENTER: u16 = 0xffff;
+
+/// Our experimenter id in OFPMP_EXPERIMENTER messages (not an IEEE-registered OUI; fixed here).
+pub const SUPERCLOUD_EXPERIMENTER: u32 = 0x005c_5c01;
+/// exp_type of the tunnel statistics request/reply.
+pub const EXP_TUNNEL_STATS: u32 = 1;
+/// Bytes of the experimenter id and exp_type after the multipart header.
+const EXPERIMENTER_HEADER_LEN: usize = 8;
+/// Bytes of one [`TunnelStatsEntry`] on the wire.
+const TUNNEL_STATS_ENTRY_LEN: usize = 40;
 
 /// `OFPMPF_REQ_MORE` / `OFPMPF_REPLY_MORE`: more messages of this multipart follow.
 pub const MORE: u16 = 1;
@@ -107,6 +121,8 @@ pub enum MultipartRequestBody {
     /// Requests that try to *set* table features are refused with
     /// table-features-failed/eperm.
     TableFeatures,
+    /// Supercloud experimenter: statistics of every tunnel port (empty request body).
+    TunnelStats,
 }
 
 /// An `OFPT_MULTIPART_REQUEST`.
@@ -123,6 +139,37 @@ fn bad_multipart(typ: u16) -> Fail {
         ErrorCode::BadRequest(BadRequest::BadMultipart),
         format!("multipart type {typ} is not supported"),
     )
+}
+
+/// The experimenter types this codec knows, once the experimenter id is ours.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ExpType {
+    TunnelStats,
+}
+
+/// Reads the experimenter id and exp_type of an `OFPMP_EXPERIMENTER` body. Another
+/// experimenter's id is refused before its type is looked at.
+fn decode_experimenter(r: &mut Reader<'_>) -> Result<ExpType, Fail> {
+    let experimenter = r.u32()?;
+    let exp_type = r.u32()?;
+    if experimenter != SUPERCLOUD_EXPERIMENTER {
+        return Err(Fail::new(
+            ErrorCode::BadRequest(BadRequest::BadExperimenter),
+            format!("experimenter {experimenter:#010x} is not supported"),
+        ));
+    }
+    match exp_type {
+        EXP_TUNNEL_STATS => Ok(ExpType::TunnelStats),
+        other => Err(Fail::new(
+            ErrorCode::BadRequest(BadRequest::BadExpType),
+            format!("supercloud experimenter type {other} is not supported"),
+        )),
+    }
+}
+
+fn encode_experimenter(out: &mut Vec<u8>, exp_type: u32) {
+    out.put_u32(SUPERCLOUD_EXPERIMENTER);
+    out.put_u32(exp_type);
 }
 
 impl MultipartRequest {
@@ -151,6 +198,9 @@ impl MultipartRequest {
                 }
                 MultipartRequestBody::TableFeatures
             }
+            EXPERIMENTER => match decode_experimenter(r)? {
+                ExpType::TunnelStats => MultipartRequestBody::TunnelStats,
+            },
             other => return Err(bad_multipart(other)),
         };
         Ok(MultipartRequest { flags, body })
@@ -166,6 +216,7 @@ impl MultipartRequest {
             MultipartRequestBody::PortDesc => PORT_DESC,
             MultipartRequestBody::GroupDesc => GROUP_DESC,
             MultipartRequestBody::TableFeatures => TABLE_FEATURES,
+            MultipartRequestBody::TunnelStats => EXPERIMENTER,
         };
         out.put_u16(typ);
         out.put_u16(self.flags);
@@ -176,6 +227,7 @@ impl MultipartRequest {
                 out.put_u32(*p);
                 out.put_zeros(4);
             }
+            MultipartRequestBody::TunnelStats => encode_experimenter(out, EXP_TUNNEL_STATS),
             MultipartRequestBody::Desc
             | MultipartRequestBody::Table
             | MultipartRequestBody::PortDesc
@@ -376,6 +428,63 @@ impl TableFeatures {
     }
 }
 
+/// Statistics of one tunnel port (Supercloud experimenter multipart).
+///
+/// On the wire (40 bytes, big-endian): `port_no` u32, 4 bytes of padding,
+/// `handshake_rtt_us` u64, `since_handshake_ms` u64, `tx_bytes` u64, `rx_bytes` u64;
+/// `u64::MAX` stands for `None` in the two optional fields, so `Some(u64::MAX)` is sent
+/// as `Some(u64::MAX - 1)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TunnelStatsEntry {
+    /// The tunnel's OpenFlow port.
+    pub port_no: u32,
+    /// Round trip of the last handshake this switch initiated on the tunnel, in
+    /// microseconds; None if it never initiated one.
+    pub handshake_rtt_us: Option<u64>,
+    /// Milliseconds since the last completed handshake (either side); None if none.
+    pub since_handshake_ms: Option<u64>,
+    /// Bytes sent and received through the tunnel (WireGuard's counters).
+    pub tx_bytes: u64,
+    /// See `tx_bytes`.
+    pub rx_bytes: u64,
+}
+
+/// The wire value of an optional field: `u64::MAX` is `None`.
+const ABSENT: u64 = u64::MAX;
+
+fn get_optional_u64(r: &mut Reader<'_>) -> Result<Option<u64>, Fail> {
+    let v = r.u64()?;
+    Ok((v != ABSENT).then_some(v))
+}
+
+fn put_optional_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    // A present value never turns into the absent marker.
+    out.put_u64(v.map_or(ABSENT, |v| v.min(ABSENT - 1)));
+}
+
+impl TunnelStatsEntry {
+    fn decode(r: &mut Reader<'_>) -> Result<TunnelStatsEntry, Fail> {
+        let port_no = r.u32()?;
+        r.skip(4)?;
+        Ok(TunnelStatsEntry {
+            port_no,
+            handshake_rtt_us: get_optional_u64(r)?,
+            since_handshake_ms: get_optional_u64(r)?,
+            tx_bytes: r.u64()?,
+            rx_bytes: r.u64()?,
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.port_no);
+        out.put_zeros(4);
+        put_optional_u64(out, self.handshake_rtt_us);
+        put_optional_u64(out, self.since_handshake_ms);
+        out.put_u64(self.tx_bytes);
+        out.put_u64(self.rx_bytes);
+    }
+}
+
 /// What a multipart reply carries.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub enum MultipartReplyBody {
@@ -395,6 +504,8 @@ pub enum MultipartReplyBody {
     GroupDesc(Vec<GroupSpec>),
     /// Table features.
     TableFeatures(Vec<TableFeatures>),
+    /// Supercloud experimenter: one entry per tunnel port.
+    TunnelStats(Vec<TunnelStatsEntry>),
 }
 
 /// An `OFPT_MULTIPART_REPLY`.
@@ -454,6 +565,20 @@ impl MultipartReply {
             PORT_DESC => MultipartReplyBody::PortDesc(items(r, PortDesc::decode)?),
             GROUP_DESC => MultipartReplyBody::GroupDesc(items(r, decode_group_desc)?),
             TABLE_FEATURES => MultipartReplyBody::TableFeatures(items(r, TableFeatures::decode)?),
+            EXPERIMENTER => match decode_experimenter(r)? {
+                ExpType::TunnelStats => {
+                    if !r.remaining().is_multiple_of(TUNNEL_STATS_ENTRY_LEN) {
+                        return Err(Fail::new(
+                            ErrorCode::BadRequest(BadRequest::BadLen),
+                            format!(
+                                "tunnel stats body of {} bytes is not a multiple of {TUNNEL_STATS_ENTRY_LEN}",
+                                r.remaining()
+                            ),
+                        ));
+                    }
+                    MultipartReplyBody::TunnelStats(items(r, TunnelStatsEntry::decode)?)
+                }
+            },
             other => return Err(bad_multipart(other)),
         };
         Ok(MultipartReply { flags, body })
@@ -469,6 +594,7 @@ impl MultipartReply {
             MultipartReplyBody::PortDesc(_) => PORT_DESC,
             MultipartReplyBody::GroupDesc(_) => GROUP_DESC,
             MultipartReplyBody::TableFeatures(_) => TABLE_FEATURES,
+            MultipartReplyBody::TunnelStats(_) => EXPERIMENTER,
         }
     }
 
@@ -504,6 +630,10 @@ impl MultipartReply {
             MultipartReplyBody::PortDesc(v) => v.iter().for_each(|p| p.encode(out)),
             MultipartReplyBody::GroupDesc(v) => v.iter().for_each(|g| encode_group_desc(out, g)),
             MultipartReplyBody::TableFeatures(v) => v.iter().for_each(|t| t.encode(out)),
+            MultipartReplyBody::TunnelStats(v) => {
+                encode_experimenter(out, EXP_TUNNEL_STATS);
+                v.iter().for_each(|e| e.encode(out));
+            }
         }
     }
 
@@ -513,12 +643,12 @@ impl MultipartReply {
     pub fn split(&self) -> Vec<MultipartReply> {
         // Room for list items: message minus header (8) and multipart header (8).
         const ROOM: usize = super::MAX_MESSAGE_LEN - 16;
-        fn chunks<T: Clone>(v: &[T], size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
+        fn chunks<T: Clone>(room: usize, v: &[T], size: impl Fn(&T) -> usize) -> Vec<Vec<T>> {
             let mut out: Vec<Vec<T>> = vec![Vec::new()];
             let mut used = 0;
             for item in v {
                 let n = size(item);
-                if used + n > ROOM && out.last().is_some_and(|c| !c.is_empty()) {
+                if used + n > room && out.last().is_some_and(|c| !c.is_empty()) {
                     out.push(Vec::new());
                     used = 0;
                 }
@@ -530,7 +660,7 @@ impl MultipartReply {
             out
         }
         let parts: Vec<MultipartReplyBody> = match &self.body {
-            MultipartReplyBody::Flow(v) => chunks(v, |e| {
+            MultipartReplyBody::Flow(v) => chunks(ROOM, v, |e| {
                 let mut b = Vec::new();
                 e.encode(&mut b);
                 b.len()
@@ -538,19 +668,19 @@ impl MultipartReply {
             .into_iter()
             .map(MultipartReplyBody::Flow)
             .collect(),
-            MultipartReplyBody::Table(v) => chunks(v, |_| 24)
+            MultipartReplyBody::Table(v) => chunks(ROOM, v, |_| 24)
                 .into_iter()
                 .map(MultipartReplyBody::Table)
                 .collect(),
-            MultipartReplyBody::PortStats(v) => chunks(v, |_| PORT_STATS_LEN)
+            MultipartReplyBody::PortStats(v) => chunks(ROOM, v, |_| PORT_STATS_LEN)
                 .into_iter()
                 .map(MultipartReplyBody::PortStats)
                 .collect(),
-            MultipartReplyBody::PortDesc(v) => chunks(v, |_| PORT_DESC_LEN)
+            MultipartReplyBody::PortDesc(v) => chunks(ROOM, v, |_| PORT_DESC_LEN)
                 .into_iter()
                 .map(MultipartReplyBody::PortDesc)
                 .collect(),
-            MultipartReplyBody::GroupDesc(v) => chunks(v, |g| {
+            MultipartReplyBody::GroupDesc(v) => chunks(ROOM, v, |g| {
                 let mut b = Vec::new();
                 encode_group_desc(&mut b, g);
                 b.len()
@@ -559,11 +689,17 @@ impl MultipartReply {
             .map(MultipartReplyBody::GroupDesc)
             .collect(),
             MultipartReplyBody::TableFeatures(v) => {
-                chunks(v, |t| TABLE_FEATURES_LEN + t.properties.len())
+                chunks(ROOM, v, |t| TABLE_FEATURES_LEN + t.properties.len())
                     .into_iter()
                     .map(MultipartReplyBody::TableFeatures)
                     .collect()
             }
+            MultipartReplyBody::TunnelStats(v) => chunks(ROOM - EXPERIMENTER_HEADER_LEN, v, |_| {
+                TUNNEL_STATS_ENTRY_LEN
+            })
+            .into_iter()
+            .map(MultipartReplyBody::TunnelStats)
+            .collect(),
             other => vec![other.clone()],
         };
         let n = parts.len();
