@@ -7,7 +7,9 @@
 //! [`Pipeline`] changes run on the switch thread through [`SwitchHandle::call`]
 //! (consecutive flow-mods of one connection in one call; a group-mod in its own
 //! call, in order with them), statistics and group descriptions are read the
-//! same way, packet-outs go through [`SwitchHandle::packet_out`], and packet-ins and
+//! same way, the Supercloud tunnel statistics (an experimenter multipart) through
+//! [`SwitchHandle::tunnel_status`], packet-outs go through
+//! [`SwitchHandle::packet_out`], and packet-ins and
 //! flow-removed messages arrive from the switch thread through bounded channels and
 //! are written to every connection that is not a slave. Replies of one connection
 //! are written in the order of its requests, which is what makes a barrier reply
@@ -27,6 +29,7 @@ use crate::table::{
     GroupError, Pipeline, RemovedFlow, RemovedReason, Selector, TableError, ALL_TABLES,
     MAX_ENTRIES_PER_TABLE,
 };
+use crate::tunnel::PeerStatus;
 use openflow::flow::{flags, port, Action, GroupSpec, Mac, PortNo};
 use openflow::text::FlowStats;
 use openflow::wire::{
@@ -36,7 +39,7 @@ use openflow::wire::{
     FlowStatsRequest, GroupMod, GroupModCommand, GroupModFailed, Hello, HelloFailed, Message,
     MultipartReply, MultipartReplyBody, MultipartRequestBody, PacketIn, PacketInReason, PortDesc,
     PortStats, Role, RoleRequestFailed, SwitchConfig, SwitchDesc, SwitchFeatures, TableFeatures,
-    TableStats, GROUP_ANY,
+    TableStats, TunnelStatsEntry, GROUP_ANY,
 };
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -374,6 +377,23 @@ pub fn port_stats(
     Ok(all)
 }
 
+/// One tunnel statistics entry per peer, in configuration order. boringtun measures
+/// the handshake round trip in whole milliseconds; the wire carries microseconds so
+/// that a finer measurement needs no new message.
+pub fn tunnel_stats(peers: &[PeerStatus]) -> Vec<TunnelStatsEntry> {
+    let saturating = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+    peers
+        .iter()
+        .map(|p| TunnelStatsEntry {
+            port_no: p.port,
+            handshake_rtt_us: p.handshake_rtt.map(|d| saturating(d.as_micros())),
+            since_handshake_ms: p.since_handshake.map(|d| saturating(d.as_millis())),
+            tx_bytes: p.tx_bytes,
+            rx_bytes: p.rx_bytes,
+        })
+        .collect()
+}
+
 /// The packet-in message for a frame the switch sent to the controller.
 pub fn packet_in_message(ev: &PacketInEvent) -> PacketIn {
     let data = ev
@@ -419,6 +439,8 @@ pub trait Backend {
     fn port_descs(&self) -> Vec<PortDesc>;
     /// Port statistics.
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode>;
+    /// Statistics of every tunnel port (empty without tunnels).
+    fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone>;
     /// Runs a packet-out.
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
 }
@@ -482,6 +504,14 @@ impl Backend for SwitchBackend {
 
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode> {
         port_stats(&self.handle.shared, port_no, Instant::now())
+    }
+
+    fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone> {
+        // Asked of the switch thread rather than read from the once-a-second
+        // snapshot, so handshake ages are exact to the millisecond.
+        self.handle
+            .tunnel_status()
+            .map(|peers| tunnel_stats(&peers))
     }
 
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
@@ -925,6 +955,13 @@ impl Session {
                             return;
                         }
                     },
+                    MultipartRequestBody::TunnelStats => match backend.tunnel_stats() {
+                        Ok(v) => MultipartReplyBody::TunnelStats(v),
+                        Err(SwitchGone) => {
+                            out.close = true;
+                            return;
+                        }
+                    },
                     MultipartRequestBody::TableFeatures => MultipartReplyBody::TableFeatures(
                         (0..info.n_tables)
                             .map(|t| {
@@ -1238,11 +1275,12 @@ mod tests {
     use openflow::text::parse_flow;
     use openflow::wire::{encode, MultipartRequest, PacketOut};
 
-    /// A backend over a local pipeline, with two fake ports.
+    /// A backend over a local pipeline, with fake ports and tunnel peers.
     struct Local {
         info: DatapathInfo,
         pipeline: Mutex<Pipeline>,
         outs: Mutex<Vec<PacketOutJob>>,
+        tunnels: Vec<PeerStatus>,
     }
 
     impl Local {
@@ -1255,6 +1293,7 @@ mod tests {
                 },
                 pipeline: Mutex::new(Pipeline::new(4)),
                 outs: Mutex::new(Vec::new()),
+                tunnels: Vec::new(),
             }
         }
         fn len(&self) -> usize {
@@ -1311,6 +1350,9 @@ mod tests {
                 Err(ErrorCode::BadRequest(BadRequest::BadPort))
             }
         }
+        fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone> {
+            Ok(tunnel_stats(&self.tunnels))
+        }
         fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
             if job.data.is_empty() {
                 return Ok(Err(PacketOutError::BadPacket));
@@ -1329,7 +1371,7 @@ mod tests {
         encode(m, xid).unwrap()
     }
 
-    fn run(s: &mut Session, b: &Local, msgs: &[Vec<u8>]) -> Outcome {
+    fn run<B: Backend>(s: &mut Session, b: &B, msgs: &[Vec<u8>]) -> Outcome {
         let frames: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
         s.handle(&frames, b)
     }
@@ -1810,5 +1852,227 @@ mod tests {
         assert_ne!(a, b);
         assert!(!a.is_multicast());
         assert_eq!(a.0[0] & 2, 2);
+    }
+
+    fn tunnel_stats_request(xid: u32) -> Vec<u8> {
+        enc(
+            &Message::MultipartRequest(MultipartRequest {
+                flags: 0,
+                body: MultipartRequestBody::TunnelStats,
+            }),
+            xid,
+        )
+    }
+
+    /// The entries of the tunnel statistics reply a fresh session gets from `b`.
+    fn ask_tunnel_stats<B: Backend>(b: &B) -> Vec<TunnelStatsEntry> {
+        let reg = Arc::new(Registry::default());
+        let mut s = session(&reg);
+        let out = run(&mut s, b, &[hello(), tunnel_stats_request(50)]);
+        match out.replies.as_slice() {
+            [(
+                50,
+                Message::MultipartReply(MultipartReply {
+                    flags: 0,
+                    body: MultipartReplyBody::TunnelStats(v),
+                }),
+            )] => v.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn peer_status(port: PortNo, rtt_ms: Option<u64>, since_ms: Option<u64>) -> PeerStatus {
+        PeerStatus {
+            port,
+            name: format!("host-{port}"),
+            public_key: String::new(),
+            endpoint: None,
+            since_handshake: since_ms.map(Duration::from_millis),
+            handshake_rtt: rtt_ms.map(Duration::from_millis),
+            tx_bytes: u64::from(port) * 1000,
+            rx_bytes: u64::from(port) * 10,
+        }
+    }
+
+    #[test]
+    fn tunnel_stats_has_one_entry_per_tunnel_and_foreign_experimenters_get_errors() {
+        let reg = Arc::new(Registry::default());
+        let mut b = Local::new();
+        b.tunnels = vec![
+            peer_status(10_002, Some(44), Some(3_500)),
+            peer_status(10_003, None, Some(61_000)),
+            peer_status(10_004, None, None),
+        ];
+        let mut s = session(&reg);
+        let experimenter = |xid: u32, id: u32, exp_type: u32| {
+            let mut b = tunnel_stats_request(xid);
+            b[16..20].copy_from_slice(&id.to_be_bytes());
+            b[20..24].copy_from_slice(&exp_type.to_be_bytes());
+            b
+        };
+        let out = run(
+            &mut s,
+            &b,
+            &[
+                hello(),
+                tunnel_stats_request(40),
+                experimenter(41, 0x2320, openflow::wire::EXP_TUNNEL_STATS),
+                experimenter(42, openflow::wire::SUPERCLOUD_EXPERIMENTER, 9),
+                enc(&Message::BarrierRequest, 43),
+            ],
+        );
+        assert_eq!(
+            codes(&out),
+            vec![
+                (40, None),
+                (41, Some(ErrorCode::BadRequest(BadRequest::BadExperimenter))),
+                (42, Some(ErrorCode::BadRequest(BadRequest::BadExpType))),
+                (43, None),
+            ]
+        );
+        assert!(!out.close);
+        let Message::MultipartReply(MultipartReply {
+            body: MultipartReplyBody::TunnelStats(v),
+            ..
+        }) = &out.replies[0].1
+        else {
+            panic!("{out:?}")
+        };
+        let entry = |port_no, handshake_rtt_us, since_handshake_ms| TunnelStatsEntry {
+            port_no,
+            handshake_rtt_us,
+            since_handshake_ms,
+            tx_bytes: u64::from(port_no) * 1000,
+            rx_bytes: u64::from(port_no) * 10,
+        };
+        assert_eq!(
+            v,
+            &vec![
+                entry(10_002, Some(44_000), Some(3_500)),
+                entry(10_003, None, Some(61_000)),
+                entry(10_004, None, None),
+            ]
+        );
+        // The error carries the refused request.
+        let Message::Error(e) = &out.replies[1].1 else {
+            panic!()
+        };
+        assert_eq!(e.data, experimenter(41, 0x2320, 1));
+
+        assert_eq!(ask_tunnel_stats(&Local::new()), vec![]);
+    }
+
+    /// Runs a switch over `tunnels` (no local ports) on its own thread.
+    fn spawn_switch(
+        datapath_id: u64,
+        tunnels: Option<crate::tunnel::Tunnels>,
+    ) -> (SwitchBackend, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut switch = crate::switch::Switch::new(crate::switch::SwitchParams {
+                datapath_id,
+                ports: vec![],
+                tunnels,
+                arp: None,
+                port_arp: vec![],
+                gateway_mac: Mac([2, 0, 0, 0, 0, 1]),
+                gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
+                pipeline: Pipeline::new(1),
+            })
+            .unwrap();
+            tx.send(switch.handle()).unwrap();
+            switch.run(&AtomicBool::new(false)).unwrap();
+        });
+        let handle = rx.recv().unwrap();
+        let info = DatapathInfo {
+            datapath_id,
+            name: format!("switch-{datapath_id}"),
+            n_tables: 1,
+        };
+        (SwitchBackend::new(handle, info), thread)
+    }
+
+    /// Two switches on loopback: `a` initiates a handshake to `b` at start and has a
+    /// second peer that never answers (no endpoint). Their answers come from the
+    /// switch threads' tunnel tables.
+    #[test]
+    fn running_switches_answer_tunnel_stats_from_their_tunnels() {
+        use crate::tunnel::{PeerConfig, Tunnels};
+        use boringtun::x25519::{PublicKey, StaticSecret};
+        let secret = |b: u8| StaticSecret::from([b; 32]);
+        let public = |b: u8| PublicKey::from(&secret(b)).to_bytes();
+        let peer = |port, name: &str, key, endpoint| PeerConfig {
+            port,
+            name: name.into(),
+            public_key: key,
+            endpoint,
+            keepalive: None,
+        };
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let b_tunnels = Tunnels::new(
+            loopback,
+            secret(2),
+            vec![peer(10_001, "a", public(1), None)],
+            1420,
+        )
+        .unwrap();
+        let b_addr = b_tunnels.local_addr().unwrap();
+        let a_tunnels = Tunnels::new(
+            loopback,
+            secret(1),
+            vec![
+                peer(10_002, "b", public(2), Some(b_addr)),
+                peer(10_003, "c", public(3), None),
+            ],
+            1420,
+        )
+        .unwrap();
+        let (b_backend, b_thread) = spawn_switch(2, Some(b_tunnels));
+        let (a_backend, a_thread) = spawn_switch(1, Some(a_tunnels));
+        let (none_backend, none_thread) = spawn_switch(3, None);
+
+        // Wait (not a timing assertion) for the handshake a initiated at start.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (a, b) = loop {
+            let a = ask_tunnel_stats(&a_backend);
+            let b = ask_tunnel_stats(&b_backend);
+            let done = a[0].since_handshake_ms.is_some() && b[0].since_handshake_ms.is_some();
+            if done || Instant::now() > deadline {
+                break (a, b);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let ports = |v: &[TunnelStatsEntry]| v.iter().map(|e| e.port_no).collect::<Vec<_>>();
+        assert_eq!(ports(&a), vec![10_002, 10_003]);
+        assert_eq!(ports(&b), vec![10_001]);
+        // a initiated: it has a round trip, in whole milliseconds carried as µs.
+        let rtt = a[0]
+            .handshake_rtt_us
+            .expect("a measured the handshake to b");
+        assert_eq!(rtt % 1000, 0, "{rtt}");
+        assert!(a[0].since_handshake_ms.is_some(), "{a:?}");
+        // b only answered: a session but no round trip of its own.
+        assert!(b[0].since_handshake_ms.is_some(), "{b:?}");
+        assert_eq!(b[0].handshake_rtt_us, None);
+        // c never answered.
+        assert_eq!(
+            (
+                a[1].handshake_rtt_us,
+                a[1].since_handshake_ms,
+                a[1].rx_bytes
+            ),
+            (None, None, 0)
+        );
+        // A switch without tunnels answers an empty list.
+        assert_eq!(ask_tunnel_stats(&none_backend), vec![]);
+
+        for (backend, thread) in [
+            (a_backend, a_thread),
+            (b_backend, b_thread),
+            (none_backend, none_thread),
+        ] {
+            backend.handle.stop();
+            thread.join().unwrap();
+        }
     }
 }

@@ -194,6 +194,8 @@ enum Work {
     Job(Job),
     /// A frame to inject (OpenFlow packet-out), with where to send the result.
     PacketOut(PacketOutJob, SyncSender<Result<(), PacketOutError>>),
+    /// A fresh status of every tunnel peer (empty without tunnels).
+    TunnelStatus(SyncSender<Vec<PeerStatus>>),
 }
 
 impl std::fmt::Debug for Work {
@@ -201,6 +203,7 @@ impl std::fmt::Debug for Work {
         match self {
             Work::Job(_) => f.write_str("Job"),
             Work::PacketOut(p, _) => p.fmt(f),
+            Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
         }
     }
 }
@@ -404,32 +407,39 @@ impl SwitchHandle {
         unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Runs `f` on the switch thread with the pipeline and waits for its result.
-    pub fn call<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Pipeline, Instant) -> R + Send + 'static,
-    ) -> Result<R, SwitchGone> {
+    /// Queues the work `make` builds around a reply sender, wakes the switch thread
+    /// and waits for the reply.
+    fn ask<R>(&self, make: impl FnOnce(SyncSender<R>) -> Work) -> Result<R, SwitchGone> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Work::Job(Box::new(move |p, now| {
-                let _ = tx.send(f(p, now));
-            })))
-            .map_err(|_| SwitchGone)?;
+        self.jobs.send(make(tx)).map_err(|_| SwitchGone)?;
         self.wake();
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|_| SwitchGone)
     }
 
+    /// Runs `f` on the switch thread with the pipeline and waits for its result.
+    pub fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Pipeline, Instant) -> R + Send + 'static,
+    ) -> Result<R, SwitchGone> {
+        self.ask(|tx| {
+            Work::Job(Box::new(move |p, now| {
+                let _ = tx.send(f(p, now));
+            }))
+        })
+    }
+
     /// Injects a frame (OpenFlow packet-out) on the switch thread, after every job
     /// sent before it, and waits until its actions have run.
     pub fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs
-            .send(Work::PacketOut(job, tx))
-            .map_err(|_| SwitchGone)?;
-        self.wake();
-        rx.recv_timeout(Duration::from_secs(10))
-            .map_err(|_| SwitchGone)
+        self.ask(|tx| Work::PacketOut(job, tx))
+    }
+
+    /// The status of every tunnel peer as the switch thread sees it now (handshake
+    /// ages and byte counts, unlike [`SwitchShared::tunnels`], which is up to a second
+    /// old); empty for a switch without tunnels.
+    pub fn tunnel_status(&self) -> Result<Vec<PeerStatus>, SwitchGone> {
+        self.ask(Work::TunnelStatus)
     }
 
     /// Asks the switch thread to stop after the current batch.
@@ -757,6 +767,10 @@ impl Switch {
                     Work::Job(job) => job(&mut self.pipeline, now),
                     Work::PacketOut(job, reply) => {
                         let _ = reply.send(self.packet_out(job, &mut scratch, now));
+                    }
+                    Work::TunnelStatus(reply) => {
+                        let status = self.tunnels.as_ref().map(Tunnels::status);
+                        let _ = reply.send(status.unwrap_or_default());
                     }
                 }
             }
