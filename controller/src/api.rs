@@ -37,6 +37,10 @@ fn reply(status: u16, body: serde_json::Value) -> Response {
     Response { status, body }
 }
 
+fn json(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
 fn change(result: Result<u64, ChangeError>) -> Response {
     match result {
         Ok(version) => reply(200, serde_json::json!({ "version": version })),
@@ -101,6 +105,10 @@ fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Resp
         },
         ("POST", "/migrate/arrived") => change(ctl.arrived(None, "hypervisor")),
         ("POST", "/migrate/abort") => change(ctl.abort_migration()),
+        ("GET", "/placement") => reply(200, json(&ctl.placement_round(false))),
+        ("POST", "/placement/run") => reply(200, json(&ctl.placement_round(true))),
+        ("GET", "/placement/snapshot") => reply(200, json(&ctl.placement_snapshot())),
+        ("GET", "/placement/moves") => reply(200, ctl.placement_moves()),
         _ => reply(
             404,
             serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),

@@ -12,13 +12,16 @@
 //! decide routes (`routing`).
 
 use crate::diff::plan;
+use crate::feed::TrafficSampler;
+use crate::follow::{now_ms, Follower, Round};
 use crate::inventory::{Inventory, Vm};
 use crate::routing::{compile_network_during, Migration, Phase, ProgramError, SCC_COOKIE};
 use crate::store::{Persisted, Store};
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
     decode, encode, frame_len, port_state, FlowStatsEntry, FlowStatsRequest, Hello, Message,
-    MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY, MORE, TABLE_ALL,
+    MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, TunnelStatsEntry,
+    GROUP_ANY, MORE, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use serde::Serialize;
@@ -203,6 +206,8 @@ pub struct Controller {
     changes: Mutex<()>,
     store: Store,
     version: watch::Sender<u64>,
+    /// Measurements and the follow-the-sun loop.
+    follower: Follower,
 }
 
 fn now_secs() -> u64 {
@@ -234,6 +239,7 @@ impl Controller {
             changes: Mutex::new(()),
             store,
             version,
+            follower: Follower::default(),
         }))
     }
 
@@ -474,6 +480,7 @@ impl Controller {
                 .filter(|(v, _)| *v == current)
                 .map(|(_, tables)| tables)
         };
+        self.follower.moved(&m.vm, now_ms());
         let (inv, m) = switched(&inv, &m);
         let on_commit = |st: &mut State, version| {
             st.timeline.switch_version = version;
@@ -725,7 +732,116 @@ impl Controller {
             "clouds": inv.clouds.values().collect::<Vec<_>>(),
             "hosts": hosts,
             "vms": inv.vms.values().collect::<Vec<_>>(),
+            "placement": self.follower.moves(),
         })
+    }
+
+    /// The placement engine's decisions from what the switches measured so far;
+    /// with `apply`, the best move among them is started through the inventory's
+    /// `[placement] migrate` command (one at a time, never during a migration).
+    pub fn placement_round(self: &Arc<Self>, apply: bool) -> Round {
+        let inv = self.inventory();
+        let now = now_ms();
+        let decisions = self.follower.plan(&inv, now);
+        let mut round = Round {
+            now_ms: now,
+            decisions,
+            started: None,
+            note: None,
+        };
+        if !apply {
+            return round;
+        }
+        let settings = inv.placement_settings.clone();
+        if settings.migrate.is_empty() {
+            round.note = Some(
+                "nothing can move a VM: the inventory's [placement] has no `migrate` command"
+                    .into(),
+            );
+            return round;
+        }
+        let migrating = self.lock().migration.as_ref().map(|m| m.vm.clone());
+        let record = match self
+            .follower
+            .claim(&inv, &round.decisions, migrating.as_deref(), now)
+        {
+            Ok(r) => r,
+            Err(note) => {
+                round.note = Some(note);
+                return round;
+            }
+        };
+        tracing::info!(vm = %record.vm, to = %record.to_host, "placement: moving");
+        round.started = Some(record.clone());
+        let ctl = self.clone();
+        let argv = crate::follow::move_command(&settings, &record).unwrap_or_default();
+        let timeout = Duration::from_secs(settings.migrate_timeout_s.max(1));
+        tokio::spawn(async move {
+            let result = crate::follow::run_move(argv, &record, inv.api, timeout).await;
+            let outcome = match result {
+                Ok(_) => ctl.arrival_of(&record.vm, &record.to_host).await,
+                Err(why) => {
+                    let prepared = ctl
+                        .lock()
+                        .migration
+                        .clone()
+                        .is_some_and(|m| m.vm == record.vm && m.phase == Phase::Prepared);
+                    if prepared {
+                        if let Err(e) = ctl.abort_migration() {
+                            tracing::error!("placement: abort after a failed move: {e}");
+                        }
+                    }
+                    why
+                }
+            };
+            tracing::info!(vm = %record.vm, outcome, "placement: move command ended");
+            ctl.follower.release(outcome);
+        });
+        round
+    }
+
+    /// How a move command that exited 0 ended: the VM arrives at `to_host` (the
+    /// command may return before the VM announced itself), or it does not.
+    async fn arrival_of(&self, vm: &str, to_host: &str) -> String {
+        const WITHIN: Duration = Duration::from_secs(30);
+        let start = std::time::Instant::now();
+        loop {
+            let migrating = self.lock().migration.clone().filter(|m| m.vm == vm);
+            match (self.vm(vm), migrating) {
+                (Some(v), _) if v.host == to_host => return "moved".into(),
+                (_, None) => return "the command succeeded but the VM did not move".into(),
+                (_, Some(_)) if start.elapsed() > WITHIN => {
+                    return format!("the VM has not arrived {WITHIN:?} after the command ended")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// What the switches measured, as a placement snapshot (`docs/placement.md`).
+    pub fn placement_snapshot(&self) -> crate::placement::Snapshot {
+        self.follower.snapshot(&self.inventory(), now_ms())
+    }
+
+    /// The move running now and the last ones.
+    pub fn placement_moves(&self) -> serde_json::Value {
+        self.follower.moves()
+    }
+
+    /// Runs [`Self::placement_round`] with `apply` every `[placement] plan_every_s`
+    /// seconds, for as long as the controller runs (checking every few seconds
+    /// when it is 0, the inventory may change).
+    pub async fn follow_the_sun(self: Arc<Self>) {
+        loop {
+            let every = self.inventory().placement_settings.plan_every_s;
+            tokio::time::sleep(Duration::from_secs(if every == 0 { 5 } else { every })).await;
+            if every > 0 && self.inventory().placement_settings.plan_every_s > 0 {
+                let round = self.placement_round(true);
+                if let Some(note) = round.note {
+                    tracing::debug!("placement: no move: {note}");
+                }
+            }
+        }
     }
 
     /// The inventory in force.
@@ -774,6 +890,19 @@ pub async fn serve_openflow(listener: TcpListener, ctl: Arc<Controller>) {
     }
 }
 
+/// A flow-stats request for the controller's flows that match at least `matcher`
+/// and output to `out_port`.
+fn our_flows(matcher: FlowMatch, out_port: u32) -> MultipartRequestBody {
+    MultipartRequestBody::Flow(FlowStatsRequest {
+        table_id: TABLE_ALL,
+        out_port,
+        out_group: GROUP_ANY,
+        cookie: SCC_COOKIE,
+        cookie_mask: u64::MAX,
+        matcher,
+    })
+}
+
 struct Session {
     stream: TcpStream,
     inbox: Vec<u8>,
@@ -784,6 +913,19 @@ struct Session {
     /// reply is awaited (a measurement pipelined with a synchronisation).
     ahead: std::collections::HashSet<u32>,
     replies: std::collections::HashMap<u32, Message>,
+    /// The placement measurement in flight, and the flow counters seen so far.
+    sampling: Option<Sampling>,
+    sampler: TrafficSampler,
+}
+
+/// One measurement of a switch for placement: flow counters and tunnel stats,
+/// requested together and absorbed as their replies arrive.
+struct Sampling {
+    t_ms: u64,
+    flows_xid: u32,
+    flows: Vec<FlowStatsEntry>,
+    tunnels_xid: u32,
+    tunnels: Vec<TunnelStatsEntry>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -807,6 +949,8 @@ impl Session {
             dpid: None,
             ahead: std::collections::HashSet::new(),
             replies: std::collections::HashMap::new(),
+            sampling: None,
+            sampler: TrafficSampler::default(),
         }
     }
 
@@ -815,6 +959,15 @@ impl Session {
         let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
         self.stream.write_all(&bytes).await?;
         Ok(self.xid)
+    }
+
+    /// Sends a multipart request; its xid.
+    async fn multipart(&mut self, body: MultipartRequestBody) -> Result<u32, SessionError> {
+        self.send(&Message::MultipartRequest(MultipartRequest {
+            flags: 0,
+            body,
+        }))
+        .await
     }
 
     /// The next message; answers echo requests and records errors on the way.
@@ -884,6 +1037,8 @@ impl Session {
                 }
                 if self.ahead.remove(&got) {
                     self.replies.insert(got, m);
+                } else {
+                    self.absorb(got, m);
                 }
             }
         };
@@ -929,6 +1084,69 @@ impl Session {
         }
     }
 
+    /// Asks for what placement measures (every flow's counters, the tunnels'
+    /// statistics) without waiting: the replies are absorbed whenever they arrive,
+    /// so a reroute is never queued behind a measurement. A measurement still
+    /// unanswered is given up.
+    async fn request_sample(&mut self) -> Result<(), SessionError> {
+        let t_ms = now_ms();
+        let flows_xid = self
+            .multipart(our_flows(FlowMatch::any(), port::ANY))
+            .await?;
+        let tunnels_xid = self.multipart(MultipartRequestBody::TunnelStats).await?;
+        self.sampling = Some(Sampling {
+            t_ms,
+            flows_xid,
+            flows: Vec::new(),
+            tunnels_xid,
+            tunnels: Vec::new(),
+        });
+        Ok(())
+    }
+
+    /// A message that answers the measurement in flight, if it does; anything else
+    /// is passed over.
+    fn absorb(&mut self, xid: u32, m: Message) {
+        let Some(s) = self.sampling.as_mut() else {
+            return;
+        };
+        let dpid = self.dpid.unwrap_or_default();
+        match m {
+            Message::MultipartReply(r) if xid == s.flows_xid => {
+                if let MultipartReplyBody::Flow(entries) = r.body {
+                    s.flows.extend(entries);
+                }
+                if r.flags & MORE == 0 {
+                    let (t_ms, flows) = (s.t_ms, std::mem::take(&mut s.flows));
+                    s.flows_xid = 0;
+                    let inv = self.ctl.inventory();
+                    let host = inv.host_by_dpid(dpid).map(|h| h.name.clone());
+                    let rates = host.and_then(|h| self.sampler.sample(&inv, &h, t_ms, &flows));
+                    if let Some(rates) = rates {
+                        self.ctl.follower.record_traffic(&inv, dpid, t_ms, rates);
+                    }
+                }
+            }
+            Message::MultipartReply(r) if xid == s.tunnels_xid => {
+                if let MultipartReplyBody::TunnelStats(entries) = r.body {
+                    s.tunnels.extend(entries);
+                }
+                if r.flags & MORE == 0 {
+                    let (t_ms, tunnels) = (s.t_ms, std::mem::take(&mut s.tunnels));
+                    s.tunnels_xid = 0;
+                    let inv = self.ctl.inventory();
+                    self.ctl.follower.record_tunnels(&inv, dpid, t_ms, &tunnels);
+                }
+            }
+            Message::Error(e) if xid == s.flows_xid || xid == s.tunnels_xid => {
+                // A switch without the Supercloud experimenter (OVS, say) still
+                // gives traffic; only the latency is missing.
+                tracing::debug!(dpid, "placement measurement refused: {e:?}");
+            }
+            _ => {}
+        }
+    }
+
     async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
         let entries = self.flow_stats(FlowMatch::any(), port::ANY).await?;
         Ok(entries.into_iter().map(|e| e.spec).collect())
@@ -941,19 +1159,7 @@ impl Session {
         matcher: FlowMatch,
         out_port: u32,
     ) -> Result<Vec<FlowStatsEntry>, SessionError> {
-        let xid = self
-            .send(&Message::MultipartRequest(MultipartRequest {
-                flags: 0,
-                body: MultipartRequestBody::Flow(FlowStatsRequest {
-                    table_id: TABLE_ALL,
-                    out_port,
-                    out_group: GROUP_ANY,
-                    cookie: SCC_COOKIE,
-                    cookie_mask: u64::MAX,
-                    matcher,
-                }),
-            }))
-            .await?;
+        let xid = self.multipart(our_flows(matcher, out_port)).await?;
         let mut flows = Vec::new();
         loop {
             match self.reply_to(xid).await? {
@@ -977,10 +1183,7 @@ impl Session {
     /// Asks for the transmit counters of `port` without waiting for them.
     async fn request_port_counts(&mut self, port: u32) -> Result<u32, SessionError> {
         let xid = self
-            .send(&Message::MultipartRequest(MultipartRequest {
-                flags: 0,
-                body: MultipartRequestBody::PortStats(port),
-            }))
+            .multipart(MultipartRequestBody::PortStats(port))
             .await?;
         self.ahead.insert(xid);
         Ok(xid)
@@ -1129,6 +1332,14 @@ impl Session {
         let mut versions = self.ctl.version.subscribe();
         let mut installed = self.installed_flows().await?;
         let mut echo = tokio::time::interval(Duration::from_secs(5));
+        let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
+        // Off (0) is an interval that never fires within the session's life.
+        let mut sample = tokio::time::interval(Duration::from_secs(if sample_every == 0 {
+            u64::from(u32::MAX)
+        } else {
+            sample_every
+        }));
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
@@ -1147,22 +1358,24 @@ impl Session {
                         if changed.is_err() { return Ok(()); }
                         break;
                     }
+                    _ = sample.tick(), if sample_every > 0 => {
+                        self.request_sample().await?;
+                    }
                     _ = echo.tick() => {
                         self.send(&Message::EchoRequest(Vec::new())).await?;
                         // Port states tell which tunnels have a live session.
-                        self.send(&Message::MultipartRequest(MultipartRequest {
-                            flags: 0,
-                            body: MultipartRequestBody::PortDesc,
-                        }))
-                        .await?;
+                        self.multipart(MultipartRequestBody::PortDesc).await?;
                     }
                     n = self.stream.read_buf(&mut self.inbox) => {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
                         // Drain whatever is complete (echo replies, port status, errors).
-                        while let Some((_, m)) = self.next_buffered().await? {
-                            if let Message::MultipartReply(r) = m {
-                                if let MultipartReplyBody::PortDesc(ports) = r.body {
+                        while let Some((xid, m)) = self.next_buffered().await? {
+                            match m {
+                                Message::MultipartReply(MultipartReply {
+                                    body: MultipartReplyBody::PortDesc(ports),
+                                    ..
+                                }) => {
                                     let tunnels = ports
                                         .iter()
                                         .filter(|p| p.name.starts_with("wg-"))
@@ -1170,6 +1383,7 @@ impl Session {
                                         .collect();
                                     self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
                                 }
+                                other => self.absorb(xid, other),
                             }
                         }
                     }

@@ -72,6 +72,7 @@ struct RawInventory {
     hosts: Vec<RawHost>,
     #[serde(default, rename = "vm")]
     vms: Vec<RawVm>,
+    placement: Option<Spanned<toml::Table>>,
 }
 
 fn default_prefix() -> Spanned<String> {
@@ -159,6 +160,63 @@ pub struct VmPlacement {
     pub disk_gib: Option<u64>,
 }
 
+/// The daemon's follow-the-sun loop (`[placement]`; see `docs/placement.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlacementSettings {
+    /// How often `scc` samples every switch's flow counters and tunnel round trips,
+    /// seconds (0: never, and nothing is measured).
+    pub sample_every_s: u64,
+    /// How often `scc` plans and starts a migration by itself, seconds (0: only
+    /// when asked, `scc placement run`).
+    pub plan_every_s: u64,
+    /// The command that moves a VM, as argv; `{vm}`, `{from_host}`, `{to_host}` and
+    /// `{to_cloud}` are replaced. It prepares the destination, calls `scc migrate`
+    /// and moves the VM (e.g. with `scvm migrate`). Empty: nothing can move a VM.
+    pub migrate: Vec<String>,
+    /// A move command still running after this long is killed, seconds; its
+    /// migration, if it has not switched yet, is aborted.
+    pub migrate_timeout_s: u64,
+    /// The engine's knobs.
+    pub engine: crate::placement::EngineConfig,
+}
+
+impl Default for PlacementSettings {
+    fn default() -> Self {
+        PlacementSettings {
+            sample_every_s: 60,
+            plan_every_s: 0,
+            migrate: Vec::new(),
+            migrate_timeout_s: 900,
+            engine: crate::placement::EngineConfig::default(),
+        }
+    }
+}
+
+/// Reads `[placement]`; unknown keys (in `engine` too) are refused by name.
+fn placement_settings(table: &toml::Table) -> Result<PlacementSettings, String> {
+    if let Some(engine) = table.get("engine") {
+        let known = serde_json::to_value(crate::placement::EngineConfig::default())
+            .map_err(|e| e.to_string())?;
+        let engine = engine
+            .as_table()
+            .ok_or("`engine` must be a table of engine knobs")?;
+        if let Some(unknown) = engine.keys().find(|k| known.get(k.as_str()).is_none()) {
+            return Err(format!("`engine.{unknown}` is not an engine knob"));
+        }
+    }
+    let settings: PlacementSettings = toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    if settings.plan_every_s > 0 && settings.migrate.is_empty() {
+        return Err("`plan_every_s` needs `migrate`: the command that moves a VM".into());
+    }
+    if settings.plan_every_s > 0 && settings.sample_every_s == 0 {
+        return Err("`plan_every_s` needs measurements: `sample_every_s` is 0".into());
+    }
+    Ok(settings)
+}
+
 /// A cloud (provider region).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cloud {
@@ -241,6 +299,9 @@ pub struct Inventory {
     /// Gateway uplinks, by host name.
     #[serde(default)]
     pub gateways: BTreeMap<String, Gateway>,
+    /// The daemon's measurement and placement loop.
+    #[serde(default)]
+    pub placement_settings: PlacementSettings,
 }
 
 fn line_of(text: &str, span: &Range<usize>) -> usize {
@@ -588,6 +649,11 @@ impl Inventory {
                 },
             );
         }
+        let placement_settings = match &raw.placement {
+            None => PlacementSettings::default(),
+            Some(t) => placement_settings(t.get_ref())
+                .map_err(|message| invalid(&t.span(), "placement", message))?,
+        };
         Ok(Inventory {
             overlay,
             gateway_mac,
@@ -599,6 +665,7 @@ impl Inventory {
             vms,
             placement,
             gateways,
+            placement_settings,
         })
     }
 
@@ -758,6 +825,48 @@ mod tests {
         );
         let e = error(&EXAMPLE.replace("router_mac = \"02:5c:00:00:0a:fe\"", "router_mac = \"x\""));
         assert!(e.contains("`host.uplink`: `router_mac`"), "{e}");
+    }
+
+    #[test]
+    fn the_placement_loop_settings_have_defaults_and_are_checked() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        assert_eq!(inv.placement_settings, PlacementSettings::default());
+        let with = |extra: &str| Inventory::parse(&format!("{EXAMPLE}\n{extra}"), "inv.toml");
+        let inv = with(
+            "[placement]\nsample_every_s = 5\nplan_every_s = 60\nmigrate = [\"mover\", \"{vm}\"]\n\
+             [placement.engine]\nmin_dwell_s = 600.0\n",
+        )
+        .unwrap();
+        assert_eq!(inv.placement_settings.sample_every_s, 5);
+        assert_eq!(inv.placement_settings.migrate, ["mover", "{vm}"]);
+        assert_eq!(inv.placement_settings.engine.min_dwell_s, 600.0);
+        assert_eq!(
+            inv.placement_settings.engine.horizon_s,
+            crate::placement::EngineConfig::default().horizon_s
+        );
+        let lines = EXAMPLE.lines().count();
+        for (extra, says) in [
+            ("[placement]\nplan_every_s = 60\n", "needs `migrate`"),
+            (
+                "[placement]\n[placement.engine]\nmin_dwel_s = 1.0\n",
+                "`engine.min_dwel_s` is not an engine knob",
+            ),
+            (
+                "[placement]\nsample_evry_s = 1\n",
+                "unknown field `sample_evry_s`",
+            ),
+            (
+                "[placement]\nsample_every_s = 0\nplan_every_s = 5\nmigrate = [\"m\"]\n",
+                "needs measurements",
+            ),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+            assert!(
+                e.starts_with(&format!("inv.toml:{}: `placement`", lines + 2)),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 pub mod api;
 pub mod daemon;
 pub mod diff;
+pub mod feed;
+pub mod follow;
 pub mod gateway;
 pub mod inventory;
 pub mod measure;

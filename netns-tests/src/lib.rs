@@ -154,10 +154,11 @@ pub fn veth(a: &str, a_ns: &Netns, b: &str, b_ns: &Netns) -> Result<()> {
     Ok(())
 }
 
-/// A network namespace that is deleted when dropped.
+/// A network namespace that is deleted when dropped (if this handle made it).
 #[derive(Debug)]
 pub struct Netns {
     name: String,
+    owned: bool,
 }
 
 impl Netns {
@@ -166,9 +167,18 @@ impl Netns {
         run(Command::new("ip").args(["netns", "add", name]))?;
         let ns = Netns {
             name: name.to_string(),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A handle on an existing namespace that someone else made and deletes.
+    pub fn existing(name: &str) -> Netns {
+        Netns {
+            name: name.to_string(),
+            owned: false,
+        }
     }
 
     /// The namespace's name.
@@ -219,6 +229,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
@@ -757,13 +770,9 @@ impl Scd {
             }
         }
         let config = std::fs::read_to_string(dir.path().join("host.toml"))?;
-        let host = Netns {
-            name: old.host_ns.clone(),
-        };
-        let result = Scd::start_in(&host, dir, &config, None);
-        // The host namespace belongs to the test, not to this temporary handle.
-        std::mem::forget(host);
-        result
+        // The host namespace belongs to the test, not to this handle.
+        let host = Netns::existing(&old.host_ns);
+        Scd::start_in(&host, dir, &config, None)
     }
 
     fn start_in(

@@ -96,6 +96,11 @@ enum Command {
         /// the hypervisor glue does on QEMU's RESUME event).
         #[arg(long)]
         arrived: bool,
+        /// Return as soon as the controller accepted the migration, instead of
+        /// when the destination switch confirmed it can deliver the VM and report
+        /// its arrival (only then may the hypervisor move it).
+        #[arg(long)]
+        no_wait: bool,
         /// Give up a migration that has not switched (the hypervisor's failed): the
         /// tables go back to what they were.
         #[arg(long)]
@@ -130,17 +135,44 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PlacementVerb {
-    /// Print the decision table: VM, now, best, gain, cost, why.
+    /// Print the decision table: VM, now, best, gain, cost, why. From the running
+    /// controller's measurements, or offline from a snapshot file.
     Plan {
-        /// Inventory (TOML): clouds, hosts, VMs and their placement knobs.
-        #[arg(long)]
-        inventory: PathBuf,
-        /// Measurements snapshot (JSON, see docs/examples/placement-snapshot.json).
-        #[arg(long)]
-        measurements: PathBuf,
+        /// Inventory (TOML): clouds, hosts, VMs and their placement knobs (offline).
+        #[arg(long, requires = "measurements")]
+        inventory: Option<PathBuf>,
+        /// Measurements snapshot (JSON, see docs/examples/placement-snapshot.json);
+        /// without it, the running controller plans from what it measured.
+        #[arg(long, requires = "inventory")]
+        measurements: Option<PathBuf>,
         /// Print the decisions as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// Plan and apply: start the best move through the inventory's
+    /// `[placement] migrate` command (one at a time; see docs/placement.md).
+    Run {
+        /// Print the round as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// Print what the controller measured as a snapshot for `plan --measurements`.
+    Snapshot {
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// The move running now and the last ones, with how they ended.
+    Moves {
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
     },
 }
 
@@ -253,6 +285,7 @@ fn main() -> ExitCode {
             to,
             port,
             arrived,
+            no_wait,
             abort,
             api,
         } => match (vm, to, port, arrived) {
@@ -260,7 +293,12 @@ fn main() -> ExitCode {
             (_, _, _, true) => call(api, "POST", "/migrate/arrived", b""),
             (Some(vm), Some(to), Some(port), false) => {
                 let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
-                call(api, "POST", "/migrate", body.to_string().as_bytes())
+                match call(api, "POST", "/migrate", body.to_string().as_bytes()) {
+                    Ok(code) if code == ExitCode::SUCCESS && !no_wait => {
+                        wait_destination_ready(api, &vm, &to)
+                    }
+                    other => other,
+                }
             }
             _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
         },
@@ -290,14 +328,22 @@ fn main() -> ExitCode {
             inventory,
             key_file,
         } => host_config(&host, &inventory, &key_file),
-        Command::Placement {
-            verb:
-                PlacementVerb::Plan {
-                    inventory,
-                    measurements,
-                    json,
-                },
-        } => placement_plan(&inventory, &measurements, json),
+        Command::Placement { verb } => match verb {
+            PlacementVerb::Plan {
+                inventory: Some(inventory),
+                measurements: Some(measurements),
+                json,
+                ..
+            } => placement_plan(&inventory, &measurements, json),
+            PlacementVerb::Plan { json, api, .. } => {
+                placement_round(api, "GET", "/placement", json)
+            }
+            PlacementVerb::Run { json, api } => {
+                placement_round(api, "POST", "/placement/run", json)
+            }
+            PlacementVerb::Snapshot { api } => call(api, "GET", "/placement/snapshot", b""),
+            PlacementVerb::Moves { api } => call(api, "GET", "/placement/moves", b""),
+        },
         Command::Routing { inventory } => {
             Inventory::load(&inventory).map_err(Into::into).map(|inv| {
                 print!("{}", controller::routing::routing_program(&inv));
@@ -464,6 +510,66 @@ fn placement_plan(inventory: &Path, measurements: &Path, json: bool) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
+/// Waits until the controller's migration timeline says the destination switch
+/// confirmed the prepare step (make before break: the VM may move now).
+fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCode> {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+    let start = std::time::Instant::now();
+    loop {
+        let (_, s) = controller::api::request(api, "GET", "/status", b"")
+            .with_context(|| format!("controller API at {api}"))?;
+        let timeline = &s["timeline"];
+        let has = |event: &str| {
+            timeline["events"]
+                .as_array()
+                .is_some_and(|es| es.iter().any(|e| e[0] == event))
+        };
+        if timeline["vm"] == vm && has("destination ready") {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if timeline["vm"] == vm && has("aborted") {
+            anyhow::bail!("the migration of {vm} was aborted before {to} was ready");
+        }
+        if start.elapsed() > WITHIN {
+            anyhow::bail!(
+                "{to} did not confirm it can receive {vm} within {WITHIN:?} (is its switch \
+                 connected? `scc status`); abort with `scc migrate --abort`"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// One placement round of the running controller: its decision table, then what
+/// it started or why nothing.
+fn placement_round(api: SocketAddr, method: &str, target: &str, json: bool) -> Result<ExitCode> {
+    let (status, body) = controller::api::request(api, method, target, b"")
+        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+    if status != 200 {
+        anyhow::bail!("{target}: {}", body["error"].as_str().unwrap_or("refused"));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&body)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let decisions: Vec<controller::placement::Decision> =
+        serde_json::from_value(body["decisions"].clone()).context("decisions")?;
+    print!("{}", controller::placement::table(&decisions));
+    if let Some(m) = body["started"].as_object() {
+        let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        println!(
+            "started: moving {} from {} to {} ({}); `scc placement moves` shows how it ends",
+            field("vm"),
+            field("from_host"),
+            field("to_host"),
+            field("to_cloud")
+        );
+    } else if let Some(note) = body["note"].as_str() {
+        println!("no move: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {
     let inv = Inventory::load(inventory)?;
     match inv.host_config(host, key_file) {
@@ -520,6 +626,7 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         tracing::info!(%of, %api, "scc running");
         tokio::spawn(controller::daemon::serve_openflow(of_listener, ctl.clone()));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
+        tokio::spawn(ctl.clone().follow_the_sun());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

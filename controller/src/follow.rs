@@ -1,0 +1,517 @@
+//! The daemon's follow-the-sun loop: the measurement series the switch sessions
+//! feed, the plan over them, and the move command that applies a decision.
+//!
+//! It owns the controller's [`Measurements`] (traffic per VM and client region from
+//! `feed::TrafficSampler`, latency between clouds from the tunnels' handshakes),
+//! when each VM last moved, the choice of which decision to apply and on which host,
+//! and running the inventory's `[placement] migrate` command for it, one at a time.
+//! It never changes the network program itself: the command goes through the
+//! migration procedure (`scc migrate`, the VM's arrival), like an operator would.
+
+use crate::inventory::{Inventory, PlacementSettings};
+use crate::measure::Measurements;
+use crate::placement::{self, Decision, Snapshot, Why};
+use openflow::wire::TunnelStatsEntry;
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds on the measurements' clock (Unix time).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One move the loop started, for `scc status` and `scc placement status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MoveRecord {
+    /// The VM.
+    pub vm: String,
+    /// Where it ran.
+    pub from_host: String,
+    /// Where the command was asked to move it.
+    pub to_host: String,
+    /// That host's cloud.
+    pub to_cloud: String,
+    /// The decision behind it.
+    pub decision: Decision,
+    /// When the command started, ms.
+    pub started_ms: u64,
+    /// When it ended, ms.
+    pub ended_ms: Option<u64>,
+    /// How it ended: `moved`, or why not.
+    pub outcome: Option<String>,
+}
+
+/// What one round of `scc placement run` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Round {
+    /// The clock of the plan, ms.
+    pub now_ms: u64,
+    /// Every VM's decision.
+    pub decisions: Vec<Decision>,
+    /// The move started, if any.
+    pub started: Option<MoveRecord>,
+    /// Why no move was started, when none was.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct FollowState {
+    measurements: Measurements,
+    /// Each switch's latest inbound rates: dpid → (t ms, VM → bytes/s).
+    switch_rates: BTreeMap<u64, (u64, BTreeMap<String, f64>)>,
+    last_moved_ms: BTreeMap<String, u64>,
+    moving: Option<MoveRecord>,
+    history: VecDeque<MoveRecord>,
+}
+
+/// Moves kept in the history.
+const HISTORY: usize = 32;
+
+/// The loop's state, shared by the switch sessions, the API and the move command.
+#[derive(Debug, Default)]
+pub struct Follower {
+    state: Mutex<FollowState>,
+}
+
+impl Follower {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FollowState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Switch `dpid` counted these inbound rates (VM → bytes/s) over the interval
+    /// ending at `t_ms`. The series of its cloud gets, for every VM, the sum over
+    /// the cloud's switches that reported within three intervals.
+    pub fn record_traffic(
+        &self,
+        inv: &Inventory,
+        dpid: u64,
+        t_ms: u64,
+        rates: BTreeMap<String, f64>,
+    ) {
+        let Some(region) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
+            return;
+        };
+        let fresh_ms = 3 * 1000 * inv.placement_settings.sample_every_s.max(1);
+        let mut st = self.lock();
+        st.switch_rates.insert(dpid, (t_ms, rates));
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for (other, (t, rates)) in &st.switch_rates {
+            let same_cloud = inv.host_by_dpid(*other).is_some_and(|h| h.cloud == region);
+            if same_cloud && t_ms.saturating_sub(*t) <= fresh_ms {
+                for (vm, r) in rates {
+                    *sums.entry(vm.clone()).or_default() += r;
+                }
+            }
+        }
+        // A VM this region reached before and no longer does decays to zero.
+        for (vm, regions) in &st.measurements.traffic {
+            if regions.contains_key(&region) {
+                sums.entry(vm.clone()).or_default();
+            }
+        }
+        for (vm, rate) in sums {
+            if inv.vms.contains_key(&vm) {
+                st.measurements
+                    .record_traffic_rate(&vm, &region, t_ms, rate);
+            }
+        }
+    }
+
+    /// Switch `dpid`'s tunnels at `t_ms`: each handshake round trip it measured is a
+    /// latency sample between its cloud and the peer's (the last one, re-sampled:
+    /// WireGuard repeats the handshake every two minutes on a tunnel in use).
+    pub fn record_tunnels(
+        &self,
+        inv: &Inventory,
+        dpid: u64,
+        t_ms: u64,
+        tunnels: &[TunnelStatsEntry],
+    ) {
+        let Some(cloud) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
+            return;
+        };
+        let mut st = self.lock();
+        for t in tunnels {
+            let Some(rtt_us) = t.handshake_rtt_us else {
+                continue;
+            };
+            if let Some((peer, ms)) = crate::feed::tunnel_latency(inv, t.port_no, rtt_us) {
+                st.measurements.record_latency(&cloud, peer, t_ms, ms);
+            }
+        }
+    }
+
+    /// `vm` arrived somewhere by migration at `t_ms`.
+    pub fn moved(&self, vm: &str, t_ms: u64) {
+        self.lock().last_moved_ms.insert(vm.to_string(), t_ms);
+    }
+
+    /// Everything measured, as the snapshot `scc placement plan --measurements` reads.
+    pub fn snapshot(&self, inv: &Inventory, now_ms: u64) -> Snapshot {
+        let st = self.lock();
+        Snapshot {
+            now_ms: Some(now_ms),
+            measurements: st.measurements.clone(),
+            last_moved_ms: st.last_moved_ms.clone(),
+            config: inv.placement_settings.engine.clone(),
+        }
+    }
+
+    /// The engine's decisions now.
+    pub fn plan(&self, inv: &Inventory, now_ms: u64) -> Vec<Decision> {
+        let clouds: Vec<String> = inv
+            .clouds
+            .keys()
+            .filter(|c| inv.hosts.iter().any(|h| &h.cloud == *c))
+            .cloned()
+            .collect();
+        let st = self.lock();
+        placement::plan(
+            &clouds,
+            &placement::sites(inv, &st.last_moved_ms),
+            &st.measurements,
+            &inv.placement_settings.engine,
+            now_ms,
+        )
+    }
+
+    /// The move running now and the last ones, newest first.
+    pub fn moves(&self) -> serde_json::Value {
+        let st = self.lock();
+        serde_json::json!({
+            "moving": st.moving,
+            "history": st.history.iter().rev().collect::<Vec<_>>(),
+        })
+    }
+
+    /// Picks the decision to apply among `decisions` and claims the single move
+    /// slot for it; `Err` says why nothing starts. `migrating` is the VM of a
+    /// migration in progress, if any.
+    pub fn claim(
+        &self,
+        inv: &Inventory,
+        decisions: &[Decision],
+        migrating: Option<&str>,
+        now_ms: u64,
+    ) -> Result<MoveRecord, String> {
+        let mut st = self.lock();
+        if let Some(m) = &st.moving {
+            return Err(format!("moving {} to {} already", m.vm, m.to_host));
+        }
+        if let Some(vm) = migrating {
+            return Err(format!("VM {vm} is migrating"));
+        }
+        let d = choose(decisions).ok_or("no VM gains from a move")?;
+        let vm = inv.vms.get(&d.vm).ok_or("VM left the inventory")?;
+        let to =
+            destination_host(inv, &d.best).ok_or_else(|| format!("no host in cloud {}", d.best))?;
+        let record = MoveRecord {
+            vm: d.vm.clone(),
+            from_host: vm.host.clone(),
+            to_host: to.to_string(),
+            to_cloud: d.best.clone(),
+            decision: d.clone(),
+            started_ms: now_ms,
+            ended_ms: None,
+            outcome: None,
+        };
+        st.moving = Some(record.clone());
+        Ok(record)
+    }
+
+    /// The move command ended with `outcome`; the slot is free again.
+    pub fn release(&self, outcome: String) {
+        let mut st = self.lock();
+        if let Some(mut m) = st.moving.take() {
+            m.ended_ms = Some(now_ms());
+            m.outcome = Some(outcome);
+            if st.history.len() == HISTORY {
+                st.history.pop_front();
+            }
+            st.history.push_back(m);
+        }
+    }
+}
+
+/// The decision to apply: a VM in a cloud it may not use first, then the largest
+/// net gain.
+fn choose(decisions: &[Decision]) -> Option<&Decision> {
+    let net = |d: &Decision| d.gain - d.cost;
+    decisions.iter().filter(|d| d.migrate).max_by(|a, b| {
+        (a.why == Why::NotAllowed)
+            .cmp(&(b.why == Why::NotAllowed))
+            .then(net(a).total_cmp(&net(b)))
+            .then(b.vm.cmp(&a.vm))
+    })
+}
+
+/// The host of `cloud` that runs the fewest VMs (the first in inventory order on a tie).
+fn destination_host<'a>(inv: &'a Inventory, cloud: &str) -> Option<&'a str> {
+    inv.hosts
+        .iter()
+        .filter(|h| h.cloud == cloud)
+        .min_by_key(|h| inv.vms.values().filter(|v| v.host == h.name).count())
+        .map(|h| h.name.as_str())
+}
+
+/// The move command of `settings` for `m`, placeholders replaced.
+pub fn move_command(settings: &PlacementSettings, m: &MoveRecord) -> Option<Vec<String>> {
+    if settings.migrate.is_empty() {
+        return None;
+    }
+    Some(
+        settings
+            .migrate
+            .iter()
+            .map(|a| {
+                a.replace("{vm}", &m.vm)
+                    .replace("{from_host}", &m.from_host)
+                    .replace("{to_host}", &m.to_host)
+                    .replace("{to_cloud}", &m.to_cloud)
+            })
+            .collect(),
+    )
+}
+
+/// Runs the move command for `m` and returns how it ended: `Ok` with its output's
+/// last line when it exited 0, `Err` with the reason otherwise. The command gets
+/// the same facts in its environment (`SC_VM`, `SC_FROM_HOST`, `SC_TO_HOST`,
+/// `SC_TO_CLOUD`, `SC_API`). It is killed (the process scc started, by its handle)
+/// when it outlives `timeout`.
+pub async fn run_move(
+    argv: Vec<String>,
+    m: &MoveRecord,
+    api: std::net::SocketAddr,
+    timeout: Duration,
+) -> Result<String, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("no move command".into());
+    };
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .env("SC_VM", &m.vm)
+        .env("SC_FROM_HOST", &m.from_host)
+        .env("SC_TO_HOST", &m.to_host)
+        .env("SC_TO_CLOUD", &m.to_cloud)
+        .env("SC_API", api.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            return Err(format!(
+                "`{program}` still running after {timeout:?}: killed"
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("`{program}`: {e}")),
+        Ok(Ok(out)) => out,
+    };
+    let last_line = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .to_string()
+    };
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        tracing::info!(vm = %m.vm, "move command: {line}");
+    }
+    if out.status.success() {
+        Ok(last_line(&out.stdout))
+    } else {
+        Err(format!(
+            "`{program}` failed ({}): {}",
+            out.status,
+            last_line(&out.stderr)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Host;
+
+    fn inventory() -> Inventory {
+        let mut inv = Inventory::parse(
+            include_str!("../../docs/examples/inventory.toml"),
+            "inventory.toml",
+        )
+        .unwrap();
+        // A second host in gcp-europe, so a cloud has two switches.
+        let mut b2: Host = inv.host("host-b").unwrap().clone();
+        b2.name = "host-b2".into();
+        b2.datapath_id = 4;
+        inv.hosts.push(b2);
+        inv.placement_settings.sample_every_s = 10;
+        inv
+    }
+
+    fn rates(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        pairs.iter().map(|(v, r)| (v.to_string(), *r)).collect()
+    }
+
+    fn last(f: &Follower, vm: &str, region: &str) -> Option<(u64, f64)> {
+        f.lock().measurements.traffic.get(vm)?.get(region)?.last()
+    }
+
+    #[test]
+    fn a_region_sums_its_fresh_switches_and_decays_to_zero() {
+        let inv = inventory();
+        let f = Follower::default();
+        // host-b (dpid 2) and host-b2 (dpid 4) are both in gcp-europe.
+        f.record_traffic(&inv, 2, 1_000, rates(&[("web1", 100.0)]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((1_000, 100.0)));
+        f.record_traffic(&inv, 4, 2_000, rates(&[("web1", 50.0), ("db1", 7.0)]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((2_000, 150.0)));
+        assert_eq!(last(&f, "db1", "gcp-europe"), Some((2_000, 7.0)));
+        // host-b's report is older than three intervals (30 s): no longer counted.
+        f.record_traffic(&inv, 4, 40_000, rates(&[]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((40_000, 0.0)));
+        assert_eq!(last(&f, "db1", "gcp-europe"), Some((40_000, 0.0)));
+        // Other regions are untouched; unknown switches and VMs are ignored.
+        assert_eq!(last(&f, "web1", "aws-us-east"), None);
+        f.record_traffic(&inv, 99, 41_000, rates(&[("web1", 1.0)]));
+        f.record_traffic(&inv, 2, 42_000, rates(&[("ghost", 1.0)]));
+        assert!(!f.lock().measurements.traffic.contains_key("ghost"));
+    }
+
+    #[test]
+    fn tunnels_give_latency_between_the_switch_cloud_and_the_peer_cloud() {
+        let inv = inventory();
+        let f = Follower::default();
+        let to_c = inv.host("host-c").unwrap().tunnel_port();
+        let entry = |port_no, rtt| TunnelStatsEntry {
+            port_no,
+            handshake_rtt_us: rtt,
+            since_handshake_ms: Some(5),
+            tx_bytes: 0,
+            rx_bytes: 0,
+        };
+        f.record_tunnels(
+            &inv,
+            1,
+            1_000,
+            &[entry(to_c, Some(60_000)), entry(10_002, None)],
+        );
+        let m = &f.lock().measurements;
+        assert_eq!(
+            m.latency_between("azure-asia", "aws-us-east", 1_000, 1_000),
+            Some(30.0)
+        );
+        assert_eq!(
+            m.latency_between("aws-us-east", "gcp-europe", 1_000, 1_000),
+            None
+        );
+    }
+
+    fn decision(vm: &str, migrate: bool, gain: f64, why: Why) -> Decision {
+        Decision {
+            vm: vm.into(),
+            now: "aws-us-east".into(),
+            best: "gcp-europe".into(),
+            migrate,
+            latency_now_ms: None,
+            latency_best_ms: None,
+            gain,
+            cost: 1.0,
+            move_s: 1.0,
+            why,
+        }
+    }
+
+    #[test]
+    fn the_move_chosen_is_a_forbidden_cloud_first_then_the_largest_net_gain() {
+        let ds = [
+            decision("a", true, 10.0, Why::Gain),
+            decision("b", true, 30.0, Why::Gain),
+            decision("c", false, 99.0, Why::CostExceedsGain),
+        ];
+        assert_eq!(choose(&ds).unwrap().vm, "b");
+        let mut with_forbidden = ds.to_vec();
+        with_forbidden.push(decision("d", true, 0.0, Why::NotAllowed));
+        assert_eq!(choose(&with_forbidden).unwrap().vm, "d");
+        assert!(choose(&ds[2..]).is_none());
+    }
+
+    #[test]
+    fn one_move_at_a_time_to_the_least_loaded_host_of_the_cloud() {
+        let mut inv = inventory();
+        let f = Follower::default();
+        let ds = [decision("web1", true, 10.0, Why::Gain)];
+        assert_eq!(
+            f.claim(&inv, &ds, Some("db1"), 0).unwrap_err(),
+            "VM db1 is migrating"
+        );
+        // host-b runs db1; host-b2 runs nothing.
+        let m = f.claim(&inv, &ds, None, 7).unwrap();
+        assert_eq!(
+            (m.vm.as_str(), m.from_host.as_str(), m.to_host.as_str()),
+            ("web1", "host-a", "host-b2")
+        );
+        assert!(f.claim(&inv, &ds, None, 8).unwrap_err().contains("already"));
+        f.release("moved".into());
+        let moves = f.moves();
+        assert_eq!(moves["moving"], serde_json::Value::Null);
+        assert_eq!(moves["history"][0]["outcome"], "moved");
+        // Placeholders in the command.
+        inv.placement_settings.migrate =
+            vec!["mv".into(), "{vm}@{from_host}->{to_host}/{to_cloud}".into()];
+        assert_eq!(
+            move_command(&inv.placement_settings, &m).unwrap(),
+            ["mv", "web1@host-a->host-b2/gcp-europe"]
+        );
+        inv.placement_settings.migrate.clear();
+        assert_eq!(move_command(&inv.placement_settings, &m), None);
+    }
+
+    #[tokio::test]
+    async fn the_move_command_gets_the_facts_and_its_failures_are_reported() {
+        let m = MoveRecord {
+            vm: "web1".into(),
+            from_host: "host-a".into(),
+            to_host: "host-b".into(),
+            to_cloud: "gcp-europe".into(),
+            decision: decision("web1", true, 1.0, Why::Gain),
+            started_ms: 0,
+            ended_ms: None,
+            outcome: None,
+        };
+        let api: std::net::SocketAddr = "127.0.0.1:6680".parse().unwrap();
+        let sh = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
+        let long = Duration::from_secs(10);
+        assert_eq!(
+            run_move(
+                sh("echo \"$SC_VM $SC_FROM_HOST $SC_TO_HOST $SC_TO_CLOUD $SC_API\""),
+                &m,
+                api,
+                long
+            )
+            .await,
+            Ok("web1 host-a host-b gcp-europe 127.0.0.1:6680".into())
+        );
+        let failed = run_move(sh("echo no room >&2; exit 3"), &m, api, long)
+            .await
+            .unwrap_err();
+        assert!(
+            failed.contains("no room") && failed.contains('3'),
+            "{failed}"
+        );
+        let slow = run_move(sh("sleep 5"), &m, api, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(slow.contains("killed"), "{slow}");
+        let missing = run_move(vec!["/nonexistent/mover".into()], &m, api, long)
+            .await
+            .unwrap_err();
+        assert!(missing.contains("cannot run"), "{missing}");
+    }
+}

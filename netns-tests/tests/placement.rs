@@ -1,0 +1,339 @@
+//! Follow the sun, end to end: the controller moves a VM to its clients' cloud by
+//! itself. Three clouds with latency between them (tc netem where the kernel has
+//! it, else the harness's delay lines), a VM `web` in cloud 1 and a client in each
+//! of clouds 2 and 3. When cloud 2's client sends to `web`, the switches' flow
+//! counters show the traffic entering in cloud 2 and their tunnels' handshakes the
+//! latency between clouds; the placement loop (`[placement] plan_every_s`) decides
+//! to move `web` to cloud 2 and runs the inventory's move command, which goes
+//! through the migration procedure like an operator would (`scc migrate`, then the
+//! VM resumes on the destination TAP and announces itself). When the load shifts to
+//! cloud 3, `web` follows once its dwell time is over, and then stays.
+
+mod common;
+
+use anyhow::{Context, Result};
+use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
+use netns_tests::{require_root, scc_binary, unique, Internet, KeyPair, Vm};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WEB_IP: &str = "100.64.1.1";
+const WEB_MAC: &str = "02:00:00:00:01:01";
+/// One-way delay of each host's link to the router: clouds 1–2 are 15 ms apart,
+/// 1–3 30 ms, 2–3 45 ms.
+const DELAY_MS: [Option<u32>; 3] = [None, Some(15), Some(30)];
+
+/// A client's load: 1000-byte datagrams at `web`, about 300 kB/s, until stopped.
+struct Load {
+    running: Arc<AtomicBool>,
+    sender: std::thread::JoinHandle<Result<Result<u64>>>,
+}
+
+impl Load {
+    fn start(vm: &Vm, from_ip: &'static str) -> Load {
+        let running = Arc::new(AtomicBool::new(true));
+        let keep = running.clone();
+        let sender = vm.ns.spawn(move || -> Result<u64> {
+            let s = UdpSocket::bind((from_ip, 0))?;
+            let payload = [0x5cu8; 1000];
+            let mut sent = 0;
+            while keep.load(Ordering::Relaxed) {
+                for _ in 0..3 {
+                    s.send_to(&payload, (WEB_IP, 9300))?;
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(sent)
+        });
+        Load { running, sender }
+    }
+
+    fn stop(self) -> Result<u64> {
+        self.running.store(false, Ordering::Relaxed);
+        self.sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))??
+    }
+}
+
+/// Where the controller says `web` runs.
+fn web_host(s: &serde_json::Value) -> Option<String> {
+    s["vms"].as_array()?.iter().find(|v| v["name"] == "web")?["host"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Waits until `web` runs on `host` (the controller switched it), at most `within`.
+fn wait_web_on(net: &Internet, host: &str, within: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        let s = status(net)?;
+        if web_host(&s).as_deref() == Some(host) {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            let (_, plan) = scc(net, &["placement", "plan"])?;
+            anyhow::bail!(
+                "web still on {:?} after {within:?}, not {host}\nplan:\n{plan}\nmoves: {:#}",
+                web_host(&s),
+                s["placement"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Result<()> {
+    let test = "the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    let mut net = Internet::new("place")?;
+    for delay in DELAY_MS {
+        net.add_host("place", delay)?;
+    }
+    let keys = (0..3)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<Vec<_>>>()?;
+    let web = Vm::with_tap(
+        &unique("place-web-"),
+        &unique("sct"),
+        WEB_MAC,
+        WEB_IP,
+        10,
+        1420,
+    )?;
+    let cb = Vm::with_tap(
+        &unique("place-cb-"),
+        &unique("sct"),
+        "02:00:00:00:02:01",
+        "100.64.2.1",
+        10,
+        1420,
+    )?;
+    let cc = Vm::with_tap(
+        &unique("place-cc-"),
+        &unique("sct"),
+        "02:00:00:00:03:01",
+        "100.64.3.1",
+        10,
+        1420,
+    )?;
+    // web's TAPs on host1 and host2 (port 2 there), where it may resume.
+    let taps = [
+        web.ifname.clone(),
+        common::second_tap(&web, 1420)?,
+        common::second_tap(&web, 1420)?,
+    ];
+    let entries = [
+        VmEntry {
+            name: "web",
+            host: 0,
+            port: 1,
+            ip: WEB_IP,
+            mac: WEB_MAC,
+            tenant: "t",
+            vm: &web,
+        },
+        VmEntry {
+            name: "cb",
+            host: 1,
+            port: 1,
+            ip: "100.64.2.1",
+            mac: "02:00:00:00:02:01",
+            tenant: "t",
+            vm: &cb,
+        },
+        VmEntry {
+            name: "cc",
+            host: 2,
+            port: 1,
+            ip: "100.64.3.1",
+            mac: "02:00:00:00:03:01",
+            tenant: "t",
+            vm: &cc,
+        },
+    ];
+
+    // The move command: what a hypervisor driver does for a namespace VM.
+    let hook = dir.path().join("move-vm.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\nset -eu\n\
+             case \"$SC_TO_HOST\" in\n\
+               host0) port=1; tap={t0};;\n\
+               host1) port=2; tap={t1};;\n\
+               host2) port=2; tap={t2};;\n\
+               *) echo \"no TAP for $SC_VM on $SC_TO_HOST\" >&2; exit 1;;\n\
+             esac\n\
+             test \"$SC_VM\" = web || {{ echo \"only web can move\" >&2; exit 1; }}\n\
+             {scc} migrate \"$SC_VM\" --to \"$SC_TO_HOST\" --port \"$port\" --api \"$SC_API\" >/dev/null\n\
+             {nsvm} move {ns} {ip} {mac} \"$tap\"\n",
+            t0 = taps[0],
+            t1 = taps[1],
+            t2 = taps[2],
+            scc = scc_binary()?.display(),
+            nsvm = env!("CARGO_BIN_EXE_nsvm"),
+            ns = web.ns.name(),
+            ip = WEB_IP,
+            mac = WEB_MAC,
+        ),
+    )?;
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // Seconds instead of hours: sample every second, plan every two, a dwell of 8 s.
+    let placement = format!(
+        "\n[placement]\nsample_every_s = 1\nplan_every_s = 2\nmigrate = [\"{}\"]\n\
+         [placement.engine]\ntraffic_half_life_s = 2.0\nseasonal_period_s = 0.0\n\
+         horizon_s = 600.0\nmin_dwell_s = 8.0\nlatency_window_s = 600.0\n\
+         min_traffic_bytes_per_s = 20000.0\ndefault_bandwidth_bytes_per_s = 1.0e9\n",
+        hook.display()
+    );
+    let pinned = "[vm.placement]\nclouds = [\"cloud-2\", \"cloud-3\"]\n";
+    let inventory = dir.path().join("inventory.toml");
+    let text = common::inventory_with(
+        &keys,
+        &entries,
+        &placement,
+        &[],
+        &[
+            ("web", "[vm.placement]\nram_mib = 64\n"),
+            ("cb", &pinned.replace(", \"cloud-3\"", "")),
+            ("cc", &pinned.replace("\"cloud-2\", ", "")),
+        ],
+    );
+    std::fs::write(&inventory, text)?;
+    let scc_proc = start_scc(&net, dir.path(), true)?;
+    let port_2 = |tap: &str| {
+        format!(
+            "[[port]]\nnumber = 2\nname = \"{tap}\"\nnetns = \"{}\"\ncreate = false\n",
+            web.ns.name()
+        )
+    };
+    let _scds = common::start_switches(&net, &inventory, &keys, |i| match i {
+        1 | 2 => port_2(&taps[i]),
+        _ => String::new(),
+    })?;
+    wait_synced(&net)
+        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+    // Every pair of hosts shakes hands once, so the switches know every latency.
+    assert!(reaches(&cb, WEB_IP, 10)?, "cb -> web");
+    assert!(reaches(&cc, WEB_IP, 10)?, "cc -> web");
+    assert!(reaches(&cb, "100.64.3.1", 10)?, "cb -> cc");
+
+    // web counts what it receives, wherever it runs.
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let rx = web.ns.enter(|| UdpSocket::bind((WEB_IP, 9300)))??;
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = done.clone();
+    let receiver = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !finished.load(Ordering::Relaxed) {
+            if rx.recv(&mut buf).is_ok() {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    // Without clients nothing moves: web is idle where it is.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = status(&net)?;
+    assert_eq!(web_host(&s).as_deref(), Some("host0"), "an idle VM stays");
+    assert_eq!(
+        s["placement"]["history"],
+        serde_json::json!([]),
+        "no move yet"
+    );
+
+    // Cloud 2's clients wake up: web follows them there.
+    let load = Load::start(&cb, "100.64.2.1");
+    let scc_log = || std::fs::read_to_string(&scc_proc.log).unwrap_or_default();
+    let first = wait_web_on(&net, "host1", Duration::from_secs(40)).with_context(scc_log);
+    let sent_b = load.stop()?;
+    let first = first?;
+    println!("cloud 2's load started: web moved to host1 (cloud-2) after {first:.1?}");
+
+    // The latencies the switches measured over their tunnels, one way.
+    let (ok, snapshot) = scc(&net, &["placement", "snapshot"])?;
+    assert!(ok, "scc placement snapshot: {snapshot}");
+    let snapshot: serde_json::Value = serde_json::from_str(&snapshot)?;
+    let latency = |a: &str, b: &str| -> Option<f64> {
+        [(a, b), (b, a)].into_iter().find_map(|(x, y)| {
+            snapshot["measurements"]["latency_ms"][x][y]["samples"]
+                .as_array()?
+                .last()?[1]
+                .as_f64()
+        })
+    };
+    for (a, b, ms) in [("cloud-1", "cloud-2", 15.0), ("cloud-2", "cloud-3", 45.0)] {
+        let got = latency(a, b).with_context(|| format!("no latency {a} - {b}: {snapshot:#}"))?;
+        println!("latency {a} - {b}: {got:.1} ms measured, {ms} ms of delay on the path");
+        assert!(got >= ms - 1.0 && got < ms + 30.0, "{a} - {b}: {got} ms");
+    }
+
+    // The load shifts to cloud 3: once its dwell time is over, web follows.
+    let load = Load::start(&cc, "100.64.3.1");
+    let second = wait_web_on(&net, "host2", Duration::from_secs(40)).with_context(scc_log);
+    let (_, plan) = scc(&net, &["placement", "plan"])?;
+    println!("plan with cloud 3's load:\n{plan}");
+    // It stays while the load stays.
+    std::thread::sleep(Duration::from_secs(6));
+    let sent_c = load.stop()?;
+    let second = second?;
+    println!("cloud 3's load started: web moved to host2 (cloud-3) after {second:.1?}");
+    done.store(true, Ordering::Relaxed);
+    receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+
+    let s = status(&net)?;
+    assert_eq!(
+        web_host(&s).as_deref(),
+        Some("host2"),
+        "web stays in cloud 3"
+    );
+    let history = s["placement"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let moves: Vec<(String, String)> = history
+        .iter()
+        .rev()
+        .map(|m| {
+            (
+                m["to_host"].as_str().unwrap_or("?").to_string(),
+                m["outcome"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    println!("moves: {moves:?}");
+    assert_eq!(
+        moves.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>(),
+        ["host1", "host2"],
+        "exactly two moves, one per shift of the load"
+    );
+    assert!(
+        moves.iter().all(|(_, o)| o == "moved"),
+        "every move command succeeded: {moves:?}"
+    );
+    assert!(plan.contains("web"), "{plan}");
+    let got = received.load(Ordering::Relaxed);
+    println!(
+        "web received {got} of {} datagrams ({sent_b} from cloud 2, {sent_c} from cloud 3) across both moves",
+        sent_b + sent_c
+    );
+    // Both moves and the loads' changes lose a few in flight, no more.
+    assert!(
+        got * 100 >= (sent_b + sent_c) * 95,
+        "{got} of {}",
+        sent_b + sent_c
+    );
+    Ok(())
+}
