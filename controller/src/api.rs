@@ -12,6 +12,10 @@
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
 //! | `POST /migrate/arrived` | the hypervisor says the VM runs at its destination |
 //! | `POST /migrate/abort` | the hypervisor's migration failed: restore the program |
+//! | `GET /placement` | the placement engine's decisions from the live measurements |
+//! | `POST /placement/run` | the same, then start the best move through `[placement] migrate` |
+//! | `GET /placement/snapshot` | the measurements, as a snapshot `scc placement plan --measurements` reads |
+//! | `GET /placement/moves` | the move running and the last ones, with how they ended |
 //!
 //! This module owns the HTTP framing and the mapping of requests onto `Controller`
 //! calls; it never changes state on its own. The matching client lives here too, for
