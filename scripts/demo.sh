@@ -21,6 +21,6 @@ if ((${#need[@]})); then
 fi
 
 echo "building scd, scc and the demo (release)..."
-cargo build --release --locked -q -p dataplane -p controller -p netns-tests --bin scd --bin scc --bin demo
+cargo build --release --locked -q -p dataplane -p controller -p netns-tests --bin scd --bin scc --bin demo --bin nsvm
 export SCD_BIN=$PWD/target/release/scd SCC_BIN=$PWD/target/release/scc
 exec target/release/demo

@@ -439,6 +439,41 @@ pub fn move_vm(
     vm.ns.enter(move || announce_rarp(&to, mac))?
 }
 
+/// Writes `dir/move-NAME.sh`, an inventory `[placement] migrate` command for the
+/// namespace VM `vm` (named `name` in the inventory): for the destination host in
+/// `SC_TO_HOST` it runs `scc migrate` to that host's port from `landing` (host name,
+/// port, TAP already in the VM's namespace), then `nsvm move` to that TAP, which
+/// moves the address and announces the VM with RARP, as a hypervisor resuming it
+/// there would. `nsvm` is the harness's binary at `nsvm`.
+pub fn move_command(
+    dir: &std::path::Path,
+    name: &str,
+    vm: &Vm,
+    landing: &[(String, u32, String)],
+    nsvm: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let mut cases = String::new();
+    for (host, port, tap) in landing {
+        cases += &format!("  {host}) port={port}; tap={tap};;\n");
+    }
+    let script = format!(
+        "#!/bin/sh\n# Moves namespace VM {name}: scc migrate, then nsvm move.\nset -eu\n\
+         test \"$SC_VM\" = {name} || {{ echo \"only {name} can move\" >&2; exit 1; }}\n\
+         case \"$SC_TO_HOST\" in\n{cases}  *) echo \"no TAP for {name} on $SC_TO_HOST\" >&2; exit 1;;\nesac\n\
+         {scc} migrate \"$SC_VM\" --to \"$SC_TO_HOST\" --port \"$port\" --api \"$SC_API\" >/dev/null\n\
+         {nsvm} move {ns} {ip} {mac} \"$tap\"\n",
+        scc = scc_binary()?.display(),
+        nsvm = nsvm.display(),
+        ns = vm.ns.name(),
+        ip = vm.ip,
+        mac = vm.mac,
+    );
+    let path = dir.join(format!("move-{name}.sh"));
+    std::fs::write(&path, script)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(path)
+}
+
 /// Milliseconds from the start of the current migration to the first timeline
 /// event whose name starts with `event`, in an `scc status` answer.
 pub fn event_ms(status: &serde_json::Value, event: &str) -> Option<f64> {

@@ -13,7 +13,7 @@ mod common;
 
 use anyhow::{Context, Result};
 use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
-use netns_tests::{require_root, scc_binary, unique, Internet, KeyPair, Vm};
+use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -161,31 +161,17 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     ];
 
     // The move command: what a hypervisor driver does for a namespace VM.
-    let hook = dir.path().join("move-vm.sh");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nset -eu\n\
-             case \"$SC_TO_HOST\" in\n\
-               host0) port=1; tap={t0};;\n\
-               host1) port=2; tap={t1};;\n\
-               host2) port=2; tap={t2};;\n\
-               *) echo \"no TAP for $SC_VM on $SC_TO_HOST\" >&2; exit 1;;\n\
-             esac\n\
-             test \"$SC_VM\" = web || {{ echo \"only web can move\" >&2; exit 1; }}\n\
-             {scc} migrate \"$SC_VM\" --to \"$SC_TO_HOST\" --port \"$port\" --api \"$SC_API\" >/dev/null\n\
-             {nsvm} move {ns} {ip} {mac} \"$tap\"\n",
-            t0 = taps[0],
-            t1 = taps[1],
-            t2 = taps[2],
-            scc = scc_binary()?.display(),
-            nsvm = env!("CARGO_BIN_EXE_nsvm"),
-            ns = web.ns.name(),
-            ip = WEB_IP,
-            mac = WEB_MAC,
-        ),
+    let landing: Vec<(String, u32, String)> = [(0, 1), (1, 2), (2, 2)]
+        .into_iter()
+        .map(|(h, port)| (format!("host{h}"), port, taps[h].clone()))
+        .collect();
+    let hook = common::move_command(
+        dir.path(),
+        "web",
+        &web,
+        &landing,
+        std::path::Path::new(env!("CARGO_BIN_EXE_nsvm")),
     )?;
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     // Seconds instead of hours: sample every second, plan every two, a dwell of 8 s.
     let placement = format!(
         "\n[placement]\nsample_every_s = 1\nplan_every_s = 2\nmigrate = [\"{}\"]\n\
