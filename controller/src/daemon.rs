@@ -779,7 +779,16 @@ impl Controller {
         tokio::spawn(async move {
             let result = crate::follow::run_move(argv, &record, inv.api, timeout).await;
             let outcome = match result {
-                Ok(_) => ctl.arrival_of(&record.vm, &record.to_host).await,
+                Ok(stdout) => {
+                    let from = inv.host(&record.from_host).map(|h| h.cloud.clone());
+                    if let (Some(from), Some(bps)) =
+                        (from, crate::follow::reported_throughput(&stdout))
+                    {
+                        let to = &record.to_cloud;
+                        ctl.follower.record_bandwidth(&from, to, now_ms(), bps);
+                    }
+                    ctl.arrival_of(&record.vm, &record.to_host).await
+                }
                 Err(why) => {
                     let prepared = ctl
                         .lock()

@@ -145,6 +145,13 @@ impl Follower {
         }
     }
 
+    /// A migration between two clouds moved `bytes_per_s` (bandwidth sample).
+    pub fn record_bandwidth(&self, from: &str, to: &str, t_ms: u64, bytes_per_s: f64) {
+        self.lock()
+            .measurements
+            .record_bandwidth(from, to, t_ms, bytes_per_s);
+    }
+
     /// `vm` arrived somewhere by migration at `t_ms`.
     pub fn moved(&self, vm: &str, t_ms: u64) {
         self.lock().last_moved_ms.insert(vm.to_string(), t_ms);
@@ -258,6 +265,24 @@ fn destination_host<'a>(inv: &'a Inventory, cloud: &str) -> Option<&'a str> {
         .map(|h| h.name.as_str())
 }
 
+/// The throughput of the migration a move command reports, bytes per second: its
+/// output ends with a JSON object with QEMU's `transferred_bytes` and `total_time_ms`
+/// (`scvm migrate --json` prints exactly that report). `None` otherwise.
+pub fn reported_throughput(stdout: &str) -> Option<f64> {
+    // The report is the first object starting a line that parses to the end of the
+    // output: it may be pretty-printed over many lines, after lines of other text.
+    let starts = stdout
+        .char_indices()
+        .filter(|&(i, c)| c == '{' && (i == 0 || stdout[..i].ends_with('\n')))
+        .map(|(i, _)| i);
+    let report = starts
+        .filter_map(|i| serde_json::from_str::<serde_json::Value>(stdout[i..].trim_end()).ok())
+        .next()?;
+    let bytes = report["transferred_bytes"].as_u64()?;
+    let ms = report["total_time_ms"].as_f64().filter(|ms| *ms > 0.0)?;
+    Some(bytes as f64 * 1000.0 / ms)
+}
+
 /// The move command of `settings` for `m`, placeholders replaced.
 pub fn move_command(settings: &PlacementSettings, m: &MoveRecord) -> Option<Vec<String>> {
     if settings.migrate.is_empty() {
@@ -277,8 +302,8 @@ pub fn move_command(settings: &PlacementSettings, m: &MoveRecord) -> Option<Vec<
     )
 }
 
-/// Runs the move command for `m` and returns how it ended: `Ok` with its output's
-/// last line when it exited 0, `Err` with the reason otherwise. The command gets
+/// Runs the move command for `m` and returns how it ended: `Ok` with its standard
+/// output when it exited 0, `Err` with the reason otherwise. The command gets
 /// the same facts in its environment (`SC_VM`, `SC_FROM_HOST`, `SC_TO_HOST`,
 /// `SC_TO_CLOUD`, `SC_API`). It is killed (the process scc started, by its handle)
 /// when it outlives `timeout`.
@@ -325,7 +350,7 @@ pub async fn run_move(
         tracing::info!(vm = %m.vm, "move command: {line}");
     }
     if out.status.success() {
-        Ok(last_line(&out.stdout))
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
             "`{program}` failed ({}): {}",
@@ -473,6 +498,35 @@ mod tests {
         assert_eq!(move_command(&inv.placement_settings, &m), None);
     }
 
+    #[test]
+    fn the_throughput_of_scvms_report_is_a_bandwidth_sample() {
+        let report = hypervisor_glue::MigrationReport {
+            uri: "tcp:192.0.2.66:4444".into(),
+            status: hypervisor_glue::MigrationStatus::Completed,
+            total_time_ms: Some(2_000),
+            downtime_ms: Some(30),
+            setup_time_ms: Some(5),
+            transferred_bytes: Some(100_000_000),
+            ram_total_bytes: Some(128 << 20),
+            error_desc: None,
+            wall_time: Duration::from_millis(2_100),
+            source_running: None,
+            timeline: Vec::new(),
+        };
+        // As `scvm migrate --json` prints it, after other output.
+        let out = format!(
+            "prepared host-b\n{}\n",
+            serde_json::to_string_pretty(&report).unwrap()
+        );
+        assert_eq!(reported_throughput(&out), Some(50_000_000.0));
+        assert_eq!(reported_throughput("moved\n"), None);
+        assert_eq!(reported_throughput("{\"transferred_bytes\": 5}"), None);
+        assert_eq!(
+            reported_throughput("{\"transferred_bytes\": 5, \"total_time_ms\": 0}"),
+            None
+        );
+    }
+
     #[tokio::test]
     async fn the_move_command_gets_the_facts_and_its_failures_are_reported() {
         let m = MoveRecord {
@@ -496,7 +550,7 @@ mod tests {
                 long
             )
             .await,
-            Ok("web1 host-a host-b gcp-europe 127.0.0.1:6680".into())
+            Ok("web1 host-a host-b gcp-europe 127.0.0.1:6680\n".into())
         );
         let failed = run_move(sh("echo no room >&2; exit 3"), &m, api, long)
             .await
