@@ -13,7 +13,7 @@
 
 use crate::diff::plan;
 use crate::feed::TrafficSampler;
-use crate::follow::{now_ms, Follower, Round};
+use crate::follow::{now_ms, Follower, MoveFailure, Round};
 use crate::inventory::{Inventory, Vm};
 use crate::routing::{compile_network_during, Migration, Phase, ProgramError, SCC_COOKIE};
 use crate::store::{Persisted, Store};
@@ -179,6 +179,10 @@ fn switched(inv: &Inventory, m: &Migration) -> (Inventory, Migration) {
 
 /// How long a switch may take to answer a request (barrier, flow stats).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long after a move command's success the controller waits for the VM's own
+/// announcement before taking the command's exit as the arrival.
+const ARRIVAL_AFTER_MOVE: Duration = Duration::from_secs(5);
 
 /// How long the old host forwards a migrated VM's in-flight packets.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -771,10 +775,17 @@ impl Controller {
                 return round;
             }
         };
+        let argv = match crate::follow::move_command(&settings, &record) {
+            Ok(argv) => argv,
+            Err(why) => {
+                self.follower.release(why.clone());
+                round.note = Some(why);
+                return round;
+            }
+        };
         tracing::info!(vm = %record.vm, to = %record.to_host, "placement: moving");
         round.started = Some(record.clone());
         let ctl = self.clone();
-        let argv = crate::follow::move_command(&settings, &record).unwrap_or_default();
         let timeout = Duration::from_secs(settings.migrate_timeout_s.max(1));
         tokio::spawn(async move {
             let result = crate::follow::run_move(argv, &record, inv.api, timeout).await;
@@ -789,18 +800,26 @@ impl Controller {
                     }
                     ctl.arrival_of(&record.vm, &record.to_host).await
                 }
-                Err(why) => {
-                    let prepared = ctl
-                        .lock()
-                        .migration
-                        .clone()
-                        .is_some_and(|m| m.vm == record.vm && m.phase == Phase::Prepared);
-                    if prepared {
+                // By the command's contract the VM runs where it was: back out.
+                Err(MoveFailure::Failed(why)) => {
+                    if ctl.prepared_for(&record.vm) {
                         if let Err(e) = ctl.abort_migration() {
                             tracing::error!("placement: abort after a failed move: {e}");
                         }
                     }
                     why
+                }
+                // Where the VM runs is unknown: an abort could cut it off at its
+                // destination, an arrival at its source. An operator decides.
+                Err(MoveFailure::TimedOut(why)) => {
+                    let left = if ctl.prepared_for(&record.vm) {
+                        "; its migration is left prepared: `scc migrate --arrived` if the VM \
+                         runs at the destination, `scc migrate --abort` if at its source"
+                    } else {
+                        ""
+                    };
+                    tracing::error!(vm = %record.vm, "placement: {why}{left}");
+                    format!("{why}{left}")
                 }
             };
             tracing::info!(vm = %record.vm, outcome, "placement: move command ended");
@@ -809,21 +828,41 @@ impl Controller {
         round
     }
 
-    /// How a move command that exited 0 ended: the VM arrives at `to_host` (the
-    /// command may return before the VM announced itself), or it does not.
-    async fn arrival_of(&self, vm: &str, to_host: &str) -> String {
-        const WITHIN: Duration = Duration::from_secs(30);
+    /// True while a migration is in progress.
+    fn migrating(&self) -> bool {
+        self.lock().migration.is_some()
+    }
+
+    /// True while `vm`'s migration waits for its arrival.
+    fn prepared_for(&self, vm: &str) -> bool {
+        self.lock()
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.vm == vm && m.phase == Phase::Prepared)
+    }
+
+    /// How a move command that exited 0 ended. By its contract the VM then runs at
+    /// `to_host`: its announcement usually switched the network already; if none
+    /// came within [`ARRIVAL_AFTER_MOVE`], the command's exit is taken as the
+    /// arrival signal (as `scvm --scc-api` would give).
+    async fn arrival_of(self: &Arc<Self>, vm: &str, to_host: &str) -> String {
         let start = std::time::Instant::now();
         loop {
-            let migrating = self.lock().migration.clone().filter(|m| m.vm == vm);
-            match (self.vm(vm), migrating) {
-                (Some(v), _) if v.host == to_host => return "moved".into(),
-                (_, None) => return "the command succeeded but the VM did not move".into(),
-                (_, Some(_)) if start.elapsed() > WITHIN => {
-                    return format!("the VM has not arrived {WITHIN:?} after the command ended")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            if self.vm(vm).is_some_and(|v| v.host == to_host) {
+                return "moved".into();
             }
+            if !self.prepared_for(vm) {
+                return "the command succeeded but the VM did not move".into();
+            }
+            if start.elapsed() > ARRIVAL_AFTER_MOVE {
+                return match self.arrived(None, "move command") {
+                    Ok(_) => {
+                        "moved (no announcement seen: arrival taken from the command's exit)".into()
+                    }
+                    Err(e) => format!("the command succeeded but the arrival was refused: {e}"),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -925,6 +964,8 @@ struct Session {
     /// The placement measurement in flight, and the flow counters seen so far.
     sampling: Option<Sampling>,
     sampler: TrafficSampler,
+    /// False once the switch refused the tunnel statistics (it is not `scd`).
+    tunnel_stats: bool,
 }
 
 /// One measurement of a switch for placement: flow counters and tunnel stats,
@@ -960,6 +1001,7 @@ impl Session {
             replies: std::collections::HashMap::new(),
             sampling: None,
             sampler: TrafficSampler::default(),
+            tunnel_stats: true,
         }
     }
 
@@ -1016,10 +1058,18 @@ impl Session {
                     self.stream.write_all(&bytes).await?;
                 }
                 Ok((xid, Message::Error(e))) => {
-                    let text = format!("{e:?}");
-                    tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
-                    if let Some(dpid) = self.dpid {
-                        self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+                    // A measurement the switch cannot answer is not the switch's
+                    // error: `absorb` notes it.
+                    let measuring = self
+                        .sampling
+                        .as_ref()
+                        .is_some_and(|s| xid == s.flows_xid || xid == s.tunnels_xid);
+                    if !measuring {
+                        let text = format!("{e:?}");
+                        tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
+                        if let Some(dpid) = self.dpid {
+                            self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+                        }
                     }
                     return Ok(Some((xid, Message::Error(e))));
                 }
@@ -1102,7 +1152,11 @@ impl Session {
         let flows_xid = self
             .multipart(our_flows(FlowMatch::any(), port::ANY))
             .await?;
-        let tunnels_xid = self.multipart(MultipartRequestBody::TunnelStats).await?;
+        let tunnels_xid = if self.tunnel_stats {
+            self.multipart(MultipartRequestBody::TunnelStats).await?
+        } else {
+            0
+        };
         self.sampling = Some(Sampling {
             t_ms,
             flows_xid,
@@ -1147,10 +1201,22 @@ impl Session {
                     self.ctl.follower.record_tunnels(&inv, dpid, t_ms, &tunnels);
                 }
             }
-            Message::Error(e) if xid == s.flows_xid || xid == s.tunnels_xid => {
+            Message::Error(e) if xid == s.tunnels_xid => {
                 // A switch without the Supercloud experimenter (OVS, say) still
-                // gives traffic; only the latency is missing.
-                tracing::debug!(dpid, "placement measurement refused: {e:?}");
+                // gives traffic; only the latency is missing. Asked once.
+                s.tunnels_xid = 0;
+                self.tunnel_stats = false;
+                tracing::info!(
+                    dpid,
+                    "switch has no tunnel statistics ({e:?}): no latency measured from it"
+                );
+            }
+            Message::Error(e) if xid == s.flows_xid => {
+                s.flows_xid = 0;
+                tracing::warn!(
+                    dpid,
+                    "switch refused the flow counters placement samples: {e:?}"
+                );
             }
             _ => {}
         }
@@ -1342,12 +1408,14 @@ impl Session {
         let mut installed = self.installed_flows().await?;
         let mut echo = tokio::time::interval(Duration::from_secs(5));
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
-        // Off (0) is an interval that never fires within the session's life.
-        let mut sample = tokio::time::interval(Duration::from_secs(if sample_every == 0 {
+        // Off (0) is an interval that never fires within the session's life. The
+        // first sample waits a period: the flows were just read back.
+        let period = Duration::from_secs(if sample_every == 0 {
             u64::from(u32::MAX)
         } else {
             sample_every
-        }));
+        });
+        let mut sample = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             // Marked seen before reading: a change committed while this sync runs
@@ -1368,7 +1436,11 @@ impl Session {
                         break;
                     }
                     _ = sample.tick(), if sample_every > 0 => {
-                        self.request_sample().await?;
+                        // A migration's flow-mods must not queue behind a dump of
+                        // the switch's flows: the interval is skipped.
+                        if !self.ctl.migrating() {
+                            self.request_sample().await?;
+                        }
                     }
                     _ = echo.tick() => {
                         self.send(&Message::EchoRequest(Vec::new())).await?;

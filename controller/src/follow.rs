@@ -84,7 +84,9 @@ impl Follower {
 
     /// Switch `dpid` counted these inbound rates (VM → bytes/s) over the interval
     /// ending at `t_ms`. The series of its cloud gets, for every VM, the sum over
-    /// the cloud's switches that reported within three intervals.
+    /// the cloud's switches that reported within three intervals: one sample per
+    /// interval, the last report of the cloud's switches replacing the earlier ones
+    /// of the same interval.
     pub fn record_traffic(
         &self,
         inv: &Inventory,
@@ -95,8 +97,11 @@ impl Follower {
         let Some(region) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
             return;
         };
-        let fresh_ms = 3 * 1000 * inv.placement_settings.sample_every_s.max(1);
+        let interval_ms = 1000 * inv.placement_settings.sample_every_s.max(1);
+        let fresh_ms = 3 * interval_ms;
         let mut st = self.lock();
+        // Series of VMs that left the inventory go with them.
+        st.measurements.retain_vms(|vm| inv.vms.contains_key(vm));
         st.switch_rates.insert(dpid, (t_ms, rates));
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         for (other, (t, rates)) in &st.switch_rates {
@@ -116,7 +121,7 @@ impl Follower {
         for (vm, rate) in sums {
             if inv.vms.contains_key(&vm) {
                 st.measurements
-                    .record_traffic_rate(&vm, &region, t_ms, rate);
+                    .record_region_rate(&vm, &region, t_ms, rate, interval_ms / 2);
             }
         }
     }
@@ -283,40 +288,114 @@ pub fn reported_throughput(stdout: &str) -> Option<f64> {
     Some(bytes as f64 * 1000.0 / ms)
 }
 
-/// The move command of `settings` for `m`, placeholders replaced.
-pub fn move_command(settings: &PlacementSettings, m: &MoveRecord) -> Option<Vec<String>> {
+/// The move command of `settings` for `m`, placeholders replaced in one pass;
+/// `Err` when there is none, or a name is not made of letters, digits, `.`, `_` and
+/// `-` (the command may be a shell's: a name must never become shell syntax).
+pub fn move_command(settings: &PlacementSettings, m: &MoveRecord) -> Result<Vec<String>, String> {
     if settings.migrate.is_empty() {
-        return None;
+        return Err(
+            "nothing can move a VM: the inventory's [placement] has no `migrate` command".into(),
+        );
     }
-    Some(
-        settings
-            .migrate
-            .iter()
-            .map(|a| {
-                a.replace("{vm}", &m.vm)
-                    .replace("{from_host}", &m.from_host)
-                    .replace("{to_host}", &m.to_host)
-                    .replace("{to_cloud}", &m.to_cloud)
-            })
-            .collect(),
-    )
+    let values = [
+        ("{vm}", &m.vm),
+        ("{from_host}", &m.from_host),
+        ("{to_host}", &m.to_host),
+        ("{to_cloud}", &m.to_cloud),
+    ];
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    };
+    if let Some((_, bad)) = values.iter().find(|(_, v)| !plain(v)) {
+        return Err(format!(
+            "`{bad}` is not a plain name (letters, digits, `.`, `_`, `-`): not passed to a command"
+        ));
+    }
+    Ok(settings
+        .migrate
+        .iter()
+        .map(|arg| {
+            let mut out = String::with_capacity(arg.len());
+            let mut rest = arg.as_str();
+            'scan: while let Some(c) = rest.chars().next() {
+                for (name, value) in &values {
+                    if let Some(after) = rest.strip_prefix(name) {
+                        out.push_str(value);
+                        rest = after;
+                        continue 'scan;
+                    }
+                }
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+            out
+        })
+        .collect())
 }
 
-/// Runs the move command for `m` and returns how it ended: `Ok` with its standard
-/// output when it exited 0, `Err` with the reason otherwise. The command gets
-/// the same facts in its environment (`SC_VM`, `SC_FROM_HOST`, `SC_TO_HOST`,
-/// `SC_TO_CLOUD`, `SC_API`). It is killed (the process scc started, by its handle)
-/// when it outlives `timeout`.
+/// Why a move command did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveFailure {
+    /// It could not start, or exited non-zero: by the command's contract the VM
+    /// still runs where it was.
+    Failed(String),
+    /// It outlived its time and was stopped: where the VM runs is unknown.
+    TimedOut(String),
+}
+
+/// Most output kept from a move command, per stream.
+const OUTPUT_LIMIT: usize = 1 << 20;
+
+/// Reads a child's stream into `buf` (at most [`OUTPUT_LIMIT`] bytes kept).
+fn collect(
+    stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+    buf: std::sync::Arc<Mutex<Vec<u8>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let Some(mut stream) = stream else { return };
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut chunk).await {
+            if n == 0 {
+                break;
+            }
+            let mut b = buf.lock().unwrap_or_else(|e| e.into_inner());
+            let room = OUTPUT_LIMIT.saturating_sub(b.len());
+            b.extend_from_slice(&chunk[..n.min(room)]);
+        }
+    })
+}
+
+/// Signals the process group of a move command scc started (its own group, so
+/// whatever it started goes too).
+fn signal_group(pid: Option<u32>, signal: rustix::process::Signal) {
+    let pid = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        // Gone already is fine: that is what we want.
+        let _ = rustix::process::kill_process_group(pid, signal);
+    }
+}
+
+/// Runs the move command for `m` and returns its standard output when it exited
+/// 0. The command gets the same facts in its environment (`SC_VM`, `SC_FROM_HOST`,
+/// `SC_TO_HOST`, `SC_TO_CLOUD`, `SC_API`) and runs in its own process group: when it
+/// outlives `timeout`, the group is sent SIGTERM, then SIGKILL 2 s later. Its end is
+/// its exit, not the end of its output: something it left running in the
+/// background with the pipes open does not hold it up.
 pub async fn run_move(
     argv: Vec<String>,
     m: &MoveRecord,
     api: std::net::SocketAddr,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, MoveFailure> {
     let Some((program, args)) = argv.split_first() else {
-        return Err("no move command".into());
+        return Err(MoveFailure::Failed("no move command".into()));
     };
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .env("SC_VM", &m.vm)
         .env("SC_FROM_HOST", &m.from_host)
@@ -326,37 +405,62 @@ pub async fn run_move(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        .map_err(|e| MoveFailure::Failed(format!("cannot run `{program}`: {e}")))?;
+    let pid = child.id();
+    let (out, err) = (
+        std::sync::Arc::new(Mutex::new(Vec::new())),
+        std::sync::Arc::new(Mutex::new(Vec::new())),
+    );
+    let readers = [
+        collect(child.stdout.take(), out.clone()),
+        collect(child.stderr.take(), err.clone()),
+    ];
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return Err(MoveFailure::Failed(format!("`{program}`: {e}"))),
         Err(_) => {
-            return Err(format!(
-                "`{program}` still running after {timeout:?}: killed"
-            ))
+            signal_group(pid, rustix::process::Signal::TERM);
+            if tokio::time::timeout(Duration::from_secs(2), child.wait())
+                .await
+                .is_err()
+            {
+                signal_group(pid, rustix::process::Signal::KILL);
+                let _ = child.wait().await;
+            }
+            return Err(MoveFailure::TimedOut(format!(
+                "`{program}` still running after {timeout:?}: stopped"
+            )));
         }
-        Ok(Err(e)) => return Err(format!("`{program}`: {e}")),
-        Ok(Ok(out)) => out,
     };
-    let last_line = |bytes: &[u8]| {
-        String::from_utf8_lossy(bytes)
+    // What is still in the pipes comes at once; a background process holding them
+    // open is not waited for.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for r in readers {
+            let _ = r.await;
+        }
+    })
+    .await;
+    let text = |b: &Mutex<Vec<u8>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    };
+    let (stdout, stderr) = (text(&out), text(&err));
+    for line in stderr.lines() {
+        tracing::info!(vm = %m.vm, "move command: {line}");
+    }
+    if status.success() {
+        Ok(stdout)
+    } else {
+        let last = stderr
             .lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .to_string()
-    };
-    for line in String::from_utf8_lossy(&out.stderr).lines() {
-        tracing::info!(vm = %m.vm, "move command: {line}");
-    }
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{program}` failed ({}): {}",
-            out.status,
-            last_line(&out.stderr)
-        ))
+            .unwrap_or("");
+        Err(MoveFailure::Failed(format!(
+            "`{program}` failed ({status}): {last}"
+        )))
     }
 }
 
@@ -494,8 +598,21 @@ mod tests {
             move_command(&inv.placement_settings, &m).unwrap(),
             ["mv", "web1@host-a->host-b2/gcp-europe"]
         );
+        // One pass: a value that looks like a placeholder is not replaced again,
+        // and a name that is not plain never reaches the command.
+        let mut odd = m.clone();
+        odd.vm = "{to_host}".into();
+        let refused = move_command(&inv.placement_settings, &odd).unwrap_err();
+        assert!(refused.contains("not a plain name"), "{refused}");
+        odd.vm = "web1;reboot".into();
+        assert!(move_command(&inv.placement_settings, &odd).is_err());
+        inv.placement_settings.migrate = vec!["{vm}{vm}x{to_cloud".into()];
+        assert_eq!(
+            move_command(&inv.placement_settings, &m).unwrap(),
+            ["web1web1x{to_cloud"]
+        );
         inv.placement_settings.migrate.clear();
-        assert_eq!(move_command(&inv.placement_settings, &m), None);
+        assert!(move_command(&inv.placement_settings, &m).is_err());
     }
 
     #[test]
@@ -552,20 +669,37 @@ mod tests {
             .await,
             Ok("web1 host-a host-b gcp-europe 127.0.0.1:6680\n".into())
         );
-        let failed = run_move(sh("echo no room >&2; exit 3"), &m, api, long)
-            .await
-            .unwrap_err();
+        let failed = run_move(sh("echo no room >&2; exit 3"), &m, api, long).await;
+        let Err(MoveFailure::Failed(failed)) = failed else {
+            panic!("a failure: {failed:?}");
+        };
         assert!(
             failed.contains("no room") && failed.contains('3'),
             "{failed}"
         );
-        let slow = run_move(sh("sleep 5"), &m, api, Duration::from_millis(100))
-            .await
-            .unwrap_err();
-        assert!(slow.contains("killed"), "{slow}");
-        let missing = run_move(vec!["/nonexistent/mover".into()], &m, api, long)
-            .await
-            .unwrap_err();
+        // A command that outlives its time is stopped with what it started.
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("still-running");
+        let script = format!("(sleep 1; touch {}) & sleep 5", marker.display());
+        let started = std::time::Instant::now();
+        let slow = run_move(sh(&script), &m, api, Duration::from_millis(200)).await;
+        assert!(matches!(slow, Err(MoveFailure::TimedOut(_))), "{slow:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !marker.exists(),
+            "the command's background child was stopped too"
+        );
+        // A command that exits while something it started keeps the pipes open
+        // ends at its exit.
+        let started = std::time::Instant::now();
+        let quick = run_move(sh("echo done; sleep 5 &"), &m, api, long).await;
+        assert_eq!(quick, Ok("done\n".into()));
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let missing = run_move(vec!["/nonexistent/mover".into()], &m, api, long).await;
+        let Err(MoveFailure::Failed(missing)) = missing else {
+            panic!("a failure: {missing:?}");
+        };
         assert!(missing.contains("cannot run"), "{missing}");
     }
 }

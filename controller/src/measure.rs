@@ -155,7 +155,7 @@ impl CounterRate {
 /// A client region is named after the cloud whose gateway or switch the clients'
 /// traffic enters the overlay at, so the latency a region's clients see at a cloud is
 /// their (fixed) access latency plus the latency between those two clouds.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Measurements {
     /// Traffic to and from each VM, bytes per second, by client region: `vm → region → series`.
     #[serde(default)]
@@ -173,6 +173,13 @@ pub struct Measurements {
     /// Samples kept per series (default [`DEFAULT_CAPACITY`]).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+}
+
+impl Default for Measurements {
+    /// An empty store keeping [`DEFAULT_CAPACITY`] samples per series.
+    fn default() -> Self {
+        Measurements::new(DEFAULT_CAPACITY)
+    }
 }
 
 fn series_in<'a>(
@@ -199,8 +206,11 @@ impl Measurements {
     /// An empty store keeping `capacity` samples per series.
     pub fn new(capacity: usize) -> Measurements {
         Measurements {
+            traffic: BTreeMap::new(),
+            latency_ms: BTreeMap::new(),
+            bandwidth: BTreeMap::new(),
+            counters: BTreeMap::new(),
             capacity: capacity.max(1),
-            ..Measurements::default()
         }
     }
 
@@ -222,6 +232,33 @@ impl Measurements {
     /// Records an already computed traffic rate (bytes per second).
     pub fn record_traffic_rate(&mut self, vm: &str, region: &str, t_ms: u64, bytes_per_s: f64) {
         series_in(&mut self.traffic, vm, region, self.capacity).push(t_ms, bytes_per_s);
+    }
+
+    /// Records the traffic rate of a region measured by several switches, each at
+    /// its own time: a sample less than `merge_ms` after the newest one replaces it
+    /// (it sums the same interval over more switches), so the series keeps one
+    /// sample per interval whatever the number of switches.
+    pub fn record_region_rate(
+        &mut self,
+        vm: &str,
+        region: &str,
+        t_ms: u64,
+        bytes_per_s: f64,
+        merge_ms: u64,
+    ) {
+        let s = series_in(&mut self.traffic, vm, region, self.capacity);
+        if s.last()
+            .is_some_and(|(t, _)| t < t_ms && t_ms - t < merge_ms)
+        {
+            s.samples.pop_back();
+        }
+        s.push(t_ms, bytes_per_s);
+    }
+
+    /// Forgets the series of VMs `keep` says no longer exist.
+    pub fn retain_vms(&mut self, keep: impl Fn(&str) -> bool) {
+        self.traffic.retain(|vm, _| keep(vm));
+        self.counters.retain(|vm, _| keep(vm));
     }
 
     /// Records a latency probe between two clouds (one way, ms).
@@ -276,6 +313,36 @@ impl Measurements {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_default_store_keeps_a_day_and_more_per_series() {
+        let mut m = Measurements::default();
+        for t in 0..3 {
+            m.record_traffic_rate("web1", "eu", t * 1000, 1.0);
+            m.record_latency("eu", "us", t * 1000, 40.0);
+        }
+        assert_eq!(m.traffic["web1"]["eu"].len(), 3);
+        assert_eq!(m.latency_ms["eu"]["us"].len(), 3);
+        let back: Measurements = serde_json::from_str("{}").unwrap();
+        assert_eq!(back.capacity, DEFAULT_CAPACITY);
+    }
+
+    #[test]
+    fn a_region_keeps_one_sample_per_interval_from_many_switches() {
+        let mut m = Measurements::default();
+        // Two switches of one cloud report 300 ms apart, every second.
+        for round in 0..3u64 {
+            m.record_region_rate("web1", "eu", round * 1000, 10.0, 500);
+            m.record_region_rate("web1", "eu", round * 1000 + 300, 25.0, 500);
+        }
+        let s = &m.traffic["web1"]["eu"];
+        assert_eq!(
+            s.window(0, u64::MAX).collect::<Vec<_>>(),
+            vec![(300, 25.0), (1300, 25.0), (2300, 25.0)]
+        );
+        m.retain_vms(|vm| vm != "web1");
+        assert!(m.traffic.is_empty());
+    }
 
     #[test]
     fn a_full_ring_drops_the_oldest_sample() {

@@ -536,7 +536,7 @@ fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCod
                  connected? `scc status`); abort with `scc migrate --abort`"
             );
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
