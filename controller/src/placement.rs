@@ -83,6 +83,11 @@ pub struct EngineConfig {
     /// Slot of the day-ahead plan that decides whether a move is worth a unit of the
     /// budget, seconds.
     pub budget_slot_s: f64,
+    /// Most migrations of all the VMs planned together in any 24 hours, per VM (1.9
+    /// for 6 VMs: 11); `None` (`null`): no fleet budget. The day-ahead plans share
+    /// it out: each VM's budget is the moves it made in the window plus the units
+    /// of the rest that lower the fleet's forecast latency most.
+    pub max_fleet_migrations_per_vm_day: Option<f64>,
 }
 
 impl Default for EngineConfig {
@@ -105,8 +110,9 @@ impl Default for EngineConfig {
             price_penalty_ms: 0.0,
             tie_ms: 1.0,
             min_traffic_bytes_per_s: 1.0,
-            max_migrations_per_day: Some(2),
+            max_migrations_per_day: Some(3),
             budget_slot_s: 15.0 * 60.0,
+            max_fleet_migrations_per_vm_day: Some(1.9),
         }
     }
 }
@@ -238,6 +244,14 @@ pub enum Why {
     },
     /// The gain does not beat the cost by the margin.
     CostExceedsGain,
+    /// The fleet used its migration budget: as many moves of all VMs in the last 24
+    /// hours as allowed.
+    FleetBudgetSpent {
+        /// Moves of all VMs in the last 24 hours.
+        moves: usize,
+        /// The fleet's budget.
+        max: usize,
+    },
     /// It used its migration budget: as many moves in the last 24 hours as allowed.
     BudgetSpent {
         /// Moves in the last 24 hours.
@@ -294,6 +308,9 @@ impl fmt::Display for Why {
                 write!(f, "the move takes {move_s:.0} s, longer than the horizon")
             }
             Why::CostExceedsGain => write!(f, "gain does not beat cost by the margin"),
+            Why::FleetBudgetSpent { moves, max } => {
+                write!(f, "the fleet moved {moves} times in 24 h, budget {max}")
+            }
             Why::BudgetSpent { moves, max } => {
                 write!(f, "moved {moves} times in 24 h, budget {max}")
             }
@@ -359,8 +376,117 @@ pub fn plan(
     config: &EngineConfig,
     now_ms: u64,
 ) -> Vec<Decision> {
+    let Some(per_vm) = config.max_fleet_migrations_per_vm_day else {
+        return vms
+            .iter()
+            .map(|vm| decide(clouds, vm, measurements, config, now_ms))
+            .collect();
+    };
+    // Whole moves: the budget is a count.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let fleet_max = (per_vm.max(0.0) * vms.len() as f64).floor() as usize;
+    let shares = fleet_shares(clouds, vms, measurements, config, now_ms, fleet_max);
+    let mut moves: usize = vms.iter().map(|vm| moves_in_window(vm, now_ms).len()).sum();
     vms.iter()
-        .map(|vm| decide(clouds, vm, measurements, config, now_ms))
+        .zip(shares)
+        .map(|(vm, share)| {
+            let config = EngineConfig {
+                max_migrations_per_day: share,
+                ..config.clone()
+            };
+            let mut d = decide(clouds, vm, measurements, &config, now_ms);
+            if d.migrate && d.why != Why::NotAllowed && moves >= fleet_max {
+                d.migrate = false;
+                d.why = Why::FleetBudgetSpent {
+                    moves,
+                    max: fleet_max,
+                };
+            }
+            moves += usize::from(d.migrate);
+            d
+        })
+        .collect()
+}
+
+/// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the
+/// moves it made in the window, plus units of the rest, one at a time to the VM
+/// whose day-ahead plan gains most from one more (never above its own budget). A
+/// VM without a day-ahead forecast keeps its own budget (the fleet's count still
+/// bounds it).
+fn fleet_shares(
+    clouds: &[String],
+    vms: &[VmSite],
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+    fleet_max: usize,
+) -> Vec<Option<u32>> {
+    let past: Vec<Vec<u64>> = vms.iter().map(|vm| moves_in_window(vm, now_ms)).collect();
+    let mut left = fleet_max.saturating_sub(past.iter().map(Vec::len).sum());
+    let own_max = |used: usize| {
+        config.max_migrations_per_day.map_or(used + left, |max| {
+            usize::try_from(max).unwrap_or(usize::MAX)
+        })
+    };
+    // The day ahead's least cost for each budget from the moves made to its own
+    // budget, or `None` without a forecast.
+    let values: Vec<Option<Vec<f64>>> = vms
+        .iter()
+        .zip(&past)
+        .map(|(vm, past)| {
+            let allowed: Vec<&str> = clouds
+                .iter()
+                .map(String::as_str)
+                .filter(|c| vm.knobs.clouds.is_empty() || vm.knobs.clouds.iter().any(|a| a == c))
+                .collect();
+            let day = DayAhead::forecast(vm, &allowed, m, config, now_ms)?;
+            (past.len()..=own_max(past.len()).max(past.len()))
+                .map(|budget| {
+                    let max = u32::try_from(budget).unwrap_or(u32::MAX);
+                    let first = day.plan_now(&vm.cloud, Some((past, max)), config)?;
+                    Some(
+                        first
+                            .best_move()
+                            .map_or(first.keep, |(_, c)| c.min(first.keep)),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    // A knapsack over the VMs: least[b] is the least cost of the VMs so far with b
+    // units among them, pick[i][b] the units VM i gets then. Exact, because a VM
+    // may need two units before either pays (there and back within the day).
+    let mut least = vec![0.0; left + 1];
+    let mut pick: Vec<Vec<usize>> = Vec::with_capacity(vms.len());
+    for v in &values {
+        let options: Vec<f64> = v.clone().unwrap_or_else(|| vec![0.0]);
+        let (row, picks): (Vec<f64>, Vec<usize>) = (0..=left)
+            .map(|b| {
+                options
+                    .iter()
+                    .enumerate()
+                    .take(b + 1)
+                    .map(|(units, cost)| (least[b - units] + cost, units))
+                    .min_by(|x, y| x.0.total_cmp(&y.0))
+                    .unwrap_or((f64::INFINITY, 0))
+            })
+            .unzip();
+        least = row;
+        pick.push(picks);
+    }
+    let mut extra = vec![0usize; vms.len()];
+    for (i, picks) in pick.iter().enumerate().rev() {
+        extra[i] = picks[left];
+        left -= extra[i];
+    }
+    values
+        .iter()
+        .zip(&past)
+        .zip(extra)
+        .map(|((v, past), extra)| match v {
+            Some(_) => u32::try_from(past.len() + extra).ok(),
+            None => config.max_migrations_per_day,
+        })
         .collect()
 }
 
@@ -1144,6 +1270,7 @@ mod tests {
         let config = |max| EngineConfig {
             min_dwell_s: 1800.0,
             max_migrations_per_day: max,
+            max_fleet_migrations_per_vm_day: None,
             ..EngineConfig::default()
         };
         let decide = |vm: &VmSite, max| {
@@ -1342,12 +1469,83 @@ mod tests {
                 min_improvement_ratio: 0.0,
                 gain_margin: 0.0,
                 max_migrations_per_day: Some(max),
+                max_fleet_migrations_per_vm_day: None,
                 ..EngineConfig::default()
             };
             let moves = run(start, &load, &config);
             for (i, (at, _)) in moves.iter().enumerate() {
                 let in_day = moves[..=i].iter().filter(|(t, _)| t + 24 * 60 > *at).count();
                 prop_assert!(in_day <= max as usize, "{moves:?}");
+            }
+        }
+
+        #[test]
+        fn the_fleet_never_moves_more_than_its_budget_in_any_day(
+            starts in prop::collection::vec(prop::sample::select(CLOUDS.to_vec()), 3),
+            per_vm in 0.4f64..2.0,
+            // Each VM's load: phases of 30 minutes to 4 hours, repeated daily.
+            phases in prop::collection::vec(
+                prop::collection::vec((prop::array::uniform3(0.0f64..1e6), 30usize..240), 8),
+                3,
+            ),
+        ) {
+            let loads: Vec<Vec<[f64; 3]>> = phases
+                .iter()
+                .map(|p| {
+                    let day: Vec<[f64; 3]> = p
+                        .iter()
+                        .flat_map(|(traffic, minutes)| std::iter::repeat_n(*traffic, *minutes))
+                        .cycle()
+                        .take(24 * 60)
+                        .collect();
+                    day.iter().cycle().take(2 * 24 * 60).copied().collect()
+                })
+                .collect();
+            let config = EngineConfig {
+                min_dwell_s: 1800.0,
+                min_improvement_ratio: 0.0,
+                gain_margin: 0.0,
+                max_migrations_per_day: None,
+                max_fleet_migrations_per_vm_day: Some(per_vm),
+                ..EngineConfig::default()
+            };
+            let names = ["a", "b", "c"];
+            let mut vms: Vec<VmSite> = names
+                .iter()
+                .zip(&starts)
+                .map(|(name, start)| VmSite { name: name.to_string(), ..site(start) })
+                .collect();
+            let mut m = Measurements::new(4096);
+            let mut moves: Vec<u64> = Vec::new();
+            for minute in 0..2 * 24 * 60 {
+                let t = minute as u64 * MIN;
+                for (name, load) in names.iter().zip(&loads) {
+                    for (r, region) in CLOUDS.iter().enumerate() {
+                        m.record_traffic_rate(name, region, t, load[minute][r]);
+                    }
+                }
+                for (i, a) in CLOUDS.iter().enumerate() {
+                    for (j, b) in CLOUDS.iter().enumerate() {
+                        m.record_latency(a, b, t, LATENCY[i][j]);
+                    }
+                }
+                if minute % 15 == 14 {
+                    let decisions = plan(&clouds(), &vms, &m, &config, t);
+                    for (vm, d) in vms.iter_mut().zip(decisions) {
+                        if d.migrate {
+                            vm.cloud = d.best;
+                            vm.last_moved_ms = Some(t);
+                            vm.recent_moves_ms.push(t);
+                            moves.push(minute as u64);
+                        }
+                    }
+                }
+            }
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let fleet_max = (per_vm * 3.0).floor() as usize;
+            for &at in &moves {
+                let in_day = moves.iter().filter(|&&t| t <= at && t + 24 * 60 > at).count();
+                prop_assert!(in_day <= fleet_max, "{moves:?}");
             }
         }
     }
