@@ -23,12 +23,15 @@
 //! - Hysteresis: a VM moves only when the gain beats the cost by `gain_margin`, the
 //!   score improves by at least `min_improvement_ms` and `min_improvement_ratio`, and
 //!   it has stayed `min_dwell_s` since its last move, so it never ping-pongs.
-//! - Budget: at most `max_migrations_per_day` moves of one VM in any 24 hours. A move
-//!   the rules above allow is made only while the budget has room, and only if the
-//!   day ahead (forecast from the same hours a season ago) is served better by
-//!   spending a move now than by keeping it for a later, larger gain: a small dynamic
-//!   program over the day's slots, with the budget each slot has left as old moves
-//!   leave the window.
+//! - Budget: at most `max_migrations_per_day` moves of one VM, and
+//!   `max_fleet_migrations_per_vm_day` × VMs moves of the fleet, in any 24 hours. A
+//!   move the rules above allow is made only while the budgets have room, and only
+//!   if the day ahead (forecast from the same hours a season ago) is served better
+//!   by spending a move now than by keeping it for a later, larger gain: a small
+//!   dynamic program over the day's slots, with the budget each slot has left as old
+//!   moves leave the window. The same plans share the fleet's budget out among the
+//!   VMs (a knapsack), and may send a VM to a cloud between two regions' daytimes
+//!   rather than the one best right now.
 
 use crate::inventory::{Inventory, VmPlacement};
 use crate::measure::Measurements;
