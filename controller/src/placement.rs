@@ -426,9 +426,11 @@ fn fleet_shares(
 ) -> Vec<Option<u32>> {
     let past: Vec<Vec<u64>> = vms.iter().map(|vm| moves_in_window(vm, now_ms)).collect();
     let mut left = fleet_max.saturating_sub(past.iter().map(Vec::len).sum());
+    // No more than fit in the day a dwell time apart, whatever the budgets.
     let own_max = |used: usize| {
-        config.max_migrations_per_day.map_or(used + left, |max| {
-            usize::try_from(max).unwrap_or(usize::MAX)
+        let fits = used + left.min(most_moves_in_a_day(config));
+        config.max_migrations_per_day.map_or(fits, |max| {
+            usize::try_from(max).unwrap_or(usize::MAX).min(fits)
         })
     };
     // The day ahead's least cost for each budget from the moves made to its own
@@ -750,6 +752,15 @@ fn move_cost(rate: f64, copy_s: f64, config: &EngineConfig) -> f64 {
 /// The window of the migration budget: a day.
 const BUDGET_WINDOW_MS: u64 = 24 * 3_600_000;
 
+/// Most moves of one VM that fit in the budget's window a dwell time (and a
+/// day-ahead slot) apart.
+fn most_moves_in_a_day(config: &EngineConfig) -> usize {
+    let apart = secs_to_ms(config.min_dwell_s)
+        .max(secs_to_ms(config.budget_slot_s))
+        .max(60_000);
+    usize::try_from(BUDGET_WINDOW_MS.div_ceil(apart) + 1).unwrap_or(usize::MAX)
+}
+
 /// Arrivals of `vm` within the budget window ending at `now_ms`, oldest first.
 fn moves_in_window(vm: &VmSite, now_ms: u64) -> Vec<u64> {
     let start = now_ms.checked_sub(BUDGET_WINDOW_MS);
@@ -973,15 +984,19 @@ impl DayAhead {
         let from = self.clouds.iter().position(|c| c == from)?;
         let n = self.clouds.len();
         let slots = self.served.len();
-        // Moves the plan counts: without a budget one state serves them all.
-        let counted = budget.map_or(0, |(_, max)| {
-            usize::try_from(max).unwrap_or(usize::MAX).min(slots)
-        });
         // Slots a move must wait after the one before; a state counts the slots
         // since the last move up to that.
         let dwell = usize::try_from(secs_to_ms(config.min_dwell_s).div_ceil(self.slot_ms))
             .unwrap_or(usize::MAX)
             .min(slots);
+        let limit = budget.map_or(0, |(_, max)| usize::try_from(max).unwrap_or(usize::MAX));
+        // Moves the plan counts, no more than fit in the day a dwell time apart:
+        // without a budget one state serves them all.
+        let counted = if budget.is_some() {
+            limit.min(most_moves_in_a_day(config))
+        } else {
+            0
+        };
         let state =
             |c: usize, j: usize, since: usize| (c * (counted + 1) + j) * (dwell + 1) + since;
         // Whether a move at the start of slot `k`, after `j` moves in the day ahead,
@@ -991,7 +1006,7 @@ impl DayAhead {
             budget.is_none_or(|(past, _)| {
                 let at = self.start_ms + k as u64 * self.slot_ms;
                 let past_in_window = past.iter().filter(|&&p| p + BUDGET_WINDOW_MS > at).count();
-                j + 1 + past_in_window <= counted
+                j < counted && j + 1 + past_in_window <= limit
             })
         };
         let after_move = |j: usize| if budget.is_some() { j + 1 } else { 0 };
@@ -1315,6 +1330,49 @@ mod tests {
         let spent = decide(&vm, Some(2));
         assert_eq!(spent.why, Why::BudgetSpent { moves: 2, max: 2 });
         assert!(spent.why.to_string().contains("budget 2"), "{spent:?}");
+    }
+
+    #[test]
+    fn the_fleet_budget_goes_to_the_vm_that_gains_most() {
+        // Two VMs whose clients turn from the Americas to Europe at 10:00 every
+        // day, one with ten times the other's traffic; the fleet may move once.
+        let now = 24 * 60 + 10 * 60 + 30;
+        let mut m = Measurements::new(4096);
+        for minute in 0..=now {
+            let t = minute * MIN;
+            let europe = minute % (24 * 60) >= 10 * 60;
+            for (i, a) in CLOUDS.iter().enumerate() {
+                for (j, b) in CLOUDS.iter().enumerate() {
+                    m.record_latency(a, b, t, LATENCY[i][j]);
+                }
+            }
+            for (vm, scale) in [("small", 1e5), ("big", 1e6)] {
+                let (am, eu) = if europe { (0.1, 1.0) } else { (1.0, 0.1) };
+                m.record_traffic_rate(vm, "americas", t, am * scale);
+                m.record_traffic_rate(vm, "europe", t, eu * scale);
+            }
+        }
+        let vms = ["small", "big"].map(|name| VmSite {
+            name: name.into(),
+            ..site("americas")
+        });
+        let config = EngineConfig {
+            max_fleet_migrations_per_vm_day: Some(0.5),
+            ..EngineConfig::default()
+        };
+        let decisions = plan(&clouds(), &vms, &m, &config, now * MIN);
+        let (small, big) = (&decisions[0], &decisions[1]);
+        assert!(big.migrate && big.best == "europe", "{big:?}");
+        assert!(!small.migrate, "{small:?}");
+        assert_eq!(small.why, Why::BudgetSpent { moves: 0, max: 0 });
+        // Without the fleet budget both move.
+        let free = EngineConfig {
+            max_fleet_migrations_per_vm_day: None,
+            ..config
+        };
+        assert!(plan(&clouds(), &vms, &m, &free, now * MIN)
+            .iter()
+            .all(|d| d.migrate));
     }
 
     #[test]
