@@ -412,10 +412,12 @@ pub fn plan(
 }
 
 /// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the
-/// moves it made in the window, plus units of the rest, one at a time to the VM
-/// whose day-ahead plan gains most from one more (never above its own budget). A
-/// VM without a day-ahead forecast keeps its own budget (the fleet's count still
-/// bounds it).
+/// moves it made in the window, plus units of the rest as a knapsack over the VMs'
+/// day-ahead plans shares them out (never above its own budget). A VM without a
+/// day-ahead forecast gets an even share of the fleet's budget: with nothing to
+/// tell which VM's moves are worth more, none may take more than its part (the
+/// moves of a first day, spent without a forecast, are still in the window the
+/// next day, when there is one).
 fn fleet_shares(
     clouds: &[String],
     vms: &[VmSite],
@@ -490,7 +492,14 @@ fn fleet_shares(
         .zip(extra)
         .map(|((v, past), extra)| match v {
             Some(_) => u32::try_from(past.len() + extra).ok(),
-            None => config.max_migrations_per_day,
+            None => {
+                let even = u32::try_from(fleet_max / vms.len().max(1)).unwrap_or(u32::MAX);
+                Some(
+                    config
+                        .max_migrations_per_day
+                        .map_or(even, |max| max.min(even)),
+                )
+            }
         })
         .collect()
 }
