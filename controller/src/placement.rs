@@ -444,7 +444,7 @@ fn fleet_shares(
             let allowed: Vec<&str> = clouds
                 .iter()
                 .map(String::as_str)
-                .filter(|c| vm.knobs.clouds.is_empty() || vm.knobs.clouds.iter().any(|a| a == c))
+                .filter(|c| may_use(&vm.knobs, c))
                 .collect();
             let day = DayAhead::forecast(vm, &allowed, m, config, now_ms)?;
             (past.len()..=own_max(past.len()).max(past.len()))
@@ -590,7 +590,7 @@ fn decide(
     if rate < config.min_traffic_bytes_per_s {
         return stay(Why::Idle);
     }
-    let allowed = |c: &str| vm.knobs.clouds.is_empty() || vm.knobs.clouds.iter().any(|a| a == c);
+    let allowed = |c: &str| may_use(&vm.knobs, c);
     let score_of = |cloud: &str| -> Result<Scored, Why> {
         let latency_ms =
             expected_latency(&traffic, cloud, m, config, now_ms).map_err(|region| {
@@ -721,6 +721,11 @@ fn decide(
     }
     decision.migrate = true;
     decision
+}
+
+/// Whether a VM with these knobs may run in `cloud` (no list: anywhere).
+fn may_use(knobs: &VmPlacement, cloud: &str) -> bool {
+    knobs.clouds.is_empty() || knobs.clouds.iter().any(|c| c == cloud)
 }
 
 /// The score of a cloud where clients see `latency_ms`: the latency floored at the
