@@ -23,6 +23,15 @@
 //! - Hysteresis: a VM moves only when the gain beats the cost by `gain_margin`, the
 //!   score improves by at least `min_improvement_ms` and `min_improvement_ratio`, and
 //!   it has stayed `min_dwell_s` since its last move, so it never ping-pongs.
+//! - Budget: at most `max_migrations_per_day` moves of one VM, and
+//!   `max_fleet_migrations_per_vm_day` × VMs moves of the fleet, in any 24 hours. A
+//!   move the rules above allow is made only while the budgets have room, and only
+//!   if the day ahead (forecast from the same hours a season ago) is served better
+//!   by spending a move now than by keeping it for a later, larger gain: a small
+//!   dynamic program over the day's slots, with the budget each slot has left as old
+//!   moves leave the window. The same plans share the fleet's budget out among the
+//!   VMs (a knapsack), and may send a VM to a cloud between two regions' daytimes
+//!   rather than the one best right now.
 
 use crate::inventory::{Inventory, VmPlacement};
 use crate::measure::Measurements;
@@ -70,6 +79,18 @@ pub struct EngineConfig {
     pub tie_ms: f64,
     /// Below this total traffic a VM is idle and stays, bytes per second.
     pub min_traffic_bytes_per_s: f64,
+    /// Most migrations of one VM in any 24 hours (a rolling window over its arrivals);
+    /// `None` (`null`): no budget. Leaving a cloud the VM may not use is never held
+    /// back by it, but counts.
+    pub max_migrations_per_day: Option<u32>,
+    /// Slot of the day-ahead plan that decides whether a move is worth a unit of the
+    /// budget, seconds.
+    pub budget_slot_s: f64,
+    /// Most migrations of all the VMs planned together in any 24 hours, per VM (1.9
+    /// for 6 VMs: 11); `None` (`null`): no fleet budget. The day-ahead plans share
+    /// it out: each VM's budget is the moves it made in the window plus the units
+    /// of the rest that lower the fleet's forecast latency most.
+    pub max_fleet_migrations_per_vm_day: Option<f64>,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +113,9 @@ impl Default for EngineConfig {
             price_penalty_ms: 0.0,
             tie_ms: 1.0,
             min_traffic_bytes_per_s: 1.0,
+            max_migrations_per_day: Some(3),
+            budget_slot_s: 15.0 * 60.0,
+            max_fleet_migrations_per_vm_day: Some(1.9),
         }
     }
 }
@@ -109,6 +133,10 @@ pub struct VmSite {
     /// When it last arrived somewhere by migration (ms, the measurements' clock).
     #[serde(default)]
     pub last_moved_ms: Option<u64>,
+    /// When it arrived somewhere by migration over the last day at least (ms, any
+    /// order; `last_moved_ms` counts too), for the migration budget.
+    #[serde(default)]
+    pub recent_moves_ms: Vec<u64>,
 }
 
 /// The VMs of an inventory: the cloud of each one's host, its knobs, and when it
@@ -129,6 +157,7 @@ pub fn sites(inventory: &Inventory, last_moved_ms: &BTreeMap<String, u64>) -> Ve
                 .cloned()
                 .unwrap_or_default(),
             last_moved_ms: last_moved_ms.get(&vm.name).copied(),
+            recent_moves_ms: Vec::new(),
         })
         .collect()
 }
@@ -146,6 +175,10 @@ pub struct Snapshot {
     /// When each VM last arrived somewhere by migration, ms.
     #[serde(default)]
     pub last_moved_ms: BTreeMap<String, u64>,
+    /// When each VM arrived somewhere by migration over the last day at least, ms
+    /// (for the migration budget; `last_moved_ms` counts too).
+    #[serde(default)]
+    pub recent_moves_ms: BTreeMap<String, Vec<u64>>,
     /// Engine knobs; missing fields take their defaults.
     #[serde(default)]
     pub config: EngineConfig,
@@ -164,13 +197,15 @@ impl Snapshot {
             .now_ms
             .or_else(|| self.measurements.newest_ms())
             .unwrap_or(0);
-        plan(
-            &clouds,
-            &sites(inventory, &self.last_moved_ms),
-            &self.measurements,
-            &self.config,
-            now_ms,
-        )
+        let mut vms = sites(inventory, &self.last_moved_ms);
+        for vm in &mut vms {
+            vm.recent_moves_ms = self
+                .recent_moves_ms
+                .get(&vm.name)
+                .cloned()
+                .unwrap_or_default();
+        }
+        plan(&clouds, &vms, &self.measurements, &self.config, now_ms)
     }
 }
 
@@ -212,10 +247,42 @@ pub enum Why {
     },
     /// The gain does not beat the cost by the margin.
     CostExceedsGain,
+    /// The fleet used its migration budget: as many moves of all VMs in the last 24
+    /// hours as allowed.
+    FleetBudgetSpent {
+        /// Moves of all VMs in the last 24 hours.
+        moves: usize,
+        /// The fleet's budget.
+        max: usize,
+    },
+    /// It used its migration budget: as many moves in the last 24 hours as allowed.
+    BudgetSpent {
+        /// Moves in the last 24 hours.
+        moves: u32,
+        /// The budget.
+        max: u32,
+    },
+    /// The day ahead (forecast from a season ago) is served better keeping a move
+    /// of the budget for later than spending it now.
+    BudgetKeptForLater {
+        /// Moves in the last 24 hours.
+        moves: u32,
+        /// The budget.
+        max: u32,
+        /// How much worse moving now serves the day ahead, ms·GB of client traffic.
+        worse_by: f64,
+    },
     /// Move: the gain beats the cost by the margin.
     Gain,
     /// Move: its cloud is not one it may use.
     NotAllowed,
+    /// Move, to a cloud the present measurements rank below another: the day ahead,
+    /// within the migration budget, is served best from there (the gain still beats
+    /// the cost by the margin).
+    BudgetPlan {
+        /// The cloud best right now.
+        instead_of: String,
+    },
 }
 
 impl fmt::Display for Why {
@@ -244,8 +311,27 @@ impl fmt::Display for Why {
                 write!(f, "the move takes {move_s:.0} s, longer than the horizon")
             }
             Why::CostExceedsGain => write!(f, "gain does not beat cost by the margin"),
+            Why::FleetBudgetSpent { moves, max } => {
+                write!(f, "the fleet moved {moves} times in 24 h, budget {max}")
+            }
+            Why::BudgetSpent { moves, max } => {
+                write!(f, "moved {moves} times in 24 h, budget {max}")
+            }
+            Why::BudgetKeptForLater {
+                moves,
+                max,
+                worse_by,
+            } => write!(
+                f,
+                "keeps move {} of {max} in 24 h for later: the day ahead is {worse_by:.3} ms·GB worse moving now",
+                moves + 1
+            ),
             Why::Gain => write!(f, "migrate: gain beats cost by the margin"),
             Why::NotAllowed => write!(f, "migrate: current cloud is not allowed"),
+            Why::BudgetPlan { instead_of } => write!(
+                f,
+                "migrate: gain beats cost by the margin, and within the budget the day ahead is served best here, not from {instead_of}"
+            ),
         }
     }
 }
@@ -293,8 +379,128 @@ pub fn plan(
     config: &EngineConfig,
     now_ms: u64,
 ) -> Vec<Decision> {
+    let Some(per_vm) = config.max_fleet_migrations_per_vm_day else {
+        return vms
+            .iter()
+            .map(|vm| decide(clouds, vm, measurements, config, now_ms))
+            .collect();
+    };
+    // Whole moves: the budget is a count.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let fleet_max = (per_vm.max(0.0) * vms.len() as f64).floor() as usize;
+    let shares = fleet_shares(clouds, vms, measurements, config, now_ms, fleet_max);
+    let mut moves: usize = vms.iter().map(|vm| moves_in_window(vm, now_ms).len()).sum();
     vms.iter()
-        .map(|vm| decide(clouds, vm, measurements, config, now_ms))
+        .zip(shares)
+        .map(|(vm, share)| {
+            let config = EngineConfig {
+                max_migrations_per_day: share,
+                ..config.clone()
+            };
+            let mut d = decide(clouds, vm, measurements, &config, now_ms);
+            if d.migrate && d.why != Why::NotAllowed && moves >= fleet_max {
+                d.migrate = false;
+                d.why = Why::FleetBudgetSpent {
+                    moves,
+                    max: fleet_max,
+                };
+            }
+            moves += usize::from(d.migrate);
+            d
+        })
+        .collect()
+}
+
+/// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the
+/// moves it made in the window, plus units of the rest as a knapsack over the VMs'
+/// day-ahead plans shares them out (never above its own budget). A VM without a
+/// day-ahead forecast gets an even share of the fleet's budget: with nothing to
+/// tell which VM's moves are worth more, none may take more than its part (the
+/// moves of a first day, spent without a forecast, are still in the window the
+/// next day, when there is one).
+fn fleet_shares(
+    clouds: &[String],
+    vms: &[VmSite],
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+    fleet_max: usize,
+) -> Vec<Option<u32>> {
+    let past: Vec<Vec<u64>> = vms.iter().map(|vm| moves_in_window(vm, now_ms)).collect();
+    let mut left = fleet_max.saturating_sub(past.iter().map(Vec::len).sum());
+    // No more than fit in the day a dwell time apart, whatever the budgets.
+    let own_max = |used: usize| {
+        let fits = used + left.min(most_moves_in_a_day(config));
+        config.max_migrations_per_day.map_or(fits, |max| {
+            usize::try_from(max).unwrap_or(usize::MAX).min(fits)
+        })
+    };
+    // The day ahead's least cost for each budget from the moves made to its own
+    // budget, or `None` without a forecast.
+    let values: Vec<Option<Vec<f64>>> = vms
+        .iter()
+        .zip(&past)
+        .map(|(vm, past)| {
+            let allowed: Vec<&str> = clouds
+                .iter()
+                .map(String::as_str)
+                .filter(|c| may_use(&vm.knobs, c))
+                .collect();
+            let day = DayAhead::forecast(vm, &allowed, m, config, now_ms)?;
+            (past.len()..=own_max(past.len()).max(past.len()))
+                .map(|budget| {
+                    let max = u32::try_from(budget).unwrap_or(u32::MAX);
+                    let first = day.plan_now(&vm.cloud, Some((past, max)), config)?;
+                    Some(
+                        first
+                            .best_move()
+                            .map_or(first.keep, |(_, c)| c.min(first.keep)),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    // A knapsack over the VMs: least[b] is the least cost of the VMs so far with b
+    // units among them, pick[i][b] the units VM i gets then. Exact, because a VM
+    // may need two units before either pays (there and back within the day).
+    let mut least = vec![0.0; left + 1];
+    let mut pick: Vec<Vec<usize>> = Vec::with_capacity(vms.len());
+    for v in &values {
+        let options: Vec<f64> = v.clone().unwrap_or_else(|| vec![0.0]);
+        let (row, picks): (Vec<f64>, Vec<usize>) = (0..=left)
+            .map(|b| {
+                options
+                    .iter()
+                    .enumerate()
+                    .take(b + 1)
+                    .map(|(units, cost)| (least[b - units] + cost, units))
+                    .min_by(|x, y| x.0.total_cmp(&y.0))
+                    .unwrap_or((f64::INFINITY, 0))
+            })
+            .unzip();
+        least = row;
+        pick.push(picks);
+    }
+    let mut extra = vec![0usize; vms.len()];
+    for (i, picks) in pick.iter().enumerate().rev() {
+        extra[i] = picks[left];
+        left -= extra[i];
+    }
+    values
+        .iter()
+        .zip(&past)
+        .zip(extra)
+        .map(|((v, past), extra)| match v {
+            Some(_) => u32::try_from(past.len() + extra).ok(),
+            None => {
+                let even = u32::try_from(fleet_max / vms.len().max(1)).unwrap_or(u32::MAX);
+                Some(
+                    config
+                        .max_migrations_per_day
+                        .map_or(even, |max| max.min(even)),
+                )
+            }
+        })
         .collect()
 }
 
@@ -384,7 +590,7 @@ fn decide(
     if rate < config.min_traffic_bytes_per_s {
         return stay(Why::Idle);
     }
-    let allowed = |c: &str| vm.knobs.clouds.is_empty() || vm.knobs.clouds.iter().any(|a| a == c);
+    let allowed = |c: &str| may_use(&vm.knobs, c);
     let score_of = |cloud: &str| -> Result<Scored, Why> {
         let latency_ms =
             expected_latency(&traffic, cloud, m, config, now_ms).map_err(|region| {
@@ -393,12 +599,11 @@ fn decide(
                     cloud: cloud.to_string(),
                 }
             })?;
-        let price = vm.knobs.price_per_hour.get(cloud).copied().unwrap_or(0.0);
-        let floor = vm.knobs.latency_target_ms.unwrap_or(0.0);
+        let (score, price) = score(latency_ms, cloud, &vm.knobs, config);
         Ok(Scored {
             cloud: cloud.to_string(),
             latency_ms,
-            score: latency_ms.max(floor) + config.price_penalty_ms * price,
+            score,
             price,
         })
     };
@@ -443,26 +648,35 @@ fn decide(
     if best.cloud == vm.cloud {
         return decision;
     }
-    let bandwidth = m
-        .bandwidth_between(
-            &vm.cloud,
-            &best.cloud,
-            now_ms,
-            secs_to_ms(config.bandwidth_window_s),
-        )
-        .filter(|b| *b > 0.0)
-        .unwrap_or(config.default_bandwidth_bytes_per_s);
-    let ram = vm.knobs.ram_mib.unwrap_or(config.default_ram_mib) as f64 * 1024.0 * 1024.0;
-    let disk = vm.knobs.disk_gib.unwrap_or(0) as f64 * 1024.0 * 1024.0 * 1024.0;
-    let copy_s = (ram + disk) / bandwidth;
-    decision.move_s = copy_s + config.downtime_s;
-    let improvement = current.score - best.score;
-    // ms × bytes/s × s = ms·bytes; shown as ms·GB.
-    decision.gain =
-        improvement.max(0.0) * rate * (config.horizon_s - decision.move_s).max(0.0) / 1e9;
-    decision.cost = rate
-        * (copy_s * config.copy_penalty_ms + config.downtime_s * config.downtime_penalty_ms)
-        / 1e9;
+    // The numbers of a move to `target`, and whether the hysteresis lets it happen
+    // (`Why::Gain`) or why not.
+    let judge = |target: &Scored| {
+        let mut d = stay(Why::Gain);
+        d.best = target.cloud.clone();
+        d.latency_now_ms = Some(current.latency_ms);
+        d.latency_best_ms = Some(target.latency_ms);
+        let copy_s = copy_time_s(vm, &vm.cloud, &target.cloud, m, config, now_ms);
+        d.move_s = copy_s + config.downtime_s;
+        let improvement = current.score - target.score;
+        // ms × bytes/s × s = ms·bytes; shown as ms·GB.
+        d.gain = improvement.max(0.0) * rate * (config.horizon_s - d.move_s).max(0.0) / 1e9;
+        d.cost = move_cost(rate, copy_s, config) / 1e9;
+        let needed_ms = config
+            .min_improvement_ms
+            .max(config.min_improvement_ratio * current.score);
+        if improvement < needed_ms {
+            d.why = Why::SmallImprovement {
+                improvement_ms: improvement,
+                needed_ms,
+            };
+        } else if d.move_s >= config.horizon_s {
+            d.why = Why::MoveTooLong { move_s: d.move_s };
+        } else if d.gain <= d.cost * (1.0 + config.gain_margin) {
+            d.why = Why::CostExceedsGain;
+        }
+        d
+    };
+    let mut decision = judge(best);
     if !allowed(&vm.cloud) {
         decision.migrate = true;
         decision.why = Why::NotAllowed;
@@ -478,25 +692,374 @@ fn decide(
             return decision;
         }
     }
-    let needed_ms = config
-        .min_improvement_ms
-        .max(config.min_improvement_ratio * current.score);
-    decision.why = if improvement < needed_ms {
-        Why::SmallImprovement {
-            improvement_ms: improvement,
-            needed_ms,
+    if decision.why != Why::Gain {
+        return decision;
+    }
+    if let Some(max) = config.max_migrations_per_day {
+        let scored: Vec<&str> = candidates.iter().map(|c| c.cloud.as_str()).collect();
+        let verdict = budget_verdict(vm, &best.cloud, &scored, m, config, now_ms, max);
+        // The day ahead may be served best by a cloud that is not the best right
+        // now (one between two regions' daytimes, skipping a phase): it goes there
+        // if the hysteresis agrees it is a clear improvement now.
+        if let Some(elsewhere) = verdict
+            .elsewhere
+            .and_then(|cloud| candidates.iter().find(|c| c.cloud == cloud))
+        {
+            let mut instead = judge(elsewhere);
+            if instead.why == Why::Gain {
+                instead.migrate = true;
+                instead.why = Why::BudgetPlan {
+                    instead_of: best.cloud.clone(),
+                };
+                return instead;
+            }
         }
-    } else if decision.move_s >= config.horizon_s {
-        Why::MoveTooLong {
-            move_s: decision.move_s,
+        if let Some(why) = verdict.hold {
+            decision.why = why;
+            return decision;
         }
-    } else if decision.gain <= decision.cost * (1.0 + config.gain_margin) {
-        Why::CostExceedsGain
-    } else {
-        decision.migrate = true;
-        Why::Gain
-    };
+    }
+    decision.migrate = true;
     decision
+}
+
+/// Whether a VM with these knobs may run in `cloud` (no list: anywhere).
+fn may_use(knobs: &VmPlacement, cloud: &str) -> bool {
+    knobs.clouds.is_empty() || knobs.clouds.iter().any(|c| c == cloud)
+}
+
+/// The score of a cloud where clients see `latency_ms`: the latency floored at the
+/// VM's target, plus the price penalty; and the price.
+fn score(latency_ms: f64, cloud: &str, knobs: &VmPlacement, config: &EngineConfig) -> (f64, f64) {
+    let price = knobs.price_per_hour.get(cloud).copied().unwrap_or(0.0);
+    let floor = knobs.latency_target_ms.unwrap_or(0.0);
+    (
+        latency_ms.max(floor) + config.price_penalty_ms * price,
+        price,
+    )
+}
+
+/// Seconds to copy the VM's RAM and disk from one cloud to another.
+fn copy_time_s(
+    vm: &VmSite,
+    from: &str,
+    to: &str,
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+) -> f64 {
+    let bandwidth = m
+        .bandwidth_between(from, to, now_ms, secs_to_ms(config.bandwidth_window_s))
+        .filter(|b| *b > 0.0)
+        .unwrap_or(config.default_bandwidth_bytes_per_s);
+    let ram = vm.knobs.ram_mib.unwrap_or(config.default_ram_mib) as f64 * 1024.0 * 1024.0;
+    let disk = vm.knobs.disk_gib.unwrap_or(0) as f64 * 1024.0 * 1024.0 * 1024.0;
+    (ram + disk) / bandwidth
+}
+
+/// What a move costs the clients at `rate` bytes per second, ms·bytes: the slowdown
+/// while memory is copied and the stall of the downtime.
+fn move_cost(rate: f64, copy_s: f64, config: &EngineConfig) -> f64 {
+    rate * (copy_s * config.copy_penalty_ms + config.downtime_s * config.downtime_penalty_ms)
+}
+
+/// The window of the migration budget: a day.
+const BUDGET_WINDOW_MS: u64 = 24 * 3_600_000;
+
+/// Most moves of one VM that fit in the budget's window a dwell time (and a
+/// day-ahead slot) apart.
+fn most_moves_in_a_day(config: &EngineConfig) -> usize {
+    let apart = secs_to_ms(config.min_dwell_s)
+        .max(secs_to_ms(config.budget_slot_s))
+        .max(60_000);
+    usize::try_from(BUDGET_WINDOW_MS.div_ceil(apart) + 1).unwrap_or(usize::MAX)
+}
+
+/// Arrivals of `vm` within the budget window ending at `now_ms`, oldest first.
+fn moves_in_window(vm: &VmSite, now_ms: u64) -> Vec<u64> {
+    let start = now_ms.checked_sub(BUDGET_WINDOW_MS);
+    let mut moves: Vec<u64> = vm
+        .recent_moves_ms
+        .iter()
+        .copied()
+        .chain(vm.last_moved_ms)
+        .filter(|&t| start.is_none_or(|start| t > start))
+        .collect();
+    moves.sort_unstable();
+    moves.dedup();
+    moves
+}
+
+/// What the migration budget says about a move that the other rules allow.
+#[derive(Debug, Default)]
+struct BudgetVerdict {
+    /// The day ahead is served best by moving to this cloud now, not to the best.
+    elsewhere: Option<String>,
+    /// Why the move to the best cloud is held back, if it is.
+    hold: Option<Why>,
+}
+
+/// The migration budget's view of a move of `vm` to `best`, a cloud the other rules
+/// would move it to: held back when the last 24 hours used the budget up, or when
+/// the day ahead is served better keeping a move for later; or better spent on
+/// another cloud of `clouds` (the clouds it may move to).
+fn budget_verdict(
+    vm: &VmSite,
+    best: &str,
+    clouds: &[&str],
+    m: &Measurements,
+    config: &EngineConfig,
+    now_ms: u64,
+    max: u32,
+) -> BudgetVerdict {
+    let past = moves_in_window(vm, now_ms);
+    let moves = u32::try_from(past.len()).unwrap_or(u32::MAX);
+    if moves >= max {
+        return BudgetVerdict {
+            elsewhere: None,
+            hold: Some(Why::BudgetSpent { moves, max }),
+        };
+    }
+    // Without a season of history there is no later to keep a move for: the budget
+    // is only a cap.
+    let Some(day) = DayAhead::forecast(vm, clouds, m, config, now_ms) else {
+        return BudgetVerdict::default();
+    };
+    let (Some(budgeted), Some(free)) = (
+        day.plan_now(&vm.cloud, Some((&past, max)), config),
+        day.plan_now(&vm.cloud, None, config),
+    ) else {
+        return BudgetVerdict::default();
+    };
+    let elsewhere = budgeted
+        .best_move()
+        .filter(|(cloud, cost)| *cloud != best && *cost < budgeted.keep)
+        .map(|(cloud, _)| cloud.to_string());
+    // Held back only for the budget's sake: the day ahead must be served better
+    // keeping the move, and by more than it would be without a budget (where a
+    // difference is only the forecast's view of the best time to move, which the
+    // present measurements judge better).
+    let worse_by = budgeted.move_to(best) - budgeted.keep;
+    let hold = (worse_by > 0.0 && worse_by > free.move_to(best) - free.keep).then(|| {
+        Why::BudgetKeptForLater {
+            moves,
+            max,
+            worse_by: worse_by / 1e9,
+        }
+    });
+    BudgetVerdict { elsewhere, hold }
+}
+
+/// The least cost of the day ahead (client latency-weighted traffic plus move
+/// costs, ms·bytes) for each first step: moving now to one cloud, or staying.
+#[derive(Debug)]
+struct FirstStep<'a> {
+    /// `(cloud, cost)` of moving there now, for every other cloud.
+    moves: Vec<(&'a str, f64)>,
+    /// Of staying now.
+    keep: f64,
+}
+
+impl FirstStep<'_> {
+    fn move_to(&self, cloud: &str) -> f64 {
+        self.moves
+            .iter()
+            .find(|(c, _)| *c == cloud)
+            .map_or(f64::INFINITY, |(_, cost)| *cost)
+    }
+
+    fn best_move(&self) -> Option<(&str, f64)> {
+        self.moves
+            .iter()
+            .copied()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+/// The day ahead as the budget sees it: slot by slot, what serving the VM's clients
+/// from each cloud costs, forecast from the same slots a season ago.
+#[derive(Debug)]
+struct DayAhead {
+    /// When the first slot starts, ms.
+    start_ms: u64,
+    slot_ms: u64,
+    clouds: Vec<String>,
+    /// `[from][to]`: seconds to copy the VM between two clouds.
+    copy_s: Vec<Vec<f64>>,
+    /// `[slot][cloud]`: score × traffic over the slot, ms·bytes.
+    served: Vec<Vec<f64>>,
+    /// `[slot]`: total traffic, bytes per second (what a move in the slot stalls).
+    rate: Vec<f64>,
+}
+
+impl DayAhead {
+    /// The forecast over the budget window from `now_ms`, or `None` without a season
+    /// of history. A slot's traffic from a region is the median rate over the same
+    /// slot a season (or as many seasons as it takes to be past) ago: medians, so a
+    /// flash crowd of that day is not forecast. Clouds with a region whose latency
+    /// to them was never measured are left out.
+    fn forecast(
+        vm: &VmSite,
+        clouds: &[&str],
+        m: &Measurements,
+        config: &EngineConfig,
+        now_ms: u64,
+    ) -> Option<DayAhead> {
+        let period = secs_to_ms(config.seasonal_period_s);
+        let slot_ms = secs_to_ms(config.budget_slot_s).max(60_000);
+        let season_ago = now_ms.checked_sub(period).filter(|_| period > 0)?;
+        let series: Vec<(&str, &crate::measure::Series)> = m.traffic_of(&vm.name).collect();
+        if !series
+            .iter()
+            .any(|(_, s)| s.window(0, season_ago).next().is_some())
+        {
+            return None;
+        }
+        let window = secs_to_ms(config.latency_window_s);
+        let latencies: Vec<(String, Vec<f64>)> = clouds
+            .iter()
+            .filter_map(|cloud| {
+                let row = series
+                    .iter()
+                    .map(
+                        |(region, _)| match m.latency_between(region, cloud, now_ms, window) {
+                            Some(l) => Some(l),
+                            None if region == cloud => Some(0.0),
+                            None => None,
+                        },
+                    )
+                    .collect::<Option<Vec<f64>>>()?;
+                Some((cloud.to_string(), row))
+            })
+            .collect();
+        let slots = BUDGET_WINDOW_MS.div_ceil(slot_ms);
+        let (mut served, mut rate) = (Vec::new(), Vec::new());
+        for k in 0..slots {
+            let ahead = k * slot_ms;
+            let seasons = ahead.div_ceil(period).max(1);
+            let then = (now_ms + ahead).checked_sub(seasons.saturating_mul(period))?;
+            let rates: Vec<f64> = series
+                .iter()
+                .map(|(_, s)| {
+                    s.quantile(0.5, then, then + slot_ms - 1)
+                        .unwrap_or(0.0)
+                        .max(0.0)
+                })
+                .collect();
+            let total: f64 = rates.iter().sum();
+            let slot_s = slot_ms as f64 / 1000.0;
+            served.push(
+                latencies
+                    .iter()
+                    .map(|(cloud, row)| {
+                        let latency = if total > 0.0 {
+                            rates.iter().zip(row).map(|(r, l)| r * l).sum::<f64>() / total
+                        } else {
+                            0.0
+                        };
+                        score(latency, cloud, &vm.knobs, config).0 * total * slot_s
+                    })
+                    .collect(),
+            );
+            rate.push(total);
+        }
+        let clouds: Vec<String> = latencies.into_iter().map(|(c, _)| c).collect();
+        let copy_s = clouds
+            .iter()
+            .map(|a| {
+                clouds
+                    .iter()
+                    .map(|b| copy_time_s(vm, a, b, m, config, now_ms))
+                    .collect()
+            })
+            .collect();
+        Some(DayAhead {
+            start_ms: now_ms,
+            slot_ms,
+            clouds,
+            copy_s,
+            served,
+            rate,
+        })
+    }
+
+    /// The least cost of the day ahead from the VM's cloud `from` for each first
+    /// step: moving now to another cloud, or staying now (its dwell time since its
+    /// last move is over). After it, it may move, a dwell time apart, as often as
+    /// `budget` allows if given: `(past, max)`, its arrivals within the last window
+    /// and the most moves in any window (a later slot has the room past moves leave
+    /// as they age out). `None` when `from` is not in the forecast.
+    fn plan_now(
+        &self,
+        from: &str,
+        budget: Option<(&[u64], u32)>,
+        config: &EngineConfig,
+    ) -> Option<FirstStep<'_>> {
+        let from = self.clouds.iter().position(|c| c == from)?;
+        let n = self.clouds.len();
+        let slots = self.served.len();
+        // Slots a move must wait after the one before; a state counts the slots
+        // since the last move up to that.
+        let dwell = usize::try_from(secs_to_ms(config.min_dwell_s).div_ceil(self.slot_ms))
+            .unwrap_or(usize::MAX)
+            .min(slots);
+        let limit = budget.map_or(0, |(_, max)| usize::try_from(max).unwrap_or(usize::MAX));
+        // Moves the plan counts, no more than fit in the day a dwell time apart:
+        // without a budget one state serves them all.
+        let counted = if budget.is_some() {
+            limit.min(most_moves_in_a_day(config))
+        } else {
+            0
+        };
+        let state =
+            |c: usize, j: usize, since: usize| (c * (counted + 1) + j) * (dwell + 1) + since;
+        // Whether a move at the start of slot `k`, after `j` moves in the day ahead,
+        // stays within the budget: the window ending then holds those, the past
+        // moves not yet aged out, and this one.
+        let room = |k: usize, j: usize| {
+            budget.is_none_or(|(past, _)| {
+                let at = self.start_ms + k as u64 * self.slot_ms;
+                let past_in_window = past.iter().filter(|&&p| p + BUDGET_WINDOW_MS > at).count();
+                j < counted && j + 1 + past_in_window <= limit
+            })
+        };
+        let after_move = |j: usize| if budget.is_some() { j + 1 } else { 0 };
+        let move_cost_at =
+            |k: usize, c: usize, d: usize| move_cost(self.rate[k], self.copy_s[c][d], config);
+        // cost[state(c, j, since)]: least cost from slot k on, in cloud c after j
+        // moves, `since` slots after the last; built backwards from the end of the
+        // day ahead.
+        let mut cost = vec![0.0; n * (counted + 1) * (dwell + 1)];
+        for k in (1..slots).rev() {
+            let next = cost.clone();
+            for c in 0..n {
+                for j in 0..=counted {
+                    for since in 0..=dwell {
+                        let stay = self.served[k][c] + next[state(c, j, (since + 1).min(dwell))];
+                        cost[state(c, j, since)] = (0..n)
+                            .filter(|&d| d != c && since >= dwell && room(k, j))
+                            .map(|d| {
+                                move_cost_at(k, c, d)
+                                    + self.served[k][d]
+                                    + next[state(d, after_move(j), 1.min(dwell))]
+                            })
+                            .fold(stay, f64::min);
+                    }
+                }
+            }
+        }
+        let moves = (0..n)
+            .filter(|&d| d != from && room(0, 0))
+            .map(|d| {
+                let cost = move_cost_at(0, from, d)
+                    + self.served[0][d]
+                    + cost[state(d, after_move(0), 1.min(dwell))];
+                (self.clouds[d].as_str(), cost)
+            })
+            .collect();
+        let keep = self.served[0][from] + cost[state(from, 0, dwell)];
+        Some(FirstStep { moves, keep })
+    }
 }
 
 /// The decision table (`scc placement plan`): VM, now, best, latencies, gain, cost, why.
@@ -544,6 +1107,7 @@ mod tests {
             cloud: cloud.into(),
             knobs: VmPlacement::default(),
             last_moved_ms: None,
+            recent_moves_ms: Vec::new(),
         }
     }
 
@@ -711,6 +1275,120 @@ mod tests {
         assert_eq!(d.why, Why::AlreadyBest);
     }
 
+    /// Every day: Americas until 09:30, Europe until 12:30, then Asia for 14 hours.
+    fn americas_europe_asia(minute_of_day: u64) -> [f64; 3] {
+        match minute_of_day {
+            570..750 => [1e5, 1e6, 1e5],
+            150..570 => [1e6, 1e5, 1e5],
+            _ => [1e5, 1e5, 1e6],
+        }
+    }
+
+    #[test]
+    fn the_budget_keeps_a_move_for_the_larger_gain_later_in_the_day() {
+        // 10:00 on the second day; the VM arrived in the Americas an hour ago, so a
+        // budget of 2 leaves one move until tomorrow 09:00.
+        let now = 24 * 60 + 10 * 60;
+        let mut m = Measurements::new(4096);
+        for minute in 0..=now {
+            record_minute(
+                &mut m,
+                minute * MIN,
+                americas_europe_asia(minute % (24 * 60)),
+            );
+        }
+        let mut vm = site("americas");
+        vm.last_moved_ms = Some((now - 60) * MIN);
+        let config = |max| EngineConfig {
+            min_dwell_s: 1800.0,
+            max_migrations_per_day: max,
+            max_fleet_migrations_per_vm_day: None,
+            ..EngineConfig::default()
+        };
+        let decide = |vm: &VmSite, max| {
+            plan(
+                &clouds(),
+                std::slice::from_ref(vm),
+                &m,
+                &config(max),
+                now * MIN,
+            )
+            .remove(0)
+        };
+        // Without a budget it follows Europe's short phase.
+        let free = decide(&vm, None);
+        assert!(free.migrate && free.best == "europe", "{free:?}");
+        // With one move left it waits for Asia's long phase: Europe's clients see
+        // 80 ms for 2.5 hours, instead of Asia's 150 ms for 14.
+        let kept = decide(&vm, Some(2));
+        assert!(!kept.migrate && kept.best == "europe", "{kept:?}");
+        let Why::BudgetKeptForLater {
+            moves: 1,
+            max: 2,
+            worse_by,
+        } = kept.why
+        else {
+            panic!("{kept:?}");
+        };
+        assert!(worse_by > 0.0, "{kept:?}");
+        // A budget of 3 is not room enough either: the daily cycle needs 3 moves, and
+        // with the one of 09:00 a move now would be the fourth within 24 hours by the
+        // return to the Americas at 02:30. With 4 it follows Europe now.
+        assert!(matches!(
+            decide(&vm, Some(3)).why,
+            Why::BudgetKeptForLater { .. }
+        ));
+        assert_eq!(decide(&vm, Some(4)).why, Why::Gain);
+        // With no room at all, it says so.
+        vm.recent_moves_ms = vec![(now - 600) * MIN];
+        let spent = decide(&vm, Some(2));
+        assert_eq!(spent.why, Why::BudgetSpent { moves: 2, max: 2 });
+        assert!(spent.why.to_string().contains("budget 2"), "{spent:?}");
+    }
+
+    #[test]
+    fn the_fleet_budget_goes_to_the_vm_that_gains_most() {
+        // Two VMs whose clients turn from the Americas to Europe at 10:00 every
+        // day, one with ten times the other's traffic; the fleet may move once.
+        let now = 24 * 60 + 10 * 60 + 30;
+        let mut m = Measurements::new(4096);
+        for minute in 0..=now {
+            let t = minute * MIN;
+            let europe = minute % (24 * 60) >= 10 * 60;
+            for (i, a) in CLOUDS.iter().enumerate() {
+                for (j, b) in CLOUDS.iter().enumerate() {
+                    m.record_latency(a, b, t, LATENCY[i][j]);
+                }
+            }
+            for (vm, scale) in [("small", 1e5), ("big", 1e6)] {
+                let (am, eu) = if europe { (0.1, 1.0) } else { (1.0, 0.1) };
+                m.record_traffic_rate(vm, "americas", t, am * scale);
+                m.record_traffic_rate(vm, "europe", t, eu * scale);
+            }
+        }
+        let vms = ["small", "big"].map(|name| VmSite {
+            name: name.into(),
+            ..site("americas")
+        });
+        let config = EngineConfig {
+            max_fleet_migrations_per_vm_day: Some(0.5),
+            ..EngineConfig::default()
+        };
+        let decisions = plan(&clouds(), &vms, &m, &config, now * MIN);
+        let (small, big) = (&decisions[0], &decisions[1]);
+        assert!(big.migrate && big.best == "europe", "{big:?}");
+        assert!(!small.migrate, "{small:?}");
+        assert_eq!(small.why, Why::BudgetSpent { moves: 0, max: 0 });
+        // Without the fleet budget both move.
+        let free = EngineConfig {
+            max_fleet_migrations_per_vm_day: None,
+            ..config
+        };
+        assert!(plan(&clouds(), &vms, &m, &free, now * MIN)
+            .iter()
+            .all(|d| d.migrate));
+    }
+
     #[test]
     fn an_unmeasured_latency_is_said() {
         let mut m = Measurements::new(16);
@@ -749,21 +1427,19 @@ mod tests {
 
     /// Runs the engine every 5 minutes over a load given per minute, applying its
     /// decisions at once; returns the minutes at which the VM moved and where to.
-    fn run(start: &str, load: &[[f64; 3]], knobs: &VmPlacement) -> Vec<(u64, String)> {
-        let mut m = Measurements::new(512);
-        let mut vm = VmSite {
-            knobs: knobs.clone(),
-            ..site(start)
-        };
+    fn run(start: &str, load: &[[f64; 3]], config: &EngineConfig) -> Vec<(u64, String)> {
+        let mut m = Measurements::new(load.len().max(512));
+        let mut vm = site(start);
         let mut moves = Vec::new();
         for (minute, traffic) in load.iter().enumerate() {
             let t = minute as u64 * MIN;
             record_minute(&mut m, t, *traffic);
             if minute % 5 == 4 {
-                let d = decide_one(&vm, &m, t);
+                let d = plan(&clouds(), std::slice::from_ref(&vm), &m, config, t).remove(0);
                 if d.migrate {
                     vm.cloud = d.best.clone();
                     vm.last_moved_ms = Some(t);
+                    vm.recent_moves_ms.push(t);
                     moves.push((minute as u64, d.best));
                 }
             }
@@ -806,7 +1482,7 @@ mod tests {
                 .iter()
                 .flat_map(|(traffic, minutes)| std::iter::repeat_n(*traffic, *minutes))
                 .collect();
-            let moves = run(start, &load, &VmPlacement::default());
+            let moves = run(start, &load, &EngineConfig::default());
             let dwell_min = EngineConfig::default().min_dwell_s / 60.0;
             for pair in moves.windows(2) {
                 prop_assert!((pair[1].0 - pair[0].0) as f64 >= dwell_min, "{moves:?}");
@@ -826,7 +1502,7 @@ mod tests {
                     at(a).total_cmp(&at(b))
                 })
                 .unwrap();
-            let moves = run(CLOUDS[best], &load, &VmPlacement::default());
+            let moves = run(CLOUDS[best], &load, &EngineConfig::default());
             // Noise may make a near-tie look better for a while, but hysteresis must
             // keep a VM where it is unless a move is clearly worth it.
             let at = |c: usize| (0..3).map(|r| base[r] * LATENCY[r][c]).sum::<f64>() / base.iter().sum::<f64>();
@@ -835,9 +1511,116 @@ mod tests {
                 prop_assert!(moves.is_empty(), "{moves:?}");
             }
             // From anywhere, a stable load settles: at most one move.
-            let from_elsewhere = run(CLOUDS[(best + 1) % 3], &load, &VmPlacement::default());
+            let from_elsewhere = run(CLOUDS[(best + 1) % 3], &load, &EngineConfig::default());
             if clear {
                 prop_assert!(from_elsewhere.len() <= 1, "{from_elsewhere:?}");
+            }
+        }
+    }
+
+    proptest! {
+        // A case runs the engine over up to three days of load: fewer cases.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn never_moves_more_than_the_budget_in_any_day(
+            start in prop::sample::select(CLOUDS.to_vec()),
+            max in 1u32..=3,
+            // Phases of random load, 30 minutes to 4 hours each: 8 to 64 hours.
+            phases in prop::collection::vec((prop::array::uniform3(0.0f64..1e6), 30usize..240), 16),
+            daily in any::<bool>(),
+        ) {
+            let mut load: Vec<[f64; 3]> = phases
+                .iter()
+                .flat_map(|(traffic, minutes)| std::iter::repeat_n(*traffic, *minutes))
+                .collect();
+            // Half the cases repeat their first day, so the day-ahead plan has a season.
+            if daily && load.len() > 24 * 60 {
+                load = (0..load.len()).map(|minute| load[minute % (24 * 60)]).collect();
+            }
+            // An eager engine, so the budget is what stops it.
+            let config = EngineConfig {
+                min_dwell_s: 1800.0,
+                min_improvement_ratio: 0.0,
+                gain_margin: 0.0,
+                max_migrations_per_day: Some(max),
+                max_fleet_migrations_per_vm_day: None,
+                ..EngineConfig::default()
+            };
+            let moves = run(start, &load, &config);
+            for (i, (at, _)) in moves.iter().enumerate() {
+                let in_day = moves[..=i].iter().filter(|(t, _)| t + 24 * 60 > *at).count();
+                prop_assert!(in_day <= max as usize, "{moves:?}");
+            }
+        }
+
+        #[test]
+        fn the_fleet_never_moves_more_than_its_budget_in_any_day(
+            starts in prop::collection::vec(prop::sample::select(CLOUDS.to_vec()), 3),
+            per_vm in 0.4f64..2.0,
+            // Each VM's load: phases of 30 minutes to 4 hours, repeated daily.
+            phases in prop::collection::vec(
+                prop::collection::vec((prop::array::uniform3(0.0f64..1e6), 30usize..240), 8),
+                3,
+            ),
+        ) {
+            let loads: Vec<Vec<[f64; 3]>> = phases
+                .iter()
+                .map(|p| {
+                    let day: Vec<[f64; 3]> = p
+                        .iter()
+                        .flat_map(|(traffic, minutes)| std::iter::repeat_n(*traffic, *minutes))
+                        .cycle()
+                        .take(24 * 60)
+                        .collect();
+                    day.iter().cycle().take(2 * 24 * 60).copied().collect()
+                })
+                .collect();
+            let config = EngineConfig {
+                min_dwell_s: 1800.0,
+                min_improvement_ratio: 0.0,
+                gain_margin: 0.0,
+                max_migrations_per_day: None,
+                max_fleet_migrations_per_vm_day: Some(per_vm),
+                ..EngineConfig::default()
+            };
+            let names = ["a", "b", "c"];
+            let mut vms: Vec<VmSite> = names
+                .iter()
+                .zip(&starts)
+                .map(|(name, start)| VmSite { name: name.to_string(), ..site(start) })
+                .collect();
+            let mut m = Measurements::new(4096);
+            let mut moves: Vec<u64> = Vec::new();
+            for minute in 0..2 * 24 * 60 {
+                let t = minute as u64 * MIN;
+                for (name, load) in names.iter().zip(&loads) {
+                    for (r, region) in CLOUDS.iter().enumerate() {
+                        m.record_traffic_rate(name, region, t, load[minute][r]);
+                    }
+                }
+                for (i, a) in CLOUDS.iter().enumerate() {
+                    for (j, b) in CLOUDS.iter().enumerate() {
+                        m.record_latency(a, b, t, LATENCY[i][j]);
+                    }
+                }
+                if minute % 15 == 14 {
+                    let decisions = plan(&clouds(), &vms, &m, &config, t);
+                    for (vm, d) in vms.iter_mut().zip(decisions) {
+                        if d.migrate {
+                            vm.cloud = d.best;
+                            vm.last_moved_ms = Some(t);
+                            vm.recent_moves_ms.push(t);
+                            moves.push(minute as u64);
+                        }
+                    }
+                }
+            }
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let fleet_max = (per_vm * 3.0).floor() as usize;
+            for &at in &moves {
+                let in_day = moves.iter().filter(|&&t| t <= at && t + 24 * 60 > at).count();
+                prop_assert!(in_day <= fleet_max, "{moves:?}");
             }
         }
     }

@@ -28,12 +28,12 @@ const LATENCY_MS: [[f64; 3]; 3] = [
     [80.0, 10.0, 150.0],
     [150.0, 150.0, 10.0],
 ];
-/// Minutes simulated before the day measured: the day before it (the engine's
-/// history for its day-ago forecast) and an hour. The engine starts from the static
-/// placement with an hour of history, so its first move is not counted against the
-/// day measured.
+/// Minutes simulated before the day measured with the engine's first day: the day
+/// before it (the engine's history for its day-ago forecast) and an hour. The engine
+/// starts from the static placement with an hour of history, so its first move is
+/// not counted against the day measured. `--days-before` adds whole days in front.
 const WARM_UP_MIN: usize = DAY_MIN + 60;
-/// Minute of the warm-up at which the engine starts planning.
+/// Minute of the trace at which the engine starts planning.
 const ENGINE_START_MIN: usize = 60;
 const DAY_MIN: usize = 24 * 60;
 /// Decisions (engine and oracle) happen on 5-minute slots.
@@ -53,6 +53,31 @@ struct Args {
     /// Engine: hours over which a move must pay off.
     #[arg(long)]
     horizon_h: Option<f64>,
+    /// Engine: most migrations of a VM in any 24 hours (default: the engine's).
+    #[arg(long, conflicts_with = "no_budget")]
+    max_moves: Option<u32>,
+    /// Engine: no migration budget.
+    #[arg(long)]
+    no_budget: bool,
+    /// Engine: most migrations of the fleet in any 24 hours, per VM (default: the
+    /// engine's); 0: none.
+    #[arg(long)]
+    fleet_budget: Option<f64>,
+    /// Days the engine runs before the day measured: 1 starts it an hour into the
+    /// day before, without history; 2 (steady state) gives it a whole day with a
+    /// day-ago forecast and moves in its budget's window before the day measured.
+    /// Earlier days come from their own seed, so the day measured and the day
+    /// before are the same trace for every value.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=7))]
+    days_before: u32,
+    /// Print only one row for the table over seeds: seed, oracle mean ms and
+    /// migrations, the oracles with fewer than 2 migrations / VM / day (any, and
+    /// day-periodic) / oracle, engine mean ms,
+    /// migrations, most of one VM in 24 h, engine / oracle, whether both targets are
+    /// met, then engine without a budget and without the day-ago forecast (mean /
+    /// oracle, migrations).
+    #[arg(long)]
+    seed_row: bool,
     /// Also print the engine with other dwell times and improvement ratios.
     #[arg(long)]
     sweep: bool,
@@ -129,10 +154,42 @@ struct Trace {
     traffic: Vec<Vec<[f64; 3]>>,
     /// `[minute][region][cloud]`.
     jitter: Vec<[[f64; 3]; 3]>,
+    /// Minute at which the day measured starts.
+    day_start: usize,
 }
 
-fn trace(vms: &[SimVm], rng: &mut Rng) -> Trace {
-    let minutes = WARM_UP_MIN + DAY_MIN;
+impl Trace {
+    /// The traffic of VM `i` over the day measured, by minute.
+    fn day(&self, i: usize) -> &[[f64; 3]] {
+        &self.traffic[i][self.day_start..]
+    }
+}
+
+/// The trace of seed `seed` with `days_before` days in front of the day measured
+/// (at least one: the warm-up day and hour). The warm-up and the day measured come
+/// from `seed` alone; earlier days from a seed of their own.
+fn trace(vms: &[SimVm], seed: u64, days_before: usize) -> Trace {
+    let mut main = trace_part(vms, &mut Rng(seed), WARM_UP_MIN + DAY_MIN, WARM_UP_MIN);
+    let early_min = days_before.saturating_sub(1) * DAY_MIN;
+    if early_min == 0 {
+        return main;
+    }
+    let mut early = trace_part(
+        vms,
+        &mut Rng(seed ^ 0xea51),
+        early_min,
+        early_min + WARM_UP_MIN,
+    );
+    for (e, m) in early.traffic.iter_mut().zip(&mut main.traffic) {
+        e.append(m);
+    }
+    early.jitter.append(&mut main.jitter);
+    early.day_start = early_min + WARM_UP_MIN;
+    early
+}
+
+/// `minutes` of trace, the first `day_start` minutes before the day measured.
+fn trace_part(vms: &[SimVm], rng: &mut Rng, minutes: usize, day_start: usize) -> Trace {
     let traffic = vms
         .iter()
         .map(|vm| {
@@ -146,7 +203,7 @@ fn trace(vms: &[SimVm], rng: &mut Rng) -> Trace {
                 .collect();
             (0..minutes)
                 .map(|m| {
-                    let utc = m as f64 - WARM_UP_MIN as f64;
+                    let utc = m as f64 - day_start as f64;
                     std::array::from_fn(|r| {
                         let crowd = crowds
                             .iter()
@@ -163,7 +220,11 @@ fn trace(vms: &[SimVm], rng: &mut Rng) -> Trace {
             std::array::from_fn(|_| std::array::from_fn(|_| (1.0 + 0.05 * rng.normal()).max(0.5)))
         })
         .collect();
-    Trace { traffic, jitter }
+    Trace {
+        traffic,
+        jitter,
+        day_start,
+    }
 }
 
 /// Where one VM was at each minute of the day measured, and the minutes at which it
@@ -172,6 +233,9 @@ fn trace(vms: &[SimVm], rng: &mut Rng) -> Trace {
 struct Schedule {
     cloud: Vec<usize>,
     arrivals: Vec<usize>,
+    /// Most arrivals within any 24 hours, warm-up included (the engine's only; the
+    /// other policies plan the day measured alone).
+    most_in_a_day: usize,
 }
 
 /// The engine's move cost, shared with the oracle: ms·bytes for a move at `rate`.
@@ -188,8 +252,8 @@ fn served_cost(traffic: &[f64; 3], cloud: usize) -> f64 {
         .sum()
 }
 
-fn static_best(traffic: &[[f64; 3]]) -> usize {
-    let day = &traffic[WARM_UP_MIN..];
+/// The best single cloud for a day of traffic.
+fn static_best(day: &[[f64; 3]]) -> usize {
     (0..3)
         .min_by(|&a, &b| {
             let total = |c| day.iter().map(|t| served_cost(t, c)).sum::<f64>();
@@ -198,10 +262,11 @@ fn static_best(traffic: &[[f64; 3]]) -> usize {
         .expect("three clouds")
 }
 
-fn static_schedule(traffic: &[[f64; 3]]) -> Schedule {
+fn static_schedule(day: &[[f64; 3]]) -> Schedule {
     Schedule {
-        cloud: vec![static_best(traffic); DAY_MIN],
+        cloud: vec![static_best(day); DAY_MIN],
         arrivals: Vec::new(),
+        most_in_a_day: 0,
     }
 }
 
@@ -211,13 +276,40 @@ const ORACLE_MAX_MOVES: usize = 24;
 /// The oracle: the cheapest sequence of clouds over the day's slots, knowing every
 /// minute's traffic, where a move costs what the engine assumes it costs. Element
 /// `k` is the best schedule with at most `k` moves, with its cost (latency-weighted
-/// traffic plus move costs).
+/// traffic plus move costs). With `cycle`, the schedule starts and ends the day in
+/// one cloud: repeated day after day, it has its `k` moves in every 24 hours, as a
+/// rolling budget asks; without, it starts the day wherever is best.
 fn oracle_schedules(
-    traffic: &[[f64; 3]],
+    day: &[[f64; 3]],
     vm: &SimVm,
     config: &EngineConfig,
+    cycle: bool,
 ) -> Vec<(f64, Schedule)> {
-    let day = &traffic[WARM_UP_MIN..];
+    if cycle {
+        let from_each: Vec<Vec<(f64, Schedule)>> = (0..3)
+            .map(|start| oracle_schedules_from(day, vm, config, Some(start)))
+            .collect();
+        return (0..=ORACLE_MAX_MOVES)
+            .map(|k| {
+                from_each
+                    .iter()
+                    .map(|options| options[k].clone())
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .expect("three clouds")
+            })
+            .collect();
+    }
+    oracle_schedules_from(day, vm, config, None)
+}
+
+/// The oracle's schedules by most moves, starting and ending the day in `cycle_at`
+/// if given.
+fn oracle_schedules_from(
+    day: &[[f64; 3]],
+    vm: &SimVm,
+    config: &EngineConfig,
+    cycle_at: Option<usize>,
+) -> Vec<(f64, Schedule)> {
     let slots = DAY_MIN / SLOT_MIN;
     let states = 3 * (ORACLE_MAX_MOVES + 1);
     let state = |c: usize, k: usize| c * (ORACLE_MAX_MOVES + 1) + k;
@@ -232,9 +324,13 @@ fn oracle_schedules(
         for c in 0..3 {
             let here: f64 = minutes.iter().map(|t| served_cost(t, c)).sum();
             for k in 0..=ORACLE_MAX_MOVES {
-                // It knows the future: it starts the day wherever is best.
+                // It knows the future: it starts the day wherever is best (or
+                // where its cycle does).
                 let (previous, cost) = match s {
-                    0 => (state(c, k), if k == 0 { 0.0 } else { f64::INFINITY }),
+                    0 => {
+                        let start = k == 0 && cycle_at.is_none_or(|at| at == c);
+                        (state(c, k), if start { 0.0 } else { f64::INFINITY })
+                    }
                     _ => (0..3)
                         .filter_map(|p| match (p == c, k) {
                             (true, _) => Some((state(p, k), best[s - 1][state(p, k)])),
@@ -258,18 +354,20 @@ fn oracle_schedules(
             per_slot[s] = at / (ORACLE_MAX_MOVES + 1);
             at = from[s][at];
         }
-        let arrivals = (1..slots)
+        let arrivals: Vec<usize> = (1..slots)
             .filter(|&s| per_slot[s] != per_slot[s - 1])
             .map(|s| s * SLOT_MIN)
             .collect();
         Schedule {
             cloud: per_slot.iter().flat_map(|&c| [c; SLOT_MIN]).collect(),
+            most_in_a_day: arrivals.len(),
             arrivals,
         }
     };
     (0..=ORACLE_MAX_MOVES)
         .map(|budget| {
             let end = (0..3)
+                .filter(|&c| cycle_at.is_none_or(|at| at == c))
                 .flat_map(|c| (0..=budget).map(move |k| state(c, k)))
                 .min_by(|&a, &b| best[slots - 1][a].total_cmp(&best[slots - 1][b]))
                 .expect("three clouds");
@@ -325,7 +423,7 @@ fn engine_schedules(
         .map(|vm| VmSite {
             name: vm.name.to_string(),
             cloud: CLOUDS[static_best(
-                &trace.traffic[vms.iter().position(|v| v.name == vm.name).expect("listed")],
+                trace.day(vms.iter().position(|v| v.name == vm.name).expect("listed")),
             )]
             .to_string(),
             knobs: VmPlacement {
@@ -333,15 +431,19 @@ fn engine_schedules(
                 ..VmPlacement::default()
             },
             last_moved_ms: None,
+            recent_moves_ms: Vec::new(),
         })
         .collect();
     let mut schedules = vec![
         Schedule {
             cloud: Vec::with_capacity(DAY_MIN),
             arrivals: Vec::new(),
+            most_in_a_day: 0,
         };
         vms.len()
     ];
+    // Every arrival of every VM, minutes from the start of the warm-up.
+    let mut arrivals: Vec<Vec<usize>> = vec![Vec::new(); vms.len()];
     // In-flight moves: (vm, destination, minute it lands).
     let mut moving: Vec<(usize, String, usize)> = Vec::new();
     let mut counters = vec![[0u64; 3]; vms.len()];
@@ -354,7 +456,7 @@ fn engine_schedules(
             BANDWIDTH * (1.0 + 0.05 * rng.normal()),
         );
     }
-    for minute in 0..WARM_UP_MIN + DAY_MIN {
+    for minute in 0..trace.day_start + DAY_MIN {
         let t_ms = minute as u64 * 60_000;
         // Probes between clouds: the path's latency with jitter, one in twenty late.
         for (a, row) in LATENCY_MS.iter().enumerate() {
@@ -369,7 +471,7 @@ fn engine_schedules(
             }
         }
         // Byte counters by region; Asia's switch restarts at noon UTC.
-        let asia_restart = minute == WARM_UP_MIN + 12 * 60;
+        let asia_restart = minute == trace.day_start + 12 * 60;
         for (i, vm) in vms.iter().enumerate() {
             for (r, counter) in counters[i].iter_mut().enumerate() {
                 if asia_restart && r == 2 {
@@ -386,13 +488,19 @@ fn engine_schedules(
             continue;
         }
         // None during the warm-up: moves then are not counted against the day.
-        let day_minute = minute.checked_sub(WARM_UP_MIN);
+        let day_minute = minute.checked_sub(trace.day_start);
         moving.retain(|(i, to, lands)| {
             if *lands != minute {
                 return true;
             }
             sites[*i].cloud = to.clone();
             sites[*i].last_moved_ms = Some(t_ms);
+            // What the daemon keeps from its migration history: the last day's arrivals.
+            sites[*i]
+                .recent_moves_ms
+                .retain(|&t| t + DAY_MIN as u64 * 60_000 > t_ms);
+            sites[*i].recent_moves_ms.push(t_ms);
+            arrivals[*i].push(minute);
             schedules[*i].arrivals.extend(day_minute);
             false
         });
@@ -427,6 +535,18 @@ fn engine_schedules(
             schedules[i].cloud.push(c);
         }
     }
+    for (schedule, arrivals) in schedules.iter_mut().zip(&arrivals) {
+        schedule.most_in_a_day = arrivals
+            .iter()
+            .map(|&a| {
+                arrivals
+                    .iter()
+                    .filter(|&&b| b <= a && b + DAY_MIN > a)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+    }
     schedules
 }
 
@@ -439,7 +559,7 @@ fn samples(
     out: &mut Vec<(f64, f64)>,
 ) {
     for (day_minute, &c) in schedule.cloud.iter().enumerate() {
-        let minute = WARM_UP_MIN + day_minute;
+        let minute = trace.day_start + day_minute;
         let stalled = if schedule.arrivals.contains(&day_minute) {
             config.downtime_s / 60.0
         } else {
@@ -462,6 +582,8 @@ struct Outcome {
     mean_ms: f64,
     p95_ms: f64,
     migrations_per_vm_day: f64,
+    /// Most migrations of one VM within any 24 hours.
+    most_in_a_day: usize,
 }
 
 /// The outcome of the VMs `vms` (indices into the trace) on `schedules`.
@@ -486,18 +608,30 @@ fn outcome(trace: &Trace, vms: &[usize], schedules: &[Schedule], config: &Engine
         mean_ms,
         p95_ms,
         migrations_per_vm_day: moves as f64 / schedules.len() as f64,
+        most_in_a_day: schedules.iter().map(|s| s.most_in_a_day).max().unwrap_or(0),
     }
 }
 
 fn row(policy: &str, o: Outcome, oracle: Outcome) {
     println!(
-        "| {policy} | {:.1} | {:.1} | {:.2} | {:.3} | {:.3} |",
+        "| {policy} | {:.1} | {:.1} | {:.2} | {} | {:.3} | {:.3} |",
         o.mean_ms,
         o.p95_ms,
         o.migrations_per_vm_day,
+        o.most_in_a_day,
         o.mean_ms / oracle.mean_ms,
         o.p95_ms / oracle.p95_ms
     );
+}
+
+/// The budgets as a column: "3 / VM, 1.9 / VM (fleet)", or "none".
+fn budget_label(per_vm: Option<u32>, fleet: Option<f64>) -> String {
+    match (per_vm, fleet) {
+        (None, None) => "none".to_string(),
+        (Some(m), None) => format!("{m} / VM"),
+        (None, Some(f)) => format!("{f} / VM (fleet)"),
+        (Some(m), Some(f)) => format!("{m} / VM, {f} / VM (fleet)"),
+    }
 }
 
 fn main() {
@@ -509,27 +643,95 @@ fn main() {
     if let Some(h) = args.horizon_h {
         config.horizon_s = h * 3600.0;
     }
+    if args.no_budget {
+        config.max_migrations_per_day = None;
+    } else if let Some(max) = args.max_moves {
+        config.max_migrations_per_day = Some(max);
+    }
+    if let Some(per_vm) = args.fleet_budget {
+        config.max_fleet_migrations_per_vm_day = (per_vm > 0.0).then_some(per_vm);
+    }
     let vms = vms();
-    let mut rng = Rng(args.seed);
-    let trace = trace(&vms, &mut rng);
-    let statics: Vec<Schedule> = trace.traffic.iter().map(|t| static_schedule(t)).collect();
+    let trace = trace(
+        &vms,
+        args.seed,
+        usize::try_from(args.days_before).expect("at most 7"),
+    );
+    let statics: Vec<Schedule> = (0..vms.len())
+        .map(|i| static_schedule(trace.day(i)))
+        .collect();
     let oracle_options: Vec<Vec<(f64, Schedule)>> = vms
         .iter()
-        .zip(&trace.traffic)
-        .map(|(vm, t)| oracle_schedules(t, vm, &config))
+        .enumerate()
+        .map(|(i, vm)| oracle_schedules(trace.day(i), vm, &config, false))
         .collect();
+    let cycle_options: Vec<Vec<(f64, Schedule)>> = vms
+        .iter()
+        .enumerate()
+        .map(|(i, vm)| oracle_schedules(trace.day(i), vm, &config, true))
+        .collect();
+    let budgeted_cycle = oracle_with_budget(&cycle_options, 2 * vms.len() - 1);
     let oracles: Vec<Schedule> = oracle_options
         .iter()
         .map(|o| o[ORACLE_MAX_MOVES].1.clone())
         .collect();
     // The issue's bound: fewer than 2 migrations per VM per day, for the whole fleet.
     let budgeted = oracle_with_budget(&oracle_options, 2 * vms.len() - 1);
-    let engines = engine_schedules(&trace, &vms, &config, &mut Rng(args.seed ^ 0xe9));
+    // The engine's bound, per VM, for the day measured.
+    let per_vm_budget = config.max_migrations_per_day.map(|max| {
+        let max = usize::try_from(max).map_or(ORACLE_MAX_MOVES, |m| m.min(ORACLE_MAX_MOVES));
+        cycle_options
+            .iter()
+            .map(|o| o[max].1.clone())
+            .collect::<Vec<Schedule>>()
+    });
+    let engine = |c: &EngineConfig| engine_schedules(&trace, &vms, c, &mut Rng(args.seed ^ 0xe9));
+    let engines = engine(&config);
+    let unbudgeted_config = EngineConfig {
+        max_migrations_per_day: None,
+        max_fleet_migrations_per_vm_day: None,
+        ..config.clone()
+    };
+    let unbudgeted = engine(&unbudgeted_config);
+    let flat = EngineConfig {
+        seasonal_period_s: 0.0,
+        ..config.clone()
+    };
     let every: Vec<usize> = (0..vms.len()).collect();
     let oracle = outcome(&trace, &every, &oracles, &config);
+    let of = |s: &[Schedule]| outcome(&trace, &every, s, &config);
+    let budget = budget_label(
+        config.max_migrations_per_day,
+        config.max_fleet_migrations_per_vm_day,
+    );
+    if args.seed_row {
+        // One row of the table over seeds (see --help).
+        let (e, u, f) = (of(&engines), of(&unbudgeted), of(&engine(&flat)));
+        let ratio = |o: Outcome| o.mean_ms / oracle.mean_ms;
+        let periodic = ratio(of(&budgeted_cycle));
+        let meets = ratio(e) <= 1.10 && e.migrations_per_vm_day < 2.0;
+        println!(
+            "| {} | {:.1} | {:.2} | {:.3} | {periodic:.3} | {:.1} | {:.2} | {} | {:.4} | {} | {:.3} | {:.2} | {:.3} | {:.2} |",
+            args.seed,
+            oracle.mean_ms,
+            oracle.migrations_per_vm_day,
+            ratio(of(&budgeted)),
+            e.mean_ms,
+            e.migrations_per_vm_day,
+            e.most_in_a_day,
+            ratio(e),
+            if meets { "yes" } else { "no" },
+            ratio(u),
+            u.migrations_per_vm_day,
+            ratio(f),
+            f.migrations_per_vm_day,
+        );
+        return;
+    }
     println!(
         "Follow the sun: {} VMs, 24 h, clients in {} (UTC-5/+1/+9), latency 10/80/150 ms, seed {}; \
-         engine: dwell {:.1} h, horizon {:.1} h, margin {:.0}%, improvement ≥ {:.0} ms and {:.0}%\n",
+         engine: dwell {:.1} h, horizon {:.1} h, margin {:.0}%, improvement ≥ {:.0} ms and {:.0}%, \
+         budget (migrations in 24 h) {budget}\n",
         vms.len(),
         CLOUDS.join("/"),
         args.seed,
@@ -540,52 +742,59 @@ fn main() {
         config.min_improvement_ratio * 100.0,
     );
     println!(
-        "| policy | mean ms | p95 ms | migrations / VM / day | mean / oracle | p95 / oracle |"
+        "| policy | mean ms | p95 ms | migrations / VM / day | most of one VM in 24 h | mean / oracle | p95 / oracle |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     row(
         "static (best single cloud, hindsight)",
-        outcome(&trace, &every, &statics, &config),
+        of(&statics),
         oracle,
     );
     row("oracle (knows the future, same move cost)", oracle, oracle);
     row(
-        "oracle with fewer than 2 migrations / VM / day",
-        outcome(&trace, &every, &budgeted, &config),
+        "oracle with fewer than 2 migrations / VM / day (fleet)",
+        of(&budgeted),
         oracle,
     );
     row(
-        "engine (controller::placement)",
-        outcome(&trace, &every, &engines, &config),
+        "oracle, day-periodic, fewer than 2 migrations / VM / day (fleet)",
+        of(&budgeted_cycle),
         oracle,
     );
-    let flat = EngineConfig {
-        seasonal_period_s: 0.0,
-        ..config.clone()
-    };
+    if let (Some(max), Some(s)) = (config.max_migrations_per_day, &per_vm_budget) {
+        row(
+            &format!(
+                "oracle, day-periodic, at most {max} migrations per VM a day (no fleet budget)"
+            ),
+            of(s),
+            oracle,
+        );
+    }
     row(
-        "engine without the day-ago forecast",
-        outcome(
-            &trace,
-            &every,
-            &engine_schedules(&trace, &vms, &flat, &mut Rng(args.seed ^ 0xe9)),
-            &flat,
-        ),
+        &format!("engine (controller::placement), budget {budget}"),
+        of(&engines),
+        oracle,
+    );
+    row("engine without a budget", of(&unbudgeted), oracle);
+    row(
+        &format!("engine without the day-ago forecast, budget {budget}"),
+        of(&engine(&flat)),
         oracle,
     );
 
     println!("\nPer VM: mean ms (migrations) under each policy\n");
     println!(
-        "| VM | peak MB/s am/eu/as | RAM MiB | static | oracle | oracle, < 2 / VM / day | engine |"
+        "| VM | peak MB/s am/eu/as | RAM MiB | static | oracle | oracle, < 2 / VM / day (fleet) | periodic oracle, < 2 / VM / day (fleet) | periodic oracle, ≤ {} | engine | engine, no budget |",
+        budget_label(config.max_migrations_per_day, None)
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (i, vm) in vms.iter().enumerate() {
         let one = |s: &Schedule| {
             let o = outcome(&trace, &[i], std::slice::from_ref(s), &config);
             format!("{:.1} ({})", o.mean_ms, s.arrivals.len())
         };
         println!(
-            "| {} | {:.2}/{:.2}/{:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {:.2}/{:.2}/{:.2} | {} | {} | {} | {} | {} | {} | {} | {} |",
             vm.name,
             vm.peak[0] / 1e6,
             vm.peak[1] / 1e6,
@@ -594,12 +803,47 @@ fn main() {
             one(&statics[i]),
             one(&oracles[i]),
             one(&budgeted[i]),
-            one(&engines[i])
+            one(&budgeted_cycle[i]),
+            per_vm_budget
+                .as_ref()
+                .map_or("-".to_string(), |s| one(&s[i])),
+            one(&engines[i]),
+            one(&unbudgeted[i]),
         );
     }
 
     if args.sweep {
-        println!("\nEngine against its hysteresis (same trace):\n");
+        println!("\nEngine against its budgets (same trace):\n");
+        println!("| budget (migrations in 24 h) | mean ms | p95 ms | migrations / VM / day | most of one VM in 24 h | mean / oracle |");
+        println!("|---|---|---|---|---|---|");
+        let budgets = [
+            (None, None),
+            (Some(3), None),
+            (Some(2), None),
+            (Some(1), None),
+            (None, Some(1.9)),
+            (Some(3), Some(1.9)),
+            (Some(2), Some(1.9)),
+            (Some(3), Some(1.5)),
+        ];
+        for (max, fleet) in budgets {
+            let c = EngineConfig {
+                max_migrations_per_day: max,
+                max_fleet_migrations_per_vm_day: fleet,
+                ..config.clone()
+            };
+            let o = of(&engine(&c));
+            println!(
+                "| {} | {:.1} | {:.1} | {:.2} | {} | {:.3} |",
+                budget_label(max, fleet),
+                o.mean_ms,
+                o.p95_ms,
+                o.migrations_per_vm_day,
+                o.most_in_a_day,
+                o.mean_ms / oracle.mean_ms
+            );
+        }
+        println!("\nEngine against its hysteresis and horizon, budget {budget} (same trace):\n");
         println!("| dwell h | improvement ≥ | horizon h | mean ms | p95 ms | migrations / VM / day | mean / oracle |");
         println!("|---|---|---|---|---|---|---|");
         let variants = [1.0, 3.0, 6.0]
@@ -607,28 +851,21 @@ fn main() {
             .flat_map(|dwell| [0.05, 0.15, 0.3].map(|ratio| (dwell, ratio, 2.0)))
             .chain([1.0, 4.0, 8.0].map(|horizon| (3.0, 0.15, horizon)));
         for (dwell_h, ratio, horizon_h) in variants {
-            {
-                let c = EngineConfig {
-                    min_dwell_s: dwell_h * 3600.0,
-                    min_improvement_ratio: ratio,
-                    horizon_s: horizon_h * 3600.0,
-                    ..config.clone()
-                };
-                let o = outcome(
-                    &trace,
-                    &every,
-                    &engine_schedules(&trace, &vms, &c, &mut Rng(args.seed ^ 0xe9)),
-                    &c,
-                );
-                println!(
-                    "| {dwell_h:.0} | {:.0}% | {horizon_h:.0} | {:.1} | {:.1} | {:.2} | {:.3} |",
-                    ratio * 100.0,
-                    o.mean_ms,
-                    o.p95_ms,
-                    o.migrations_per_vm_day,
-                    o.mean_ms / oracle.mean_ms
-                );
-            }
+            let c = EngineConfig {
+                min_dwell_s: dwell_h * 3600.0,
+                min_improvement_ratio: ratio,
+                horizon_s: horizon_h * 3600.0,
+                ..config.clone()
+            };
+            let o = of(&engine(&c));
+            println!(
+                "| {dwell_h:.0} | {:.0}% | {horizon_h:.0} | {:.1} | {:.1} | {:.2} | {:.3} |",
+                ratio * 100.0,
+                o.mean_ms,
+                o.p95_ms,
+                o.migrations_per_vm_day,
+                o.mean_ms / oracle.mean_ms
+            );
         }
     }
 }
