@@ -64,12 +64,18 @@ struct FollowState {
     /// Each switch's latest inbound rates: dpid → (t ms, VM → bytes/s).
     switch_rates: BTreeMap<u64, (u64, BTreeMap<String, f64>)>,
     last_moved_ms: BTreeMap<String, u64>,
+    /// Each VM's arrivals by migration over the last [`MOVES_KEPT_MS`], for the
+    /// engine's migration budgets.
+    recent_moves_ms: BTreeMap<String, Vec<u64>>,
     moving: Option<MoveRecord>,
     history: VecDeque<MoveRecord>,
 }
 
 /// Moves kept in the history.
 const HISTORY: usize = 32;
+
+/// How long arrivals are kept for the budgets (which count the last 24 hours).
+const MOVES_KEPT_MS: u64 = 48 * 3600 * 1000;
 
 /// The loop's state, shared by the switch sessions, the API and the move command.
 #[derive(Debug, Default)]
@@ -159,7 +165,11 @@ impl Follower {
 
     /// `vm` arrived somewhere by migration at `t_ms`.
     pub fn moved(&self, vm: &str, t_ms: u64) {
-        self.lock().last_moved_ms.insert(vm.to_string(), t_ms);
+        let mut st = self.lock();
+        st.last_moved_ms.insert(vm.to_string(), t_ms);
+        let moves = st.recent_moves_ms.entry(vm.to_string()).or_default();
+        moves.retain(|&t| t_ms.saturating_sub(t) < MOVES_KEPT_MS);
+        moves.push(t_ms);
     }
 
     /// Everything measured, as the snapshot `scc placement plan --measurements` reads.
@@ -169,22 +179,26 @@ impl Follower {
             now_ms: Some(now_ms),
             measurements: st.measurements.clone(),
             last_moved_ms: st.last_moved_ms.clone(),
+            recent_moves_ms: st.recent_moves_ms.clone(),
             config: inv.placement_settings.engine.clone(),
         }
     }
 
-    /// The engine's decisions now.
+    /// The engine's decisions now, for every VM at once (the fleet's budget
+    /// is shared among them).
     pub fn plan(&self, inv: &Inventory, now_ms: u64) -> Vec<Decision> {
-        let clouds: Vec<String> = inv
-            .clouds
-            .keys()
-            .filter(|c| inv.hosts.iter().any(|h| &h.cloud == *c))
-            .cloned()
-            .collect();
         let st = self.lock();
+        let mut vms = placement::sites(inv, &st.last_moved_ms);
+        for vm in &mut vms {
+            vm.recent_moves_ms = st
+                .recent_moves_ms
+                .get(&vm.name)
+                .cloned()
+                .unwrap_or_default();
+        }
         placement::plan(
-            &clouds,
-            &placement::sites(inv, &st.last_moved_ms),
+            &placement::candidate_clouds(inv),
+            &vms,
             &st.measurements,
             &inv.placement_settings.engine,
             now_ms,

@@ -184,15 +184,20 @@ pub struct Snapshot {
     pub config: EngineConfig,
 }
 
+/// The clouds a VM may be placed in: every cloud with a host.
+pub fn candidate_clouds(inventory: &Inventory) -> Vec<String> {
+    inventory
+        .clouds
+        .keys()
+        .filter(|c| inventory.hosts.iter().any(|h| &h.cloud == *c))
+        .cloned()
+        .collect()
+}
+
 impl Snapshot {
     /// Plans every VM of `inventory`. A VM may be placed in any cloud that has a host.
     pub fn plan(&self, inventory: &Inventory) -> Vec<Decision> {
-        let clouds: Vec<String> = inventory
-            .clouds
-            .keys()
-            .filter(|c| inventory.hosts.iter().any(|h| &h.cloud == *c))
-            .cloned()
-            .collect();
+        let clouds = candidate_clouds(inventory);
         let now_ms = self
             .now_ms
             .or_else(|| self.measurements.newest_ms())

@@ -7,7 +7,8 @@
 //! to move `web` to cloud 2 and runs the inventory's move command, which goes
 //! through the migration procedure like an operator would (`scc migrate`, then the
 //! VM resumes on the destination TAP and announces itself). When the load shifts to
-//! cloud 3, `web` follows once its dwell time is over, and then stays.
+//! cloud 3, `web` follows once its dwell time is over, and then stays; when it
+//! shifts back to cloud 2, the migration budget (two a day here) holds it there.
 
 mod common;
 
@@ -172,12 +173,14 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
         &landing,
         std::path::Path::new(env!("CARGO_BIN_EXE_nsvm")),
     )?;
-    // Seconds instead of hours: sample every second, plan every two, a dwell of 8 s.
+    // Seconds instead of hours: sample every second, plan every two, a dwell of 8 s,
+    // two moves a day per VM, and a fleet budget that does not hold web back first.
     let placement = format!(
         "\n[placement]\nsample_every_s = 1\nplan_every_s = 2\nmigrate = [\"{}\"]\n\
          [placement.engine]\ntraffic_half_life_s = 2.0\nseasonal_period_s = 0.0\n\
          horizon_s = 600.0\nmin_dwell_s = 8.0\nlatency_window_s = 600.0\n\
-         min_traffic_bytes_per_s = 20000.0\ndefault_bandwidth_bytes_per_s = 1.0e9\n",
+         min_traffic_bytes_per_s = 20000.0\ndefault_bandwidth_bytes_per_s = 1.0e9\n\
+         max_migrations_per_day = 2\nmax_fleet_migrations_per_vm_day = 10.0\n",
         hook.display()
     );
     let pinned = "[vm.placement]\nclouds = [\"cloud-2\", \"cloud-3\"]\n";
@@ -281,6 +284,27 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     let sent_c = load.stop()?;
     let second = second?;
     println!("cloud 3's load started: web moved to host2 (cloud-3) after {second:.1?}");
+    assert_eq!(
+        web_host(&status(&net)?).as_deref(),
+        Some("host2"),
+        "web stays in cloud 3"
+    );
+
+    // The load goes back to cloud 2, past the dwell time: the budget (two moves a
+    // day here) is spent, so web stays, and the plan says why.
+    let load = Load::start(&cb, "100.64.2.1");
+    std::thread::sleep(Duration::from_secs(12));
+    let (_, plan) = scc(&net, &["placement", "plan"])?;
+    let sent_b2 = load.stop()?;
+    println!("plan with cloud 2's load again:\n{plan}");
+    let web_row = plan
+        .lines()
+        .find(|l| l.starts_with("| web |"))
+        .unwrap_or("");
+    assert!(
+        web_row.contains("budget 2"),
+        "the budget holds web: {web_row}"
+    );
     done.store(true, Ordering::Relaxed);
     receiver
         .join()
@@ -290,7 +314,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     assert_eq!(
         web_host(&s).as_deref(),
         Some("host2"),
-        "web stays in cloud 3"
+        "web stays in cloud 3: its budget is spent"
     );
     let history = s["placement"]["history"]
         .as_array()
@@ -316,17 +340,13 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
         moves.iter().all(|(_, o)| o == "moved"),
         "every move command succeeded: {moves:?}"
     );
-    assert!(plan.contains("web"), "{plan}");
     let got = received.load(Ordering::Relaxed);
+    let sent = sent_b + sent_c + sent_b2;
     println!(
-        "web received {got} of {} datagrams ({sent_b} from cloud 2, {sent_c} from cloud 3) across both moves",
-        sent_b + sent_c
+        "web received {got} of {sent} datagrams ({sent_b} from cloud 2, {sent_c} from cloud 3, \
+         {sent_b2} from cloud 2 again) across both moves"
     );
     // Both moves and the loads' changes lose a few in flight, no more.
-    assert!(
-        got * 100 >= (sent_b + sent_c) * 95,
-        "{got} of {}",
-        sent_b + sent_c
-    );
+    assert!(got * 100 >= sent * 95, "{got} of {sent}");
     Ok(())
 }

@@ -30,12 +30,14 @@ const USERS: [(&str, &str, &str, u32); 3] = [
     ("users-eu", "100.64.3.1", "02:00:00:00:03:01", 1),
     ("users-asia", "100.64.4.1", "02:00:00:00:04:01", 1),
 ];
-/// The engine on a demo's time scale: seconds instead of hours.
+/// The engine on a demo's time scale: seconds instead of hours (and a day's
+/// migration budget that a day compressed into half a minute does not exhaust).
 const PLACEMENT: &str =
     "\n[placement]\nsample_every_s = 1\nplan_every_s = 2\nmigrate = [\"MOVE\"]\n\
     [placement.engine]\ntraffic_half_life_s = 3.0\nseasonal_period_s = 0.0\nhorizon_s = 600.0\n\
     min_dwell_s = 8.0\nlatency_window_s = 600.0\nmin_traffic_bytes_per_s = 50000.0\n\
-    default_bandwidth_bytes_per_s = 1.0e9\n";
+    default_bandwidth_bytes_per_s = 1.0e9\nmax_migrations_per_day = 100\n\
+    max_fleet_migrations_per_vm_day = 100.0\n";
 
 fn stopped(flag: &AtomicBool) -> Result<()> {
     if flag.load(Ordering::Relaxed) {
