@@ -231,6 +231,7 @@ impl Controller {
         )?;
         store.save(&persisted)?;
         let (version, _) = watch::channel(persisted.version);
+        let moves_ms = persisted.moves_ms.clone();
         Ok(Arc::new(Controller {
             state: Mutex::new(State {
                 persisted,
@@ -243,7 +244,7 @@ impl Controller {
             changes: Mutex::new(()),
             store,
             version,
-            follower: Follower::default(),
+            follower: Follower::with_moves(&moves_ms),
         }))
     }
 
@@ -304,6 +305,7 @@ impl Controller {
             policy,
             policy_name,
             version: st.persisted.version + 1,
+            moves_ms: self.follower.recent_moves(),
         };
         self.store.save(&next)?;
         st.migration = migration;
@@ -1490,6 +1492,7 @@ mod tests {
             policy: "id".into(),
             policy_name: "p".into(),
             version: 1,
+            moves_ms: Default::default(),
         };
         Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
     }
@@ -1562,6 +1565,35 @@ mod tests {
         );
         assert_eq!(st.tables, fresh, "the tables sent are the switch step's");
         assert!(st.switch_ahead.is_none(), "used once");
+    }
+
+    #[test]
+    fn arrivals_by_migration_survive_a_restart_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        ctl.follower.moved("web1", 1_000);
+        ctl.follower.moved("web1", 5_000);
+        // Any change persists them; a controller started from the store has them.
+        ctl.apply_policy("id", "p").unwrap();
+        let stored = Store::new(&dir.path().join("state.json"))
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.moves_ms["web1"], [1_000, 5_000]);
+        let again = Controller::new(stored, Store::new(&dir.path().join("state.json"))).unwrap();
+        let snapshot = again.placement_snapshot();
+        assert_eq!(snapshot.last_moved_ms["web1"], 5_000);
+        assert_eq!(snapshot.recent_moves_ms["web1"], [1_000, 5_000]);
+    }
+
+    #[test]
+    fn a_round_without_a_move_command_says_so_and_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(dir.path());
+        let round = ctl.placement_round(true);
+        assert!(round.started.is_none());
+        assert!(round.note.unwrap().contains("no `migrate` command"));
+        assert_eq!(round.decisions.len(), ctl.inventory().vms.len());
     }
 
     #[test]

@@ -156,6 +156,26 @@ impl Follower {
         }
     }
 
+    /// A follower that remembers these arrivals by migration (from the store).
+    pub fn with_moves(moves_ms: &BTreeMap<String, Vec<u64>>) -> Follower {
+        let f = Follower::default();
+        {
+            let mut st = f.lock();
+            for (vm, moves) in moves_ms {
+                if let Some(&last) = moves.iter().max() {
+                    st.last_moved_ms.insert(vm.clone(), last);
+                }
+                st.recent_moves_ms.insert(vm.clone(), moves.clone());
+            }
+        }
+        f
+    }
+
+    /// Each VM's arrivals by migration of the last two days, for the store.
+    pub fn recent_moves(&self) -> BTreeMap<String, Vec<u64>> {
+        self.lock().recent_moves_ms.clone()
+    }
+
     /// A migration between two clouds moved `bytes_per_s` (bandwidth sample).
     pub fn record_bandwidth(&self, from: &str, to: &str, t_ms: u64, bytes_per_s: f64) {
         self.lock()

@@ -22,6 +22,10 @@ pub struct Persisted {
     pub policy_name: String,
     /// Version of the network program; bumped by every accepted change.
     pub version: u64,
+    /// Each VM's arrivals by migration (ms, Unix time) of the last two days: the
+    /// placement engine's dwell time and migration budgets survive a restart.
+    #[serde(default)]
+    pub moves_ms: std::collections::BTreeMap<String, Vec<u64>>,
 }
 
 /// The store file.
@@ -98,6 +102,7 @@ mod tests {
             policy: "id".into(),
             policy_name: "p.kat".into(),
             version: 3,
+            moves_ms: [("web1".to_string(), vec![1_000, 2_000])].into(),
         };
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), Some(state.clone()));

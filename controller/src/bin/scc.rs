@@ -606,6 +606,10 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         policy: policy_text,
         policy_name,
         version: stored.as_ref().map_or(1, |s| s.version + 1),
+        moves_ms: stored
+            .as_ref()
+            .map(|s| s.moves_ms.clone())
+            .unwrap_or_default(),
     };
     let ctl = match Controller::new(persisted, store) {
         Ok(c) => c,
