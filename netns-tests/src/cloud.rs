@@ -439,6 +439,44 @@ pub fn move_vm(
     vm.ns.enter(move || announce_rarp(&to, mac))?
 }
 
+/// A steady UDP load from a namespace VM: `per_10ms` datagrams of 1000 bytes every
+/// 10 ms (about `per_10ms` × 100 kB/s), until stopped.
+#[derive(Debug)]
+pub struct UdpLoad {
+    running: Arc<AtomicBool>,
+    sender: JoinHandle<Result<Result<u64>>>,
+}
+
+impl UdpLoad {
+    /// Starts sending from `from` (an address of `vm`) to `to`.
+    pub fn start(vm: &Vm, from: std::net::IpAddr, to: SocketAddr, per_10ms: u32) -> UdpLoad {
+        let running = Arc::new(AtomicBool::new(true));
+        let keep = running.clone();
+        let sender = vm.ns.spawn(move || -> Result<u64> {
+            let s = std::net::UdpSocket::bind((from, 0))?;
+            let payload = [0x5cu8; 1000];
+            let mut sent = 0;
+            while keep.load(Ordering::Relaxed) {
+                for _ in 0..per_10ms {
+                    s.send_to(&payload, to)?;
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(sent)
+        });
+        UdpLoad { running, sender }
+    }
+
+    /// Stops the load; the datagrams it sent.
+    pub fn stop(self) -> Result<u64> {
+        self.running.store(false, Ordering::Relaxed);
+        self.sender
+            .join()
+            .map_err(|_| anyhow::anyhow!("load thread panicked"))??
+    }
+}
+
 /// Writes `dir/move-NAME.sh`, an inventory `[placement] migrate` command for the
 /// namespace VM `vm` (named `name` in the inventory): for the destination host in
 /// `SC_TO_HOST` it runs `scc migrate` to that host's port from `landing` (host name,

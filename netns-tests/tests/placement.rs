@@ -13,7 +13,7 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{reaches, scc, start_scc, status, wait_synced, VmEntry};
+use common::{reaches, scc, start_scc, status, wait_synced, UdpLoad, VmEntry};
 use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,38 +26,14 @@ const WEB_MAC: &str = "02:00:00:00:01:01";
 /// 1–3 30 ms, 2–3 45 ms.
 const DELAY_MS: [Option<u32>; 3] = [None, Some(15), Some(30)];
 
-/// A client's load: 1000-byte datagrams at `web`, about 300 kB/s, until stopped.
-struct Load {
-    running: Arc<AtomicBool>,
-    sender: std::thread::JoinHandle<Result<Result<u64>>>,
-}
-
-impl Load {
-    fn start(vm: &Vm, from_ip: &'static str) -> Load {
-        let running = Arc::new(AtomicBool::new(true));
-        let keep = running.clone();
-        let sender = vm.ns.spawn(move || -> Result<u64> {
-            let s = UdpSocket::bind((from_ip, 0))?;
-            let payload = [0x5cu8; 1000];
-            let mut sent = 0;
-            while keep.load(Ordering::Relaxed) {
-                for _ in 0..3 {
-                    s.send_to(&payload, (WEB_IP, 9300))?;
-                    sent += 1;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(sent)
-        });
-        Load { running, sender }
-    }
-
-    fn stop(self) -> Result<u64> {
-        self.running.store(false, Ordering::Relaxed);
-        self.sender
-            .join()
-            .map_err(|_| anyhow::anyhow!("load thread panicked"))??
-    }
+/// A client's load at `web`: 300 datagrams of 1000 bytes a second.
+fn load_from(vm: &Vm, from_ip: &str) -> Result<UdpLoad> {
+    Ok(UdpLoad::start(
+        vm,
+        from_ip.parse()?,
+        format!("{WEB_IP}:9300").parse()?,
+        3,
+    ))
 }
 
 /// Where the controller says `web` runs.
@@ -242,7 +218,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     );
 
     // Cloud 2's clients wake up: web follows them there.
-    let load = Load::start(&cb, "100.64.2.1");
+    let load = load_from(&cb, "100.64.2.1")?;
     let scc_log = || std::fs::read_to_string(&scc_proc.log).unwrap_or_default();
     let first = wait_web_on(&net, "host1", Duration::from_secs(40)).with_context(scc_log);
     let sent_b = load.stop()?;
@@ -275,7 +251,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     );
 
     // The load shifts to cloud 3: once its dwell time is over, web follows.
-    let load = Load::start(&cc, "100.64.3.1");
+    let load = load_from(&cc, "100.64.3.1")?;
     let second = wait_web_on(&net, "host2", Duration::from_secs(40)).with_context(scc_log);
     let (_, plan) = scc(&net, &["placement", "plan"])?;
     println!("plan with cloud 3's load:\n{plan}");
@@ -292,7 +268,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
 
     // The load goes back to cloud 2, past the dwell time: the budget (two moves a
     // day here) is spent, so web stays, and the plan says why.
-    let load = Load::start(&cb, "100.64.2.1");
+    let load = load_from(&cb, "100.64.2.1")?;
     std::thread::sleep(Duration::from_secs(12));
     let (_, plan) = scc(&net, &["placement", "plan"])?;
     let sent_b2 = load.stop()?;

@@ -298,7 +298,13 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         ));
         let from = where_is_web1()?;
         gap_us.store(0, Ordering::Relaxed);
-        let load = users_awake(&users[region], USERS[region].1);
+        // The users of that cloud, awake: 1000-byte datagrams to web1, 2.4 MB/s.
+        let load = cloud::UdpLoad::start(
+            &users[region],
+            USERS[region].1.parse()?,
+            (web_ip, 9).into(),
+            24,
+        );
         let mut at = from;
         let start = Instant::now();
         while at == from && start.elapsed() < Duration::from_secs(60) {
@@ -356,7 +362,7 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         clock.say(format_args!(
             "the users of {} go to sleep ({:.1} MB sent to web1)",
             CLOUDS[region],
-            sent as f64 / 1e6
+            sent as f64 / 1e3
         ));
         if at != region {
             bail!("web1 went to {} instead of {}", CLOUDS[at], CLOUDS[region]);
@@ -383,39 +389,4 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     }
     drop(scds);
     Ok(())
-}
-
-/// The users of one cloud, awake: 1000-byte datagrams to web1, about 2.4 MB/s,
-/// until stopped.
-struct Users {
-    awake: Arc<AtomicBool>,
-    sender: std::thread::JoinHandle<Result<Result<u64>>>,
-}
-
-fn users_awake(vm: &Vm, ip: &'static str) -> Users {
-    let awake = Arc::new(AtomicBool::new(true));
-    let keep = awake.clone();
-    let sender = vm.ns.spawn(move || -> Result<u64> {
-        let s = UdpSocket::bind((ip, 0))?;
-        let payload = [0x5cu8; 1000];
-        let mut sent = 0u64;
-        while keep.load(Ordering::Relaxed) {
-            for _ in 0..24 {
-                s.send_to(&payload, (WEB_IP, 9))?;
-                sent += 1000;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(sent)
-    });
-    Users { awake, sender }
-}
-
-impl Users {
-    fn stop(self) -> Result<u64> {
-        self.awake.store(false, Ordering::Relaxed);
-        self.sender
-            .join()
-            .map_err(|_| anyhow::anyhow!("users thread panicked"))??
-    }
 }
