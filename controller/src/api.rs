@@ -14,7 +14,7 @@
 //! | `POST /migrate/abort` | the hypervisor's migration failed: restore the program |
 //! | `GET /placement` | the placement engine's decisions from the live measurements |
 //! | `POST /placement/run` | the same, then start the best move through `[placement] migrate` |
-//! | `GET /placement/snapshot` | the measurements, as a snapshot `scc placement plan --measurements` reads |
+//! | `GET /placement/snapshot[?vm=NAME]` | the measurements, as a snapshot `scc placement plan --measurements` reads (with `vm`, only that VM's traffic) |
 //! | `GET /placement/moves` | the move running and the last ones, with how they ended |
 //!
 //! This module owns the HTTP framing and the mapping of requests onto `Controller`
@@ -43,6 +43,17 @@ fn reply(status: u16, body: serde_json::Value) -> Response {
 
 fn json(value: &impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+/// Runs `f`, which may take a while, without holding up the runtime's other
+/// tasks (on a multi-threaded runtime, the worker hands its tasks over first).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 fn change(result: Result<u64, ChangeError>) -> Response {
@@ -109,9 +120,13 @@ fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Resp
         },
         ("POST", "/migrate/arrived") => change(ctl.arrived(None, "hypervisor")),
         ("POST", "/migrate/abort") => change(ctl.abort_migration()),
-        ("GET", "/placement") => reply(200, json(&ctl.placement_round(false))),
-        ("POST", "/placement/run") => reply(200, json(&ctl.placement_round(true))),
-        ("GET", "/placement/snapshot") => reply(200, json(&ctl.placement_snapshot())),
+        // Planning takes a while at scale: off the async workers.
+        ("GET", "/placement") => reply(200, json(&blocking(|| ctl.placement_round(false)))),
+        ("POST", "/placement/run") => reply(200, json(&blocking(|| ctl.placement_round(true)))),
+        ("GET", "/placement/snapshot") => {
+            let vm = query.split('&').find_map(|kv| kv.strip_prefix("vm="));
+            reply(200, json(&blocking(|| ctl.placement_snapshot(vm))))
+        }
         ("GET", "/placement/moves") => reply(200, ctl.placement_moves()),
         _ => reply(
             404,

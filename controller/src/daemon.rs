@@ -299,13 +299,15 @@ impl Controller {
         tables: BTreeMap<u64, Vec<FlowSpec>>,
         on_commit: impl FnOnce(&mut State, u64),
     ) -> Result<u64, ChangeError> {
+        // Read before the state lock: locks are taken state, then follower.
+        let moves_ms = self.follower.recent_moves();
         let mut st = self.lock();
         let next = Persisted {
             inventory,
             policy,
             policy_name,
             version: st.persisted.version + 1,
-            moves_ms: self.follower.recent_moves(),
+            moves_ms,
         };
         self.store.save(&next)?;
         st.migration = migration;
@@ -459,13 +461,23 @@ impl Controller {
         at: Option<(u64, u32)>,
         signal: &str,
     ) -> Result<u64, ChangeError> {
+        self.arrived_vm(at, signal, None)
+    }
+
+    /// [`Self::arrived`], only if the migration waiting is `vm`'s when given.
+    fn arrived_vm(
+        self: &Arc<Self>,
+        at: Option<(u64, u32)>,
+        signal: &str,
+        vm: Option<&str>,
+    ) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (inv, policy, name) = self.snapshot();
         let Some(m) = self
             .lock()
             .migration
             .clone()
-            .filter(|m| m.phase == Phase::Prepared)
+            .filter(|m| m.phase == Phase::Prepared && vm.is_none_or(|vm| vm == m.vm))
         else {
             return Err(ChangeError::Invalid(
                 "no migration is waiting for its VM".into(),
@@ -798,7 +810,8 @@ impl Controller {
                         (from, crate::follow::reported_throughput(&stdout))
                     {
                         let to = &record.to_cloud;
-                        ctl.follower.record_bandwidth(&from, to, now_ms(), bps);
+                        ctl.follower
+                            .record_bandwidth(&inv, &from, to, now_ms(), bps);
                     }
                     ctl.arrival_of(&record.vm, &record.to_host).await
                 }
@@ -857,10 +870,12 @@ impl Controller {
                 return "the command succeeded but the VM did not move".into();
             }
             if start.elapsed() > ARRIVAL_AFTER_MOVE {
-                return match self.arrived(None, "move command") {
+                return match self.arrived_vm(None, "move command", Some(vm)) {
                     Ok(_) => {
                         "moved (no announcement seen: arrival taken from the command's exit)".into()
                     }
+                    // The announcement came in between.
+                    Err(_) if self.vm(vm).is_some_and(|v| v.host == to_host) => "moved".into(),
                     Err(e) => format!("the command succeeded but the arrival was refused: {e}"),
                 };
             }
@@ -869,8 +884,10 @@ impl Controller {
     }
 
     /// What the switches measured, as a placement snapshot (`docs/placement.md`).
-    pub fn placement_snapshot(&self) -> crate::placement::Snapshot {
-        self.follower.snapshot(&self.inventory(), now_ms())
+    /// With `vm`, only that VM's traffic (the whole store is large: about 32 KB
+    /// per VM and region).
+    pub fn placement_snapshot(&self, vm: Option<&str>) -> crate::placement::Snapshot {
+        self.follower.snapshot(&self.inventory(), now_ms(), vm)
     }
 
     /// The move running now and the last ones.
@@ -886,9 +903,16 @@ impl Controller {
             let every = self.inventory().placement_settings.plan_every_s;
             tokio::time::sleep(Duration::from_secs(if every == 0 { 5 } else { every })).await;
             if every > 0 && self.inventory().placement_settings.plan_every_s > 0 {
-                let round = self.placement_round(true);
-                if let Some(note) = round.note {
-                    tracing::debug!("placement: no move: {note}");
+                // Planning takes a while at scale: off the async workers.
+                let ctl = self.clone();
+                match tokio::task::spawn_blocking(move || ctl.placement_round(true)).await {
+                    Ok(Round {
+                        note: Some(note), ..
+                    }) => {
+                        tracing::debug!("placement: no move: {note}");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("placement round failed: {e}"),
                 }
             }
         }
@@ -1581,7 +1605,7 @@ mod tests {
             .unwrap();
         assert_eq!(stored.moves_ms["web1"], [1_000, 5_000]);
         let again = Controller::new(stored, Store::new(&dir.path().join("state.json"))).unwrap();
-        let snapshot = again.placement_snapshot();
+        let snapshot = again.placement_snapshot(None);
         assert_eq!(snapshot.last_moved_ms["web1"], 5_000);
         assert_eq!(snapshot.recent_moves_ms["web1"], [1_000, 5_000]);
     }

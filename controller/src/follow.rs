@@ -58,11 +58,38 @@ pub struct Round {
     pub note: Option<String>,
 }
 
+/// A measurement handed over by a switch session.
+#[derive(Debug)]
+enum Pending {
+    Traffic {
+        dpid: u64,
+        t_ms: u64,
+        rates: BTreeMap<String, f64>,
+    },
+    Tunnels {
+        dpid: u64,
+        t_ms: u64,
+        tunnels: Vec<TunnelStatsEntry>,
+    },
+    Bandwidth {
+        from: String,
+        to: String,
+        t_ms: u64,
+        bytes_per_s: f64,
+    },
+}
+
+/// The series and what they are computed from.
 #[derive(Debug, Default)]
-struct FollowState {
+struct SeriesState {
     measurements: Measurements,
     /// Each switch's latest inbound rates: dpid → (t ms, VM → bytes/s).
     switch_rates: BTreeMap<u64, (u64, BTreeMap<String, f64>)>,
+}
+
+/// When VMs moved, and the move command's slot.
+#[derive(Debug, Default)]
+struct MovesState {
     last_moved_ms: BTreeMap<String, u64>,
     /// Each VM's arrivals by migration over the last [`MOVES_KEPT_MS`], for the
     /// engine's migration budgets.
@@ -74,25 +101,85 @@ struct FollowState {
 /// Moves kept in the history.
 const HISTORY: usize = 32;
 
+/// How far back the engine reads a traffic series: a season, the horizon and the
+/// hour before (the day-ago forecast), or else 20 half-lives (the weighted mean).
+/// A traffic sample stands for at least this span over the series' capacity, so a
+/// series always reaches that far back however often the switches are sampled.
+fn span_ms(engine: &placement::EngineConfig) -> u64 {
+    let seconds = if engine.seasonal_period_s > 0.0 {
+        engine.seasonal_period_s + engine.horizon_s + 3600.0
+    } else {
+        20.0 * engine.traffic_half_life_s
+    };
+    // Knobs are seconds of a day or so: far inside u64 milliseconds.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let ms = (seconds.max(0.0) * 1000.0) as u64;
+    ms
+}
+
 /// How long arrivals are kept for the budgets (which count the last 24 hours).
 const MOVES_KEPT_MS: u64 = 48 * 3600 * 1000;
 
 /// The loop's state, shared by the switch sessions, the API and the move command.
+///
+/// Three locks, never held together except `series` then `pending` (briefly): a
+/// plan holds `series` for its whole time, so the sessions hand their samples over
+/// through `pending` and never wait, and the migration path only touches `moves`.
 #[derive(Debug, Default)]
 pub struct Follower {
-    state: Mutex<FollowState>,
+    pending: Mutex<Vec<Pending>>,
+    series: Mutex<SeriesState>,
+    moves: Mutex<MovesState>,
 }
 
 impl Follower {
-    fn lock(&self) -> std::sync::MutexGuard<'_, FollowState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn series(&self) -> std::sync::MutexGuard<'_, SeriesState> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn moves_state(&self) -> std::sync::MutexGuard<'_, MovesState> {
+        self.moves.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands a measurement over without waiting: a plan may hold the series for a
+    /// while, and a switch session must never wait for it. The series take it now
+    /// if they are free, else whoever holds them next.
+    fn hand_over(&self, inv: &Inventory, sample: Pending) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sample);
+        if let Ok(mut st) = self.series.try_lock() {
+            self.apply(&mut st, inv);
+        }
+    }
+
+    /// Applies every measurement handed over, in order.
+    fn apply(&self, st: &mut SeriesState, inv: &Inventory) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for sample in pending {
+            match sample {
+                Pending::Traffic { dpid, t_ms, rates } => st.traffic(inv, dpid, t_ms, rates),
+                Pending::Tunnels {
+                    dpid,
+                    t_ms,
+                    tunnels,
+                } => st.tunnels(inv, dpid, t_ms, &tunnels),
+                Pending::Bandwidth {
+                    from,
+                    to,
+                    t_ms,
+                    bytes_per_s,
+                } => {
+                    st.measurements
+                        .record_bandwidth(&from, &to, t_ms, bytes_per_s);
+                }
+            }
+        }
     }
 
     /// Switch `dpid` counted these inbound rates (VM → bytes/s) over the interval
-    /// ending at `t_ms`. The series of its cloud gets, for every VM, the sum over
-    /// the cloud's switches that reported within three intervals: one sample per
-    /// interval, the last report of the cloud's switches replacing the earlier ones
-    /// of the same interval.
+    /// ending at `t_ms`.
     pub fn record_traffic(
         &self,
         inv: &Inventory,
@@ -100,41 +187,10 @@ impl Follower {
         t_ms: u64,
         rates: BTreeMap<String, f64>,
     ) {
-        let Some(region) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
-            return;
-        };
-        let interval_ms = 1000 * inv.placement_settings.sample_every_s.max(1);
-        let fresh_ms = 3 * interval_ms;
-        let mut st = self.lock();
-        // Series of VMs that left the inventory go with them.
-        st.measurements.retain_vms(|vm| inv.vms.contains_key(vm));
-        st.switch_rates.insert(dpid, (t_ms, rates));
-        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
-        for (other, (t, rates)) in &st.switch_rates {
-            let same_cloud = inv.host_by_dpid(*other).is_some_and(|h| h.cloud == region);
-            if same_cloud && t_ms.saturating_sub(*t) <= fresh_ms {
-                for (vm, r) in rates {
-                    *sums.entry(vm.clone()).or_default() += r;
-                }
-            }
-        }
-        // A VM this region reached before and no longer does decays to zero.
-        for (vm, regions) in &st.measurements.traffic {
-            if regions.contains_key(&region) {
-                sums.entry(vm.clone()).or_default();
-            }
-        }
-        for (vm, rate) in sums {
-            if inv.vms.contains_key(&vm) {
-                st.measurements
-                    .record_region_rate(&vm, &region, t_ms, rate, interval_ms / 2);
-            }
-        }
+        self.hand_over(inv, Pending::Traffic { dpid, t_ms, rates });
     }
 
-    /// Switch `dpid`'s tunnels at `t_ms`: each handshake round trip it measured is a
-    /// latency sample between its cloud and the peer's (the last one, re-sampled:
-    /// WireGuard repeats the handshake every two minutes on a tunnel in use).
+    /// Switch `dpid`'s tunnels at `t_ms`.
     pub fn record_tunnels(
         &self,
         inv: &Inventory,
@@ -142,25 +198,43 @@ impl Follower {
         t_ms: u64,
         tunnels: &[TunnelStatsEntry],
     ) {
-        let Some(cloud) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
-            return;
-        };
-        let mut st = self.lock();
-        for t in tunnels {
-            let Some(rtt_us) = t.handshake_rtt_us else {
-                continue;
-            };
-            if let Some((peer, ms)) = crate::feed::tunnel_latency(inv, t.port_no, rtt_us) {
-                st.measurements.record_latency(&cloud, peer, t_ms, ms);
-            }
-        }
+        let tunnels = tunnels.to_vec();
+        self.hand_over(
+            inv,
+            Pending::Tunnels {
+                dpid,
+                t_ms,
+                tunnels,
+            },
+        );
+    }
+
+    /// A migration between two clouds moved `bytes_per_s` (bandwidth sample).
+    pub fn record_bandwidth(
+        &self,
+        inv: &Inventory,
+        from: &str,
+        to: &str,
+        t_ms: u64,
+        bytes_per_s: f64,
+    ) {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.hand_over(
+            inv,
+            Pending::Bandwidth {
+                from,
+                to,
+                t_ms,
+                bytes_per_s,
+            },
+        );
     }
 
     /// A follower that remembers these arrivals by migration (from the store).
     pub fn with_moves(moves_ms: &BTreeMap<String, Vec<u64>>) -> Follower {
         let f = Follower::default();
         {
-            let mut st = f.lock();
+            let mut st = f.moves_state();
             for (vm, moves) in moves_ms {
                 if let Some(&last) = moves.iter().max() {
                     st.last_moved_ms.insert(vm.clone(), last);
@@ -173,49 +247,66 @@ impl Follower {
 
     /// Each VM's arrivals by migration of the last two days, for the store.
     pub fn recent_moves(&self) -> BTreeMap<String, Vec<u64>> {
-        self.lock().recent_moves_ms.clone()
-    }
-
-    /// A migration between two clouds moved `bytes_per_s` (bandwidth sample).
-    pub fn record_bandwidth(&self, from: &str, to: &str, t_ms: u64, bytes_per_s: f64) {
-        self.lock()
-            .measurements
-            .record_bandwidth(from, to, t_ms, bytes_per_s);
+        self.moves_state().recent_moves_ms.clone()
     }
 
     /// `vm` arrived somewhere by migration at `t_ms`.
     pub fn moved(&self, vm: &str, t_ms: u64) {
-        let mut st = self.lock();
+        let mut st = self.moves_state();
         st.last_moved_ms.insert(vm.to_string(), t_ms);
         let moves = st.recent_moves_ms.entry(vm.to_string()).or_default();
         moves.retain(|&t| t_ms.saturating_sub(t) < MOVES_KEPT_MS);
         moves.push(t_ms);
     }
 
-    /// Everything measured, as the snapshot `scc placement plan --measurements` reads.
-    pub fn snapshot(&self, inv: &Inventory, now_ms: u64) -> Snapshot {
-        let st = self.lock();
+    /// Everything measured, as the snapshot `scc placement plan --measurements`
+    /// reads; with `vm`, only that VM's traffic.
+    pub fn snapshot(&self, inv: &Inventory, now_ms: u64, vm: Option<&str>) -> Snapshot {
+        let (last_moved_ms, recent_moves_ms) = {
+            let m = self.moves_state();
+            (m.last_moved_ms.clone(), m.recent_moves_ms.clone())
+        };
+        let measurements = {
+            let mut st = self.series();
+            self.apply(&mut st, inv);
+            match vm {
+                None => st.measurements.clone(),
+                Some(vm) => {
+                    let all = &st.measurements;
+                    let mut m = Measurements::new(all.capacity);
+                    m.latency_ms = all.latency_ms.clone();
+                    m.bandwidth = all.bandwidth.clone();
+                    if let Some(t) = all.traffic.get(vm) {
+                        m.traffic.insert(vm.to_string(), t.clone());
+                    }
+                    m
+                }
+            }
+        };
         Snapshot {
             now_ms: Some(now_ms),
-            measurements: st.measurements.clone(),
-            last_moved_ms: st.last_moved_ms.clone(),
-            recent_moves_ms: st.recent_moves_ms.clone(),
+            measurements,
+            last_moved_ms,
+            recent_moves_ms,
             config: inv.placement_settings.engine.clone(),
         }
     }
 
-    /// The engine's decisions now, for every VM at once (the fleet's budget
-    /// is shared among them).
+    /// The engine's decisions now, for every VM at once (the fleet's budget is
+    /// shared among them). It holds the series for the plan's time (0.4 s at
+    /// 1,000 VMs with the budgets): call it off the async workers.
     pub fn plan(&self, inv: &Inventory, now_ms: u64) -> Vec<Decision> {
-        let st = self.lock();
-        let mut vms = placement::sites(inv, &st.last_moved_ms);
-        for vm in &mut vms {
-            vm.recent_moves_ms = st
-                .recent_moves_ms
-                .get(&vm.name)
-                .cloned()
-                .unwrap_or_default();
-        }
+        let mut vms = {
+            let m = self.moves_state();
+            let mut vms = placement::sites(inv, &m.last_moved_ms);
+            for vm in &mut vms {
+                vm.recent_moves_ms = m.recent_moves_ms.get(&vm.name).cloned().unwrap_or_default();
+            }
+            vms
+        };
+        vms.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut st = self.series();
+        self.apply(&mut st, inv);
         placement::plan(
             &placement::candidate_clouds(inv),
             &vms,
@@ -227,7 +318,7 @@ impl Follower {
 
     /// The move running now and the last ones, newest first.
     pub fn moves(&self) -> serde_json::Value {
-        let st = self.lock();
+        let st = self.moves_state();
         serde_json::json!({
             "moving": st.moving,
             "history": st.history.iter().rev().collect::<Vec<_>>(),
@@ -244,7 +335,7 @@ impl Follower {
         migrating: Option<&str>,
         now_ms: u64,
     ) -> Result<MoveRecord, String> {
-        let mut st = self.lock();
+        let mut st = self.moves_state();
         if let Some(m) = &st.moving {
             return Err(format!("moving {} to {} already", m.vm, m.to_host));
         }
@@ -271,7 +362,7 @@ impl Follower {
 
     /// The move command ended with `outcome`; the slot is free again.
     pub fn release(&self, outcome: String) {
-        let mut st = self.lock();
+        let mut st = self.moves_state();
         if let Some(mut m) = st.moving.take() {
             m.ended_ms = Some(now_ms());
             m.outcome = Some(outcome);
@@ -279,6 +370,64 @@ impl Follower {
                 st.history.pop_front();
             }
             st.history.push_back(m);
+        }
+    }
+}
+
+impl SeriesState {
+    /// Switch `dpid`'s inbound rates over the interval ending at `t_ms`: the series
+    /// of its cloud gets, for every VM, the sum over the cloud's switches that
+    /// reported within three intervals, one sample per bucket of at least a minute
+    /// (the mean of the sums reported in it).
+    fn traffic(&mut self, inv: &Inventory, dpid: u64, t_ms: u64, rates: BTreeMap<String, f64>) {
+        let Some(region) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
+            return;
+        };
+        let interval_ms = 1000 * inv.placement_settings.sample_every_s.max(1);
+        let fresh_ms = 3 * interval_ms;
+        let bucket_ms = interval_ms.max(
+            span_ms(&inv.placement_settings.engine) / self.measurements.capacity.max(1) as u64,
+        );
+        // Series of VMs that left the inventory go with them.
+        self.measurements.retain_vms(|vm| inv.vms.contains_key(vm));
+        self.switch_rates.insert(dpid, (t_ms, rates));
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        for (other, (t, rates)) in &self.switch_rates {
+            let same_cloud = inv.host_by_dpid(*other).is_some_and(|h| h.cloud == region);
+            if same_cloud && t_ms.saturating_sub(*t) <= fresh_ms {
+                for (vm, r) in rates {
+                    *sums.entry(vm.clone()).or_default() += r;
+                }
+            }
+        }
+        // A VM this region reached before and no longer does decays to zero.
+        for (vm, regions) in &self.measurements.traffic {
+            if regions.contains_key(&region) {
+                sums.entry(vm.clone()).or_default();
+            }
+        }
+        for (vm, rate) in sums {
+            if inv.vms.contains_key(&vm) {
+                self.measurements
+                    .record_region_rate(&vm, &region, t_ms, rate, bucket_ms);
+            }
+        }
+    }
+
+    /// Switch `dpid`'s tunnels at `t_ms`: each handshake round trip it measured is
+    /// a latency sample between its cloud and the peer's (the last one, re-sampled:
+    /// WireGuard repeats the handshake every two minutes on a tunnel in use).
+    fn tunnels(&mut self, inv: &Inventory, dpid: u64, t_ms: u64, tunnels: &[TunnelStatsEntry]) {
+        let Some(cloud) = inv.host_by_dpid(dpid).map(|h| h.cloud.clone()) else {
+            return;
+        };
+        for t in tunnels {
+            let Some(rtt_us) = t.handshake_rtt_us else {
+                continue;
+            };
+            if let Some((peer, ms)) = crate::feed::tunnel_latency(inv, t.port_no, rtt_us) {
+                self.measurements.record_latency(&cloud, peer, t_ms, ms);
+            }
         }
     }
 }
@@ -456,14 +605,13 @@ pub async fn run_move(
         Ok(Ok(status)) => status,
         Ok(Err(e)) => return Err(MoveFailure::Failed(format!("`{program}`: {e}"))),
         Err(_) => {
+            // The leader stays unreaped until the end, so its group id cannot be
+            // reused: both signals reach only what it started, and the SIGKILL
+            // also what survived the SIGTERM after the leader died of it.
             signal_group(pid, rustix::process::Signal::TERM);
-            if tokio::time::timeout(Duration::from_secs(2), child.wait())
-                .await
-                .is_err()
-            {
-                signal_group(pid, rustix::process::Signal::KILL);
-                let _ = child.wait().await;
-            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            signal_group(pid, rustix::process::Signal::KILL);
+            let _ = child.wait().await;
             return Err(MoveFailure::TimedOut(format!(
                 "`{program}` still running after {timeout:?}: stopped"
             )));
@@ -515,6 +663,8 @@ mod tests {
         b2.datapath_id = 4;
         inv.hosts.push(b2);
         inv.placement_settings.sample_every_s = 10;
+        // No day-ago forecast: a traffic sample stands for one interval.
+        inv.placement_settings.engine.seasonal_period_s = 0.0;
         inv
     }
 
@@ -523,7 +673,7 @@ mod tests {
     }
 
     fn last(f: &Follower, vm: &str, region: &str) -> Option<(u64, f64)> {
-        f.lock().measurements.traffic.get(vm)?.get(region)?.last()
+        f.series().measurements.traffic.get(vm)?.get(region)?.last()
     }
 
     #[test]
@@ -531,20 +681,20 @@ mod tests {
         let inv = inventory();
         let f = Follower::default();
         // host-b (dpid 2) and host-b2 (dpid 4) are both in gcp-europe.
-        f.record_traffic(&inv, 2, 1_000, rates(&[("web1", 100.0)]));
-        assert_eq!(last(&f, "web1", "gcp-europe"), Some((1_000, 100.0)));
-        f.record_traffic(&inv, 4, 2_000, rates(&[("web1", 50.0), ("db1", 7.0)]));
-        assert_eq!(last(&f, "web1", "gcp-europe"), Some((2_000, 150.0)));
-        assert_eq!(last(&f, "db1", "gcp-europe"), Some((2_000, 7.0)));
+        f.record_traffic(&inv, 2, 50_000, rates(&[("web1", 100.0)]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((50_000, 100.0)));
+        f.record_traffic(&inv, 4, 70_000, rates(&[("web1", 50.0), ("db1", 7.0)]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((70_000, 150.0)));
+        assert_eq!(last(&f, "db1", "gcp-europe"), Some((70_000, 7.0)));
         // host-b's report is older than three intervals (30 s): no longer counted.
-        f.record_traffic(&inv, 4, 40_000, rates(&[]));
-        assert_eq!(last(&f, "web1", "gcp-europe"), Some((40_000, 0.0)));
-        assert_eq!(last(&f, "db1", "gcp-europe"), Some((40_000, 0.0)));
+        f.record_traffic(&inv, 4, 130_000, rates(&[]));
+        assert_eq!(last(&f, "web1", "gcp-europe"), Some((130_000, 0.0)));
+        assert_eq!(last(&f, "db1", "gcp-europe"), Some((130_000, 0.0)));
         // Other regions are untouched; unknown switches and VMs are ignored.
         assert_eq!(last(&f, "web1", "aws-us-east"), None);
         f.record_traffic(&inv, 99, 41_000, rates(&[("web1", 1.0)]));
         f.record_traffic(&inv, 2, 42_000, rates(&[("ghost", 1.0)]));
-        assert!(!f.lock().measurements.traffic.contains_key("ghost"));
+        assert!(!f.series().measurements.traffic.contains_key("ghost"));
     }
 
     #[test]
@@ -565,7 +715,7 @@ mod tests {
             1_000,
             &[entry(to_c, Some(60_000)), entry(10_002, None)],
         );
-        let m = &f.lock().measurements;
+        let m = &f.series().measurements;
         assert_eq!(
             m.latency_between("azure-asia", "aws-us-east", 1_000, 1_000),
             Some(30.0)
@@ -714,7 +864,12 @@ mod tests {
         // A command that outlives its time is stopped with what it started.
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("still-running");
-        let script = format!("(sleep 1; touch {}) & sleep 5", marker.display());
+        let stubborn = dir.path().join("ignored-sigterm");
+        let script = format!(
+            "(sleep 1; touch {}) & (trap '' TERM; sleep 3; touch {}) & sleep 5",
+            marker.display(),
+            stubborn.display()
+        );
         let started = std::time::Instant::now();
         let slow = run_move(sh(&script), &m, api, Duration::from_millis(200)).await;
         assert!(matches!(slow, Err(MoveFailure::TimedOut(_))), "{slow:?}");
@@ -723,6 +878,10 @@ mod tests {
         assert!(
             !marker.exists(),
             "the command's background child was stopped too"
+        );
+        assert!(
+            !stubborn.exists(),
+            "a child that ignores SIGTERM gets SIGKILL"
         );
         // A command that exits while something it started keeps the pipes open
         // ends at its exit.

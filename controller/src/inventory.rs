@@ -174,8 +174,9 @@ pub struct PlacementSettings {
     /// `{to_cloud}` are replaced. It prepares the destination, calls `scc migrate`
     /// and moves the VM (e.g. with `scvm migrate`). Empty: nothing can move a VM.
     pub migrate: Vec<String>,
-    /// A move command still running after this long is killed, seconds; its
-    /// migration, if it has not switched yet, is aborted.
+    /// A move command still running after this long is stopped (SIGTERM, then
+    /// SIGKILL, to everything it started), seconds; its migration, if it has not
+    /// switched yet, is left to an operator (`scc migrate --arrived` or `--abort`).
     pub migrate_timeout_s: u64,
     /// The engine's knobs.
     pub engine: crate::placement::EngineConfig,

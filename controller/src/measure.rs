@@ -173,6 +173,10 @@ pub struct Measurements {
     /// Samples kept per series (default [`DEFAULT_CAPACITY`]).
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// The bucket of the newest region sample of each `vm → region`, and how many
+    /// reports it holds (see [`Measurements::record_region_rate`]).
+    #[serde(skip)]
+    buckets: BTreeMap<String, BTreeMap<String, (u64, u32)>>,
 }
 
 impl Default for Measurements {
@@ -211,6 +215,7 @@ impl Measurements {
             bandwidth: BTreeMap::new(),
             counters: BTreeMap::new(),
             capacity: capacity.max(1),
+            buckets: BTreeMap::new(),
         }
     }
 
@@ -235,30 +240,48 @@ impl Measurements {
     }
 
     /// Records the traffic rate of a region measured by several switches, each at
-    /// its own time: a sample less than `merge_ms` after the newest one replaces it
-    /// (it sums the same interval over more switches), so the series keeps one
-    /// sample per interval whatever the number of switches.
+    /// its own time, into buckets of `bucket_ms`: the series keeps one sample per
+    /// bucket (the mean of the reports that fell in it, at the time of the last),
+    /// whatever the number of switches and however their sampling times fall.
     pub fn record_region_rate(
         &mut self,
         vm: &str,
         region: &str,
         t_ms: u64,
         bytes_per_s: f64,
-        merge_ms: u64,
+        bucket_ms: u64,
     ) {
-        let s = series_in(&mut self.traffic, vm, region, self.capacity);
-        if s.last()
-            .is_some_and(|(t, _)| t < t_ms && t_ms - t < merge_ms)
-        {
-            s.samples.pop_back();
+        if !bytes_per_s.is_finite() {
+            return;
         }
-        s.push(t_ms, bytes_per_s);
+        let bucket = t_ms / bucket_ms.max(1);
+        let seen = self
+            .buckets
+            .entry(vm.to_string())
+            .or_default()
+            .entry(region.to_string())
+            .or_insert((u64::MAX, 0));
+        let s = series_in(&mut self.traffic, vm, region, self.capacity);
+        match s.last() {
+            Some((t, mean)) if seen.0 == bucket && t <= t_ms => {
+                seen.1 += 1;
+                s.samples.pop_back();
+                s.samples
+                    .push_back((t_ms, mean + (bytes_per_s - mean) / f64::from(seen.1)));
+            }
+            _ => {
+                if s.push(t_ms, bytes_per_s) {
+                    *seen = (bucket, 1);
+                }
+            }
+        }
     }
 
     /// Forgets the series of VMs `keep` says no longer exist.
     pub fn retain_vms(&mut self, keep: impl Fn(&str) -> bool) {
         self.traffic.retain(|vm, _| keep(vm));
         self.counters.retain(|vm, _| keep(vm));
+        self.buckets.retain(|vm, _| keep(vm));
     }
 
     /// Records a latency probe between two clouds (one way, ms).
@@ -330,16 +353,20 @@ mod tests {
     #[test]
     fn a_region_keeps_one_sample_per_interval_from_many_switches() {
         let mut m = Measurements::default();
-        // Two switches of one cloud report 300 ms apart, every second.
-        for round in 0..3u64 {
-            m.record_region_rate("web1", "eu", round * 1000, 10.0, 500);
-            m.record_region_rate("web1", "eu", round * 1000 + 300, 25.0, 500);
+        // Three switches of one cloud report every minute, 20 s apart (no gap of
+        // half an interval between them), for two hours.
+        for minute in 0..120u64 {
+            for (offset, rate) in [(0, 10.0), (20_000, 20.0), (40_000, 30.0)] {
+                m.record_region_rate("web1", "eu", minute * 60_000 + offset, rate, 60_000);
+            }
         }
         let s = &m.traffic["web1"]["eu"];
-        assert_eq!(
-            s.window(0, u64::MAX).collect::<Vec<_>>(),
-            vec![(300, 25.0), (1300, 25.0), (2300, 25.0)]
-        );
+        assert_eq!(s.len(), 120, "one sample per minute");
+        assert_eq!(s.last(), Some((119 * 60_000 + 40_000, 20.0)), "their mean");
+        // Two reports in the same millisecond merge too.
+        m.record_region_rate("web1", "us", 5, 1.0, 60_000);
+        m.record_region_rate("web1", "us", 5, 3.0, 60_000);
+        assert_eq!(m.traffic["web1"]["us"].last(), Some((5, 2.0)));
         m.retain_vms(|vm| vm != "web1");
         assert!(m.traffic.is_empty());
     }

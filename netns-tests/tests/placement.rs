@@ -277,6 +277,23 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
         .lines()
         .find(|l| l.starts_with("| web |"))
         .unwrap_or("");
+    // What the switches counted is what the client sent: 300 datagrams a second
+    // of 1,042 bytes on the wire.
+    let (_, snap) = scc(&net, &["placement", "snapshot", "--vm", "web"])?;
+    let snap: serde_json::Value = serde_json::from_str(&snap)?;
+    let newest = |region: &str| {
+        snap["measurements"]["traffic"]["web"][region]["samples"]
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|s| s[1].as_f64())
+    };
+    let (from_b, from_c) = (newest("cloud-2"), newest("cloud-3"));
+    println!(
+        "web's traffic measured now: {from_b:?} bytes/s from cloud 2, {from_c:?} from cloud 3"
+    );
+    let from_b = from_b.context("no traffic series from cloud 2")?;
+    assert!((250_000.0..350_000.0).contains(&from_b), "{from_b} bytes/s");
+    assert_eq!(from_c, Some(0.0), "cloud 3's clients went quiet");
     assert!(
         web_row.contains("budget 2"),
         "the budget holds web: {web_row}"

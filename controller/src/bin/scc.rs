@@ -164,6 +164,9 @@ enum PlacementVerb {
     },
     /// Print what the controller measured as a snapshot for `plan --measurements`.
     Snapshot {
+        /// Only this VM's traffic (the whole store is about 32 KB per VM and region).
+        #[arg(long)]
+        vm: Option<String>,
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
@@ -341,7 +344,10 @@ fn main() -> ExitCode {
             PlacementVerb::Run { json, api } => {
                 placement_round(api, "POST", "/placement/run", json)
             }
-            PlacementVerb::Snapshot { api } => call(api, "GET", "/placement/snapshot", b""),
+            PlacementVerb::Snapshot { vm, api } => match vm {
+                Some(vm) => call(api, "GET", &format!("/placement/snapshot?vm={vm}"), b""),
+                None => call(api, "GET", "/placement/snapshot", b""),
+            },
             PlacementVerb::Moves { api } => call(api, "GET", "/placement/moves", b""),
         },
         Command::Routing { inventory } => {
