@@ -419,8 +419,9 @@ pub fn plan(
 /// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the
 /// moves it made in the window, plus units of the rest as a knapsack over the VMs'
 /// day-ahead plans shares them out (never above its own budget). A VM without a
-/// day-ahead forecast gets an even share of the fleet's budget: with nothing to
-/// tell which VM's moves are worth more, none may take more than its part (the
+/// day-ahead forecast gets an even share of the fleet's budget among the VMs
+/// that may use more than one cloud: with nothing to tell which VM's moves are
+/// worth more, none may take more than its part (the
 /// moves of a first day, spent without a forecast, are still in the window the
 /// next day, when there is one).
 fn fleet_shares(
@@ -498,7 +499,13 @@ fn fleet_shares(
         .map(|((v, past), extra)| match v {
             Some(_) => u32::try_from(past.len() + extra).ok(),
             None => {
-                let even = u32::try_from(fleet_max / vms.len().max(1)).unwrap_or(u32::MAX);
+                // Shared among the VMs that can move at all: one pinned to a
+                // single cloud never uses its part.
+                let movable = vms
+                    .iter()
+                    .filter(|vm| clouds.iter().filter(|c| may_use(&vm.knobs, c)).count() > 1)
+                    .count();
+                let even = u32::try_from(fleet_max / movable.max(1)).unwrap_or(u32::MAX);
                 Some(
                     config
                         .max_migrations_per_day
@@ -1392,6 +1399,49 @@ mod tests {
         assert!(plan(&clouds(), &vms, &m, &free, now * MIN)
             .iter()
             .all(|d| d.migrate));
+    }
+
+    #[test]
+    fn without_history_the_fleet_budget_is_shared_by_the_vms_that_can_move() {
+        // Two moves of one VM without a day-ago forecast: europe, then asia.
+        let now = 4 * 60 * MIN;
+        let mut m = Measurements::new(4096);
+        for minute in 0..=30 {
+            record_minute(&mut m, now - 30 * MIN + minute * MIN, [0.0, 1e6, 0.0]);
+        }
+        let pinned = |name: &str| VmSite {
+            name: name.into(),
+            knobs: VmPlacement {
+                clouds: vec!["americas".into()],
+                ..VmPlacement::default()
+            },
+            ..site("americas")
+        };
+        // A fleet of three at 1 move per VM and day: 3 moves. With the two others
+        // pinned to their cloud, the one that can move may take all three (up to
+        // its own budget of 3), not a third.
+        let config = EngineConfig {
+            max_fleet_migrations_per_vm_day: Some(1.0),
+            seasonal_period_s: 0.0,
+            ..EngineConfig::default()
+        };
+        let moved_once = VmSite {
+            last_moved_ms: Some(0),
+            recent_moves_ms: vec![0],
+            ..site("americas")
+        };
+        let fleet = [moved_once, pinned("a"), pinned("b")];
+        let d = plan(&clouds(), &fleet, &m, &config, now);
+        assert!(d[0].migrate && d[0].best == "europe", "{:?}", d[0]);
+        // Three VMs that could all move: one move each, the first is spent.
+        let movable = |name: &str| VmSite {
+            name: name.into(),
+            ..site("americas")
+        };
+        let free = [fleet[0].clone(), movable("a"), movable("b")];
+        let d = plan(&clouds(), &free, &m, &config, now);
+        assert!(!d[0].migrate, "{:?}", d[0]);
+        assert_eq!(d[0].why, Why::BudgetSpent { moves: 1, max: 1 });
     }
 
     #[test]
