@@ -90,6 +90,7 @@ struct RawTunnel {
     private_key_file: String,
     listen: Spanned<String>,
     mtu: Option<Spanned<u32>>,
+    latency_probe_s: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +182,9 @@ pub struct PortConfig {
     pub mac: Option<Mac>,
 }
 
+/// Seconds between two latency probes of a tunnel peer, unless configured.
+pub const DEFAULT_LATENCY_PROBE_S: u32 = 10;
+
 /// The tunnel side of a host: its WireGuard identity, socket and peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TunnelConfig {
@@ -192,6 +196,9 @@ pub struct TunnelConfig {
     pub mtu: usize,
     /// Remote hosts, one OpenFlow port each.
     pub peers: Vec<crate::tunnel::PeerConfig>,
+    /// How often the latency to each peer is probed with a handshake this side
+    /// initiates (`latency_probe_s`, default 10; 0: never).
+    pub latency_probe: Option<std::time::Duration>,
 }
 
 /// What `scd` does with its tables when its controllers go away.
@@ -595,6 +602,10 @@ impl HostConfig {
                     listen,
                     mtu,
                     peers,
+                    latency_probe: match t.latency_probe_s.unwrap_or(DEFAULT_LATENCY_PROBE_S) {
+                        0 => None,
+                        s => Some(std::time::Duration::from_secs(u64::from(s))),
+                    },
                 })
             }
         };
@@ -774,6 +785,25 @@ mtu = 1420
         HostConfig::parse(text, Path::new("h.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn the_latency_probe_defaults_to_ten_seconds_and_zero_turns_it_off() {
+        let with = |extra: &str| {
+            let text =
+                format!("{GOOD}\n[tunnel]\nprivate_key_file = \"k\"\nlisten = \"51820\"\n{extra}");
+            HostConfig::parse(&text, Path::new("h.toml"))
+                .unwrap()
+                .tunnel
+                .unwrap()
+                .latency_probe
+        };
+        assert_eq!(with(""), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(
+            with("latency_probe_s = 3\n"),
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert_eq!(with("latency_probe_s = 0\n"), None);
     }
 
     #[test]

@@ -1992,6 +1992,76 @@ mod tests {
         (SwitchBackend::new(handle, info), thread)
     }
 
+    /// With the latency probe, the side that only answered at start initiates a
+    /// handshake of its own within a period, so both sides have a round trip; and
+    /// the initiator's keeps being refreshed.
+    #[test]
+    fn the_latency_probe_gives_both_sides_a_fresh_round_trip() {
+        use crate::tunnel::{PeerConfig, Tunnels};
+        use boringtun::x25519::{PublicKey, StaticSecret};
+        let secret = |b: u8| StaticSecret::from([b; 32]);
+        let public = |b: u8| PublicKey::from(&secret(b)).to_bytes();
+        let peer = |port, name: &str, key, endpoint| PeerConfig {
+            port,
+            name: name.into(),
+            public_key: key,
+            endpoint,
+            keepalive: None,
+        };
+        let loopback = "127.0.0.1:0".parse().unwrap();
+        let probe = Some(Duration::from_millis(300));
+        let mut b_tunnels = Tunnels::new(
+            loopback,
+            secret(2),
+            vec![peer(10_001, "a", public(1), None)],
+            1420,
+        )
+        .unwrap();
+        b_tunnels.set_latency_probe(probe);
+        let b_addr = b_tunnels.local_addr().unwrap();
+        let mut a_tunnels = Tunnels::new(
+            loopback,
+            secret(1),
+            vec![peer(10_002, "b", public(2), Some(b_addr))],
+            1420,
+        )
+        .unwrap();
+        a_tunnels.set_latency_probe(probe);
+        let (b_backend, b_thread) = spawn_switch(2, Some(b_tunnels));
+        let (a_backend, a_thread) = spawn_switch(1, Some(a_tunnels));
+        // Wait (not a timing assertion) until b, which learns a's endpoint from a's
+        // first initiation, has probed a itself.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (a, b) = loop {
+            let a = ask_tunnel_stats(&a_backend);
+            let b = ask_tunnel_stats(&b_backend);
+            if b[0].handshake_rtt_us.is_some() || Instant::now() > deadline {
+                break (a, b);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(a[0].handshake_rtt_us.is_some(), "{a:?}");
+        assert!(b[0].handshake_rtt_us.is_some(), "b probed a: {b:?}");
+        // Handshakes keep coming: the last one is never much older than a period.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut fresh = 0;
+        while fresh < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(400));
+            let a = ask_tunnel_stats(&a_backend);
+            if a[0].since_handshake_ms.is_some_and(|ms| ms < 1_000) {
+                fresh += 1;
+            }
+        }
+        assert_eq!(
+            fresh, 3,
+            "three samples 400 ms apart saw a handshake under 1 s old"
+        );
+        for (backend, thread) in [(a_backend, a_thread), (b_backend, b_thread)] {
+            backend.handle.stop();
+            thread.join().unwrap();
+        }
+    }
+
     /// Two switches on loopback: `a` initiates a handshake to `b` at start and has a
     /// second peer that never answers (no endpoint). Their answers come from the
     /// switch threads' tunnel tables.

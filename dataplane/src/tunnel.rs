@@ -93,6 +93,8 @@ pub struct Peer {
     pub endpoint: Option<SocketAddr>,
     /// Source prefixes the tables place behind this peer: (value, mask, is_v6).
     allowed: Vec<(u128, u128, bool)>,
+    /// When the last latency probe (a handshake this side initiated) went out.
+    last_probe: Option<Instant>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -145,6 +147,8 @@ pub struct Tunnels {
     allowed_generation: u64,
     send_failures: usize,
     last_tick: Instant,
+    /// How often each peer's latency is probed, if at all.
+    probe_every: Option<Duration>,
     last_rate_reset: Instant,
 }
 
@@ -228,6 +232,7 @@ impl Tunnels {
                     config,
                     tunn,
                     allowed: Vec::new(),
+                    last_probe: None,
                 }
             })
             .collect();
@@ -253,6 +258,7 @@ impl Tunnels {
             allowed_generation: u64::MAX,
             send_failures: 0,
             last_tick: now,
+            probe_every: None,
             last_rate_reset: now,
         })
     }
@@ -446,7 +452,26 @@ impl Tunnels {
         }
     }
 
-    /// Runs handshake and keepalive timers; call every 100 ms or so.
+    /// Probes the latency to every peer every `every` (`None`: never): a handshake
+    /// this side initiates, whose round trip boringtun measures (the peers' first
+    /// probes are spread over one period). Both sides of a tunnel probe, so each
+    /// has a fresh round trip; a handshake is WireGuard's own rekey, two small
+    /// datagrams and a key exchange at each end.
+    pub fn set_latency_probe(&mut self, every: Option<Duration>) {
+        self.probe_every = every;
+        let n = self.peers.len().max(1);
+        let now = Instant::now();
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            p.last_probe = every.map(|every| {
+                // Peer i first probes (i + 1) / n of a period from now.
+                let ahead = every.mul_f64((i + 1) as f64 / n as f64);
+                now.checked_sub(every - ahead).unwrap_or(now)
+            });
+        }
+    }
+
+    /// Runs handshake and keepalive timers and the latency probes; call every
+    /// 100 ms or so.
     pub fn tick(&mut self, now: Instant) {
         if now.duration_since(self.last_tick) < Duration::from_millis(100) {
             return;
@@ -462,6 +487,19 @@ impl Tunnels {
                 if let Some(ep) = endpoint {
                     let _ = self.socket.send_to(datagram, ep);
                 }
+            }
+            let (Some(every), Some(ep)) = (self.probe_every, endpoint) else {
+                continue;
+            };
+            if p.last_probe.is_some_and(|t| now.duration_since(t) < every) {
+                continue;
+            }
+            p.last_probe = Some(now);
+            // Nothing is sent while a handshake is already under way.
+            if let TunnResult::WriteToNetwork(datagram) =
+                p.tunn.format_handshake_initiation(&mut self.scratch, false)
+            {
+                let _ = self.socket.send_to(datagram, ep);
             }
         }
     }

@@ -135,8 +135,9 @@ fn run(config_path: &Path) -> Result<()> {
         None => None,
         Some(t) => {
             let private = dataplane::keys::read_private_file(&t.private_key_file)?;
-            let tunnels = Tunnels::new(t.listen, private, t.peers.clone(), t.mtu)
+            let mut tunnels = Tunnels::new(t.listen, private, t.peers.clone(), t.mtu)
                 .with_context(|| format!("tunnel socket on {}", t.listen))?;
+            tunnels.set_latency_probe(t.latency_probe);
             info!(listen = %tunnels.local_addr()?, peers = t.peers.len(), mtu = t.mtu, "tunnels ready");
             Some(tunnels)
         }
