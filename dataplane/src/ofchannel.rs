@@ -1992,22 +1992,36 @@ mod tests {
         (SwitchBackend::new(handle, info), thread)
     }
 
-    /// With the latency probe, the side that only answered at start initiates a
-    /// handshake of its own within a period, so both sides have a round trip; and
-    /// the initiator's keeps being refreshed.
-    #[test]
-    fn the_latency_probe_gives_both_sides_a_fresh_round_trip() {
-        use crate::tunnel::{PeerConfig, Tunnels};
-        use boringtun::x25519::{PublicKey, StaticSecret};
-        let secret = |b: u8| StaticSecret::from([b; 32]);
-        let public = |b: u8| PublicKey::from(&secret(b)).to_bytes();
-        let peer = |port, name: &str, key, endpoint| PeerConfig {
+    fn secret(b: u8) -> boringtun::x25519::StaticSecret {
+        boringtun::x25519::StaticSecret::from([b; 32])
+    }
+
+    fn public(b: u8) -> [u8; 32] {
+        boringtun::x25519::PublicKey::from(&secret(b)).to_bytes()
+    }
+
+    /// A tunnel peer on `port` with the public key of secret `key` bytes.
+    fn peer(
+        port: u32,
+        name: &str,
+        key: [u8; 32],
+        endpoint: Option<std::net::SocketAddr>,
+    ) -> crate::tunnel::PeerConfig {
+        crate::tunnel::PeerConfig {
             port,
             name: name.into(),
             public_key: key,
             endpoint,
             keepalive: None,
-        };
+        }
+    }
+
+    /// With the latency probe, the side that only answered at start initiates a
+    /// handshake of its own within a period, so both sides have a round trip; and
+    /// the initiator's keeps being refreshed.
+    #[test]
+    fn the_latency_probe_gives_both_sides_a_fresh_round_trip() {
+        use crate::tunnel::Tunnels;
         let loopback = "127.0.0.1:0".parse().unwrap();
         let probe = Some(Duration::from_millis(300));
         let mut b_tunnels = Tunnels::new(
@@ -2067,17 +2081,7 @@ mod tests {
     /// switch threads' tunnel tables.
     #[test]
     fn running_switches_answer_tunnel_stats_from_their_tunnels() {
-        use crate::tunnel::{PeerConfig, Tunnels};
-        use boringtun::x25519::{PublicKey, StaticSecret};
-        let secret = |b: u8| StaticSecret::from([b; 32]);
-        let public = |b: u8| PublicKey::from(&secret(b)).to_bytes();
-        let peer = |port, name: &str, key, endpoint| PeerConfig {
-            port,
-            name: name.into(),
-            public_key: key,
-            endpoint,
-            keepalive: None,
-        };
+        use crate::tunnel::Tunnels;
         let loopback = "127.0.0.1:0".parse().unwrap();
         let b_tunnels = Tunnels::new(
             loopback,
