@@ -23,7 +23,7 @@
 //! weighs regions the way the whole conversation does.
 
 use crate::inventory::{Inventory, TUNNEL_PORT_BASE};
-use openflow::flow::{ethertype, Action, Field, FlowMatch, Instruction};
+use openflow::flow::{ethertype, Field, FlowMatch};
 use openflow::wire::FlowStatsEntry;
 use openflow::FlowSpec;
 use std::collections::{BTreeMap, HashMap};
@@ -106,7 +106,7 @@ impl<'a> Switch<'a> {
             None if !self.tunnel_free(flow) => return None,
             None => {}
         }
-        forwards(flow).then_some(vm)
+        flow.forwards().then_some(vm)
     }
 }
 
@@ -123,16 +123,6 @@ fn covers(outer: &FlowMatch, inner: &FlowMatch) -> bool {
         inner
             .get(f)
             .is_some_and(|(iv, im)| im & om == om && iv & om == ov)
-    })
-}
-
-/// True when the flow sends its packets somewhere (not a drop).
-fn forwards(flow: &FlowSpec) -> bool {
-    flow.instructions.iter().any(|i| match i {
-        Instruction::GotoTable(_) => true,
-        Instruction::ApplyActions(actions) => actions
-            .iter()
-            .any(|a| matches!(a, Action::Output { .. } | Action::Group(_))),
     })
 }
 

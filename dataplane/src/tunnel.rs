@@ -529,14 +529,8 @@ impl Tunnels {
                     .get(Field::Ipv4Src)
                     .map(|(v, mask)| (v, mask, false))
                     .or_else(|| m.get(Field::Ipv6Src).map(|(v, mask)| (v, mask, true)));
-                let forwards = entry.spec.instructions.iter().any(|i| match i {
-                    Instruction::ApplyActions(actions) => actions
-                        .iter()
-                        .any(|a| matches!(a, Action::Output { .. } | Action::Group(_))),
-                    Instruction::GotoTable(_) => true,
-                });
                 if let (Some(src), Some((in_port, _)), true) =
-                    (accepted, m.get(Field::InPort), forwards)
+                    (accepted, m.get(Field::InPort), entry.spec.forwards())
                 {
                     if let Some(peer) = self
                         .peers

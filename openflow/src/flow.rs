@@ -693,6 +693,17 @@ impl FlowSpec {
             flags: 0,
         }
     }
+
+    /// True when the entry sends its packets somewhere: an output, a group or
+    /// another table (not a drop).
+    pub fn forwards(&self) -> bool {
+        self.instructions.iter().any(|i| match i {
+            Instruction::GotoTable(_) => true,
+            Instruction::ApplyActions(actions) => actions
+                .iter()
+                .any(|a| matches!(a, Action::Output { .. } | Action::Group(_))),
+        })
+    }
 }
 
 /// Applies an action list to a packet summary and returns what leaves which port,
