@@ -174,11 +174,8 @@ impl TrafficSampler {
             };
             let key = (f.spec.table_id, f.spec.priority, f.spec.matcher);
             let now = f.stats.byte_count;
-            let counted = match self.bytes.get(&key) {
-                Some(&before) if now >= before => now - before,
-                // New, or counting again from zero since the last sample.
-                _ => now,
-            };
+            // A new flow counted everything it holds since the last sample.
+            let counted = crate::measure::counted_since(self.bytes.get(&key).copied(), now);
             bytes.insert(key, now);
             *per_vm.entry(vm.to_string()).or_default() += counted;
         }

@@ -125,6 +125,17 @@ impl Series {
     }
 }
 
+/// What a monotonically increasing counter counted between a sample of `before`
+/// (if any) and one of `now`. A counter that went down was reset (switch
+/// restarted, flow re-installed or modified with `reset_counts`): `now` is what it
+/// counted since, not a huge negative difference.
+pub fn counted_since(before: Option<u64>, now: u64) -> u64 {
+    match before {
+        Some(before) if now >= before => now - before,
+        _ => now,
+    }
+}
+
 /// Turns samples of a monotonically increasing counter (bytes of a flow) into rates.
 ///
 /// A counter that goes down was reset (switch restarted, flow re-installed): the new
@@ -145,7 +156,7 @@ impl CounterRate {
             _ => self.last = Some((t_ms, counter)),
         }
         let (t0, c0) = previous?;
-        let counted = if counter >= c0 { counter - c0 } else { counter };
+        let counted = counted_since(Some(c0), counter);
         Some(counted as f64 * 1000.0 / (t_ms - t0) as f64)
     }
 }
