@@ -512,6 +512,13 @@ pub fn move_command(
     Ok(path)
 }
 
+/// The host VM `vm` runs on, in an `scc status` answer.
+pub fn vm_host(status: &serde_json::Value, vm: &str) -> Option<String> {
+    status["vms"].as_array()?.iter().find(|v| v["name"] == vm)?["host"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Milliseconds from the start of the current migration to the first timeline
 /// event whose name starts with `event`, in an `scc status` answer.
 pub fn event_ms(status: &serde_json::Value, event: &str) -> Option<f64> {

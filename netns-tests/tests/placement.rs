@@ -36,26 +36,19 @@ fn load_from(vm: &Vm, from_ip: &str) -> Result<UdpLoad> {
     ))
 }
 
-/// Where the controller says `web` runs.
-fn web_host(s: &serde_json::Value) -> Option<String> {
-    s["vms"].as_array()?.iter().find(|v| v["name"] == "web")?["host"]
-        .as_str()
-        .map(str::to_string)
-}
-
 /// Waits until `web` runs on `host` (the controller switched it), at most `within`.
 fn wait_web_on(net: &Internet, host: &str, within: Duration) -> Result<Duration> {
     let start = Instant::now();
     loop {
         let s = status(net)?;
-        if web_host(&s).as_deref() == Some(host) {
+        if common::vm_host(&s, "web").as_deref() == Some(host) {
             return Ok(start.elapsed());
         }
         if start.elapsed() > within {
             let (_, plan) = scc(net, &["placement", "plan"])?;
             anyhow::bail!(
                 "web still on {:?} after {within:?}, not {host}\nplan:\n{plan}\nmoves: {:#}",
-                web_host(&s),
+                common::vm_host(&s, "web"),
                 s["placement"]
             );
         }
@@ -211,7 +204,11 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     // Without clients nothing moves: web is idle where it is.
     std::thread::sleep(Duration::from_secs(3));
     let s = status(&net)?;
-    assert_eq!(web_host(&s).as_deref(), Some("host0"), "an idle VM stays");
+    assert_eq!(
+        common::vm_host(&s, "web").as_deref(),
+        Some("host0"),
+        "an idle VM stays"
+    );
     assert_eq!(
         s["placement"]["history"],
         serde_json::json!([]),
@@ -262,7 +259,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     let second = second?;
     println!("cloud 3's load started: web moved to host2 (cloud-3) after {second:.1?}");
     assert_eq!(
-        web_host(&status(&net)?).as_deref(),
+        common::vm_host(&status(&net)?, "web").as_deref(),
         Some("host2"),
         "web stays in cloud 3"
     );
@@ -306,7 +303,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
 
     let s = status(&net)?;
     assert_eq!(
-        web_host(&s).as_deref(),
+        common::vm_host(&s, "web").as_deref(),
         Some("host2"),
         "web stays in cloud 3: its budget is spent"
     );

@@ -255,12 +255,7 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
 
     let where_is_web1 = || -> Result<usize> {
         let s = cloud::status(&net)?;
-        let host = s["vms"]
-            .as_array()
-            .and_then(|vs| vs.iter().find(|v| v["name"] == "web1"))
-            .and_then(|v| v["host"].as_str())
-            .context("web1 in scc status")?
-            .to_string();
+        let host = cloud::vm_host(&s, "web1").context("web1 in scc status")?;
         host.strip_prefix("host")
             .and_then(|i| i.parse().ok())
             .with_context(|| format!("host {host}"))
