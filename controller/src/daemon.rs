@@ -896,24 +896,24 @@ impl Controller {
     }
 
     /// Runs [`Self::placement_round`] with `apply` every `[placement] plan_every_s`
-    /// seconds, for as long as the controller runs (checking every few seconds
-    /// when it is 0, the inventory may change).
+    /// seconds, for as long as the controller runs; returns at once when it is 0.
+    /// `[placement]` comes with the inventory `scc run` starts from: the API
+    /// changes hosts and VMs, never it.
     pub async fn follow_the_sun(self: Arc<Self>) {
+        let every = self.inventory().placement_settings.plan_every_s;
+        if every == 0 {
+            return;
+        }
         loop {
-            let every = self.inventory().placement_settings.plan_every_s;
-            tokio::time::sleep(Duration::from_secs(if every == 0 { 5 } else { every })).await;
-            if every > 0 && self.inventory().placement_settings.plan_every_s > 0 {
-                // Planning takes a while at scale: off the async workers.
-                let ctl = self.clone();
-                match tokio::task::spawn_blocking(move || ctl.placement_round(true)).await {
-                    Ok(Round {
-                        note: Some(note), ..
-                    }) => {
-                        tracing::debug!("placement: no move: {note}");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::error!("placement round failed: {e}"),
-                }
+            tokio::time::sleep(Duration::from_secs(every)).await;
+            // Planning takes a while at scale: off the async workers.
+            let ctl = self.clone();
+            match tokio::task::spawn_blocking(move || ctl.placement_round(true)).await {
+                Ok(Round {
+                    note: Some(note), ..
+                }) => tracing::debug!("placement: no move: {note}"),
+                Ok(_) => {}
+                Err(e) => tracing::error!("placement round failed: {e}"),
             }
         }
     }
@@ -1224,7 +1224,7 @@ impl Session {
                     let (t_ms, tunnels) = (s.t_ms, std::mem::take(&mut s.tunnels));
                     s.tunnels_xid = 0;
                     let inv = self.ctl.inventory();
-                    self.ctl.follower.record_tunnels(&inv, dpid, t_ms, &tunnels);
+                    self.ctl.follower.record_tunnels(&inv, dpid, t_ms, tunnels);
                 }
             }
             Message::Error(e) if xid == s.tunnels_xid => {

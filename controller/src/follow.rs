@@ -196,9 +196,8 @@ impl Follower {
         inv: &Inventory,
         dpid: u64,
         t_ms: u64,
-        tunnels: &[TunnelStatsEntry],
+        tunnels: Vec<TunnelStatsEntry>,
     ) {
-        let tunnels = tunnels.to_vec();
         self.hand_over(
             inv,
             Pending::Tunnels {
@@ -713,7 +712,7 @@ mod tests {
             &inv,
             1,
             1_000,
-            &[entry(to_c, Some(60_000)), entry(10_002, None)],
+            vec![entry(to_c, Some(60_000)), entry(10_002, None)],
         );
         let m = &f.series().measurements;
         assert_eq!(
