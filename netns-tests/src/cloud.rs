@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -95,27 +95,28 @@ pub fn status(net: &Internet) -> Result<serde_json::Value> {
 
 /// Waits until every switch has confirmed the current program version.
 pub fn wait_synced(net: &Internet) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(s) = status(net) {
+    let mut last = None;
+    crate::wait_for(
+        Duration::from_secs(30),
+        "every switch to confirm the current program",
+        || {
+            let s = status(net)?;
             let version = s["version"].as_u64();
             let hosts = s["hosts"].as_array().cloned().unwrap_or_default();
-            if !hosts.is_empty()
+            let synced = !hosts.is_empty()
                 && hosts.iter().all(|h| {
                     h["switch"]["connected"] == true
                         && h["switch"]["synced_version"].as_u64() == version
-                })
-            {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("switches not synchronised: {s:#}");
-            }
-        } else if Instant::now() > deadline {
-            anyhow::bail!("scc status never answered");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+                });
+            let found = synced.then(|| s.clone());
+            last = Some(s);
+            Ok(found)
+        },
+    )
+    .with_context(|| match &last {
+        Some(s) => format!("switches not synchronised: {s:#}"),
+        None => "scc status never answered".to_string(),
+    })
 }
 
 /// One ping, one second to answer.
@@ -271,6 +272,8 @@ type ServerEnd = (u64, u64, Duration, SocketAddr);
 #[derive(Debug)]
 pub struct PacedStream {
     running: Arc<AtomicBool>,
+    /// Bytes the server has read so far.
+    received: Arc<AtomicU64>,
     client: JoinHandle<Result<Result<(u64, u64)>>>,
     server: JoinHandle<Result<Result<ServerEnd>>>,
 }
@@ -299,6 +302,8 @@ pub fn paced_stream(
     connect: SocketAddr,
 ) -> Result<PacedStream> {
     let listener = server.enter(move || TcpListener::bind(listen))??;
+    let received = Arc::new(AtomicU64::new(0));
+    let progress = received.clone();
     let server = server.spawn(move || -> Result<ServerEnd> {
         let (mut s, peer) = listener.accept()?;
         let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
@@ -313,6 +318,7 @@ pub fn paced_stream(
             last = Instant::now();
             hash.update(&buf[..n]);
             total += n as u64;
+            progress.store(total, Ordering::Relaxed);
         }
     });
     let running = Arc::new(AtomicBool::new(true));
@@ -333,12 +339,27 @@ pub fn paced_stream(
     });
     Ok(PacedStream {
         running,
+        received,
         client,
         server,
     })
 }
 
 impl PacedStream {
+    /// Bytes the server has read so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the server has read `bytes` (the stream is connected and
+    /// flowing), at most `within`.
+    pub fn wait_flowing(&self, bytes: u64, within: Duration) -> Result<()> {
+        crate::wait_until(within, "the paced stream to flow", || {
+            Ok(self.received.load(Ordering::Relaxed) >= bytes)
+        })?;
+        Ok(())
+    }
+
     /// Stops the client, closes the stream and reports both ends.
     pub fn finish(self) -> Result<StreamReport> {
         self.running.store(false, Ordering::Relaxed);
@@ -537,20 +558,16 @@ pub fn wait_event(
     within: Duration,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + within;
-    loop {
+    let mut last = serde_json::Value::Null;
+    crate::wait_for(within, &format!("`{event}` in the timeline"), || {
         anyhow::ensure!(
             !stop.load(std::sync::atomic::Ordering::Relaxed),
             "interrupted while waiting for `{event}`"
         );
         let s = status(net)?;
-        if event_ms(&s, event).is_some() {
-            return Ok(s);
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no `{event}` in the timeline: {s:#}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        let found = event_ms(&s, event).is_some().then(|| s.clone());
+        last = s;
+        Ok(found)
+    })
+    .with_context(|| format!("no `{event}` in the timeline: {last:#}"))
 }

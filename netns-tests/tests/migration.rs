@@ -12,7 +12,7 @@ mod common;
 
 use anyhow::{Context, Result};
 use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmEntry};
-use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
+use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -190,7 +190,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         }
         seen.len()
     });
-    std::thread::sleep(Duration::from_millis(500));
+    stream.wait_flowing(64 * 1024, Duration::from_secs(20))?;
 
     let mut reroutes = Vec::new();
     for (i, (to_host, to_port, from_tap, to_tap)) in [
@@ -212,9 +212,16 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         // the probes, and the timeline must count them as lost there.
         common::move_vm(&m1, from_tap, to_tap, &[], || {
             if i == 0 {
+                // The probes must reach host1 before the VM announces itself: host1
+                // counts each as a transmit drop on m1's old port.
+                let old_port_drops = || scds[1].metric("scd_port_dropped_total", &["port=\"1\""]);
+                let before = old_port_drops()?;
                 probe_m1(&a1, "100.64.1.1")?;
-                // Time for the probes to reach host1 before the VM announces itself.
-                std::thread::sleep(Duration::from_millis(200));
+                wait_until(
+                    Duration::from_secs(10),
+                    "the probes dropped at host1",
+                    || Ok(old_port_drops()? >= before + PROBES),
+                )?;
             }
             Ok(())
         })?;
@@ -260,7 +267,8 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
                 "the old host's own VM reached m1 through its forwarding flows: {t}"
             );
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // The stream flows again (through the new path) before the next move.
+        stream.wait_flowing(stream.received() + 64 * 1024, Duration::from_secs(20))?;
     }
     assert!(reaches(&c1, M1_IP, 10)?, "c1 -> m1 after it came back");
 

@@ -1,0 +1,305 @@
+//! The emulated internet: a router namespace with one /26 "cloud" subnet per host,
+//! and the userspace delay line that gives a link its latency where the kernel has
+//! no netem. It owns only the namespaces and interfaces it creates.
+
+use crate::{big_receive_buffer, run, unique, veth, Netns};
+use anyhow::Result;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A userspace delay line between two interfaces of one namespace: every frame that
+/// arrives on one side leaves on the other `delay` later. It stands in for
+/// `tc qdisc ... netem delay`, which this kernel lacks (CONFIG_NET_SCH_NETEM is
+/// not set); the harness uses netem where the kernel has it.
+#[derive(Debug)]
+pub struct DelayLine {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn packet_socket_all(ifname: &str) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let proto = 0x0003u16.to_be(); // ETH_P_ALL
+                                   // SAFETY: plain socket(2); checked below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
+            i32::from(proto),
+        )
+    };
+    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh descriptor owned here only.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let name = std::ffi::CString::new(ifname)?;
+    // SAFETY: `name` is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    anyhow::ensure!(index != 0, "no interface {ifname}");
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = i32::try_from(index)?;
+    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
+    // SAFETY: `addr` is a valid sockaddr_ll of `len` bytes.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            len,
+        )
+    };
+    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
+    let mreq = libc::packet_mreq {
+        mr_ifindex: i32::try_from(index)?,
+        mr_type: u16::try_from(libc::PACKET_MR_PROMISC)?,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    let mlen = u32::try_from(std::mem::size_of::<libc::packet_mreq>())?;
+    // SAFETY: `mreq` is a valid packet_mreq of `mlen` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const libc::packet_mreq).cast(),
+            mlen,
+        )
+    };
+    anyhow::ensure!(rc == 0, "promisc: {}", std::io::Error::last_os_error());
+    Ok(fd)
+}
+
+impl DelayLine {
+    /// Starts forwarding between `a` and `b` (both in namespace `ns`) with `delay`.
+    pub fn start(ns: &Netns, a: &str, b: &str, delay: Duration) -> Result<DelayLine> {
+        let (a, b) = (a.to_string(), b.to_string());
+        let sockets = ns.enter(move || -> Result<_> {
+            Ok([packet_socket_all(&a)?, packet_socket_all(&b)?])
+        })??;
+        // The line is a userspace thread: give it room to absorb bursts while the
+        // scheduler runs something else, as a router's queue would.
+        for socket in &sockets {
+            big_receive_buffer(socket, 16 << 20)?;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut queue: std::collections::VecDeque<(Instant, usize, Vec<u8>)> =
+                Default::default();
+            let mut buf = vec![0u8; 65_536];
+            while !flag.load(Ordering::Relaxed) {
+                let now = Instant::now();
+                while queue.front().is_some_and(|(due, _, _)| *due <= now) {
+                    if let Some((_, out, frame)) = queue.pop_front() {
+                        // A full socket buffer is waited out briefly, as a router's
+                        // queue would absorb a burst, rather than dropped at once.
+                        for _ in 0..50 {
+                            // SAFETY: `frame` is valid for reads of its length.
+                            let sent = unsafe {
+                                libc::send(
+                                    sockets[out].as_raw_fd(),
+                                    frame.as_ptr().cast(),
+                                    frame.len(),
+                                    0,
+                                )
+                            };
+                            if sent >= 0 {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_micros(100));
+                        }
+                    }
+                }
+                // Rounded up: a frame due in 0.3 ms must not make the line spin.
+                let wait = queue.front().map_or(20, |(due, _, _)| {
+                    due.saturating_duration_since(now)
+                        .as_micros()
+                        .div_ceil(1000)
+                        .clamp(0, 20)
+                });
+                let mut fds = [0, 1].map(|i| libc::pollfd {
+                    fd: sockets[i].as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+                // SAFETY: `fds` is a valid array of two pollfd structures.
+                unsafe { libc::poll(fds.as_mut_ptr(), 2, i32::try_from(wait).unwrap_or(20)) };
+                for (i, sock) in sockets.iter().enumerate() {
+                    loop {
+                        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+                        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                        let mut len =
+                            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(0);
+                        // SAFETY: `buf` and `from` are valid for writes of the given sizes.
+                        let n = unsafe {
+                            libc::recvfrom(
+                                sock.as_raw_fd(),
+                                buf.as_mut_ptr().cast(),
+                                buf.len(),
+                                0,
+                                (&mut from as *mut libc::sockaddr_ll).cast(),
+                                &mut len,
+                            )
+                        };
+                        let Ok(n) = usize::try_from(n) else { break };
+                        if n == 0 {
+                            break;
+                        }
+                        // Frames we sent ourselves show up as outgoing: never loop them.
+                        if from.sll_pkttype != libc::PACKET_OUTGOING {
+                            queue.push_back((Instant::now() + delay, 1 - i, buf[..n].to_vec()));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(DelayLine {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for DelayLine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// True when the kernel offers the netem qdisc.
+fn have_netem(ns: &Netns) -> bool {
+    ns.command("tc")
+        .args(["qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && ns
+            .command("tc")
+            .args(["qdisc", "del", "dev", "lo", "root"])
+            .status()
+            .is_ok()
+}
+
+/// Turns off the offloads that would hand a packet socket frames it cannot
+/// forward (unfinished checksums, super-frames).
+fn no_offloads(ns: &Netns, ifname: &str) -> Result<()> {
+    run(ns.command("ethtool").args([
+        "-K", ifname, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+    ]))?;
+    Ok(())
+}
+
+/// An emulated internet: a router namespace with one /26 "cloud" subnet per host
+/// from 192.0.2.0/24 (documentation addresses), optional latency per link.
+#[derive(Debug)]
+pub struct Internet {
+    /// Delay lines, stopped before their namespaces go.
+    delays: Vec<(DelayLine, Netns)>,
+    /// Host namespaces, in the order they were added.
+    pub hosts: Vec<Netns>,
+    /// The router namespace.
+    pub router: Netns,
+}
+
+impl Internet {
+    /// A router with no hosts yet.
+    pub fn new(prefix: &str) -> Result<Internet> {
+        let router = Netns::new(&unique(&format!("{prefix}-inet-")))?;
+        run(Command::new("ip").args([
+            "netns",
+            "exec",
+            router.name(),
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]))?;
+        Ok(Internet {
+            delays: Vec::new(),
+            hosts: Vec::new(),
+            router,
+        })
+    }
+
+    /// The underlay address of host `i` (0-based): 192.0.2.(64*i + 2).
+    pub fn host_addr(i: usize) -> String {
+        format!("192.0.2.{}", 64 * i + 2)
+    }
+
+    /// Adds a host namespace in its own cloud subnet; `delay_ms` adds latency on
+    /// the router's side of its link (tc netem), both directions seeing it once.
+    pub fn add_host(&mut self, prefix: &str, delay_ms: Option<u32>) -> Result<&Netns> {
+        let i = self.hosts.len();
+        anyhow::ensure!(i < 4, "at most four clouds fit in 192.0.2.0/24");
+        let host = Netns::new(&unique(&format!("{prefix}-host{i}-")))?;
+        let outside = unique("scr");
+        let inside = unique("sch");
+        let netem = delay_ms.is_some() && have_netem(&self.router);
+        if let (Some(ms), false) = (delay_ms, netem) {
+            // router <-> [delay line namespace] <-> host
+            let line = Netns::new(&unique(&format!("{prefix}-delay{i}-")))?;
+            let (d_router, d_host) = (unique("scd"), unique("scd"));
+            veth(&outside, &self.router, &d_router, &line)?;
+            veth(&inside, &host, &d_host, &line)?;
+            for ifname in [&d_router, &d_host] {
+                line.ip(&["link", "set", ifname, "up"])?;
+                no_offloads(&line, ifname)?;
+            }
+            no_offloads(&self.router, &outside)?;
+            no_offloads(&host, &inside)?;
+            let delay = DelayLine::start(
+                &line,
+                &d_router,
+                &d_host,
+                Duration::from_millis(u64::from(ms)),
+            )?;
+            self.delays.push((delay, line));
+        } else {
+            veth(&outside, &self.router, &inside, &host)?;
+        }
+        let base = 64 * i;
+        self.router.ip(&[
+            "addr",
+            "add",
+            &format!("192.0.2.{}/26", base + 1),
+            "dev",
+            &outside,
+        ])?;
+        self.router.ip(&["link", "set", &outside, "up"])?;
+        host.ip(&[
+            "addr",
+            "add",
+            &format!("{}/26", Internet::host_addr(i)),
+            "dev",
+            &inside,
+        ])?;
+        host.ip(&["link", "set", &inside, "up"])?;
+        host.ip(&[
+            "route",
+            "add",
+            "192.0.2.0/24",
+            "via",
+            &format!("192.0.2.{}", base + 1),
+        ])?;
+        if let (Some(ms), true) = (delay_ms, netem) {
+            run(self.router.command("tc").args([
+                "qdisc",
+                "add",
+                "dev",
+                &outside,
+                "root",
+                "netem",
+                "delay",
+                &format!("{ms}ms"),
+            ]))?;
+        }
+        self.hosts.push(host);
+        Ok(&self.hosts[i])
+    }
+}
