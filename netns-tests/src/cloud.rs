@@ -224,6 +224,73 @@ pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Res
     )
 }
 
+/// A VM of a test cloud before it exists: what its inventory entry will say.
+#[derive(Debug, Clone, Copy)]
+pub struct VmSpec {
+    /// Name.
+    pub name: &'static str,
+    /// Index of its host.
+    pub host: usize,
+    /// Its port on that host.
+    pub port: u32,
+    /// Overlay address.
+    pub ip: &'static str,
+    /// MAC.
+    pub mac: &'static str,
+    /// Tenant.
+    pub tenant: &'static str,
+}
+
+/// The MTU of the namespace VMs' TAPs: what the tunnels carry.
+pub const VM_MTU: u32 = 1420;
+
+impl VmSpec {
+    /// Creates the namespace VM: a TAP with its MAC and address (in the overlay's
+    /// /10, MTU [`VM_MTU`]) in a namespace named `{prefix}-{name}-…`.
+    pub fn create(&self, prefix: &str) -> Result<Vm> {
+        Vm::with_tap(
+            &crate::unique(&format!("{prefix}-{}-", self.name)),
+            &crate::unique("sct"),
+            self.mac,
+            self.ip,
+            10,
+            VM_MTU,
+        )
+    }
+
+    /// Its inventory entry, run by `vm`.
+    pub fn entry<'a>(&self, vm: &'a Vm) -> VmEntry<'a> {
+        VmEntry {
+            name: self.name,
+            host: self.host,
+            port: self.port,
+            ip: self.ip,
+            mac: self.mac,
+            tenant: self.tenant,
+            vm,
+        }
+    }
+}
+
+/// Creates the namespace VM of every spec ([`VmSpec::create`]).
+pub fn create_vms(prefix: &str, specs: &[VmSpec]) -> Result<Vec<Vm>> {
+    specs.iter().map(|spec| spec.create(prefix)).collect()
+}
+
+/// The inventory entries of `specs`, run by `vms` (in the same order).
+pub fn entries<'a>(specs: &[VmSpec], vms: &'a [Vm]) -> Vec<VmEntry<'a>> {
+    specs
+        .iter()
+        .zip(vms)
+        .map(|(spec, vm)| spec.entry(vm))
+        .collect()
+}
+
+/// `n` fresh WireGuard key pairs, one per host.
+pub fn key_pairs(n: usize) -> Result<Vec<KeyPair>> {
+    (0..n).map(|_| KeyPair::generate()).collect()
+}
+
 /// Starts `scd` on every host of `net` with the configuration `scc host-config`
 /// writes from `inventory`, plus `extra(i)` appended for host `i` (ports the
 /// inventory does not know yet, such as a migrating VM's destination TAP).
@@ -381,7 +448,6 @@ impl PacedStream {
 /// thread's namespace), the announcement QEMU makes after a live migration: the
 /// controller reroutes the VM when its new host's switch reports it.
 pub fn announce_rarp(ifname: &str, mac: [u8; 6]) -> Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let mut frame = vec![0xffu8; 6];
     frame.extend_from_slice(&mac);
     frame.extend_from_slice(&[0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3]);
@@ -390,40 +456,8 @@ pub fn announce_rarp(ifname: &str, mac: [u8; 6]) -> Result<()> {
     frame.extend_from_slice(&mac);
     frame.extend_from_slice(&[0; 4]);
     frame.resize(60, 0);
-    // SAFETY: plain socket(2); checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW,
-            i32::from(0x8035u16.to_be()),
-        )
-    };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor owned here only.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: `name` is NUL-terminated.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    anyhow::ensure!(index != 0, "no interface {ifname}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
-    addr.sll_protocol = 0x8035u16.to_be();
-    addr.sll_ifindex = i32::try_from(index)?;
-    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
-    // SAFETY: `frame` and `addr` are valid for the lengths given.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            frame.as_ptr().cast(),
-            frame.len(),
-            0,
-            (&addr as *const libc::sockaddr_ll).cast(),
-            len,
-        )
-    };
-    anyhow::ensure!(n == 60, "sendto: {}", std::io::Error::last_os_error());
-    Ok(())
+    let fd = crate::packet::packet_socket(ifname, libc::SOCK_RAW, 0x8035)?;
+    crate::packet::send_frame(&fd, &frame)
 }
 
 /// "Migrates" a namespace VM: moves its address (`vm.ip/10`) from interface

@@ -19,39 +19,10 @@ pub struct DelayLine {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// A packet socket for every frame of `ifname`, which it puts in promiscuous mode.
 fn packet_socket_all(ifname: &str) -> Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let proto = 0x0003u16.to_be(); // ETH_P_ALL
-                                   // SAFETY: plain socket(2); checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-            i32::from(proto),
-        )
-    };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor owned here only.
-    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: `name` is NUL-terminated.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    anyhow::ensure!(index != 0, "no interface {ifname}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
-    addr.sll_protocol = proto;
-    addr.sll_ifindex = i32::try_from(index)?;
-    let len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?;
-    // SAFETY: `addr` is a valid sockaddr_ll of `len` bytes.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            len,
-        )
-    };
-    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
+    let fd = crate::packet::packet_socket(ifname, libc::SOCK_RAW, 0x0003)?;
+    let index = crate::packet::ifindex(ifname)?;
     let mreq = libc::packet_mreq {
         mr_ifindex: i32::try_from(index)?,
         mr_type: u16::try_from(libc::PACKET_MR_PROMISC)?,

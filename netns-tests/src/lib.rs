@@ -10,6 +10,7 @@
 pub mod cloud;
 mod echo;
 mod internet;
+pub mod packet;
 mod traffic;
 mod wait;
 
@@ -317,9 +318,14 @@ impl Vm {
 
     /// The `[[port]]` section of an `scd` config serving this VM's TAP.
     pub fn port_section(&self, number: u32) -> String {
+        self.tap_port_section(number, &self.ifname)
+    }
+
+    /// The `[[port]]` section of an `scd` config serving `tap`, another TAP in this
+    /// VM's namespace (where a migrating VM lands).
+    pub fn tap_port_section(&self, number: u32, tap: &str) -> String {
         format!(
-            "[[port]]\nnumber = {number}\nname = \"{}\"\nnetns = \"{}\"\ncreate = false\n",
-            self.ifname,
+            "[[port]]\nnumber = {number}\nname = \"{tap}\"\nnetns = \"{}\"\ncreate = false\n",
             self.ns.name()
         )
     }

@@ -7,18 +7,9 @@
 use anyhow::{Context, Result};
 mod common;
 
-use common::{ping, reaches, scc, start_scc, wait_synced};
+use common::{ping, reaches, scc, start_scc, wait_synced, VmSpec};
 use netns_tests::{require_root, unique, Internet, KeyPair, Scd, Vm};
 use std::time::{Duration, Instant};
-
-struct VmSpec {
-    name: &'static str,
-    host: usize,
-    port: u32,
-    ip: &'static str,
-    mac: &'static str,
-    tenant: &'static str,
-}
 
 const VMS: [VmSpec; 4] = [
     VmSpec {
@@ -56,20 +47,7 @@ const VMS: [VmSpec; 4] = [
 ];
 
 fn inventory(keys: &[KeyPair], vms: &[Vm]) -> String {
-    let entries: Vec<common::VmEntry> = VMS
-        .iter()
-        .zip(vms)
-        .map(|(spec, vm)| common::VmEntry {
-            name: spec.name,
-            host: spec.host,
-            port: spec.port,
-            ip: spec.ip,
-            mac: spec.mac,
-            tenant: spec.tenant,
-            vm,
-        })
-        .collect();
-    common::inventory(keys, &entries)
+    common::inventory(keys, &common::entries(&VMS, vms))
 }
 
 /// Streams `n` numbered datagrams from `from` to `to`, 5 ms apart, in the
@@ -124,22 +102,8 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     for i in 0..3 {
         net.add_host("sccnet", (i == 2).then_some(20))?;
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
-    let vms = VMS
-        .iter()
-        .map(|v| {
-            Vm::with_tap(
-                &unique(&format!("sccnet-{}-", v.name)),
-                &unique("sct"),
-                v.mac,
-                v.ip,
-                10,
-                1420,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let keys = common::key_pairs(3)?;
+    let vms = common::create_vms("sccnet", &VMS)?;
     std::fs::write(dir.path().join("inventory.toml"), inventory(&keys, &vms))?;
     // A VM the inventory does not know yet, on a port host1's switch already has.
     let d1 = Vm::with_tap(

@@ -13,8 +13,8 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{event_ms, move_vm, reaches, scc, start_scc, wait_event, wait_synced, VmEntry};
-use netns_tests::{require_root, unique, veth, wait_until, Internet, KeyPair, Netns, Scd, Vm};
+use common::{event_ms, move_vm, reaches, scc, start_scc, wait_event, wait_synced, VmSpec};
+use netns_tests::{require_root, unique, veth, wait_until, Internet, Netns, Scd, Vm};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -23,6 +23,25 @@ const PUBLIC: &str = "203.0.113.10";
 const UNOWNED: &str = "203.0.113.99";
 const CLIENT: &str = "198.51.100.10";
 const M1_IP: &str = "100.64.2.1";
+/// m1 (the VM with the public address) in cloud B, c1 in cloud C.
+const VMS: [VmSpec; 2] = [
+    VmSpec {
+        name: "m1",
+        host: 1,
+        port: 1,
+        ip: M1_IP,
+        mac: "02:00:00:00:02:01",
+        tenant: "t",
+    },
+    VmSpec {
+        name: "c1",
+        host: 2,
+        port: 1,
+        ip: "100.64.3.1",
+        mac: "02:00:00:00:03:01",
+        tenant: "t",
+    },
+];
 const UPLINK_PORT: u32 = 100;
 const UPLINK_A_ADDR: &str = "198.51.100.130";
 const UPLINK_C_ADDR: &str = "198.51.100.194";
@@ -131,53 +150,18 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
             .args(["-qw", "net.ipv4.conf.all.rp_filter=2"]),
     )?;
     let client = client(&net)?;
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
+    let keys = common::key_pairs(3)?;
     // m1: the VM with the public address, a TAP on host1 (cloud B, port 1) and one
     // on host2 (cloud C, port 2). c1: another VM in cloud C that will spoof.
-    let m1 = Vm::with_tap(
-        &unique("gw-m1-"),
-        &unique("sct"),
-        "02:00:00:00:02:01",
-        M1_IP,
-        10,
-        1420,
-    )?;
-    m1.ns
-        .ip(&["route", "add", "default", "via", "100.64.0.1"])?;
-    let c1 = Vm::with_tap(
-        &unique("gw-c1-"),
-        &unique("sct"),
-        "02:00:00:00:03:01",
-        "100.64.3.1",
-        10,
-        1420,
-    )?;
-    c1.ns
-        .ip(&["route", "add", "default", "via", "100.64.0.1"])?;
+    let vms = common::create_vms("gw", &VMS)?;
+    for vm in &vms {
+        vm.ns
+            .ip(&["route", "add", "default", "via", "100.64.0.1"])?;
+    }
+    let (m1, c1) = (&vms[0], &vms[1]);
     let tap_b = m1.ifname.clone();
-    let tap_c = common::second_tap(&m1, 1420)?;
-    let entries = [
-        VmEntry {
-            name: "m1",
-            host: 1,
-            port: 1,
-            ip: M1_IP,
-            mac: "02:00:00:00:02:01",
-            tenant: "t",
-            vm: &m1,
-        },
-        VmEntry {
-            name: "c1",
-            host: 2,
-            port: 1,
-            ip: "100.64.3.1",
-            mac: "02:00:00:00:03:01",
-            tenant: "t",
-            vm: &c1,
-        },
-    ];
+    let tap_c = common::second_tap(m1, common::VM_MTU)?;
+    let entries = common::entries(&VMS, &vms);
     let gateway_a = uplink_table(&uplink_a, UPLINK_A_ADDR, "02:5c:00:00:0a:01");
     let gateway_c = uplink_table(&uplink_c, UPLINK_C_ADDR, "02:5c:00:00:0c:01");
     let public = format!("public_ip = \"{PUBLIC}\"");
@@ -193,15 +177,9 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         ),
     )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches(&net, &inventory, &keys, |i| {
-        if i == 2 {
-            format!(
-                "[[port]]\nnumber = 2\nname = \"{tap_c}\"\nnetns = \"{}\"\ncreate = false\n",
-                m1.ns.name()
-            )
-        } else {
-            String::new()
-        }
+    let scds = common::start_switches(&net, &inventory, &keys, |i| match i {
+        2 => m1.tap_port_section(2, &tap_c),
+        _ => String::new(),
     })?;
     wait_synced(&net)
         .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
@@ -209,10 +187,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         reaches(&client, PUBLIC, 10)?,
         "client -> {PUBLIC} (m1 on host1)"
     );
-    assert!(
-        reaches(&m1, CLIENT, 5)?,
-        "m1 -> client, leaving as {PUBLIC}"
-    );
+    assert!(reaches(m1, CLIENT, 5)?, "m1 -> client, leaving as {PUBLIC}");
 
     // The stream: the client sends pseudo-random chunks to the public address
     // every millisecond; m1 sees the client's own address (1:1 NAT).
@@ -233,7 +208,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         Duration::from_secs(20),
         &AtomicBool::new(false),
     )?;
-    move_vm(&m1, &tap_b, &tap_c, &[DEFAULT_ROUTE], || Ok(()))?;
+    move_vm(m1, &tap_b, &tap_c, &[DEFAULT_ROUTE], || Ok(()))?;
     let s = wait_event(
         &net,
         "rerouted",
@@ -265,7 +240,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         "the internet sends {PUBLIC} to cloud C's gateway: {route}"
     );
     assert!(
-        reaches(&m1, CLIENT, 10)?,
+        reaches(m1, CLIENT, 10)?,
         "m1 -> client from cloud C, still as {PUBLIC}"
     );
     let uplink_c = |dir: &str| {

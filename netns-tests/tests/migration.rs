@@ -11,14 +11,42 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmEntry};
-use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm};
+use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmSpec};
+use netns_tests::{require_root, wait_until, Internet, Vm};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const M1_IP: &str = "100.64.2.1";
+
+/// a1 in cloud A, m1 (the VM that moves) in cloud B, c1 in cloud C.
+const VMS: [VmSpec; 3] = [
+    VmSpec {
+        name: "a1",
+        host: 0,
+        port: 1,
+        ip: "100.64.1.1",
+        mac: "02:00:00:00:01:01",
+        tenant: "t",
+    },
+    VmSpec {
+        name: "m1",
+        host: 1,
+        port: 1,
+        ip: M1_IP,
+        mac: "02:00:00:00:02:01",
+        tenant: "t",
+    },
+    VmSpec {
+        name: "c1",
+        host: 2,
+        port: 1,
+        ip: "100.64.3.1",
+        mac: "02:00:00:00:03:01",
+        tenant: "t",
+    },
+];
 
 /// Datagrams sent at the moving VM while it is paused or just after it moved, so
 /// the timeline's counts have something certain to count.
@@ -46,83 +74,27 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     for i in 0..3 {
         net.add_host("migr", (i == 2).then_some(20))?;
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
+    let keys = common::key_pairs(3)?;
     // a1: the client in cloud A; c1: a third party in cloud C; m1: the VM that moves,
     // with a TAP on host1 (cloud B, port 1) and one on host2 (cloud C, port 2).
-    let a1 = Vm::with_tap(
-        &unique("migr-a1-"),
-        &unique("sct"),
-        "02:00:00:00:01:01",
-        "100.64.1.1",
-        10,
-        1420,
-    )?;
-    let c1 = Vm::with_tap(
-        &unique("migr-c1-"),
-        &unique("sct"),
-        "02:00:00:00:03:01",
-        "100.64.3.1",
-        10,
-        1420,
-    )?;
-    let m1 = Vm::with_tap(
-        &unique("migr-m1-"),
-        &unique("sct"),
-        "02:00:00:00:02:01",
-        M1_IP,
-        10,
-        1420,
-    )?;
+    let vms = common::create_vms("migr", &VMS)?;
+    let (a1, m1, c1) = (&vms[0], &vms[1], &vms[2]);
     let tap_b = m1.ifname.clone();
-    let tap_c = common::second_tap(&m1, 1420)?;
-    let entries = [
-        VmEntry {
-            name: "a1",
-            host: 0,
-            port: 1,
-            ip: "100.64.1.1",
-            mac: "02:00:00:00:01:01",
-            tenant: "t",
-            vm: &a1,
-        },
-        VmEntry {
-            name: "m1",
-            host: 1,
-            port: 1,
-            ip: M1_IP,
-            mac: "02:00:00:00:02:01",
-            tenant: "t",
-            vm: &m1,
-        },
-        VmEntry {
-            name: "c1",
-            host: 2,
-            port: 1,
-            ip: "100.64.3.1",
-            mac: "02:00:00:00:03:01",
-            tenant: "t",
-            vm: &c1,
-        },
-    ];
+    let tap_c = common::second_tap(m1, common::VM_MTU)?;
     let inventory = dir.path().join("inventory.toml");
-    std::fs::write(&inventory, common::inventory(&keys, &entries))?;
+    std::fs::write(
+        &inventory,
+        common::inventory(&keys, &common::entries(&VMS, &vms)),
+    )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches(&net, &inventory, &keys, |i| {
-        if i == 2 {
-            format!(
-                "[[port]]\nnumber = 2\nname = \"{tap_c}\"\nnetns = \"{}\"\ncreate = false\n",
-                m1.ns.name()
-            )
-        } else {
-            String::new()
-        }
+    let scds = common::start_switches(&net, &inventory, &keys, |i| match i {
+        2 => m1.tap_port_section(2, &tap_c),
+        _ => String::new(),
     })?;
     wait_synced(&net)
         .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
-    assert!(reaches(&a1, M1_IP, 10)?, "a1 -> m1 on host1");
-    assert!(reaches(&c1, "100.64.1.1", 10)?, "c1 -> a1");
+    assert!(reaches(a1, M1_IP, 10)?, "a1 -> m1 on host1");
+    assert!(reaches(c1, "100.64.1.1", 10)?, "c1 -> a1");
 
     // A migration whose hypervisor side fails midway is aborted: the tables go back
     // to what they were and the VM stays reachable where it runs.
@@ -154,7 +126,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         after, before,
         "an aborted migration leaves the tables as they were"
     );
-    assert!(reaches(&a1, M1_IP, 5)?, "m1 still answers at its source");
+    assert!(reaches(a1, M1_IP, 5)?, "m1 still answers at its source");
 
     // The stream: a1 sends pseudo-random chunks to m1 every millisecond.
     let stream = common::paced_stream(
@@ -210,13 +182,13 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         )?;
         // First move: a1 probes the paused VM; its old host (host1) cannot deliver
         // the probes, and the timeline must count them as lost there.
-        common::move_vm(&m1, from_tap, to_tap, &[], || {
+        common::move_vm(m1, from_tap, to_tap, &[], || {
             if i == 0 {
                 // The probes must reach host1 before the VM announces itself: host1
                 // counts each as a transmit drop on m1's old port.
                 let old_port_drops = || scds[1].metric("scd_port_dropped_total", &["port=\"1\""]);
                 let before = old_port_drops()?;
-                probe_m1(&a1, "100.64.1.1")?;
+                probe_m1(a1, "100.64.1.1")?;
                 wait_until(
                     Duration::from_secs(10),
                     "the probes dropped at host1",
@@ -241,7 +213,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         // Second move: c1 lives on the old host (host2), whose table now sends m1's
         // packets on through the tunnel; the timeline must count them as forwarded.
         if i == 1 {
-            probe_m1(&c1, "100.64.3.1")?;
+            probe_m1(c1, "100.64.3.1")?;
         }
         let s = wait_event(
             &net,
@@ -270,7 +242,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         // The stream flows again (through the new path) before the next move.
         stream.wait_flowing(stream.received() + 64 * 1024, Duration::from_secs(20))?;
     }
-    assert!(reaches(&c1, M1_IP, 10)?, "c1 -> m1 after it came back");
+    assert!(reaches(c1, M1_IP, 10)?, "c1 -> m1 after it came back");
 
     running.store(false, Ordering::Relaxed);
     let report = stream.finish()?;

@@ -13,8 +13,8 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{reaches, scc, start_scc, status, wait_synced, UdpLoad, VmEntry};
-use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm};
+use common::{reaches, scc, start_scc, status, wait_synced, UdpLoad, VmSpec};
+use netns_tests::{require_root, wait_until, Internet, Vm};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +22,33 @@ use std::time::Duration;
 
 const WEB_IP: &str = "100.64.1.1";
 const WEB_MAC: &str = "02:00:00:00:01:01";
+/// web in cloud 1, and a client in each of clouds 2 and 3.
+const VMS: [VmSpec; 3] = [
+    VmSpec {
+        name: "web",
+        host: 0,
+        port: 1,
+        ip: WEB_IP,
+        mac: WEB_MAC,
+        tenant: "t",
+    },
+    VmSpec {
+        name: "cb",
+        host: 1,
+        port: 1,
+        ip: "100.64.2.1",
+        mac: "02:00:00:00:02:01",
+        tenant: "t",
+    },
+    VmSpec {
+        name: "cc",
+        host: 2,
+        port: 1,
+        ip: "100.64.3.1",
+        mac: "02:00:00:00:03:01",
+        tenant: "t",
+    },
+];
 /// One-way delay of each host's link to the router: clouds 1–2 are 15 ms apart,
 /// 1–3 30 ms, 2–3 45 ms.
 const DELAY_MS: [Option<u32>; 3] = [None, Some(15), Some(30)];
@@ -100,68 +127,16 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     for delay in DELAY_MS {
         net.add_host("place", delay)?;
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
-    let web = Vm::with_tap(
-        &unique("place-web-"),
-        &unique("sct"),
-        WEB_MAC,
-        WEB_IP,
-        10,
-        1420,
-    )?;
-    let cb = Vm::with_tap(
-        &unique("place-cb-"),
-        &unique("sct"),
-        "02:00:00:00:02:01",
-        "100.64.2.1",
-        10,
-        1420,
-    )?;
-    let cc = Vm::with_tap(
-        &unique("place-cc-"),
-        &unique("sct"),
-        "02:00:00:00:03:01",
-        "100.64.3.1",
-        10,
-        1420,
-    )?;
+    let keys = common::key_pairs(3)?;
+    let vms = common::create_vms("place", &VMS)?;
+    let (web, cb, cc) = (&vms[0], &vms[1], &vms[2]);
     // web's TAPs on host1 and host2 (port 2 there), where it may resume.
     let taps = [
         web.ifname.clone(),
-        common::second_tap(&web, 1420)?,
-        common::second_tap(&web, 1420)?,
+        common::second_tap(web, common::VM_MTU)?,
+        common::second_tap(web, common::VM_MTU)?,
     ];
-    let entries = [
-        VmEntry {
-            name: "web",
-            host: 0,
-            port: 1,
-            ip: WEB_IP,
-            mac: WEB_MAC,
-            tenant: "t",
-            vm: &web,
-        },
-        VmEntry {
-            name: "cb",
-            host: 1,
-            port: 1,
-            ip: "100.64.2.1",
-            mac: "02:00:00:00:02:01",
-            tenant: "t",
-            vm: &cb,
-        },
-        VmEntry {
-            name: "cc",
-            host: 2,
-            port: 1,
-            ip: "100.64.3.1",
-            mac: "02:00:00:00:03:01",
-            tenant: "t",
-            vm: &cc,
-        },
-    ];
+    let entries = common::entries(&VMS, &vms);
 
     // The move command: what a hypervisor driver does for a namespace VM.
     let landing: Vec<(String, u32, String)> = [(0, 1), (1, 2), (2, 2)]
@@ -171,7 +146,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     let hook = common::move_command(
         dir.path(),
         "web",
-        &web,
+        web,
         &landing,
         std::path::Path::new(env!("CARGO_BIN_EXE_nsvm")),
     )?;
@@ -201,22 +176,16 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     );
     std::fs::write(&inventory, text)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let port_2 = |tap: &str| {
-        format!(
-            "[[port]]\nnumber = 2\nname = \"{tap}\"\nnetns = \"{}\"\ncreate = false\n",
-            web.ns.name()
-        )
-    };
     let _scds = common::start_switches(&net, &inventory, &keys, |i| match i {
-        1 | 2 => port_2(&taps[i]),
+        1 | 2 => web.tap_port_section(2, &taps[i]),
         _ => String::new(),
     })?;
     wait_synced(&net)
         .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
     // Every pair of hosts shakes hands once, so the switches know every latency.
-    assert!(reaches(&cb, WEB_IP, 10)?, "cb -> web");
-    assert!(reaches(&cc, WEB_IP, 10)?, "cc -> web");
-    assert!(reaches(&cb, "100.64.3.1", 10)?, "cb -> cc");
+    assert!(reaches(cb, WEB_IP, 10)?, "cb -> web");
+    assert!(reaches(cc, WEB_IP, 10)?, "cc -> web");
+    assert!(reaches(cb, "100.64.3.1", 10)?, "cb -> cc");
 
     // web counts what it receives, wherever it runs.
     let received = Arc::new(AtomicU64::new(0));
@@ -250,7 +219,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     );
 
     // Cloud 2's clients wake up: web follows them there.
-    let load = load_from(&cb, "100.64.2.1")?;
+    let load = load_from(cb, "100.64.2.1")?;
     let scc_log = || std::fs::read_to_string(&scc_proc.log).unwrap_or_default();
     let first = wait_web_on(&net, "host1", Duration::from_secs(40)).with_context(scc_log);
     let sent_b = load.stop()?;
@@ -285,7 +254,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
     );
 
     // The load shifts to cloud 3: once its dwell time is over, web follows.
-    let load = load_from(&cc, "100.64.3.1")?;
+    let load = load_from(cc, "100.64.3.1")?;
     let second = wait_web_on(&net, "host2", Duration::from_secs(40)).with_context(scc_log);
     let (_, plan) = scc(&net, &["placement", "plan"])?;
     println!("plan with cloud 3's load:\n{plan}");
@@ -302,7 +271,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
 
     // The load goes back to cloud 2, past the dwell time: the budget (two moves a
     // day here) is spent, so web stays, and the plan says why.
-    let load = load_from(&cb, "100.64.2.1")?;
+    let load = load_from(cb, "100.64.2.1")?;
     // Past the dwell time (8 s of the load sampled), until the plan names the budget.
     wait_sampled_for(&net, Some("cloud-2"), 8000.0)?;
     let budget_holds = wait_until(

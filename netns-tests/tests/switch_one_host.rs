@@ -8,7 +8,7 @@ use netns_tests::{
     Scd, Vm,
 };
 use std::net::TcpStream;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 const GW_MAC: &str = "02:5c:00:00:00:01";
@@ -182,39 +182,6 @@ fn vms_talk_tcp_and_udp_only_through_flows_and_counters_match() -> Result<()> {
     Ok(())
 }
 
-fn raw_socket(ifname: &str, protocol: u16) -> Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK,
-            i32::from(protocol.to_be()),
-        )
-    };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor owned here only.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: `name` is NUL-terminated.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    anyhow::ensure!(index != 0, "no interface {ifname}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
-    addr.sll_protocol = protocol.to_be();
-    addr.sll_ifindex = i32::try_from(index)?;
-    // SAFETY: `addr` is a valid sockaddr_ll of the given size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?,
-        )
-    };
-    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
-    Ok(fd)
-}
-
 /// The Ethernet sources of the frames waiting on a packet socket.
 fn frames_from(fd: &OwnedFd) -> Vec<[u8; 6]> {
     let mut buf = [0u8; 2048];
@@ -253,7 +220,10 @@ fn arp_is_answered_on_the_host_and_never_forwarded() -> Result<()> {
     h.scd
         .reload_flows(&format!("{}priority=1,arp,actions=FLOOD\n", all_flows()), 4)?;
     let ifname = h.vm2.ifname.clone();
-    let arp_watch = h.vm2.ns.enter(move || raw_socket(&ifname, 0x0806))??;
+    let arp_watch = h
+        .vm2
+        .ns
+        .enter(move || netns_tests::packet::packet_socket(&ifname, libc::SOCK_RAW, 0x0806))??;
     let replies_before = h.scd.metric("scd_arp_replies_total", &[])?;
 
     // vm1 resolves vm2 and an address no VM has: both are answered by the gateway.
@@ -320,7 +290,7 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     let h = setup("swbad")?;
     let ifname = h.vm1.ifname.clone();
     let sent_bad = h.vm1.ns.enter(move || -> Result<u64> {
-        let fd = raw_socket(&ifname, 0x0003)?;
+        let fd = netns_tests::packet::packet_socket(&ifname, libc::SOCK_RAW, 0x0003)?;
         let send = |frame: &[u8]| {
             // SAFETY: `frame` is valid for reads of its length.
             unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) }

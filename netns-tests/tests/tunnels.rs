@@ -4,24 +4,14 @@
 //! too-big packet gets ICMP "fragmentation needed".
 
 use anyhow::{Context, Result};
-use netns_tests::{
-    fill_pseudo_random, require_root, unique, wait_until, Internet, KeyPair, Scd, Vm,
-};
+use netns_tests::cloud::{create_vms, key_pairs, VmSpec, VM_MTU as MTU};
+use netns_tests::{fill_pseudo_random, require_root, wait_until, Internet, KeyPair, Scd, Vm};
 use std::net::{IpAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 const GW_MAC: &str = "02:5c:00:00:00:01";
 const WG_PORT: u16 = 51820;
-const MTU: u32 = 1420;
-
-struct VmSpec {
-    name: &'static str,
-    host: usize,
-    port: u32,
-    ip: &'static str,
-    mac: &'static str,
-}
 
 const VMS: [VmSpec; 4] = [
     VmSpec {
@@ -30,6 +20,7 @@ const VMS: [VmSpec; 4] = [
         port: 1,
         ip: "100.64.1.1",
         mac: "02:00:00:00:01:01",
+        tenant: "t",
     },
     VmSpec {
         name: "a2",
@@ -37,6 +28,7 @@ const VMS: [VmSpec; 4] = [
         port: 2,
         ip: "100.64.1.2",
         mac: "02:00:00:00:01:02",
+        tenant: "t",
     },
     VmSpec {
         name: "b1",
@@ -44,6 +36,7 @@ const VMS: [VmSpec; 4] = [
         port: 1,
         ip: "100.64.2.1",
         mac: "02:00:00:00:02:01",
+        tenant: "t",
     },
     VmSpec {
         name: "c1",
@@ -51,6 +44,7 @@ const VMS: [VmSpec; 4] = [
         port: 1,
         ip: "100.64.3.1",
         mac: "02:00:00:00:03:01",
+        tenant: "t",
     },
 ];
 
@@ -109,22 +103,8 @@ fn setup(test: &str) -> Result<Clouds> {
         // Cloud 2 is far away.
         net.add_host(test, (i == 2).then_some(20))?;
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
-    let vms = VMS
-        .iter()
-        .map(|v| {
-            Vm::with_tap(
-                &unique(&format!("{test}-{}-", v.name)),
-                &unique("sct"),
-                v.mac,
-                v.ip,
-                10,
-                MTU,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let keys = key_pairs(3)?;
+    let vms = create_vms(test, &VMS)?;
     let scds = (0..3)
         .map(|h| {
             Scd::start_with_key(
@@ -350,37 +330,9 @@ fn a_crashed_switch_heals_without_restarting_the_others() -> Result<()> {
     Ok(())
 }
 
+/// IPv4 packets through `ifname`, from their IP header on.
 fn packet_socket(ifname: &str) -> Result<OwnedFd> {
-    // SAFETY: plain socket(2); checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK,
-            i32::from(0x0800u16.to_be()),
-        )
-    };
-    anyhow::ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh descriptor owned here only.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let name = std::ffi::CString::new(ifname)?;
-    // SAFETY: `name` is NUL-terminated.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    anyhow::ensure!(index != 0, "no interface {ifname}");
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = u16::try_from(libc::AF_PACKET)?;
-    addr.sll_protocol = 0x0800u16.to_be();
-    addr.sll_ifindex = i32::try_from(index)?;
-    // SAFETY: `addr` is a valid sockaddr_ll of the given size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&addr as *const libc::sockaddr_ll).cast(),
-            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>())?,
-        )
-    };
-    anyhow::ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
-    Ok(fd)
+    netns_tests::packet::packet_socket(ifname, libc::SOCK_DGRAM, 0x0800)
 }
 
 #[test]
