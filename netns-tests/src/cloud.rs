@@ -27,6 +27,16 @@ pub struct Scc {
 }
 
 impl Scc {
+    /// What the controller logged so far (empty when the log cannot be read).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// [`wait_synced`], with the controller's log when it fails.
+    pub fn wait_synced(&self, net: &Internet) -> Result<serde_json::Value> {
+        wait_synced(net).with_context(|| self.log_text())
+    }
+
     /// Sends a signal to the controller (through its `ip netns exec` parent, which
     /// execs it: same PID).
     pub fn signal(&self, sig: libc::c_int) -> Result<()> {
@@ -245,6 +255,29 @@ pub struct VmSpec {
 pub const VM_MTU: u32 = 1420;
 
 impl VmSpec {
+    /// VM `name` on port `port` of host `host` (an index), in tenant `t`.
+    pub const fn new(
+        name: &'static str,
+        host: usize,
+        port: u32,
+        ip: &'static str,
+        mac: &'static str,
+    ) -> VmSpec {
+        VmSpec {
+            name,
+            host,
+            port,
+            ip,
+            mac,
+            tenant: "t",
+        }
+    }
+
+    /// The same VM in tenant `tenant`.
+    pub const fn in_tenant(self, tenant: &'static str) -> VmSpec {
+        VmSpec { tenant, ..self }
+    }
+
     /// Creates the namespace VM: a TAP with its MAC and address (in the overlay's
     /// /10, MTU [`VM_MTU`]) in a namespace named `{prefix}-{name}-…`.
     pub fn create(&self, prefix: &str) -> Result<Vm> {
@@ -300,9 +333,20 @@ pub fn start_switches(
     keys: &[KeyPair],
     extra: impl Fn(usize) -> String,
 ) -> Result<Vec<Scd>> {
+    start_switches_edited(net, inventory, keys, |i, config| Ok(config + &extra(i)))
+}
+
+/// Starts `scd` on every host of `net` with the configuration `scc host-config`
+/// writes from `inventory`, as `edit(i, config)` returns it for host `i`.
+pub fn start_switches_edited(
+    net: &Internet,
+    inventory: &std::path::Path,
+    keys: &[KeyPair],
+    mut edit: impl FnMut(usize, String) -> Result<String>,
+) -> Result<Vec<Scd>> {
     let mut scds = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        let config = host_config(net, inventory, i)? + &extra(i);
+        let config = edit(i, host_config(net, inventory, i)?)?;
         scds.push(Scd::start_with_key(
             &net.hosts[i],
             &config,
@@ -360,14 +404,13 @@ pub struct StreamReport {
     pub peer: SocketAddr,
 }
 
-/// Starts a [`PacedStream`] from namespace `client` to `connect`, served by a
-/// listener on `listen` in namespace `server`.
-pub fn paced_stream(
-    server: &crate::Netns,
-    listen: SocketAddr,
-    client: &crate::Netns,
-    connect: SocketAddr,
-) -> Result<PacedStream> {
+/// Starts a [`PacedStream`] from VM `client` to `to_ip:port`, served by a
+/// listener on `server`'s own address and `port` (`to_ip` is that address, or
+/// one translated to it on the way, such as a public address).
+pub fn paced_stream(server: &Vm, client: &Vm, to_ip: &str, port: u16) -> Result<PacedStream> {
+    let listen = SocketAddr::new(server.ip.parse()?, port);
+    let connect = SocketAddr::new(to_ip.parse()?, port);
+    let (server, client) = (&server.ns, &client.ns);
     let listener = server.enter(move || TcpListener::bind(listen))??;
     let received = Arc::new(AtomicU64::new(0));
     let progress = received.clone();
@@ -582,6 +625,26 @@ pub fn event_ms(status: &serde_json::Value, event: &str) -> Option<f64> {
         .iter()
         .find(|e| e[0].as_str().is_some_and(|n| n.starts_with(event)))?[1]
         .as_f64()
+}
+
+/// How long a test waits for a migration timeline event: generous, for a loaded
+/// machine (a migration step takes well under a second on an idle one).
+pub const TIMELINE_WAIT: Duration = Duration::from_secs(30);
+
+/// Starts migrating `vm` to port `port` of host `to_host` (`scc migrate`) and
+/// waits until the destination is ready.
+pub fn start_migration(net: &Internet, vm: &str, to_host: &str, port: u32) -> Result<()> {
+    let port = port.to_string();
+    let (ok, text) = scc(net, &["migrate", vm, "--to", to_host, "--port", &port])?;
+    anyhow::ensure!(ok, "scc migrate: {text}");
+    wait_timeline(net, "destination ready")?;
+    Ok(())
+}
+
+/// Waits until the controller's migration timeline has `event`, at most
+/// [`TIMELINE_WAIT`]; returns that `scc status` answer.
+pub fn wait_timeline(net: &Internet, event: &str) -> Result<serde_json::Value> {
+    wait_event(net, event, TIMELINE_WAIT, &AtomicBool::new(false))
 }
 
 /// Waits until the controller's migration timeline has `event`, at most `within`,

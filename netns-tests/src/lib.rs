@@ -9,12 +9,14 @@
 
 pub mod cloud;
 mod echo;
+mod host_config;
 mod internet;
 pub mod packet;
 mod traffic;
 mod wait;
 
 pub use echo::{EchoStream, StreamStats};
+pub use host_config::{scd_config_head, GATEWAY_MAC};
 pub use internet::{DelayLine, Internet};
 pub use traffic::{
     big_receive_buffer, fill_pseudo_random, tcp_transfer, udp_count, Burst, Fnv, Transfer,

@@ -8,42 +8,14 @@ use anyhow::{Context, Result};
 mod common;
 
 use common::{ping, reaches, scc, start_scc, wait_synced, VmSpec};
-use netns_tests::{require_root, unique, Internet, KeyPair, Scd, Vm};
+use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
 use std::time::{Duration, Instant};
 
 const VMS: [VmSpec; 4] = [
-    VmSpec {
-        name: "a1",
-        host: 0,
-        port: 1,
-        ip: "100.64.1.1",
-        mac: "02:00:00:00:01:01",
-        tenant: "blue",
-    },
-    VmSpec {
-        name: "a2",
-        host: 0,
-        port: 2,
-        ip: "100.64.1.2",
-        mac: "02:00:00:00:01:02",
-        tenant: "green",
-    },
-    VmSpec {
-        name: "b1",
-        host: 1,
-        port: 1,
-        ip: "100.64.2.1",
-        mac: "02:00:00:00:02:01",
-        tenant: "blue",
-    },
-    VmSpec {
-        name: "c1",
-        host: 2,
-        port: 1,
-        ip: "100.64.3.1",
-        mac: "02:00:00:00:03:01",
-        tenant: "green",
-    },
+    VmSpec::new("a1", 0, 1, "100.64.1.1", "02:00:00:00:01:01").in_tenant("blue"),
+    VmSpec::new("a2", 0, 2, "100.64.1.2", "02:00:00:00:01:02").in_tenant("green"),
+    VmSpec::new("b1", 1, 1, "100.64.2.1", "02:00:00:00:02:01").in_tenant("blue"),
+    VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01").in_tenant("green"),
 ];
 
 fn inventory(keys: &[KeyPair], vms: &[Vm]) -> String {
@@ -117,24 +89,15 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     let scc_proc = start_scc(&net, dir.path(), true)?;
 
     // Every host's scd configuration comes from the inventory; no static flows.
-    let mut scds = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let config = common::host_config(&net, &dir.path().join("inventory.toml"), i)?;
+    let inventory = dir.path().join("inventory.toml");
+    let scds = common::start_switches_edited(&net, &inventory, &keys, |i, config| {
         assert!(!config.contains("[flows]"));
-        let config = if i == 1 {
-            config + &d1.port_section(2)
-        } else {
-            config
-        };
-        scds.push(Scd::start_with_key(
-            &net.hosts[i],
-            &config,
-            None,
-            &key.private,
-        )?);
-    }
-    let s = wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+        Ok(match i {
+            1 => config + &d1.port_section(2),
+            _ => config,
+        })
+    })?;
+    let s = scc_proc.wait_synced(&net)?;
     eprintln!("all switches synchronised at version {}", s["version"]);
 
     // Every pair talks, each over the direct tunnel between its hosts.
@@ -283,8 +246,7 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
         "switches keep forwarding without a controller"
     );
     let again = common::start_scc_with(&net, dir.path(), false, Some(&tenants))?;
-    let s = wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&again.log).unwrap_or_default())?;
+    let s = again.wait_synced(&net)?;
     for h in s["hosts"].as_array().context("hosts")? {
         assert_eq!(
             h["switch"]["last_flow_mods"], 0,

@@ -13,10 +13,9 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{event_ms, move_vm, reaches, scc, start_scc, wait_event, wait_synced, VmSpec};
+use common::{event_ms, move_vm, reaches, start_scc, wait_timeline, VmSpec};
 use netns_tests::{require_root, unique, veth, wait_until, Internet, Netns, Scd, Vm};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 const PUBLIC: &str = "203.0.113.10";
@@ -25,22 +24,8 @@ const CLIENT: &str = "198.51.100.10";
 const M1_IP: &str = "100.64.2.1";
 /// m1 (the VM with the public address) in cloud B, c1 in cloud C.
 const VMS: [VmSpec; 2] = [
-    VmSpec {
-        name: "m1",
-        host: 1,
-        port: 1,
-        ip: M1_IP,
-        mac: "02:00:00:00:02:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "c1",
-        host: 2,
-        port: 1,
-        ip: "100.64.3.1",
-        mac: "02:00:00:00:03:01",
-        tenant: "t",
-    },
+    VmSpec::new("m1", 1, 1, M1_IP, "02:00:00:00:02:01"),
+    VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
 const UPLINK_PORT: u32 = 100;
 const UPLINK_A_ADDR: &str = "198.51.100.130";
@@ -181,8 +166,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         2 => m1.tap_port_section(2, &tap_c),
         _ => String::new(),
     })?;
-    wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+    scc_proc.wait_synced(&net)?;
     assert!(
         reaches(&client, PUBLIC, 10)?,
         "client -> {PUBLIC} (m1 on host1)"
@@ -191,30 +175,13 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
 
     // The stream: the client sends pseudo-random chunks to the public address
     // every millisecond; m1 sees the client's own address (1:1 NAT).
-    let stream = common::paced_stream(
-        &m1.ns,
-        format!("{M1_IP}:9100").parse()?,
-        &client.ns,
-        format!("{PUBLIC}:9100").parse()?,
-    )?;
+    let stream = common::paced_stream(m1, &client, PUBLIC, 9100)?;
     stream.wait_flowing(64 * 1024, Duration::from_secs(20))?;
 
     // m1 migrates from cloud B (host1) to cloud C (host2).
-    let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "2"])?;
-    assert!(ok, "scc migrate: {text}");
-    wait_event(
-        &net,
-        "destination ready",
-        Duration::from_secs(20),
-        &AtomicBool::new(false),
-    )?;
+    common::start_migration(&net, "m1", "host2", 2)?;
     move_vm(m1, &tap_b, &tap_c, &[DEFAULT_ROUTE], || Ok(()))?;
-    let s = wait_event(
-        &net,
-        "rerouted",
-        Duration::from_secs(20),
-        &AtomicBool::new(false),
-    )?;
+    let s = wait_timeline(&net, "rerouted")?;
     let arrived = event_ms(&s, "arrived").context("arrival")?;
     let rerouted = event_ms(&s, "rerouted").context("rerouted")?;
     eprintln!(
@@ -223,12 +190,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
     );
     // Cloud C has a gateway of its own: the controller announces the address
     // there (a route change in the router namespace, where scc runs).
-    let s = wait_event(
-        &net,
-        "announced",
-        Duration::from_secs(10),
-        &AtomicBool::new(false),
-    )?;
+    let s = wait_timeline(&net, "announced")?;
     let announced = event_ms(&s, "announced").context("announced")?;
     eprintln!(
         "{PUBLIC} announced via cloud C's gateway {:.1} ms after the arrival",

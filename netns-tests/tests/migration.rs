@@ -11,7 +11,7 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{event_ms, reaches, scc, start_scc, status, wait_event, wait_synced, VmSpec};
+use common::{event_ms, reaches, scc, start_scc, status, wait_synced, wait_timeline, VmSpec};
 use netns_tests::{require_root, wait_until, Internet, Vm};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,30 +22,9 @@ const M1_IP: &str = "100.64.2.1";
 
 /// a1 in cloud A, m1 (the VM that moves) in cloud B, c1 in cloud C.
 const VMS: [VmSpec; 3] = [
-    VmSpec {
-        name: "a1",
-        host: 0,
-        port: 1,
-        ip: "100.64.1.1",
-        mac: "02:00:00:00:01:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "m1",
-        host: 1,
-        port: 1,
-        ip: M1_IP,
-        mac: "02:00:00:00:02:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "c1",
-        host: 2,
-        port: 1,
-        ip: "100.64.3.1",
-        mac: "02:00:00:00:03:01",
-        tenant: "t",
-    },
+    VmSpec::new("a1", 0, 1, "100.64.1.1", "02:00:00:00:01:01"),
+    VmSpec::new("m1", 1, 1, M1_IP, "02:00:00:00:02:01"),
+    VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
 
 /// Datagrams sent at the moving VM while it is paused or just after it moved, so
@@ -91,8 +70,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         2 => m1.tap_port_section(2, &tap_c),
         _ => String::new(),
     })?;
-    wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+    scc_proc.wait_synced(&net)?;
     assert!(reaches(a1, M1_IP, 10)?, "a1 -> m1 on host1");
     assert!(reaches(c1, "100.64.1.1", 10)?, "c1 -> a1");
 
@@ -106,14 +84,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         })
     };
     let before = flows(&status(&net)?);
-    let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "2"])?;
-    assert!(ok, "scc migrate: {text}");
-    wait_event(
-        &net,
-        "destination ready",
-        Duration::from_secs(20),
-        &AtomicBool::new(false),
-    )?;
+    common::start_migration(&net, "m1", "host2", 2)?;
     assert_ne!(
         flows(&status(&net)?),
         before,
@@ -129,12 +100,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     assert!(reaches(a1, M1_IP, 5)?, "m1 still answers at its source");
 
     // The stream: a1 sends pseudo-random chunks to m1 every millisecond.
-    let stream = common::paced_stream(
-        &m1.ns,
-        format!("{M1_IP}:9100").parse()?,
-        &a1.ns,
-        format!("{M1_IP}:9100").parse()?,
-    )?;
+    let stream = common::paced_stream(m1, a1, M1_IP, 9100)?;
     let running = Arc::new(AtomicBool::new(true));
     // A third party's datagrams, c1 -> a1, every 5 ms throughout.
     let a1_ip: IpAddr = "100.64.1.1".parse()?;
@@ -165,21 +131,12 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     stream.wait_flowing(64 * 1024, Duration::from_secs(20))?;
 
     let mut reroutes = Vec::new();
-    for (i, (to_host, to_port, from_tap, to_tap)) in [
-        ("host2", "2", &tap_b, &tap_c),
-        ("host1", "1", &tap_c, &tap_b),
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, (to_host, to_port, from_tap, to_tap)) in
+        [("host2", 2, &tap_b, &tap_c), ("host1", 1, &tap_c, &tap_b)]
+            .into_iter()
+            .enumerate()
     {
-        let (ok, text) = scc(&net, &["migrate", "m1", "--to", to_host, "--port", to_port])?;
-        assert!(ok, "scc migrate: {text}");
-        wait_event(
-            &net,
-            "destination ready",
-            Duration::from_secs(20),
-            &AtomicBool::new(false),
-        )?;
+        common::start_migration(&net, "m1", to_host, to_port)?;
         // First move: a1 probes the paused VM; its old host (host1) cannot deliver
         // the probes, and the timeline must count them as lost there.
         common::move_vm(m1, from_tap, to_tap, &[], || {
@@ -197,12 +154,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
             }
             Ok(())
         })?;
-        let s = wait_event(
-            &net,
-            "rerouted",
-            Duration::from_secs(20),
-            &AtomicBool::new(false),
-        )?;
+        let s = wait_timeline(&net, "rerouted")?;
         let arrived = event_ms(&s, "arrived").context("arrival")?;
         let rerouted = event_ms(&s, "rerouted").context("rerouted")?;
         eprintln!(
@@ -215,12 +167,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         if i == 1 {
             probe_m1(c1, "100.64.3.1")?;
         }
-        let s = wait_event(
-            &net,
-            "old host drained",
-            Duration::from_secs(20),
-            &AtomicBool::new(false),
-        )?;
+        let s = wait_timeline(&net, "old host drained")?;
         let t = &s["timeline"];
         eprintln!(
             "timeline: {}; forwarded by the old host: {}; lost at the old host: {}",

@@ -7,6 +7,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
+use netns_tests::{scd_config_head, GATEWAY_MAC};
 use openflow::text::parse_flow;
 use openflow::wire::{
     decode, encode, frame_len, BadRequest, ErrorCode, FlowMod, FlowModCommand, FlowRemovedReason,
@@ -18,7 +19,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-const GW_MAC: &str = "02:5c:00:00:00:01";
+const GW_MAC: &str = GATEWAY_MAC;
 const MAC1: &str = "02:00:00:00:01:01";
 const MAC2: &str = "02:00:00:00:01:02";
 const IP1: &str = "100.64.1.1";
@@ -36,14 +37,7 @@ struct Host {
 
 fn config(tap1: &str, tap2: &str, openflow: &str) -> String {
     format!(
-        r#"datapath_id = "0x5c01"
-name = "of-host"
-[overlay]
-prefix = "100.64.0.0/10"
-gateway_mac = "{GW_MAC}"
-[metrics]
-listen = "127.0.0.1:9464"
-[openflow]
+        r#"{}[openflow]
 {openflow}
 [[port]]
 number = 1
@@ -51,7 +45,8 @@ name = "{tap1}"
 [[port]]
 number = 2
 name = "{tap2}"
-"#
+"#,
+        scd_config_head("\"0x5c01\"", "of-host", false)
     )
 }
 

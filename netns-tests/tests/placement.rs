@@ -13,7 +13,7 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{reaches, scc, start_scc, status, wait_synced, UdpLoad, VmSpec};
+use common::{reaches, scc, start_scc, status, UdpLoad, VmSpec};
 use netns_tests::{require_root, wait_until, Internet, Vm};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,30 +24,9 @@ const WEB_IP: &str = "100.64.1.1";
 const WEB_MAC: &str = "02:00:00:00:01:01";
 /// web in cloud 1, and a client in each of clouds 2 and 3.
 const VMS: [VmSpec; 3] = [
-    VmSpec {
-        name: "web",
-        host: 0,
-        port: 1,
-        ip: WEB_IP,
-        mac: WEB_MAC,
-        tenant: "t",
-    },
-    VmSpec {
-        name: "cb",
-        host: 1,
-        port: 1,
-        ip: "100.64.2.1",
-        mac: "02:00:00:00:02:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "cc",
-        host: 2,
-        port: 1,
-        ip: "100.64.3.1",
-        mac: "02:00:00:00:03:01",
-        tenant: "t",
-    },
+    VmSpec::new("web", 0, 1, WEB_IP, WEB_MAC),
+    VmSpec::new("cb", 1, 1, "100.64.2.1", "02:00:00:00:02:01"),
+    VmSpec::new("cc", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
 /// One-way delay of each host's link to the router: clouds 1–2 are 15 ms apart,
 /// 1–3 30 ms, 2–3 45 ms.
@@ -180,8 +159,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
         1 | 2 => web.tap_port_section(2, &taps[i]),
         _ => String::new(),
     })?;
-    wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+    scc_proc.wait_synced(&net)?;
     // Every pair of hosts shakes hands once, so the switches know every latency.
     assert!(reaches(cb, WEB_IP, 10)?, "cb -> web");
     assert!(reaches(cc, WEB_IP, 10)?, "cc -> web");

@@ -23,14 +23,14 @@
 mod common;
 
 use anyhow::{bail, Context, Result};
-use common::{event_ms, scc, start_scc, wait_event, wait_synced, VmEntry};
+use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
 use hypervisor_glue::commands::{QueryStatus, Quit};
 use hypervisor_glue::migration::{self, MigrationOptions};
 use hypervisor_glue::{
     Incoming, MigrationParameters, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState,
 };
-use netns_tests::{unique, Internet, KeyPair, Netns, Scd, Vm};
 use netns_tests::{EchoStream, Guest};
+use netns_tests::{Internet, Netns};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -107,9 +107,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     for _ in 0..3 {
         net.add_host("qscd", None)?;
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
+    let keys = common::key_pairs(3)?;
     // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
     // ports on them, and stay when a QEMU goes.
     for host in [&net.hosts[1], &net.hosts[2]] {
@@ -131,53 +129,27 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
 
     // The overlay: a1 on host0 port 1; vm1 (the guest) on host1 port 1, a raw port
     // on the QEMU's TAP; host2 has raw port 2 on its QEMU's TAP, ready.
-    let a1 = Vm::with_tap(
-        &unique(&format!("{TEST}-a1-")),
-        &unique("sct"),
-        CLIENT_MAC,
-        CLIENT_IP,
-        10,
-        MTU,
-    )?;
-    let mut inventory = common::inventory(
-        &keys,
-        &[VmEntry {
-            name: "a1",
-            host: 0,
-            port: 1,
-            ip: CLIENT_IP,
-            mac: CLIENT_MAC,
-            tenant: "t",
-            vm: &a1,
-        }],
-    );
+    let client = VmSpec::new("a1", 0, 1, CLIENT_IP, CLIENT_MAC);
+    let a1 = client.create(TEST)?;
+    let mut inventory = common::inventory(&keys, &[client.entry(&a1)]);
     inventory += &format!(
         "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
     );
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let mut scds = Vec::new();
-    for (i, key) in keys.iter().enumerate() {
-        let mut config = common::host_config(&net, &inventory_path, i)?;
-        match i {
+    let scds = common::start_switches_edited(&net, &inventory_path, &keys, |i, config| {
+        Ok(match i {
             1 => {
                 let section = format!("name = \"{QTAP}\"\n");
                 anyhow::ensure!(config.contains(&section), "vm1's port in {config}");
-                config = config.replace(&section, &format!("{section}type = \"raw\"\n"));
+                config.replace(&section, &format!("{section}type = \"raw\"\n"))
             }
-            2 => config += &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
-            _ => {}
-        }
-        scds.push(Scd::start_with_key(
-            &net.hosts[i],
-            &config,
-            None,
-            &key.private,
-        )?);
-    }
-    wait_synced(&net)
-        .with_context(|| std::fs::read_to_string(&scc_proc.log).unwrap_or_default())?;
+            2 => config + &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
+            _ => config,
+        })
+    })?;
+    scc_proc.wait_synced(&net)?;
 
     let booted = Instant::now();
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(90)).await {
@@ -210,14 +182,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     );
 
     // Make before break: the destination delivers first.
-    let (ok, text) = scc(&net, &["migrate", "vm1", "--to", "host2", "--port", "2"])?;
-    anyhow::ensure!(ok, "scc migrate: {text}");
-    wait_event(
-        &net,
-        "destination ready",
-        Duration::from_secs(20),
-        &AtomicBool::new(false),
-    )?;
+    common::start_migration(&net, "vm1", "host2", 2)?;
 
     // QEMU migrates; the controller reroutes on the RARP that reaches host2's
     // raw port (watched from a blocking thread meanwhile).
@@ -256,12 +221,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     }
     let (written, stats, wres) = stream.finish();
     // After the grace period the old host's counts are in the timeline.
-    let drained = wait_event(
-        &net,
-        "old host drained",
-        Duration::from_secs(20),
-        &std::sync::atomic::AtomicBool::new(false),
-    )?;
+    let drained = wait_timeline(&net, "old host drained")?;
     let arrived = event_ms(&timeline, "arrived");
     let reroute = event_ms(&timeline, "rerouted");
     let dst_status = dst_qmp.execute(&QueryStatus).await?;

@@ -10,10 +10,11 @@
 
 use anyhow::Result;
 use netns_tests::{require_root, unique, Netns, Scd, Vm};
+use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::net::UdpSocket;
 use std::time::Duration;
 
-const GW_MAC: &str = "02:5c:00:00:00:01";
+const GW_MAC: &str = GATEWAY_MAC;
 const MAC1: &str = "02:00:00:00:07:01";
 const MAC2: &str = "02:00:00:00:07:02";
 const IP1: &str = "100.64.7.1";
@@ -31,16 +32,7 @@ struct Setup {
 fn config(if1: &str, if2: &str, host_ns: &str) -> String {
     // Port 2 names the namespace explicitly: it is opened from inside it.
     format!(
-        r#"datapath_id = 7
-name = "raw-host"
-[overlay]
-prefix = "100.64.0.0/10"
-gateway_mac = "{GW_MAC}"
-[metrics]
-listen = "127.0.0.1:9464"
-[flows]
-file = "flows"
-[[port]]
+        r#"{}[[port]]
 number = 1
 name = "{if1}"
 type = "raw"
@@ -50,7 +42,8 @@ name = "{if2}"
 type = "raw"
 netns = "{host_ns}"
 create = false
-"#
+"#,
+        scd_config_head("7", "raw-host", true)
     )
 }
 

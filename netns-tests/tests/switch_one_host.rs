@@ -7,11 +7,12 @@ use netns_tests::{
     fill_pseudo_random, require_root, tcp_transfer, udp_count, unique, wait_until, Burst, Netns,
     Scd, Vm,
 };
+use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::net::TcpStream;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-const GW_MAC: &str = "02:5c:00:00:00:01";
+const GW_MAC: &str = GATEWAY_MAC;
 const MAC1: &str = "02:00:00:00:01:01";
 const MAC2: &str = "02:00:00:00:01:02";
 const IP1: &str = "100.64.1.1";
@@ -30,22 +31,14 @@ struct OneHost {
 
 fn config(tap1: &str, tap2: &str) -> String {
     format!(
-        r#"datapath_id = 1
-name = "one-host"
-[overlay]
-prefix = "100.64.0.0/10"
-gateway_mac = "{GW_MAC}"
-[metrics]
-listen = "127.0.0.1:9464"
-[flows]
-file = "flows"
-[[port]]
+        r#"{}[[port]]
 number = 1
 name = "{tap1}"
 [[port]]
 number = 2
 name = "{tap2}"
-"#
+"#,
+        scd_config_head("1", "one-host", true)
     )
 }
 

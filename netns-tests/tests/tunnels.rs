@@ -6,46 +6,19 @@
 use anyhow::{Context, Result};
 use netns_tests::cloud::{create_vms, key_pairs, VmSpec, VM_MTU as MTU};
 use netns_tests::{fill_pseudo_random, require_root, wait_until, Internet, KeyPair, Scd, Vm};
+use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::net::{IpAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-const GW_MAC: &str = "02:5c:00:00:00:01";
+const GW_MAC: &str = GATEWAY_MAC;
 const WG_PORT: u16 = 51820;
 
 const VMS: [VmSpec; 4] = [
-    VmSpec {
-        name: "a1",
-        host: 0,
-        port: 1,
-        ip: "100.64.1.1",
-        mac: "02:00:00:00:01:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "a2",
-        host: 0,
-        port: 2,
-        ip: "100.64.1.2",
-        mac: "02:00:00:00:01:02",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "b1",
-        host: 1,
-        port: 1,
-        ip: "100.64.2.1",
-        mac: "02:00:00:00:02:01",
-        tenant: "t",
-    },
-    VmSpec {
-        name: "c1",
-        host: 2,
-        port: 1,
-        ip: "100.64.3.1",
-        mac: "02:00:00:00:03:01",
-        tenant: "t",
-    },
+    VmSpec::new("a1", 0, 1, "100.64.1.1", "02:00:00:00:01:01"),
+    VmSpec::new("a2", 0, 2, "100.64.1.2", "02:00:00:00:01:02"),
+    VmSpec::new("b1", 1, 1, "100.64.2.1", "02:00:00:00:02:01"),
+    VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
 
 fn tunnel_port(host: usize) -> u32 {
@@ -68,11 +41,9 @@ fn flows_for(host: usize) -> String {
 
 fn config_for(host: usize, vms: &[Vm], keys: &[KeyPair]) -> String {
     let mut c = format!(
-        "datapath_id = {}\nname = \"host{host}\"\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW_MAC}\"\n\
-         [metrics]\nlisten = \"127.0.0.1:9464\"\n[flows]\nfile = \"flows\"\n\
-         [tunnel]\nprivate_key_file = \"key\"\nlisten = \"0.0.0.0:{WG_PORT}\"\nmtu = {MTU}\n\
+        "{}[tunnel]\nprivate_key_file = \"key\"\nlisten = \"0.0.0.0:{WG_PORT}\"\nmtu = {MTU}\n\
          latency_probe_s = 1\n",
-        host + 1
+        scd_config_head(&(host + 1).to_string(), &format!("host{host}"), true)
     );
     for (spec, vm) in VMS.iter().zip(vms) {
         if spec.host == host {

@@ -5,12 +5,13 @@
 
 use anyhow::{bail, Context, Result};
 use netns_tests::{fill_pseudo_random, require_root, run, unique, Fnv, Netns, Scd, Vm};
+use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GW_MAC: &str = "02:5c:00:00:00:01";
+const GW_MAC: &str = GATEWAY_MAC;
 const A1: &str = "100.64.1.1";
 const WG_SIDE: &str = "100.64.9.1";
 
@@ -104,10 +105,9 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
         1420,
     )?;
     let config = format!(
-        "datapath_id = 1\nname = \"host-a\"\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW_MAC}\"\n\
-         [metrics]\nlisten = \"127.0.0.1:9464\"\n[flows]\nfile = \"flows\"\n\
-         [tunnel]\nprivate_key_file = \"key\"\nlisten = \"51820\"\n{}\
+        "{}[tunnel]\nprivate_key_file = \"key\"\nlisten = \"51820\"\n{}\
          [[peer]]\nport = 101\nname = \"wggo\"\npublic_key = \"{wg_public}\"\nendpoint = \"192.0.2.2:51821\"\n",
+        scd_config_head("1", "host-a", true),
         a1.port_section(1)
     );
     let flows = format!(
