@@ -131,13 +131,7 @@ pub fn wait_synced(net: &Internet) -> Result<serde_json::Value> {
 
 /// One ping, one second to answer.
 pub fn ping(vm: &Vm, ip: &str) -> Result<bool> {
-    Ok(vm
-        .ns
-        .command("ping")
-        .args(["-c", "1", "-W", "1", ip])
-        .output()?
-        .status
-        .success())
+    Ok(crate::ping(&vm.ns, ip, 1)?.answered)
 }
 
 /// Pings until it works (the first packets may wait for a handshake), at most `secs`.

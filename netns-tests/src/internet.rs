@@ -180,6 +180,16 @@ pub struct Internet {
 }
 
 impl Internet {
+    /// A router with one host per entry of `delays_ms` (the one-way delay of that
+    /// host's link, if any), all named after `prefix`.
+    pub fn with_hosts(prefix: &str, delays_ms: &[Option<u32>]) -> Result<Internet> {
+        let mut net = Internet::new(prefix)?;
+        for delay in delays_ms {
+            net.add_host(prefix, *delay)?;
+        }
+        Ok(net)
+    }
+
     /// A router with no hosts yet.
     pub fn new(prefix: &str) -> Result<Internet> {
         let router = Netns::new(&unique(&format!("{prefix}-inet-")))?;

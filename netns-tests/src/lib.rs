@@ -19,7 +19,8 @@ pub use echo::{EchoStream, StreamStats};
 pub use host_config::{scd_config_head, GATEWAY_MAC};
 pub use internet::{DelayLine, Internet};
 pub use traffic::{
-    big_receive_buffer, fill_pseudo_random, tcp_transfer, udp_count, Burst, Fnv, Transfer,
+    big_receive_buffer, datagrams_before_marker, fill_pseudo_random, ping, tcp_transfer, udp_count,
+    Burst, Fnv, Pings, Transfer,
 };
 pub use wait::{wait_for, wait_until};
 

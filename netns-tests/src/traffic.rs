@@ -188,3 +188,43 @@ pub fn fill_pseudo_random(state: &mut u64, buf: &mut [u8]) {
         chunk.copy_from_slice(&bytes[..chunk.len()]);
     }
 }
+
+/// What `ping` reported: whether any reply came, and what it printed.
+#[derive(Debug, Clone)]
+pub struct Pings {
+    /// True when at least one echo reply came back.
+    pub answered: bool,
+    /// ping's standard output, for the failure message.
+    pub output: String,
+}
+
+/// Sends `count` pings from namespace `ns` to `ip`, 200 ms apart, each answered
+/// within a second or lost.
+pub fn ping(ns: &Netns, ip: &str, count: u32) -> Result<Pings> {
+    let out = ns
+        .command("ping")
+        .args(["-c", &count.to_string(), "-i", "0.2", "-W", "1", ip])
+        .output()?;
+    Ok(Pings {
+        answered: out.status.success(),
+        output: String::from_utf8_lossy(&out.stdout).into_owned(),
+    })
+}
+
+/// Reads datagrams from `rx` until one is `marker`, which the test sent after
+/// everything that must not arrive, on the same path: the proof that `rx` was
+/// receiving. Returns how many other datagrams came before it; fails when the
+/// marker never came within `rx`'s read timeout.
+pub fn datagrams_before_marker(rx: &std::net::UdpSocket, marker: &[u8]) -> Result<u32> {
+    let mut buf = vec![0u8; 65_536];
+    let mut others = 0;
+    loop {
+        let n = rx
+            .recv(&mut buf)
+            .context("the marker never arrived: the receiver saw nothing")?;
+        if &buf[..n] == marker {
+            return Ok(others);
+        }
+        others += 1;
+    }
+}

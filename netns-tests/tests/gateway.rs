@@ -117,10 +117,7 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let mut net = Internet::new("gw")?;
-    for _ in 0..3 {
-        net.add_host("gw", None)?;
-    }
+    let net = Internet::with_hosts("gw", &[None; 3])?;
     // Gateways in cloud A (host0) and cloud C (host2), both serving
     // 203.0.113.0/24; the internet first sends the prefix to cloud A's. Loose
     // reverse-path filtering, as on the internet: replies may leave through the
@@ -271,17 +268,8 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         }
         Ok(())
     })??;
-    let mut buf = [0u8; 16];
-    let mut leaked = 0;
-    loop {
-        let n = rx
-            .recv(&mut buf)
-            .context("m1's marker never reached the client: the receiver saw nothing")?;
-        if &buf[..n] == MARKER {
-            break;
-        }
-        leaked += 1;
-    }
+    let leaked = netns_tests::datagrams_before_marker(&rx, MARKER)
+        .context("m1's marker never reached the client")?;
     eprintln!(
         "dropped and counted: {unowned} packets to unowned {UNOWNED} at the gateway, {spoofed} spoofed from {PUBLIC} inside the overlay"
     );

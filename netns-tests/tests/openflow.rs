@@ -82,11 +82,7 @@ fn ofctl(host: &Netns, args: &[&str]) -> Result<String> {
 }
 
 fn ping(from: &Vm, to: &str, count: u32) -> bool {
-    from.ns
-        .command("ping")
-        .args(["-c", &count.to_string(), "-i", "0.2", "-W", "1", to])
-        .output()
-        .is_ok_and(|o| o.status.success())
+    netns_tests::ping(&from.ns, to, count).is_ok_and(|p| p.answered)
 }
 
 /// `n_packets` of the dump-flows line that contains `needle`.

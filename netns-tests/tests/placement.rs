@@ -102,10 +102,7 @@ fn the_controller_moves_a_vm_to_its_clients_cloud_and_follows_the_load() -> Resu
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let mut net = Internet::new("place")?;
-    for delay in DELAY_MS {
-        net.add_host("place", delay)?;
-    }
+    let net = Internet::with_hosts("place", &DELAY_MS)?;
     let keys = common::key_pairs(3)?;
     let vms = common::create_vms("place", &VMS)?;
     let (web, cb, cc) = (&vms[0], &vms[1], &vms[2]);

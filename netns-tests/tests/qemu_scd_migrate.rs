@@ -103,10 +103,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     };
     let t0 = Instant::now();
     let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
-    let mut net = Internet::new("qscd")?;
-    for _ in 0..3 {
-        net.add_host("qscd", None)?;
-    }
+    let net = Internet::with_hosts("qscd", &[None; 3])?;
     let keys = common::key_pairs(3)?;
     // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
     // ports on them, and stay when a QEMU goes.

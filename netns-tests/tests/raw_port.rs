@@ -85,13 +85,7 @@ fn setup(test: &str) -> Result<Setup> {
 }
 
 fn ping(vm: &Vm, ip: &str) -> Result<bool> {
-    Ok(vm
-        .ns
-        .command("ping")
-        .args(["-c", "3", "-i", "0.2", "-W", "1", ip])
-        .output()?
-        .status
-        .success())
+    Ok(netns_tests::ping(&vm.ns, ip, 3)?.answered)
 }
 
 #[test]

@@ -220,23 +220,9 @@ fn arp_is_answered_on_the_host_and_never_forwarded() -> Result<()> {
     let replies_before = h.scd.metric("scd_arp_replies_total", &[])?;
 
     // vm1 resolves vm2 and an address no VM has: both are answered by the gateway.
-    let out = h
-        .vm1
-        .ns
-        .command("ping")
-        .args(["-c", "2", "-i", "0.2", "-W", "1", IP2])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "ping: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let _ = h
-        .vm1
-        .ns
-        .command("ping")
-        .args(["-c", "1", "-W", "1", "100.64.9.9"])
-        .output()?;
+    let pings = netns_tests::ping(&h.vm1.ns, IP2, 2)?;
+    assert!(pings.answered, "ping: {}", pings.output);
+    netns_tests::ping(&h.vm1.ns, "100.64.9.9", 1)?;
     let neigh = h.vm1.ns.ip(&["neigh", "show", "dev", &h.vm1.ifname])?;
     assert!(
         neigh.contains(&format!("{IP2} lladdr {GW_MAC}")),
@@ -252,12 +238,7 @@ fn arp_is_answered_on_the_host_and_never_forwarded() -> Result<()> {
     // The positive control: vm2 resolves an address no VM has after vm1's
     // requests; the host's reply reaches vm2's TAP, so the watch must see it (it
     // was capturing), and whatever of vm1's it saw came before it.
-    let _ = h
-        .vm2
-        .ns
-        .command("ping")
-        .args(["-c", "1", "-W", "1", "100.64.9.8"])
-        .output()?;
+    netns_tests::ping(&h.vm2.ns, "100.64.9.8", 1)?;
     let (mut from_vm1, mut marker_seen) = (0, false);
     let watched = wait_until(
         Duration::from_secs(5),
@@ -352,16 +333,7 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     );
 
     // The switch still forwards.
-    let out = h
-        .vm1
-        .ns
-        .command("ping")
-        .args(["-c", "2", "-i", "0.2", "-W", "1", IP2])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "ping after garbage: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let pings = netns_tests::ping(&h.vm1.ns, IP2, 2)?;
+    assert!(pings.answered, "ping after garbage: {}", pings.output);
     Ok(())
 }

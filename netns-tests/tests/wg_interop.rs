@@ -4,10 +4,9 @@
 //! format.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::{fill_pseudo_random, require_root, run, unique, Fnv, Netns, Scd, Vm};
+use netns_tests::{require_root, run, unique, Netns, Scd, Vm};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,31 +176,13 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
         String::from_utf8_lossy(&out.stdout)
     );
 
-    let listener = peer.enter(|| TcpListener::bind((WG_SIDE, 9000)))??;
-    let server = peer.spawn(move || -> Result<(u64, u64)> {
-        let (mut s, _) = listener.accept()?;
-        let (mut hash, mut buf, mut total) = (Fnv::default(), vec![0u8; 65536], 0u64);
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hash.value(), total));
-            }
-            hash.update(&buf[..n]);
-            total += n as u64;
-        }
-    });
-    const BYTES: usize = 20 << 20;
-    let sent = a1.ns.enter(|| -> Result<u64> {
-        let mut s = TcpStream::connect((WG_SIDE, 9000))?;
-        let (mut state, mut hash, mut buf) = (99u64, Fnv::default(), vec![0u8; BYTES]);
-        fill_pseudo_random(&mut state, &mut buf);
-        hash.update(&buf);
-        s.write_all(&buf)?;
-        Ok(hash.value())
-    })??;
-    let (got, total) = server.join().expect("server")??;
-    assert_eq!(total, BYTES as u64);
-    assert_eq!(got, sent, "20 MiB through scd <-> wireguard-go intact");
+    const BYTES: u64 = 20 << 20;
+    let t = netns_tests::tcp_transfer(&a1.ns, &peer, WG_SIDE.parse()?, 9000, BYTES)?;
+    assert_eq!(t.received, BYTES);
+    assert!(
+        t.intact(BYTES),
+        "20 MiB through scd <-> wireguard-go intact"
+    );
 
     let handshakes = peer
         .command("wg")
@@ -217,8 +198,6 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
         stamp > 0,
         "wireguard-go records a handshake with scd: {text}"
     );
-    assert!(
-        scd.metric("scd_port_bytes_total", &["name=\"wg-wggo\"", "dir=\"tx\""])? >= BYTES as u64
-    );
+    assert!(scd.metric("scd_port_bytes_total", &["name=\"wg-wggo\"", "dir=\"tx\""])? >= BYTES);
     Ok(())
 }
