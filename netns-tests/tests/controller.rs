@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 mod common;
 
 use common::{ping, reaches, scc, start_scc, wait_synced, VmSpec};
-use netns_tests::{require_root, unique, Internet, KeyPair, Vm};
-use std::time::{Duration, Instant};
+use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm};
+use std::time::Duration;
 
 const VMS: [VmSpec; 4] = [
     VmSpec::new("a1", 0, 1, "100.64.1.1", "02:00:00:00:01:01").in_tenant("blue"),
@@ -113,24 +113,16 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
         assert_eq!(scd.metric("scd_tunnel_spoofed_total", &[])?, 0);
     }
     // scc status reports each switch's tunnels, all up once traffic has flowed.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let all_up = wait_until(Duration::from_secs(30), "every tunnel reported up", || {
         let s = common::status(&net)?;
         let hosts = s["hosts"].as_array().context("hosts")?.clone();
-        let up = hosts.iter().all(|h| {
+        Ok(hosts.iter().all(|h| {
             h["switch"]["tunnels_up"]
                 .as_object()
                 .is_some_and(|t| t.len() == 2 && t.values().all(|v| v == true))
-        });
-        if up {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tunnels not all reported up: {s:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        }))
+    });
+    all_up.with_context(|| format!("{:#}", common::status(&net).unwrap_or_default()))?;
 
     // Adding and removing a VM sends only the flows about it, and traffic between
     // other VMs flows on without a single loss meanwhile.
