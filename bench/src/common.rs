@@ -43,14 +43,10 @@ pub struct Pair {
 }
 
 pub fn pair(tag: &str) -> Result<Pair> {
-    let a = Netns::new(&unique(&format!("bench-{tag}-a-")))?;
-    let b = Netns::new(&unique(&format!("bench-{tag}-b-")))?;
-    let (ia, ib) = (unique("bva"), unique("bvb"));
-    netns_tests::veth(&ia, &a, &ib, &b)?;
-    a.ip(&["addr", "add", "192.0.2.1/24", "dev", &ia])?;
-    a.ip(&["link", "set", &ia, "up"])?;
-    b.ip(&["addr", "add", "192.0.2.2/24", "dev", &ib])?;
-    b.ip(&["link", "set", &ib, "up"])?;
+    let (a, b) = netns_tests::linked_pair(
+        &unique(&format!("bench-{tag}-a-")),
+        &unique(&format!("bench-{tag}-b-")),
+    )?;
     Ok(Pair { a, b })
 }
 

@@ -1,8 +1,10 @@
 //! Clouds programmed by the controller: starting `scc` in the router namespace of
 //! an [`Internet`], calling its CLI, writing its inventory and the hosts' `scd`
 //! configurations, and waiting until every switch confirmed the current program.
-//! Also what the migration tests share: moving a namespace VM to another host's TAP
-//! and a paced TCP stream whose longest gap they print. Shared by the namespace
+//! The VMs of such a cloud as specs (created as namespace VMs, written as inventory
+//! entries). Also what the migration tests share: moving a namespace VM to another
+//! host's TAP, starting a migration and waiting for its timeline, and a paced TCP
+//! stream whose longest gap they print. Shared by the namespace
 //! tests and the demo; it never touches the machine's own interfaces.
 
 use crate::{fill_pseudo_random, scc_binary, Fnv, Internet, KeyPair, Scd, Vm};

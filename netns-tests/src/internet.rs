@@ -179,6 +179,19 @@ pub struct Internet {
     pub router: Netns,
 }
 
+/// The smallest internet: namespaces `a_name` and `b_name` joined by one veth,
+/// 192.0.2.1/24 on `a`'s end and 192.0.2.2/24 on `b`'s, both up.
+pub fn linked_pair(a_name: &str, b_name: &str) -> Result<(Netns, Netns)> {
+    let (a, b) = (Netns::new(a_name)?, Netns::new(b_name)?);
+    let (ia, ib) = (unique("lpa"), unique("lpb"));
+    veth(&ia, &a, &ib, &b)?;
+    for (ns, ifname, addr) in [(&a, &ia, "192.0.2.1/24"), (&b, &ib, "192.0.2.2/24")] {
+        ns.ip(&["addr", "add", addr, "dev", ifname])?;
+        ns.ip(&["link", "set", ifname, "up"])?;
+    }
+    Ok((a, b))
+}
+
 impl Internet {
     /// A router with one host per entry of `delays_ms` (the one-way delay of that
     /// host's link, if any), all named after `prefix`.

@@ -6,6 +6,13 @@
 //! descriptor `scd` holds), and starting `scd` processes and reading their metrics.
 //! It never touches the machine's own interfaces or routes, and it ends only the
 //! processes it started, by PID.
+//!
+//! Beside it, each a layer above this root (they use it, it uses none of them):
+//! `internet` (the emulated internet and its delay lines), `traffic` (checked TCP
+//! and UDP streams, pings), `echo` (the checked stream through a VM's echo server),
+//! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
+//! `host_config` (the head of a test host's `scd` configuration) and `cloud`
+//! (clouds programmed by `scc`).
 
 pub mod cloud;
 mod echo;
@@ -17,7 +24,7 @@ mod wait;
 
 pub use echo::{EchoStream, StreamStats};
 pub use host_config::{scd_config_head, GATEWAY_MAC};
-pub use internet::{DelayLine, Internet};
+pub use internet::{linked_pair, DelayLine, Internet};
 pub use traffic::{
     big_receive_buffer, datagrams_before_marker, fill_pseudo_random, ping, tcp_transfer, udp_count,
     Burst, Fnv, Pings, Transfer,

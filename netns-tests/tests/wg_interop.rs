@@ -4,7 +4,7 @@
 //! format.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::{require_root, run, unique, Netns, Scd, Vm};
+use netns_tests::{require_root, run, unique, Scd, Vm};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -86,14 +86,7 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
         "wg and scd derive the same public key"
     );
 
-    let host = Netns::new(&unique("wgio-host-"))?;
-    let peer = Netns::new(&unique("wgio-wggo-"))?;
-    let (h_if, p_if) = (unique("wih"), unique("wip"));
-    netns_tests::veth(&h_if, &host, &p_if, &peer)?;
-    host.ip(&["addr", "add", "192.0.2.1/24", "dev", &h_if])?;
-    host.ip(&["link", "set", &h_if, "up"])?;
-    peer.ip(&["addr", "add", "192.0.2.2/24", "dev", &p_if])?;
-    peer.ip(&["link", "set", &p_if, "up"])?;
+    let (host, peer) = netns_tests::linked_pair(&unique("wgio-host-"), &unique("wgio-wggo-"))?;
 
     let a1 = Vm::with_tap(
         &unique("wgio-a1-"),
