@@ -147,21 +147,11 @@ pub fn reaches(vm: &Vm, ip: &str, secs: u64) -> Result<bool> {
     Ok(false)
 }
 
-/// A VM as the inventory of a test sees it.
+/// A VM as the inventory of a test sees it: its spec, run by a namespace VM.
 #[derive(Debug)]
 pub struct VmEntry<'a> {
-    /// Name.
-    pub name: &'a str,
-    /// Index of its host.
-    pub host: usize,
-    /// Its port on that host.
-    pub port: u32,
-    /// Overlay address.
-    pub ip: &'a str,
-    /// MAC.
-    pub mac: &'a str,
-    /// Tenant.
-    pub tenant: &'a str,
+    /// What the inventory says about it.
+    pub spec: VmSpec,
     /// The namespace VM (TAP name and namespace).
     pub vm: &'a Vm,
 }
@@ -204,9 +194,16 @@ pub fn inventory_with(
     for e in vms {
         t += &format!(
             "[[vm]]\nname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nhost = \"host{}\"\nport = {}\ntap = \"{}\"\nnetns = \"{}\"\ntenant = \"{}\"\n",
-            e.name, e.mac, e.ip, e.host, e.port, e.vm.ifname, e.vm.ns.name(), e.tenant
+            e.spec.name,
+            e.spec.mac,
+            e.spec.ip,
+            e.spec.host,
+            e.spec.port,
+            e.vm.ifname,
+            e.vm.ns.name(),
+            e.spec.tenant
         );
-        for (_, extra) in vm_extra.iter().filter(|(v, _)| *v == e.name) {
+        for (_, extra) in vm_extra.iter().filter(|(v, _)| *v == e.spec.name) {
             t += extra;
             t += "\n";
         }
@@ -289,15 +286,7 @@ impl VmSpec {
 
     /// Its inventory entry, run by `vm`.
     pub fn entry<'a>(&self, vm: &'a Vm) -> VmEntry<'a> {
-        VmEntry {
-            name: self.name,
-            host: self.host,
-            port: self.port,
-            ip: self.ip,
-            mac: self.mac,
-            tenant: self.tenant,
-            vm,
-        }
+        VmEntry { spec: *self, vm }
     }
 }
 

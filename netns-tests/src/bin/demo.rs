@@ -7,8 +7,8 @@
 //! each migration's gap, and removes everything it made on exit, also on Ctrl-C.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::cloud::{self, VmEntry};
-use netns_tests::{fill_pseudo_random, unique, Fnv, Internet, KeyPair, Vm};
+use netns_tests::cloud::{self, VmSpec};
+use netns_tests::{fill_pseudo_random, Fnv, Internet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,12 +24,16 @@ const CLOUDS: [&str; 3] = [
 ];
 /// Extra one-way delay on each host's link to the internet's router.
 const DELAY_MS: [Option<u32>; 3] = [None, Some(15), Some(40)];
-/// The users of each cloud: name, address, MAC, their port on that cloud's host.
-const USERS: [(&str, &str, &str, u32); 3] = [
-    ("users-us", "100.64.1.1", "02:00:00:00:01:01", 1),
-    ("users-eu", "100.64.3.1", "02:00:00:00:03:01", 1),
-    ("users-asia", "100.64.4.1", "02:00:00:00:04:01", 1),
+/// The users of each cloud, on port 1 of that cloud's host.
+const USERS: [VmSpec; 3] = [
+    VmSpec::new("users-us", 0, 1, "100.64.1.1", "02:00:00:00:01:01").in_tenant("demo"),
+    VmSpec::new("users-eu", 1, 1, "100.64.3.1", "02:00:00:00:03:01").in_tenant("demo"),
+    VmSpec::new("users-asia", 2, 1, "100.64.4.1", "02:00:00:00:04:01").in_tenant("demo"),
 ];
+/// Its port on every host (users have port 1).
+const WEB_PORT: u32 = 2;
+/// web1, which the controller moves; it starts on host0.
+const WEB: VmSpec = VmSpec::new("web1", 0, WEB_PORT, WEB_IP, WEB_MAC).in_tenant("demo");
 /// The engine on a demo's time scale: seconds instead of hours (and a day's
 /// migration budget that a day compressed into half a minute does not exhaust).
 const PLACEMENT: &str =
@@ -90,62 +94,18 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
             Internet::host_addr(i)
         ));
     }
-    let keys = (0..3)
-        .map(|_| KeyPair::generate())
-        .collect::<Result<Vec<_>>>()?;
+    let keys = cloud::key_pairs(3)?;
     // Users in every cloud (the ones in cloud 1 also hold the TCP stream); web1
     // has a TAP on every host so it can move.
-    let users = USERS
-        .iter()
-        .map(|(name, ip, mac, _)| {
-            Vm::with_tap(
-                &unique(&format!("demo-{name}-")),
-                &unique("sct"),
-                mac,
-                ip,
-                10,
-                1420,
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let web = Vm::with_tap(
-        &unique("demo-web1-"),
-        &unique("sct"),
-        WEB_MAC,
-        WEB_IP,
-        10,
-        1420,
-    )?;
+    let users = cloud::create_vms("demo", &USERS)?;
+    let web = WEB.create("demo")?;
     let taps = [
         web.ifname.clone(),
-        cloud::second_tap(&web, 1420)?,
-        cloud::second_tap(&web, 1420)?,
+        cloud::second_tap(&web, cloud::VM_MTU)?,
+        cloud::second_tap(&web, cloud::VM_MTU)?,
     ];
-    // Its port on every host (users have port 1).
-    const WEB_PORT: u32 = 2;
-    let mut entries: Vec<VmEntry<'_>> = USERS
-        .iter()
-        .zip(&users)
-        .enumerate()
-        .map(|(host, ((name, ip, mac, port), vm))| VmEntry {
-            name,
-            host,
-            port: *port,
-            ip,
-            mac,
-            tenant: "demo",
-            vm,
-        })
-        .collect();
-    entries.push(VmEntry {
-        name: "web1",
-        host: 0,
-        port: WEB_PORT,
-        ip: WEB_IP,
-        mac: WEB_MAC,
-        tenant: "demo",
-        vm: &web,
-    });
+    let mut entries = cloud::entries(&USERS, &users);
+    entries.push(WEB.entry(&web));
     // The controller moves web1 with this command: `scc migrate`, then the VM
     // resumes on the destination's TAP and announces itself, as QEMU would.
     let landing: Vec<(String, u32, String)> = (0..3)
@@ -159,11 +119,10 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     // Users stay where they are; web1 may go anywhere.
     let pins: Vec<(&str, String)> = USERS
         .iter()
-        .enumerate()
-        .map(|(i, (name, ..))| {
+        .map(|user| {
             (
-                *name,
-                format!("[vm.placement]\nclouds = [\"cloud-{}\"]\n", i + 1),
+                user.name,
+                format!("[vm.placement]\nclouds = [\"cloud-{}\"]\n", user.host + 1),
             )
         })
         .chain([("web1", "[vm.placement]\nram_mib = 64\n".to_string())])
@@ -184,11 +143,7 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     // A port ready for web1 on every host it may move to.
     let scds = cloud::start_switches(&net, &inventory, &keys, |i| match i {
         0 => String::new(),
-        _ => format!(
-            "[[port]]\nnumber = {WEB_PORT}\nname = \"{}\"\nnetns = \"{}\"\ncreate = false\n",
-            taps[i],
-            web.ns.name()
-        ),
+        _ => web.tap_port_section(WEB_PORT, &taps[i]),
     })?;
     let s = cloud::wait_synced(&net)?;
     let flows: Vec<String> = s["hosts"]
@@ -203,12 +158,12 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     ));
     stopped(interrupted)?;
     // Every pair of hosts shakes hands: the switches learn every latency.
-    for (u, (name, ..)) in users.iter().zip(USERS) {
+    for (u, spec) in users.iter().zip(USERS) {
         if !cloud::reaches(u, WEB_IP, 10)? {
-            bail!("{name} cannot reach web1");
+            bail!("{} cannot reach web1", spec.name);
         }
     }
-    if !cloud::reaches(&users[0], USERS[2].1, 10)? {
+    if !cloud::reaches(&users[0], USERS[2].ip, 10)? {
         bail!("users-us cannot reach users-asia");
     }
     clock.say("users in every cloud reach web1 (cloud-1) over the direct WireGuard tunnels");
@@ -296,7 +251,7 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         // The users of that cloud, awake: 1000-byte datagrams to web1, 2.4 MB/s.
         let load = cloud::UdpLoad::start(
             &users[region],
-            USERS[region].1.parse()?,
+            USERS[region].ip.parse()?,
             (web_ip, 9).into(),
             24,
         );
