@@ -321,6 +321,23 @@ pub fn start_switches(
     start_switches_edited(net, inventory, keys, |i, config| Ok(config + &extra(i)))
 }
 
+/// The `extra` of [`start_switches`] for a VM that will land on port `port` of
+/// host `host`, on `tap`, a second TAP in its namespace ([`second_tap`]).
+pub fn landing_port<'a>(
+    host: usize,
+    port: u32,
+    vm: &'a Vm,
+    tap: &'a str,
+) -> impl Fn(usize) -> String + 'a {
+    move |i| {
+        if i == host {
+            vm.tap_port_section(port, tap)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// Starts `scd` on every host of `net` with the configuration `scc host-config`
 /// writes from `inventory`, as `edit(i, config)` returns it for host `i`.
 pub fn start_switches_edited(

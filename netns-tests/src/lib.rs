@@ -275,6 +275,21 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// Gives `ifname` (its MAC already `mac`) the address `ip/prefix_len` in `ns`
+    /// and brings it up: the VM.
+    fn addressed(ns: Netns, ifname: &str, mac: &str, ip: &str, prefix_len: u8) -> Result<Vm> {
+        ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", ifname])?;
+        ns.ip(&["link", "set", ifname, "up"])?;
+        Ok(Vm {
+            ns,
+            ifname: ifname.to_string(),
+            mac: mac.to_string(),
+            ip: ip.to_string(),
+        })
+    }
+}
+
+impl Vm {
     /// Moves `tap` from the host namespace `host` into a new namespace `name`, and
     /// gives it `mac` and `ip/prefix_len`. The on-link route for the prefix makes the
     /// whole overlay reachable through the anycast gateway's ARP answers.
@@ -289,14 +304,7 @@ impl Vm {
         let ns = Netns::new(name)?;
         host.ip(&["link", "set", tap, "netns", name])?;
         ns.ip(&["link", "set", tap, "address", mac])?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", tap])?;
-        ns.ip(&["link", "set", tap, "up"])?;
-        Ok(Vm {
-            ns,
-            ifname: tap.to_string(),
-            mac: mac.to_string(),
-            ip: ip.to_string(),
-        })
+        Vm::addressed(ns, tap, mac, ip, prefix_len)
     }
 }
 
@@ -316,14 +324,7 @@ impl Vm {
         let ns = Netns::new(name)?;
         ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
         ns.ip(&["link", "set", tap, "address", mac, "mtu", &mtu.to_string()])?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", tap])?;
-        ns.ip(&["link", "set", tap, "up"])?;
-        Ok(Vm {
-            ns,
-            ifname: tap.to_string(),
-            mac: mac.to_string(),
-            ip: ip.to_string(),
-        })
+        Vm::addressed(ns, tap, mac, ip, prefix_len)
     }
 
     /// The `[[port]]` section of an `scd` config serving this VM's TAP.
@@ -380,14 +381,7 @@ impl Vm {
         run(ns
             .command("ethtool")
             .args(["-K", ifname, "tso", "off", "gso", "off"]))?;
-        ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", ifname])?;
-        ns.ip(&["link", "set", ifname, "up"])?;
-        Ok(Vm {
-            ns,
-            ifname: ifname.to_string(),
-            mac: mac.to_string(),
-            ip: ip.to_string(),
-        })
+        Vm::addressed(ns, ifname, mac, ip, prefix_len)
     }
 }
 

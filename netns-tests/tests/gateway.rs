@@ -159,10 +159,8 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
         ),
     )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches(&net, &inventory, &keys, |i| match i {
-        2 => m1.tap_port_section(2, &tap_c),
-        _ => String::new(),
-    })?;
+    let landing = common::landing_port(2, 2, m1, &tap_c);
+    let scds = common::start_switches(&net, &inventory, &keys, landing)?;
     scc_proc.wait_synced(&net)?;
     assert!(
         reaches(&client, PUBLIC, 10)?,

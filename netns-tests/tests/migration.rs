@@ -64,10 +64,8 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         common::inventory(&keys, &common::entries(&VMS, &vms)),
     )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches(&net, &inventory, &keys, |i| match i {
-        2 => m1.tap_port_section(2, &tap_c),
-        _ => String::new(),
-    })?;
+    let landing = common::landing_port(2, 2, m1, &tap_c);
+    let scds = common::start_switches(&net, &inventory, &keys, landing)?;
     scc_proc.wait_synced(&net)?;
     assert!(reaches(a1, M1_IP, 10)?, "a1 -> m1 on host1");
     assert!(reaches(c1, "100.64.1.1", 10)?, "c1 -> a1");
