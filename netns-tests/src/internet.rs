@@ -100,28 +100,9 @@ impl DelayLine {
                 // SAFETY: `fds` is a valid array of two pollfd structures.
                 unsafe { libc::poll(fds.as_mut_ptr(), 2, i32::try_from(wait).unwrap_or(20)) };
                 for (i, sock) in sockets.iter().enumerate() {
-                    loop {
-                        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-                        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                        let mut len =
-                            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(0);
-                        // SAFETY: `buf` and `from` are valid for writes of the given sizes.
-                        let n = unsafe {
-                            libc::recvfrom(
-                                sock.as_raw_fd(),
-                                buf.as_mut_ptr().cast(),
-                                buf.len(),
-                                0,
-                                (&mut from as *mut libc::sockaddr_ll).cast(),
-                                &mut len,
-                            )
-                        };
-                        let Ok(n) = usize::try_from(n) else { break };
-                        if n == 0 {
-                            break;
-                        }
+                    while let Some((n, kind)) = crate::packet::recv_frame(sock, &mut buf) {
                         // Frames we sent ourselves show up as outgoing: never loop them.
-                        if from.sll_pkttype != libc::PACKET_OUTGOING {
+                        if kind != libc::PACKET_OUTGOING {
                             queue.push_back((Instant::now() + delay, 1 - i, buf[..n].to_vec()));
                         }
                     }

@@ -58,3 +58,26 @@ pub fn send_frame(fd: &OwnedFd, frame: &[u8]) -> Result<()> {
     );
     Ok(())
 }
+
+/// Reads one waiting frame from `fd` into `buf`: its length and packet type
+/// (`libc::PACKET_OUTGOING` for a frame this host sent), or `None` when none waits.
+pub fn recv_frame(fd: &impl AsRawFd, buf: &mut [u8]) -> Option<(usize, u8)> {
+    // SAFETY: sockaddr_ll is plain data; all-zero is valid.
+    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    let mut len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(0);
+    // SAFETY: `buf` and `from` are valid for writes of the given sizes.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&mut from as *mut libc::sockaddr_ll).cast(),
+            &mut len,
+        )
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| (n, from.sll_pkttype))
+}

@@ -179,28 +179,12 @@ fn vms_talk_tcp_and_udp_only_through_flows_and_counters_match() -> Result<()> {
 fn frames_from(fd: &OwnedFd) -> Vec<[u8; 6]> {
     let mut buf = [0u8; 2048];
     let mut sources = Vec::new();
-    loop {
-        // SAFETY: sockaddr_ll is plain data; all-zero is valid.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut len = u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap_or(0);
-        // SAFETY: `buf` and `from` are valid for writes of the given sizes.
-        let got = unsafe {
-            libc::recvfrom(
-                fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            )
-        };
-        if got <= 0 {
-            return sources;
-        }
-        if let Some(src) = buf.get(6..12).filter(|_| got >= 12) {
+    while let Some((n, _)) = netns_tests::packet::recv_frame(fd, &mut buf) {
+        if let Some(src) = buf.get(6..12).filter(|_| n >= 12) {
             sources.extend(<[u8; 6]>::try_from(src));
         }
     }
+    sources
 }
 
 #[test]
