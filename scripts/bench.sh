@@ -3,8 +3,8 @@
 # callgrind), installs the peers and tools it needs (iperf3, wireguard-go,
 # wireguard-tools, boringtun-cli, Open vSwitch, valgrind, perf), and runs `bench`
 # with the given arguments (default: all, which also writes bench/chart.svg).
-# Results are Markdown tables with ratios measured in the same run; copy them into
-# bench/RESULTS.md.
+# Results are Markdown tables with ratios measured in the same run; each replaces
+# its area's table in bench/RESULTS.md (the replaced one goes to bench/history/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ $(id -u) -ne 0 ]]; then
