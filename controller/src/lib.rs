@@ -13,6 +13,8 @@ pub mod follow;
 pub mod gateway;
 pub mod inventory;
 pub mod measure;
+pub mod migration;
+pub mod net;
 pub mod netkat;
 pub mod placement;
 pub mod routing;
