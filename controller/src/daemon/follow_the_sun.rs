@@ -37,7 +37,7 @@ impl Controller {
             );
             return round;
         }
-        let migrating = self.lock().in_progress().map(|m| m.vm.clone());
+        let migrating = self.lock().in_progress().map(|m| m.route.vm.clone());
         let record = match self
             .follower
             .claim(&inv, &round.decisions, migrating.as_deref(), now)

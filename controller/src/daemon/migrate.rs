@@ -139,7 +139,7 @@ impl Controller {
                 .ok_or(crate::migration::Refusal::NotWaiting)?;
             let step = m.arrive(&inv, at, vm)?;
             m.note(&format!("arrived ({signal})"), now);
-            let moved = m.vm.clone();
+            let moved = m.route.vm.clone();
             let ahead = st
                 .switch_ahead
                 .take()
@@ -165,8 +165,8 @@ impl Controller {
             st.migration.as_ref().and_then(|m| {
                 crate::gateway::Announcements::after_move(
                     &st.persisted.inventory,
-                    &m.vm,
-                    &m.from_host,
+                    &m.route.vm,
+                    &m.route.from_host,
                 )
             })
         };
@@ -233,7 +233,7 @@ impl Controller {
         let destination = st
             .persisted
             .inventory
-            .host(&m.to_host)
+            .host(&m.route.to_host)
             .map(|h| h.datapath_id);
         let least_synced = st
             .switches
@@ -288,6 +288,6 @@ impl Controller {
         self.lock()
             .migration
             .as_ref()
-            .is_some_and(|m| m.vm == vm && m.phase == crate::migration::Phase::Prepared)
+            .is_some_and(|m| m.route.vm == vm && m.phase == crate::migration::Phase::Prepared)
     }
 }

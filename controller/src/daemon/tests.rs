@@ -21,6 +21,15 @@ fn controller(dir: &std::path::Path) -> Arc<Controller> {
     Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
 }
 
+/// The program version the store in `dir` holds.
+fn stored_version(dir: &std::path::Path) -> u64 {
+    Store::new(&dir.join("state.json"))
+        .load()
+        .unwrap()
+        .unwrap()
+        .version
+}
+
 #[test]
 fn a_refused_change_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,14 +39,7 @@ fn a_refused_change_changes_nothing() {
     assert!(err.to_string().contains("bad.kat:1:"), "{err}");
     assert_eq!(ctl.lock().tables, before);
     assert_eq!(ctl.lock().persisted.version, 1);
-    assert_eq!(
-        Store::new(&dir.path().join("state.json"))
-            .load()
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(stored_version(dir.path()), 1);
 }
 
 #[tokio::test]
@@ -162,12 +164,5 @@ fn hosts_come_and_go_with_checks() {
     assert!(err.contains("still runs VM `web1`"), "{err}");
     assert_eq!(ctl.remove_host("host-d").unwrap(), 3);
     assert!(!ctl.lock().tables.contains_key(&4));
-    assert_eq!(
-        Store::new(&dir.path().join("state.json"))
-            .load()
-            .unwrap()
-            .unwrap()
-            .version,
-        3
-    );
+    assert_eq!(stored_version(dir.path()), 3);
 }

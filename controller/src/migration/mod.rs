@@ -115,16 +115,9 @@ pub struct Step {
 /// One migration, from its start to its end (kept once ended, for the timeline).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationState {
-    /// The VM.
-    pub vm: String,
-    /// Host it leaves.
-    pub from_host: String,
-    /// Its port there.
-    pub from_port: u32,
-    /// Host it goes to.
-    pub to_host: String,
-    /// Its port there.
-    pub to_port: u32,
+    /// The VM, where it goes from and to, and the program's phase of the last
+    /// step that compiled it in.
+    pub route: Migration,
     /// Where it stands.
     pub phase: Phase,
     /// What happened so far.
@@ -152,7 +145,7 @@ impl MigrationState {
         now: Duration,
     ) -> Result<(MigrationState, Step), Refusal> {
         if let Some(m) = current.filter(|m| m.in_progress()) {
-            return Err(Refusal::AlreadyMigrating(m.vm.clone()));
+            return Err(Refusal::AlreadyMigrating(m.route.vm.clone()));
         }
         let v = inv.vms.get(vm).ok_or_else(|| Refusal::NoVm(vm.into()))?;
         let to = inv
@@ -179,11 +172,14 @@ impl MigrationState {
             .host(&v.host)
             .map(|from| OldHost::new(from.datapath_id, v.port, v.ip, to.tunnel_port()));
         let state = MigrationState {
-            vm: vm.into(),
-            from_host: v.host.clone(),
-            from_port: v.port,
-            to_host: to_host.into(),
-            to_port,
+            route: Migration {
+                vm: vm.into(),
+                from_host: v.host.clone(),
+                from_port: v.port,
+                to_host: to_host.into(),
+                to_port,
+                phase: routing::Phase::Prepared,
+            },
             phase: Phase::Prepared,
             timeline: Timeline {
                 vm: vm.into(),
@@ -211,13 +207,17 @@ impl MigrationState {
     /// the VM arrives.
     pub fn switch_step(&self, inv: &Inventory) -> Step {
         let mut inventory = inv.clone();
-        if let Some(vm) = inventory.vms.get_mut(&self.vm) {
-            vm.host = self.to_host.clone();
-            vm.port = self.to_port;
+        if let Some(vm) = inventory.vms.get_mut(&self.route.vm) {
+            vm.host = self.route.to_host.clone();
+            vm.port = self.route.to_port;
         }
+        let program = Migration {
+            phase: routing::Phase::Switched,
+            ..self.route.clone()
+        };
         Step {
             inventory,
-            program: Some(self.routing(routing::Phase::Switched)),
+            program: Some(program),
         }
     }
 
@@ -230,12 +230,12 @@ impl MigrationState {
         at: Option<(u64, u32)>,
         vm: Option<&str>,
     ) -> Result<Step, Refusal> {
-        if self.phase != Phase::Prepared || vm.is_some_and(|vm| vm != self.vm) {
+        if self.phase != Phase::Prepared || vm.is_some_and(|vm| vm != self.route.vm) {
             return Err(Refusal::NotWaiting);
         }
         if let Some((dpid, in_port)) = at {
-            let to = inv.host(&self.to_host).map(|h| h.datapath_id);
-            if to != Some(dpid) || in_port != self.to_port {
+            let to = inv.host(&self.route.to_host).map(|h| h.datapath_id);
+            if to != Some(dpid) || in_port != self.route.to_port {
                 return Err(Refusal::Elsewhere);
             }
         }
@@ -245,6 +245,7 @@ impl MigrationState {
     /// The switch step committed as `version` at `now`.
     pub fn switched(&mut self, version: u64, now: Duration) {
         self.phase = Phase::Switched;
+        self.route.phase = routing::Phase::Switched;
         self.switch_version = version;
         self.note("switch sent", now);
     }
@@ -279,8 +280,8 @@ impl MigrationState {
                 program: None,
             }),
             Phase::Switched => Err(Refusal::AlreadySwitched {
-                vm: self.vm.clone(),
-                to_host: self.to_host.clone(),
+                vm: self.route.vm.clone(),
+                to_host: self.route.to_host.clone(),
             }),
             Phase::Cleaned | Phase::Aborted => Err(Refusal::NothingInProgress),
         }
@@ -299,28 +300,13 @@ impl MigrationState {
 
     /// The migration the current program is compiled with: `None` once it ended.
     pub fn program(&self) -> Option<Migration> {
-        match self.phase {
-            Phase::Prepared => Some(self.routing(routing::Phase::Prepared)),
-            Phase::Switched => Some(self.routing(routing::Phase::Switched)),
-            Phase::Cleaned | Phase::Aborted => None,
-        }
-    }
-
-    fn routing(&self, phase: routing::Phase) -> Migration {
-        Migration {
-            vm: self.vm.clone(),
-            from_host: self.from_host.clone(),
-            from_port: self.from_port,
-            to_host: self.to_host.clone(),
-            to_port: self.to_port,
-            phase,
-        }
+        self.in_progress().then(|| self.route.clone())
     }
 
     /// Notes `event` at `now` in the timeline.
     pub fn note(&mut self, event: &str, now: Duration) {
         let ms = now.saturating_sub(self.started_at).as_secs_f64() * 1000.0;
-        tracing::info!(vm = %self.vm, event, ms, "migration");
+        tracing::info!(vm = %self.route.vm, event, ms, "migration");
         self.timeline.events.push((event.to_string(), ms));
     }
 
