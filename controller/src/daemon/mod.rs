@@ -8,8 +8,8 @@
 //! switch the difference (`diff`). A policy or inventory that does not compile is
 //! refused and nothing changes. This module owns the [`Controller`] state, the
 //! program's versions and that pipeline; it drives the migration state machine
-//! (`crate::migration`, in [`migrate`]) and the placement loop (in
-//! [`follow_the_sun`]). It holds no socket: the OpenFlow sessions and the API
+//! (`crate::migration`, in `migrate`) and the placement loop (in
+//! `follow_the_sun`). It holds no socket: the OpenFlow sessions and the API
 //! call it.
 
 mod follow_the_sun;
