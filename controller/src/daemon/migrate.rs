@@ -5,15 +5,12 @@
 //! waiting out the grace period before the clean-up, announcing a public address
 //! at its new gateway, and recording the arrival for placement.
 
-use super::{ChangeError, Controller, State};
+use super::{ChangeError, Controller, State, GRACE};
 use crate::follow::now_ms;
 use crate::migration::{Measure, MigrationState, PortCounts, Step};
 use crate::routing::compile_network_during;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// How long the old host forwards a migrated VM's in-flight packets.
-pub const GRACE: Duration = Duration::from_secs(2);
 
 impl Controller {
     /// Compiles and commits `step`, then applies it to the migration with the

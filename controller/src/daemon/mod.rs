@@ -17,8 +17,6 @@ mod migrate;
 #[cfg(test)]
 mod tests;
 
-pub use migrate::GRACE;
-
 use crate::follow::Follower;
 use crate::inventory::{Inventory, Vm};
 use crate::migration::{MigrationState, Refusal};
@@ -74,6 +72,9 @@ impl State {
         self.migration.as_ref().filter(|m| m.in_progress())
     }
 }
+
+/// How long the old host forwards a migrated VM's in-flight packets.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]

@@ -3,10 +3,8 @@
 //! step (the baseline of drops) and around the switch step, and its forwarding
 //! flows' counters before the clean-up removes them. Each is taken once.
 
-use super::MigrationState;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 /// The migrating VM's old host, as its session measures it for the timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,59 +77,39 @@ pub enum Measure {
     },
 }
 
-impl MigrationState {
-    /// What the session of switch `dpid` measures around its synchronisation to
-    /// `version`; each measurement is taken once per migration.
-    pub fn measure_for(&mut self, dpid: u64, version: u64) -> Measure {
-        let (prepare, switch) = (self.prepare_version, self.switch_version);
-        let Some(o) = self.old_host.as_mut().filter(|o| o.dpid == dpid) else {
-            return Measure::Nothing;
-        };
-        if o.cleanup_version != 0 && version >= o.cleanup_version && !o.cleanup_taken {
+impl OldHost {
+    /// What the session of this host measures around its synchronisation to
+    /// `version`, given the versions of the prepare and switch steps (0: not yet);
+    /// each measurement is taken once.
+    pub fn measure_for(&mut self, version: u64, prepare: u64, switch: u64) -> Measure {
+        if self.cleanup_version != 0 && version >= self.cleanup_version && !self.cleanup_taken {
             // A session that skipped the switch step (slow, or reconnected after the
             // grace period) must not measure it later around some other change.
-            o.cleanup_taken = true;
-            o.switch_taken = true;
-            o.baseline_taken = true;
+            self.cleanup_taken = true;
+            self.switch_taken = true;
+            self.baseline_taken = true;
             return Measure::Forwarded {
-                vm_ip: o.vm_ip,
-                tunnel_port: o.tunnel_port,
+                vm_ip: self.vm_ip,
+                tunnel_port: self.tunnel_port,
             };
         }
-        if switch != 0 && version >= switch && !o.switch_taken {
-            o.switch_taken = true;
-            return Measure::AroundSwitch { port: o.port };
+        if switch != 0 && version >= switch && !self.switch_taken {
+            self.switch_taken = true;
+            return Measure::AroundSwitch { port: self.port };
         }
-        if prepare != 0 && version >= prepare && switch == 0 && !o.baseline_taken {
-            o.baseline_taken = true;
-            return Measure::Baseline { port: o.port };
+        if prepare != 0 && version >= prepare && switch == 0 && !self.baseline_taken {
+            self.baseline_taken = true;
+            return Measure::Baseline { port: self.port };
         }
         Measure::Nothing
     }
+}
 
-    /// The old port's counters when the old host took the prepare step.
-    pub fn record_baseline(&mut self, counts: PortCounts) {
-        if let Some(o) = self.old_host.as_mut() {
-            o.baseline = Some(counts);
-        }
-    }
-
-    /// The old port's counters just before and just after the old host switched.
-    pub fn record_switch(&mut self, before: PortCounts, after: PortCounts) {
-        let dropped_since = self
-            .old_host
-            .as_ref()
-            .and_then(|o| o.baseline)
-            .unwrap_or(before)
-            .tx_dropped;
-        let lost = after.tx_dropped.saturating_sub(dropped_since)
-            + after.tx_packets.saturating_sub(before.tx_packets);
-        self.timeline.lost_at_old_host = Some(lost);
-    }
-
-    /// The packets the old host forwarded, counted at `now` before its clean-up.
-    pub fn record_forwarded(&mut self, packets: u64, now: Duration) {
-        self.timeline.forwarded_by_old_host = Some(packets);
-        self.note("old host drained", now);
-    }
+/// Packets lost at the old port, from its counters just before and just after
+/// the switch: drops since the `baseline` (or since just before), plus packets
+/// still delivered there after the VM announced itself elsewhere.
+pub fn lost(baseline: Option<PortCounts>, before: PortCounts, after: PortCounts) -> u64 {
+    let dropped_since = baseline.unwrap_or(before).tx_dropped;
+    after.tx_dropped.saturating_sub(dropped_since)
+        + after.tx_packets.saturating_sub(before.tx_packets)
 }

@@ -340,3 +340,37 @@ impl MigrationState {
         }
     }
 }
+
+/// The old host's measurements (see [`OldHost`]), kept with the migration.
+impl MigrationState {
+    /// What the session of switch `dpid` measures around its synchronisation to
+    /// `version`; each measurement is taken once per migration.
+    pub fn measure_for(&mut self, dpid: u64, version: u64) -> Measure {
+        let (prepare, switch) = (self.prepare_version, self.switch_version);
+        self.old_host
+            .as_mut()
+            .filter(|o| o.dpid == dpid)
+            .map_or(Measure::Nothing, |o| {
+                o.measure_for(version, prepare, switch)
+            })
+    }
+
+    /// The old port's counters when the old host took the prepare step.
+    pub fn record_baseline(&mut self, counts: PortCounts) {
+        if let Some(o) = self.old_host.as_mut() {
+            o.baseline = Some(counts);
+        }
+    }
+
+    /// The old port's counters just before and just after the old host switched.
+    pub fn record_switch(&mut self, before: PortCounts, after: PortCounts) {
+        let baseline = self.old_host.as_ref().and_then(|o| o.baseline);
+        self.timeline.lost_at_old_host = Some(measure::lost(baseline, before, after));
+    }
+
+    /// The packets the old host forwarded, counted at `now` before its clean-up.
+    pub fn record_forwarded(&mut self, packets: u64, now: Duration) {
+        self.timeline.forwarded_by_old_host = Some(packets);
+        self.note("old host drained", now);
+    }
+}
