@@ -71,16 +71,20 @@ async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
     ctl.start_migration("web1", "host-b", 7).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !ctl
-        .lock()
-        .migration
-        .as_ref()
-        .is_some_and(|m| m.timeline.has("switch compiled"))
-    {
-        assert!(std::time::Instant::now() < deadline, "never compiled ahead");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // A condition waited for, with a deadline no loaded machine reaches.
+    let compiled_ahead = async {
+        while !ctl
+            .lock()
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.timeline.has("switch compiled"))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), compiled_ahead)
+        .await
+        .expect("never compiled ahead");
     ctl.arrived(None, "test").unwrap();
     let st = ctl.lock();
     let fresh = compile_network_during(
