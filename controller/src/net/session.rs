@@ -301,15 +301,14 @@ impl Session {
         }
     }
 
-    /// Synchronises to `version`, taking the migration timeline's measurement for
-    /// this switch around it (see [`Measure`]). The port counters before the switch
-    /// are requested ahead of the flow-mods, in the same stream, so they do not
-    /// delay the reroute.
+    /// Synchronises to `program` (its version and this switch's table), taking the
+    /// migration timeline's measurement for this switch around it (see
+    /// [`Measure`]). The port counters before the switch are requested ahead of
+    /// the flow-mods, in the same stream, so they do not delay the reroute.
     async fn sync_measured(
         &mut self,
         installed: &[FlowSpec],
-        desired: Vec<FlowSpec>,
-        version: u64,
+        (version, desired): (u64, Vec<FlowSpec>),
     ) -> Result<Vec<FlowSpec>, SessionError> {
         let dpid = self.dpid.unwrap_or_default();
         match self.ctl.measure_for(dpid, version) {
@@ -440,12 +439,12 @@ impl Session {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
             versions.borrow_and_update();
-            let Some((version, desired)) = self.ctl.desired(dpid) else {
+            let Some(program) = self.ctl.desired(dpid) else {
                 return Err(SessionError::Protocol(format!(
                     "datapath {dpid} left the inventory"
                 )));
             };
-            installed = self.sync_measured(&installed, desired, version).await?;
+            installed = self.sync_measured(&installed, program).await?;
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
                 self.inbox.reserve(65536);
