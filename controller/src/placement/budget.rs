@@ -6,7 +6,8 @@
 use super::cost::may_use;
 use super::day_ahead::{most_moves_in_a_day, moves_in_window, DayAhead};
 use super::decision::Why;
-use super::{EngineConfig, VmSite};
+use super::site::VmSite;
+use super::EngineConfig;
 use crate::measure::Measurements;
 
 /// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the

@@ -1,7 +1,8 @@
 //! The engine's cost model: forecast traffic by region, the expected client
 //! latency and score of a cloud, and what a move costs (copy time, downtime).
 
-use super::{EngineConfig, VmSite};
+use super::site::VmSite;
+use super::EngineConfig;
 use crate::inventory::VmPlacement;
 use crate::measure::Measurements;
 

@@ -3,7 +3,8 @@
 //! from the same slots a season ago) giving the least cost of each first step.
 
 use super::cost::{copy_time_s, move_cost, score, secs_to_ms};
-use super::{EngineConfig, VmSite};
+use super::site::VmSite;
+use super::EngineConfig;
 use crate::measure::Measurements;
 
 /// The window of the migration budget: a day.

@@ -6,7 +6,8 @@ use super::budget::{budget_verdict, fleet_shares};
 use super::cost::{copy_time_s, expected_latency, forecast, may_use, move_cost, score};
 use super::day_ahead::moves_in_window;
 use super::decision::{Decision, Why};
-use super::{candidate_clouds, sites, EngineConfig, Snapshot, VmSite};
+use super::site::{candidate_clouds, sites, Snapshot, VmSite};
+use super::EngineConfig;
 use crate::inventory::Inventory;
 use crate::measure::Measurements;
 
