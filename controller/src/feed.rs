@@ -3,7 +3,7 @@
 //! trips into latencies between clouds.
 //!
 //! It owns the attribution rule and the per-flow counter state of one switch
-//! session; the daemon (`daemon.rs`) polls the switch and keeps the resulting
+//! session; the switch session (`net/sampling.rs`) polls the switch and keeps the resulting
 //! series in a [`crate::measure::Measurements`]. Pure: the caller passes the
 //! clock and the replies.
 //!

@@ -827,6 +827,37 @@ mod tests {
         );
     }
 
+    /// `f`, which must end within a minute (a deadline no loaded machine reaches,
+    /// for what would otherwise take five).
+    async fn within_a_minute<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("still waiting after a minute")
+    }
+
+    /// The pid a process wrote to `path`, once it did.
+    async fn pid_in(path: &std::path::Path) -> i32 {
+        within_a_minute(async {
+            loop {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                if let Ok(pid) = text.trim().parse() {
+                    return pid;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+    }
+
+    /// True while process `pid` runs (a zombie has ended).
+    fn running(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
+    }
+
     #[tokio::test]
     async fn the_move_command_gets_the_facts_and_its_failures_are_reported() {
         let m = MoveRecord {
@@ -860,34 +891,48 @@ mod tests {
             failed.contains("no room") && failed.contains('3'),
             "{failed}"
         );
-        // A command that outlives its time is stopped with what it started.
+        // A command that outlives its time is stopped with what it started: its
+        // children (one ignores SIGTERM) record their pids and would run for minutes
+        // on their own, and the command itself would never end.
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("still-running");
-        let stubborn = dir.path().join("ignored-sigterm");
+        let child_pid = dir.path().join("child.pid");
+        let stubborn_pid = dir.path().join("stubborn.pid");
         let script = format!(
-            "(sleep 1; touch {}) & (trap '' TERM; sleep 3; touch {}) & sleep 5",
-            marker.display(),
-            stubborn.display()
+            "sh -c 'echo $$ > {}; exec sleep 300' & \
+             sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 300' & \
+             exec sleep 300",
+            child_pid.display(),
+            stubborn_pid.display()
         );
-        let started = std::time::Instant::now();
-        let slow = run_move(sh(&script), &m, api, Duration::from_millis(200)).await;
+        // The time limit leaves the children ample time to start and say who they are.
+        let slow = within_a_minute(run_move(sh(&script), &m, api, Duration::from_secs(3))).await;
         assert!(matches!(slow, Err(MoveFailure::TimedOut(_))), "{slow:?}");
-        assert!(started.elapsed() < Duration::from_secs(3));
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(
-            !marker.exists(),
-            "the command's background child was stopped too"
-        );
-        assert!(
-            !stubborn.exists(),
-            "a child that ignores SIGTERM gets SIGKILL"
-        );
+        for (who, pid) in [
+            ("background child", &child_pid),
+            ("child ignoring SIGTERM", &stubborn_pid),
+        ] {
+            let pid = pid_in(pid).await;
+            within_a_minute(async {
+                while running(pid) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            assert!(!running(pid), "the command's {who} was stopped too");
+        }
         // A command that exits while something it started keeps the pipes open
-        // ends at its exit.
-        let started = std::time::Instant::now();
-        let quick = run_move(sh("echo done; sleep 5 &"), &m, api, long).await;
+        // ends at its exit, not when that ends minutes later.
+        let holder_pid = dir.path().join("holder.pid");
+        let script = format!(
+            "echo done; sh -c 'echo $$ > {}; exec sleep 300' &",
+            holder_pid.display()
+        );
+        let quick = within_a_minute(run_move(sh(&script), &m, api, Duration::from_secs(600))).await;
         assert_eq!(quick, Ok("done\n".into()));
-        assert!(started.elapsed() < Duration::from_secs(3));
+        let holder = pid_in(&holder_pid).await;
+        assert!(running(holder), "the pipes were still held open");
+        let holder = rustix::process::Pid::from_raw(holder).unwrap();
+        rustix::process::kill_process(holder, rustix::process::Signal::KILL).unwrap();
         let missing = run_move(vec!["/nonexistent/mover".into()], &m, api, long).await;
         let Err(MoveFailure::Failed(missing)) = missing else {
             panic!("a failure: {missing:?}");

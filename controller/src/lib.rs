@@ -1,8 +1,9 @@
 //! The supercloud controller: the NetKAT policy compiler and, on top of it, the
 //! daemon that programs every host's switch: the inventory ([`inventory`]), the
 //! routing it implies composed with the user's policy ([`routing`]), the difference
-//! to send to a switch ([`diff`]), the OpenFlow sessions and versions of the network
-//! program ([`daemon`]), the embedded store ([`store`]), the local API ([`api`]) and
+//! to send to a switch ([`diff`]), the change pipeline and versions of the network
+//! program ([`daemon`]), the migration state machine ([`migration`]), the OpenFlow
+//! sessions ([`net`]), the placement engine ([`placement`]), the embedded store ([`store`]), the local API ([`api`]) and
 //! the gateways that serve public addresses by NAT ([`gateway`]).
 #![forbid(unsafe_code)]
 pub mod api;
@@ -13,6 +14,8 @@ pub mod follow;
 pub mod gateway;
 pub mod inventory;
 pub mod measure;
+pub mod migration;
+pub mod net;
 pub mod netkat;
 pub mod placement;
 pub mod routing;

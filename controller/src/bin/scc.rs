@@ -634,7 +634,7 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
         let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
         tracing::info!(%of, %api, "scc running");
-        tokio::spawn(controller::daemon::serve_openflow(of_listener, ctl.clone()));
+        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

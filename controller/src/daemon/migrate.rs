@@ -1,0 +1,290 @@
+//! The daemon's side of a migration: it drives the state machine of
+//! `crate::migration` through the change pipeline (check the transition, compile
+//! and commit the program it requires, apply it with the committed version) and
+//! does what the machine cannot: compiling the switch step ahead on a thread,
+//! waiting out the grace period before the clean-up, announcing a public address
+//! at its new gateway, and recording the arrival for placement.
+
+use super::{ChangeError, Controller, State, GRACE};
+use crate::follow::now_ms;
+use crate::migration::{Measure, MigrationState, PortCounts, Step};
+use crate::routing::compile_network_during;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl Controller {
+    /// Compiles and commits `step`, then applies it to the migration with the
+    /// committed version (under the state lock, before any session sees it).
+    fn take_step(
+        &self,
+        step: Step,
+        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+    ) -> Result<u64, ChangeError> {
+        let (policy, name) = self.policy();
+        let tables =
+            compile_network_during(&step.inventory, &policy, &name, step.program.as_ref())?;
+        self.commit_step(step, tables, apply)
+    }
+
+    /// [`Self::take_step`] with the step's tables already compiled.
+    fn commit_step(
+        &self,
+        step: Step,
+        tables: std::collections::BTreeMap<u64, Vec<openflow::FlowSpec>>,
+        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+    ) -> Result<u64, ChangeError> {
+        let (policy, name) = self.policy();
+        self.commit(step.inventory, policy, name, tables, |st, version| {
+            if let Some(m) = st.migration.as_mut() {
+                apply(m, version, self.clock());
+            }
+        })
+    }
+
+    fn policy(&self) -> (String, String) {
+        let st = self.lock();
+        (
+            st.persisted.policy.clone(),
+            st.persisted.policy_name.clone(),
+        )
+    }
+
+    /// Starts moving `vm` to port `to_port` of `to_host` (make before break): the
+    /// destination learns to deliver it and to report its arrival.
+    pub fn start_migration(
+        self: &Arc<Self>,
+        vm: &str,
+        to_host: &str,
+        to_port: u32,
+    ) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let inv = self.inventory();
+        let (policy, name) = self.policy();
+        let (started, step) = {
+            let st = self.lock();
+            MigrationState::start(
+                st.migration.as_ref(),
+                &inv,
+                vm,
+                to_host,
+                to_port,
+                self.clock(),
+            )?
+        };
+        let ahead = started.switch_step(&inv);
+        let tables = compile_network_during(&inv, &policy, &name, step.program.as_ref())?;
+        let version = self.commit(
+            step.inventory,
+            policy.clone(),
+            name.clone(),
+            tables,
+            |st: &mut State, version| {
+                let mut m = started;
+                m.prepared(version, self.clock());
+                st.migration = Some(m);
+            },
+        )?;
+        // The switch step does not depend on when the VM arrives: compile it now,
+        // while QEMU copies memory, so the reroute only has to send it.
+        let ctl = self.clone();
+        std::thread::spawn(move || {
+            match compile_network_during(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
+                Ok(tables) => {
+                    let now = ctl.clock();
+                    let mut st = ctl.lock();
+                    if st.persisted.version == version {
+                        st.switch_ahead = Some((version, tables));
+                        if let Some(m) = st.migration.as_mut() {
+                            m.note("switch compiled", now);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!("switch step not compiled ahead: {e}"),
+            }
+        });
+        Ok(version)
+    }
+
+    /// The migrating VM is live at its destination (its announcement arrived on
+    /// `in_port` of switch `dpid`, or the hypervisor said so when `dpid` is `None`):
+    /// every switch is told to send to the new host, at once; the old host forwards
+    /// stragglers for [`GRACE`], then the transit is removed.
+    pub fn arrived(
+        self: &Arc<Self>,
+        at: Option<(u64, u32)>,
+        signal: &str,
+    ) -> Result<u64, ChangeError> {
+        self.arrived_vm(at, signal, None)
+    }
+
+    /// [`Self::arrived`], only if the migration waiting is `vm`'s when given.
+    pub(super) fn arrived_vm(
+        self: &Arc<Self>,
+        at: Option<(u64, u32)>,
+        signal: &str,
+        vm: Option<&str>,
+    ) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let inv = self.inventory();
+        let (moved, step, ahead) = {
+            let now = self.clock();
+            let mut st = self.lock();
+            let current = st.persisted.version;
+            let m = st
+                .migration
+                .as_mut()
+                .ok_or(crate::migration::Refusal::NotWaiting)?;
+            let step = m.arrive(&inv, at, vm)?;
+            m.note(&format!("arrived ({signal})"), now);
+            let moved = m.route.vm.clone();
+            let ahead = st
+                .switch_ahead
+                .take()
+                .filter(|(v, _)| *v == current)
+                .map(|(_, tables)| tables);
+            (moved, step, ahead)
+        };
+        self.follower.moved(&moved, now_ms());
+        let switched = |m: &mut MigrationState, version, now| m.switched(version, now);
+        let version = match ahead {
+            Some(tables) => self.commit_step(step, tables, switched)?,
+            None => self.take_step(step, switched)?,
+        };
+        let ctl = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            ctl.clean_up().await;
+        });
+        // Gateway hook: a public address whose home gateway changed with this
+        // switch step is announced there.
+        let announcements = {
+            let st = self.lock();
+            st.migration.as_ref().and_then(|m| {
+                crate::gateway::Announcements::after_move(
+                    &st.persisted.inventory,
+                    &m.route.vm,
+                    &m.route.from_host,
+                )
+            })
+        };
+        if let Some(a) = announcements {
+            let ctl = self.clone();
+            a.spawn(move |event| {
+                let now = ctl.clock();
+                if let Some(m) = ctl.lock().migration.as_mut() {
+                    m.note(&event, now);
+                }
+            });
+        }
+        Ok(version)
+    }
+
+    /// Removes the transit of the switched migration. Retried until it lands: a
+    /// migration must not stay half done; only a refusal (nothing switched to
+    /// clean up) ends it otherwise.
+    async fn clean_up(&self) {
+        loop {
+            let result = {
+                let _serial = self.serialize();
+                let inv = self.inventory();
+                let step = self.lock().migration.as_ref().map(|m| m.clean_up(&inv));
+                match step {
+                    Some(Ok(step)) => self.take_step(step, MigrationState::cleaned),
+                    Some(Err(refusal)) => {
+                        tracing::error!("migration clean-up refused: {refusal}");
+                        return;
+                    }
+                    None => return,
+                }
+            };
+            match result {
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!("migration clean-up refused, retrying: {e}");
+                    tokio::time::sleep(GRACE).await;
+                }
+            }
+        }
+    }
+
+    /// Gives up a migration that has not switched yet (the hypervisor's migration
+    /// failed): the program goes back to what it was before, the VM stays where it
+    /// runs. A migration that has switched cannot be aborted: the VM already moved.
+    pub fn abort_migration(&self) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let inv = self.inventory();
+        let step = match self.lock().migration.as_ref() {
+            Some(m) => m.abort(&inv)?,
+            None => return Err(crate::migration::Refusal::NothingInProgress.into()),
+        };
+        self.take_step(step, |m, _, now| m.aborted(now))
+    }
+
+    /// Records that switch `dpid` confirmed `version`, for the migration timeline.
+    pub(crate) fn note_synced(&self, dpid: u64, version: u64) {
+        let now = self.clock();
+        let mut st = self.lock();
+        let Some(m) = st.migration.as_ref() else {
+            return;
+        };
+        let destination = st
+            .persisted
+            .inventory
+            .host(&m.route.to_host)
+            .map(|h| h.datapath_id);
+        let least_synced = st
+            .switches
+            .values()
+            .filter(|s| s.connected)
+            .map(|s| s.synced_version)
+            .min()
+            .unwrap_or(u64::MAX);
+        if let Some(m) = st.migration.as_mut() {
+            m.synced(dpid, version, destination, least_synced, now);
+        }
+    }
+
+    /// What the session of switch `dpid` measures around its synchronisation to
+    /// `version` (see [`Measure`]).
+    pub(crate) fn measure_for(&self, dpid: u64, version: u64) -> Measure {
+        self.lock()
+            .migration
+            .as_mut()
+            .map_or(Measure::Nothing, |m| m.measure_for(dpid, version))
+    }
+
+    /// The old port's counters when the old host took the prepare step.
+    pub(crate) fn record_baseline(&self, counts: PortCounts) {
+        if let Some(m) = self.lock().migration.as_mut() {
+            m.record_baseline(counts);
+        }
+    }
+
+    /// The old port's counters just before and just after the old host switched.
+    pub(crate) fn record_switch(&self, before: PortCounts, after: PortCounts) {
+        if let Some(m) = self.lock().migration.as_mut() {
+            m.record_switch(before, after);
+        }
+    }
+
+    /// The packets the old host forwarded before its clean-up.
+    pub(crate) fn record_forwarded(&self, packets: u64) {
+        let now = self.clock();
+        if let Some(m) = self.lock().migration.as_mut() {
+            m.record_forwarded(packets, now);
+        }
+    }
+
+    /// True while a migration is in progress.
+    pub(crate) fn migrating(&self) -> bool {
+        self.lock().in_progress().is_some()
+    }
+
+    /// True while `vm`'s migration waits for its arrival.
+    pub(super) fn prepared_for(&self, vm: &str) -> bool {
+        self.lock()
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.route.vm == vm && m.phase == crate::migration::Phase::Prepared)
+    }
+}

@@ -1,0 +1,369 @@
+//! The controller daemon: keeps every host switch's table equal to the compiled
+//! network program, and carries out the changes to it.
+//!
+//! A change (a policy applied, a host or VM added or removed, a step of a
+//! migration) goes through one pipeline: compile the inventory and policy
+//! (`routing`), persist the new version (`store`), swap in its tables and publish
+//! the version, which every switch session (`crate::net`) follows by sending its
+//! switch the difference (`diff`). A policy or inventory that does not compile is
+//! refused and nothing changes. This module owns the [`Controller`] state, the
+//! program's versions and that pipeline; it drives the migration state machine
+//! (`crate::migration`, in `migrate`) and the placement loop (in
+//! `follow_the_sun`). It holds no socket: the OpenFlow sessions and the API
+//! call it.
+
+mod follow_the_sun;
+mod migrate;
+#[cfg(test)]
+mod tests;
+
+use crate::follow::Follower;
+use crate::inventory::{Inventory, Vm};
+use crate::migration::{MigrationState, Refusal};
+use crate::routing::{compile_network_during, ProgramError};
+use crate::store::{Persisted, Store};
+use openflow::FlowSpec;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// What the controller reports about one switch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SwitchStatus {
+    /// Connected now.
+    pub connected: bool,
+    /// Remote address of the connection.
+    pub peer: String,
+    /// Program version the switch confirmed (barrier) last.
+    pub synced_version: u64,
+    /// Flows the controller installed there.
+    pub flows: usize,
+    /// Flow-mods sent in the last synchronisation.
+    pub last_flow_mods: usize,
+    /// Errors the switch reported, last one.
+    pub last_error: Option<String>,
+    /// Tunnel ports by name, true while their WireGuard session is live.
+    pub tunnels_up: BTreeMap<String, bool>,
+    /// Unix time of the last change.
+    pub updated: u64,
+}
+
+/// The controller's whole state.
+#[derive(Debug)]
+pub struct State {
+    /// Persisted part.
+    pub persisted: Persisted,
+    /// Compiled tables by datapath id, for `persisted.version`.
+    pub tables: BTreeMap<u64, Vec<FlowSpec>>,
+    /// Switches by datapath id.
+    pub switches: BTreeMap<u64, SwitchStatus>,
+    /// The current or last migration (with its timeline).
+    pub migration: Option<MigrationState>,
+    /// The switch step of the migration in progress, compiled while the VM is
+    /// still on its way, for the program version it was compiled against.
+    switch_ahead: Option<(u64, BTreeMap<u64, Vec<FlowSpec>>)>,
+}
+
+impl State {
+    /// The migration in progress, if any.
+    fn in_progress(&self) -> Option<&MigrationState> {
+        self.migration.as_ref().filter(|m| m.in_progress())
+    }
+}
+
+/// How long the old host forwards a migrated VM's in-flight packets.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The new program does not compile; nothing changed.
+    #[error("{0}")]
+    Program(#[from] ProgramError),
+    /// The change is not valid for the inventory.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store could not be written; nothing changed.
+    #[error("state not saved, nothing changed: {0}")]
+    Store(#[from] std::io::Error),
+}
+
+impl From<Refusal> for ChangeError {
+    fn from(refusal: Refusal) -> ChangeError {
+        ChangeError::Invalid(refusal.to_string())
+    }
+}
+
+/// State shared by the OpenFlow sessions and the API.
+#[derive(Debug)]
+pub struct Controller {
+    state: Mutex<State>,
+    /// Held by each change from reading the state to committing it, so two changes
+    /// (an API call, a VM's arrival, a clean-up) never overwrite each other.
+    changes: Mutex<()>,
+    store: Store,
+    version: watch::Sender<u64>,
+    /// Measurements and the follow-the-sun loop.
+    follower: Follower,
+    /// The epoch of the migration state machine's clock.
+    epoch: Instant,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Controller {
+    /// A controller for this state, compiled now; fails if it does not compile.
+    pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
+        let tables = compile_network_during(
+            &persisted.inventory,
+            &persisted.policy,
+            &persisted.policy_name,
+            None,
+        )?;
+        store.save(&persisted)?;
+        let (version, _) = watch::channel(persisted.version);
+        let moves_ms = persisted.moves_ms.clone();
+        Ok(Arc::new(Controller {
+            state: Mutex::new(State {
+                persisted,
+                tables,
+                switches: BTreeMap::new(),
+                migration: None,
+                switch_ahead: None,
+            }),
+            changes: Mutex::new(()),
+            store,
+            version,
+            follower: Follower::with_moves(&moves_ms),
+            epoch: Instant::now(),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Now on the migration state machine's clock.
+    fn clock(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Compiles `inventory` with `policy` and the migration in progress; on
+    /// success persists, swaps in the new tables and tells every switch session.
+    /// On failure nothing changes.
+    fn change(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+    ) -> Result<u64, ChangeError> {
+        let program = self.lock().in_progress().and_then(MigrationState::program);
+        let tables = compile_network_during(&inventory, &policy, &policy_name, program.as_ref())?;
+        self.commit(inventory, policy, policy_name, tables, |_, _| {})
+    }
+
+    /// Persists and swaps in a compiled program, running `on_commit` with the new
+    /// version under the state lock, before any switch session can see it.
+    fn commit(
+        &self,
+        inventory: Inventory,
+        policy: String,
+        policy_name: String,
+        tables: BTreeMap<u64, Vec<FlowSpec>>,
+        on_commit: impl FnOnce(&mut State, u64),
+    ) -> Result<u64, ChangeError> {
+        // Read before the state lock: locks are taken state, then follower.
+        let moves_ms = self.follower.recent_moves();
+        let mut st = self.lock();
+        let next = Persisted {
+            inventory,
+            policy,
+            policy_name,
+            version: st.persisted.version + 1,
+            moves_ms,
+        };
+        self.store.save(&next)?;
+        st.persisted = next;
+        st.tables = tables;
+        // Whatever was compiled ahead was compiled against an older version.
+        st.switch_ahead = None;
+        let v = st.persisted.version;
+        on_commit(&mut st, v);
+        // Published under the lock, so versions only ever go up.
+        self.version.send_replace(v);
+        Ok(v)
+    }
+
+    /// Serialises changes (see `changes`).
+    fn serialize(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the policy.
+    pub fn apply_policy(&self, policy: &str, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let inv = self.lock().persisted.inventory.clone();
+        self.change(inv, policy.to_string(), name.to_string())
+    }
+
+    /// Adds (or replaces) a VM.
+    pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let (mut inv, policy, name) = self.snapshot();
+        if inv.host(&vm.host).is_none() {
+            return Err(ChangeError::Invalid(format!("no host `{}`", vm.host)));
+        }
+        if let Some(o) = inv.vms.values().find(|o| {
+            o.name != vm.name
+                && (o.ip == vm.ip || o.mac == vm.mac || (o.host == vm.host && o.port == vm.port))
+        }) {
+            return Err(ChangeError::Invalid(format!(
+                "address, MAC or port already used by VM `{}`",
+                o.name
+            )));
+        }
+        inv.vms.insert(vm.name.clone(), vm);
+        self.change(inv, policy, name)
+    }
+
+    /// Adds (or replaces) a host.
+    pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let (mut inv, policy, name) = self.snapshot();
+        if !inv.clouds.contains_key(&host.cloud) {
+            return Err(ChangeError::Invalid(format!("no cloud `{}`", host.cloud)));
+        }
+        if let Some(o) = inv
+            .hosts
+            .iter()
+            .find(|o| o.name != host.name && o.datapath_id == host.datapath_id)
+        {
+            return Err(ChangeError::Invalid(format!(
+                "datapath id {} already used by host `{}`",
+                host.datapath_id, o.name
+            )));
+        }
+        if host.datapath_id == 0 || host.datapath_id > crate::inventory::MAX_DATAPATH_ID {
+            return Err(ChangeError::Invalid(format!(
+                "datapath id {} is outside 1..={}",
+                host.datapath_id,
+                crate::inventory::MAX_DATAPATH_ID
+            )));
+        }
+        inv.hosts.retain(|o| o.name != host.name);
+        inv.hosts.push(host);
+        self.change(inv, policy, name)
+    }
+
+    /// Removes a host that runs no VM.
+    pub fn remove_host(&self, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let (mut inv, policy, pname) = self.snapshot();
+        if let Some(vm) = inv.vms.values().find(|v| v.host == name) {
+            return Err(ChangeError::Invalid(format!(
+                "host `{name}` still runs VM `{}`: move or remove it first",
+                vm.name
+            )));
+        }
+        let before = inv.hosts.len();
+        inv.hosts.retain(|h| h.name != name);
+        if inv.hosts.len() == before {
+            return Err(ChangeError::Invalid(format!("no host `{name}`")));
+        }
+        self.change(inv, policy, pname)
+    }
+
+    /// Removes a VM.
+    pub fn remove_vm(&self, name: &str) -> Result<u64, ChangeError> {
+        let _serial = self.serialize();
+        let (mut inv, policy, pname) = self.snapshot();
+        if inv.vms.remove(name).is_none() {
+            return Err(ChangeError::Invalid(format!("no VM `{name}`")));
+        }
+        self.change(inv, policy, pname)
+    }
+
+    fn snapshot(&self) -> (Inventory, String, String) {
+        let st = self.lock();
+        (
+            st.persisted.inventory.clone(),
+            st.persisted.policy.clone(),
+            st.persisted.policy_name.clone(),
+        )
+    }
+
+    /// A JSON view of everything, for `scc status`.
+    pub fn status(&self) -> serde_json::Value {
+        let st = self.lock();
+        let inv = &st.persisted.inventory;
+        let hosts: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| {
+                let s = st.switches.get(&h.datapath_id).cloned().unwrap_or_default();
+                serde_json::json!({
+                    "name": h.name, "cloud": h.cloud, "datapath_id": h.datapath_id,
+                    "tunnel_endpoint": h.tunnel_endpoint.to_string(),
+                    "desired_flows": st.tables.get(&h.datapath_id).map_or(0, Vec::len),
+                    "switch": s,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "version": st.persisted.version,
+            "policy": st.persisted.policy_name,
+            "migration": st.in_progress().and_then(MigrationState::program),
+            "timeline": st.migration.as_ref().map(|m| &m.timeline).cloned().unwrap_or_default(),
+            "clouds": inv.clouds.values().collect::<Vec<_>>(),
+            "hosts": hosts,
+            "vms": inv.vms.values().collect::<Vec<_>>(),
+            "placement": self.follower.moves(),
+        })
+    }
+
+    /// The inventory in force.
+    pub fn inventory(&self) -> Inventory {
+        self.lock().persisted.inventory.clone()
+    }
+
+    /// One VM, for `scc vm show`.
+    pub fn vm(&self, name: &str) -> Option<Vm> {
+        self.lock().persisted.inventory.vms.get(name).cloned()
+    }
+
+    /// The program version in force and switch `dpid`'s table in it; `None` when
+    /// `dpid` is not an inventory host's.
+    pub(crate) fn desired(&self, dpid: u64) -> Option<(u64, Vec<FlowSpec>)> {
+        let st = self.lock();
+        st.persisted.inventory.host_by_dpid(dpid)?;
+        Some((
+            st.persisted.version,
+            st.tables.get(&dpid).cloned().unwrap_or_default(),
+        ))
+    }
+
+    /// Changes what is reported about switch `dpid`.
+    pub(crate) fn update_switch(&self, dpid: u64, f: impl FnOnce(&mut SwitchStatus)) {
+        let mut st = self.lock();
+        let s = st.switches.entry(dpid).or_default();
+        f(s);
+        s.updated = now_secs();
+    }
+
+    /// The program versions as they are committed, for a switch session to follow.
+    pub(crate) fn versions(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// The measurements and the follow-the-sun loop, which the switch sessions
+    /// feed.
+    pub(crate) fn follower(&self) -> &Follower {
+        &self.follower
+    }
+}

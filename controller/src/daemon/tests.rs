@@ -1,0 +1,172 @@
+//! The daemon's change pipeline and migration driving, on the example inventory
+//! with no switch connected.
+
+use super::*;
+use crate::inventory::Host;
+use crate::migration::Phase;
+
+fn controller(dir: &std::path::Path) -> Arc<Controller> {
+    let inventory = Inventory::parse(
+        include_str!("../../../docs/examples/inventory.toml"),
+        "inventory.toml",
+    )
+    .unwrap();
+    let persisted = Persisted {
+        inventory,
+        policy: "id".into(),
+        policy_name: "p".into(),
+        version: 1,
+        moves_ms: Default::default(),
+    };
+    Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
+}
+
+/// The program version the store in `dir` holds.
+fn stored_version(dir: &std::path::Path) -> u64 {
+    Store::new(&dir.join("state.json"))
+        .load()
+        .unwrap()
+        .unwrap()
+        .version
+}
+
+#[test]
+fn a_refused_change_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    let before = ctl.lock().tables.clone();
+    let err = ctl.apply_policy("filter ip4Dst = ", "bad.kat").unwrap_err();
+    assert!(err.to_string().contains("bad.kat:1:"), "{err}");
+    assert_eq!(ctl.lock().tables, before);
+    assert_eq!(ctl.lock().persisted.version, 1);
+    assert_eq!(stored_version(dir.path()), 1);
+}
+
+#[tokio::test]
+async fn an_aborted_migration_restores_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    let before = ctl.lock().tables.clone();
+    ctl.start_migration("web1", "host-b", 7).unwrap();
+    assert_ne!(
+        ctl.lock().tables,
+        before,
+        "prepared: the destination learned the VM"
+    );
+    ctl.abort_migration().unwrap();
+    assert_eq!(
+        ctl.lock().tables,
+        before,
+        "aborted: the tables are as they were"
+    );
+    assert!(ctl.abort_migration().is_err(), "nothing left to abort");
+    ctl.start_migration("web1", "host-b", 7).unwrap();
+    ctl.arrived(None, "test").unwrap();
+    let err = ctl.abort_migration().unwrap_err().to_string();
+    assert!(err.contains("already switched"), "{err}");
+}
+
+#[tokio::test]
+async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    ctl.start_migration("web1", "host-b", 7).unwrap();
+    // A condition waited for, with a deadline no loaded machine reaches.
+    let compiled_ahead = async {
+        while !ctl
+            .lock()
+            .migration
+            .as_ref()
+            .is_some_and(|m| m.timeline.has("switch compiled"))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), compiled_ahead)
+        .await
+        .expect("never compiled ahead");
+    ctl.arrived(None, "test").unwrap();
+    let st = ctl.lock();
+    let fresh = compile_network_during(
+        &st.persisted.inventory,
+        &st.persisted.policy,
+        &st.persisted.policy_name,
+        st.migration
+            .as_ref()
+            .and_then(MigrationState::program)
+            .as_ref(),
+    )
+    .unwrap();
+    assert_eq!(
+        st.migration.as_ref().map(|m| m.phase),
+        Some(Phase::Switched)
+    );
+    assert_eq!(st.tables, fresh, "the tables sent are the switch step's");
+    assert!(st.switch_ahead.is_none(), "used once");
+}
+
+#[test]
+fn arrivals_by_migration_survive_a_restart_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    ctl.follower.moved("web1", 1_000);
+    ctl.follower.moved("web1", 5_000);
+    // Any change persists them; a controller started from the store has them.
+    ctl.apply_policy("id", "p").unwrap();
+    let stored = Store::new(&dir.path().join("state.json"))
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.moves_ms["web1"], [1_000, 5_000]);
+    let again = Controller::new(stored, Store::new(&dir.path().join("state.json"))).unwrap();
+    let snapshot = again.placement_snapshot(None);
+    assert_eq!(snapshot.last_moved_ms["web1"], 5_000);
+    assert_eq!(snapshot.recent_moves_ms["web1"], [1_000, 5_000]);
+}
+
+#[test]
+fn a_round_without_a_move_command_says_so_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    let round = ctl.placement_round(true);
+    assert!(round.started.is_none());
+    assert!(round.note.unwrap().contains("no `migrate` command"));
+    assert_eq!(round.decisions.len(), ctl.inventory().vms.len());
+}
+
+#[test]
+fn hosts_come_and_go_with_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    let host = Host {
+        name: "host-d".into(),
+        cloud: "gcp-europe".into(),
+        datapath_id: 4,
+        tunnel_endpoint: "198.51.100.3:51820".parse().unwrap(),
+        public_key: "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=".into(),
+    };
+    assert!(ctl
+        .add_host(Host {
+            cloud: "nowhere".into(),
+            ..host.clone()
+        })
+        .is_err());
+    assert!(ctl
+        .add_host(Host {
+            datapath_id: 1,
+            ..host.clone()
+        })
+        .unwrap_err()
+        .to_string()
+        .contains("already used by host `host-a`"));
+    assert_eq!(ctl.add_host(host).unwrap(), 2);
+    assert!(
+        ctl.lock().tables.contains_key(&4),
+        "the new host gets a table"
+    );
+    let err = ctl.remove_host("host-a").unwrap_err().to_string();
+    assert!(err.contains("still runs VM `web1`"), "{err}");
+    assert_eq!(ctl.remove_host("host-d").unwrap(), 3);
+    assert!(!ctl.lock().tables.contains_key(&4));
+    assert_eq!(stored_version(dir.path()), 3);
+}

@@ -1,0 +1,493 @@
+//! One switch's OpenFlow session: the handshake (hello, features, the flows it
+//! already holds), synchronising it to each program version (the difference,
+//! barriers, the migration timeline's measurements around it), echo keep-alive,
+//! port states of the tunnels, and the announcements of migrating VMs
+//! (packet-ins). The placement measurement it asks for is absorbed by
+//! [`super::sampling`].
+
+use super::sampling::{gather, Sampler};
+use crate::daemon::Controller;
+use crate::diff::plan;
+use crate::follow::now_ms;
+use crate::migration::{Measure, PortCounts};
+use crate::routing::SCC_COOKIE;
+use openflow::flow::{ethertype, port, Field, FlowMatch};
+use openflow::wire::{
+    decode, encode, frame_len, port_state, FlowStatsEntry, FlowStatsRequest, Hello, Message,
+    MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
+    TABLE_ALL,
+};
+use openflow::FlowSpec;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long a switch may take to answer a request (barrier, flow stats).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A flow-stats request for the controller's flows that match at least `matcher`
+/// and output to `out_port`.
+fn our_flows(matcher: FlowMatch, out_port: u32) -> MultipartRequestBody {
+    MultipartRequestBody::Flow(FlowStatsRequest {
+        table_id: TABLE_ALL,
+        out_port,
+        out_group: GROUP_ANY,
+        cookie: SCC_COOKIE,
+        cookie_mask: u64::MAX,
+        matcher,
+    })
+}
+
+/// One switch's connection and what the session remembers of it.
+pub(super) struct Session {
+    stream: TcpStream,
+    inbox: Vec<u8>,
+    xid: u32,
+    ctl: Arc<Controller>,
+    dpid: Option<u64>,
+    /// Requests sent ahead whose replies are kept when they arrive while another
+    /// reply is awaited (a measurement pipelined with a synchronisation).
+    ahead: std::collections::HashSet<u32>,
+    replies: std::collections::HashMap<u32, Message>,
+    /// The placement measurement in flight.
+    sampler: Sampler,
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SessionError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    /// The switch answered a request with an OpenFlow error.
+    #[error("switch refused the request: {0}")]
+    Refused(String),
+}
+
+impl Session {
+    pub(super) fn new(stream: TcpStream, ctl: Arc<Controller>) -> Session {
+        Session {
+            stream,
+            inbox: Vec::with_capacity(65536),
+            xid: 0,
+            ctl,
+            dpid: None,
+            ahead: std::collections::HashSet::new(),
+            replies: std::collections::HashMap::new(),
+            sampler: Sampler::default(),
+        }
+    }
+
+    async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
+        self.xid = self.xid.wrapping_add(1);
+        let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.stream.write_all(&bytes).await?;
+        Ok(self.xid)
+    }
+
+    /// Sends a multipart request; its xid.
+    async fn multipart(&mut self, body: MultipartRequestBody) -> Result<u32, SessionError> {
+        self.send(&Message::MultipartRequest(MultipartRequest {
+            flags: 0,
+            body,
+        }))
+        .await
+    }
+
+    /// The next message; answers echo requests and records errors on the way.
+    async fn recv(&mut self) -> Result<(u32, Message), SessionError> {
+        loop {
+            if let Some(m) = self.next_buffered().await? {
+                return Ok(m);
+            }
+            // Read into the inbox itself: a buffer on the stack would make every
+            // future awaiting a reply 64 KiB larger.
+            self.inbox.reserve(65536);
+            let n = self.stream.read_buf(&mut self.inbox).await?;
+            if n == 0 {
+                return Err(SessionError::Protocol(
+                    "switch closed the connection".into(),
+                ));
+            }
+        }
+    }
+
+    /// The next complete message already in the inbox, if any. Echo requests and
+    /// packet-ins are handled here and not returned; errors are recorded and
+    /// returned (one may answer a request). A stream that cannot be framed is an
+    /// error, never buffered forever; a frame that cannot be decoded is skipped.
+    async fn next_buffered(&mut self) -> Result<Option<(u32, Message)>, SessionError> {
+        loop {
+            let n = match frame_len(&self.inbox) {
+                Err(_) => return Err(SessionError::Protocol("bad OpenFlow framing".into())),
+                Ok(None) => return Ok(None),
+                Ok(Some(n)) => n,
+            };
+            let frame: Vec<u8> = self.inbox.drain(..n).collect();
+            match decode(&frame) {
+                Ok((xid, Message::EchoRequest(data))) => {
+                    let bytes = encode(&Message::EchoReply(data), xid)
+                        .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                    self.stream.write_all(&bytes).await?;
+                }
+                Ok((xid, Message::Error(e))) => {
+                    // A measurement the switch cannot answer is not the switch's
+                    // error: `absorb` notes it.
+                    if !self.sampler.measuring(xid) {
+                        let text = format!("{e:?}");
+                        tracing::warn!(dpid = ?self.dpid, xid, "switch reported an error: {text}");
+                        if let Some(dpid) = self.dpid {
+                            self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+                        }
+                    }
+                    return Ok(Some((xid, Message::Error(e))));
+                }
+                Ok((_, Message::PacketIn(pin))) => self.packet_in(&pin),
+                Ok(m) => return Ok(Some(m)),
+                // Something we cannot read is skipped, not fatal: the stream stays in step.
+                Err(e) => tracing::debug!("undecodable message from switch: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the reply to `xid`, passing over unrelated messages (and keeping
+    /// the replies to requests sent ahead). An error reply is [`SessionError::Refused`].
+    async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
+        let wait = async {
+            if let Some(m) = self.replies.remove(&xid) {
+                return Ok(m);
+            }
+            loop {
+                let (got, m) = self.recv().await?;
+                if got == xid {
+                    self.ahead.remove(&xid);
+                    return Ok(m);
+                }
+                if self.ahead.remove(&got) {
+                    self.replies.insert(got, m);
+                } else {
+                    self.absorb(got, m);
+                }
+            }
+        };
+        // A switch that never answers (or answered with an error) ends the session;
+        // it reconnects and is resynchronised from what it then holds.
+        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
+            Err(_) => Err(SessionError::Protocol(format!(
+                "no reply to xid {xid} within {REPLY_TIMEOUT:?}"
+            ))),
+            Ok(Ok(Message::Error(e))) => Err(SessionError::Refused(format!("{e:?}"))),
+            Ok(other) => other,
+        }
+    }
+
+    /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM.
+    fn packet_in(&self, pin: &openflow::wire::PacketIn) {
+        let Some(dpid) = self.dpid else { return };
+        let eth_type = pin
+            .data
+            .get(12..14)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let in_port = pin
+            .matcher
+            .get(openflow::flow::Field::InPort)
+            .map(|(v, _)| v);
+        if let (Some(0x8035 | 0x0806), Some(in_port)) = (eth_type, in_port) {
+            let kind = if eth_type == Some(0x8035) {
+                "RARP"
+            } else {
+                "ARP"
+            };
+            match self
+                .ctl
+                .arrived(Some((dpid, u32::try_from(in_port).unwrap_or(0))), kind)
+            {
+                Ok(v) => tracing::info!(
+                    dpid,
+                    version = v,
+                    "migrating VM announced itself: rerouting"
+                ),
+                Err(e) => tracing::debug!(dpid, "announcement ignored: {e}"),
+            }
+        }
+    }
+
+    /// Asks for what placement measures (every flow's counters, the tunnels'
+    /// statistics) without waiting: the replies are absorbed whenever they arrive,
+    /// so a reroute is never queued behind a measurement. A measurement still
+    /// unanswered is given up.
+    async fn request_sample(&mut self) -> Result<(), SessionError> {
+        let t_ms = now_ms();
+        let flows_xid = self
+            .multipart(our_flows(FlowMatch::any(), port::ANY))
+            .await?;
+        let tunnels_xid = if self.sampler.wants_tunnel_stats() {
+            self.multipart(MultipartRequestBody::TunnelStats).await?
+        } else {
+            0
+        };
+        self.sampler.started(t_ms, flows_xid, tunnels_xid);
+        Ok(())
+    }
+
+    /// A message that answers the measurement in flight, if it does; anything else
+    /// is passed over.
+    fn absorb(&mut self, xid: u32, m: Message) {
+        let dpid = self.dpid.unwrap_or_default();
+        self.sampler.absorb(&self.ctl, dpid, xid, m);
+    }
+
+    async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
+        let entries = self.flow_stats(FlowMatch::any(), port::ANY).await?;
+        Ok(entries.into_iter().map(|e| e.spec).collect())
+    }
+
+    /// Our flows that match at least `matcher` and output to `out_port`, with their
+    /// counters.
+    async fn flow_stats(
+        &mut self,
+        matcher: FlowMatch,
+        out_port: u32,
+    ) -> Result<Vec<FlowStatsEntry>, SessionError> {
+        let xid = self.multipart(our_flows(matcher, out_port)).await?;
+        let mut flows = Vec::new();
+        loop {
+            match self.reply_to(xid).await? {
+                Message::MultipartReply(MultipartReply { flags, body }) => {
+                    let part = match body {
+                        MultipartReplyBody::Flow(entries) => Some(entries),
+                        _ => None,
+                    };
+                    if let Some(flows) = gather(&mut flows, part, flags) {
+                        return Ok(flows);
+                    }
+                }
+                other => {
+                    return Err(SessionError::Protocol(format!(
+                        "expected flow stats, got {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Asks for the transmit counters of `port` without waiting for them.
+    async fn request_port_counts(&mut self, port: u32) -> Result<u32, SessionError> {
+        let xid = self
+            .multipart(MultipartRequestBody::PortStats(port))
+            .await?;
+        self.ahead.insert(xid);
+        Ok(xid)
+    }
+
+    /// The answer to [`Self::request_port_counts`]; `None` if the port is gone.
+    async fn port_counts(&mut self, xid: u32) -> Result<Option<PortCounts>, SessionError> {
+        match self.reply_to(xid).await {
+            Ok(Message::MultipartReply(r)) => match r.body {
+                MultipartReplyBody::PortStats(ports) => Ok(ports.first().map(|p| PortCounts {
+                    tx_packets: p.tx_packets,
+                    tx_dropped: p.tx_dropped,
+                })),
+                _ => Ok(None),
+            },
+            Ok(_) => Ok(None),
+            Err(SessionError::Refused(e)) => {
+                tracing::debug!("port counters unavailable: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Synchronises to `program` (its version and this switch's table), taking the
+    /// migration timeline's measurement for this switch around it (see
+    /// [`Measure`]). The port counters before the switch are requested ahead of
+    /// the flow-mods, in the same stream, so they do not delay the reroute.
+    async fn sync_measured(
+        &mut self,
+        installed: &[FlowSpec],
+        (version, desired): (u64, Vec<FlowSpec>),
+    ) -> Result<Vec<FlowSpec>, SessionError> {
+        let dpid = self.dpid.unwrap_or_default();
+        match self.ctl.measure_for(dpid, version) {
+            Measure::Nothing => self.sync(installed, desired, version).await,
+            Measure::Baseline { port } => {
+                // Ahead of the flow-mods too: the prepare step is not held up either.
+                let xid = self.request_port_counts(port).await?;
+                let installed = self.sync(installed, desired, version).await?;
+                if let Some(c) = self.port_counts(xid).await? {
+                    self.ctl.record_baseline(c);
+                }
+                Ok(installed)
+            }
+            Measure::AroundSwitch { port } => {
+                let before = self.request_port_counts(port).await?;
+                let installed = self.sync(installed, desired, version).await?;
+                let before = self.port_counts(before).await?;
+                let after = self.request_port_counts(port).await?;
+                if let (Some(b), Some(a)) = (before, self.port_counts(after).await?) {
+                    self.ctl.record_switch(b, a);
+                }
+                Ok(installed)
+            }
+            Measure::Forwarded { vm_ip, tunnel_port } => {
+                let matcher = FlowMatch::any()
+                    .with(Field::EthType, u128::from(ethertype::IPV4))
+                    .with(Field::Ipv4Dst, u128::from(u32::from(vm_ip)));
+                match self.flow_stats(matcher, tunnel_port).await {
+                    Ok(flows) => self
+                        .ctl
+                        .record_forwarded(flows.iter().map(|f| f.stats.packet_count).sum()),
+                    Err(SessionError::Refused(e)) => {
+                        tracing::warn!(dpid, "forwarded packets not counted: {e}");
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.sync(installed, desired, version).await
+            }
+        }
+    }
+
+    /// Sends the difference between `installed` and `desired`, waits for the switch
+    /// to confirm it, and returns the new installed set.
+    async fn sync(
+        &mut self,
+        installed: &[FlowSpec],
+        desired: Vec<FlowSpec>,
+        version: u64,
+    ) -> Result<Vec<FlowSpec>, SessionError> {
+        let dpid = self.dpid.unwrap_or_default();
+        let p = plan(installed, &desired, SCC_COOKIE);
+        let n = p.len();
+        if !p.is_empty() {
+            for m in p.first {
+                self.send(&Message::FlowMod(m)).await?;
+            }
+            let b = self.send(&Message::BarrierRequest).await?;
+            self.reply_to(b).await?;
+            for m in p.then {
+                self.send(&Message::FlowMod(m)).await?;
+            }
+            let b = self.send(&Message::BarrierRequest).await?;
+            self.reply_to(b).await?;
+        }
+        tracing::info!(
+            dpid,
+            version,
+            flow_mods = n,
+            flows = desired.len(),
+            "switch synchronised"
+        );
+        let flows = desired.len();
+        self.ctl.update_switch(dpid, |s| {
+            s.synced_version = version;
+            s.flows = flows;
+            s.last_flow_mods = n;
+        });
+        self.ctl.note_synced(dpid, version);
+        Ok(desired)
+    }
+
+    /// Runs the session until the switch goes or fails.
+    pub(super) async fn run(mut self) -> Result<(), SessionError> {
+        let peer = self
+            .stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.send(&Message::Hello(Hello::of13())).await?;
+        let features = self.send(&Message::FeaturesRequest).await?;
+        let dpid = loop {
+            match self.reply_to(features).await? {
+                Message::FeaturesReply(f) => break f.datapath_id,
+                _ => continue,
+            }
+        };
+        self.dpid = Some(dpid);
+        if self.ctl.desired(dpid).is_none() {
+            return Err(SessionError::Protocol(format!(
+                "datapath {dpid} is not in the inventory"
+            )));
+        }
+        self.ctl.update_switch(dpid, |s| {
+            s.connected = true;
+            s.peer = peer.clone();
+        });
+        tracing::info!(dpid, %peer, "switch connected");
+        let result = self.serve(dpid).await;
+        self.ctl.update_switch(dpid, |s| s.connected = false);
+        result
+    }
+
+    async fn serve(&mut self, dpid: u64) -> Result<(), SessionError> {
+        let mut versions = self.ctl.versions();
+        let mut installed = self.installed_flows().await?;
+        let mut echo = tokio::time::interval(Duration::from_secs(5));
+        let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
+        // Off (0) is an interval that never fires within the session's life. The
+        // first sample waits a period: the flows were just read back.
+        let period = Duration::from_secs(if sample_every == 0 {
+            u64::from(u32::MAX)
+        } else {
+            sample_every
+        });
+        let mut sample = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            // Marked seen before reading: a change committed while this sync runs
+            // wakes the loop again instead of being lost.
+            versions.borrow_and_update();
+            let Some(program) = self.ctl.desired(dpid) else {
+                return Err(SessionError::Protocol(format!(
+                    "datapath {dpid} left the inventory"
+                )));
+            };
+            installed = self.sync_measured(&installed, program).await?;
+            // Wait for a new program, keeping the connection alive meanwhile.
+            loop {
+                self.inbox.reserve(65536);
+                tokio::select! {
+                    changed = versions.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        break;
+                    }
+                    _ = sample.tick(), if sample_every > 0 => {
+                        // A migration's flow-mods must not queue behind a dump of
+                        // the switch's flows: the interval is skipped.
+                        if !self.ctl.migrating() {
+                            self.request_sample().await?;
+                        }
+                    }
+                    _ = echo.tick() => {
+                        self.send(&Message::EchoRequest(Vec::new())).await?;
+                        // Port states tell which tunnels have a live session.
+                        self.multipart(MultipartRequestBody::PortDesc).await?;
+                    }
+                    n = self.stream.read_buf(&mut self.inbox) => {
+                        let n = n?;
+                        if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
+                        // Drain whatever is complete (echo replies, port status, errors).
+                        while let Some((xid, m)) = self.next_buffered().await? {
+                            match m {
+                                Message::MultipartReply(MultipartReply {
+                                    body: MultipartReplyBody::PortDesc(ports),
+                                    ..
+                                }) => {
+                                    let tunnels = ports
+                                        .iter()
+                                        .filter(|p| p.name.starts_with("wg-"))
+                                        .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
+                                        .collect();
+                                    self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
+                                }
+                                other => self.absorb(xid, other),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
