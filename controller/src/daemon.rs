@@ -338,19 +338,8 @@ impl Controller {
     pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        if inv.host(&vm.host).is_none() {
-            return Err(ChangeError::Invalid(format!("no host `{}`", vm.host)));
-        }
-        if let Some(o) = inv.vms.values().find(|o| {
-            o.name != vm.name
-                && (o.ip == vm.ip || o.mac == vm.mac || (o.host == vm.host && o.port == vm.port))
-        }) {
-            return Err(ChangeError::Invalid(format!(
-                "address, MAC or port already used by VM `{}`",
-                o.name
-            )));
-        }
-        inv.vms.insert(vm.name.clone(), vm);
+        inv.add_vm(vm)
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
 
