@@ -502,32 +502,44 @@ mod tests {
         Inventory::parse(text, "inv.toml").unwrap_err().to_string()
     }
 
+    /// The error of the example inventory with `from` replaced by `to`.
+    fn error_with(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "{from}");
+        error(&EXAMPLE.replace(from, to))
+    }
+
     #[test]
     fn errors_name_field_and_line() {
-        let e =
-            error(&EXAMPLE.replace("host = \"host-a\"\nport = 1", "host = \"host-z\"\nport = 1"));
-        assert!(e.contains("`vm.host`: no [[host]] named `host-z`"), "{e}");
-        let e = error(&EXAMPLE.replace("100.64.2.1", "10.0.0.1"));
-        assert!(
-            e.contains("`vm.ip`: 10.0.0.1 is outside the overlay 100.64.0.0/10"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("datapath_id = 2", "datapath_id = 1"));
-        assert!(
-            e.contains("`host.datapath_id`: datapath id 1 is used twice"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("ip = \"100.64.3.1\"", "ip = \"100.64.1.1\""));
-        assert!(
-            e.contains("`vm.ip`: address or MAC already used by VM `web1`"),
-            "{e}"
-        );
-        let e =
-            error(&EXAMPLE.replace("mac = \"02:00:00:00:03:01\"", "mac = \"02:00:00:00:01:01\""));
-        assert!(
-            e.contains("address or MAC already used by VM `web1`"),
-            "{e}"
-        );
+        for (from, to, says) in [
+            (
+                "host = \"host-a\"\nport = 1",
+                "host = \"host-z\"\nport = 1",
+                "`vm.host`: no [[host]] named `host-z`",
+            ),
+            (
+                "100.64.2.1",
+                "10.0.0.1",
+                "`vm.ip`: 10.0.0.1 is outside the overlay 100.64.0.0/10",
+            ),
+            (
+                "datapath_id = 2",
+                "datapath_id = 1",
+                "`host.datapath_id`: datapath id 1 is used twice",
+            ),
+            (
+                "ip = \"100.64.3.1\"",
+                "ip = \"100.64.1.1\"",
+                "`vm.ip`: address or MAC already used by VM `web1`",
+            ),
+            (
+                "mac = \"02:00:00:00:03:01\"",
+                "mac = \"02:00:00:00:01:01\"",
+                "address or MAC already used by VM `web1`",
+            ),
+        ] {
+            let e = error_with(from, to);
+            assert!(e.contains(says), "{e}");
+        }
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
     }
@@ -540,29 +552,36 @@ mod tests {
             (gw.port, gw.public_prefix),
             (100, (Ipv4Addr::new(203, 0, 113, 0), 24))
         );
-        let e =
-            error(&EXAMPLE.replace("public_ip = \"203.0.113.10\"", "public_ip = \"192.0.2.99\""));
-        assert!(
-            e.contains("`vm.public_ip`: no gateway serves 192.0.2.99"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace(
-            "tenant = \"green\"",
-            "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
-        ));
-        assert!(e.contains("203.0.113.10 is already VM `web1`'s"), "{e}");
-        let e = error(&EXAMPLE.replace("port = 100", "port = 1"));
-        assert!(
-            e.contains("`vm.port`: port 1 of host `host-a` is its uplink"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("203.0.113.0/24", "100.64.0.0/16"));
-        assert!(
-            e.contains("`host.uplink`: `public_prefix` overlaps the overlay"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("router_mac = \"02:5c:00:00:0a:fe\"", "router_mac = \"x\""));
-        assert!(e.contains("`host.uplink`: `router_mac`"), "{e}");
+        for (from, to, says) in [
+            (
+                "public_ip = \"203.0.113.10\"",
+                "public_ip = \"192.0.2.99\"",
+                "`vm.public_ip`: no gateway serves 192.0.2.99",
+            ),
+            (
+                "tenant = \"green\"",
+                "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
+                "203.0.113.10 is already VM `web1`'s",
+            ),
+            (
+                "port = 100",
+                "port = 1",
+                "`vm.port`: port 1 of host `host-a` is its uplink",
+            ),
+            (
+                "203.0.113.0/24",
+                "100.64.0.0/16",
+                "`host.uplink`: `public_prefix` overlaps the overlay",
+            ),
+            (
+                "router_mac = \"02:5c:00:00:0a:fe\"",
+                "router_mac = \"x\"",
+                "`host.uplink`: `router_mac`",
+            ),
+        ] {
+            let e = error_with(from, to);
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -40,6 +40,25 @@ fn packet(in_port: u32, src: [u8; 4], dst: [u8; 4]) -> FlowKey {
     }
 }
 
+/// Puts web1 on port `port` of `host`.
+fn place_web1(inv: &mut Inventory, host: &str, port: u32) {
+    let web1 = inv.vms.get_mut("web1").unwrap();
+    web1.host = host.into();
+    web1.port = port;
+}
+
+/// web1 moving between two (host, port)s.
+fn web1_moving(from: (&str, u32), to: (&str, u32), phase: Phase) -> Migration {
+    Migration {
+        vm: "web1".into(),
+        from_host: from.0.into(),
+        from_port: from.1,
+        to_host: to.0.into(),
+        to_port: to.1,
+        phase,
+    }
+}
+
 #[test]
 fn inbound_is_translated_and_follows_the_vm() {
     let inv = inventory();
@@ -57,17 +76,8 @@ fn inbound_is_translated_and_follows_the_vm() {
 
     // After web1 moved to host-c, the same packet leaves through the tunnel.
     let mut moved = inv.clone();
-    let web1 = moved.vms.get_mut("web1").unwrap();
-    web1.host = "host-c".into();
-    web1.port = 7;
-    let migration = Migration {
-        vm: "web1".into(),
-        from_host: "host-a".into(),
-        from_port: 1,
-        to_host: "host-c".into(),
-        to_port: 7,
-        phase: Phase::Switched,
-    };
+    place_web1(&mut moved, "host-c", 7);
+    let migration = web1_moving(("host-a", 1), ("host-c", 7), Phase::Switched);
     let tables = compile_network_during(&moved, "id", "p", Some(&migration)).unwrap();
     let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
     let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
@@ -86,9 +96,7 @@ fn inbound_is_translated_and_follows_the_vm() {
 fn outbound_leaves_the_gateway_with_the_public_source() {
     let mut inv = inventory();
     // web1 runs on host-b; its gateway is host-a.
-    let web1 = inv.vms.get_mut("web1").unwrap();
-    web1.host = "host-b".into();
-    web1.port = 5;
+    place_web1(&mut inv, "host-b", 5);
     let tables = compile_network(&inv, "id", "p").unwrap();
     let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
     let out = b.simulate(&packet(5, [100, 64, 1, 1], CLIENT));
@@ -191,9 +199,7 @@ fn two_gateways() -> Inventory {
 fn a_vm_moving_to_a_cloud_with_a_gateway_gets_it_as_home_and_both_translate() {
     let before = two_gateways();
     let mut after = before.clone();
-    let web1 = after.vms.get_mut("web1").unwrap();
-    web1.host = "host-c".into();
-    web1.port = 5;
+    place_web1(&mut after, "host-c", 5);
     assert_eq!(
         moves(&after, "web1", "host-a"),
         [Move {
@@ -235,9 +241,7 @@ fn every_serving_gateway_may_tunnel_the_internet_to_the_vm() {
     // tunnels it to host-b, whose switch must accept internet sources from
     // host-c: a backup route to host-c, shadowed by the home route, says so.
     let mut inv = two_gateways();
-    let web1 = inv.vms.get_mut("web1").unwrap();
-    web1.host = "host-b".into();
-    web1.port = 6;
+    place_web1(&mut inv, "host-b", 6);
     let tables = compile_network(&inv, "id", "p").unwrap();
     let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
     let out = b.simulate(&packet(6, [100, 64, 1, 1], CLIENT));
@@ -309,17 +313,8 @@ fn public_vms_cost_rules_in_proportion_to_their_number() {
 #[test]
 fn during_a_migration_the_home_gateway_takes_the_vm_from_both_hosts() {
     let mut inv = inventory();
-    let web1 = inv.vms.get_mut("web1").unwrap();
-    web1.host = "host-b".into();
-    web1.port = 5;
-    let migration = Migration {
-        vm: "web1".into(),
-        from_host: "host-b".into(),
-        from_port: 5,
-        to_host: "host-c".into(),
-        to_port: 6,
-        phase: Phase::Prepared,
-    };
+    place_web1(&mut inv, "host-b", 5);
+    let migration = web1_moving(("host-b", 5), ("host-c", 6), Phase::Prepared);
     let tables = compile_network_during(&inv, "id", "p", Some(&migration)).unwrap();
     let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
     for tunnel in [10_002, 10_003] {
