@@ -1,9 +1,11 @@
-//! The inventory: clouds, hosts, VMs and the controller's own addresses, read from a
-//! TOML file (documented in `docs/inventory.md`).
+//! The inventory file: clouds, hosts, VMs and the controller's own addresses, read
+//! from TOML (documented in `docs/controller.md` and `docs/examples/inventory.toml`)
+//! into [`crate::model::Inventory`].
 //!
-//! This module owns validating the inventory (every error names the file, line and
-//! field), resolving names for policies (`ip4Dst = vm:web1`), numbering tunnel ports,
-//! and writing a host's `scd` configuration. It never talks to a switch.
+//! This module owns parsing and validating the file (every error names the file,
+//! line and field; a VM's rules against the rest are `crate::model::validate`,
+//! shared with the API) and resolving names for policies (`ip4Dst = vm:web1`). It
+//! never talks to a switch.
 
 use crate::model::{Announce, Gateway, InvalidVm, MAX_INTERFACE_NAME};
 use crate::netkat::ir::Resolver;

@@ -295,7 +295,7 @@ mod tests {
 mod change_tests {
     use super::*;
     use crate::diff::plan;
-    use crate::inventory::Vm;
+    use crate::model::Vm;
     use openflow::wire::FlowModCommand;
 
     fn inv() -> Inventory {
