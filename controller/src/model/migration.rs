@@ -1,5 +1,5 @@
 //! A VM moving between hosts and how far the network has followed it: the state
-//! the routing compiles (`crate::routing`) and the daemon persists.
+//! the routing compiles and the daemon persists.
 
 use serde::{Deserialize, Serialize};
 

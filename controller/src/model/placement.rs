@@ -1,7 +1,7 @@
 //! The placement settings the inventory carries: a VM's knobs (`[vm.placement]`),
 //! the daemon's loop (`[placement]`) and the engine's knobs (`[placement.engine]`),
 //! documented in `docs/placement.md`. The engine that uses them is
-//! `crate::placement`; these are plain data with their defaults.
+//! the placement module; these are plain data with their defaults.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

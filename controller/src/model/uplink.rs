@@ -1,6 +1,6 @@
 //! A gateway host's uplink into the internet (`[host.uplink]` in the inventory)
 //! and how a public address's new home is announced (`[controller] announce`):
-//! plain data. What a gateway adds to the routing is `crate::gateway`.
+//! plain data. What a gateway adds to the routing is the gateway module's.
 
 use config_support::prefix_mask;
 use openflow::flow::Mac;
