@@ -119,7 +119,8 @@ fn complement(net: u32, len: u8) -> Vec<(u32, u8)> {
 /// would cost public VMs × VMs rules on every switch. Matching exactly the VM's
 /// own ports keeps them disjoint from all other routing (no transit between
 /// tunnels, nothing from the uplink), at the price that the user's policy does
-/// not see this traffic.
+/// not see this traffic. The flows carry no cookie; the routing gives them the
+/// controller's.
 pub fn outbound_flows(
     inv: &Inventory,
     host: &Host,
@@ -212,6 +213,7 @@ pub fn outbound_flows(
 /// a public address a gateway serves (only the gateway itself may use them, after
 /// NAT, so an overlay packet carrying one is spoofed); on a gateway, packets from
 /// the uplink to a public address no VM owns. Each flow's counters are the count.
+/// The flows carry no cookie; the routing gives them the controller's.
 pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
     let mut flows = Vec::new();
     let drop =
