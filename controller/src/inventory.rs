@@ -165,6 +165,140 @@ fn placement_settings(table: &toml::Table) -> Result<PlacementSettings, String> 
     Ok(settings)
 }
 
+/// The inventory text being read, for errors that name its file and line.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Source<'_> {
+    fn invalid(&self, span: &Range<usize>, field: &str, message: String) -> InventoryError {
+        InventoryError::Invalid {
+            path: self.path.into(),
+            line: Position::of_span(self.text, span).line,
+            field: field.into(),
+            message,
+        }
+    }
+}
+
+/// Reads the `[host.uplink]` of host `host`.
+fn uplink(
+    source: &Source<'_>,
+    host: &str,
+    u: &Spanned<RawUplink>,
+    overlay: (Ipv4Addr, u8),
+) -> Result<Gateway, InventoryError> {
+    let bad = |message: String| source.invalid(&u.span(), "host.uplink", message);
+    let raw = u.get_ref();
+    let mac = |text: &str, what: &str| {
+        text.parse::<Mac>()
+            .map_err(|e| bad(format!("`{what}`: {e}")))
+    };
+    let public_prefix = parse_ipv4_prefix(&raw.public_prefix).ok_or_else(|| {
+        bad(format!(
+            "`public_prefix`: `{}` is not an IPv4 prefix",
+            raw.public_prefix
+        ))
+    })?;
+    let gw = Gateway {
+        host: host.to_string(),
+        port: raw.port,
+        interface: raw.interface.clone(),
+        netns: raw.netns.clone(),
+        address: raw.address.parse().map_err(|_| {
+            bad(format!(
+                "`address`: `{}` is not an IPv4 address",
+                raw.address
+            ))
+        })?,
+        mac: mac(&raw.mac, "mac")?,
+        router_mac: mac(&raw.router_mac, "router_mac")?,
+        public_prefix,
+    };
+    if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
+        return Err(bad(format!(
+            "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
+            gw.port
+        )));
+    }
+    if raw.interface.is_empty() || raw.interface.len() > MAX_INTERFACE_NAME {
+        return Err(bad(format!(
+            "`interface`: `{}` is not an interface name (1..={MAX_INTERFACE_NAME} bytes)",
+            raw.interface
+        )));
+    }
+    let overlaps = |(a, la): (Ipv4Addr, u8), (b, lb): (Ipv4Addr, u8)| {
+        let mask = config_support::prefix_mask(la.min(lb));
+        u32::from(a) & mask == u32::from(b) & mask
+    };
+    if overlaps(public_prefix, overlay) {
+        return Err(bad("`public_prefix` overlaps the overlay".into()));
+    }
+    Ok(gw)
+}
+
+impl RawVm {
+    /// The VM this `[[vm]]` describes, each value parsed; its rules against the
+    /// rest of the inventory are [`Inventory::add_vm`]'s.
+    fn to_vm(&self, source: &Source<'_>) -> Result<Vm, InventoryError> {
+        let name = self.name.get_ref().clone();
+        let invalid = |span: &Range<usize>, field: &str, message: String| {
+            source.invalid(span, field, message)
+        };
+        Ok(Vm {
+            mac: self
+                .mac
+                .get_ref()
+                .parse()
+                .map_err(|e| invalid(&self.mac.span(), "vm.mac", format!("{e}")))?,
+            ip: self.ip.get_ref().parse().map_err(|_| {
+                invalid(
+                    &self.ip.span(),
+                    "vm.ip",
+                    format!("`{}` is not an IPv4 address", self.ip.get_ref()),
+                )
+            })?,
+            host: self.host.get_ref().clone(),
+            port: *self.port.get_ref(),
+            tap: self
+                .tap
+                .as_ref()
+                .map_or_else(|| Vm::default_tap(&name), |t| t.get_ref().clone()),
+            netns: self.netns.clone(),
+            tenant: self.tenant.clone(),
+            public_ip: match &self.public_ip {
+                None => None,
+                Some(p) => Some(p.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &p.span(),
+                        "vm.public_ip",
+                        format!("`{}` is not an IPv4 address", p.get_ref()),
+                    )
+                })?),
+            },
+            name,
+        })
+    }
+
+    /// Where in the file the value of `field` (as [`InvalidVm`] names it) is.
+    fn span_of(&self, field: &str) -> Range<usize> {
+        let given = |value: &Option<Spanned<String>>| {
+            value.as_ref().map_or(self.name.span(), Spanned::span)
+        };
+        match field {
+            "vm.ip" => self.ip.span(),
+            "vm.mac" => self.mac.span(),
+            "vm.host" => self.host.span(),
+            "vm.port" => self.port.span(),
+            "vm.tap" => given(&self.tap),
+            "vm.public_ip" => given(&self.public_ip),
+            _ => self.name.span(),
+        }
+    }
+}
+
 impl Inventory {
     /// Reads and validates an inventory file.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
@@ -186,11 +320,9 @@ impl Inventory {
                 message: e.message().to_string(),
             }
         })?;
-        let invalid = |span: &Range<usize>, field: &str, message: String| InventoryError::Invalid {
-            path: path.into(),
-            line: Position::of_span(text, span).line,
-            field: field.into(),
-            message,
+        let source = Source { text, path };
+        let invalid = |span: &Range<usize>, field: &str, message: String| {
+            source.invalid(span, field, message)
         };
         let overlay = parse_ipv4_prefix(raw.overlay_prefix.get_ref()).ok_or_else(|| {
             invalid(
@@ -302,53 +434,7 @@ impl Inventory {
                 ));
             }
             if let Some(u) = &h.uplink {
-                let bad = |message: String| invalid(&u.span(), "host.uplink", message);
-                let raw = u.get_ref();
-                let mac = |text: &str, what: &str| {
-                    text.parse::<Mac>()
-                        .map_err(|e| bad(format!("`{what}`: {e}")))
-                };
-                let public_prefix = parse_ipv4_prefix(&raw.public_prefix).ok_or_else(|| {
-                    bad(format!(
-                        "`public_prefix`: `{}` is not an IPv4 prefix",
-                        raw.public_prefix
-                    ))
-                })?;
-                let gw = Gateway {
-                    host: name.clone(),
-                    port: raw.port,
-                    interface: raw.interface.clone(),
-                    netns: raw.netns.clone(),
-                    address: raw.address.parse().map_err(|_| {
-                        bad(format!(
-                            "`address`: `{}` is not an IPv4 address",
-                            raw.address
-                        ))
-                    })?,
-                    mac: mac(&raw.mac, "mac")?,
-                    router_mac: mac(&raw.router_mac, "router_mac")?,
-                    public_prefix,
-                };
-                if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
-                    return Err(bad(format!(
-                        "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
-                        gw.port
-                    )));
-                }
-                if raw.interface.is_empty() || raw.interface.len() > MAX_INTERFACE_NAME {
-                    return Err(bad(format!(
-                        "`interface`: `{}` is not an interface name (1..={MAX_INTERFACE_NAME} bytes)",
-                        raw.interface
-                    )));
-                }
-                let overlaps = |(a, la): (Ipv4Addr, u8), (b, lb): (Ipv4Addr, u8)| {
-                    let mask = config_support::prefix_mask(la.min(lb));
-                    u32::from(a) & mask == u32::from(b) & mask
-                };
-                if overlaps(public_prefix, overlay) {
-                    return Err(bad("`public_prefix` overlaps the overlay".into()));
-                }
-                gateways.insert(name.clone(), gw);
+                gateways.insert(name.clone(), uplink(&source, &name, u, overlay)?);
             }
             hosts.push(Host {
                 name,
@@ -385,39 +471,7 @@ impl Inventory {
                     format!("VM `{name}` is defined twice"),
                 ));
             }
-            let vm = Vm {
-                mac: v
-                    .mac
-                    .get_ref()
-                    .parse()
-                    .map_err(|e| invalid(&v.mac.span(), "vm.mac", format!("{e}")))?,
-                ip: v.ip.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &v.ip.span(),
-                        "vm.ip",
-                        format!("`{}` is not an IPv4 address", v.ip.get_ref()),
-                    )
-                })?,
-                host: v.host.get_ref().clone(),
-                port: *v.port.get_ref(),
-                tap: v
-                    .tap
-                    .as_ref()
-                    .map_or_else(|| Vm::default_tap(&name), |t| t.get_ref().clone()),
-                netns: v.netns,
-                tenant: v.tenant,
-                public_ip: match &v.public_ip {
-                    None => None,
-                    Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                        invalid(
-                            &p.span(),
-                            "vm.public_ip",
-                            format!("`{}` is not an IPv4 address", p.get_ref()),
-                        )
-                    })?),
-                },
-                name: name.clone(),
-            };
+            let vm = v.to_vm(&source)?;
             if let Some(p) = &v.placement {
                 let knobs = vm_placement(p.get_ref(), &inventory)
                     .map_err(|message| invalid(&p.span(), "vm.placement", message))?;
@@ -426,15 +480,7 @@ impl Inventory {
             inventory
                 .add_vm(vm)
                 .map_err(|InvalidVm { field, message }| {
-                    let span = match field {
-                        "vm.host" => v.host.span(),
-                        "vm.port" => v.port.span(),
-                        "vm.tap" => v.tap.as_ref().map_or(v.name.span(), Spanned::span),
-                        "vm.public_ip" => v.public_ip.as_ref().map_or(v.name.span(), Spanned::span),
-                        "vm.ip" => v.ip.span(),
-                        _ => v.name.span(),
-                    };
-                    invalid(&span, field, message)
+                    invalid(&v.span_of(field), field, message)
                 })?;
         }
         Ok(inventory)
