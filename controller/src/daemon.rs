@@ -652,28 +652,8 @@ impl Controller {
     pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        if !inv.clouds.contains_key(&host.cloud) {
-            return Err(ChangeError::Invalid(format!("no cloud `{}`", host.cloud)));
-        }
-        if let Some(o) = inv
-            .hosts
-            .iter()
-            .find(|o| o.name != host.name && o.datapath_id == host.datapath_id)
-        {
-            return Err(ChangeError::Invalid(format!(
-                "datapath id {} already used by host `{}`",
-                host.datapath_id, o.name
-            )));
-        }
-        if host.datapath_id == 0 || host.datapath_id > crate::inventory::MAX_DATAPATH_ID {
-            return Err(ChangeError::Invalid(format!(
-                "datapath id {} is outside 1..={}",
-                host.datapath_id,
-                crate::inventory::MAX_DATAPATH_ID
-            )));
-        }
-        inv.hosts.retain(|o| o.name != host.name);
-        inv.hosts.push(host);
+        inv.add_host(host)
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
 

@@ -7,7 +7,7 @@
 //! shared with the API) and resolving names for policies (`ip4Dst = vm:web1`). It
 //! never talks to a switch.
 
-use crate::model::{Announce, Gateway, InvalidVm, MAX_INTERFACE_NAME};
+use crate::model::{Announce, Gateway, Invalid, MAX_INTERFACE_NAME};
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
 use openflow::flow::Mac;
@@ -239,6 +239,19 @@ fn uplink(
     Ok(gw)
 }
 
+impl RawHost {
+    /// Where in the file the value of `field` (as [`Invalid`] names it) is.
+    fn span_of(&self, field: &str) -> Range<usize> {
+        match field {
+            "host.cloud" => self.cloud.span(),
+            "host.datapath_id" => self.datapath_id.span(),
+            "host.tunnel_endpoint" => self.tunnel_endpoint.span(),
+            "host.public_key" => self.public_key.span(),
+            _ => self.name.span(),
+        }
+    }
+}
+
 impl RawVm {
     /// The VM this `[[vm]]` describes, each value parsed; its rules against the
     /// rest of the inventory are [`Inventory::add_vm`]'s.
@@ -282,7 +295,7 @@ impl RawVm {
         })
     }
 
-    /// Where in the file the value of `field` (as [`InvalidVm`] names it) is.
+    /// Where in the file the value of `field` (as [`Invalid`] names it) is.
     fn span_of(&self, field: &str) -> Range<usize> {
         let given = |value: &Option<Spanned<String>>| {
             value.as_ref().map_or(self.name.span(), Spanned::span)
@@ -385,70 +398,6 @@ impl Inventory {
                 },
             );
         }
-        let mut hosts: Vec<Host> = Vec::new();
-        let mut gateways: BTreeMap<String, Gateway> = BTreeMap::new();
-        for h in raw.hosts {
-            let name = h.name.get_ref().clone();
-            if hosts.iter().any(|o| o.name == name) {
-                return Err(invalid(
-                    &h.name.span(),
-                    "host.name",
-                    format!("host `{name}` is defined twice"),
-                ));
-            }
-            if !clouds.contains_key(h.cloud.get_ref()) {
-                return Err(invalid(
-                    &h.cloud.span(),
-                    "host.cloud",
-                    format!("no [[cloud]] named `{}`", h.cloud.get_ref()),
-                ));
-            }
-            let dpid = *h.datapath_id.get_ref();
-            if dpid == 0 || dpid > MAX_DATAPATH_ID {
-                return Err(invalid(
-                    &h.datapath_id.span(),
-                    "host.datapath_id",
-                    format!("{dpid} is outside 1..={MAX_DATAPATH_ID}"),
-                ));
-            }
-            if hosts.iter().any(|o| o.datapath_id == dpid) {
-                return Err(invalid(
-                    &h.datapath_id.span(),
-                    "host.datapath_id",
-                    format!("datapath id {dpid} is used twice"),
-                ));
-            }
-            let tunnel_endpoint = h.tunnel_endpoint.get_ref().parse().map_err(|_| {
-                invalid(
-                    &h.tunnel_endpoint.span(),
-                    "host.tunnel_endpoint",
-                    format!("`{}` is not address:port", h.tunnel_endpoint.get_ref()),
-                )
-            })?;
-            let key = h.public_key.get_ref().trim().to_string();
-            if key.len() != 44 || !key.ends_with('=') {
-                return Err(invalid(
-                    &h.public_key.span(),
-                    "host.public_key",
-                    "not a WireGuard public key (44 characters of base64)".into(),
-                ));
-            }
-            if let Some(u) = &h.uplink {
-                gateways.insert(name.clone(), uplink(&source, &name, u, overlay)?);
-            }
-            hosts.push(Host {
-                name,
-                cloud: h.cloud.get_ref().clone(),
-                datapath_id: dpid,
-                tunnel_endpoint,
-                public_key: key,
-            });
-        }
-        let placement_settings = match &raw.placement {
-            None => PlacementSettings::default(),
-            Some(t) => placement_settings(t.get_ref())
-                .map_err(|message| invalid(&t.span(), "placement", message))?,
-        };
         let mut inventory = Inventory {
             overlay,
             gateway_mac,
@@ -456,12 +405,46 @@ impl Inventory {
             api,
             announce,
             clouds,
-            hosts,
+            hosts: Vec::new(),
             vms: BTreeMap::new(),
             placement: BTreeMap::new(),
-            gateways,
-            placement_settings,
+            gateways: BTreeMap::new(),
+            placement_settings: PlacementSettings::default(),
         };
+        for h in raw.hosts {
+            let name = h.name.get_ref().clone();
+            if inventory.host(&name).is_some() {
+                return Err(invalid(
+                    &h.name.span(),
+                    "host.name",
+                    format!("host `{name}` is defined twice"),
+                ));
+            }
+            let host = Host {
+                tunnel_endpoint: h.tunnel_endpoint.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &h.tunnel_endpoint.span(),
+                        "host.tunnel_endpoint",
+                        format!("`{}` is not address:port", h.tunnel_endpoint.get_ref()),
+                    )
+                })?,
+                name: name.clone(),
+                cloud: h.cloud.get_ref().clone(),
+                datapath_id: *h.datapath_id.get_ref(),
+                public_key: h.public_key.get_ref().trim().to_string(),
+            };
+            inventory
+                .add_host(host)
+                .map_err(|Invalid { field, message }| invalid(&h.span_of(field), field, message))?;
+            if let Some(u) = &h.uplink {
+                let gateway = uplink(&source, &name, u, overlay)?;
+                inventory.gateways.insert(name, gateway);
+            }
+        }
+        if let Some(t) = &raw.placement {
+            inventory.placement_settings = placement_settings(t.get_ref())
+                .map_err(|message| invalid(&t.span(), "placement", message))?;
+        }
         for v in raw.vms {
             let name = v.name.get_ref().clone();
             if inventory.vms.contains_key(&name) {
@@ -479,9 +462,7 @@ impl Inventory {
             }
             inventory
                 .add_vm(vm)
-                .map_err(|InvalidVm { field, message }| {
-                    invalid(&v.span_of(field), field, message)
-                })?;
+                .map_err(|Invalid { field, message }| invalid(&v.span_of(field), field, message))?;
         }
         Ok(inventory)
     }
@@ -800,5 +781,76 @@ mod tests {
             ..web1.clone()
         };
         assert_eq!(moved.add_vm(web1_moved), Ok(Some(inv.vms["web1"].clone())));
+    }
+
+    /// `host` as an inventory file's `[[host]]` table.
+    fn host_table(host: &Host) -> String {
+        format!(
+            "\n[[host]]\nname = \"{}\"\ncloud = \"{}\"\ndatapath_id = {}\ntunnel_endpoint = \"{}\"\npublic_key = \"{}\"\n",
+            host.name, host.cloud, host.datapath_id, host.tunnel_endpoint, host.public_key
+        )
+    }
+
+    #[test]
+    fn the_api_refuses_every_host_the_file_refuses() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        let fresh = Host {
+            name: "host-d".into(),
+            datapath_id: 4,
+            ..inv.hosts[1].clone()
+        };
+        type Change = fn(&mut Host);
+        let cases: [(&str, Change); 5] = [
+            ("`host.cloud`: no [[cloud]] named `mars`", |h| {
+                h.cloud = "mars".into()
+            }),
+            ("`host.datapath_id`: 0 is outside", |h| h.datapath_id = 0),
+            ("`host.datapath_id`: 1000001 is outside", |h| {
+                h.datapath_id = MAX_DATAPATH_ID + 1
+            }),
+            (
+                "`host.datapath_id`: datapath id 1 is used twice (already used by host `host-a`)",
+                |h| h.datapath_id = 1,
+            ),
+            ("`host.public_key`: not a WireGuard public key", |h| {
+                h.public_key = "short=".into()
+            }),
+        ];
+        let mut accepted = inv.clone();
+        assert_eq!(accepted.add_host(fresh.clone()), Ok(None));
+        // Hosts come before the VMs in the example; a new one may follow them.
+        Inventory::parse(&format!("{EXAMPLE}{}", host_table(&fresh)), "i").unwrap();
+        for (says, change) in cases {
+            let mut host = fresh.clone();
+            change(&mut host);
+            let from_file = error(&format!("{EXAMPLE}{}", host_table(&host)));
+            assert!(from_file.contains(says), "{from_file}");
+            let json = serde_json::to_vec(&host).unwrap();
+            let mut through_api = inv.clone();
+            let refused = through_api
+                .add_host(serde_json::from_slice(&json).unwrap())
+                .unwrap_err();
+            assert!(
+                from_file.ends_with(&refused.to_string()),
+                "file: {from_file}\napi: {refused}"
+            );
+            assert_eq!(through_api, inv, "nothing changed");
+        }
+        // The file refuses a name used twice; the API replaces the host of that name.
+        let e = error(&format!("{EXAMPLE}{}", host_table(&inv.hosts[0])));
+        assert!(
+            e.contains("`host.name`: host `host-a` is defined twice"),
+            "{e}"
+        );
+        let mut replaced = inv.clone();
+        let moved = Host {
+            cloud: "gcp-europe".into(),
+            ..inv.hosts[0].clone()
+        };
+        assert_eq!(
+            replaced.add_host(moved.clone()),
+            Ok(Some(inv.hosts[0].clone()))
+        );
+        assert_eq!(replaced.hosts.last(), Some(&moved));
     }
 }

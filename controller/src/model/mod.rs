@@ -4,8 +4,8 @@
 //! module. Everything else (the inventory file's parser, the routing, gateways,
 //! placement, the daemon) builds on these; nothing here imports them.
 //!
-//! [`validate`] holds the rules a VM must satisfy against the rest of the
-//! inventory, shared by the inventory file and the API.
+//! [`validate`] holds the rules a host or a VM must satisfy against the rest of
+//! the inventory, shared by the inventory file and the API.
 
 pub mod migration;
 pub mod placement;
@@ -15,7 +15,7 @@ pub mod validate;
 pub use migration::{Migration, Phase};
 pub use placement::{EngineConfig, PlacementSettings, VmPlacement};
 pub use uplink::{Announce, Gateway};
-pub use validate::InvalidVm;
+pub use validate::Invalid;
 
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};

@@ -1,31 +1,88 @@
-//! The rules a VM must satisfy against the rest of the inventory: its address in
-//! the overlay and its own, a host that exists, a free port that is neither a
-//! tunnel's nor an uplink's, a valid TAP name, and a public address a gateway
-//! serves and no other VM has. The inventory file's parser and the API's add-VM
-//! both go through [`Inventory::add_vm`], so neither accepts what the other
-//! refuses.
+//! The rules a host or a VM must satisfy against the rest of the inventory. A
+//! host: a known cloud, a datapath id in range that no other host has, a
+//! WireGuard public key. A VM: its address in the overlay and its own, a host
+//! that exists, a free port that is neither a tunnel's nor an uplink's, a valid
+//! TAP name, and a public address a gateway serves and no other VM has. The
+//! inventory file's parser and the API both go through [`Inventory::add_host`]
+//! and [`Inventory::add_vm`], so neither accepts what the other refuses.
 
-use super::{Inventory, Vm, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
+use super::{Host, Inventory, Vm, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
 
-/// Why the inventory refuses a VM: the field at fault (as the inventory file
-/// names it, `vm.port`) and what is wrong.
+/// Why the inventory refuses a host or a VM: the field at fault (as the
+/// inventory file names it, `vm.port`) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{field}`: {message}")]
-pub struct InvalidVm {
+pub struct Invalid {
     /// The field, e.g. `vm.ip`.
     pub field: &'static str,
     /// What is wrong.
     pub message: String,
 }
 
-fn invalid(field: &'static str, message: String) -> InvalidVm {
-    InvalidVm { field, message }
+fn invalid(field: &'static str, message: String) -> Invalid {
+    Invalid { field, message }
 }
 
+/// Length of a WireGuard public key in base64.
+const PUBLIC_KEY_LEN: usize = 44;
+
 impl Inventory {
+    /// Checks `host` against the rest of the inventory; a host of the same name is
+    /// the one `host` replaces, so it is not counted as a collision.
+    pub fn check_host(&self, host: &Host) -> Result<(), Invalid> {
+        if !self.clouds.contains_key(&host.cloud) {
+            return Err(invalid(
+                "host.cloud",
+                format!("no [[cloud]] named `{}`", host.cloud),
+            ));
+        }
+        let dpid = host.datapath_id;
+        if dpid == 0 || dpid > MAX_DATAPATH_ID {
+            return Err(invalid(
+                "host.datapath_id",
+                format!("{dpid} is outside 1..={MAX_DATAPATH_ID}"),
+            ));
+        }
+        if let Some(o) = self
+            .hosts
+            .iter()
+            .find(|o| o.name != host.name && o.datapath_id == dpid)
+        {
+            return Err(invalid(
+                "host.datapath_id",
+                format!(
+                    "datapath id {dpid} is used twice (already used by host `{}`)",
+                    o.name
+                ),
+            ));
+        }
+        let key = host.public_key.trim();
+        if key.len() != PUBLIC_KEY_LEN || !key.ends_with('=') {
+            return Err(invalid(
+                "host.public_key",
+                format!("not a WireGuard public key ({PUBLIC_KEY_LEN} characters of base64)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `host`, or replaces the host of its name (which then comes last, as
+    /// a new one does), after [`Self::check_host`]; returns the host it replaced.
+    /// Nothing changes when it is refused.
+    pub fn add_host(&mut self, host: Host) -> Result<Option<Host>, Invalid> {
+        self.check_host(&host)?;
+        let replaced = self
+            .hosts
+            .iter()
+            .position(|o| o.name == host.name)
+            .map(|i| self.hosts.remove(i));
+        self.hosts.push(host);
+        Ok(replaced)
+    }
+
     /// Checks `vm` against the rest of the inventory; a VM of the same name is the
     /// one `vm` replaces, so it is not counted as a collision.
-    pub fn check_vm(&self, vm: &Vm) -> Result<(), InvalidVm> {
+    pub fn check_vm(&self, vm: &Vm) -> Result<(), Invalid> {
         let others = || self.vms.values().filter(|o| o.name != vm.name);
         if !self.in_overlay(vm.ip) {
             return Err(invalid(
@@ -97,7 +154,7 @@ impl Inventory {
 
     /// Adds `vm`, or replaces the VM of its name, after [`Self::check_vm`];
     /// returns the VM it replaced. Nothing changes when it is refused.
-    pub fn add_vm(&mut self, vm: Vm) -> Result<Option<Vm>, InvalidVm> {
+    pub fn add_vm(&mut self, vm: Vm) -> Result<Option<Vm>, Invalid> {
         self.check_vm(&vm)?;
         Ok(self.vms.insert(vm.name.clone(), vm))
     }
