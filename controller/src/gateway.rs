@@ -9,63 +9,20 @@
 //! public source, out of the uplink) and the counted drops (public addresses no VM
 //! owns, overlay packets claiming a public source); and announcing a public
 //! address's new home gateway to the internet after a migration ([`Announcer`]).
-//! It never talks to a switch.
+//! It never talks to a switch. The uplink itself is plain data in
+//! [`crate::model::uplink`]; the routing marks these flows as the controller's.
 
-use crate::inventory::{Host, Inventory, Vm};
-use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch, Mac};
+use crate::model::{Host, Inventory, Migration, Vm};
+use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch};
 use openflow::FlowSpec;
-use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
+
+// The uplink types were defined here; these keep their old paths working.
+pub use crate::model::{Announce, Gateway};
 
 /// Priority of the counted drops: above every compiled rule, below the migration
 /// announcement flow. They never overlap traffic the routing forwards.
 pub const GATEWAY_DROP_PRIORITY: u16 = 64_000;
-
-/// The uplink of a gateway host (`[host.uplink]` in the inventory).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gateway {
-    /// The gateway host.
-    pub host: String,
-    /// OpenFlow port number of the uplink on that host's switch.
-    pub port: u32,
-    /// The uplink interface (a raw port: an existing interface `scd` attaches to).
-    pub interface: String,
-    /// Namespace the interface lives in, when not the host's (test harness).
-    pub netns: Option<String>,
-    /// The uplink's own address, which the next-hop router routes the public
-    /// prefix to (the switch answers ARP for it).
-    pub address: Ipv4Addr,
-    /// The uplink's own MAC (source of outbound frames, ARP answers).
-    pub mac: Mac,
-    /// The next-hop router's MAC (destination of outbound frames).
-    pub router_mac: Mac,
-    /// The public prefix this gateway serves: network and length.
-    pub public_prefix: (Ipv4Addr, u8),
-}
-
-impl Gateway {
-    /// True when `ip` lies in this gateway's public prefix.
-    pub fn serves(&self, ip: Ipv4Addr) -> bool {
-        let mask = prefix_mask32(self.public_prefix.1);
-        u32::from(ip) & mask == u32::from(self.public_prefix.0)
-    }
-
-    /// The `[[port]]` section of the host's `scd` configuration for the uplink.
-    pub fn port_section(&self) -> String {
-        let mut s = format!(
-            "\n# uplink into the internet (gateway for {}/{})\n[[port]]\nnumber = {}\nname = \"{}\"\ntype = \"raw\"\n",
-            self.public_prefix.0, self.public_prefix.1, self.port, self.interface
-        );
-        if let Some(ns) = &self.netns {
-            s += &format!("netns = \"{ns}\"\n");
-        }
-        s += &format!(
-            "answer_arp = [\"{}\", \"{}/{}\"]\nmac = \"{}\"\n",
-            self.address, self.public_prefix.0, self.public_prefix.1, self.mac
-        );
-        s
-    }
-}
 
 /// The gateways serving `public_ip` (whose public prefix holds it), in host order.
 pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> impl Iterator<Item = &Gateway> {
@@ -87,9 +44,9 @@ pub fn home<'a>(inv: &'a Inventory, vm: &Vm, public_ip: Ipv4Addr) -> Option<&'a 
 }
 
 /// VMs with a public address some gateway serves, with their home gateway. An
-/// address claimed by two VMs (the inventory file refuses that, a VM added through
-/// the API is not checked) goes to the first by name only, so a gateway never
-/// sends one packet to two VMs.
+/// address claimed by two VMs (the inventory and the API refuse that, but a state
+/// stored before they did may hold one) goes to the first by name only, so a
+/// gateway never sends one packet to two VMs.
 fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)> {
     let mut claimed = std::collections::BTreeSet::new();
     inv.vms.values().filter_map(move |vm| {
@@ -162,11 +119,12 @@ fn complement(net: u32, len: u8) -> Vec<(u32, u8)> {
 /// would cost public VMs × VMs rules on every switch. Matching exactly the VM's
 /// own ports keeps them disjoint from all other routing (no transit between
 /// tunnels, nothing from the uplink), at the price that the user's policy does
-/// not see this traffic.
+/// not see this traffic. The flows carry no cookie; the routing gives them the
+/// controller's.
 pub fn outbound_flows(
     inv: &Inventory,
     host: &Host,
-    migration: Option<&crate::routing::Migration>,
+    migration: Option<&Migration>,
 ) -> Vec<FlowSpec> {
     let outside = complement(u32::from(inv.overlay.0), inv.overlay.1);
     let mut flows = Vec::new();
@@ -238,10 +196,12 @@ pub fn outbound_flows(
                     .with_prefix32(Field::Ipv4Dst, *net, *len);
                 let routes = std::iter::once(&actions).chain(backups.iter());
                 for (rank, route) in (0u16..).zip(routes) {
-                    let mut f =
-                        FlowSpec::new(0, GATEWAY_OUTBOUND_PRIORITY - rank, matcher, route.clone());
-                    f.cookie = crate::routing::SCC_COOKIE;
-                    flows.push(f);
+                    flows.push(FlowSpec::new(
+                        0,
+                        GATEWAY_OUTBOUND_PRIORITY - rank,
+                        matcher,
+                        route.clone(),
+                    ));
                 }
             }
         }
@@ -253,13 +213,11 @@ pub fn outbound_flows(
 /// a public address a gateway serves (only the gateway itself may use them, after
 /// NAT, so an overlay packet carrying one is spoofed); on a gateway, packets from
 /// the uplink to a public address no VM owns. Each flow's counters are the count.
+/// The flows carry no cookie; the routing gives them the controller's.
 pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
     let mut flows = Vec::new();
-    let drop = |matcher: FlowMatch| {
-        let mut f = FlowSpec::new(0, GATEWAY_DROP_PRIORITY, matcher, Vec::<Action>::new());
-        f.cookie = crate::routing::SCC_COOKIE;
-        f
-    };
+    let drop =
+        |matcher: FlowMatch| FlowSpec::new(0, GATEWAY_DROP_PRIORITY, matcher, Vec::<Action>::new());
     let ipv4 = FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV4));
     let prefixes: std::collections::BTreeSet<(Ipv4Addr, u8)> = inv
         .gateways
@@ -313,28 +271,6 @@ fn uncovered(net: u32, len: u8, owned: &[u32]) -> Vec<(u32, u8)> {
     let mut out = uncovered(net, len + 1, owned);
     out.extend(uncovered(net | half, len + 1, owned));
     out
-}
-
-/// How the controller tells the internet where a public address enters
-/// (`[controller] announce` in the inventory).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Announce {
-    /// `ip route replace ADDRESS/32 via UPLINK` in the namespace `scc` runs in: the
-    /// emulated internet's router in the tests and the demo.
-    IpRoute,
-}
-
-impl std::str::FromStr for Announce {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Announce, String> {
-        match s {
-            "ip-route" => Ok(Announce::IpRoute),
-            other => Err(format!(
-                "unknown announcement method `{other}` (expected \"ip-route\")"
-            )),
-        }
-    }
 }
 
 /// Tells the internet where a public prefix enters the supercloud from now on.
@@ -441,7 +377,6 @@ impl Announcements {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::{compile_network, compile_network_during, Migration, Phase};
 
     #[test]
     fn the_complement_of_the_overlay_is_everything_else_once() {
@@ -464,34 +399,11 @@ mod tests {
             assert_eq!(n, usize::from(!inside), "{a:x}");
         }
     }
-    use dataplane::table::Pipeline;
-    use openflow::flow::{FlowKey, Instruction};
 
-    const UPLINK: u32 = 100;
     const PUBLIC: [u8; 4] = [203, 0, 113, 10];
-    const CLIENT: [u8; 4] = [198, 51, 100, 10];
-
-    fn inventory() -> Inventory {
-        Inventory::parse(
-            include_str!("../../docs/examples/inventory.toml"),
-            "inventory.toml",
-        )
-        .unwrap()
-    }
 
     fn ip(a: [u8; 4]) -> u32 {
         u32::from_be_bytes(a)
-    }
-
-    fn packet(in_port: u32, src: [u8; 4], dst: [u8; 4]) -> FlowKey {
-        FlowKey {
-            in_port,
-            eth_type: ethertype::IPV4,
-            ip_proto: 6,
-            ipv4_src: ip(src),
-            ipv4_dst: ip(dst),
-            ..FlowKey::default()
-        }
     }
 
     #[test]
@@ -508,315 +420,5 @@ mod tests {
             assert_eq!(covering, usize::from(!owned.contains(&a)), "{a:x}");
         }
         assert_eq!(uncovered(net, 24, &[]), [(net, 24)]);
-    }
-
-    #[test]
-    fn inbound_is_translated_and_follows_the_vm() {
-        let inv = inventory();
-        let gw = &inv.gateways["host-a"];
-        assert_eq!(gw.port, UPLINK);
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        // web1 runs on the gateway host: delivered to its port, addressed to it.
-        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 1);
-        assert_eq!(out[0].1.ipv4_dst, u32::from(inv.vms["web1"].ip));
-        assert_eq!(out[0].1.ipv4_src, ip(CLIENT));
-        assert_eq!(out[0].1.eth_dst, inv.vms["web1"].mac);
-
-        // After web1 moved to host-c, the same packet leaves through the tunnel.
-        let mut moved = inv.clone();
-        let web1 = moved.vms.get_mut("web1").unwrap();
-        web1.host = "host-c".into();
-        web1.port = 7;
-        let migration = Migration {
-            vm: "web1".into(),
-            from_host: "host-a".into(),
-            from_port: 1,
-            to_host: "host-c".into(),
-            to_port: 7,
-            phase: Phase::Switched,
-        };
-        let tables = compile_network_during(&moved, "id", "p", Some(&migration)).unwrap();
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 10_003);
-        assert_eq!(out[0].1.ipv4_dst, u32::from(moved.vms["web1"].ip));
-        // host-c delivers what the gateway's tunnel brings, with the client's
-        // address as source.
-        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
-        let out = c.simulate(&packet(10_001, CLIENT, [100, 64, 1, 1]));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 7);
-    }
-
-    #[test]
-    fn outbound_leaves_the_gateway_with_the_public_source() {
-        let mut inv = inventory();
-        // web1 runs on host-b; its gateway is host-a.
-        let web1 = inv.vms.get_mut("web1").unwrap();
-        web1.host = "host-b".into();
-        web1.port = 5;
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
-        let out = b.simulate(&packet(5, [100, 64, 1, 1], CLIENT));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 10_001, "to the gateway's tunnel");
-        assert_eq!(out[0].1.ipv4_src, ip([100, 64, 1, 1]));
-        // A VM without a public address cannot reach the internet.
-        assert!(b.simulate(&packet(1, [100, 64, 2, 1], CLIENT)).is_empty());
-
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        let gw = &inv.gateways["host-a"];
-        let out = a.simulate(&packet(10_002, [100, 64, 1, 1], CLIENT));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, UPLINK);
-        assert_eq!(out[0].1.ipv4_src, ip(PUBLIC));
-        assert_eq!(out[0].1.ipv4_dst, ip(CLIENT));
-        assert_eq!(
-            (out[0].1.eth_src, out[0].1.eth_dst),
-            (gw.mac, gw.router_mac)
-        );
-        // Overlay traffic of the same VM is still routed, not translated.
-        let out = a.simulate(&packet(10_002, [100, 64, 1, 1], [100, 64, 3, 1]));
-        assert!(out.is_empty(), "no transit between tunnels");
-    }
-
-    #[test]
-    fn unowned_and_spoofed_public_addresses_are_dropped_by_counted_flows() {
-        let inv = inventory();
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let drops = |dpid: u64| -> Vec<FlowSpec> {
-            tables[&dpid]
-                .iter()
-                .filter(|f| f.priority == GATEWAY_DROP_PRIORITY)
-                .cloned()
-                .collect()
-        };
-        for dpid in [1, 2, 3] {
-            let flows = drops(dpid);
-            assert!(
-                flows
-                    .iter()
-                    .all(|f| f.instructions == [Instruction::ApplyActions(Vec::new())]),
-                "drops only"
-            );
-            // From a VM port, with a public source: the spoof flow takes it.
-            let table = Pipeline::from_flows(tables[&dpid].clone()).unwrap();
-            let spoofed = packet(1, PUBLIC, CLIENT);
-            assert!(table.simulate(&spoofed).is_empty(), "switch {dpid}");
-            assert!(
-                flows
-                    .iter()
-                    .any(|f| f.matcher.matches(&spoofed) && f.matcher.get(Field::Ipv4Src).is_some()),
-                "switch {dpid}"
-            );
-        }
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        let unowned = packet(UPLINK, CLIENT, [203, 0, 113, 99]);
-        assert!(a.simulate(&unowned).is_empty());
-        let flows = drops(1);
-        assert_eq!(
-            flows.iter().filter(|f| f.matcher.matches(&unowned)).count(),
-            1,
-            "exactly one counted drop takes it"
-        );
-        let owned = packet(UPLINK, CLIENT, PUBLIC);
-        assert!(flows.iter().all(|f| !f.matcher.matches(&owned)));
-        assert!(
-            drops(2).len() == 1 && drops(3).len() == 1,
-            "no uplink there"
-        );
-    }
-
-    #[test]
-    fn a_public_address_claimed_twice_goes_to_one_vm_only() {
-        let mut inv = inventory();
-        inv.vms.get_mut("db1").unwrap().public_ip = Some(Ipv4Addr::from(PUBLIC));
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert_eq!(
-            out[0].1.ipv4_dst,
-            u32::from(inv.vms["db1"].ip),
-            "db1 < web1"
-        );
-    }
-
-    /// The example with a second gateway, on host-c, serving the same prefix.
-    fn two_gateways() -> Inventory {
-        let mut inv = inventory();
-        let mut c = inv.gateways["host-a"].clone();
-        c.host = "host-c".into();
-        c.address = Ipv4Addr::new(198, 51, 100, 194);
-        c.mac = "02:5c:00:00:0c:01".parse().unwrap();
-        inv.gateways.insert("host-c".into(), c);
-        inv
-    }
-
-    #[test]
-    fn a_vm_moving_to_a_cloud_with_a_gateway_gets_it_as_home_and_both_translate() {
-        let before = two_gateways();
-        let mut after = before.clone();
-        let web1 = after.vms.get_mut("web1").unwrap();
-        web1.host = "host-c".into();
-        web1.port = 5;
-        assert_eq!(
-            moves(&after, "web1", "host-a"),
-            [Move {
-                public: Ipv4Addr::from(PUBLIC),
-                gateway: "host-c".into(),
-                next_hop: Ipv4Addr::new(198, 51, 100, 194),
-            }]
-        );
-        assert!(moves(&before, "web1", "host-a").is_empty());
-        assert!(moves(&after, "web1", "host-c").is_empty());
-        assert!(
-            Announcements::after_move(&after, "web1", "host-a").is_none(),
-            "not asked to"
-        );
-        let tables = compile_network(&after, "id", "p").unwrap();
-        // The old gateway still translates what the internet sends it, towards
-        // the VM's new host; the new gateway delivers locally.
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        let out = a.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!((out.len(), out[0].0), (1, 10_003));
-        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
-        let out = c.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!((out.len(), out[0].0), (1, 5));
-        // Outbound leaves through the new home gateway's own uplink.
-        let out = c.simulate(&packet(5, [100, 64, 1, 1], CLIENT));
-        assert_eq!(out.len(), 1);
-        assert_eq!((out[0].0, out[0].1.ipv4_src), (UPLINK, ip(PUBLIC)));
-        assert_eq!(out[0].1.eth_src, after.gateways["host-c"].mac);
-        // And the old gateway no longer sends it out.
-        assert!(a
-            .simulate(&packet(10_003, [100, 64, 1, 1], CLIENT))
-            .is_empty());
-    }
-
-    #[test]
-    fn every_serving_gateway_may_tunnel_the_internet_to_the_vm() {
-        // web1 on host-b (no gateway in its cloud): home is host-a, and host-c
-        // serves the prefix too. host-c translates what the internet sends it and
-        // tunnels it to host-b, whose switch must accept internet sources from
-        // host-c: a backup route to host-c, shadowed by the home route, says so.
-        let mut inv = two_gateways();
-        let web1 = inv.vms.get_mut("web1").unwrap();
-        web1.host = "host-b".into();
-        web1.port = 6;
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let b = Pipeline::from_flows(tables[&2].clone()).unwrap();
-        let out = b.simulate(&packet(6, [100, 64, 1, 1], CLIENT));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 10_001, "to the home gateway, host-a");
-        let outputs_to = |port: u32| {
-            tables[&2].iter().any(|f| {
-                f.priority < GATEWAY_OUTBOUND_PRIORITY
-                    && f.matcher.matches(&packet(6, [100, 64, 1, 1], CLIENT))
-                    && f.instructions == [Instruction::ApplyActions(vec![Action::output(port)])]
-            })
-        };
-        assert!(outputs_to(10_003), "the backup route to host-c exists");
-        // host-c translates inbound and sends it to host-b.
-        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
-        let out = c.simulate(&packet(UPLINK, CLIENT, PUBLIC));
-        assert_eq!((out.len(), out[0].0), (1, 10_002));
-    }
-
-    #[test]
-    fn nothing_from_the_uplink_reaches_the_overlay_untranslated() {
-        let inv = inventory();
-        let tables = compile_network(&inv, "id", "p").unwrap();
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        // Straight to web1's overlay address from the internet side: dropped, and
-        // by a counted flow.
-        let direct = packet(UPLINK, CLIENT, [100, 64, 1, 1]);
-        assert!(a.simulate(&direct).is_empty());
-        assert!(tables[&1]
-            .iter()
-            .any(|f| f.priority == GATEWAY_DROP_PRIORITY && f.matcher.matches(&direct)));
-        // Through its public address it still arrives.
-        assert_eq!(a.simulate(&packet(UPLINK, CLIENT, PUBLIC)).len(), 1);
-    }
-
-    #[test]
-    fn public_vms_cost_rules_in_proportion_to_their_number() {
-        // 60 more VMs on host-b, with or without public addresses: the switches
-        // grow by a bounded number of rules per public VM, never public VMs x VMs.
-        let grown = |public: bool| {
-            let mut inv = inventory();
-            for i in 0..60u8 {
-                let vm = Vm {
-                    name: format!("x{i}"),
-                    mac: Mac([2, 0, 0, 9, 0, i]),
-                    ip: Ipv4Addr::new(100, 64, 9, i + 1),
-                    host: "host-b".into(),
-                    port: u32::from(i) + 10,
-                    tap: format!("x{i}"),
-                    netns: None,
-                    tenant: None,
-                    public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, 100 + i)),
-                };
-                inv.vms.insert(vm.name.clone(), vm);
-            }
-            compile_network(&inv, "id", "p").unwrap()
-        };
-        let (without, with) = (grown(false), grown(true));
-        for dpid in [1u64, 2, 3] {
-            let extra = with[&dpid].len() - without[&dpid].len();
-            eprintln!(
-                "switch {dpid}: {} rules, {extra} for 60 public VMs",
-                with[&dpid].len()
-            );
-            assert!(extra <= 60 * 2 * 10 + 60 * 8, "switch {dpid}: {extra}");
-        }
-    }
-
-    #[test]
-    fn during_a_migration_the_home_gateway_takes_the_vm_from_both_hosts() {
-        let mut inv = inventory();
-        let web1 = inv.vms.get_mut("web1").unwrap();
-        web1.host = "host-b".into();
-        web1.port = 5;
-        let migration = Migration {
-            vm: "web1".into(),
-            from_host: "host-b".into(),
-            from_port: 5,
-            to_host: "host-c".into(),
-            to_port: 6,
-            phase: Phase::Prepared,
-        };
-        let tables = compile_network_during(&inv, "id", "p", Some(&migration)).unwrap();
-        let a = Pipeline::from_flows(tables[&1].clone()).unwrap();
-        for tunnel in [10_002, 10_003] {
-            let out = a.simulate(&packet(tunnel, [100, 64, 1, 1], CLIENT));
-            assert_eq!(out.len(), 1, "from {tunnel}");
-            assert_eq!((out[0].0, out[0].1.ipv4_src), (UPLINK, ip(PUBLIC)));
-        }
-        let c = Pipeline::from_flows(tables[&3].clone()).unwrap();
-        let out = c.simulate(&packet(6, [100, 64, 1, 1], CLIENT));
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, 10_001, "the destination sends it to the gateway");
-        // Not from another port, and not from the uplink (no hairpin to itself).
-        assert!(c.simulate(&packet(1, [100, 64, 1, 1], CLIENT)).is_empty());
-        assert!(a
-            .simulate(&packet(UPLINK, [100, 64, 1, 1], CLIENT))
-            .is_empty());
-    }
-
-    #[test]
-    fn the_host_config_of_a_gateway_has_its_uplink_port() {
-        let inv = inventory();
-        let cfg = inv.host_config("host-a", "k").unwrap();
-        let parsed = dataplane::config::HostConfig::parse(&cfg, std::path::Path::new("a.toml"))
-            .unwrap_or_else(|e| panic!("{e}\n{cfg}"));
-        let uplink = parsed.ports.iter().find(|p| p.number == UPLINK).unwrap();
-        assert_eq!(uplink.kind, dataplane::config::PortKind::Raw);
-        assert_eq!(uplink.mac, Some(inv.gateways["host-a"].mac));
-        assert!(uplink.answer_arp.contains(&(ip([203, 0, 113, 0]), 24)));
     }
 }

@@ -1,19 +1,27 @@
-//! The inventory: clouds, hosts, VMs and the controller's own addresses, read from a
-//! TOML file (documented in `docs/inventory.md`).
+//! The inventory file: clouds, hosts, VMs and the controller's own addresses, read
+//! from TOML (documented in `docs/controller.md` and `docs/examples/inventory.toml`)
+//! into [`crate::model::Inventory`].
 //!
-//! This module owns validating the inventory (every error names the file, line and
-//! field), resolving names for policies (`ip4Dst = vm:web1`), numbering tunnel ports,
-//! and writing a host's `scd` configuration. It never talks to a switch.
+//! This module owns parsing and validating the file (every error names the file,
+//! line and field; a VM's rules against the rest are `crate::model::validate`,
+//! shared with the API) and resolving names for policies (`ip4Dst = vm:web1`). It
+//! never talks to a switch.
 
-use crate::gateway::{Announce, Gateway};
+use crate::model::{Announce, Gateway, Invalid, MAX_INTERFACE_NAME};
 use crate::netkat::ir::Resolver;
+use config_support::{parse_ipv4_prefix, Position};
 use openflow::flow::Mac;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
+
+// The model's types were defined here; these keep their old paths working.
+pub use crate::model::{
+    Cloud, Host, Inventory, PlacementSettings, Vm, VmPlacement, MAX_DATAPATH_ID, TUNNEL_PORT_BASE,
+};
 
 /// An inventory that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -51,11 +59,6 @@ pub enum InventoryError {
         message: String,
     },
 }
-
-/// Tunnel ports are numbered from the peer's datapath id: `TUNNEL_PORT_BASE + dpid`.
-pub const TUNNEL_PORT_BASE: u32 = 10_000;
-/// Largest datapath id an inventory may use (so tunnel ports stay valid).
-pub const MAX_DATAPATH_ID: u64 = 1_000_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,66 +141,10 @@ struct RawVm {
     placement: Option<Spanned<VmPlacement>>,
 }
 
-/// A VM's placement knobs (`[vm.placement]`, all optional; see `docs/placement.md`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VmPlacement {
-    /// Clouds the VM may run in; empty means every cloud.
-    #[serde(default)]
-    pub clouds: Vec<String>,
-    /// What the VM costs per hour in each cloud (a cloud not named costs 0).
-    #[serde(default)]
-    pub price_per_hour: BTreeMap<String, f64>,
-    /// Client latency (traffic-weighted mean, ms) below which lower latency is worth
-    /// nothing to this VM.
-    #[serde(default)]
-    pub latency_target_ms: Option<f64>,
-    /// Memory to copy when it moves, MiB.
-    #[serde(default)]
-    pub ram_mib: Option<u64>,
-    /// Disk to copy when it moves, GiB (0 when its disk is shared or remote).
-    #[serde(default)]
-    pub disk_gib: Option<u64>,
-}
-
-/// The daemon's follow-the-sun loop (`[placement]`; see `docs/placement.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PlacementSettings {
-    /// How often `scc` samples every switch's flow counters and tunnel round trips,
-    /// seconds (0: never, and nothing is measured).
-    pub sample_every_s: u64,
-    /// How often `scc` plans and starts a migration by itself, seconds (0: only
-    /// when asked, `scc placement run`).
-    pub plan_every_s: u64,
-    /// The command that moves a VM, as argv; `{vm}`, `{from_host}`, `{to_host}` and
-    /// `{to_cloud}` are replaced. It prepares the destination, calls `scc migrate`
-    /// and moves the VM (e.g. with `scvm migrate`). Empty: nothing can move a VM.
-    pub migrate: Vec<String>,
-    /// A move command still running after this long is stopped (SIGTERM, then
-    /// SIGKILL, to everything it started), seconds; its migration, if it has not
-    /// switched yet, is left to an operator (`scc migrate --arrived` or `--abort`).
-    pub migrate_timeout_s: u64,
-    /// The engine's knobs.
-    pub engine: crate::placement::EngineConfig,
-}
-
-impl Default for PlacementSettings {
-    fn default() -> Self {
-        PlacementSettings {
-            sample_every_s: 60,
-            plan_every_s: 0,
-            migrate: Vec::new(),
-            migrate_timeout_s: 900,
-            engine: crate::placement::EngineConfig::default(),
-        }
-    }
-}
-
 /// Reads `[placement]`; unknown keys (in `engine` too) are refused by name.
 fn placement_settings(table: &toml::Table) -> Result<PlacementSettings, String> {
     if let Some(engine) = table.get("engine") {
-        let known = serde_json::to_value(crate::placement::EngineConfig::default())
+        let known = serde_json::to_value(crate::model::EngineConfig::default())
             .map_err(|e| e.to_string())?;
         let engine = engine
             .as_table()
@@ -218,106 +165,151 @@ fn placement_settings(table: &toml::Table) -> Result<PlacementSettings, String> 
     Ok(settings)
 }
 
-/// A cloud (provider region).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cloud {
-    /// Name.
-    pub name: String,
-    /// Provider region.
-    pub region: String,
-    /// Latitude and longitude, for placement.
-    pub location: Option<[f64; 2]>,
+/// The inventory text being read, for errors that name its file and line.
+#[derive(Debug, Clone, Copy)]
+struct Source<'a> {
+    text: &'a str,
+    path: &'a str,
 }
 
-/// A host running `scd`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Host {
-    /// Name.
-    pub name: String,
-    /// Its cloud.
-    pub cloud: String,
-    /// Datapath id of its switch.
-    pub datapath_id: u64,
-    /// Where its tunnels listen (public address).
-    pub tunnel_endpoint: SocketAddr,
-    /// Its WireGuard public key (base64).
-    pub public_key: String,
-}
-
-impl Host {
-    /// The OpenFlow port number every other host uses for its tunnel to this host.
-    pub fn tunnel_port(&self) -> u32 {
-        TUNNEL_PORT_BASE + u32::try_from(self.datapath_id).unwrap_or(0)
+impl Source<'_> {
+    fn invalid(&self, span: &Range<usize>, field: &str, message: String) -> InventoryError {
+        InventoryError::Invalid {
+            path: self.path.into(),
+            line: Position::of_span(self.text, span).line,
+            field: field.into(),
+            message,
+        }
     }
 }
 
-/// A VM.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vm {
-    /// Name.
-    pub name: String,
-    /// MAC of its interface.
-    pub mac: Mac,
-    /// Overlay address.
-    pub ip: Ipv4Addr,
-    /// The host it runs on now.
-    pub host: String,
-    /// OpenFlow port of its TAP on that host.
-    pub port: u32,
-    /// TAP interface name (default `sc-<name>`, cut to 15 bytes).
-    pub tap: String,
-    /// Namespace the TAP lives in, when not the host's (test harness VMs).
-    pub netns: Option<String>,
-    /// Tenant, for policies and status.
-    pub tenant: Option<String>,
-    /// Public address served by a gateway, if any.
-    pub public_ip: Option<Ipv4Addr>,
+/// Reads the `[host.uplink]` of host `host`.
+fn uplink(
+    source: &Source<'_>,
+    host: &str,
+    u: &Spanned<RawUplink>,
+    overlay: (Ipv4Addr, u8),
+) -> Result<Gateway, InventoryError> {
+    let bad = |message: String| source.invalid(&u.span(), "host.uplink", message);
+    let raw = u.get_ref();
+    let mac = |text: &str, what: &str| {
+        text.parse::<Mac>()
+            .map_err(|e| bad(format!("`{what}`: {e}")))
+    };
+    let public_prefix = parse_ipv4_prefix(&raw.public_prefix).ok_or_else(|| {
+        bad(format!(
+            "`public_prefix`: `{}` is not an IPv4 prefix",
+            raw.public_prefix
+        ))
+    })?;
+    let gw = Gateway {
+        host: host.to_string(),
+        port: raw.port,
+        interface: raw.interface.clone(),
+        netns: raw.netns.clone(),
+        address: raw.address.parse().map_err(|_| {
+            bad(format!(
+                "`address`: `{}` is not an IPv4 address",
+                raw.address
+            ))
+        })?,
+        mac: mac(&raw.mac, "mac")?,
+        router_mac: mac(&raw.router_mac, "router_mac")?,
+        public_prefix,
+    };
+    if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
+        return Err(bad(format!(
+            "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
+            gw.port
+        )));
+    }
+    if raw.interface.is_empty() || raw.interface.len() > MAX_INTERFACE_NAME {
+        return Err(bad(format!(
+            "`interface`: `{}` is not an interface name (1..={MAX_INTERFACE_NAME} bytes)",
+            raw.interface
+        )));
+    }
+    let overlaps = |(a, la): (Ipv4Addr, u8), (b, lb): (Ipv4Addr, u8)| {
+        let mask = config_support::prefix_mask(la.min(lb));
+        u32::from(a) & mask == u32::from(b) & mask
+    };
+    if overlaps(public_prefix, overlay) {
+        return Err(bad("`public_prefix` overlaps the overlay".into()));
+    }
+    Ok(gw)
 }
 
-/// A validated inventory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Inventory {
-    /// Overlay network and prefix length.
-    pub overlay: (Ipv4Addr, u8),
-    /// Anycast gateway MAC.
-    pub gateway_mac: Mac,
-    /// Where `scd`s reach the controller over OpenFlow.
-    pub openflow: SocketAddr,
-    /// Where the controller's HTTP API listens.
-    pub api: SocketAddr,
-    /// How a public address's new gateway is announced to the internet, if at all.
-    #[serde(default)]
-    pub announce: Option<Announce>,
-    /// Clouds by name.
-    pub clouds: BTreeMap<String, Cloud>,
-    /// Hosts in file order.
-    pub hosts: Vec<Host>,
-    /// VMs by name.
-    pub vms: BTreeMap<String, Vm>,
-    /// Placement knobs of the VMs that have any, by VM name.
-    #[serde(default)]
-    pub placement: BTreeMap<String, VmPlacement>,
-    /// Gateway uplinks, by host name.
-    #[serde(default)]
-    pub gateways: BTreeMap<String, Gateway>,
-    /// The daemon's measurement and placement loop.
-    #[serde(default)]
-    pub placement_settings: PlacementSettings,
+impl RawHost {
+    /// Where in the file the value of `field` (as [`Invalid`] names it) is.
+    fn span_of(&self, field: &str) -> Range<usize> {
+        match field {
+            "host.cloud" => self.cloud.span(),
+            "host.datapath_id" => self.datapath_id.span(),
+            "host.tunnel_endpoint" => self.tunnel_endpoint.span(),
+            "host.public_key" => self.public_key.span(),
+            _ => self.name.span(),
+        }
+    }
 }
 
-fn line_of(text: &str, span: &Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
+impl RawVm {
+    /// The VM this `[[vm]]` describes, each value parsed; its rules against the
+    /// rest of the inventory are [`Inventory::add_vm`]'s.
+    fn to_vm(&self, source: &Source<'_>) -> Result<Vm, InventoryError> {
+        let name = self.name.get_ref().clone();
+        let invalid = |span: &Range<usize>, field: &str, message: String| {
+            source.invalid(span, field, message)
+        };
+        Ok(Vm {
+            mac: self
+                .mac
+                .get_ref()
+                .parse()
+                .map_err(|e| invalid(&self.mac.span(), "vm.mac", format!("{e}")))?,
+            ip: self.ip.get_ref().parse().map_err(|_| {
+                invalid(
+                    &self.ip.span(),
+                    "vm.ip",
+                    format!("`{}` is not an IPv4 address", self.ip.get_ref()),
+                )
+            })?,
+            host: self.host.get_ref().clone(),
+            port: *self.port.get_ref(),
+            tap: self
+                .tap
+                .as_ref()
+                .map_or_else(|| Vm::default_tap(&name), |t| t.get_ref().clone()),
+            netns: self.netns.clone(),
+            tenant: self.tenant.clone(),
+            public_ip: match &self.public_ip {
+                None => None,
+                Some(p) => Some(p.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &p.span(),
+                        "vm.public_ip",
+                        format!("`{}` is not an IPv4 address", p.get_ref()),
+                    )
+                })?),
+            },
+            name,
+        })
+    }
 
-/// Parses `a.b.c.d/len`.
-fn parse_prefix(text: &str) -> Option<(Ipv4Addr, u8)> {
-    let (a, l) = text.split_once('/')?;
-    let addr: Ipv4Addr = a.trim().parse().ok()?;
-    let len: u8 = l.trim().parse().ok().filter(|l| *l <= 32)?;
-    Some((
-        Ipv4Addr::from(u32::from(addr) & openflow::flow::prefix_mask32(len)),
-        len,
-    ))
+    /// Where in the file the value of `field` (as [`Invalid`] names it) is.
+    fn span_of(&self, field: &str) -> Range<usize> {
+        let given = |value: &Option<Spanned<String>>| {
+            value.as_ref().map_or(self.name.span(), Spanned::span)
+        };
+        match field {
+            "vm.ip" => self.ip.span(),
+            "vm.mac" => self.mac.span(),
+            "vm.host" => self.host.span(),
+            "vm.port" => self.port.span(),
+            "vm.tap" => given(&self.tap),
+            "vm.public_ip" => given(&self.public_ip),
+            _ => self.name.span(),
+        }
+    }
 }
 
 impl Inventory {
@@ -333,12 +325,7 @@ impl Inventory {
     /// Validates inventory text; `path` is used in errors.
     pub fn parse(text: &str, path: &str) -> Result<Inventory, InventoryError> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((1, 1), |s| {
-                let start = text[..s.start.min(text.len())]
-                    .rfind('\n')
-                    .map_or(0, |i| i + 1);
-                (line_of(text, &s), s.start - start + 1)
-            });
+            let Position { line, column } = Position::of_error(text, &e);
             InventoryError::Syntax {
                 path: path.into(),
                 line,
@@ -346,13 +333,11 @@ impl Inventory {
                 message: e.message().to_string(),
             }
         })?;
-        let invalid = |span: &Range<usize>, field: &str, message: String| InventoryError::Invalid {
-            path: path.into(),
-            line: line_of(text, span),
-            field: field.into(),
-            message,
+        let source = Source { text, path };
+        let invalid = |span: &Range<usize>, field: &str, message: String| {
+            source.invalid(span, field, message)
         };
-        let overlay = parse_prefix(raw.overlay_prefix.get_ref()).ok_or_else(|| {
+        let overlay = parse_ipv4_prefix(raw.overlay_prefix.get_ref()).ok_or_else(|| {
             invalid(
                 &raw.overlay_prefix.span(),
                 "overlay_prefix",
@@ -413,313 +398,94 @@ impl Inventory {
                 },
             );
         }
-        let mut hosts: Vec<Host> = Vec::new();
-        let mut gateways: BTreeMap<String, Gateway> = BTreeMap::new();
-        for h in raw.hosts {
-            let name = h.name.get_ref().clone();
-            if hosts.iter().any(|o| o.name == name) {
-                return Err(invalid(
-                    &h.name.span(),
-                    "host.name",
-                    format!("host `{name}` is defined twice"),
-                ));
-            }
-            if !clouds.contains_key(h.cloud.get_ref()) {
-                return Err(invalid(
-                    &h.cloud.span(),
-                    "host.cloud",
-                    format!("no [[cloud]] named `{}`", h.cloud.get_ref()),
-                ));
-            }
-            let dpid = *h.datapath_id.get_ref();
-            if dpid == 0 || dpid > MAX_DATAPATH_ID {
-                return Err(invalid(
-                    &h.datapath_id.span(),
-                    "host.datapath_id",
-                    format!("{dpid} is outside 1..={MAX_DATAPATH_ID}"),
-                ));
-            }
-            if hosts.iter().any(|o| o.datapath_id == dpid) {
-                return Err(invalid(
-                    &h.datapath_id.span(),
-                    "host.datapath_id",
-                    format!("datapath id {dpid} is used twice"),
-                ));
-            }
-            let tunnel_endpoint = h.tunnel_endpoint.get_ref().parse().map_err(|_| {
-                invalid(
-                    &h.tunnel_endpoint.span(),
-                    "host.tunnel_endpoint",
-                    format!("`{}` is not address:port", h.tunnel_endpoint.get_ref()),
-                )
-            })?;
-            let key = h.public_key.get_ref().trim().to_string();
-            if key.len() != 44 || !key.ends_with('=') {
-                return Err(invalid(
-                    &h.public_key.span(),
-                    "host.public_key",
-                    "not a WireGuard public key (44 characters of base64)".into(),
-                ));
-            }
-            if let Some(u) = &h.uplink {
-                let bad = |message: String| invalid(&u.span(), "host.uplink", message);
-                let raw = u.get_ref();
-                let mac = |text: &str, what: &str| {
-                    text.parse::<Mac>()
-                        .map_err(|e| bad(format!("`{what}`: {e}")))
-                };
-                let public_prefix = parse_prefix(&raw.public_prefix).ok_or_else(|| {
-                    bad(format!(
-                        "`public_prefix`: `{}` is not an IPv4 prefix",
-                        raw.public_prefix
-                    ))
-                })?;
-                let gw = Gateway {
-                    host: name.clone(),
-                    port: raw.port,
-                    interface: raw.interface.clone(),
-                    netns: raw.netns.clone(),
-                    address: raw.address.parse().map_err(|_| {
-                        bad(format!(
-                            "`address`: `{}` is not an IPv4 address",
-                            raw.address
-                        ))
-                    })?,
-                    mac: mac(&raw.mac, "mac")?,
-                    router_mac: mac(&raw.router_mac, "router_mac")?,
-                    public_prefix,
-                };
-                if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
-                    return Err(bad(format!(
-                        "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
-                        gw.port
-                    )));
-                }
-                if raw.interface.is_empty() || raw.interface.len() > 15 {
-                    return Err(bad(format!(
-                        "`interface`: `{}` is not an interface name (1..=15 bytes)",
-                        raw.interface
-                    )));
-                }
-                let overlaps = |(a, la): (Ipv4Addr, u8), (b, lb): (Ipv4Addr, u8)| {
-                    let mask = openflow::flow::prefix_mask32(la.min(lb));
-                    u32::from(a) & mask == u32::from(b) & mask
-                };
-                if overlaps(public_prefix, overlay) {
-                    return Err(bad("`public_prefix` overlaps the overlay".into()));
-                }
-                gateways.insert(name.clone(), gw);
-            }
-            hosts.push(Host {
-                name,
-                cloud: h.cloud.get_ref().clone(),
-                datapath_id: dpid,
-                tunnel_endpoint,
-                public_key: key,
-            });
-        }
-        let mut vms: BTreeMap<String, Vm> = BTreeMap::new();
-        let mut placement = BTreeMap::new();
-        for v in raw.vms {
-            let name = v.name.get_ref().clone();
-            if vms.contains_key(&name) {
-                return Err(invalid(
-                    &v.name.span(),
-                    "vm.name",
-                    format!("VM `{name}` is defined twice"),
-                ));
-            }
-            let mac: Mac = v
-                .mac
-                .get_ref()
-                .parse()
-                .map_err(|e| invalid(&v.mac.span(), "vm.mac", format!("{e}")))?;
-            let ip: Ipv4Addr = v.ip.get_ref().parse().map_err(|_| {
-                invalid(
-                    &v.ip.span(),
-                    "vm.ip",
-                    format!("`{}` is not an IPv4 address", v.ip.get_ref()),
-                )
-            })?;
-            if u32::from(ip) & openflow::flow::prefix_mask32(overlay.1) != u32::from(overlay.0) {
-                return Err(invalid(
-                    &v.ip.span(),
-                    "vm.ip",
-                    format!("{ip} is outside the overlay {}/{}", overlay.0, overlay.1),
-                ));
-            }
-            if let Some(o) = vms.values().find(|o| o.ip == ip || o.mac == mac) {
-                return Err(invalid(
-                    &v.ip.span(),
-                    "vm.ip",
-                    format!("address or MAC already used by VM `{}`", o.name),
-                ));
-            }
-            let host = v.host.get_ref().clone();
-            if !hosts.iter().any(|h| h.name == host) {
-                return Err(invalid(
-                    &v.host.span(),
-                    "vm.host",
-                    format!("no [[host]] named `{host}`"),
-                ));
-            }
-            let port = *v.port.get_ref();
-            if port == 0 || port >= TUNNEL_PORT_BASE {
-                return Err(invalid(
-                    &v.port.span(),
-                    "vm.port",
-                    format!("{port} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)"),
-                ));
-            }
-            if vms.values().any(|o| o.host == host && o.port == port) {
-                return Err(invalid(
-                    &v.port.span(),
-                    "vm.port",
-                    format!("port {port} of host `{host}` is used twice"),
-                ));
-            }
-            let tap = match &v.tap {
-                Some(t) if t.get_ref().is_empty() || t.get_ref().len() > 15 => {
-                    return Err(invalid(
-                        &t.span(),
-                        "vm.tap",
-                        format!("`{}` is not an interface name (1..=15 bytes)", t.get_ref()),
-                    ))
-                }
-                Some(t) => t.get_ref().clone(),
-                None => format!("sc-{name}").chars().take(15).collect(),
-            };
-            if gateways.get(&host).is_some_and(|g| g.port == port) {
-                return Err(invalid(
-                    &v.port.span(),
-                    "vm.port",
-                    format!("port {port} of host `{host}` is its uplink"),
-                ));
-            }
-            let public_ip = match &v.public_ip {
-                None => None,
-                Some(p) => {
-                    let bad = |message: String| invalid(&p.span(), "vm.public_ip", message);
-                    let public: Ipv4Addr = p
-                        .get_ref()
-                        .parse()
-                        .map_err(|_| bad(format!("`{}` is not an IPv4 address", p.get_ref())))?;
-                    if !gateways.values().any(|g| g.serves(public)) {
-                        return Err(bad(format!(
-                            "no gateway serves {public} (no [host.uplink] has it in its public_prefix)"
-                        )));
-                    }
-                    if let Some(o) = vms.values().find(|o| o.public_ip == Some(public)) {
-                        return Err(bad(format!("{public} is already VM `{}`'s", o.name)));
-                    }
-                    Some(public)
-                }
-            };
-            if let Some(p) = &v.placement {
-                let bad = |message: String| invalid(&p.span(), "vm.placement", message);
-                let knobs = p.get_ref();
-                if let Some(c) = knobs
-                    .clouds
-                    .iter()
-                    .chain(knobs.price_per_hour.keys())
-                    .find(|c| !clouds.contains_key(*c))
-                {
-                    return Err(bad(format!("no [[cloud]] named `{c}`")));
-                }
-                let numbers = knobs
-                    .price_per_hour
-                    .values()
-                    .chain(&knobs.latency_target_ms);
-                if let Some(x) = numbers.into_iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
-                    return Err(bad(format!("{x} is not a non-negative number")));
-                }
-                placement.insert(name.clone(), knobs.clone());
-            }
-            vms.insert(
-                name.clone(),
-                Vm {
-                    name,
-                    mac,
-                    ip,
-                    host,
-                    port,
-                    tap,
-                    netns: v.netns,
-                    tenant: v.tenant,
-                    public_ip,
-                },
-            );
-        }
-        let placement_settings = match &raw.placement {
-            None => PlacementSettings::default(),
-            Some(t) => placement_settings(t.get_ref())
-                .map_err(|message| invalid(&t.span(), "placement", message))?,
-        };
-        Ok(Inventory {
+        let mut inventory = Inventory {
             overlay,
             gateway_mac,
             openflow,
             api,
             announce,
             clouds,
-            hosts,
-            vms,
-            placement,
-            gateways,
-            placement_settings,
-        })
-    }
-
-    /// The host with this datapath id.
-    pub fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.datapath_id == dpid)
-    }
-
-    /// The host with this name.
-    pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts.iter().find(|h| h.name == name)
-    }
-
-    /// The `scd` configuration of one host: its VM ports, its tunnels to every other
-    /// host, and the controller connection. The private key file and the listen
-    /// address of the tunnels are the host's own (`key_file`, port of its endpoint).
-    pub fn host_config(&self, host: &str, key_file: &str) -> Option<String> {
-        let h = self.host(host)?;
-        let mut c = format!(
-            "# scd configuration of {host}, generated by `scc host-config` from the inventory.\n\
-             datapath_id = {}\nname = \"{host}\"\n\n[overlay]\nprefix = \"{}/{}\"\ngateway_mac = \"{}\"\n\n\
-             [metrics]\nlisten = \"127.0.0.1:9464\"\n\n[openflow]\ncontrollers = [\"tcp:{}\"]\n\n\
-             [tunnel]\nprivate_key_file = \"{key_file}\"\nlisten = \"{}\"\n",
-            h.datapath_id,
-            self.overlay.0,
-            self.overlay.1,
-            self.gateway_mac,
-            self.openflow,
-            h.tunnel_endpoint.port(),
-        );
-        for vm in self.vms.values().filter(|v| v.host == host) {
-            c += &format!(
-                "\n# VM {}\n[[port]]\nnumber = {}\nname = \"{}\"\n",
-                vm.name, vm.port, vm.tap
-            );
-            if let Some(ns) = &vm.netns {
-                c += &format!("netns = \"{ns}\"\ncreate = false\n");
+            hosts: Vec::new(),
+            vms: BTreeMap::new(),
+            placement: BTreeMap::new(),
+            gateways: BTreeMap::new(),
+            placement_settings: PlacementSettings::default(),
+        };
+        for h in raw.hosts {
+            let name = h.name.get_ref().clone();
+            if inventory.host(&name).is_some() {
+                return Err(invalid(
+                    &h.name.span(),
+                    "host.name",
+                    format!("host `{name}` is defined twice"),
+                ));
+            }
+            let host = Host {
+                tunnel_endpoint: h.tunnel_endpoint.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &h.tunnel_endpoint.span(),
+                        "host.tunnel_endpoint",
+                        format!("`{}` is not address:port", h.tunnel_endpoint.get_ref()),
+                    )
+                })?,
+                name: name.clone(),
+                cloud: h.cloud.get_ref().clone(),
+                datapath_id: *h.datapath_id.get_ref(),
+                public_key: h.public_key.get_ref().trim().to_string(),
+            };
+            inventory
+                .add_host(host)
+                .map_err(|Invalid { field, message }| invalid(&h.span_of(field), field, message))?;
+            if let Some(u) = &h.uplink {
+                let gateway = uplink(&source, &name, u, overlay)?;
+                inventory.gateways.insert(name, gateway);
             }
         }
-        if let Some(gw) = self.gateways.get(host) {
-            c += &gw.port_section();
+        if let Some(t) = &raw.placement {
+            inventory.placement_settings = placement_settings(t.get_ref())
+                .map_err(|message| invalid(&t.span(), "placement", message))?;
         }
-        for peer in self.hosts.iter().filter(|p| p.name != host) {
-            c += &format!(
-                "\n[[peer]]\nport = {}\nname = \"{}\"\npublic_key = \"{}\"\nendpoint = \"{}\"\n",
-                peer.tunnel_port(),
-                peer.name,
-                peer.public_key,
-                peer.tunnel_endpoint
-            );
+        for v in raw.vms {
+            let name = v.name.get_ref().clone();
+            if inventory.vms.contains_key(&name) {
+                return Err(invalid(
+                    &v.name.span(),
+                    "vm.name",
+                    format!("VM `{name}` is defined twice"),
+                ));
+            }
+            let vm = v.to_vm(&source)?;
+            if let Some(p) = &v.placement {
+                let knobs = vm_placement(p.get_ref(), &inventory)
+                    .map_err(|message| invalid(&p.span(), "vm.placement", message))?;
+                inventory.placement.insert(name.clone(), knobs);
+            }
+            inventory
+                .add_vm(vm)
+                .map_err(|Invalid { field, message }| invalid(&v.span_of(field), field, message))?;
         }
-        Some(c)
+        Ok(inventory)
     }
+}
+
+/// Checks a VM's placement knobs against the clouds of `inventory`.
+fn vm_placement(knobs: &VmPlacement, inventory: &Inventory) -> Result<VmPlacement, String> {
+    if let Some(c) = knobs
+        .clouds
+        .iter()
+        .chain(knobs.price_per_hour.keys())
+        .find(|c| !inventory.clouds.contains_key(*c))
+    {
+        return Err(format!("no [[cloud]] named `{c}`"));
+    }
+    let numbers = knobs
+        .price_per_hour
+        .values()
+        .chain(&knobs.latency_target_ms);
+    if let Some(x) = numbers.into_iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+        return Err(format!("{x} is not a non-negative number"));
+    }
+    Ok(knobs.clone())
 }
 
 impl Resolver for Inventory {
@@ -765,32 +531,44 @@ mod tests {
         Inventory::parse(text, "inv.toml").unwrap_err().to_string()
     }
 
+    /// The error of the example inventory with `from` replaced by `to`.
+    fn error_with(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "{from}");
+        error(&EXAMPLE.replace(from, to))
+    }
+
     #[test]
     fn errors_name_field_and_line() {
-        let e =
-            error(&EXAMPLE.replace("host = \"host-a\"\nport = 1", "host = \"host-z\"\nport = 1"));
-        assert!(e.contains("`vm.host`: no [[host]] named `host-z`"), "{e}");
-        let e = error(&EXAMPLE.replace("100.64.2.1", "10.0.0.1"));
-        assert!(
-            e.contains("`vm.ip`: 10.0.0.1 is outside the overlay 100.64.0.0/10"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("datapath_id = 2", "datapath_id = 1"));
-        assert!(
-            e.contains("`host.datapath_id`: datapath id 1 is used twice"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("ip = \"100.64.3.1\"", "ip = \"100.64.1.1\""));
-        assert!(
-            e.contains("`vm.ip`: address or MAC already used by VM `web1`"),
-            "{e}"
-        );
-        let e =
-            error(&EXAMPLE.replace("mac = \"02:00:00:00:03:01\"", "mac = \"02:00:00:00:01:01\""));
-        assert!(
-            e.contains("address or MAC already used by VM `web1`"),
-            "{e}"
-        );
+        for (from, to, says) in [
+            (
+                "host = \"host-a\"\nport = 1",
+                "host = \"host-z\"\nport = 1",
+                "`vm.host`: no [[host]] named `host-z`",
+            ),
+            (
+                "100.64.2.1",
+                "10.0.0.1",
+                "`vm.ip`: 10.0.0.1 is outside the overlay 100.64.0.0/10",
+            ),
+            (
+                "datapath_id = 2",
+                "datapath_id = 1",
+                "`host.datapath_id`: datapath id 1 is used twice",
+            ),
+            (
+                "ip = \"100.64.3.1\"",
+                "ip = \"100.64.1.1\"",
+                "`vm.ip`: address or MAC already used by VM `web1`",
+            ),
+            (
+                "mac = \"02:00:00:00:03:01\"",
+                "mac = \"02:00:00:00:01:01\"",
+                "address or MAC already used by VM `web1`",
+            ),
+        ] {
+            let e = error_with(from, to);
+            assert!(e.contains(says), "{e}");
+        }
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
     }
@@ -803,29 +581,36 @@ mod tests {
             (gw.port, gw.public_prefix),
             (100, (Ipv4Addr::new(203, 0, 113, 0), 24))
         );
-        let e =
-            error(&EXAMPLE.replace("public_ip = \"203.0.113.10\"", "public_ip = \"192.0.2.99\""));
-        assert!(
-            e.contains("`vm.public_ip`: no gateway serves 192.0.2.99"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace(
-            "tenant = \"green\"",
-            "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
-        ));
-        assert!(e.contains("203.0.113.10 is already VM `web1`'s"), "{e}");
-        let e = error(&EXAMPLE.replace("port = 100", "port = 1"));
-        assert!(
-            e.contains("`vm.port`: port 1 of host `host-a` is its uplink"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("203.0.113.0/24", "100.64.0.0/16"));
-        assert!(
-            e.contains("`host.uplink`: `public_prefix` overlaps the overlay"),
-            "{e}"
-        );
-        let e = error(&EXAMPLE.replace("router_mac = \"02:5c:00:00:0a:fe\"", "router_mac = \"x\""));
-        assert!(e.contains("`host.uplink`: `router_mac`"), "{e}");
+        for (from, to, says) in [
+            (
+                "public_ip = \"203.0.113.10\"",
+                "public_ip = \"192.0.2.99\"",
+                "`vm.public_ip`: no gateway serves 192.0.2.99",
+            ),
+            (
+                "tenant = \"green\"",
+                "tenant = \"green\"\npublic_ip = \"203.0.113.10\"",
+                "203.0.113.10 is already VM `web1`'s",
+            ),
+            (
+                "port = 100",
+                "port = 1",
+                "`vm.port`: port 1 of host `host-a` is its uplink",
+            ),
+            (
+                "203.0.113.0/24",
+                "100.64.0.0/16",
+                "`host.uplink`: `public_prefix` overlaps the overlay",
+            ),
+            (
+                "router_mac = \"02:5c:00:00:0a:fe\"",
+                "router_mac = \"x\"",
+                "`host.uplink`: `router_mac`",
+            ),
+        ] {
+            let e = error_with(from, to);
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]
@@ -843,7 +628,7 @@ mod tests {
         assert_eq!(inv.placement_settings.engine.min_dwell_s, 600.0);
         assert_eq!(
             inv.placement_settings.engine.horizon_s,
-            crate::placement::EngineConfig::default().horizon_s
+            crate::model::EngineConfig::default().horizon_s
         );
         let lines = EXAMPLE.lines().count();
         for (extra, says) in [
@@ -893,5 +678,179 @@ mod tests {
         );
         let e = error(&format!("{EXAMPLE}{}", knobs.replace("= 60", "= -1")));
         assert!(e.contains("-1 is not a non-negative number"), "{e}");
+    }
+
+    /// `vm` as an inventory file's `[[vm]]` table.
+    fn vm_table(vm: &Vm) -> String {
+        let mut t = format!(
+            "\n[[vm]]\nname = \"{}\"\nmac = \"{}\"\nip = \"{}\"\nhost = \"{}\"\nport = {}\ntap = \"{}\"\n",
+            vm.name, vm.mac, vm.ip, vm.host, vm.port, vm.tap
+        );
+        if let Some(public) = vm.public_ip {
+            t += &format!("public_ip = \"{public}\"\n");
+        }
+        t
+    }
+
+    #[test]
+    fn the_api_refuses_every_vm_the_file_refuses() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        let fresh = Vm {
+            name: "new1".into(),
+            mac: "02:00:00:00:09:01".parse().unwrap(),
+            ip: Ipv4Addr::new(100, 64, 9, 1),
+            host: "host-b".into(),
+            port: 7,
+            tap: Vm::default_tap("new1"),
+            netns: None,
+            tenant: None,
+            public_ip: None,
+        };
+        let web1 = inv.vms["web1"].clone();
+        type Change<'a> = Box<dyn Fn(&mut Vm) + 'a>;
+        let cases: [(&str, Change); 11] = [
+            (
+                "outside the overlay",
+                Box::new(|v| v.ip = Ipv4Addr::new(10, 0, 0, 1)),
+            ),
+            ("already used by VM `web1`", Box::new(|v| v.ip = web1.ip)),
+            ("already used by VM `web1`", Box::new(|v| v.mac = web1.mac)),
+            (
+                "no [[host]] named `host-z`",
+                Box::new(|v| v.host = "host-z".into()),
+            ),
+            ("0 is outside 1..10000", Box::new(|v| v.port = 0)),
+            ("10001 is outside 1..10000", Box::new(|v| v.port = 10_001)),
+            (
+                "port 1 of host `host-a` is used twice",
+                Box::new(|v| {
+                    v.host = "host-a".into();
+                    v.port = 1;
+                }),
+            ),
+            (
+                "port 100 of host `host-a` is its uplink",
+                Box::new(|v| {
+                    v.host = "host-a".into();
+                    v.port = 100;
+                }),
+            ),
+            (
+                "is not an interface name",
+                Box::new(|v| v.tap = "a-very-long-tap-name".into()),
+            ),
+            (
+                "no gateway serves 192.0.2.99",
+                Box::new(|v| {
+                    v.public_ip = Some(Ipv4Addr::new(192, 0, 2, 99));
+                }),
+            ),
+            (
+                "203.0.113.10 is already VM `web1`'s",
+                Box::new(|v| {
+                    v.public_ip = Some(Ipv4Addr::new(203, 0, 113, 10));
+                }),
+            ),
+        ];
+        let mut accepted = inv.clone();
+        assert_eq!(accepted.add_vm(fresh.clone()), Ok(None));
+        Inventory::parse(&format!("{EXAMPLE}{}", vm_table(&fresh)), "i").unwrap();
+        for (says, change) in cases {
+            let mut vm = fresh.clone();
+            change(&mut vm);
+            let from_file = error(&format!("{EXAMPLE}{}", vm_table(&vm)));
+            assert!(from_file.contains(says), "{from_file}");
+            // What the API's add-VM does with the same VM, arriving as JSON.
+            let json = serde_json::to_vec(&vm).unwrap();
+            let mut through_api = inv.clone();
+            let refused = through_api
+                .add_vm(serde_json::from_slice(&json).unwrap())
+                .unwrap_err();
+            assert!(
+                from_file.ends_with(&refused.to_string()),
+                "file: {from_file}\napi: {refused}"
+            );
+            assert_eq!(through_api, inv, "nothing changed");
+        }
+        // The file refuses a name used twice; the API replaces the VM of that name.
+        let e = error(&format!("{EXAMPLE}{}", vm_table(&web1)));
+        assert!(e.contains("`vm.name`: VM `web1` is defined twice"), "{e}");
+        let mut moved = inv.clone();
+        let web1_moved = Vm {
+            port: 9,
+            ..web1.clone()
+        };
+        assert_eq!(moved.add_vm(web1_moved), Ok(Some(inv.vms["web1"].clone())));
+    }
+
+    /// `host` as an inventory file's `[[host]]` table.
+    fn host_table(host: &Host) -> String {
+        format!(
+            "\n[[host]]\nname = \"{}\"\ncloud = \"{}\"\ndatapath_id = {}\ntunnel_endpoint = \"{}\"\npublic_key = \"{}\"\n",
+            host.name, host.cloud, host.datapath_id, host.tunnel_endpoint, host.public_key
+        )
+    }
+
+    #[test]
+    fn the_api_refuses_every_host_the_file_refuses() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        let fresh = Host {
+            name: "host-d".into(),
+            datapath_id: 4,
+            ..inv.hosts[1].clone()
+        };
+        type Change = fn(&mut Host);
+        let cases: [(&str, Change); 5] = [
+            ("`host.cloud`: no [[cloud]] named `mars`", |h| {
+                h.cloud = "mars".into()
+            }),
+            ("`host.datapath_id`: 0 is outside", |h| h.datapath_id = 0),
+            ("`host.datapath_id`: 1000001 is outside", |h| {
+                h.datapath_id = MAX_DATAPATH_ID + 1
+            }),
+            (
+                "`host.datapath_id`: datapath id 1 is used twice (already used by host `host-a`)",
+                |h| h.datapath_id = 1,
+            ),
+            ("`host.public_key`: not a WireGuard public key", |h| {
+                h.public_key = "short=".into()
+            }),
+        ];
+        let mut accepted = inv.clone();
+        assert_eq!(accepted.add_host(fresh.clone()), Ok(None));
+        // Hosts come before the VMs in the example; a new one may follow them.
+        Inventory::parse(&format!("{EXAMPLE}{}", host_table(&fresh)), "i").unwrap();
+        for (says, change) in cases {
+            let mut host = fresh.clone();
+            change(&mut host);
+            let from_file = error(&format!("{EXAMPLE}{}", host_table(&host)));
+            assert!(from_file.contains(says), "{from_file}");
+            let json = serde_json::to_vec(&host).unwrap();
+            let mut through_api = inv.clone();
+            let refused = through_api
+                .add_host(serde_json::from_slice(&json).unwrap())
+                .unwrap_err();
+            assert!(
+                from_file.ends_with(&refused.to_string()),
+                "file: {from_file}\napi: {refused}"
+            );
+            assert_eq!(through_api, inv, "nothing changed");
+        }
+        // The file refuses a name used twice; the API replaces the host of that name.
+        let e = error(&format!("{EXAMPLE}{}", host_table(&inv.hosts[0])));
+        assert!(
+            e.contains("`host.name`: host `host-a` is defined twice"),
+            "{e}"
+        );
+        let mut replaced = inv.clone();
+        let moved = Host {
+            cloud: "gcp-europe".into(),
+            ..inv.hosts[0].clone()
+        };
+        assert_eq!(
+            replaced.add_host(moved.clone()),
+            Ok(Some(inv.hosts[0].clone()))
+        );
+        assert_eq!(replaced.hosts.last(), Some(&moved));
     }
 }

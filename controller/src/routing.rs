@@ -10,11 +10,10 @@
 //! policy runs first, so it can drop (tenant isolation) or constrain traffic before
 //! routing decides where it goes. This module never talks to a switch.
 
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use crate::netkat::{self, diagnostics::Diagnostic, CompileError, TableOptions};
 use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Cookie carried by every flow the controller installs, so `ovs-ofctl` and the
@@ -40,34 +39,8 @@ pub enum ProgramError {
     Routing(String),
 }
 
-/// A VM moving between hosts, and how far the network has followed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Migration {
-    /// The VM.
-    pub vm: String,
-    /// Host it leaves.
-    pub from_host: String,
-    /// Its port there.
-    pub from_port: u32,
-    /// Host it goes to.
-    pub to_host: String,
-    /// Its port there.
-    pub to_port: u32,
-    /// Where the procedure stands.
-    pub phase: Phase,
-}
-
-/// The steps of make-before-break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Phase {
-    /// The destination delivers the VM's packets that arrive from tunnels and tells
-    /// the controller when the VM announces itself there; everyone else still sends
-    /// to the old host. The inventory still places the VM at the old host.
-    Prepared,
-    /// The inventory places the VM at the new host; every switch sends there, and
-    /// the old host forwards in-flight packets from any tunnel to the new host.
-    Switched,
-}
+// The migration types were defined here; these keep their old paths working.
+pub use crate::model::{Migration, Phase};
 
 /// Priority of the flow that reports a migrating VM's announcement (above any
 /// compiled rule).
@@ -211,8 +184,12 @@ pub fn compile_network_during(
             },
         )?;
         let mut flows = std::mem::take(&mut table.flows);
-        flows.splice(0..0, crate::gateway::counted_drops(inv, host));
-        flows.splice(0..0, crate::gateway::outbound_flows(inv, host, migration));
+        let mut gateway_flows = crate::gateway::outbound_flows(inv, host, migration);
+        gateway_flows.extend(crate::gateway::counted_drops(inv, host));
+        for f in &mut gateway_flows {
+            f.cookie = SCC_COOKIE;
+        }
+        flows.splice(0..0, gateway_flows);
         if let Some(m) = migration.filter(|m| m.phase == Phase::Prepared && m.to_host == host.name)
         {
             for eth_type in [ethertype::RARP, ethertype::ARP] {
@@ -318,7 +295,7 @@ mod tests {
 mod change_tests {
     use super::*;
     use crate::diff::plan;
-    use crate::inventory::Vm;
+    use crate::model::Vm;
     use openflow::wire::FlowModCommand;
 
     fn inv() -> Inventory {

@@ -6,7 +6,7 @@
 //! directory is flushed too; a crash at any point leaves either the old state or the
 //! new one, never a torn file. This module owns that file and nothing else.
 
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};

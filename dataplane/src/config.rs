@@ -4,6 +4,7 @@
 //! the line it is on, and a file that fails validation is never half-applied. It does
 //! not open devices or sockets.
 
+use config_support::{parse_ipv4_prefix, Position};
 use openflow::flow::{Mac, PortNo};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -257,10 +258,6 @@ pub struct HostConfig {
 /// Longest interface name Linux accepts.
 pub const IFNAMSIZ_MAX: usize = 15;
 
-fn line_of(text: &str, span: &Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
-
 impl HostConfig {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
@@ -275,16 +272,7 @@ impl HostConfig {
     /// flows file.
     pub fn parse(text: &str, path: &Path) -> Result<HostConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| {
-                    let line = line_of(text, &s);
-                    let line_start = text[..s.start.min(text.len())]
-                        .rfind('\n')
-                        .map_or(0, |i| i + 1);
-                    (line, s.start - line_start + 1)
-                })
-                .unwrap_or((1, 1));
+            let Position { line, column } = Position::of_error(text, &e);
             ConfigError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -294,7 +282,7 @@ impl HostConfig {
         })?;
         let invalid = |span: &Range<usize>, field: &str, message: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            line: line_of(text, span),
+            line: Position::of_span(text, span).line,
             field: field.to_string(),
             message,
         };
@@ -723,15 +711,9 @@ fn parse_listen(text: &str) -> Option<SocketAddr> {
     text.trim().parse().ok()
 }
 
-/// Parses `a.b.c.d/len` into the masked network and its length.
-pub fn parse_prefix(text: &str) -> Option<(u32, u8)> {
-    let (addr, len) = text.split_once('/')?;
-    let addr: Ipv4Addr = addr.trim().parse().ok()?;
-    let len: u8 = len.trim().parse().ok()?;
-    if len > 32 {
-        return None;
-    }
-    Some((u32::from(addr) & openflow::flow::prefix_mask32(len), len))
+/// Parses `a.b.c.d/len` into the masked network, as a number, and its length.
+fn parse_prefix(text: &str) -> Option<(u32, u8)> {
+    parse_ipv4_prefix(text).map(|(network, len)| (u32::from(network), len))
 }
 
 #[cfg(test)]

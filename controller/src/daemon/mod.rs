@@ -216,19 +216,8 @@ impl Controller {
     pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        if inv.host(&vm.host).is_none() {
-            return Err(ChangeError::Invalid(format!("no host `{}`", vm.host)));
-        }
-        if let Some(o) = inv.vms.values().find(|o| {
-            o.name != vm.name
-                && (o.ip == vm.ip || o.mac == vm.mac || (o.host == vm.host && o.port == vm.port))
-        }) {
-            return Err(ChangeError::Invalid(format!(
-                "address, MAC or port already used by VM `{}`",
-                o.name
-            )));
-        }
-        inv.vms.insert(vm.name.clone(), vm);
+        inv.add_vm(vm)
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
 
@@ -236,28 +225,8 @@ impl Controller {
     pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        if !inv.clouds.contains_key(&host.cloud) {
-            return Err(ChangeError::Invalid(format!("no cloud `{}`", host.cloud)));
-        }
-        if let Some(o) = inv
-            .hosts
-            .iter()
-            .find(|o| o.name != host.name && o.datapath_id == host.datapath_id)
-        {
-            return Err(ChangeError::Invalid(format!(
-                "datapath id {} already used by host `{}`",
-                host.datapath_id, o.name
-            )));
-        }
-        if host.datapath_id == 0 || host.datapath_id > crate::inventory::MAX_DATAPATH_ID {
-            return Err(ChangeError::Invalid(format!(
-                "datapath id {} is outside 1..={}",
-                host.datapath_id,
-                crate::inventory::MAX_DATAPATH_ID
-            )));
-        }
-        inv.hosts.retain(|o| o.name != host.name);
-        inv.hosts.push(host);
+        inv.add_host(host)
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
 

@@ -1,0 +1,150 @@
+//! The controller's data model: clouds, hosts, their uplinks, VMs with their
+//! addresses, ports and public addresses, the placement settings and a migration
+//! in progress, as plain types with no behaviour that needs another controller
+//! module. Everything else (the inventory file's parser, the routing, gateways,
+//! placement, the daemon) builds on these; nothing here imports them.
+//!
+//! [`validate`] holds the rules a host or a VM must satisfy against the rest of
+//! the inventory, shared by the inventory file and the API.
+
+pub mod migration;
+pub mod placement;
+pub mod uplink;
+pub mod validate;
+
+pub use migration::{Migration, Phase};
+pub use placement::{EngineConfig, PlacementSettings, VmPlacement};
+pub use uplink::{Announce, Gateway};
+pub use validate::Invalid;
+
+use openflow::flow::Mac;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+/// Tunnel ports are numbered from the peer's datapath id: `TUNNEL_PORT_BASE + dpid`.
+pub const TUNNEL_PORT_BASE: u32 = 10_000;
+/// Largest datapath id an inventory may use (so tunnel ports stay valid).
+pub const MAX_DATAPATH_ID: u64 = 1_000_000;
+/// Longest interface name Linux accepts, bytes.
+pub const MAX_INTERFACE_NAME: usize = 15;
+
+/// A cloud (provider region).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cloud {
+    /// Name.
+    pub name: String,
+    /// Provider region.
+    pub region: String,
+    /// Latitude and longitude, for placement.
+    pub location: Option<[f64; 2]>,
+}
+
+/// A host running `scd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    /// Name.
+    pub name: String,
+    /// Its cloud.
+    pub cloud: String,
+    /// Datapath id of its switch.
+    pub datapath_id: u64,
+    /// Where its tunnels listen (public address).
+    pub tunnel_endpoint: SocketAddr,
+    /// Its WireGuard public key (base64).
+    pub public_key: String,
+}
+
+impl Host {
+    /// The OpenFlow port number every other host uses for its tunnel to this host.
+    pub fn tunnel_port(&self) -> u32 {
+        TUNNEL_PORT_BASE + u32::try_from(self.datapath_id).unwrap_or(0)
+    }
+}
+
+/// A VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vm {
+    /// Name.
+    pub name: String,
+    /// MAC of its interface.
+    pub mac: Mac,
+    /// Overlay address.
+    pub ip: Ipv4Addr,
+    /// The host it runs on now.
+    pub host: String,
+    /// OpenFlow port of its TAP on that host.
+    pub port: u32,
+    /// TAP interface name (default [`Vm::default_tap`]).
+    pub tap: String,
+    /// Namespace the TAP lives in, when not the host's (test harness VMs).
+    pub netns: Option<String>,
+    /// Tenant, for policies and status.
+    pub tenant: Option<String>,
+    /// Public address served by a gateway, if any.
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+impl Vm {
+    /// The TAP name of a VM that names none: `sc-<name>`, cut to the longest
+    /// interface name Linux accepts (whole characters only).
+    pub fn default_tap(name: &str) -> String {
+        let mut tap = String::from("sc-");
+        for c in name.chars() {
+            if tap.len() + c.len_utf8() > MAX_INTERFACE_NAME {
+                break;
+            }
+            tap.push(c);
+        }
+        tap
+    }
+}
+
+/// A validated inventory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Overlay network and prefix length.
+    pub overlay: (Ipv4Addr, u8),
+    /// Anycast gateway MAC.
+    pub gateway_mac: Mac,
+    /// Where `scd`s reach the controller over OpenFlow.
+    pub openflow: SocketAddr,
+    /// Where the controller's HTTP API listens.
+    pub api: SocketAddr,
+    /// How a public address's new gateway is announced to the internet, if at all.
+    #[serde(default)]
+    pub announce: Option<Announce>,
+    /// Clouds by name.
+    pub clouds: BTreeMap<String, Cloud>,
+    /// Hosts in file order.
+    pub hosts: Vec<Host>,
+    /// VMs by name.
+    pub vms: BTreeMap<String, Vm>,
+    /// Placement knobs of the VMs that have any, by VM name.
+    #[serde(default)]
+    pub placement: BTreeMap<String, VmPlacement>,
+    /// Gateway uplinks, by host name.
+    #[serde(default)]
+    pub gateways: BTreeMap<String, Gateway>,
+    /// The daemon's measurement and placement loop.
+    #[serde(default)]
+    pub placement_settings: PlacementSettings,
+}
+
+impl Inventory {
+    /// The host with this datapath id.
+    pub fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.datapath_id == dpid)
+    }
+
+    /// The host with this name.
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// True when `ip` lies in the overlay prefix.
+    pub fn in_overlay(&self, ip: Ipv4Addr) -> bool {
+        let mask = config_support::prefix_mask(self.overlay.1);
+        u32::from(ip) & mask == u32::from(self.overlay.0)
+    }
+}
