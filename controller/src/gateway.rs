@@ -464,7 +464,7 @@ mod tests {
             assert_eq!(n, usize::from(!inside), "{a:x}");
         }
     }
-    use dataplane::table::Pipeline;
+    use dataplane_core::pipeline::Pipeline;
     use openflow::flow::{FlowKey, Instruction};
 
     const UPLINK: u32 = 100;

@@ -25,11 +25,11 @@ use crate::switch::{
     PacketInEvent, PacketInReason as SwitchReason, PacketInReceiver, PacketOutError, PacketOutJob,
     RemovedHook, SwitchGone, SwitchHandle, SwitchShared,
 };
-use crate::table::{
+use crate::tunnel::PeerStatus;
+use dataplane_core::pipeline::{
     GroupError, Pipeline, RemovedFlow, RemovedReason, Selector, TableError, ALL_TABLES,
     MAX_ENTRIES_PER_TABLE,
 };
-use crate::tunnel::PeerStatus;
 use openflow::flow::{flags, port, Action, GroupSpec, Mac, PortNo};
 use openflow::text::FlowStats;
 use openflow::wire::{

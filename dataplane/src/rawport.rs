@@ -16,7 +16,7 @@
 //! It never creates, configures, brings up or removes the interface (whoever owns
 //! it does), never parses a frame, and allocates nothing per frame.
 
-use crate::offload::{VnetHdr, VNET_HDR_LEN};
+use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

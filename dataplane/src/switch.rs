@@ -12,16 +12,16 @@
 //! OpenFlow channel can never block or slow the fast path. Packet-out frames come in
 //! through the same job queue as table changes, so they are ordered with them.
 
-use crate::arp::ArpResponder;
-use crate::cache::{CacheStats, FlowCache};
-use crate::exec::{execute, FrameBuf, Outcome};
-use crate::offload::{self, Coalescer, Push, Segments, VnetHdr};
-use crate::packet::{parse, ParseError, ETH_HLEN};
 use crate::rawport::{RawPort, RawRecv};
-use crate::table::{Classification, FlowId};
-use crate::table::{Pipeline, RemovedFlow};
 use crate::tap::Tap;
 use crate::tunnel::{PeerStatus, Received, Sent, Tunnels};
+use dataplane_core::arp::ArpResponder;
+use dataplane_core::cache::{CacheStats, FlowCache};
+use dataplane_core::exec::{execute, FrameBuf, Outcome};
+use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
+use dataplane_core::packet::{parse, ParseError, ETH_HLEN};
+use dataplane_core::pipeline::{Classification, FlowId};
+use dataplane_core::pipeline::{Pipeline, RemovedFlow};
 use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
@@ -1350,15 +1350,17 @@ fn frag_needed(
     h[9] = 1;
     h[12..16].copy_from_slice(&gw_ip.octets());
     h[16..20].copy_from_slice(&ip[12..16]);
-    crate::packet::fix_ipv4_checksum(h);
+    dataplane_core::packet::fix_ipv4_checksum(h);
     let icmp = &mut h[20..];
     icmp[0] = 3;
     icmp[1] = 4;
     icmp[2..6].fill(0);
     icmp[6..8].copy_from_slice(&u16::try_from(mtu).unwrap_or(u16::MAX).to_be_bytes());
     icmp[8..8 + quoted.len()].copy_from_slice(quoted);
-    let sum =
-        crate::packet::checksum_finish(crate::packet::checksum_add(0, &icmp[..8 + quoted.len()]));
+    let sum = dataplane_core::packet::checksum_finish(dataplane_core::packet::checksum_add(
+        0,
+        &icmp[..8 + quoted.len()],
+    ));
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Some(ETH_HLEN + total)
 }

@@ -11,7 +11,7 @@
 //! Offloads are switched off again when `scd` lets go of the device, so a later
 //! reader without the header is not handed super-frames.
 
-use crate::offload::{VnetHdr, VNET_HDR_LEN};
+use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

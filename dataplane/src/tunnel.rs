@@ -10,13 +10,13 @@
 //! switch loop does that with the tables.
 
 use crate::keys;
-use crate::table::Pipeline;
 use crate::udpbatch::{RecvBatch, SendBatch};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
+use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{Action, Field, Instruction, PortNo};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -587,7 +587,7 @@ impl Tunnels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::Pipeline;
+    use dataplane_core::pipeline::Pipeline;
     use openflow::flow::FlowMatch;
     use openflow::FlowSpec;
 

@@ -4,14 +4,14 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dataplane::arp::ArpResponder;
 use dataplane::config::{HostConfig, PortKind};
 use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
 use dataplane::rawport::RawPort;
 use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
-use dataplane::table::{Pipeline, Selector, ALL_TABLES};
 use dataplane::tap::Tap;
 use dataplane::tunnel::Tunnels;
+use dataplane_core::arp::ArpResponder;
+use dataplane_core::pipeline::{Pipeline, Selector, ALL_TABLES};
 use openflow::flow::FlowMatch;
 use openflow::FlowSpec;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -84,7 +84,7 @@ fn reload(handle: &SwitchHandle, path: &Path) {
                 for f in flows {
                     p.add(f, now)?;
                 }
-                Ok::<_, dataplane::table::TableError>(())
+                Ok::<_, dataplane_core::pipeline::TableError>(())
             });
             match result {
                 Ok(Ok(())) => info!(flows = n, file = %path.display(), "static flows reloaded"),
