@@ -18,4 +18,7 @@ pub mod exec;
 pub mod flow_id;
 pub mod offload;
 pub mod packet;
+pub mod packet_io;
 pub mod pipeline;
+pub mod port;
+pub mod translate;

@@ -14,14 +14,16 @@
 
 use crate::rawport::{RawPort, RawRecv};
 use crate::tap::Tap;
-use crate::tunnel::{PeerStatus, Received, Sent, Tunnels};
+use crate::tunnel::{Received, Sent, Tunnels};
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::{CacheStats, FlowCache};
 use dataplane_core::exec::{execute, FrameBuf, Outcome};
 use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
 use dataplane_core::packet::{parse, ParseError, ETH_HLEN};
+use dataplane_core::packet_io::{PacketInEvent, PacketInReason, PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::{Classification, FlowId};
 use dataplane_core::pipeline::{Pipeline, RemovedFlow};
+use dataplane_core::port::{tunnel_port_name, PeerStatus, PortCounts};
 use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
@@ -73,6 +75,20 @@ pub struct PortCounters {
     pub tx_dropped: Counter,
     /// Receive errors other than "nothing to read".
     pub rx_errors: Counter,
+}
+
+impl PortCounters {
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> PortCounts {
+        PortCounts {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            tx_dropped: self.tx_dropped.get(),
+            rx_errors: self.rx_errors.get(),
+        }
+    }
 }
 
 /// A port as the rest of the daemon sees it.
@@ -206,61 +222,6 @@ impl std::fmt::Debug for Work {
             Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
         }
     }
-}
-
-/// A frame injected by an OpenFlow packet-out.
-#[derive(Debug, Clone)]
-pub struct PacketOutJob {
-    /// The ingress port the actions see: a port, or `CONTROLLER`/`ANY` for none.
-    pub in_port: PortNo,
-    /// Actions to apply in order; `output:TABLE` runs the frame through the tables.
-    pub actions: Vec<Action>,
-    /// The Ethernet frame.
-    pub data: Vec<u8>,
-}
-
-/// Why a packet-out was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PacketOutError {
-    /// `in_port` is neither a port of this switch nor `CONTROLLER`/`ANY`.
-    #[error("in_port {0:#x} is not a port of this switch")]
-    BadInPort(PortNo),
-    /// An output names a port this switch does not have.
-    #[error("output to port {0:#x}, which does not exist")]
-    BadOutPort(PortNo),
-    /// A group action names a group this switch does not have.
-    #[error("group {0}, which does not exist")]
-    BadOutGroup(u32),
-    /// The frame is not a well-formed Ethernet frame.
-    #[error("the frame is malformed")]
-    BadPacket,
-}
-
-/// Why a frame went to the controller (`ofp_packet_in_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PacketInReason {
-    /// A table-miss entry (priority 0, matches everything) sent it.
-    NoMatch,
-    /// An explicit output to `CONTROLLER` in another entry (or a packet-out).
-    Action,
-}
-
-/// A frame for the controller, as the switch thread hands it over.
-#[derive(Debug)]
-pub struct PacketInEvent {
-    /// Port the frame came in on.
-    pub in_port: PortNo,
-    /// Why.
-    pub reason: PacketInReason,
-    /// Table of the entry that sent it (`0xff` when none, e.g. packet-out).
-    pub table_id: u8,
-    /// Cookie of that entry (all ones when none).
-    pub cookie: u64,
-    /// Length of the whole frame.
-    pub total_len: usize,
-    /// The frame, or its first `max_len` bytes. A pooled buffer: give it back with
-    /// [`PacketInReceiver::recycle`].
-    pub data: Vec<u8>,
 }
 
 /// The switch thread's end of the packet-in channel.
@@ -647,7 +608,7 @@ impl Switch {
             for (i, peer) in tunnels.peers().iter().enumerate() {
                 infos.push(PortInfo {
                     number: peer.config.port,
-                    name: format!("wg-{}", peer.config.name),
+                    name: tunnel_port_name(&peer.config.name),
                     counters: PortCounters::default(),
                 });
                 ports.push(Port {

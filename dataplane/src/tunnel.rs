@@ -17,6 +17,7 @@ use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
 use dataplane_core::pipeline::Pipeline;
+use dataplane_core::port::PeerStatus;
 use openflow::flow::{Action, Field, Instruction, PortNo};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -106,30 +107,6 @@ impl std::fmt::Debug for Peer {
             .field("allowed", &self.allowed.len())
             .finish()
     }
-}
-
-/// A snapshot of a peer for status and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// OpenFlow port number.
-    pub port: PortNo,
-    /// Remote host name.
-    pub name: String,
-    /// Public key (base64).
-    pub public_key: String,
-    /// Current endpoint.
-    pub endpoint: Option<SocketAddr>,
-    /// Time since the last completed handshake, if any.
-    pub since_handshake: Option<Duration>,
-    /// Round trip of the last handshake this side initiated (initiation sent to
-    /// response received): the latency to that host, measured over the tunnel
-    /// itself every couple of minutes, as WireGuard rekeys. `None` until this side
-    /// has initiated one.
-    pub handshake_rtt: Option<Duration>,
-    /// Bytes sent and received through the session (boringtun's count).
-    pub tx_bytes: u64,
-    /// See `tx_bytes`.
-    pub rx_bytes: u64,
 }
 
 /// All tunnels of a switch and their socket.
