@@ -6,11 +6,9 @@
 //! OpenFlow channel, metrics) and the host configuration.
 
 pub mod config;
+pub mod io;
 pub mod keys;
 pub mod metrics;
 pub mod ofchannel;
-pub mod rawport;
 pub mod switch;
-pub mod tap;
 pub mod tunnel;
-pub mod udpbatch;

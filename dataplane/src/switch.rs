@@ -12,8 +12,8 @@
 //! OpenFlow channel can never block or slow the fast path. Packet-out frames come in
 //! through the same job queue as table changes, so they are ordered with them.
 
-use crate::rawport::{RawPort, RawRecv};
-use crate::tap::Tap;
+use crate::io::rawport::{RawPort, RawRecv};
+use crate::io::tap::Tap;
 use crate::tunnel::{Received, Sent, Tunnels};
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::{CacheStats, FlowCache};

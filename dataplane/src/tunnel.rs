@@ -10,7 +10,7 @@
 //! switch loop does that with the tables.
 
 use crate::keys;
-use crate::udpbatch::{RecvBatch, SendBatch};
+use crate::io::udpbatch::{RecvBatch, SendBatch};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;

@@ -114,7 +114,7 @@ impl RawPort {
             None => RawPort::open_here(name, ""),
             Some(ns) => {
                 let (owned, where_) = (name.to_string(), format!(" in namespace {ns}"));
-                crate::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_))).map_err(
+                crate::io::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_))).map_err(
                     |source| RawPortError::Netns {
                         name: name.to_string(),
                         source,
@@ -204,7 +204,7 @@ impl RawPort {
     /// Reads one frame into `buf`; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<RawRecv> {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        let mut iov = crate::tap::vnet_hdr_iovecs(&mut hdr, buf);
+        let mut iov = crate::io::tap::vnet_hdr_iovecs(&mut hdr, buf);
         // SAFETY: sockaddr_ll and msghdr are plain data; all-zero is a valid start.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -232,7 +232,7 @@ impl RawPort {
     /// Sends one frame behind `hdr` out of the interface; `WouldBlock` when its
     /// queue is full.
     pub fn send(&self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
-        crate::tap::write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
+        crate::io::tap::write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
     }
 }
 
