@@ -9,8 +9,8 @@
 //! IP packets only, with no extra header. It never decides where a packet goes; the
 //! switch loop does that with the tables.
 
-use crate::keys;
 use crate::io::udpbatch::{RecvBatch, SendBatch};
+use crate::keys;
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;

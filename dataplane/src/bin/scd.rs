@@ -5,10 +5,10 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane::config::{HostConfig, PortKind};
-use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
 use dataplane::io::rawport::RawPort;
-use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::io::tap::Tap;
+use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
+use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::pipeline::{Pipeline, Selector, ALL_TABLES};

@@ -114,12 +114,11 @@ impl RawPort {
             None => RawPort::open_here(name, ""),
             Some(ns) => {
                 let (owned, where_) = (name.to_string(), format!(" in namespace {ns}"));
-                crate::io::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_))).map_err(
-                    |source| RawPortError::Netns {
+                crate::io::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_)))
+                    .map_err(|source| RawPortError::Netns {
                         name: name.to_string(),
                         source,
-                    },
-                )?
+                    })?
             }
         }
     }
