@@ -7,7 +7,7 @@ use super::output::Output;
 use super::packet_in::PacketInSender;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
 use crate::io::rawport::RawRecv;
-use crate::tunnel::{Received, Tunnels};
+use crate::tunnel::{Received, SourceCheck, Tunnels};
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::{CacheStats, FlowCache};
 use dataplane_core::exec::{execute, FrameBuf, Outcome};
@@ -16,7 +16,7 @@ use dataplane_core::packet::{parse, ETH_HLEN};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::tunnel_port_name;
-use openflow::flow::{ethertype, port, Action, Mac, PortNo};
+use openflow::flow::{port, Action, Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -456,27 +456,17 @@ impl Switch {
                     continue;
                 }
             };
-            let ip = &space[ETH_HLEN..ETH_HLEN + len];
-            let (eth_type, src, v6) = match ip[0] >> 4 {
-                4 if len >= 20 => (
-                    ethertype::IPV4,
-                    u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])),
-                    false,
-                ),
-                6 if len >= 40 => {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(&ip[8..24]);
-                    (ethertype::IPV6, u128::from_be_bytes(a), true)
-                }
-                _ => {
+            let eth_type = match tunnels.check_source(peer, &space[ETH_HLEN..ETH_HLEN + len]) {
+                SourceCheck::Allowed(eth_type) => eth_type,
+                SourceCheck::NotIp => {
                     c.tunnel_not_ip.add(1);
                     continue;
                 }
+                SourceCheck::Spoofed => {
+                    c.tunnel_spoofed.add(1);
+                    continue;
+                }
             };
-            if !tunnels.source_allowed(peer, src, v6) {
-                c.tunnel_spoofed.add(1);
-                continue;
-            }
             let port_number = tunnels.peers()[peer].config.port;
             space[0..6].copy_from_slice(&self.gateway_mac.0);
             space[6..12].copy_from_slice(&self.gateway_mac.0);
