@@ -16,6 +16,7 @@
 //! It never creates, configures, brings up or removes the interface (whoever owns
 //! it does), never parses a frame, and allocates nothing per frame.
 
+use super::os_result;
 use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
@@ -92,11 +93,7 @@ fn sockopt<T>(fd: &OwnedFd, level: i32, opt: i32, value: &T) -> io::Result<()> {
     // SAFETY: `value` is a live `T` of `len` bytes; the kernel only reads it.
     let rc =
         unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (value as *const T).cast(), len) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    os_result(rc).map(drop)
 }
 
 /// An open raw port.

@@ -6,6 +6,7 @@ use super::handle::{RemovedHook, SwitchHandle, Work};
 use super::output::Output;
 use super::packet_in::PacketInSender;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
+use crate::io::os_result;
 use crate::io::rawport::RawRecv;
 use crate::tunnel::{Received, SourceCheck, Tunnels};
 use dataplane_core::arp::ArpResponder;
@@ -81,14 +82,6 @@ pub(super) const TUNNEL_TOKEN: u64 = u64::MAX - 1;
 pub(super) const EVENTS: usize = 16;
 pub(super) const EVENTS_I32: i32 = 16;
 
-pub(super) fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// Scratch space the output path needs besides the frame.
 pub(super) struct Scratch {
     icmp: [u8; 14 + 20 + 8 + 60 + 8],
@@ -132,11 +125,11 @@ impl Switch {
     /// A switch over these ports.
     pub fn new(params: SwitchParams) -> io::Result<Switch> {
         // SAFETY: plain epoll_create1; checked below.
-        let epoll = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        let epoll = os_result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fresh descriptor, owned here only.
         let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
         // SAFETY: plain eventfd; checked below.
-        let wake = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        let wake = os_result(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
         // SAFETY: fresh descriptor, owned here only.
         let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
         let add = |fd: i32, token: u64| -> io::Result<()> {
@@ -145,8 +138,10 @@ impl Switch {
                 u64: token,
             };
             // SAFETY: `ev` is a valid epoll_event; both fds are open.
-            check(unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })
-                .map(|_| ())
+            os_result(unsafe {
+                libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
+            })
+            .map(|_| ())
         };
         add(wake.as_raw_fd(), WAKE_TOKEN)?;
         let mut ports = Vec::new();
