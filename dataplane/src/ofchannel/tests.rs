@@ -797,19 +797,25 @@ fn the_latency_probe_gives_both_sides_a_fresh_round_trip() {
     };
     assert!(a[0].handshake_rtt_us.is_some(), "{a:?}");
     assert!(b[0].handshake_rtt_us.is_some(), "b probed a: {b:?}");
-    // Handshakes keep coming: the last one is never much older than a period.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut fresh = 0;
-    while fresh < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(400));
-        let a = ask_tunnel_stats(&a_backend);
-        if a[0].since_handshake_ms.is_some_and(|ms| ms < 1_000) {
-            fresh += 1;
+    // Handshakes keep coming: the age of the last one goes back down, again and
+    // again. Waited for with a generous deadline, so a slow machine only makes the
+    // test slower; how fresh a handshake is at any moment is not asserted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut refreshed = 0;
+    let mut last_age = ask_tunnel_stats(&a_backend)[0].since_handshake_ms;
+    while refreshed < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let age = ask_tunnel_stats(&a_backend)[0].since_handshake_ms;
+        if let (Some(before), Some(now)) = (last_age, age) {
+            if now < before {
+                refreshed += 1;
+            }
         }
+        last_age = age;
     }
     assert_eq!(
-        fresh, 3,
-        "three samples 400 ms apart saw a handshake under 1 s old"
+        refreshed, 3,
+        "a's handshake was renewed three times by its probe"
     );
     for (backend, thread) in [(a_backend, a_thread), (b_backend, b_thread)] {
         backend.handle.stop();
