@@ -1,6 +1,6 @@
 //! Asynchronous messages to controllers: flow-removed and packet-in.
 
-use super::duration;
+use super::duration::duration;
 use crate::packet_io::{PacketInEvent, PacketInReason as SwitchReason};
 use crate::pipeline::{RemovedFlow, RemovedReason};
 use openflow::flow::flags;

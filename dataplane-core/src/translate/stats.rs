@@ -1,7 +1,7 @@
 //! Statistics and description replies: flows (selected by the pipeline's own
 //! [`Selector`] rule), aggregates, tables, groups, ports and tunnels.
 
-use super::duration;
+use super::duration::duration;
 use crate::pipeline::{Pipeline, Selector, ALL_TABLES};
 use crate::port::{is_tunnel_port, port_mac, PeerStatus, PortCounts};
 use openflow::flow::{port, GroupSpec, PortNo};
@@ -173,4 +173,46 @@ pub fn tunnel_stats(peers: &[PeerStatus]) -> Vec<TunnelStatsEntry> {
             rx_bytes: p.rx_bytes,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::RemovedFlow;
+    use openflow::flow::{Action, Field, FlowMatch};
+    use openflow::FlowSpec;
+
+    /// A flow-stats request and a non-strict delete with the same filters pick the
+    /// same entries: both ask `Selector::selects`.
+    #[test]
+    fn flow_stats_select_what_a_delete_with_the_same_filters_removes() {
+        let ip = FlowMatch::any().with(Field::EthType, 0x800);
+        let flows = vec![
+            FlowSpec::new(0, 10, ip.with(Field::Ipv4Dst, 1), vec![Action::output(1)]),
+            FlowSpec::new(0, 10, ip.with(Field::Ipv4Dst, 2), vec![Action::output(2)]),
+            FlowSpec::new(0, 5, FlowMatch::any(), vec![Action::output(2)]),
+        ];
+        let now = Instant::now();
+        let mut pipeline = Pipeline::from_flows_at(flows, now).unwrap();
+        let req = FlowStatsRequest {
+            out_port: 2,
+            matcher: ip,
+            ..FlowStatsRequest::all()
+        };
+        let stats = flow_stats(&pipeline, &req, now).unwrap();
+        let removed: Vec<RemovedFlow> = pipeline
+            .delete(&Selector {
+                out_port: 2,
+                ..Selector::loose(ALL_TABLES, &ip)
+            })
+            .unwrap();
+        let selected: Vec<FlowSpec> = stats.into_iter().map(|e| e.spec).collect();
+        let deleted: Vec<FlowSpec> = removed.into_iter().map(|r| r.entry.spec).collect();
+        assert_eq!(selected, deleted);
+        assert_eq!(
+            pipeline.len(),
+            2,
+            "only the IPv4 flow to port 2 matched both"
+        );
+    }
 }

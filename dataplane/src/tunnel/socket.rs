@@ -4,7 +4,7 @@
 //! through here.
 
 use super::session::{Outbox, PeerSessions, Received, Sent, SourceCheck};
-use super::{Peer, PeerConfig};
+use super::session::{Peer, PeerConfig};
 use crate::io::udpbatch::{RecvBatch, SendBatch};
 use boringtun::x25519::StaticSecret;
 use dataplane_core::pipeline::Pipeline;
