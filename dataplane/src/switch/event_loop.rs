@@ -3,7 +3,7 @@
 
 use super::counters::{ChannelCounters, PortCounters, PortInfo, SwitchCounters, SwitchShared};
 use super::handle::{RemovedHook, SwitchHandle, Work};
-use super::output::Output;
+use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
 use crate::io::os_result;
@@ -52,26 +52,22 @@ pub struct SwitchParams {
 pub struct Switch {
     pipeline: Pipeline,
     cache: FlowCache,
-    ports: Vec<Port>,
+    egress: Egress,
     tunnels: Option<Tunnels>,
     arp: Option<ArpResponder>,
     /// Per-port responders, by index into `ports`.
     port_arp: Vec<(usize, ArpResponder)>,
-    gateway_mac: Mac,
-    gateway_ip: Ipv4Addr,
-    shared: Arc<SwitchShared>,
     jobs: Receiver<Work>,
     handle: SwitchHandle,
     epoll: OwnedFd,
     on_removed: Option<RemovedHook>,
-    packet_in: Option<PacketInSender>,
 }
 
 impl std::fmt::Debug for Switch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Switch")
-            .field("datapath_id", &self.shared.datapath_id)
-            .field("ports", &self.ports)
+            .field("datapath_id", &self.egress.shared.datapath_id)
+            .field("ports", &self.egress.ports)
             .field("flows", &self.pipeline.len())
             .finish()
     }
@@ -205,18 +201,20 @@ impl Switch {
         Ok(Switch {
             pipeline: params.pipeline,
             cache: FlowCache::default(),
-            ports,
+            egress: Egress {
+                ports,
+                shared,
+                gateway_mac: params.gateway_mac,
+                gateway_ip: params.gateway_ip,
+                packet_in: None,
+            },
             tunnels: params.tunnels,
             arp: params.arp,
             port_arp,
-            gateway_mac: params.gateway_mac,
-            gateway_ip: params.gateway_ip,
-            shared,
             jobs: rx,
             handle,
             epoll,
             on_removed: None,
-            packet_in: None,
         })
     }
 
@@ -233,7 +231,7 @@ impl Switch {
     /// Sends frames output to `CONTROLLER` to this channel (without one they are
     /// only counted).
     pub fn set_packet_in(&mut self, sender: PacketInSender) {
-        self.packet_in = Some(sender);
+        self.egress.packet_in = Some(sender);
     }
 
     /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
@@ -294,7 +292,11 @@ impl Switch {
             if let Some(tunnels) = self.tunnels.as_mut() {
                 // Everything this round encrypted leaves in one sendmmsg.
                 let refused = tunnels.flush();
-                self.shared.counters.tunnel_send_errors.add(refused as u64);
+                self.egress
+                    .shared
+                    .counters
+                    .tunnel_send_errors
+                    .add(refused as u64);
                 tunnels.tick(now);
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {
@@ -305,13 +307,13 @@ impl Switch {
                     }
                 }
                 if let Some(tunnels) = &self.tunnels {
-                    if let Ok(mut status) = self.shared.tunnels.lock() {
+                    if let Ok(mut status) = self.egress.shared.tunnels.lock() {
                         *status = tunnels.status();
                     }
                 }
             }
             let stats = self.cache.stats();
-            let c = &self.shared.counters;
+            let c = &self.egress.shared.counters;
             c.cache_hits.add(stats.hits - published.hits);
             c.cache_misses.add(stats.misses - published.misses);
             published = stats;
@@ -326,14 +328,14 @@ impl Switch {
         scratch: &mut Scratch,
         now: Instant,
     ) {
-        let Some(port) = self.ports.get(idx) else {
+        let Some(port) = self.egress.ports.get(idx) else {
             return;
         };
         let in_port = port.number;
-        let shared = self.shared.clone();
+        let shared = self.egress.shared.clone();
         let info = &shared.ports[idx];
         for _ in 0..BATCH {
-            let received = match &self.ports[idx].io {
+            let received = match &self.egress.ports[idx].io {
                 PortIo::Tap(tap) => tap.recv(frame.recv_space()),
                 PortIo::Raw(raw) => match raw.recv(frame.recv_space()) {
                     Ok(RawRecv::Frame(n, hdr)) => Ok((n, hdr)),
@@ -406,7 +408,7 @@ impl Switch {
         let Some((frame, hdr)) = coalescer.take() else {
             return;
         };
-        let port_number = self.ports[idx].number;
+        let port_number = self.egress.ports[idx].number;
         self.process(idx, port_number, frame, hdr, scratch, now);
     }
 
@@ -417,7 +419,7 @@ impl Switch {
         scratch: &mut Scratch,
         now: Instant,
     ) {
-        let shared = self.shared.clone();
+        let shared = self.egress.shared.clone();
         let c = &shared.counters;
         let mut taken = 0;
         loop {
@@ -439,35 +441,40 @@ impl Switch {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return,
             };
-            let (peer, len) = match received {
-                Received::Data { peer, len } => (peer, len),
-                Received::Control => continue,
-                Received::Invalid => {
-                    c.tunnel_invalid.add(1);
-                    continue;
+            // A packet enters the tables, or the datagram ends here (counted by
+            // why, except for handshakes and keepalives, which are no loss).
+            let verdict = match received {
+                Received::Data { peer, len } => {
+                    match tunnels.check_source(peer, &space[ETH_HLEN..ETH_HLEN + len]) {
+                        SourceCheck::Allowed(eth_type) => Ok((peer, len, eth_type)),
+                        SourceCheck::NotIp => Err(Some(&c.tunnel_not_ip)),
+                        SourceCheck::Spoofed => Err(Some(&c.tunnel_spoofed)),
+                    }
                 }
-                Received::Replayed => {
-                    c.tunnel_replayed.add(1);
-                    continue;
-                }
+                Received::Control => Err(None),
+                Received::Invalid => Err(Some(&c.tunnel_invalid)),
+                Received::Replayed => Err(Some(&c.tunnel_replayed)),
             };
-            let eth_type = match tunnels.check_source(peer, &space[ETH_HLEN..ETH_HLEN + len]) {
-                SourceCheck::Allowed(eth_type) => eth_type,
-                SourceCheck::NotIp => {
-                    c.tunnel_not_ip.add(1);
-                    continue;
-                }
-                SourceCheck::Spoofed => {
-                    c.tunnel_spoofed.add(1);
+            let (peer, len, eth_type) = match verdict {
+                Ok(packet) => packet,
+                Err(counter) => {
+                    if let Some(counter) = counter {
+                        counter.add(1);
+                    }
                     continue;
                 }
             };
             let port_number = tunnels.peers()[peer].config.port;
-            space[0..6].copy_from_slice(&self.gateway_mac.0);
-            space[6..12].copy_from_slice(&self.gateway_mac.0);
+            space[0..6].copy_from_slice(&self.egress.gateway_mac.0);
+            space[6..12].copy_from_slice(&self.egress.gateway_mac.0);
             space[12..14].copy_from_slice(&eth_type.to_be_bytes());
             frame.set_len(ETH_HLEN + len);
-            let Some(idx) = self.ports.iter().position(|p| p.number == port_number) else {
+            let Some(idx) = self
+                .egress
+                .ports
+                .iter()
+                .position(|p| p.number == port_number)
+            else {
                 continue;
             };
             let counters = &shared.ports[idx].counters;
@@ -498,6 +505,7 @@ impl Switch {
         let in_idx = match job.in_port {
             port::CONTROLLER | port::ANY => usize::MAX,
             p => self
+                .egress
                 .ports
                 .iter()
                 .position(|q| q.number == p)
@@ -509,7 +517,7 @@ impl Switch {
                     *p,
                     port::TABLE | port::IN_PORT | port::FLOOD | port::ALL | port::CONTROLLER
                 );
-                if !reserved && !self.ports.iter().any(|q| q.number == *p) {
+                if !reserved && !self.egress.ports.iter().any(|q| q.number == *p) {
                     return Err(PacketOutError::BadOutPort(*p));
                 }
             }
@@ -523,22 +531,19 @@ impl Switch {
         frame.fill(&job.data);
         let (_, mut layout) =
             parse(frame.bytes(), job.in_port).map_err(|_| PacketOutError::BadPacket)?;
-        self.shared
+        self.egress
+            .shared
             .channel
             .packet_outs
             .fetch_add(1, Ordering::Relaxed);
         let mut to_table: Option<Vec<u8>> = None;
         let mut out = Output {
-            ports: &self.ports,
-            shared: &self.shared,
+            egress: &self.egress,
             tunnels: &mut self.tunnels,
             icmp: &mut scratch.icmp,
             segment: &mut scratch.segment,
             offload: VnetHdr::NONE,
-            gateway_mac: self.gateway_mac,
-            gateway_ip: self.gateway_ip,
             in_idx,
-            packet_in: self.packet_in.as_ref(),
             classified: None,
             in_port: job.in_port,
             actions: &job.actions,
@@ -575,7 +580,7 @@ impl Switch {
         scratch: &mut Scratch,
         now: Instant,
     ) {
-        let counters = &self.shared.counters;
+        let counters = &self.egress.shared.counters;
         let (key, mut layout) = match parse(frame.bytes(), in_port) {
             Ok(parsed) => parsed,
             Err(e) => {
@@ -596,7 +601,13 @@ impl Switch {
             if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
                 let reply = &scratch.icmp[..len];
-                send_local(&self.ports, &self.shared, idx, &VnetHdr::NONE, reply);
+                send_local(
+                    &self.egress.ports,
+                    &self.egress.shared,
+                    idx,
+                    &VnetHdr::NONE,
+                    reply,
+                );
                 return;
             }
         }
@@ -607,16 +618,12 @@ impl Switch {
         let mut outputs = 0u32;
         let keep = !offload.is_gso() || actions_keep_offload(&decision.actions);
         let mut out = Output {
-            ports: &self.ports,
-            shared: &self.shared,
+            egress: &self.egress,
             tunnels: &mut self.tunnels,
             icmp: &mut scratch.icmp,
             segment: &mut scratch.segment,
             offload: if keep { offload } else { VnetHdr::NONE },
-            gateway_mac: self.gateway_mac,
-            gateway_ip: self.gateway_ip,
             in_idx: idx,
-            packet_in: self.packet_in.as_ref(),
             classified: Some((&self.pipeline, decision)),
             in_port,
             actions: &decision.actions,

@@ -12,22 +12,31 @@ use dataplane_core::pipeline::Classification;
 use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// What every output of the switch thread reaches: the ports, the counters shared
+/// with other threads, the overlay gateway's identity (for ICMP answers) and the
+/// packet-in channel. Tunnels are apart: sending into one needs them mutably.
+#[derive(Debug)]
+pub(super) struct Egress {
+    pub(super) ports: Vec<Port>,
+    pub(super) shared: Arc<SwitchShared>,
+    pub(super) gateway_mac: Mac,
+    pub(super) gateway_ip: Ipv4Addr,
+    pub(super) packet_in: Option<PacketInSender>,
+}
 
 /// The output side of one packet's actions.
 pub(super) struct Output<'a> {
-    pub(super) ports: &'a [Port],
-    pub(super) shared: &'a SwitchShared,
+    pub(super) egress: &'a Egress,
     pub(super) tunnels: &'a mut Option<Tunnels>,
     pub(super) icmp: &'a mut [u8; 14 + 20 + 8 + 60 + 8],
     /// Room for one segment of a super-frame bound for a tunnel.
     pub(super) segment: &'a mut [u8],
     /// The virtio-net header of the frame being output.
     pub(super) offload: VnetHdr,
-    pub(super) gateway_mac: Mac,
-    pub(super) gateway_ip: Ipv4Addr,
     /// Index of the input port (`usize::MAX` for none, as in a packet-out).
     pub(super) in_idx: usize,
-    pub(super) packet_in: Option<&'a PacketInSender>,
     /// The tables and what the packet hit (none for a packet-out).
     pub(super) classified: Option<(&'a Pipeline, &'a Classification)>,
     pub(super) in_port: PortNo,
@@ -36,9 +45,9 @@ pub(super) struct Output<'a> {
 
 impl Output<'_> {
     pub(super) fn controller(&mut self, bytes: &[u8]) {
-        let c = &self.shared.counters;
+        let c = &self.egress.shared.counters;
         c.to_controller.add(1);
-        let Some(sender) = self.packet_in else {
+        let Some(sender) = self.egress.packet_in.as_ref() else {
             c.packet_in_dropped.add(1);
             return;
         };
@@ -71,38 +80,42 @@ impl Output<'_> {
 
     pub(super) fn output(&mut self, out: PortNo, bytes: &[u8]) {
         match out {
-            port::IN_PORT if self.in_idx < self.ports.len() => self.send(self.in_idx, bytes),
-            port::IN_PORT => self.shared.counters.bad_port.add(1),
+            port::IN_PORT if self.in_idx < self.egress.ports.len() => self.send(self.in_idx, bytes),
+            port::IN_PORT => self.egress.shared.counters.bad_port.add(1),
             port::FLOOD | port::ALL => {
-                for i in 0..self.ports.len() {
+                for i in 0..self.egress.ports.len() {
                     // Floods stay on this host: tunnels carry routed IP only.
-                    let local = matches!(self.ports[i].io, PortIo::Tap(_) | PortIo::Raw(_));
+                    let local = matches!(self.egress.ports[i].io, PortIo::Tap(_) | PortIo::Raw(_));
                     if i != self.in_idx && local {
                         self.send(i, bytes);
                     }
                 }
             }
             port::CONTROLLER => self.controller(bytes),
-            p => match self.ports.iter().position(|q| q.number == p) {
+            p => match self.egress.ports.iter().position(|q| q.number == p) {
                 // OpenFlow never sends back out of the input port unless asked with IN_PORT.
                 Some(i) if i != self.in_idx => self.send(i, bytes),
                 Some(_) => {}
-                None => self.shared.counters.bad_port.add(1),
+                None => self.egress.shared.counters.bad_port.add(1),
             },
         }
     }
 
     pub(super) fn send(&mut self, idx: usize, bytes: &[u8]) {
-        match self.ports[idx].io {
-            PortIo::Tap(_) | PortIo::Raw(_) => {
-                send_local(self.ports, self.shared, idx, &self.offload, bytes)
-            }
+        match self.egress.ports[idx].io {
+            PortIo::Tap(_) | PortIo::Raw(_) => send_local(
+                &self.egress.ports,
+                &self.egress.shared,
+                idx,
+                &self.offload,
+                bytes,
+            ),
             PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
         }
     }
 
     pub(super) fn send_tunnel(&mut self, idx: usize, peer: usize, frame: &[u8]) {
-        let c = &self.shared.counters;
+        let c = &self.egress.shared.counters;
         let l2 = l2_len(frame);
         let eth_type = frame
             .get(l2 - 2..l2)
@@ -134,15 +147,21 @@ impl Output<'_> {
                 frame,
                 l2,
                 tunnels.mtu,
-                self.gateway_mac,
-                self.gateway_ip,
+                self.egress.gateway_mac,
+                self.egress.gateway_ip,
             ) {
                 let reply = &self.icmp[..len];
-                send_local(self.ports, self.shared, self.in_idx, &VnetHdr::NONE, reply);
+                send_local(
+                    &self.egress.ports,
+                    &self.egress.shared,
+                    self.in_idx,
+                    &VnetHdr::NONE,
+                    reply,
+                );
             }
             return;
         }
-        let counters = &self.shared.ports[idx].counters;
+        let counters = &self.egress.shared.ports[idx].counters;
         let count = |sent: Sent, len: usize| match sent {
             Sent::Sent => {
                 counters.tx_packets.add(1);
