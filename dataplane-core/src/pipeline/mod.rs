@@ -119,12 +119,16 @@ impl Pipeline {
     }
 
     /// [`Self::from_flows_at`] installed now: a convenience for tests and tools that
-    /// do not care about install times (the one place this crate reads the clock).
+    /// do not care about install times. It reads the clock, so it exists only with
+    /// the `wall-clock` feature.
+    #[cfg(feature = "wall-clock")]
     pub fn from_flows(flows: impl IntoIterator<Item = FlowSpec>) -> Result<Pipeline, TableError> {
         Pipeline::from_groups_and_flows_at(Vec::new(), flows, Instant::now())
     }
 
-    /// [`Self::from_groups_and_flows_at`] installed now, like [`Self::from_flows`].
+    /// [`Self::from_groups_and_flows_at`] installed now, like `from_flows` (also only
+    /// with the `wall-clock` feature).
+    #[cfg(feature = "wall-clock")]
     pub fn from_groups_and_flows(
         groups: impl IntoIterator<Item = GroupSpec>,
         flows: impl IntoIterator<Item = FlowSpec>,

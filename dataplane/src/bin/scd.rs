@@ -17,6 +17,7 @@ use openflow::FlowSpec;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -59,7 +60,8 @@ fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
         )
     })?;
     // Refuse a file the tables would refuse, before anything is installed.
-    Pipeline::from_flows(flows.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Pipeline::from_flows_at(flows.clone(), Instant::now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(flows)
 }
 
@@ -143,7 +145,7 @@ fn run(config_path: &Path) -> Result<()> {
         }
     };
     let n_flows = flows.len();
-    let pipeline = Pipeline::from_flows(flows)?;
+    let pipeline = Pipeline::from_flows_at(flows, Instant::now())?;
     let pipeline_tables = pipeline.n_tables();
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,

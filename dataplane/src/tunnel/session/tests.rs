@@ -139,12 +139,15 @@ fn anti_spoofing_drops_a_packet_from_an_address_not_routed_to_that_peer() {
     let (mut a, mut b) = two_hosts();
     // B's tables route 10.0.1.0/24 to A.
     let ipv4 = FlowMatch::any().with(Field::EthType, 0x800);
-    let pipeline = Pipeline::from_flows(vec![FlowSpec::new(
-        0,
-        10,
-        ipv4.with_prefix32(Field::Ipv4Dst, 0x0a00_0100, 24),
-        vec![Action::output(PEER_PORT)],
-    )])
+    let pipeline = Pipeline::from_flows_at(
+        vec![FlowSpec::new(
+            0,
+            10,
+            ipv4.with_prefix32(Field::Ipv4Dst, 0x0a00_0100, 24),
+            vec![Action::output(PEER_PORT)],
+        )],
+        Instant::now(),
+    )
     .unwrap();
     b.refresh_allowed(&pipeline);
 
@@ -208,7 +211,7 @@ fn a_peer_may_send_what_the_tables_route_to_it_or_accept_from_it_by_source() {
             vec![],
         ),
     ];
-    let pipeline = Pipeline::from_flows(flows).unwrap();
+    let pipeline = Pipeline::from_flows_at(flows, Instant::now()).unwrap();
     sessions.refresh_allowed(&pipeline);
     assert!(
         sessions.source_allowed(0, ip([100, 64, 2, 7]), false),
