@@ -3,10 +3,11 @@
 //! cache, frame rewriting, the software side of segmentation offloads, the ARP
 //! responder and the OpenFlow translation.
 //!
-//! Nothing here opens a socket, starts a thread or reads a clock on the packet
-//! path: time is passed in. That is how the controller's tests run compiled tables
-//! through the very classifier `scd` uses, and how the daemon's logic is tested
-//! without a kernel. The daemon (`dataplane`) is a thin shell of ports, sockets and
+//! Nothing here opens a socket, starts a thread or reads a clock: time is passed
+//! in (the `wall-clock` feature adds `Pipeline::from_flows`, a convenience for
+//! tests and tools that installs at the current time). That is how the
+//! controller's tests run compiled tables through the very classifier `scd` uses,
+//! and how the daemon's logic is tested without a kernel. The daemon (`dataplane`) is a thin shell of ports, sockets and
 //! threads around it.
 
 #![forbid(unsafe_code)]
