@@ -6,8 +6,8 @@
 //! cache answers. `cargo bench -p bench --bench classifier`.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use dataplane::cache::FlowCache;
-use dataplane::table::{Classification, Pipeline};
+use dataplane_core::cache::FlowCache;
+use dataplane_core::pipeline::{Classification, Pipeline};
 use openflow::flow::{Action, Field, FlowKey, FlowMatch, FlowSpec};
 
 fn pipeline(rules: u32) -> Pipeline {

@@ -207,7 +207,7 @@ pub fn tunnel_latency(
 mod tests {
     use super::*;
     use crate::routing::compile_network;
-    use dataplane::table::{Classification, Pipeline};
+    use dataplane_core::pipeline::{Classification, Pipeline};
     use openflow::flow::FlowKey;
     use openflow::text::FlowStats;
     use proptest::prelude::*;

@@ -213,7 +213,7 @@ pub fn compile_network_during(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dataplane::table::Pipeline;
+    use dataplane_core::pipeline::Pipeline;
     use openflow::flow::{ethertype, FlowKey};
 
     fn inventory() -> Inventory {

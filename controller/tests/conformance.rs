@@ -11,7 +11,7 @@ use controller::netkat::fdd::Fdd;
 use controller::netkat::ir::{HField, NoNames, Program, LOCATION_BASE};
 use controller::netkat::semantics::{eval, Packet};
 use controller::netkat::{self, parser, Groups, TableOptions};
-use dataplane::table::Pipeline;
+use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{port, FlowKey};
 use std::collections::{BTreeSet, HashMap};
 

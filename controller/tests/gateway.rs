@@ -7,7 +7,7 @@ use controller::gateway::{
 };
 use controller::model::{Inventory, Migration, Phase, Vm};
 use controller::routing::{compile_network, compile_network_during};
-use dataplane::table::Pipeline;
+use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{ethertype, Action, Field, Mac};
 use openflow::flow::{FlowKey, Instruction};
 use openflow::FlowSpec;

@@ -1,6 +1,6 @@
 //! Property tests: (1) printing a policy and parsing it back gives the same tree;
 //! (2) for random policies and random packets, the compiled tables, run in the
-//! switch's classifier (`dataplane::table::Pipeline`), produce exactly the packets
+//! switch's classifier (`dataplane_core::pipeline::Pipeline`), produce exactly the packets
 //! the reference evaluator produces; (3) the parser never panics on any text.
 
 mod common;

@@ -7,7 +7,7 @@
 //! handle; it never changes anything.
 
 use crate::switch::SwitchHandle;
-use crate::table::TableStats;
+use dataplane_core::pipeline::TableStats;
 use openflow::text::format_match;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};

@@ -477,7 +477,7 @@ impl Session {
                                 }) => {
                                     let tunnels = ports
                                         .iter()
-                                        .filter(|p| p.name.starts_with("wg-"))
+                                        .filter(|p| dataplane_core::port::is_tunnel_port(&p.name))
                                         .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
                                         .collect();
                                     self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);

@@ -1,12 +1,12 @@
 //! Test harness: runs compiled tables in the switch's own classifier
-//! (`dataplane::table::Pipeline`) and compares what leaves with the reference
+//! (`dataplane_core::pipeline::Pipeline`) and compares what leaves with the reference
 //! evaluator, packet by packet.
 #![allow(dead_code)]
 
 use controller::netkat::ir::{CPol, CPred, HField, Program, LOCATION_BASE};
 use controller::netkat::semantics::{eval, Packet};
 use controller::netkat::{self, Groups, TableOptions};
-use dataplane::table::Pipeline;
+use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{port, FlowKey, FlowSpec, Mac, PortNo, VLAN_PRESENT};
 use std::collections::{BTreeSet, HashMap};
 

@@ -2,9 +2,9 @@
 //! neither may panic, and what parses must keep its layout inside the frame.
 #![no_main]
 
-use dataplane::exec::{execute, FrameBuf};
-use dataplane::packet::parse;
-use dataplane::table::Pipeline;
+use dataplane_core::exec::{execute, FrameBuf};
+use dataplane_core::packet::parse;
+use dataplane_core::pipeline::Pipeline;
 use libfuzzer_sys::fuzz_target;
 use openflow::flow::{Action, Bucket, Field, GroupSpec, GroupType};
 
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Action::PopVlan,
         Action::output(2),
     ];
-    let no_groups = dataplane::table::GroupTable::default();
+    let no_groups = dataplane_core::pipeline::GroupTable::default();
     execute(&actions, &mut frame, &mut layout, &no_groups, |_, bytes| {
         let _ = parse(bytes, 2);
     });

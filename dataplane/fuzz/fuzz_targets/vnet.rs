@@ -4,7 +4,7 @@
 //! accepted super-frame must be complete packets that coalesce again.
 #![no_main]
 
-use dataplane::offload::{
+use dataplane_core::offload::{
     check, finish_partial_checksum, headers, l4_checksum_ok, Coalescer, Segments, VnetHdr,
     VNET_HDR_LEN,
 };

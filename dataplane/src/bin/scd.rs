@@ -4,19 +4,20 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use dataplane::arp::ArpResponder;
 use dataplane::config::{HostConfig, PortKind};
+use dataplane::io::rawport::RawPort;
+use dataplane::io::tap::Tap;
 use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
-use dataplane::rawport::RawPort;
 use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
-use dataplane::table::{Pipeline, Selector, ALL_TABLES};
-use dataplane::tap::Tap;
 use dataplane::tunnel::Tunnels;
+use dataplane_core::arp::ArpResponder;
+use dataplane_core::pipeline::{Pipeline, Selector, ALL_TABLES};
 use openflow::flow::FlowMatch;
 use openflow::FlowSpec;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -59,7 +60,8 @@ fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
         )
     })?;
     // Refuse a file the tables would refuse, before anything is installed.
-    Pipeline::from_flows(flows.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Pipeline::from_flows_at(flows.clone(), Instant::now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(flows)
 }
 
@@ -84,7 +86,7 @@ fn reload(handle: &SwitchHandle, path: &Path) {
                 for f in flows {
                     p.add(f, now)?;
                 }
-                Ok::<_, dataplane::table::TableError>(())
+                Ok::<_, dataplane_core::pipeline::TableError>(())
             });
             match result {
                 Ok(Ok(())) => info!(flows = n, file = %path.display(), "static flows reloaded"),
@@ -143,7 +145,7 @@ fn run(config_path: &Path) -> Result<()> {
         }
     };
     let n_flows = flows.len();
-    let pipeline = Pipeline::from_flows(flows)?;
+    let pipeline = Pipeline::from_flows_at(flows, Instant::now())?;
     let pipeline_tables = pipeline.n_tables();
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,

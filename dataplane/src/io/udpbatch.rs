@@ -12,6 +12,7 @@
 //! and control-message plumbing; it never looks inside a datagram, and after
 //! construction it never allocates.
 
+use super::os_result;
 use std::io;
 use std::mem::size_of;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -72,11 +73,7 @@ fn set_udp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Res
             libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
         )
     };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    os_result(rc).map(drop)
 }
 
 fn to_storage(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
@@ -553,9 +550,7 @@ impl RecvBatch {
                 std::ptr::null_mut(),
             )
         };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        os_result(rc)?;
         let n = rc.unsigned_abs() as usize;
         for i in 0..n {
             self.lens[i] = usize::try_from(msgs[i].msg_len)

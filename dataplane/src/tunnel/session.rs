@@ -1,26 +1,25 @@
-//! WireGuard tunnel ports: one UDP socket per `scd`, one boringtun `Tunn` per remote
-//! host, each remote host an OpenFlow port.
+//! The WireGuard side of every tunnel peer, without sockets: demultiplexing
+//! datagrams to peers (by the receiver index of a session, or by the static key
+//! inside a handshake initiation), boringtun's session handling, handshake and
+//! keepalive timers with the latency probes, roaming endpoints, and source-address
+//! validation (a packet decrypted from host B must come from an address the flow
+//! tables route to B, or that they accept from B by source).
 //!
-//! This module owns the tunnel side of the switch: demultiplexing datagrams to peers
-//! (by the receiver index of the session, or by the static key inside a handshake
-//! initiation), handshake and keepalive timers, roaming endpoints, the counters of
-//! garbage and replayed datagrams, and source-address validation: a packet decrypted
-//! from host B must come from an address that the flow tables route to B. It carries
-//! IP packets only, with no extra header. It never decides where a packet goes; the
-//! switch loop does that with the tables.
+//! Nothing here sends: datagrams to put on the wire are returned in an [`Outbox`]
+//! (control messages) or written into a caller's buffer (data), so the peer logic
+//! is tested with two of these talking to each other.
 
+use super::allowed_ips::AllowedIps;
 use crate::keys;
-use crate::table::Pipeline;
-use crate::udpbatch::{RecvBatch, SendBatch};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::handshake::parse_handshake_anon;
 use boringtun::noise::rate_limiter::RateLimiter;
 use boringtun::noise::{Packet, Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use openflow::flow::{Action, Field, Instruction, PortNo};
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use dataplane_core::pipeline::Pipeline;
+use dataplane_core::port::PeerStatus;
+use openflow::flow::{ethertype, Action, Field, Instruction, PortNo};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +83,53 @@ pub enum Sent {
     SocketError,
 }
 
+/// An IP packet encrypted for a peer: the datagram of `len` bytes in the caller's
+/// buffer is to go to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sealed {
+    /// Length of the datagram written at the start of the buffer.
+    pub len: usize,
+    /// Where it goes.
+    pub to: SocketAddr,
+    /// [`Sent::Sent`] for data, [`Sent::Handshaking`] when boringtun queued the
+    /// packet and wrote a handshake initiation instead.
+    pub outcome: Sent,
+}
+
+/// Whether a decrypted packet may enter the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCheck {
+    /// An IP packet from an address the tables place behind its peer, with the
+    /// ethertype of its frame.
+    Allowed(u16),
+    /// Not an IPv4 or IPv6 packet.
+    NotIp,
+    /// Its source address is not one the tables place behind that peer.
+    Spoofed,
+}
+
+/// Control datagrams to send, in order. Reused across calls.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    datagrams: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Outbox {
+    fn push(&mut self, to: SocketAddr, bytes: &[u8]) {
+        self.datagrams.push((to, bytes.to_vec()));
+    }
+
+    /// Takes every datagram out, in order.
+    pub fn drain(&mut self) -> impl Iterator<Item = (SocketAddr, Vec<u8>)> + '_ {
+        self.datagrams.drain(..)
+    }
+
+    /// True when nothing waits to be sent.
+    pub fn is_empty(&self) -> bool {
+        self.datagrams.is_empty()
+    }
+}
+
 /// Live state of one peer.
 pub struct Peer {
     /// Static configuration.
@@ -91,8 +137,6 @@ pub struct Peer {
     tunn: Tunn,
     /// Current endpoint (configured or learned).
     pub endpoint: Option<SocketAddr>,
-    /// Source prefixes the tables place behind this peer: (value, mask, is_v6).
-    allowed: Vec<(u128, u128, bool)>,
     /// When the last latency probe (a handshake this side initiated) went out.
     last_probe: Option<Instant>,
 }
@@ -103,75 +147,31 @@ impl std::fmt::Debug for Peer {
             .field("port", &self.config.port)
             .field("name", &self.config.name)
             .field("endpoint", &self.endpoint)
-            .field("allowed", &self.allowed.len())
             .finish()
     }
 }
 
-/// A snapshot of a peer for status and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// OpenFlow port number.
-    pub port: PortNo,
-    /// Remote host name.
-    pub name: String,
-    /// Public key (base64).
-    pub public_key: String,
-    /// Current endpoint.
-    pub endpoint: Option<SocketAddr>,
-    /// Time since the last completed handshake, if any.
-    pub since_handshake: Option<Duration>,
-    /// Round trip of the last handshake this side initiated (initiation sent to
-    /// response received): the latency to that host, measured over the tunnel
-    /// itself every couple of minutes, as WireGuard rekeys. `None` until this side
-    /// has initiated one.
-    pub handshake_rtt: Option<Duration>,
-    /// Bytes sent and received through the session (boringtun's count).
-    pub tx_bytes: u64,
-    /// See `tx_bytes`.
-    pub rx_bytes: u64,
-}
-
-/// All tunnels of a switch and their socket.
-pub struct Tunnels {
-    socket: UdpSocket,
+/// The WireGuard state of every peer of one switch.
+pub struct PeerSessions {
     private: StaticSecret,
     public: PublicKey,
     rate_limiter: Arc<RateLimiter>,
     peers: Vec<Peer>,
-    /// Inner MTU: larger IP packets are refused with ICMP.
-    pub mtu: usize,
-    scratch: Box<[u8]>,
-    tx: SendBatch,
-    rx: RecvBatch,
+    allowed: AllowedIps,
     allowed_generation: u64,
-    send_failures: usize,
+    scratch: Box<[u8]>,
     last_tick: Instant,
     /// How often each peer's latency is probed, if at all.
     probe_every: Option<Duration>,
     last_rate_reset: Instant,
 }
 
-impl std::fmt::Debug for Tunnels {
+impl std::fmt::Debug for PeerSessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tunnels")
-            .field("local", &self.socket.local_addr().ok())
+        f.debug_struct("PeerSessions")
             .field("peers", &self.peers)
             .finish()
     }
-}
-
-fn set_buffer(fd: RawFd, option: libc::c_int, bytes: libc::c_int) {
-    // SAFETY: setsockopt reads one c_int from a live local.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&bytes as *const libc::c_int).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-        )
-    };
 }
 
 /// The peer a datagram is for: by the receiver index of a session (our index carries
@@ -200,19 +200,9 @@ fn peer_for(
     }
 }
 
-impl Tunnels {
-    /// Binds the tunnel socket and sets up one session state per peer.
-    pub fn new(
-        listen: SocketAddr,
-        private: StaticSecret,
-        peers: Vec<PeerConfig>,
-        mtu: usize,
-    ) -> io::Result<Tunnels> {
-        let socket = UdpSocket::bind(listen)?;
-        socket.set_nonblocking(true)?;
-        // Bursts of a fast TAP must not overflow the default 208 KiB buffers.
-        set_buffer(socket.as_raw_fd(), libc::SO_RCVBUF, 4 << 20);
-        set_buffer(socket.as_raw_fd(), libc::SO_SNDBUF, 4 << 20);
+impl PeerSessions {
+    /// One session state per peer, as of `now`.
+    pub fn new(private: StaticSecret, peers: Vec<PeerConfig>, now: Instant) -> PeerSessions {
         let public = PublicKey::from(&private);
         let rate_limiter = Arc::new(RateLimiter::new(&public, HANDSHAKE_RATE_LIMIT));
         let peers = peers
@@ -231,46 +221,22 @@ impl Tunnels {
                     endpoint: config.endpoint,
                     config,
                     tunn,
-                    allowed: Vec::new(),
                     last_probe: None,
                 }
             })
             .collect();
-        let now = Instant::now();
-        // Segmentation offload on send and coalescing on receive: a run of
-        // datagrams to one peer crosses the UDP stack once. Both fall back to one
-        // datagram at a time where the kernel lacks them.
-        let mut tx = SendBatch::default();
-        let mut rx = RecvBatch::default();
-        let gso = tx.enable_gso(socket.as_raw_fd());
-        let gro = rx.enable_gro(socket.as_raw_fd());
-        tracing::debug!(gso, gro, "tunnel socket offloads");
-        Ok(Tunnels {
-            socket,
+        PeerSessions {
             private,
             public,
             rate_limiter,
             peers,
-            mtu,
-            scratch: vec![0u8; 65_536 + 64].into_boxed_slice(),
-            tx,
-            rx,
+            allowed: AllowedIps::default(),
             allowed_generation: u64::MAX,
-            send_failures: 0,
+            scratch: vec![0u8; 65_536 + 64].into_boxed_slice(),
             last_tick: now,
             probe_every: None,
             last_rate_reset: now,
-        })
-    }
-
-    /// The socket's descriptor, for epoll.
-    pub fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
-    }
-
-    /// The bound local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        }
     }
 
     /// Peers in configuration order.
@@ -303,51 +269,44 @@ impl Tunnels {
             .collect()
     }
 
-    /// Encrypts an IP packet for `peer` and queues it for the next [`Self::flush`]
-    /// (which happens by itself when the batch is full).
-    pub fn send(&mut self, peer: usize, ip_packet: &[u8]) -> Sent {
+    /// Encrypts an IP packet for `peer` into `dst`. `Err` says why nothing is to
+    /// be sent.
+    pub fn seal(&mut self, peer: usize, ip_packet: &[u8], dst: &mut [u8]) -> Result<Sealed, Sent> {
         let Some(p) = self.peers.get_mut(peer) else {
-            return Sent::SocketError;
+            return Err(Sent::SocketError);
         };
-        let Some(endpoint) = p.endpoint else {
-            return Sent::NoEndpoint;
+        let Some(to) = p.endpoint else {
+            return Err(Sent::NoEndpoint);
         };
-        if self.tx.is_full() {
-            self.send_failures += self.tx.flush(self.socket.as_raw_fd());
-        }
-        let Some(slot) = self.tx.slot() else {
-            return Sent::SocketError;
-        };
-        match p.tunn.encapsulate(ip_packet, slot) {
+        match p.tunn.encapsulate(ip_packet, dst) {
             TunnResult::WriteToNetwork(datagram) => {
                 // Without a session boringtun queues the packet and hands us a
                 // handshake initiation (type 1) instead of data (type 4).
-                let is_data = datagram.first() == Some(&4);
-                let len = datagram.len();
-                self.tx.commit(len, &endpoint);
-                if is_data {
+                let outcome = if datagram.first() == Some(&4) {
                     Sent::Sent
                 } else {
                     Sent::Handshaking
-                }
+                };
+                Ok(Sealed {
+                    len: datagram.len(),
+                    to,
+                    outcome,
+                })
             }
-            _ => Sent::Handshaking,
+            _ => Err(Sent::Handshaking),
         }
     }
 
-    /// Sends every queued datagram (one `sendmmsg`); returns how many the kernel
-    /// refused since the last call.
-    pub fn flush(&mut self) -> usize {
-        if !self.tx.is_empty() {
-            self.send_failures += self.tx.flush(self.socket.as_raw_fd());
-        }
-        std::mem::take(&mut self.send_failures)
-    }
-
-    /// Receives one datagram. A data packet is decrypted into `dst` (the IP packet
-    /// starts at `dst[0]`); handshakes are answered here. `WouldBlock` when none waits.
-    pub fn recv(&mut self, dst: &mut [u8]) -> io::Result<Received> {
-        let (datagram, from) = self.rx.next(self.socket.as_raw_fd())?;
+    /// Handles one datagram from `from`. A data packet is decrypted into `dst`
+    /// (the IP packet starts at `dst[0]`); answers to handshakes, and packets
+    /// boringtun queued until a session stood, go into `outbox`.
+    pub fn receive(
+        &mut self,
+        datagram: &[u8],
+        from: SocketAddr,
+        dst: &mut [u8],
+        outbox: &mut Outbox,
+    ) -> Received {
         // Under a handshake flood, answer with a cookie before doing any DH work.
         if datagram.first() == Some(&1) {
             let mut cookie = [0u8; 64];
@@ -357,15 +316,15 @@ impl Tunnels {
             {
                 Ok(_) => {}
                 Err(TunnResult::WriteToNetwork(reply)) => {
-                    let _ = self.socket.send_to(reply, from);
-                    return Ok(Received::Control);
+                    outbox.push(from, reply);
+                    return Received::Control;
                 }
-                Err(_) => return Ok(Received::Invalid),
+                Err(_) => return Received::Invalid,
             }
         }
         let Some(peer) = peer_for(&self.private, &self.public, &self.peers, datagram) else {
             tracing::debug!(%from, kind = datagram.first(), "datagram for no peer");
-            return Ok(Received::Invalid);
+            return Received::Invalid;
         };
         let kind = datagram.first().copied().unwrap_or(0);
         let p = &mut self.peers[peer];
@@ -398,10 +357,10 @@ impl Tunnels {
         };
         let received = match result {
             TunnResult::Done => Received::Control,
-            TunnResult::Err(WireGuardError::DuplicateCounter) => return Ok(Received::Replayed),
-            TunnResult::Err(_) => return Ok(Received::Invalid),
+            TunnResult::Err(WireGuardError::DuplicateCounter) => return Received::Replayed,
+            TunnResult::Err(_) => return Received::Invalid,
             TunnResult::WriteToNetwork(reply) => {
-                let _ = self.socket.send_to(reply, from);
+                outbox.push(from, reply);
                 Received::Control
             }
             TunnResult::WriteToTunnelV4(packet, _) | TunnResult::WriteToTunnelV6(packet, _) => {
@@ -417,19 +376,19 @@ impl Tunnels {
             p.endpoint = Some(from);
         }
         if received == Received::Control {
-            self.flush_queue(peer);
+            self.flush_queue(peer, outbox);
         }
-        Ok(received)
+        received
     }
 
-    /// Sends what boringtun queued while the handshake was in progress.
-    fn flush_queue(&mut self, peer: usize) {
+    /// Hands over what boringtun queued while the handshake was in progress.
+    fn flush_queue(&mut self, peer: usize, outbox: &mut Outbox) {
         loop {
             let p = &mut self.peers[peer];
             match p.tunn.decapsulate(None, &[], &mut self.scratch) {
                 TunnResult::WriteToNetwork(datagram) => {
                     if let Some(ep) = p.endpoint {
-                        let _ = self.socket.send_to(datagram, ep);
+                        outbox.push(ep, datagram);
                     }
                 }
                 _ => return,
@@ -440,27 +399,26 @@ impl Tunnels {
     /// Starts a handshake with every peer whose endpoint is known, so a restarted
     /// switch replaces the sessions its peers still hold without waiting for their
     /// rekey timers.
-    pub fn initiate_all(&mut self) {
+    pub fn initiate_all(&mut self, outbox: &mut Outbox) {
         for p in &mut self.peers {
             let Some(ep) = p.endpoint else { continue };
             if let TunnResult::WriteToNetwork(d) =
                 p.tunn.format_handshake_initiation(&mut self.scratch, false)
             {
-                let sent = self.socket.send_to(d, ep);
-                tracing::info!(peer = %p.config.name, endpoint = %ep, ok = sent.is_ok(), "handshake initiated at start");
+                outbox.push(ep, d);
+                tracing::info!(peer = %p.config.name, endpoint = %ep, "handshake initiated at start");
             }
         }
     }
 
     /// Probes the latency to every peer every `every` (`None`: never): a handshake
     /// this side initiates, whose round trip boringtun measures (the peers' first
-    /// probes are spread over one period). Both sides of a tunnel probe, so each
-    /// has a fresh round trip; a handshake is WireGuard's own rekey, two small
-    /// datagrams and a key exchange at each end.
-    pub fn set_latency_probe(&mut self, every: Option<Duration>) {
+    /// probes are spread over one period from `now`). Both sides of a tunnel probe,
+    /// so each has a fresh round trip; a handshake is WireGuard's own rekey, two
+    /// small datagrams and a key exchange at each end.
+    pub fn set_latency_probe(&mut self, every: Option<Duration>, now: Instant) {
         self.probe_every = every;
         let n = self.peers.len().max(1);
-        let now = Instant::now();
         for (i, p) in self.peers.iter_mut().enumerate() {
             p.last_probe = every.map(|every| {
                 // Peer i first probes (i + 1) / n of a period from now.
@@ -472,7 +430,7 @@ impl Tunnels {
 
     /// Runs handshake and keepalive timers and the latency probes; call every
     /// 100 ms or so.
-    pub fn tick(&mut self, now: Instant) {
+    pub fn tick(&mut self, now: Instant, outbox: &mut Outbox) {
         if now.duration_since(self.last_tick) < Duration::from_millis(100) {
             return;
         }
@@ -485,7 +443,7 @@ impl Tunnels {
             let endpoint = p.endpoint;
             if let TunnResult::WriteToNetwork(datagram) = p.tunn.update_timers(&mut self.scratch) {
                 if let Some(ep) = endpoint {
-                    let _ = self.socket.send_to(datagram, ep);
+                    outbox.push(ep, datagram);
                 }
             }
             let (Some(every), Some(ep)) = (self.probe_every, endpoint) else {
@@ -499,14 +457,9 @@ impl Tunnels {
             if let TunnResult::WriteToNetwork(datagram) =
                 p.tunn.format_handshake_initiation(&mut self.scratch, false)
             {
-                let _ = self.socket.send_to(datagram, ep);
+                outbox.push(ep, datagram);
             }
         }
-    }
-
-    /// True while datagrams received by the last batch wait to be handed out.
-    pub fn has_pending(&self) -> bool {
-        self.rx.pending() > 0
     }
 
     /// Recomputes, when the tables changed, which source prefixes each peer may use:
@@ -519,9 +472,12 @@ impl Tunnels {
             return;
         }
         self.allowed_generation = pipeline.generation();
-        for p in &mut self.peers {
-            p.allowed.clear();
-        }
+        self.allowed.clear();
+        let peer_of = |port: u128| {
+            self.peers
+                .iter()
+                .position(|p| u128::from(p.config.port) == port)
+        };
         for table in 0..pipeline.n_tables() {
             for entry in pipeline.entries(table) {
                 let m = &entry.spec.matcher;
@@ -529,24 +485,20 @@ impl Tunnels {
                     .get(Field::Ipv4Src)
                     .map(|(v, mask)| (v, mask, false))
                     .or_else(|| m.get(Field::Ipv6Src).map(|(v, mask)| (v, mask, true)));
-                if let (Some(src), Some((in_port, _)), true) =
+                if let (Some((value, mask, v6)), Some((in_port, _)), true) =
                     (accepted, m.get(Field::InPort), entry.spec.forwards())
                 {
-                    if let Some(peer) = self
-                        .peers
-                        .iter_mut()
-                        .find(|p| u128::from(p.config.port) == in_port)
-                    {
-                        if !peer.allowed.contains(&src) {
-                            peer.allowed.push(src);
-                        }
+                    if let Some(peer) = peer_of(in_port) {
+                        self.allowed.insert(peer, value, mask, v6);
                     }
                 }
                 let dst = m
                     .get(Field::Ipv4Dst)
                     .map(|(v, mask)| (v, mask, false))
                     .or_else(|| m.get(Field::Ipv6Dst).map(|(v, mask)| (v, mask, true)));
-                let Some(dst) = dst else { continue };
+                let Some((value, mask, v6)) = dst else {
+                    continue;
+                };
                 for instruction in &entry.spec.instructions {
                     let Instruction::ApplyActions(actions) = instruction else {
                         continue;
@@ -564,10 +516,8 @@ impl Tunnels {
                             _ => None,
                         });
                     for port in outputs {
-                        if let Some(peer) = self.peers.iter_mut().find(|p| p.config.port == port) {
-                            if !peer.allowed.contains(&dst) {
-                                peer.allowed.push(dst);
-                            }
+                        if let Some(peer) = peer_of(u128::from(port)) {
+                            self.allowed.insert(peer, value, mask, v6);
                         }
                     }
                 }
@@ -577,86 +527,32 @@ impl Tunnels {
 
     /// True when the tables route `src` (an inner source address) to `peer`.
     pub fn source_allowed(&self, peer: usize, src: u128, v6: bool) -> bool {
-        self.peers[peer]
-            .allowed
-            .iter()
-            .any(|(value, mask, is_v6)| *is_v6 == v6 && src & mask == *value)
+        self.allowed.allows(peer, src, v6)
+    }
+
+    /// Whether the IP packet `ip` decrypted from `peer` may enter the switch.
+    pub fn check_source(&self, peer: usize, ip: &[u8]) -> SourceCheck {
+        let len = ip.len();
+        let (eth_type, src, v6) = match ip.first().map(|b| b >> 4) {
+            Some(4) if len >= 20 => (
+                ethertype::IPV4,
+                u128::from(u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]])),
+                false,
+            ),
+            Some(6) if len >= 40 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&ip[8..24]);
+                (ethertype::IPV6, u128::from_be_bytes(a), true)
+            }
+            _ => return SourceCheck::NotIp,
+        };
+        if self.source_allowed(peer, src, v6) {
+            SourceCheck::Allowed(eth_type)
+        } else {
+            SourceCheck::Spoofed
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::table::Pipeline;
-    use openflow::flow::FlowMatch;
-    use openflow::FlowSpec;
-
-    const PEER_PORT: PortNo = 10_002;
-
-    fn ip(a: [u8; 4]) -> u128 {
-        u128::from(u32::from_be_bytes(a))
-    }
-
-    #[test]
-    fn a_peer_may_send_what_the_tables_route_to_it_or_accept_from_it_by_source() {
-        let peer = PeerConfig {
-            port: PEER_PORT,
-            name: "host-b".into(),
-            public_key: PublicKey::from(&StaticSecret::from([9u8; 32])).to_bytes(),
-            endpoint: None,
-            keepalive: None,
-        };
-        let mut tunnels = Tunnels::new(
-            "127.0.0.1:0".parse().unwrap(),
-            StaticSecret::from([7u8; 32]),
-            vec![peer],
-            1420,
-        )
-        .unwrap();
-        let ipv4 = FlowMatch::any().with(Field::EthType, 0x800);
-        let flows = vec![
-            // Routed to the peer: its VMs.
-            FlowSpec::new(
-                0,
-                10,
-                ipv4.with_prefix32(Field::Ipv4Dst, 0x6440_0200, 24),
-                vec![Action::output(PEER_PORT)],
-            ),
-            // Accepted from the peer by source and forwarded (a gateway taking a
-            // migrating VM's traffic from its new host).
-            FlowSpec::new(
-                0,
-                10,
-                ipv4.with(Field::InPort, u128::from(PEER_PORT))
-                    .with(Field::Ipv4Src, ip([100, 64, 1, 1])),
-                vec![Action::output(100)],
-            ),
-            // Matched from the peer by source but dropped: not an acceptance.
-            FlowSpec::new(
-                0,
-                10,
-                ipv4.with(Field::InPort, u128::from(PEER_PORT))
-                    .with(Field::Ipv4Src, ip([100, 64, 3, 3])),
-                vec![],
-            ),
-        ];
-        let pipeline = Pipeline::from_flows(flows).unwrap();
-        tunnels.refresh_allowed(&pipeline);
-        assert!(
-            tunnels.source_allowed(0, ip([100, 64, 2, 7]), false),
-            "routed"
-        );
-        assert!(
-            tunnels.source_allowed(0, ip([100, 64, 1, 1]), false),
-            "accepted"
-        );
-        assert!(
-            !tunnels.source_allowed(0, ip([100, 64, 3, 3]), false),
-            "dropped"
-        );
-        assert!(
-            !tunnels.source_allowed(0, ip([100, 64, 9, 9]), false),
-            "unknown"
-        );
-    }
-}
+mod tests;

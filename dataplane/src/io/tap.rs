@@ -11,7 +11,8 @@
 //! Offloads are switched off again when `scd` lets go of the device, so a later
 //! reader without the header is not handed super-frames.
 
-use crate::offload::{VnetHdr, VNET_HDR_LEN};
+use super::os_result;
+use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -98,11 +99,7 @@ pub fn interface_exists(name: &str) -> bool {
 fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
     // SAFETY: TUNSETOFFLOAD takes an unsigned int by value; the fd is a TAP.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    os_result(rc).map(drop)
 }
 
 /// An open TAP device.
@@ -119,9 +116,7 @@ impl Tap {
         let tap = Tap::open(name)?;
         // SAFETY: TUNSETPERSIST takes an integer argument by value; the fd is a TAP.
         let rc = unsafe { libc::ioctl(tap.fd.as_raw_fd(), TUNSETPERSIST, 0 as libc::c_ulong) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        os_result(rc)?;
         Ok(tap)
     }
 
@@ -158,9 +153,7 @@ impl Tap {
         // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReqFlags`
         // lays out (name, then the flags short, padded to the kernel's 40 bytes).
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        os_result(rc)?;
         // USO arrived in Linux 6.2; without it, TCP offloads alone.
         let tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         if set_offload(&fd, tcp | TUN_F_USO4 | TUN_F_USO6).is_err() {
@@ -222,16 +215,13 @@ impl Tap {
                 _pad: [0; 20],
             };
             // SAFETY: SIOCSIFMTU reads a `struct ifreq` with the MTU in its union.
-            if unsafe {
+            os_result(unsafe {
                 libc::ioctl(
                     sock.as_raw_fd(),
                     libc::SIOCSIFMTU,
                     &mut req as *mut IfReqInt,
                 )
-            } < 0
-            {
-                return Err(io::Error::last_os_error());
-            }
+            })?;
         }
         let mut req = IfReqFlags {
             name: ifname(&self.name)?,
@@ -239,28 +229,22 @@ impl Tap {
             _pad: [0; 22],
         };
         // SAFETY: SIOCGIFFLAGS fills the flags of a `struct ifreq`.
-        if unsafe {
+        os_result(unsafe {
             libc::ioctl(
                 sock.as_raw_fd(),
                 libc::SIOCGIFFLAGS,
                 &mut req as *mut IfReqFlags,
             )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         req.flags |= libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
         // SAFETY: SIOCSIFFLAGS reads the flags of a `struct ifreq`.
-        if unsafe {
+        os_result(unsafe {
             libc::ioctl(
                 sock.as_raw_fd(),
                 libc::SIOCSIFFLAGS,
                 &mut req as *mut IfReqFlags,
             )
-        } < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
+        })?;
         Ok(())
     }
 

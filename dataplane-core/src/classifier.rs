@@ -8,7 +8,7 @@
 //! priority the oldest entry wins, as a linear scan in insertion order would decide.
 //! This module only answers "which entry"; it owns no entries and no counters.
 
-use crate::table::FlowId;
+use crate::flow_id::FlowId;
 use openflow::flow::{FlowKey, FlowMatch};
 use rustc_hash::FxHashMap;
 use std::collections::BTreeMap;

@@ -9,7 +9,7 @@
 //! last. It never allocates and never knows what a port is.
 
 use crate::packet::{checksum_finish, low16, Layout, ETH_HLEN, VLAN_TAG_LEN};
-use crate::table::GroupTable;
+use crate::pipeline::GroupTable;
 use openflow::flow::{ethertype, ipproto, Action, Field, PortNo};
 
 /// Bytes kept free in front of every frame so a VLAN tag can be pushed in place.
@@ -386,13 +386,13 @@ mod tests {
     }
 
     fn run(actions: &[Action], bytes: &[u8]) -> Vec<(PortNo, Vec<u8>)> {
-        run_with(actions, bytes, &crate::table::Pipeline::default())
+        run_with(actions, bytes, &crate::pipeline::Pipeline::default())
     }
 
     fn run_with(
         actions: &[Action],
         bytes: &[u8],
-        pipeline: &crate::table::Pipeline,
+        pipeline: &crate::pipeline::Pipeline,
     ) -> Vec<(PortNo, Vec<u8>)> {
         let mut frame = FrameBuf::with_capacity(2048);
         frame.fill(bytes);
@@ -408,9 +408,9 @@ mod tests {
         out
     }
 
-    fn pipeline_with_group(buckets: Vec<Vec<Action>>) -> crate::table::Pipeline {
+    fn pipeline_with_group(buckets: Vec<Vec<Action>>) -> crate::pipeline::Pipeline {
         use openflow::flow::{Bucket, GroupSpec, GroupType};
-        let mut p = crate::table::Pipeline::default();
+        let mut p = crate::pipeline::Pipeline::default();
         p.add_group(
             GroupSpec {
                 group_id: 7,

@@ -6,7 +6,7 @@
 //! the next lookup, so it can never serve a decision the tables no longer make. It
 //! never decides anything itself; a miss always goes to the classifier.
 
-use crate::table::{Classification, Pipeline};
+use crate::pipeline::{Classification, Pipeline};
 use openflow::FlowKey;
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
@@ -134,7 +134,7 @@ mod tests {
                 let m = FlowMatch::any().with(Field::InPort, in_port.into());
                 match op {
                     0 => { p.add(FlowSpec::new(0, prio, m, vec![Action::output(outp + 1)]), now).unwrap(); }
-                    1 => { p.delete(&crate::table::Selector::loose(0, &m)).unwrap(); }
+                    1 => { p.delete(&crate::pipeline::Selector::loose(0, &m)).unwrap(); }
                     _ => {
                         let key = FlowKey { in_port, ..FlowKey::default() };
                         let mut direct = Classification::default();

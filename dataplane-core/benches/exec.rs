@@ -1,12 +1,12 @@
-//! The cost of running actions on a frame in place (`dataplane::exec`): a routed
+//! The cost of running actions on a frame in place (`dataplane_core::exec`): a routed
 //! flow's actions without groups, and the same copy sent through an ALL group of
 //! two buckets (saving and restoring the headers around each bucket).
 //! Run with `cargo bench -p dataplane --bench exec`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use dataplane::exec::{execute, FrameBuf};
-use dataplane::packet::parse;
-use dataplane::table::Pipeline;
+use dataplane_core::exec::{execute, FrameBuf};
+use dataplane_core::packet::parse;
+use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{Action, Bucket, Field, GroupSpec, GroupType};
 use std::time::Instant;
 

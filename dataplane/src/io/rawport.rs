@@ -16,7 +16,8 @@
 //! It never creates, configures, brings up or removes the interface (whoever owns
 //! it does), never parses a frame, and allocates nothing per frame.
 
-use crate::offload::{VnetHdr, VNET_HDR_LEN};
+use super::os_result;
+use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -92,11 +93,7 @@ fn sockopt<T>(fd: &OwnedFd, level: i32, opt: i32, value: &T) -> io::Result<()> {
     // SAFETY: `value` is a live `T` of `len` bytes; the kernel only reads it.
     let rc =
         unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (value as *const T).cast(), len) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    os_result(rc).map(drop)
 }
 
 /// An open raw port.
@@ -114,12 +111,11 @@ impl RawPort {
             None => RawPort::open_here(name, ""),
             Some(ns) => {
                 let (owned, where_) = (name.to_string(), format!(" in namespace {ns}"));
-                crate::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_))).map_err(
-                    |source| RawPortError::Netns {
+                crate::io::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_)))
+                    .map_err(|source| RawPortError::Netns {
                         name: name.to_string(),
                         source,
-                    },
-                )?
+                    })?
             }
         }
     }
@@ -204,7 +200,7 @@ impl RawPort {
     /// Reads one frame into `buf`; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<RawRecv> {
         let mut hdr = [0u8; VNET_HDR_LEN];
-        let mut iov = crate::tap::vnet_hdr_iovecs(&mut hdr, buf);
+        let mut iov = crate::io::tap::vnet_hdr_iovecs(&mut hdr, buf);
         // SAFETY: sockaddr_ll and msghdr are plain data; all-zero is a valid start.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -232,7 +228,7 @@ impl RawPort {
     /// Sends one frame behind `hdr` out of the interface; `WouldBlock` when its
     /// queue is full.
     pub fn send(&self, hdr: &VnetHdr, frame: &[u8]) -> io::Result<usize> {
-        crate::tap::write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
+        crate::io::tap::write_with_vnet_hdr(self.fd.as_raw_fd(), hdr, frame)
     }
 }
 

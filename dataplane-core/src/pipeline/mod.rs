@@ -1,0 +1,562 @@
+//! The OpenFlow 1.3 pipeline of `scd`: flow tables, flow-mod semantics, counters,
+//! timeouts and classification.
+//!
+//! This module owns which flow entry a packet hits and what the entries are. It is
+//! I/O-free (time is passed in), so the controller's tests run the very same
+//! classifier on compiled tables. It never touches frame bytes: classification works
+//! on a [`FlowKey`], and the byte-level rewrite lives in `exec`.
+//!
+//! Entries live in a slab and are addressed by [`FlowId`]; each table keeps its ids in
+//! priority order. Any change to the tables bumps [`Pipeline::generation`], which is
+//! what the exact-match cache in `cache` uses to drop stale entries.
+//!
+//! Beside the flow tables sits the group table ([`GroupTable`]): all and indirect
+//! groups whose buckets hold plain actions (a bucket never names a group, so a
+//! group runs in one step). Group changes bump the same generation, since the
+//! cache's decisions name groups whose buckets the executor looks up.
+
+mod entry;
+mod error;
+mod group;
+mod selector;
+
+pub use crate::flow_id::FlowId;
+pub use entry::{FlowEntry, RemovedFlow, RemovedReason, TableStats};
+pub use error::{GroupError, TableError};
+pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
+pub use selector::Selector;
+
+use crate::classifier::TupleSpace;
+use group::valid_output;
+use openflow::flow::{
+    apply_actions_with_groups, flags, Action, FlowKey, FlowMatch, GroupSpec, Instruction,
+};
+use openflow::{FlowSpec, PortNo};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
+pub const ALL_TABLES: u8 = 0xff;
+
+/// Number of tables `scd` offers by default.
+pub const DEFAULT_TABLES: u8 = 8;
+
+/// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
+pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
+
+#[derive(Debug, Default)]
+struct FlowTable {
+    /// Entry ids, highest priority first; among equal priorities, oldest first.
+    order: Vec<FlowId>,
+    /// The same entries, grouped by mask for lookups.
+    space: TupleSpace,
+    stats: TableStats,
+}
+
+/// The result of classifying one packet: its actions in execution order and the
+/// entries it hit (for counters). Reused across packets to avoid allocation.
+#[derive(Debug, Default, Clone)]
+pub struct Classification {
+    /// Every apply-actions list of every table hit, flattened in order.
+    pub actions: Vec<Action>,
+    /// Entries hit, one per table traversed.
+    pub hits: Vec<FlowId>,
+    /// Tables looked up, with whether an entry matched.
+    pub tables: Vec<(u8, bool)>,
+}
+
+impl Classification {
+    /// Empties the classification, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.actions.clear();
+        self.hits.clear();
+        self.tables.clear();
+    }
+}
+
+/// The switch's tables.
+#[derive(Debug)]
+pub struct Pipeline {
+    slab: Vec<Option<FlowEntry>>,
+    free: Vec<u32>,
+    tables: Vec<FlowTable>,
+    /// Entries by (table, priority, match): OpenFlow's identity of a flow, so an add
+    /// finds the entry it replaces without scanning the table.
+    identity: HashMap<(u8, u16, FlowMatch), FlowId>,
+    /// Age of entries, for ties between equal priorities (older wins).
+    next_seq: u64,
+    generation: u64,
+    groups: GroupTable,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::new(DEFAULT_TABLES)
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline with `n_tables` tables (at least one).
+    pub fn new(n_tables: u8) -> Pipeline {
+        Pipeline {
+            slab: Vec::new(),
+            free: Vec::new(),
+            tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
+            identity: HashMap::new(),
+            next_seq: 0,
+            generation: 0,
+            groups: GroupTable::default(),
+        }
+    }
+
+    /// A pipeline holding exactly these entries (added in order, as flow-mod adds),
+    /// with enough tables for every table id and goto they use, installed at `now`.
+    pub fn from_flows_at(
+        flows: impl IntoIterator<Item = FlowSpec>,
+        now: Instant,
+    ) -> Result<Pipeline, TableError> {
+        Pipeline::from_groups_and_flows_at(Vec::new(), flows, now)
+    }
+
+    /// [`Self::from_flows_at`] installed now: a convenience for tests and tools that
+    /// do not care about install times. It reads the clock, so it exists only with
+    /// the `wall-clock` feature.
+    #[cfg(feature = "wall-clock")]
+    pub fn from_flows(flows: impl IntoIterator<Item = FlowSpec>) -> Result<Pipeline, TableError> {
+        Pipeline::from_groups_and_flows_at(Vec::new(), flows, Instant::now())
+    }
+
+    /// [`Self::from_groups_and_flows_at`] installed now, like `from_flows` (also only
+    /// with the `wall-clock` feature).
+    #[cfg(feature = "wall-clock")]
+    pub fn from_groups_and_flows(
+        groups: impl IntoIterator<Item = GroupSpec>,
+        flows: impl IntoIterator<Item = FlowSpec>,
+    ) -> Result<Pipeline, TableError> {
+        Pipeline::from_groups_and_flows_at(groups, flows, Instant::now())
+    }
+
+    /// [`Self::from_flows_at`] with these groups added first (as group-mod adds), so
+    /// the flows may run them. A refused group is reported as the flow error a flow
+    /// naming it would get.
+    pub fn from_groups_and_flows_at(
+        groups: impl IntoIterator<Item = GroupSpec>,
+        flows: impl IntoIterator<Item = FlowSpec>,
+        now: Instant,
+    ) -> Result<Pipeline, TableError> {
+        let flows: Vec<FlowSpec> = flows.into_iter().collect();
+        let max_table = flows
+            .iter()
+            .flat_map(|f| {
+                std::iter::once(f.table_id).chain(f.instructions.iter().filter_map(|i| match i {
+                    Instruction::GotoTable(t) => Some(*t),
+                    Instruction::ApplyActions(_) => None,
+                }))
+            })
+            .max()
+            .unwrap_or(0);
+        let mut pipeline = Pipeline::new(max_table.saturating_add(1).max(DEFAULT_TABLES));
+        for group in groups {
+            let id = group.group_id;
+            pipeline
+                .add_group(group, now)
+                .map_err(|_| TableError::BadOutGroup(id))?;
+        }
+        for flow in flows {
+            pipeline.add(flow, now)?;
+        }
+        Ok(pipeline)
+    }
+
+    /// Number of tables.
+    pub fn n_tables(&self) -> u8 {
+        u8::try_from(self.tables.len()).unwrap_or(u8::MAX)
+    }
+
+    /// The group table.
+    pub fn groups(&self) -> &GroupTable {
+        &self.groups
+    }
+
+    /// Group-mod add: a new group; an id in use is refused (`OFPGMFC_GROUP_EXISTS`).
+    pub fn add_group(&mut self, spec: GroupSpec, now: Instant) -> Result<(), GroupError> {
+        GroupTable::validate(&spec)?;
+        let id = spec.group_id;
+        if self.groups.groups.contains_key(&id) {
+            return Err(GroupError::Exists(id));
+        }
+        if self.groups.groups.len() >= MAX_GROUPS {
+            return Err(GroupError::OutOfGroups(MAX_GROUPS));
+        }
+        self.groups.groups.insert(
+            id,
+            GroupEntry {
+                spec,
+                installed: now,
+            },
+        );
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Group-mod modify: new type and buckets for an existing group
+    /// (`OFPGMFC_UNKNOWN_GROUP` when there is none). Flows using it keep using it.
+    pub fn modify_group(&mut self, spec: GroupSpec) -> Result<(), GroupError> {
+        GroupTable::validate(&spec)?;
+        let Some(entry) = self.groups.groups.get_mut(&spec.group_id) else {
+            return Err(GroupError::Unknown(spec.group_id));
+        };
+        entry.spec = spec;
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Group-mod delete of `group_id` (or of every group, with `OFPG_ALL`): the
+    /// groups go, and so do the flows that run them (OpenFlow 1.3 §6.5), which are
+    /// returned for flow-removed messages. Deleting a group that is not there is
+    /// not an error.
+    pub fn delete_group(&mut self, group_id: u32) -> Vec<RemovedFlow> {
+        let doomed: Vec<u32> = if group_id == openflow::flow::GROUP_ALL {
+            self.groups.groups.keys().copied().collect()
+        } else if self.groups.groups.contains_key(&group_id) {
+            vec![group_id]
+        } else {
+            return Vec::new();
+        };
+        for id in &doomed {
+            self.groups.groups.remove(id);
+        }
+        self.generation += 1;
+        let users: Vec<FlowId> = self
+            .tables
+            .iter()
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| {
+                self.entry(*id)
+                    .is_some_and(|e| doomed.iter().any(|g| e.uses_group(*g)))
+            })
+            .collect();
+        self.remove_ids(&users, |_| RemovedReason::GroupDelete)
+    }
+
+    /// Changes whenever any entry or group is added, changed or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Number of installed entries.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(|t| t.order.len()).sum()
+    }
+
+    /// True when no entry is installed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries of one table in priority order.
+    pub fn entries(&self, table_id: u8) -> impl Iterator<Item = &FlowEntry> + '_ {
+        self.tables
+            .get(usize::from(table_id))
+            .into_iter()
+            .flat_map(|t| t.order.iter())
+            .filter_map(|id| self.entry(*id))
+    }
+
+    /// Counters of one table.
+    pub fn table_stats(&self, table_id: u8) -> Option<TableStats> {
+        self.tables.get(usize::from(table_id)).map(|t| t.stats)
+    }
+
+    /// The entry behind an id.
+    pub fn entry(&self, id: FlowId) -> Option<&FlowEntry> {
+        self.slab.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    fn validate(&self, spec: &FlowSpec) -> Result<(), TableError> {
+        let limit = self.n_tables();
+        if spec.table_id >= limit {
+            return Err(TableError::BadTableId(spec.table_id));
+        }
+        let (mut applies, mut gotos) = (0, 0);
+        for instruction in &spec.instructions {
+            match instruction {
+                Instruction::GotoTable(goto) => {
+                    gotos += 1;
+                    if *goto <= spec.table_id || *goto >= limit {
+                        return Err(TableError::BadGoto {
+                            from: spec.table_id,
+                            goto: *goto,
+                            limit,
+                        });
+                    }
+                }
+                Instruction::ApplyActions(actions) => {
+                    applies += 1;
+                    for action in actions {
+                        match action {
+                            Action::Output { port: p, .. } if !valid_output(*p) => {
+                                return Err(TableError::BadOutPort(*p));
+                            }
+                            Action::Group(g) if self.groups.get(*g).is_none() => {
+                                return Err(TableError::BadOutGroup(*g));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        if applies > 1 {
+            return Err(TableError::DuplicateInstruction("apply_actions"));
+        }
+        if gotos > 1 {
+            return Err(TableError::DuplicateInstruction("goto_table"));
+        }
+        Ok(())
+    }
+
+    /// Flow-mod add (OpenFlow 1.3 §6.4): an entry with identical match and priority is
+    /// replaced, counters and all; with `CHECK_OVERLAP`, an overlapping entry of the
+    /// same priority refuses the add.
+    pub fn add(&mut self, spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
+        self.validate(&spec)?;
+        let table = usize::from(spec.table_id);
+        if spec.flags & flags::CHECK_OVERLAP != 0 {
+            let clash = self.tables[table].order.iter().any(|id| {
+                self.entry(*id).is_some_and(|e| {
+                    e.spec.priority == spec.priority
+                        && e.spec.matcher != spec.matcher
+                        && e.spec.matcher.overlaps(&spec.matcher)
+                })
+            });
+            if clash {
+                return Err(TableError::Overlap(spec.priority));
+            }
+        }
+        let entry = FlowEntry {
+            spec,
+            installed: now,
+            last_hit: now,
+            packets: 0,
+            bytes: 0,
+        };
+        let identity = (entry.spec.table_id, entry.spec.priority, entry.spec.matcher);
+        let existing = self.identity.get(&identity).copied();
+        self.generation += 1;
+        if let Some(id) = existing {
+            self.slab[id.0 as usize] = Some(entry);
+            return Ok(id);
+        }
+        if self.tables[table].order.len() >= MAX_ENTRIES_PER_TABLE {
+            return Err(TableError::TableFull(entry.spec.table_id));
+        }
+        let priority = entry.spec.priority;
+        let id = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = Some(entry);
+                FlowId(slot)
+            }
+            None => {
+                let slot = u32::try_from(self.slab.len()).map_err(|_| TableError::TableFull(0))?;
+                self.slab.push(Some(entry));
+                FlowId(slot)
+            }
+        };
+        // Insert after every entry of higher or equal priority (stable for equals).
+        let order = &self.tables[table].order;
+        let slab = &self.slab;
+        let pos = order.partition_point(|other| {
+            slab[other.0 as usize]
+                .as_ref()
+                .is_some_and(|e| e.spec.priority >= priority)
+        });
+        self.tables[table].order.insert(pos, id);
+        self.next_seq += 1;
+        self.tables[table]
+            .space
+            .insert(&identity.2, priority, self.next_seq, id);
+        self.identity.insert(identity, id);
+        Ok(id)
+    }
+
+    fn selected_ids(&self, selector: &Selector<'_>) -> Vec<FlowId> {
+        let tables: Vec<usize> = if selector.table_id == ALL_TABLES {
+            (0..self.tables.len()).collect()
+        } else {
+            vec![usize::from(selector.table_id)]
+        };
+        tables
+            .into_iter()
+            .filter_map(|t| self.tables.get(t))
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| self.entry(*id).is_some_and(|e| selector.selects(e)))
+            .collect()
+    }
+
+    /// Flow-mod modify / modify-strict: replaces the instructions (and, when
+    /// `reset_counts` is set, the counters) of the selected entries. Returns how many
+    /// entries changed.
+    pub fn modify(
+        &mut self,
+        selector: &Selector<'_>,
+        instructions: &[Instruction],
+        reset_counts: bool,
+    ) -> Result<usize, TableError> {
+        if selector.table_id != ALL_TABLES && selector.table_id >= self.n_tables() {
+            return Err(TableError::BadTableId(selector.table_id));
+        }
+        let ids = self.selected_ids(selector);
+        for id in &ids {
+            let Some(entry) = self.entry(*id) else {
+                continue;
+            };
+            let probe = FlowSpec {
+                instructions: instructions.to_vec(),
+                ..entry.spec.clone()
+            };
+            self.validate(&probe)?;
+        }
+        for id in &ids {
+            if let Some(entry) = self.slab[id.0 as usize].as_mut() {
+                entry.spec.instructions = instructions.to_vec();
+                if reset_counts {
+                    entry.packets = 0;
+                    entry.bytes = 0;
+                }
+            }
+        }
+        if !ids.is_empty() {
+            self.generation += 1;
+        }
+        Ok(ids.len())
+    }
+
+    /// Flow-mod delete / delete-strict: removes the selected entries.
+    pub fn delete(&mut self, selector: &Selector<'_>) -> Result<Vec<RemovedFlow>, TableError> {
+        if selector.table_id != ALL_TABLES && selector.table_id >= self.n_tables() {
+            return Err(TableError::BadTableId(selector.table_id));
+        }
+        let ids = self.selected_ids(selector);
+        Ok(self.remove_ids(&ids, |_| RemovedReason::Delete))
+    }
+
+    fn remove_ids(
+        &mut self,
+        ids: &[FlowId],
+        reason: impl Fn(&FlowEntry) -> RemovedReason,
+    ) -> Vec<RemovedFlow> {
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = self.slab[id.0 as usize].take() {
+                self.free.push(id.0);
+                let spec = &entry.spec;
+                self.identity
+                    .remove(&(spec.table_id, spec.priority, spec.matcher));
+                if let Some(t) = self.tables.get_mut(usize::from(spec.table_id)) {
+                    t.space.remove(&spec.matcher, spec.priority, *id);
+                }
+                let reason = reason(&entry);
+                removed.push(RemovedFlow { entry, reason });
+            }
+        }
+        let slab = &self.slab;
+        for table in &mut self.tables {
+            table.order.retain(|id| slab[id.0 as usize].is_some());
+        }
+        self.generation += 1;
+        removed
+    }
+
+    /// Removes every entry whose idle or hard timeout has passed.
+    pub fn expire(&mut self, now: Instant) -> Vec<RemovedFlow> {
+        let expired: Vec<FlowId> = self
+            .tables
+            .iter()
+            .flat_map(|t| t.order.iter().copied())
+            .filter(|id| self.entry(*id).is_some_and(|e| e.expiry(now).is_some()))
+            .collect();
+        self.remove_ids(&expired, |e| {
+            e.expiry(now).unwrap_or(RemovedReason::HardTimeout)
+        })
+    }
+
+    /// Looks a packet up in one table: the highest-priority matching entry.
+    fn lookup(&self, table: usize, key: &FlowKey) -> Option<FlowId> {
+        self.tables[table].space.lookup(key)
+    }
+
+    /// Runs a packet through the tables, from table 0, following goto-table, with
+    /// each table matching on the packet as earlier apply-actions left it (OpenFlow
+    /// 1.3 §5.1). A packet that misses a table with no table-miss entry is dropped:
+    /// its classification then ends there. Counters are not touched; see [`Self::account`].
+    pub fn classify(&self, key: &FlowKey, out: &mut Classification) {
+        out.clear();
+        let mut current = *key;
+        let mut scratch = Vec::new();
+        let mut table = 0usize;
+        loop {
+            let hit = self.lookup(table, &current);
+            out.tables
+                .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
+            let Some(id) = hit else { return };
+            out.hits.push(id);
+            let Some(entry) = self.entry(id) else { return };
+            let mut next = None;
+            for instruction in &entry.spec.instructions {
+                match instruction {
+                    Instruction::ApplyActions(actions) => {
+                        out.actions.extend_from_slice(actions);
+                        scratch.clear();
+                        // Groups act on copies: only the list's own changes reach
+                        // the next table, so no group is looked up here.
+                        apply_actions_with_groups(actions, &mut current, &mut scratch, &|_| None);
+                    }
+                    Instruction::GotoTable(t) => next = Some(usize::from(*t)),
+                }
+            }
+            match next {
+                Some(t) if t > table && t < self.tables.len() => table = t,
+                _ => return,
+            }
+        }
+    }
+
+    /// Adds one packet of `len` bytes to the counters of what it hit.
+    pub fn account(&mut self, hits: &[FlowId], tables: &[(u8, bool)], len: usize, now: Instant) {
+        for id in hits {
+            if let Some(entry) = self.slab.get_mut(id.0 as usize).and_then(Option::as_mut) {
+                entry.packets += 1;
+                entry.bytes += len as u64;
+                entry.last_hit = now;
+            }
+        }
+        for (table, matched) in tables {
+            if let Some(t) = self.tables.get_mut(usize::from(*table)) {
+                t.stats.lookups += 1;
+                t.stats.matched += u64::from(*matched);
+            }
+        }
+    }
+
+    /// The packets that leave, by output port, when `key` enters the pipeline:
+    /// classification plus the abstract meaning of the actions. Reserved ports are
+    /// reported as they are (`IN_PORT`, `CONTROLLER`, `FLOOD`...); every bucket of a
+    /// group runs on its own copy of the key. Pure: no counters.
+    pub fn simulate(&self, key: &FlowKey) -> Vec<(PortNo, FlowKey)> {
+        let mut classification = Classification::default();
+        self.classify(key, &mut classification);
+        let mut current = *key;
+        let mut out = Vec::new();
+        apply_actions_with_groups(&classification.actions, &mut current, &mut out, &|id| {
+            self.groups.buckets(id)
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

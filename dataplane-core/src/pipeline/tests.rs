@@ -1,0 +1,334 @@
+//! Unit tests of the pipeline: flow-mod semantics, groups, timeouts, classification.
+
+use super::*;
+use openflow::flow::{port, Bucket, Field, FlowMatch, GroupType, GROUP_MAX};
+use proptest::prelude::Just;
+use std::time::Duration;
+
+fn any_u32() -> impl proptest::strategy::Strategy<Value = u32> {
+    // Few distinct addresses, so prefixes overlap often.
+    proptest::prelude::prop_oneof![
+        Just(0x6440_0001u32),
+        Just(0x6440_0102),
+        Just(0x6440_ff01),
+        Just(0x0a00_0001)
+    ]
+}
+
+fn key(in_port: u32, dst: u32) -> FlowKey {
+    FlowKey {
+        in_port,
+        eth_type: 0x800,
+        ipv4_dst: dst,
+        ..FlowKey::default()
+    }
+}
+
+fn out(p: u32) -> Vec<Action> {
+    vec![Action::output(p)]
+}
+
+#[test]
+fn highest_priority_wins_and_miss_drops() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let ip = FlowMatch::any().with(Field::EthType, 0x800);
+    p.add(FlowSpec::new(0, 10, ip, out(1)), now).unwrap();
+    p.add(
+        FlowSpec::new(0, 20, ip.with_prefix32(Field::Ipv4Dst, 5, 32), out(2)),
+        now,
+    )
+    .unwrap();
+    assert_eq!(p.simulate(&key(9, 5))[0].0, 2);
+    assert_eq!(p.simulate(&key(9, 6))[0].0, 1);
+    let arp = FlowKey {
+        eth_type: 0x806,
+        ..FlowKey::default()
+    };
+    assert!(p.simulate(&arp).is_empty());
+}
+
+#[test]
+fn goto_matches_rewritten_packet() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::set(Field::Ipv4Dst, 7)]);
+    first.instructions.push(Instruction::GotoTable(3));
+    p.add(first, now).unwrap();
+    p.add(
+        FlowSpec::new(3, 1, FlowMatch::any().with(Field::Ipv4Dst, 7), out(4)),
+        now,
+    )
+    .unwrap();
+    let result = p.simulate(&key(1, 1));
+    assert_eq!(result.len(), 1);
+    assert_eq!(result[0].0, 4);
+    assert_eq!(result[0].1.ipv4_dst, 7);
+}
+
+#[test]
+fn backward_goto_is_refused() {
+    let mut spec = FlowSpec::new(2, 1, FlowMatch::any(), vec![]);
+    spec.instructions.push(Instruction::GotoTable(1));
+    let err = Pipeline::default().add(spec, Instant::now()).unwrap_err();
+    assert!(matches!(err, TableError::BadGoto { .. }));
+}
+
+#[test]
+fn add_replaces_identical_and_check_overlap_refuses() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let m = FlowMatch::any().with(Field::InPort, 1);
+    p.add(FlowSpec::new(0, 5, m, out(1)), now).unwrap();
+    p.add(FlowSpec::new(0, 5, m, out(2)), now).unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p.simulate(&key(1, 0))[0].0, 2);
+    let mut overlapping = FlowSpec::new(0, 5, FlowMatch::any().with(Field::EthType, 0x800), out(3));
+    overlapping.flags = flags::CHECK_OVERLAP;
+    assert_eq!(p.add(overlapping, now), Err(TableError::Overlap(5)));
+}
+
+#[test]
+fn delete_and_modify_select_by_cover_cookie_and_out_port() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    for (i, port) in [(1u32, 10u32), (2, 20), (3, 10)] {
+        let mut spec = FlowSpec::new(
+            0,
+            1,
+            FlowMatch::any().with(Field::InPort, i.into()),
+            out(port),
+        );
+        spec.cookie = u64::from(i);
+        p.add(spec, now).unwrap();
+    }
+    let gen = p.generation();
+    let any = FlowMatch::any();
+    let mut by_port = Selector::loose(ALL_TABLES, &any);
+    by_port.out_port = 10;
+    assert_eq!(p.delete(&by_port).unwrap().len(), 2);
+    assert!(p.generation() > gen);
+    assert_eq!(p.len(), 1);
+    let mut by_cookie = Selector::loose(0, &any);
+    by_cookie.cookie = 2;
+    by_cookie.cookie_mask = u64::MAX;
+    let changed = p
+        .modify(&by_cookie, &[Instruction::ApplyActions(out(30))], false)
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(p.simulate(&key(2, 0))[0].0, 30);
+    let m = FlowMatch::any().with(Field::InPort, 2);
+    assert_eq!(p.delete(&Selector::strict(0, &m, 2)).unwrap().len(), 0);
+    assert_eq!(p.delete(&Selector::strict(0, &m, 1)).unwrap().len(), 1);
+    assert!(p.is_empty());
+}
+
+/// The reference: the first entry in priority order (oldest first) that matches.
+fn linear(p: &Pipeline, key: &FlowKey) -> Option<FlowId> {
+    p.tables[0]
+        .order
+        .iter()
+        .copied()
+        .find(|id| p.entry(*id).is_some_and(|e| e.spec.matcher.matches(key)))
+}
+
+proptest::proptest! {
+    // Tuple-space search picks exactly the entry a linear scan in priority and
+    // insertion order picks, whatever the masks, priorities and deletions.
+    #[test]
+    fn tuple_space_agrees_with_a_linear_scan(
+        rules in proptest::collection::vec((0u16..4, 0u8..4, any_u32(), 0u8..33, proptest::option::of(0u16..4)), 1..40),
+        deletes in proptest::collection::vec(0usize..40, 0..10),
+        keys in proptest::collection::vec((any_u32(), 0u16..4, 0u32..3), 1..40),
+    ) {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        for (prio, shape, addr, len, l4) in &rules {
+            let mut m = FlowMatch::any().with(Field::EthType, 0x800);
+            if shape & 1 != 0 {
+                m = m.with_prefix32(Field::Ipv4Dst, *addr, *len);
+            }
+            if shape & 2 != 0 {
+                m = m.with(Field::InPort, u128::from(*addr % 3));
+            }
+            if let Some(port) = l4 {
+                m = m.with(Field::L4Dst, u128::from(*port));
+            }
+            p.add(FlowSpec::new(0, *prio, m, out(u32::from(*prio) + 1)), now).unwrap();
+        }
+        let ids: Vec<FlowId> = p.tables[0].order.clone();
+        for d in deletes {
+            if let Some(id) = ids.get(d) {
+                if let Some(e) = p.entry(*id) {
+                    let m = e.spec.matcher;
+                    let prio = e.spec.priority;
+                    p.delete(&Selector::strict(0, &m, prio)).unwrap();
+                }
+            }
+        }
+        for (dst, port, in_port) in keys {
+            let key = FlowKey { in_port, eth_type: 0x800, ipv4_dst: dst, l4_dst: port, ..FlowKey::default() };
+            proptest::prop_assert_eq!(p.lookup(0, &key), linear(&p, &key));
+        }
+    }
+
+    // Adds replace by (table, priority, match), deletes remove: the table always
+    // holds exactly one entry per identity, with the last add's actions.
+    #[test]
+    fn one_entry_per_identity(ops in proptest::collection::vec((0u8..3, 0u16..3, 0u32..3, 0u32..9), 1..80)) {
+        let now = Instant::now();
+        let mut p = Pipeline::default();
+        let mut model = std::collections::HashMap::new();
+        for (op, prio, in_port, outp) in ops {
+            let m = FlowMatch::any().with(Field::InPort, in_port.into());
+            if op == 0 {
+                p.delete(&Selector::strict(0, &m, prio)).unwrap();
+                model.remove(&(prio, in_port));
+            } else {
+                p.add(FlowSpec::new(0, prio, m, out(outp + 1)), now).unwrap();
+                model.insert((prio, in_port), outp + 1);
+            }
+            proptest::prop_assert_eq!(p.len(), model.len());
+        }
+        for e in p.entries(0) {
+            let in_port = u32::try_from(e.spec.matcher.exact(Field::InPort).unwrap()).unwrap();
+            let want = model[&(e.spec.priority, in_port)];
+            proptest::prop_assert_eq!(&e.spec.instructions, &vec![Instruction::ApplyActions(out(want))]);
+        }
+    }
+}
+
+#[test]
+fn timeouts_expire_entries() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let mut idle = FlowSpec::new(0, 1, FlowMatch::any().with(Field::InPort, 1), out(1));
+    idle.idle_timeout = 2;
+    let mut hard = FlowSpec::new(0, 1, FlowMatch::any().with(Field::InPort, 2), out(1));
+    hard.hard_timeout = 5;
+    let idle_id = p.add(idle, now).unwrap();
+    p.add(hard, now).unwrap();
+    p.account(&[idle_id], &[(0, true)], 100, now + Duration::from_secs(1));
+    assert!(p.expire(now + Duration::from_secs(2)).is_empty());
+    let gone = p.expire(now + Duration::from_secs(3));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].reason, RemovedReason::IdleTimeout);
+    assert_eq!(gone[0].entry.packets, 1);
+    assert_eq!(gone[0].entry.bytes, 100);
+    let gone = p.expire(now + Duration::from_secs(5));
+    assert_eq!(gone[0].reason, RemovedReason::HardTimeout);
+    assert_eq!(p.table_stats(0).unwrap().lookups, 1);
+}
+
+fn all_group(id: u32, buckets: Vec<Vec<Action>>) -> GroupSpec {
+    GroupSpec {
+        group_id: id,
+        group_type: GroupType::All,
+        buckets: buckets.into_iter().map(Bucket::new).collect(),
+    }
+}
+
+#[test]
+fn group_mods_follow_the_openflow_rules() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let g = all_group(1, vec![out(1), out(2)]);
+    let before = p.generation();
+    p.add_group(g.clone(), now).unwrap();
+    assert!(p.generation() > before);
+    assert_eq!(p.add_group(g.clone(), now), Err(GroupError::Exists(1)));
+    assert_eq!(
+        p.modify_group(all_group(2, vec![out(1)])),
+        Err(GroupError::Unknown(2))
+    );
+    let chained = all_group(3, vec![vec![Action::Group(1)]]);
+    assert_eq!(
+        p.add_group(chained, now),
+        Err(GroupError::ChainingUnsupported(3))
+    );
+    let indirect = GroupSpec {
+        group_type: GroupType::Indirect,
+        ..all_group(4, vec![out(1), out(2)])
+    };
+    assert!(matches!(
+        p.add_group(indirect, now),
+        Err(GroupError::Invalid(4, _))
+    ));
+    assert!(matches!(
+        p.add_group(all_group(GROUP_MAX + 1, vec![]), now),
+        Err(GroupError::Invalid(..))
+    ));
+    assert_eq!(
+        p.add_group(all_group(5, vec![out(port::TABLE)]), now),
+        Err(GroupError::BadBucket(5, port::TABLE))
+    );
+    // A flow may name only an existing group.
+    let uses = |g: u32| FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(g)]);
+    assert_eq!(p.add(uses(9), now), Err(TableError::BadOutGroup(9)));
+    let before = p.generation();
+    p.modify_group(all_group(1, vec![out(3)])).unwrap();
+    assert!(p.generation() > before, "the cache must forget old buckets");
+    assert_eq!(p.groups().buckets(1).unwrap(), &[Bucket::new(out(3))]);
+}
+
+#[test]
+fn deleting_a_group_deletes_the_flows_that_run_it() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    p.add_group(all_group(1, vec![out(1)]), now).unwrap();
+    p.add_group(all_group(2, vec![out(2)]), now).unwrap();
+    let by_port = |i: u32, g: u32| {
+        FlowSpec::new(
+            0,
+            1,
+            FlowMatch::any().with(Field::InPort, u128::from(i)),
+            vec![Action::Group(g)],
+        )
+    };
+    p.add(by_port(1, 1), now).unwrap();
+    p.add(by_port(2, 2), now).unwrap();
+    p.add(FlowSpec::new(0, 0, FlowMatch::any(), out(3)), now)
+        .unwrap();
+    let gone = p.delete_group(1);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].reason, RemovedReason::GroupDelete);
+    assert_eq!(gone[0].entry.spec, by_port(1, 1));
+    assert!(p.groups().get(1).is_none());
+    assert!(p.delete_group(1).is_empty(), "an absent group is no error");
+    let gone = p.delete_group(openflow::flow::GROUP_ALL);
+    assert_eq!(gone.len(), 1);
+    assert!(p.groups().is_empty());
+    assert_eq!(p.len(), 1);
+}
+
+#[test]
+fn simulate_runs_every_bucket_on_a_copy_and_goto_sees_the_original() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    p.add_group(
+        all_group(
+            1,
+            vec![
+                vec![Action::set(Field::Ipv4Src, 9), Action::output(1)],
+                vec![Action::set(Field::Ipv4Dst, 8), Action::output(2)],
+            ],
+        ),
+        now,
+    )
+    .unwrap();
+    let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(1)]);
+    first.instructions.push(Instruction::GotoTable(1));
+    p.add(first, now).unwrap();
+    p.add(
+        FlowSpec::new(1, 1, FlowMatch::any().with(Field::Ipv4Dst, 5), out(3)),
+        now,
+    )
+    .unwrap();
+    let k = key(7, 5);
+    let got = p.simulate(&k);
+    let ports: Vec<PortNo> = got.iter().map(|(p, _)| *p).collect();
+    assert_eq!(ports, vec![1, 2, 3]);
+    assert_eq!((got[0].1.ipv4_src, got[0].1.ipv4_dst), (9, 5));
+    assert_eq!((got[1].1.ipv4_src, got[1].1.ipv4_dst), (0, 8));
+    assert_eq!(got[2].1, k);
+}

@@ -1,0 +1,143 @@
+//! What a session needs from the switch ([`Backend`]), and the running switch as
+//! one: each request runs on the switch thread through its handle.
+
+use super::info::DatapathInfo;
+use crate::switch::{SwitchGone, SwitchHandle};
+use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
+use dataplane_core::pipeline::RemovedFlow;
+use dataplane_core::translate::{
+    apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_descs, port_stats, table_stats,
+    tunnel_stats,
+};
+use openflow::flow::{GroupSpec, PortNo};
+use openflow::wire::{
+    ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest, GroupMod, PortDesc, PortStats,
+    TableStats, TunnelStatsEntry,
+};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// One result per flow-mod: the entries a delete removed, or the error to send.
+pub type FlowModResults = Vec<Result<Vec<RemovedFlow>, ErrorCode>>;
+
+/// What a session needs from the switch. The running switch implements it through
+/// its handle; tests implement it over a local [`Pipeline`].
+pub trait Backend {
+    /// Datapath id, name and table count.
+    fn info(&self) -> &DatapathInfo;
+    /// Applies flow-mods in order; one result per flow-mod.
+    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone>;
+    /// Applies one group-mod.
+    fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone>;
+    /// Flow statistics.
+    fn flow_stats(
+        &self,
+        req: FlowStatsRequest,
+    ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone>;
+    /// Table statistics.
+    fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone>;
+    /// Every group, by increasing id.
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone>;
+    /// Port descriptions.
+    fn port_descs(&self) -> Vec<PortDesc>;
+    /// Port statistics.
+    fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode>;
+    /// Statistics of every tunnel port (empty without tunnels).
+    fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone>;
+    /// Runs a packet-out.
+    fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
+}
+
+/// The running switch as a [`Backend`].
+#[derive(Debug, Clone)]
+pub struct SwitchBackend {
+    pub(super) handle: SwitchHandle,
+    info: DatapathInfo,
+}
+
+impl SwitchBackend {
+    /// A backend over a running switch.
+    pub fn new(handle: SwitchHandle, info: DatapathInfo) -> SwitchBackend {
+        SwitchBackend { handle, info }
+    }
+}
+
+impl Backend for SwitchBackend {
+    fn info(&self) -> &DatapathInfo {
+        &self.info
+    }
+
+    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        let n = u64::try_from(fms.len()).unwrap_or(u64::MAX);
+        let results = self.handle.call(move |p, now| {
+            fms.iter()
+                .map(|fm| apply_flow_mod(p, fm, now))
+                .collect::<Vec<_>>()
+        })?;
+        self.handle
+            .shared
+            .channel
+            .flow_mods
+            .fetch_add(n, Ordering::Relaxed);
+        Ok(results)
+    }
+
+    fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone> {
+        self.handle.call(move |p, now| apply_group_mod(p, &gm, now))
+    }
+
+    fn flow_stats(
+        &self,
+        req: FlowStatsRequest,
+    ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone> {
+        self.handle.call(move |p, now| flow_stats(p, &req, now))
+    }
+
+    fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
+        self.handle.call(|p, _| table_stats(p))
+    }
+
+    fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
+        self.handle.call(|p, _| group_descs(p))
+    }
+
+    fn port_descs(&self) -> Vec<PortDesc> {
+        let shared = &self.handle.shared;
+        let tunnels = shared.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
+        port_descs(
+            shared.datapath_id,
+            shared.ports.iter().map(|p| (p.number, p.name.as_str())),
+            &tunnels,
+        )
+    }
+
+    fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode> {
+        let shared = &self.handle.shared;
+        port_stats(
+            shared.ports.iter().map(|p| p.number),
+            |number| {
+                shared
+                    .ports
+                    .iter()
+                    .find(|p| p.number == number)
+                    .map(|p| p.counters.snapshot())
+                    .unwrap_or_default()
+            },
+            port_no,
+            shared.started,
+            Instant::now(),
+        )
+    }
+
+    fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone> {
+        // Asked of the switch thread rather than read from the once-a-second
+        // snapshot, so handshake ages are exact to the millisecond.
+        self.handle
+            .tunnel_status()
+            .map(|peers| tunnel_stats(&peers))
+    }
+
+    fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
+        self.handle.packet_out(job)
+    }
+}

@@ -1,0 +1,326 @@
+//! The threads and sockets of the channel: the passive listener, the active
+//! connections with reconnect backoff, keepalive, and the fan-out of packet-ins
+//! and flow-removed messages from the switch thread.
+
+use super::backend::SwitchBackend;
+use super::info::DatapathInfo;
+use super::registry::{Conn, Registry};
+use super::session::Session;
+use crate::config::{FailMode, OpenflowConfig};
+use crate::switch::{PacketInReceiver, RemovedHook, SwitchHandle, SwitchShared};
+use dataplane_core::pipeline::RemovedFlow;
+use dataplane_core::translate::{flow_removed_message, packet_in_message};
+use openflow::flow::flags;
+use openflow::wire::{encode_into, frame_len, Hello, Message};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// An echo request goes to each controller this often.
+pub const ECHO_INTERVAL: Duration = Duration::from_secs(5);
+/// Unanswered echo requests after which a controller connection is closed.
+pub const MISSED_ECHOES: u32 = 3;
+/// First reconnect delay; doubled after each failure up to [`BACKOFF_MAX`].
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Packet-ins in flight between the switch thread and the channel.
+pub const PACKET_IN_DEPTH: usize = 1024;
+/// Flow-removed notifications of expired entries in flight.
+const REMOVED_DEPTH: usize = 4096;
+/// A socket write that takes longer closes the connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The channel could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The passive listener could not bind.
+    #[error("cannot listen for OpenFlow on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start an OpenFlow thread: {0}")]
+    Thread(io::Error),
+}
+
+/// The running channel.
+#[derive(Debug)]
+pub struct Channel {
+    registry: Arc<Registry>,
+    listen: Option<SocketAddr>,
+}
+
+impl Channel {
+    /// Starts the listener, the controller connections and the dispatcher of
+    /// packet-ins and flow-removed messages. Returns the channel and the hook to
+    /// install with `Switch::on_removed`.
+    pub fn start(
+        cfg: &OpenflowConfig,
+        handle: SwitchHandle,
+        info: DatapathInfo,
+        packet_in: PacketInReceiver,
+    ) -> Result<(Channel, RemovedHook), ChannelError> {
+        let registry = Arc::new(Registry::default());
+        let backend = SwitchBackend::new(handle.clone(), info);
+        let (removed_tx, removed_rx) = mpsc::sync_channel::<RemovedFlow>(REMOVED_DEPTH);
+        let hook: RemovedHook = Box::new(move |r: &RemovedFlow| {
+            if r.entry.spec.flags & flags::SEND_FLOW_REM != 0 {
+                let _ = removed_tx.try_send(r.clone());
+            }
+        });
+        {
+            let registry = registry.clone();
+            let shared = handle.shared.clone();
+            std::thread::Builder::new()
+                .name("of-dispatch".into())
+                .spawn(move || dispatch(&registry, &shared, &packet_in, &removed_rx))
+                .map_err(ChannelError::Thread)?;
+        }
+        let mut listen = None;
+        if let Some(addr) = cfg.listen {
+            let listener =
+                TcpListener::bind(addr).map_err(|source| ChannelError::Listen { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            listen = Some(bound);
+            info!(%bound, "OpenFlow listener (ptcp) ready");
+            let (registry, backend) = (registry.clone(), backend.clone());
+            std::thread::Builder::new()
+                .name("of-listen".into())
+                .spawn(move || accept_loop(&listener, &registry, &backend))
+                .map_err(ChannelError::Thread)?;
+        }
+        for &addr in &cfg.controllers {
+            let (registry, backend, fail_mode) = (registry.clone(), backend.clone(), cfg.fail_mode);
+            std::thread::Builder::new()
+                .name(format!("of-ctl-{addr}"))
+                .spawn(move || controller_loop(addr, fail_mode, &registry, &backend))
+                .map_err(ChannelError::Thread)?;
+        }
+        Ok((Channel { registry, listen }, hook))
+    }
+
+    /// Where the passive listener is bound, if it runs.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+
+    /// Open connections now.
+    pub fn connections(&self) -> usize {
+        self.registry.len()
+    }
+}
+
+fn dispatch(
+    registry: &Registry,
+    shared: &SwitchShared,
+    packet_in: &PacketInReceiver,
+    removed: &Receiver<RemovedFlow>,
+) {
+    loop {
+        match packet_in.events.recv_timeout(Duration::from_millis(100)) {
+            Ok(ev) => {
+                let msg = Message::PacketIn(packet_in_message(&ev));
+                packet_in.recycle(ev.data);
+                let n = registry.broadcast(&msg);
+                shared
+                    .channel
+                    .packet_ins_sent
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        while let Ok(r) = removed.try_recv() {
+            if let Some(m) = flow_removed_message(&r, now) {
+                registry.broadcast(&Message::FlowRemoved(m));
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, backend: &SwitchBackend) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("OpenFlow accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let (registry, backend) = (registry.clone(), backend.clone());
+        let spawned = std::thread::Builder::new()
+            .name("of-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve(stream, &registry, &backend, false) {
+                    debug!("OpenFlow connection ended: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("OpenFlow connection thread: {e}");
+        }
+    }
+}
+
+fn controller_loop(
+    addr: SocketAddr,
+    fail_mode: FailMode,
+    registry: &Arc<Registry>,
+    backend: &SwitchBackend,
+) {
+    let mut backoff = BACKOFF_START;
+    loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+            Ok(stream) => {
+                info!(controller = %addr, "connected to controller");
+                backoff = BACKOFF_START;
+                let result = serve(stream, registry, backend, true);
+                let mode = match fail_mode {
+                    FailMode::Secure => "secure: tables kept",
+                    FailMode::Standalone => {
+                        "standalone: forwarding with the installed tables (scd has no NORMAL pipeline)"
+                    }
+                };
+                warn!(controller = %addr, fail_mode = mode, "controller connection lost: {}",
+                    result.err().map_or_else(|| "closed".to_string(), |e| e.to_string()));
+            }
+            Err(e) => debug!(controller = %addr, "connect failed: {e}"),
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Serves one connection until it closes. `active`: a controller we connected to
+/// (keepalive echoes run on it).
+fn serve(
+    stream: TcpStream,
+    registry: &Arc<Registry>,
+    backend: &SwitchBackend,
+    active: bool,
+) -> io::Result<()> {
+    let counters = &backend.handle.shared.channel;
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let conn = registry.add(peer.clone(), Some(stream.try_clone()?));
+    counters.connections.fetch_add(1, Ordering::Relaxed);
+    debug!(%peer, active, "OpenFlow connection open");
+    let result = session_loop(stream, &conn, registry, backend, active);
+    registry.remove(conn.id);
+    counters.connections.fetch_sub(1, Ordering::Relaxed);
+    result
+}
+
+fn session_loop(
+    mut stream: TcpStream,
+    conn: &Arc<Conn>,
+    registry: &Arc<Registry>,
+    backend: &SwitchBackend,
+    active: bool,
+) -> io::Result<()> {
+    let counters = &backend.handle.shared.channel;
+    let mut session = Session::new(conn.clone(), registry.clone());
+    let mut out = Vec::with_capacity(4096);
+    encode_into(&Message::Hello(Hello::of13()), 0, &mut out).map_err(io::Error::other)?;
+    if !conn.send(&out) {
+        return Err(io::Error::other("cannot send hello"));
+    }
+    let mut inbox: Vec<u8> = Vec::with_capacity(65_536);
+    let mut chunk = vec![0u8; 65_536];
+    let mut last_echo = Instant::now();
+    let mut unanswered = 0u32;
+    let mut echo_xid = 0x5c00_0000u32;
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                inbox.extend_from_slice(&chunk[..n]);
+                unanswered = 0;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        if active && session.ready() && last_echo.elapsed() >= ECHO_INTERVAL {
+            if unanswered >= MISSED_ECHOES {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{MISSED_ECHOES} echo requests unanswered"),
+                ));
+            }
+            out.clear();
+            echo_xid = echo_xid.wrapping_add(1);
+            encode_into(&Message::EchoRequest(Vec::new()), echo_xid, &mut out)
+                .map_err(io::Error::other)?;
+            if !conn.send(&out) {
+                return Err(io::Error::other("write failed"));
+            }
+            unanswered += 1;
+            last_echo = Instant::now();
+        }
+        // Cut whole frames; a header length below 8 ends this connection only.
+        let mut frames: Vec<&[u8]> = Vec::new();
+        let mut at = 0;
+        let mut fatal = None;
+        loop {
+            match frame_len(&inbox[at..]) {
+                Ok(Some(n)) => {
+                    frames.push(&inbox[at..at + n]);
+                    at += n;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    fatal = Some(e);
+                    break;
+                }
+            }
+        }
+        if !frames.is_empty() {
+            counters
+                .messages_in
+                .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            let outcome = session.handle(&frames, backend);
+            out.clear();
+            for (xid, msg) in &outcome.replies {
+                if matches!(msg, Message::Error(_)) {
+                    counters.errors_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Err(e) = encode_into(msg, *xid, &mut out) {
+                    warn!(peer = %conn.peer, "reply not sent: {e}");
+                }
+            }
+            if !out.is_empty() && !conn.send(&out) {
+                return Err(io::Error::other("write failed"));
+            }
+            for m in &outcome.broadcast {
+                registry.broadcast(m);
+            }
+            if outcome.close {
+                return Ok(());
+            }
+        }
+        inbox.drain(..at);
+        if let Some(e) = fatal {
+            warn!(peer = %conn.peer, "closing OpenFlow connection: {e}");
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The counters and the port list the switch thread shares with every other
+//! thread: written by the switch thread only, read by metrics and OpenFlow.
+
+use dataplane_core::packet::ParseError;
+use dataplane_core::port::{PeerStatus, PortCounts};
+use openflow::flow::PortNo;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A counter written by the switch thread only and read by anyone; a relaxed
+/// load-add-store, with no locked instruction on the fast path.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n` (single writer).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port (`ofp_port_stats`).
+#[derive(Debug, Default)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames sent.
+    pub tx_packets: Counter,
+    /// Bytes sent.
+    pub tx_bytes: Counter,
+    /// Frames that could not be sent (queue full or device gone).
+    pub tx_dropped: Counter,
+    /// Receive errors other than "nothing to read".
+    pub rx_errors: Counter,
+}
+
+impl PortCounters {
+    /// The counters as they are now.
+    pub fn snapshot(&self) -> PortCounts {
+        PortCounts {
+            rx_packets: self.rx_packets.get(),
+            rx_bytes: self.rx_bytes.get(),
+            tx_packets: self.tx_packets.get(),
+            tx_bytes: self.tx_bytes.get(),
+            tx_dropped: self.tx_dropped.get(),
+            rx_errors: self.rx_errors.get(),
+        }
+    }
+}
+
+/// A port as the rest of the daemon sees it.
+#[derive(Debug)]
+pub struct PortInfo {
+    /// OpenFlow port number.
+    pub number: PortNo,
+    /// Interface name.
+    pub name: String,
+    /// Counters.
+    pub counters: PortCounters,
+}
+
+/// Counters of the whole switch.
+#[derive(Debug, Default)]
+pub struct SwitchCounters {
+    /// Frames dropped because their headers were truncated.
+    pub malformed_truncated: Counter,
+    /// Frames dropped because a length field lied.
+    pub malformed_bad_length: Counter,
+    /// Frames dropped because of a wrong version field.
+    pub malformed_bad_version: Counter,
+    /// ARP requests answered by the anycast gateway.
+    pub arp_replies: Counter,
+    /// Frames that matched no flow (or a flow without outputs).
+    pub no_output: Counter,
+    /// Frames dropped by `dec_ttl`.
+    pub ttl_expired: Counter,
+    /// Frames sent to the controller.
+    pub to_controller: Counter,
+    /// Outputs to ports that do not exist.
+    pub bad_port: Counter,
+    /// Cache hits (published once per batch).
+    pub cache_hits: Counter,
+    /// Cache misses (published once per batch).
+    pub cache_misses: Counter,
+    /// Datagrams on the tunnel socket that are not WireGuard for any of our peers.
+    pub tunnel_invalid: Counter,
+    /// WireGuard data packets whose counter was already seen.
+    pub tunnel_replayed: Counter,
+    /// Decrypted packets whose source the tables do not place behind their peer.
+    pub tunnel_spoofed: Counter,
+    /// Decrypted payloads that are not IP.
+    pub tunnel_not_ip: Counter,
+    /// Frames for a tunnel that are not IP (tunnels carry IP only).
+    pub tunnel_non_ip_dropped: Counter,
+    /// Frames for a peer with no known endpoint.
+    pub tunnel_no_endpoint: Counter,
+    /// Frames held while a handshake completes.
+    pub tunnel_handshaking: Counter,
+    /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF).
+    pub tunnel_too_big: Counter,
+    /// Encrypted datagrams the kernel refused to send (socket buffer full).
+    pub tunnel_send_errors: Counter,
+    /// Packet-ins handed to the OpenFlow channel.
+    pub packet_in_queued: Counter,
+    /// Packet-ins dropped because the channel's queue or buffer pool was full (or
+    /// no channel runs).
+    pub packet_in_dropped: Counter,
+}
+
+/// Counters of the OpenFlow channel, written by its threads (atomic adds).
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    /// OpenFlow connections open now.
+    pub connections: AtomicU64,
+    /// Messages received.
+    pub messages_in: AtomicU64,
+    /// Error replies sent.
+    pub errors_sent: AtomicU64,
+    /// Flow-mods applied.
+    pub flow_mods: AtomicU64,
+    /// Packet-in messages sent (one per connection that got it).
+    pub packet_ins_sent: AtomicU64,
+    /// Packet-out messages executed.
+    pub packet_outs: AtomicU64,
+}
+
+impl SwitchCounters {
+    pub(super) fn malformed(&self, e: &ParseError) -> &Counter {
+        match e {
+            ParseError::Truncated(_) => &self.malformed_truncated,
+            ParseError::BadLength(_) => &self.malformed_bad_length,
+            ParseError::BadVersion(_) => &self.malformed_bad_version,
+        }
+    }
+
+    /// All malformed frames, whatever the reason.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed_truncated.get()
+            + self.malformed_bad_length.get()
+            + self.malformed_bad_version.get()
+    }
+}
+
+/// What other threads can see of a running switch.
+#[derive(Debug)]
+pub struct SwitchShared {
+    /// Datapath id.
+    pub datapath_id: u64,
+    /// Ports, in configuration order.
+    pub ports: Vec<PortInfo>,
+    /// Switch-wide counters.
+    pub counters: SwitchCounters,
+    /// Tunnel peers as of the last second.
+    pub tunnels: Mutex<Vec<PeerStatus>>,
+    /// When the switch was built (port statistics durations).
+    pub started: Instant,
+    /// OpenFlow channel counters.
+    pub channel: ChannelCounters,
+}

@@ -1,0 +1,673 @@
+//! The switch thread itself: building it from its ports, the epoll loop, and
+//! each frame's way through parse, ARP, cache, classifier and actions.
+
+use super::counters::{ChannelCounters, PortCounters, PortInfo, SwitchCounters, SwitchShared};
+use super::handle::{RemovedHook, SwitchHandle, Work};
+use super::output::{Egress, Output};
+use super::packet_in::PacketInSender;
+use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
+use crate::io::os_result;
+use crate::io::rawport::RawRecv;
+use crate::tunnel::{Received, SourceCheck, Tunnels};
+use dataplane_core::arp::ArpResponder;
+use dataplane_core::cache::{CacheStats, FlowCache};
+use dataplane_core::exec::{execute, FrameBuf, Outcome};
+use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
+use dataplane_core::packet::{parse, ETH_HLEN};
+use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
+use dataplane_core::pipeline::Pipeline;
+use dataplane_core::port::tunnel_port_name;
+use openflow::flow::{port, Action, Mac, PortNo};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Everything a switch is built from.
+#[derive(Debug)]
+pub struct SwitchParams {
+    /// OpenFlow datapath id.
+    pub datapath_id: u64,
+    /// Local ports (TAP or raw) with their OpenFlow numbers, in configuration order.
+    pub ports: Vec<(PortNo, LocalPort)>,
+    /// Tunnels to other hosts (each peer becomes a port).
+    pub tunnels: Option<Tunnels>,
+    /// The anycast ARP responder, if enabled.
+    pub arp: Option<ArpResponder>,
+    /// ARP responders of single ports (a gateway's uplink answers for its own
+    /// address and the public addresses it serves), by port number.
+    pub port_arp: Vec<(PortNo, ArpResponder)>,
+    /// The anycast gateway MAC (source of frames made by the switch).
+    pub gateway_mac: Mac,
+    /// The gateway's overlay address (source of ICMP errors).
+    pub gateway_ip: Ipv4Addr,
+    /// Initial tables.
+    pub pipeline: Pipeline,
+}
+
+/// The switch: owner of pipeline, cache and ports.
+pub struct Switch {
+    pipeline: Pipeline,
+    cache: FlowCache,
+    egress: Egress,
+    tunnels: Option<Tunnels>,
+    arp: Option<ArpResponder>,
+    /// Per-port responders, by index into `ports`.
+    port_arp: Vec<(usize, ArpResponder)>,
+    jobs: Receiver<Work>,
+    handle: SwitchHandle,
+    epoll: OwnedFd,
+    on_removed: Option<RemovedHook>,
+}
+
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch")
+            .field("datapath_id", &self.egress.shared.datapath_id)
+            .field("ports", &self.egress.ports)
+            .field("flows", &self.pipeline.len())
+            .finish()
+    }
+}
+
+pub(super) const WAKE_TOKEN: u64 = u64::MAX;
+pub(super) const TUNNEL_TOKEN: u64 = u64::MAX - 1;
+pub(super) const EVENTS: usize = 16;
+pub(super) const EVENTS_I32: i32 = 16;
+
+/// Scratch space the output path needs besides the frame.
+pub(super) struct Scratch {
+    icmp: [u8; 14 + 20 + 8 + 60 + 8],
+    /// One segment of a super-frame on its way into a tunnel.
+    segment: Box<[u8]>,
+    /// One segment of a super-frame whose actions need it cut first.
+    segment_frame: FrameBuf,
+}
+
+impl Scratch {
+    pub(super) fn new() -> Scratch {
+        Scratch {
+            icmp: [0u8; 14 + 20 + 8 + 60 + 8],
+            segment: vec![0u8; MAX_FRAME].into_boxed_slice(),
+            segment_frame: FrameBuf::with_capacity(MAX_FRAME),
+        }
+    }
+}
+
+/// True when `actions` leave a super-frame's offload header valid: they touch no
+/// byte the header's offsets or the partial checksum depend on (Ethernet addresses,
+/// an existing VLAN tag's fields, DSCP and TTL, which the pseudo-header leaves out),
+/// and send it nowhere the header cannot follow: a packet-in carries no virtio-net
+/// header, so the controller gets complete segments, never a 64 KB frame with an
+/// unfinished checksum.
+pub(super) fn actions_keep_offload(actions: &[Action]) -> bool {
+    use openflow::flow::{port, Field};
+    actions.iter().all(|a| match a {
+        Action::Output { port: p, .. } => *p != port::CONTROLLER && *p != port::TABLE,
+        Action::DecNwTtl => true,
+        Action::SetField { field, .. } => matches!(
+            field,
+            Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
+        ),
+        // A bucket may do anything; the flows that need groups pay for segmenting.
+        Action::PushVlan(_) | Action::PopVlan | Action::Group(_) => false,
+    })
+}
+
+impl Switch {
+    /// A switch over these ports.
+    pub fn new(params: SwitchParams) -> io::Result<Switch> {
+        // SAFETY: plain epoll_create1; checked below.
+        let epoll = os_result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: fresh descriptor, owned here only.
+        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
+        // SAFETY: plain eventfd; checked below.
+        let wake = os_result(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+        // SAFETY: fresh descriptor, owned here only.
+        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
+        let add = |fd: i32, token: u64| -> io::Result<()> {
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: token,
+            };
+            // SAFETY: `ev` is a valid epoll_event; both fds are open.
+            os_result(unsafe {
+                libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
+            })
+            .map(|_| ())
+        };
+        add(wake.as_raw_fd(), WAKE_TOKEN)?;
+        let mut ports = Vec::new();
+        let mut infos = Vec::new();
+        for (i, (number, local)) in params.ports.into_iter().enumerate() {
+            add(local.fd(), i as u64)?;
+            infos.push(PortInfo {
+                number,
+                name: local.name().to_string(),
+                counters: PortCounters::default(),
+            });
+            let io = match local {
+                LocalPort::Tap(tap) => PortIo::Tap(tap),
+                LocalPort::Raw(raw) => PortIo::Raw(raw),
+            };
+            ports.push(Port { number, io });
+        }
+        if let Some(tunnels) = &params.tunnels {
+            add(tunnels.fd(), TUNNEL_TOKEN)?;
+            for (i, peer) in tunnels.peers().iter().enumerate() {
+                infos.push(PortInfo {
+                    number: peer.config.port,
+                    name: tunnel_port_name(&peer.config.name),
+                    counters: PortCounters::default(),
+                });
+                ports.push(Port {
+                    number: peer.config.port,
+                    io: PortIo::Tunnel(i),
+                });
+            }
+        }
+        let shared = Arc::new(SwitchShared {
+            datapath_id: params.datapath_id,
+            ports: infos,
+            counters: SwitchCounters::default(),
+            tunnels: Mutex::new(
+                params
+                    .tunnels
+                    .as_ref()
+                    .map(Tunnels::status)
+                    .unwrap_or_default(),
+            ),
+            started: Instant::now(),
+            channel: ChannelCounters::default(),
+        });
+        let (tx, rx) = mpsc::channel();
+        let handle = SwitchHandle {
+            jobs: tx,
+            wake,
+            stop: Arc::new(AtomicBool::new(false)),
+            shared: shared.clone(),
+        };
+        let port_arp = params
+            .port_arp
+            .iter()
+            .filter_map(|(number, r)| {
+                let idx = ports.iter().position(|p| p.number == *number)?;
+                Some((idx, *r))
+            })
+            .collect();
+        Ok(Switch {
+            pipeline: params.pipeline,
+            cache: FlowCache::default(),
+            egress: Egress {
+                ports,
+                shared,
+                gateway_mac: params.gateway_mac,
+                gateway_ip: params.gateway_ip,
+                packet_in: None,
+            },
+            tunnels: params.tunnels,
+            arp: params.arp,
+            port_arp,
+            jobs: rx,
+            handle,
+            epoll,
+            on_removed: None,
+        })
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> SwitchHandle {
+        self.handle.clone()
+    }
+
+    /// Sets the hook called for flows that expire.
+    pub fn on_removed(&mut self, hook: RemovedHook) {
+        self.on_removed = Some(hook);
+    }
+
+    /// Sends frames output to `CONTROLLER` to this channel (without one they are
+    /// only counted).
+    pub fn set_packet_in(&mut self, sender: PacketInSender) {
+        self.egress.packet_in = Some(sender);
+    }
+
+    /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
+    pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let mut frame = FrameBuf::with_capacity(MAX_FRAME);
+        let mut scratch = Scratch::new();
+        let mut coalescer = Coalescer::default();
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        let mut last_second = Instant::now();
+        let mut published = CacheStats::default();
+        if let Some(tunnels) = self.tunnels.as_mut() {
+            tunnels.initiate_all();
+        }
+        while !stop.load(Ordering::Relaxed) && !self.handle.stop.load(Ordering::Relaxed) {
+            // SAFETY: `events` is a valid buffer of EVENTS epoll_event structures.
+            let n = unsafe {
+                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS_I32, 100)
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in &events[..n.unsigned_abs() as usize] {
+                match ev.u64 {
+                    WAKE_TOKEN => {
+                        let mut buf = [0u8; 8];
+                        // SAFETY: reads 8 bytes into a live buffer from our eventfd.
+                        unsafe {
+                            libc::read(self.handle.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8)
+                        };
+                    }
+                    TUNNEL_TOKEN => {
+                        self.drain_tunnels(&mut frame, &mut coalescer, &mut scratch, now)
+                    }
+                    token => {
+                        if let Ok(idx) = usize::try_from(token) {
+                            self.drain_tap(idx, &mut frame, &mut scratch, now);
+                        }
+                    }
+                }
+            }
+            while let Ok(work) = self.jobs.try_recv() {
+                match work {
+                    Work::Job(job) => job(&mut self.pipeline, now),
+                    Work::PacketOut(job, reply) => {
+                        let _ = reply.send(self.packet_out(job, &mut scratch, now));
+                    }
+                    Work::TunnelStatus(reply) => {
+                        let status = self.tunnels.as_ref().map(Tunnels::status);
+                        let _ = reply.send(status.unwrap_or_default());
+                    }
+                }
+            }
+            if let Some(tunnels) = self.tunnels.as_mut() {
+                // Everything this round encrypted leaves in one sendmmsg.
+                let refused = tunnels.flush();
+                self.egress
+                    .shared
+                    .counters
+                    .tunnel_send_errors
+                    .add(refused as u64);
+                tunnels.tick(now);
+            }
+            if now.duration_since(last_second) >= Duration::from_secs(1) {
+                last_second = now;
+                for removed in self.pipeline.expire(now) {
+                    if let Some(hook) = self.on_removed.as_mut() {
+                        hook(&removed);
+                    }
+                }
+                if let Some(tunnels) = &self.tunnels {
+                    if let Ok(mut status) = self.egress.shared.tunnels.lock() {
+                        *status = tunnels.status();
+                    }
+                }
+            }
+            let stats = self.cache.stats();
+            let c = &self.egress.shared.counters;
+            c.cache_hits.add(stats.hits - published.hits);
+            c.cache_misses.add(stats.misses - published.misses);
+            published = stats;
+        }
+        Ok(())
+    }
+
+    pub(super) fn drain_tap(
+        &mut self,
+        idx: usize,
+        frame: &mut FrameBuf,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        let Some(port) = self.egress.ports.get(idx) else {
+            return;
+        };
+        let in_port = port.number;
+        let shared = self.egress.shared.clone();
+        let info = &shared.ports[idx];
+        for _ in 0..BATCH {
+            let received = match &self.egress.ports[idx].io {
+                PortIo::Tap(tap) => tap.recv(frame.recv_space()),
+                PortIo::Raw(raw) => match raw.recv(frame.recv_space()) {
+                    Ok(RawRecv::Frame(n, hdr)) => Ok((n, hdr)),
+                    // Our own sends, seen leaving the interface.
+                    Ok(RawRecv::Outgoing) => continue,
+                    Ok(RawRecv::Refused) => {
+                        info.counters.rx_errors.add(1);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+                PortIo::Tunnel(_) => return,
+            };
+            let (n, mut hdr) = match received {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    info.counters.rx_errors.add(1);
+                    return;
+                }
+            };
+            frame.set_len(n);
+            // A virtio-net header that does not describe its frame is the sender's
+            // error: count it and drop the frame, never forward it half-done.
+            if offload::check(&hdr, frame.bytes()).is_err() {
+                info.counters.rx_errors.add(1);
+                continue;
+            }
+            // A lone frame's unfinished checksum is finished at once (cheap at its
+            // size): every later step then sees a complete packet. Super-frames keep
+            // theirs until they are segmented or handed to a kernel that takes them.
+            if hdr.needs_csum() && !hdr.is_gso() {
+                offload::finish_partial_checksum(
+                    frame.bytes_mut(),
+                    hdr.csum_start,
+                    hdr.csum_offset,
+                );
+                hdr = VnetHdr::NONE;
+            }
+            info.counters.rx_packets.add(1);
+            info.counters.rx_bytes.add(n as u64);
+            self.process(idx, in_port, frame, hdr, scratch, now);
+        }
+    }
+
+    /// Decrypts what the tunnel socket holds and runs it through the tables,
+    /// coalescing back-to-back TCP segments of one flow into super-frames first.
+    pub(super) fn drain_tunnels(
+        &mut self,
+        frame: &mut FrameBuf,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        self.decrypt_batch(frame, coalescer, scratch, now);
+        self.flush_coalesced(coalescer, scratch, now);
+    }
+
+    /// Runs the super-frame the coalescer holds (if any) through the tables.
+    pub(super) fn flush_coalesced(
+        &mut self,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        let Some(idx) = coalescer.source() else {
+            return;
+        };
+        let Some((frame, hdr)) = coalescer.take() else {
+            return;
+        };
+        let port_number = self.egress.ports[idx].number;
+        self.process(idx, port_number, frame, hdr, scratch, now);
+    }
+
+    pub(super) fn decrypt_batch(
+        &mut self,
+        frame: &mut FrameBuf,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        let shared = self.egress.shared.clone();
+        let c = &shared.counters;
+        let mut taken = 0;
+        loop {
+            let Some(tunnels) = self.tunnels.as_mut() else {
+                return;
+            };
+            // After a batch's worth, finish only what was already received: those
+            // datagrams left the kernel queue, so epoll would never report them.
+            if taken >= BATCH && !tunnels.has_pending() {
+                return;
+            }
+            taken += 1;
+            tunnels.refresh_allowed(&self.pipeline);
+            // Decrypt straight behind room for the Ethernet header we add.
+            let space = frame.recv_space();
+            let received = match tunnels.recv(&mut space[ETH_HLEN..]) {
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            // A packet enters the tables, or the datagram ends here (counted by
+            // why, except for handshakes and keepalives, which are no loss).
+            let verdict = match received {
+                Received::Data { peer, len } => {
+                    match tunnels.check_source(peer, &space[ETH_HLEN..ETH_HLEN + len]) {
+                        SourceCheck::Allowed(eth_type) => Ok((peer, len, eth_type)),
+                        SourceCheck::NotIp => Err(Some(&c.tunnel_not_ip)),
+                        SourceCheck::Spoofed => Err(Some(&c.tunnel_spoofed)),
+                    }
+                }
+                Received::Control => Err(None),
+                Received::Invalid => Err(Some(&c.tunnel_invalid)),
+                Received::Replayed => Err(Some(&c.tunnel_replayed)),
+            };
+            let (peer, len, eth_type) = match verdict {
+                Ok(packet) => packet,
+                Err(counter) => {
+                    if let Some(counter) = counter {
+                        counter.add(1);
+                    }
+                    continue;
+                }
+            };
+            let port_number = tunnels.peers()[peer].config.port;
+            space[0..6].copy_from_slice(&self.egress.gateway_mac.0);
+            space[6..12].copy_from_slice(&self.egress.gateway_mac.0);
+            space[12..14].copy_from_slice(&eth_type.to_be_bytes());
+            frame.set_len(ETH_HLEN + len);
+            let Some(idx) = self
+                .egress
+                .ports
+                .iter()
+                .position(|p| p.number == port_number)
+            else {
+                continue;
+            };
+            let counters = &shared.ports[idx].counters;
+            counters.rx_packets.add(1);
+            counters.rx_bytes.add((ETH_HLEN + len) as u64);
+            loop {
+                match coalescer.push(idx, frame.bytes()) {
+                    Push::Taken => break,
+                    Push::FlushFirst => self.flush_coalesced(coalescer, scratch, now),
+                    Push::Refused => {
+                        self.flush_coalesced(coalescer, scratch, now);
+                        self.process(idx, port_number, frame, VnetHdr::NONE, scratch, now);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a packet-out: the actions on the frame, `output:TABLE` through the tables
+    /// with the frame as the actions before it left it. Control path: it may allocate.
+    pub(super) fn packet_out(
+        &mut self,
+        job: PacketOutJob,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) -> Result<(), PacketOutError> {
+        let in_idx = match job.in_port {
+            port::CONTROLLER | port::ANY => usize::MAX,
+            p => self
+                .egress
+                .ports
+                .iter()
+                .position(|q| q.number == p)
+                .ok_or(PacketOutError::BadInPort(p))?,
+        };
+        for a in &job.actions {
+            if let Action::Output { port: p, .. } = a {
+                let reserved = matches!(
+                    *p,
+                    port::TABLE | port::IN_PORT | port::FLOOD | port::ALL | port::CONTROLLER
+                );
+                if !reserved && !self.egress.ports.iter().any(|q| q.number == *p) {
+                    return Err(PacketOutError::BadOutPort(*p));
+                }
+            }
+            if let Action::Group(g) = a {
+                if self.pipeline.groups().get(*g).is_none() {
+                    return Err(PacketOutError::BadOutGroup(*g));
+                }
+            }
+        }
+        let mut frame = FrameBuf::with_capacity(job.data.len() + 64);
+        frame.fill(&job.data);
+        let (_, mut layout) =
+            parse(frame.bytes(), job.in_port).map_err(|_| PacketOutError::BadPacket)?;
+        self.egress
+            .shared
+            .channel
+            .packet_outs
+            .fetch_add(1, Ordering::Relaxed);
+        let mut to_table: Option<Vec<u8>> = None;
+        let mut out = Output {
+            egress: &self.egress,
+            tunnels: &mut self.tunnels,
+            icmp: &mut scratch.icmp,
+            segment: &mut scratch.segment,
+            offload: VnetHdr::NONE,
+            in_idx,
+            classified: None,
+            in_port: job.in_port,
+            actions: &job.actions,
+        };
+        execute(
+            &job.actions,
+            &mut frame,
+            &mut layout,
+            self.pipeline.groups(),
+            |p, bytes| {
+                if p == port::TABLE {
+                    to_table.get_or_insert_with(|| bytes.to_vec());
+                } else {
+                    out.output(p, bytes);
+                }
+            },
+        );
+        if let Some(bytes) = to_table {
+            let mut frame = FrameBuf::with_capacity(bytes.len() + 64);
+            frame.fill(&bytes);
+            self.process(in_idx, job.in_port, &mut frame, VnetHdr::NONE, scratch, now);
+        }
+        Ok(())
+    }
+
+    /// Runs one frame (or super-frame, as `offload` says) through the tables and
+    /// its actions. A super-frame counts as one packet in the flow entries.
+    pub(super) fn process(
+        &mut self,
+        idx: usize,
+        in_port: PortNo,
+        frame: &mut FrameBuf,
+        offload: VnetHdr,
+        scratch: &mut Scratch,
+        now: Instant,
+    ) {
+        let counters = &self.egress.shared.counters;
+        let (key, mut layout) = match parse(frame.bytes(), in_port) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                counters.malformed(&e).add(1);
+                return;
+            }
+        };
+        // A port with answers of its own (a gateway's uplink) faces the outside:
+        // the overlay's anycast answers are never given there.
+        let own_answers = self.port_arp.iter().any(|(port, _)| *port == idx);
+        let responders = self.arp.iter().filter(|_| !own_answers).chain(
+            self.port_arp
+                .iter()
+                .filter(|(port, _)| *port == idx)
+                .map(|(_, r)| r),
+        );
+        for arp in responders {
+            if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
+                counters.arp_replies.add(1);
+                let reply = &scratch.icmp[..len];
+                send_local(
+                    &self.egress.ports,
+                    &self.egress.shared,
+                    idx,
+                    &VnetHdr::NONE,
+                    reply,
+                );
+                return;
+            }
+        }
+        let len = frame.len();
+        let decision = self.cache.lookup(&self.pipeline, &key);
+        self.pipeline
+            .account(&decision.hits, &decision.tables, len, now);
+        let mut outputs = 0u32;
+        let keep = !offload.is_gso() || actions_keep_offload(&decision.actions);
+        let mut out = Output {
+            egress: &self.egress,
+            tunnels: &mut self.tunnels,
+            icmp: &mut scratch.icmp,
+            segment: &mut scratch.segment,
+            offload: if keep { offload } else { VnetHdr::NONE },
+            in_idx: idx,
+            classified: Some((&self.pipeline, decision)),
+            in_port,
+            actions: &decision.actions,
+        };
+        let outcome = if keep {
+            execute(
+                &decision.actions,
+                frame,
+                &mut layout,
+                self.pipeline.groups(),
+                |port, bytes| {
+                    outputs += 1;
+                    out.output(port, bytes);
+                },
+            )
+        } else {
+            // Actions that move headers or change what the partial checksum covers:
+            // cut the super-frame first and run them on each complete segment.
+            let Some(mut segments) = Segments::new(frame.bytes(), &offload) else {
+                return;
+            };
+            let mut outcome = Outcome::Done;
+            while let Some(n) = segments.next_into(scratch.segment_frame.recv_space()) {
+                scratch.segment_frame.set_len(n);
+                let Ok((_, mut layout)) = parse(scratch.segment_frame.bytes(), in_port) else {
+                    continue;
+                };
+                outcome = execute(
+                    &decision.actions,
+                    &mut scratch.segment_frame,
+                    &mut layout,
+                    self.pipeline.groups(),
+                    |port, bytes| {
+                        outputs += 1;
+                        out.output(port, bytes);
+                    },
+                );
+            }
+            outcome
+        };
+        if outcome == Outcome::TtlExpired {
+            counters.ttl_expired.add(1);
+        } else if outputs == 0 {
+            counters.no_output.add(1);
+        }
+    }
+}

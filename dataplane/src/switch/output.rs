@@ -1,0 +1,238 @@
+//! The output side of one packet's actions: local ports, tunnels (with path MTU
+//! answers), the controller, flooding.
+
+use super::counters::SwitchShared;
+use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender, NO_BUFFER_LEN};
+use super::ports::{send_local, Port, PortIo};
+use crate::tunnel::{Sent, Tunnels};
+use dataplane_core::offload::{Segments, VnetHdr};
+use dataplane_core::packet::ETH_HLEN;
+use dataplane_core::packet_io::PacketInReason;
+use dataplane_core::pipeline::Classification;
+use dataplane_core::pipeline::Pipeline;
+use openflow::flow::{ethertype, port, Action, Mac, PortNo};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+/// What every output of the switch thread reaches: the ports, the counters shared
+/// with other threads, the overlay gateway's identity (for ICMP answers) and the
+/// packet-in channel. Tunnels are apart: sending into one needs them mutably.
+#[derive(Debug)]
+pub(super) struct Egress {
+    pub(super) ports: Vec<Port>,
+    pub(super) shared: Arc<SwitchShared>,
+    pub(super) gateway_mac: Mac,
+    pub(super) gateway_ip: Ipv4Addr,
+    pub(super) packet_in: Option<PacketInSender>,
+}
+
+/// The output side of one packet's actions.
+pub(super) struct Output<'a> {
+    pub(super) egress: &'a Egress,
+    pub(super) tunnels: &'a mut Option<Tunnels>,
+    pub(super) icmp: &'a mut [u8; 14 + 20 + 8 + 60 + 8],
+    /// Room for one segment of a super-frame bound for a tunnel.
+    pub(super) segment: &'a mut [u8],
+    /// The virtio-net header of the frame being output.
+    pub(super) offload: VnetHdr,
+    /// Index of the input port (`usize::MAX` for none, as in a packet-out).
+    pub(super) in_idx: usize,
+    /// The tables and what the packet hit (none for a packet-out).
+    pub(super) classified: Option<(&'a Pipeline, &'a Classification)>,
+    pub(super) in_port: PortNo,
+    pub(super) actions: &'a [Action],
+}
+
+impl Output<'_> {
+    pub(super) fn controller(&mut self, bytes: &[u8]) {
+        let c = &self.egress.shared.counters;
+        c.to_controller.add(1);
+        let Some(sender) = self.egress.packet_in.as_ref() else {
+            c.packet_in_dropped.add(1);
+            return;
+        };
+        // Cold path: only frames for the controller look at the entries again.
+        let meta = match self.classified {
+            Some((pipeline, classification)) => {
+                packet_in_meta(pipeline, classification, self.in_port)
+            }
+            None => PacketInMeta {
+                in_port: self.in_port,
+                reason: PacketInReason::Action,
+                table_id: 0xff,
+                cookie: u64::MAX,
+            },
+        };
+        let max_len = self
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::Output { port, max_len } if *port == port::CONTROLLER => Some(*max_len),
+                _ => None,
+            })
+            .unwrap_or(NO_BUFFER_LEN);
+        if sender.send(meta, bytes, max_len) {
+            c.packet_in_queued.add(1);
+        } else {
+            c.packet_in_dropped.add(1);
+        }
+    }
+
+    pub(super) fn output(&mut self, out: PortNo, bytes: &[u8]) {
+        match out {
+            port::IN_PORT if self.in_idx < self.egress.ports.len() => self.send(self.in_idx, bytes),
+            port::IN_PORT => self.egress.shared.counters.bad_port.add(1),
+            port::FLOOD | port::ALL => {
+                for i in 0..self.egress.ports.len() {
+                    // Floods stay on this host: tunnels carry routed IP only.
+                    let local = matches!(self.egress.ports[i].io, PortIo::Tap(_) | PortIo::Raw(_));
+                    if i != self.in_idx && local {
+                        self.send(i, bytes);
+                    }
+                }
+            }
+            port::CONTROLLER => self.controller(bytes),
+            p => match self.egress.ports.iter().position(|q| q.number == p) {
+                // OpenFlow never sends back out of the input port unless asked with IN_PORT.
+                Some(i) if i != self.in_idx => self.send(i, bytes),
+                Some(_) => {}
+                None => self.egress.shared.counters.bad_port.add(1),
+            },
+        }
+    }
+
+    pub(super) fn send(&mut self, idx: usize, bytes: &[u8]) {
+        match self.egress.ports[idx].io {
+            PortIo::Tap(_) | PortIo::Raw(_) => send_local(
+                &self.egress.ports,
+                &self.egress.shared,
+                idx,
+                &self.offload,
+                bytes,
+            ),
+            PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
+        }
+    }
+
+    pub(super) fn send_tunnel(&mut self, idx: usize, peer: usize, frame: &[u8]) {
+        let c = &self.egress.shared.counters;
+        let l2 = l2_len(frame);
+        let eth_type = frame
+            .get(l2 - 2..l2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        if !matches!(eth_type, Some(ethertype::IPV4) | Some(ethertype::IPV6)) || frame.len() <= l2 {
+            c.tunnel_non_ip_dropped.add(1);
+            return;
+        }
+        let Some(tunnels) = self.tunnels.as_mut() else {
+            return;
+        };
+        let segments = if self.offload.is_gso() {
+            // Checked when it was received; refused here only if an action broke it.
+            let Some(segments) = Segments::new(frame, &self.offload) else {
+                c.tunnel_non_ip_dropped.add(1);
+                return;
+            };
+            Some(segments)
+        } else {
+            None
+        };
+        let wire_len = segments
+            .as_ref()
+            .map_or(frame.len() - l2, Segments::max_ip_len);
+        if wire_len > tunnels.mtu {
+            c.tunnel_too_big.add(1);
+            if let Some(len) = frag_needed(
+                self.icmp,
+                frame,
+                l2,
+                tunnels.mtu,
+                self.egress.gateway_mac,
+                self.egress.gateway_ip,
+            ) {
+                let reply = &self.icmp[..len];
+                send_local(
+                    &self.egress.ports,
+                    &self.egress.shared,
+                    self.in_idx,
+                    &VnetHdr::NONE,
+                    reply,
+                );
+            }
+            return;
+        }
+        let counters = &self.egress.shared.ports[idx].counters;
+        let count = |sent: Sent, len: usize| match sent {
+            Sent::Sent => {
+                counters.tx_packets.add(1);
+                counters.tx_bytes.add(len as u64);
+            }
+            Sent::Handshaking => c.tunnel_handshaking.add(1),
+            Sent::NoEndpoint => c.tunnel_no_endpoint.add(1),
+            Sent::SocketError => counters.tx_dropped.add(1),
+        };
+        match segments {
+            None => count(tunnels.send(peer, &frame[l2..]), frame.len()),
+            // Each segment leaves as its own datagram and counts as a packet of the
+            // tunnel port, as it would have without offloads.
+            Some(mut segments) => {
+                while let Some(n) = segments.next_into(self.segment) {
+                    count(tunnels.send(peer, &self.segment[l2..n]), n);
+                }
+            }
+        }
+    }
+}
+
+/// Builds an ICMP "fragmentation needed" (type 3, code 4) answer to an IPv4 frame
+/// with DF set that is larger than `mtu`. `None` for anything else (IPv6 and
+/// DF-less packets are dropped and counted by the caller).
+pub(super) fn frag_needed(
+    out: &mut [u8],
+    frame: &[u8],
+    l2: usize,
+    mtu: usize,
+    gw_mac: Mac,
+    gw_ip: Ipv4Addr,
+) -> Option<usize> {
+    let ip = frame.get(l2..)?;
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[6] & 0x40 == 0 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let quoted = ip.get(..(ihl + 8).min(ip.len()))?;
+    let total = 20 + 8 + quoted.len();
+    let buf = out.get_mut(..ETH_HLEN + total)?;
+    buf[0..6].copy_from_slice(&frame[6..12]);
+    buf[6..12].copy_from_slice(&gw_mac.0);
+    buf[12..14].copy_from_slice(&ethertype::IPV4.to_be_bytes());
+    let h = &mut buf[ETH_HLEN..];
+    h[..20].fill(0);
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&u16::try_from(total).ok()?.to_be_bytes());
+    h[8] = 64;
+    h[9] = 1;
+    h[12..16].copy_from_slice(&gw_ip.octets());
+    h[16..20].copy_from_slice(&ip[12..16]);
+    dataplane_core::packet::fix_ipv4_checksum(h);
+    let icmp = &mut h[20..];
+    icmp[0] = 3;
+    icmp[1] = 4;
+    icmp[2..6].fill(0);
+    icmp[6..8].copy_from_slice(&u16::try_from(mtu).unwrap_or(u16::MAX).to_be_bytes());
+    icmp[8..8 + quoted.len()].copy_from_slice(quoted);
+    let sum = dataplane_core::packet::checksum_finish(dataplane_core::packet::checksum_add(
+        0,
+        &icmp[..8 + quoted.len()],
+    ));
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(ETH_HLEN + total)
+}
+
+/// Ethernet header length of a frame (14, or 18 with one VLAN tag).
+fn l2_len(frame: &[u8]) -> usize {
+    match frame.get(12..14) {
+        Some([0x81, 0x00]) | Some([0x88, 0xa8]) => 18,
+        _ => 14,
+    }
+}

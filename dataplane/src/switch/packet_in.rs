@@ -1,0 +1,134 @@
+//! The bounded packet-in channel with its pool of reused buffers: a frame for the
+//! controller is dropped and counted rather than ever blocking the fast path.
+
+use dataplane_core::packet_io::{PacketInEvent, PacketInReason};
+use dataplane_core::pipeline::Pipeline;
+use dataplane_core::pipeline::{Classification, FlowId};
+use openflow::flow::{port, Action, PortNo};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+
+/// The switch thread's end of the packet-in channel.
+#[derive(Debug)]
+pub struct PacketInSender {
+    pub(super) events: SyncSender<PacketInEvent>,
+    pub(super) pool: Receiver<Vec<u8>>,
+}
+
+/// The OpenFlow channel's end of the packet-in channel.
+#[derive(Debug)]
+pub struct PacketInReceiver {
+    /// Frames for the controller, in order.
+    pub events: Receiver<PacketInEvent>,
+    pool: SyncSender<Vec<u8>>,
+}
+
+impl PacketInReceiver {
+    /// Returns a frame buffer to the pool once its packet-in is written.
+    pub fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let _ = self.pool.try_send(buf);
+    }
+}
+
+/// `OFPCML_NO_BUFFER`: an output to the controller that wants the whole frame.
+pub const NO_BUFFER_LEN: u16 = 0xffff;
+
+/// Bytes reserved in each pooled packet-in buffer (larger frames grow it once).
+pub(super) const PACKET_IN_BUF: usize = 2048;
+
+/// A bounded packet-in channel holding at most `depth` frames in flight, with
+/// `depth` preallocated buffers.
+pub fn packet_in_channel(depth: usize) -> (PacketInSender, PacketInReceiver) {
+    let depth = depth.max(1);
+    let (events_tx, events_rx) = mpsc::sync_channel(depth);
+    let (pool_tx, pool_rx) = mpsc::sync_channel(depth);
+    for _ in 0..depth {
+        let _ = pool_tx.try_send(Vec::with_capacity(PACKET_IN_BUF));
+    }
+    (
+        PacketInSender {
+            events: events_tx,
+            pool: pool_rx,
+        },
+        PacketInReceiver {
+            events: events_rx,
+            pool: pool_tx,
+        },
+    )
+}
+
+impl PacketInSender {
+    /// Hands a frame over without blocking; false when it had to be dropped.
+    pub(super) fn send(&self, meta: PacketInMeta, frame: &[u8], max_len: u16) -> bool {
+        let Ok(mut buf) = self.pool.try_recv() else {
+            return false;
+        };
+        let keep = if max_len == NO_BUFFER_LEN {
+            frame.len()
+        } else {
+            frame.len().min(usize::from(max_len))
+        };
+        buf.clear();
+        buf.extend_from_slice(&frame[..keep]);
+        let event = PacketInEvent {
+            in_port: meta.in_port,
+            reason: meta.reason,
+            table_id: meta.table_id,
+            cookie: meta.cookie,
+            total_len: frame.len(),
+            data: buf,
+        };
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// Where a packet-in comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PacketInMeta {
+    pub(super) in_port: PortNo,
+    pub(super) reason: PacketInReason,
+    pub(super) table_id: u8,
+    pub(super) cookie: u64,
+}
+
+/// Why the entries a packet hit sent it to the controller: the first hit entry
+/// with an output to `CONTROLLER` decides; a table-miss entry (priority 0 with an
+/// empty match) means [`PacketInReason::NoMatch`].
+pub(super) fn packet_in_meta(
+    pipeline: &Pipeline,
+    c: &Classification,
+    in_port: PortNo,
+) -> PacketInMeta {
+    let to_controller = |id: &FlowId| {
+        pipeline.entry(*id).is_some_and(|e| {
+            e.spec.instructions.iter().any(|i| match i {
+                openflow::Instruction::ApplyActions(a) => a
+                    .iter()
+                    .any(|a| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER)),
+                openflow::Instruction::GotoTable(_) => false,
+            })
+        })
+    };
+    let hit = c.hits.iter().find(|id| to_controller(id)).or(c.hits.last());
+    match hit.and_then(|id| pipeline.entry(*id)) {
+        Some(e) => PacketInMeta {
+            in_port,
+            reason: if e.spec.priority == 0 && e.spec.matcher == openflow::FlowMatch::any() {
+                PacketInReason::NoMatch
+            } else {
+                PacketInReason::Action
+            },
+            table_id: e.spec.table_id,
+            cookie: e.spec.cookie,
+        },
+        None => PacketInMeta {
+            in_port,
+            reason: PacketInReason::Action,
+            table_id: 0xff,
+            cookie: u64::MAX,
+        },
+    }
+}

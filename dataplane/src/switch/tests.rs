@@ -1,0 +1,59 @@
+//! Tests of the switch: packet-in metadata, the loop over real TAPs, tunnels.
+
+use super::event_loop::actions_keep_offload;
+use super::packet_in::{packet_in_channel, PacketInMeta, NO_BUFFER_LEN};
+use dataplane_core::packet_io::PacketInReason;
+use openflow::flow::Action;
+
+fn meta() -> PacketInMeta {
+    PacketInMeta {
+        in_port: 1,
+        reason: PacketInReason::NoMatch,
+        table_id: 0,
+        cookie: 0,
+    }
+}
+
+#[test]
+fn only_rewrites_outside_the_partial_checksum_keep_a_super_frame_whole() {
+    use openflow::flow::Field;
+    let keeps = [
+        Action::set(Field::EthSrc, 0x0200_0000_0001),
+        Action::set(Field::EthDst, 0x0200_0000_0002),
+        Action::set(Field::IpDscp, 10),
+        Action::DecNwTtl,
+        Action::output(1),
+    ];
+    assert!(actions_keep_offload(&keeps));
+    for breaks in [
+        Action::set(Field::Ipv4Dst, 1),
+        Action::set(Field::Ipv6Src, 1),
+        Action::set(Field::L4Dst, 80),
+        Action::PushVlan(0x8100),
+        Action::PopVlan,
+        Action::output(openflow::flow::port::CONTROLLER),
+    ] {
+        let mut actions = keeps.to_vec();
+        actions.insert(2, breaks);
+        assert!(!actions_keep_offload(&actions), "{breaks:?}");
+    }
+}
+
+#[test]
+fn packet_in_channel_drops_when_full_and_reuses_buffers() {
+    let (tx, rx) = packet_in_channel(2);
+    let frame = [7u8; 100];
+    assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
+    assert!(tx.send(meta(), &frame, 10));
+    // Queue and pool exhausted: the third is dropped, not waited for.
+    assert!(!tx.send(meta(), &frame, NO_BUFFER_LEN));
+    let first = rx.events.try_recv().unwrap();
+    assert_eq!((first.total_len, first.data.len()), (100, 100));
+    let second = rx.events.try_recv().unwrap();
+    assert_eq!((second.total_len, second.data.len()), (100, 10));
+    let ptr = first.data.as_ptr();
+    rx.recycle(first.data);
+    assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
+    // The recycled buffer carries the next frame.
+    assert_eq!(rx.events.try_recv().unwrap().data.as_ptr(), ptr);
+}
