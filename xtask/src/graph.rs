@@ -41,13 +41,64 @@ fn known_modules(target: &Target) -> BTreeSet<ModulePath> {
     modules
 }
 
+/// What each `use` makes a name in a module stand for, as absolute paths; a
+/// relative `use` counts only when it starts at a child module.
+type Aliases = BTreeMap<(ModulePath, String), Vec<String>>;
+
+fn aliases(target: &Target, modules: &BTreeSet<ModulePath>) -> Aliases {
+    let mut aliases = Aliases::new();
+    for import in target.files.iter().flat_map(|f| &f.scan.imports) {
+        let target = if import.relative {
+            let mut absolute = import.module.clone();
+            absolute.extend(import.target.iter().cloned());
+            if !modules.contains(&absolute[..=import.module.len()]) {
+                continue; // another crate's path, such as `std::fmt`
+            }
+            absolute
+        } else {
+            import.target.clone()
+        };
+        aliases.insert((import.module.clone(), import.name.clone()), target);
+    }
+    aliases
+}
+
+/// Follows re-exports: while a module on the way names an imported item, the
+/// path continues where the import points (`crate::switch::Frame` becomes
+/// `crate::switch::output::Frame` if `switch` has `pub use output::Frame`).
+fn follow_imports(
+    path: &[String],
+    aliases: &Aliases,
+    modules: &BTreeSet<ModulePath>,
+) -> Vec<String> {
+    let mut path = path.to_vec();
+    // A bound on re-exports of re-exports, which also stops an import loop.
+    for _ in 0..8 {
+        let step = (0..path.len())
+            .take_while(|&i| modules.contains(&path[..i]))
+            .find_map(|i| {
+                let target = aliases.get(&(path[..i].to_vec(), path[i].clone()))?;
+                let mut followed = target.clone();
+                followed.extend_from_slice(&path[i + 1..]);
+                (followed != path).then_some(followed)
+            });
+        match step {
+            Some(followed) => path = followed,
+            None => break,
+        }
+    }
+    path
+}
+
 /// The sibling edges of a target, grouped by the module whose children they join.
 pub fn sibling_edges(target: &Target) -> BTreeMap<ModulePath, LevelEdges> {
     let modules = known_modules(target);
+    let aliases = aliases(target, &modules);
     let mut levels: BTreeMap<ModulePath, LevelEdges> = BTreeMap::new();
     for file in &target.files {
         for reference in &file.scan.references {
-            let (from, to) = (&reference.from, &reference.to);
+            let from = &reference.from;
+            let to = &follow_imports(&reference.to, &aliases, &modules);
             let shared = from.iter().zip(to).take_while(|(a, b)| a == b).count();
             if shared >= from.len() || shared >= to.len() {
                 continue; // a use of an ancestor, of itself or of a descendant

@@ -167,6 +167,35 @@ mod tests {
     }
 
     #[test]
+    fn re_exports_are_followed_to_the_module_that_owns_the_item() {
+        let report = check(
+            &[
+                ("src/lib.rs", "mod pipeline;\n"),
+                (
+                    "src/pipeline/mod.rs",
+                    "mod groups;\nmod table;\npub use table::FlowTable;\n",
+                ),
+                (
+                    "src/pipeline/groups.rs",
+                    "use super::FlowTable;\npub struct Group;\n",
+                ),
+                (
+                    "src/pipeline/table.rs",
+                    "use crate::pipeline::groups::{self as g};\nfn f(_: g::Group) {}\n",
+                ),
+            ],
+            850,
+        );
+        let cycles: Vec<String> = report.cycles.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            cycles,
+            ["demo::pipeline: groups -> table -> groups\n    \
+              groups -> table                src/pipeline/groups.rs:1\n    \
+              table -> groups                src/pipeline/table.rs:1"]
+        );
+    }
+
+    #[test]
     fn comments_and_strings_are_not_dependencies() {
         let report = check(
             &[

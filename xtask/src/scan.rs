@@ -19,6 +19,9 @@ pub struct FileScan {
     pub inline_modules: Vec<ModulePath>,
     /// Every resolved `crate::`/`super::`/`self::` path outside tests.
     pub references: Vec<Reference>,
+    /// Names that `use` declarations bring into a module, so that a path through a
+    /// re-export can be followed to where the item lives.
+    pub imports: Vec<Import>,
     /// Lines before the first `#[cfg(test)]` module (the whole file without one).
     pub lines_before_tests: usize,
     /// The file is test code throughout (`#![cfg(test)]`).
@@ -31,6 +34,26 @@ pub struct Reference {
     pub from: ModulePath,
     pub to: Vec<String>,
     pub line: usize,
+}
+
+/// `use` in `module` makes `name` stand for `target`: an absolute path when
+/// `relative` is false, else a path starting at a child of `module` (`pub use
+/// run::Switch;`) or at something outside the crate, which the graph tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub module: ModulePath,
+    pub name: String,
+    pub target: Vec<String>,
+    pub relative: bool,
+}
+
+/// One path of a use tree (or a path in code): its segments as written, the line
+/// it starts on, and the name it imports (`None` for a glob or a path in code).
+#[derive(Debug)]
+struct Leaf {
+    segments: Vec<String>,
+    line: usize,
+    name: Option<String>,
 }
 
 /// Scans `source`, the file of module `module`.
@@ -116,24 +139,48 @@ impl Walker<'_> {
                         continue;
                     }
                 }
+            } else if token.is_ident("use") && !self.preceded_by_path_sep(i) {
+                i = self.record_paths(i + 1, true);
+                continue;
             } else if self.starts_module_path(i) {
-                let mut leaves = Vec::new();
-                let next = self.path_tree(i, Vec::new(), &mut leaves);
-                let from = self.current_module();
-                for (segments, line) in leaves {
-                    if let Some(to) = resolve(&from, &segments) {
-                        self.scan.references.push(Reference {
-                            from: from.clone(),
-                            to,
-                            line,
-                        });
-                    }
-                }
-                i = next;
+                i = self.record_paths(i, false);
                 continue;
             }
             i += 1;
         }
+    }
+
+    /// Reads the path or use tree at `i`, records its references (and imports, for
+    /// a `use`), and returns the index after it.
+    fn record_paths(&mut self, i: usize, is_use: bool) -> usize {
+        let mut leaves = Vec::new();
+        let next = self.path_tree(i, Vec::new(), &mut leaves);
+        let from = self.current_module();
+        for leaf in leaves {
+            let anchored = matches!(leaf.segments[0].as_str(), "crate" | "super" | "self");
+            let target = if anchored {
+                let Some(to) = resolve(&from, &leaf.segments) else {
+                    continue;
+                };
+                self.scan.references.push(Reference {
+                    from: from.clone(),
+                    to: to.clone(),
+                    line: leaf.line,
+                });
+                to
+            } else {
+                leaf.segments
+            };
+            if let (true, Some(name)) = (is_use, leaf.name) {
+                self.scan.imports.push(Import {
+                    module: from.clone(),
+                    name,
+                    target,
+                    relative: !anchored,
+                });
+            }
+        }
+        next
     }
 
     fn preceded_by_path_sep(&self, i: usize) -> bool {
@@ -157,24 +204,36 @@ impl Walker<'_> {
 
     /// Reads a path or use tree at `i` below `prefix`; pushes each leaf path with
     /// its line and returns the index after the tree.
-    fn path_tree(
-        &self,
-        mut i: usize,
-        mut prefix: Vec<String>,
-        leaves: &mut Vec<(Vec<String>, usize)>,
-    ) -> usize {
+    fn path_tree(&self, mut i: usize, mut prefix: Vec<String>, leaves: &mut Vec<Leaf>) -> usize {
         let line = self.at(i).map_or(0, |t| t.line);
         loop {
             let Some(name) = self.at(i).and_then(Token::ident) else {
                 if !prefix.is_empty() {
-                    leaves.push((prefix, line));
+                    leaves.push(Leaf {
+                        segments: prefix,
+                        line,
+                        name: None,
+                    });
                 }
                 return i;
             };
             prefix.push(name.to_owned());
             i += 1;
             if self.at(i).map(|t| &t.kind) != Some(&TokenKind::PathSep) {
-                leaves.push((prefix, line));
+                let mut name = match prefix.as_slice() {
+                    [.., parent, last] if last == "self" => Some(parent.clone()),
+                    [.., last] => Some(last.clone()),
+                    [] => None,
+                };
+                if self.ident_at(i, "as") {
+                    name = self.at(i + 1).and_then(Token::ident).map(str::to_owned);
+                    i += 2;
+                }
+                leaves.push(Leaf {
+                    segments: prefix,
+                    line,
+                    name: name.filter(|n| n != "_"),
+                });
                 return i;
             }
             i += 1;
@@ -187,7 +246,7 @@ impl Walker<'_> {
                     }
                     let before = i;
                     i = self.path_tree(i, prefix.clone(), leaves);
-                    // `as name`, `*` and anything unexpected: step over it.
+                    // `*` and anything unexpected: step over it.
                     if i == before {
                         i += 1;
                     }
