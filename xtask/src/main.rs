@@ -11,9 +11,9 @@ const USAGE: &str = "usage: cargo run -p xtask -- check-structure [--max-lines N
 
 fn main() -> Result<ExitCode> {
     let mut args = std::env::args().skip(1);
-    match args.next().as_deref() {
-        Some("check-structure") => {}
-        _ => bail!("{USAGE}"),
+    if args.next().as_deref() != Some("check-structure") {
+        eprintln!("{USAGE}");
+        return Ok(ExitCode::from(2));
     }
     // The workspace this xtask belongs to, wherever cargo was started from.
     let mut root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
