@@ -33,6 +33,19 @@ pub struct Limits {
     pub exchange_timeout: Duration,
 }
 
+impl Default for Limits {
+    /// A local endpoint's: 64 clients at once, 16 KiB of head, the head within
+    /// 10 s, the whole exchange within 60 s.
+    fn default() -> Limits {
+        Limits {
+            max_connections: 64,
+            max_head_bytes: 16 << 10,
+            header_timeout: Duration::from_secs(10),
+            exchange_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// hyper's read buffer never shrinks below this.
 const SMALLEST_BUFFER: usize = 8 << 10;
 
