@@ -833,7 +833,7 @@ impl Scd {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The raw Prometheus text.
+    /// The metrics as the switch renders them (OpenMetrics text).
     pub fn metrics_text(&self) -> Result<String> {
         let path = PathBuf::from("/run/netns").join(&self.host_ns);
         let handle = std::thread::spawn(move || -> Result<String> {
@@ -842,12 +842,18 @@ impl Scd {
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 bail!("setns: {}", std::io::Error::last_os_error());
             }
-            let mut s = TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scd\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
+            // The socket is made on this thread, inside the namespace.
+            let scrape = bounded_http::client::blocking_request(
+                (std::net::Ipv4Addr::LOCALHOST, METRICS_PORT).into(),
+                "GET",
+                "/metrics",
+                b"",
+                Duration::from_secs(5),
+            )?;
+            if !scrape.is_success() {
+                bail!("GET /metrics: {} {}", scrape.status, scrape.text());
+            }
+            Ok(scrape.text())
         });
         handle
             .join()
