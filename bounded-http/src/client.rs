@@ -96,20 +96,16 @@ pub async fn request(
         .map_err(|_| ClientError::Timeout(timeout))?
 }
 
-/// [`request`] for callers without a runtime (a CLI, a test thread): runs it on
-/// a runtime of its own on this thread. Panics inside an async task.
-pub fn blocking_request(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> Result<Answer, ClientError> {
+/// Runs a request (e.g. [`request`]) for callers without a runtime (a CLI, a test
+/// thread) on a runtime of its own on this thread. Panics inside an async task.
+pub fn blocking<T>(
+    request: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ClientError::Runtime)?
-        .block_on(request(addr, method, target, body, timeout))
+        .block_on(request)
 }
 
 /// One request and its whole answer over an open connection `io`.

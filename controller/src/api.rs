@@ -119,6 +119,11 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     }
 }
 
+/// The body as a `T`; a 400 saying `what` is wrong with it otherwise.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+}
+
 /// The value of `key` in a query string, as sent.
 fn param<'q>(query: &'q Option<String>, key: &str) -> Option<&'q str> {
     query
@@ -150,15 +155,14 @@ async fn status(State(ctl): Ctl) -> Reply {
     reply(StatusCode::OK, ctl.status())
 }
 
-async fn policy(State(ctl): Ctl, RawQuery(query): RawQuery, Body(body): Body) -> Reply {
+async fn policy(
+    State(ctl): Ctl,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Reply, Reply> {
     let name = param(&query, "name").unwrap_or("policy");
-    match serde_json::from_slice::<String>(&body) {
-        Ok(text) => change(ctl.apply_policy(&text, name)),
-        Err(e) => error(
-            StatusCode::BAD_REQUEST,
-            format!("the policy must be a JSON string: {e}"),
-        ),
-    }
+    let text: String = parse(&body, "the policy must be a JSON string")?;
+    Ok(change(ctl.apply_policy(&text, name)))
 }
 
 async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
@@ -168,41 +172,34 @@ async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
     }
 }
 
-async fn add_vm(State(ctl): Ctl, Body(body): Body) -> Reply {
-    match serde_json::from_slice::<Vm>(&body) {
-        Ok(vm) => change(ctl.add_vm(vm)),
-        Err(e) => error(StatusCode::BAD_REQUEST, format!("bad VM: {e}")),
-    }
+async fn add_vm(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    Ok(change(ctl.add_vm(parse::<Vm>(&body, "bad VM")?)))
 }
 
 async fn remove_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
     change(ctl.remove_vm(&name))
 }
 
-async fn add_host(State(ctl): Ctl, Body(body): Body) -> Reply {
-    match serde_json::from_slice::<Host>(&body) {
-        Ok(host) => change(ctl.add_host(host)),
-        Err(e) => error(StatusCode::BAD_REQUEST, format!("bad host: {e}")),
-    }
+async fn add_host(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    Ok(change(ctl.add_host(parse::<Host>(&body, "bad host")?)))
 }
 
 async fn remove_host(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
     change(ctl.remove_host(&name))
 }
 
-async fn migrate(State(ctl): Ctl, Body(body): Body) -> Reply {
-    let v = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request: {e}")),
-    };
-    match (
-        v["vm"].as_str(),
-        v["to_host"].as_str(),
-        v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
-    ) {
-        (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
-        _ => error(StatusCode::BAD_REQUEST, "need vm, to_host and to_port"),
-    }
+async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    let v: serde_json::Value = parse(&body, "bad request")?;
+    Ok(
+        match (
+            v["vm"].as_str(),
+            v["to_host"].as_str(),
+            v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
+        ) {
+            (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
+            _ => error(StatusCode::BAD_REQUEST, "need vm, to_host and to_port"),
+        },
+    )
 }
 
 async fn arrived(State(ctl): Ctl) -> Reply {
@@ -301,7 +298,8 @@ pub fn request(
     target: &str,
     body: &[u8],
 ) -> Result<(u16, serde_json::Value), bounded_http::ClientError> {
-    let answer = bounded_http::client::blocking_request(api, method, target, body, CLIENT_TIMEOUT)?;
+    use bounded_http::client;
+    let answer = client::blocking(client::request(api, method, target, body, CLIENT_TIMEOUT))?;
     let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
     Ok((answer.status, json))
 }

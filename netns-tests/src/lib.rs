@@ -843,13 +843,14 @@ impl Scd {
                 bail!("setns: {}", std::io::Error::last_os_error());
             }
             // The socket is made on this thread, inside the namespace.
-            let scrape = bounded_http::client::blocking_request(
-                (std::net::Ipv4Addr::LOCALHOST, METRICS_PORT).into(),
+            let metrics = (std::net::Ipv4Addr::LOCALHOST, METRICS_PORT).into();
+            let scrape = bounded_http::client::blocking(bounded_http::client::request(
+                metrics,
                 "GET",
                 "/metrics",
                 b"",
                 Duration::from_secs(5),
-            )?;
+            ))?;
             if !scrape.is_success() {
                 bail!("GET /metrics: {} {}", scrape.status, scrape.text());
             }
