@@ -66,13 +66,6 @@ pub enum ClientError {
     Runtime(#[source] std::io::Error),
 }
 
-impl ClientError {
-    /// True when nothing listens or the connection was refused: the server is not up.
-    pub fn is_connect(&self) -> bool {
-        matches!(self, ClientError::Connect(_))
-    }
-}
-
 /// Sends `method target` with `body` to the server at `addr` over TCP and reads
 /// the whole answer, all within `timeout`.
 pub async fn request(
@@ -136,12 +129,12 @@ where
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(bad)?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    // The connection's I/O runs beside the request; it ends when the answer is read.
-    let driver = tokio::spawn(connection);
+    // The connection's I/O runs beside the request and ends on its own once the
+    // answer is read and the sender dropped (or with the runtime): not waited for,
+    // so a server that keeps the connection open cannot turn an answer into a timeout.
+    tokio::spawn(connection);
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
-    drop(sender);
-    let _ = driver.await;
     Ok(Answer { status, body })
 }
