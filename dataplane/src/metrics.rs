@@ -458,12 +458,14 @@ async fn answer(
     }
     // The switch thread answers between batches of frames: wait for it on a
     // blocking thread, not on the task that serves the other scrapers.
-    let text = tokio::task::spawn_blocking(move || render(&handle, &host))
-        .await
-        .unwrap_or_default();
-    Response::builder()
-        .header(header::CONTENT_TYPE, OPENMETRICS)
-        .body(Full::new(Bytes::from(text)))
+    match tokio::task::spawn_blocking(move || render(&handle, &host)).await {
+        Ok(text) => Response::builder()
+            .header(header::CONTENT_TYPE, OPENMETRICS)
+            .body(Full::new(Bytes::from(text))),
+        Err(e) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from(format!("rendering failed: {e}\n")))),
+    }
 }
 
 /// Serves `GET /metrics` on `addr` from a thread of its own, within [`LIMITS`].
