@@ -3,7 +3,7 @@
 //! | request | does |
 //! |---|---|
 //! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows), VMs |
-//! | `POST /policy?name=FILE` (body: NetKAT text) | compile and apply; 422 with the rendered error if it does not compile |
+//! | `POST /policy?name=FILE` (body: the NetKAT text as a JSON string) | compile and apply; 422 with the rendered error if it does not compile |
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
@@ -17,197 +17,292 @@
 //! | `GET /placement/snapshot[?vm=NAME]` | the measurements, as a snapshot `scc placement plan --measurements` reads (with `vm`, only that VM's traffic) |
 //! | `GET /placement/moves` | the move running and the last ones, with how they ended |
 //!
-//! This module owns the HTTP framing and the mapping of requests onto `Controller`
-//! calls; it never changes state on its own. The matching client lives here too, for
-//! the `scc` verbs.
+//! Every request but GET and HEAD must say `Content-Type: application/json` (415
+//! otherwise), which no cross-origin form can send. The listener's limits are
+//! [`LIMITS`] and [`MAX_BODY`] (docs/controller.md).
+//!
+//! This module owns the routes and the mapping of requests onto `Controller` calls
+//! (on axum; the connection handling is `bounded_http`'s); it never changes state
+//! on its own. The matching client lives here too, for the `scc` verbs.
 
 use crate::daemon::{ChangeError, Controller};
-use crate::inventory::Vm;
-use std::io::{Read, Write};
+use crate::inventory::{Host, Vm};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bounded_http::{Limits, Listener};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use std::time::Duration;
 
-/// Largest request body accepted (a policy file).
+/// Largest request body accepted (a policy file); 413 past it.
 pub const MAX_BODY: usize = 4 << 20;
 
-struct Response {
-    status: u16,
+/// What the API listener tolerates: at most 64 clients at once (64 bodies of
+/// [`MAX_BODY`] is 256 MiB at worst), 16 KiB of request line and headers, the
+/// headers within 10 s, the whole exchange within 120 s (a placement round at
+/// scale takes a while).
+pub const LIMITS: Limits = Limits {
+    max_connections: 64,
+    max_head_bytes: 16 << 10,
+    header_timeout: Duration::from_secs(10),
+    exchange_timeout: Duration::from_secs(120),
+};
+
+/// How long the CLI waits for an answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+type Ctl = State<Arc<Controller>>;
+
+/// A JSON answer, pretty-printed for people reading it with curl.
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
     body: serde_json::Value,
 }
 
-fn reply(status: u16, body: serde_json::Value) -> Response {
-    Response { status, body }
+fn reply(status: StatusCode, body: serde_json::Value) -> Reply {
+    Reply { status, body }
 }
 
-fn json(value: &impl serde::Serialize) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Reply {
+    reply(status, serde_json::json!({ "error": message.to_string() }))
 }
 
-/// Runs `f`, which may take a while, without holding up the runtime's other
-/// tasks (on a multi-threaded runtime, the worker hands its tasks over first).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
+fn ok(value: &impl serde::Serialize) -> Reply {
+    reply(
+        StatusCode::OK,
+        serde_json::to_value(value)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })),
+    )
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut text = serde_json::to_string_pretty(&self.body).unwrap_or_default();
+        text.push('\n');
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response()
     }
 }
 
-fn change(result: Result<u64, ChangeError>) -> Response {
+/// A request body within [`MAX_BODY`]; a refused one answers in the API's JSON.
+struct Body(Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Reply;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Reply> {
+        // Said up front: refused before a byte of it is read.
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"));
+        }
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(error(e.status(), "body too large"))
+            }
+            Err(e) => Err(error(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// The body as a `T`; a 400 saying `what` is wrong with it otherwise.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Reply> {
+    serde_json::from_slice(body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+}
+
+/// The value of `key` in a query string, as sent.
+fn param<'q>(query: &'q Option<String>, key: &str) -> Option<&'q str> {
+    query
+        .as_deref()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn change(result: Result<u64, ChangeError>) -> Reply {
     match result {
-        Ok(version) => reply(200, serde_json::json!({ "version": version })),
-        Err(e @ ChangeError::Store(_)) => reply(500, serde_json::json!({ "error": e.to_string() })),
-        Err(e) => reply(422, serde_json::json!({ "error": e.to_string() })),
+        Ok(version) => reply(StatusCode::OK, serde_json::json!({ "version": version })),
+        Err(e @ ChangeError::Store(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }
 
-fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Response {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    match (method, path) {
-        ("GET", "/status") => reply(200, ctl.status()),
-        ("POST", "/policy") => {
-            let name = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("name="))
-                .unwrap_or("policy");
-            match std::str::from_utf8(body) {
-                Ok(text) => change(ctl.apply_policy(text, name)),
-                Err(_) => reply(
-                    400,
-                    serde_json::json!({ "error": "the policy is not UTF-8" }),
-                ),
-            }
-        }
-        ("POST", "/vm") => match serde_json::from_slice::<Vm>(body) {
-            Ok(vm) => change(ctl.add_vm(vm)),
-            Err(e) => reply(400, serde_json::json!({ "error": format!("bad VM: {e}") })),
-        },
-        ("GET", p) if p.starts_with("/vm/") => match ctl.vm(&p[4..]) {
-            Some(vm) => reply(200, serde_json::json!(vm)),
-            None => reply(
-                404,
-                serde_json::json!({ "error": format!("no VM `{}`", &p[4..]) }),
-            ),
-        },
-        ("DELETE", p) if p.starts_with("/vm/") => change(ctl.remove_vm(&p[4..])),
-        ("POST", "/host") => match serde_json::from_slice::<crate::inventory::Host>(body) {
-            Ok(h) => change(ctl.add_host(h)),
-            Err(e) => reply(
-                400,
-                serde_json::json!({ "error": format!("bad host: {e}") }),
-            ),
-        },
-        ("DELETE", p) if p.starts_with("/host/") => change(ctl.remove_host(&p[6..])),
-        ("POST", "/migrate") => match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => match (
-                v["vm"].as_str(),
-                v["to_host"].as_str(),
-                v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
-            ) {
-                (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
-                _ => reply(
-                    400,
-                    serde_json::json!({ "error": "need vm, to_host and to_port" }),
-                ),
-            },
-            Err(e) => reply(
-                400,
-                serde_json::json!({ "error": format!("bad request: {e}") }),
-            ),
-        },
-        ("POST", "/migrate/arrived") => change(ctl.arrived(None, "hypervisor")),
-        ("POST", "/migrate/abort") => change(ctl.abort_migration()),
-        // Planning takes a while at scale: off the async workers.
-        ("GET", "/placement") => reply(200, json(&blocking(|| ctl.placement_round(false)))),
-        ("POST", "/placement/run") => reply(200, json(&blocking(|| ctl.placement_round(true)))),
-        ("GET", "/placement/snapshot") => {
-            let vm = query.split('&').find_map(|kv| kv.strip_prefix("vm="));
-            reply(200, json(&blocking(|| ctl.placement_snapshot(vm))))
-        }
-        ("GET", "/placement/moves") => reply(200, ctl.placement_moves()),
-        _ => reply(
-            404,
-            serde_json::json!({ "error": format!("no such endpoint: {method} {path}") }),
-        ),
+/// Runs `f`, which may take a while, off the runtime's workers.
+async fn blocking<T>(f: impl FnOnce() -> T + Send + 'static) -> Reply
+where
+    T: serde::Serialize + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => ok(&value),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
-/// Serves the API forever.
-pub async fn serve(listener: TcpListener, ctl: Arc<Controller>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let ctl = ctl.clone();
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            if reader.read_line(&mut line).await.is_err() {
-                return;
-            }
-            let mut parts = line.split_whitespace();
-            let (method, target) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("/").to_string(),
-            );
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).await.unwrap_or(0) <= 2 {
-                    break;
-                }
-                if let Some((k, v)) = h.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let response = if length > MAX_BODY {
-                reply(413, serde_json::json!({ "error": "body too large" }))
-            } else {
-                let mut body = vec![0u8; length];
-                if reader.read_exact(&mut body).await.is_err() {
-                    return;
-                }
-                route(&ctl, &method, &target, &body)
-            };
-            let text = serde_json::to_string_pretty(&response.body).unwrap_or_default();
-            let head = format!(
-                "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                response.status,
-                if response.status < 400 { "OK" } else { "Error" },
-                text.len() + 1
-            );
-            let mut stream = reader.into_inner();
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(text.as_bytes()).await;
-            let _ = stream.write_all(b"\n").await;
-        });
+async fn status(State(ctl): Ctl) -> Reply {
+    reply(StatusCode::OK, ctl.status())
+}
+
+async fn policy(
+    State(ctl): Ctl,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Reply, Reply> {
+    let name = param(&query, "name").unwrap_or("policy");
+    let text: String = parse(&body, "the policy must be a JSON string")?;
+    Ok(change(ctl.apply_policy(&text, name)))
+}
+
+async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
+    match ctl.vm(&name) {
+        Some(vm) => ok(&vm),
+        None => error(StatusCode::NOT_FOUND, format!("no VM `{name}`")),
     }
 }
 
-/// A blocking request to the API, for the CLI: returns status and JSON body.
+async fn add_vm(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    Ok(change(ctl.add_vm(parse::<Vm>(&body, "bad VM")?)))
+}
+
+async fn remove_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
+    change(ctl.remove_vm(&name))
+}
+
+async fn add_host(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    Ok(change(ctl.add_host(parse::<Host>(&body, "bad host")?)))
+}
+
+async fn remove_host(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
+    change(ctl.remove_host(&name))
+}
+
+async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    let v: serde_json::Value = parse(&body, "bad request")?;
+    Ok(
+        match (
+            v["vm"].as_str(),
+            v["to_host"].as_str(),
+            v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
+        ) {
+            (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
+            _ => error(StatusCode::BAD_REQUEST, "need vm, to_host and to_port"),
+        },
+    )
+}
+
+async fn arrived(State(ctl): Ctl) -> Reply {
+    change(ctl.arrived(None, "hypervisor"))
+}
+
+async fn abort(State(ctl): Ctl) -> Reply {
+    change(ctl.abort_migration())
+}
+
+// Planning takes a while at scale: off the async workers.
+async fn placement(State(ctl): Ctl) -> Reply {
+    blocking(move || ctl.placement_round(false)).await
+}
+
+async fn placement_run(State(ctl): Ctl) -> Reply {
+    blocking(move || ctl.placement_round(true)).await
+}
+
+async fn placement_snapshot(State(ctl): Ctl, RawQuery(query): RawQuery) -> Reply {
+    let vm = param(&query, "vm").map(str::to_string);
+    blocking(move || ctl.placement_snapshot(vm.as_deref())).await
+}
+
+async fn placement_moves(State(ctl): Ctl) -> Reply {
+    reply(StatusCode::OK, ctl.placement_moves())
+}
+
+async fn no_such_endpoint(method: Method, uri: axum::http::Uri) -> Reply {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+/// Refuses a request that may change state unless it is labelled JSON: a
+/// browser sends that label cross-origin only after asking, and we never say yes.
+async fn require_json(request: Request, next: Next) -> Response {
+    let read_only = matches!(*request.method(), Method::GET | Method::HEAD);
+    let json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if read_only || json {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{} needs Content-Type: application/json", request.method()),
+        )
+        .into_response()
+    }
+}
+
+/// The API's routes over `ctl`.
+pub fn router(ctl: Arc<Controller>) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/policy", post(policy))
+        .route("/vm", post(add_vm))
+        .route("/vm/{*name}", get(show_vm).delete(remove_vm))
+        .route("/host", post(add_host))
+        .route("/host/{*name}", axum::routing::delete(remove_host))
+        .route("/migrate", post(migrate))
+        .route("/migrate/arrived", post(arrived))
+        .route("/migrate/abort", post(abort))
+        .route("/placement", get(placement))
+        .route("/placement/run", post(placement_run))
+        .route("/placement/snapshot", get(placement_snapshot))
+        .route("/placement/moves", get(placement_moves))
+        .fallback(no_such_endpoint)
+        .method_not_allowed_fallback(no_such_endpoint)
+        .layer(middleware::from_fn(require_json))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ctl)
+}
+
+/// Serves the API on `listener` forever, within [`LIMITS`].
+pub async fn serve(listener: impl Listener, ctl: Arc<Controller>) {
+    serve_within(listener, ctl, LIMITS).await
+}
+
+/// Serves the API on `listener` forever, within `limits`.
+pub async fn serve_within(listener: impl Listener, ctl: Arc<Controller>, limits: Limits) {
+    let service = hyper_util::service::TowerToHyperService::new(router(ctl));
+    bounded_http::serve(listener, service, limits).await
+}
+
+/// A blocking request to the API, for the CLI: returns status and JSON body
+/// (`null` when the body is not JSON).
 pub fn request(
     api: SocketAddr,
     method: &str,
     target: &str,
     body: &[u8],
-) -> std::io::Result<(u16, serde_json::Value)> {
-    let mut s = std::net::TcpStream::connect_timeout(&api, std::time::Duration::from_secs(5))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: scc\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
-    s.write_all(body)?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    Ok((status, json))
+) -> Result<(u16, serde_json::Value), bounded_http::ClientError> {
+    use bounded_http::client;
+    let answer = client::blocking(client::request(api, method, target, body, CLIENT_TIMEOUT))?;
+    let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+    Ok((answer.status, json))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,18 +1,90 @@
-//! The Prometheus text endpoint of `scd` (`GET /metrics` on a local address).
+//! The Prometheus endpoint of `scd` (`GET /metrics` on a local address).
 //!
-//! This module owns rendering the switch's counters (ports, malformed frames, ARP,
-//! cache, per-table and per-flow counters) in the Prometheus text format, and a
-//! minimal blocking HTTP server for it on its own thread. It reads the fast path's
-//! counters without locks and asks the switch thread for table counters through the
-//! handle; it never changes anything.
+//! This module owns what the switch's counters are called and labelled (ports,
+//! malformed frames, ARP, cache, tunnels, per-table and per-flow counters), written
+//! in the OpenMetrics text format by `prometheus-client`, and the endpoint's server
+//! (`bounded_http`, on a thread and a current-thread runtime of its own, never the
+//! forwarding thread). It reads the fast path's counters without locks and asks the
+//! switch thread for table counters through the handle; it never changes anything.
 
 use crate::switch::SwitchHandle;
+use bounded_http::Limits;
+use bytes::Bytes;
 use dataplane_core::pipeline::TableStats;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
 use openflow::text::format_match;
-use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
+/// What the metrics listener tolerates: 16 scrapers at once, 8 KiB of request
+/// line and headers within 5 s, the whole exchange within 30 s. Requests carry
+/// no body worth reading.
+pub const LIMITS: Limits = Limits {
+    max_connections: 16,
+    max_head_bytes: 8 << 10,
+    header_timeout: Duration::from_secs(5),
+    exchange_timeout: Duration::from_secs(30),
+};
+
+/// The media type of what [`render`] writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label names and values of one sample, in the order they are written.
+type Labels = Vec<(&'static str, String)>;
+
+/// A label value as the text format wants it (prometheus-client writes values
+/// as given).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `base` followed by `extra`.
+fn with(base: &Labels, extra: &[(&'static str, String)]) -> Labels {
+    base.iter().chain(extra).cloned().collect()
+}
+
+/// Writes one counter family (`name` without its `_total`).
+fn counters(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels, u64)>,
+) -> fmt::Result {
+    let mut family = out.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// Writes one gauge family.
+fn gauges<V: EncodeGaugeValue>(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels, V)>,
+) -> fmt::Result {
+    let mut family = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One flow entry's counters, as read on the switch thread.
 struct FlowRow {
     table: u8,
     priority: u16,
@@ -22,345 +94,413 @@ struct FlowRow {
     bytes: u64,
 }
 
-fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"")
+/// The switch's counters, read at every scrape.
+#[derive(Debug)]
+struct SwitchMetrics {
+    handle: SwitchHandle,
+    host: String,
 }
 
-/// Renders every metric of the switch.
-pub fn render(handle: &SwitchHandle, host: &str) -> String {
-    let shared = &handle.shared;
-    let mut out = String::with_capacity(4096);
-    let dp = format!("{:016x}", shared.datapath_id);
-    let host = label(host);
-    let mut family = |name: &str, help: &str, kind: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
-        "scd_port_packets_total",
-        "Frames through a port.",
-        "counter",
-    );
-    family("scd_port_bytes_total", "Bytes through a port.", "counter");
-    family(
-        "scd_port_dropped_total",
-        "Frames a port could not send.",
-        "counter",
-    );
-    let _ = &mut family;
-    for p in &shared.ports {
-        let c = &p.counters;
-        let l = format!(
-            "host=\"{host}\",dpid=\"{dp}\",port=\"{}\",name=\"{}\"",
-            p.number,
-            label(&p.name)
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_packets_total{{{l},dir=\"rx\"}} {}",
-            c.rx_packets.get()
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_packets_total{{{l},dir=\"tx\"}} {}",
-            c.tx_packets.get()
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_bytes_total{{{l},dir=\"rx\"}} {}",
-            c.rx_bytes.get()
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_bytes_total{{{l},dir=\"tx\"}} {}",
-            c.tx_bytes.get()
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_dropped_total{{{l},dir=\"tx\"}} {}",
-            c.tx_dropped.get()
-        );
-        let _ = writeln!(
-            out,
-            "scd_port_errors_total{{{l},dir=\"rx\"}} {}",
-            c.rx_errors.get()
-        );
+impl SwitchMetrics {
+    /// The labels of every sample: host and datapath id.
+    fn base(&self) -> Labels {
+        vec![
+            ("host", label(&self.host)),
+            ("dpid", format!("{:016x}", self.handle.shared.datapath_id)),
+        ]
     }
-    let c = &shared.counters;
-    let base = format!("host=\"{host}\",dpid=\"{dp}\"");
-    let _ = writeln!(out, "# HELP scd_malformed_total Frames dropped because their headers were malformed.\n# TYPE scd_malformed_total counter");
-    for (reason, v) in [
-        ("truncated", c.malformed_truncated.get()),
-        ("bad_length", c.malformed_bad_length.get()),
-        ("bad_version", c.malformed_bad_version.get()),
-    ] {
-        let _ = writeln!(out, "scd_malformed_total{{{base},reason=\"{reason}\"}} {v}");
-    }
-    for (name, help, v) in [
-        (
-            "scd_arp_replies_total",
-            "ARP requests answered by the anycast gateway.",
-            c.arp_replies.get(),
-        ),
-        (
-            "scd_no_output_total",
-            "Frames that matched no flow or a flow without outputs.",
-            c.no_output.get(),
-        ),
-        (
-            "scd_ttl_expired_total",
-            "Frames dropped by dec_ttl.",
-            c.ttl_expired.get(),
-        ),
-        (
-            "scd_packet_in_queued_total",
-            "Frames for the controller handed to the OpenFlow channel.",
-            c.packet_in_queued.get(),
-        ),
-        (
-            "scd_packet_in_dropped_total",
-            "Frames for the controller dropped (channel queue full or no channel).",
-            c.packet_in_dropped.get(),
-        ),
-        (
-            "scd_openflow_messages_total",
-            "OpenFlow messages received.",
-            shared
-                .channel
-                .messages_in
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "scd_openflow_errors_sent_total",
-            "OpenFlow error replies sent.",
-            shared
-                .channel
-                .errors_sent
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "scd_openflow_flow_mods_total",
-            "OpenFlow flow-mods applied or refused by the tables.",
-            shared
-                .channel
-                .flow_mods
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "scd_openflow_packet_ins_total",
-            "OpenFlow packet-in messages sent (one per connection).",
-            shared
-                .channel
-                .packet_ins_sent
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "scd_openflow_packet_outs_total",
-            "OpenFlow packet-outs executed.",
-            shared
-                .channel
-                .packet_outs
-                .load(std::sync::atomic::Ordering::Relaxed),
-        ),
-        (
-            "scd_to_controller_total",
-            "Frames sent to the controller.",
-            c.to_controller.get(),
-        ),
-        (
-            "scd_bad_port_total",
-            "Outputs to ports that do not exist.",
-            c.bad_port.get(),
-        ),
-        (
-            "scd_cache_hits_total",
-            "Exact-match cache hits.",
-            c.cache_hits.get(),
-        ),
-        (
-            "scd_cache_misses_total",
-            "Exact-match cache misses.",
-            c.cache_misses.get(),
-        ),
-        (
-            "scd_tunnel_invalid_total",
-            "Datagrams that are not WireGuard for any peer.",
-            c.tunnel_invalid.get(),
-        ),
-        (
-            "scd_tunnel_replayed_total",
-            "Replayed WireGuard data packets.",
-            c.tunnel_replayed.get(),
-        ),
-        (
-            "scd_tunnel_spoofed_total",
-            "Decrypted packets from a source not routed to their peer.",
-            c.tunnel_spoofed.get(),
-        ),
-        (
-            "scd_tunnel_not_ip_total",
-            "Decrypted payloads that are not IP.",
-            c.tunnel_not_ip.get(),
-        ),
-        (
-            "scd_tunnel_non_ip_dropped_total",
-            "Non-IP frames sent to a tunnel.",
-            c.tunnel_non_ip_dropped.get(),
-        ),
-        (
-            "scd_tunnel_no_endpoint_total",
-            "Frames for a peer without an endpoint.",
-            c.tunnel_no_endpoint.get(),
-        ),
-        (
-            "scd_tunnel_handshaking_total",
-            "Frames held for a handshake.",
-            c.tunnel_handshaking.get(),
-        ),
-        (
-            "scd_tunnel_send_errors_total",
-            "Encrypted datagrams the kernel refused to send.",
-            c.tunnel_send_errors.get(),
-        ),
-        (
-            "scd_tunnel_too_big_total",
-            "Packets over the tunnel MTU.",
-            c.tunnel_too_big.get(),
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{base}}} {v}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP scd_openflow_connections OpenFlow connections open now.\n# TYPE scd_openflow_connections gauge\nscd_openflow_connections{{{base}}} {}",
-        shared
-            .channel
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
-    );
-    if let Ok(peers) = shared.tunnels.lock() {
-        let _ = writeln!(out, "# HELP scd_tunnel_handshake_age_seconds Seconds since the last WireGuard handshake with a peer (absent: never).\n# TYPE scd_tunnel_handshake_age_seconds gauge");
-        let _ = writeln!(out, "# HELP scd_tunnel_handshake_rtt_seconds Round trip of the last handshake this switch initiated with a peer, millisecond resolution (absent: none yet).\n# TYPE scd_tunnel_handshake_rtt_seconds gauge");
-        for p in peers.iter() {
-            let l = format!(
-                "{base},port=\"{}\",peer=\"{}\",endpoint=\"{}\"",
-                p.port,
-                label(&p.name),
-                p.endpoint.map(|e| e.to_string()).unwrap_or_default()
-            );
-            if let Some(age) = p.since_handshake {
-                let _ = writeln!(
-                    out,
-                    "scd_tunnel_handshake_age_seconds{{{l}}} {}",
-                    age.as_secs()
+
+    fn ports(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let ports: Vec<_> = self
+            .handle
+            .shared
+            .ports
+            .iter()
+            .map(|p| {
+                let labels = with(
+                    &self.base(),
+                    &[("port", p.number.to_string()), ("name", label(&p.name))],
                 );
-            }
-            if let Some(rtt) = p.handshake_rtt {
-                let _ = writeln!(
-                    out,
-                    "scd_tunnel_handshake_rtt_seconds{{{l}}} {:.3}",
-                    rtt.as_secs_f64()
-                );
-            }
-            let _ = writeln!(
-                out,
-                "scd_tunnel_session_bytes_total{{{l},dir=\"tx\"}} {}",
-                p.tx_bytes
-            );
-            let _ = writeln!(
-                out,
-                "scd_tunnel_session_bytes_total{{{l},dir=\"rx\"}} {}",
-                p.rx_bytes
-            );
-        }
-    }
-    let tables = handle.call(|p, _| {
-        let stats: Vec<(u8, TableStats, usize)> = (0..p.n_tables())
-            .filter_map(|t| p.table_stats(t).map(|s| (t, s, p.entries(t).count())))
-            .collect();
-        let flows: Vec<FlowRow> = (0..p.n_tables())
-            .flat_map(|t| p.entries(t).collect::<Vec<_>>())
-            .map(|e| FlowRow {
-                table: e.spec.table_id,
-                priority: e.spec.priority,
-                cookie: e.spec.cookie,
-                matcher: format_match(&e.spec.matcher),
-                packets: e.packets,
-                bytes: e.bytes,
+                (labels, &p.counters)
             })
             .collect();
-        (stats, flows)
-    });
-    if let Ok((stats, flows)) = tables {
-        let _ = writeln!(out, "# HELP scd_table_lookups_total Packets looked up in a table.\n# TYPE scd_table_lookups_total counter");
-        for (t, s, _) in &stats {
-            let _ = writeln!(
-                out,
-                "scd_table_lookups_total{{{base},table=\"{t}\"}} {}",
-                s.lookups
-            );
-            let _ = writeln!(
-                out,
-                "scd_table_matched_total{{{base},table=\"{t}\"}} {}",
-                s.matched
-            );
-        }
-        let _ = writeln!(
+        let dir = |labels: &Labels, dir: &str| with(labels, &[("dir", dir.to_string())]);
+        let both = |rx: fn(&crate::switch::PortCounters) -> u64,
+                    tx: fn(&crate::switch::PortCounters) -> u64| {
+            ports
+                .iter()
+                .flat_map(move |(l, c)| [(dir(l, "rx"), rx(c)), (dir(l, "tx"), tx(c))])
+        };
+        counters(
             out,
-            "# HELP scd_table_flows Flow entries in a table.\n# TYPE scd_table_flows gauge"
-        );
-        for (t, _, n) in &stats {
-            let _ = writeln!(out, "scd_table_flows{{{base},table=\"{t}\"}} {n}");
+            "scd_port_packets",
+            "Frames through a port.",
+            both(|c| c.rx_packets.get(), |c| c.tx_packets.get()),
+        )?;
+        counters(
+            out,
+            "scd_port_bytes",
+            "Bytes through a port.",
+            both(|c| c.rx_bytes.get(), |c| c.tx_bytes.get()),
+        )?;
+        counters(
+            out,
+            "scd_port_dropped",
+            "Frames a port could not send.",
+            ports
+                .iter()
+                .map(|(l, c)| (dir(l, "tx"), c.tx_dropped.get())),
+        )?;
+        counters(
+            out,
+            "scd_port_errors",
+            "Frames a port failed to receive.",
+            ports.iter().map(|(l, c)| (dir(l, "rx"), c.rx_errors.get())),
+        )
+    }
+
+    fn switch_counters(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let shared = &self.handle.shared;
+        let (c, of) = (&shared.counters, &shared.channel);
+        let base = self.base();
+        counters(
+            out,
+            "scd_malformed",
+            "Frames dropped because their headers were malformed.",
+            [
+                ("truncated", c.malformed_truncated.get()),
+                ("bad_length", c.malformed_bad_length.get()),
+                ("bad_version", c.malformed_bad_version.get()),
+            ]
+            .map(|(reason, v)| (with(&base, &[("reason", reason.to_string())]), v)),
+        )?;
+        for (name, help, value) in [
+            (
+                "scd_arp_replies",
+                "ARP requests answered by the anycast gateway.",
+                c.arp_replies.get(),
+            ),
+            (
+                "scd_no_output",
+                "Frames that matched no flow or a flow without outputs.",
+                c.no_output.get(),
+            ),
+            (
+                "scd_ttl_expired",
+                "Frames dropped by dec_ttl.",
+                c.ttl_expired.get(),
+            ),
+            (
+                "scd_packet_in_queued",
+                "Frames for the controller handed to the OpenFlow channel.",
+                c.packet_in_queued.get(),
+            ),
+            (
+                "scd_packet_in_dropped",
+                "Frames for the controller dropped (channel queue full or no channel).",
+                c.packet_in_dropped.get(),
+            ),
+            (
+                "scd_openflow_messages",
+                "OpenFlow messages received.",
+                of.messages_in.load(Relaxed),
+            ),
+            (
+                "scd_openflow_errors_sent",
+                "OpenFlow error replies sent.",
+                of.errors_sent.load(Relaxed),
+            ),
+            (
+                "scd_openflow_flow_mods",
+                "OpenFlow flow-mods applied or refused by the tables.",
+                of.flow_mods.load(Relaxed),
+            ),
+            (
+                "scd_openflow_packet_ins",
+                "OpenFlow packet-in messages sent (one per connection).",
+                of.packet_ins_sent.load(Relaxed),
+            ),
+            (
+                "scd_openflow_packet_outs",
+                "OpenFlow packet-outs executed.",
+                of.packet_outs.load(Relaxed),
+            ),
+            (
+                "scd_to_controller",
+                "Frames sent to the controller.",
+                c.to_controller.get(),
+            ),
+            (
+                "scd_bad_port",
+                "Outputs to ports that do not exist.",
+                c.bad_port.get(),
+            ),
+            (
+                "scd_cache_hits",
+                "Exact-match cache hits.",
+                c.cache_hits.get(),
+            ),
+            (
+                "scd_cache_misses",
+                "Exact-match cache misses.",
+                c.cache_misses.get(),
+            ),
+            (
+                "scd_tunnel_invalid",
+                "Datagrams that are not WireGuard for any peer.",
+                c.tunnel_invalid.get(),
+            ),
+            (
+                "scd_tunnel_replayed",
+                "Replayed WireGuard data packets.",
+                c.tunnel_replayed.get(),
+            ),
+            (
+                "scd_tunnel_spoofed",
+                "Decrypted packets from a source not routed to their peer.",
+                c.tunnel_spoofed.get(),
+            ),
+            (
+                "scd_tunnel_not_ip",
+                "Decrypted payloads that are not IP.",
+                c.tunnel_not_ip.get(),
+            ),
+            (
+                "scd_tunnel_non_ip_dropped",
+                "Non-IP frames sent to a tunnel.",
+                c.tunnel_non_ip_dropped.get(),
+            ),
+            (
+                "scd_tunnel_no_endpoint",
+                "Frames for a peer without an endpoint.",
+                c.tunnel_no_endpoint.get(),
+            ),
+            (
+                "scd_tunnel_handshaking",
+                "Frames held for a handshake.",
+                c.tunnel_handshaking.get(),
+            ),
+            (
+                "scd_tunnel_send_errors",
+                "Encrypted datagrams the kernel refused to send.",
+                c.tunnel_send_errors.get(),
+            ),
+            (
+                "scd_tunnel_too_big",
+                "Packets over the tunnel MTU.",
+                c.tunnel_too_big.get(),
+            ),
+        ] {
+            counters(out, name, help, [(base.clone(), value)])?;
         }
-        let _ = writeln!(out, "# HELP scd_flow_packets_total Packets that hit a flow.\n# TYPE scd_flow_packets_total counter");
-        for f in &flows {
-            let l = format!(
-                "{base},table=\"{}\",priority=\"{}\",cookie=\"{:#x}\",match=\"{}\"",
-                f.table,
-                f.priority,
-                f.cookie,
-                label(&f.matcher)
-            );
-            let _ = writeln!(out, "scd_flow_packets_total{{{l}}} {}", f.packets);
-            let _ = writeln!(out, "scd_flow_bytes_total{{{l}}} {}", f.bytes);
-        }
+        gauges(
+            out,
+            "scd_openflow_connections",
+            "OpenFlow connections open now.",
+            [(base, of.connections.load(Relaxed))],
+        )
+    }
+
+    fn tunnels(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let Ok(peers) = self.handle.shared.tunnels.lock() else {
+            return Ok(());
+        };
+        let peers: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                let labels = with(
+                    &self.base(),
+                    &[
+                        ("port", p.port.to_string()),
+                        ("peer", label(&p.name)),
+                        (
+                            "endpoint",
+                            p.endpoint.map(|e| e.to_string()).unwrap_or_default(),
+                        ),
+                    ],
+                );
+                (labels, p)
+            })
+            .collect();
+        gauges(
+            out,
+            "scd_tunnel_handshake_age_seconds",
+            "Seconds since the last WireGuard handshake with a peer (absent: never).",
+            peers
+                .iter()
+                .filter_map(|(l, p)| Some((l.clone(), p.since_handshake?.as_secs()))),
+        )?;
+        gauges(
+            out,
+            "scd_tunnel_handshake_rtt_seconds",
+            "Round trip of the last handshake this switch initiated with a peer, \
+             millisecond resolution (absent: none yet).",
+            peers.iter().filter_map(|(l, p)| {
+                let ms = u32::try_from(p.handshake_rtt?.as_millis()).unwrap_or(u32::MAX);
+                Some((l.clone(), f64::from(ms) / 1000.0))
+            }),
+        )?;
+        counters(
+            out,
+            "scd_tunnel_session_bytes",
+            "Bytes through a tunnel peer's current sessions.",
+            peers.iter().flat_map(|(l, p)| {
+                [
+                    (with(l, &[("dir", "tx".to_string())]), p.tx_bytes),
+                    (with(l, &[("dir", "rx".to_string())]), p.rx_bytes),
+                ]
+            }),
+        )
+    }
+
+    fn tables(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let read = self.handle.call(|p, _| {
+            let stats: Vec<(u8, TableStats, usize)> = (0..p.n_tables())
+                .filter_map(|t| p.table_stats(t).map(|s| (t, s, p.entries(t).count())))
+                .collect();
+            let flows: Vec<FlowRow> = (0..p.n_tables())
+                .flat_map(|t| p.entries(t).collect::<Vec<_>>())
+                .map(|e| FlowRow {
+                    table: e.spec.table_id,
+                    priority: e.spec.priority,
+                    cookie: e.spec.cookie,
+                    matcher: format_match(&e.spec.matcher),
+                    packets: e.packets,
+                    bytes: e.bytes,
+                })
+                .collect();
+            (stats, flows)
+        });
+        // The switch thread has stopped: no table to report.
+        let Ok((stats, flows)) = read else {
+            return Ok(());
+        };
+        let base = self.base();
+        let table = |t: &u8| with(&base, &[("table", t.to_string())]);
+        counters(
+            out,
+            "scd_table_lookups",
+            "Packets looked up in a table.",
+            stats.iter().map(|(t, s, _)| (table(t), s.lookups)),
+        )?;
+        counters(
+            out,
+            "scd_table_matched",
+            "Packets that matched a flow of a table.",
+            stats.iter().map(|(t, s, _)| (table(t), s.matched)),
+        )?;
+        gauges(
+            out,
+            "scd_table_flows",
+            "Flow entries in a table.",
+            stats.iter().map(|(t, _, n)| (table(t), *n as u64)),
+        )?;
+        let flow = |f: &FlowRow| {
+            with(
+                &table(&f.table),
+                &[
+                    ("priority", f.priority.to_string()),
+                    ("cookie", format!("{:#x}", f.cookie)),
+                    ("match", label(&f.matcher)),
+                ],
+            )
+        };
+        counters(
+            out,
+            "scd_flow_packets",
+            "Packets that hit a flow.",
+            flows.iter().map(|f| (flow(f), f.packets)),
+        )?;
+        counters(
+            out,
+            "scd_flow_bytes",
+            "Bytes that hit a flow.",
+            flows.iter().map(|f| (flow(f), f.bytes)),
+        )
+    }
+}
+
+impl Collector for SwitchMetrics {
+    fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
+        self.ports(&mut out)?;
+        self.switch_counters(&mut out)?;
+        self.tunnels(&mut out)?;
+        self.tables(&mut out)
+    }
+}
+
+/// Renders every metric of the switch (OpenMetrics text). Waits for the switch
+/// thread to read its tables: call it off any async worker.
+pub fn render(handle: &SwitchHandle, host: &str) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SwitchMetrics {
+        handle: handle.clone(),
+        host: host.to_string(),
+    }));
+    let mut out = String::with_capacity(4096);
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!("rendering metrics: {e}");
     }
     out
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread.
+/// Answers one request: the metrics for `GET /metrics`, 404 otherwise.
+async fn answer(
+    request: Request<Incoming>,
+    handle: SwitchHandle,
+    host: String,
+) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+    if request.method() != Method::GET || request.uri().path() != "/metrics" {
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Full::new(Bytes::from_static(b"try GET /metrics\n")));
+    }
+    // The switch thread answers between batches of frames: wait for it on a
+    // blocking thread, not on the task that serves the other scrapers.
+    match tokio::task::spawn_blocking(move || render(&handle, &host)).await {
+        Ok(text) => Response::builder()
+            .header(header::CONTENT_TYPE, OPENMETRICS)
+            .body(Full::new(Bytes::from(text))),
+        Err(e) => Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from(format!("rendering failed: {e}\n")))),
+    }
+}
+
+/// Serves `GET /metrics` on `addr` from a thread of its own, within [`LIMITS`].
 pub fn serve(addr: SocketAddr, handle: SwitchHandle, host: String) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    serve_within(addr, handle, host, LIMITS)
+}
+
+fn serve_within(
+    addr: SocketAddr,
+    handle: SwitchHandle,
+    host: String,
+    limits: Limits,
+) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .thread_name("metrics-render")
+        .build()?;
+    let service =
+        hyper::service::service_fn(move |request| answer(request, handle.clone(), host.clone()));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-                let mut request_line = String::new();
-                let mut reader = BufReader::new(&stream);
-                if reader.read_line(&mut request_line).is_err() {
-                    continue;
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => bounded_http::serve(listener, service, limits).await,
+                    Err(e) => tracing::error!("metrics listener: {e}"),
                 }
-                // Drain the headers so the client sees a clean response.
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
-                }
-                let (status, body) = if request_line.starts_with("GET /metrics") {
-                    ("200 OK", render(&handle, &host))
-                } else {
-                    ("404 Not Found", "try GET /metrics\n".to_string())
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
+            })
         })?;
     Ok(bound)
 }
+
+#[cfg(test)]
+mod tests;

@@ -81,40 +81,34 @@ impl Command for Raw {
     }
 }
 
-/// `query-status`: is the guest running?
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct QueryStatus;
-command!(QueryStatus, "query-status", StatusInfo);
+/// Commands without arguments: one unit struct each.
+macro_rules! commands_without_arguments {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal -> $resp:ty;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug, Clone, Copy, Serialize)]
+            pub struct $ty;
+            command!($ty, $name, $resp);
+        )*
+    };
+}
 
-/// `query-migrate`: the state and figures of the current/last migration.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct QueryMigrate;
-command!(QueryMigrate, "query-migrate", MigrationInfo);
-
-/// `cont`: resume the guest's vCPUs.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Cont;
-command!(Cont, "cont", Empty);
-
-/// `stop`: pause the guest's vCPUs.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Stop;
-command!(Stop, "stop", Empty);
-
-/// `quit`: make QEMU exit (the connection closes right after the reply).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Quit;
-command!(Quit, "quit", Empty);
-
-/// `system_powerdown`: ask the guest to power off (ACPI).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct SystemPowerdown;
-command!(SystemPowerdown, "system_powerdown", Empty);
-
-/// `migrate_cancel`: abort the outgoing migration.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct MigrateCancel;
-command!(MigrateCancel, "migrate_cancel", Empty);
+commands_without_arguments! {
+    /// `query-status`: is the guest running?
+    QueryStatus = "query-status" -> StatusInfo;
+    /// `query-migrate`: the state and figures of the current/last migration.
+    QueryMigrate = "query-migrate" -> MigrationInfo;
+    /// `cont`: resume the guest's vCPUs.
+    Cont = "cont" -> Empty;
+    /// `stop`: pause the guest's vCPUs.
+    Stop = "stop" -> Empty;
+    /// `quit`: make QEMU exit (the connection closes right after the reply).
+    Quit = "quit" -> Empty;
+    /// `system_powerdown`: ask the guest to power off (ACPI).
+    SystemPowerdown = "system_powerdown" -> Empty;
+    /// `migrate_cancel`: abort the outgoing migration.
+    MigrateCancel = "migrate_cancel" -> Empty;
+}
 
 /// `migrate`: start an outgoing migration to `uri` (e.g. `tcp:100.64.0.2:4444`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -84,6 +84,18 @@ impl FakeQmp {
         FakeQmp { path, log, task }
     }
 
+    /// A server that answers `{}` to everything but `command`, on which it
+    /// closes the connection (QEMU quitting, or crashing mid-migration).
+    pub fn closing_on(command: &'static str) -> FakeQmp {
+        FakeQmp::start(move |cmd, _| {
+            if cmd == command {
+                vec![Out::Close]
+            } else {
+                vec![Out::ret(json!({}))]
+            }
+        })
+    }
+
     /// The socket path to connect to.
     pub fn path(&self) -> &Path {
         &self.path

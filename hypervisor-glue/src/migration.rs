@@ -624,10 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_connection_is_a_qmp_error() {
-        let fake = FakeQmp::start(|cmd, _| match cmd {
-            "query-migrate" => vec![Out::Close],
-            _ => vec![Out::ret(json!({}))],
-        });
+        let fake = FakeQmp::closing_on("query-migrate");
         let client = QmpClient::connect(fake.path(), T).await.unwrap();
         let err = migrate(&client, "tcp:1.2.3.4:1", &fast_opts())
             .await

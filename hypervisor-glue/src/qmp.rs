@@ -677,10 +677,7 @@ mod tests {
 
     #[tokio::test]
     async fn disconnect_fails_pending_and_later_commands() {
-        let fake = FakeQmp::start(|cmd, _| match cmd {
-            "quit" => vec![Out::Close],
-            _ => vec![Out::ret(json!({}))],
-        });
+        let fake = FakeQmp::closing_on("quit");
         let client = QmpClient::connect(fake.path(), T).await.unwrap();
         let err = client.execute_raw("quit", None).await.unwrap_err();
         assert!(matches!(err, QmpError::Disconnected(_)), "{err}");

@@ -6,6 +6,8 @@
 //! never use the network: no NIC, and the migration goes over a Unix socket.
 //! Without QEMU or the guest it says so loudly, and fails when CI=true.
 
+use bounded_http::fake::Fake;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -23,6 +25,13 @@ fn ok(out: Output, what: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Runs `scvm ARGS…`, which must succeed; its stdout.
+fn scvm_ok<const N: usize>(args: [&OsStr; N]) -> String {
+    let out = scvm().args(args).output().expect("run scvm");
+    let what = args.map(OsStr::to_string_lossy).join(" ");
+    ok(out, &what)
 }
 
 fn guest_files() -> Option<(PathBuf, PathBuf)> {
@@ -111,17 +120,9 @@ fn scvm_starts_migrates_reports_and_stops() {
     let mig = s.dir.join("mig.sock");
     let mig_uri = format!("unix:{}", mig.display());
 
-    let status = ok(scvm().arg("status").arg(&dst).output().unwrap(), "status");
+    let status = scvm_ok(["status".as_ref(), dst.as_os_str()]);
     assert!(status.contains("Inmigrate"), "{status}");
-    let out = ok(
-        scvm()
-            .arg("incoming")
-            .arg(&dst)
-            .arg(&mig_uri)
-            .output()
-            .unwrap(),
-        "incoming",
-    );
+    let out = scvm_ok(["incoming".as_ref(), dst.as_os_str(), mig_uri.as_ref()]);
     assert!(out.contains("listening"), "{out}");
 
     // Watch the destination's events while the guest migrates to it (a QMP
@@ -137,33 +138,20 @@ fn scvm_starts_migrates_reports_and_stops() {
 
     // A stand-in for scc's API: `--scc-api` must tell it of the arrival once the
     // migration completed.
-    let api = std::net::TcpListener::bind("127.0.0.1:0").expect("fake scc API");
-    let api_addr = api.local_addr().expect("addr").to_string();
-    let fake_scc = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut c, _) = api.accept().expect("scvm calls the API");
-        let (mut got, mut buf) = (Vec::new(), [0u8; 1024]);
-        while !got.ends_with(b"\r\n\r\n") {
-            match c.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-        let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}");
-        String::from_utf8_lossy(&got).into_owned()
-    });
+    let mut scc = Fake::start(200, "{\"ok\":true}").expect("fake scc API");
     let migrated = scvm()
         .args(["migrate", "--json", "--downtime-ms", "100", "--from"])
         .arg(&src)
-        .args(["--to-uri", &mig_uri, "--scc-api", &api_addr])
+        .args(["--to-uri", &mig_uri, "--scc-api", &scc.addr.to_string()])
         .output()
         .unwrap();
     let told = String::from_utf8_lossy(&migrated.stderr).into_owned();
     let report = ok(migrated, "migrate");
-    let request = fake_scc.join().expect("fake scc API");
-    assert!(
-        request.starts_with("POST /migrate/arrived HTTP/1.1\r\n"),
-        "{request}"
+    let asked = scc.asked.try_recv().expect("scvm calls the API");
+    assert_eq!(
+        (asked.method.as_str(), asked.target.as_str()),
+        ("POST", "/migrate/arrived"),
+        "{asked:?}"
     );
     assert!(told.contains("scc told of the arrival"), "{told}");
     let v: serde_json::Value = serde_json::from_str(&report).expect("JSON report");
@@ -177,22 +165,14 @@ fn scvm_starts_migrates_reports_and_stops() {
     let ev = ok(events.wait_with_output().unwrap(), "events");
     assert!(ev.contains("\"RESUME\""), "{ev}");
 
-    let st = ok(scvm().arg("status").arg(&src).output().unwrap(), "status");
+    let st = scvm_ok(["status".as_ref(), src.as_os_str()]);
     assert!(
         st.contains("Postmigrate") && st.contains("migration completed"),
         "{st}"
     );
-    let st = ok(scvm().arg("status").arg(&dst).output().unwrap(), "status");
+    let st = scvm_ok(["status".as_ref(), dst.as_os_str()]);
     assert!(st.contains("running true"), "{st}");
-    let name = ok(
-        scvm()
-            .arg("qmp")
-            .arg(&dst)
-            .arg("query-name")
-            .output()
-            .unwrap(),
-        "qmp",
-    );
+    let name = scvm_ok(["qmp".as_ref(), dst.as_os_str(), "query-name".as_ref()]);
     assert!(name.contains("\"dst\""), "{name}");
 
     // Errors are clear: an unknown command names QEMU's error class.
@@ -209,14 +189,8 @@ fn scvm_starts_migrates_reports_and_stops() {
     );
 
     let src_pid = s.pids[0].to_string();
-    ok(
-        scvm().args(["stop", "--pid", &src_pid]).output().unwrap(),
-        "stop --pid",
-    );
-    ok(
-        scvm().arg("stop").arg("--qmp").arg(&dst).output().unwrap(),
-        "stop --qmp",
-    );
+    scvm_ok(["stop".as_ref(), "--pid".as_ref(), src_pid.as_ref()]);
+    scvm_ok(["stop".as_ref(), "--qmp".as_ref(), dst.as_os_str()]);
     for pid in s.pids.clone() {
         let gone = (0..50).any(|_| {
             std::thread::sleep(Duration::from_millis(100));

@@ -34,8 +34,7 @@ pub use wait::{wait_for, wait_until};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -559,7 +558,7 @@ impl Scd {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// The raw Prometheus text.
+    /// The metrics as the switch renders them (OpenMetrics text).
     pub fn metrics_text(&self) -> Result<String> {
         let path = PathBuf::from("/run/netns").join(&self.host_ns);
         let handle = std::thread::spawn(move || -> Result<String> {
@@ -568,12 +567,19 @@ impl Scd {
             if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 bail!("setns: {}", std::io::Error::last_os_error());
             }
-            let mut s = TcpStream::connect(("127.0.0.1", METRICS_PORT))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scd\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
+            // The socket is made on this thread, inside the namespace.
+            let metrics = (std::net::Ipv4Addr::LOCALHOST, METRICS_PORT).into();
+            let scrape = bounded_http::client::blocking(bounded_http::client::request(
+                metrics,
+                "GET",
+                "/metrics",
+                b"",
+                Duration::from_secs(5),
+            ))?;
+            if !scrape.is_success() {
+                bail!("GET /metrics: {} {}", scrape.status, scrape.text());
+            }
+            Ok(scrape.text())
         });
         handle
             .join()

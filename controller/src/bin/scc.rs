@@ -275,12 +275,9 @@ fn main() -> ExitCode {
         Command::Status { api } => call(api, "GET", "/status", b""),
         Command::Apply { policy, api } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
-            call(
-                api,
-                "POST",
-                &format!("/policy?name={name}"),
-                text.as_bytes(),
-            )
+            // The API takes JSON only: the policy travels as a JSON string.
+            let body = serde_json::to_vec(&text)?;
+            call(api, "POST", &format!("/policy?name={name}"), &body)
         }),
         Command::Vm { verb, api } => vm(api, verb),
         Command::Migrate {

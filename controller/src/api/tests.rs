@@ -1,0 +1,180 @@
+//! The API over a real socket: its routes, and its limits tried as a careless or
+//! hostile client would (an oversized body, a cross-origin form's `text/plain`,
+//! idle connections past the cap).
+
+use super::*;
+use crate::inventory::Inventory;
+use crate::store::{Persisted, Store};
+use bounded_http::client::Answer;
+use std::time::Instant;
+use tokio::io::AsyncWriteExt;
+
+/// A controller over the example inventory, its API on a loopback port.
+async fn started(dir: &std::path::Path, limits: Limits) -> (SocketAddr, Arc<Controller>) {
+    let inventory = Inventory::parse(
+        include_str!("../../../docs/examples/inventory.toml"),
+        "inventory.toml",
+    )
+    .unwrap();
+    let ctl = Controller::new(
+        Persisted {
+            inventory,
+            policy: "id".into(),
+            policy_name: "start.kat".into(),
+            version: 1,
+            moves_ms: Default::default(),
+        },
+        Store::new(&dir.join("state.json")),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_within(listener, ctl.clone(), limits));
+    (addr, ctl)
+}
+
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let a: Answer =
+        bounded_http::client::request(addr, method, target, body, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+    let json = serde_json::from_slice(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.text()));
+    (a.status, json)
+}
+
+fn policy_name(ctl: &Controller) -> serde_json::Value {
+    ctl.status()["policy"].clone()
+}
+
+#[tokio::test]
+async fn the_routes_answer_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let vm_name = ctl.inventory().vms.keys().next().cloned().unwrap();
+
+    let (code, status) = call(api, "GET", "/status", b"").await;
+    assert_eq!(
+        (code, &status["policy"]),
+        (200, &serde_json::json!("start.kat"))
+    );
+    let (code, vm) = call(api, "GET", &format!("/vm/{vm_name}"), b"").await;
+    assert_eq!((code, vm["name"].as_str()), (200, Some(vm_name.as_str())));
+    for (method, target, body, code, says) in [
+        ("GET", "/vm/nobody", "", 404, "no VM `nobody`"),
+        ("GET", "/nowhere", "", 404, "no such endpoint: GET /nowhere"),
+        // A known path with another method is no endpoint either.
+        ("DELETE", "/status", "", 404, "no such endpoint: DELETE"),
+        ("POST", "/vm", "{", 400, "bad VM"),
+        ("POST", "/host", "{}", 400, "bad host"),
+        ("POST", "/migrate", "{}", 400, "need vm, to_host and"),
+        ("POST", "/migrate/abort", "", 422, ""),
+        ("POST", "/policy?name=bad", "\"filter !\"", 422, "bad:1:"),
+        // The policy travels as a JSON string.
+        ("POST", "/policy?name=raw.kat", "id", 400, "JSON string"),
+    ] {
+        let (got, e) = call(api, method, target, body.as_bytes()).await;
+        let error = e["error"].as_str().unwrap_or_default();
+        assert!(
+            got == code && error.contains(says),
+            "{method} {target}: {got} {e}"
+        );
+    }
+    let good = serde_json::to_vec("id").unwrap();
+    let (code, v) = call(api, "POST", "/policy?name=next.kat", &good).await;
+    assert!(code == 200 && v["version"].as_u64() == Some(2), "{v}");
+    assert_eq!(policy_name(&ctl), "next.kat");
+
+    let (code, _) = call(api, "DELETE", &format!("/vm/{vm_name}"), b"").await;
+    assert_eq!(code, 200);
+    assert!(ctl.vm(&vm_name).is_none());
+    let (code, moves) = call(api, "GET", "/placement/moves", b"").await;
+    assert_eq!((code, moves), (200, ctl.placement_moves()));
+    let (code, round) = call(api, "GET", "/placement", b"").await;
+    assert!(code == 200 && round["decisions"].is_array(), "{round}");
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let huge = serde_json::to_vec(&"x".repeat(MAX_BODY)).unwrap();
+    // Said up front, so the server answers before it reads the body.
+    let mut s = tokio::net::TcpStream::connect(api).await.unwrap();
+    let head = format!(
+        "POST /policy?name=huge.kat HTTP/1.1\r\nHost: scc\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        huge.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::io::AsyncReadExt::read(&mut s, &mut answer)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body too large"), "{answer}");
+    drop(s);
+    // Sent whole, as the CLI does (the server may close before it has read it all).
+    let sent =
+        bounded_http::client::request(api, "POST", "/policy", &huge, Duration::from_secs(30)).await;
+    match sent {
+        Ok(a) => assert_eq!(a.status, 413, "{}", a.text()),
+        // The server closed while the rest was on its way: refused all the same.
+        Err(bounded_http::ClientError::Http(e)) => eprintln!("refused mid-body: {e}"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(call(api, "GET", "/status", b"").await.0, 200);
+    assert_eq!(policy_name(&ctl), "start.kat");
+}
+
+#[tokio::test]
+async fn a_text_plain_post_gets_415_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let version = ctl.status()["version"].clone();
+    // What a cross-origin form may send without asking first.
+    let mut s = tokio::net::TcpStream::connect(api).await.unwrap();
+    let body = serde_json::to_vec("id").unwrap();
+    let head = format!(
+        "POST /policy?name=evil.kat HTTP/1.1\r\nHost: scc\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut s, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 415"), "{answer}");
+    assert_eq!(policy_name(&ctl), "start.kat");
+    assert_eq!(ctl.status()["version"], version);
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_cap_leave_it_serving_once_they_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = Limits {
+        max_connections: 8,
+        ..LIMITS
+    };
+    let (api, _ctl) = started(dir.path(), limits).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 * limits.max_connections {
+        idle.push(tokio::net::TcpStream::connect(api).await.unwrap());
+    }
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match bounded_http::client::request(api, "GET", "/status", b"", Duration::from_secs(5))
+            .await
+        {
+            Ok(a) if a.status == 200 => break,
+            other => assert!(Instant::now() < deadline, "not serving again: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,133 @@
+//! The metrics of a running switch (no ports), rendered and served: names and
+//! labels as the namespace tests and dashboards read them, and a slow client that
+//! must not hold up a scrape.
+
+use super::*;
+use crate::switch::{Switch, SwitchParams};
+use dataplane_core::pipeline::Pipeline;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// A switch on its own thread with one flow; stopped when the guard drops.
+struct Running {
+    handle: SwitchHandle,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+fn running() -> Running {
+    let flows =
+        openflow::text::parse_flows("cookie=0x6000,priority=5,ip,nw_dst=10.0.0.1,actions=drop\n")
+            .unwrap();
+    let pipeline = Pipeline::from_flows(flows).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        let mut switch = Switch::new(SwitchParams {
+            datapath_id: 42,
+            ports: vec![],
+            tunnels: None,
+            arp: None,
+            port_arp: vec![],
+            gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
+            gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
+            pipeline,
+        })
+        .unwrap();
+        tx.send(switch.handle()).unwrap();
+        switch.run(&stopped).unwrap();
+    });
+    Running {
+        handle: rx.recv().unwrap(),
+        stop,
+    }
+}
+
+/// The sample lines of `text`, `name{labels}` to value.
+fn samples(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("{l:?}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn renders_the_switch_under_the_same_names_and_labels() {
+    let s = running();
+    let text = render(&s.handle, "host \"a\"");
+    let all = samples(&text);
+    let base = "host=\"host \\\"a\\\"\",dpid=\"000000000000002a\"";
+    for expected in [
+        format!("scd_malformed_total{{{base},reason=\"truncated\"}}"),
+        format!("scd_arp_replies_total{{{base}}}"),
+        format!("scd_tunnel_spoofed_total{{{base}}}"),
+        format!("scd_openflow_connections{{{base}}}"),
+        format!("scd_table_lookups_total{{{base},table=\"0\"}}"),
+        format!("scd_table_matched_total{{{base},table=\"0\"}}"),
+        format!(
+            "scd_flow_packets_total{{{base},table=\"0\",priority=\"5\",cookie=\"0x6000\",match=\"ip,nw_dst=10.0.0.1\"}}"
+        ),
+    ] {
+        assert!(all.iter().any(|(k, v)| *k == expected && v == "0"), "{expected} in\n{text}");
+    }
+    let flows = format!("scd_table_flows{{{base},table=\"0\"}}");
+    assert!(all.contains(&(flows, "1".to_string())), "{text}");
+    assert!(text.contains("# TYPE scd_port_packets counter\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Every value is a number the namespace tests can read.
+    assert!(all.iter().all(|(_, v)| v.parse::<f64>().is_ok()), "{text}");
+}
+
+#[tokio::test]
+async fn a_slow_client_does_not_stall_a_scrape() {
+    let s = running();
+    // The slow client is never closed for being slow while the scrape runs.
+    let patient = Limits {
+        header_timeout: Duration::from_secs(3600),
+        ..LIMITS
+    };
+    let addr = serve_within(
+        "127.0.0.1:0".parse().unwrap(),
+        s.handle.clone(),
+        "h".into(),
+        patient,
+    )
+    .unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /metr").await.unwrap();
+    let scrape =
+        bounded_http::client::request(addr, "GET", "/metrics", b"", Duration::from_secs(60))
+            .await
+            .unwrap();
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape.text().contains("scd_table_flows{"),
+        "{}",
+        scrape.text()
+    );
+    let other = bounded_http::client::request(addr, "GET", "/", b"", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.status, other.text().as_str()),
+        (404, "try GET /metrics\n")
+    );
+    // The slow one is still waiting: nothing was answered or closed on it.
+    let mut buf = [0u8; 64];
+    let still_open =
+        matches!(slow.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(
+        still_open,
+        "the slow client was served or closed before the scrape"
+    );
+}
