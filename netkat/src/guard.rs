@@ -286,7 +286,7 @@ mod tests {
         let p = CPol::seq(
             CPol::Let {
                 meta: 0,
-                init: CInit::Alias(crate::netkat::syntax::HeaderField::Port),
+                init: CInit::Alias(crate::syntax::HeaderField::Port),
                 body: Box::new(body),
             },
             CPol::Mod(HField::Port, 3),
@@ -304,7 +304,7 @@ mod tests {
             CPol::seq(
                 CPol::Let {
                     meta: 0,
-                    init: CInit::Alias(crate::netkat::syntax::HeaderField::Port),
+                    init: CInit::Alias(crate::syntax::HeaderField::Port),
                     body: Box::new(CPol::Mod(HField::Port, 2)),
                 },
                 CPol::Mod(HField::Port, 3),

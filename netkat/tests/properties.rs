@@ -5,12 +5,10 @@
 
 mod common;
 
-use controller::netkat::ir::{self, NoNames};
-use controller::netkat::parser::parse_policy;
-use controller::netkat::syntax::{
-    HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Value,
-};
-use controller::netkat::{local::LocalError, CompileError};
+use netkat::ir::{self, NoNames};
+use netkat::parser::parse_policy;
+use netkat::syntax::{HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Value};
+use netkat::{local::LocalError, CompileError};
 use proptest::prelude::*;
 
 fn hv(field: HeaderField, value: Value) -> HeaderVal {
@@ -161,11 +159,11 @@ proptest! {
 
 /// Rules of every switch's table of a generated deny-ACL of `n` entries.
 fn acl_rules(n: usize, seed: u64) -> (usize, ir::Program) {
-    let src = controller::netkat::gen::acl_policy(n, seed);
-    let prog = controller::netkat::check(&src, &NoNames).expect("generated ACLs parse");
-    let mut compiled = controller::netkat::compile(&prog).expect("ACLs compile");
+    let src = netkat::gen::acl_policy(n, seed);
+    let prog = netkat::check(&src, &NoNames).expect("generated ACLs parse");
+    let mut compiled = netkat::compile(&prog).expect("ACLs compile");
     let rules = compiled
-        .tables(controller::netkat::TableOptions::default())
+        .tables(netkat::TableOptions::default())
         .expect("tables")
         .iter()
         .map(|(_, t)| t.flows.len())
@@ -199,8 +197,8 @@ proptest! {
         let (_, prog) = acl_rules(n, seed);
         prop_assert!(common::check_local(&prog, 300, seed).expect("compiles") > 0);
         // The same entries after the bridge go through the FDD instead.
-        let after = controller::netkat::gen::acl_after_policy(n.min(12), seed);
-        let prog = controller::netkat::check(&after, &NoNames).expect("parses");
+        let after = netkat::gen::acl_after_policy(n.min(12), seed);
+        let prog = netkat::check(&after, &NoNames).expect("parses");
         prop_assert!(common::check_local(&prog, 300, seed).expect("compiles") > 0);
     }
 }

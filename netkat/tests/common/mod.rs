@@ -3,10 +3,12 @@
 //! evaluator, packet by packet.
 #![allow(dead_code)]
 
-use controller::netkat::ir::{CPol, CPred, HField, Program, LOCATION_BASE};
-use controller::netkat::semantics::{eval, Packet};
-use controller::netkat::{self, Groups, TableOptions};
+pub mod network;
+
 use dataplane::table::Pipeline;
+use netkat::ir::{CPol, CPred, HField, Program, LOCATION_BASE};
+use netkat::semantics::{eval, Packet};
+use netkat::{Groups, TableOptions};
 use openflow::flow::{port, FlowKey, FlowSpec, Mac, PortNo, VLAN_PRESENT};
 use std::collections::{BTreeSet, HashMap};
 
@@ -215,4 +217,18 @@ pub fn dump(flows: &[FlowSpec]) -> String {
         .iter()
         .map(|f| openflow::text::format_flow(f) + "\n")
         .collect()
+}
+
+/// A policy that must be refused with a positioned error: the message mentions
+/// `needle`, the error points at `line:col`, and its rendering names the file and
+/// position and draws a caret.
+pub fn check_refused(name: &str, src: &str, line: usize, col: usize, needle: &str) {
+    let d = netkat::check(src, &netkat::ir::NoNames).expect_err(name);
+    assert!(d.message.contains(needle), "{name}: {}", d.message);
+    assert_eq!(d.line_col(src), Some((line, col)), "{name}");
+    let text = d.render(name, src);
+    assert!(
+        text.contains(&format!("{name}:{line}:{col}")) && text.contains('^'),
+        "{text}"
+    );
 }

@@ -1,11 +1,11 @@
 //! Snapshot tests (insta) of the tables compiled from the example policies shipped
-//! in `controller/examples/`, in `ovs-ofctl dump-flows` text; each table is also
+//! in `netkat/examples/`, in `ovs-ofctl dump-flows` text; each table is also
 //! checked against the reference evaluator, so a reviewed snapshot is a correct one.
 
 mod common;
 
-use controller::netkat::ir::NoNames;
-use controller::netkat::{self, TableOptions};
+use netkat::ir::NoNames;
+use netkat::TableOptions;
 
 fn compile_text(name: &str) -> String {
     let path = format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"));

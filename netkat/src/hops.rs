@@ -163,8 +163,8 @@ impl HopProgram {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netkat::ir::{lower, NoNames};
-    use crate::netkat::parser::parse_policy;
+    use crate::ir::{lower, NoNames};
+    use crate::parser::parse_policy;
 
     fn core(src: &str) -> CPol {
         lower(&parse_policy(src).expect("parses"), &NoNames)
