@@ -3,7 +3,7 @@
 //! error must render with a position inside the text.
 #![no_main]
 
-use controller::netkat::{self, ir::NoNames, parser, TableOptions};
+use netkat::{ir::NoNames, parser, TableOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
