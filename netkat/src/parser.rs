@@ -140,17 +140,17 @@ impl Parser {
         }
     }
 
-    fn enter(&mut self) -> R<()> {
+    /// Runs `parse` one level deeper, refusing text nested beyond [`MAX_DEPTH`]:
+    /// a recursive descent must not overflow the stack on hostile input.
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(Diagnostic::error(self.span(), "policy nested too deeply")
                 .with_label(format!("more than {MAX_DEPTH} levels deep here")));
         }
-        Ok(())
-    }
-
-    fn leave(&mut self) {
+        let r = parse(self);
         self.depth -= 1;
+        r
     }
 
     // ----- policies -------------------------------------------------------------
@@ -158,10 +158,7 @@ impl Parser {
     /// Parses a policy whose operators bind at least as tightly as `min`
     /// (0: `+` and up, 1: `;` and up, 2: only `*`).
     fn policy(&mut self, min: u8) -> R<Policy> {
-        self.enter()?;
-        let r = self.policy_inner(min);
-        self.leave();
-        r
+        self.nested(|p| p.policy_inner(min))
     }
 
     fn policy_inner(&mut self, min: u8) -> R<Policy> {
@@ -426,10 +423,7 @@ impl Parser {
 
     /// Parses a predicate (min 0: `or` and up, 1: `and` and up).
     fn pred(&mut self, min: u8) -> R<Pred> {
-        self.enter()?;
-        let r = self.pred_inner(min);
-        self.leave();
-        r
+        self.nested(|p| p.pred_inner(min))
     }
 
     fn pred_inner(&mut self, min: u8) -> R<Pred> {
@@ -458,10 +452,7 @@ impl Parser {
     }
 
     fn pred_atom(&mut self) -> R<Pred> {
-        self.enter()?;
-        let r = self.pred_prefix();
-        self.leave();
-        r
+        self.nested(|p| p.pred_prefix())
     }
 
     fn pred_prefix(&mut self) -> R<Pred> {
