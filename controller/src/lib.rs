@@ -1,4 +1,5 @@
-//! The supercloud controller: the NetKAT policy compiler and, on top of it, the
+//! The supercloud controller: on top of the NetKAT policy compiler (the `netkat`
+//! crate, re-exported as [`netkat`] so `crate::netkat::…` paths keep working), the
 //! daemon that programs every host's switch: the inventory ([`inventory`]), the
 //! routing it implies composed with the user's policy ([`routing`]), the difference
 //! to send to a switch ([`diff`]), the change pipeline and versions of the network
@@ -18,7 +19,7 @@ pub mod measure;
 pub mod migration;
 pub mod model;
 pub mod net;
-pub mod netkat;
+pub use netkat;
 pub mod placement;
 pub mod routing;
 pub mod store;

@@ -451,8 +451,10 @@ fn long_replies_split_into_flagged_parts() {
 // ----- Supercloud experimenter multipart: tunnel statistics -----
 
 /// The fuzz seeds double as test vectors, so the seeds stay valid messages.
-const TUNNEL_STATS_REQUEST: &[u8] = include_bytes!("../fuzz/seeds/supercloud-tunnel-stats-request");
-const TUNNEL_STATS_REPLY: &[u8] = include_bytes!("../fuzz/seeds/supercloud-tunnel-stats-reply");
+const TUNNEL_STATS_REQUEST: &[u8] =
+    include_bytes!("../../fuzz/seeds/decode/supercloud-tunnel-stats-request");
+const TUNNEL_STATS_REPLY: &[u8] =
+    include_bytes!("../../fuzz/seeds/decode/supercloud-tunnel-stats-reply");
 
 #[test]
 fn tunnel_stats_bytes_match_the_documented_layout() {

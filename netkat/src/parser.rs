@@ -1,0 +1,655 @@
+//! The NetKAT parser: tokens to a [`Policy`] (or a [`Pred`]), with Frenetic's
+//! grammar and precedence (`Parser.cppo.mly`).
+//!
+//! Precedence, loosest first: `let … in` (its body extends as far as possible), `+`,
+//! `;`, `else` (so `if a then p else q; r` is `(if … else q); r`), `do`, `*`; in
+//! predicates `or` < `and` < `not`. A predicate written where a policy is expected
+//! is a filter and extends as far as it can (`port = 1 and vlanId = 2; …`). `( … )`
+//! and `begin … end` group either a predicate or a policy; as in Frenetic's LR
+//! parser, a group that is a whole predicate is read as one. This module checks
+//! that each value suits its field (type and width), and never panics: nesting
+//! deeper than [`MAX_DEPTH`] is an error, not a stack overflow.
+
+use super::diagnostics::Diagnostic;
+use super::lexer::{lex, Kw, Tok};
+use super::syntax::{
+    HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Span, Value,
+};
+
+/// Deepest nesting of groups and operators the parser accepts.
+pub const MAX_DEPTH: usize = 500;
+
+/// Parses a whole policy file.
+pub fn parse_policy(src: &str) -> Result<Policy, Diagnostic> {
+    let mut p = Parser::new(src)?;
+    let pol = p.policy(0)?;
+    p.expect_eof("a policy operator (`+`, `;`, `*`)")?;
+    Ok(pol)
+}
+
+/// Parses a whole predicate file (Frenetic's `pred_eof` entry point).
+pub fn parse_predicate(src: &str) -> Result<Pred, Diagnostic> {
+    let mut p = Parser::new(src)?;
+    let pred = p.pred(0)?;
+    p.expect_eof("`and`, `or`")?;
+    Ok(pred)
+}
+
+struct Parser {
+    toks: Vec<(Tok, Span)>,
+    pos: usize,
+    depth: usize,
+}
+
+type R<T> = Result<T, Diagnostic>;
+
+impl Parser {
+    fn new(src: &str) -> R<Parser> {
+        Ok(Parser {
+            toks: lex(src)?,
+            pos: 0,
+            depth: 0,
+        })
+    }
+
+    fn peek(&self) -> &Tok {
+        &self.toks[self.pos.min(self.toks.len() - 1)].0
+    }
+
+    fn peek_at(&self, n: usize) -> &Tok {
+        &self.toks[(self.pos + n).min(self.toks.len() - 1)].0
+    }
+
+    fn span(&self) -> Span {
+        self.toks[self.pos.min(self.toks.len() - 1)].1
+    }
+
+    fn prev_span(&self) -> Span {
+        self.toks[self.pos.saturating_sub(1)].1
+    }
+
+    fn bump(&mut self) -> (Tok, Span) {
+        let t = self.toks[self.pos.min(self.toks.len() - 1)].clone();
+        if self.pos < self.toks.len() - 1 {
+            self.pos += 1;
+        }
+        t
+    }
+
+    fn is(&self, k: Kw) -> bool {
+        *self.peek() == Tok::Kw(k)
+    }
+
+    fn eat(&mut self, k: Kw) -> bool {
+        if self.is(k) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn unexpected(&self, expected: &str) -> Diagnostic {
+        let found = self.peek();
+        // At the end of input, point just after the last token rather than at an
+        // empty line.
+        let at = if *found == Tok::Eof && self.pos > 0 {
+            let e = self.toks[self.pos - 1].1.end;
+            Span::new(e, e)
+        } else {
+            self.span()
+        };
+        let mut d = Diagnostic::error(at, format!("expected {expected}, found {found}"))
+            .with_label(format!("expected {expected}"));
+        match found {
+            Tok::Kw(Kw::Eq) if expected.contains(":=") => {
+                d = d.with_hint("assignment is `:=`; `=` is a test");
+            }
+            Tok::Eof => d = d.with_hint("the policy ends too early: is a group left open?"),
+            Tok::Kw(Kw::RParen) | Tok::Kw(Kw::End) => {
+                d = d.with_hint(
+                    "is there a stray closing bracket, or an operand missing before it?",
+                );
+            }
+            _ => {}
+        }
+        d
+    }
+
+    fn expect(&mut self, k: Kw, open: Option<(Span, &str)>) -> R<Span> {
+        if self.is(k) {
+            Ok(self.bump().1)
+        } else {
+            let mut d = self.unexpected(&format!("`{}`", k.text()));
+            if let Some((s, what)) = open {
+                d = d.with_note(s, format!("{what} opened here"));
+            }
+            Err(d)
+        }
+    }
+
+    fn expect_eof(&mut self, what: &str) -> R<()> {
+        if *self.peek() == Tok::Eof {
+            Ok(())
+        } else {
+            let mut d = self.unexpected(&format!("{what} or the end of the policy"));
+            if matches!(self.peek(), Tok::Kw(Kw::RParen) | Tok::Kw(Kw::End)) {
+                d = d.with_hint("this closes a group that was never opened");
+            }
+            Err(d)
+        }
+    }
+
+    /// Runs `parse` one level deeper, refusing text nested beyond [`MAX_DEPTH`]:
+    /// a recursive descent must not overflow the stack on hostile input.
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Diagnostic::error(self.span(), "policy nested too deeply")
+                .with_label(format!("more than {MAX_DEPTH} levels deep here")));
+        }
+        let r = parse(self);
+        self.depth -= 1;
+        r
+    }
+
+    // ----- policies -------------------------------------------------------------
+
+    /// Parses a policy whose operators bind at least as tightly as `min`
+    /// (0: `+` and up, 1: `;` and up, 2: only `*`).
+    fn policy(&mut self, min: u8) -> R<Policy> {
+        self.nested(|p| p.policy_inner(min))
+    }
+
+    fn policy_inner(&mut self, min: u8) -> R<Policy> {
+        let mut lhs = self.policy_prefix()?;
+        loop {
+            if min == 0 && self.is(Kw::Plus) {
+                self.bump();
+                let rhs = self.policy(1)?;
+                let span = lhs.span.to(rhs.span);
+                lhs = Policy {
+                    kind: PolicyKind::Union(Box::new(lhs), Box::new(rhs)),
+                    span,
+                };
+            } else if min <= 1 && self.is(Kw::Semi) {
+                self.bump();
+                let rhs = self.policy(2)?;
+                let span = lhs.span.to(rhs.span);
+                lhs = Policy {
+                    kind: PolicyKind::Seq(Box::new(lhs), Box::new(rhs)),
+                    span,
+                };
+            } else if self.is(Kw::Star) {
+                let s = self.bump().1;
+                let span = lhs.span.to(s);
+                lhs = Policy {
+                    kind: PolicyKind::Star(Box::new(lhs)),
+                    span,
+                };
+            } else {
+                return Ok(lhs);
+            }
+        }
+    }
+
+    fn starts_pred(&self) -> bool {
+        match self.peek() {
+            Tok::Kw(Kw::True | Kw::False | Kw::Not | Kw::LParen | Kw::Begin) => true,
+            Tok::Field(_) | Tok::Meta(_) => !matches!(self.peek_at(1), Tok::Kw(Kw::Assign)),
+            _ => false,
+        }
+    }
+
+    fn policy_prefix(&mut self) -> R<Policy> {
+        let start = self.span();
+        let simple = |kind| Policy { kind, span: start };
+        match self.peek().clone() {
+            Tok::Kw(Kw::Id) => {
+                self.bump();
+                Ok(simple(PolicyKind::Id))
+            }
+            Tok::Kw(Kw::Drop) => {
+                self.bump();
+                Ok(simple(PolicyKind::Drop))
+            }
+            Tok::Kw(Kw::Dup) => {
+                self.bump();
+                Ok(simple(PolicyKind::Dup))
+            }
+            Tok::Kw(Kw::Filter) => {
+                self.bump();
+                let a = self.pred(0)?;
+                let span = start.to(a.span);
+                Ok(Policy {
+                    kind: PolicyKind::Filter(a),
+                    span,
+                })
+            }
+            Tok::Kw(Kw::If) => {
+                self.bump();
+                let a = self.pred(0)?;
+                self.expect(Kw::Then, Some((start, "`if`")))?;
+                let p = self.policy(0)?;
+                self.expect(Kw::Else, Some((start, "`if`"))).map_err(|d| {
+                    d.with_hint(
+                        "NetKAT's `if` always has an `else` branch (use `else drop` or `else id`)",
+                    )
+                })?;
+                let q = self.policy(2)?;
+                let span = start.to(q.span);
+                Ok(Policy {
+                    kind: PolicyKind::If(a, Box::new(p), Box::new(q)),
+                    span,
+                })
+            }
+            Tok::Kw(Kw::While) => {
+                self.bump();
+                let a = self.pred(0)?;
+                self.expect(Kw::Do, Some((start, "`while`")))?;
+                let p = self.policy(2)?;
+                let span = start.to(p.span);
+                Ok(Policy {
+                    kind: PolicyKind::While(a, Box::new(p)),
+                    span,
+                })
+            }
+            Tok::Kw(k @ (Kw::Let | Kw::Var)) => {
+                self.bump();
+                let (name, name_span) = match self.bump() {
+                    (Tok::Meta(m), s) => (m, s),
+                    (t, s) => {
+                        return Err(Diagnostic::error(
+                            s,
+                            format!("expected a meta field name, found {t}"),
+                        )
+                        .with_label("expected `name")
+                        .with_hint("meta fields start with a backquote: let `x := 1 in …"))
+                    }
+                };
+                self.expect(Kw::Assign, None).map_err(|d| {
+                    d.with_hint("a meta field is introduced with `:=`, e.g. let `x := port in …")
+                })?;
+                let init = match self.peek().clone() {
+                    Tok::Field(f) => {
+                        self.bump();
+                        LetInit::Alias(f)
+                    }
+                    _ => {
+                        let (v, vs) = self.value()?;
+                        if let Value::Ip4 {
+                            prefix: Some(_), ..
+                        } = v
+                        {
+                            return Err(Diagnostic::error(vs, "a meta field holds a single value")
+                                .with_label(
+                                    "prefixes are only allowed in tests of ip4Src/ip4Dst",
+                                ));
+                        }
+                        if matches!(v, Value::Pipe(_) | Value::Query(_) | Value::Named { .. }) {
+                            return Err(Diagnostic::error(
+                                vs,
+                                "a meta field holds an integer, a MAC or an IPv4 address",
+                            )
+                            .with_label("not a meta field value"));
+                        }
+                        LetInit::Const(v)
+                    }
+                };
+                self.expect(Kw::In, Some((start, "this `let`")))?;
+                let body = self.policy(0)?;
+                let span = start.to(body.span);
+                Ok(Policy {
+                    kind: PolicyKind::Let {
+                        name,
+                        init,
+                        mutable: k == Kw::Var,
+                        name_span,
+                        body: Box::new(body),
+                    },
+                    span,
+                })
+            }
+            Tok::Int(_) if self.peek_at(1) == &Tok::Kw(Kw::At) => self.link(),
+            Tok::Field(_) | Tok::Meta(_) if self.peek_at(1) == &Tok::Kw(Kw::Assign) => {
+                let hv = self.header_val(Kw::Assign)?;
+                if let Value::Ip4 {
+                    prefix: Some(p), ..
+                } = hv.value
+                {
+                    if p != 32 {
+                        return Err(
+                            Diagnostic::error(hv.span, "cannot assign an address prefix")
+                                .with_label("an assignment writes one whole address")
+                                .with_hint("drop the `/prefix`"),
+                        );
+                    }
+                }
+                let span = hv.span;
+                Ok(Policy {
+                    kind: PolicyKind::Mod(hv),
+                    span,
+                })
+            }
+            Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
+                // A group: a predicate if the whole group is one, else a policy.
+                let saved = (self.pos, self.depth);
+                if let Ok(a) = self.pred(0) {
+                    let span = a.span;
+                    return Ok(Policy {
+                        kind: PolicyKind::Filter(a),
+                        span,
+                    });
+                }
+                (self.pos, self.depth) = saved;
+                self.bump();
+                let p = self.policy(0)?;
+                let close = if open == Kw::LParen {
+                    Kw::RParen
+                } else {
+                    Kw::End
+                };
+                let what = if open == Kw::LParen { "`(`" } else { "`begin`" };
+                let end = self.expect(close, Some((start, what)))?;
+                Ok(Policy {
+                    kind: p.kind,
+                    span: start.to(end),
+                })
+            }
+            _ if self.starts_pred() => {
+                let a = self.pred(0)?;
+                let span = a.span;
+                Ok(Policy {
+                    kind: PolicyKind::Filter(a),
+                    span,
+                })
+            }
+            Tok::Kw(Kw::From | Kw::Loc) => Err(Diagnostic::error(
+                start,
+                "`from`/`loc` belong to Frenetic's portless mode, which scc does not support",
+            )
+            .with_label("portless field")),
+            _ => Err(self.unexpected("a policy")),
+        }
+    }
+
+    fn link(&mut self) -> R<Policy> {
+        let start = self.span();
+        let s1 = self.int("a switch number")?;
+        self.expect(Kw::At, None)?;
+        let p1 = self.int("a port number")?;
+        let virt = match self.peek() {
+            Tok::Kw(Kw::Link) => false,
+            Tok::Kw(Kw::VLink) => true,
+            _ => {
+                return Err(self
+                    .unexpected("`=>`")
+                    .with_hint("a link is written switch@port => switch@port"))
+            }
+        };
+        self.bump();
+        let s2 = self.int("a switch number")?;
+        self.expect(Kw::At, None)?;
+        let p2 = self.int("a port number")?;
+        let span = start.to(self.prev_span());
+        for (v, what) in [(p1, "port"), (p2, "port")] {
+            if v > u64::from(u32::MAX) {
+                return Err(Diagnostic::error(
+                    span,
+                    format!("{what} {v} does not fit in 32 bits"),
+                ));
+            }
+        }
+        let kind = if virt {
+            PolicyKind::VLink(s1, p1, s2, p2)
+        } else {
+            PolicyKind::Link(s1, p1, s2, p2)
+        };
+        Ok(Policy { kind, span })
+    }
+
+    fn int(&mut self, what: &str) -> R<u64> {
+        match self.peek() {
+            Tok::Int(n) => {
+                let n = *n;
+                self.bump();
+                Ok(n)
+            }
+            _ => Err(self.unexpected(what)),
+        }
+    }
+
+    // ----- predicates -----------------------------------------------------------
+
+    /// Parses a predicate (min 0: `or` and up, 1: `and` and up).
+    fn pred(&mut self, min: u8) -> R<Pred> {
+        self.nested(|p| p.pred_inner(min))
+    }
+
+    fn pred_inner(&mut self, min: u8) -> R<Pred> {
+        let mut lhs = self.pred_prefix()?;
+        loop {
+            if min == 0 && self.is(Kw::Or) {
+                self.bump();
+                let rhs = self.pred(1)?;
+                let span = lhs.span.to(rhs.span);
+                lhs = Pred {
+                    kind: PredKind::Or(Box::new(lhs), Box::new(rhs)),
+                    span,
+                };
+            } else if self.is(Kw::And) {
+                self.bump();
+                let rhs = self.pred_atom()?;
+                let span = lhs.span.to(rhs.span);
+                lhs = Pred {
+                    kind: PredKind::And(Box::new(lhs), Box::new(rhs)),
+                    span,
+                };
+            } else {
+                return Ok(lhs);
+            }
+        }
+    }
+
+    fn pred_atom(&mut self) -> R<Pred> {
+        self.nested(|p| p.pred_prefix())
+    }
+
+    fn pred_prefix(&mut self) -> R<Pred> {
+        let start = self.span();
+        match self.peek().clone() {
+            Tok::Kw(Kw::True) => {
+                self.bump();
+                Ok(Pred {
+                    kind: PredKind::True,
+                    span: start,
+                })
+            }
+            Tok::Kw(Kw::False) => {
+                self.bump();
+                Ok(Pred {
+                    kind: PredKind::False,
+                    span: start,
+                })
+            }
+            Tok::Kw(Kw::Not) => {
+                self.bump();
+                let a = self.pred_atom()?;
+                let span = start.to(a.span);
+                Ok(Pred {
+                    kind: PredKind::Not(Box::new(a)),
+                    span,
+                })
+            }
+            Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
+                self.bump();
+                let a = self.pred(0)?;
+                let close = if open == Kw::LParen {
+                    Kw::RParen
+                } else {
+                    Kw::End
+                };
+                let what = if open == Kw::LParen { "`(`" } else { "`begin`" };
+                let end = self.expect(close, Some((start, what)))?;
+                Ok(Pred {
+                    kind: a.kind,
+                    span: start.to(end),
+                })
+            }
+            Tok::Field(_) | Tok::Meta(_) => {
+                if self.peek_at(1) == &Tok::Kw(Kw::Assign) {
+                    return Err(Diagnostic::error(
+                        self.toks[self.pos + 1].1,
+                        "an assignment cannot be part of a predicate",
+                    )
+                    .with_label("`:=` inside a test")
+                    .with_hint(
+                        "use `=` to test a field; to assign, end the predicate with `;` first",
+                    ));
+                }
+                let hv = self.header_val(Kw::Eq)?;
+                let span = hv.span;
+                Ok(Pred {
+                    kind: PredKind::Test(hv),
+                    span,
+                })
+            }
+            _ => Err(self.unexpected("a predicate")),
+        }
+    }
+
+    // ----- header values --------------------------------------------------------
+
+    fn header_val(&mut self, op: Kw) -> R<HeaderVal> {
+        let (tok, fspan) = self.bump();
+        let field = match tok {
+            Tok::Field(f) => f,
+            Tok::Meta(m) => HeaderField::Meta(m),
+            t => {
+                return Err(Diagnostic::error(
+                    fspan,
+                    format!("expected a field, found {t}"),
+                ))
+            }
+        };
+        if !self.is(op) {
+            let mut d = self.unexpected(&format!("`{}` after field `{field}`", op.text()));
+            if op == Kw::Eq && self.is(Kw::Assign) {
+                d = d.with_hint("`:=` assigns; in a test write `=`");
+            }
+            return Err(d);
+        }
+        self.bump();
+        let (value, vspan) =
+            if field == HeaderField::Port && matches!(self.peek(), Tok::Kw(Kw::Pipe | Kw::Query)) {
+                self.location_value()?
+            } else {
+                self.value()?
+            };
+        let span = fspan.to(vspan);
+        check_value(&field, &value, vspan)?;
+        Ok(HeaderVal { field, value, span })
+    }
+
+    fn location_value(&mut self) -> R<(Value, Span)> {
+        let (tok, start) = self.bump();
+        self.expect(Kw::LParen, None)?;
+        let s = match self.bump() {
+            (Tok::Str(s), _) => s,
+            (t, sp) => {
+                return Err(
+                    Diagnostic::error(sp, format!("expected a string, found {t}"))
+                        .with_hint("write pipe(\"name\") or query(\"name\")"),
+                )
+            }
+        };
+        let end = self.expect(Kw::RParen, Some((start, "this call")))?;
+        let v = if tok == Tok::Kw(Kw::Pipe) {
+            Value::Pipe(s)
+        } else {
+            Value::Query(s)
+        };
+        Ok((v, start.to(end)))
+    }
+
+    fn value(&mut self) -> R<(Value, Span)> {
+        let (tok, span) = (self.peek().clone(), self.span());
+        let v = match tok {
+            Tok::Int(n) => Value::Int(n),
+            Tok::Mac(m) => Value::Mac(m),
+            Tok::Named(kind, name) => Value::Named { kind, name },
+            Tok::Ip4(addr) => {
+                self.bump();
+                if self.eat(Kw::Slash) {
+                    let ps = self.span();
+                    let n = self.int("a prefix length")?;
+                    let p = u8::try_from(n).ok().filter(|p| *p <= 32).ok_or_else(|| {
+                        Diagnostic::error(ps, "an IPv4 prefix length is 0 to 32")
+                            .with_label("too long")
+                    })?;
+                    return Ok((
+                        Value::Ip4 {
+                            addr,
+                            prefix: Some(p),
+                        },
+                        span.to(ps),
+                    ));
+                }
+                return Ok((Value::Ip4 { addr, prefix: None }, span));
+            }
+            Tok::Kw(Kw::Pipe | Kw::Query) => {
+                return Err(Diagnostic::error(
+                    span,
+                    "pipe(…) and query(…) are values of `port` only",
+                )
+                .with_label("not a value of this field"))
+            }
+            _ => return Err(self.unexpected("a value (integer, MAC or IPv4 address)")),
+        };
+        self.bump();
+        Ok((v, span))
+    }
+}
+
+/// Checks that a value suits its field (kind and width), as Frenetic's typed grammar
+/// does, with a positioned error.
+fn check_value(field: &HeaderField, value: &Value, span: Span) -> R<()> {
+    let kind_err = |want: &str| {
+        Err(Diagnostic::error(span, format!("`{field}` takes {want}"))
+            .with_label(format!("found {value}")))
+    };
+    match (field, value) {
+        (HeaderField::Ip4Src | HeaderField::Ip4Dst, Value::Ip4 { .. } | Value::Named { .. }) => {
+            Ok(())
+        }
+        (HeaderField::Ip4Src | HeaderField::Ip4Dst, _) => {
+            kind_err("an IPv4 address, optionally with /prefix")
+        }
+        (HeaderField::EthSrc | HeaderField::EthDst, Value::Mac(_) | Value::Named { .. }) => Ok(()),
+        (HeaderField::Meta(_), Value::Mac(_)) => Ok(()),
+        (HeaderField::Meta(_), Value::Ip4 { prefix: None, .. }) => Ok(()),
+        (HeaderField::Meta(_), Value::Ip4 { .. }) => kind_err("a single value, not a prefix"),
+        (HeaderField::Port, Value::Pipe(_) | Value::Query(_)) => Ok(()),
+        (_, Value::Int(n)) => {
+            if *n > field.max_int() {
+                return Err(
+                    Diagnostic::error(span, format!("{n} does not fit in `{field}`")).with_label(
+                        format!("the largest value of `{field}` is {}", field.max_int()),
+                    ),
+                );
+            }
+            if *field == HeaderField::VlanId && *n >= 4096 && *n != 0xffff {
+                return Err(Diagnostic::error(
+                    span,
+                    "a VLAN id is 0 to 4095 (or 0xffff for \"no tag\")",
+                )
+                .with_label("not a VLAN id"));
+            }
+            Ok(())
+        }
+        (HeaderField::EthSrc | HeaderField::EthDst | HeaderField::Meta(_), _) => {
+            kind_err("a MAC address or an integer")
+        }
+        _ => kind_err("an integer"),
+    }
+}
