@@ -14,9 +14,9 @@
 //! Run: `cargo run --release -p bench --bin follow_the_sun [-- --dwell-h 3 --sweep]`.
 
 use clap::Parser;
-use controller::inventory::VmPlacement;
 use controller::measure::Measurements;
-use controller::placement::{plan, EngineConfig, VmSite};
+use controller::model::{EngineConfig, VmPlacement};
+use controller::placement::{plan, VmSite};
 
 /// Clouds, one per client region; clients enter the overlay at their region's cloud.
 const CLOUDS: [&str; 3] = ["americas", "europe", "asia"];
