@@ -22,7 +22,7 @@
 //! the `scc` verbs.
 
 use crate::daemon::{ChangeError, Controller};
-use crate::inventory::Vm;
+use crate::model::Vm;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,7 +93,7 @@ fn route(ctl: &Arc<Controller>, method: &str, target: &str, body: &[u8]) -> Resp
             ),
         },
         ("DELETE", p) if p.starts_with("/vm/") => change(ctl.remove_vm(&p[4..])),
-        ("POST", "/host") => match serde_json::from_slice::<crate::inventory::Host>(body) {
+        ("POST", "/host") => match serde_json::from_slice::<crate::model::Host>(body) {
             Ok(h) => change(ctl.add_host(h)),
             Err(e) => reply(
                 400,
