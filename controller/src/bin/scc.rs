@@ -486,7 +486,7 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
             public_ip,
         } => {
             let vm = controller::model::Vm {
-                tap: tap.unwrap_or_else(|| format!("sc-{name}").chars().take(15).collect()),
+                tap: tap.unwrap_or_else(|| controller::model::Vm::default_tap(&name)),
                 name,
                 mac: mac.parse()?,
                 ip,
