@@ -26,7 +26,7 @@
 //! on its own. The matching client lives here too, for the `scc` verbs.
 
 use crate::daemon::{ChangeError, Controller};
-use crate::inventory::{Host, Vm};
+use crate::model::{Host, Vm};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, RawQuery, Request, State};
 use axum::http::{header, Method, StatusCode};

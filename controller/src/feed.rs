@@ -22,7 +22,7 @@
 //! the host. Request and answer volumes rise and fall together, so the inbound side
 //! weighs regions the way the whole conversation does.
 
-use crate::inventory::{Inventory, TUNNEL_PORT_BASE};
+use crate::model::{Inventory, TUNNEL_PORT_BASE};
 use openflow::flow::{ethertype, Field, FlowMatch};
 use openflow::wire::FlowStatsEntry;
 use openflow::FlowSpec;
@@ -45,7 +45,7 @@ impl<'a> Switch<'a> {
             .hosts
             .iter()
             .filter(|h| h.name != host)
-            .map(crate::inventory::Host::tunnel_port)
+            .map(crate::model::Host::tunnel_port)
             .collect();
         let mut from_tunnel: HashMap<u32, Vec<&FlowSpec>> = HashMap::new();
         for f in flows {
@@ -250,7 +250,7 @@ mod tests {
             inv.hosts
                 .iter()
                 .filter(|h| h.name != host)
-                .map(crate::inventory::Host::tunnel_port),
+                .map(crate::model::Host::tunnel_port),
         );
         ports
     }

@@ -8,8 +8,8 @@
 //! It never changes the network program itself: the command goes through the
 //! migration procedure (`scc migrate`, the VM's arrival), like an operator would.
 
-use crate::inventory::{Inventory, PlacementSettings};
 use crate::measure::Measurements;
+use crate::model::{EngineConfig, Inventory, PlacementSettings};
 use crate::placement::{self, Decision, Snapshot, Why};
 use openflow::wire::TunnelStatsEntry;
 use serde::Serialize;
@@ -105,7 +105,7 @@ const HISTORY: usize = 32;
 /// hour before (the day-ago forecast), or else 20 half-lives (the weighted mean).
 /// A traffic sample stands for at least this span over the series' capacity, so a
 /// series always reaches that far back however often the switches are sampled.
-fn span_ms(engine: &placement::EngineConfig) -> u64 {
+fn span_ms(engine: &EngineConfig) -> u64 {
     let seconds = if engine.seasonal_period_s > 0.0 {
         engine.seasonal_period_s + engine.horizon_s + 3600.0
     } else {
@@ -648,7 +648,7 @@ pub async fn run_move(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::Host;
+    use crate::model::Host;
 
     fn inventory() -> Inventory {
         let mut inv = Inventory::parse(

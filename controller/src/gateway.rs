@@ -12,13 +12,10 @@
 //! It never talks to a switch. The uplink itself is plain data in
 //! [`crate::model::uplink`]; the routing marks these flows as the controller's.
 
-use crate::model::{Host, Inventory, Migration, Vm};
+use crate::model::{Announce, Gateway, Host, Inventory, Migration, Vm};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch};
 use openflow::FlowSpec;
 use std::net::Ipv4Addr;
-
-// The uplink types were defined here; these keep their old paths working.
-pub use crate::model::{Announce, Gateway};
 
 /// Priority of the counted drops: above every compiled rule, below the migration
 /// announcement flow. They never overlap traffic the routing forwards.

@@ -7,7 +7,10 @@
 //! shared with the API) and resolving names for policies (`ip4Dst = vm:web1`). It
 //! never talks to a switch.
 
-use crate::model::{Announce, Gateway, Invalid, MAX_INTERFACE_NAME};
+use crate::model::{
+    Announce, Cloud, Gateway, Host, Invalid, Inventory, PlacementSettings, Vm, VmPlacement,
+    MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
+};
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
 use openflow::flow::Mac;
@@ -17,11 +20,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::Path;
 use toml::Spanned;
-
-// The model's types were defined here; these keep their old paths working.
-pub use crate::model::{
-    Cloud, Host, Inventory, PlacementSettings, Vm, VmPlacement, MAX_DATAPATH_ID, TUNNEL_PORT_BASE,
-};
 
 /// An inventory that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -507,6 +505,7 @@ impl Resolver for Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MAX_DATAPATH_ID;
 
     pub(crate) const EXAMPLE: &str = include_str!("../../docs/examples/inventory.toml");
 

@@ -10,7 +10,7 @@
 //! policy runs first, so it can drop (tenant isolation) or constrain traffic before
 //! routing decides where it goes. This module never talks to a switch.
 
-use crate::model::Inventory;
+use crate::model::{Inventory, Migration, Phase};
 use crate::netkat::{self, diagnostics::Diagnostic, CompileError, TableOptions};
 use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
@@ -38,9 +38,6 @@ pub enum ProgramError {
     #[error("generated routing is invalid: {0}")]
     Routing(String),
 }
-
-// The migration types were defined here; these keep their old paths working.
-pub use crate::model::{Migration, Phase};
 
 /// Priority of the flow that reports a migrating VM's announcement (above any
 /// compiled rule).

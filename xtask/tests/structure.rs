@@ -7,8 +7,6 @@ use std::path::Path;
 use xtask::{check_workspace, Config};
 
 #[test]
-// enabled by the lead once the restructuring branches are merged
-#[ignore]
 fn workspace_has_no_module_cycles_and_no_overlong_files() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let report = check_workspace(&root, &Config::default()).expect("the workspace can be read");

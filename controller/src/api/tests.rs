@@ -3,7 +3,7 @@
 //! idle connections past the cap).
 
 use super::*;
-use crate::inventory::Inventory;
+use crate::model::Inventory;
 use crate::store::{Persisted, Store};
 use bounded_http::client::Answer;
 use std::time::Instant;

@@ -7,7 +7,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use controller::daemon::Controller;
-use controller::inventory::Inventory;
+use controller::model::Inventory;
 use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, Groups, TableOptions};
 use controller::store::{Persisted, Store};
 use std::net::SocketAddr;
@@ -310,7 +310,7 @@ fn main() -> ExitCode {
                 tunnel_endpoint,
                 public_key,
             } => {
-                let host = controller::inventory::Host {
+                let host = controller::model::Host {
                     name,
                     cloud,
                     datapath_id,
@@ -482,8 +482,8 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
             tenant,
             public_ip,
         } => {
-            let vm = controller::inventory::Vm {
-                tap: tap.unwrap_or_else(|| format!("sc-{name}").chars().take(15).collect()),
+            let vm = controller::model::Vm {
+                tap: tap.unwrap_or_else(|| controller::model::Vm::default_tap(&name)),
                 name,
                 mac: mac.parse()?,
                 ip,

@@ -18,8 +18,8 @@ mod migrate;
 mod tests;
 
 use crate::follow::Follower;
-use crate::inventory::{Inventory, Vm};
 use crate::migration::{MigrationState, Refusal};
+use crate::model::{Inventory, Vm};
 use crate::routing::{compile_network_during, ProgramError};
 use crate::store::{Persisted, Store};
 use openflow::FlowSpec;
@@ -222,7 +222,7 @@ impl Controller {
     }
 
     /// Adds (or replaces) a host.
-    pub fn add_host(&self, host: crate::inventory::Host) -> Result<u64, ChangeError> {
+    pub fn add_host(&self, host: crate::model::Host) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
         inv.add_host(host)

@@ -2,8 +2,8 @@
 //! with no switch connected.
 
 use super::*;
-use crate::inventory::Host;
 use crate::migration::Phase;
+use crate::model::Host;
 
 fn controller(dir: &std::path::Path) -> Arc<Controller> {
     let inventory = Inventory::parse(

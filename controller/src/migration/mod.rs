@@ -18,8 +18,8 @@ mod tests;
 
 pub use measure::{Measure, OldHost, PortCounts};
 
-use crate::inventory::Inventory;
-use crate::routing::{self, Migration};
+use crate::model::Inventory;
+use crate::model::{self, Migration};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -178,7 +178,7 @@ impl MigrationState {
                 from_port: v.port,
                 to_host: to_host.into(),
                 to_port,
-                phase: routing::Phase::Prepared,
+                phase: model::Phase::Prepared,
             },
             phase: Phase::Prepared,
             timeline: Timeline {
@@ -212,7 +212,7 @@ impl MigrationState {
             vm.port = self.route.to_port;
         }
         let program = Migration {
-            phase: routing::Phase::Switched,
+            phase: model::Phase::Switched,
             ..self.route.clone()
         };
         Step {
@@ -245,7 +245,7 @@ impl MigrationState {
     /// The switch step committed as `version` at `now`.
     pub fn switched(&mut self, version: u64, now: Duration) {
         self.phase = Phase::Switched;
-        self.route.phase = routing::Phase::Switched;
+        self.route.phase = model::Phase::Switched;
         self.switch_version = version;
         self.note("switch sent", now);
     }

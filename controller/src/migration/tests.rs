@@ -26,7 +26,7 @@ fn prepared(inv: &Inventory) -> MigrationState {
         "the prepare step leaves the VM in place"
     );
     let program = step.program.unwrap();
-    assert_eq!(program.phase, routing::Phase::Prepared);
+    assert_eq!(program.phase, model::Phase::Prepared);
     assert_eq!(
         (program.from_host.as_str(), program.from_port),
         ("host-a", 1)
@@ -51,7 +51,7 @@ fn a_migration_goes_prepared_switched_cleaned() {
     let step = m.arrive(&inv, Some((2, 7)), Some("web1")).unwrap();
     let moved = &step.inventory.vms["web1"];
     assert_eq!((moved.host.as_str(), moved.port), ("host-b", 7));
-    assert_eq!(step.program.unwrap().phase, routing::Phase::Switched);
+    assert_eq!(step.program.unwrap().phase, model::Phase::Switched);
     assert_eq!(
         step.inventory,
         m.switch_step(&inv).inventory,
@@ -60,7 +60,7 @@ fn a_migration_goes_prepared_switched_cleaned() {
     m.switched(3, ms(1_500));
     assert_eq!(m.phase, Phase::Switched);
     assert_eq!(m.switch_version, 3);
-    assert_eq!(m.program().unwrap().phase, routing::Phase::Switched);
+    assert_eq!(m.program().unwrap().phase, model::Phase::Switched);
 
     let step = m.clean_up(&step.inventory).unwrap();
     assert_eq!(step.program, None, "the clean-up is the plain program");

@@ -7,8 +7,8 @@ use super::cost::may_use;
 use super::day_ahead::{most_moves_in_a_day, moves_in_window, DayAhead};
 use super::decision::Why;
 use super::site::VmSite;
-use super::EngineConfig;
 use crate::measure::Measurements;
+use crate::model::EngineConfig;
 
 /// Each VM's share of a fleet budget of `fleet_max` moves in any 24 hours: the
 /// moves it made in the window, plus units of the rest as a knapsack over the VMs'

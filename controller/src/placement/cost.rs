@@ -2,9 +2,9 @@
 //! latency and score of a cloud, and what a move costs (copy time, downtime).
 
 use super::site::VmSite;
-use super::EngineConfig;
-use crate::inventory::VmPlacement;
 use crate::measure::Measurements;
+use crate::model::EngineConfig;
+use crate::model::VmPlacement;
 
 /// Forecast mean traffic of one VM over the horizon by region, bytes per second.
 ///

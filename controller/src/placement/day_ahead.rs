@@ -4,8 +4,8 @@
 
 use super::cost::{copy_time_s, move_cost, score, secs_to_ms};
 use super::site::VmSite;
-use super::EngineConfig;
 use crate::measure::Measurements;
+use crate::model::EngineConfig;
 
 /// The window of the migration budget: a day.
 pub(super) const BUDGET_WINDOW_MS: u64 = 24 * 3_600_000;

@@ -47,5 +47,3 @@ pub use decision::{Decision, Why};
 pub use plan::plan;
 pub use site::{candidate_clouds, sites, Snapshot, VmSite};
 pub use table::table;
-
-pub use crate::model::placement::EngineConfig;

@@ -7,9 +7,9 @@ use super::cost::{copy_time_s, expected_latency, forecast, may_use, move_cost, s
 use super::day_ahead::moves_in_window;
 use super::decision::{Decision, Why};
 use super::site::{candidate_clouds, sites, Snapshot, VmSite};
-use super::EngineConfig;
-use crate::inventory::Inventory;
 use crate::measure::Measurements;
+use crate::model::EngineConfig;
+use crate::model::Inventory;
 
 impl Snapshot {
     /// Plans every VM of `inventory`. A VM may be placed in any cloud that has a host.

@@ -2,9 +2,9 @@
 //! sees them (their cloud, knobs and recent moves), the candidate clouds, and the
 //! snapshot the daemon hands it or `scc placement plan --measurements FILE` reads.
 
-use super::EngineConfig;
-use crate::inventory::{Inventory, VmPlacement};
 use crate::measure::Measurements;
+use crate::model::EngineConfig;
+use crate::model::{Inventory, VmPlacement};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -2,8 +2,8 @@
 //! the day ahead and the fleet's shares.
 
 use super::*;
-use crate::inventory::{Inventory, VmPlacement};
 use crate::measure::Measurements;
+use crate::model::{EngineConfig, Inventory, VmPlacement};
 use proptest::prelude::*;
 
 const MIN: u64 = 60_000;
