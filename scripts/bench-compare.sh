@@ -13,6 +13,7 @@
 # criterion:netkat_compile. ROUNDS (default 2) is how many old/new pairs each
 # runtime benchmark gets. Output: one log per run under bench-compare/ (git
 # ignores it) and their file names on stdout; copy the tables into bench/RESULTS.md.
+# CRITERION_ARGS adds criterion options (e.g. "--measurement-time 3").
 # OLD_TREE=DIR uses an existing checkout of REV (with its own target/) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ run() { # which tree label bench
     local tree=$1 label=$2 what=$3 log
     log=$out/$(date +%H%M%S)-$label-${what//:/-}.log
     if [[ $what == criterion:* ]]; then
-        (cd "$tree" && env -u CARGO_TARGET_DIR cargo bench --locked -q -p bench --bench "${what#criterion:}" -- --noplot) >"$log" 2>&1
+        (cd "$tree" && env -u CARGO_TARGET_DIR cargo bench --locked -q -p bench --bench "${what#criterion:}" -- --noplot ${CRITERION_ARGS:-}) >"$log" 2>&1
     else
         # Each build's own runner with its own scd and scc.
         env -u SCD_BIN -u SCC_BIN -u CARGO_TARGET_DIR "$tree/target/release/bench" "$what" >"$log" 2>&1
