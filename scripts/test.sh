@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n== %s ==\n' "$*" >&2; }
+log() { printf '\n== %s (at %d s) ==\n' "$*" "$SECONDS" >&2; }
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "scripts/test.sh: run as root (the namespace tests need it)" >&2
@@ -47,3 +47,4 @@ fi
 
 log "fuzz smoke"
 bash scripts/fuzz-smoke.sh
+log "done"
