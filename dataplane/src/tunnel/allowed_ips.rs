@@ -1,142 +1,75 @@
-//! Which inner source addresses each tunnel peer may send from: a binary trie of
-//! prefixes per address family, each node naming the peers whose prefix ends
-//! there. A source is allowed from a peer when any prefix on its path names that
-//! peer. OpenFlow masks need not be prefixes; such a (rare) mask is kept in a
-//! list checked after the trie.
+//! Which inner source addresses each tunnel peer may send from. The check runs on
+//! every datagram a tunnel delivers, and the peer is known by then, so each peer
+//! keeps its own set: its full-length addresses (a /32 or /128 per VM routed to
+//! it, the bulk of any table) in a hash set, one probe per packet, and every other
+//! mask (a subnet, the internet's 0/0 behind a gateway, an OpenFlow mask that is
+//! not a prefix) in a short list checked after it.
+
+use rustc_hash::FxHashSet;
 
 /// Bit width of IPv4 addresses (held in the low bits of a `u128`).
 const V4_BITS: u32 = 32;
-/// Bit width of IPv6 addresses.
-const V6_BITS: u32 = 128;
 
+/// What one peer may send from.
 #[derive(Debug, Default, Clone)]
-struct Node {
-    children: [Option<u32>; 2],
-    /// Peers (by index) whose prefix ends at this node.
-    peers: Vec<usize>,
-}
-
-/// A binary trie over addresses of one width.
-#[derive(Debug, Clone)]
-struct Trie {
-    bits: u32,
-    nodes: Vec<Node>,
-}
-
-impl Trie {
-    fn new(bits: u32) -> Trie {
-        Trie {
-            bits,
-            nodes: vec![Node::default()],
-        }
-    }
-
-    /// The bit of `addr` at depth `depth` (0 = most significant).
-    fn bit(&self, addr: u128, depth: u32) -> usize {
-        usize::from((addr >> (self.bits - 1 - depth)) & 1 == 1)
-    }
-
-    fn insert(&mut self, value: u128, prefix_len: u32, peer: usize) {
-        let mut node = 0usize;
-        for depth in 0..prefix_len {
-            let b = self.bit(value, depth);
-            node = match self.nodes[node].children[b] {
-                Some(child) => child as usize,
-                None => {
-                    let child = self.nodes.len();
-                    self.nodes.push(Node::default());
-                    self.nodes[node].children[b] = u32::try_from(child).ok();
-                    child
-                }
-            };
-        }
-        if !self.nodes[node].peers.contains(&peer) {
-            self.nodes[node].peers.push(peer);
-        }
-    }
-
-    fn contains(&self, addr: u128, peer: usize) -> bool {
-        let mut node = 0usize;
-        for depth in 0..=self.bits {
-            if self.nodes[node].peers.contains(&peer) {
-                return true;
-            }
-            if depth == self.bits {
-                return false;
-            }
-            match self.nodes[node].children[self.bit(addr, depth)] {
-                Some(child) => node = child as usize,
-                None => return false,
-            }
-        }
-        false
-    }
+struct PeerSources {
+    /// Single addresses, with their family.
+    exact: FxHashSet<(u128, bool)>,
+    /// Everything wider: (value, mask, is_v6).
+    masked: Vec<(u128, u128, bool)>,
 }
 
 /// The allowed source addresses of every peer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default, Clone)]
 pub struct AllowedIps {
-    v4: Trie,
-    v6: Trie,
-    /// Entries whose mask is not a prefix: (value, mask, is_v6, peer).
-    other: Vec<(u128, u128, bool, usize)>,
+    /// By peer index.
+    peers: Vec<PeerSources>,
 }
 
-impl Default for AllowedIps {
-    fn default() -> Self {
-        AllowedIps {
-            v4: Trie::new(V4_BITS),
-            v6: Trie::new(V6_BITS),
-            other: Vec::new(),
-        }
-    }
-}
-
-/// The prefix length of `mask` in a `bits`-wide address, if it is a prefix.
-fn prefix_len(mask: u128, bits: u32) -> Option<u32> {
-    let full = if bits == 128 {
+/// The mask of every bit of an address of the family.
+fn full_mask(v6: bool) -> u128 {
+    if v6 {
         u128::MAX
     } else {
-        (1u128 << bits) - 1
-    };
-    let mask = mask & full;
-    let len = (mask << (128 - bits)).leading_ones();
-    let expected = if len == 0 {
-        0
-    } else {
-        full & !((1u128 << (bits - len)) - 1)
-    };
-    (mask == expected).then_some(len)
+        (1u128 << V4_BITS) - 1
+    }
 }
 
 impl AllowedIps {
     /// Forgets every prefix.
     pub fn clear(&mut self) {
-        *self = AllowedIps::default();
+        self.peers.clear();
     }
 
     /// Lets `peer` send from the addresses `value` under `mask`.
     pub fn insert(&mut self, peer: usize, value: u128, mask: u128, v6: bool) {
-        let trie = if v6 { &mut self.v6 } else { &mut self.v4 };
-        match prefix_len(mask, trie.bits) {
-            Some(len) => trie.insert(value & mask, len, peer),
-            None => {
-                let entry = (value, mask, v6, peer);
-                if !self.other.contains(&entry) {
-                    self.other.push(entry);
-                }
+        if self.peers.len() <= peer {
+            self.peers.resize_with(peer + 1, PeerSources::default);
+        }
+        let sources = &mut self.peers[peer];
+        let full = full_mask(v6);
+        let mask = mask & full;
+        if mask == full {
+            sources.exact.insert((value & full, v6));
+        } else {
+            let entry = (value & mask, mask, v6);
+            if !sources.masked.contains(&entry) {
+                sources.masked.push(entry);
             }
         }
     }
 
     /// True when `peer` may send from `src`.
     pub fn allows(&self, peer: usize, src: u128, v6: bool) -> bool {
-        let trie = if v6 { &self.v6 } else { &self.v4 };
-        trie.contains(src, peer)
-            || self
-                .other
+        let Some(sources) = self.peers.get(peer) else {
+            return false;
+        };
+        let src = src & full_mask(v6);
+        sources.exact.contains(&(src, v6))
+            || sources
+                .masked
                 .iter()
-                .any(|(value, mask, is_v6, p)| *p == peer && *is_v6 == v6 && src & mask == *value)
+                .any(|&(value, mask, is_v6)| is_v6 == v6 && src & mask == value)
     }
 }
 
@@ -175,11 +108,27 @@ mod tests {
     }
 
     #[test]
-    fn prefix_lengths() {
-        assert_eq!(prefix_len(0, 32), Some(0));
-        assert_eq!(prefix_len(0xffff_ff00, 32), Some(24));
-        assert_eq!(prefix_len(0xffff_ffff, 32), Some(32));
-        assert_eq!(prefix_len(u128::MAX, 128), Some(128));
-        assert_eq!(prefix_len(0xff, 32), None);
+    fn single_addresses_of_both_families_and_unknown_peers() {
+        let mut allowed = AllowedIps::default();
+        let v6 = 0x2001_0db8_u128 << 96 | 7;
+        allowed.insert(2, v6, u128::MAX, true);
+        allowed.insert(2, v4([100, 64, 3, 3]), u128::MAX, false);
+        assert!(allowed.allows(2, v6, true));
+        assert!(!allowed.allows(2, v6 + 1, true));
+        assert!(allowed.allows(2, v4([100, 64, 3, 3]), false));
+        assert!(
+            !allowed.allows(2, v4([100, 64, 3, 3]), true),
+            "other family"
+        );
+        assert!(
+            !allowed.allows(0, v4([100, 64, 3, 3]), false),
+            "peer with nothing"
+        );
+        assert!(
+            !allowed.allows(9, v4([100, 64, 3, 3]), false),
+            "peer never named"
+        );
+        allowed.clear();
+        assert!(!allowed.allows(2, v6, true));
     }
 }
