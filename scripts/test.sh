@@ -38,6 +38,12 @@ log "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "tests"
+# Frenetic's example corpus is not part of the project (netkat/tests/conformance.rs).
+# The test harness hides a passing test's output, so say it here, where it shows.
+corpus=${SC_CONFORMANCE_DIR:-../shared/conformance/frenetic-examples}
+if [[ ! -f $corpus/SOURCES.txt ]]; then
+    printf '\n!! SKIPPING the 7 Frenetic conformance tests: no corpus at %s (set SC_CONFORMANCE_DIR;\n!! under CI=true they fail). The project'"'"'s own policies (netkat/tests/policies/) still run.\n\n' "$corpus" >&2
+fi
 if command -v cargo-nextest >/dev/null 2>&1; then
     # One test binary at a time, tests inside it in parallel up to the core count.
     cargo nextest run --workspace --locked --no-fail-fast --test-threads 2
