@@ -2,7 +2,8 @@
 //!
 //! | request | does |
 //! |---|---|
-//! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows), VMs |
+//! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows, audits, repairs), VMs |
+//! | `GET /metrics` | Prometheus metrics (OpenMetrics text): per switch, connected, audits, repairs (`crate::metrics`) |
 //! | `POST /policy?name=FILE` (body: the NetKAT text as a JSON string) | compile and apply; 422 with the rendered error if it does not compile |
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
@@ -155,6 +156,16 @@ async fn status(State(ctl): Ctl) -> Reply {
     reply(StatusCode::OK, ctl.status())
 }
 
+async fn metrics(State(ctl): Ctl) -> Response {
+    let text = crate::metrics::render(&ctl.switch_report());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)],
+        text,
+    )
+        .into_response()
+}
+
 async fn policy(
     State(ctl): Ctl,
     RawQuery(query): RawQuery,
@@ -260,6 +271,7 @@ async fn require_json(request: Request, next: Next) -> Response {
 pub fn router(ctl: Arc<Controller>) -> Router {
     Router::new()
         .route("/status", get(status))
+        .route("/metrics", get(metrics))
         .route("/policy", post(policy))
         .route("/vm", post(add_vm))
         .route("/vm/{*name}", get(show_vm).delete(remove_vm))

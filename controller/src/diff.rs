@@ -7,6 +7,7 @@
 //! without having the new one (make-before-break). This module never sends anything.
 
 use openflow::flow::{flags, port, FlowMatch};
+use openflow::text::format_flow;
 use openflow::wire::{FlowMod, FlowModCommand};
 use openflow::FlowSpec;
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,37 @@ impl Plan {
     /// Number of flow-mods.
     pub fn len(&self) -> usize {
         self.first.len() + self.then.len()
+    }
+}
+
+/// What a plan changes, flow by flow, in `ovs-ofctl` syntax: what an audit logs
+/// when it repairs a switch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Difference {
+    /// Flows the switch lacks (added).
+    pub missing: Vec<String>,
+    /// Flows whose actions or timeouts differ (modified).
+    pub changed: Vec<String>,
+    /// Flows the switch holds that should not be there (deleted).
+    pub extra: Vec<String>,
+}
+
+impl Plan {
+    /// What this plan changes, flow by flow.
+    pub fn difference(&self) -> Difference {
+        let text = |m: &FlowMod| format_flow(&m.spec);
+        let with = |command: FlowModCommand| -> Vec<String> {
+            self.first
+                .iter()
+                .filter(|m| m.command == command)
+                .map(text)
+                .collect()
+        };
+        Difference {
+            missing: with(FlowModCommand::Add),
+            changed: with(FlowModCommand::ModifyStrict),
+            extra: self.then.iter().map(text).collect(),
+        }
     }
 }
 
@@ -123,6 +155,14 @@ mod tests {
         assert_eq!(p.then.len(), 1);
         assert_eq!(p.then[0].command, FlowModCommand::DeleteStrict);
         assert!(plan(&desired, &desired, 7).is_empty());
+        let d = p.difference();
+        assert_eq!((d.missing.len(), d.changed.len(), d.extra.len()), (1, 1, 1));
+        assert!(d.missing[0].contains("nw_dst=0.0.0.4"), "{d:?}");
+        assert!(d.extra[0].contains("nw_dst=0.0.0.3"), "{d:?}");
+        assert_eq!(
+            plan(&desired, &desired, 7).difference(),
+            Difference::default()
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! never talks to a switch.
 
 use crate::model::{
-    Announce, Cloud, Gateway, Host, Invalid, Inventory, PlacementSettings, Vm, VmPlacement,
-    MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
+    Announce, Cloud, Gateway, Host, Invalid, Inventory, PlacementSettings, SwitchSettings, Vm,
+    VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
 };
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
@@ -90,6 +90,9 @@ struct RawController {
     openflow: Option<Spanned<String>>,
     api: Option<Spanned<String>>,
     announce: Option<Spanned<String>>,
+    echo_every_s: Option<Spanned<u64>>,
+    echo_timeout_s: Option<Spanned<u64>>,
+    audit_every_s: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +140,40 @@ struct RawVm {
     tenant: Option<String>,
     public_ip: Option<Spanned<String>>,
     placement: Option<Spanned<VmPlacement>>,
+}
+
+/// The `[controller]` keys of [`SwitchSettings`], defaults for those not given;
+/// a key out of range is refused with its span and why.
+fn switch_settings(
+    raw: &RawController,
+) -> Result<SwitchSettings, (Range<usize>, &'static str, String)> {
+    let default = SwitchSettings::default();
+    let value = |v: &Option<Spanned<u64>>, or: u64| v.as_ref().map_or(or, |v| *v.get_ref());
+    let span = |v: &Option<Spanned<u64>>| v.as_ref().map_or(0..0, Spanned::span);
+    let settings = SwitchSettings {
+        echo_every_s: value(&raw.echo_every_s, default.echo_every_s),
+        echo_timeout_s: value(&raw.echo_timeout_s, default.echo_timeout_s),
+        audit_every_s: value(&raw.audit_every_s, default.audit_every_s),
+    };
+    if settings.echo_every_s == 0 {
+        return Err((
+            span(&raw.echo_every_s),
+            "controller.echo_every_s",
+            "must be at least 1".into(),
+        ));
+    }
+    if settings.echo_timeout_s <= settings.echo_every_s {
+        let at = raw.echo_timeout_s.as_ref().or(raw.echo_every_s.as_ref());
+        return Err((
+            at.map_or(0..0, Spanned::span),
+            "controller.echo_timeout_s",
+            format!(
+                "{}s is not more than `echo_every_s` ({}s): a switch needs time to answer",
+                settings.echo_timeout_s, settings.echo_every_s
+            ),
+        ));
+    }
+    Ok(settings)
 }
 
 /// Reads `[placement]`; unknown keys (in `engine` too) are refused by name.
@@ -408,6 +445,8 @@ impl Inventory {
             placement: BTreeMap::new(),
             gateways: BTreeMap::new(),
             placement_settings: PlacementSettings::default(),
+            switch_settings: switch_settings(&raw.controller)
+                .map_err(|(span, field, message)| invalid(&span, field, message))?,
         };
         for h in raw.hosts {
             let name = h.name.get_ref().clone();
@@ -651,6 +690,41 @@ mod tests {
                 e.starts_with(&format!("inv.toml:{}: `placement`", lines + 2)),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn the_switch_watch_settings_have_defaults_and_are_checked() {
+        let inv = Inventory::parse(EXAMPLE, "i").unwrap();
+        assert_eq!(inv.switch_settings, SwitchSettings::default());
+        let with = |keys: &str| {
+            Inventory::parse(
+                &EXAMPLE.replace("[controller]\n", &format!("[controller]\n{keys}\n")),
+                "inv.toml",
+            )
+        };
+        let inv = with("echo_every_s = 1\necho_timeout_s = 3\naudit_every_s = 0").unwrap();
+        assert_eq!(
+            inv.switch_settings,
+            SwitchSettings {
+                echo_every_s: 1,
+                echo_timeout_s: 3,
+                audit_every_s: 0
+            }
+        );
+        for (keys, says) in [
+            (
+                "echo_every_s = 0",
+                "`controller.echo_every_s`: must be at least 1",
+            ),
+            (
+                "echo_every_s = 5\necho_timeout_s = 5",
+                "`controller.echo_timeout_s`: 5s is not more than",
+            ),
+            ("echo_every_s = 20", "`controller.echo_timeout_s`: 15s"),
+        ] {
+            let e = with(keys).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
         }
     }
 

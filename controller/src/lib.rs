@@ -4,7 +4,8 @@
 //! routing it implies composed with the user's policy ([`routing`]), the difference
 //! to send to a switch ([`diff`]), the change pipeline and versions of the network
 //! program ([`daemon`]), the migration state machine ([`migration`]), the OpenFlow
-//! sessions ([`net`]), the placement engine ([`placement`]), the embedded store ([`store`]), the local API ([`api`]) and
+//! sessions ([`net`]), the placement engine ([`placement`]), the embedded store ([`store`]), the local API ([`api`]) with its
+//! Prometheus metrics ([`metrics`]) and
 //! the gateways that serve public addresses by NAT ([`gateway`]).
 #![forbid(unsafe_code)]
 pub mod api;
@@ -16,6 +17,7 @@ pub mod gateway;
 pub mod host_config;
 pub mod inventory;
 pub mod measure;
+pub mod metrics;
 pub mod migration;
 pub mod model;
 pub mod net;

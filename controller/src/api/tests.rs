@@ -99,6 +99,23 @@ async fn the_routes_answer_as_before() {
 }
 
 #[tokio::test]
+async fn metrics_count_each_switch_s_repairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let dpid = ctl.inventory().hosts[0].datapath_id;
+    let host = ctl.inventory().hosts[0].name.clone();
+    ctl.update_switch(dpid, |s| s.repairs = 2);
+    let a = bounded_http::client::request(api, "GET", "/metrics", b"", Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let text = a.text();
+    let line = format!("scc_switch_repairs_total{{switch=\"{host}\"}} 2");
+    assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    assert_eq!(ctl.status()["repairs"], 2, "the total in scc status");
+}
+
+#[tokio::test]
 async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let (api, ctl) = started(dir.path(), LIMITS).await;

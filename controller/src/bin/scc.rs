@@ -51,8 +51,15 @@ enum Command {
         #[arg(long, default_value = "/var/lib/scc/state.json")]
         state: PathBuf,
     },
-    /// Show clouds, hosts, switches (connected, synced version, flows) and VMs.
+    /// Show clouds, hosts, switches (connected, synced version, flows, audits,
+    /// repairs) and VMs.
     Status {
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+    /// Print the controller's Prometheus metrics, as a scraper of `/metrics` sees them.
+    Metrics {
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
@@ -273,6 +280,7 @@ fn main() -> ExitCode {
             state,
         } => run(inventory.as_deref(), policy.as_deref(), &state),
         Command::Status { api } => call(api, "GET", "/status", b""),
+        Command::Metrics { api } => metrics(api),
         Command::Apply { policy, api } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
             // The API takes JSON only: the policy travels as a JSON string.
@@ -450,6 +458,20 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the metrics text the API serves; exits with 1 if it serves none.
+fn metrics(api: SocketAddr) -> Result<ExitCode> {
+    use bounded_http::client;
+    let timeout = std::time::Duration::from_secs(60);
+    let answer = client::blocking(client::request(api, "GET", "/metrics", b"", timeout))
+        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+    print!("{}", answer.text());
+    Ok(if answer.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Calls the API and prints its JSON answer; a refused change exits with 1.

@@ -15,7 +15,7 @@
 mod follow_the_sun;
 mod migrate;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::follow::Follower;
 use crate::migration::{MigrationState, Refusal};
@@ -42,8 +42,14 @@ pub struct SwitchStatus {
     pub flows: usize,
     /// Flow-mods sent in the last synchronisation.
     pub last_flow_mods: usize,
-    /// Errors the switch reported, last one.
+    /// Errors the switch reported, or why its session ended (it stopped
+    /// answering), last one.
     pub last_error: Option<String>,
+    /// Audits of its flows (periodic and after a reconnect).
+    pub audits: u64,
+    /// Flow-mods the audits sent to repair flows that differed from the program
+    /// (deleted, added or changed behind the controller's back).
+    pub repairs: u64,
     /// Tunnel ports by name, true while their WireGuard session is live.
     pub tunnels_up: BTreeMap<String, bool>,
     /// Unix time of the last change.
@@ -284,8 +290,10 @@ impl Controller {
                 })
             })
             .collect();
+        let repairs: u64 = st.switches.values().map(|s| s.repairs).sum();
         serde_json::json!({
             "version": st.persisted.version,
+            "repairs": repairs,
             "policy": st.persisted.policy_name,
             "migration": st.in_progress().and_then(MigrationState::program),
             "timeline": st.migration.as_ref().map(|m| &m.timeline).cloned().unwrap_or_default(),
@@ -315,6 +323,28 @@ impl Controller {
             st.persisted.version,
             st.tables.get(&dpid).cloned().unwrap_or_default(),
         ))
+    }
+
+    /// The program version switch `dpid` confirmed last, if it ever did since
+    /// this controller started.
+    pub(crate) fn confirmed_version(&self, dpid: u64) -> Option<u64> {
+        let st = self.lock();
+        let s = st.switches.get(&dpid)?;
+        (s.synced_version > 0).then_some(s.synced_version)
+    }
+
+    /// What is reported about every inventory host's switch, by host name.
+    pub fn switch_report(&self) -> Vec<(String, SwitchStatus)> {
+        let st = self.lock();
+        st.persisted
+            .inventory
+            .hosts
+            .iter()
+            .map(|h| {
+                let s = st.switches.get(&h.datapath_id).cloned().unwrap_or_default();
+                (h.name.clone(), s)
+            })
+            .collect()
     }
 
     /// Changes what is reported about switch `dpid`.

@@ -1,16 +1,27 @@
 //! The daemon's change pipeline and migration driving, on the example inventory
-//! with no switch connected.
+//! with no switch connected; and that example controller, which the switch
+//! sessions' tests (`crate::net`) start from.
 
 use super::*;
 use crate::migration::Phase;
 use crate::model::Host;
 
 fn controller(dir: &std::path::Path) -> Arc<Controller> {
-    let inventory = Inventory::parse(
+    example_controller(dir, |_| {})
+}
+
+/// A controller over the example inventory as `edit` leaves it, with policy `id`,
+/// its store in `dir` and no switch connected.
+pub(crate) fn example_controller(
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut Inventory),
+) -> Arc<Controller> {
+    let mut inventory = Inventory::parse(
         include_str!("../../../docs/examples/inventory.toml"),
         "inventory.toml",
     )
     .unwrap();
+    edit(&mut inventory);
     let persisted = Persisted {
         inventory,
         policy: "id".into(),

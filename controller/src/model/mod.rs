@@ -129,6 +129,36 @@ pub struct Inventory {
     /// The daemon's measurement and placement loop.
     #[serde(default)]
     pub placement_settings: PlacementSettings,
+    /// How the controller watches and audits its switches.
+    #[serde(default)]
+    pub switch_settings: SwitchSettings,
+}
+
+/// How `scc` keeps its switches in step (`[controller]`'s `echo_every_s`,
+/// `echo_timeout_s` and `audit_every_s`; see docs/controller.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SwitchSettings {
+    /// How often each switch is sent an echo request, seconds (at least 1).
+    pub echo_every_s: u64,
+    /// A switch from which nothing (echo reply or any other message) arrived for
+    /// this long is marked disconnected and its connection closed, so that it
+    /// reconnects; seconds, more than `echo_every_s`.
+    pub echo_timeout_s: u64,
+    /// How often each switch's controller flows are read back and repaired,
+    /// seconds (0: only after a reconnect).
+    pub audit_every_s: u64,
+}
+
+impl Default for SwitchSettings {
+    fn default() -> Self {
+        SwitchSettings {
+            echo_every_s: 5,
+            // Three echoes unanswered: one lost reply is not a dead switch.
+            echo_timeout_s: 15,
+            audit_every_s: 30,
+        }
+    }
 }
 
 impl Inventory {

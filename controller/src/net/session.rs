@@ -1,15 +1,18 @@
 //! One switch's OpenFlow session: the handshake (hello, features, the flows it
 //! already holds), synchronising it to each program version (the difference,
-//! barriers, the migration timeline's measurements around it), echo keep-alive,
-//! port states of the tunnels, and the announcements of migrating VMs
-//! (packet-ins). The placement measurement it asks for is absorbed by
-//! [`super::sampling`].
+//! barriers, the migration timeline's measurements around it), echo keep-alive
+//! and the verdict on a silent switch ([`super::liveness`]), the audit that reads
+//! the controller's flows back and repairs what differs, port states of the
+//! tunnels, and the announcements of migrating VMs (packet-ins). The placement
+//! measurement it asks for is absorbed by [`super::sampling`].
 
+use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
 use crate::daemon::Controller;
-use crate::diff::plan;
+use crate::diff::{plan, Plan};
 use crate::follow::now_ms;
 use crate::migration::{Measure, PortCounts};
+use crate::model::SwitchSettings;
 use crate::routing::SCC_COOKIE;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
@@ -25,6 +28,12 @@ use tokio::net::TcpStream;
 
 /// How long a switch may take to answer a request (barrier, flow stats).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A period of `secs` seconds; off (0) is one that never comes within a session's
+/// life.
+fn period(secs: u64) -> Duration {
+    Duration::from_secs(if secs == 0 { u64::from(u32::MAX) } else { secs })
+}
 
 /// A flow-stats request for the controller's flows that match at least `matcher`
 /// and output to `out_port`.
@@ -52,6 +61,12 @@ pub(super) struct Session {
     replies: std::collections::HashMap<u32, Message>,
     /// The placement measurement in flight.
     sampler: Sampler,
+    /// The echo interval and timeout, and how often to audit.
+    settings: SwitchSettings,
+    /// The session's clock starts here.
+    started: tokio::time::Instant,
+    /// When the switch was last heard and the next echo is due.
+    liveness: Liveness,
 }
 
 /// Why a session ended.
@@ -64,10 +79,23 @@ pub(super) enum SessionError {
     /// The switch answered a request with an OpenFlow error.
     #[error("switch refused the request: {0}")]
     Refused(String),
+    /// Nothing arrived from the switch for this long, echo replies included.
+    #[error(
+        "switch stopped answering: nothing heard for {}s (echo requests unanswered); \
+         connection closed so that it reconnects",
+        .0.as_secs()
+    )]
+    Silent(Duration),
 }
 
 impl Session {
     pub(super) fn new(stream: TcpStream, ctl: Arc<Controller>) -> Session {
+        let settings = ctl.inventory().switch_settings;
+        let liveness = Liveness::new(
+            Duration::ZERO,
+            Duration::from_secs(settings.echo_every_s),
+            Duration::from_secs(settings.echo_timeout_s),
+        );
         Session {
             stream,
             inbox: Vec::with_capacity(65536),
@@ -77,7 +105,15 @@ impl Session {
             ahead: std::collections::HashSet::new(),
             replies: std::collections::HashMap::new(),
             sampler: Sampler::default(),
+            settings,
+            started: tokio::time::Instant::now(),
+            liveness,
         }
+    }
+
+    /// Notes that the switch spoke just now.
+    fn heard(&mut self) {
+        self.liveness.heard(self.started.elapsed());
     }
 
     async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
@@ -111,6 +147,7 @@ impl Session {
                     "switch closed the connection".into(),
                 ));
             }
+            self.heard();
         }
     }
 
@@ -154,32 +191,46 @@ impl Session {
 
     /// Waits for the reply to `xid`, passing over unrelated messages (and keeping
     /// the replies to requests sent ahead). An error reply is [`SessionError::Refused`].
+    /// A switch that never answers (or answered with an error) ends the session; it
+    /// reconnects and is resynchronised from what it then holds. One that falls
+    /// silent altogether is [`SessionError::Silent`] as soon as the echo timeout
+    /// passes, however long the request may take.
     async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
-        let wait = async {
+        let give_up = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        let reply = loop {
             if let Some(m) = self.replies.remove(&xid) {
-                return Ok(m);
+                break m;
             }
-            loop {
-                let (got, m) = self.recv().await?;
-                if got == xid {
-                    self.ahead.remove(&xid);
-                    return Ok(m);
+            let until = give_up.min(self.started + self.liveness.silent_at());
+            // Cancelling `recv` keeps what it read: the inbox holds partial frames.
+            let (got, m) = match tokio::time::timeout_at(until, self.recv()).await {
+                Ok(received) => received?,
+                Err(_) => {
+                    if let Some(silent_for) = self.liveness.silent(self.started.elapsed()) {
+                        return Err(SessionError::Silent(silent_for));
+                    }
+                    if tokio::time::Instant::now() >= give_up {
+                        return Err(SessionError::Protocol(format!(
+                            "no reply to xid {xid} within {REPLY_TIMEOUT:?}"
+                        )));
+                    }
+                    // Part of a long reply arrived meanwhile: the switch is alive.
+                    continue;
                 }
-                if self.ahead.remove(&got) {
-                    self.replies.insert(got, m);
-                } else {
-                    self.absorb(got, m);
-                }
+            };
+            if got == xid {
+                self.ahead.remove(&xid);
+                break m;
+            }
+            if self.ahead.remove(&got) {
+                self.replies.insert(got, m);
+            } else {
+                self.absorb(got, m);
             }
         };
-        // A switch that never answers (or answered with an error) ends the session;
-        // it reconnects and is resynchronised from what it then holds.
-        match tokio::time::timeout(REPLY_TIMEOUT, wait).await {
-            Err(_) => Err(SessionError::Protocol(format!(
-                "no reply to xid {xid} within {REPLY_TIMEOUT:?}"
-            ))),
-            Ok(Ok(Message::Error(e))) => Err(SessionError::Refused(format!("{e:?}"))),
-            Ok(other) => other,
+        match reply {
+            Message::Error(e) => Err(SessionError::Refused(format!("{e:?}"))),
+            other => Ok(other),
         }
     }
 
@@ -361,18 +412,7 @@ impl Session {
         let dpid = self.dpid.unwrap_or_default();
         let p = plan(installed, &desired, SCC_COOKIE);
         let n = p.len();
-        if !p.is_empty() {
-            for m in p.first {
-                self.send(&Message::FlowMod(m)).await?;
-            }
-            let b = self.send(&Message::BarrierRequest).await?;
-            self.reply_to(b).await?;
-            for m in p.then {
-                self.send(&Message::FlowMod(m)).await?;
-            }
-            let b = self.send(&Message::BarrierRequest).await?;
-            self.reply_to(b).await?;
-        }
+        self.send_plan(p).await?;
         tracing::info!(
             dpid,
             version,
@@ -387,6 +427,85 @@ impl Session {
             s.last_flow_mods = n;
         });
         self.ctl.note_synced(dpid, version);
+        Ok(desired)
+    }
+
+    /// Sends `p` (its adds and modifications, a barrier, its deletions, a barrier)
+    /// and waits for the switch to confirm it; nothing for an empty plan.
+    async fn send_plan(&mut self, p: Plan) -> Result<(), SessionError> {
+        if p.is_empty() {
+            return Ok(());
+        }
+        for m in p.first {
+            self.send(&Message::FlowMod(m)).await?;
+        }
+        let b = self.send(&Message::BarrierRequest).await?;
+        self.reply_to(b).await?;
+        for m in p.then {
+            self.send(&Message::FlowMod(m)).await?;
+        }
+        let b = self.send(&Message::BarrierRequest).await?;
+        self.reply_to(b).await?;
+        Ok(())
+    }
+
+    /// Reads the controller's flows back from the switch and repairs whatever
+    /// differs from `expected`, the table of the version it last confirmed.
+    async fn audit(&mut self, dpid: u64, expected: &[FlowSpec]) -> Result<(), SessionError> {
+        let held = self.installed_flows().await?;
+        self.repair(dpid, &held, expected, "periodic").await
+    }
+
+    /// Sends the flow-mods that turn `held` (read back from the switch) into
+    /// `expected`, logs what was missing, changed or extra, and counts the audit
+    /// and the flow-mods as repairs. Equal tables cost no flow-mod.
+    async fn repair(
+        &mut self,
+        dpid: u64,
+        held: &[FlowSpec],
+        expected: &[FlowSpec],
+        occasion: &'static str,
+    ) -> Result<(), SessionError> {
+        let p = plan(held, expected, SCC_COOKIE);
+        let repairs = p.len();
+        if repairs == 0 {
+            tracing::debug!(dpid, audit = occasion, "switch holds the program's flows");
+        } else {
+            let d = p.difference();
+            tracing::warn!(
+                dpid,
+                audit = occasion,
+                repairs,
+                missing = ?d.missing,
+                changed = ?d.changed,
+                extra = ?d.extra,
+                "switch's flows differ from the program: repairing"
+            );
+            self.send_plan(p).await?;
+        }
+        let flows = expected.len();
+        self.ctl.update_switch(dpid, |s| {
+            s.audits += 1;
+            s.repairs += repairs as u64;
+            s.flows = flows;
+        });
+        Ok(())
+    }
+
+    /// The flows to synchronise from, right after the handshake: what the switch
+    /// holds. A switch that had already confirmed the version in force (it
+    /// reconnected, and scc did not restart meanwhile) should hold exactly that
+    /// version's table: it is audited first, and what differs is a repair.
+    async fn after_connect(&mut self, dpid: u64) -> Result<Vec<FlowSpec>, SessionError> {
+        let held = self.installed_flows().await?;
+        let Some((version, desired)) = self.ctl.desired(dpid) else {
+            return Ok(held);
+        };
+        if self.ctl.confirmed_version(dpid) != Some(version) || self.ctl.migrating() {
+            return Ok(held);
+        }
+        self.repair(dpid, &held, &desired, "after reconnect")
+            .await?;
         Ok(desired)
     }
 
@@ -417,24 +536,32 @@ impl Session {
         });
         tracing::info!(dpid, %peer, "switch connected");
         let result = self.serve(dpid).await;
-        self.ctl.update_switch(dpid, |s| s.connected = false);
+        self.ctl.update_switch(dpid, |s| {
+            // A newer connection of the same switch may be reporting already.
+            if s.peer == peer {
+                s.connected = false;
+                if let Err(e @ SessionError::Silent(_)) = &result {
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
         result
     }
 
     async fn serve(&mut self, dpid: u64) -> Result<(), SessionError> {
         let mut versions = self.ctl.versions();
-        let mut installed = self.installed_flows().await?;
-        let mut echo = tokio::time::interval(Duration::from_secs(5));
+        let mut installed = self.after_connect(dpid).await?;
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
-        // Off (0) is an interval that never fires within the session's life. The
-        // first sample waits a period: the flows were just read back.
-        let period = Duration::from_secs(if sample_every == 0 {
-            u64::from(u32::MAX)
-        } else {
-            sample_every
-        });
-        let mut sample = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let audit_every = self.settings.audit_every_s;
+        // The first sample and audit wait a period: the flows were just read back.
+        let regularly = |secs: u64| {
+            let every = period(secs);
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            i
+        };
+        let mut sample = regularly(sample_every);
+        let mut audit = regularly(audit_every);
         loop {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
@@ -448,6 +575,7 @@ impl Session {
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
                 self.inbox.reserve(65536);
+                let wake = self.started + self.liveness.next_wake();
                 tokio::select! {
                     changed = versions.changed() => {
                         if changed.is_err() { return Ok(()); }
@@ -460,14 +588,30 @@ impl Session {
                             self.request_sample().await?;
                         }
                     }
-                    _ = echo.tick() => {
-                        self.send(&Message::EchoRequest(Vec::new())).await?;
-                        // Port states tell which tunnels have a live session.
-                        self.multipart(MultipartRequestBody::PortDesc).await?;
+                    _ = audit.tick(), if audit_every > 0 => {
+                        // A migration's steps are timed and its tables change
+                        // step by step: it is not audited.
+                        if !self.ctl.migrating() {
+                            self.audit(dpid, &installed).await?;
+                        }
+                    }
+                    _ = tokio::time::sleep_until(wake) => {
+                        match self.liveness.poll(self.started.elapsed()) {
+                            Verdict::Echo => {
+                                self.send(&Message::EchoRequest(Vec::new())).await?;
+                                // Port states tell which tunnels have a live session.
+                                self.multipart(MultipartRequestBody::PortDesc).await?;
+                            }
+                            Verdict::Silent { silent_for } => {
+                                return Err(SessionError::Silent(silent_for));
+                            }
+                            Verdict::Wait => {}
+                        }
                     }
                     n = self.stream.read_buf(&mut self.inbox) => {
                         let n = n?;
                         if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
+                        self.heard();
                         // Drain whatever is complete (echo replies, port status, errors).
                         while let Some((xid, m)) = self.next_buffered().await? {
                             match m {
