@@ -8,7 +8,7 @@
 use crate::common::{fmt, measure, ratio, start_scd, Launcher, Row, GW};
 use crate::ovs::Ovs;
 use anyhow::{Context, Result};
-use netns_tests::{run, unique, Netns, Scd, Vm};
+use netns_tests::{run, unique, Netns, Scd, Vm, VmAddress};
 use std::time::{Duration, Instant};
 
 /// The two VMs' MACs and addresses.
@@ -18,6 +18,15 @@ pub const IP1: &str = "100.64.1.1";
 pub const IP2: &str = "100.64.1.2";
 /// The VMs share one /24, so ARP crosses the switch like any other frame.
 const PREFIX_LEN: u8 = 24;
+
+/// A VM's address on the VMs' shared /24.
+fn on_shared_24<'a>(mac: &'a str, ip: &'a str) -> VmAddress<'a> {
+    VmAddress {
+        mac,
+        ip,
+        prefix_len: PREFIX_LEN,
+    }
+}
 
 /// The same two flows for every OpenFlow switch: a wire between ports 1 and 2.
 const WIRE_FLOWS: &str =
@@ -56,17 +65,13 @@ pub fn scd_one_host(start: &Launcher<'_>) -> Result<ScdOneHost> {
         &unique("bench-sw-vm1-"),
         &host,
         &tap1,
-        MAC1,
-        IP1,
-        PREFIX_LEN,
+        on_shared_24(MAC1, IP1),
     )?;
     let vm2 = Vm::attach(
         &unique("bench-sw-vm2-"),
         &host,
         &tap2,
-        MAC2,
-        IP2,
-        PREFIX_LEN,
+        on_shared_24(MAC2, IP2),
     )?;
     run(vm1.ns.command("ping").args(["-c", "1", "-w", "10", IP2]))?;
     Ok(ScdOneHost {
@@ -123,7 +128,7 @@ fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
             std::thread::sleep(Duration::from_millis(50));
         }
         let name = unique(&format!("bench-sw-ovm{port}-"));
-        vms.push(Vm::attach(&name, &host, &tap, mac, ip, PREFIX_LEN)?);
+        vms.push(Vm::attach(&name, &host, &tap, on_shared_24(mac, ip))?);
     }
     let dir = tempfile::tempdir()?;
     let flows = dir.path().join("flows");

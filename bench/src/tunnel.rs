@@ -8,7 +8,7 @@ use crate::common::{
     fmt, installed, measure, pair, ratio, start_scd, Background, Launcher, Pair, Row, GW,
 };
 use anyhow::{bail, Context, Result};
-use netns_tests::{run, unique, KeyPair, Scd, Vm};
+use netns_tests::{run, unique, KeyPair, Scd, Vm, VmAddress};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -63,17 +63,13 @@ pub fn scd_tunnel(start_a: &Launcher<'_>) -> Result<ScdTunnel> {
     let va = Vm::with_tap(
         &unique("bench-scd-vma-"),
         &unique("sbt"),
-        "02:00:00:00:01:01",
-        VA_IP,
-        10,
+        VmAddress::overlay("02:00:00:00:01:01", VA_IP),
         1420,
     )?;
     let vb = Vm::with_tap(
         &unique("bench-scd-vmb-"),
         &unique("sbt"),
-        "02:00:00:00:02:01",
-        VB_IP,
-        10,
+        VmAddress::overlay("02:00:00:00:02:01", VB_IP),
         1420,
     )?;
     let flows = |local: &str, mac: &str, remote: &str| {

@@ -35,6 +35,84 @@ pub fn parse_predicate(src: &str) -> Result<Pred, Diagnostic> {
     Ok(pred)
 }
 
+/// Policy operators: `p + q` (level 0), `p ; q` (level 1), `p*` (level 2).
+const POLICY_OPERATORS: &[Operator<Policy>] = &[
+    Operator {
+        kw: Kw::Plus,
+        level: 0,
+        build: Build::Infix(PolicyKind::Union),
+    },
+    Operator {
+        kw: Kw::Semi,
+        level: 1,
+        build: Build::Infix(PolicyKind::Seq),
+    },
+    Operator {
+        kw: Kw::Star,
+        level: 2,
+        build: Build::Postfix(PolicyKind::Star),
+    },
+];
+
+/// Predicate operators: `a or b` (level 0), `a and b` (level 1); `not` is a
+/// prefix, parsed with the operands.
+const PRED_OPERATORS: &[Operator<Pred>] = &[
+    Operator {
+        kw: Kw::Or,
+        level: 0,
+        build: Build::Infix(PredKind::Or),
+    },
+    Operator {
+        kw: Kw::And,
+        level: 1,
+        build: Build::Infix(PredKind::And),
+    },
+];
+
+/// An operator written after an operand, and how tightly it binds: the higher
+/// its level, the tighter.
+struct Operator<T: Tree> {
+    kw: Kw,
+    level: u8,
+    build: Build<T>,
+}
+
+/// What an [`Operator`] makes of its operands.
+enum Build<T: Tree> {
+    /// `lhs op rhs`.
+    Infix(fn(Box<T>, Box<T>) -> T::Kind),
+    /// `lhs op`.
+    Postfix(fn(Box<T>) -> T::Kind),
+}
+
+/// A tree the operator loop builds: a policy or a predicate, each a kind and
+/// the span it covers.
+trait Tree: Sized {
+    type Kind;
+    fn span(&self) -> Span;
+    fn node(kind: Self::Kind, span: Span) -> Self;
+}
+
+impl Tree for Policy {
+    type Kind = PolicyKind;
+    fn span(&self) -> Span {
+        self.span
+    }
+    fn node(kind: PolicyKind, span: Span) -> Policy {
+        Policy { kind, span }
+    }
+}
+
+impl Tree for Pred {
+    type Kind = PredKind;
+    fn span(&self) -> Span {
+        self.span
+    }
+    fn node(kind: PredKind, span: Span) -> Pred {
+        Pred { kind, span }
+    }
+}
+
 struct Parser {
     toks: Vec<(Tok, Span)>,
     pos: usize,
@@ -140,6 +218,16 @@ impl Parser {
         }
     }
 
+    /// Expects the `)` or `end` that closes the group `open` opened at `start`.
+    fn close_group(&mut self, open: Kw, start: Span) -> R<Span> {
+        let (close, what) = if open == Kw::LParen {
+            (Kw::RParen, "`(`")
+        } else {
+            (Kw::End, "`begin`")
+        };
+        self.expect(close, Some((start, what)))
+    }
+
     /// Runs `parse` one level deeper, refusing text nested beyond [`MAX_DEPTH`]:
     /// a recursive descent must not overflow the stack on hostile input.
     fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
@@ -153,6 +241,37 @@ impl Parser {
         r
     }
 
+    // ----- operators ------------------------------------------------------------
+
+    /// Parses an operand with `prefix`, then, left to right, every operator of
+    /// `table` whose level is at least `min`. The right operand of an infix
+    /// operator is parsed by `operand` one level above the operator's, so that
+    /// operators of the same level associate to the left.
+    fn operators<T: Tree>(
+        &mut self,
+        min: u8,
+        table: &[Operator<T>],
+        prefix: fn(&mut Self) -> R<T>,
+        operand: fn(&mut Self, u8) -> R<T>,
+    ) -> R<T> {
+        let mut lhs = prefix(self)?;
+        while let Some(op) = table.iter().find(|op| min <= op.level && self.is(op.kw)) {
+            let kw_span = self.bump().1;
+            lhs = match op.build {
+                Build::Infix(join) => {
+                    let rhs = operand(self, op.level + 1)?;
+                    let span = lhs.span().to(rhs.span());
+                    T::node(join(Box::new(lhs), Box::new(rhs)), span)
+                }
+                Build::Postfix(wrap) => {
+                    let span = lhs.span().to(kw_span);
+                    T::node(wrap(Box::new(lhs)), span)
+                }
+            };
+        }
+        Ok(lhs)
+    }
+
     // ----- policies -------------------------------------------------------------
 
     /// Parses a policy whose operators bind at least as tightly as `min`
@@ -162,35 +281,7 @@ impl Parser {
     }
 
     fn policy_inner(&mut self, min: u8) -> R<Policy> {
-        let mut lhs = self.policy_prefix()?;
-        loop {
-            if min == 0 && self.is(Kw::Plus) {
-                self.bump();
-                let rhs = self.policy(1)?;
-                let span = lhs.span.to(rhs.span);
-                lhs = Policy {
-                    kind: PolicyKind::Union(Box::new(lhs), Box::new(rhs)),
-                    span,
-                };
-            } else if min <= 1 && self.is(Kw::Semi) {
-                self.bump();
-                let rhs = self.policy(2)?;
-                let span = lhs.span.to(rhs.span);
-                lhs = Policy {
-                    kind: PolicyKind::Seq(Box::new(lhs), Box::new(rhs)),
-                    span,
-                };
-            } else if self.is(Kw::Star) {
-                let s = self.bump().1;
-                let span = lhs.span.to(s);
-                lhs = Policy {
-                    kind: PolicyKind::Star(Box::new(lhs)),
-                    span,
-                };
-            } else {
-                return Ok(lhs);
-            }
-        }
+        self.operators(min, POLICY_OPERATORS, Self::policy_prefix, Self::policy)
     }
 
     fn starts_pred(&self) -> bool {
@@ -344,13 +435,7 @@ impl Parser {
                 (self.pos, self.depth) = saved;
                 self.bump();
                 let p = self.policy(0)?;
-                let close = if open == Kw::LParen {
-                    Kw::RParen
-                } else {
-                    Kw::End
-                };
-                let what = if open == Kw::LParen { "`(`" } else { "`begin`" };
-                let end = self.expect(close, Some((start, what)))?;
+                let end = self.close_group(open, start)?;
                 Ok(Policy {
                     kind: p.kind,
                     span: start.to(end),
@@ -421,34 +506,13 @@ impl Parser {
 
     // ----- predicates -----------------------------------------------------------
 
-    /// Parses a predicate (min 0: `or` and up, 1: `and` and up).
+    /// Parses a predicate (min 0: `or` and up, 1: `and` and up, 2: no operator).
     fn pred(&mut self, min: u8) -> R<Pred> {
         self.nested(|p| p.pred_inner(min))
     }
 
     fn pred_inner(&mut self, min: u8) -> R<Pred> {
-        let mut lhs = self.pred_prefix()?;
-        loop {
-            if min == 0 && self.is(Kw::Or) {
-                self.bump();
-                let rhs = self.pred(1)?;
-                let span = lhs.span.to(rhs.span);
-                lhs = Pred {
-                    kind: PredKind::Or(Box::new(lhs), Box::new(rhs)),
-                    span,
-                };
-            } else if self.is(Kw::And) {
-                self.bump();
-                let rhs = self.pred_atom()?;
-                let span = lhs.span.to(rhs.span);
-                lhs = Pred {
-                    kind: PredKind::And(Box::new(lhs), Box::new(rhs)),
-                    span,
-                };
-            } else {
-                return Ok(lhs);
-            }
-        }
+        self.operators(min, PRED_OPERATORS, Self::pred_prefix, Self::pred)
     }
 
     fn pred_atom(&mut self) -> R<Pred> {
@@ -484,13 +548,7 @@ impl Parser {
             Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
                 self.bump();
                 let a = self.pred(0)?;
-                let close = if open == Kw::LParen {
-                    Kw::RParen
-                } else {
-                    Kw::End
-                };
-                let what = if open == Kw::LParen { "`(`" } else { "`begin`" };
-                let end = self.expect(close, Some((start, what)))?;
+                let end = self.close_group(open, start)?;
                 Ok(Pred {
                     kind: a.kind,
                     span: start.to(end),

@@ -7,7 +7,7 @@
 //! stream whose longest gap they print. Shared by the namespace
 //! tests and the demo; it never touches the machine's own interfaces.
 
-use crate::{fill_pseudo_random, scc_binary, Fnv, Internet, KeyPair, Scd, Vm};
+use crate::{fill_pseudo_random, scc_binary, Fnv, Internet, KeyPair, Scd, Vm, VmAddress};
 use anyhow::{Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -277,9 +277,7 @@ impl VmSpec {
         Vm::with_tap(
             &crate::unique(&format!("{prefix}-{}-", self.name)),
             &crate::unique("sct"),
-            self.mac,
-            self.ip,
-            10,
+            VmAddress::overlay(self.mac, self.ip),
             VM_MTU,
         )
     }

@@ -32,6 +32,7 @@ pub use traffic::{
 pub use wait::{wait_for, wait_until};
 
 use anyhow::{anyhow, bail, Context, Result};
+use hypervisor_glue::{MigrationOptions, MigrationParameters};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -132,6 +133,25 @@ pub fn require_qemu_guest(test: &str) -> Option<Guest> {
     }
     eprintln!("\n*** {test}: NOT RUN, missing: {missing} (this would fail under CI=true) ***\n");
     None
+}
+
+/// How the QEMU tests migrate their guest with `parameters`: given up after 60 s,
+/// QEMU's other settings left as they are.
+pub fn guest_migration(parameters: MigrationParameters) -> MigrationOptions {
+    MigrationOptions {
+        parameters,
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    }
+}
+
+/// The QEMU tests' usual migration: [`guest_migration`] with at most 100 ms of
+/// downtime.
+pub fn low_downtime_guest_migration() -> MigrationOptions {
+    guest_migration(MigrationParameters {
+        downtime_limit: Some(100),
+        ..Default::default()
+    })
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -260,6 +280,58 @@ impl Drop for Netns {
     }
 }
 
+/// The two VMs of the one-host tests (`switch_one_host`, `openflow`): their MACs
+/// and overlay addresses.
+pub mod two_vms {
+    use super::VmAddress;
+
+    /// The first VM's MAC.
+    pub const MAC1: &str = "02:00:00:00:01:01";
+    /// The second VM's MAC.
+    pub const MAC2: &str = "02:00:00:00:01:02";
+    /// The first VM's overlay address.
+    pub const IP1: &str = "100.64.1.1";
+    /// The second VM's overlay address.
+    pub const IP2: &str = "100.64.1.2";
+    /// The first VM in the overlay.
+    pub const VM1: VmAddress<'static> = VmAddress::overlay(MAC1, IP1);
+    /// The second VM in the overlay.
+    pub const VM2: VmAddress<'static> = VmAddress::overlay(MAC2, IP2);
+
+    /// The `[[port]]` sections of a switch that creates the two VMs' TAPs:
+    /// `tap1` as port 1, `tap2` as port 2.
+    pub fn tap_ports(tap1: &str, tap2: &str) -> String {
+        format!(
+            "[[port]]\nnumber = 1\nname = \"{tap1}\"\n\
+             [[port]]\nnumber = 2\nname = \"{tap2}\"\n"
+        )
+    }
+}
+
+/// How a VM's interface is addressed: its MAC, and its IP address with the prefix
+/// length of its on-link route.
+#[derive(Debug, Clone, Copy)]
+pub struct VmAddress<'a> {
+    /// The MAC.
+    pub mac: &'a str,
+    /// The IP address.
+    pub ip: &'a str,
+    /// The prefix length of the on-link route.
+    pub prefix_len: u8,
+}
+
+impl<'a> VmAddress<'a> {
+    /// `mac` and `ip` with the whole overlay, 100.64.0.0/10, on link: every other
+    /// VM is reached through the anycast gateway's ARP answers.
+    pub const fn overlay(mac: &'a str, ip: &'a str) -> VmAddress<'a> {
+        VmAddress {
+            mac,
+            ip,
+            prefix_len: 10,
+        }
+    }
+}
+
 /// A "VM": a namespace that owns one TAP device served by `scd`.
 #[derive(Debug)]
 pub struct Vm {
@@ -274,9 +346,14 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Gives `ifname` (its MAC already `mac`) the address `ip/prefix_len` in `ns`
-    /// and brings it up: the VM.
-    fn addressed(ns: Netns, ifname: &str, mac: &str, ip: &str, prefix_len: u8) -> Result<Vm> {
+    /// Gives `ifname` (its MAC already `addr.mac`) the address
+    /// `addr.ip/addr.prefix_len` in `ns` and brings it up: the VM.
+    fn addressed(ns: Netns, ifname: &str, addr: VmAddress<'_>) -> Result<Vm> {
+        let VmAddress {
+            mac,
+            ip,
+            prefix_len,
+        } = addr;
         ns.ip(&["addr", "add", &format!("{ip}/{prefix_len}"), "dev", ifname])?;
         ns.ip(&["link", "set", ifname, "up"])?;
         Ok(Vm {
@@ -290,40 +367,34 @@ impl Vm {
 
 impl Vm {
     /// Moves `tap` from the host namespace `host` into a new namespace `name`, and
-    /// gives it `mac` and `ip/prefix_len`. The on-link route for the prefix makes the
+    /// gives it `addr`. The on-link route for the prefix makes the
     /// whole overlay reachable through the anycast gateway's ARP answers.
-    pub fn attach(
-        name: &str,
-        host: &Netns,
-        tap: &str,
-        mac: &str,
-        ip: &str,
-        prefix_len: u8,
-    ) -> Result<Vm> {
+    pub fn attach(name: &str, host: &Netns, tap: &str, addr: VmAddress<'_>) -> Result<Vm> {
         let ns = Netns::new(name)?;
         host.ip(&["link", "set", tap, "netns", name])?;
-        ns.ip(&["link", "set", tap, "address", mac])?;
-        Vm::addressed(ns, tap, mac, ip, prefix_len)
+        ns.ip(&["link", "set", tap, "address", addr.mac])?;
+        Vm::addressed(ns, tap, addr)
     }
 }
 
 impl Vm {
-    /// Creates namespace `name` holding a persistent TAP `tap` with `mac`,
-    /// `ip/prefix_len` and `mtu`, for an `scd` port configured with
+    /// Creates namespace `name` holding a persistent TAP `tap` with `addr` and
+    /// `mtu`, for an `scd` port configured with
     /// `netns = name` and `create = false`. The VM keeps its interface and address
     /// when the switch serving it stops, restarts, or is replaced by another.
-    pub fn with_tap(
-        name: &str,
-        tap: &str,
-        mac: &str,
-        ip: &str,
-        prefix_len: u8,
-        mtu: u32,
-    ) -> Result<Vm> {
+    pub fn with_tap(name: &str, tap: &str, addr: VmAddress<'_>, mtu: u32) -> Result<Vm> {
         let ns = Netns::new(name)?;
         ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
-        ns.ip(&["link", "set", tap, "address", mac, "mtu", &mtu.to_string()])?;
-        Vm::addressed(ns, tap, mac, ip, prefix_len)
+        ns.ip(&[
+            "link",
+            "set",
+            tap,
+            "address",
+            addr.mac,
+            "mtu",
+            &mtu.to_string(),
+        ])?;
+        Vm::addressed(ns, tap, addr)
     }
 
     /// The `[[port]]` section of an `scd` config serving this VM's TAP.
@@ -343,7 +414,7 @@ impl Vm {
 
 impl Vm {
     /// Creates namespace `name` holding `ifname`, one end of a veth pair, with
-    /// `mac`, `ip/prefix_len` and `mtu`; the other end, of the same name, is made in
+    /// `addr` and `mtu`; the other end, of the same name, is made in
     /// namespace `host` and brought up there, for an `scd` port of `type = "raw"`.
     /// Segmentation offloads (TSO/GSO) are turned off on the VM's end, because a raw
     /// port refuses super-frames; transmit checksum offload stays on, so the raw
@@ -352,9 +423,7 @@ impl Vm {
         name: &str,
         host: &Netns,
         ifname: &str,
-        mac: &str,
-        ip: &str,
-        prefix_len: u8,
+        addr: VmAddress<'_>,
         mtu: u32,
     ) -> Result<Vm> {
         let ns = Netns::new(name)?;
@@ -376,11 +445,11 @@ impl Vm {
             host.name(),
         ])?;
         host.ip(&["link", "set", ifname, "up"])?;
-        ns.ip(&["link", "set", ifname, "address", mac])?;
+        ns.ip(&["link", "set", ifname, "address", addr.mac])?;
         run(ns
             .command("ethtool")
             .args(["-K", ifname, "tso", "off", "gso", "off"]))?;
-        Vm::addressed(ns, ifname, mac, ip, prefix_len)
+        Vm::addressed(ns, ifname, addr)
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 mod common;
 
 use common::{ping, reaches, scc, start_scc, wait_synced, VmSpec};
-use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm};
+use netns_tests::{require_root, unique, wait_until, Internet, KeyPair, Vm, VmAddress};
 use std::time::Duration;
 
 const VMS: [VmSpec; 4] = [
@@ -79,9 +79,7 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     let d1 = Vm::with_tap(
         &unique("sccnet-d1-"),
         &unique("sct"),
-        "02:00:00:00:02:02",
-        "100.64.2.2",
-        10,
+        VmAddress::overlay("02:00:00:00:02:02", "100.64.2.2"),
         1420,
     )?;
     let scc_proc = start_scc(&net, dir.path(), true)?;

@@ -6,6 +6,7 @@
 //! `scd` connects to receives packet-ins and injects frames with packet-out.
 
 use anyhow::{anyhow, bail, Context, Result};
+use netns_tests::two_vms::{tap_ports, IP1, IP2, MAC1, MAC2, VM1, VM2};
 use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use openflow::text::parse_flow;
@@ -20,10 +21,6 @@ use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 const GW_MAC: &str = GATEWAY_MAC;
-const MAC1: &str = "02:00:00:00:01:01";
-const MAC2: &str = "02:00:00:00:01:02";
-const IP1: &str = "100.64.1.1";
-const IP2: &str = "100.64.1.2";
 const OF_PORT: u16 = 6653;
 const TARGET: &str = "tcp:127.0.0.1:6653";
 
@@ -37,16 +34,9 @@ struct Host {
 
 fn config(tap1: &str, tap2: &str, openflow: &str) -> String {
     format!(
-        r#"{}[openflow]
-{openflow}
-[[port]]
-number = 1
-name = "{tap1}"
-[[port]]
-number = 2
-name = "{tap2}"
-"#,
-        scd_config_head("\"0x5c01\"", "of-host", false)
+        "{}[openflow]\n{openflow}\n{}",
+        scd_config_head("\"0x5c01\"", "of-host", false),
+        tap_ports(tap1, tap2)
     )
 }
 
@@ -55,8 +45,8 @@ fn setup(test: &str, openflow: &str) -> Result<Host> {
     let host = Netns::new(&unique(&format!("{test}-host-")))?;
     let (tap1, tap2) = (unique("sco"), unique("sco"));
     let scd = Scd::start(&host, &config(&tap1, &tap2, openflow), None)?;
-    let vm1 = Vm::attach(&unique(&format!("{test}-v1-")), &host, &tap1, MAC1, IP1, 10)?;
-    let vm2 = Vm::attach(&unique(&format!("{test}-v2-")), &host, &tap2, MAC2, IP2, 10)?;
+    let vm1 = Vm::attach(&unique(&format!("{test}-v1-")), &host, &tap1, VM1)?;
+    let vm2 = Vm::attach(&unique(&format!("{test}-v2-")), &host, &tap2, VM2)?;
     Ok(Host {
         scd,
         vm1,
@@ -567,8 +557,8 @@ fn a_controller_gets_packet_ins_and_injects_packet_outs() -> Result<()> {
     let scd = Scd::start(&host, &cfg, None)?;
     let h = Host {
         scd,
-        vm1: Vm::attach(&unique("ofctl-v1-"), &host, &tap1, MAC1, IP1, 10)?,
-        vm2: Vm::attach(&unique("ofctl-v2-"), &host, &tap2, MAC2, IP2, 10)?,
+        vm1: Vm::attach(&unique("ofctl-v1-"), &host, &tap1, VM1)?,
+        vm2: Vm::attach(&unique("ofctl-v2-"), &host, &tap2, VM2)?,
         host,
     };
     listener.set_nonblocking(true)?;

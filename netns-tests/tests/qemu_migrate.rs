@@ -21,7 +21,7 @@
 //!   P-b:   br0 ─ tap0 (QEMU dest),   up0 ── sw-b;   ul0 192.0.2.2/24 ┘
 //! ```
 
-use netns_tests::{EchoStream, Guest};
+use netns_tests::{guest_migration, low_downtime_guest_migration, EchoStream, Guest};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hypervisor_glue::commands::{QueryStatus, Quit};
-use hypervisor_glue::migration::{self, MigrationOptions};
+use hypervisor_glue::migration;
 use hypervisor_glue::{
     EventKind, Incoming, MigrationError, MigrationParameters, MigrationStatus, QemuConfig,
     QemuProcess, QmpClient, RunState, TapNic,
@@ -389,14 +389,7 @@ async fn qemu_migrate_keeps_tcp_connection() {
         }
         (signal, resumed, rarp_at, moved)
     };
-    let opts = MigrationOptions {
-        parameters: MigrationParameters {
-            downtime_limit: Some(100),
-            ..Default::default()
-        },
-        timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+    let opts = low_downtime_guest_migration();
     let uri = format!("tcp:{DST_UL}:{MIGRATION_PORT}");
     let (result, (signal, resumed, rarp_at, moved)) =
         tokio::join!(migration::migrate(&src_qmp, &uri, &opts), mover);
@@ -484,14 +477,10 @@ async fn qemu_migrate_destination_killed_leaves_source_running() {
 
     // A slow migration (capped bandwidth) so that it is surely midway when the
     // destination is killed.
-    let opts = MigrationOptions {
-        parameters: MigrationParameters {
-            max_bandwidth: Some(2 * 1024 * 1024),
-            ..Default::default()
-        },
-        timeout: Duration::from_secs(60),
+    let opts = guest_migration(MigrationParameters {
+        max_bandwidth: Some(2 * 1024 * 1024),
         ..Default::default()
-    };
+    });
     let mut src_events = src_qmp.subscribe();
     let uri = format!("tcp:{DST_UL}:{MIGRATION_PORT}");
     let dst_pid = dst.pid();

@@ -25,11 +25,9 @@ mod common;
 use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
 use hypervisor_glue::commands::{QueryStatus, Quit};
-use hypervisor_glue::migration::{self, MigrationOptions};
-use hypervisor_glue::{
-    Incoming, MigrationParameters, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState,
-};
-use netns_tests::{EchoStream, Guest};
+use hypervisor_glue::migration;
+use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState};
+use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -195,14 +193,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         );
         (s, started.elapsed())
     });
-    let opts = MigrationOptions {
-        parameters: MigrationParameters {
-            downtime_limit: Some(100),
-            ..Default::default()
-        },
-        timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
+    let opts = low_downtime_guest_migration();
     let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
     let report = migration::migrate(&src_qmp, &uri, &opts)
         .await

@@ -9,7 +9,7 @@
 //! over TCP super-frames, which cross the switch whole.
 
 use anyhow::Result;
-use netns_tests::{require_root, unique, Netns, Scd, Vm};
+use netns_tests::{require_root, unique, Netns, Scd, Vm, VmAddress};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::net::UdpSocket;
 use std::time::Duration;
@@ -61,18 +61,14 @@ fn setup(test: &str) -> Result<Setup> {
         &unique(&format!("{test}-vm1-")),
         &host,
         &if1,
-        MAC1,
-        IP1,
-        10,
+        VmAddress::overlay(MAC1, IP1),
         1420,
     )?;
     let vm2 = Vm::with_veth(
         &unique(&format!("{test}-vm2-")),
         &host,
         &if2,
-        MAC2,
-        IP2,
-        10,
+        VmAddress::overlay(MAC2, IP2),
         1420,
     )?;
     let scd = Scd::start(&host, &config(&if1, &if2, host.name()), Some(&flows()))?;

@@ -3,6 +3,7 @@
 //! frames counted and dropped while the switch keeps forwarding.
 
 use anyhow::{Context, Result};
+use netns_tests::two_vms::{tap_ports, IP1, IP2, MAC1, MAC2, VM1, VM2};
 use netns_tests::{
     fill_pseudo_random, require_root, tcp_transfer, udp_count, unique, wait_until, Burst, Netns,
     Scd, Vm,
@@ -13,10 +14,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 const GW_MAC: &str = GATEWAY_MAC;
-const MAC1: &str = "02:00:00:00:01:01";
-const MAC2: &str = "02:00:00:00:01:02";
-const IP1: &str = "100.64.1.1";
-const IP2: &str = "100.64.1.2";
 const UDP_PORT: u16 = 6000;
 /// [`GW_MAC`] as bytes: the source of the host's ARP replies.
 const GW_MAC_BYTES: [u8; 6] = [2, 0x5c, 0, 0, 0, 1];
@@ -30,16 +27,7 @@ struct OneHost {
 }
 
 fn config(tap1: &str, tap2: &str) -> String {
-    format!(
-        r#"{}[[port]]
-number = 1
-name = "{tap1}"
-[[port]]
-number = 2
-name = "{tap2}"
-"#,
-        scd_config_head("1", "one-host", true)
-    )
+    scd_config_head("1", "one-host", true) + &tap_ports(tap1, tap2)
 }
 
 /// Routed delivery: rewrite both MACs the way the overlay does, then output.
@@ -65,22 +53,8 @@ fn setup(test: &str) -> Result<OneHost> {
     let tap1 = unique("sct");
     let tap2 = unique("sct");
     let scd = Scd::start(&host, &config(&tap1, &tap2), Some(&all_flows()))?;
-    let vm1 = Vm::attach(
-        &unique(&format!("{test}-vm1-")),
-        &host,
-        &tap1,
-        MAC1,
-        IP1,
-        10,
-    )?;
-    let vm2 = Vm::attach(
-        &unique(&format!("{test}-vm2-")),
-        &host,
-        &tap2,
-        MAC2,
-        IP2,
-        10,
-    )?;
+    let vm1 = Vm::attach(&unique(&format!("{test}-vm1-")), &host, &tap1, VM1)?;
+    let vm2 = Vm::attach(&unique(&format!("{test}-vm2-")), &host, &tap2, VM2)?;
     Ok(OneHost {
         scd,
         vm1,

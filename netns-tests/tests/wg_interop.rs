@@ -4,7 +4,7 @@
 //! format.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::{require_root, run, unique, Scd, Vm};
+use netns_tests::{require_root, run, unique, Scd, Vm, VmAddress};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -91,9 +91,7 @@ fn scd_and_wireguard_go_share_a_tunnel() -> Result<()> {
     let a1 = Vm::with_tap(
         &unique("wgio-a1-"),
         &unique("sct"),
-        "02:00:00:00:01:01",
-        A1,
-        10,
+        VmAddress::overlay("02:00:00:00:01:01", A1),
         1420,
     )?;
     let config = format!(

@@ -339,14 +339,7 @@ fn show_dump_ports_dump_tables_and_packet_out() {
         flows: vec![],
         groups: vec![],
         ports: vec![
-            PortDesc {
-                port_no: 1,
-                hw_addr: Mac([2, 0, 0, 0, 0, 1]),
-                name: "tap-vm1".into(),
-                curr_speed: 10_000_000,
-                max_speed: 10_000_000,
-                ..PortDesc::default()
-            },
+            common::tap_vm1_port(),
             PortDesc {
                 port_no: 2,
                 hw_addr: Mac([2, 0, 0, 0, 0, 2]),

@@ -687,14 +687,7 @@ fn sample_messages() -> Vec<Message> {
          set_field:4101->vlan_vid,pop_vlan,dec_ttl,output:3,CONTROLLER:128,goto_table:2",
     )
     .unwrap();
-    let port = PortDesc {
-        port_no: 1,
-        hw_addr: Mac([2, 0, 0, 0, 0, 1]),
-        name: "tap-vm1".into(),
-        curr_speed: 10_000_000,
-        max_speed: 10_000_000,
-        ..PortDesc::default()
-    };
+    let port = common::tap_vm1_port();
     vec![
         Message::Hello(Hello::of13()),
         Message::EchoRequest(b"ping".to_vec()),

@@ -13,23 +13,20 @@
 
 use super::os_result;
 use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
+use libc::{
+    TUNSETIFF, TUNSETOFFLOAD, TUNSETPERSIST, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN,
+    TUN_F_USO4, TUN_F_USO6,
+};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const IFF_VNET_HDR: libc::c_short = 0x4000;
-/// `_IOW('T', 208, unsigned int)`.
-const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
-const TUN_F_CSUM: libc::c_uint = 0x01;
-const TUN_F_TSO4: libc::c_uint = 0x02;
-const TUN_F_TSO6: libc::c_uint = 0x04;
-const TUN_F_TSO_ECN: libc::c_uint = 0x08;
-const TUN_F_USO4: libc::c_uint = 0x20;
-const TUN_F_USO6: libc::c_uint = 0x40;
+/// The `ifr_flags` `TUNSETIFF` is given: a TAP, frames behind a virtio-net header,
+/// no packet-info header. libc declares the flags as ints; the field is a short,
+/// and they fit in it.
+#[allow(clippy::cast_possible_truncation)]
+const TAP_FLAGS: libc::c_short =
+    (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
 
 #[repr(C)]
 struct IfReqFlags {
@@ -43,6 +40,45 @@ struct IfReqInt {
     name: [libc::c_char; libc::IFNAMSIZ],
     value: libc::c_int,
     _pad: [u8; 20],
+}
+
+/// A layout of the kernel's `struct ifreq` (40 bytes on Linux): what
+/// [`ifreq_ioctl`] may hand the kernel.
+trait IfReq {}
+impl IfReq for IfReqFlags {}
+impl IfReq for IfReqInt {}
+const _: () =
+    assert!(std::mem::size_of::<IfReqFlags>() == 40 && std::mem::size_of::<IfReqInt>() == 40);
+
+/// The ioctls this module makes on a `struct ifreq`. Naming them, rather than
+/// taking any request number, is what makes [`ifreq_ioctl`] safe to call.
+#[derive(Clone, Copy, Debug)]
+enum IfReqIoctl {
+    /// `TUNSETIFF`, on `/dev/net/tun`: binds the descriptor to a named device.
+    TunSetIff,
+    /// `SIOCSIFMTU`: sets the MTU.
+    SetMtu,
+    /// `SIOCGIFFLAGS`: reads the interface flags.
+    GetFlags,
+    /// `SIOCSIFFLAGS`: writes the interface flags.
+    SetFlags,
+}
+
+/// Runs `request` on `fd` with `req`.
+fn ifreq_ioctl(fd: &OwnedFd, request: IfReqIoctl, req: &mut impl IfReq) -> io::Result<()> {
+    let code = match request {
+        IfReqIoctl::TunSetIff => TUNSETIFF,
+        IfReqIoctl::SetMtu => libc::SIOCSIFMTU,
+        IfReqIoctl::GetFlags => libc::SIOCGIFFLAGS,
+        IfReqIoctl::SetFlags => libc::SIOCSIFFLAGS,
+    };
+    let req: *mut _ = req;
+    // SAFETY: each of these requests reads or writes at most one `struct ifreq`
+    // behind its pointer, and `req` points at a live, exclusively borrowed
+    // `#[repr(C)]` value of exactly that size (`IfReq`, checked above). On a
+    // descriptor of the wrong kind the kernel fails the call; it touches no other
+    // memory.
+    os_result(unsafe { libc::ioctl(fd.as_raw_fd(), code, req.cast::<libc::c_void>()) }).map(drop)
 }
 
 fn ifname(name: &str) -> io::Result<[libc::c_char; libc::IFNAMSIZ]> {
@@ -147,13 +183,10 @@ impl Tap {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReqFlags {
             name: ifname(name)?,
-            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            flags: TAP_FLAGS,
             _pad: [0; 22],
         };
-        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReqFlags`
-        // lays out (name, then the flags short, padded to the kernel's 40 bytes).
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReqFlags) };
-        os_result(rc)?;
+        ifreq_ioctl(&fd, IfReqIoctl::TunSetIff, &mut req)?;
         // USO arrived in Linux 6.2; without it, TCP offloads alone.
         let tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
         if set_offload(&fd, tcp | TUN_F_USO4 | TUN_F_USO6).is_err() {
@@ -214,37 +247,16 @@ impl Tap {
                 value: libc::c_int::try_from(mtu).unwrap_or(libc::c_int::MAX),
                 _pad: [0; 20],
             };
-            // SAFETY: SIOCSIFMTU reads a `struct ifreq` with the MTU in its union.
-            os_result(unsafe {
-                libc::ioctl(
-                    sock.as_raw_fd(),
-                    libc::SIOCSIFMTU,
-                    &mut req as *mut IfReqInt,
-                )
-            })?;
+            ifreq_ioctl(&sock, IfReqIoctl::SetMtu, &mut req)?;
         }
         let mut req = IfReqFlags {
             name: ifname(&self.name)?,
             flags: 0,
             _pad: [0; 22],
         };
-        // SAFETY: SIOCGIFFLAGS fills the flags of a `struct ifreq`.
-        os_result(unsafe {
-            libc::ioctl(
-                sock.as_raw_fd(),
-                libc::SIOCGIFFLAGS,
-                &mut req as *mut IfReqFlags,
-            )
-        })?;
+        ifreq_ioctl(&sock, IfReqIoctl::GetFlags, &mut req)?;
         req.flags |= libc::c_short::try_from(libc::IFF_UP).unwrap_or(1);
-        // SAFETY: SIOCSIFFLAGS reads the flags of a `struct ifreq`.
-        os_result(unsafe {
-            libc::ioctl(
-                sock.as_raw_fd(),
-                libc::SIOCSIFFLAGS,
-                &mut req as *mut IfReqFlags,
-            )
-        })?;
+        ifreq_ioctl(&sock, IfReqIoctl::SetFlags, &mut req)?;
         Ok(())
     }
 

@@ -1,9 +1,10 @@
-//! Shared test helpers: proptest strategies for canonical flow specs, and the
-//! `ovs-ofctl` locator. Tests only; never used by the library.
+//! Shared test helpers: proptest strategies for canonical flow specs, a sample
+//! port, and the `ovs-ofctl` locator. Tests only; never used by the library.
 #![allow(dead_code)]
 
 use openflow::flow::{ethertype, flags, ipproto, port, VLAN_PRESENT};
-use openflow::{Action, Field, FlowMatch, FlowSpec, Instruction};
+use openflow::wire::PortDesc;
+use openflow::{Action, Field, FlowMatch, FlowSpec, Instruction, Mac};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -21,6 +22,19 @@ pub fn ovs_ofctl() -> Option<PathBuf> {
         eprintln!("SKIPPED: ovs-ofctl not installed (apt-get install openvswitch-common)");
     }
     found
+}
+
+/// A VM's TAP as a switch describes it: port 1, `tap-vm1`, MAC 02:00:00:00:00:01,
+/// 10 Gb/s.
+pub fn tap_vm1_port() -> PortDesc {
+    PortDesc {
+        port_no: 1,
+        hw_addr: Mac([2, 0, 0, 0, 0, 1]),
+        name: "tap-vm1".into(),
+        curr_speed: 10_000_000,
+        max_speed: 10_000_000,
+        ..PortDesc::default()
+    }
 }
 
 fn maybe_mask(full: u128) -> impl Strategy<Value = u128> {
