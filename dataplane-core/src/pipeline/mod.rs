@@ -9,8 +9,8 @@
 //! Entries live in a slab and are addressed by [`FlowId`]; each table keeps them in
 //! priority order, in its identity index and in its classifier (`table`), so strict
 //! flow-mods cost the same at any table size. Any change to the tables bumps
-//! [`Pipeline::generation`], which is
-//! what the exact-match cache in `cache` uses to drop stale entries.
+//! [`Pipeline::generation`], which is what the exact-match cache in `cache` uses to
+//! drop stale entries.
 //!
 //! Beside the flow tables sits the group table ([`GroupTable`]): all and indirect
 //! groups whose buckets hold plain actions (a bucket never names a group, so a
