@@ -21,6 +21,17 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// An entry as an add installs it at `now`: no packets yet.
+    pub fn installed_at(spec: FlowSpec, now: Instant) -> FlowEntry {
+        FlowEntry {
+            spec,
+            installed: now,
+            last_hit: now,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+
     /// True when an apply-actions list of the entry runs group `group`.
     pub fn uses_group(&self, group: u32) -> bool {
         self.spec.instructions.iter().any(|i| match i {

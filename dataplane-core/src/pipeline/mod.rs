@@ -6,9 +6,11 @@
 //! classifier on compiled tables. It never touches frame bytes: classification works
 //! on a [`FlowKey`], and the byte-level rewrite lives in `exec`.
 //!
-//! Entries live in a slab and are addressed by [`FlowId`]; each table keeps its ids in
-//! priority order. Any change to the tables bumps [`Pipeline::generation`], which is
-//! what the exact-match cache in `cache` uses to drop stale entries.
+//! Entries live in a slab and are addressed by [`FlowId`]; each table keeps them in
+//! priority order, in its identity index and in its classifier (`table`), so strict
+//! flow-mods cost the same at any table size. Any change to the tables bumps
+//! [`Pipeline::generation`], which is what the exact-match cache in `cache` uses to
+//! drop stale entries.
 //!
 //! Beside the flow tables sits the group table ([`GroupTable`]): all and indirect
 //! groups whose buckets hold plain actions (a bucket never names a group, so a
@@ -19,6 +21,7 @@ mod entry;
 mod error;
 mod group;
 mod selector;
+mod table;
 
 pub use crate::flow_id::FlowId;
 pub use entry::{FlowEntry, RemovedFlow, RemovedReason, TableStats};
@@ -26,14 +29,11 @@ pub use error::{GroupError, TableError};
 pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
 pub use selector::Selector;
 
-use crate::classifier::TupleSpace;
 use group::valid_output;
-use openflow::flow::{
-    apply_actions_with_groups, flags, Action, FlowKey, FlowMatch, GroupSpec, Instruction,
-};
+use openflow::flow::{apply_actions_with_groups, flags, Action, FlowKey, GroupSpec, Instruction};
 use openflow::{FlowSpec, PortNo};
-use std::collections::HashMap;
 use std::time::Instant;
+use table::{Entries, FlowTable};
 
 /// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
 pub const ALL_TABLES: u8 = 0xff;
@@ -43,15 +43,6 @@ pub const DEFAULT_TABLES: u8 = 8;
 
 /// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
 pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
-
-#[derive(Debug, Default)]
-struct FlowTable {
-    /// Entry ids, highest priority first; among equal priorities, oldest first.
-    order: Vec<FlowId>,
-    /// The same entries, grouped by mask for lookups.
-    space: TupleSpace,
-    stats: TableStats,
-}
 
 /// The result of classifying one packet: its actions in execution order and the
 /// entries it hit (for counters). Reused across packets to avoid allocation.
@@ -77,12 +68,8 @@ impl Classification {
 /// The switch's tables.
 #[derive(Debug)]
 pub struct Pipeline {
-    slab: Vec<Option<FlowEntry>>,
-    free: Vec<u32>,
+    entries: Entries,
     tables: Vec<FlowTable>,
-    /// Entries by (table, priority, match): OpenFlow's identity of a flow, so an add
-    /// finds the entry it replaces without scanning the table.
-    identity: HashMap<(u8, u16, FlowMatch), FlowId>,
     /// Age of entries, for ties between equal priorities (older wins).
     next_seq: u64,
     generation: u64,
@@ -99,10 +86,8 @@ impl Pipeline {
     /// An empty pipeline with `n_tables` tables (at least one).
     pub fn new(n_tables: u8) -> Pipeline {
         Pipeline {
-            slab: Vec::new(),
-            free: Vec::new(),
+            entries: Entries::default(),
             tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
-            identity: HashMap::new(),
             next_seq: 0,
             generation: 0,
             groups: GroupTable::default(),
@@ -230,7 +215,7 @@ impl Pipeline {
         let users: Vec<FlowId> = self
             .tables
             .iter()
-            .flat_map(|t| t.order.iter().copied())
+            .flat_map(|t| t.ids(&self.entries))
             .filter(|id| {
                 self.entry(*id)
                     .is_some_and(|e| doomed.iter().any(|g| e.uses_group(*g)))
@@ -246,7 +231,7 @@ impl Pipeline {
 
     /// Number of installed entries.
     pub fn len(&self) -> usize {
-        self.tables.iter().map(|t| t.order.len()).sum()
+        self.tables.iter().map(FlowTable::len).sum()
     }
 
     /// True when no entry is installed.
@@ -259,8 +244,8 @@ impl Pipeline {
         self.tables
             .get(usize::from(table_id))
             .into_iter()
-            .flat_map(|t| t.order.iter())
-            .filter_map(|id| self.entry(*id))
+            .flat_map(|t| t.ids(&self.entries))
+            .filter_map(|id| self.entry(id))
     }
 
     /// Counters of one table.
@@ -270,7 +255,7 @@ impl Pipeline {
 
     /// The entry behind an id.
     pub fn entry(&self, id: FlowId) -> Option<&FlowEntry> {
-        self.slab.get(id.0 as usize).and_then(Option::as_ref)
+        self.entries.get(id)
     }
 
     fn validate(&self, spec: &FlowSpec) -> Result<(), TableError> {
@@ -323,8 +308,8 @@ impl Pipeline {
         self.validate(&spec)?;
         let table = usize::from(spec.table_id);
         if spec.flags & flags::CHECK_OVERLAP != 0 {
-            let clash = self.tables[table].order.iter().any(|id| {
-                self.entry(*id).is_some_and(|e| {
+            let clash = self.tables[table].ids(&self.entries).any(|id| {
+                self.entry(id).is_some_and(|e| {
                     e.spec.priority == spec.priority
                         && e.spec.matcher != spec.matcher
                         && e.spec.matcher.overlaps(&spec.matcher)
@@ -334,64 +319,50 @@ impl Pipeline {
                 return Err(TableError::Overlap(spec.priority));
             }
         }
-        let entry = FlowEntry {
-            spec,
-            installed: now,
-            last_hit: now,
-            packets: 0,
-            bytes: 0,
-        };
-        let identity = (entry.spec.table_id, entry.spec.priority, entry.spec.matcher);
-        let existing = self.identity.get(&identity).copied();
+        let entry = FlowEntry::installed_at(spec, now);
+        let existing =
+            self.tables[table].find(&self.entries, entry.spec.priority, &entry.spec.matcher);
         self.generation += 1;
         if let Some(id) = existing {
-            self.slab[id.0 as usize] = Some(entry);
+            // Same place in the order, the classifier and the index: only the
+            // entry itself changes, counters and all.
+            if let Some(replaced) = self.entries.get_mut(id) {
+                *replaced = entry;
+            }
             return Ok(id);
         }
-        if self.tables[table].order.len() >= MAX_ENTRIES_PER_TABLE {
+        if self.tables[table].len() >= MAX_ENTRIES_PER_TABLE {
             return Err(TableError::TableFull(entry.spec.table_id));
         }
-        let priority = entry.spec.priority;
-        let id = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot as usize] = Some(entry);
-                FlowId(slot)
-            }
-            None => {
-                let slot = u32::try_from(self.slab.len()).map_err(|_| TableError::TableFull(0))?;
-                self.slab.push(Some(entry));
-                FlowId(slot)
-            }
-        };
-        // Insert after every entry of higher or equal priority (stable for equals).
-        let order = &self.tables[table].order;
-        let slab = &self.slab;
-        let pos = order.partition_point(|other| {
-            slab[other.0 as usize]
-                .as_ref()
-                .is_some_and(|e| e.spec.priority >= priority)
-        });
-        self.tables[table].order.insert(pos, id);
         self.next_seq += 1;
         self.tables[table]
-            .space
-            .insert(&identity.2, priority, self.next_seq, id);
-        self.identity.insert(identity, id);
-        Ok(id)
+            .insert(&mut self.entries, entry, self.next_seq)
+            .ok_or(TableError::TableFull(0))
     }
 
+    /// The entries a flow-mod selects, in table and priority order.
+    /// A strict selector names at most one entry per table, which the identity
+    /// index finds without a scan.
     fn selected_ids(&self, selector: &Selector<'_>) -> Vec<FlowId> {
-        let tables: Vec<usize> = if selector.table_id == ALL_TABLES {
-            (0..self.tables.len()).collect()
+        let tables = if selector.table_id == ALL_TABLES {
+            &self.tables[..]
         } else {
-            vec![usize::from(selector.table_id)]
+            let t = usize::from(selector.table_id);
+            self.tables.get(t..=t).unwrap_or_default()
         };
-        tables
-            .into_iter()
-            .filter_map(|t| self.tables.get(t))
-            .flat_map(|t| t.order.iter().copied())
-            .filter(|id| self.entry(*id).is_some_and(|e| selector.selects(e)))
-            .collect()
+        let selected = |id: &FlowId| self.entry(*id).is_some_and(|e| selector.selects(e));
+        let mut ids = Vec::new();
+        for table in tables {
+            match selector.strict_priority {
+                Some(priority) => ids.extend(
+                    table
+                        .find(&self.entries, priority, selector.matcher)
+                        .filter(selected),
+                ),
+                None => ids.extend(table.ids(&self.entries).filter(selected)),
+            }
+        }
+        ids
     }
 
     /// Flow-mod modify / modify-strict: replaces the instructions (and, when
@@ -418,7 +389,7 @@ impl Pipeline {
             self.validate(&probe)?;
         }
         for id in &ids {
-            if let Some(entry) = self.slab[id.0 as usize].as_mut() {
+            if let Some(entry) = self.entries.get_mut(*id) {
                 entry.spec.instructions = instructions.to_vec();
                 if reset_counts {
                     entry.packets = 0;
@@ -451,21 +422,13 @@ impl Pipeline {
         }
         let mut removed = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(entry) = self.slab[id.0 as usize].take() {
-                self.free.push(id.0);
-                let spec = &entry.spec;
-                self.identity
-                    .remove(&(spec.table_id, spec.priority, spec.matcher));
-                if let Some(t) = self.tables.get_mut(usize::from(spec.table_id)) {
-                    t.space.remove(&spec.matcher, spec.priority, *id);
-                }
+            let Some(table) = self.entry(*id).map(|e| usize::from(e.spec.table_id)) else {
+                continue;
+            };
+            if let Some(entry) = self.tables[table].remove(&mut self.entries, *id) {
                 let reason = reason(&entry);
                 removed.push(RemovedFlow { entry, reason });
             }
-        }
-        let slab = &self.slab;
-        for table in &mut self.tables {
-            table.order.retain(|id| slab[id.0 as usize].is_some());
         }
         self.generation += 1;
         removed
@@ -476,7 +439,7 @@ impl Pipeline {
         let expired: Vec<FlowId> = self
             .tables
             .iter()
-            .flat_map(|t| t.order.iter().copied())
+            .flat_map(|t| t.ids(&self.entries))
             .filter(|id| self.entry(*id).is_some_and(|e| e.expiry(now).is_some()))
             .collect();
         self.remove_ids(&expired, |e| {
@@ -486,7 +449,7 @@ impl Pipeline {
 
     /// Looks a packet up in one table: the highest-priority matching entry.
     fn lookup(&self, table: usize, key: &FlowKey) -> Option<FlowId> {
-        self.tables[table].space.lookup(key)
+        self.tables[table].lookup(key)
     }
 
     /// Runs a packet through the tables, from table 0, following goto-table, with
@@ -528,7 +491,7 @@ impl Pipeline {
     /// Adds one packet of `len` bytes to the counters of what it hit.
     pub fn account(&mut self, hits: &[FlowId], tables: &[(u8, bool)], len: usize, now: Instant) {
         for id in hits {
-            if let Some(entry) = self.slab.get_mut(id.0 as usize).and_then(Option::as_mut) {
+            if let Some(entry) = self.entries.get_mut(*id) {
                 entry.packets += 1;
                 entry.bytes += len as u64;
                 entry.last_hit = now;

@@ -126,9 +126,7 @@ fn delete_and_modify_select_by_cover_cookie_and_out_port() {
 /// The reference: the first entry in priority order (oldest first) that matches.
 fn linear(p: &Pipeline, key: &FlowKey) -> Option<FlowId> {
     p.tables[0]
-        .order
-        .iter()
-        .copied()
+        .ids(&p.entries)
         .find(|id| p.entry(*id).is_some_and(|e| e.spec.matcher.matches(key)))
 }
 
@@ -156,7 +154,7 @@ proptest::proptest! {
             }
             p.add(FlowSpec::new(0, *prio, m, out(u32::from(*prio) + 1)), now).unwrap();
         }
-        let ids: Vec<FlowId> = p.tables[0].order.clone();
+        let ids: Vec<FlowId> = p.tables[0].ids(&p.entries).collect();
         for d in deletes {
             if let Some(id) = ids.get(d) {
                 if let Some(e) = p.entry(*id) {
