@@ -10,6 +10,7 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// A configuration error, with its position when it has one.
@@ -79,7 +80,10 @@ struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOpenflow {
-    listen: Option<Spanned<String>>,
+    /// One listener as a string, or a list of them.
+    listen: Option<Spanned<toml::Value>>,
+    max_connections: Option<Spanned<u32>>,
+    idle_timeout_s: Option<Spanned<u32>>,
     #[serde(default)]
     controllers: Vec<Spanned<String>>,
     fail_mode: Option<Spanned<String>>,
@@ -215,15 +219,61 @@ pub enum FailMode {
     Standalone,
 }
 
-/// The OpenFlow 1.3 channel: a passive listener for tools and active controllers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Where a passive OpenFlow listener accepts connections from tools.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// `ptcp:PORT[:ADDR]`.
+    Tcp(SocketAddr),
+    /// `punix:PATH`: a Unix stream socket with mode 0600, what `ovs-ofctl` uses
+    /// on a host.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    /// Open vSwitch's spelling: `ptcp:6653:127.0.0.1`, `ptcp:6653:[::1]`,
+    /// `punix:/run/scd.mgmt`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddr::Tcp(SocketAddr::V4(a)) => write!(f, "ptcp:{}:{}", a.port(), a.ip()),
+            ListenAddr::Tcp(SocketAddr::V6(a)) => write!(f, "ptcp:{}:[{}]", a.port(), a.ip()),
+            ListenAddr::Unix(path) => write!(f, "punix:{}", path.display()),
+        }
+    }
+}
+
+/// Longest Unix socket path the kernel accepts (`sun_path` less its NUL).
+pub const UNIX_PATH_MAX: usize = 107;
+/// Connections each passive listener serves at once unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+/// How long a passive connection may stay silent unless configured.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The OpenFlow 1.3 channel: passive listeners for tools and active controllers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenflowConfig {
-    /// `ptcp:PORT[:ADDR]`: where tools such as `ovs-ofctl` connect.
-    pub listen: Option<SocketAddr>,
+    /// `ptcp:` and `punix:` listeners, where tools such as `ovs-ofctl` connect.
+    pub listen: Vec<ListenAddr>,
+    /// Connections each listener serves at once; one more is closed as soon as
+    /// it is accepted.
+    pub max_connections: usize,
+    /// A connection to a listener that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
     /// `tcp:ADDR:PORT` of each controller, connected to actively with reconnect.
     pub controllers: Vec<SocketAddr>,
     /// What happens when the controllers go away.
     pub fail_mode: FailMode,
+}
+
+impl Default for OpenflowConfig {
+    fn default() -> OpenflowConfig {
+        OpenflowConfig {
+            listen: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            controllers: Vec::new(),
+            fail_mode: FailMode::Secure,
+        }
+    }
 }
 
 /// A validated host configuration.
@@ -621,19 +671,47 @@ fn parse_openflow(
     raw: &RawOpenflow,
     invalid: &dyn Fn(&Range<usize>, &str, String) -> ConfigError,
 ) -> Result<OpenflowConfig, ConfigError> {
-    let listen = match &raw.listen {
-        None => None,
-        Some(l) => Some(parse_ptcp(l.get_ref()).ok_or_else(|| {
-            invalid(
-                &l.span(),
-                "openflow.listen",
-                format!(
-                    "`{}` is not ptcp:PORT or ptcp:PORT:ADDR (such as \"ptcp:6653\")",
-                    l.get_ref()
-                ),
-            )
-        })?),
+    let mut listen = Vec::new();
+    if let Some(l) = &raw.listen {
+        let texts: Vec<&toml::Value> = match l.get_ref() {
+            toml::Value::Array(items) => items.iter().collect(),
+            one => vec![one],
+        };
+        for text in texts {
+            let addr = text
+                .as_str()
+                .ok_or_else(|| format!("`{text}` is not a string"))
+                .and_then(parse_passive)
+                .map_err(|message| invalid(&l.span(), "openflow.listen", message))?;
+            if listen.contains(&addr) {
+                return Err(invalid(
+                    &l.span(),
+                    "openflow.listen",
+                    format!("{addr} is listed twice"),
+                ));
+            }
+            listen.push(addr);
+        }
+    }
+    let at_least_one = |value: &Option<Spanned<u32>>, field: &str, default: u64| match value {
+        None => Ok(default),
+        Some(v) if *v.get_ref() == 0 => Err(invalid(
+            &v.span(),
+            field,
+            "must be at least 1: every listener is bounded".to_string(),
+        )),
+        Some(v) => Ok(u64::from(*v.get_ref())),
     };
+    let max_connections = at_least_one(
+        &raw.max_connections,
+        "openflow.max_connections",
+        DEFAULT_MAX_CONNECTIONS as u64,
+    )?;
+    let idle_timeout = Duration::from_secs(at_least_one(
+        &raw.idle_timeout_s,
+        "openflow.idle_timeout_s",
+        DEFAULT_IDLE_TIMEOUT.as_secs(),
+    )?);
     let mut controllers = Vec::with_capacity(raw.controllers.len());
     for c in &raw.controllers {
         let addr = parse_tcp(c.get_ref()).ok_or_else(|| {
@@ -671,9 +749,31 @@ fn parse_openflow(
     };
     Ok(OpenflowConfig {
         listen,
+        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+        idle_timeout,
         controllers,
         fail_mode,
     })
+}
+
+/// Parses a passive listener, `ptcp:...` (see [`parse_ptcp`]) or `punix:PATH`
+/// with an absolute path; the error says what is wrong.
+pub fn parse_passive(text: &str) -> Result<ListenAddr, String> {
+    let Some(path) = text.trim().strip_prefix("punix:") else {
+        return parse_ptcp(text).map(ListenAddr::Tcp).ok_or_else(|| {
+            format!("`{text}` is not ptcp:PORT, ptcp:PORT:ADDR or punix:PATH (such as \"ptcp:6653\" or \"punix:/run/scd.mgmt\")")
+        });
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!("`{text}`: the socket path must be absolute"));
+    }
+    if path.as_os_str().len() > UNIX_PATH_MAX {
+        return Err(format!(
+            "`{text}`: a Unix socket path has at most {UNIX_PATH_MAX} bytes"
+        ));
+    }
+    Ok(ListenAddr::Unix(path))
 }
 
 /// Parses `ptcp:PORT` (on 127.0.0.1) or `ptcp:PORT:ADDR` (IPv6 in brackets or not).
@@ -794,7 +894,10 @@ mtu = 1420
             "{GOOD}\n[openflow]\nlisten = \"ptcp:6653\"\ncontrollers = [\"tcp:192.0.2.10:6653\", \"tcp:[2001:db8::1]:6633\"]\nfail_mode = \"standalone\"\n"
         );
         let c = HostConfig::parse(&text, Path::new("h.toml")).unwrap();
-        assert_eq!(c.openflow.listen, Some("127.0.0.1:6653".parse().unwrap()));
+        assert_eq!(
+            c.openflow.listen,
+            [ListenAddr::Tcp("127.0.0.1:6653".parse().unwrap())]
+        );
         assert_eq!(
             c.openflow.controllers,
             vec![
@@ -838,6 +941,66 @@ mtu = 1420
             e.contains(":26: `openflow.fail_mode`: unknown fail mode"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn listeners_are_a_list_of_ptcp_and_punix_each_bounded() {
+        let c = HostConfig::parse(
+            &format!("{GOOD}\n[openflow]\nlisten = [\"ptcp:6653\", \"punix:/run/scd/of.sock\"]\nmax_connections = 4\nidle_timeout_s = 5\n"),
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        let unix = ListenAddr::Unix(PathBuf::from("/run/scd/of.sock"));
+        assert_eq!(
+            c.openflow.listen,
+            [
+                ListenAddr::Tcp("127.0.0.1:6653".parse().unwrap()),
+                unix.clone()
+            ]
+        );
+        assert_eq!(c.openflow.max_connections, 4);
+        assert_eq!(c.openflow.idle_timeout, Duration::from_secs(5));
+        assert_eq!(unix.to_string(), "punix:/run/scd/of.sock");
+        assert_eq!(c.openflow.listen[0].to_string(), "ptcp:6653:127.0.0.1");
+        assert_eq!(
+            ListenAddr::Tcp("[::1]:6633".parse().unwrap()).to_string(),
+            "ptcp:6633:[::1]"
+        );
+        let one = HostConfig::parse(
+            &format!("{GOOD}\n[openflow]\nlisten = \"punix:/run/scd/of.sock\"\n"),
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(one.openflow.listen, [unix]);
+        assert_eq!(one.openflow.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(one.openflow.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+
+        let long = format!("punix:/{}", "s".repeat(UNIX_PATH_MAX));
+        for (body, expected) in [
+            ("listen = \"punix:of.sock\"", "must be absolute"),
+            (&format!("listen = \"{long}\"")[..], "at most 107 bytes"),
+            (
+                "listen = [\"ptcp:1\", \"ptcp:1:127.0.0.1\"]",
+                "ptcp:1:127.0.0.1 is listed twice",
+            ),
+            ("listen = [\"ptcp:1\", 2]", "`2` is not a string"),
+            (
+                "listen = \"unix:/x\"",
+                "is not ptcp:PORT, ptcp:PORT:ADDR or punix:PATH",
+            ),
+            (
+                "max_connections = 0",
+                "`openflow.max_connections`: must be at least 1",
+            ),
+            (
+                "idle_timeout_s = 0",
+                "`openflow.idle_timeout_s`: must be at least 1",
+            ),
+        ] {
+            let e = error_of(&format!("{GOOD}\n[openflow]\n{body}\n"));
+            assert!(e.starts_with("h.toml:26: `openflow."), "{e}");
+            assert!(e.contains(expected), "{body}: {e}");
+        }
     }
 
     #[test]

@@ -301,6 +301,50 @@ impl SwitchMetrics {
         )
     }
 
+    /// Per passive OpenFlow listener: connections open, refused at the cap, and
+    /// closed for silence.
+    fn listeners(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let listeners: Vec<_> = self
+            .handle
+            .shared
+            .channel
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|l| {
+                (
+                    with(&self.base(), &[("listener", label(&l.listener))]),
+                    l.clone(),
+                )
+            })
+            .collect();
+        gauges(
+            out,
+            "scd_ofp_listener_connections",
+            "Connections a passive OpenFlow listener serves now.",
+            listeners
+                .iter()
+                .map(|(l, c)| (l.clone(), c.open.load(Relaxed))),
+        )?;
+        counters(
+            out,
+            "scd_ofp_refused",
+            "Connections to a passive OpenFlow listener closed at once: it was at its cap.",
+            listeners
+                .iter()
+                .map(|(l, c)| (l.clone(), c.refused.load(Relaxed))),
+        )?;
+        counters(
+            out,
+            "scd_ofp_idle_closed",
+            "Connections to a passive OpenFlow listener closed after the idle timeout.",
+            listeners
+                .iter()
+                .map(|(l, c)| (l.clone(), c.idle_closed.load(Relaxed))),
+        )
+    }
+
     fn tunnels(&self, out: &mut DescriptorEncoder) -> fmt::Result {
         let Ok(peers) = self.handle.shared.tunnels.lock() else {
             return Ok(());
@@ -424,6 +468,7 @@ impl Collector for SwitchMetrics {
     fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
         self.ports(&mut out)?;
         self.switch_counters(&mut out)?;
+        self.listeners(&mut out)?;
         self.tunnels(&mut out)?;
         self.tables(&mut out)
     }

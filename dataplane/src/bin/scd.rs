@@ -159,7 +159,7 @@ fn run(config_path: &Path) -> Result<()> {
     })?;
     let handle = switch.handle();
     let of = &cfg.openflow;
-    let _channel = if of.listen.is_some() || !of.controllers.is_empty() {
+    let _channel = if !of.listen.is_empty() || !of.controllers.is_empty() {
         let (tx, rx) = packet_in_channel(PACKET_IN_DEPTH);
         switch.set_packet_in(tx);
         let info = DatapathInfo {
@@ -170,7 +170,7 @@ fn run(config_path: &Path) -> Result<()> {
         let (channel, removed_hook) = Channel::start(of, handle.clone(), info, rx)?;
         switch.on_removed(removed_hook);
         info!(
-            listen = ?channel.local_addr(),
+            listen = ?channel.listeners().iter().map(ToString::to_string).collect::<Vec<_>>(),
             controllers = ?of.controllers,
             fail_mode = ?of.fail_mode,
             "OpenFlow 1.3 channel started"

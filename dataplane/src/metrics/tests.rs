@@ -88,6 +88,39 @@ fn renders_the_switch_under_the_same_names_and_labels() {
     assert!(all.iter().all(|(_, v)| v.parse::<f64>().is_ok()), "{text}");
 }
 
+#[test]
+fn each_openflow_listener_has_its_labelled_counters() {
+    let s = running();
+    let listener = Arc::new(crate::switch::ListenerCounters {
+        listener: "punix:/run/scd.mgmt".into(),
+        ..Default::default()
+    });
+    listener.open.store(2, Relaxed);
+    listener.refused.store(3, Relaxed);
+    listener.idle_closed.store(4, Relaxed);
+    s.handle
+        .shared
+        .channel
+        .listeners
+        .lock()
+        .unwrap()
+        .push(listener);
+    let text = render(&s.handle, "h");
+    let all = samples(&text);
+    let labels = "host=\"h\",dpid=\"000000000000002a\",listener=\"punix:/run/scd.mgmt\"";
+    for (name, value) in [
+        ("scd_ofp_listener_connections", "2"),
+        ("scd_ofp_refused_total", "3"),
+        ("scd_ofp_idle_closed_total", "4"),
+    ] {
+        let key = format!("{name}{{{labels}}}");
+        assert!(
+            all.contains(&(key.clone(), value.to_string())),
+            "{key} in\n{text}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_slow_client_does_not_stall_a_scrape() {
     let s = running();

@@ -1,4 +1,5 @@
-//! The OpenFlow 1.3 channel of `scd`: a passive listener for tools (`ptcp:`) and
+//! The OpenFlow 1.3 channel of `scd`: passive listeners for tools (`ptcp:`, and
+//! `punix:` with mode 0600), each with a connection cap and an idle timeout, and
 //! active connections to controllers (`tcp:`), each served by its own thread.
 //!
 //! This module owns the per-connection session (hello and version negotiation,
@@ -22,9 +23,12 @@
 
 mod backend;
 mod info;
+mod listener;
+mod liveness;
 mod net;
 mod registry;
 mod session;
+mod stream;
 
 pub use backend::{Backend, FlowModResults, SwitchBackend};
 pub use info::DatapathInfo;
@@ -34,6 +38,9 @@ pub use net::{
 };
 pub use registry::{Conn, Registry};
 pub use session::{Outcome, Session};
+pub use stream::OfStream;
 
+#[cfg(test)]
+mod listen_tests;
 #[cfg(test)]
 mod tests;

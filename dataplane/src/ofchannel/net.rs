@@ -1,19 +1,23 @@
-//! The threads and sockets of the channel: the passive listener, the active
-//! connections with reconnect backoff, keepalive, and the fan-out of packet-ins
-//! and flow-removed messages from the switch thread.
+//! The threads and sockets of the channel: the passive listeners with their
+//! connection caps and idle timeouts, the active connections with reconnect
+//! backoff and keepalive, and the fan-out of packet-ins and flow-removed messages
+//! from the switch thread.
 
 use super::backend::SwitchBackend;
 use super::info::DatapathInfo;
+use super::listener::{Listener, SocketFile};
+use super::liveness::{Keepalive, Liveness, Verdict};
 use super::registry::{Conn, Registry};
 use super::session::Session;
-use crate::config::{FailMode, OpenflowConfig};
+use super::stream::OfStream;
+use crate::config::{FailMode, ListenAddr, OpenflowConfig};
 use crate::switch::{PacketInReceiver, RemovedHook, SwitchHandle, SwitchShared};
 use dataplane_core::pipeline::RemovedFlow;
 use dataplane_core::translate::{flow_removed_message, packet_in_message};
 use openflow::flow::flags;
 use openflow::wire::{encode_into, frame_len, Hello, Message};
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
@@ -38,11 +42,11 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The channel could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    /// The passive listener could not bind.
+    /// A passive listener could not bind.
     #[error("cannot listen for OpenFlow on {addr}: {source}")]
     Listen {
-        /// The address.
-        addr: SocketAddr,
+        /// The listener.
+        addr: ListenAddr,
         /// Why.
         source: io::Error,
     },
@@ -51,15 +55,17 @@ pub enum ChannelError {
     Thread(io::Error),
 }
 
-/// The running channel.
+/// The running channel. Dropping it removes the `punix:` socket files (the
+/// threads go with the process).
 #[derive(Debug)]
 pub struct Channel {
     registry: Arc<Registry>,
-    listen: Option<SocketAddr>,
+    listening: Vec<ListenAddr>,
+    _socket_files: Vec<SocketFile>,
 }
 
 impl Channel {
-    /// Starts the listener, the controller connections and the dispatcher of
+    /// Starts the listeners, the controller connections and the dispatcher of
     /// packet-ins and flow-removed messages. Returns the channel and the hook to
     /// install with `Switch::on_removed`.
     pub fn start(
@@ -84,17 +90,23 @@ impl Channel {
                 .spawn(move || dispatch(&registry, &shared, &packet_in, &removed_rx))
                 .map_err(ChannelError::Thread)?;
         }
-        let mut listen = None;
-        if let Some(addr) = cfg.listen {
-            let listener =
-                TcpListener::bind(addr).map_err(|source| ChannelError::Listen { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            listen = Some(bound);
-            info!(%bound, "OpenFlow listener (ptcp) ready");
-            let (registry, backend) = (registry.clone(), backend.clone());
+        let (mut listening, mut socket_files) = (Vec::new(), Vec::new());
+        for addr in &cfg.listen {
+            let (listener, file) =
+                Listener::bind(addr, cfg.max_connections, &handle.shared.channel).map_err(
+                    |source| ChannelError::Listen {
+                        addr: addr.clone(),
+                        source,
+                    },
+                )?;
+            socket_files.extend(file);
+            listening.push(listener.addr().clone());
+            info!(listener = %listener.addr(), max_connections = cfg.max_connections,
+                idle_timeout = ?cfg.idle_timeout, "OpenFlow listener ready");
+            let (registry, backend, idle) = (registry.clone(), backend.clone(), cfg.idle_timeout);
             std::thread::Builder::new()
                 .name("of-listen".into())
-                .spawn(move || accept_loop(&listener, &registry, &backend))
+                .spawn(move || accept_loop(&listener, &registry, &backend, idle))
                 .map_err(ChannelError::Thread)?;
         }
         for &addr in &cfg.controllers {
@@ -104,12 +116,17 @@ impl Channel {
                 .spawn(move || controller_loop(addr, fail_mode, &registry, &backend))
                 .map_err(ChannelError::Thread)?;
         }
-        Ok((Channel { registry, listen }, hook))
+        let channel = Channel {
+            registry,
+            listening,
+            _socket_files: socket_files,
+        };
+        Ok((channel, hook))
     }
 
-    /// Where the passive listener is bound, if it runs.
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listen
+    /// Where the passive listeners are bound (a `ptcp:` port 0 resolved).
+    pub fn listeners(&self) -> &[ListenAddr] {
+        &self.listening
     }
 
     /// Open connections now.
@@ -147,22 +164,41 @@ fn dispatch(
     }
 }
 
-fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, backend: &SwitchBackend) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
+/// Accepts connections on `listener` for ever: each on a thread of its own
+/// while the listener is below its cap, closed at once above it.
+fn accept_loop(
+    listener: &Listener,
+    registry: &Arc<Registry>,
+    backend: &SwitchBackend,
+    idle_timeout: Duration,
+) {
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(e) => {
-                warn!("OpenFlow accept: {e}");
+                warn!(listener = %listener.addr(), "OpenFlow accept: {e}");
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
+        let Some(admitted) = listener.admit() else {
+            debug!(listener = %listener.addr(), %peer, "OpenFlow connection refused: at the connection cap");
+            continue;
+        };
         let (registry, backend) = (registry.clone(), backend.clone());
+        let counters = listener.counters().clone();
         let spawned = std::thread::Builder::new()
             .name("of-conn".into())
             .spawn(move || {
-                if let Err(e) = serve(stream, &registry, &backend, false) {
-                    debug!("OpenFlow connection ended: {e}");
+                let _admitted = admitted;
+                let keepalive = Keepalive::Idle(idle_timeout);
+                match serve(stream, peer, &registry, &backend, keepalive) {
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        counters.idle_closed.fetch_add(1, Ordering::Relaxed);
+                        debug!("OpenFlow connection closed: {e}");
+                    }
+                    Err(e) => debug!("OpenFlow connection ended: {e}"),
+                    Ok(()) => {}
                 }
             });
         if let Err(e) = spawned {
@@ -183,7 +219,17 @@ fn controller_loop(
             Ok(stream) => {
                 info!(controller = %addr, "connected to controller");
                 backoff = BACKOFF_START;
-                let result = serve(stream, registry, backend, true);
+                let keepalive = Keepalive::Probe {
+                    interval: ECHO_INTERVAL,
+                    missed: MISSED_ECHOES,
+                };
+                let result = serve(
+                    OfStream::Tcp(stream),
+                    addr.to_string(),
+                    registry,
+                    backend,
+                    keepalive,
+                );
                 let mode = match fail_mode {
                     FailMode::Secure => "secure: tables kept",
                     FailMode::Standalone => {
@@ -200,36 +246,35 @@ fn controller_loop(
     }
 }
 
-/// Serves one connection until it closes. `active`: a controller we connected to
-/// (keepalive echoes run on it).
+/// Serves one connection until it closes or `keepalive` finds it dead (an
+/// error of kind `TimedOut`).
 fn serve(
-    stream: TcpStream,
+    stream: OfStream,
+    peer: String,
     registry: &Arc<Registry>,
     backend: &SwitchBackend,
-    active: bool,
+    keepalive: Keepalive,
 ) -> io::Result<()> {
     let counters = &backend.handle.shared.channel;
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    stream.set_nodelay(true)?;
+    stream.set_nodelay()?;
     stream.set_read_timeout(Some(Duration::from_millis(500)))?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let conn = registry.add(peer.clone(), Some(stream.try_clone()?));
     counters.connections.fetch_add(1, Ordering::Relaxed);
-    debug!(%peer, active, "OpenFlow connection open");
-    let result = session_loop(stream, &conn, registry, backend, active);
+    debug!(%peer, ?keepalive, "OpenFlow connection open");
+    let liveness = Liveness::new(keepalive, Instant::now());
+    let result = session_loop(stream, &conn, registry, backend, liveness);
     registry.remove(conn.id);
     counters.connections.fetch_sub(1, Ordering::Relaxed);
     result
 }
 
 fn session_loop(
-    mut stream: TcpStream,
+    mut stream: OfStream,
     conn: &Arc<Conn>,
     registry: &Arc<Registry>,
     backend: &SwitchBackend,
-    active: bool,
+    mut liveness: Liveness,
 ) -> io::Result<()> {
     let counters = &backend.handle.shared.channel;
     let mut session = Session::new(conn.clone(), registry.clone());
@@ -240,15 +285,13 @@ fn session_loop(
     }
     let mut inbox: Vec<u8> = Vec::with_capacity(65_536);
     let mut chunk = vec![0u8; 65_536];
-    let mut last_echo = Instant::now();
-    let mut unanswered = 0u32;
     let mut echo_xid = 0x5c00_0000u32;
     loop {
         match stream.read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => {
                 inbox.extend_from_slice(&chunk[..n]);
-                unanswered = 0;
+                liveness.heard(Instant::now());
             }
             Err(e)
                 if matches!(
@@ -259,22 +302,18 @@ fn session_loop(
                 ) => {}
             Err(e) => return Err(e),
         }
-        if active && session.ready() && last_echo.elapsed() >= ECHO_INTERVAL {
-            if unanswered >= MISSED_ECHOES {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{MISSED_ECHOES} echo requests unanswered"),
-                ));
+        match liveness.poll(Instant::now(), session.ready()) {
+            Verdict::Wait => {}
+            Verdict::Close(why) => return Err(io::Error::new(io::ErrorKind::TimedOut, why)),
+            Verdict::SendEcho => {
+                out.clear();
+                echo_xid = echo_xid.wrapping_add(1);
+                encode_into(&Message::EchoRequest(Vec::new()), echo_xid, &mut out)
+                    .map_err(io::Error::other)?;
+                if !conn.send(&out) {
+                    return Err(io::Error::other("write failed"));
+                }
             }
-            out.clear();
-            echo_xid = echo_xid.wrapping_add(1);
-            encode_into(&Message::EchoRequest(Vec::new()), echo_xid, &mut out)
-                .map_err(io::Error::other)?;
-            if !conn.send(&out) {
-                return Err(io::Error::other("write failed"));
-            }
-            unanswered += 1;
-            last_echo = Instant::now();
         }
         // Cut whole frames; a header length below 8 ends this connection only.
         let mut frames: Vec<&[u8]> = Vec::new();

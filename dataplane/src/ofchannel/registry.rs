@@ -1,9 +1,9 @@
 //! Every open connection: its role, its socket for writing, the master/slave
 //! generation, and the broadcast of asynchronous messages.
 
+use super::stream::OfStream;
 use openflow::wire::{encode_into, ControllerRole, ErrorCode, Message, Role, RoleRequestFailed};
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +16,7 @@ pub struct Conn {
     role: AtomicU32,
     /// True once hellos are exchanged: asynchronous messages may go out.
     pub(super) ready: AtomicBool,
-    writer: Mutex<Option<TcpStream>>,
+    writer: Mutex<Option<OfStream>>,
 }
 
 impl Conn {
@@ -36,7 +36,7 @@ impl Conn {
         if stream.write_all(bytes).is_ok() {
             return true;
         }
-        let _ = stream.shutdown(Shutdown::Both);
+        let _ = stream.shutdown();
         *guard = None;
         false
     }
@@ -58,7 +58,7 @@ pub struct Registry {
 
 impl Registry {
     /// Registers a connection (with its socket, or none in tests).
-    pub fn add(&self, peer: String, writer: Option<TcpStream>) -> Arc<Conn> {
+    pub fn add(&self, peer: String, writer: Option<OfStream>) -> Arc<Conn> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.next_id += 1;
         let conn = Arc::new(Conn {

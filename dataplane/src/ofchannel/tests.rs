@@ -704,7 +704,7 @@ fn tunnel_stats_has_one_entry_per_tunnel_and_foreign_experimenters_get_errors() 
 }
 
 /// Runs a switch over `tunnels` (no local ports) on its own thread.
-fn spawn_switch(
+pub(super) fn spawn_switch(
     datapath_id: u64,
     tunnels: Option<crate::tunnel::Tunnels>,
 ) -> (SwitchBackend, std::thread::JoinHandle<()>) {

@@ -5,7 +5,7 @@ use dataplane_core::packet::ParseError;
 use dataplane_core::port::{PeerStatus, PortCounts};
 use openflow::flow::PortNo;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// A counter written by the switch thread only and read by anyone; a relaxed
@@ -133,6 +133,21 @@ pub struct ChannelCounters {
     pub packet_ins_sent: AtomicU64,
     /// Packet-out messages executed.
     pub packet_outs: AtomicU64,
+    /// Each passive listener's counters, registered as it starts.
+    pub listeners: Mutex<Vec<Arc<ListenerCounters>>>,
+}
+
+/// Counters of one passive OpenFlow listener (`ptcp:` or `punix:`).
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// The listener as written in the configuration, e.g. `punix:/run/scd.mgmt`.
+    pub listener: String,
+    /// Connections it serves now (held below its cap).
+    pub open: AtomicU64,
+    /// Connections closed at once because `open` was at the cap.
+    pub refused: AtomicU64,
+    /// Connections closed because they sent nothing for the idle timeout.
+    pub idle_closed: AtomicU64,
 }
 
 impl SwitchCounters {

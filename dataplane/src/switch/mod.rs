@@ -20,7 +20,8 @@ mod packet_in;
 mod ports;
 
 pub use counters::{
-    ChannelCounters, Counter, PortCounters, PortInfo, SwitchCounters, SwitchShared,
+    ChannelCounters, Counter, ListenerCounters, PortCounters, PortInfo, SwitchCounters,
+    SwitchShared,
 };
 pub use event_loop::{Switch, SwitchParams};
 pub use handle::{Job, RemovedHook, SwitchGone, SwitchHandle};
