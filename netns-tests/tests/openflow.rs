@@ -6,7 +6,8 @@
 //! `scd` connects to receives packet-ins and injects frames with packet-out.
 
 use anyhow::{anyhow, bail, Context, Result};
-use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
+use netns_tests::ofctl::n_packets;
+use netns_tests::{require_program, require_root, unique, Netns, Scd, Vm};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use openflow::text::parse_flow;
 use openflow::wire::{
@@ -71,35 +72,15 @@ fn ready(test: &str) -> bool {
 
 /// `ovs-ofctl -O OpenFlow13 ARGS` inside the host namespace; `{}` is the switch.
 fn ofctl(host: &Netns, args: &[&str]) -> Result<String> {
-    let args: Vec<&str> = args
-        .iter()
-        .map(|a| if *a == "{}" { TARGET } else { a })
-        .collect();
-    run(host
-        .command("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--timeout=20"])
-        .args(&args))
+    netns_tests::ofctl::ofctl(host, TARGET, args)
 }
 
 fn ping(from: &Vm, to: &str, count: u32) -> bool {
     netns_tests::ping(&from.ns, to, count).is_ok_and(|p| p.answered)
 }
 
-/// `n_packets` of the dump-flows line that contains `needle`.
-fn n_packets(dump: &str, needle: &str) -> Result<u64> {
-    let line = dump
-        .lines()
-        .find(|l| l.contains(needle))
-        .ok_or_else(|| anyhow!("no flow with `{needle}` in:\n{dump}"))?;
-    let v = line
-        .split(", ")
-        .find_map(|f| f.trim().strip_prefix("n_packets="))
-        .ok_or_else(|| anyhow!("no n_packets in {line}"))?;
-    Ok(v.parse()?)
-}
-
 fn flow_lines(dump: &str) -> usize {
-    dump.lines().filter(|l| l.contains("cookie=")).count()
+    netns_tests::ofctl::flow_lines(dump).len()
 }
 
 fn route(dst: &str, mac: &str, port: u32) -> String {

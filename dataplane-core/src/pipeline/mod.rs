@@ -15,12 +15,14 @@
 //! group runs in one step). Group changes bump the same generation, since the
 //! cache's decisions name groups whose buckets the executor looks up.
 
+mod batch;
 mod entry;
 mod error;
 mod group;
 mod selector;
 
 pub use crate::flow_id::FlowId;
+pub use batch::{BatchError, BatchRefusal};
 pub use entry::{FlowEntry, RemovedFlow, RemovedReason, TableStats};
 pub use error::{GroupError, TableError};
 pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
@@ -44,7 +46,7 @@ pub const DEFAULT_TABLES: u8 = 8;
 /// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
 pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct FlowTable {
     /// Entry ids, highest priority first; among equal priorities, oldest first.
     order: Vec<FlowId>,
@@ -74,8 +76,9 @@ impl Classification {
     }
 }
 
-/// The switch's tables.
-#[derive(Debug)]
+/// The switch's tables. A clone is a deep copy, counters and all: what a batch
+/// is tried on before it replaces the tables (see [`Pipeline::replace_cookie`]).
+#[derive(Clone, Debug)]
 pub struct Pipeline {
     slab: Vec<Option<FlowEntry>>,
     free: Vec<u32>,

@@ -135,6 +135,16 @@ pub struct ChannelCounters {
     pub packet_outs: AtomicU64,
 }
 
+/// Outcomes of reloading the static flows file, written by whoever reloads it
+/// (atomic adds).
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// Reloads that replaced the static flows.
+    pub applied: AtomicU64,
+    /// Reloads refused (unreadable or bad file): the tables stayed as they were.
+    pub failed: AtomicU64,
+}
+
 impl SwitchCounters {
     pub(super) fn malformed(&self, e: &ParseError) -> &Counter {
         match e {
@@ -167,4 +177,6 @@ pub struct SwitchShared {
     pub started: Instant,
     /// OpenFlow channel counters.
     pub channel: ChannelCounters,
+    /// Static flows reload counters.
+    pub reloads: ReloadCounters,
 }
