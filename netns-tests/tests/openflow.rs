@@ -278,7 +278,13 @@ impl Raw {
                 return Ok(Some(decode(&frame).map_err(|e| anyhow!("{e}"))?));
             }
             let mut chunk = [0u8; 65_536];
-            let n = self.stream.read(&mut chunk).context("read from scd")?;
+            // A socket read with a timeout is never restarted after a signal, and
+            // fails with EINTR even after a mere stop and continue (signal(7)):
+            // that says nothing about scd, so read again.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.context("read from scd")?,
+            };
             if n == 0 {
                 return Ok(None);
             }
