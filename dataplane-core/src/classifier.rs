@@ -28,7 +28,7 @@ impl Slot {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Subtable {
     mask: FlowKey,
     /// Entries by masked key, best first.
@@ -44,7 +44,7 @@ impl Subtable {
 }
 
 /// The classifier of one table.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TupleSpace {
     subtables: Vec<Subtable>,
     by_mask: FxHashMap<FlowKey, usize>,

@@ -226,6 +226,16 @@ impl SwitchMetrics {
                 of.packet_outs.load(Relaxed),
             ),
             (
+                "scd_reloads",
+                "Reloads of the static flows file that replaced its flows.",
+                shared.reloads.applied.load(Relaxed),
+            ),
+            (
+                "scd_reload_failures",
+                "Reloads of the static flows file refused whole (tables unchanged).",
+                shared.reloads.failed.load(Relaxed),
+            ),
+            (
                 "scd_to_controller",
                 "Frames sent to the controller.",
                 c.to_controller.get(),

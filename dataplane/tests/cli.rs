@@ -4,7 +4,16 @@
 use std::process::Command;
 
 fn check_config(text: &str) -> (bool, String) {
+    check_config_with_flows(text, None)
+}
+
+/// `scd check-config` of the configuration `text`, with a static flows file
+/// `flows` beside it when given.
+fn check_config_with_flows(text: &str, flows: Option<&str>) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
+    if let Some(flows) = flows {
+        std::fs::write(dir.path().join("flows"), flows).expect("write flows");
+    }
     let path = dir.path().join("host.toml");
     std::fs::write(&path, text).expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_scd"))
@@ -50,23 +59,33 @@ fn a_bad_config_names_the_field_and_line() {
     );
 }
 
+/// `scd check-config` of [`GOOD`] with a static flows file holding `flows`.
+fn check_flows(flows: &str) -> (bool, String) {
+    let config = GOOD.replacen("[overlay]", "[flows]\nfile = \"flows\"\n[overlay]", 1);
+    check_config_with_flows(&config, Some(flows))
+}
+
 #[test]
 fn a_bad_flows_file_is_refused_with_its_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("flows"),
-        "priority=1,actions=output:1\npriority=2,ip,nw_dst=1.2.3.4/40,actions=drop\n",
-    )
-    .expect("write flows");
-    let path = dir.path().join("host.toml");
-    let config = GOOD.replacen("[overlay]", "[flows]\nfile = \"flows\"\n[overlay]", 1);
-    std::fs::write(&path, config).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_scd"))
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("run scd");
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(text.contains("flows:2:"), "{text}");
+    let first = "priority=1,actions=output:1\n";
+    for (second, expected) in [
+        (
+            "priority=2,ip,nw_dst=1.2.3.4/40,actions=drop",
+            "flows:2:15: ",
+        ),
+        ("table=99,actions=drop", "flows:2: table 99 does not exist"),
+        (
+            "actions=goto_table:20",
+            "flows:2: goto_table:20 from table 0 must name a later table below 8",
+        ),
+        ("actions=group:3", "flows:2: group 3 does not exist"),
+        ("cookie=0x6000,actions=drop", "flows:2: cookie=0x6000: "),
+    ] {
+        let (ok, text) = check_flows(&format!("{first}{second}\n"));
+        assert!(!ok, "{second}: {text}");
+        assert!(text.contains(expected), "{text}");
+    }
+    let (ok, text) = check_flows(first);
+    assert!(ok, "{text}");
+    assert!(text.contains("ok (1 ports, 1 static flows)"), "{text}");
 }

@@ -11,6 +11,7 @@
 //! `internet` (the emulated internet and its delay lines), `traffic` (checked TCP
 //! and UDP streams, pings), `echo` (the checked stream through a VM's echo server),
 //! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
+//! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
 //! `host_config` (the head of a test host's `scd` configuration) and `cloud`
 //! (clouds programmed by `scc`).
 
@@ -18,6 +19,7 @@ pub mod cloud;
 mod echo;
 mod host_config;
 mod internet;
+pub mod ofctl;
 pub mod packet;
 mod traffic;
 mod wait;

@@ -6,8 +6,9 @@
 //! `scd` connects to receives packet-ins and injects frames with packet-out.
 
 use anyhow::{anyhow, bail, Context, Result};
+use netns_tests::ofctl::n_packets;
 use netns_tests::two_vms::{tap_ports, IP1, IP2, MAC1, MAC2, VM1, VM2};
-use netns_tests::{require_program, require_root, run, unique, Netns, Scd, Vm};
+use netns_tests::{require_program, require_root, unique, Netns, Scd, Vm};
 use netns_tests::{scd_config_head, GATEWAY_MAC};
 use openflow::text::parse_flow;
 use openflow::wire::{
@@ -61,35 +62,15 @@ fn ready(test: &str) -> bool {
 
 /// `ovs-ofctl -O OpenFlow13 ARGS` inside the host namespace; `{}` is the switch.
 fn ofctl(host: &Netns, args: &[&str]) -> Result<String> {
-    let args: Vec<&str> = args
-        .iter()
-        .map(|a| if *a == "{}" { TARGET } else { a })
-        .collect();
-    run(host
-        .command("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--timeout=20"])
-        .args(&args))
+    netns_tests::ofctl::ofctl(host, TARGET, args)
 }
 
 fn ping(from: &Vm, to: &str, count: u32) -> bool {
     netns_tests::ping(&from.ns, to, count).is_ok_and(|p| p.answered)
 }
 
-/// `n_packets` of the dump-flows line that contains `needle`.
-fn n_packets(dump: &str, needle: &str) -> Result<u64> {
-    let line = dump
-        .lines()
-        .find(|l| l.contains(needle))
-        .ok_or_else(|| anyhow!("no flow with `{needle}` in:\n{dump}"))?;
-    let v = line
-        .split(", ")
-        .find_map(|f| f.trim().strip_prefix("n_packets="))
-        .ok_or_else(|| anyhow!("no n_packets in {line}"))?;
-    Ok(v.parse()?)
-}
-
 fn flow_lines(dump: &str) -> usize {
-    dump.lines().filter(|l| l.contains("cookie=")).count()
+    netns_tests::ofctl::flow_lines(dump).len()
 }
 
 fn route(dst: &str, mac: &str, port: u32) -> String {
@@ -287,7 +268,13 @@ impl Raw {
                 return Ok(Some(decode(&frame).map_err(|e| anyhow!("{e}"))?));
             }
             let mut chunk = [0u8; 65_536];
-            let n = self.stream.read(&mut chunk).context("read from scd")?;
+            // A socket read with a timeout is never restarted after a signal, and
+            // fails with EINTR even after a mere stop and continue (signal(7)):
+            // that says nothing about scd, so read again.
+            let n = match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => read.context("read from scd")?,
+            };
             if n == 0 {
                 return Ok(None);
             }

@@ -36,7 +36,7 @@ fn route(dst: &str, mac: &str, port: u32) -> String {
 }
 
 fn udp_flow() -> String {
-    format!("cookie=0x6000,priority=200,udp,nw_dst={IP2},tp_dst={UDP_PORT},actions=set_field:{GW_MAC}->eth_src,set_field:{MAC2}->eth_dst,output:2\n")
+    format!("priority=200,udp,nw_dst={IP2},tp_dst={UDP_PORT},actions=set_field:{GW_MAC}->eth_src,set_field:{MAC2}->eth_dst,output:2\n")
 }
 
 fn all_flows() -> String {
@@ -102,12 +102,9 @@ fn vms_talk_tcp_and_udp_only_through_flows_and_counters_match() -> Result<()> {
         arrived, DATAGRAMS,
         "every datagram arrives over a local switch"
     );
-    let udp_packets = h
-        .scd
-        .metric("scd_flow_packets_total", &["cookie=\"0x6000\""])?;
-    let udp_bytes = h
-        .scd
-        .metric("scd_flow_bytes_total", &["cookie=\"0x6000\""])?;
+    let udp_match = format!("match=\"udp,nw_dst={IP2},tp_dst={UDP_PORT}\"");
+    let udp_packets = h.scd.metric("scd_flow_packets_total", &[&udp_match])?;
+    let udp_bytes = h.scd.metric("scd_flow_bytes_total", &[&udp_match])?;
     assert_eq!(
         udp_packets,
         u64::from(DATAGRAMS),

@@ -12,7 +12,7 @@ use std::time::Instant;
 pub const MAX_GROUPS: usize = 65_536;
 
 /// The switch's groups by id, with their counters.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct GroupTable {
     pub(super) groups: HashMap<u32, GroupEntry>,
 }

@@ -17,6 +17,7 @@
 //! group runs in one step). Group changes bump the same generation, since the
 //! cache's decisions name groups whose buckets the executor looks up.
 
+mod batch;
 mod entry;
 mod error;
 mod group;
@@ -24,6 +25,7 @@ mod selector;
 mod table;
 
 pub use crate::flow_id::FlowId;
+pub use batch::{BatchError, BatchRefusal};
 pub use entry::{FlowEntry, RemovedFlow, RemovedReason, TableStats};
 pub use error::{GroupError, TableError};
 pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
@@ -65,8 +67,9 @@ impl Classification {
     }
 }
 
-/// The switch's tables.
-#[derive(Debug)]
+/// The switch's tables. A clone is a deep copy, counters and all: what a batch
+/// is tried on before it replaces the tables (see [`Pipeline::replace_cookie`]).
+#[derive(Clone, Debug)]
 pub struct Pipeline {
     entries: Entries,
     tables: Vec<FlowTable>,

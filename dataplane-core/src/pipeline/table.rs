@@ -37,7 +37,7 @@ struct Links {
 /// Every table's entries, by id. Ids of removed entries are reused. The chain links
 /// sit beside the entries rather than in them: eight bytes an entry, and a walk in
 /// priority order touches only them.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct Entries {
     slots: Vec<Option<FlowEntry>>,
     links: Vec<Links>,
@@ -86,7 +86,7 @@ struct Chain {
 }
 
 /// One flow table: which entries it holds, in which order, and how to find them.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct FlowTable {
     /// The table's priority chains, by priority (walked from the highest down).
     chains: BTreeMap<u16, Chain>,

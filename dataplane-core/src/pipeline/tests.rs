@@ -330,3 +330,77 @@ fn simulate_runs_every_bucket_on_a_copy_and_goto_sees_the_original() {
     assert_eq!((got[1].1.ipv4_src, got[1].1.ipv4_dst), (0, 8));
     assert_eq!(got[2].1, k);
 }
+
+/// Every entry of every table as (table, priority, cookie, packets).
+fn contents(p: &Pipeline) -> Vec<(u8, u16, u64, u64)> {
+    (0..p.n_tables())
+        .flat_map(|t| p.entries(t))
+        .map(|e| (e.spec.table_id, e.spec.priority, e.spec.cookie, e.packets))
+        .collect()
+}
+
+/// Tables with an IPv4 entry of cookie 0x77 at priority 50 (returned) and a
+/// catch-all of cookie 5 at priority 10.
+fn two_owners(now: Instant) -> (Pipeline, FlowId) {
+    let mut p = Pipeline::default();
+    let mut other = FlowSpec::new(0, 50, FlowMatch::any().with(Field::EthType, 0x800), out(3));
+    other.cookie = 0x77;
+    let other_id = p.add(other, now).unwrap();
+    p.replace_cookie(5, [FlowSpec::new(0, 10, FlowMatch::any(), out(1))], now)
+        .unwrap();
+    (p, other_id)
+}
+
+#[test]
+fn replace_cookie_swaps_only_its_own_entries_and_keeps_the_others_counters() {
+    let now = Instant::now();
+    let (mut p, other_id) = two_owners(now);
+    let ip = FlowMatch::any().with(Field::EthType, 0x800);
+    p.account(&[other_id], &[(0, true)], 100, now);
+    let generation = p.generation();
+
+    let removed = p
+        .replace_cookie(5, [FlowSpec::new(1, 20, ip, out(2))], now)
+        .unwrap();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].entry.spec.priority, 10);
+    assert_eq!(contents(&p), vec![(0, 50, 0x77, 1), (1, 20, 5, 0)]);
+    assert_eq!(p.table_stats(0).unwrap().lookups, 1, "table counters stay");
+    assert!(p.generation() > generation);
+    // The copy that replaced the tables classifies like them.
+    assert_eq!(p.simulate(&key(1, 9))[0].0, 3);
+}
+
+#[test]
+fn a_refused_batch_changes_nothing_and_names_its_flow() {
+    let now = Instant::now();
+    let (mut p, _) = two_owners(now);
+    let ip = FlowMatch::any().with(Field::EthType, 0x800);
+    let (before, generation) = (contents(&p), p.generation());
+
+    let good = FlowSpec::new(0, 11, FlowMatch::any(), out(2));
+    let mut goto = FlowSpec::new(0, 12, ip, out(2));
+    goto.instructions.push(Instruction::GotoTable(20));
+    let refusals = [
+        FlowSpec::new(99, 1, FlowMatch::any(), out(1)),
+        goto,
+        FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(4)]),
+        FlowSpec::new(0, 50, ip, out(1)),
+    ];
+    for bad in refusals {
+        let error = p.replace_cookie(5, [good.clone(), bad], now).unwrap_err();
+        assert_eq!(error.index, 1, "{error}");
+        assert_eq!((contents(&p), p.generation()), (before.clone(), generation));
+    }
+    let held = p
+        .replace_cookie(5, [FlowSpec::new(0, 50, ip, out(1))], now)
+        .unwrap_err();
+    assert_eq!(
+        held.refusal,
+        BatchRefusal::Held {
+            table: 0,
+            priority: 50,
+            cookie: 0x77
+        }
+    );
+}

@@ -8,12 +8,11 @@ use dataplane::config::{HostConfig, PortKind};
 use dataplane::io::rawport::RawPort;
 use dataplane::io::tap::Tap;
 use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
+use dataplane::static_flows::{self, initial_pipeline, StaticFlows};
 use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
-use dataplane_core::pipeline::{Pipeline, Selector, ALL_TABLES};
-use openflow::flow::FlowMatch;
-use openflow::FlowSpec;
+use dataplane_core::pipeline::Pipeline;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -46,59 +45,34 @@ enum Command {
     Pubkey,
 }
 
-fn load_flows(path: &Path) -> Result<Vec<FlowSpec>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read flows file {}", path.display()))?;
-    let flows = openflow::text::parse_flows(&text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: {} (at `{}`)",
-            path.display(),
-            e.line,
-            e.column,
-            e.message,
-            e.token
-        )
-    })?;
-    // Refuse a file the tables would refuse, before anything is installed.
-    Pipeline::from_flows_at(flows.clone(), Instant::now())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok(flows)
-}
-
-fn load(config: &Path) -> Result<(HostConfig, Vec<FlowSpec>)> {
+/// The host configuration and the tables it starts with, static flows checked.
+fn load(config: &Path) -> Result<(HostConfig, Pipeline, usize)> {
     let cfg = HostConfig::load(config)?;
-    let flows = match &cfg.flows_file {
-        Some(f) => load_flows(f)?,
-        None => Vec::new(),
-    };
-    Ok((cfg, flows))
+    let flows = cfg
+        .flows_file
+        .as_deref()
+        .map(StaticFlows::read)
+        .transpose()?;
+    let n_flows = flows.as_ref().map_or(0, StaticFlows::len);
+    let pipeline = initial_pipeline(flows, Instant::now())?;
+    Ok((cfg, pipeline, n_flows))
 }
 
-/// Replaces every flow with the file's, leaving the tables untouched if it is bad.
+/// Replaces the static flows with the file's; a bad file changes nothing.
 fn reload(handle: &SwitchHandle, path: &Path) {
-    match load_flows(path) {
-        Err(e) => error!("flows not reloaded, tables unchanged: {e:#}"),
-        Ok(flows) => {
-            let n = flows.len();
-            let result = handle.call(move |p, now| {
-                let any = FlowMatch::any();
-                p.delete(&Selector::loose(ALL_TABLES, &any))?;
-                for f in flows {
-                    p.add(f, now)?;
-                }
-                Ok::<_, dataplane_core::pipeline::TableError>(())
-            });
-            match result {
-                Ok(Ok(())) => info!(flows = n, file = %path.display(), "static flows reloaded"),
-                Ok(Err(e)) => error!("flows reload failed midway: {e}"),
-                Err(e) => error!("flows reload: {e}"),
-            }
-        }
+    match static_flows::reload(handle, path) {
+        Ok(r) => info!(
+            file = %path.display(),
+            removed = r.removed,
+            added = r.added,
+            "static flows reloaded; other flows untouched"
+        ),
+        Err(e) => error!("static flows not reloaded, tables unchanged: {e}"),
     }
 }
 
 fn run(config_path: &Path) -> Result<()> {
-    let (cfg, flows) = load(config_path)?;
+    let (cfg, pipeline, n_flows) = load(config_path)?;
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
         let what = || format!("port {} ({})", p.number, p.name);
@@ -144,8 +118,6 @@ fn run(config_path: &Path) -> Result<()> {
             Some(tunnels)
         }
     };
-    let n_flows = flows.len();
-    let pipeline = Pipeline::from_flows_at(flows, Instant::now())?;
     let pipeline_tables = pipeline.n_tables();
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,
@@ -225,7 +197,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => run(&config),
-        Command::CheckConfig { config } => load(&config).and_then(|(cfg, flows)| {
+        Command::CheckConfig { config } => load(&config).and_then(|(cfg, _, n_flows)| {
             if cfg.ports.is_empty() {
                 bail!("{}: no [[port]] configured", config.display());
             }
@@ -233,7 +205,7 @@ fn main() {
                 "{}: ok ({} ports, {} static flows)",
                 config.display(),
                 cfg.ports.len(),
-                flows.len()
+                n_flows
             );
             Ok(())
         }),

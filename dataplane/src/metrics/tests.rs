@@ -3,51 +3,18 @@
 //! must not hold up a scrape.
 
 use super::*;
-use crate::switch::{Switch, SwitchParams};
+use crate::switch::test_switch::Running;
 use dataplane_core::pipeline::Pipeline;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
 /// A switch on its own thread with one flow; stopped when the guard drops.
-struct Running {
-    handle: SwitchHandle,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.stop.store(true, Relaxed);
-    }
-}
-
 fn running() -> Running {
     let flows =
         openflow::text::parse_flows("cookie=0x6000,priority=5,ip,nw_dst=10.0.0.1,actions=drop\n")
             .unwrap();
-    let pipeline = Pipeline::from_flows(flows).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stopped = stop.clone();
-    std::thread::spawn(move || {
-        let mut switch = Switch::new(SwitchParams {
-            datapath_id: 42,
-            ports: vec![],
-            tunnels: None,
-            arp: None,
-            port_arp: vec![],
-            gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
-            gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
-            pipeline,
-        })
-        .unwrap();
-        tx.send(switch.handle()).unwrap();
-        switch.run(&stopped).unwrap();
-    });
-    Running {
-        handle: rx.recv().unwrap(),
-        stop,
-    }
+    let pipeline = Pipeline::from_flows_at(flows, std::time::Instant::now()).unwrap();
+    crate::switch::test_switch::running(pipeline)
 }
 
 /// The sample lines of `text`, `name{labels}` to value.
@@ -71,6 +38,8 @@ fn renders_the_switch_under_the_same_names_and_labels() {
         format!("scd_malformed_total{{{base},reason=\"truncated\"}}"),
         format!("scd_arp_replies_total{{{base}}}"),
         format!("scd_tunnel_spoofed_total{{{base}}}"),
+        format!("scd_reloads_total{{{base}}}"),
+        format!("scd_reload_failures_total{{{base}}}"),
         format!("scd_openflow_connections{{{base}}}"),
         format!("scd_table_lookups_total{{{base},table=\"0\"}}"),
         format!("scd_table_matched_total{{{base},table=\"0\"}}"),

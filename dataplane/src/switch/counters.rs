@@ -150,6 +150,16 @@ pub struct ListenerCounters {
     pub idle_closed: AtomicU64,
 }
 
+/// Outcomes of reloading the static flows file, written by whoever reloads it
+/// (atomic adds).
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// Reloads that replaced the static flows.
+    pub applied: AtomicU64,
+    /// Reloads refused (unreadable or bad file): the tables stayed as they were.
+    pub failed: AtomicU64,
+}
+
 impl SwitchCounters {
     pub(super) fn malformed(&self, e: &ParseError) -> &Counter {
         match e {
@@ -182,4 +192,6 @@ pub struct SwitchShared {
     pub started: Instant,
     /// OpenFlow channel counters.
     pub channel: ChannelCounters,
+    /// Static flows reload counters.
+    pub reloads: ReloadCounters,
 }

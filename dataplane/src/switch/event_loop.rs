@@ -1,7 +1,9 @@
 //! The switch thread itself: building it from its ports, the epoll loop, and
 //! each frame's way through parse, ARP, cache, classifier and actions.
 
-use super::counters::{ChannelCounters, PortCounters, PortInfo, SwitchCounters, SwitchShared};
+use super::counters::{
+    ChannelCounters, PortCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared,
+};
 use super::handle::{RemovedHook, SwitchHandle, Work};
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
@@ -182,6 +184,7 @@ impl Switch {
             ),
             started: Instant::now(),
             channel: ChannelCounters::default(),
+            reloads: ReloadCounters::default(),
         });
         let (tx, rx) = mpsc::channel();
         let handle = SwitchHandle {

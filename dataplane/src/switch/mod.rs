@@ -20,13 +20,15 @@ mod packet_in;
 mod ports;
 
 pub use counters::{
-    ChannelCounters, Counter, ListenerCounters, PortCounters, PortInfo, SwitchCounters,
-    SwitchShared,
+    ChannelCounters, Counter, ListenerCounters, PortCounters, PortInfo, ReloadCounters,
+    SwitchCounters, SwitchShared,
 };
 pub use event_loop::{Switch, SwitchParams};
 pub use handle::{Job, RemovedHook, SwitchGone, SwitchHandle};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
 pub use ports::{LocalPort, BATCH, MAX_FRAME};
 
+#[cfg(test)]
+pub(crate) mod test_switch;
 #[cfg(test)]
 mod tests;

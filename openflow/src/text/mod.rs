@@ -35,7 +35,7 @@ pub use format::{
     format_actions, format_flow, format_flow_stats, format_group, format_match, FlowStats,
 };
 pub use lex::ParseError;
-pub use parse::{parse_flow, parse_flows};
+pub use parse::{parse_flow, parse_flows, parse_numbered_flows};
 pub use values::{format_port, parse_port, DEFAULT_PRIORITY};
 
 #[cfg(test)]

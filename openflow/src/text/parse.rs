@@ -17,13 +17,22 @@ pub fn parse_flow(line: &str) -> Result<FlowSpec, ParseError> {
 /// Parses a file of flows, one a line; blank lines and lines starting with `#` are
 /// skipped. The first bad line stops the parse, and the error names it.
 pub fn parse_flows(text: &str) -> Result<Vec<FlowSpec>, ParseError> {
+    Ok(parse_numbered_flows(text)?
+        .into_iter()
+        .map(|(_, flow)| flow)
+        .collect())
+}
+
+/// [`parse_flows`], each flow with the line (from 1) it was read from, so that
+/// what later refuses a flow can name its line too.
+pub fn parse_numbered_flows(text: &str) -> Result<Vec<(usize, FlowSpec)>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        out.push(parse_line(line, i + 1)?);
+        out.push((i + 1, parse_line(line, i + 1)?));
     }
     Ok(out)
 }
