@@ -3,7 +3,7 @@
 //! and a client that answers echo requests.
 
 use super::net::Channel;
-use super::tests::spawn_switch;
+use super::running_tests::spawn_switch;
 use super::DatapathInfo;
 use crate::config::{ListenAddr, OpenflowConfig};
 use crate::switch::{packet_in_channel, ListenerCounters};

@@ -43,4 +43,6 @@ pub use stream::OfStream;
 #[cfg(test)]
 mod listen_tests;
 #[cfg(test)]
+mod running_tests;
+#[cfg(test)]
 mod tests;
