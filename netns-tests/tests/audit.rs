@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 mod common;
 
 use common::{reaches, scc, start_scc, VmSpec};
-use netns_tests::{require_program, require_root, run, wait_until, Internet, Scd};
+use netns_tests::ofctl::ofctl;
+use netns_tests::{require_program, require_root, wait_until, Internet, Scd};
 use std::time::Duration;
 
 const VMS: [VmSpec; 2] = [
@@ -89,10 +90,8 @@ fn scc_keeps_switches_in_step() -> Result<()> {
 
     // Delete b1's delivery behind scc's back.
     let flows = scds[1].metric("scd_table_flows", &[])?;
-    run(net.hosts[1]
-        .command("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--timeout=20", "del-flows", MANAGEMENT])
-        .arg(format!("ip,nw_dst={}", VMS[1].ip)))?;
+    let deleted = format!("ip,nw_dst={}", VMS[1].ip);
+    ofctl(&net.hosts[1], MANAGEMENT, &["del-flows", "{}", &deleted])?;
     let repaired = wait_until(WAIT, "the deleted flows repaired", || {
         Ok(switch(&net, "host1")?["repairs"].as_u64() > Some(0)
             && scds[1].metric("scd_table_flows", &[])? == flows)

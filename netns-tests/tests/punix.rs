@@ -7,7 +7,8 @@
 //! the idle timeout.
 
 use anyhow::{bail, Result};
-use netns_tests::{require_program, require_root, run, scd_config_head, unique, wait_until};
+use netns_tests::ofctl::ofctl;
+use netns_tests::{require_program, require_root, scd_config_head, unique, wait_until};
 use netns_tests::{Netns, Scd};
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -58,12 +59,8 @@ impl Host {
     }
 
     /// `ovs-ofctl -O OpenFlow13 ARGS unix:PATH`, as root.
-    fn ofctl(&self, command: &str) -> Result<String> {
-        run(self
-            .host
-            .command("ovs-ofctl")
-            .args(["-O", "OpenFlow13", "--timeout=20", command])
-            .arg(format!("unix:{}", self.socket.display())))
+    fn ofctl(&self, args: &[&str]) -> Result<String> {
+        ofctl(&self.host, &format!("unix:{}", self.socket.display()), args)
     }
 
     /// The listener's label in the metrics.
@@ -106,15 +103,14 @@ fn ovs_ofctl_talks_to_scd_over_punix_and_other_users_cannot() -> Result<()> {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{meta:?}");
     assert_eq!(meta.uid(), 0);
 
-    let show = h.ofctl("show")?;
+    let show = h.ofctl(&["show", "{}"])?;
     assert!(show.contains("dpid:0000000000005c0d"), "{show}");
-    run(h
-        .host
-        .command("ovs-ofctl")
-        .args(["-O", "OpenFlow13", "--timeout=20", "add-flow"])
-        .arg(format!("unix:{}", h.socket.display()))
-        .arg("priority=7,ip,nw_dst=100.64.0.9,actions=drop"))?;
-    let dump = h.ofctl("dump-flows")?;
+    h.ofctl(&[
+        "add-flow",
+        "{}",
+        "priority=7,ip,nw_dst=100.64.0.9,actions=drop",
+    ])?;
+    let dump = h.ofctl(&["dump-flows", "{}"])?;
     assert!(dump.contains("priority=7,ip,nw_dst=100.64.0.9"), "{dump}");
 
     // `nobody` sees the socket (the directory lets it in) but may not connect.
@@ -173,14 +169,14 @@ fn connections_over_the_cap_are_refused_until_the_open_ones_close() -> Result<()
     assert_eq!(closed_at_once, 10);
 
     // While they are held, ovs-ofctl is refused too, and counted.
-    assert!(h.ofctl("show").is_err(), "served over the cap");
+    assert!(h.ofctl(&["show", "{}"]).is_err(), "served over the cap");
     assert_eq!(h.metric("scd_ofp_refused_total")?, 11);
 
     drop(held);
     wait_until(PATIENCE, "the held connections closed", || {
         Ok(h.metric("scd_ofp_listener_connections")? == 0)
     })?;
-    let show = h.ofctl("show")?;
+    let show = h.ofctl(&["show", "{}"])?;
     assert!(show.contains("dpid:0000000000005c0d"), "{show}");
     assert_eq!(h.metric("scd_ofp_refused_total")?, 11);
     Ok(())
@@ -201,7 +197,7 @@ fn a_silent_connection_is_closed_after_the_idle_timeout() -> Result<()> {
     })?;
     assert_eq!(h.metric("scd_ofp_refused_total")?, 0);
     // Tools are served as before.
-    let show = h.ofctl("show")?;
+    let show = h.ofctl(&["show", "{}"])?;
     assert!(show.contains("dpid:0000000000005c0d"), "{show}");
     Ok(())
 }
