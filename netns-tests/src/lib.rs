@@ -536,7 +536,14 @@ impl Scd {
     /// metrics endpoint answers.
     pub fn start(host: &Netns, config: &str, flows: Option<&str>) -> Result<Scd> {
         let dir = tempfile::Builder::new().prefix("scd-test").tempdir()?;
-        Scd::start_in(host, dir, config, flows)
+        Scd::start_in(host, dir, config, flows, &[])
+    }
+
+    /// Like [`Scd::start`], switching to `user` once the devices are open
+    /// (`scd run --user USER`).
+    pub fn start_as(host: &Netns, config: &str, flows: Option<&str>, user: &str) -> Result<Scd> {
+        let dir = tempfile::Builder::new().prefix("scd-test").tempdir()?;
+        Scd::start_in(host, dir, config, flows, &["--user", user])
     }
 
     /// Like [`Scd::start`], with the WireGuard private key written to `key` (mode
@@ -551,7 +558,7 @@ impl Scd {
         let key = dir.path().join("key");
         std::fs::write(&key, private_key)?;
         std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        Scd::start_in(host, dir, config, flows)
+        Scd::start_in(host, dir, config, flows, &[])
     }
 
     /// Starts `scd` again with the same directory (config, flows, key), as after a crash.
@@ -568,7 +575,7 @@ impl Scd {
         let config = std::fs::read_to_string(dir.path().join("host.toml"))?;
         // The host namespace belongs to the test, not to this handle.
         let host = Netns::existing(&old.host_ns);
-        Scd::start_in(&host, dir, &config, None)
+        Scd::start_in(&host, dir, &config, None, &[])
     }
 
     fn start_in(
@@ -576,6 +583,7 @@ impl Scd {
         dir: tempfile::TempDir,
         config: &str,
         flows: Option<&str>,
+        extra_args: &[&str],
     ) -> Result<Scd> {
         std::fs::write(dir.path().join("host.toml"), config)?;
         if let Some(flows) = flows {
@@ -590,6 +598,7 @@ impl Scd {
             )
             .args(["run", "-c"])
             .arg(dir.path().join("host.toml"))
+            .args(extra_args)
             .env("SCD_LOG", "info")
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -49,10 +49,19 @@ fn all_flows() -> String {
 }
 
 fn setup(test: &str) -> Result<OneHost> {
+    setup_as(test, None)
+}
+
+/// [`setup`], with `scd` switching to `user` once its TAPs are open.
+fn setup_as(test: &str, user: Option<&str>) -> Result<OneHost> {
     let host = Netns::new(&unique(&format!("{test}-host-")))?;
     let tap1 = unique("sct");
     let tap2 = unique("sct");
-    let scd = Scd::start(&host, &config(&tap1, &tap2), Some(&all_flows()))?;
+    let (config, flows) = (config(&tap1, &tap2), all_flows());
+    let scd = match user {
+        None => Scd::start(&host, &config, Some(&flows))?,
+        Some(user) => Scd::start_as(&host, &config, Some(&flows), user)?,
+    };
     let vm1 = Vm::attach(&unique(&format!("{test}-vm1-")), &host, &tap1, VM1)?;
     let vm2 = Vm::attach(&unique(&format!("{test}-vm2-")), &host, &tap2, VM2)?;
     Ok(OneHost {
@@ -156,6 +165,61 @@ fn frames_from(fd: &OwnedFd) -> Vec<[u8; 6]> {
         }
     }
     sources
+}
+
+/// The fields of `/proc/PID/task/TID/status` for every thread of `pid`.
+fn thread_statuses(pid: u32) -> Result<Vec<std::collections::HashMap<String, String>>> {
+    let mut all = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let text = std::fs::read_to_string(task?.path().join("status"))?;
+        all.push(
+            text.lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                .collect(),
+        );
+    }
+    Ok(all)
+}
+
+#[test]
+fn scd_as_nobody_keeps_only_net_admin_and_net_raw_in_every_thread_and_forwards() -> Result<()> {
+    let test = "scd_as_nobody_keeps_only_net_admin_and_net_raw_in_every_thread_and_forwards";
+    if !require_root(test) {
+        return Ok(());
+    }
+    let h = setup_as("swpriv", Some("nobody"))?;
+    // CAP_NET_ADMIN is bit 12 and CAP_NET_RAW bit 13.
+    const NET_ADMIN_AND_RAW: &str = "0000000000003000";
+    let threads = thread_statuses(h.scd.pid())?;
+    assert!(
+        threads.len() >= 3,
+        "the switch, OpenFlow/metrics and signal threads run: {} threads",
+        threads.len()
+    );
+    for t in &threads {
+        let name = &t["Name"];
+        assert_eq!(
+            t["Uid"], "65534\t65534\t65534\t65534",
+            "thread {name}: uid nobody"
+        );
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            assert_eq!(t[set], NET_ADMIN_AND_RAW, "thread {name}: {set}");
+        }
+        for set in ["CapInh", "CapAmb"] {
+            assert_eq!(t[set], "0000000000000000", "thread {name}: {set}");
+        }
+        assert_eq!(t["NoNewPrivs"], "1", "thread {name}: no_new_privs");
+    }
+    assert!(
+        h.scd.log().contains("privileges dropped"),
+        "the drop is logged:\n{}",
+        h.scd.log()
+    );
+
+    let t = tcp_transfer(&h.vm1.ns, &h.vm2.ns, IP2.parse()?, 5003, 8 * 1024 * 1024)?;
+    assert_eq!(t.sent_hash, t.received_hash, "forwarding works as nobody");
+    Ok(())
 }
 
 #[test]

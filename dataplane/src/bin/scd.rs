@@ -33,6 +33,11 @@ enum Command {
         /// Host configuration (TOML); see docs/scd-config.md.
         #[arg(short, long)]
         config: PathBuf,
+        /// Once the ports and the tunnel socket are open, switch to this user (as
+        /// `ovs-vswitchd --user` does). Either way only CAP_NET_ADMIN and CAP_NET_RAW
+        /// are kept.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
     },
     /// Validate a host configuration file (and its static flows) and exit.
     CheckConfig {
@@ -71,7 +76,7 @@ fn reload(handle: &SwitchHandle, path: &Path) {
     }
 }
 
-fn run(config_path: &Path) -> Result<()> {
+fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     let (cfg, pipeline, n_flows) = load(config_path)?;
     let mut ports = Vec::with_capacity(cfg.ports.len());
     for p in &cfg.ports {
@@ -129,6 +134,11 @@ fn run(config_path: &Path) -> Result<()> {
         gateway_ip: cfg.gateway_ip,
         pipeline,
     })?;
+    // Every device is open and no thread has started yet: from here on scd needs
+    // only what forwarding and its own TAPs need.
+    let dropped = dataplane::privileges::drop_privileges(user)
+        .context("dropping privileges (devices are open; refusing to run with more)")?;
+    info!(%dropped, "privileges dropped");
     let handle = switch.handle();
     let of = &cfg.openflow;
     let _channel = if !of.listen.is_empty() || !of.controllers.is_empty() {
@@ -196,7 +206,7 @@ fn main() {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, user } => run(&config, user.as_deref()),
         Command::CheckConfig { config } => load(&config).and_then(|(cfg, _, n_flows)| {
             if cfg.ports.is_empty() {
                 bail!("{}: no [[port]] configured", config.display());
