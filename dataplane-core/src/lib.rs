@@ -23,3 +23,4 @@ pub mod packet_io;
 pub mod pipeline;
 pub mod port;
 pub mod translate;
+pub mod vlan_tag;

@@ -6,7 +6,9 @@
 //! (a switch that did not would pass ping and break TCP). The switch's own sends
 //! must not come back to it as input, and a raw port on a missing interface is
 //! refused at start with a clear error. With segmentation offload on, the VMs hand
-//! over TCP super-frames, which cross the switch whole.
+//! over TCP super-frames, which cross the switch whole. A tagged trunk works: the
+//! kernel strips 802.1Q tags on receive, and the switch puts them back before its
+//! tables see the frame.
 
 use anyhow::Result;
 use netns_tests::{require_root, unique, Netns, Scd, Vm, VmAddress};
@@ -201,6 +203,82 @@ fn raw_ports_carry_tso_super_frames_whole() -> Result<()> {
         0,
         "no refused frames"
     );
+    Ok(())
+}
+
+/// An Ethernet frame from `MAC1` to `MAC2` tagged with VLAN `vid`, carrying an
+/// experimental EtherType so no IP stack takes it.
+fn tagged_frame(vid: u16, seq: u16) -> Vec<u8> {
+    let mac = |text: &str| -> Vec<u8> {
+        text.split(':')
+            .map(|b| u8::from_str_radix(b, 16).expect("hex"))
+            .collect()
+    };
+    let mut f = mac(MAC2);
+    f.extend(mac(MAC1));
+    f.extend(0x8100u16.to_be_bytes());
+    f.extend(vid.to_be_bytes());
+    f.extend(EXPERIMENTAL_ETHERTYPE.to_be_bytes());
+    f.extend(seq.to_be_bytes());
+    f.resize(64, 0x5a);
+    f
+}
+
+/// IEEE 802 local experimental EtherType 1.
+const EXPERIMENTAL_ETHERTYPE: u16 = 0x88b5;
+
+#[test]
+fn tagged_frames_on_raw_ports_keep_their_vlan_tag() -> Result<()> {
+    if !require_root("tagged_frames_on_raw_ports_keep_their_vlan_tag") {
+        return Ok(());
+    }
+    let s = setup("rawvlan")?;
+    // A trunk: VLAN 10 crosses to port 2; the same frames untagged would be
+    // dropped. The kernel strips the tag on receive, so only a switch that puts it
+    // back forwards them.
+    s.scd.reload_flows(
+        &(flows()
+            + "priority=300,in_port=1,dl_vlan=10,actions=output:2\n"
+            + "priority=200,in_port=1,dl_type=0x88b5,actions=drop\n"),
+        4,
+    )?;
+    let ifname = s.vm2.ifname.clone();
+    let rx = s.vm2.ns.enter(move || {
+        netns_tests::packet::packet_socket(&ifname, libc::SOCK_RAW, EXPERIMENTAL_ETHERTYPE)
+    })??;
+    let ifname = s.vm1.ifname.clone();
+    const FRAMES: u16 = 20;
+    s.vm1.ns.enter(move || -> Result<()> {
+        let tx = netns_tests::packet::packet_socket(&ifname, libc::SOCK_RAW, 0x0003)?;
+        for seq in 0..FRAMES {
+            netns_tests::packet::send_frame(&tx, &tagged_frame(10, seq))?;
+        }
+        Ok(())
+    })??;
+    let mut arrived = std::collections::BTreeSet::new();
+    let mut buf = [0u8; 2048];
+    let waited =
+        netns_tests::wait_until(Duration::from_secs(20), "every tagged frame at vm2", || {
+            while let Some((n, _)) = netns_tests::packet::recv_frame(&rx, &mut buf) {
+                // The receiving kernel strips the tag again: the sequence number
+                // follows the inner EtherType.
+                if n >= 16 {
+                    arrived.insert(u16::from_be_bytes([buf[14], buf[15]]));
+                }
+            }
+            Ok(arrived.len() == usize::from(FRAMES))
+        });
+    if let Err(e) = waited {
+        anyhow::bail!(
+            "{e}: {} of {FRAMES} arrived\n{}",
+            arrived.len(),
+            s.scd.log()
+        );
+    }
+    let tagged = s.scd.metric("scd_flow_packets_total", &["dl_vlan=10"])?;
+    assert_eq!(tagged, u64::from(FRAMES), "the VLAN 10 flow carried them");
+    // Untagged overlay traffic still works beside the trunk.
+    assert!(ping(&s.vm1, IP2)?, "untagged ping");
     Ok(())
 }
 

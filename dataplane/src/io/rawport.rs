@@ -18,6 +18,7 @@
 
 use super::os_result;
 use dataplane_core::offload::{VnetHdr, VNET_HDR_LEN};
+use dataplane_core::vlan_tag;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -67,6 +68,46 @@ pub enum RawPortError {
         source: io::Error,
     },
 }
+
+/// Room for one `tpacket_auxdata` control message, aligned as cmsg headers are.
+#[repr(C, align(8))]
+struct AuxSpace([u8; 64]);
+
+impl Default for AuxSpace {
+    fn default() -> Self {
+        AuxSpace([0; 64])
+    }
+}
+
+/// The 802.1Q tag (TPID, TCI) the kernel took off the frame `msg` received, if any.
+fn stripped_tag(msg: &libc::msghdr) -> Option<(u16, u16)> {
+    // SAFETY: `msg` was filled by recvmsg; CMSG_FIRSTHDR/CMSG_NXTHDR stay within
+    // `msg_control`/`msg_controllen`, and a PACKET_AUXDATA message carries a
+    // `tpacket_auxdata`, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_PACKET && (*cmsg).cmsg_type == libc::PACKET_AUXDATA {
+                let aux: libc::tpacket_auxdata =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID == 0 && aux.tp_vlan_tci == 0 {
+                    return None;
+                }
+                let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                    aux.tp_vlan_tpid
+                } else {
+                    VLAN_TPID
+                };
+                return Some((tpid, aux.tp_vlan_tci));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
+}
+
+/// The TPID of an 802.1Q tag, for kernels that do not report it.
+const VLAN_TPID: u16 = 0x8100;
 
 /// What one read from a raw port gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +200,10 @@ impl RawPort {
         // Our own sends need not even be queued back to us (Linux 4.20+); where the
         // option is missing, `recv` skips them by their packet type instead.
         let _ = sockopt(&fd, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &one);
+        // The kernel takes a received frame's 802.1Q tag off (receive VLAN offload)
+        // and reports it beside the frame; without it a tagged trunk carries nothing.
+        sockopt(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, &one)
+            .map_err(sys("PACKET_AUXDATA", name))?;
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         addr.sll_family = libc::sa_family_t::try_from(libc::AF_PACKET)
@@ -205,12 +250,16 @@ impl RawPort {
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        let mut control = AuxSpace::default();
         msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
         msg.msg_namelen = SOCKADDR_LL_LEN;
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = iov.len();
-        // SAFETY: `msg` points at `from` and at two iovecs over `hdr` and `buf`, all
-        // live and writable for their stated lengths for the duration of the call.
+        msg.msg_control = (&mut control as *mut AuxSpace).cast();
+        msg.msg_controllen = std::mem::size_of::<AuxSpace>();
+        // SAFETY: `msg` points at `from`, at two iovecs over `hdr` and `buf` and at
+        // `control`, all live and writable for their stated lengths for the
+        // duration of the call.
         let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC) };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -222,7 +271,14 @@ impl RawPort {
         if n < VNET_HDR_LEN || msg.msg_flags & libc::MSG_TRUNC != 0 {
             return Ok(RawRecv::Refused);
         }
-        Ok(RawRecv::Frame(n - VNET_HDR_LEN, VnetHdr::parse(&hdr)))
+        let (len, mut vnet) = (n - VNET_HDR_LEN, VnetHdr::parse(&hdr));
+        match stripped_tag(&msg) {
+            None => Ok(RawRecv::Frame(len, vnet)),
+            Some((tpid, tci)) => match vlan_tag::reinsert(buf, len, tpid, tci, &mut vnet) {
+                Ok(len) => Ok(RawRecv::Frame(len, vnet)),
+                Err(_) => Ok(RawRecv::Refused),
+            },
+        }
     }
 
     /// Sends one frame behind `hdr` out of the interface; `WouldBlock` when its
