@@ -62,14 +62,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn plain() -> VnetHdr {
-        VnetHdr {
-            flags: 0,
-            gso_type: GSO_NONE,
-            hdr_len: 0,
-            gso_size: 0,
-            csum_start: 0,
-            csum_offset: 0,
-        }
+        VnetHdr::NONE
     }
 
     #[test]
