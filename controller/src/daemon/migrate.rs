@@ -124,7 +124,8 @@ impl Controller {
     /// destination keeps delivering the VM and reporting its announcement, and the
     /// migration waits for the arrival (announcement, `--arrived`) or an abort
     /// (`--abort`), as before the crash: the hypervisor may still be copying the
-    /// VM. *Switched*: the clean-up runs [`GRACE`] after the restart. The switch
+    /// VM. *Switched*: a public address is announced at its new gateway again,
+    /// and the clean-up runs [`GRACE`] after the restart. The switch
     /// sessions send each switch the difference between what it holds and the
     /// committed program, so a phase whose flow-mods were cut short is completed.
     /// Returns what was resumed, for the log.
@@ -155,6 +156,7 @@ impl Controller {
                 Some(format!("{what}: waiting for its arrival or an abort"))
             }
             _ => {
+                self.announce_after_move();
                 self.clean_up_after_grace();
                 Some(format!("{what}: cleaning up after {GRACE:?}"))
             }
@@ -216,8 +218,14 @@ impl Controller {
             None => self.take_step(step, switched)?,
         };
         self.clean_up_after_grace();
-        // Gateway hook: a public address whose home gateway changed with this
-        // switch step is announced there.
+        self.announce_after_move();
+        Ok(version)
+    }
+
+    /// Gateway hook: a public address whose home gateway changed with the switch
+    /// step is announced there (again, after a restart: an announcement replaces
+    /// a route, so saying it twice changes nothing).
+    fn announce_after_move(self: &Arc<Self>) {
         let announcements = {
             let st = self.lock();
             st.migration.as_ref().and_then(|m| {
@@ -237,7 +245,6 @@ impl Controller {
                 }
             });
         }
-        Ok(version)
     }
 
     /// Removes the transit of the switched migration. Retried until it lands: a
