@@ -176,6 +176,34 @@ async fn policy(
     Ok(change(ctl.apply_policy(&text, name)))
 }
 
+/// `POST /inventory/import?name=FILE[&apply=true]` with the inventory's TOML as
+/// a JSON string: the difference from the inventory in force, applied only with
+/// `apply=true`.
+async fn import_inventory(
+    State(ctl): Ctl,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Reply, Reply> {
+    let name = param(&query, "name").unwrap_or("inventory");
+    let apply = param(&query, "apply") == Some("true");
+    let text: String = parse(&body, "the inventory must be a JSON string")?;
+    let inventory = crate::model::Inventory::parse(&text, name)
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    Ok(match ctl.import_inventory(inventory, apply) {
+        Ok((diff, version)) => reply(
+            StatusCode::OK,
+            serde_json::json!({
+                "difference": diff,
+                "text": diff.to_string(),
+                "same": diff.is_empty(),
+                "applied": version.is_some(),
+                "version": version,
+            }),
+        ),
+        Err(e) => change(Err(e)),
+    })
+}
+
 async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
     match ctl.vm(&name) {
         Some(vm) => ok(&vm),
@@ -275,6 +303,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/policy", post(policy))
         .route("/vm", post(add_vm))
         .route("/vm/{*name}", get(show_vm).delete(remove_vm))
+        .route("/inventory/import", post(import_inventory))
         .route("/host", post(add_host))
         .route("/host/{*name}", axum::routing::delete(remove_host))
         .route("/migrate", post(migrate))

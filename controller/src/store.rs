@@ -1,11 +1,13 @@
-//! The controller's embedded store: one JSON file holding the inventory, the policy
-//! and the version of the network program, replaced atomically.
+//! The controller's embedded store: one JSON file holding the inventory, the policy,
+//! the version of the network program and the migration in flight, replaced
+//! atomically.
 //!
 //! Crash safety comes from the write path: the new state goes to a temporary file in
 //! the same directory, is flushed to disk, and is renamed over the old file, and the
 //! directory is flushed too; a crash at any point leaves either the old state or the
 //! new one, never a torn file. This module owns that file and nothing else.
 
+use crate::migration::MigrationState;
 use crate::model::Inventory;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -26,6 +28,25 @@ pub struct Persisted {
     /// placement engine's dwell time and migration budgets survive a restart.
     #[serde(default)]
     pub moves_ms: std::collections::BTreeMap<String, Vec<u64>>,
+    /// The current or last migration as its last committed phase left it: the
+    /// program of `version` was compiled with it, so a restarted controller
+    /// compiles the same tables and resumes the migration from there.
+    #[serde(default)]
+    pub migration: Option<MigrationState>,
+}
+
+impl Persisted {
+    /// A first state: `inventory` with `policy`, version 1, nothing moved yet.
+    pub fn first(inventory: Inventory, policy: String, policy_name: String) -> Persisted {
+        Persisted {
+            inventory,
+            policy,
+            policy_name,
+            version: 1,
+            moves_ms: Default::default(),
+            migration: None,
+        }
+    }
 }
 
 /// The store file.
@@ -103,6 +124,7 @@ mod tests {
             policy_name: "p.kat".into(),
             version: 3,
             moves_ms: [("web1".to_string(), vec![1_000, 2_000])].into(),
+            migration: None,
         };
         store.save(&state).unwrap();
         assert_eq!(store.load().unwrap(), Some(state.clone()));

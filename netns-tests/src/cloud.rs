@@ -357,6 +357,51 @@ pub fn start_switches_edited(
     Ok(scds)
 }
 
+/// What the migration tests start from: the VMs of `specs` (namespaces named after
+/// `prefix`) on the hosts of `net`, a second TAP in the namespace of the one at
+/// index `moving` for the host it lands on, the inventory in
+/// `dir/inventory.toml`, and `scc` started from it. The switches are the test's
+/// to start, with [`MigrationCloud::landing`].
+#[derive(Debug)]
+pub struct MigrationCloud {
+    /// One key pair per host.
+    pub keys: Vec<KeyPair>,
+    /// The VMs, in the order of the specs.
+    pub vms: Vec<Vm>,
+    /// The moving VM's TAP on its first host, and the one it lands on.
+    pub taps: (String, String),
+    /// The inventory file.
+    pub inventory: std::path::PathBuf,
+    /// The controller.
+    pub scc: Scc,
+}
+
+impl MigrationCloud {
+    /// Creates it (see [`MigrationCloud`]).
+    pub fn start(
+        net: &Internet,
+        dir: &std::path::Path,
+        prefix: &str,
+        specs: &[VmSpec],
+        moving: usize,
+    ) -> Result<MigrationCloud> {
+        let keys = key_pairs(net.hosts.len())?;
+        let vms = create_vms(prefix, specs)?;
+        let first = vms[moving].ifname.clone();
+        let landing = second_tap(&vms[moving], VM_MTU)?;
+        let inventory = dir.join("inventory.toml");
+        std::fs::write(&inventory, self::inventory(&keys, &entries(specs, &vms)))?;
+        let scc = start_scc(net, dir, true)?;
+        Ok(MigrationCloud {
+            keys,
+            vms,
+            taps: (first, landing),
+            inventory,
+            scc,
+        })
+    }
+}
+
 /// Makes a second TAP in a namespace VM's namespace, with its MAC and `mtu`, for
 /// the host it will migrate to; returns its name.
 pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
@@ -402,6 +447,19 @@ pub struct StreamReport {
     pub gap: Duration,
     /// The client's address as the server saw it.
     pub peer: SocketAddr,
+}
+
+/// `N bytes sent, M received, longest gap G ms`, as the tests print it.
+impl std::fmt::Display for StreamReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes sent, {} received, longest gap {:.0} ms",
+            self.sent,
+            self.received,
+            self.gap.as_secs_f64() * 1000.0
+        )
+    }
 }
 
 /// Starts a [`PacedStream`] from VM `client` to `to_ip:port`, served by a

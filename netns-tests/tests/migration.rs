@@ -11,7 +11,7 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{event_ms, reaches, scc, start_scc, status, wait_synced, wait_timeline, VmSpec};
+use common::{event_ms, reaches, scc, status, wait_synced, wait_timeline, VmSpec};
 use netns_tests::{require_root, wait_until, Internet, Vm};
 use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,22 +51,14 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // Cloud 3 is far away: 20 ms each way.
     let net = Internet::with_hosts("migr", &[None, None, Some(20)])?;
-    let keys = common::key_pairs(3)?;
     // a1: the client in cloud A; c1: a third party in cloud C; m1: the VM that moves,
     // with a TAP on host1 (cloud B, port 1) and one on host2 (cloud C, port 2).
-    let vms = common::create_vms("migr", &VMS)?;
-    let (a1, m1, c1) = (&vms[0], &vms[1], &vms[2]);
-    let tap_b = m1.ifname.clone();
-    let tap_c = common::second_tap(m1, common::VM_MTU)?;
-    let inventory = dir.path().join("inventory.toml");
-    std::fs::write(
-        &inventory,
-        common::inventory(&keys, &common::entries(&VMS, &vms)),
-    )?;
-    let scc_proc = start_scc(&net, dir.path(), true)?;
-    let landing = common::landing_port(2, 2, m1, &tap_c);
-    let scds = common::start_switches(&net, &inventory, &keys, landing)?;
-    scc_proc.wait_synced(&net)?;
+    let cloud = common::MigrationCloud::start(&net, dir.path(), "migr", &VMS, 1)?;
+    let (a1, m1, c1) = (&cloud.vms[0], &cloud.vms[1], &cloud.vms[2]);
+    let (tap_b, tap_c) = &cloud.taps;
+    let landing = common::landing_port(2, 2, m1, tap_c);
+    let scds = common::start_switches(&net, &cloud.inventory, &cloud.keys, landing)?;
+    cloud.scc.wait_synced(&net)?;
     assert!(reaches(a1, M1_IP, 10)?, "a1 -> m1 on host1");
     assert!(reaches(c1, "100.64.1.1", 10)?, "c1 -> a1");
 
@@ -128,7 +120,7 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
 
     let mut reroutes = Vec::new();
     for (i, (to_host, to_port, from_tap, to_tap)) in
-        [("host2", 2, &tap_b, &tap_c), ("host1", 1, &tap_c, &tap_b)]
+        [("host2", 2, tap_b, tap_c), ("host1", 1, tap_c, tap_b)]
             .into_iter()
             .enumerate()
     {

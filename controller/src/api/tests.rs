@@ -17,13 +17,7 @@ async fn started(dir: &std::path::Path, limits: Limits) -> (SocketAddr, Arc<Cont
     )
     .unwrap();
     let ctl = Controller::new(
-        Persisted {
-            inventory,
-            policy: "id".into(),
-            policy_name: "start.kat".into(),
-            version: 1,
-            moves_ms: Default::default(),
-        },
+        Persisted::first(inventory, "id".into(), "start.kat".into()),
         Store::new(&dir.join("state.json")),
     )
     .unwrap();
@@ -194,4 +188,56 @@ async fn idle_connections_past_the_cap_leave_it_serving_once_they_close() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn an_inventory_import_shows_the_difference_and_applies_it_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let text = include_str!("../../../docs/examples/inventory.toml")
+        .replace(
+            "ip = \"100.64.2.1\"\nhost = \"host-b\"",
+            "ip = \"100.64.2.1\"\nhost = \"host-c\"",
+        )
+        .replace(
+            "port = 1\ntenant = \"blue\"\n\n[[vm]]\nname = \"batch1\"",
+            "port = 5\ntenant = \"blue\"\n\n[[vm]]\nname = \"batch1\"",
+        );
+    let body = serde_json::to_vec(&text).unwrap();
+    let version = ctl.status()["version"].clone();
+
+    let (code, shown) = call(api, "POST", "/inventory/import?name=new.toml", &body).await;
+    assert_eq!(code, 200, "{shown}");
+    assert_eq!(shown["applied"], false);
+    assert_eq!(
+        shown["text"],
+        "> vm db1 moves from host-b port 1 to host-c port 5\n"
+    );
+    assert_eq!(ctl.status()["version"], version, "nothing changed");
+    assert_eq!(ctl.vm("db1").unwrap().host, "host-b");
+
+    let target = "/inventory/import?name=new.toml&apply=true";
+    let (code, applied) = call(api, "POST", target, &body).await;
+    assert_eq!(
+        (code, &applied["applied"]),
+        (200, &serde_json::json!(true)),
+        "{applied}"
+    );
+    assert_eq!(ctl.vm("db1").unwrap().host, "host-c");
+    let (code, again) = call(api, "POST", target, &body).await;
+    assert_eq!(
+        (code, &again["same"]),
+        (200, &serde_json::json!(true)),
+        "{again}"
+    );
+
+    let (code, bad) = call(api, "POST", target, b"\"overlay_prefix = 3\"").await;
+    assert!(
+        code == 422
+            && bad["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("new.toml"),
+        "{bad}"
+    );
 }

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use controller::daemon::Controller;
 use controller::model::Inventory;
 use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, Groups, TableOptions};
-use controller::store::{Persisted, Store};
+use controller::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,7 +41,9 @@ enum Command {
     },
     /// Run the controller: program every host switch from the inventory and policy.
     Run {
-        /// Inventory (TOML); replaces the stored one. Needed on first start.
+        /// Inventory (TOML), imported only into an empty store (the first start);
+        /// once the store exists it is the truth, and the file is only compared with
+        /// it (`scc inventory import` applies a file's changes).
         #[arg(long)]
         inventory: Option<PathBuf>,
         /// Policy (NetKAT) composed with routing; replaces the stored one. Default `id`.
@@ -79,6 +81,11 @@ enum Command {
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680", global = true)]
         api: SocketAddr,
+    },
+    /// The running controller's inventory against a file.
+    Inventory {
+        #[command(subcommand)]
+        verb: InventoryVerb,
     },
     /// Add or remove hosts of the running controller.
     Host {
@@ -187,6 +194,23 @@ enum PlacementVerb {
 }
 
 #[derive(Debug, Subcommand)]
+enum InventoryVerb {
+    /// Show how FILE differs from the running controller's inventory (hosts and
+    /// VMs added, removed, moved); with --yes, put FILE in force (one program
+    /// version; refused while a migration is in progress).
+    Import {
+        /// Inventory (TOML).
+        file: PathBuf,
+        /// Apply the difference; without it nothing changes.
+        #[arg(long)]
+        yes: bool,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum HostVerb {
     /// Add (or replace) a host.
     Add {
@@ -288,6 +312,9 @@ fn main() -> ExitCode {
             call(api, "POST", &format!("/policy?name={name}"), &body)
         }),
         Command::Vm { verb, api } => vm(api, verb),
+        Command::Inventory {
+            verb: InventoryVerb::Import { file, yes, api },
+        } => import_inventory(api, &file, yes),
         Command::Migrate {
             vm,
             to,
@@ -595,6 +622,28 @@ fn placement_round(api: SocketAddr, method: &str, target: &str, json: bool) -> R
     Ok(ExitCode::SUCCESS)
 }
 
+/// `scc inventory import`: checks FILE here (errors with their position), then
+/// has the controller compare it with its inventory and apply it when `yes`.
+fn import_inventory(api: SocketAddr, file: &Path, yes: bool) -> Result<ExitCode> {
+    Inventory::load(file)?;
+    let name = file.display().to_string();
+    let body = serde_json::to_vec(&read(file)?)?;
+    let target = format!("/inventory/import?name={name}&apply={yes}");
+    let (status, answer) = controller::api::request(api, "POST", &target, &body)
+        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+    if status != 200 {
+        eprintln!("{}", answer["error"].as_str().unwrap_or("refused"));
+        return Ok(ExitCode::from(1));
+    }
+    print!("{}", answer["text"].as_str().unwrap_or_default());
+    match answer["version"].as_u64() {
+        Some(version) => println!("applied as version {version}"),
+        None if answer["same"] == true => {}
+        None => println!("nothing changed: run again with --yes to apply"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {
     let inv = Inventory::load(inventory)?;
     match inv.host_config(host, key_file) {
@@ -615,28 +664,20 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         .with_writer(std::io::stderr)
         .init();
     let store = Store::new(state);
-    let stored = store.load()?;
-    let inventory = match (inventory, &stored) {
-        (Some(p), _) => Inventory::load(p)?,
-        (None, Some(s)) => s.inventory.clone(),
-        (None, None) => anyhow::bail!("no stored state at {}: give --inventory", state.display()),
+    let inventory_file = match inventory {
+        Some(p) => Some((Inventory::load(p)?, p.display().to_string())),
+        None => None,
     };
-    let (policy_text, policy_name) = match (policy, &stored) {
-        (Some(p), _) => (read(p)?, p.display().to_string()),
-        (None, Some(s)) => (s.policy.clone(), s.policy_name.clone()),
-        (None, None) => ("id".to_string(), "(default: id)".to_string()),
+    let policy_file = match policy {
+        Some(p) => Some((read(p)?, p.display().to_string())),
+        None => None,
     };
-    let persisted = Persisted {
-        inventory,
-        policy: policy_text,
-        policy_name,
-        version: stored.as_ref().map_or(1, |s| s.version + 1),
-        moves_ms: stored
-            .as_ref()
-            .map(|s| s.moves_ms.clone())
-            .unwrap_or_default(),
-    };
-    let ctl = match Controller::new(persisted, store) {
+    let start = controller::restart::start(store.load()?, inventory_file, policy_file)
+        .with_context(|| format!("store {}", state.display()))?;
+    for note in &start.notes {
+        tracing::info!("{note}");
+    }
+    let ctl = match Controller::new(start.persisted, store) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -653,6 +694,9 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
         let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
         tracing::info!(%of, %api, "scc running");
+        if let Some(resumed) = ctl.resume() {
+            tracing::info!("{resumed}");
+        }
         tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());

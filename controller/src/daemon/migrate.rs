@@ -5,9 +5,9 @@
 //! waiting out the grace period before the clean-up, announcing a public address
 //! at its new gateway, and recording the arrival for placement.
 
-use super::{ChangeError, Controller, State, GRACE};
+use super::{ChangeError, Controller, GRACE};
 use crate::follow::now_ms;
-use crate::migration::{Measure, MigrationState, PortCounts, Step};
+use crate::migration::{Measure, MigrationState, Phase, PortCounts, Step};
 use crate::routing::compile_network_during;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,11 +34,17 @@ impl Controller {
         apply: impl FnOnce(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
-        self.commit(step.inventory, policy, name, tables, |st, version| {
-            if let Some(m) = st.migration.as_mut() {
-                apply(m, version, self.clock());
-            }
-        })
+        self.commit(
+            step.inventory,
+            policy,
+            name,
+            tables,
+            |migration, version| {
+                if let Some(m) = migration.as_mut() {
+                    apply(m, version, self.clock());
+                }
+            },
+        )
     }
 
     fn policy(&self) -> (String, String) {
@@ -75,17 +81,24 @@ impl Controller {
         let tables = compile_network_during(&inv, &policy, &name, step.program.as_ref())?;
         let version = self.commit(
             step.inventory,
-            policy.clone(),
-            name.clone(),
+            policy,
+            name,
             tables,
-            |st: &mut State, version| {
+            |migration, version| {
                 let mut m = started;
                 m.prepared(version, self.clock());
-                st.migration = Some(m);
+                *migration = Some(m);
             },
         )?;
-        // The switch step does not depend on when the VM arrives: compile it now,
-        // while QEMU copies memory, so the reroute only has to send it.
+        self.compile_switch_ahead(ahead, version);
+        Ok(version)
+    }
+
+    /// The switch step does not depend on when the VM arrives: it is compiled
+    /// while QEMU copies memory, so the reroute only has to send it. Kept only
+    /// while the program is still `version`.
+    fn compile_switch_ahead(self: &Arc<Self>, ahead: Step, version: u64) {
+        let (policy, name) = self.policy();
         let ctl = self.clone();
         std::thread::spawn(move || {
             match compile_network_during(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
@@ -102,7 +115,61 @@ impl Controller {
                 Err(e) => tracing::warn!("switch step not compiled ahead: {e}"),
             }
         });
-        Ok(version)
+    }
+
+    /// Resumes the migration that was in flight when the controller stopped, as
+    /// the store holds it (call once after [`Controller::new`], within the async
+    /// runtime). The rule (docs/operations.md): every phase goes on from where it
+    /// was committed, nothing is rolled back on its own. *Prepared*: the
+    /// destination keeps delivering the VM and reporting its announcement, and the
+    /// migration waits for the arrival (announcement, `--arrived`) or an abort
+    /// (`--abort`), as before the crash: the hypervisor may still be copying the
+    /// VM. *Switched*: a public address is announced at its new gateway again,
+    /// and the clean-up runs [`GRACE`] after the restart. The switch
+    /// sessions send each switch the difference between what it holds and the
+    /// committed program, so a phase whose flow-mods were cut short is completed.
+    /// Returns what was resumed, for the log.
+    pub fn resume(self: &Arc<Self>) -> Option<String> {
+        let (route, phase, version) = {
+            let now = self.clock();
+            let mut st = self.lock();
+            let version = st.persisted.version;
+            let m = st.migration.as_mut().filter(|m| m.in_progress())?;
+            m.note("resumed after restart", now);
+            (m.route.clone(), m.phase, version)
+        };
+        let what = format!(
+            "migration of VM `{}` from `{}` to `{}` resumed {:?}",
+            route.vm, route.from_host, route.to_host, phase
+        );
+        match phase {
+            Phase::Prepared => {
+                let ahead = {
+                    let st = self.lock();
+                    st.migration
+                        .as_ref()
+                        .map(|m| m.switch_step(&st.persisted.inventory))
+                };
+                if let Some(ahead) = ahead {
+                    self.compile_switch_ahead(ahead, version);
+                }
+                Some(format!("{what}: waiting for its arrival or an abort"))
+            }
+            _ => {
+                self.announce_after_move();
+                self.clean_up_after_grace();
+                Some(format!("{what}: cleaning up after {GRACE:?}"))
+            }
+        }
+    }
+
+    /// Runs the clean-up of the switched migration after [`GRACE`].
+    fn clean_up_after_grace(self: &Arc<Self>) {
+        let ctl = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(GRACE).await;
+            ctl.clean_up().await;
+        });
     }
 
     /// The migrating VM is live at its destination (its announcement arrived on
@@ -150,13 +217,15 @@ impl Controller {
             Some(tables) => self.commit_step(step, tables, switched)?,
             None => self.take_step(step, switched)?,
         };
-        let ctl = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(GRACE).await;
-            ctl.clean_up().await;
-        });
-        // Gateway hook: a public address whose home gateway changed with this
-        // switch step is announced there.
+        self.clean_up_after_grace();
+        self.announce_after_move();
+        Ok(version)
+    }
+
+    /// Gateway hook: a public address whose home gateway changed with the switch
+    /// step is announced there (again, after a restart: an announcement replaces
+    /// a route, so saying it twice changes nothing).
+    fn announce_after_move(self: &Arc<Self>) {
         let announcements = {
             let st = self.lock();
             st.migration.as_ref().and_then(|m| {
@@ -176,13 +245,12 @@ impl Controller {
                 }
             });
         }
-        Ok(version)
     }
 
     /// Removes the transit of the switched migration. Retried until it lands: a
     /// migration must not stay half done; only a refusal (nothing switched to
     /// clean up) ends it otherwise.
-    async fn clean_up(&self) {
+    pub(super) async fn clean_up(&self) {
         loop {
             let result = {
                 let _serial = self.serialize();

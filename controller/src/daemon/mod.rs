@@ -3,15 +3,19 @@
 //!
 //! A change (a policy applied, a host or VM added or removed, a step of a
 //! migration) goes through one pipeline: compile the inventory and policy
-//! (`routing`), persist the new version (`store`), swap in its tables and publish
-//! the version, which every switch session (`crate::net`) follows by sending its
-//! switch the difference (`diff`). A policy or inventory that does not compile is
+//! (`routing`), persist the new version with the migration phase it compiles
+//! (`store`), swap in its tables and publish the version, which every switch
+//! session (`crate::net`) follows by sending its switch the difference (`diff`):
+//! nothing reaches a switch that the store does not hold, so a restarted
+//! controller resumes from the last committed phase (`resume`). A policy or inventory that does not compile is
 //! refused and nothing changes. This module owns the [`Controller`] state, the
 //! program's versions and that pipeline; it drives the migration state machine
 //! (`crate::migration`, in `migrate`) and the placement loop (in
 //! `follow_the_sun`). It holds no socket: the OpenFlow sessions and the API
 //! call it.
 
+#[cfg(test)]
+mod crash_tests;
 mod follow_the_sun;
 mod migrate;
 #[cfg(test)]
@@ -20,13 +24,14 @@ pub(crate) mod tests;
 use crate::follow::Follower;
 use crate::migration::{MigrationState, Refusal};
 use crate::model::{Inventory, Vm};
+use crate::restart::InventoryDiff;
 use crate::routing::{compile_network_during, ProgramError};
 use crate::store::{Persisted, Store};
 use openflow::FlowSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// What the controller reports about one switch.
@@ -113,8 +118,6 @@ pub struct Controller {
     version: watch::Sender<u64>,
     /// Measurements and the follow-the-sun loop.
     follower: Follower,
-    /// The epoch of the migration state machine's clock.
-    epoch: Instant,
 }
 
 fn now_secs() -> u64 {
@@ -124,13 +127,18 @@ fn now_secs() -> u64 {
 }
 
 impl Controller {
-    /// A controller for this state, compiled now; fails if it does not compile.
+    /// A controller for this state, compiled now (with the migration it holds, if
+    /// one is in progress); fails if it does not compile.
     pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
+        let migration = persisted.migration.clone();
         let tables = compile_network_during(
             &persisted.inventory,
             &persisted.policy,
             &persisted.policy_name,
-            None,
+            migration
+                .as_ref()
+                .and_then(MigrationState::program)
+                .as_ref(),
         )?;
         store.save(&persisted)?;
         let (version, _) = watch::channel(persisted.version);
@@ -140,14 +148,13 @@ impl Controller {
                 persisted,
                 tables,
                 switches: BTreeMap::new(),
-                migration: None,
+                migration,
                 switch_ahead: None,
             }),
             changes: Mutex::new(()),
             store,
             version,
             follower: Follower::with_moves(&moves_ms),
-            epoch: Instant::now(),
         }))
     }
 
@@ -155,9 +162,12 @@ impl Controller {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Now on the migration state machine's clock.
+    /// Now on the migration state machine's clock: Unix time, so that the
+    /// timeline of a migration resumed after a restart goes on from where it was.
     fn clock(&self) -> Duration {
-        self.epoch.elapsed()
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
     }
 
     /// Compiles `inventory` with `policy` and the migration in progress; on
@@ -174,33 +184,39 @@ impl Controller {
         self.commit(inventory, policy, policy_name, tables, |_, _| {})
     }
 
-    /// Persists and swaps in a compiled program, running `on_commit` with the new
-    /// version under the state lock, before any switch session can see it.
+    /// Persists and swaps in a compiled program. `on_commit` takes the migration
+    /// to the phase the program is compiled for, with the new version; the store
+    /// holds that phase with the program, written before any switch session can
+    /// see either. If the store refuses, the migration stays as it was.
     fn commit(
         &self,
         inventory: Inventory,
         policy: String,
         policy_name: String,
         tables: BTreeMap<u64, Vec<FlowSpec>>,
-        on_commit: impl FnOnce(&mut State, u64),
+        on_commit: impl FnOnce(&mut Option<MigrationState>, u64),
     ) -> Result<u64, ChangeError> {
         // Read before the state lock: locks are taken state, then follower.
         let moves_ms = self.follower.recent_moves();
         let mut st = self.lock();
+        let version = st.persisted.version + 1;
+        let mut migration = st.migration.clone();
+        on_commit(&mut migration, version);
         let next = Persisted {
             inventory,
             policy,
             policy_name,
-            version: st.persisted.version + 1,
+            version,
             moves_ms,
+            migration: migration.clone(),
         };
         self.store.save(&next)?;
         st.persisted = next;
+        st.migration = migration;
         st.tables = tables;
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
         let v = st.persisted.version;
-        on_commit(&mut st, v);
         // Published under the lock, so versions only ever go up.
         self.version.send_replace(v);
         Ok(v)
@@ -262,6 +278,31 @@ impl Controller {
             return Err(ChangeError::Invalid(format!("no VM `{name}`")));
         }
         self.change(inv, policy, pname)
+    }
+
+    /// The difference from the inventory in force to `inventory`, and, when
+    /// `apply`, the version that puts `inventory` in force (`scc inventory
+    /// import`). Refused while a migration is in progress: it would move the VM
+    /// under the migration's feet.
+    pub fn import_inventory(
+        &self,
+        inventory: Inventory,
+        apply: bool,
+    ) -> Result<(InventoryDiff, Option<u64>), ChangeError> {
+        let _serial = self.serialize();
+        let (current, policy, name) = self.snapshot();
+        let diff = InventoryDiff::between(&current, &inventory);
+        if !apply || diff.is_empty() {
+            return Ok((diff, None));
+        }
+        if let Some(m) = self.lock().in_progress() {
+            return Err(ChangeError::Invalid(format!(
+                "VM `{}` is migrating: finish or abort it before importing an inventory",
+                m.route.vm
+            )));
+        }
+        let version = self.change(inventory, policy, name)?;
+        Ok((diff, Some(version)))
     }
 
     fn snapshot(&self) -> (Inventory, String, String) {

@@ -22,13 +22,7 @@ pub(crate) fn example_controller(
     )
     .unwrap();
     edit(&mut inventory);
-    let persisted = Persisted {
-        inventory,
-        policy: "id".into(),
-        policy_name: "p".into(),
-        version: 1,
-        moves_ms: Default::default(),
-    };
+    let persisted = Persisted::first(inventory, "id".into(), "p".into());
     Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
 }
 

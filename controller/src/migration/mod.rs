@@ -6,7 +6,8 @@
 //! switch, the packets it forwarded before the clean-up).
 //!
 //! No tokio, no sockets, no clock reads: time is passed in as a [`Duration`] on a
-//! monotonic clock whose epoch the caller chooses, and program versions are those
+//! clock whose epoch the caller chooses (the daemon's is Unix time, so that a
+//! migration resumed after a restart keeps its timeline), and program versions are those
 //! the daemon committed. The whole state is serde-serialisable, so that it can be
 //! stored with every phase before the daemon acts on it. The daemon
 //! (`crate::daemon`) drives it: it checks a transition, compiles and commits the

@@ -2,7 +2,9 @@
 //! OpenFlow codec, on a real loopback connection to the controller's listener.
 //! The audit puts back a flow deleted behind the controller's back and sends
 //! nothing when the tables match; a switch that stops answering is marked
-//! disconnected, its connection closed, and it is welcome back.
+//! disconnected, its connection closed, and it is welcome back; a migration
+//! phase committed but never sent before a crash reaches the switch from the
+//! restarted controller.
 
 use super::serve_openflow;
 use crate::daemon::tests::example_controller;
@@ -38,8 +40,13 @@ struct FakeSwitch {
 
 impl FakeSwitch {
     fn new() -> Arc<FakeSwitch> {
+        FakeSwitch::holding(Pipeline::new(4))
+    }
+
+    /// A switch whose tables are `tables`, as after a controller's restart.
+    fn holding(tables: Pipeline) -> Arc<FakeSwitch> {
         Arc::new(FakeSwitch {
-            tables: Mutex::new(Pipeline::new(4)),
+            tables: Mutex::new(tables),
             answering: AtomicBool::new(true),
             flow_mods: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -255,4 +262,54 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
     .await;
     assert_eq!(switch(&ctl, 2).repairs, 0);
     assert_eq!(again.flow_mods.load(Ordering::SeqCst), 0);
+}
+
+/// A crash after a migration phase was committed and before its flow-mods
+/// reached the switch: the controller started again from the store sends the
+/// switch that phase's difference, and only that.
+#[tokio::test]
+async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
+    let (version, plain) = ctl.desired(2).unwrap();
+    let fake = FakeSwitch::new();
+    tokio::spawn(fake.clone().run(addr, 2));
+    wait_until("the switch is synchronised", || {
+        switch(&ctl, 2).synced_version == version
+    })
+    .await;
+    let held = fake.tables.lock().unwrap().clone();
+
+    // The destination of web1's move: deaf from now on, as if the controller
+    // died between its commit and its flow-mods.
+    fake.answering.store(false, Ordering::SeqCst);
+    ctl.start_migration("web1", "host-b", 7).unwrap();
+    let (_, prepared) = ctl.desired(2).unwrap();
+    assert_ne!(prepared, plain, "the destination has something to learn");
+    assert_eq!(fake.flows(), plain.len(), "and never heard it");
+
+    // Started again from the store, with the switch as it was.
+    let store = crate::store::Store::new(&dir.path().join("state.json"));
+    let start = crate::restart::start(store.load().unwrap(), None, None).unwrap();
+    let again = Controller::new(start.persisted, store).unwrap();
+    assert!(again.resume().is_some(), "the prepared migration resumes");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve_openflow(listener, again.clone()));
+    let (version, desired) = again.desired(2).unwrap();
+    assert_eq!(desired, prepared, "the committed phase's table");
+    let switch_again = FakeSwitch::holding(held);
+    tokio::spawn(switch_again.clone().run(addr, 2));
+    wait_until("the switch is synchronised again", || {
+        switch(&again, 2).synced_version == version
+    })
+    .await;
+    assert_eq!(switch_again.flows(), desired.len());
+    let difference = crate::diff::plan(&plain, &desired, crate::routing::SCC_COOKIE);
+    assert!(!difference.is_empty() && difference.len() < desired.len());
+    assert_eq!(
+        switch_again.flow_mods.load(Ordering::SeqCst),
+        difference.len(),
+        "the difference, not the whole table"
+    );
 }
