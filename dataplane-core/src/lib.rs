@@ -22,4 +22,5 @@ pub mod packet;
 pub mod packet_io;
 pub mod pipeline;
 pub mod port;
+pub mod port_security;
 pub mod translate;
