@@ -682,12 +682,18 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         let socket = &inv.api_socket;
         let api_listener = controller::api::access::bind_unix(socket).context("API socket")?;
         tokio::spawn(controller::api::serve(api_listener, ctl.clone(), None));
-        if let Some(tcp) = inv.api {
-            let token_file = inv.api_token_file.as_deref().context("an API on TCP needs api_token_file")?;
-            let token = controller::api::access::read_token(token_file)?;
-            let listener = tokio::net::TcpListener::bind(tcp).await.with_context(|| format!("API listener on {tcp}"))?;
-            tracing::info!(%tcp, "API on TCP, bearer token required");
-            tokio::spawn(controller::api::serve(listener, ctl.clone(), Some(token)));
+        match (inv.api, inv.api_token_file.as_deref()) {
+            (Some(tcp), None) => {
+                // A store written before tokens existed: the socket only.
+                tracing::warn!(%tcp, "API on TCP not started: the inventory names no api_token_file");
+            }
+            (Some(tcp), Some(token_file)) => {
+                let token = controller::api::access::read_token(token_file)?;
+                let listener = tokio::net::TcpListener::bind(tcp).await.with_context(|| format!("API listener on {tcp}"))?;
+                tracing::info!(%tcp, "API on TCP, bearer token required");
+                tokio::spawn(controller::api::serve(listener, ctl.clone(), Some(token)));
+            }
+            (None, _) => {}
         }
         tracing::info!(%of, api = %socket.display(), "scc running");
         tokio::spawn(ctl.clone().follow_the_sun());
