@@ -14,7 +14,7 @@
 //! `qemu_scd_migrate.rs`) report them with real `scd`s.
 
 use anyhow::{bail, Context, Result};
-use netns_tests::cloud::event_ms;
+use netns_tests::cloud::{api_socket, event_ms};
 use netns_tests::{scc_binary, unique, Netns};
 use openflow::flow::FlowMatch;
 use openflow::wire::{
@@ -168,10 +168,11 @@ impl FakeSwitch {
 }
 
 /// The inventory of `hosts` hosts in three clouds and `vms` VMs spread over them.
-fn inventory(hosts: usize, vms: usize) -> String {
+fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
-         [controller]\nopenflow = \"{OPENFLOW}\"\napi = \"127.0.0.1:6680\"\n"
+         [controller]\nopenflow = \"{OPENFLOW}\"\napi_socket = \"{}\"\n",
+        api_socket.display()
     );
     for c in 0..3 {
         t += &format!("[[cloud]]\nname = \"cloud-{c}\"\n");
@@ -204,10 +205,13 @@ fn inventory(hosts: usize, vms: usize) -> String {
     t
 }
 
+/// An API verb of `scc` against the one running in `ns`.
 fn scc(ns: &Netns, args: &[&str]) -> Result<String> {
     let out = ns
         .command(scc_binary()?.to_str().context("path")?)
         .args(args)
+        .arg("--api")
+        .arg(format!("unix:{}", api_socket(ns).display()))
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     anyhow::ensure!(
@@ -272,7 +276,10 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)>
     let ns = Netns::new(&unique("bench-reroute-"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("inventory.toml"), inventory(hosts, vms))?;
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        inventory(hosts, vms, &api_socket(&ns)),
+    )?;
     let log = dir.path().join("scc.log");
     let started = Instant::now();
     let mut child = ns

@@ -1,17 +1,18 @@
 //! The one-shot client for the project's HTTP endpoints: one connection, one
 //! request, the whole answer, within a deadline.
 //!
-//! Owns connecting and the exchange; the caller owns what the body means. Every
-//! request other than GET and HEAD says `Content-Type: application/json`, which
-//! is what `scc`'s API requires of them. [`exchange`] runs over any byte stream,
-//! so a Unix socket (or a bearer token, one more header) is a small step.
+//! Owns connecting (TCP or a Unix socket, [`Endpoint`]) and the exchange; the
+//! caller owns what the body means. Every request other than GET and HEAD says
+//! `Content-Type: application/json`, which is what `scc`'s API requires of them;
+//! a bearer token, when given, goes in `Authorization`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONNECTION, CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -66,6 +67,45 @@ pub enum ClientError {
     Runtime(#[source] std::io::Error),
 }
 
+/// Where a server listens: `unix:PATH`, or `http://HOST:PORT` (also written
+/// plain `HOST:PORT`) with an IP address for HOST.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix stream socket's path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "http://{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Endpoint, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!("`{text}`: a Unix socket needs a path"));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let addr = text.strip_prefix("http://").unwrap_or(text);
+        addr.trim_end_matches('/')
+            .parse()
+            .map(Endpoint::Tcp)
+            .map_err(|_| {
+                format!("`{text}` is not unix:PATH or http://ADDR:PORT (such as unix:/run/scc/api.sock)")
+            })
+    }
+}
+
 /// Sends `method target` with `body` to the server at `addr` over TCP and reads
 /// the whole answer, all within `timeout`.
 pub async fn request(
@@ -75,18 +115,46 @@ pub async fn request(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Answer, ClientError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| {
-            ClientError::Connect(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("{addr}: no connection within {CONNECT_TIMEOUT:?}"),
-            ))
-        })?
-        .map_err(ClientError::Connect)?;
-    tokio::time::timeout(timeout, exchange(stream, method, target, body))
-        .await
-        .map_err(|_| ClientError::Timeout(timeout))?
+    request_to(&Endpoint::Tcp(addr), None, method, target, body, timeout).await
+}
+
+/// Sends `method target` with `body` (and `Authorization: Bearer TOKEN` when a
+/// token is given) to the server at `endpoint` and reads the whole answer, all
+/// within `timeout` (connecting within 5 s of it).
+pub async fn request_to(
+    endpoint: &Endpoint,
+    token: Option<&str>,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Answer, ClientError> {
+    let headers = Extra { token };
+    let exchanged = match endpoint {
+        Endpoint::Tcp(addr) => {
+            let stream = connect(endpoint, tokio::net::TcpStream::connect(addr)).await?;
+            tokio::time::timeout(timeout, send(stream, method, target, body, headers)).await
+        }
+        Endpoint::Unix(path) => {
+            let stream = connect(endpoint, tokio::net::UnixStream::connect(path)).await?;
+            tokio::time::timeout(timeout, send(stream, method, target, body, headers)).await
+        }
+    };
+    exchanged.map_err(|_| ClientError::Timeout(timeout))?
+}
+
+/// Waits for `connecting` to `endpoint` at most [`CONNECT_TIMEOUT`].
+async fn connect<S>(
+    endpoint: &Endpoint,
+    connecting: impl std::future::Future<Output = std::io::Result<S>>,
+) -> Result<S, ClientError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected.map_err(ClientError::Connect),
+        Err(_) => Err(ClientError::Connect(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{endpoint}: no connection within {CONNECT_TIMEOUT:?}"),
+        ))),
+    }
 }
 
 /// Runs a request (e.g. [`request`]) for callers without a runtime (a CLI, a test
@@ -111,6 +179,25 @@ pub async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    send(io, method, target, body, Extra { token: None }).await
+}
+
+/// Headers a request may add to the fixed ones.
+#[derive(Clone, Copy)]
+struct Extra<'a> {
+    token: Option<&'a str>,
+}
+
+async fn send<S>(
+    io: S,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    extra: Extra<'_>,
+) -> Result<Answer, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let bad = |source| ClientError::Request {
         method: method.to_string(),
         target: target.to_string(),
@@ -125,6 +212,9 @@ where
     if method != Method::GET && method != Method::HEAD {
         builder = builder.header(CONTENT_TYPE, "application/json");
     }
+    if let Some(token) = extra.token {
+        builder = builder.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
     let request = builder
         .body(Full::new(Bytes::copy_from_slice(body)))
         .map_err(bad)?;
@@ -137,4 +227,24 @@ where
     let status = response.status().as_u16();
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Answer { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_unix_paths_or_http_addresses_and_print_as_parsed() {
+        let unix: Endpoint = "unix:/run/scc/api.sock".parse().unwrap();
+        assert_eq!(unix, Endpoint::Unix("/run/scc/api.sock".into()));
+        let tcp: Endpoint = "http://127.0.0.1:6680".parse().unwrap();
+        assert_eq!(tcp, Endpoint::Tcp("127.0.0.1:6680".parse().unwrap()));
+        assert_eq!("127.0.0.1:6680".parse::<Endpoint>().unwrap(), tcp);
+        for e in [&unix, &tcp] {
+            assert_eq!(&e.to_string().parse::<Endpoint>().unwrap(), e);
+        }
+        for bad in ["unix:", "localhost:6680", "http://", "6680"] {
+            assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
+        }
+    }
 }

@@ -14,5 +14,5 @@ pub mod client;
 pub mod fake;
 pub mod server;
 
-pub use client::{Answer, ClientError};
+pub use client::{Answer, ClientError, Endpoint};
 pub use server::{serve, Limits, Listener};

@@ -1,4 +1,7 @@
-//! The controller's local control API: HTTP/1.1 with JSON bodies, on a local address.
+//! The controller's control API: HTTP/1.1 with JSON bodies, on a Unix socket
+//! (mode 0600: only `scc`'s user) and, when the inventory asks, on TCP, where
+//! every request must carry the bearer token of `api_token_file` (401 otherwise;
+//! `access`).
 //!
 //! | request | does |
 //! |---|---|
@@ -35,9 +38,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use bounded_http::{Limits, Listener};
-use std::net::SocketAddr;
+use bounded_http::{Endpoint, Limits, Listener};
 use std::sync::Arc;
+
+pub mod access;
 use std::time::Duration;
 
 /// Largest request body accepted (a policy file); 413 past it.
@@ -320,27 +324,50 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .with_state(ctl)
 }
 
-/// Serves the API on `listener` forever, within [`LIMITS`].
-pub async fn serve(listener: impl Listener, ctl: Arc<Controller>) {
-    serve_within(listener, ctl, LIMITS).await
+/// Serves the API on `listener` forever, within [`LIMITS`]; with a token, only
+/// to requests that carry it (`Authorization: Bearer TOKEN`).
+pub async fn serve(listener: impl Listener, ctl: Arc<Controller>, token: Option<String>) {
+    serve_within(listener, ctl, token, LIMITS).await
 }
 
-/// Serves the API on `listener` forever, within `limits`.
-pub async fn serve_within(listener: impl Listener, ctl: Arc<Controller>, limits: Limits) {
-    let service = hyper_util::service::TowerToHyperService::new(router(ctl));
+/// Serves the API on `listener` forever, within `limits`; with a token, only to
+/// requests that carry it.
+pub async fn serve_within(
+    listener: impl Listener,
+    ctl: Arc<Controller>,
+    token: Option<String>,
+    limits: Limits,
+) {
+    let mut routes = router(ctl);
+    if let Some(token) = token {
+        routes = routes.layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            access::require_token,
+        ));
+    }
+    let service = hyper_util::service::TowerToHyperService::new(routes);
     bounded_http::serve(listener, service, limits).await
 }
 
-/// A blocking request to the API, for the CLI: returns status and JSON body
-/// (`null` when the body is not JSON).
+/// A blocking request to the API at `api` (with `token` as bearer token, for
+/// TCP), for the CLI: returns status and JSON body (`null` when the body is not
+/// JSON).
 pub fn request(
-    api: SocketAddr,
+    api: &Endpoint,
+    token: Option<&str>,
     method: &str,
     target: &str,
     body: &[u8],
 ) -> Result<(u16, serde_json::Value), bounded_http::ClientError> {
     use bounded_http::client;
-    let answer = client::blocking(client::request(api, method, target, body, CLIENT_TIMEOUT))?;
+    let answer = client::blocking(client::request_to(
+        api,
+        token,
+        method,
+        target,
+        body,
+        CLIENT_TIMEOUT,
+    ))?;
     let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
     Ok((answer.status, json))
 }

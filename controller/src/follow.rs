@@ -564,14 +564,14 @@ fn signal_group(pid: Option<u32>, signal: rustix::process::Signal) {
 
 /// Runs the move command for `m` and returns its standard output when it exited
 /// 0. The command gets the same facts in its environment (`SC_VM`, `SC_FROM_HOST`,
-/// `SC_TO_HOST`, `SC_TO_CLOUD`, `SC_API`) and runs in its own process group: when it
+/// `SC_TO_HOST`, `SC_TO_CLOUD`, `SC_API`: `unix:` and the API's socket) and runs in its own process group: when it
 /// outlives `timeout`, the group is sent SIGTERM, then SIGKILL 2 s later. Its end is
 /// its exit, not the end of its output: something it left running in the
 /// background with the pipes open does not hold it up.
 pub async fn run_move(
     argv: Vec<String>,
     m: &MoveRecord,
-    api: std::net::SocketAddr,
+    api: &std::path::Path,
     timeout: Duration,
 ) -> Result<String, MoveFailure> {
     let Some((program, args)) = argv.split_first() else {
@@ -583,7 +583,7 @@ pub async fn run_move(
         .env("SC_FROM_HOST", &m.from_host)
         .env("SC_TO_HOST", &m.to_host)
         .env("SC_TO_CLOUD", &m.to_cloud)
-        .env("SC_API", api.to_string())
+        .env("SC_API", format!("unix:{}", api.display()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -870,7 +870,7 @@ mod tests {
             ended_ms: None,
             outcome: None,
         };
-        let api: std::net::SocketAddr = "127.0.0.1:6680".parse().unwrap();
+        let api = std::path::Path::new("/run/scc/api.sock");
         let sh = |script: &str| vec!["sh".to_string(), "-c".into(), script.into()];
         let long = Duration::from_secs(10);
         assert_eq!(
@@ -881,7 +881,7 @@ mod tests {
                 long
             )
             .await,
-            Ok("web1 host-a host-b gcp-europe 127.0.0.1:6680\n".into())
+            Ok("web1 host-a host-b gcp-europe unix:/run/scc/api.sock\n".into())
         );
         let failed = run_move(sh("echo no room >&2; exit 3"), &m, api, long).await;
         let Err(MoveFailure::Failed(failed)) = failed else {

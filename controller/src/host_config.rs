@@ -1,9 +1,25 @@
 //! `scc host-config`: a host's `scd` configuration (`docs/scd-config.md`) generated
 //! from the inventory, as serde structs that mirror the file scd reads, written by
-//! the `toml` crate so every name is quoted and escaped as TOML requires.
+//! the `toml` crate so every name is quoted and escaped as TOML requires; and the
+//! bindings of a host's VM ports (port security) that the file starts `scd` with
+//! and the OpenFlow session keeps up to date.
 
-use crate::model::{Gateway, Inventory};
+use crate::model::{Gateway, Inventory, Migration};
+use openflow::flow::Mac;
 use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// A VM port of a host bound to its VM's MAC and addresses: `scd` drops every
+/// other frame the port receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBinding {
+    /// The port's OpenFlow number.
+    pub port: u32,
+    /// The VM's MAC.
+    pub mac: Mac,
+    /// The VM's addresses.
+    pub ips: Vec<Ipv4Addr>,
+}
 
 /// Where every generated configuration has `scd` serve its metrics.
 const METRICS_LISTEN: &str = "127.0.0.1:9464";
@@ -62,6 +78,10 @@ struct Port<'a> {
     answer_arp: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vm_mac: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    vm_ips: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,11 +103,34 @@ impl<'a> Port<'a> {
             create: None,
             answer_arp: vec![gw.address.to_string(), format!("{network}/{len}")],
             mac: Some(gw.mac.to_string()),
+            vm_mac: None,
+            vm_ips: Vec::new(),
         }
     }
 }
 
 impl Inventory {
+    /// The bindings of `host`'s VM ports: each VM placed there on its port, and
+    /// the VM `arriving` there (a migration in progress) on its destination port
+    /// already, so that its first frames there pass.
+    pub fn port_bindings(&self, host: &str, arriving: Option<&Migration>) -> Vec<PortBinding> {
+        let bind = |vm: &crate::model::Vm, port| PortBinding {
+            port,
+            mac: vm.mac,
+            ips: vec![vm.ip],
+        };
+        let placed = self.vms.values().filter(|v| v.host == host);
+        let mut bindings: Vec<PortBinding> = placed.map(|vm| bind(vm, vm.port)).collect();
+        let arrival = arriving
+            .filter(|m| m.to_host == host)
+            .and_then(|m| Some(bind(self.vms.get(&m.vm)?, m.to_port)));
+        if let Some(arrival) = arrival {
+            bindings.retain(|b| b.port != arrival.port);
+            bindings.push(arrival);
+        }
+        bindings
+    }
+
     /// The `scd` configuration of one host: its VM ports, its uplink if it is a
     /// gateway, its tunnels to every other host, and the controller connection.
     /// The private key file and the listen address of the tunnels are the host's
@@ -102,6 +145,8 @@ impl Inventory {
             create: vm.netns.as_ref().map(|_| false),
             answer_arp: Vec::new(),
             mac: None,
+            vm_mac: Some(vm.mac.to_string()),
+            vm_ips: vec![vm.ip.to_string()],
         });
         let config = ScdConfig {
             datapath_id: h.datapath_id,
@@ -230,5 +275,39 @@ mod tests {
         let peer = scd_reads(&inv.host_config("host-b", "k").unwrap());
         let peers = &peer.tunnel.unwrap().peers;
         assert!(peers.iter().any(|p| p.name == awkward), "{peers:?}");
+    }
+
+    #[test]
+    fn vm_ports_are_bound_and_an_arriving_vm_at_its_destination_already() {
+        let inv = inventory(EXAMPLE);
+        let parsed = scd_reads(&inv.host_config("host-a", "k").unwrap());
+        let web1 = &inv.vms["web1"];
+        let bound = parsed.ports.iter().find(|p| p.number == 1).unwrap();
+        let binding = bound.binding.as_ref().expect("the VM port is bound");
+        assert_eq!(binding.mac(), web1.mac);
+        assert_eq!(binding.ips().collect::<Vec<_>>(), [web1.ip]);
+        let uplink = parsed.ports.iter().find(|p| p.number == 100).unwrap();
+        assert_eq!(uplink.binding, None, "an uplink keeps its own rules");
+
+        let db1 = &inv.vms["db1"];
+        let at = |port, vm: &crate::model::Vm| PortBinding {
+            port,
+            mac: vm.mac,
+            ips: vec![vm.ip],
+        };
+        assert_eq!(inv.port_bindings("host-b", None), [at(1, db1)]);
+        let moving = Migration {
+            vm: "web1".into(),
+            from_host: "host-a".into(),
+            from_port: 1,
+            to_host: "host-b".into(),
+            to_port: 7,
+            phase: crate::model::Phase::Prepared,
+        };
+        assert_eq!(
+            inv.port_bindings("host-b", Some(&moving)),
+            [at(1, db1), at(7, web1)]
+        );
+        assert_eq!(inv.port_bindings("host-a", Some(&moving)), [at(1, web1)]);
     }
 }

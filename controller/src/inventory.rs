@@ -89,6 +89,8 @@ fn default_gw_mac() -> Spanned<String> {
 struct RawController {
     openflow: Option<Spanned<String>>,
     api: Option<Spanned<String>>,
+    api_socket: Option<Spanned<String>>,
+    api_token_file: Option<Spanned<String>>,
     announce: Option<Spanned<String>>,
     echo_every_s: Option<Spanned<u64>>,
     echo_timeout_s: Option<Spanned<u64>>,
@@ -404,7 +406,38 @@ impl Inventory {
             "controller.openflow",
             "127.0.0.1:6653",
         )?;
-        let api = addr(&raw.controller.api, "controller.api", "127.0.0.1:6680")?;
+        let api = match &raw.controller.api {
+            None => None,
+            Some(a) => Some(addr(&raw.controller.api, "controller.api", "")?)
+                .filter(|_| raw.controller.api_token_file.is_some())
+                .ok_or_else(|| {
+                    invalid(
+                        &a.span(),
+                        "controller.api",
+                        "an API on TCP needs `api_token_file`: every request must carry its bearer token (local tools use the Unix socket, `api_socket`)".into(),
+                    )
+                })
+                .map(Some)?,
+        };
+        let api_socket = match &raw.controller.api_socket {
+            None => crate::model::DEFAULT_API_SOCKET.into(),
+            Some(p) if !p.get_ref().starts_with('/') || p.get_ref().len() > 107 => {
+                return Err(invalid(
+                    &p.span(),
+                    "controller.api_socket",
+                    format!(
+                        "`{}`: the socket path must be absolute and at most 107 bytes",
+                        p.get_ref()
+                    ),
+                ))
+            }
+            Some(p) => std::path::PathBuf::from(p.get_ref()),
+        };
+        let api_token_file = raw
+            .controller
+            .api_token_file
+            .as_ref()
+            .map(|f| std::path::PathBuf::from(f.get_ref()));
         let announce = match &raw.controller.announce {
             None => None,
             Some(a) => Some(
@@ -438,6 +471,8 @@ impl Inventory {
             gateway_mac,
             openflow,
             api,
+            api_socket,
+            api_token_file,
             announce,
             clouds,
             hosts: Vec::new(),
@@ -573,6 +608,32 @@ mod tests {
     fn error_with(from: &str, to: &str) -> String {
         assert!(EXAMPLE.contains(from), "{from}");
         error(&EXAMPLE.replace(from, to))
+    }
+
+    #[test]
+    fn the_api_is_a_unix_socket_and_tcp_only_with_a_token_file() {
+        let inv = Inventory::parse(EXAMPLE, "inventory.toml").unwrap();
+        assert_eq!(inv.api_socket, Path::new("/run/scc/api.sock"));
+        assert_eq!((inv.api, inv.api_token_file), (None, None));
+        let tcp = EXAMPLE
+            .replace("# api = ", "api = ")
+            .replace("# api_token_file = ", "api_token_file = ");
+        let inv = Inventory::parse(&tcp, "inventory.toml").unwrap();
+        assert_eq!(inv.api, Some("127.0.0.1:6680".parse().unwrap()));
+        assert_eq!(
+            inv.api_token_file.as_deref(),
+            Some(Path::new("/etc/scc/api.token"))
+        );
+        let e = error(&EXAMPLE.replace("# api = ", "api = "));
+        assert!(
+            e.contains("`controller.api`: an API on TCP needs `api_token_file`"),
+            "{e}"
+        );
+        let e = error_with(
+            "api_socket = \"/run/scc/api.sock\"",
+            "api_socket = \"api.sock\"",
+        );
+        assert!(e.contains("`controller.api_socket`"), "{e}");
     }
 
     #[test]

@@ -89,7 +89,12 @@ impl InventoryDiff {
             ("overlay", older.overlay != newer.overlay),
             ("gateway_mac", older.gateway_mac != newer.gateway_mac),
             ("openflow listener", older.openflow != newer.openflow),
-            ("api listener", older.api != newer.api),
+            (
+                "api listeners",
+                older.api != newer.api
+                    || older.api_socket != newer.api_socket
+                    || older.api_token_file != newer.api_token_file,
+            ),
             ("announce", older.announce != newer.announce),
             ("clouds", older.clouds != newer.clouds),
             ("gateways", older.gateways != newer.gateways),
@@ -233,13 +238,13 @@ mod tests {
         let web1 = newer.vms.get_mut("web1").unwrap();
         web1.host = "host-b".into();
         web1.port = 7;
-        newer.api = "127.0.0.1:1".parse().unwrap();
+        newer.api = Some("127.0.0.1:1".parse().unwrap());
         let diff = InventoryDiff::between(&older, &newer);
         assert_eq!(diff.hosts_removed, std::slice::from_ref(&gone));
         assert!(diff.hosts_added.is_empty() && diff.vms_added.is_empty());
         assert_eq!(diff.vms_moved.len(), 1);
         assert_eq!(diff.vms_moved[0].to, ("host-b".to_string(), 7));
-        assert_eq!(diff.settings_changed, ["api listener"]);
+        assert_eq!(diff.settings_changed, ["api listeners"]);
         let text = diff.to_string();
         assert!(text.contains(&format!("- host {gone}")), "{text}");
         assert!(text.contains("> vm web1 moves from host-a port 1 to host-b port 7"));

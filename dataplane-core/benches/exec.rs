@@ -1,7 +1,9 @@
 //! The cost of running actions on a frame in place (`dataplane_core::exec`): a routed
 //! flow's actions without groups, and the same copy sent through an ALL group of
-//! two buckets (saving and restoring the headers around each bucket).
-//! Run with `cargo bench -p dataplane --bench exec`.
+//! two buckets (saving and restoring the headers around each bucket); and what
+//! port security adds on a bound VM port (a parse and the check of the
+//! addresses, `dataplane_core::port_security`) against the parse alone.
+//! Run with `cargo bench -p dataplane-core --bench exec`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use dataplane_core::exec::{execute, FrameBuf};
@@ -85,5 +87,24 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn port_security(c: &mut Criterion) {
+    use dataplane_core::port_security::PortBinding;
+    let frame = udp_frame(1400);
+    let binding = PortBinding::new(
+        openflow::flow::Mac([2, 0, 0, 0, 1, 1]),
+        &[std::net::Ipv4Addr::new(100, 64, 1, 1)],
+    )
+    .expect("unicast");
+    c.bench_function("port_security/parse", |b| {
+        b.iter(|| black_box(parse(black_box(&frame), 1).is_ok()))
+    });
+    c.bench_function("port_security/parse_and_check", |b| {
+        b.iter(|| {
+            let (key, layout) = parse(black_box(&frame), 1).expect("parses");
+            black_box(binding.check(&key, &layout, &frame).is_ok())
+        })
+    });
+}
+
+criterion_group!(benches, bench, port_security);
 criterion_main!(benches);

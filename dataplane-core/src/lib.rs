@@ -22,5 +22,6 @@ pub mod packet;
 pub mod packet_io;
 pub mod pipeline;
 pub mod port;
+pub mod port_security;
 pub mod translate;
 pub mod vlan_tag;

@@ -4,7 +4,10 @@
 //! the line it is on, and a file that fails validation is never half-applied. It does
 //! not open devices or sockets.
 
+mod binding;
+
 use config_support::{parse_ipv4_prefix, Position};
+use dataplane_core::port_security::PortBinding;
 use openflow::flow::{Mac, PortNo};
 use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -143,6 +146,9 @@ struct RawPort {
     #[serde(default)]
     answer_arp: Vec<Spanned<String>>,
     mac: Option<Spanned<String>>,
+    vm_mac: Option<Spanned<String>>,
+    #[serde(default)]
+    vm_ips: Vec<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -185,6 +191,8 @@ pub struct PortConfig {
     pub answer_arp: Vec<(u32, u8)>,
     /// The MAC this port answers ARP with (required with `answer_arp`).
     pub mac: Option<Mac>,
+    /// The VM this port is bound to (`vm_mac`, `vm_ips`): none, no port security.
+    pub binding: Option<PortBinding>,
 }
 
 /// Seconds between two latency probes of a tunnel peer, unless configured.
@@ -516,6 +524,7 @@ impl HostConfig {
                 netns,
                 answer_arp,
                 mac,
+                binding: binding::parse(p, &invalid)?,
             });
         }
 
@@ -1077,5 +1086,39 @@ mtu = 1420
         );
         let e = error_of(&GOOD.replace("tap-db1", "a-name-that-is-too-long"));
         assert!(e.contains(":21: `port.name`"), "{e}");
+    }
+
+    #[test]
+    fn a_vm_port_is_bound_to_its_mac_and_addresses() {
+        let bound = GOOD.replace(
+            "name = \"tap-web1\"",
+            "name = \"tap-web1\"\nvm_mac = \"02:00:00:00:00:0a\"\nvm_ips = [\"100.64.0.10\", \"100.64.0.11\"]",
+        );
+        let c = HostConfig::parse(&bound, Path::new("h.toml")).unwrap();
+        let b = c.ports[0].binding.as_ref().expect("bound");
+        assert_eq!(b.mac(), Mac([2, 0, 0, 0, 0, 0x0a]));
+        assert_eq!(
+            b.ips().collect::<Vec<_>>(),
+            [Ipv4Addr::new(100, 64, 0, 10), Ipv4Addr::new(100, 64, 0, 11)]
+        );
+        assert_eq!(c.ports[1].binding, None, "no vm_mac: unbound, as before");
+        let e = error_of(&bound.replace("vm_mac = \"02:00:00:00:00:0a\"\n", ""));
+        assert!(e.contains(":18: `port.vm_ips`: a port is bound"), "{e}");
+        let e = error_of(&bound.replace("100.64.0.11", "100.64.0.300"));
+        assert!(e.contains("`port.vm_ips`: `100.64.0.300` is not"), "{e}");
+        let e = error_of(&bound.replace("02:00:00:00:00:0a", "ff:ff:ff:ff:ff:ff"));
+        assert!(
+            e.contains("`port.vm_mac`: ff:ff:ff:ff:ff:ff is not a unicast"),
+            "{e}"
+        );
+        let uplink = bound.replace(
+            "vm_ips = [",
+            "answer_arp = [\"198.51.100.130\"]\nmac = \"02:5c:00:00:0a:01\"\nvm_ips = [",
+        );
+        let e = error_of(&uplink);
+        assert!(
+            e.contains("`port.answer_arp`: a gateway's uplink keeps its own rules"),
+            "{e}"
+        );
     }
 }

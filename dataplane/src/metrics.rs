@@ -11,6 +11,7 @@ use crate::switch::SwitchHandle;
 use bounded_http::Limits;
 use bytes::Bytes;
 use dataplane_core::pipeline::TableStats;
+use dataplane_core::port_security::Spoofed;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
@@ -156,6 +157,19 @@ impl SwitchMetrics {
             "scd_port_errors",
             "Frames a port failed to receive.",
             ports.iter().map(|(l, c)| (dir(l, "rx"), c.rx_errors.get())),
+        )?;
+        counters(
+            out,
+            "scd_port_spoofed",
+            "Frames a VM port refused before the tables: not from its VM's MAC and addresses.",
+            ports.iter().flat_map(|(l, c)| {
+                Spoofed::ALL.iter().map(|r| {
+                    (
+                        with(l, &[("reason", r.label().to_string())]),
+                        c.spoofed[r.index()].get(),
+                    )
+                })
+            }),
         )
     }
 

@@ -6,8 +6,7 @@
 //! programs the network itself and never retries: the controller's own RARP path
 //! covers a lost notice.
 
-use bounded_http::ClientError;
-use std::net::SocketAddr;
+use bounded_http::{ClientError, Endpoint};
 use std::time::Duration;
 
 /// Why the notice did not get through.
@@ -17,7 +16,7 @@ pub enum NotifyError {
     #[error("scc API at {api}: {source}")]
     Io {
         /// The API address.
-        api: SocketAddr,
+        api: Endpoint,
         /// Why.
         source: ClientError,
     },
@@ -25,7 +24,7 @@ pub enum NotifyError {
     #[error("scc API at {api}: no answer within {timeout:?}")]
     Timeout {
         /// The API address.
-        api: SocketAddr,
+        api: Endpoint,
         /// The time allowed.
         timeout: Duration,
     },
@@ -33,7 +32,7 @@ pub enum NotifyError {
     #[error("scc API at {api} answered {status}: {body}")]
     Refused {
         /// The API address.
-        api: SocketAddr,
+        api: Endpoint,
         /// HTTP status.
         status: u16,
         /// The answer's body.
@@ -41,20 +40,32 @@ pub enum NotifyError {
     },
 }
 
-/// Sends `POST /migrate/arrived` to `scc` at `api`; the answer's body on success.
-pub async fn migrate_arrived(api: SocketAddr, timeout: Duration) -> Result<String, NotifyError> {
-    let answer = bounded_http::client::request(api, "POST", "/migrate/arrived", b"", timeout)
-        .await
-        .map_err(|source| match source {
-            ClientError::Timeout(_) => NotifyError::Timeout { api, timeout },
-            source => NotifyError::Io { api, source },
-        })?;
+/// Sends `POST /migrate/arrived` to `scc` at `api` (with `token` as bearer token,
+/// for an API on TCP); the answer's body on success.
+pub async fn migrate_arrived(
+    api: &Endpoint,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<String, NotifyError> {
+    let answer =
+        bounded_http::client::request_to(api, token, "POST", "/migrate/arrived", b"", timeout)
+            .await
+            .map_err(|source| match source {
+                ClientError::Timeout(_) => NotifyError::Timeout {
+                    api: api.clone(),
+                    timeout,
+                },
+                source => NotifyError::Io {
+                    api: api.clone(),
+                    source,
+                },
+            })?;
     let body = answer.text().trim().to_owned();
     if answer.is_success() {
         Ok(body)
     } else {
         Err(NotifyError::Refused {
-            api,
+            api: api.clone(),
             status: answer.status,
             body,
         })
@@ -69,7 +80,7 @@ mod tests {
     #[tokio::test]
     async fn posts_arrived_as_json_and_reads_the_answer() {
         let mut scc = Fake::start(200, "{\"ok\": true}\n").expect("fake API");
-        let body = migrate_arrived(scc.addr, Duration::from_secs(5)).await;
+        let body = migrate_arrived(&Endpoint::Tcp(scc.addr), None, Duration::from_secs(5)).await;
         assert_eq!(body.expect("accepted"), "{\"ok\": true}");
         let asked = scc.asked.recv().await.expect("asked");
         assert_eq!(
@@ -85,7 +96,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_or_no_listener_is_an_error() {
         let scc = Fake::start(409, "{\"error\": \"no migration\"}").expect("fake API");
-        let e = migrate_arrived(scc.addr, Duration::from_secs(5)).await;
+        let e = migrate_arrived(&Endpoint::Tcp(scc.addr), None, Duration::from_secs(5)).await;
         assert!(
             matches!(e, Err(NotifyError::Refused { status: 409, .. })),
             "{e:?}"
@@ -95,7 +106,7 @@ mod tests {
             .expect("bind");
         let gone = closed.local_addr().expect("addr");
         drop(closed);
-        let e = migrate_arrived(gone, Duration::from_secs(5)).await;
+        let e = migrate_arrived(&Endpoint::Tcp(gone), None, Duration::from_secs(5)).await;
         assert!(matches!(e, Err(NotifyError::Io { .. })), "{e:?}");
     }
 }

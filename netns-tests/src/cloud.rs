@@ -71,6 +71,19 @@ pub fn start_scc_with(
     policy: Option<&std::path::Path>,
 ) -> Result<Scc> {
     let log = dir.join(format!("scc-{}.log", if fresh { "first" } else { "again" }));
+    if fresh {
+        // The API's socket is the test's own (its namespace's name), unless the
+        // test chose one.
+        let path = dir.join("inventory.toml");
+        let text = std::fs::read_to_string(&path)?;
+        if !text.contains("api_socket") {
+            let socket = format!(
+                "[controller]\napi_socket = \"{}\"\n",
+                api_socket(&net.router).display()
+            );
+            std::fs::write(&path, text.replacen("[controller]\n", &socket, 1))?;
+        }
+    }
     let mut cmd = net.router.command(scc_binary()?.to_str().context("path")?);
     cmd.args(["run", "--state"]).arg(dir.join("state.json"));
     if fresh {
@@ -86,13 +99,33 @@ pub fn start_scc_with(
     Ok(Scc { child, log })
 }
 
+/// The `scc` verbs that talk to the running controller's API.
+const API_VERBS: [&str; 7] = [
+    "status",
+    "metrics",
+    "apply",
+    "vm",
+    "host",
+    "migrate",
+    "placement",
+];
+
+/// Where an `scc` running in namespace `ns` (a router) serves its API in the
+/// tests: a Unix socket named after the namespace.
+pub fn api_socket(ns: &crate::Netns) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/run/scc-tests/{}.sock", ns.name()))
+}
+
 /// Runs an `scc` command in the router namespace: (success, stdout + stderr).
+/// API verbs talk to [`api_socket`].
 pub fn scc(net: &Internet, args: &[&str]) -> Result<(bool, String)> {
-    let out = net
-        .router
-        .command(scc_binary()?.to_str().context("path")?)
-        .args(args)
-        .output()?;
+    let mut cmd = net.router.command(scc_binary()?.to_str().context("path")?);
+    cmd.args(args);
+    if args.first().is_some_and(|verb| API_VERBS.contains(verb)) {
+        cmd.arg("--api")
+            .arg(format!("unix:{}", api_socket(&net.router).display()));
+    }
+    let out = cmd.output()?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Ok((out.status.success(), text))
@@ -172,9 +205,7 @@ pub fn inventory_with(
     host_extra: &[(usize, &str)],
     vm_extra: &[(&str, &str)],
 ) -> String {
-    let mut t = format!(
-        "[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n{controller_extra}\n"
-    );
+    let mut t = format!("[controller]\nopenflow = \"{CONTROLLER}\"\n{controller_extra}\n");
     for i in 0..keys.len() {
         t += &format!("[[cloud]]\nname = \"cloud-{}\"\n", i + 1);
     }

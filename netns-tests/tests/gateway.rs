@@ -239,23 +239,45 @@ fn a_public_address_follows_its_vm_across_clouds() -> Result<()> {
     let unowned_before = dropped(&scds[0], &in_port)?;
     send_probes(&client.ns, CLIENT, format!("{UNOWNED}:9").parse()?)?;
     // Second: c1 (cloud C) claims m1's public address as its source; its own
-    // host drops it before it reaches any tunnel.
+    // host drops it before it reaches any tunnel: port security at c1's port
+    // (port 1 is bound to c1's addresses), before the tables' spoofed-source
+    // drop flow would see it.
     let rx = client.ns.enter(|| UdpSocket::bind((CLIENT, 9300)))??;
     rx.set_read_timeout(Some(Duration::from_secs(5)))?;
     c1.ns
         .ip(&["addr", "add", &format!("{PUBLIC}/32"), "dev", &c1.ifname])?;
+    // Its kernel would now ask for the gateway in the public address's name,
+    // an ARP that port security drops too: the neighbour is pinned so that the
+    // spoofed datagrams themselves leave c1.
+    c1.ns.ip(&[
+        "neigh",
+        "replace",
+        "100.64.0.1",
+        "lladdr",
+        "02:5c:00:00:00:01",
+        "dev",
+        &c1.ifname,
+        "nud",
+        "permanent",
+    ])?;
     let spoof_pattern = "nw_src=203.0.113.0/24";
-    let spoofed_before = dropped(&scds[2], spoof_pattern)?;
+    let c1_spoofed = || -> Result<u64> {
+        let reason = |r| scds[2].metric("scd_port_spoofed_total", &["port=\"1\"", r]);
+        Ok(reason("reason=\"ip\"")? + reason("reason=\"arp\"")?)
+    };
+    let spoofed_at_port =
+        || -> Result<u64> { Ok(dropped(&scds[2], spoof_pattern)? + c1_spoofed()?) };
+    let spoofed_before = spoofed_at_port()?;
     send_probes(&c1.ns, PUBLIC, format!("{CLIENT}:9300").parse()?)?;
     let counted = wait_until(Duration::from_secs(10), "every probe counted", || {
         Ok(dropped(&scds[0], &in_port)? - unowned_before >= PROBES
-            && dropped(&scds[2], spoof_pattern)? - spoofed_before >= PROBES)
+            && spoofed_at_port()? - spoofed_before >= PROBES)
     });
     if let Err(e) = counted {
         eprintln!("{e:#}");
     }
     let unowned = dropped(&scds[0], &in_port)? - unowned_before;
-    let spoofed = dropped(&scds[2], spoof_pattern)? - spoofed_before;
+    let spoofed = spoofed_at_port()? - spoofed_before;
     // The positive control: m1, which owns the address, sends a marker to the same
     // socket after the spoofed probes. The client must receive it (the receiver
     // was listening), and nothing before it.

@@ -8,6 +8,7 @@ use openflow::text::{format_flow_stats, FlowStats};
 use openflow::wire::*;
 use openflow::{Action, Field, FlowMatch, FlowSpec, Instruction, Mac};
 use proptest::prelude::*;
+use std::net::Ipv4Addr;
 use std::process::Command;
 
 fn hex(s: &str) -> Vec<u8> {
@@ -397,6 +398,48 @@ fn malformed_messages_get_the_right_codes() {
     assert_eq!(
         decode(&b).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadExperimenter)
+    );
+}
+
+#[test]
+fn bind_port_round_trips_and_refuses_bodies_that_disagree_with_their_count() {
+    let bind = Message::BindPort(BindPort {
+        port: 7,
+        mac: Some(Mac([2, 0, 0, 0, 0, 0x0a])),
+        ips: vec![Ipv4Addr::new(100, 64, 0, 10), Ipv4Addr::new(100, 64, 0, 11)],
+    });
+    assert_eq!(roundtrip(&bind, 9), bind);
+    let unbind = Message::BindPort(BindPort {
+        port: 7,
+        mac: None,
+        ips: Vec::new(),
+    });
+    assert_eq!(roundtrip(&unbind, 10), unbind);
+    let bytes = encode(&bind, 9).unwrap();
+    assert_eq!(
+        &bytes[..20],
+        &hex("04 04 00 24 00 00 00 09 00 5c 5c 01 00 00 01 00 00 00 00 07")[..]
+    );
+    // One address fewer than the count says.
+    let mut short = bytes[..bytes.len() - 4].to_vec();
+    short[3] -= 4;
+    assert_eq!(
+        decode(&short).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
+    );
+    // Addresses for an unbinding.
+    let mut unbinding_with_ips = bytes.clone();
+    unbinding_with_ips[20..26].fill(0);
+    assert_eq!(
+        decode(&unbinding_with_ips).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
+    );
+    // Our experimenter id with an unknown message type.
+    let mut unknown = bytes.clone();
+    unknown[15] = 0x01;
+    assert_eq!(
+        decode(&unknown).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadExpType)
     );
 }
 

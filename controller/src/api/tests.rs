@@ -6,6 +6,7 @@ use super::*;
 use crate::model::Inventory;
 use crate::store::{Persisted, Store};
 use bounded_http::client::Answer;
+use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::io::AsyncWriteExt;
 
@@ -23,7 +24,7 @@ async fn started(dir: &std::path::Path, limits: Limits) -> (SocketAddr, Arc<Cont
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_within(listener, ctl.clone(), limits));
+    tokio::spawn(serve_within(listener, ctl.clone(), None, limits));
     (addr, ctl)
 }
 
@@ -240,4 +241,101 @@ async fn an_inventory_import_shows_the_difference_and_applies_it_only_when_asked
                 .contains("new.toml"),
         "{bad}"
     );
+}
+
+const TOKEN: &str = "0123456789abcdef-secret";
+
+#[tokio::test]
+async fn on_tcp_only_requests_with_the_token_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ctl) = started(dir.path(), LIMITS).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = Endpoint::Tcp(listener.local_addr().unwrap());
+    tokio::spawn(serve(listener, ctl.clone(), Some(TOKEN.to_string())));
+    let ask = |token: Option<&'static str>, method: &'static str, target: &'static str| {
+        let api = api.clone();
+        async move {
+            let body = serde_json::to_vec("id").unwrap();
+            bounded_http::client::request_to(
+                &api,
+                token,
+                method,
+                target,
+                &body,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let version = ctl.status()["version"].clone();
+    for token in [None, Some("0123456789abcdef-wrong!"), Some("")] {
+        let a = ask(token, "POST", "/policy?name=evil.kat").await;
+        assert_eq!(a.status, 401, "{token:?}: {}", a.text());
+        let a = ask(token, "GET", "/status").await;
+        assert_eq!(a.status, 401, "{token:?}: {}", a.text());
+    }
+    assert_eq!(policy_name(&ctl), "start.kat");
+    assert_eq!(ctl.status()["version"], version);
+    assert_eq!(ask(Some(TOKEN), "GET", "/status").await.status, 200);
+    let a = ask(Some(TOKEN), "POST", "/policy?name=good.kat").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(policy_name(&ctl), "good.kat");
+}
+
+#[tokio::test]
+async fn the_unix_socket_is_its_owners_alone_and_serves_without_a_token() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ctl) = started(dir.path(), LIMITS).await;
+    let path = dir.path().join("run/api.sock");
+    let listener = access::bind_unix(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let parent = std::fs::metadata(path.parent().unwrap()).unwrap();
+    assert_eq!(parent.permissions().mode() & 0o777, 0o700);
+    tokio::spawn(serve(listener, ctl, None));
+    let api = Endpoint::Unix(path.clone());
+    let a = bounded_http::client::request_to(
+        &api,
+        None,
+        "GET",
+        "/status",
+        b"",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.text());
+    // A second scc on the same path is refused; a socket nobody listens on is
+    // replaced.
+    assert!(matches!(
+        access::bind_unix(&path),
+        Err(access::AccessError::PathTaken(_))
+    ));
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(access::bind_unix(&stale).is_ok());
+}
+
+#[test]
+fn a_token_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("api.token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        assert!(matches!(
+            access::read_token(&file),
+            Err(access::AccessError::TokenFileOpen(_))
+        ));
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(access::read_token(&file).unwrap(), TOKEN);
+    std::fs::write(&file, "short\n").unwrap();
+    assert!(matches!(
+        access::read_token(&file),
+        Err(access::AccessError::BadToken(_))
+    ));
 }

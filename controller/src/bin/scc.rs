@@ -14,6 +14,49 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Where the CLI reaches the running controller unless told otherwise.
+const DEFAULT_API: &str = "unix:/run/scc/api.sock";
+
+/// Where the CLI reaches the running controller's API.
+#[derive(Debug, Clone, clap::Args)]
+struct ApiArgs {
+    /// The controller's API: `unix:PATH` (its socket, the inventory's
+    /// `api_socket`) or `http://ADDR:PORT` (its `api`, with --token-file).
+    #[arg(long, default_value = DEFAULT_API, global = true)]
+    api: bounded_http::Endpoint,
+    /// File holding the bearer token of an API on TCP (mode 0600).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// One request and its whole answer.
+    fn answer(&self, method: &str, target: &str, body: &[u8]) -> Result<bounded_http::Answer> {
+        use bounded_http::client;
+        let token = match &self.token_file {
+            Some(file) => Some(controller::api::access::read_token(file)?),
+            None => None,
+        };
+        let timeout = std::time::Duration::from_secs(60);
+        client::blocking(client::request_to(
+            &self.api,
+            token.as_deref(),
+            method,
+            target,
+            body,
+            timeout,
+        ))
+        .with_context(|| format!("controller API at {} (is `scc run` up?)", self.api))
+    }
+
+    /// One request: the status and the JSON body (`null` when not JSON).
+    fn json(&self, method: &str, target: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
+        let answer = self.answer(method, target, body)?;
+        let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
+        Ok((answer.status, json))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "scc", version, about = "The supercloud controller")]
 struct Cli {
@@ -56,31 +99,27 @@ enum Command {
     /// Show clouds, hosts, switches (connected, synced version, flows, audits,
     /// repairs) and VMs.
     Status {
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Print the controller's Prometheus metrics, as a scraper of `/metrics` sees them.
     Metrics {
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Compile a policy and apply it to the running controller (refused whole on error).
     Apply {
         /// The policy file.
         policy: PathBuf,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Add, remove or show VMs of the running controller.
     Vm {
         #[command(subcommand)]
         verb: VmVerb,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680", global = true)]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// The running controller's inventory against a file.
     Inventory {
@@ -91,9 +130,8 @@ enum Command {
     Host {
         #[command(subcommand)]
         verb: HostVerb,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680", global = true)]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Move a VM to another host (make before break); the network follows when the
     /// VM announces itself at the destination or `--arrived` is given.
@@ -119,9 +157,8 @@ enum Command {
         /// tables go back to what they were.
         #[arg(long)]
         abort: bool,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Print the scd configuration of one host, generated from the inventory.
     HostConfig {
@@ -162,9 +199,8 @@ enum PlacementVerb {
         /// Print the decisions as JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Plan and apply: start the best move through the inventory's
     /// `[placement] migrate` command (one at a time; see docs/placement.md).
@@ -172,24 +208,21 @@ enum PlacementVerb {
         /// Print the round as JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Print what the controller measured as a snapshot for `plan --measurements`.
     Snapshot {
         /// Only this VM's traffic (the whole store is about 32 KB per VM and region).
         #[arg(long)]
         vm: Option<String>,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// The move running now and the last ones, with how they ended.
     Moves {
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -204,9 +237,8 @@ enum InventoryVerb {
         /// Apply the difference; without it nothing changes.
         #[arg(long)]
         yes: bool,
-        /// Controller API address.
-        #[arg(long, default_value = "127.0.0.1:6680")]
-        api: SocketAddr,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -303,18 +335,18 @@ fn main() -> ExitCode {
             policy,
             state,
         } => run(inventory.as_deref(), policy.as_deref(), &state),
-        Command::Status { api } => call(api, "GET", "/status", b""),
-        Command::Metrics { api } => metrics(api),
+        Command::Status { api } => call(&api, "GET", "/status", b""),
+        Command::Metrics { api } => metrics(&api),
         Command::Apply { policy, api } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
             // The API takes JSON only: the policy travels as a JSON string.
             let body = serde_json::to_vec(&text)?;
-            call(api, "POST", &format!("/policy?name={name}"), &body)
+            call(&api, "POST", &format!("/policy?name={name}"), &body)
         }),
-        Command::Vm { verb, api } => vm(api, verb),
+        Command::Vm { verb, api } => vm(&api, verb),
         Command::Inventory {
             verb: InventoryVerb::Import { file, yes, api },
-        } => import_inventory(api, &file, yes),
+        } => import_inventory(&api, &file, yes),
         Command::Migrate {
             vm,
             to,
@@ -324,13 +356,13 @@ fn main() -> ExitCode {
             abort,
             api,
         } => match (vm, to, port, arrived) {
-            _ if abort => call(api, "POST", "/migrate/abort", b""),
-            (_, _, _, true) => call(api, "POST", "/migrate/arrived", b""),
+            _ if abort => call(&api, "POST", "/migrate/abort", b""),
+            (_, _, _, true) => call(&api, "POST", "/migrate/arrived", b""),
             (Some(vm), Some(to), Some(port), false) => {
                 let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
-                match call(api, "POST", "/migrate", body.to_string().as_bytes()) {
+                match call(&api, "POST", "/migrate", body.to_string().as_bytes()) {
                     Ok(code) if code == ExitCode::SUCCESS && !no_wait => {
-                        wait_destination_ready(api, &vm, &to)
+                        wait_destination_ready(&api, &vm, &to)
                     }
                     other => other,
                 }
@@ -354,9 +386,9 @@ fn main() -> ExitCode {
                 };
                 serde_json::to_vec(&host)
                     .map_err(Into::into)
-                    .and_then(|b| call(api, "POST", "/host", &b))
+                    .and_then(|b| call(&api, "POST", "/host", &b))
             }
-            HostVerb::Rm { name } => call(api, "DELETE", &format!("/host/{name}"), b""),
+            HostVerb::Rm { name } => call(&api, "DELETE", &format!("/host/{name}"), b""),
         },
         Command::HostConfig {
             host,
@@ -371,16 +403,16 @@ fn main() -> ExitCode {
                 ..
             } => placement_plan(&inventory, &measurements, json),
             PlacementVerb::Plan { json, api, .. } => {
-                placement_round(api, "GET", "/placement", json)
+                placement_round(&api, "GET", "/placement", json)
             }
             PlacementVerb::Run { json, api } => {
-                placement_round(api, "POST", "/placement/run", json)
+                placement_round(&api, "POST", "/placement/run", json)
             }
             PlacementVerb::Snapshot { vm, api } => match vm {
-                Some(vm) => call(api, "GET", &format!("/placement/snapshot?vm={vm}"), b""),
-                None => call(api, "GET", "/placement/snapshot", b""),
+                Some(vm) => call(&api, "GET", &format!("/placement/snapshot?vm={vm}"), b""),
+                None => call(&api, "GET", "/placement/snapshot", b""),
             },
-            PlacementVerb::Moves { api } => call(api, "GET", "/placement/moves", b""),
+            PlacementVerb::Moves { api } => call(&api, "GET", "/placement/moves", b""),
         },
         Command::Routing { inventory } => {
             Inventory::load(&inventory).map_err(Into::into).map(|inv| {
@@ -488,11 +520,8 @@ fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode>
 }
 
 /// Prints the metrics text the API serves; exits with 1 if it serves none.
-fn metrics(api: SocketAddr) -> Result<ExitCode> {
-    use bounded_http::client;
-    let timeout = std::time::Duration::from_secs(60);
-    let answer = client::blocking(client::request(api, "GET", "/metrics", b"", timeout))
-        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+fn metrics(api: &ApiArgs) -> Result<ExitCode> {
+    let answer = api.answer("GET", "/metrics", b"")?;
     print!("{}", answer.text());
     Ok(if answer.is_success() {
         ExitCode::SUCCESS
@@ -502,9 +531,8 @@ fn metrics(api: SocketAddr) -> Result<ExitCode> {
 }
 
 /// Calls the API and prints its JSON answer; a refused change exits with 1.
-fn call(api: SocketAddr, method: &str, target: &str, body: &[u8]) -> Result<ExitCode> {
-    let (status, json) = controller::api::request(api, method, target, body)
-        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+fn call(api: &ApiArgs, method: &str, target: &str, body: &[u8]) -> Result<ExitCode> {
+    let (status, json) = api.json(method, target, body)?;
     if status == 200 {
         println!("{}", serde_json::to_string_pretty(&json)?);
         Ok(ExitCode::SUCCESS)
@@ -518,7 +546,7 @@ fn call(api: SocketAddr, method: &str, target: &str, body: &[u8]) -> Result<Exit
     }
 }
 
-fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
+fn vm(api: &ApiArgs, verb: VmVerb) -> Result<ExitCode> {
     match verb {
         VmVerb::Add {
             name,
@@ -564,12 +592,11 @@ fn placement_plan(inventory: &Path, measurements: &Path, json: bool) -> Result<E
 
 /// Waits until the controller's migration timeline says the destination switch
 /// confirmed the prepare step (make before break: the VM may move now).
-fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCode> {
+fn wait_destination_ready(api: &ApiArgs, vm: &str, to: &str) -> Result<ExitCode> {
     const WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
     let start = std::time::Instant::now();
     loop {
-        let (_, s) = controller::api::request(api, "GET", "/status", b"")
-            .with_context(|| format!("controller API at {api}"))?;
+        let (_, s) = api.json("GET", "/status", b"")?;
         let timeline = &s["timeline"];
         let has = |event: &str| {
             timeline["events"]
@@ -594,9 +621,8 @@ fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCod
 
 /// One placement round of the running controller: its decision table, then what
 /// it started or why nothing.
-fn placement_round(api: SocketAddr, method: &str, target: &str, json: bool) -> Result<ExitCode> {
-    let (status, body) = controller::api::request(api, method, target, b"")
-        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+fn placement_round(api: &ApiArgs, method: &str, target: &str, json: bool) -> Result<ExitCode> {
+    let (status, body) = api.json(method, target, b"")?;
     if status != 200 {
         anyhow::bail!("{target}: {}", body["error"].as_str().unwrap_or("refused"));
     }
@@ -624,13 +650,12 @@ fn placement_round(api: SocketAddr, method: &str, target: &str, json: bool) -> R
 
 /// `scc inventory import`: checks FILE here (errors with their position), then
 /// has the controller compare it with its inventory and apply it when `yes`.
-fn import_inventory(api: SocketAddr, file: &Path, yes: bool) -> Result<ExitCode> {
+fn import_inventory(api: &ApiArgs, file: &Path, yes: bool) -> Result<ExitCode> {
     Inventory::load(file)?;
     let name = file.display().to_string();
     let body = serde_json::to_vec(&read(file)?)?;
     let target = format!("/inventory/import?name={name}&apply={yes}");
-    let (status, answer) = controller::api::request(api, "POST", &target, &body)
-        .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
+    let (status, answer) = api.json("POST", &target, &body)?;
     if status != 200 {
         eprintln!("{}", answer["error"].as_str().unwrap_or("refused"));
         return Ok(ExitCode::from(1));
@@ -690,15 +715,29 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         .build()?;
     rt.block_on(async move {
         let inv = ctl.inventory();
-        let (of, api) = (inv.openflow, inv.api);
+        let of = inv.openflow;
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
-        let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
-        tracing::info!(%of, %api, "scc running");
+        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
+        let socket = &inv.api_socket;
+        let api_listener = controller::api::access::bind_unix(socket).context("API socket")?;
+        tokio::spawn(controller::api::serve(api_listener, ctl.clone(), None));
+        match (inv.api, inv.api_token_file.as_deref()) {
+            (Some(tcp), None) => {
+                // A store written before tokens existed: the socket only.
+                tracing::warn!(%tcp, "API on TCP not started: the inventory names no api_token_file");
+            }
+            (Some(tcp), Some(token_file)) => {
+                let token = controller::api::access::read_token(token_file)?;
+                let listener = tokio::net::TcpListener::bind(tcp).await.with_context(|| format!("API listener on {tcp}"))?;
+                tracing::info!(%tcp, "API on TCP, bearer token required");
+                tokio::spawn(controller::api::serve(listener, ctl.clone(), Some(token)));
+            }
+            (None, _) => {}
+        }
+        tracing::info!(%of, api = %socket.display(), "scc running");
         if let Some(resumed) = ctl.resume() {
             tracing::info!("{resumed}");
         }
-        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
-        tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -61,7 +61,7 @@ impl Controller {
         let ctl = self.clone();
         let timeout = Duration::from_secs(settings.migrate_timeout_s.max(1));
         tokio::spawn(async move {
-            let result = crate::follow::run_move(argv, &record, inv.api, timeout).await;
+            let result = crate::follow::run_move(argv, &record, &inv.api_socket, timeout).await;
             let outcome = match result {
                 Ok(stdout) => {
                     let from = inv.host(&record.from_host).map(|h| h.cloud.clone());

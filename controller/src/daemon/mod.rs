@@ -366,6 +366,17 @@ impl Controller {
         ))
     }
 
+    /// The bindings of switch `dpid`'s VM ports (port security): its VMs, and the
+    /// VM a migration in progress brings there.
+    pub(crate) fn port_bindings(&self, dpid: u64) -> Vec<crate::host_config::PortBinding> {
+        let st = self.lock();
+        let inv = &st.persisted.inventory;
+        let Some(host) = inv.host_by_dpid(dpid) else {
+            return Vec::new();
+        };
+        inv.port_bindings(&host.name, st.in_progress().map(|m| &m.route))
+    }
+
     /// The program version switch `dpid` confirmed last, if it ever did since
     /// this controller started.
     pub(crate) fn confirmed_version(&self, dpid: u64) -> Option<u64> {

@@ -100,6 +100,13 @@ impl Vm {
     }
 }
 
+/// Where the API's Unix socket is unless the inventory says otherwise.
+pub const DEFAULT_API_SOCKET: &str = "/run/scc/api.sock";
+
+fn default_api_socket() -> std::path::PathBuf {
+    DEFAULT_API_SOCKET.into()
+}
+
 /// A validated inventory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inventory {
@@ -109,8 +116,16 @@ pub struct Inventory {
     pub gateway_mac: Mac,
     /// Where `scd`s reach the controller over OpenFlow.
     pub openflow: SocketAddr,
-    /// Where the controller's HTTP API listens.
-    pub api: SocketAddr,
+    /// Where the controller's HTTP API also listens on TCP, if anywhere (only
+    /// with [`Inventory::api_token_file`]).
+    #[serde(default)]
+    pub api: Option<SocketAddr>,
+    /// The API's Unix socket (mode 0600), always served.
+    #[serde(default = "default_api_socket")]
+    pub api_socket: std::path::PathBuf,
+    /// The file holding the bearer token every TCP request must carry.
+    #[serde(default)]
+    pub api_token_file: Option<std::path::PathBuf>,
     /// How a public address's new gateway is announced to the internet, if at all.
     #[serde(default)]
     pub announce: Option<Announce>,

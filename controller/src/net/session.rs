@@ -11,13 +11,14 @@ use super::sampling::{gather, Sampler};
 use crate::daemon::Controller;
 use crate::diff::{plan, Plan};
 use crate::follow::now_ms;
+use crate::host_config::PortBinding;
 use crate::migration::{Measure, PortCounts};
 use crate::model::SwitchSettings;
 use crate::routing::SCC_COOKIE;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, FlowStatsEntry, FlowStatsRequest, Hello, Message,
-    MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
+    decode, encode, frame_len, port_state, BindPort, FlowStatsEntry, FlowStatsRequest, Hello,
+    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
     TABLE_ALL,
 };
 use openflow::FlowSpec;
@@ -67,6 +68,13 @@ pub(super) struct Session {
     started: tokio::time::Instant,
     /// When the switch was last heard and the next echo is due.
     liveness: Liveness,
+    /// The port bindings sent on this connection, by port, and the xids of
+    /// those not yet known to be taken.
+    bound: std::collections::HashMap<u32, PortBinding>,
+    bind_xids: std::collections::HashSet<u32>,
+    /// The switch answered a binding with bad-experimenter: it is not `scd`
+    /// (an Open vSwitch bridge), and gets no more.
+    binding_unsupported: bool,
 }
 
 /// Why a session ended.
@@ -108,6 +116,9 @@ impl Session {
             settings,
             started: tokio::time::Instant::now(),
             liveness,
+            bound: std::collections::HashMap::new(),
+            bind_xids: std::collections::HashSet::new(),
+            binding_unsupported: false,
         }
     }
 
@@ -168,6 +179,9 @@ impl Session {
                     let bytes = encode(&Message::EchoReply(data), xid)
                         .map_err(|e| SessionError::Protocol(e.to_string()))?;
                     self.stream.write_all(&bytes).await?;
+                }
+                Ok((xid, Message::Error(e))) if self.bind_xids.remove(&xid) => {
+                    self.binding_refused(&e);
                 }
                 Ok((xid, Message::Error(e))) => {
                     // A measurement the switch cannot answer is not the switch's
@@ -401,6 +415,54 @@ impl Session {
         }
     }
 
+    /// Sends the bindings of the switch's VM ports that this connection has not
+    /// sent yet (all of them after a connect); they precede the flow-mods of the
+    /// version they belong to, so a migration's destination port admits the VM
+    /// before the destination reports ready.
+    async fn bind_ports(&mut self, dpid: u64) -> Result<(), SessionError> {
+        if self.binding_unsupported {
+            return Ok(());
+        }
+        for binding in self.ctl.port_bindings(dpid) {
+            if self.bound.get(&binding.port) == Some(&binding) {
+                continue;
+            }
+            let xid = self
+                .send(&Message::BindPort(BindPort {
+                    port: binding.port,
+                    mac: Some(binding.mac),
+                    ips: binding.ips.clone(),
+                }))
+                .await?;
+            tracing::debug!(dpid, port = binding.port, mac = %binding.mac, "port bound");
+            self.bind_xids.insert(xid);
+            self.bound.insert(binding.port, binding);
+        }
+        Ok(())
+    }
+
+    /// The switch refused a binding: one that does not know the message gets no
+    /// more; any other refusal (a port it does not have) is the switch's error.
+    fn binding_refused(&mut self, e: &openflow::wire::ErrorMsg) {
+        use openflow::wire::{BadRequest, ErrorCode};
+        let unknown = matches!(
+            e.code,
+            ErrorCode::BadRequest(BadRequest::BadExperimenter | BadRequest::BadExpType)
+        );
+        if unknown {
+            if !self.binding_unsupported {
+                tracing::warn!(dpid = ?self.dpid, "switch does not take port bindings (not scd?): its VM ports are not protected");
+            }
+            self.binding_unsupported = true;
+            return;
+        }
+        let text = format!("port binding refused: {e:?}");
+        tracing::warn!(dpid = ?self.dpid, "{text}");
+        if let Some(dpid) = self.dpid {
+            self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+        }
+    }
+
     /// Sends the difference between `installed` and `desired`, waits for the switch
     /// to confirm it, and returns the new installed set.
     async fn sync(
@@ -571,6 +633,7 @@ impl Session {
                     "datapath {dpid} left the inventory"
                 )));
             };
+            self.bind_ports(dpid).await?;
             installed = self.sync_measured(&installed, program).await?;
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {

@@ -89,7 +89,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
                 LocalPort::Raw(RawPort::open(&p.name, p.netns.as_deref()).with_context(what)?)
             }
         };
-        info!(port = p.number, name = %p.name, kind = ?p.kind, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), "port ready");
+        info!(port = p.number, name = %p.name, kind = ?p.kind, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), bound_to = %p.binding.as_ref().map_or("-".to_string(), |b| b.mac().to_string()), "port ready");
         ports.push((p.number, local));
     }
     let arp = cfg.arp_responder.then(|| {
@@ -130,6 +130,11 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         tunnels,
         arp,
         port_arp,
+        bindings: cfg
+            .ports
+            .iter()
+            .filter_map(|p| Some((p.number, p.binding.clone()?)))
+            .collect(),
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,
         pipeline,

@@ -5,14 +5,15 @@ use super::info::DatapathInfo;
 use crate::switch::{SwitchGone, SwitchHandle};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::RemovedFlow;
+use dataplane_core::port_security::PortBinding;
 use dataplane_core::translate::{
     apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_descs, port_stats, table_stats,
     tunnel_stats,
 };
 use openflow::flow::{GroupSpec, PortNo};
 use openflow::wire::{
-    ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest, GroupMod, PortDesc, PortStats,
-    TableStats, TunnelStatsEntry,
+    BadRequest, BindPort, ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest, GroupMod, PortDesc,
+    PortStats, TableStats, TunnelStatsEntry,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -46,6 +47,12 @@ pub trait Backend {
     fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone>;
     /// Runs a packet-out.
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
+    /// Binds a VM port to its VM's addresses, or unbinds it. A backend without
+    /// ports refuses it as an experimenter type it does not know.
+    fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let _ = bind;
+        Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
 }
 
 /// The running switch as a [`Backend`].
@@ -139,5 +146,25 @@ impl Backend for SwitchBackend {
 
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
         self.handle.packet_out(job)
+    }
+
+    fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let binding = match bind.mac.map(|mac| PortBinding::new(mac, &bind.ips)) {
+            None => None,
+            Some(Ok(binding)) => Some(binding),
+            // Addresses no VM can own: the message is malformed for its type.
+            Some(Err(_)) => return Ok(Err(ErrorCode::BadRequest(BadRequest::BadLen))),
+        };
+        let bound = self.handle.bind_port(bind.port, binding.clone())?;
+        Ok(match bound {
+            Ok(()) => {
+                tracing::info!(port = bind.port, binding = ?binding, "port binding set by the controller");
+                Ok(())
+            }
+            Err(refused) => {
+                tracing::warn!(port = bind.port, "port binding refused: {refused}");
+                Err(ErrorCode::BadRequest(BadRequest::BadPort))
+            }
+        })
     }
 }

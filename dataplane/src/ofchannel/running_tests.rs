@@ -24,6 +24,7 @@ pub(super) fn spawn_switch(
             tunnels,
             arp: None,
             port_arp: vec![],
+            bindings: Vec::new(),
             gateway_mac: Mac([2, 0, 0, 0, 0, 1]),
             gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
             pipeline: Pipeline::new(1),
@@ -203,4 +204,29 @@ fn running_switches_answer_tunnel_stats_from_their_tunnels() {
         backend.handle.stop();
         thread.join().unwrap();
     }
+}
+
+/// The controller's bind-port reaches the switch thread: a port the switch does
+/// not have, or a binding no VM can have, is refused with the error the session
+/// sends back.
+#[test]
+fn bind_port_is_refused_for_a_missing_port_and_for_group_addresses() {
+    use super::backend::Backend;
+    use openflow::wire::{BadRequest, BindPort, ErrorCode};
+    let (backend, thread) = spawn_switch(7, None);
+    let bind = |mac| BindPort {
+        port: 5,
+        mac: Some(mac),
+        ips: vec![std::net::Ipv4Addr::new(100, 64, 0, 10)],
+    };
+    assert_eq!(
+        backend.bind_port(bind(Mac([2, 0, 0, 0, 0, 9]))).unwrap(),
+        Err(ErrorCode::BadRequest(BadRequest::BadPort))
+    );
+    assert_eq!(
+        backend.bind_port(bind(Mac::BROADCAST)).unwrap(),
+        Err(ErrorCode::BadRequest(BadRequest::BadLen))
+    );
+    backend.handle.stop();
+    thread.join().unwrap();
 }

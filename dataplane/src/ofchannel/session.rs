@@ -239,6 +239,17 @@ impl Session {
                 return;
             }
             Message::FlowMod(_) => return, // handled in batches by `handle`
+            Message::BindPort(bind) => {
+                if self.conn.role() == ControllerRole::Slave {
+                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                }
+                match backend.bind_port(bind) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(code)) => out.error(xid, code, frame),
+                    Err(SwitchGone) => out.close = true,
+                }
+                return;
+            }
             Message::GroupMod(gm) => {
                 if self.conn.role() == ControllerRole::Slave {
                     return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);

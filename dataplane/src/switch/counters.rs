@@ -43,6 +43,8 @@ pub struct PortCounters {
     pub tx_dropped: Counter,
     /// Receive errors other than "nothing to read".
     pub rx_errors: Counter,
+    /// Frames a bound port refused, by reason (indexed as `Spoofed::ALL`).
+    pub spoofed: [Counter; 4],
 }
 
 impl PortCounters {

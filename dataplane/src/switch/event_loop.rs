@@ -4,6 +4,7 @@
 use super::counters::{
     ChannelCounters, PortCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared,
 };
+use super::guards::PortGuards;
 use super::handle::{RemovedHook, SwitchHandle, Work};
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
@@ -19,6 +20,7 @@ use dataplane_core::packet::{parse, ETH_HLEN};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::tunnel_port_name;
+use dataplane_core::port_security::PortBinding;
 use openflow::flow::{port, Action, Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
@@ -42,6 +44,8 @@ pub struct SwitchParams {
     /// ARP responders of single ports (a gateway's uplink answers for its own
     /// address and the public addresses it serves), by port number.
     pub port_arp: Vec<(PortNo, ArpResponder)>,
+    /// VM ports bound to their VM's MAC and addresses (port security).
+    pub bindings: Vec<(PortNo, PortBinding)>,
     /// The anycast gateway MAC (source of frames made by the switch).
     pub gateway_mac: Mac,
     /// The gateway's overlay address (source of ICMP errors).
@@ -59,6 +63,7 @@ pub struct Switch {
     arp: Option<ArpResponder>,
     /// Per-port responders, by index into `ports`.
     port_arp: Vec<(usize, ArpResponder)>,
+    guards: PortGuards,
     jobs: Receiver<Work>,
     handle: SwitchHandle,
     epoll: OwnedFd,
@@ -200,7 +205,10 @@ impl Switch {
                 let idx = ports.iter().position(|p| p.number == *number)?;
                 Some((idx, *r))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let uplinks: Vec<usize> = port_arp.iter().map(|(idx, _)| *idx).collect();
+        let guards = PortGuards::new(&ports, &uplinks, params.bindings)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Switch {
             pipeline: params.pipeline,
             cache: FlowCache::default(),
@@ -214,6 +222,7 @@ impl Switch {
             tunnels: params.tunnels,
             arp: params.arp,
             port_arp,
+            guards,
             jobs: rx,
             handle,
             epoll,
@@ -285,6 +294,9 @@ impl Switch {
                     Work::Job(job) => job(&mut self.pipeline, now),
                     Work::PacketOut(job, reply) => {
                         let _ = reply.send(self.packet_out(job, &mut scratch, now));
+                    }
+                    Work::Bind(port, binding, reply) => {
+                        let _ = reply.send(self.guards.bind(&self.egress.ports, port, binding));
                     }
                     Work::TunnelStatus(reply) => {
                         let status = self.tunnels.as_ref().map(Tunnels::status);
@@ -381,6 +393,12 @@ impl Switch {
             }
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
+            if !self
+                .guards
+                .admits(idx, in_port, frame.bytes(), &info.counters)
+            {
+                continue;
+            }
             self.process(idx, in_port, frame, hdr, scratch, now);
         }
     }

@@ -2,9 +2,12 @@
 //! status requests to the switch thread, which runs them between batches.
 
 use super::counters::SwitchShared;
+use super::guards::BindRefused;
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::{Pipeline, RemovedFlow};
 use dataplane_core::port::PeerStatus;
+use dataplane_core::port_security::PortBinding;
+use openflow::flow::PortNo;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
@@ -22,6 +25,12 @@ pub(super) enum Work {
     PacketOut(PacketOutJob, SyncSender<Result<(), PacketOutError>>),
     /// A fresh status of every tunnel peer (empty without tunnels).
     TunnelStatus(SyncSender<Vec<PeerStatus>>),
+    /// A port's new binding (`None`: unbound), with where to send the outcome.
+    Bind(
+        PortNo,
+        Option<PortBinding>,
+        SyncSender<Result<(), BindRefused>>,
+    ),
 }
 
 impl std::fmt::Debug for Work {
@@ -30,6 +39,7 @@ impl std::fmt::Debug for Work {
             Work::Job(_) => f.write_str("Job"),
             Work::PacketOut(p, _) => p.fmt(f),
             Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
+            Work::Bind(port, binding, _) => write!(f, "Bind({port}, {binding:?})"),
         }
     }
 }
@@ -89,6 +99,16 @@ impl SwitchHandle {
     /// old); empty for a switch without tunnels.
     pub fn tunnel_status(&self) -> Result<Vec<PeerStatus>, SwitchGone> {
         self.ask(Work::TunnelStatus)
+    }
+
+    /// Binds a VM port to its VM's addresses (`None`: unbinds it), after every
+    /// job sent before; the frames the port receives next are checked against it.
+    pub fn bind_port(
+        &self,
+        port: PortNo,
+        binding: Option<PortBinding>,
+    ) -> Result<Result<(), BindRefused>, SwitchGone> {
+        self.ask(|tx| Work::Bind(port, binding, tx))
     }
 
     /// Asks the switch thread to stop after the current batch.

@@ -14,6 +14,7 @@
 
 mod counters;
 mod event_loop;
+mod guards;
 mod handle;
 mod output;
 mod packet_in;
@@ -24,6 +25,7 @@ pub use counters::{
     SwitchCounters, SwitchShared,
 };
 pub use event_loop::{Switch, SwitchParams};
+pub use guards::BindRefused;
 pub use handle::{Job, RemovedHook, SwitchGone, SwitchHandle};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
 pub use ports::{LocalPort, BATCH, MAX_FRAME};

@@ -53,9 +53,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Tell the controller when the migration completes: `POST /migrate/arrived`
-        /// on scc's API at ADDR (e.g. 127.0.0.1:6680), besides the RARP announce.
-        #[arg(long, value_name = "ADDR")]
-        scc_api: Option<std::net::SocketAddr>,
+        /// on scc's API at API (`unix:/run/scc/api.sock`, or `http://ADDR:PORT`
+        /// with --scc-token-file), besides the RARP announce.
+        #[arg(long, value_name = "API")]
+        scc_api: Option<bounded_http::Endpoint>,
+        /// File holding the bearer token of scc's API on TCP.
+        #[arg(long, value_name = "FILE")]
+        scc_token_file: Option<PathBuf>,
     },
     /// On a destination started with `--incoming defer`: listen on URI.
     Incoming {
@@ -184,6 +188,7 @@ async fn main() -> Result<()> {
             timeout,
             json,
             scc_api,
+            scc_token_file,
         } => {
             let client = connect(&from, t).await?;
             let opts = MigrationOptions {
@@ -203,9 +208,19 @@ async fn main() -> Result<()> {
                         println!("{}", report.summary());
                     }
                     if let Some(api) = scc_api {
-                        let answer = hypervisor_glue::notify::migrate_arrived(api, t)
-                            .await
-                            .context("the migration completed, but telling scc failed")?;
+                        let token = match &scc_token_file {
+                            Some(file) => Some(
+                                std::fs::read_to_string(file)
+                                    .with_context(|| format!("{}", file.display()))?
+                                    .trim()
+                                    .to_string(),
+                            ),
+                            None => None,
+                        };
+                        let answer =
+                            hypervisor_glue::notify::migrate_arrived(&api, token.as_deref(), t)
+                                .await
+                                .context("the migration completed, but telling scc failed")?;
                         eprintln!("scc told of the arrival: {answer}");
                     }
                     Ok(())

@@ -136,9 +136,10 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     )?;
     let _scc = cloud::start_scc(&net, dir.path(), true)?;
     clock.say(format_args!(
-        "controller scc up at {} (store {})",
+        "controller scc up at {} (store {}, API unix:{})",
         cloud::CONTROLLER,
-        dir.path().join("state.json").display()
+        dir.path().join("state.json").display(),
+        cloud::api_socket(&net.router).display()
     ));
     // A port ready for web1 on every host it may move to.
     let scds = cloud::start_switches(&net, &inventory, &keys, |i| match i {

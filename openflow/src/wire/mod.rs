@@ -18,6 +18,7 @@
 mod action;
 mod buf;
 pub mod error;
+mod experimenter;
 mod flow_mod;
 mod group_mod;
 mod multipart;
@@ -30,6 +31,7 @@ pub use error::{
     BadAction, BadInstruction, BadMatch, BadRequest, ErrorCode, ErrorMsg, FlowModFailed,
     GroupModFailed, HelloFailed, RoleRequestFailed, SwitchConfigFailed,
 };
+pub use experimenter::{BindPort, EXP_BIND_PORT, MAX_BOUND_IPS, SUPERCLOUD_EXPERIMENTER};
 pub use flow_mod::{
     FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, FlowStatsEntry, GROUP_ANY, TABLE_ALL,
 };
@@ -37,7 +39,7 @@ pub use group_mod::{GroupMod, GroupModCommand};
 pub use multipart::{
     AggregateStats, FlowStatsRequest, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody, SwitchDesc, TableFeatures, TableStats, TunnelStatsEntry,
-    EXP_TUNNEL_STATS, MORE, SUPERCLOUD_EXPERIMENTER,
+    EXP_TUNNEL_STATS, MORE,
 };
 pub use packet::{PacketIn, PacketInReason, PacketOut};
 pub use port::{
@@ -130,6 +132,8 @@ pub enum Message {
     RoleRequest(Role),
     /// `OFPT_ROLE_REPLY`.
     RoleReply(Role),
+    /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: a VM port's binding.
+    BindPort(BindPort),
 }
 
 impl Message {
@@ -158,6 +162,7 @@ impl Message {
             Message::BarrierReply => BARRIER_REPLY,
             Message::RoleRequest(_) => ROLE_REQUEST,
             Message::RoleReply(_) => ROLE_REPLY,
+            Message::BindPort(_) => EXPERIMENTER,
         }
     }
 }
@@ -321,12 +326,7 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         BARRIER_REPLY => Message::BarrierReply,
         ROLE_REQUEST => Message::RoleRequest(Role::decode(r)?),
         ROLE_REPLY => Message::RoleReply(Role::decode(r)?),
-        EXPERIMENTER => {
-            return Err(Fail::new(
-                ErrorCode::BadRequest(BadRequest::BadExperimenter),
-                "experimenter messages are not supported",
-            ))
-        }
+        EXPERIMENTER => Message::BindPort(BindPort::decode_message(r)?),
         other => {
             return Err(Fail::new(
                 ErrorCode::BadRequest(BadRequest::BadType),
@@ -367,6 +367,7 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::MultipartRequest(m) => m.encode(out),
         Message::MultipartReply(m) => m.encode(out),
         Message::RoleRequest(r) | Message::RoleReply(r) => r.encode(out),
+        Message::BindPort(b) => b.encode(out),
     }
     let len = out.len() - start;
     if len > MAX_MESSAGE_LEN {

@@ -30,8 +30,6 @@ const PORT_DESC: u16 = 13;
 /// `OFPMP_EXPERIMENTER`: the body starts with experimenter id and exp_type.
 const EXPERIMENTER: u16 = 0xffff;
 
-/// Our experimenter id in OFPMP_EXPERIMENTER messages (not an IEEE-registered OUI; fixed here).
-pub const SUPERCLOUD_EXPERIMENTER: u32 = 0x005c_5c01;
 /// exp_type of the tunnel statistics request/reply.
 pub const EXP_TUNNEL_STATS: u32 = 1;
 /// Bytes of the experimenter id and exp_type after the multipart header.
@@ -152,12 +150,7 @@ enum ExpType {
 fn decode_experimenter(r: &mut Reader<'_>) -> Result<ExpType, Fail> {
     let experimenter = r.u32()?;
     let exp_type = r.u32()?;
-    if experimenter != SUPERCLOUD_EXPERIMENTER {
-        return Err(Fail::new(
-            ErrorCode::BadRequest(BadRequest::BadExperimenter),
-            format!("experimenter {experimenter:#010x} is not supported"),
-        ));
-    }
+    super::experimenter::ours(experimenter)?;
     match exp_type {
         EXP_TUNNEL_STATS => Ok(ExpType::TunnelStats),
         other => Err(Fail::new(
@@ -165,11 +158,6 @@ fn decode_experimenter(r: &mut Reader<'_>) -> Result<ExpType, Fail> {
             format!("supercloud experimenter type {other} is not supported"),
         )),
     }
-}
-
-fn encode_experimenter(out: &mut Vec<u8>, exp_type: u32) {
-    out.put_u32(SUPERCLOUD_EXPERIMENTER);
-    out.put_u32(exp_type);
 }
 
 impl MultipartRequest {
@@ -227,7 +215,9 @@ impl MultipartRequest {
                 out.put_u32(*p);
                 out.put_zeros(4);
             }
-            MultipartRequestBody::TunnelStats => encode_experimenter(out, EXP_TUNNEL_STATS),
+            MultipartRequestBody::TunnelStats => {
+                super::experimenter::encode_header(out, EXP_TUNNEL_STATS)
+            }
             MultipartRequestBody::Desc
             | MultipartRequestBody::Table
             | MultipartRequestBody::PortDesc
@@ -631,7 +621,7 @@ impl MultipartReply {
             MultipartReplyBody::GroupDesc(v) => v.iter().for_each(|g| encode_group_desc(out, g)),
             MultipartReplyBody::TableFeatures(v) => v.iter().for_each(|t| t.encode(out)),
             MultipartReplyBody::TunnelStats(v) => {
-                encode_experimenter(out, EXP_TUNNEL_STATS);
+                super::experimenter::encode_header(out, EXP_TUNNEL_STATS);
                 v.iter().for_each(|e| e.encode(out));
             }
         }

@@ -1,0 +1,99 @@
+//! Port security on the switch thread: which local port is bound to which VM
+//! (from the host configuration at start, from the controller's bind-port
+//! messages at run time) and the check of each frame a bound port receives, before
+//! the ARP responder and the tables see it. Refused frames are counted per port
+//! and reason and go no further. Tunnel ports and a gateway's uplinks (ports with
+//! ARP answers of their own) are never bound: they keep their own rules (the
+//! tunnels' allowed sources, the gateway's flows). The verdict itself is
+//! `dataplane_core::port_security`'s; this module never forwards anything.
+
+use super::counters::PortCounters;
+use super::ports::{Port, PortIo};
+use dataplane_core::packet::parse;
+use dataplane_core::port_security::PortBinding;
+use openflow::flow::PortNo;
+
+/// Why a port cannot take a binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindRefused {
+    /// The switch has no such port.
+    #[error("port {0} does not exist")]
+    NoSuchPort(PortNo),
+    /// A tunnel port or a gateway's uplink: not a VM's port.
+    #[error("port {0} is a tunnel or an uplink, not a VM's port")]
+    NotAVmPort(PortNo),
+}
+
+/// The binding of every port, by index into the switch's ports.
+#[derive(Debug, Default)]
+pub(super) struct PortGuards {
+    bindings: Vec<Option<PortBinding>>,
+    bindable: Vec<bool>,
+}
+
+impl PortGuards {
+    /// Guards for `ports`, of which those at `uplinks` are never bound, with the
+    /// bindings the configuration gives.
+    pub(super) fn new(
+        ports: &[Port],
+        uplinks: &[usize],
+        initial: Vec<(PortNo, PortBinding)>,
+    ) -> Result<PortGuards, BindRefused> {
+        let mut guards = PortGuards {
+            bindings: vec![None; ports.len()],
+            bindable: ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| !matches!(p.io, PortIo::Tunnel(_)) && !uplinks.contains(&i))
+                .collect(),
+        };
+        for (port, binding) in initial {
+            guards.bind(ports, port, Some(binding))?;
+        }
+        Ok(guards)
+    }
+
+    /// Binds `port` to `binding` (`None`: unbinds it).
+    pub(super) fn bind(
+        &mut self,
+        ports: &[Port],
+        port: PortNo,
+        binding: Option<PortBinding>,
+    ) -> Result<(), BindRefused> {
+        let idx = ports
+            .iter()
+            .position(|p| p.number == port)
+            .ok_or(BindRefused::NoSuchPort(port))?;
+        if !self.bindable[idx] {
+            return Err(BindRefused::NotAVmPort(port));
+        }
+        self.bindings[idx] = binding;
+        Ok(())
+    }
+
+    /// True when the frame port `idx` received may go on; a refused one is
+    /// counted in `counters`. A frame that does not parse goes on: the switch
+    /// counts it as malformed and drops it anyway.
+    #[inline]
+    pub(super) fn admits(
+        &self,
+        idx: usize,
+        in_port: PortNo,
+        frame: &[u8],
+        counters: &PortCounters,
+    ) -> bool {
+        let Some(Some(binding)) = self.bindings.get(idx) else {
+            return true;
+        };
+        let Ok((key, layout)) = parse(frame, in_port) else {
+            return true;
+        };
+        match binding.check(&key, &layout, frame) {
+            Ok(()) => true,
+            Err(reason) => {
+                counters.spoofed[reason.index()].add(1);
+                false
+            }
+        }
+    }
+}
