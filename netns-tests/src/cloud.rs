@@ -100,7 +100,8 @@ pub fn start_scc_with(
 }
 
 /// The `scc` verbs that talk to the running controller's API.
-const API_VERBS: [&str; 7] = [
+const API_VERBS: [&str; 8] = [
+    "inventory",
     "status",
     "metrics",
     "apply",
