@@ -118,6 +118,18 @@ impl TupleSpace {
 
     /// The best entry matching `packet`.
     pub fn lookup(&self, packet: &FlowKey) -> Option<FlowId> {
+        self.lookup_probing(packet, |_| {})
+    }
+
+    /// [`Self::lookup`], adding to `consulted` the mask of every subtable it
+    /// probed: the bits of `packet` the answer depends on. Any packet that agrees
+    /// with `packet` on those bits gets the same answer, which is what a
+    /// wildcard (megaflow) cache entry needs to know.
+    pub fn lookup_consulting(&self, packet: &FlowKey, consulted: &mut FlowKey) -> Option<FlowId> {
+        self.lookup_probing(packet, |mask| *consulted = consulted.or(mask))
+    }
+
+    fn lookup_probing(&self, packet: &FlowKey, mut probed: impl FnMut(&FlowKey)) -> Option<FlowId> {
         let mut best: Option<Slot> = None;
         for &i in &self.visit {
             let st = &self.subtables[i];
@@ -125,6 +137,7 @@ impl TupleSpace {
             if best.is_some_and(|b| b.priority > max) {
                 break;
             }
+            probed(&st.mask);
             if let Some(first) = st
                 .buckets
                 .get(&packet.and(&st.mask))

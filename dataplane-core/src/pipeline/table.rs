@@ -12,7 +12,7 @@
 //! table's distinct priorities, and the classifier's own update. This module knows nothing of
 //! flow-mod semantics, which are the pipeline's, and reads no clock.
 
-use super::entry::{FlowEntry, TableStats};
+use super::entry::{FlowEntry, TableCounters};
 use crate::classifier::TupleSpace;
 use crate::flow_id::FlowId;
 use hashbrown::HashTable;
@@ -21,6 +21,7 @@ use rustc_hash::FxBuildHasher;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// No neighbour: the end of a priority chain.
 const NIL: u32 = u32::MAX;
@@ -95,7 +96,8 @@ pub(super) struct FlowTable {
     /// The same entries, grouped by mask for lookups.
     space: TupleSpace,
     len: usize,
-    pub(super) stats: TableStats,
+    /// Shared with every copy of the table, like the entries' counters.
+    pub(super) stats: Arc<TableCounters>,
 }
 
 /// The hash of an entry's identity. Fx, like the classifier: matches come from the
@@ -217,8 +219,13 @@ impl FlowTable {
         })
     }
 
-    /// The best entry matching `key`.
-    pub(super) fn lookup(&self, key: &FlowKey) -> Option<FlowId> {
-        self.space.lookup(key)
+    /// The best entry matching `key`, adding the bits it consulted to
+    /// `consulted` (see [`TupleSpace::lookup_consulting`]).
+    pub(super) fn lookup_consulting(
+        &self,
+        key: &FlowKey,
+        consulted: &mut FlowKey,
+    ) -> Option<FlowId> {
+        self.space.lookup_consulting(key, consulted)
     }
 }

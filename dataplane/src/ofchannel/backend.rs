@@ -1,5 +1,6 @@
 //! What a session needs from the switch ([`Backend`]), and the running switch as
-//! one: each request runs on the switch thread through its handle.
+//! one: changes run on the control thread through its handle, reads on the
+//! connection's own thread from the published tables.
 
 use super::info::DatapathInfo;
 use crate::switch::{SwitchGone, SwitchHandle};
@@ -44,6 +45,10 @@ pub trait Backend {
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode>;
     /// Statistics of every tunnel port (empty without tunnels).
     fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone>;
+    /// Returns once every change before is visible to packets (a barrier).
+    fn barrier(&self) -> Result<(), SwitchGone> {
+        Ok(())
+    }
     /// Runs a packet-out.
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
 }
@@ -69,7 +74,9 @@ impl Backend for SwitchBackend {
 
     fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
         let n = u64::try_from(fms.len()).unwrap_or(u64::MAX);
-        let results = self.handle.call(move |p, now| {
+        // Flow-mods promise no visibility until a barrier, so their burst shares
+        // one publish of the tables.
+        let results = self.handle.call_deferred(move |p, now| {
             fms.iter()
                 .map(|fm| apply_flow_mod(p, fm, now))
                 .collect::<Vec<_>>()
@@ -90,15 +97,22 @@ impl Backend for SwitchBackend {
         &self,
         req: FlowStatsRequest,
     ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone> {
-        self.handle.call(move |p, now| flow_stats(p, &req, now))
+        // Read here, on the connection's thread, from tables that hold every
+        // change sent before.
+        let tables = self.handle.synced_snapshot()?;
+        Ok(flow_stats(&tables, &req, Instant::now()))
     }
 
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
-        self.handle.call(|p, _| table_stats(p))
+        Ok(table_stats(self.handle.synced_snapshot()?.as_ref()))
     }
 
     fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
-        self.handle.call(|p, _| group_descs(p))
+        Ok(group_descs(self.handle.synced_snapshot()?.as_ref()))
+    }
+
+    fn barrier(&self) -> Result<(), SwitchGone> {
+        self.handle.sync()
     }
 
     fn port_descs(&self) -> Vec<PortDesc> {
@@ -138,6 +152,8 @@ impl Backend for SwitchBackend {
     }
 
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
+        // Flow-mods before it are published first: output:TABLE must meet them.
+        self.handle.sync()?;
         self.handle.packet_out(job)
     }
 }

@@ -214,7 +214,14 @@ impl Session {
                 self.config = c;
                 return;
             }
-            Message::BarrierRequest => Message::BarrierReply,
+            Message::BarrierRequest => {
+                // Flow-mods before it reach packets before its reply leaves.
+                if backend.barrier().is_err() {
+                    out.close = true;
+                    return;
+                }
+                Message::BarrierReply
+            }
             Message::RoleRequest(r) => match self.registry.request_role(&self.conn, r) {
                 Ok(role) => Message::RoleReply(role),
                 Err(code) => return out.error(xid, code, frame),
