@@ -15,6 +15,7 @@
 pub mod arp;
 pub mod cache;
 pub mod classifier;
+pub mod cow;
 pub mod exec;
 pub mod flow_id;
 pub mod megaflow;

@@ -49,6 +49,12 @@ pub trait Backend {
     fn barrier(&self) -> Result<(), SwitchGone> {
         Ok(())
     }
+    /// [`Self::flow_mods`] followed by [`Self::barrier`].
+    fn flow_mods_then_barrier(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        let results = self.flow_mods(fms)?;
+        self.barrier()?;
+        Ok(results)
+    }
     /// Runs a packet-out.
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
 }
@@ -67,26 +73,47 @@ impl SwitchBackend {
     }
 }
 
-impl Backend for SwitchBackend {
-    fn info(&self) -> &DatapathInfo {
-        &self.info
-    }
-
-    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+impl SwitchBackend {
+    /// Flow-mods promise no visibility until a barrier, so a burst of them shares
+    /// one publish of the tables; with `then_barrier` the reply waits for it (one
+    /// trip to the control thread where a barrier after them would take two, as
+    /// `ovs-ofctl` sends a barrier after each flow-mod).
+    fn apply_flow_mods(
+        &self,
+        fms: Vec<FlowMod>,
+        then_barrier: bool,
+    ) -> Result<FlowModResults, SwitchGone> {
         let n = u64::try_from(fms.len()).unwrap_or(u64::MAX);
-        // Flow-mods promise no visibility until a barrier, so their burst shares
-        // one publish of the tables.
-        let results = self.handle.call_deferred(move |p, now| {
+        let apply = move |p: &mut dataplane_core::pipeline::Pipeline, now| {
             fms.iter()
                 .map(|fm| apply_flow_mod(p, fm, now))
                 .collect::<Vec<_>>()
-        })?;
+        };
+        let results = if then_barrier {
+            self.handle.call(apply)?
+        } else {
+            self.handle.call_deferred(apply)?
+        };
         self.handle
             .shared
             .channel
             .flow_mods
             .fetch_add(n, Ordering::Relaxed);
         Ok(results)
+    }
+}
+
+impl Backend for SwitchBackend {
+    fn info(&self) -> &DatapathInfo {
+        &self.info
+    }
+
+    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        self.apply_flow_mods(fms, false)
+    }
+
+    fn flow_mods_then_barrier(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        self.apply_flow_mods(fms, true)
     }
 
     fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone> {
