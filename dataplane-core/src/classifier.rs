@@ -149,15 +149,24 @@ impl TupleSpace {
 
     /// The best entry matching `packet`.
     pub fn lookup(&self, packet: &FlowKey) -> Option<FlowId> {
-        self.lookup_probing(packet, |_| {})
+        self.lookup_consulting(packet, None)
     }
 
     /// [`Self::lookup`], adding to `consulted` the mask of every subtable it
     /// probed: the bits of `packet` the answer depends on. Any packet that agrees
     /// with `packet` on those bits gets the same answer, which is what a
     /// wildcard (megaflow) cache entry needs to know.
-    pub fn lookup_consulting(&self, packet: &FlowKey, consulted: &mut FlowKey) -> Option<FlowId> {
-        self.lookup_probing(packet, |mask| *consulted = consulted.or(mask))
+    /// Without `consulted`, a plain lookup: the masks are not gathered.
+    pub fn lookup_consulting(
+        &self,
+        packet: &FlowKey,
+        mut consulted: Option<&mut FlowKey>,
+    ) -> Option<FlowId> {
+        self.lookup_probing(packet, |mask| {
+            if let Some(c) = consulted.as_deref_mut() {
+                *c = c.or(mask);
+            }
+        })
     }
 
     fn lookup_probing(&self, packet: &FlowKey, mut probed: impl FnMut(&FlowKey)) -> Option<FlowId> {

@@ -478,8 +478,7 @@ impl Pipeline {
     /// 1.3 §5.1). A packet that misses a table with no table-miss entry is dropped:
     /// its classification then ends there. Counters are not touched; see [`Self::account`].
     pub fn classify(&self, key: &FlowKey, out: &mut Classification) {
-        let mut consulted = FlowKey::default();
-        self.classify_consulting(key, out, &mut consulted);
+        self.classify_gathering(key, out, None);
     }
 
     /// [`Self::classify`], also saying which bits of `key` the answer depends on:
@@ -494,12 +493,21 @@ impl Pipeline {
         out: &mut Classification,
         consulted: &mut FlowKey,
     ) {
-        out.clear();
         *consulted = FlowKey::default();
+        self.classify_gathering(key, out, Some(consulted));
+    }
+
+    fn classify_gathering(
+        &self,
+        key: &FlowKey,
+        out: &mut Classification,
+        mut consulted: Option<&mut FlowKey>,
+    ) {
+        out.clear();
         let mut current = *key;
         let mut table = 0usize;
         loop {
-            let hit = self.tables[table].lookup_consulting(&current, consulted);
+            let hit = self.tables[table].lookup_consulting(&current, consulted.as_deref_mut());
             out.tables
                 .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
             let Some(id) = hit else { return };

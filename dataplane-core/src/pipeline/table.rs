@@ -235,7 +235,7 @@ impl FlowTable {
     pub(super) fn lookup_consulting(
         &self,
         key: &FlowKey,
-        consulted: &mut FlowKey,
+        consulted: Option<&mut FlowKey>,
     ) -> Option<FlowId> {
         self.space.lookup_consulting(key, consulted)
     }
