@@ -5,11 +5,11 @@
 use super::counters::{
     ChannelCounters, PortCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared,
 };
-use super::handle::{RemovedHook, SwitchHandle, Work};
+use super::handle::{SwitchHandle, Work};
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
-use super::tables::{Control, Published};
+use super::tables::{Control, Published, RemovedHook};
 use crate::io::os_result;
 use crate::io::rawport::RawRecv;
 use crate::tunnel::{Received, SourceCheck, Tunnels};

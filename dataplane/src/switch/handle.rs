@@ -5,7 +5,7 @@
 use super::counters::SwitchShared;
 use super::tables::{Job, Published, Visibility};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
-use dataplane_core::pipeline::{Pipeline, RemovedFlow};
+use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::PeerStatus;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,6 +140,3 @@ impl SwitchHandle {
         self.wake();
     }
 }
-
-/// Called with every flow that leaves the tables by timeout.
-pub type RemovedHook = Box<dyn FnMut(&RemovedFlow) + Send>;

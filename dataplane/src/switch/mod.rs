@@ -29,10 +29,10 @@ pub use counters::{
     SwitchCounters, SwitchShared,
 };
 pub use event_loop::{Switch, SwitchParams};
-pub use handle::{RemovedHook, SwitchGone, SwitchHandle};
+pub use handle::{SwitchGone, SwitchHandle};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
 pub use ports::{LocalPort, BATCH, MAX_FRAME};
-pub use tables::{Job, Published, Reply};
+pub use tables::{Job, Published, RemovedHook, Reply};
 
 #[cfg(test)]
 pub(crate) mod test_switch;

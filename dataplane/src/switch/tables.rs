@@ -16,13 +16,15 @@
 //! after what it and everything before it did is published. Counters are shared
 //! atomics, so packets counted on an old snapshot are never lost.
 
-use super::handle::RemovedHook;
 use arc_swap::ArcSwap;
-use dataplane_core::pipeline::Pipeline;
+use dataplane_core::pipeline::{Pipeline, RemovedFlow};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Called with every flow that leaves the tables by timeout.
+pub type RemovedHook = Box<dyn FnMut(&RemovedFlow) + Send>;
 
 /// What a job leaves to do once its changes are published: send its reply.
 pub type Reply = Box<dyn FnOnce() + Send>;
