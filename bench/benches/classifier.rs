@@ -7,6 +7,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use dataplane_core::cache::FlowCache;
+use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::pipeline::{Classification, Pipeline};
 use openflow::flow::{Action, Field, FlowKey, FlowMatch, FlowSpec};
 
@@ -77,6 +78,43 @@ fn lookups(c: &mut Criterion) {
                 black_box(cache.lookup(&p, black_box(&warm[j])).actions.len())
             })
         });
+        let mut megaflows = MegaflowCache::default();
+        for k in &warm {
+            megaflows.lookup(&p, k);
+        }
+        group.bench_with_input(BenchmarkId::new("megaflow_hit", rules), &rules, |b, _| {
+            b.iter(|| {
+                j = (j + 1) % warm.len();
+                black_box(megaflows.lookup(&p, black_box(&warm[j])).actions.len())
+            })
+        });
+        // A new connection: the next source port towards one of the warm hosts.
+        let mut port = 0u16;
+        let mut new_connection = |j: usize| {
+            port = port.wrapping_add(1);
+            FlowKey {
+                l4_src: port,
+                ..warm[j]
+            }
+        };
+        group.bench_with_input(BenchmarkId::new("new_conn_exact", rules), &rules, |b, _| {
+            b.iter(|| {
+                j = (j + 1) % warm.len();
+                let key = new_connection(j);
+                black_box(cache.lookup(&p, black_box(&key)).actions.len())
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("new_conn_megaflow", rules),
+            &rules,
+            |b, _| {
+                b.iter(|| {
+                    j = (j + 1) % warm.len();
+                    let key = new_connection(j);
+                    black_box(megaflows.lookup(&p, black_box(&key)).actions.len())
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -13,10 +13,21 @@ use std::time::Instant;
 /// Writes flows number `range` (distinct /32 destinations in 100.64.0.0/10, one
 /// per flow) in `ovs-ofctl add-flows` syntax to `path`.
 pub fn write_flows(path: &std::path::Path, range: std::ops::Range<u32>) -> Result<()> {
+    write_flows_from(path, range, std::net::Ipv4Addr::new(100, 64, 0, 0), 100)
+}
+
+/// [`write_flows`] with flow `i` sending to the `i + 1`th address after `base`,
+/// at `priority`.
+pub fn write_flows_from(
+    path: &std::path::Path,
+    range: std::ops::Range<u32>,
+    base: std::net::Ipv4Addr,
+    priority: u16,
+) -> Result<()> {
     let mut text = String::with_capacity(range.len() * 64);
     for i in range {
-        let dst = std::net::Ipv4Addr::from(0x6440_0000 + i + 1);
-        text += &format!("table=0,priority=100,ip,nw_dst={dst},actions=output:1\n");
+        let dst = std::net::Ipv4Addr::from(u32::from(base) + i + 1);
+        text += &format!("table=0,priority={priority},ip,nw_dst={dst},actions=output:1\n");
     }
     std::fs::write(path, text)?;
     Ok(())

@@ -5,6 +5,7 @@
 
 mod chart;
 mod common;
+mod control_load;
 mod cost;
 mod flowmod;
 mod memory;
@@ -53,6 +54,13 @@ enum What {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Forwarding under control load: UDP round trips between two VMs while scd
+    /// takes 100,000 flow-mods, is scraped and is dumped.
+    ControlLoad {
+        /// An earlier build's scd, measured first in the same run.
+        #[arg(long)]
+        before: Option<PathBuf>,
+    },
     /// Every benchmark, and the chart.
     All,
 }
@@ -92,6 +100,7 @@ fn main() -> Result<()> {
         }
         What::Cost => cost::cost()?,
         What::Memory => memory::memory()?,
+        What::ControlLoad { ref before } => control_load::control_load(before.clone())?,
         What::Reroute { ref grid, reps } => reroute::reroute(&reroute::parse_grid(grid)?, reps)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
@@ -99,6 +108,7 @@ fn main() -> Result<()> {
             flowmod::flowmod()?;
             cost::cost()?;
             memory::memory()?;
+            control_load::control_load(None)?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
         }
     }

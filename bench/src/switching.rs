@@ -45,20 +45,27 @@ pub struct ScdOneHost {
     pub vm1: Vm,
     /// VM 100.64.1.2 on port 2.
     pub vm2: Vm,
-    _host: Netns,
+    /// The host namespace the switch runs in.
+    pub host: Netns,
 }
 
 /// Builds the host with its switch started by `start` (host namespace, config,
 /// flows, no key), so a benchmark can run it under a profiler; the TAPs `scd`
 /// creates are handed to the VMs' namespaces.
 pub fn scd_one_host(start: &Launcher<'_>) -> Result<ScdOneHost> {
+    scd_one_host_with(start, "")
+}
+
+/// [`scd_one_host`] with `extra` sections appended to the switch's configuration
+/// (an OpenFlow listener, say).
+pub fn scd_one_host_with(start: &Launcher<'_>, extra: &str) -> Result<ScdOneHost> {
     let host = Netns::new(&unique("bench-sw-scd-"))?;
     let (tap1, tap2) = (unique("bst"), unique("bst"));
     // The ARP responder is off: ARP goes through the two flows, as in the peers.
     let config = format!(
         "datapath_id = 1\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW}\"\n\
          arp_responder = false\n[metrics]\nlisten = \"127.0.0.1:9464\"\n[flows]\nfile = \"flows\"\n\
-         [[port]]\nnumber = 1\nname = \"{tap1}\"\n[[port]]\nnumber = 2\nname = \"{tap2}\"\n"
+         [[port]]\nnumber = 1\nname = \"{tap1}\"\n[[port]]\nnumber = 2\nname = \"{tap2}\"\n{extra}"
     );
     let scd = start(&host, &config, Some(WIRE_FLOWS), None)?;
     let vm1 = Vm::attach(
@@ -78,7 +85,7 @@ pub fn scd_one_host(start: &Launcher<'_>) -> Result<ScdOneHost> {
         scd,
         vm1,
         vm2,
-        _host: host,
+        host,
     })
 }
 

@@ -228,8 +228,8 @@ mod tests {
             .map(|e| FlowStatsEntry {
                 spec: e.spec.clone(),
                 stats: FlowStats {
-                    packet_count: e.packets,
-                    byte_count: e.bytes,
+                    packet_count: e.packets(),
+                    byte_count: e.bytes(),
                     ..FlowStats::default()
                 },
             })
@@ -276,7 +276,7 @@ mod tests {
     fn counted_is_entered(inv: &Inventory, sizes: &[usize]) -> Result<(), TestCaseError> {
         let tables = compile_network(inv, "id", "p").unwrap();
         for host in &inv.hosts {
-            let mut p = Pipeline::from_flows(tables[&host.datapath_id].clone()).unwrap();
+            let p = Pipeline::from_flows(tables[&host.datapath_id].clone()).unwrap();
             let mut sampler = TrafficSampler::default();
             prop_assert_eq!(sampler.sample(inv, &host.name, 0, &stats(&p)), None);
             let mut expected: BTreeMap<String, f64> = BTreeMap::new();

@@ -1,4 +1,6 @@
-//! The exact-match flow cache in front of the classifier.
+//! The exact-match flow cache in front of the classifier: what `scd` ran before
+//! the wildcard cache (`megaflow`), kept as its baseline in the benchmarks and for
+//! tools that classify many packets of few flows.
 //!
 //! A hit maps a packet's whole [`FlowKey`] to the flattened actions and the entries
 //! the classifier chose for it, so a packet of a known flow costs one hash lookup.

@@ -8,10 +8,13 @@
 //! priority the oldest entry wins, as a linear scan in insertion order would decide.
 //! This module only answers "which entry"; it owns no entries and no counters.
 
+use crate::cow::Shards;
 use crate::flow_id::FlowId;
+use hashbrown::HashTable;
 use openflow::flow::{FlowKey, FlowMatch};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
 /// One entry as the classifier knows it: priority, age, id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,11 +31,23 @@ impl Slot {
     }
 }
 
+/// The entries of one masked key, best first.
+#[derive(Clone, Debug)]
+struct Bucket {
+    key: FlowKey,
+    slots: Vec<Slot>,
+}
+
+fn key_hash(key: &FlowKey) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
 #[derive(Clone, Debug, Default)]
 struct Subtable {
     mask: FlowKey,
-    /// Entries by masked key, best first.
-    buckets: FxHashMap<FlowKey, Vec<Slot>>,
+    /// Buckets by masked key, in shards copied on write: a copy of the classifier
+    /// shares every shard a later change does not touch.
+    buckets: Shards<HashTable<Bucket>>,
     /// How many entries of each priority the subtable holds.
     priorities: BTreeMap<u16, usize>,
 }
@@ -78,9 +93,19 @@ impl TupleSpace {
         let st = &mut self.subtables[index];
         let before = st.max_priority();
         let slot = Slot { priority, seq, id };
-        let bucket = st.buckets.entry(*matcher.key()).or_default();
-        let at = bucket.partition_point(|s| s.beats(&slot));
-        bucket.insert(at, slot);
+        let key = *matcher.key();
+        let hash = key_hash(&key);
+        let bucket = st
+            .buckets
+            .shard_mut(hash)
+            .entry(hash, |b| b.key == key, |b| key_hash(&b.key))
+            .or_insert_with(|| Bucket {
+                key,
+                slots: Vec::new(),
+            })
+            .into_mut();
+        let at = bucket.slots.partition_point(|s| s.beats(&slot));
+        bucket.slots.insert(at, slot);
         *st.priorities.entry(priority).or_default() += 1;
         if st.max_priority() != before {
             self.resort();
@@ -95,15 +120,21 @@ impl TupleSpace {
         let st = &mut self.subtables[index];
         let before = st.max_priority();
         let key = *matcher.key();
-        let Some(bucket) = st.buckets.get_mut(&key) else {
+        let hash = key_hash(&key);
+        let Ok(mut bucket) = st
+            .buckets
+            .shard_mut(hash)
+            .find_entry(hash, |b| b.key == key)
+        else {
             return;
         };
-        let Some(at) = bucket.iter().position(|s| s.id == id) else {
+        let slots = &mut bucket.get_mut().slots;
+        let Some(at) = slots.iter().position(|s| s.id == id) else {
             return;
         };
-        bucket.remove(at);
-        if bucket.is_empty() {
-            st.buckets.remove(&key);
+        slots.remove(at);
+        if slots.is_empty() {
+            bucket.remove();
         }
         if let Some(n) = st.priorities.get_mut(&priority) {
             *n -= 1;
@@ -118,6 +149,27 @@ impl TupleSpace {
 
     /// The best entry matching `packet`.
     pub fn lookup(&self, packet: &FlowKey) -> Option<FlowId> {
+        self.lookup_consulting(packet, None)
+    }
+
+    /// [`Self::lookup`], adding to `consulted` the mask of every subtable it
+    /// probed: the bits of `packet` the answer depends on. Any packet that agrees
+    /// with `packet` on those bits gets the same answer, which is what a
+    /// wildcard (megaflow) cache entry needs to know.
+    /// Without `consulted`, a plain lookup: the masks are not gathered.
+    pub fn lookup_consulting(
+        &self,
+        packet: &FlowKey,
+        mut consulted: Option<&mut FlowKey>,
+    ) -> Option<FlowId> {
+        self.lookup_probing(packet, |mask| {
+            if let Some(c) = consulted.as_deref_mut() {
+                *c = c.or(mask);
+            }
+        })
+    }
+
+    fn lookup_probing(&self, packet: &FlowKey, mut probed: impl FnMut(&FlowKey)) -> Option<FlowId> {
         let mut best: Option<Slot> = None;
         for &i in &self.visit {
             let st = &self.subtables[i];
@@ -125,10 +177,14 @@ impl TupleSpace {
             if best.is_some_and(|b| b.priority > max) {
                 break;
             }
+            probed(&st.mask);
+            let masked = packet.and(&st.mask);
+            let hash = key_hash(&masked);
             if let Some(first) = st
                 .buckets
-                .get(&packet.and(&st.mask))
-                .and_then(|b| b.first())
+                .shard(hash)
+                .find(hash, |b| b.key == masked)
+                .and_then(|b| b.slots.first())
             {
                 if best.is_none_or(|b| first.beats(&b)) {
                     best = Some(*first);

@@ -1,6 +1,6 @@
 //! The I/O-free core of `scd`, the per-host userspace switch of the supercloud
-//! overlay: packet views, the OpenFlow pipeline with its classifier and exact-match
-//! cache, frame rewriting, the software side of segmentation offloads, the ARP
+//! overlay: packet views, the OpenFlow pipeline with its classifier, its exact-match
+//! and wildcard (megaflow) caches, frame rewriting, the software side of segmentation offloads, the ARP
 //! responder and the OpenFlow translation.
 //!
 //! Nothing here opens a socket, starts a thread or reads a clock: time is passed
@@ -15,8 +15,10 @@
 pub mod arp;
 pub mod cache;
 pub mod classifier;
+pub mod cow;
 pub mod exec;
 pub mod flow_id;
+pub mod megaflow;
 pub mod offload;
 pub mod packet;
 pub mod packet_io;

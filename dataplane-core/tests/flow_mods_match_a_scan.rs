@@ -85,7 +85,7 @@ impl Reference {
             for e in table.iter_mut().filter(|e| select.selects(e)) {
                 e.spec.instructions = actions.to_vec();
                 if reset {
-                    (e.packets, e.bytes) = (0, 0);
+                    e.reset_counts();
                 }
                 changed += 1;
             }
@@ -117,7 +117,7 @@ impl Reference {
 
 /// What the tests compare of an entry: what it is and its counters.
 fn seen(e: &FlowEntry) -> (FlowSpec, u64, u64) {
-    (e.spec.clone(), e.packets, e.bytes)
+    (e.spec.clone(), e.packets(), e.bytes())
 }
 
 const ADDRESSES: [u32; 3] = [0x6440_0001, 0x6440_0102, 0x0a00_0001];
@@ -246,9 +246,7 @@ proptest! {
                     pipeline.account(&classification.hits, &classification.tables, usize::from(len), now);
                     let want = reference.hit(&key).map(|e| {
                         let before = seen(e);
-                        e.packets += 1;
-                        e.bytes += u64::from(len);
-                        e.last_hit = now;
+                        e.count(usize::from(len), now);
                         before
                     });
                     prop_assert_eq!(got, want);

@@ -4,8 +4,9 @@
 //! malformed frames, ARP, cache, tunnels, per-table and per-flow counters), written
 //! in the OpenMetrics text format by `prometheus-client`, and the endpoint's server
 //! (`bounded_http`, on a thread and a current-thread runtime of its own, never the
-//! forwarding thread). It reads the fast path's counters without locks and asks the
-//! switch thread for table counters through the handle; it never changes anything.
+//! forwarding thread). It reads the fast path's counters without locks and the
+//! table and flow counters from the published snapshot of the tables, on its own
+//! thread, asking no switch thread anything; it never changes anything.
 
 use crate::switch::SwitchHandle;
 use bounded_http::Limits;
@@ -422,7 +423,8 @@ impl SwitchMetrics {
     }
 
     fn tables(&self, out: &mut DescriptorEncoder) -> fmt::Result {
-        let read = self.handle.call(|p, _| {
+        let read = {
+            let p = self.handle.snapshot();
             let stats: Vec<(u8, TableStats, usize)> = (0..p.n_tables())
                 .filter_map(|t| p.table_stats(t).map(|s| (t, s, p.entries(t).count())))
                 .collect();
@@ -433,17 +435,27 @@ impl SwitchMetrics {
                     priority: e.spec.priority,
                     cookie: e.spec.cookie,
                     matcher: format_match(&e.spec.matcher),
-                    packets: e.packets,
-                    bytes: e.bytes,
+                    packets: e.packets(),
+                    bytes: e.bytes(),
                 })
                 .collect();
             (stats, flows)
-        });
-        // The switch thread has stopped: no table to report.
-        let Ok((stats, flows)) = read else {
-            return Ok(());
         };
+        let (stats, flows) = read;
         let base = self.base();
+        let published = &self.handle.published;
+        counters(
+            out,
+            "scd_table_publishes",
+            "New versions of the tables made visible to packets (a burst of changes shares one).",
+            [(base.clone(), published.publishes.load(Relaxed))],
+        )?;
+        counters(
+            out,
+            "scd_table_jobs",
+            "Changes and synchronisations applied to the tables by the control thread.",
+            [(base.clone(), published.jobs.load(Relaxed))],
+        )?;
         let table = |t: &u8| with(&base, &[("table", t.to_string())]);
         counters(
             out,

@@ -367,6 +367,16 @@ impl FlowKey {
             arp_tpa: self.arp_tpa & mask.arp_tpa,
         }
     }
+
+    /// Every bit set in either key: the union of two masks. Off the per-packet
+    /// path (a cache miss at most), so field by field through [`Self::get`].
+    pub fn or(&self, other: &FlowKey) -> FlowKey {
+        let mut union = *self;
+        for field in Field::ALL {
+            union.set(field, self.get(field) | other.get(field));
+        }
+        union
+    }
 }
 
 /// Why a match cannot be built or accepted (maps onto OpenFlow's bad-match codes).

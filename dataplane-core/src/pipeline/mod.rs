@@ -9,8 +9,12 @@
 //! Entries live in a slab and are addressed by [`FlowId`]; each table keeps them in
 //! priority order, in its identity index and in its classifier (`table`), so strict
 //! flow-mods cost the same at any table size. Any change to the tables bumps
-//! [`Pipeline::generation`], which is what the exact-match cache in `cache` uses to
+//! [`Pipeline::generation`], which is what the caches (`cache`, `megaflow`) use to
 //! drop stale entries.
+//!
+//! Counters are shared atomics (see `entry`), so the pipeline can be read and
+//! counted on through a shared reference: `scd` changes its own copy on a control
+//! thread and hands clones to the forwarding thread as immutable snapshots.
 //!
 //! Beside the flow tables sits the group table ([`GroupTable`]): all and indirect
 //! groups whose buckets hold plain actions (a bucket never names a group, so a
@@ -56,19 +60,37 @@ pub struct Classification {
     pub hits: Vec<FlowId>,
     /// Tables looked up, with whether an entry matched.
     pub tables: Vec<(u8, bool)>,
+    /// Where classification writes the outputs of an action list it runs to learn
+    /// the next table's key: kept here so that a reused classification allocates
+    /// nothing.
+    group_outputs: Vec<(PortNo, FlowKey)>,
 }
 
 impl Classification {
+    /// An empty classification with room for `actions` actions and `tables`
+    /// tables traversed, so that classifying into it does not allocate.
+    pub fn with_capacity(actions: usize, tables: usize) -> Classification {
+        Classification {
+            actions: Vec::with_capacity(actions),
+            hits: Vec::with_capacity(tables),
+            tables: Vec::with_capacity(tables),
+            group_outputs: Vec::with_capacity(actions),
+        }
+    }
+
     /// Empties the classification, keeping its allocations.
     pub fn clear(&mut self) {
         self.actions.clear();
         self.hits.clear();
         self.tables.clear();
+        self.group_outputs.clear();
     }
 }
 
-/// The switch's tables. A clone is a deep copy, counters and all: what a batch
-/// is tried on before it replaces the tables (see [`Pipeline::replace_cookie`]).
+/// The switch's tables. A clone copies the entries but shares their counters
+/// (and the tables'): what a batch is tried on before it replaces the tables (see
+/// [`Pipeline::replace_cookie`]), and what the control side publishes as the
+/// forwarding threads' next snapshot, whose packets then count for both.
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     entries: Entries,
@@ -253,7 +275,9 @@ impl Pipeline {
 
     /// Counters of one table.
     pub fn table_stats(&self, table_id: u8) -> Option<TableStats> {
-        self.tables.get(usize::from(table_id)).map(|t| t.stats)
+        self.tables
+            .get(usize::from(table_id))
+            .map(|t| t.stats.read())
     }
 
     /// The entry behind an id.
@@ -395,8 +419,7 @@ impl Pipeline {
             if let Some(entry) = self.entries.get_mut(*id) {
                 entry.spec.instructions = instructions.to_vec();
                 if reset_counts {
-                    entry.packets = 0;
-                    entry.bytes = 0;
+                    entry.reset_counts();
                 }
             }
         }
@@ -450,22 +473,41 @@ impl Pipeline {
         })
     }
 
-    /// Looks a packet up in one table: the highest-priority matching entry.
-    fn lookup(&self, table: usize, key: &FlowKey) -> Option<FlowId> {
-        self.tables[table].lookup(key)
-    }
-
     /// Runs a packet through the tables, from table 0, following goto-table, with
     /// each table matching on the packet as earlier apply-actions left it (OpenFlow
     /// 1.3 §5.1). A packet that misses a table with no table-miss entry is dropped:
     /// its classification then ends there. Counters are not touched; see [`Self::account`].
     pub fn classify(&self, key: &FlowKey, out: &mut Classification) {
+        self.classify_gathering(key, out, None);
+    }
+
+    /// [`Self::classify`], also saying which bits of `key` the answer depends on:
+    /// `consulted` becomes the union of the masks of every subtable probed in every
+    /// table traversed. Every packet equal to `key` under that mask gets the same
+    /// classification (a later table's probe of a field an action set is counted
+    /// on the original key, which only makes the mask narrower than it could be).
+    /// Allocates nothing once `out` has room for the answer.
+    pub fn classify_consulting(
+        &self,
+        key: &FlowKey,
+        out: &mut Classification,
+        consulted: &mut FlowKey,
+    ) {
+        *consulted = FlowKey::default();
+        self.classify_gathering(key, out, Some(consulted));
+    }
+
+    fn classify_gathering(
+        &self,
+        key: &FlowKey,
+        out: &mut Classification,
+        mut consulted: Option<&mut FlowKey>,
+    ) {
         out.clear();
         let mut current = *key;
-        let mut scratch = Vec::new();
         let mut table = 0usize;
         loop {
-            let hit = self.lookup(table, &current);
+            let hit = self.tables[table].lookup_consulting(&current, consulted.as_deref_mut());
             out.tables
                 .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
             let Some(id) = hit else { return };
@@ -476,10 +518,15 @@ impl Pipeline {
                 match instruction {
                     Instruction::ApplyActions(actions) => {
                         out.actions.extend_from_slice(actions);
-                        scratch.clear();
+                        out.group_outputs.clear();
                         // Groups act on copies: only the list's own changes reach
                         // the next table, so no group is looked up here.
-                        apply_actions_with_groups(actions, &mut current, &mut scratch, &|_| None);
+                        apply_actions_with_groups(
+                            actions,
+                            &mut current,
+                            &mut out.group_outputs,
+                            &|_| None,
+                        );
                     }
                     Instruction::GotoTable(t) => next = Some(usize::from(*t)),
                 }
@@ -491,19 +538,18 @@ impl Pipeline {
         }
     }
 
-    /// Adds one packet of `len` bytes to the counters of what it hit.
-    pub fn account(&mut self, hits: &[FlowId], tables: &[(u8, bool)], len: usize, now: Instant) {
+    /// Adds one packet of `len` bytes to the counters of what it hit. The
+    /// counters are shared atomics, so a forwarding thread counts on the snapshot
+    /// it reads while the control side builds the next version.
+    pub fn account(&self, hits: &[FlowId], tables: &[(u8, bool)], len: usize, now: Instant) {
         for id in hits {
-            if let Some(entry) = self.entries.get_mut(*id) {
-                entry.packets += 1;
-                entry.bytes += len as u64;
-                entry.last_hit = now;
+            if let Some(entry) = self.entries.get(*id) {
+                entry.count(len, now);
             }
         }
         for (table, matched) in tables {
-            if let Some(t) = self.tables.get_mut(usize::from(*table)) {
-                t.stats.lookups += 1;
-                t.stats.matched += u64::from(*matched);
+            if let Some(t) = self.tables.get(usize::from(*table)) {
+                t.stats.count(*matched);
             }
         }
     }

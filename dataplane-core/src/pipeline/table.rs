@@ -12,8 +12,9 @@
 //! table's distinct priorities, and the classifier's own update. This module knows nothing of
 //! flow-mod semantics, which are the pipeline's, and reads no clock.
 
-use super::entry::{FlowEntry, TableStats};
+use super::entry::{FlowEntry, TableCounters};
 use crate::classifier::TupleSpace;
+use crate::cow::{ChunkedVec, Shards};
 use crate::flow_id::FlowId;
 use hashbrown::HashTable;
 use openflow::flow::{FlowKey, FlowMatch};
@@ -21,6 +22,7 @@ use rustc_hash::FxBuildHasher;
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 /// No neighbour: the end of a priority chain.
 const NIL: u32 = u32::MAX;
@@ -36,11 +38,12 @@ struct Links {
 
 /// Every table's entries, by id. Ids of removed entries are reused. The chain links
 /// sit beside the entries rather than in them: eight bytes an entry, and a walk in
-/// priority order touches only them.
+/// priority order touches only them. Both are copied on write in chunks, so a copy
+/// of the tables shares every chunk a later change does not touch.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Entries {
-    slots: Vec<Option<FlowEntry>>,
-    links: Vec<Links>,
+    slots: ChunkedVec<Option<FlowEntry>>,
+    links: ChunkedVec<Links>,
     free: Vec<u32>,
 }
 
@@ -61,8 +64,12 @@ impl Entries {
     /// Stores an entry; `None` when every id is taken.
     fn store(&mut self, entry: FlowEntry, links: Links) -> Option<FlowId> {
         if let Some(index) = self.free.pop() {
-            self.slots[index as usize] = Some(entry);
-            self.links[index as usize] = links;
+            if let Some(slot) = self.slots.get_mut(index as usize) {
+                *slot = Some(entry);
+            }
+            if let Some(slot) = self.links.get_mut(index as usize) {
+                *slot = links;
+            }
             return Some(FlowId(index));
         }
         let index = u32::try_from(self.slots.len()).ok().filter(|i| *i != NIL)?;
@@ -74,7 +81,7 @@ impl Entries {
     fn take(&mut self, id: FlowId) -> Option<(FlowEntry, Links)> {
         let entry = self.slots.get_mut(id.0 as usize)?.take()?;
         self.free.push(id.0);
-        Some((entry, self.links[id.0 as usize]))
+        Some((entry, self.links.get(id.0 as usize).copied()?))
     }
 }
 
@@ -90,12 +97,14 @@ struct Chain {
 pub(super) struct FlowTable {
     /// The table's priority chains, by priority (walked from the highest down).
     chains: BTreeMap<u16, Chain>,
-    /// Ids by the hash of (priority, match); at most one entry per identity.
-    identity: HashTable<FlowId>,
+    /// Ids by the hash of (priority, match); at most one entry per identity. In
+    /// shards copied on write, like the entries.
+    identity: Shards<HashTable<FlowId>>,
     /// The same entries, grouped by mask for lookups.
     space: TupleSpace,
     len: usize,
-    pub(super) stats: TableStats,
+    /// Shared with every copy of the table, like the entries' counters.
+    pub(super) stats: Arc<TableCounters>,
 }
 
 /// The hash of an entry's identity. Fx, like the classifier: matches come from the
@@ -117,8 +126,10 @@ impl FlowTable {
         priority: u16,
         matcher: &FlowMatch,
     ) -> Option<FlowId> {
+        let hash = identity_hash(priority, matcher);
         self.identity
-            .find(identity_hash(priority, matcher), |id| {
+            .shard(hash)
+            .find(hash, |id| {
                 entries
                     .get(*id)
                     .is_some_and(|e| e.spec.priority == priority && e.spec.matcher == *matcher)
@@ -158,12 +169,12 @@ impl FlowTable {
             },
         };
         self.chains.insert(priority, ends);
-        self.identity
-            .insert_unique(identity_hash(priority, &matcher), id, |id| {
-                entries
-                    .get(*id)
-                    .map_or(0, |e| identity_hash(e.spec.priority, &e.spec.matcher))
-            });
+        let hash = identity_hash(priority, &matcher);
+        self.identity.shard_mut(hash).insert_unique(hash, id, |id| {
+            entries
+                .get(*id)
+                .map_or(0, |e| identity_hash(e.spec.priority, &e.spec.matcher))
+        });
         self.space.insert(&matcher, priority, seq, id);
         self.len += 1;
         Some(id)
@@ -191,9 +202,11 @@ impl FlowTable {
                 chain.remove();
             }
         }
+        let hash = identity_hash(priority, &matcher);
         if let Ok(indexed) = self
             .identity
-            .find_entry(identity_hash(priority, &matcher), |other| *other == id)
+            .shard_mut(hash)
+            .find_entry(hash, |other| *other == id)
         {
             indexed.remove();
         }
@@ -217,8 +230,13 @@ impl FlowTable {
         })
     }
 
-    /// The best entry matching `key`.
-    pub(super) fn lookup(&self, key: &FlowKey) -> Option<FlowId> {
-        self.space.lookup(key)
+    /// The best entry matching `key`, adding the bits it consulted to
+    /// `consulted` (see [`TupleSpace::lookup_consulting`]).
+    pub(super) fn lookup_consulting(
+        &self,
+        key: &FlowKey,
+        consulted: Option<&mut FlowKey>,
+    ) -> Option<FlowId> {
+        self.space.lookup_consulting(key, consulted)
     }
 }

@@ -166,7 +166,7 @@ proptest::proptest! {
         }
         for (dst, port, in_port) in keys {
             let key = FlowKey { in_port, eth_type: 0x800, ipv4_dst: dst, l4_dst: port, ..FlowKey::default() };
-            proptest::prop_assert_eq!(p.lookup(0, &key), linear(&p, &key));
+            proptest::prop_assert_eq!(p.tables[0].lookup_consulting(&key, None), linear(&p, &key));
         }
     }
 
@@ -211,8 +211,8 @@ fn timeouts_expire_entries() {
     let gone = p.expire(now + Duration::from_secs(3));
     assert_eq!(gone.len(), 1);
     assert_eq!(gone[0].reason, RemovedReason::IdleTimeout);
-    assert_eq!(gone[0].entry.packets, 1);
-    assert_eq!(gone[0].entry.bytes, 100);
+    assert_eq!(gone[0].entry.packets(), 1);
+    assert_eq!(gone[0].entry.bytes(), 100);
     let gone = p.expire(now + Duration::from_secs(5));
     assert_eq!(gone[0].reason, RemovedReason::HardTimeout);
     assert_eq!(p.table_stats(0).unwrap().lookups, 1);
@@ -335,7 +335,7 @@ fn simulate_runs_every_bucket_on_a_copy_and_goto_sees_the_original() {
 fn contents(p: &Pipeline) -> Vec<(u8, u16, u64, u64)> {
     (0..p.n_tables())
         .flat_map(|t| p.entries(t))
-        .map(|e| (e.spec.table_id, e.spec.priority, e.spec.cookie, e.packets))
+        .map(|e| (e.spec.table_id, e.spec.priority, e.spec.cookie, e.packets()))
         .collect()
 }
 

@@ -31,8 +31,8 @@ pub fn flow_removed_message(r: &RemovedFlow, now: Instant) -> Option<FlowRemoved
         duration_nsec,
         idle_timeout: spec.idle_timeout,
         hard_timeout: spec.hard_timeout,
-        packet_count: r.entry.packets,
-        byte_count: r.entry.bytes,
+        packet_count: r.entry.packets(),
+        byte_count: r.entry.bytes(),
         matcher: spec.matcher,
     })
 }

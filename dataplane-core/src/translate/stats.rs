@@ -48,8 +48,8 @@ pub fn flow_stats(
                 stats: FlowStats {
                     duration_sec,
                     duration_nsec,
-                    packet_count: e.packets,
-                    byte_count: e.bytes,
+                    packet_count: e.packets(),
+                    byte_count: e.bytes(),
                     idle_age: None,
                 },
             });

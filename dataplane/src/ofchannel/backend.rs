@@ -1,5 +1,6 @@
 //! What a session needs from the switch ([`Backend`]), and the running switch as
-//! one: each request runs on the switch thread through its handle.
+//! one: changes run on the control thread through its handle, reads on the
+//! connection's own thread from the published tables.
 
 use super::info::DatapathInfo;
 use crate::switch::{SwitchGone, SwitchHandle};
@@ -45,6 +46,16 @@ pub trait Backend {
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode>;
     /// Statistics of every tunnel port (empty without tunnels).
     fn tunnel_stats(&self) -> Result<Vec<TunnelStatsEntry>, SwitchGone>;
+    /// Returns once every change before is visible to packets (a barrier).
+    fn barrier(&self) -> Result<(), SwitchGone> {
+        Ok(())
+    }
+    /// [`Self::flow_mods`] followed by [`Self::barrier`].
+    fn flow_mods_then_barrier(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        let results = self.flow_mods(fms)?;
+        self.barrier()?;
+        Ok(results)
+    }
     /// Runs a packet-out.
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone>;
     /// Binds a VM port to its VM's addresses, or unbinds it. A backend without
@@ -69,24 +80,47 @@ impl SwitchBackend {
     }
 }
 
-impl Backend for SwitchBackend {
-    fn info(&self) -> &DatapathInfo {
-        &self.info
-    }
-
-    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+impl SwitchBackend {
+    /// Flow-mods promise no visibility until a barrier, so a burst of them shares
+    /// one publish of the tables; with `then_barrier` the reply waits for it (one
+    /// trip to the control thread where a barrier after them would take two, as
+    /// `ovs-ofctl` sends a barrier after each flow-mod).
+    fn apply_flow_mods(
+        &self,
+        fms: Vec<FlowMod>,
+        then_barrier: bool,
+    ) -> Result<FlowModResults, SwitchGone> {
         let n = u64::try_from(fms.len()).unwrap_or(u64::MAX);
-        let results = self.handle.call(move |p, now| {
+        let apply = move |p: &mut dataplane_core::pipeline::Pipeline, now| {
             fms.iter()
                 .map(|fm| apply_flow_mod(p, fm, now))
                 .collect::<Vec<_>>()
-        })?;
+        };
+        let results = if then_barrier {
+            self.handle.call(apply)?
+        } else {
+            self.handle.call_deferred(apply)?
+        };
         self.handle
             .shared
             .channel
             .flow_mods
             .fetch_add(n, Ordering::Relaxed);
         Ok(results)
+    }
+}
+
+impl Backend for SwitchBackend {
+    fn info(&self) -> &DatapathInfo {
+        &self.info
+    }
+
+    fn flow_mods(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        self.apply_flow_mods(fms, false)
+    }
+
+    fn flow_mods_then_barrier(&self, fms: Vec<FlowMod>) -> Result<FlowModResults, SwitchGone> {
+        self.apply_flow_mods(fms, true)
     }
 
     fn group_mod(&self, gm: GroupMod) -> Result<Result<Vec<RemovedFlow>, ErrorCode>, SwitchGone> {
@@ -97,15 +131,22 @@ impl Backend for SwitchBackend {
         &self,
         req: FlowStatsRequest,
     ) -> Result<Result<Vec<FlowStatsEntry>, ErrorCode>, SwitchGone> {
-        self.handle.call(move |p, now| flow_stats(p, &req, now))
+        // Read here, on the connection's thread, from tables that hold every
+        // change sent before.
+        let tables = self.handle.synced_snapshot()?;
+        Ok(flow_stats(&tables, &req, Instant::now()))
     }
 
     fn table_stats(&self) -> Result<Vec<TableStats>, SwitchGone> {
-        self.handle.call(|p, _| table_stats(p))
+        Ok(table_stats(self.handle.synced_snapshot()?.as_ref()))
     }
 
     fn group_descs(&self) -> Result<Vec<GroupSpec>, SwitchGone> {
-        self.handle.call(|p, _| group_descs(p))
+        Ok(group_descs(self.handle.synced_snapshot()?.as_ref()))
+    }
+
+    fn barrier(&self) -> Result<(), SwitchGone> {
+        self.handle.sync()
     }
 
     fn port_descs(&self) -> Vec<PortDesc> {
@@ -145,6 +186,8 @@ impl Backend for SwitchBackend {
     }
 
     fn packet_out(&self, job: PacketOutJob) -> Result<Result<(), PacketOutError>, SwitchGone> {
+        // Flow-mods before it are published first: output:TABLE must meet them.
+        self.handle.sync()?;
         self.handle.packet_out(job)
     }
 

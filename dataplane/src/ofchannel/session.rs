@@ -46,6 +46,9 @@ pub struct Session {
     registry: Arc<Registry>,
     hello_done: bool,
     config: SwitchConfig,
+    /// The flow-mods just applied were published with their reply: the barrier
+    /// that follows them needs no trip of its own.
+    barrier_met: bool,
 }
 
 impl Session {
@@ -56,6 +59,7 @@ impl Session {
             registry,
             hello_done: false,
             config: SwitchConfig::default(),
+            barrier_met: false,
         }
     }
 
@@ -135,10 +139,14 @@ impl Session {
                         _ => break,
                     }
                 }
-                self.flow_mods(batch, backend, &mut out);
+                let then_barrier = frames
+                    .get(i)
+                    .is_some_and(|next| matches!(decode(next), Ok((_, Message::BarrierRequest))));
+                self.flow_mods(batch, then_barrier, backend, &mut out);
                 continue;
             }
             self.one(xid, msg, frame, backend, &mut out);
+            self.barrier_met = false;
         }
         out
     }
@@ -146,12 +154,19 @@ impl Session {
     fn flow_mods<B: Backend>(
         &mut self,
         batch: Vec<(u32, &[u8], FlowMod)>,
+        then_barrier: bool,
         backend: &B,
         out: &mut Outcome,
     ) {
         let buffers: Vec<Option<u32>> = batch.iter().map(|(_, _, f)| f.buffer_id).collect();
         let fms: Vec<FlowMod> = batch.iter().map(|(_, _, f)| f.clone()).collect();
-        let results = match backend.flow_mods(fms) {
+        let applied = if then_barrier {
+            backend.flow_mods_then_barrier(fms)
+        } else {
+            backend.flow_mods(fms)
+        };
+        self.barrier_met = then_barrier;
+        let results = match applied {
             Ok(r) => r,
             Err(SwitchGone) => {
                 out.close = true;
@@ -214,7 +229,14 @@ impl Session {
                 self.config = c;
                 return;
             }
-            Message::BarrierRequest => Message::BarrierReply,
+            Message::BarrierRequest => {
+                // Flow-mods before it reach packets before its reply leaves.
+                if !self.barrier_met && backend.barrier().is_err() {
+                    out.close = true;
+                    return;
+                }
+                Message::BarrierReply
+            }
             Message::RoleRequest(r) => match self.registry.request_role(&self.conn, r) {
                 Ok(role) => Message::RoleReply(role),
                 Err(code) => return out.error(xid, code, frame),

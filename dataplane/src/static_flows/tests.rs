@@ -25,7 +25,7 @@ fn parsed(text: &str) -> StaticFlows {
 fn dump(p: &Pipeline) -> Vec<String> {
     (0..p.n_tables())
         .flat_map(|t| p.entries(t))
-        .map(|e| format!("{} [{}/{}]", format_flow(&e.spec), e.packets, e.bytes))
+        .map(|e| format!("{} [{}/{}]", format_flow(&e.spec), e.packets(), e.bytes()))
         .collect()
 }
 

@@ -1,20 +1,23 @@
-//! The switch thread itself: building it from its ports, the epoll loop, and
-//! each frame's way through parse, ARP, cache, classifier and actions.
+//! The forwarding thread itself: building the switch from its ports, the epoll
+//! loop (with the control thread beside it), and each frame's way through parse,
+//! ARP, cache, classifier and actions.
 
 use super::counters::{
     ChannelCounters, PortCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared,
 };
 use super::guards::PortGuards;
-use super::handle::{RemovedHook, SwitchHandle, Work};
+use super::handle::{SwitchHandle, Work};
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
+use super::tables::{Control, Published, RemovedHook};
 use crate::io::os_result;
 use crate::io::rawport::RawRecv;
 use crate::tunnel::{Received, SourceCheck, Tunnels};
 use dataplane_core::arp::ArpResponder;
-use dataplane_core::cache::{CacheStats, FlowCache};
+use dataplane_core::cache::CacheStats;
 use dataplane_core::exec::{execute, FrameBuf, Outcome};
+use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
 use dataplane_core::packet::{parse, ETH_HLEN};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
@@ -54,10 +57,13 @@ pub struct SwitchParams {
     pub pipeline: Pipeline,
 }
 
-/// The switch: owner of pipeline, cache and ports.
+/// The switch: owner of the tables' control side, the cache and the ports.
 pub struct Switch {
-    pipeline: Pipeline,
-    cache: FlowCache,
+    /// The tables as last published; refreshed between rounds.
+    pipeline: Arc<Pipeline>,
+    /// The control thread's state, taken by [`Switch::run`] while it runs.
+    control: Option<Control>,
+    cache: MegaflowCache,
     egress: Egress,
     tunnels: Option<Tunnels>,
     arp: Option<ArpResponder>,
@@ -67,7 +73,6 @@ pub struct Switch {
     jobs: Receiver<Work>,
     handle: SwitchHandle,
     epoll: OwnedFd,
-    on_removed: Option<RemovedHook>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -192,8 +197,13 @@ impl Switch {
             reloads: ReloadCounters::default(),
         });
         let (tx, rx) = mpsc::channel();
+        let (tables_tx, tables_rx) = mpsc::channel();
+        let published = Arc::new(Published::new(params.pipeline.clone()));
+        let control = Control::new(params.pipeline, published.clone(), tables_rx);
         let handle = SwitchHandle {
             jobs: tx,
+            tables: tables_tx,
+            published: published.clone(),
             wake,
             stop: Arc::new(AtomicBool::new(false)),
             shared: shared.clone(),
@@ -210,8 +220,9 @@ impl Switch {
         let guards = PortGuards::new(&ports, &uplinks, params.bindings)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Switch {
-            pipeline: params.pipeline,
-            cache: FlowCache::default(),
+            pipeline: published.snapshot(),
+            control: Some(control),
+            cache: MegaflowCache::default(),
             egress: Egress {
                 ports,
                 shared,
@@ -226,7 +237,6 @@ impl Switch {
             jobs: rx,
             handle,
             epoll,
-            on_removed: None,
         })
     }
 
@@ -237,7 +247,9 @@ impl Switch {
 
     /// Sets the hook called for flows that expire.
     pub fn on_removed(&mut self, hook: RemovedHook) {
-        self.on_removed = Some(hook);
+        if let Some(control) = self.control.as_mut() {
+            control.on_removed = Some(hook);
+        }
     }
 
     /// Sends frames output to `CONTROLLER` to this channel (without one they are
@@ -246,8 +258,45 @@ impl Switch {
         self.egress.packet_in = Some(sender);
     }
 
-    /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true.
+    /// Runs until [`SwitchHandle::stop`] is called or `stop` becomes true: the
+    /// control thread beside this one, which forwards.
     pub fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
+        let Some(mut control) = self.control.take() else {
+            return Err(io::Error::other("the switch is already running"));
+        };
+        let forwarding_done = AtomicBool::new(false);
+        let handle_stop = self.handle.stop.clone();
+        let result = std::thread::scope(|s| {
+            let control_thread = std::thread::Builder::new()
+                .name("tables".into())
+                .spawn_scoped(s, || {
+                    control.run(|| {
+                        stop.load(Ordering::Relaxed)
+                            || handle_stop.load(Ordering::Relaxed)
+                            || forwarding_done.load(Ordering::Relaxed)
+                    });
+                    control
+                });
+            let result = match control_thread {
+                Ok(thread) => {
+                    let result = self.forward(stop);
+                    forwarding_done.store(true, Ordering::Relaxed);
+                    thread.join().ok().map(|control| (result, control))
+                }
+                Err(e) => return Err(e),
+            };
+            Ok(result)
+        })?;
+        match result {
+            Some((result, control)) => {
+                self.control = Some(control);
+                result
+            }
+            None => Err(io::Error::other("the tables' control thread panicked")),
+        }
+    }
+
+    fn forward(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut frame = FrameBuf::with_capacity(MAX_FRAME);
         let mut scratch = Scratch::new();
         let mut coalescer = Coalescer::default();
@@ -270,6 +319,7 @@ impl Switch {
                 return Err(e);
             }
             let now = Instant::now();
+            self.handle.published.refresh(&mut self.pipeline);
             for ev in &events[..n.unsigned_abs() as usize] {
                 match ev.u64 {
                     WAKE_TOKEN => {
@@ -289,9 +339,10 @@ impl Switch {
                     }
                 }
             }
+            // Again: a packet-out queued after a flow-mod must meet its tables.
+            self.handle.published.refresh(&mut self.pipeline);
             while let Ok(work) = self.jobs.try_recv() {
                 match work {
-                    Work::Job(job) => job(&mut self.pipeline, now),
                     Work::PacketOut(job, reply) => {
                         let _ = reply.send(self.packet_out(job, &mut scratch, now));
                     }
@@ -316,11 +367,6 @@ impl Switch {
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {
                 last_second = now;
-                for removed in self.pipeline.expire(now) {
-                    if let Some(hook) = self.on_removed.as_mut() {
-                        hook(&removed);
-                    }
-                }
                 if let Some(tunnels) = &self.tunnels {
                     if let Ok(mut status) = self.egress.shared.tunnels.lock() {
                         *status = tunnels.status();

@@ -1,10 +1,12 @@
-//! The handle/call mechanism: other threads hand closures, packet-outs and
-//! status requests to the switch thread, which runs them between batches.
+//! The handle/call mechanism: other threads hand closures over the tables to the
+//! control thread, packet-outs and status requests to the forwarding thread, and
+//! read the published tables themselves.
 
 use super::counters::SwitchShared;
 use super::guards::BindRefused;
+use super::tables::{Job, Published, Visibility};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
-use dataplane_core::pipeline::{Pipeline, RemovedFlow};
+use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::PeerStatus;
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
@@ -14,13 +16,8 @@ use std::sync::mpsc::{self, Sender, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A job run on the switch thread with the tables in hand.
-pub type Job = Box<dyn FnOnce(&mut Pipeline, Instant) + Send>;
-
-/// Work for the switch thread, run in the order it was sent.
+/// Work for the forwarding thread, run in the order it was sent.
 pub(super) enum Work {
-    /// A closure over the tables.
-    Job(Job),
     /// A frame to inject (OpenFlow packet-out), with where to send the result.
     PacketOut(PacketOutJob, SyncSender<Result<(), PacketOutError>>),
     /// A fresh status of every tunnel peer (empty without tunnels).
@@ -36,7 +33,6 @@ pub(super) enum Work {
 impl std::fmt::Debug for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Work::Job(_) => f.write_str("Job"),
             Work::PacketOut(p, _) => p.fmt(f),
             Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
             Work::Bind(port, binding, _) => write!(f, "Bind({port}, {binding:?})"),
@@ -48,6 +44,9 @@ impl std::fmt::Debug for Work {
 #[derive(Debug, Clone)]
 pub struct SwitchHandle {
     pub(super) jobs: Sender<Work>,
+    pub(super) tables: Sender<(Job, Visibility)>,
+    /// The published tables and their publish counters.
+    pub published: Arc<Published>,
     pub(super) wake: Arc<OwnedFd>,
     pub(super) stop: Arc<AtomicBool>,
     /// Counters and port list.
@@ -76,16 +75,60 @@ impl SwitchHandle {
             .map_err(|_| SwitchGone)
     }
 
-    /// Runs `f` on the switch thread with the pipeline and waits for its result.
+    /// Runs `f` on the control thread with the master tables and waits for its
+    /// result, which comes once what `f` changed is visible to packets.
     pub fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Pipeline, Instant) -> R + Send + 'static,
     ) -> Result<R, SwitchGone> {
-        self.ask(|tx| {
-            Work::Job(Box::new(move |p, now| {
-                let _ = tx.send(f(p, now));
-            }))
-        })
+        self.call_with(Visibility::Published, f)
+    }
+
+    /// [`Self::call`] for flow-mods: the result comes as soon as `f` ran, and its
+    /// changes reach packets with the next publish (within milliseconds, and
+    /// before the reply to any later [`Self::call`], such as a barrier).
+    pub fn call_deferred<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Pipeline, Instant) -> R + Send + 'static,
+    ) -> Result<R, SwitchGone> {
+        self.call_with(Visibility::Deferred, f)
+    }
+
+    fn call_with<R: Send + 'static>(
+        &self,
+        visibility: Visibility,
+        f: impl FnOnce(&mut Pipeline, Instant) -> R + Send + 'static,
+    ) -> Result<R, SwitchGone> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |p, now| {
+            let result = f(p, now);
+            Box::new(move || {
+                let _ = tx.send(result);
+            })
+        });
+        self.tables
+            .send((job, visibility))
+            .map_err(|_| SwitchGone)?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| SwitchGone)
+    }
+
+    /// Waits until every change sent before is visible to packets.
+    pub fn sync(&self) -> Result<(), SwitchGone> {
+        self.call(|_, _| ())
+    }
+
+    /// The tables as last published, read without asking any switch thread:
+    /// for metrics, which need no ordering with flow-mods.
+    pub fn snapshot(&self) -> Arc<Pipeline> {
+        self.published.snapshot()
+    }
+
+    /// The tables with every change sent before this call in them (a flow-stats
+    /// request after flow-mods sees them), read on the caller's thread.
+    pub fn synced_snapshot(&self) -> Result<Arc<Pipeline>, SwitchGone> {
+        self.sync()?;
+        Ok(self.snapshot())
     }
 
     /// Injects a frame (OpenFlow packet-out) on the switch thread, after every job
@@ -117,6 +160,3 @@ impl SwitchHandle {
         self.wake();
     }
 }
-
-/// Called with every flow that leaves the tables by timeout.
-pub type RemovedHook = Box<dyn FnMut(&RemovedFlow) + Send>;

@@ -1,12 +1,16 @@
-//! The switch loop: the one thread that owns the pipeline, the cache and the ports.
+//! The switch: the forwarding thread that owns the cache and the ports, and the
+//! control thread that owns the tables.
 //!
-//! It waits on every port and on a wake-up eventfd with epoll, reads frames in
-//! batches into one reusable buffer, and for each frame: parse once, answer overlay
-//! ARP locally, look the flow up in the exact-match cache (the classifier on a miss),
-//! count, and execute the actions in place. Other threads (metrics, the OpenFlow
-//! channel, signal handling) never touch the tables directly: they send closures
-//! through a [`SwitchHandle`] that this thread runs between batches, so the fast path
-//! takes no lock. Nothing here allocates per packet. Frames for the controller
+//! The forwarding thread waits on every port and on a wake-up eventfd with epoll,
+//! reads frames in batches into one reusable buffer, and for each frame: parse
+//! once, answer overlay ARP locally, look the flow up in the megaflow cache (the
+//! classifier on a miss), count, and execute the actions in place. It reads the
+//! tables as an immutable snapshot, which it swaps for the latest published one
+//! between rounds (`tables`): flow-mods, reloads and timeouts run on the control
+//! thread, which other threads (the OpenFlow channel, signal handling) send
+//! closures through a [`SwitchHandle`], and flow dumps and metrics read a
+//! snapshot on their own threads, so no control work ever stops forwarding and the
+//! fast path takes no lock. Nothing here allocates per packet. Frames for the controller
 //! (packet-in) leave through a bounded channel with a pool of reused buffers: when
 //! the channel or the pool is exhausted the frame is dropped and counted, so the
 //! OpenFlow channel can never block or slow the fast path. Packet-out frames come in
@@ -19,6 +23,7 @@ mod handle;
 mod output;
 mod packet_in;
 mod ports;
+mod tables;
 
 pub use counters::{
     ChannelCounters, Counter, ListenerCounters, PortCounters, PortInfo, ReloadCounters,
@@ -26,9 +31,10 @@ pub use counters::{
 };
 pub use event_loop::{Switch, SwitchParams};
 pub use guards::BindRefused;
-pub use handle::{Job, RemovedHook, SwitchGone, SwitchHandle};
+pub use handle::{SwitchGone, SwitchHandle};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
 pub use ports::{LocalPort, BATCH, MAX_FRAME};
+pub use tables::{Job, Published, RemovedHook, Reply};
 
 #[cfg(test)]
 pub(crate) mod test_switch;
