@@ -112,7 +112,16 @@ impl FakeSwitch {
                             ..PortStats::default()
                         }])
                     }
-                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(Vec::new()),
+                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(
+                        // The VMs' ports a migration may be sent to.
+                        (1..=16)
+                            .map(|port_no| openflow::wire::PortDesc {
+                                port_no,
+                                name: format!("sc-port{port_no}"),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
                     _ => return None,
                 };
                 Some(Message::MultipartReply(MultipartReply { flags: 0, body }))
@@ -221,7 +230,7 @@ fn scc(ns: &Netns, args: &[&str]) -> Result<String> {
 }
 
 fn status(ns: &Netns) -> Result<serde_json::Value> {
-    Ok(serde_json::from_str(&scc(ns, &["status"])?)?)
+    Ok(serde_json::from_str(&scc(ns, &["status", "--json"])?)?)
 }
 
 /// Polls `scc status` until `ok`; fails when scc exits or after three minutes.

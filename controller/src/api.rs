@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows, audits, repairs), VMs |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text): per switch, connected, audits, repairs (`crate::metrics`) |
-//! | `POST /policy?name=FILE` (body: the NetKAT text as a JSON string) | compile and apply; 422 with the rendered error if it does not compile |
+//! | `POST /policy?name=FILE[&dry_run=true]` (body: the NetKAT text as a JSON string) | compile and apply: `{"version", "switches": [{"host", "datapath_id", "added", "changed", "removed"}]}`, the flows each switch gains, changes and loses in `ovs-ofctl` text; with `dry_run=true` nothing is applied and `"dry_run": true` replaces the version; 422 with the rendered error if it does not compile |
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
@@ -173,7 +173,20 @@ async fn policy(
 ) -> Result<Reply, Reply> {
     let name = param(&query, "name").unwrap_or("policy");
     let text: String = parse(&body, "the policy must be a JSON string")?;
-    Ok(change(ctl.apply_policy(&text, name)))
+    let refused = |e: ChangeError| match e {
+        ChangeError::Store(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        e => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    if param(&query, "dry_run") == Some("true") {
+        let switches = ctl.preview_policy(&text, name).map_err(refused)?;
+        return Ok(ok(
+            &serde_json::json!({ "dry_run": true, "switches": switches }),
+        ));
+    }
+    let (version, switches) = ctl.apply_policy_showing(&text, name).map_err(refused)?;
+    Ok(ok(
+        &serde_json::json!({ "version": version, "switches": switches }),
+    ))
 }
 
 /// `POST /inventory/import?name=FILE[&apply=true]` with the inventory's TOML as

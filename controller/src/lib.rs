@@ -15,6 +15,7 @@ pub mod feed;
 pub mod follow;
 pub mod gateway;
 pub mod host_config;
+pub mod human;
 pub mod inventory;
 pub mod measure;
 pub mod metrics;

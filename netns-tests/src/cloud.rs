@@ -100,7 +100,7 @@ pub fn scc(net: &Internet, args: &[&str]) -> Result<(bool, String)> {
 
 /// `scc status` as JSON.
 pub fn status(net: &Internet) -> Result<serde_json::Value> {
-    let (ok, text) = scc(net, &["status"])?;
+    let (ok, text) = scc(net, &["status", "--json"])?;
     anyhow::ensure!(ok, "scc status: {text}");
     Ok(serde_json::from_str(&text)?)
 }

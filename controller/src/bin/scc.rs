@@ -5,14 +5,18 @@
 //! printing; the work is done by the `controller` library.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use controller::daemon::Controller;
+use controller::human;
 use controller::model::Inventory;
-use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, Groups, TableOptions};
 use controller::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+#[path = "scc/offline.rs"]
+mod offline;
+use offline::{check, compile, Format};
 
 #[derive(Debug, Parser)]
 #[command(name = "scc", version, about = "The supercloud controller")]
@@ -27,6 +31,10 @@ enum Command {
     Check {
         /// The policy file (Frenetic syntax).
         file: PathBuf,
+        /// Inventory (TOML): resolve `vm:NAME` names and compile the policy with
+        /// the inventory's routing, exactly as `scc apply` would.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
     },
     /// Compile a NetKAT policy to OpenFlow 1.3 flow tables.
     Compile {
@@ -38,6 +46,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Inventory (TOML) whose VMs `vm:NAME` names resolve to.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
     },
     /// Run the controller: program every host switch from the inventory and policy.
     Run {
@@ -59,6 +70,9 @@ enum Command {
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the controller's Prometheus metrics, as a scraper of `/metrics` sees them.
     Metrics {
@@ -70,6 +84,12 @@ enum Command {
     Apply {
         /// The policy file.
         policy: PathBuf,
+        /// Show the flows each switch would gain, change and lose; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the API's JSON instead of the difference as text.
+        #[arg(long)]
+        json: bool,
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
@@ -81,6 +101,9 @@ enum Command {
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680", global = true)]
         api: SocketAddr,
+        /// Print the API's JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// The running controller's inventory against a file.
     Inventory {
@@ -94,6 +117,9 @@ enum Command {
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680", global = true)]
         api: SocketAddr,
+        /// Print the API's JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Move a VM to another host (make before break); the network follows when the
     /// VM announces itself at the destination or `--arrived` is given.
@@ -119,6 +145,9 @@ enum Command {
         /// tables go back to what they were.
         #[arg(long)]
         abort: bool,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
         /// Controller API address.
         #[arg(long, default_value = "127.0.0.1:6680")]
         api: SocketAddr,
@@ -281,37 +310,38 @@ enum VmVerb {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    /// `ovs-ofctl dump-flows` style, one `# switch N` section per switch.
-    Text,
-    /// JSON: `[{"switch": N, "flows": [FlowSpec…]}]`.
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { file } => check(&file),
+        Command::Check { file, inventory } => check(&file, inventory.as_deref()),
         Command::Compile {
             policy,
             switch,
             format,
-        } => compile(&policy, switch, format),
+            inventory,
+        } => compile(&policy, switch, format, inventory.as_deref()),
         Command::Run {
             inventory,
             policy,
             state,
         } => run(inventory.as_deref(), policy.as_deref(), &state),
-        Command::Status { api } => call(api, "GET", "/status", b""),
+        Command::Status { api, json } => show(api, "GET", "/status", b"", json, |s| {
+            human::status(s, human::unix_now())
+        }),
         Command::Metrics { api } => metrics(api),
-        Command::Apply { policy, api } => read(&policy).and_then(|text| {
+        Command::Apply {
+            policy,
+            dry_run,
+            json,
+            api,
+        } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
             // The API takes JSON only: the policy travels as a JSON string.
             let body = serde_json::to_vec(&text)?;
-            call(api, "POST", &format!("/policy?name={name}"), &body)
+            let target = format!("/policy?name={name}&dry_run={dry_run}");
+            show(api, "POST", &target, &body, json, human::policy_change)
         }),
-        Command::Vm { verb, api } => vm(api, verb),
+        Command::Vm { verb, api, json } => vm(api, verb, json),
         Command::Inventory {
             verb: InventoryVerb::Import { file, yes, api },
         } => import_inventory(api, &file, yes),
@@ -322,22 +352,22 @@ fn main() -> ExitCode {
             arrived,
             no_wait,
             abort,
+            json,
             api,
         } => match (vm, to, port, arrived) {
-            _ if abort => call(api, "POST", "/migrate/abort", b""),
-            (_, _, _, true) => call(api, "POST", "/migrate/arrived", b""),
-            (Some(vm), Some(to), Some(port), false) => {
-                let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
-                match call(api, "POST", "/migrate", body.to_string().as_bytes()) {
-                    Ok(code) if code == ExitCode::SUCCESS && !no_wait => {
-                        wait_destination_ready(api, &vm, &to)
-                    }
-                    other => other,
-                }
-            }
+            _ if abort => show(api, "POST", "/migrate/abort", b"", json, |v| {
+                format!(
+                    "aborted: the tables are back as before (version {})\n",
+                    v["version"]
+                )
+            }),
+            (_, _, _, true) => show(api, "POST", "/migrate/arrived", b"", json, |v| {
+                format!("rerouted to the destination (version {})\n", v["version"])
+            }),
+            (Some(vm), Some(to), Some(port), false) => migrate(api, &vm, &to, port, no_wait, json),
             _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
         },
-        Command::Host { verb, api } => match verb {
+        Command::Host { verb, api, json } => match verb {
             HostVerb::Add {
                 name,
                 cloud,
@@ -354,9 +384,11 @@ fn main() -> ExitCode {
                 };
                 serde_json::to_vec(&host)
                     .map_err(Into::into)
-                    .and_then(|b| call(api, "POST", "/host", &b))
+                    .and_then(|b| show(api, "POST", "/host", &b, json, applied))
             }
-            HostVerb::Rm { name } => call(api, "DELETE", &format!("/host/{name}"), b""),
+            HostVerb::Rm { name } => {
+                show(api, "DELETE", &format!("/host/{name}"), b"", json, applied)
+            }
         },
         Command::HostConfig {
             host,
@@ -402,91 +434,6 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn report(path: &Path, src: &str, d: &Diagnostic) -> ExitCode {
-    eprint!("{}", d.render(&path.display().to_string(), src));
-    ExitCode::from(1)
-}
-
-fn check(path: &Path) -> Result<ExitCode> {
-    let src = read(path)?;
-    match netkat::check(&src, &NoNames) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(d) => Ok(report(path, &src, &d)),
-    }
-}
-
-fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode> {
-    let src = read(path)?;
-    let prog = match netkat::check(&src, &NoNames) {
-        Ok(p) => p,
-        Err(d) => return Ok(report(path, &src, &d)),
-    };
-    let mut compiled = match netkat::compile(&prog) {
-        Ok(c) => c,
-        Err(e) => return Ok(report(path, &src, &Diagnostic::global(e.to_string()))),
-    };
-    // Groups appear only where a policy cannot be written without them.
-    let opts = TableOptions::default();
-    let tables = match switch {
-        Some(s) => compiled
-            .table_with(s, opts, Groups::Allowed)
-            .map(|t| vec![(s, t)]),
-        None => compiled.tables_with(opts, Groups::Allowed),
-    };
-    let tables = match tables {
-        Ok(t) => t,
-        Err(e) => return Ok(report(path, &src, &Diagnostic::global(e.to_string()))),
-    };
-    for (_, t) in &tables {
-        for w in &t.warnings {
-            let d = Diagnostic::global(w.clone()).warning();
-            eprint!("{}", d.render(&path.display().to_string(), &src));
-        }
-    }
-    match format {
-        Format::Json => {
-            let v: Vec<serde_json::Value> = tables
-                .iter()
-                .map(|(s, t)| {
-                    let mut v = serde_json::json!({ "switch": s, "flows": t.flows });
-                    if !t.groups.is_empty() {
-                        v["groups"] = serde_json::json!(t.groups);
-                    }
-                    v
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        Format::Text => {
-            let every = switch.is_none() && compiled.switches().is_empty();
-            for (s, t) in &tables {
-                if every {
-                    println!("# every switch ({} flows)", t.flows.len());
-                } else {
-                    println!("# switch {s} ({} flows)", t.flows.len());
-                }
-                if !t.groups.is_empty() {
-                    println!(
-                        "# {} groups (ovs-ofctl -O OpenFlow13 add-groups, before the flows)",
-                        t.groups.len()
-                    );
-                    for g in &t.groups {
-                        println!("{}", openflow::text::format_group(g));
-                    }
-                    println!("# flows");
-                }
-                for f in &t.flows {
-                    println!("{}", openflow::text::format_flow(f));
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Prints the metrics text the API serves; exits with 1 if it serves none.
 fn metrics(api: SocketAddr) -> Result<ExitCode> {
     use bounded_http::client;
@@ -503,22 +450,107 @@ fn metrics(api: SocketAddr) -> Result<ExitCode> {
 
 /// Calls the API and prints its JSON answer; a refused change exits with 1.
 fn call(api: SocketAddr, method: &str, target: &str, body: &[u8]) -> Result<ExitCode> {
+    show(api, method, target, body, true, |_| String::new())
+}
+
+/// Calls the API: its JSON answer, or `None` when it refused (said on stderr).
+fn answer(
+    api: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>> {
     let (status, json) = controller::api::request(api, method, target, body)
         .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
     if status == 200 {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        Ok(ExitCode::SUCCESS)
+        return Ok(Some(json));
+    }
+    let text = json["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| json.to_string());
+    refused(&text);
+    Ok(None)
+}
+
+/// Says on stderr what the controller refused, in the one error style.
+fn refused(text: &str) {
+    // A policy's diagnostic is rendered as rustc does, with its own `error:`.
+    if text.starts_with("error") || text.starts_with("warning") {
+        eprintln!("{}", text.trim_end());
     } else {
-        let text = json["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| json.to_string());
-        eprintln!("{text}");
-        Ok(ExitCode::from(1))
+        eprintln!("error: {}", text.trim_end());
     }
 }
 
-fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
+/// Calls the API and prints its answer as JSON (`json`) or as `human` writes it;
+/// a refused change exits with 1.
+fn show(
+    api: SocketAddr,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    json: bool,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<ExitCode> {
+    let Some(value) = answer(api, method, target, body)? else {
+        return Ok(ExitCode::from(1));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", human(&value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A change's answer for people: the version it was applied as.
+fn applied(v: &serde_json::Value) -> String {
+    format!("applied as version {}\n", v["version"])
+}
+
+/// `scc migrate VM --to HOST --port N`: starts the migration, then (unless
+/// `no_wait`) waits until the destination switch confirmed its flows.
+fn migrate(
+    api: SocketAddr,
+    vm: &str,
+    to: &str,
+    port: u32,
+    no_wait: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
+    let Some(started) = answer(api, "POST", "/migrate", body.to_string().as_bytes())? else {
+        return Ok(ExitCode::from(1));
+    };
+    if no_wait {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&started)?);
+        } else {
+            println!(
+                "migration of {vm} to {to} port {port} started (version {}); not waiting for \
+                 the destination",
+                started["version"]
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let timeline = wait_destination_ready(api, vm, to)?;
+    if json {
+        let both = serde_json::json!({ "version": started["version"], "timeline": timeline });
+        println!("{}", serde_json::to_string_pretty(&both)?);
+    } else {
+        print!("{}", human::timeline(&timeline));
+        println!(
+            "destination ready: {to} confirmed the flows for port {port} (version {}); move \
+             the VM now",
+            started["version"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vm(api: SocketAddr, verb: VmVerb, json: bool) -> Result<ExitCode> {
     match verb {
         VmVerb::Add {
             name,
@@ -542,10 +574,10 @@ fn vm(api: SocketAddr, verb: VmVerb) -> Result<ExitCode> {
                 tenant,
                 public_ip,
             };
-            call(api, "POST", "/vm", &serde_json::to_vec(&vm)?)
+            show(api, "POST", "/vm", &serde_json::to_vec(&vm)?, json, applied)
         }
-        VmVerb::Rm { name } => call(api, "DELETE", &format!("/vm/{name}"), b""),
-        VmVerb::Show { name } => call(api, "GET", &format!("/vm/{name}"), b""),
+        VmVerb::Rm { name } => show(api, "DELETE", &format!("/vm/{name}"), b"", json, applied),
+        VmVerb::Show { name } => show(api, "GET", &format!("/vm/{name}"), b"", json, human::vm),
     }
 }
 
@@ -563,8 +595,9 @@ fn placement_plan(inventory: &Path, measurements: &Path, json: bool) -> Result<E
 }
 
 /// Waits until the controller's migration timeline says the destination switch
-/// confirmed the prepare step (make before break: the VM may move now).
-fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCode> {
+/// confirmed the prepare step (make before break: the VM may move now); that
+/// timeline.
+fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<serde_json::Value> {
     const WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
     let start = std::time::Instant::now();
     loop {
@@ -577,7 +610,7 @@ fn wait_destination_ready(api: SocketAddr, vm: &str, to: &str) -> Result<ExitCod
                 .is_some_and(|es| es.iter().any(|e| e[0] == event))
         };
         if timeline["vm"] == vm && has("destination ready") {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(timeline.clone());
         }
         if timeline["vm"] == vm && has("aborted") {
             anyhow::bail!("the migration of {vm} was aborted before {to} was ready");
@@ -632,7 +665,7 @@ fn import_inventory(api: SocketAddr, file: &Path, yes: bool) -> Result<ExitCode>
     let (status, answer) = controller::api::request(api, "POST", &target, &body)
         .with_context(|| format!("controller API at {api} (is `scc run` up?)"))?;
     if status != 200 {
-        eprintln!("{}", answer["error"].as_str().unwrap_or("refused"));
+        refused(answer["error"].as_str().unwrap_or("refused"));
         return Ok(ExitCode::from(1));
     }
     print!("{}", answer["text"].as_str().unwrap_or_default());
@@ -680,7 +713,7 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
     let ctl = match Controller::new(start.persisted, store) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            refused(&e.to_string());
             return Ok(ExitCode::from(1));
         }
     };

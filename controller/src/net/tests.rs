@@ -82,7 +82,16 @@ impl FakeSwitch {
                     MultipartRequestBody::Flow(req) => MultipartReplyBody::Flow(
                         flow_stats(&self.tables.lock().unwrap(), &req, now).ok()?,
                     ),
-                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(Vec::new()),
+                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(
+                        // The VMs' ports a migration may be sent to.
+                        (1..=16)
+                            .map(|port_no| openflow::wire::PortDesc {
+                                port_no,
+                                name: format!("sc-port{port_no}"),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
                     MultipartRequestBody::TunnelStats => {
                         MultipartReplyBody::TunnelStats(Vec::new())
                     }
