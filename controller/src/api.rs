@@ -8,6 +8,7 @@
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
+//! | `GET /inventory/export` | `{"version", "text"}`: the inventory in force as an inventory file |
 //! | `POST /host` (body: host JSON) | add or replace a host |
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
@@ -189,6 +190,16 @@ async fn policy(
     ))
 }
 
+/// `GET /inventory/export`: the inventory in force as an inventory file.
+async fn export_inventory(State(ctl): Ctl) -> Reply {
+    let version = *ctl.versions().borrow();
+    let header = format!(
+        "The live inventory of scc at program version {version} (`scc inventory export`).\n\
+         `scc inventory import` or `scc run --inventory` read it back (docs/inventory.md)."
+    );
+    ok(&serde_json::json!({ "version": version, "text": ctl.inventory().to_file(&header) }))
+}
+
 /// `POST /inventory/import?name=FILE[&apply=true]` with the inventory's TOML as
 /// a JSON string: the difference from the inventory in force, applied only with
 /// `apply=true`.
@@ -317,6 +328,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/vm", post(add_vm))
         .route("/vm/{*name}", get(show_vm).delete(remove_vm))
         .route("/inventory/import", post(import_inventory))
+        .route("/inventory/export", get(export_inventory))
         .route("/host", post(add_host))
         .route("/host/{*name}", axum::routing::delete(remove_host))
         .route("/migrate", post(migrate))

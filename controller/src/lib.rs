@@ -11,6 +11,7 @@
 pub mod api;
 pub mod daemon;
 pub mod diff;
+pub mod export;
 pub mod feed;
 pub mod follow;
 pub mod gateway;

@@ -224,6 +224,16 @@ enum PlacementVerb {
 
 #[derive(Debug, Subcommand)]
 enum InventoryVerb {
+    /// Write the running controller's inventory (VMs where they run now) as an
+    /// inventory file, so the file follows moves instead of drifting.
+    Export {
+        /// Write it here (replaced whole) instead of printing it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Controller API address.
+        #[arg(long, default_value = "127.0.0.1:6680")]
+        api: SocketAddr,
+    },
     /// Show how FILE differs from the running controller's inventory (hosts and
     /// VMs added, removed, moved); with --yes, put FILE in force (one program
     /// version; refused while a migration is in progress).
@@ -345,6 +355,9 @@ fn main() -> ExitCode {
         Command::Inventory {
             verb: InventoryVerb::Import { file, yes, api },
         } => import_inventory(api, &file, yes),
+        Command::Inventory {
+            verb: InventoryVerb::Export { output, api },
+        } => export_inventory(api, output.as_deref()),
         Command::Migrate {
             vm,
             to,
@@ -673,6 +686,29 @@ fn import_inventory(api: SocketAddr, file: &Path, yes: bool) -> Result<ExitCode>
         Some(version) => println!("applied as version {version}"),
         None if answer["same"] == true => {}
         None => println!("nothing changed: run again with --yes to apply"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `scc inventory export`: the live inventory, printed or written to `output`
+/// (through a temporary file beside it, so a reader never sees half of it).
+fn export_inventory(api: SocketAddr, output: Option<&Path>) -> Result<ExitCode> {
+    let Some(answer) = answer(api, "GET", "/inventory/export", b"")? else {
+        return Ok(ExitCode::from(1));
+    };
+    let text = answer["text"].as_str().unwrap_or_default();
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            let tmp = path.with_extension("toml.tmp");
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{}: inventory at version {}",
+                path.display(),
+                answer["version"]
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
