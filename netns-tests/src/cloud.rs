@@ -223,6 +223,12 @@ pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Res
                 inventory.to_str().context("path")?,
                 "--key-file",
                 "key",
+                // Beside the inventory: every host of a test has its own.
+                "--openflow-listen",
+                &format!(
+                    "punix:{}",
+                    inventory.with_file_name(format!("host{i}.mgmt")).display()
+                ),
             ]),
     )
 }

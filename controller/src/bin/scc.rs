@@ -162,6 +162,9 @@ enum Command {
         /// Private key file the host's scd will read.
         #[arg(long, default_value = "/etc/scd/wg.key")]
         key_file: String,
+        /// Passive OpenFlow listener for local tools (`ovs-ofctl`), or `none`.
+        #[arg(long, default_value = controller::host_config::DEFAULT_OPENFLOW_LISTEN)]
+        openflow_listen: String,
     },
     /// Print the routing program generated from an inventory (NetKAT).
     Routing {
@@ -407,7 +410,11 @@ fn main() -> ExitCode {
             host,
             inventory,
             key_file,
-        } => host_config(&host, &inventory, &key_file),
+            openflow_listen,
+        } => {
+            let listen = (openflow_listen != "none").then_some(openflow_listen.as_str());
+            host_config(&host, &inventory, &key_file, listen)
+        }
         Command::Placement { verb } => match verb {
             PlacementVerb::Plan {
                 inventory: Some(inventory),
@@ -713,9 +720,14 @@ fn export_inventory(api: SocketAddr, output: Option<&Path>) -> Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {
+fn host_config(
+    host: &str,
+    inventory: &Path,
+    key_file: &str,
+    listen: Option<&str>,
+) -> Result<ExitCode> {
     let inv = Inventory::load(inventory)?;
-    match inv.host_config(host, key_file) {
+    match inv.host_config_listening(host, key_file, listen) {
         Some(c) => {
             print!("{c}");
             Ok(ExitCode::SUCCESS)
