@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows, audits, repairs), VMs |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text): per switch, connected, audits, repairs (`crate::metrics`) |
-//! | `POST /policy?name=FILE[&dry_run=true]` (body: the NetKAT text as a JSON string) | compile and apply: `{"version", "switches": [{"host", "datapath_id", "added", "changed", "removed"}]}`, the flows each switch gains, changes and loses in `ovs-ofctl` text; with `dry_run=true` nothing is applied and `"dry_run": true` replaces the version; 422 with the rendered error if it does not compile |
+//! | `POST /policy?name=FILE[&dry_run=true][&force=true]` (body: the NetKAT text as a JSON string) | compile and apply: `{"version", "switches": [{"host", "datapath_id", "added", "changed", "removed"}], "reach": {"pairs", "before", "after", "newly_cut_off": [[src, dst]]}}`, the flows each switch gains, changes and loses in `ovs-ofctl` text and which VMs reach each other (`reach` null above 256 VMs); with `dry_run=true` nothing is applied and `"dry_run": true` replaces the version; 422 with the rendered error if it does not compile, or if it cuts every VM off from every other without `force=true` |
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
@@ -179,15 +179,18 @@ async fn policy(
         e => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
     if param(&query, "dry_run") == Some("true") {
-        let switches = ctl.preview_policy(&text, name).map_err(refused)?;
-        return Ok(ok(
-            &serde_json::json!({ "dry_run": true, "switches": switches }),
-        ));
+        let change = ctl.preview_policy(&text, name).map_err(refused)?;
+        let mut answer = serde_json::json!(change);
+        answer["dry_run"] = true.into();
+        return Ok(ok(&answer));
     }
-    let (version, switches) = ctl.apply_policy_showing(&text, name).map_err(refused)?;
-    Ok(ok(
-        &serde_json::json!({ "version": version, "switches": switches }),
-    ))
+    let force = param(&query, "force") == Some("true");
+    let (version, change) = ctl
+        .apply_policy_showing(&text, name, force)
+        .map_err(refused)?;
+    let mut answer = serde_json::json!(change);
+    answer["version"] = version.into();
+    Ok(ok(&answer))
 }
 
 /// `GET /inventory/export`: the inventory in force as an inventory file.

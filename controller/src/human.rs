@@ -278,6 +278,19 @@ pub fn policy_change(answer: &Value) -> String {
         "{added} flows added, {changed} changed, {removed} removed on {} switches",
         switches.len()
     );
+    let reach = &answer["reach"];
+    if reach.is_object() {
+        let _ = writeln!(
+            out,
+            "VM pairs that reach each other: {} of {} now, {} after",
+            text(&reach["before"]),
+            text(&reach["pairs"]),
+            text(&reach["after"])
+        );
+        for pair in reach["newly_cut_off"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "  cut off: {} -> {}", text(&pair[0]), text(&pair[1]));
+        }
+    }
     if answer["dry_run"] == Value::Bool(true) {
         let _ = writeln!(out, "dry run: {total}; nothing applied");
     } else {

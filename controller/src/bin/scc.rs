@@ -87,6 +87,9 @@ enum Command {
         /// Show the flows each switch would gain, change and lose; apply nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Apply even a policy that cuts every VM off from every other.
+        #[arg(long)]
+        force: bool,
         /// Print the API's JSON instead of the difference as text.
         #[arg(long)]
         json: bool,
@@ -345,13 +348,14 @@ fn main() -> ExitCode {
         Command::Apply {
             policy,
             dry_run,
+            force,
             json,
             api,
         } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
             // The API takes JSON only: the policy travels as a JSON string.
             let body = serde_json::to_vec(&text)?;
-            let target = format!("/policy?name={name}&dry_run={dry_run}");
+            let target = format!("/policy?name={name}&dry_run={dry_run}&force={force}");
             show(api, "POST", &target, &body, json, human::policy_change)
         }),
         Command::Vm { verb, api, json } => vm(api, verb, json),

@@ -29,7 +29,7 @@ use crate::restart::InventoryDiff;
 use crate::routing::{compile_network_during, ProgramError};
 use crate::store::{Persisted, Store};
 use openflow::FlowSpec;
-pub use preview::SwitchChange;
+pub use preview::{PolicyChange, Reach, SwitchChange};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
