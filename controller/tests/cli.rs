@@ -155,3 +155,13 @@ fn every_error_starts_with_error() {
     assert_ne!(code, 0);
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definitions() {
+    let (code, stdout, stderr) = scc(&["completions", "bash"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("migrate"), "{stdout}");
+    let (code, stdout, stderr) = scc(&["man"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(".TH scc"), "{stdout}");
+}

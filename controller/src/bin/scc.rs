@@ -5,7 +5,7 @@
 //! printing; the work is done by the `controller` library.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use controller::daemon::Controller;
 use controller::human;
 use controller::model::Inventory;
@@ -175,6 +175,14 @@ enum Command {
         #[arg(long)]
         inventory: PathBuf,
     },
+    /// Print shell completions for scc: `scc completions bash >
+    /// /etc/bash_completion.d/scc`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print scc's man page (roff): `scc man > /usr/local/share/man/man1/scc.1`.
+    Man,
     /// Placement of VMs from measured client traffic and latency (docs/placement.md).
     Placement {
         #[command(subcommand)]
@@ -438,6 +446,11 @@ fn main() -> ExitCode {
             },
             PlacementVerb::Moves { api } => call(api, "GET", "/placement/moves", b""),
         },
+        Command::Completions { shell } => {
+            offline::completions(shell, Cli::command());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => offline::man(Cli::command()),
         Command::Routing { inventory } => {
             Inventory::load(&inventory).map_err(Into::into).map(|inv| {
                 print!("{}", controller::routing::routing_program(&inv));
@@ -747,6 +760,11 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let store = Store::new(state);
     let inventory_file = match inventory {

@@ -1,5 +1,6 @@
 //! The commands of `scc` that need no running controller: `check` and `compile`
-//! of a policy, with the names of an inventory or without.
+//! of a policy, with the names of an inventory or without, and the shell
+//! completions and man page generated from the CLI definitions.
 
 use super::read;
 use anyhow::Result;
@@ -132,5 +133,16 @@ pub(crate) fn compile(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the completion script of `shell` for the command line `cli`.
+pub(crate) fn completions(shell: clap_complete::Shell, mut cli: clap::Command) {
+    clap_complete::generate(shell, &mut cli, "scc", &mut std::io::stdout());
+}
+
+/// Prints the man page of the command line `cli`.
+pub(crate) fn man(cli: clap::Command) -> Result<ExitCode> {
+    clap_mangen::Man::new(cli).render(&mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
