@@ -329,6 +329,16 @@ mod tests {
     }
 
     #[test]
+    fn status_and_vm_read_as_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = crate::daemon::tests::example_controller(dir.path(), |_| {});
+        let status = status(&ctl.status(), 1_800_000_000);
+        insta::assert_snapshot!("status", status);
+        let web1 = serde_json::to_value(ctl.vm("web1").unwrap()).unwrap();
+        insta::assert_snapshot!("vm", vm(&web1));
+    }
+
+    #[test]
     fn a_table_aligns_its_columns() {
         let mut t = Table::new(&["A", "LONGER"]);
         t.row(vec!["wide cell".into(), "x".into()]);
