@@ -289,10 +289,10 @@ impl Session {
         Ok(())
     }
 
-    /// A message that answers the measurement in flight, if it does; anything else
-    /// is passed over.
-    /// Port descriptions and port-status changes update what the controller
-    /// knows of the switch's ports whenever they arrive.
+    /// A message no request waits for: port descriptions and port-status changes
+    /// update what the controller knows of the switch's ports, an error answering
+    /// a flow-mod of the plan being sent is kept for [`Self::send_plan`], and
+    /// anything else goes to the measurement in flight (or is passed over).
     fn absorb(&mut self, xid: u32, m: Message) {
         let dpid = self.dpid.unwrap_or_default();
         match m {
