@@ -233,6 +233,24 @@ pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Res
     )
 }
 
+/// `config` (as [`host_config`] writes it, with its local listener) with one
+/// more OpenFlow listener, `listen` (e.g. `ptcp:6654:127.0.0.1` for `ovs-ofctl`
+/// inside the host's namespace).
+pub fn with_openflow_listener(config: &str, listen: &str) -> Result<String> {
+    const KEY: &str = "[openflow]\nlisten = ";
+    let start = config
+        .find(KEY)
+        .context("no [openflow] listen in the host config")?
+        + KEY.len();
+    let end = start + config[start..].find('\n').context("an unfinished line")?;
+    Ok(format!(
+        "{}[\"{listen}\", {}]{}",
+        &config[..start],
+        &config[start..end],
+        &config[end..]
+    ))
+}
+
 /// A VM of a test cloud before it exists: what its inventory entry will say.
 #[derive(Debug, Clone, Copy)]
 pub struct VmSpec {
