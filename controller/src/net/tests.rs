@@ -178,6 +178,19 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A fake switch of datapath `dpid` connected to the controller at `addr`, once
+/// it confirmed the program version in force.
+async fn synchronised_fake(ctl: &Controller, addr: SocketAddr, dpid: u64) -> Arc<FakeSwitch> {
+    let (version, _) = ctl.desired(dpid).unwrap();
+    let fake = FakeSwitch::new();
+    tokio::spawn(fake.clone().run(addr, dpid));
+    wait_until("the switch is synchronised", || {
+        switch(ctl, dpid).synced_version == version
+    })
+    .await;
+    fake
+}
+
 fn deleted(spec: openflow::FlowSpec) -> FlowMod {
     FlowMod {
         command: FlowModCommand::DeleteStrict,
@@ -290,13 +303,8 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
 async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
-    let (version, plain) = ctl.desired(2).unwrap();
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, 2));
-    wait_until("the switch is synchronised", || {
-        switch(&ctl, 2).synced_version == version
-    })
-    .await;
+    let (_, plain) = ctl.desired(2).unwrap();
+    let fake = synchronised_fake(&ctl, addr, 2).await;
     let held = fake.tables.lock().unwrap().clone();
 
     // The destination of web1's move: deaf from now on, as if the controller
@@ -337,13 +345,7 @@ async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
 async fn a_destination_that_refuses_the_flows_is_never_ready() {
     let dir = tempfile::tempdir().unwrap();
     let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
-    let (version, _) = ctl.desired(2).unwrap();
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, 2));
-    wait_until("the switch is synchronised", || {
-        switch(&ctl, 2).synced_version == version
-    })
-    .await;
+    let fake = synchronised_fake(&ctl, addr, 2).await;
     assert!(
         switch(&ctl, 2).ports.contains_key(&7),
         "its ports were described"
