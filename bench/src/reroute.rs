@@ -30,6 +30,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const OPENFLOW: &str = "127.0.0.1:6653";
+/// A VM's port as a fake switch describes it.
+fn vm_port(port_no: u32) -> openflow::wire::PortDesc {
+    openflow::wire::PortDesc {
+        port_no,
+        name: format!("vm{port_no}"),
+        ..Default::default()
+    }
+}
+
 /// The port a migrated VM takes at its destination (below the tunnel ports).
 const DESTINATION_PORT: u32 = 900;
 
@@ -112,7 +121,11 @@ impl FakeSwitch {
                             ..PortStats::default()
                         }])
                     }
-                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(Vec::new()),
+                    // The ports a VM is moved between: scc refuses a port the
+                    // destination switch did not describe.
+                    MultipartRequestBody::PortDesc => {
+                        MultipartReplyBody::PortDesc([1, DESTINATION_PORT].map(vm_port).to_vec())
+                    }
                     _ => return None,
                 };
                 Some(Message::MultipartReply(MultipartReply { flags: 0, body }))
@@ -225,7 +238,7 @@ fn scc(ns: &Netns, args: &[&str]) -> Result<String> {
 }
 
 fn status(ns: &Netns) -> Result<serde_json::Value> {
-    Ok(serde_json::from_str(&scc(ns, &["status"])?)?)
+    Ok(serde_json::from_str(&scc(ns, &["status", "--json"])?)?)
 }
 
 /// Polls `scc status` until `ok`; fails when scc exits or after three minutes.

@@ -7,10 +7,11 @@
 //! |---|---|
 //! | `GET /status` | clouds, hosts, switch state (connected, synced version, flows, audits, repairs), VMs |
 //! | `GET /metrics` | Prometheus metrics (OpenMetrics text): per switch, connected, audits, repairs (`crate::metrics`) |
-//! | `POST /policy?name=FILE` (body: the NetKAT text as a JSON string) | compile and apply; 422 with the rendered error if it does not compile |
+//! | `POST /policy?name=FILE[&dry_run=true][&force=true]` (body: the NetKAT text as a JSON string) | compile and apply: `{"version", "switches": [{"host", "datapath_id", "added", "changed", "removed"}], "reach": {"pairs", "before", "after", "newly_cut_off": [[src, dst]]}}`, the flows each switch gains, changes and loses in `ovs-ofctl` text and which VMs reach each other (`reach` null above 256 VMs); with `dry_run=true` nothing is applied and `"dry_run": true` replaces the version; 422 with the rendered error if it does not compile, or if it cuts every VM off from every other without `force=true` |
 //! | `GET /vm/NAME` | one VM |
 //! | `POST /vm` (body: VM JSON) | add or replace a VM |
 //! | `DELETE /vm/NAME` | remove a VM |
+//! | `GET /inventory/export` | `{"version", "text"}`: the inventory in force as an inventory file |
 //! | `POST /host` (body: host JSON) | add or replace a host |
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
@@ -177,7 +178,33 @@ async fn policy(
 ) -> Result<Reply, Reply> {
     let name = param(&query, "name").unwrap_or("policy");
     let text: String = parse(&body, "the policy must be a JSON string")?;
-    Ok(change(ctl.apply_policy(&text, name)))
+    let refused = |e: ChangeError| match e {
+        ChangeError::Store(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        e => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    };
+    if param(&query, "dry_run") == Some("true") {
+        let change = ctl.preview_policy(&text, name).map_err(refused)?;
+        let mut answer = serde_json::json!(change);
+        answer["dry_run"] = true.into();
+        return Ok(ok(&answer));
+    }
+    let force = param(&query, "force") == Some("true");
+    let (version, change) = ctl
+        .apply_policy_showing(&text, name, force)
+        .map_err(refused)?;
+    let mut answer = serde_json::json!(change);
+    answer["version"] = version.into();
+    Ok(ok(&answer))
+}
+
+/// `GET /inventory/export`: the inventory in force as an inventory file.
+async fn export_inventory(State(ctl): Ctl) -> Reply {
+    let version = *ctl.versions().borrow();
+    let header = format!(
+        "The live inventory of scc at program version {version} (`scc inventory export`).\n\
+         `scc inventory import` or `scc run --inventory` read it back (docs/inventory.md)."
+    );
+    ok(&serde_json::json!({ "version": version, "text": ctl.inventory().to_file(&header) }))
 }
 
 /// `POST /inventory/import?name=FILE[&apply=true]` with the inventory's TOML as
@@ -308,6 +335,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/vm", post(add_vm))
         .route("/vm/{*name}", get(show_vm).delete(remove_vm))
         .route("/inventory/import", post(import_inventory))
+        .route("/inventory/export", get(export_inventory))
         .route("/host", post(add_host))
         .route("/host/{*name}", axum::routing::delete(remove_host))
         .route("/migrate", post(migrate))

@@ -52,8 +52,15 @@ struct Metrics {
 
 #[derive(Debug, Serialize)]
 struct Openflow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
     controllers: Vec<String>,
 }
+
+/// The local OpenFlow listener `scc host-config` gives every `scd` by default, in
+/// the runtime directory of its systemd unit: `ovs-ofctl -O OpenFlow13
+/// dump-flows unix:/run/scd/scd.mgmt` works on the host with no edit.
+pub const DEFAULT_OPENFLOW_LISTEN: &str = "punix:/run/scd/scd.mgmt";
 
 #[derive(Debug, Serialize)]
 struct Tunnel<'a> {
@@ -136,6 +143,17 @@ impl Inventory {
     /// The private key file and the listen address of the tunnels are the host's
     /// own (`key_file`, port of its endpoint). `None` when there is no such host.
     pub fn host_config(&self, host: &str, key_file: &str) -> Option<String> {
+        self.host_config_listening(host, key_file, None)
+    }
+
+    /// [`Inventory::host_config`] with a passive OpenFlow listener for local
+    /// tools (`openflow.listen`, e.g. [`DEFAULT_OPENFLOW_LISTEN`]).
+    pub fn host_config_listening(
+        &self,
+        host: &str,
+        key_file: &str,
+        listen: Option<&str>,
+    ) -> Option<String> {
         let h = self.host(host)?;
         let vm_ports = self.vms.values().filter(|v| v.host == host).map(|vm| Port {
             number: vm.port,
@@ -159,6 +177,7 @@ impl Inventory {
                 listen: METRICS_LISTEN,
             },
             openflow: Openflow {
+                listen: listen.map(str::to_string),
                 controllers: vec![format!("tcp:{}", self.openflow)],
             },
             tunnel: Tunnel {
@@ -245,6 +264,21 @@ mod tests {
         let earlier = include_str!("../tests/data/host-config-netns-host-a.toml");
         assert_eq!(scd_reads(&config), scd_reads(earlier), "{config}");
         assert!(inv.host_config("host-z", "k").is_none());
+    }
+
+    #[test]
+    fn a_host_config_may_have_a_local_openflow_listener() {
+        let inv = inventory(EXAMPLE);
+        let config = inv
+            .host_config_listening("host-a", "k", Some(DEFAULT_OPENFLOW_LISTEN))
+            .unwrap();
+        let parsed = scd_reads(&config);
+        assert_eq!(parsed.openflow.listen.len(), 1, "{config}");
+        assert_eq!(
+            parsed.openflow.controllers.len(),
+            1,
+            "and the controller still: {config}"
+        );
     }
 
     #[test]

@@ -657,12 +657,13 @@ mod tests {
             (
                 "ip = \"100.64.3.1\"",
                 "ip = \"100.64.1.1\"",
-                "`vm.ip`: address or MAC already used by VM `web1`",
+                "`vm.ip`: address 100.64.1.1 already used by VM `web1`",
             ),
             (
                 "mac = \"02:00:00:00:03:01\"",
                 "mac = \"02:00:00:00:01:01\"",
-                "address or MAC already used by VM `web1`",
+                // Reported against the duplicate MAC's own field (and so its line).
+                "`vm.mac`: MAC 02:00:00:00:01:01 already used by VM `web1`",
             ),
         ] {
             let e = error_with(from, to);

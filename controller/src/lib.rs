@@ -11,10 +11,12 @@
 pub mod api;
 pub mod daemon;
 pub mod diff;
+pub mod export;
 pub mod feed;
 pub mod follow;
 pub mod gateway;
 pub mod host_config;
+pub mod human;
 pub mod inventory;
 pub mod measure;
 pub mod metrics;

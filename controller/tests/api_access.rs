@@ -167,7 +167,14 @@ fn only_scc_s_user_and_token_holders_reach_the_api() {
         wrong.to_str().unwrap(),
     ]);
     assert!(!out.status.success(), "{}", text(&out));
-    let status = scc(&["status", "--api", &http, "--token-file", token_arg]);
+    let status = scc(&[
+        "status",
+        "--json",
+        "--api",
+        &http,
+        "--token-file",
+        token_arg,
+    ]);
     assert!(status.status.success(), "{}", text(&status));
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["version"], 1, "nothing changed: {status:#}");

@@ -1,5 +1,6 @@
 //! The `scc` binary: `check` reports a bad policy rustc-style with its position and
-//! changes nothing; `compile` prints `ovs-ofctl` text that parses back, or JSON.
+//! changes nothing; `compile` prints `ovs-ofctl` text that parses back, or JSON;
+//! with `--inventory` both resolve `vm:NAME` names as the controller does.
 
 use std::process::Command;
 
@@ -105,4 +106,62 @@ fn compile_prints_the_groups_a_policy_needs_before_its_flows() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&json).expect("json");
     assert_eq!(v[0]["groups"][0]["group_id"], 1);
+}
+
+/// The example inventory, as the README's commands name it.
+fn example_inventory() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/inventory.toml"
+    )
+    .to_string()
+}
+
+#[test]
+fn check_and_compile_resolve_vm_names_with_an_inventory() {
+    let path = temp_policy("names.kat", "filter ip4Dst = vm:web1; port := 2");
+    let policy = path.to_str().expect("path");
+    let inventory = example_inventory();
+
+    let (code, _, stderr) = scc(&["check", policy]);
+    assert_eq!(code, 1, "without an inventory the name is unknown");
+    assert!(stderr.contains("vm:web1"), "{stderr}");
+
+    let (code, stdout, stderr) = scc(&["check", policy, "--inventory", &inventory]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok with "), "{stdout}");
+    assert!(stdout.contains("on 3 switches"), "{stdout}");
+
+    let (code, stdout, stderr) = scc(&["compile", policy, "--inventory", &inventory]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("nw_dst=100.64.1.1"), "{stdout}");
+
+    let unknown = temp_policy("unknown.kat", "filter ip4Dst = vm:nosuch");
+    let (code, _, stderr) = scc(&[
+        "check",
+        unknown.to_str().expect("path"),
+        "--inventory",
+        &inventory,
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("error"), "one error style: {stderr}");
+    assert!(stderr.contains("unknown.kat:1:"), "positioned: {stderr}");
+}
+
+#[test]
+fn every_error_starts_with_error() {
+    // Nothing listens on loopback's discard port: the API is down.
+    let (code, _, stderr) = scc(&["status", "--api", "127.0.0.1:9"]);
+    assert_ne!(code, 0);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definitions() {
+    let (code, stdout, stderr) = scc(&["completions", "bash"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("migrate"), "{stdout}");
+    let (code, stdout, stderr) = scc(&["man"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(".TH scc"), "{stdout}");
 }

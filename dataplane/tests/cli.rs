@@ -43,6 +43,28 @@ fn a_good_config_checks_out() {
 }
 
 #[test]
+fn check_config_reads_the_private_key_as_run_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("wg.key");
+    std::fs::write(&key, "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\n").expect("key");
+    let config = format!(
+        "{GOOD}[tunnel]\nprivate_key_file = \"{}\"\nlisten = \"51820\"\n",
+        key.display()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, text) = check_config(&config);
+    assert!(
+        !ok,
+        "a key others may read is refused by run, so by check-config: {text}"
+    );
+    assert!(text.contains("tunnel.private_key_file"), "{text}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (ok, text) = check_config(&config);
+    assert!(ok, "{text}");
+}
+
+#[test]
 fn a_bad_config_names_the_field_and_line() {
     let (ok, text) = check_config(&GOOD.replace("number = 1", "number = 0"));
     assert!(!ok);

@@ -134,7 +134,7 @@ pub fn scc(net: &Internet, args: &[&str]) -> Result<(bool, String)> {
 
 /// `scc status` as JSON.
 pub fn status(net: &Internet) -> Result<serde_json::Value> {
-    let (ok, text) = scc(net, &["status"])?;
+    let (ok, text) = scc(net, &["status", "--json"])?;
     anyhow::ensure!(ok, "scc status: {text}");
     Ok(serde_json::from_str(&text)?)
 }
@@ -255,8 +255,32 @@ pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Res
                 inventory.to_str().context("path")?,
                 "--key-file",
                 "key",
+                // Beside the inventory: every host of a test has its own.
+                "--openflow-listen",
+                &format!(
+                    "punix:{}",
+                    inventory.with_file_name(format!("host{i}.mgmt")).display()
+                ),
             ]),
     )
+}
+
+/// `config` (as [`host_config`] writes it, with its local listener) with one
+/// more OpenFlow listener, `listen` (e.g. `ptcp:6654:127.0.0.1` for `ovs-ofctl`
+/// inside the host's namespace).
+pub fn with_openflow_listener(config: &str, listen: &str) -> Result<String> {
+    const KEY: &str = "[openflow]\nlisten = ";
+    let start = config
+        .find(KEY)
+        .context("no [openflow] listen in the host config")?
+        + KEY.len();
+    let end = start + config[start..].find('\n').context("an unfinished line")?;
+    Ok(format!(
+        "{}[\"{listen}\", {}]{}",
+        &config[..start],
+        &config[start..end],
+        &config[end..]
+    ))
 }
 
 /// A VM of a test cloud before it exists: what its inventory entry will say.

@@ -72,11 +72,9 @@ fn scc_keeps_switches_in_step() -> Result<()> {
     );
     std::fs::write(dir.path().join("inventory.toml"), inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let listen = "[openflow]\nlisten = \"ptcp:6654:127.0.0.1\"\n";
     let scds =
         common::start_switches_edited(&net, &dir.path().join("inventory.toml"), &keys, |_, c| {
-            anyhow::ensure!(c.contains("[openflow]\n"), "no [openflow] in:\n{c}");
-            Ok(c.replace("[openflow]\n", listen))
+            common::with_openflow_listener(&c, "ptcp:6654:127.0.0.1")
         })?;
     scc_proc.wait_synced(&net)?;
     assert!(reaches(&vms[0], VMS[1].ip, 10)?, "a1 -> b1 to begin with");

@@ -97,10 +97,8 @@ fn scc_killed_at_each_migration_phase_resumes_it() -> Result<()> {
     let (tap_b, tap_c) = &cloud.taps;
     let (inventory, scc_proc) = (&cloud.inventory, cloud.scc);
     let landing = common::landing_port(2, 2, m1, tap_c);
-    let listen = "[openflow]\nlisten = \"ptcp:6654:127.0.0.1\"\n";
     let _scds = common::start_switches_edited(&net, inventory, &cloud.keys, |i, c| {
-        anyhow::ensure!(c.contains("[openflow]\n"), "no [openflow] in:\n{c}");
-        Ok(c.replace("[openflow]\n", listen) + &landing(i))
+        Ok(common::with_openflow_listener(&c, "ptcp:6654:127.0.0.1")? + &landing(i))
     })?;
     scc_proc.wait_synced(&net)?;
     let plain = tables(&net)?;

@@ -6,7 +6,7 @@
 //! every switch when the announcement arrives, lets the old host forward stragglers
 //! for a grace period, then cleans up. The stream survives with every byte intact;
 //! its gap and the controller's timeline are printed; a third party's datagrams keep
-//! flowing throughout.
+//! flowing throughout. A migration to a port the destination lacks is refused.
 
 mod common;
 
@@ -72,6 +72,15 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
         })
     };
     let before = flows(&status(&net)?);
+
+    // A port the destination's scd does not have is refused before anything
+    // changes: the VM would move into a black hole.
+    let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "99"])?;
+    assert!(!ok, "scc migrate to a missing port must fail: {text}");
+    assert!(text.starts_with("error: "), "one error style: {text}");
+    assert!(text.contains("has no port 99"), "{text}");
+    assert_eq!(flows(&status(&net)?), before, "a refusal changes no table");
+
     common::start_migration(&net, "m1", "host2", 2)?;
     assert_ne!(
         flows(&status(&net)?),

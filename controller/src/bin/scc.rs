@@ -5,57 +5,21 @@
 //! printing; the work is done by the `controller` library.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 use controller::daemon::Controller;
+use controller::human;
 use controller::model::Inventory;
-use controller::netkat::{self, diagnostics::Diagnostic, ir::NoNames, Groups, TableOptions};
 use controller::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Where the CLI reaches the running controller unless told otherwise.
-const DEFAULT_API: &str = "unix:/run/scc/api.sock";
-
-/// Where the CLI reaches the running controller's API.
-#[derive(Debug, Clone, clap::Args)]
-struct ApiArgs {
-    /// The controller's API: `unix:PATH` (its socket, the inventory's
-    /// `api_socket`) or `http://ADDR:PORT` (its `api`, with --token-file).
-    #[arg(long, default_value = DEFAULT_API, global = true)]
-    api: bounded_http::Endpoint,
-    /// File holding the bearer token of an API on TCP (mode 0600).
-    #[arg(long, global = true)]
-    token_file: Option<PathBuf>,
-}
-
-impl ApiArgs {
-    /// One request and its whole answer.
-    fn answer(&self, method: &str, target: &str, body: &[u8]) -> Result<bounded_http::Answer> {
-        use bounded_http::client;
-        let token = match &self.token_file {
-            Some(file) => Some(controller::api::access::read_token(file)?),
-            None => None,
-        };
-        let timeout = std::time::Duration::from_secs(60);
-        client::blocking(client::request_to(
-            &self.api,
-            token.as_deref(),
-            method,
-            target,
-            body,
-            timeout,
-        ))
-        .with_context(|| format!("controller API at {} (is `scc run` up?)", self.api))
-    }
-
-    /// One request: the status and the JSON body (`null` when not JSON).
-    fn json(&self, method: &str, target: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
-        let answer = self.answer(method, target, body)?;
-        let json = serde_json::from_slice(&answer.body).unwrap_or(serde_json::Value::Null);
-        Ok((answer.status, json))
-    }
-}
+#[path = "scc/api_args.rs"]
+mod api_args;
+#[path = "scc/offline.rs"]
+mod offline;
+use api_args::ApiArgs;
+use offline::{check, compile, Format};
 
 #[derive(Debug, Parser)]
 #[command(name = "scc", version, about = "The supercloud controller")]
@@ -70,6 +34,10 @@ enum Command {
     Check {
         /// The policy file (Frenetic syntax).
         file: PathBuf,
+        /// Inventory (TOML): resolve `vm:NAME` names and compile the policy with
+        /// the inventory's routing, exactly as `scc apply` would.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
     },
     /// Compile a NetKAT policy to OpenFlow 1.3 flow tables.
     Compile {
@@ -81,6 +49,9 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Inventory (TOML) whose VMs `vm:NAME` names resolve to.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
     },
     /// Run the controller: program every host switch from the inventory and policy.
     Run {
@@ -101,6 +72,9 @@ enum Command {
     Status {
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the controller's Prometheus metrics, as a scraper of `/metrics` sees them.
     Metrics {
@@ -111,6 +85,15 @@ enum Command {
     Apply {
         /// The policy file.
         policy: PathBuf,
+        /// Show the flows each switch would gain, change and lose; apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Apply even a policy that cuts every VM off from every other.
+        #[arg(long)]
+        force: bool,
+        /// Print the API's JSON instead of the difference as text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -120,6 +103,9 @@ enum Command {
         verb: VmVerb,
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// The running controller's inventory against a file.
     Inventory {
@@ -132,6 +118,9 @@ enum Command {
         verb: HostVerb,
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON instead of text.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Move a VM to another host (make before break); the network follows when the
     /// VM announces itself at the destination or `--arrived` is given.
@@ -157,6 +146,9 @@ enum Command {
         /// tables go back to what they were.
         #[arg(long)]
         abort: bool,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -170,6 +162,9 @@ enum Command {
         /// Private key file the host's scd will read.
         #[arg(long, default_value = "/etc/scd/wg.key")]
         key_file: String,
+        /// Passive OpenFlow listener for local tools (`ovs-ofctl`), or `none`.
+        #[arg(long, default_value = controller::host_config::DEFAULT_OPENFLOW_LISTEN)]
+        openflow_listen: String,
     },
     /// Print the routing program generated from an inventory (NetKAT).
     Routing {
@@ -177,6 +172,14 @@ enum Command {
         #[arg(long)]
         inventory: PathBuf,
     },
+    /// Print shell completions for scc: `scc completions bash >
+    /// /etc/bash_completion.d/scc`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print scc's man page (roff): `scc man > /usr/local/share/man/man1/scc.1`.
+    Man,
     /// Placement of VMs from measured client traffic and latency (docs/placement.md).
     Placement {
         #[command(subcommand)]
@@ -228,6 +231,15 @@ enum PlacementVerb {
 
 #[derive(Debug, Subcommand)]
 enum InventoryVerb {
+    /// Write the running controller's inventory (VMs where they run now) as an
+    /// inventory file, so the file follows moves instead of drifting.
+    Export {
+        /// Write it here (replaced whole) instead of printing it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show how FILE differs from the running controller's inventory (hosts and
     /// VMs added, removed, moved); with --yes, put FILE in force (one program
     /// version; refused while a migration is in progress).
@@ -313,40 +325,45 @@ enum VmVerb {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Format {
-    /// `ovs-ofctl dump-flows` style, one `# switch N` section per switch.
-    Text,
-    /// JSON: `[{"switch": N, "flows": [FlowSpec…]}]`.
-    Json,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { file } => check(&file),
+        Command::Check { file, inventory } => check(&file, inventory.as_deref()),
         Command::Compile {
             policy,
             switch,
             format,
-        } => compile(&policy, switch, format),
+            inventory,
+        } => compile(&policy, switch, format, inventory.as_deref()),
         Command::Run {
             inventory,
             policy,
             state,
         } => run(inventory.as_deref(), policy.as_deref(), &state),
-        Command::Status { api } => call(&api, "GET", "/status", b""),
+        Command::Status { api, json } => show(&api, "GET", "/status", b"", json, |s| {
+            human::status(s, human::unix_now())
+        }),
         Command::Metrics { api } => metrics(&api),
-        Command::Apply { policy, api } => read(&policy).and_then(|text| {
+        Command::Apply {
+            policy,
+            dry_run,
+            force,
+            json,
+            api,
+        } => read(&policy).and_then(|text| {
             let name = policy.display().to_string();
             // The API takes JSON only: the policy travels as a JSON string.
             let body = serde_json::to_vec(&text)?;
-            call(&api, "POST", &format!("/policy?name={name}"), &body)
+            let target = format!("/policy?name={name}&dry_run={dry_run}&force={force}");
+            show(&api, "POST", &target, &body, json, human::policy_change)
         }),
-        Command::Vm { verb, api } => vm(&api, verb),
+        Command::Vm { verb, api, json } => vm(&api, verb, json),
         Command::Inventory {
             verb: InventoryVerb::Import { file, yes, api },
         } => import_inventory(&api, &file, yes),
+        Command::Inventory {
+            verb: InventoryVerb::Export { output, api },
+        } => export_inventory(&api, output.as_deref()),
         Command::Migrate {
             vm,
             to,
@@ -354,22 +371,22 @@ fn main() -> ExitCode {
             arrived,
             no_wait,
             abort,
+            json,
             api,
         } => match (vm, to, port, arrived) {
-            _ if abort => call(&api, "POST", "/migrate/abort", b""),
-            (_, _, _, true) => call(&api, "POST", "/migrate/arrived", b""),
-            (Some(vm), Some(to), Some(port), false) => {
-                let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
-                match call(&api, "POST", "/migrate", body.to_string().as_bytes()) {
-                    Ok(code) if code == ExitCode::SUCCESS && !no_wait => {
-                        wait_destination_ready(&api, &vm, &to)
-                    }
-                    other => other,
-                }
-            }
+            _ if abort => show(&api, "POST", "/migrate/abort", b"", json, |v| {
+                format!(
+                    "aborted: the tables are back as before (version {})\n",
+                    v["version"]
+                )
+            }),
+            (_, _, _, true) => show(&api, "POST", "/migrate/arrived", b"", json, |v| {
+                format!("rerouted to the destination (version {})\n", v["version"])
+            }),
+            (Some(vm), Some(to), Some(port), false) => migrate(&api, &vm, &to, port, no_wait, json),
             _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
         },
-        Command::Host { verb, api } => match verb {
+        Command::Host { verb, api, json } => match verb {
             HostVerb::Add {
                 name,
                 cloud,
@@ -386,15 +403,21 @@ fn main() -> ExitCode {
                 };
                 serde_json::to_vec(&host)
                     .map_err(Into::into)
-                    .and_then(|b| call(&api, "POST", "/host", &b))
+                    .and_then(|b| show(&api, "POST", "/host", &b, json, applied))
             }
-            HostVerb::Rm { name } => call(&api, "DELETE", &format!("/host/{name}"), b""),
+            HostVerb::Rm { name } => {
+                show(&api, "DELETE", &format!("/host/{name}"), b"", json, applied)
+            }
         },
         Command::HostConfig {
             host,
             inventory,
             key_file,
-        } => host_config(&host, &inventory, &key_file),
+            openflow_listen,
+        } => {
+            let listen = (openflow_listen != "none").then_some(openflow_listen.as_str());
+            host_config(&host, &inventory, &key_file, listen)
+        }
         Command::Placement { verb } => match verb {
             PlacementVerb::Plan {
                 inventory: Some(inventory),
@@ -414,6 +437,11 @@ fn main() -> ExitCode {
             },
             PlacementVerb::Moves { api } => call(&api, "GET", "/placement/moves", b""),
         },
+        Command::Completions { shell } => {
+            offline::completions(shell, Cli::command());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => offline::man(Cli::command()),
         Command::Routing { inventory } => {
             Inventory::load(&inventory).map_err(Into::into).map(|inv| {
                 print!("{}", controller::routing::routing_program(&inv));
@@ -434,91 +462,6 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
-fn report(path: &Path, src: &str, d: &Diagnostic) -> ExitCode {
-    eprint!("{}", d.render(&path.display().to_string(), src));
-    ExitCode::from(1)
-}
-
-fn check(path: &Path) -> Result<ExitCode> {
-    let src = read(path)?;
-    match netkat::check(&src, &NoNames) {
-        Ok(_) => {
-            println!("{}: ok", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(d) => Ok(report(path, &src, &d)),
-    }
-}
-
-fn compile(path: &Path, switch: Option<u64>, format: Format) -> Result<ExitCode> {
-    let src = read(path)?;
-    let prog = match netkat::check(&src, &NoNames) {
-        Ok(p) => p,
-        Err(d) => return Ok(report(path, &src, &d)),
-    };
-    let mut compiled = match netkat::compile(&prog) {
-        Ok(c) => c,
-        Err(e) => return Ok(report(path, &src, &Diagnostic::global(e.to_string()))),
-    };
-    // Groups appear only where a policy cannot be written without them.
-    let opts = TableOptions::default();
-    let tables = match switch {
-        Some(s) => compiled
-            .table_with(s, opts, Groups::Allowed)
-            .map(|t| vec![(s, t)]),
-        None => compiled.tables_with(opts, Groups::Allowed),
-    };
-    let tables = match tables {
-        Ok(t) => t,
-        Err(e) => return Ok(report(path, &src, &Diagnostic::global(e.to_string()))),
-    };
-    for (_, t) in &tables {
-        for w in &t.warnings {
-            let d = Diagnostic::global(w.clone()).warning();
-            eprint!("{}", d.render(&path.display().to_string(), &src));
-        }
-    }
-    match format {
-        Format::Json => {
-            let v: Vec<serde_json::Value> = tables
-                .iter()
-                .map(|(s, t)| {
-                    let mut v = serde_json::json!({ "switch": s, "flows": t.flows });
-                    if !t.groups.is_empty() {
-                        v["groups"] = serde_json::json!(t.groups);
-                    }
-                    v
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
-        }
-        Format::Text => {
-            let every = switch.is_none() && compiled.switches().is_empty();
-            for (s, t) in &tables {
-                if every {
-                    println!("# every switch ({} flows)", t.flows.len());
-                } else {
-                    println!("# switch {s} ({} flows)", t.flows.len());
-                }
-                if !t.groups.is_empty() {
-                    println!(
-                        "# {} groups (ovs-ofctl -O OpenFlow13 add-groups, before the flows)",
-                        t.groups.len()
-                    );
-                    for g in &t.groups {
-                        println!("{}", openflow::text::format_group(g));
-                    }
-                    println!("# flows");
-                }
-                for f in &t.flows {
-                    println!("{}", openflow::text::format_flow(f));
-                }
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Prints the metrics text the API serves; exits with 1 if it serves none.
 fn metrics(api: &ApiArgs) -> Result<ExitCode> {
     let answer = api.answer("GET", "/metrics", b"")?;
@@ -532,21 +475,106 @@ fn metrics(api: &ApiArgs) -> Result<ExitCode> {
 
 /// Calls the API and prints its JSON answer; a refused change exits with 1.
 fn call(api: &ApiArgs, method: &str, target: &str, body: &[u8]) -> Result<ExitCode> {
+    show(api, method, target, body, true, |_| String::new())
+}
+
+/// Calls the API: its JSON answer, or `None` when it refused (said on stderr).
+fn answer(
+    api: &ApiArgs,
+    method: &str,
+    target: &str,
+    body: &[u8],
+) -> Result<Option<serde_json::Value>> {
     let (status, json) = api.json(method, target, body)?;
     if status == 200 {
-        println!("{}", serde_json::to_string_pretty(&json)?);
-        Ok(ExitCode::SUCCESS)
+        return Ok(Some(json));
+    }
+    let text = json["error"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| json.to_string());
+    refused(&text);
+    Ok(None)
+}
+
+/// Says on stderr what the controller refused, in the one error style.
+fn refused(text: &str) {
+    // A policy's diagnostic is rendered as rustc does, with its own `error:`.
+    if text.starts_with("error") || text.starts_with("warning") {
+        eprintln!("{}", text.trim_end());
     } else {
-        let text = json["error"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| json.to_string());
-        eprintln!("{text}");
-        Ok(ExitCode::from(1))
+        eprintln!("error: {}", text.trim_end());
     }
 }
 
-fn vm(api: &ApiArgs, verb: VmVerb) -> Result<ExitCode> {
+/// Calls the API and prints its answer as JSON (`json`) or as `human` writes it;
+/// a refused change exits with 1.
+fn show(
+    api: &ApiArgs,
+    method: &str,
+    target: &str,
+    body: &[u8],
+    json: bool,
+    human: impl FnOnce(&serde_json::Value) -> String,
+) -> Result<ExitCode> {
+    let Some(value) = answer(api, method, target, body)? else {
+        return Ok(ExitCode::from(1));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", human(&value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A change's answer for people: the version it was applied as.
+fn applied(v: &serde_json::Value) -> String {
+    format!("applied as version {}\n", v["version"])
+}
+
+/// `scc migrate VM --to HOST --port N`: starts the migration, then (unless
+/// `no_wait`) waits until the destination switch confirmed its flows.
+fn migrate(
+    api: &ApiArgs,
+    vm: &str,
+    to: &str,
+    port: u32,
+    no_wait: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
+    let Some(started) = answer(api, "POST", "/migrate", body.to_string().as_bytes())? else {
+        return Ok(ExitCode::from(1));
+    };
+    if no_wait {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&started)?);
+        } else {
+            println!(
+                "migration of {vm} to {to} port {port} started (version {}); not waiting for \
+                 the destination",
+                started["version"]
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let timeline = wait_destination_ready(api, vm, to)?;
+    if json {
+        let both = serde_json::json!({ "version": started["version"], "timeline": timeline });
+        println!("{}", serde_json::to_string_pretty(&both)?);
+    } else {
+        print!("{}", human::timeline(&timeline));
+        println!(
+            "destination ready: {to} confirmed the flows for port {port} (version {}); move \
+             the VM now",
+            started["version"]
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn vm(api: &ApiArgs, verb: VmVerb, json: bool) -> Result<ExitCode> {
     match verb {
         VmVerb::Add {
             name,
@@ -570,10 +598,10 @@ fn vm(api: &ApiArgs, verb: VmVerb) -> Result<ExitCode> {
                 tenant,
                 public_ip,
             };
-            call(api, "POST", "/vm", &serde_json::to_vec(&vm)?)
+            show(api, "POST", "/vm", &serde_json::to_vec(&vm)?, json, applied)
         }
-        VmVerb::Rm { name } => call(api, "DELETE", &format!("/vm/{name}"), b""),
-        VmVerb::Show { name } => call(api, "GET", &format!("/vm/{name}"), b""),
+        VmVerb::Rm { name } => show(api, "DELETE", &format!("/vm/{name}"), b"", json, applied),
+        VmVerb::Show { name } => show(api, "GET", &format!("/vm/{name}"), b"", json, human::vm),
     }
 }
 
@@ -591,8 +619,9 @@ fn placement_plan(inventory: &Path, measurements: &Path, json: bool) -> Result<E
 }
 
 /// Waits until the controller's migration timeline says the destination switch
-/// confirmed the prepare step (make before break: the VM may move now).
-fn wait_destination_ready(api: &ApiArgs, vm: &str, to: &str) -> Result<ExitCode> {
+/// confirmed the prepare step (make before break: the VM may move now); that
+/// timeline.
+fn wait_destination_ready(api: &ApiArgs, vm: &str, to: &str) -> Result<serde_json::Value> {
     const WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
     let start = std::time::Instant::now();
     loop {
@@ -604,7 +633,7 @@ fn wait_destination_ready(api: &ApiArgs, vm: &str, to: &str) -> Result<ExitCode>
                 .is_some_and(|es| es.iter().any(|e| e[0] == event))
         };
         if timeline["vm"] == vm && has("destination ready") {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(timeline.clone());
         }
         if timeline["vm"] == vm && has("aborted") {
             anyhow::bail!("the migration of {vm} was aborted before {to} was ready");
@@ -657,7 +686,7 @@ fn import_inventory(api: &ApiArgs, file: &Path, yes: bool) -> Result<ExitCode> {
     let target = format!("/inventory/import?name={name}&apply={yes}");
     let (status, answer) = api.json("POST", &target, &body)?;
     if status != 200 {
-        eprintln!("{}", answer["error"].as_str().unwrap_or("refused"));
+        refused(answer["error"].as_str().unwrap_or("refused"));
         return Ok(ExitCode::from(1));
     }
     print!("{}", answer["text"].as_str().unwrap_or_default());
@@ -669,9 +698,37 @@ fn import_inventory(api: &ApiArgs, file: &Path, yes: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode> {
+/// `scc inventory export`: the live inventory, printed or written to `output`
+/// (through a temporary file beside it, so a reader never sees half of it).
+fn export_inventory(api: &ApiArgs, output: Option<&Path>) -> Result<ExitCode> {
+    let Some(answer) = answer(api, "GET", "/inventory/export", b"")? else {
+        return Ok(ExitCode::from(1));
+    };
+    let text = answer["text"].as_str().unwrap_or_default();
+    match output {
+        None => print!("{text}"),
+        Some(path) => {
+            let tmp = path.with_extension("toml.tmp");
+            std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{}: inventory at version {}",
+                path.display(),
+                answer["version"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn host_config(
+    host: &str,
+    inventory: &Path,
+    key_file: &str,
+    listen: Option<&str>,
+) -> Result<ExitCode> {
     let inv = Inventory::load(inventory)?;
-    match inv.host_config(host, key_file) {
+    match inv.host_config_listening(host, key_file, listen) {
         Some(c) => {
             print!("{c}");
             Ok(ExitCode::SUCCESS)

@@ -144,6 +144,7 @@ fn crash_and_restart(
     )
     .unwrap();
     let ctl = Controller::new(start.persisted, store).unwrap();
+    super::tests::switches_up(&ctl);
     let rt = runtime();
     {
         let _entered = rt.enter();
@@ -161,8 +162,10 @@ proptest! {
     ) {
         let (steady_dir, crashing_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let steady = example_controller(steady_dir.path(), |_| {});
+        super::tests::switches_up(&steady);
         let steady_rt = runtime();
         let mut crashing = example_controller(crashing_dir.path(), |_| {});
+        super::tests::switches_up(&crashing);
         let mut crashing_rt = runtime();
         for (i, op) in ops.iter().enumerate() {
             let accepted = {
@@ -193,6 +196,7 @@ fn arrived_and_abort_work_after_a_restart_at_each_phase() {
     let rt = runtime();
     let entered = rt.enter();
     let ctl = example_controller(dir.path(), |_| {});
+    super::tests::switches_up(&ctl);
     let before = ctl.lock().tables.clone();
     ctl.start_migration("web1", "host-b", 7).unwrap();
     drop(entered);

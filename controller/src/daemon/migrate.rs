@@ -7,7 +7,7 @@
 
 use super::{ChangeError, Controller, GRACE};
 use crate::follow::now_ms;
-use crate::migration::{Measure, MigrationState, Phase, PortCounts, Step};
+use crate::migration::{Measure, MigrationState, Phase, PortCounts, Refusal, Step};
 use crate::routing::compile_network_during;
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,7 @@ impl Controller {
                 self.clock(),
             )?
         };
+        self.destination_port_exists(&inv, to_host, to_port)?;
         let ahead = started.switch_step(&inv);
         let tables = compile_network_during(&inv, &policy, &name, step.program.as_ref())?;
         let version = self.commit(
@@ -92,6 +93,43 @@ impl Controller {
         )?;
         self.compile_switch_ahead(ahead, version);
         Ok(version)
+    }
+
+    /// A migration is refused unless the destination switch is connected and
+    /// described port `to_port`: flows to a missing port would be confirmed by
+    /// its barrier all the same, and the VM would move into a black hole.
+    fn destination_port_exists(
+        &self,
+        inv: &crate::model::Inventory,
+        to_host: &str,
+        to_port: u32,
+    ) -> Result<(), ChangeError> {
+        let Some(host) = inv.host(to_host) else {
+            return Err(Refusal::NoHost(to_host.to_string()).into());
+        };
+        let st = self.lock();
+        let switch = st.switches.get(&host.datapath_id).filter(|s| s.connected);
+        let Some(switch) = switch else {
+            return Err(Refusal::DestinationOffline(to_host.to_string()).into());
+        };
+        if switch.ports.contains_key(&to_port) {
+            return Ok(());
+        }
+        let known: Vec<String> = switch
+            .ports
+            .iter()
+            .map(|(n, name)| format!("{n} {name}"))
+            .collect();
+        Err(Refusal::NoSuchPort {
+            host: to_host.to_string(),
+            port: to_port,
+            known: if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            },
+        }
+        .into())
     }
 
     /// The switch step does not depend on when the VM arrives: it is compiled

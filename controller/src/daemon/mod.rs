@@ -18,6 +18,7 @@
 mod crash_tests;
 mod follow_the_sun;
 mod migrate;
+mod preview;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -28,6 +29,7 @@ use crate::restart::InventoryDiff;
 use crate::routing::{compile_network_during, ProgramError};
 use crate::store::{Persisted, Store};
 use openflow::FlowSpec;
+pub use preview::{PolicyChange, Reach, SwitchChange};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +59,9 @@ pub struct SwitchStatus {
     pub repairs: u64,
     /// Tunnel ports by name, true while their WireGuard session is live.
     pub tunnels_up: BTreeMap<String, bool>,
+    /// Every port by OpenFlow number, with its name, as the switch described them
+    /// when it connected and announced since (port-status).
+    pub ports: BTreeMap<u32, String>,
     /// Unix time of the last change.
     pub updated: u64,
 }

@@ -26,6 +26,17 @@ pub(crate) fn example_controller(
     Controller::new(persisted, Store::new(&dir.join("state.json"))).unwrap()
 }
 
+/// Marks every inventory host's switch connected, having described ports 1 to
+/// 32, as a session does: a migration checks its destination port against them.
+pub(crate) fn switches_up(ctl: &Controller) {
+    for host in ctl.inventory().hosts {
+        ctl.update_switch(host.datapath_id, |s| {
+            s.connected = true;
+            s.ports = (1..=32).map(|n| (n, format!("sc-port{n}"))).collect();
+        });
+    }
+}
+
 /// The program version the store in `dir` holds.
 fn stored_version(dir: &std::path::Path) -> u64 {
     Store::new(&dir.join("state.json"))
@@ -48,9 +59,30 @@ fn a_refused_change_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_migration_to_a_port_the_destination_lacks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = controller(dir.path());
+    let before = ctl.lock().tables.clone();
+    let offline = ctl.start_migration("web1", "host-b", 7).unwrap_err();
+    assert!(offline.to_string().contains("not connected"), "{offline}");
+    switches_up(&ctl);
+    let missing = ctl.start_migration("web1", "host-b", 99).unwrap_err();
+    let text = missing.to_string();
+    assert!(text.contains("has no port 99"), "{text}");
+    assert!(
+        text.contains("1 sc-port1"),
+        "the known ports are listed: {text}"
+    );
+    assert_eq!(ctl.lock().tables, before, "a refusal changes no table");
+    assert!(ctl.lock().migration.is_none(), "and starts no migration");
+    ctl.start_migration("web1", "host-b", 7).unwrap();
+}
+
+#[tokio::test]
 async fn an_aborted_migration_restores_the_tables() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
+    switches_up(&ctl);
     let before = ctl.lock().tables.clone();
     ctl.start_migration("web1", "host-b", 7).unwrap();
     assert_ne!(
@@ -75,6 +107,7 @@ async fn an_aborted_migration_restores_the_tables() {
 async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
+    switches_up(&ctl);
     ctl.start_migration("web1", "host-b", 7).unwrap();
     // A condition waited for, with a deadline no loaded machine reaches.
     let compiled_ahead = async {

@@ -56,6 +56,22 @@ pub enum Refusal {
     /// The destination port belongs to another VM.
     #[error("port {port} of `{host}` is VM `{vm}`'s")]
     PortTaken { port: u32, host: String, vm: String },
+    /// The destination switch is not connected: its ports are unknown.
+    #[error(
+        "the switch of `{0}` is not connected, so its ports are unknown; start its scd \
+         (`scc status` shows it connected) before migrating to it"
+    )]
+    DestinationOffline(String),
+    /// The destination switch has no such port.
+    #[error(
+        "the switch of `{host}` has no port {port} (its ports: {known}); add the VM's \
+         port to its scd first (docs/inventory.md)"
+    )]
+    NoSuchPort {
+        host: String,
+        port: u32,
+        known: String,
+    },
     /// An arrival with no migration prepared for it (or for another VM).
     #[error("no migration is waiting for its VM")]
     NotWaiting,

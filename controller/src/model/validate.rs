@@ -93,10 +93,16 @@ impl Inventory {
                 ),
             ));
         }
-        if let Some(o) = others().find(|o| o.ip == vm.ip || o.mac == vm.mac) {
+        if let Some(o) = others().find(|o| o.ip == vm.ip) {
             return Err(invalid(
                 "vm.ip",
-                format!("address or MAC already used by VM `{}`", o.name),
+                format!("address {} already used by VM `{}`", vm.ip, o.name),
+            ));
+        }
+        if let Some(o) = others().find(|o| o.mac == vm.mac) {
+            return Err(invalid(
+                "vm.mac",
+                format!("MAC {} already used by VM `{}`", vm.mac, o.name),
             ));
         }
         if self.host(&vm.host).is_none() {

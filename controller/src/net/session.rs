@@ -18,8 +18,8 @@ use crate::routing::SCC_COOKIE;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
     decode, encode, frame_len, port_state, BindPort, FlowStatsEntry, FlowStatsRequest, Hello,
-    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
-    TABLE_ALL,
+    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PortDesc,
+    PortReason, PortStatus, GROUP_ANY, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use std::sync::Arc;
@@ -75,6 +75,10 @@ pub(super) struct Session {
     /// The switch answered a binding with bad-experimenter: it is not `scd`
     /// (an Open vSwitch bridge), and gets no more.
     binding_unsupported: bool,
+    /// The flow-mods of the plan being sent, and the first error the switch
+    /// answered one of them with.
+    plan_xids: std::collections::HashSet<u32>,
+    plan_refused: Option<String>,
 }
 
 /// Why a session ended.
@@ -119,6 +123,8 @@ impl Session {
             bound: std::collections::HashMap::new(),
             bind_xids: std::collections::HashSet::new(),
             binding_unsupported: false,
+            plan_xids: std::collections::HashSet::new(),
+            plan_refused: None,
         }
     }
 
@@ -297,11 +303,57 @@ impl Session {
         Ok(())
     }
 
-    /// A message that answers the measurement in flight, if it does; anything else
-    /// is passed over.
+    /// A message no request waits for: port descriptions and port-status changes
+    /// update what the controller knows of the switch's ports, an error answering
+    /// a flow-mod of the plan being sent is kept for [`Self::send_plan`], and
+    /// anything else goes to the measurement in flight (or is passed over).
     fn absorb(&mut self, xid: u32, m: Message) {
         let dpid = self.dpid.unwrap_or_default();
-        self.sampler.absorb(&self.ctl, dpid, xid, m);
+        match m {
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::PortDesc(ports),
+                ..
+            }) => self.ports_described(dpid, &ports),
+            Message::PortStatus(change) => self.port_changed(dpid, &change),
+            Message::Error(e) if self.plan_xids.contains(&xid) => {
+                self.plan_refused.get_or_insert_with(|| format!("{e:?}"));
+            }
+            other => self.sampler.absorb(&self.ctl, dpid, xid, other),
+        }
+    }
+
+    /// The switch's whole port list (a port-desc reply): every port by number,
+    /// and which tunnels have a live WireGuard session.
+    fn ports_described(&self, dpid: u64, ports: &[PortDesc]) {
+        let tunnels = ports
+            .iter()
+            .filter(|p| dataplane_core::port::is_tunnel_port(&p.name))
+            .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
+            .collect();
+        let numbered = ports.iter().map(|p| (p.port_no, p.name.clone())).collect();
+        self.ctl.update_switch(dpid, |s| {
+            s.tunnels_up = tunnels;
+            s.ports = numbered;
+        });
+    }
+
+    /// One port added, removed or changed (`OFPT_PORT_STATUS`).
+    fn port_changed(&self, dpid: u64, change: &PortStatus) {
+        let p = &change.desc;
+        tracing::info!(dpid, port = p.port_no, name = %p.name, reason = ?change.reason, "port status");
+        let up = p.state & port_state::LINK_DOWN == 0;
+        let tunnel = dataplane_core::port::is_tunnel_port(&p.name);
+        self.ctl.update_switch(dpid, |s| {
+            if change.reason == PortReason::Delete {
+                s.ports.remove(&p.port_no);
+                s.tunnels_up.remove(&p.name);
+            } else {
+                s.ports.insert(p.port_no, p.name.clone());
+                if tunnel {
+                    s.tunnels_up.insert(p.name.clone(), up);
+                }
+            }
+        });
     }
 
     async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
@@ -498,17 +550,28 @@ impl Session {
         if p.is_empty() {
             return Ok(());
         }
+        self.plan_xids.clear();
+        self.plan_refused = None;
         for m in p.first {
-            self.send(&Message::FlowMod(m)).await?;
+            let xid = self.send(&Message::FlowMod(m)).await?;
+            self.plan_xids.insert(xid);
         }
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
         for m in p.then {
-            self.send(&Message::FlowMod(m)).await?;
+            let xid = self.send(&Message::FlowMod(m)).await?;
+            self.plan_xids.insert(xid);
         }
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
-        Ok(())
+        self.plan_xids.clear();
+        // The barrier is answered after the errors of the flow-mods before it: a
+        // refused flow-mod means the switch does not hold the version, and it must
+        // never be reported as confirmed (a migration's "destination ready").
+        match self.plan_refused.take() {
+            Some(e) => Err(SessionError::Refused(format!("flow-mod: {e}"))),
+            None => Ok(()),
+        }
     }
 
     /// Reads the controller's flows back from the switch and repairs whatever
@@ -591,6 +654,20 @@ impl Session {
             return Err(SessionError::Protocol(format!(
                 "datapath {dpid} is not in the inventory"
             )));
+        }
+        // Its ports are known before it counts as connected: a migration checks
+        // its destination port against them.
+        let ports = self.multipart(MultipartRequestBody::PortDesc).await?;
+        match self.reply_to(ports).await? {
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::PortDesc(ports),
+                ..
+            }) => self.ports_described(dpid, &ports),
+            other => {
+                return Err(SessionError::Protocol(format!(
+                    "expected port descriptions, got {other:?}"
+                )))
+            }
         }
         self.ctl.update_switch(dpid, |s| {
             s.connected = true;
@@ -677,20 +754,7 @@ impl Session {
                         self.heard();
                         // Drain whatever is complete (echo replies, port status, errors).
                         while let Some((xid, m)) = self.next_buffered().await? {
-                            match m {
-                                Message::MultipartReply(MultipartReply {
-                                    body: MultipartReplyBody::PortDesc(ports),
-                                    ..
-                                }) => {
-                                    let tunnels = ports
-                                        .iter()
-                                        .filter(|p| dataplane_core::port::is_tunnel_port(&p.name))
-                                        .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
-                                        .collect();
-                                    self.ctl.update_switch(dpid, |s| s.tunnels_up = tunnels);
-                                }
-                                other => self.absorb(xid, other),
-                            }
+                            self.absorb(xid, m);
                         }
                     }
                 }

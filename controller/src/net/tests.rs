@@ -4,7 +4,8 @@
 //! nothing when the tables match; a switch that stops answering is marked
 //! disconnected, its connection closed, and it is welcome back; a migration
 //! phase committed but never sent before a crash reaches the switch from the
-//! restarted controller.
+//! restarted controller; flow-mods the switch refuses never confirm a version, so
+//! a migration's destination is never reported ready on them.
 
 use super::serve_openflow;
 use crate::daemon::tests::example_controller;
@@ -36,6 +37,8 @@ struct FakeSwitch {
     flow_mods: AtomicUsize,
     /// The controller closed the connection.
     closed: AtomicBool,
+    /// True: every flow-mod is answered with an error and not applied.
+    refusing: AtomicBool,
 }
 
 impl FakeSwitch {
@@ -50,6 +53,7 @@ impl FakeSwitch {
             answering: AtomicBool::new(true),
             flow_mods: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            refusing: AtomicBool::new(false),
         })
     }
 
@@ -71,6 +75,12 @@ impl FakeSwitch {
             })),
             Message::EchoRequest(data) => Some(Message::EchoReply(data)),
             Message::BarrierRequest => Some(Message::BarrierReply),
+            Message::FlowMod(_) if self.refusing.load(Ordering::SeqCst) => {
+                Some(Message::Error(openflow::wire::ErrorMsg {
+                    code: openflow::wire::ErrorCode::Other { typ: 5, code: 0 },
+                    data: Vec::new(),
+                }))
+            }
             Message::FlowMod(fm) => {
                 apply_flow_mod(&mut self.tables.lock().unwrap(), &fm, now)
                     .expect("the controller's flow-mods apply");
@@ -82,7 +92,16 @@ impl FakeSwitch {
                     MultipartRequestBody::Flow(req) => MultipartReplyBody::Flow(
                         flow_stats(&self.tables.lock().unwrap(), &req, now).ok()?,
                     ),
-                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(Vec::new()),
+                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(
+                        // The VMs' ports a migration may be sent to.
+                        (1..=16)
+                            .map(|port_no| openflow::wire::PortDesc {
+                                port_no,
+                                name: format!("sc-port{port_no}"),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    ),
                     MultipartRequestBody::TunnelStats => {
                         MultipartReplyBody::TunnelStats(Vec::new())
                     }
@@ -157,6 +176,19 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
         assert!(start.elapsed() < DEADLINE, "never: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A fake switch of datapath `dpid` connected to the controller at `addr`, once
+/// it confirmed the program version in force.
+async fn synchronised_fake(ctl: &Controller, addr: SocketAddr, dpid: u64) -> Arc<FakeSwitch> {
+    let (version, _) = ctl.desired(dpid).unwrap();
+    let fake = FakeSwitch::new();
+    tokio::spawn(fake.clone().run(addr, dpid));
+    wait_until("the switch is synchronised", || {
+        switch(ctl, dpid).synced_version == version
+    })
+    .await;
+    fake
 }
 
 fn deleted(spec: openflow::FlowSpec) -> FlowMod {
@@ -271,13 +303,8 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
 async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
-    let (version, plain) = ctl.desired(2).unwrap();
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, 2));
-    wait_until("the switch is synchronised", || {
-        switch(&ctl, 2).synced_version == version
-    })
-    .await;
+    let (_, plain) = ctl.desired(2).unwrap();
+    let fake = synchronised_fake(&ctl, addr, 2).await;
     let held = fake.tables.lock().unwrap().clone();
 
     // The destination of web1's move: deaf from now on, as if the controller
@@ -311,5 +338,36 @@ async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
         switch_again.flow_mods.load(Ordering::SeqCst),
         difference.len(),
         "the difference, not the whole table"
+    );
+}
+
+#[tokio::test]
+async fn a_destination_that_refuses_the_flows_is_never_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
+    let fake = synchronised_fake(&ctl, addr, 2).await;
+    assert!(
+        switch(&ctl, 2).ports.contains_key(&7),
+        "its ports were described"
+    );
+
+    fake.refusing.store(true, Ordering::SeqCst);
+    let prepared = ctl.start_migration("web1", "host-b", 7).unwrap();
+    // The observer ran: the switch's error reached the controller.
+    wait_until("the refusal is recorded", || {
+        switch(&ctl, 2).last_error.is_some()
+    })
+    .await;
+    wait_until("the session gives up", || {
+        fake.closed.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(switch(&ctl, 2).synced_version < prepared, "not confirmed");
+    let timeline: crate::migration::Timeline =
+        serde_json::from_value(ctl.status()["timeline"].clone()).unwrap();
+    assert!(timeline.has("prepare sent"), "{timeline:?}");
+    assert!(
+        !timeline.has("destination ready"),
+        "never ready on refused flows: {timeline:?}"
     );
 }

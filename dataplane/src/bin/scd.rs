@@ -197,7 +197,19 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
 
     switch.run(&AtomicBool::new(false))?;
     drop(switch);
-    info!("scd stopped; created TAP devices removed");
+    let created = cfg
+        .ports
+        .iter()
+        .filter(|p| p.kind == PortKind::Tap && p.create)
+        .count();
+    if created > 0 {
+        info!(
+            removed = created,
+            "scd stopped; the TAP devices it created are removed"
+        );
+    } else {
+        info!("scd stopped; it created no device, so none was removed");
+    }
     Ok(())
 }
 
@@ -208,6 +220,11 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal (https://no-color.org).
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -215,6 +232,12 @@ fn main() {
         Command::CheckConfig { config } => load(&config).and_then(|(cfg, _, n_flows)| {
             if cfg.ports.is_empty() {
                 bail!("{}: no [[port]] configured", config.display());
+            }
+            // The key as `run` reads it: a file it would refuse (missing, open to
+            // others, not a key) fails the check too.
+            if let Some(t) = &cfg.tunnel {
+                dataplane::keys::read_private_file(&t.private_key_file)
+                    .with_context(|| format!("{}: `tunnel.private_key_file`", config.display()))?;
             }
             println!(
                 "{}: ok ({} ports, {} static flows)",
