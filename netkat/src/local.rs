@@ -35,6 +35,7 @@
 use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
+use super::path::Ctx;
 use openflow::flow::{
     port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
 };
@@ -97,45 +98,6 @@ pub struct Table {
     pub flows: Vec<FlowSpec>,
     /// Things that compiled but probably not as meant.
     pub warnings: Vec<String>,
-}
-
-/// Knowledge along a path: tests known true and known false.
-#[derive(Clone, Default)]
-struct Ctx {
-    pos: Vec<Pattern>,
-    neg: Vec<Pattern>,
-}
-
-impl Ctx {
-    /// `Some(truth)` when the path decides `p`.
-    fn decides(&self, p: &Pattern) -> Option<bool> {
-        if p.field == HField::VlanPcp && self.pos.contains(&Pattern::exact(HField::VlanVid, 0)) {
-            return Some(p.value == 0); // an untagged packet reads PCP 0
-        }
-        if *p == Pattern::exact(HField::VlanVid, 0) {
-            // A path that knows the PCP is not 0 knows the packet is tagged.
-            let pcp_nonzero = self.neg.contains(&Pattern::exact(HField::VlanPcp, 0))
-                || self
-                    .pos
-                    .iter()
-                    .any(|q| q.field == HField::VlanPcp && q.value != 0);
-            if pcp_nonzero {
-                return Some(false);
-            }
-        }
-        for q in self.pos.iter().filter(|q| q.field == p.field) {
-            if p.contains(q) {
-                return Some(true);
-            }
-            if p.disjoint(q) {
-                return Some(false);
-            }
-        }
-        if self.neg.iter().any(|q| q.contains(p)) {
-            return Some(false);
-        }
-        None
-    }
 }
 
 struct Rule {
@@ -217,28 +179,30 @@ fn is_physical(p: u64) -> bool {
 
 impl Gen<'_> {
     fn walk(&mut self, n: NodeId, ctx: &mut Ctx) -> Result<(), LocalError> {
-        match self.fdd.node(n) {
-            Node::Leaf(a) => {
-                let acts = self.fdd.actions(a).clone();
-                self.leaf(ctx, acts)
-            }
-            Node::Branch { test, hi, lo } => {
-                // The FDD order guarantees the path does not already decide `test`
-                // positively; a decided test just follows its branch.
-                match ctx.decides(&test) {
-                    Some(true) => return self.walk(hi, ctx),
-                    Some(false) => return self.walk(lo, ctx),
-                    None => {}
+        crate::stack::deep(|| {
+            match self.fdd.node(n) {
+                Node::Leaf(a) => {
+                    let acts = self.fdd.actions(a).clone();
+                    self.leaf(ctx, acts)
                 }
-                ctx.pos.push(test);
-                self.walk(hi, ctx)?;
-                ctx.pos.pop();
-                ctx.neg.push(test);
-                self.walk(lo, ctx)?;
-                ctx.neg.pop();
-                Ok(())
+                Node::Branch { test, hi, lo } => {
+                    // The FDD order guarantees the path does not already decide `test`
+                    // positively; a decided test just follows its branch.
+                    match ctx.decides(&test) {
+                        Some(true) => return self.walk(hi, ctx),
+                        Some(false) => return self.walk(lo, ctx),
+                        None => {}
+                    }
+                    ctx.pos.push(test);
+                    self.walk(hi, ctx)?;
+                    ctx.pos.pop();
+                    ctx.neg.push(test);
+                    self.walk(lo, ctx)?;
+                    ctx.neg.pop(test);
+                    Ok(())
+                }
             }
-        }
+        })
     }
 
     /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
@@ -284,7 +248,7 @@ impl Gen<'_> {
             ctx.pos.pop();
             ctx.neg.push(c);
             self.leaf(ctx, acts)?;
-            ctx.neg.pop();
+            ctx.neg.pop(c);
             return Ok(());
         }
         // Every candidate is decided: drop assignments that change nothing.
