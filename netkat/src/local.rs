@@ -388,13 +388,21 @@ impl Gen<'_> {
                 .collect();
             // Restoring the tag restores its PCP too.
             let whole_tag = stale.contains(&HField::VlanVid);
+            // No tag to write the PCP into yet: this branch pushes one below (the
+            // original was tagged), and the PCP is put back after the push.
+            let mut pcp_after_push = false;
             for f in stale {
-                if !(whole_tag && f == HField::VlanPcp) {
+                if f == HField::VlanPcp && st.tagged() == Some(false) && !whole_tag {
+                    pcp_after_push = true;
+                } else if !(whole_tag && f == HField::VlanPcp) {
                     st.restore(f, &mut out)?;
                 }
             }
             for (f, v) in &wanted {
                 st.set(*f, *v, &mut out)?;
+            }
+            if pcp_after_push {
+                st.restore(HField::VlanPcp, &mut out)?;
             }
             self.output(s, &mut out)?;
         }
