@@ -165,3 +165,50 @@ fn completions_and_the_man_page_come_from_the_cli_definitions() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains(".TH scc"), "{stdout}");
 }
+
+#[test]
+fn compile_stops_quietly_when_its_reader_closes_the_pipe() {
+    use std::io::{BufRead, BufReader};
+    let text: Vec<String> = (0..5_000)
+        .map(|i| {
+            format!(
+                "switch = {}; ip4Dst = 10.0.{}.{}; port := 2",
+                i % 20 + 1,
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let path = temp_policy("pipe", &text.join(" + "));
+    for format in ["text", "json"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_scc"))
+            .args(["compile", "--format", format])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn scc");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut first)
+            .expect("read a line");
+        assert!(!first.is_empty(), "scc wrote nothing");
+        // The reader is dropped: the pipe is closed, as `| head -1` does.
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn invalid_utf8_is_reported_at_its_position() {
+    let path = std::env::temp_dir().join(format!("scc-cli-utf8-{}.kat", std::process::id()));
+    std::fs::write(&path, b"filter port = 1;\n  port := 2 \xff + id\n").expect("write");
+    let (code, _, stderr) = scc(&["check", path.to_str().expect("utf-8 path")]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(":2:13") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+}

@@ -147,10 +147,6 @@ impl Diagnostic {
             let (l, c) = line_col(source, s.start);
             let text = source.lines().nth(l - 1).unwrap_or("");
             let text = text.trim_end_matches('\r');
-            if l != last_line {
-                let _ = writeln!(out, "{l:>width$} | {text}");
-                last_line = l;
-            }
             let line_chars = text.chars().count();
             let start = c - 1;
             let (el, ec) = line_col(source, s.end.max(s.start + 1));
@@ -159,10 +155,16 @@ impl Diagnostic {
             } else {
                 line_chars.max(start + 1)
             };
-            let len = end.saturating_sub(start).max(1);
-            let indent: String = text
+            let window = Window::around(line_chars, start);
+            if l != last_line || window.clipped(line_chars) {
+                let _ = writeln!(out, "{l:>width$} | {}", window.show(text, line_chars));
+                last_line = l;
+            }
+            let len = end.min(window.end).saturating_sub(start).max(1);
+            let indent: String = window
+                .lead()
                 .chars()
-                .take(start)
+                .chain(text.chars().skip(window.start).take(start - window.start))
                 .map(|ch| if ch == '\t' { '\t' } else { ' ' })
                 .collect();
             let marks: String = std::iter::repeat_n(mark, len).collect();
@@ -173,6 +175,54 @@ impl Diagnostic {
             let _ = writeln!(out, "{pad} = hint: {h}");
         }
         out
+    }
+}
+
+/// Longest source line echoed whole; longer ones (generated policies put
+/// hundreds of kilobytes on a line) are clipped around the column.
+const MAX_ECHOED_CHARS: usize = 160;
+
+/// The characters `start..end` of a source line that an error echoes.
+struct Window {
+    start: usize,
+    end: usize,
+}
+
+impl Window {
+    fn around(line_chars: usize, column: usize) -> Window {
+        if line_chars <= MAX_ECHOED_CHARS {
+            return Window {
+                start: 0,
+                end: line_chars,
+            };
+        }
+        let start = column.saturating_sub(MAX_ECHOED_CHARS / 2);
+        Window {
+            start,
+            end: (start + MAX_ECHOED_CHARS).min(line_chars),
+        }
+    }
+
+    fn clipped(&self, line_chars: usize) -> bool {
+        self.start > 0 || self.end < line_chars
+    }
+
+    fn lead(&self) -> &'static str {
+        if self.start > 0 {
+            "…"
+        } else {
+            ""
+        }
+    }
+
+    fn show(&self, text: &str, line_chars: usize) -> String {
+        let tail = if self.end < line_chars { "…" } else { "" };
+        let middle: String = text
+            .chars()
+            .skip(self.start)
+            .take(self.end - self.start)
+            .collect();
+        format!("{}{middle}{tail}", self.lead())
     }
 }
 

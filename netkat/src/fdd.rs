@@ -75,6 +75,9 @@ pub struct Fdd {
     seq_cache: HashMap<(NodeId, NodeId), NodeId>,
     restrict_cache: HashMap<(NodeId, u32), NodeId>,
     neg_cache: HashMap<NodeId, NodeId>,
+    /// For a node testing `f` with prefix length `l`: the first node down its
+    /// `lo` chain that does not (see [`Fdd::past_run`]).
+    run_end: HashMap<NodeId, NodeId>,
 }
 
 /// Most iterations a star may take.
@@ -212,59 +215,61 @@ impl Fdd {
     }
 
     fn apply(&mut self, op: Op, a: NodeId, b: NodeId) -> NodeId {
-        match op {
-            Op::Sum => {
-                if a == DROP || a == b {
-                    return b;
-                }
-                if b == DROP {
-                    return a;
-                }
-            }
-            Op::Prod => {
-                if a == DROP || b == DROP {
-                    return DROP;
-                }
-                if a == ID {
-                    return b;
-                }
-                if b == ID {
-                    return a;
-                }
-            }
-        }
-        let key = if op == Op::Sum && b < a {
-            (op, b, a)
-        } else {
-            (op, a, b)
-        };
-        if let Some(r) = self.apply_cache.get(&key) {
-            return *r;
-        }
-        let r = match (self.node(a), self.node(b)) {
-            (Node::Leaf(x), Node::Leaf(y)) => self.leaf_op(op, x, y),
-            _ => {
-                let (ta, tb) = (self.top(a), self.top(b));
-                let v = match (ta, tb) {
-                    (Some(x), Some(y)) => {
-                        if x.order_key() <= y.order_key() {
-                            x
-                        } else {
-                            y
-                        }
+        crate::stack::deep(|| {
+            match op {
+                Op::Sum => {
+                    if a == DROP || a == b {
+                        return b;
                     }
-                    (Some(x), None) | (None, Some(x)) => x,
-                    (None, None) => unreachable_leafs(),
-                };
-                let (ah, al) = self.split(a, v);
-                let (bh, bl) = self.split(b, v);
-                let hi = self.apply(op, ah, bh);
-                let lo = self.apply(op, al, bl);
-                self.branch(v, hi, lo)
+                    if b == DROP {
+                        return a;
+                    }
+                }
+                Op::Prod => {
+                    if a == DROP || b == DROP {
+                        return DROP;
+                    }
+                    if a == ID {
+                        return b;
+                    }
+                    if b == ID {
+                        return a;
+                    }
+                }
             }
-        };
-        self.apply_cache.insert(key, r);
-        r
+            let key = if op == Op::Sum && b < a {
+                (op, b, a)
+            } else {
+                (op, a, b)
+            };
+            if let Some(r) = self.apply_cache.get(&key) {
+                return *r;
+            }
+            let r = match (self.node(a), self.node(b)) {
+                (Node::Leaf(x), Node::Leaf(y)) => self.leaf_op(op, x, y),
+                _ => {
+                    let (ta, tb) = (self.top(a), self.top(b));
+                    let v = match (ta, tb) {
+                        (Some(x), Some(y)) => {
+                            if x.order_key() <= y.order_key() {
+                                x
+                            } else {
+                                y
+                            }
+                        }
+                        (Some(x), None) | (None, Some(x)) => x,
+                        (None, None) => unreachable_leafs(),
+                    };
+                    let (ah, al) = self.split(a, v);
+                    let (bh, bl) = self.split(b, v);
+                    let hi = self.apply(op, ah, bh);
+                    let lo = self.apply(op, al, bl);
+                    self.branch(v, hi, lo)
+                }
+            };
+            self.apply_cache.insert(key, r);
+            r
+        })
     }
 
     /// The two cofactors of `x` for the test `v`, which is at or before `x`'s top.
@@ -272,11 +277,49 @@ impl Fdd {
         match self.node(x) {
             Node::Branch { test, hi, lo } if test == v => (hi, lo),
             Node::Branch { test, .. } if test.field == v.field => {
+                // Every test of the run starting at `x` has `v`'s length and a
+                // larger value, so is disjoint from `v`: false where `v` holds.
+                // Skipping the run in one step keeps the union of two long chains
+                // of one field (a routing table) linear instead of quadratic.
+                let from = if test.len == v.len {
+                    self.past_run(x)
+                } else {
+                    x
+                };
                 let mut memo = HashMap::default();
-                (self.restrict_pattern(x, v, true, &mut memo), x)
+                (self.restrict_pattern(from, v, true, &mut memo), x)
             }
             _ => (x, x),
         }
+    }
+
+    /// The first node down the `lo` chain of `x` whose test is not on `x`'s field
+    /// with `x`'s prefix length (a leaf at the latest). Remembered for every node
+    /// of the chain walked, so each node is walked past once.
+    fn past_run(&mut self, x: NodeId) -> NodeId {
+        let Node::Branch { test: first, .. } = self.node(x) else {
+            return x;
+        };
+        let mut walked = Vec::new();
+        let mut n = x;
+        let end = loop {
+            if let Some(e) = self.run_end.get(&n) {
+                break *e;
+            }
+            match self.node(n) {
+                Node::Branch { test, lo, .. }
+                    if test.field == first.field && test.len == first.len =>
+                {
+                    walked.push(n);
+                    n = lo;
+                }
+                _ => break n,
+            }
+        };
+        for w in walked {
+            self.run_end.insert(w, end);
+        }
+        end
     }
 
     /// `x` for packets whose `v.field` is known to satisfy `v` (`truth`) or not.
@@ -287,30 +330,32 @@ impl Fdd {
         truth: bool,
         memo: &mut HashMap<NodeId, NodeId>,
     ) -> NodeId {
-        let Node::Branch { test, hi, lo } = self.node(x) else {
-            return x;
-        };
-        if test.field > v.field {
-            return x;
-        }
-        if let Some(r) = memo.get(&x) {
-            return *r;
-        }
-        let r = if test.field != v.field {
-            let h = self.restrict_pattern(hi, v, truth, memo);
-            let l = self.restrict_pattern(lo, v, truth, memo);
-            self.branch(test, h, l)
-        } else if truth && test.contains(&v) {
-            self.restrict_pattern(hi, v, truth, memo)
-        } else if (truth && test.disjoint(&v)) || (!truth && v.contains(&test)) {
-            self.restrict_pattern(lo, v, truth, memo)
-        } else {
-            let h = self.restrict_pattern(hi, v, truth, memo);
-            let l = self.restrict_pattern(lo, v, truth, memo);
-            self.branch(test, h, l)
-        };
-        memo.insert(x, r);
-        r
+        crate::stack::deep(|| {
+            let Node::Branch { test, hi, lo } = self.node(x) else {
+                return x;
+            };
+            if test.field > v.field {
+                return x;
+            }
+            if let Some(r) = memo.get(&x) {
+                return *r;
+            }
+            let r = if test.field != v.field {
+                let h = self.restrict_pattern(hi, v, truth, memo);
+                let l = self.restrict_pattern(lo, v, truth, memo);
+                self.branch(test, h, l)
+            } else if truth && test.contains(&v) {
+                self.restrict_pattern(hi, v, truth, memo)
+            } else if (truth && test.disjoint(&v)) || (!truth && v.contains(&test)) {
+                self.restrict_pattern(lo, v, truth, memo)
+            } else {
+                let h = self.restrict_pattern(hi, v, truth, memo);
+                let l = self.restrict_pattern(lo, v, truth, memo);
+                self.branch(test, h, l)
+            };
+            memo.insert(x, r);
+            r
+        })
     }
 
     /// `x` for packets whose fields are known to have the values of `seq` (every
@@ -327,25 +372,27 @@ impl Fdd {
     }
 
     fn restrict_seq_rec(&mut self, x: NodeId, seq: &Seq, a: u32) -> NodeId {
-        let Node::Branch { test, hi, lo } = self.node(x) else {
-            return x;
-        };
-        if let Some(r) = self.restrict_cache.get(&(x, a)) {
-            return *r;
-        }
-        let r = match seq.iter().find(|(f, _)| *f == test.field) {
-            Some((_, v)) => {
-                let next = if test.holds(*v) { hi } else { lo };
-                self.restrict_seq_rec(next, seq, a)
+        crate::stack::deep(|| {
+            let Node::Branch { test, hi, lo } = self.node(x) else {
+                return x;
+            };
+            if let Some(r) = self.restrict_cache.get(&(x, a)) {
+                return *r;
             }
-            None => {
-                let h = self.restrict_seq_rec(hi, seq, a);
-                let l = self.restrict_seq_rec(lo, seq, a);
-                self.branch(test, h, l)
-            }
-        };
-        self.restrict_cache.insert((x, a), r);
-        r
+            let r = match seq.iter().find(|(f, _)| *f == test.field) {
+                Some((_, v)) => {
+                    let next = if test.holds(*v) { hi } else { lo };
+                    self.restrict_seq_rec(next, seq, a)
+                }
+                None => {
+                    let h = self.restrict_seq_rec(hi, seq, a);
+                    let l = self.restrict_seq_rec(lo, seq, a);
+                    self.branch(test, h, l)
+                }
+            };
+            self.restrict_cache.insert((x, a), r);
+            r
+        })
     }
 
     /// `if test then hi else lo`, for children in any order.
@@ -371,38 +418,40 @@ impl Fdd {
 
     /// Sequential composition `t ; u`.
     pub fn seq(&mut self, t: NodeId, u: NodeId) -> NodeId {
-        if t == DROP || u == DROP {
-            return DROP;
-        }
-        if t == ID {
-            return u;
-        }
-        if matches!(self.node(u), Node::Leaf(_)) {
-            return self.prod(t, u);
-        }
-        if let Some(r) = self.seq_cache.get(&(t, u)) {
-            return *r;
-        }
-        let r = match self.node(t) {
-            Node::Leaf(a) => {
-                let seqs = self.acts[a as usize].clone();
-                let mut acc = DROP;
-                for s in seqs {
-                    let restricted = self.restrict_seq(u, &s);
-                    let l = self.leaf(vec![s]);
-                    let part = self.prod(l, restricted);
-                    acc = self.union(acc, part);
+        crate::stack::deep(|| {
+            if t == DROP || u == DROP {
+                return DROP;
+            }
+            if t == ID {
+                return u;
+            }
+            if matches!(self.node(u), Node::Leaf(_)) {
+                return self.prod(t, u);
+            }
+            if let Some(r) = self.seq_cache.get(&(t, u)) {
+                return *r;
+            }
+            let r = match self.node(t) {
+                Node::Leaf(a) => {
+                    let seqs = self.acts[a as usize].clone();
+                    let mut acc = DROP;
+                    for s in seqs {
+                        let restricted = self.restrict_seq(u, &s);
+                        let l = self.leaf(vec![s]);
+                        let part = self.prod(l, restricted);
+                        acc = self.union(acc, part);
+                    }
+                    acc
                 }
-                acc
-            }
-            Node::Branch { test, hi, lo } => {
-                let h = self.seq(hi, u);
-                let l = self.seq(lo, u);
-                self.ite(test, h, l)
-            }
-        };
-        self.seq_cache.insert((t, u), r);
-        r
+                Node::Branch { test, hi, lo } => {
+                    let h = self.seq(hi, u);
+                    let l = self.seq(lo, u);
+                    self.ite(test, h, l)
+                }
+            };
+            self.seq_cache.insert((t, u), r);
+            r
+        })
     }
 
     /// Combines many FDDs with a commutative, associative operation, pairwise.
@@ -440,30 +489,32 @@ impl Fdd {
 
     /// Negation of a predicate FDD (non-drop leaves become drop, drop becomes id).
     pub fn negate(&mut self, t: NodeId) -> NodeId {
-        if let Some(r) = self.neg_cache.get(&t) {
-            return *r;
-        }
-        let r = match self.node(t) {
-            Node::Leaf(_) => {
-                if t == DROP {
-                    ID
-                } else {
-                    DROP
+        crate::stack::deep(|| {
+            if let Some(r) = self.neg_cache.get(&t) {
+                return *r;
+            }
+            let r = match self.node(t) {
+                Node::Leaf(_) => {
+                    if t == DROP {
+                        ID
+                    } else {
+                        DROP
+                    }
                 }
-            }
-            Node::Branch { test, hi, lo } => {
-                let h = self.negate(hi);
-                let l = self.negate(lo);
-                self.branch(test, h, l)
-            }
-        };
-        self.neg_cache.insert(t, r);
-        r
+                Node::Branch { test, hi, lo } => {
+                    let h = self.negate(hi);
+                    let l = self.negate(lo);
+                    self.branch(test, h, l)
+                }
+            };
+            self.neg_cache.insert(t, r);
+            r
+        })
     }
 
     /// The FDD of a core predicate.
     pub fn pred(&mut self, a: &CPred) -> NodeId {
-        match a {
+        crate::stack::deep(|| match a {
             CPred::True => ID,
             CPred::False => DROP,
             CPred::Test(p) => self.atom(*p),
@@ -484,7 +535,7 @@ impl Fdd {
                 let parts = disjuncts.into_iter().map(|q| self.pred(q)).collect();
                 self.balanced(parts, Op::Sum)
             }
-        }
+        })
     }
 
     /// Rebuilds `t` with every leaf's sequences passed through `f`.
@@ -499,22 +550,24 @@ impl Fdd {
         f: &mut dyn FnMut(&Seq) -> Seq,
         memo: &mut HashMap<NodeId, NodeId>,
     ) -> NodeId {
-        if let Some(r) = memo.get(&t) {
-            return *r;
-        }
-        let r = match self.node(t) {
-            Node::Leaf(a) => {
-                let seqs: ActionSet = self.acts[a as usize].iter().map(&mut *f).collect();
-                self.leaf(seqs)
+        crate::stack::deep(|| {
+            if let Some(r) = memo.get(&t) {
+                return *r;
             }
-            Node::Branch { test, hi, lo } => {
-                let h = self.map_leaves_rec(hi, f, memo);
-                let l = self.map_leaves_rec(lo, f, memo);
-                self.branch(test, h, l)
-            }
-        };
-        memo.insert(t, r);
-        r
+            let r = match self.node(t) {
+                Node::Leaf(a) => {
+                    let seqs: ActionSet = self.acts[a as usize].iter().map(&mut *f).collect();
+                    self.leaf(seqs)
+                }
+                Node::Branch { test, hi, lo } => {
+                    let h = self.map_leaves_rec(hi, f, memo);
+                    let l = self.map_leaves_rec(lo, f, memo);
+                    self.branch(test, h, l)
+                }
+            };
+            memo.insert(t, r);
+            r
+        })
     }
 
     /// Replaces every test on `field` by the FDD `g(test)`.
@@ -525,61 +578,65 @@ impl Fdd {
         g: &mut dyn FnMut(&mut Fdd, Pattern) -> NodeId,
         memo: &mut HashMap<NodeId, NodeId>,
     ) -> NodeId {
-        if let Some(r) = memo.get(&t) {
-            return *r;
-        }
-        let r = match self.node(t) {
-            Node::Leaf(_) => t,
-            Node::Branch { test, hi, lo } => {
-                let h = self.replace_tests(hi, field, g, memo);
-                let l = self.replace_tests(lo, field, g, memo);
-                if test.field == field {
-                    let c = g(self, test);
-                    let nc = self.negate(c);
-                    let a = self.prod(c, h);
-                    let b = self.prod(nc, l);
-                    self.union(a, b)
-                } else {
-                    self.ite(test, h, l)
-                }
+        crate::stack::deep(|| {
+            if let Some(r) = memo.get(&t) {
+                return *r;
             }
-        };
-        memo.insert(t, r);
-        r
+            let r = match self.node(t) {
+                Node::Leaf(_) => t,
+                Node::Branch { test, hi, lo } => {
+                    let h = self.replace_tests(hi, field, g, memo);
+                    let l = self.replace_tests(lo, field, g, memo);
+                    if test.field == field {
+                        let c = g(self, test);
+                        let nc = self.negate(c);
+                        let a = self.prod(c, h);
+                        let b = self.prod(nc, l);
+                        self.union(a, b)
+                    } else {
+                        self.ite(test, h, l)
+                    }
+                }
+            };
+            memo.insert(t, r);
+            r
+        })
     }
 
     /// Compiles a link-free core policy.
     pub fn compile(&mut self, p: &CPol) -> Result<NodeId, FddError> {
-        Ok(match p {
-            CPol::Filter(a) => self.pred(a),
-            CPol::Mod(f, v) => self.modify(*f, *v),
-            CPol::Union(..) => {
-                // Long `+` chains are unioned pairwise (balanced), which keeps the
-                // work near n log n instead of n² for a left-deep chain.
-                let mut parts = Vec::new();
-                for q in p.union_branches() {
-                    parts.push(self.compile(q)?);
+        crate::stack::deep(|| {
+            Ok(match p {
+                CPol::Filter(a) => self.pred(a),
+                CPol::Mod(f, v) => self.modify(*f, *v),
+                CPol::Union(..) => {
+                    // Long `+` chains are unioned pairwise (balanced), which keeps the
+                    // work near n log n instead of n² for a left-deep chain.
+                    let mut parts = Vec::new();
+                    for q in p.union_branches() {
+                        parts.push(self.compile(q)?);
+                    }
+                    self.balanced(parts, Op::Sum)
                 }
-                self.balanced(parts, Op::Sum)
-            }
-            CPol::Seq(x, y) => {
-                let x = self.compile(x)?;
-                if x == DROP {
-                    return Ok(DROP);
+                CPol::Seq(x, y) => {
+                    let x = self.compile(x)?;
+                    if x == DROP {
+                        return Ok(DROP);
+                    }
+                    let y = self.compile(y)?;
+                    self.seq(x, y)
                 }
-                let y = self.compile(y)?;
-                self.seq(x, y)
-            }
-            CPol::Star(x) => {
-                let x = self.compile(x)?;
-                self.star(x)?
-            }
-            CPol::Dup => ID,
-            CPol::Link { .. } => return Err(FddError::Link),
-            CPol::Let { meta, init, body } => {
-                let body = self.compile(body)?;
-                self.close_meta(body, *meta, init)
-            }
+                CPol::Star(x) => {
+                    let x = self.compile(x)?;
+                    self.star(x)?
+                }
+                CPol::Dup => ID,
+                CPol::Link { .. } => return Err(FddError::Link),
+                CPol::Let { meta, init, body } => {
+                    let body = self.compile(body)?;
+                    self.close_meta(body, *meta, init)
+                }
+            })
         })
     }
 

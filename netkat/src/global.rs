@@ -68,12 +68,12 @@ fn add<K: Ord + Copy>(fdd: &mut Fdd, m: &mut BTreeMap<K, NodeId>, k: K, v: NodeI
 
 fn uses_vlan(p: &CPol) -> bool {
     fn pred(a: &CPred) -> bool {
-        match a {
+        crate::stack::deep(|| match a {
             CPred::True | CPred::False => false,
             CPred::Test(t) => matches!(t.field, HField::VlanVid | HField::VlanPcp),
             CPred::Not(x) => pred(x),
             CPred::And(x, y) | CPred::Or(x, y) => pred(x) || pred(y),
-        }
+        })
     }
     match p {
         CPol::Filter(a) => pred(a),
@@ -91,110 +91,112 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn parts(&mut self, p: &CPol) -> Result<Parts, GlobalError> {
-        if !p.has_links() {
-            let e = self.fdd.compile(p)?;
-            return Ok(Parts {
-                e,
-                ..Parts::default()
-            });
-        }
-        Ok(match p {
-            CPol::Link { s1, p1, s2, p2, .. } => {
-                let id = self.links.len();
-                self.links.push(Link {
-                    s1: *s1,
-                    p1: *p1,
-                    s2: *s2,
-                    p2: *p2,
-                });
-                let mut parts = Parts {
-                    e: DROP,
-                    ..Parts::default()
-                };
-                parts.first.insert(id, ID);
-                parts.last.insert(id, ID);
-                parts
-            }
-            CPol::Union(x, y) => {
-                let a = self.parts(x)?;
-                let b = self.parts(y)?;
-                let mut out = a;
-                out.e = self.fdd.union(out.e, b.e);
-                for (k, v) in b.first {
-                    add(self.fdd, &mut out.first, k, v);
-                }
-                for (k, v) in b.last {
-                    add(self.fdd, &mut out.last, k, v);
-                }
-                for (k, v) in b.follow {
-                    add(self.fdd, &mut out.follow, k, v);
-                }
-                out
-            }
-            CPol::Seq(x, y) => {
-                let a = self.parts(x)?;
-                let b = self.parts(y)?;
-                let mut out = Parts {
-                    e: self.fdd.seq(a.e, b.e),
-                    first: a.first.clone(),
-                    follow: a.follow.clone(),
-                    ..Parts::default()
-                };
-                for (&l, &d) in &b.first {
-                    let v = self.fdd.seq(a.e, d);
-                    add(self.fdd, &mut out.first, l, v);
-                }
-                for (&l, &d) in &a.last {
-                    let v = self.fdd.seq(d, b.e);
-                    add(self.fdd, &mut out.last, l, v);
-                }
-                for (&l, &d) in &b.last {
-                    add(self.fdd, &mut out.last, l, d);
-                }
-                for (&k, &d) in &b.follow {
-                    add(self.fdd, &mut out.follow, k, d);
-                }
-                for (&l1, &d1) in &a.last {
-                    for (&l2, &d2) in &b.first {
-                        let v = self.fdd.seq(d1, d2);
-                        add(self.fdd, &mut out.follow, (l1, l2), v);
-                    }
-                }
-                out
-            }
-            CPol::Star(x) => {
-                let a = self.parts(x)?;
-                let s = self.fdd.star(a.e)?;
-                let mut out = Parts {
-                    e: s,
-                    follow: a.follow.clone(),
-                    ..Parts::default()
-                };
-                for (&l, &d) in &a.first {
-                    let v = self.fdd.seq(s, d);
-                    add(self.fdd, &mut out.first, l, v);
-                }
-                for (&l, &d) in &a.last {
-                    let v = self.fdd.seq(d, s);
-                    add(self.fdd, &mut out.last, l, v);
-                }
-                for (&l1, &d1) in &a.last {
-                    let d1s = self.fdd.seq(d1, s);
-                    for (&l2, &d2) in &a.first {
-                        let v = self.fdd.seq(d1s, d2);
-                        add(self.fdd, &mut out.follow, (l1, l2), v);
-                    }
-                }
-                out
-            }
-            CPol::Let { .. } => return Err(GlobalError::MetaAcrossLink(Span::default())),
-            CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => {
+        crate::stack::deep(|| {
+            if !p.has_links() {
                 let e = self.fdd.compile(p)?;
-                Parts {
+                return Ok(Parts {
                     e,
                     ..Parts::default()
-                }
+                });
             }
+            Ok(match p {
+                CPol::Link { s1, p1, s2, p2, .. } => {
+                    let id = self.links.len();
+                    self.links.push(Link {
+                        s1: *s1,
+                        p1: *p1,
+                        s2: *s2,
+                        p2: *p2,
+                    });
+                    let mut parts = Parts {
+                        e: DROP,
+                        ..Parts::default()
+                    };
+                    parts.first.insert(id, ID);
+                    parts.last.insert(id, ID);
+                    parts
+                }
+                CPol::Union(x, y) => {
+                    let a = self.parts(x)?;
+                    let b = self.parts(y)?;
+                    let mut out = a;
+                    out.e = self.fdd.union(out.e, b.e);
+                    for (k, v) in b.first {
+                        add(self.fdd, &mut out.first, k, v);
+                    }
+                    for (k, v) in b.last {
+                        add(self.fdd, &mut out.last, k, v);
+                    }
+                    for (k, v) in b.follow {
+                        add(self.fdd, &mut out.follow, k, v);
+                    }
+                    out
+                }
+                CPol::Seq(x, y) => {
+                    let a = self.parts(x)?;
+                    let b = self.parts(y)?;
+                    let mut out = Parts {
+                        e: self.fdd.seq(a.e, b.e),
+                        first: a.first.clone(),
+                        follow: a.follow.clone(),
+                        ..Parts::default()
+                    };
+                    for (&l, &d) in &b.first {
+                        let v = self.fdd.seq(a.e, d);
+                        add(self.fdd, &mut out.first, l, v);
+                    }
+                    for (&l, &d) in &a.last {
+                        let v = self.fdd.seq(d, b.e);
+                        add(self.fdd, &mut out.last, l, v);
+                    }
+                    for (&l, &d) in &b.last {
+                        add(self.fdd, &mut out.last, l, d);
+                    }
+                    for (&k, &d) in &b.follow {
+                        add(self.fdd, &mut out.follow, k, d);
+                    }
+                    for (&l1, &d1) in &a.last {
+                        for (&l2, &d2) in &b.first {
+                            let v = self.fdd.seq(d1, d2);
+                            add(self.fdd, &mut out.follow, (l1, l2), v);
+                        }
+                    }
+                    out
+                }
+                CPol::Star(x) => {
+                    let a = self.parts(x)?;
+                    let s = self.fdd.star(a.e)?;
+                    let mut out = Parts {
+                        e: s,
+                        follow: a.follow.clone(),
+                        ..Parts::default()
+                    };
+                    for (&l, &d) in &a.first {
+                        let v = self.fdd.seq(s, d);
+                        add(self.fdd, &mut out.first, l, v);
+                    }
+                    for (&l, &d) in &a.last {
+                        let v = self.fdd.seq(d, s);
+                        add(self.fdd, &mut out.last, l, v);
+                    }
+                    for (&l1, &d1) in &a.last {
+                        let d1s = self.fdd.seq(d1, s);
+                        for (&l2, &d2) in &a.first {
+                            let v = self.fdd.seq(d1s, d2);
+                            add(self.fdd, &mut out.follow, (l1, l2), v);
+                        }
+                    }
+                    out
+                }
+                CPol::Let { .. } => return Err(GlobalError::MetaAcrossLink(Span::default())),
+                CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => {
+                    let e = self.fdd.compile(p)?;
+                    Parts {
+                        e,
+                        ..Parts::default()
+                    }
+                }
+            })
         })
     }
 
@@ -337,30 +339,32 @@ fn rebuild_leaves(
     memo: &mut HashMap<NodeId, NodeId>,
     f: &mut dyn FnMut(&[Seq]) -> Vec<Seq>,
 ) -> NodeId {
-    if let Some(r) = memo.get(&t) {
-        return *r;
-    }
-    let r = match fdd.node(t) {
-        super::fdd::Node::Leaf(a) => {
-            let seqs = fdd.actions(a).clone();
-            let out = f(&seqs);
-            fdd.leaf(out)
+    crate::stack::deep(|| {
+        if let Some(r) = memo.get(&t) {
+            return *r;
         }
-        super::fdd::Node::Branch { test, hi, lo } => {
-            let h = rebuild_leaves(fdd, hi, memo, f);
-            let l = rebuild_leaves(fdd, lo, memo, f);
-            fdd.branch(test, h, l)
-        }
-    };
-    memo.insert(t, r);
-    r
+        let r = match fdd.node(t) {
+            super::fdd::Node::Leaf(a) => {
+                let seqs = fdd.actions(a).clone();
+                let out = f(&seqs);
+                fdd.leaf(out)
+            }
+            super::fdd::Node::Branch { test, hi, lo } => {
+                let h = rebuild_leaves(fdd, hi, memo, f);
+                let l = rebuild_leaves(fdd, lo, memo, f);
+                fdd.branch(test, h, l)
+            }
+        };
+        memo.insert(t, r);
+        r
+    })
 }
 
 /// The physical links a program names, as `(s1, p1, s2, p2)`.
 pub fn links(pol: &CPol) -> Vec<(u64, u64, u64, u64)> {
     let mut out = Vec::new();
     fn walk(p: &CPol, out: &mut Vec<(u64, u64, u64, u64)>) {
-        match p {
+        crate::stack::deep(|| match p {
             CPol::Link { s1, p1, s2, p2, .. } => out.push((*s1, *p1, *s2, *p2)),
             CPol::Union(x, y) | CPol::Seq(x, y) => {
                 walk(x, out);
@@ -368,7 +372,7 @@ pub fn links(pol: &CPol) -> Vec<(u64, u64, u64, u64)> {
             }
             CPol::Star(x) | CPol::Let { body: x, .. } => walk(x, out),
             CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => {}
-        }
+        })
     }
     walk(pol, &mut out);
     out.sort_unstable();

@@ -147,66 +147,68 @@ pub fn negation_as_entries(a: &CPred) -> Option<Vec<Entry>> {
 /// only; `None` when a negative literal or a meta field remains, or when
 /// distributing would exceed [`MAX_ENTRIES`].
 fn dnf(a: &CPred, negated: bool) -> Option<Vec<Entry>> {
-    // `or` under no negation and `and` under one are disjunctions: flatten such
-    // chains iteratively, since long ACLs make them deep.
-    let is_disjunction = |q: &CPred| {
-        matches!(
-            (q, negated),
-            (CPred::Or(..), false) | (CPred::And(..), true)
-        )
-    };
-    match a {
-        CPred::True => Some(if negated { vec![] } else { vec![vec![]] }),
-        CPred::False => Some(if negated { vec![vec![]] } else { vec![] }),
-        CPred::Test(t) => {
-            if negated || matches!(t.field, HField::Meta(_)) {
-                None
-            } else {
-                Some(vec![vec![*t]])
-            }
-        }
-        CPred::Not(x) => dnf(x, !negated),
-        _ if is_disjunction(a) => {
-            let disjuncts = operands(a, |q| match q {
-                CPred::Or(x, y) | CPred::And(x, y) if is_disjunction(q) => Some((&**x, &**y)),
-                _ => None,
-            });
-            let mut out = Vec::new();
-            for q in disjuncts {
-                out.extend(dnf(q, negated)?);
-                if out.len() > MAX_ENTRIES {
-                    return None;
+    crate::stack::deep(|| {
+        // `or` under no negation and `and` under one are disjunctions: flatten such
+        // chains iteratively, since long ACLs make them deep.
+        let is_disjunction = |q: &CPred| {
+            matches!(
+                (q, negated),
+                (CPred::Or(..), false) | (CPred::And(..), true)
+            )
+        };
+        match a {
+            CPred::True => Some(if negated { vec![] } else { vec![vec![]] }),
+            CPred::False => Some(if negated { vec![vec![]] } else { vec![] }),
+            CPred::Test(t) => {
+                if negated || matches!(t.field, HField::Meta(_)) {
+                    None
+                } else {
+                    Some(vec![vec![*t]])
                 }
             }
-            Some(out)
-        }
-        CPred::And(..) | CPred::Or(..) => {
-            // A conjunction (chains flattened, as above): every entry of one
-            // conjunct with every entry of the others.
-            let conjuncts = operands(a, |q| match q {
-                CPred::Or(x, y) | CPred::And(x, y) if !is_disjunction(q) => Some((&**x, &**y)),
-                _ => None,
-            });
-            let mut out: Vec<Entry> = vec![vec![]];
-            for q in conjuncts {
-                let ys = dnf(q, negated)?;
-                if out.len().saturating_mul(ys.len()) > MAX_ENTRIES {
-                    return None;
+            CPred::Not(x) => dnf(x, !negated),
+            _ if is_disjunction(a) => {
+                let disjuncts = operands(a, |q| match q {
+                    CPred::Or(x, y) | CPred::And(x, y) if is_disjunction(q) => Some((&**x, &**y)),
+                    _ => None,
+                });
+                let mut out = Vec::new();
+                for q in disjuncts {
+                    out.extend(dnf(q, negated)?);
+                    if out.len() > MAX_ENTRIES {
+                        return None;
+                    }
                 }
-                out = out
-                    .iter()
-                    .flat_map(|e| {
-                        ys.iter().map(move |f| {
-                            let mut g = e.clone();
-                            g.extend_from_slice(f);
-                            g
+                Some(out)
+            }
+            CPred::And(..) | CPred::Or(..) => {
+                // A conjunction (chains flattened, as above): every entry of one
+                // conjunct with every entry of the others.
+                let conjuncts = operands(a, |q| match q {
+                    CPred::Or(x, y) | CPred::And(x, y) if !is_disjunction(q) => Some((&**x, &**y)),
+                    _ => None,
+                });
+                let mut out: Vec<Entry> = vec![vec![]];
+                for q in conjuncts {
+                    let ys = dnf(q, negated)?;
+                    if out.len().saturating_mul(ys.len()) > MAX_ENTRIES {
+                        return None;
+                    }
+                    out = out
+                        .iter()
+                        .flat_map(|e| {
+                            ys.iter().map(move |f| {
+                                let mut g = e.clone();
+                                g.extend_from_slice(f);
+                                g
+                            })
                         })
-                    })
-                    .collect();
+                        .collect();
+                }
+                Some(out)
             }
-            Some(out)
         }
-    }
+    })
 }
 
 /// Merges the tests of one field (keeping the most specific); `None` when two of

@@ -69,12 +69,12 @@ pub fn recognise(pol: &CPol) -> Option<HopProgram> {
 }
 
 fn assigns_switch(p: &CPol) -> bool {
-    match p {
+    crate::stack::deep(|| match p {
         CPol::Mod(f, _) => *f == HField::Switch,
         CPol::Filter(_) | CPol::Dup | CPol::Link { .. } => false,
         CPol::Union(x, y) | CPol::Seq(x, y) => assigns_switch(x) || assigns_switch(y),
         CPol::Star(x) | CPol::Let { body: x, .. } => assigns_switch(x),
-    }
+    })
 }
 
 /// The locations of `filter l1 or l2 …` or `filter l1 + filter l2 + …`, where each

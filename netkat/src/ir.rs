@@ -147,7 +147,7 @@ impl Pattern {
 }
 
 /// A core predicate.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(PartialEq, Eq, Hash, Debug)]
 pub enum CPred {
     /// Always.
     True,
@@ -174,7 +174,7 @@ pub enum CInit {
 }
 
 /// A core policy.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+#[derive(PartialEq, Eq, Hash, Debug)]
 pub enum CPol {
     /// Keep the packets satisfying the predicate.
     Filter(CPred),
@@ -210,6 +210,92 @@ pub enum CPol {
         /// The scope.
         body: Box<CPol>,
     },
+}
+
+// Clone and Drop by hand: a derived one recurses once per level, and a chain of
+// ten thousand `+` or `else if` is ten thousand levels deep.
+impl Clone for CPred {
+    fn clone(&self) -> CPred {
+        crate::stack::deep(|| match self {
+            CPred::True => CPred::True,
+            CPred::False => CPred::False,
+            CPred::Test(p) => CPred::Test(*p),
+            CPred::Not(a) => CPred::Not(a.clone()),
+            CPred::And(a, b) => CPred::And(a.clone(), b.clone()),
+            CPred::Or(a, b) => CPred::Or(a.clone(), b.clone()),
+        })
+    }
+}
+
+impl Clone for CPol {
+    fn clone(&self) -> CPol {
+        crate::stack::deep(|| match self {
+            CPol::Filter(a) => CPol::Filter(a.clone()),
+            CPol::Mod(f, v) => CPol::Mod(*f, *v),
+            CPol::Union(p, q) => CPol::Union(p.clone(), q.clone()),
+            CPol::Seq(p, q) => CPol::Seq(p.clone(), q.clone()),
+            CPol::Star(p) => CPol::Star(p.clone()),
+            CPol::Dup => CPol::Dup,
+            CPol::Link {
+                s1,
+                p1,
+                s2,
+                p2,
+                span,
+            } => CPol::Link {
+                s1: *s1,
+                p1: *p1,
+                s2: *s2,
+                p2: *p2,
+                span: *span,
+            },
+            CPol::Let { meta, init, body } => CPol::Let {
+                meta: *meta,
+                init: init.clone(),
+                body: body.clone(),
+            },
+        })
+    }
+}
+
+impl crate::stack::Detach for CPred {
+    fn detach_children(&mut self, out: &mut Vec<CPred>) {
+        let mut take = |a: &mut Box<CPred>| out.push(std::mem::replace(&mut **a, CPred::True));
+        match self {
+            CPred::True | CPred::False | CPred::Test(_) => {}
+            CPred::Not(a) => take(a),
+            CPred::And(a, b) | CPred::Or(a, b) => {
+                take(a);
+                take(b);
+            }
+        }
+    }
+}
+
+impl Drop for CPred {
+    fn drop(&mut self) {
+        crate::stack::drop_iteratively(self);
+    }
+}
+
+impl crate::stack::Detach for CPol {
+    fn detach_children(&mut self, out: &mut Vec<CPol>) {
+        let mut take = |p: &mut Box<CPol>| out.push(std::mem::replace(&mut **p, CPol::Dup));
+        match self {
+            CPol::Filter(_) | CPol::Mod(..) | CPol::Dup | CPol::Link { .. } => {}
+            CPol::Union(p, q) | CPol::Seq(p, q) => {
+                take(p);
+                take(q);
+            }
+            CPol::Star(p) | CPol::Let { body: p, .. } => take(p),
+        }
+    }
+}
+
+impl Drop for CPol {
+    fn drop(&mut self) {
+        crate::stack::drop_iteratively(self);
+    }
 }
 
 /// The leaves of a binary tree of one operator, left to right: `split` gives the
@@ -269,12 +355,12 @@ impl CPol {
 
     /// True when the policy contains links.
     pub fn has_links(&self) -> bool {
-        match self {
+        crate::stack::deep(|| match self {
             CPol::Link { .. } => true,
             CPol::Filter(_) | CPol::Mod(..) | CPol::Dup => false,
             CPol::Union(p, q) | CPol::Seq(p, q) => p.has_links() || q.has_links(),
             CPol::Star(p) | CPol::Let { body: p, .. } => p.has_links(),
-        }
+        })
     }
 }
 
@@ -545,6 +631,18 @@ impl Lowerer<'_> {
                 Value::Pipe(_) | Value::Query(_) => {
                     CPol::Mod(HField::Port, self.location(&hv.value))
                 }
+                _ if v > u64::from(openflow::flow::port::MAX) => {
+                    return Err(Diagnostic::error(
+                        hv.span,
+                        format!("port {v:#x} is an OpenFlow reserved port, not a port number"),
+                    )
+                    .with_label("reserved port")
+                    .with_hint(format!(
+                    "ports are 1..={:#x}; to reach the controller write `port := pipe(\"name\")`, \
+                         and a packet that is not assigned a port leaves by the one it came in on",
+                    openflow::flow::port::MAX
+                )))
+                }
                 _ => CPol::Mod(HField::Port, v),
             },
             HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric => {
@@ -558,8 +656,19 @@ impl Lowerer<'_> {
             }
             HeaderField::VlanId => CPol::Mod(HField::VlanVid, u64::from(VLAN_PRESENT) | v),
             HeaderField::VlanPcp => guarded(tagged(), HField::VlanPcp, v),
-            HeaderField::EthTyp => CPol::Mod(HField::EthType, v),
-            HeaderField::IpProto => guarded(ip4(), HField::IpProto, v),
+            HeaderField::EthTyp | HeaderField::IpProto => {
+                return Err(Diagnostic::error(
+                    hv.span,
+                    format!(
+                        "`{}` cannot be assigned: OpenFlow 1.3 only reads it",
+                        hv.field
+                    ),
+                )
+                .with_label("read-only field")
+                .with_hint(
+                    "test it with `=` instead; a switch cannot rewrite a packet's protocol",
+                ))
+            }
             HeaderField::Ip4Src => guarded(ip4(), HField::Ip4Src, v),
             HeaderField::Ip4Dst => guarded(ip4(), HField::Ip4Dst, v),
             HeaderField::TcpSrcPort => guarded(proto(ipproto::TCP), HField::L4Src, v),
@@ -585,101 +694,105 @@ impl Lowerer<'_> {
     }
 
     fn pred(&mut self, a: &Pred) -> Result<CPred, Diagnostic> {
-        Ok(match &a.kind {
-            PredKind::True => CPred::True,
-            PredKind::False => CPred::False,
-            PredKind::Test(hv) => self.test(hv)?,
-            PredKind::Not(x) => CPred::negate(self.pred(x)?),
-            PredKind::And(x, y) => CPred::and(self.pred(x)?, self.pred(y)?),
-            PredKind::Or(x, y) => CPred::or(self.pred(x)?, self.pred(y)?),
+        crate::stack::deep(|| {
+            Ok(match &a.kind {
+                PredKind::True => CPred::True,
+                PredKind::False => CPred::False,
+                PredKind::Test(hv) => self.test(hv)?,
+                PredKind::Not(x) => CPred::negate(self.pred(x)?),
+                PredKind::And(x, y) => CPred::and(self.pred(x)?, self.pred(y)?),
+                PredKind::Or(x, y) => CPred::or(self.pred(x)?, self.pred(y)?),
+            })
         })
     }
 
     fn pol(&mut self, p: &Policy) -> Result<CPol, Diagnostic> {
-        Ok(match &p.kind {
-            PolicyKind::Id => CPol::id(),
-            PolicyKind::Drop => CPol::Filter(CPred::False),
-            PolicyKind::Dup => CPol::Dup,
-            PolicyKind::Filter(a) => CPol::Filter(self.pred(a)?),
-            PolicyKind::Mod(hv) => self.modify(hv)?,
-            PolicyKind::Union(x, y) => CPol::union(self.pol(x)?, self.pol(y)?),
-            PolicyKind::Seq(x, y) => CPol::seq(self.pol(x)?, self.pol(y)?),
-            PolicyKind::Star(x) => CPol::Star(Box::new(self.pol(x)?)),
-            PolicyKind::Link(s1, p1, s2, p2) => CPol::Link {
-                s1: *s1,
-                p1: *p1,
-                s2: *s2,
-                p2: *p2,
-                span: p.span,
-            },
-            PolicyKind::VLink(..) => {
-                return Err(Diagnostic::error(
-                    p.span,
-                    "virtual links `=>>` belong to Frenetic's virtual compiler",
-                )
-                .with_label("virtual link")
-                .with_hint("physical links are written `s1@p1 => s2@p2`"))
-            }
-            PolicyKind::If(a, x, y) => {
-                let a = self.pred(a)?;
-                CPol::union(
-                    CPol::seq(CPol::Filter(a.clone()), self.pol(x)?),
-                    CPol::seq(CPol::Filter(CPred::negate(a)), self.pol(y)?),
-                )
-            }
-            PolicyKind::While(a, x) => {
-                let a = self.pred(a)?;
-                CPol::seq(
-                    CPol::Star(Box::new(CPol::seq(CPol::Filter(a.clone()), self.pol(x)?))),
-                    CPol::Filter(CPred::negate(a)),
-                )
-            }
-            PolicyKind::Let {
-                name,
-                init,
-                mutable,
-                name_span,
-                body,
-            } => {
-                if self.scopes.len() >= MAX_META {
-                    return Err(Diagnostic::error(*name_span, format!("too many meta fields: `{name} would be number {}", MAX_META + 1))
+        crate::stack::deep(|| {
+            Ok(match &p.kind {
+                PolicyKind::Id => CPol::id(),
+                PolicyKind::Drop => CPol::Filter(CPred::False),
+                PolicyKind::Dup => CPol::Dup,
+                PolicyKind::Filter(a) => CPol::Filter(self.pred(a)?),
+                PolicyKind::Mod(hv) => self.modify(hv)?,
+                PolicyKind::Union(x, y) => CPol::union(self.pol(x)?, self.pol(y)?),
+                PolicyKind::Seq(x, y) => CPol::seq(self.pol(x)?, self.pol(y)?),
+                PolicyKind::Star(x) => CPol::Star(Box::new(self.pol(x)?)),
+                PolicyKind::Link(s1, p1, s2, p2) => CPol::Link {
+                    s1: *s1,
+                    p1: *p1,
+                    s2: *s2,
+                    p2: *p2,
+                    span: p.span,
+                },
+                PolicyKind::VLink(..) => {
+                    return Err(Diagnostic::error(
+                        p.span,
+                        "virtual links `=>>` belong to Frenetic's virtual compiler",
+                    )
+                    .with_label("virtual link")
+                    .with_hint("physical links are written `s1@p1 => s2@p2`"))
+                }
+                PolicyKind::If(a, x, y) => {
+                    let a = self.pred(a)?;
+                    CPol::union(
+                        CPol::seq(CPol::Filter(a.clone()), self.pol(x)?),
+                        CPol::seq(CPol::Filter(CPred::negate(a)), self.pol(y)?),
+                    )
+                }
+                PolicyKind::While(a, x) => {
+                    let a = self.pred(a)?;
+                    CPol::seq(
+                        CPol::Star(Box::new(CPol::seq(CPol::Filter(a.clone()), self.pol(x)?))),
+                        CPol::Filter(CPred::negate(a)),
+                    )
+                }
+                PolicyKind::Let {
+                    name,
+                    init,
+                    mutable,
+                    name_span,
+                    body,
+                } => {
+                    if self.scopes.len() >= MAX_META {
+                        return Err(Diagnostic::error(*name_span, format!("too many meta fields: `{name} would be number {}", MAX_META + 1))
                         .with_label(format!("at most {MAX_META} meta fields may be in scope at once"))
                         .with_hint("Frenetic maps meta fields to five registers (Meta0..Meta4); end some scopes first"));
-                }
-                let cinit = match init {
-                    LetInit::Const(v) => CInit::Const(match v {
-                        Value::Int(n) | Value::Mac(n) => *n,
-                        Value::Ip4 { addr, .. } => u64::from(*addr),
-                        _ => 0,
-                    }),
-                    LetInit::Alias(HeaderField::Meta(_))
-                    | LetInit::Alias(
-                        HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric,
-                    ) => {
-                        return Err(Diagnostic::error(
-                            *name_span,
-                            "a meta field can alias a packet header only",
-                        )
-                        .with_label("bad alias"))
                     }
-                    LetInit::Alias(h) => CInit::Alias(h.clone()),
-                };
-                let meta = self.metas;
-                self.metas += 1;
-                self.scopes.push(Scope {
-                    name: name.clone(),
-                    meta,
-                    mutable: *mutable,
-                    span: *name_span,
-                });
-                let body = self.pol(body);
-                self.scopes.pop();
-                CPol::Let {
-                    meta,
-                    init: cinit,
-                    body: Box::new(body?),
+                    let cinit = match init {
+                        LetInit::Const(v) => CInit::Const(match v {
+                            Value::Int(n) | Value::Mac(n) => *n,
+                            Value::Ip4 { addr, .. } => u64::from(*addr),
+                            _ => 0,
+                        }),
+                        LetInit::Alias(HeaderField::Meta(_))
+                        | LetInit::Alias(
+                            HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric,
+                        ) => {
+                            return Err(Diagnostic::error(
+                                *name_span,
+                                "a meta field can alias a packet header only",
+                            )
+                            .with_label("bad alias"))
+                        }
+                        LetInit::Alias(h) => CInit::Alias(h.clone()),
+                    };
+                    let meta = self.metas;
+                    self.metas += 1;
+                    self.scopes.push(Scope {
+                        name: name.clone(),
+                        meta,
+                        mutable: *mutable,
+                        span: *name_span,
+                    });
+                    let body = self.pol(body);
+                    self.scopes.pop();
+                    CPol::Let {
+                        meta,
+                        init: cinit,
+                        body: Box::new(body?),
+                    }
                 }
-            }
+            })
         })
     }
 }

@@ -21,7 +21,9 @@ pub mod ir;
 pub mod lexer;
 pub mod local;
 pub mod parser;
+mod path;
 pub mod semantics;
+mod stack;
 pub mod syntax;
 
 use diagnostics::Diagnostic;

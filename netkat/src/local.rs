@@ -35,6 +35,7 @@
 use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
+use super::path::Ctx;
 use openflow::flow::{
     port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
 };
@@ -97,45 +98,6 @@ pub struct Table {
     pub flows: Vec<FlowSpec>,
     /// Things that compiled but probably not as meant.
     pub warnings: Vec<String>,
-}
-
-/// Knowledge along a path: tests known true and known false.
-#[derive(Clone, Default)]
-struct Ctx {
-    pos: Vec<Pattern>,
-    neg: Vec<Pattern>,
-}
-
-impl Ctx {
-    /// `Some(truth)` when the path decides `p`.
-    fn decides(&self, p: &Pattern) -> Option<bool> {
-        if p.field == HField::VlanPcp && self.pos.contains(&Pattern::exact(HField::VlanVid, 0)) {
-            return Some(p.value == 0); // an untagged packet reads PCP 0
-        }
-        if *p == Pattern::exact(HField::VlanVid, 0) {
-            // A path that knows the PCP is not 0 knows the packet is tagged.
-            let pcp_nonzero = self.neg.contains(&Pattern::exact(HField::VlanPcp, 0))
-                || self
-                    .pos
-                    .iter()
-                    .any(|q| q.field == HField::VlanPcp && q.value != 0);
-            if pcp_nonzero {
-                return Some(false);
-            }
-        }
-        for q in self.pos.iter().filter(|q| q.field == p.field) {
-            if p.contains(q) {
-                return Some(true);
-            }
-            if p.disjoint(q) {
-                return Some(false);
-            }
-        }
-        if self.neg.iter().any(|q| q.contains(p)) {
-            return Some(false);
-        }
-        None
-    }
 }
 
 struct Rule {
@@ -217,28 +179,30 @@ fn is_physical(p: u64) -> bool {
 
 impl Gen<'_> {
     fn walk(&mut self, n: NodeId, ctx: &mut Ctx) -> Result<(), LocalError> {
-        match self.fdd.node(n) {
-            Node::Leaf(a) => {
-                let acts = self.fdd.actions(a).clone();
-                self.leaf(ctx, acts)
-            }
-            Node::Branch { test, hi, lo } => {
-                // The FDD order guarantees the path does not already decide `test`
-                // positively; a decided test just follows its branch.
-                match ctx.decides(&test) {
-                    Some(true) => return self.walk(hi, ctx),
-                    Some(false) => return self.walk(lo, ctx),
-                    None => {}
+        crate::stack::deep(|| {
+            match self.fdd.node(n) {
+                Node::Leaf(a) => {
+                    let acts = self.fdd.actions(a).clone();
+                    self.leaf(ctx, acts)
                 }
-                ctx.pos.push(test);
-                self.walk(hi, ctx)?;
-                ctx.pos.pop();
-                ctx.neg.push(test);
-                self.walk(lo, ctx)?;
-                ctx.neg.pop();
-                Ok(())
+                Node::Branch { test, hi, lo } => {
+                    // The FDD order guarantees the path does not already decide `test`
+                    // positively; a decided test just follows its branch.
+                    match ctx.decides(&test) {
+                        Some(true) => return self.walk(hi, ctx),
+                        Some(false) => return self.walk(lo, ctx),
+                        None => {}
+                    }
+                    ctx.pos.push(test);
+                    self.walk(hi, ctx)?;
+                    ctx.pos.pop();
+                    ctx.neg.push(test);
+                    self.walk(lo, ctx)?;
+                    ctx.neg.pop(test);
+                    Ok(())
+                }
             }
-        }
+        })
     }
 
     /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
@@ -284,7 +248,7 @@ impl Gen<'_> {
             ctx.pos.pop();
             ctx.neg.push(c);
             self.leaf(ctx, acts)?;
-            ctx.neg.pop();
+            ctx.neg.pop(c);
             return Ok(());
         }
         // Every candidate is decided: drop assignments that change nothing.
@@ -424,13 +388,21 @@ impl Gen<'_> {
                 .collect();
             // Restoring the tag restores its PCP too.
             let whole_tag = stale.contains(&HField::VlanVid);
+            // No tag to write the PCP into yet: this branch pushes one below (the
+            // original was tagged), and the PCP is put back after the push.
+            let mut pcp_after_push = false;
             for f in stale {
-                if !(whole_tag && f == HField::VlanPcp) {
+                if f == HField::VlanPcp && st.tagged() == Some(false) && !whole_tag {
+                    pcp_after_push = true;
+                } else if !(whole_tag && f == HField::VlanPcp) {
                     st.restore(f, &mut out)?;
                 }
             }
             for (f, v) in &wanted {
                 st.set(*f, *v, &mut out)?;
+            }
+            if pcp_after_push {
+                st.restore(HField::VlanPcp, &mut out)?;
             }
             self.output(s, &mut out)?;
         }

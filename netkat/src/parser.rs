@@ -236,7 +236,7 @@ impl Parser {
             return Err(Diagnostic::error(self.span(), "policy nested too deeply")
                 .with_label(format!("more than {MAX_DEPTH} levels deep here")));
         }
-        let r = parse(self);
+        let r = crate::stack::deep(|| parse(self));
         self.depth -= 1;
         r
     }
@@ -317,23 +317,7 @@ impl Parser {
                     span,
                 })
             }
-            Tok::Kw(Kw::If) => {
-                self.bump();
-                let a = self.pred(0)?;
-                self.expect(Kw::Then, Some((start, "`if`")))?;
-                let p = self.policy(0)?;
-                self.expect(Kw::Else, Some((start, "`if`"))).map_err(|d| {
-                    d.with_hint(
-                        "NetKAT's `if` always has an `else` branch (use `else drop` or `else id`)",
-                    )
-                })?;
-                let q = self.policy(2)?;
-                let span = start.to(q.span);
-                Ok(Policy {
-                    kind: PolicyKind::If(a, Box::new(p), Box::new(q)),
-                    span,
-                })
-            }
+            Tok::Kw(Kw::If) => self.if_chain(),
             Tok::Kw(Kw::While) => {
                 self.bump();
                 let a = self.pred(0)?;
@@ -456,6 +440,35 @@ impl Parser {
             .with_label("portless field")),
             _ => Err(self.unexpected("a policy")),
         }
+    }
+
+    /// `if a1 then p1 else if a2 then p2 … else q`, read as a loop: an `else if`
+    /// chain is how routing tables are written, so its length is not nesting.
+    fn if_chain(&mut self) -> R<Policy> {
+        let mut branches = Vec::new();
+        let last = loop {
+            let start = self.span();
+            self.bump();
+            let a = self.pred(0)?;
+            self.expect(Kw::Then, Some((start, "`if`")))?;
+            let p = self.policy(0)?;
+            self.expect(Kw::Else, Some((start, "`if`"))).map_err(|d| {
+                d.with_hint(
+                    "NetKAT's `if` always has an `else` branch (use `else drop` or `else id`)",
+                )
+            })?;
+            branches.push((start, a, p));
+            if !self.is(Kw::If) {
+                break self.policy(2)?;
+            }
+        };
+        Ok(branches.into_iter().rev().fold(last, |q, (start, a, p)| {
+            let span = start.to(q.span);
+            Policy {
+                kind: PolicyKind::If(a, Box::new(p), Box::new(q)),
+                span,
+            }
+        }))
     }
 
     fn link(&mut self) -> R<Policy> {

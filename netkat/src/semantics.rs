@@ -124,87 +124,89 @@ fn test_pattern(p: &Pattern, st: &State) -> bool {
 }
 
 fn test_pred(a: &CPred, st: &State) -> bool {
-    match a {
+    crate::stack::deep(|| match a {
         CPred::True => true,
         CPred::False => false,
         CPred::Test(p) => test_pattern(p, st),
         CPred::Not(x) => !test_pred(x, st),
         CPred::And(x, y) => test_pred(x, st) && test_pred(y, st),
         CPred::Or(x, y) => test_pred(x, st) || test_pred(y, st),
-    }
+    })
 }
 
 fn eval_pol(p: &CPol, st: State) -> Result<HashSet<State>, EvalError> {
-    let mut out = HashSet::new();
-    match p {
-        CPol::Filter(a) => {
-            if test_pred(a, &st) {
-                out.insert(st);
-            }
-        }
-        CPol::Mod(f, v) => {
-            let mut st = st;
-            match f {
-                HField::Meta(k) => {
-                    if let Some(slot) = st.metas.get_mut(usize::from(*k)) {
-                        *slot = Some(MetaVal::Const(*v));
-                    }
-                }
-                f => st.pkt.set(*f, *v),
-            }
-            out.insert(st);
-        }
-        CPol::Union(x, y) => {
-            out = eval_pol(x, st.clone())?;
-            out.extend(eval_pol(y, st)?);
-        }
-        CPol::Seq(x, y) => {
-            for mid in eval_pol(x, st)? {
-                out.extend(eval_pol(y, mid)?);
-            }
-        }
-        CPol::Star(x) => {
-            out.insert(st.clone());
-            let mut frontier = vec![st];
-            while let Some(s) = frontier.pop() {
-                for next in eval_pol(x, s)? {
-                    if !out.contains(&next) {
-                        if out.len() >= STATE_LIMIT {
-                            return Err(EvalError::TooMany(STATE_LIMIT));
-                        }
-                        out.insert(next.clone());
-                        frontier.push(next);
-                    }
+    crate::stack::deep(|| {
+        let mut out = HashSet::new();
+        match p {
+            CPol::Filter(a) => {
+                if test_pred(a, &st) {
+                    out.insert(st);
                 }
             }
-        }
-        CPol::Dup => {
-            out.insert(st);
-        }
-        CPol::Link { s1, p1, s2, p2, .. } => {
-            if st.pkt.switch == *s1 && st.pkt.port == *p1 {
+            CPol::Mod(f, v) => {
                 let mut st = st;
-                st.pkt.switch = *s2;
-                st.pkt.port = *p2;
+                match f {
+                    HField::Meta(k) => {
+                        if let Some(slot) = st.metas.get_mut(usize::from(*k)) {
+                            *slot = Some(MetaVal::Const(*v));
+                        }
+                    }
+                    f => st.pkt.set(*f, *v),
+                }
                 out.insert(st);
             }
-        }
-        CPol::Let { meta, init, body } => {
-            let mut st = st;
-            let k = usize::from(*meta);
-            if k < st.metas.len() {
-                st.metas[k] = Some(match init {
-                    CInit::Const(c) => MetaVal::Const(*c),
-                    CInit::Alias(f) => MetaVal::Alias(f.clone(), st.pkt),
-                });
+            CPol::Union(x, y) => {
+                out = eval_pol(x, st.clone())?;
+                out.extend(eval_pol(y, st)?);
             }
-            for mut s in eval_pol(body, st)? {
-                if k < s.metas.len() {
-                    s.metas[k] = None;
+            CPol::Seq(x, y) => {
+                for mid in eval_pol(x, st)? {
+                    out.extend(eval_pol(y, mid)?);
                 }
-                out.insert(s);
+            }
+            CPol::Star(x) => {
+                out.insert(st.clone());
+                let mut frontier = vec![st];
+                while let Some(s) = frontier.pop() {
+                    for next in eval_pol(x, s)? {
+                        if !out.contains(&next) {
+                            if out.len() >= STATE_LIMIT {
+                                return Err(EvalError::TooMany(STATE_LIMIT));
+                            }
+                            out.insert(next.clone());
+                            frontier.push(next);
+                        }
+                    }
+                }
+            }
+            CPol::Dup => {
+                out.insert(st);
+            }
+            CPol::Link { s1, p1, s2, p2, .. } => {
+                if st.pkt.switch == *s1 && st.pkt.port == *p1 {
+                    let mut st = st;
+                    st.pkt.switch = *s2;
+                    st.pkt.port = *p2;
+                    out.insert(st);
+                }
+            }
+            CPol::Let { meta, init, body } => {
+                let mut st = st;
+                let k = usize::from(*meta);
+                if k < st.metas.len() {
+                    st.metas[k] = Some(match init {
+                        CInit::Const(c) => MetaVal::Const(*c),
+                        CInit::Alias(f) => MetaVal::Alias(f.clone(), st.pkt),
+                    });
+                }
+                for mut s in eval_pol(body, st)? {
+                    if k < s.metas.len() {
+                        s.metas[k] = None;
+                    }
+                    out.insert(s);
+                }
             }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
 }

@@ -264,41 +264,43 @@ impl Policy {
     /// Sets every span in the tree to the default, so trees parsed from different
     /// text can be compared for structure alone.
     pub fn erase_spans(&mut self) {
-        self.span = Span::default();
-        match &mut self.kind {
-            PolicyKind::Id
-            | PolicyKind::Drop
-            | PolicyKind::Dup
-            | PolicyKind::Link(..)
-            | PolicyKind::VLink(..) => {}
-            PolicyKind::Filter(a) => a.erase_spans(),
-            PolicyKind::Mod(hv) => hv.span = Span::default(),
-            PolicyKind::Union(p, q) | PolicyKind::Seq(p, q) => {
-                p.erase_spans();
-                q.erase_spans();
+        crate::stack::deep(|| {
+            self.span = Span::default();
+            match &mut self.kind {
+                PolicyKind::Id
+                | PolicyKind::Drop
+                | PolicyKind::Dup
+                | PolicyKind::Link(..)
+                | PolicyKind::VLink(..) => {}
+                PolicyKind::Filter(a) => a.erase_spans(),
+                PolicyKind::Mod(hv) => hv.span = Span::default(),
+                PolicyKind::Union(p, q) | PolicyKind::Seq(p, q) => {
+                    p.erase_spans();
+                    q.erase_spans();
+                }
+                PolicyKind::Star(p) => p.erase_spans(),
+                PolicyKind::If(a, p, q) => {
+                    a.erase_spans();
+                    p.erase_spans();
+                    q.erase_spans();
+                }
+                PolicyKind::While(a, p) => {
+                    a.erase_spans();
+                    p.erase_spans();
+                }
+                PolicyKind::Let {
+                    name_span, body, ..
+                } => {
+                    *name_span = Span::default();
+                    body.erase_spans();
+                }
             }
-            PolicyKind::Star(p) => p.erase_spans(),
-            PolicyKind::If(a, p, q) => {
-                a.erase_spans();
-                p.erase_spans();
-                q.erase_spans();
-            }
-            PolicyKind::While(a, p) => {
-                a.erase_spans();
-                p.erase_spans();
-            }
-            PolicyKind::Let {
-                name_span, body, ..
-            } => {
-                *name_span = Span::default();
-                body.erase_spans();
-            }
-        }
+        })
     }
 
     /// True when the policy contains links (and so needs the global compiler).
     pub fn has_links(&self) -> bool {
-        match &self.kind {
+        crate::stack::deep(|| match &self.kind {
             PolicyKind::Link(..) | PolicyKind::VLink(..) => true,
             PolicyKind::Id
             | PolicyKind::Drop
@@ -310,7 +312,7 @@ impl Policy {
             }
             PolicyKind::Star(p) | PolicyKind::While(_, p) => p.has_links(),
             PolicyKind::Let { body, .. } => body.has_links(),
-        }
+        })
     }
 }
 
@@ -325,16 +327,18 @@ impl Pred {
 
     /// Sets every span in the tree to the default.
     pub fn erase_spans(&mut self) {
-        self.span = Span::default();
-        match &mut self.kind {
-            PredKind::True | PredKind::False => {}
-            PredKind::Test(hv) => hv.span = Span::default(),
-            PredKind::Not(a) => a.erase_spans(),
-            PredKind::And(a, b) | PredKind::Or(a, b) => {
-                a.erase_spans();
-                b.erase_spans();
+        crate::stack::deep(|| {
+            self.span = Span::default();
+            match &mut self.kind {
+                PredKind::True | PredKind::False => {}
+                PredKind::Test(hv) => hv.span = Span::default(),
+                PredKind::Not(a) => a.erase_spans(),
+                PredKind::And(a, b) | PredKind::Or(a, b) => {
+                    a.erase_spans();
+                    b.erase_spans();
+                }
             }
-        }
+        })
     }
 }
 
@@ -365,6 +369,12 @@ impl fmt::Display for HeaderField {
 
 impl fmt::Display for Pred {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::stack::deep(|| self.fmt_node(f))
+    }
+}
+
+impl Pred {
+    fn fmt_node(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             PredKind::True => f.write_str("true"),
             PredKind::False => f.write_str("false"),
@@ -407,6 +417,12 @@ impl fmt::Display for PolAtom<'_> {
 
 impl fmt::Display for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::stack::deep(|| self.fmt_node(f))
+    }
+}
+
+impl Policy {
+    fn fmt_node(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             PolicyKind::Id => f.write_str("id"),
             PolicyKind::Drop => f.write_str("drop"),
@@ -418,13 +434,16 @@ impl fmt::Display for Policy {
             PolicyKind::Star(p) => write!(f, "{}*", PolAtom(p)),
             PolicyKind::Link(a, b, c, d) => write!(f, "{a}@{b} => {c}@{d}"),
             PolicyKind::VLink(a, b, c, d) => write!(f, "{a}@{b} =>> {c}@{d}"),
-            PolicyKind::If(a, p, q) => write!(
-                f,
-                "if {} then {} else {}",
-                PredAtom(a),
-                PolAtom(p),
-                PolAtom(q)
-            ),
+            PolicyKind::If(a, p, q) => {
+                // `else if` chains print flat, as the parser reads them in a loop.
+                write!(f, "if {} then {} else ", PredAtom(a), PolAtom(p))?;
+                let mut rest = q;
+                while let PolicyKind::If(a, p, q) = &rest.kind {
+                    write!(f, "if {} then {} else ", PredAtom(a), PolAtom(p))?;
+                    rest = q;
+                }
+                write!(f, "{}", PolAtom(rest))
+            }
             PolicyKind::While(a, p) => write!(f, "while {} do {}", PredAtom(a), PolAtom(p)),
             PolicyKind::Let {
                 name,
@@ -441,5 +460,59 @@ impl fmt::Display for Policy {
                 write!(f, "{kw} `{name} := {init} in {}", PolAtom(body))
             }
         }
+    }
+}
+
+impl crate::stack::Detach for PolicyKind {
+    fn detach_children(&mut self, out: &mut Vec<PolicyKind>) {
+        let mut take = |p: &mut Box<Policy>| {
+            out.push(std::mem::replace(&mut p.kind, PolicyKind::Id));
+        };
+        match self {
+            PolicyKind::Id
+            | PolicyKind::Drop
+            | PolicyKind::Dup
+            | PolicyKind::Filter(_)
+            | PolicyKind::Mod(_)
+            | PolicyKind::Link(..)
+            | PolicyKind::VLink(..) => {}
+            PolicyKind::Union(p, q) | PolicyKind::Seq(p, q) | PolicyKind::If(_, p, q) => {
+                take(p);
+                take(q);
+            }
+            PolicyKind::Star(p) | PolicyKind::While(_, p) | PolicyKind::Let { body: p, .. } => {
+                take(p)
+            }
+        }
+    }
+}
+
+/// Long `+`/`;` chains and `else if` chains are as deep as they are long.
+impl Drop for PolicyKind {
+    fn drop(&mut self) {
+        crate::stack::drop_iteratively(self);
+    }
+}
+
+impl crate::stack::Detach for PredKind {
+    fn detach_children(&mut self, out: &mut Vec<PredKind>) {
+        let mut take = |a: &mut Box<Pred>| {
+            out.push(std::mem::replace(&mut a.kind, PredKind::True));
+        };
+        match self {
+            PredKind::True | PredKind::False | PredKind::Test(_) => {}
+            PredKind::Not(a) => take(a),
+            PredKind::And(a, b) | PredKind::Or(a, b) => {
+                take(a);
+                take(b);
+            }
+        }
+    }
+}
+
+/// Long `or`/`and` chains are as deep as they are long.
+impl Drop for PredKind {
+    fn drop(&mut self) {
+        crate::stack::drop_iteratively(self);
     }
 }

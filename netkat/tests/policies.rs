@@ -105,6 +105,9 @@ fn refused_policies_fail_with_positions() {
     let expected = [
         ("refused/assign-alias.kat", 4, 3, "immutable"),
         ("refused/assign-constant.kat", 3, 1, "immutable"),
+        ("refused/assign-ethtyp.kat", 3, 1, "only reads"),
+        ("refused/assign-ipproto.kat", 3, 3, "only reads"),
+        ("refused/assign-reserved-port.kat", 2, 18, "reserved port"),
         ("refused/if-without-else.kat", 3, 29, "else"),
         ("refused/misspelt-field.kat", 3, 8, "vlanID"),
         (
