@@ -141,6 +141,14 @@ fn change(result: Result<u64, ChangeError>) -> Reply {
     }
 }
 
+/// Runs the change `f` (a compile and an fsync) off the runtime's workers.
+async fn changing(f: impl FnOnce() -> Result<u64, ChangeError> + Send + 'static) -> Reply {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => change(result),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
 /// Runs `f`, which may take a while, off the runtime's workers.
 async fn blocking<T>(f: impl FnOnce() -> T + Send + 'static) -> Reply
 where
@@ -171,9 +179,9 @@ async fn policy(
     RawQuery(query): RawQuery,
     Body(body): Body,
 ) -> Result<Reply, Reply> {
-    let name = param(&query, "name").unwrap_or("policy");
+    let name = param(&query, "name").unwrap_or("policy").to_string();
     let text: String = parse(&body, "the policy must be a JSON string")?;
-    Ok(change(ctl.apply_policy(&text, name)))
+    Ok(changing(move || ctl.apply_policy(&text, &name)).await)
 }
 
 async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
@@ -184,19 +192,21 @@ async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
 }
 
 async fn add_vm(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
-    Ok(change(ctl.add_vm(parse::<Vm>(&body, "bad VM")?)))
+    let vm = parse::<Vm>(&body, "bad VM")?;
+    Ok(changing(move || ctl.add_vm(vm)).await)
 }
 
 async fn remove_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
-    change(ctl.remove_vm(&name))
+    changing(move || ctl.remove_vm(&name)).await
 }
 
 async fn add_host(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
-    Ok(change(ctl.add_host(parse::<Host>(&body, "bad host")?)))
+    let host = parse::<Host>(&body, "bad host")?;
+    Ok(changing(move || ctl.add_host(host)).await)
 }
 
 async fn remove_host(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
-    change(ctl.remove_host(&name))
+    changing(move || ctl.remove_host(&name)).await
 }
 
 async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
@@ -207,18 +217,21 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
             v["to_host"].as_str(),
             v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
         ) {
-            (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
+            (Some(vm), Some(host), Some(port)) => {
+                let (vm, host) = (vm.to_string(), host.to_string());
+                changing(move || ctl.start_migration(&vm, &host, port)).await
+            }
             _ => error(StatusCode::BAD_REQUEST, "need vm, to_host and to_port"),
         },
     )
 }
 
 async fn arrived(State(ctl): Ctl) -> Reply {
-    change(ctl.arrived(None, "hypervisor"))
+    changing(move || ctl.arrived(None, "hypervisor")).await
 }
 
 async fn abort(State(ctl): Ctl) -> Reply {
-    change(ctl.abort_migration())
+    changing(move || ctl.abort_migration()).await
 }
 
 // Planning takes a while at scale: off the async workers.

@@ -23,5 +23,6 @@ pub mod model;
 pub mod net;
 pub use netkat;
 pub mod placement;
+pub mod program;
 pub mod routing;
 pub mod store;

@@ -8,7 +8,7 @@
 use super::{ChangeError, Controller, State, GRACE};
 use crate::follow::now_ms;
 use crate::migration::{Measure, MigrationState, PortCounts, Step};
-use crate::routing::compile_network_during;
+use crate::program::NetworkProgram;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,20 +21,21 @@ impl Controller {
         apply: impl FnOnce(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
-        let tables =
-            compile_network_during(&step.inventory, &policy, &name, step.program.as_ref())?;
-        self.commit_step(step, tables, apply)
+        let program =
+            self.program()
+                .update(&step.inventory, &policy, &name, step.program.as_ref())?;
+        self.commit_step(step, program, apply)
     }
 
     /// [`Self::take_step`] with the step's tables already compiled.
     fn commit_step(
         &self,
         step: Step,
-        tables: std::collections::BTreeMap<u64, Vec<openflow::FlowSpec>>,
+        program: NetworkProgram,
         apply: impl FnOnce(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
-        self.commit(step.inventory, policy, name, tables, |st, version| {
+        self.commit(step.inventory, policy, name, program, |st, version| {
             if let Some(m) = st.migration.as_mut() {
                 apply(m, version, self.clock());
             }
@@ -72,12 +73,14 @@ impl Controller {
             )?
         };
         let ahead = started.switch_step(&inv);
-        let tables = compile_network_during(&inv, &policy, &name, step.program.as_ref())?;
+        let prepared = self
+            .program()
+            .update(&inv, &policy, &name, step.program.as_ref())?;
         let version = self.commit(
             step.inventory,
             policy.clone(),
             name.clone(),
-            tables,
+            prepared.clone(),
             |st: &mut State, version| {
                 let mut m = started;
                 m.prepared(version, self.clock());
@@ -88,7 +91,7 @@ impl Controller {
         // while QEMU copies memory, so the reroute only has to send it.
         let ctl = self.clone();
         std::thread::spawn(move || {
-            match compile_network_during(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
+            match prepared.update(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
                 Ok(tables) => {
                     let now = ctl.clock();
                     let mut st = ctl.lock();

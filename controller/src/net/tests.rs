@@ -63,6 +63,7 @@ async fn the_audit_restores_a_flow_deleted_behind_the_controller_s_back() {
     };
     let (ctl, addr) = controller(dir.path(), settings).await;
     let (version, desired) = ctl.desired(1).unwrap();
+    let desired = desired.to_vec();
     assert!(desired.len() > 1);
     let fake = FakeSwitch::new(1);
     connect(&fake, addr);
@@ -105,6 +106,7 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
     };
     let (ctl, addr) = controller(dir.path(), settings).await;
     let (version, desired) = ctl.desired(2).unwrap();
+    let desired = desired.to_vec();
     let fake = FakeSwitch::new(2);
     connect(&fake, addr);
     wait_until("the switch is synchronised", || {
