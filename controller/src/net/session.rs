@@ -17,8 +17,8 @@ use crate::program::SwitchTable;
 use crate::routing::SCC_COOKIE;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, FlowStatsEntry, FlowStatsRequest, Hello, Message,
-    MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
+    decode, encode, frame_len, port_state, FlowMod, FlowStatsEntry, FlowStatsRequest, Hello,
+    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, GROUP_ANY,
     TABLE_ALL,
 };
 use openflow::FlowSpec;
@@ -122,6 +122,25 @@ impl Session {
         let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
         self.stream.write_all(&bytes).await?;
         Ok(self.xid)
+    }
+
+    /// Sends flow-mods, many per write: a first synchronisation of a large
+    /// table is tens of thousands of them.
+    async fn send_flow_mods(&mut self, mods: Vec<FlowMod>) -> Result<(), SessionError> {
+        const BATCH: usize = 1 << 18;
+        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128));
+        for m in mods {
+            self.xid = self.xid.wrapping_add(1);
+            let bytes = encode(&Message::FlowMod(m), self.xid)
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            batch.extend_from_slice(&bytes);
+            if batch.len() >= BATCH {
+                self.stream.write_all(&batch).await?;
+                batch.clear();
+            }
+        }
+        self.stream.write_all(&batch).await?;
+        Ok(())
     }
 
     /// Sends a multipart request; its xid.
@@ -439,14 +458,10 @@ impl Session {
         if p.is_empty() {
             return Ok(());
         }
-        for m in p.first {
-            self.send(&Message::FlowMod(m)).await?;
-        }
+        self.send_flow_mods(p.first).await?;
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
-        for m in p.then {
-            self.send(&Message::FlowMod(m)).await?;
-        }
+        self.send_flow_mods(p.then).await?;
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
         Ok(())
