@@ -18,7 +18,7 @@ impl Controller {
     fn take_step(
         &self,
         step: Step,
-        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+        apply: impl Fn(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
         let program =
@@ -32,9 +32,10 @@ impl Controller {
         &self,
         step: Step,
         program: NetworkProgram,
-        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+        apply: impl Fn(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
+        let now = self.clock();
         self.commit(
             step.inventory,
             policy,
@@ -42,7 +43,7 @@ impl Controller {
             program,
             |migration, version| {
                 if let Some(m) = migration.as_mut() {
-                    apply(m, version, self.clock());
+                    apply(m, version, now);
                 }
             },
         )
@@ -83,14 +84,15 @@ impl Controller {
         let prepared = self
             .program()
             .update(&inv, &policy, &name, step.program.as_ref())?;
+        let now = self.clock();
         let version = self.commit(
             step.inventory,
             policy,
             name,
             prepared,
             |migration, version| {
-                let mut m = started;
-                m.prepared(version, self.clock());
+                let mut m = started.clone();
+                m.prepared(version, now);
                 *migration = Some(m);
             },
         )?;

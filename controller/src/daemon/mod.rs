@@ -213,13 +213,16 @@ impl Controller {
     /// see either. If the store refuses, the migration stays as it was. The
     /// caller holds `changes`, so no other commit runs meanwhile; the store is
     /// written without the state lock, which every switch session takes.
+    /// `on_commit` runs twice: on a copy of the migration for the store, then on
+    /// the migration in force under the lock, which the sessions may have told
+    /// more (synchronised versions, counters, timeline events) during the write.
     fn commit(
         &self,
         inventory: Inventory,
         policy: String,
         policy_name: String,
         program: NetworkProgram,
-        on_commit: impl FnOnce(&mut Option<MigrationState>, u64),
+        on_commit: impl Fn(&mut Option<MigrationState>, u64),
     ) -> Result<u64, ChangeError> {
         // Read before the state lock: locks are taken state, then follower.
         let moves_ms = self.follower.recent_moves();
@@ -234,12 +237,12 @@ impl Controller {
             policy_name,
             version,
             moves_ms,
-            migration: migration.clone(),
+            migration,
         };
         self.store.save(&next)?;
         let mut st = self.lock();
         st.persisted = next;
-        st.migration = migration;
+        on_commit(&mut st.migration, version);
         st.program = program;
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
