@@ -146,15 +146,27 @@ fn change(result: Result<u64, ChangeError>) -> Reply {
     }
 }
 
+/// Runs `f`, which may take a while (a compile, an fsync), off the runtime's
+/// workers; a panic in it answers 500.
+async fn off_workers<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Reply> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+/// Runs the change `f` off the runtime's workers.
+async fn changing(f: impl FnOnce() -> Result<u64, ChangeError> + Send + 'static) -> Reply {
+    off_workers(f).await.map_or_else(|e| e, change)
+}
+
 /// Runs `f`, which may take a while, off the runtime's workers.
 async fn blocking<T>(f: impl FnOnce() -> T + Send + 'static) -> Reply
 where
     T: serde::Serialize + Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => ok(&value),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+    off_workers(f).await.map_or_else(|e| e, |value| ok(&value))
 }
 
 async fn status(State(ctl): Ctl) -> Reply {
@@ -176,21 +188,23 @@ async fn policy(
     RawQuery(query): RawQuery,
     Body(body): Body,
 ) -> Result<Reply, Reply> {
-    let name = param(&query, "name").unwrap_or("policy");
+    let name = param(&query, "name").unwrap_or("policy").to_string();
     let text: String = parse(&body, "the policy must be a JSON string")?;
     let refused = |e: ChangeError| match e {
         ChangeError::Store(_) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         e => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     };
     if param(&query, "dry_run") == Some("true") {
-        let change = ctl.preview_policy(&text, name).map_err(refused)?;
+        let change = off_workers(move || ctl.preview_policy(&text, &name))
+            .await?
+            .map_err(refused)?;
         let mut answer = serde_json::json!(change);
         answer["dry_run"] = true.into();
         return Ok(ok(&answer));
     }
     let force = param(&query, "force") == Some("true");
-    let (version, change) = ctl
-        .apply_policy_showing(&text, name, force)
+    let (version, change) = off_workers(move || ctl.apply_policy_showing(&text, &name, force))
+        .await?
         .map_err(refused)?;
     let mut answer = serde_json::json!(change);
     answer["version"] = version.into();
@@ -220,19 +234,21 @@ async fn import_inventory(
     let text: String = parse(&body, "the inventory must be a JSON string")?;
     let inventory = crate::model::Inventory::parse(&text, name)
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    Ok(match ctl.import_inventory(inventory, apply) {
-        Ok((diff, version)) => reply(
-            StatusCode::OK,
-            serde_json::json!({
-                "difference": diff,
-                "text": diff.to_string(),
-                "same": diff.is_empty(),
-                "applied": version.is_some(),
-                "version": version,
-            }),
-        ),
-        Err(e) => change(Err(e)),
-    })
+    Ok(
+        match off_workers(move || ctl.import_inventory(inventory, apply)).await? {
+            Ok((diff, version)) => reply(
+                StatusCode::OK,
+                serde_json::json!({
+                    "difference": diff,
+                    "text": diff.to_string(),
+                    "same": diff.is_empty(),
+                    "applied": version.is_some(),
+                    "version": version,
+                }),
+            ),
+            Err(e) => change(Err(e)),
+        },
+    )
 }
 
 async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
@@ -243,19 +259,21 @@ async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
 }
 
 async fn add_vm(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
-    Ok(change(ctl.add_vm(parse::<Vm>(&body, "bad VM")?)))
+    let vm = parse::<Vm>(&body, "bad VM")?;
+    Ok(changing(move || ctl.add_vm(vm)).await)
 }
 
 async fn remove_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
-    change(ctl.remove_vm(&name))
+    changing(move || ctl.remove_vm(&name)).await
 }
 
 async fn add_host(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
-    Ok(change(ctl.add_host(parse::<Host>(&body, "bad host")?)))
+    let host = parse::<Host>(&body, "bad host")?;
+    Ok(changing(move || ctl.add_host(host)).await)
 }
 
 async fn remove_host(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
-    change(ctl.remove_host(&name))
+    changing(move || ctl.remove_host(&name)).await
 }
 
 async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
@@ -266,18 +284,21 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
             v["to_host"].as_str(),
             v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
         ) {
-            (Some(vm), Some(host), Some(port)) => change(ctl.start_migration(vm, host, port)),
+            (Some(vm), Some(host), Some(port)) => {
+                let (vm, host) = (vm.to_string(), host.to_string());
+                changing(move || ctl.start_migration(&vm, &host, port)).await
+            }
             _ => error(StatusCode::BAD_REQUEST, "need vm, to_host and to_port"),
         },
     )
 }
 
 async fn arrived(State(ctl): Ctl) -> Reply {
-    change(ctl.arrived(None, "hypervisor"))
+    changing(move || ctl.arrived(None, "hypervisor")).await
 }
 
 async fn abort(State(ctl): Ctl) -> Reply {
-    change(ctl.abort_migration())
+    changing(move || ctl.abort_migration()).await
 }
 
 // Planning takes a while at scale: off the async workers.

@@ -206,7 +206,7 @@ pub fn tunnel_latency(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::compile_network;
+    use crate::program::compile_network;
     use dataplane_core::pipeline::{Classification, Pipeline};
     use openflow::flow::FlowKey;
     use openflow::text::FlowStats;

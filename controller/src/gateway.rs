@@ -13,6 +13,7 @@
 //! [`crate::model::uplink`]; the routing marks these flows as the controller's.
 
 use crate::model::{Announce, Gateway, Host, Inventory, Migration, Vm};
+use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch};
 use openflow::FlowSpec;
 use std::net::Ipv4Addr;
@@ -54,41 +55,50 @@ fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)
 }
 
 /// The routing case (NetKAT, disjoint from every other case of this switch) a
-/// gateway adds to its own switch: inbound translation.
-pub fn routing_cases(inv: &Inventory, host: &Host) -> Vec<String> {
-    let Some(gw) = inv.gateways.get(&host.name) else {
-        return Vec::new();
-    };
-    // Inbound, on every gateway that serves the address (so it keeps working
-    // wherever the internet sends it): the public address becomes the overlay
-    // address, then the VM's own route from here (local port or the tunnel to
-    // its host).
-    let inbound: Vec<String> = public_vms(inv)
-        .filter(|(_, public, _)| gw.serves(*public))
-        .filter_map(|(vm, public, _)| {
-            let deliver = if vm.host == host.name {
-                format!(
-                    "ethSrc := {}; ethDst := {}; port := {}",
-                    inv.gateway_mac, vm.mac, vm.port
-                )
-            } else {
-                format!("port := {}", inv.host(&vm.host)?.tunnel_port())
-            };
-            Some(format!(
-                "filter ip4Dst = {public}; ip4Dst := {}; {deliver}",
-                vm.ip
-            ))
-        })
-        .collect();
-    if inbound.is_empty() {
-        return Vec::new();
+/// gateway adds to its own switch for IPv4 from the uplink to `public`: inbound
+/// translation to the overlay address of the first of `claimants` (the VMs with
+/// that public address, by name) it serves, then that VM's own route from here
+/// (its local port or the tunnel to its host). On every gateway that serves the
+/// address, so it keeps working wherever the internet sends it.
+pub fn inbound_case<'a>(
+    inv: &Inventory,
+    host: &Host,
+    public: Ipv4Addr,
+    mut claimants: impl Iterator<Item = &'a Vm>,
+) -> Option<Policy> {
+    let gw = inv.gateways.get(&host.name).filter(|g| g.serves(public))?;
+    // The same VM `public_vms` gives the address to.
+    let vm = claimants.find(|vm| home(inv, vm, public).is_some())?;
+    let mut steps = vec![
+        Policy::filter(Pred::test(
+            HeaderField::Port,
+            Value::Int(u64::from(gw.port)),
+        )),
+        Policy::filter(Pred::test(HeaderField::Ip4Dst, ip(public))),
+        Policy::assign(HeaderField::Ip4Dst, ip(vm.ip)),
+    ];
+    if vm.host == host.name {
+        steps.extend([
+            Policy::assign(HeaderField::EthSrc, Value::Mac(inv.gateway_mac.to_u64())),
+            Policy::assign(HeaderField::EthDst, Value::Mac(vm.mac.to_u64())),
+            Policy::assign(HeaderField::Port, Value::Int(u64::from(vm.port))),
+        ]);
+    } else {
+        let remote = inv.host(&vm.host)?;
+        steps.push(Policy::assign(
+            HeaderField::Port,
+            Value::Int(u64::from(remote.tunnel_port())),
+        ));
     }
-    // One case whose port test is written once, in front of the per-VM cases.
-    vec![format!(
-        "filter port = {}; begin\n       {}\n     end",
-        gw.port,
-        inbound.join("\n     + ")
-    )]
+    Some(Policy::seq_all(steps))
+}
+
+/// An IPv4 address as a NetKAT value.
+pub fn ip(addr: Ipv4Addr) -> Value {
+    Value::Ip4 {
+        addr: u32::from(addr),
+        prefix: None,
+    }
 }
 
 /// Priority of the outbound flows: above every compiled rule, below the counted

@@ -25,6 +25,7 @@ pub mod model;
 pub mod net;
 pub use netkat;
 pub mod placement;
+pub mod program;
 pub mod restart;
 pub mod routing;
 pub mod store;

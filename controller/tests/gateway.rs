@@ -6,7 +6,7 @@ use controller::gateway::{
     moves, Announcements, Move, GATEWAY_DROP_PRIORITY, GATEWAY_OUTBOUND_PRIORITY,
 };
 use controller::model::{Inventory, Migration, Phase, Vm};
-use controller::routing::{compile_network, compile_network_during};
+use controller::program::{compile_network, compile_network_during};
 use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{ethertype, Action, Field, Mac};
 use openflow::flow::{FlowKey, Instruction};

@@ -261,6 +261,35 @@ impl Policy {
         }
     }
 
+    /// `filter a`.
+    pub fn filter(a: Pred) -> Policy {
+        Policy::new(PolicyKind::Filter(a))
+    }
+
+    /// `field := value`.
+    pub fn assign(field: HeaderField, value: Value) -> Policy {
+        Policy::new(PolicyKind::Mod(HeaderVal {
+            field,
+            value,
+            span: Span::default(),
+        }))
+    }
+
+    /// The union of `parts` as a balanced tree (`drop` when empty), so a union of
+    /// a hundred thousand cases nests seventeen levels, not a hundred thousand.
+    pub fn union_all(parts: Vec<Policy>) -> Policy {
+        balanced(parts, Policy::new(PolicyKind::Drop), &|p, q| {
+            Policy::new(PolicyKind::Union(Box::new(p), Box::new(q)))
+        })
+    }
+
+    /// The sequence of `steps` (`id` when empty), nested as a balanced tree.
+    pub fn seq_all(steps: Vec<Policy>) -> Policy {
+        balanced(steps, Policy::new(PolicyKind::Id), &|p, q| {
+            Policy::new(PolicyKind::Seq(Box::new(p), Box::new(q)))
+        })
+    }
+
     /// Sets every span in the tree to the default, so trees parsed from different
     /// text can be compared for structure alone.
     pub fn erase_spans(&mut self) {
@@ -317,6 +346,34 @@ impl Policy {
 }
 
 impl Pred {
+    /// `field = value`.
+    pub fn test(field: HeaderField, value: Value) -> Pred {
+        Pred::new(PredKind::Test(HeaderVal {
+            field,
+            value,
+            span: Span::default(),
+        }))
+    }
+
+    /// `not a`.
+    pub fn negate(a: Pred) -> Pred {
+        Pred::new(PredKind::Not(Box::new(a)))
+    }
+
+    /// The conjunction of `parts` as a balanced tree (`true` when empty).
+    pub fn and_all(parts: Vec<Pred>) -> Pred {
+        balanced(parts, Pred::new(PredKind::True), &|a, b| {
+            Pred::new(PredKind::And(Box::new(a), Box::new(b)))
+        })
+    }
+
+    /// The disjunction of `parts` as a balanced tree (`false` when empty).
+    pub fn or_all(parts: Vec<Pred>) -> Pred {
+        balanced(parts, Pred::new(PredKind::False), &|a, b| {
+            Pred::new(PredKind::Or(Box::new(a), Box::new(b)))
+        })
+    }
+
     /// A predicate with a default span.
     pub fn new(kind: PredKind) -> Pred {
         Pred {
@@ -340,6 +397,27 @@ impl Pred {
             }
         })
     }
+}
+
+/// `parts` joined by `join` as a balanced binary tree, in order; `empty` when
+/// there is none. Associative operators only: the grouping changes, the meaning
+/// does not.
+fn balanced<T>(mut parts: Vec<T>, empty: T, join: &dyn Fn(T, T) -> T) -> T {
+    if parts.is_empty() {
+        return empty;
+    }
+    while parts.len() > 1 {
+        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+        let mut it = parts.into_iter();
+        while let Some(a) = it.next() {
+            next.push(match it.next() {
+                Some(b) => join(a, b),
+                None => a,
+            });
+        }
+        parts = next;
+    }
+    parts.pop().unwrap_or(empty)
 }
 
 impl fmt::Display for Value {

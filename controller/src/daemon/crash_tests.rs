@@ -111,10 +111,16 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// What must be equal: the tables of every switch, the inventory, and where the
 /// migration stands.
-fn observed(ctl: &Controller) -> (BTreeMap<u64, Vec<FlowSpec>>, Inventory, Option<Phase>) {
+fn observed(
+    ctl: &Controller,
+) -> (
+    BTreeMap<u64, Vec<openflow::FlowSpec>>,
+    Inventory,
+    Option<Phase>,
+) {
     let st = ctl.lock();
     (
-        st.tables.clone(),
+        st.tables(),
         st.persisted.inventory.clone(),
         st.migration.as_ref().map(|m| m.phase),
     )
@@ -197,7 +203,7 @@ fn arrived_and_abort_work_after_a_restart_at_each_phase() {
     let entered = rt.enter();
     let ctl = example_controller(dir.path(), |_| {});
     super::tests::switches_up(&ctl);
-    let before = ctl.lock().tables.clone();
+    let before = ctl.lock().tables();
     ctl.start_migration("web1", "host-b", 7).unwrap();
     drop(entered);
     let (ctl, rt) = crash_and_restart(ctl, rt, dir.path());
@@ -213,7 +219,7 @@ fn arrived_and_abort_work_after_a_restart_at_each_phase() {
         "the announcement is still awaited"
     );
     ctl.abort_migration().unwrap();
-    assert_eq!(ctl.lock().tables, before, "aborted after the restart");
+    assert_eq!(ctl.lock().tables(), before, "aborted after the restart");
 
     let entered = rt.enter();
     ctl.start_migration("web1", "host-b", 7).unwrap();

@@ -8,7 +8,7 @@
 use super::{ChangeError, Controller, GRACE};
 use crate::follow::now_ms;
 use crate::migration::{Measure, MigrationState, Phase, PortCounts, Refusal, Step};
-use crate::routing::compile_network_during;
+use crate::program::NetworkProgram;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,30 +18,32 @@ impl Controller {
     fn take_step(
         &self,
         step: Step,
-        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+        apply: impl Fn(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
-        let tables =
-            compile_network_during(&step.inventory, &policy, &name, step.program.as_ref())?;
-        self.commit_step(step, tables, apply)
+        let program =
+            self.program()
+                .update(&step.inventory, &policy, &name, step.program.as_ref())?;
+        self.commit_step(step, program, apply)
     }
 
     /// [`Self::take_step`] with the step's tables already compiled.
     fn commit_step(
         &self,
         step: Step,
-        tables: std::collections::BTreeMap<u64, Vec<openflow::FlowSpec>>,
-        apply: impl FnOnce(&mut MigrationState, u64, Duration),
+        program: NetworkProgram,
+        apply: impl Fn(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
+        let now = self.clock();
         self.commit(
             step.inventory,
             policy,
             name,
-            tables,
+            program,
             |migration, version| {
                 if let Some(m) = migration.as_mut() {
-                    apply(m, version, self.clock());
+                    apply(m, version, now);
                 }
             },
         )
@@ -79,15 +81,18 @@ impl Controller {
         };
         self.destination_port_exists(&inv, to_host, to_port)?;
         let ahead = started.switch_step(&inv);
-        let tables = compile_network_during(&inv, &policy, &name, step.program.as_ref())?;
+        let prepared = self
+            .program()
+            .update(&inv, &policy, &name, step.program.as_ref())?;
+        let now = self.clock();
         let version = self.commit(
             step.inventory,
             policy,
             name,
-            tables,
+            prepared,
             |migration, version| {
-                let mut m = started;
-                m.prepared(version, self.clock());
+                let mut m = started.clone();
+                m.prepared(version, now);
                 *migration = Some(m);
             },
         )?;
@@ -137,9 +142,10 @@ impl Controller {
     /// while the program is still `version`.
     fn compile_switch_ahead(self: &Arc<Self>, ahead: Step, version: u64) {
         let (policy, name) = self.policy();
+        let prepared = self.program();
         let ctl = self.clone();
         std::thread::spawn(move || {
-            match compile_network_during(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
+            match prepared.update(&ahead.inventory, &policy, &name, ahead.program.as_ref()) {
                 Ok(tables) => {
                     let now = ctl.clock();
                     let mut st = ctl.lock();

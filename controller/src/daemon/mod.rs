@@ -2,13 +2,17 @@
 //! network program, and carries out the changes to it.
 //!
 //! A change (a policy applied, a host or VM added or removed, a step of a
-//! migration) goes through one pipeline: compile the inventory and policy
-//! (`routing`), persist the new version with the migration phase it compiles
-//! (`store`), swap in its tables and publish the version, which every switch
-//! session (`crate::net`) follows by sending its switch the difference (`diff`):
-//! nothing reaches a switch that the store does not hold, so a restarted
-//! controller resumes from the last committed phase (`resume`). A policy or inventory that does not compile is
-//! refused and nothing changes. This module owns the [`Controller`] state, the
+//! migration) goes through one pipeline: compile the inventory and policy from the
+//! program in force, recompiling only what the change touches (`program`),
+//! persist the new version with the migration phase it compiles (`store`, its
+//! fsync under no lock a switch session takes), swap in its tables and publish
+//! the version, which every switch session (`crate::net`) follows by sending its
+//! switch the difference (`diff`, of the rules that changed): nothing reaches a
+//! switch that the store does not hold, so a restarted controller resumes from
+//! the last committed phase (`resume`). A policy or inventory that does not
+//! compile is refused and nothing changes. Every change runs on a blocking
+//! thread, never on the async workers that serve the switches. This module owns
+//! the [`Controller`] state, the
 //! program's versions and that pipeline; it drives the migration state machine
 //! (`crate::migration`, in `migrate`) and the placement loop (in
 //! `follow_the_sun`). It holds no socket: the OpenFlow sessions and the API
@@ -25,10 +29,10 @@ pub(crate) mod tests;
 use crate::follow::Follower;
 use crate::migration::{MigrationState, Refusal};
 use crate::model::{Inventory, Vm};
+use crate::program::{NetworkProgram, SwitchTable};
 use crate::restart::InventoryDiff;
-use crate::routing::{compile_network_during, ProgramError};
+use crate::routing::ProgramError;
 use crate::store::{Persisted, Store};
-use openflow::FlowSpec;
 pub use preview::{PolicyChange, Reach, SwitchChange};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -71,18 +75,23 @@ pub struct SwitchStatus {
 pub struct State {
     /// Persisted part.
     pub persisted: Persisted,
-    /// Compiled tables by datapath id, for `persisted.version`.
-    pub tables: BTreeMap<u64, Vec<FlowSpec>>,
+    /// The compiled program (each switch's table) of `persisted.version`.
+    pub program: NetworkProgram,
     /// Switches by datapath id.
     pub switches: BTreeMap<u64, SwitchStatus>,
     /// The current or last migration (with its timeline).
     pub migration: Option<MigrationState>,
     /// The switch step of the migration in progress, compiled while the VM is
     /// still on its way, for the program version it was compiled against.
-    switch_ahead: Option<(u64, BTreeMap<u64, Vec<FlowSpec>>)>,
+    switch_ahead: Option<(u64, NetworkProgram)>,
 }
 
 impl State {
+    /// Every switch's flows in force, copied.
+    pub fn tables(&self) -> BTreeMap<u64, Vec<openflow::FlowSpec>> {
+        self.program.flat_tables()
+    }
+
     /// The migration in progress, if any.
     fn in_progress(&self) -> Option<&MigrationState> {
         self.migration.as_ref().filter(|m| m.in_progress())
@@ -136,7 +145,7 @@ impl Controller {
     /// one is in progress); fails if it does not compile.
     pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
         let migration = persisted.migration.clone();
-        let tables = compile_network_during(
+        let program = NetworkProgram::compile(
             &persisted.inventory,
             &persisted.policy,
             &persisted.policy_name,
@@ -151,7 +160,7 @@ impl Controller {
         Ok(Arc::new(Controller {
             state: Mutex::new(State {
                 persisted,
-                tables,
+                program,
                 switches: BTreeMap::new(),
                 migration,
                 switch_ahead: None,
@@ -184,28 +193,43 @@ impl Controller {
         policy: String,
         policy_name: String,
     ) -> Result<u64, ChangeError> {
-        let program = self.lock().in_progress().and_then(MigrationState::program);
-        let tables = compile_network_during(&inventory, &policy, &policy_name, program.as_ref())?;
-        self.commit(inventory, policy, policy_name, tables, |_, _| {})
+        let (base, migration) = {
+            let st = self.lock();
+            let migration = st.in_progress().and_then(MigrationState::program);
+            (st.program.clone(), migration)
+        };
+        let program = base.update(&inventory, &policy, &policy_name, migration.as_ref())?;
+        self.commit(inventory, policy, policy_name, program, |_, _| {})
+    }
+
+    /// The program in force, to compile the next one from.
+    fn program(&self) -> NetworkProgram {
+        self.lock().program.clone()
     }
 
     /// Persists and swaps in a compiled program. `on_commit` takes the migration
     /// to the phase the program is compiled for, with the new version; the store
     /// holds that phase with the program, written before any switch session can
-    /// see either. If the store refuses, the migration stays as it was.
+    /// see either. If the store refuses, the migration stays as it was. The
+    /// caller holds `changes`, so no other commit runs meanwhile; the store is
+    /// written without the state lock, which every switch session takes.
+    /// `on_commit` runs twice: on a copy of the migration for the store, then on
+    /// the migration in force under the lock, which the sessions may have told
+    /// more (synchronised versions, counters, timeline events) during the write.
     fn commit(
         &self,
         inventory: Inventory,
         policy: String,
         policy_name: String,
-        tables: BTreeMap<u64, Vec<FlowSpec>>,
-        on_commit: impl FnOnce(&mut Option<MigrationState>, u64),
+        program: NetworkProgram,
+        on_commit: impl Fn(&mut Option<MigrationState>, u64),
     ) -> Result<u64, ChangeError> {
         // Read before the state lock: locks are taken state, then follower.
         let moves_ms = self.follower.recent_moves();
-        let mut st = self.lock();
-        let version = st.persisted.version + 1;
-        let mut migration = st.migration.clone();
+        let (version, mut migration) = {
+            let st = self.lock();
+            (st.persisted.version + 1, st.migration.clone())
+        };
         on_commit(&mut migration, version);
         let next = Persisted {
             inventory,
@@ -213,12 +237,13 @@ impl Controller {
             policy_name,
             version,
             moves_ms,
-            migration: migration.clone(),
+            migration,
         };
         self.store.save(&next)?;
+        let mut st = self.lock();
         st.persisted = next;
-        st.migration = migration;
-        st.tables = tables;
+        on_commit(&mut st.migration, version);
+        st.program = program;
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
         let v = st.persisted.version;
@@ -331,7 +356,7 @@ impl Controller {
                 serde_json::json!({
                     "name": h.name, "cloud": h.cloud, "datapath_id": h.datapath_id,
                     "tunnel_endpoint": h.tunnel_endpoint.to_string(),
-                    "desired_flows": st.tables.get(&h.datapath_id).map_or(0, Vec::len),
+                    "desired_flows": st.program.table(h.datapath_id).map_or(0, |t| t.len()),
                     "switch": s,
                 })
             })
@@ -362,12 +387,12 @@ impl Controller {
 
     /// The program version in force and switch `dpid`'s table in it; `None` when
     /// `dpid` is not an inventory host's.
-    pub(crate) fn desired(&self, dpid: u64) -> Option<(u64, Vec<FlowSpec>)> {
+    pub(crate) fn desired(&self, dpid: u64) -> Option<(u64, Arc<SwitchTable>)> {
         let st = self.lock();
         st.persisted.inventory.host_by_dpid(dpid)?;
         Some((
             st.persisted.version,
-            st.tables.get(&dpid).cloned().unwrap_or_default(),
+            st.program.table(dpid).cloned().unwrap_or_default(),
         ))
     }
 

@@ -11,7 +11,7 @@ use super::{ChangeError, Controller};
 use crate::diff::plan;
 use crate::migration::MigrationState;
 use crate::model::Inventory;
-use crate::routing::{compile_network_during, SCC_COOKIE};
+use crate::routing::SCC_COOKIE;
 use openflow::FlowSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -163,16 +163,19 @@ impl Controller {
     /// What applying `policy` would change on each switch; nothing is committed.
     /// A policy that does not compile is the same error as when applied.
     pub fn preview_policy(&self, policy: &str, name: &str) -> Result<PolicyChange, ChangeError> {
-        let (inv, program, before, old_policy) = {
+        let (inv, migration, in_force, old_policy) = {
             let st = self.lock();
             (
                 st.persisted.inventory.clone(),
                 st.in_progress().and_then(MigrationState::program),
-                st.tables.clone(),
+                st.program.clone(),
                 st.persisted.policy.clone(),
             )
         };
-        let after = compile_network_during(&inv, policy, name, program.as_ref())?;
+        let before = in_force.flat_tables();
+        let after = in_force
+            .update(&inv, policy, name, migration.as_ref())?
+            .flat_tables();
         Ok(PolicyChange {
             switches: differences(&inv, &before, &after),
             reach: reach(&inv, &old_policy, policy),
@@ -193,14 +196,14 @@ impl Controller {
             let st = self.lock();
             (
                 st.persisted.inventory.clone(),
-                st.tables.clone(),
+                st.tables(),
                 st.persisted.policy.clone(),
             )
         };
         let reach = reach(&inv, &old_policy, policy);
         refuse_total_cut(reach.as_ref(), force)?;
         let version = self.change(inv.clone(), policy.to_string(), name.to_string())?;
-        let after = self.lock().tables.clone();
+        let after = self.lock().tables();
         Ok((
             version,
             PolicyChange {
@@ -219,10 +222,10 @@ mod tests {
     fn a_dry_run_shows_the_difference_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let ctl = example_controller(dir.path(), |_| {});
-        let before = ctl.lock().tables.clone();
+        let before = ctl.lock().tables();
         let policy = "filter not ip4Dst = 100.64.2.1";
         let preview = ctl.preview_policy(policy, "p.kat").unwrap();
-        assert_eq!(ctl.lock().tables, before, "a dry run changes nothing");
+        assert_eq!(ctl.lock().tables(), before, "a dry run changes nothing");
         assert_eq!(ctl.lock().persisted.version, 1);
         let reach = preview.reach.clone().unwrap();
         assert_eq!((reach.pairs, reach.before, reach.after), (6, 6, 4));

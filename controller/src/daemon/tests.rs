@@ -50,10 +50,10 @@ fn stored_version(dir: &std::path::Path) -> u64 {
 fn a_refused_change_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
-    let before = ctl.lock().tables.clone();
+    let before = ctl.lock().tables();
     let err = ctl.apply_policy("filter ip4Dst = ", "bad.kat").unwrap_err();
     assert!(err.to_string().contains("bad.kat:1:"), "{err}");
-    assert_eq!(ctl.lock().tables, before);
+    assert_eq!(ctl.lock().tables(), before);
     assert_eq!(ctl.lock().persisted.version, 1);
     assert_eq!(stored_version(dir.path()), 1);
 }
@@ -62,7 +62,7 @@ fn a_refused_change_changes_nothing() {
 async fn a_migration_to_a_port_the_destination_lacks_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
-    let before = ctl.lock().tables.clone();
+    let before = ctl.lock().tables();
     let offline = ctl.start_migration("web1", "host-b", 7).unwrap_err();
     assert!(offline.to_string().contains("not connected"), "{offline}");
     switches_up(&ctl);
@@ -73,7 +73,7 @@ async fn a_migration_to_a_port_the_destination_lacks_is_refused() {
         text.contains("1 sc-port1"),
         "the known ports are listed: {text}"
     );
-    assert_eq!(ctl.lock().tables, before, "a refusal changes no table");
+    assert_eq!(ctl.lock().tables(), before, "a refusal changes no table");
     assert!(ctl.lock().migration.is_none(), "and starts no migration");
     ctl.start_migration("web1", "host-b", 7).unwrap();
 }
@@ -83,16 +83,16 @@ async fn an_aborted_migration_restores_the_tables() {
     let dir = tempfile::tempdir().unwrap();
     let ctl = controller(dir.path());
     switches_up(&ctl);
-    let before = ctl.lock().tables.clone();
+    let before = ctl.lock().tables();
     ctl.start_migration("web1", "host-b", 7).unwrap();
     assert_ne!(
-        ctl.lock().tables,
+        ctl.lock().tables(),
         before,
         "prepared: the destination learned the VM"
     );
     ctl.abort_migration().unwrap();
     assert_eq!(
-        ctl.lock().tables,
+        ctl.lock().tables(),
         before,
         "aborted: the tables are as they were"
     );
@@ -125,7 +125,7 @@ async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
         .expect("never compiled ahead");
     ctl.arrived(None, "test").unwrap();
     let st = ctl.lock();
-    let fresh = compile_network_during(
+    let fresh = crate::program::compile_network_during(
         &st.persisted.inventory,
         &st.persisted.policy,
         &st.persisted.policy_name,
@@ -139,7 +139,7 @@ async fn the_switch_step_is_compiled_ahead_and_equals_a_fresh_compile() {
         st.migration.as_ref().map(|m| m.phase),
         Some(Phase::Switched)
     );
-    assert_eq!(st.tables, fresh, "the tables sent are the switch step's");
+    assert_eq!(st.tables(), fresh, "the tables sent are the switch step's");
     assert!(st.switch_ahead.is_none(), "used once");
 }
 
@@ -199,12 +199,12 @@ fn hosts_come_and_go_with_checks() {
         .contains("already used by host `host-a`"));
     assert_eq!(ctl.add_host(host).unwrap(), 2);
     assert!(
-        ctl.lock().tables.contains_key(&4),
+        ctl.lock().program.table(4).is_some(),
         "the new host gets a table"
     );
     let err = ctl.remove_host("host-a").unwrap_err().to_string();
     assert!(err.contains("still runs VM `web1`"), "{err}");
     assert_eq!(ctl.remove_host("host-d").unwrap(), 3);
-    assert!(!ctl.lock().tables.contains_key(&4));
+    assert!(ctl.lock().program.table(4).is_none());
     assert_eq!(stored_version(dir.path()), 3);
 }

@@ -14,12 +14,13 @@ use crate::follow::now_ms;
 use crate::host_config::PortBinding;
 use crate::migration::{Measure, PortCounts};
 use crate::model::SwitchSettings;
+use crate::program::SwitchTable;
 use crate::routing::SCC_COOKIE;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, BindPort, FlowStatsEntry, FlowStatsRequest, Hello,
-    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, PortDesc,
-    PortReason, PortStatus, GROUP_ANY, TABLE_ALL,
+    decode, encode, frame_len, port_state, BindPort, FlowMod, FlowStatsEntry, FlowStatsRequest,
+    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
+    PortDesc, PortReason, PortStatus, GROUP_ANY, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use std::sync::Arc;
@@ -140,6 +141,27 @@ impl Session {
         Ok(self.xid)
     }
 
+    /// Sends flow-mods of the plan being sent, many per write (a first
+    /// synchronisation of a large table is tens of thousands of them), noting
+    /// their xids so that a refusal of any is caught (`plan_refused`).
+    async fn send_flow_mods(&mut self, mods: Vec<FlowMod>) -> Result<(), SessionError> {
+        const BATCH: usize = 1 << 18;
+        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128));
+        for m in mods {
+            self.xid = self.xid.wrapping_add(1);
+            self.plan_xids.insert(self.xid);
+            let bytes = encode(&Message::FlowMod(m), self.xid)
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            batch.extend_from_slice(&bytes);
+            if batch.len() >= BATCH {
+                self.stream.write_all(&batch).await?;
+                batch.clear();
+            }
+        }
+        self.stream.write_all(&batch).await?;
+        Ok(())
+    }
+
     /// Sends a multipart request; its xid.
     async fn multipart(&mut self, body: MultipartRequestBody) -> Result<u32, SessionError> {
         self.send(&Message::MultipartRequest(MultipartRequest {
@@ -254,7 +276,8 @@ impl Session {
         }
     }
 
-    /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM.
+    /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM,
+    /// whose reroute is committed on a blocking thread, not on this session's.
     fn packet_in(&self, pin: &openflow::wire::PacketIn) {
         let Some(dpid) = self.dpid else { return };
         let eth_type = pin
@@ -271,17 +294,16 @@ impl Session {
             } else {
                 "ARP"
             };
-            match self
-                .ctl
-                .arrived(Some((dpid, u32::try_from(in_port).unwrap_or(0))), kind)
-            {
+            let ctl = self.ctl.clone();
+            let at = Some((dpid, u32::try_from(in_port).unwrap_or(0)));
+            tokio::task::spawn_blocking(move || match ctl.arrived(at, kind) {
                 Ok(v) => tracing::info!(
                     dpid,
                     version = v,
                     "migrating VM announced itself: rerouting"
                 ),
                 Err(e) => tracing::debug!(dpid, "announcement ignored: {e}"),
-            }
+            });
         }
     }
 
@@ -424,9 +446,9 @@ impl Session {
     /// the flow-mods, in the same stream, so they do not delay the reroute.
     async fn sync_measured(
         &mut self,
-        installed: &[FlowSpec],
-        (version, desired): (u64, Vec<FlowSpec>),
-    ) -> Result<Vec<FlowSpec>, SessionError> {
+        installed: &SwitchTable,
+        (version, desired): (u64, Arc<SwitchTable>),
+    ) -> Result<Arc<SwitchTable>, SessionError> {
         let dpid = self.dpid.unwrap_or_default();
         match self.ctl.measure_for(dpid, version) {
             Measure::Nothing => self.sync(installed, desired, version).await,
@@ -515,16 +537,18 @@ impl Session {
         }
     }
 
-    /// Sends the difference between `installed` and `desired`, waits for the switch
-    /// to confirm it, and returns the new installed set.
+    /// Sends the difference between `installed` and `desired` (found from the
+    /// rules that changed), waits for the switch to confirm it, and returns the
+    /// new installed set.
     async fn sync(
         &mut self,
-        installed: &[FlowSpec],
-        desired: Vec<FlowSpec>,
+        installed: &SwitchTable,
+        desired: Arc<SwitchTable>,
         version: u64,
-    ) -> Result<Vec<FlowSpec>, SessionError> {
+    ) -> Result<Arc<SwitchTable>, SessionError> {
         let dpid = self.dpid.unwrap_or_default();
-        let p = plan(installed, &desired, SCC_COOKIE);
+        let (was, now) = desired.changed_since(installed);
+        let p = plan(&was, &now, SCC_COOKIE);
         let n = p.len();
         self.send_plan(p).await?;
         tracing::info!(
@@ -552,16 +576,10 @@ impl Session {
         }
         self.plan_xids.clear();
         self.plan_refused = None;
-        for m in p.first {
-            let xid = self.send(&Message::FlowMod(m)).await?;
-            self.plan_xids.insert(xid);
-        }
+        self.send_flow_mods(p.first).await?;
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
-        for m in p.then {
-            let xid = self.send(&Message::FlowMod(m)).await?;
-            self.plan_xids.insert(xid);
-        }
+        self.send_flow_mods(p.then).await?;
         let b = self.send(&Message::BarrierRequest).await?;
         self.reply_to(b).await?;
         self.plan_xids.clear();
@@ -576,9 +594,10 @@ impl Session {
 
     /// Reads the controller's flows back from the switch and repairs whatever
     /// differs from `expected`, the table of the version it last confirmed.
-    async fn audit(&mut self, dpid: u64, expected: &[FlowSpec]) -> Result<(), SessionError> {
+    async fn audit(&mut self, dpid: u64, expected: &SwitchTable) -> Result<(), SessionError> {
         let held = self.installed_flows().await?;
-        self.repair(dpid, &held, expected, "periodic").await
+        self.repair(dpid, &held, &expected.to_vec(), "periodic")
+            .await
     }
 
     /// Sends the flow-mods that turn `held` (read back from the switch) into
@@ -621,15 +640,15 @@ impl Session {
     /// holds. A switch that had already confirmed the version in force (it
     /// reconnected, and scc did not restart meanwhile) should hold exactly that
     /// version's table: it is audited first, and what differs is a repair.
-    async fn after_connect(&mut self, dpid: u64) -> Result<Vec<FlowSpec>, SessionError> {
+    async fn after_connect(&mut self, dpid: u64) -> Result<Arc<SwitchTable>, SessionError> {
         let held = self.installed_flows().await?;
         let Some((version, desired)) = self.ctl.desired(dpid) else {
-            return Ok(held);
+            return Ok(Arc::new(SwitchTable::from_flows(held)));
         };
         if self.ctl.confirmed_version(dpid) != Some(version) || self.ctl.migrating() {
-            return Ok(held);
+            return Ok(Arc::new(SwitchTable::from_flows(held)));
         }
-        self.repair(dpid, &held, &desired, "after reconnect")
+        self.repair(dpid, &held, &desired.to_vec(), "after reconnect")
             .await?;
         Ok(desired)
     }

@@ -1,5 +1,5 @@
-//! Switch sessions against a fake switch: `dataplane_core`'s pipeline behind the
-//! OpenFlow codec, on a real loopback connection to the controller's listener.
+//! Switch sessions against a fake switch (`fake_switch`, a table behind the
+//! OpenFlow codec), on a real loopback connection to the controller's listener.
 //! The audit puts back a flow deleted behind the controller's back and sends
 //! nothing when the tables match; a switch that stops answering is marked
 //! disconnected, its connection closed, and it is welcome back; a migration
@@ -11,141 +11,14 @@ use super::serve_openflow;
 use crate::daemon::tests::example_controller;
 use crate::daemon::{Controller, SwitchStatus};
 use crate::model::SwitchSettings;
-use dataplane_core::pipeline::Pipeline;
-use dataplane_core::translate::{apply_flow_mod, flow_stats};
-use openflow::flow::port;
-use openflow::wire::{
-    decode, encode, frame_len, FlowMod, FlowModCommand, Hello, Message, MultipartReply,
-    MultipartReplyBody, MultipartRequestBody, SwitchFeatures,
-};
+use fake_switch::FakeSwitch;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// A deadline no loaded machine reaches; the tests wait for conditions.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// The fake switch's state, shared with the test.
-#[derive(Debug)]
-struct FakeSwitch {
-    tables: Mutex<Pipeline>,
-    /// False: it reads and ignores everything, as a stopped process would.
-    answering: AtomicBool,
-    flow_mods: AtomicUsize,
-    /// The controller closed the connection.
-    closed: AtomicBool,
-    /// True: every flow-mod is answered with an error and not applied.
-    refusing: AtomicBool,
-}
-
-impl FakeSwitch {
-    fn new() -> Arc<FakeSwitch> {
-        FakeSwitch::holding(Pipeline::new(4))
-    }
-
-    /// A switch whose tables are `tables`, as after a controller's restart.
-    fn holding(tables: Pipeline) -> Arc<FakeSwitch> {
-        Arc::new(FakeSwitch {
-            tables: Mutex::new(tables),
-            answering: AtomicBool::new(true),
-            flow_mods: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            refusing: AtomicBool::new(false),
-        })
-    }
-
-    fn flows(&self) -> usize {
-        self.tables.lock().unwrap().len()
-    }
-
-    /// The answer to one message, having applied it.
-    fn answer(&self, dpid: u64, m: Message) -> Option<Message> {
-        let now = Instant::now();
-        match m {
-            Message::FeaturesRequest => Some(Message::FeaturesReply(SwitchFeatures {
-                datapath_id: dpid,
-                n_buffers: 0,
-                n_tables: 4,
-                auxiliary_id: 0,
-                capabilities: 0,
-                reserved: 0,
-            })),
-            Message::EchoRequest(data) => Some(Message::EchoReply(data)),
-            Message::BarrierRequest => Some(Message::BarrierReply),
-            Message::FlowMod(_) if self.refusing.load(Ordering::SeqCst) => {
-                Some(Message::Error(openflow::wire::ErrorMsg {
-                    code: openflow::wire::ErrorCode::Other { typ: 5, code: 0 },
-                    data: Vec::new(),
-                }))
-            }
-            Message::FlowMod(fm) => {
-                apply_flow_mod(&mut self.tables.lock().unwrap(), &fm, now)
-                    .expect("the controller's flow-mods apply");
-                self.flow_mods.fetch_add(1, Ordering::SeqCst);
-                None
-            }
-            Message::MultipartRequest(r) => {
-                let body = match r.body {
-                    MultipartRequestBody::Flow(req) => MultipartReplyBody::Flow(
-                        flow_stats(&self.tables.lock().unwrap(), &req, now).ok()?,
-                    ),
-                    MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(
-                        // The VMs' ports a migration may be sent to.
-                        (1..=16)
-                            .map(|port_no| openflow::wire::PortDesc {
-                                port_no,
-                                name: format!("sc-port{port_no}"),
-                                ..Default::default()
-                            })
-                            .collect(),
-                    ),
-                    MultipartRequestBody::TunnelStats => {
-                        MultipartReplyBody::TunnelStats(Vec::new())
-                    }
-                    _ => return None,
-                };
-                Some(Message::MultipartReply(MultipartReply { flags: 0, body }))
-            }
-            _ => None,
-        }
-    }
-
-    /// Connects to the controller at `to` as datapath `dpid` and serves it until
-    /// the connection closes.
-    async fn run(self: Arc<Self>, to: SocketAddr, dpid: u64) {
-        let mut stream = TcpStream::connect(to).await.expect("connect");
-        let hello = encode(&Message::Hello(Hello::of13()), 1).unwrap();
-        stream.write_all(&hello).await.expect("hello");
-        let mut inbox = Vec::new();
-        let mut chunk = vec![0u8; 65536];
-        loop {
-            let n = match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            inbox.extend_from_slice(&chunk[..n]);
-            while let Ok(Some(len)) = frame_len(&inbox) {
-                let frame: Vec<u8> = inbox.drain(..len).collect();
-                let Ok((xid, m)) = decode(&frame) else {
-                    continue;
-                };
-                if !self.answering.load(Ordering::SeqCst) {
-                    continue;
-                }
-                if let Some(reply) = self.answer(dpid, m) {
-                    let bytes = encode(&reply, xid).unwrap();
-                    if stream.write_all(&bytes).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        self.closed.store(true, Ordering::SeqCst);
-    }
-}
 
 /// A controller over the example inventory with these settings, listening for
 /// switches on a loopback port.
@@ -178,25 +51,23 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Runs `fake` against the controller at `addr`.
+fn connect(fake: &Arc<FakeSwitch>, addr: SocketAddr) {
+    let give_up = tokio::time::Instant::now() + DEADLINE;
+    tokio::spawn(fake.clone().run(addr, give_up));
+}
+
 /// A fake switch of datapath `dpid` connected to the controller at `addr`, once
 /// it confirmed the program version in force.
 async fn synchronised_fake(ctl: &Controller, addr: SocketAddr, dpid: u64) -> Arc<FakeSwitch> {
     let (version, _) = ctl.desired(dpid).unwrap();
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, dpid));
+    let fake = FakeSwitch::new(dpid);
+    connect(&fake, addr);
     wait_until("the switch is synchronised", || {
         switch(ctl, dpid).synced_version == version
     })
     .await;
     fake
-}
-
-fn deleted(spec: openflow::FlowSpec) -> FlowMod {
-    FlowMod {
-        command: FlowModCommand::DeleteStrict,
-        out_port: port::ANY,
-        ..FlowMod::add(spec)
-    }
 }
 
 #[tokio::test]
@@ -208,37 +79,29 @@ async fn the_audit_restores_a_flow_deleted_behind_the_controller_s_back() {
     };
     let (ctl, addr) = controller(dir.path(), settings).await;
     let (version, desired) = ctl.desired(1).unwrap();
+    let desired = desired.to_vec();
     assert!(desired.len() > 1);
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, 1));
-    wait_until("the switch is synchronised", || {
-        switch(&ctl, 1).synced_version == version
-    })
-    .await;
-    assert_eq!(fake.flows(), desired.len());
-    let sent = fake.flow_mods.load(Ordering::SeqCst);
-    assert_eq!(sent, desired.len(), "one add per flow");
+    let fake = synchronised_fake(&ctl, addr, 1).await;
+    assert_eq!(switch(&ctl, 1).synced_version, version);
+    assert_eq!(fake.flow_count(), desired.len());
+    let sent = fake.flow_mods();
+    assert_eq!(sent, desired.len() as u64, "one add per flow");
 
     // Audits of equal tables send nothing.
     wait_until("two audits", || switch(&ctl, 1).audits >= 2).await;
-    assert_eq!(fake.flow_mods.load(Ordering::SeqCst), sent);
+    assert_eq!(fake.flow_mods(), sent);
     assert_eq!(switch(&ctl, 1).repairs, 0);
 
     // A flow deleted behind the controller's back comes back, with one flow-mod.
     let victim = desired[desired.len() / 2].clone();
-    apply_flow_mod(
-        &mut fake.tables.lock().unwrap(),
-        &deleted(victim),
-        Instant::now(),
-    )
-    .unwrap();
-    assert_eq!(fake.flows(), desired.len() - 1);
+    assert!(fake.remove(&victim));
+    assert_eq!(fake.flow_count(), desired.len() - 1);
     wait_until("the deleted flow is repaired", || {
         switch(&ctl, 1).repairs == 1
     })
     .await;
-    assert_eq!(fake.flows(), desired.len());
-    assert_eq!(fake.flow_mods.load(Ordering::SeqCst), sent + 1);
+    assert_eq!(fake.flow_count(), desired.len());
+    assert_eq!(fake.flow_mods(), sent + 1);
     assert_eq!(ctl.status()["repairs"], 1);
     let audits = switch(&ctl, 1).audits;
     wait_until("another audit", || switch(&ctl, 1).audits > audits).await;
@@ -255,15 +118,16 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
     };
     let (ctl, addr) = controller(dir.path(), settings).await;
     let (version, desired) = ctl.desired(2).unwrap();
-    let fake = FakeSwitch::new();
-    tokio::spawn(fake.clone().run(addr, 2));
+    let desired = desired.to_vec();
+    let fake = FakeSwitch::new(2);
+    connect(&fake, addr);
     wait_until("the switch is synchronised", || {
         let s = switch(&ctl, 2);
         s.connected && s.synced_version == version
     })
     .await;
 
-    fake.answering.store(false, Ordering::SeqCst);
+    fake.set_answering(false);
     wait_until("the silent switch is disconnected", || {
         !switch(&ctl, 2).connected
     })
@@ -271,29 +135,21 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
     let s = switch(&ctl, 2);
     let error = s.last_error.unwrap_or_default();
     assert!(error.contains("stopped answering"), "{error}");
-    wait_until("the controller closes the connection", || {
-        fake.closed.load(Ordering::SeqCst)
-    })
-    .await;
+    wait_until("the controller closes the connection", || fake.is_closed()).await;
 
     // It reconnects with its tables intact: audited, nothing to repair.
-    let again = FakeSwitch::new();
+    let again = FakeSwitch::new(2);
     for flow in desired {
-        again
-            .tables
-            .lock()
-            .unwrap()
-            .add(flow, Instant::now())
-            .unwrap();
+        again.insert(flow);
     }
-    tokio::spawn(again.clone().run(addr, 2));
+    connect(&again, addr);
     wait_until("the switch is back and audited", || {
         let s = switch(&ctl, 2);
         s.connected && s.audits == 1
     })
     .await;
     assert_eq!(switch(&ctl, 2).repairs, 0);
-    assert_eq!(again.flow_mods.load(Ordering::SeqCst), 0);
+    assert_eq!(again.flow_mods(), 0);
 }
 
 /// A crash after a migration phase was committed and before its flow-mods
@@ -303,17 +159,17 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
 async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
-    let (_, plain) = ctl.desired(2).unwrap();
+    let plain = ctl.desired(2).unwrap().1.to_vec();
     let fake = synchronised_fake(&ctl, addr, 2).await;
-    let held = fake.tables.lock().unwrap().clone();
+    let held = fake.flows();
 
     // The destination of web1's move: deaf from now on, as if the controller
     // died between its commit and its flow-mods.
-    fake.answering.store(false, Ordering::SeqCst);
+    fake.set_answering(false);
     ctl.start_migration("web1", "host-b", 7).unwrap();
-    let (_, prepared) = ctl.desired(2).unwrap();
+    let prepared = ctl.desired(2).unwrap().1.to_vec();
     assert_ne!(prepared, plain, "the destination has something to learn");
-    assert_eq!(fake.flows(), plain.len(), "and never heard it");
+    assert_eq!(fake.flow_count(), plain.len(), "and never heard it");
 
     // Started again from the store, with the switch as it was.
     let store = crate::store::Store::new(&dir.path().join("state.json"));
@@ -324,19 +180,23 @@ async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve_openflow(listener, again.clone()));
     let (version, desired) = again.desired(2).unwrap();
+    let desired = desired.to_vec();
     assert_eq!(desired, prepared, "the committed phase's table");
-    let switch_again = FakeSwitch::holding(held);
-    tokio::spawn(switch_again.clone().run(addr, 2));
+    let switch_again = FakeSwitch::new(2);
+    for flow in held {
+        switch_again.insert(flow);
+    }
+    connect(&switch_again, addr);
     wait_until("the switch is synchronised again", || {
         switch(&again, 2).synced_version == version
     })
     .await;
-    assert_eq!(switch_again.flows(), desired.len());
+    assert_eq!(switch_again.flow_count(), desired.len());
     let difference = crate::diff::plan(&plain, &desired, crate::routing::SCC_COOKIE);
     assert!(!difference.is_empty() && difference.len() < desired.len());
     assert_eq!(
-        switch_again.flow_mods.load(Ordering::SeqCst),
-        difference.len(),
+        switch_again.flow_mods(),
+        difference.len() as u64,
         "the difference, not the whole table"
     );
 }
@@ -351,17 +211,14 @@ async fn a_destination_that_refuses_the_flows_is_never_ready() {
         "its ports were described"
     );
 
-    fake.refusing.store(true, Ordering::SeqCst);
+    fake.set_refusing(true);
     let prepared = ctl.start_migration("web1", "host-b", 7).unwrap();
     // The observer ran: the switch's error reached the controller.
     wait_until("the refusal is recorded", || {
         switch(&ctl, 2).last_error.is_some()
     })
     .await;
-    wait_until("the session gives up", || {
-        fake.closed.load(Ordering::SeqCst)
-    })
-    .await;
+    wait_until("the session gives up", || fake.is_closed()).await;
     assert!(switch(&ctl, 2).synced_version < prepared, "not confirmed");
     let timeline: crate::migration::Timeline =
         serde_json::from_value(ctl.status()["timeline"].clone()).unwrap();

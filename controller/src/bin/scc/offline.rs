@@ -53,7 +53,7 @@ pub(crate) fn check(path: &Path, inventory: Option<&Path>) -> Result<ExitCode> {
     };
     let inv = Inventory::load(inventory)?;
     let name = path.display().to_string();
-    match controller::routing::compile_network(&inv, &src, &name) {
+    match controller::program::compile_network(&inv, &src, &name) {
         Ok(tables) => {
             let flows: usize = tables.values().map(Vec::len).sum();
             println!(
