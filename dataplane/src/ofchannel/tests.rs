@@ -533,6 +533,68 @@ fn roles_master_slave_and_stale_generation() {
 }
 
 #[test]
+fn slave_refusals_cover_groups_and_undecoded_changes_and_generations_wrap() {
+    let reg = Arc::new(Registry::default());
+    let b = Local::new();
+    let mut a = session(&reg);
+    run(&mut a, &b, &[hello()]);
+    let role = |r, g| {
+        enc(
+            &Message::RoleRequest(Role {
+                role: r,
+                generation_id: g,
+            }),
+            5,
+        )
+    };
+    // Port-mod (16) and table-mod (17) headers with a body scd does not decode.
+    let raw = |t: u8| {
+        let mut m = vec![4, t, 0, 16, 0, 0, 0, 9];
+        m.extend_from_slice(&[0; 8]);
+        m
+    };
+    let group = enc(
+        &Message::GroupMod(GroupMod {
+            command: GroupModCommand::Add,
+            spec: GroupSpec {
+                group_id: 7,
+                group_type: openflow::flow::GroupType::All,
+                buckets: vec![openflow::flow::Bucket::new(vec![Action::output(1)])],
+            },
+        }),
+        8,
+    );
+    let out = run(
+        &mut a,
+        &b,
+        &[
+            role(ControllerRole::Slave, u64::MAX - 1),
+            group.clone(),
+            raw(16),
+            raw(17),
+            // u64::MAX - 1 + 3 wraps to 1: newer, as the spec's signed distance says.
+            role(ControllerRole::Master, 1),
+            role(ControllerRole::Slave, u64::MAX),
+            group,
+        ],
+    );
+    let got: Vec<Option<ErrorCode>> = out.replies.iter().map(|(_, m)| error_code(m)).collect();
+    assert_eq!(
+        got,
+        vec![
+            None,
+            Some(ErrorCode::BadRequest(BadRequest::IsSlave)),
+            Some(ErrorCode::BadRequest(BadRequest::IsSlave)),
+            Some(ErrorCode::BadRequest(BadRequest::IsSlave)),
+            None,
+            Some(ErrorCode::RoleRequestFailed(RoleRequestFailed::Stale)),
+        ]
+    );
+    assert_eq!(a.conn.role(), ControllerRole::Master);
+    assert_eq!(group_descs(&b.pipeline.lock().unwrap()).len(), 1);
+}
+
+#[test]
 fn packet_out_and_echo() {
     let reg = Arc::new(Registry::default());
     let b = Local::new();
