@@ -21,6 +21,31 @@ struct Cli {
     command: Command,
 }
 
+/// `scc run`'s options for replicated controllers (docs/operations.md).
+#[derive(Debug, clap::Args)]
+struct ReplicaArgs {
+    /// `etcd://HOST:PORT,HOST:PORT,…`: share the state with other replicas in etcd
+    /// instead of the embedded file (`--state`); one replica leads, elected.
+    #[arg(long)]
+    store: Option<String>,
+    /// Prefix of this network's keys in etcd.
+    #[arg(long, default_value = "/supercloud/")]
+    store_prefix: String,
+    /// This replica's name in the leader key (default: `scc-PID@API`).
+    #[arg(long)]
+    replica_id: Option<String>,
+    /// The leader's etcd lease in seconds: how long a dead leader holds the
+    /// network before a standby takes over (etcd's minimum is 2).
+    #[arg(long, default_value_t = 2)]
+    lease_ttl: i64,
+    /// OpenFlow listener, instead of the inventory's (replicas on one machine).
+    #[arg(long)]
+    openflow: Option<SocketAddr>,
+    /// API listener, instead of the inventory's (replicas on one machine).
+    #[arg(long)]
+    api: Option<SocketAddr>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Parse and check a NetKAT policy; print errors the way rustc does.
@@ -50,6 +75,8 @@ enum Command {
         /// The embedded store (one JSON file, replaced atomically).
         #[arg(long, default_value = "/var/lib/scc/state.json")]
         state: PathBuf,
+        #[command(flatten)]
+        replicas: ReplicaArgs,
     },
     /// Show clouds, hosts, switches (connected, synced version, flows, audits,
     /// repairs) and VMs.
@@ -278,7 +305,8 @@ fn main() -> ExitCode {
             inventory,
             policy,
             state,
-        } => run(inventory.as_deref(), policy.as_deref(), &state),
+            replicas,
+        } => run(inventory.as_deref(), policy.as_deref(), &state, &replicas),
         Command::Status { api } => call(api, "GET", "/status", b""),
         Command::Metrics { api } => metrics(api),
         Command::Apply { policy, api } => read(&policy).and_then(|text| {
@@ -606,7 +634,38 @@ fn host_config(host: &str, inventory: &Path, key_file: &str) -> Result<ExitCode>
     }
 }
 
-fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<ExitCode> {
+/// The state to start from: the files given, else what `stored` holds.
+fn starting_state(
+    inventory: Option<&Path>,
+    policy: Option<&Path>,
+    stored: Option<&Persisted>,
+    store_name: &str,
+) -> Result<Persisted> {
+    let inventory = match (inventory, stored) {
+        (Some(p), _) => Inventory::load(p)?,
+        (None, Some(s)) => s.inventory.clone(),
+        (None, None) => anyhow::bail!("no stored state in {store_name}: give --inventory"),
+    };
+    let (policy_text, policy_name) = match (policy, stored) {
+        (Some(p), _) => (read(p)?, p.display().to_string()),
+        (None, Some(s)) => (s.policy.clone(), s.policy_name.clone()),
+        (None, None) => ("id".to_string(), "(default: id)".to_string()),
+    };
+    Ok(Persisted {
+        inventory,
+        policy: policy_text,
+        policy_name,
+        version: stored.map_or(1, |s| s.version + 1),
+        moves_ms: stored.map(|s| s.moves_ms.clone()).unwrap_or_default(),
+    })
+}
+
+fn run(
+    inventory: Option<&Path>,
+    policy: Option<&Path>,
+    state: &Path,
+    replicas: &ReplicaArgs,
+) -> Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCC_LOG")
@@ -614,33 +673,41 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         )
         .with_writer(std::io::stderr)
         .init();
-    let store = Store::new(state);
-    let stored = store.load()?;
-    let inventory = match (inventory, &stored) {
-        (Some(p), _) => Inventory::load(p)?,
-        (None, Some(s)) => s.inventory.clone(),
-        (None, None) => anyhow::bail!("no stored state at {}: give --inventory", state.display()),
-    };
-    let (policy_text, policy_name) = match (policy, &stored) {
-        (Some(p), _) => (read(p)?, p.display().to_string()),
-        (None, Some(s)) => (s.policy.clone(), s.policy_name.clone()),
-        (None, None) => ("id".to_string(), "(default: id)".to_string()),
-    };
-    let persisted = Persisted {
-        inventory,
-        policy: policy_text,
-        policy_name,
-        version: stored.as_ref().map_or(1, |s| s.version + 1),
-        moves_ms: stored
-            .as_ref()
-            .map(|s| s.moves_ms.clone())
-            .unwrap_or_default(),
-    };
-    let ctl = match Controller::new(persisted, store) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::from(1));
+    let (ctl, replica) = if let Some(spec) = &replicas.store {
+        let options = controller::replica::ReplicaOptions {
+            endpoints: controller::replica::parse_endpoints(spec).map_err(anyhow::Error::msg)?,
+            prefix: replicas.store_prefix.clone(),
+            id: replicas.replica_id.clone().unwrap_or_else(|| {
+                let api = replicas.api.map(|a| a.to_string()).unwrap_or_default();
+                format!("scc-{}@{api}", std::process::id())
+            }),
+            lease_ttl_s: replicas.lease_ttl,
+        };
+        let started = controller::replica::start(&options, || {
+            starting_state(inventory, policy, None, spec).map_err(|e| format!("{e:#}"))
+        });
+        match started {
+            Ok(r) => (r.controller.clone(), Some(r)),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    } else {
+        let store = Store::new(state);
+        let stored = store.load()?;
+        let persisted = starting_state(
+            inventory,
+            policy,
+            stored.as_ref(),
+            &state.display().to_string(),
+        )?;
+        match Controller::new(persisted, store) {
+            Ok(c) => (c, None),
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(1));
+            }
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -649,13 +716,17 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
         .build()?;
     rt.block_on(async move {
         let inv = ctl.inventory();
-        let (of, api) = (inv.openflow, inv.api);
+        let of = replicas.openflow.unwrap_or(inv.openflow);
+        let api = replicas.api.unwrap_or(inv.api);
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
         let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
         tracing::info!(%of, %api, "scc running");
         tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());
+        if let Some(r) = replica {
+            tokio::spawn(controller::replica::follow(r));
+        }
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {

@@ -5,6 +5,7 @@
 use super::*;
 use crate::migration::Phase;
 use crate::model::Host;
+use crate::store::Store;
 
 fn controller(dir: &std::path::Path) -> Arc<Controller> {
     example_controller(dir, |_| {})
