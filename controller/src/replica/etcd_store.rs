@@ -19,9 +19,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// How long an etcd request may take before the change is refused: a store that
-/// lost its quorum never answers writes.
-pub const OP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long an etcd request may take, retries included, before the change is
+/// refused: a store that lost its quorum never answers writes, and one whose
+/// raft leader just died needs an election (about a second) first.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One attempt's share of [`OP_TIMEOUT`]: a member that died mid-request is given
+/// up for another.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// `--store etcd://HOST:PORT,HOST:PORT`: the endpoints, as `http://HOST:PORT`.
 pub fn parse_endpoints(spec: &str) -> Result<Vec<String>, String> {
@@ -40,17 +45,14 @@ pub fn parse_endpoints(spec: &str) -> Result<Vec<String>, String> {
     Ok(endpoints)
 }
 
-fn etcd_error(what: &str, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("etcd {what}: {e}"))
-}
-
-fn no_quorum(what: &str) -> std::io::Error {
+fn no_quorum(what: &str, last_error: Option<&etcd_client::Error>) -> std::io::Error {
+    let last = last_error.map_or(String::new(), |e| format!(" (last error: {e})"));
     std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         format!(
-            "etcd did not answer {what} within {}s: the store has no quorum (or is \
+            "etcd did not confirm {what} within {}s: the store has no quorum (or is \
              unreachable); changes are refused until it answers, the switches keep \
-             forwarding with the tables they hold",
+             forwarding with the tables they hold{last}",
             OP_TIMEOUT.as_secs()
         ),
     )
@@ -111,12 +113,13 @@ impl EtcdStore {
             .recv()
             .map_err(|_| std::io::Error::other("etcd runtime thread died"))??;
         let options = ConnectOptions::new()
-            .with_connect_timeout(OP_TIMEOUT)
-            .with_timeout(OP_TIMEOUT)
+            .with_connect_timeout(ATTEMPT_TIMEOUT)
+            .with_timeout(ATTEMPT_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
         let endpoints2 = endpoints.clone();
-        let client = wait_on(&runtime, "connection", async move {
-            Client::connect(endpoints2, Some(options)).await
+        let client = wait_on(&runtime, "connection", move || {
+            let (endpoints, options) = (endpoints2.clone(), options.clone());
+            async move { Client::connect(endpoints, Some(options)).await }
         })
         .map_err(|e| std::io::Error::other(format!("{e} ({})", endpoints.join(","))))?;
         Ok(EtcdStore {
@@ -143,25 +146,6 @@ impl EtcdStore {
     /// The store revision of the state last read (0 before any).
     pub fn read_revision(&self) -> i64 {
         self.shared.read_revision.load(Ordering::Relaxed)
-    }
-
-    /// Reads the state, asynchronously (for tasks on the store's runtime).
-    pub(super) async fn load_async(
-        client: &mut Client,
-        key: &str,
-    ) -> std::io::Result<Option<(Persisted, i64)>> {
-        let resp = tokio::time::timeout(OP_TIMEOUT, client.get(key, None))
-            .await
-            .map_err(|_| no_quorum("a read"))?
-            .map_err(|e| etcd_error("read", e))?;
-        match resp.kvs().first() {
-            None => Ok(None),
-            Some(kv) => serde_json::from_slice(kv.value())
-                .map(|p| Some((p, kv.mod_revision())))
-                .map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{key}: {e}"))
-                }),
-        }
     }
 
     /// Calls `on_state` with every state another replica writes (and this one's
@@ -213,42 +197,65 @@ impl EtcdStore {
     }
 }
 
-/// Runs `fut` on the store's runtime and waits for it from any thread, for at
-/// most [`OP_TIMEOUT`].
-fn wait_on<T: Send + 'static>(
+/// Runs `attempt()` on the store's runtime, again while it fails or hangs
+/// (another member may answer), for at most [`OP_TIMEOUT`] in all, and waits for
+/// it from any thread. Retrying is safe: every write is a put of a whole
+/// document under the same leadership condition.
+fn wait_on<T, F>(
     runtime: &tokio::runtime::Handle,
     what: &'static str,
-    fut: impl Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
-) -> std::io::Result<T> {
+    attempt: impl Fn() -> F + Send + 'static,
+) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, etcd_client::Error>> + Send,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     runtime.spawn(async move {
-        let _ = tx.send(tokio::time::timeout(OP_TIMEOUT, fut).await);
+        let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+        let mut last_error = None;
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break Err(no_quorum(what, last_error.as_ref()));
+            }
+            match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt()).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e)) => {
+                    tracing::debug!("etcd {what}: {e}; retrying");
+                    last_error = Some(e);
+                }
+                Err(_) => tracing::debug!("etcd {what}: no answer; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = tx.send(outcome);
     });
-    match rx.recv() {
-        Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(e))) => Err(etcd_error(what, e)),
-        Ok(Err(_)) => Err(no_quorum(what)),
-        Err(_) => Err(std::io::Error::other("etcd runtime stopped")),
-    }
+    rx.recv()
+        .map_err(|_| std::io::Error::other("etcd runtime stopped"))?
 }
 
 impl StateStore for EtcdStore {
     fn load(&self) -> std::io::Result<Option<Persisted>> {
-        let mut client = self.shared.client.clone();
+        let client = self.shared.client.clone();
         let key = self.shared.state_key.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.shared.runtime.spawn(async move {
-            let _ = tx.send(EtcdStore::load_async(&mut client, &key).await);
-        });
-        let found = rx
-            .recv()
-            .map_err(|_| std::io::Error::other("etcd runtime stopped"))??;
-        Ok(found.map(|(p, revision)| {
-            self.shared
-                .read_revision
-                .fetch_max(revision, Ordering::Relaxed);
-            p
-        }))
+        let resp = wait_on(&self.shared.runtime, "a read of the state", move || {
+            let (mut client, key) = (client.clone(), key.clone());
+            async move { client.get(key, None).await }
+        })?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let p = serde_json::from_slice(kv.value()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.shared.state_key),
+            )
+        })?;
+        self.shared
+            .read_revision
+            .fetch_max(kv.mod_revision(), Ordering::Relaxed);
+        Ok(Some(p))
     }
 
     fn save(&self, state: &Persisted) -> std::io::Result<()> {
@@ -266,9 +273,10 @@ impl StateStore for EtcdStore {
                 leader_rev,
             )])
             .and_then([TxnOp::put(self.shared.state_key.as_str(), bytes, None)]);
-        let mut client = self.shared.client.clone();
-        let resp = wait_on(&self.shared.runtime, "the write of the state", async move {
-            client.txn(txn).await
+        let client = self.shared.client.clone();
+        let resp = wait_on(&self.shared.runtime, "the write of the state", move || {
+            let (mut client, txn) = (client.clone(), txn.clone());
+            async move { client.txn(txn).await }
         })?;
         if resp.succeeded() {
             Ok(())
