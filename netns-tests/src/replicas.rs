@@ -225,6 +225,16 @@ impl SccReplica {
     }
 }
 
+/// Every replica but the one at `except` (the survivors of a kill).
+pub fn others(replicas: &[SccReplica], except: usize) -> Vec<&SccReplica> {
+    replicas
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != except)
+        .map(|(_, r)| r)
+        .collect()
+}
+
 /// The generation a replica's `scc status` says it leads with, if it leads.
 pub fn master_generation(status: &serde_json::Value) -> Option<u64> {
     (status["mastership"]["role"] == "master")

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 mod common;
 
 use common::{reaches, VmSpec, CONTROLLER};
-use netns_tests::replicas::{master_generation, switches_accept, EtcdCluster, SccReplica};
+use netns_tests::replicas::{master_generation, others, switches_accept, EtcdCluster, SccReplica};
 use netns_tests::{require_program, require_root, wait_for, Internet, Scd};
 use std::time::{Duration, Instant};
 
@@ -125,12 +125,7 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
     let before = flow_mods(&scds)?;
     let killed = Instant::now();
     replicas[leader].kill()?;
-    let survivors: Vec<&SccReplica> = replicas
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != leader)
-        .map(|(_, r)| r)
-        .collect();
+    let survivors = others(&replicas, leader);
     let (new_leader, new_generation) = elected(&net, &survivors)?;
     eprintln!(
         "failover: new master acknowledged by every switch {:?} after the kill, generation {new_generation}",

@@ -130,6 +130,11 @@ pub struct Controller {
     epoch: Instant,
 }
 
+/// The tables of a stored state, with no migration in progress.
+fn compile_persisted(p: &Persisted) -> Result<BTreeMap<u64, Vec<FlowSpec>>, ProgramError> {
+    compile_network_during(&p.inventory, &p.policy, &p.policy_name, None)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -155,12 +160,7 @@ impl Controller {
         store: impl StateStore + 'static,
         mastership: Mastership,
     ) -> Result<Arc<Controller>, ChangeError> {
-        let tables = compile_network_during(
-            &persisted.inventory,
-            &persisted.policy,
-            &persisted.policy_name,
-            None,
-        )?;
+        let tables = compile_persisted(&persisted)?;
         let (version, _) = watch::channel(persisted.version);
         let (mastership, _) = watch::channel(mastership);
         let moves_ms = persisted.moves_ms.clone();
@@ -248,12 +248,7 @@ impl Controller {
         if persisted.version <= self.lock().persisted.version {
             return Ok(None);
         }
-        let tables = compile_network_during(
-            &persisted.inventory,
-            &persisted.policy,
-            &persisted.policy_name,
-            None,
-        )?;
+        let tables = compile_persisted(&persisted)?;
         let mut st = self.lock();
         let v = persisted.version;
         st.persisted = persisted;

@@ -473,6 +473,17 @@ fn group_mods_change_the_group_table_and_flows_run_groups() {
     assert_eq!(b.len(), 0);
 }
 
+/// A role request for `role` with generation `generation_id` (xid 5).
+fn role_request(role: ControllerRole, generation_id: u64) -> Vec<u8> {
+    enc(
+        &Message::RoleRequest(Role {
+            role,
+            generation_id,
+        }),
+        5,
+    )
+}
+
 #[test]
 fn roles_master_slave_and_stale_generation() {
     let reg = Arc::new(Registry::default());
@@ -481,16 +492,7 @@ fn roles_master_slave_and_stale_generation() {
     let mut c = session(&reg);
     run(&mut a, &b, &[hello()]);
     run(&mut c, &b, &[hello()]);
-    let role = |r, g| {
-        enc(
-            &Message::RoleRequest(Role {
-                role: r,
-                generation_id: g,
-            }),
-            5,
-        )
-    };
-    let out = run(&mut a, &b, &[role(ControllerRole::Master, 10)]);
+    let out = run(&mut a, &b, &[role_request(ControllerRole::Master, 10)]);
     assert_eq!(
         out.replies[0].1,
         Message::RoleReply(Role {
@@ -498,7 +500,7 @@ fn roles_master_slave_and_stale_generation() {
             generation_id: 10
         })
     );
-    run(&mut c, &b, &[role(ControllerRole::Master, 11)]);
+    run(&mut c, &b, &[role_request(ControllerRole::Master, 11)]);
     assert_eq!(a.conn.role(), ControllerRole::Slave);
     let out = run(
         &mut a,
@@ -514,8 +516,8 @@ fn roles_master_slave_and_stale_generation() {
                 }),
                 7,
             ),
-            role(ControllerRole::Master, 9),
-            role(ControllerRole::NoChange, 0),
+            role_request(ControllerRole::Master, 9),
+            role_request(ControllerRole::NoChange, 0),
         ],
     );
     let got: Vec<Option<ErrorCode>> = out.replies.iter().map(|(_, m)| error_code(m)).collect();
@@ -538,15 +540,6 @@ fn slave_refusals_cover_groups_and_undecoded_changes_and_generations_wrap() {
     let b = Local::new();
     let mut a = session(&reg);
     run(&mut a, &b, &[hello()]);
-    let role = |r, g| {
-        enc(
-            &Message::RoleRequest(Role {
-                role: r,
-                generation_id: g,
-            }),
-            5,
-        )
-    };
     // Port-mod (16) and table-mod (17) headers with a body scd does not decode.
     let raw = |t: u8| {
         let mut m = vec![4, t, 0, 16, 0, 0, 0, 9];
@@ -568,13 +561,13 @@ fn slave_refusals_cover_groups_and_undecoded_changes_and_generations_wrap() {
         &mut a,
         &b,
         &[
-            role(ControllerRole::Slave, u64::MAX - 1),
+            role_request(ControllerRole::Slave, u64::MAX - 1),
             group.clone(),
             raw(16),
             raw(17),
             // u64::MAX - 1 + 3 wraps to 1: newer, as the spec's signed distance says.
-            role(ControllerRole::Master, 1),
-            role(ControllerRole::Slave, u64::MAX),
+            role_request(ControllerRole::Master, 1),
+            role_request(ControllerRole::Slave, u64::MAX),
             group,
         ],
     );
