@@ -116,11 +116,19 @@ fn vm_adds(ns: &Netns, api: &str, n: usize) -> Result<f64> {
     let api: std::net::SocketAddr = api.parse()?;
     let mut times = Vec::new();
     for i in 0..n {
-        let vm = serde_json::json!({
-            "name": format!("added{i}"), "mac": format!("02:aa:00:00:00:{:02x}", i % 250),
-            "ip": format!("100.65.0.{}", i % 250 + 1), "host": "host0",
-            "port": 500 + i, "tap": format!("sc-added{i}"), "tenant": "t",
-        });
+        let vm = controller::model::Vm {
+            name: format!("added{i}"),
+            mac: format!("02:aa:00:00:00:{:02x}", i % 250)
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+            ip: std::net::Ipv4Addr::new(100, 65, 0, u8::try_from(i % 250 + 1)?),
+            host: "host0".into(),
+            port: 500 + u32::try_from(i)?,
+            tap: format!("sc-added{i}"),
+            netns: None,
+            tenant: Some("t".into()),
+            public_ip: None,
+        };
         let body = serde_json::to_vec(&vm)?;
         let started = Instant::now();
         let (status, json) =

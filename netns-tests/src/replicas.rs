@@ -197,6 +197,19 @@ impl SccReplica {
         self.process.kill()
     }
 
+    /// `SIGTERM`, and waits until it has exited.
+    pub fn terminate(&mut self) -> Result<()> {
+        if let Some(mut c) = self.process.0.take() {
+            let pid = libc::pid_t::try_from(c.id())?;
+            // SAFETY: kill on the PID of a child we started and have not reaped.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+                anyhow::bail!("kill: {}", std::io::Error::last_os_error());
+            }
+            c.wait()?;
+        }
+        Ok(())
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -145,7 +145,33 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
     let report = stream.finish()?;
     eprintln!("stream across the failover: {report:?}");
     assert!(report.intact, "the stream lost nothing: {report:?}");
-    let leader_replica = survivors[new_leader];
+    let (leading_api, last_api) = (
+        survivors[new_leader].api.clone(),
+        survivors[1 - new_leader].api.clone(),
+    );
+
+    // A leader stopped with SIGTERM gives its lease up: the last replica takes
+    // over without waiting for the lease to lapse.
+    let leader_index = replicas
+        .iter()
+        .position(|r| r.api == leading_api)
+        .context("the new leader")?;
+    let stopped = Instant::now();
+    replicas[leader_index].terminate()?;
+    let last = replicas
+        .iter()
+        .find(|r| r.api == last_api)
+        .context("the last replica")?;
+    let (_, last_generation) = elected(&net, &[last])?;
+    eprintln!(
+        "after SIGTERM of the leader: new master acknowledged by every switch {:?} after the stop",
+        stopped.elapsed()
+    );
+    assert!(last_generation > new_generation);
+    assert_eq!(flow_mods(&scds)?, before, "still no flow-mod");
+    assert!(last.log_text().contains("elected leader"));
+    let new_generation = last_generation;
+    let leader_replica = last;
 
     // The new leader changes the network; one etcd member less changes nothing.
     let (ok, text) = leader_replica.cli(&net.router, &["apply", policy_arg])?;

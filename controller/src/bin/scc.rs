@@ -724,6 +724,7 @@ fn run(
         tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());
+        let resign = replica.as_ref().map(|r| r.store.clone());
         if let Some(r) = replica {
             tokio::spawn(controller::replica::follow(r));
         }
@@ -743,6 +744,14 @@ fn run(
                 },
                 _ = term.recv() => break,
                 _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        if let Some(store) = resign {
+            // A standby takes over now rather than when the lease lapses.
+            match tokio::task::spawn_blocking(move || store.resign()).await {
+                Ok(Ok(())) => tracing::info!("leadership given up"),
+                Ok(Err(e)) => tracing::warn!("leadership not given up: {e}"),
+                Err(e) => tracing::warn!("leadership not given up: {e}"),
             }
         }
         tracing::info!("scc stopping; switch tables stay as they are");

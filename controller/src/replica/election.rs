@@ -14,6 +14,7 @@
 use super::etcd_store::{Shared, OP_TIMEOUT};
 use crate::state_store::Mastership;
 use etcd_client::{Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -30,6 +31,7 @@ pub(super) fn campaign(shared: Arc<Shared>, id: String, ttl_s: i64) -> watch::Re
                 tracing::warn!("leader election: {e}");
             }
             *shared.leading.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            shared.lease.store(0, Ordering::Relaxed);
             tx.send_if_modified(|m| std::mem::replace(m, Mastership::Slave(known)) != *m);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -87,6 +89,7 @@ async fn term(
     }
     let generation = resp.header().map_or(0, |h| h.revision());
     *shared.leading.lock().unwrap_or_else(|e| e.into_inner()) = Some(generation);
+    shared.lease.store(lease, Ordering::Relaxed);
     *known = u64::try_from(generation).unwrap_or(0);
     tracing::info!(id, generation, "elected leader");
     tx.send_replace(Mastership::Master(*known));

@@ -66,6 +66,8 @@ pub(super) struct Shared {
     pub(super) leader_key: String,
     /// The create revision of the leader key this replica holds, while it leads.
     pub(super) leading: Mutex<Option<i64>>,
+    /// The lease of the leader key this replica holds (0 when it leads not).
+    pub(super) lease: AtomicI64,
     /// The store revision of the state last read: a watch starts after it.
     read_revision: AtomicI64,
 }
@@ -129,6 +131,7 @@ impl EtcdStore {
                 state_key: format!("{prefix}state"),
                 leader_key: format!("{prefix}leader"),
                 leading: Mutex::new(None),
+                lease: AtomicI64::new(0),
                 read_revision: AtomicI64::new(0),
             }),
         })
@@ -141,6 +144,26 @@ impl EtcdStore {
             .leading
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives up the leadership now, for a stop: the leader key goes with its
+    /// lease, so a standby takes over at once instead of after the lease's TTL.
+    pub fn resign(&self) -> std::io::Result<()> {
+        *self
+            .shared
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        let lease = self.shared.lease.swap(0, Ordering::Relaxed);
+        if lease == 0 {
+            return Ok(());
+        }
+        let client = self.shared.client.clone();
+        wait_on(&self.shared.runtime, "the lease's revocation", move || {
+            let mut client = client.clone();
+            async move { client.lease_revoke(lease).await }
+        })
+        .map(|_| ())
     }
 
     /// The store revision of the state last read (0 before any).
