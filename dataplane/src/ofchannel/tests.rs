@@ -756,3 +756,51 @@ fn tunnel_stats_has_one_entry_per_tunnel_and_foreign_experimenters_get_errors() 
 
     assert_eq!(ask_tunnel_stats(&Local::new()), vec![]);
 }
+
+#[test]
+fn asynchronous_messages_skip_slaves() {
+    use super::stream::OfStream;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    let reg = Arc::new(Registry::default());
+    let b = Local::new();
+    let (master_end, mut master_peer) = UnixStream::pair().unwrap();
+    let (slave_end, mut slave_peer) = UnixStream::pair().unwrap();
+    let mut master = Session::new(
+        reg.add("master".into(), Some(OfStream::Unix(master_end))),
+        reg.clone(),
+    );
+    let mut slave = Session::new(
+        reg.add("slave".into(), Some(OfStream::Unix(slave_end))),
+        reg.clone(),
+    );
+    run(
+        &mut master,
+        &b,
+        &[hello(), role_request(ControllerRole::Master, 1)],
+    );
+    run(
+        &mut slave,
+        &b,
+        &[hello(), role_request(ControllerRole::Slave, 1)],
+    );
+    let removed = Message::FlowRemoved(FlowRemoved {
+        cookie: 0,
+        priority: 5,
+        reason: FlowRemovedReason::IdleTimeout,
+        table_id: 0,
+        duration_sec: 1,
+        duration_nsec: 0,
+        idle_timeout: 1,
+        hard_timeout: 0,
+        packet_count: 0,
+        byte_count: 0,
+        matcher: openflow::flow::FlowMatch::any(),
+    });
+    assert_eq!(reg.broadcast(&removed), 1, "the master only");
+    let mut buf = vec![0u8; 4096];
+    let n = master_peer.read(&mut buf).unwrap();
+    assert_eq!(decode(&buf[..n]).unwrap().1, removed);
+    slave_peer.set_nonblocking(true).unwrap();
+    assert!(slave_peer.read(&mut buf).is_err(), "nothing for the slave");
+}
