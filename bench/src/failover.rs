@@ -9,7 +9,9 @@
 //! --store etcd://…` replicas run in the benchmark's own namespace, on loopback;
 //! N fake switches ([`crate::reroute`]'s) connect to all three and record when
 //! they accept a master and with which generation. The times come from the
-//! switches' side: the moment of the kill to the last switch's acceptance.
+//! switches' side: the moment of the kill to the last switch's acceptance. The
+//! new leader is then stopped with `SIGTERM` (it revokes its lease): the handover
+//! to the third replica is timed the same way.
 
 use crate::reroute::{inventory, FakeSwitch, Masters};
 use anyhow::{Context, Result};
@@ -32,6 +34,30 @@ struct Failover {
     /// Flow-mods the switches received from the kill until the new leader
     /// confirmed the program everywhere.
     flow_mods: u64,
+    /// Then `SIGTERM` of that new leader (it gives its lease up) → the last
+    /// switch accepted the third replica.
+    stopped_ms: f64,
+}
+
+/// Waits until every one of `hosts` switches accepted a master newer than
+/// `generation`; when each did.
+fn accepted_after(masters: &Masters, hosts: usize, generation: u64) -> Result<Vec<Instant>> {
+    wait_for(WAIT, "every switch to accept a new master", || {
+        let m = masters.lock().unwrap_or_else(|e| e.into_inner());
+        let newer: Vec<Instant> = m
+            .values()
+            .filter(|(g, _)| *g > generation)
+            .map(|(_, at)| *at)
+            .collect();
+        Ok((newer.len() == hosts).then_some(newer))
+    })
+}
+
+/// Milliseconds from `from` to the last of `at`.
+fn last_ms(from: Instant, at: &[Instant]) -> f64 {
+    at.iter()
+        .map(|t| t.saturating_duration_since(from).as_secs_f64() * 1e3)
+        .fold(0.0, f64::max)
 }
 
 fn leader_of(ns: &Netns, replicas: &[&SccReplica]) -> Result<(usize, u64)> {
@@ -86,21 +112,24 @@ fn measure_failover(hosts: usize) -> Result<Failover> {
         let before = flow_mods.load(Ordering::Relaxed);
         let killed = Instant::now();
         replicas[leader].kill()?;
-        let accepted = wait_for(WAIT, "every switch to accept a new master", || {
-            let m = masters.lock().unwrap_or_else(|e| e.into_inner());
-            let newer: Vec<Instant> = m
-                .values()
-                .filter(|(g, _)| *g > generation)
-                .map(|(_, at)| *at)
-                .collect();
-            Ok((newer.len() == hosts).then_some(newer))
-        })?;
-        leader_of(&ns, &others(&replicas, leader))?;
+        let accepted = accepted_after(&masters, hosts, generation)?;
+        let survivors = others(&replicas, leader);
+        let (second, second_generation) = leader_of(&ns, &survivors)?;
+        let second_api = survivors[second].api.clone();
+        let flow_mods = flow_mods.load(Ordering::Relaxed) - before;
+        let second = replicas
+            .iter()
+            .position(|r| r.api == second_api)
+            .context("the second leader")?;
+        let stopped = Instant::now();
+        replicas[second].terminate()?;
+        let handed_over = accepted_after(&masters, hosts, second_generation)?;
         let ms = |at: &Instant| at.saturating_duration_since(killed).as_secs_f64() * 1e3;
         Ok(Failover {
-            last_ms: accepted.iter().map(ms).fold(0.0, f64::max),
+            last_ms: last_ms(killed, &accepted),
             first_ms: accepted.iter().map(ms).fold(f64::INFINITY, f64::min),
-            flow_mods: flow_mods.load(Ordering::Relaxed) - before,
+            flow_mods,
+            stopped_ms: last_ms(stopped, &handed_over),
         })
     })();
     stop.store(true, Ordering::Relaxed);
@@ -193,14 +222,14 @@ pub fn failover(switch_counts: &[usize], reps: usize) -> Result<()> {
     println!(
         "\n## Replicated controllers: failover (3 scc replicas, 3 etcd members, fake switches)\n"
     );
-    println!("| switches | failover ms p50 (kill → last switch accepts the new master) | first switch ms p50 | flow-mods sent by the takeover |");
-    println!("|---:|---:|---:|---:|");
+    println!("| switches | failover ms p50 (kill -9 → last switch accepts the new master) | first switch ms p50 | flow-mods sent by the takeover | handover ms p50 (SIGTERM → last switch accepts) |");
+    println!("|---:|---:|---:|---:|---:|");
     for &hosts in switch_counts {
         let mut runs = Vec::new();
         for _ in 0..reps {
             match measure_failover(hosts) {
                 Ok(f) => runs.push(f),
-                Err(e) => println!("| {hosts} | failed: {e:#} | | |"),
+                Err(e) => println!("| {hosts} | failed: {e:#} | | | |"),
             }
         }
         if runs.is_empty() {
@@ -211,10 +240,11 @@ pub fn failover(switch_counts: &[usize], reps: usize) -> Result<()> {
             v[v.len() / 2]
         };
         println!(
-            "| {hosts} | {:.0} | {:.0} | {} |",
+            "| {hosts} | {:.0} | {:.0} | {} | {:.0} |",
             median(runs.iter().map(|f| f.last_ms).collect()),
             median(runs.iter().map(|f| f.first_ms).collect()),
             runs.iter().map(|f| f.flow_mods).max().unwrap_or(0),
+            median(runs.iter().map(|f| f.stopped_ms).collect()),
         );
     }
     println!("\n| store | VM add ms p50 (API call → committed) | ratio |");
