@@ -4,7 +4,8 @@
 //! others as slaves. `kill -9` of the leader during a TCP stream between two
 //! VMs: a standby takes over with a higher generation, every switch accepts it
 //! as master, no flow-mod reaches a switch (the tables already match) and the
-//! stream loses nothing. A standby refuses changes; killing one etcd member
+//! stream loses nothing. A leader stopped with SIGTERM hands over at once; one
+//! whose key is deleted behind its back steps down and is elected again. A standby refuses changes; killing one etcd member
 //! changes nothing; losing the quorum freezes changes (refused with a clear
 //! error) while forwarding goes on.
 
@@ -170,7 +171,27 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
     assert!(last_generation > new_generation);
     assert_eq!(flow_mods(&scds)?, before, "still no flow-mod");
     assert!(last.log_text().contains("elected leader"));
-    let new_generation = last_generation;
+    // A leader key deleted behind the leader's back (an operator's mistake):
+    // the leader steps down at once and is elected again, with a new generation.
+    let deleted = net
+        .router
+        .command("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args([
+            "--endpoints",
+            &etcd.endpoints(),
+            "del",
+            "/supercloud/leader",
+        ])
+        .output()?;
+    assert!(deleted.status.success(), "etcdctl del: {deleted:?}");
+    let (_, again) = wait_for(WAIT, "a new generation after the key's deletion", || {
+        let (i, g) = elected(&net, &[last])?;
+        Ok((g > last_generation).then_some((i, g)))
+    })?;
+    assert!(last.log_text().contains("the leader key was deleted"));
+    assert_eq!(flow_mods(&scds)?, before, "still no flow-mod");
+    let new_generation = again;
     let leader_replica = last;
 
     // The new leader changes the network; one etcd member less changes nothing.

@@ -96,31 +96,40 @@ async fn term(
     let (mut keeper, mut responses) =
         timed("keeping the lease alive", client.lease_keep_alive(lease)).await?;
     let third = Duration::from_millis(u64::try_from(ttl_s).unwrap_or(1) * 1000 / 3);
-    loop {
-        tokio::time::sleep(third).await;
-        let renewed = tokio::time::timeout(third, async {
-            keeper.keep_alive().await?;
-            responses.message().await
-        })
-        .await;
-        match renewed {
-            Ok(Ok(Some(r))) if r.ttl() > 0 => {}
-            other => {
-                // Stop acting first; the lease may still be alive for a while.
-                *shared.leading.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                tx.send_replace(Mastership::Slave(*known));
-                let _ = tokio::time::timeout(third, client.lease_revoke(lease)).await;
-                return Err(format!(
-                    "lease renewal not confirmed ({}): stepped down",
-                    match other {
-                        Ok(Ok(Some(_))) => "lease expired".to_string(),
-                        Ok(Ok(None)) => "stream closed".to_string(),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => "no answer".to_string(),
-                    }
-                ));
+    let renewals = async {
+        loop {
+            tokio::time::sleep(third).await;
+            let renewed = tokio::time::timeout(third, async {
+                keeper.keep_alive().await?;
+                responses.message().await
+            })
+            .await;
+            match renewed {
+                Ok(Ok(Some(r))) if r.ttl() > 0 => {}
+                Ok(Ok(Some(_))) => return "lease expired".to_string(),
+                Ok(Ok(None)) => return "lease stream closed".to_string(),
+                Ok(Err(e)) => return e.to_string(),
+                Err(_) => return "no answer".to_string(),
             }
         }
+    };
+    let why = tokio::select! {
+        why = renewals => format!("lease renewal not confirmed ({why})"),
+        () = key_gone(shared, generation) => "the leader key was deleted".to_string(),
+    };
+    // Stop acting first; the lease may still be alive for a while.
+    *shared.leading.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    tx.send_replace(Mastership::Slave(*known));
+    let _ = tokio::time::timeout(third, client.lease_revoke(lease)).await;
+    Err(format!("{why}: stepped down"))
+}
+
+/// Returns once the leader key created at `generation` is gone (deleted behind
+/// this leader's back, e.g. by an operator); a watch that breaks is set up again.
+async fn key_gone(shared: &Shared, generation: i64) {
+    while let Err(e) = wait_until_deleted(shared, generation).await {
+        tracing::debug!("leader key watch: {e}; again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
