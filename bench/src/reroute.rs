@@ -18,28 +18,35 @@ use netns_tests::cloud::{api_socket, event_ms};
 use netns_tests::{scc_binary, unique, Netns};
 use openflow::flow::FlowMatch;
 use openflow::wire::{
-    decode, encode, frame_len, FlowModCommand, FlowStatsEntry, Message, MultipartReply,
-    MultipartReplyBody, MultipartRequestBody, PortStats, SwitchFeatures, MORE,
+    decode, encode, frame_len, ControllerRole, FlowModCommand, FlowStatsEntry, Message,
+    MultipartReply, MultipartReplyBody, MultipartRequestBody, PortStats, SwitchFeatures, MORE,
 };
 use openflow::FlowSpec;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const OPENFLOW: &str = "127.0.0.1:6653";
 /// The port a migrated VM takes at its destination (below the tunnel ports).
 const DESTINATION_PORT: u32 = 900;
 
+/// When each switch (by datapath id) last accepted a master, and its generation
+/// id; shared by the fake switches of a run (`bench failover` reads it).
+pub(crate) type Masters = Arc<Mutex<HashMap<u64, (u64, Instant)>>>;
+
 /// An OpenFlow 1.3 switch without a data path: enough of a switch for the
-/// controller to program it exactly as it programs `scd`.
-struct FakeSwitch {
-    dpid: u64,
-    flows: HashMap<(u8, u16, FlowMatch), FlowSpec>,
+/// controller to program it exactly as it programs `scd`, with every controller
+/// of a list connected to its one table (roles are answered and recorded, not
+/// enforced: the controller's own restraint as a slave is what is measured).
+pub(crate) struct FakeSwitch {
+    pub(crate) dpid: u64,
+    pub(crate) flows: HashMap<(u8, u16, FlowMatch), FlowSpec>,
     /// Flow-mods received, shared by every fake switch of a run.
-    flow_mods: Arc<AtomicU64>,
+    pub(crate) flow_mods: Arc<AtomicU64>,
+    pub(crate) masters: Masters,
 }
 
 impl FakeSwitch {
@@ -86,6 +93,13 @@ impl FakeSwitch {
             })),
             Message::EchoRequest(d) => Some(Message::EchoReply(d)),
             Message::BarrierRequest => Some(Message::BarrierReply),
+            Message::RoleRequest(r) => {
+                if r.role == ControllerRole::Master {
+                    let mut masters = self.masters.lock().unwrap_or_else(|e| e.into_inner());
+                    masters.insert(self.dpid, (r.generation_id, Instant::now()));
+                }
+                Some(Message::RoleReply(r))
+            }
             Message::FlowMod(fm) => {
                 self.flow_mods.fetch_add(1, Ordering::Relaxed);
                 let key = (fm.spec.table_id, fm.spec.priority, fm.spec.matcher);
@@ -121,54 +135,85 @@ impl FakeSwitch {
         }
     }
 
-    /// Serves the controller until `stop` is set or the connection ends.
-    fn serve(mut self, stop: &AtomicBool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut stream = loop {
-            match TcpStream::connect(OPENFLOW) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
+    /// Serves every controller in `controllers` until `stop` is set or every
+    /// connection has ended (a controller killed is not reconnected to).
+    pub(crate) fn serve(mut self, controllers: &[String], stop: &AtomicBool) -> Result<()> {
+        let mut conns = Vec::new();
+        for to in controllers {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let stream = loop {
+                match TcpStream::connect(to.as_str()) {
+                    Ok(s) => break s,
+                    Err(_) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    Err(e) => bail!("switch {} cannot reach scc at {to}: {e}", self.dpid),
                 }
-                Err(e) => bail!("switch {} cannot reach scc: {e}", self.dpid),
-            }
-        };
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
-        stream.write_all(&encode(&Message::Hello(openflow::wire::Hello::of13()), 1)?)?;
-        let mut inbox = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        while !stop.load(Ordering::Relaxed) {
-            let n = match stream.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
             };
-            inbox.extend_from_slice(&buf[..n]);
-            let mut out = Vec::new();
-            while let Some(len) = frame_len(&inbox).map_err(|e| anyhow::anyhow!("{e}"))? {
-                let frame: Vec<u8> = inbox.drain(..len).collect();
-                let (xid, m) = decode(&frame).map_err(|e| anyhow::anyhow!("{e}"))?;
-                for reply in self.answer(m) {
-                    out.extend(encode(&reply, xid)?);
+            stream.set_nodelay(true)?;
+            stream.set_nonblocking(true)?;
+            (&stream).write_all(&encode(&Message::Hello(openflow::wire::Hello::of13()), 1)?)?;
+            conns.push((stream, Vec::new()));
+        }
+        let mut buf = vec![0u8; 1 << 16];
+        while !stop.load(Ordering::Relaxed) && !conns.is_empty() {
+            let mut fds: Vec<libc::pollfd> = conns
+                .iter()
+                .map(|(s, _)| libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(s),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            let nfds = libc::nfds_t::try_from(fds.len())?;
+            // SAFETY: `fds` is a live array of `nfds` pollfd structs.
+            if unsafe { libc::poll(fds.as_mut_ptr(), nfds, 200) } < 0 {
+                continue;
+            }
+            let mut ended = Vec::new();
+            for (i, fd) in fds.iter().enumerate() {
+                if fd.revents == 0 {
+                    continue;
+                }
+                let (stream, inbox) = &mut conns[i];
+                let n = match stream.read(&mut buf) {
+                    Ok(0) => {
+                        ended.push(i);
+                        continue;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => {
+                        ended.push(i);
+                        continue;
+                    }
+                };
+                inbox.extend_from_slice(&buf[..n]);
+                let mut out = Vec::new();
+                while let Some(len) = frame_len(inbox).map_err(|e| anyhow::anyhow!("{e}"))? {
+                    let frame: Vec<u8> = inbox.drain(..len).collect();
+                    let (xid, m) = decode(&frame).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    for reply in self.answer(m) {
+                        out.extend(encode(&reply, xid)?);
+                    }
+                }
+                stream.set_nonblocking(false)?;
+                let written = stream.write_all(&out);
+                stream.set_nonblocking(true)?;
+                if written.is_err() {
+                    ended.push(i);
                 }
             }
-            stream.write_all(&out)?;
+            for i in ended.into_iter().rev() {
+                conns.remove(i);
+            }
         }
         Ok(())
     }
 }
 
 /// The inventory of `hosts` hosts in three clouds and `vms` VMs spread over them.
-fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
+pub(crate) fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
          [controller]\nopenflow = \"{OPENFLOW}\"\napi_socket = \"{}\"\n",
@@ -301,8 +346,9 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)>
                     dpid: u64::try_from(h).unwrap_or(0) + 1,
                     flows: HashMap::new(),
                     flow_mods,
+                    masters: Masters::default(),
                 }
-                .serve(&stop)
+                .serve(&[OPENFLOW.to_string()], &stop)
             })
         })
         .collect();

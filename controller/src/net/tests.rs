@@ -14,8 +14,8 @@ use dataplane_core::pipeline::Pipeline;
 use dataplane_core::translate::{apply_flow_mod, flow_stats};
 use openflow::flow::port;
 use openflow::wire::{
-    decode, encode, frame_len, FlowMod, FlowModCommand, Hello, Message, MultipartReply,
-    MultipartReplyBody, MultipartRequestBody, SwitchFeatures,
+    decode, encode, frame_len, ControllerRole, FlowMod, FlowModCommand, Hello, Message,
+    MultipartReply, MultipartReplyBody, MultipartRequestBody, Role, SwitchFeatures,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,6 +36,8 @@ struct FakeSwitch {
     flow_mods: AtomicUsize,
     /// The controller closed the connection.
     closed: AtomicBool,
+    /// The role requests received, in order.
+    roles: Mutex<Vec<Role>>,
 }
 
 impl FakeSwitch {
@@ -50,6 +52,7 @@ impl FakeSwitch {
             answering: AtomicBool::new(true),
             flow_mods: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            roles: Mutex::new(Vec::new()),
         })
     }
 
@@ -71,6 +74,10 @@ impl FakeSwitch {
             })),
             Message::EchoRequest(data) => Some(Message::EchoReply(data)),
             Message::BarrierRequest => Some(Message::BarrierReply),
+            Message::RoleRequest(r) => {
+                self.roles.lock().unwrap().push(r);
+                Some(Message::RoleReply(r))
+            }
             Message::FlowMod(fm) => {
                 apply_flow_mod(&mut self.tables.lock().unwrap(), &fm, now)
                     .expect("the controller's flow-mods apply");
@@ -312,4 +319,73 @@ async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
         difference.len(),
         "the difference, not the whole table"
     );
+}
+
+#[tokio::test]
+async fn a_standby_claims_slave_and_sends_nothing_and_takes_over_without_flow_mods() {
+    use crate::state_store::Mastership;
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
+    ctl.set_mastership(Mastership::Slave(3));
+    let (version, desired) = ctl.desired(1).unwrap();
+    let fake = FakeSwitch::new();
+    tokio::spawn(fake.clone().run(addr, 1));
+    wait_until("the switch accepts the slave", || {
+        switch(&ctl, 1).role == Some(Mastership::Slave(3))
+    })
+    .await;
+    // The flows were read back after the role (the last request of the
+    // handshake): had the standby sent anything, it would be counted by now.
+    wait_until("the standby reads the flows", || {
+        switch(&ctl, 1).connected && fake.roles.lock().unwrap().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.flow_mods.load(Ordering::SeqCst),
+        0,
+        "a slave sends nothing"
+    );
+    assert_eq!(switch(&ctl, 1).synced_version, 0);
+    assert!(matches!(
+        ctl.add_vm(ctl.vm("web1").unwrap()),
+        Err(crate::daemon::ChangeError::Standby)
+    ));
+
+    ctl.set_mastership(Mastership::Master(4));
+    wait_until("the new master programs the switch", || {
+        switch(&ctl, 1).synced_version == version
+    })
+    .await;
+    assert_eq!(fake.flows(), desired.len());
+    let sent = fake.flow_mods.load(Ordering::SeqCst);
+    assert_eq!(sent, desired.len());
+
+    // Deposed, then elected again (a new generation): the audit finds the
+    // tables equal and sends nothing.
+    ctl.set_mastership(Mastership::Slave(4));
+    ctl.set_mastership(Mastership::Master(7));
+    wait_until("the switch accepts the new generation", || {
+        switch(&ctl, 1).role == Some(Mastership::Master(7))
+    })
+    .await;
+    wait_until("the takeover's audit", || {
+        fake.roles.lock().unwrap().last().map(|r| r.generation_id) == Some(7)
+            && switch(&ctl, 1).last_flow_mods == 0
+    })
+    .await;
+    assert_eq!(
+        fake.flow_mods.load(Ordering::SeqCst),
+        sent,
+        "equal tables cost nothing"
+    );
+    let roles: Vec<(ControllerRole, u64)> = fake
+        .roles
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.role, r.generation_id))
+        .collect();
+    assert_eq!(roles.first(), Some(&(ControllerRole::Slave, 3)));
+    assert_eq!(roles.last(), Some(&(ControllerRole::Master, 7)));
 }
