@@ -317,3 +317,44 @@ pub fn elected(ns: &Netns, replicas: &[&SccReplica], within: Duration) -> Result
             .collect::<String>()
     })
 }
+
+/// The `[controller]` settings of the replicated tests: echoes every second, so
+/// a dead connection is noticed soon, and no periodic audit.
+pub const CONTROLLER_SETTINGS: &str = "echo_every_s = 1\necho_timeout_s = 4\naudit_every_s = 0";
+
+/// A three-member etcd cluster on `net`'s router and three replicas on it,
+/// listening for OpenFlow on the harness's controller address, offered
+/// `inventory` for the first start.
+pub fn start_three(
+    net: &crate::Internet,
+    dir: &Path,
+    inventory: &Path,
+) -> Result<(EtcdCluster, Vec<SccReplica>)> {
+    let etcd = EtcdCluster::start(&net.router, dir, 3, 23790)?;
+    let store = etcd.store_spec();
+    let replicas = (0..3)
+        .map(|i| SccReplica::start(&net.router, dir, i, &store, controller_ip()?, inventory))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((etcd, replicas))
+}
+
+/// The address the replicas listen on for OpenFlow (the harness's controller's).
+pub fn controller_ip() -> Result<&'static str> {
+    crate::cloud::CONTROLLER
+        .split(':')
+        .next()
+        .context("controller address")
+}
+
+/// `config`, a host's `scd` configuration as `scc host-config` writes it, with
+/// every replica as its controllers instead of the harness's one.
+pub fn with_every_replica(config: &str, replicas: &[SccReplica]) -> Result<String> {
+    let one = format!("\"tcp:{}\"", crate::cloud::CONTROLLER);
+    anyhow::ensure!(config.contains(&one), "no {one} in:\n{config}");
+    let every = replicas
+        .iter()
+        .map(|r| format!("\"tcp:{}\"", r.openflow))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(config.replace(&one, &every))
+}

@@ -12,8 +12,10 @@
 use anyhow::{Context, Result};
 mod common;
 
-use common::{reaches, VmSpec, CONTROLLER};
-use netns_tests::replicas::{master_generation, others, EtcdCluster, SccReplica};
+use common::{reaches, VmSpec};
+use netns_tests::replicas::{
+    master_generation, others, start_three, with_every_replica, SccReplica, CONTROLLER_SETTINGS,
+};
 use netns_tests::{require_program, require_root, wait_for, Internet, Scd};
 use std::time::{Duration, Instant};
 
@@ -53,26 +55,14 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
         common::inventory_with(
             &keys,
             &common::entries(&VMS, &vms),
-            "echo_every_s = 1\necho_timeout_s = 4\naudit_every_s = 0",
+            CONTROLLER_SETTINGS,
             &[],
             &[],
         ),
     )?;
-    let mut etcd = EtcdCluster::start(&net.router, dir.path(), 3, 23790)?;
-    let store = etcd.store_spec();
-    let ip = CONTROLLER.split(':').next().context("controller address")?;
-    let mut replicas = (0..3)
-        .map(|i| SccReplica::start(&net.router, dir.path(), i, &store, ip, &inventory))
-        .collect::<Result<Vec<_>>>()?;
-    let controllers = replicas
-        .iter()
-        .map(|r| format!("\"tcp:{}\"", r.openflow))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (mut etcd, mut replicas) = start_three(&net, dir.path(), &inventory)?;
     let scds = common::start_switches_edited(&net, &inventory, &keys, |_, c| {
-        let one = format!("\"tcp:{CONTROLLER}\"");
-        anyhow::ensure!(c.contains(&one), "no {one} in:\n{c}");
-        Ok(c.replace(&one, &controllers))
+        with_every_replica(&c, &replicas)
     })?;
     let (leader, generation) = elected(&net, &replicas.iter().collect::<Vec<_>>())?;
     eprintln!("leader r{leader}, generation {generation}");
