@@ -12,7 +12,7 @@ if [[ $(id -u) -ne 0 ]]; then
     exit 1
 fi
 need=()
-for cmd in ip:iproute2 ping:iputils-ping ethtool:ethtool tc:iproute2 cc:build-essential; do
+for cmd in ip:iproute2 ping:iputils-ping ethtool:ethtool tc:iproute2 cc:build-essential protoc:protobuf-compiler; do
     command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if ((${#need[@]})); then

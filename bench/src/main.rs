@@ -7,6 +7,7 @@ mod chart;
 mod common;
 mod control_load;
 mod cost;
+mod failover;
 mod flowmod;
 mod memory;
 mod ovs;
@@ -61,6 +62,16 @@ enum What {
         #[arg(long)]
         before: Option<PathBuf>,
     },
+    /// Replicated controllers: failover time for N switches (3 scc on a 3-member
+    /// etcd cluster, fake switches) and the etcd store against the embedded one.
+    Failover {
+        /// Switch counts (default 10 and 100).
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
+        switches: Vec<usize>,
+        /// Failovers per switch count (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Every benchmark, and the chart.
     All,
 }
@@ -73,7 +84,7 @@ fn main() -> Result<()> {
     }
     // The scd and scc of this build sit next to this binary (the harness's own
     // lookup expects a test executable one directory further down). Every
-    // benchmark needs scd; only `reroute` needs scc, and says so if it is missing.
+    // benchmark needs scd; only `reroute` and `failover` need scc, and says so if it is missing.
     for (name, env, package) in [
         ("scd", "SCD_BIN", "dataplane"),
         ("scc", "SCC_BIN", "controller"),
@@ -102,6 +113,7 @@ fn main() -> Result<()> {
         What::Memory => memory::memory()?,
         What::ControlLoad { ref before } => control_load::control_load(before.clone())?,
         What::Reroute { ref grid, reps } => reroute::reroute(&reroute::parse_grid(grid)?, reps)?,
+        What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
@@ -110,6 +122,7 @@ fn main() -> Result<()> {
             memory::memory()?;
             control_load::control_load(None)?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
+            failover::failover(&[10, 100], 3)?;
         }
     }
     let chart = match (cli.chart, &cli.what) {

@@ -70,7 +70,7 @@ fn spawn_switches(
 /// Switches may stay silent for 300 s: the fake switches of a run share two
 /// threads, which fall behind scc's first synchronisation of a million flows, and
 /// the echo verdict would judge them, not scc.
-fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
+pub(crate) fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
          [controller]\nopenflow = \"{OPENFLOW}\"\napi_socket = \"{}\"\n\

@@ -141,7 +141,9 @@ fn param<'q>(query: &'q Option<String>, key: &str) -> Option<&'q str> {
 fn change(result: Result<u64, ChangeError>) -> Reply {
     match result {
         Ok(version) => reply(StatusCode::OK, serde_json::json!({ "version": version })),
-        Err(e @ ChangeError::Store(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        // The store lost its quorum or leadership: retry later or elsewhere.
+        Err(e @ ChangeError::Store(_)) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e @ ChangeError::Standby) => error(StatusCode::SERVICE_UNAVAILABLE, e),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }
 }

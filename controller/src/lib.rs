@@ -4,7 +4,7 @@
 //! routing it implies composed with the user's policy ([`routing`]), the difference
 //! to send to a switch ([`diff`]), the change pipeline and versions of the network
 //! program ([`daemon`]), the migration state machine ([`migration`]), the OpenFlow
-//! sessions ([`net`]), the placement engine ([`placement`]), the embedded store ([`store`]), the local API ([`api`]) with its
+//! sessions ([`net`]), the placement engine ([`placement`]), the embedded store ([`store`]) or, for replicated controllers, etcd ([`replica`], both behind [`state_store`]), the local API ([`api`]) with its
 //! Prometheus metrics ([`metrics`]) and
 //! the gateways that serve public addresses by NAT ([`gateway`]).
 #![forbid(unsafe_code)]
@@ -26,6 +26,8 @@ pub mod net;
 pub use netkat;
 pub mod placement;
 pub mod program;
+pub mod replica;
 pub mod restart;
 pub mod routing;
+pub mod state_store;
 pub mod store;

@@ -5,6 +5,8 @@
 //! port statistics and port descriptions (ports 1 to 16 unless told otherwise: a
 //! migration is refused to a port its destination did not describe), takes port
 //! bindings silently (as `scd` does), may refuse every flow-mod, counts flow-mods,
+//! answers role requests and remembers the last master's generation (one switch
+//! may serve several controllers, each connection a task over the same table),
 //! and moves no packet.
 //!
 //! One switch is a task, not a thread or a process: a thousand of them run in one
@@ -13,9 +15,9 @@
 
 use openflow::flow::FlowMatch;
 use openflow::wire::{
-    decode, encode, frame_len, ErrorCode, ErrorMsg, FlowModCommand, FlowStatsEntry, Hello, Message,
-    MultipartReply, MultipartReplyBody, MultipartRequestBody, PortDesc, PortStats, SwitchFeatures,
-    MORE,
+    decode, encode, frame_len, ControllerRole, ErrorCode, ErrorMsg, FlowModCommand, FlowStatsEntry,
+    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody, PortDesc, PortStats,
+    Role, SwitchFeatures, MORE,
 };
 use openflow::FlowSpec;
 use std::collections::HashMap;
@@ -53,6 +55,10 @@ pub struct FakeSwitch {
     refusing: AtomicBool,
     /// What it answers a port description request with.
     ports: Mutex<Vec<PortDesc>>,
+    /// The generation id of the last controller that asked to be master, and when.
+    master: Mutex<Option<(u64, std::time::Instant)>>,
+    /// Every role request received, in order.
+    roles: Mutex<Vec<Role>>,
     counters: Arc<Counters>,
 }
 
@@ -71,12 +77,24 @@ impl FakeSwitch {
             closed: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
             ports: Mutex::new((1..=16).map(|n| port(n, &format!("port{n}"))).collect()),
+            master: Mutex::new(None),
+            roles: Mutex::new(Vec::new()),
             counters,
         })
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<FlowKey, FlowSpec>> {
         self.flows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation id of the last master it accepted, and when it did.
+    pub fn master(&self) -> Option<(u64, std::time::Instant)> {
+        *self.master.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every role request it received, in order.
+    pub fn roles(&self) -> Vec<Role> {
+        self.roles.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Its datapath id.
@@ -150,6 +168,14 @@ impl FakeSwitch {
                 reserved: 0,
             }),
             Message::EchoRequest(data) => Message::EchoReply(data),
+            Message::RoleRequest(r) => {
+                self.roles.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                if r.role == ControllerRole::Master {
+                    *self.master.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((r.generation_id, std::time::Instant::now()));
+                }
+                Message::RoleReply(r)
+            }
             Message::BarrierRequest => {
                 self.counters.barriers.fetch_add(1, Ordering::Relaxed);
                 Message::BarrierReply

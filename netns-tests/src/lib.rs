@@ -12,8 +12,9 @@
 //! and UDP streams, pings), `echo` (the checked stream through a VM's echo server),
 //! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
 //! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
-//! `host_config` (the head of a test host's `scd` configuration) and `cloud`
-//! (clouds programmed by `scc`).
+//! `host_config` (the head of a test host's `scd` configuration), `cloud`
+//! (clouds programmed by `scc`) and `replicas` (an etcd cluster and `scc`
+//! replicas on it).
 
 pub mod cloud;
 mod echo;
@@ -21,6 +22,7 @@ mod host_config;
 mod internet;
 pub mod ofctl;
 pub mod packet;
+pub mod replicas;
 mod traffic;
 mod wait;
 

@@ -6,10 +6,8 @@
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
-use controller::daemon::Controller;
 use controller::human;
 use controller::model::Inventory;
-use controller::store::Store;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,8 +16,11 @@ use std::process::ExitCode;
 mod api_args;
 #[path = "scc/offline.rs"]
 mod offline;
+#[path = "scc/run.rs"]
+mod run;
 use api_args::ApiArgs;
 use offline::{check, compile, Format};
+use run::{run, ReplicaArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "scc", version, about = "The supercloud controller")]
@@ -66,6 +67,8 @@ enum Command {
         /// The embedded store (one JSON file, replaced atomically).
         #[arg(long, default_value = "/var/lib/scc/state.json")]
         state: PathBuf,
+        #[command(flatten)]
+        replicas: ReplicaArgs,
     },
     /// Show clouds, hosts, switches (connected, synced version, flows, audits,
     /// repairs) and VMs.
@@ -339,7 +342,8 @@ fn main() -> ExitCode {
             inventory,
             policy,
             state,
-        } => run(inventory.as_deref(), policy.as_deref(), &state),
+            replicas,
+        } => run(inventory.as_deref(), policy.as_deref(), &state, &replicas),
         Command::Status { api, json } => show(&api, "GET", "/status", b"", json, |s| {
             human::status(s, human::unix_now())
         }),
@@ -736,86 +740,4 @@ fn host_config(
         }
         None => anyhow::bail!("{}: no host `{host}`", inventory.display()),
     }
-}
-
-fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SCC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let store = Store::new(state);
-    let inventory_file = match inventory {
-        Some(p) => Some((Inventory::load(p)?, p.display().to_string())),
-        None => None,
-    };
-    let policy_file = match policy {
-        Some(p) => Some((read(p)?, p.display().to_string())),
-        None => None,
-    };
-    let start = controller::restart::start(store.load()?, inventory_file, policy_file)
-        .with_context(|| format!("store {}", state.display()))?;
-    for note in &start.notes {
-        tracing::info!("{note}");
-    }
-    let ctl = match Controller::new(start.persisted, store) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::from(1));
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let inv = ctl.inventory();
-        let of = inv.openflow;
-        let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
-        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
-        let socket = &inv.api_socket;
-        let api_listener = controller::api::access::bind_unix(socket).context("API socket")?;
-        tokio::spawn(controller::api::serve(api_listener, ctl.clone(), None));
-        match (inv.api, inv.api_token_file.as_deref()) {
-            (Some(tcp), None) => {
-                // A store written before tokens existed: the socket only.
-                tracing::warn!(%tcp, "API on TCP not started: the inventory names no api_token_file");
-            }
-            (Some(tcp), Some(token_file)) => {
-                let token = controller::api::access::read_token(token_file)?;
-                let listener = tokio::net::TcpListener::bind(tcp).await.with_context(|| format!("API listener on {tcp}"))?;
-                tracing::info!(%tcp, "API on TCP, bearer token required");
-                tokio::spawn(controller::api::serve(listener, ctl.clone(), Some(token)));
-            }
-            (None, _) => {}
-        }
-        tracing::info!(%of, api = %socket.display(), "scc running");
-        if let Some(resumed) = ctl.resume() {
-            tracing::info!("{resumed}");
-        }
-        tokio::spawn(ctl.clone().follow_the_sun());
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        loop {
-            tokio::select! {
-                _ = hup.recv() => match policy {
-                    Some(p) => match read(p) {
-                        Ok(text) => match ctl.apply_policy(&text, &p.display().to_string()) {
-                            Ok(v) => tracing::info!(version = v, "SIGHUP: policy reloaded"),
-                            Err(e) => tracing::error!("SIGHUP: policy refused, tables unchanged:\n{e}"),
-                        },
-                        Err(e) => tracing::error!("SIGHUP: {e:#}"),
-                    },
-                    None => tracing::warn!("SIGHUP: no --policy file to reload"),
-                },
-                _ = term.recv() => break,
-                _ = tokio::signal::ctrl_c() => break,
-            }
-        }
-        tracing::info!("scc stopping; switch tables stay as they are");
-        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-    })
 }

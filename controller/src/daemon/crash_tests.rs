@@ -9,6 +9,7 @@
 use super::tests::example_controller;
 use super::*;
 use crate::migration::Phase;
+use crate::store::Store;
 use openflow::flow::Mac;
 use proptest::prelude::*;
 
@@ -249,4 +250,54 @@ fn arrived_and_abort_work_after_a_restart_at_each_phase() {
         "an ended migration stays ended"
     );
     assert!(ctl.abort_migration().is_err(), "nothing left to abort");
+}
+
+/// A standby adopts the migration phase the leader committed with its version
+/// (the tables the leader wants) and, elected, resumes it as a restarted
+/// controller does: `--abort` rolls it back (first round), `--arrived`
+/// completes it (second round, the two replicas' roles swapped).
+#[test]
+fn an_elected_standby_resumes_the_migration_the_leader_left_prepared() {
+    let rt = runtime();
+    let _entered = rt.enter();
+    let (leader_dir, standby_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = example_controller(leader_dir.path(), |_| {});
+    let before = leader.lock().tables().clone();
+    let standby_store = Store::new(&standby_dir.path().join("state.json"));
+    let mut standby = Controller::replica(
+        leader.lock().persisted.clone(),
+        standby_store,
+        Mastership::Slave(1),
+    )
+    .unwrap();
+    super::tests::switches_up(&leader);
+    super::tests::switches_up(&standby);
+    for (generation, round) in [(2, "abort"), (3, "arrived")] {
+        leader.start_migration("web1", "host-b", 7).unwrap();
+        let prepared = leader.lock().persisted.clone();
+        assert!(standby.adopt(prepared).unwrap().is_some());
+        assert_eq!(standby.lock().tables(), leader.lock().tables(), "{round}");
+        assert!(standby.prepared_for("web1"), "{round}: the phase adopted");
+        // The leader dies; the standby is elected.
+        leader.set_mastership(Mastership::Slave(generation));
+        standby.set_mastership(Mastership::Master(generation));
+        let resumed = standby.resume().expect("a migration to resume");
+        assert!(resumed.contains("waiting for its arrival"), "{resumed}");
+        if round == "abort" {
+            standby.abort_migration().unwrap();
+            assert_eq!(standby.lock().tables(), before, "rolled back");
+            assert_eq!(standby.vm("web1").unwrap().host, "host-a");
+        } else {
+            standby.arrived(None, "test").unwrap();
+            assert_eq!(standby.vm("web1").unwrap().host, "host-b");
+        }
+        // The old leader comes back as the new one's standby and follows it.
+        assert!(leader
+            .adopt(standby.lock().persisted.clone())
+            .unwrap()
+            .is_some());
+        assert_eq!(leader.lock().tables(), standby.lock().tables(), "{round}");
+        assert!(!leader.prepared_for("web1"), "{round}: ended everywhere");
+        std::mem::swap(&mut leader, &mut standby);
+    }
 }

@@ -32,7 +32,8 @@ use crate::model::{Inventory, Vm};
 use crate::program::{NetworkProgram, SwitchTable};
 use crate::restart::InventoryDiff;
 use crate::routing::ProgramError;
-use crate::store::{Persisted, Store};
+use crate::state_store::{Mastership, StateStore};
+use crate::store::Persisted;
 pub use preview::{PolicyChange, Reach, SwitchChange};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -61,6 +62,9 @@ pub struct SwitchStatus {
     /// Flow-mods the audits sent to repair flows that differed from the program
     /// (deleted, added or changed behind the controller's back).
     pub repairs: u64,
+    /// The OpenFlow role the switch last accepted from this controller (none
+    /// asked for as the sole controller).
+    pub role: Option<Mastership>,
     /// Tunnel ports by name, true while their WireGuard session is live.
     pub tunnels_up: BTreeMap<String, bool>,
     /// Every port by OpenFlow number, with its name, as the switch described them
@@ -113,6 +117,13 @@ pub enum ChangeError {
     /// The store could not be written; nothing changed.
     #[error("state not saved, nothing changed: {0}")]
     Store(#[from] std::io::Error),
+    /// This replica does not lead: only the leader changes the network.
+    #[error(
+        "this scc is not the leader (a standby replica, or a leader cut off from the \
+         etcd quorum): changes go to the replica whose `scc status` says \"role\": \
+         \"master\"; nothing changed, the switches keep forwarding"
+    )]
+    Standby,
 }
 
 impl From<Refusal> for ChangeError {
@@ -128,10 +139,19 @@ pub struct Controller {
     /// Held by each change from reading the state to committing it, so two changes
     /// (an API call, a VM's arrival, a clean-up) never overwrite each other.
     changes: Mutex<()>,
-    store: Store,
+    store: Box<dyn StateStore>,
     version: watch::Sender<u64>,
+    /// Leader, standby or sole controller: the role the switch sessions claim.
+    mastership: watch::Sender<Mastership>,
     /// Measurements and the follow-the-sun loop.
     follower: Follower,
+}
+
+/// The tables of a stored state, with the migration it holds if one is in
+/// progress (the phase the store committed is the one the switches get).
+fn compile_persisted(p: &Persisted) -> Result<NetworkProgram, ProgramError> {
+    let migration = p.migration.as_ref().and_then(MigrationState::program);
+    NetworkProgram::compile(&p.inventory, &p.policy, &p.policy_name, migration.as_ref())
 }
 
 fn now_secs() -> u64 {
@@ -142,20 +162,29 @@ fn now_secs() -> u64 {
 
 impl Controller {
     /// A controller for this state, compiled now (with the migration it holds, if
-    /// one is in progress); fails if it does not compile.
-    pub fn new(persisted: Persisted, store: Store) -> Result<Arc<Controller>, ChangeError> {
+    /// one is in progress) and saved; fails if it does not compile or cannot be
+    /// saved.
+    pub fn new(
+        persisted: Persisted,
+        store: impl StateStore + 'static,
+    ) -> Result<Arc<Controller>, ChangeError> {
+        let ctl = Controller::replica(persisted, store, Mastership::Sole)?;
+        ctl.store.save(&ctl.lock().persisted)?;
+        Ok(ctl)
+    }
+
+    /// A controller for state read from a shared store, compiled now with the
+    /// migration it holds and not written back (a standby may not write),
+    /// starting as `mastership`.
+    pub fn replica(
+        persisted: Persisted,
+        store: impl StateStore + 'static,
+        mastership: Mastership,
+    ) -> Result<Arc<Controller>, ChangeError> {
+        let program = compile_persisted(&persisted)?;
         let migration = persisted.migration.clone();
-        let program = NetworkProgram::compile(
-            &persisted.inventory,
-            &persisted.policy,
-            &persisted.policy_name,
-            migration
-                .as_ref()
-                .and_then(MigrationState::program)
-                .as_ref(),
-        )?;
-        store.save(&persisted)?;
         let (version, _) = watch::channel(persisted.version);
+        let (mastership, _) = watch::channel(mastership);
         let moves_ms = persisted.moves_ms.clone();
         Ok(Arc::new(Controller {
             state: Mutex::new(State {
@@ -166,8 +195,9 @@ impl Controller {
                 switch_ahead: None,
             }),
             changes: Mutex::new(()),
-            store,
+            store: Box::new(store),
             version,
+            mastership,
             follower: Follower::with_moves(&moves_ms),
         }))
     }
@@ -228,6 +258,9 @@ impl Controller {
         let moves_ms = self.follower.recent_moves();
         let (version, mut migration) = {
             let st = self.lock();
+            if !self.mastership.borrow().programs_switches() {
+                return Err(ChangeError::Standby);
+            }
             (st.persisted.version + 1, st.migration.clone())
         };
         on_commit(&mut migration, version);
@@ -250,6 +283,44 @@ impl Controller {
         // Published under the lock, so versions only ever go up.
         self.version.send_replace(v);
         Ok(v)
+    }
+
+    /// Takes the state another replica committed to the shared store: compiled
+    /// (with the migration phase it holds) and swapped in as if committed here,
+    /// without writing it back. Versions not
+    /// newer than the one in force (this replica's own writes, read back) change
+    /// nothing; one that does not compile is refused and nothing changes.
+    pub fn adopt(&self, persisted: Persisted) -> Result<Option<u64>, ChangeError> {
+        let _serial = self.serialize();
+        if persisted.version <= self.lock().persisted.version {
+            return Ok(None);
+        }
+        let program = compile_persisted(&persisted)?;
+        let mut st = self.lock();
+        let v = persisted.version;
+        st.migration = persisted.migration.clone();
+        st.persisted = persisted;
+        st.program = program;
+        st.switch_ahead = None;
+        self.version.send_replace(v);
+        Ok(Some(v))
+    }
+
+    /// Becomes leader, standby or sole controller; the switch sessions claim the
+    /// matching OpenFlow role.
+    pub fn set_mastership(&self, m: Mastership) {
+        self.mastership
+            .send_if_modified(|old| std::mem::replace(old, m) != m);
+    }
+
+    /// Leader, standby or sole controller, now.
+    pub fn mastership(&self) -> Mastership {
+        *self.mastership.borrow()
+    }
+
+    /// The mastership as it changes, for a switch session to follow.
+    pub(crate) fn masterships(&self) -> watch::Receiver<Mastership> {
+        self.mastership.subscribe()
     }
 
     /// Serialises changes (see `changes`).
@@ -364,6 +435,7 @@ impl Controller {
         let repairs: u64 = st.switches.values().map(|s| s.repairs).sum();
         serde_json::json!({
             "version": st.persisted.version,
+            "mastership": *self.mastership.borrow(),
             "repairs": repairs,
             "policy": st.persisted.policy_name,
             "migration": st.in_progress().and_then(MigrationState::program),

@@ -5,6 +5,7 @@
 use super::*;
 use crate::migration::Phase;
 use crate::model::Host;
+use crate::store::Store;
 
 fn controller(dir: &std::path::Path) -> Arc<Controller> {
     example_controller(dir, |_| {})
@@ -207,4 +208,45 @@ fn hosts_come_and_go_with_checks() {
     assert_eq!(ctl.remove_host("host-d").unwrap(), 3);
     assert!(ctl.lock().program.table(4).is_none());
     assert_eq!(stored_version(dir.path()), 3);
+}
+
+#[test]
+fn a_standby_adopts_newer_versions_only_and_writes_nothing() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let leader = controller(leader_dir.path());
+    let standby_dir = tempfile::tempdir().unwrap();
+    let first = leader.lock().persisted.clone();
+    let standby = Controller::replica(
+        first.clone(),
+        Store::new(&standby_dir.path().join("state.json")),
+        Mastership::Slave(1),
+    )
+    .unwrap();
+    leader.remove_vm("batch1").unwrap();
+    let second = leader.lock().persisted.clone();
+    let versions = standby.versions();
+    assert_eq!(standby.adopt(second.clone()).unwrap(), Some(2));
+    assert!(versions.has_changed().unwrap(), "the sessions are told");
+    assert_eq!(standby.lock().tables(), leader.lock().tables());
+    assert!(standby.vm("batch1").is_none());
+    // Its own write read back, or an older one, changes nothing.
+    assert_eq!(standby.adopt(second).unwrap(), None);
+    assert_eq!(standby.adopt(first.clone()).unwrap(), None);
+    // A state that does not compile is refused whole.
+    let bad = Persisted {
+        policy: "filter ip4Dst = ".into(),
+        version: 9,
+        ..first
+    };
+    assert!(standby.adopt(bad).is_err());
+    assert_eq!(standby.lock().persisted.version, 2);
+    // A standby refuses changes and never wrote its store.
+    assert!(matches!(
+        standby.remove_vm("web1"),
+        Err(ChangeError::Standby)
+    ));
+    assert!(Store::new(&standby_dir.path().join("state.json"))
+        .load()
+        .unwrap()
+        .is_none());
 }

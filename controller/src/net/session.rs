@@ -16,11 +16,12 @@ use crate::migration::{Measure, PortCounts};
 use crate::model::SwitchSettings;
 use crate::program::SwitchTable;
 use crate::routing::SCC_COOKIE;
+use crate::state_store::Mastership;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, BindPort, FlowMod, FlowStatsEntry, FlowStatsRequest,
-    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
-    PortDesc, PortReason, PortStatus, GROUP_ANY, TABLE_ALL,
+    decode, encode, frame_len, port_state, BindPort, ControllerRole, FlowMod, FlowStatsEntry,
+    FlowStatsRequest, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest,
+    MultipartRequestBody, PortDesc, PortReason, PortStatus, Role, GROUP_ANY, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use std::sync::Arc;
@@ -80,6 +81,8 @@ pub(super) struct Session {
     /// answered one of them with.
     plan_xids: std::collections::HashSet<u32>,
     plan_refused: Option<String>,
+    /// The role this session last claimed.
+    mastership: Mastership,
 }
 
 /// Why a session ended.
@@ -126,6 +129,7 @@ impl Session {
             binding_unsupported: false,
             plan_xids: std::collections::HashSet::new(),
             plan_refused: None,
+            mastership: Mastership::Sole,
         }
     }
 
@@ -636,6 +640,39 @@ impl Session {
         Ok(())
     }
 
+    /// Claims the OpenFlow role of `m` (nothing for the sole controller). A slave
+    /// refused as stale is not fatal: a newer leader has claimed the switch, and
+    /// this replica changes nothing there anyway.
+    async fn claim_role(&mut self, m: Mastership) -> Result<(), SessionError> {
+        let (role, generation_id) = match m {
+            Mastership::Sole => return Ok(()),
+            Mastership::Master(g) => (ControllerRole::Master, g),
+            Mastership::Slave(g) => (ControllerRole::Slave, g),
+        };
+        let xid = self
+            .send(&Message::RoleRequest(Role {
+                role,
+                generation_id,
+            }))
+            .await?;
+        match self.reply_to(xid).await {
+            Ok(Message::RoleReply(r)) => {
+                tracing::info!(dpid = ?self.dpid, role = ?r.role, generation_id, "switch accepted the role");
+                let dpid = self.dpid.unwrap_or_default();
+                self.ctl.update_switch(dpid, |s| s.role = Some(m));
+                Ok(())
+            }
+            Err(SessionError::Refused(e)) if role == ControllerRole::Slave => {
+                tracing::info!(dpid = ?self.dpid, "slave role refused ({e}): a newer leader holds the switch");
+                Ok(())
+            }
+            Ok(other) => Err(SessionError::Protocol(format!(
+                "expected a role reply, got {other:?}"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The flows to synchronise from, right after the handshake: what the switch
     /// holds. A switch that had already confirmed the version in force (it
     /// reconnected, and scc did not restart meanwhile) should hold exactly that
@@ -645,7 +682,10 @@ impl Session {
         let Some((version, desired)) = self.ctl.desired(dpid) else {
             return Ok(Arc::new(SwitchTable::from_flows(held)));
         };
-        if self.ctl.confirmed_version(dpid) != Some(version) || self.ctl.migrating() {
+        if self.ctl.confirmed_version(dpid) != Some(version)
+            || self.ctl.migrating()
+            || !self.mastership.programs_switches()
+        {
             return Ok(Arc::new(SwitchTable::from_flows(held)));
         }
         self.repair(dpid, &held, &desired.to_vec(), "after reconnect")
@@ -693,7 +733,10 @@ impl Session {
             s.peer = peer.clone();
         });
         tracing::info!(dpid, %peer, "switch connected");
-        let result = self.serve(dpid).await;
+        let mut roles = self.ctl.masterships();
+        self.mastership = *roles.borrow_and_update();
+        self.claim_role(self.mastership).await?;
+        let result = self.serve(dpid, roles).await;
         self.ctl.update_switch(dpid, |s| {
             // A newer connection of the same switch may be reporting already.
             if s.peer == peer {
@@ -706,7 +749,11 @@ impl Session {
         result
     }
 
-    async fn serve(&mut self, dpid: u64) -> Result<(), SessionError> {
+    async fn serve(
+        &mut self,
+        dpid: u64,
+        mut roles: tokio::sync::watch::Receiver<Mastership>,
+    ) -> Result<(), SessionError> {
         let mut versions = self.ctl.versions();
         let mut installed = self.after_connect(dpid).await?;
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
@@ -729,8 +776,13 @@ impl Session {
                     "datapath {dpid} left the inventory"
                 )));
             };
-            self.bind_ports(dpid).await?;
-            installed = self.sync_measured(&installed, program).await?;
+            // A standby follows the versions but leaves the switch (its flows
+            // and its port bindings) to the leader.
+            if self.mastership.programs_switches() {
+                self.bind_ports(dpid).await?;
+                installed = self.sync_measured(&installed, program).await?;
+            }
+            let programs = self.mastership.programs_switches();
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
                 self.inbox.reserve(65536);
@@ -740,14 +792,27 @@ impl Session {
                         if changed.is_err() { return Ok(()); }
                         break;
                     }
-                    _ = sample.tick(), if sample_every > 0 => {
+                    changed = roles.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        let m = *roles.borrow_and_update();
+                        let was_programming = self.mastership.programs_switches();
+                        self.mastership = m;
+                        self.claim_role(m).await?;
+                        if m.programs_switches() && !was_programming {
+                            // Taking over: audit what the switch holds, so tables
+                            // that already match cost no flow-mod.
+                            installed = Arc::new(SwitchTable::from_flows(self.installed_flows().await?));
+                        }
+                        break;
+                    }
+                    _ = sample.tick(), if sample_every > 0 && programs => {
                         // A migration's flow-mods must not queue behind a dump of
                         // the switch's flows: the interval is skipped.
                         if !self.ctl.migrating() {
                             self.request_sample().await?;
                         }
                     }
-                    _ = audit.tick(), if audit_every > 0 => {
+                    _ = audit.tick(), if audit_every > 0 && programs => {
                         // A migration's steps are timed and its tables change
                         // step by step: it is not audited.
                         if !self.ctl.migrating() {

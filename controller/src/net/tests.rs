@@ -12,6 +12,7 @@ use crate::daemon::tests::example_controller;
 use crate::daemon::{Controller, SwitchStatus};
 use crate::model::SwitchSettings;
 use fake_switch::FakeSwitch;
+use openflow::wire::ControllerRole;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,4 +228,63 @@ async fn a_destination_that_refuses_the_flows_is_never_ready() {
         !timeline.has("destination ready"),
         "never ready on refused flows: {timeline:?}"
     );
+}
+
+#[tokio::test]
+async fn a_standby_claims_slave_and_sends_nothing_and_takes_over_without_flow_mods() {
+    use crate::state_store::Mastership;
+    let dir = tempfile::tempdir().unwrap();
+    let (ctl, addr) = controller(dir.path(), SwitchSettings::default()).await;
+    ctl.set_mastership(Mastership::Slave(3));
+    let (version, desired) = ctl.desired(1).unwrap();
+    let fake = FakeSwitch::new(1);
+    connect(&fake, addr);
+    wait_until("the switch accepts the slave", || {
+        switch(&ctl, 1).role == Some(Mastership::Slave(3))
+    })
+    .await;
+    // The flows were read back after the role (the last request of the
+    // handshake): had the standby sent anything, it would be counted by now.
+    wait_until("the standby reads the flows", || {
+        switch(&ctl, 1).connected && fake.roles().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(fake.flow_mods(), 0, "a slave sends nothing");
+    assert_eq!(switch(&ctl, 1).synced_version, 0);
+    assert!(matches!(
+        ctl.add_vm(ctl.vm("web1").unwrap()),
+        Err(crate::daemon::ChangeError::Standby)
+    ));
+
+    ctl.set_mastership(Mastership::Master(4));
+    wait_until("the new master programs the switch", || {
+        switch(&ctl, 1).synced_version == version
+    })
+    .await;
+    assert_eq!(fake.flow_count(), desired.len());
+    let sent = fake.flow_mods();
+    assert_eq!(sent, desired.len() as u64);
+
+    // Deposed, then elected again (a new generation): the audit finds the
+    // tables equal and sends nothing.
+    ctl.set_mastership(Mastership::Slave(4));
+    ctl.set_mastership(Mastership::Master(7));
+    wait_until("the switch accepts the new generation", || {
+        switch(&ctl, 1).role == Some(Mastership::Master(7))
+    })
+    .await;
+    wait_until("the takeover's audit", || {
+        fake.roles().last().map(|r| r.generation_id) == Some(7)
+            && switch(&ctl, 1).last_flow_mods == 0
+    })
+    .await;
+    assert_eq!(fake.flow_mods(), sent, "equal tables cost nothing");
+    let roles: Vec<(ControllerRole, u64)> = fake
+        .roles()
+        .iter()
+        .map(|r| (r.role, r.generation_id))
+        .collect();
+    assert_eq!(roles.first(), Some(&(ControllerRole::Slave, 3)));
+    assert_eq!(roles.last(), Some(&(ControllerRole::Master, 7)));
 }

@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{debug, warn};
 
+/// `ofp_type`s that change the switch and that `scd` does not decode (port-mod,
+/// table-mod, meter-mod): a slave gets `OFPBRC_IS_SLAVE` for them as for a flow-mod.
+const CHANGES_SWITCH_STATE: [u8; 3] = [16, 17, 29];
+
 /// What handling a batch of messages produced.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -84,6 +88,14 @@ impl Session {
                         continue;
                     }
                     debug!(peer = %self.conn.peer, "refused: {e}");
+                    if self.conn.role() == ControllerRole::Slave
+                        && CHANGES_SWITCH_STATE.contains(&e.msg_type)
+                    {
+                        // A slave learns that it may not, not that scd lacks the
+                        // message: it must not retry as if it were master.
+                        out.error(e.xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                        continue;
+                    }
                     if let Message::Error(err) = error_reply_for(&e, frame) {
                         out.error(e.xid, err.code, frame);
                     }

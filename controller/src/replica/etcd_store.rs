@@ -1,0 +1,328 @@
+//! The controller's state in etcd: [`EtcdStore`] keeps the same [`Persisted`]
+//! document as the embedded file under one key, and writes it only in a
+//! transaction that checks this replica still holds the leader key it created, so
+//! a deposed leader's write fails instead of overwriting its successor's.
+//!
+//! The etcd client runs on a runtime of its own thread: the daemon's synchronous
+//! saves (under its state lock) wait on it without starving the daemon's own
+//! runtime, and a store that lost its quorum answers with an error after
+//! [`OP_TIMEOUT`] instead of hanging. This module owns the keys, that thread and
+//! the leadership the election ([`super::election`]) hands it; never the policy.
+
+use crate::state_store::StateStore;
+use crate::store::Persisted;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, Txn, TxnOp, WatchOptions,
+};
+use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long an etcd request may take, retries included, before the change is
+/// refused: a store that lost its quorum never answers writes, and one whose
+/// raft leader just died needs an election (about a second) first.
+pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One attempt's share of [`OP_TIMEOUT`]: a member that died mid-request is given
+/// up for another.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// `--store etcd://HOST:PORT,HOST:PORT`: the endpoints, as `http://HOST:PORT`.
+pub fn parse_endpoints(spec: &str) -> Result<Vec<String>, String> {
+    let rest = spec
+        .strip_prefix("etcd://")
+        .ok_or_else(|| format!("`{spec}`: a store is `etcd://HOST:PORT,…`"))?;
+    let endpoints: Vec<String> = rest
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| format!("http://{e}"))
+        .collect();
+    if endpoints.is_empty() {
+        return Err(format!("`{spec}`: no etcd endpoint"));
+    }
+    Ok(endpoints)
+}
+
+fn no_quorum(what: &str, last_error: Option<&etcd_client::Error>) -> std::io::Error {
+    let last = last_error.map_or(String::new(), |e| format!(" (last error: {e})"));
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "etcd did not confirm {what} within {}s: the store has no quorum (or is \
+             unreachable); changes are refused until it answers, the switches keep \
+             forwarding with the tables they hold{last}",
+            OP_TIMEOUT.as_secs()
+        ),
+    )
+}
+
+/// The shared state between the store, the election and the follower.
+pub(super) struct Shared {
+    pub(super) client: Client,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) state_key: String,
+    pub(super) leader_key: String,
+    /// The create revision of the leader key this replica holds, while it leads.
+    pub(super) leading: Mutex<Option<i64>>,
+    /// The lease of the leader key this replica holds (0 when it leads not).
+    pub(super) lease: AtomicI64,
+    /// The store revision of the state last read: a watch starts after it.
+    read_revision: AtomicI64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("state_key", &self.state_key)
+            .field("leading", &self.leading)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state in etcd, shared by every replica; writable by the leader only.
+#[derive(Debug, Clone)]
+pub struct EtcdStore {
+    pub(super) shared: Arc<Shared>,
+}
+
+impl EtcdStore {
+    /// Connects to the cluster (any member will do; the client balances between
+    /// them), keeping keys under `prefix` (such as `/supercloud/`).
+    pub fn connect(endpoints: Vec<String>, prefix: &str) -> std::io::Result<EtcdStore> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("scc-etcd".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("scc-etcd-rt")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(rt.handle().clone()));
+                // Lives as long as the process: the store is never dropped mid-run.
+                rt.block_on(std::future::pending::<()>());
+            })?;
+        let runtime = handle_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("etcd runtime thread died"))??;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(ATTEMPT_TIMEOUT)
+            .with_timeout(ATTEMPT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2));
+        let endpoints2 = endpoints.clone();
+        let client = wait_on(&runtime, "connection", move || {
+            let (endpoints, options) = (endpoints2.clone(), options.clone());
+            async move { Client::connect(endpoints, Some(options)).await }
+        })
+        .map_err(|e| std::io::Error::other(format!("{e} ({})", endpoints.join(","))))?;
+        Ok(EtcdStore {
+            shared: Arc::new(Shared {
+                client,
+                runtime,
+                state_key: format!("{prefix}state"),
+                leader_key: format!("{prefix}leader"),
+                leading: Mutex::new(None),
+                lease: AtomicI64::new(0),
+                read_revision: AtomicI64::new(0),
+            }),
+        })
+    }
+
+    /// The create revision of the leader key this replica holds, if it leads.
+    pub fn leading(&self) -> Option<i64> {
+        *self
+            .shared
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives up the leadership now, for a stop: the leader key goes with its
+    /// lease, so a standby takes over at once instead of after the lease's TTL.
+    pub fn resign(&self) -> std::io::Result<()> {
+        *self
+            .shared
+            .leading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        let lease = self.shared.lease.swap(0, Ordering::Relaxed);
+        if lease == 0 {
+            return Ok(());
+        }
+        let client = self.shared.client.clone();
+        wait_on(&self.shared.runtime, "the lease's revocation", move || {
+            let mut client = client.clone();
+            async move { client.lease_revoke(lease).await }
+        })
+        .map(|_| ())
+    }
+
+    /// The store revision of the state last read (0 before any).
+    pub fn read_revision(&self) -> i64 {
+        self.shared.read_revision.load(Ordering::Relaxed)
+    }
+
+    /// Calls `on_state` with every state another replica writes (and this one's
+    /// own, read back), from `after` on, forever; the watch is re-established
+    /// where it stopped when a member goes away.
+    pub fn follow(
+        &self,
+        after: i64,
+        on_state: impl Fn(Persisted) + Send + Sync + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        let shared = self.shared.clone();
+        let on_state = Arc::new(on_state);
+        self.shared.runtime.spawn(async move {
+            let mut client = shared.client.clone();
+            let mut next = after + 1;
+            loop {
+                let options = WatchOptions::new().with_start_revision(next);
+                let mut stream = match client.watch(shared.state_key.as_str(), Some(options)).await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("etcd watch of the state: {e}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                };
+                while let Ok(Some(resp)) = stream.message().await {
+                    for event in resp.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        next = next.max(kv.mod_revision() + 1);
+                        if event.event_type() != EventType::Put {
+                            continue;
+                        }
+                        match serde_json::from_slice::<Persisted>(kv.value()) {
+                            Ok(p) => {
+                                let f = on_state.clone();
+                                // Compiling may take a while: not on this runtime,
+                                // which also renews the leader's lease.
+                                let _ = tokio::task::spawn_blocking(move || f(p)).await;
+                            }
+                            Err(e) => tracing::error!("stored state unreadable: {e}"),
+                        }
+                    }
+                }
+                tracing::warn!("etcd watch of the state ended; re-established");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
+}
+
+/// Runs `attempt()` on the store's runtime, again while it fails or hangs
+/// (another member may answer), for at most [`OP_TIMEOUT`] in all, and waits for
+/// it from any thread. Retrying is safe: every write is a put of a whole
+/// document under the same leadership condition.
+fn wait_on<T, F>(
+    runtime: &tokio::runtime::Handle,
+    what: &'static str,
+    attempt: impl Fn() -> F + Send + 'static,
+) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, etcd_client::Error>> + Send,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+        let mut last_error = None;
+        let outcome = loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break Err(no_quorum(what, last_error.as_ref()));
+            }
+            match tokio::time::timeout(left.min(ATTEMPT_TIMEOUT), attempt()).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e)) => {
+                    tracing::debug!("etcd {what}: {e}; retrying");
+                    last_error = Some(e);
+                }
+                Err(_) => tracing::debug!("etcd {what}: no answer; retrying"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let _ = tx.send(outcome);
+    });
+    rx.recv()
+        .map_err(|_| std::io::Error::other("etcd runtime stopped"))?
+}
+
+impl StateStore for EtcdStore {
+    fn load(&self) -> std::io::Result<Option<Persisted>> {
+        let client = self.shared.client.clone();
+        let key = self.shared.state_key.clone();
+        let resp = wait_on(&self.shared.runtime, "a read of the state", move || {
+            let (mut client, key) = (client.clone(), key.clone());
+            async move { client.get(key, None).await }
+        })?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let p = serde_json::from_slice(kv.value()).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.shared.state_key),
+            )
+        })?;
+        self.shared
+            .read_revision
+            .fetch_max(kv.mod_revision(), Ordering::Relaxed);
+        Ok(Some(p))
+    }
+
+    fn save(&self, state: &Persisted) -> std::io::Result<()> {
+        let Some(leader_rev) = self.leading() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "this replica does not hold the leadership: only the leader writes",
+            ));
+        };
+        let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.shared.leader_key.as_str(),
+                CompareOp::Equal,
+                leader_rev,
+            )])
+            .and_then([TxnOp::put(self.shared.state_key.as_str(), bytes, None)]);
+        let client = self.shared.client.clone();
+        let resp = wait_on(&self.shared.runtime, "the write of the state", move || {
+            let (mut client, txn) = (client.clone(), txn.clone());
+            async move { client.txn(txn).await }
+        })?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "leadership lost (another replica holds the leader key): write refused",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_endpoints;
+
+    #[test]
+    fn store_specs_name_every_endpoint() {
+        assert_eq!(
+            parse_endpoints("etcd://127.0.0.1:2379, 127.0.0.1:22379").unwrap(),
+            ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
+        );
+        assert!(parse_endpoints("file:///x").is_err());
+        assert!(parse_endpoints("etcd://").is_err());
+    }
+}
