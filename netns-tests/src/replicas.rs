@@ -238,7 +238,7 @@ impl SccReplica {
 
     /// Its `scc status`, or `None` while it does not answer.
     pub fn status(&self, ns: &Netns) -> Result<Option<serde_json::Value>> {
-        let (ok, text) = self.cli(ns, &["status"])?;
+        let (ok, text) = self.cli(ns, &["status", "--json"])?;
         Ok(if ok {
             serde_json::from_str(&text).ok()
         } else {
