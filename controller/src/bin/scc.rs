@@ -138,6 +138,38 @@ enum Command {
         #[command(subcommand)]
         verb: PlacementVerb,
     },
+    /// The certificates of OpenFlow over TLS (docs/security.md).
+    Pki {
+        #[command(subcommand)]
+        verb: PkiVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiVerb {
+    /// Make a CA in DIR: ca-key.pem (mode 0600) and its self-signed ca-cert.pem.
+    Init {
+        /// The PKI directory (created, mode 0700).
+        #[arg(long)]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "supercloud CA")]
+        name: String,
+    },
+    /// Issue NAME-key.pem and NAME-cert.pem signed by DIR's CA; the certificate's
+    /// identity (DNS name and common name) is NAME: a host's inventory name, a
+    /// tool's name, or with --controller the controller's.
+    Issue {
+        /// A host's inventory name (or the controller's, or a tool's).
+        name: String,
+        /// The PKI directory made by `scc pki init`.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A certificate for the controller: TLS server only, so it can never be
+        /// presented as a switch's.
+        #[arg(long)]
+        controller: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,10 +297,37 @@ enum Format {
     Json,
 }
 
+fn pki(verb: PkiVerb) -> Result<ExitCode> {
+    use tls_support::pki::{self, Role};
+    match verb {
+        PkiVerb::Init { dir, name } => {
+            let cert = pki::init(&dir, &name)?;
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .with_context(|| dir.display().to_string())?;
+            println!("{}", cert.display());
+        }
+        PkiVerb::Issue {
+            name,
+            dir,
+            controller,
+        } => {
+            let role = if controller {
+                Role::Controller
+            } else {
+                Role::Host
+            };
+            let (key, cert) = pki::issue(&dir, &name, role)?;
+            println!("{}\n{}", key.display(), cert.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { file } => check(&file),
+        Command::Pki { verb } => pki(verb),
         Command::Compile {
             policy,
             switch,
