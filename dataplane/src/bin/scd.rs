@@ -131,6 +131,9 @@ fn run(config_path: &Path) -> Result<()> {
     })?;
     let handle = switch.handle();
     let of = &cfg.openflow;
+    for exposed in of.exposed_plaintext() {
+        warn!(%exposed, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone on the path can read and program this switch; use pssl:/ssl:");
+    }
     let _channel = if !of.listen.is_empty() || !of.controllers.is_empty() {
         let (tx, rx) = packet_in_channel(PACKET_IN_DEPTH);
         switch.set_packet_in(tx);
@@ -143,7 +146,7 @@ fn run(config_path: &Path) -> Result<()> {
         switch.on_removed(removed_hook);
         info!(
             listen = ?channel.listeners().iter().map(ToString::to_string).collect::<Vec<_>>(),
-            controllers = ?of.controllers,
+            controllers = ?of.controllers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             fail_mode = ?of.fail_mode,
             "OpenFlow 1.3 channel started"
         );
