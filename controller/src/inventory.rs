@@ -8,8 +8,8 @@
 //! never talks to a switch.
 
 use crate::model::{
-    Announce, Cloud, Gateway, Host, Invalid, Inventory, PlacementSettings, SwitchSettings, Vm,
-    VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
+    Announce, Cloud, ControllerTls, Gateway, Host, Invalid, Inventory, PlacementSettings,
+    SwitchSettings, Vm, VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
 };
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
@@ -88,11 +88,66 @@ fn default_gw_mac() -> Spanned<String> {
 #[serde(deny_unknown_fields)]
 struct RawController {
     openflow: Option<Spanned<String>>,
+    #[serde(default)]
+    insecure_plaintext: bool,
+    tls: Option<Spanned<RawControllerTls>>,
     api: Option<Spanned<String>>,
     announce: Option<Spanned<String>>,
     echo_every_s: Option<Spanned<u64>>,
     echo_timeout_s: Option<Spanned<u64>>,
     audit_every_s: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControllerTls {
+    private_key: String,
+    certificate: String,
+    ca_cert: String,
+    name: Option<String>,
+}
+
+/// The name of the controller's certificate unless `[controller.tls] name` says.
+pub const DEFAULT_CONTROLLER_NAME: &str = "scc";
+
+/// `[controller.tls]` with paths resolved against the inventory's directory, and
+/// the rule on plain text: OpenFlow off loopback needs TLS or
+/// `insecure_plaintext = true`.
+fn openflow_security(
+    raw: &RawController,
+    openflow: SocketAddr,
+    inventory_path: &str,
+) -> Result<Option<ControllerTls>, (Range<usize>, &'static str, String)> {
+    let Some(tls) = &raw.tls else {
+        if !openflow.ip().is_loopback() && !raw.insecure_plaintext {
+            return Err((
+                raw.openflow.as_ref().map_or(0..0, Spanned::span),
+                "controller.openflow",
+                format!(
+                    "{openflow} is OpenFlow in plain text off loopback: add [controller.tls] \
+                     (scc pki), or set `insecure_plaintext = true` in [controller]"
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let span = tls.span();
+    let tls = tls.get_ref();
+    let base = Path::new(inventory_path).parent().unwrap_or(Path::new(""));
+    let resolve = |f: &str| base.join(f);
+    let name = tls
+        .name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONTROLLER_NAME.into());
+    if name.is_empty() {
+        return Err((span, "controller.tls.name", "must not be empty".into()));
+    }
+    Ok(Some(ControllerTls {
+        private_key: resolve(&tls.private_key),
+        certificate: resolve(&tls.certificate),
+        ca_cert: resolve(&tls.ca_cert),
+        name,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -447,6 +502,9 @@ impl Inventory {
             placement_settings: PlacementSettings::default(),
             switch_settings: switch_settings(&raw.controller)
                 .map_err(|(span, field, message)| invalid(&span, field, message))?,
+            openflow_tls: openflow_security(&raw.controller, openflow, path)
+                .map_err(|(span, field, message)| invalid(&span, field, message))?,
+            insecure_plaintext: raw.controller.insecure_plaintext,
         };
         for h in raw.hosts {
             let name = h.name.get_ref().clone();
@@ -455,6 +513,19 @@ impl Inventory {
                     &h.name.span(),
                     "host.name",
                     format!("host `{name}` is defined twice"),
+                ));
+            }
+            if inventory
+                .openflow_tls
+                .as_ref()
+                .is_some_and(|t| t.name == name)
+            {
+                return Err(invalid(
+                    &h.name.span(),
+                    "host.name",
+                    format!(
+                        "`{name}` is the controller's certificate name: a switch must not carry it"
+                    ),
                 ));
             }
             let host = Host {

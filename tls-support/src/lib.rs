@@ -77,7 +77,7 @@ fn file_error(path: &Path, message: impl ToString) -> TlsError {
 /// the tunnels' crypto library; rustls deprecates it only because it has no
 /// post-quantum key exchange, and aws-lc-rs would add a C toolchain to the build.
 #[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

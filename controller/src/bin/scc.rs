@@ -709,10 +709,19 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
     rt.block_on(async move {
         let inv = ctl.inventory();
         let (of, api) = (inv.openflow, inv.api);
+        let of_tls = match &inv.openflow_tls {
+            Some(tls) => Some(controller::net::OpenflowTls::load(tls).context("[controller.tls]")?),
+            None => {
+                if !of.ip().is_loopback() {
+                    tracing::warn!(%of, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone who reaches this port can pose as a switch; add [controller.tls]");
+                }
+                None
+            }
+        };
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
         let api_listener = tokio::net::TcpListener::bind(api).await.with_context(|| format!("API listener on {api}"))?;
-        tracing::info!(%of, %api, "scc running");
-        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
+        tracing::info!(%of, %api, tls = of_tls.is_some(), "scc running");
+        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone(), of_tls));
         tokio::spawn(controller::api::serve(api_listener, ctl.clone()));
         tokio::spawn(ctl.clone().follow_the_sun());
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;

@@ -115,6 +115,8 @@ pub struct Controller {
     follower: Follower,
     /// The epoch of the migration state machine's clock.
     epoch: Instant,
+    /// Switches refused at the OpenFlow listener, by reason.
+    switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn now_secs() -> u64 {
@@ -148,6 +150,7 @@ impl Controller {
             version,
             follower: Follower::with_moves(&moves_ms),
             epoch: Instant::now(),
+            switch_refusals: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -353,6 +356,23 @@ impl Controller {
         let s = st.switches.entry(dpid).or_default();
         f(s);
         s.updated = now_secs();
+    }
+
+    /// Counts a switch refused at the OpenFlow listener for `reason`.
+    pub(crate) fn note_switch_refused(&self, reason: &'static str) {
+        let mut refusals = self
+            .switch_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *refusals.entry(reason).or_default() += 1;
+    }
+
+    /// Switches refused at the OpenFlow listener so far, by reason.
+    pub fn switch_refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.switch_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The program versions as they are committed, for a switch session to follow.

@@ -27,17 +27,17 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The fake switch's state, shared with the test.
 #[derive(Debug)]
-struct FakeSwitch {
+pub(super) struct FakeSwitch {
     tables: Mutex<Pipeline>,
     /// False: it reads and ignores everything, as a stopped process would.
     answering: AtomicBool,
-    flow_mods: AtomicUsize,
+    pub(super) flow_mods: AtomicUsize,
     /// The controller closed the connection.
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
 }
 
 impl FakeSwitch {
-    fn new() -> Arc<FakeSwitch> {
+    pub(super) fn new() -> Arc<FakeSwitch> {
         Arc::new(FakeSwitch {
             tables: Mutex::new(Pipeline::new(4)),
             answering: AtomicBool::new(true),
@@ -46,7 +46,7 @@ impl FakeSwitch {
         })
     }
 
-    fn flows(&self) -> usize {
+    pub(super) fn flows(&self) -> usize {
         self.tables.lock().unwrap().len()
     }
 
@@ -90,9 +90,21 @@ impl FakeSwitch {
     /// Connects to the controller at `to` as datapath `dpid` and serves it until
     /// the connection closes.
     async fn run(self: Arc<Self>, to: SocketAddr, dpid: u64) {
-        let mut stream = TcpStream::connect(to).await.expect("connect");
+        let stream = TcpStream::connect(to).await.expect("connect");
+        self.serve(stream, dpid).await;
+    }
+
+    /// Serves the controller on `stream` as datapath `dpid` until it closes.
+    pub(super) async fn serve(
+        self: Arc<Self>,
+        mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+        dpid: u64,
+    ) {
         let hello = encode(&Message::Hello(Hello::of13()), 1).unwrap();
-        stream.write_all(&hello).await.expect("hello");
+        if stream.write_all(&hello).await.is_err() {
+            self.closed.store(true, Ordering::SeqCst);
+            return;
+        }
         let mut inbox = Vec::new();
         let mut chunk = vec![0u8; 65536];
         loop {
@@ -130,11 +142,11 @@ async fn controller(
     let ctl = example_controller(dir, |inventory| inventory.switch_settings = settings);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_openflow(listener, ctl.clone()));
+    tokio::spawn(serve_openflow(listener, ctl.clone(), None));
     (ctl, addr)
 }
 
-fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
+pub(super) fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
     let host = ctl.inventory().host_by_dpid(dpid).unwrap().name.clone();
     ctl.switch_report()
         .into_iter()
@@ -144,7 +156,7 @@ fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
 }
 
 /// Waits until `done` holds, at most [`DEADLINE`]; panics saying `what` otherwise.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < DEADLINE, "never: {what}");
