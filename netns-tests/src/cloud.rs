@@ -70,6 +70,7 @@ pub fn start_scc_with(
     fresh: bool,
     policy: Option<&std::path::Path>,
 ) -> Result<Scc> {
+    crate::pki::ensure(&dir.join(crate::pki::DIR), net.hosts.len())?;
     let log = dir.join(format!("scc-{}.log", if fresh { "first" } else { "again" }));
     let mut cmd = net.router.command(scc_binary()?.to_str().context("path")?);
     cmd.args(["run", "--state"]).arg(dir.join("state.json"));
@@ -157,7 +158,9 @@ pub struct VmEntry<'a> {
 }
 
 /// An inventory of one host per key (clouds cloud-1.., hosts host0.., endpoints
-/// from [`Internet::host_addr`]) and these VMs, with the controller at [`CONTROLLER`].
+/// from [`Internet::host_addr`]) and these VMs, with the controller at
+/// [`CONTROLLER`], talking OpenFlow over mutual TLS with the PKI beside the
+/// inventory ([`crate::pki`], made when `scc` or the switches start).
 pub fn inventory(keys: &[crate::KeyPair], vms: &[VmEntry<'_>]) -> String {
     inventory_with(keys, vms, "", &[], &[])
 }
@@ -173,7 +176,8 @@ pub fn inventory_with(
     vm_extra: &[(&str, &str)],
 ) -> String {
     let mut t = format!(
-        "[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n{controller_extra}\n"
+        "[controller]\nopenflow = \"{CONTROLLER}\"\napi = \"127.0.0.1:6680\"\n{controller_extra}\n{}\n",
+        crate::pki::INVENTORY_TLS
     );
     for i in 0..keys.len() {
         t += &format!("[[cloud]]\nname = \"cloud-{}\"\n", i + 1);
@@ -344,6 +348,8 @@ pub fn start_switches_edited(
     keys: &[KeyPair],
     mut edit: impl FnMut(usize, String) -> Result<String>,
 ) -> Result<Vec<Scd>> {
+    let beside = inventory.parent().context("the inventory's directory")?;
+    crate::pki::ensure(&beside.join(crate::pki::DIR), keys.len())?;
     let mut scds = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let config = edit(i, host_config(net, inventory, i)?)?;
