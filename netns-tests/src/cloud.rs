@@ -215,6 +215,14 @@ pub fn inventory_with(
     t
 }
 
+/// Writes `text` as `dir/inventory.toml` (where [`start_scc`] reads it, and
+/// beside which the PKI goes); returns its path.
+pub fn write_inventory(dir: &std::path::Path, text: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// The `scd` configuration of host `i` as `scc host-config` writes it.
 pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Result<String> {
     crate::run(

@@ -85,14 +85,9 @@ fn rogue(ns: &Netns, tls: Option<Arc<ClientConfig>>, dpid: u64) -> Result<Learne
                     break;
                 }
                 Ok(n) => inbox.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                // A read timeout: wait on (the loop's deadline bounds it).
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
                 Err(_) => {
                     learned.closed = true;
                     break;
@@ -195,11 +190,8 @@ fn rogue_switches_are_refused_and_learn_nothing_and_ovs_ofctl_needs_a_certificat
     let net = Internet::with_hosts(TEST, &[None, None])?;
     let keys = common::key_pairs(2)?;
     let vms = common::create_vms(TEST, &VMS)?;
-    let inventory = dir.path().join("inventory.toml");
-    std::fs::write(
-        &inventory,
-        common::inventory(&keys, &common::entries(&VMS, &vms)),
-    )?;
+    let entries = common::entries(&VMS, &vms);
+    let inventory = common::write_inventory(dir.path(), &common::inventory(&keys, &entries))?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
     let _scds = common::start_switches_edited(&net, &inventory, &keys, |_, config| {
         assert!(config.contains("controllers = [\"ssl:"), "{config}");

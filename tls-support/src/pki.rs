@@ -52,6 +52,17 @@ pub fn files_of(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The [`TlsFiles`](super::TlsFiles) of name `name` in PKI directory `dir`,
+/// with the CA's certificate.
+pub fn files(dir: &Path, name: &str) -> super::TlsFiles {
+    let (private_key, certificate) = files_of(dir, name);
+    super::TlsFiles {
+        private_key,
+        certificate,
+        ca_cert: dir.join(CA_CERT),
+    }
+}
+
 fn pki_error(e: impl ToString) -> TlsError {
     TlsError::Pki(e.to_string())
 }

@@ -19,14 +19,7 @@ use tls_support::{ServerName, TlsFiles};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 
-fn files(dir: &Path, name: &str) -> TlsFiles {
-    let (private_key, certificate) = pki::files_of(dir, name);
-    TlsFiles {
-        private_key,
-        certificate,
-        ca_cert: dir.join(pki::CA_CERT),
-    }
-}
+use pki::files;
 
 /// A client configuration trusting `ca` that presents no certificate.
 fn anonymous(ca: &Path) -> Arc<ClientConfig> {

@@ -316,44 +316,39 @@ fn check_security(
             .controllers
             .iter()
             .any(|c| matches!(c, ControllerAddr::Ssl(_)));
+    let field_of = |listener: bool| {
+        if listener {
+            "openflow.listen"
+        } else {
+            "openflow.controllers"
+        }
+    };
     let span = |field: &str| match field {
         "openflow.listen" => raw.listen.as_ref().map_or(0..0, Spanned::span),
         _ => raw.controllers.first().map_or(0..0, Spanned::span),
     };
     if wants_tls && config.tls.is_none() {
-        let field = if config
-            .listen
-            .iter()
-            .any(|l| matches!(l, ListenAddr::Ssl(_)))
-        {
-            "openflow.listen"
-        } else {
-            "openflow.controllers"
-        };
-        return Err(invalid(
-            &span(field),
-            field,
-            "pssl: and ssl: need [openflow.tls] with private_key, certificate and ca_cert".into(),
-        ));
+        let field = field_of(
+            config
+                .listen
+                .iter()
+                .any(|l| matches!(l, ListenAddr::Ssl(_))),
+        );
+        let message =
+            "pssl: and ssl: need [openflow.tls] with private_key, certificate and ca_cert";
+        return Err(invalid(&span(field), field, message.into()));
     }
-    if let Some(exposed) = config.exposed_plaintext().first() {
-        if !config.insecure_plaintext {
-            let field = if exposed.starts_with("ptcp:") {
-                "openflow.listen"
-            } else {
-                "openflow.controllers"
-            };
-            return Err(invalid(
-                &span(field),
-                field,
-                format!(
-                    "{exposed} is OpenFlow in plain text off loopback: use pssl:/ssl: with \
-                     [openflow.tls], or set `insecure_plaintext = true` in [openflow]"
-                ),
-            ));
+    match config.exposed_plaintext().first() {
+        Some(exposed) if !config.insecure_plaintext => {
+            let field = field_of(exposed.starts_with("ptcp:"));
+            let message = format!(
+                "{exposed} is OpenFlow in plain text off loopback: use pssl:/ssl: with \
+                 [openflow.tls], or set `insecure_plaintext = true` in [openflow]"
+            );
+            Err(invalid(&span(field), field, message))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Parses a passive listener, `ptcp:...` (see [`parse_ptcp`]), `pssl:PORT[:ADDR]`

@@ -4,6 +4,7 @@
 //! a controller whose certificate names the configured controller name, and to
 //! no other.
 
+use super::listen_tests::next_message;
 use super::net::Channel;
 use super::running_tests::spawn_switch;
 use super::DatapathInfo;
@@ -12,7 +13,6 @@ use crate::switch::packet_in_channel;
 use openflow::wire::{decode, encode, peek_header, Message};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,14 +22,7 @@ use tls_support::{ServerName, TlsFiles};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn files(dir: &Path, name: &str) -> TlsFiles {
-    let (private_key, certificate) = pki::files_of(dir, name);
-    TlsFiles {
-        private_key,
-        certificate,
-        ca_cert: dir.join(pki::CA_CERT),
-    }
-}
+use pki::files;
 
 fn pki_of(names: &[(&str, Role)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -38,15 +31,6 @@ fn pki_of(names: &[(&str, Role)]) -> tempfile::TempDir {
         pki::issue(dir.path(), name, *role).unwrap();
     }
     dir
-}
-
-fn next_message(s: &mut impl Read) -> Option<(u32, Message)> {
-    let mut buf = vec![0u8; 8];
-    s.read_exact(&mut buf).ok()?;
-    let len = usize::from(peek_header(&buf)?.length);
-    buf.resize(len, 0);
-    s.read_exact(&mut buf[8..]).ok()?;
-    decode(&buf).ok()
 }
 
 fn start(
