@@ -7,6 +7,7 @@ mod chart;
 mod common;
 mod cost;
 mod flowmod;
+mod flowmod_tls;
 mod memory;
 mod ovs;
 mod reroute;
@@ -37,6 +38,13 @@ enum What {
     Tunnel,
     /// Flow-mod rate: 10,000 adds and a barrier, scd vs Open vSwitch (netdev).
     Flowmod,
+    /// Flow-mod rate over TLS against plain TCP: 10,000 adds and a barrier to one
+    /// scd through its pssl: and ptcp: listeners, alternating, same run.
+    FlowmodTls {
+        /// Runs of each transport (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// One-host switching between two VMs' TAPs: scd vs Open vSwitch vs Linux bridge.
     Switching,
     /// Instructions per packet of every scd path, counted by callgrind.
@@ -87,6 +95,7 @@ fn main() -> Result<()> {
     match cli.what {
         What::Tunnel => charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?)),
         What::Flowmod => flowmod::flowmod()?,
+        What::FlowmodTls { reps } => flowmod_tls::flowmod_tls(reps)?,
         What::Switching => {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
@@ -97,6 +106,7 @@ fn main() -> Result<()> {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
             flowmod::flowmod()?;
+            flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
