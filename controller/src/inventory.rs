@@ -636,6 +636,44 @@ mod tests {
         assert!(cfg.contains("number = 1\nname = \"sc-web1\""), "{cfg}");
     }
 
+    #[test]
+    fn openflow_off_loopback_needs_tls_or_an_explicit_insecure_plaintext() {
+        let inv = Inventory::parse(EXAMPLE, "/etc/scc/inventory.toml").unwrap();
+        let tls = inv.openflow_tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert, Path::new("/etc/scc/pki/ca-cert.pem"));
+        assert_eq!(tls.name, "scc");
+        let tls_table = EXAMPLE.find("\n[controller.tls]\n").unwrap();
+        let next_table = tls_table + EXAMPLE[tls_table..].find("\n[[").unwrap();
+        let plain = format!("{}{}", &EXAMPLE[..tls_table], &EXAMPLE[next_table..]);
+        let e = error(&plain);
+        assert!(
+            e.contains(
+                "`controller.openflow`: 192.0.2.250:6653 is OpenFlow in plain text off loopback"
+            ),
+            "{e}"
+        );
+        let allowed = plain.replacen(
+            "[controller]\n",
+            "[controller]\ninsecure_plaintext = true\n",
+            1,
+        );
+        let inv = Inventory::parse(&allowed, "inv.toml").unwrap();
+        assert!(inv.openflow_tls.is_none() && inv.insecure_plaintext);
+        let config = inv.host_config("host-a", "k").unwrap();
+        assert!(
+            config.contains("controllers = [\"tcp:192.0.2.250:6653\"]"),
+            "{config}"
+        );
+        assert!(config.contains("insecure_plaintext = true"), "{config}");
+        let local = plain.replacen("192.0.2.250:6653", "127.0.0.1:6653", 1);
+        assert!(Inventory::parse(&local, "inv.toml").is_ok());
+        let e = error_with("name = \"host-b\"", "name = \"scc\"");
+        assert!(
+            e.contains("`scc` is the controller's certificate name"),
+            "{e}"
+        );
+    }
+
     fn error(text: &str) -> String {
         Inventory::parse(text, "inv.toml").unwrap_err().to_string()
     }
