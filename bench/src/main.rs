@@ -60,6 +60,9 @@ enum What {
         /// Migrations per grid point (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Measure every grid point over plain TCP and over mutual TLS.
+        #[arg(long)]
+        tls: bool,
     },
     /// Every benchmark, and the chart.
     All,
@@ -101,7 +104,11 @@ fn main() -> Result<()> {
         }
         What::Cost => cost::cost()?,
         What::Memory => memory::memory()?,
-        What::Reroute { ref grid, reps } => reroute::reroute(&reroute::parse_grid(grid)?, reps)?,
+        What::Reroute {
+            ref grid,
+            reps,
+            tls,
+        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
@@ -109,7 +116,7 @@ fn main() -> Result<()> {
             flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
-            reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
+            reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
         }
     }
     let chart = match (cli.chart, &cli.what) {

@@ -9,6 +9,9 @@
 //! scc has compiled the switch step ahead, as it does while a real VM's memory is
 //! copied. The controller's own timeline gives the times: prepare → switch step
 //! compiled, and arrival → switch step sent → every switch confirmed it (barrier).
+//! With `--tls` every row is measured twice in the same run, the switches
+//! connecting over plain TCP and then over mutual TLS (a throwaway PKI, one
+//! certificate per host, `[controller.tls]` in the inventory).
 //! Packets lost cannot be
 //! measured without packets: the namespace tests (`netns-tests/tests/migration.rs`,
 //! `qemu_scd_migrate.rs`) report them with real `scd`s.
@@ -28,6 +31,8 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls_support::pki::{self, Role};
+use tls_support::rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 const OPENFLOW: &str = "127.0.0.1:6653";
 /// The port a migrated VM takes at its destination (below the tunnel ports).
@@ -40,7 +45,13 @@ struct FakeSwitch {
     flows: HashMap<(u8, u16, FlowMatch), FlowSpec>,
     /// Flow-mods received, shared by every fake switch of a run.
     flow_mods: Arc<AtomicU64>,
+    /// Its TLS client configuration (its host's certificate), if over TLS.
+    tls: Option<Arc<ClientConfig>>,
 }
+
+/// A fake switch's connection: TCP, or TLS over TCP.
+trait Wire: Read + Write {}
+impl<T: Read + Write> Wire for T {}
 
 impl FakeSwitch {
     /// The replies to `m` (several for a flow dump longer than one message).
@@ -124,7 +135,7 @@ impl FakeSwitch {
     /// Serves the controller until `stop` is set or the connection ends.
     fn serve(mut self, stop: &AtomicBool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut stream = loop {
+        let stream = loop {
             match TcpStream::connect(OPENFLOW) {
                 Ok(s) => break s,
                 Err(_) if Instant::now() < deadline => {
@@ -135,6 +146,13 @@ impl FakeSwitch {
         };
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut stream: Box<dyn Wire> = match self.tls.take() {
+            None => Box::new(stream),
+            Some(config) => {
+                let conn = ClientConnection::new(config, "scc".try_into()?)?;
+                Box::new(StreamOwned::new(conn, stream))
+            }
+        };
         stream.write_all(&encode(&Message::Hello(openflow::wire::Hello::of13()), 1)?)?;
         let mut inbox = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
@@ -168,11 +186,15 @@ impl FakeSwitch {
 }
 
 /// The inventory of `hosts` hosts in three clouds and `vms` VMs spread over them.
-fn inventory(hosts: usize, vms: usize) -> String {
+fn inventory(hosts: usize, vms: usize, tls: bool) -> String {
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
          [controller]\nopenflow = \"{OPENFLOW}\"\napi = \"127.0.0.1:6680\"\n"
     );
+    if tls {
+        t += "[controller.tls]\nprivate_key = \"pki/scc-key.pem\"\n\
+              certificate = \"pki/scc-cert.pem\"\nca_cert = \"pki/ca-cert.pem\"\n";
+    }
     for c in 0..3 {
         t += &format!("[[cloud]]\nname = \"cloud-{c}\"\n");
     }
@@ -268,11 +290,27 @@ struct Reroute {
 
 /// Starts scc and `hosts` fake switches, migrates `vm0` back and forth `reps`
 /// times, and returns each reroute with the time scc took to start and sync.
-fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)> {
+fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<(f64, Vec<Reroute>)> {
     let ns = Netns::new(&unique("bench-reroute-"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("inventory.toml"), inventory(hosts, vms))?;
+    std::fs::write(
+        dir.path().join("inventory.toml"),
+        inventory(hosts, vms, tls),
+    )?;
+    let mut clients = Vec::with_capacity(hosts);
+    if tls {
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, "bench CA")?;
+        pki::issue(&pki_dir, "scc", Role::Controller)?;
+        for h in 0..hosts {
+            pki::issue(&pki_dir, &format!("host{h}"), Role::Host)?;
+            let files = pki::files(&pki_dir, &format!("host{h}"));
+            clients.push(Some(tls_support::client_config(&files)?));
+        }
+    } else {
+        clients.resize(hosts, None);
+    }
     let log = dir.path().join("scc.log");
     let started = Instant::now();
     let mut child = ns
@@ -286,14 +324,17 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<(f64, Vec<Reroute>)>
         .spawn()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flow_mods = Arc::new(AtomicU64::new(0));
-    let switches: Vec<_> = (0..hosts)
-        .map(|h| {
+    let switches: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(h, tls)| {
             let (stop, flow_mods) = (stop.clone(), flow_mods.clone());
             ns.spawn(move || {
                 FakeSwitch {
                     dpid: u64::try_from(h).unwrap_or(0) + 1,
                     flows: HashMap::new(),
                     flow_mods,
+                    tls,
                 }
                 .serve(&stop)
             })
@@ -391,26 +432,32 @@ pub fn parse_grid(points: &[String]) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// Runs the grid and prints the table.
-pub fn reroute(grid: &[(usize, usize)], reps: usize) -> Result<()> {
+/// Runs the grid and prints the table; with `tls`, each row over plain TCP
+/// and then over mutual TLS.
+pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
     println!("\n## Reroute time against VM and switch count (scc + fake OpenFlow switches)\n");
     println!(
-        "| switches | VMs | scc start + first sync s | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | flow-mods per reroute |"
+        "| transport | switches | VMs | scc start + first sync s | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | flow-mods per reroute |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &(hosts, vms) in grid {
-        match measure(hosts, vms, reps) {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let transports: &[bool] = if tls { &[false, true] } else { &[false] };
+    for (&(hosts, vms), &over_tls) in grid
+        .iter()
+        .flat_map(|point| transports.iter().map(move |t| (point, t)))
+    {
+        let transport = if over_tls { "TLS" } else { "TCP" };
+        match measure(hosts, vms, reps, over_tls) {
             Ok((ready, rs)) => {
                 let flow_mods = rs.first().map_or(0, |r| r.flow_mods);
                 println!(
-                    "| {hosts} | {vms} | {ready:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} |",
+                    "| {transport} | {hosts} | {vms} | {ready:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} |",
                     median(rs.iter().map(|r| r.ahead_ms).collect()),
                     median(rs.iter().map(|r| r.compile_ms).collect()),
                     median(rs.iter().map(|r| r.distribute_ms).collect()),
                     median(rs.iter().map(|r| r.compile_ms + r.distribute_ms).collect()),
                 );
             }
-            Err(e) => println!("| {hosts} | {vms} | failed: {e:#} | | | | | |"),
+            Err(e) => println!("| {transport} | {hosts} | {vms} | failed: {e:#} | | | | | |"),
         }
     }
     println!("\nCommand: `bash scripts/bench.sh reroute` ({reps} migrations per row, medians)");
