@@ -145,15 +145,22 @@ impl FakeSwitch {
             }
         };
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let socket = stream.try_clone()?;
         let mut stream: Box<dyn Wire> = match self.tls.take() {
             None => Box::new(stream),
             Some(config) => {
-                let conn = ClientConnection::new(config, "scc".try_into()?)?;
-                Box::new(StreamOwned::new(conn, stream))
+                // The whole handshake before the short read timeout below: with
+                // many switches connecting at once it may take longer.
+                let mut conn = ClientConnection::new(config, "scc".try_into()?)?;
+                let mut tcp = stream;
+                while conn.is_handshaking() {
+                    conn.complete_io(&mut tcp)?;
+                }
+                Box::new(StreamOwned::new(conn, tcp))
             }
         };
         stream.write_all(&encode(&Message::Hello(openflow::wire::Hello::of13()), 1)?)?;
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
         let mut inbox = Vec::new();
         let mut buf = vec![0u8; 1 << 16];
         while !stop.load(Ordering::Relaxed) {

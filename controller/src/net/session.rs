@@ -139,10 +139,18 @@ impl Session {
         self.liveness.heard(self.started.elapsed());
     }
 
+    /// Writes `bytes` and flushes them: over TLS a write may leave records
+    /// queued in the session until a flush, and the switch would wait for them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
         self.xid = self.xid.wrapping_add(1);
         let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.stream.write_all(&bytes).await?;
+        self.write(&bytes).await?;
         Ok(self.xid)
     }
 
@@ -190,7 +198,7 @@ impl Session {
                 Ok((xid, Message::EchoRequest(data))) => {
                     let bytes = encode(&Message::EchoReply(data), xid)
                         .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                    self.stream.write_all(&bytes).await?;
+                    self.write(&bytes).await?;
                 }
                 Ok((xid, Message::Error(e))) => {
                     // A measurement the switch cannot answer is not the switch's
