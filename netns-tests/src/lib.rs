@@ -21,6 +21,7 @@ mod host_config;
 mod internet;
 pub mod ofctl;
 pub mod packet;
+pub mod pki;
 mod traffic;
 mod wait;
 

@@ -18,6 +18,8 @@ use std::process::ExitCode;
 mod api_args;
 #[path = "scc/offline.rs"]
 mod offline;
+#[path = "scc/pki.rs"]
+mod pki;
 use api_args::ApiArgs;
 use offline::{check, compile, Format};
 
@@ -185,6 +187,11 @@ enum Command {
         #[command(subcommand)]
         verb: PlacementVerb,
     },
+    /// The certificates of OpenFlow over TLS (docs/security.md).
+    Pki {
+        #[command(subcommand)]
+        verb: pki::PkiVerb,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +336,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { file, inventory } => check(&file, inventory.as_deref()),
+        Command::Pki { verb } => pki::pki(verb),
         Command::Compile {
             policy,
             switch,
@@ -774,8 +782,17 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
     rt.block_on(async move {
         let inv = ctl.inventory();
         let of = inv.openflow;
+        let of_tls = match &inv.openflow_tls {
+            Some(tls) => Some(controller::net::OpenflowTls::load(tls).context("[controller.tls]")?),
+            None => {
+                if !of.ip().is_loopback() {
+                    tracing::warn!(%of, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone who reaches this port can pose as a switch; add [controller.tls]");
+                }
+                None
+            }
+        };
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
-        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
+        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone(), of_tls.clone()));
         let socket = &inv.api_socket;
         let api_listener = controller::api::access::bind_unix(socket).context("API socket")?;
         tokio::spawn(controller::api::serve(api_listener, ctl.clone(), None));
@@ -792,7 +809,7 @@ fn run(inventory: Option<&Path>, policy: Option<&Path>, state: &Path) -> Result<
             }
             (None, _) => {}
         }
-        tracing::info!(%of, api = %socket.display(), "scc running");
+        tracing::info!(%of, api = %socket.display(), tls = of_tls.is_some(), "scc running");
         if let Some(resumed) = ctl.resume() {
             tracing::info!("{resumed}");
         }

@@ -6,6 +6,7 @@
 //! tunnels, and the announcements of migrating VMs (packet-ins). The placement
 //! measurement it asks for is absorbed by [`super::sampling`].
 
+use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
 use crate::daemon::Controller;
@@ -25,8 +26,13 @@ use openflow::wire::{
 use openflow::FlowSpec;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tls_support::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A switch's byte stream: TCP, or TLS over TCP.
+pub(super) trait SwitchIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchIo for T {}
 
 /// How long a switch may take to answer a request (barrier, flow stats).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,7 +58,14 @@ fn our_flows(matcher: FlowMatch, out_port: u32) -> MultipartRequestBody {
 
 /// One switch's connection and what the session remembers of it.
 pub(super) struct Session {
-    stream: TcpStream,
+    stream: Box<dyn SwitchIo>,
+    /// The switch's address, for logs and `scc status`.
+    peer: String,
+    /// Its certificate, verified against the CA, when it came over TLS.
+    certificate: Option<CertificateDer<'static>>,
+    /// The datapaths with a live session, and this session's once admitted.
+    claims: Arc<Claims>,
+    claim: Option<Claim>,
     inbox: Vec<u8>,
     xid: u32,
     ctl: Arc<Controller>,
@@ -102,7 +115,13 @@ pub(super) enum SessionError {
 }
 
 impl Session {
-    pub(super) fn new(stream: TcpStream, ctl: Arc<Controller>) -> Session {
+    pub(super) fn new(
+        stream: Box<dyn SwitchIo>,
+        peer: String,
+        certificate: Option<CertificateDer<'static>>,
+        ctl: Arc<Controller>,
+        claims: Arc<Claims>,
+    ) -> Session {
         let settings = ctl.inventory().switch_settings;
         let liveness = Liveness::new(
             Duration::ZERO,
@@ -111,6 +130,10 @@ impl Session {
         );
         Session {
             stream,
+            peer,
+            certificate,
+            claims,
+            claim: None,
             inbox: Vec::with_capacity(65536),
             xid: 0,
             ctl,
@@ -134,10 +157,18 @@ impl Session {
         self.liveness.heard(self.started.elapsed());
     }
 
+    /// Writes `bytes` and flushes them: over TLS a write may leave records
+    /// queued in the session until a flush, and the switch would wait for them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
         self.xid = self.xid.wrapping_add(1);
         let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.stream.write_all(&bytes).await?;
+        self.write(&bytes).await?;
         Ok(self.xid)
     }
 
@@ -158,8 +189,7 @@ impl Session {
                 batch.clear();
             }
         }
-        self.stream.write_all(&batch).await?;
-        Ok(())
+        self.write(&batch).await
     }
 
     /// Sends a multipart request; its xid.
@@ -206,7 +236,7 @@ impl Session {
                 Ok((xid, Message::EchoRequest(data))) => {
                     let bytes = encode(&Message::EchoReply(data), xid)
                         .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                    self.stream.write_all(&bytes).await?;
+                    self.write(&bytes).await?;
                 }
                 Ok((xid, Message::Error(e))) if self.bind_xids.remove(&xid) => {
                     self.binding_refused(&e);
@@ -654,12 +684,36 @@ impl Session {
     }
 
     /// Runs the session until the switch goes or fails.
+    /// Admits the switch that announced `dpid` (see [`super::admission`]), or
+    /// counts and logs why not: before anything of a host's program is sent.
+    fn admit(&mut self, dpid: u64) -> Result<(), SessionError> {
+        let admitted = check_identity(&self.ctl.inventory(), dpid, self.certificate.as_ref())
+            .and_then(|()| self.claims.claim(dpid).ok_or(Refusal::Duplicate));
+        match admitted {
+            Ok(claim) => {
+                self.claim = Some(claim);
+                self.dpid = Some(dpid);
+                Ok(())
+            }
+            Err(reason) => {
+                self.ctl.note_switch_refused(reason.label());
+                Err(SessionError::Protocol(format!(
+                    "switch refused ({}): datapath {dpid:#x}{}",
+                    reason.label(),
+                    match reason {
+                        Refusal::Duplicate =>
+                            " has a live session; a new one is accepted once it is gone or silent past the echo timeout",
+                        _ if self.certificate.is_some() =>
+                            " is not the host its certificate names, or no inventory host's",
+                        _ => " is no inventory host's",
+                    }
+                )))
+            }
+        }
+    }
+
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
-        let peer = self
-            .stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = self.peer.clone();
         self.send(&Message::Hello(Hello::of13())).await?;
         let features = self.send(&Message::FeaturesRequest).await?;
         let dpid = loop {
@@ -668,12 +722,7 @@ impl Session {
                 _ => continue,
             }
         };
-        self.dpid = Some(dpid);
-        if self.ctl.desired(dpid).is_none() {
-            return Err(SessionError::Protocol(format!(
-                "datapath {dpid} is not in the inventory"
-            )));
-        }
+        self.admit(dpid)?;
         // Its ports are known before it counts as connected: a migration checks
         // its destination port against them.
         let ports = self.multipart(MultipartRequestBody::PortDesc).await?;
