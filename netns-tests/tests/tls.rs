@@ -195,11 +195,7 @@ fn rogue_switches_are_refused_and_learn_nothing_and_ovs_ofctl_needs_a_certificat
     let scc_proc = start_scc(&net, dir.path(), true)?;
     let _scds = common::start_switches_edited(&net, &inventory, &keys, |_, config| {
         assert!(config.contains("controllers = [\"ssl:"), "{config}");
-        Ok(config.replacen(
-            "[openflow]\n",
-            &format!("[openflow]\nlisten = \"pssl:{PSSL_PORT}\"\n"),
-            1,
-        ))
+        netns_tests::cloud::with_openflow_listener(&config, &format!("pssl:{PSSL_PORT}"))
     })?;
     scc_proc.wait_synced(&net)?;
     let before = switches(&net)?;
