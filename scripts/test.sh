@@ -18,7 +18,7 @@ fi
 
 log "system packages"
 export DEBIAN_FRONTEND=noninteractive
-PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openvswitch-common openvswitch-switch
+PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openssl openvswitch-common openvswitch-switch
       wireguard-tools wireguard-go pkg-config build-essential curl ca-certificates
       systemd protobuf-compiler etcd-server etcd-client)
 missing=()

@@ -87,7 +87,10 @@ fn measure_failover(hosts: usize) -> Result<Failover> {
     let dir = tempfile::tempdir()?;
     let inv = dir.path().join("inventory.toml");
     // Each replica serves its own socket (`--api-socket`), not the inventory's.
-    std::fs::write(&inv, inventory(hosts, 1, &dir.path().join("unused.sock")))?;
+    std::fs::write(
+        &inv,
+        inventory(hosts, 1, &dir.path().join("unused.sock"), false),
+    )?;
     let etcd = EtcdCluster::start(&ns, dir.path(), 3, 23790)?;
     let mut replicas = (0..3)
         .map(|i| SccReplica::start(&ns, dir.path(), i, &etcd.store_spec(), "127.0.0.1", &inv))
@@ -193,7 +196,7 @@ fn measure_stores(hosts: usize, adds: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let inv = dir.path().join("inventory.toml");
     let embedded_socket = dir.path().join("scc-embedded.sock");
-    std::fs::write(&inv, inventory(hosts, 1, &embedded_socket))?;
+    std::fs::write(&inv, inventory(hosts, 1, &embedded_socket, false))?;
     let etcd = EtcdCluster::start(&ns, dir.path(), 3, 23790)?;
     let replica = SccReplica::start(&ns, dir.path(), 0, &etcd.store_spec(), "127.0.0.1", &inv)?;
     let embedded_log = std::fs::File::create(dir.path().join("scc-embedded.log"))?;

@@ -36,15 +36,23 @@ pub fn write_flows_from(
 /// Seconds `ovs-ofctl add-flows` takes to push the file to `target` (it sends the
 /// flow-mods, then a barrier, and returns when the barrier is answered).
 pub fn time_add_flows(ns: &Netns, target: &str, flows: &std::path::Path) -> Result<f64> {
+    time_add_flows_with(ns, &[], target, flows)
+}
+
+/// [`time_add_flows`] with more `ovs-ofctl` options (an `ssl:` target's key,
+/// certificate and CA).
+pub fn time_add_flows_with(
+    ns: &Netns,
+    options: &[String],
+    target: &str,
+    flows: &std::path::Path,
+) -> Result<f64> {
     let started = Instant::now();
-    run(ns.command("ovs-ofctl").args([
-        "-O",
-        "OpenFlow13",
-        "--timeout=120",
-        "add-flows",
-        target,
-        flows.to_str().context("path")?,
-    ]))?;
+    run(ns
+        .command("ovs-ofctl")
+        .args(["-O", "OpenFlow13", "--timeout=120"])
+        .args(options)
+        .args(["add-flows", target, flows.to_str().context("path")?]))?;
     Ok(started.elapsed().as_secs_f64())
 }
 

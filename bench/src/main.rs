@@ -9,6 +9,7 @@ mod control_load;
 mod cost;
 mod failover;
 mod flowmod;
+mod flowmod_tls;
 mod memory;
 mod ovs;
 mod reroute;
@@ -39,6 +40,13 @@ enum What {
     Tunnel,
     /// Flow-mod rate: 10,000 adds and a barrier, scd vs Open vSwitch (netdev).
     Flowmod,
+    /// Flow-mod rate over TLS against plain TCP: 10,000 adds and a barrier to one
+    /// scd through its pssl: and ptcp: listeners, alternating, same run.
+    FlowmodTls {
+        /// Runs of each transport (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+    },
     /// One-host switching between two VMs' TAPs: scd vs Open vSwitch vs Linux bridge.
     Switching,
     /// Instructions per packet of every scd path, counted by callgrind.
@@ -54,6 +62,9 @@ enum What {
         /// Migrations per grid point (the median is reported).
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Measure every grid point over plain TCP and over mutual TLS.
+        #[arg(long)]
+        tls: bool,
     },
     /// Forwarding under control load: UDP round trips between two VMs while scd
     /// takes 100,000 flow-mods, is scraped and is dumped.
@@ -106,22 +117,28 @@ fn main() -> Result<()> {
     match cli.what {
         What::Tunnel => charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?)),
         What::Flowmod => flowmod::flowmod()?,
+        What::FlowmodTls { reps } => flowmod_tls::flowmod_tls(reps)?,
         What::Switching => {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
         What::Cost => cost::cost()?,
         What::Memory => memory::memory()?,
         What::ControlLoad { ref before } => control_load::control_load(before.clone())?,
-        What::Reroute { ref grid, reps } => reroute::reroute(&reroute::parse_grid(grid)?, reps)?,
+        What::Reroute {
+            ref grid,
+            reps,
+            tls,
+        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
             flowmod::flowmod()?;
+            flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
             control_load::control_load(None)?;
-            reroute::reroute(&reroute::parse_grid(&[])?, 3)?;
+            reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
             failover::failover(&[10, 100], 3)?;
         }
     }

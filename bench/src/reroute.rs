@@ -10,6 +10,9 @@
 //! scc has compiled the switch step ahead, as it does while a real VM's memory is
 //! copied. The controller's own timeline gives the times: prepare → switch step
 //! compiled, and arrival → switch step sent → every switch confirmed it (barrier).
+//! With `--tls` every row is measured twice in the same run, the switches
+//! connecting over plain TCP and then over mutual TLS (a throwaway PKI, one
+//! certificate per host, `[controller.tls]` in the inventory).
 //! Packets lost cannot be
 //! measured without packets: the namespace tests (`netns-tests/tests/migration.rs`,
 //! `qemu_scd_migrate.rs`) report them with real `scd`s.
@@ -21,16 +24,19 @@ use netns_tests::{scc_binary, unique, Netns};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls_support::pki::{self, Role};
+use tls_support::rustls::ClientConfig;
 
 const OPENFLOW: &str = "127.0.0.1:6653";
 /// The port a migrated VM takes at its destination (below the tunnel ports).
 const DESTINATION_PORT: u32 = 900;
 
 /// Runs one fake switch per host (`fake_switch`: tasks of one tokio runtime on
-/// one thread, inside the namespace) until `stop` is set.
+/// one thread, inside the namespace) until `stop` is set; over TLS when `clients`
+/// holds each switch's TLS client configuration (its host's certificate).
 fn spawn_switches(
     ns: &Netns,
-    hosts: usize,
+    clients: Vec<Option<Arc<ClientConfig>>>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Result<Result<()>>> {
@@ -42,7 +48,7 @@ fn spawn_switches(
         rt.block_on(async move {
             let to: std::net::SocketAddr = OPENFLOW.parse()?;
             let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-            for h in 0..hosts {
+            for (h, tls) in clients.into_iter().enumerate() {
                 let dpid = u64::try_from(h).unwrap_or(0) + 1;
                 let sw = FakeSwitch::with_counters(dpid, counters.clone());
                 // The ports a VM is moved between: scc refuses a port the
@@ -53,7 +59,11 @@ fn spawn_switches(
                         .to_vec(),
                 );
                 tokio::spawn(async move {
-                    if let Err(e) = sw.run(to, give_up).await {
+                    let served = match tls {
+                        None => sw.run(to, give_up).await,
+                        Some(config) => serve_over_tls(sw, to, give_up, config).await,
+                    };
+                    if let Err(e) = served {
                         eprintln!("fake switch {dpid}: {e}");
                     }
                 });
@@ -66,17 +76,55 @@ fn spawn_switches(
     })
 }
 
+/// Connects `sw` to scc at `to` over mutual TLS (retrying until `give_up`) and
+/// serves it until the connection ends.
+async fn serve_over_tls(
+    sw: Arc<FakeSwitch>,
+    to: std::net::SocketAddr,
+    give_up: tokio::time::Instant,
+    config: Arc<ClientConfig>,
+) -> std::io::Result<()> {
+    let tcp = loop {
+        match tokio::net::TcpStream::connect(to).await {
+            Ok(s) => break s,
+            Err(_) if tokio::time::Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    tcp.set_nodelay(true)?;
+    let name = tls_support::ServerName::try_from("scc").map_err(std::io::Error::other)?;
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await?;
+    match sw.run_on(stream).await {
+        // scc is killed at the end of a run, without a TLS close_notify.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
+        served => served,
+    }
+}
+
 /// The inventory of `hosts` hosts in three clouds and `vms` VMs spread over them.
 /// Switches may stay silent for 300 s: the fake switches of a run share two
 /// threads, which fall behind scc's first synchronisation of a million flows, and
 /// the echo verdict would judge them, not scc.
-pub(crate) fn inventory(hosts: usize, vms: usize, api_socket: &std::path::Path) -> String {
+pub(crate) fn inventory(
+    hosts: usize,
+    vms: usize,
+    api_socket: &std::path::Path,
+    tls: bool,
+) -> String {
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
          [controller]\nopenflow = \"{OPENFLOW}\"\napi_socket = \"{}\"\n\
          echo_timeout_s = 300\n",
         api_socket.display()
     );
+    if tls {
+        t += "[controller.tls]\nprivate_key = \"pki/scc-key.pem\"\n\
+              certificate = \"pki/scc-cert.pem\"\nca_cert = \"pki/ca-cert.pem\"\n";
+    }
     for c in 0..3 {
         t += &format!("[[cloud]]\nname = \"cloud-{c}\"\n");
     }
@@ -283,14 +331,27 @@ fn add_vm(
 
 /// Starts scc and `hosts` fake switches, adds a VM, migrates `vm0` back and forth
 /// `reps` times, and reports it all.
-fn measure(hosts: usize, vms: usize, reps: usize) -> Result<Point> {
+fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
     let ns = Netns::new(&unique("bench-reroute-"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let dir = tempfile::tempdir()?;
     std::fs::write(
         dir.path().join("inventory.toml"),
-        inventory(hosts, vms, &api_socket(&ns)),
+        inventory(hosts, vms, &api_socket(&ns), tls),
     )?;
+    let mut clients = Vec::with_capacity(hosts);
+    if tls {
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, "bench CA")?;
+        pki::issue(&pki_dir, "scc", Role::Controller)?;
+        for h in 0..hosts {
+            pki::issue(&pki_dir, &format!("host{h}"), Role::Host)?;
+            let files = pki::files(&pki_dir, &format!("host{h}"));
+            clients.push(Some(tls_support::client_config(&files)?));
+        }
+    } else {
+        clients.resize(hosts, None);
+    }
     let log = dir.path().join("scc.log");
     let started = Instant::now();
     let mut child = ns
@@ -304,7 +365,7 @@ fn measure(hosts: usize, vms: usize, reps: usize) -> Result<Point> {
         .spawn()?;
     let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Counters::default());
-    let switches = spawn_switches(&ns, hosts, counters.clone(), stop.clone());
+    let switches = spawn_switches(&ns, clients, counters.clone(), stop.clone());
     let result = (|| -> Result<Point> {
         let log_tail = || {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -413,21 +474,27 @@ pub fn parse_grid(points: &[String]) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// Runs the grid and prints the table.
-pub fn reroute(grid: &[(usize, usize)], reps: usize) -> Result<()> {
+/// Runs the grid and prints the table; with `tls`, each row over plain TCP
+/// and then over mutual TLS.
+pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
     println!("\n## Reroute time against VM and switch count (scc + fake OpenFlow switches)\n");
     println!(
-        "| switches | VMs | scc start + first sync s | VM add ms (→ last barrier) | flow-mods per VM add | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | reroute ms p99 | flow-mods per reroute | scc RSS MiB |"
+        "| transport | switches | VMs | scc start + first sync s | VM add ms (→ last barrier) | flow-mods per VM add | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | reroute ms p99 | flow-mods per reroute | scc RSS MiB |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &(hosts, vms) in grid {
-        match measure(hosts, vms, reps) {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let transports: &[bool] = if tls { &[false, true] } else { &[false] };
+    for (&(hosts, vms), &over_tls) in grid
+        .iter()
+        .flat_map(|point| transports.iter().map(move |t| (point, t)))
+    {
+        let transport = if over_tls { "TLS" } else { "TCP" };
+        match measure(hosts, vms, reps, over_tls) {
             Ok(p) => {
                 let rs = &p.reroutes;
                 let flow_mods = rs.first().map_or(0, |r| r.flow_mods);
                 let total: Vec<f64> = rs.iter().map(|r| r.compile_ms + r.distribute_ms).collect();
                 println!(
-                    "| {hosts} | {vms} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} | {:.0} |",
+                    "| {transport} | {hosts} | {vms} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} | {:.0} |",
                     p.ready_s,
                     p.add.as_ref().map_or_else(|e| e.clone(), |(ms, _)| format!("{ms:.1}")),
                     p.add.as_ref().map_or(String::new(), |(_, n)| n.to_string()),
@@ -439,7 +506,9 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize) -> Result<()> {
                     p.rss_mib,
                 );
             }
-            Err(e) => println!("| {hosts} | {vms} | failed: {e:#} | | | | | | | | | |"),
+            Err(e) => {
+                println!("| {transport} | {hosts} | {vms} | failed: {e:#} | | | | | | | | | |")
+            }
         }
     }
     println!("\nCommand: `bash scripts/bench.sh reroute` ({reps} migrations per row; medians, p99 by nearest rank)");

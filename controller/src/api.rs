@@ -176,7 +176,7 @@ async fn status(State(ctl): Ctl) -> Reply {
 }
 
 async fn metrics(State(ctl): Ctl) -> Response {
-    let text = crate::metrics::render(&ctl.switch_report());
+    let text = crate::metrics::render(&ctl.switch_report(), &ctl.switch_refusals());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, crate::metrics::OPENMETRICS)],

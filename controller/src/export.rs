@@ -36,6 +36,20 @@ struct Controller {
     echo_every_s: u64,
     echo_timeout_s: u64,
     audit_every_s: u64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure_plaintext: bool,
+    /// Last: a table follows the `[controller]` values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<ControllerTls>,
+}
+
+/// `[controller.tls]`, its paths as resolved when the inventory was read.
+#[derive(Debug, Serialize)]
+struct ControllerTls {
+    private_key: String,
+    certificate: String,
+    ca_cert: String,
+    name: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +144,13 @@ impl Inventory {
                 echo_every_s,
                 echo_timeout_s,
                 audit_every_s,
+                insecure_plaintext: self.insecure_plaintext,
+                tls: self.openflow_tls.as_ref().map(|tls| ControllerTls {
+                    private_key: tls.private_key.display().to_string(),
+                    certificate: tls.certificate.display().to_string(),
+                    ca_cert: tls.ca_cert.display().to_string(),
+                    name: tls.name.clone(),
+                }),
             },
             clouds: self
                 .clouds

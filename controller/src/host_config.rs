@@ -55,6 +55,20 @@ struct Openflow {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<String>,
     controllers: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure_plaintext: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<OpenflowTls>,
+}
+
+/// `[openflow.tls]`: the host's files beside the CA's certificate, as
+/// `scc pki issue HOST` names them.
+#[derive(Debug, Serialize)]
+struct OpenflowTls {
+    private_key: String,
+    certificate: String,
+    ca_cert: String,
+    controller_name: String,
 }
 
 /// The local OpenFlow listener `scc host-config` gives every `scd` by default, in
@@ -138,6 +152,37 @@ impl Inventory {
         bindings
     }
 
+    /// The controller connection of `host`'s `scd`: `ssl:` with the host's
+    /// files when the controller has `[controller.tls]`, else `tcp:`; and the
+    /// passive listener for local tools, if any.
+    fn openflow_section(&self, host: &str, listen: Option<&str>) -> Openflow {
+        let Some(tls) = &self.openflow_tls else {
+            return Openflow {
+                listen: listen.map(str::to_string),
+                controllers: vec![format!("tcp:{}", self.openflow)],
+                insecure_plaintext: self.insecure_plaintext,
+                tls: None,
+            };
+        };
+        let dir = tls.ca_cert.parent().unwrap_or(std::path::Path::new(""));
+        let file = |suffix: &str| {
+            dir.join(format!("{host}-{suffix}.pem"))
+                .display()
+                .to_string()
+        };
+        Openflow {
+            listen: listen.map(str::to_string),
+            controllers: vec![format!("ssl:{}", self.openflow)],
+            insecure_plaintext: false,
+            tls: Some(OpenflowTls {
+                private_key: file("key"),
+                certificate: file("cert"),
+                ca_cert: tls.ca_cert.display().to_string(),
+                controller_name: tls.name.clone(),
+            }),
+        }
+    }
+
     /// The `scd` configuration of one host: its VM ports, its uplink if it is a
     /// gateway, its tunnels to every other host, and the controller connection.
     /// The private key file and the listen address of the tunnels are the host's
@@ -176,10 +221,7 @@ impl Inventory {
             metrics: Metrics {
                 listen: METRICS_LISTEN,
             },
-            openflow: Openflow {
-                listen: listen.map(str::to_string),
-                controllers: vec![format!("tcp:{}", self.openflow)],
-            },
+            openflow: self.openflow_section(host, listen),
             tunnel: Tunnel {
                 private_key_file: key_file,
                 listen: h.tunnel_endpoint.port().to_string(),

@@ -8,8 +8,8 @@
 //! never talks to a switch.
 
 use crate::model::{
-    Announce, Cloud, Gateway, Host, Invalid, Inventory, PlacementSettings, SwitchSettings, Vm,
-    VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
+    Announce, Cloud, ControllerTls, Gateway, Host, Invalid, Inventory, PlacementSettings,
+    SwitchSettings, Vm, VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
 };
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
@@ -88,6 +88,9 @@ fn default_gw_mac() -> Spanned<String> {
 #[serde(deny_unknown_fields)]
 struct RawController {
     openflow: Option<Spanned<String>>,
+    #[serde(default)]
+    insecure_plaintext: bool,
+    tls: Option<Spanned<RawControllerTls>>,
     api: Option<Spanned<String>>,
     api_socket: Option<Spanned<String>>,
     api_token_file: Option<Spanned<String>>,
@@ -95,6 +98,58 @@ struct RawController {
     echo_every_s: Option<Spanned<u64>>,
     echo_timeout_s: Option<Spanned<u64>>,
     audit_every_s: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControllerTls {
+    private_key: String,
+    certificate: String,
+    ca_cert: String,
+    name: Option<String>,
+}
+
+/// The name of the controller's certificate unless `[controller.tls] name` says.
+pub const DEFAULT_CONTROLLER_NAME: &str = "scc";
+
+/// `[controller.tls]` with paths resolved against the inventory's directory, and
+/// the rule on plain text: OpenFlow off loopback needs TLS or
+/// `insecure_plaintext = true`.
+fn openflow_security(
+    raw: &RawController,
+    openflow: SocketAddr,
+    inventory_path: &str,
+) -> Result<Option<ControllerTls>, (Range<usize>, &'static str, String)> {
+    let Some(tls) = &raw.tls else {
+        if !openflow.ip().is_loopback() && !raw.insecure_plaintext {
+            return Err((
+                raw.openflow.as_ref().map_or(0..0, Spanned::span),
+                "controller.openflow",
+                format!(
+                    "{openflow} is OpenFlow in plain text off loopback: add [controller.tls] \
+                     (scc pki), or set `insecure_plaintext = true` in [controller]"
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let span = tls.span();
+    let tls = tls.get_ref();
+    let base = Path::new(inventory_path).parent().unwrap_or(Path::new(""));
+    let resolve = |f: &str| base.join(f);
+    let name = tls
+        .name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONTROLLER_NAME.into());
+    if name.is_empty() {
+        return Err((span, "controller.tls.name", "must not be empty".into()));
+    }
+    Ok(Some(ControllerTls {
+        private_key: resolve(&tls.private_key),
+        certificate: resolve(&tls.certificate),
+        ca_cert: resolve(&tls.ca_cert),
+        name,
+    }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,6 +537,9 @@ impl Inventory {
             placement_settings: PlacementSettings::default(),
             switch_settings: switch_settings(&raw.controller)
                 .map_err(|(span, field, message)| invalid(&span, field, message))?,
+            openflow_tls: openflow_security(&raw.controller, openflow, path)
+                .map_err(|(span, field, message)| invalid(&span, field, message))?,
+            insecure_plaintext: raw.controller.insecure_plaintext,
         };
         for h in raw.hosts {
             let name = h.name.get_ref().clone();
@@ -490,6 +548,19 @@ impl Inventory {
                     &h.name.span(),
                     "host.name",
                     format!("host `{name}` is defined twice"),
+                ));
+            }
+            if inventory
+                .openflow_tls
+                .as_ref()
+                .is_some_and(|t| t.name == name)
+            {
+                return Err(invalid(
+                    &h.name.span(),
+                    "host.name",
+                    format!(
+                        "`{name}` is the controller's certificate name: a switch must not carry it"
+                    ),
                 ));
             }
             let host = Host {
@@ -598,6 +669,44 @@ mod tests {
             "{cfg}"
         );
         assert!(cfg.contains("number = 1\nname = \"sc-web1\""), "{cfg}");
+    }
+
+    #[test]
+    fn openflow_off_loopback_needs_tls_or_an_explicit_insecure_plaintext() {
+        let inv = Inventory::parse(EXAMPLE, "/etc/scc/inventory.toml").unwrap();
+        let tls = inv.openflow_tls.as_ref().unwrap();
+        assert_eq!(tls.ca_cert, Path::new("/etc/scc/pki/ca-cert.pem"));
+        assert_eq!(tls.name, "scc");
+        let tls_table = EXAMPLE.find("\n[controller.tls]\n").unwrap();
+        let next_table = tls_table + EXAMPLE[tls_table..].find("\n[[").unwrap();
+        let plain = format!("{}{}", &EXAMPLE[..tls_table], &EXAMPLE[next_table..]);
+        let e = error(&plain);
+        assert!(
+            e.contains(
+                "`controller.openflow`: 192.0.2.250:6653 is OpenFlow in plain text off loopback"
+            ),
+            "{e}"
+        );
+        let allowed = plain.replacen(
+            "[controller]\n",
+            "[controller]\ninsecure_plaintext = true\n",
+            1,
+        );
+        let inv = Inventory::parse(&allowed, "inv.toml").unwrap();
+        assert!(inv.openflow_tls.is_none() && inv.insecure_plaintext);
+        let config = inv.host_config("host-a", "k").unwrap();
+        assert!(
+            config.contains("controllers = [\"tcp:192.0.2.250:6653\"]"),
+            "{config}"
+        );
+        assert!(config.contains("insecure_plaintext = true"), "{config}");
+        let local = plain.replacen("192.0.2.250:6653", "127.0.0.1:6653", 1);
+        assert!(Inventory::parse(&local, "inv.toml").is_ok());
+        let e = error_with("name = \"host-b\"", "name = \"scc\"");
+        assert!(
+            e.contains("`scc` is the controller's certificate name"),
+            "{e}"
+        );
     }
 
     fn error(text: &str) -> String {

@@ -73,6 +73,13 @@ fn start(dir: &Path, tcp: u16) -> Running {
             ),
         );
     assert!(inventory.contains("api_token_file"), "the example changed");
+    // The example's [controller.tls] names pki/ beside the inventory (made
+    // once: a restart keeps it).
+    let pki = dir.join("pki");
+    if !pki.exists() {
+        tls_support::pki::init(&pki, "api test CA").unwrap();
+        tls_support::pki::issue(&pki, "scc", tls_support::pki::Role::Controller).unwrap();
+    }
     std::fs::write(dir.join("inventory.toml"), inventory).unwrap();
     let child = Command::new(SCC)
         .args(["run", "--inventory"])

@@ -13,8 +13,15 @@ use serde::Deserialize;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use toml::Spanned;
+
+mod channel;
+
+use self::channel::RawOpenflow;
+pub use self::channel::{
+    parse_controller, parse_passive, parse_ptcp, parse_tcp, ControllerAddr, FailMode, ListenAddr,
+    OpenflowConfig, OpenflowTls, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, UNIX_PATH_MAX,
+};
 
 /// A configuration error, with its position when it has one.
 #[derive(Debug, thiserror::Error)]
@@ -78,18 +85,6 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default)]
     openflow: RawOpenflow,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOpenflow {
-    /// One listener as a string, or a list of them.
-    listen: Option<Spanned<toml::Value>>,
-    max_connections: Option<Spanned<u32>>,
-    idle_timeout_s: Option<Spanned<u32>>,
-    #[serde(default)]
-    controllers: Vec<Spanned<String>>,
-    fail_mode: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,76 +207,6 @@ pub struct TunnelConfig {
     /// How often the latency to each peer is probed with a handshake this side
     /// initiates (`latency_probe_s`, default 10; 0: never).
     pub latency_probe: Option<std::time::Duration>,
-}
-
-/// What `scd` does with its tables when its controllers go away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FailMode {
-    /// Keep every flow and keep forwarding with them; table-miss packets for the
-    /// controller are dropped while none is connected (the default).
-    #[default]
-    Secure,
-    /// Keep forwarding with the flows already installed. Open vSwitch would fall
-    /// back to its NORMAL (learning switch) pipeline here; `scd` has no NORMAL
-    /// pipeline, so this behaves as `Secure` and is accepted for familiarity.
-    Standalone,
-}
-
-/// Where a passive OpenFlow listener accepts connections from tools.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ListenAddr {
-    /// `ptcp:PORT[:ADDR]`.
-    Tcp(SocketAddr),
-    /// `punix:PATH`: a Unix stream socket with mode 0600, what `ovs-ofctl` uses
-    /// on a host.
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for ListenAddr {
-    /// Open vSwitch's spelling: `ptcp:6653:127.0.0.1`, `ptcp:6653:[::1]`,
-    /// `punix:/run/scd.mgmt`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ListenAddr::Tcp(SocketAddr::V4(a)) => write!(f, "ptcp:{}:{}", a.port(), a.ip()),
-            ListenAddr::Tcp(SocketAddr::V6(a)) => write!(f, "ptcp:{}:[{}]", a.port(), a.ip()),
-            ListenAddr::Unix(path) => write!(f, "punix:{}", path.display()),
-        }
-    }
-}
-
-/// Longest Unix socket path the kernel accepts (`sun_path` less its NUL).
-pub const UNIX_PATH_MAX: usize = 107;
-/// Connections each passive listener serves at once unless configured.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
-/// How long a passive connection may stay silent unless configured.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The OpenFlow 1.3 channel: passive listeners for tools and active controllers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenflowConfig {
-    /// `ptcp:` and `punix:` listeners, where tools such as `ovs-ofctl` connect.
-    pub listen: Vec<ListenAddr>,
-    /// Connections each listener serves at once; one more is closed as soon as
-    /// it is accepted.
-    pub max_connections: usize,
-    /// A connection to a listener that sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// `tcp:ADDR:PORT` of each controller, connected to actively with reconnect.
-    pub controllers: Vec<SocketAddr>,
-    /// What happens when the controllers go away.
-    pub fail_mode: FailMode,
-}
-
-impl Default for OpenflowConfig {
-    fn default() -> OpenflowConfig {
-        OpenflowConfig {
-            listen: Vec::new(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            controllers: Vec::new(),
-            fail_mode: FailMode::Secure,
-        }
-    }
 }
 
 /// A validated host configuration.
@@ -657,7 +582,7 @@ impl HostConfig {
             }
         };
 
-        let openflow = parse_openflow(&raw.openflow, &invalid)?;
+        let openflow = channel::parse(&raw.openflow, &invalid, &relative)?;
 
         Ok(HostConfig {
             datapath_id,
@@ -674,142 +599,6 @@ impl HostConfig {
             openflow,
         })
     }
-}
-
-fn parse_openflow(
-    raw: &RawOpenflow,
-    invalid: &dyn Fn(&Range<usize>, &str, String) -> ConfigError,
-) -> Result<OpenflowConfig, ConfigError> {
-    let mut listen = Vec::new();
-    if let Some(l) = &raw.listen {
-        let texts: Vec<&toml::Value> = match l.get_ref() {
-            toml::Value::Array(items) => items.iter().collect(),
-            one => vec![one],
-        };
-        for text in texts {
-            let addr = text
-                .as_str()
-                .ok_or_else(|| format!("`{text}` is not a string"))
-                .and_then(parse_passive)
-                .map_err(|message| invalid(&l.span(), "openflow.listen", message))?;
-            if listen.contains(&addr) {
-                return Err(invalid(
-                    &l.span(),
-                    "openflow.listen",
-                    format!("{addr} is listed twice"),
-                ));
-            }
-            listen.push(addr);
-        }
-    }
-    let at_least_one = |value: &Option<Spanned<u32>>, field: &str, default: u64| match value {
-        None => Ok(default),
-        Some(v) if *v.get_ref() == 0 => Err(invalid(
-            &v.span(),
-            field,
-            "must be at least 1: every listener is bounded".to_string(),
-        )),
-        Some(v) => Ok(u64::from(*v.get_ref())),
-    };
-    let max_connections = at_least_one(
-        &raw.max_connections,
-        "openflow.max_connections",
-        DEFAULT_MAX_CONNECTIONS as u64,
-    )?;
-    let idle_timeout = Duration::from_secs(at_least_one(
-        &raw.idle_timeout_s,
-        "openflow.idle_timeout_s",
-        DEFAULT_IDLE_TIMEOUT.as_secs(),
-    )?);
-    let mut controllers = Vec::with_capacity(raw.controllers.len());
-    for c in &raw.controllers {
-        let addr = parse_tcp(c.get_ref()).ok_or_else(|| {
-            invalid(
-                &c.span(),
-                "openflow.controllers",
-                format!(
-                    "`{}` is not tcp:ADDR:PORT (such as \"tcp:192.0.2.10:6653\")",
-                    c.get_ref()
-                ),
-            )
-        })?;
-        if controllers.contains(&addr) {
-            return Err(invalid(
-                &c.span(),
-                "openflow.controllers",
-                format!("controller {addr} is listed twice"),
-            ));
-        }
-        controllers.push(addr);
-    }
-    let fail_mode = match &raw.fail_mode {
-        None => FailMode::Secure,
-        Some(m) => match m.get_ref().as_str() {
-            "secure" => FailMode::Secure,
-            "standalone" => FailMode::Standalone,
-            other => {
-                return Err(invalid(
-                    &m.span(),
-                    "openflow.fail_mode",
-                    format!("unknown fail mode `{other}` (expected \"secure\" or \"standalone\")"),
-                ))
-            }
-        },
-    };
-    Ok(OpenflowConfig {
-        listen,
-        max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
-        idle_timeout,
-        controllers,
-        fail_mode,
-    })
-}
-
-/// Parses a passive listener, `ptcp:...` (see [`parse_ptcp`]) or `punix:PATH`
-/// with an absolute path; the error says what is wrong.
-pub fn parse_passive(text: &str) -> Result<ListenAddr, String> {
-    let Some(path) = text.trim().strip_prefix("punix:") else {
-        return parse_ptcp(text).map(ListenAddr::Tcp).ok_or_else(|| {
-            format!("`{text}` is not ptcp:PORT, ptcp:PORT:ADDR or punix:PATH (such as \"ptcp:6653\" or \"punix:/run/scd.mgmt\")")
-        });
-    };
-    let path = PathBuf::from(path);
-    if !path.is_absolute() {
-        return Err(format!("`{text}`: the socket path must be absolute"));
-    }
-    if path.as_os_str().len() > UNIX_PATH_MAX {
-        return Err(format!(
-            "`{text}`: a Unix socket path has at most {UNIX_PATH_MAX} bytes"
-        ));
-    }
-    Ok(ListenAddr::Unix(path))
-}
-
-/// Parses `ptcp:PORT` (on 127.0.0.1) or `ptcp:PORT:ADDR` (IPv6 in brackets or not).
-pub fn parse_ptcp(text: &str) -> Option<SocketAddr> {
-    let rest = text.trim().strip_prefix("ptcp:")?;
-    let (port, addr) = match rest.split_once(':') {
-        None => (rest, "127.0.0.1"),
-        Some((port, addr)) => (port, addr),
-    };
-    let port: u16 = port.parse().ok()?;
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = addr.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-/// Parses `tcp:ADDR:PORT` (IPv6 as `tcp:[ADDR]:PORT`); the port defaults to 6653.
-pub fn parse_tcp(text: &str) -> Option<SocketAddr> {
-    let rest = text.trim().strip_prefix("tcp:")?;
-    if let Ok(addr) = rest.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let ip: std::net::IpAddr = rest
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    Some(SocketAddr::new(ip, 6653))
 }
 
 /// Parses a listen address: `addr:port`, or a bare port for every IPv4 address.
@@ -900,7 +689,7 @@ mtu = 1420
     #[test]
     fn openflow_section() {
         let text = format!(
-            "{GOOD}\n[openflow]\nlisten = \"ptcp:6653\"\ncontrollers = [\"tcp:192.0.2.10:6653\", \"tcp:[2001:db8::1]:6633\"]\nfail_mode = \"standalone\"\n"
+            "{GOOD}\n[openflow]\nlisten = \"ptcp:6653\"\ncontrollers = [\"tcp:192.0.2.10:6653\", \"tcp:[2001:db8::1]:6633\"]\nfail_mode = \"standalone\"\ninsecure_plaintext = true\n"
         );
         let c = HostConfig::parse(&text, Path::new("h.toml")).unwrap();
         assert_eq!(
@@ -910,9 +699,13 @@ mtu = 1420
         assert_eq!(
             c.openflow.controllers,
             vec![
-                "192.0.2.10:6653".parse::<SocketAddr>().unwrap(),
-                "[2001:db8::1]:6633".parse().unwrap()
+                ControllerAddr::Tcp("192.0.2.10:6653".parse().unwrap()),
+                ControllerAddr::Tcp("[2001:db8::1]:6633".parse().unwrap())
             ]
+        );
+        assert_eq!(
+            c.openflow.exposed_plaintext(),
+            ["tcp:192.0.2.10:6653", "tcp:[2001:db8::1]:6633"]
         );
         assert_eq!(c.openflow.fail_mode, FailMode::Standalone);
         let c = HostConfig::parse(GOOD, Path::new("h.toml")).unwrap();
@@ -953,6 +746,67 @@ mtu = 1420
     }
 
     #[test]
+    fn tls_needs_its_files_and_plain_text_stays_on_loopback() {
+        let tls = "[openflow.tls]\nprivate_key = \"pki/host1-key.pem\"\ncertificate = \"pki/host1-cert.pem\"\nca_cert = \"/etc/sc/ca-cert.pem\"\n";
+        let c = HostConfig::parse(
+            &format!("{GOOD}\n[openflow]\nlisten = [\"pssl:6653\", \"ptcp:6654\"]\ncontrollers = [\"ssl:192.0.2.10:6653\", \"tcp:127.0.0.1:6633\"]\n{tls}"),
+            Path::new("/etc/scd/h.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.openflow.listen,
+            [
+                ListenAddr::Ssl("0.0.0.0:6653".parse().unwrap()),
+                ListenAddr::Tcp("127.0.0.1:6654".parse().unwrap())
+            ]
+        );
+        assert_eq!(c.openflow.listen[0].to_string(), "pssl:6653:0.0.0.0");
+        assert_eq!(
+            c.openflow.controllers,
+            [
+                ControllerAddr::Ssl("192.0.2.10:6653".parse().unwrap()),
+                ControllerAddr::Tcp("127.0.0.1:6633".parse().unwrap())
+            ]
+        );
+        assert!(c.openflow.exposed_plaintext().is_empty());
+        let tls = c.openflow.tls.unwrap();
+        assert_eq!(
+            tls.files.private_key,
+            Path::new("/etc/scd/pki/host1-key.pem")
+        );
+        assert_eq!(tls.files.ca_cert, Path::new("/etc/sc/ca-cert.pem"));
+        assert_eq!(tls.controller_name, "scc");
+        assert_eq!(
+            parse_passive("pssl:6653:192.0.2.1"),
+            Ok(ListenAddr::Ssl("192.0.2.1:6653".parse().unwrap()))
+        );
+
+        let e = error_of(&format!("{GOOD}\n[openflow]\nlisten = \"pssl:6653\"\n"));
+        assert!(
+            e.contains("`openflow.listen`: pssl: and ssl: need [openflow.tls]"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{GOOD}\n[openflow]\ncontrollers = [\"ssl:192.0.2.10:6653\"]\n"
+        ));
+        assert!(
+            e.contains("`openflow.controllers`: pssl: and ssl: need"),
+            "{e}"
+        );
+        let e = error_of(&format!(
+            "{GOOD}\n[openflow]\nlisten = \"ptcp:6653:0.0.0.0\"\n"
+        ));
+        assert!(e.contains("h.toml:26: `openflow.listen`: ptcp:6653:0.0.0.0 is OpenFlow in plain text off loopback"), "{e}");
+        let e = error_of(&format!(
+            "{GOOD}\n[openflow]\ncontrollers = [\"tcp:192.0.2.10:6653\"]\n"
+        ));
+        assert!(
+            e.contains("`openflow.controllers`: tcp:192.0.2.10:6653 is OpenFlow in plain text"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn listeners_are_a_list_of_ptcp_and_punix_each_bounded() {
         let c = HostConfig::parse(
             &format!("{GOOD}\n[openflow]\nlisten = [\"ptcp:6653\", \"punix:/run/scd/of.sock\"]\nmax_connections = 4\nidle_timeout_s = 5\n"),
@@ -968,7 +822,7 @@ mtu = 1420
             ]
         );
         assert_eq!(c.openflow.max_connections, 4);
-        assert_eq!(c.openflow.idle_timeout, Duration::from_secs(5));
+        assert_eq!(c.openflow.idle_timeout, std::time::Duration::from_secs(5));
         assert_eq!(unix.to_string(), "punix:/run/scd/of.sock");
         assert_eq!(c.openflow.listen[0].to_string(), "ptcp:6653:127.0.0.1");
         assert_eq!(
@@ -995,7 +849,7 @@ mtu = 1420
             ("listen = [\"ptcp:1\", 2]", "`2` is not a string"),
             (
                 "listen = \"unix:/x\"",
-                "is not ptcp:PORT, ptcp:PORT:ADDR or punix:PATH",
+                "is not ptcp:PORT, ptcp:PORT:ADDR, pssl:PORT[:ADDR] or punix:PATH",
             ),
             (
                 "max_connections = 0",

@@ -367,6 +367,14 @@ impl SwitchMetrics {
             listeners
                 .iter()
                 .map(|(l, c)| (l.clone(), c.idle_closed.load(Relaxed))),
+        )?;
+        counters(
+            out,
+            "scd_ofp_tls_refused",
+            "Connections to a pssl: listener whose TLS handshake failed: no certificate, one not of the CA, or no TLS at all.",
+            listeners
+                .iter()
+                .map(|(l, c)| (l.clone(), c.tls_refused.load(Relaxed))),
         )
     }
 

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Flow entries per part of a flow dump: a message is at most 64 KiB.
@@ -156,6 +156,12 @@ impl FakeSwitch {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Records that its connection ended before it was served (a TLS handshake
+    /// the controller refused, say).
+    pub fn set_closed(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
     /// The replies to `m`, having applied it (several for a long flow dump).
     pub fn answer(&self, m: Message) -> Vec<Message> {
         let reply = match m {
@@ -271,14 +277,23 @@ impl FakeSwitch {
                 Err(e) => return Err(e),
             }
         };
+        stream.set_nodelay(true)?;
+        self.run_on(stream).await
+    }
+
+    /// Serves the controller on an established connection (TCP, or TLS over
+    /// TCP) until it closes.
+    pub async fn run_on<S: AsyncRead + AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        stream: S,
+    ) -> std::io::Result<()> {
         let result = self.serve(stream).await;
         self.closed.store(true, Ordering::SeqCst);
         result
     }
 
     /// Serves the controller on `stream` until it closes.
-    async fn serve(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        stream.set_nodelay(true)?;
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> std::io::Result<()> {
         stream
             .write_all(&encode_or_fail(&Message::Hello(Hello::of13()), 1)?)
             .await?;

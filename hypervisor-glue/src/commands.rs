@@ -165,6 +165,12 @@ pub struct MigrationParameters {
     /// Increase of the delay between rounds, in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announce_step: Option<u64>,
+    /// The id of a `tls-creds-x509` object: the stream runs over TLS with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_creds: Option<String>,
+    /// The name the destination's certificate must carry (source only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_hostname: Option<String>,
 }
 
 impl MigrationParameters {

@@ -70,6 +70,7 @@ pub fn start_scc_with(
     fresh: bool,
     policy: Option<&std::path::Path>,
 ) -> Result<Scc> {
+    crate::pki::ensure(&dir.join(crate::pki::DIR), net.hosts.len())?;
     let log = dir.join(format!("scc-{}.log", if fresh { "first" } else { "again" }));
     if fresh {
         // The API's socket is the test's own (its namespace's name), unless the
@@ -191,7 +192,9 @@ pub struct VmEntry<'a> {
 }
 
 /// An inventory of one host per key (clouds cloud-1.., hosts host0.., endpoints
-/// from [`Internet::host_addr`]) and these VMs, with the controller at [`CONTROLLER`].
+/// from [`Internet::host_addr`]) and these VMs, with the controller at
+/// [`CONTROLLER`], talking OpenFlow over mutual TLS with the PKI beside the
+/// inventory ([`crate::pki`], made when `scc` or the switches start).
 pub fn inventory(keys: &[crate::KeyPair], vms: &[VmEntry<'_>]) -> String {
     inventory_with(keys, vms, "", &[], &[])
 }
@@ -206,7 +209,10 @@ pub fn inventory_with(
     host_extra: &[(usize, &str)],
     vm_extra: &[(&str, &str)],
 ) -> String {
-    let mut t = format!("[controller]\nopenflow = \"{CONTROLLER}\"\n{controller_extra}\n");
+    let mut t = format!(
+        "[controller]\nopenflow = \"{CONTROLLER}\"\n{controller_extra}\n{}\n",
+        crate::pki::INVENTORY_TLS
+    );
     for i in 0..keys.len() {
         t += &format!("[[cloud]]\nname = \"cloud-{}\"\n", i + 1);
     }
@@ -241,6 +247,14 @@ pub fn inventory_with(
         }
     }
     t
+}
+
+/// Writes `text` as `dir/inventory.toml` (where [`start_scc`] reads it, and
+/// beside which the PKI goes); returns its path.
+pub fn write_inventory(dir: &std::path::Path, text: &str) -> Result<std::path::PathBuf> {
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
 }
 
 /// The `scd` configuration of host `i` as `scc host-config` writes it.
@@ -400,6 +414,8 @@ pub fn start_switches_edited(
     keys: &[KeyPair],
     mut edit: impl FnMut(usize, String) -> Result<String>,
 ) -> Result<Vec<Scd>> {
+    let beside = inventory.parent().context("the inventory's directory")?;
+    crate::pki::ensure(&beside.join(crate::pki::DIR), keys.len())?;
     let mut scds = Vec::new();
     for (i, key) in keys.iter().enumerate() {
         let config = edit(i, host_config(net, inventory, i)?)?;

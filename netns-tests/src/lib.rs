@@ -22,6 +22,7 @@ mod host_config;
 mod internet;
 pub mod ofctl;
 pub mod packet;
+pub mod pki;
 pub mod replicas;
 mod traffic;
 mod wait;

@@ -252,11 +252,16 @@ fn the_controller_alone_programs_every_switch() -> Result<()> {
     let version = common::status(&net)?["version"].as_u64();
     std::fs::write(&tenants, "id\n")?;
     again.signal(libc::SIGHUP)?;
-    let s = wait_synced(&net)?;
-    assert!(
-        s["version"].as_u64() > version,
-        "SIGHUP applied a new version"
-    );
+    // The switches may still be synchronised at the old version when the first
+    // status is read: the reload is asynchronous.
+    netns_tests::wait_for(
+        Duration::from_secs(60),
+        "SIGHUP applied a new version",
+        || {
+            let s = wait_synced(&net)?;
+            Ok((s["version"].as_u64() > version).then_some(()))
+        },
+    )?;
     assert!(
         reaches(&vms[0], VMS[3].ip, 10)?,
         "a1 -> c1 once the policy is lifted"

@@ -1,7 +1,9 @@
 //! A real QEMU guest (TCG) live-migrates between two hosts' `scd` switches while a
 //! client VM in another cloud holds a TCP connection to it, and the controller
 //! reroutes the overlay when QEMU's RARP self-announce reaches the destination's
-//! switch.
+//! switch. The migration stream runs over TLS with the cloud's CA (QEMU's
+//! `tls-creds-x509`, host1's certificate at the source, host2's at the
+//! destination, which demands the source's), driven by `hypervisor-glue`.
 //!
 //! Three hosts behind an emulated internet, each with an `scd` programmed by `scc`
 //! over WireGuard tunnels: host0 (cloud 1) serves the client VM `a1` (a namespace
@@ -26,6 +28,8 @@ use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
 use hypervisor_glue::commands::{QueryStatus, Quit};
 use hypervisor_glue::migration;
+use hypervisor_glue::tls::{self, Endpoint, HostCredentials};
+use hypervisor_glue::MigrationParameters;
 use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState};
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
@@ -103,17 +107,45 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
     let net = Internet::with_hosts("qscd", &[None; 3])?;
     let keys = common::key_pairs(3)?;
+    // The cloud's PKI (the one scc and scd use): the QEMUs' migration TLS
+    // credentials come from host1's and host2's certificates.
+    let pki_dir = netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), 3)?;
+    let creds = |host: &str| {
+        let id = netns_tests::pki::Identity::of(&pki_dir, host);
+        HostCredentials {
+            ca_cert: id.ca,
+            certificate: id.cert,
+            private_key: id.key,
+        }
+    };
+    let src_tls = tls::creds_dir(
+        &dir.path().join("src-tls"),
+        Endpoint::Client,
+        &creds("host1"),
+    )?;
+    let dst_tls = tls::creds_dir(
+        &dir.path().join("dst-tls"),
+        Endpoint::Server,
+        &creds("host2"),
+    )?;
     // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
     // ports on them, and stay when a QEMU goes.
     for host in [&net.hosts[1], &net.hosts[2]] {
         host.ip(&["tuntap", "add", "dev", QTAP, "mode", "tap"])?;
         host.ip(&["link", "set", QTAP, "mtu", &MTU.to_string(), "up"])?;
     }
-    let mut src = QemuProcess::spawn(qemu_config(&guest, &net.hosts[1], dir.path(), "src"))?;
+    let mut src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
+    src_cfg
+        .extra_args
+        .extend(tls::object_args(&src_tls, Endpoint::Client));
+    let mut src = QemuProcess::spawn(src_cfg)?;
     let src_qmp = src.connect_qmp(QMP_T).await?;
     let dst_ul = Internet::host_addr(2);
     let mut dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
     dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
+    dst_cfg
+        .extra_args
+        .extend(tls::object_args(&dst_tls, Endpoint::Server));
     let mut dst = QemuProcess::spawn(dst_cfg)?;
     let dst_qmp = dst.connect_qmp(QMP_T).await?;
     assert_eq!(
@@ -121,6 +153,10 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         RunState::Inmigrate,
         "the destination waits for the migration"
     );
+    // Before the source connects: the destination takes the stream over TLS only.
+    dst_qmp
+        .execute(&tls::with_tls(MigrationParameters::default(), None))
+        .await?;
 
     // The overlay: a1 on host0 port 1; vm1 (the guest) on host1 port 1, a raw port
     // on the QEMU's TAP; host2 has raw port 2 on its QEMU's TAP, ready.
@@ -193,7 +229,8 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         );
         (s, started.elapsed())
     });
-    let opts = low_downtime_guest_migration();
+    let mut opts = low_downtime_guest_migration();
+    opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
     let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
     let report = migration::migrate(&src_qmp, &uri, &opts)
         .await
@@ -219,7 +256,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         &[&format!("name=\"{QTAP}\""), "dir=\"rx\""],
     )?;
     eprintln!(
-        "\n=== QEMU guest (TCG, 128 MiB) migrates host1 -> host2 under scd/scc ===\n\
+        "\n=== QEMU guest (TCG, 128 MiB) migrates host1 -> host2 under scd/scc, stream over TLS ===\n\
          {}\n\
          QEMU total time    : {} ms\n\
          QEMU downtime      : {} ms\n\

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 mod api_args;
 #[path = "scc/offline.rs"]
 mod offline;
+#[path = "scc/pki.rs"]
+mod pki;
 #[path = "scc/run.rs"]
 mod run;
 use api_args::ApiArgs;
@@ -188,6 +190,11 @@ enum Command {
         #[command(subcommand)]
         verb: PlacementVerb,
     },
+    /// The certificates of OpenFlow over TLS (docs/security.md).
+    Pki {
+        #[command(subcommand)]
+        verb: pki::PkiVerb,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,6 +339,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { file, inventory } => check(&file, inventory.as_deref()),
+        Command::Pki { verb } => pki::pki(verb),
         Command::Compile {
             policy,
             switch,

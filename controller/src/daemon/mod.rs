@@ -145,6 +145,8 @@ pub struct Controller {
     mastership: watch::Sender<Mastership>,
     /// Measurements and the follow-the-sun loop.
     follower: Follower,
+    /// Switches refused at the OpenFlow listener, by reason.
+    switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -199,6 +201,7 @@ impl Controller {
             version,
             mastership,
             follower: Follower::with_moves(&moves_ms),
+            switch_refusals: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -507,6 +510,23 @@ impl Controller {
         let s = st.switches.entry(dpid).or_default();
         f(s);
         s.updated = now_secs();
+    }
+
+    /// Counts a switch refused at the OpenFlow listener for `reason`.
+    pub(crate) fn note_switch_refused(&self, reason: &'static str) {
+        let mut refusals = self
+            .switch_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *refusals.entry(reason).or_default() += 1;
+    }
+
+    /// Switches refused at the OpenFlow listener so far, by reason.
+    pub fn switch_refusals(&self) -> BTreeMap<&'static str, u64> {
+        self.switch_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The program versions as they are committed, for a switch session to follow.

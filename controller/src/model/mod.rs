@@ -147,6 +147,28 @@ pub struct Inventory {
     /// How the controller watches and audits its switches.
     #[serde(default)]
     pub switch_settings: SwitchSettings,
+    /// OpenFlow over mutual TLS (`[controller.tls]`); `None`: plain TCP.
+    #[serde(default)]
+    pub openflow_tls: Option<ControllerTls>,
+    /// Plain-text OpenFlow off loopback is allowed (and warned about at every
+    /// start).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+}
+
+/// `[controller.tls]`: the controller's key and certificate, the CA's, and the
+/// name its certificate carries (what every `scd` checks).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerTls {
+    /// The controller's private key (PEM).
+    pub private_key: std::path::PathBuf,
+    /// The controller's certificate (PEM), naming [`ControllerTls::name`].
+    pub certificate: std::path::PathBuf,
+    /// The CA's certificate (PEM); the hosts' key and certificate files are
+    /// expected beside it on each host (`HOST-key.pem`, `HOST-cert.pem`).
+    pub ca_cert: std::path::PathBuf,
+    /// The controller's name in its certificate.
+    pub name: String,
 }
 
 /// How `scc` keeps its switches in step (`[controller]`'s `echo_every_s`,

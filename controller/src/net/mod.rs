@@ -1,15 +1,21 @@
 //! All of the controller's network I/O: the OpenFlow sessions with the hosts'
-//! switches (`listener` accepts them, `session` runs the protocol and keeps a
+//! switches (`listener` accepts them, over mutual TLS when configured;
+//! `admission` decides whether a switch is who it says it is and the only
+//! session of its datapath; `session` runs the protocol and keeps a
 //! switch equal to the program, auditing its flows; `liveness` decides when a
 //! silent switch is gone; `sampling` absorbs what placement measures).
 //! The sessions call the daemon (`crate::daemon`); the daemon never calls them:
 //! it publishes program versions, which each session follows.
 
+mod admission;
 mod listener;
 mod liveness;
 mod sampling;
 mod session;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
-pub use listener::serve_openflow;
+pub use admission::Refusal;
+pub use listener::{serve_openflow, OpenflowTls};

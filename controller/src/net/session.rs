@@ -6,6 +6,7 @@
 //! tunnels, and the announcements of migrating VMs (packet-ins). The placement
 //! measurement it asks for is absorbed by [`super::sampling`].
 
+use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
 use crate::daemon::Controller;
@@ -19,15 +20,22 @@ use crate::routing::SCC_COOKIE;
 use crate::state_store::Mastership;
 use openflow::flow::{ethertype, port, Field, FlowMatch};
 use openflow::wire::{
-    decode, encode, frame_len, port_state, BindPort, ControllerRole, FlowMod, FlowStatsEntry,
-    FlowStatsRequest, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody, PortDesc, PortReason, PortStatus, Role, GROUP_ANY, TABLE_ALL,
+    decode, encode, frame_len, ControllerRole, FlowMod, FlowStatsEntry, FlowStatsRequest, Hello,
+    Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, Role,
+    GROUP_ANY, TABLE_ALL,
 };
 use openflow::FlowSpec;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tls_support::CertificateDer;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+mod ports;
+
+/// A switch's byte stream: TCP, or TLS over TCP.
+pub(super) trait SwitchIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchIo for T {}
 
 /// How long a switch may take to answer a request (barrier, flow stats).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,7 +61,14 @@ fn our_flows(matcher: FlowMatch, out_port: u32) -> MultipartRequestBody {
 
 /// One switch's connection and what the session remembers of it.
 pub(super) struct Session {
-    stream: TcpStream,
+    stream: Box<dyn SwitchIo>,
+    /// The switch's address, for logs and `scc status`.
+    peer: String,
+    /// Its certificate, verified against the CA, when it came over TLS.
+    certificate: Option<CertificateDer<'static>>,
+    /// The datapaths with a live session, and this session's once admitted.
+    claims: Arc<Claims>,
+    claim: Option<Claim>,
     inbox: Vec<u8>,
     xid: u32,
     ctl: Arc<Controller>,
@@ -105,7 +120,13 @@ pub(super) enum SessionError {
 }
 
 impl Session {
-    pub(super) fn new(stream: TcpStream, ctl: Arc<Controller>) -> Session {
+    pub(super) fn new(
+        stream: Box<dyn SwitchIo>,
+        peer: String,
+        certificate: Option<CertificateDer<'static>>,
+        ctl: Arc<Controller>,
+        claims: Arc<Claims>,
+    ) -> Session {
         let settings = ctl.inventory().switch_settings;
         let liveness = Liveness::new(
             Duration::ZERO,
@@ -114,6 +135,10 @@ impl Session {
         );
         Session {
             stream,
+            peer,
+            certificate,
+            claims,
+            claim: None,
             inbox: Vec::with_capacity(65536),
             xid: 0,
             ctl,
@@ -138,10 +163,18 @@ impl Session {
         self.liveness.heard(self.started.elapsed());
     }
 
+    /// Writes `bytes` and flushes them: over TLS a write may leave records
+    /// queued in the session until a flush, and the switch would wait for them.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
     async fn send(&mut self, m: &Message) -> Result<u32, SessionError> {
         self.xid = self.xid.wrapping_add(1);
         let bytes = encode(m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.stream.write_all(&bytes).await?;
+        self.write(&bytes).await?;
         Ok(self.xid)
     }
 
@@ -162,8 +195,7 @@ impl Session {
                 batch.clear();
             }
         }
-        self.stream.write_all(&batch).await?;
-        Ok(())
+        self.write(&batch).await
     }
 
     /// Sends a multipart request; its xid.
@@ -210,7 +242,7 @@ impl Session {
                 Ok((xid, Message::EchoRequest(data))) => {
                     let bytes = encode(&Message::EchoReply(data), xid)
                         .map_err(|e| SessionError::Protocol(e.to_string()))?;
-                    self.stream.write_all(&bytes).await?;
+                    self.write(&bytes).await?;
                 }
                 Ok((xid, Message::Error(e))) if self.bind_xids.remove(&xid) => {
                     self.binding_refused(&e);
@@ -348,40 +380,6 @@ impl Session {
         }
     }
 
-    /// The switch's whole port list (a port-desc reply): every port by number,
-    /// and which tunnels have a live WireGuard session.
-    fn ports_described(&self, dpid: u64, ports: &[PortDesc]) {
-        let tunnels = ports
-            .iter()
-            .filter(|p| dataplane_core::port::is_tunnel_port(&p.name))
-            .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
-            .collect();
-        let numbered = ports.iter().map(|p| (p.port_no, p.name.clone())).collect();
-        self.ctl.update_switch(dpid, |s| {
-            s.tunnels_up = tunnels;
-            s.ports = numbered;
-        });
-    }
-
-    /// One port added, removed or changed (`OFPT_PORT_STATUS`).
-    fn port_changed(&self, dpid: u64, change: &PortStatus) {
-        let p = &change.desc;
-        tracing::info!(dpid, port = p.port_no, name = %p.name, reason = ?change.reason, "port status");
-        let up = p.state & port_state::LINK_DOWN == 0;
-        let tunnel = dataplane_core::port::is_tunnel_port(&p.name);
-        self.ctl.update_switch(dpid, |s| {
-            if change.reason == PortReason::Delete {
-                s.ports.remove(&p.port_no);
-                s.tunnels_up.remove(&p.name);
-            } else {
-                s.ports.insert(p.port_no, p.name.clone());
-                if tunnel {
-                    s.tunnels_up.insert(p.name.clone(), up);
-                }
-            }
-        });
-    }
-
     async fn installed_flows(&mut self) -> Result<Vec<FlowSpec>, SessionError> {
         let entries = self.flow_stats(FlowMatch::any(), port::ANY).await?;
         Ok(entries.into_iter().map(|e| e.spec).collect())
@@ -490,54 +488,6 @@ impl Session {
                 }
                 self.sync(installed, desired, version).await
             }
-        }
-    }
-
-    /// Sends the bindings of the switch's VM ports that this connection has not
-    /// sent yet (all of them after a connect); they precede the flow-mods of the
-    /// version they belong to, so a migration's destination port admits the VM
-    /// before the destination reports ready.
-    async fn bind_ports(&mut self, dpid: u64) -> Result<(), SessionError> {
-        if self.binding_unsupported {
-            return Ok(());
-        }
-        for binding in self.ctl.port_bindings(dpid) {
-            if self.bound.get(&binding.port) == Some(&binding) {
-                continue;
-            }
-            let xid = self
-                .send(&Message::BindPort(BindPort {
-                    port: binding.port,
-                    mac: Some(binding.mac),
-                    ips: binding.ips.clone(),
-                }))
-                .await?;
-            tracing::debug!(dpid, port = binding.port, mac = %binding.mac, "port bound");
-            self.bind_xids.insert(xid);
-            self.bound.insert(binding.port, binding);
-        }
-        Ok(())
-    }
-
-    /// The switch refused a binding: one that does not know the message gets no
-    /// more; any other refusal (a port it does not have) is the switch's error.
-    fn binding_refused(&mut self, e: &openflow::wire::ErrorMsg) {
-        use openflow::wire::{BadRequest, ErrorCode};
-        let unknown = matches!(
-            e.code,
-            ErrorCode::BadRequest(BadRequest::BadExperimenter | BadRequest::BadExpType)
-        );
-        if unknown {
-            if !self.binding_unsupported {
-                tracing::warn!(dpid = ?self.dpid, "switch does not take port bindings (not scd?): its VM ports are not protected");
-            }
-            self.binding_unsupported = true;
-            return;
-        }
-        let text = format!("port binding refused: {e:?}");
-        tracing::warn!(dpid = ?self.dpid, "{text}");
-        if let Some(dpid) = self.dpid {
-            self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
         }
     }
 
@@ -694,12 +644,36 @@ impl Session {
     }
 
     /// Runs the session until the switch goes or fails.
+    /// Admits the switch that announced `dpid` (see [`super::admission`]), or
+    /// counts and logs why not: before anything of a host's program is sent.
+    fn admit(&mut self, dpid: u64) -> Result<(), SessionError> {
+        let admitted = check_identity(&self.ctl.inventory(), dpid, self.certificate.as_ref())
+            .and_then(|()| self.claims.claim(dpid).ok_or(Refusal::Duplicate));
+        match admitted {
+            Ok(claim) => {
+                self.claim = Some(claim);
+                self.dpid = Some(dpid);
+                Ok(())
+            }
+            Err(reason) => {
+                self.ctl.note_switch_refused(reason.label());
+                Err(SessionError::Protocol(format!(
+                    "switch refused ({}): datapath {dpid:#x}{}",
+                    reason.label(),
+                    match reason {
+                        Refusal::Duplicate =>
+                            " has a live session; a new one is accepted once it is gone or silent past the echo timeout",
+                        _ if self.certificate.is_some() =>
+                            " is not the host its certificate names, or no inventory host's",
+                        _ => " is no inventory host's",
+                    }
+                )))
+            }
+        }
+    }
+
     pub(super) async fn run(mut self) -> Result<(), SessionError> {
-        let peer = self
-            .stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let peer = self.peer.clone();
         self.send(&Message::Hello(Hello::of13())).await?;
         let features = self.send(&Message::FeaturesRequest).await?;
         let dpid = loop {
@@ -708,12 +682,7 @@ impl Session {
                 _ => continue,
             }
         };
-        self.dpid = Some(dpid);
-        if self.ctl.desired(dpid).is_none() {
-            return Err(SessionError::Protocol(format!(
-                "datapath {dpid} is not in the inventory"
-            )));
-        }
+        self.admit(dpid)?;
         // Its ports are known before it counts as connected: a migration checks
         // its destination port against them.
         let ports = self.multipart(MultipartRequestBody::PortDesc).await?;

@@ -30,11 +30,11 @@ async fn controller(
     let ctl = example_controller(dir, |inventory| inventory.switch_settings = settings);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_openflow(listener, ctl.clone()));
+    tokio::spawn(serve_openflow(listener, ctl.clone(), None));
     (ctl, addr)
 }
 
-fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
+pub(super) fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
     let host = ctl.inventory().host_by_dpid(dpid).unwrap().name.clone();
     ctl.switch_report()
         .into_iter()
@@ -44,7 +44,7 @@ fn switch(ctl: &Controller, dpid: u64) -> SwitchStatus {
 }
 
 /// Waits until `done` holds, at most [`DEADLINE`]; panics saying `what` otherwise.
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(start.elapsed() < DEADLINE, "never: {what}");
@@ -179,7 +179,7 @@ async fn a_phase_committed_but_never_sent_reaches_the_switch_after_a_restart() {
     assert!(again.resume().is_some(), "the prepared migration resumes");
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_openflow(listener, again.clone()));
+    tokio::spawn(serve_openflow(listener, again.clone(), None));
     let (version, desired) = again.desired(2).unwrap();
     let desired = desired.to_vec();
     assert_eq!(desired, prepared, "the committed phase's table");

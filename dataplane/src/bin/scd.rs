@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use dataplane::config::{HostConfig, PortKind};
 use dataplane::io::rawport::RawPort;
 use dataplane::io::tap::Tap;
-use dataplane::ofchannel::{Channel, DatapathInfo, PACKET_IN_DEPTH};
+use dataplane::ofchannel::{Channel, ChannelTls, DatapathInfo, PACKET_IN_DEPTH};
 use dataplane::static_flows::{self, initial_pipeline, StaticFlows};
 use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::tunnel::Tunnels;
@@ -139,6 +139,8 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         gateway_ip: cfg.gateway_ip,
         pipeline,
     })?;
+    // The TLS files may be readable by root only: read before the drop.
+    let channel_tls = ChannelTls::load(&cfg.openflow).context("[openflow.tls]")?;
     // Every device is open and no thread has started yet: from here on scd needs
     // only what forwarding and its own TAPs need.
     let dropped = dataplane::privileges::drop_privileges(user)
@@ -146,6 +148,9 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     info!(%dropped, "privileges dropped");
     let handle = switch.handle();
     let of = &cfg.openflow;
+    for exposed in of.exposed_plaintext() {
+        warn!(%exposed, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone on the path can read and program this switch; use pssl:/ssl:");
+    }
     let _channel = if !of.listen.is_empty() || !of.controllers.is_empty() {
         let (tx, rx) = packet_in_channel(PACKET_IN_DEPTH);
         switch.set_packet_in(tx);
@@ -154,11 +159,12 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
             name: cfg.name.clone(),
             n_tables: pipeline_tables,
         };
-        let (channel, removed_hook) = Channel::start(of, handle.clone(), info, rx)?;
+        let (channel, removed_hook) =
+            Channel::start_with_tls(of, channel_tls, handle.clone(), info, rx)?;
         switch.on_removed(removed_hook);
         info!(
             listen = ?channel.listeners().iter().map(ToString::to_string).collect::<Vec<_>>(),
-            controllers = ?of.controllers,
+            controllers = ?of.controllers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             fail_mode = ?of.fail_mode,
             "OpenFlow 1.3 channel started"
         );

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// The next whole message on `s`, or `None` when the peer closed.
-fn next_message(s: &mut UnixStream) -> Option<(u32, Message)> {
+pub(super) fn next_message(s: &mut impl Read) -> Option<(u32, Message)> {
     let mut buf = vec![0u8; 8];
     s.read_exact(&mut buf).ok()?;
     let len = usize::from(peek_header(&buf)?.length);

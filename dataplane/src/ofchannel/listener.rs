@@ -1,6 +1,7 @@
-//! The passive side of the channel: binding `ptcp:` and `punix:` listeners,
-//! accepting their connections as [`OfStream`]s, and each listener's connection
-//! cap with its counters.
+//! The passive side of the channel: binding `ptcp:`, `pssl:` and `punix:`
+//! listeners, accepting their connections as [`OfStream`]s (a `pssl:` one after
+//! its TLS handshake, which demands a certificate of the CA), and each
+//! listener's connection cap with its counters.
 //!
 //! A `punix:` socket is made mode 0600 before it listens (until `listen` every
 //! connect is refused, so there is no moment when another user can connect); a
@@ -10,6 +11,7 @@
 //! writes a connection: serving one belongs to the session loop.
 
 use super::stream::OfStream;
+use super::tls_stream::TlsStream;
 use crate::config::ListenAddr;
 use crate::switch::{ChannelCounters, ListenerCounters};
 use std::fs;
@@ -20,6 +22,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use tls_support::rustls::ServerConfig;
 
 /// Connections the kernel queues before `accept`.
 const BACKLOG: i32 = 128;
@@ -39,6 +42,7 @@ pub(super) struct Listener {
 #[derive(Debug)]
 enum Socket {
     Tcp(TcpListener),
+    Tls(TcpListener, Arc<ServerConfig>),
     Unix(UnixListener),
 }
 
@@ -81,18 +85,26 @@ impl Drop for Admitted {
 
 impl Listener {
     /// Binds `addr`, serving at most `max_connections` at once, and registers
-    /// its counters with the channel's. A `punix:` listener also returns its
-    /// socket file, to drop when the daemon exits.
+    /// its counters with the channel's. A `pssl:` listener needs `tls`. A
+    /// `punix:` listener also returns its socket file, to drop when the daemon
+    /// exits.
     pub(super) fn bind(
         addr: &ListenAddr,
         max_connections: usize,
         channel: &ChannelCounters,
+        tls: Option<&Arc<ServerConfig>>,
     ) -> io::Result<(Listener, Option<SocketFile>)> {
         let (socket, bound, file) = match addr {
             ListenAddr::Tcp(a) => {
                 let listener = TcpListener::bind(a)?;
                 let bound = ListenAddr::Tcp(listener.local_addr()?);
                 (Socket::Tcp(listener), bound, None)
+            }
+            ListenAddr::Ssl(a) => {
+                let tls = tls.ok_or_else(|| io::Error::other("pssl: without [openflow.tls]"))?;
+                let listener = TcpListener::bind(a)?;
+                let bound = ListenAddr::Ssl(listener.local_addr()?);
+                (Socket::Tls(listener, tls.clone()), bound, None)
             }
             ListenAddr::Unix(path) => {
                 let (listener, file) = bind_unix(path)?;
@@ -127,10 +139,11 @@ impl Listener {
         &self.counters
     }
 
-    /// Waits for the next connection; `peer` describes it for logs.
+    /// Waits for the next connection; `peer` describes it for logs. A `pssl:`
+    /// connection still has to pass [`Listener::secure`].
     pub(super) fn accept(&self) -> io::Result<(OfStream, String)> {
         match &self.socket {
-            Socket::Tcp(l) => {
+            Socket::Tcp(l) | Socket::Tls(l, _) => {
                 let (stream, peer) = l.accept()?;
                 Ok((OfStream::Tcp(stream), peer.to_string()))
             }
@@ -138,6 +151,21 @@ impl Listener {
                 let (stream, _) = l.accept()?;
                 Ok((OfStream::Unix(stream), self.addr.to_string()))
             }
+        }
+    }
+
+    /// The stream to serve: on a `pssl:` listener, after a TLS handshake in
+    /// which the client proved a certificate of the CA (a failure is counted);
+    /// on the others, `stream` itself. Runs on the connection's own thread: a
+    /// slow handshake holds up nobody else.
+    pub(super) fn secure(&self, stream: OfStream) -> io::Result<OfStream> {
+        match (&self.socket, stream) {
+            (Socket::Tls(_, config), OfStream::Tcp(tcp)) => TlsStream::accept(tcp, config.clone())
+                .map(OfStream::Tls)
+                .inspect_err(|_| {
+                    self.counters.tls_refused.fetch_add(1, Relaxed);
+                }),
+            (_, stream) => Ok(stream),
         }
     }
 

@@ -29,16 +29,18 @@ mod net;
 mod registry;
 mod session;
 mod stream;
+mod tls_stream;
 
 pub use backend::{Backend, FlowModResults, SwitchBackend};
 pub use info::DatapathInfo;
 pub use net::{
-    Channel, ChannelError, BACKOFF_MAX, BACKOFF_START, ECHO_INTERVAL, MISSED_ECHOES,
+    Channel, ChannelError, ChannelTls, BACKOFF_MAX, BACKOFF_START, ECHO_INTERVAL, MISSED_ECHOES,
     PACKET_IN_DEPTH,
 };
 pub use registry::{Conn, Registry};
 pub use session::{Outcome, Session};
 pub use stream::OfStream;
+pub use tls_stream::TlsStream;
 
 #[cfg(test)]
 mod listen_tests;
@@ -46,3 +48,5 @@ mod listen_tests;
 mod running_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -1,7 +1,8 @@
 //! The threads and sockets of the channel: the passive listeners with their
 //! connection caps and idle timeouts, the active connections with reconnect
-//! backoff and keepalive, and the fan-out of packet-ins and flow-removed messages
-//! from the switch thread.
+//! backoff and keepalive (over TLS to an `ssl:` controller, which must present
+//! a certificate of the CA naming the configured controller name), and the
+//! fan-out of packet-ins and flow-removed messages from the switch thread.
 
 use super::backend::SwitchBackend;
 use super::info::DatapathInfo;
@@ -10,7 +11,8 @@ use super::liveness::{Keepalive, Liveness, Verdict};
 use super::registry::{Conn, Registry};
 use super::session::Session;
 use super::stream::OfStream;
-use crate::config::{FailMode, ListenAddr, OpenflowConfig};
+use super::tls_stream::TlsStream;
+use crate::config::{ControllerAddr, FailMode, ListenAddr, OpenflowConfig};
 use crate::switch::{PacketInReceiver, RemovedHook, SwitchHandle, SwitchShared};
 use dataplane_core::pipeline::RemovedFlow;
 use dataplane_core::translate::{flow_removed_message, packet_in_message};
@@ -22,6 +24,8 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tls_support::rustls::{ClientConfig, ServerConfig};
+use tls_support::{ServerName, TlsError};
 use tracing::{debug, info, warn};
 
 /// An echo request goes to each controller this often.
@@ -53,6 +57,60 @@ pub enum ChannelError {
     /// A thread could not be started.
     #[error("cannot start an OpenFlow thread: {0}")]
     Thread(io::Error),
+    /// The TLS files of `pssl:` or `ssl:` are missing or unusable.
+    #[error("OpenFlow over TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The controller name is not a DNS name a certificate can carry.
+    #[error("OpenFlow over TLS: `{0}` is not a valid controller name")]
+    ControllerName(String),
+}
+
+/// What an `ssl:` controller connection is made with.
+#[derive(Debug, Clone)]
+struct ClientTls {
+    config: Arc<ClientConfig>,
+    controller_name: ServerName<'static>,
+}
+
+/// The TLS configurations of a channel, read from its PEM files: `scd` loads
+/// them before it drops its privileges (the files may be readable by root
+/// only), and starts the channel with them afterwards.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelTls {
+    /// For `pssl:` listeners.
+    server: Option<Arc<ServerConfig>>,
+    /// For `ssl:` controller connections.
+    client: Option<ClientTls>,
+}
+
+impl ChannelTls {
+    /// Reads `[openflow.tls]`'s files if a `pssl:` listener or an `ssl:`
+    /// controller needs them.
+    pub fn load(cfg: &OpenflowConfig) -> Result<ChannelTls, ChannelError> {
+        let server = match &cfg.tls {
+            Some(tls) if cfg.listen.iter().any(|l| matches!(l, ListenAddr::Ssl(_))) => {
+                Some(tls_support::server_config(&tls.files)?)
+            }
+            _ => None,
+        };
+        let client = match &cfg.tls {
+            Some(tls)
+                if cfg
+                    .controllers
+                    .iter()
+                    .any(|c| matches!(c, ControllerAddr::Ssl(_))) =>
+            {
+                let controller_name = ServerName::try_from(tls.controller_name.clone())
+                    .map_err(|_| ChannelError::ControllerName(tls.controller_name.clone()))?;
+                Some(ClientTls {
+                    config: tls_support::client_config(&tls.files)?,
+                    controller_name,
+                })
+            }
+            _ => None,
+        };
+        Ok(ChannelTls { server, client })
+    }
 }
 
 /// The running channel. Dropping it removes the `punix:` socket files (the
@@ -74,6 +132,18 @@ impl Channel {
         info: DatapathInfo,
         packet_in: PacketInReceiver,
     ) -> Result<(Channel, RemovedHook), ChannelError> {
+        let tls = ChannelTls::load(cfg)?;
+        Channel::start_with_tls(cfg, tls, handle, info, packet_in)
+    }
+
+    /// [`Channel::start`] with TLS configurations loaded beforehand.
+    pub fn start_with_tls(
+        cfg: &OpenflowConfig,
+        tls: ChannelTls,
+        handle: SwitchHandle,
+        info: DatapathInfo,
+        packet_in: PacketInReceiver,
+    ) -> Result<(Channel, RemovedHook), ChannelError> {
         let registry = Arc::new(Registry::default());
         let backend = SwitchBackend::new(handle.clone(), info);
         let (removed_tx, removed_rx) = mpsc::sync_channel::<RemovedFlow>(REMOVED_DEPTH);
@@ -90,15 +160,23 @@ impl Channel {
                 .spawn(move || dispatch(&registry, &shared, &packet_in, &removed_rx))
                 .map_err(ChannelError::Thread)?;
         }
+        let ChannelTls {
+            server: server_tls,
+            client: client_tls,
+        } = tls;
         let (mut listening, mut socket_files) = (Vec::new(), Vec::new());
         for addr in &cfg.listen {
-            let (listener, file) =
-                Listener::bind(addr, cfg.max_connections, &handle.shared.channel).map_err(
-                    |source| ChannelError::Listen {
-                        addr: addr.clone(),
-                        source,
-                    },
-                )?;
+            let (listener, file) = Listener::bind(
+                addr,
+                cfg.max_connections,
+                &handle.shared.channel,
+                server_tls.as_ref(),
+            )
+            .map_err(|source| ChannelError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+            let listener = Arc::new(listener);
             socket_files.extend(file);
             listening.push(listener.addr().clone());
             info!(listener = %listener.addr(), max_connections = cfg.max_connections,
@@ -111,9 +189,13 @@ impl Channel {
         }
         for &addr in &cfg.controllers {
             let (registry, backend, fail_mode) = (registry.clone(), backend.clone(), cfg.fail_mode);
+            let tls = match addr {
+                ControllerAddr::Ssl(_) => client_tls.clone(),
+                ControllerAddr::Tcp(_) => None,
+            };
             std::thread::Builder::new()
-                .name(format!("of-ctl-{addr}"))
-                .spawn(move || controller_loop(addr, fail_mode, &registry, &backend))
+                .name(format!("of-ctl-{}", addr.addr()))
+                .spawn(move || controller_loop(addr, tls.as_ref(), fail_mode, &registry, &backend))
                 .map_err(ChannelError::Thread)?;
         }
         let channel = Channel {
@@ -167,7 +249,7 @@ fn dispatch(
 /// Accepts connections on `listener` for ever: each on a thread of its own
 /// while the listener is below its cap, closed at once above it.
 fn accept_loop(
-    listener: &Listener,
+    listener: &Arc<Listener>,
     registry: &Arc<Registry>,
     backend: &SwitchBackend,
     idle_timeout: Duration,
@@ -186,11 +268,19 @@ fn accept_loop(
             continue;
         };
         let (registry, backend) = (registry.clone(), backend.clone());
-        let counters = listener.counters().clone();
+        let listener = listener.clone();
         let spawned = std::thread::Builder::new()
             .name("of-conn".into())
             .spawn(move || {
                 let _admitted = admitted;
+                let counters = listener.counters();
+                let stream = match listener.secure(stream) {
+                    Ok(stream) => stream,
+                    Err(e) => {
+                        warn!(listener = %listener.addr(), %peer, "OpenFlow connection refused: TLS handshake failed: {e}");
+                        return;
+                    }
+                };
                 let keepalive = Keepalive::Idle(idle_timeout);
                 match serve(stream, peer, &registry, &backend, keepalive) {
                     Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -207,29 +297,36 @@ fn accept_loop(
     }
 }
 
+/// Connects to `addr`, over TLS when `tls` is given (the controller's
+/// certificate verified).
+fn connect(addr: SocketAddr, tls: Option<&ClientTls>) -> io::Result<OfStream> {
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    match tls {
+        None => Ok(OfStream::Tcp(tcp)),
+        Some(tls) => TlsStream::connect(tcp, tls.config.clone(), tls.controller_name.clone())
+            .map(OfStream::Tls),
+    }
+}
+
 fn controller_loop(
-    addr: SocketAddr,
+    controller: ControllerAddr,
+    tls: Option<&ClientTls>,
     fail_mode: FailMode,
     registry: &Arc<Registry>,
     backend: &SwitchBackend,
 ) {
+    let addr = controller.addr();
     let mut backoff = BACKOFF_START;
     loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        match connect(addr, tls) {
             Ok(stream) => {
-                info!(controller = %addr, "connected to controller");
+                info!(%controller, "connected to controller");
                 backoff = BACKOFF_START;
                 let keepalive = Keepalive::Probe {
                     interval: ECHO_INTERVAL,
                     missed: MISSED_ECHOES,
                 };
-                let result = serve(
-                    OfStream::Tcp(stream),
-                    addr.to_string(),
-                    registry,
-                    backend,
-                    keepalive,
-                );
+                let result = serve(stream, addr.to_string(), registry, backend, keepalive);
                 let mode = match fail_mode {
                     FailMode::Secure => "secure: tables kept",
                     FailMode::Standalone => {
@@ -239,7 +336,13 @@ fn controller_loop(
                 warn!(controller = %addr, fail_mode = mode, "controller connection lost: {}",
                     result.err().map_or_else(|| "closed".to_string(), |e| e.to_string()));
             }
-            Err(e) => debug!(controller = %addr, "connect failed: {e}"),
+            Err(e) => match tls {
+                // A certificate refused either way is not a network hiccup.
+                Some(_) if e.kind() == io::ErrorKind::InvalidData => {
+                    warn!(%controller, "TLS connection to the controller failed: {e}");
+                }
+                _ => debug!(%controller, "connect failed: {e}"),
+            },
         }
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(BACKOFF_MAX);

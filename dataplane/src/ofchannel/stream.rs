@@ -1,5 +1,6 @@
-//! One OpenFlow connection's byte stream, TCP or Unix: the session code reads and
-//! writes it the same way whichever listener or controller it came from.
+//! One OpenFlow connection's byte stream, TCP, TLS or Unix: the session code
+//! reads and writes it the same way whichever listener or controller it came
+//! from.
 //!
 //! It owns only the socket calls the channel needs (read, write, timeouts,
 //! shutdown, a second handle for the writer); it never interprets the bytes.
@@ -9,6 +10,8 @@ use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use super::tls_stream::TlsStream;
+
 /// A connected OpenFlow stream.
 #[derive(Debug)]
 pub enum OfStream {
@@ -16,6 +19,8 @@ pub enum OfStream {
     Tcp(TcpStream),
     /// From `punix:`.
     Unix(UnixStream),
+    /// From `pssl:` or to an `ssl:` controller.
+    Tls(TlsStream),
 }
 
 impl OfStream {
@@ -24,6 +29,7 @@ impl OfStream {
         match self {
             OfStream::Tcp(s) => s.try_clone().map(OfStream::Tcp),
             OfStream::Unix(s) => s.try_clone().map(OfStream::Unix),
+            OfStream::Tls(s) => s.try_clone().map(OfStream::Tls),
         }
     }
 
@@ -32,6 +38,7 @@ impl OfStream {
         match self {
             OfStream::Tcp(s) => s.set_read_timeout(timeout),
             OfStream::Unix(s) => s.set_read_timeout(timeout),
+            OfStream::Tls(s) => s.socket().set_read_timeout(timeout),
         }
     }
 
@@ -40,6 +47,7 @@ impl OfStream {
         match self {
             OfStream::Tcp(s) => s.set_write_timeout(timeout),
             OfStream::Unix(s) => s.set_write_timeout(timeout),
+            OfStream::Tls(s) => s.socket().set_write_timeout(timeout),
         }
     }
 
@@ -47,6 +55,7 @@ impl OfStream {
     pub fn set_nodelay(&self) -> io::Result<()> {
         match self {
             OfStream::Tcp(s) => s.set_nodelay(true),
+            OfStream::Tls(s) => s.socket().set_nodelay(true),
             OfStream::Unix(_) => Ok(()),
         }
     }
@@ -56,6 +65,7 @@ impl OfStream {
         match self {
             OfStream::Tcp(s) => s.shutdown(Shutdown::Both),
             OfStream::Unix(s) => s.shutdown(Shutdown::Both),
+            OfStream::Tls(s) => s.shutdown(),
         }
     }
 }
@@ -65,6 +75,7 @@ impl Read for OfStream {
         match self {
             OfStream::Tcp(s) => s.read(buf),
             OfStream::Unix(s) => s.read(buf),
+            OfStream::Tls(s) => s.read(buf),
         }
     }
 }
@@ -74,6 +85,7 @@ impl Write for OfStream {
         match self {
             OfStream::Tcp(s) => s.write(buf),
             OfStream::Unix(s) => s.write(buf),
+            OfStream::Tls(s) => s.write(buf),
         }
     }
 
@@ -81,6 +93,7 @@ impl Write for OfStream {
         match self {
             OfStream::Tcp(s) => s.flush(),
             OfStream::Unix(s) => s.flush(),
+            OfStream::Tls(s) => s.flush(),
         }
     }
 }

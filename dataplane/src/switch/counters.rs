@@ -150,6 +150,8 @@ pub struct ListenerCounters {
     pub refused: AtomicU64,
     /// Connections closed because they sent nothing for the idle timeout.
     pub idle_closed: AtomicU64,
+    /// Connections to a `pssl:` listener whose TLS handshake failed.
+    pub tls_refused: AtomicU64,
 }
 
 /// Outcomes of reloading the static flows file, written by whoever reloads it

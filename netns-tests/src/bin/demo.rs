@@ -136,10 +136,11 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     )?;
     let _scc = cloud::start_scc(&net, dir.path(), true)?;
     clock.say(format_args!(
-        "controller scc up at {} (store {}, API unix:{})",
+        "controller scc up at {} (store {}, API unix:{}); OpenFlow over mutual TLS, certificates from `scc pki` in {}",
         cloud::CONTROLLER,
         dir.path().join("state.json").display(),
-        cloud::api_socket(&net.router).display()
+        cloud::api_socket(&net.router).display(),
+        dir.path().join(netns_tests::pki::DIR).display()
     ));
     // A port ready for web1 on every host it may move to.
     let scds = cloud::start_switches(&net, &inventory, &keys, |i| match i {

@@ -111,8 +111,17 @@ pub(crate) fn run(
     rt.block_on(async move {
         let inv = ctl.inventory();
         let of = replicas.openflow.unwrap_or(inv.openflow);
+        let of_tls = match &inv.openflow_tls {
+            Some(tls) => Some(controller::net::OpenflowTls::load(tls).context("[controller.tls]")?),
+            None => {
+                if !of.ip().is_loopback() {
+                    tracing::warn!(%of, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone who reaches this port can pose as a switch; add [controller.tls]");
+                }
+                None
+            }
+        };
         let of_listener = tokio::net::TcpListener::bind(of).await.with_context(|| format!("OpenFlow listener on {of}"))?;
-        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone()));
+        tokio::spawn(controller::net::serve_openflow(of_listener, ctl.clone(), of_tls.clone()));
         let socket = replicas.api_socket.as_ref().unwrap_or(&inv.api_socket);
         let api_listener = controller::api::access::bind_unix(socket).context("API socket")?;
         tokio::spawn(controller::api::serve(api_listener, ctl.clone(), None));
@@ -132,7 +141,7 @@ pub(crate) fn run(
             }
             (None, _) => {}
         }
-        tracing::info!(%of, api = %socket.display(), "scc running");
+        tracing::info!(%of, api = %socket.display(), tls = of_tls.is_some(), "scc running");
         // A replica resumes a migration in progress when it is elected
         // (`replica::follow`): a standby changes nothing.
         if replica.is_none() {

@@ -18,7 +18,7 @@ fn a_unix_listener_is_0600_replaces_a_stale_socket_and_is_removed_on_drop() {
     assert!(path.exists());
 
     let channel = ChannelCounters::default();
-    let (listener, file) = Listener::bind(&addr, 4, &channel).unwrap();
+    let (listener, file) = Listener::bind(&addr, 4, &channel, None).unwrap();
     let meta = fs::symlink_metadata(&path).unwrap();
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -43,14 +43,14 @@ fn a_live_socket_or_another_file_is_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let (path, addr) = unix_addr(&dir);
     let channel = ChannelCounters::default();
-    let (_first, _file) = Listener::bind(&addr, 4, &channel).unwrap();
-    let e = Listener::bind(&addr, 4, &channel).unwrap_err();
+    let (_first, _file) = Listener::bind(&addr, 4, &channel, None).unwrap();
+    let e = Listener::bind(&addr, 4, &channel, None).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::AddrInUse, "{e}");
     assert!(path.exists());
 
     let plain = dir.path().join("notes.txt");
     fs::write(&plain, "keep me").unwrap();
-    let e = Listener::bind(&ListenAddr::Unix(plain.clone()), 4, &channel).unwrap_err();
+    let e = Listener::bind(&ListenAddr::Unix(plain.clone()), 4, &channel, None).unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
     assert_eq!(fs::read_to_string(&plain).unwrap(), "keep me");
 }
@@ -60,7 +60,7 @@ fn a_socket_file_replaced_by_someone_else_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (path, addr) = unix_addr(&dir);
     let channel = ChannelCounters::default();
-    let (listener, file) = Listener::bind(&addr, 4, &channel).unwrap();
+    let (listener, file) = Listener::bind(&addr, 4, &channel, None).unwrap();
     drop(listener);
     // Another process binds its own socket and moves it over the path.
     let beside = dir.path().join("other.sock");
@@ -75,7 +75,7 @@ fn a_socket_file_replaced_by_someone_else_is_left_alone() {
 fn connections_over_the_cap_are_refused_and_counted_until_one_leaves() {
     let channel = ChannelCounters::default();
     let addr = ListenAddr::Tcp("127.0.0.1:0".parse().unwrap());
-    let (listener, file) = Listener::bind(&addr, 2, &channel).unwrap();
+    let (listener, file) = Listener::bind(&addr, 2, &channel, None).unwrap();
     assert!(file.is_none());
     let ListenAddr::Tcp(bound) = listener.addr() else {
         panic!("{:?}", listener.addr());

@@ -1,0 +1,90 @@
+//! A switch session's view of the switch's ports: the port list it describes and
+//! the port-status messages that change it, and the bindings of its VM ports
+//! (port security) that this connection sends and the switch may refuse.
+
+use super::{Session, SessionError};
+use openflow::wire::{port_state, BindPort, Message, PortDesc, PortReason, PortStatus};
+
+impl Session {
+    /// The switch's whole port list (a port-desc reply): every port by number,
+    /// and which tunnels have a live WireGuard session.
+    pub(super) fn ports_described(&self, dpid: u64, ports: &[PortDesc]) {
+        let tunnels = ports
+            .iter()
+            .filter(|p| dataplane_core::port::is_tunnel_port(&p.name))
+            .map(|p| (p.name.clone(), p.state & port_state::LINK_DOWN == 0))
+            .collect();
+        let numbered = ports.iter().map(|p| (p.port_no, p.name.clone())).collect();
+        self.ctl.update_switch(dpid, |s| {
+            s.tunnels_up = tunnels;
+            s.ports = numbered;
+        });
+    }
+
+    /// One port added, removed or changed (`OFPT_PORT_STATUS`).
+    pub(super) fn port_changed(&self, dpid: u64, change: &PortStatus) {
+        let p = &change.desc;
+        tracing::info!(dpid, port = p.port_no, name = %p.name, reason = ?change.reason, "port status");
+        let up = p.state & port_state::LINK_DOWN == 0;
+        let tunnel = dataplane_core::port::is_tunnel_port(&p.name);
+        self.ctl.update_switch(dpid, |s| {
+            if change.reason == PortReason::Delete {
+                s.ports.remove(&p.port_no);
+                s.tunnels_up.remove(&p.name);
+            } else {
+                s.ports.insert(p.port_no, p.name.clone());
+                if tunnel {
+                    s.tunnels_up.insert(p.name.clone(), up);
+                }
+            }
+        });
+    }
+
+    /// Sends the bindings of the switch's VM ports that this connection has not
+    /// sent yet (all of them after a connect); they precede the flow-mods of the
+    /// version they belong to, so a migration's destination port admits the VM
+    /// before the destination reports ready.
+    pub(super) async fn bind_ports(&mut self, dpid: u64) -> Result<(), SessionError> {
+        if self.binding_unsupported {
+            return Ok(());
+        }
+        for binding in self.ctl.port_bindings(dpid) {
+            if self.bound.get(&binding.port) == Some(&binding) {
+                continue;
+            }
+            let xid = self
+                .send(&Message::BindPort(BindPort {
+                    port: binding.port,
+                    mac: Some(binding.mac),
+                    ips: binding.ips.clone(),
+                }))
+                .await?;
+            tracing::debug!(dpid, port = binding.port, mac = %binding.mac, "port bound");
+            self.bind_xids.insert(xid);
+            self.bound.insert(binding.port, binding);
+        }
+        Ok(())
+    }
+
+    /// The switch refused a binding: one that does not know the message gets no
+    /// more; any other refusal (a port it does not have) is the switch's error.
+    pub(super) fn binding_refused(&mut self, e: &openflow::wire::ErrorMsg) {
+        use openflow::wire::{BadRequest, ErrorCode};
+        let unknown = matches!(
+            e.code,
+            ErrorCode::BadRequest(BadRequest::BadExperimenter | BadRequest::BadExpType)
+        );
+        if unknown {
+            if !self.binding_unsupported {
+                tracing::warn!(dpid = ?self.dpid, "switch does not take port bindings (not scd?): its VM ports are not protected");
+            }
+            self.binding_unsupported = true;
+            return;
+        }
+        let text = format!("port binding refused: {e:?}");
+        tracing::warn!(dpid = ?self.dpid, "{text}");
+        if let Some(dpid) = self.dpid {
+            self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+        }
+    }
+}
