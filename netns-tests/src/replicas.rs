@@ -349,11 +349,16 @@ pub fn controller_ip() -> Result<&'static str> {
 /// `config`, a host's `scd` configuration as `scc host-config` writes it, with
 /// every replica as its controllers instead of the harness's one.
 pub fn with_every_replica(config: &str, replicas: &[SccReplica]) -> Result<String> {
-    let one = format!("\"tcp:{}\"", crate::cloud::CONTROLLER);
-    anyhow::ensure!(config.contains(&one), "no {one} in:\n{config}");
+    // Over TLS (`ssl:`) when the inventory has `[controller.tls]`, as the
+    // harness's inventories do; every replica serves the same certificate.
+    let scheme = ["ssl", "tcp"]
+        .into_iter()
+        .find(|s| config.contains(&format!("\"{s}:{}\"", crate::cloud::CONTROLLER)))
+        .with_context(|| format!("no controller {} in:\n{config}", crate::cloud::CONTROLLER))?;
+    let one = format!("\"{scheme}:{}\"", crate::cloud::CONTROLLER);
     let every = replicas
         .iter()
-        .map(|r| format!("\"tcp:{}\"", r.openflow))
+        .map(|r| format!("\"{scheme}:{}\"", r.openflow))
         .collect::<Vec<_>>()
         .join(", ");
     Ok(config.replace(&one, &every))
