@@ -1,6 +1,7 @@
 //! The metrics of a running switch (no ports), rendered and served: names and
-//! labels as the namespace tests and dashboards read them, and a slow client that
-//! must not hold up a scrape.
+//! labels as the namespace tests and dashboards read them, a slow client that
+//! must not hold up a scrape, and 2,000 idle connections that must not keep it
+//! from serving.
 
 use super::*;
 use crate::switch::test_switch::Running;
@@ -132,4 +133,46 @@ async fn a_slow_client_does_not_stall_a_scrape() {
         still_open,
         "the slow client was served or closed before the scrape"
     );
+}
+
+#[tokio::test]
+async fn two_thousand_idle_connections_leave_the_metrics_serving() {
+    let s = running();
+    let addr = serve_within(
+        "127.0.0.1:0".parse().unwrap(),
+        s.handle.clone(),
+        "h".into(),
+        LIMITS,
+    )
+    .unwrap();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let wanted = rustix::process::Rlimit {
+        current: limit.maximum.map(|m| m.min(8192)),
+        maximum: limit.maximum,
+    };
+    rustix::process::setrlimit(rustix::process::Resource::Nofile, wanted).unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(c) = tokio::net::TcpStream::connect(addr).await {
+            idle.push(c);
+        }
+    }
+    assert!(idle.len() >= 1000, "only {} connections", idle.len());
+    // Held open, silent: the cap turns newcomers away at once and the header
+    // timeout frees the slots the first ones took, so a scraper gets in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let scrape =
+            bounded_http::client::request(addr, "GET", "/metrics", b"", Duration::from_secs(10))
+                .await;
+        match scrape {
+            Ok(a) if a.status == 200 && a.text().contains("scd_table_flows{") => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "never served again: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(idle.len() >= 1000, "the idle connections were still held");
 }
