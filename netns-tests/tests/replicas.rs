@@ -157,12 +157,20 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
     let (ok, text) = leader_replica.cli(&net.router, &["apply", policy_arg])?;
     assert!(ok, "the new leader applies: {text}");
     etcd.kill(0)?;
-    let (ok, text) = leader_replica.cli(&net.router, &["apply", policy_arg])?;
-    assert!(ok, "two of three etcd members are a quorum: {text}");
+    // When the member killed was etcd's own leader, etcd elects another; a lease
+    // renewal may go unconfirmed meanwhile, and the replica steps down and is
+    // elected again (a newer generation) rather than risk two masters. Either
+    // way the change goes through on two of three members.
+    let text = wait_for(WAIT, "a change with two of three etcd members", || {
+        let (ok, text) = leader_replica.cli(&net.router, &["apply", policy_arg])?;
+        Ok(ok.then_some(text))
+    })?;
     let status = leader_replica
         .status(&net.router)?
         .context("the leader answers")?;
-    assert_eq!(master_generation(&status), Some(new_generation));
+    let generation_now = master_generation(&status).context("still leading")?;
+    assert!(generation_now >= new_generation, "{text}");
+    eprintln!("one etcd member killed: generation {new_generation} -> {generation_now}");
 
     // Without a quorum, changes are refused, clearly, and packets still flow.
     etcd.kill(1)?;
