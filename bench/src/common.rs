@@ -198,3 +198,26 @@ pub fn start_scd(
         None => Scd::start(host, config, flows),
     }
 }
+
+/// Runs `start` inside a two-worker tokio runtime on a thread of namespace `ns`
+/// (it spawns the tasks, such as fake switches) and keeps the runtime, and so
+/// the tasks, until `stop` is set.
+pub fn runtime_until_stopped(
+    ns: &Netns,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    start: impl FnOnce() -> Result<()> + Send + 'static,
+) -> std::thread::JoinHandle<Result<Result<()>>> {
+    ns.spawn(move || -> Result<()> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            start()?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(())
+        })
+    })
+}

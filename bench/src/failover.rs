@@ -107,23 +107,14 @@ fn measure_failover(hosts: usize) -> Result<Failover> {
         .collect::<Result<Vec<_>, _>>()?;
     // Every switch a task per controller, in one runtime inside the namespace.
     let runner = {
-        let (fakes, stop) = (fakes.clone(), stop.clone());
-        ns.spawn(move || -> Result<()> {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
-                for sw in &fakes {
-                    for to in &addrs {
-                        tokio::spawn(sw.clone().run(*to, give_up));
-                    }
+        let fakes = fakes.clone();
+        crate::common::runtime_until_stopped(&ns, stop.clone(), move || {
+            let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+            for sw in &fakes {
+                for to in &addrs {
+                    tokio::spawn(sw.clone().run(*to, give_up));
                 }
-                while !stop.load(Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
+            }
             Ok(())
         })
     };

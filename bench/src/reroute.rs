@@ -40,39 +40,30 @@ fn spawn_switches(
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<Result<Result<()>>> {
-    ns.spawn(move || -> Result<()> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let to: std::net::SocketAddr = OPENFLOW.parse()?;
-            let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-            for (h, tls) in clients.into_iter().enumerate() {
-                let dpid = u64::try_from(h).unwrap_or(0) + 1;
-                let sw = FakeSwitch::with_counters(dpid, counters.clone());
-                // The ports a VM is moved between: scc refuses a port the
-                // destination switch did not describe.
-                sw.set_ports(
-                    [1, DESTINATION_PORT]
-                        .map(|n| fake_switch::port(n, &format!("vm{n}")))
-                        .to_vec(),
-                );
-                tokio::spawn(async move {
-                    let served = match tls {
-                        None => sw.run(to, give_up).await,
-                        Some(config) => serve_over_tls(sw, to, give_up, config).await,
-                    };
-                    if let Err(e) = served {
-                        eprintln!("fake switch {dpid}: {e}");
-                    }
-                });
-            }
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(())
-        })
+    crate::common::runtime_until_stopped(ns, stop, move || {
+        let to: std::net::SocketAddr = OPENFLOW.parse()?;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+        for (h, tls) in clients.into_iter().enumerate() {
+            let dpid = u64::try_from(h).unwrap_or(0) + 1;
+            let sw = FakeSwitch::with_counters(dpid, counters.clone());
+            // The ports a VM is moved between: scc refuses a port the
+            // destination switch did not describe.
+            sw.set_ports(
+                [1, DESTINATION_PORT]
+                    .map(|n| fake_switch::port(n, &format!("vm{n}")))
+                    .to_vec(),
+            );
+            tokio::spawn(async move {
+                let served = match tls {
+                    None => sw.run(to, give_up).await,
+                    Some(config) => serve_over_tls(sw, to, give_up, config).await,
+                };
+                if let Err(e) = served {
+                    eprintln!("fake switch {dpid}: {e}");
+                }
+            });
+        }
+        Ok(())
     })
 }
 
