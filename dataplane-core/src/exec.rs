@@ -212,6 +212,14 @@ fn update_l4_checksum32(b: &mut [u8], layout: &Layout, proto: u8, old: u32, new:
     }
 }
 
+/// Whether `set_field` can write `field`: the match-only fields (`in_port`, and
+/// `eth_type` and `ip_proto`, which decide how the rest of the frame is read) cannot
+/// be, and the pipeline refuses a flow or a bucket that tries rather than forward
+/// packets that differ from what the controller asked for.
+pub fn writable(field: Field) -> bool {
+    !matches!(field, Field::InPort | Field::EthType | Field::IpProto)
+}
+
 #[allow(clippy::cast_possible_truncation)] // values are masked to the field width by Action::set
 fn set_field(b: &mut [u8], layout: &Layout, field: Field, value: u128) {
     let l3 = layout.l3;
@@ -303,9 +311,9 @@ fn set_field(b: &mut [u8], layout: &Layout, field: Field, value: u128) {
                 _ => b[l3 + 24..l3 + 28].copy_from_slice(&(value as u32).to_be_bytes()),
             }
         }
-        // Fields that cannot be written (in_port, eth_type, ip_proto) or that the
-        // frame does not carry are left alone, as OpenFlow's set-field on an absent
-        // header does nothing.
+        // Fields the frame does not carry are left alone, as OpenFlow's set-field
+        // on an absent header does nothing; the pipeline refuses writes to fields
+        // that are not `writable`.
         _ => {}
     }
 }

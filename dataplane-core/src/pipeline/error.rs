@@ -1,6 +1,7 @@
 //! Why a flow-mod or a group-mod was refused; each variant maps onto an OpenFlow
 //! error code.
 
+use openflow::flow::Field;
 use openflow::PortNo;
 
 /// Why a flow-mod was refused (each maps onto an OpenFlow error code).
@@ -34,6 +35,9 @@ pub enum TableError {
     /// A group action names a group the switch does not have.
     #[error("group {0} does not exist")]
     BadOutGroup(u32),
+    /// A set_field writes a field scd cannot write (see [`crate::exec::writable`]).
+    #[error("set_field cannot write {0:?}")]
+    BadSetField(Field),
 }
 
 /// Why a group-mod was refused (each maps onto an `OFPGMFC_*` code).
@@ -54,6 +58,9 @@ pub enum GroupError {
     /// A bucket outputs to a port that cannot be an output.
     #[error("group {0}: output to port {1:#x} is not valid")]
     BadBucket(u32, PortNo),
+    /// A bucket's set_field writes a field scd cannot write.
+    #[error("group {0}: set_field cannot write {1:?}")]
+    BadSetField(u32, Field),
     /// The group table is full.
     #[error("the group table is full ({0} groups)")]
     OutOfGroups(usize),

@@ -313,6 +313,9 @@ impl Pipeline {
                             Action::Group(g) if self.groups.get(*g).is_none() => {
                                 return Err(TableError::BadOutGroup(*g));
                             }
+                            Action::SetField { field, .. } if !crate::exec::writable(*field) => {
+                                return Err(TableError::BadSetField(*field));
+                            }
                             _ => {}
                         }
                     }

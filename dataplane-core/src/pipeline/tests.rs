@@ -404,3 +404,30 @@ fn a_refused_batch_changes_nothing_and_names_its_flow() {
         }
     );
 }
+
+#[test]
+fn set_field_of_a_match_only_field_is_refused_with_bad_set_type() {
+    use crate::translate::{group_error_code, table_error_code};
+    use openflow::wire::{BadAction, ErrorCode};
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let bad_set_type = ErrorCode::BadAction(BadAction::BadSetType);
+    for field in [Field::InPort, Field::EthType, Field::IpProto] {
+        let writes = vec![Action::set(field, 1), Action::output(1)];
+        let refused = p
+            .add(FlowSpec::new(0, 1, FlowMatch::any(), writes.clone()), now)
+            .unwrap_err();
+        assert_eq!(refused, TableError::BadSetField(field));
+        assert_eq!(table_error_code(&refused), bad_set_type);
+        let refused = p.add_group(all_group(7, vec![writes]), now).unwrap_err();
+        assert_eq!(refused, GroupError::BadSetField(7, field));
+        assert_eq!(group_error_code(&refused), bad_set_type);
+    }
+    assert!(p.is_empty(), "nothing refused was installed");
+    // Every other field is written, so the same flow with one of them goes in.
+    for field in Field::ALL.into_iter().filter(|f| crate::exec::writable(*f)) {
+        let writes = vec![Action::set(field, 1), Action::output(1)];
+        p.add(FlowSpec::new(0, 1, FlowMatch::any(), writes), now)
+            .unwrap();
+    }
+}

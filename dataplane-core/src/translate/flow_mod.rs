@@ -23,19 +23,22 @@ pub fn table_error_code(e: &TableError) -> ErrorCode {
         TableError::BadOutPort(_) => ErrorCode::BadAction(BadAction::BadOutPort),
         TableError::DuplicateInstruction(_) => ErrorCode::BadInstruction(BadInstruction::UnsupInst),
         TableError::BadOutGroup(_) => ErrorCode::BadAction(BadAction::BadOutGroup),
+        TableError::BadSetField(_) => ErrorCode::BadAction(BadAction::BadSetType),
     }
 }
 
 /// The OpenFlow error a refused group-mod is answered with.
 pub fn group_error_code(e: &GroupError) -> ErrorCode {
-    ErrorCode::GroupModFailed(match e {
+    let failed = match e {
         GroupError::Exists(_) => GroupModFailed::GroupExists,
         GroupError::Unknown(_) => GroupModFailed::UnknownGroup,
         GroupError::Invalid(..) => GroupModFailed::InvalidGroup,
         GroupError::ChainingUnsupported(_) => GroupModFailed::ChainingUnsupported,
         GroupError::BadBucket(..) => GroupModFailed::BadBucket,
         GroupError::OutOfGroups(_) => GroupModFailed::OutOfGroups,
-    })
+        GroupError::BadSetField(..) => return ErrorCode::BadAction(BadAction::BadSetType),
+    };
+    ErrorCode::GroupModFailed(failed)
 }
 
 /// Applies one group-mod to the group table (OpenFlow 1.3 section 6.5); returns
