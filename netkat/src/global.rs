@@ -10,8 +10,11 @@
 //! the packet with the link it is about to cross; for a tagged packet, the
 //! continuation of its tag. States are sets of link occurrences, built by subset
 //! construction over FDD leaves, so two program paths that send the same packet
-//! over the same link send it once (determinisation). Packets leaving the network
-//! are untagged. This module owns that construction; it never emits rules itself
+//! over the same link send it once (determinisation). A copy crosses a link with
+//! only its location changed: the state records, per link, the header changes
+//! still to apply, so copies that differ at the entry switch but agree later are
+//! one packet on the wire and one at the exit. Packets leaving the network are
+//! untagged. This module owns that construction; it never emits rules itself
 //! (that is [`super::local`]) and never parses.
 //!
 //! Limits: the tag is the VLAN id, so a program with links may not itself test or
@@ -43,6 +46,10 @@ pub enum GlobalError {
 
 /// The pseudo-field carrying the automaton state in leaves during construction.
 const PC: HField = HField::Meta(u16::MAX);
+
+/// An automaton state: the links a packet is crossing, each with the header
+/// changes its copy has pending.
+type State = BTreeSet<(u64, Seq)>;
 
 #[derive(Clone, Copy, Debug)]
 struct Link {
@@ -250,28 +257,41 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
         let v = b.fdd.seq(d, o);
         ingress = b.fdd.union(ingress, v);
     }
-    // Subset construction over leaves.
-    let mut states: Vec<BTreeSet<u64>> = Vec::new();
-    let mut ids: HashMap<BTreeSet<u64>, u64> = HashMap::default();
+    // Subset construction over leaves. A copy about to cross a link changes only
+    // its location on the way: the header changes the program made so far travel
+    // in the state (the tag) as pending changes, applied where the copy leaves the
+    // network. Every copy on a wire thus carries the headers it entered with, so
+    // copies that differ at the entry switch but end up identical meet in one
+    // leaf (a set) and are sent once, as NetKAT's semantics delivers them once.
+    let mut states: Vec<State> = Vec::new();
+    let mut ids: HashMap<State, u64> = HashMap::default();
     let mut todo: Vec<u64> = Vec::new();
     let fdd = b.fdd;
     let mut determinise =
-        |fdd: &mut Fdd, t: NodeId, states: &mut Vec<BTreeSet<u64>>, todo: &mut Vec<u64>| {
-            // Leaves are rebuilt whole: group sequences that differ only in PC.
+        |fdd: &mut Fdd, t: NodeId, states: &mut Vec<State>, todo: &mut Vec<u64>| {
             let mut memo = HashMap::default();
             rebuild_leaves(fdd, t, &mut memo, &mut |seqs: &[Seq]| {
-                let mut groups: BTreeMap<Seq, BTreeSet<u64>> = BTreeMap::new();
+                let mut groups: BTreeMap<Seq, State> = BTreeMap::new();
                 let mut out: Vec<Seq> = Vec::new();
                 for s in seqs {
                     match s.iter().find(|(f, _)| *f == PC) {
                         None => out.push(s.clone()),
                         Some((_, pc)) => {
-                            let rest: Seq = s.iter().filter(|(f, _)| *f != PC).copied().collect();
-                            groups.entry(rest).or_default().insert(*pc);
+                            let (moves, pending): (Seq, Seq) = s
+                                .iter()
+                                .filter(|(f, _)| *f != PC)
+                                .partition(|(f, _)| matches!(f, HField::Switch | HField::Port));
+                            // Only the output port matters on the wire: the link
+                            // sets the location the copy arrives at.
+                            let wire: Seq = moves
+                                .into_iter()
+                                .filter(|(f, _)| *f == HField::Port)
+                                .collect();
+                            groups.entry(wire).or_default().insert((*pc, pending));
                         }
                     }
                 }
-                for (mut rest, set) in groups {
+                for (mut wire, set) in groups {
                     let id = match ids.get(&set) {
                         Some(id) => *id,
                         None => {
@@ -282,9 +302,9 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
                             id
                         }
                     };
-                    rest.push((PC, id));
-                    rest.sort_unstable();
-                    out.push(rest);
+                    wire.push((PC, id));
+                    wire.sort_unstable();
+                    out.push(wire);
                 }
                 out
             })
@@ -295,11 +315,18 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     while let Some(id) = todo.pop() {
         let set = states[usize::try_from(id).unwrap_or(usize::MAX)].clone();
         let mut c = DROP;
-        for l in &set {
+        for (l, pending) in set {
             let part = cont
-                .get(&usize::try_from(*l).unwrap_or(usize::MAX))
+                .get(&usize::try_from(l).unwrap_or(usize::MAX))
                 .copied()
                 .unwrap_or(DROP);
+            let changes = pending
+                .into_iter()
+                .fold(CPol::Filter(CPred::True), |p, (f, v)| {
+                    CPol::seq(p, super::ir::assignment(f, v))
+                });
+            let changes = fdd.compile(&changes)?;
+            let part = fdd.seq(changes, part);
             c = fdd.union(c, part);
         }
         let c = determinise(fdd, c, &mut states, &mut todo);

@@ -506,6 +506,23 @@ fn tagged() -> CPred {
     CPred::negate(CPred::test(HField::VlanVid, 0))
 }
 
+/// `field := value` with the prerequisite the assignment was lowered with, for a
+/// compiler that carries an assignment away from its source: an IP or transport
+/// field is written only on a packet that has it. The transport guard accepts
+/// both protocols, as the lowered assignment already chose one and `ipProto` is
+/// read-only.
+pub(crate) fn assignment(field: HField, value: u64) -> CPol {
+    match field {
+        HField::Ip4Src | HField::Ip4Dst => guarded(ip4(), field, value),
+        HField::L4Src | HField::L4Dst => guarded(
+            CPred::or(proto(ipproto::TCP), proto(ipproto::UDP)),
+            field,
+            value,
+        ),
+        _ => CPol::Mod(field, value),
+    }
+}
+
 fn guarded(guard: CPred, field: HField, v: u64) -> CPol {
     CPol::union(
         CPol::seq(CPol::filter(guard.clone()), CPol::Mod(field, v)),

@@ -20,7 +20,8 @@ pub struct Hop {
 
 /// Runs a packet through a network of pipelines; `route` says, for an output of
 /// switch `sw` on port `p`, whether it is delivered and where it crosses to.
-/// Returns the delivered packets as `(switch, port, headers)`.
+/// Returns the delivered packets as `(switch, port, headers)`; panics when a
+/// packet is delivered twice.
 pub fn simulate(
     pipes: &HashMap<u64, Pipeline>,
     switch: u64,
@@ -36,8 +37,14 @@ pub fn simulate(
             let p = u64::from(if p == port::IN_PORT { k.in_port } else { p });
             o.in_port = 0;
             let hop = route(sw, p, &o);
+            // The evaluator's output is a set: a second copy of a packet
+            // delivered is a copy too many, never something to merge here.
             if hop.delivered {
-                out.insert((sw, p, format!("{o:?}")));
+                let delivered = (sw, p, format!("{o:?}"));
+                assert!(
+                    out.insert(delivered.clone()),
+                    "delivered twice: {delivered:?}"
+                );
             }
             if let Some((s2, p2)) = hop.crosses_to {
                 o.in_port = u32::try_from(p2).expect("port");
