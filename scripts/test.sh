@@ -43,7 +43,7 @@ log "tests"
 # The test harness hides a passing test's output, so say it here, where it shows.
 corpus=${SC_CONFORMANCE_DIR:-../shared/conformance/frenetic-examples}
 if [[ ! -f $corpus/SOURCES.txt ]]; then
-    printf '\n!! SKIPPING the 7 Frenetic conformance tests: no corpus at %s (set SC_CONFORMANCE_DIR;\n!! under CI=true they fail). The project'"'"'s own policies (netkat/tests/policies/) still run.\n\n' "$corpus" >&2
+    printf '\n!! SKIPPING the 7 Frenetic conformance tests and the corpus part of netns-tests/tests/compiled_tables.rs: no corpus at %s (set SC_CONFORMANCE_DIR;\n!! under CI=true they fail). The project'"'"'s own policies (netkat/tests/policies/) still run.\n\n' "$corpus" >&2
 fi
 if command -v cargo-nextest >/dev/null 2>&1; then
     # One test binary at a time, tests inside it in parallel up to the core count.

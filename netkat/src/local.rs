@@ -111,8 +111,11 @@ struct Gen<'a> {
     rules: Vec<Rule>,
     warnings: Vec<String>,
     allow_groups: Groups,
-    /// Group ids by bucket list, so rules with the same copies share a group.
-    groups: std::collections::HashMap<Vec<Vec<Action>>, u32>,
+    /// Group ids by transport protocol and bucket list, so rules with the same
+    /// copies share a group; a bucket setting a transport port is written for one
+    /// protocol (OpenFlow 1.3 names `tcp_dst` and `udp_dst` apart), so rules of
+    /// different protocols do not share it.
+    groups: std::collections::HashMap<(Option<u128>, Vec<Vec<Action>>), u32>,
 }
 
 /// Builds the table of `switch` from an FDD already restricted to it.
@@ -159,7 +162,7 @@ pub fn guarded_table(
     let mut groups: Vec<GroupSpec> = g
         .groups
         .into_iter()
-        .map(|(buckets, group_id)| GroupSpec {
+        .map(|((_, buckets), group_id)| GroupSpec {
             group_id,
             group_type: GroupType::All,
             buckets: buckets.into_iter().map(Bucket::new).collect(),
@@ -336,7 +339,21 @@ impl Gen<'_> {
         let next = u32::try_from(self.groups.len() + 1).map_err(|_| {
             LocalError::Unrepresentable("more groups than OpenFlow's 32-bit ids".into())
         })?;
-        let id = *self.groups.entry(buckets).or_insert(next);
+        let sets_transport = buckets.iter().flatten().any(|a| {
+            matches!(
+                a,
+                Action::SetField {
+                    field: Field::L4Src | Field::L4Dst,
+                    ..
+                }
+            )
+        });
+        let protocol = if sets_transport {
+            m.exact(Field::IpProto)
+        } else {
+            None
+        };
+        let id = *self.groups.entry((protocol, buckets)).or_insert(next);
         Ok(vec![Action::Group(id)])
     }
 
@@ -388,8 +405,8 @@ impl Gen<'_> {
                 .collect();
             // Restoring the tag restores its PCP too.
             let whole_tag = stale.contains(&HField::VlanVid);
-            // No tag to write the PCP into yet: this branch pushes one below (the
-            // original was tagged), and the PCP is put back after the push.
+            // No tag to write the PCP into yet: if this branch pushes one below
+            // (the original was tagged), the PCP is put back after the push.
             let mut pcp_after_push = false;
             for f in stale {
                 if f == HField::VlanPcp && st.tagged() == Some(false) && !whole_tag {
@@ -401,7 +418,8 @@ impl Gen<'_> {
             for (f, v) in &wanted {
                 st.set(*f, *v, &mut out)?;
             }
-            if pcp_after_push {
+            // A branch that leaves the packet untagged has no PCP to put back.
+            if pcp_after_push && st.tagged() == Some(true) {
                 st.restore(HField::VlanPcp, &mut out)?;
             }
             self.output(s, &mut out)?;

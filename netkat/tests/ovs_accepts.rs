@@ -20,6 +20,12 @@ fn policies() -> Vec<(String, String)> {
             "retag-or-untag".to_string(),
             "filter vlanPcp = 3; (vlanId := 7 + vlanId := 0xffff); port := 1".to_string(),
         ),
+        (
+            // Two untagging branches: the second has no PCP to put back.
+            "untag-twice".to_string(),
+            "filter vlanId = 7; (id + (vlanId := 0xffff; port := 3) + vlanId := 0xffff)"
+                .to_string(),
+        ),
     ];
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/policies"));
     for sub in ["local", "global", "moves"] {

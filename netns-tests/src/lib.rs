@@ -21,6 +21,7 @@ mod echo;
 mod host_config;
 mod internet;
 pub mod ofctl;
+pub mod ovs;
 pub mod packet;
 pub mod pki;
 pub mod replicas;

@@ -309,17 +309,21 @@ pub fn format_actions(m: &FlowMatch, instructions: &[Instruction]) -> String {
 /// leading space): `group_id=1,type=all,bucket=actions=output:1,bucket=actions=…`,
 /// which `ovs-ofctl add-group` accepts back.
 pub fn format_group(spec: &crate::flow::GroupSpec) -> String {
+    format_group_for(spec, &FlowMatch::any())
+}
+
+/// The `ovs-ofctl add-groups` text of a group run by flows with match `m`: a
+/// bucket has no match of its own, so a transport set-field takes its protocol's
+/// name (`udp_dst`, `tcp_src`) from `m`, as `ovs-ofctl` encodes only those in
+/// OpenFlow 1.3 (the generic `mod_tp_dst` is an OpenFlow 1.1 action).
+pub fn format_group_for(spec: &crate::flow::GroupSpec, m: &FlowMatch) -> String {
     let kind = match spec.group_type {
         crate::flow::GroupType::All => "all",
         crate::flow::GroupType::Indirect => "indirect",
     };
     let mut s = format!("group_id={},type={kind}", spec.group_id);
     for bucket in &spec.buckets {
-        // A bucket has no match, so transport set-fields print by their generic name.
-        let actions = format_actions(
-            &FlowMatch::any(),
-            &[Instruction::ApplyActions(bucket.actions.clone())],
-        );
+        let actions = format_actions(m, &[Instruction::ApplyActions(bucket.actions.clone())]);
         let _ = write!(s, ",bucket=actions={actions}");
     }
     s

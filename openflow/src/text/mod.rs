@@ -32,7 +32,8 @@ mod parse;
 mod values;
 
 pub use format::{
-    format_actions, format_flow, format_flow_stats, format_group, format_match, FlowStats,
+    format_actions, format_flow, format_flow_stats, format_group, format_group_for, format_match,
+    FlowStats,
 };
 pub use lex::ParseError;
 pub use parse::{parse_flow, parse_flows, parse_numbered_flows};

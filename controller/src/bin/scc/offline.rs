@@ -199,7 +199,16 @@ impl<W: std::io::Write> TableWriter<W> {
                         t.groups.len()
                     )?;
                     for g in &t.groups {
-                        writeln!(self.out, "{}", openflow::text::format_group(g))?;
+                        // The compiler gives a group whose buckets set a transport
+                        // port to flows of one protocol only: print it as theirs.
+                        let user = t.flows.iter().find(|f| {
+                            f.instructions.iter().any(|i| {
+                                matches!(i, openflow::flow::Instruction::ApplyActions(a)
+                                    if a.contains(&openflow::flow::Action::Group(g.group_id)))
+                            })
+                        });
+                        let m = user.map_or_else(openflow::flow::FlowMatch::any, |f| f.matcher);
+                        writeln!(self.out, "{}", openflow::text::format_group_for(g, &m))?;
                     }
                     writeln!(self.out, "# flows")?;
                 }
