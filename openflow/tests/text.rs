@@ -211,3 +211,27 @@ fn groups_print_as_dump_groups_does() {
     );
     assert_eq!(openflow::format_flow(&flow), "ip,in_port=1 actions=group:3");
 }
+
+#[test]
+fn a_group_setting_a_transport_port_prints_its_flows_protocol() {
+    use openflow::flow::{Bucket, GroupSpec, GroupType};
+    use openflow::text::{format_group, format_group_for};
+    let g = GroupSpec {
+        group_id: 1,
+        group_type: GroupType::All,
+        buckets: vec![Bucket::new(vec![
+            openflow::Action::set(openflow::Field::L4Dst, 53),
+            openflow::Action::output(2),
+        ])],
+    };
+    let udp = openflow::parse_flow("udp actions=group:1").unwrap().matcher;
+    assert_eq!(
+        format_group_for(&g, &udp),
+        "group_id=1,type=all,bucket=actions=set_field:53->udp_dst,output:2"
+    );
+    // Without a protocol only the generic (OpenFlow 1.1) name is left.
+    assert_eq!(
+        format_group(&g),
+        "group_id=1,type=all,bucket=actions=mod_tp_dst:53,output:2"
+    );
+}
