@@ -13,10 +13,11 @@
 //! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
 //! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
 //! `host_config` (the head of a test host's `scd` configuration), `cloud`
-//! (clouds programmed by `scc`) and `replicas` (an etcd cluster and `scc`
-//! replicas on it).
+//! (clouds programmed by `scc`), `replicas` (an etcd cluster and `scc`
+//! replicas on it) and `disk` (the guest disks of the storage-migration tests).
 
 pub mod cloud;
+pub mod disk;
 mod echo;
 mod host_config;
 mod internet;
