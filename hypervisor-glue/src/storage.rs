@@ -121,7 +121,7 @@ pub struct Progress {
     /// Disk bytes to copy (grows with writes during the copy).
     pub disk_total: u64,
     /// Disk copy rate since the start, bytes per second.
-    pub disk_rate: f64,
+    pub disk_rate: u64,
     /// RAM bytes sent.
     pub ram_transferred: u64,
     /// RAM bytes left in this pass.
@@ -144,7 +144,7 @@ impl Progress {
             phase,
             disk_copied: 0,
             disk_total: 0,
-            disk_rate: 0.0,
+            disk_rate: 0,
             ram_transferred: 0,
             ram_remaining: 0,
             ram_total: 0,
@@ -158,9 +158,9 @@ impl Progress {
     fn absorb_job(&mut self, job: &BlockJobInfo) {
         self.disk_copied = job.offset;
         self.disk_total = job.len;
-        let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 {
-            self.disk_rate = job.offset as f64 / secs;
+        let ms = u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX);
+        if let Some(rate) = job.offset.saturating_mul(1000).checked_div(ms) {
+            self.disk_rate = rate;
         }
     }
 
