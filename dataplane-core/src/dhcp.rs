@@ -169,6 +169,30 @@ fn ip_option(value: &[u8]) -> Option<Ipv4Addr> {
 }
 
 impl DhcpMessage {
+    /// A message of `op` (1 request, 2 reply) in transaction `xid` about the
+    /// client `chaddr`, with every address unspecified and no option.
+    pub fn new(op: u8, xid: u32, chaddr: Mac) -> DhcpMessage {
+        DhcpMessage {
+            op,
+            xid,
+            secs: 0,
+            flags: 0,
+            ciaddr: Ipv4Addr::UNSPECIFIED,
+            yiaddr: Ipv4Addr::UNSPECIFIED,
+            siaddr: Ipv4Addr::UNSPECIFIED,
+            giaddr: Ipv4Addr::UNSPECIFIED,
+            chaddr,
+            message_type: None,
+            requested_ip: None,
+            server_id: None,
+            subnet_mask: None,
+            router: None,
+            dns: Vec::new(),
+            mtu: None,
+            lease_secs: None,
+        }
+    }
+
     /// Reads a message from a UDP payload.
     pub fn parse(bytes: &[u8]) -> Result<DhcpMessage, DhcpError> {
         if bytes.len() < BOOTP_FIXED_LEN + MAGIC_COOKIE.len() {
@@ -182,24 +206,15 @@ impl DhcpMessage {
         }
         let mut chaddr = [0u8; 6];
         chaddr.copy_from_slice(&bytes[28..34]);
+        let xid = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         let mut m = DhcpMessage {
-            op: bytes[0],
-            xid: u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]),
             secs: u16::from_be_bytes([bytes[8], bytes[9]]),
             flags: u16::from_be_bytes([bytes[10], bytes[11]]),
             ciaddr: ip_at(bytes, 12),
             yiaddr: ip_at(bytes, 16),
             siaddr: ip_at(bytes, 20),
             giaddr: ip_at(bytes, 24),
-            chaddr: Mac(chaddr),
-            message_type: None,
-            requested_ip: None,
-            server_id: None,
-            subnet_mask: None,
-            router: None,
-            dns: Vec::new(),
-            mtu: None,
-            lease_secs: None,
+            ..DhcpMessage::new(bytes[0], xid, Mac(chaddr))
         };
         let mut rest = &bytes[BOOTP_FIXED_LEN + 4..];
         while let Some((&code, tail)) = rest.split_first() {
@@ -371,23 +386,12 @@ impl DhcpServer {
             _ => return None,
         };
         let mut reply = DhcpMessage {
-            op: BOOTREPLY,
-            xid: request.xid,
-            secs: 0,
             flags: request.flags,
             ciaddr: request.ciaddr,
-            yiaddr: Ipv4Addr::UNSPECIFIED,
-            siaddr: Ipv4Addr::UNSPECIFIED,
             giaddr: request.giaddr,
-            chaddr: request.chaddr,
             message_type: Some(reply_type),
-            requested_ip: None,
             server_id: ours,
-            subnet_mask: None,
-            router: None,
-            dns: Vec::new(),
-            mtu: None,
-            lease_secs: None,
+            ..DhcpMessage::new(BOOTREPLY, request.xid, request.chaddr)
         };
         if reply_type == MessageType::Nak {
             reply.ciaddr = Ipv4Addr::UNSPECIFIED;

@@ -21,23 +21,9 @@ fn server() -> DhcpServer {
 
 fn client_message(message_type: MessageType) -> DhcpMessage {
     DhcpMessage {
-        op: BOOTREQUEST,
-        xid: 0x1234_5678,
         secs: 3,
-        flags: 0,
-        ciaddr: Ipv4Addr::UNSPECIFIED,
-        yiaddr: Ipv4Addr::UNSPECIFIED,
-        siaddr: Ipv4Addr::UNSPECIFIED,
-        giaddr: Ipv4Addr::UNSPECIFIED,
-        chaddr: VM_MAC,
         message_type: Some(message_type),
-        requested_ip: None,
-        server_id: None,
-        subnet_mask: None,
-        router: None,
-        dns: Vec::new(),
-        mtu: None,
-        lease_secs: None,
+        ..DhcpMessage::new(BOOTREQUEST, 0x1234_5678, VM_MAC)
     }
 }
 
