@@ -374,3 +374,174 @@ async fn remove_target(source: &QmpClient) {
         tracing::debug!("blockdev-del {MIRROR_TARGET_NODE}: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::{FakeQmp, Out};
+    use serde_json::Value;
+    use std::sync::atomic::Ordering;
+
+    const T: Duration = Duration::from_secs(2);
+
+    fn fast_opts() -> MigrationOptions {
+        MigrationOptions {
+            timeout: Duration::from_secs(3),
+            poll_interval: Duration::from_millis(10),
+            recovery_timeout: Duration::from_secs(2),
+            ..Default::default()
+        }
+    }
+
+    fn target() -> NbdTarget {
+        NbdTarget {
+            host: "192.0.2.2".into(),
+            port: 10809,
+            tls_hostname: Some("host2".into()),
+        }
+    }
+
+    /// A source whose mirror reports `offset` of 1 MiB per query until ready
+    /// after `ready_after` queries (never, with `None`), and whose memory
+    /// migration pauses before the switchover, then completes.
+    fn source(ready_after: Option<usize>) -> FakeQmp {
+        let mut queries = 0usize;
+        let mut job = true;
+        let mut migration = "none";
+        FakeQmp::start(move |cmd, _args| match cmd {
+            "query-block-jobs" if !job => vec![Out::ret(json!([]))],
+            "query-block-jobs" => {
+                queries += 1;
+                let ready = ready_after.is_some_and(|n| queries > n);
+                let offset = (queries as u64).min(4) << 20;
+                vec![Out::ret(json!([{"device": MIRROR_JOB, "type": "mirror",
+                    "len": 4u64 << 20, "offset": offset, "ready": ready,
+                    "status": if ready { "ready" } else { "running" }}]))]
+            }
+            "block-job-cancel" => {
+                job = false;
+                vec![Out::ret(json!({}))]
+            }
+            "migrate" => {
+                migration = "pre-switchover";
+                vec![Out::ret(json!({}))]
+            }
+            "migrate-continue" => {
+                migration = "completed";
+                vec![Out::ret(json!({}))]
+            }
+            "migrate_cancel" => {
+                migration = "cancelled";
+                vec![Out::ret(json!({}))]
+            }
+            "query-migrate" => {
+                let mut v = json!({"status": migration, "ram": {"transferred": 1u64 << 20,
+                    "total": 128u64 << 20, "remaining": 0, "mbps": 100.0}});
+                if migration == "completed" {
+                    v["downtime"] = json!(42);
+                    v["total-time"] = json!(300);
+                }
+                vec![Out::ret(v)]
+            }
+            "query-status" => vec![Out::ret(json!({"running": true, "status": "running"}))],
+            _ => vec![Out::ret(json!({}))],
+        })
+    }
+
+    fn position(names: &[String], name: &str) -> usize {
+        names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_else(|| panic!("no {name} in {names:?}"))
+    }
+
+    #[tokio::test]
+    async fn the_mirror_is_completed_at_the_switchover_and_its_target_removed() {
+        let fake = source(Some(3));
+        let client = QmpClient::connect(fake.path(), T).await.unwrap();
+        let mut phases = Vec::new();
+        let report = migrate_with_disk(
+            &client,
+            "tcp:192.0.2.2:4444",
+            &target(),
+            &fast_opts(),
+            &mut |p| {
+                if phases.last() != Some(&p.phase) {
+                    phases.push(p.phase);
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(phases, [Phase::Disk, Phase::Memory]);
+        assert_eq!(report.disk_bytes, 4 << 20);
+        assert_eq!(report.migration.downtime_ms, Some(42));
+        let names = fake.names();
+        let commands = fake.commands();
+        let add = &commands[position(&names, "blockdev-add")].1;
+        assert_eq!(add["tls-hostname"], "host2");
+        assert_eq!(add["export"], EXPORT_NAME);
+        let mirror = &commands[position(&names, "blockdev-mirror")].1;
+        assert_eq!(mirror["copy-mode"], "write-blocking");
+        assert_eq!(mirror["sync"], "full");
+        let caps = &commands[position(&names, "migrate-set-capabilities")].1;
+        assert!(caps["capabilities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["capability"] == "pause-before-switchover" && c["state"] == true));
+        let cancel = position(&names, "block-job-cancel");
+        assert_eq!(
+            commands[cancel].1["force"], false,
+            "completed, not thrown away"
+        );
+        assert!(position(&names, "migrate") < cancel);
+        assert!(cancel < position(&names, "migrate-continue"));
+        assert!(position(&names, "migrate-continue") < position(&names, "blockdev-del"));
+    }
+
+    #[tokio::test]
+    async fn an_abort_during_the_disk_copy_cancels_the_mirror_and_never_migrates() {
+        let fake = source(None);
+        let client = QmpClient::connect(fake.path(), T).await.unwrap();
+        let opts = fast_opts();
+        let abort = opts.abort.clone();
+        let err = migrate_with_disk(&client, "tcp:192.0.2.2:4444", &target(), &opts, &mut |p| {
+            if p.disk_copied >= 2 << 20 {
+                abort.store(true, Ordering::Relaxed);
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, StorageError::Disk { ref why, .. } if why == "aborted"),
+            "{err}"
+        );
+        let names = fake.names();
+        assert!(!names.iter().any(|n| n == "migrate"), "{names:?}");
+        let cancel = position(&names, "block-job-cancel");
+        assert_eq!(fake.commands()[cancel].1["force"], true);
+        assert!(cancel < position(&names, "blockdev-del"));
+    }
+
+    #[tokio::test]
+    async fn a_refused_mirror_removes_its_target() {
+        let fake = FakeQmp::start(|cmd, _: &Value| match cmd {
+            "blockdev-mirror" => vec![Out::err("GenericError", "Permission denied")],
+            "query-block-jobs" => vec![Out::ret(json!([]))],
+            _ => vec![Out::ret(json!({}))],
+        });
+        let client = QmpClient::connect(fake.path(), T).await.unwrap();
+        let err = migrate_with_disk(
+            &client,
+            "tcp:192.0.2.2:4444",
+            &target(),
+            &fast_opts(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("Permission denied"), "{err}");
+        assert!(fake.names().iter().any(|n| n == "blockdev-del"));
+    }
+}
