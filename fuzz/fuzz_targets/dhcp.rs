@@ -3,7 +3,9 @@
 //! may never panic, and every reply written must parse back as DHCP.
 #![no_main]
 
-use dataplane_core::dhcp::{DhcpMessage, DhcpServer, CLIENT_PORT, MAX_REPLY_FRAME, SERVER_PORT};
+use dataplane_core::dhcp::{
+    DhcpMessage, DhcpServer, BOOTP_FIXED_LEN, CLIENT_PORT, MAGIC_COOKIE, MAX_REPLY_FRAME, SERVER_PORT,
+};
 use dataplane_core::packet::{parse, ETH_HLEN};
 use libfuzzer_sys::fuzz_target;
 use openflow::flow::Mac;
@@ -11,8 +13,22 @@ use std::net::Ipv4Addr;
 
 const VM_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
 
+/// A client's request whose options are `data`, after the magic cookie:
+/// random bytes alone almost never reach the options.
+fn shaped(data: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; BOOTP_FIXED_LEN];
+    m[0] = 1;
+    m[1] = 1;
+    m[2] = 6;
+    m[28..34].copy_from_slice(&VM_MAC.0);
+    m.extend_from_slice(&MAGIC_COOKIE);
+    m.extend_from_slice(data);
+    m
+}
+
 fuzz_target!(|data: &[u8]| {
     let _ = DhcpMessage::parse(data);
+    let data = &shaped(data)[..];
     let Ok(udp_len) = u16::try_from(8 + data.len()) else { return };
     let Ok(ip_len) = u16::try_from(20 + 8 + data.len()) else { return };
     let mut frame = vec![0u8; ETH_HLEN + 28];
