@@ -5,7 +5,10 @@
 //! destination's empty image (`blockdev-mirror`, write-blocking), memory after
 //! it, both over TLS with the cloud's CA (`hypervisor_glue::storage`). After the
 //! move the destination's disk holds the pre-filled region and the stream's
-//! blocks as an unbroken prefix, and nothing else; the stream survives.
+//! blocks as an unbroken prefix, and nothing else; the stream survives. Before
+//! that, a first move is aborted during its disk copy: the guest runs on at
+//! host1 with its stream, and `scc migrate --abort` leaves every switch's
+//! tables as they were before (`ovs-ofctl dump-flows`).
 //!
 //! A second test aborts a migration during the disk copy and another during the
 //! memory copy: each time the VM keeps running at its source (its block stream
@@ -14,14 +17,14 @@
 //!
 //! Owns its namespaces (prefixed with the test name, removed on drop, also on
 //! panic), the QEMU, `scc` and `scd` processes it starts (ended by PID) and a temp
-//! dir. Needs root, `qemu-system-x86_64`, `qemu-img`/`qemu-io` and the guest
+//! dir. Needs root, `qemu-system-x86_64`, `qemu-img`/`qemu-io`, `ovs-ofctl` and the guest
 //! (scripts/build-guest.sh); without them it says so loudly and fails under
 //! CI=true.
 
 mod common;
 
 use anyhow::{bail, Context, Result};
-use common::{start_scc, wait_event, VmSpec};
+use common::{scc, start_scc, wait_event, VmSpec};
 use hypervisor_glue::commands::{QueryBlockJobs, QueryStatus, Quit, Stop};
 use hypervisor_glue::migration::MigrationOptions;
 use hypervisor_glue::storage::{self, NbdTarget, Phase, Progress, StorageError};
@@ -30,7 +33,8 @@ use hypervisor_glue::{
     Incoming, MigrationError, MigrationParameters, QemuConfig, QemuProcess, QmpClient,
 };
 use netns_tests::disk::{self, blocks_reported};
-use netns_tests::{guest_migration, EchoStream, Guest, Internet, Netns};
+use netns_tests::ofctl::{flow_specs, ofctl};
+use netns_tests::{guest_migration, require_program, EchoStream, Guest, Internet, Netns};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +56,16 @@ const DISK_MIB: u64 = 256;
 const PREFILL_MIB: u64 = 32;
 const READY: &str = "SC-GUEST-READY";
 const QMP_T: Duration = Duration::from_secs(10);
+/// Each switch's local OpenFlow listener, for `ovs-ofctl dump-flows`.
+const MANAGEMENT: &str = "tcp:127.0.0.1:6654";
+
+/// Every switch's flows, as `ovs-ofctl` shows them (counters left out).
+fn tables(net: &Internet) -> Result<Vec<Vec<String>>> {
+    net.hosts
+        .iter()
+        .map(|h| Ok(flow_specs(&ofctl(h, MANAGEMENT, &["dump-flows", "{}"])?)))
+        .collect()
+}
 
 /// A guest with `disk`, taking its address by DHCP and writing the block stream.
 fn qemu_config(guest: &Guest, netns: &str, dir: &Path, role: &str, nic: bool) -> QemuConfig {
@@ -141,6 +155,9 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return Ok(());
     };
+    if !require_program(TEST, "ovs-ofctl") {
+        return Ok(());
+    }
     let t0 = Instant::now();
     let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
     disks(dir.path())?;
@@ -184,6 +201,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
     let scds = common::start_switches_edited(&net, &inventory_path, &keys, |i, config| {
+        let config = common::with_openflow_listener(&config, "ptcp:6654:127.0.0.1")?;
         Ok(match i {
             1 => {
                 let section = format!("name = \"{QTAP}\"\n");
@@ -244,6 +262,55 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
         .context("echo before the migration")?;
     let before = wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
+    let target = NbdTarget {
+        host: dst_ul.to_string(),
+        port: NBD_PORT,
+        tls_hostname: Some("host2".into()),
+    };
+    let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
+
+    // A first move aborted during the disk copy (capped at 4 MiB/s): the guest
+    // runs on at host1, its stream too, and `scc migrate --abort` puts every
+    // table back as it was.
+    let plain = tables(&net)?;
+    common::start_migration(&net, "vm1", "host2", 2)?;
+    let mut capped = guest_migration(tls::with_tls(
+        MigrationParameters {
+            max_bandwidth: Some(4 << 20),
+            ..Default::default()
+        },
+        Some("host2"),
+    ));
+    capped.timeout = Duration::from_secs(120);
+    let abort = capped.abort.clone();
+    let aborted =
+        storage::migrate_with_disk(&src_qmp, &uri, &target, &capped, &mut |p: &Progress| {
+            if p.phase == Phase::Disk && p.disk_copied > 0 {
+                abort.store(true, Ordering::Relaxed);
+            }
+        })
+        .await;
+    anyhow::ensure!(
+        matches!(&aborted, Err(StorageError::Disk { why, .. }) if why == "aborted"),
+        "an abort during the disk copy: {aborted:?}"
+    );
+    let (ok, text) = scc(&net, &["migrate", "--abort"])?;
+    anyhow::ensure!(ok, "scc migrate --abort: {text}");
+    scc_proc.wait_synced(&net)?;
+    assert_eq!(
+        tables(&net)?,
+        plain,
+        "aborted: the tables before the migration"
+    );
+    assert!(
+        src_qmp.execute(&QueryStatus).await?.running,
+        "the guest runs at host1"
+    );
+    tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
+        .context("the stream goes on at host1 after the abort")?;
+    // The destination waits on: a fresh export for the next move.
+    storage::unexport_disk(&dst_qmp).await?;
+    storage::export_disk(&dst_qmp, &dst_ul.to_string(), NBD_PORT, true).await?;
 
     common::start_migration(&net, "vm1", "host2", 2)?;
     let net = Arc::new(net);
@@ -262,13 +329,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     });
     opts.timeout = Duration::from_secs(120);
     opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
-    let target = NbdTarget {
-        host: dst_ul.to_string(),
-        port: NBD_PORT,
-        tls_hostname: Some("host2".into()),
-    };
     let mut phases = Vec::new();
-    let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
     let report = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |p: &Progress| {
         if phases.last() != Some(&p.phase) {
             phases.push(p.phase);
