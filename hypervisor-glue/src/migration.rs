@@ -632,20 +632,11 @@ pub async fn wait_until_running(client: &QmpClient, timeout: Duration) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{FakeQmp, Out};
+    use crate::fake::{fast_options as fast_opts, FakeQmp, Out};
     use serde_json::{json, Value};
     use std::sync::{Arc, Mutex};
 
     const T: Duration = Duration::from_secs(2);
-
-    fn fast_opts() -> MigrationOptions {
-        MigrationOptions {
-            timeout: Duration::from_secs(3),
-            poll_interval: Duration::from_millis(10),
-            recovery_timeout: Duration::from_secs(2),
-            ..Default::default()
-        }
-    }
 
     /// A source whose migration goes through `states` one query-migrate at a
     /// time, and whose run state is `run` (shared so the test can change it).

@@ -378,20 +378,11 @@ async fn remove_target(source: &QmpClient) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{FakeQmp, Out};
+    use crate::fake::{fast_options as fast_opts, FakeQmp, Out};
     use serde_json::Value;
     use std::sync::atomic::Ordering;
 
     const T: Duration = Duration::from_secs(2);
-
-    fn fast_opts() -> MigrationOptions {
-        MigrationOptions {
-            timeout: Duration::from_secs(3),
-            poll_interval: Duration::from_millis(10),
-            recovery_timeout: Duration::from_secs(2),
-            ..Default::default()
-        }
-    }
 
     fn target() -> NbdTarget {
         NbdTarget {
