@@ -14,7 +14,8 @@
 //! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
 //! `host_config` (the head of a test host's `scd` configuration), `cloud`
 //! (clouds programmed by `scc`), `replicas` (an etcd cluster and `scc`
-//! replicas on it) and `disk` (the guest disks of the storage-migration tests).
+//! replicas on it), `disk` (the guest disks of the storage-migration tests) and
+//! `qemu_cloud` (what the tests migrating a QEMU guest between `scd` hosts share).
 
 pub mod cloud;
 pub mod disk;
@@ -24,6 +25,7 @@ mod internet;
 pub mod ofctl;
 pub mod packet;
 pub mod pki;
+pub mod qemu_cloud;
 pub mod replicas;
 mod traffic;
 mod wait;

@@ -28,14 +28,17 @@ use common::{scc, start_scc, wait_event, VmSpec};
 use hypervisor_glue::commands::{QueryBlockJobs, QueryStatus, Quit, Stop};
 use hypervisor_glue::migration::MigrationOptions;
 use hypervisor_glue::storage::{self, NbdTarget, Phase, Progress, StorageError};
-use hypervisor_glue::tls::{self, Endpoint, HostCredentials};
+use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::{
     Incoming, MigrationError, MigrationParameters, QemuConfig, QemuProcess, QmpClient,
 };
 use netns_tests::disk::{self, blocks_reported};
 use netns_tests::ofctl::{flow_specs, ofctl};
+use netns_tests::qemu_cloud::{
+    connect_from, migration_tls, qemu_logs, qemu_taps, start_qemu_switches, QTAP,
+};
 use netns_tests::{guest_migration, require_program, EchoStream, Guest, Internet, Netns};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,7 +52,6 @@ const CLIENT_MAC: &str = "02:00:00:00:01:01";
 const ECHO_PORT: u16 = 7;
 const MIGRATION_PORT: u16 = 4444;
 const NBD_PORT: u16 = 10809;
-const QTAP: &str = "qtap0";
 const MTU: u32 = 1420;
 const DISK_MIB: u64 = 256;
 /// Data the mirror must really copy besides the guest's stream.
@@ -98,17 +100,6 @@ fn qemu_config(guest: &Guest, netns: &str, dir: &Path, role: &str, nic: bool) ->
     c
 }
 
-fn logs(dir: &Path) -> String {
-    let mut s = String::new();
-    for f in ["src.serial", "src.stderr", "dst.serial", "dst.stderr"] {
-        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        s += &format!("--- {f}:\n    {tail}\n");
-    }
-    s
-}
-
 fn serial(dir: &Path, role: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{role}.serial"))).unwrap_or_default()
 }
@@ -124,7 +115,7 @@ async fn wait_blocks(dir: &Path, role: &str, blocks: u64, within: Duration) -> R
         if Instant::now() > end {
             bail!(
                 "{role} wrote {n} blocks, not {blocks}, in {within:?}\n{}",
-                logs(dir)
+                qemu_logs(dir)
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -163,30 +154,8 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     disks(dir.path())?;
     let net = Internet::with_hosts("qdisk", &[None; 3])?;
     let keys = common::key_pairs(3)?;
-    let pki_dir = netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), 3)?;
-    let creds = |host: &str| {
-        let id = netns_tests::pki::Identity::of(&pki_dir, host);
-        HostCredentials {
-            ca_cert: id.ca,
-            certificate: id.cert,
-            private_key: id.key,
-        }
-    };
-    let src_tls = tls::creds_dir(
-        &dir.path().join("src-tls"),
-        Endpoint::Client,
-        &creds("host1"),
-    )?;
-    let dst_tls = tls::creds_dir(
-        &dir.path().join("dst-tls"),
-        Endpoint::Server,
-        &creds("host2"),
-    )?;
-    for host in [&net.hosts[1], &net.hosts[2]] {
-        host.ip(&["tuntap", "add", "dev", QTAP, "mode", "tap"])?;
-        host.ip(&["link", "set", QTAP, "mtu", &MTU.to_string(), "up"])?;
-    }
-
+    let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
+    qemu_taps(&net, MTU)?;
     // The overlay first, so that the guest's DHCP finds host1's scd serving.
     let client = VmSpec::new("a1", 0, 1, CLIENT_IP, CLIENT_MAC);
     let a1 = client.create(TEST)?;
@@ -200,17 +169,8 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches_edited(&net, &inventory_path, &keys, |i, config| {
-        let config = common::with_openflow_listener(&config, "ptcp:6654:127.0.0.1")?;
-        Ok(match i {
-            1 => {
-                let section = format!("name = \"{QTAP}\"\n");
-                anyhow::ensure!(config.contains(&section), "vm1's port in {config}");
-                config.replace(&section, &format!("{section}type = \"raw\"\n"))
-            }
-            2 => config + &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
-            _ => config,
-        })
+    let scds = start_qemu_switches(&net, &inventory_path, &keys, |config| {
+        common::with_openflow_listener(&config, "ptcp:6654:127.0.0.1")
     })?;
     scc_proc.wait_synced(&net)?;
 
@@ -234,7 +194,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     storage::export_disk(&dst_qmp, &dst_ul.to_string(), NBD_PORT, true).await?;
 
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
-        bail!("guest did not boot: {e}\n{}", logs(dir.path()));
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
     }
     let ready_line = serial(dir.path(), "src")
         .lines()
@@ -244,21 +204,13 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     assert!(
         ready_line.contains(&format!("ip={GUEST_IP}/10")) && ready_line.contains("via=dhcp"),
         "the guest's address came from scd's DHCP: {ready_line}\n{}",
-        logs(dir.path())
+        qemu_logs(dir.path())
     );
 
     let to = SocketAddr::new(GUEST_IP.parse()?, ECHO_PORT);
-    let conn = a1.ns.enter(move || -> Result<TcpStream> {
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
-                Ok(c) => return Ok(c),
-                Err(e) if Instant::now() > end => bail!("connect a1 -> guest: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    })?;
-    let stream = EchoStream::start(conn.with_context(|| logs(dir.path()))?)?;
+    let conn =
+        connect_from(&a1, to, Duration::from_secs(30)).with_context(|| qemu_logs(dir.path()))?;
+    let stream = EchoStream::start(conn)?;
     tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
         .context("echo before the migration")?;
     let before = wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
@@ -336,7 +288,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         }
     })
     .await
-    .with_context(|| logs(dir.path()))?;
+    .with_context(|| qemu_logs(dir.path()))?;
     storage::unexport_disk(&dst_qmp).await?;
     rerouted.await??;
 
@@ -351,7 +303,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     let dst_running = dst_qmp.execute(&QueryStatus).await?.running;
     let blocks = stop_and_check(&mut dst, &dst_qmp, dir.path(), "dst")
         .await
-        .with_context(|| logs(dir.path()))?;
+        .with_context(|| qemu_logs(dir.path()))?;
     quit(&mut src, &src_qmp).await;
     let m = &report.migration;
     eprintln!(
@@ -390,7 +342,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         stats.error,
         None,
         "the stream survives\n{}",
-        logs(dir.path())
+        qemu_logs(dir.path())
     );
     assert!(wres.is_ok(), "writer: {wres:?}");
     assert_eq!(stats.corrupt_at, None, "bytes intact");
@@ -440,7 +392,7 @@ async fn an_aborted_migration_leaves_the_guest_running_at_its_source_with_its_di
     let mut src = QemuProcess::spawn(qemu_config(&guest, ns.name(), dir.path(), "src", false))?;
     let src_qmp = src.connect_qmp(QMP_T).await?;
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
-        bail!("guest did not boot: {e}\n{}", logs(dir.path()));
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
     }
     wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
     let target = NbdTarget {

@@ -28,12 +28,15 @@ use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
 use hypervisor_glue::commands::{QueryStatus, Quit};
 use hypervisor_glue::migration;
-use hypervisor_glue::tls::{self, Endpoint, HostCredentials};
+use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::MigrationParameters;
 use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState};
+use netns_tests::qemu_cloud::{
+    connect_from, migration_tls, qemu_logs, qemu_taps, start_qemu_switches, QTAP,
+};
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -46,8 +49,6 @@ const CLIENT_IP: &str = "100.64.1.1";
 const CLIENT_MAC: &str = "02:00:00:00:01:01";
 const ECHO_PORT: u16 = 7;
 const MIGRATION_PORT: u16 = 4444;
-/// The persistent TAP each QEMU attaches to, one per host namespace.
-const QTAP: &str = "qtap0";
 const MTU: u32 = 1420;
 const READY: &str = "SC-GUEST-READY";
 const QMP_T: Duration = Duration::from_secs(10);
@@ -80,17 +81,6 @@ fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfi
     c
 }
 
-fn logs(dir: &Path) -> String {
-    let mut s = String::new();
-    for f in ["src.serial", "src.stderr", "dst.serial", "dst.stderr"] {
-        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        s += &format!("--- {f}:\n    {tail}\n");
-    }
-    s
-}
-
 // ---------------------------------------------------------------- controller
 
 async fn quit(p: &mut QemuProcess, c: &QmpClient) {
@@ -109,31 +99,8 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let keys = common::key_pairs(3)?;
     // The cloud's PKI (the one scc and scd use): the QEMUs' migration TLS
     // credentials come from host1's and host2's certificates.
-    let pki_dir = netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), 3)?;
-    let creds = |host: &str| {
-        let id = netns_tests::pki::Identity::of(&pki_dir, host);
-        HostCredentials {
-            ca_cert: id.ca,
-            certificate: id.cert,
-            private_key: id.key,
-        }
-    };
-    let src_tls = tls::creds_dir(
-        &dir.path().join("src-tls"),
-        Endpoint::Client,
-        &creds("host1"),
-    )?;
-    let dst_tls = tls::creds_dir(
-        &dir.path().join("dst-tls"),
-        Endpoint::Server,
-        &creds("host2"),
-    )?;
-    // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
-    // ports on them, and stay when a QEMU goes.
-    for host in [&net.hosts[1], &net.hosts[2]] {
-        host.ip(&["tuntap", "add", "dev", QTAP, "mode", "tap"])?;
-        host.ip(&["link", "set", QTAP, "mtu", &MTU.to_string(), "up"])?;
-    }
+    let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
+    qemu_taps(&net, MTU)?;
     let mut src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
     src_cfg
         .extra_args
@@ -169,22 +136,12 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches_edited(&net, &inventory_path, &keys, |i, config| {
-        Ok(match i {
-            1 => {
-                let section = format!("name = \"{QTAP}\"\n");
-                anyhow::ensure!(config.contains(&section), "vm1's port in {config}");
-                config.replace(&section, &format!("{section}type = \"raw\"\n"))
-            }
-            2 => config + &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
-            _ => config,
-        })
-    })?;
+    let scds = start_qemu_switches(&net, &inventory_path, &keys, Ok)?;
     scc_proc.wait_synced(&net)?;
 
     let booted = Instant::now();
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(90)).await {
-        bail!("guest did not boot: {e}\n{}", logs(dir.path()));
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
     }
     eprintln!(
         "guest ready (waited {:?} after the switches were up)",
@@ -193,17 +150,8 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
 
     // The client's connection to the guest's echo server, from a1's namespace.
     let to = SocketAddr::new(GUEST_IP.parse()?, ECHO_PORT);
-    let conn = a1.ns.enter(move || -> Result<TcpStream> {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
-                Ok(c) => return Ok(c),
-                Err(e) if Instant::now() > end => bail!("connect a1 -> guest: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    })?;
-    let conn = conn.with_context(|| logs(dir.path()))?;
+    let conn =
+        connect_from(&a1, to, Duration::from_secs(20)).with_context(|| qemu_logs(dir.path()))?;
     let stream = EchoStream::start(conn)?;
     let before = tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
         .context("echo works through host1's raw port before the migration")?;
@@ -234,7 +182,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
     let report = migration::migrate(&src_qmp, &uri, &opts)
         .await
-        .with_context(|| logs(dir.path()))?;
+        .with_context(|| qemu_logs(dir.path()))?;
     let (timeline, rerouted_at) = rerouted.await?;
     let timeline = timeline?;
 
@@ -298,7 +246,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         stats.error,
         None,
         "the stream survives\n{}",
-        logs(dir.path())
+        qemu_logs(dir.path())
     );
     assert!(wres.is_ok(), "writer: {wres:?}");
     assert_eq!(stats.corrupt_at, None, "bytes intact");
