@@ -4,13 +4,14 @@
 //! its known block stream all along (the disk's dirty rate). Reported per case:
 //! the disk copy (bytes and time until the mirror is ready), QEMU's own total
 //! time and downtime of the memory migration, and the wall time of the whole
-//! move. Both streams over TLS with a CA of the harness's PKI, on loopback in
-//! the benchmark's own namespace.
+//! move. Both streams over TLS with a CA of the harness's PKI
+//! (`netns_tests::qemu_cloud::migration_tls`), on loopback in the benchmark's
+//! own namespace.
 
 use anyhow::{bail, Context, Result};
 use hypervisor_glue::commands::Quit;
 use hypervisor_glue::storage::{self, NbdTarget};
-use hypervisor_glue::tls::{self, Endpoint, HostCredentials};
+use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::{migration, Incoming, MigrationParameters, QemuConfig, QemuProcess};
 use netns_tests::disk::{self, blocks_reported};
 use netns_tests::{guest_migration, unique, Guest, Netns};
@@ -181,27 +182,7 @@ pub fn storage_migration() -> Result<()> {
     let dir = tempfile::Builder::new().prefix("bench-storage").tempdir()?;
     let ns = Netns::new(&unique("bstor"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
-    let pki = netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), 3)?;
-    let creds = |host: &str| {
-        let id = netns_tests::pki::Identity::of(&pki, host);
-        HostCredentials {
-            ca_cert: id.ca,
-            certificate: id.cert,
-            private_key: id.key,
-        }
-    };
-    let creds = (
-        tls::creds_dir(
-            &dir.path().join("src-tls"),
-            Endpoint::Client,
-            &creds("host1"),
-        )?,
-        tls::creds_dir(
-            &dir.path().join("dst-tls"),
-            Endpoint::Server,
-            &creds("host2"),
-        )?,
-    );
+    let creds = netns_tests::qemu_cloud::migration_tls(dir.path(), 3)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -93,3 +93,50 @@ pub fn qemu_logs(dir: &Path) -> String {
     }
     s
 }
+
+/// The guest's overlay address (its inventory entry, [`guest_inventory_entry`]).
+pub const GUEST_IP: &str = "100.64.7.10";
+/// The guest's MAC, the same at both QEMUs.
+pub const GUEST_MAC: &str = "52:54:00:64:07:0a";
+/// The client VM's overlay address, on host0.
+pub const CLIENT_IP: &str = "100.64.1.1";
+/// The client VM's MAC.
+pub const CLIENT_MAC: &str = "02:00:00:00:01:01";
+/// The guest's TCP echo port (`sc.port`).
+pub const ECHO_PORT: u16 = 7;
+/// Where the destination QEMU listens for the migration stream.
+pub const MIGRATION_PORT: u16 = 4444;
+/// The MTU of the QEMUs' TAPs and the one announced to the guest.
+pub const QEMU_MTU: u32 = 1420;
+/// What the guest prints on its console once it is up.
+pub const READY: &str = "SC-GUEST-READY";
+/// Time allowed for one QMP command or connection.
+pub const QMP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The guest's NIC on [`QTAP`]: its MAC, MTU [`QEMU_MTU`] announced (virtio
+/// `host_mtu`), and no segmentation offload (a raw port refuses super-frames;
+/// checksum offload stays on and the raw port finishes checksums).
+pub fn guest_nic_args() -> Vec<String> {
+    vec![
+        "-netdev".into(),
+        format!("tap,id=net0,ifname={QTAP},script=no,downscript=no"),
+        "-device".into(),
+        format!(
+            "virtio-net-pci,netdev=net0,mac={GUEST_MAC},host_mtu={QEMU_MTU},\
+             host_tso4=off,host_tso6=off,host_ufo=off,host_uso=off,host_ecn=off"
+        ),
+    ]
+}
+
+/// The guest `vm1` in the inventory: on host1, port 1, on [`QTAP`].
+pub fn guest_inventory_entry() -> String {
+    format!(
+        "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
+    )
+}
+
+/// `quit` over QMP, then the process ended by PID if it is still there.
+pub async fn quit(p: &mut hypervisor_glue::QemuProcess, c: &hypervisor_glue::QmpClient) {
+    let _ = c.execute(&hypervisor_glue::commands::Quit).await;
+    let _ = p.terminate(Duration::from_secs(5)).await;
+}

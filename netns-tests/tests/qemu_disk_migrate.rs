@@ -25,7 +25,7 @@ mod common;
 
 use anyhow::{bail, Context, Result};
 use common::{scc, start_scc, wait_event, VmSpec};
-use hypervisor_glue::commands::{QueryBlockJobs, QueryStatus, Quit, Stop};
+use hypervisor_glue::commands::{QueryBlockJobs, QueryStatus, Stop};
 use hypervisor_glue::migration::MigrationOptions;
 use hypervisor_glue::storage::{self, NbdTarget, Phase, Progress, StorageError};
 use hypervisor_glue::tls::{self, Endpoint};
@@ -35,7 +35,9 @@ use hypervisor_glue::{
 use netns_tests::disk::{self, blocks_reported};
 use netns_tests::ofctl::{flow_specs, ofctl};
 use netns_tests::qemu_cloud::{
-    connect_from, migration_tls, qemu_logs, qemu_taps, start_qemu_switches, QTAP,
+    connect_from, guest_inventory_entry, guest_nic_args, migration_tls, qemu_logs, qemu_taps, quit,
+    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
+    QMP_TIMEOUT, READY,
 };
 use netns_tests::{guest_migration, require_program, EchoStream, Guest, Internet, Netns};
 use std::net::SocketAddr;
@@ -45,19 +47,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "qemu_disk_migrate";
-const GUEST_IP: &str = "100.64.7.10";
-const GUEST_MAC: &str = "52:54:00:64:07:0a";
-const CLIENT_IP: &str = "100.64.1.1";
-const CLIENT_MAC: &str = "02:00:00:00:01:01";
-const ECHO_PORT: u16 = 7;
-const MIGRATION_PORT: u16 = 4444;
 const NBD_PORT: u16 = 10809;
-const MTU: u32 = 1420;
 const DISK_MIB: u64 = 256;
 /// Data the mirror must really copy besides the guest's stream.
 const PREFILL_MIB: u64 = 32;
-const READY: &str = "SC-GUEST-READY";
-const QMP_T: Duration = Duration::from_secs(10);
 /// Each switch's local OpenFlow listener, for `ovs-ofctl dump-flows`.
 const MANAGEMENT: &str = "tcp:127.0.0.1:6654";
 
@@ -87,15 +80,7 @@ fn qemu_config(guest: &Guest, netns: &str, dir: &Path, role: &str, nic: bool) ->
     c.netns = Some(netns.to_owned());
     c.disk = Some(dir.join(format!("{role}.qcow2")));
     if nic {
-        c.extra_args = vec![
-            "-netdev".into(),
-            format!("tap,id=net0,ifname={QTAP},script=no,downscript=no"),
-            "-device".into(),
-            format!(
-                "virtio-net-pci,netdev=net0,mac={GUEST_MAC},host_mtu={MTU},\
-                 host_tso4=off,host_tso6=off,host_ufo=off,host_uso=off,host_ecn=off"
-            ),
-        ];
+        c.extra_args = guest_nic_args();
     }
     c
 }
@@ -120,11 +105,6 @@ async fn wait_blocks(dir: &Path, role: &str, blocks: u64, within: Duration) -> R
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-async fn quit(p: &mut QemuProcess, c: &QmpClient) {
-    let _ = c.execute(&Quit).await;
-    let _ = p.terminate(Duration::from_secs(5)).await;
 }
 
 /// Stops the guest (no write after), quits QEMU and checks its disk.
@@ -155,7 +135,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     let net = Internet::with_hosts("qdisk", &[None; 3])?;
     let keys = common::key_pairs(3)?;
     let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
-    qemu_taps(&net, MTU)?;
+    qemu_taps(&net, QEMU_MTU)?;
     // The overlay first, so that the guest's DHCP finds host1's scd serving.
     let client = VmSpec::new("a1", 0, 1, CLIENT_IP, CLIENT_MAC);
     let a1 = client.create(TEST)?;
@@ -163,9 +143,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         "dns = [\"192.0.2.53\"]\n{}",
         common::inventory(&keys, &[client.entry(&a1)])
     );
-    inventory += &format!(
-        "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
-    );
+    inventory += &guest_inventory_entry();
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
@@ -179,7 +157,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         .extra_args
         .extend(tls::object_args(&src_tls, Endpoint::Client));
     let mut src = QemuProcess::spawn(src_cfg)?;
-    let src_qmp = src.connect_qmp(QMP_T).await?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
     let dst_ul = Internet::host_addr(2);
     let mut dst_cfg = qemu_config(&guest, net.hosts[2].name(), dir.path(), "dst", true);
     dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
@@ -187,7 +165,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         .extra_args
         .extend(tls::object_args(&dst_tls, Endpoint::Server));
     let mut dst = QemuProcess::spawn(dst_cfg)?;
-    let dst_qmp = dst.connect_qmp(QMP_T).await?;
+    let dst_qmp = dst.connect_qmp(QMP_TIMEOUT).await?;
     dst_qmp
         .execute(&tls::with_tls(MigrationParameters::default(), None))
         .await?;
@@ -359,7 +337,7 @@ async fn destination(guest: &Guest, ns: &Netns, dir: &Path) -> Result<(QemuProce
     let mut cfg = qemu_config(guest, ns.name(), dir, "dst", false);
     cfg.incoming = Some(Incoming::Tcp(format!("127.0.0.1:{MIGRATION_PORT}")));
     let mut p = QemuProcess::spawn(cfg)?;
-    let c = p.connect_qmp(QMP_T).await?;
+    let c = p.connect_qmp(QMP_TIMEOUT).await?;
     storage::export_disk(&c, "127.0.0.1", NBD_PORT, false).await?;
     Ok((p, c))
 }
@@ -390,7 +368,7 @@ async fn an_aborted_migration_leaves_the_guest_running_at_its_source_with_its_di
     let ns = Netns::new(&netns_tests::unique("qdiskab"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let mut src = QemuProcess::spawn(qemu_config(&guest, ns.name(), dir.path(), "src", false))?;
-    let src_qmp = src.connect_qmp(QMP_T).await?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
         bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
     }

@@ -26,13 +26,15 @@ mod common;
 
 use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
-use hypervisor_glue::commands::{QueryStatus, Quit};
+use hypervisor_glue::commands::QueryStatus;
 use hypervisor_glue::migration;
 use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::MigrationParameters;
-use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState};
+use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, RunState};
 use netns_tests::qemu_cloud::{
-    connect_from, migration_tls, qemu_logs, qemu_taps, start_qemu_switches, QTAP,
+    connect_from, guest_inventory_entry, guest_nic_args, migration_tls, qemu_logs, qemu_taps, quit,
+    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
+    QMP_TIMEOUT, QTAP, READY,
 };
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
@@ -43,15 +45,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "qemu_scd_migrate";
-const GUEST_IP: &str = "100.64.7.10";
-const GUEST_MAC: &str = "52:54:00:64:07:0a";
-const CLIENT_IP: &str = "100.64.1.1";
-const CLIENT_MAC: &str = "02:00:00:00:01:01";
-const ECHO_PORT: u16 = 7;
-const MIGRATION_PORT: u16 = 4444;
-const MTU: u32 = 1420;
-const READY: &str = "SC-GUEST-READY";
-const QMP_T: Duration = Duration::from_secs(10);
 
 /// The QEMU of one host: the persistent TAP `QTAP` in that host's namespace, the
 /// guest's MAC from the inventory, MTU 1420 announced to the guest (virtio
@@ -69,24 +62,11 @@ fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfi
     c.append = format!("quiet sc.ip={GUEST_IP}/10 sc.port={ECHO_PORT}");
     c.memory_mib = 128;
     c.netns = Some(host.name().to_owned());
-    c.extra_args = vec![
-        "-netdev".into(),
-        format!("tap,id=net0,ifname={QTAP},script=no,downscript=no"),
-        "-device".into(),
-        format!(
-            "virtio-net-pci,netdev=net0,mac={GUEST_MAC},host_mtu={MTU},\
-             host_tso4=off,host_tso6=off,host_ufo=off,host_uso=off,host_ecn=off"
-        ),
-    ];
+    c.extra_args = guest_nic_args();
     c
 }
 
 // ---------------------------------------------------------------- controller
-
-async fn quit(p: &mut QemuProcess, c: &QmpClient) {
-    let _ = c.execute(&Quit).await;
-    let _ = p.terminate(Duration::from_secs(3)).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> Result<()> {
@@ -100,13 +80,13 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     // The cloud's PKI (the one scc and scd use): the QEMUs' migration TLS
     // credentials come from host1's and host2's certificates.
     let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
-    qemu_taps(&net, MTU)?;
+    qemu_taps(&net, QEMU_MTU)?;
     let mut src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
     src_cfg
         .extra_args
         .extend(tls::object_args(&src_tls, Endpoint::Client));
     let mut src = QemuProcess::spawn(src_cfg)?;
-    let src_qmp = src.connect_qmp(QMP_T).await?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
     let dst_ul = Internet::host_addr(2);
     let mut dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
     dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
@@ -114,7 +94,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         .extra_args
         .extend(tls::object_args(&dst_tls, Endpoint::Server));
     let mut dst = QemuProcess::spawn(dst_cfg)?;
-    let dst_qmp = dst.connect_qmp(QMP_T).await?;
+    let dst_qmp = dst.connect_qmp(QMP_TIMEOUT).await?;
     assert_eq!(
         dst_qmp.execute(&QueryStatus).await?.status,
         RunState::Inmigrate,
@@ -130,9 +110,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let client = VmSpec::new("a1", 0, 1, CLIENT_IP, CLIENT_MAC);
     let a1 = client.create(TEST)?;
     let mut inventory = common::inventory(&keys, &[client.entry(&a1)]);
-    inventory += &format!(
-        "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
-    );
+    inventory += &guest_inventory_entry();
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
