@@ -59,14 +59,7 @@ struct Measured {
 
 /// `disk`: the size of the guest's disk in MiB, if it has one.
 fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) -> QemuConfig {
-    let mut c = QemuConfig::new(
-        format!("bench-storage-{role}"),
-        &guest.kernel,
-        &guest.initrd,
-        dir.join(format!("{role}.qmp")),
-        dir.join(format!("{role}.serial")),
-    );
-    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    let mut c = netns_tests::qemu_cloud::guest_config(guest, "bench-storage", dir, role);
     // The stream starts half-way into the disk (4 KiB blocks: 256 per MiB).
     let writer = disk.map_or(String::new(), |mib| {
         format!(" sc.disk=write sc.disk.base={}", mib * 128)
@@ -74,7 +67,6 @@ fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) 
     // noapic: a TCG guest on a loaded machine can miss the IO-APIC timer check
     // and panic at boot.
     c.append = format!("quiet noapic sc.ip=100.64.7.10/10{writer}");
-    c.memory_mib = 128;
     c.netns = Some(ns.name().to_owned());
     if disk.is_some() {
         c.disk = Some(dir.join(format!("{role}.qcow2")));

@@ -140,3 +140,38 @@ pub async fn quit(p: &mut hypervisor_glue::QemuProcess, c: &hypervisor_glue::Qmp
     let _ = c.execute(&hypervisor_glue::commands::Quit).await;
     let _ = p.terminate(Duration::from_secs(5)).await;
 }
+
+/// Asserts that the client's echo stream survived the move: no error, every
+/// byte written came back intact; `logs` is shown when it did not.
+pub fn assert_stream_survived(
+    written: u64,
+    stats: &crate::StreamStats,
+    writer: &Result<(), String>,
+    logs: &str,
+) {
+    assert_eq!(stats.error, None, "the stream survives\n{logs}");
+    assert!(writer.is_ok(), "writer: {writer:?}");
+    assert_eq!(stats.corrupt_at, None, "bytes intact");
+    assert_eq!(stats.received, written, "every byte echoed back");
+}
+
+/// A 128 MiB TCG guest named `{name}-{role}` whose QMP socket, serial console
+/// and QEMU log are `role.qmp`, `role.serial` and `role.stderr` in `dir` (what
+/// [`qemu_logs`] reads); the rest is the caller's.
+pub fn guest_config(
+    guest: &crate::Guest,
+    name: &str,
+    dir: &Path,
+    role: &str,
+) -> hypervisor_glue::QemuConfig {
+    let mut c = hypervisor_glue::QemuConfig::new(
+        format!("{name}-{role}"),
+        &guest.kernel,
+        &guest.initrd,
+        dir.join(format!("{role}.qmp")),
+        dir.join(format!("{role}.serial")),
+    );
+    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    c.memory_mib = 128;
+    c
+}

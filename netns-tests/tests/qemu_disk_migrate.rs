@@ -35,9 +35,9 @@ use hypervisor_glue::{
 use netns_tests::disk::{self, blocks_reported};
 use netns_tests::ofctl::{flow_specs, ofctl};
 use netns_tests::qemu_cloud::{
-    connect_from, guest_inventory_entry, guest_nic_args, migration_tls, qemu_logs, qemu_taps, quit,
-    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
-    QMP_TIMEOUT, READY,
+    assert_stream_survived, connect_from, guest_config, guest_inventory_entry, guest_nic_args,
+    migration_tls, qemu_logs, qemu_taps, quit, start_qemu_switches, CLIENT_IP, CLIENT_MAC,
+    ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU, QMP_TIMEOUT, READY,
 };
 use netns_tests::{guest_migration, require_program, EchoStream, Guest, Internet, Netns};
 use std::net::SocketAddr;
@@ -64,19 +64,11 @@ fn tables(net: &Internet) -> Result<Vec<Vec<String>>> {
 
 /// A guest with `disk`, taking its address by DHCP and writing the block stream.
 fn qemu_config(guest: &Guest, netns: &str, dir: &Path, role: &str, nic: bool) -> QemuConfig {
-    let mut c = QemuConfig::new(
-        format!("{TEST}-{role}"),
-        &guest.kernel,
-        &guest.initrd,
-        dir.join(format!("{role}.qmp")),
-        dir.join(format!("{role}.serial")),
-    );
-    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    let mut c = guest_config(guest, TEST, dir, role);
     let ip = if nic { "dhcp" } else { "100.64.7.10/10" };
     // noapic: a TCG guest on a loaded machine can miss the IO-APIC timer check
     // and panic at boot.
     c.append = format!("quiet noapic sc.ip={ip} sc.port={ECHO_PORT} sc.disk=write");
-    c.memory_mib = 128;
     c.netns = Some(netns.to_owned());
     c.disk = Some(dir.join(format!("{role}.qcow2")));
     if nic {
@@ -316,15 +308,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
         blocks >= before,
         "every block written before the move is on the destination's disk"
     );
-    assert_eq!(
-        stats.error,
-        None,
-        "the stream survives\n{}",
-        qemu_logs(dir.path())
-    );
-    assert!(wres.is_ok(), "writer: {wres:?}");
-    assert_eq!(stats.corrupt_at, None, "bytes intact");
-    assert_eq!(stats.received, written, "every byte echoed back");
+    assert_stream_survived(written, &stats, &wres, &qemu_logs(dir.path()));
     drop(scds);
     Ok(())
 }

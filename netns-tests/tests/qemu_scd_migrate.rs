@@ -32,9 +32,9 @@ use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::MigrationParameters;
 use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, RunState};
 use netns_tests::qemu_cloud::{
-    connect_from, guest_inventory_entry, guest_nic_args, migration_tls, qemu_logs, qemu_taps, quit,
-    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
-    QMP_TIMEOUT, QTAP, READY,
+    assert_stream_survived, connect_from, guest_config, guest_inventory_entry, guest_nic_args,
+    migration_tls, qemu_logs, qemu_taps, quit, start_qemu_switches, CLIENT_IP, CLIENT_MAC,
+    ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU, QMP_TIMEOUT, QTAP, READY,
 };
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
@@ -51,16 +51,8 @@ const TEST: &str = "qemu_scd_migrate";
 /// `host_mtu`), and no segmentation offload (a raw port refuses super-frames;
 /// checksum offload stays on and the raw port finishes checksums).
 fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfig {
-    let mut c = QemuConfig::new(
-        format!("{TEST}-{role}"),
-        &guest.kernel,
-        &guest.initrd,
-        dir.join(format!("{role}.qmp")),
-        dir.join(format!("{role}.serial")),
-    );
-    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    let mut c = guest_config(guest, TEST, dir, role);
     c.append = format!("quiet sc.ip={GUEST_IP}/10 sc.port={ECHO_PORT}");
-    c.memory_mib = 128;
     c.netns = Some(host.name().to_owned());
     c.extra_args = guest_nic_args();
     c
@@ -220,15 +212,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         arrived.is_some(),
         "the RARP announce reached scc as the arrival"
     );
-    assert_eq!(
-        stats.error,
-        None,
-        "the stream survives\n{}",
-        qemu_logs(dir.path())
-    );
-    assert!(wres.is_ok(), "writer: {wres:?}");
-    assert_eq!(stats.corrupt_at, None, "bytes intact");
-    assert_eq!(stats.received, written, "every byte echoed back");
+    assert_stream_survived(written, &stats, &wres, &qemu_logs(dir.path()));
     assert!(
         host2_port2_rx > 0,
         "the guest talks through host2's raw port"
