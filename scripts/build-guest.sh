@@ -9,12 +9,21 @@
 # `apt-get download` and unpacked with `dpkg-deb -x`), or write outside its dir.
 #
 # The guest's /init:
-#   - loads virtio + virtio-net modules (with their modules.dep dependencies);
+#   - loads virtio, virtio-net and virtio-blk modules (with their modules.dep
+#     dependencies);
 #   - brings up eth0 from the kernel command line:
 #       sc.ip=100.64.1.10/16  [sc.gw=100.64.0.1]  [sc.port=7]
+#     or, with sc.ip=dhcp, by DHCP (busybox udhcpc: address, prefix, router, MTU);
 #     (the MAC is QEMU's: `-device virtio-net-pci,mac=...`);
 #   - runs a persistent TCP echo server (`busybox nc -ll -p PORT -e cat`);
-#   - prints `SC-GUEST-READY ip=... port=...` on the console (ttyS0).
+#   - prints `SC-GUEST-READY ip=... mac=... port=... via=static|dhcp` on the
+#     console (ttyS0);
+#   - with sc.disk=write and a virtio-blk disk (/dev/vda, e.g. a qcow2 given with
+#     `-blockdev ... -device virtio-blk-pci`): writes the known block stream
+#     forever, block i (4 KiB: the 16-byte record `SCBLK` + i in 11 digits,
+#     repeated) at 4 KiB block sc.disk.base + i (default 32768, 128 MiB in), each
+#     synced to the disk before the next, and prints `SC-DISK-WROTE n` every 16
+#     blocks.
 #
 # Env: GUEST_DIR, KERNEL_PKG (e.g. linux-image-6.1.0-56-amd64; default: what
 # bookworm's linux-image-amd64 depends on). Idempotent: a second run with the
@@ -30,7 +39,7 @@ GUEST_DIR=$(cd "$GUEST_DIR" && pwd)
 log() { printf 'build-guest: %s\n' "$*" >&2; }
 
 # The modules the guest needs; their dependencies come from modules.dep.
-WANT_MODULES=(virtio virtio_ring virtio_pci virtio_net)
+WANT_MODULES=(virtio virtio_ring virtio_pci virtio_net virtio_blk)
 
 # A stamp of this script's content plus the requested kernel: when it matches
 # and both outputs exist, there is nothing to do (no apt, no network).
@@ -157,9 +166,27 @@ for rel in "${ordered[@]}"; do
 done
 log "modules: $(tr '\n' ' ' <"$root/etc/modules")"
 
+cat >"$root/etc/udhcpc.script" <<'EOF'
+#!/bin/sh
+# udhcpc's hook: configure eth0 with what the DHCP server gave, note the address.
+case "$1" in
+bound|renew)
+    ip addr flush dev "$interface"
+    [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route add default via "$router" dev "$interface"
+    echo "$ip/$mask" >/tmp/dhcp-address
+    echo "SC-GUEST-DHCP ip=$ip mask=$mask router=$router mtu=$mtu dns=$dns" >/dev/console
+    ;;
+esac
+exit 0
+EOF
+chmod 755 "$root/etc/udhcpc.script"
+
 cat >"$root/init" <<'EOF'
 #!/bin/busybox sh
-# supercloud test guest: virtio-net up, IP from the command line, TCP echo server.
+# supercloud test guest: virtio-net up, IP from the command line or DHCP, TCP echo
+# server, and on request the known block stream on /dev/vda.
 /bin/busybox mkdir -p /usr/bin /sbin /usr/sbin
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -169,19 +196,28 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 for m in $(cat /etc/modules); do
     insmod "/lib/modules/$m" || echo "SC-GUEST-ERROR insmod $m"
 done
-ip=""; gw=""; port=7
+ip=""; gw=""; port=7; disk=""; base=32768
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     sc.ip=*) ip="${arg#sc.ip=}" ;;
     sc.gw=*) gw="${arg#sc.gw=}" ;;
     sc.port=*) port="${arg#sc.port=}" ;;
+    sc.disk=*) disk="${arg#sc.disk=}" ;;
+    sc.disk.base=*) base="${arg#sc.disk.base=}" ;;
     esac
 done
+via=static
 ip link set lo up
 n=0
 while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
 if [ -z "$ip" ]; then
     echo "SC-GUEST-ERROR no sc.ip= on the kernel command line"
+elif [ "$ip" = dhcp ]; then
+    via=dhcp
+    ip link set eth0 up
+    udhcpc -i eth0 -f -q -n -t 30 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1 ||
+        echo "SC-GUEST-ERROR dhcp: no lease"
+    ip=$(cat /tmp/dhcp-address 2>/dev/null)
 else
     ip link set eth0 up
     ip addr add "$ip" dev eth0
@@ -190,7 +226,22 @@ fi
 nc -ll -p "$port" -e /bin/cat &
 sleep 0.2
 mac=$(cat /sys/class/net/eth0/address 2>/dev/null)
-echo "SC-GUEST-READY ip=$ip mac=$mac port=$port"
+echo "SC-GUEST-READY ip=$ip mac=$mac port=$port via=$via"
+if [ "$disk" = write ]; then
+    n=0
+    while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+    [ -b /dev/vda ] || echo "SC-GUEST-ERROR sc.disk=write but no /dev/vda"
+    i=0
+    while [ -b /dev/vda ]; do
+        block=$(printf 'SCBLK%011d' "$i")
+        for k in 1 2 3 4 5 6 7 8; do block=$block$block; done
+        printf '%s' "$block" |
+            dd of=/dev/vda bs=4096 count=1 seek=$((base + i)) iflag=fullblock conv=notrunc,fsync 2>/dev/null ||
+            { echo "SC-DISK-ERROR block $i"; sleep 1; continue; }
+        i=$((i + 1))
+        [ $((i % 16)) -eq 0 ] && echo "SC-DISK-WROTE $i"
+    done &
+fi
 while true; do sleep 3600; done
 EOF
 chmod 755 "$root/init"

@@ -3,7 +3,7 @@
 # small host tools that scripts/build-guest.sh needs (cpio).
 #
 # Owns: the apt sources entry for bookworm-backports and the install of exactly
-# `qemu-system-x86 qemu-system-common qemu-system-data seabios` from it.
+# `qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-utils` from it.
 # Must never: upgrade any other package from backports, or touch other sources.
 #
 # Why backports: the machine image carries qemu-utils 10.x from bookworm-backports,
@@ -12,7 +12,8 @@
 # Idempotent: a second run with everything in place only checks and exits.
 set -euo pipefail
 
-QEMU_PKGS=(qemu-system-x86 qemu-system-common qemu-system-data seabios)
+# qemu-utils: qemu-img and qemu-io for the storage-migration tests' disks.
+QEMU_PKGS=(qemu-system-x86 qemu-system-common qemu-system-data seabios qemu-utils)
 HOST_PKGS=(cpio)
 SOURCES=/etc/apt/sources.list.d/bookworm-backports.sources
 
@@ -26,6 +27,8 @@ fi
 have_all() {
     command -v qemu-system-x86_64 >/dev/null 2>&1 || return 1
     command -v cpio >/dev/null 2>&1 || return 1
+    command -v qemu-img >/dev/null 2>&1 || return 1
+    command -v qemu-io >/dev/null 2>&1 || return 1
     qemu-system-x86_64 --version >/dev/null 2>&1 || return 1
 }
 
@@ -54,7 +57,7 @@ apt-get update -q
 log "installing ${HOST_PKGS[*]} (bookworm)"
 apt-get install -y -q --no-install-recommends "${HOST_PKGS[@]}"
 
-# Only these four names come from backports: `-t` raises the priority of the
+# Only these names come from backports: `-t` raises the priority of the
 # suite for this one transaction, and naming the packages keeps the rest as is.
 log "installing ${QEMU_PKGS[*]} from bookworm-backports"
 apt-get install -y -q --no-install-recommends -t bookworm-backports "${QEMU_PKGS[@]}"

@@ -13,6 +13,7 @@ mod flowmod_tls;
 mod memory;
 mod ovs;
 mod reroute;
+mod storage_migration;
 mod switching;
 mod tunnel;
 
@@ -83,6 +84,9 @@ enum What {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// A TCG guest moved with its disk (256 MiB, 1 GiB, 4 GiB sparse) against a
+    /// memory-only move, same run: disk copy, QEMU total time and downtime.
+    StorageMigration,
     /// Every benchmark, and the chart.
     All,
 }
@@ -130,6 +134,7 @@ fn main() -> Result<()> {
             tls,
         } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
+        What::StorageMigration => storage_migration::storage_migration()?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 struct File<'a> {
     overlay_prefix: String,
     gateway_mac: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<String>,
     controller: Controller,
     #[serde(rename = "cloud", skip_serializing_if = "Vec::is_empty")]
     clouds: Vec<Cloud<'a>>,
@@ -130,6 +132,7 @@ impl Inventory {
         let file = File {
             overlay_prefix: format!("{}/{}", self.overlay.0, self.overlay.1),
             gateway_mac: self.gateway_mac.to_string(),
+            dns: self.dns.iter().map(ToString::to_string).collect(),
             controller: Controller {
                 openflow: self.openflow.to_string(),
                 api: self.api.map(|a| a.to_string()),

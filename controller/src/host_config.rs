@@ -33,6 +33,7 @@ struct ScdConfig<'a> {
     metrics: Metrics,
     openflow: Openflow,
     tunnel: Tunnel<'a>,
+    dhcp: Dhcp,
     #[serde(rename = "port", skip_serializing_if = "Vec::is_empty")]
     ports: Vec<Port<'a>>,
     #[serde(rename = "peer", skip_serializing_if = "Vec::is_empty")]
@@ -43,6 +44,14 @@ struct ScdConfig<'a> {
 struct Overlay {
     prefix: String,
     gateway_mac: String,
+}
+
+/// `[dhcp]`: every VM port's client gets its address, the gateway and the
+/// inventory's DNS servers; the MTU is left to scd (the tunnels').
+#[derive(Debug, Serialize)]
+struct Dhcp {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -222,6 +231,9 @@ impl Inventory {
                 listen: METRICS_LISTEN,
             },
             openflow: self.openflow_section(host, listen),
+            dhcp: Dhcp {
+                dns: self.dns.iter().map(ToString::to_string).collect(),
+            },
             tunnel: Tunnel {
                 private_key_file: key_file,
                 listen: h.tunnel_endpoint.port().to_string(),
@@ -267,6 +279,14 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{config}"))
     }
 
+    /// What `scd` reads, but for the `[dhcp]` section the earlier generator did
+    /// not write (checked present, then left out).
+    fn scd_reads_without_dhcp(config: &str) -> HostConfig {
+        let mut parsed = scd_reads(config);
+        assert!(parsed.dhcp.take().is_some(), "no [dhcp]:\n{config}");
+        parsed
+    }
+
     /// The example inventory with a VM's TAP and the uplink in namespaces.
     fn with_namespaces() -> String {
         EXAMPLE
@@ -299,13 +319,46 @@ mod tests {
         for (host, file) in earlier {
             let key_file = format!("/etc/scd/{host}.key");
             let config = inv.host_config(host, &key_file).unwrap();
-            assert_eq!(scd_reads(&config), scd_reads(file), "{host}:\n{config}");
+            assert_eq!(
+                scd_reads_without_dhcp(&config),
+                scd_reads(file),
+                "{host}:\n{config}"
+            );
         }
         let inv = inventory(&with_namespaces());
         let config = inv.host_config("host-a", "k").unwrap();
         let earlier = include_str!("../tests/data/host-config-netns-host-a.toml");
-        assert_eq!(scd_reads(&config), scd_reads(earlier), "{config}");
+        assert_eq!(
+            scd_reads_without_dhcp(&config),
+            scd_reads(earlier),
+            "{config}"
+        );
         assert!(inv.host_config("host-z", "k").is_none());
+    }
+
+    #[test]
+    fn vm_ports_get_dhcp_with_the_inventorys_dns_and_the_tunnels_mtu() {
+        let with_dns = EXAMPLE.replacen(
+            "gateway_mac",
+            "dns = [\"192.0.2.53\", \"198.51.100.53\"]\ngateway_mac",
+            1,
+        );
+        let inv = inventory(&with_dns);
+        let config = inv.host_config("host-a", "k").unwrap();
+        let dhcp = scd_reads(&config).dhcp.expect("a [dhcp] section");
+        assert_eq!(
+            dhcp.dns,
+            [
+                Ipv4Addr::new(192, 0, 2, 53),
+                Ipv4Addr::new(198, 51, 100, 53)
+            ]
+        );
+        assert_eq!(
+            usize::from(dhcp.mtu),
+            scd_reads(&config).tunnel.unwrap().mtu
+        );
+        let exported = Inventory::parse(&inv.to_file("# test"), "again.toml").unwrap();
+        assert_eq!(exported.dns, inv.dns);
     }
 
     #[test]

@@ -66,6 +66,8 @@ struct RawInventory {
     #[serde(default = "default_gw_mac")]
     gateway_mac: Spanned<String>,
     #[serde(default)]
+    dns: Vec<Spanned<String>>,
+    #[serde(default)]
     controller: RawController,
     #[serde(default, rename = "cloud")]
     clouds: Vec<RawCloud>,
@@ -441,6 +443,26 @@ impl Inventory {
             .get_ref()
             .parse()
             .map_err(|e| invalid(&raw.gateway_mac.span(), "gateway_mac", format!("{e}")))?;
+        let mut dns = Vec::with_capacity(raw.dns.len());
+        for d in &raw.dns {
+            dns.push(d.get_ref().parse::<Ipv4Addr>().map_err(|_| {
+                invalid(
+                    &d.span(),
+                    "dns",
+                    format!("`{}` is not an IPv4 address", d.get_ref()),
+                )
+            })?);
+        }
+        if let Some(extra) = raw.dns.get(dataplane_core::dhcp::MAX_DNS_SERVERS) {
+            return Err(invalid(
+                &extra.span(),
+                "dns",
+                format!(
+                    "at most {} DNS servers",
+                    dataplane_core::dhcp::MAX_DNS_SERVERS
+                ),
+            ));
+        }
         let addr = |v: &Option<Spanned<String>>,
                     field: &str,
                     default: &str|
@@ -524,6 +546,7 @@ impl Inventory {
         let mut inventory = Inventory {
             overlay,
             gateway_mac,
+            dns,
             openflow,
             api,
             api_socket,

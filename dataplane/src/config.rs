@@ -5,6 +5,9 @@
 //! not open devices or sockets.
 
 mod binding;
+mod dhcp;
+
+pub use self::dhcp::{DhcpConfig, UNTUNNELLED_MTU};
 
 use config_support::{parse_ipv4_prefix, Position};
 use dataplane_core::port_security::PortBinding;
@@ -85,6 +88,7 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default)]
     openflow: RawOpenflow,
+    dhcp: Option<dhcp::RawDhcp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +240,8 @@ pub struct HostConfig {
     pub tunnel: Option<TunnelConfig>,
     /// The OpenFlow channel.
     pub openflow: OpenflowConfig,
+    /// The DHCP server of the VM ports (`[dhcp]`), if it runs.
+    pub dhcp: Option<DhcpConfig>,
 }
 
 /// Longest interface name Linux accepts.
@@ -583,6 +589,11 @@ impl HostConfig {
         };
 
         let openflow = channel::parse(&raw.openflow, &invalid, &relative)?;
+        let dhcp = raw
+            .dhcp
+            .as_ref()
+            .map(|d| dhcp::parse(d, tunnel.as_ref().map(|t| t.mtu), &invalid))
+            .transpose()?;
 
         Ok(HostConfig {
             datapath_id,
@@ -597,6 +608,7 @@ impl HostConfig {
             ports,
             tunnel,
             openflow,
+            dhcp,
         })
     }
 }

@@ -196,6 +196,16 @@ impl SwitchMetrics {
                 c.arp_replies.get(),
             ),
             (
+                "scd_dhcp_replies",
+                "DHCP requests from VM ports answered.",
+                c.dhcp_replies.get(),
+            ),
+            (
+                "scd_dhcp_unanswered",
+                "DHCP requests from VM ports consumed without an answer.",
+                c.dhcp_unanswered.get(),
+            ),
+            (
                 "scd_no_output",
                 "Frames that matched no flow or a flow without outputs.",
                 c.no_output.get(),

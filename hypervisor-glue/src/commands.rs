@@ -108,6 +108,59 @@ commands_without_arguments! {
     SystemPowerdown = "system_powerdown" -> Empty;
     /// `migrate_cancel`: abort the outgoing migration.
     MigrateCancel = "migrate_cancel" -> Empty;
+    /// `query-block-jobs`: the running block jobs (a disk mirror).
+    QueryBlockJobs = "query-block-jobs" -> Vec<BlockJobInfo>;
+}
+
+/// `migrate-continue`: go on from a migration paused in `state` (with the
+/// `pause-before-switchover` capability, `pre-switchover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrateContinue {
+    /// The state the migration waits in.
+    pub state: MigrationStatus,
+}
+command!(MigrateContinue, "migrate-continue", Empty);
+
+/// `block-job-cancel`: stop a block job. A mirror that is ready and not forced
+/// copies what is still dirty first and ends with source and target equal,
+/// without switching the guest to the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockJobCancel {
+    /// The job's id.
+    pub device: String,
+    /// Stop at once, even a ready mirror (its target is then incomplete).
+    pub force: bool,
+}
+command!(BlockJobCancel, "block-job-cancel", Empty);
+
+/// One entry of `query-block-jobs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockJobInfo {
+    /// The job's id.
+    pub device: String,
+    /// `mirror`, `backup`, ...
+    #[serde(rename = "type", default)]
+    pub job_type: String,
+    /// Bytes the job will have processed when done (grows while the guest
+    /// dirties what was copied).
+    #[serde(default)]
+    pub len: u64,
+    /// Bytes processed.
+    #[serde(default)]
+    pub offset: u64,
+    /// Speed cap, bytes per second (0: none).
+    #[serde(default)]
+    pub speed: u64,
+    /// A mirror that copied everything once and now follows the guest's writes.
+    #[serde(default)]
+    pub ready: bool,
+    /// `running`, `ready`, `concluded`, ...
+    #[serde(default)]
+    pub status: String,
+    /// Why it failed, once concluded with an error.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// `migrate`: start an outgoing migration to `uri` (e.g. `tcp:100.64.0.2:4444`).
@@ -171,6 +224,13 @@ pub struct MigrationParameters {
     /// The name the destination's certificate must carry (source only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_hostname: Option<String>,
+    /// With auto-converge: the first throttle of the guest's vCPUs, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttle_initial: Option<u64>,
+    /// With auto-converge: the throttle added at each pass that does not
+    /// converge, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_throttle_increment: Option<u64>,
 }
 
 impl MigrationParameters {
@@ -350,6 +410,8 @@ pub struct MigrationInfo {
     pub downtime: Option<i64>,
     /// Estimated downtime in ms (while active).
     pub expected_downtime: Option<i64>,
+    /// Percent the vCPUs are throttled by auto-converge.
+    pub cpu_throttle_percentage: Option<u64>,
     /// Setup time in ms.
     pub setup_time: Option<i64>,
     /// RAM figures.

@@ -160,3 +160,13 @@ async fn serve(
     }
     Ok(())
 }
+
+/// Migration options for scripted sources: short timeouts and fast polls.
+pub fn fast_options() -> crate::migration::MigrationOptions {
+    crate::migration::MigrationOptions {
+        timeout: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(10),
+        recovery_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}

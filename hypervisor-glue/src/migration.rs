@@ -7,14 +7,17 @@
 //! never touch the network (moving the VM's attachment is the caller's job), and
 //! never resume a source whose migration completed (the VM lives elsewhere then).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::commands::{
-    CapabilityState, Cont, Migrate, MigrateCancel, MigrateIncoming, MigrateSetCapabilities,
-    MigrationInfo, MigrationParameters, MigrationStatus, QueryMigrate, QueryStatus, RunState,
+    BlockJobCancel, CapabilityState, Cont, Migrate, MigrateCancel, MigrateContinue,
+    MigrateIncoming, MigrateSetCapabilities, MigrationInfo, MigrationParameters, MigrationStatus,
+    QueryBlockJobs, QueryMigrate, QueryStatus, Raw, RunState,
 };
 use crate::qmp::{EventKind, QmpClient, QmpError, QmpEvent};
 
@@ -31,6 +34,36 @@ pub struct MigrationOptions {
     pub poll_interval: Duration,
     /// Time allowed for cancelling and resuming the source after a failure.
     pub recovery_timeout: Duration,
+    /// Block jobs (disk mirrors) that must finish at the switchover: the
+    /// migration pauses once the guest is stopped (`pause-before-switchover`),
+    /// each job is completed without pivot (its target then equals the disk),
+    /// and only then does the destination take over.
+    pub switchover_jobs: Vec<String>,
+    /// Switch to post-copy after the first full pass of RAM: the guest runs at
+    /// the destination at once and fetches the pages still missing (the
+    /// destination must have the `postcopy-ram` capability too).
+    pub postcopy: bool,
+    /// Set from anywhere to abort: the migration is cancelled and the source
+    /// runs again.
+    pub abort: Arc<AtomicBool>,
+}
+
+impl MigrationOptions {
+    /// Slow the guest down when it dirties memory faster than the link copies
+    /// it (`auto-converge`), starting at `initial` percent.
+    pub fn with_auto_converge(mut self, initial: Option<u64>) -> MigrationOptions {
+        self.capabilities.push(CapabilityState {
+            capability: "auto-converge".into(),
+            state: true,
+        });
+        self.parameters.cpu_throttle_initial = initial;
+        self
+    }
+
+    /// True once [`MigrationOptions::abort`] is set.
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for MigrationOptions {
@@ -41,6 +74,9 @@ impl Default for MigrationOptions {
             timeout: Duration::from_secs(60),
             poll_interval: Duration::from_millis(50),
             recovery_timeout: Duration::from_secs(10),
+            switchover_jobs: Vec::new(),
+            postcopy: false,
+            abort: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -158,6 +194,12 @@ pub enum MigrationError {
         /// The figures and timeline.
         report: Box<MigrationReport>,
     },
+    /// Aborted on request ([`MigrationOptions::abort`]); it was cancelled.
+    #[error("aborted; {}", .report.summary())]
+    Aborted {
+        /// The figures and timeline.
+        report: Box<MigrationReport>,
+    },
     /// Not completed in time; it was cancelled.
     #[error("timed out after {after:?}; {}", .report.summary())]
     TimedOut {
@@ -177,6 +219,7 @@ impl MigrationError {
         match self {
             MigrationError::Start { report, .. }
             | MigrationError::Failed { report }
+            | MigrationError::Aborted { report }
             | MigrationError::TimedOut { report, .. } => Some(report),
             MigrationError::Qmp(_) => None,
         }
@@ -192,6 +235,17 @@ pub async fn migrate(
     source: &QmpClient,
     uri: &str,
     opts: &MigrationOptions,
+) -> Result<MigrationReport, MigrationError> {
+    migrate_observed(source, uri, opts, &mut |_| {}).await
+}
+
+/// [`migrate`], calling `observe` with every `query-migrate` answer (figures
+/// for a progress display: bytes, rate, dirty rate, expected downtime).
+pub async fn migrate_observed(
+    source: &QmpClient,
+    uri: &str,
+    opts: &MigrationOptions,
+    observe: &mut (dyn FnMut(&MigrationInfo) + Send),
 ) -> Result<MigrationReport, MigrationError> {
     let started = Instant::now();
     let mut report = MigrationReport::new(uri);
@@ -210,7 +264,17 @@ pub async fn migrate(
     let mut poll = tokio::time::interval(opts.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut timed_out = false;
+    let mut aborted = false;
+    let mut postcopy_started = false;
     while !report.status.is_terminal() {
+        if opts.aborted() {
+            aborted = true;
+            note(&mut report, started, "abort requested".to_owned());
+            break;
+        }
+        if report.status == MigrationStatus::PreSwitchover && !opts.switchover_jobs.is_empty() {
+            break;
+        }
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(ev) => note_event(&mut report, &ev, started),
@@ -225,9 +289,16 @@ pub async fn migrate(
                 let info = source.execute(&QueryMigrate).await?;
                 let before = report.status;
                 report.absorb(&info);
+                observe(&info);
                 let now = report.status;
                 if now != before {
                     note(&mut report, started, format!("query-migrate {now}"));
+                }
+                let first_pass_done = info.ram.as_ref().is_some_and(|r| r.dirty_sync_count >= 2);
+                if opts.postcopy && !postcopy_started && now == MigrationStatus::Active && first_pass_done {
+                    postcopy_started = true;
+                    source.execute(&Raw::new("migrate-start-postcopy")).await?;
+                    note(&mut report, started, "migrate-start-postcopy".to_owned());
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -235,6 +306,14 @@ pub async fn migrate(
                 note(&mut report, started, "timeout".to_owned());
                 break;
             }
+        }
+    }
+
+    if report.status == MigrationStatus::PreSwitchover && !aborted && !timed_out {
+        if let Err(e) = finish_jobs_and_switch_over(source, opts, &mut report, started).await {
+            note(&mut report, started, format!("switchover failed: {e}"));
+        } else {
+            return follow_after_switchover(source, opts, report, started, observe).await;
         }
     }
 
@@ -254,7 +333,9 @@ pub async fn migrate(
     recover_source(source, opts, &mut report, started).await;
     report.wall_time = started.elapsed();
     let report = Box::new(report);
-    if timed_out {
+    if aborted {
+        Err(MigrationError::Aborted { report })
+    } else if timed_out {
         Err(MigrationError::TimedOut {
             after: opts.timeout,
             report,
@@ -262,6 +343,94 @@ pub async fn migrate(
     } else {
         Err(MigrationError::Failed { report })
     }
+}
+
+/// The guest is stopped at the source and the migration waits before the
+/// switchover: complete every block job without pivot (a mirror copies what is
+/// still dirty and leaves its target equal to the disk), then let the
+/// migration go on.
+async fn finish_jobs_and_switch_over(
+    source: &QmpClient,
+    opts: &MigrationOptions,
+    report: &mut MigrationReport,
+    started: Instant,
+) -> Result<(), QmpError> {
+    for job in &opts.switchover_jobs {
+        source
+            .execute(&BlockJobCancel {
+                device: job.clone(),
+                force: false,
+            })
+            .await?;
+        note(
+            report,
+            started,
+            format!("block-job-cancel {job} (complete, no pivot)"),
+        );
+    }
+    let deadline = Instant::now() + opts.recovery_timeout;
+    loop {
+        let jobs = source.execute(&QueryBlockJobs).await?;
+        if let Some(failed) = jobs.iter().find(|j| j.error.is_some()) {
+            return Err(QmpError::Protocol(format!(
+                "block job {} failed: {}",
+                failed.device,
+                failed.error.clone().unwrap_or_default()
+            )));
+        }
+        if !jobs
+            .iter()
+            .any(|j| opts.switchover_jobs.contains(&j.device))
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(QmpError::Timeout {
+                what: "block jobs at switchover".into(),
+                after: opts.recovery_timeout,
+            });
+        }
+        tokio::time::sleep(opts.poll_interval).await;
+    }
+    note(report, started, "disk in sync; migrate-continue".to_owned());
+    source
+        .execute(&MigrateContinue {
+            state: MigrationStatus::PreSwitchover,
+        })
+        .await?;
+    Ok(())
+}
+
+/// After the switchover was released: follow the migration to its end (the
+/// loop of [`migrate_observed`] again, which no longer pauses).
+async fn follow_after_switchover(
+    source: &QmpClient,
+    opts: &MigrationOptions,
+    mut report: MigrationReport,
+    started: Instant,
+    observe: &mut (dyn FnMut(&MigrationInfo) + Send),
+) -> Result<MigrationReport, MigrationError> {
+    let deadline = Instant::now() + opts.recovery_timeout;
+    loop {
+        let info = source.execute(&QueryMigrate).await?;
+        report.absorb(&info);
+        observe(&info);
+        if report.status.is_terminal() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(opts.poll_interval).await;
+    }
+    let last = report.status;
+    note(&mut report, started, format!("query-migrate {last}"));
+    report.wall_time = started.elapsed();
+    if report.status == MigrationStatus::Completed {
+        return Ok(report);
+    }
+    recover_source(source, opts, &mut report, started).await;
+    report.wall_time = started.elapsed();
+    Err(MigrationError::Failed {
+        report: Box::new(report),
+    })
 }
 
 async fn start(
@@ -276,6 +445,18 @@ async fn start(
         state: true,
     }];
     capabilities.extend(opts.capabilities.iter().cloned());
+    if !opts.switchover_jobs.is_empty() {
+        capabilities.push(CapabilityState {
+            capability: "pause-before-switchover".into(),
+            state: true,
+        });
+    }
+    if opts.postcopy {
+        capabilities.push(CapabilityState {
+            capability: "postcopy-ram".into(),
+            state: true,
+        });
+    }
     source
         .execute(&MigrateSetCapabilities { capabilities })
         .await?;
@@ -451,20 +632,11 @@ pub async fn wait_until_running(client: &QmpClient, timeout: Duration) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fake::{FakeQmp, Out};
+    use crate::fake::{fast_options as fast_opts, FakeQmp, Out};
     use serde_json::{json, Value};
     use std::sync::{Arc, Mutex};
 
     const T: Duration = Duration::from_secs(2);
-
-    fn fast_opts() -> MigrationOptions {
-        MigrationOptions {
-            timeout: Duration::from_secs(3),
-            poll_interval: Duration::from_millis(10),
-            recovery_timeout: Duration::from_secs(2),
-            ..Default::default()
-        }
-    }
 
     /// A source whose migration goes through `states` one query-migrate at a
     /// time, and whose run state is `run` (shared so the test can change it).

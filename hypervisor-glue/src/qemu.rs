@@ -49,6 +49,9 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     /// The NIC, if any.
     pub nic: Option<TapNic>,
+    /// The guest's disk, a qcow2 image, as a virtio-blk device whose node is
+    /// [`crate::storage::DISK_NODE`] (what a migration with its disk mirrors).
+    pub disk: Option<PathBuf>,
     /// QMP socket path (QEMU creates it).
     pub qmp_socket: PathBuf,
     /// Serial console log file (`-serial file:`).
@@ -83,6 +86,7 @@ impl QemuConfig {
             append: String::new(),
             memory_mib: 128,
             nic: None,
+            disk: None,
             qmp_socket: qmp_socket.into(),
             serial_log: serial_log.into(),
             stderr_log: None,
@@ -142,6 +146,19 @@ impl QemuConfig {
             ));
             push("-device");
             push(&format!("virtio-net-pci,netdev=net0,mac={}", nic.mac));
+        }
+        if let Some(disk) = &self.disk {
+            push("-blockdev");
+            push(&format!(
+                "driver=qcow2,node-name={},file.driver=file,file.filename={}",
+                crate::storage::DISK_NODE,
+                disk.display()
+            ));
+            push("-device");
+            push(&format!(
+                "virtio-blk-pci,drive={},id=sc-vd0",
+                crate::storage::DISK_NODE
+            ));
         }
         match &self.incoming {
             Some(Incoming::Tcp(addr)) => {

@@ -13,10 +13,12 @@
 //! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
 //! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
 //! `host_config` (the head of a test host's `scd` configuration), `cloud`
-//! (clouds programmed by `scc`) and `replicas` (an etcd cluster and `scc`
-//! replicas on it).
+//! (clouds programmed by `scc`), `replicas` (an etcd cluster and `scc`
+//! replicas on it), `disk` (the guest disks of the storage-migration tests) and
+//! `qemu_cloud` (what the tests migrating a QEMU guest between `scd` hosts share).
 
 pub mod cloud;
+pub mod disk;
 mod echo;
 mod host_config;
 mod internet;
@@ -24,6 +26,7 @@ pub mod ofctl;
 pub mod ovs;
 pub mod packet;
 pub mod pki;
+pub mod qemu_cloud;
 pub mod replicas;
 mod traffic;
 mod wait;

@@ -26,77 +26,39 @@ mod common;
 
 use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
-use hypervisor_glue::commands::{QueryStatus, Quit};
+use hypervisor_glue::commands::QueryStatus;
 use hypervisor_glue::migration;
-use hypervisor_glue::tls::{self, Endpoint, HostCredentials};
+use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::MigrationParameters;
-use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, QmpClient, RunState};
+use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, RunState};
+use netns_tests::qemu_cloud::{
+    assert_stream_survived, connect_from, guest_config, guest_inventory_entry, guest_nic_args,
+    migration_tls, qemu_logs, qemu_taps, quit, start_qemu_switches, CLIENT_IP, CLIENT_MAC,
+    ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU, QMP_TIMEOUT, QTAP, READY,
+};
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TEST: &str = "qemu_scd_migrate";
-const GUEST_IP: &str = "100.64.7.10";
-const GUEST_MAC: &str = "52:54:00:64:07:0a";
-const CLIENT_IP: &str = "100.64.1.1";
-const CLIENT_MAC: &str = "02:00:00:00:01:01";
-const ECHO_PORT: u16 = 7;
-const MIGRATION_PORT: u16 = 4444;
-/// The persistent TAP each QEMU attaches to, one per host namespace.
-const QTAP: &str = "qtap0";
-const MTU: u32 = 1420;
-const READY: &str = "SC-GUEST-READY";
-const QMP_T: Duration = Duration::from_secs(10);
 
 /// The QEMU of one host: the persistent TAP `QTAP` in that host's namespace, the
 /// guest's MAC from the inventory, MTU 1420 announced to the guest (virtio
 /// `host_mtu`), and no segmentation offload (a raw port refuses super-frames;
 /// checksum offload stays on and the raw port finishes checksums).
 fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfig {
-    let mut c = QemuConfig::new(
-        format!("{TEST}-{role}"),
-        &guest.kernel,
-        &guest.initrd,
-        dir.join(format!("{role}.qmp")),
-        dir.join(format!("{role}.serial")),
-    );
-    c.stderr_log = Some(dir.join(format!("{role}.stderr")));
+    let mut c = guest_config(guest, TEST, dir, role);
     c.append = format!("quiet sc.ip={GUEST_IP}/10 sc.port={ECHO_PORT}");
-    c.memory_mib = 128;
     c.netns = Some(host.name().to_owned());
-    c.extra_args = vec![
-        "-netdev".into(),
-        format!("tap,id=net0,ifname={QTAP},script=no,downscript=no"),
-        "-device".into(),
-        format!(
-            "virtio-net-pci,netdev=net0,mac={GUEST_MAC},host_mtu={MTU},\
-             host_tso4=off,host_tso6=off,host_ufo=off,host_uso=off,host_ecn=off"
-        ),
-    ];
+    c.extra_args = guest_nic_args();
     c
 }
 
-fn logs(dir: &Path) -> String {
-    let mut s = String::new();
-    for f in ["src.serial", "src.stderr", "dst.serial", "dst.stderr"] {
-        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(10)..].join("\n    ");
-        s += &format!("--- {f}:\n    {tail}\n");
-    }
-    s
-}
-
 // ---------------------------------------------------------------- controller
-
-async fn quit(p: &mut QemuProcess, c: &QmpClient) {
-    let _ = c.execute(&Quit).await;
-    let _ = p.terminate(Duration::from_secs(3)).await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> Result<()> {
@@ -109,37 +71,14 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let keys = common::key_pairs(3)?;
     // The cloud's PKI (the one scc and scd use): the QEMUs' migration TLS
     // credentials come from host1's and host2's certificates.
-    let pki_dir = netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), 3)?;
-    let creds = |host: &str| {
-        let id = netns_tests::pki::Identity::of(&pki_dir, host);
-        HostCredentials {
-            ca_cert: id.ca,
-            certificate: id.cert,
-            private_key: id.key,
-        }
-    };
-    let src_tls = tls::creds_dir(
-        &dir.path().join("src-tls"),
-        Endpoint::Client,
-        &creds("host1"),
-    )?;
-    let dst_tls = tls::creds_dir(
-        &dir.path().join("dst-tls"),
-        Endpoint::Server,
-        &creds("host2"),
-    )?;
-    // The persistent TAPs the QEMUs attach to: they exist before scd opens its raw
-    // ports on them, and stay when a QEMU goes.
-    for host in [&net.hosts[1], &net.hosts[2]] {
-        host.ip(&["tuntap", "add", "dev", QTAP, "mode", "tap"])?;
-        host.ip(&["link", "set", QTAP, "mtu", &MTU.to_string(), "up"])?;
-    }
+    let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
+    qemu_taps(&net, QEMU_MTU)?;
     let mut src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
     src_cfg
         .extra_args
         .extend(tls::object_args(&src_tls, Endpoint::Client));
     let mut src = QemuProcess::spawn(src_cfg)?;
-    let src_qmp = src.connect_qmp(QMP_T).await?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
     let dst_ul = Internet::host_addr(2);
     let mut dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
     dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
@@ -147,7 +86,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         .extra_args
         .extend(tls::object_args(&dst_tls, Endpoint::Server));
     let mut dst = QemuProcess::spawn(dst_cfg)?;
-    let dst_qmp = dst.connect_qmp(QMP_T).await?;
+    let dst_qmp = dst.connect_qmp(QMP_TIMEOUT).await?;
     assert_eq!(
         dst_qmp.execute(&QueryStatus).await?.status,
         RunState::Inmigrate,
@@ -163,28 +102,16 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let client = VmSpec::new("a1", 0, 1, CLIENT_IP, CLIENT_MAC);
     let a1 = client.create(TEST)?;
     let mut inventory = common::inventory(&keys, &[client.entry(&a1)]);
-    inventory += &format!(
-        "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
-    );
+    inventory += &guest_inventory_entry();
     let inventory_path = dir.path().join("inventory.toml");
     std::fs::write(&inventory_path, inventory)?;
     let scc_proc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches_edited(&net, &inventory_path, &keys, |i, config| {
-        Ok(match i {
-            1 => {
-                let section = format!("name = \"{QTAP}\"\n");
-                anyhow::ensure!(config.contains(&section), "vm1's port in {config}");
-                config.replace(&section, &format!("{section}type = \"raw\"\n"))
-            }
-            2 => config + &format!("[[port]]\nnumber = 2\nname = \"{QTAP}\"\ntype = \"raw\"\n"),
-            _ => config,
-        })
-    })?;
+    let scds = start_qemu_switches(&net, &inventory_path, &keys, Ok)?;
     scc_proc.wait_synced(&net)?;
 
     let booted = Instant::now();
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(90)).await {
-        bail!("guest did not boot: {e}\n{}", logs(dir.path()));
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
     }
     eprintln!(
         "guest ready (waited {:?} after the switches were up)",
@@ -193,17 +120,8 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
 
     // The client's connection to the guest's echo server, from a1's namespace.
     let to = SocketAddr::new(GUEST_IP.parse()?, ECHO_PORT);
-    let conn = a1.ns.enter(move || -> Result<TcpStream> {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            match TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
-                Ok(c) => return Ok(c),
-                Err(e) if Instant::now() > end => bail!("connect a1 -> guest: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
-    })?;
-    let conn = conn.with_context(|| logs(dir.path()))?;
+    let conn =
+        connect_from(&a1, to, Duration::from_secs(20)).with_context(|| qemu_logs(dir.path()))?;
     let stream = EchoStream::start(conn)?;
     let before = tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
         .context("echo works through host1's raw port before the migration")?;
@@ -234,7 +152,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
     let report = migration::migrate(&src_qmp, &uri, &opts)
         .await
-        .with_context(|| logs(dir.path()))?;
+        .with_context(|| qemu_logs(dir.path()))?;
     let (timeline, rerouted_at) = rerouted.await?;
     let timeline = timeline?;
 
@@ -294,15 +212,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         arrived.is_some(),
         "the RARP announce reached scc as the arrival"
     );
-    assert_eq!(
-        stats.error,
-        None,
-        "the stream survives\n{}",
-        logs(dir.path())
-    );
-    assert!(wres.is_ok(), "writer: {wres:?}");
-    assert_eq!(stats.corrupt_at, None, "bytes intact");
-    assert_eq!(stats.received, written, "every byte echoed back");
+    assert_stream_survived(written, &stats, &wres, &qemu_logs(dir.path()));
     assert!(
         host2_port2_rx > 0,
         "the guest talks through host2's raw port"

@@ -114,6 +114,9 @@ pub struct Inventory {
     pub overlay: (Ipv4Addr, u8),
     /// Anycast gateway MAC.
     pub gateway_mac: Mac,
+    /// DNS servers every VM is told by DHCP.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
     /// Where `scd`s reach the controller over OpenFlow.
     pub openflow: SocketAddr,
     /// Where the controller's HTTP API also listens on TCP, if anywhere (only

@@ -12,6 +12,7 @@ use dataplane::static_flows::{self, initial_pipeline, StaticFlows};
 use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
+use dataplane_core::dhcp::DhcpServer;
 use dataplane_core::pipeline::Pipeline;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
@@ -135,6 +136,14 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
             .iter()
             .filter_map(|p| Some((p.number, p.binding.clone()?)))
             .collect(),
+        dhcp: cfg.dhcp.as_ref().map(|d| DhcpServer {
+            gateway_mac: cfg.gateway_mac,
+            gateway_ip: cfg.gateway_ip,
+            prefix_len: cfg.overlay_prefix_len,
+            mtu: d.mtu,
+            dns: d.dns.clone(),
+            lease_secs: d.lease_secs,
+        }),
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,
         pipeline,

@@ -38,6 +38,7 @@ fn renders_the_switch_under_the_same_names_and_labels() {
     for expected in [
         format!("scd_malformed_total{{{base},reason=\"truncated\"}}"),
         format!("scd_arp_replies_total{{{base}}}"),
+        format!("scd_dhcp_replies_total{{{base}}}"),
         format!("scd_tunnel_spoofed_total{{{base}}}"),
         format!("scd_reloads_total{{{base}}}"),
         format!("scd_reload_failures_total{{{base}}}"),

@@ -83,6 +83,11 @@ pub struct SwitchCounters {
     pub malformed_bad_version: Counter,
     /// ARP requests answered by the anycast gateway.
     pub arp_replies: Counter,
+    /// DHCP requests from VM ports answered (offers, acks and naks).
+    pub dhcp_replies: Counter,
+    /// DHCP requests from VM ports left unanswered (DHCP off, a port without an
+    /// address, a release): consumed all the same, never forwarded.
+    pub dhcp_unanswered: Counter,
     /// Frames that matched no flow (or a flow without outputs).
     pub no_output: Counter,
     /// Frames dropped by `dec_ttl`.

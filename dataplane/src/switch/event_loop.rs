@@ -16,6 +16,7 @@ use crate::io::rawport::RawRecv;
 use crate::tunnel::{Received, SourceCheck, Tunnels};
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::CacheStats;
+use dataplane_core::dhcp::{self, DhcpServer};
 use dataplane_core::exec::{execute, FrameBuf, Outcome};
 use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
@@ -49,6 +50,8 @@ pub struct SwitchParams {
     pub port_arp: Vec<(PortNo, ArpResponder)>,
     /// VM ports bound to their VM's MAC and addresses (port security).
     pub bindings: Vec<(PortNo, PortBinding)>,
+    /// The DHCP server of the bound VM ports, if enabled.
+    pub dhcp: Option<DhcpServer>,
     /// The anycast gateway MAC (source of frames made by the switch).
     pub gateway_mac: Mac,
     /// The gateway's overlay address (source of ICMP errors).
@@ -70,6 +73,7 @@ pub struct Switch {
     /// Per-port responders, by index into `ports`.
     port_arp: Vec<(usize, ArpResponder)>,
     guards: PortGuards,
+    dhcp: Option<DhcpServer>,
     jobs: Receiver<Work>,
     handle: SwitchHandle,
     epoll: OwnedFd,
@@ -93,6 +97,8 @@ pub(super) const EVENTS_I32: i32 = 16;
 /// Scratch space the output path needs besides the frame.
 pub(super) struct Scratch {
     icmp: [u8; 14 + 20 + 8 + 60 + 8],
+    /// A DHCP reply.
+    dhcp: [u8; dhcp::MAX_REPLY_FRAME],
     /// One segment of a super-frame on its way into a tunnel.
     segment: Box<[u8]>,
     /// One segment of a super-frame whose actions need it cut first.
@@ -103,6 +109,7 @@ impl Scratch {
     pub(super) fn new() -> Scratch {
         Scratch {
             icmp: [0u8; 14 + 20 + 8 + 60 + 8],
+            dhcp: [0u8; dhcp::MAX_REPLY_FRAME],
             segment: vec![0u8; MAX_FRAME].into_boxed_slice(),
             segment_frame: FrameBuf::with_capacity(MAX_FRAME),
         }
@@ -234,6 +241,7 @@ impl Switch {
             arp: params.arp,
             port_arp,
             guards,
+            dhcp: params.dhcp,
             jobs: rx,
             handle,
             epoll,
@@ -636,6 +644,39 @@ impl Switch {
         Ok(())
     }
 
+    /// Answers a DHCP request from the bound VM port at `idx` with its binding's
+    /// first address. The request goes no further either way: DHCP of VM ports
+    /// never leaves the host.
+    fn answer_dhcp(
+        &self,
+        idx: usize,
+        key: &openflow::flow::FlowKey,
+        frame: &[u8],
+        binding: &PortBinding,
+        scratch: &mut Scratch,
+    ) {
+        let counters = &self.egress.shared.counters;
+        let answer = self
+            .dhcp
+            .as_ref()
+            .zip(binding.ips().next())
+            .and_then(|(server, address)| {
+                server.reply(key, frame, binding.mac(), address, &mut scratch.dhcp)
+            });
+        let Some(len) = answer else {
+            counters.dhcp_unanswered.add(1);
+            return;
+        };
+        counters.dhcp_replies.add(1);
+        send_local(
+            &self.egress.ports,
+            &self.egress.shared,
+            idx,
+            &VnetHdr::NONE,
+            &scratch.dhcp[..len],
+        );
+    }
+
     /// Runs one frame (or super-frame, as `offload` says) through the tables and
     /// its actions. A super-frame counts as one packet in the flow entries.
     pub(super) fn process(
@@ -655,6 +696,12 @@ impl Switch {
                 return;
             }
         };
+        if dhcp::is_to_server(&key) {
+            if let Some(binding) = self.guards.binding(idx) {
+                self.answer_dhcp(idx, &key, frame.bytes(), binding, scratch);
+                return;
+            }
+        }
         // A port with answers of its own (a gateway's uplink) faces the outside:
         // the overlay's anycast answers are never given there.
         let own_answers = self.port_arp.iter().any(|(port, _)| *port == idx);

@@ -71,6 +71,12 @@ impl PortGuards {
         Ok(())
     }
 
+    /// The binding of the port at `idx`, if it is bound.
+    #[inline]
+    pub(super) fn binding(&self, idx: usize) -> Option<&PortBinding> {
+        self.bindings.get(idx)?.as_ref()
+    }
+
     /// True when the frame port `idx` received may go on; a refused one is
     /// counted in `counters`. A frame that does not parse goes on: the switch
     /// counts it as malformed and drops it anyway.

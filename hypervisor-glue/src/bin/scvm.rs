@@ -9,9 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use hypervisor_glue::commands::{QueryMigrate, QueryStatus, Quit, Raw};
+use hypervisor_glue::commands::{
+    CapabilityState, MigrateSetCapabilities, QueryMigrate, QueryStatus, Quit, Raw,
+};
 use hypervisor_glue::migration::{self, MigrationOptions};
 use hypervisor_glue::qemu::signal_pid;
+use hypervisor_glue::storage::{self, NbdTarget, StorageError};
+use hypervisor_glue::tls::Endpoint;
+
+#[path = "scvm/progress.rs"]
+mod progress;
 use hypervisor_glue::{Incoming, MigrationParameters, QemuConfig, QmpClient, TapNic};
 
 #[derive(Debug, Parser)]
@@ -32,41 +39,33 @@ struct Cli {
 enum Cmd {
     /// Start a TCG guest in the background and print its PID.
     Start(Box<StartArgs>),
-    /// Live-migrate the VM behind a QMP socket to a listening destination.
-    Migrate {
-        /// The source QEMU's QMP socket.
-        #[arg(long)]
-        from: PathBuf,
-        /// Destination, e.g. tcp:100.64.0.2:4444.
-        #[arg(long)]
-        to_uri: String,
-        /// Maximum tolerated downtime, in ms.
-        #[arg(long)]
-        downtime_ms: Option<u64>,
-        /// Bandwidth cap, in bytes per second.
-        #[arg(long)]
-        max_bandwidth: Option<u64>,
-        /// Give up and cancel after this many seconds.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Tell the controller when the migration completes: `POST /migrate/arrived`
-        /// on scc's API at API (`unix:/run/scc/api.sock`, or `http://ADDR:PORT`
-        /// with --scc-token-file), besides the RARP announce.
-        #[arg(long, value_name = "API")]
-        scc_api: Option<bounded_http::Endpoint>,
-        /// File holding the bearer token of scc's API on TCP.
-        #[arg(long, value_name = "FILE")]
-        scc_token_file: Option<PathBuf>,
-    },
+    /// Live-migrate the VM behind a QMP socket to a listening destination, with
+    /// its disk when --disk-to names the destination's NBD export. Ctrl-C
+    /// aborts: the VM keeps running here.
+    Migrate(Box<MigrateArgs>),
     /// On a destination started with `--incoming defer`: listen on URI.
     Incoming {
         /// The destination QEMU's QMP socket.
         qmp: PathBuf,
         /// e.g. tcp:0.0.0.0:4444.
         uri: String,
+        /// Also export the VM's (empty) disk over NBD on HOST:PORT, for the
+        /// source's mirror (`scvm migrate --disk-to`).
+        #[arg(long, value_name = "HOST:PORT")]
+        export_disk: Option<String>,
+        /// The NBD export and the migration stream over TLS (the QEMU was started
+        /// with --tls-server).
+        #[arg(long)]
+        tls: bool,
+        /// Accept post-copy (`scvm migrate --postcopy`).
+        #[arg(long)]
+        postcopy: bool,
+    },
+    /// On a destination: stop exporting the disk (after the move, or to clean
+    /// up after an aborted one).
+    Unexport {
+        /// The destination QEMU's QMP socket.
+        qmp: PathBuf,
     },
     /// Show run state and migration state.
     Status {
@@ -109,6 +108,52 @@ enum Cmd {
 }
 
 #[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The source QEMU's QMP socket.
+    #[arg(long)]
+    from: PathBuf,
+    /// Destination, e.g. tcp:100.64.0.2:4444.
+    #[arg(long)]
+    to_uri: String,
+    /// Move the disk too, into the destination's NBD export at HOST:PORT
+    /// (`scvm incoming --export-disk`).
+    #[arg(long, value_name = "HOST:PORT")]
+    disk_to: Option<String>,
+    /// Both streams over TLS (the QEMU was started with --tls-client); the
+    /// destination's certificate must name NAME.
+    #[arg(long, value_name = "NAME")]
+    tls_hostname: Option<String>,
+    /// Maximum tolerated downtime, in ms.
+    #[arg(long)]
+    downtime_ms: Option<u64>,
+    /// Bandwidth cap of memory and disk copy, in bytes per second.
+    #[arg(long)]
+    max_bandwidth: Option<u64>,
+    /// Throttle the guest's vCPUs when it dirties memory faster than the link
+    /// copies it (QEMU's auto-converge).
+    #[arg(long)]
+    auto_converge: bool,
+    /// Switch to post-copy after the first pass of RAM (the destination needs
+    /// `scvm incoming --postcopy`).
+    #[arg(long)]
+    postcopy: bool,
+    /// Give up and cancel after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Print the report as JSON (and no progress bar).
+    #[arg(long)]
+    json: bool,
+    /// Tell the controller when the migration completes: `POST /migrate/arrived`
+    /// on scc's API at API (`unix:/run/scc/api.sock`, or `http://ADDR:PORT`
+    /// with --scc-token-file), besides the RARP announce.
+    #[arg(long, value_name = "API")]
+    scc_api: Option<bounded_http::Endpoint>,
+    /// File holding the bearer token of scc's API on TCP.
+    #[arg(long, value_name = "FILE")]
+    scc_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct StartArgs {
     /// VM name.
     #[arg(long)]
@@ -146,9 +191,30 @@ struct StartArgs {
     /// Network namespace to run in.
     #[arg(long)]
     netns: Option<String>,
+    /// The guest's disk, a qcow2 image (virtio-blk).
+    #[arg(long)]
+    disk: Option<PathBuf>,
+    /// TLS credentials directory for the source end of a migration
+    /// (ca-cert.pem, client-cert.pem, client-key.pem).
+    #[arg(long, value_name = "DIR", conflicts_with = "tls_server")]
+    tls_client: Option<PathBuf>,
+    /// TLS credentials directory for the destination end (ca-cert.pem,
+    /// server-cert.pem, server-key.pem); it demands the source's certificate.
+    #[arg(long, value_name = "DIR")]
+    tls_server: Option<PathBuf>,
     /// Emulator binary.
     #[arg(long, default_value = "qemu-system-x86_64")]
     qemu: PathBuf,
+}
+
+fn split_host_port(s: &str) -> Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("{s:?} is not HOST:PORT"))?;
+    Ok((
+        host.to_owned(),
+        port.parse().with_context(|| format!("port of {s:?}"))?,
+    ))
 }
 
 fn parse_incoming(s: &str) -> Result<Incoming> {
@@ -185,65 +251,52 @@ async fn main() -> Result<()> {
     let t = Duration::from_secs(cli.qmp_timeout);
     match cli.cmd {
         Cmd::Start(a) => start(*a, t).await,
-        Cmd::Migrate {
-            from,
-            to_uri,
-            downtime_ms,
-            max_bandwidth,
-            timeout,
-            json,
-            scc_api,
-            scc_token_file,
+        Cmd::Migrate(a) => migrate_cmd(*a, t).await,
+        Cmd::Incoming {
+            qmp,
+            uri,
+            export_disk,
+            tls,
+            postcopy,
         } => {
-            let client = connect(&from, t).await?;
-            let opts = MigrationOptions {
-                parameters: MigrationParameters {
-                    downtime_limit: downtime_ms,
-                    max_bandwidth,
-                    ..Default::default()
-                },
-                timeout: Duration::from_secs(timeout),
-                ..Default::default()
-            };
-            match migration::migrate(&client, &to_uri, &opts).await {
-                Ok(report) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&report)?);
-                    } else {
-                        println!("{}", report.summary());
-                    }
-                    if let Some(api) = scc_api {
-                        let token = match &scc_token_file {
-                            Some(file) => Some(
-                                std::fs::read_to_string(file)
-                                    .with_context(|| format!("{}", file.display()))?
-                                    .trim()
-                                    .to_string(),
-                            ),
-                            None => None,
-                        };
-                        let answer =
-                            hypervisor_glue::notify::migrate_arrived(&api, token.as_deref(), t)
-                                .await
-                                .context("the migration completed, but telling scc failed")?;
-                        eprintln!("scc told of the arrival: {answer}");
-                    }
-                    Ok(())
-                }
-                Err(e) => {
-                    if let (true, Some(r)) = (json, e.report()) {
-                        println!("{}", serde_json::to_string_pretty(r)?);
-                    }
-                    Err(e).context("migration did not complete")
-                }
-            }
-        }
-        Cmd::Incoming { qmp, uri } => {
             let client = connect(&qmp, t).await?;
+            if tls {
+                client
+                    .execute(&hypervisor_glue::tls::with_tls(
+                        MigrationParameters::default(),
+                        None,
+                    ))
+                    .await
+                    .context("migration over TLS")?;
+            }
+            if postcopy {
+                client
+                    .execute(&MigrateSetCapabilities {
+                        capabilities: vec![CapabilityState {
+                            capability: "postcopy-ram".into(),
+                            state: true,
+                        }],
+                    })
+                    .await
+                    .context("post-copy")?;
+            }
+            if let Some(export) = export_disk {
+                let (host, port) = split_host_port(&export)?;
+                storage::export_disk(&client, &host, port, tls)
+                    .await
+                    .with_context(|| format!("exporting the disk on {export}"))?;
+                println!("exporting the disk over NBD on {export}");
+            }
             migration::start_incoming(&client, &uri)
                 .await
                 .with_context(|| format!("migrate-incoming {uri}"))?;
             println!("listening for the incoming migration on {uri}");
+            Ok(())
+        }
+        Cmd::Unexport { qmp } => {
+            let client = connect(&qmp, t).await?;
+            storage::unexport_disk(&client).await?;
+            println!("disk export removed");
             Ok(())
         }
         Cmd::Status { qmp } => {
@@ -338,6 +391,98 @@ async fn main() -> Result<()> {
     }
 }
 
+async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
+    let client = connect(&a.from, t).await?;
+    let mut parameters = MigrationParameters {
+        downtime_limit: a.downtime_ms,
+        max_bandwidth: a.max_bandwidth,
+        ..Default::default()
+    };
+    if let Some(name) = &a.tls_hostname {
+        parameters = hypervisor_glue::tls::with_tls(parameters, Some(name));
+    }
+    let mut opts = MigrationOptions {
+        parameters,
+        timeout: Duration::from_secs(a.timeout),
+        postcopy: a.postcopy,
+        ..Default::default()
+    };
+    if a.auto_converge {
+        opts = opts.with_auto_converge(None);
+    }
+    let abort = opts.abort.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("scvm: aborting; the VM stays here");
+            abort.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let bar = progress::Bar::new(a.json);
+    let report = match &a.disk_to {
+        None => {
+            migration::migrate_observed(&client, &a.to_uri, &opts, &mut |info| bar.memory(info))
+                .await
+                .map_err(StorageError::from)
+        }
+        Some(disk) => {
+            let (host, port) = split_host_port(disk)?;
+            let target = NbdTarget {
+                host,
+                port,
+                tls_hostname: a.tls_hostname.clone(),
+            };
+            storage::migrate_with_disk(&client, &a.to_uri, &target, &opts, &mut |p| bar.storage(p))
+                .await
+                .map(|r| {
+                    eprintln!(
+                        "disk: {} B copied in {:?}, whole move {:?}",
+                        r.disk_bytes, r.disk_copy_time, r.total_time
+                    );
+                    r.migration
+                })
+        }
+    };
+    bar.finish();
+    match report {
+        Ok(report) => {
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{}", report.summary());
+            }
+            if let Some(api) = a.scc_api {
+                let token = match &a.scc_token_file {
+                    Some(file) => Some(
+                        std::fs::read_to_string(file)
+                            .with_context(|| format!("{}", file.display()))?
+                            .trim()
+                            .to_string(),
+                    ),
+                    None => None,
+                };
+                let answer = hypervisor_glue::notify::migrate_arrived(&api, token.as_deref(), t)
+                    .await
+                    .context("the migration completed, but telling scc failed")?;
+                eprintln!("scc told of the arrival: {answer}");
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let (true, StorageError::Memory(m)) = (a.json, &e) {
+                if let Some(r) = m.report() {
+                    println!("{}", serde_json::to_string_pretty(r)?);
+                }
+            }
+            if a.disk_to.is_some() {
+                eprintln!(
+                    "scvm: the VM runs here on its own disk; remove the destination's export with `scvm unexport` and stop that QEMU"
+                );
+            }
+            Err(e).context("migration did not complete")
+        }
+    }
+}
+
 async fn stop_pid(pid: u32, grace: Duration) -> Result<()> {
     use rustix::process::Signal;
     signal_pid(pid, Signal::TERM).with_context(|| format!("SIGTERM to {pid}"))?;
@@ -365,6 +510,15 @@ async fn start(a: StartArgs, t: Duration) -> Result<()> {
     cfg.incoming = a.incoming.as_deref().map(parse_incoming).transpose()?;
     if let (Some(ifname), Some(mac)) = (a.tap, a.mac) {
         cfg.nic = Some(TapNic { ifname, mac });
+    }
+    cfg.disk = a.disk;
+    if let Some(dir) = &a.tls_client {
+        cfg.extra_args
+            .extend(hypervisor_glue::tls::object_args(dir, Endpoint::Client));
+    }
+    if let Some(dir) = &a.tls_server {
+        cfg.extra_args
+            .extend(hypervisor_glue::tls::object_args(dir, Endpoint::Server));
     }
     for f in [&cfg.kernel, &cfg.initrd] {
         if !f.exists() {
