@@ -85,6 +85,14 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default)]
     openflow: RawOpenflow,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +244,9 @@ pub struct HostConfig {
     pub tunnel: Option<TunnelConfig>,
     /// The OpenFlow channel.
     pub openflow: OpenflowConfig,
+    /// The local management socket (`[control] socket`, mode 0600) through which
+    /// `scd port add/del/list` change the ports of the running switch.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// Longest interface name Linux accepts.
@@ -597,6 +608,7 @@ impl HostConfig {
             ports,
             tunnel,
             openflow,
+            control_socket: raw.control.socket.as_deref().map(relative),
         })
     }
 }

@@ -8,7 +8,7 @@ use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::RemovedFlow;
 use dataplane_core::port_security::PortBinding;
 use dataplane_core::translate::{
-    apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_descs, port_stats, table_stats,
+    apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_desc, port_stats, table_stats,
     tunnel_stats,
 };
 use openflow::flow::{GroupSpec, PortNo};
@@ -152,20 +152,28 @@ impl Backend for SwitchBackend {
     fn port_descs(&self) -> Vec<PortDesc> {
         let shared = &self.handle.shared;
         let tunnels = shared.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
-        port_descs(
-            shared.datapath_id,
-            shared.ports.iter().map(|p| (p.number, p.name.as_str())),
-            &tunnels,
-        )
+        shared
+            .ports()
+            .iter()
+            .map(|p| {
+                port_desc(
+                    shared.datapath_id,
+                    p.number,
+                    &p.name,
+                    p.link.state(),
+                    &tunnels,
+                )
+            })
+            .collect()
     }
 
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode> {
+        let ports = self.handle.shared.ports();
         let shared = &self.handle.shared;
         port_stats(
-            shared.ports.iter().map(|p| p.number),
+            ports.iter().map(|p| p.number),
             |number| {
-                shared
-                    .ports
+                ports
                     .iter()
                     .find(|p| p.number == number)
                     .map(|p| p.counters.snapshot())

@@ -4,6 +4,7 @@
 
 use super::counters::SwitchShared;
 use super::guards::BindRefused;
+use super::ports::{NewPort, PortSetError};
 use super::tables::{Job, Published, Visibility};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
@@ -28,6 +29,10 @@ pub(super) enum Work {
         Option<PortBinding>,
         SyncSender<Result<(), BindRefused>>,
     ),
+    /// A local port to add, with where to send the outcome.
+    AddPort(Box<NewPort>, SyncSender<Result<(), PortSetError>>),
+    /// A local port to remove (closed once removed), with where to send the outcome.
+    RemovePort(PortNo, SyncSender<Result<(), PortSetError>>),
 }
 
 impl std::fmt::Debug for Work {
@@ -36,6 +41,8 @@ impl std::fmt::Debug for Work {
             Work::PacketOut(p, _) => p.fmt(f),
             Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
             Work::Bind(port, binding, _) => write!(f, "Bind({port}, {binding:?})"),
+            Work::AddPort(new, _) => write!(f, "AddPort({})", new.number),
+            Work::RemovePort(port, _) => write!(f, "RemovePort({port})"),
         }
     }
 }
@@ -152,6 +159,20 @@ impl SwitchHandle {
         binding: Option<PortBinding>,
     ) -> Result<Result<(), BindRefused>, SwitchGone> {
         self.ask(|tx| Work::Bind(port, binding, tx))
+    }
+
+    /// Adds a local port between two rounds of the forwarding thread: the other
+    /// ports' traffic and the tables are untouched, and a port-status (add) is
+    /// queued for the controllers.
+    pub fn add_port(&self, port: NewPort) -> Result<Result<(), PortSetError>, SwitchGone> {
+        self.ask(|tx| Work::AddPort(Box::new(port), tx))
+    }
+
+    /// Removes a local port (its device is closed: a TAP `scd` created goes
+    /// away) and queues a port-status (delete); flows naming it stay and match
+    /// nothing, as for any absent port.
+    pub fn remove_port(&self, port: PortNo) -> Result<Result<(), PortSetError>, SwitchGone> {
+        self.ask(|tx| Work::RemovePort(port, tx))
     }
 
     /// Asks the switch thread to stop after the current batch.

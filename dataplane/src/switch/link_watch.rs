@@ -1,0 +1,47 @@
+//! The link watcher: a thread of its own that reads every local port's
+//! interface flags (one `SIOCGIFFLAGS` per port per round, see
+//! [`LINK_POLL`]) and, when a port's up or carrier flag changed, records it and
+//! queues a port-status (modify). Polling was chosen over a netlink watch because
+//! ports live in many namespaces and one ioctl costs about a microsecond (measured
+//! in `bench/RESULTS.md`). It never touches the forwarding thread.
+
+use super::counters::SwitchShared;
+use openflow::wire::PortReason;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often every port's link is read.
+pub const LINK_POLL: Duration = Duration::from_millis(200);
+
+/// Reads every port's link once; returns how many changed.
+pub fn check_links(shared: &SwitchShared) -> usize {
+    let mut changed = 0;
+    for port in shared.ports().iter() {
+        let Some(probe) = &port.probe else { continue };
+        // Gone from its namespace (removed, or moved away): no carrier.
+        let (up, running) = probe.flags().map_or((true, false), |f| (f.up, f.running));
+        if port.link.set_interface(up, running) {
+            changed += 1;
+            tracing::info!(port = port.number, name = %port.name, up, carrier = running, "link changed");
+            shared.announce(PortReason::Modify, port);
+        }
+    }
+    changed
+}
+
+/// Starts the watcher; it ends once `stop` is set.
+pub fn watch_links(
+    shared: Arc<SwitchShared>,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("link-watch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                check_links(&shared);
+                std::thread::sleep(every);
+            }
+        })
+}
