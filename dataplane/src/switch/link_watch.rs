@@ -14,13 +14,22 @@ use std::time::Duration;
 /// How often every port's link is read.
 pub const LINK_POLL: Duration = Duration::from_millis(200);
 
-/// Reads every port's link once; returns how many changed.
+/// Reads every port's link once; returns how many changed. A tunnel port's link
+/// is its WireGuard session (live or not), as the switch thread last published it.
 pub fn check_links(shared: &SwitchShared) -> usize {
+    let tunnels = shared.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
     let mut changed = 0;
     for port in shared.ports().iter() {
-        let Some(probe) = &port.probe else { continue };
-        // Gone from its namespace (removed, or moved away): no carrier.
-        let (up, running) = probe.flags().map_or((true, false), |f| (f.up, f.running));
+        let (up, running) = match (&port.probe, tunnels.iter().find(|t| t.port == port.number)) {
+            (_, Some(peer)) => (true, peer.is_live()),
+            (None, None) => continue,
+            // Gone from the namespace it was opened in (moved into a VM's
+            // namespace after scd opened it): not known here, so left as it was.
+            (Some(probe), None) => match probe.flags() {
+                Ok(flags) => (flags.up, flags.running),
+                Err(_) => continue,
+            },
+        };
         if port.link.set_interface(up, running) {
             changed += 1;
             tracing::info!(port = port.number, name = %port.name, up, carrier = running, "link changed");
