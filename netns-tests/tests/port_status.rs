@@ -1,0 +1,150 @@
+//! Ports that come and go, as an OpenFlow client sees them: `ovs-ofctl monitor`
+//! on `scd`'s `punix:` listener gets a port-status (modify) with `PORT_DOWN` and
+//! `LINK_DOWN` when a port's link is brought down and one with `LIVE` when it
+//! comes back, an add and a delete when `scd port add`/`del` change the running
+//! switch, and port-desc reports the true state meanwhile. A port that cannot be
+//! added (a number taken) is refused with the reason and changes nothing.
+
+use anyhow::{Context, Result};
+use netns_tests::ofctl::ofctl;
+use netns_tests::{require_program, require_root, scd_binary, scd_config_head, unique};
+use netns_tests::{wait_until, Netns, Scd};
+use std::process::Child;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `ovs-ofctl monitor` until dropped, its output in a file.
+struct Monitor {
+    child: Child,
+    out: tempfile::NamedTempFile,
+}
+
+impl Monitor {
+    fn start(host: &Netns, target: &str) -> Result<Monitor> {
+        // ovs-ofctl makes its control socket there.
+        std::fs::create_dir_all("/var/run/openvswitch")?;
+        let out = tempfile::NamedTempFile::new()?;
+        let append = || std::fs::OpenOptions::new().append(true).open(out.path());
+        // Line-buffered: its output goes to a file, which it would otherwise
+        // write only when it exits.
+        let child = host
+            .command("stdbuf")
+            .args(["-oL", "ovs-ofctl", "-O", "OpenFlow13", "monitor", target])
+            .stdout(append()?)
+            .stderr(append()?)
+            .spawn()?;
+        Ok(Monitor { child, out })
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.out.path()).unwrap_or_default()
+    }
+
+    /// Waits until the output holds a port-status with all of `needles` (in one
+    /// message: its first line and the description lines under it).
+    fn wait_for(&self, what: &str, needles: &[&str]) -> Result<()> {
+        wait_until(PATIENCE, what, || {
+            let text = self.text();
+            Ok(text.split("OFPT_PORT_STATUS").skip(1).any(|message| {
+                let message = message.split("OFPT_").next().unwrap_or(message);
+                needles.iter().all(|n| message.contains(n))
+            }))
+        })
+        .map(drop)
+        .with_context(|| format!("monitor output:\n{}", self.text()))
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Result<()> {
+    let test = "link_changes_and_ports_added_at_run_time_are_announced_as_port_status";
+    if !require_root(test) || !require_program(test, "ovs-ofctl") {
+        return Ok(());
+    }
+    let host = Netns::new(&unique("portstatus-"))?;
+    let dir = tempfile::Builder::new().prefix("portstatus").tempdir()?;
+    let of = dir.path().join("scd.mgmt");
+    let ctl = dir.path().join("scd.ctl");
+    let tap = unique("pst");
+    let config = format!(
+        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
+         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
+        scd_config_head("\"0x5c05\"", "portstatus", false),
+        of.display(),
+        ctl.display()
+    );
+    let scd = Scd::start(&host, &config, None)?;
+    let target = format!("unix:{}", of.display());
+    let monitor = Monitor::start(&host, &target)?;
+    // The monitor is connected once the switch counts its connection.
+    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
+        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
+    })?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(
+        desc.contains(&format!("1({tap})")) && desc.contains("LIVE"),
+        "{desc}"
+    );
+
+    host.ip(&["link", "set", &tap, "down"])?;
+    monitor.wait_for(
+        "a port-status with the link down",
+        &["MOD", &format!("1({tap})"), "PORT_DOWN", "LINK_DOWN"],
+    )?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(
+        desc.contains("LINK_DOWN") && desc.contains("PORT_DOWN"),
+        "{desc}"
+    );
+
+    host.ip(&["link", "set", &tap, "up"])?;
+    monitor.wait_for(
+        "a port-status with the link up again",
+        &["MOD", &format!("1({tap})"), "LIVE"],
+    )?;
+
+    let scd_port = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(host
+            .command(scd_binary()?.to_str().context("path")?)
+            .arg("port")
+            .args(args)
+            .arg("--socket")
+            .arg(&ctl)
+            .output()?)
+    };
+    let added = unique("psa");
+    let out = scd_port(&["add", "--name", &added, "--ofport", "7"])?;
+    assert!(out.status.success(), "{out:?}\n{}", scd.log());
+    monitor.wait_for("a port-status (add)", &["ADD", &format!("7({added})")])?;
+
+    let clash = scd_port(&["add", "--name", &unique("psc"), "--ofport", "7"])?;
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert!(!clash.status.success(), "a second port 7 was added");
+    assert!(
+        stderr.starts_with("scd: error: ") && stderr.contains("clashes with port 7"),
+        "{stderr}"
+    );
+
+    let out = scd_port(&["del", "--ofport", "7"])?;
+    assert!(out.status.success(), "{out:?}");
+    monitor.wait_for("a port-status (delete)", &["DEL", &format!("7({added})")])?;
+    let listed = String::from_utf8_lossy(&scd_port(&["list"])?.stdout).into_owned();
+    assert!(
+        listed.contains(&tap) && !listed.contains(&added),
+        "{listed}"
+    );
+    // A TAP scd created goes away with its port.
+    assert!(
+        host.ip(&["link", "show", &added]).is_err(),
+        "{added} outlived its port"
+    );
+    Ok(())
+}
