@@ -2,7 +2,8 @@
 //! on `scd`'s `punix:` listener gets a port-status (modify) with `PORT_DOWN` and
 //! `LINK_DOWN` when a port's link is brought down and one with `LIVE` when it
 //! comes back, an add and a delete when `scd port add`/`del` change the running
-//! switch, and port-desc reports the true state meanwhile. A port that cannot be
+//! switch, one (modify) when a port-mod changes a port's configuration, and
+//! port-desc reports the true state meanwhile. A port that cannot be
 //! added (a number taken) is refused with the reason and changes nothing.
 
 use anyhow::{Context, Result};
@@ -110,6 +111,20 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
         "a port-status with the link up again",
         &["MOD", &format!("1({tap})"), "LIVE"],
     )?;
+
+    // A controller's port-mod: announced, reported, and undone.
+    let monitored = monitor.text().matches("OFPT_PORT_STATUS").count();
+    ofctl(&host, &target, &["mod-port", "{}", &tap, "no-forward"])?;
+    monitor.wait_for(
+        "a port-status after port-mod",
+        &["MOD", &format!("1({tap})"), "NO_FWD"],
+    )?;
+    assert!(monitor.text().matches("OFPT_PORT_STATUS").count() > monitored);
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(desc.contains("NO_FWD"), "{desc}");
+    ofctl(&host, &target, &["mod-port", "{}", &tap, "forward"])?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(!desc.contains("NO_FWD"), "{desc}");
 
     let scd_port = |args: &[&str]| -> Result<std::process::Output> {
         Ok(host

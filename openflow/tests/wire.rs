@@ -287,8 +287,8 @@ fn ovs_vector_hellos() {
 
 #[test]
 fn unknown_type_gets_bad_request_bad_type_with_first_64_bytes() {
-    // A port-mod (type 16) with a 100-byte body.
-    let mut b = vec![0x04, 16, 0, 108, 0, 0, 0, 7];
+    // A queue-get-config request (type 22) with a 100-byte body.
+    let mut b = vec![0x04, 22, 0, 108, 0, 0, 0, 7];
     b.extend(std::iter::repeat_n(0xab, 100));
     let e = decode(&b).unwrap_err();
     assert_eq!(
@@ -786,6 +786,13 @@ fn sample_messages() -> Vec<Message> {
             reason: PortReason::Add,
             desc: port.clone(),
         }),
+        Message::PortMod(PortMod {
+            port_no: 3,
+            hw_addr: Mac([2, 0x5c, 0, 1, 0, 3]),
+            config: port_config::PORT_DOWN,
+            mask: port_config::PORT_DOWN | port_config::NO_FWD,
+            advertise: 0,
+        }),
         Message::Error(ErrorMsg {
             code: ErrorCode::BadMatch(BadMatch::BadPrereq),
             data: vec![4, 20, 0, 8, 0, 0, 0, 1],
@@ -1019,6 +1026,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
             reason: PortReason::from_wire(r),
             desc: d
         })),
+        any::<(u32, [u8; 6], u32, u32, u32)>().prop_map(|(p, m, c, k, a)| Message::PortMod(
+            PortMod {
+                port_no: p,
+                hw_addr: Mac(m),
+                config: c,
+                mask: k,
+                advertise: a
+            }
+        )),
         (
             any::<Option<u16>>(),
             any::<u32>(),

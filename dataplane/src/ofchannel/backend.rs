@@ -6,6 +6,7 @@ use super::info::DatapathInfo;
 use crate::switch::{SwitchGone, SwitchHandle};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::RemovedFlow;
+use dataplane_core::port::port_mac;
 use dataplane_core::port_security::PortBinding;
 use dataplane_core::translate::{
     apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_desc, port_stats, table_stats,
@@ -13,8 +14,8 @@ use dataplane_core::translate::{
 };
 use openflow::flow::{GroupSpec, PortNo};
 use openflow::wire::{
-    BadRequest, BindPort, ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest, GroupMod, PortDesc,
-    PortStats, TableStats, TunnelStatsEntry,
+    port_mod_failed, BadRequest, BindPort, ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest,
+    GroupMod, PortDesc, PortMod, PortReason, PortStats, TableStats, TunnelStatsEntry,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -63,6 +64,20 @@ pub trait Backend {
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
         let _ = bind;
         Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Changes a port's configuration bits (port-mod). A backend without ports
+    /// has none to change.
+    fn port_mod(&self, pm: PortMod) -> Result<(), ErrorCode> {
+        let _ = pm;
+        Err(port_mod_error(port_mod_failed::BAD_PORT))
+    }
+}
+
+/// An `OFPET_PORT_MOD_FAILED` error with `code`.
+fn port_mod_error(code: u16) -> ErrorCode {
+    ErrorCode::Other {
+        typ: port_mod_failed::TYPE,
+        code,
     }
 }
 
@@ -197,6 +212,28 @@ impl Backend for SwitchBackend {
         // Flow-mods before it are published first: output:TABLE must meet them.
         self.handle.sync()?;
         self.handle.packet_out(job)
+    }
+
+    fn port_mod(&self, pm: PortMod) -> Result<(), ErrorCode> {
+        let shared = &self.handle.shared;
+        let ports = shared.ports();
+        let port = ports
+            .iter()
+            .find(|p| p.number == pm.port_no)
+            .ok_or(port_mod_error(port_mod_failed::BAD_PORT))?;
+        if pm.hw_addr != port_mac(shared.datapath_id, pm.port_no) {
+            return Err(port_mod_error(port_mod_failed::BAD_HW_ADDR));
+        }
+        if port.link.set_config(pm.config, pm.mask) {
+            tracing::info!(
+                port = pm.port_no,
+                config = pm.config,
+                mask = pm.mask,
+                "port-mod applied"
+            );
+            shared.announce(PortReason::Modify, port);
+        }
+        Ok(())
     }
 
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {

@@ -273,6 +273,15 @@ impl Session {
                 return;
             }
             Message::FlowMod(_) => return, // handled in batches by `handle`
+            Message::PortMod(pm) => {
+                if self.conn.role() == ControllerRole::Slave {
+                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                }
+                if let Err(code) = backend.port_mod(pm) {
+                    out.error(xid, code, frame);
+                }
+                return;
+            }
             Message::BindPort(bind) => {
                 if self.conn.role() == ControllerRole::Slave {
                     return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);

@@ -43,7 +43,8 @@ pub use multipart::{
 };
 pub use packet::{PacketIn, PacketInReason, PacketOut};
 pub use port::{
-    config as port_config, state as port_state, PortDesc, PortReason, PortStats, PortStatus,
+    config as port_config, port_mod_failed, state as port_state, PortDesc, PortMod, PortReason,
+    PortStats, PortStatus,
 };
 pub use switch::{capabilities, ControllerRole, Hello, Role, SwitchConfig, SwitchFeatures};
 
@@ -79,6 +80,7 @@ pub mod msg_type {
     pub const PACKET_OUT: u8 = 13;
     pub const FLOW_MOD: u8 = 14;
     pub const GROUP_MOD: u8 = 15;
+    pub const PORT_MOD: u8 = 16;
     pub const MULTIPART_REQUEST: u8 = 18;
     pub const MULTIPART_REPLY: u8 = 19;
     pub const BARRIER_REQUEST: u8 = 20;
@@ -120,6 +122,8 @@ pub enum Message {
     FlowMod(FlowMod),
     /// `OFPT_GROUP_MOD`.
     GroupMod(GroupMod),
+    /// `OFPT_PORT_MOD`.
+    PortMod(PortMod),
     /// `OFPT_MULTIPART_REQUEST`.
     MultipartRequest(MultipartRequest),
     /// `OFPT_MULTIPART_REPLY`.
@@ -156,6 +160,7 @@ impl Message {
             Message::PacketOut(_) => PACKET_OUT,
             Message::FlowMod(_) => FLOW_MOD,
             Message::GroupMod(_) => GROUP_MOD,
+            Message::PortMod(_) => PORT_MOD,
             Message::MultipartRequest(_) => MULTIPART_REQUEST,
             Message::MultipartReply(_) => MULTIPART_REPLY,
             Message::BarrierRequest => BARRIER_REQUEST,
@@ -320,6 +325,7 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         PACKET_OUT => Message::PacketOut(PacketOut::decode(r)?),
         FLOW_MOD => Message::FlowMod(FlowMod::decode(r)?),
         GROUP_MOD => Message::GroupMod(GroupMod::decode(r)?),
+        PORT_MOD => Message::PortMod(PortMod::decode(r)?),
         MULTIPART_REQUEST => Message::MultipartRequest(MultipartRequest::decode(r)?),
         MULTIPART_REPLY => Message::MultipartReply(MultipartReply::decode(r)?),
         BARRIER_REQUEST => Message::BarrierRequest,
@@ -364,6 +370,7 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::PacketOut(p) => p.encode(out),
         Message::FlowMod(f) => f.encode(out),
         Message::GroupMod(g) => g.encode(out),
+        Message::PortMod(p) => p.encode(out),
         Message::MultipartRequest(m) => m.encode(out),
         Message::MultipartReply(m) => m.encode(out),
         Message::RoleRequest(r) | Message::RoleReply(r) => r.encode(out),
