@@ -3,13 +3,20 @@
 //! `LINK_DOWN` when a port's link is brought down and one with `LIVE` when it
 //! comes back, an add and a delete when `scd port add`/`del` change the running
 //! switch, one (modify) when a port-mod changes a port's configuration, and
-//! port-desc reports the true state meanwhile. A port that cannot be
+//! port-desc reports the true state meanwhile. A controller's add-port and
+//! del-port (Supercloud experimenter messages) do what `scd port` does, and a
+//! clashing add-port is answered with an error. A port that cannot be
 //! added (a number taken) is refused with the reason and changes nothing.
 
 use anyhow::{Context, Result};
 use netns_tests::ofctl::ofctl;
 use netns_tests::{require_program, require_root, scd_binary, scd_config_head, unique};
 use netns_tests::{wait_until, Netns, Scd};
+use openflow::wire::{
+    decode, encode, peek_header, port_mod_failed, AddPort, DelPort, ErrorMsg, Hello, Message,
+};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::time::Duration;
 
@@ -61,6 +68,31 @@ impl Drop for Monitor {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn send(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<()> {
+    stream.write_all(&encode(msg, xid)?)?;
+    Ok(())
+}
+
+/// Sends `msg` then a barrier, and returns the error the switch answered `msg`
+/// with, if any (every other message before the barrier's reply is skipped).
+fn ask(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<Option<ErrorMsg>> {
+    send(stream, msg, xid)?;
+    send(stream, &Message::BarrierRequest, xid + 1)?;
+    let mut error = None;
+    loop {
+        let mut head = vec![0u8; 8];
+        stream.read_exact(&mut head)?;
+        let header = peek_header(&head).context("an OpenFlow header")?;
+        head.resize(usize::from(header.length), 0);
+        stream.read_exact(&mut head[8..])?;
+        match decode(&head) {
+            Ok((x, Message::Error(e))) if x == xid => error = Some(e),
+            Ok((x, Message::BarrierReply)) if x == xid + 1 => return Ok(error),
+            _ => {}
+        }
     }
 }
 
@@ -151,6 +183,46 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     let out = scd_port(&["del", "--ofport", "7"])?;
     assert!(out.status.success(), "{out:?}");
     monitor.wait_for("a port-status (delete)", &["DEL", &format!("7({added})")])?;
+
+    // The controller's way in: add-port and del-port over OpenFlow.
+    let mut of_client = std::os::unix::net::UnixStream::connect(&of)?;
+    of_client.set_read_timeout(Some(PATIENCE))?;
+    send(&mut of_client, &Message::Hello(Hello::of13()), 1)?;
+    let by_controller = unique("psk");
+    let add = Message::AddPort(AddPort {
+        port: 8,
+        raw: false,
+        attach: false,
+        name: by_controller.clone(),
+        mac: None,
+        ips: Vec::new(),
+    });
+    assert_eq!(ask(&mut of_client, &add, 5)?, None, "{}", scd.log());
+    monitor.wait_for(
+        "a port-status (add, by the controller)",
+        &["ADD", &format!("8({by_controller})")],
+    )?;
+    let again = Message::AddPort(AddPort {
+        name: unique("psk"),
+        ..match add {
+            Message::AddPort(a) => a,
+            _ => unreachable!(),
+        }
+    });
+    let refused = ask(&mut of_client, &again, 7)?.context("a second port 8 was accepted")?;
+    assert_eq!(
+        refused.code.to_wire(),
+        (port_mod_failed::TYPE, port_mod_failed::BAD_PORT)
+    );
+    assert_eq!(
+        ask(&mut of_client, &Message::DelPort(DelPort { port: 8 }), 9)?,
+        None
+    );
+    monitor.wait_for(
+        "a port-status (delete, by the controller)",
+        &["DEL", &format!("8({by_controller})")],
+    )?;
+
     let listed = String::from_utf8_lossy(&scd_port(&["list"])?.stdout).into_owned();
     assert!(
         listed.contains(&tap) && !listed.contains(&added),

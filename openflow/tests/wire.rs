@@ -436,10 +436,38 @@ fn bind_port_round_trips_and_refuses_bodies_that_disagree_with_their_count() {
     );
     // Our experimenter id with an unknown message type.
     let mut unknown = bytes.clone();
-    unknown[15] = 0x01;
+    unknown[15] = 0x7f;
     assert_eq!(
         decode(&unknown).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadExpType)
+    );
+}
+
+#[test]
+fn add_port_refuses_an_unknown_kind_and_a_body_that_disagrees_with_its_count() {
+    let add = Message::AddPort(AddPort {
+        port: 3,
+        raw: false,
+        attach: false,
+        name: "web1-b".into(),
+        mac: Some(Mac([2, 0, 0, 0, 1, 1])),
+        ips: vec![Ipv4Addr::new(100, 64, 1, 1)],
+    });
+    assert_eq!(roundtrip(&add, 4), add);
+    let del = Message::DelPort(DelPort { port: 3 });
+    assert_eq!(roundtrip(&del, 5), del);
+    let bytes = encode(&add, 4).unwrap();
+    let mut kind = bytes.clone();
+    kind[20] = 2;
+    assert_eq!(
+        decode(&kind).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
+    );
+    let mut short = bytes[..bytes.len() - 4].to_vec();
+    short[3] -= 4;
+    assert_eq!(
+        decode(&short).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
     );
 }
 

@@ -264,6 +264,19 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         .context("dropping privileges (devices are open; refusing to run with more)")?;
     info!(%dropped, "privileges dropped");
     let handle = switch.handle();
+    // A controller's add-port opens its device as `scd port add` does.
+    handle.set_port_opener(Arc::new(|req: &openflow::wire::AddPort| {
+        portctl::open_spec(&portctl::PortSpec {
+            name: req.name.clone(),
+            kind: if req.raw { "raw" } else { "tap" }.into(),
+            ofport: req.port,
+            create: !req.attach,
+            mtu: None,
+            netns: None,
+            vm_mac: req.mac.map(|m| m.to_string()),
+            vm_ips: req.ips.clone(),
+        })
+    }));
     let of = &cfg.openflow;
     for exposed in of.exposed_plaintext() {
         warn!(%exposed, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone on the path can read and program this switch; use pssl:/ssl:");

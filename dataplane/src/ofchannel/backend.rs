@@ -14,8 +14,9 @@ use dataplane_core::translate::{
 };
 use openflow::flow::{GroupSpec, PortNo};
 use openflow::wire::{
-    port_mod_failed, BadRequest, BindPort, ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest,
-    GroupMod, PortDesc, PortMod, PortReason, PortStats, TableStats, TunnelStatsEntry,
+    port_mod_failed, AddPort, BadRequest, BindPort, DelPort, ErrorCode, FlowMod, FlowStatsEntry,
+    FlowStatsRequest, GroupMod, PortDesc, PortMod, PortReason, PortStats, TableStats,
+    TunnelStatsEntry,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -63,6 +64,17 @@ pub trait Backend {
     /// ports refuses it as an experimenter type it does not know.
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
         let _ = bind;
+        Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Adds a port a controller asks for. A backend without ports refuses it as an
+    /// experimenter type it does not know.
+    fn add_port(&self, req: AddPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let _ = req;
+        Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Removes a port a controller names.
+    fn del_port(&self, req: DelPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let _ = req;
         Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
     }
     /// Changes a port's configuration bits (port-mod). A backend without ports
@@ -234,6 +246,42 @@ impl Backend for SwitchBackend {
             shared.announce(PortReason::Modify, port);
         }
         Ok(())
+    }
+
+    fn add_port(&self, req: AddPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let Some(opener) = self.handle.port_opener() else {
+            return Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)));
+        };
+        let new = match opener(&req) {
+            Ok(new) => new,
+            Err(why) => {
+                tracing::warn!(port = req.port, name = %req.name, "controller's add-port refused: {why}");
+                return Ok(Err(port_mod_error(port_mod_failed::EPERM)));
+            }
+        };
+        Ok(match self.handle.add_port(new)? {
+            Ok(()) => {
+                tracing::info!(port = req.port, name = %req.name, "port added by the controller");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(port = req.port, name = %req.name, "controller's add-port refused: {why}");
+                Err(port_mod_error(port_mod_failed::BAD_PORT))
+            }
+        })
+    }
+
+    fn del_port(&self, req: DelPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        Ok(match self.handle.remove_port(req.port)? {
+            Ok(()) => {
+                tracing::info!(port = req.port, "port removed by the controller");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(port = req.port, "controller's del-port refused: {why}");
+                Err(port_mod_error(port_mod_failed::BAD_PORT))
+            }
+        })
     }
 
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {

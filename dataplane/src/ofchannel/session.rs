@@ -273,6 +273,28 @@ impl Session {
                 return;
             }
             Message::FlowMod(_) => return, // handled in batches by `handle`
+            Message::AddPort(req) => {
+                if self.conn.role() == ControllerRole::Slave {
+                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                }
+                match backend.add_port(req) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(code)) => out.error(xid, code, frame),
+                    Err(SwitchGone) => out.close = true,
+                }
+                return;
+            }
+            Message::DelPort(req) => {
+                if self.conn.role() == ControllerRole::Slave {
+                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+                }
+                match backend.del_port(req) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(code)) => out.error(xid, code, frame),
+                    Err(SwitchGone) => out.close = true,
+                }
+                return;
+            }
             Message::PortMod(pm) => {
                 if self.conn.role() == ControllerRole::Slave {
                     return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);

@@ -209,6 +209,7 @@ impl Switch {
             wake,
             stop: Arc::new(AtomicBool::new(false)),
             shared: shared.clone(),
+            opener: Arc::default(),
         };
         let port_arp = params
             .port_arp

@@ -11,10 +11,11 @@ use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::PeerStatus;
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
+use openflow::wire::AddPort;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Work for the forwarding thread, run in the order it was sent.
@@ -47,6 +48,24 @@ impl std::fmt::Debug for Work {
     }
 }
 
+/// Opens the device of a port a controller asks for (`scd` installs one that
+/// does what the management socket's `add` does); the error says why not.
+pub type PortOpener = Arc<dyn Fn(&AddPort) -> Result<NewPort, String> + Send + Sync>;
+
+/// Where the [`PortOpener`] goes once the daemon has one.
+#[derive(Default)]
+pub struct PortOpenerSlot(OnceLock<PortOpener>);
+
+impl std::fmt::Debug for PortOpenerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PortOpener(set)"
+        } else {
+            "PortOpener(none)"
+        })
+    }
+}
+
 /// A cloneable handle to talk to the switch thread.
 #[derive(Debug, Clone)]
 pub struct SwitchHandle {
@@ -58,6 +77,8 @@ pub struct SwitchHandle {
     pub(super) stop: Arc<AtomicBool>,
     /// Counters and port list.
     pub shared: Arc<SwitchShared>,
+    /// How ports a controller asks for are opened (none: such requests are refused).
+    pub(super) opener: Arc<PortOpenerSlot>,
 }
 
 /// The switch thread has stopped.
@@ -173,6 +194,17 @@ impl SwitchHandle {
     /// nothing, as for any absent port.
     pub fn remove_port(&self, port: PortNo) -> Result<Result<(), PortSetError>, SwitchGone> {
         self.ask(|tx| Work::RemovePort(port, tx))
+    }
+
+    /// Lets controllers add ports (experimenter add-port), opened by `opener`;
+    /// the first one set stays.
+    pub fn set_port_opener(&self, opener: PortOpener) {
+        let _ = self.opener.0.set(opener);
+    }
+
+    /// The port opener, if the daemon set one.
+    pub fn port_opener(&self) -> Option<&PortOpener> {
+        self.opener.0.get()
     }
 
     /// Asks the switch thread to stop after the current batch.

@@ -31,7 +31,10 @@ pub use error::{
     BadAction, BadInstruction, BadMatch, BadRequest, ErrorCode, ErrorMsg, FlowModFailed,
     GroupModFailed, HelloFailed, RoleRequestFailed, SwitchConfigFailed,
 };
-pub use experimenter::{BindPort, EXP_BIND_PORT, MAX_BOUND_IPS, SUPERCLOUD_EXPERIMENTER};
+pub use experimenter::{
+    AddPort, BindPort, DelPort, EXP_ADD_PORT, EXP_BIND_PORT, EXP_DEL_PORT, MAX_BOUND_IPS,
+    SUPERCLOUD_EXPERIMENTER,
+};
 pub use flow_mod::{
     FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, FlowStatsEntry, GROUP_ANY, TABLE_ALL,
 };
@@ -138,6 +141,10 @@ pub enum Message {
     RoleReply(Role),
     /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: a VM port's binding.
     BindPort(BindPort),
+    /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: add a port at run time.
+    AddPort(AddPort),
+    /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: remove a port.
+    DelPort(DelPort),
 }
 
 impl Message {
@@ -167,7 +174,7 @@ impl Message {
             Message::BarrierReply => BARRIER_REPLY,
             Message::RoleRequest(_) => ROLE_REQUEST,
             Message::RoleReply(_) => ROLE_REPLY,
-            Message::BindPort(_) => EXPERIMENTER,
+            Message::BindPort(_) | Message::AddPort(_) | Message::DelPort(_) => EXPERIMENTER,
         }
     }
 }
@@ -332,7 +339,7 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         BARRIER_REPLY => Message::BarrierReply,
         ROLE_REQUEST => Message::RoleRequest(Role::decode(r)?),
         ROLE_REPLY => Message::RoleReply(Role::decode(r)?),
-        EXPERIMENTER => Message::BindPort(BindPort::decode_message(r)?),
+        EXPERIMENTER => experimenter::decode_message(r)?,
         other => {
             return Err(Fail::new(
                 ErrorCode::BadRequest(BadRequest::BadType),
@@ -375,6 +382,8 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::MultipartReply(m) => m.encode(out),
         Message::RoleRequest(r) | Message::RoleReply(r) => r.encode(out),
         Message::BindPort(b) => b.encode(out),
+        Message::AddPort(a) => a.encode(out),
+        Message::DelPort(d) => d.encode(out),
     }
     let len = out.len() - start;
     if len > MAX_MESSAGE_LEN {

@@ -187,6 +187,8 @@ pub mod port_mod_failed {
     pub const BAD_PORT: u16 = 0;
     /// The hardware address is not the port's.
     pub const BAD_HW_ADDR: u16 = 1;
+    /// Permissions error (the port cannot be opened).
+    pub const EPERM: u16 = 4;
 }
 
 /// Counters of one port (`ofp_port_stats`).
