@@ -227,7 +227,12 @@ fn the_first_network_guide_runs_as_written() -> Result<()> {
         shown.contains("host-b") && shown.contains("web1-b"),
         "{shown}"
     );
-    let host_a = logs();
-    assert!(host_a.contains("port removed"), "{host_a}");
+    let logs = logs();
+    assert!(logs.contains("port removed"), "{logs}");
+    // Logs written to files carry no colour codes.
+    assert!(
+        !logs.contains('\u{1b}'),
+        "escape codes in a log file:\n{logs}"
+    );
     Ok(())
 }
