@@ -89,6 +89,14 @@ struct RawConfig {
     #[serde(default)]
     openflow: RawOpenflow,
     dhcp: Option<dhcp::RawDhcp>,
+    #[serde(default)]
+    control: RawControl,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    socket: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +250,9 @@ pub struct HostConfig {
     pub openflow: OpenflowConfig,
     /// The DHCP server of the VM ports (`[dhcp]`), if it runs.
     pub dhcp: Option<DhcpConfig>,
+    /// The local management socket (`[control] socket`, mode 0600) through which
+    /// `scd port add/del/list` change the ports of the running switch.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// Longest interface name Linux accepts.
@@ -609,6 +620,7 @@ impl HostConfig {
             tunnel,
             openflow,
             dhcp,
+            control_socket: raw.control.socket.as_deref().map(relative),
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod io;
 pub mod keys;
 pub mod metrics;
 pub mod ofchannel;
+pub mod portctl;
 pub mod privileges;
 pub mod static_flows;
 pub mod switch;

@@ -113,10 +113,8 @@ impl SwitchMetrics {
     }
 
     fn ports(&self, out: &mut DescriptorEncoder) -> fmt::Result {
-        let ports: Vec<_> = self
-            .handle
-            .shared
-            .ports
+        let all = self.handle.shared.ports();
+        let ports: Vec<_> = all
             .iter()
             .map(|p| {
                 let labels = with(

@@ -287,8 +287,8 @@ fn ovs_vector_hellos() {
 
 #[test]
 fn unknown_type_gets_bad_request_bad_type_with_first_64_bytes() {
-    // A port-mod (type 16) with a 100-byte body.
-    let mut b = vec![0x04, 16, 0, 108, 0, 0, 0, 7];
+    // A queue-get-config request (type 22) with a 100-byte body.
+    let mut b = vec![0x04, 22, 0, 108, 0, 0, 0, 7];
     b.extend(std::iter::repeat_n(0xab, 100));
     let e = decode(&b).unwrap_err();
     assert_eq!(
@@ -436,10 +436,38 @@ fn bind_port_round_trips_and_refuses_bodies_that_disagree_with_their_count() {
     );
     // Our experimenter id with an unknown message type.
     let mut unknown = bytes.clone();
-    unknown[15] = 0x01;
+    unknown[15] = 0x7f;
     assert_eq!(
         decode(&unknown).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadExpType)
+    );
+}
+
+#[test]
+fn add_port_refuses_an_unknown_kind_and_a_body_that_disagrees_with_its_count() {
+    let add = Message::AddPort(AddPort {
+        port: 3,
+        raw: false,
+        attach: false,
+        name: "web1-b".into(),
+        mac: Some(Mac([2, 0, 0, 0, 1, 1])),
+        ips: vec![Ipv4Addr::new(100, 64, 1, 1)],
+    });
+    assert_eq!(roundtrip(&add, 4), add);
+    let del = Message::DelPort(DelPort { port: 3 });
+    assert_eq!(roundtrip(&del, 5), del);
+    let bytes = encode(&add, 4).unwrap();
+    let mut kind = bytes.clone();
+    kind[20] = 2;
+    assert_eq!(
+        decode(&kind).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
+    );
+    let mut short = bytes[..bytes.len() - 4].to_vec();
+    short[3] -= 4;
+    assert_eq!(
+        decode(&short).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
     );
 }
 
@@ -786,6 +814,13 @@ fn sample_messages() -> Vec<Message> {
             reason: PortReason::Add,
             desc: port.clone(),
         }),
+        Message::PortMod(PortMod {
+            port_no: 3,
+            hw_addr: Mac([2, 0x5c, 0, 1, 0, 3]),
+            config: port_config::PORT_DOWN,
+            mask: port_config::PORT_DOWN | port_config::NO_FWD,
+            advertise: 0,
+        }),
         Message::Error(ErrorMsg {
             code: ErrorCode::BadMatch(BadMatch::BadPrereq),
             data: vec![4, 20, 0, 8, 0, 0, 0, 1],
@@ -1019,6 +1054,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
             reason: PortReason::from_wire(r),
             desc: d
         })),
+        any::<(u32, [u8; 6], u32, u32, u32)>().prop_map(|(p, m, c, k, a)| Message::PortMod(
+            PortMod {
+                port_no: p,
+                hw_addr: Mac(m),
+                config: c,
+                mask: k,
+                advertise: a
+            }
+        )),
         (
             any::<Option<u16>>(),
             any::<u32>(),

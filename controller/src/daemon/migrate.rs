@@ -68,7 +68,7 @@ impl Controller {
         let _serial = self.serialize();
         let inv = self.inventory();
         let (policy, name) = self.policy();
-        let (started, step) = {
+        let (mut started, step) = {
             let st = self.lock();
             MigrationState::start(
                 st.migration.as_ref(),
@@ -79,7 +79,7 @@ impl Controller {
                 self.clock(),
             )?
         };
-        self.destination_port_exists(&inv, to_host, to_port)?;
+        started.to_tap = Some(self.destination_port_exists(&inv, to_host, to_port)?);
         let ahead = started.switch_step(&inv);
         let prepared = self
             .program()
@@ -103,12 +103,13 @@ impl Controller {
     /// A migration is refused unless the destination switch is connected and
     /// described port `to_port`: flows to a missing port would be confirmed by
     /// its barrier all the same, and the VM would move into a black hole.
+    /// Returns the port's interface name (the VM's TAP after the move).
     fn destination_port_exists(
         &self,
         inv: &crate::model::Inventory,
         to_host: &str,
         to_port: u32,
-    ) -> Result<(), ChangeError> {
+    ) -> Result<String, ChangeError> {
         let Some(host) = inv.host(to_host) else {
             return Err(Refusal::NoHost(to_host.to_string()).into());
         };
@@ -117,8 +118,8 @@ impl Controller {
         let Some(switch) = switch else {
             return Err(Refusal::DestinationOffline(to_host.to_string()).into());
         };
-        if switch.ports.contains_key(&to_port) {
-            return Ok(());
+        if let Some(name) = switch.ports.get(&to_port) {
+            return Ok(name.clone());
         }
         let known: Vec<String> = switch
             .ports

@@ -147,6 +147,10 @@ pub struct MigrationState {
     pub switch_version: u64,
     /// What the old host's session measures for the timeline.
     pub old_host: Option<OldHost>,
+    /// The destination port's interface name as its switch described it: the
+    /// VM's TAP once it has moved.
+    #[serde(default)]
+    pub to_tap: Option<String>,
 }
 
 impl MigrationState {
@@ -206,6 +210,7 @@ impl MigrationState {
             prepare_version: 0,
             switch_version: 0,
             old_host,
+            to_tap: None,
         };
         let step = Step {
             inventory: inv.clone(),
@@ -227,6 +232,9 @@ impl MigrationState {
         if let Some(vm) = inventory.vms.get_mut(&self.route.vm) {
             vm.host = self.route.to_host.clone();
             vm.port = self.route.to_port;
+            if let Some(tap) = &self.to_tap {
+                vm.tap.clone_from(tap);
+            }
         }
         let program = Migration {
             phase: model::Phase::Switched,

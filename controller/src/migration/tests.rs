@@ -238,3 +238,17 @@ fn the_state_survives_a_round_trip_through_json() {
     let back: MigrationState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn the_moved_vm_takes_the_destination_ports_interface_as_its_tap() {
+    let inv = inventory();
+    let mut m = prepared(&inv);
+    let before = m.arrive(&inv, None, None).unwrap();
+    assert_eq!(
+        before.inventory.vms["web1"].tap, inv.vms["web1"].tap,
+        "no name known"
+    );
+    m.to_tap = Some("web1-b".into());
+    let step = m.arrive(&inv, None, None).unwrap();
+    assert_eq!(step.inventory.vms["web1"].tap, "web1-b");
+}

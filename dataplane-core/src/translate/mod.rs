@@ -16,5 +16,6 @@ pub use flow_mod::{
 
 pub use messages::{flow_removed_message, packet_in_message, MAX_PACKET_IN_DATA};
 pub use stats::{
-    aggregate, flow_stats, group_descs, port_descs, port_stats, table_stats, tunnel_stats,
+    aggregate, flow_stats, group_descs, port_desc, port_descs, port_stats, table_stats,
+    tunnel_stats, LinkState,
 };

@@ -98,29 +98,59 @@ pub fn port_descs<'a>(
 ) -> Vec<PortDesc> {
     ports
         .into_iter()
-        .map(|(number, name)| {
-            let state = match tunnels.iter().find(|t| t.port == number) {
-                Some(t) if t.is_live() => port_state::LIVE,
-                Some(_) => port_state::LINK_DOWN,
-                None => port_state::LIVE,
-            };
-            // TAPs are virtual 10G links; tunnels report no speed.
-            let speed = if is_tunnel_port(name) { 0 } else { 10_000_000 };
-            PortDesc {
-                port_no: number,
-                hw_addr: port_mac(datapath_id, number),
-                name: name.to_owned(),
-                config: 0,
-                state,
-                curr: 0,
-                advertised: 0,
-                supported: 0,
-                peer: 0,
-                curr_speed: speed,
-                max_speed: speed,
-            }
-        })
+        .map(|(number, name)| port_desc(datapath_id, number, name, LinkState::UP, tunnels))
         .collect()
+}
+
+/// What a local port's link looks like from the switch: its `ofp_port_config`
+/// bits (administratively down, or set by a port-mod) and whether its carrier is
+/// missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LinkState {
+    /// `ofp_port_config` bits (`OFPPC_*`).
+    pub config: u32,
+    /// No carrier, or the interface is down: `OFPPS_LINK_DOWN`.
+    pub link_down: bool,
+}
+
+impl LinkState {
+    /// Up, with nothing configured.
+    pub const UP: LinkState = LinkState {
+        config: 0,
+        link_down: false,
+    };
+}
+
+/// The description of one port: a tunnel's state comes from its peer's session,
+/// a local port's from `link`.
+pub fn port_desc(
+    datapath_id: u64,
+    number: PortNo,
+    name: &str,
+    link: LinkState,
+    tunnels: &[PeerStatus],
+) -> PortDesc {
+    let state = match tunnels.iter().find(|t| t.port == number) {
+        Some(t) if t.is_live() => port_state::LIVE,
+        Some(_) => port_state::LINK_DOWN,
+        None if link.link_down => port_state::LINK_DOWN,
+        None => port_state::LIVE,
+    };
+    // TAPs are virtual 10G links; tunnels report no speed.
+    let speed = if is_tunnel_port(name) { 0 } else { 10_000_000 };
+    PortDesc {
+        port_no: number,
+        hw_addr: port_mac(datapath_id, number),
+        name: name.to_owned(),
+        config: link.config,
+        state,
+        curr: 0,
+        advertised: 0,
+        supported: 0,
+        peer: 0,
+        curr_speed: speed,
+        max_speed: speed,
+    }
 }
 
 /// Counters of one port or of all (`port::ANY`).

@@ -5,11 +5,12 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use dataplane::config::{HostConfig, PortKind};
-use dataplane::io::rawport::RawPort;
-use dataplane::io::tap::Tap;
 use dataplane::ofchannel::{Channel, ChannelTls, DatapathInfo, PACKET_IN_DEPTH};
+use dataplane::portctl;
 use dataplane::static_flows::{self, initial_pipeline, StaticFlows};
-use dataplane::switch::{packet_in_channel, LocalPort, Switch, SwitchHandle, SwitchParams};
+use dataplane::switch::{
+    packet_in_channel, watch_links, Switch, SwitchHandle, SwitchParams, LINK_POLL,
+};
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::dhcp::DhcpServer;
@@ -17,6 +18,7 @@ use dataplane_core::pipeline::Pipeline;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 use tracing::{error, info, warn};
 
@@ -45,10 +47,128 @@ enum Command {
         /// Host configuration (TOML).
         config: PathBuf,
     },
+    /// Add, remove or list the ports of a running scd (through its `[control]
+    /// socket`).
+    Port {
+        /// The running scd's management socket (`[control] socket`).
+        #[arg(long, global = true, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        /// Print the reply as JSON (docs/json.md) instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: PortAction,
+    },
     /// Print a new WireGuard private key (base64, like `wg genkey`).
     Genkey,
     /// Read a private key on stdin and print its public key (like `wg pubkey`).
     Pubkey,
+}
+
+/// Where `scd port` looks for the management socket unless told.
+const DEFAULT_CONTROL_SOCKET: &str = "/run/scd/scd.ctl";
+
+#[derive(Subcommand, Debug)]
+enum PortAction {
+    /// Open a device and add it as a port while scd runs; other ports' traffic and
+    /// the tables are untouched.
+    Add {
+        /// Interface name (at most 15 bytes).
+        #[arg(long)]
+        name: String,
+        /// `tap` (scd's own TAP device) or `raw` (a packet socket on an existing
+        /// interface).
+        #[arg(long, default_value = "tap")]
+        kind: String,
+        /// OpenFlow port number.
+        #[arg(long)]
+        ofport: u32,
+        /// TAP: attach to an existing persistent device instead of creating one.
+        #[arg(long)]
+        attach: bool,
+        /// TAP: MTU to set.
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// The namespace the interface lives in (needs CAP_SYS_ADMIN, which scd
+        /// drops after start: move the device there instead).
+        #[arg(long)]
+        netns: Option<String>,
+        /// The VM's MAC: binds the port to it (port security).
+        #[arg(long)]
+        vm_mac: Option<String>,
+        /// The VM's IPv4 addresses (repeat or separate with commas).
+        #[arg(long, value_delimiter = ',')]
+        vm_ip: Vec<std::net::Ipv4Addr>,
+    },
+    /// Remove a port (a TAP scd created goes away with it).
+    Del {
+        /// By OpenFlow number.
+        #[arg(long, required_unless_present = "name")]
+        ofport: Option<u32>,
+        /// By interface name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the ports and their link state.
+    List,
+}
+
+/// Sends one management request and prints its reply.
+fn port_command(socket: &Path, json: bool, action: PortAction) -> Result<()> {
+    let request = match action {
+        PortAction::Add {
+            name,
+            kind,
+            ofport,
+            attach,
+            mtu,
+            netns,
+            vm_mac,
+            vm_ip,
+        } => portctl::Request::Add(portctl::PortSpec {
+            name,
+            kind,
+            ofport,
+            create: !attach,
+            mtu,
+            netns,
+            vm_mac,
+            vm_ips: vm_ip,
+        }),
+        PortAction::Del { ofport, name } => portctl::Request::Del { ofport, name },
+        PortAction::List => portctl::Request::List,
+    };
+    let reply = portctl::ask(socket, &request).with_context(|| {
+        format!(
+            "management socket {} (is scd running with `[control] socket` set to it?)",
+            socket.display()
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    }
+    match reply {
+        portctl::Reply::Error { error } => bail!("{error}"),
+        portctl::Reply::Ok { ports } if !json => {
+            println!(
+                "{:>6}  {:<16} {:<5} {:>12} {:>12}",
+                "OFPORT", "NAME", "LINK", "RX PACKETS", "TX PACKETS"
+            );
+            for p in ports {
+                let link = if p.config & openflow::wire::port_config::PORT_DOWN != 0 {
+                    "down".to_string()
+                } else {
+                    p.link
+                };
+                println!(
+                    "{:>6}  {:<16} {:<5} {:>12} {:>12}",
+                    p.ofport, p.name, link, p.rx_packets, p.tx_packets
+                );
+            }
+            Ok(())
+        }
+        portctl::Reply::Ok { .. } => Ok(()),
+    }
 }
 
 /// The host configuration and the tables it starts with, static flows checked.
@@ -80,16 +200,12 @@ fn reload(handle: &SwitchHandle, path: &Path) {
 fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     let (cfg, pipeline, n_flows) = load(config_path)?;
     let mut ports = Vec::with_capacity(cfg.ports.len());
+    let mut probes = Vec::new();
     for p in &cfg.ports {
-        let what = || format!("port {} ({})", p.number, p.name);
-        let local = match p.kind {
-            PortKind::Tap => LocalPort::Tap(
-                Tap::open_port(&p.name, p.netns.as_deref(), p.create, p.mtu).with_context(what)?,
-            ),
-            PortKind::Raw => {
-                LocalPort::Raw(RawPort::open(&p.name, p.netns.as_deref()).with_context(what)?)
-            }
-        };
+        let (local, probe) =
+            portctl::open_local(&p.name, p.kind, p.netns.as_deref(), p.create, p.mtu)
+                .with_context(|| format!("port {} ({})", p.number, p.name))?;
+        probes.extend(probe.map(|probe| (p.number, probe)));
         info!(port = p.number, name = %p.name, kind = ?p.kind, created = p.create, netns = p.netns.as_deref().unwrap_or("-"), bound_to = %p.binding.as_ref().map_or("-".to_string(), |b| b.mac().to_string()), "port ready");
         ports.push((p.number, local));
     }
@@ -128,6 +244,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     let mut switch = Switch::new(SwitchParams {
         datapath_id: cfg.datapath_id,
         ports,
+        probes,
         tunnels,
         arp,
         port_arp,
@@ -156,6 +273,19 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         .context("dropping privileges (devices are open; refusing to run with more)")?;
     info!(%dropped, "privileges dropped");
     let handle = switch.handle();
+    // A controller's add-port opens its device as `scd port add` does.
+    handle.set_port_opener(Arc::new(|req: &openflow::wire::AddPort| {
+        portctl::open_spec(&portctl::PortSpec {
+            name: req.name.clone(),
+            kind: if req.raw { "raw" } else { "tap" }.into(),
+            ofport: req.port,
+            create: !req.attach,
+            mtu: None,
+            netns: None,
+            vm_mac: req.mac.map(|m| m.to_string()),
+            vm_ips: req.ips.clone(),
+        })
+    }));
     let of = &cfg.openflow;
     for exposed in of.exposed_plaintext() {
         warn!(%exposed, "OpenFlow in plain text off loopback (insecure_plaintext = true): anyone on the path can read and program this switch; use pssl:/ssl:");
@@ -189,6 +319,18 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         info!(%bound, "metrics at http://{bound}/metrics");
     }
 
+    let _control = match &cfg.control_socket {
+        Some(path) => {
+            let server = portctl::serve(path, handle.clone())
+                .with_context(|| format!("management socket {}", path.display()))?;
+            info!(socket = %path.display(), "management socket ready (scd port add/del/list)");
+            Some(server)
+        }
+        None => None,
+    };
+    let watching = Arc::new(AtomicBool::new(false));
+    watch_links(handle.shared.clone(), LINK_POLL, watching.clone())?;
+
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let signal_handle = handle.clone();
     let flows_file = cfg.flows_file.clone();
@@ -211,6 +353,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         })?;
 
     switch.run(&AtomicBool::new(false))?;
+    watching.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(switch);
     let created = cfg
         .ports
@@ -262,6 +405,11 @@ fn main() {
             );
             Ok(())
         }),
+        Command::Port {
+            socket,
+            json,
+            action,
+        } => port_command(&socket, json, action),
         Command::Genkey => dataplane::keys::generate_private()
             .map(|k| println!("{}", dataplane::keys::encode(&k)))
             .map_err(Into::into),

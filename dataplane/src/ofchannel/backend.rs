@@ -6,15 +6,17 @@ use super::info::DatapathInfo;
 use crate::switch::{SwitchGone, SwitchHandle};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::RemovedFlow;
+use dataplane_core::port::port_mac;
 use dataplane_core::port_security::PortBinding;
 use dataplane_core::translate::{
-    apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_descs, port_stats, table_stats,
+    apply_flow_mod, apply_group_mod, flow_stats, group_descs, port_desc, port_stats, table_stats,
     tunnel_stats,
 };
 use openflow::flow::{GroupSpec, PortNo};
 use openflow::wire::{
-    BadRequest, BindPort, ErrorCode, FlowMod, FlowStatsEntry, FlowStatsRequest, GroupMod, PortDesc,
-    PortStats, TableStats, TunnelStatsEntry,
+    port_mod_failed, AddPort, BadRequest, BindPort, DelPort, ErrorCode, FlowMod, FlowStatsEntry,
+    FlowStatsRequest, GroupMod, PortDesc, PortMod, PortReason, PortStats, TableStats,
+    TunnelStatsEntry,
 };
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -63,6 +65,31 @@ pub trait Backend {
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
         let _ = bind;
         Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Adds a port a controller asks for. A backend without ports refuses it as an
+    /// experimenter type it does not know.
+    fn add_port(&self, req: AddPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let _ = req;
+        Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Removes a port a controller names.
+    fn del_port(&self, req: DelPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let _ = req;
+        Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)))
+    }
+    /// Changes a port's configuration bits (port-mod). A backend without ports
+    /// has none to change.
+    fn port_mod(&self, pm: PortMod) -> Result<(), ErrorCode> {
+        let _ = pm;
+        Err(port_mod_error(port_mod_failed::BAD_PORT))
+    }
+}
+
+/// An `OFPET_PORT_MOD_FAILED` error with `code`.
+fn port_mod_error(code: u16) -> ErrorCode {
+    ErrorCode::Other {
+        typ: port_mod_failed::TYPE,
+        code,
     }
 }
 
@@ -152,20 +179,28 @@ impl Backend for SwitchBackend {
     fn port_descs(&self) -> Vec<PortDesc> {
         let shared = &self.handle.shared;
         let tunnels = shared.tunnels.lock().map(|t| t.clone()).unwrap_or_default();
-        port_descs(
-            shared.datapath_id,
-            shared.ports.iter().map(|p| (p.number, p.name.as_str())),
-            &tunnels,
-        )
+        shared
+            .ports()
+            .iter()
+            .map(|p| {
+                port_desc(
+                    shared.datapath_id,
+                    p.number,
+                    &p.name,
+                    p.link.state(),
+                    &tunnels,
+                )
+            })
+            .collect()
     }
 
     fn port_stats(&self, port_no: PortNo) -> Result<Vec<PortStats>, ErrorCode> {
+        let ports = self.handle.shared.ports();
         let shared = &self.handle.shared;
         port_stats(
-            shared.ports.iter().map(|p| p.number),
+            ports.iter().map(|p| p.number),
             |number| {
-                shared
-                    .ports
+                ports
                     .iter()
                     .find(|p| p.number == number)
                     .map(|p| p.counters.snapshot())
@@ -189,6 +224,64 @@ impl Backend for SwitchBackend {
         // Flow-mods before it are published first: output:TABLE must meet them.
         self.handle.sync()?;
         self.handle.packet_out(job)
+    }
+
+    fn port_mod(&self, pm: PortMod) -> Result<(), ErrorCode> {
+        let shared = &self.handle.shared;
+        let ports = shared.ports();
+        let port = ports
+            .iter()
+            .find(|p| p.number == pm.port_no)
+            .ok_or(port_mod_error(port_mod_failed::BAD_PORT))?;
+        if pm.hw_addr != port_mac(shared.datapath_id, pm.port_no) {
+            return Err(port_mod_error(port_mod_failed::BAD_HW_ADDR));
+        }
+        if port.link.set_config(pm.config, pm.mask) {
+            tracing::info!(
+                port = pm.port_no,
+                config = pm.config,
+                mask = pm.mask,
+                "port-mod applied"
+            );
+            shared.announce(PortReason::Modify, port);
+        }
+        Ok(())
+    }
+
+    fn add_port(&self, req: AddPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        let Some(opener) = self.handle.port_opener() else {
+            return Ok(Err(ErrorCode::BadRequest(BadRequest::BadExpType)));
+        };
+        let new = match opener(&req) {
+            Ok(new) => new,
+            Err(why) => {
+                tracing::warn!(port = req.port, name = %req.name, "controller's add-port refused: {why}");
+                return Ok(Err(port_mod_error(port_mod_failed::EPERM)));
+            }
+        };
+        Ok(match self.handle.add_port(new)? {
+            Ok(()) => {
+                tracing::info!(port = req.port, name = %req.name, "port added by the controller");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(port = req.port, name = %req.name, "controller's add-port refused: {why}");
+                Err(port_mod_error(port_mod_failed::BAD_PORT))
+            }
+        })
+    }
+
+    fn del_port(&self, req: DelPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
+        Ok(match self.handle.remove_port(req.port)? {
+            Ok(()) => {
+                tracing::info!(port = req.port, "port removed by the controller");
+                Ok(())
+            }
+            Err(why) => {
+                tracing::warn!(port = req.port, "controller's del-port refused: {why}");
+                Err(port_mod_error(port_mod_failed::BAD_PORT))
+            }
+        })
     }
 
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {

@@ -48,7 +48,7 @@ enum Socket {
 
 /// The socket file of a `punix:` listener, removed when this is dropped.
 #[derive(Debug)]
-pub(super) struct SocketFile {
+pub(crate) struct SocketFile {
     path: PathBuf,
     /// What tells the file this process bound from one put there since.
     id: FileId,
@@ -188,7 +188,7 @@ impl Listener {
 }
 
 /// Binds a Unix stream socket at `path` with mode 0600, then listens.
-fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+pub(crate) fn bind_unix(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
     remove_stale(path)?;
     let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
     socket.bind(&socket2::SockAddr::unix(path)?)?;

@@ -23,7 +23,7 @@
 
 mod backend;
 mod info;
-mod listener;
+pub(crate) mod listener;
 mod liveness;
 mod net;
 mod registry;

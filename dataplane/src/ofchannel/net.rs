@@ -237,6 +237,9 @@ fn dispatch(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
+        for change in shared.port_changes.take() {
+            registry.broadcast(&Message::PortStatus(change));
+        }
         let now = Instant::now();
         while let Ok(r) = removed.try_recv() {
             if let Some(m) = flow_removed_message(&r, now) {

@@ -21,6 +21,7 @@ pub(super) fn spawn_switch(
         let mut switch = crate::switch::Switch::new(crate::switch::SwitchParams {
             datapath_id,
             ports: vec![],
+            probes: vec![],
             tunnels,
             arp: None,
             port_arp: vec![],

@@ -209,6 +209,26 @@ impl Session {
         }
     }
 
+    /// A change of one port (add, remove, port-mod, binding): refused to a
+    /// slave, its error (if any) answered, the connection closed if the switch
+    /// is gone.
+    fn port_change(
+        &self,
+        xid: u32,
+        frame: &[u8],
+        out: &mut Outcome,
+        change: impl FnOnce() -> Result<Result<(), ErrorCode>, SwitchGone>,
+    ) {
+        if self.conn.role() == ControllerRole::Slave {
+            return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
+        }
+        match change() {
+            Ok(Ok(())) => {}
+            Ok(Err(code)) => out.error(xid, code, frame),
+            Err(SwitchGone) => out.close = true,
+        }
+    }
+
     fn one<B: Backend>(
         &mut self,
         xid: u32,
@@ -273,16 +293,17 @@ impl Session {
                 return;
             }
             Message::FlowMod(_) => return, // handled in batches by `handle`
+            Message::AddPort(req) => {
+                return self.port_change(xid, frame, out, || backend.add_port(req))
+            }
+            Message::DelPort(req) => {
+                return self.port_change(xid, frame, out, || backend.del_port(req))
+            }
+            Message::PortMod(pm) => {
+                return self.port_change(xid, frame, out, || Ok(backend.port_mod(pm)))
+            }
             Message::BindPort(bind) => {
-                if self.conn.role() == ControllerRole::Slave {
-                    return out.error(xid, ErrorCode::BadRequest(BadRequest::IsSlave), frame);
-                }
-                match backend.bind_port(bind) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(code)) => out.error(xid, code, frame),
-                    Err(SwitchGone) => out.close = true,
-                }
-                return;
+                return self.port_change(xid, frame, out, || backend.bind_port(bind))
             }
             Message::GroupMod(gm) => {
                 if self.conn.role() == ControllerRole::Slave {

@@ -1,6 +1,9 @@
 //! The counters and the port list the switch thread shares with every other
 //! thread: written by the switch thread only, read by metrics and OpenFlow.
 
+use super::port_state::{PortChanges, PortLink};
+use crate::io::tap::LinkProbe;
+use arc_swap::ArcSwap;
 use dataplane_core::packet::ParseError;
 use dataplane_core::port::{PeerStatus, PortCounts};
 use openflow::flow::PortNo;
@@ -70,6 +73,23 @@ pub struct PortInfo {
     pub name: String,
     /// Counters.
     pub counters: PortCounters,
+    /// Link state and port-mod configuration.
+    pub link: PortLink,
+    /// Reads the interface's flags (local ports; tunnels have none).
+    pub probe: Option<LinkProbe>,
+}
+
+impl PortInfo {
+    /// A port with fresh counters, up until its probe says otherwise.
+    pub fn new(number: PortNo, name: String, probe: Option<LinkProbe>) -> PortInfo {
+        PortInfo {
+            number,
+            name,
+            counters: PortCounters::default(),
+            link: PortLink::default(),
+            probe,
+        }
+    }
 }
 
 /// Counters of the whole switch.
@@ -191,8 +211,11 @@ impl SwitchCounters {
 pub struct SwitchShared {
     /// Datapath id.
     pub datapath_id: u64,
-    /// Ports, in configuration order.
-    pub ports: Vec<PortInfo>,
+    /// Ports, in configuration order then in the order they were added; replaced
+    /// as a whole when a port comes or goes (read it with [`SwitchShared::ports`]).
+    pub ports: ArcSwap<Vec<Arc<PortInfo>>>,
+    /// Port changes waiting to be announced as port-status.
+    pub port_changes: PortChanges,
     /// Switch-wide counters.
     pub counters: SwitchCounters,
     /// Tunnel peers as of the last second.
@@ -203,4 +226,22 @@ pub struct SwitchShared {
     pub channel: ChannelCounters,
     /// Static flows reload counters.
     pub reloads: ReloadCounters,
+}
+
+impl SwitchShared {
+    /// The ports as they are now.
+    pub fn ports(&self) -> Arc<Vec<Arc<PortInfo>>> {
+        self.ports.load_full()
+    }
+
+    /// Queues a port-status for port `info` with its state now.
+    pub fn announce(&self, reason: openflow::wire::PortReason, info: &PortInfo) {
+        self.port_changes.push(
+            self.datapath_id,
+            reason,
+            info.number,
+            &info.name,
+            info.link.state(),
+        );
+    }
 }

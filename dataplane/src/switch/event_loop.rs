@@ -2,18 +2,19 @@
 //! loop (with the control thread beside it), and each frame's way through parse,
 //! ARP, cache, classifier and actions.
 
-use super::counters::{
-    ChannelCounters, PortCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared,
-};
+use super::counters::{ChannelCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared};
 use super::guards::PortGuards;
 use super::handle::{SwitchHandle, Work};
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
+use super::port_state::PortChanges;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
 use super::tables::{Control, Published, RemovedHook};
 use crate::io::os_result;
 use crate::io::rawport::RawRecv;
+use crate::io::tap::LinkProbe;
 use crate::tunnel::{Received, SourceCheck, Tunnels};
+use arc_swap::ArcSwap;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::CacheStats;
 use dataplane_core::dhcp::{self, DhcpServer};
@@ -41,6 +42,9 @@ pub struct SwitchParams {
     pub datapath_id: u64,
     /// Local ports (TAP or raw) with their OpenFlow numbers, in configuration order.
     pub ports: Vec<(PortNo, LocalPort)>,
+    /// Link probes of local ports, by port number (a port without one is
+    /// reported up).
+    pub probes: Vec<(PortNo, LinkProbe)>,
     /// Tunnels to other hosts (each peer becomes a port).
     pub tunnels: Option<Tunnels>,
     /// The anycast ARP responder, if enabled.
@@ -67,16 +71,16 @@ pub struct Switch {
     /// The control thread's state, taken by [`Switch::run`] while it runs.
     control: Option<Control>,
     cache: MegaflowCache,
-    egress: Egress,
+    pub(super) egress: Egress,
     tunnels: Option<Tunnels>,
     arp: Option<ArpResponder>,
     /// Per-port responders, by index into `ports`.
-    port_arp: Vec<(usize, ArpResponder)>,
-    guards: PortGuards,
+    pub(super) port_arp: Vec<(usize, ArpResponder)>,
+    pub(super) guards: PortGuards,
     dhcp: Option<DhcpServer>,
     jobs: Receiver<Work>,
-    handle: SwitchHandle,
-    epoll: OwnedFd,
+    pub(super) handle: SwitchHandle,
+    pub(super) epoll: OwnedFd,
 }
 
 impl std::fmt::Debug for Switch {
@@ -138,7 +142,7 @@ pub(super) fn actions_keep_offload(actions: &[Action]) -> bool {
 
 impl Switch {
     /// A switch over these ports.
-    pub fn new(params: SwitchParams) -> io::Result<Switch> {
+    pub fn new(mut params: SwitchParams) -> io::Result<Switch> {
         // SAFETY: plain epoll_create1; checked below.
         let epoll = os_result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fresh descriptor, owned here only.
@@ -160,37 +164,35 @@ impl Switch {
         };
         add(wake.as_raw_fd(), WAKE_TOKEN)?;
         let mut ports = Vec::new();
-        let mut infos = Vec::new();
         for (i, (number, local)) in params.ports.into_iter().enumerate() {
             add(local.fd(), i as u64)?;
-            infos.push(PortInfo {
-                number,
-                name: local.name().to_string(),
-                counters: PortCounters::default(),
-            });
+            let probe = params
+                .probes
+                .iter()
+                .position(|(n, _)| *n == number)
+                .map(|at| params.probes.swap_remove(at).1);
+            let info = Arc::new(PortInfo::new(number, local.name().to_string(), probe));
             let io = match local {
                 LocalPort::Tap(tap) => PortIo::Tap(tap),
                 LocalPort::Raw(raw) => PortIo::Raw(raw),
             };
-            ports.push(Port { number, io });
+            ports.push(Port { number, io, info });
         }
         if let Some(tunnels) = &params.tunnels {
             add(tunnels.fd(), TUNNEL_TOKEN)?;
             for (i, peer) in tunnels.peers().iter().enumerate() {
-                infos.push(PortInfo {
-                    number: peer.config.port,
-                    name: tunnel_port_name(&peer.config.name),
-                    counters: PortCounters::default(),
-                });
+                let name = tunnel_port_name(&peer.config.name);
                 ports.push(Port {
                     number: peer.config.port,
                     io: PortIo::Tunnel(i),
+                    info: Arc::new(PortInfo::new(peer.config.port, name, None)),
                 });
             }
         }
         let shared = Arc::new(SwitchShared {
             datapath_id: params.datapath_id,
-            ports: infos,
+            ports: ArcSwap::from_pointee(ports.iter().map(|p| p.info.clone()).collect()),
+            port_changes: PortChanges::default(),
             counters: SwitchCounters::default(),
             tunnels: Mutex::new(
                 params
@@ -214,6 +216,7 @@ impl Switch {
             wake,
             stop: Arc::new(AtomicBool::new(false)),
             shared: shared.clone(),
+            opener: Arc::default(),
         };
         let port_arp = params
             .port_arp
@@ -357,6 +360,12 @@ impl Switch {
                     Work::Bind(port, binding, reply) => {
                         let _ = reply.send(self.guards.bind(&self.egress.ports, port, binding));
                     }
+                    Work::AddPort(new, reply) => {
+                        let _ = reply.send(self.add_port(*new));
+                    }
+                    Work::RemovePort(number, reply) => {
+                        let _ = reply.send(self.remove_port(number));
+                    }
                     Work::TunnelStatus(reply) => {
                         let status = self.tunnels.as_ref().map(Tunnels::status);
                         let _ = reply.send(status.unwrap_or_default());
@@ -401,8 +410,7 @@ impl Switch {
             return;
         };
         let in_port = port.number;
-        let shared = self.egress.shared.clone();
-        let info = &shared.ports[idx];
+        let info = port.info.clone();
         for _ in 0..BATCH {
             let received = match &self.egress.ports[idx].io {
                 PortIo::Tap(tap) => tap.recv(frame.recv_space()),
@@ -447,6 +455,9 @@ impl Switch {
             }
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
+            if info.link.drops_received() {
+                continue;
+            }
             if !self
                 .guards
                 .admits(idx, in_port, frame.bytes(), &info.counters)
@@ -552,7 +563,7 @@ impl Switch {
             else {
                 continue;
             };
-            let counters = &shared.ports[idx].counters;
+            let counters = &self.egress.ports[idx].info.counters;
             counters.rx_packets.add(1);
             counters.rx_bytes.add((ETH_HLEN + len) as u64);
             loop {
@@ -670,7 +681,6 @@ impl Switch {
         counters.dhcp_replies.add(1);
         send_local(
             &self.egress.ports,
-            &self.egress.shared,
             idx,
             &VnetHdr::NONE,
             &scratch.dhcp[..len],
@@ -715,13 +725,7 @@ impl Switch {
             if let Some(len) = arp.reply(&key, frame.bytes(), &mut scratch.icmp) {
                 counters.arp_replies.add(1);
                 let reply = &scratch.icmp[..len];
-                send_local(
-                    &self.egress.ports,
-                    &self.egress.shared,
-                    idx,
-                    &VnetHdr::NONE,
-                    reply,
-                );
+                send_local(&self.egress.ports, idx, &VnetHdr::NONE, reply);
                 return;
             }
         }

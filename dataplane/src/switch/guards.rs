@@ -77,6 +77,20 @@ impl PortGuards {
         self.bindings.get(idx)?.as_ref()
     }
 
+    /// Guards a port appended to the switch's ports (a VM port: bindable).
+    pub(super) fn push(&mut self, binding: Option<PortBinding>) {
+        self.bindings.push(binding);
+        self.bindable.push(true);
+    }
+
+    /// Forgets the port at `idx`; the ports after it move down by one.
+    pub(super) fn remove(&mut self, idx: usize) {
+        if idx < self.bindings.len() {
+            self.bindings.remove(idx);
+            self.bindable.remove(idx);
+        }
+    }
+
     /// True when the frame port `idx` received may go on; a refused one is
     /// counted in `counters`. A frame that does not parse goes on: the switch
     /// counts it as malformed and drops it anyway.

@@ -4,16 +4,18 @@
 
 use super::counters::SwitchShared;
 use super::guards::BindRefused;
+use super::ports::{NewPort, PortSetError};
 use super::tables::{Job, Published, Visibility};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::PeerStatus;
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
+use openflow::wire::AddPort;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Work for the forwarding thread, run in the order it was sent.
@@ -28,6 +30,10 @@ pub(super) enum Work {
         Option<PortBinding>,
         SyncSender<Result<(), BindRefused>>,
     ),
+    /// A local port to add, with where to send the outcome.
+    AddPort(Box<NewPort>, SyncSender<Result<(), PortSetError>>),
+    /// A local port to remove (closed once removed), with where to send the outcome.
+    RemovePort(PortNo, SyncSender<Result<(), PortSetError>>),
 }
 
 impl std::fmt::Debug for Work {
@@ -36,7 +42,27 @@ impl std::fmt::Debug for Work {
             Work::PacketOut(p, _) => p.fmt(f),
             Work::TunnelStatus(_) => f.write_str("TunnelStatus"),
             Work::Bind(port, binding, _) => write!(f, "Bind({port}, {binding:?})"),
+            Work::AddPort(new, _) => write!(f, "AddPort({})", new.number),
+            Work::RemovePort(port, _) => write!(f, "RemovePort({port})"),
         }
+    }
+}
+
+/// Opens the device of a port a controller asks for (`scd` installs one that
+/// does what the management socket's `add` does); the error says why not.
+pub type PortOpener = Arc<dyn Fn(&AddPort) -> Result<NewPort, String> + Send + Sync>;
+
+/// Where the [`PortOpener`] goes once the daemon has one.
+#[derive(Default)]
+pub struct PortOpenerSlot(OnceLock<PortOpener>);
+
+impl std::fmt::Debug for PortOpenerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PortOpener(set)"
+        } else {
+            "PortOpener(none)"
+        })
     }
 }
 
@@ -51,6 +77,8 @@ pub struct SwitchHandle {
     pub(super) stop: Arc<AtomicBool>,
     /// Counters and port list.
     pub shared: Arc<SwitchShared>,
+    /// How ports a controller asks for are opened (none: such requests are refused).
+    pub(super) opener: Arc<PortOpenerSlot>,
 }
 
 /// The switch thread has stopped.
@@ -152,6 +180,31 @@ impl SwitchHandle {
         binding: Option<PortBinding>,
     ) -> Result<Result<(), BindRefused>, SwitchGone> {
         self.ask(|tx| Work::Bind(port, binding, tx))
+    }
+
+    /// Adds a local port between two rounds of the forwarding thread: the other
+    /// ports' traffic and the tables are untouched, and a port-status (add) is
+    /// queued for the controllers.
+    pub fn add_port(&self, port: NewPort) -> Result<Result<(), PortSetError>, SwitchGone> {
+        self.ask(|tx| Work::AddPort(Box::new(port), tx))
+    }
+
+    /// Removes a local port (its device is closed: a TAP `scd` created goes
+    /// away) and queues a port-status (delete); flows naming it stay and match
+    /// nothing, as for any absent port.
+    pub fn remove_port(&self, port: PortNo) -> Result<Result<(), PortSetError>, SwitchGone> {
+        self.ask(|tx| Work::RemovePort(port, tx))
+    }
+
+    /// Lets controllers add ports (experimenter add-port), opened by `opener`;
+    /// the first one set stays.
+    pub fn set_port_opener(&self, opener: PortOpener) {
+        let _ = self.opener.0.set(opener);
+    }
+
+    /// The port opener, if the daemon set one.
+    pub fn port_opener(&self) -> Option<&PortOpener> {
+        self.opener.0.get()
     }
 
     /// Asks the switch thread to stop after the current batch.

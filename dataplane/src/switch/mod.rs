@@ -20,8 +20,11 @@ mod counters;
 mod event_loop;
 mod guards;
 mod handle;
+mod link_watch;
 mod output;
 mod packet_in;
+mod port_set;
+mod port_state;
 mod ports;
 mod tables;
 
@@ -31,9 +34,11 @@ pub use counters::{
 };
 pub use event_loop::{Switch, SwitchParams};
 pub use guards::BindRefused;
-pub use handle::{SwitchGone, SwitchHandle};
+pub use handle::{PortOpener, PortOpenerSlot, SwitchGone, SwitchHandle};
+pub use link_watch::{check_links, watch_links, LINK_POLL};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
-pub use ports::{LocalPort, BATCH, MAX_FRAME};
+pub use port_state::{PortChanges, PortLink, PORT_CHANGES_DEPTH, SETTABLE_CONFIG};
+pub use ports::{LocalPort, NewPort, PortSetError, BATCH, MAX_FRAME};
 pub use tables::{Job, Published, RemovedHook, Reply};
 
 #[cfg(test)]

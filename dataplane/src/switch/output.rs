@@ -47,6 +47,10 @@ impl Output<'_> {
     pub(super) fn controller(&mut self, bytes: &[u8]) {
         let c = &self.egress.shared.counters;
         c.to_controller.add(1);
+        let in_port = self.egress.ports.get(self.in_idx);
+        if in_port.is_some_and(|p| p.info.link.no_packet_in()) {
+            return;
+        }
         let Some(sender) = self.egress.packet_in.as_ref() else {
             c.packet_in_dropped.add(1);
             return;
@@ -103,13 +107,9 @@ impl Output<'_> {
 
     pub(super) fn send(&mut self, idx: usize, bytes: &[u8]) {
         match self.egress.ports[idx].io {
-            PortIo::Tap(_) | PortIo::Raw(_) => send_local(
-                &self.egress.ports,
-                &self.egress.shared,
-                idx,
-                &self.offload,
-                bytes,
-            ),
+            PortIo::Tap(_) | PortIo::Raw(_) => {
+                send_local(&self.egress.ports, idx, &self.offload, bytes)
+            }
             PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
         }
     }
@@ -151,17 +151,11 @@ impl Output<'_> {
                 self.egress.gateway_ip,
             ) {
                 let reply = &self.icmp[..len];
-                send_local(
-                    &self.egress.ports,
-                    &self.egress.shared,
-                    self.in_idx,
-                    &VnetHdr::NONE,
-                    reply,
-                );
+                send_local(&self.egress.ports, self.in_idx, &VnetHdr::NONE, reply);
             }
             return;
         }
-        let counters = &self.egress.shared.ports[idx].counters;
+        let counters = &self.egress.ports[idx].info.counters;
         let count = |sent: Sent, len: usize| match sent {
             Sent::Sent => {
                 counters.tx_packets.add(1);

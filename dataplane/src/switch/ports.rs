@@ -1,12 +1,14 @@
 //! The ports the switch thread owns (TAP, raw socket, tunnel peer) and sending a
 //! frame out of a local one.
 
-use super::counters::SwitchShared;
+use super::counters::PortInfo;
 use crate::io::rawport::RawPort;
-use crate::io::tap::Tap;
+use crate::io::tap::{LinkProbe, Tap};
 use dataplane_core::offload::VnetHdr;
+use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 /// Largest frame a port reads: a super-frame of 64 KB behind an Ethernet header
 /// with one VLAN tag.
@@ -40,6 +42,48 @@ impl LocalPort {
     }
 }
 
+/// A local port to add to a running switch.
+#[derive(Debug)]
+pub struct NewPort {
+    /// Its OpenFlow number.
+    pub number: PortNo,
+    /// The open device.
+    pub local: LocalPort,
+    /// Reads its link state (none: always reported up).
+    pub probe: Option<LinkProbe>,
+    /// The VM it is bound to (port security), if any.
+    pub binding: Option<PortBinding>,
+}
+
+/// Why a port cannot be added or removed; the switch is unchanged then.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortSetError {
+    /// The number is taken, or the name is.
+    #[error("port {number} ({name}) clashes with port {existing} ({existing_name}), which the switch has")]
+    Exists {
+        /// The number asked for.
+        number: PortNo,
+        /// The name asked for.
+        name: String,
+        /// The port that has that number or name.
+        existing: PortNo,
+        /// Its name.
+        existing_name: String,
+    },
+    /// 0 and the reserved numbers (0xffffff00 and up) name no real port.
+    #[error("port number {0} is not usable (1 to 4294967040)")]
+    BadNumber(PortNo),
+    /// No port has that number.
+    #[error("port {0} does not exist")]
+    NoSuchPort(PortNo),
+    /// Tunnel ports belong to the tunnel configuration.
+    #[error("port {0} is a tunnel port; tunnels come from the host configuration")]
+    NotLocal(PortNo),
+    /// The kernel refused to watch the new device.
+    #[error("cannot watch the device: {0}")]
+    Poll(String),
+}
+
 /// How a port moves frames.
 #[derive(Debug)]
 pub(super) enum PortIo {
@@ -56,21 +100,21 @@ pub(super) enum PortIo {
 pub(super) struct Port {
     pub(super) number: PortNo,
     pub(super) io: PortIo,
+    /// Its counters and link state, shared with the other threads.
+    pub(super) info: Arc<PortInfo>,
 }
 
 /// Sends a frame (behind its virtio-net header) out of a local (TAP or raw) port;
 /// tunnels are not local. A super-frame counts as one packet.
-pub(super) fn send_local(
-    ports: &[Port],
-    shared: &SwitchShared,
-    idx: usize,
-    hdr: &VnetHdr,
-    bytes: &[u8],
-) {
-    let (Some(info), Some(port)) = (shared.ports.get(idx), ports.get(idx)) else {
+pub(super) fn send_local(ports: &[Port], idx: usize, hdr: &VnetHdr, bytes: &[u8]) {
+    let Some(port) = ports.get(idx) else {
         return;
     };
-    let counters = &info.counters;
+    let counters = &port.info.counters;
+    if port.info.link.drops_forwarded() {
+        counters.tx_dropped.add(1);
+        return;
+    }
     let sent = match &port.io {
         PortIo::Tap(tap) => tap.send(hdr, bytes),
         PortIo::Raw(raw) => raw.send(hdr, bytes),

@@ -29,6 +29,7 @@ pub(crate) fn running(pipeline: Pipeline) -> Running {
         let mut switch = Switch::new(SwitchParams {
             datapath_id: 42,
             ports: vec![],
+            probes: vec![],
             tunnels: None,
             arp: None,
             port_arp: vec![],

@@ -1,7 +1,8 @@
 //! The Supercloud experimenter's messages (`OFPT_EXPERIMENTER` with our
-//! experimenter id) and the id check every experimenter body shares: today one,
+//! experimenter id) and the id check every experimenter body shares:
 //! [`BindPort`], with which a controller binds a VM port of `scd` to its VM's MAC and
-//! addresses (port security, `dataplane_core::port_security`).
+//! addresses (port security, `dataplane_core::port_security`), and [`AddPort`] and
+//! [`DelPort`], with which it asks `scd` to add or remove a port while it runs.
 //!
 //! Layout of a `BindPort` after the header: experimenter id (u32), exp_type (u32),
 //! port (u32), MAC (6 bytes, all zero: unbind), number of addresses (u16), then the
@@ -18,6 +19,10 @@ use std::net::Ipv4Addr;
 pub const SUPERCLOUD_EXPERIMENTER: u32 = 0x005c_5c01;
 /// exp_type of [`BindPort`] in an `OFPT_EXPERIMENTER` message.
 pub const EXP_BIND_PORT: u32 = 0x100;
+/// exp_type of [`AddPort`].
+pub const EXP_ADD_PORT: u32 = 0x101;
+/// exp_type of [`DelPort`].
+pub const EXP_DEL_PORT: u32 = 0x102;
 /// The most addresses one port may be bound to.
 pub const MAX_BOUND_IPS: usize = 64;
 
@@ -30,6 +35,124 @@ pub struct BindPort {
     pub mac: Option<Mac>,
     /// The VM's addresses (at most [`MAX_BOUND_IPS`]; none when unbinding).
     pub ips: Vec<Ipv4Addr>,
+}
+
+/// Asks `scd` to open a device and add it as a port while it runs (the
+/// controller's way to the management socket's `add`). Layout after the exp_type:
+/// port (u32), kind (u8: 0 TAP, 1 raw), flags (u8: bit 0 attach to an existing
+/// TAP instead of creating one), 2 bytes of padding, the interface name (16
+/// bytes, NUL-padded), then a [`BindPort`]-style MAC, count and addresses.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct AddPort {
+    /// The OpenFlow port number to give it.
+    pub port: u32,
+    /// True: a raw packet socket on an existing interface; false: a TAP.
+    pub raw: bool,
+    /// TAP only: attach to an existing persistent TAP instead of creating one.
+    pub attach: bool,
+    /// The interface name (at most 15 bytes).
+    pub name: String,
+    /// The VM it is bound to (port security), if any.
+    pub mac: Option<Mac>,
+    /// The VM's addresses (with `mac`).
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// Asks `scd` to remove a port (the management socket's `del`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct DelPort {
+    /// The OpenFlow port number.
+    pub port: u32,
+}
+
+/// Decodes an `OFPT_EXPERIMENTER` body (from the experimenter id) of ours.
+pub(super) fn decode_message(r: &mut Reader<'_>) -> Result<super::Message, Fail> {
+    ours(r.u32()?)?;
+    Ok(match r.u32()? {
+        EXP_BIND_PORT => super::Message::BindPort(BindPort::decode_body(r)?),
+        EXP_ADD_PORT => super::Message::AddPort(AddPort::decode_body(r)?),
+        EXP_DEL_PORT => super::Message::DelPort(DelPort { port: r.u32()? }),
+        other => {
+            return Err(Fail::new(
+                ErrorCode::BadRequest(BadRequest::BadExpType),
+                format!("supercloud experimenter message type {other} is not supported"),
+            ))
+        }
+    })
+}
+
+/// Reads a MAC, an address count and the addresses, as the rest of the body.
+fn decode_binding(r: &mut Reader<'_>, what: &str) -> Result<(Option<Mac>, Vec<Ipv4Addr>), Fail> {
+    let mac = Some(r.mac()?).filter(|m| *m != Mac::ZERO);
+    let n = usize::from(r.u16()?);
+    if n > MAX_BOUND_IPS || r.remaining() != n * 4 {
+        return Err(bad_len(format!(
+            "{what} claims {n} addresses (at most {MAX_BOUND_IPS}) in {} bytes",
+            r.remaining()
+        )));
+    }
+    if mac.is_none() && n > 0 {
+        return Err(bad_len(format!(
+            "{what} without a MAC carries no addresses"
+        )));
+    }
+    let ips = (0..n)
+        .map(|_| r.u32().map(Ipv4Addr::from))
+        .collect::<Result<_, _>>()?;
+    Ok((mac, ips))
+}
+
+fn encode_binding(out: &mut Vec<u8>, mac: Option<Mac>, ips: &[Ipv4Addr]) {
+    out.extend_from_slice(&mac.unwrap_or(Mac::ZERO).0);
+    let n = ips.len().min(MAX_BOUND_IPS);
+    out.put_u16(u16::try_from(n).unwrap_or(0));
+    for ip in &ips[..n] {
+        out.put_u32(u32::from(*ip));
+    }
+}
+
+impl AddPort {
+    fn decode_body(r: &mut Reader<'_>) -> Result<AddPort, Fail> {
+        let port = r.u32()?;
+        let raw = match r.u8()? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(bad_len(format!(
+                    "add-port kind {other} is neither TAP (0) nor raw (1)"
+                )))
+            }
+        };
+        let attach = r.u8()? & 1 != 0;
+        r.skip(2)?;
+        let name = super::buf::get_str(r, 16)?;
+        let (mac, ips) = decode_binding(r, "add-port")?;
+        Ok(AddPort {
+            port,
+            raw,
+            attach,
+            name,
+            mac,
+            ips,
+        })
+    }
+
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        encode_header(out, EXP_ADD_PORT);
+        out.put_u32(self.port);
+        out.put_u8(u8::from(self.raw));
+        out.put_u8(u8::from(self.attach));
+        out.put_zeros(2);
+        super::buf::put_str(out, &self.name, 16);
+        encode_binding(out, self.mac, &self.ips);
+    }
+}
+
+impl DelPort {
+    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+        encode_header(out, EXP_DEL_PORT);
+        out.put_u32(self.port);
+    }
 }
 
 /// Refuses another experimenter's id with bad-request/bad-experimenter.
@@ -55,44 +178,15 @@ fn bad_len(why: impl Into<String>) -> Fail {
 }
 
 impl BindPort {
-    /// Decodes the body of an `OFPT_EXPERIMENTER` message (from the experimenter id).
-    pub(super) fn decode_message(r: &mut Reader<'_>) -> Result<BindPort, Fail> {
-        ours(r.u32()?)?;
-        match r.u32()? {
-            EXP_BIND_PORT => {}
-            other => {
-                return Err(Fail::new(
-                    ErrorCode::BadRequest(BadRequest::BadExpType),
-                    format!("supercloud experimenter message type {other} is not supported"),
-                ))
-            }
-        }
+    fn decode_body(r: &mut Reader<'_>) -> Result<BindPort, Fail> {
         let port = r.u32()?;
-        let mac = Some(r.mac()?).filter(|m| *m != Mac::ZERO);
-        let n = usize::from(r.u16()?);
-        if n > MAX_BOUND_IPS || r.remaining() != n * 4 {
-            return Err(bad_len(format!(
-                "bind-port claims {n} addresses (at most {MAX_BOUND_IPS}) in {} bytes",
-                r.remaining()
-            )));
-        }
-        if mac.is_none() && n > 0 {
-            return Err(bad_len("an unbinding carries no addresses"));
-        }
-        let ips = (0..n)
-            .map(|_| r.u32().map(Ipv4Addr::from))
-            .collect::<Result<_, _>>()?;
+        let (mac, ips) = decode_binding(r, "bind-port")?;
         Ok(BindPort { port, mac, ips })
     }
 
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
         encode_header(out, EXP_BIND_PORT);
         out.put_u32(self.port);
-        out.extend_from_slice(&self.mac.unwrap_or(Mac::ZERO).0);
-        let n = self.ips.len().min(MAX_BOUND_IPS);
-        out.put_u16(u16::try_from(n).unwrap_or(0));
-        for ip in &self.ips[..n] {
-            out.put_u32(u32::from(*ip));
-        }
+        encode_binding(out, self.mac, &self.ips);
     }
 }

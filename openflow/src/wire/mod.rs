@@ -31,7 +31,10 @@ pub use error::{
     BadAction, BadInstruction, BadMatch, BadRequest, ErrorCode, ErrorMsg, FlowModFailed,
     GroupModFailed, HelloFailed, RoleRequestFailed, SwitchConfigFailed,
 };
-pub use experimenter::{BindPort, EXP_BIND_PORT, MAX_BOUND_IPS, SUPERCLOUD_EXPERIMENTER};
+pub use experimenter::{
+    AddPort, BindPort, DelPort, EXP_ADD_PORT, EXP_BIND_PORT, EXP_DEL_PORT, MAX_BOUND_IPS,
+    SUPERCLOUD_EXPERIMENTER,
+};
 pub use flow_mod::{
     FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, FlowStatsEntry, GROUP_ANY, TABLE_ALL,
 };
@@ -43,7 +46,8 @@ pub use multipart::{
 };
 pub use packet::{PacketIn, PacketInReason, PacketOut};
 pub use port::{
-    config as port_config, state as port_state, PortDesc, PortReason, PortStats, PortStatus,
+    config as port_config, port_mod_failed, state as port_state, PortDesc, PortMod, PortReason,
+    PortStats, PortStatus,
 };
 pub use switch::{capabilities, ControllerRole, Hello, Role, SwitchConfig, SwitchFeatures};
 
@@ -79,6 +83,7 @@ pub mod msg_type {
     pub const PACKET_OUT: u8 = 13;
     pub const FLOW_MOD: u8 = 14;
     pub const GROUP_MOD: u8 = 15;
+    pub const PORT_MOD: u8 = 16;
     pub const MULTIPART_REQUEST: u8 = 18;
     pub const MULTIPART_REPLY: u8 = 19;
     pub const BARRIER_REQUEST: u8 = 20;
@@ -120,6 +125,8 @@ pub enum Message {
     FlowMod(FlowMod),
     /// `OFPT_GROUP_MOD`.
     GroupMod(GroupMod),
+    /// `OFPT_PORT_MOD`.
+    PortMod(PortMod),
     /// `OFPT_MULTIPART_REQUEST`.
     MultipartRequest(MultipartRequest),
     /// `OFPT_MULTIPART_REPLY`.
@@ -134,6 +141,10 @@ pub enum Message {
     RoleReply(Role),
     /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: a VM port's binding.
     BindPort(BindPort),
+    /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: add a port at run time.
+    AddPort(AddPort),
+    /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: remove a port.
+    DelPort(DelPort),
 }
 
 impl Message {
@@ -156,13 +167,14 @@ impl Message {
             Message::PacketOut(_) => PACKET_OUT,
             Message::FlowMod(_) => FLOW_MOD,
             Message::GroupMod(_) => GROUP_MOD,
+            Message::PortMod(_) => PORT_MOD,
             Message::MultipartRequest(_) => MULTIPART_REQUEST,
             Message::MultipartReply(_) => MULTIPART_REPLY,
             Message::BarrierRequest => BARRIER_REQUEST,
             Message::BarrierReply => BARRIER_REPLY,
             Message::RoleRequest(_) => ROLE_REQUEST,
             Message::RoleReply(_) => ROLE_REPLY,
-            Message::BindPort(_) => EXPERIMENTER,
+            Message::BindPort(_) | Message::AddPort(_) | Message::DelPort(_) => EXPERIMENTER,
         }
     }
 }
@@ -320,13 +332,14 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         PACKET_OUT => Message::PacketOut(PacketOut::decode(r)?),
         FLOW_MOD => Message::FlowMod(FlowMod::decode(r)?),
         GROUP_MOD => Message::GroupMod(GroupMod::decode(r)?),
+        PORT_MOD => Message::PortMod(PortMod::decode(r)?),
         MULTIPART_REQUEST => Message::MultipartRequest(MultipartRequest::decode(r)?),
         MULTIPART_REPLY => Message::MultipartReply(MultipartReply::decode(r)?),
         BARRIER_REQUEST => Message::BarrierRequest,
         BARRIER_REPLY => Message::BarrierReply,
         ROLE_REQUEST => Message::RoleRequest(Role::decode(r)?),
         ROLE_REPLY => Message::RoleReply(Role::decode(r)?),
-        EXPERIMENTER => Message::BindPort(BindPort::decode_message(r)?),
+        EXPERIMENTER => experimenter::decode_message(r)?,
         other => {
             return Err(Fail::new(
                 ErrorCode::BadRequest(BadRequest::BadType),
@@ -364,10 +377,13 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::PacketOut(p) => p.encode(out),
         Message::FlowMod(f) => f.encode(out),
         Message::GroupMod(g) => g.encode(out),
+        Message::PortMod(p) => p.encode(out),
         Message::MultipartRequest(m) => m.encode(out),
         Message::MultipartReply(m) => m.encode(out),
         Message::RoleRequest(r) | Message::RoleReply(r) => r.encode(out),
         Message::BindPort(b) => b.encode(out),
+        Message::AddPort(a) => a.encode(out),
+        Message::DelPort(d) => d.encode(out),
     }
     let len = out.len() - start;
     if len > MAX_MESSAGE_LEN {

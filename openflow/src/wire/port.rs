@@ -135,6 +135,62 @@ impl PortStatus {
     }
 }
 
+/// An `OFPT_PORT_MOD`: changes a port's `config` bits under `mask`.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct PortMod {
+    /// The port.
+    pub port_no: PortNo,
+    /// Its hardware address, as port-desc reports it (a check, not a change).
+    pub hw_addr: Mac,
+    /// New [`config`] bits.
+    pub config: u32,
+    /// Which [`config`] bits to change.
+    pub mask: u32,
+    /// Features to advertise (0: unchanged).
+    pub advertise: u32,
+}
+
+impl PortMod {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<PortMod, Fail> {
+        let port_no = r.u32()?;
+        r.skip(4)?;
+        let hw_addr = r.mac()?;
+        r.skip(2)?;
+        let pm = PortMod {
+            port_no,
+            hw_addr,
+            config: r.u32()?,
+            mask: r.u32()?,
+            advertise: r.u32()?,
+        };
+        r.skip(4)?;
+        Ok(pm)
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u32(self.port_no);
+        out.put_zeros(4);
+        out.extend_from_slice(&self.hw_addr.0);
+        out.put_zeros(2);
+        out.put_u32(self.config);
+        out.put_u32(self.mask);
+        out.put_u32(self.advertise);
+        out.put_zeros(4);
+    }
+}
+
+/// `OFPET_PORT_MOD_FAILED` codes, as `(type, code)` for [`super::ErrorCode::Other`].
+pub mod port_mod_failed {
+    /// The error type.
+    pub const TYPE: u16 = 7;
+    /// No such port.
+    pub const BAD_PORT: u16 = 0;
+    /// The hardware address is not the port's.
+    pub const BAD_HW_ADDR: u16 = 1;
+    /// Permissions error (the port cannot be opened).
+    pub const EPERM: u16 = 4;
+}
+
 /// Counters of one port (`ofp_port_stats`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
 pub struct PortStats {

@@ -53,6 +53,12 @@ pub(crate) fn run(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal (https://no-color.org):
+        // none in a log file or a journal.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .init();
     let inventory_file = match inventory {
         Some(p) => Some((Inventory::load(p)?, p.display().to_string())),

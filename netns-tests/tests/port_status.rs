@@ -1,0 +1,237 @@
+//! Ports that come and go, as an OpenFlow client sees them: `ovs-ofctl monitor`
+//! on `scd`'s `punix:` listener gets a port-status (modify) with `PORT_DOWN` and
+//! `LINK_DOWN` when a port's link is brought down and one with `LIVE` when it
+//! comes back, an add and a delete when `scd port add`/`del` change the running
+//! switch, one (modify) when a port-mod changes a port's configuration, and
+//! port-desc reports the true state meanwhile. A controller's add-port and
+//! del-port (Supercloud experimenter messages) do what `scd port` does, and a
+//! clashing add-port is answered with an error. A port that cannot be
+//! added (a number taken) is refused with the reason and changes nothing.
+
+use anyhow::{Context, Result};
+use netns_tests::ofctl::ofctl;
+use netns_tests::{require_program, require_root, scd_binary, scd_config_head, unique};
+use netns_tests::{wait_until, Netns, Scd};
+use openflow::wire::{
+    decode, encode, peek_header, port_mod_failed, AddPort, DelPort, ErrorMsg, Hello, Message,
+};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::time::Duration;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// `ovs-ofctl monitor` until dropped, its output in a file.
+struct Monitor {
+    child: Child,
+    out: tempfile::NamedTempFile,
+}
+
+impl Monitor {
+    fn start(host: &Netns, target: &str) -> Result<Monitor> {
+        // ovs-ofctl makes its control socket there.
+        std::fs::create_dir_all("/var/run/openvswitch")?;
+        let out = tempfile::NamedTempFile::new()?;
+        let append = || std::fs::OpenOptions::new().append(true).open(out.path());
+        // Line-buffered: its output goes to a file, which it would otherwise
+        // write only when it exits.
+        let child = host
+            .command("stdbuf")
+            .args(["-oL", "ovs-ofctl", "-O", "OpenFlow13", "monitor", target])
+            .stdout(append()?)
+            .stderr(append()?)
+            .spawn()?;
+        Ok(Monitor { child, out })
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(self.out.path()).unwrap_or_default()
+    }
+
+    /// Waits until the output holds a port-status with all of `needles` (in one
+    /// message: its first line and the description lines under it).
+    fn wait_for(&self, what: &str, needles: &[&str]) -> Result<()> {
+        wait_until(PATIENCE, what, || {
+            let text = self.text();
+            Ok(text.split("OFPT_PORT_STATUS").skip(1).any(|message| {
+                let message = message.split("OFPT_").next().unwrap_or(message);
+                needles.iter().all(|n| message.contains(n))
+            }))
+        })
+        .map(drop)
+        .with_context(|| format!("monitor output:\n{}", self.text()))
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn send(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<()> {
+    stream.write_all(&encode(msg, xid)?)?;
+    Ok(())
+}
+
+/// Sends `msg` then a barrier, and returns the error the switch answered `msg`
+/// with, if any (every other message before the barrier's reply is skipped).
+fn ask(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<Option<ErrorMsg>> {
+    send(stream, msg, xid)?;
+    send(stream, &Message::BarrierRequest, xid + 1)?;
+    let mut error = None;
+    loop {
+        let mut head = vec![0u8; 8];
+        stream.read_exact(&mut head)?;
+        let header = peek_header(&head).context("an OpenFlow header")?;
+        head.resize(usize::from(header.length), 0);
+        stream.read_exact(&mut head[8..])?;
+        match decode(&head) {
+            Ok((x, Message::Error(e))) if x == xid => error = Some(e),
+            Ok((x, Message::BarrierReply)) if x == xid + 1 => return Ok(error),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Result<()> {
+    let test = "link_changes_and_ports_added_at_run_time_are_announced_as_port_status";
+    if !require_root(test) || !require_program(test, "ovs-ofctl") {
+        return Ok(());
+    }
+    let host = Netns::new(&unique("portstatus-"))?;
+    let dir = tempfile::Builder::new().prefix("portstatus").tempdir()?;
+    let of = dir.path().join("scd.mgmt");
+    let ctl = dir.path().join("scd.ctl");
+    let tap = unique("pst");
+    let config = format!(
+        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
+         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
+        scd_config_head("\"0x5c05\"", "portstatus", false),
+        of.display(),
+        ctl.display()
+    );
+    let scd = Scd::start(&host, &config, None)?;
+    let target = format!("unix:{}", of.display());
+    let monitor = Monitor::start(&host, &target)?;
+    // The monitor is connected once the switch counts its connection.
+    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
+        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
+    })?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(
+        desc.contains(&format!("1({tap})")) && desc.contains("LIVE"),
+        "{desc}"
+    );
+
+    host.ip(&["link", "set", &tap, "down"])?;
+    monitor.wait_for(
+        "a port-status with the link down",
+        &["MOD", &format!("1({tap})"), "PORT_DOWN", "LINK_DOWN"],
+    )?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(
+        desc.contains("LINK_DOWN") && desc.contains("PORT_DOWN"),
+        "{desc}"
+    );
+
+    host.ip(&["link", "set", &tap, "up"])?;
+    monitor.wait_for(
+        "a port-status with the link up again",
+        &["MOD", &format!("1({tap})"), "LIVE"],
+    )?;
+
+    // A controller's port-mod: announced, reported, and undone.
+    let monitored = monitor.text().matches("OFPT_PORT_STATUS").count();
+    ofctl(&host, &target, &["mod-port", "{}", &tap, "no-forward"])?;
+    monitor.wait_for(
+        "a port-status after port-mod",
+        &["MOD", &format!("1({tap})"), "NO_FWD"],
+    )?;
+    assert!(monitor.text().matches("OFPT_PORT_STATUS").count() > monitored);
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(desc.contains("NO_FWD"), "{desc}");
+    ofctl(&host, &target, &["mod-port", "{}", &tap, "forward"])?;
+    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    assert!(!desc.contains("NO_FWD"), "{desc}");
+
+    let scd_port = |args: &[&str]| -> Result<std::process::Output> {
+        Ok(host
+            .command(scd_binary()?.to_str().context("path")?)
+            .arg("port")
+            .args(args)
+            .arg("--socket")
+            .arg(&ctl)
+            .output()?)
+    };
+    let added = unique("psa");
+    let out = scd_port(&["add", "--name", &added, "--ofport", "7"])?;
+    assert!(out.status.success(), "{out:?}\n{}", scd.log());
+    monitor.wait_for("a port-status (add)", &["ADD", &format!("7({added})")])?;
+
+    let clash = scd_port(&["add", "--name", &unique("psc"), "--ofport", "7"])?;
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert!(!clash.status.success(), "a second port 7 was added");
+    assert!(
+        stderr.starts_with("scd: error: ") && stderr.contains("clashes with port 7"),
+        "{stderr}"
+    );
+
+    let out = scd_port(&["del", "--ofport", "7"])?;
+    assert!(out.status.success(), "{out:?}");
+    monitor.wait_for("a port-status (delete)", &["DEL", &format!("7({added})")])?;
+
+    // The controller's way in: add-port and del-port over OpenFlow.
+    let mut of_client = std::os::unix::net::UnixStream::connect(&of)?;
+    of_client.set_read_timeout(Some(PATIENCE))?;
+    send(&mut of_client, &Message::Hello(Hello::of13()), 1)?;
+    let by_controller = unique("psk");
+    let add = Message::AddPort(AddPort {
+        port: 8,
+        raw: false,
+        attach: false,
+        name: by_controller.clone(),
+        mac: None,
+        ips: Vec::new(),
+    });
+    assert_eq!(ask(&mut of_client, &add, 5)?, None, "{}", scd.log());
+    monitor.wait_for(
+        "a port-status (add, by the controller)",
+        &["ADD", &format!("8({by_controller})")],
+    )?;
+    let again = Message::AddPort(AddPort {
+        name: unique("psk"),
+        ..match add {
+            Message::AddPort(a) => a,
+            _ => unreachable!(),
+        }
+    });
+    let refused = ask(&mut of_client, &again, 7)?.context("a second port 8 was accepted")?;
+    assert_eq!(
+        refused.code.to_wire(),
+        (port_mod_failed::TYPE, port_mod_failed::BAD_PORT)
+    );
+    assert_eq!(
+        ask(&mut of_client, &Message::DelPort(DelPort { port: 8 }), 9)?,
+        None
+    );
+    monitor.wait_for(
+        "a port-status (delete, by the controller)",
+        &["DEL", &format!("8({by_controller})")],
+    )?;
+
+    let listed = String::from_utf8_lossy(&scd_port(&["list"])?.stdout).into_owned();
+    assert!(
+        listed.contains(&tap) && !listed.contains(&added),
+        "{listed}"
+    );
+    // A TAP scd created goes away with its port.
+    assert!(
+        host.ip(&["link", "show", &added]).is_err(),
+        "{added} outlived its port"
+    );
+    Ok(())
+}
