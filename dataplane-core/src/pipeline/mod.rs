@@ -44,8 +44,9 @@ use table::{Entries, FlowTable};
 /// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
 pub const ALL_TABLES: u8 = 0xff;
 
-/// Number of tables `scd` offers by default.
-pub const DEFAULT_TABLES: u8 = 8;
+/// Number of tables `scd` offers by default: every table id OpenFlow 1.3 allows
+/// (0..=253; 254 is reserved and 255 means "all").
+pub const DEFAULT_TABLES: u8 = 254;
 
 /// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
 pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
@@ -94,7 +95,12 @@ impl Classification {
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     entries: Entries,
+    /// Tables `0..tables.len()`: a table is made when an entry goes into it or
+    /// names it in a goto, so a copy of the tables (every publish) costs what is
+    /// used, not [`DEFAULT_TABLES`]. Tables beyond are empty and never looked up.
     tables: Vec<FlowTable>,
+    /// Tables offered (`n_tables` of the features reply).
+    n_tables: u8,
     /// Age of entries, for ties between equal priorities (older wins).
     next_seq: u64,
     generation: u64,
@@ -112,7 +118,8 @@ impl Pipeline {
     pub fn new(n_tables: u8) -> Pipeline {
         Pipeline {
             entries: Entries::default(),
-            tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
+            tables: vec![FlowTable::default()],
+            n_tables: n_tables.max(1),
             next_seq: 0,
             generation: 0,
             groups: GroupTable::default(),
@@ -180,7 +187,27 @@ impl Pipeline {
 
     /// Number of tables.
     pub fn n_tables(&self) -> u8 {
-        u8::try_from(self.tables.len()).unwrap_or(u8::MAX)
+        self.n_tables
+    }
+
+    /// Makes the tables up to `table_id` exist (callers have checked it is offered).
+    fn make_tables_up_to(&mut self, table_id: u8) {
+        let wanted = usize::from(table_id) + 1;
+        if self.tables.len() < wanted {
+            self.tables.resize_with(wanted, FlowTable::default);
+        }
+    }
+
+    /// Makes the tables an entry lives in or goes to exist.
+    fn make_tables_of(&mut self, table_id: u8, instructions: &[Instruction]) {
+        let last = instructions
+            .iter()
+            .filter_map(|i| match i {
+                Instruction::GotoTable(t) => Some(*t),
+                _ => None,
+            })
+            .fold(table_id, u8::max);
+        self.make_tables_up_to(last);
     }
 
     /// The group table.
@@ -275,9 +302,14 @@ impl Pipeline {
 
     /// Counters of one table.
     pub fn table_stats(&self, table_id: u8) -> Option<TableStats> {
-        self.tables
-            .get(usize::from(table_id))
-            .map(|t| t.stats.read())
+        if table_id >= self.n_tables {
+            return None;
+        }
+        Some(
+            self.tables
+                .get(usize::from(table_id))
+                .map_or_else(TableStats::default, |t| t.stats.read()),
+        )
     }
 
     /// The entry behind an id.
@@ -333,6 +365,7 @@ impl Pipeline {
     /// same priority refuses the add.
     pub fn add(&mut self, spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
         self.validate(&spec)?;
+        self.make_tables_of(spec.table_id, &spec.instructions);
         let table = usize::from(spec.table_id);
         if spec.flags & flags::CHECK_OVERLAP != 0 {
             let clash = self.tables[table].ids(&self.entries).any(|id| {
@@ -414,6 +447,13 @@ impl Pipeline {
                 ..entry.spec.clone()
             };
             self.validate(&probe)?;
+        }
+        if let Some(last) = ids
+            .iter()
+            .filter_map(|id| self.entry(*id).map(|e| e.spec.table_id))
+            .max()
+        {
+            self.make_tables_of(last, instructions);
         }
         for id in &ids {
             if let Some(entry) = self.entries.get_mut(*id) {
@@ -507,7 +547,10 @@ impl Pipeline {
         let mut current = *key;
         let mut table = 0usize;
         loop {
-            let hit = self.tables[table].lookup_consulting(&current, consulted.as_deref_mut());
+            let Some(flow_table) = self.tables.get(table) else {
+                return;
+            };
+            let hit = flow_table.lookup_consulting(&current, consulted.as_deref_mut());
             out.tables
                 .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
             let Some(id) = hit else { return };

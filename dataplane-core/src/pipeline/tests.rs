@@ -380,9 +380,9 @@ fn a_refused_batch_changes_nothing_and_names_its_flow() {
 
     let good = FlowSpec::new(0, 11, FlowMatch::any(), out(2));
     let mut goto = FlowSpec::new(0, 12, ip, out(2));
-    goto.instructions.push(Instruction::GotoTable(20));
+    goto.instructions.push(Instruction::GotoTable(254));
     let refusals = [
-        FlowSpec::new(99, 1, FlowMatch::any(), out(1)),
+        FlowSpec::new(254, 1, FlowMatch::any(), out(1)),
         goto,
         FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(4)]),
         FlowSpec::new(0, 50, ip, out(1)),
@@ -403,4 +403,29 @@ fn a_refused_batch_changes_nothing_and_names_its_flow() {
             cookie: 0x77
         }
     );
+}
+
+#[test]
+fn every_openflow_table_is_offered_and_counted() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    assert_eq!(p.n_tables(), 254);
+    let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![]);
+    first.instructions.push(Instruction::GotoTable(200));
+    p.add(first, now).unwrap();
+    let mut middle = FlowSpec::new(200, 1, FlowMatch::any(), vec![]);
+    middle.instructions.push(Instruction::GotoTable(253));
+    p.add(middle, now).unwrap();
+    p.add(FlowSpec::new(253, 1, FlowMatch::any(), out(7)), now)
+        .unwrap();
+    assert!(p
+        .add(FlowSpec::new(254, 1, FlowMatch::any(), out(7)), now)
+        .is_err());
+    assert_eq!(p.simulate(&key(1, 2))[0].0, 7);
+    let mut c = Classification::default();
+    p.classify(&key(1, 2), &mut c);
+    p.account(&c.hits, &c.tables, 60, now);
+    assert_eq!(p.table_stats(253).map(|s| s.matched), Some(1));
+    assert_eq!(p.table_stats(100), Some(TableStats::default()));
+    assert_eq!(p.table_stats(254), None);
 }
