@@ -36,7 +36,9 @@ pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
 pub use selector::Selector;
 
 use group::valid_output;
-use openflow::flow::{apply_actions_with_groups, flags, Action, FlowKey, GroupSpec, Instruction};
+use openflow::flow::{
+    apply_actions_with_groups, flags, Action, ActionSet, FlowKey, GroupSpec, Instruction,
+};
 use openflow::{FlowSpec, PortNo};
 use std::time::Instant;
 use table::{Entries, FlowTable};
@@ -65,6 +67,8 @@ pub struct Classification {
     /// the next table's key: kept here so that a reused classification allocates
     /// nothing.
     group_outputs: Vec<(PortNo, FlowKey)>,
+    /// The packet's action set while it goes through the tables.
+    action_set: ActionSet,
 }
 
 impl Classification {
@@ -76,6 +80,7 @@ impl Classification {
             hits: Vec::with_capacity(tables),
             tables: Vec::with_capacity(tables),
             group_outputs: Vec::with_capacity(actions),
+            action_set: ActionSet::default(),
         }
     }
 
@@ -85,6 +90,7 @@ impl Classification {
         self.hits.clear();
         self.tables.clear();
         self.group_outputs.clear();
+        self.action_set.clear();
     }
 }
 
@@ -167,7 +173,7 @@ impl Pipeline {
             .flat_map(|f| {
                 std::iter::once(f.table_id).chain(f.instructions.iter().filter_map(|i| match i {
                     Instruction::GotoTable(t) => Some(*t),
-                    Instruction::ApplyActions(_) => None,
+                    _ => None,
                 }))
             })
             .max()
@@ -322,11 +328,10 @@ impl Pipeline {
         if spec.table_id >= limit {
             return Err(TableError::BadTableId(spec.table_id));
         }
-        let (mut applies, mut gotos) = (0, 0);
+        let mut seen: Vec<&'static str> = Vec::with_capacity(spec.instructions.len());
         for instruction in &spec.instructions {
-            match instruction {
+            let kind = match instruction {
                 Instruction::GotoTable(goto) => {
-                    gotos += 1;
                     if *goto <= spec.table_id || *goto >= limit {
                         return Err(TableError::BadGoto {
                             from: spec.table_id,
@@ -334,28 +339,28 @@ impl Pipeline {
                             limit,
                         });
                     }
+                    "goto_table"
                 }
-                Instruction::ApplyActions(actions) => {
-                    applies += 1;
-                    for action in actions {
-                        match action {
-                            Action::Output { port: p, .. } if !valid_output(*p) => {
-                                return Err(TableError::BadOutPort(*p));
-                            }
-                            Action::Group(g) if self.groups.get(*g).is_none() => {
-                                return Err(TableError::BadOutGroup(*g));
-                            }
-                            _ => {}
-                        }
+                Instruction::ApplyActions(_) => "apply_actions",
+                Instruction::WriteActions(_) => "write_actions",
+                Instruction::ClearActions => "clear_actions",
+                Instruction::WriteMetadata { .. } => "write_metadata",
+            };
+            if seen.contains(&kind) {
+                return Err(TableError::DuplicateInstruction(kind));
+            }
+            seen.push(kind);
+            for action in instruction.actions() {
+                match action {
+                    Action::Output { port: p, .. } if !valid_output(*p) => {
+                        return Err(TableError::BadOutPort(*p));
                     }
+                    Action::Group(g) if self.groups.get(*g).is_none() => {
+                        return Err(TableError::BadOutGroup(*g));
+                    }
+                    _ => {}
                 }
             }
-        }
-        if applies > 1 {
-            return Err(TableError::DuplicateInstruction("apply_actions"));
-        }
-        if gotos > 1 {
-            return Err(TableError::DuplicateInstruction("goto_table"));
         }
         Ok(())
     }
@@ -363,8 +368,9 @@ impl Pipeline {
     /// Flow-mod add (OpenFlow 1.3 §6.4): an entry with identical match and priority is
     /// replaced, counters and all; with `CHECK_OVERLAP`, an overlapping entry of the
     /// same priority refuses the add.
-    pub fn add(&mut self, spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
+    pub fn add(&mut self, mut spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
         self.validate(&spec)?;
+        in_execution_order(&mut spec.instructions);
         self.make_tables_of(spec.table_id, &spec.instructions);
         let table = usize::from(spec.table_id);
         if spec.flags & flags::CHECK_OVERLAP != 0 {
@@ -455,9 +461,11 @@ impl Pipeline {
         {
             self.make_tables_of(last, instructions);
         }
+        let mut instructions = instructions.to_vec();
+        in_execution_order(&mut instructions);
         for id in &ids {
             if let Some(entry) = self.entries.get_mut(*id) {
-                entry.spec.instructions = instructions.to_vec();
+                entry.spec.instructions = instructions.clone();
                 if reset_counts {
                     entry.reset_counts();
                 }
@@ -557,8 +565,14 @@ impl Pipeline {
             out.hits.push(id);
             let Some(entry) = self.entry(id) else { return };
             let mut next = None;
+            // Instructions are kept in execution order (see `in_execution_order`).
             for instruction in &entry.spec.instructions {
                 match instruction {
+                    Instruction::ClearActions => out.action_set.clear(),
+                    Instruction::WriteActions(actions) => out.action_set.write(actions),
+                    Instruction::WriteMetadata { value, mask } => {
+                        current.metadata = (current.metadata & !mask) | (value & mask);
+                    }
                     Instruction::ApplyActions(actions) => {
                         out.actions.extend_from_slice(actions);
                         out.group_outputs.clear();
@@ -576,7 +590,12 @@ impl Pipeline {
             }
             match next {
                 Some(t) if t > table && t < self.tables.len() => table = t,
-                _ => return,
+                _ => {
+                    // The pipeline ends here: the action set runs after every
+                    // action applied on the way (OpenFlow 1.3 §5.10).
+                    out.action_set.append_to(&mut out.actions);
+                    return;
+                }
             }
         }
     }
@@ -611,6 +630,19 @@ impl Pipeline {
         });
         out
     }
+}
+
+/// Sorts an entry's instructions into the order OpenFlow 1.3 §5.9 runs them in
+/// (apply-actions, clear-actions, write-actions, write-metadata, goto-table),
+/// whatever order the flow-mod gave, so that classification walks them once.
+fn in_execution_order(instructions: &mut [Instruction]) {
+    instructions.sort_by_key(|i| match i {
+        Instruction::ApplyActions(_) => 0,
+        Instruction::ClearActions => 1,
+        Instruction::WriteActions(_) => 2,
+        Instruction::WriteMetadata { .. } => 3,
+        Instruction::GotoTable(_) => 4,
+    });
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub use counters::{
 pub use event_loop::{Switch, SwitchParams};
 pub use guards::BindRefused;
 pub use handle::{SwitchGone, SwitchHandle};
-pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
+pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender};
 pub use ports::{LocalPort, BATCH, MAX_FRAME};
 pub use tables::{Job, Published, RemovedHook, Reply};
 
