@@ -804,3 +804,36 @@ fn asynchronous_messages_skip_slaves() {
     slave_peer.set_nonblocking(true).unwrap();
     assert!(slave_peer.read(&mut buf).is_err(), "nothing for the slave");
 }
+
+#[test]
+fn set_async_is_kept_per_connection_and_get_async_reports_it() {
+    let reg = Arc::new(Registry::default());
+    let b = Local::new();
+    let mut a = session(&reg);
+    let mut c = session(&reg);
+    run(&mut a, &b, &[hello()]);
+    run(&mut c, &b, &[hello()]);
+    let faucet = openflow::wire::AsyncConfig {
+        packet_in_mask: [3, 0],
+        port_status_mask: [7, 7],
+        flow_removed_mask: [7, 0],
+    };
+    let out = run(
+        &mut a,
+        &b,
+        &[
+            enc(&Message::SetAsync(faucet), 6),
+            enc(&Message::GetAsyncRequest, 7),
+        ],
+    );
+    // Set-async has no reply; get-async answers with what was set.
+    assert_eq!(out.replies, vec![(7, Message::GetAsyncReply(faucet))]);
+    let out = run(&mut c, &b, &[enc(&Message::GetAsyncRequest, 8)]);
+    assert_eq!(
+        out.replies,
+        vec![(
+            8,
+            Message::GetAsyncReply(openflow::wire::AsyncConfig::default())
+        )]
+    );
+}
