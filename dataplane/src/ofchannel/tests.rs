@@ -837,3 +837,48 @@ fn set_async_is_kept_per_connection_and_get_async_reports_it() {
         )]
     );
 }
+
+#[test]
+fn table_features_and_table_stats_agree_on_every_one_of_254_tables() {
+    let reg = Arc::new(Registry::default());
+    let mut b = Local::new();
+    b.info.n_tables = dataplane_core::pipeline::DEFAULT_TABLES;
+    b.pipeline = Mutex::new(Pipeline::default());
+    let mut s = session(&reg);
+    run(&mut s, &b, &[hello()]);
+    let req = |body| {
+        enc(
+            &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
+            9,
+        )
+    };
+    let out = run(
+        &mut s,
+        &b,
+        &[
+            req(MultipartRequestBody::Table),
+            req(MultipartRequestBody::TableFeatures),
+        ],
+    );
+    let (mut stats, mut features) = (Vec::new(), Vec::new());
+    for (_, reply) in &out.replies {
+        match reply {
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::Table(t),
+                ..
+            }) => stats.extend(t.iter().map(|t| t.table_id)),
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::TableFeatures(t),
+                ..
+            }) => features.extend(t.iter().map(|t| t.table_id)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let all: Vec<u8> = (0..254).collect();
+    assert_eq!((stats, features), (all.clone(), all));
+    // Every reply fits in an OpenFlow message (the features take several).
+    assert!(out.replies.len() > 2, "{}", out.replies.len());
+    for (xid, reply) in &out.replies {
+        encode(reply, *xid).unwrap();
+    }
+}
