@@ -12,10 +12,10 @@
 //! under `CI=true`.
 
 use anyhow::{bail, Result};
-use netns_tests::two_vms::tap_ports;
+use netns_tests::two_vms::switch_with_two_vms;
 use netns_tests::{require_root, scd_config_head, unique, Netns, Scd, Vm, VmAddress};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where `scripts/install-faucet.sh` puts the environment (`SC_FAUCET_VENV`
@@ -93,25 +93,26 @@ struct Host {
 fn setup(
     test: &str,
     dpid: &str,
-    start: impl FnOnce(&Netns, &std::path::Path) -> Result<Child>,
+    start: impl FnOnce(&Netns, &std::path::Path) -> Result<Command>,
 ) -> Result<Host> {
     let host = Netns::new(&unique(&format!("{test}-host-")))?;
     host.ip(&["link", "set", "lo", "up"])?;
     let dir = tempfile::tempdir()?;
-    let child = start(&host, dir.path())?;
-    let controller = Controller {
-        child,
-        log: dir.path().join("controller.log"),
-    };
-    let (tap1, tap2) = (unique("scc"), unique("scc"));
-    let config = format!(
-        "{}[openflow]\nlisten = \"ptcp:6654\"\ncontrollers = [\"tcp:127.0.0.1:6653\"]\nreconnect_max_ms = 500\n{}",
-        scd_config_head(&format!("\"{dpid}\""), "ctl13-host", false),
-        tap_ports(&tap1, &tap2)
-    );
-    let scd = Scd::start(&host, &config, None)?;
-    let vm1 = Vm::attach(&unique(&format!("{test}-v1-")), &host, &tap1, VM1)?;
-    let vm2 = Vm::attach(&unique(&format!("{test}-v2-")), &host, &tap2, VM2)?;
+    let log = dir.path().join("controller.log");
+    let out = std::fs::File::create(&log)?;
+    let child = start(&host, dir.path())?
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let controller = Controller { child, log };
+    let (scd, vm1, vm2) = switch_with_two_vms(
+        test,
+        &host,
+        &scd_config_head(&format!("\"{dpid}\""), "ctl13-host", false),
+        "listen = \"ptcp:6654\"\ncontrollers = [\"tcp:127.0.0.1:6653\"]\nreconnect_max_ms = 500",
+        [VM1, VM2],
+    )?;
     Ok(Host {
         scd,
         controller,
@@ -148,19 +149,14 @@ fn os_ken_learning_switch_13_switches_real_traffic() -> Result<()> {
     let Some(manager) = venv_program(test, "osken-manager") else {
         return Ok(());
     };
-    let h = setup("osken", "0x5c15", |host, dir| {
-        let log = std::fs::File::create(dir.join("controller.log"))?;
-        Ok(host
-            .command(manager.to_str().unwrap_or_default())
-            .args([
-                "--ofp-tcp-listen-port",
-                "6653",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/apps/learning_switch_13.py"),
-            ])
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?)
+    let h = setup("osken", "0x5c15", |host, _| {
+        let mut command = host.command(manager.to_str().unwrap_or_default());
+        command.args([
+            "--ofp-tcp-listen-port",
+            "6653",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/apps/learning_switch_13.py"),
+        ]);
+        Ok(command)
     })?;
     ping_within_a_minute(&h)?;
     let log = h.controller.log();
@@ -185,20 +181,16 @@ fn faucet_with_an_egress_pipeline_switches_real_traffic() -> Result<()> {
              dps:\n  scd:\n    dp_id: 0x5c14\n    hardware: \"Open vSwitch\"\n    egress_pipeline: True\n\
              \x20   interfaces:\n      1:\n        native_vlan: office\n      2:\n        native_vlan: office\n",
         )?;
-        let log = std::fs::File::create(dir.join("controller.log"))?;
-        Ok(host
-            .command(faucet.to_str().unwrap_or_default())
+        let mut command = host.command(faucet.to_str().unwrap_or_default());
+        command
             .args(["--ryu-ofp-tcp-listen-port=6653"])
             .env("PATH", with_venv_on_path(&faucet))
             .env("FAUCET_CONFIG", &config)
             .env("FAUCET_LOG", dir.join("controller.log"))
             .env("FAUCET_EXCEPTION_LOG", dir.join("controller.log"))
             .env("FAUCET_PROMETHEUS_ADDR", "127.0.0.1")
-            .env("FAUCET_PROMETHEUS_PORT", "9302")
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()?)
+            .env("FAUCET_PROMETHEUS_PORT", "9302");
+        Ok(command)
     })?;
     ping_within_a_minute(&h)?;
     let log = h.controller.log();

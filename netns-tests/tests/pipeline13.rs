@@ -9,7 +9,7 @@
 
 use anyhow::Result;
 use netns_tests::ofctl::n_packets;
-use netns_tests::two_vms::{tap_ports, IP1, IP2, MAC1, MAC2, VM1, VM2};
+use netns_tests::two_vms::{switch_with_two_vms, IP1, IP2, MAC1, MAC2, VM1, VM2};
 use netns_tests::GATEWAY_MAC;
 use netns_tests::{require_program, require_root, scd_config_head, unique, Netns, Scd, Vm};
 
@@ -25,15 +25,13 @@ struct Host {
 
 fn setup(test: &str) -> Result<Host> {
     let host = Netns::new(&unique(&format!("{test}-host-")))?;
-    let (tap1, tap2) = (unique("scp"), unique("scp"));
-    let config = format!(
-        "{}[openflow]\nlisten = \"ptcp:6653\"\n{}",
-        scd_config_head("\"0x5c13\"", "of13-host", false),
-        tap_ports(&tap1, &tap2)
-    );
-    let scd = Scd::start(&host, &config, None)?;
-    let vm1 = Vm::attach(&unique(&format!("{test}-v1-")), &host, &tap1, VM1)?;
-    let vm2 = Vm::attach(&unique(&format!("{test}-v2-")), &host, &tap2, VM2)?;
+    let (scd, vm1, vm2) = switch_with_two_vms(
+        test,
+        &host,
+        &scd_config_head("\"0x5c13\"", "of13-host", false),
+        "listen = \"ptcp:6653\"",
+        [VM1, VM2],
+    )?;
     Ok(Host {
         scd,
         vm1,

@@ -116,8 +116,23 @@ fn session(reg: &Arc<Registry>) -> Session {
     Session::new(conn, reg.clone())
 }
 
+/// A session that has said hello.
+fn greeted(reg: &Arc<Registry>, b: &Local) -> Session {
+    let mut s = session(reg);
+    run(&mut s, b, &[hello()]);
+    s
+}
+
 fn enc(m: &Message, xid: u32) -> Vec<u8> {
     encode(m, xid).unwrap()
+}
+
+/// A multipart request (xid 9).
+fn req(body: MultipartRequestBody) -> Vec<u8> {
+    enc(
+        &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
+        9,
+    )
 }
 
 fn run<B: Backend>(s: &mut Session, b: &B, msgs: &[Vec<u8>]) -> Outcome {
@@ -275,12 +290,6 @@ fn modify_delete_and_flow_removed() {
     run(&mut s, &b, &[enc(&Message::FlowMod(d), 8)]);
     assert_eq!(b.len(), 1);
 
-    let req = |body| {
-        enc(
-            &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
-            9,
-        )
-    };
     let out = run(
         &mut s,
         &b,
@@ -488,10 +497,7 @@ fn role_request(role: ControllerRole, generation_id: u64) -> Vec<u8> {
 fn roles_master_slave_and_stale_generation() {
     let reg = Arc::new(Registry::default());
     let b = Local::new();
-    let mut a = session(&reg);
-    let mut c = session(&reg);
-    run(&mut a, &b, &[hello()]);
-    run(&mut c, &b, &[hello()]);
+    let (mut a, mut c) = (greeted(&reg, &b), greeted(&reg, &b));
     let out = run(&mut a, &b, &[role_request(ControllerRole::Master, 10)]);
     assert_eq!(
         out.replies[0].1,
@@ -809,10 +815,7 @@ fn asynchronous_messages_skip_slaves() {
 fn set_async_is_kept_per_connection_and_get_async_reports_it() {
     let reg = Arc::new(Registry::default());
     let b = Local::new();
-    let mut a = session(&reg);
-    let mut c = session(&reg);
-    run(&mut a, &b, &[hello()]);
-    run(&mut c, &b, &[hello()]);
+    let (mut a, mut c) = (greeted(&reg, &b), greeted(&reg, &b));
     let faucet = openflow::wire::AsyncConfig {
         packet_in_mask: [3, 0],
         port_status_mask: [7, 7],
@@ -846,12 +849,6 @@ fn table_features_and_table_stats_agree_on_every_one_of_254_tables() {
     b.pipeline = Mutex::new(Pipeline::default());
     let mut s = session(&reg);
     run(&mut s, &b, &[hello()]);
-    let req = |body| {
-        enc(
-            &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
-            9,
-        )
-    };
     let out = run(
         &mut s,
         &b,
