@@ -20,7 +20,7 @@ log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openssl openvswitch-common openvswitch-switch
       wireguard-tools wireguard-go pkg-config build-essential curl ca-certificates
-      systemd protobuf-compiler etcd-server etcd-client busybox)
+      systemd protobuf-compiler etcd-server etcd-client busybox python3-venv)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -30,6 +30,7 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 bash scripts/install-qemu.sh
+bash scripts/install-faucet.sh
 bash scripts/build-guest.sh
 
 log "format"

@@ -641,6 +641,7 @@ fn parse_prefix(text: &str) -> Option<(u32, u8)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const GOOD: &str = r#"
 datapath_id = "0x2a"
@@ -734,6 +735,32 @@ mtu = 1420
         assert_eq!(c.openflow.fail_mode, FailMode::Standalone);
         let c = HostConfig::parse(GOOD, Path::new("h.toml")).unwrap();
         assert_eq!(c.openflow, OpenflowConfig::default());
+        assert_eq!(
+            (c.openflow.reconnect_min, c.openflow.reconnect_max),
+            (Duration::from_millis(100), Duration::from_secs(8))
+        );
+        let c = HostConfig::parse(
+            &format!("{GOOD}\n[openflow]\nreconnect_min_ms = 20\nreconnect_max_ms = 500\n"),
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.openflow.reconnect_min, c.openflow.reconnect_max),
+            (Duration::from_millis(20), Duration::from_millis(500))
+        );
+        for (bad, says) in [
+            (
+                "reconnect_min_ms = 0",
+                "h.toml:26: `openflow.reconnect_min_ms`: must be at least 1",
+            ),
+            (
+                "reconnect_min_ms = 300\nreconnect_max_ms = 200",
+                "h.toml:27: `openflow.reconnect_max_ms`: 200 is below reconnect_min_ms (300 ms)",
+            ),
+        ] {
+            let e = error_of(&format!("{GOOD}\n[openflow]\n{bad}\n"));
+            assert!(e.starts_with(says), "{e}");
+        }
         assert_eq!(
             parse_ptcp("ptcp:6633:0.0.0.0"),
             Some("0.0.0.0:6633".parse().unwrap())

@@ -441,8 +441,10 @@ impl SwitchMetrics {
     fn tables(&self, out: &mut DescriptorEncoder) -> fmt::Result {
         let read = {
             let p = self.handle.snapshot();
+            // Of the 254 tables offered, only those in use are worth a series.
             let stats: Vec<(u8, TableStats, usize)> = (0..p.n_tables())
                 .filter_map(|t| p.table_stats(t).map(|s| (t, s, p.entries(t).count())))
+                .filter(|(t, s, count)| *t == 0 || s.lookups > 0 || *count > 0)
                 .collect();
             let flows: Vec<FlowRow> = (0..p.n_tables())
                 .flat_map(|t| p.entries(t).collect::<Vec<_>>())

@@ -95,10 +95,13 @@ fn a_bad_flows_file_is_refused_with_its_line() {
             "priority=2,ip,nw_dst=1.2.3.4/40,actions=drop",
             "flows:2:15: ",
         ),
-        ("table=99,actions=drop", "flows:2: table 99 does not exist"),
         (
-            "actions=goto_table:20",
-            "flows:2: goto_table:20 from table 0 must name a later table below 8",
+            "table=254,actions=drop",
+            "flows:2: table 254 does not exist",
+        ),
+        (
+            "actions=goto_table:254",
+            "flows:2: goto_table:254 from table 0 must name a later table below 254",
         ),
         ("actions=group:3", "flows:2: group 3 does not exist"),
         ("cookie=0x6000,actions=drop", "flows:2: cookie=0x6000: "),

@@ -315,6 +315,34 @@ pub mod two_vms {
              [[port]]\nnumber = 2\nname = \"{tap2}\"\n"
         )
     }
+
+    /// Starts `scd` in `host` with `head` (as [`crate::scd_config_head`] writes
+    /// it), then `[openflow]` with `openflow` as its body, and two TAP ports;
+    /// moves each TAP into a VM namespace named after `test` with `addrs`.
+    pub fn switch_with_two_vms(
+        test: &str,
+        host: &crate::Netns,
+        head: &str,
+        openflow: &str,
+        addrs: [VmAddress<'_>; 2],
+    ) -> anyhow::Result<(crate::Scd, crate::Vm, crate::Vm)> {
+        let (tap1, tap2) = (crate::unique("sct"), crate::unique("sct"));
+        let config = format!("{head}[openflow]\n{openflow}\n{}", tap_ports(&tap1, &tap2));
+        let scd = crate::Scd::start(host, &config, None)?;
+        let vm1 = crate::Vm::attach(
+            &crate::unique(&format!("{test}-v1-")),
+            host,
+            &tap1,
+            addrs[0],
+        )?;
+        let vm2 = crate::Vm::attach(
+            &crate::unique(&format!("{test}-v2-")),
+            host,
+            &tap2,
+            addrs[1],
+        )?;
+        Ok((scd, vm1, vm2))
+    }
 }
 
 /// How a VM's interface is addressed: its MAC, and its IP address with the prefix

@@ -152,7 +152,7 @@ fn ovs_ofctl_programs_and_inspects_scd() -> Result<()> {
     let h = setup("ofctl", &format!("listen = \"ptcp:{OF_PORT}\""))?;
     let show = ofctl(&h.host, &["show", "{}"])?;
     assert!(show.contains("dpid:0000000000005c01"), "{show}");
-    assert!(show.contains("n_tables:8"), "{show}");
+    assert!(show.contains("n_tables:254"), "{show}");
     assert!(show.contains(&format!("1({})", h.vm1.ifname)), "{show}");
     assert!(show.contains(&format!("2({})", h.vm2.ifname)), "{show}");
 

@@ -179,6 +179,9 @@ pub struct FlowKey {
     pub arp_spa: u32,
     /// ARP target protocol address.
     pub arp_tpa: u32,
+    /// Pipeline metadata (`OXM_OF_METADATA`): zero when a packet enters the
+    /// tables, changed only by write-metadata instructions.
+    pub metadata: u64,
 }
 
 /// The names of the fields of a [`FlowKey`], used in errors and in text output.
@@ -218,11 +221,13 @@ pub enum Field {
     ArpSpa,
     /// `arp_tpa`
     ArpTpa,
+    /// `metadata`
+    Metadata,
 }
 
 impl Field {
     /// Every field, in the order of [`FlowKey`].
-    pub const ALL: [Field; 17] = [
+    pub const ALL: [Field; 18] = [
         Field::InPort,
         Field::EthDst,
         Field::EthSrc,
@@ -240,6 +245,7 @@ impl Field {
         Field::ArpOp,
         Field::ArpSpa,
         Field::ArpTpa,
+        Field::Metadata,
     ];
 
     /// Width of the field in bits.
@@ -253,6 +259,7 @@ impl Field {
             Field::IpDscp => 6,
             Field::IpProto => 8,
             Field::Ipv6Src | Field::Ipv6Dst => 128,
+            Field::Metadata => 64,
         }
     }
 
@@ -286,6 +293,7 @@ impl Field {
             Field::ArpOp => "arp_op",
             Field::ArpSpa => "arp_spa",
             Field::ArpTpa => "arp_tpa",
+            Field::Metadata => "metadata",
         }
     }
 }
@@ -317,6 +325,7 @@ impl FlowKey {
             Field::ArpOp => self.arp_op.into(),
             Field::ArpSpa => self.arp_spa.into(),
             Field::ArpTpa => self.arp_tpa.into(),
+            Field::Metadata => self.metadata.into(),
         }
     }
 
@@ -342,6 +351,7 @@ impl FlowKey {
             Field::ArpOp => self.arp_op = v as u16,
             Field::ArpSpa => self.arp_spa = v as u32,
             Field::ArpTpa => self.arp_tpa = v as u32,
+            Field::Metadata => self.metadata = v as u64,
         }
     }
 
@@ -365,6 +375,7 @@ impl FlowKey {
             arp_op: self.arp_op & mask.arp_op,
             arp_spa: self.arp_spa & mask.arp_spa,
             arp_tpa: self.arp_tpa & mask.arp_tpa,
+            metadata: self.metadata & mask.metadata,
         }
     }
 
@@ -597,8 +608,111 @@ impl Action {
 pub enum Instruction {
     /// Apply these actions now, in order.
     ApplyActions(Vec<Action>),
+    /// Empty the packet's action set.
+    ClearActions,
+    /// Merge these actions into the action set (one per kind; a set-field one per
+    /// field), which runs when the pipeline ends (see [`ActionSet`]).
+    WriteActions(Vec<Action>),
+    /// `metadata = (metadata & !mask) | (value & mask)`.
+    WriteMetadata {
+        /// The new bits.
+        value: u64,
+        /// Which bits change.
+        mask: u64,
+    },
     /// Continue matching in a later table.
     GotoTable(u8),
+}
+
+impl Instruction {
+    /// The actions an apply-actions or write-actions instruction holds.
+    pub fn actions(&self) -> &[Action] {
+        match self {
+            Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a,
+            _ => &[],
+        }
+    }
+}
+
+/// A packet's action set (OpenFlow 1.3 §5.10): at most one action of each kind, a
+/// set-field per field, executed when the pipeline ends in the specification's
+/// order: pop VLAN, push VLAN, decrement TTL, set-fields, then the group or, with
+/// no group, the output.
+#[derive(Clone, PartialEq, Eq, Hash, Debug, Default)]
+pub struct ActionSet {
+    pop_vlan: bool,
+    push_vlan: Option<u16>,
+    dec_nw_ttl: bool,
+    set_fields: Vec<(Field, u128)>,
+    group: Option<u32>,
+    output: Option<Action>,
+}
+
+impl ActionSet {
+    /// Empties the set (clear-actions), keeping its allocation.
+    pub fn clear(&mut self) {
+        self.pop_vlan = false;
+        self.push_vlan = None;
+        self.dec_nw_ttl = false;
+        self.set_fields.clear();
+        self.group = None;
+        self.output = None;
+    }
+
+    /// True when the set holds nothing.
+    pub fn is_empty(&self) -> bool {
+        !self.pop_vlan
+            && self.push_vlan.is_none()
+            && !self.dec_nw_ttl
+            && self.set_fields.is_empty()
+            && self.group.is_none()
+            && self.output.is_none()
+    }
+
+    /// Write-actions: each action replaces the set's action of its kind.
+    pub fn write(&mut self, actions: &[Action]) {
+        for action in actions {
+            match *action {
+                Action::PopVlan => self.pop_vlan = true,
+                Action::PushVlan(tpid) => self.push_vlan = Some(tpid),
+                Action::DecNwTtl => self.dec_nw_ttl = true,
+                Action::SetField { field, value } => {
+                    match self.set_fields.iter_mut().find(|(f, _)| *f == field) {
+                        Some(slot) => slot.1 = value,
+                        None => self.set_fields.push((field, value)),
+                    }
+                }
+                Action::Group(id) => self.group = Some(id),
+                Action::Output { .. } => self.output = Some(*action),
+            }
+        }
+    }
+
+    /// Appends the set's actions, in execution order, to `out`.
+    pub fn append_to(&self, out: &mut Vec<Action>) {
+        if self.pop_vlan {
+            out.push(Action::PopVlan);
+        }
+        if let Some(tpid) = self.push_vlan {
+            out.push(Action::PushVlan(tpid));
+        }
+        if self.dec_nw_ttl {
+            out.push(Action::DecNwTtl);
+        }
+        out.extend(
+            self.set_fields
+                .iter()
+                .map(|(field, value)| Action::SetField {
+                    field: *field,
+                    value: *value,
+                }),
+        );
+        match (self.group, self.output) {
+            (Some(id), _) => out.push(Action::Group(id)),
+            (None, Some(output)) => out.push(output),
+            (None, None) => {}
+        }
+    }
 }
 
 /// How a group picks among its buckets (`ofp_group_type`, the kinds scd runs).
@@ -709,7 +823,8 @@ impl FlowSpec {
     pub fn forwards(&self) -> bool {
         self.instructions.iter().any(|i| match i {
             Instruction::GotoTable(_) => true,
-            Instruction::ApplyActions(actions) => actions
+            Instruction::ClearActions | Instruction::WriteMetadata { .. } => false,
+            Instruction::ApplyActions(actions) | Instruction::WriteActions(actions) => actions
                 .iter()
                 .any(|a| matches!(a, Action::Output { .. } | Action::Group(_))),
         })

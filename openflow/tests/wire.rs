@@ -1261,7 +1261,37 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 Message::RoleReply(role)
             }
         }),
+        Just(Message::GetAsyncRequest),
+        (any::<[u32; 6]>(), any::<bool>()).prop_map(|(m, set)| {
+            let config = AsyncConfig {
+                packet_in_mask: [m[0], m[1]],
+                port_status_mask: [m[2], m[3]],
+                flow_removed_mask: [m[4], m[5]],
+            };
+            if set {
+                Message::SetAsync(config)
+            } else {
+                Message::GetAsyncReply(config)
+            }
+        }),
     ]
+}
+
+/// Faucet's set-async at connect, as Ryu encodes it: packet-in no-match and
+/// action for master, none for slave; every port-status for both; flow-removed
+/// idle/hard/delete for master.
+#[test]
+fn set_async_bytes_match_the_specification() {
+    let bytes = hex("04 1c 0020 00000003 00000003 00000000 00000007 00000007 00000007 00000000");
+    let config = AsyncConfig {
+        packet_in_mask: [3, 0],
+        port_status_mask: [7, 7],
+        flow_removed_mask: [7, 0],
+    };
+    assert_eq!(decode(&bytes).unwrap(), (3, Message::SetAsync(config)));
+    assert_eq!(encode(&Message::SetAsync(config), 3).unwrap(), bytes);
+    let request = hex("04 1a 0008 00000004");
+    assert_eq!(decode(&request).unwrap(), (4, Message::GetAsyncRequest));
 }
 
 /// The group-mod `ovs-ofctl -O OpenFlow13 add-group br0
@@ -1406,4 +1436,47 @@ proptest! {
         }
         prop_assert_eq!(back, entries);
     }
+}
+
+// ----- Action set and metadata instructions -----
+
+/// A fuzz seed too: a flow-mod matching metadata 0x10/0xf0 that clears the
+/// action set, writes `output:3` into it, writes metadata 0x20/0xf0 and goes to
+/// table 2, laid out by hand after OpenFlow 1.3 §7.2.4.
+const ACTION_SET_FLOW_MOD: &[u8] =
+    include_bytes!("../../fuzz/seeds/decode/supercloud-flow-mod-action-set-metadata");
+
+#[test]
+fn action_set_and_metadata_instructions_match_the_specification_layout() {
+    let (xid, message) = decode(ACTION_SET_FLOW_MOD).unwrap();
+    let Message::FlowMod(fm) = &message else {
+        panic!("{message:?}");
+    };
+    assert_eq!(fm.spec.matcher.get(Field::Metadata), Some((0x10, 0xf0)));
+    assert_eq!(
+        fm.spec.instructions,
+        vec![
+            Instruction::ClearActions,
+            Instruction::WriteActions(vec![Action::output(3)]),
+            Instruction::WriteMetadata {
+                value: 0x20,
+                mask: 0xf0
+            },
+            Instruction::GotoTable(2),
+        ]
+    );
+    assert_eq!(encode(&message, xid).unwrap(), ACTION_SET_FLOW_MOD);
+}
+
+#[test]
+fn metadata_is_written_by_write_metadata_only() {
+    // An apply-actions holding set_field(metadata=1): bad-action/bad-set-type.
+    let mut spec = FlowSpec::new(0, 1, FlowMatch::any(), vec![]);
+    spec.instructions = vec![Instruction::ApplyActions(vec![Action::SetField {
+        field: Field::Metadata,
+        value: 1,
+    }])];
+    let bytes = encode(&Message::FlowMod(FlowMod::add(spec)), 9).unwrap();
+    let error = decode(&bytes).unwrap_err();
+    assert_eq!(error.code, ErrorCode::BadAction(BadAction::BadSetType));
 }

@@ -122,9 +122,13 @@ fn arb_match() -> impl Strategy<Value = FlowMatch> {
         proptest::option::of((0u32..4, prop_oneof![Just(24u8), Just(31), Just(32)])),
         proptest::option::of(0u16..4),
         any::<bool>(),
+        proptest::option::of(0u64..4),
     )
-        .prop_map(|(in_port, dst, sport, ip)| {
+        .prop_map(|(in_port, dst, sport, ip, metadata)| {
             let mut m = FlowMatch::any();
+            if let Some(v) = metadata {
+                m = m.with_masked(Field::Metadata, v.into(), 3);
+            }
             if let Some(p) = in_port {
                 m = m.with(Field::InPort, p.into());
             }
@@ -160,9 +164,10 @@ fn arb_op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    // Whatever the tables (two of them, goto, set-field before the goto) and
-    // whatever sequence of changes and lookups, a megaflow answers exactly what the
-    // classifier answers for the packet at hand.
+    // Whatever the tables (two of them, goto, set-field and write-metadata before
+    // the goto, metadata matches, write-actions at the end) and whatever sequence of
+    // changes and lookups, a megaflow answers exactly what the classifier answers
+    // for the packet at hand.
     #[test]
     fn megaflows_agree_with_the_classifier(ops in proptest::collection::vec(arb_op(), 1..80), room in 1usize..8) {
         let now = Instant::now();
@@ -175,9 +180,14 @@ proptest! {
                     let mut instructions = Vec::new();
                     if goto && table == 0 {
                         actions.insert(0, Action::SetField { field: Field::L4Src, value: u128::from(out) });
+                        instructions.push(Instruction::WriteMetadata { value: u64::from(out), mask: 3 });
                         instructions.push(Instruction::GotoTable(1));
                     }
-                    instructions.insert(0, Instruction::ApplyActions(actions));
+                    if goto && table == 1 {
+                        instructions.insert(0, Instruction::WriteActions(actions));
+                    } else {
+                        instructions.insert(0, Instruction::ApplyActions(actions));
+                    }
                     let spec = FlowSpec { instructions, ..FlowSpec::new(table, prio, m, vec![]) };
                     p.add(spec, now).unwrap();
                 }
@@ -195,4 +205,46 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    // Table 0 tags the packet with its port's metadata; table 1 outputs by tag.
+    for port in 1..=2u32 {
+        let tag = FlowSpec {
+            instructions: vec![
+                Instruction::WriteMetadata {
+                    value: u64::from(port) << 8,
+                    mask: 0xff00,
+                },
+                Instruction::GotoTable(1),
+            ],
+            ..FlowSpec::new(
+                0,
+                10,
+                FlowMatch::any().with(Field::InPort, port.into()),
+                vec![],
+            )
+        };
+        p.add(tag, now).unwrap();
+        let by_tag = FlowMatch::any().with_masked(Field::Metadata, u128::from(port) << 8, 0xff00);
+        p.add(
+            FlowSpec::new(1, 10, by_tag, vec![Action::output(10 + port)]),
+            now,
+        )
+        .unwrap();
+    }
+    let mut cache = MegaflowCache::default();
+    for _ in 0..2 {
+        for port in 1..=2u32 {
+            let key = tcp(port, 1, 2, 3);
+            assert_eq!(
+                cache.lookup(&p, &key).actions,
+                vec![Action::output(10 + port)]
+            );
+        }
+    }
+    assert_eq!(cache.stats().hits, 2);
 }

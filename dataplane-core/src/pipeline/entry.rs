@@ -78,24 +78,24 @@ impl FlowEntry {
         self.counters.bytes.store(0, Ordering::Relaxed);
     }
 
-    /// True when an apply-actions list of the entry runs group `group`.
+    /// True when an apply-actions or write-actions list of the entry runs group
+    /// `group`.
     pub fn uses_group(&self, group: u32) -> bool {
-        self.spec.instructions.iter().any(|i| match i {
-            Instruction::ApplyActions(acts) => acts
-                .iter()
-                .any(|a| matches!(a, Action::Group(g) if *g == group)),
-            Instruction::GotoTable(_) => false,
-        })
+        self.spec
+            .instructions
+            .iter()
+            .flat_map(Instruction::actions)
+            .any(|a| matches!(a, Action::Group(g) if *g == group))
     }
 
     pub(super) fn outputs_to(&self, out_port: PortNo) -> bool {
         out_port == port::ANY
-            || self.spec.instructions.iter().any(|i| match i {
-                Instruction::ApplyActions(acts) => acts
-                    .iter()
-                    .any(|a| matches!(a, Action::Output { port, .. } if *port == out_port)),
-                Instruction::GotoTable(_) => false,
-            })
+            || self
+                .spec
+                .instructions
+                .iter()
+                .flat_map(Instruction::actions)
+                .any(|a| matches!(a, Action::Output { port, .. } if *port == out_port))
     }
 
     /// Why and whether the entry has expired at `now`.

@@ -36,7 +36,9 @@ pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
 pub use selector::Selector;
 
 use group::valid_output;
-use openflow::flow::{apply_actions_with_groups, flags, Action, FlowKey, GroupSpec, Instruction};
+use openflow::flow::{
+    apply_actions_with_groups, flags, Action, ActionSet, FlowKey, GroupSpec, Instruction,
+};
 use openflow::{FlowSpec, PortNo};
 use std::time::Instant;
 use table::{Entries, FlowTable};
@@ -44,8 +46,9 @@ use table::{Entries, FlowTable};
 /// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
 pub const ALL_TABLES: u8 = 0xff;
 
-/// Number of tables `scd` offers by default.
-pub const DEFAULT_TABLES: u8 = 8;
+/// Number of tables `scd` offers by default: every table id OpenFlow 1.3 allows
+/// (0..=253; 254 is reserved and 255 means "all").
+pub const DEFAULT_TABLES: u8 = 254;
 
 /// Most entries a single table accepts (`OFPFMFC_TABLE_FULL` beyond).
 pub const MAX_ENTRIES_PER_TABLE: usize = 1_000_000;
@@ -64,6 +67,8 @@ pub struct Classification {
     /// the next table's key: kept here so that a reused classification allocates
     /// nothing.
     group_outputs: Vec<(PortNo, FlowKey)>,
+    /// The packet's action set while it goes through the tables.
+    action_set: ActionSet,
 }
 
 impl Classification {
@@ -75,6 +80,7 @@ impl Classification {
             hits: Vec::with_capacity(tables),
             tables: Vec::with_capacity(tables),
             group_outputs: Vec::with_capacity(actions),
+            action_set: ActionSet::default(),
         }
     }
 
@@ -84,6 +90,7 @@ impl Classification {
         self.hits.clear();
         self.tables.clear();
         self.group_outputs.clear();
+        self.action_set.clear();
     }
 }
 
@@ -94,7 +101,12 @@ impl Classification {
 #[derive(Clone, Debug)]
 pub struct Pipeline {
     entries: Entries,
+    /// Tables `0..tables.len()`: a table is made when an entry goes into it or
+    /// names it in a goto, so a copy of the tables (every publish) costs what is
+    /// used, not [`DEFAULT_TABLES`]. Tables beyond are empty and never looked up.
     tables: Vec<FlowTable>,
+    /// Tables offered (`n_tables` of the features reply).
+    n_tables: u8,
     /// Age of entries, for ties between equal priorities (older wins).
     next_seq: u64,
     generation: u64,
@@ -112,7 +124,8 @@ impl Pipeline {
     pub fn new(n_tables: u8) -> Pipeline {
         Pipeline {
             entries: Entries::default(),
-            tables: (0..n_tables.max(1)).map(|_| FlowTable::default()).collect(),
+            tables: vec![FlowTable::default()],
+            n_tables: n_tables.max(1),
             next_seq: 0,
             generation: 0,
             groups: GroupTable::default(),
@@ -160,7 +173,7 @@ impl Pipeline {
             .flat_map(|f| {
                 std::iter::once(f.table_id).chain(f.instructions.iter().filter_map(|i| match i {
                     Instruction::GotoTable(t) => Some(*t),
-                    Instruction::ApplyActions(_) => None,
+                    _ => None,
                 }))
             })
             .max()
@@ -180,7 +193,27 @@ impl Pipeline {
 
     /// Number of tables.
     pub fn n_tables(&self) -> u8 {
-        u8::try_from(self.tables.len()).unwrap_or(u8::MAX)
+        self.n_tables
+    }
+
+    /// Makes the tables up to `table_id` exist (callers have checked it is offered).
+    fn make_tables_up_to(&mut self, table_id: u8) {
+        let wanted = usize::from(table_id) + 1;
+        if self.tables.len() < wanted {
+            self.tables.resize_with(wanted, FlowTable::default);
+        }
+    }
+
+    /// Makes the tables an entry lives in or goes to exist.
+    fn make_tables_of(&mut self, table_id: u8, instructions: &[Instruction]) {
+        let last = instructions
+            .iter()
+            .filter_map(|i| match i {
+                Instruction::GotoTable(t) => Some(*t),
+                _ => None,
+            })
+            .fold(table_id, u8::max);
+        self.make_tables_up_to(last);
     }
 
     /// The group table.
@@ -275,9 +308,14 @@ impl Pipeline {
 
     /// Counters of one table.
     pub fn table_stats(&self, table_id: u8) -> Option<TableStats> {
-        self.tables
-            .get(usize::from(table_id))
-            .map(|t| t.stats.read())
+        if table_id >= self.n_tables {
+            return None;
+        }
+        Some(
+            self.tables
+                .get(usize::from(table_id))
+                .map_or_else(TableStats::default, |t| t.stats.read()),
+        )
     }
 
     /// The entry behind an id.
@@ -290,11 +328,10 @@ impl Pipeline {
         if spec.table_id >= limit {
             return Err(TableError::BadTableId(spec.table_id));
         }
-        let (mut applies, mut gotos) = (0, 0);
+        let mut seen: Vec<&'static str> = Vec::with_capacity(spec.instructions.len());
         for instruction in &spec.instructions {
-            match instruction {
+            let kind = match instruction {
                 Instruction::GotoTable(goto) => {
-                    gotos += 1;
                     if *goto <= spec.table_id || *goto >= limit {
                         return Err(TableError::BadGoto {
                             from: spec.table_id,
@@ -302,31 +339,31 @@ impl Pipeline {
                             limit,
                         });
                     }
+                    "goto_table"
                 }
-                Instruction::ApplyActions(actions) => {
-                    applies += 1;
-                    for action in actions {
-                        match action {
-                            Action::Output { port: p, .. } if !valid_output(*p) => {
-                                return Err(TableError::BadOutPort(*p));
-                            }
-                            Action::Group(g) if self.groups.get(*g).is_none() => {
-                                return Err(TableError::BadOutGroup(*g));
-                            }
-                            Action::SetField { field, .. } if !crate::exec::writable(*field) => {
-                                return Err(TableError::BadSetField(*field));
-                            }
-                            _ => {}
-                        }
+                Instruction::ApplyActions(_) => "apply_actions",
+                Instruction::WriteActions(_) => "write_actions",
+                Instruction::ClearActions => "clear_actions",
+                Instruction::WriteMetadata { .. } => "write_metadata",
+            };
+            if seen.contains(&kind) {
+                return Err(TableError::DuplicateInstruction(kind));
+            }
+            seen.push(kind);
+            for action in instruction.actions() {
+                match action {
+                    Action::Output { port: p, .. } if !valid_output(*p) => {
+                        return Err(TableError::BadOutPort(*p));
                     }
+                    Action::Group(g) if self.groups.get(*g).is_none() => {
+                        return Err(TableError::BadOutGroup(*g));
+                    }
+                    Action::SetField { field, .. } if !crate::exec::writable(*field) => {
+                        return Err(TableError::BadSetField(*field));
+                    }
+                    _ => {}
                 }
             }
-        }
-        if applies > 1 {
-            return Err(TableError::DuplicateInstruction("apply_actions"));
-        }
-        if gotos > 1 {
-            return Err(TableError::DuplicateInstruction("goto_table"));
         }
         Ok(())
     }
@@ -334,8 +371,10 @@ impl Pipeline {
     /// Flow-mod add (OpenFlow 1.3 §6.4): an entry with identical match and priority is
     /// replaced, counters and all; with `CHECK_OVERLAP`, an overlapping entry of the
     /// same priority refuses the add.
-    pub fn add(&mut self, spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
+    pub fn add(&mut self, mut spec: FlowSpec, now: Instant) -> Result<FlowId, TableError> {
         self.validate(&spec)?;
+        in_execution_order(&mut spec.instructions);
+        self.make_tables_of(spec.table_id, &spec.instructions);
         let table = usize::from(spec.table_id);
         if spec.flags & flags::CHECK_OVERLAP != 0 {
             let clash = self.tables[table].ids(&self.entries).any(|id| {
@@ -418,9 +457,18 @@ impl Pipeline {
             };
             self.validate(&probe)?;
         }
+        if let Some(last) = ids
+            .iter()
+            .filter_map(|id| self.entry(*id).map(|e| e.spec.table_id))
+            .max()
+        {
+            self.make_tables_of(last, instructions);
+        }
+        let mut instructions = instructions.to_vec();
+        in_execution_order(&mut instructions);
         for id in &ids {
             if let Some(entry) = self.entries.get_mut(*id) {
-                entry.spec.instructions = instructions.to_vec();
+                entry.spec.instructions = instructions.clone();
                 if reset_counts {
                     entry.reset_counts();
                 }
@@ -510,15 +558,24 @@ impl Pipeline {
         let mut current = *key;
         let mut table = 0usize;
         loop {
-            let hit = self.tables[table].lookup_consulting(&current, consulted.as_deref_mut());
+            let Some(flow_table) = self.tables.get(table) else {
+                return;
+            };
+            let hit = flow_table.lookup_consulting(&current, consulted.as_deref_mut());
             out.tables
                 .push((u8::try_from(table).unwrap_or(u8::MAX), hit.is_some()));
             let Some(id) = hit else { return };
             out.hits.push(id);
             let Some(entry) = self.entry(id) else { return };
             let mut next = None;
+            // Instructions are kept in execution order (see `in_execution_order`).
             for instruction in &entry.spec.instructions {
                 match instruction {
+                    Instruction::ClearActions => out.action_set.clear(),
+                    Instruction::WriteActions(actions) => out.action_set.write(actions),
+                    Instruction::WriteMetadata { value, mask } => {
+                        current.metadata = (current.metadata & !mask) | (value & mask);
+                    }
                     Instruction::ApplyActions(actions) => {
                         out.actions.extend_from_slice(actions);
                         out.group_outputs.clear();
@@ -536,7 +593,12 @@ impl Pipeline {
             }
             match next {
                 Some(t) if t > table && t < self.tables.len() => table = t,
-                _ => return,
+                _ => {
+                    // The pipeline ends here: the action set runs after every
+                    // action applied on the way (OpenFlow 1.3 §5.10).
+                    out.action_set.append_to(&mut out.actions);
+                    return;
+                }
             }
         }
     }
@@ -571,6 +633,19 @@ impl Pipeline {
         });
         out
     }
+}
+
+/// Sorts an entry's instructions into the order OpenFlow 1.3 §5.9 runs them in
+/// (apply-actions, clear-actions, write-actions, write-metadata, goto-table),
+/// whatever order the flow-mod gave, so that classification walks them once.
+fn in_execution_order(instructions: &mut [Instruction]) {
+    instructions.sort_by_key(|i| match i {
+        Instruction::ApplyActions(_) => 0,
+        Instruction::ClearActions => 1,
+        Instruction::WriteActions(_) => 2,
+        Instruction::WriteMetadata { .. } => 3,
+        Instruction::GotoTable(_) => 4,
+    });
 }
 
 #[cfg(test)]

@@ -380,9 +380,9 @@ fn a_refused_batch_changes_nothing_and_names_its_flow() {
 
     let good = FlowSpec::new(0, 11, FlowMatch::any(), out(2));
     let mut goto = FlowSpec::new(0, 12, ip, out(2));
-    goto.instructions.push(Instruction::GotoTable(20));
+    goto.instructions.push(Instruction::GotoTable(254));
     let refusals = [
-        FlowSpec::new(99, 1, FlowMatch::any(), out(1)),
+        FlowSpec::new(254, 1, FlowMatch::any(), out(1)),
         goto,
         FlowSpec::new(0, 1, FlowMatch::any(), vec![Action::Group(4)]),
         FlowSpec::new(0, 50, ip, out(1)),
@@ -430,4 +430,119 @@ fn set_field_of_a_match_only_field_is_refused_with_bad_set_type() {
         p.add(FlowSpec::new(0, 1, FlowMatch::any(), writes), now)
             .unwrap();
     }
+}
+
+#[test]
+fn every_openflow_table_is_offered_and_counted() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    assert_eq!(p.n_tables(), 254);
+    let mut first = FlowSpec::new(0, 1, FlowMatch::any(), vec![]);
+    first.instructions.push(Instruction::GotoTable(200));
+    p.add(first, now).unwrap();
+    let mut middle = FlowSpec::new(200, 1, FlowMatch::any(), vec![]);
+    middle.instructions.push(Instruction::GotoTable(253));
+    p.add(middle, now).unwrap();
+    p.add(FlowSpec::new(253, 1, FlowMatch::any(), out(7)), now)
+        .unwrap();
+    assert!(p
+        .add(FlowSpec::new(254, 1, FlowMatch::any(), out(7)), now)
+        .is_err());
+    assert_eq!(p.simulate(&key(1, 2))[0].0, 7);
+    let mut c = Classification::default();
+    p.classify(&key(1, 2), &mut c);
+    p.account(&c.hits, &c.tables, 60, now);
+    assert_eq!(p.table_stats(253).map(|s| s.matched), Some(1));
+    assert_eq!(p.table_stats(100), Some(TableStats::default()));
+    assert_eq!(p.table_stats(254), None);
+}
+
+#[test]
+fn the_action_set_runs_at_the_end_in_the_specification_order() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    // Table 0 applies an output now, writes an output and a set-field, goes on.
+    let first = FlowSpec {
+        instructions: vec![
+            Instruction::GotoTable(1),
+            Instruction::WriteActions(vec![Action::output(5), Action::set(Field::Ipv4Dst, 9)]),
+            Instruction::ApplyActions(out(1)),
+        ],
+        ..FlowSpec::new(0, 1, FlowMatch::any(), vec![])
+    };
+    p.add(first, now).unwrap();
+    // Table 1 replaces the set's output with a group, adds pop_vlan, and applies
+    // its own output.
+    p.add_group(
+        GroupSpec {
+            group_id: 3,
+            group_type: GroupType::All,
+            buckets: vec![Bucket::new(out(7))],
+        },
+        now,
+    )
+    .unwrap();
+    let second = FlowSpec {
+        instructions: vec![
+            Instruction::ApplyActions(out(2)),
+            Instruction::WriteActions(vec![Action::Group(3), Action::PopVlan]),
+        ],
+        ..FlowSpec::new(1, 1, FlowMatch::any(), vec![])
+    };
+    p.add(second, now).unwrap();
+    let mut c = Classification::default();
+    p.classify(&key(1, 2), &mut c);
+    assert_eq!(
+        c.actions,
+        vec![
+            Action::output(1),
+            Action::output(2),
+            Action::PopVlan,
+            Action::set(Field::Ipv4Dst, 9),
+            Action::Group(3),
+        ]
+    );
+    // Instructions are kept in execution order, whatever order they came in.
+    assert!(matches!(
+        p.entries(0).next().unwrap().spec.instructions[0],
+        Instruction::ApplyActions(_)
+    ));
+    let sent: Vec<(u32, u32)> = p
+        .simulate(&key(1, 2))
+        .iter()
+        .map(|(port, k)| (*port, k.ipv4_dst))
+        .collect();
+    assert_eq!(sent, [(1, 2), (2, 2), (7, 9)]);
+}
+
+#[test]
+fn clear_actions_empties_the_set_and_a_miss_runs_nothing() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let first = FlowSpec {
+        instructions: vec![Instruction::WriteActions(out(5)), Instruction::GotoTable(1)],
+        ..FlowSpec::new(0, 1, FlowMatch::any(), vec![])
+    };
+    p.add(first, now).unwrap();
+    // Port 1 clears the set and writes nothing: dropped. Other ports miss table 1:
+    // a miss without a table-miss entry drops, action set and all.
+    let clear = FlowSpec {
+        instructions: vec![Instruction::ClearActions],
+        ..FlowSpec::new(1, 1, FlowMatch::any().with(Field::InPort, 1), vec![])
+    };
+    p.add(clear, now).unwrap();
+    assert!(p.simulate(&key(1, 2)).is_empty());
+    assert!(p.simulate(&key(2, 2)).is_empty());
+    // With a table-miss entry that does nothing, the written output runs.
+    p.add(FlowSpec::new(1, 0, FlowMatch::any(), vec![]), now)
+        .unwrap();
+    assert_eq!(p.simulate(&key(2, 2))[0].0, 5);
+    let twice = FlowSpec {
+        instructions: vec![Instruction::ClearActions, Instruction::ClearActions],
+        ..FlowSpec::new(0, 2, FlowMatch::any(), vec![])
+    };
+    assert_eq!(
+        p.add(twice, now),
+        Err(TableError::DuplicateInstruction("clear_actions"))
+    );
 }

@@ -25,6 +25,8 @@ pub(super) struct RawOpenflow {
     listen: Option<Spanned<toml::Value>>,
     max_connections: Option<Spanned<u32>>,
     idle_timeout_s: Option<Spanned<u32>>,
+    reconnect_min_ms: Option<Spanned<u32>>,
+    reconnect_max_ms: Option<Spanned<u32>>,
     #[serde(default)]
     controllers: Vec<Spanned<String>>,
     fail_mode: Option<Spanned<String>>,
@@ -129,6 +131,10 @@ pub const UNIX_PATH_MAX: usize = 107;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 /// How long a passive connection may stay silent unless configured.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// First delay before calling a lost controller again unless configured.
+pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(100);
+/// Longest delay between calls to a lost controller unless configured.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(8);
 
 /// The OpenFlow 1.3 channel: passive listeners for tools and active controllers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +151,11 @@ pub struct OpenflowConfig {
     pub controllers: Vec<ControllerAddr>,
     /// What happens when the controllers go away.
     pub fail_mode: FailMode,
+    /// First delay before calling a lost controller again; it doubles after
+    /// each failed attempt (drawn from the upper half of each step, for jitter).
+    pub reconnect_min: Duration,
+    /// Longest such delay.
+    pub reconnect_max: Duration,
     /// The PEM files of `pssl:` and `ssl:`; required by either.
     pub tls: Option<OpenflowTls>,
     /// Plain text off loopback is allowed (and warned about at every start).
@@ -159,6 +170,8 @@ impl Default for OpenflowConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             controllers: Vec::new(),
             fail_mode: FailMode::Secure,
+            reconnect_min: DEFAULT_RECONNECT_MIN,
+            reconnect_max: DEFAULT_RECONNECT_MAX,
             tls: None,
             insecure_plaintext: false,
         }
@@ -196,7 +209,12 @@ pub(super) fn parse(
         Some(v) if *v.get_ref() == 0 => Err(invalid(
             &v.span(),
             field,
-            "must be at least 1: every listener is bounded".to_string(),
+            if field.starts_with("openflow.reconnect") {
+                "must be at least 1: a switch must not call its controller in a busy loop"
+            } else {
+                "must be at least 1: every listener is bounded"
+            }
+            .to_string(),
         )),
         Some(v) => Ok(u64::from(*v.get_ref())),
     };
@@ -210,6 +228,31 @@ pub(super) fn parse(
         "openflow.idle_timeout_s",
         DEFAULT_IDLE_TIMEOUT.as_secs(),
     )?);
+    let reconnect_min = Duration::from_millis(at_least_one(
+        &raw.reconnect_min_ms,
+        "openflow.reconnect_min_ms",
+        100,
+    )?);
+    let reconnect_max = Duration::from_millis(at_least_one(
+        &raw.reconnect_max_ms,
+        "openflow.reconnect_max_ms",
+        8_000,
+    )?);
+    if let Some(max) = raw
+        .reconnect_max_ms
+        .as_ref()
+        .filter(|_| reconnect_max < reconnect_min)
+    {
+        return Err(invalid(
+            &max.span(),
+            "openflow.reconnect_max_ms",
+            format!(
+                "{} is below reconnect_min_ms ({} ms)",
+                max.get_ref(),
+                reconnect_min.as_millis()
+            ),
+        ));
+    }
     let mut controllers = Vec::with_capacity(raw.controllers.len());
     for c in &raw.controllers {
         let addr = parse_controller(c.get_ref()).ok_or_else(|| {
@@ -268,6 +311,8 @@ pub(super) fn parse(
         idle_timeout,
         controllers,
         fail_mode,
+        reconnect_min,
+        reconnect_max: reconnect_max.max(reconnect_min),
         tls,
         insecure_plaintext: raw.insecure_plaintext,
     };

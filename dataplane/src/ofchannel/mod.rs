@@ -22,6 +22,7 @@
 //! switch thread (it only ever waits for it), and never panics on any input.
 
 mod backend;
+mod backoff;
 mod info;
 pub(crate) mod listener;
 mod liveness;
@@ -33,10 +34,7 @@ mod tls_stream;
 
 pub use backend::{Backend, FlowModResults, SwitchBackend};
 pub use info::DatapathInfo;
-pub use net::{
-    Channel, ChannelError, ChannelTls, BACKOFF_MAX, BACKOFF_START, ECHO_INTERVAL, MISSED_ECHOES,
-    PACKET_IN_DEPTH,
-};
+pub use net::{Channel, ChannelError, ChannelTls, ECHO_INTERVAL, MISSED_ECHOES, PACKET_IN_DEPTH};
 pub use registry::{Conn, Registry};
 pub use session::{Outcome, Session};
 pub use stream::OfStream;

@@ -5,6 +5,7 @@
 //! fan-out of packet-ins and flow-removed messages from the switch thread.
 
 use super::backend::SwitchBackend;
+use super::backoff::Backoff;
 use super::info::DatapathInfo;
 use super::listener::{Listener, SocketFile};
 use super::liveness::{Keepalive, Liveness, Verdict};
@@ -32,10 +33,6 @@ use tracing::{debug, info, warn};
 pub const ECHO_INTERVAL: Duration = Duration::from_secs(5);
 /// Unanswered echo requests after which a controller connection is closed.
 pub const MISSED_ECHOES: u32 = 3;
-/// First reconnect delay; doubled after each failure up to [`BACKOFF_MAX`].
-pub const BACKOFF_START: Duration = Duration::from_secs(1);
-/// Longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// Packet-ins in flight between the switch thread and the channel.
 pub const PACKET_IN_DEPTH: usize = 1024;
 /// Flow-removed notifications of expired entries in flight.
@@ -189,13 +186,16 @@ impl Channel {
         }
         for &addr in &cfg.controllers {
             let (registry, backend, fail_mode) = (registry.clone(), backend.clone(), cfg.fail_mode);
+            let backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
             let tls = match addr {
                 ControllerAddr::Ssl(_) => client_tls.clone(),
                 ControllerAddr::Tcp(_) => None,
             };
             std::thread::Builder::new()
                 .name(format!("of-ctl-{}", addr.addr()))
-                .spawn(move || controller_loop(addr, tls.as_ref(), fail_mode, &registry, &backend))
+                .spawn(move || {
+                    controller_loop(addr, tls.as_ref(), fail_mode, backoff, &registry, &backend)
+                })
                 .map_err(ChannelError::Thread)?;
         }
         let channel = Channel {
@@ -315,16 +315,16 @@ fn controller_loop(
     controller: ControllerAddr,
     tls: Option<&ClientTls>,
     fail_mode: FailMode,
+    mut backoff: Backoff,
     registry: &Arc<Registry>,
     backend: &SwitchBackend,
 ) {
     let addr = controller.addr();
-    let mut backoff = BACKOFF_START;
     loop {
         match connect(addr, tls) {
             Ok(stream) => {
                 info!(%controller, "connected to controller");
-                backoff = BACKOFF_START;
+                backoff.reset();
                 let keepalive = Keepalive::Probe {
                     interval: ECHO_INTERVAL,
                     missed: MISSED_ECHOES,
@@ -347,8 +347,7 @@ fn controller_loop(
                 _ => debug!(%controller, "connect failed: {e}"),
             },
         }
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        std::thread::sleep(backoff.next_delay(rand::random::<f64>()));
     }
 }
 

@@ -1,8 +1,11 @@
-//! Every open connection: its role, its socket for writing, the master/slave
-//! generation, and the broadcast of asynchronous messages.
+//! Every open connection: its role, its asynchronous-message masks (set-async),
+//! its socket for writing, the master/slave generation, and the broadcast of
+//! asynchronous messages, each to the connections whose role and masks want it.
 
 use super::stream::OfStream;
-use openflow::wire::{encode_into, ControllerRole, ErrorCode, Message, Role, RoleRequestFailed};
+use openflow::wire::{
+    encode_into, AsyncConfig, ControllerRole, ErrorCode, Message, Role, RoleRequestFailed,
+};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +19,8 @@ pub struct Conn {
     role: AtomicU32,
     /// True once hellos are exchanged: asynchronous messages may go out.
     pub(super) ready: AtomicBool,
+    /// Which asynchronous messages it wants, per role (set-async).
+    async_config: Mutex<AsyncConfig>,
     writer: Mutex<Option<OfStream>>,
 }
 
@@ -23,6 +28,36 @@ impl Conn {
     /// The connection's current role.
     pub fn role(&self) -> ControllerRole {
         ControllerRole::from_wire(self.role.load(Ordering::Relaxed))
+    }
+
+    /// Its asynchronous-message masks.
+    pub fn async_config(&self) -> AsyncConfig {
+        *self.async_config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces its asynchronous-message masks (set-async).
+    pub fn set_async_config(&self, config: AsyncConfig) {
+        *self.async_config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+    }
+
+    /// True when this connection, in its current role, wants `msg`: packet-in,
+    /// port-status and flow-removed go by the masks of its role (OpenFlow 1.3
+    /// §6.1.1); any other message goes to every connection but a slave.
+    pub fn wants(&self, msg: &Message) -> bool {
+        let role = self.role();
+        let slave = usize::from(role == ControllerRole::Slave);
+        let config = self.async_config();
+        let by = |masks: [u32; 2], reason: u8| {
+            masks[slave]
+                .checked_shr(u32::from(reason))
+                .is_some_and(|bits| bits & 1 == 1)
+        };
+        match msg {
+            Message::PacketIn(p) => by(config.packet_in_mask, p.reason.to_wire()),
+            Message::PortStatus(p) => by(config.port_status_mask, p.reason.to_wire()),
+            Message::FlowRemoved(f) => by(config.flow_removed_mask, f.reason.to_wire()),
+            _ => role != ControllerRole::Slave,
+        }
     }
 
     /// Writes bytes; on failure the socket is shut down (its reader then ends).
@@ -66,6 +101,7 @@ impl Registry {
             peer,
             role: AtomicU32::new(ControllerRole::Equal.to_wire()),
             ready: AtomicBool::new(false),
+            async_config: Mutex::new(AsyncConfig::default()),
             writer: Mutex::new(writer),
         });
         inner.conns.push(conn.clone());
@@ -130,8 +166,8 @@ impl Registry {
         Ok(req)
     }
 
-    /// Sends `msg` to every ready connection that is not a slave; returns how many
-    /// got it.
+    /// Sends `msg` to every ready connection that wants it (see [`Conn::wants`]);
+    /// returns how many got it.
     pub fn broadcast(&self, msg: &Message) -> usize {
         let conns: Vec<Arc<Conn>> = self
             .inner
@@ -145,8 +181,97 @@ impl Registry {
         }
         conns
             .iter()
-            .filter(|c| c.ready.load(Ordering::Relaxed) && c.role() != ControllerRole::Slave)
+            .filter(|c| c.ready.load(Ordering::Relaxed) && c.wants(msg))
             .filter(|c| c.send(&bytes))
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openflow::wire::{
+        FlowRemoved, FlowRemovedReason, PacketIn, PacketInReason, PortDesc, PortReason, PortStatus,
+    };
+
+    fn packet_in(reason: PacketInReason) -> Message {
+        Message::PacketIn(PacketIn {
+            buffer_id: None,
+            total_len: 0,
+            reason,
+            table_id: 0,
+            cookie: 0,
+            matcher: openflow::FlowMatch::any(),
+            data: Vec::new(),
+        })
+    }
+
+    fn port_status() -> Message {
+        Message::PortStatus(PortStatus {
+            reason: PortReason::Modify,
+            desc: PortDesc::default(),
+        })
+    }
+
+    fn flow_removed() -> Message {
+        Message::FlowRemoved(FlowRemoved {
+            cookie: 0,
+            priority: 0,
+            reason: FlowRemovedReason::IdleTimeout,
+            table_id: 0,
+            duration_sec: 0,
+            duration_nsec: 0,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            packet_count: 0,
+            byte_count: 0,
+            matcher: openflow::FlowMatch::any(),
+        })
+    }
+
+    #[test]
+    fn asynchronous_messages_follow_the_masks_of_the_role() {
+        let registry = Registry::default();
+        let conn = registry.add("test".into(), None);
+        // Defaults: master/equal get everything but invalid-TTL; a slave only
+        // port-status.
+        assert!(conn.wants(&packet_in(PacketInReason::NoMatch)));
+        assert!(!conn.wants(&packet_in(PacketInReason::InvalidTtl)));
+        assert!(conn.wants(&flow_removed()));
+        assert!(conn.wants(&port_status()));
+        registry
+            .request_role(
+                &conn,
+                Role {
+                    role: ControllerRole::Slave,
+                    generation_id: 1,
+                },
+            )
+            .unwrap();
+        assert!(!conn.wants(&packet_in(PacketInReason::Action)));
+        assert!(!conn.wants(&flow_removed()));
+        assert!(conn.wants(&port_status()));
+        assert!(!conn.wants(&Message::BarrierReply));
+        // Set-async: this slave asks for action packet-ins and no port-status.
+        conn.set_async_config(AsyncConfig {
+            packet_in_mask: [0, 1 << 1],
+            port_status_mask: [0b111, 0],
+            flow_removed_mask: [0, 0],
+        });
+        assert!(conn.wants(&packet_in(PacketInReason::Action)));
+        assert!(!conn.wants(&packet_in(PacketInReason::NoMatch)));
+        assert!(!conn.wants(&port_status()));
+        // Back to equal: the master/equal masks apply.
+        registry
+            .request_role(
+                &conn,
+                Role {
+                    role: ControllerRole::Equal,
+                    generation_id: 1,
+                },
+            )
+            .unwrap();
+        assert!(!conn.wants(&packet_in(PacketInReason::Action)));
+        assert!(conn.wants(&port_status()));
     }
 }

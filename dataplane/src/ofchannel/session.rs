@@ -269,6 +269,11 @@ impl Session {
                 }
                 Message::BarrierReply
             }
+            Message::GetAsyncRequest => Message::GetAsyncReply(self.conn.async_config()),
+            Message::SetAsync(config) => {
+                self.conn.set_async_config(config);
+                return;
+            }
             Message::RoleRequest(r) => match self.registry.request_role(&self.conn, r) {
                 Ok(role) => Message::RoleReply(role),
                 Err(code) => return out.error(xid, code, frame),
@@ -407,6 +412,7 @@ impl Session {
             | Message::PortStatus(_)
             | Message::MultipartReply(_)
             | Message::BarrierReply
+            | Message::GetAsyncReply(_)
             | Message::RoleReply(_) => {
                 return out.error(xid, ErrorCode::BadRequest(BadRequest::BadType), frame)
             }

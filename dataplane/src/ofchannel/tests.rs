@@ -116,8 +116,23 @@ fn session(reg: &Arc<Registry>) -> Session {
     Session::new(conn, reg.clone())
 }
 
+/// A session that has said hello.
+fn greeted(reg: &Arc<Registry>, b: &Local) -> Session {
+    let mut s = session(reg);
+    run(&mut s, b, &[hello()]);
+    s
+}
+
 fn enc(m: &Message, xid: u32) -> Vec<u8> {
     encode(m, xid).unwrap()
+}
+
+/// A multipart request (xid 9).
+fn req(body: MultipartRequestBody) -> Vec<u8> {
+    enc(
+        &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
+        9,
+    )
 }
 
 fn run<B: Backend>(s: &mut Session, b: &B, msgs: &[Vec<u8>]) -> Outcome {
@@ -275,12 +290,6 @@ fn modify_delete_and_flow_removed() {
     run(&mut s, &b, &[enc(&Message::FlowMod(d), 8)]);
     assert_eq!(b.len(), 1);
 
-    let req = |body| {
-        enc(
-            &Message::MultipartRequest(MultipartRequest { flags: 0, body }),
-            9,
-        )
-    };
     let out = run(
         &mut s,
         &b,
@@ -488,10 +497,7 @@ fn role_request(role: ControllerRole, generation_id: u64) -> Vec<u8> {
 fn roles_master_slave_and_stale_generation() {
     let reg = Arc::new(Registry::default());
     let b = Local::new();
-    let mut a = session(&reg);
-    let mut c = session(&reg);
-    run(&mut a, &b, &[hello()]);
-    run(&mut c, &b, &[hello()]);
+    let (mut a, mut c) = (greeted(&reg, &b), greeted(&reg, &b));
     let out = run(&mut a, &b, &[role_request(ControllerRole::Master, 10)]);
     assert_eq!(
         out.replies[0].1,
@@ -803,4 +809,73 @@ fn asynchronous_messages_skip_slaves() {
     assert_eq!(decode(&buf[..n]).unwrap().1, removed);
     slave_peer.set_nonblocking(true).unwrap();
     assert!(slave_peer.read(&mut buf).is_err(), "nothing for the slave");
+}
+
+#[test]
+fn set_async_is_kept_per_connection_and_get_async_reports_it() {
+    let reg = Arc::new(Registry::default());
+    let b = Local::new();
+    let (mut a, mut c) = (greeted(&reg, &b), greeted(&reg, &b));
+    let faucet = openflow::wire::AsyncConfig {
+        packet_in_mask: [3, 0],
+        port_status_mask: [7, 7],
+        flow_removed_mask: [7, 0],
+    };
+    let out = run(
+        &mut a,
+        &b,
+        &[
+            enc(&Message::SetAsync(faucet), 6),
+            enc(&Message::GetAsyncRequest, 7),
+        ],
+    );
+    // Set-async has no reply; get-async answers with what was set.
+    assert_eq!(out.replies, vec![(7, Message::GetAsyncReply(faucet))]);
+    let out = run(&mut c, &b, &[enc(&Message::GetAsyncRequest, 8)]);
+    assert_eq!(
+        out.replies,
+        vec![(
+            8,
+            Message::GetAsyncReply(openflow::wire::AsyncConfig::default())
+        )]
+    );
+}
+
+#[test]
+fn table_features_and_table_stats_agree_on_every_one_of_254_tables() {
+    let reg = Arc::new(Registry::default());
+    let mut b = Local::new();
+    b.info.n_tables = dataplane_core::pipeline::DEFAULT_TABLES;
+    b.pipeline = Mutex::new(Pipeline::default());
+    let mut s = session(&reg);
+    run(&mut s, &b, &[hello()]);
+    let out = run(
+        &mut s,
+        &b,
+        &[
+            req(MultipartRequestBody::Table),
+            req(MultipartRequestBody::TableFeatures),
+        ],
+    );
+    let (mut stats, mut features) = (Vec::new(), Vec::new());
+    for (_, reply) in &out.replies {
+        match reply {
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::Table(t),
+                ..
+            }) => stats.extend(t.iter().map(|t| t.table_id)),
+            Message::MultipartReply(MultipartReply {
+                body: MultipartReplyBody::TableFeatures(t),
+                ..
+            }) => features.extend(t.iter().map(|t| t.table_id)),
+            other => panic!("{other:?}"),
+        }
+    }
+    let all: Vec<u8> = (0..254).collect();
+    assert_eq!((stats, features), (all.clone(), all));
+    // Every reply fits in an OpenFlow message (the features take several).
+    assert!(out.replies.len() > 2, "{}", out.replies.len());
+    for (xid, reply) in &out.replies {
+        encode(reply, *xid).unwrap();
+    }
 }

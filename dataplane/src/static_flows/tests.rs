@@ -83,12 +83,12 @@ fn a_bad_file_is_refused_with_its_line_and_nothing_changes() {
     let good = "priority=100,ip,nw_dst=100.64.1.1,actions=output:1\n";
     for (bad, expected) in [
         (
-            "table=99,priority=5,actions=drop",
-            "/etc/scd/static.flows:2: table 99 does not exist",
+            "table=254,priority=5,actions=drop",
+            "/etc/scd/static.flows:2: table 254 does not exist",
         ),
         (
-            "# jump\npriority=5,actions=goto_table:20",
-            "/etc/scd/static.flows:3: goto_table:20 from table 0 must name a later table below 8",
+            "# jump\npriority=5,actions=goto_table:254",
+            "/etc/scd/static.flows:3: goto_table:254 from table 0 must name a later table below 254",
         ),
         (
             "priority=5,actions=group:7",
@@ -141,10 +141,10 @@ fn reloads_on_a_running_switch_are_counted_and_a_failed_one_changes_nothing() {
     assert_eq!((replaced.removed, replaced.added), (2, 1));
     let after_good = handle.call(|p, _| dump(p)).unwrap();
 
-    std::fs::write(&path, "priority=2,actions=drop\ntable=99,actions=drop\n").unwrap();
+    std::fs::write(&path, "priority=2,actions=drop\ntable=254,actions=drop\n").unwrap();
     let error = reload(handle, &path).unwrap_err().to_string();
     assert!(
-        error.ends_with("flows:2: table 99 does not exist"),
+        error.ends_with("flows:2: table 254 does not exist"),
         "{error}"
     );
     assert_eq!(handle.call(|p, _| dump(p)).unwrap(), after_good);

@@ -632,7 +632,6 @@ impl Switch {
             in_idx,
             classified: None,
             in_port: job.in_port,
-            actions: &job.actions,
         };
         execute(
             &job.actions,
@@ -744,7 +743,6 @@ impl Switch {
             in_idx: idx,
             classified: Some((&self.pipeline, decision)),
             in_port,
-            actions: &decision.actions,
         };
         let outcome = if keep {
             execute(

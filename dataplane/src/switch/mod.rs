@@ -36,7 +36,7 @@ pub use event_loop::{Switch, SwitchParams};
 pub use guards::BindRefused;
 pub use handle::{PortOpener, PortOpenerSlot, SwitchGone, SwitchHandle};
 pub use link_watch::{check_links, watch_links, LINK_POLL};
-pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender, NO_BUFFER_LEN};
+pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender};
 pub use port_state::{PortChanges, PortLink, PORT_CHANGES_DEPTH, SETTABLE_CONFIG};
 pub use ports::{LocalPort, NewPort, PortSetError, BATCH, MAX_FRAME};
 pub use tables::{Job, Published, RemovedHook, Reply};

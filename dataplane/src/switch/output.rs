@@ -2,7 +2,7 @@
 //! answers), the controller, flooding.
 
 use super::counters::SwitchShared;
-use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender, NO_BUFFER_LEN};
+use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
 use dataplane_core::offload::{Segments, VnetHdr};
@@ -10,7 +10,7 @@ use dataplane_core::packet::ETH_HLEN;
 use dataplane_core::packet_io::PacketInReason;
 use dataplane_core::pipeline::Classification;
 use dataplane_core::pipeline::Pipeline;
-use openflow::flow::{ethertype, port, Action, Mac, PortNo};
+use openflow::flow::{ethertype, port, Mac, PortNo};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -40,7 +40,6 @@ pub(super) struct Output<'a> {
     /// The tables and what the packet hit (none for a packet-out).
     pub(super) classified: Option<(&'a Pipeline, &'a Classification)>,
     pub(super) in_port: PortNo,
-    pub(super) actions: &'a [Action],
 }
 
 impl Output<'_> {
@@ -67,15 +66,7 @@ impl Output<'_> {
                 cookie: u64::MAX,
             },
         };
-        let max_len = self
-            .actions
-            .iter()
-            .find_map(|a| match a {
-                Action::Output { port, max_len } if *port == port::CONTROLLER => Some(*max_len),
-                _ => None,
-            })
-            .unwrap_or(NO_BUFFER_LEN);
-        if sender.send(meta, bytes, max_len) {
+        if sender.send(meta, bytes) {
             c.packet_in_queued.add(1);
         } else {
             c.packet_in_dropped.add(1);

@@ -30,9 +30,6 @@ impl PacketInReceiver {
     }
 }
 
-/// `OFPCML_NO_BUFFER`: an output to the controller that wants the whole frame.
-pub const NO_BUFFER_LEN: u16 = 0xffff;
-
 /// Bytes reserved in each pooled packet-in buffer (larger frames grow it once).
 pub(super) const PACKET_IN_BUF: usize = 2048;
 
@@ -59,17 +56,15 @@ pub fn packet_in_channel(depth: usize) -> (PacketInSender, PacketInReceiver) {
 
 impl PacketInSender {
     /// Hands a frame over without blocking; false when it had to be dropped.
-    pub(super) fn send(&self, meta: PacketInMeta, frame: &[u8], max_len: u16) -> bool {
+    /// The whole frame goes, whatever the output's `max_len`: `scd` buffers no
+    /// packet, and an unbuffered packet-in carries the entire packet (OpenFlow
+    /// 1.3 §7.4.1), as `OFPCML_NO_BUFFER` asks too.
+    pub(super) fn send(&self, meta: PacketInMeta, frame: &[u8]) -> bool {
         let Ok(mut buf) = self.pool.try_recv() else {
             return false;
         };
-        let keep = if max_len == NO_BUFFER_LEN {
-            frame.len()
-        } else {
-            frame.len().min(usize::from(max_len))
-        };
         buf.clear();
-        buf.extend_from_slice(&frame[..keep]);
+        buf.extend_from_slice(frame);
         let event = PacketInEvent {
             in_port: meta.in_port,
             reason: meta.reason,
@@ -104,12 +99,11 @@ pub(super) fn packet_in_meta(
 ) -> PacketInMeta {
     let to_controller = |id: &FlowId| {
         pipeline.entry(*id).is_some_and(|e| {
-            e.spec.instructions.iter().any(|i| match i {
-                openflow::Instruction::ApplyActions(a) => a
-                    .iter()
-                    .any(|a| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER)),
-                openflow::Instruction::GotoTable(_) => false,
-            })
+            e.spec
+                .instructions
+                .iter()
+                .flat_map(openflow::Instruction::actions)
+                .any(|a| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER))
         })
     };
     let hit = c.hits.iter().find(|id| to_controller(id)).or(c.hits.last());

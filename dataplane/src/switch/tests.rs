@@ -1,7 +1,7 @@
 //! Tests of the switch: packet-in metadata, the loop over real TAPs, tunnels.
 
 use super::event_loop::actions_keep_offload;
-use super::packet_in::{packet_in_channel, PacketInMeta, NO_BUFFER_LEN};
+use super::packet_in::{packet_in_channel, PacketInMeta};
 use dataplane_core::packet_io::PacketInReason;
 use openflow::flow::Action;
 
@@ -40,20 +40,21 @@ fn only_rewrites_outside_the_partial_checksum_keep_a_super_frame_whole() {
 }
 
 #[test]
-fn packet_in_channel_drops_when_full_and_reuses_buffers() {
+fn packet_in_channel_sends_whole_frames_drops_when_full_and_reuses_buffers() {
     let (tx, rx) = packet_in_channel(2);
     let frame = [7u8; 100];
-    assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
-    assert!(tx.send(meta(), &frame, 10));
+    assert!(tx.send(meta(), &frame));
+    assert!(tx.send(meta(), &frame));
     // Queue and pool exhausted: the third is dropped, not waited for.
-    assert!(!tx.send(meta(), &frame, NO_BUFFER_LEN));
+    assert!(!tx.send(meta(), &frame));
     let first = rx.events.try_recv().unwrap();
     assert_eq!((first.total_len, first.data.len()), (100, 100));
     let second = rx.events.try_recv().unwrap();
-    assert_eq!((second.total_len, second.data.len()), (100, 10));
+    // Unbuffered: the whole frame, whatever `max_len` the output had.
+    assert_eq!((second.total_len, second.data.len()), (100, 100));
     let ptr = first.data.as_ptr();
     rx.recycle(first.data);
-    assert!(tx.send(meta(), &frame, NO_BUFFER_LEN));
+    assert!(tx.send(meta(), &frame));
     // The recycled buffer carries the next frame.
     assert_eq!(rx.events.try_recv().unwrap().data.as_ptr(), ptr);
 }

@@ -54,6 +54,7 @@ pub(super) fn parse_actions(
     let list = items(text, base);
     let mut actions = Vec::new();
     let mut goto: Option<u8> = None;
+    let mut later: Vec<Instruction> = Vec::new();
     let mut saw_drop = false;
     let proto = m.exact(Field::IpProto);
     for item in &list {
@@ -213,11 +214,49 @@ pub(super) fn parse_actions(
                     ),
                 ));
             }
-            "write_actions" | "clear_actions" | "write_metadata" | "meter" => {
-                return Err(cx.err(
-                    item,
-                    format!("unsupported instruction `{key}` (scd supports apply-actions and goto_table)"),
-                ));
+            "clear_actions" => {
+                no_value()?;
+                if later.contains(&Instruction::ClearActions) {
+                    return Err(cx.err(item, "clear_actions given twice"));
+                }
+                later.push(Instruction::ClearActions);
+            }
+            "write_actions" => {
+                let inner = need_value()?
+                    .strip_prefix('(')
+                    .and_then(|s| s.strip_suffix(')'))
+                    .ok_or_else(|| cx.err(item, "write_actions needs (ACTIONS)"))?;
+                if later
+                    .iter()
+                    .any(|i| matches!(i, Instruction::WriteActions(_)))
+                {
+                    return Err(cx.err(item, "write_actions given twice"));
+                }
+                let at = item.at + key.len() + 1;
+                let written = match parse_actions(cx, inner, at, m)?.as_slice() {
+                    [] => Vec::new(),
+                    [Instruction::ApplyActions(a)] => a.clone(),
+                    _ => return Err(cx.err(item, "write_actions holds actions, not instructions")),
+                };
+                later.push(Instruction::WriteActions(written));
+            }
+            "write_metadata" => {
+                let (value, mask) = super::values::parse_int_masked(need_value()?, 64)
+                    .ok_or_else(|| bad("a 64-bit value[/mask]"))?;
+                if later
+                    .iter()
+                    .any(|i| matches!(i, Instruction::WriteMetadata { .. }))
+                {
+                    return Err(cx.err(item, "write_metadata given twice"));
+                }
+                #[allow(clippy::cast_possible_truncation)] // parsed as 64 bits
+                later.push(Instruction::WriteMetadata {
+                    value: value as u64,
+                    mask: mask as u64,
+                });
+            }
+            "meter" => {
+                return Err(cx.err(item, "meters are not supported"));
             }
             _ => {
                 if v.is_none() && parse_uint(key).is_some() {
@@ -239,6 +278,7 @@ pub(super) fn parse_actions(
     if !actions.is_empty() {
         out.push(Instruction::ApplyActions(actions));
     }
+    out.extend(later);
     if let Some(t) = goto {
         if t == 255 {
             return Err(ParseError {

@@ -73,6 +73,13 @@ fn write_match(s: &mut String, m: &FlowMatch, priority: u16) {
             None => skip_type = false,
         }
     }
+    if let Some((v, mask)) = m.get(Field::Metadata) {
+        if mask == Field::Metadata.full_mask() {
+            parts.push(format!("metadata={v:#x}"));
+        } else {
+            parts.push(format!("metadata={v:#x}/{mask:#x}"));
+        }
+    }
     if let Some((v, mask)) = m.get(Field::InPort) {
         if mask == Field::InPort.full_mask() {
             parts.push(format!("in_port={}", format_port(u32_of(v))));
@@ -266,6 +273,7 @@ fn write_action(s: &mut String, a: &Action, m: &FlowMatch) {
                 Field::ArpOp => ("arp_op", v.to_string()),
                 Field::ArpSpa => ("arp_spa", Ipv4Addr::from(u32_of(v)).to_string()),
                 Field::ArpTpa => ("arp_tpa", Ipv4Addr::from(u32_of(v)).to_string()),
+                Field::Metadata => ("metadata", format!("{v:#x}")),
             };
             let _ = write!(s, "set_field:{text}->{name}");
         }
@@ -286,13 +294,38 @@ fn write_action(s: &mut String, a: &Action, m: &FlowMatch) {
 /// `tcp_dst`, `udp_dst`, `icmp_code`... (OVS names them by protocol).
 pub fn format_actions(m: &FlowMatch, instructions: &[Instruction]) -> String {
     let mut items: Vec<String> = Vec::new();
-    for ins in instructions {
+    let list = |actions: &[Action]| -> Vec<String> {
+        actions
+            .iter()
+            .map(|a| {
+                let mut s = String::new();
+                write_action(&mut s, a, m);
+                s
+            })
+            .collect()
+    };
+    // OVS prints the instructions in execution order, whatever order they came in.
+    let rank = |i: &Instruction| match i {
+        Instruction::ApplyActions(_) => 0,
+        Instruction::ClearActions => 1,
+        Instruction::WriteActions(_) => 2,
+        Instruction::WriteMetadata { .. } => 3,
+        Instruction::GotoTable(_) => 4,
+    };
+    let mut ordered: Vec<&Instruction> = instructions.iter().collect();
+    ordered.sort_by_key(|i| rank(i));
+    for ins in ordered {
         match ins {
-            Instruction::ApplyActions(actions) => {
-                for a in actions {
-                    let mut s = String::new();
-                    write_action(&mut s, a, m);
-                    items.push(s);
+            Instruction::ApplyActions(actions) => items.extend(list(actions)),
+            Instruction::ClearActions => items.push("clear_actions".into()),
+            Instruction::WriteActions(actions) => {
+                items.push(format!("write_actions({})", list(actions).join(",")));
+            }
+            Instruction::WriteMetadata { value, mask } => {
+                if *mask == u64::MAX {
+                    items.push(format!("write_metadata:{value:#x}"));
+                } else {
+                    items.push(format!("write_metadata:{value:#x}/{mask:#x}"));
                 }
             }
             Instruction::GotoTable(t) => items.push(format!("goto_table:{t}")),

@@ -219,6 +219,11 @@ pub(super) fn parse_match_item<'a>(
             }
             b.add(cx, item, Field::IpDscp, tos >> 2, u128::MAX)?;
         }
+        "metadata" => {
+            let (val, mask) =
+                parse_int_masked(v, 64).ok_or_else(|| bad("a 64-bit metadata[/mask]"))?;
+            b.add(cx, item, Field::Metadata, val, mask)?;
+        }
         "ip_dscp" => {
             let (val, mask) = parse_int_masked(v, 6).ok_or_else(|| bad("a DSCP (0-63)"))?;
             b.add(cx, item, Field::IpDscp, val, mask)?;

@@ -88,8 +88,12 @@ fn errors_name_line_column_and_token() {
     assert!(e.message.contains("missing `actions=`"));
     let e = parse_flow("ip,actions=output:1,goto_table:1,output:2").unwrap_err();
     assert_eq!(e.token, "output:2");
-    let e = parse_flow("ip,actions=write_actions(output:1)").unwrap_err();
-    assert!(e.message.contains("unsupported instruction"), "{e}");
+    let e = parse_flow("ip,actions=meter:1").unwrap_err();
+    assert!(e.message.contains("meters are not supported"), "{e}");
+    let e = parse_flow("ip,actions=write_actions(output:1),write_actions(drop)").unwrap_err();
+    assert!(e.message.contains("given twice"), "{e}");
+    let e = parse_flow("ip,actions=write_metadata:0x1/0x1/0x1").unwrap_err();
+    assert_eq!(e.token, "write_metadata:0x1/0x1/0x1");
     let e = parse_flow("ip,actions=set_field:1->eth_type").unwrap_err();
     assert!(e.message.contains("read-only"), "{e}");
 }
@@ -151,4 +155,36 @@ fn addresses_take_masks_as_addresses_or_prefix_lengths() {
     assert_eq!(parse_ipv6_masked("::/ffff::"), Some((0, 0xffff << 112)));
     assert_eq!(parse_ipv6_masked("::/129"), None);
     assert_eq!(parse_ipv6_masked("::/1.2.3.4"), None);
+}
+
+#[test]
+fn write_actions_clear_actions_and_metadata_print_and_parse_back() {
+    let text = "table=1, priority=5,metadata=0x10/0xf0,ip \
+                actions=output:3,clear_actions,write_actions(set_field:10.0.0.1->ip_dst,group:7),\
+                write_metadata:0x20/0xf0,goto_table:4";
+    let f = parse_flow(text).unwrap();
+    assert_eq!(f.matcher.get(Field::Metadata), Some((0x10, 0xf0)));
+    assert_eq!(
+        f.instructions,
+        vec![
+            Instruction::ApplyActions(vec![Action::output(3)]),
+            Instruction::ClearActions,
+            Instruction::WriteActions(vec![
+                Action::set(Field::Ipv4Dst, 0x0a00_0001),
+                Action::Group(7)
+            ]),
+            Instruction::WriteMetadata {
+                value: 0x20,
+                mask: 0xf0
+            },
+            Instruction::GotoTable(4),
+        ]
+    );
+    let printed = format_flow(&f);
+    assert_eq!(
+        printed,
+        "table=1, priority=5,ip,metadata=0x10/0xf0 actions=output:3,clear_actions,\
+         write_actions(set_field:10.0.0.1->ip_dst,group:7),write_metadata:0x20/0xf0,goto_table:4"
+    );
+    assert_eq!(parse_flow(&printed).unwrap(), f);
 }

@@ -1,11 +1,12 @@
 //! Actions (`ofp_action_*`) and instructions (`ofp_instruction_*`) on the wire.
 //!
 //! This module owns the encoding of [`Action`] (output, set-field, push/pop VLAN,
-//! dec-nw-ttl, group) and [`Instruction`] (apply-actions, goto-table). Anything else a peer
-//! sends is refused with the code OpenFlow 1.3 prescribes: bad-action/bad-type for
-//! unsupported actions, bad-action/bad-set-type for set-fields we cannot write,
-//! bad-instruction/unsup-inst for write-actions, clear-actions, write-metadata and
-//! meter. It never panics on any input and never reads past a declared length.
+//! dec-nw-ttl, group) and [`Instruction`] (apply-actions, write-actions,
+//! clear-actions, write-metadata, goto-table). Anything else a peer sends is refused
+//! with the code OpenFlow 1.3 prescribes: bad-action/bad-type for unsupported
+//! actions, bad-action/bad-set-type for set-fields we cannot write (metadata is
+//! written by write-metadata only), bad-instruction/unsup-inst for meter. It never
+//! panics on any input and never reads past a declared length.
 
 use super::buf::{Put, Reader};
 use super::error::{BadAction, BadInstruction, ErrorCode};
@@ -160,6 +161,12 @@ pub(crate) fn decode_actions(bytes: &[u8]) -> Result<Vec<Action>, Fail> {
                 if mask.is_some() {
                     return Err(act(BadAction::BadSetArgument, "set-field with a mask"));
                 }
+                if field == crate::flow::Field::Metadata {
+                    return Err(act(
+                        BadAction::BadSetType,
+                        "set-field of metadata (write-metadata writes it)",
+                    ));
+                }
                 if b.rest().iter().any(|x| *x != 0) {
                     return Err(act(BadAction::BadSetLen, "set-field padding is not zero"));
                 }
@@ -191,13 +198,30 @@ pub(crate) fn encode_instructions(out: &mut Vec<u8>, list: &[Instruction], l4: L
                 out.put_u8(*t);
                 out.put_zeros(3);
             }
-            Instruction::ApplyActions(actions) => {
-                out.put_u16(APPLY_ACTIONS);
+            Instruction::ApplyActions(actions) | Instruction::WriteActions(actions) => {
+                let typ = if matches!(i, Instruction::ApplyActions(_)) {
+                    APPLY_ACTIONS
+                } else {
+                    WRITE_ACTIONS
+                };
+                out.put_u16(typ);
                 out.put_u16(0);
                 out.put_zeros(4);
                 encode_actions(out, actions, l4);
                 let len = out.len() - start;
                 out.patch_u16(start + 2, len);
+            }
+            Instruction::ClearActions => {
+                out.put_u16(CLEAR_ACTIONS);
+                out.put_u16(8);
+                out.put_zeros(4);
+            }
+            Instruction::WriteMetadata { value, mask } => {
+                out.put_u16(WRITE_METADATA);
+                out.put_u16(24);
+                out.put_zeros(4);
+                out.put_u64(*value);
+                out.put_u64(*mask);
             }
         }
     }
@@ -251,7 +275,30 @@ pub(crate) fn decode_instructions(
                 let actions = decode_actions(body.get(4..).unwrap_or(&[]))?;
                 out.push(Instruction::ApplyActions(actions));
             }
-            WRITE_METADATA | WRITE_ACTIONS | CLEAR_ACTIONS | METER => {
+            WRITE_ACTIONS => {
+                let actions = decode_actions(body.get(4..).unwrap_or(&[]))?;
+                out.push(Instruction::WriteActions(actions));
+            }
+            CLEAR_ACTIONS => {
+                if len != 8 {
+                    return Err(ins(BadInstruction::BadLen, "clear_actions must be 8 bytes"));
+                }
+                out.push(Instruction::ClearActions);
+            }
+            WRITE_METADATA => {
+                if len != 24 {
+                    return Err(ins(
+                        BadInstruction::BadLen,
+                        "write_metadata must be 24 bytes",
+                    ));
+                }
+                let mut b = Reader::new(body.get(4..).unwrap_or(&[]));
+                let short = |_| ins(BadInstruction::BadLen, "write_metadata too short");
+                let value = b.u64().map_err(short)?;
+                let mask = b.u64().map_err(short)?;
+                out.push(Instruction::WriteMetadata { value, mask });
+            }
+            METER => {
                 return Err(ins(
                     BadInstruction::UnsupInst,
                     format!("instruction type {typ} is not supported"),

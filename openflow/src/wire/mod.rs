@@ -49,7 +49,9 @@ pub use port::{
     config as port_config, port_mod_failed, state as port_state, PortDesc, PortMod, PortReason,
     PortStats, PortStatus,
 };
-pub use switch::{capabilities, ControllerRole, Hello, Role, SwitchConfig, SwitchFeatures};
+pub use switch::{
+    capabilities, AsyncConfig, ControllerRole, Hello, Role, SwitchConfig, SwitchFeatures,
+};
 
 use buf::{Put, Reader, Short};
 
@@ -90,6 +92,9 @@ pub mod msg_type {
     pub const BARRIER_REPLY: u8 = 21;
     pub const ROLE_REQUEST: u8 = 24;
     pub const ROLE_REPLY: u8 = 25;
+    pub const GET_ASYNC_REQUEST: u8 = 26;
+    pub const GET_ASYNC_REPLY: u8 = 27;
+    pub const SET_ASYNC: u8 = 28;
 }
 
 /// An OpenFlow 1.3 message (the subset the supercloud speaks).
@@ -139,6 +144,12 @@ pub enum Message {
     RoleRequest(Role),
     /// `OFPT_ROLE_REPLY`.
     RoleReply(Role),
+    /// `OFPT_GET_ASYNC_REQUEST`.
+    GetAsyncRequest,
+    /// `OFPT_GET_ASYNC_REPLY`.
+    GetAsyncReply(AsyncConfig),
+    /// `OFPT_SET_ASYNC`.
+    SetAsync(AsyncConfig),
     /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: a VM port's binding.
     BindPort(BindPort),
     /// `OFPT_EXPERIMENTER` of the Supercloud experimenter: add a port at run time.
@@ -174,6 +185,9 @@ impl Message {
             Message::BarrierReply => BARRIER_REPLY,
             Message::RoleRequest(_) => ROLE_REQUEST,
             Message::RoleReply(_) => ROLE_REPLY,
+            Message::GetAsyncRequest => GET_ASYNC_REQUEST,
+            Message::GetAsyncReply(_) => GET_ASYNC_REPLY,
+            Message::SetAsync(_) => SET_ASYNC,
             Message::BindPort(_) | Message::AddPort(_) | Message::DelPort(_) => EXPERIMENTER,
         }
     }
@@ -339,6 +353,9 @@ fn decode_body(h: Header, r: &mut Reader<'_>) -> Result<Message, Fail> {
         BARRIER_REPLY => Message::BarrierReply,
         ROLE_REQUEST => Message::RoleRequest(Role::decode(r)?),
         ROLE_REPLY => Message::RoleReply(Role::decode(r)?),
+        GET_ASYNC_REQUEST => Message::GetAsyncRequest,
+        GET_ASYNC_REPLY => Message::GetAsyncReply(AsyncConfig::decode(r)?),
+        SET_ASYNC => Message::SetAsync(AsyncConfig::decode(r)?),
         EXPERIMENTER => experimenter::decode_message(r)?,
         other => {
             return Err(Fail::new(
@@ -368,7 +385,9 @@ pub fn encode_into(msg: &Message, xid: u32, out: &mut Vec<u8>) -> Result<(), Enc
         Message::FeaturesRequest
         | Message::GetConfigRequest
         | Message::BarrierRequest
-        | Message::BarrierReply => {}
+        | Message::BarrierReply
+        | Message::GetAsyncRequest => {}
+        Message::GetAsyncReply(a) | Message::SetAsync(a) => a.encode(out),
         Message::FeaturesReply(f) => f.encode(out),
         Message::GetConfigReply(c) | Message::SetConfig(c) => c.encode(out),
         Message::PacketIn(p) => p.encode(out),

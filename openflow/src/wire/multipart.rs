@@ -291,9 +291,10 @@ const TABLE_FEATURES_LEN: usize = 64;
 
 impl TableFeatures {
     /// The features of a supercloud table: the 8 properties Open vSwitch requires,
-    /// describing exactly what this codec accepts (apply-actions and goto-table to
-    /// later tables of `n_tables`; output, push/pop VLAN, group, dec-nw-ttl and set-field;
-    /// every OXM field of [`crate::flow::Field`], maskable where OpenFlow allows).
+    /// describing exactly what this codec accepts (apply-actions, write-actions,
+    /// clear-actions, write-metadata (every bit) and goto-table to later tables of
+    /// `n_tables`; output, push/pop VLAN, group, dec-nw-ttl and set-field; every OXM
+    /// field of [`crate::flow::Field`], maskable where OpenFlow allows).
     pub fn supercloud(table_id: u8, n_tables: u8, max_entries: u32) -> TableFeatures {
         fn prop(out: &mut Vec<u8>, typ: u16, data: &[u8]) {
             let start = out.len();
@@ -315,8 +316,9 @@ impl TableFeatures {
             v
         };
         // (oxm field, value bytes, maskable) per OpenFlow 1.3 table 11.
-        let fields: [(u8, usize, bool); 23] = [
+        let fields: [(u8, usize, bool); 24] = [
             (0, 4, false),
+            (2, 8, true),
             (3, 6, true),
             (4, 6, true),
             (5, 2, false),
@@ -344,35 +346,36 @@ impl TableFeatures {
             fields.iter().map(|(id, w, _)| (*id, *w, false)).collect();
         let settable: Vec<(u8, usize, bool)> = fields
             .iter()
-            .filter(|(id, _, _)| *id != 5 && *id != 10)
+            .filter(|(id, _, _)| *id != 2 && *id != 5 && *id != 10)
             .map(|(id, w, _)| (*id, *w, false))
             .collect();
         let mut props = Vec::new();
         let mut instructions = Vec::new();
-        for t in [1u16, 4] {
+        for t in [1u16, 2, 3, 4, 5] {
             instructions.put_u16(t);
             instructions.put_u16(4);
         }
         prop(&mut props, 0, &instructions);
         let next: Vec<u8> = (table_id.saturating_add(1)..n_tables).collect();
         prop(&mut props, 2, &next);
-        prop(&mut props, 4, &[]);
         let mut actions = Vec::new();
         for t in [0u16, 17, 18, 22, 24, 25] {
             actions.put_u16(t);
             actions.put_u16(4);
         }
+        // Write-actions takes the same actions and set-fields as apply-actions.
+        prop(&mut props, 4, &actions);
         prop(&mut props, 6, &actions);
         prop(&mut props, 8, &headers(&fields));
         // Wildcards and set-field lists name fields without the has-mask bit.
         prop(&mut props, 10, &headers(&unmasked));
-        prop(&mut props, 12, &[]);
+        prop(&mut props, 12, &headers(&settable));
         prop(&mut props, 14, &headers(&settable));
         TableFeatures {
             table_id,
             name: String::new(),
-            metadata_match: 0,
-            metadata_write: 0,
+            metadata_match: u64::MAX,
+            metadata_write: u64::MAX,
             config: 0,
             max_entries,
             properties: props,

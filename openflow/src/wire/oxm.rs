@@ -42,8 +42,9 @@ impl L4Kind {
 }
 
 /// `(oxm_field, FlowMatch field, value bytes, transport flavour)` for every field we hold.
-const FIELDS: [(u8, Field, usize, Option<L4Kind>); 23] = [
+const FIELDS: [(u8, Field, usize, Option<L4Kind>); 24] = [
     (0, Field::InPort, 4, None),
+    (2, Field::Metadata, 8, None),
     (3, Field::EthDst, 6, None),
     (4, Field::EthSrc, 6, None),
     (5, Field::EthType, 2, None),

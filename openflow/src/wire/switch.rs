@@ -224,3 +224,51 @@ impl Role {
         out.put_u64(self.generation_id);
     }
 }
+
+/// The body of `OFPT_SET_ASYNC` and `OFPT_GET_ASYNC_REPLY`: which asynchronous
+/// messages a connection wants, by reason bit (`1 << reason`), as master or equal
+/// (index 0) and as slave (index 1).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct AsyncConfig {
+    /// Packet-in reasons (`OFPR_*`).
+    pub packet_in_mask: [u32; 2],
+    /// Port-status reasons (`OFPPR_*`).
+    pub port_status_mask: [u32; 2],
+    /// Flow-removed reasons (`OFPRR_*`).
+    pub flow_removed_mask: [u32; 2],
+}
+
+impl Default for AsyncConfig {
+    /// What a connection gets until it sets its own (OpenFlow 1.3 §6.1.1, as Open
+    /// vSwitch does): a master or equal controller every packet-in but invalid-TTL,
+    /// every port-status and every flow-removed; a slave port-status only.
+    fn default() -> AsyncConfig {
+        AsyncConfig {
+            packet_in_mask: [0b011, 0],
+            port_status_mask: [0b111, 0b111],
+            flow_removed_mask: [0b1111, 0],
+        }
+    }
+}
+
+impl AsyncConfig {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<AsyncConfig, Fail> {
+        let mut pair = || -> Result<[u32; 2], Fail> { Ok([r.u32()?, r.u32()?]) };
+        Ok(AsyncConfig {
+            packet_in_mask: pair()?,
+            port_status_mask: pair()?,
+            flow_removed_mask: pair()?,
+        })
+    }
+
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for mask in [
+            self.packet_in_mask,
+            self.port_status_mask,
+            self.flow_removed_mask,
+        ] {
+            out.put_u32(mask[0]);
+            out.put_u32(mask[1]);
+        }
+    }
+}

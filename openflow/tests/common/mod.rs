@@ -91,6 +91,7 @@ pub fn arb_match() -> impl Strategy<Value = FlowMatch> {
             masked(Field::IpDscp),
             masked(Field::L4Src),
             masked(Field::L4Dst),
+            masked(Field::Metadata),
         ),
     )
         .prop_map(|(base, vlan, pcp, l2, v4, v6, arp, l4)| {
@@ -104,6 +105,7 @@ pub fn arb_match() -> impl Strategy<Value = FlowMatch> {
                 }
             };
             put(&mut m, Field::InPort, l2.0);
+            put(&mut m, Field::Metadata, l4.3);
             put(&mut m, Field::EthSrc, l2.1);
             put(&mut m, Field::EthDst, l2.2);
             if let Some((v, mask)) = vlan {
@@ -193,10 +195,11 @@ pub fn arb_actions(m: FlowMatch) -> impl Strategy<Value = Vec<Action>> {
             }
         }),
         (0usize..15, any::<u128>()).prop_map(move |(i, v)| {
-            // Every field but the read-only EtherType and IP protocol.
+            // Every field but the read-only EtherType and IP protocol, and the
+            // metadata (written by write-metadata only).
             let fields: Vec<Field> = Field::ALL
                 .into_iter()
-                .filter(|f| !matches!(f, Field::EthType | Field::IpProto))
+                .filter(|f| !matches!(f, Field::EthType | Field::IpProto | Field::Metadata))
                 .collect();
             let f = fields[i];
             let v = if icmp && matches!(f, Field::L4Src | Field::L4Dst) {
@@ -215,12 +218,18 @@ pub fn arb_actions(m: FlowMatch) -> impl Strategy<Value = Vec<Action>> {
 }
 
 /// A canonical flow spec: valid match, instructions `[apply-actions(non-empty)]
-/// [goto-table]`, known flag bits.
+/// [clear-actions] [write-actions] [write-metadata] [goto-table]` (the order they
+/// run in), known flag bits.
 pub fn arb_spec() -> impl Strategy<Value = FlowSpec> {
     arb_match().prop_flat_map(|m| {
         (
             Just(m),
             arb_actions(m),
+            (
+                any::<bool>(),
+                proptest::option::of(arb_actions(m)),
+                proptest::option::of((any::<u64>(), prop_oneof![Just(u64::MAX), any::<u64>()])),
+            ),
             proptest::option::of(0u8..255),
             (
                 0u8..255,
@@ -232,10 +241,25 @@ pub fn arb_spec() -> impl Strategy<Value = FlowSpec> {
             ),
         )
             .prop_map(
-                |(m, actions, goto, (table, prio, cookie, idle, hard, fl))| {
+                |(
+                    m,
+                    actions,
+                    (clear, write, metadata),
+                    goto,
+                    (table, prio, cookie, idle, hard, fl),
+                )| {
                     let mut instructions = Vec::new();
                     if !actions.is_empty() {
                         instructions.push(Instruction::ApplyActions(actions));
+                    }
+                    if clear {
+                        instructions.push(Instruction::ClearActions);
+                    }
+                    if let Some(written) = write {
+                        instructions.push(Instruction::WriteActions(written));
+                    }
+                    if let Some((value, mask)) = metadata {
+                        instructions.push(Instruction::WriteMetadata { value, mask });
                     }
                     if let Some(t) = goto {
                         instructions.push(Instruction::GotoTable(t));
