@@ -212,14 +212,6 @@ fn update_l4_checksum32(b: &mut [u8], layout: &Layout, proto: u8, old: u32, new:
     }
 }
 
-/// Whether `set_field` can write `field`: the match-only fields (`in_port`, and
-/// `eth_type` and `ip_proto`, which decide how the rest of the frame is read) cannot
-/// be, and the pipeline refuses a flow or a bucket that tries rather than forward
-/// packets that differ from what the controller asked for.
-pub fn writable(field: Field) -> bool {
-    !matches!(field, Field::InPort | Field::EthType | Field::IpProto)
-}
-
 #[allow(clippy::cast_possible_truncation)] // values are masked to the field width by Action::set
 fn set_field(b: &mut [u8], layout: &Layout, field: Field, value: u128) {
     let l3 = layout.l3;

@@ -35,7 +35,7 @@ pub enum TableError {
     /// A group action names a group the switch does not have.
     #[error("group {0} does not exist")]
     BadOutGroup(u32),
-    /// A set_field writes a field scd cannot write (see [`crate::exec::writable`]).
+    /// A set_field writes a field scd cannot write (see [`super::writable`]).
     #[error("set_field cannot write {0:?}")]
     BadSetField(Field),
 }

@@ -71,7 +71,7 @@ impl GroupTable {
                 Action::Output { port: p, .. } if !valid_output(*p) => {
                     return Err(GroupError::BadBucket(id, *p))
                 }
-                Action::SetField { field, .. } if !crate::exec::writable(*field) => {
+                Action::SetField { field, .. } if !super::writable(*field) => {
                     return Err(GroupError::BadSetField(id, *field))
                 }
                 _ => {}

@@ -119,6 +119,15 @@ impl Default for Pipeline {
     }
 }
 
+/// Whether `set_field` can write `field`: the match-only fields (`in_port`, and
+/// `eth_type` and `ip_proto`, which decide how the rest of the frame is read) cannot
+/// be, and the pipeline refuses a flow or a bucket that tries rather than forward
+/// packets that differ from what the controller asked for.
+pub fn writable(field: openflow::flow::Field) -> bool {
+    use openflow::flow::Field;
+    !matches!(field, Field::InPort | Field::EthType | Field::IpProto)
+}
+
 impl Pipeline {
     /// An empty pipeline with `n_tables` tables (at least one).
     pub fn new(n_tables: u8) -> Pipeline {
@@ -358,7 +367,7 @@ impl Pipeline {
                     Action::Group(g) if self.groups.get(*g).is_none() => {
                         return Err(TableError::BadOutGroup(*g));
                     }
-                    Action::SetField { field, .. } if !crate::exec::writable(*field) => {
+                    Action::SetField { field, .. } if !writable(*field) => {
                         return Err(TableError::BadSetField(*field));
                     }
                     _ => {}

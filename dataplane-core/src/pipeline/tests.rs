@@ -425,7 +425,7 @@ fn set_field_of_a_match_only_field_is_refused_with_bad_set_type() {
     }
     assert!(p.is_empty(), "nothing refused was installed");
     // Every other field is written, so the same flow with one of them goes in.
-    for field in Field::ALL.into_iter().filter(|f| crate::exec::writable(*f)) {
+    for field in Field::ALL.into_iter().filter(|f| super::writable(*f)) {
         let writes = vec![Action::set(field, 1), Action::output(1)];
         p.add(FlowSpec::new(0, 1, FlowMatch::any(), writes), now)
             .unwrap();
