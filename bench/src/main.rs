@@ -72,6 +72,9 @@ enum What {
         /// An earlier build's scd, measured first in the same run.
         #[arg(long)]
         before: Option<PathBuf>,
+        /// Runs of every setting (reported one by one and as min/median/max).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// Replicated controllers: failover time for N switches (3 scc on a 3-member
     /// etcd cluster, fake switches) and the etcd store against the embedded one.
@@ -123,7 +126,7 @@ fn main() -> Result<()> {
         }
         What::Cost => cost::cost()?,
         What::Memory => memory::memory()?,
-        What::ControlLoad { ref before } => control_load::control_load(before.clone())?,
+        What::ControlLoad { ref before, runs } => control_load::control_load(before.clone(), runs)?,
         What::Reroute {
             ref grid,
             reps,
@@ -137,7 +140,7 @@ fn main() -> Result<()> {
             flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
-            control_load::control_load(None)?;
+            control_load::control_load(None, 1)?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
             failover::failover(&[10, 100], 3)?;
         }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 mod channel;
+mod scheduling;
 
 use self::channel::RawOpenflow;
 pub use self::channel::{
@@ -85,6 +86,8 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default)]
     openflow: RawOpenflow,
+    #[serde(default)]
+    scheduling: self::scheduling::RawScheduling,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +239,8 @@ pub struct HostConfig {
     pub tunnel: Option<TunnelConfig>,
     /// The OpenFlow channel.
     pub openflow: OpenflowConfig,
+    /// The priorities of scd's threads.
+    pub scheduling: crate::scheduling::Scheduling,
 }
 
 /// Longest interface name Linux accepts.
@@ -583,6 +588,7 @@ impl HostConfig {
         };
 
         let openflow = channel::parse(&raw.openflow, &invalid, &relative)?;
+        let scheduling = scheduling::parse(&raw.scheduling, &invalid)?;
 
         Ok(HostConfig {
             datapath_id,
@@ -597,6 +603,7 @@ impl HostConfig {
             ports,
             tunnel,
             openflow,
+            scheduling,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ofchannel;
 pub mod privileges;
+pub mod scheduling;
 pub mod static_flows;
 pub mod switch;
 pub mod tunnel;
