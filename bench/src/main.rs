@@ -5,6 +5,7 @@
 
 mod chart;
 mod common;
+mod connrate;
 mod control_load;
 mod cost;
 mod failover;
@@ -76,6 +77,19 @@ enum What {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// New TCP connections per second through scd against Open vSwitch (same
+    /// flows, same run): client/server namespace pairs on one switch.
+    Connrate {
+        /// Client/server pairs.
+        #[arg(long, default_value_t = 8)]
+        pairs: usize,
+        /// Seconds of connecting per switch and run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Runs, alternating the switches.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Replicated controllers: failover time for N switches (3 scc on a 3-member
     /// etcd cluster, fake switches) and the etcd store against the embedded one.
     Failover {
@@ -125,6 +139,11 @@ fn main() -> Result<()> {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
         What::Cost => cost::cost()?,
+        What::Connrate {
+            pairs,
+            seconds,
+            reps,
+        } => connrate::connrate(pairs, seconds, reps)?,
         What::Memory => memory::memory()?,
         What::ControlLoad { ref before, runs } => control_load::control_load(before.clone(), runs)?,
         What::Reroute {
