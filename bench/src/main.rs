@@ -76,6 +76,10 @@ enum What {
         /// Runs of every setting (reported one by one and as min/median/max).
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// Nice value of the VMs' threads (prober and echo server); below 0
+        /// stands for guests with cores of their own on a loaded machine.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        vm_nice: i32,
     },
     /// New TCP connections per second through scd against Open vSwitch (same
     /// flows, same run): client/server namespace pairs on one switch.
@@ -145,7 +149,11 @@ fn main() -> Result<()> {
             reps,
         } => connrate::connrate(pairs, seconds, reps)?,
         What::Memory => memory::memory()?,
-        What::ControlLoad { ref before, runs } => control_load::control_load(before.clone(), runs)?,
+        What::ControlLoad {
+            ref before,
+            runs,
+            vm_nice,
+        } => control_load::control_load(before.clone(), runs, vm_nice)?,
         What::Reroute {
             ref grid,
             reps,
@@ -159,7 +167,7 @@ fn main() -> Result<()> {
             flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
-            control_load::control_load(None, 1)?;
+            control_load::control_load(None, 1, 0)?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
             failover::failover(&[10, 100], 3)?;
         }
