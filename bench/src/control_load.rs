@@ -5,7 +5,7 @@
 //! each phase reports the round trips' median, p99 and worst, and the worst's
 //! distance from idle. This build runs under each `[scheduling]` setting of
 //! [`SETTINGS`] (control threads at the forwarding thread's priority, the
-//! default, the forwarding thread raised), `--runs` times over, with a
+//! default, the forwarding thread real-time), `--runs` times over, with a
 //! min/median/max summary. With `--before SCD`, an earlier build's `scd` is
 //! measured the same way first, in the same run, for a before/after table.
 
@@ -56,22 +56,43 @@ impl Phase {
     }
 }
 
-/// Gives the calling thread nice value `nice`: the VMs' threads can stand for
-/// guests with cores of their own, so the round trips show what the switch adds
-/// rather than how long the bench's own threads wait on a loaded machine.
-fn set_thread_nice(nice: i32) -> Result<()> {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
-    // SAFETY: PRIO_PROCESS with a thread id changes that thread only.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), nice) } != 0 {
-        anyhow::bail!("setpriority {nice}: {}", std::io::Error::last_os_error());
+/// How the VMs' threads (prober, echo server) are scheduled: they can stand for
+/// guests with cores of their own, so that the round trips show what the switch
+/// adds rather than how long the bench's own threads wait on a loaded machine.
+#[derive(Clone, Copy, Debug)]
+pub struct VmScheduling {
+    /// Nice value (orders threads within one session's autogroup only).
+    pub nice: i32,
+    /// `SCHED_FIFO` at priority 1 (preempts every normal thread on the host).
+    pub fifo: bool,
+}
+
+impl VmScheduling {
+    fn apply(self) -> Result<()> {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        // SAFETY: PRIO_PROCESS with a thread id changes that thread only.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid.unsigned_abs(), self.nice) } != 0 {
+            anyhow::bail!(
+                "setpriority {}: {}",
+                self.nice,
+                std::io::Error::last_os_error()
+            );
+        }
+        if self.fifo {
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                anyhow::bail!("SCHED_FIFO: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Answers every datagram on `ECHO_PORT` until `stop`.
-fn echo_server(stop: Arc<AtomicBool>, nice: i32) -> Result<()> {
-    set_thread_nice(nice)?;
+fn echo_server(stop: Arc<AtomicBool>, vm: VmScheduling) -> Result<()> {
+    vm.apply()?;
     let socket = UdpSocket::bind((IP2.parse::<Ipv4Addr>()?, ECHO_PORT))?;
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let mut buf = [0u8; 64];
@@ -85,8 +106,8 @@ fn echo_server(stop: Arc<AtomicBool>, nice: i32) -> Result<()> {
 
 /// Sends numbered requests every [`PROBE_EVERY`] until `stop`; returns the round
 /// trips in microseconds and how many requests went unanswered.
-fn prober(stop: Arc<AtomicBool>, nice: i32) -> Result<(Vec<f64>, usize)> {
-    set_thread_nice(nice)?;
+fn prober(stop: Arc<AtomicBool>, vm: VmScheduling) -> Result<(Vec<f64>, usize)> {
+    vm.apply()?;
     let socket = UdpSocket::bind("0.0.0.0:0")?;
     socket.connect((IP2.parse::<Ipv4Addr>()?, ECHO_PORT))?;
     let (mut rtts, mut lost) = (Vec::new(), 0);
@@ -123,19 +144,19 @@ fn prober(stop: Arc<AtomicBool>, nice: i32) -> Result<(Vec<f64>, usize)> {
 /// Probes between the VMs while `load` runs; `load` says what it did.
 fn phase(
     host: &ScdOneHost,
-    vm_nice: i32,
+    vm: VmScheduling,
     name: &'static str,
     load: impl FnOnce() -> Result<String>,
 ) -> Result<Phase> {
     let stop = Arc::new(AtomicBool::new(false));
     let server = host.vm2.ns.spawn({
         let stop = stop.clone();
-        move || echo_server(stop, vm_nice)
+        move || echo_server(stop, vm)
     });
     std::thread::sleep(Duration::from_millis(200));
     let probes = host.vm1.ns.spawn({
         let stop = stop.clone();
-        move || prober(stop, vm_nice)
+        move || prober(stop, vm)
     });
     // Let the probes reach their rhythm before the load starts.
     std::thread::sleep(Duration::from_millis(300));
@@ -185,7 +206,7 @@ fn dump_flows(ns: &Netns) -> Result<()> {
 
 /// The `[scheduling]` settings measured side by side, each in its own `scd`:
 /// the control threads on the forwarding thread's footing (what builds before
-/// the setting had), the default, and the forwarding thread raised as well.
+/// the setting had), the default, and the forwarding thread real-time as well.
 const SETTINGS: [(&str, &str); 3] = [
     (
         "control at forwarding's priority",
@@ -193,24 +214,24 @@ const SETTINGS: [(&str, &str); 3] = [
     ),
     ("default (control SCHED_BATCH, nice 10)", ""),
     (
-        "default + forwarding nice -10",
-        "[scheduling]\nforwarding_nice = -10\n",
+        "default + forwarding SCHED_FIFO",
+        "[scheduling]\nforwarding_policy = \"fifo\"\n",
     ),
 ];
 
 /// Every phase against the `scd` at `binary`, with `extra` in its configuration.
-fn measure(binary: &Path, flows: &Path, extra: &str, vm_nice: i32) -> Result<Vec<Phase>> {
+fn measure(binary: &Path, flows: &Path, extra: &str, vm: VmScheduling) -> Result<Vec<Phase>> {
     std::env::set_var("SCD_BIN", binary);
     let host = scd_one_host_with(
         &start_scd,
         &format!("[openflow]\nlisten = \"ptcp:6653\"\n{extra}"),
     )?;
     let ns = &host.host;
-    let mut phases = vec![phase(&host, vm_nice, "idle", || {
+    let mut phases = vec![phase(&host, vm, "idle", || {
         std::thread::sleep(PHASE);
         Ok("nothing".into())
     })?];
-    phases.push(phase(&host, vm_nice, "100,000 flow-mods", || {
+    phases.push(phase(&host, vm, "100,000 flow-mods", || {
         let seconds = time_add_flows(ns, SCD_TARGET, flows)?;
         let held = flow_count(ns, SCD_TARGET)?;
         anyhow::ensure!(held >= u64::from(FLOW_MODS), "scd holds {held} flows");
@@ -219,14 +240,14 @@ fn measure(binary: &Path, flows: &Path, extra: &str, vm_nice: i32) -> Result<Vec
             f64::from(FLOW_MODS) / seconds
         ))
     })?);
-    phases.push(phase(&host, vm_nice, "metrics scraped in a loop", || {
+    phases.push(phase(&host, vm, "metrics scraped in a loop", || {
         let n = repeat(|| host.scd.metrics_text().map(drop))?;
         Ok(format!(
             "{n} scrapes of 100,002 flows in {}s",
             PHASE.as_secs()
         ))
     })?);
-    phases.push(phase(&host, vm_nice, "flows dumped in a loop", || {
+    phases.push(phase(&host, vm, "flows dumped in a loop", || {
         let n = repeat(|| dump_flows(ns))?;
         Ok(format!(
             "{n} dump-flows of 100,002 flows in {}s",
@@ -306,8 +327,8 @@ fn summarize(label: &str, runs: &[&Result<Vec<Phase>>]) {
 
 /// Measures the `before` build (if given) and this one under each of
 /// [`SETTINGS`], `runs` times over, and prints each run and a summary; the VMs'
-/// threads run at nice `vm_nice`.
-pub fn control_load(before: Option<PathBuf>, runs: usize, vm_nice: i32) -> Result<()> {
+/// threads run as `vm` says.
+pub fn control_load(before: Option<PathBuf>, runs: usize, vm: VmScheduling) -> Result<()> {
     let this = netns_tests::scd_binary()?;
     let dir = tempfile::tempdir()?;
     let flows = dir.path().join("flows");
@@ -318,10 +339,10 @@ pub fn control_load(before: Option<PathBuf>, runs: usize, vm_nice: i32) -> Resul
     let mut measured: Vec<(String, Result<Vec<Phase>>)> = Vec::new();
     for run in 1..=runs.max(1) {
         if let Some(before) = &before {
-            measured.push(("before".into(), measure(before, &flows, "", vm_nice)));
+            measured.push(("before".into(), measure(before, &flows, "", vm)));
         }
         for (label, extra) in SETTINGS {
-            measured.push((label.to_string(), measure(&this, &flows, extra, vm_nice)));
+            measured.push((label.to_string(), measure(&this, &flows, extra, vm)));
         }
         eprintln!("control-load: run {run} of {runs} done");
     }
@@ -349,6 +370,6 @@ pub fn control_load(before: Option<PathBuf>, runs: usize, vm_nice: i32) -> Resul
             .collect();
         summarize(label, &of_label);
     }
-    println!("\nCommand: `bench control-load --runs {runs} --vm-nice {vm_nice}` (with `--before PATH/TO/OLD/scd` for an older build in the same run)");
+    println!("\nCommand: `bench control-load --runs {runs} --vm-nice {}{}` (with `--before PATH/TO/OLD/scd` for an older build in the same run)", vm.nice, if vm.fifo { " --vm-fifo" } else { "" });
     Ok(())
 }

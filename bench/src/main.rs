@@ -80,6 +80,9 @@ enum What {
         /// stands for guests with cores of their own on a loaded machine.
         #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
         vm_nice: i32,
+        /// The VMs' threads as SCHED_FIFO (guests that never wait for a core).
+        #[arg(long)]
+        vm_fifo: bool,
     },
     /// New TCP connections per second through scd against Open vSwitch (same
     /// flows, same run): client/server namespace pairs on one switch.
@@ -153,7 +156,15 @@ fn main() -> Result<()> {
             ref before,
             runs,
             vm_nice,
-        } => control_load::control_load(before.clone(), runs, vm_nice)?,
+            vm_fifo,
+        } => control_load::control_load(
+            before.clone(),
+            runs,
+            control_load::VmScheduling {
+                nice: vm_nice,
+                fifo: vm_fifo,
+            },
+        )?,
         What::Reroute {
             ref grid,
             reps,
@@ -167,7 +178,14 @@ fn main() -> Result<()> {
             flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
-            control_load::control_load(None, 1, 0)?;
+            control_load::control_load(
+                None,
+                1,
+                control_load::VmScheduling {
+                    nice: 0,
+                    fifo: false,
+                },
+            )?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
             failover::failover(&[10, 100], 3)?;
         }

@@ -52,6 +52,31 @@ impl ControlPolicy {
     }
 }
 
+/// The scheduling policy of the forwarding thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardingPolicy {
+    /// `SCHED_OTHER` at [`Scheduling::forwarding_nice`]; the default.
+    Normal,
+    /// `SCHED_FIFO` at priority 1: a woken forwarding thread preempts every
+    /// normal thread on the host, whatever its session or cgroup (nice values
+    /// only order threads within one autogroup). Needs `CAP_SYS_NICE` (applied
+    /// before privileges drop); the kernel's real-time throttling
+    /// (`kernel.sched_rt_runtime_us`) still leaves other work 5 % of each core
+    /// under a flood.
+    Fifo,
+}
+
+impl ForwardingPolicy {
+    /// The policy as written in the configuration file.
+    pub fn parse(text: &str) -> Option<ForwardingPolicy> {
+        match text {
+            "normal" => Some(ForwardingPolicy::Normal),
+            "fifo" => Some(ForwardingPolicy::Fifo),
+            _ => None,
+        }
+    }
+}
+
 /// Nice values Linux accepts.
 pub const NICE_RANGE: std::ops::RangeInclusive<i32> = -20..=19;
 
@@ -64,6 +89,8 @@ pub struct Scheduling {
     pub control_nice: i32,
     /// Nice value of the forwarding thread; below 0 needs `CAP_SYS_NICE`.
     pub forwarding_nice: i32,
+    /// Policy of the forwarding thread.
+    pub forwarding_policy: ForwardingPolicy,
 }
 
 impl Default for Scheduling {
@@ -72,6 +99,7 @@ impl Default for Scheduling {
             control_policy: ControlPolicy::Batch,
             control_nice: 10,
             forwarding_nice: 0,
+            forwarding_policy: ForwardingPolicy::Normal,
         }
     }
 }
@@ -119,9 +147,19 @@ pub fn control_thread() {
     }
 }
 
-/// Gives the calling (forwarding) thread its nice value, as [`chosen`] says.
+/// Gives the calling (forwarding) thread its policy and nice value, as
+/// [`chosen`] says.
 pub fn as_forwarding_thread() -> io::Result<()> {
-    set_nice(chosen().forwarding_nice)
+    let s = chosen();
+    set_nice(s.forwarding_nice)?;
+    if s.forwarding_policy == ForwardingPolicy::Fifo {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -164,5 +202,14 @@ mod tests {
             assert_eq!(ControlPolicy::parse(text), Some(policy));
         }
         assert_eq!(ControlPolicy::parse("fifo"), None);
+        assert_eq!(
+            ForwardingPolicy::parse("fifo"),
+            Some(ForwardingPolicy::Fifo)
+        );
+        assert_eq!(
+            ForwardingPolicy::parse("normal"),
+            Some(ForwardingPolicy::Normal)
+        );
+        assert_eq!(ForwardingPolicy::parse("batch"), None);
     }
 }

@@ -141,13 +141,15 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     })?;
     // The TLS files may be readable by root only: read before the drop.
     let channel_tls = ChannelTls::load(&cfg.openflow).context("[openflow.tls]")?;
-    // Before the drop: a forwarding thread raised above nice 0 needs CAP_SYS_NICE.
+    // Before the drop: a forwarding thread raised above nice 0 or made real-time
+    // needs CAP_SYS_NICE.
     // The threads started from here on lower themselves again.
     dataplane::scheduling::choose(cfg.scheduling);
     if let Err(e) = dataplane::scheduling::as_forwarding_thread() {
         warn!(
             nice = cfg.scheduling.forwarding_nice,
-            "scheduling.forwarding_nice not applied: {e}"
+            policy = ?cfg.scheduling.forwarding_policy,
+            "scheduling.forwarding_* not applied: {e}"
         );
     }
     // Every device is open and no thread has started yet: from here on scd needs

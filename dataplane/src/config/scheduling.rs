@@ -2,7 +2,7 @@
 //! [`crate::scheduling`]), validated here.
 
 use super::ConfigError;
-use crate::scheduling::{ControlPolicy, Scheduling, NICE_RANGE};
+use crate::scheduling::{ControlPolicy, ForwardingPolicy, Scheduling, NICE_RANGE};
 use serde::Deserialize;
 use std::ops::Range;
 use toml::Spanned;
@@ -13,6 +13,7 @@ pub(super) struct RawScheduling {
     control_policy: Option<Spanned<String>>,
     control_nice: Option<Spanned<i32>>,
     forwarding_nice: Option<Spanned<i32>>,
+    forwarding_policy: Option<Spanned<String>>,
 }
 
 type Invalid<'a> = dyn Fn(&Range<usize>, &str, String) -> ConfigError + 'a;
@@ -27,6 +28,16 @@ pub(super) fn parse(raw: &RawScheduling, invalid: &Invalid<'_>) -> Result<Schedu
                 &text.span(),
                 "scheduling.control_policy",
                 format!("`{}` is not one of normal, batch, idle", text.get_ref()),
+            )
+        })?,
+    };
+    let forwarding_policy = match &raw.forwarding_policy {
+        None => default.forwarding_policy,
+        Some(text) => ForwardingPolicy::parse(text.get_ref()).ok_or_else(|| {
+            invalid(
+                &text.span(),
+                "scheduling.forwarding_policy",
+                format!("`{}` is not one of normal, fifo", text.get_ref()),
             )
         })?,
     };
@@ -51,13 +62,14 @@ pub(super) fn parse(raw: &RawScheduling, invalid: &Invalid<'_>) -> Result<Schedu
             "scheduling.forwarding_nice",
             default.forwarding_nice,
         )?,
+        forwarding_policy,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use crate::config::HostConfig;
-    use crate::scheduling::{ControlPolicy, Scheduling};
+    use crate::scheduling::{ControlPolicy, ForwardingPolicy, Scheduling};
     use std::path::Path;
 
     const BASE: &str = "datapath_id = 1\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n";
@@ -72,11 +84,12 @@ mod tests {
     fn defaults_then_each_field_then_errors_with_their_line() {
         assert_eq!(parsed(""), Ok(Scheduling::default()));
         assert_eq!(
-            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\n"),
+            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\n"),
             Ok(Scheduling {
                 control_policy: ControlPolicy::Idle,
                 control_nice: 19,
                 forwarding_nice: -5,
+                forwarding_policy: ForwardingPolicy::Fifo,
             })
         );
         assert_eq!(
