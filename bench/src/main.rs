@@ -5,6 +5,7 @@
 
 mod chart;
 mod common;
+mod connrate;
 mod control_load;
 mod cost;
 mod failover;
@@ -73,6 +74,29 @@ enum What {
         /// An earlier build's scd, measured first in the same run.
         #[arg(long)]
         before: Option<PathBuf>,
+        /// Runs of every setting (reported one by one and as min/median/max).
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Nice value of the VMs' threads (prober and echo server); below 0
+        /// stands for guests with cores of their own on a loaded machine.
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        vm_nice: i32,
+        /// The VMs' threads as SCHED_FIFO (guests that never wait for a core).
+        #[arg(long)]
+        vm_fifo: bool,
+    },
+    /// New TCP connections per second through scd against Open vSwitch (same
+    /// flows, same run): client/server namespace pairs on one switch.
+    Connrate {
+        /// Client/server pairs.
+        #[arg(long, default_value_t = 8)]
+        pairs: usize,
+        /// Seconds of connecting per switch and run.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Runs, alternating the switches.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
     },
     /// Replicated controllers: failover time for N switches (3 scc on a 3-member
     /// etcd cluster, fake switches) and the etcd store against the embedded one.
@@ -126,8 +150,25 @@ fn main() -> Result<()> {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
         What::Cost => cost::cost()?,
+        What::Connrate {
+            pairs,
+            seconds,
+            reps,
+        } => connrate::connrate(pairs, seconds, reps)?,
         What::Memory => memory::memory()?,
-        What::ControlLoad { ref before } => control_load::control_load(before.clone())?,
+        What::ControlLoad {
+            ref before,
+            runs,
+            vm_nice,
+            vm_fifo,
+        } => control_load::control_load(
+            before.clone(),
+            runs,
+            control_load::VmScheduling {
+                nice: vm_nice,
+                fifo: vm_fifo,
+            },
+        )?,
         What::Reroute {
             ref grid,
             reps,
@@ -142,7 +183,14 @@ fn main() -> Result<()> {
             flowmod_tls::flowmod_tls(5)?;
             cost::cost()?;
             memory::memory()?;
-            control_load::control_load(None)?;
+            control_load::control_load(
+                None,
+                1,
+                control_load::VmScheduling {
+                    nice: 0,
+                    fifo: false,
+                },
+            )?;
             reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
             failover::failover(&[10, 100], 3)?;
         }

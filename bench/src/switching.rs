@@ -101,6 +101,35 @@ fn scd_row(seconds: u32) -> Result<Row> {
     ))
 }
 
+/// A VM on a tap-type port `port` of Open vSwitch's netdev bridge: OVS creates
+/// the TAP in `host` and the VM's namespace takes it, while OVS keeps its
+/// descriptor.
+pub fn ovs_tap_vm(ovs: &Ovs<'_>, host: &Netns, port: u32, addr: VmAddress<'_>) -> Result<Vm> {
+    let tap = unique("bot");
+    ovs.vsctl(&[
+        "add-port",
+        "br0",
+        &tap,
+        "--",
+        "set",
+        "Interface",
+        &tap,
+        "type=tap",
+        &format!("ofport_request={port}"),
+    ])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.ip(&["link", "show", &tap]).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "OVS did not create {tap}:\n{}",
+            ovs.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let name = unique(&format!("bench-sw-ovm{port}-"));
+    Vm::attach(&name, host, &tap, addr)
+}
+
 /// Two VMs on tap-type ports of Open vSwitch's netdev bridge: OVS creates each TAP
 /// in `host` and the VM's namespace takes it, while OVS keeps its descriptor.
 fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
@@ -113,29 +142,7 @@ fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
     let ovs = Ovs::start(&host, config)?;
     let mut vms = Vec::new();
     for (port, mac, ip) in [(1, MAC1, IP1), (2, MAC2, IP2)] {
-        let tap = unique("bot");
-        ovs.vsctl(&[
-            "add-port",
-            "br0",
-            &tap,
-            "--",
-            "set",
-            "Interface",
-            &tap,
-            "type=tap",
-            &format!("ofport_request={port}"),
-        ])?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while host.ip(&["link", "show", &tap]).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "OVS did not create {tap}:\n{}",
-                ovs.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let name = unique(&format!("bench-sw-ovm{port}-"));
-        vms.push(Vm::attach(&name, &host, &tap, on_shared_24(mac, ip))?);
+        vms.push(ovs_tap_vm(&ovs, &host, port, on_shared_24(mac, ip))?);
     }
     let dir = tempfile::tempdir()?;
     let flows = dir.path().join("flows");

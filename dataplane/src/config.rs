@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 mod channel;
+mod scheduling;
 
 use self::channel::RawOpenflow;
 pub use self::channel::{
@@ -91,6 +92,8 @@ struct RawConfig {
     dhcp: Option<dhcp::RawDhcp>,
     #[serde(default)]
     control: RawControl,
+    #[serde(default)]
+    scheduling: self::scheduling::RawScheduling,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +256,8 @@ pub struct HostConfig {
     /// The local management socket (`[control] socket`, mode 0600) through which
     /// `scd port add/del/list` change the ports of the running switch.
     pub control_socket: Option<PathBuf>,
+    /// The priorities of scd's threads.
+    pub scheduling: crate::scheduling::Scheduling,
 }
 
 /// Longest interface name Linux accepts.
@@ -605,6 +610,7 @@ impl HostConfig {
             .as_ref()
             .map(|d| dhcp::parse(d, tunnel.as_ref().map(|t| t.mtu), &invalid))
             .transpose()?;
+        let scheduling = scheduling::parse(&raw.scheduling, &invalid)?;
 
         Ok(HostConfig {
             datapath_id,
@@ -621,6 +627,7 @@ impl HostConfig {
             openflow,
             dhcp,
             control_socket: raw.control.socket.as_deref().map(relative),
+            scheduling,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod ofchannel;
 pub mod portctl;
 pub mod privileges;
+pub mod scheduling;
 pub mod static_flows;
 pub mod switch;
 pub mod tunnel;

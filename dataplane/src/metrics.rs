@@ -270,12 +270,12 @@ impl SwitchMetrics {
             ),
             (
                 "scd_cache_hits",
-                "Exact-match cache hits.",
+                "Megaflow cache hits: packets forwarded without classification.",
                 c.cache_hits.get(),
             ),
             (
                 "scd_cache_misses",
-                "Exact-match cache misses.",
+                "Megaflow cache misses: packets classified (and cached).",
                 c.cache_misses.get(),
             ),
             (
@@ -585,12 +585,14 @@ fn serve_within(
         .enable_all()
         .max_blocking_threads(2)
         .thread_name("metrics-render")
+        .on_thread_start(crate::scheduling::control_thread)
         .build()?;
     let service =
         hyper::service::service_fn(move |request| answer(request, handle.clone(), host.clone()));
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            crate::scheduling::control_thread();
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => bounded_http::serve(listener, service, limits).await,

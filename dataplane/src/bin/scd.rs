@@ -267,6 +267,17 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     })?;
     // The TLS files may be readable by root only: read before the drop.
     let channel_tls = ChannelTls::load(&cfg.openflow).context("[openflow.tls]")?;
+    // Before the drop: a forwarding thread raised above nice 0 or made real-time
+    // needs CAP_SYS_NICE.
+    // The threads started from here on lower themselves again.
+    dataplane::scheduling::choose(cfg.scheduling);
+    if let Err(e) = dataplane::scheduling::as_forwarding_thread() {
+        warn!(
+            nice = cfg.scheduling.forwarding_nice,
+            policy = ?cfg.scheduling.forwarding_policy,
+            "scheduling.forwarding_* not applied: {e}"
+        );
+    }
     // Every device is open and no thread has started yet: from here on scd needs
     // only what forwarding and its own TAPs need.
     let dropped = dataplane::privileges::drop_privileges(user)
@@ -337,6 +348,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            dataplane::scheduling::control_thread();
             for sig in signals.forever() {
                 match sig {
                     SIGHUP => match &flows_file {

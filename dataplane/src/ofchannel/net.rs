@@ -154,7 +154,10 @@ impl Channel {
             let shared = handle.shared.clone();
             std::thread::Builder::new()
                 .name("of-dispatch".into())
-                .spawn(move || dispatch(&registry, &shared, &packet_in, &removed_rx))
+                .spawn(move || {
+                    crate::scheduling::control_thread();
+                    dispatch(&registry, &shared, &packet_in, &removed_rx);
+                })
                 .map_err(ChannelError::Thread)?;
         }
         let ChannelTls {
@@ -181,7 +184,11 @@ impl Channel {
             let (registry, backend, idle) = (registry.clone(), backend.clone(), cfg.idle_timeout);
             std::thread::Builder::new()
                 .name("of-listen".into())
-                .spawn(move || accept_loop(&listener, &registry, &backend, idle))
+                .spawn(move || {
+                    // Its connections' threads inherit the lower priority.
+                    crate::scheduling::control_thread();
+                    accept_loop(&listener, &registry, &backend, idle);
+                })
                 .map_err(ChannelError::Thread)?;
         }
         for &addr in &cfg.controllers {
@@ -194,7 +201,8 @@ impl Channel {
             std::thread::Builder::new()
                 .name(format!("of-ctl-{}", addr.addr()))
                 .spawn(move || {
-                    controller_loop(addr, tls.as_ref(), fail_mode, backoff, &registry, &backend)
+                    crate::scheduling::control_thread();
+                    controller_loop(addr, tls.as_ref(), fail_mode, backoff, &registry, &backend);
                 })
                 .map_err(ChannelError::Thread)?;
         }

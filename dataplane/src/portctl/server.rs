@@ -35,7 +35,11 @@ pub fn serve(path: &Path, handle: SwitchHandle) -> io::Result<ControlServer> {
     let (listener, file) = bind_unix(path)?;
     std::thread::Builder::new()
         .name("control".into())
-        .spawn(move || accept_loop(&listener, &handle))?;
+        .spawn(move || {
+            // Its connection threads inherit the control priority.
+            crate::scheduling::control_thread();
+            accept_loop(&listener, &handle);
+        })?;
     Ok(ControlServer { _file: file })
 }
 

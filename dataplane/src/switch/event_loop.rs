@@ -281,6 +281,7 @@ impl Switch {
             let control_thread = std::thread::Builder::new()
                 .name("tables".into())
                 .spawn_scoped(s, || {
+                    crate::scheduling::control_thread();
                     control.run(|| {
                         stop.load(Ordering::Relaxed)
                             || handle_stop.load(Ordering::Relaxed)

@@ -48,6 +48,7 @@ pub fn watch_links(
     std::thread::Builder::new()
         .name("link-watch".into())
         .spawn(move || {
+            crate::scheduling::control_thread();
             while !stop.load(Ordering::Relaxed) {
                 check_links(&shared);
                 std::thread::sleep(every);
