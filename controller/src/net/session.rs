@@ -183,24 +183,28 @@ impl Session {
         Ok(self.xid)
     }
 
-    /// Sends flow-mods of the plan being sent, many per write (a first
-    /// synchronisation of a large table is tens of thousands of them), noting
-    /// their xids so that a refusal of any is caught (`plan_refused`).
-    async fn send_flow_mods(&mut self, mods: Vec<FlowMod>) -> Result<(), SessionError> {
+    /// Sends flow-mods of the plan being sent and a barrier after them, many per
+    /// write (a first synchronisation of a large table is tens of thousands of
+    /// them; a reroute's few and the barrier are one write), noting their xids
+    /// so that a refusal of any is caught (`plan_refused`); the barrier's xid.
+    async fn send_with_barrier(&mut self, mods: Vec<FlowMod>) -> Result<u32, SessionError> {
         const BATCH: usize = 1 << 18;
-        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128));
-        for m in mods {
+        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128 + 8));
+        let messages = mods.into_iter().map(Message::FlowMod);
+        for m in messages.chain([Message::BarrierRequest]) {
             self.xid = self.xid.wrapping_add(1);
-            self.plan_xids.insert(self.xid);
-            let bytes = encode(&Message::FlowMod(m), self.xid)
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            if matches!(m, Message::FlowMod(_)) {
+                self.plan_xids.insert(self.xid);
+            }
+            let bytes = encode(&m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
             batch.extend_from_slice(&bytes);
             if batch.len() >= BATCH {
                 self.stream.write_all(&batch).await?;
                 batch.clear();
             }
         }
-        self.write(&batch).await
+        self.write(&batch).await?;
+        Ok(self.xid)
     }
 
     /// Sends a multipart request; its xid.
@@ -540,22 +544,28 @@ impl Session {
         Ok(desired)
     }
 
-    /// Sends `p` (its adds and modifications, a barrier, its deletions, a barrier)
-    /// and waits for the switch to confirm it; nothing for an empty plan. When
-    /// the first part and its barrier were written.
+    /// Sends `p` (its adds and modifications, a barrier, its deletions if any, a
+    /// barrier) and waits for the switch to confirm it; nothing for an empty
+    /// plan. When the first part and its barrier were written.
     async fn send_plan(&mut self, p: Plan) -> Result<std::time::Instant, SessionError> {
         if p.is_empty() {
             return Ok(std::time::Instant::now());
         }
         self.plan_xids.clear();
         self.plan_refused = None;
-        self.send_flow_mods(p.first).await?;
-        let b = self.send(&Message::BarrierRequest).await?;
+        // Nothing to make before the break, or to break after the make: one
+        // barrier round trip, not two.
+        let (make, then) = match p.first.is_empty() {
+            true => (p.then, Vec::new()),
+            false => (p.first, p.then),
+        };
+        let b = self.send_with_barrier(make).await?;
         let sent = std::time::Instant::now();
         self.reply_to(b).await?;
-        self.send_flow_mods(p.then).await?;
-        let b = self.send(&Message::BarrierRequest).await?;
-        self.reply_to(b).await?;
+        if !then.is_empty() {
+            let b = self.send_with_barrier(then).await?;
+            self.reply_to(b).await?;
+        }
         self.plan_xids.clear();
         // The barrier is answered after the errors of the flow-mods before it: a
         // refused flow-mod means the switch does not hold the version, and it must
