@@ -244,6 +244,77 @@ struct Reroute {
     compile_ms: f64,
     distribute_ms: f64,
     flow_mods: u64,
+    /// Where the switch step's distribution spent its time (scc's `sync_phases`).
+    phases: Phases,
+}
+
+/// scc's `sync_phases` of one version (see docs/controller.md), milliseconds:
+/// the store write, and over the switches the latest wake-up after
+/// publication, the total and slowest difference computed, the slowest write
+/// of flow-mods, the median and slowest barrier wait, the last confirmation.
+#[derive(Clone, Copy)]
+struct Phases {
+    save: f64,
+    woke_max: f64,
+    diff_total: f64,
+    diff_max: f64,
+    send_max: f64,
+    barriers_p50: f64,
+    barriers_max: f64,
+    confirmed_max: f64,
+}
+
+impl Phases {
+    /// The phases in `status` if they are `version`'s; NaN where not.
+    fn of(status: &serde_json::Value, version: Option<u64>) -> Phases {
+        let p = &status["sync_phases"];
+        let same = version.is_some() && p["version"].as_u64() == version;
+        let at = |a: &str, b: &str| {
+            let v = if b.is_empty() { &p[a] } else { &p[a][b] };
+            v.as_f64().filter(|_| same).unwrap_or(f64::NAN)
+        };
+        Phases {
+            save: at("save_ms", ""),
+            woke_max: at("woke_ms", "max"),
+            diff_total: at("diff_total_ms", ""),
+            diff_max: at("diff_ms", "max"),
+            send_max: at("send_ms", "max"),
+            barriers_p50: at("barriers_ms", "p50"),
+            barriers_max: at("barriers_ms", "max"),
+            confirmed_max: at("confirmed_ms", "max"),
+        }
+    }
+
+    /// The median of each phase over `all`.
+    fn median(all: &[Phases]) -> Phases {
+        let m = |f: fn(&Phases) -> f64| median(all.iter().map(f).collect());
+        Phases {
+            save: m(|p| p.save),
+            woke_max: m(|p| p.woke_max),
+            diff_total: m(|p| p.diff_total),
+            diff_max: m(|p| p.diff_max),
+            send_max: m(|p| p.send_max),
+            barriers_p50: m(|p| p.barriers_p50),
+            barriers_max: m(|p| p.barriers_max),
+            confirmed_max: m(|p| p.confirmed_max),
+        }
+    }
+
+    /// Table cells: store write | last awake | diff total / slowest | slowest send |
+    /// barriers p50 / slowest | last confirmed.
+    fn cells(&self) -> String {
+        format!(
+            "{:.1} | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1}",
+            self.save,
+            self.woke_max,
+            self.diff_total,
+            self.diff_max,
+            self.send_max,
+            self.barriers_p50,
+            self.barriers_max,
+            self.confirmed_max
+        )
+    }
 }
 
 /// What one grid point measured.
@@ -254,6 +325,8 @@ struct Point {
     /// Its time and flow-mods, or why it did not finish (the migrations are
     /// measured all the same).
     add: Result<(f64, u64), String>,
+    /// Where the VM add's distribution spent its time.
+    add_phases: Phases,
     reroutes: Vec<Reroute>,
     /// scc's resident memory after the runs.
     rss_mib: f64,
@@ -270,8 +343,10 @@ fn rss_mib(pid: u32) -> f64 {
 }
 
 /// Adds one VM on host 0 and times it until every switch confirmed it (the
-/// route to a new VM reaches every switch: each answers the two barriers of its
-/// synchronisation).
+/// route to a new VM reaches every switch: each answers the barrier after its
+/// flow-mods; a synchronisation that also deletes answers two, and then scc's
+/// status, checked after, says the version is not everywhere yet and the time
+/// runs on until it is).
 fn add_vm(
     ns: &Netns,
     child: &mut std::process::Child,
@@ -302,7 +377,7 @@ fn add_vm(
         ],
     )?;
     anyhow::ensure!(out.contains("version"), "scc vm add answered {out}");
-    let all = barriers + 2 * u64::try_from(hosts).unwrap_or(0);
+    let all = barriers + u64::try_from(hosts).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(180);
     while counters.barriers.load(Ordering::SeqCst) < all {
         if let Some(exit) = child.try_wait()? {
@@ -316,7 +391,11 @@ fn add_vm(
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut ms = started.elapsed().as_secs_f64() * 1e3;
+    if !all_synced(&status(ns)?) {
+        wait_for(ns, child, "the added VM everywhere", all_synced)?;
+        ms = started.elapsed().as_secs_f64() * 1e3;
+    }
     Ok((ms, counters.flow_mods.load(Ordering::SeqCst) - flow_mods))
 }
 
@@ -366,6 +445,9 @@ fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
         wait_for(&ns, &mut child, "all switches synced", all_synced).with_context(log_tail)?;
         let ready_s = started.elapsed().as_secs_f64();
         let add = add_vm(&ns, &mut child, hosts, vms, &counters).map_err(|e| format!("{e:#}"));
+        let add_phases = status(&ns)
+            .map(|s| Phases::of(&s, s["version"].as_u64()))
+            .unwrap_or_else(|_| Phases::of(&serde_json::Value::Null, None));
         let mut reroutes = Vec::new();
         for rep in 0..reps {
             let to = if rep % 2 == 0 { 1 % hosts } else { 0 };
@@ -405,6 +487,9 @@ fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
                 compile_ms: sent - arrived,
                 distribute_ms: rerouted - sent,
                 flow_mods: after - before,
+                // The switch step is the version in force until the clean-up,
+                // GRACE later.
+                phases: Phases::of(&s, s["version"].as_u64()),
             });
             wait_for(&ns, &mut child, "cleaned up", |s| {
                 event_ms(s, "old host drained").is_some() && all_synced(s)
@@ -413,6 +498,7 @@ fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
         Ok(Point {
             ready_s,
             add,
+            add_phases,
             reroutes,
             rss_mib: rss_mib(child.id()),
         })
@@ -474,6 +560,7 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let transports: &[bool] = if tls { &[false, true] } else { &[false] };
+    let mut phase_rows = Vec::new();
     for (&(hosts, vms), &over_tls) in grid
         .iter()
         .flat_map(|point| transports.iter().map(move |t| (point, t)))
@@ -496,11 +583,24 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
                     quantile(total, 0.99),
                     p.rss_mib,
                 );
+                let reroute = Phases::median(&rs.iter().map(|r| r.phases).collect::<Vec<_>>());
+                for (change, phases) in [("VM add", p.add_phases), ("reroute", reroute)] {
+                    phase_rows.push(format!(
+                        "| {transport} | {hosts} | {vms} | {change} | {} |",
+                        phases.cells()
+                    ));
+                }
             }
             Err(e) => {
                 println!("| {transport} | {hosts} | {vms} | failed: {e:#} | | | | | | | | | |")
             }
         }
+    }
+    println!("\nWhere the time goes (scc's `sync_phases` of the version that made the change, ms from its publication or of each phase; reroute: median over the migrations):\n");
+    println!("| transport | switches | VMs | change | store write | last session awake | diff total / slowest | slowest send | barriers p50 / slowest | last switch confirmed |");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
+    for row in phase_rows {
+        println!("{row}");
     }
     println!("\nCommand: `bash scripts/bench.sh reroute` ({reps} migrations per row; medians, p99 by nearest rank)");
     Ok(())

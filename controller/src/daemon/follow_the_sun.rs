@@ -77,8 +77,15 @@ impl Controller {
                 // By the command's contract the VM runs where it was: back out.
                 Err(MoveFailure::Failed(why)) => {
                     if ctl.prepared_for(&record.vm) {
-                        if let Err(e) = ctl.abort_migration() {
-                            tracing::error!("placement: abort after a failed move: {e}");
+                        let aborting = ctl.clone();
+                        let aborted =
+                            tokio::task::spawn_blocking(move || aborting.abort_migration()).await;
+                        match aborted {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                tracing::error!("placement: abort after a failed move: {e}")
+                            }
+                            Err(e) => tracing::error!("placement: abort after a failed move: {e}"),
                         }
                     }
                     why
@@ -116,7 +123,15 @@ impl Controller {
                 return "the command succeeded but the VM did not move".into();
             }
             if start.elapsed() > ARRIVAL_AFTER_MOVE {
-                return match self.arrived_vm(None, "move command", Some(vm)) {
+                // A compile and a store write: off the async workers.
+                let (ctl, moved) = (self.clone(), vm.to_string());
+                let arrived = tokio::task::spawn_blocking(move || {
+                    ctl.arrived_vm(None, "move command", Some(&moved))
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+                return match arrived {
                     Ok(_) => {
                         "moved (no announcement seen: arrival taken from the command's exit)".into()
                     }

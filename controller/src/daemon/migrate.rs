@@ -294,29 +294,34 @@ impl Controller {
 
     /// Removes the transit of the switched migration. Retried until it lands: a
     /// migration must not stay half done; only a refusal (nothing switched to
-    /// clean up) ends it otherwise.
-    pub(super) async fn clean_up(&self) {
+    /// clean up) ends it otherwise. Its compile and store write run on a blocking
+    /// thread: on an async worker they would stall every switch session there
+    /// (a thousand switches' echoes unanswered while a large network compiles).
+    pub(super) async fn clean_up(self: &Arc<Self>) {
         loop {
-            let result = {
-                let _serial = self.serialize();
-                let inv = self.inventory();
-                let step = self.lock().migration.as_ref().map(|m| m.clean_up(&inv));
-                match step {
-                    Some(Ok(step)) => self.take_step(step, MigrationState::cleaned),
-                    Some(Err(refusal)) => {
-                        tracing::error!("migration clean-up refused: {refusal}");
-                        return;
-                    }
-                    None => return,
-                }
-            };
-            match result {
-                Ok(_) => return,
-                Err(e) => {
-                    tracing::error!("migration clean-up refused, retrying: {e}");
-                    tokio::time::sleep(GRACE).await;
-                }
+            let ctl = self.clone();
+            match tokio::task::spawn_blocking(move || ctl.try_clean_up()).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => tracing::error!("migration clean-up refused, retrying: {e}"),
+                Err(e) => tracing::error!("migration clean-up failed, retrying: {e}"),
             }
+            tokio::time::sleep(GRACE).await;
+        }
+    }
+
+    /// One attempt at the clean-up: done, or nothing to clean up, unless the
+    /// change failed.
+    fn try_clean_up(&self) -> Result<(), ChangeError> {
+        let _serial = self.serialize();
+        let inv = self.inventory();
+        let step = self.lock().migration.as_ref().map(|m| m.clean_up(&inv));
+        match step {
+            Some(Ok(step)) => self.take_step(step, MigrationState::cleaned).map(|_| ()),
+            Some(Err(refusal)) => {
+                tracing::error!("migration clean-up refused: {refusal}");
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 

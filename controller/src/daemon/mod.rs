@@ -23,6 +23,7 @@ mod crash_tests;
 mod follow_the_sun;
 mod migrate;
 mod preview;
+mod sync_phases;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -39,6 +40,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub(crate) use sync_phases::SessionPhases;
+use sync_phases::SyncPhases;
+pub use sync_phases::{PhaseSummary, Spread};
 use tokio::sync::watch;
 
 /// What the controller reports about one switch.
@@ -147,6 +151,8 @@ pub struct Controller {
     follower: Follower,
     /// Switches refused at the OpenFlow listener, by reason.
     switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// Where the last version's distribution spent its time.
+    sync_phases: SyncPhases,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -202,6 +208,7 @@ impl Controller {
             mastership,
             follower: Follower::with_moves(&moves_ms),
             switch_refusals: Mutex::new(BTreeMap::new()),
+            sync_phases: SyncPhases::default(),
         }))
     }
 
@@ -275,7 +282,9 @@ impl Controller {
             moves_ms,
             migration,
         };
+        let saving = std::time::Instant::now();
         self.store.save(&next)?;
+        let save = saving.elapsed();
         let mut st = self.lock();
         st.persisted = next;
         on_commit(&mut st.migration, version);
@@ -283,6 +292,7 @@ impl Controller {
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
         let v = st.persisted.version;
+        self.sync_phases.published(v, save);
         // Published under the lock, so versions only ever go up.
         self.version.send_replace(v);
         Ok(v)
@@ -305,6 +315,7 @@ impl Controller {
         st.persisted = persisted;
         st.program = program;
         st.switch_ahead = None;
+        self.sync_phases.published(v, Duration::ZERO);
         self.version.send_replace(v);
         Ok(Some(v))
     }
@@ -447,6 +458,7 @@ impl Controller {
             "hosts": hosts,
             "vms": inv.vms.values().collect::<Vec<_>>(),
             "placement": self.follower.moves(),
+            "sync_phases": self.sync_phases.summary(),
         })
     }
 
@@ -532,6 +544,17 @@ impl Controller {
     /// The program versions as they are committed, for a switch session to follow.
     pub(crate) fn versions(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
+    }
+
+    /// Records that a session confirmed `version` through `phases`.
+    pub(crate) fn note_sync_phases(&self, version: u64, phases: SessionPhases) {
+        self.sync_phases.confirmed(version, phases);
+    }
+
+    /// Where the last version's distribution spent its time (see
+    /// `sync_phases`).
+    pub fn sync_phases(&self) -> PhaseSummary {
+        self.sync_phases.summary()
     }
 
     /// The measurements and the follow-the-sun loop, which the switch sessions

@@ -18,12 +18,18 @@ pub(super) enum Verdict {
     Silent { silent_for: Duration },
 }
 
-/// The last time the switch was heard and the next echo due.
+/// The last time the switch was heard, the oldest question (echo or request) it
+/// has not answered since, and the next echo due.
 #[derive(Debug, Clone)]
 pub(super) struct Liveness {
     every: Duration,
     timeout: Duration,
     last_heard: Duration,
+    /// When the oldest question sent since the switch was last heard went out.
+    /// Silence only counts while a question is pending: a session that was
+    /// itself late (its workers busy elsewhere) asked nothing meanwhile, and the
+    /// switch is not judged for that.
+    asked: Option<Duration>,
     next_echo: Duration,
 }
 
@@ -35,13 +41,29 @@ impl Liveness {
             every,
             timeout,
             last_heard: now,
+            asked: None,
             next_echo: now + every,
         }
     }
 
-    /// Something (an echo reply or any other message) arrived at `now`.
+    /// Something (an echo reply or any other message) arrived at `now`: every
+    /// question sent before is answered.
     pub(super) fn heard(&mut self, now: Duration) {
         self.last_heard = self.last_heard.max(now);
+        if self.asked.is_some_and(|asked| asked <= now) {
+            self.asked = None;
+        }
+    }
+
+    /// A question (a request whose reply is awaited) went out at `now`.
+    pub(super) fn asked(&mut self, now: Duration) {
+        self.asked.get_or_insert(now);
+    }
+
+    /// How long a question may stay unanswered: all but one echo interval of
+    /// the timeout (by default three echoes, the last sent 10 s before).
+    fn patience(&self) -> Duration {
+        self.timeout.saturating_sub(self.every)
     }
 
     /// What is due at `now`; an echo is due once per interval, whatever else is
@@ -53,26 +75,30 @@ impl Liveness {
         if now >= self.next_echo {
             // From now, not from when it was due: a late poll does not bunch echoes.
             self.next_echo = now + self.every;
+            self.asked(now);
             return Verdict::Echo;
         }
         Verdict::Wait
     }
 
     /// How long the switch has been silent at `now`, once that is the timeout or
-    /// more.
+    /// more and a question has waited the patience or more.
     pub(super) fn silent(&self, now: Duration) -> Option<Duration> {
-        let silent_for = now.saturating_sub(self.last_heard);
-        (silent_for >= self.timeout).then_some(silent_for)
+        let silent_at = self.silent_at()?;
+        (now >= silent_at).then(|| now.saturating_sub(self.last_heard))
     }
 
-    /// When the switch, if not heard from meanwhile, is declared silent.
-    pub(super) fn silent_at(&self) -> Duration {
-        self.last_heard + self.timeout
+    /// When the switch, if not heard from meanwhile, is declared silent; never
+    /// while no question is pending.
+    pub(super) fn silent_at(&self) -> Option<Duration> {
+        let asked = self.asked?;
+        Some((self.last_heard + self.timeout).max(asked + self.patience()))
     }
 
     /// When the next echo or the timeout is due, whichever comes first.
     pub(super) fn next_wake(&self) -> Duration {
-        self.next_echo.min(self.silent_at())
+        self.silent_at()
+            .map_or(self.next_echo, |at| at.min(self.next_echo))
     }
 }
 
@@ -129,7 +155,7 @@ mod tests {
         );
         assert_eq!(
             (l.silent_at(), l.silent(s(17)), l.silent(s(19))),
-            (s(18), None, Some(s(16)))
+            (Some(s(18)), None, Some(s(16)))
         );
     }
 
@@ -139,7 +165,27 @@ mod tests {
         l.heard(s(14));
         assert_eq!(l.poll(s(20)), Verdict::Echo);
         assert_eq!(l.poll(s(24)), Verdict::Wait);
+        // 15 s after it was heard, but the echo of 20 s has waited only 9 s.
+        assert_eq!(l.silent(s(29)), None);
         l.heard(s(10));
-        assert_eq!(l.poll(s(29)), Verdict::Silent { silent_for: s(15) });
+        assert_eq!(l.poll(s(30)), Verdict::Silent { silent_for: s(16) });
+    }
+
+    #[test]
+    fn a_late_session_asks_before_it_judges() {
+        // Heard at 0, then the session itself was not run until 40 s: it sent no
+        // echo meanwhile, so the switch had nothing to answer.
+        let mut l = Liveness::new(s(0), s(5), s(15));
+        assert_eq!(l.silent_at(), None, "nothing asked yet");
+        assert_eq!(l.poll(s(40)), Verdict::Echo, "asked first");
+        assert_eq!(l.poll(s(44)), Verdict::Wait, "the echo has 10 s");
+        assert_eq!(l.silent_at(), Some(s(50)));
+        l.heard(s(41));
+        assert_eq!(l.poll(s(50)), Verdict::Echo, "answered: alive");
+        // A request awaited counts as a question as well.
+        let mut l = Liveness::new(s(0), s(5), s(15));
+        l.asked(s(40));
+        assert_eq!(l.silent(s(49)), None);
+        assert_eq!(l.silent(s(50)), Some(s(50)));
     }
 }

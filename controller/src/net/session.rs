@@ -9,11 +9,11 @@
 use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
-use crate::daemon::Controller;
+use crate::daemon::{Controller, SessionPhases};
 use crate::diff::{plan, Plan};
 use crate::follow::now_ms;
 use crate::host_config::PortBinding;
-use crate::migration::{Measure, PortCounts};
+use crate::migration::Measure;
 use crate::model::SwitchSettings;
 use crate::program::SwitchTable;
 use crate::routing::SCC_COOKIE;
@@ -37,7 +37,9 @@ pub(super) trait SwitchIo: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> SwitchIo for T {}
 
-/// How long a switch may take to answer a request (barrier, flow stats).
+/// How long a switch may take to answer a request (barrier, flow stats), unless
+/// the echo timeout is longer: a switch busy with a long queue answers nothing
+/// meanwhile, and is given as long as a silent one.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A period of `secs` seconds; off (0) is one that never comes within a session's
@@ -98,6 +100,8 @@ pub(super) struct Session {
     plan_refused: Option<String>,
     /// The role this session last claimed.
     mastership: Mastership,
+    /// When it last saw a new program version (see [`SessionPhases`]).
+    woke: std::time::Instant,
 }
 
 /// Why a session ended.
@@ -155,6 +159,7 @@ impl Session {
             plan_xids: std::collections::HashSet::new(),
             plan_refused: None,
             mastership: Mastership::Sole,
+            woke: std::time::Instant::now(),
         }
     }
 
@@ -178,24 +183,28 @@ impl Session {
         Ok(self.xid)
     }
 
-    /// Sends flow-mods of the plan being sent, many per write (a first
-    /// synchronisation of a large table is tens of thousands of them), noting
-    /// their xids so that a refusal of any is caught (`plan_refused`).
-    async fn send_flow_mods(&mut self, mods: Vec<FlowMod>) -> Result<(), SessionError> {
+    /// Sends flow-mods of the plan being sent and a barrier after them, many per
+    /// write (a first synchronisation of a large table is tens of thousands of
+    /// them; a reroute's few and the barrier are one write), noting their xids
+    /// so that a refusal of any is caught (`plan_refused`); the barrier's xid.
+    async fn send_with_barrier(&mut self, mods: Vec<FlowMod>) -> Result<u32, SessionError> {
         const BATCH: usize = 1 << 18;
-        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128));
-        for m in mods {
+        let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128 + 8));
+        let messages = mods.into_iter().map(Message::FlowMod);
+        for m in messages.chain([Message::BarrierRequest]) {
             self.xid = self.xid.wrapping_add(1);
-            self.plan_xids.insert(self.xid);
-            let bytes = encode(&Message::FlowMod(m), self.xid)
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            if matches!(m, Message::FlowMod(_)) {
+                self.plan_xids.insert(self.xid);
+            }
+            let bytes = encode(&m, self.xid).map_err(|e| SessionError::Protocol(e.to_string()))?;
             batch.extend_from_slice(&bytes);
             if batch.len() >= BATCH {
                 self.stream.write_all(&batch).await?;
                 batch.clear();
             }
         }
-        self.write(&batch).await
+        self.write(&batch).await?;
+        Ok(self.xid)
     }
 
     /// Sends a multipart request; its xid.
@@ -223,6 +232,34 @@ impl Session {
                 ));
             }
             self.heard();
+        }
+    }
+
+    /// Absorbs what a read of `n` bytes brought: echo replies, port status,
+    /// errors, measurements.
+    async fn take_read(&mut self, n: usize) -> Result<(), SessionError> {
+        if n == 0 {
+            return Err(SessionError::Protocol(
+                "switch closed the connection".into(),
+            ));
+        }
+        self.heard();
+        while let Some((xid, m)) = self.next_buffered().await? {
+            self.absorb(xid, m);
+        }
+        Ok(())
+    }
+
+    /// Reads and absorbs what the switch already sent, without waiting for more;
+    /// true if anything was there. Before a switch is judged silent: the
+    /// session's own lateness is not the switch's silence.
+    async fn read_waiting(&mut self) -> Result<bool, SessionError> {
+        self.inbox.reserve(65536);
+        // A zero timeout still polls the read once, first.
+        let read = tokio::time::timeout(Duration::ZERO, self.stream.read_buf(&mut self.inbox));
+        match read.await {
+            Ok(n) => self.take_read(n?).await.map(|()| true),
+            Err(_) => Ok(false),
         }
     }
 
@@ -274,12 +311,16 @@ impl Session {
     /// silent altogether is [`SessionError::Silent`] as soon as the echo timeout
     /// passes, however long the request may take.
     async fn reply_to(&mut self, xid: u32) -> Result<Message, SessionError> {
-        let give_up = tokio::time::Instant::now() + REPLY_TIMEOUT;
+        let patience = REPLY_TIMEOUT.max(Duration::from_secs(self.settings.echo_timeout_s));
+        let give_up = tokio::time::Instant::now() + patience;
+        // The request is a question: silence counts from it at the earliest.
+        self.liveness.asked(self.started.elapsed());
         let reply = loop {
             if let Some(m) = self.replies.remove(&xid) {
                 break m;
             }
-            let until = give_up.min(self.started + self.liveness.silent_at());
+            let silent_at = self.liveness.silent_at().map(|at| self.started + at);
+            let until = silent_at.map_or(give_up, |at| at.min(give_up));
             // Cancelling `recv` keeps what it read: the inbox holds partial frames.
             let (got, m) = match tokio::time::timeout_at(until, self.recv()).await {
                 Ok(received) => received?,
@@ -289,7 +330,7 @@ impl Session {
                     }
                     if tokio::time::Instant::now() >= give_up {
                         return Err(SessionError::Protocol(format!(
-                            "no reply to xid {xid} within {REPLY_TIMEOUT:?}"
+                            "no reply to xid {xid} within {patience:?}"
                         )));
                     }
                     // Part of a long reply arrived meanwhile: the switch is alive.
@@ -414,34 +455,6 @@ impl Session {
         }
     }
 
-    /// Asks for the transmit counters of `port` without waiting for them.
-    async fn request_port_counts(&mut self, port: u32) -> Result<u32, SessionError> {
-        let xid = self
-            .multipart(MultipartRequestBody::PortStats(port))
-            .await?;
-        self.ahead.insert(xid);
-        Ok(xid)
-    }
-
-    /// The answer to [`Self::request_port_counts`]; `None` if the port is gone.
-    async fn port_counts(&mut self, xid: u32) -> Result<Option<PortCounts>, SessionError> {
-        match self.reply_to(xid).await {
-            Ok(Message::MultipartReply(r)) => match r.body {
-                MultipartReplyBody::PortStats(ports) => Ok(ports.first().map(|p| PortCounts {
-                    tx_packets: p.tx_packets,
-                    tx_dropped: p.tx_dropped,
-                })),
-                _ => Ok(None),
-            },
-            Ok(_) => Ok(None),
-            Err(SessionError::Refused(e)) => {
-                tracing::debug!("port counters unavailable: {e}");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Synchronises to `program` (its version and this switch's table), taking the
     /// migration timeline's measurement for this switch around it (see
     /// [`Measure`]). The port counters before the switch are requested ahead of
@@ -503,8 +516,17 @@ impl Session {
         let dpid = self.dpid.unwrap_or_default();
         let (was, now) = desired.changed_since(installed);
         let p = plan(&was, &now, SCC_COOKIE);
+        let diffed = std::time::Instant::now();
         let n = p.len();
-        self.send_plan(p).await?;
+        let sent = self.send_plan(p).await?;
+        let (woke, confirmed) = (self.woke, std::time::Instant::now());
+        let phases = SessionPhases {
+            woke,
+            diffed,
+            sent,
+            confirmed,
+        };
+        self.ctl.note_sync_phases(version, phases);
         tracing::info!(
             dpid,
             version,
@@ -522,27 +544,35 @@ impl Session {
         Ok(desired)
     }
 
-    /// Sends `p` (its adds and modifications, a barrier, its deletions, a barrier)
-    /// and waits for the switch to confirm it; nothing for an empty plan.
-    async fn send_plan(&mut self, p: Plan) -> Result<(), SessionError> {
+    /// Sends `p` (its adds and modifications, a barrier, its deletions if any, a
+    /// barrier) and waits for the switch to confirm it; nothing for an empty
+    /// plan. When the first part and its barrier were written.
+    async fn send_plan(&mut self, p: Plan) -> Result<std::time::Instant, SessionError> {
         if p.is_empty() {
-            return Ok(());
+            return Ok(std::time::Instant::now());
         }
         self.plan_xids.clear();
         self.plan_refused = None;
-        self.send_flow_mods(p.first).await?;
-        let b = self.send(&Message::BarrierRequest).await?;
+        // Nothing to make before the break, or to break after the make: one
+        // barrier round trip, not two.
+        let (make, then) = match p.first.is_empty() {
+            true => (p.then, Vec::new()),
+            false => (p.first, p.then),
+        };
+        let b = self.send_with_barrier(make).await?;
+        let sent = std::time::Instant::now();
         self.reply_to(b).await?;
-        self.send_flow_mods(p.then).await?;
-        let b = self.send(&Message::BarrierRequest).await?;
-        self.reply_to(b).await?;
+        if !then.is_empty() {
+            let b = self.send_with_barrier(then).await?;
+            self.reply_to(b).await?;
+        }
         self.plan_xids.clear();
         // The barrier is answered after the errors of the flow-mods before it: a
         // refused flow-mod means the switch does not hold the version, and it must
         // never be reported as confirmed (a migration's "destination ready").
         match self.plan_refused.take() {
             Some(e) => Err(SessionError::Refused(format!("flow-mod: {e}"))),
-            None => Ok(()),
+            None => Ok(sent),
         }
     }
 
@@ -740,6 +770,7 @@ impl Session {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
             versions.borrow_and_update();
+            self.woke = std::time::Instant::now();
             let Some(program) = self.ctl.desired(dpid) else {
                 return Err(SessionError::Protocol(format!(
                     "datapath {dpid} left the inventory"
@@ -795,21 +826,16 @@ impl Session {
                                 // Port states tell which tunnels have a live session.
                                 self.multipart(MultipartRequestBody::PortDesc).await?;
                             }
-                            Verdict::Silent { silent_for } => {
+                            // A session its workers left unpolled (a
+                            // burst elsewhere) may find the answer waiting.
+                            Verdict::Silent { silent_for } if !self.read_waiting().await? => {
                                 return Err(SessionError::Silent(silent_for));
                             }
+                            Verdict::Silent { .. } => {}
                             Verdict::Wait => {}
                         }
                     }
-                    n = self.stream.read_buf(&mut self.inbox) => {
-                        let n = n?;
-                        if n == 0 { return Err(SessionError::Protocol("switch closed the connection".into())); }
-                        self.heard();
-                        // Drain whatever is complete (echo replies, port status, errors).
-                        while let Some((xid, m)) = self.next_buffered().await? {
-                            self.absorb(xid, m);
-                        }
-                    }
+                    n = self.stream.read_buf(&mut self.inbox) => self.take_read(n?).await?,
                 }
             }
         }

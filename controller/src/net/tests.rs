@@ -5,7 +5,8 @@
 //! disconnected, its connection closed, and it is welcome back; a migration
 //! phase committed but never sent before a crash reaches the switch from the
 //! restarted controller; flow-mods the switch refuses never confirm a version, so
-//! a migration's destination is never reported ready on them.
+//! a migration's destination is never reported ready on them; a session held up
+//! past the echo timeout does not blame its switch.
 
 use super::serve_openflow;
 use crate::daemon::tests::example_controller;
@@ -151,6 +152,56 @@ async fn a_switch_that_stops_answering_is_disconnected_and_welcome_back() {
     .await;
     assert_eq!(switch(&ctl, 2).repairs, 0);
     assert_eq!(again.flow_mods(), 0);
+}
+
+/// The cause of the switches declared silent at 1,000 switches: a session that
+/// its runtime did not run for longer than the echo timeout (its worker busy
+/// compiling, or with a thousand other sessions) judged its switch by a silence
+/// of its own making. It had sent no echo meanwhile, or the answer lay unread
+/// in its socket while the timer's branch won the race; then a barrier sent
+/// right after was given no time at all. Here the controller's only thread is
+/// held for twice the timeout, again and again, while the switch (on a thread
+/// of its own) stays ready to answer: it must stay connected, and confirm the
+/// version committed right after each hold.
+#[tokio::test]
+async fn a_session_held_up_past_the_echo_timeout_does_not_judge_its_switch_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = SwitchSettings {
+        echo_every_s: 1,
+        echo_timeout_s: 2,
+        audit_every_s: 0,
+    };
+    let (ctl, addr) = controller(dir.path(), settings).await;
+    let fake = FakeSwitch::new(1);
+    let answering = fake.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(answering.run(addr, tokio::time::Instant::now() + DEADLINE))
+    });
+    let (version, _) = ctl.desired(1).unwrap();
+    wait_until("the switch is synchronised", || {
+        switch(&ctl, 1).synced_version == version
+    })
+    .await;
+    for round in 0..4 {
+        // Between holds the session runs its echoes as usual.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Holds the runtime's only thread, as a compile on a worker would.
+        std::thread::sleep(Duration::from_secs(4));
+        let version = ctl.apply_policy("id", &format!("p{round}")).unwrap();
+        wait_until("the version after the hold is confirmed", || {
+            let s = switch(&ctl, 1);
+            s.synced_version == version || !s.connected
+        })
+        .await;
+        let s = switch(&ctl, 1);
+        assert!(s.connected, "round {round}: {:?}", s.last_error);
+    }
+    assert_eq!(switch(&ctl, 1).last_error, None);
+    assert!(!fake.is_closed());
 }
 
 /// A crash after a migration phase was committed and before its flow-mods

@@ -1,9 +1,12 @@
 //! A switch session's view of the switch's ports: the port list it describes and
 //! the port-status messages that change it, and the bindings of its VM ports
-//! (port security) that this connection sends and the switch may refuse.
+//! (port security) that this connection sends and the switch may refuse, and the
+//! transmit counters of a port that a migration's timeline measures.
 
 use super::{Session, SessionError};
+use crate::migration::PortCounts;
 use openflow::wire::{port_state, BindPort, Message, PortDesc, PortReason, PortStatus};
+use openflow::wire::{MultipartReplyBody, MultipartRequestBody};
 
 impl Session {
     /// The switch's whole port list (a port-desc reply): every port by number,
@@ -85,6 +88,37 @@ impl Session {
         tracing::warn!(dpid = ?self.dpid, "{text}");
         if let Some(dpid) = self.dpid {
             self.ctl.update_switch(dpid, |s| s.last_error = Some(text));
+        }
+    }
+
+    /// Asks for the transmit counters of `port` without waiting for them.
+    pub(super) async fn request_port_counts(&mut self, port: u32) -> Result<u32, SessionError> {
+        let xid = self
+            .multipart(MultipartRequestBody::PortStats(port))
+            .await?;
+        self.ahead.insert(xid);
+        Ok(xid)
+    }
+
+    /// The answer to [`Self::request_port_counts`]; `None` if the port is gone.
+    pub(super) async fn port_counts(
+        &mut self,
+        xid: u32,
+    ) -> Result<Option<PortCounts>, SessionError> {
+        match self.reply_to(xid).await {
+            Ok(Message::MultipartReply(r)) => match r.body {
+                MultipartReplyBody::PortStats(ports) => Ok(ports.first().map(|p| PortCounts {
+                    tx_packets: p.tx_packets,
+                    tx_dropped: p.tx_dropped,
+                })),
+                _ => Ok(None),
+            },
+            Ok(_) => Ok(None),
+            Err(SessionError::Refused(e)) => {
+                tracing::debug!("port counters unavailable: {e}");
+                Ok(None)
+            }
+            Err(e) => Err(e),
         }
     }
 }
