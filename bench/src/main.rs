@@ -65,6 +65,10 @@ enum What {
         /// Measure every grid point over plain TCP and over mutual TLS.
         #[arg(long)]
         tls: bool,
+        /// No VM prefixes: every switch holds a route per VM (as before issue 25's
+        /// prefixes), for comparison.
+        #[arg(long)]
+        no_prefixes: bool,
     },
     /// Forwarding under control load: UDP round trips between two VMs while scd
     /// takes 100,000 flow-mods, is scraped and is dumped.
@@ -128,7 +132,8 @@ fn main() -> Result<()> {
             ref grid,
             reps,
             tls,
-        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls)?,
+            no_prefixes,
+        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
@@ -138,7 +143,7 @@ fn main() -> Result<()> {
             cost::cost()?;
             memory::memory()?;
             control_load::control_load(None)?;
-            reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
+            reroute::reroute(&reroute::parse_grid(&[])?, 3, true, true)?;
             failover::failover(&[10, 100], 3)?;
         }
     }
