@@ -350,6 +350,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_printed_routing_has_a_route_per_other_hosts_prefix() {
+        let text = include_str!("../../docs/examples/inventory.toml");
+        let mut inv = Inventory::parse(text, "inventory.toml").unwrap();
+        let db1_alone = "(filter ip4Dst = 100.64.2.1); port := 10002";
+        assert!(routing_program(&inv).to_string().contains(db1_alone));
+        inv.hosts[1].vm_prefix = Some((Ipv4Addr::new(100, 64, 2, 0), 24));
+        let printed = routing_program(&inv).to_string();
+        // On host-a and host-c, not on host-b itself; db1 (at home) has no route
+        // of its own there.
+        assert_eq!(
+            printed.matches("ip4Dst = 100.64.2.0/24").count(),
+            2,
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("ip4Dst = 100.64.2.1; port := 10002"),
+            "{printed}"
+        );
+    }
+
+    #[test]
     fn sixty_thousand_cases_nest_shallowly_and_print_as_parseable_text() {
         let text = include_str!("../../docs/examples/inventory.toml");
         let mut inv = Inventory::parse(text, "inventory.toml").unwrap();
