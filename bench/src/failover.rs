@@ -13,7 +13,7 @@
 //! new leader is then stopped with `SIGTERM` (it revokes its lease): the handover
 //! to the third replica is timed the same way.
 
-use crate::reroute::inventory;
+use crate::reroute::{inventory, Addressing};
 use anyhow::{Context, Result};
 use fake_switch::{Counters, FakeSwitch};
 use netns_tests::replicas::{master_generation, others, switches_accept, EtcdCluster, SccReplica};
@@ -89,7 +89,11 @@ fn measure_failover(hosts: usize) -> Result<Failover> {
     // Each replica serves its own socket (`--api-socket`), not the inventory's.
     std::fs::write(
         &inv,
-        inventory(hosts, 1, &dir.path().join("unused.sock"), false),
+        inventory(
+            Addressing::new(hosts, 1, false),
+            &dir.path().join("unused.sock"),
+            false,
+        ),
     )?;
     let etcd = EtcdCluster::start(&ns, dir.path(), 3, 23790)?;
     let mut replicas = (0..3)
@@ -187,7 +191,10 @@ fn measure_stores(hosts: usize, adds: usize) -> Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let inv = dir.path().join("inventory.toml");
     let embedded_socket = dir.path().join("scc-embedded.sock");
-    std::fs::write(&inv, inventory(hosts, 1, &embedded_socket, false))?;
+    std::fs::write(
+        &inv,
+        inventory(Addressing::new(hosts, 1, false), &embedded_socket, false),
+    )?;
     let etcd = EtcdCluster::start(&ns, dir.path(), 3, 23790)?;
     let replica = SccReplica::start(&ns, dir.path(), 0, &etcd.store_spec(), "127.0.0.1", &inv)?;
     let embedded_log = std::fs::File::create(dir.path().join("scc-embedded.log"))?;

@@ -67,6 +67,10 @@ enum What {
         /// Measure every grid point over plain TCP and over mutual TLS.
         #[arg(long)]
         tls: bool,
+        /// No VM prefixes: every switch holds a route per VM (as before issue 25's
+        /// prefixes), for comparison.
+        #[arg(long)]
+        no_prefixes: bool,
     },
     /// Forwarding under control load: UDP round trips between two VMs while scd
     /// takes 100,000 flow-mods, is scraped and is dumped.
@@ -173,7 +177,8 @@ fn main() -> Result<()> {
             ref grid,
             reps,
             tls,
-        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls)?,
+            no_prefixes,
+        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::StorageMigration => storage_migration::storage_migration()?,
         What::All => {
@@ -191,7 +196,7 @@ fn main() -> Result<()> {
                     fifo: false,
                 },
             )?;
-            reroute::reroute(&reroute::parse_grid(&[])?, 3, true)?;
+            reroute::reroute(&reroute::parse_grid(&[])?, 3, true, true)?;
             failover::failover(&[10, 100], 3)?;
         }
     }

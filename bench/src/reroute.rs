@@ -96,16 +96,55 @@ async fn serve_over_tls(
     }
 }
 
+/// How the generated inventory addresses its VMs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Addressing {
+    hosts: usize,
+    vms: usize,
+    /// Each host has a VM prefix holding its VMs (else one flat range).
+    prefixes: bool,
+}
+
+impl Addressing {
+    pub(crate) fn new(hosts: usize, vms: usize, prefixes: bool) -> Addressing {
+        Addressing {
+            hosts,
+            vms,
+            prefixes,
+        }
+    }
+
+    /// Addresses per host prefix: its VMs, the one `add_vm` adds, to spare.
+    fn block(&self) -> u32 {
+        let per_host = u32::try_from(self.vms / self.hosts.max(1) + 4).unwrap_or(u32::MAX);
+        per_host.next_power_of_two().max(256)
+    }
+
+    /// Host `h`'s VM prefix (the first block of the overlay is left out).
+    fn prefix(&self, h: usize) -> (std::net::Ipv4Addr, u8) {
+        let block = self.block();
+        let first = 0x6440_0000u32 + block * (1 + u32::try_from(h).unwrap_or(0));
+        let len = 32 - u8::try_from(block.trailing_zeros()).unwrap_or(8);
+        (first.into(), len)
+    }
+
+    /// The address of the `index`th VM of host `h`.
+    fn vm_ip(&self, h: usize, index: usize, v: usize) -> std::net::Ipv4Addr {
+        if self.prefixes {
+            let first = u32::from(self.prefix(h).0);
+            (first + 1 + u32::try_from(index).unwrap_or(0)).into()
+        } else {
+            (0x6440_0000u32 + 0x100 + u32::try_from(v).unwrap_or(0)).into()
+        }
+    }
+}
+
 /// The inventory of `hosts` hosts in three clouds and `vms` VMs spread over them.
 /// Switches may stay silent for 300 s: the fake switches of a run share two
 /// threads, which fall behind scc's first synchronisation of a million flows, and
 /// the echo verdict would judge them, not scc.
-pub(crate) fn inventory(
-    hosts: usize,
-    vms: usize,
-    api_socket: &std::path::Path,
-    tls: bool,
-) -> String {
+pub(crate) fn inventory(at: Addressing, api_socket: &std::path::Path, tls: bool) -> String {
+    let Addressing { hosts, vms, .. } = at;
     let mut t = format!(
         "overlay_prefix = \"100.64.0.0/10\"\ngateway_mac = \"02:5c:00:00:00:01\"\n\
          [controller]\nopenflow = \"{OPENFLOW}\"\napi_socket = \"{}\"\n\
@@ -129,9 +168,12 @@ pub(crate) fn inventory(
             h % 250 + 1,
             h
         );
+        if at.prefixes {
+            let (net, len) = at.prefix(h);
+            t += &format!("vm_prefix = \"{net}/{len}\"\n");
+        }
     }
     for v in 0..vms {
-        let ip = 0x6440_0000u32 + 0x100 + u32::try_from(v).unwrap_or(0);
         t += &format!(
             "[[vm]]\nname = \"vm{v}\"\nmac = \"02:00:{:02x}:{:02x}:{:02x}:{:02x}\"\nip = \"{}\"\n\
              host = \"host{}\"\nport = {}\ntenant = \"t\"\n",
@@ -139,7 +181,7 @@ pub(crate) fn inventory(
             (v >> 16) & 0xff,
             (v >> 8) & 0xff,
             v & 0xff,
-            std::net::Ipv4Addr::from(ip),
+            at.vm_ip(v % hosts, v / hosts, v),
             v % hosts,
             v / hosts + 1
         );
@@ -321,6 +363,8 @@ impl Phases {
 struct Point {
     /// scc started → every switch confirmed the first version.
     ready_s: f64,
+    /// Flow-mods of the first synchronisation, all switches together.
+    first_sync_flow_mods: u64,
     /// `scc vm add` issued → every switch confirmed the version adding it.
     /// Its time and flow-mods, or why it did not finish (the migrations are
     /// measured all the same).
@@ -342,19 +386,19 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Adds one VM on host 0 and times it until every switch confirmed it (the
-/// route to a new VM reaches every switch: each answers the barrier after its
-/// flow-mods; a synchronisation that also deletes answers two, and then scc's
-/// status, checked after, says the version is not everywhere yet and the time
-/// runs on until it is).
+/// Adds one VM on host 0 and times it until every switch it changes confirmed
+/// it (each answers the barrier after its flow-mods; a synchronisation that also
+/// deletes answers two, and then scc's status, checked after, says the version is
+/// not everywhere yet and the time runs on until it is): every switch for a route
+/// per VM, host 0's alone when the VM is inside host 0's prefix.
 fn add_vm(
     ns: &Netns,
     child: &mut std::process::Child,
-    hosts: usize,
-    vms: usize,
+    at: Addressing,
     counters: &Counters,
 ) -> Result<(f64, u64)> {
-    let ip = std::net::Ipv4Addr::from(0x6440_0000u32 + 0x100 + u32::try_from(vms).unwrap_or(0));
+    let Addressing { hosts, vms, .. } = at;
+    let ip = at.vm_ip(0, vms / hosts + 1, vms);
     let port = (vms / hosts + 2).to_string();
     let flow_mods = counters.flow_mods.load(Ordering::SeqCst);
     let barriers = counters.barriers.load(Ordering::SeqCst);
@@ -377,7 +421,9 @@ fn add_vm(
         ],
     )?;
     anyhow::ensure!(out.contains("version"), "scc vm add answered {out}");
-    let all = barriers + u64::try_from(hosts).unwrap_or(0);
+    // A VM added inside its host's prefix changes that host's switch only.
+    let told = if at.prefixes { 1 } else { hosts };
+    let all = barriers + u64::try_from(told).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(180);
     while counters.barriers.load(Ordering::SeqCst) < all {
         if let Some(exit) = child.try_wait()? {
@@ -401,13 +447,14 @@ fn add_vm(
 
 /// Starts scc and `hosts` fake switches, adds a VM, migrates `vm0` back and forth
 /// `reps` times, and reports it all.
-fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
+fn measure(at: Addressing, reps: usize, tls: bool) -> Result<Point> {
+    let hosts = at.hosts;
     let ns = Netns::new(&unique("bench-reroute-"))?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let dir = tempfile::tempdir()?;
     std::fs::write(
         dir.path().join("inventory.toml"),
-        inventory(hosts, vms, &api_socket(&ns), tls),
+        inventory(at, &api_socket(&ns), tls),
     )?;
     let mut clients = Vec::with_capacity(hosts);
     if tls {
@@ -444,7 +491,8 @@ fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
         };
         wait_for(&ns, &mut child, "all switches synced", all_synced).with_context(log_tail)?;
         let ready_s = started.elapsed().as_secs_f64();
-        let add = add_vm(&ns, &mut child, hosts, vms, &counters).map_err(|e| format!("{e:#}"));
+        let first_sync_flow_mods = counters.flow_mods.load(Ordering::SeqCst);
+        let add = add_vm(&ns, &mut child, at, &counters).map_err(|e| format!("{e:#}"));
         let add_phases = status(&ns)
             .map(|s| Phases::of(&s, s["version"].as_u64()))
             .unwrap_or_else(|_| Phases::of(&serde_json::Value::Null, None));
@@ -497,6 +545,7 @@ fn measure(hosts: usize, vms: usize, reps: usize, tls: bool) -> Result<Point> {
         }
         Ok(Point {
             ready_s,
+            first_sync_flow_mods,
             add,
             add_phases,
             reroutes,
@@ -552,13 +601,20 @@ pub fn parse_grid(points: &[String]) -> Result<Vec<(usize, usize)>> {
 }
 
 /// Runs the grid and prints the table; with `tls`, each row over plain TCP
-/// and then over mutual TLS.
-pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
+/// and then over mutual TLS. With `prefixes`, each host has a VM prefix holding
+/// its VMs (a switch holds a route per host); without, a route per VM.
+pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool, prefixes: bool) -> Result<()> {
     println!("\n## Reroute time against VM and switch count (scc + fake OpenFlow switches)\n");
+    let routes = if prefixes {
+        "a VM prefix per host"
+    } else {
+        "a route per VM (--no-prefixes)"
+    };
+    println!("Routes: {routes}.\n");
     println!(
-        "| transport | switches | VMs | scc start + first sync s | VM add ms (→ last barrier) | flow-mods per VM add | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | reroute ms p99 | flow-mods per reroute | scc RSS MiB |"
+        "| transport | switches | VMs | flows per switch (first sync flow-mods / switches) | scc start + first sync s | VM add ms (→ last barrier) | flow-mods per VM add | switch step compiled ahead ms | arrival → switch sent ms | sent → all barriers ms | reroute ms p50 (arrival → last barrier) | reroute ms p99 | flow-mods per reroute | scc RSS MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let transports: &[bool] = if tls { &[false, true] } else { &[false] };
     let mut phase_rows = Vec::new();
     for (&(hosts, vms), &over_tls) in grid
@@ -566,13 +622,14 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
         .flat_map(|point| transports.iter().map(move |t| (point, t)))
     {
         let transport = if over_tls { "TLS" } else { "TCP" };
-        match measure(hosts, vms, reps, over_tls) {
+        match measure(Addressing::new(hosts, vms, prefixes), reps, over_tls) {
             Ok(p) => {
                 let rs = &p.reroutes;
                 let flow_mods = rs.first().map_or(0, |r| r.flow_mods);
                 let total: Vec<f64> = rs.iter().map(|r| r.compile_ms + r.distribute_ms).collect();
                 println!(
-                    "| {transport} | {hosts} | {vms} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} | {:.0} |",
+                    "| {transport} | {hosts} | {vms} | {} | {:.2} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {flow_mods} | {:.0} |",
+                    p.first_sync_flow_mods / u64::try_from(hosts).unwrap_or(1).max(1),
                     p.ready_s,
                     p.add.as_ref().map_or_else(|e| e.clone(), |(ms, _)| format!("{ms:.1}")),
                     p.add.as_ref().map_or(String::new(), |(_, n)| n.to_string()),
@@ -592,7 +649,7 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool) -> Result<()> {
                 }
             }
             Err(e) => {
-                println!("| {transport} | {hosts} | {vms} | failed: {e:#} | | | | | | | | | |")
+                println!("| {transport} | {hosts} | {vms} | | failed: {e:#} | | | | | | | | | |")
             }
         }
     }

@@ -70,6 +70,8 @@ struct Host<'a> {
     tunnel_endpoint: String,
     public_key: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    vm_prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     uplink: Option<Uplink<'a>>,
 }
 
@@ -173,6 +175,7 @@ impl Inventory {
                     datapath_id: h.datapath_id,
                     tunnel_endpoint: h.tunnel_endpoint.to_string(),
                     public_key: &h.public_key,
+                    vm_prefix: h.vm_prefix.map(|(net, len)| format!("{net}/{len}")),
                     uplink: self.gateways.get(&h.name).map(|g| Uplink {
                         port: g.port,
                         interface: &g.interface,
@@ -214,7 +217,9 @@ mod tests {
         let web1 = moved.vms.get_mut("web1").unwrap();
         web1.host = "host-b".into();
         web1.port = 7;
-        for inv in [example, moved] {
+        let mut prefixed = example.clone();
+        prefixed.hosts[1].vm_prefix = Some(("100.64.2.0".parse().unwrap(), 25));
+        for inv in [example, moved, prefixed] {
             let text = inv.to_file("exported by a test");
             assert!(text.starts_with("# exported by a test\n"), "{text}");
             let back =

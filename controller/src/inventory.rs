@@ -171,6 +171,7 @@ struct RawHost {
     datapath_id: Spanned<u64>,
     tunnel_endpoint: Spanned<String>,
     public_key: Spanned<String>,
+    vm_prefix: Option<Spanned<String>>,
     uplink: Option<Spanned<RawUplink>>,
 }
 
@@ -341,6 +342,10 @@ impl RawHost {
             "host.datapath_id" => self.datapath_id.span(),
             "host.tunnel_endpoint" => self.tunnel_endpoint.span(),
             "host.public_key" => self.public_key.span(),
+            "host.vm_prefix" => self
+                .vm_prefix
+                .as_ref()
+                .map_or(self.name.span(), Spanned::span),
             _ => self.name.span(),
         }
     }
@@ -586,7 +591,15 @@ impl Inventory {
                     ),
                 ));
             }
+            let vm_prefix = match &h.vm_prefix {
+                None => None,
+                Some(p) => Some(
+                    vm_prefix(p.get_ref())
+                        .map_err(|message| invalid(&p.span(), "host.vm_prefix", message))?,
+                ),
+            };
             let host = Host {
+                vm_prefix,
                 tunnel_endpoint: h.tunnel_endpoint.get_ref().parse().map_err(|_| {
                     invalid(
                         &h.tunnel_endpoint.span(),
@@ -632,6 +645,22 @@ impl Inventory {
         }
         Ok(inventory)
     }
+}
+
+/// A `[[host]] vm_prefix`: a network address and its length, no bits set past it.
+fn vm_prefix(text: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (net, len) = parse_ipv4_prefix(text)
+        .ok_or_else(|| format!("`{text}` is not an IPv4 prefix such as 100.64.1.0/25"))?;
+    if text
+        .split_once('/')
+        .and_then(|(a, _)| a.trim().parse().ok())
+        != Some(net)
+    {
+        return Err(format!(
+            "`{text}` has address bits set past its length (the network is {net}/{len})"
+        ));
+    }
+    Ok((net, len))
 }
 
 /// Checks a VM's placement knobs against the clouds of `inventory`.
@@ -740,6 +769,58 @@ mod tests {
     fn error_with(from: &str, to: &str) -> String {
         assert!(EXAMPLE.contains(from), "{from}");
         error(&EXAMPLE.replace(from, to))
+    }
+
+    #[test]
+    fn vm_prefixes_lie_in_the_overlay_and_never_overlap() {
+        let with = |a: &str, b: &str| {
+            EXAMPLE
+                .replacen(
+                    "datapath_id = 1\n",
+                    &format!("datapath_id = 1\nvm_prefix = \"{a}\"\n"),
+                    1,
+                )
+                .replacen(
+                    "datapath_id = 2\n",
+                    &format!("datapath_id = 2\nvm_prefix = \"{b}\"\n"),
+                    1,
+                )
+        };
+        let inv = Inventory::parse(&with("100.64.1.0/25", "100.64.2.0/24"), "i").unwrap();
+        assert_eq!(
+            inv.hosts[0].vm_prefix,
+            Some((Ipv4Addr::new(100, 64, 1, 0), 25))
+        );
+        assert!(inv.hosts[1].owns(Ipv4Addr::new(100, 64, 2, 200)));
+        assert!(!inv.hosts[0].owns(Ipv4Addr::new(100, 64, 1, 200)));
+        // Host-b's prefix is the one refused: host-a comes first.
+        let line_of_b = |text: &str| {
+            let at = text.find("datapath_id = 2\nvm_prefix").unwrap();
+            text[..at].matches('\n').count() + 2
+        };
+        for (a, b, says) in [
+            (
+                "100.64.2.0/24",
+                "100.64.2.64/26",
+                "100.64.2.64/26 overlaps host `host-a`'s VM prefix 100.64.2.0/24",
+            ),
+            (
+                "100.64.1.0/25",
+                "100.0.0.0/9",
+                "100.0.0.0/9 is not inside the overlay 100.64.0.0/10",
+            ),
+            (
+                "100.64.1.0/25",
+                "100.64.2.1/24",
+                "has address bits set past its length",
+            ),
+            ("100.64.1.0/25", "100.64.2.0/33", "is not an IPv4 prefix"),
+        ] {
+            let text = with(a, b);
+            let e = error(&text);
+            let at = format!("inv.toml:{}: `host.vm_prefix`", line_of_b(&text));
+            assert!(e.contains(&at) && e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! rules narrowed to its address, and a switch's table is its units in two
 //! priority bands: routes to remote VMs below a guard that drops IPv4 from the
 //! tunnels (no transit), everything else (local delivery, gateways, a migration's
-//! transit) above it; plain flows (a migration's announcement, a gateway's NAT
+//! transit) above it. When hosts have VM prefixes, the lower band is split: the
+//! routes to other hosts' prefixes (one unit per prefix, the same on every
+//! switch) below the routes to single VMs, which override them. Plain flows (a migration's announcement, a gateway's NAT
 //! and counted drops) sit on top. A VM added, removed or moved, a host added or
 //! removed, or a migration step then recompiles the units of the addresses it
 //! touches, on every switch, and nothing else; units with equal cases (a remote
@@ -21,14 +23,16 @@
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_prefix;
 
 use crate::model::{Host, Inventory, Migration, Phase, TUNNEL_PORT_BASE};
 use crate::netkat::ir::{self, CPol, CPred, HField, NoNames};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::netkat::{self, local::LocalError, CompileError, TableOptions};
 use crate::routing::{
-    cases_to, routing_program_during, Band, Destinations, ProgramError, ANNOUNCE_PRIORITY,
-    SCC_COOKIE,
+    cases_to, prefix_case, routing_program_during, Band, Destinations, ProgramError,
+    ANNOUNCE_PRIORITY, SCC_COOKIE,
 };
 use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
@@ -39,6 +43,10 @@ use std::sync::{Arc, Mutex};
 pub const REMOTE_BASE: u16 = 1;
 /// Priority levels a unit may use within its band.
 pub const BAND_LEVELS: u16 = 20_000;
+/// When some host has a VM prefix: the levels of the prefix routes, from
+/// [`REMOTE_BASE`] up; the routes to remote VMs take the rest of their band,
+/// above them.
+pub const PREFIX_LEVELS: u16 = 10_000;
 /// Priority of the drops of IPv4 from the tunnels, between the bands.
 pub const GUARD_PRIORITY: u16 = REMOTE_BASE + BAND_LEVELS;
 /// Lowest priority of the other routing cases.
@@ -201,7 +209,11 @@ struct UnitKey {
     /// The switch, when the policy tests it.
     switch: Option<u64>,
     dst: u32,
+    /// The prefix length of the addresses the unit is about.
+    len: u8,
     band: Band,
+    /// The band is split for prefix routes ([`PREFIX_LEVELS`]).
+    layered: bool,
     cases: Vec<Policy>,
 }
 
@@ -218,6 +230,8 @@ pub struct NetworkProgram {
     migration: Option<Migration>,
     tables: BTreeMap<u64, Arc<SwitchTable>>,
     cache: UnitCache,
+    /// Some host has a VM prefix: the lower band is split.
+    layered: bool,
 }
 
 impl NetworkProgram {
@@ -234,6 +248,7 @@ impl NetworkProgram {
             migration: None,
             tables: BTreeMap::new(),
             cache: UnitCache::default(),
+            layered: false,
         }
         .update(inv, policy, policy_name, migration)
     }
@@ -297,6 +312,7 @@ impl NetworkProgram {
         };
         let everything = old.gateway_mac != inv.gateway_mac
             || old.overlay != inv.overlay
+            || old.has_vm_prefixes() != inv.has_vm_prefixes()
             || old.gateways != inv.gateways
             || inv
                 .hosts
@@ -326,6 +342,7 @@ impl NetworkProgram {
             } else {
                 UnitCache::default()
             },
+            layered: inv.has_vm_prefixes(),
         };
         let dests = Destinations::new(inv);
         let hosts_changed = self
@@ -339,6 +356,9 @@ impl NetworkProgram {
                     for &dst in &touched.addresses {
                         next.set_cases(&mut table, host, dst, &dests)?;
                     }
+                    for &net in &touched.prefixes {
+                        next.set_prefix(&mut table, host, net, &dests)?;
+                    }
                     if touched.plain || hosts_changed || self.migration.as_ref() != migration {
                         table.set_plain(plain_flows(inv, host, migration));
                     }
@@ -346,8 +366,11 @@ impl NetworkProgram {
                 }
                 _ => {
                     let mut table = SwitchTable::from_flows(plain_flows(inv, host, migration));
-                    for dst in dests.addresses() {
+                    for dst in dests.addresses_on(inv, host, migration) {
                         next.set_cases(&mut table, host, dst, &dests)?;
+                    }
+                    for (net, _) in inv.hosts.iter().filter_map(|h| h.vm_prefix) {
+                        next.set_prefix(&mut table, host, u32::from(net), &dests)?;
                     }
                     table
                 }
@@ -380,6 +403,16 @@ impl NetworkProgram {
                 a.into_iter().chain(b).for_each(&mut note);
             }
         });
+        // Hosts come and go with their prefixes (a changed host recompiles all).
+        for (a, b) in [(old, inv), (inv, old)] {
+            t.prefixes.extend(
+                a.hosts
+                    .iter()
+                    .filter(|h| b.host(&h.name).is_none())
+                    .filter_map(|h| h.vm_prefix)
+                    .map(|(net, _)| u32::from(net)),
+            );
+        }
         let moving = [self.migration.as_ref(), migration];
         if self.migration.as_ref() != migration || old.hosts != inv.hosts {
             for m in moving.into_iter().flatten() {
@@ -415,10 +448,31 @@ impl NetworkProgram {
             let unit = if of_band.is_empty() {
                 None
             } else {
-                Some(self.unit(host.datapath_id, dst, band, of_band)?)
+                Some(self.unit(host.datapath_id, dst, 32, band, of_band)?)
             };
             table.set_unit(dst, band, unit);
         }
+        Ok(())
+    }
+
+    /// Recompiles (or finds compiled) the route on `host`'s switch to the VM
+    /// prefix that starts at `net`, or removes it when no other host has it.
+    fn set_prefix(
+        &self,
+        table: &mut SwitchTable,
+        host: &Host,
+        net: u32,
+        dests: &Destinations<'_>,
+    ) -> Result<(), ProgramError> {
+        let case = dests
+            .home(net)
+            .filter(|owner| owner.vm_prefix.is_some_and(|(n, _)| u32::from(n) == net))
+            .and_then(|owner| prefix_case(host, owner));
+        let unit = match case {
+            Some(c) => Some(self.unit(host.datapath_id, net, c.len, Band::Prefix, vec![c.pol])?),
+            None => None,
+        };
+        table.set_unit(net, Band::Prefix, unit);
         Ok(())
     }
 
@@ -427,6 +481,7 @@ impl NetworkProgram {
         &self,
         switch: u64,
         dst: u32,
+        len: u8,
         band: Band,
         cases: Vec<Policy>,
     ) -> Result<Unit, ProgramError> {
@@ -437,7 +492,9 @@ impl NetworkProgram {
         let key = UnitKey {
             switch: form.per_switch.then_some(switch),
             dst,
+            len,
             band,
+            layered: self.layered,
             cases,
         };
         let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -467,6 +524,8 @@ impl NetworkProgram {
 #[derive(Debug, Default)]
 struct Touched {
     addresses: BTreeSet<u32>,
+    /// First addresses of the VM prefixes whose routes may differ.
+    prefixes: BTreeSet<u32>,
     /// Plain flows (gateway NAT) may differ.
     plain: bool,
 }
@@ -482,9 +541,11 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
         Policy::union_all(key.cases.clone()),
     ]);
     let program = form.before(&routing)?;
-    let base = match key.band {
-        Band::Remote => REMOTE_BASE,
-        Band::Open => OPEN_BASE,
+    let (base, levels) = match (key.band, key.layered) {
+        (Band::Prefix, _) => (REMOTE_BASE, PREFIX_LEVELS),
+        (Band::Remote, true) => (REMOTE_BASE + PREFIX_LEVELS, BAND_LEVELS - PREFIX_LEVELS),
+        (Band::Remote, false) => (REMOTE_BASE, BAND_LEVELS),
+        (Band::Open, _) => (OPEN_BASE, BAND_LEVELS),
     };
     let table = netkat::compile(&program)?.table(
         switch,
@@ -495,11 +556,15 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
         },
     )?;
     let top = table.flows.iter().map(|f| f.priority).max().unwrap_or(base);
-    if top - base >= BAND_LEVELS {
+    if top - base >= levels {
         let levels = usize::from(top - base) + 1;
         return Err(CompileError::Local(LocalError::TooManyPriorities(levels)).into());
     }
-    let (ipv4, dst) = (u128::from(ethertype::IPV4), u128::from(key.dst));
+    let ipv4 = u128::from(ethertype::IPV4);
+    let (dst, unit_mask) = (
+        u128::from(key.dst),
+        u128::from(config_support::prefix_mask(key.len)),
+    );
     let mut seen = std::collections::HashSet::new();
     let flows: Vec<FlowSpec> = table
         .flows
@@ -513,7 +578,7 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
                 .is_some_and(|(v, _)| v != ipv4)
                 || f.matcher
                     .get(Field::Ipv4Dst)
-                    .is_some_and(|(v, mask)| dst & mask != v)
+                    .is_some_and(|(v, mask)| dst & mask & unit_mask != v & unit_mask)
             {
                 return None;
             }
@@ -524,13 +589,20 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
                 .matcher
                 .exact(Field::InPort)
                 .is_some_and(|p| p >= u128::from(TUNNEL_PORT_BASE));
-            if key.band == Band::Remote && from_tunnel {
+            if key.band != Band::Open && from_tunnel {
                 return None;
             }
-            f.matcher = f
-                .matcher
-                .with(Field::EthType, ipv4)
-                .with(Field::Ipv4Dst, dst);
+            f.matcher = f.matcher.with(Field::EthType, ipv4);
+            f.matcher = match f.matcher.get(Field::Ipv4Dst) {
+                // The policy's test of an address inside the prefix stays.
+                Some((v, mask)) if key.len < 32 => {
+                    let narrowed = (v & mask) | (dst & unit_mask);
+                    f.matcher
+                        .with_masked(Field::Ipv4Dst, narrowed, mask | unit_mask)
+                }
+                _ if key.len < 32 => f.matcher.with_masked(Field::Ipv4Dst, dst, unit_mask),
+                _ => f.matcher.with(Field::Ipv4Dst, dst),
+            };
             seen.insert((f.priority, f.matcher)).then_some(f)
         })
         .collect();
@@ -566,6 +638,7 @@ fn whole(
         migration: migration.cloned(),
         tables,
         cache: UnitCache::default(),
+        layered: inv.has_vm_prefixes(),
     })
 }
 

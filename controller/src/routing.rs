@@ -5,7 +5,11 @@
 //! rewritten (the anycast gateway's as source, the VM's as destination); IPv4 to
 //! a VM on another host leaves through the direct tunnel to that host, unless it
 //! came from a tunnel (no transit); a gateway adds NAT between public addresses
-//! and VMs (`gateway`); anything else is dropped. ARP never reaches the tables:
+//! and VMs (`gateway`); anything else is dropped. A host with a VM prefix
+//! (`vm_prefix`) is reached by one route per switch for the whole prefix, below
+//! the routes to single VMs: a VM inside it gets routes of its own only when it
+//! runs elsewhere (moved, or arriving at a migration's destination); an address
+//! of the prefix with no VM is tunnelled to the host and dropped there. ARP never reaches the tables:
 //! `scd` answers it on the host. The routing is a union of [`Case`]s, each about
 //! one destination address, so the cases of one address can be recomputed alone
 //! (`program` compiles them with the user's policy, which runs first, so it can
@@ -18,7 +22,7 @@ use crate::model::{Host, Inventory, Migration, Phase, Vm};
 use crate::netkat::diagnostics::Diagnostic;
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::netkat::CompileError;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 /// Cookie carried by every flow the controller installs, so `ovs-ofctl` and the
@@ -51,6 +55,9 @@ pub const ANNOUNCE_PRIORITY: u16 = 65_000;
 /// Which part of a switch's table a case belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Band {
+    /// Below every remote route, only for packets that did not come from a
+    /// tunnel: the route to another host's VM prefix.
+    Prefix,
     /// Only for packets that did not come from a tunnel: routes to remote VMs.
     Remote,
     /// For packets from anywhere: local delivery, gateways, migration transit.
@@ -61,32 +68,78 @@ pub enum Band {
 /// different addresses never overlap.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Case {
-    /// The destination address every packet of the case has.
+    /// The destination address every packet of the case has (the first of
+    /// them for a prefix route).
     pub dst: u32,
+    /// How many leading bits of `dst` the case is about (32 but for a prefix).
+    pub len: u8,
     /// Where in the table it goes.
     pub band: Band,
     /// What it does (starting with its own test of `dst`).
     pub pol: Policy,
 }
 
-/// The VMs by overlay and by public address, to find the cases of one address.
+/// The VMs by overlay and by public address, to find the cases of one address,
+/// and the hosts by VM prefix.
 #[derive(Debug, Default)]
 pub struct Destinations<'a> {
     by_ip: HashMap<u32, Vec<&'a Vm>>,
     by_public: HashMap<u32, Vec<&'a Vm>>,
+    /// Hosts with a VM prefix by its first address (prefixes never overlap).
+    prefixes: BTreeMap<u32, (u8, &'a Host)>,
+    /// The overlay addresses of each host's VMs.
+    by_host: HashMap<&'a str, Vec<u32>>,
+    /// Overlay addresses whose VM is not on its prefix's host (or that lie in no
+    /// prefix): every switch may route them.
+    away: Vec<u32>,
 }
 
 impl<'a> Destinations<'a> {
     /// The destinations of `inv`.
     pub fn new(inv: &'a Inventory) -> Destinations<'a> {
         let mut d = Destinations::default();
+        for h in &inv.hosts {
+            if let Some((net, len)) = h.vm_prefix {
+                d.prefixes.insert(u32::from(net), (len, h));
+            }
+        }
         for vm in inv.vms.values() {
-            d.by_ip.entry(u32::from(vm.ip)).or_default().push(vm);
+            let ip = u32::from(vm.ip);
+            d.by_ip.entry(ip).or_default().push(vm);
+            d.by_host.entry(&vm.host).or_default().push(ip);
+            if d.home(ip).is_none_or(|h| h.name != vm.host) {
+                d.away.push(ip);
+            }
             if let Some(public) = vm.public_ip {
                 d.by_public.entry(u32::from(public)).or_default().push(vm);
             }
         }
         d
+    }
+
+    /// The host whose VM prefix holds `ip`, if any.
+    pub fn home(&self, ip: u32) -> Option<&'a Host> {
+        let (&net, &(len, host)) = self.prefixes.range(..=ip).next_back()?;
+        (ip & config_support::prefix_mask(len) == net).then_some(host)
+    }
+
+    /// The addresses that may have cases on `host`'s switch: its VMs', those of
+    /// VMs away from their prefix's host, public addresses and the migrating VM's.
+    pub fn addresses_on(
+        &self,
+        inv: &Inventory,
+        host: &Host,
+        migration: Option<&Migration>,
+    ) -> BTreeSet<u32> {
+        let mut out: BTreeSet<u32> = self.away.iter().copied().collect();
+        out.extend(self.by_host.get(host.name.as_str()).into_iter().flatten());
+        out.extend(self.by_public.keys());
+        out.extend(
+            migration
+                .and_then(|m| inv.vms.get(&m.vm))
+                .map(|vm| u32::from(vm.ip)),
+        );
+        out
     }
 
     /// Every address a case can be about.
@@ -141,6 +194,7 @@ pub fn cases_to(
     for vm in dests.by_ip.get(&dst).into_iter().flatten() {
         let open = |steps: Vec<Policy>| Case {
             dst,
+            len: 32,
             band: Band::Open,
             pol: Policy::seq_all(steps),
         };
@@ -156,6 +210,12 @@ pub fn cases_to(
             }
         }
         let remote = inv.host(&vm.host);
+        // At home, the VM is reached through its host's prefix route, except
+        // where it is arriving: that switch's own routes must not cover it then.
+        let routed_alone = dests.home(dst).is_none_or(|h| h.name != vm.host)
+            || migration.is_some_and(|m| {
+                m.phase == Phase::Prepared && m.to_host == host.name && m.vm == vm.name
+            });
         if vm.host == host.name {
             let mut steps = vec![to_dst()];
             steps.extend(deliver(inv, vm, vm.port));
@@ -170,10 +230,11 @@ pub fn cases_to(
             // arrives for it, from anywhere, to its new host.
             let out = Policy::assign(HeaderField::Port, int(remote.tunnel_port()));
             cases.push(open(vec![to_dst(), out]));
-        } else if let (Some(remote), true) = (remote, has_tunnels) {
+        } else if let (Some(remote), true) = (remote, has_tunnels && routed_alone) {
             let out = Policy::assign(HeaderField::Port, int(remote.tunnel_port()));
             cases.push(Case {
                 dst,
+                len: 32,
                 band: Band::Remote,
                 pol: Policy::seq_all(vec![to_dst(), out]),
             });
@@ -183,6 +244,7 @@ pub fn cases_to(
     if let Some(pol) = crate::gateway::inbound_case(inv, host, Ipv4Addr::from(dst), claimants) {
         cases.push(Case {
             dst,
+            len: 32,
             band: Band::Open,
             pol,
         });
@@ -190,16 +252,62 @@ pub fn cases_to(
     cases
 }
 
-/// The cases of `host`'s switch as a program: `open + filter not tunnels; remote`.
+/// The route on `host`'s switch to `owner`'s VM prefix, if `owner` is another
+/// host with one.
+pub fn prefix_case(host: &Host, owner: &Host) -> Option<Case> {
+    let (net, len) = owner.vm_prefix.filter(|_| owner.name != host.name)?;
+    let prefix = Value::Ip4 {
+        addr: u32::from(net),
+        prefix: Some(len),
+    };
+    let out = Policy::assign(HeaderField::Port, int(owner.tunnel_port()));
+    Some(Case {
+        dst: u32::from(net),
+        len,
+        band: Band::Prefix,
+        pol: Policy::seq_all(vec![test(HeaderField::Ip4Dst, prefix), out]),
+    })
+}
+
+/// The cases of `host`'s switch as a program:
+/// `open + filter not tunnels; (remote + filter not (ip4Dst = routed alone); prefixes)`,
+/// where a prefix route never takes an address that has cases of its own (as
+/// the table's priorities have it).
 pub fn switch_program(inv: &Inventory, host: &Host, cases: Vec<Case>) -> Policy {
-    let (open, remote): (Vec<Case>, Vec<Case>) =
+    let (open, rest): (Vec<Case>, Vec<Case>) =
         cases.into_iter().partition(|c| c.band == Band::Open);
+    let (prefixes, remote): (Vec<Case>, Vec<Case>) =
+        rest.into_iter().partition(|c| c.band == Band::Prefix);
+    let covered: BTreeMap<u32, u8> = prefixes.iter().map(|c| (c.dst, c.len)).collect();
+    let in_prefix = |dst: u32| {
+        covered
+            .range(..=dst)
+            .next_back()
+            .is_some_and(|(&net, &len)| dst & config_support::prefix_mask(len) == net)
+    };
+    let alone: BTreeSet<u32> = open
+        .iter()
+        .chain(&remote)
+        .map(|c| c.dst)
+        .filter(|&d| in_prefix(d))
+        .collect();
     let mut parts: Vec<Policy> = open.into_iter().map(|c| c.pol).collect();
-    if !remote.is_empty() {
+    let mut below_guard: Vec<Policy> = remote.into_iter().map(|c| c.pol).collect();
+    if !prefixes.is_empty() {
+        let own_cases = alone
+            .into_iter()
+            .map(|d| Pred::test(HeaderField::Ip4Dst, ip(Ipv4Addr::from(d))))
+            .collect();
+        below_guard.push(Policy::seq_all(vec![
+            Policy::filter(Pred::negate(Pred::or_all(own_cases))),
+            Policy::union_all(prefixes.into_iter().map(|c| c.pol).collect()),
+        ]));
+    }
+    if !below_guard.is_empty() {
         // Never from one tunnel into another: the mesh is direct, no transit.
         parts.push(Policy::seq_all(vec![
             Policy::filter(Pred::negate(from_tunnels(inv, host))),
-            Policy::union_all(remote.into_iter().map(|c| c.pol).collect()),
+            Policy::union_all(below_guard),
         ]));
     }
     Policy::union_all(parts)
@@ -223,6 +331,7 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
             let cases = addresses
                 .iter()
                 .flat_map(|&dst| cases_to(inv, host, dst, &dests, migration))
+                .chain(inv.hosts.iter().filter_map(|o| prefix_case(host, o)))
                 .collect();
             Policy::seq_all(vec![
                 test(HeaderField::Switch, int(host.datapath_id)),
@@ -239,6 +348,27 @@ pub fn routing_program_during(inv: &Inventory, migration: Option<&Migration>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_printed_routing_has_a_route_per_other_hosts_prefix() {
+        let text = include_str!("../../docs/examples/inventory.toml");
+        let mut inv = Inventory::parse(text, "inventory.toml").unwrap();
+        let db1_alone = "(filter ip4Dst = 100.64.2.1); port := 10002";
+        assert!(routing_program(&inv).to_string().contains(db1_alone));
+        inv.hosts[1].vm_prefix = Some((Ipv4Addr::new(100, 64, 2, 0), 24));
+        let printed = routing_program(&inv).to_string();
+        // On host-a and host-c, not on host-b itself; db1 (at home) has no route
+        // of its own there.
+        assert_eq!(
+            printed.matches("ip4Dst = 100.64.2.0/24").count(),
+            2,
+            "{printed}"
+        );
+        assert!(
+            !printed.contains("ip4Dst = 100.64.2.1; port := 10002"),
+            "{printed}"
+        );
+    }
 
     #[test]
     fn sixty_thousand_cases_nest_shallowly_and_print_as_parseable_text() {

@@ -283,12 +283,22 @@ enum HostVerb {
         /// WireGuard public key (base64).
         #[arg(long)]
         public_key: String,
+        /// The overlay addresses that live on this host unless placed elsewhere,
+        /// e.g. 100.64.1.0/25 (other switches then hold one route for them all).
+        #[arg(long, value_parser = vm_prefix)]
+        vm_prefix: Option<(std::net::Ipv4Addr, u8)>,
     },
     /// Remove a host that runs no VM.
     Rm {
         /// Name.
         name: String,
     },
+}
+
+/// `--vm-prefix`'s value.
+fn vm_prefix(text: &str) -> Result<(std::net::Ipv4Addr, u8), String> {
+    config_support::parse_ipv4_prefix(text)
+        .ok_or_else(|| format!("`{text}` is not an IPv4 prefix such as 100.64.1.0/25"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -405,6 +415,7 @@ fn main() -> ExitCode {
                 datapath_id,
                 tunnel_endpoint,
                 public_key,
+                vm_prefix,
             } => {
                 let host = controller::model::Host {
                     name,
@@ -412,6 +423,7 @@ fn main() -> ExitCode {
                     datapath_id,
                     tunnel_endpoint,
                     public_key,
+                    vm_prefix,
                 };
                 serde_json::to_vec(&host)
                     .map_err(Into::into)

@@ -183,6 +183,7 @@ fn hosts_come_and_go_with_checks() {
         datapath_id: 4,
         tunnel_endpoint: "198.51.100.3:51820".parse().unwrap(),
         public_key: "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=".into(),
+        vm_prefix: None,
     };
     assert!(ctl
         .add_host(Host {

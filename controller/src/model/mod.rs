@@ -53,9 +53,21 @@ pub struct Host {
     pub tunnel_endpoint: SocketAddr,
     /// Its WireGuard public key (base64).
     pub public_key: String,
+    /// The overlay addresses that live on this host unless the inventory puts
+    /// their VM elsewhere (as Kubernetes' per-node pod CIDR): other switches
+    /// reach them through one route instead of one per VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_prefix: Option<(Ipv4Addr, u8)>,
 }
 
 impl Host {
+    /// True when `ip` lies in this host's VM prefix.
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.vm_prefix.is_some_and(|(net, len)| {
+            u32::from(ip) & config_support::prefix_mask(len) == u32::from(net)
+        })
+    }
+
     /// The OpenFlow port number every other host uses for its tunnel to this host.
     pub fn tunnel_port(&self) -> u32 {
         TUNNEL_PORT_BASE + u32::try_from(self.datapath_id).unwrap_or(0)
@@ -210,6 +222,12 @@ impl Inventory {
     /// The host with this name.
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// True when some host has a VM prefix (its switches then hold prefix routes
+    /// below the routes to single VMs).
+    pub fn has_vm_prefixes(&self) -> bool {
+        self.hosts.iter().any(|h| h.vm_prefix.is_some())
     }
 
     /// True when `ip` lies in the overlay prefix.

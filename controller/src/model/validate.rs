@@ -1,6 +1,7 @@
 //! The rules a host or a VM must satisfy against the rest of the inventory. A
 //! host: a known cloud, a datapath id in range that no other host has, a
-//! WireGuard public key. A VM: its address in the overlay and its own, a host
+//! WireGuard public key, a VM prefix (if any) inside the overlay that overlaps
+//! no other host's. A VM: its address in the overlay and its own, a host
 //! that exists, a free port that is neither a tunnel's nor an uplink's, a valid
 //! TAP name, and a public address a gateway serves and no other VM has. The
 //! inventory file's parser and the API both go through [`Inventory::add_host`]
@@ -56,11 +57,51 @@ impl Inventory {
                 ),
             ));
         }
+        if let Some((net, len)) = host.vm_prefix {
+            self.check_vm_prefix(host, net, len)?;
+        }
         let key = host.public_key.trim();
         if key.len() != PUBLIC_KEY_LEN || !key.ends_with('=') {
             return Err(invalid(
                 "host.public_key",
                 format!("not a WireGuard public key ({PUBLIC_KEY_LEN} characters of base64)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A host's VM prefix lies in the overlay and overlaps no other host's.
+    fn check_vm_prefix(
+        &self,
+        host: &Host,
+        net: std::net::Ipv4Addr,
+        len: u8,
+    ) -> Result<(), Invalid> {
+        if len < self.overlay.1 || !self.in_overlay(net) {
+            return Err(invalid(
+                "host.vm_prefix",
+                format!(
+                    "{net}/{len} is not inside the overlay {}/{}",
+                    self.overlay.0, self.overlay.1
+                ),
+            ));
+        }
+        let overlaps = |(o_net, o_len): (std::net::Ipv4Addr, u8)| {
+            let mask = config_support::prefix_mask(len.min(o_len));
+            u32::from(net) & mask == u32::from(o_net) & mask
+        };
+        if let Some(o) = self
+            .hosts
+            .iter()
+            .find(|o| o.name != host.name && o.vm_prefix.is_some_and(overlaps))
+        {
+            let (o_net, o_len) = o.vm_prefix.unwrap_or((net, len));
+            return Err(invalid(
+                "host.vm_prefix",
+                format!(
+                    "{net}/{len} overlaps host `{}`'s VM prefix {o_net}/{o_len}",
+                    o.name
+                ),
             ));
         }
         Ok(())

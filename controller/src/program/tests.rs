@@ -9,12 +9,21 @@ use openflow::flow::FlowKey;
 use openflow::wire::FlowModCommand;
 use proptest::prelude::*;
 
-fn inventory() -> Inventory {
+pub(super) fn inventory() -> Inventory {
     let text = include_str!("../../../docs/examples/inventory.toml");
     Inventory::parse(text, "inventory.toml").unwrap()
 }
 
-fn packet(in_port: u32, src: [u8; 4], dst: [u8; 4]) -> FlowKey {
+/// The example with VM prefixes on host-a (100.64.1.0/24, holding web1) and
+/// host-b (100.64.2.0/24, holding db1); host-c has none.
+pub(super) fn prefixed() -> Inventory {
+    let mut inv = inventory();
+    inv.hosts[0].vm_prefix = Some((std::net::Ipv4Addr::new(100, 64, 1, 0), 24));
+    inv.hosts[1].vm_prefix = Some((std::net::Ipv4Addr::new(100, 64, 2, 0), 24));
+    inv
+}
+
+pub(super) fn packet(in_port: u32, src: [u8; 4], dst: [u8; 4]) -> FlowKey {
     FlowKey {
         in_port,
         eth_type: ethertype::IPV4,
@@ -83,7 +92,7 @@ fn a_bad_policy_is_refused_with_its_position() {
     assert!(err.to_string().contains("p.kat:1:"), "{err}");
 }
 
-fn vm(n: u8, host: &str, public: bool) -> Vm {
+pub(super) fn vm(n: u8, host: &str, public: bool) -> Vm {
     Vm {
         name: format!("p{n}"),
         mac: format!("02:00:00:09:00:{n:02x}").parse().unwrap(),
@@ -143,6 +152,13 @@ fn adding_and_removing_a_vm_changes_only_its_flows() {
 /// port a switch has (VM ports, tunnels, the uplink).
 fn packets(inv: &Inventory) -> Vec<FlowKey> {
     let mut dsts: Vec<u32> = inv.vms.values().map(|v| u32::from(v.ip)).collect();
+    // An address of each VM prefix that no VM has.
+    dsts.extend(
+        inv.hosts
+            .iter()
+            .filter_map(|h| h.vm_prefix)
+            .map(|(net, _)| u32::from(net) + 77),
+    );
     dsts.extend(inv.vms.values().filter_map(|v| v.public_ip).map(u32::from));
     dsts.extend([0x6440_0909, 0xcb00_7163]);
     let mut ports: Vec<u32> = inv.vms.values().map(|v| v.port).collect();
@@ -175,13 +191,31 @@ fn behaviour(flows: &[FlowSpec], packets: &[FlowKey]) -> Vec<Vec<(u32, FlowKey)>
 
 /// One change to the network.
 #[derive(Debug, Clone)]
-enum Change {
-    AddVm { n: u8, host: usize, public: bool },
+pub(super) enum Change {
+    AddVm {
+        n: u8,
+        host: usize,
+        public: bool,
+    },
+    /// A VM inside its host's VM prefix.
+    AddHomeVm {
+        n: u8,
+        host: usize,
+    },
     RemoveVm(usize),
-    MoveVm { vm: usize, host: usize },
-    AddHost(u8),
+    MoveVm {
+        vm: usize,
+        host: usize,
+    },
+    AddHost {
+        n: u8,
+        prefixed: bool,
+    },
     RemoveHost(usize),
-    Prepare { vm: usize, host: usize },
+    Prepare {
+        vm: usize,
+        host: usize,
+    },
     Switch,
     Done,
     Policy(usize),
@@ -194,12 +228,13 @@ const POLICIES: [&str; 4] = [
     "filter ip4Src = 100.64.0.0/16 or port = 100",
 ];
 
-fn change() -> impl Strategy<Value = Change> {
+pub(super) fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         3 => (0u8..12, 0usize..8, any::<bool>()).prop_map(|(n, host, public)| Change::AddVm { n, host, public }),
+        3 => (0u8..12, 0usize..8).prop_map(|(n, host)| Change::AddHomeVm { n, host }),
         1 => (0usize..16).prop_map(Change::RemoveVm),
         2 => (0usize..16, 0usize..8).prop_map(|(vm, host)| Change::MoveVm { vm, host }),
-        1 => (0u8..4).prop_map(Change::AddHost),
+        1 => (0u8..4, any::<bool>()).prop_map(|(n, prefixed)| Change::AddHost { n, prefixed }),
         1 => (0usize..8).prop_map(Change::RemoveHost),
         2 => (0usize..16, 0usize..8).prop_map(|(vm, host)| Change::Prepare { vm, host }),
         1 => Just(Change::Switch),
@@ -209,7 +244,7 @@ fn change() -> impl Strategy<Value = Change> {
 }
 
 /// Applies `c`; `None` when it does not apply (the test skips it).
-fn apply(
+pub(super) fn apply(
     c: &Change,
     inv: &mut Inventory,
     migration: &mut Option<Migration>,
@@ -238,10 +273,24 @@ fn apply(
             let to = host_name(inv, host)?;
             inv.vms.get_mut(&name)?.host = to;
         }
-        Change::AddHost(n) => {
+        Change::AddHomeVm { n, host } => {
+            let h = inv.hosts.get(host % inv.hosts.len())?;
+            let (net, _) = h.vm_prefix?;
+            let v = Vm {
+                name: format!("h{n}"),
+                mac: format!("02:00:00:0a:00:{n:02x}").parse().unwrap(),
+                ip: std::net::Ipv4Addr::from(u32::from(net) + 100 + u32::from(n)),
+                port: 40 + u32::from(n),
+                tap: format!("sc-h{n}"),
+                ..vm(n, &h.name, false)
+            };
+            inv.vms.insert(v.name.clone(), v);
+        }
+        Change::AddHost { n, prefixed } => {
             let mut h = inv.hosts.last()?.clone();
             h.name = format!("x{n}");
             h.datapath_id = 10 + u64::from(n);
+            h.vm_prefix = prefixed.then(|| (std::net::Ipv4Addr::new(100, 64, 20 + n, 0), 24));
             if inv.host(&h.name).is_some() {
                 return None;
             }
@@ -312,8 +361,11 @@ proptest! {
     /// full compile's, and the difference the sessions send (from the changed
     /// units) is the one a full diff finds.
     #[test]
-    fn incremental_tables_equal_a_full_compile(changes in proptest::collection::vec(change(), 1..14)) {
-        let mut inv = inventory();
+    fn incremental_tables_equal_a_full_compile(
+        with_prefixes in any::<bool>(),
+        changes in proptest::collection::vec(change(), 1..14),
+    ) {
+        let mut inv = if with_prefixes { prefixed() } else { inventory() };
         let mut migration: Option<Migration> = None;
         let mut policy = POLICIES[0];
         let mut program = NetworkProgram::compile(&inv, policy, "p", None).unwrap();
@@ -351,8 +403,11 @@ proptest! {
     /// Compiled by address, the tables forward every packet as the program
     /// compiled whole (the routing and the policy as one NetKAT program) does.
     #[test]
-    fn compiled_by_address_behaves_as_compiled_whole(changes in proptest::collection::vec(change(), 0..8)) {
-        let mut inv = inventory();
+    fn compiled_by_address_behaves_as_compiled_whole(
+        with_prefixes in any::<bool>(),
+        changes in proptest::collection::vec(change(), 0..8),
+    ) {
+        let mut inv = if with_prefixes { prefixed() } else { inventory() };
         let mut migration: Option<Migration> = None;
         let mut policy = POLICIES[2];
         for c in &changes {
