@@ -147,6 +147,8 @@ pub struct Controller {
     follower: Follower,
     /// Switches refused at the OpenFlow listener, by reason.
     switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
+    /// The connected switches' sessions that take add-port and del-port.
+    pub(crate) port_requests: crate::port_requests::PortRequests,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -202,6 +204,7 @@ impl Controller {
             mastership,
             follower: Follower::with_moves(&moves_ms),
             switch_refusals: Mutex::new(BTreeMap::new()),
+            port_requests: Default::default(),
         }))
     }
 
