@@ -131,6 +131,10 @@ impl Controller {
         to_port: u32,
         tap: Option<String>,
     ) -> Result<Option<String>, ChangeError> {
+        // A standby's sessions claim slave: the switch would refuse the port.
+        if !self.mastership.borrow().programs_switches() {
+            return Err(ChangeError::Standby);
+        }
         let inv = self.inventory();
         let (dpid, request) = {
             let st = self.lock();
