@@ -286,6 +286,15 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
             v["to_host"].as_str(),
             v["to_port"].as_u64().and_then(|p| u32::try_from(p).ok()),
         ) {
+            // The controller adds a missing destination port unless the
+            // operator manages ports by hand (`"manage_ports": false`).
+            (Some(vm), Some(host), Some(port)) if v["manage_ports"].as_bool() != Some(false) => {
+                let tap = v["tap"].as_str().map(str::to_string);
+                change(
+                    ctl.start_migration_managing_ports(vm, host, port, tap)
+                        .await,
+                )
+            }
             (Some(vm), Some(host), Some(port)) => {
                 let (vm, host) = (vm.to_string(), host.to_string());
                 changing(move || ctl.start_migration(&vm, &host, port)).await

@@ -25,6 +25,7 @@ pub mod model;
 pub mod net;
 pub use netkat;
 pub mod placement;
+pub mod port_requests;
 pub mod program;
 pub mod replica;
 pub mod restart;

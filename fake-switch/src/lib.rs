@@ -4,7 +4,9 @@
 //! echoes, features, flow dumps (in parts, as a real switch must for big tables),
 //! port statistics and port descriptions (ports 1 to 16 unless told otherwise: a
 //! migration is refused to a port its destination did not describe), takes port
-//! bindings silently (as `scd` does), may refuse every flow-mod, counts flow-mods,
+//! bindings silently (as `scd` does), adds and removes ports on the controller's
+//! add-port/del-port with a port-status (a clashing or unknown port is refused
+//! with a port-mod-failed error, as `scd` does), may refuse every flow-mod, counts flow-mods,
 //! answers role requests and remembers the last master's generation (one switch
 //! may serve several controllers, each connection a task over the same table),
 //! and moves no packet.
@@ -16,8 +18,8 @@
 use openflow::flow::FlowMatch;
 use openflow::wire::{
     decode, encode, frame_len, ControllerRole, ErrorCode, ErrorMsg, FlowModCommand, FlowStatsEntry,
-    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody, PortDesc, PortStats,
-    Role, SwitchFeatures, MORE,
+    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequestBody, PortDesc, PortReason,
+    PortStats, PortStatus, Role, SwitchFeatures, MORE,
 };
 use openflow::FlowSpec;
 use std::collections::HashMap;
@@ -151,6 +153,11 @@ impl FakeSwitch {
         *self.ports.lock().unwrap_or_else(|e| e.into_inner()) = ports;
     }
 
+    /// The ports it describes now (ports added and removed on request included).
+    pub fn ports(&self) -> Vec<PortDesc> {
+        self.ports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// True once its connection has ended.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
@@ -211,6 +218,32 @@ impl FakeSwitch {
                     }
                 }
                 return Vec::new();
+            }
+            Message::AddPort(add) => {
+                let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+                if ports
+                    .iter()
+                    .any(|p| p.port_no == add.port || p.name == add.name)
+                {
+                    port_mod_failed()
+                } else {
+                    let desc = port(add.port, &add.name);
+                    ports.push(desc.clone());
+                    Message::PortStatus(PortStatus {
+                        reason: PortReason::Add,
+                        desc,
+                    })
+                }
+            }
+            Message::DelPort(del) => {
+                let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+                match ports.iter().position(|p| p.port_no == del.port) {
+                    Some(at) => Message::PortStatus(PortStatus {
+                        reason: PortReason::Delete,
+                        desc: ports.remove(at),
+                    }),
+                    None => port_mod_failed(),
+                }
             }
             Message::MultipartRequest(r) => match r.body {
                 MultipartRequestBody::Flow(req) => {
@@ -334,6 +367,15 @@ pub fn port(port_no: u32, name: &str) -> PortDesc {
         name: name.to_string(),
         ..PortDesc::default()
     }
+}
+
+/// `OFPET_PORT_MOD_FAILED`, `OFPPMFC_BAD_PORT`: what `scd` answers a port
+/// request it cannot do.
+fn port_mod_failed() -> Message {
+    Message::Error(ErrorMsg {
+        code: ErrorCode::Other { typ: 7, code: 0 },
+        data: Vec::new(),
+    })
 }
 
 fn multipart(body: MultipartReplyBody) -> Message {

@@ -147,6 +147,17 @@ enum Command {
         /// its arrival (only then may the hypervisor move it).
         #[arg(long)]
         no_wait: bool,
+        /// The operator adds and removes the VM's ports by hand (`scd port
+        /// add/del`): a destination port the switch lacks refuses the migration,
+        /// and the source port stays after the clean-up. By default the
+        /// controller asks the destination's scd to add the port (a TAP bound to
+        /// the VM's MAC and address) and the source's to remove the old one.
+        #[arg(long)]
+        no_manage_ports: bool,
+        /// The TAP the controller creates for a missing destination port
+        /// (default: the VM's `tap` in the inventory).
+        #[arg(long, value_name = "NAME", conflicts_with = "no_manage_ports")]
+        tap: Option<String>,
         /// Give up a migration that has not switched (the hypervisor's failed): the
         /// tables go back to what they were.
         #[arg(long)]
@@ -392,6 +403,8 @@ fn main() -> ExitCode {
             port,
             arrived,
             no_wait,
+            no_manage_ports,
+            tap,
             abort,
             json,
             api,
@@ -405,7 +418,10 @@ fn main() -> ExitCode {
             (_, _, _, true) => show(&api, "POST", "/migrate/arrived", b"", json, |v| {
                 format!("rerouted to the destination (version {})\n", v["version"])
             }),
-            (Some(vm), Some(to), Some(port), false) => migrate(&api, &vm, &to, port, no_wait, json),
+            (Some(vm), Some(to), Some(port), false) => {
+                let ports = (!no_manage_ports).then_some(tap);
+                migrate(&api, &vm, &to, port, ports, no_wait, json)
+            }
             _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
         },
         Command::Host { verb, api, json } => match verb {
@@ -559,16 +575,27 @@ fn applied(v: &serde_json::Value) -> String {
 }
 
 /// `scc migrate VM --to HOST --port N`: starts the migration, then (unless
-/// `no_wait`) waits until the destination switch confirmed its flows.
+/// `no_wait`) waits until the destination switch confirmed its flows. With
+/// `managed` (`Some(tap name or default)`) the controller adds a missing
+/// destination port and removes the source port after the clean-up.
 fn migrate(
     api: &ApiArgs,
     vm: &str,
     to: &str,
     port: u32,
+    managed: Option<Option<String>>,
     no_wait: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    let body = serde_json::json!({ "vm": vm, "to_host": to, "to_port": port });
+    let mut body = serde_json::json!({
+        "vm": vm,
+        "to_host": to,
+        "to_port": port,
+        "manage_ports": managed.is_some(),
+    });
+    if let Some(Some(tap)) = managed {
+        body["tap"] = tap.into();
+    }
     let Some(started) = answer(api, "POST", "/migrate", body.to_string().as_bytes())? else {
         return Ok(ExitCode::from(1));
     };

@@ -68,17 +68,7 @@ impl Controller {
         let _serial = self.serialize();
         let inv = self.inventory();
         let (policy, name) = self.policy();
-        let (mut started, step) = {
-            let st = self.lock();
-            MigrationState::start(
-                st.migration.as_ref(),
-                &inv,
-                vm,
-                to_host,
-                to_port,
-                self.clock(),
-            )?
-        };
+        let (mut started, step) = self.check_start(&self.lock(), &inv, vm, to_host, to_port)?;
         started.to_tap = Some(self.destination_port_exists(&inv, to_host, to_port)?);
         let ahead = started.switch_step(&inv);
         let prepared = self
@@ -98,6 +88,138 @@ impl Controller {
         )?;
         self.compile_switch_ahead(ahead, version);
         Ok(version)
+    }
+
+    /// [`Self::start_migration`] by a controller that manages the VM's ports:
+    /// a destination port the switch lacks is added first (a TAP named `tap`,
+    /// or the VM's inventory TAP name, bound to the VM's MAC and address), and
+    /// the migration starts once the switch announced it (port-status); a
+    /// refusal starts nothing. After the clean-up the source port is removed.
+    pub async fn start_migration_managing_ports(
+        self: &Arc<Self>,
+        vm: &str,
+        to_host: &str,
+        to_port: u32,
+        tap: Option<String>,
+    ) -> Result<u64, ChangeError> {
+        let added = self.add_destination_port(vm, to_host, to_port, tap).await?;
+        let ctl = self.clone();
+        let (vm, to_host) = (vm.to_string(), to_host.to_string());
+        let version = tokio::task::spawn_blocking(move || {
+            let version = ctl.start_migration(&vm, &to_host, to_port)?;
+            let now = ctl.clock();
+            if let Some(m) = ctl.lock().migration.as_mut() {
+                m.remove_source_port = true;
+                if let Some(name) = added {
+                    m.note(&format!("destination port {to_port} added ({name})"), now);
+                }
+            }
+            Ok::<u64, ChangeError>(version)
+        })
+        .await
+        .map_err(|e| ChangeError::Invalid(format!("migration start failed: {e}")))??;
+        Ok(version)
+    }
+
+    /// Asks the destination switch to add port `to_port` for `vm` unless it has
+    /// it; the name of the port added. The migration is checked first, so a
+    /// refused one adds nothing.
+    async fn add_destination_port(
+        &self,
+        vm: &str,
+        to_host: &str,
+        to_port: u32,
+        tap: Option<String>,
+    ) -> Result<Option<String>, ChangeError> {
+        // A standby's sessions claim slave: the switch would refuse the port.
+        if !self.mastership.borrow().programs_switches() {
+            return Err(ChangeError::Standby);
+        }
+        let inv = self.inventory();
+        let (dpid, request) = {
+            let st = self.lock();
+            self.check_start(&st, &inv, vm, to_host, to_port)?;
+            let host = inv
+                .host(to_host)
+                .ok_or_else(|| Refusal::NoHost(to_host.to_string()))?;
+            let switch = st.switches.get(&host.datapath_id).filter(|s| s.connected);
+            let Some(switch) = switch else {
+                return Err(Refusal::DestinationOffline(to_host.to_string()).into());
+            };
+            if switch.ports.contains_key(&to_port) {
+                return Ok(None);
+            }
+            let v = inv.vms.get(vm).ok_or_else(|| Refusal::NoVm(vm.into()))?;
+            let request = openflow::wire::AddPort {
+                port: to_port,
+                raw: false,
+                attach: false,
+                name: tap.unwrap_or_else(|| v.tap.clone()),
+                mac: Some(v.mac),
+                ips: vec![v.ip],
+            };
+            (host.datapath_id, request)
+        };
+        let name = request.name.clone();
+        tracing::info!(vm, host = to_host, port = to_port, %name, "adding the destination port");
+        match self.port_requests.add(dpid, request).await {
+            Ok(()) => Ok(Some(name)),
+            Err(reason) => Err(Refusal::PortNotAdded {
+                host: to_host.to_string(),
+                port: to_port,
+                name,
+                vm: vm.to_string(),
+                reason,
+            }
+            .into()),
+        }
+    }
+
+    /// After the clean-up of a migration whose ports the controller manages:
+    /// the source port goes (noted in the timeline, or logged when it cannot).
+    async fn remove_source_port(&self) {
+        let source = {
+            let st = self.lock();
+            st.migration
+                .as_ref()
+                .filter(|m| m.remove_source_port)
+                .and_then(|m| {
+                    let host = st.persisted.inventory.host(&m.route.from_host)?;
+                    Some((
+                        host.datapath_id,
+                        m.route.from_host.clone(),
+                        m.route.from_port,
+                    ))
+                })
+        };
+        let Some((dpid, host, port)) = source else {
+            return;
+        };
+        let event = match self.port_requests.delete(dpid, port).await {
+            Ok(()) => format!("source port {port} removed"),
+            Err(e) => {
+                tracing::warn!(host, port, "the source port was not removed: {e}");
+                format!("source port {port} not removed: {e}")
+            }
+        };
+        let now = self.clock();
+        if let Some(m) = self.lock().migration.as_mut() {
+            m.note(&event, now);
+        }
+    }
+
+    /// Whether `vm` may start moving to port `to_port` of `to_host` now, and
+    /// the migration and prepare step if so.
+    fn check_start(
+        &self,
+        st: &super::State,
+        inv: &crate::model::Inventory,
+        vm: &str,
+        to_host: &str,
+        to_port: u32,
+    ) -> Result<(MigrationState, Step), Refusal> {
+        let now = self.clock();
+        MigrationState::start(st.migration.as_ref(), inv, vm, to_host, to_port, now)
     }
 
     /// A migration is refused unless the destination switch is connected and
@@ -301,7 +423,8 @@ impl Controller {
         loop {
             let ctl = self.clone();
             match tokio::task::spawn_blocking(move || ctl.try_clean_up()).await {
-                Ok(Ok(())) => return,
+                Ok(Ok(true)) => return self.remove_source_port().await,
+                Ok(Ok(false)) => return,
                 Ok(Err(e)) => tracing::error!("migration clean-up refused, retrying: {e}"),
                 Err(e) => tracing::error!("migration clean-up failed, retrying: {e}"),
             }
@@ -309,19 +432,19 @@ impl Controller {
         }
     }
 
-    /// One attempt at the clean-up: done, or nothing to clean up, unless the
-    /// change failed.
-    fn try_clean_up(&self) -> Result<(), ChangeError> {
+    /// One attempt at the clean-up: true when it cleaned up, false when there
+    /// was nothing to clean up, unless the change failed.
+    fn try_clean_up(&self) -> Result<bool, ChangeError> {
         let _serial = self.serialize();
         let inv = self.inventory();
         let step = self.lock().migration.as_ref().map(|m| m.clean_up(&inv));
         match step {
-            Some(Ok(step)) => self.take_step(step, MigrationState::cleaned).map(|_| ()),
+            Some(Ok(step)) => self.take_step(step, MigrationState::cleaned).map(|_| true),
             Some(Err(refusal)) => {
                 tracing::error!("migration clean-up refused: {refusal}");
-                Ok(())
+                Ok(false)
             }
-            None => Ok(()),
+            None => Ok(false),
         }
     }
 

@@ -153,6 +153,8 @@ pub struct Controller {
     switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Where the last version's distribution spent its time.
     sync_phases: SyncPhases,
+    /// The connected switches' sessions that take add-port and del-port.
+    pub(crate) port_requests: crate::port_requests::PortRequests,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -209,6 +211,7 @@ impl Controller {
             follower: Follower::with_moves(&moves_ms),
             switch_refusals: Mutex::new(BTreeMap::new()),
             sync_phases: SyncPhases::default(),
+            port_requests: Default::default(),
         }))
     }
 

@@ -62,6 +62,20 @@ pub enum Refusal {
          (`scc status` shows it connected) before migrating to it"
     )]
     DestinationOffline(String),
+    /// The destination switch refused (or never announced) the port the
+    /// controller asked it to add.
+    #[error(
+        "the switch of `{host}` did not add port {port} (`{name}`) for VM `{vm}`: {reason}; \
+         nothing changed (add the port by hand and migrate with --no-manage-ports, or fix \
+         the cause)"
+    )]
+    PortNotAdded {
+        host: String,
+        port: u32,
+        name: String,
+        vm: String,
+        reason: String,
+    },
     /// The destination switch has no such port.
     #[error(
         "the switch of `{host}` has no port {port} (its ports: {known}); add the VM's \
@@ -151,6 +165,10 @@ pub struct MigrationState {
     /// VM's TAP once it has moved.
     #[serde(default)]
     pub to_tap: Option<String>,
+    /// The controller manages the VM's ports: once cleaned up, it asks the old
+    /// host's switch to remove the source port.
+    #[serde(default)]
+    pub remove_source_port: bool,
 }
 
 impl MigrationState {
@@ -211,6 +229,7 @@ impl MigrationState {
             switch_version: 0,
             old_host,
             to_tap: None,
+            remove_source_port: false,
         };
         let step = Step {
             inventory: inv.clone(),

@@ -10,6 +10,8 @@
 mod admission;
 mod listener;
 mod liveness;
+#[cfg(test)]
+mod port_tests;
 mod sampling;
 mod session;
 #[cfg(test)]

@@ -102,6 +102,8 @@ pub(super) struct Session {
     mastership: Mastership,
     /// When it last saw a new program version (see [`SessionPhases`]).
     woke: std::time::Instant,
+    /// Add-port and del-port requests sent, by xid, awaiting the port-status.
+    port_asks: std::collections::HashMap<u32, crate::port_requests::PortRequest>,
 }
 
 /// Why a session ended.
@@ -160,6 +162,7 @@ impl Session {
             plan_refused: None,
             mastership: Mastership::Sole,
             woke: std::time::Instant::now(),
+            port_asks: Default::default(),
         }
     }
 
@@ -414,6 +417,7 @@ impl Session {
                 ..
             }) => self.ports_described(dpid, &ports),
             Message::PortStatus(change) => self.port_changed(dpid, &change),
+            Message::Error(e) if self.port_asks.contains_key(&xid) => self.port_refused(xid, &e),
             Message::Error(e) if self.plan_xids.contains(&xid) => {
                 self.plan_refused.get_or_insert_with(|| format!("{e:?}"));
             }
@@ -754,6 +758,7 @@ impl Session {
         mut roles: tokio::sync::watch::Receiver<Mastership>,
     ) -> Result<(), SessionError> {
         let mut versions = self.ctl.versions();
+        let mut port_requests = self.ctl.port_requests.register(dpid);
         let mut installed = self.after_connect(dpid).await?;
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
         let audit_every = self.settings.audit_every_s;
@@ -805,6 +810,7 @@ impl Session {
                         }
                         break;
                     }
+                    Some(request) = port_requests.recv() => self.ask_port(request).await?,
                     _ = sample.tick(), if sample_every > 0 && programs => {
                         // A migration's flow-mods must not queue behind a dump of
                         // the switch's flows: the interval is skipped.

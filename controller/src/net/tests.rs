@@ -24,7 +24,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A controller over the example inventory with these settings, listening for
 /// switches on a loopback port.
-async fn controller(
+pub(super) async fn controller(
     dir: &std::path::Path,
     settings: SwitchSettings,
 ) -> (Arc<Controller>, SocketAddr) {
@@ -61,7 +61,11 @@ fn connect(fake: &Arc<FakeSwitch>, addr: SocketAddr) {
 
 /// A fake switch of datapath `dpid` connected to the controller at `addr`, once
 /// it confirmed the program version in force.
-async fn synchronised_fake(ctl: &Controller, addr: SocketAddr, dpid: u64) -> Arc<FakeSwitch> {
+pub(super) async fn synchronised_fake(
+    ctl: &Controller,
+    addr: SocketAddr,
+    dpid: u64,
+) -> Arc<FakeSwitch> {
     let (version, _) = ctl.desired(dpid).unwrap();
     let fake = FakeSwitch::new(dpid);
     connect(&fake, addr);

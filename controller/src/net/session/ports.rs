@@ -1,10 +1,12 @@
 //! A switch session's view of the switch's ports: the port list it describes and
 //! the port-status messages that change it, and the bindings of its VM ports
-//! (port security) that this connection sends and the switch may refuse, and the
-//! transmit counters of a port that a migration's timeline measures.
+//! (port security) that this connection sends and the switch may refuse, the
+//! ports the daemon asks it to add or remove, and the transmit counters of a
+//! port that a migration's timeline measures.
 
 use super::{Session, SessionError};
 use crate::migration::PortCounts;
+use crate::port_requests::PortRequest;
 use openflow::wire::{port_state, BindPort, Message, PortDesc, PortReason, PortStatus};
 use openflow::wire::{MultipartReplyBody, MultipartRequestBody};
 
@@ -25,7 +27,7 @@ impl Session {
     }
 
     /// One port added, removed or changed (`OFPT_PORT_STATUS`).
-    pub(super) fn port_changed(&self, dpid: u64, change: &PortStatus) {
+    pub(super) fn port_changed(&mut self, dpid: u64, change: &PortStatus) {
         let p = &change.desc;
         tracing::info!(dpid, port = p.port_no, name = %p.name, reason = ?change.reason, "port status");
         let up = p.state & port_state::LINK_DOWN == 0;
@@ -41,6 +43,35 @@ impl Session {
                 }
             }
         });
+        let added = change.reason != PortReason::Delete;
+        let answered: Vec<u32> = self
+            .port_asks
+            .iter()
+            .filter(|(_, r)| r.port() == (p.port_no, added))
+            .map(|(xid, _)| *xid)
+            .collect();
+        for xid in answered {
+            if let Some(request) = self.port_asks.remove(&xid) {
+                let _ = request.answer.send(Ok(()));
+            }
+        }
+    }
+
+    /// Sends an add-port or del-port the daemon asked for; its answer is the
+    /// port-status that follows, or the switch's error.
+    pub(super) async fn ask_port(&mut self, request: PortRequest) -> Result<(), SessionError> {
+        let xid = self.send(&request.message).await?;
+        self.port_asks.insert(xid, request);
+        Ok(())
+    }
+
+    /// The switch refused the add-port or del-port sent as `xid`.
+    pub(super) fn port_refused(&mut self, xid: u32, e: &openflow::wire::ErrorMsg) {
+        if let Some(request) = self.port_asks.remove(&xid) {
+            let _ = request
+                .answer
+                .send(Err(format!("the switch refused: {}", e.code)));
+        }
     }
 
     /// Sends the bindings of the switch's VM ports that this connection has not
