@@ -9,6 +9,7 @@
 use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
+use super::stagger::staggered;
 use crate::daemon::{Controller, SessionPhases};
 use crate::diff::{plan, Plan};
 use crate::follow::now_ms;
@@ -757,15 +758,15 @@ impl Session {
         let mut installed = self.after_connect(dpid).await?;
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
         let audit_every = self.settings.audit_every_s;
-        // The first sample and audit wait a period: the flows were just read back.
-        let regularly = |secs: u64| {
-            let every = period(secs);
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Each switch's own phase and period, so audits do not all come at once.
+        let regularly = |secs: u64, salt: u64| {
+            let (first, every) = staggered(period(secs), dpid, salt);
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             i
         };
-        let mut sample = regularly(sample_every);
-        let mut audit = regularly(audit_every);
+        let mut sample = regularly(sample_every, 1);
+        let mut audit = regularly(audit_every, 2);
         loop {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
@@ -787,7 +788,9 @@ impl Session {
             loop {
                 self.inbox.reserve(65536);
                 let wake = self.started + self.liveness.next_wake();
+                // A new version goes first: a sync never waits behind an audit.
                 tokio::select! {
+                    biased;
                     changed = versions.changed() => {
                         if changed.is_err() { return Ok(()); }
                         break;
@@ -808,6 +811,7 @@ impl Session {
                     _ = sample.tick(), if sample_every > 0 && programs => {
                         // A migration's flow-mods must not queue behind a dump of
                         // the switch's flows: the interval is skipped.
+                        if versions.has_changed().unwrap_or(false) { break; }
                         if !self.ctl.migrating() {
                             self.request_sample().await?;
                         }
@@ -815,6 +819,7 @@ impl Session {
                     _ = audit.tick(), if audit_every > 0 && programs => {
                         // A migration's steps are timed and its tables change
                         // step by step: it is not audited.
+                        if versions.has_changed().unwrap_or(false) { break; }
                         if !self.ctl.migrating() {
                             self.audit(dpid, &installed).await?;
                         }
