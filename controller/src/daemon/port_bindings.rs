@@ -54,14 +54,11 @@ mod tests {
     fn one_pass_gives_each_switch_what_its_host_alone_would_and_follows_versions() {
         let text = include_str!("../../../docs/examples/inventory.toml");
         let inv = Inventory::parse(text, "inventory.toml").unwrap();
-        let moving = Migration {
-            vm: "web1".into(),
-            from_host: "host-a".into(),
-            from_port: 1,
-            to_host: "host-b".into(),
-            to_port: 7,
-            phase: crate::model::Phase::Prepared,
-        };
+        let moving: Migration = serde_json::from_value(serde_json::json!({
+            "vm": "web1", "from_host": "host-a", "from_port": 1,
+            "to_host": "host-b", "to_port": 7, "phase": "Prepared",
+        }))
+        .unwrap();
         let mut cache = BindingsByDpid::default();
         for (version, arriving) in [(1, None), (1, Some(&moving)), (2, None)] {
             for host in &inv.hosts {
