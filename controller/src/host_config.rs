@@ -139,18 +139,54 @@ impl<'a> Port<'a> {
     }
 }
 
+/// VM `vm` bound on `port`.
+fn bind(vm: &crate::model::Vm, port: u32) -> PortBinding {
+    PortBinding {
+        port,
+        mac: vm.mac,
+        ips: vec![vm.ip],
+    }
+}
+
 impl Inventory {
     /// The bindings of `host`'s VM ports: each VM placed there on its port, and
     /// the VM `arriving` there (a migration in progress) on its destination port
     /// already, so that its first frames there pass.
     pub fn port_bindings(&self, host: &str, arriving: Option<&Migration>) -> Vec<PortBinding> {
-        let bind = |vm: &crate::model::Vm, port| PortBinding {
-            port,
-            mac: vm.mac,
-            ips: vec![vm.ip],
-        };
         let placed = self.vms.values().filter(|v| v.host == host);
         let mut bindings: Vec<PortBinding> = placed.map(|vm| bind(vm, vm.port)).collect();
+        self.bind_arrival(host, &mut bindings, arriving);
+        bindings
+    }
+
+    /// Every host's [`Self::port_bindings`] by host name, in one pass over the VMs.
+    pub fn port_bindings_by_host(
+        &self,
+        arriving: Option<&Migration>,
+    ) -> std::collections::HashMap<String, Vec<PortBinding>> {
+        let mut by_host: std::collections::HashMap<String, Vec<PortBinding>> =
+            std::collections::HashMap::new();
+        for vm in self.vms.values() {
+            by_host
+                .entry(vm.host.clone())
+                .or_default()
+                .push(bind(vm, vm.port));
+        }
+        if let Some(m) = arriving {
+            let bindings = by_host.entry(m.to_host.clone()).or_default();
+            self.bind_arrival(&m.to_host, bindings, arriving);
+        }
+        by_host
+    }
+
+    /// Binds the VM `arriving` at `host` on its destination port, in place of
+    /// what that port had.
+    fn bind_arrival(
+        &self,
+        host: &str,
+        bindings: &mut Vec<PortBinding>,
+        arriving: Option<&Migration>,
+    ) {
         let arrival = arriving
             .filter(|m| m.to_host == host)
             .and_then(|m| Some(bind(self.vms.get(&m.vm)?, m.to_port)));
@@ -158,7 +194,6 @@ impl Inventory {
             bindings.retain(|b| b.port != arrival.port);
             bindings.push(arrival);
         }
-        bindings
     }
 
     /// The controller connection of `host`'s `scd`: `ssl:` with the host's

@@ -22,6 +22,7 @@
 mod crash_tests;
 mod follow_the_sun;
 mod migrate;
+mod port_bindings;
 mod preview;
 mod sync_phases;
 #[cfg(test)]
@@ -155,6 +156,9 @@ pub struct Controller {
     sync_phases: SyncPhases,
     /// The connected switches' sessions that take add-port and del-port.
     pub(crate) port_requests: crate::port_requests::PortRequests,
+    /// Every switch's port bindings for the version in force, shared by the
+    /// sessions.
+    port_bindings: Mutex<port_bindings::BindingsByDpid>,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -212,6 +216,7 @@ impl Controller {
             switch_refusals: Mutex::new(BTreeMap::new()),
             sync_phases: SyncPhases::default(),
             port_requests: Default::default(),
+            port_bindings: Mutex::default(),
         }))
     }
 
@@ -488,13 +493,17 @@ impl Controller {
 
     /// The bindings of switch `dpid`'s VM ports (port security): its VMs, and the
     /// VM a migration in progress brings there.
-    pub(crate) fn port_bindings(&self, dpid: u64) -> Vec<crate::host_config::PortBinding> {
+    pub(crate) fn port_bindings(&self, dpid: u64) -> Arc<Vec<crate::host_config::PortBinding>> {
         let st = self.lock();
-        let inv = &st.persisted.inventory;
-        let Some(host) = inv.host_by_dpid(dpid) else {
-            return Vec::new();
-        };
-        inv.port_bindings(&host.name, st.in_progress().map(|m| &m.route))
+        let arriving = st.in_progress().map(|m| &m.route);
+        // Locks are taken state, then bindings.
+        let mut bindings = self.port_bindings.lock().unwrap_or_else(|e| e.into_inner());
+        bindings.get(
+            st.persisted.version,
+            arriving,
+            &st.persisted.inventory,
+            dpid,
+        )
     }
 
     /// The program version switch `dpid` confirmed last, if it ever did since

@@ -3,7 +3,8 @@
 //! `admission` decides whether a switch is who it says it is and the only
 //! session of its datapath; `session` runs the protocol and keeps a
 //! switch equal to the program, auditing its flows; `liveness` decides when a
-//! silent switch is gone; `sampling` absorbs what placement measures).
+//! silent switch is gone; `sampling` absorbs what placement measures; `stagger`
+//! spreads the sessions' periodic audits and samples over their period).
 //! The sessions call the daemon (`crate::daemon`); the daemon never calls them:
 //! it publishes program versions, which each session follows.
 
@@ -14,6 +15,7 @@ mod liveness;
 mod port_tests;
 mod sampling;
 mod session;
+mod stagger;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

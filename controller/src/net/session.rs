@@ -9,6 +9,7 @@
 use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
+use super::stagger::staggered;
 use crate::daemon::{Controller, SessionPhases};
 use crate::diff::{plan, Plan};
 use crate::follow::now_ms;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use tls_support::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod announce;
 mod ports;
 
 /// A switch's byte stream: TCP, or TLS over TCP.
@@ -353,37 +355,6 @@ impl Session {
         match reply {
             Message::Error(e) => Err(SessionError::Refused(format!("{e:?}"))),
             other => Ok(other),
-        }
-    }
-
-    /// A packet-in: the announcement (RARP or gratuitous ARP) of a migrating VM,
-    /// whose reroute is committed on a blocking thread, not on this session's.
-    fn packet_in(&self, pin: &openflow::wire::PacketIn) {
-        let Some(dpid) = self.dpid else { return };
-        let eth_type = pin
-            .data
-            .get(12..14)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]));
-        let in_port = pin
-            .matcher
-            .get(openflow::flow::Field::InPort)
-            .map(|(v, _)| v);
-        if let (Some(0x8035 | 0x0806), Some(in_port)) = (eth_type, in_port) {
-            let kind = if eth_type == Some(0x8035) {
-                "RARP"
-            } else {
-                "ARP"
-            };
-            let ctl = self.ctl.clone();
-            let at = Some((dpid, u32::try_from(in_port).unwrap_or(0)));
-            tokio::task::spawn_blocking(move || match ctl.arrived(at, kind) {
-                Ok(v) => tracing::info!(
-                    dpid,
-                    version = v,
-                    "migrating VM announced itself: rerouting"
-                ),
-                Err(e) => tracing::debug!(dpid, "announcement ignored: {e}"),
-            });
         }
     }
 
@@ -762,15 +733,15 @@ impl Session {
         let mut installed = self.after_connect(dpid).await?;
         let sample_every = self.ctl.inventory().placement_settings.sample_every_s;
         let audit_every = self.settings.audit_every_s;
-        // The first sample and audit wait a period: the flows were just read back.
-        let regularly = |secs: u64| {
-            let every = period(secs);
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Each switch's own phase and period, so audits do not all come at once.
+        let regularly = |secs: u64, salt: u64| {
+            let (first, every) = staggered(period(secs), dpid, salt);
+            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + first, every);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             i
         };
-        let mut sample = regularly(sample_every);
-        let mut audit = regularly(audit_every);
+        let mut sample = regularly(sample_every, 1);
+        let mut audit = regularly(audit_every, 2);
         loop {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
@@ -792,7 +763,9 @@ impl Session {
             loop {
                 self.inbox.reserve(65536);
                 let wake = self.started + self.liveness.next_wake();
+                // A new version goes first: a sync never waits behind an audit.
                 tokio::select! {
+                    biased;
                     changed = versions.changed() => {
                         if changed.is_err() { return Ok(()); }
                         break;
@@ -814,6 +787,7 @@ impl Session {
                     _ = sample.tick(), if sample_every > 0 && programs => {
                         // A migration's flow-mods must not queue behind a dump of
                         // the switch's flows: the interval is skipped.
+                        if versions.has_changed().unwrap_or(false) { break; }
                         if !self.ctl.migrating() {
                             self.request_sample().await?;
                         }
@@ -821,6 +795,7 @@ impl Session {
                     _ = audit.tick(), if audit_every > 0 && programs => {
                         // A migration's steps are timed and its tables change
                         // step by step: it is not audited.
+                        if versions.has_changed().unwrap_or(false) { break; }
                         if !self.ctl.migrating() {
                             self.audit(dpid, &installed).await?;
                         }

@@ -82,8 +82,8 @@ impl Session {
         if self.binding_unsupported {
             return Ok(());
         }
-        for binding in self.ctl.port_bindings(dpid) {
-            if self.bound.get(&binding.port) == Some(&binding) {
+        for binding in self.ctl.port_bindings(dpid).iter() {
+            if self.bound.get(&binding.port) == Some(binding) {
                 continue;
             }
             let xid = self
@@ -95,7 +95,7 @@ impl Session {
                 .await?;
             tracing::debug!(dpid, port = binding.port, mac = %binding.mac, "port bound");
             self.bind_xids.insert(xid);
-            self.bound.insert(binding.port, binding);
+            self.bound.insert(binding.port, binding.clone());
         }
         Ok(())
     }
