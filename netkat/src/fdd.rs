@@ -303,13 +303,15 @@ impl Fdd {
         let mut walked = Vec::new();
         let mut n = x;
         let end = loop {
-            if let Some(e) = self.run_end.get(&n) {
-                break *e;
-            }
             match self.node(n) {
                 Node::Branch { test, lo, .. }
                     if test.field == first.field && test.len == first.len =>
                 {
+                    // Only a node of this run may answer from the cache: any other
+                    // node's entry is the end of its own run, past the node itself.
+                    if let Some(e) = self.run_end.get(&n) {
+                        break *e;
+                    }
                     walked.push(n);
                     n = lo;
                 }
