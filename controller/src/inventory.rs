@@ -9,7 +9,7 @@
 
 use crate::model::{
     Announce, Cloud, ControllerTls, Gateway, Host, Invalid, Inventory, PlacementSettings,
-    SwitchSettings, Vm, VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
+    SwitchSettings, Vm, VmClaims, VmPlacement, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE,
 };
 use crate::netkat::ir::Resolver;
 use config_support::{parse_ipv4_prefix, Position};
@@ -624,6 +624,7 @@ impl Inventory {
             inventory.placement_settings = placement_settings(t.get_ref())
                 .map_err(|message| invalid(&t.span(), "placement", message))?;
         }
+        let mut claims = VmClaims::of(&inventory);
         for v in raw.vms {
             let name = v.name.get_ref().clone();
             if inventory.vms.contains_key(&name) {
@@ -640,7 +641,7 @@ impl Inventory {
                 inventory.placement.insert(name.clone(), knobs);
             }
             inventory
-                .add_vm(vm)
+                .add_vm_claiming(vm, &mut claims)
                 .map_err(|Invalid { field, message }| invalid(&v.span_of(field), field, message))?;
         }
         Ok(inventory)
@@ -884,6 +885,80 @@ mod tests {
         }
         let e = error(&format!("{EXAMPLE}\n[[vm]]\nname = \"x\"\n"));
         assert!(e.starts_with("inv.toml:"), "{e}");
+    }
+
+    /// The example inventory with `hosts` more hosts (`bulk-0`, …) and
+    /// `vms` more VMs spread over them, all valid.
+    fn bulk_inventory(hosts: u32, vms: u32) -> String {
+        use std::fmt::Write;
+        let mut text = EXAMPLE.to_owned();
+        for h in 0..hosts {
+            write!(
+                text,
+                "\n[[host]]\nname = \"bulk-{h}\"\ncloud = \"aws-us-east\"\n\
+                 datapath_id = {}\ntunnel_endpoint = \"192.0.2.9:51820\"\n\
+                 public_key = \"3p7bfXt9wbTTW2HC7OQ1Nz+DQ8hbeGdNrfx+FG+IK08=\"\n",
+                100 + h
+            )
+            .unwrap();
+        }
+        for v in 0..vms {
+            let [_, b, c, d] = (0x0010_0000 + v).to_be_bytes();
+            write!(
+                text,
+                "\n[[vm]]\nname = \"bulk{v}\"\nmac = \"02:01:00:{b:02x}:{c:02x}:{d:02x}\"\n\
+                 ip = \"100.{}.{c}.{d}\"\nhost = \"bulk-{}\"\nport = {}\n",
+                64 + b,
+                v % hosts,
+                1 + v / hosts
+            )
+            .unwrap();
+        }
+        text
+    }
+
+    #[test]
+    fn a_duplicate_among_many_vms_is_reported_at_its_field_and_line() {
+        let text = bulk_inventory(4, 1_000);
+        let first_line = text.lines().count();
+        for (field, value, says) in [
+            (
+                "mac",
+                "\"02:01:00:10:00:07\"",
+                "`vm.mac`: MAC 02:01:00:10:00:07 already used by VM `bulk7`",
+            ),
+            (
+                "ip",
+                "\"100.80.0.9\"",
+                "`vm.ip`: address 100.80.0.9 already used by VM `bulk9`",
+            ),
+        ] {
+            let mut dup = format!(
+                "{text}\n[[vm]]\nname = \"dup\"\nmac = \"02:01:00:20:00:01\"\n\
+                 ip = \"100.96.0.1\"\nhost = \"bulk-0\"\nport = 5000\n"
+            );
+            dup = dup.replace(
+                &format!(
+                    "{field} = {}",
+                    if field == "mac" {
+                        "\"02:01:00:20:00:01\""
+                    } else {
+                        "\"100.96.0.1\""
+                    }
+                ),
+                &format!("{field} = {value}"),
+            );
+            let line = first_line + if field == "mac" { 4 } else { 5 };
+            let e = error(&dup);
+            assert!(e.starts_with(&format!("inv.toml:{line}: ")), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_vms_are_validated() {
+        let inv = Inventory::parse(&bulk_inventory(12, 100_000), "inv.toml").unwrap();
+        assert_eq!(inv.vms.len(), 100_000 + EXAMPLE.matches("[[vm]]").count());
     }
 
     #[test]

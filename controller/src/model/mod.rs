@@ -16,6 +16,7 @@ pub use migration::{Migration, Phase};
 pub use placement::{EngineConfig, PlacementSettings, VmPlacement};
 pub use uplink::{Announce, Gateway};
 pub use validate::Invalid;
+pub(crate) use validate::VmClaims;
 
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};

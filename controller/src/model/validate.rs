@@ -7,6 +7,11 @@
 //! inventory file's parser and the API both go through [`Inventory::add_host`]
 //! and [`Inventory::add_vm`], so neither accepts what the other refuses.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use openflow::flow::Mac;
+
 use super::{Host, Inventory, Vm, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
 
 /// Why the inventory refuses a host or a VM: the field at fault (as the
@@ -124,7 +129,22 @@ impl Inventory {
     /// Checks `vm` against the rest of the inventory; a VM of the same name is the
     /// one `vm` replaces, so it is not counted as a collision.
     pub fn check_vm(&self, vm: &Vm) -> Result<(), Invalid> {
-        let others = || self.vms.values().filter(|o| o.name != vm.name);
+        let scan = |claim: Claim| {
+            self.vms
+                .values()
+                .find(|o| o.name != vm.name && claim.held_by(o))
+                .map(|o| o.name.clone())
+        };
+        self.check_vm_claims(vm, scan)
+    }
+
+    /// [`Self::check_vm`] with what the inventory's VMs claim already indexed,
+    /// so that checking every VM of a large inventory stays linear.
+    fn check_vm_claims(
+        &self,
+        vm: &Vm,
+        holder: impl Fn(Claim) -> Option<String>,
+    ) -> Result<(), Invalid> {
         if !self.in_overlay(vm.ip) {
             return Err(invalid(
                 "vm.ip",
@@ -134,16 +154,16 @@ impl Inventory {
                 ),
             ));
         }
-        if let Some(o) = others().find(|o| o.ip == vm.ip) {
+        if let Some(o) = holder(Claim::Ip(vm.ip)) {
             return Err(invalid(
                 "vm.ip",
-                format!("address {} already used by VM `{}`", vm.ip, o.name),
+                format!("address {} already used by VM `{o}`", vm.ip),
             ));
         }
-        if let Some(o) = others().find(|o| o.mac == vm.mac) {
+        if let Some(o) = holder(Claim::Mac(vm.mac)) {
             return Err(invalid(
                 "vm.mac",
-                format!("MAC {} already used by VM `{}`", vm.mac, o.name),
+                format!("MAC {} already used by VM `{o}`", vm.mac),
             ));
         }
         if self.host(&vm.host).is_none() {
@@ -159,7 +179,7 @@ impl Inventory {
                 format!("{port} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)"),
             ));
         }
-        if others().any(|o| o.host == *host && o.port == port) {
+        if holder(Claim::Port(host, port)).is_some() {
             return Err(invalid(
                 "vm.port",
                 format!("port {port} of host `{host}` is used twice"),
@@ -189,10 +209,10 @@ impl Inventory {
                     ),
                 ));
             }
-            if let Some(o) = others().find(|o| o.public_ip == Some(public)) {
+            if let Some(o) = holder(Claim::PublicIp(public)) {
                 return Err(invalid(
                     "vm.public_ip",
-                    format!("{public} is already VM `{}`'s", o.name),
+                    format!("{public} is already VM `{o}`'s"),
                 ));
             }
         }
@@ -204,5 +224,106 @@ impl Inventory {
     pub fn add_vm(&mut self, vm: Vm) -> Result<Option<Vm>, Invalid> {
         self.check_vm(&vm)?;
         Ok(self.vms.insert(vm.name.clone(), vm))
+    }
+
+    /// [`Self::add_vm`] for the inventory file's parser, which adds every VM
+    /// in turn: `claims`, what the VMs added so far hold, keeps that linear.
+    pub(crate) fn add_vm_claiming(
+        &mut self,
+        vm: Vm,
+        claims: &mut VmClaims,
+    ) -> Result<Option<Vm>, Invalid> {
+        self.check_vm_claims(&vm, |claim| claims.holder(claim, &vm.name))?;
+        let replaced = self.vms.remove(&vm.name);
+        if let Some(replaced) = &replaced {
+            claims.forget(replaced);
+        }
+        claims.record(&vm);
+        self.vms.insert(vm.name.clone(), vm);
+        Ok(replaced)
+    }
+}
+
+/// Something only one VM may hold.
+#[derive(Clone, Copy)]
+enum Claim<'a> {
+    Ip(Ipv4Addr),
+    Mac(Mac),
+    /// A host's port.
+    Port(&'a str, u32),
+    PublicIp(Ipv4Addr),
+}
+
+impl Claim<'_> {
+    fn held_by(self, vm: &Vm) -> bool {
+        match self {
+            Claim::Ip(ip) => vm.ip == ip,
+            Claim::Mac(mac) => vm.mac == mac,
+            Claim::Port(host, port) => vm.host == host && vm.port == port,
+            Claim::PublicIp(public) => vm.public_ip == Some(public),
+        }
+    }
+}
+
+/// What an inventory's VMs hold that no other VM may: each address, MAC,
+/// host port and public address, with the name of the VM holding it.
+#[derive(Default)]
+pub(crate) struct VmClaims {
+    ip: HashMap<Ipv4Addr, String>,
+    mac: HashMap<Mac, String>,
+    port: HashMap<(String, u32), String>,
+    public_ip: HashMap<Ipv4Addr, String>,
+}
+
+impl VmClaims {
+    /// What `inventory`'s VMs hold.
+    pub(crate) fn of(inventory: &Inventory) -> Self {
+        let mut claims = Self::default();
+        for vm in inventory.vms.values() {
+            claims.record(vm);
+        }
+        claims
+    }
+
+    /// The VM other than `asking` that holds `claim`, if any.
+    fn holder(&self, claim: Claim, asking: &str) -> Option<String> {
+        match claim {
+            Claim::Ip(ip) => self.ip.get(&ip),
+            Claim::Mac(mac) => self.mac.get(&mac),
+            Claim::Port(host, port) => self.port.get(&(host.to_owned(), port)),
+            Claim::PublicIp(public) => self.public_ip.get(&public),
+        }
+        .filter(|holder| *holder != asking)
+        .cloned()
+    }
+
+    fn record(&mut self, vm: &Vm) {
+        self.ip.insert(vm.ip, vm.name.clone());
+        self.mac.insert(vm.mac, vm.name.clone());
+        self.port
+            .insert((vm.host.clone(), vm.port), vm.name.clone());
+        if let Some(public) = vm.public_ip {
+            self.public_ip.insert(public, vm.name.clone());
+        }
+    }
+
+    /// Drops `vm`'s claims, leaving any another VM holds.
+    fn forget(&mut self, vm: &Vm) {
+        let held_by_vm = |holder: &String| *holder == vm.name;
+        if self.ip.get(&vm.ip).is_some_and(held_by_vm) {
+            self.ip.remove(&vm.ip);
+        }
+        if self.mac.get(&vm.mac).is_some_and(held_by_vm) {
+            self.mac.remove(&vm.mac);
+        }
+        let port = (vm.host.clone(), vm.port);
+        if self.port.get(&port).is_some_and(held_by_vm) {
+            self.port.remove(&port);
+        }
+        if let Some(public) = vm.public_ip {
+            if self.public_ip.get(&public).is_some_and(held_by_vm) {
+                self.public_ip.remove(&public);
+            }
+        }
     }
 }
