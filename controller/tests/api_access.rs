@@ -155,13 +155,26 @@ fn only_scc_s_user_and_token_holders_reach_the_api() {
         let out = scc_as_nobody(&args);
         assert!(!out.status.success(), "{args:?}: {}", text(&out));
     }
-    let unauthorized = scc(&["status", "--api", &http]);
-    assert!(!unauthorized.status.success());
-    assert!(
-        text(&unauthorized).contains("Authorization: Bearer"),
-        "{}",
-        text(&unauthorized)
-    );
+    // Every command says a refusal the same way: `error:` on stderr, status 1.
+    for command in ["status", "metrics", "placement"] {
+        let mut args = vec![command, "--api", &http];
+        if command == "placement" {
+            args.insert(1, "plan");
+        }
+        let unauthorized = scc(&args);
+        let stderr = String::from_utf8_lossy(&unauthorized.stderr);
+        assert_eq!(
+            unauthorized.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&unauthorized)
+        );
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Authorization: Bearer"),
+            "{args:?}: {stderr}"
+        );
+    }
     let wrong = dir.path().join("wrong.token");
     std::fs::write(&wrong, "0000000000000000-not-the-token").unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).unwrap();

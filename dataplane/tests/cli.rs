@@ -114,3 +114,20 @@ fn a_bad_flows_file_is_refused_with_its_line() {
     assert!(ok, "{text}");
     assert!(text.contains("ok (1 ports, 1 static flows)"), "{text}");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definitions() {
+    let scd = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_scd"))
+            .args(args)
+            .output()
+            .expect("run scd");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "scd {args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bash = scd(&["completions", "bash"]);
+    assert!(bash.contains("check-config"), "{bash}");
+    let man = scd(&["man"]);
+    assert!(man.contains(".TH scd"), "{man}");
+}

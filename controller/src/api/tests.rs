@@ -339,3 +339,124 @@ fn a_token_file_others_can_read_is_refused() {
         Err(access::AccessError::BadToken(_))
     ));
 }
+
+/// The field paths documented in docs/json.md's section `heading`, split at
+/// `.` and `[]` (`hosts[].name` is `["hosts", "[]", "name"]`).
+fn documented_fields(heading: &str) -> Vec<Vec<String>> {
+    let doc = include_str!("../../../docs/json.md");
+    let start = doc
+        .find(&format!("### {heading}\n"))
+        .unwrap_or_else(|| panic!("docs/json.md has no section `### {heading}`"));
+    let section = &doc[start..];
+    let section = &section[..section[4..].find("\n#").map_or(section.len(), |e| e + 4)];
+    let fields: Vec<Vec<String>> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+        .map(|path| {
+            path.replace("[]", ".[]")
+                .split('.')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    assert!(!fields.is_empty(), "section `{heading}` documents no field");
+    fields
+}
+
+/// Checks that `value` has exactly the documented keys at every level the
+/// documentation breaks down.
+fn matches_documented(value: &serde_json::Value, fields: &[Vec<String>], at: &str) {
+    let heads: std::collections::BTreeSet<&str> = fields
+        .iter()
+        .filter_map(|f| f.first())
+        .map(String::as_str)
+        .collect();
+    if heads.is_empty() || value.is_null() {
+        return;
+    }
+    let tails = |head: &str| -> Vec<Vec<String>> {
+        fields
+            .iter()
+            .filter(|f| f.len() > 1 && f[0] == head)
+            .map(|f| f[1..].to_vec())
+            .collect()
+    };
+    if heads == ["[]"].into() {
+        let elements = value
+            .as_array()
+            .unwrap_or_else(|| panic!("{at}: not an array: {value}"));
+        assert!(!elements.is_empty(), "{at}: an empty array proves nothing");
+        for e in elements {
+            matches_documented(e, &tails("[]"), &format!("{at}[]"));
+        }
+        return;
+    }
+    let object = value
+        .as_object()
+        .unwrap_or_else(|| panic!("{at}: not an object: {value}"));
+    let keys: std::collections::BTreeSet<&str> = object.keys().map(String::as_str).collect();
+    assert_eq!(keys, heads, "{at}: the keys differ from docs/json.md");
+    for head in heads {
+        let below = tails(head);
+        if !below.is_empty() {
+            matches_documented(&object[head], &below, &format!("{at}.{head}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_json_outputs_have_the_fields_docs_json_md_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, ctl) = started(dir.path(), LIMITS).await;
+    let check = |heading: &str, value: &serde_json::Value| {
+        matches_documented(value, &documented_fields(heading), heading);
+    };
+    let (_, status) = call(api, "GET", "/status", b"").await;
+    check("`scc status --json`", &status);
+    let (_, vm) = call(api, "GET", "/vm/web1", b"").await;
+    check("`scc vm show NAME --json`", &vm);
+
+    // A policy that changes every table and cuts every VM off: every list filled.
+    let policy = serde_json::to_vec("drop").unwrap();
+    let (code, dry) = call(api, "POST", "/policy?name=p.kat&dry_run=true", &policy).await;
+    assert_eq!(code, 200, "{dry}");
+    check("`scc apply --dry-run --json`", &dry);
+    let (code, applied) = call(api, "POST", "/policy?name=p.kat&force=true", &policy).await;
+    assert_eq!(code, 200, "{applied}");
+    check("`scc apply --json`", &applied);
+
+    let mut host = ctl.inventory().hosts.last().cloned().unwrap();
+    host.name = "host-json".into();
+    host.datapath_id = 9_999;
+    host.tunnel_endpoint = "203.0.113.99:51820".parse().unwrap();
+    let (code, added) = call(api, "POST", "/host", &serde_json::to_vec(&host).unwrap()).await;
+    assert_eq!(code, 200, "{added}");
+    check("`scc vm add|rm --json`, `scc host add|rm --json`", &added);
+
+    // A migration needs connected switches: its timeline as the status shows it.
+    let timeline = crate::migration::Timeline {
+        vm: "web1".into(),
+        events: vec![("prepared".into(), 0.0), ("destination ready".into(), 4.2)],
+        ..Default::default()
+    };
+    // What `scc migrate --json` prints once the destination is ready.
+    let printed = serde_json::json!({ "version": added["version"], "timeline": timeline });
+    check("`scc migrate --json`", &printed);
+
+    let snapshot: crate::placement::Snapshot = serde_json::from_str(include_str!(
+        "../../../docs/examples/placement-snapshot.json"
+    ))
+    .unwrap();
+    let decisions = serde_json::json!(snapshot.plan(&ctl.inventory()));
+    check(
+        "`scc placement plan --inventory FILE --measurements FILE --json`",
+        &decisions,
+    );
+    let (code, round) = call(api, "GET", "/placement", b"").await;
+    assert_eq!(code, 200, "{round}");
+    check(
+        "`scc placement plan --json` and `scc placement run --json` (running controller)",
+        &round,
+    );
+}

@@ -506,12 +506,14 @@ fn read(path: &Path) -> Result<String> {
 /// Prints the metrics text the API serves; exits with 1 if it serves none.
 fn metrics(api: &ApiArgs) -> Result<ExitCode> {
     let answer = api.answer("GET", "/metrics", b"")?;
+    if !answer.is_success() {
+        let error = serde_json::from_slice::<serde_json::Value>(&answer.body).ok();
+        let error = error.as_ref().and_then(|e| e["error"].as_str());
+        refused(error.unwrap_or(&answer.text()));
+        return Ok(ExitCode::from(1));
+    }
     print!("{}", answer.text());
-    Ok(if answer.is_success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Calls the API and prints its JSON answer; a refused change exits with 1.
@@ -703,10 +705,9 @@ fn wait_destination_ready(api: &ApiArgs, vm: &str, to: &str) -> Result<serde_jso
 /// One placement round of the running controller: its decision table, then what
 /// it started or why nothing.
 fn placement_round(api: &ApiArgs, method: &str, target: &str, json: bool) -> Result<ExitCode> {
-    let (status, body) = api.json(method, target, b"")?;
-    if status != 200 {
-        anyhow::bail!("{target}: {}", body["error"].as_str().unwrap_or("refused"));
-    }
+    let Some(body) = answer(api, method, target, b"")? else {
+        return Ok(ExitCode::from(1));
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);

@@ -3,7 +3,7 @@
 //! signals, and hands the rest to the switch loop of the `dataplane` library.
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use dataplane::config::{HostConfig, PortKind};
 use dataplane::ofchannel::{Channel, ChannelTls, DatapathInfo, PACKET_IN_DEPTH};
 use dataplane::portctl;
@@ -63,6 +63,14 @@ enum Command {
     Genkey,
     /// Read a private key on stdin and print its public key (like `wg pubkey`).
     Pubkey,
+    /// Print shell completions for scd: `scd completions bash >
+    /// /etc/bash_completion.d/scd`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print scd's man page (roff): `scd man > /usr/local/share/man/man1/scd.1`.
+    Man,
 }
 
 /// Where `scd port` looks for the management socket unless told.
@@ -422,6 +430,13 @@ fn main() {
             json,
             action,
         } => port_command(&socket, json, action),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "scd", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(Into::into),
         Command::Genkey => dataplane::keys::generate_private()
             .map(|k| println!("{}", dataplane::keys::encode(&k)))
             .map_err(Into::into),
