@@ -131,3 +131,34 @@ fn completions_and_the_man_page_come_from_the_cli_definitions() {
     let man = scd(&["man"]);
     assert!(man.contains(".TH scd"), "{man}");
 }
+
+/// Every host configuration in `docs/examples/` (with the static flows it names)
+/// is what `scd check-config` accepts: the documented examples cannot rot.
+#[test]
+fn every_documented_example_config_checks_out() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).expect("docs/examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read example");
+        // A host configuration (the inventory, also TOML, is scc's and tested there).
+        let host_config = text.lines().any(|l| l.trim() == "[overlay]");
+        if path.extension().is_none_or(|e| e != "toml") || !host_config {
+            continue;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_scd"))
+            .arg("check-config")
+            .arg(&path)
+            .output()
+            .expect("run scd");
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 1, "no host configuration found in {dir}");
+}
