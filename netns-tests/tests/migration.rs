@@ -73,9 +73,21 @@ fn a_vm_migrates_across_clouds_and_back_keeping_its_tcp_stream() -> Result<()> {
     };
     let before = flows(&status(&net)?);
 
-    // A port the destination's scd does not have is refused before anything
-    // changes: the VM would move into a black hole.
-    let (ok, text) = scc(&net, &["migrate", "m1", "--to", "host2", "--port", "99"])?;
+    // A port the destination's scd does not have, when scc is told not to add
+    // ports itself, is refused before anything changes: the VM would move into a
+    // black hole.
+    let (ok, text) = scc(
+        &net,
+        &[
+            "migrate",
+            "m1",
+            "--to",
+            "host2",
+            "--port",
+            "99",
+            "--no-manage-ports",
+        ],
+    )?;
     assert!(!ok, "scc migrate to a missing port must fail: {text}");
     assert!(text.starts_with("error: "), "one error style: {text}");
     assert!(text.contains("has no port 99"), "{text}");
