@@ -762,10 +762,24 @@ pub fn event_ms(status: &serde_json::Value, event: &str) -> Option<f64> {
 pub const TIMELINE_WAIT: Duration = Duration::from_secs(30);
 
 /// Starts migrating `vm` to port `port` of host `to_host` (`scc migrate`) and
-/// waits until the destination is ready.
+/// waits until the destination is ready. The harness's VMs keep a port on every
+/// host they may visit and move by moving their link between those TAPs, so the
+/// harness manages ports itself (`--no-manage-ports`): scc removing a source port
+/// would leave a VM that moves back without its TAP.
 pub fn start_migration(net: &Internet, vm: &str, to_host: &str, port: u32) -> Result<()> {
     let port = port.to_string();
-    let (ok, text) = scc(net, &["migrate", vm, "--to", to_host, "--port", &port])?;
+    let (ok, text) = scc(
+        net,
+        &[
+            "migrate",
+            vm,
+            "--to",
+            to_host,
+            "--port",
+            &port,
+            "--no-manage-ports",
+        ],
+    )?;
     anyhow::ensure!(ok, "scc migrate: {text}");
     wait_timeline(net, "destination ready")?;
     Ok(())
