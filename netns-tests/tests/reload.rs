@@ -16,8 +16,8 @@ const TARGET: &str = "tcp:127.0.0.1:6653";
 const STATIC: &str = "cookie=0x5cd0000000000001";
 /// The controller's cookie (`scc`'s) as `dump-flows` prints it.
 const CONTROLLER: &str = "cookie=0x5cc0000000000000";
-/// How long a reload may take to show in the metrics.
-const RELOADED_WITHIN: Duration = Duration::from_secs(10);
+/// How long a reload may take to show in the metrics: generous, for a loaded machine.
+const RELOADED_WITHIN: Duration = Duration::from_secs(60);
 
 struct Host {
     // Field order is drop order: stop scd before deleting the namespaces.
