@@ -290,8 +290,9 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
             // operator manages ports by hand (`"manage_ports": false`).
             (Some(vm), Some(host), Some(port)) if v["manage_ports"].as_bool() != Some(false) => {
                 let tap = v["tap"].as_str().map(str::to_string);
+                let remove_source = v["remove_source_port"].as_bool() == Some(true);
                 change(
-                    ctl.start_migration_managing_ports(vm, host, port, tap)
+                    ctl.start_migration_managing_ports(vm, host, port, tap, remove_source)
                         .await,
                 )
             }

@@ -147,13 +147,17 @@ enum Command {
         /// its arrival (only then may the hypervisor move it).
         #[arg(long)]
         no_wait: bool,
-        /// The operator adds and removes the VM's ports by hand (`scd port
-        /// add/del`): a destination port the switch lacks refuses the migration,
-        /// and the source port stays after the clean-up. By default the
-        /// controller asks the destination's scd to add the port (a TAP bound to
-        /// the VM's MAC and address) and the source's to remove the old one.
+        /// The operator adds the VM's ports by hand (`scd port add`): a
+        /// destination port the switch lacks refuses the migration. By default
+        /// the controller asks the destination's scd to add a missing port (a
+        /// TAP bound to the VM's MAC and address).
         #[arg(long)]
         no_manage_ports: bool,
+        /// After the clean-up, ask the source's scd to remove the VM's old port
+        /// (for ports the controller added; a port the host's configuration
+        /// declares is left alone unless this is given).
+        #[arg(long, conflicts_with = "no_manage_ports")]
+        remove_source_port: bool,
         /// The TAP the controller creates for a missing destination port
         /// (default: the VM's `tap` in the inventory).
         #[arg(long, value_name = "NAME", conflicts_with = "no_manage_ports")]
@@ -404,6 +408,7 @@ fn main() -> ExitCode {
             arrived,
             no_wait,
             no_manage_ports,
+            remove_source_port,
             tap,
             abort,
             json,
@@ -419,7 +424,7 @@ fn main() -> ExitCode {
                 format!("rerouted to the destination (version {})\n", v["version"])
             }),
             (Some(vm), Some(to), Some(port), false) => {
-                let ports = (!no_manage_ports).then_some(tap);
+                let ports = (!no_manage_ports).then_some((tap, remove_source_port));
                 migrate(&api, &vm, &to, port, ports, no_wait, json)
             }
             _ => Err(anyhow::anyhow!("give VM --to HOST --port N, or --arrived")),
@@ -585,7 +590,7 @@ fn migrate(
     vm: &str,
     to: &str,
     port: u32,
-    managed: Option<Option<String>>,
+    managed: Option<(Option<String>, bool)>,
     no_wait: bool,
     json: bool,
 ) -> Result<ExitCode> {
@@ -595,8 +600,11 @@ fn migrate(
         "to_port": port,
         "manage_ports": managed.is_some(),
     });
-    if let Some(Some(tap)) = managed {
-        body["tap"] = tap.into();
+    if let Some((tap, remove_source)) = managed {
+        if let Some(tap) = tap {
+            body["tap"] = tap.into();
+        }
+        body["remove_source_port"] = remove_source.into();
     }
     let Some(started) = answer(api, "POST", "/migrate", body.to_string().as_bytes())? else {
         return Ok(ExitCode::from(1));

@@ -94,13 +94,17 @@ impl Controller {
     /// a destination port the switch lacks is added first (a TAP named `tap`,
     /// or the VM's inventory TAP name, bound to the VM's MAC and address), and
     /// the migration starts once the switch announced it (port-status); a
-    /// refusal starts nothing. After the clean-up the source port is removed.
+    /// refusal starts nothing. With `remove_source`, the source port is removed
+    /// after the clean-up: only on request, because a port the host's
+    /// configuration declared (a VM's TAP kept on every host it may visit) is not
+    /// the controller's to remove.
     pub async fn start_migration_managing_ports(
         self: &Arc<Self>,
         vm: &str,
         to_host: &str,
         to_port: u32,
         tap: Option<String>,
+        remove_source: bool,
     ) -> Result<u64, ChangeError> {
         let added = self.add_destination_port(vm, to_host, to_port, tap).await?;
         let ctl = self.clone();
@@ -109,7 +113,7 @@ impl Controller {
             let version = ctl.start_migration(&vm, &to_host, to_port)?;
             let now = ctl.clock();
             if let Some(m) = ctl.lock().migration.as_mut() {
-                m.remove_source_port = true;
+                m.remove_source_port = remove_source;
                 if let Some(name) = added {
                     m.note(&format!("destination port {to_port} added ({name})"), now);
                 }

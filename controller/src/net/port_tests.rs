@@ -23,7 +23,7 @@ async fn a_missing_destination_port_is_added_and_the_source_port_removed_after_t
     assert!(source.ports().iter().any(|p| p.port_no == 1), "web1's port");
 
     Arc::clone(&ctl)
-        .start_migration_managing_ports("web1", "host-b", 20, Some("web1-b".into()))
+        .start_migration_managing_ports("web1", "host-b", 20, Some("web1-b".into()), true)
         .await
         .unwrap();
     let added = destination.ports();
@@ -68,7 +68,7 @@ async fn a_port_the_switch_refuses_starts_no_migration() {
     });
 
     let refused = Arc::clone(&ctl)
-        .start_migration_managing_ports("web1", "host-b", 20, None)
+        .start_migration_managing_ports("web1", "host-b", 20, None, true)
         .await
         .unwrap_err()
         .to_string();
