@@ -79,16 +79,7 @@ impl<'ns> Ovs<'ns> {
             dir,
             ns,
         };
-        ovs.vsctl(&[
-            "add-br",
-            "br0",
-            "--",
-            "set",
-            "bridge",
-            "br0",
-            "datapath_type=netdev",
-            "protocols=OpenFlow13",
-        ])?;
+        ovs.vsctl(&netns_tests::ovs::ADD_NETDEV_BRIDGE)?;
         wait_for(
             &ovs.dir.path().join("br0.mgmt"),
             "ovs-vswitchd did not create br0",

@@ -9,6 +9,19 @@ use anyhow::{Context, Result};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
+/// `ovs-vsctl` arguments that add the userspace (netdev) bridge `br0` speaking
+/// OpenFlow 1.3, as the tests and the benchmarks run Open vSwitch.
+pub const ADD_NETDEV_BRIDGE: [&str; 8] = [
+    "add-br",
+    "br0",
+    "--",
+    "set",
+    "bridge",
+    "br0",
+    "datapath_type=netdev",
+    "protocols=OpenFlow13",
+];
+
 /// A running Open vSwitch with bridge `br0`; `ovs-ofctl` reaches it at
 /// [`OpenVswitch::target`].
 #[derive(Debug)]
@@ -61,20 +74,9 @@ impl OpenVswitch {
         private(&mut switchd);
         // The switch goes first on drop.
         ovs.daemons.insert(0, switchd.spawn()?);
-        ovs.vsctl(
-            ns,
-            &[
-                "add-br",
-                "br0",
-                "--",
-                "set",
-                "bridge",
-                "br0",
-                "datapath_type=netdev",
-                "protocols=OpenFlow13",
-                "fail_mode=secure",
-            ],
-        )?;
+        let mut add_br = ADD_NETDEV_BRIDGE.to_vec();
+        add_br.push("fail_mode=secure");
+        ovs.vsctl(ns, &add_br)?;
         let mgmt = ovs.dir.path().join("br0.mgmt");
         wait_until(Duration::from_secs(30), "br0's management socket", || {
             Ok(mgmt.exists())
