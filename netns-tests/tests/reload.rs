@@ -139,12 +139,12 @@ fn a_bad_file_leaves_every_flow_and_counts_the_failure() -> Result<()> {
     );
     let bad_lines = [
         (
-            "table=99,priority=5,actions=drop",
-            "table 99 does not exist",
+            "table=254,priority=5,actions=drop",
+            "table 254 does not exist",
         ),
         (
-            "priority=5,actions=goto_table:20",
-            "goto_table:20 from table 0 must name a later table below 8",
+            "table=20,priority=5,actions=goto_table:10",
+            "goto_table:10 from table 20 must name a later table below 254",
         ),
     ];
     for (failures, (bad, why)) in (1..).zip(bad_lines) {
