@@ -165,10 +165,12 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
         let (ok, text) = leader_replica.cli(&net.router, &["apply", policy_arg])?;
         Ok(ok.then_some(text))
     })?;
-    let status = leader_replica
-        .status(&net.router)?
-        .context("the leader answers")?;
-    let generation_now = master_generation(&status).context("still leading")?;
+    // It leads when the change went through, but a step-down may still follow the
+    // renewal that went unconfirmed: wait for it to lead again.
+    let generation_now = wait_for(WAIT, "the replica leading after the change", || {
+        let status = leader_replica.status(&net.router)?;
+        Ok(status.as_ref().and_then(master_generation))
+    })?;
     assert!(generation_now >= new_generation, "{text}");
     eprintln!("one etcd member killed: generation {new_generation} -> {generation_now}");
 
