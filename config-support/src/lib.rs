@@ -1,7 +1,10 @@
 //! What the configuration parsers of `scd` (the host file) and `scc` (the
 //! inventory) share: IPv4 prefix parsing and turning a TOML byte offset into the
-//! `line:column` an error names, so both files report errors the same way.
+//! `line:column` an error names, so both files report errors the same way; and
+//! how every daemon of the project logs (`logging`).
 #![forbid(unsafe_code)]
+
+pub mod logging;
 
 use std::net::Ipv4Addr;
 use std::ops::Range;

@@ -392,18 +392,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SCD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal (https://no-color.org).
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+    config_support::logging::init_stderr_logging("SCD_LOG", "info");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, user } => run(&config, user.as_deref()),

@@ -235,18 +235,7 @@ async fn connect(path: &PathBuf, timeout: Duration) -> Result<QmpClient> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal (https://no-color.org).
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+    config_support::logging::init_stderr_logging("RUST_LOG", "warn");
     let cli = Cli::parse();
     let t = Duration::from_secs(cli.qmp_timeout);
     match cli.cmd {

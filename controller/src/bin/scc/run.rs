@@ -47,19 +47,7 @@ pub(crate) fn run(
     state: &Path,
     replicas: &ReplicaArgs,
 ) -> Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SCC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal (https://no-color.org):
-        // none in a log file or a journal.
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
+    config_support::logging::init_stderr_logging("SCC_LOG", "info");
     let inventory_file = match inventory {
         Some(p) => Some((Inventory::load(p)?, p.display().to_string())),
         None => None,
