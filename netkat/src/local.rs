@@ -32,13 +32,14 @@
 //!
 //! It never parses text, never touches a switch, and never panics.
 
-use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
+use super::fdd::{Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
 use super::path::Ctx;
 use openflow::flow::{
     port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 
 /// Why a table cannot be built.
@@ -115,7 +116,7 @@ struct Gen<'a> {
     /// copies share a group; a bucket setting a transport port is written for one
     /// protocol (OpenFlow 1.3 names `tcp_dst` and `udp_dst` apart), so rules of
     /// different protocols do not share it.
-    groups: std::collections::HashMap<(Option<u128>, Vec<Vec<Action>>), u32>,
+    groups: FxHashMap<(Option<u128>, Vec<Vec<Action>>), u32>,
 }
 
 /// Builds the table of `switch` from an FDD already restricted to it.
@@ -146,7 +147,7 @@ pub fn guarded_table(
         rules: Vec::new(),
         warnings: Vec::new(),
         allow_groups,
-        groups: std::collections::HashMap::new(),
+        groups: FxHashMap::default(),
     };
     g.walk(root, &mut Ctx::default())?;
     let mut guards = Vec::with_capacity(deny.len());
@@ -180,14 +181,11 @@ fn is_physical(p: u64) -> bool {
     p < LOCATION_BASE && p <= u64::from(u32::MAX)
 }
 
-impl Gen<'_> {
+impl<'a> Gen<'a> {
     fn walk(&mut self, n: NodeId, ctx: &mut Ctx) -> Result<(), LocalError> {
         crate::stack::deep(|| {
             match self.fdd.node(n) {
-                Node::Leaf(a) => {
-                    let acts = self.fdd.actions(a).clone();
-                    self.leaf(ctx, acts)
-                }
+                Node::Leaf(a) => self.leaf(ctx, self.fdd.actions(a)),
                 Node::Branch { test, hi, lo } => {
                     // The FDD order guarantees the path does not already decide `test`
                     // positively; a decided test just follows its branch.
@@ -210,7 +208,7 @@ impl Gen<'_> {
 
     /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
     /// between `output:n` and `IN_PORT`, then emits its rules.
-    fn leaf(&mut self, ctx: &mut Ctx, acts: ActionSet) -> Result<(), LocalError> {
+    fn leaf(&mut self, ctx: &mut Ctx, acts: &'a [Seq]) -> Result<(), LocalError> {
         // Actions on the tag differ for tagged and untagged packets: decide first.
         let untagged = Pattern::exact(HField::VlanVid, 0);
         let touches_vlan = acts.iter().any(|s| {
@@ -218,36 +216,40 @@ impl Gen<'_> {
                 .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
         });
         let vid_known = self.ctx_has_vid(ctx);
-        let mut candidates: Vec<Pattern> = Vec::new();
+        // The first undecided candidate in the FDD order (no list: this runs once
+        // per rule).
+        let mut split_on: Option<Pattern> = None;
+        let mut consider = |c: Pattern| {
+            if split_on.is_none_or(|s| c.order_key() < s.order_key()) && ctx.decides(&c).is_none() {
+                split_on = Some(c);
+            }
+        };
         if touches_vlan && !vid_known {
-            candidates.push(untagged);
+            consider(untagged);
         }
-        for s in &acts {
+        for s in acts {
             for (f, v) in s {
                 if *f == HField::Port && is_physical(*v) {
-                    candidates.push(Pattern::exact(HField::Port, *v));
+                    consider(Pattern::exact(HField::Port, *v));
                 }
             }
         }
         if acts.len() > 1 {
-            for s in &acts {
+            for s in acts {
                 for (f, v) in s {
                     if matches!(f, HField::Port | HField::Switch) {
                         continue;
                     }
                     let everywhere = acts.iter().all(|t| t.iter().any(|(g, _)| g == f));
                     if !everywhere {
-                        candidates.push(Pattern::exact(*f, *v));
+                        consider(Pattern::exact(*f, *v));
                     }
                 }
             }
         }
-        candidates.sort_by_key(Pattern::order_key);
-        candidates.dedup();
-        if let Some(c) = candidates.iter().find(|c| ctx.decides(c).is_none()) {
-            let c = *c;
+        if let Some(c) = split_on {
             ctx.pos.push(c);
-            self.leaf(ctx, acts.clone())?;
+            self.leaf(ctx, acts)?;
             ctx.pos.pop();
             ctx.neg.push(c);
             self.leaf(ctx, acts)?;
@@ -256,9 +258,10 @@ impl Gen<'_> {
         }
         // Every candidate is decided: drop assignments that change nothing.
         let mut seqs: Vec<Seq> = acts
-            .into_iter()
+            .iter()
             .map(|s| {
-                s.into_iter()
+                s.iter()
+                    .copied()
                     .filter(|(f, v)| {
                         if *f == HField::Switch && *v == self.switch {
                             return false;
@@ -382,7 +385,7 @@ impl Gen<'_> {
         seqs: &[Seq],
     ) -> Result<Vec<Action>, LocalError> {
         let mut order: Vec<&Seq> = seqs.iter().collect();
-        order.sort_by_key(|s| {
+        order.sort_by_cached_key(|s| {
             (
                 s.iter().filter(|(f, _)| *f != HField::Port).count(),
                 (*s).clone(),
@@ -683,7 +686,7 @@ fn prioritise(
     // completely can never match and are removed.
     let mut denied: Vec<FlowMatch> = Vec::new();
     let mut level: Option<u32> = None;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = FxHashSet::default();
     for m in guards {
         let (top, hides_forwarding) = below(&idx, &kept, m);
         if hides_forwarding && seen.insert(*m) {
@@ -752,8 +755,9 @@ fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool
 #[derive(Default)]
 struct Index {
     rules: Vec<FlowMatch>,
-    buckets: std::collections::HashMap<(Field, u128), Vec<usize>>,
-    by_field: std::collections::HashMap<Field, Vec<usize>>,
+    buckets: FxHashMap<(Field, u128), Vec<usize>>,
+    /// The rules keyed on each field, for the fields some rule is keyed on.
+    by_field: Vec<(Field, Vec<usize>)>,
     wild: Vec<usize>,
 }
 
@@ -780,7 +784,10 @@ impl Index {
         match Self::key(m) {
             Some(k) => {
                 self.buckets.entry(k).or_default().push(slot);
-                self.by_field.entry(k.0).or_default().push(slot);
+                match self.by_field.iter_mut().find(|(f, _)| *f == k.0) {
+                    Some((_, all)) => all.push(slot),
+                    None => self.by_field.push((k.0, vec![slot])),
+                }
             }
             None => self.wild.push(slot),
         }
@@ -795,10 +802,8 @@ impl Index {
         for &i in &self.wild {
             visit(i);
         }
-        for field in INDEX_FIELDS {
-            let Some(all) = self.by_field.get(&field) else {
-                continue;
-            };
+        for (field, all) in &self.by_field {
+            let field = *field;
             match m.exact(field) {
                 // Rules keyed on this field overlap only if they have our value.
                 Some(v) => {
