@@ -20,6 +20,7 @@ pub mod hops;
 pub mod ir;
 pub mod lexer;
 pub mod local;
+mod overlap;
 pub mod parser;
 mod path;
 pub mod semantics;

@@ -35,6 +35,7 @@
 use super::fdd::{Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
+use super::overlap::OverlapIndex;
 use super::path::Ctx;
 use openflow::flow::{
     port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
@@ -671,14 +672,14 @@ fn prioritise(
     opts: TableOptions,
 ) -> Result<Vec<FlowSpec>, LocalError> {
     let mut kept: Vec<(Rule, u32)> = Vec::new();
-    let mut idx = Index::default();
+    let mut idx = OverlapIndex::default();
     for r in rules.into_iter().rev() {
-        let (top, hides_forwarding) = below(&idx, &kept, &r.matcher);
+        let (top, hides_forwarding) = below(&mut idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
         let prio = top.map_or(0, |t| t + 1);
-        idx.insert(&r.matcher, kept.len());
+        idx.insert(&r.matcher);
         kept.push((r, prio));
     }
     // Drop rules overlapping each other share one level (their order does not
@@ -688,16 +689,16 @@ fn prioritise(
     let mut level: Option<u32> = None;
     let mut seen = FxHashSet::default();
     for m in guards {
-        let (top, hides_forwarding) = below(&idx, &kept, m);
+        let (top, hides_forwarding) = below(&mut idx, &kept, m);
         if hides_forwarding && seen.insert(*m) {
             level = level.max(top);
             denied.push(*m);
         }
     }
     if let Some(level) = level {
-        let mut deny_idx = Index::default();
-        for (i, m) in denied.iter().enumerate() {
-            deny_idx.insert(m, i);
+        let mut deny_idx = OverlapIndex::default();
+        for m in &denied {
+            deny_idx.insert(m);
         }
         kept.retain(|(r, _)| {
             let mut covered = false;
@@ -738,7 +739,7 @@ fn prioritise(
 
 /// The highest priority among the placed rules overlapping `m`, and whether one of
 /// them forwards.
-fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
+fn below(idx: &mut OverlapIndex, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
     let mut top: Option<u32> = None;
     let mut hides_forwarding = false;
     idx.for_overlapping(m, |i| {
@@ -747,78 +748,4 @@ fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool
         hides_forwarding |= !k.actions.is_empty();
     });
     (top, hides_forwarding)
-}
-
-/// Finds overlapping matches quickly: rules are bucketed by their exact value of
-/// the first exactly-matched field among a few selective ones; a rule without such
-/// a field goes to the wildcard bucket, which every query scans.
-#[derive(Default)]
-struct Index {
-    rules: Vec<FlowMatch>,
-    buckets: FxHashMap<(Field, u128), Vec<usize>>,
-    /// The rules keyed on each field, for the fields some rule is keyed on.
-    by_field: Vec<(Field, Vec<usize>)>,
-    wild: Vec<usize>,
-}
-
-const INDEX_FIELDS: [Field; 6] = [
-    Field::EthDst,
-    Field::Ipv4Dst,
-    Field::Ipv4Src,
-    Field::EthSrc,
-    Field::L4Dst,
-    Field::InPort,
-];
-
-impl Index {
-    fn key(m: &FlowMatch) -> Option<(Field, u128)> {
-        INDEX_FIELDS
-            .iter()
-            .find_map(|f| m.exact(*f).map(|v| (*f, v)))
-    }
-
-    fn insert(&mut self, m: &FlowMatch, id: usize) {
-        let slot = self.rules.len();
-        self.rules.push(*m);
-        debug_assert_eq!(slot, id);
-        match Self::key(m) {
-            Some(k) => {
-                self.buckets.entry(k).or_default().push(slot);
-                match self.by_field.iter_mut().find(|(f, _)| *f == k.0) {
-                    Some((_, all)) => all.push(slot),
-                    None => self.by_field.push((k.0, vec![slot])),
-                }
-            }
-            None => self.wild.push(slot),
-        }
-    }
-
-    fn for_overlapping(&self, m: &FlowMatch, mut f: impl FnMut(usize)) {
-        let mut visit = |i: usize| {
-            if self.rules[i].overlaps(m) {
-                f(i);
-            }
-        };
-        for &i in &self.wild {
-            visit(i);
-        }
-        for (field, all) in &self.by_field {
-            let field = *field;
-            match m.exact(field) {
-                // Rules keyed on this field overlap only if they have our value.
-                Some(v) => {
-                    if let Some(b) = self.buckets.get(&(field, v)) {
-                        for &i in b {
-                            visit(i);
-                        }
-                    }
-                }
-                None => {
-                    for &i in all {
-                        visit(i);
-                    }
-                }
-            }
-        }
-    }
 }
