@@ -302,15 +302,12 @@ impl<'a> Gen<'a> {
         } else {
             base
         };
-        let variants = vec![base];
-        for m in variants {
-            for m in complete_pcp(m) {
-                let actions = self.actions(&m, &seqs)?;
-                self.rules.push(Rule {
-                    matcher: m,
-                    actions,
-                });
-            }
+        for m in complete_pcp(base).into_iter().flatten() {
+            let actions = self.actions(&m, &seqs)?;
+            self.rules.push(Rule {
+                matcher: m,
+                actions,
+            });
         }
         Ok(())
     }
@@ -505,20 +502,20 @@ fn entry_match(entry: &Entry, switch: u64) -> Result<Option<FlowMatch>, LocalErr
 
 /// `vlan_pcp` needs a tag in the match: add it, or split when PCP 0 also
 /// describes untagged packets.
-fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
+fn complete_pcp(m: FlowMatch) -> [Option<FlowMatch>; 2] {
     let Some((pcp, _)) = m.get(Field::VlanPcp) else {
-        return vec![m];
+        return [Some(m), None];
     };
     match m.get(Field::VlanVid) {
-        Some((v, mask)) if v & mask & u128::from(VLAN_PRESENT) != 0 => vec![m],
+        Some((v, mask)) if v & mask & u128::from(VLAN_PRESENT) != 0 => [Some(m), None],
         Some((0, _)) => {
             // Untagged: the PCP reads as 0.
             if pcp == 0 {
                 let mut u = m;
                 u.clear(Field::VlanPcp);
-                vec![u]
+                [Some(u), None]
             } else {
-                vec![]
+                [None, None]
             }
         }
         _ => {
@@ -530,9 +527,9 @@ fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
             if pcp == 0 {
                 let mut u = m.with(Field::VlanVid, 0);
                 u.clear(Field::VlanPcp);
-                vec![u, tagged]
+                [Some(u), Some(tagged)]
             } else {
-                vec![tagged]
+                [Some(tagged), None]
             }
         }
     }
