@@ -17,6 +17,7 @@
 //! exactly the packets some `ci` matches and runs `p` on the others.
 
 use super::ir::{operands, CInit, CPol, CPred, HField, Pattern};
+use std::borrow::Cow;
 
 /// One ACL entry: packets matching every test are dropped. Tests of one field are
 /// merged (the most specific prefix kept); an entry no packet matches is removed.
@@ -28,11 +29,12 @@ pub const MAX_ENTRIES: usize = 1 << 20;
 /// A program split into the entries its guards deny and the policy that runs on the
 /// packets they let through.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Split {
+pub struct Split<'a> {
     /// Drop entries, in no particular order (all have the same action).
     pub deny: Vec<Entry>,
-    /// The rest of the policy.
-    pub rest: CPol,
+    /// The rest of the policy: `p` itself, not a copy, when it has no guard (a
+    /// routing policy is hundreds of thousands of terms).
+    pub rest: Cow<'a, CPol>,
 }
 
 /// Splits `p` into deny entries and the rest. Returns `deny` empty and `rest == p`
@@ -41,7 +43,7 @@ pub struct Split {
 /// positive conjunctions; the same again inside the step after them when it is a
 /// `+` with one branch that is not `drop` (what `if c then drop else q` lowers to)
 /// or a `let` scope (a guard never tests a meta field, so it may leave the scope).
-pub fn split(p: &CPol) -> Split {
+pub fn split(p: &CPol) -> Split<'_> {
     let mut deny: Vec<Entry> = Vec::new();
     let mut levels: Vec<Level> = Vec::new();
     let mut current = p;
@@ -79,18 +81,17 @@ pub fn split(p: &CPol) -> Split {
                 });
                 current = step;
             }
-            _ => {
-                before.extend(chain[i..].iter().map(|q| (*q).clone()));
-                break before;
-            }
+            _ => break (before, chain[i..].to_vec()),
         }
     };
     if deny.is_empty() {
         return Split {
             deny,
-            rest: p.clone(),
+            rest: Cow::Borrowed(p),
         };
     }
+    let (mut innermost, tail) = innermost;
+    innermost.extend(tail.into_iter().cloned());
     let mut rest = chain_of(innermost);
     while let Some(Level {
         before,
@@ -108,7 +109,10 @@ pub fn split(p: &CPol) -> Split {
         };
         rest = chain_of(before.into_iter().chain([inner]).chain(after).collect());
     }
-    Split { deny, rest }
+    Split {
+        deny,
+        rest: Cow::Owned(rest),
+    }
 }
 
 /// A step of a `;` chain that [`split`] looked inside.
@@ -249,7 +253,7 @@ mod tests {
             CPol::Mod(HField::Port, 2),
         );
         let s = split(&p);
-        assert_eq!(s.rest, CPol::Mod(HField::Port, 2));
+        assert_eq!(*s.rest, CPol::Mod(HField::Port, 2));
         assert_eq!(
             s.deny,
             vec![
@@ -271,7 +275,7 @@ mod tests {
         );
         let s = split(&p);
         assert_eq!(s.deny, vec![vec![Pattern::exact(HField::EthDst, 7)]]);
-        assert_eq!(s.rest, CPol::Mod(HField::Port, 2));
+        assert_eq!(*s.rest, CPol::Mod(HField::Port, 2));
     }
 
     #[test]
@@ -302,7 +306,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            s.rest,
+            *s.rest,
             CPol::seq(
                 CPol::Let {
                     meta: 0,
@@ -327,7 +331,7 @@ mod tests {
         );
         let s = split(&p);
         assert!(s.deny.is_empty());
-        assert_eq!(s.rest, p);
+        assert_eq!(*s.rest, p);
     }
 
     #[test]

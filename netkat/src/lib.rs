@@ -4,7 +4,8 @@
 //! The layers follow Frenetic's: [`syntax`] (the tree, with spans) ← [`lexer`] and
 //! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
-//! diagrams); [`local`] (one table per switch); [`global`] (programs with links);
+//! diagrams); [`local`] (one table per switch, its priorities ordered with the
+//! `overlap` index); [`global`] (programs with links);
 //! [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose
 //! topology is written with moves); [`diagnostics`] (rustc-style errors); [`gen`]
 //! (generated policies for benchmarks and tests). This module glues them into
@@ -20,6 +21,7 @@ pub mod hops;
 pub mod ir;
 pub mod lexer;
 pub mod local;
+mod overlap;
 pub mod parser;
 mod path;
 pub mod semantics;

@@ -32,13 +32,15 @@
 //!
 //! It never parses text, never touches a switch, and never panics.
 
-use super::fdd::{ActionSet, Fdd, Node, NodeId, Seq};
+use super::fdd::{Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
 use super::ir::{HField, Pattern, LOCATION_BASE};
+use super::overlap::OverlapIndex;
 use super::path::Ctx;
 use openflow::flow::{
     port, Action, Bucket, Field, FlowMatch, FlowSpec, GroupSpec, GroupType, VLAN_PRESENT,
 };
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::BTreeMap;
 
 /// Why a table cannot be built.
@@ -115,7 +117,7 @@ struct Gen<'a> {
     /// copies share a group; a bucket setting a transport port is written for one
     /// protocol (OpenFlow 1.3 names `tcp_dst` and `udp_dst` apart), so rules of
     /// different protocols do not share it.
-    groups: std::collections::HashMap<(Option<u128>, Vec<Vec<Action>>), u32>,
+    groups: FxHashMap<(Option<u128>, Vec<Vec<Action>>), u32>,
 }
 
 /// Builds the table of `switch` from an FDD already restricted to it.
@@ -146,7 +148,7 @@ pub fn guarded_table(
         rules: Vec::new(),
         warnings: Vec::new(),
         allow_groups,
-        groups: std::collections::HashMap::new(),
+        groups: FxHashMap::default(),
     };
     g.walk(root, &mut Ctx::default())?;
     let mut guards = Vec::with_capacity(deny.len());
@@ -180,14 +182,11 @@ fn is_physical(p: u64) -> bool {
     p < LOCATION_BASE && p <= u64::from(u32::MAX)
 }
 
-impl Gen<'_> {
+impl<'a> Gen<'a> {
     fn walk(&mut self, n: NodeId, ctx: &mut Ctx) -> Result<(), LocalError> {
         crate::stack::deep(|| {
             match self.fdd.node(n) {
-                Node::Leaf(a) => {
-                    let acts = self.fdd.actions(a).clone();
-                    self.leaf(ctx, acts)
-                }
+                Node::Leaf(a) => self.leaf(ctx, self.fdd.actions(a)),
                 Node::Branch { test, hi, lo } => {
                     // The FDD order guarantees the path does not already decide `test`
                     // positively; a decided test just follows its branch.
@@ -210,7 +209,7 @@ impl Gen<'_> {
 
     /// Splits a leaf on tests that make branches coincide (`dedup`) or that decide
     /// between `output:n` and `IN_PORT`, then emits its rules.
-    fn leaf(&mut self, ctx: &mut Ctx, acts: ActionSet) -> Result<(), LocalError> {
+    fn leaf(&mut self, ctx: &mut Ctx, acts: &'a [Seq]) -> Result<(), LocalError> {
         // Actions on the tag differ for tagged and untagged packets: decide first.
         let untagged = Pattern::exact(HField::VlanVid, 0);
         let touches_vlan = acts.iter().any(|s| {
@@ -218,36 +217,40 @@ impl Gen<'_> {
                 .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
         });
         let vid_known = self.ctx_has_vid(ctx);
-        let mut candidates: Vec<Pattern> = Vec::new();
+        // The first undecided candidate in the FDD order (no list: this runs once
+        // per rule).
+        let mut split_on: Option<Pattern> = None;
+        let mut consider = |c: Pattern| {
+            if split_on.is_none_or(|s| c.order_key() < s.order_key()) && ctx.decides(&c).is_none() {
+                split_on = Some(c);
+            }
+        };
         if touches_vlan && !vid_known {
-            candidates.push(untagged);
+            consider(untagged);
         }
-        for s in &acts {
+        for s in acts {
             for (f, v) in s {
                 if *f == HField::Port && is_physical(*v) {
-                    candidates.push(Pattern::exact(HField::Port, *v));
+                    consider(Pattern::exact(HField::Port, *v));
                 }
             }
         }
         if acts.len() > 1 {
-            for s in &acts {
+            for s in acts {
                 for (f, v) in s {
                     if matches!(f, HField::Port | HField::Switch) {
                         continue;
                     }
                     let everywhere = acts.iter().all(|t| t.iter().any(|(g, _)| g == f));
                     if !everywhere {
-                        candidates.push(Pattern::exact(*f, *v));
+                        consider(Pattern::exact(*f, *v));
                     }
                 }
             }
         }
-        candidates.sort_by_key(Pattern::order_key);
-        candidates.dedup();
-        if let Some(c) = candidates.iter().find(|c| ctx.decides(c).is_none()) {
-            let c = *c;
+        if let Some(c) = split_on {
             ctx.pos.push(c);
-            self.leaf(ctx, acts.clone())?;
+            self.leaf(ctx, acts)?;
             ctx.pos.pop();
             ctx.neg.push(c);
             self.leaf(ctx, acts)?;
@@ -256,9 +259,10 @@ impl Gen<'_> {
         }
         // Every candidate is decided: drop assignments that change nothing.
         let mut seqs: Vec<Seq> = acts
-            .into_iter()
+            .iter()
             .map(|s| {
-                s.into_iter()
+                s.iter()
+                    .copied()
                     .filter(|(f, v)| {
                         if *f == HField::Switch && *v == self.switch {
                             return false;
@@ -298,15 +302,12 @@ impl Gen<'_> {
         } else {
             base
         };
-        let variants = vec![base];
-        for m in variants {
-            for m in complete_pcp(m) {
-                let actions = self.actions(&m, &seqs)?;
-                self.rules.push(Rule {
-                    matcher: m,
-                    actions,
-                });
-            }
+        for m in complete_pcp(base).into_iter().flatten() {
+            let actions = self.actions(&m, &seqs)?;
+            self.rules.push(Rule {
+                matcher: m,
+                actions,
+            });
         }
         Ok(())
     }
@@ -382,7 +383,7 @@ impl Gen<'_> {
         seqs: &[Seq],
     ) -> Result<Vec<Action>, LocalError> {
         let mut order: Vec<&Seq> = seqs.iter().collect();
-        order.sort_by_key(|s| {
+        order.sort_by_cached_key(|s| {
             (
                 s.iter().filter(|(f, _)| *f != HField::Port).count(),
                 (*s).clone(),
@@ -501,20 +502,20 @@ fn entry_match(entry: &Entry, switch: u64) -> Result<Option<FlowMatch>, LocalErr
 
 /// `vlan_pcp` needs a tag in the match: add it, or split when PCP 0 also
 /// describes untagged packets.
-fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
+fn complete_pcp(m: FlowMatch) -> [Option<FlowMatch>; 2] {
     let Some((pcp, _)) = m.get(Field::VlanPcp) else {
-        return vec![m];
+        return [Some(m), None];
     };
     match m.get(Field::VlanVid) {
-        Some((v, mask)) if v & mask & u128::from(VLAN_PRESENT) != 0 => vec![m],
+        Some((v, mask)) if v & mask & u128::from(VLAN_PRESENT) != 0 => [Some(m), None],
         Some((0, _)) => {
             // Untagged: the PCP reads as 0.
             if pcp == 0 {
                 let mut u = m;
                 u.clear(Field::VlanPcp);
-                vec![u]
+                [Some(u), None]
             } else {
-                vec![]
+                [None, None]
             }
         }
         _ => {
@@ -526,9 +527,9 @@ fn complete_pcp(m: FlowMatch) -> Vec<FlowMatch> {
             if pcp == 0 {
                 let mut u = m.with(Field::VlanVid, 0);
                 u.clear(Field::VlanPcp);
-                vec![u, tagged]
+                [Some(u), Some(tagged)]
             } else {
-                vec![tagged]
+                [Some(tagged), None]
             }
         }
     }
@@ -668,14 +669,14 @@ fn prioritise(
     opts: TableOptions,
 ) -> Result<Vec<FlowSpec>, LocalError> {
     let mut kept: Vec<(Rule, u32)> = Vec::new();
-    let mut idx = Index::default();
+    let mut idx = OverlapIndex::default();
     for r in rules.into_iter().rev() {
-        let (top, hides_forwarding) = below(&idx, &kept, &r.matcher);
+        let (top, hides_forwarding) = below(&mut idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
         let prio = top.map_or(0, |t| t + 1);
-        idx.insert(&r.matcher, kept.len());
+        idx.insert(&r.matcher);
         kept.push((r, prio));
     }
     // Drop rules overlapping each other share one level (their order does not
@@ -683,18 +684,18 @@ fn prioritise(
     // completely can never match and are removed.
     let mut denied: Vec<FlowMatch> = Vec::new();
     let mut level: Option<u32> = None;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = FxHashSet::default();
     for m in guards {
-        let (top, hides_forwarding) = below(&idx, &kept, m);
+        let (top, hides_forwarding) = below(&mut idx, &kept, m);
         if hides_forwarding && seen.insert(*m) {
             level = level.max(top);
             denied.push(*m);
         }
     }
     if let Some(level) = level {
-        let mut deny_idx = Index::default();
-        for (i, m) in denied.iter().enumerate() {
-            deny_idx.insert(m, i);
+        let mut deny_idx = OverlapIndex::default();
+        for m in &denied {
+            deny_idx.insert(m);
         }
         kept.retain(|(r, _)| {
             let mut covered = false;
@@ -735,7 +736,7 @@ fn prioritise(
 
 /// The highest priority among the placed rules overlapping `m`, and whether one of
 /// them forwards.
-fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
+fn below(idx: &mut OverlapIndex, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
     let mut top: Option<u32> = None;
     let mut hides_forwarding = false;
     idx.for_overlapping(m, |i| {
@@ -744,76 +745,4 @@ fn below(idx: &Index, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool
         hides_forwarding |= !k.actions.is_empty();
     });
     (top, hides_forwarding)
-}
-
-/// Finds overlapping matches quickly: rules are bucketed by their exact value of
-/// the first exactly-matched field among a few selective ones; a rule without such
-/// a field goes to the wildcard bucket, which every query scans.
-#[derive(Default)]
-struct Index {
-    rules: Vec<FlowMatch>,
-    buckets: std::collections::HashMap<(Field, u128), Vec<usize>>,
-    by_field: std::collections::HashMap<Field, Vec<usize>>,
-    wild: Vec<usize>,
-}
-
-const INDEX_FIELDS: [Field; 6] = [
-    Field::EthDst,
-    Field::Ipv4Dst,
-    Field::Ipv4Src,
-    Field::EthSrc,
-    Field::L4Dst,
-    Field::InPort,
-];
-
-impl Index {
-    fn key(m: &FlowMatch) -> Option<(Field, u128)> {
-        INDEX_FIELDS
-            .iter()
-            .find_map(|f| m.exact(*f).map(|v| (*f, v)))
-    }
-
-    fn insert(&mut self, m: &FlowMatch, id: usize) {
-        let slot = self.rules.len();
-        self.rules.push(*m);
-        debug_assert_eq!(slot, id);
-        match Self::key(m) {
-            Some(k) => {
-                self.buckets.entry(k).or_default().push(slot);
-                self.by_field.entry(k.0).or_default().push(slot);
-            }
-            None => self.wild.push(slot),
-        }
-    }
-
-    fn for_overlapping(&self, m: &FlowMatch, mut f: impl FnMut(usize)) {
-        let mut visit = |i: usize| {
-            if self.rules[i].overlaps(m) {
-                f(i);
-            }
-        };
-        for &i in &self.wild {
-            visit(i);
-        }
-        for field in INDEX_FIELDS {
-            let Some(all) = self.by_field.get(&field) else {
-                continue;
-            };
-            match m.exact(field) {
-                // Rules keyed on this field overlap only if they have our value.
-                Some(v) => {
-                    if let Some(b) = self.buckets.get(&(field, v)) {
-                        for &i in b {
-                            visit(i);
-                        }
-                    }
-                }
-                None => {
-                    for &i in all {
-                        visit(i);
-                    }
-                }
-            }
-        }
-    }
 }
