@@ -221,3 +221,18 @@ pub fn runtime_until_stopped(
         })
     })
 }
+
+/// "min / median / max" of `values`, in `digits` decimals.
+pub fn spread(mut values: Vec<f64>, digits: usize) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    format!(
+        "{} / {} / {}",
+        fmt(values.first().copied(), digits),
+        fmt(Some(median), digits),
+        fmt(values.last().copied(), digits)
+    )
+}
