@@ -20,8 +20,15 @@ use std::time::Duration;
 const PPS_SECONDS: u32 = 3;
 /// Seconds over which an idle switch's CPU is read, after a quiet second.
 const IDLE_SECONDS: u64 = 2;
-/// `[scheduling]` of a `scd` measured without busy-polling.
-const NO_BUSY_POLL: &str = "[scheduling]\nbusy_poll_us = 0\n";
+/// `[scheduling]` of a `scd` with a busy-poll window of `us`.
+fn busy_poll_section(us: u32) -> String {
+    format!("[scheduling]\nbusy_poll_us = {us}\n")
+}
+
+/// A row's name.
+fn window_name(us: u32) -> String {
+    format!("scd, busy_poll_us = {us}")
+}
 
 /// One path measured once.
 #[derive(Debug, Clone, Default)]
@@ -171,6 +178,8 @@ fn sample(
 ) -> Sample {
     let attempt = || -> Result<Sample> {
         let (p50, p99) = latency(client, server_ip)?;
+        // The stages of the round trips at idle, before the flood swamps them.
+        let stages = scd.and_then(stage_table);
         let idle = idle_cpu(pids);
         let (pps, cpu) = packet_rate(client, server, server_ip, pids)?;
         Ok(Sample {
@@ -179,7 +188,7 @@ fn sample(
             pps: Some(pps),
             cpu_us_per_packet: cpu,
             idle_cpu_percent: idle,
-            stages: scd.and_then(stage_table),
+            stages,
             error: None,
         })
     };
@@ -229,46 +238,56 @@ fn scd_tunnel_sample(binary: &Path, extra: &str, stages: bool) -> Sample {
 }
 
 /// Every path of one run, by name, in table order.
-fn one_run(this: &Path, before: Option<&Path>) -> Vec<(&'static str, &'static str, Sample)> {
+fn one_run(
+    this: &Path,
+    before: Option<&Path>,
+    windows: &[u32],
+) -> Vec<(&'static str, String, Sample)> {
     let mut out = Vec::new();
     let switching = "switching";
     out.push((
         switching,
-        "Linux bridge (limit)",
+        "Linux bridge (limit)".into(),
         with_bridge_vms(|a, b| sample(a, b, IP2, &[], None)).unwrap_or_else(failed),
     ));
     if let Some(before) = before {
-        out.push((switching, "scd before", scd_switching(before, "", false)));
+        out.push((
+            switching,
+            "scd before".into(),
+            scd_switching(before, "", false),
+        ));
+    }
+    for (i, us) in windows.iter().enumerate() {
+        let last = i + 1 == windows.len();
+        let sample = scd_switching(this, &busy_poll_section(*us), last);
+        out.push((switching, window_name(*us), sample));
     }
     out.push((
         switching,
-        "scd, busy_poll_us = 0",
-        scd_switching(this, NO_BUSY_POLL, false),
-    ));
-    out.push((switching, "scd", scd_switching(this, "", true)));
-    out.push((
-        switching,
-        "Open vSwitch userspace",
+        "Open vSwitch userspace".into(),
         with_ovs_vms(false, |a, b, pid| sample(&a.ns, &b.ns, IP2, &[pid], None))
             .unwrap_or_else(failed),
     ));
     let tunnel = "tunnel";
     out.push((
         tunnel,
-        "plain veth (limit)",
+        "plain veth (limit)".into(),
         crate::common::pair("lat-veth")
             .map(|p| sample(&p.a, &p.b, "192.0.2.2", &[], None))
             .unwrap_or_else(failed),
     ));
     if let Some(before) = before {
-        out.push((tunnel, "scd before", scd_tunnel_sample(before, "", false)));
+        out.push((
+            tunnel,
+            "scd before".into(),
+            scd_tunnel_sample(before, "", false),
+        ));
     }
-    out.push((
-        tunnel,
-        "scd, busy_poll_us = 0",
-        scd_tunnel_sample(this, NO_BUSY_POLL, false),
-    ));
-    out.push((tunnel, "scd", scd_tunnel_sample(this, "", true)));
+    for (i, us) in windows.iter().enumerate() {
+        let last = i + 1 == windows.len();
+        let sample = scd_tunnel_sample(this, &busy_poll_section(*us), last);
+        out.push((tunnel, window_name(*us), sample));
+    }
     let boringtun = if installed("boringtun-cli") {
         with_userspace_wg(
             "boringtun-cli",
@@ -279,20 +298,21 @@ fn one_run(this: &Path, before: Option<&Path>) -> Vec<(&'static str, &'static st
     } else {
         failed(anyhow::anyhow!("boringtun-cli not installed"))
     };
-    out.push((tunnel, "boringtun-cli", boringtun));
+    out.push((tunnel, "boringtun-cli".into(), boringtun));
     std::env::set_var("SCD_BIN", this);
     out
 }
 
-/// Measures every path `runs` times and prints the tables.
-pub fn latency_bench(before: Option<PathBuf>, runs: usize) -> Result<()> {
+/// Measures every path `runs` times, this build's `scd` once per busy-poll
+/// window of `windows` (µs; the last one's stages are shown), and prints the tables.
+pub fn latency_bench(before: Option<PathBuf>, runs: usize, windows: &[u32]) -> Result<()> {
     let this = netns_tests::scd_binary()?;
     let before = before
         .map(|b| b.canonicalize().context("the --before scd"))
         .transpose()?;
-    let mut all: Vec<Vec<(&str, &str, Sample)>> = Vec::new();
+    let mut all: Vec<Vec<(&str, String, Sample)>> = Vec::new();
     for run in 1..=runs.max(1) {
-        all.push(one_run(&this, before.as_deref()));
+        all.push(one_run(&this, before.as_deref(), windows));
         eprintln!("latency: run {run} of {runs} done");
     }
     let first = &all[0];
@@ -334,7 +354,12 @@ pub fn latency_bench(before: Option<PathBuf>, runs: usize) -> Result<()> {
         }
     }
     println!(
-        "\nCommand: `bench latency --runs {runs}`{} (load average {})",
+        "\nCommand: `bench latency --runs {runs} --windows {}`{} (load average {})",
+        windows
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         if before.is_some() {
             " --before PATH/TO/OLD/scd"
         } else {

@@ -64,6 +64,9 @@ enum What {
         /// Runs of every path (reported as min / median / max).
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Busy-poll windows (µs) this build's scd is measured with, one row each.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 50])]
+        windows: Vec<u32>,
     },
     /// Resident memory per flow and per tunnel peer, scd vs Open vSwitch.
     Memory,
@@ -166,7 +169,11 @@ fn main() -> Result<()> {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
         What::Cost => cost::cost()?,
-        What::Latency { ref before, runs } => latency::latency_bench(before.clone(), runs)?,
+        What::Latency {
+            ref before,
+            runs,
+            ref windows,
+        } => latency::latency_bench(before.clone(), runs, windows)?,
         What::Connrate {
             pairs,
             seconds,
