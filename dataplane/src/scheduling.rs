@@ -123,9 +123,12 @@ impl Default for Scheduling {
     }
 }
 
-/// The default busy-poll window (measured: bench/RESULTS.md, "Latency and
-/// packet rate").
-pub const DEFAULT_BUSY_POLL_US: u32 = 50;
+/// The default busy-poll window: off. Measured on the 2-core development
+/// machines (bench/RESULTS.md, "Latency and packet rate"), a window of 50 or
+/// 200 µs made round trips slower, not faster: the spinning thread takes the
+/// core the VMs (and, in the tunnel benchmark, the other `scd`) need to answer.
+/// It is for hosts with a core to spare for forwarding.
+pub const DEFAULT_BUSY_POLL_US: u32 = 0;
 
 static CHOSEN: OnceLock<Scheduling> = OnceLock::new();
 

@@ -102,9 +102,9 @@ mod tests {
     fn defaults_then_each_field_then_errors_with_their_line() {
         assert_eq!(parsed(""), Ok(Scheduling::default()));
         assert_eq!(
-            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\nbusy_poll_us = 0\n"),
+            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\nbusy_poll_us = 200\n"),
             Ok(Scheduling {
-                busy_poll_us: 0,
+                busy_poll_us: 200,
                 control_policy: ControlPolicy::Idle,
                 control_nice: 19,
                 forwarding_nice: -5,
