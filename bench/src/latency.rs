@@ -7,13 +7,12 @@
 //! the per-stage latency histograms of this build's `scd` (its metrics) say where
 //! its time went.
 
-use crate::common::{installed, latency, spread, start_scd, Background};
+use crate::common::{installed, iperf_server, latency, spread, start_scd};
 use crate::switching::{scd_one_host_with, with_bridge_vms, with_ovs_vms, IP2};
 use crate::tunnel::{scd_tunnel_with, with_userspace_wg, VB_IP};
 use anyhow::{Context, Result};
 use netns_tests::{Netns, Scd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Seconds of 64-byte UDP per packet-rate measurement.
@@ -70,15 +69,7 @@ fn packet_rate(
     server_ip: &str,
     pids: &[u32],
 ) -> Result<(f64, Option<f64>)> {
-    let _srv = Background(
-        server
-            .command("iperf3")
-            .args(["-s", "-B", server_ip, "-p", "5202"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let _srv = iperf_server(server, server_ip, "5202")?;
     let cpu_before = cpu_seconds(pids);
     let out = client
         .command("iperf3")
@@ -192,10 +183,7 @@ fn sample(
             error: None,
         })
     };
-    attempt().unwrap_or_else(|e| Sample {
-        error: Some(format!("{e:#}")),
-        ..Sample::default()
-    })
+    attempt().unwrap_or_else(failed)
 }
 
 fn failed(e: anyhow::Error) -> Sample {
@@ -237,6 +225,26 @@ fn scd_tunnel_sample(binary: &Path, extra: &str, stages: bool) -> Sample {
     run().unwrap_or_else(failed)
 }
 
+/// The `scd` rows of one area: the earlier build (if any), then this build once
+/// per busy-poll window, the last one with its stages.
+fn scd_rows(
+    out: &mut Vec<(&'static str, String, Sample)>,
+    area: &'static str,
+    this: &Path,
+    before: Option<&Path>,
+    windows: &[u32],
+    measure: fn(&Path, &str, bool) -> Sample,
+) {
+    if let Some(before) = before {
+        out.push((area, "scd before".into(), measure(before, "", false)));
+    }
+    for (i, us) in windows.iter().enumerate() {
+        let last = i + 1 == windows.len();
+        let sample = measure(this, &busy_poll_section(*us), last);
+        out.push((area, window_name(*us), sample));
+    }
+}
+
 /// Every path of one run, by name, in table order.
 fn one_run(
     this: &Path,
@@ -250,18 +258,7 @@ fn one_run(
         "Linux bridge (limit)".into(),
         with_bridge_vms(|a, b| sample(a, b, IP2, &[], None)).unwrap_or_else(failed),
     ));
-    if let Some(before) = before {
-        out.push((
-            switching,
-            "scd before".into(),
-            scd_switching(before, "", false),
-        ));
-    }
-    for (i, us) in windows.iter().enumerate() {
-        let last = i + 1 == windows.len();
-        let sample = scd_switching(this, &busy_poll_section(*us), last);
-        out.push((switching, window_name(*us), sample));
-    }
+    scd_rows(&mut out, switching, this, before, windows, scd_switching);
     out.push((
         switching,
         "Open vSwitch userspace".into(),
@@ -276,18 +273,7 @@ fn one_run(
             .map(|p| sample(&p.a, &p.b, "192.0.2.2", &[], None))
             .unwrap_or_else(failed),
     ));
-    if let Some(before) = before {
-        out.push((
-            tunnel,
-            "scd before".into(),
-            scd_tunnel_sample(before, "", false),
-        ));
-    }
-    for (i, us) in windows.iter().enumerate() {
-        let last = i + 1 == windows.len();
-        let sample = scd_tunnel_sample(this, &busy_poll_section(*us), last);
-        out.push((tunnel, window_name(*us), sample));
-    }
+    scd_rows(&mut out, tunnel, this, before, windows, scd_tunnel_sample);
     let boringtun = if installed("boringtun-cli") {
         with_userspace_wg(
             "boringtun-cli",
