@@ -61,6 +61,20 @@ impl Drop for Background {
     }
 }
 
+/// An iperf3 server on `ip`:`port` in `ns`, given time to listen; ended when
+/// dropped.
+pub fn iperf_server(ns: &Netns, ip: &str, port: &str) -> Result<Background> {
+    let server = Background(
+        ns.command("iperf3")
+            .args(["-s", "-B", ip, "-p", port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(server)
+}
+
 /// iperf3 throughput in Gbit/s from `client` to `server_ip` (server in `server`).
 pub fn iperf(
     client: &Netns,
@@ -69,15 +83,7 @@ pub fn iperf(
     streams: u32,
     seconds: u32,
 ) -> Result<f64> {
-    let _srv = Background(
-        server
-            .command("iperf3")
-            .args(["-s", "-B", server_ip, "-p", "5201"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let _srv = iperf_server(server, server_ip, "5201")?;
     let out = client
         .command("iperf3")
         .args([
@@ -220,4 +226,19 @@ pub fn runtime_until_stopped(
             Ok(())
         })
     })
+}
+
+/// "min / median / max" of `values`, in `digits` decimals.
+pub fn spread(mut values: Vec<f64>, digits: usize) -> String {
+    if values.is_empty() {
+        return "–".into();
+    }
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    format!(
+        "{} / {} / {}",
+        fmt(values.first().copied(), digits),
+        fmt(Some(median), digits),
+        fmt(values.last().copied(), digits)
+    )
 }

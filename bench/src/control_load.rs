@@ -9,7 +9,7 @@
 //! min/median/max summary. With `--before SCD`, an earlier build's `scd` is
 //! measured the same way first, in the same run, for a before/after table.
 
-use crate::common::{fmt, start_scd};
+use crate::common::{fmt, spread, start_scd};
 use crate::flowmod::{flow_count, time_add_flows, write_flows_from, SCD_TARGET};
 use crate::switching::{scd_one_host_with, ScdOneHost, IP2};
 use anyhow::{Context, Result};
@@ -282,21 +282,6 @@ fn print(label: &str, phases: &Result<Vec<Phase>>) {
             p.load
         );
     }
-}
-
-/// "min / median / max" of `values`, in `digits` decimals.
-fn spread(mut values: Vec<f64>, digits: usize) -> String {
-    if values.is_empty() {
-        return "–".into();
-    }
-    values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    format!(
-        "{} / {} / {}",
-        fmt(values.first().copied(), digits),
-        fmt(Some(median), digits),
-        fmt(values.last().copied(), digits)
-    )
 }
 
 /// Per setting and phase, over the runs: p99, worst, and worst over idle's worst.

@@ -11,6 +11,7 @@ mod cost;
 mod failover;
 mod flowmod;
 mod flowmod_tls;
+mod latency;
 mod memory;
 mod ovs;
 mod reroute;
@@ -53,6 +54,20 @@ enum What {
     Switching,
     /// Instructions per packet of every scd path, counted by callgrind.
     Cost,
+    /// Round trip at idle and 64-byte packet rate with CPU per packet, local
+    /// switching and tunnel, scd (with and without busy-polling) against its
+    /// peers, over several runs; then where scd's time went, stage by stage.
+    Latency {
+        /// An earlier build's scd, measured the same way in the same run.
+        #[arg(long)]
+        before: Option<PathBuf>,
+        /// Runs of every path (reported as min / median / max).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Busy-poll windows (µs) this build's scd is measured with, one row each.
+        #[arg(long, value_delimiter = ',', default_values_t = [0, 50])]
+        windows: Vec<u32>,
+    },
     /// Resident memory per flow and per tunnel peer, scd vs Open vSwitch.
     Memory,
     /// Reroute time of a migration against VM and switch count (scc + fake switches).
@@ -154,6 +169,11 @@ fn main() -> Result<()> {
             charted.push(("Switching, one host", switching::switching(cli.seconds)?))
         }
         What::Cost => cost::cost()?,
+        What::Latency {
+            ref before,
+            runs,
+            ref windows,
+        } => latency::latency_bench(before.clone(), runs, windows)?,
         What::Connrate {
             pairs,
             seconds,

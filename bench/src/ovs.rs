@@ -22,6 +22,11 @@ pub struct Ovs<'ns> {
 }
 
 impl<'ns> Ovs<'ns> {
+    /// Process id of `ovs-vswitchd` (the datapath's threads are its own).
+    pub fn pid(&self) -> u32 {
+        self.vswitchd.0.id()
+    }
+
     /// Starts both daemons in `ns`; `other_config` entries (e.g.
     /// `userspace-tso-enable=true`) are set before `ovs-vswitchd` starts, because
     /// some of them are read only at its start.

@@ -130,9 +130,11 @@ pub fn ovs_tap_vm(ovs: &Ovs<'_>, host: &Netns, port: u32, addr: VmAddress<'_>) -
     Vm::attach(&name, host, &tap, addr)
 }
 
-/// Two VMs on tap-type ports of Open vSwitch's netdev bridge: OVS creates each TAP
-/// in `host` and the VM's namespace takes it, while OVS keeps its descriptor.
-fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
+/// Runs `f` with two VMs on tap-type ports of Open vSwitch's netdev bridge
+/// (the wire flows loaded, a first ping through) and the switch's process id:
+/// OVS creates each TAP in its host and the VM's namespace takes it, while OVS
+/// keeps its descriptor.
+pub fn with_ovs_vms<R>(tso: bool, f: impl FnOnce(&Vm, &Vm, u32) -> R) -> Result<R> {
     let host = Netns::new(&unique("bench-sw-ovs-"))?;
     let config: &[&str] = if tso {
         &["userspace-tso-enable=true"]
@@ -160,6 +162,10 @@ fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
     ]))?;
     run(vms[0].ns.command("ping").args(["-c", "1", "-w", "10", IP2]))
         .with_context(|| format!("no ping through OVS:\n{}", ovs.log_tail()))?;
+    Ok(f(&vms[0], &vms[1], ovs.pid()))
+}
+
+fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
     let (name, note) = if tso {
         (
             "Open vSwitch userspace, TSO on",
@@ -171,18 +177,14 @@ fn ovs_row(seconds: u32, tso: bool) -> Result<Row> {
             "netdev datapath, tap ports, 2 flows",
         )
     };
-    Ok(measure(
-        name,
-        &vms[0].ns,
-        &vms[1].ns,
-        IP2,
-        seconds,
-        note.into(),
-    ))
+    with_ovs_vms(tso, |vm1, vm2, _| {
+        measure(name, &vm1.ns, &vm2.ns, IP2, seconds, note.into())
+    })
 }
 
-/// Two VMs on veths enslaved to a Linux bridge in `host`: the kernel's own path.
-fn bridge_row(seconds: u32) -> Result<Row> {
+/// Runs `f` with two VMs on veths enslaved to a Linux bridge in a host of their
+/// own (a first ping through): the kernel's own path.
+pub fn with_bridge_vms<R>(f: impl FnOnce(&Netns, &Netns) -> R) -> Result<R> {
     let host = Netns::new(&unique("bench-sw-br-"))?;
     host.ip(&["link", "add", "br0", "type", "bridge"])?;
     host.ip(&["link", "set", "br0", "up"])?;
@@ -198,14 +200,20 @@ fn bridge_row(seconds: u32) -> Result<Row> {
         vms.push(vm);
     }
     run(vms[0].command("ping").args(["-c", "1", "-w", "10", IP2]))?;
-    Ok(measure(
-        "Linux bridge (limit)",
-        &vms[0],
-        &vms[1],
-        IP2,
-        seconds,
-        "kernel only: veth, bridge, veth".into(),
-    ))
+    Ok(f(&vms[0], &vms[1]))
+}
+
+fn bridge_row(seconds: u32) -> Result<Row> {
+    with_bridge_vms(|vm1, vm2| {
+        measure(
+            "Linux bridge (limit)",
+            vm1,
+            vm2,
+            IP2,
+            seconds,
+            "kernel only: veth, bridge, veth".into(),
+        )
+    })
 }
 
 /// Measures every switch and prints the table; returns the rows for the chart.

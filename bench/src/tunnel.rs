@@ -24,12 +24,12 @@ fn bench_veth(seconds: u32) -> Result<Row> {
     ))
 }
 
-fn scd_config(vm: &Vm, peer_pub: &str, peer_ip: &str, dpid: u32) -> String {
+fn scd_config(vm: &Vm, peer_pub: &str, peer_ip: &str, dpid: u32, extra: &str) -> String {
     format!(
         "datapath_id = {dpid}\n[overlay]\nprefix = \"100.64.0.0/10\"\ngateway_mac = \"{GW}\"\n\
          [metrics]\nlisten = \"127.0.0.1:9464\"\n[flows]\nfile = \"flows\"\n\
          [tunnel]\nprivate_key_file = \"key\"\nlisten = \"51820\"\n{}\
-         [[peer]]\nport = {TUNNEL_PORT}\nname = \"peer\"\npublic_key = \"{peer_pub}\"\nendpoint = \"{peer_ip}:51820\"\n",
+         [[peer]]\nport = {TUNNEL_PORT}\nname = \"peer\"\npublic_key = \"{peer_pub}\"\nendpoint = \"{peer_ip}:51820\"\n{extra}",
         vm.port_section(1)
     )
 }
@@ -41,7 +41,8 @@ pub struct ScdTunnel {
     // Field order is drop order: the switches stop before their namespaces go.
     /// The switch of host A (192.0.2.1), serving `va`.
     pub sa: Scd,
-    _sb: Scd,
+    /// The switch of host B (192.0.2.2), serving `vb`.
+    pub sb: Scd,
     /// VM 100.64.1.1 on host A, on port 1.
     pub va: Vm,
     /// VM 100.64.2.1 on host B, on port 1.
@@ -58,6 +59,11 @@ pub const TUNNEL_PORT: u32 = 100;
 /// Builds the two hosts; host A's switch is started by `start_a` (host namespace,
 /// config, flows, private key), so a benchmark can run it under a profiler.
 pub fn scd_tunnel(start_a: &Launcher<'_>) -> Result<ScdTunnel> {
+    scd_tunnel_with(start_a, "")
+}
+
+/// [`scd_tunnel`] with `extra` sections appended to both switches' configuration.
+pub fn scd_tunnel_with(start_a: &Launcher<'_>, extra: &str) -> Result<ScdTunnel> {
     let p = pair("scd")?;
     let (ka, kb) = (KeyPair::generate()?, KeyPair::generate()?);
     let va = Vm::with_tap(
@@ -80,20 +86,20 @@ pub fn scd_tunnel(start_a: &Launcher<'_>) -> Result<ScdTunnel> {
     };
     let sa = start_a(
         &p.a,
-        &scd_config(&va, &kb.public, "192.0.2.2", 1),
+        &scd_config(&va, &kb.public, "192.0.2.2", 1, extra),
         Some(&flows(VA_IP, &va.mac, VB_IP)),
         Some(&ka.private),
     )?;
     let sb = Scd::start_with_key(
         &p.b,
-        &scd_config(&vb, &ka.public, "192.0.2.1", 2),
+        &scd_config(&vb, &ka.public, "192.0.2.1", 2, extra),
         Some(&flows(VB_IP, &vb.mac, VA_IP)),
         &kb.private,
     )?;
     run(va.ns.command("ping").args(["-c", "1", "-w", "10", VB_IP]))?;
     Ok(ScdTunnel {
         sa,
-        _sb: sb,
+        sb,
         va,
         vb,
         _hosts: p,
@@ -120,6 +126,26 @@ fn bench_userspace_wg(name: &str, program: &str, args: &[&str], seconds: u32) ->
             format!("`{program}` not installed (scripts/bench.sh installs it)"),
         ));
     }
+    with_userspace_wg(program, args, |a, b, _| {
+        measure(
+            name,
+            a,
+            b,
+            "100.64.2.1",
+            seconds,
+            format!("{program} {}", args.join(" ")),
+        )
+    })
+}
+
+/// Runs `f` with two hosts joined by `program` (a userspace WireGuard driven by
+/// `wg`; 100.64.1.1 on the first, 100.64.2.1 on the second, a first ping
+/// through) and the two processes' ids.
+pub fn with_userspace_wg<R>(
+    program: &str,
+    args: &[&str],
+    f: impl FnOnce(&netns_tests::Netns, &netns_tests::Netns, &[u32]) -> R,
+) -> Result<R> {
     let p = pair("wg")?;
     let keys = [KeyPair::generate()?, KeyPair::generate()?];
     let mut procs = Vec::new();
@@ -178,16 +204,10 @@ fn bench_userspace_wg(name: &str, program: &str, args: &[&str], seconds: u32) ->
         .a
         .command("ping")
         .args(["-c", "1", "-w", "10", "100.64.2.1"]))?;
-    let row = measure(
-        name,
-        &p.a,
-        &p.b,
-        "100.64.2.1",
-        seconds,
-        format!("{program} {}", args.join(" ")),
-    );
+    let pids: Vec<u32> = procs.iter().map(|b| b.0.id()).collect();
+    let out = f(&p.a, &p.b, &pids);
     drop(procs);
-    Ok(row)
+    Ok(out)
 }
 
 /// Measures every path and prints the table; returns the rows for the chart.

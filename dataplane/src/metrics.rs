@@ -8,7 +8,7 @@
 //! table and flow counters from the published snapshot of the tables, on its own
 //! thread, asking no switch thread anything; it never changes anything.
 
-use crate::switch::SwitchHandle;
+use crate::switch::{HistogramSnapshot, Stage, SwitchHandle, LATENCY_BUCKETS};
 use bounded_http::Limits;
 use bytes::Bytes;
 use dataplane_core::pipeline::TableStats;
@@ -18,11 +18,12 @@ use hyper::body::Incoming;
 use hyper::{header, Method, Request, Response, StatusCode};
 use openflow::text::format_match;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use prometheus_client::registry::Unit;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -518,9 +519,50 @@ impl SwitchMetrics {
     }
 }
 
+impl SwitchMetrics {
+    /// The forwarding thread's per-stage latency histograms.
+    fn stage_latency(&self, out: &mut DescriptorEncoder) -> fmt::Result {
+        let mut family = out.encode_descriptor(
+            "scd_stage_latency",
+            "Time the forwarding thread spent in each stage of its loop, in power-of-two \
+             buckets (see docs/scd-config.md, [scheduling]).",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        let base = self.base();
+        for stage in Stage::ALL {
+            let snapshot = self.handle.shared.stage_latency.get(stage).snapshot();
+            let buckets: Vec<(f64, u64)> = snapshot
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, count)| {
+                    let upper = if i + 1 == LATENCY_BUCKETS {
+                        f64::MAX
+                    } else {
+                        HistogramSnapshot::upper_ns(i) as f64 / 1e9
+                    };
+                    (upper, *count)
+                })
+                .collect();
+            let labels = with(&base, &[("stage", stage.name().to_string())]);
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    snapshot.sum_ns as f64 / 1e9,
+                    snapshot.count(),
+                    &buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for SwitchMetrics {
     fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
         self.ports(&mut out)?;
+        self.stage_latency(&mut out)?;
         self.switch_counters(&mut out)?;
         self.listeners(&mut out)?;
         self.tunnels(&mut out)?;

@@ -91,6 +91,20 @@ pub struct Scheduling {
     pub forwarding_nice: i32,
     /// Policy of the forwarding thread.
     pub forwarding_policy: ForwardingPolicy,
+    /// How long the forwarding thread keeps polling without sleeping after it
+    /// moved packets, in microseconds (0: never; see `switch::busy_poll`).
+    pub busy_poll_us: u32,
+}
+
+/// Longest busy-poll window accepted: beyond a millisecond a window no longer
+/// catches an answer, it only burns the core.
+pub const MAX_BUSY_POLL_US: u32 = 1000;
+
+impl Scheduling {
+    /// The busy-poll window.
+    pub fn busy_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(u64::from(self.busy_poll_us))
+    }
 }
 
 impl Default for Scheduling {
@@ -104,9 +118,17 @@ impl Default for Scheduling {
             control_nice: 0,
             forwarding_nice: 0,
             forwarding_policy: ForwardingPolicy::Normal,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
         }
     }
 }
+
+/// The default busy-poll window: off. Measured on the 2-core development
+/// machines (bench/RESULTS.md, "Latency and packet rate"), a window of 50 or
+/// 200 µs made round trips slower, not faster: the spinning thread takes the
+/// core the VMs (and, in the tunnel benchmark, the other `scd`) need to answer.
+/// It is for hosts with a core to spare for forwarding.
+pub const DEFAULT_BUSY_POLL_US: u32 = 0;
 
 static CHOSEN: OnceLock<Scheduling> = OnceLock::new();
 

@@ -2,7 +2,9 @@
 //! [`crate::scheduling`]), validated here.
 
 use super::ConfigError;
-use crate::scheduling::{ControlPolicy, ForwardingPolicy, Scheduling, NICE_RANGE};
+use crate::scheduling::{
+    ControlPolicy, ForwardingPolicy, Scheduling, MAX_BUSY_POLL_US, NICE_RANGE,
+};
 use serde::Deserialize;
 use std::ops::Range;
 use toml::Spanned;
@@ -14,6 +16,7 @@ pub(super) struct RawScheduling {
     control_nice: Option<Spanned<i32>>,
     forwarding_nice: Option<Spanned<i32>>,
     forwarding_policy: Option<Spanned<String>>,
+    busy_poll_us: Option<Spanned<u32>>,
 }
 
 type Invalid<'a> = dyn Fn(&Range<usize>, &str, String) -> ConfigError + 'a;
@@ -50,7 +53,22 @@ pub(super) fn parse(raw: &RawScheduling, invalid: &Invalid<'_>) -> Result<Schedu
             format!("{} is not a nice value (-20 to 19)", v.get_ref()),
         )),
     };
+    let busy_poll_us = match &raw.busy_poll_us {
+        None => default.busy_poll_us,
+        Some(v) if *v.get_ref() <= MAX_BUSY_POLL_US => *v.get_ref(),
+        Some(v) => {
+            return Err(invalid(
+                &v.span(),
+                "scheduling.busy_poll_us",
+                format!(
+                    "{} is over the longest window ({MAX_BUSY_POLL_US} µs)",
+                    v.get_ref()
+                ),
+            ))
+        }
+    };
     Ok(Scheduling {
+        busy_poll_us,
         control_policy,
         control_nice: nice(
             &raw.control_nice,
@@ -84,8 +102,9 @@ mod tests {
     fn defaults_then_each_field_then_errors_with_their_line() {
         assert_eq!(parsed(""), Ok(Scheduling::default()));
         assert_eq!(
-            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\n"),
+            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\nbusy_poll_us = 200\n"),
             Ok(Scheduling {
+                busy_poll_us: 200,
                 control_policy: ControlPolicy::Idle,
                 control_nice: 19,
                 forwarding_nice: -5,
@@ -96,6 +115,13 @@ mod tests {
             parsed("[scheduling]\ncontrol_policy = \"fifo\"\n"),
             Err(
                 "h.toml:6: `scheduling.control_policy`: `fifo` is not one of normal, batch, idle"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parsed("[scheduling]\nbusy_poll_us = 5000\n"),
+            Err(
+                "h.toml:6: `scheduling.busy_poll_us`: 5000 is over the longest window (1000 µs)"
                     .into()
             )
         );

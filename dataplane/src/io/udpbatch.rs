@@ -38,8 +38,9 @@ const MAX_GSO_BYTES: usize = 65_000;
 const GRO_SLOT: usize = 65_536;
 /// Bytes of the `UDP_SEGMENT` control message's value (a `__u16`).
 const SEGMENT_SIZE_LEN: u32 = 2;
-/// Control-message buffer: `CMSG_SPACE` of one int, 8-byte aligned.
-type CmsgBuf = [u64; 4];
+/// Control-message buffer, 8-byte aligned: `CMSG_SPACE` of one int (the GRO
+/// segment size or the GSO one) and of a `timespec` (the receive timestamp).
+type CmsgBuf = [u64; 8];
 
 /// Room for one datagram: an inner packet up to 65,535 bytes would not fit, but the
 /// tunnel MTU is enforced before encryption, so a slot holds the largest allowed
@@ -412,7 +413,7 @@ impl SendBatch {
 /// Puts one control message (level `SOL_UDP`) carrying `value` into `buf` and
 /// points `m` at it.
 fn write_cmsg(m: &mut libc::msghdr, buf: &mut CmsgBuf, kind: libc::c_int, value: u16) {
-    *buf = [0; 4];
+    *buf = [0; 8];
     m.msg_control = buf.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is a pure size computation.
     m.msg_controllen = unsafe { libc::CMSG_SPACE(SEGMENT_SIZE_LEN) } as usize;
@@ -452,6 +453,36 @@ fn gro_segment(m: &libc::msghdr) -> usize {
     0
 }
 
+/// The kernel's receive timestamp (`SO_TIMESTAMPNS`, `CLOCK_REALTIME`) in a
+/// received message's control data.
+fn receive_timestamp(m: &libc::msghdr) -> Option<libc::timespec> {
+    if m.msg_control.is_null() || m.msg_controllen == 0 {
+        return None;
+    }
+    // SAFETY: as in `gro_segment`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(m);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                return Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::timespec>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(m, c);
+        }
+    }
+    None
+}
+
+/// How long ago the kernel received a datagram stamped `stamp`, by the real-time
+/// clock read now (a clock step makes one sample wrong, never an error).
+fn age_of(stamp: &libc::timespec) -> Option<std::time::Duration> {
+    let secs = u64::try_from(stamp.tv_sec).ok()?;
+    let nanos = u32::try_from(stamp.tv_nsec).ok()?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    std::time::SystemTime::now().duration_since(at).ok()
+}
+
 /// Datagrams received and not yet handed out.
 pub struct RecvBatch {
     headers: Box<Headers<BATCH>>,
@@ -467,6 +498,10 @@ pub struct RecvBatch {
     next: usize,
     offset: usize,
     gro: bool,
+    /// Whether the kernel stamps each datagram with its arrival time.
+    stamps: bool,
+    /// How long the last batch's first datagram had waited, until taken.
+    age: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for RecvBatch {
@@ -491,6 +526,8 @@ impl Default for RecvBatch {
             next: 0,
             offset: 0,
             gro: false,
+            stamps: false,
+            age: None,
         }
     }
 }
@@ -509,6 +546,30 @@ impl RecvBatch {
         self.offset = 0;
         self.gro = true;
         true
+    }
+
+    /// Asks the kernel for each datagram's arrival time (`SO_TIMESTAMPNS`), so
+    /// [`Self::take_age`] can tell how long a batch waited. True when on.
+    pub fn enable_timestamps(&mut self, fd: RawFd) -> bool {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int from a live local.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&one as *const libc::c_int).cast(),
+                libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
+            )
+        };
+        self.stamps = rc == 0;
+        self.stamps
+    }
+
+    /// How long the first datagram of the last batch had waited in the kernel
+    /// when the batch was read; `None` once taken, or without timestamps.
+    pub fn take_age(&mut self) -> Option<std::time::Duration> {
+        self.age.take()
     }
 
     fn refill(&mut self, fd: RawFd) -> io::Result<()> {
@@ -532,7 +593,7 @@ impl RecvBatch {
             m.msg_iov = &mut iovecs[i];
             m.msg_iovlen = 1;
             m.msg_flags = 0;
-            if self.gro {
+            if self.gro || self.stamps {
                 m.msg_control = cmsgs[i].as_mut_ptr().cast();
                 m.msg_controllen = CMSG_BUF_LEN;
             } else {
@@ -562,6 +623,9 @@ impl RecvBatch {
                 0
             };
             self.froms[i] = from_storage(&addrs[i]);
+        }
+        if self.stamps && n > 0 {
+            self.age = receive_timestamp(&msgs[0].msg_hdr).and_then(|t| age_of(&t));
         }
         self.count = n;
         self.next = 0;

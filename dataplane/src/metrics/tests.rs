@@ -54,6 +54,38 @@ fn renders_the_switch_under_the_same_names_and_labels() {
     let flows = format!("scd_table_flows{{{base},table=\"0\"}}");
     assert!(all.contains(&(flows, "1".to_string())), "{text}");
     assert!(text.contains("# TYPE scd_port_packets counter\n"), "{text}");
+    assert!(
+        text.contains("# TYPE scd_stage_latency_seconds histogram\n"),
+        "{text}"
+    );
+    // A sample recorded is counted in its stage, within a bucket's bounds.
+    s.handle.shared.stage_latency.record(
+        crate::switch::Stage::Round,
+        std::time::Duration::from_micros(3),
+    );
+    let text = render(&s.handle, "host \"a\"");
+    let all = samples(&text);
+    let round = format!("{base},stage=\"round\"");
+    for (key, value) in [
+        (format!("scd_stage_latency_seconds_count{{{round}}}"), "1"),
+        (
+            format!("scd_stage_latency_seconds_bucket{{le=\"0.000002048\",{round}}}"),
+            "0",
+        ),
+        (
+            format!("scd_stage_latency_seconds_bucket{{le=\"0.000004096\",{round}}}"),
+            "1",
+        ),
+        (
+            format!("scd_stage_latency_seconds_bucket{{le=\"+Inf\",{round}}}"),
+            "1",
+        ),
+    ] {
+        assert!(
+            all.iter().any(|(k, v)| *k == key && v == value),
+            "{key} {value} in\n{text}"
+        );
+    }
     assert!(text.ends_with("# EOF\n"), "{text}");
     // Every value is a number the namespace tests can read.
     assert!(all.iter().all(|(_, v)| v.parse::<f64>().is_ok()), "{text}");

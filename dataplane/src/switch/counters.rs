@@ -2,6 +2,7 @@
 //! thread: written by the switch thread only, read by metrics and OpenFlow.
 
 use super::port_state::{PortChanges, PortLink};
+use super::stage_latency::StageLatency;
 use crate::io::tap::LinkProbe;
 use arc_swap::ArcSwap;
 use dataplane_core::packet::ParseError;
@@ -226,6 +227,8 @@ pub struct SwitchShared {
     pub channel: ChannelCounters,
     /// Static flows reload counters.
     pub reloads: ReloadCounters,
+    /// Where the forwarding thread's time goes, stage by stage.
+    pub stage_latency: StageLatency,
 }
 
 impl SwitchShared {

@@ -2,6 +2,7 @@
 //! loop (with the control thread beside it), and each frame's way through parse,
 //! ARP, cache, classifier and actions.
 
+use super::busy_poll::BusyPoll;
 use super::counters::{ChannelCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared};
 use super::guards::PortGuards;
 use super::handle::{SwitchHandle, Work};
@@ -9,6 +10,8 @@ use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
 use super::port_state::PortChanges;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
+use super::stage_latency::Stage;
+use super::stage_latency::StageLatency;
 use super::tables::{Control, Published, RemovedHook};
 use crate::io::os_result;
 use crate::io::rawport::RawRecv;
@@ -78,7 +81,7 @@ pub struct Switch {
     pub(super) port_arp: Vec<(usize, ArpResponder)>,
     pub(super) guards: PortGuards,
     dhcp: Option<DhcpServer>,
-    jobs: Receiver<Work>,
+    jobs: Receiver<(Instant, Work)>,
     pub(super) handle: SwitchHandle,
     pub(super) epoll: OwnedFd,
 }
@@ -97,6 +100,9 @@ pub(super) const WAKE_TOKEN: u64 = u64::MAX;
 pub(super) const TUNNEL_TOKEN: u64 = u64::MAX - 1;
 pub(super) const EVENTS: usize = 16;
 pub(super) const EVENTS_I32: i32 = 16;
+/// How long an idle forwarding thread sleeps in `epoll_wait` before it looks at
+/// its timers (handshakes, keepalives, statistics).
+const IDLE_WAIT_MS: i32 = 100;
 
 /// Scratch space the output path needs besides the frame.
 pub(super) struct Scratch {
@@ -204,6 +210,7 @@ impl Switch {
             started: Instant::now(),
             channel: ChannelCounters::default(),
             reloads: ReloadCounters::default(),
+            stage_latency: StageLatency::default(),
         });
         let (tx, rx) = mpsc::channel();
         let (tables_tx, tables_rx) = mpsc::channel();
@@ -315,13 +322,22 @@ impl Switch {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let mut last_second = Instant::now();
         let mut published = CacheStats::default();
+        let shared = self.egress.shared.clone();
+        let latency = &shared.stage_latency;
+        let mut poll = BusyPoll::new(crate::scheduling::chosen().busy_poll());
         if let Some(tunnels) = self.tunnels.as_mut() {
             tunnels.initiate_all();
         }
         while !stop.load(Ordering::Relaxed) && !self.handle.stop.load(Ordering::Relaxed) {
+            let timeout = poll.timeout_ms(IDLE_WAIT_MS);
             // SAFETY: `events` is a valid buffer of EVENTS epoll_event structures.
             let n = unsafe {
-                libc::epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), EVENTS_I32, 100)
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    EVENTS_I32,
+                    timeout,
+                )
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -331,73 +347,105 @@ impl Switch {
                 return Err(e);
             }
             let now = Instant::now();
+            if n == 0 && !poll.housekeeping_due(now) {
+                // An empty spin of the busy-poll window: nothing to do but look again.
+                continue;
+            }
             self.handle.published.refresh(&mut self.pipeline);
+            // Each clock reading ends one stage and starts the next.
+            let mut mark = now;
+            let mut moved = false;
             for ev in &events[..n.unsigned_abs() as usize] {
-                match ev.u64 {
+                let stage = match ev.u64 {
                     WAKE_TOKEN => {
                         let mut buf = [0u8; 8];
                         // SAFETY: reads 8 bytes into a live buffer from our eventfd.
                         unsafe {
                             libc::read(self.handle.wake.as_raw_fd(), buf.as_mut_ptr().cast(), 8)
                         };
+                        continue;
                     }
                     TUNNEL_TOKEN => {
-                        self.drain_tunnels(&mut frame, &mut coalescer, &mut scratch, now)
+                        self.drain_tunnels(&mut frame, &mut coalescer, &mut scratch, now);
+                        if let Some(age) = self.tunnels.as_mut().and_then(Tunnels::take_receive_age)
+                        {
+                            latency.record(Stage::TunnelWakeup, age);
+                        }
+                        Stage::TunnelBatch
                     }
                     token => {
                         if let Ok(idx) = usize::try_from(token) {
                             self.drain_tap(idx, &mut frame, &mut scratch, now);
                         }
+                        Stage::LocalBatch
                     }
-                }
+                };
+                let t = Instant::now();
+                latency.record(stage, t - mark);
+                mark = t;
+                moved = true;
             }
             // Again: a packet-out queued after a flow-mod must meet its tables.
             self.handle.published.refresh(&mut self.pipeline);
-            while let Ok(work) = self.jobs.try_recv() {
-                match work {
-                    Work::PacketOut(job, reply) => {
-                        let _ = reply.send(self.packet_out(job, &mut scratch, now));
-                    }
-                    Work::Bind(port, binding, reply) => {
-                        let _ = reply.send(self.guards.bind(&self.egress.ports, port, binding));
-                    }
-                    Work::AddPort(new, reply) => {
-                        let _ = reply.send(self.add_port(*new));
-                    }
-                    Work::RemovePort(number, reply) => {
-                        let _ = reply.send(self.remove_port(number));
-                    }
-                    Work::TunnelStatus(reply) => {
-                        let status = self.tunnels.as_ref().map(Tunnels::status);
-                        let _ = reply.send(status.unwrap_or_default());
-                    }
-                }
+            while let Ok((queued, work)) = self.jobs.try_recv() {
+                latency.record(
+                    Stage::JobHop,
+                    Instant::now().saturating_duration_since(queued),
+                );
+                self.run_job(work, &mut scratch, now);
             }
             if let Some(tunnels) = self.tunnels.as_mut() {
-                // Everything this round encrypted leaves in one sendmmsg.
-                let refused = tunnels.flush();
-                self.egress
-                    .shared
-                    .counters
-                    .tunnel_send_errors
-                    .add(refused as u64);
+                if tunnels.has_queued() {
+                    // Everything this round encrypted leaves in one sendmmsg.
+                    let refused = tunnels.flush();
+                    shared.counters.tunnel_send_errors.add(refused as u64);
+                    let t = Instant::now();
+                    latency.record(Stage::TunnelSend, t - mark);
+                    mark = t;
+                }
                 tunnels.tick(now);
+            }
+            if moved {
+                latency.record(Stage::Round, mark - now);
+                poll.traffic(mark);
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {
                 last_second = now;
                 if let Some(tunnels) = &self.tunnels {
-                    if let Ok(mut status) = self.egress.shared.tunnels.lock() {
+                    if let Ok(mut status) = shared.tunnels.lock() {
                         *status = tunnels.status();
                     }
                 }
             }
             let stats = self.cache.stats();
-            let c = &self.egress.shared.counters;
+            let c = &shared.counters;
             c.cache_hits.add(stats.hits - published.hits);
             c.cache_misses.add(stats.misses - published.misses);
             published = stats;
         }
         Ok(())
+    }
+
+    /// Runs one piece of work another thread queued.
+    fn run_job(&mut self, work: Work, scratch: &mut Scratch, now: Instant) {
+        match work {
+            Work::PacketOut(job, reply) => {
+                let _ = reply.send(self.packet_out(job, scratch, now));
+            }
+            Work::Bind(port, binding, reply) => {
+                let _ = reply.send(self.guards.bind(&self.egress.ports, port, binding));
+            }
+            Work::AddPort(new, reply) => {
+                let _ = reply.send(self.add_port(*new));
+            }
+            Work::RemovePort(number, reply) => {
+                let _ = reply.send(self.remove_port(number));
+            }
+            Work::TunnelStatus(reply) => {
+                let status = self.tunnels.as_ref().map(Tunnels::status);
+                let _ = reply.send(status.unwrap_or_default());
+            }
+        }
     }
 
     pub(super) fn drain_tap(

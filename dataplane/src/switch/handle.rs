@@ -69,7 +69,8 @@ impl std::fmt::Debug for PortOpenerSlot {
 /// A cloneable handle to talk to the switch thread.
 #[derive(Debug, Clone)]
 pub struct SwitchHandle {
-    pub(super) jobs: Sender<Work>,
+    /// Work for the forwarding thread, with when it was queued.
+    pub(super) jobs: Sender<(Instant, Work)>,
     pub(super) tables: Sender<(Job, Visibility)>,
     /// The published tables and their publish counters.
     pub published: Arc<Published>,
@@ -97,7 +98,9 @@ impl SwitchHandle {
     /// and waits for the reply.
     pub(super) fn ask<R>(&self, make: impl FnOnce(SyncSender<R>) -> Work) -> Result<R, SwitchGone> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.jobs.send(make(tx)).map_err(|_| SwitchGone)?;
+        self.jobs
+            .send((Instant::now(), make(tx)))
+            .map_err(|_| SwitchGone)?;
         self.wake();
         rx.recv_timeout(Duration::from_secs(10))
             .map_err(|_| SwitchGone)

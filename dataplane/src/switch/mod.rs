@@ -16,6 +16,7 @@
 //! OpenFlow channel can never block or slow the fast path. Packet-out frames come in
 //! through the same job queue as table changes, so they are ordered with them.
 
+mod busy_poll;
 mod counters;
 mod event_loop;
 mod guards;
@@ -26,6 +27,7 @@ mod packet_in;
 mod port_set;
 mod port_state;
 mod ports;
+mod stage_latency;
 mod tables;
 
 pub use counters::{
@@ -39,6 +41,9 @@ pub use link_watch::{check_links, watch_links, LINK_POLL};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender};
 pub use port_state::{PortChanges, PortLink, PORT_CHANGES_DEPTH, SETTABLE_CONFIG};
 pub use ports::{LocalPort, NewPort, PortSetError, BATCH, MAX_FRAME};
+pub use stage_latency::{
+    HistogramSnapshot, Stage, StageHistogram, StageLatency, BUCKETS as LATENCY_BUCKETS,
+};
 pub use tables::{Job, Published, RemovedHook, Reply};
 
 #[cfg(test)]

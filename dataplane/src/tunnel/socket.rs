@@ -69,7 +69,8 @@ impl Tunnels {
         let mut rx = RecvBatch::default();
         let gso = tx.enable_gso(socket.as_raw_fd());
         let gro = rx.enable_gro(socket.as_raw_fd());
-        tracing::debug!(gso, gro, "tunnel socket offloads");
+        let stamps = rx.enable_timestamps(socket.as_raw_fd());
+        tracing::debug!(gso, gro, stamps, "tunnel socket offloads");
         Ok(Tunnels {
             socket,
             sessions: PeerSessions::new(private, peers, Instant::now()),
@@ -138,6 +139,18 @@ impl Tunnels {
             }
             Err(why) => why,
         }
+    }
+
+    /// True when encrypted datagrams wait for [`Self::flush`].
+    pub fn has_queued(&self) -> bool {
+        !self.tx.is_empty()
+    }
+
+    /// How long the first datagram of the last receive batch had waited in the
+    /// kernel when it was read (once per batch; `None` when already taken or
+    /// the kernel gave no timestamp).
+    pub fn take_receive_age(&mut self) -> Option<Duration> {
+        self.rx.take_age()
     }
 
     /// Sends every queued datagram (one `sendmmsg`); returns how many the kernel
