@@ -15,6 +15,7 @@
 //! | `POST /host` (body: host JSON) | add or replace a host |
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
+//! | `POST /migrate/progress` (body: `hypervisor_glue::storage::Progress`) | the hypervisor's copy so far, shown by `scc status` |
 //! | `POST /migrate/arrived` | the hypervisor says the VM runs at its destination |
 //! | `POST /migrate/abort` | the hypervisor's migration failed: restore the program |
 //! | `GET /placement` | the placement engine's decisions from the live measurements |
@@ -305,6 +306,14 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
     )
 }
 
+async fn progress(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+    let progress = parse(&body, "bad progress")?;
+    Ok(match ctl.copy_progress(progress) {
+        Ok(()) => reply(StatusCode::OK, serde_json::json!({ "ok": true })),
+        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+    })
+}
+
 async fn arrived(State(ctl): Ctl) -> Reply {
     changing(move || ctl.arrived(None, "hypervisor")).await
 }
@@ -372,6 +381,7 @@ pub fn router(ctl: Arc<Controller>) -> Router {
         .route("/host", post(add_host))
         .route("/host/{*name}", axum::routing::delete(remove_host))
         .route("/migrate", post(migrate))
+        .route("/migrate/progress", post(progress))
         .route("/migrate/arrived", post(arrived))
         .route("/migrate/abort", post(abort))
         .route("/placement", get(placement))

@@ -168,7 +168,60 @@ pub fn timeline(timeline: &Value) -> String {
             let _ = writeln!(out, "  {what}: {n}");
         }
     }
+    if timeline["copy"].is_object() {
+        let _ = writeln!(out, "  {}", copy(&timeline["copy"]));
+    }
     out
+}
+
+/// Bytes in binary units, one decimal.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The hypervisor's last report of a migration's copy, on one line: the phase,
+/// what is copied of what, the rate, the guest's dirty rate and the downtime
+/// QEMU expects.
+fn copy(c: &Value) -> String {
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let phase = text(&c["phase"]);
+    let at = millis(c["elapsed_ms"].as_f64().unwrap_or(0.0));
+    if phase == "disk" {
+        return format!(
+            "copy at +{at}: disk, {} of {} at {}/s",
+            bytes(n("disk_copied")),
+            bytes(n("disk_total")),
+            bytes(n("disk_rate")),
+        );
+    }
+    let downtime = c["expected_downtime_ms"]
+        .as_f64()
+        .map_or("-".to_string(), millis);
+    format!(
+        "copy at +{at}: {phase}, RAM {} sent, {} left of {} at {:.0} Mbit/s, dirty {}/s, \
+         expected downtime {downtime}{}",
+        bytes(n("ram_transferred")),
+        bytes(n("ram_remaining")),
+        bytes(n("ram_total")),
+        c["ram_mbps"].as_f64().unwrap_or(0.0),
+        bytes(n("dirty_bytes_rate")),
+        if n("disk_total") > 0 {
+            format!(" (disk {} mirrored)", bytes(n("disk_copied")))
+        } else {
+            String::new()
+        },
+    )
 }
 
 /// `scc status`: the program, each host's switch, the VMs and the last
@@ -336,6 +389,38 @@ mod tests {
         insta::assert_snapshot!("status", status);
         let web1 = serde_json::to_value(ctl.vm("web1").unwrap()).unwrap();
         insta::assert_snapshot!("vm", vm(&web1));
+    }
+
+    #[test]
+    fn a_copy_in_progress_reads_on_one_line() {
+        let disk = serde_json::json!({
+            "vm": "web1", "events": [["prepared", 0.0], ["disk copy", 12.0]],
+            "copy": {"phase": "disk", "disk_copied": 100 << 20, "disk_total": 256 << 20,
+                     "disk_rate": 20 << 20, "elapsed_ms": 5000},
+        });
+        assert!(
+            timeline(&disk)
+                .ends_with("  copy at +5.00 s: disk, 100.0 MiB of 256.0 MiB at 20.0 MiB/s\n"),
+            "{}",
+            timeline(&disk)
+        );
+        let memory = serde_json::json!({
+            "vm": "web1", "events": [["memory copy", 9000.0]],
+            "copy": {"phase": "memory", "disk_copied": 256 << 20, "disk_total": 256 << 20,
+                     "ram_transferred": 64 << 20, "ram_remaining": 8 << 20,
+                     "ram_total": 128 << 20, "ram_mbps": 350.2,
+                     "dirty_bytes_rate": 3 << 20, "expected_downtime_ms": 30,
+                     "elapsed_ms": 9500},
+        });
+        assert!(
+            timeline(&memory).ends_with(
+                "  copy at +9.50 s: memory, RAM 64.0 MiB sent, 8.0 MiB left of 128.0 MiB at \
+                 350 Mbit/s, dirty 3.0 MiB/s, expected downtime 30 ms (disk 256.0 MiB mirrored)\n"
+            ),
+            "{}",
+            timeline(&memory)
+        );
+        assert_eq!(bytes(1023), "1023 B");
     }
 
     #[test]

@@ -396,6 +396,9 @@ pub struct RamStats {
     /// How many times the dirty bitmap was synced (≈ passes).
     #[serde(default)]
     pub dirty_sync_count: u64,
+    /// The page size of `dirty_pages_rate`, bytes (0 when QEMU omits it).
+    #[serde(default)]
+    pub page_size: u64,
 }
 
 /// `query-migrate` reply (absent fields are `None`).

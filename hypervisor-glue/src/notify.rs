@@ -1,11 +1,14 @@
-//! Telling the controller that a migrated VM runs at its destination: an HTTP
-//! `POST /migrate/arrived` on `scc`'s API, a second arrival signal next to the RARP
-//! announce the destination switch sees (whichever comes first wins there).
+//! Telling the controller about a migration: `POST /migrate/progress` on `scc`'s
+//! API while QEMU copies (what `scc status` shows: bytes, rates, expected
+//! downtime, phase), and `POST /migrate/arrived` once the VM runs at its
+//! destination, a second arrival signal next to the RARP announce the destination
+//! switch sees (whichever comes first wins there).
 //!
 //! Owns one short-lived connection per notice (`bounded_http`'s client). It never
 //! programs the network itself and never retries: the controller's own RARP path
-//! covers a lost notice.
+//! covers a lost arrival, and the next progress notice a lost one.
 
+use crate::storage::Progress;
 use bounded_http::{ClientError, Endpoint};
 use std::time::Duration;
 
@@ -47,19 +50,70 @@ pub async fn migrate_arrived(
     token: Option<&str>,
     timeout: Duration,
 ) -> Result<String, NotifyError> {
-    let answer =
-        bounded_http::client::request_to(api, token, "POST", "/migrate/arrived", b"", timeout)
-            .await
-            .map_err(|source| match source {
-                ClientError::Timeout(_) => NotifyError::Timeout {
-                    api: api.clone(),
-                    timeout,
-                },
-                source => NotifyError::Io {
-                    api: api.clone(),
-                    source,
-                },
-            })?;
+    post(api, token, "/migrate/arrived", b"", timeout).await
+}
+
+/// Sends `progress` to `scc` at `api` (`POST /migrate/progress`, with `token` as
+/// bearer token for an API on TCP); the answer's body on success.
+pub async fn migrate_progress(
+    api: &Endpoint,
+    token: Option<&str>,
+    progress: &Progress,
+    timeout: Duration,
+) -> Result<String, NotifyError> {
+    // A struct of numbers and a unit enum: serialising it cannot fail.
+    let body = serde_json::to_vec(progress).unwrap_or_default();
+    post(api, token, "/migrate/progress", &body, timeout).await
+}
+
+/// The least time between two notices of progress.
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How long a notice of progress may take: a slow scc must not hold up the
+/// arrival notice behind it.
+pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Sends the latest progress in `latest` to `scc` at `api`, at most every
+/// [`PROGRESS_EVERY`], until its sender is dropped (the migration ended). A
+/// failure is logged once and stops nothing: the controller learns the arrival
+/// by the announce anyway.
+pub async fn report_progress(
+    api: Endpoint,
+    token: Option<String>,
+    mut latest: tokio::sync::watch::Receiver<Option<Progress>>,
+) {
+    let mut warned = false;
+    while latest.changed().await.is_ok() {
+        let Some(progress) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        let sent = migrate_progress(&api, token.as_deref(), &progress, PROGRESS_TIMEOUT).await;
+        if let (Err(e), false) = (sent, warned) {
+            tracing::warn!("scc does not take the migration's progress (it goes on): {e}");
+            warned = true;
+        }
+        tokio::time::sleep(PROGRESS_EVERY).await;
+    }
+}
+
+async fn post(
+    api: &Endpoint,
+    token: Option<&str>,
+    target: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<String, NotifyError> {
+    let answer = bounded_http::client::request_to(api, token, "POST", target, body, timeout)
+        .await
+        .map_err(|source| match source {
+            ClientError::Timeout(_) => NotifyError::Timeout {
+                api: api.clone(),
+                timeout,
+            },
+            source => NotifyError::Io {
+                api: api.clone(),
+                source,
+            },
+        })?;
     let body = answer.text().trim().to_owned();
     if answer.is_success() {
         Ok(body)
@@ -91,6 +145,34 @@ mod tests {
                 content_type: Some("application/json".into()),
             }
         );
+    }
+
+    #[tokio::test]
+    async fn posts_progress_to_its_own_endpoint() {
+        let mut scc = Fake::start(200, "{\"ok\": true}\n").expect("fake API");
+        let info: crate::MigrationInfo = serde_json::from_value(serde_json::json!({
+            "status": "postcopy-active",
+            "ram": {"transferred": 5, "remaining": 7, "total": 12, "dirty-pages-rate": 3},
+        }))
+        .expect("query-migrate answer");
+        let progress = Progress::of_memory(&info, Duration::from_millis(1500));
+        assert_eq!(progress.phase, crate::storage::Phase::PostCopy);
+        assert_eq!(progress.dirty_bytes_rate, 3 * 4096);
+        let wire = serde_json::to_value(&progress).expect("json");
+        assert_eq!(wire["elapsed_ms"], 1500);
+        assert_eq!(wire["phase"], "post-copy");
+        let back: Progress = serde_json::from_value(wire).expect("reads back");
+        assert_eq!(back, progress);
+        let sent = migrate_progress(
+            &Endpoint::Tcp(scc.addr),
+            None,
+            &progress,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(sent.expect("accepted"), "{\"ok\": true}");
+        let asked = scc.asked.recv().await.expect("asked");
+        assert_eq!(asked.target, "/migrate/progress");
     }
 
     #[tokio::test]

@@ -15,10 +15,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::commands::{BlockJobCancel, BlockJobInfo, MigrationInfo, QueryBlockJobs, Raw};
+use crate::commands::{
+    BlockJobCancel, BlockJobInfo, MigrationInfo, MigrationStatus, QueryBlockJobs, Raw,
+};
 use crate::migration::{self, MigrationError, MigrationOptions, MigrationReport};
 use crate::qmp::{QmpClient, QmpError};
 
@@ -101,18 +103,21 @@ pub async fn unexport_disk(destination: &QmpClient) -> Result<(), QmpError> {
     }
 }
 
-/// Which part of a migration with its disk is under way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which part of a migration (with its disk or not) is under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     /// The disk is copied; the guest runs at the source.
     Disk,
     /// Memory is copied; the disk follows every write.
     Memory,
+    /// The guest runs at the destination, which pulls the pages it still lacks.
+    PostCopy,
 }
 
-/// Where a migration with its disk stands, for a progress display.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Where a migration stands, for a progress display and for the controller's
+/// `scc status` (the body of `POST /migrate/progress`, [`crate::notify`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// What is copied now.
     pub phase: Phase,
@@ -132,10 +137,28 @@ pub struct Progress {
     pub ram_mbps: f64,
     /// Pages the guest dirties per second.
     pub dirty_pages_rate: u64,
+    /// Bytes the guest dirties per second (pages times QEMU's page size).
+    #[serde(default)]
+    pub dirty_bytes_rate: u64,
     /// QEMU's estimate of the downtime, ms.
     pub expected_downtime_ms: Option<i64>,
     /// Since the start.
+    #[serde(rename = "elapsed_ms", with = "millis")]
     pub elapsed: Duration,
+}
+
+/// A [`Duration`] as whole milliseconds on the wire.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 impl Progress {
@@ -150,9 +173,18 @@ impl Progress {
             ram_total: 0,
             ram_mbps: 0.0,
             dirty_pages_rate: 0,
+            dirty_bytes_rate: 0,
             expected_downtime_ms: None,
             elapsed,
         }
+    }
+
+    /// The progress of a memory-only migration at `elapsed`, from its
+    /// `query-migrate` answer.
+    pub fn of_memory(info: &MigrationInfo, elapsed: Duration) -> Progress {
+        let mut p = Progress::new(Phase::Memory, elapsed);
+        p.absorb_migration(info);
+        p
     }
 
     fn absorb_job(&mut self, job: &BlockJobInfo) {
@@ -171,6 +203,16 @@ impl Progress {
             self.ram_total = ram.total;
             self.ram_mbps = ram.mbps;
             self.dirty_pages_rate = ram.dirty_pages_rate;
+            // x86 guests' pages are 4 KiB: QEMU versions that omit the size use that.
+            let page = if ram.page_size == 0 {
+                4096
+            } else {
+                ram.page_size
+            };
+            self.dirty_bytes_rate = ram.dirty_pages_rate.saturating_mul(page);
+        }
+        if info.status == Some(MigrationStatus::PostcopyActive) {
+            self.phase = Phase::PostCopy;
         }
         self.expected_downtime_ms = info.expected_downtime.or(self.expected_downtime_ms);
     }

@@ -8,12 +8,15 @@
 //! blocks as an unbroken prefix, and nothing else; the stream survives. Before
 //! that, a first move is aborted during its disk copy: the guest runs on at
 //! host1 with its stream, and `scc migrate --abort` leaves every switch's
-//! tables as they were before (`ovs-ofctl dump-flows`).
+//! tables as they were before (`ovs-ofctl dump-flows`); a second one is aborted
+//! during its memory copy, with the same checks.
 //!
 //! A second test aborts a migration during the disk copy and another during the
 //! memory copy: each time the VM keeps running at its source (its block stream
 //! goes on), the mirror and its target are gone, and in the end the source disk
-//! passes the same block-for-block check.
+//! passes the same block-for-block check. A third moves the guest with its disk
+//! by post-copy: disk, memory, then the guest runs at the destination while the
+//! rest of its memory follows; the destination's disk passes the check.
 //!
 //! Owns its namespaces (prefixed with the test name, removed on drop, also on
 //! panic), the QEMU, `scc` and `scd` processes it starts (ended by PID) and a temp
@@ -25,7 +28,9 @@ mod common;
 
 use anyhow::{bail, Context, Result};
 use common::{scc, start_scc, wait_event, VmSpec};
-use hypervisor_glue::commands::{QueryBlockJobs, QueryStatus, Stop};
+use hypervisor_glue::commands::{
+    CapabilityState, MigrateSetCapabilities, QueryBlockJobs, QueryStatus, Stop,
+};
 use hypervisor_glue::migration::MigrationOptions;
 use hypervisor_glue::storage::{self, NbdTarget, Phase, Progress, StorageError};
 use hypervisor_glue::tls::{self, Endpoint};
@@ -53,6 +58,29 @@ const DISK_MIB: u64 = 256;
 const PREFILL_MIB: u64 = 32;
 /// Each switch's local OpenFlow listener, for `ovs-ofctl dump-flows`.
 const MANAGEMENT: &str = "tcp:127.0.0.1:6654";
+
+/// host2's QEMU with an empty disk, waiting for memory and exporting its disk,
+/// both over TLS with `dst_tls`.
+async fn tls_destination(
+    guest: &Guest,
+    net: &Internet,
+    dir: &Path,
+    dst_tls: &Path,
+) -> Result<(QemuProcess, QmpClient)> {
+    let _ = std::fs::remove_file(dir.join("dst.qcow2"));
+    disk::create_qcow2(&dir.join("dst.qcow2"), DISK_MIB)?;
+    let dst_ul = Internet::host_addr(2);
+    let mut cfg = qemu_config(guest, net.hosts[2].name(), dir, "dst", true);
+    cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
+    cfg.extra_args
+        .extend(tls::object_args(dst_tls, Endpoint::Server));
+    let mut p = QemuProcess::spawn(cfg)?;
+    let c = p.connect_qmp(QMP_TIMEOUT).await?;
+    c.execute(&tls::with_tls(MigrationParameters::default(), None))
+        .await?;
+    storage::export_disk(&c, &dst_ul.to_string(), NBD_PORT, true).await?;
+    Ok((p, c))
+}
 
 /// Every switch's flows, as `ovs-ofctl` shows them (counters left out).
 fn tables(net: &Internet) -> Result<Vec<Vec<String>>> {
@@ -151,17 +179,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     let mut src = QemuProcess::spawn(src_cfg)?;
     let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
     let dst_ul = Internet::host_addr(2);
-    let mut dst_cfg = qemu_config(&guest, net.hosts[2].name(), dir.path(), "dst", true);
-    dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
-    dst_cfg
-        .extra_args
-        .extend(tls::object_args(&dst_tls, Endpoint::Server));
-    let mut dst = QemuProcess::spawn(dst_cfg)?;
-    let dst_qmp = dst.connect_qmp(QMP_TIMEOUT).await?;
-    dst_qmp
-        .execute(&tls::with_tls(MigrationParameters::default(), None))
-        .await?;
-    storage::export_disk(&dst_qmp, &dst_ul.to_string(), NBD_PORT, true).await?;
+    let (mut dst, mut dst_qmp) = tls_destination(&guest, &net, dir.path(), &dst_tls).await?;
 
     if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
         bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
@@ -233,6 +251,56 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     // The destination waits on: a fresh export for the next move.
     storage::unexport_disk(&dst_qmp).await?;
     storage::export_disk(&dst_qmp, &dst_ul.to_string(), NBD_PORT, true).await?;
+
+    // A second move aborted during the memory copy: the same checks, and the
+    // source's mirror is gone.
+    common::start_migration(&net, "vm1", "host2", 2)?;
+    let mut slow = guest_migration(tls::with_tls(
+        MigrationParameters {
+            max_bandwidth: Some(16 << 20),
+            ..Default::default()
+        },
+        Some("host2"),
+    ));
+    slow.timeout = Duration::from_secs(120);
+    let abort = slow.abort.clone();
+    let mut in_memory = false;
+    let aborted =
+        storage::migrate_with_disk(&src_qmp, &uri, &target, &slow, &mut |p: &Progress| {
+            if p.phase == Phase::Memory {
+                in_memory = true;
+                abort.store(true, Ordering::Relaxed);
+            }
+        })
+        .await;
+    anyhow::ensure!(
+        in_memory
+            && matches!(&aborted, Err(StorageError::Memory(MigrationError::Aborted { report }))
+                if report.source_running == Some(true)),
+        "an abort during the memory copy: {aborted:?}"
+    );
+    let (ok, text) = scc(&net, &["migrate", "--abort"])?;
+    anyhow::ensure!(ok, "scc migrate --abort: {text}");
+    scc_proc.wait_synced(&net)?;
+    assert_eq!(
+        tables(&net)?,
+        plain,
+        "aborted in the memory copy: the tables before the migration"
+    );
+    assert!(
+        src_qmp.execute(&QueryStatus).await?.running,
+        "the guest runs at host1"
+    );
+    assert!(
+        src_qmp.execute(&QueryBlockJobs).await?.is_empty(),
+        "no mirror left at host1"
+    );
+    tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
+        .context("the stream goes on at host1 after the memory-copy abort")?;
+    // Its incoming stream broke off, so the destination may be gone: a new one.
+    let _ = storage::unexport_disk(&dst_qmp).await;
+    quit(&mut dst, &dst_qmp).await;
+    (dst, dst_qmp) = tls_destination(&guest, &net, dir.path(), &dst_tls).await?;
 
     common::start_migration(&net, "vm1", "host2", 2)?;
     let net = Arc::new(net);
@@ -417,5 +485,87 @@ async fn an_aborted_migration_leaves_the_guest_running_at_its_source_with_its_di
 
     let blocks = stop_and_check(&mut src, &src_qmp, dir.path(), "src").await?;
     eprintln!("{TEST}: after two aborts the source disk holds the pre-filled region and {blocks} blocks of the stream, nothing else");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_moves_with_its_disk_by_post_copy() -> Result<()> {
+    let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
+        return Ok(());
+    };
+    let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
+    disks(dir.path())?;
+    let ns = Netns::new(&netns_tests::unique("qdiskpc"))?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let mut src = QemuProcess::spawn(qemu_config(&guest, ns.name(), dir.path(), "src", false))?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
+    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
+    }
+    let before = wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
+    let (mut dst, dst_qmp) = destination(&guest, &ns, dir.path()).await?;
+    // Both ends accept post-copy (`scvm incoming --postcopy`).
+    dst_qmp
+        .execute(&MigrateSetCapabilities {
+            capabilities: vec![CapabilityState {
+                capability: "postcopy-ram".into(),
+                state: true,
+            }],
+        })
+        .await?;
+    let target = NbdTarget {
+        host: "127.0.0.1".into(),
+        port: NBD_PORT,
+        tls_hostname: None,
+    };
+    let uri = format!("tcp:127.0.0.1:{MIGRATION_PORT}");
+    // A pre-copy that cannot converge (1 ms of downtime at 16 MiB/s), so that
+    // post-copy, not a second pass, completes it.
+    let mut opts = guest_migration(MigrationParameters {
+        downtime_limit: Some(1),
+        max_bandwidth: Some(16 << 20),
+        ..Default::default()
+    });
+    opts.postcopy = true;
+    opts.timeout = Duration::from_secs(120);
+    let mut phases = Vec::new();
+    let report = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |p: &Progress| {
+        if phases.last() != Some(&p.phase) {
+            phases.push(p.phase);
+        }
+    })
+    .await
+    .with_context(|| qemu_logs(dir.path()))?;
+    let _ = storage::unexport_disk(&dst_qmp).await;
+    let m = &report.migration;
+    let after = wait_blocks(dir.path(), "dst", 32, Duration::from_secs(60)).await?;
+    let dst_running = dst_qmp.execute(&QueryStatus).await?.running;
+    let blocks = stop_and_check(&mut dst, &dst_qmp, dir.path(), "dst")
+        .await
+        .with_context(|| qemu_logs(dir.path()))?;
+    quit(&mut src, &src_qmp).await;
+    eprintln!(
+        "\n=== post-copy with a {DISK_MIB} MiB disk ===\n{}\nphases: {phases:?}\nevents: {:?}\n\
+         blocks: {before}+ before, {after}+ at the destination, {blocks} on its disk\n",
+        m.summary(),
+        m.timeline,
+    );
+    assert!(
+        m.timeline
+            .iter()
+            .any(|e| e.what == "migrate-start-postcopy"),
+        "post-copy started: {:?}",
+        m.timeline
+    );
+    assert!(
+        phases.ends_with(&[Phase::Memory, Phase::PostCopy]) && phases[0] == Phase::Disk,
+        "disk, memory, then post-copy: {phases:?}"
+    );
+    assert!(dst_running, "the guest runs at the destination");
+    assert!(after > before, "it goes on writing there");
+    assert!(
+        blocks >= before,
+        "every block written before the move is on the destination's disk"
+    );
     Ok(())
 }

@@ -28,6 +28,8 @@ use anyhow::{bail, Context, Result};
 use common::{event_ms, start_scc, wait_event, wait_timeline, VmSpec};
 use hypervisor_glue::commands::QueryStatus;
 use hypervisor_glue::migration;
+use hypervisor_glue::notify;
+use hypervisor_glue::storage::Progress;
 use hypervisor_glue::tls::{self, Endpoint};
 use hypervisor_glue::MigrationParameters;
 use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, RunState};
@@ -150,9 +152,17 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     let mut opts = low_downtime_guest_migration();
     opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
     let uri = format!("tcp:{dst_ul}:{MIGRATION_PORT}");
-    let report = migration::migrate(&src_qmp, &uri, &opts)
-        .await
-        .with_context(|| qemu_logs(dir.path()))?;
+    // As `scvm migrate --scc-api` does: QEMU's figures go to scc while it copies.
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel(None);
+    let api = bounded_http::Endpoint::Unix(common::api_socket(&net.router));
+    let reporter = tokio::spawn(notify::report_progress(api, None, progress_rx));
+    let report = migration::migrate_observed(&src_qmp, &uri, &opts, &mut |info| {
+        progress_tx.send_replace(Some(Progress::of_memory(info, started.elapsed())));
+    })
+    .await
+    .with_context(|| qemu_logs(dir.path()))?;
+    drop(progress_tx);
+    reporter.await?;
     let (timeline, rerouted_at) = rerouted.await?;
     let timeline = timeline?;
 
@@ -185,6 +195,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
          host2 raw port rx  : {host2_port2_rx} frames\n\
          old host           : forwarded {} packets to host2, lost {} (network's count)\n\
          timeline           : {}\n\
+         last copy report   : {}\n\
          whole test         : {:?}\n",
         report.summary(),
         report.total_time_ms.unwrap_or(-1),
@@ -199,6 +210,7 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
         drained["timeline"]["forwarded_by_old_host"],
         drained["timeline"]["lost_at_old_host"],
         drained["timeline"]["events"],
+        drained["timeline"]["copy"],
         t0.elapsed(),
     );
 
@@ -211,6 +223,17 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     assert!(
         arrived.is_some(),
         "the RARP announce reached scc as the arrival"
+    );
+    // scc took the hypervisor's progress: the copy phase is in its timeline and
+    // the last report's figures in `scc status`.
+    let copy = &drained["timeline"]["copy"];
+    assert!(
+        event_ms(&drained, "memory copy").is_some()
+            && copy["phase"] == "memory"
+            && copy["ram_transferred"].as_u64().unwrap_or(0) > 0
+            && copy["ram_total"].as_u64().unwrap_or(0) > 0,
+        "scc status shows the copy's progress: {}",
+        drained["timeline"]
     );
     assert_stream_survived(written, &stats, &wres, &qemu_logs(dir.path()));
     assert!(

@@ -68,6 +68,16 @@ async fn the_routes_answer_as_before() {
         ("POST", "/host", "{}", 400, "bad host"),
         ("POST", "/migrate", "{}", 400, "need vm, to_host and"),
         ("POST", "/migrate/abort", "", 422, ""),
+        ("POST", "/migrate/progress", "{}", 400, "bad progress"),
+        (
+            "POST",
+            "/migrate/progress",
+            r#"{"phase": "disk", "disk_copied": 1, "disk_total": 2, "disk_rate": 1,
+                "ram_transferred": 0, "ram_remaining": 0, "ram_total": 0, "ram_mbps": 0,
+                "dirty_pages_rate": 0, "expected_downtime_ms": null, "elapsed_ms": 5}"#,
+            422,
+            "no migration in progress",
+        ),
         ("POST", "/policy?name=bad", "\"filter !\"", 422, "bad:1:"),
         // The policy travels as a JSON string.
         ("POST", "/policy?name=raw.kat", "id", 400, "JSON string"),
@@ -443,6 +453,25 @@ async fn the_json_outputs_have_the_fields_docs_json_md_documents() {
     // What `scc migrate --json` prints once the destination is ready.
     let printed = serde_json::json!({ "version": added["version"], "timeline": timeline });
     check("`scc migrate --json`", &printed);
+    // A timeline with the hypervisor's report of the copy, as the status shows it.
+    let info: hypervisor_glue::MigrationInfo = serde_json::from_value(serde_json::json!({
+        "status": "active", "expected-downtime": 30,
+        "ram": {"transferred": 5, "remaining": 7, "total": 12, "dirty-pages-rate": 3},
+    }))
+    .unwrap();
+    let copying = crate::migration::Timeline {
+        copy: Some(hypervisor_glue::storage::Progress::of_memory(
+            &info,
+            Duration::from_millis(1500),
+        )),
+        ..timeline
+    };
+    let in_status: Vec<Vec<String>> = documented_fields("`scc status --json`")
+        .into_iter()
+        .filter(|f| f[0] == "timeline" && f.len() > 1)
+        .map(|f| f[1..].to_vec())
+        .collect();
+    matches_documented(&serde_json::json!(copying), &in_status, "status timeline");
 
     let snapshot: crate::placement::Snapshot = serde_json::from_str(include_str!(
         "../../../docs/examples/placement-snapshot.json"

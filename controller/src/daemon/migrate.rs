@@ -465,6 +465,18 @@ impl Controller {
         self.take_step(step, |m, _, now| m.aborted(now))
     }
 
+    /// Keeps the hypervisor's report of the copy of the migration in progress, for
+    /// `scc status`; nothing is committed (the report changes no program).
+    pub fn copy_progress(
+        &self,
+        progress: hypervisor_glue::storage::Progress,
+    ) -> Result<(), ChangeError> {
+        let now = self.clock();
+        let mut st = self.lock();
+        let m = st.migration.as_mut().ok_or(Refusal::NothingInProgress)?;
+        Ok(m.copy_progress(progress, now)?)
+    }
+
     /// Records that switch `dpid` confirmed `version`, for the migration timeline.
     pub(crate) fn note_synced(&self, dpid: u64, version: u64) {
         let now = self.clock();

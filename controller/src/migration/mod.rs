@@ -21,6 +21,7 @@ pub use measure::{Measure, OldHost, PortCounts};
 
 use crate::model::Inventory;
 use crate::model::{self, Migration};
+use hypervisor_glue::storage::{Phase as CopyPhase, Progress};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -118,6 +119,12 @@ pub struct Timeline {
     /// port (transmit drops from the prepare to the switch), plus those it still
     /// delivered there after the VM had announced itself at its destination.
     pub lost_at_old_host: Option<u64>,
+    /// The hypervisor's last report of the copy (`scvm migrate --scc-api`):
+    /// bytes copied, rates, expected downtime, phase. Not committed on its own:
+    /// it is stored with the next phase, or lost with a restart until the next
+    /// report.
+    #[serde(default)]
+    pub copy: Option<Progress>,
 }
 
 impl Timeline {
@@ -335,6 +342,25 @@ impl MigrationState {
     pub fn aborted(&mut self, now: Duration) {
         self.phase = Phase::Aborted;
         self.note("aborted", now);
+    }
+
+    /// Takes the hypervisor's report of the copy at `now`, for `scc status`; the
+    /// first report of each copy phase is a timeline event.
+    pub fn copy_progress(&mut self, progress: Progress, now: Duration) -> Result<(), Refusal> {
+        if !self.in_progress() {
+            return Err(Refusal::NothingInProgress);
+        }
+        let last = self.timeline.copy.as_ref().map(|c| c.phase);
+        if last != Some(progress.phase) {
+            let event = match progress.phase {
+                CopyPhase::Disk => "disk copy",
+                CopyPhase::Memory => "memory copy",
+                CopyPhase::PostCopy => "post-copy",
+            };
+            self.note(event, now);
+        }
+        self.timeline.copy = Some(progress);
+        Ok(())
     }
 
     /// True until it is cleaned up or aborted.

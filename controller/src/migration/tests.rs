@@ -252,3 +252,30 @@ fn the_moved_vm_takes_the_destination_ports_interface_as_its_tap() {
     let step = m.arrive(&inv, None, None).unwrap();
     assert_eq!(step.inventory.vms["web1"].tap, "web1-b");
 }
+
+#[test]
+fn the_hypervisors_copy_reports_are_kept_and_each_new_phase_is_an_event() {
+    let inv = inventory();
+    let mut m = prepared(&inv);
+    let report = |phase: &str, copied: u64| -> Progress {
+        serde_json::from_value(serde_json::json!({
+            "phase": phase, "disk_copied": copied, "disk_total": 1000, "disk_rate": 10,
+            "ram_transferred": 0, "ram_remaining": 0, "ram_total": 0, "ram_mbps": 0.0,
+            "dirty_pages_rate": 0, "expected_downtime_ms": null, "elapsed_ms": 7,
+        }))
+        .unwrap()
+    };
+    m.copy_progress(report("disk", 100), ms(1_100)).unwrap();
+    m.copy_progress(report("disk", 900), ms(1_200)).unwrap();
+    m.copy_progress(report("memory", 1000), ms(1_300)).unwrap();
+    assert_eq!(events(&m), ["prepare sent", "disk copy", "memory copy"]);
+    assert_eq!(m.timeline.copy.as_ref().map(|c| c.disk_copied), Some(1000));
+    m.aborted(ms(1_400));
+    assert_eq!(
+        m.copy_progress(report("memory", 1000), ms(1_500)),
+        Err(Refusal::NothingInProgress)
+    );
+    let stored = serde_json::to_string(&m).unwrap();
+    let back: MigrationState = serde_json::from_str(&stored).unwrap();
+    assert_eq!(back, m, "kept with the migration's state");
+}

@@ -13,8 +13,9 @@ use hypervisor_glue::commands::{
     CapabilityState, MigrateSetCapabilities, QueryMigrate, QueryStatus, Quit, Raw,
 };
 use hypervisor_glue::migration::{self, MigrationOptions};
+use hypervisor_glue::notify;
 use hypervisor_glue::qemu::signal_pid;
-use hypervisor_glue::storage::{self, NbdTarget, StorageError};
+use hypervisor_glue::storage::{self, NbdTarget, Progress, StorageError};
 use hypervisor_glue::tls::Endpoint;
 
 #[path = "scvm/progress.rs"]
@@ -143,9 +144,10 @@ struct MigrateArgs {
     /// Print the report as JSON (and no progress bar).
     #[arg(long)]
     json: bool,
-    /// Tell the controller when the migration completes: `POST /migrate/arrived`
-    /// on scc's API at API (`unix:/run/scc/api.sock`, or `http://ADDR:PORT`
-    /// with --scc-token-file), besides the RARP announce.
+    /// Tell the controller how the copy goes (`POST /migrate/progress`, shown by
+    /// `scc status`) and when the migration completes (`POST /migrate/arrived`,
+    /// besides the RARP announce), on scc's API at API (`unix:/run/scc/api.sock`,
+    /// or `http://ADDR:PORT` with --scc-token-file).
     #[arg(long, value_name = "API")]
     scc_api: Option<bounded_http::Endpoint>,
     /// File holding the bearer token of scc's API on TCP.
@@ -406,13 +408,29 @@ async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
             abort.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
+    let token = match &a.scc_token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("{}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let bar = progress::Bar::new(a.json);
+    let (progress_tx, progress_rx) = tokio::sync::watch::channel(None);
+    let reporter = a
+        .scc_api
+        .clone()
+        .map(|api| tokio::spawn(notify::report_progress(api, token.clone(), progress_rx)));
+    let started = Instant::now();
     let report = match &a.disk_to {
-        None => {
-            migration::migrate_observed(&client, &a.to_uri, &opts, &mut |info| bar.memory(info))
-                .await
-                .map_err(StorageError::from)
-        }
+        None => migration::migrate_observed(&client, &a.to_uri, &opts, &mut |info| {
+            bar.memory(info);
+            progress_tx.send_replace(Some(Progress::of_memory(info, started.elapsed())));
+        })
+        .await
+        .map_err(StorageError::from),
         Some(disk) => {
             let (host, port) = split_host_port(disk)?;
             let target = NbdTarget {
@@ -420,18 +438,25 @@ async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
                 port,
                 tls_hostname: a.tls_hostname.clone(),
             };
-            storage::migrate_with_disk(&client, &a.to_uri, &target, &opts, &mut |p| bar.storage(p))
-                .await
-                .map(|r| {
-                    eprintln!(
-                        "disk: {} B copied in {:?}, whole move {:?}",
-                        r.disk_bytes, r.disk_copy_time, r.total_time
-                    );
-                    r.migration
-                })
+            storage::migrate_with_disk(&client, &a.to_uri, &target, &opts, &mut |p| {
+                bar.storage(p);
+                progress_tx.send_replace(Some(p.clone()));
+            })
+            .await
+            .map(|r| {
+                eprintln!(
+                    "disk: {} B copied in {:?}, whole move {:?}",
+                    r.disk_bytes, r.disk_copy_time, r.total_time
+                );
+                r.migration
+            })
         }
     };
     bar.finish();
+    drop(progress_tx);
+    if let Some(reporter) = reporter {
+        let _ = reporter.await;
+    }
     match report {
         Ok(report) => {
             if a.json {
@@ -440,16 +465,7 @@ async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
                 println!("{}", report.summary());
             }
             if let Some(api) = a.scc_api {
-                let token = match &a.scc_token_file {
-                    Some(file) => Some(
-                        std::fs::read_to_string(file)
-                            .with_context(|| format!("{}", file.display()))?
-                            .trim()
-                            .to_string(),
-                    ),
-                    None => None,
-                };
-                let answer = hypervisor_glue::notify::migrate_arrived(&api, token.as_deref(), t)
+                let answer = notify::migrate_arrived(&api, token.as_deref(), t)
                     .await
                     .context("the migration completed, but telling scc failed")?;
                 eprintln!("scc told of the arrival: {answer}");

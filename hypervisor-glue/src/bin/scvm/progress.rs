@@ -39,8 +39,12 @@ impl Bar {
                 self.bar
                     .set_message(format!("{}/s", HumanBytes(p.disk_rate)));
             }
-            Phase::Memory => {
-                self.bar.set_prefix("memory");
+            Phase::Memory | Phase::PostCopy => {
+                self.bar.set_prefix(if p.phase == Phase::Memory {
+                    "memory"
+                } else {
+                    "post"
+                });
                 self.ram(
                     p.ram_transferred,
                     p.ram_remaining,
