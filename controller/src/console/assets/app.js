@@ -44,7 +44,7 @@ function cloudPositions(clouds) {
       pos[c.name] = { x: 60 + (c.location[1] + 180) / 360 * 680, y: 40 + (90 - c.location[0]) / 180 * 360 };
     } else {
       const a = -Math.PI / 2 + 2 * Math.PI * i / Math.max(clouds.length, 1);
-      pos[c.name] = { x: 400 + 280 * Math.cos(a), y: 225 + 160 * Math.sin(a) };
+      pos[c.name] = { x: 400 + 280 * Math.cos(a), y: 245 + 150 * Math.sin(a) };
     }
   });
   return pos;
