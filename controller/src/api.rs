@@ -438,4 +438,4 @@ pub fn request(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -88,7 +88,7 @@ pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, AccessError> {
 
 /// Compares without an early exit, so the time taken says nothing of how much of
 /// a guess was right.
-pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -78,6 +78,13 @@ fn random_session() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Compares without an early exit, so the time taken says nothing of how much of
+/// a guess was right.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
 /// The value of cookie `name` in the request's `Cookie` headers.
 fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
@@ -99,9 +106,8 @@ impl Console {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        bearer.is_some_and(|t| crate::api::access::same(t.trim().as_bytes(), token.as_bytes()))
-            || cookie(headers, COOKIE)
-                .is_some_and(|c| crate::api::access::same(c.as_bytes(), self.session.as_bytes()))
+        bearer.is_some_and(|t| same(t.trim().as_bytes(), token.as_bytes()))
+            || cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), self.session.as_bytes()))
     }
 
     /// The console's document, rebuilt when older than [`FRESH_FOR`].
@@ -163,7 +169,7 @@ async fn page(State(console): Shared, RawQuery(query): RawQuery, headers: Header
     if let (Some(offered), Some(token)) = (offered, &console.token) {
         // A token has printable ASCII only; a browser's form escapes some of it.
         let offered = percent_decoded(offered);
-        if !crate::api::access::same(offered.trim().as_bytes(), token.as_bytes()) {
+        if !same(offered.trim().as_bytes(), token.as_bytes()) {
             return login(
                 StatusCode::UNAUTHORIZED,
                 "That is not this controller's token.",

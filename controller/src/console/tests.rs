@@ -2,10 +2,8 @@
 //! login form, the token exchanged for the session cookie, the data refused
 //! without it, the event stream's first document, and its cap.
 
-use crate::api::{serve_within, LIMITS};
+use crate::api::LIMITS;
 use crate::daemon::Controller;
-use crate::model::Inventory;
-use crate::store::{Persisted, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,25 +13,7 @@ use tokio::net::TcpStream;
 const TOKEN: &str = "0123456789abcdef-console";
 
 async fn started(dir: &std::path::Path) -> (SocketAddr, Arc<Controller>) {
-    let inventory = Inventory::parse(
-        include_str!("../../../docs/examples/inventory.toml"),
-        "inventory.toml",
-    )
-    .unwrap();
-    let ctl = Controller::new(
-        Persisted::first(inventory, "id".into(), "start.kat".into()),
-        Store::new(&dir.join("state.json")),
-    )
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_within(
-        listener,
-        ctl.clone(),
-        Some(TOKEN.into()),
-        LIMITS,
-    ));
-    (addr, ctl)
+    crate::api::tests::serving(dir, Some(TOKEN.into()), LIMITS).await
 }
 
 /// Sends a GET with `headers` and reads the whole answer (the listener closes
