@@ -251,17 +251,9 @@ fn the_console_shows_a_migration_live_in_a_headless_browser() -> Result<()> {
     let vms = common::create_vms("cons", &VMS)?;
     let (a1, m1, c1) = (&vms[0], &vms[1], &vms[2]);
     let tap_c = common::second_tap(m1, common::VM_MTU)?;
-    let token_file = dir.path().join("api.token");
-    std::fs::write(&token_file, TOKEN)?;
-    std::fs::set_permissions(
-        &token_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )?;
     // The switches sample every second, so the map has latencies and traffic.
-    let controller = format!(
-        "api = \"{API}\"\napi_token_file = \"{}\"\n\n[placement]\nsample_every_s = 1\n",
-        token_file.display()
-    );
+    let controller =
+        common::api_on_tcp(dir.path(), API, TOKEN)? + "\n[placement]\nsample_every_s = 1\n";
     let inventory = common::write_inventory(
         dir.path(),
         &common::inventory_with(&keys, &common::entries(&VMS, &vms), &controller, &[], &[]),
