@@ -22,6 +22,7 @@
 //! | `POST /placement/run` | the same, then start the best move through `[placement] migrate` |
 //! | `GET /placement/snapshot[?vm=NAME]` | the measurements, as a snapshot `scc placement plan --measurements` reads (with `vm`, only that VM's traffic) |
 //! | `GET /placement/moves` | the move running and the last ones, with how they ended |
+//! | `GET /console`, `/console/…` | the read-only web console (`crate::console`, docs/console.md) |
 //!
 //! Every request but GET and HEAD must say `Content-Type: application/json` (415
 //! otherwise), which no cross-origin form can send. The listener's limits are
@@ -409,13 +410,16 @@ pub async fn serve_within(
     token: Option<String>,
     limits: Limits,
 ) {
-    let mut routes = router(ctl);
-    if let Some(token) = token {
+    let token = token.map(Arc::new);
+    let mut routes = router(ctl.clone());
+    if let Some(token) = &token {
         routes = routes.layer(middleware::from_fn_with_state(
-            Arc::new(token),
+            token.clone(),
             access::require_token,
         ));
     }
+    // The console admits a browser by its session cookie as well as by the token.
+    let routes = crate::console::router(ctl, token).merge(routes);
     let service = hyper_util::service::TowerToHyperService::new(routes);
     bounded_http::serve(listener, service, limits).await
 }
@@ -444,4 +448,4 @@ pub fn request(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -9,6 +9,7 @@
 //! the gateways that serve public addresses by NAT ([`gateway`]).
 #![forbid(unsafe_code)]
 pub mod api;
+pub mod console;
 pub mod daemon;
 pub mod diff;
 pub mod export;

@@ -257,6 +257,18 @@ pub fn write_inventory(dir: &std::path::Path, text: &str) -> Result<std::path::P
     Ok(path)
 }
 
+/// The `[controller]` lines that open `scc`'s API on TCP at `api` (for the web
+/// console) behind `token`, written to `dir/api.token` with mode 0600.
+pub fn api_on_tcp(dir: &std::path::Path, api: &str, token: &str) -> Result<String> {
+    let file = dir.join("api.token");
+    std::fs::write(&file, token)?;
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(format!(
+        "api = \"{api}\"\napi_token_file = \"{}\"\n",
+        file.display()
+    ))
+}
+
 /// The `scd` configuration of host `i` as `scc host-config` writes it.
 pub fn host_config(net: &Internet, inventory: &std::path::Path, i: usize) -> Result<String> {
     crate::run(

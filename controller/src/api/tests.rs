@@ -12,6 +12,16 @@ use tokio::io::AsyncWriteExt;
 
 /// A controller over the example inventory, its API on a loopback port.
 async fn started(dir: &std::path::Path, limits: Limits) -> (SocketAddr, Arc<Controller>) {
+    serving(dir, None, limits).await
+}
+
+/// A controller over the example inventory, its API on a loopback port, with
+/// `token` when given.
+pub(crate) async fn serving(
+    dir: &std::path::Path,
+    token: Option<String>,
+    limits: Limits,
+) -> (SocketAddr, Arc<Controller>) {
     let inventory = Inventory::parse(
         include_str!("../../../docs/examples/inventory.toml"),
         "inventory.toml",
@@ -24,7 +34,7 @@ async fn started(dir: &std::path::Path, limits: Limits) -> (SocketAddr, Arc<Cont
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve_within(listener, ctl.clone(), None, limits));
+    tokio::spawn(serve_within(listener, ctl.clone(), token, limits));
     (addr, ctl)
 }
 

@@ -3,7 +3,8 @@
 //! in every cloud and a server VM `web1` that follows its users around the clouds
 //! by live migration, decided by the controller's placement engine from what the
 //! switches measure, while a client in cloud 1 keeps one TCP stream to it open. It
-//! prints, as it goes, where web1 is, the stream's throughput, each decision and
+//! prints the web console's address (a loopback port of this machine relayed to
+//! `scc`'s API), then, as it goes, where web1 is, the stream's throughput, each decision and
 //! each migration's gap, and removes everything it made on exit, also on Ctrl-C.
 
 use anyhow::{bail, Context, Result};
@@ -42,6 +43,45 @@ const PLACEMENT: &str =
     min_dwell_s = 8.0\nlatency_window_s = 600.0\nmin_traffic_bytes_per_s = 50000.0\n\
     default_bandwidth_bytes_per_s = 1.0e9\nmax_migrations_per_day = 100\n\
     max_fleet_migrations_per_vm_day = 100.0\n";
+
+/// Where scc's API listens on TCP (the router's address in cloud 1), for the
+/// web console; and the loopback port of this machine that relays to it.
+const CONSOLE_API: &str = "192.0.2.1:6680";
+const CONSOLE_LOCAL: &str = "127.0.0.1:8680";
+
+/// 16 random bytes as hex: the API token of this run.
+fn fresh_token() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Relays [`CONSOLE_LOCAL`] (this machine's loopback only) to the API in the
+/// router's namespace, so a browser on this machine reaches the console; nothing
+/// else routes into the namespaces. Returns the local address. The relay ends
+/// with the demo's process.
+fn relay_console(net: &Internet) -> Result<String> {
+    let listener = TcpListener::bind(CONSOLE_LOCAL)?;
+    // The listener stays in this namespace; the thread's connections are made
+    // in the router's.
+    drop(net.router.spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(api) = TcpStream::connect(CONSOLE_API) else {
+                continue;
+            };
+            for (mut from, mut to) in [(client.try_clone(), api.try_clone()), (Ok(api), Ok(client))]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+            {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    }));
+    Ok(CONSOLE_LOCAL.to_string())
+}
 
 fn stopped(flag: &AtomicBool) -> Result<()> {
     if flag.load(Ordering::Relaxed) {
@@ -130,9 +170,12 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     let pins: Vec<(&str, &str)> = pins.iter().map(|(n, t)| (*n, t.as_str())).collect();
     let inventory = dir.path().join("inventory.toml");
     let placement = PLACEMENT.replace("MOVE", &mover.display().to_string());
+    // The API on TCP too, behind a fresh token, for the web console.
+    let token = fresh_token()?;
+    let controller = cloud::api_on_tcp(dir.path(), CONSOLE_API, &token)? + &placement;
     std::fs::write(
         &inventory,
-        cloud::inventory_with(&keys, &entries, &placement, &[], &pins),
+        cloud::inventory_with(&keys, &entries, &controller, &[], &pins),
     )?;
     let _scc = cloud::start_scc(&net, dir.path(), true)?;
     clock.say(format_args!(
@@ -142,6 +185,15 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
         cloud::api_socket(&net.router).display(),
         dir.path().join(netns_tests::pki::DIR).display()
     ));
+    match relay_console(&net) {
+        Ok(local) => clock.say(format_args!(
+            "web console: http://{local}/console?token={token} (scc's API, relayed from this machine's loopback into the namespaces)"
+        )),
+        Err(e) => clock.say(format_args!(
+            "web console: http://{CONSOLE_API}/console?token={token} inside namespace {} (no loopback relay: {e:#})",
+            net.router.name()
+        )),
+    }
     // A port ready for web1 on every host it may move to.
     let scds = cloud::start_switches(&net, &inventory, &keys, |i| match i {
         0 => String::new(),
