@@ -26,13 +26,14 @@ use crate::model::{Inventory, TUNNEL_PORT_BASE};
 use openflow::flow::{ethertype, Field, FlowMatch};
 use openflow::wire::FlowStatsEntry;
 use openflow::FlowSpec;
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeMap;
 
 /// What decides whether a flow of one switch counts, built once per sample.
 struct Switch<'a> {
     inv: &'a Inventory,
     host: &'a str,
-    by_addr: HashMap<u32, &'a str>,
+    by_addr: &'a VmAddresses,
     /// Ports of the tunnels to the other hosts.
     tunnel_ports: Vec<u32>,
     /// The switch's flows that take one tunnel port, by that port.
@@ -40,14 +41,19 @@ struct Switch<'a> {
 }
 
 impl<'a> Switch<'a> {
-    fn new(inv: &'a Inventory, host: &'a str, flows: &'a [FlowStatsEntry]) -> Switch<'a> {
+    fn new(
+        inv: &'a Inventory,
+        by_addr: &'a VmAddresses,
+        host: &'a str,
+        flows: &'a [FlowStatsEntry],
+    ) -> Switch<'a> {
         let tunnel_ports: Vec<u32> = inv
             .hosts
             .iter()
             .filter(|h| h.name != host)
             .map(crate::model::Host::tunnel_port)
             .collect();
-        let mut from_tunnel: HashMap<u32, Vec<&FlowSpec>> = HashMap::new();
+        let mut from_tunnel: HashMap<u32, Vec<&FlowSpec>> = HashMap::default();
         for f in flows {
             if let Some(port) = in_port(&f.spec.matcher).filter(|p| tunnel_ports.contains(p)) {
                 from_tunnel.entry(port).or_default().push(&f.spec);
@@ -56,7 +62,7 @@ impl<'a> Switch<'a> {
         Switch {
             inv,
             host,
-            by_addr: addresses(inv),
+            by_addr,
             tunnel_ports,
             from_tunnel,
         }
@@ -90,7 +96,7 @@ impl<'a> Switch<'a> {
         if mask != 0xffff_ffff {
             return None;
         }
-        let vm = *self.by_addr.get(&u32::try_from(dst).ok()?)?;
+        let vm = self.by_addr.name(u32::try_from(dst).ok()?)?;
         match in_port(m) {
             Some(port) => {
                 let own = self
@@ -126,16 +132,29 @@ fn covers(outer: &FlowMatch, inner: &FlowMatch) -> bool {
     })
 }
 
-/// Every VM's overlay and public address, to its name.
-fn addresses(inv: &Inventory) -> HashMap<u32, &str> {
-    let mut by_addr = HashMap::new();
-    for v in inv.vms.values() {
-        by_addr.insert(u32::from(v.ip), v.name.as_str());
-        if let Some(p) = v.public_ip {
-            by_addr.insert(u32::from(p), v.name.as_str());
+/// Every VM's overlay and public address, to its name: built once per
+/// inventory and shared by every switch's samples (a sample looks up only the
+/// addresses its flows match, never every VM).
+#[derive(Debug, Default)]
+pub struct VmAddresses(HashMap<u32, String>);
+
+impl VmAddresses {
+    /// The addresses of `inv`'s VMs.
+    pub fn new(inv: &Inventory) -> VmAddresses {
+        let mut by_addr = HashMap::with_capacity_and_hasher(inv.vms.len(), Default::default());
+        for v in inv.vms.values() {
+            by_addr.insert(u32::from(v.ip), v.name.clone());
+            if let Some(p) = v.public_ip {
+                by_addr.insert(u32::from(p), v.name.clone());
+            }
         }
+        VmAddresses(by_addr)
     }
-    by_addr
+
+    /// The VM with overlay or public address `addr`.
+    fn name(&self, addr: u32) -> Option<&str> {
+        self.0.get(&addr).map(String::as_str)
+    }
 }
 
 /// The traffic counters of one switch, sample after sample.
@@ -161,12 +180,24 @@ impl TrafficSampler {
         t_ms: u64,
         flows: &[FlowStatsEntry],
     ) -> Option<BTreeMap<String, f64>> {
+        self.sample_indexed(inv, &VmAddresses::new(inv), host, t_ms, flows)
+    }
+
+    /// [`Self::sample`] with `inv`'s VM addresses already indexed.
+    pub fn sample_indexed(
+        &mut self,
+        inv: &Inventory,
+        addresses: &VmAddresses,
+        host: &str,
+        t_ms: u64,
+        flows: &[FlowStatsEntry],
+    ) -> Option<BTreeMap<String, f64>> {
         if self.last_ms.is_some_and(|t0| t0 >= t_ms) {
             return None;
         }
         let previous = self.last_ms.replace(t_ms);
-        let switch = Switch::new(inv, host, flows);
-        let mut bytes = HashMap::with_capacity(flows.len());
+        let switch = Switch::new(inv, addresses, host, flows);
+        let mut bytes = HashMap::with_capacity_and_hasher(flows.len(), Default::default());
         let mut per_vm: BTreeMap<String, u64> = BTreeMap::new();
         for f in flows {
             let Some(vm) = switch.counted_vm(&f.spec) else {

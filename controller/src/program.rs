@@ -36,7 +36,8 @@ use crate::routing::{
 };
 use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// Lowest priority of the routes to remote VMs.
@@ -242,6 +243,16 @@ impl NetworkProgram {
         policy_name: &str,
         migration: Option<&Migration>,
     ) -> Result<NetworkProgram, ProgramError> {
+        NetworkProgram::compile_shared(&Arc::new(inv.clone()), policy, policy_name, migration)
+    }
+
+    /// [`Self::compile`] of an inventory already shared, kept without copying.
+    pub fn compile_shared(
+        inv: &Arc<Inventory>,
+        policy: &str,
+        policy_name: &str,
+        migration: Option<&Migration>,
+    ) -> Result<NetworkProgram, ProgramError> {
         NetworkProgram {
             policy: None,
             inventory: None,
@@ -250,7 +261,7 @@ impl NetworkProgram {
             cache: UnitCache::default(),
             layered: false,
         }
-        .update(inv, policy, policy_name, migration)
+        .update_shared(inv, policy, policy_name, migration)
     }
 
     /// Each switch's table, by datapath id.
@@ -278,6 +289,18 @@ impl NetworkProgram {
         policy_name: &str,
         migration: Option<&Migration>,
     ) -> Result<NetworkProgram, ProgramError> {
+        self.update_shared(&Arc::new(inv.clone()), policy, policy_name, migration)
+    }
+
+    /// [`Self::update`] for an inventory already shared, which the new program
+    /// keeps without copying it.
+    pub fn update_shared(
+        &self,
+        inv: &Arc<Inventory>,
+        policy: &str,
+        policy_name: &str,
+        migration: Option<&Migration>,
+    ) -> Result<NetworkProgram, ProgramError> {
         let refused = |d: netkat::diagnostics::Diagnostic| ProgramError::Policy {
             rendered: d.render(policy_name, policy),
             diagnostic: d,
@@ -288,7 +311,7 @@ impl NetworkProgram {
             None => netkat::parser::parse_policy(policy).map_err(refused)?,
         };
         // Lowered again each time: a name it uses may now mean another address.
-        let lowered = ir::lower(&parsed, inv).map_err(refused)?;
+        let lowered = ir::lower(&parsed, &**inv).map_err(refused)?;
         let same = known.filter(|p| {
             p.lowered.pol == lowered.pol
                 && p.lowered.locations == lowered.locations
@@ -327,14 +350,14 @@ impl NetworkProgram {
     /// `None`).
     fn recompile(
         &self,
-        inv: &Inventory,
+        inv: &Arc<Inventory>,
         form: Arc<PolicyForm>,
         migration: Option<&Migration>,
         touched: Option<Touched>,
     ) -> Result<NetworkProgram, ProgramError> {
         let mut next = NetworkProgram {
             policy: Some(form),
-            inventory: Some(Arc::new(inv.clone())),
+            inventory: Some(inv.clone()),
             migration: migration.cloned(),
             tables: BTreeMap::new(),
             cache: if touched.is_some() {
@@ -565,7 +588,7 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
         u128::from(key.dst),
         u128::from(config_support::prefix_mask(key.len)),
     );
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = FxHashSet::default();
     let flows: Vec<FlowSpec> = table
         .flows
         .into_iter()
@@ -612,7 +635,7 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
 /// The program of a policy that does more than filter: compiled whole, as one
 /// program, every switch's table a set of plain flows.
 fn whole(
-    inv: &Inventory,
+    inv: &Arc<Inventory>,
     form: Arc<PolicyForm>,
     migration: Option<&Migration>,
 ) -> Result<NetworkProgram, ProgramError> {
@@ -634,7 +657,7 @@ fn whole(
     }
     Ok(NetworkProgram {
         policy: Some(form),
-        inventory: Some(Arc::new(inv.clone())),
+        inventory: Some(inv.clone()),
         migration: migration.cloned(),
         tables,
         cache: UnitCache::default(),

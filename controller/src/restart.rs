@@ -256,11 +256,14 @@ mod tests {
     fn the_store_wins_over_the_file_once_it_exists() {
         let inv = example();
         let first = start(None, Some((inv.clone(), "f.toml".into())), None).unwrap();
-        assert_eq!(first.persisted.inventory, inv);
+        assert_eq!(*first.persisted.inventory, inv);
         assert!(first.notes[0].contains("imported from f.toml"));
 
         let mut stored = first.persisted.clone();
-        let web1 = stored.inventory.vms.get_mut("web1").unwrap();
+        let web1 = std::sync::Arc::make_mut(&mut stored.inventory)
+            .vms
+            .get_mut("web1")
+            .unwrap();
         web1.host = "host-b".into();
         web1.port = 7;
         stored.version = 9;

@@ -22,7 +22,8 @@ use crate::model::{Host, Inventory, Migration, Phase, Vm};
 use crate::netkat::diagnostics::Diagnostic;
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::netkat::CompileError;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 /// Cookie carried by every flow the controller installs, so `ovs-ofctl` and the

@@ -12,12 +12,14 @@ use crate::model::Inventory;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What survives a controller restart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Persisted {
-    /// The inventory as last accepted.
-    pub inventory: Inventory,
+    /// The inventory as last accepted (shared with the program compiled from it
+    /// and with every reader: a change copies it once, a reader never).
+    pub inventory: Arc<Inventory>,
     /// The policy text as last accepted.
     pub policy: String,
     /// Where the policy came from (for messages).
@@ -39,7 +41,7 @@ impl Persisted {
     /// A first state: `inventory` with `policy`, version 1, nothing moved yet.
     pub fn first(inventory: Inventory, policy: String, policy_name: String) -> Persisted {
         Persisted {
-            inventory,
+            inventory: Arc::new(inventory),
             policy,
             policy_name,
             version: 1,
@@ -119,7 +121,7 @@ mod tests {
         let inv =
             Inventory::parse(include_str!("../../docs/examples/inventory.toml"), "i").unwrap();
         let state = Persisted {
-            inventory: inv,
+            inventory: Arc::new(inv),
             policy: "id".into(),
             policy_name: "p.kat".into(),
             version: 3,

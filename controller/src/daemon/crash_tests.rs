@@ -122,7 +122,7 @@ fn observed(
     let st = ctl.lock();
     (
         st.tables(),
-        st.persisted.inventory.clone(),
+        (*st.persisted.inventory).clone(),
         st.migration.as_ref().map(|m| m.phase),
     )
 }

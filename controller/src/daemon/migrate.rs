@@ -73,7 +73,7 @@ impl Controller {
         let ahead = started.switch_step(&inv);
         let prepared = self
             .program()
-            .update(&inv, &policy, &name, step.program.as_ref())?;
+            .update_shared(&inv, &policy, &name, step.program.as_ref())?;
         let now = self.clock();
         let version = self.commit(
             step.inventory,

@@ -28,6 +28,7 @@ mod sync_phases;
 #[cfg(test)]
 pub(crate) mod tests;
 
+use crate::feed::VmAddresses;
 use crate::follow::Follower;
 use crate::migration::{MigrationState, Refusal};
 use crate::model::{Inventory, Vm};
@@ -159,13 +160,16 @@ pub struct Controller {
     /// Every switch's port bindings for the version in force, shared by the
     /// sessions.
     port_bindings: Mutex<port_bindings::BindingsByDpid>,
+    /// The VMs' addresses of the inventory they were indexed from, shared by
+    /// the sessions' traffic samples.
+    vm_addresses: Mutex<Option<(Arc<Inventory>, Arc<VmAddresses>)>>,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
 /// progress (the phase the store committed is the one the switches get).
 fn compile_persisted(p: &Persisted) -> Result<NetworkProgram, ProgramError> {
     let migration = p.migration.as_ref().and_then(MigrationState::program);
-    NetworkProgram::compile(&p.inventory, &p.policy, &p.policy_name, migration.as_ref())
+    NetworkProgram::compile_shared(&p.inventory, &p.policy, &p.policy_name, migration.as_ref())
 }
 
 fn now_secs() -> u64 {
@@ -217,6 +221,7 @@ impl Controller {
             sync_phases: SyncPhases::default(),
             port_requests: Default::default(),
             port_bindings: Mutex::default(),
+            vm_addresses: Mutex::default(),
         }))
     }
 
@@ -237,16 +242,17 @@ impl Controller {
     /// On failure nothing changes.
     fn change(
         &self,
-        inventory: Inventory,
+        inventory: impl Into<Arc<Inventory>>,
         policy: String,
         policy_name: String,
     ) -> Result<u64, ChangeError> {
+        let inventory = inventory.into();
         let (base, migration) = {
             let st = self.lock();
             let migration = st.in_progress().and_then(MigrationState::program);
             (st.program.clone(), migration)
         };
-        let program = base.update(&inventory, &policy, &policy_name, migration.as_ref())?;
+        let program = base.update_shared(&inventory, &policy, &policy_name, migration.as_ref())?;
         self.commit(inventory, policy, policy_name, program, |_, _| {})
     }
 
@@ -266,7 +272,7 @@ impl Controller {
     /// more (synchronised versions, counters, timeline events) during the write.
     fn commit(
         &self,
-        inventory: Inventory,
+        inventory: impl Into<Arc<Inventory>>,
         policy: String,
         policy_name: String,
         program: NetworkProgram,
@@ -283,7 +289,7 @@ impl Controller {
         };
         on_commit(&mut migration, version);
         let next = Persisted {
-            inventory,
+            inventory: inventory.into(),
             policy,
             policy_name,
             version,
@@ -361,7 +367,8 @@ impl Controller {
     pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        inv.add_vm(vm)
+        Arc::make_mut(&mut inv)
+            .add_vm(vm)
             .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
@@ -370,7 +377,8 @@ impl Controller {
     pub fn add_host(&self, host: crate::model::Host) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
-        inv.add_host(host)
+        Arc::make_mut(&mut inv)
+            .add_host(host)
             .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         self.change(inv, policy, name)
     }
@@ -386,7 +394,7 @@ impl Controller {
             )));
         }
         let before = inv.hosts.len();
-        inv.hosts.retain(|h| h.name != name);
+        Arc::make_mut(&mut inv).hosts.retain(|h| h.name != name);
         if inv.hosts.len() == before {
             return Err(ChangeError::Invalid(format!("no host `{name}`")));
         }
@@ -397,7 +405,7 @@ impl Controller {
     pub fn remove_vm(&self, name: &str) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, pname) = self.snapshot();
-        if inv.vms.remove(name).is_none() {
+        if Arc::make_mut(&mut inv).vms.remove(name).is_none() {
             return Err(ChangeError::Invalid(format!("no VM `{name}`")));
         }
         self.change(inv, policy, pname)
@@ -428,7 +436,7 @@ impl Controller {
         Ok((diff, Some(version)))
     }
 
-    fn snapshot(&self) -> (Inventory, String, String) {
+    fn snapshot(&self) -> (Arc<Inventory>, String, String) {
         let st = self.lock();
         (
             st.persisted.inventory.clone(),
@@ -440,7 +448,7 @@ impl Controller {
     /// A JSON view of everything, for `scc status`.
     pub fn status(&self) -> serde_json::Value {
         let st = self.lock();
-        let inv = &st.persisted.inventory;
+        let inv = st.persisted.inventory.clone();
         let hosts: Vec<_> = inv
             .hosts
             .iter()
@@ -455,7 +463,7 @@ impl Controller {
             })
             .collect();
         let repairs: u64 = st.switches.values().map(|s| s.repairs).sum();
-        serde_json::json!({
+        let mut status = serde_json::json!({
             "version": st.persisted.version,
             "mastership": *self.mastership.borrow(),
             "repairs": repairs,
@@ -464,15 +472,33 @@ impl Controller {
             "timeline": st.migration.as_ref().map(|m| &m.timeline).cloned().unwrap_or_default(),
             "clouds": inv.clouds.values().collect::<Vec<_>>(),
             "hosts": hosts,
-            "vms": inv.vms.values().collect::<Vec<_>>(),
             "placement": self.follower.moves(),
             "sync_phases": self.sync_phases.summary(),
-        })
+        });
+        // Megabytes at 100,000 VMs: written after the lock every session takes.
+        drop(st);
+        status["vms"] = serde_json::json!(inv.vms.values().collect::<Vec<_>>());
+        status
     }
 
-    /// The inventory in force.
-    pub fn inventory(&self) -> Inventory {
+    /// The inventory in force (shared: a reader copies nothing).
+    pub fn inventory(&self) -> Arc<Inventory> {
         self.lock().persisted.inventory.clone()
+    }
+
+    /// The inventory in force and its VMs' addresses, indexed once per
+    /// inventory for all the switches' traffic samples.
+    pub(crate) fn vm_addresses(&self) -> (Arc<Inventory>, Arc<VmAddresses>) {
+        let inv = self.inventory();
+        let mut cached = self.vm_addresses.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((of, addresses)) if Arc::ptr_eq(of, &inv) => (inv, addresses.clone()),
+            _ => {
+                let addresses = Arc::new(VmAddresses::new(&inv));
+                *cached = Some((inv.clone(), addresses.clone()));
+                (inv, addresses)
+            }
+        }
     }
 
     /// One VM, for `scc vm show`.

@@ -174,7 +174,7 @@ impl Controller {
         };
         let before = in_force.flat_tables();
         let after = in_force
-            .update(&inv, policy, name, migration.as_ref())?
+            .update_shared(&inv, policy, name, migration.as_ref())?
             .flat_tables();
         Ok(PolicyChange {
             switches: differences(&inv, &before, &after),

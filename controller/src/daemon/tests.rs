@@ -30,7 +30,7 @@ pub(crate) fn example_controller(
 /// Marks every inventory host's switch connected, having described ports 1 to
 /// 32, as a session does: a migration checks its destination port against them.
 pub(crate) fn switches_up(ctl: &Controller) {
-    for host in ctl.inventory().hosts {
+    for host in ctl.inventory().hosts.clone() {
         ctl.update_switch(host.datapath_id, |s| {
             s.connected = true;
             s.ports = (1..=32).map(|n| (n, format!("sc-port{n}"))).collect();

@@ -86,9 +86,12 @@ impl Sampler {
                 };
                 if let Some(flows) = gather(&mut s.flows, part, flags) {
                     s.flows_xid = 0;
-                    let inv = ctl.inventory();
-                    let host = inv.host_by_dpid(dpid).map(|h| h.name.clone());
-                    let rates = host.and_then(|h| self.traffic.sample(&inv, &h, s.t_ms, &flows));
+                    let (inv, addresses) = ctl.vm_addresses();
+                    let host = inv.host_by_dpid(dpid).map(|h| h.name.as_str());
+                    let rates = host.and_then(|h| {
+                        self.traffic
+                            .sample_indexed(&inv, &addresses, h, s.t_ms, &flows)
+                    });
                     if let Some(rates) = rates {
                         ctl.follower().record_traffic(&inv, dpid, s.t_ms, rates);
                     }

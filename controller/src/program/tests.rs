@@ -420,7 +420,7 @@ proptest! {
             return Ok(());
         };
         let form = by_address.policy.clone().unwrap();
-        let whole = whole(&inv, form, migration.as_ref()).unwrap();
+        let whole = whole(&Arc::new(inv.clone()), form, migration.as_ref()).unwrap();
         let packets = packets(&inv);
         for (dpid, table) in by_address.tables() {
             prop_assert_eq!(
