@@ -227,6 +227,14 @@ fn migrations_of<'d>(dom: &'d str, vm: &str) -> Vec<&'d str> {
         .collect()
 }
 
+/// The tunnels of a dumped console's map coloured by a measured latency.
+fn measured_tunnels(dom: &str) -> usize {
+    ["good", "mid", "bad"]
+        .iter()
+        .map(|class| dom.matches(&format!("data-latency=\"{class}\"")).count())
+        .sum()
+}
+
 fn artefacts() -> Result<PathBuf> {
     // Test executables live in target/<profile>/deps.
     let exe = std::env::current_exe()?;
@@ -298,12 +306,14 @@ fn the_console_shows_a_migration_live_in_a_headless_browser() -> Result<()> {
     assert_eq!(common::vm_host(&s, "m1").as_deref(), Some("host2"));
     let dom = browser.wait_dom(
         Duration::from_secs(30),
-        "m1 on host2 and its drained migration",
+        "m1 on host2, its drained migration and every tunnel's latency",
         |dom| {
             vm_row(dom, "m1").is_some_and(|r| r.contains("data-host=\"host2\""))
                 && migrations_of(dom, "m1")
                     .first()
                     .is_some_and(|m| m.contains("old host drained"))
+                // The map colours every tunnel by the latency the switches measured.
+                && measured_tunnels(dom) == 3
         },
     )?;
     let row = vm_row(&dom, "m1").context("no m1 row")?;

@@ -125,10 +125,13 @@ impl Console {
                 .as_array()
                 .is_some_and(|v| v.len() <= DETAIL_UP_TO_VMS);
             let (measurements, decisions) = if detailed {
-                let snapshot =
-                    serde_json::to_value(ctl.placement_snapshot(None)).unwrap_or_default();
+                let measured = ctl.placement_snapshot(None).measurements;
+                let newest = serde_json::json!({
+                    "latency_ms": newest_samples(&measured.latency_ms),
+                    "traffic": newest_samples(&measured.traffic),
+                });
                 let plan = serde_json::to_value(ctl.placement_round(false)).unwrap_or_default();
-                (snapshot["measurements"].clone(), plan["decisions"].clone())
+                (newest, plan["decisions"].clone())
             } else {
                 (serde_json::Value::Null, serde_json::Value::Null)
             };
@@ -143,6 +146,31 @@ impl Console {
             Some((Instant::now(), doc.clone()));
         doc
     }
+}
+
+/// Measurement series (`a → b → series`) reduced to their newest sample, in the
+/// snapshot's form: the console shows nothing older, and a whole series is
+/// thousands of samples.
+fn newest_samples(
+    series: &std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, crate::measure::Series>,
+    >,
+) -> serde_json::Value {
+    series
+        .iter()
+        .map(|(a, to)| {
+            let inner: serde_json::Map<String, serde_json::Value> = to
+                .iter()
+                .map(|(b, s)| {
+                    let samples: Vec<_> = s.last().into_iter().collect();
+                    (b.clone(), serde_json::json!({ "samples": samples }))
+                })
+                .collect();
+            (a.clone(), serde_json::Value::Object(inner))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Refuses with 401 a data request that is not admitted.
