@@ -141,9 +141,10 @@ impl Tunnels {
         }
     }
 
-    /// True when encrypted datagrams wait for [`Self::flush`].
+    /// True when encrypted datagrams (or refusals to report) wait for
+    /// [`Self::flush`].
     pub fn has_queued(&self) -> bool {
-        !self.tx.is_empty()
+        !self.tx.is_empty() || self.send_failures > 0
     }
 
     /// How long the first datagram of the last receive batch had waited in the
