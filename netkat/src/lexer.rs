@@ -26,8 +26,9 @@ pub enum Tok {
     Str(String),
     /// `` `name ``.
     Meta(String),
-    /// `kind:name` (extension: inventory names such as `vm:web1`).
-    Named(String, String),
+    /// `kind:name` (extension: inventory names such as `vm:web1`), boxed: a
+    /// policy of megabytes is millions of tokens, all held at once.
+    Named(Box<(String, String)>),
     /// A header field keyword.
     Field(HeaderField),
     /// A keyword or punctuation.
@@ -146,7 +147,7 @@ impl fmt::Display for Tok {
             Tok::Mac(m) => write!(f, "MAC `{}`", openflow::flow::Mac::from_u64(*m)),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::Meta(m) => write!(f, "meta field `{m}`"),
-            Tok::Named(k, n) => write!(f, "name `{k}:{n}`"),
+            Tok::Named(named) => write!(f, "name `{}:{}`", named.0, named.1),
             Tok::Field(h) => write!(f, "field `{h}`"),
             Tok::Kw(k) => write!(f, "`{}`", k.text()),
             Tok::Eof => f.write_str("end of input"),
@@ -444,7 +445,7 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
                 }
                 if j > ns {
                     out.push((
-                        Tok::Named(word.to_string(), src[ns..j].to_string()),
+                        Tok::Named(Box::new((word.to_string(), src[ns..j].to_string()))),
                         Span::new(start, j),
                     ));
                     i = j;

@@ -648,7 +648,10 @@ impl Parser {
         let v = match tok {
             Tok::Int(n) => Value::Int(n),
             Tok::Mac(m) => Value::Mac(m),
-            Tok::Named(kind, name) => Value::Named { kind, name },
+            Tok::Named(named) => {
+                let (kind, name) = *named;
+                Value::Named { kind, name }
+            }
             Tok::Ip4(addr) => {
                 self.bump();
                 if self.eat(Kw::Slash) {
