@@ -212,14 +212,18 @@ fn status(ns: &Netns) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(&scc(ns, &["status", "--json"])?)?)
 }
 
-/// Polls `scc status` until `ok`; fails when scc exits or after three minutes.
+/// How long `scc` gets to reach a state: at 1,000 × 100,000 its start and
+/// first synchronisation took longer than three minutes.
+const WAIT: Duration = Duration::from_secs(600);
+
+/// Polls `scc status` until `ok`; fails when scc exits or after [`WAIT`].
 fn wait_for(
     ns: &Netns,
     scc: &mut std::process::Child,
     what: &str,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> Result<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + WAIT;
     let mut last = serde_json::Value::Null;
     loop {
         if let Some(exit) = scc.try_wait()? {

@@ -264,6 +264,11 @@ impl NetworkProgram {
         .update_shared(inv, policy, policy_name, migration)
     }
 
+    /// The inventory the tables were compiled from.
+    pub fn inventory(&self) -> Option<&Arc<Inventory>> {
+        self.inventory.as_ref()
+    }
+
     /// Each switch's table, by datapath id.
     pub fn tables(&self) -> &BTreeMap<u64, Arc<SwitchTable>> {
         &self.tables

@@ -34,19 +34,24 @@ impl Controller {
         program: NetworkProgram,
         apply: impl Fn(&mut MigrationState, u64, Duration),
     ) -> Result<u64, ChangeError> {
+        self.commit_phase(step.inventory, program, apply)
+    }
+
+    /// Commits `program`, compiled from `inventory`, and applies the phase to
+    /// the migration with the committed version.
+    fn commit_phase(
+        &self,
+        inventory: impl Into<Arc<crate::model::Inventory>>,
+        program: NetworkProgram,
+        apply: impl Fn(&mut MigrationState, u64, Duration),
+    ) -> Result<u64, ChangeError> {
         let (policy, name) = self.policy();
         let now = self.clock();
-        self.commit(
-            step.inventory,
-            policy,
-            name,
-            program,
-            |migration, version| {
-                if let Some(m) = migration.as_mut() {
-                    apply(m, version, now);
-                }
-            },
-        )
+        self.commit(inventory, policy, name, program, |migration, version| {
+            if let Some(m) = migration.as_mut() {
+                apply(m, version, now);
+            }
+        })
     }
 
     fn policy(&self) -> (String, String) {
@@ -364,29 +369,34 @@ impl Controller {
     ) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let inv = self.inventory();
-        let (moved, step, ahead) = {
+        let (moved, next) = {
             let now = self.clock();
             let mut st = self.lock();
             let current = st.persisted.version;
-            let m = st
-                .migration
-                .as_mut()
-                .ok_or(crate::migration::Refusal::NotWaiting)?;
-            let step = m.arrive(&inv, at, vm)?;
-            m.note(&format!("arrived ({signal})"), now);
-            let moved = m.route.vm.clone();
             let ahead = st
                 .switch_ahead
                 .take()
                 .filter(|(v, _)| *v == current)
                 .map(|(_, tables)| tables);
-            (moved, step, ahead)
+            let m = st
+                .migration
+                .as_mut()
+                .ok_or(crate::migration::Refusal::NotWaiting)?;
+            m.check_arrival(&inv, at, vm)?;
+            // The step compiled ahead holds the moved inventory: copying it
+            // again (100,000 VMs) would delay the reroute.
+            let next = match ahead.and_then(|t| Some((t.inventory()?.clone(), t))) {
+                Some(ahead) => Ok(ahead),
+                None => Err(m.switch_step(&inv)),
+            };
+            m.note(&format!("arrived ({signal})"), now);
+            (m.route.vm.clone(), next)
         };
         self.follower.moved(&moved, now_ms());
         let switched = |m: &mut MigrationState, version, now| m.switched(version, now);
-        let version = match ahead {
-            Some(tables) => self.commit_step(step, tables, switched)?,
-            None => self.take_step(step, switched)?,
+        let version = match next {
+            Ok((inventory, tables)) => self.commit_phase(inventory, tables, switched)?,
+            Err(step) => self.take_step(step, switched)?,
         };
         self.clean_up_after_grace();
         self.announce_after_move();

@@ -281,6 +281,17 @@ impl MigrationState {
         at: Option<(u64, u32)>,
         vm: Option<&str>,
     ) -> Result<Step, Refusal> {
+        self.check_arrival(inv, at, vm)?;
+        Ok(self.switch_step(inv))
+    }
+
+    /// [`Self::arrive`]'s checks alone, for a switch step compiled ahead.
+    pub fn check_arrival(
+        &self,
+        inv: &Inventory,
+        at: Option<(u64, u32)>,
+        vm: Option<&str>,
+    ) -> Result<(), Refusal> {
         if self.phase != Phase::Prepared || vm.is_some_and(|vm| vm != self.route.vm) {
             return Err(Refusal::NotWaiting);
         }
@@ -290,7 +301,7 @@ impl MigrationState {
                 return Err(Refusal::Elsewhere);
             }
         }
-        Ok(self.switch_step(inv))
+        Ok(())
     }
 
     /// The switch step committed as `version` at `now`.
