@@ -24,28 +24,43 @@ const MIGRATION_PORT: u16 = 4444;
 const NBD_PORT: u16 = 10809;
 
 /// One case: a disk of `size_mib` with `data_mib` written before the guest
-/// starts, or no disk.
+/// starts, or no disk; the guest rewrites `dirty_mib` of its RAM every second.
 struct Case {
     name: &'static str,
     disk: Option<(u64, u64)>,
+    dirty_mib: u64,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 6] = [
     Case {
         name: "memory only",
         disk: None,
+        dirty_mib: 0,
     },
     Case {
         name: "256 MiB disk",
         disk: Some((256, 256)),
+        dirty_mib: 0,
     },
     Case {
         name: "1 GiB disk",
         disk: Some((1024, 1024)),
+        dirty_mib: 0,
     },
     Case {
         name: "4 GiB sparse (32 MiB data)",
         disk: Some((4096, 32)),
+        dirty_mib: 0,
+    },
+    Case {
+        name: "256 MiB disk, RAM dirtied 8 MiB/s",
+        disk: Some((256, 256)),
+        dirty_mib: 8,
+    },
+    Case {
+        name: "256 MiB disk, RAM dirtied 24 MiB/s",
+        disk: Some((256, 256)),
+        dirty_mib: 24,
     },
 ];
 
@@ -63,8 +78,16 @@ struct Measured {
     blocks_written: u64,
 }
 
-/// `disk`: the size of the guest's disk in MiB, if it has one.
-fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) -> QemuConfig {
+/// `disk`: the size of the guest's disk in MiB, if it has one; `dirty`: MiB of
+/// RAM the guest rewrites every second.
+fn config(
+    guest: &Guest,
+    ns: &Netns,
+    dir: &Path,
+    role: &str,
+    disk: Option<u64>,
+    dirty: u64,
+) -> QemuConfig {
     let mut c = netns_tests::qemu_cloud::guest_config(guest, "bench-storage", dir, role);
     // The stream starts half-way into the disk (4 KiB blocks: 256 per MiB).
     let writer = disk.map_or(String::new(), |mib| {
@@ -72,7 +95,7 @@ fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) 
     });
     // noapic: a TCG guest on a loaded machine can miss the IO-APIC timer check
     // and panic at boot.
-    c.append = format!("quiet noapic sc.ip=100.64.7.10/10{writer}");
+    c.append = format!("quiet noapic sc.ip=100.64.7.10/10{writer} sc.dirty={dirty}");
     c.netns = Some(ns.name().to_owned());
     if disk.is_some() {
         c.disk = Some(dir.join(format!("{role}.qcow2")));
@@ -98,7 +121,7 @@ async fn measure(
         disk::create_qcow2(&dir.join("dst.qcow2"), size)?;
     }
     let size = case.disk.map(|(size, _)| size);
-    let mut src_cfg = config(guest, ns, dir, "src", size);
+    let mut src_cfg = config(guest, ns, dir, "src", size, case.dirty_mib);
     src_cfg
         .extra_args
         .extend(tls::object_args(&creds.0, Endpoint::Client));
@@ -117,7 +140,7 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let mut dst_cfg = config(guest, ns, dir, "dst", size);
+    let mut dst_cfg = config(guest, ns, dir, "dst", size, case.dirty_mib);
     dst_cfg.incoming = Some(Incoming::Tcp(format!("127.0.0.1:{MIGRATION_PORT}")));
     dst_cfg
         .extra_args
@@ -131,7 +154,9 @@ async fn measure(
         downtime_limit: Some(100),
         ..Default::default()
     });
-    opts.timeout = Duration::from_secs(600);
+    // A guest dirtying memory faster than the link copies it would never
+    // converge: such a case fails after 2 minutes instead.
+    opts.timeout = Duration::from_secs(120);
     opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
     let uri = format!("tcp:127.0.0.1:{MIGRATION_PORT}");
     let blocks_before = blocks_reported(&serial()).unwrap_or(0);
