@@ -23,7 +23,9 @@
 #     forever, block i (4 KiB: the 16-byte record `SCBLK` + i in 11 digits,
 #     repeated) at 4 KiB block sc.disk.base + i (default 32768, 128 MiB in), each
 #     synced to the disk before the next, and prints `SC-DISK-WROTE n` every 16
-#     blocks.
+#     blocks;
+#   - with sc.dirty=N: rewrites N MiB of its RAM (a tmpfs file, random bytes so
+#     that no page is a zero page) once a second, for a known memory dirty rate.
 #
 # Env: GUEST_DIR, KERNEL_PKG (e.g. linux-image-6.1.0-56-amd64; default: what
 # bookworm's linux-image-amd64 depends on). Idempotent: a second run with the
@@ -196,7 +198,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 for m in $(cat /etc/modules); do
     insmod "/lib/modules/$m" || echo "SC-GUEST-ERROR insmod $m"
 done
-ip=""; gw=""; port=7; disk=""; base=32768
+ip=""; gw=""; port=7; disk=""; base=32768; dirty=0
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     sc.ip=*) ip="${arg#sc.ip=}" ;;
@@ -204,6 +206,7 @@ for arg in $(cat /proc/cmdline); do
     sc.port=*) port="${arg#sc.port=}" ;;
     sc.disk=*) disk="${arg#sc.disk=}" ;;
     sc.disk.base=*) base="${arg#sc.disk.base=}" ;;
+    sc.dirty=*) dirty="${arg#sc.dirty=}" ;;
     esac
 done
 via=static
@@ -240,6 +243,13 @@ if [ "$disk" = write ]; then
             { echo "SC-DISK-ERROR block $i"; sleep 1; continue; }
         i=$((i + 1))
         [ $((i % 16)) -eq 0 ] && echo "SC-DISK-WROTE $i"
+    done &
+fi
+if [ "$dirty" -gt 0 ] 2>/dev/null; then
+    dd if=/dev/urandom of=/tmp/sc-dirty-src bs=1M count="$dirty" 2>/dev/null
+    while true; do
+        dd if=/tmp/sc-dirty-src of=/tmp/sc-dirty bs=1M count="$dirty" conv=notrunc 2>/dev/null
+        sleep 1
     done &
 fi
 while true; do sleep 3600; done

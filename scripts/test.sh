@@ -21,7 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openssl openvswitch-common openvswitch-switch
       wireguard-tools wireguard-go pkg-config build-essential curl ca-certificates
       systemd protobuf-compiler etcd-server etcd-client busybox python3-venv
-      chromium fonts-dejavu-core)
+      isc-dhcp-client chromium fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

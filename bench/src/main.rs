@@ -128,8 +128,13 @@ enum What {
         reps: usize,
     },
     /// A TCG guest moved with its disk (256 MiB, 1 GiB, 4 GiB sparse) against a
-    /// memory-only move, same run: disk copy, QEMU total time and downtime.
-    StorageMigration,
+    /// memory-only move, same run: disk copy, QEMU total time and downtime, the
+    /// dirty rates, median [min-max] over the repeats.
+    StorageMigration {
+        /// Runs of every case.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// Every benchmark, and the chart.
     All,
 }
@@ -200,7 +205,7 @@ fn main() -> Result<()> {
             no_prefixes,
         } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
-        What::StorageMigration => storage_migration::storage_migration()?,
+        What::StorageMigration { repeats } => storage_migration::storage_migration(repeats)?,
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));

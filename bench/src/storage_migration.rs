@@ -4,7 +4,9 @@
 //! its known block stream all along (the disk's dirty rate). Reported per case:
 //! the disk copy (bytes and time until the mirror is ready), QEMU's own total
 //! time and downtime of the memory migration, and the wall time of the whole
-//! move. Both streams over TLS with a CA of the harness's PKI
+//! move, each as median [min-max] over `--repeats` runs, next to the dirty rates
+//! of the run: QEMU's peak dirty rate of guest RAM during the move and the
+//! guest's disk writes per second. Both streams over TLS with a CA of the harness's PKI
 //! (`netns_tests::qemu_cloud::migration_tls`), on loopback in the benchmark's
 //! own namespace.
 
@@ -22,32 +24,51 @@ const MIGRATION_PORT: u16 = 4444;
 const NBD_PORT: u16 = 10809;
 
 /// One case: a disk of `size_mib` with `data_mib` written before the guest
-/// starts, or no disk.
+/// starts, or no disk; the guest rewrites `dirty_mib` of its RAM every second.
 struct Case {
     name: &'static str,
     disk: Option<(u64, u64)>,
+    dirty_mib: u64,
 }
 
-const CASES: [Case; 4] = [
+const CASES: [Case; 6] = [
     Case {
         name: "memory only",
         disk: None,
+        dirty_mib: 0,
     },
     Case {
         name: "256 MiB disk",
         disk: Some((256, 256)),
+        dirty_mib: 0,
     },
     Case {
         name: "1 GiB disk",
         disk: Some((1024, 1024)),
+        dirty_mib: 0,
     },
     Case {
         name: "4 GiB sparse (32 MiB data)",
         disk: Some((4096, 32)),
+        dirty_mib: 0,
+    },
+    Case {
+        name: "256 MiB disk, RAM dirtied 8 MiB/s",
+        disk: Some((256, 256)),
+        dirty_mib: 8,
+    },
+    Case {
+        name: "256 MiB disk, RAM dirtied 24 MiB/s",
+        disk: Some((256, 256)),
+        dirty_mib: 24,
     },
 ];
 
 struct Measured {
+    /// QEMU's highest dirty rate of guest RAM seen during the move, bytes/s.
+    peak_dirty_rate: u64,
+    /// Guest disk blocks (4 KiB) written during the move.
+    blocks_during: u64,
     disk_bytes: Option<u64>,
     disk_copy: Option<Duration>,
     qemu_total_ms: Option<i64>,
@@ -57,8 +78,16 @@ struct Measured {
     blocks_written: u64,
 }
 
-/// `disk`: the size of the guest's disk in MiB, if it has one.
-fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) -> QemuConfig {
+/// `disk`: the size of the guest's disk in MiB, if it has one; `dirty`: MiB of
+/// RAM the guest rewrites every second.
+fn config(
+    guest: &Guest,
+    ns: &Netns,
+    dir: &Path,
+    role: &str,
+    disk: Option<u64>,
+    dirty: u64,
+) -> QemuConfig {
     let mut c = netns_tests::qemu_cloud::guest_config(guest, "bench-storage", dir, role);
     // The stream starts half-way into the disk (4 KiB blocks: 256 per MiB).
     let writer = disk.map_or(String::new(), |mib| {
@@ -66,7 +95,7 @@ fn config(guest: &Guest, ns: &Netns, dir: &Path, role: &str, disk: Option<u64>) 
     });
     // noapic: a TCG guest on a loaded machine can miss the IO-APIC timer check
     // and panic at boot.
-    c.append = format!("quiet noapic sc.ip=100.64.7.10/10{writer}");
+    c.append = format!("quiet noapic sc.ip=100.64.7.10/10{writer} sc.dirty={dirty}");
     c.netns = Some(ns.name().to_owned());
     if disk.is_some() {
         c.disk = Some(dir.join(format!("{role}.qcow2")));
@@ -92,7 +121,7 @@ async fn measure(
         disk::create_qcow2(&dir.join("dst.qcow2"), size)?;
     }
     let size = case.disk.map(|(size, _)| size);
-    let mut src_cfg = config(guest, ns, dir, "src", size);
+    let mut src_cfg = config(guest, ns, dir, "src", size, case.dirty_mib);
     src_cfg
         .extra_args
         .extend(tls::object_args(&creds.0, Endpoint::Client));
@@ -111,7 +140,7 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let mut dst_cfg = config(guest, ns, dir, "dst", size);
+    let mut dst_cfg = config(guest, ns, dir, "dst", size, case.dirty_mib);
     dst_cfg.incoming = Some(Incoming::Tcp(format!("127.0.0.1:{MIGRATION_PORT}")));
     dst_cfg
         .extra_args
@@ -125,20 +154,29 @@ async fn measure(
         downtime_limit: Some(100),
         ..Default::default()
     });
-    opts.timeout = Duration::from_secs(600);
+    // A guest dirtying memory faster than the link copies it would never
+    // converge: such a case fails after 2 minutes instead.
+    opts.timeout = Duration::from_secs(120);
     opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
     let uri = format!("tcp:127.0.0.1:{MIGRATION_PORT}");
+    let blocks_before = blocks_reported(&serial()).unwrap_or(0);
+    let mut peak_dirty_rate = 0;
     let started = Instant::now();
-    let measured = if has_disk {
+    let mut measured = if has_disk {
         storage::export_disk(&dst_qmp, "127.0.0.1", NBD_PORT, true).await?;
         let target = NbdTarget {
             host: "127.0.0.1".into(),
             port: NBD_PORT,
             tls_hostname: Some("host2".into()),
         };
-        let r = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |_| {}).await?;
+        let r = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |p| {
+            peak_dirty_rate = peak_dirty_rate.max(p.dirty_bytes_rate);
+        })
+        .await?;
         let _ = storage::unexport_disk(&dst_qmp).await;
         Measured {
+            peak_dirty_rate: 0,
+            blocks_during: 0,
             disk_bytes: Some(r.disk_bytes),
             disk_copy: Some(r.disk_copy_time),
             qemu_total_ms: r.migration.total_time_ms,
@@ -148,8 +186,14 @@ async fn measure(
             blocks_written: blocks_reported(&serial()).unwrap_or(0),
         }
     } else {
-        let r = migration::migrate(&src_qmp, &uri, &opts).await?;
+        let r = migration::migrate_observed(&src_qmp, &uri, &opts, &mut |info| {
+            let p = storage::Progress::of_memory(info, Duration::ZERO);
+            peak_dirty_rate = peak_dirty_rate.max(p.dirty_bytes_rate);
+        })
+        .await?;
         Measured {
+            peak_dirty_rate: 0,
+            blocks_during: 0,
             disk_bytes: None,
             disk_copy: None,
             qemu_total_ms: r.total_time_ms,
@@ -159,6 +203,8 @@ async fn measure(
             blocks_written: 0,
         }
     };
+    measured.peak_dirty_rate = peak_dirty_rate;
+    measured.blocks_during = measured.blocks_written.saturating_sub(blocks_before);
     for (p, c) in [(&mut dst, &dst_qmp), (&mut src, &src_qmp)] {
         let _ = c.execute(&Quit).await;
         let _ = p.terminate(Duration::from_secs(5)).await;
@@ -166,8 +212,21 @@ async fn measure(
     Ok(measured)
 }
 
-/// Runs every case once, in order, and prints the table.
-pub fn storage_migration() -> Result<()> {
+/// Median [min-max] of `values`, with `show` for each; "-" when none.
+fn spread<T: Copy + PartialOrd>(mut values: Vec<T>, show: impl Fn(T) -> String) -> String {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    match (values.first(), values.get(values.len() / 2), values.last()) {
+        (Some(&lo), Some(&mid), Some(&hi)) if values.len() > 1 => {
+            format!("{} [{}-{}]", show(mid), show(lo), show(hi))
+        }
+        (Some(&one), ..) => show(one),
+        _ => "-".into(),
+    }
+}
+
+/// Runs every case `repeats` times, the cases interleaved (a slow moment of
+/// the shared machine hits every case alike), and prints the table.
+pub fn storage_migration(repeats: usize) -> Result<()> {
     let Some(guest) = netns_tests::require_qemu_guest("bench storage-migration") else {
         bail!("QEMU or the guest is missing (scripts/install-qemu.sh, scripts/build-guest.sh)");
     };
@@ -179,27 +238,58 @@ pub fn storage_migration() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    println!("\n## Storage migration (issue 18)\n");
-    println!("| case | disk copied | disk copy s | QEMU total ms (memory) | QEMU downtime ms | RAM sent MiB | whole move s | guest blocks written |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for case in &CASES {
-        let m = runtime.block_on(measure(&guest, &ns, dir.path(), &creds, case));
-        match m {
-            Ok(m) => println!(
-                "| {} | {} | {} | {} | {} | {:.1} | {:.2} | {} |",
-                case.name,
-                m.disk_bytes
-                    .map_or("-".into(), |b| format!("{} MiB", b >> 20)),
-                m.disk_copy
-                    .map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64())),
-                m.qemu_total_ms.map_or("-".into(), |v| v.to_string()),
-                m.qemu_downtime_ms.map_or("-".into(), |v| v.to_string()),
-                m.ram_bytes.unwrap_or(0) as f64 / f64::from(1u32 << 20),
-                m.wall.as_secs_f64(),
-                m.blocks_written,
-            ),
-            Err(e) => println!("| {} | failed: {e:#} | | | | | | |", case.name),
+    let mut runs: Vec<Vec<Measured>> = CASES.iter().map(|_| Vec::new()).collect();
+    let mut failures = Vec::new();
+    for round in 0..repeats.max(1) {
+        for (case, into) in CASES.iter().zip(&mut runs) {
+            match runtime.block_on(measure(&guest, &ns, dir.path(), &creds, case)) {
+                Ok(m) => {
+                    eprintln!(
+                        "bench storage-migration: {} run {}: whole {:.2} s, downtime {:?} ms",
+                        case.name,
+                        round + 1,
+                        m.wall.as_secs_f64(),
+                        m.qemu_downtime_ms
+                    );
+                    into.push(m);
+                }
+                Err(e) => failures.push(format!("{} (run {}): {e:#}", case.name, round + 1)),
+            }
         }
+    }
+    println!("\n## Storage migration (issue 18)\n");
+    println!("median [min-max] over {repeats} runs\n");
+    println!("| case | runs | disk copied | disk copy s | QEMU total ms (memory) | QEMU downtime ms | whole move s | RAM sent MiB | peak RAM dirty rate MiB/s | disk writes/s (4 KiB) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    for (case, ms) in CASES.iter().zip(&runs) {
+        let pick = |f: &dyn Fn(&Measured) -> Option<f64>| -> Vec<f64> {
+            ms.iter().filter_map(f).collect()
+        };
+        let secs = |v: f64| format!("{v:.2}");
+        let whole = |v: f64| format!("{v:.0}");
+        let tenth = |v: f64| format!("{v:.1}");
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            case.name,
+            ms.len(),
+            ms.first()
+                .and_then(|m| m.disk_bytes)
+                .map_or("-".into(), |b| format!("{} MiB", b >> 20)),
+            spread(pick(&|m| m.disk_copy.map(|d| d.as_secs_f64())), secs),
+            spread(pick(&|m| m.qemu_total_ms.map(|v| v as f64)), whole),
+            spread(pick(&|m| m.qemu_downtime_ms.map(|v| v as f64)), whole),
+            spread(pick(&|m| Some(m.wall.as_secs_f64())), secs),
+            spread(pick(&|m| m.ram_bytes.map(mib)), tenth),
+            spread(pick(&|m| Some(mib(m.peak_dirty_rate))), tenth),
+            spread(
+                pick(&|m| Some(m.blocks_during as f64 / m.wall.as_secs_f64().max(1e-3))),
+                whole
+            ),
+        );
+    }
+    for f in &failures {
+        println!("\nfailed: {f}");
     }
     Ok(())
 }

@@ -147,11 +147,17 @@ fn scvm_starts_migrates_reports_and_stops() {
         .unwrap();
     let told = String::from_utf8_lossy(&migrated.stderr).into_owned();
     let report = ok(migrated, "migrate");
-    let asked = scc.asked.try_recv().expect("scvm calls the API");
-    assert_eq!(
-        (asked.method.as_str(), asked.target.as_str()),
-        ("POST", "/migrate/arrived"),
-        "{asked:?}"
+    // The copy's progress first (`scc status` shows it), the arrival last.
+    let mut targets = Vec::new();
+    while let Ok(asked) = scc.asked.try_recv() {
+        assert_eq!(asked.method, "POST", "{asked:?}");
+        targets.push(asked.target);
+    }
+    let (arrived, progress) = targets.split_last().expect("scvm calls the API");
+    assert_eq!(arrived, "/migrate/arrived", "{targets:?}");
+    assert!(
+        progress.iter().all(|t| t == "/migrate/progress"),
+        "{targets:?}"
     );
     assert!(told.contains("scc told of the arrival"), "{told}");
     let v: serde_json::Value = serde_json::from_str(&report).expect("JSON report");

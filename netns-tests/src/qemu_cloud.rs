@@ -1,9 +1,9 @@
 //! What the tests that migrate a real QEMU guest between `scd` hosts share: the
 //! QEMUs' migration TLS directories from the cloud's PKI (host1 the source,
 //! host2 the destination), the persistent TAPs the QEMUs attach to, the
-//! switches with a raw port on those TAPs, a client's TCP connection to the
-//! guest, and the tails of the QEMUs' logs for failure messages. It starts no
-//! QEMU itself.
+//! switches with a raw port on those TAPs, the QEMU at each end of a migration
+//! over TLS (spawned from the test's configuration), a client's TCP connection
+//! to the guest, and the tails of the QEMUs' logs for failure messages.
 
 use crate::{Internet, KeyPair, Scd, Vm};
 use anyhow::{bail, Result};
@@ -133,6 +133,45 @@ pub fn guest_inventory_entry() -> String {
     format!(
         "[[vm]]\nname = \"vm1\"\nmac = \"{GUEST_MAC}\"\nip = \"{GUEST_IP}\"\nhost = \"host1\"\nport = 1\ntap = \"{QTAP}\"\ntenant = \"t\"\n"
     )
+}
+
+/// The source's QEMU from `config`, with the migration TLS credentials of
+/// `src_tls` (client end), its QMP connected.
+pub async fn spawn_tls_source(
+    mut config: hypervisor_glue::QemuConfig,
+    src_tls: &Path,
+) -> Result<(hypervisor_glue::QemuProcess, hypervisor_glue::QmpClient)> {
+    config
+        .extra_args
+        .extend(tls::object_args(src_tls, Endpoint::Client));
+    let mut p = hypervisor_glue::QemuProcess::spawn(config)?;
+    let c = p.connect_qmp(QMP_TIMEOUT).await?;
+    Ok((p, c))
+}
+
+/// The destination's QEMU from `config` on host2: waiting for the migration on
+/// host2's underlay address, port [`MIGRATION_PORT`], over TLS only with the
+/// credentials of `dst_tls` (server end), its QMP connected.
+pub async fn spawn_tls_destination(
+    mut config: hypervisor_glue::QemuConfig,
+    dst_tls: &Path,
+) -> Result<(hypervisor_glue::QemuProcess, hypervisor_glue::QmpClient)> {
+    let dst_ul = Internet::host_addr(2);
+    config.incoming = Some(hypervisor_glue::Incoming::Tcp(format!(
+        "{dst_ul}:{MIGRATION_PORT}"
+    )));
+    config
+        .extra_args
+        .extend(tls::object_args(dst_tls, Endpoint::Server));
+    let mut p = hypervisor_glue::QemuProcess::spawn(config)?;
+    let c = p.connect_qmp(QMP_TIMEOUT).await?;
+    // Before the source connects: the destination takes the stream over TLS only.
+    c.execute(&tls::with_tls(
+        hypervisor_glue::MigrationParameters::default(),
+        None,
+    ))
+    .await?;
+    Ok((p, c))
 }
 
 /// `quit` over QMP, then the process ended by PID if it is still there.

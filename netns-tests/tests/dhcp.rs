@@ -1,4 +1,4 @@
-//! A stock DHCP client (busybox `udhcpc`) in a namespace VM with no address gets
+//! A stock DHCP client (busybox `udhcpc`, and ISC `dhclient`) in a namespace VM with no address gets
 //! everything from its host's `scd`: the address its inventory entry gives, the
 //! overlay prefix, the anycast gateway as router, the tunnels' MTU and the
 //! inventory's DNS servers; with that configuration it reaches a VM on another
@@ -7,8 +7,9 @@
 //!
 //! Two hosts behind an emulated internet, `scd` on each programmed by `scc`.
 //! Owns its namespaces (prefixed with the test name, removed on drop, also on
-//! panic), the processes it starts and a temp dir. Needs root and `busybox`;
-//! without them it says so loudly and fails under CI=true.
+//! panic), the processes it starts and a temp dir. Needs root, `busybox` and
+//! `dhclient` (isc-dhcp-client); without them it says so loudly and fails under
+//! CI=true.
 
 mod common;
 
@@ -16,6 +17,7 @@ use anyhow::{Context, Result};
 use common::{reaches, start_scc, VmSpec};
 use netns_tests::packet::{packet_socket, recv_frame};
 use netns_tests::{require_program, require_root, run, Internet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,35 +117,113 @@ fn field<'a>(lease: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
+/// A cloud of two hosts for the test `name`: the client VM (no address, the
+/// TAP's default MTU) on host0 and its peer on host1, `scc` and the switches
+/// running and synced, and the peer watched.
+struct Cloud {
+    _dir: tempfile::TempDir,
+    // Dropped in this order: the watch and the switches before the namespaces.
+    watch: Watch,
+    scds: Vec<netns_tests::Scd>,
+    _scc: common::Scc,
+    vms: Vec<netns_tests::Vm>,
+    _net: Internet,
+}
+
+impl Cloud {
+    fn start(name: &str) -> Result<Cloud> {
+        let dir = tempfile::tempdir()?;
+        let net = Internet::with_hosts(name, &[None, None])?;
+        let keys = common::key_pairs(2)?;
+        let vms = common::create_vms(name, &VMS)?;
+        let client = &vms[0];
+        client.ns.ip(&["addr", "flush", "dev", &client.ifname])?;
+        client
+            .ns
+            .ip(&["link", "set", &client.ifname, "mtu", "1500"])?;
+        let dns = format!("dns = [\"{}\", \"{}\"]\n", DNS[0], DNS[1]);
+        let inventory = dir.path().join("inventory.toml");
+        std::fs::write(
+            &inventory,
+            dns + &common::inventory(&keys, &common::entries(&VMS, &vms)),
+        )?;
+        let scc = start_scc(&net, dir.path(), true)?;
+        let scds = common::start_switches(&net, &inventory, &keys, |_| String::new())?;
+        scc.wait_synced(&net)?;
+        let watch = Watch::start(&vms[1], [100, 64, 1, 21])?;
+        Ok(Cloud {
+            _dir: dir,
+            watch,
+            scds,
+            _scc: scc,
+            vms,
+            _net: net,
+        })
+    }
+
+    /// Checks what the client was given (`lease`, as the scripts record it; the
+    /// mask as the client spells it) and that it reaches the peer with it,
+    /// while no DHCP request left its host.
+    fn check(&self, client_name: &str, lease: &str, mask: &str) -> Result<()> {
+        let (client, peer) = (&self.vms[0], &self.vms[1]);
+        eprintln!("{TEST}: {client_name} was given: {}", lease.trim());
+        assert_eq!(field(lease, "ip"), Some(VMS[0].ip), "{lease}");
+        assert_eq!(field(lease, "mask"), Some(mask), "{lease}");
+        assert_eq!(field(lease, "router"), Some("100.64.0.1"), "{lease}");
+        assert_eq!(field(lease, "serverid"), Some("100.64.0.1"), "{lease}");
+        assert_eq!(field(lease, "mtu"), Some("1420"), "{lease}");
+        assert!(
+            lease.contains(&format!("dns={} {}", DNS[0], DNS[1])),
+            "{lease}"
+        );
+        let link = client
+            .ns
+            .ip(&["-o", "addr", "show", "dev", &client.ifname])?;
+        assert!(link.contains(&format!("{}/10", VMS[0].ip)), "{link}");
+        assert!(
+            client
+                .ns
+                .ip(&["link", "show", &client.ifname])?
+                .contains("mtu 1420"),
+            "the MTU from DHCP is set"
+        );
+        assert!(
+            self.scds[0].metric("scd_dhcp_replies_total", &[])? >= 2,
+            "offer and ack"
+        );
+        assert!(
+            reaches(client, &peer.ip, 20)?,
+            "the client reaches the VM on the other host with what DHCP gave it"
+        );
+        netns_tests::wait_until(Duration::from_secs(10), "the watch saw the pings", || {
+            Ok(self.watch.pings.load(Ordering::Relaxed) > 0)
+        })?;
+        assert_eq!(
+            self.watch.dhcp.load(Ordering::Relaxed),
+            0,
+            "a DHCP request left the client's host"
+        );
+        Ok(())
+    }
+}
+
+/// Writes the executable client script `name` in `dir` from `text`.
+fn script(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok(path)
+}
+
 #[test]
 fn a_stock_dhcp_client_gets_its_inventory_address_and_reaches_another_host() -> Result<()> {
     if !require_root(TEST) || !require_program(TEST, "busybox") {
         return Ok(());
     }
+    let cloud = Cloud::start(TEST)?;
+    let client = &cloud.vms[0];
     let dir = tempfile::tempdir()?;
-    let net = Internet::with_hosts(TEST, &[None, None])?;
-    let keys = common::key_pairs(2)?;
-    let vms = common::create_vms(TEST, &VMS)?;
-    let (client, peer) = (&vms[0], &vms[1]);
-    // The client starts with nothing: no address, the TAP's default MTU.
-    client.ns.ip(&["addr", "flush", "dev", &client.ifname])?;
-    client
-        .ns
-        .ip(&["link", "set", &client.ifname, "mtu", "1500"])?;
-    let dns = format!("dns = [\"{}\", \"{}\"]\n", DNS[0], DNS[1]);
-    let inventory = dir.path().join("inventory.toml");
-    std::fs::write(
-        &inventory,
-        dns + &common::inventory(&keys, &common::entries(&VMS, &vms)),
-    )?;
-    let scc = start_scc(&net, dir.path(), true)?;
-    let scds = common::start_switches(&net, &inventory, &keys, |_| String::new())?;
-    scc.wait_synced(&net)?;
-    let watch = Watch::start(peer, [100, 64, 1, 21])?;
-
-    let script = dir.path().join("udhcpc.script");
-    std::fs::write(&script, SCRIPT)?;
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let script = script(dir.path(), "udhcpc.script", SCRIPT)?;
     let lease_file = dir.path().join("lease");
     let out = run(client
         .ns
@@ -153,46 +233,83 @@ fn a_stock_dhcp_client_gets_its_inventory_address_and_reaches_another_host() -> 
         .arg(&client.ifname)
         .arg("-s")
         .arg(&script))
-    .with_context(|| format!("udhcpc; scd log:\n{}", scds[0].log()))?;
+    .with_context(|| format!("udhcpc; scd log:\n{}", cloud.scds[0].log()))?;
     let lease = std::fs::read_to_string(&lease_file)
         .with_context(|| format!("udhcpc bound nothing: {out}"))?;
-    eprintln!("{TEST}: udhcpc was given: {}", lease.trim());
-    assert_eq!(field(&lease, "ip"), Some(VMS[0].ip), "{lease}");
-    assert_eq!(field(&lease, "mask"), Some("10"), "{lease}");
-    assert_eq!(field(&lease, "router"), Some("100.64.0.1"), "{lease}");
-    assert_eq!(field(&lease, "serverid"), Some("100.64.0.1"), "{lease}");
-    assert_eq!(field(&lease, "mtu"), Some("1420"), "{lease}");
-    assert!(
-        lease.contains(&format!("dns={} {}", DNS[0], DNS[1])),
-        "{lease}"
-    );
-    let link = client
-        .ns
-        .ip(&["-o", "addr", "show", "dev", &client.ifname])?;
-    assert!(link.contains(&format!("{}/10", VMS[0].ip)), "{link}");
-    assert!(
+    cloud.check("udhcpc", &lease, "10")
+}
+
+/// ISC dhclient's script: records what the client was given in the lease file
+/// (its path replaces `LEASE_FILE`: dhclient gives its script no environment of
+/// ours), then configures the interface with it.
+const DHCLIENT_SCRIPT: &str = r#"#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBOOT)
+    ip addr flush dev "$interface"
+    ip link set "$interface" mtu "$new_interface_mtu"
+    ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface"
+    ip route add default via "$new_routers" dev "$interface"
+    echo "ip=$new_ip_address mask=$new_subnet_mask router=$new_routers dns=$new_domain_name_servers mtu=$new_interface_mtu serverid=$new_dhcp_server_identifier lease=$new_dhcp_lease_time" >"LEASE_FILE.tmp"
+    mv "LEASE_FILE.tmp" "LEASE_FILE"
+    ;;
+esac
+exit 0
+"#;
+
+/// What dhclient asks for: what a cloud image's client asks for, MTU included.
+const DHCLIENT_CONF: &str =
+    "request subnet-mask, broadcast-address, routers, domain-name-servers, interface-mtu;\n";
+
+/// A process we started, killed by its PID (and reaped) when dropped.
+struct Started(std::process::Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn isc_dhclient_gets_its_inventory_address_and_reaches_another_host() -> Result<()> {
+    const NAME: &str = "dhcpisc";
+    if !require_root(NAME) || !require_program(NAME, "dhclient") {
+        return Ok(());
+    }
+    let cloud = Cloud::start(NAME)?;
+    let client = &cloud.vms[0];
+    let dir = tempfile::tempdir()?;
+    let lease_file = dir.path().join("lease");
+    let text = DHCLIENT_SCRIPT.replace("LEASE_FILE", &lease_file.display().to_string());
+    let script = script(dir.path(), "dhclient.script", &text)?;
+    let conf = dir.path().join("dhclient.conf");
+    std::fs::write(&conf, DHCLIENT_CONF)?;
+    // In the foreground, so that the process is ours to end.
+    let dhclient = Started(
         client
             .ns
-            .ip(&["link", "show", &client.ifname])?
-            .contains("mtu 1420"),
-        "the MTU from DHCP is set"
+            .command("dhclient")
+            .args(["-d", "-1", "-v", "-cf"])
+            .arg(&conf)
+            .arg("-sf")
+            .arg(&script)
+            .arg("-lf")
+            .arg(dir.path().join("dhclient.leases"))
+            .arg("-pf")
+            .arg(dir.path().join("dhclient.pid"))
+            .arg(&client.ifname)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("dhclient.log"))?)
+            .spawn()
+            .context("dhclient")?,
     );
-    assert!(
-        scds[0].metric("scd_dhcp_replies_total", &[])? >= 2,
-        "offer and ack"
-    );
-
-    assert!(
-        reaches(client, &peer.ip, 20)?,
-        "the client reaches the VM on the other host with what DHCP gave it"
-    );
-    netns_tests::wait_until(Duration::from_secs(10), "the watch saw the pings", || {
-        Ok(watch.pings.load(Ordering::Relaxed) > 0)
-    })?;
-    assert_eq!(
-        watch.dhcp.load(Ordering::Relaxed),
-        0,
-        "a DHCP request left the client's host"
-    );
-    Ok(())
+    let bound = netns_tests::wait_until(Duration::from_secs(60), "dhclient bound", || {
+        Ok(lease_file.exists())
+    });
+    let log = std::fs::read_to_string(dir.path().join("dhclient.log")).unwrap_or_default();
+    bound.with_context(|| format!("dhclient log:\n{log}\nscd log:\n{}", cloud.scds[0].log()))?;
+    let lease = std::fs::read_to_string(&lease_file)?;
+    let checked = cloud.check("dhclient", &lease, "255.192.0.0");
+    drop(dhclient);
+    checked
 }

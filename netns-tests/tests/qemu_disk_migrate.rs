@@ -33,7 +33,7 @@ use hypervisor_glue::commands::{
 };
 use hypervisor_glue::migration::MigrationOptions;
 use hypervisor_glue::storage::{self, NbdTarget, Phase, Progress, StorageError};
-use hypervisor_glue::tls::{self, Endpoint};
+use hypervisor_glue::tls;
 use hypervisor_glue::{
     Incoming, MigrationError, MigrationParameters, QemuConfig, QemuProcess, QmpClient,
 };
@@ -41,8 +41,9 @@ use netns_tests::disk::{self, blocks_reported};
 use netns_tests::ofctl::{flow_specs, ofctl};
 use netns_tests::qemu_cloud::{
     assert_stream_survived, connect_from, guest_config, guest_inventory_entry, guest_nic_args,
-    migration_tls, qemu_logs, qemu_taps, quit, start_qemu_switches, CLIENT_IP, CLIENT_MAC,
-    ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU, QMP_TIMEOUT, READY,
+    migration_tls, qemu_logs, qemu_taps, quit, spawn_tls_destination, spawn_tls_source,
+    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
+    QMP_TIMEOUT, READY,
 };
 use netns_tests::{guest_migration, require_program, EchoStream, Guest, Internet, Netns};
 use std::net::SocketAddr;
@@ -69,17 +70,67 @@ async fn tls_destination(
 ) -> Result<(QemuProcess, QmpClient)> {
     let _ = std::fs::remove_file(dir.join("dst.qcow2"));
     disk::create_qcow2(&dir.join("dst.qcow2"), DISK_MIB)?;
+    let cfg = qemu_config(guest, net.hosts[2].name(), dir, "dst", true);
+    let (p, c) = spawn_tls_destination(cfg, dst_tls).await?;
     let dst_ul = Internet::host_addr(2);
-    let mut cfg = qemu_config(guest, net.hosts[2].name(), dir, "dst", true);
-    cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
-    cfg.extra_args
-        .extend(tls::object_args(dst_tls, Endpoint::Server));
-    let mut p = QemuProcess::spawn(cfg)?;
-    let c = p.connect_qmp(QMP_TIMEOUT).await?;
-    c.execute(&tls::with_tls(MigrationParameters::default(), None))
-        .await?;
     storage::export_disk(&c, &dst_ul.to_string(), NBD_PORT, true).await?;
     Ok((p, c))
+}
+
+/// A move of vm1 to host2 (copies capped at `bandwidth` bytes/s) aborted at
+/// the first progress of `phase`, then `scc migrate --abort`: every switch's
+/// tables are `plain` again, the guest runs at host1 with no mirror left, and
+/// the client's stream goes on. Returns why the move did not complete.
+async fn aborted_move(
+    (net, scc_proc, plain): (&Internet, &common::Scc, &Vec<Vec<String>>),
+    src_qmp: &QmpClient,
+    uri: &str,
+    target: &NbdTarget,
+    bandwidth: u64,
+    phase: Phase,
+    stream: &EchoStream,
+) -> Result<StorageError> {
+    common::start_migration(net, "vm1", "host2", 2)?;
+    let mut opts = guest_migration(tls::with_tls(
+        MigrationParameters {
+            max_bandwidth: Some(bandwidth),
+            ..Default::default()
+        },
+        Some("host2"),
+    ));
+    opts.timeout = Duration::from_secs(120);
+    let abort = opts.abort.clone();
+    let mut seen = false;
+    let result = storage::migrate_with_disk(src_qmp, uri, target, &opts, &mut |p: &Progress| {
+        if p.phase == phase && (p.disk_copied > 0 || phase != Phase::Disk) {
+            seen = true;
+            abort.store(true, Ordering::Relaxed);
+        }
+    })
+    .await;
+    let Err(why) = result else {
+        bail!("the move to abort during the {phase:?} copy completed");
+    };
+    anyhow::ensure!(seen, "the abort came during the {phase:?} copy: {why}");
+    let (ok, text) = scc(net, &["migrate", "--abort"])?;
+    anyhow::ensure!(ok, "scc migrate --abort: {text}");
+    scc_proc.wait_synced(net)?;
+    assert_eq!(
+        &tables(net)?,
+        plain,
+        "aborted during the {phase:?} copy: the tables before the migration"
+    );
+    assert!(
+        src_qmp.execute(&QueryStatus).await?.running,
+        "the guest runs at host1"
+    );
+    assert!(
+        src_qmp.execute(&QueryBlockJobs).await?.is_empty(),
+        "no mirror left at host1"
+    );
+    tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
+        .with_context(|| format!("the stream goes on at host1 after the {phase:?} abort"))?;
+    Ok(why)
 }
 
 /// Every switch's flows, as `ovs-ofctl` shows them (counters left out).
@@ -172,12 +223,8 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     })?;
     scc_proc.wait_synced(&net)?;
 
-    let mut src_cfg = qemu_config(&guest, net.hosts[1].name(), dir.path(), "src", true);
-    src_cfg
-        .extra_args
-        .extend(tls::object_args(&src_tls, Endpoint::Client));
-    let mut src = QemuProcess::spawn(src_cfg)?;
-    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
+    let src_cfg = qemu_config(&guest, net.hosts[1].name(), dir.path(), "src", true);
+    let (mut src, src_qmp) = spawn_tls_source(src_cfg, &src_tls).await?;
     let dst_ul = Internet::host_addr(2);
     let (mut dst, mut dst_qmp) = tls_destination(&guest, &net, dir.path(), &dst_tls).await?;
 
@@ -213,90 +260,41 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     // runs on at host1, its stream too, and `scc migrate --abort` puts every
     // table back as it was.
     let plain = tables(&net)?;
-    common::start_migration(&net, "vm1", "host2", 2)?;
-    let mut capped = guest_migration(tls::with_tls(
-        MigrationParameters {
-            max_bandwidth: Some(4 << 20),
-            ..Default::default()
-        },
-        Some("host2"),
-    ));
-    capped.timeout = Duration::from_secs(120);
-    let abort = capped.abort.clone();
-    let aborted =
-        storage::migrate_with_disk(&src_qmp, &uri, &target, &capped, &mut |p: &Progress| {
-            if p.phase == Phase::Disk && p.disk_copied > 0 {
-                abort.store(true, Ordering::Relaxed);
-            }
-        })
-        .await;
+    let cluster = (&net, &scc_proc, &plain);
+    let aborted = aborted_move(
+        cluster,
+        &src_qmp,
+        &uri,
+        &target,
+        4 << 20,
+        Phase::Disk,
+        &stream,
+    )
+    .await?;
     anyhow::ensure!(
-        matches!(&aborted, Err(StorageError::Disk { why, .. }) if why == "aborted"),
+        matches!(&aborted, StorageError::Disk { why, .. } if why == "aborted"),
         "an abort during the disk copy: {aborted:?}"
     );
-    let (ok, text) = scc(&net, &["migrate", "--abort"])?;
-    anyhow::ensure!(ok, "scc migrate --abort: {text}");
-    scc_proc.wait_synced(&net)?;
-    assert_eq!(
-        tables(&net)?,
-        plain,
-        "aborted: the tables before the migration"
-    );
-    assert!(
-        src_qmp.execute(&QueryStatus).await?.running,
-        "the guest runs at host1"
-    );
-    tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
-        .context("the stream goes on at host1 after the abort")?;
     // The destination waits on: a fresh export for the next move.
     storage::unexport_disk(&dst_qmp).await?;
     storage::export_disk(&dst_qmp, &dst_ul.to_string(), NBD_PORT, true).await?;
 
-    // A second move aborted during the memory copy: the same checks, and the
-    // source's mirror is gone.
-    common::start_migration(&net, "vm1", "host2", 2)?;
-    let mut slow = guest_migration(tls::with_tls(
-        MigrationParameters {
-            max_bandwidth: Some(16 << 20),
-            ..Default::default()
-        },
-        Some("host2"),
-    ));
-    slow.timeout = Duration::from_secs(120);
-    let abort = slow.abort.clone();
-    let mut in_memory = false;
-    let aborted =
-        storage::migrate_with_disk(&src_qmp, &uri, &target, &slow, &mut |p: &Progress| {
-            if p.phase == Phase::Memory {
-                in_memory = true;
-                abort.store(true, Ordering::Relaxed);
-            }
-        })
-        .await;
+    // A second move aborted during the memory copy: the same checks.
+    let aborted = aborted_move(
+        cluster,
+        &src_qmp,
+        &uri,
+        &target,
+        16 << 20,
+        Phase::Memory,
+        &stream,
+    )
+    .await?;
     anyhow::ensure!(
-        in_memory
-            && matches!(&aborted, Err(StorageError::Memory(MigrationError::Aborted { report }))
+        matches!(&aborted, StorageError::Memory(MigrationError::Aborted { report })
                 if report.source_running == Some(true)),
         "an abort during the memory copy: {aborted:?}"
     );
-    let (ok, text) = scc(&net, &["migrate", "--abort"])?;
-    anyhow::ensure!(ok, "scc migrate --abort: {text}");
-    scc_proc.wait_synced(&net)?;
-    assert_eq!(
-        tables(&net)?,
-        plain,
-        "aborted in the memory copy: the tables before the migration"
-    );
-    assert!(
-        src_qmp.execute(&QueryStatus).await?.running,
-        "the guest runs at host1"
-    );
-    assert!(
-        src_qmp.execute(&QueryBlockJobs).await?.is_empty(),
-        "no mirror left at host1"
-    );
-    tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
-        .context("the stream goes on at host1 after the memory-copy abort")?;
     // Its incoming stream broke off, so the destination may be gone: a new one.
     let _ = storage::unexport_disk(&dst_qmp).await;
     quit(&mut dst, &dst_qmp).await;
@@ -319,14 +317,7 @@ async fn a_guest_moves_with_its_disk_between_scd_hosts_keeping_its_tcp_connectio
     });
     opts.timeout = Duration::from_secs(120);
     opts.parameters = tls::with_tls(opts.parameters, Some("host2"));
-    let mut phases = Vec::new();
-    let report = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |p: &Progress| {
-        if phases.last() != Some(&p.phase) {
-            phases.push(p.phase);
-        }
-    })
-    .await
-    .with_context(|| qemu_logs(dir.path()))?;
+    let (report, phases) = completed_move(&src_qmp, &uri, &target, &opts, dir.path()).await?;
     storage::unexport_disk(&dst_qmp).await?;
     rerouted.await??;
 
@@ -394,6 +385,46 @@ async fn destination(guest: &Guest, ns: &Netns, dir: &Path) -> Result<(QemuProce
     Ok((p, c))
 }
 
+/// A move with the disk that must complete: its report and the copy phases it
+/// went through, in order.
+async fn completed_move(
+    src_qmp: &QmpClient,
+    uri: &str,
+    target: &NbdTarget,
+    opts: &MigrationOptions,
+    dir: &Path,
+) -> Result<(storage::StorageReport, Vec<Phase>)> {
+    let mut phases = Vec::new();
+    let report = storage::migrate_with_disk(src_qmp, uri, target, opts, &mut |p: &Progress| {
+        if phases.last() != Some(&p.phase) {
+            phases.push(p.phase);
+        }
+    })
+    .await
+    .with_context(|| qemu_logs(dir))?;
+    Ok((report, phases))
+}
+
+/// A source guest with its disk in a namespace of its own (`prefix`…, with
+/// loopback only), booted and writing its stream: its temp dir, namespace,
+/// QEMU, QMP and the blocks written so far (at least 32).
+async fn booted_source(
+    guest: &Guest,
+    prefix: &str,
+) -> Result<(tempfile::TempDir, Netns, QemuProcess, QmpClient, u64)> {
+    let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
+    disks(dir.path())?;
+    let ns = Netns::new(&netns_tests::unique(prefix))?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let mut src = QemuProcess::spawn(qemu_config(guest, ns.name(), dir.path(), "src", false))?;
+    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
+    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
+        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
+    }
+    let blocks = wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
+    Ok((dir, ns, src, src_qmp, blocks))
+}
+
 /// The source after an abort: it runs, its mirror is gone, and its guest goes on
 /// writing its stream.
 async fn source_runs_on(src_qmp: &QmpClient, dir: &Path) -> Result<()> {
@@ -415,16 +446,7 @@ async fn an_aborted_migration_leaves_the_guest_running_at_its_source_with_its_di
     let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return Ok(());
     };
-    let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
-    disks(dir.path())?;
-    let ns = Netns::new(&netns_tests::unique("qdiskab"))?;
-    ns.ip(&["link", "set", "lo", "up"])?;
-    let mut src = QemuProcess::spawn(qemu_config(&guest, ns.name(), dir.path(), "src", false))?;
-    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
-    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
-        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
-    }
-    wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
+    let (dir, ns, mut src, src_qmp, _) = booted_source(&guest, "qdiskab").await?;
     let target = NbdTarget {
         host: "127.0.0.1".into(),
         port: NBD_PORT,
@@ -493,16 +515,7 @@ async fn a_guest_moves_with_its_disk_by_post_copy() -> Result<()> {
     let Some(guest) = netns_tests::require_qemu_guest(TEST) else {
         return Ok(());
     };
-    let dir = tempfile::Builder::new().prefix(TEST).tempdir()?;
-    disks(dir.path())?;
-    let ns = Netns::new(&netns_tests::unique("qdiskpc"))?;
-    ns.ip(&["link", "set", "lo", "up"])?;
-    let mut src = QemuProcess::spawn(qemu_config(&guest, ns.name(), dir.path(), "src", false))?;
-    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
-    if let Err(e) = src.wait_for_serial(READY, Duration::from_secs(120)).await {
-        bail!("guest did not boot: {e}\n{}", qemu_logs(dir.path()));
-    }
-    let before = wait_blocks(dir.path(), "src", 32, Duration::from_secs(60)).await?;
+    let (dir, ns, mut src, src_qmp, before) = booted_source(&guest, "qdiskpc").await?;
     let (mut dst, dst_qmp) = destination(&guest, &ns, dir.path()).await?;
     // Both ends accept post-copy (`scvm incoming --postcopy`).
     dst_qmp
@@ -528,14 +541,7 @@ async fn a_guest_moves_with_its_disk_by_post_copy() -> Result<()> {
     });
     opts.postcopy = true;
     opts.timeout = Duration::from_secs(120);
-    let mut phases = Vec::new();
-    let report = storage::migrate_with_disk(&src_qmp, &uri, &target, &opts, &mut |p: &Progress| {
-        if phases.last() != Some(&p.phase) {
-            phases.push(p.phase);
-        }
-    })
-    .await
-    .with_context(|| qemu_logs(dir.path()))?;
+    let (report, phases) = completed_move(&src_qmp, &uri, &target, &opts, dir.path()).await?;
     let _ = storage::unexport_disk(&dst_qmp).await;
     let m = &report.migration;
     let after = wait_blocks(dir.path(), "dst", 32, Duration::from_secs(60)).await?;

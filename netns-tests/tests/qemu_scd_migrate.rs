@@ -30,13 +30,13 @@ use hypervisor_glue::commands::QueryStatus;
 use hypervisor_glue::migration;
 use hypervisor_glue::notify;
 use hypervisor_glue::storage::Progress;
-use hypervisor_glue::tls::{self, Endpoint};
-use hypervisor_glue::MigrationParameters;
-use hypervisor_glue::{Incoming, MigrationStatus, QemuConfig, QemuProcess, RunState};
+use hypervisor_glue::tls;
+use hypervisor_glue::{MigrationStatus, QemuConfig, RunState};
 use netns_tests::qemu_cloud::{
     assert_stream_survived, connect_from, guest_config, guest_inventory_entry, guest_nic_args,
-    migration_tls, qemu_logs, qemu_taps, quit, start_qemu_switches, CLIENT_IP, CLIENT_MAC,
-    ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU, QMP_TIMEOUT, QTAP, READY,
+    migration_tls, qemu_logs, qemu_taps, quit, spawn_tls_destination, spawn_tls_source,
+    start_qemu_switches, CLIENT_IP, CLIENT_MAC, ECHO_PORT, GUEST_IP, MIGRATION_PORT, QEMU_MTU,
+    QTAP, READY,
 };
 use netns_tests::{low_downtime_guest_migration, EchoStream, Guest};
 use netns_tests::{Internet, Netns};
@@ -75,29 +75,16 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     // credentials come from host1's and host2's certificates.
     let (src_tls, dst_tls) = migration_tls(dir.path(), 3)?;
     qemu_taps(&net, QEMU_MTU)?;
-    let mut src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
-    src_cfg
-        .extra_args
-        .extend(tls::object_args(&src_tls, Endpoint::Client));
-    let mut src = QemuProcess::spawn(src_cfg)?;
-    let src_qmp = src.connect_qmp(QMP_TIMEOUT).await?;
+    let src_cfg = qemu_config(&guest, &net.hosts[1], dir.path(), "src");
+    let (mut src, src_qmp) = spawn_tls_source(src_cfg, &src_tls).await?;
     let dst_ul = Internet::host_addr(2);
-    let mut dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
-    dst_cfg.incoming = Some(Incoming::Tcp(format!("{dst_ul}:{MIGRATION_PORT}")));
-    dst_cfg
-        .extra_args
-        .extend(tls::object_args(&dst_tls, Endpoint::Server));
-    let mut dst = QemuProcess::spawn(dst_cfg)?;
-    let dst_qmp = dst.connect_qmp(QMP_TIMEOUT).await?;
+    let dst_cfg = qemu_config(&guest, &net.hosts[2], dir.path(), "dst");
+    let (mut dst, dst_qmp) = spawn_tls_destination(dst_cfg, &dst_tls).await?;
     assert_eq!(
         dst_qmp.execute(&QueryStatus).await?.status,
         RunState::Inmigrate,
         "the destination waits for the migration"
     );
-    // Before the source connects: the destination takes the stream over TLS only.
-    dst_qmp
-        .execute(&tls::with_tls(MigrationParameters::default(), None))
-        .await?;
 
     // The overlay: a1 on host0 port 1; vm1 (the guest) on host1 port 1, a raw port
     // on the QEMU's TAP; host2 has raw port 2 on its QEMU's TAP, ready.
