@@ -253,11 +253,12 @@ fn lagging(status: &serde_json::Value) -> String {
         .filter(|h| h["switch"]["synced_version"].as_u64() != version)
         .map(|h| {
             format!(
-                "{} connected={} synced={} error={}",
+                "{} connected={} synced={} error={} session={}",
                 h["name"],
                 h["switch"]["connected"],
                 h["switch"]["synced_version"],
-                h["switch"]["last_error"]
+                h["switch"]["last_error"],
+                h["session"]
             )
         })
         .collect();
@@ -552,11 +553,35 @@ fn measure(at: Addressing, reps: usize, tls: bool) -> Result<Point> {
             rss_mib: rss_mib(child.id()),
         })
     })();
+    let result = result.map_err(|e| kept_for_reading(&ns, dir, e));
     stop.store(true, Ordering::Relaxed);
     let _ = child.kill();
     let _ = child.wait();
     let _ = switches.join();
     result
+}
+
+/// A failed row's scc log and final `scc status --json` (with each session's
+/// current step, `hosts[].session`), kept in the run's directory instead of
+/// deleted with it; the error names the directory and counts the sessions by
+/// step.
+fn kept_for_reading(ns: &Netns, dir: tempfile::TempDir, e: anyhow::Error) -> anyhow::Error {
+    let final_status = status(ns);
+    let sessions = final_status.as_ref().map_or_else(
+        |s| format!("no status: {s:#}"),
+        |s| s["sessions"].to_string(),
+    );
+    if let Ok(s) = &final_status {
+        let _ = std::fs::write(
+            dir.path().join("status.json"),
+            serde_json::to_string_pretty(s).unwrap_or_default(),
+        );
+    }
+    let kept = dir.keep();
+    e.context(format!(
+        "scc.log and status.json kept in {} (sessions by step: {sessions})",
+        kept.display()
+    ))
 }
 
 /// The `q` quantile (0..=1) of `v`, nearest rank.
