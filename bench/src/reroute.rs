@@ -298,6 +298,7 @@ struct Reroute {
 #[derive(Clone, Copy)]
 struct Phases {
     save: f64,
+    deltas: f64,
     woke_max: f64,
     diff_total: f64,
     diff_max: f64,
@@ -318,6 +319,7 @@ impl Phases {
         };
         Phases {
             save: at("save_ms", ""),
+            deltas: at("deltas_ms", ""),
             woke_max: at("woke_ms", "max"),
             diff_total: at("diff_total_ms", ""),
             diff_max: at("diff_ms", "max"),
@@ -333,6 +335,7 @@ impl Phases {
         let m = |f: fn(&Phases) -> f64| median(all.iter().map(f).collect());
         Phases {
             save: m(|p| p.save),
+            deltas: m(|p| p.deltas),
             woke_max: m(|p| p.woke_max),
             diff_total: m(|p| p.diff_total),
             diff_max: m(|p| p.diff_max),
@@ -343,12 +346,13 @@ impl Phases {
         }
     }
 
-    /// Table cells: store write | last awake | diff total / slowest | slowest send |
+    /// Table cells: store write (+ deltas worked out) | last awake | diff total / slowest | slowest send |
     /// barriers p50 / slowest | last confirmed.
     fn cells(&self) -> String {
         format!(
-            "{:.1} | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1}",
+            "{:.1} (+{:.1}) | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1}",
             self.save,
+            self.deltas,
             self.woke_max,
             self.diff_total,
             self.diff_max,
@@ -679,7 +683,7 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool, prefixes: bool) 
         }
     }
     println!("\nWhere the time goes (scc's `sync_phases` of the version that made the change, ms from its publication or of each phase; reroute: median over the migrations):\n");
-    println!("| transport | switches | VMs | change | store write | last session awake | diff total / slowest | slowest send | barriers p50 / slowest | last switch confirmed |");
+    println!("| transport | switches | VMs | change | store write (+ deltas worked out) | last session awake | diff total / slowest | slowest send | barriers p50 / slowest | last switch confirmed |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for row in phase_rows {
         println!("{row}");

@@ -323,9 +323,11 @@ impl Controller {
         };
         on_commit(&mut migration, version);
         // Changes are serialised: the version published now is the one before.
+        let working_out = std::time::Instant::now();
         let before = self.version.borrow().clone();
         let published = publication(version, &program, &inventory, migration.as_ref(), &before);
         drop(before);
+        let deltas = working_out.elapsed();
         let next = Persisted {
             inventory,
             policy,
@@ -344,7 +346,7 @@ impl Controller {
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
         let v = st.persisted.version;
-        self.sync_phases.published(v, save);
+        self.sync_phases.published(v, save, deltas);
         // Published under the lock, so versions only ever go up.
         self.version.send_replace(Arc::new(published));
         Ok(v)
@@ -376,7 +378,8 @@ impl Controller {
         st.persisted = persisted;
         st.program = program;
         st.switch_ahead = None;
-        self.sync_phases.published(v, Duration::ZERO);
+        self.sync_phases
+            .published(v, Duration::ZERO, Duration::ZERO);
         self.version.send_replace(Arc::new(published));
         Ok(Some(v))
     }
