@@ -257,11 +257,12 @@ fn lagging(status: &serde_json::Value) -> String {
         .filter(|h| h["switch"]["synced_version"].as_u64() != version)
         .map(|h| {
             format!(
-                "{} connected={} synced={} error={}",
+                "{} connected={} synced={} error={} session={}",
                 h["name"],
                 h["switch"]["connected"],
                 h["switch"]["synced_version"],
-                h["switch"]["last_error"]
+                h["switch"]["last_error"],
+                h["session"]
             )
         })
         .collect();
@@ -301,6 +302,7 @@ struct Reroute {
 #[derive(Clone, Copy)]
 struct Phases {
     save: f64,
+    deltas: f64,
     woke_max: f64,
     diff_total: f64,
     diff_max: f64,
@@ -321,6 +323,7 @@ impl Phases {
         };
         Phases {
             save: at("save_ms", ""),
+            deltas: at("deltas_ms", ""),
             woke_max: at("woke_ms", "max"),
             diff_total: at("diff_total_ms", ""),
             diff_max: at("diff_ms", "max"),
@@ -336,6 +339,7 @@ impl Phases {
         let m = |f: fn(&Phases) -> f64| median(all.iter().map(f).collect());
         Phases {
             save: m(|p| p.save),
+            deltas: m(|p| p.deltas),
             woke_max: m(|p| p.woke_max),
             diff_total: m(|p| p.diff_total),
             diff_max: m(|p| p.diff_max),
@@ -346,12 +350,13 @@ impl Phases {
         }
     }
 
-    /// Table cells: store write | last awake | diff total / slowest | slowest send |
+    /// Table cells: store write (+ deltas worked out) | last awake | diff total / slowest | slowest send |
     /// barriers p50 / slowest | last confirmed.
     fn cells(&self) -> String {
         format!(
-            "{:.1} | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1}",
+            "{:.1} (+{:.1}) | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.1}",
             self.save,
+            self.deltas,
             self.woke_max,
             self.diff_total,
             self.diff_max,
@@ -556,11 +561,35 @@ fn measure(at: Addressing, reps: usize, tls: bool) -> Result<Point> {
             rss_mib: rss_mib(child.id()),
         })
     })();
+    let result = result.map_err(|e| kept_for_reading(&ns, dir, e));
     stop.store(true, Ordering::Relaxed);
     let _ = child.kill();
     let _ = child.wait();
     let _ = switches.join();
     result
+}
+
+/// A failed row's scc log and final `scc status --json` (with each session's
+/// current step, `hosts[].session`), kept in the run's directory instead of
+/// deleted with it; the error names the directory and counts the sessions by
+/// step.
+fn kept_for_reading(ns: &Netns, dir: tempfile::TempDir, e: anyhow::Error) -> anyhow::Error {
+    let final_status = status(ns);
+    let sessions = final_status.as_ref().map_or_else(
+        |s| format!("no status: {s:#}"),
+        |s| s["sessions"].to_string(),
+    );
+    if let Ok(s) = &final_status {
+        let _ = std::fs::write(
+            dir.path().join("status.json"),
+            serde_json::to_string_pretty(s).unwrap_or_default(),
+        );
+    }
+    let kept = dir.keep();
+    e.context(format!(
+        "scc.log and status.json kept in {} (sessions by step: {sessions})",
+        kept.display()
+    ))
 }
 
 /// The `q` quantile (0..=1) of `v`, nearest rank.
@@ -658,7 +687,7 @@ pub fn reroute(grid: &[(usize, usize)], reps: usize, tls: bool, prefixes: bool) 
         }
     }
     println!("\nWhere the time goes (scc's `sync_phases` of the version that made the change, ms from its publication or of each phase; reroute: median over the migrations):\n");
-    println!("| transport | switches | VMs | change | store write | last session awake | diff total / slowest | slowest send | barriers p50 / slowest | last switch confirmed |");
+    println!("| transport | switches | VMs | change | store write (+ deltas worked out) | last session awake | diff total / slowest | slowest send | barriers p50 / slowest | last switch confirmed |");
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
     for row in phase_rows {
         println!("{row}");

@@ -217,7 +217,7 @@ async fn policy(
 
 /// `GET /inventory/export`: the inventory in force as an inventory file.
 async fn export_inventory(State(ctl): Ctl) -> Reply {
-    let version = *ctl.versions().borrow();
+    let version = ctl.versions().borrow().version;
     let header = format!(
         "The live inventory of scc at program version {version} (`scc inventory export`).\n\
          `scc inventory import` or `scc run --inventory` read it back (docs/inventory.md)."

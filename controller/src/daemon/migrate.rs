@@ -486,31 +486,32 @@ impl Controller {
         let m = st.migration.as_mut().ok_or(Refusal::NothingInProgress)?;
         Ok(m.copy_progress(progress, now)?)
     }
+}
 
-    /// Records that switch `dpid` confirmed `version`, for the migration timeline.
-    pub(crate) fn note_synced(&self, dpid: u64, version: u64) {
-        let now = self.clock();
-        let mut st = self.lock();
-        let Some(m) = st.migration.as_ref() else {
-            return;
-        };
-        let destination = st
-            .persisted
-            .inventory
-            .host(&m.route.to_host)
-            .map(|h| h.datapath_id);
-        let least_synced = st
-            .switches
-            .values()
-            .filter(|s| s.connected)
-            .map(|s| s.synced_version)
-            .min()
-            .unwrap_or(u64::MAX);
-        if let Some(m) = st.migration.as_mut() {
-            m.synced(dpid, version, destination, least_synced, now);
-        }
+/// Records in `st` that switch `dpid` confirmed `version` at `now`, for the
+/// migration timeline.
+pub(super) fn note_synced(st: &mut super::State, dpid: u64, version: u64, now: Duration) {
+    let Some(m) = st.migration.as_ref() else {
+        return;
+    };
+    let destination = st
+        .persisted
+        .inventory
+        .host(&m.route.to_host)
+        .map(|h| h.datapath_id);
+    let least_synced = st
+        .switches
+        .values()
+        .filter(|s| s.connected)
+        .map(|s| s.synced_version)
+        .min()
+        .unwrap_or(u64::MAX);
+    if let Some(m) = st.migration.as_mut() {
+        m.synced(dpid, version, destination, least_synced, now);
     }
+}
 
+impl Controller {
     /// What the session of switch `dpid` measures around its synchronisation to
     /// `version` (see [`Measure`]).
     pub(crate) fn measure_for(&self, dpid: u64, version: u64) -> Measure {

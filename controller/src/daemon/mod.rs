@@ -18,12 +18,14 @@
 //! `follow_the_sun`). It holds no socket: the OpenFlow sessions and the API
 //! call it.
 
+mod activity;
 #[cfg(test)]
 mod crash_tests;
 mod follow_the_sun;
 mod migrate;
 mod port_bindings;
 mod preview;
+mod published;
 mod sync_phases;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -37,7 +39,9 @@ use crate::restart::InventoryDiff;
 use crate::routing::ProgramError;
 use crate::state_store::{Mastership, StateStore};
 use crate::store::Persisted;
+pub use activity::SessionActivity;
 pub use preview::{PolicyChange, Reach, SwitchChange};
+pub(crate) use published::Published;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -146,7 +150,9 @@ pub struct Controller {
     /// (an API call, a VM's arrival, a clean-up) never overwrite each other.
     changes: Mutex<()>,
     store: Box<dyn StateStore>,
-    version: watch::Sender<u64>,
+    /// The version in force as the switch sessions take it: its tables and
+    /// each switch's delta from the version before.
+    version: watch::Sender<Arc<Published>>,
     /// Leader, standby or sole controller: the role the switch sessions claim.
     mastership: watch::Sender<Mastership>,
     /// Measurements and the follow-the-sun loop.
@@ -155,6 +161,8 @@ pub struct Controller {
     switch_refusals: Mutex<BTreeMap<&'static str, u64>>,
     /// Where the last version's distribution spent its time.
     sync_phases: SyncPhases,
+    /// What each switch session is doing now.
+    pub(crate) activities: activity::Activities,
     /// The connected switches' sessions that take add-port and del-port.
     pub(crate) port_requests: crate::port_requests::PortRequests,
     /// Every switch's port bindings for the version in force, shared by the
@@ -170,6 +178,30 @@ pub struct Controller {
 fn compile_persisted(p: &Persisted) -> Result<NetworkProgram, ProgramError> {
     let migration = p.migration.as_ref().and_then(MigrationState::program);
     NetworkProgram::compile_shared(&p.inventory, &p.policy, &p.policy_name, migration.as_ref())
+}
+
+/// Version `version` of `program` for the sessions, after `before`: every
+/// inventory host's table (a host without flows gets an empty one) and the
+/// deltas from `before`'s; the migration's old host takes its measurements.
+fn publication(
+    version: u64,
+    program: &NetworkProgram,
+    inventory: &Inventory,
+    migration: Option<&MigrationState>,
+    before: &Published,
+) -> Published {
+    let tables = inventory
+        .hosts
+        .iter()
+        .map(|h| {
+            let table = program.table(h.datapath_id).cloned().unwrap_or_default();
+            (h.datapath_id, table)
+        })
+        .collect();
+    let measured = migration
+        .and_then(|m| inventory.host(&m.route.from_host))
+        .map(|h| h.datapath_id);
+    Published::new(version, tables, before, measured)
 }
 
 fn now_secs() -> u64 {
@@ -201,7 +233,14 @@ impl Controller {
     ) -> Result<Arc<Controller>, ChangeError> {
         let program = compile_persisted(&persisted)?;
         let migration = persisted.migration.clone();
-        let (version, _) = watch::channel(persisted.version);
+        let first = publication(
+            persisted.version,
+            &program,
+            &persisted.inventory,
+            migration.as_ref(),
+            &Published::default(),
+        );
+        let (version, _) = watch::channel(Arc::new(first));
         let (mastership, _) = watch::channel(mastership);
         let moves_ms = persisted.moves_ms.clone();
         Ok(Arc::new(Controller {
@@ -219,6 +258,7 @@ impl Controller {
             follower: Follower::with_moves(&moves_ms),
             switch_refusals: Mutex::new(BTreeMap::new()),
             sync_phases: SyncPhases::default(),
+            activities: Default::default(),
             port_requests: Default::default(),
             port_bindings: Mutex::default(),
             vm_addresses: Mutex::default(),
@@ -288,8 +328,15 @@ impl Controller {
             (st.persisted.version + 1, st.migration.clone())
         };
         on_commit(&mut migration, version);
+        let inventory: Arc<Inventory> = inventory.into();
+        // Changes are serialised: the version published now is the one before.
+        let working_out = std::time::Instant::now();
+        let before = self.version.borrow().clone();
+        let published = publication(version, &program, &inventory, migration.as_ref(), &before);
+        drop(before);
+        let deltas = working_out.elapsed();
         let next = Persisted {
-            inventory: inventory.into(),
+            inventory,
             policy,
             policy_name,
             version,
@@ -306,9 +353,9 @@ impl Controller {
         // Whatever was compiled ahead was compiled against an older version.
         st.switch_ahead = None;
         let v = st.persisted.version;
-        self.sync_phases.published(v, save);
+        self.sync_phases.published(v, save, deltas);
         // Published under the lock, so versions only ever go up.
-        self.version.send_replace(v);
+        self.version.send_replace(Arc::new(published));
         Ok(v)
     }
 
@@ -323,14 +370,24 @@ impl Controller {
             return Ok(None);
         }
         let program = compile_persisted(&persisted)?;
+        let before = self.version.borrow().clone();
+        let published = publication(
+            persisted.version,
+            &program,
+            &persisted.inventory,
+            persisted.migration.as_ref(),
+            &before,
+        );
+        drop(before);
         let mut st = self.lock();
         let v = persisted.version;
         st.migration = persisted.migration.clone();
         st.persisted = persisted;
         st.program = program;
         st.switch_ahead = None;
-        self.sync_phases.published(v, Duration::ZERO);
-        self.version.send_replace(v);
+        self.sync_phases
+            .published(v, Duration::ZERO, Duration::ZERO);
+        self.version.send_replace(Arc::new(published));
         Ok(Some(v))
     }
 
@@ -459,6 +516,7 @@ impl Controller {
                     "tunnel_endpoint": h.tunnel_endpoint.to_string(),
                     "desired_flows": st.program.table(h.datapath_id).map_or(0, |t| t.len()),
                     "switch": s,
+                    "session": self.activities.of(h.datapath_id),
                 })
             })
             .collect();
@@ -474,6 +532,7 @@ impl Controller {
             "hosts": hosts,
             "placement": self.follower.moves(),
             "sync_phases": self.sync_phases.summary(),
+            "sessions": self.activities.counts(),
         });
         // Megabytes at 100,000 VMs: written after the lock every session takes.
         drop(st);
@@ -517,19 +576,14 @@ impl Controller {
         ))
     }
 
-    /// The bindings of switch `dpid`'s VM ports (port security): its VMs, and the
-    /// VM a migration in progress brings there.
-    pub(crate) fn port_bindings(&self, dpid: u64) -> Arc<Vec<crate::host_config::PortBinding>> {
+    /// The bindings of every switch's VM ports (port security), by datapath
+    /// id: its VMs, and the VM a migration in progress brings there; worked
+    /// out once per version.
+    pub(crate) fn all_port_bindings(&self) -> Arc<port_bindings::ByDpid> {
         let st = self.lock();
         let arriving = st.in_progress().map(|m| &m.route);
-        // Locks are taken state, then bindings.
         let mut bindings = self.port_bindings.lock().unwrap_or_else(|e| e.into_inner());
-        bindings.get(
-            st.persisted.version,
-            arriving,
-            &st.persisted.inventory,
-            dpid,
-        )
+        bindings.all(st.persisted.version, arriving, &st.persisted.inventory)
     }
 
     /// The program version switch `dpid` confirmed last, if it ever did since
@@ -580,8 +634,22 @@ impl Controller {
     }
 
     /// The program versions as they are committed, for a switch session to follow.
-    pub(crate) fn versions(&self) -> watch::Receiver<u64> {
+    pub(crate) fn versions(&self) -> watch::Receiver<Arc<Published>> {
         self.version.subscribe()
+    }
+
+    /// Records that switch `dpid` confirmed `version` (holding `flows` flows,
+    /// after `flow_mods`), for `scc status` and the migration timeline: one
+    /// trip to the state lock per synchronisation.
+    pub(crate) fn note_confirmed(&self, dpid: u64, version: u64, flows: usize, flow_mods: usize) {
+        let now = self.clock();
+        let mut st = self.lock();
+        let s = st.switches.entry(dpid).or_default();
+        s.synced_version = version;
+        s.flows = flows;
+        s.last_flow_mods = flow_mods;
+        s.updated = now.as_secs();
+        migrate::note_synced(&mut st, dpid, version, now);
     }
 
     /// Records that a session confirmed `version` through `phases`.

@@ -12,36 +12,39 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub(super) struct BindingsByDpid {
     key: Option<(u64, Option<Migration>)>,
-    by_dpid: HashMap<u64, Arc<Vec<PortBinding>>>,
+    by_dpid: Arc<ByDpid>,
 }
 
+/// Every switch's bindings, by datapath id.
+pub(crate) type ByDpid = HashMap<u64, Arc<Vec<PortBinding>>>;
+
 impl BindingsByDpid {
-    /// Switch `dpid`'s bindings at `version` with `arriving` in progress,
-    /// working them out from `inventory` when they were for another.
-    pub(super) fn get(
+    /// Every switch's bindings at `version` with `arriving` in progress.
+    pub(super) fn all(
         &mut self,
         version: u64,
         arriving: Option<&Migration>,
         inventory: &crate::model::Inventory,
-        dpid: u64,
-    ) -> Arc<Vec<PortBinding>> {
+    ) -> Arc<ByDpid> {
         let fresh = self
             .key
             .as_ref()
             .is_some_and(|(v, m)| *v == version && m.as_ref() == arriving);
         if !fresh {
             let mut by_host = inventory.port_bindings_by_host(arriving);
-            self.by_dpid = inventory
-                .hosts
-                .iter()
-                .map(|h| {
-                    let bindings = by_host.remove(&h.name).unwrap_or_default();
-                    (h.datapath_id, Arc::new(bindings))
-                })
-                .collect();
+            self.by_dpid = Arc::new(
+                inventory
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        let bindings = by_host.remove(&h.name).unwrap_or_default();
+                        (h.datapath_id, Arc::new(bindings))
+                    })
+                    .collect(),
+            );
             self.key = Some((version, arriving.cloned()));
         }
-        self.by_dpid.get(&dpid).cloned().unwrap_or_default()
+        self.by_dpid.clone()
     }
 }
 
@@ -62,7 +65,8 @@ mod tests {
         let mut cache = BindingsByDpid::default();
         for (version, arriving) in [(1, None), (1, Some(&moving)), (2, None)] {
             for host in &inv.hosts {
-                let shared = cache.get(version, arriving, &inv, host.datapath_id);
+                let all = cache.all(version, arriving, &inv);
+                let shared = all.get(&host.datapath_id).cloned().unwrap_or_default();
                 assert_eq!(
                     *shared,
                     inv.port_bindings(&host.name, arriving),
@@ -71,6 +75,9 @@ mod tests {
                 );
             }
         }
-        assert!(cache.get(2, None, &inv, 0xdead).is_empty(), "not a host");
+        assert!(
+            !cache.all(2, None, &inv).contains_key(&0xdead),
+            "not a host"
+        );
     }
 }

@@ -30,6 +30,7 @@ struct Version {
     version: u64,
     published: Option<Instant>,
     save_ms: f64,
+    deltas_ms: f64,
     woke_ms: Vec<f64>,
     diff_ms: Vec<f64>,
     send_ms: Vec<f64>,
@@ -59,6 +60,8 @@ pub struct PhaseSummary {
     pub switches: usize,
     /// Writing the version to the store, before publication.
     pub save_ms: f64,
+    /// Working out every switch's delta, before publication.
+    pub deltas_ms: f64,
     /// Publication → a session saw the version.
     pub woke_ms: Spread,
     /// Computing one switch's difference (its own duration).
@@ -95,11 +98,12 @@ impl SyncPhases {
     }
 
     /// `version` is published now, its store write having taken `save`.
-    pub(crate) fn published(&self, version: u64, save: Duration) {
+    pub(crate) fn published(&self, version: u64, save: Duration, deltas: Duration) {
         *self.last() = Version {
             version,
             published: Some(Instant::now()),
             save_ms: ms(save),
+            deltas_ms: ms(deltas),
             ..Version::default()
         };
     }
@@ -131,6 +135,7 @@ impl SyncPhases {
             version: last.version,
             switches: last.confirmed_ms.len(),
             save_ms: last.save_ms,
+            deltas_ms: last.deltas_ms,
             woke_ms: spread(&last.woke_ms),
             diff_ms: spread(&last.diff_ms),
             send_ms: spread(&last.send_ms),
@@ -148,7 +153,7 @@ mod tests {
     #[test]
     fn only_the_last_published_version_is_summarised() {
         let phases = SyncPhases::default();
-        phases.published(7, Duration::from_millis(3));
+        phases.published(7, Duration::from_millis(3), Duration::ZERO);
         let t = Instant::now();
         let at = |ms: u64| t + Duration::from_millis(ms);
         phases.confirmed(
@@ -176,7 +181,7 @@ mod tests {
             (2.0, 3.0, 25.0)
         );
         assert!(s.confirmed_ms.max >= s.woke_ms.max + 30.0 - 1e-9);
-        phases.published(8, Duration::ZERO);
+        phases.published(8, Duration::ZERO, Duration::ZERO);
         assert_eq!(phases.summary().switches, 0);
     }
 }

@@ -10,16 +10,14 @@ use super::admission::{check_identity, Claim, Claims, Refusal};
 use super::liveness::{Liveness, Verdict};
 use super::sampling::{gather, Sampler};
 use super::stagger::staggered;
-use crate::daemon::{Controller, SessionPhases};
-use crate::diff::{plan, Plan};
+use crate::daemon::Controller;
+use crate::diff::plan;
 use crate::follow::now_ms;
 use crate::host_config::PortBinding;
-use crate::migration::Measure;
 use crate::model::SwitchSettings;
-use crate::program::SwitchTable;
 use crate::routing::SCC_COOKIE;
 use crate::state_store::Mastership;
-use openflow::flow::{ethertype, port, Field, FlowMatch};
+use openflow::flow::{port, FlowMatch};
 use openflow::wire::{
     decode, encode, frame_len, ControllerRole, FlowMod, FlowStatsEntry, FlowStatsRequest, Hello,
     Message, MultipartReply, MultipartReplyBody, MultipartRequest, MultipartRequestBody, Role,
@@ -33,6 +31,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 mod announce;
 mod ports;
+mod sync;
+
+use sync::Held;
 
 /// A switch's byte stream: TCP, or TLS over TCP.
 pub(super) trait SwitchIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -106,6 +107,9 @@ pub(super) struct Session {
     woke: std::time::Instant,
     /// Add-port and del-port requests sent, by xid, awaiting the port-status.
     port_asks: std::collections::HashMap<u32, crate::port_requests::PortRequest>,
+    /// What the session is doing now and for which version (`scc status`).
+    step: &'static str,
+    step_version: u64,
 }
 
 /// Why a session ended.
@@ -165,7 +169,18 @@ impl Session {
             mastership: Mastership::Sole,
             woke: std::time::Instant::now(),
             port_asks: Default::default(),
+            step: "connecting",
+            step_version: 0,
         }
+    }
+
+    /// Notes what the session is doing now, for `scc status`; the step before.
+    fn doing(&mut self, step: &'static str) -> &'static str {
+        let was = std::mem::replace(&mut self.step, step);
+        if let Some(dpid) = self.dpid {
+            self.ctl.activities.set(dpid, step, self.step_version);
+        }
+        was
     }
 
     /// Notes that the switch spoke just now.
@@ -194,6 +209,7 @@ impl Session {
     /// so that a refusal of any is caught (`plan_refused`); the barrier's xid.
     async fn send_with_barrier(&mut self, mods: Vec<FlowMod>) -> Result<u32, SessionError> {
         const BATCH: usize = 1 << 18;
+        self.doing("writing flow-mods");
         let mut batch = Vec::with_capacity(BATCH.min(mods.len() * 128 + 8));
         let messages = mods.into_iter().map(Message::FlowMod);
         for m in messages.chain([Message::BarrierRequest]) {
@@ -284,7 +300,9 @@ impl Session {
                 Ok((xid, Message::EchoRequest(data))) => {
                     let bytes = encode(&Message::EchoReply(data), xid)
                         .map_err(|e| SessionError::Protocol(e.to_string()))?;
+                    let was = self.doing("writing an echo reply");
                     self.write(&bytes).await?;
+                    self.doing(was);
                 }
                 Ok((xid, Message::Error(e))) if self.bind_xids.remove(&xid) => {
                     self.binding_refused(&e);
@@ -408,6 +426,7 @@ impl Session {
         matcher: FlowMatch,
         out_port: u32,
     ) -> Result<Vec<FlowStatsEntry>, SessionError> {
+        self.doing("reading flows back");
         let xid = self.multipart(our_flows(matcher, out_port)).await?;
         let mut flows = Vec::new();
         loop {
@@ -430,130 +449,11 @@ impl Session {
         }
     }
 
-    /// Synchronises to `program` (its version and this switch's table), taking the
-    /// migration timeline's measurement for this switch around it (see
-    /// [`Measure`]). The port counters before the switch are requested ahead of
-    /// the flow-mods, in the same stream, so they do not delay the reroute.
-    async fn sync_measured(
-        &mut self,
-        installed: &SwitchTable,
-        (version, desired): (u64, Arc<SwitchTable>),
-    ) -> Result<Arc<SwitchTable>, SessionError> {
-        let dpid = self.dpid.unwrap_or_default();
-        match self.ctl.measure_for(dpid, version) {
-            Measure::Nothing => self.sync(installed, desired, version).await,
-            Measure::Baseline { port } => {
-                // Ahead of the flow-mods too: the prepare step is not held up either.
-                let xid = self.request_port_counts(port).await?;
-                let installed = self.sync(installed, desired, version).await?;
-                if let Some(c) = self.port_counts(xid).await? {
-                    self.ctl.record_baseline(c);
-                }
-                Ok(installed)
-            }
-            Measure::AroundSwitch { port } => {
-                let before = self.request_port_counts(port).await?;
-                let installed = self.sync(installed, desired, version).await?;
-                let before = self.port_counts(before).await?;
-                let after = self.request_port_counts(port).await?;
-                if let (Some(b), Some(a)) = (before, self.port_counts(after).await?) {
-                    self.ctl.record_switch(b, a);
-                }
-                Ok(installed)
-            }
-            Measure::Forwarded { vm_ip, tunnel_port } => {
-                let matcher = FlowMatch::any()
-                    .with(Field::EthType, u128::from(ethertype::IPV4))
-                    .with(Field::Ipv4Dst, u128::from(u32::from(vm_ip)));
-                match self.flow_stats(matcher, tunnel_port).await {
-                    Ok(flows) => self
-                        .ctl
-                        .record_forwarded(flows.iter().map(|f| f.stats.packet_count).sum()),
-                    Err(SessionError::Refused(e)) => {
-                        tracing::warn!(dpid, "forwarded packets not counted: {e}");
-                    }
-                    Err(e) => return Err(e),
-                }
-                self.sync(installed, desired, version).await
-            }
-        }
-    }
-
-    /// Sends the difference between `installed` and `desired` (found from the
-    /// rules that changed), waits for the switch to confirm it, and returns the
-    /// new installed set.
-    async fn sync(
-        &mut self,
-        installed: &SwitchTable,
-        desired: Arc<SwitchTable>,
-        version: u64,
-    ) -> Result<Arc<SwitchTable>, SessionError> {
-        let dpid = self.dpid.unwrap_or_default();
-        let (was, now) = desired.changed_since(installed);
-        let p = plan(&was, &now, SCC_COOKIE);
-        let diffed = std::time::Instant::now();
-        let n = p.len();
-        let sent = self.send_plan(p).await?;
-        let (woke, confirmed) = (self.woke, std::time::Instant::now());
-        let phases = SessionPhases {
-            woke,
-            diffed,
-            sent,
-            confirmed,
-        };
-        self.ctl.note_sync_phases(version, phases);
-        tracing::info!(
-            dpid,
-            version,
-            flow_mods = n,
-            flows = desired.len(),
-            "switch synchronised"
-        );
-        let flows = desired.len();
-        self.ctl.update_switch(dpid, |s| {
-            s.synced_version = version;
-            s.flows = flows;
-            s.last_flow_mods = n;
-        });
-        self.ctl.note_synced(dpid, version);
-        Ok(desired)
-    }
-
-    /// Sends `p` (its adds and modifications, a barrier, its deletions if any, a
-    /// barrier) and waits for the switch to confirm it; nothing for an empty
-    /// plan. When the first part and its barrier were written.
-    async fn send_plan(&mut self, p: Plan) -> Result<std::time::Instant, SessionError> {
-        if p.is_empty() {
-            return Ok(std::time::Instant::now());
-        }
-        self.plan_xids.clear();
-        self.plan_refused = None;
-        // Nothing to make before the break, or to break after the make: one
-        // barrier round trip, not two.
-        let (make, then) = match p.first.is_empty() {
-            true => (p.then, Vec::new()),
-            false => (p.first, p.then),
-        };
-        let b = self.send_with_barrier(make).await?;
-        let sent = std::time::Instant::now();
-        self.reply_to(b).await?;
-        if !then.is_empty() {
-            let b = self.send_with_barrier(then).await?;
-            self.reply_to(b).await?;
-        }
-        self.plan_xids.clear();
-        // The barrier is answered after the errors of the flow-mods before it: a
-        // refused flow-mod means the switch does not hold the version, and it must
-        // never be reported as confirmed (a migration's "destination ready").
-        match self.plan_refused.take() {
-            Some(e) => Err(SessionError::Refused(format!("flow-mod: {e}"))),
-            None => Ok(sent),
-        }
-    }
-
     /// Reads the controller's flows back from the switch and repairs whatever
     /// differs from `expected`, the table of the version it last confirmed.
-    async fn audit(&mut self, dpid: u64, expected: &SwitchTable) -> Result<(), SessionError> {
+    async fn audit(&mut self, dpid: u64, expected: &Held) -> Result<(), SessionError> {
+        let expected = &expected.table;
+        self.doing("auditing");
         let held = self.installed_flows().await?;
         self.repair(dpid, &held, &expected.to_vec(), "periodic")
             .await
@@ -632,20 +532,23 @@ impl Session {
     /// holds. A switch that had already confirmed the version in force (it
     /// reconnected, and scc did not restart meanwhile) should hold exactly that
     /// version's table: it is audited first, and what differs is a repair.
-    async fn after_connect(&mut self, dpid: u64) -> Result<Arc<SwitchTable>, SessionError> {
+    async fn after_connect(&mut self, dpid: u64) -> Result<Held, SessionError> {
         let held = self.installed_flows().await?;
         let Some((version, desired)) = self.ctl.desired(dpid) else {
-            return Ok(Arc::new(SwitchTable::from_flows(held)));
+            return Ok(Held::read_back(held));
         };
         if self.ctl.confirmed_version(dpid) != Some(version)
             || self.ctl.migrating()
             || !self.mastership.programs_switches()
         {
-            return Ok(Arc::new(SwitchTable::from_flows(held)));
+            return Ok(Held::read_back(held));
         }
         self.repair(dpid, &held, &desired.to_vec(), "after reconnect")
             .await?;
-        Ok(desired)
+        Ok(Held {
+            table: desired,
+            version: Some(version),
+        })
     }
 
     /// Runs the session until the switch goes or fails.
@@ -711,6 +614,7 @@ impl Session {
         self.mastership = *roles.borrow_and_update();
         self.claim_role(self.mastership).await?;
         let result = self.serve(dpid, roles).await;
+        self.ctl.activities.ended(dpid);
         self.ctl.update_switch(dpid, |s| {
             // A newer connection of the same switch may be reporting already.
             if s.peer == peer {
@@ -745,9 +649,10 @@ impl Session {
         loop {
             // Marked seen before reading: a change committed while this sync runs
             // wakes the loop again instead of being lost.
-            versions.borrow_and_update();
+            let published = versions.borrow_and_update().clone();
+            self.step_version = published.version;
             self.woke = std::time::Instant::now();
-            let Some(program) = self.ctl.desired(dpid) else {
+            let Some(desired) = published.tables.get(&dpid).cloned() else {
                 return Err(SessionError::Protocol(format!(
                     "datapath {dpid} left the inventory"
                 )));
@@ -755,12 +660,14 @@ impl Session {
             // A standby follows the versions but leaves the switch (its flows
             // and its port bindings) to the leader.
             if self.mastership.programs_switches() {
-                self.bind_ports(dpid).await?;
-                installed = self.sync_measured(&installed, program).await?;
+                self.doing("binding ports");
+                self.bind_ports(dpid, &published).await?;
+                installed = self.sync_measured(&installed, &published, desired).await?;
             }
             let programs = self.mastership.programs_switches();
             // Wait for a new program, keeping the connection alive meanwhile.
             loop {
+                self.doing("waiting for a new version");
                 self.inbox.reserve(65536);
                 let wake = self.started + self.liveness.next_wake();
                 // A new version goes first: a sync never waits behind an audit.
@@ -779,16 +686,20 @@ impl Session {
                         if m.programs_switches() && !was_programming {
                             // Taking over: audit what the switch holds, so tables
                             // that already match cost no flow-mod.
-                            installed = Arc::new(SwitchTable::from_flows(self.installed_flows().await?));
+                            installed = Held::read_back(self.installed_flows().await?);
                         }
                         break;
                     }
-                    Some(request) = port_requests.recv() => self.ask_port(request).await?,
+                    Some(request) = port_requests.recv() => {
+                        self.doing("asking for a port");
+                        self.ask_port(request).await?;
+                    }
                     _ = sample.tick(), if sample_every > 0 && programs => {
                         // A migration's flow-mods must not queue behind a dump of
                         // the switch's flows: the interval is skipped.
                         if versions.has_changed().unwrap_or(false) { break; }
                         if !self.ctl.migrating() {
+                            self.doing("requesting a sample");
                             self.request_sample().await?;
                         }
                     }
@@ -803,6 +714,7 @@ impl Session {
                     _ = tokio::time::sleep_until(wake) => {
                         match self.liveness.poll(self.started.elapsed()) {
                             Verdict::Echo => {
+                                self.doing("sending an echo");
                                 self.send(&Message::EchoRequest(Vec::new())).await?;
                                 // Port states tell which tunnels have a live session.
                                 self.multipart(MultipartRequestBody::PortDesc).await?;

@@ -5,6 +5,7 @@
 //! port that a migration's timeline measures.
 
 use super::{Session, SessionError};
+use crate::daemon::Published;
 use crate::migration::PortCounts;
 use crate::port_requests::PortRequest;
 use openflow::wire::{port_state, BindPort, Message, PortDesc, PortReason, PortStatus};
@@ -78,11 +79,16 @@ impl Session {
     /// sent yet (all of them after a connect); they precede the flow-mods of the
     /// version they belong to, so a migration's destination port admits the VM
     /// before the destination reports ready.
-    pub(super) async fn bind_ports(&mut self, dpid: u64) -> Result<(), SessionError> {
+    pub(super) async fn bind_ports(
+        &mut self,
+        dpid: u64,
+        published: &Published,
+    ) -> Result<(), SessionError> {
         if self.binding_unsupported {
             return Ok(());
         }
-        for binding in self.ctl.port_bindings(dpid).iter() {
+        let bindings = published.bindings(dpid, || self.ctl.all_port_bindings());
+        for binding in bindings.iter() {
             if self.bound.get(&binding.port) == Some(binding) {
                 continue;
             }
