@@ -556,16 +556,21 @@ async fn a_guest_moves_with_its_disk_by_post_copy() -> Result<()> {
         m.summary(),
         m.timeline,
     );
+    // The guest stopped only after post-copy was started: with 1 ms of allowed
+    // downtime the pre-copy could not have switched over by itself. (The
+    // progress reports are samples every 500 ms, so a post-copy phase shorter
+    // than that may not show among `phases`; QEMU's events always do.)
+    let at = |what: &str| m.timeline.iter().position(|e| e.what == what);
+    let started = at("migrate-start-postcopy");
+    let stopped = at("event STOP");
     assert!(
-        m.timeline
-            .iter()
-            .any(|e| e.what == "migrate-start-postcopy"),
-        "post-copy started: {:?}",
+        matches!((started, stopped), (Some(p), Some(s)) if p < s),
+        "post-copy started, then the guest stopped for the switch-over: {:?}",
         m.timeline
     );
     assert!(
-        phases.ends_with(&[Phase::Memory, Phase::PostCopy]) && phases[0] == Phase::Disk,
-        "disk, memory, then post-copy: {phases:?}"
+        phases.first() == Some(&Phase::Disk) && phases.contains(&Phase::Memory),
+        "disk, then memory (then post-copy): {phases:?}"
     );
     assert!(dst_running, "the guest runs at the destination");
     assert!(after > before, "it goes on writing there");
