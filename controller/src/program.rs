@@ -114,8 +114,11 @@ impl SwitchTable {
     pub fn changed_since(&self, old: &SwitchTable) -> (Vec<FlowSpec>, Vec<FlowSpec>) {
         let (mut was, mut now) = (Vec::new(), Vec::new());
         if !Arc::ptr_eq(&self.plain, &old.plain) {
-            was.extend(old.plain.iter().cloned());
-            now.extend(self.plain.iter().cloned());
+            // Most plain flows are the tunnel guards, one per other host and
+            // unchanged by a VM's move: only the middle that differs is planned.
+            let (was_plain, now_plain) = differing_middle(&old.plain, &self.plain);
+            was.extend_from_slice(was_plain);
+            now.extend_from_slice(now_plain);
         }
         merge(&old.chunks, &self.chunks, |old_chunk, new_chunk| {
             match (old_chunk, new_chunk) {
@@ -155,10 +158,28 @@ impl SwitchTable {
         }
     }
 
+    /// Replaces the plain flows; equal ones keep their shared pointer, so the
+    /// difference to the version before passes over them at once.
     fn set_plain(&mut self, flows: Vec<FlowSpec>) {
+        if *self.plain == *flows {
+            return;
+        }
         self.len = self.len - self.plain.len() + flows.len();
         self.plain = flows.into();
     }
+}
+
+/// `a` and `b` without the flows both start and both end with.
+fn differing_middle<'a>(a: &'a [FlowSpec], b: &'a [FlowSpec]) -> (&'a [FlowSpec], &'a [FlowSpec]) {
+    let head = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[head..], &b[head..]);
+    let tail = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (&a[..a.len() - tail], &b[..b.len() - tail])
 }
 
 /// Calls `f` with the values of each key of `a` or `b`, in key order.

@@ -49,14 +49,7 @@ impl Published {
     ) -> Published {
         let deltas = tables
             .iter()
-            .filter_map(|(dpid, now)| {
-                let was = before.tables.get(dpid)?;
-                if Arc::ptr_eq(was, now) {
-                    return Some((*dpid, None));
-                }
-                let (was, now) = now.changed_since(was);
-                Some((*dpid, Some(Arc::new(plan(&was, &now, SCC_COOKIE)))))
-            })
+            .filter_map(|(dpid, now)| Some((*dpid, delta(before.tables.get(dpid)?, now))))
             .collect();
         Published {
             version,
@@ -101,15 +94,37 @@ impl Published {
     }
 }
 
+/// The flow-mods from `was` to `now` (`None`: the same table).
+fn delta(was: &Arc<SwitchTable>, now: &Arc<SwitchTable>) -> Option<Arc<Plan>> {
+    if Arc::ptr_eq(was, now) {
+        return None;
+    }
+    let (was, now) = now.changed_since(was);
+    Some(Arc::new(plan(&was, &now, SCC_COOKIE)))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::daemon::tests::example_controller;
+    use crate::routing::SCC_COOKIE;
     use fake_switch::FakeSwitch;
     use openflow::wire::Message;
 
     /// Sorted, to compare tables whatever their order.
     fn sorted(mut flows: Vec<openflow::FlowSpec>) -> Vec<String> {
         let mut text: Vec<String> = flows.drain(..).map(|f| format!("{f:?}")).collect();
+        text.sort();
+        text
+    }
+
+    /// Sorted, to compare plans whatever their order.
+    fn mods(plan: &crate::diff::Plan) -> Vec<String> {
+        let mut text: Vec<String> = plan
+            .first
+            .iter()
+            .chain(&plan.then)
+            .map(|m| format!("{m:?}"))
+            .collect();
         text.sort();
         text
     }
@@ -136,6 +151,13 @@ mod tests {
                 }
                 let plan = latest.plan_for(*dpid, held, Some(earlier.version), desired);
                 changed += usize::from(!plan.is_empty());
+                let whole = crate::diff::plan(&held.to_vec(), &desired.to_vec(), SCC_COOKIE);
+                assert_eq!(
+                    mods(&plan),
+                    mods(&whole),
+                    "switch {dpid} from version {}: the delta is a full diff's",
+                    earlier.version
+                );
                 for fm in plan.first.into_iter().chain(plan.then) {
                     fake.answer(Message::FlowMod(fm));
                 }

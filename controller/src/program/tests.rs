@@ -431,3 +431,50 @@ proptest! {
         }
     }
 }
+
+/// A migration's switch step keeps every switch's unchanged plain flows
+/// behind the pointer of the version before, and the difference never lists
+/// the tunnel guards (one per other host: most of a large mesh's plain flows).
+#[test]
+fn a_switch_step_shares_unchanged_plain_flows_and_leaves_the_guards_out_of_the_difference() {
+    let inv = inventory();
+    let prepared = Migration {
+        vm: "db1".into(),
+        from_host: "host-b".into(),
+        from_port: inv.vms["db1"].port,
+        to_host: "host-c".into(),
+        to_port: 900,
+        phase: Phase::Prepared,
+    };
+    let before = NetworkProgram::compile(&inv, "id", "p", Some(&prepared)).unwrap();
+    let mut moved = inv.clone();
+    let db1 = moved.vms.get_mut("db1").unwrap();
+    db1.host = "host-c".into();
+    db1.port = 900;
+    let switched = Migration {
+        phase: Phase::Switched,
+        ..prepared
+    };
+    let after = before.update(&moved, "id", "p", Some(&switched)).unwrap();
+    let mut shared = 0;
+    for (dpid, table) in after.tables() {
+        let was = &before.tables()[dpid];
+        if *was.plain == *table.plain {
+            assert!(Arc::ptr_eq(&was.plain, &table.plain), "switch {dpid}");
+            shared += 1;
+        }
+        let (gone, added) = table.changed_since(was);
+        assert!(
+            gone.iter()
+                .chain(&added)
+                .all(|f| f.priority != GUARD_PRIORITY),
+            "switch {dpid}"
+        );
+    }
+    assert!(shared > 0, "some switch's plain flows did not change");
+    // host-c's announcement flows went away: its plain flows changed.
+    assert!(!Arc::ptr_eq(
+        &before.tables()[&3].plain,
+        &after.tables()[&3].plain
+    ));
+}
