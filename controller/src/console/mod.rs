@@ -66,6 +66,9 @@ struct Console {
     session: String,
     watchers: Arc<Semaphore>,
     newest: Mutex<Option<(Instant, Arc<String>)>>,
+    /// Held while the document is rebuilt: one build at a time, and the readers
+    /// that waited for it take its result instead of building again.
+    building: tokio::sync::Mutex<()>,
 }
 
 type Shared = State<Arc<Console>>;
@@ -110,12 +113,23 @@ impl Console {
             || cookie(headers, COOKIE).is_some_and(|c| same(c.as_bytes(), self.session.as_bytes()))
     }
 
-    /// The console's document, rebuilt when older than [`FRESH_FOR`].
+    /// The newest document, if younger than [`FRESH_FOR`].
+    fn fresh(&self) -> Option<Arc<String>> {
+        match &*self.newest.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, doc)) if at.elapsed() < FRESH_FOR => Some(doc.clone()),
+            _ => None,
+        }
+    }
+
+    /// The console's document, rebuilt when older than [`FRESH_FOR`], by one
+    /// reader at a time whatever the number of readers.
     async fn document(self: &Arc<Self>) -> Arc<String> {
-        if let Some((at, doc)) = &*self.newest.lock().unwrap_or_else(|e| e.into_inner()) {
-            if at.elapsed() < FRESH_FOR {
-                return doc.clone();
-            }
+        if let Some(doc) = self.fresh() {
+            return doc;
+        }
+        let _building = self.building.lock().await;
+        if let Some(doc) = self.fresh() {
+            return doc;
         }
         let ctl = self.ctl.clone();
         // A plan and a snapshot take a while at scale: off the async workers.
@@ -368,6 +382,7 @@ pub fn router(ctl: Arc<Controller>, token: Option<Arc<String>>) -> Router {
         },
         watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
         newest: Mutex::new(None),
+        building: tokio::sync::Mutex::new(()),
     });
     let data = Router::new()
         .route("/console/state", get(state))

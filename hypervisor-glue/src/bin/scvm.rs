@@ -453,9 +453,11 @@ async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
         }
     };
     bar.finish();
+    // The move is over: its arrival (or failure) is the news now, and it must not
+    // wait behind a progress notice in flight or the reporter's pause.
     drop(progress_tx);
     if let Some(reporter) = reporter {
-        let _ = reporter.await;
+        reporter.abort();
     }
     match report {
         Ok(report) => {
