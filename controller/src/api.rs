@@ -15,7 +15,7 @@
 //! | `POST /host` (body: host JSON) | add or replace a host |
 //! | `DELETE /host/NAME` | remove a host that runs no VM |
 //! | `POST /migrate` (body: `{"vm", "to_host", "to_port"}`) | start a migration (make before break) |
-//! | `POST /migrate/progress` (body: `hypervisor_glue::storage::Progress`) | the hypervisor's copy so far, shown by `scc status` |
+//! | `POST /migrate/progress[?vm=NAME]` (body: `hypervisor_glue::storage::Progress`) | the hypervisor's copy so far, shown by `scc status`; refused for another VM than the migrating one |
 //! | `POST /migrate/arrived` | the hypervisor says the VM runs at its destination |
 //! | `POST /migrate/abort` | the hypervisor's migration failed: restore the program |
 //! | `GET /placement` | the placement engine's decisions from the live measurements |
@@ -307,9 +307,13 @@ async fn migrate(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
     )
 }
 
-async fn progress(State(ctl): Ctl, Body(body): Body) -> Result<Reply, Reply> {
+async fn progress(
+    State(ctl): Ctl,
+    RawQuery(query): RawQuery,
+    Body(body): Body,
+) -> Result<Reply, Reply> {
     let progress = parse(&body, "bad progress")?;
-    Ok(match ctl.copy_progress(progress) {
+    Ok(match ctl.copy_progress(progress, param(&query, "vm")) {
         Ok(()) => reply(StatusCode::OK, serde_json::json!({ "ok": true })),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     })

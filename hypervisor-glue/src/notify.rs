@@ -53,17 +53,35 @@ pub async fn migrate_arrived(
     post(api, token, "/migrate/arrived", b"", timeout).await
 }
 
-/// Sends `progress` to `scc` at `api` (`POST /migrate/progress`, with `token` as
-/// bearer token for an API on TCP); the answer's body on success.
+/// Sends `progress` of VM `vm` (when known) to `scc` at `api` (`POST
+/// /migrate/progress?vm=VM`, with `token` as bearer token for an API on TCP);
+/// the answer's body on success. `scc` refuses a report naming another VM than
+/// the one it migrates.
 pub async fn migrate_progress(
     api: &Endpoint,
     token: Option<&str>,
+    vm: Option<&str>,
     progress: &Progress,
     timeout: Duration,
 ) -> Result<String, NotifyError> {
     // A struct of numbers and a unit enum: serialising it cannot fail.
     let body = serde_json::to_vec(progress).unwrap_or_default();
-    post(api, token, "/migrate/progress", &body, timeout).await
+    post(api, token, &progress_target(vm), &body, timeout).await
+}
+
+/// The request target of a progress report: the VM's name as a query
+/// parameter when it needs no escaping (a name QEMU was given by `scvm start`).
+fn progress_target(vm: Option<&str>) -> String {
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    match vm.filter(|name| plain(name)) {
+        Some(name) => format!("/migrate/progress?vm={name}"),
+        None => "/migrate/progress".to_string(),
+    }
 }
 
 /// The least time between two notices of progress.
@@ -79,6 +97,7 @@ pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn report_progress(
     api: Endpoint,
     token: Option<String>,
+    vm: Option<String>,
     mut latest: tokio::sync::watch::Receiver<Option<Progress>>,
 ) {
     let mut warned = false;
@@ -86,7 +105,14 @@ pub async fn report_progress(
         let Some(progress) = latest.borrow_and_update().clone() else {
             continue;
         };
-        let sent = migrate_progress(&api, token.as_deref(), &progress, PROGRESS_TIMEOUT).await;
+        let sent = migrate_progress(
+            &api,
+            token.as_deref(),
+            vm.as_deref(),
+            &progress,
+            PROGRESS_TIMEOUT,
+        )
+        .await;
         if let (Err(e), false) = (sent, warned) {
             tracing::warn!("scc does not take the migration's progress (it goes on): {e}");
             warned = true;
@@ -166,13 +192,25 @@ mod tests {
         let sent = migrate_progress(
             &Endpoint::Tcp(scc.addr),
             None,
+            Some("web-1"),
             &progress,
             Duration::from_secs(5),
         )
         .await;
         assert_eq!(sent.expect("accepted"), "{\"ok\": true}");
         let asked = scc.asked.recv().await.expect("asked");
-        assert_eq!(asked.target, "/migrate/progress");
+        assert_eq!(asked.target, "/migrate/progress?vm=web-1");
+    }
+
+    #[test]
+    fn a_name_that_would_need_escaping_is_left_out() {
+        assert_eq!(progress_target(None), "/migrate/progress");
+        assert_eq!(
+            progress_target(Some("db.eu_1")),
+            "/migrate/progress?vm=db.eu_1"
+        );
+        assert_eq!(progress_target(Some("a&b=c")), "/migrate/progress");
+        assert_eq!(progress_target(Some("")), "/migrate/progress");
     }
 
     #[tokio::test]

@@ -281,8 +281,21 @@ fn the_console_shows_a_migration_live_in_a_headless_browser() -> Result<()> {
 
     let profile = dir.path().join("chromium");
     let mut browser = Browser::launch(&net.router, &profile)?;
-    // The token buys the session cookie; the page then loads its data with it.
-    browser.navigate(&format!("http://{API}/console?token={TOKEN}"))?;
+    // The token, typed into the sign-in form, buys the session cookie; the page
+    // then loads its data with it.
+    browser.navigate(&format!("http://{API}/console"))?;
+    browser.wait_dom(Duration::from_secs(30), "the sign-in form", |dom| {
+        dom.contains("name=\"token\"")
+    })?;
+    browser.call(
+        "Runtime.evaluate",
+        serde_json::json!({
+            "expression": format!(
+                "document.querySelector('input[name=token]').value = '{TOKEN}'; \
+                 document.querySelector('form').submit();"
+            ),
+        }),
+    )?;
     let dom = browser
         .wait_dom(Duration::from_secs(60), "m1 on host1, live", |dom| {
             vm_row(dom, "m1").is_some_and(|r| r.contains("data-host=\"host1\""))

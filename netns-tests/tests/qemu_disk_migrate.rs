@@ -120,14 +120,7 @@ async fn aborted_move(
         plain,
         "aborted during the {phase:?} copy: the tables before the migration"
     );
-    assert!(
-        src_qmp.execute(&QueryStatus).await?.running,
-        "the guest runs at host1"
-    );
-    assert!(
-        src_qmp.execute(&QueryBlockJobs).await?.is_empty(),
-        "no mirror left at host1"
-    );
+    still_at_source(src_qmp, "host1").await?;
     tokio::task::block_in_place(|| stream.wait_echoed(4096, Duration::from_secs(30)))
         .with_context(|| format!("the stream goes on at host1 after the {phase:?} abort"))?;
     Ok(why)
@@ -425,17 +418,24 @@ async fn booted_source(
     Ok((dir, ns, src, src_qmp, blocks))
 }
 
-/// The source after an abort: it runs, its mirror is gone, and its guest goes on
-/// writing its stream.
-async fn source_runs_on(src_qmp: &QmpClient, dir: &Path) -> Result<()> {
+/// After an abort: the guest still runs at `where_` and no mirror job is left
+/// there.
+async fn still_at_source(src_qmp: &QmpClient, where_: &str) -> Result<()> {
     assert!(
         src_qmp.execute(&QueryStatus).await?.running,
-        "the source runs"
+        "the guest runs at {where_}"
     );
     assert!(
         src_qmp.execute(&QueryBlockJobs).await?.is_empty(),
-        "no mirror left"
+        "no mirror left at {where_}"
     );
+    Ok(())
+}
+
+/// The source after an abort: it runs, its mirror is gone, and its guest goes on
+/// writing its stream.
+async fn source_runs_on(src_qmp: &QmpClient, dir: &Path) -> Result<()> {
+    still_at_source(src_qmp, "the source").await?;
     let now = blocks_reported(&serial(dir, "src")).unwrap_or(0);
     wait_blocks(dir, "src", now + 32, Duration::from_secs(60)).await?;
     Ok(())

@@ -142,7 +142,12 @@ async fn qemu_guest_migrates_between_scd_hosts_keeping_its_tcp_connection() -> R
     // As `scvm migrate --scc-api` does: QEMU's figures go to scc while it copies.
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None);
     let api = bounded_http::Endpoint::Unix(common::api_socket(&net.router));
-    let reporter = tokio::spawn(notify::report_progress(api, None, progress_rx));
+    let reporter = tokio::spawn(notify::report_progress(
+        api,
+        None,
+        Some("vm1".into()),
+        progress_rx,
+    ));
     let report = migration::migrate_observed(&src_qmp, &uri, &opts, &mut |info| {
         progress_tx.send_replace(Some(Progress::of_memory(info, started.elapsed())));
     })

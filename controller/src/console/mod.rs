@@ -2,8 +2,8 @@
 //!
 //! | request | does |
 //! |---|---|
-//! | `GET /console` | the page; on TCP, a login form until the browser holds the session cookie |
-//! | `GET /console?token=TOKEN` | exchanges the API's bearer token for the session cookie (HttpOnly, SameSite=Strict), then redirects to `/console` |
+//! | `GET /console` | the page; on TCP, a sign-in form until the browser holds the session cookie |
+//! | `POST /console` (form body `token=TOKEN`) | exchanges the API's bearer token for the session cookie (HttpOnly, SameSite=Strict), then redirects to `/console` |
 //! | `GET /console/state` | the console's document ([`view`]) as JSON |
 //! | `GET /console/events` | the same document as server-sent events, whenever it changes |
 //! | `GET /console/app.js`, `/console/style.css` | the page's script and style |
@@ -11,13 +11,14 @@
 //! This module owns those routes, the console's session cookie and the bounds of
 //! its event streams ([`MAX_WATCHERS`], [`EVENT_EVERY`]); the listener's own
 //! limits (its exchange timeout ends every stream; the browser reconnects) are the
-//! API's. It only reads what the API answers and never changes state: no route
-//! here takes a body or a method other than GET.
+//! API's. It only reads what the API answers and never changes state: the one
+//! route that takes a body is the sign-in, and the token travels in that body,
+//! never in an address (which a browser keeps in its history).
 
 pub mod view;
 
 use crate::daemon::Controller;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
@@ -200,38 +201,49 @@ async fn require_session(State(console): Shared, request: Request, next: Next) -
         .into_response()
 }
 
-/// `GET /console`: the page, the login form, or the exchange of a token for the
-/// session cookie.
-async fn page(State(console): Shared, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
-    let offered = query
-        .as_deref()
-        .unwrap_or_default()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="));
-    if let (Some(offered), Some(token)) = (offered, &console.token) {
-        // A token has printable ASCII only; a browser's form escapes some of it.
-        let offered = percent_decoded(offered);
-        if !same(offered.trim().as_bytes(), token.as_bytes()) {
-            return login(
-                StatusCode::UNAUTHORIZED,
-                "That is not this controller's token.",
-            );
-        }
-        let cookie = format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/console; Max-Age=43200",
-            console.session
+/// The largest sign-in form accepted: a token and its field name, escaped.
+const MAX_SIGN_IN: usize = 4096;
+
+/// `POST /console`: the sign-in form's token (`token=…`, form-encoded) exchanged
+/// for the session cookie, then back to the page.
+async fn sign_in(State(console): Shared, form: String) -> Response {
+    let Some(token) = &console.token else {
+        // No token on this listener: there is nothing to sign in to.
+        return see_other(None);
+    };
+    let offered = form.split('&').find_map(|kv| kv.strip_prefix("token="));
+    // A token has printable ASCII only; a browser's form escapes some of it.
+    let offered = offered.map(percent_decoded).unwrap_or_default();
+    if !same(offered.trim().as_bytes(), token.as_bytes()) {
+        return login(
+            StatusCode::UNAUTHORIZED,
+            "That is not this controller's token.",
         );
-        // Redirected, so the token leaves the address bar at once.
-        return (
-            StatusCode::SEE_OTHER,
-            [
-                (header::SET_COOKIE, cookie),
-                (header::LOCATION, "/console".to_string()),
-                (header::CACHE_CONTROL, "no-store".to_string()),
-            ],
-        )
-            .into_response();
     }
+    see_other(Some(format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/console; Max-Age=43200",
+        console.session
+    )))
+}
+
+/// 303 to the page (so a reload does not post the form again), setting `cookie`.
+fn see_other(cookie: Option<String>) -> Response {
+    let mut answer = (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, "/console".to_string()),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+    )
+        .into_response();
+    if let Some(value) = cookie.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+        answer.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    answer
+}
+
+/// `GET /console`: the page, or the sign-in form.
+async fn page(State(console): Shared, headers: HeaderMap) -> Response {
     if !console.admits(&headers) {
         return login(StatusCode::OK, "");
     }
@@ -361,8 +373,8 @@ fn asset(kind: &'static str, text: &'static str) -> Response {
 }
 
 /// The console's routes over `ctl`. With `token` (a TCP listener), the data
-/// routes need the session cookie `GET /console?token=…` sets, or the bearer
-/// token; the page itself shows a login form until then, and the script and the
+/// routes need the session cookie `POST /console` sets, or the bearer
+/// token; the page itself shows a sign-in form until then, and the script and the
 /// style, which hold no data, are served to anyone.
 pub fn router(ctl: Arc<Controller>, token: Option<Arc<String>>) -> Router {
     // Without a session secret no cookie could be trusted: the console then
@@ -392,7 +404,12 @@ pub fn router(ctl: Arc<Controller>, token: Option<Arc<String>>) -> Router {
             require_session,
         ));
     Router::new()
-        .route("/console", get(page))
+        .route(
+            "/console",
+            get(page)
+                .post(sign_in)
+                .layer(DefaultBodyLimit::max(MAX_SIGN_IN)),
+        )
         .route(
             "/console/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),

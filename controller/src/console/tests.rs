@@ -19,8 +19,30 @@ async fn started(dir: &std::path::Path) -> (SocketAddr, Arc<Controller>) {
 /// Sends a GET with `headers` and reads the whole answer (the listener closes
 /// every connection after one exchange).
 async fn get(addr: SocketAddr, target: &str, headers: &str) -> String {
+    exchange(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"),
+    )
+    .await
+}
+
+/// Posts the sign-in form with `token`, as a browser sends it.
+async fn sign_in(addr: SocketAddr, token: &str) -> String {
+    let body = format!("token={token}");
+    exchange(
+        addr,
+        &format!(
+            "POST /console HTTP/1.1\r\nHost: x\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await
+}
+
+/// Sends `request` and reads the whole answer.
+async fn exchange(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
     s.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut answer))
@@ -55,11 +77,24 @@ async fn the_token_buys_a_cookie_that_reads_the_console_and_nothing_else() {
     assert!(!login.contains("app.js"), "no console before the token");
     let refused = get(addr, "/console/state", "").await;
     assert_eq!(status_of(&refused), "401", "{refused}");
-    let wrong = get(addr, "/console?token=guess-guess-guess", "").await;
+    assert!(
+        login.contains("method=\"post\""),
+        "the token travels in a body: {login}"
+    );
+    let wrong = sign_in(addr, "guess-guess-guess").await;
     assert_eq!(status_of(&wrong), "401", "{wrong}");
     assert!(!wrong.contains("set-cookie"), "{wrong}");
+    // A token in the address is not taken: it would stay in the history.
+    let in_address = get(addr, &format!("/console?token={TOKEN}"), "").await;
+    assert_eq!(status_of(&in_address), "200", "{in_address}");
+    assert!(
+        in_address.contains("name=\"token\"") && !in_address.contains("set-cookie"),
+        "{in_address}"
+    );
+    let oversized = sign_in(addr, &"x".repeat(super::MAX_SIGN_IN + 1)).await;
+    assert_eq!(status_of(&oversized), "413", "{oversized}");
 
-    let exchanged = get(addr, &format!("/console?token={TOKEN}"), "").await;
+    let exchanged = sign_in(addr, TOKEN).await;
     assert_eq!(status_of(&exchanged), "303", "{exchanged}");
     assert!(exchanged.contains("location: /console\r\n"), "{exchanged}");
     let set = exchanged

@@ -476,15 +476,17 @@ impl Controller {
     }
 
     /// Keeps the hypervisor's report of the copy of the migration in progress, for
-    /// `scc status`; nothing is committed (the report changes no program).
+    /// `scc status`; nothing is committed (the report changes no program). A
+    /// report naming a VM (`for_vm`) must name the migrating one.
     pub fn copy_progress(
         &self,
         progress: hypervisor_glue::storage::Progress,
+        for_vm: Option<&str>,
     ) -> Result<(), ChangeError> {
         let now = self.clock();
         let mut st = self.lock();
         let m = st.migration.as_mut().ok_or(Refusal::NothingInProgress)?;
-        Ok(m.copy_progress(progress, now)?)
+        Ok(m.copy_progress(progress, for_vm, now)?)
     }
 }
 

@@ -102,6 +102,9 @@ pub enum Refusal {
     /// A clean-up of a migration that is not switched.
     #[error("no switched migration to clean up")]
     NotSwitched,
+    /// A hypervisor's report about another VM than the one migrating.
+    #[error("the report is about VM `{reported}`, but the migration in progress moves `{moving}`")]
+    OtherVm { reported: String, moving: String },
 }
 
 /// What the migration's timeline shows (`scc status`): events in milliseconds
@@ -356,18 +359,31 @@ impl MigrationState {
     }
 
     /// Takes the hypervisor's report of the copy at `now`, for `scc status`; the
-    /// first report of each copy phase is a timeline event.
-    pub fn copy_progress(&mut self, progress: Progress, now: Duration) -> Result<(), Refusal> {
+    /// first report of each copy phase is a timeline event. A report that names a
+    /// VM (`for_vm`) must name the one this migration moves.
+    pub fn copy_progress(
+        &mut self,
+        progress: Progress,
+        for_vm: Option<&str>,
+        now: Duration,
+    ) -> Result<(), Refusal> {
         if !self.in_progress() {
             return Err(Refusal::NothingInProgress);
         }
-        let last = self.timeline.copy.as_ref().map(|c| c.phase);
-        if last != Some(progress.phase) {
-            let event = match progress.phase {
-                CopyPhase::Disk => "disk copy",
-                CopyPhase::Memory => "memory copy",
-                CopyPhase::PostCopy => "post-copy",
-            };
+        if let Some(vm) = for_vm.filter(|vm| *vm != self.route.vm) {
+            return Err(Refusal::OtherVm {
+                reported: vm.to_string(),
+                moving: self.route.vm.clone(),
+            });
+        }
+        let event = match progress.phase {
+            CopyPhase::Disk => "disk copy",
+            CopyPhase::Memory => "memory copy",
+            CopyPhase::PostCopy => "post-copy",
+        };
+        // Once per phase, however the reports alternate: the timeline stays
+        // bounded whatever a token holder sends.
+        if !self.timeline.events.iter().any(|(e, _)| e == event) {
             self.note(event, now);
         }
         self.timeline.copy = Some(progress);

@@ -265,14 +265,26 @@ fn the_hypervisors_copy_reports_are_kept_and_each_new_phase_is_an_event() {
         }))
         .unwrap()
     };
-    m.copy_progress(report("disk", 100), ms(1_100)).unwrap();
-    m.copy_progress(report("disk", 900), ms(1_200)).unwrap();
-    m.copy_progress(report("memory", 1000), ms(1_300)).unwrap();
+    m.copy_progress(report("disk", 100), None, ms(1_100))
+        .unwrap();
+    m.copy_progress(report("disk", 900), Some(&*m.route.vm.clone()), ms(1_200))
+        .unwrap();
+    m.copy_progress(report("memory", 1000), None, ms(1_300))
+        .unwrap();
+    // Phases that alternate add no event after the first of each.
+    m.copy_progress(report("disk", 1000), None, ms(1_310))
+        .unwrap();
+    m.copy_progress(report("memory", 1000), None, ms(1_320))
+        .unwrap();
     assert_eq!(events(&m), ["prepare sent", "disk copy", "memory copy"]);
+    assert!(matches!(
+        m.copy_progress(report("memory", 1000), Some("someone-else"), ms(1_330)),
+        Err(Refusal::OtherVm { .. })
+    ));
     assert_eq!(m.timeline.copy.as_ref().map(|c| c.disk_copied), Some(1000));
     m.aborted(ms(1_400));
     assert_eq!(
-        m.copy_progress(report("memory", 1000), ms(1_500)),
+        m.copy_progress(report("memory", 1000), None, ms(1_500)),
         Err(Refusal::NothingInProgress)
     );
     let stored = serde_json::to_string(&m).unwrap();

@@ -419,10 +419,20 @@ async fn migrate_cmd(a: MigrateArgs, t: Duration) -> Result<()> {
     };
     let bar = progress::Bar::new(a.json);
     let (progress_tx, progress_rx) = tokio::sync::watch::channel(None);
+    // The name QEMU was started with (`scvm start --name`) is the inventory's:
+    // scc refuses a report about another VM than the one it migrates.
+    let vm = match &a.scc_api {
+        Some(_) => client
+            .execute_raw("query-name", None)
+            .await
+            .ok()
+            .and_then(|answer| Some(answer.get("name")?.as_str()?.to_string())),
+        None => None,
+    };
     let reporter = a
         .scc_api
         .clone()
-        .map(|api| tokio::spawn(notify::report_progress(api, token.clone(), progress_rx)));
+        .map(|api| tokio::spawn(notify::report_progress(api, token.clone(), vm, progress_rx)));
     let started = Instant::now();
     let report = match &a.disk_to {
         None => migration::migrate_observed(&client, &a.to_uri, &opts, &mut |info| {

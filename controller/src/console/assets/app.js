@@ -210,6 +210,9 @@ function render(doc) {
   document.body.dataset.version = doc.version;
 }
 
+// As the controller's Retry-After when it refuses a stream.
+const RETRY_MS = 10000;
+
 function connect() {
   const live = document.getElementById("live");
   const events = new EventSource("/console/events");
@@ -218,10 +221,24 @@ function connect() {
     live.textContent = "live";
     render(JSON.parse(e.data));
   });
-  // The browser reconnects by itself (the controller ends each stream after a while).
+  // The browser reconnects by itself after a stream ends (the controller ends
+  // each one after a while), but gives up for good on an answer other than 200:
+  // then ask why, and sign in again (401) or retry later (503, too many
+  // consoles watching).
   events.onerror = () => {
     live.dataset.live = "no";
     live.textContent = "reconnecting…";
+    if (events.readyState !== EventSource.CLOSED) return;
+    fetch("/console/state", { credentials: "same-origin" })
+      .then(r => {
+        if (r.status === 401) {
+          window.location.assign("/console");
+          return;
+        }
+        if (r.ok) r.json().then(render).catch(() => {});
+        setTimeout(connect, RETRY_MS);
+      })
+      .catch(() => setTimeout(connect, RETRY_MS));
   };
 }
 
