@@ -155,8 +155,9 @@ fn scvm_starts_migrates_reports_and_stops() {
     }
     let (arrived, progress) = targets.split_last().expect("scvm calls the API");
     assert_eq!(arrived, "/migrate/arrived", "{targets:?}");
+    // Named as QEMU was started (`--name src`), so scc can tell whose copy it is.
     assert!(
-        progress.iter().all(|t| t == "/migrate/progress"),
+        progress.iter().all(|t| t == "/migrate/progress?vm=src"),
         "{targets:?}"
     );
     assert!(told.contains("scc told of the arrival"), "{told}");
