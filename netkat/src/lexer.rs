@@ -306,12 +306,45 @@ fn ip_at(s: &[u8]) -> Option<(usize, [u32; 4])> {
 
 /// Turns policy text into tokens; the last token is [`Tok::Eof`].
 pub fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
+    let mut lexer = Lexer::new(src);
+    let mut out = Vec::new();
+    while out.last().is_none_or(|(t, _)| *t != Tok::Eof) {
+        lexer.next_into(&mut out)?;
+    }
+    Ok(out)
+}
+
+/// Policy text read a token at a time, so that the parser holds only the
+/// tokens it looks ahead at (a policy of megabytes is millions of tokens).
+#[derive(Debug, Clone)]
+pub struct Lexer<'a> {
+    src: &'a str,
+    at: usize,
+}
+
+impl<'a> Lexer<'a> {
+    /// A lexer at the start of `src`.
+    pub fn new(src: &'a str) -> Lexer<'a> {
+        Lexer { src, at: 0 }
+    }
+
+    /// Appends the next token to `out` (several when a word splits into
+    /// keywords; [`Tok::Eof`] again and again at the end).
+    pub fn next_into(&mut self, out: &mut Vec<(Tok, Span)>) -> Result<(), Diagnostic> {
+        self.at = scan(self.src, self.at, out)?;
+        Ok(())
+    }
+}
+
+/// Appends the token(s) at byte `i` of `src` to `out`; returns where the next
+/// token starts.
+fn scan(src: &str, mut i: usize, out: &mut Vec<(Tok, Span)>) -> Result<usize, Diagnostic> {
     let b = src.as_bytes();
-    // About one token per six bytes in generated policies: sized up front, a
-    // policy of megabytes is not copied again at every doubling.
-    let mut out = Vec::with_capacity(src.len() / 6 + 1);
-    let mut i = 0;
+    let before = out.len();
     loop {
+        if out.len() > before {
+            return Ok(i);
+        }
         // Whitespace and (nested) comments.
         loop {
             while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
@@ -348,7 +381,7 @@ pub fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
         }
         if i >= b.len() {
             out.push((Tok::Eof, Span::new(b.len(), b.len())));
-            return Ok(out);
+            return Ok(i);
         }
         let start = i;
         let c = b[i];

@@ -718,9 +718,14 @@ fn prioritise(
     if levels + usize::from(opts.base_priority) > usize::from(u16::MAX) {
         return Err(LocalError::TooManyPriorities(levels));
     }
-    let mut flows: Vec<FlowSpec> = kept
+    // Highest priority first, and in reverse placing order within a level: the
+    // order is sorted as indices, so each rule moves once.
+    let mut order: Vec<usize> = (0..kept.len()).rev().collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(kept[i].1));
+    let mut placed: Vec<Option<(Rule, u32)>> = kept.into_iter().map(Some).collect();
+    let flows = order
         .into_iter()
-        .rev()
+        .filter_map(|i| placed[i].take())
         .map(|(r, p)| {
             let prio = u16::try_from(p)
                 .unwrap_or(u16::MAX)
@@ -730,7 +735,6 @@ fn prioritise(
             f
         })
         .collect();
-    flows.sort_by_key(|f| std::cmp::Reverse(f.priority));
     Ok(flows)
 }
 

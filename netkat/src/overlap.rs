@@ -10,9 +10,11 @@
 //! bucket per group instead of scanning it; the other fields are checked rule by
 //! rule. Tables cut from a decision diagram have few masks, so a query costs a few
 //! lookups plus the rules it really overlaps (a routing table of n destinations:
-//! linear, where a scan per rule was quadratic).
+//! linear, where a scan per rule was quadratic). Masks are compared and keys cut
+//! whole ([`FlowKey::and`]) rather than field by field, and the view a query mask
+//! picks in each group is remembered, because a table's queries use few masks.
 
-use openflow::flow::{Field, FlowMatch};
+use openflow::flow::{Field, FlowKey, FlowMatch};
 use rustc_hash::{FxHashMap, FxHasher};
 use std::hash::Hasher;
 
@@ -21,33 +23,118 @@ use std::hash::Hasher;
 pub(crate) struct OverlapIndex {
     rules: Vec<FlowMatch>,
     groups: Vec<Group>,
+    /// For each query mask seen, and each group (by position), the view it
+    /// looks up (`None`: the query is less precise than the group on every
+    /// field, so every member is a candidate). A table has few masks.
+    picked: Vec<(FlowKey, Vec<Option<usize>>)>,
 }
 
 /// The rules of one mask.
 struct Group {
+    /// The mask itself.
+    mask: FlowKey,
     /// The fields the mask constrains, with their bits.
-    mask: Vec<(Field, u128)>,
+    fields: Vec<(Field, u128)>,
     members: Vec<usize>,
-    /// For a set of the mask's fields (bit i: `mask[i]`), its members by a hash of
-    /// their values on those fields (a collision only adds a candidate, which the
-    /// full overlap test then refuses); built the first time a query needs it.
-    views: Vec<(u32, FxHashMap<u64, Vec<usize>>)>,
+    /// Members by a hash of their values under a part of the mask (the fields a
+    /// query is at least as precise on; a collision only adds a candidate, which
+    /// the full overlap test then refuses); built the first time a query needs it.
+    views: Vec<View>,
+}
+
+/// The members of a group by hash, as chains through one list (no list per
+/// hash: most hashes have one member, and this is built for every table).
+struct View {
+    mask: FlowKey,
+    /// The last entry of each hash's chain.
+    heads: FxHashMap<u64, u32>,
+    /// `(member id, previous entry of the same hash)`.
+    entries: Vec<(usize, u32)>,
+}
+
+const END: u32 = u32::MAX;
+
+impl View {
+    fn add(&mut self, key: &FlowKey, id: usize) {
+        let at = u32::try_from(self.entries.len()).unwrap_or(END);
+        let prev = self.heads.insert(hash_under(key, &self.mask), at);
+        self.entries.push((id, prev.unwrap_or(END)));
+    }
+
+    /// Calls `f` with every member whose hash is that of `key`.
+    fn for_hash(&self, key: &FlowKey, mut f: impl FnMut(usize)) {
+        let mut at = self
+            .heads
+            .get(&hash_under(key, &self.mask))
+            .copied()
+            .unwrap_or(END);
+        while let Some(&(id, prev)) = self.entries.get(at as usize) {
+            f(id);
+            at = prev;
+        }
+    }
+}
+
+/// The hash of `key` cut to `mask`: the fields packed into words by hand, as the
+/// derived `Hash` writes eighteen fields one by one (MACs as slices) and this
+/// runs for every rule placed and every query.
+fn hash_under(key: &FlowKey, mask: &FlowKey) -> u64 {
+    let k = key.and(mask);
+    let mut h = FxHasher::default();
+    h.write_u64(k.eth_dst.to_u64() | u64::from(k.in_port) << 48);
+    h.write_u64(k.eth_src.to_u64() | u64::from(k.eth_type) << 48);
+    h.write_u64(
+        u64::from(k.vlan_vid)
+            | u64::from(k.vlan_pcp) << 16
+            | u64::from(k.ip_dscp) << 24
+            | u64::from(k.ip_proto) << 32
+            | u64::from(k.l4_src) << 40
+            | u64::from(k.arp_op) << 56,
+    );
+    h.write_u64(u64::from(k.ipv4_src) | u64::from(k.ipv4_dst) << 32);
+    h.write_u64(u64::from(k.arp_spa) | u64::from(k.arp_tpa) << 32);
+    h.write_u64(u64::from(k.l4_dst) ^ k.metadata);
+    h.write_u128(k.ipv6_src);
+    h.write_u128(k.ipv6_dst);
+    h.finish()
+}
+
+/// True when some packet matches both `a` and `b`.
+fn overlap(a: &FlowMatch, b: &FlowMatch) -> bool {
+    let common = a.mask().and(b.mask());
+    a.key().and(&common) == b.key().and(&common)
 }
 
 impl Group {
-    /// The hash of `m`'s values on the fields of `set`, under the group's bits.
-    fn key(&self, m: &FlowMatch, set: u32) -> u64 {
-        let mut h = FxHasher::default();
-        for (i, (f, bits)) in self.mask.iter().enumerate() {
-            if set & (1 << i) != 0 {
-                h.write_u128(m.key().get(*f) & bits);
+    /// The part of the mask on which a query with `query_mask` is at least as
+    /// precise; `None` when there is none.
+    fn view_mask(&self, query_mask: &FlowKey) -> Option<FlowKey> {
+        let mut view = FlowKey::default();
+        let mut any = false;
+        for (field, bits) in &self.fields {
+            if query_mask.get(*field) & bits == *bits {
+                view.set(*field, *bits);
+                any = true;
             }
         }
-        h.finish()
+        any.then_some(view)
     }
 
-    fn has_mask_of(&self, m: &FlowMatch, fields: usize) -> bool {
-        self.mask.len() == fields && self.mask.iter().all(|(f, b)| m.mask().get(*f) == *b)
+    /// The view under `mask`, built from the members if it is new.
+    fn view(&mut self, mask: FlowKey, rules: &[FlowMatch]) -> usize {
+        if let Some(v) = self.views.iter().position(|v| v.mask == mask) {
+            return v;
+        }
+        let mut view = View {
+            mask,
+            heads: FxHashMap::default(),
+            entries: Vec::with_capacity(self.members.len()),
+        };
+        for &id in &self.members {
+            view.add(rules[id].key(), id);
+        }
+        self.views.push(view);
+        self.views.len() - 1
     }
 }
 
@@ -56,15 +143,12 @@ impl OverlapIndex {
     pub(crate) fn insert(&mut self, m: &FlowMatch) {
         let id = self.rules.len();
         self.rules.push(*m);
-        let fields = Field::ALL
-            .into_iter()
-            .filter(|f| m.mask().get(*f) != 0)
-            .count();
-        let g = match self.groups.iter().position(|g| g.has_mask_of(m, fields)) {
+        let g = match self.groups.iter().position(|g| g.mask == *m.mask()) {
             Some(g) => g,
             None => {
                 self.groups.push(Group {
-                    mask: Field::ALL
+                    mask: *m.mask(),
+                    fields: Field::ALL
                         .into_iter()
                         .map(|f| (f, m.mask().get(f)))
                         .filter(|(_, b)| *b != 0)
@@ -77,45 +161,35 @@ impl OverlapIndex {
         };
         let group = &mut self.groups[g];
         group.members.push(id);
-        for v in 0..group.views.len() {
-            let key = group.key(m, group.views[v].0);
-            group.views[v].1.entry(key).or_default().push(id);
+        for view in &mut group.views {
+            view.add(m.key(), id);
         }
     }
 
     /// Calls `f` with the id of every placed match that overlaps `m`.
     pub(crate) fn for_overlapping(&mut self, m: &FlowMatch, mut f: impl FnMut(usize)) {
-        for group in &mut self.groups {
-            // The fields on which `m` is at least as precise as the group.
-            let mut set = 0u32;
-            for (i, (field, bits)) in group.mask.iter().enumerate() {
-                if m.mask().get(*field) & bits == *bits {
-                    set |= 1 << i;
-                }
+        let p = match self.picked.iter().position(|(mask, _)| mask == m.mask()) {
+            Some(p) => p,
+            None => {
+                self.picked.push((*m.mask(), Vec::new()));
+                self.picked.len() - 1
             }
-            let candidates: &[usize] = if set == 0 {
-                &group.members
-            } else {
-                let view = match group.views.iter().position(|(s, _)| *s == set) {
-                    Some(v) => v,
-                    None => {
-                        let mut view: FxHashMap<u64, Vec<usize>> = FxHashMap::default();
-                        for &id in &group.members {
-                            view.entry(group.key(&self.rules[id], set))
-                                .or_default()
-                                .push(id);
-                        }
-                        group.views.push((set, view));
-                        group.views.len() - 1
-                    }
-                };
-                let key = group.key(m, set);
-                group.views[view].1.get(&key).map_or(&[], Vec::as_slice)
-            };
-            for &id in candidates {
-                if self.rules[id].overlaps(m) {
+        };
+        let picked = &mut self.picked[p].1;
+        for (g, group) in self.groups.iter_mut().enumerate() {
+            if g == picked.len() {
+                let view = group.view_mask(m.mask());
+                picked.push(view.map(|v| group.view(v, &self.rules)));
+            }
+            let rules = &self.rules;
+            let mut check = |id: usize| {
+                if overlap(&rules[id], m) {
                     f(id);
                 }
+            };
+            match picked[g] {
+                None => group.members.iter().for_each(|&id| check(id)),
+                Some(v) => group.views[v].for_hash(m.key(), check),
             }
         }
     }

@@ -6,12 +6,15 @@
 //! predicates `or` < `and` < `not`. A predicate written where a policy is expected
 //! is a filter and extends as far as it can (`port = 1 and vlanId = 2; …`). `( … )`
 //! and `begin … end` group either a predicate or a policy; as in Frenetic's LR
-//! parser, a group that is a whole predicate is read as one. This module checks
-//! that each value suits its field (type and width), and never panics: nesting
-//! deeper than [`MAX_DEPTH`] is an error, not a stack overflow.
+//! parser, a group that is a whole predicate is read as one. The parser never
+//! goes back: a group's contents are read once, as a predicate for as long as
+//! they are one, and become a policy at the first policy operator or keyword, so
+//! it pulls tokens from the lexer as it goes and holds only the next two. This
+//! module checks that each value suits its field (type and width), and never
+//! panics: nesting deeper than [`MAX_DEPTH`] is an error, not a stack overflow.
 
 use super::diagnostics::Diagnostic;
-use super::lexer::{lex, Kw, Tok};
+use super::lexer::{Kw, Lexer, Tok};
 use super::syntax::{
     HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Span, Value,
 };
@@ -21,18 +24,22 @@ pub const MAX_DEPTH: usize = 500;
 
 /// Parses a whole policy file.
 pub fn parse_policy(src: &str) -> Result<Policy, Diagnostic> {
-    let mut p = Parser::new(src)?;
-    let pol = p.policy(0)?;
-    p.expect_eof("a policy operator (`+`, `;`, `*`)")?;
-    Ok(pol)
+    let mut p = Parser::new(src);
+    let pol = p.policy(0).and_then(|pol| {
+        p.expect_eof("a policy operator (`+`, `;`, `*`)")?;
+        Ok(pol)
+    });
+    p.finish(pol)
 }
 
 /// Parses a whole predicate file (Frenetic's `pred_eof` entry point).
 pub fn parse_predicate(src: &str) -> Result<Pred, Diagnostic> {
-    let mut p = Parser::new(src)?;
-    let pred = p.pred(0)?;
-    p.expect_eof("`and`, `or`")?;
-    Ok(pred)
+    let mut p = Parser::new(src);
+    let pred = p.pred(0).and_then(|pred| {
+        p.expect_eof("`and`, `or`")?;
+        Ok(pred)
+    });
+    p.finish(pred)
 }
 
 /// Policy operators: `p + q` (level 0), `p ; q` (level 1), `p*` (level 2).
@@ -113,44 +120,87 @@ impl Tree for Pred {
     }
 }
 
-struct Parser {
-    toks: Vec<(Tok, Span)>,
-    pos: usize,
+/// A group's contents, read once: a predicate as long as they are one.
+enum Grouped {
+    Pred(Pred),
+    Policy(Policy),
+}
+
+struct Parser<'a> {
+    lexer: Lexer<'a>,
+    /// The current token and the one after it (only the current one at the
+    /// end): all the lookahead the grammar needs.
+    ahead: Vec<(Tok, Span)>,
+    /// The last token consumed, if any.
+    prev: Option<Span>,
+    /// The first lexing error: the text ends there for the parser (an `Eof`
+    /// stands in for it), and the error is what the parse reports.
+    lex_error: Option<Diagnostic>,
     depth: usize,
 }
 
 type R<T> = Result<T, Diagnostic>;
 
-impl Parser {
-    fn new(src: &str) -> R<Parser> {
-        Ok(Parser {
-            toks: lex(src)?,
-            pos: 0,
+impl<'a> Parser<'a> {
+    fn new(src: &'a str) -> Parser<'a> {
+        let mut p = Parser {
+            lexer: Lexer::new(src),
+            ahead: Vec::with_capacity(4),
+            prev: None,
+            lex_error: None,
             depth: 0,
-        })
+        };
+        p.fill();
+        p
+    }
+
+    /// Lexes until two tokens are ahead, or the end.
+    fn fill(&mut self) {
+        while self.ahead.len() < 2 && self.ahead.last().is_none_or(|(t, _)| *t != Tok::Eof) {
+            if let Err(e) = self.lexer.next_into(&mut self.ahead) {
+                let at = e.span.map_or(0, |s| s.start);
+                self.ahead.push((Tok::Eof, Span::new(at, at)));
+                self.lex_error = Some(e);
+            }
+        }
+    }
+
+    /// The parse's outcome: a lexing error met on the way comes first (the
+    /// parser saw an end of input there).
+    fn finish<T>(mut self, parsed: R<T>) -> R<T> {
+        match self.lex_error.take() {
+            Some(e) => Err(e),
+            None => parsed,
+        }
     }
 
     fn peek(&self) -> &Tok {
-        &self.toks[self.pos.min(self.toks.len() - 1)].0
+        &self.ahead[0].0
     }
 
     fn peek_at(&self, n: usize) -> &Tok {
-        &self.toks[(self.pos + n).min(self.toks.len() - 1)].0
+        &self.ahead[n.min(self.ahead.len() - 1)].0
     }
 
     fn span(&self) -> Span {
-        self.toks[self.pos.min(self.toks.len() - 1)].1
+        self.ahead[0].1
+    }
+
+    fn span_at(&self, n: usize) -> Span {
+        self.ahead[n.min(self.ahead.len() - 1)].1
     }
 
     fn prev_span(&self) -> Span {
-        self.toks[self.pos.saturating_sub(1)].1
+        self.prev.unwrap_or_else(|| self.span())
     }
 
     fn bump(&mut self) -> (Tok, Span) {
-        let t = self.toks[self.pos.min(self.toks.len() - 1)].clone();
-        if self.pos < self.toks.len() - 1 {
-            self.pos += 1;
+        if *self.peek() == Tok::Eof {
+            return self.ahead[0].clone();
         }
+        let t = self.ahead.remove(0);
+        self.prev = Some(t.1);
+        self.fill();
         t
     }
 
@@ -171,11 +221,9 @@ impl Parser {
         let found = self.peek();
         // At the end of input, point just after the last token rather than at an
         // empty line.
-        let at = if *found == Tok::Eof && self.pos > 0 {
-            let e = self.toks[self.pos - 1].1.end;
-            Span::new(e, e)
-        } else {
-            self.span()
+        let at = match self.prev {
+            Some(prev) if *found == Tok::Eof => Span::new(prev.end, prev.end),
+            _ => self.span(),
         };
         let mut d = Diagnostic::error(at, format!("expected {expected}, found {found}"))
             .with_label(format!("expected {expected}"));
@@ -254,7 +302,18 @@ impl Parser {
         prefix: fn(&mut Self) -> R<T>,
         operand: fn(&mut Self, u8) -> R<T>,
     ) -> R<T> {
-        let mut lhs = prefix(self)?;
+        let lhs = prefix(self)?;
+        self.operators_after(lhs, min, table, operand)
+    }
+
+    /// [`Self::operators`] with the first operand already read.
+    fn operators_after<T: Tree>(
+        &mut self,
+        mut lhs: T,
+        min: u8,
+        table: &[Operator<T>],
+        operand: fn(&mut Self, u8) -> R<T>,
+    ) -> R<T> {
         while let Some(op) = table.iter().find(|op| min <= op.level && self.is(op.kw)) {
             let kw_span = self.bump().1;
             lhs = match op.build {
@@ -406,25 +465,19 @@ impl Parser {
                     span,
                 })
             }
-            Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
-                // A group: a predicate if the whole group is one, else a policy.
-                let saved = (self.pos, self.depth);
-                if let Ok(a) = self.pred(0) {
+            Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => match self.group(open)? {
+                // A group that is a whole predicate goes on as one (`(a or b)
+                // and c`), and the filter is the whole predicate.
+                Grouped::Pred(a) => {
+                    let a = self.operators_after(a, 0, PRED_OPERATORS, Self::pred)?;
                     let span = a.span;
-                    return Ok(Policy {
+                    Ok(Policy {
                         kind: PolicyKind::Filter(a),
                         span,
-                    });
+                    })
                 }
-                (self.pos, self.depth) = saved;
-                self.bump();
-                let p = self.policy(0)?;
-                let end = self.close_group(open, start)?;
-                Ok(Policy {
-                    kind: p.kind,
-                    span: start.to(end),
-                })
-            }
+                Grouped::Policy(p) => Ok(p),
+            },
             _ if self.starts_pred() => {
                 let a = self.pred(0)?;
                 let span = a.span;
@@ -440,6 +493,49 @@ impl Parser {
             .with_label("portless field")),
             _ => Err(self.unexpected("a policy")),
         }
+    }
+
+    /// A group `( … )` or `begin … end` at a policy's place, its span covering
+    /// the brackets.
+    fn group(&mut self, open: Kw) -> R<Grouped> {
+        self.nested(|p| {
+            let start = p.bump().1;
+            let inner = p.policy_or_pred()?;
+            let span = start.to(p.close_group(open, start)?);
+            Ok(match inner {
+                Grouped::Pred(a) => Grouped::Pred(Pred { kind: a.kind, span }),
+                Grouped::Policy(q) => Grouped::Policy(Policy { kind: q.kind, span }),
+            })
+        })
+    }
+
+    /// A group's contents: a predicate until a policy operator or keyword shows
+    /// that they are a policy (the predicate so far then becomes its filter).
+    fn policy_or_pred(&mut self) -> R<Grouped> {
+        let first = match self.peek() {
+            Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
+                let open = *open;
+                self.group(open)?
+            }
+            _ if self.starts_pred() => Grouped::Pred(self.pred_atom()?),
+            _ => return Ok(Grouped::Policy(self.policy(0)?)),
+        };
+        let first = match first {
+            Grouped::Pred(a) => {
+                let a = self.operators_after(a, 0, PRED_OPERATORS, Self::pred)?;
+                if !POLICY_OPERATORS.iter().any(|op| self.is(op.kw)) {
+                    return Ok(Grouped::Pred(a));
+                }
+                let span = a.span;
+                Policy {
+                    kind: PolicyKind::Filter(a),
+                    span,
+                }
+            }
+            Grouped::Policy(p) => p,
+        };
+        let p = self.operators_after(first, 0, POLICY_OPERATORS, Self::policy)?;
+        Ok(Grouped::Policy(p))
     }
 
     /// `if a1 then p1 else if a2 then p2 … else q`, read as a loop: an `else if`
@@ -570,7 +666,7 @@ impl Parser {
             Tok::Field(_) | Tok::Meta(_) => {
                 if self.peek_at(1) == &Tok::Kw(Kw::Assign) {
                     return Err(Diagnostic::error(
-                        self.toks[self.pos + 1].1,
+                        self.span_at(1),
                         "an assignment cannot be part of a predicate",
                     )
                     .with_label("`:=` inside a test")
