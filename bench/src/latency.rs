@@ -143,13 +143,16 @@ fn stage_table(scd: &Scd) -> Option<String> {
         if total == 0.0 {
             continue;
         }
+        // The +Inf bucket has no upper bound: what it holds is above the last
+        // finite one.
         let at = |q: f64| {
-            buckets
-                .iter()
-                .find(|(_, c)| *c >= q * total)
-                .map(|(le, _)| format!("≤ {:.1}", le * 1e6))
-                .unwrap_or_default()
+            let i = buckets.iter().position(|(_, c)| *c >= q * total)?;
+            Some(match buckets[i].0 {
+                le if le.is_finite() => format!("≤ {:.1}", le * 1e6),
+                _ => format!("> {:.1}", buckets.get(i.checked_sub(1)?)?.0 * 1e6),
+            })
         };
+        let at = |q: f64| at(q).unwrap_or_default();
         rows.push_str(&format!(
             "| {stage} | {total:.0} | {} | {} |\n",
             at(0.5),

@@ -210,6 +210,39 @@ pub fn finish_partial_checksum(frame: &mut [u8], start: u16, offset: u16) -> boo
     true
 }
 
+/// The reverse of [`finish_partial_checksum`], for a packet handed on to a kernel:
+/// when `frame` is exactly one TCP or UDP packet whose transport checksum
+/// verifies, the checksum field is set back to the pseudo-header sum, and the
+/// header that asks the receiving kernel to finish it is returned. That kernel
+/// trusts a partial checksum as it trusts its own, so it neither sums nor
+/// dissects the frame again: the check made here is the receiver's, moved.
+/// Anything else (not TCP or UDP, bytes after the IP packet, a wrong checksum)
+/// is left as it is, with [`VnetHdr::NONE`], so a receiver still sees a wrong
+/// checksum and drops the packet.
+pub fn reopen_verified_checksum(frame: &mut [u8]) -> VnetHdr {
+    let Some(h) = headers(frame) else {
+        return VnetHdr::NONE;
+    };
+    if frame.len() != h.ip_end || !l4_checksum_ok(frame, &h) {
+        return VnetHdr::NONE;
+    }
+    let (proto, offset) = if h.tcp {
+        (ipproto::TCP, TCP_CSUM_OFFSET)
+    } else {
+        (ipproto::UDP, UDP_CSUM_OFFSET)
+    };
+    let partial = csum_fold(pseudo_sum(&frame[h.l3..], h.v6, proto, h.ip_end - h.l4));
+    put16(frame, h.l4 + offset, partial);
+    VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: GSO_NONE,
+        hdr_len: u16::try_from(h.end).unwrap_or(0),
+        gso_size: 0,
+        csum_start: u16::try_from(h.l4).unwrap_or(0),
+        csum_offset: u16::try_from(offset).unwrap_or(0),
+    }
+}
+
 /// Where the headers of a TCP or UDP frame are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Headers {
@@ -793,6 +826,40 @@ mod tests {
         ));
         assert!(l4_checksum_ok(&f, &headers(&f).unwrap()));
         assert!(!finish_partial_checksum(&mut f, 60_000, 0));
+    }
+
+    #[test]
+    fn a_verified_checksum_reopens_and_finishes_back_to_itself() {
+        for (v6, tcp) in [(false, false), (false, true), (true, false), (true, true)] {
+            let complete = frame(v6, tcp, b"sixty-four bytes or so", 7, TCP_ACK);
+            let mut f = complete.clone();
+            let hdr = reopen_verified_checksum(&mut f);
+            let h = headers(&f).unwrap();
+            assert!(hdr.needs_csum() && !hdr.is_gso(), "{v6} {tcp}");
+            assert_eq!(usize::from(hdr.csum_start), h.l4);
+            assert_eq!(check(&hdr, &f), Ok(()));
+            // What a kernel does with it gives back the frame that came.
+            assert!(finish_partial_checksum(
+                &mut f,
+                hdr.csum_start,
+                hdr.csum_offset
+            ));
+            assert_eq!(f, complete, "{v6} {tcp}");
+        }
+        // A wrong checksum is left for the receiver to drop.
+        let mut wrong = frame(false, false, b"payload", 0, 0);
+        let at = headers(&wrong).unwrap().l4 + UDP_CSUM_OFFSET;
+        wrong[at] ^= 0x10;
+        let before = wrong.clone();
+        assert_eq!(reopen_verified_checksum(&mut wrong), VnetHdr::NONE);
+        assert_eq!(wrong, before);
+        // Bytes after the IP packet (padding) are outside what a partial sum covers.
+        let mut padded = frame(false, true, b"payload", 0, TCP_ACK);
+        padded.extend_from_slice(&[0; 6]);
+        assert_eq!(reopen_verified_checksum(&mut padded), VnetHdr::NONE);
+        let mut arp = vec![0u8; 42];
+        arp[12..14].copy_from_slice(&ethertype::ARP.to_be_bytes());
+        assert_eq!(reopen_verified_checksum(&mut arp), VnetHdr::NONE);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! table and flow counters from the published snapshot of the tables, on its own
 //! thread, asking no switch thread anything; it never changes anything.
 
-use crate::switch::{HistogramSnapshot, Stage, SwitchHandle, LATENCY_BUCKETS};
+use crate::switch::{HistogramSnapshot, Stage, SwitchHandle};
 use bounded_http::Limits;
 use bytes::Bytes;
 use dataplane_core::pipeline::TableStats;
@@ -537,11 +537,9 @@ impl SwitchMetrics {
                 .iter()
                 .enumerate()
                 .map(|(i, count)| {
-                    let upper = if i + 1 == LATENCY_BUCKETS {
-                        f64::MAX
-                    } else {
-                        HistogramSnapshot::upper_ns(i) as f64 / 1e9
-                    };
+                    // prometheus-client writes f64::MAX as `+Inf`: the open top bucket.
+                    let upper =
+                        HistogramSnapshot::upper_ns(i).map_or(f64::MAX, |ns| ns as f64 / 1e9);
                     (upper, *count)
                 })
                 .collect();

@@ -51,7 +51,8 @@ const TEST: &str = "qemu_scd_migrate";
 /// The QEMU of one host: the persistent TAP `QTAP` in that host's namespace, the
 /// guest's MAC from the inventory, MTU 1420 announced to the guest (virtio
 /// `host_mtu`), and no segmentation offload (a raw port refuses super-frames;
-/// checksum offload stays on and the raw port finishes checksums).
+/// checksum offload stays on and the raw port hands unfinished checksums on behind
+/// their virtio-net header).
 fn qemu_config(guest: &Guest, host: &Netns, dir: &Path, role: &str) -> QemuConfig {
     let mut c = guest_config(guest, TEST, dir, role);
     c.append = format!("quiet sc.ip={GUEST_IP}/10 sc.port={ECHO_PORT}");

@@ -2,8 +2,9 @@
 //! host ends of their veth pairs (`type = "raw"`), as it serves a QEMU guest through
 //! the host side of the TAP that QEMU owns. ARP, ping, a TCP transfer checked end to
 //! end and a UDP burst go through the flow tables. The VMs keep transmit checksum
-//! offload on, so the switch sees unfinished TCP/UDP checksums and must finish them
-//! (a switch that did not would pass ping and break TCP). The switch's own sends
+//! offload on, so the switch sees unfinished TCP/UDP checksums and must hand them on
+//! behind their virtio-net header (a switch that dropped the header would pass ping
+//! and break TCP; `checksums.rs` checks what the receiving kernel makes of them). The switch's own sends
 //! must not come back to it as input, and a raw port on a missing interface is
 //! refused at start with a clear error. With segmentation offload on, the VMs hand
 //! over TCP super-frames, which cross the switch whole. A tagged trunk works: the
@@ -113,8 +114,8 @@ fn raw_ports_carry_arp_ping_tcp_and_udp_with_checksums_finished() -> Result<()> 
     assert_eq!(t.received, STREAM_BYTES, "every byte arrives");
     assert_eq!(t.sent_hash, t.received_hash, "the stream arrives intact");
 
-    // UDP with the checksum left to offload: the receiving stack drops a datagram
-    // whose checksum is wrong, so every one arriving proves it was finished.
+    // UDP with the checksum left to offload: a datagram whose checksum lost its
+    // virtio-net header on the way would be dropped, so every one must arrive.
     let rx = s.vm2.ns.enter(move || UdpSocket::bind((IP2, 6100)))??;
     rx.set_read_timeout(Some(Duration::from_millis(500)))?;
     netns_tests::big_receive_buffer(&rx, 8 << 20)?;

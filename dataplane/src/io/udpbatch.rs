@@ -566,8 +566,9 @@ impl RecvBatch {
         self.stamps
     }
 
-    /// How long the first datagram of the last batch had waited in the kernel
-    /// when the batch was read; `None` once taken, or without timestamps.
+    /// How long the first datagram of the first batch read since the last take
+    /// had waited in the kernel when that batch was read; `None` once taken, or
+    /// without timestamps.
     pub fn take_age(&mut self) -> Option<std::time::Duration> {
         self.age.take()
     }
@@ -624,7 +625,9 @@ impl RecvBatch {
             };
             self.froms[i] = from_storage(&addrs[i]);
         }
-        if self.stamps && n > 0 {
+        // The first batch since the last take is the one whose wait is the
+        // wake-up; later batches of the same round waited for the round itself.
+        if self.stamps && n > 0 && self.age.is_none() {
             self.age = receive_timestamp(&msgs[0].msg_hdr).and_then(|t| age_of(&t));
         }
         self.count = n;
@@ -705,6 +708,50 @@ mod tests {
     /// Runs of equal datagrams leave as one GSO message and arrive coalesced; they
     /// are split back into the same datagrams, in order, short last ones included,
     /// and a second destination is never merged into a run.
+    #[test]
+    fn the_age_taken_is_the_first_batch_s_since_the_last_take() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        let mut rx = RecvBatch::default();
+        assert!(rx.enable_timestamps(b.as_raw_fd()));
+        // The kernel turns receive timestamps on asynchronously, and until then
+        // stamps a datagram when it is read: wait for one stamped on arrival.
+        let probe_wait = std::time::Duration::from_millis(20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            a.send_to(&[0], to).unwrap();
+            std::thread::sleep(probe_wait);
+            while rx.next(b.as_raw_fd()).is_ok() {}
+            if rx.take_age().is_some_and(|age| age >= probe_wait) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no receive timestamps"
+            );
+        }
+        // A full batch that waits, then one datagram that the second batch reads.
+        for _ in 0..BATCH {
+            a.send_to(&[1], to).unwrap();
+        }
+        let waited = std::time::Duration::from_millis(200);
+        std::thread::sleep(waited);
+        a.send_to(&[2], to).unwrap();
+        let mut got = Vec::new();
+        while let Ok((d, _)) = rx.next(b.as_raw_fd()) {
+            got.push(d[0]);
+        }
+        assert_eq!(got.len(), BATCH + 1, "{got:?}");
+        assert_eq!(got.last(), Some(&2));
+        let age = rx.take_age().expect("an age");
+        assert!(
+            age >= waited,
+            "{age:?}: the second batch's, not the first's"
+        );
+        assert_eq!(rx.take_age(), None);
+    }
+
     #[test]
     fn gso_runs_and_gro_splitting_keep_every_datagram() {
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -63,11 +63,20 @@ fn renders_the_switch_under_the_same_names_and_labels() {
         crate::switch::Stage::Round,
         std::time::Duration::from_micros(3),
     );
+    // A sample past the last finite bound (2^30 ns) is counted only under +Inf.
+    s.handle.shared.stage_latency.record(
+        crate::switch::Stage::Round,
+        std::time::Duration::from_secs(100),
+    );
     let text = render(&s.handle, "host \"a\"");
     let all = samples(&text);
     let round = format!("{base},stage=\"round\"");
     for (key, value) in [
-        (format!("scd_stage_latency_seconds_count{{{round}}}"), "1"),
+        (format!("scd_stage_latency_seconds_count{{{round}}}"), "2"),
+        (
+            format!("scd_stage_latency_seconds_bucket{{le=\"1.073741824\",{round}}}"),
+            "1",
+        ),
         (
             format!("scd_stage_latency_seconds_bucket{{le=\"0.000002048\",{round}}}"),
             "0",
@@ -78,7 +87,7 @@ fn renders_the_switch_under_the_same_names_and_labels() {
         ),
         (
             format!("scd_stage_latency_seconds_bucket{{le=\"+Inf\",{round}}}"),
-            "1",
+            "2",
         ),
     ] {
         assert!(

@@ -126,12 +126,12 @@ impl Scratch {
     }
 }
 
-/// True when `actions` leave a super-frame's offload header valid: they touch no
-/// byte the header's offsets or the partial checksum depend on (Ethernet addresses,
-/// an existing VLAN tag's fields, DSCP and TTL, which the pseudo-header leaves out),
-/// and send it nowhere the header cannot follow: a packet-in carries no virtio-net
-/// header, so the controller gets complete segments, never a 64 KB frame with an
-/// unfinished checksum.
+/// True when `actions` leave a frame's offload header valid (a super-frame's, or
+/// a lone frame's unfinished checksum): they touch no byte the header's offsets or
+/// the partial checksum depend on (Ethernet addresses, an existing VLAN tag's
+/// fields, DSCP and TTL, which the pseudo-header leaves out), and send it nowhere
+/// the header cannot follow: a packet-in carries no virtio-net header, so the
+/// controller gets complete packets, never a 64 KB frame or an unfinished checksum.
 pub(super) fn actions_keep_offload(actions: &[Action]) -> bool {
     use openflow::flow::{port, Field};
     actions.iter().all(|a| match a {
@@ -475,7 +475,7 @@ impl Switch {
                 },
                 PortIo::Tunnel(_) => return,
             };
-            let (n, mut hdr) = match received {
+            let (n, hdr) = match received {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -491,17 +491,10 @@ impl Switch {
                 info.counters.rx_errors.add(1);
                 continue;
             }
-            // A lone frame's unfinished checksum is finished at once (cheap at its
-            // size): every later step then sees a complete packet. Super-frames keep
-            // theirs until they are segmented or handed to a kernel that takes them.
-            if hdr.needs_csum() && !hdr.is_gso() {
-                offload::finish_partial_checksum(
-                    frame.bytes_mut(),
-                    hdr.csum_start,
-                    hdr.csum_offset,
-                );
-                hdr = VnetHdr::NONE;
-            }
+            // An unfinished checksum (a lone frame's or a super-frame's) stays
+            // unfinished: `process` finishes it only where the actions or the output
+            // need it complete, and a TAP or raw port takes it as it came, so neither
+            // `scd` nor the kernel that receives it sums the frame again.
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
             if info.link.drops_received() {
@@ -540,9 +533,12 @@ impl Switch {
         let Some(idx) = coalescer.source() else {
             return;
         };
-        let Some((frame, hdr)) = coalescer.take() else {
+        let Some((frame, mut hdr)) = coalescer.take() else {
             return;
         };
+        if !hdr.is_gso() {
+            hdr = offload::reopen_verified_checksum(frame.bytes_mut());
+        }
         let port_number = self.egress.ports[idx].number;
         self.process(idx, port_number, frame, hdr, scratch, now);
     }
@@ -621,7 +617,10 @@ impl Switch {
                     Push::FlushFirst => self.flush_coalesced(coalescer, scratch, now),
                     Push::Refused => {
                         self.flush_coalesced(coalescer, scratch, now);
-                        self.process(idx, port_number, frame, VnetHdr::NONE, scratch, now);
+                        // Verified here, and handed on with its checksum reopened, so
+                        // the receiving kernel neither dissects nor sums it again.
+                        let hdr = offload::reopen_verified_checksum(frame.bytes_mut());
+                        self.process(idx, port_number, frame, hdr, scratch, now);
                         break;
                     }
                 }
@@ -782,7 +781,16 @@ impl Switch {
         self.pipeline
             .account(&decision.hits, &decision.tables, len, now);
         let mut outputs = 0u32;
-        let keep = !offload.is_gso() || actions_keep_offload(&decision.actions);
+        let keep = !offload.needs_csum() || actions_keep_offload(&decision.actions);
+        if !keep && !offload.is_gso() {
+            // A lone frame whose actions change what its partial checksum covers
+            // (or that goes to the controller): finished here, cheap at its size.
+            offload::finish_partial_checksum(
+                frame.bytes_mut(),
+                offload.csum_start,
+                offload.csum_offset,
+            );
+        }
         let mut out = Output {
             egress: &self.egress,
             tunnels: &mut self.tunnels,
@@ -793,7 +801,7 @@ impl Switch {
             classified: Some((&self.pipeline, decision)),
             in_port,
         };
-        let outcome = if keep {
+        let outcome = if keep || !offload.is_gso() {
             execute(
                 &decision.actions,
                 frame,

@@ -42,7 +42,8 @@ pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender};
 pub use port_state::{PortChanges, PortLink, PORT_CHANGES_DEPTH, SETTABLE_CONFIG};
 pub use ports::{LocalPort, NewPort, PortSetError, BATCH, MAX_FRAME};
 pub use stage_latency::{
-    HistogramSnapshot, Stage, StageHistogram, StageLatency, BUCKETS as LATENCY_BUCKETS,
+    HistogramSnapshot, QuantileBound, Stage, StageHistogram, StageLatency,
+    BUCKETS as LATENCY_BUCKETS,
 };
 pub use tables::{Job, Published, RemovedHook, Reply};
 

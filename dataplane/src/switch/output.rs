@@ -5,7 +5,7 @@ use super::counters::SwitchShared;
 use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
-use dataplane_core::offload::{Segments, VnetHdr};
+use dataplane_core::offload::{finish_partial_checksum, Segments, VnetHdr};
 use dataplane_core::packet::ETH_HLEN;
 use dataplane_core::packet_io::PacketInReason;
 use dataplane_core::pipeline::Classification;
@@ -157,6 +157,15 @@ impl Output<'_> {
             Sent::SocketError => counters.tx_dropped.add(1),
         };
         match segments {
+            // WireGuard carries whole IP packets and the peer cannot tell a partial
+            // checksum from a wrong one: finished here, on a copy, because the
+            // frame's other outputs (a TAP) may still take it unfinished.
+            None if self.offload.needs_csum() => {
+                let copy = &mut self.segment[..frame.len()];
+                copy.copy_from_slice(frame);
+                finish_partial_checksum(copy, self.offload.csum_start, self.offload.csum_offset);
+                count(tunnels.send(peer, &copy[l2..]), frame.len())
+            }
             None => count(tunnels.send(peer, &frame[l2..]), frame.len()),
             // Each segment leaves as its own datagram and counts as a packet of the
             // tunnel port, as it would have without offloads.

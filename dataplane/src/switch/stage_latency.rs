@@ -31,15 +31,16 @@ impl Counter {
 }
 
 /// Buckets per histogram: bucket `i` counts durations below 2^i ns (and at
-/// least 2^(i-1)); the last one also takes everything longer (2^31 ns ≈ 2.1 s).
+/// least 2^(i-1)); the last one is open-ended: everything from 2^30 ns (about
+/// 1.07 s) up, however long.
 pub const BUCKETS: usize = 32;
 
 /// A stage of the forwarding loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
-    /// From the kernel's receive timestamp of the first datagram of a tunnel
-    /// batch to the moment the loop read it: the thread's wake-up (or the
-    /// rest of the round it was busy with) seen from the wire.
+    /// From the kernel's receive timestamp of the first datagram of a round's
+    /// first tunnel batch to the moment the loop read it: the thread's wake-up
+    /// (or the rest of the round it was busy with) seen from the wire.
     TunnelWakeup,
     /// One local port's batch: TAP or raw reads, port security, tables, actions
     /// and the writes or encryptions of the outputs.
@@ -129,14 +130,15 @@ impl HistogramSnapshot {
         self.counts.iter().sum()
     }
 
-    /// The exclusive upper bound of bucket `i`, in nanoseconds.
-    pub fn upper_ns(i: usize) -> u64 {
-        1u64 << i
+    /// The exclusive upper bound of bucket `i`, in nanoseconds; `None` for the
+    /// last, open-ended bucket (Prometheus's `+Inf`).
+    pub fn upper_ns(i: usize) -> Option<u64> {
+        (i + 1 < BUCKETS).then(|| 1u64 << i)
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0 to 1): the true
-    /// value is at most this and more than half of it. `None` without samples.
-    pub fn quantile_ns(&self, q: f64) -> Option<u64> {
+    /// Where quantile `q` (0 to 1) lies, as its bucket bounds it. `None` without
+    /// samples.
+    pub fn quantile_ns(&self, q: f64) -> Option<QuantileBound> {
         let total = self.count();
         if total == 0 {
             return None;
@@ -145,14 +147,28 @@ impl HistogramSnapshot {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
         let mut seen = 0;
+        let mut at = BUCKETS - 1;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some(Self::upper_ns(i));
+                at = i;
+                break;
             }
         }
-        Some(Self::upper_ns(BUCKETS - 1))
+        Some(match Self::upper_ns(at) {
+            Some(upper) => QuantileBound::Below(upper),
+            None => QuantileBound::AtLeast(1u64 << (at - 1)),
+        })
     }
+}
+
+/// Where a quantile lies, in nanoseconds, as far as power-of-two buckets tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuantileBound {
+    /// Below this bound and at least half of it.
+    Below(u64),
+    /// In the open-ended top bucket: at least this, with no upper bound.
+    AtLeast(u64),
 }
 
 /// Every stage's histogram.
@@ -193,9 +209,12 @@ mod tests {
         assert_eq!(s.counts[10], 1);
         assert_eq!(s.counts[BUCKETS - 1], 1);
         assert_eq!(s.sum_ns, 1_056_000 + 100_000_000_000);
-        let p50 = s.quantile_ns(0.5).unwrap();
-        assert!((3_000..6_000).contains(&p50) && p50 > 3_000 / 2, "{p50}");
-        assert_eq!(s.quantile_ns(1.0), Some(1 << 31));
+        // The median, 3 µs, lies in [2.048, 4.096) µs.
+        assert_eq!(s.quantile_ns(0.5), Some(QuantileBound::Below(1 << 12)));
+        // 100 s is in the open top bucket: no bound above, 2^30 ns below.
+        assert_eq!(s.quantile_ns(1.0), Some(QuantileBound::AtLeast(1 << 30)));
+        assert_eq!(HistogramSnapshot::upper_ns(BUCKETS - 1), None);
+        assert_eq!(HistogramSnapshot::upper_ns(BUCKETS - 2), Some(1 << 30));
         assert_eq!(l.get(Stage::JobHop).snapshot().quantile_ns(0.5), None);
     }
 }

@@ -147,9 +147,9 @@ impl Tunnels {
         !self.tx.is_empty() || self.send_failures > 0
     }
 
-    /// How long the first datagram of the last receive batch had waited in the
-    /// kernel when it was read (once per batch; `None` when already taken or
-    /// the kernel gave no timestamp).
+    /// How long the first datagram of the first receive batch since the last
+    /// call had waited in the kernel when it was read (`None` when nothing was
+    /// read since, or the kernel gave no timestamp).
     pub fn take_receive_age(&mut self) -> Option<Duration> {
         self.rx.take_age()
     }
