@@ -171,6 +171,7 @@ fn vm_adds(ns: &Netns, api: &str, n: usize) -> Result<f64> {
             netns: None,
             tenant: Some("t".into()),
             public_ip: None,
+            ipv6: None,
         };
         let body = serde_json::to_vec(&vm)?;
         let started = Instant::now();

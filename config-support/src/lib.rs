@@ -1,12 +1,12 @@
 //! What the configuration parsers of `scd` (the host file) and `scc` (the
-//! inventory) share: IPv4 prefix parsing and turning a TOML byte offset into the
+//! inventory) share: IPv4 and IPv6 prefix parsing and turning a TOML byte offset into the
 //! `line:column` an error names, so both files report errors the same way; and
 //! how every daemon of the project logs (`logging`).
 #![forbid(unsafe_code)]
 
 pub mod logging;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
 /// The netmask of a prefix length (`0` for `/0`); lengths over 32 count as 32.
@@ -23,6 +23,23 @@ pub fn parse_ipv4_prefix(text: &str) -> Option<(Ipv4Addr, u8)> {
     let addr: Ipv4Addr = addr.trim().parse().ok()?;
     let len: u8 = len.trim().parse().ok().filter(|len| *len <= 32)?;
     Some((Ipv4Addr::from(u32::from(addr) & prefix_mask(len)), len))
+}
+
+/// The netmask of an IPv6 prefix length (`0` for `/0`); lengths over 128 count
+/// as 128.
+pub fn prefix_mask128(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// Parses `addr/len` for IPv6 (spaces around either part allowed) into the
+/// network, with the host bits cleared, and the length; `None` unless it is one.
+pub fn parse_ipv6_prefix(text: &str) -> Option<(Ipv6Addr, u8)> {
+    let (addr, len) = text.split_once('/')?;
+    let addr: Ipv6Addr = addr.trim().parse().ok()?;
+    let len: u8 = len.trim().parse().ok().filter(|len| *len <= 128)?;
+    Some((Ipv6Addr::from(u128::from(addr) & prefix_mask128(len)), len))
 }
 
 /// A place in a text file, both 1-based.
@@ -72,6 +89,24 @@ fn floor_char_boundary(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ipv6_prefixes_parse_with_host_bits_cleared() {
+        assert_eq!(
+            parse_ipv6_prefix("fd00:5c::1/48"),
+            Some(("fd00:5c::".parse().unwrap(), 48))
+        );
+        assert_eq!(
+            parse_ipv6_prefix(" ::/0 "),
+            Some((Ipv6Addr::UNSPECIFIED, 0))
+        );
+        for bad in ["fd00::", "fd00::/129", "10.0.0.0/8", "fd00::/x", "/64"] {
+            assert_eq!(parse_ipv6_prefix(bad), None, "{bad}");
+        }
+        assert_eq!(prefix_mask128(0), 0);
+        assert_eq!(prefix_mask128(128), u128::MAX);
+        assert_eq!(prefix_mask128(64), u128::MAX << 64);
+    }
 
     #[test]
     fn prefixes_parse_with_host_bits_cleared() {

@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Serialize)]
 struct File<'a> {
     overlay_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overlay_ipv6_prefix: Option<String>,
     gateway_mac: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dns: Vec<String>,
@@ -104,6 +106,8 @@ struct VmEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     public_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<&'a VmPlacement>,
 }
 
@@ -118,6 +122,7 @@ fn vm_entry<'a>(vm: &'a Vm, placement: &'a BTreeMap<String, VmPlacement>) -> VmE
         netns: vm.netns.as_deref(),
         tenant: vm.tenant.as_deref(),
         public_ip: vm.public_ip.map(|ip| ip.to_string()),
+        ipv6: vm.ipv6.map(|ip| ip.to_string()),
         placement: placement.get(&vm.name),
     }
 }
@@ -133,6 +138,7 @@ impl Inventory {
         } = self.switch_settings;
         let file = File {
             overlay_prefix: format!("{}/{}", self.overlay.0, self.overlay.1),
+            overlay_ipv6_prefix: self.overlay_ipv6.map(|(net, len)| format!("{net}/{len}")),
             gateway_mac: self.gateway_mac.to_string(),
             dns: self.dns.iter().map(ToString::to_string).collect(),
             controller: Controller {

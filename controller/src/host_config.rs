@@ -44,6 +44,8 @@ struct ScdConfig<'a> {
 struct Overlay {
     prefix: String,
     gateway_mac: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ipv6_prefix: Option<String>,
 }
 
 /// `[dhcp]`: every VM port's client gets its address, the gateway and the
@@ -261,6 +263,7 @@ impl Inventory {
             overlay: Overlay {
                 prefix: format!("{}/{}", self.overlay.0, self.overlay.1),
                 gateway_mac: self.gateway_mac.to_string(),
+                ipv6_prefix: self.overlay_ipv6.map(|(net, len)| format!("{net}/{len}")),
             },
             metrics: Metrics {
                 listen: METRICS_LISTEN,

@@ -63,6 +63,7 @@ pub enum InventoryError {
 struct RawInventory {
     #[serde(default = "default_prefix")]
     overlay_prefix: Spanned<String>,
+    overlay_ipv6_prefix: Option<Spanned<String>>,
     #[serde(default = "default_gw_mac")]
     gateway_mac: Spanned<String>,
     #[serde(default)]
@@ -199,6 +200,7 @@ struct RawVm {
     netns: Option<String>,
     tenant: Option<String>,
     public_ip: Option<Spanned<String>>,
+    ipv6: Option<Spanned<String>>,
     placement: Option<Spanned<VmPlacement>>,
 }
 
@@ -390,6 +392,16 @@ impl RawVm {
                     )
                 })?),
             },
+            ipv6: match &self.ipv6 {
+                None => None,
+                Some(p) => Some(p.get_ref().parse().map_err(|_| {
+                    invalid(
+                        &p.span(),
+                        "vm.ipv6",
+                        format!("`{}` is not an IPv6 address", p.get_ref()),
+                    )
+                })?),
+            },
             name,
         })
     }
@@ -406,6 +418,7 @@ impl RawVm {
             "vm.port" => self.port.span(),
             "vm.tap" => given(&self.tap),
             "vm.public_ip" => given(&self.public_ip),
+            "vm.ipv6" => given(&self.ipv6),
             _ => self.name.span(),
         }
     }
@@ -443,6 +456,13 @@ impl Inventory {
                 format!("`{}` is not an IPv4 prefix", raw.overlay_prefix.get_ref()),
             )
         })?;
+        let overlay_ipv6 = match &raw.overlay_ipv6_prefix {
+            None => None,
+            Some(p) => Some(
+                crate::model::ipv6::overlay_ipv6_prefix(p.get_ref())
+                    .map_err(|message| invalid(&p.span(), "overlay_ipv6_prefix", message))?,
+            ),
+        };
         let gateway_mac: Mac = raw
             .gateway_mac
             .get_ref()
@@ -550,6 +570,7 @@ impl Inventory {
         }
         let mut inventory = Inventory {
             overlay,
+            overlay_ipv6,
             gateway_mac,
             dns,
             openflow,
@@ -770,6 +791,94 @@ mod tests {
     fn error_with(from: &str, to: &str) -> String {
         assert!(EXAMPLE.contains(from), "{from}");
         error(&EXAMPLE.replace(from, to))
+    }
+
+    #[test]
+    fn ipv6_addresses_are_explicit_or_slaac_and_checked() {
+        let dual = EXAMPLE.replacen(
+            "gateway_mac = ",
+            "overlay_ipv6_prefix = \"fd00:5c::/48\"\ngateway_mac = ",
+            1,
+        );
+        let inv = Inventory::parse(&dual, "inv.toml").unwrap();
+        // SLAAC's address for 02:00:00:00:01:01: the first /64, EUI-64 of the MAC.
+        let web1: std::net::Ipv6Addr = "fd00:5c::ff:fe00:101".parse().unwrap();
+        assert_eq!(inv.vm_ipv6(&inv.vms["web1"]), Some(web1));
+        let exported = inv.to_file("");
+        assert!(
+            exported.contains("overlay_ipv6_prefix = \"fd00:5c::/48\""),
+            "{exported}"
+        );
+        assert_eq!(Inventory::parse(&exported, "again.toml").unwrap(), inv);
+        let own = dual.replacen(
+            "name = \"db1\"\n",
+            "name = \"db1\"\nipv6 = \"fd00:5c:0:2::1\"\n",
+            1,
+        );
+        let inv = Inventory::parse(&own, "inv.toml").unwrap();
+        assert_eq!(
+            inv.vm_ipv6(&inv.vms["db1"]),
+            Some("fd00:5c:0:2::1".parse().unwrap())
+        );
+        assert!(Inventory::parse(&inv.to_file(""), "again.toml").unwrap() == inv);
+        for (text, says) in [
+            (
+                dual.replacen(
+                    "name = \"db1\"\n",
+                    "name = \"db1\"\nipv6 = \"fd00:5c::ff:fe00:101\"\n",
+                    1,
+                ),
+                "`vm.ipv6`: address fd00:5c::ff:fe00:101 already used by VM `web1`",
+            ),
+            (
+                dual.replacen(
+                    "name = \"db1\"\n",
+                    "name = \"db1\"\nipv6 = \"fd00:5d::1\"\n",
+                    1,
+                ),
+                "`vm.ipv6`: fd00:5d::1 is outside the overlay fd00:5c::/48",
+            ),
+            (
+                dual.replacen(
+                    "name = \"db1\"\n",
+                    "name = \"db1\"\nipv6 = \"fd00:5c::\"\n",
+                    1,
+                ),
+                "`vm.ipv6`: fd00:5c:: is not a unicast address a VM can hold",
+            ),
+            (
+                EXAMPLE.replacen(
+                    "name = \"db1\"\n",
+                    "name = \"db1\"\nipv6 = \"fd00:5c::1\"\n",
+                    1,
+                ),
+                "`vm.ipv6`: fd00:5c::1: the overlay has no IPv6 prefix",
+            ),
+            (
+                dual.replacen(
+                    "name = \"db1\"\n",
+                    "name = \"db1\"\nipv6 = \"100.64.0.9\"\n",
+                    1,
+                ),
+                "`vm.ipv6`: `100.64.0.9` is not an IPv6 address",
+            ),
+            (
+                dual.replacen("fd00:5c::/48", "2001:db8::/48", 1),
+                "`overlay_ipv6_prefix`: 2001:db8::/48 is not a unique local prefix",
+            ),
+            (
+                dual.replacen("fd00:5c::/48", "fd00:5c::/96", 1),
+                "`overlay_ipv6_prefix`: fd00:5c::/96 is longer than /64",
+            ),
+            (
+                dual.replacen("fd00:5c::/48", "fd00:5c::1/48", 1),
+                "`overlay_ipv6_prefix`: `fd00:5c::1/48` has address bits set past its length",
+            ),
+        ] {
+            let e = error(&text);
+            assert!(e.contains(says), "{e}\nwanted: {says}");
+            assert!(e.starts_with("inv.toml:"), "{e}");
+        }
     }
 
     #[test]
@@ -1128,6 +1237,7 @@ mod tests {
             netns: None,
             tenant: None,
             public_ip: None,
+            ipv6: None,
         };
         let web1 = inv.vms["web1"].clone();
         type Change<'a> = Box<dyn Fn(&mut Vm) + 'a>;

@@ -31,5 +31,6 @@ pub mod program;
 pub mod replica;
 pub mod restart;
 pub mod routing;
+pub mod routing6;
 pub mod state_store;
 pub mod store;

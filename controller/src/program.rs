@@ -441,8 +441,14 @@ impl NetworkProgram {
     /// The addresses whose cases may differ between this program and `inv` with
     /// `migration`, and whether plain flows may too.
     fn touched(&self, old: &Inventory, inv: &Inventory, migration: Option<&Migration>) -> Touched {
-        let mut t = Touched::default();
+        let mut t = Touched {
+            plain: old.overlay_ipv6 != inv.overlay_ipv6,
+            ..Touched::default()
+        };
+        // The IPv6 routes are plain flows (`routing6`): any VM's change moves them.
+        let ipv6 = inv.overlay_ipv6.is_some();
         let mut note = |vm: &crate::model::Vm| {
+            t.plain |= ipv6;
             t.addresses.insert(u32::from(vm.ip));
             if let Some(public) = vm.public_ip {
                 t.addresses.insert(u32::from(public));
@@ -577,7 +583,7 @@ struct Touched {
     addresses: BTreeSet<u32>,
     /// First addresses of the VM prefixes whose routes may differ.
     prefixes: BTreeSet<u32>,
-    /// Plain flows (gateway NAT) may differ.
+    /// Plain flows (gateway NAT, IPv6 routes) may differ.
     plain: bool,
 }
 
@@ -730,6 +736,7 @@ fn plain_flows_above(inv: &Inventory, host: &Host, migration: Option<&Migration>
     }
     flows.extend(crate::gateway::outbound_flows(inv, host, migration));
     flows.extend(crate::gateway::counted_drops(inv, host));
+    flows.extend(crate::routing6::ipv6_flows(inv, host, migration));
     for f in &mut flows {
         f.cookie = SCC_COOKIE;
     }

@@ -1,7 +1,7 @@
 //! The I/O-free core of `scd`, the per-host userspace switch of the supercloud
 //! overlay: packet views, the OpenFlow pipeline with its classifier, its exact-match
 //! and wildcard (megaflow) caches, frame rewriting, the software side of segmentation offloads, the ARP
-//! responder, the DHCP server of VM ports and the OpenFlow translation.
+//! responder, IPv6 neighbour discovery (`nd`), the DHCP server of VM ports and the OpenFlow translation.
 //!
 //! Nothing here opens a socket, starts a thread or reads a clock: time is passed
 //! in (the `wall-clock` feature adds `Pipeline::from_flows`, a convenience for
@@ -20,6 +20,7 @@ pub mod dhcp;
 pub mod exec;
 pub mod flow_id;
 pub mod megaflow;
+pub mod nd;
 pub mod offload;
 pub mod packet;
 pub mod packet_io;

@@ -1,19 +1,23 @@
 //! Port security of VM ports: the binding of a port to its VM's MAC and IPv4
-//! addresses, and the verdict on each frame the VM sends, taken before the ARP
+//! and IPv6 addresses, and the verdict on each frame the VM sends, taken before the ARP
 //! responder and the tables see it.
 //!
 //! A bound port admits only frames from its VM's MAC, and of those only IPv4 from
 //! one of its addresses (or a DHCP client's `0.0.0.0` to port 67), and ARP or RARP
 //! whose sender hardware address is its MAC and whose sender protocol address is
-//! one of its addresses or `0.0.0.0` (an ARP probe, QEMU's RARP announcement).
-//! Everything else (another MAC or address, a VLAN tag, IPv6 and other protocols the
-//! routed IPv4 overlay does not carry) is refused with the reason. An unbound port
+//! one of its addresses or `0.0.0.0` (an ARP probe, QEMU's RARP announcement), and
+//! IPv6 from one of its IPv6 addresses or the link-local address its MAC gives it
+//! (or from `::` for neighbour discovery and multicast listener reports, as
+//! duplicate address detection sends them).
+//! Everything else (another MAC or address, a VLAN tag, protocols the
+//! routed overlay does not carry) is refused with the reason. An unbound port
 //! admits everything, as before bindings existed. This module only judges; it
 //! never counts, drops or forwards.
 
+use crate::nd::{is_link_control, link_local};
 use crate::packet::{ArpPacket, Layout};
 use openflow::flow::{ethertype, ipproto, FlowKey, Mac};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// UDP port of a DHCP server.
 const DHCP_SERVER_PORT: u16 = 67;
@@ -25,6 +29,8 @@ const DHCP_CLIENT_PORT: u16 = 68;
 pub struct PortBinding {
     mac: Mac,
     ips: Box<[u32]>,
+    /// The IPv6 addresses it may send from, its MAC's link-local one first.
+    ipv6: Box<[u128]>,
 }
 
 /// Why a frame from a bound port was refused (a metrics label each).
@@ -36,13 +42,21 @@ pub enum Spoofed {
     Ip,
     /// ARP or RARP whose sender MAC or address is not the VM's.
     Arp,
-    /// A VLAN tag, or a protocol other than IPv4, ARP and RARP.
+    /// A VLAN tag, or a protocol other than IPv4, IPv6, ARP and RARP.
     Protocol,
+    /// An IPv6 source that is not one of the VM's addresses.
+    Ipv6,
 }
 
 impl Spoofed {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [Spoofed; 4] = [Spoofed::Mac, Spoofed::Ip, Spoofed::Arp, Spoofed::Protocol];
+    pub const ALL: [Spoofed; 5] = [
+        Spoofed::Mac,
+        Spoofed::Ip,
+        Spoofed::Arp,
+        Spoofed::Protocol,
+        Spoofed::Ipv6,
+    ];
 
     /// A short stable name, used as a metrics label.
     pub fn label(self) -> &'static str {
@@ -51,6 +65,7 @@ impl Spoofed {
             Spoofed::Ip => "ip",
             Spoofed::Arp => "arp",
             Spoofed::Protocol => "protocol",
+            Spoofed::Ipv6 => "ipv6",
         }
     }
 
@@ -61,6 +76,7 @@ impl Spoofed {
             Spoofed::Ip => 1,
             Spoofed::Arp => 2,
             Spoofed::Protocol => 3,
+            Spoofed::Ipv6 => 4,
         }
     }
 }
@@ -95,7 +111,28 @@ impl PortBinding {
         Ok(PortBinding {
             mac,
             ips: ips.into_boxed_slice(),
+            ipv6: Box::new([u128::from(link_local(mac))]),
         })
+    }
+
+    /// The binding with `addresses` as its IPv6 addresses besides its MAC's
+    /// link-local one (multicast and `::` are left out: no VM owns them).
+    pub fn with_ipv6(mut self, addresses: &[Ipv6Addr]) -> PortBinding {
+        let mut ipv6 = vec![u128::from(link_local(self.mac))];
+        ipv6.extend(
+            addresses
+                .iter()
+                .filter(|ip| !ip.is_multicast() && !ip.is_unspecified())
+                .map(|ip| u128::from(*ip)),
+        );
+        ipv6.dedup();
+        self.ipv6 = ipv6.into_boxed_slice();
+        self
+    }
+
+    /// The IPv6 addresses it may send from, its MAC's link-local one first.
+    pub fn ipv6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.ipv6.iter().map(|ip| Ipv6Addr::from(*ip))
     }
 
     /// The VM's MAC.
@@ -124,6 +161,13 @@ impl PortBinding {
         match key.eth_type {
             ethertype::IPV4 if self.owns(key.ipv4_src) || is_dhcp_discovery(key) => Ok(()),
             ethertype::IPV4 => Err(Spoofed::Ip),
+            ethertype::IPV6
+                if self.ipv6.contains(&key.ipv6_src)
+                    || (key.ipv6_src == 0 && is_link_control(key)) =>
+            {
+                Ok(())
+            }
+            ethertype::IPV6 => Err(Spoofed::Ipv6),
             ethertype::ARP | ethertype::RARP => {
                 let sender_mac = frame
                     .get(layout.l3..)

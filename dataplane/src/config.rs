@@ -13,7 +13,7 @@ use config_support::{parse_ipv4_prefix, Position};
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::{Mac, PortNo};
 use serde::Deserialize;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
@@ -127,6 +127,7 @@ struct RawOverlay {
     prefix: Spanned<String>,
     gateway_mac: Spanned<String>,
     gateway_ip: Option<Spanned<String>>,
+    ipv6_prefix: Option<Spanned<String>>,
     #[serde(default = "yes")]
     arp_responder: bool,
 }
@@ -241,6 +242,10 @@ pub struct HostConfig {
     pub gateway_ip: Ipv4Addr,
     /// Whether the ARP responder runs.
     pub arp_responder: bool,
+    /// The overlay's IPv6 prefix, when it carries IPv6: VM ports are then
+    /// answered neighbour discovery and sent router advertisements of its
+    /// first /64, and may send from the address SLAAC gives them there.
+    pub overlay_ipv6: Option<(Ipv6Addr, u8)>,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Static flows file (ovs-ofctl syntax), resolved against the config's directory.
@@ -506,6 +511,24 @@ impl HostConfig {
             }
         };
 
+        let overlay_ipv6 = match &raw.overlay.ipv6_prefix {
+            None => None,
+            Some(p) => Some(
+                config_support::parse_ipv6_prefix(p.get_ref())
+                    .filter(|(_, len)| *len <= 64)
+                    .ok_or_else(|| {
+                        invalid(
+                            &p.span(),
+                            "overlay.ipv6_prefix",
+                            format!(
+                                "`{}` is not an IPv6 prefix of length 64 or less",
+                                p.get_ref()
+                            ),
+                        )
+                    })?,
+            ),
+        };
+
         if raw.tunnel.is_none() && !raw.peers.is_empty() {
             return Err(invalid(
                 &raw.peers[0].port.span(),
@@ -620,6 +643,7 @@ impl HostConfig {
             gateway_mac,
             gateway_ip,
             arp_responder: raw.overlay.arp_responder,
+            overlay_ipv6,
             metrics_listen,
             flows_file,
             ports,
@@ -691,6 +715,25 @@ mtu = 1420
     fn the_documented_example_is_valid() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/host-a.toml");
         HostConfig::load(Path::new(path)).unwrap();
+    }
+
+    #[test]
+    fn an_ipv6_prefix_turns_neighbour_discovery_on() {
+        let c = HostConfig::parse(GOOD, Path::new("h.toml")).unwrap();
+        assert_eq!(c.overlay_ipv6, None);
+        let with = |prefix: &str| {
+            GOOD.replacen(
+                "gateway_mac = ",
+                &format!("ipv6_prefix = \"{prefix}\"\ngateway_mac = "),
+                1,
+            )
+        };
+        let c = HostConfig::parse(&with("fd00:5c::/48"), Path::new("h.toml")).unwrap();
+        assert_eq!(c.overlay_ipv6, Some(("fd00:5c::".parse().unwrap(), 48)));
+        for bad in ["fd00:5c::/96", "100.64.0.0/10", "fd00::"] {
+            let e = error_of(&with(bad));
+            assert!(e.contains("`overlay.ipv6_prefix`"), "{e}");
+        }
     }
 
     fn error_of(text: &str) -> String {

@@ -195,6 +195,11 @@ impl SwitchMetrics {
                 c.arp_replies.get(),
             ),
             (
+                "scd_nd_replies",
+                "IPv6 neighbour and router solicitations answered by the anycast gateway.",
+                c.nd_replies.get(),
+            ),
+            (
                 "scd_dhcp_replies",
                 "DHCP requests from VM ports answered.",
                 c.dhcp_replies.get(),

@@ -550,7 +550,19 @@ impl std::fmt::Display for StreamReport {
 /// listener on `server`'s own address and `port` (`to_ip` is that address, or
 /// one translated to it on the way, such as a public address).
 pub fn paced_stream(server: &Vm, client: &Vm, to_ip: &str, port: u16) -> Result<PacedStream> {
-    let listen = SocketAddr::new(server.ip.parse()?, port);
+    paced_stream_at(server, &server.ip, client, to_ip, port)
+}
+
+/// [`paced_stream`] with the listener on `listen_ip`, another of `server`'s
+/// addresses (its IPv6 one).
+pub fn paced_stream_at(
+    server: &Vm,
+    listen_ip: &str,
+    client: &Vm,
+    to_ip: &str,
+    port: u16,
+) -> Result<PacedStream> {
+    let listen = SocketAddr::new(listen_ip.parse()?, port);
     let connect = SocketAddr::new(to_ip.parse()?, port);
     let (server, client) = (&server.ns, &client.ns);
     let listener = server.enter(move || TcpListener::bind(listen))??;

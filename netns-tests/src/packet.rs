@@ -1,6 +1,6 @@
 //! Packet sockets (AF_PACKET) bound to one interface of the calling thread's
 //! namespace, for what the tests do below IP: capturing frames, writing a RARP
-//! announcement, the delay line's forwarding.
+//! announcement or a forged frame from a VM, the delay line's forwarding.
 
 use anyhow::Result;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -80,4 +80,16 @@ pub fn recv_frame(fd: &impl AsRawFd, buf: &mut [u8]) -> Option<(usize, u8)> {
         .ok()
         .filter(|n| *n > 0)
         .map(|n| (n, from.sll_pkttype))
+}
+
+/// Writes `frames` out of a namespace VM's TAP, from inside its namespace.
+pub fn send_from(vm: &crate::Vm, frames: Vec<Vec<u8>>) -> Result<()> {
+    let ifname = vm.ifname.clone();
+    vm.ns.enter(move || -> Result<()> {
+        let fd = packet_socket(&ifname, libc::SOCK_RAW, 0x0003)?;
+        for frame in &frames {
+            send_frame(&fd, frame)?;
+        }
+        Ok(())
+    })?
 }

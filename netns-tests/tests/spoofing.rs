@@ -15,7 +15,7 @@ mod common;
 
 use anyhow::{Context, Result};
 use common::{reaches, start_scc, VmSpec};
-use netns_tests::packet::{packet_socket, send_frame};
+use netns_tests::packet::send_from;
 use netns_tests::{require_root, wait_until, Internet, Scd, Vm};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,18 +98,6 @@ fn arp_frame(sha: [u8; 6], spa: Ipv4Addr) -> Vec<u8> {
     f.extend_from_slice(&spa.octets());
     f.resize(60, 0);
     f
-}
-
-/// Writes `frames` out of the VM's TAP, from inside its namespace.
-fn send_from(vm: &Vm, frames: Vec<Vec<u8>>) -> Result<()> {
-    let ifname = vm.ifname.clone();
-    vm.ns.enter(move || -> Result<()> {
-        let fd = packet_socket(&ifname, libc::SOCK_RAW, 0x0003)?;
-        for frame in &frames {
-            send_frame(&fd, frame)?;
-        }
-        Ok(())
-    })?
 }
 
 /// What a VM's UDP socket on [`PORT`] received: (source, payload) in order.

@@ -347,6 +347,9 @@ enum VmVerb {
         /// Public address, served by the gateway whose public prefix holds it.
         #[arg(long)]
         public_ip: Option<std::net::Ipv4Addr>,
+        /// Its own overlay IPv6 address (default: the one SLAAC gives its MAC).
+        #[arg(long)]
+        ipv6: Option<std::net::Ipv6Addr>,
     },
     /// Remove a VM.
     Rm {
@@ -648,6 +651,7 @@ fn vm(api: &ApiArgs, verb: VmVerb, json: bool) -> Result<ExitCode> {
             netns,
             tenant,
             public_ip,
+            ipv6,
         } => {
             let vm = controller::model::Vm {
                 tap: tap.unwrap_or_else(|| controller::model::Vm::default_tap(&name)),
@@ -659,6 +663,7 @@ fn vm(api: &ApiArgs, verb: VmVerb, json: bool) -> Result<ExitCode> {
                 netns,
                 tenant,
                 public_ip,
+                ipv6,
             };
             show(api, "POST", "/vm", &serde_json::to_vec(&vm)?, json, applied)
         }

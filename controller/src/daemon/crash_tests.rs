@@ -71,6 +71,7 @@ fn run(ctl: &Arc<Controller>, rt: &tokio::runtime::Runtime, op: &Op) -> bool {
                 netns: None,
                 tenant: None,
                 public_ip: None,
+                ipv6: None,
                 name,
             })
             .is_ok()

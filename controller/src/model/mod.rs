@@ -7,6 +7,7 @@
 //! [`validate`] holds the rules a host or a VM must satisfy against the rest of
 //! the inventory, shared by the inventory file and the API.
 
+pub mod ipv6;
 pub mod migration;
 pub mod placement;
 pub mod uplink;
@@ -21,7 +22,7 @@ pub(crate) use validate::VmClaims;
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Tunnel ports are numbered from the peer's datapath id: `TUNNEL_PORT_BASE + dpid`.
 pub const TUNNEL_PORT_BASE: u32 = 10_000;
@@ -96,6 +97,10 @@ pub struct Vm {
     pub tenant: Option<String>,
     /// Public address served by a gateway, if any.
     pub public_ip: Option<Ipv4Addr>,
+    /// Its own overlay IPv6 address; `None`: the one SLAAC gives its MAC
+    /// ([`Inventory::vm_ipv6`]), when the overlay has an IPv6 prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 impl Vm {
@@ -125,6 +130,9 @@ fn default_api_socket() -> std::path::PathBuf {
 pub struct Inventory {
     /// Overlay network and prefix length.
     pub overlay: (Ipv4Addr, u8),
+    /// The overlay's IPv6 unique local prefix, if it carries IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_ipv6: Option<(Ipv6Addr, u8)>,
     /// Anycast gateway MAC.
     pub gateway_mac: Mac,
     /// DNS servers every VM is told by DHCP.

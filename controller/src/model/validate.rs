@@ -3,12 +3,14 @@
 //! WireGuard public key, a VM prefix (if any) inside the overlay that overlaps
 //! no other host's. A VM: its address in the overlay and its own, a host
 //! that exists, a free port that is neither a tunnel's nor an uplink's, a valid
-//! TAP name, and a public address a gateway serves and no other VM has. The
+//! TAP name, a public address a gateway serves and no other VM has, and an IPv6
+//! address (its own or the derived one) inside the overlay's IPv6 prefix that no
+//! other VM has. The
 //! inventory file's parser and the API both go through [`Inventory::add_host`]
 //! and [`Inventory::add_vm`], so neither accepts what the other refuses.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use openflow::flow::Mac;
 
@@ -132,7 +134,7 @@ impl Inventory {
         let scan = |claim: Claim| {
             self.vms
                 .values()
-                .find(|o| o.name != vm.name && claim.held_by(o))
+                .find(|o| o.name != vm.name && claim.held_by(o, self))
                 .map(|o| o.name.clone())
         };
         self.check_vm_claims(vm, scan)
@@ -159,6 +161,17 @@ impl Inventory {
                 "vm.ip",
                 format!("address {} already used by VM `{o}`", vm.ip),
             ));
+        }
+        if let Some(message) = self.ipv6_refusal(vm) {
+            return Err(invalid("vm.ipv6", message));
+        }
+        if let Some(ip6) = self.vm_ipv6(vm) {
+            if let Some(o) = holder(Claim::Ipv6(ip6)) {
+                return Err(invalid(
+                    "vm.ipv6",
+                    format!("address {ip6} already used by VM `{o}`"),
+                ));
+            }
         }
         if let Some(o) = holder(Claim::Mac(vm.mac)) {
             return Err(invalid(
@@ -236,9 +249,9 @@ impl Inventory {
         self.check_vm_claims(&vm, |claim| claims.holder(claim, &vm.name))?;
         let replaced = self.vms.remove(&vm.name);
         if let Some(replaced) = &replaced {
-            claims.forget(replaced);
+            claims.forget(replaced, self);
         }
-        claims.record(&vm);
+        claims.record(&vm, self);
         self.vms.insert(vm.name.clone(), vm);
         Ok(replaced)
     }
@@ -248,6 +261,8 @@ impl Inventory {
 #[derive(Clone, Copy)]
 enum Claim<'a> {
     Ip(Ipv4Addr),
+    /// An IPv6 address, as [`Inventory::vm_ipv6`] gives it.
+    Ipv6(Ipv6Addr),
     Mac(Mac),
     /// A host's port.
     Port(&'a str, u32),
@@ -255,9 +270,10 @@ enum Claim<'a> {
 }
 
 impl Claim<'_> {
-    fn held_by(self, vm: &Vm) -> bool {
+    fn held_by(self, vm: &Vm, inventory: &Inventory) -> bool {
         match self {
             Claim::Ip(ip) => vm.ip == ip,
+            Claim::Ipv6(ip) => inventory.vm_ipv6(vm) == Some(ip),
             Claim::Mac(mac) => vm.mac == mac,
             Claim::Port(host, port) => vm.host == host && vm.port == port,
             Claim::PublicIp(public) => vm.public_ip == Some(public),
@@ -270,6 +286,7 @@ impl Claim<'_> {
 #[derive(Default)]
 pub(crate) struct VmClaims {
     ip: HashMap<Ipv4Addr, String>,
+    ipv6: HashMap<Ipv6Addr, String>,
     mac: HashMap<Mac, String>,
     port: HashMap<(String, u32), String>,
     public_ip: HashMap<Ipv4Addr, String>,
@@ -280,7 +297,7 @@ impl VmClaims {
     pub(crate) fn of(inventory: &Inventory) -> Self {
         let mut claims = Self::default();
         for vm in inventory.vms.values() {
-            claims.record(vm);
+            claims.record(vm, inventory);
         }
         claims
     }
@@ -289,6 +306,7 @@ impl VmClaims {
     fn holder(&self, claim: Claim, asking: &str) -> Option<String> {
         match claim {
             Claim::Ip(ip) => self.ip.get(&ip),
+            Claim::Ipv6(ip) => self.ipv6.get(&ip),
             Claim::Mac(mac) => self.mac.get(&mac),
             Claim::Port(host, port) => self.port.get(&(host.to_owned(), port)),
             Claim::PublicIp(public) => self.public_ip.get(&public),
@@ -297,8 +315,11 @@ impl VmClaims {
         .cloned()
     }
 
-    fn record(&mut self, vm: &Vm) {
+    fn record(&mut self, vm: &Vm, inventory: &Inventory) {
         self.ip.insert(vm.ip, vm.name.clone());
+        if let Some(ip6) = inventory.vm_ipv6(vm) {
+            self.ipv6.insert(ip6, vm.name.clone());
+        }
         self.mac.insert(vm.mac, vm.name.clone());
         self.port
             .insert((vm.host.clone(), vm.port), vm.name.clone());
@@ -308,10 +329,15 @@ impl VmClaims {
     }
 
     /// Drops `vm`'s claims, leaving any another VM holds.
-    fn forget(&mut self, vm: &Vm) {
+    fn forget(&mut self, vm: &Vm, inventory: &Inventory) {
         let held_by_vm = |holder: &String| *holder == vm.name;
         if self.ip.get(&vm.ip).is_some_and(held_by_vm) {
             self.ip.remove(&vm.ip);
+        }
+        if let Some(ip6) = inventory.vm_ipv6(vm) {
+            if self.ipv6.get(&ip6).is_some_and(held_by_vm) {
+                self.ipv6.remove(&ip6);
+            }
         }
         if self.mac.get(&vm.mac).is_some_and(held_by_vm) {
             self.mac.remove(&vm.mac);

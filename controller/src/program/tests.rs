@@ -103,6 +103,7 @@ pub(super) fn vm(n: u8, host: &str, public: bool) -> Vm {
         netns: None,
         tenant: None,
         public_ip: public.then(|| std::net::Ipv4Addr::new(203, 0, 113, 20 + n)),
+        ipv6: None,
     }
 }
 
@@ -357,15 +358,19 @@ fn canonical(p: &NetworkProgram) -> BTreeMap<u64, Vec<String>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// After any sequence of changes, the incrementally compiled tables are the
-    /// full compile's, and the difference the sessions send (from the changed
+    /// After any sequence of changes, with or without IPv6 in the overlay, the
+    /// incrementally compiled tables are the full compile's, and the difference the sessions send (from the changed
     /// units) is the one a full diff finds.
     #[test]
     fn incremental_tables_equal_a_full_compile(
         with_prefixes in any::<bool>(),
+        with_ipv6 in any::<bool>(),
         changes in proptest::collection::vec(change(), 1..14),
     ) {
         let mut inv = if with_prefixes { prefixed() } else { inventory() };
+        if with_ipv6 {
+            inv.overlay_ipv6 = Some(("fd00:5c::".parse().unwrap(), 48));
+        }
         let mut migration: Option<Migration> = None;
         let mut policy = POLICIES[0];
         let mut program = NetworkProgram::compile(&inv, policy, "p", None).unwrap();
@@ -405,9 +410,13 @@ proptest! {
     #[test]
     fn compiled_by_address_behaves_as_compiled_whole(
         with_prefixes in any::<bool>(),
+        with_ipv6 in any::<bool>(),
         changes in proptest::collection::vec(change(), 0..8),
     ) {
         let mut inv = if with_prefixes { prefixed() } else { inventory() };
+        if with_ipv6 {
+            inv.overlay_ipv6 = Some(("fd00:5c::".parse().unwrap(), 48));
+        }
         let mut migration: Option<Migration> = None;
         let mut policy = POLICIES[2];
         for c in &changes {

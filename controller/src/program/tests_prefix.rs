@@ -89,6 +89,7 @@ fn home_vm(host: u8, j: u8) -> Vm {
         netns: None,
         tenant: None,
         public_ip: None,
+        ipv6: None,
     }
 }
 

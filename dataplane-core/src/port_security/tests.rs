@@ -103,7 +103,11 @@ fn forgeries_are_refused_with_their_reason() {
     let mut ipv6 = ethernet(VM_MAC, ethertype::IPV6);
     ipv6.resize(ETH_HLEN + 40, 0);
     ipv6[ETH_HLEN] = 0x60;
-    assert_eq!(verdict(&ipv6), Err(Spoofed::Protocol));
+    assert_eq!(
+        verdict(&ipv6),
+        Err(Spoofed::Ipv6),
+        "from ::, not neighbour discovery"
+    );
     let plain = udp(VM_MAC, VM_IP, 4000, 53);
     let mut tagged = plain[..12].to_vec();
     tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
@@ -183,4 +187,75 @@ proptest! {
             prop_assert_eq!(binding().check(&key, &layout, &bytes), Err(Spoofed::Mac));
         }
     }
+}
+
+/// An untagged IPv6 frame from `src_mac`/`src` carrying a message of
+/// `next_header` whose first byte (an ICMPv6 type) is `first`.
+fn ipv6_from(src_mac: Mac, src: Ipv6Addr, next_header: u8, first: u8) -> Vec<u8> {
+    let mut f = ethernet(src_mac, ethertype::IPV6);
+    let mut ip = [0u8; 48];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&8u16.to_be_bytes());
+    ip[6] = next_header;
+    ip[7] = 255;
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&"fd00:5c::99".parse::<Ipv6Addr>().unwrap().octets());
+    ip[40] = first;
+    // A UDP header's length (the rest of an ICMPv6 message for ICMPv6).
+    ip[45] = 8;
+    f.extend_from_slice(&ip);
+    f
+}
+
+#[test]
+fn ipv6_is_admitted_from_the_vms_own_and_link_local_addresses_only() {
+    let own: Ipv6Addr = "fd00:5c::ff:fe00:a".parse().unwrap();
+    let bound = binding().with_ipv6(&[own, "ff02::1".parse().unwrap()]);
+    let judge = |frame: &[u8]| {
+        let (key, layout) = parse(frame, 1).unwrap();
+        bound.check(&key, &layout, frame)
+    };
+    assert_eq!(bound.ipv6().count(), 2, "multicast is nobody's");
+    let link_local = crate::nd::link_local(VM_MAC);
+    assert_eq!(judge(&ipv6_from(VM_MAC, own, ipproto::UDP, 0)), Ok(()));
+    assert_eq!(
+        judge(&ipv6_from(VM_MAC, link_local, ipproto::ICMPV6, 133)),
+        Ok(())
+    );
+    // Duplicate address detection and its listener report come from `::`.
+    for icmp_type in [135, 143] {
+        let probe = ipv6_from(VM_MAC, Ipv6Addr::UNSPECIFIED, ipproto::ICMPV6, icmp_type);
+        assert_eq!(judge(&probe), Ok(()), "type {icmp_type}");
+    }
+    for refused in [
+        ipv6_from(
+            VM_MAC,
+            "fd00:5c::ff:fe00:b".parse().unwrap(),
+            ipproto::UDP,
+            0,
+        ),
+        ipv6_from(
+            VM_MAC,
+            crate::nd::link_local(OTHER_MAC),
+            ipproto::ICMPV6,
+            135,
+        ),
+        ipv6_from(VM_MAC, Ipv6Addr::UNSPECIFIED, ipproto::ICMPV6, 128),
+        ipv6_from(VM_MAC, Ipv6Addr::UNSPECIFIED, ipproto::UDP, 0),
+    ] {
+        assert_eq!(judge(&refused), Err(Spoofed::Ipv6));
+    }
+    assert_eq!(
+        judge(&ipv6_from(OTHER_MAC, own, ipproto::UDP, 0)),
+        Err(Spoofed::Mac)
+    );
+    // Without IPv6 addresses only the link-local one is the VM's.
+    assert_eq!(
+        verdict(&ipv6_from(VM_MAC, own, ipproto::UDP, 0)),
+        Err(Spoofed::Ipv6)
+    );
+    assert_eq!(
+        verdict(&ipv6_from(VM_MAC, link_local, ipproto::UDP, 0)),
+        Ok(())
+    );
 }

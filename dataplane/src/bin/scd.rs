@@ -14,6 +14,7 @@ use dataplane::switch::{
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::dhcp::DhcpServer;
+use dataplane_core::nd::NdResponder;
 use dataplane_core::pipeline::Pipeline;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
@@ -268,6 +269,16 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
             mtu: d.mtu,
             dns: d.dns.clone(),
             lease_secs: d.lease_secs,
+        }),
+        nd: cfg.overlay_ipv6.map(|(net, len)| {
+            // The link MTU: what one tunnel datagram carries (IPv6 needs 1280).
+            let mtu = cfg.tunnel.as_ref().map_or(1500, |t| t.mtu).max(1280);
+            NdResponder::new(
+                net,
+                len,
+                cfg.gateway_mac,
+                u32::try_from(mtu).unwrap_or(1280),
+            )
         }),
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,

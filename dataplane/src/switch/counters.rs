@@ -48,7 +48,7 @@ pub struct PortCounters {
     /// Receive errors other than "nothing to read".
     pub rx_errors: Counter,
     /// Frames a bound port refused, by reason (indexed as `Spoofed::ALL`).
-    pub spoofed: [Counter; 4],
+    pub spoofed: [Counter; dataplane_core::port_security::Spoofed::ALL.len()],
 }
 
 impl PortCounters {
@@ -104,6 +104,8 @@ pub struct SwitchCounters {
     pub malformed_bad_version: Counter,
     /// ARP requests answered by the anycast gateway.
     pub arp_replies: Counter,
+    /// IPv6 neighbour and router solicitations answered by the anycast gateway.
+    pub nd_replies: Counter,
     /// DHCP requests from VM ports answered (offers, acks and naks).
     pub dhcp_replies: Counter,
     /// DHCP requests from VM ports left unanswered (DHCP off, a port without an

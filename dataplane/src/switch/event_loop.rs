@@ -6,6 +6,7 @@ use super::busy_poll::BusyPoll;
 use super::counters::{ChannelCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared};
 use super::guards::PortGuards;
 use super::handle::{SwitchHandle, Work};
+use super::link_control::VmLinkControl;
 use super::output::{Egress, Output};
 use super::packet_in::PacketInSender;
 use super::port_state::PortChanges;
@@ -59,6 +60,8 @@ pub struct SwitchParams {
     pub bindings: Vec<(PortNo, PortBinding)>,
     /// The DHCP server of the bound VM ports, if enabled.
     pub dhcp: Option<DhcpServer>,
+    /// IPv6 neighbour discovery of VM ports, when the overlay carries IPv6.
+    pub nd: Option<dataplane_core::nd::NdResponder>,
     /// The anycast gateway MAC (source of frames made by the switch).
     pub gateway_mac: Mac,
     /// The gateway's overlay address (source of ICMP errors).
@@ -81,6 +84,7 @@ pub struct Switch {
     pub(super) port_arp: Vec<(usize, ArpResponder)>,
     pub(super) guards: PortGuards,
     dhcp: Option<DhcpServer>,
+    link: VmLinkControl,
     jobs: Receiver<(Instant, Work)>,
     pub(super) handle: SwitchHandle,
     pub(super) epoll: OwnedFd,
@@ -234,7 +238,7 @@ impl Switch {
             })
             .collect::<Vec<_>>();
         let uplinks: Vec<usize> = port_arp.iter().map(|(idx, _)| *idx).collect();
-        let guards = PortGuards::new(&ports, &uplinks, params.bindings)
+        let mut guards = PortGuards::new(&ports, &uplinks, params.bindings)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(Switch {
             pipeline: published.snapshot(),
@@ -250,6 +254,7 @@ impl Switch {
             tunnels: params.tunnels,
             arp: params.arp,
             port_arp,
+            link: VmLinkControl::new(params.nd, &mut guards),
             guards,
             dhcp: params.dhcp,
             jobs: rx,
@@ -411,6 +416,7 @@ impl Switch {
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {
                 last_second = now;
+                self.link.tick(now, &self.guards, &self.egress);
                 if let Some(tunnels) = &self.tunnels {
                     if let Ok(mut status) = shared.tunnels.lock() {
                         *status = tunnels.status();
@@ -758,6 +764,10 @@ impl Switch {
                 self.answer_dhcp(idx, &key, frame.bytes(), binding, scratch);
                 return;
             }
+        }
+        let link = (&self.guards, &self.egress, idx, &key);
+        if self.link.consumed(link, frame.bytes()) {
+            return;
         }
         // A port with answers of its own (a gateway's uplink) faces the outside:
         // the overlay's anycast answers are never given there.

@@ -12,6 +12,7 @@ use super::ports::{Port, PortIo};
 use dataplane_core::packet::parse;
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
+use std::net::Ipv6Addr;
 
 /// Why a port cannot take a binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum BindRefused {
 pub(super) struct PortGuards {
     bindings: Vec<Option<PortBinding>>,
     bindable: Vec<bool>,
+    /// The /64 the overlay's VMs autoconfigure IPv6 addresses from, if it
+    /// carries IPv6: each binding admits the address its MAC gets there.
+    slaac_prefix: Option<Ipv6Addr>,
 }
 
 impl PortGuards {
@@ -46,6 +50,7 @@ impl PortGuards {
                 .enumerate()
                 .map(|(i, p)| !matches!(p.io, PortIo::Tunnel(_)) && !uplinks.contains(&i))
                 .collect(),
+            slaac_prefix: None,
         };
         for (port, binding) in initial {
             guards.bind(ports, port, Some(binding))?;
@@ -67,8 +72,37 @@ impl PortGuards {
         if !self.bindable[idx] {
             return Err(BindRefused::NotAVmPort(port));
         }
-        self.bindings[idx] = binding;
+        self.bindings[idx] = binding.map(|b| self.with_slaac(b));
         Ok(())
+    }
+
+    /// Sets the /64 VMs autoconfigure IPv6 addresses from (`None`: the overlay
+    /// carries no IPv6); every binding then admits its MAC's address there.
+    pub(super) fn set_slaac_prefix(&mut self, prefix: Option<Ipv6Addr>) {
+        self.slaac_prefix = prefix;
+        let bindings = std::mem::take(&mut self.bindings);
+        self.bindings = bindings
+            .into_iter()
+            .map(|b| b.map(|b| self.with_slaac(b)))
+            .collect();
+    }
+
+    /// `binding` admitting the address SLAAC gives its MAC, when the overlay
+    /// carries IPv6.
+    fn with_slaac(&self, binding: PortBinding) -> PortBinding {
+        match self.slaac_prefix {
+            Some(prefix) => {
+                let slaac = dataplane_core::nd::slaac_address(prefix, binding.mac());
+                binding.with_ipv6(&[slaac])
+            }
+            None => binding,
+        }
+    }
+
+    /// True when the port at `idx` is a VM's (neither a tunnel nor an uplink).
+    #[inline]
+    pub(super) fn is_vm_port(&self, idx: usize) -> bool {
+        self.bindable.get(idx).copied().unwrap_or(false)
     }
 
     /// The binding of the port at `idx`, if it is bound.
@@ -79,6 +113,7 @@ impl PortGuards {
 
     /// Guards a port appended to the switch's ports (a VM port: bindable).
     pub(super) fn push(&mut self, binding: Option<PortBinding>) {
+        let binding = binding.map(|b| self.with_slaac(b));
         self.bindings.push(binding);
         self.bindable.push(true);
     }

@@ -21,6 +21,7 @@ mod counters;
 mod event_loop;
 mod guards;
 mod handle;
+mod link_control;
 mod link_watch;
 mod output;
 mod packet_in;

@@ -1,0 +1,78 @@
+//! The overlay's IPv6 side: the deployment's unique local prefix
+//! (`overlay_ipv6_prefix`) and each VM's IPv6 address, given explicitly or
+//! derived from its MAC as SLAAC derives it (the prefix's first /64 plus the
+//! MAC's EUI-64), so a guest that autoconfigures from `scd`'s router
+//! advertisements ends up with exactly the address the inventory names.
+//! Only rules and derivations; no I/O.
+
+use std::net::Ipv6Addr;
+
+use super::{Inventory, Vm};
+
+/// Longest overlay IPv6 prefix: SLAAC needs a /64 inside it.
+pub const MAX_OVERLAY_IPV6_LEN: u8 = 64;
+
+/// An `overlay_ipv6_prefix`: a unique local (`fc00::/7`) network of length at
+/// most 64, no bits set past its length.
+pub fn overlay_ipv6_prefix(text: &str) -> Result<(Ipv6Addr, u8), String> {
+    let (net, len) = config_support::parse_ipv6_prefix(text)
+        .ok_or_else(|| format!("`{text}` is not an IPv6 prefix such as fd00:5c::/48"))?;
+    if text
+        .split_once('/')
+        .and_then(|(a, _)| a.trim().parse::<Ipv6Addr>().ok())
+        != Some(net)
+    {
+        return Err(format!(
+            "`{text}` has address bits set past its length (the network is {net}/{len})"
+        ));
+    }
+    if len > MAX_OVERLAY_IPV6_LEN {
+        return Err(format!(
+            "{net}/{len} is longer than /{MAX_OVERLAY_IPV6_LEN} (SLAAC needs a /64 inside it)"
+        ));
+    }
+    if len < 7 || u128::from(net) >> 121 != 0xfc >> 1 {
+        return Err(format!(
+            "{net}/{len} is not a unique local prefix (inside fc00::/7)"
+        ));
+    }
+    Ok((net, len))
+}
+
+impl Inventory {
+    /// True when `ip` lies in the overlay's IPv6 prefix (never without one).
+    pub fn in_overlay_ipv6(&self, ip: Ipv6Addr) -> bool {
+        self.overlay_ipv6.is_some_and(|(net, len)| {
+            u128::from(ip) & config_support::prefix_mask128(len) == u128::from(net)
+        })
+    }
+
+    /// The IPv6 address of `vm`: its own, or the one SLAAC gives its MAC in the
+    /// overlay's first /64; `None` when the overlay has no IPv6 prefix.
+    pub fn vm_ipv6(&self, vm: &Vm) -> Option<Ipv6Addr> {
+        let (net, _) = self.overlay_ipv6?;
+        Some(
+            vm.ipv6
+                .unwrap_or_else(|| dataplane_core::nd::slaac_address(net, vm.mac)),
+        )
+    }
+
+    /// Why `vm`'s own IPv6 address (if it has one) cannot be used: the
+    /// overlay has no IPv6 prefix, the address lies outside it, or it is not a
+    /// unicast address a VM can hold.
+    pub(super) fn ipv6_refusal(&self, vm: &Vm) -> Option<String> {
+        let ip = vm.ipv6?;
+        let Some((net, len)) = self.overlay_ipv6 else {
+            return Some(format!(
+                "{ip}: the overlay has no IPv6 prefix (set `overlay_ipv6_prefix`)"
+            ));
+        };
+        if !self.in_overlay_ipv6(ip) {
+            return Some(format!("{ip} is outside the overlay {net}/{len}"));
+        }
+        if u128::from(ip) == u128::from(net) || ip.is_multicast() {
+            return Some(format!("{ip} is not a unicast address a VM can hold"));
+        }
+        None
+    }
+}

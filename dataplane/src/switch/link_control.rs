@@ -1,0 +1,81 @@
+//! IPv6 link control of VM ports on the switch thread: neighbour discovery and
+//! multicast listener discovery that a VM port's frame carries are answered here
+//! (neighbour and router solicitations, by `dataplane_core::nd`'s responder when
+//! the overlay carries IPv6) and never go on to the tables, so they never cross
+//! a tunnel; VM ports are also sent unsolicited router advertisements now and
+//! then, and their bindings admit the address SLAAC gives their MAC. Tunnels
+//! and a gateway's uplinks are not VM ports and keep their own rules.
+
+use super::guards::PortGuards;
+use super::output::Egress;
+use super::ports::send_local;
+use dataplane_core::nd::{self, NdResponder};
+use dataplane_core::offload::VnetHdr;
+use openflow::flow::{FlowKey, Mac};
+use std::time::{Duration, Instant};
+
+/// The all-nodes multicast MAC (`33:33:00:00:00:01`).
+const ALL_NODES_MAC: Mac = Mac([0x33, 0x33, 0, 0, 0, 1]);
+
+/// The switch thread's IPv6 link control of its VM ports.
+#[derive(Debug)]
+pub(super) struct VmLinkControl {
+    responder: Option<NdResponder>,
+    /// When VM ports are next sent an unsolicited router advertisement.
+    next_advertisement: Option<Instant>,
+    /// The answer being sent (made on the switch thread, never allocated).
+    out: [u8; nd::MAX_REPLY_FRAME],
+}
+
+impl VmLinkControl {
+    /// Link control answering with `responder` (`None`: the overlay carries
+    /// no IPv6; link control is then dropped unanswered). `guards` learn the
+    /// prefix VMs autoconfigure from.
+    pub(super) fn new(responder: Option<NdResponder>, guards: &mut PortGuards) -> VmLinkControl {
+        guards.set_slaac_prefix(responder.map(|r| r.slaac_prefix()));
+        VmLinkControl {
+            responder,
+            next_advertisement: None,
+            out: [0; nd::MAX_REPLY_FRAME],
+        }
+    }
+
+    /// True when `frame`, which the port at `idx` received (parsed into `key`),
+    /// is a VM port's link control: answered (the answer sent back out of the
+    /// port) or dropped; either way it goes no further.
+    #[inline]
+    pub(super) fn consumed(
+        &mut self,
+        (guards, egress, idx, key): (&PortGuards, &Egress, usize, &FlowKey),
+        frame: &[u8],
+    ) -> bool {
+        if !nd::is_link_control(key) || !guards.is_vm_port(idx) {
+            return false;
+        }
+        let out = &mut self.out;
+        if let Some(len) = self.responder.and_then(|r| r.reply(key, frame, out)) {
+            egress.shared.counters.nd_replies.add(1);
+            send_local(&egress.ports, idx, &VnetHdr::NONE, &out[..len]);
+        }
+        true
+    }
+
+    /// Sends every VM port an unsolicited router advertisement when one is due
+    /// (at start, then every [`nd::ADVERTISE_EVERY_S`] seconds).
+    pub(super) fn tick(&mut self, now: Instant, guards: &PortGuards, egress: &Egress) {
+        let Some(responder) = self.responder else {
+            return;
+        };
+        if self.next_advertisement.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next_advertisement = Some(now + Duration::from_secs(nd::ADVERTISE_EVERY_S));
+        let out = &mut self.out;
+        let Some(len) = responder.router_advertisement(ALL_NODES_MAC, nd::ALL_NODES, out) else {
+            return;
+        };
+        for idx in (0..egress.ports.len()).filter(|&idx| guards.is_vm_port(idx)) {
+            send_local(&egress.ports, idx, &VnetHdr::NONE, &out[..len]);
+        }
+    }
+}
