@@ -378,6 +378,12 @@ impl Fdd {
             let Node::Branch { test, hi, lo } = self.node(x) else {
                 return x;
             };
+            // Below a test, only later fields are tested (the variable order):
+            // past every field of `seq`, nothing is decided (a switch's routing
+            // table under the union over switches is returned as it is).
+            if seq.iter().all(|(f, _)| *f < test.field) {
+                return x;
+            }
             if let Some(r) = self.restrict_cache.get(&(x, a)) {
                 return *r;
             }
