@@ -1,5 +1,7 @@
 //! `bench latency`: the round trip at idle and the 64-byte packet rate of each
-//! path, with the switch's CPU per packet and at idle, over several runs
+//! path (what the receiving iperf3 read, and what the receiving VM's interface
+//! took in: a receiver that waits for a core overflows its socket), with the
+//! switch's CPU per packet and at idle, over several runs
 //! (min / median / max): local switching (Linux bridge, `scd`, Open vSwitch
 //! userspace) and the tunnel (bare veth, `scd`, `boringtun-cli`). With
 //! `--before`, an earlier build's `scd` is measured the same way in the same run;
@@ -35,6 +37,9 @@ struct Sample {
     p50_us: Option<f64>,
     p99_us: Option<f64>,
     pps: Option<f64>,
+    /// 64-byte packets per second that reached the receiving VM's interface,
+    /// whether or not the receiving application read them in time.
+    delivered_pps: Option<f64>,
     /// CPU of the switch's processes per received packet, in µs.
     cpu_us_per_packet: Option<f64>,
     /// CPU of the switch's processes at idle, in percent of one core.
@@ -61,15 +66,33 @@ fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     Some(total as f64 / ticks)
 }
 
+/// Packets received so far by the interface that holds `ip` in `ns`.
+fn rx_packets(ns: &Netns, ip: &str) -> Option<u64> {
+    let addr = ns.ip(&["-o", "addr", "show", "to", ip]).ok()?;
+    let ifname = addr.split_whitespace().nth(1)?;
+    let out = ns
+        .command("cat")
+        .arg(format!("/sys/class/net/{ifname}/statistics/rx_packets"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// What a packet-rate measurement gives.
+struct Rate {
+    /// Datagrams per second the receiving iperf3 read.
+    read_pps: f64,
+    /// Packets per second the receiving VM's interface took in.
+    delivered_pps: Option<f64>,
+    /// CPU of the switch per datagram read, in µs.
+    cpu_us_per_packet: Option<f64>,
+}
+
 /// Packets per second of 64-byte UDP datagrams that reach `server_ip` from
 /// `client` (iperf3 at full speed), and the CPU `pids` spent per packet.
-fn packet_rate(
-    client: &Netns,
-    server: &Netns,
-    server_ip: &str,
-    pids: &[u32],
-) -> Result<(f64, Option<f64>)> {
+fn packet_rate(client: &Netns, server: &Netns, server_ip: &str, pids: &[u32]) -> Result<Rate> {
     let _srv = iperf_server(server, server_ip, "5202")?;
+    let rx_before = rx_packets(server, server_ip);
     let cpu_before = cpu_seconds(pids);
     let out = client
         .command("iperf3")
@@ -79,6 +102,7 @@ fn packet_rate(
         .args(["-t", &PPS_SECONDS.to_string()])
         .output()?;
     let cpu_after = cpu_seconds(pids);
+    let rx_after = rx_packets(server, server_ip);
     let text = String::from_utf8_lossy(&out.stdout);
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("iperf3 output: {text}"))?;
@@ -97,7 +121,13 @@ fn packet_rate(
         .zip(cpu_after)
         .filter(|_| !pids.is_empty())
         .map(|(a, b)| (b - a) / received * 1e6);
-    Ok((received / seconds, cpu))
+    Ok(Rate {
+        read_pps: received / seconds,
+        delivered_pps: rx_before
+            .zip(rx_after)
+            .map(|(a, b)| b.saturating_sub(a) as f64 / seconds),
+        cpu_us_per_packet: cpu,
+    })
 }
 
 /// CPU of `pids` at idle, in percent of one core, after a quiet second.
@@ -175,12 +205,13 @@ fn sample(
         // The stages of the round trips at idle, before the flood swamps them.
         let stages = scd.and_then(stage_table);
         let idle = idle_cpu(pids);
-        let (pps, cpu) = packet_rate(client, server, server_ip, pids)?;
+        let rate = packet_rate(client, server, server_ip, pids)?;
         Ok(Sample {
             p50_us: Some(p50),
             p99_us: Some(p99),
-            pps: Some(pps),
-            cpu_us_per_packet: cpu,
+            pps: Some(rate.read_pps),
+            delivered_pps: rate.delivered_pps,
+            cpu_us_per_packet: rate.cpu_us_per_packet,
             idle_cpu_percent: idle,
             stages,
             error: None,
@@ -309,8 +340,8 @@ pub fn latency_bench(before: Option<PathBuf>, runs: usize, windows: &[u32]) -> R
         "\n### Latency and 64-byte packet rate ({} runs: min / median / max)\n",
         all.len()
     );
-    println!("| area | path | RTT p50 µs | RTT p99 µs | 64 B pps (k) | CPU µs/packet | idle CPU % | failed runs |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| area | path | RTT p50 µs | RTT p99 µs | 64 B pps (k) | 64 B into the VM, pps (k) | CPU µs/packet | idle CPU % | failed runs |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (i, (area, name, _)) in first.iter().enumerate() {
         let column = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<f64> {
             all.iter().filter_map(|r| f(&r.get(i)?.2)).collect()
@@ -320,10 +351,11 @@ pub fn latency_bench(before: Option<PathBuf>, runs: usize, windows: &[u32]) -> R
             .filter_map(|r| r.get(i)?.2.error.as_deref())
             .collect();
         println!(
-            "| {area} | {name} | {} | {} | {} | {} | {} | {} |",
+            "| {area} | {name} | {} | {} | {} | {} | {} | {} | {} |",
             spread(column(&|s| s.p50_us), 0),
             spread(column(&|s| s.p99_us), 0),
             spread(column(&|s| s.pps.map(|p| p / 1000.0)), 1),
+            spread(column(&|s| s.delivered_pps.map(|p| p / 1000.0)), 1),
             spread(column(&|s| s.cpu_us_per_packet), 2),
             spread(column(&|s| s.idle_cpu_percent), 1),
             if errors.is_empty() {
