@@ -19,6 +19,9 @@ pub struct PortBinding {
     pub mac: Mac,
     /// The VM's addresses.
     pub ips: Vec<Ipv4Addr>,
+    /// The VM's own IPv6 address, when the inventory gives it one (`scd`
+    /// admits the addresses a MAC gives a VM by itself).
+    pub ipv6: Vec<std::net::Ipv6Addr>,
 }
 
 /// Where every generated configuration has `scd` serve its metrics.
@@ -147,6 +150,7 @@ fn bind(vm: &crate::model::Vm, port: u32) -> PortBinding {
         port,
         mac: vm.mac,
         ips: vec![vm.ip],
+        ipv6: vm.ipv6.into_iter().collect(),
     }
 }
 
@@ -330,6 +334,18 @@ mod tests {
         parsed
     }
 
+    #[test]
+    fn ipv6_reaches_scd_as_its_prefix_and_a_vms_own_address_as_its_binding() {
+        let mut inv = inventory(EXAMPLE);
+        inv.overlay_ipv6 = Some(("fd00:5c::".parse().unwrap(), 48));
+        let own: std::net::Ipv6Addr = "fd00:5c:0:2::1".parse().unwrap();
+        inv.vms.get_mut("db1").unwrap().ipv6 = Some(own);
+        let parsed = scd_reads(&inv.host_config("host-b", "k").unwrap());
+        assert_eq!(parsed.overlay_ipv6, inv.overlay_ipv6);
+        assert_eq!(inv.port_bindings("host-b", None)[0].ipv6, [own]);
+        assert!(inv.port_bindings("host-a", None)[0].ipv6.is_empty());
+    }
+
     /// The example inventory with a VM's TAP and the uplink in namespaces.
     fn with_namespaces() -> String {
         EXAMPLE
@@ -482,6 +498,7 @@ mod tests {
             port,
             mac: vm.mac,
             ips: vec![vm.ip],
+            ipv6: Vec::new(),
         };
         assert_eq!(inv.port_bindings("host-b", None), [at(1, db1)]);
         let moving = Migration {

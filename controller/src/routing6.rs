@@ -1,5 +1,5 @@
 //! The overlay's IPv6 routing on every switch, when the inventory has an
-//! `overlay_ipv6_prefix`: a /128 route per VM, as the IPv4 routing's /32s
+//! `overlay_ipv6_prefix`: a /128 route per VM address, as the IPv4 routing's /32s
 //! (`routing`) and moved the same way through a migration's phases, written
 //! directly as OpenFlow flows. On the VM's own host IPv6 to it is delivered to
 //! its port with both MACs rewritten; elsewhere it leaves through the direct
@@ -47,10 +47,11 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
             )
         })
         .collect();
-    for vm in inv.vms.values() {
-        let Some(address) = inv.vm_ipv6(vm) else {
-            continue;
-        };
+    let addresses = inv
+        .vms
+        .values()
+        .flat_map(|vm| inv.vm_ipv6_addresses(vm).map(move |address| (vm, address)));
+    for (vm, address) in addresses {
         let to_vm = || ipv6().with(Field::Ipv6Dst, u128::from(address));
         if let Some(m) = migration
             .filter(|m| m.phase == Phase::Prepared && m.to_host == host.name && m.vm == vm.name)

@@ -115,17 +115,18 @@ impl PortBinding {
         })
     }
 
-    /// The binding with `addresses` as its IPv6 addresses besides its MAC's
-    /// link-local one (multicast and `::` are left out: no VM owns them).
+    /// The binding with `addresses` added to its IPv6 addresses (multicast
+    /// and `::` are left out: no VM owns them).
     pub fn with_ipv6(mut self, addresses: &[Ipv6Addr]) -> PortBinding {
-        let mut ipv6 = vec![u128::from(link_local(self.mac))];
+        let mut ipv6 = self.ipv6.into_vec();
         ipv6.extend(
             addresses
                 .iter()
                 .filter(|ip| !ip.is_multicast() && !ip.is_unspecified())
                 .map(|ip| u128::from(*ip)),
         );
-        ipv6.dedup();
+        let mut seen = std::collections::HashSet::new();
+        ipv6.retain(|ip| seen.insert(*ip));
         self.ipv6 = ipv6.into_boxed_slice();
         self
     }

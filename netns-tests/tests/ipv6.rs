@@ -6,7 +6,9 @@
 //! a TCP stream), also after one of them migrates to another cloud, with its
 //! stream intact. A VM forging another VM's IPv6 source reaches nobody and is
 //! counted on its port (`scd_port_spoofed_total{reason="ipv6"}`), while the
-//! same datagram from its own address, sent before and after, arrives.
+//! same datagram from its own address, sent before and after, arrives. One VM
+//! has an address of its own (`ipv6` in the inventory), which reaches its
+//! switch's port security through the bind-port message.
 
 mod common;
 
@@ -29,7 +31,9 @@ const PREFIX: &str = "fd00:5c::/48";
 /// The addresses SLAAC gives the VMs' MACs in the prefix's first /64.
 const A1: &str = "fd00:5c::ff:fe00:101";
 const M1: &str = "fd00:5c::ff:fe00:201";
-const C1: &str = "fd00:5c::ff:fe00:301";
+const C1_SLAAC: &str = "fd00:5c::ff:fe00:301";
+/// c1's own address, given in the inventory (and configured in the guest).
+const C1: &str = "fd00:5c:0:3::1";
 /// The anycast gateway's link-local address (from `02:5c:00:00:00:01`).
 const GATEWAY_LL: &str = "fe80::5c:ff:fe00:1";
 const GATEWAY_MAC: [u8; 6] = [0x02, 0x5c, 0, 0, 0, 1];
@@ -154,7 +158,13 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
         dir.path(),
         &format!(
             "overlay_ipv6_prefix = \"{PREFIX}\"\n{}",
-            common::inventory(&keys, &common::entries(&VMS, &vms))
+            common::inventory_with(
+                &keys,
+                &common::entries(&VMS, &vms),
+                "",
+                &[],
+                &[("c1", &format!("ipv6 = \"{C1}\""))]
+            )
         ),
     )?;
     let scc = common::start_scc(&net, dir.path(), true)?;
@@ -168,13 +178,18 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
 
     // SLAAC from the router advertisements, the gateway found by neighbour
     // discovery answered on each VM's own host.
-    for (vm, addr) in [(a1, A1), (m1, M1), (c1, C1)] {
+    for (vm, addr) in [(a1, A1), (m1, M1), (c1, C1_SLAAC)] {
         wait_address(vm, &vm.ifname, addr)?;
         let routes = vm.ns.ip(&["-6", "route", "show", "default"])?;
         assert!(routes.contains(GATEWAY_LL), "{routes}");
     }
+    let own = format!("{C1}/64");
+    c1.ns
+        .ip(&["-6", "addr", "add", &own, "dev", &c1.ifname, "nodad"])?;
     assert!(reaches(a1, M1, 10)?, "a1 -> m1 over IPv6");
     assert!(reaches(c1, A1, 10)?, "c1 -> a1 over IPv6");
+    // c1 answers from its own address: its switch's port security has it.
+    assert!(reaches(a1, C1, 10)?, "a1 -> c1's own address");
     assert!(reaches(a1, "100.64.3.1", 10)?, "IPv4 still works");
     let neighbours = a1.ns.ip(&["-6", "neigh", "show", "dev", &a1.ifname])?;
     assert!(

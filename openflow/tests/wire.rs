@@ -407,12 +407,14 @@ fn bind_port_round_trips_and_refuses_bodies_that_disagree_with_their_count() {
         port: 7,
         mac: Some(Mac([2, 0, 0, 0, 0, 0x0a])),
         ips: vec![Ipv4Addr::new(100, 64, 0, 10), Ipv4Addr::new(100, 64, 0, 11)],
+        ipv6: Vec::new(),
     });
     assert_eq!(roundtrip(&bind, 9), bind);
     let unbind = Message::BindPort(BindPort {
         port: 7,
         mac: None,
         ips: Vec::new(),
+        ipv6: Vec::new(),
     });
     assert_eq!(roundtrip(&unbind, 10), unbind);
     let bytes = encode(&bind, 9).unwrap();
@@ -432,6 +434,22 @@ fn bind_port_round_trips_and_refuses_bodies_that_disagree_with_their_count() {
     unbinding_with_ips[20..26].fill(0);
     assert_eq!(
         decode(&unbinding_with_ips).unwrap_err().code,
+        ErrorCode::BadRequest(BadRequest::BadLen)
+    );
+    // IPv6 addresses follow the IPv4 ones, only when there are any.
+    let dual = Message::BindPort(BindPort {
+        port: 7,
+        mac: Some(Mac([2, 0, 0, 0, 0, 0x0a])),
+        ips: vec![Ipv4Addr::new(100, 64, 0, 10)],
+        ipv6: vec!["fd00:5c::a".parse().unwrap(), "fd00:5c::b".parse().unwrap()],
+    });
+    assert_eq!(roundtrip(&dual, 11), dual);
+    let dual_bytes = encode(&dual, 11).unwrap();
+    assert_eq!(dual_bytes.len(), 16 + 4 + 6 + 2 + 4 + 2 + 32);
+    let mut cut = dual_bytes[..dual_bytes.len() - 16].to_vec();
+    cut[3] -= 16;
+    assert_eq!(
+        decode(&cut).unwrap_err().code,
         ErrorCode::BadRequest(BadRequest::BadLen)
     );
     // Our experimenter id with an unknown message type.

@@ -1,8 +1,8 @@
 //! The overlay's IPv6 side: the deployment's unique local prefix
-//! (`overlay_ipv6_prefix`) and each VM's IPv6 address, given explicitly or
-//! derived from its MAC as SLAAC derives it (the prefix's first /64 plus the
-//! MAC's EUI-64), so a guest that autoconfigures from `scd`'s router
-//! advertisements ends up with exactly the address the inventory names.
+//! (`overlay_ipv6_prefix`) and each VM's IPv6 addresses: the one SLAAC derives
+//! from its MAC (the prefix's first /64 plus the MAC's EUI-64), which a guest
+//! that autoconfigures from `scd`'s router advertisements ends up with, and the
+//! VM's own address when the inventory gives one (its primary address then).
 //! Only rules and derivations; no I/O.
 
 use std::net::Ipv6Addr;
@@ -47,14 +47,22 @@ impl Inventory {
         })
     }
 
-    /// The IPv6 address of `vm`: its own, or the one SLAAC gives its MAC in the
-    /// overlay's first /64; `None` when the overlay has no IPv6 prefix.
+    /// The primary IPv6 address of `vm`: its own, or the one SLAAC gives its
+    /// MAC in the overlay's first /64; `None` when the overlay has no IPv6
+    /// prefix.
     pub fn vm_ipv6(&self, vm: &Vm) -> Option<Ipv6Addr> {
-        let (net, _) = self.overlay_ipv6?;
-        Some(
-            vm.ipv6
-                .unwrap_or_else(|| dataplane_core::nd::slaac_address(net, vm.mac)),
-        )
+        self.vm_ipv6_addresses(vm).last()
+    }
+
+    /// Every IPv6 address of `vm`, each routed to it: the one SLAAC gives its
+    /// MAC, then its own if it has one; none when the overlay has no IPv6
+    /// prefix.
+    pub fn vm_ipv6_addresses(&self, vm: &Vm) -> impl Iterator<Item = Ipv6Addr> {
+        let slaac = self
+            .overlay_ipv6
+            .map(|(net, _)| dataplane_core::nd::slaac_address(net, vm.mac));
+        let own = vm.ipv6.filter(|ip| slaac.is_some_and(|s| s != *ip));
+        slaac.into_iter().chain(own)
     }
 
     /// Why `vm`'s own IPv6 address (if it has one) cannot be used: the

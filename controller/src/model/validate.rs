@@ -162,22 +162,22 @@ impl Inventory {
                 format!("address {} already used by VM `{o}`", vm.ip),
             ));
         }
+        if let Some(o) = holder(Claim::Mac(vm.mac)) {
+            return Err(invalid(
+                "vm.mac",
+                format!("MAC {} already used by VM `{o}`", vm.mac),
+            ));
+        }
         if let Some(message) = self.ipv6_refusal(vm) {
             return Err(invalid("vm.ipv6", message));
         }
-        if let Some(ip6) = self.vm_ipv6(vm) {
+        for ip6 in self.vm_ipv6_addresses(vm) {
             if let Some(o) = holder(Claim::Ipv6(ip6)) {
                 return Err(invalid(
                     "vm.ipv6",
                     format!("address {ip6} already used by VM `{o}`"),
                 ));
             }
-        }
-        if let Some(o) = holder(Claim::Mac(vm.mac)) {
-            return Err(invalid(
-                "vm.mac",
-                format!("MAC {} already used by VM `{o}`", vm.mac),
-            ));
         }
         if self.host(&vm.host).is_none() {
             return Err(invalid(
@@ -261,7 +261,7 @@ impl Inventory {
 #[derive(Clone, Copy)]
 enum Claim<'a> {
     Ip(Ipv4Addr),
-    /// An IPv6 address, as [`Inventory::vm_ipv6`] gives it.
+    /// An IPv6 address, one of [`Inventory::vm_ipv6_addresses`].
     Ipv6(Ipv6Addr),
     Mac(Mac),
     /// A host's port.
@@ -273,7 +273,7 @@ impl Claim<'_> {
     fn held_by(self, vm: &Vm, inventory: &Inventory) -> bool {
         match self {
             Claim::Ip(ip) => vm.ip == ip,
-            Claim::Ipv6(ip) => inventory.vm_ipv6(vm) == Some(ip),
+            Claim::Ipv6(ip) => inventory.vm_ipv6_addresses(vm).any(|a| a == ip),
             Claim::Mac(mac) => vm.mac == mac,
             Claim::Port(host, port) => vm.host == host && vm.port == port,
             Claim::PublicIp(public) => vm.public_ip == Some(public),
@@ -317,7 +317,7 @@ impl VmClaims {
 
     fn record(&mut self, vm: &Vm, inventory: &Inventory) {
         self.ip.insert(vm.ip, vm.name.clone());
-        if let Some(ip6) = inventory.vm_ipv6(vm) {
+        for ip6 in inventory.vm_ipv6_addresses(vm) {
             self.ipv6.insert(ip6, vm.name.clone());
         }
         self.mac.insert(vm.mac, vm.name.clone());
@@ -334,7 +334,7 @@ impl VmClaims {
         if self.ip.get(&vm.ip).is_some_and(held_by_vm) {
             self.ip.remove(&vm.ip);
         }
-        if let Some(ip6) = inventory.vm_ipv6(vm) {
+        for ip6 in inventory.vm_ipv6_addresses(vm) {
             if self.ipv6.get(&ip6).is_some_and(held_by_vm) {
                 self.ipv6.remove(&ip6);
             }

@@ -116,3 +116,26 @@ fn the_128_routes_move_with_a_migration_make_before_break() {
     // Done: host-b no longer forwards from tunnels (no transit).
     assert!(ports(&switch(&moved, 2, None), &packet(10_001, db1)).is_empty());
 }
+
+#[test]
+fn a_vm_with_an_address_of_its_own_is_routed_by_both() {
+    let mut inv = dual_stack();
+    let own: Ipv6Addr = "fd00:5c:0:2::1".parse().unwrap();
+    inv.vms.get_mut("db1").unwrap().ipv6 = Some(own);
+    let slaac = dataplane_core::nd::slaac_address("fd00:5c::".parse().unwrap(), inv.vms["db1"].mac);
+    assert_eq!(
+        inv.vm_ipv6(&inv.vms["db1"]),
+        Some(own),
+        "its own is its primary"
+    );
+    let a = switch(&inv, 1, None);
+    let b = switch(&inv, 2, None);
+    for dst in [own, slaac] {
+        assert_eq!(ports(&a, &packet(1, dst)), vec![10_002], "{dst}");
+        assert_eq!(
+            ports(&b, &packet(10_001, dst)),
+            vec![inv.vms["db1"].port],
+            "{dst}"
+        );
+    }
+}

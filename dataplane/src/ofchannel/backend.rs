@@ -285,7 +285,8 @@ impl Backend for SwitchBackend {
     }
 
     fn bind_port(&self, bind: BindPort) -> Result<Result<(), ErrorCode>, SwitchGone> {
-        let binding = match bind.mac.map(|mac| PortBinding::new(mac, &bind.ips)) {
+        let bound = |mac| PortBinding::new(mac, &bind.ips).map(|b| b.with_ipv6(&bind.ipv6));
+        let binding = match bind.mac.map(bound) {
             None => None,
             Some(Ok(binding)) => Some(binding),
             // Addresses no VM can own: the message is malformed for its type.

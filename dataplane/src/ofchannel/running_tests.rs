@@ -221,6 +221,7 @@ fn bind_port_is_refused_for_a_missing_port_and_for_group_addresses() {
         port: 5,
         mac: Some(mac),
         ips: vec![std::net::Ipv4Addr::new(100, 64, 0, 10)],
+        ipv6: Vec::new(),
     };
     assert_eq!(
         backend.bind_port(bind(Mac([2, 0, 0, 0, 0, 9]))).unwrap(),

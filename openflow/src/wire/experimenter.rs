@@ -6,13 +6,15 @@
 //!
 //! Layout of a `BindPort` after the header: experimenter id (u32), exp_type (u32),
 //! port (u32), MAC (6 bytes, all zero: unbind), number of addresses (u16), then the
-//! IPv4 addresses (u32 each). A body that disagrees with its count is bad-len.
+//! IPv4 addresses (u32 each), then, only when the VM has IPv6 addresses of its
+//! own, their number (u16) and the addresses (16 bytes each). A body that
+//! disagrees with its counts is bad-len.
 
 use super::buf::{Put, Reader};
 use super::error::{BadRequest, ErrorCode};
 use super::Fail;
 use crate::flow::Mac;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Our experimenter id in `OFPT_EXPERIMENTER` messages and `OFPMP_EXPERIMENTER`
 /// multiparts (not an IEEE-registered OUI; fixed here).
@@ -35,6 +37,10 @@ pub struct BindPort {
     pub mac: Option<Mac>,
     /// The VM's addresses (at most [`MAX_BOUND_IPS`]; none when unbinding).
     pub ips: Vec<Ipv4Addr>,
+    /// The VM's IPv6 addresses besides those its MAC gives it (at most
+    /// [`MAX_BOUND_IPS`]; left out of the message when there are none, so
+    /// that switches without IPv6 read it as before).
+    pub ipv6: Vec<Ipv6Addr>,
 }
 
 /// Asks `scd` to open a device and add it as a port while it runs (the
@@ -82,10 +88,21 @@ pub(super) fn decode_message(r: &mut Reader<'_>) -> Result<super::Message, Fail>
 }
 
 /// Reads a MAC, an address count and the addresses, as the rest of the body.
-fn decode_binding(r: &mut Reader<'_>, what: &str) -> Result<(Option<Mac>, Vec<Ipv4Addr>), Fail> {
+/// A binding's MAC and IPv4 addresses; `more_may_follow`: the body may go on
+/// after them (a bind-port's IPv6 addresses).
+fn decode_binding(
+    r: &mut Reader<'_>,
+    what: &str,
+    more_may_follow: bool,
+) -> Result<(Option<Mac>, Vec<Ipv4Addr>), Fail> {
     let mac = Some(r.mac()?).filter(|m| *m != Mac::ZERO);
     let n = usize::from(r.u16()?);
-    if n > MAX_BOUND_IPS || r.remaining() != n * 4 {
+    let fits = if more_may_follow {
+        r.remaining() >= n * 4
+    } else {
+        r.remaining() == n * 4
+    };
+    if n > MAX_BOUND_IPS || !fits {
         return Err(bad_len(format!(
             "{what} claims {n} addresses (at most {MAX_BOUND_IPS}) in {} bytes",
             r.remaining()
@@ -126,7 +143,7 @@ impl AddPort {
         let attach = r.u8()? & 1 != 0;
         r.skip(2)?;
         let name = super::buf::get_str(r, 16)?;
-        let (mac, ips) = decode_binding(r, "add-port")?;
+        let (mac, ips) = decode_binding(r, "add-port", false)?;
         Ok(AddPort {
             port,
             raw,
@@ -180,13 +197,42 @@ fn bad_len(why: impl Into<String>) -> Fail {
 impl BindPort {
     fn decode_body(r: &mut Reader<'_>) -> Result<BindPort, Fail> {
         let port = r.u32()?;
-        let (mac, ips) = decode_binding(r, "bind-port")?;
-        Ok(BindPort { port, mac, ips })
+        let (mac, ips) = decode_binding(r, "bind-port", true)?;
+        let ipv6 = if r.is_empty() {
+            Vec::new()
+        } else {
+            let n = usize::from(r.u16()?);
+            if n > MAX_BOUND_IPS || r.remaining() != n * 16 || mac.is_none() {
+                return Err(bad_len(format!(
+                    "bind-port claims {n} IPv6 addresses (at most {MAX_BOUND_IPS}, with a MAC) in {} bytes",
+                    r.remaining()
+                )));
+            }
+            (0..n)
+                .map(|_| {
+                    r.bytes(16)
+                        .map(|b| Ipv6Addr::from(<[u8; 16]>::try_from(b).unwrap_or_default()))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(BindPort {
+            port,
+            mac,
+            ips,
+            ipv6,
+        })
     }
 
     pub(super) fn encode(&self, out: &mut Vec<u8>) {
         encode_header(out, EXP_BIND_PORT);
         out.put_u32(self.port);
         encode_binding(out, self.mac, &self.ips);
+        if !self.ipv6.is_empty() && self.mac.is_some() {
+            let n = self.ipv6.len().min(MAX_BOUND_IPS);
+            out.put_u16(u16::try_from(n).unwrap_or(0));
+            for ip in &self.ipv6[..n] {
+                out.extend_from_slice(&ip.octets());
+            }
+        }
     }
 }

@@ -97,6 +97,7 @@ impl Session {
                     port: binding.port,
                     mac: Some(binding.mac),
                     ips: binding.ips.clone(),
+                    ipv6: binding.ipv6.clone(),
                 }))
                 .await?;
             tracing::debug!(dpid, port = binding.port, mac = %binding.mac, "port bound");
