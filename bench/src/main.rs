@@ -16,6 +16,7 @@ mod memory;
 mod ovs;
 mod reroute;
 mod storage_migration;
+mod store_save;
 mod switching;
 mod tunnel;
 
@@ -135,6 +136,17 @@ enum What {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// One save of scc's embedded store at HOSTS:VMS: the whole state against
+    /// the journal record of a VM added, a VM moved and a policy; a load and a
+    /// compaction (in process, no network).
+    Store {
+        /// HOSTS:VMS of the inventory.
+        #[arg(long, default_value = "1000:100000")]
+        grid: String,
+        /// Saves of each record kind (the median is reported).
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
     /// Every benchmark, and the chart.
     All,
 }
@@ -206,6 +218,11 @@ fn main() -> Result<()> {
         } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?,
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::StorageMigration { repeats } => storage_migration::storage_migration(repeats)?,
+        What::Store { ref grid, reps } => {
+            for (hosts, vms) in reroute::parse_grid(std::slice::from_ref(grid))? {
+                store_save::store(hosts, vms, reps)?;
+            }
+        }
         What::All => {
             charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));

@@ -212,3 +212,30 @@ fn invalid_utf8_is_reported_at_its_position() {
         "{stderr}"
     );
 }
+
+#[test]
+fn run_refuses_a_store_whose_journal_is_damaged_before_its_last_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state.json");
+    let store = controller::store::Store::new(&path);
+    let text = std::fs::read_to_string(example_inventory()).expect("example inventory");
+    let inventory =
+        controller::model::Inventory::parse(&text, "inventory.toml").expect("example inventory");
+    let mut state = controller::store::Persisted::first(inventory, "id".into(), "p.kat".into());
+    store.save(&state).expect("snapshot");
+    for policy in ["filter port = 1", "filter port = 2", "id"] {
+        state.version += 1;
+        state.policy = policy.into();
+        store.save(&state).expect("journal record");
+    }
+    let mut bytes = std::fs::read(store.journal_path()).expect("journal");
+    bytes[10] ^= 0x20;
+    std::fs::write(store.journal_path(), &bytes).expect("damage");
+    let (code, _, stderr) = scc(&["run", "--state", path.to_str().expect("path")]);
+    assert_ne!(code, 0, "{stderr}");
+    let journal = store.journal_path().display().to_string();
+    assert!(
+        stderr.contains(&format!("{journal}: byte 0:")) && stderr.contains("damaged"),
+        "{stderr}"
+    );
+}

@@ -66,7 +66,8 @@ enum Command {
         /// Policy (NetKAT) composed with routing; replaces the stored one. Default `id`.
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// The embedded store (one JSON file, replaced atomically).
+        /// The embedded store: a snapshot file, and the journal of the changes since
+        /// beside it (`FILE.journal`).
         #[arg(long, default_value = "/var/lib/scc/state.json")]
         state: PathBuf,
         #[command(flatten)]

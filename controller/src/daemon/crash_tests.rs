@@ -4,7 +4,9 @@
 //! one that crashes after every operation (dropped with its runtime and its
 //! pending tasks, a torn temporary file left beside the store) and is started
 //! again from the store the way `scc run` starts it. After every operation both
-//! have answered alike and want the same tables on every switch.
+//! have answered alike and want the same tables on every switch. A crash right
+//! after the store's append, before the version is published, loses nothing
+//! the store accepted: the restarted controller holds it.
 
 use super::tests::example_controller;
 use super::*;
@@ -139,14 +141,22 @@ fn crash_and_restart(
     drop(rt);
     drop(ctl);
     std::fs::write(dir.join(".state.json.tmp"), b"{\"inventory\": {\"tor").unwrap();
-    let store = Store::new(&dir.join("state.json"));
+    started(dir, Store::new(&dir.join("state.json")))
+}
+
+/// `scc run` starting from the store in `dir` (and an inventory file it must
+/// not use), with the switches connected.
+fn started(
+    dir: &std::path::Path,
+    store: impl StateStore + 'static,
+) -> (Arc<Controller>, tokio::runtime::Runtime) {
     let stale_file = Inventory::parse(
         include_str!("../../../docs/examples/inventory.toml"),
         "inventory.toml",
     )
     .unwrap();
     let start = crate::restart::start(
-        store.load().unwrap(),
+        Store::new(&dir.join("state.json")).load().unwrap(),
         Some((stale_file, "inventory.toml".into())),
         None,
     )
@@ -159,6 +169,30 @@ fn crash_and_restart(
         ctl.resume();
     }
     (ctl, rt)
+}
+
+/// The embedded store, and the process dying (a panic) as soon as a save is
+/// durable, before the controller publishes its version: what was saved is
+/// kept aside to compare with what a restart finds.
+#[derive(Debug)]
+struct DiesAfterSaving {
+    store: Store,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    saved: Arc<Mutex<Option<Persisted>>>,
+}
+
+impl StateStore for DiesAfterSaving {
+    fn load(&self) -> std::io::Result<Option<Persisted>> {
+        self.store.load()
+    }
+    fn save(&self, state: &Persisted) -> std::io::Result<()> {
+        self.store.save(state)?;
+        if self.armed.load(std::sync::atomic::Ordering::SeqCst) {
+            *self.saved.lock().unwrap() = Some(state.clone());
+            panic!("crash between the journal's append and the version's publication");
+        }
+        Ok(())
+    }
 }
 
 proptest! {
@@ -193,6 +227,64 @@ proptest! {
                 op
             );
         }
+    }
+}
+
+/// A crash as soon as the store accepted a change, before any switch heard of
+/// it: a VM added, a migration prepared, a migration's switch step, a policy.
+/// The restarted controller holds each of them and wants the tables compiled
+/// from what was saved.
+#[test]
+fn a_crash_between_the_append_and_the_publication_loses_no_committed_state() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(example_controller(dir.path(), |_| {}));
+    let ops = [
+        Op::AddVm {
+            slot: 3,
+            host: 1,
+            port: 2,
+        },
+        Op::Migrate {
+            slot: 0,
+            host: 2,
+            port: 1,
+        },
+        Op::Arrived,
+        Op::Policy(1),
+    ];
+    for op in &ops {
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let saved = Arc::new(Mutex::new(None));
+        let store = DiesAfterSaving {
+            store: Store::new(&dir.path().join("state.json")),
+            armed: armed.clone(),
+            saved: saved.clone(),
+        };
+        let (ctl, rt) = started(dir.path(), store);
+        armed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _entered = rt.enter();
+            run(&ctl, &rt, op)
+        }));
+        assert!(outcome.is_err(), "{op:?} was saved, and the crash came");
+        drop(ctl);
+        drop(rt);
+        let committed = saved.lock().unwrap().take().expect("a saved state");
+        let (after, _rt) = started(dir.path(), Store::new(&dir.path().join("state.json")));
+        let st = after.lock();
+        assert!(st.persisted.version > committed.version, "{op:?}");
+        assert_eq!(*st.persisted.inventory, *committed.inventory, "{op:?}");
+        assert_eq!(st.persisted.policy, committed.policy, "{op:?}");
+        assert_eq!(
+            st.migration.as_ref().map(|m| m.phase),
+            committed.migration.as_ref().map(|m| m.phase),
+            "{op:?}"
+        );
+        assert_eq!(
+            st.tables(),
+            compile_persisted(&committed).unwrap().flat_tables(),
+            "{op:?}"
+        );
     }
 }
 
