@@ -7,12 +7,12 @@
 //! inventory file's parser and the API both go through [`Inventory::add_host`]
 //! and [`Inventory::add_vm`], so neither accepts what the other refuses.
 
-use std::collections::HashMap;
+use imbl::HashMap;
 use std::net::Ipv4Addr;
 
 use openflow::flow::Mac;
 
-use super::{Host, Inventory, Vm, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
+use super::{Host, Inventory, Vm, VmIndex, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
 
 /// Why the inventory refuses a host or a VM: the field at fault (as the
 /// inventory file names it, `vm.port`) and what is wrong.
@@ -266,8 +266,10 @@ impl Claim<'_> {
 }
 
 /// What an inventory's VMs hold that no other VM may: each address, MAC,
-/// host port and public address, with the name of the VM holding it.
-#[derive(Default)]
+/// host port and public address, with the name of the VM holding it. In
+/// persistent maps: a copy shares everything, so the claims of a changed
+/// inventory are worked out from the VMs that changed ([`VmClaims::updated`]).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct VmClaims {
     ip: HashMap<Ipv4Addr, String>,
     mac: HashMap<Mac, String>,
@@ -285,6 +287,14 @@ impl VmClaims {
         claims
     }
 
+    /// What `inventory`'s VMs hold, from these claims of `old`'s: only the VMs
+    /// the two do not share are looked at.
+    pub(crate) fn updated(&self, old: &Inventory, inventory: &Inventory) -> Self {
+        let mut claims = self.clone();
+        claims.follow(old, inventory);
+        claims
+    }
+
     /// The VM other than `asking` that holds `claim`, if any.
     fn holder(&self, claim: Claim, asking: &str) -> Option<String> {
         match claim {
@@ -296,7 +306,9 @@ impl VmClaims {
         .filter(|holder| *holder != asking)
         .cloned()
     }
+}
 
+impl VmIndex for VmClaims {
     fn record(&mut self, vm: &Vm) {
         self.ip.insert(vm.ip, vm.name.clone());
         self.mac.insert(vm.mac, vm.name.clone());
@@ -325,5 +337,44 @@ impl VmClaims {
                 self.public_ip.remove(&public);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_followed_through_changes_are_those_indexed_from_scratch() {
+        let text = include_str!("../../../docs/examples/inventory.toml");
+        let old = Inventory::parse(text, "inventory.toml").unwrap();
+        let claims = VmClaims::of(&old);
+        let mut new = old.clone();
+        let mut added = new.vms["web1"].clone();
+        added.name = "added".into();
+        added.ip = "100.64.1.99".parse().unwrap();
+        added.mac = "02:00:00:00:01:99".parse().unwrap();
+        added.port = 42;
+        added.public_ip = None;
+        let mut followed = claims.clone();
+        new.add_vm_claiming(added, &mut followed).unwrap();
+        let db1 = new.vms.get_mut("db1").unwrap();
+        db1.host = "host-a".into();
+        db1.port = 43;
+        new.vms.remove("web1");
+        assert_eq!(claims.updated(&old, &new), VmClaims::of(&new));
+        let refused = new.vms["added"].clone();
+        let mut again = VmClaims::of(&new);
+        let taken = Vm {
+            name: "other".into(),
+            ..refused
+        };
+        assert_eq!(
+            new.clone()
+                .add_vm_claiming(taken, &mut again)
+                .unwrap_err()
+                .field,
+            "vm.ip"
+        );
     }
 }
