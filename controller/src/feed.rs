@@ -353,7 +353,11 @@ mod tests {
     /// to no other host, so its delivery flow takes tunnels and local ports alike.
     fn lone_public_vm() -> Inventory {
         let mut inv = inventory();
-        inv.vms.retain(|name, _| name == "web1");
+        inv.vms = inv
+            .vms
+            .into_iter()
+            .filter(|(name, _)| name == "web1")
+            .collect();
         let web1 = inv.vms.get_mut("web1").unwrap();
         web1.host = "host-b".into();
         inv

@@ -54,6 +54,16 @@ fn public_vms(inv: &Inventory) -> impl Iterator<Item = (&Vm, Ipv4Addr, &Gateway)
     })
 }
 
+/// Every VM with a public address a gateway serves, with that address and its
+/// home gateway (each address to the first VM by name that claims it): found
+/// once for all the switches whose plain flows are worked out, not per switch.
+pub type PublicVms<'a> = Vec<(&'a Vm, Ipv4Addr, &'a Gateway)>;
+
+/// [`PublicVms`] of `inv`.
+pub fn public_vms_of(inv: &Inventory) -> PublicVms<'_> {
+    public_vms(inv).collect()
+}
+
 /// The routing case (NetKAT, disjoint from every other case of this switch) a
 /// gateway adds to its own switch for IPv4 from the uplink to `public`: inbound
 /// translation to the overlay address of the first of `claimants` (the VMs with
@@ -132,10 +142,11 @@ pub fn outbound_flows(
     inv: &Inventory,
     host: &Host,
     migration: Option<&Migration>,
+    public_vms: &PublicVms<'_>,
 ) -> Vec<FlowSpec> {
     let outside = complement(u32::from(inv.overlay.0), inv.overlay.1);
     let mut flows = Vec::new();
-    for (vm, public, home) in public_vms(inv) {
+    for &(vm, public, home) in public_vms {
         // Where the VM runs, and where it ran or will run during its migration.
         let mut places = vec![(vm.host.as_str(), vm.port)];
         if let Some(m) = migration.filter(|m| m.vm == vm.name) {
@@ -221,7 +232,7 @@ pub fn outbound_flows(
 /// NAT, so an overlay packet carrying one is spoofed); on a gateway, packets from
 /// the uplink to a public address no VM owns. Each flow's counters are the count.
 /// The flows carry no cookie; the routing gives them the controller's.
-pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
+pub fn counted_drops(inv: &Inventory, host: &Host, public_vms: &PublicVms<'_>) -> Vec<FlowSpec> {
     let mut flows = Vec::new();
     let drop =
         |matcher: FlowMatch| FlowSpec::new(0, GATEWAY_DROP_PRIORITY, matcher, Vec::<Action>::new());
@@ -250,9 +261,10 @@ pub fn counted_drops(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
             ),
         ));
         let (net, len) = gw.public_prefix;
-        let owned: Vec<u32> = public_vms(inv)
+        let owned: Vec<u32> = public_vms
+            .iter()
             .filter(|(_, public, _)| gw.serves(*public))
-            .map(|(_, public, _)| u32::from(public))
+            .map(|(_, public, _)| u32::from(*public))
             .collect();
         for (n, l) in uncovered(u32::from(net), len, &owned) {
             flows.push(drop(

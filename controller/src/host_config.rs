@@ -160,29 +160,20 @@ impl Inventory {
     /// already, so that its first frames there pass.
     pub fn port_bindings(&self, host: &str, arriving: Option<&Migration>) -> Vec<PortBinding> {
         let placed = self.vms.values().filter(|v| v.host == host);
+        self.port_bindings_among(host, placed, arriving)
+    }
+
+    /// [`Self::port_bindings`] of `host` given the VMs placed there, in name
+    /// order (from an index of the VMs by host).
+    pub fn port_bindings_among<'a>(
+        &self,
+        host: &str,
+        placed: impl Iterator<Item = &'a crate::model::Vm>,
+        arriving: Option<&Migration>,
+    ) -> Vec<PortBinding> {
         let mut bindings: Vec<PortBinding> = placed.map(|vm| bind(vm, vm.port)).collect();
         self.bind_arrival(host, &mut bindings, arriving);
         bindings
-    }
-
-    /// Every host's [`Self::port_bindings`] by host name, in one pass over the VMs.
-    pub fn port_bindings_by_host(
-        &self,
-        arriving: Option<&Migration>,
-    ) -> std::collections::HashMap<String, Vec<PortBinding>> {
-        let mut by_host: std::collections::HashMap<String, Vec<PortBinding>> =
-            std::collections::HashMap::new();
-        for vm in self.vms.values() {
-            by_host
-                .entry(vm.host.clone())
-                .or_default()
-                .push(bind(vm, vm.port));
-        }
-        if let Some(m) = arriving {
-            let bindings = by_host.entry(m.to_host.clone()).or_default();
-            self.bind_arrival(&m.to_host, bindings, arriving);
-        }
-        by_host
     }
 
     /// Binds the VM `arriving` at `host` on its destination port, in place of

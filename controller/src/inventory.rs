@@ -580,7 +580,7 @@ impl Inventory {
             announce,
             clouds,
             hosts: Vec::new(),
-            vms: BTreeMap::new(),
+            vms: crate::model::Vms::new(),
             placement: BTreeMap::new(),
             gateways: BTreeMap::new(),
             placement_settings: PlacementSettings::default(),

@@ -26,6 +26,7 @@ mod tests;
 #[cfg(test)]
 mod tests_prefix;
 
+use crate::gateway::PublicVms;
 use crate::model::{Host, Inventory, Migration, Phase, TUNNEL_PORT_BASE};
 use crate::netkat::ir::{self, CPol, CPred, HField, NoNames};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
@@ -141,6 +142,11 @@ impl SwitchTable {
         (was, now)
     }
 
+    /// The unit of `dst` in `band`, if the table has one.
+    fn unit(&self, dst: u32, band: Band) -> Option<&Unit> {
+        self.chunks.get(&(dst >> 8))?.get(&(dst, band))
+    }
+
     /// Sets (or with `None` removes) the unit of `dst` in `band`.
     fn set_unit(&mut self, dst: u32, band: Band, unit: Option<Unit>) {
         let chunk = self.chunks.entry(dst >> 8).or_default();
@@ -242,7 +248,16 @@ struct UnitKey {
 }
 
 /// Units compiled for one policy, by what they were compiled from.
-type UnitCache = Arc<Mutex<HashMap<UnitKey, Unit>>>;
+type UnitCache = Arc<Mutex<Units>>;
+
+/// The compiled units, and how many there were after the last look for
+/// unused ones (the next look waits until they doubled, so that counting the
+/// units in use, which visits every table, costs a change nothing on average).
+#[derive(Debug, Default)]
+struct Units {
+    by_key: HashMap<UnitKey, Unit>,
+    looked_at: usize,
+}
 
 /// Every switch's table for one inventory, policy and migration step, and what
 /// it takes to compile the next one.
@@ -256,6 +271,9 @@ pub struct NetworkProgram {
     cache: UnitCache,
     /// Some host has a VM prefix: the lower band is split.
     layered: bool,
+    /// The inventory's VMs by address, kept from one version to the next
+    /// (`None` for a policy compiled whole).
+    dests: Option<Destinations>,
 }
 
 impl NetworkProgram {
@@ -283,6 +301,7 @@ impl NetworkProgram {
             tables: BTreeMap::new(),
             cache: UnitCache::default(),
             layered: false,
+            dests: None,
         }
         .update_shared(inv, policy, policy_name, migration)
     }
@@ -290,6 +309,12 @@ impl NetworkProgram {
     /// The inventory the tables were compiled from.
     pub fn inventory(&self) -> Option<&Arc<Inventory>> {
         self.inventory.as_ref()
+    }
+
+    /// The index of destinations kept for the next change, if any.
+    #[cfg(test)]
+    fn destinations(&self) -> Option<&Destinations> {
+        self.dests.as_ref()
     }
 
     /// Each switch's table, by datapath id.
@@ -365,10 +390,13 @@ impl NetworkProgram {
             || old.overlay != inv.overlay
             || old.has_vm_prefixes() != inv.has_vm_prefixes()
             || old.gateways != inv.gateways
-            || inv
-                .hosts
-                .iter()
-                .any(|h| old.host(&h.name).is_some_and(|o| o != h));
+            || (old.hosts != inv.hosts && {
+                let before: HashMap<&str, &Host> =
+                    old.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+                inv.hosts
+                    .iter()
+                    .any(|h| before.get(h.name.as_str()).is_some_and(|o| *o != h))
+            });
         let touched = (!everything).then(|| self.touched(old, inv, migration));
         self.recompile(inv, form, migration, touched)
     }
@@ -394,29 +422,74 @@ impl NetworkProgram {
                 UnitCache::default()
             },
             layered: inv.has_vm_prefixes(),
+            dests: None,
         };
-        let dests = Destinations::new(inv);
+        let dests = match (&touched, &self.dests, self.inventory.as_deref()) {
+            (Some(_), Some(dests), Some(old)) => dests.updated(old, inv),
+            _ => Destinations::new(inv),
+        };
         let hosts_changed = self
             .inventory
             .as_ref()
             .is_none_or(|old| old.hosts != inv.hosts);
+        // The switches whose plain flows may differ (`None`: all of them). A
+        // migration's step alone changes only the announcement flows of its
+        // destination (its VM's public address, if any, is in `touched.plain`).
+        let plain_hosts: Option<BTreeSet<&str>> = match &touched {
+            Some(t) if !t.plain && !hosts_changed => Some(
+                [self.migration.as_ref(), migration]
+                    .into_iter()
+                    .flatten()
+                    .filter(|_| self.migration.as_ref() != migration)
+                    .map(|m| m.to_host.as_str())
+                    .collect(),
+            ),
+            _ => None,
+        };
+        let public = std::cell::OnceCell::new();
+        let public_vms = || public.get_or_init(|| crate::gateway::public_vms_of(inv));
         for host in &inv.hosts {
             let table = match (self.tables.get(&host.datapath_id), &touched) {
                 (Some(before), Some(touched)) => {
-                    let mut table = (**before).clone();
+                    let mut units = Vec::new();
                     for &dst in &touched.addresses {
-                        next.set_cases(&mut table, host, dst, &dests)?;
+                        next.cases_units(host, dst, &dests, &mut units)?;
                     }
                     for &net in &touched.prefixes {
-                        next.set_prefix(&mut table, host, net, &dests)?;
+                        units.push((net, Band::Prefix, next.prefix_unit(host, net, &dests)?));
                     }
-                    if touched.plain || hosts_changed || self.migration.as_ref() != migration {
-                        table.set_plain(plain_flows(inv, host, migration));
+                    let plain = plain_hosts
+                        .as_ref()
+                        .is_none_or(|hosts| hosts.contains(host.name.as_str()))
+                        .then(|| plain_flows(inv, host, migration, public_vms()))
+                        .filter(|p| **p != *before.plain);
+                    // Most switches are not concerned by a VM's change: their
+                    // table stays the same shared value, never copied.
+                    let same = |(dst, band, unit): &(u32, Band, Option<Unit>)| match (
+                        before.unit(*dst, *band),
+                        unit,
+                    ) {
+                        (None, None) => true,
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                        _ => false,
+                    };
+                    if plain.is_none() && units.iter().all(same) {
+                        next.tables.insert(host.datapath_id, before.clone());
+                        continue;
                     }
-                    table
+                    let mut table = (**before).clone();
+                    for (dst, band, unit) in units {
+                        table.set_unit(dst, band, unit);
+                    }
+                    if let Some(plain) = plain {
+                        table.set_plain(plain);
+                    }
+                    next.tables.insert(host.datapath_id, Arc::new(table));
+                    continue;
                 }
                 _ => {
-                    let mut table = SwitchTable::from_flows(plain_flows(inv, host, migration));
+                    let mut table =
+                        SwitchTable::from_flows(plain_flows(inv, host, migration, public_vms()));
                     for dst in dests.addresses_on(inv, host, migration) {
                         next.set_cases(&mut table, host, dst, &dests)?;
                     }
@@ -435,6 +508,7 @@ impl NetworkProgram {
             next.tables.insert(host.datapath_id, table);
         }
         next.forget_unused();
+        next.dests = Some(dests);
         Ok(next)
     }
 
@@ -455,11 +529,9 @@ impl NetworkProgram {
                 t.plain = true;
             }
         };
-        merge(&old.vms, &inv.vms, |a, b| {
-            if a != b {
-                a.into_iter().chain(b).for_each(&mut note);
-            }
-        });
+        for (was, is) in old.vm_changes(inv) {
+            was.into_iter().chain(is).for_each(&mut note);
+        }
         // Hosts come and go with their prefixes (a changed host recompiles all).
         for (a, b) in [(old, inv), (inv, old)] {
             t.prefixes.extend(
@@ -490,7 +562,24 @@ impl NetworkProgram {
         table: &mut SwitchTable,
         host: &Host,
         dst: u32,
-        dests: &Destinations<'_>,
+        dests: &Destinations,
+    ) -> Result<(), ProgramError> {
+        let mut units = Vec::new();
+        self.cases_units(host, dst, dests, &mut units)?;
+        for (dst, band, unit) in units {
+            table.set_unit(dst, band, unit);
+        }
+        Ok(())
+    }
+
+    /// The units of `dst` on `host`'s switch in each band (`None`: none there),
+    /// recompiled or found compiled, added to `units`.
+    fn cases_units(
+        &self,
+        host: &Host,
+        dst: u32,
+        dests: &Destinations,
+        units: &mut Vec<(u32, Band, Option<Unit>)>,
     ) -> Result<(), ProgramError> {
         let Some(inv) = self.inventory.as_deref() else {
             return Ok(());
@@ -507,7 +596,7 @@ impl NetworkProgram {
             } else {
                 Some(self.unit(host.datapath_id, dst, 32, band, of_band)?)
             };
-            table.set_unit(dst, band, unit);
+            units.push((dst, band, unit));
         }
         Ok(())
     }
@@ -519,18 +608,29 @@ impl NetworkProgram {
         table: &mut SwitchTable,
         host: &Host,
         net: u32,
-        dests: &Destinations<'_>,
+        dests: &Destinations,
     ) -> Result<(), ProgramError> {
+        let unit = self.prefix_unit(host, net, dests)?;
+        table.set_unit(net, Band::Prefix, unit);
+        Ok(())
+    }
+
+    /// The route on `host`'s switch to the VM prefix that starts at `net`,
+    /// recompiled or found compiled; `None` when no other host has it.
+    fn prefix_unit(
+        &self,
+        host: &Host,
+        net: u32,
+        dests: &Destinations,
+    ) -> Result<Option<Unit>, ProgramError> {
         let case = dests
             .home(net)
             .filter(|owner| owner.vm_prefix.is_some_and(|(n, _)| u32::from(n) == net))
             .and_then(|owner| prefix_case(host, owner));
-        let unit = match case {
+        Ok(match case {
             Some(c) => Some(self.unit(host.datapath_id, net, c.len, Band::Prefix, vec![c.pol])?),
             None => None,
-        };
-        table.set_unit(net, Band::Prefix, unit);
-        Ok(())
+        })
     }
 
     /// The compiled unit of these cases, from the cache when it has it.
@@ -555,25 +655,31 @@ impl NetworkProgram {
             cases,
         };
         let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(unit) = cache().get(&key) {
+        if let Some(unit) = cache().by_key.get(&key) {
             return Ok(unit.clone());
         }
         let unit = compile_unit(form, switch, &key)?;
-        cache().insert(key, unit.clone());
+        cache().by_key.insert(key, unit.clone());
         Ok(unit)
     }
 
-    /// Drops compiled units no table uses any more, once they are many.
+    /// Drops compiled units no table uses any more, once they are many: looked
+    /// for when the units doubled since the last look.
     fn forget_unused(&self) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let units = cache.by_key.len();
+        if units <= 1024 || units <= 2 * cache.looked_at {
+            return;
+        }
         let live: usize = self
             .tables
             .values()
             .map(|t| t.chunks.values().map(|c| c.len()).sum::<usize>())
             .sum();
-        if cache.len() > 1024 && cache.len() > 2 * live {
-            cache.retain(|_, unit| Arc::strong_count(unit) > 1);
+        if units > 2 * live {
+            cache.by_key.retain(|_, unit| Arc::strong_count(unit) > 1);
         }
+        cache.looked_at = cache.by_key.len();
     }
 }
 
@@ -676,6 +782,7 @@ fn whole(
     let program = form.before(&routing_program_during(inv, migration))?;
     let mut compiled = netkat::compile(&program)?;
     let mut tables = BTreeMap::new();
+    let public_vms = crate::gateway::public_vms_of(inv);
     for host in &inv.hosts {
         let table = compiled.table(
             host.datapath_id,
@@ -685,7 +792,7 @@ fn whole(
                 base_priority: 1,
             },
         )?;
-        let mut flows = plain_flows_above(inv, host, migration);
+        let mut flows = plain_flows_above(inv, host, migration, &public_vms);
         flows.extend(table.flows);
         tables.insert(host.datapath_id, Arc::new(SwitchTable::from_flows(flows)));
     }
@@ -696,13 +803,19 @@ fn whole(
         tables,
         cache: UnitCache::default(),
         layered: inv.has_vm_prefixes(),
+        dests: None,
     })
 }
 
 /// The flows of `host`'s switch outside the units: those above every compiled
 /// rule, and the guard between the bands.
-fn plain_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -> Vec<FlowSpec> {
-    let mut flows = plain_flows_above(inv, host, migration);
+fn plain_flows(
+    inv: &Inventory,
+    host: &Host,
+    migration: Option<&Migration>,
+    public_vms: &PublicVms<'_>,
+) -> Vec<FlowSpec> {
+    let mut flows = plain_flows_above(inv, host, migration, public_vms);
     for other in inv.hosts.iter().filter(|h| h.name != host.name) {
         // Never from one tunnel into another: the mesh is direct, no transit.
         let mut guard = FlowSpec::new(
@@ -720,7 +833,12 @@ fn plain_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -> V
 }
 
 /// A migration's announcement flows, a gateway's NAT and its counted drops.
-fn plain_flows_above(inv: &Inventory, host: &Host, migration: Option<&Migration>) -> Vec<FlowSpec> {
+fn plain_flows_above(
+    inv: &Inventory,
+    host: &Host,
+    migration: Option<&Migration>,
+    public_vms: &PublicVms<'_>,
+) -> Vec<FlowSpec> {
     let mut flows = Vec::new();
     if let Some(m) = migration.filter(|m| m.phase == Phase::Prepared && m.to_host == host.name) {
         for eth_type in [ethertype::ARP, ethertype::RARP] {
@@ -734,8 +852,10 @@ fn plain_flows_above(inv: &Inventory, host: &Host, migration: Option<&Migration>
             ));
         }
     }
-    flows.extend(crate::gateway::outbound_flows(inv, host, migration));
-    flows.extend(crate::gateway::counted_drops(inv, host));
+    flows.extend(crate::gateway::outbound_flows(
+        inv, host, migration, public_vms,
+    ));
+    flows.extend(crate::gateway::counted_drops(inv, host, public_vms));
     flows.extend(crate::routing6::ipv6_flows(inv, host, migration));
     for f in &mut flows {
         f.cookie = SCC_COOKIE;

@@ -234,7 +234,11 @@ mod tests {
         let mut newer = older.clone();
         assert!(InventoryDiff::between(&older, &newer).is_empty());
         let gone = newer.hosts.pop().unwrap().name;
-        newer.vms.retain(|_, v| v.host != gone);
+        newer.vms = newer
+            .vms
+            .into_iter()
+            .filter(|(_, v)| v.host != gone)
+            .collect();
         let web1 = newer.vms.get_mut("web1").unwrap();
         web1.host = "host-b".into();
         web1.port = 7;

@@ -18,13 +18,14 @@
 //! never compiles and never talks to a switch.
 
 use crate::gateway::ip;
-use crate::model::{Host, Inventory, Migration, Phase, Vm};
+use crate::model::{Host, Inventory, Migration, Phase, Vm, VmIndex};
 use crate::netkat::diagnostics::Diagnostic;
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::netkat::CompileError;
-use rustc_hash::FxHashMap as HashMap;
+use imbl::{OrdMap, OrdSet};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Cookie carried by every flow the controller installs, so `ovs-ofctl` and the
 /// controller itself can tell them apart from flows installed by hand.
@@ -81,47 +82,72 @@ pub struct Case {
 }
 
 /// The VMs by overlay and by public address, to find the cases of one address,
-/// and the hosts by VM prefix.
-#[derive(Debug, Default)]
-pub struct Destinations<'a> {
-    by_ip: HashMap<u32, Vec<&'a Vm>>,
-    by_public: HashMap<u32, Vec<&'a Vm>>,
+/// and the hosts by VM prefix. Persistent maps: a copy shares everything, so
+/// the next inventory's is this one with the VMs that changed
+/// ([`Destinations::updated`]), in proportion to the change.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Destinations {
+    /// VM names by overlay address (one, unless the inventory is invalid), in
+    /// name order.
+    by_ip: OrdMap<u32, Vec<String>>,
+    by_public: OrdMap<u32, Vec<String>>,
     /// Hosts with a VM prefix by its first address (prefixes never overlap).
-    prefixes: BTreeMap<u32, (u8, &'a Host)>,
-    /// The overlay addresses of each host's VMs.
-    by_host: HashMap<&'a str, Vec<u32>>,
+    prefixes: Arc<BTreeMap<u32, (u8, Host)>>,
+    /// The overlay addresses of each host's VMs (with the VM's name).
+    by_host: imbl::HashMap<String, OrdSet<(u32, String)>>,
     /// Overlay addresses whose VM is not on its prefix's host (or that lie in no
     /// prefix): every switch may route them.
-    away: Vec<u32>,
+    away: OrdSet<(u32, String)>,
 }
 
-impl<'a> Destinations<'a> {
+impl Destinations {
     /// The destinations of `inv`.
-    pub fn new(inv: &'a Inventory) -> Destinations<'a> {
-        let mut d = Destinations::default();
+    pub fn new(inv: &Inventory) -> Destinations {
+        let mut prefixes = BTreeMap::new();
         for h in &inv.hosts {
             if let Some((net, len)) = h.vm_prefix {
-                d.prefixes.insert(u32::from(net), (len, h));
+                prefixes.insert(u32::from(net), (len, h.clone()));
             }
         }
+        let mut d = Destinations {
+            prefixes: Arc::new(prefixes),
+            ..Destinations::default()
+        };
         for vm in inv.vms.values() {
-            let ip = u32::from(vm.ip);
-            d.by_ip.entry(ip).or_default().push(vm);
-            d.by_host.entry(&vm.host).or_default().push(ip);
-            if d.home(ip).is_none_or(|h| h.name != vm.host) {
-                d.away.push(ip);
-            }
-            if let Some(public) = vm.public_ip {
-                d.by_public.entry(u32::from(public)).or_default().push(vm);
-            }
+            d.record(vm);
         }
         d
     }
 
+    /// The destinations of `inv`, from these of `old`: only the VMs that differ
+    /// are indexed again (all when the hosts differ).
+    pub fn updated(&self, old: &Inventory, inv: &Inventory) -> Destinations {
+        if old.hosts != inv.hosts {
+            return Destinations::new(inv);
+        }
+        let mut d = self.clone();
+        d.follow(old, inv);
+        d
+    }
+
     /// The host whose VM prefix holds `ip`, if any.
-    pub fn home(&self, ip: u32) -> Option<&'a Host> {
-        let (&net, &(len, host)) = self.prefixes.range(..=ip).next_back()?;
-        (ip & config_support::prefix_mask(len) == net).then_some(host)
+    pub fn home(&self, ip: u32) -> Option<&Host> {
+        let (&net, (len, host)) = self.prefixes.range(..=ip).next_back()?;
+        (ip & config_support::prefix_mask(*len) == net).then_some(host)
+    }
+
+    /// The VMs whose overlay address is `ip`.
+    fn at<'i>(&self, inv: &'i Inventory, ip: u32) -> impl Iterator<Item = &'i Vm> + use<'i, '_> {
+        named(inv, self.by_ip.get(&ip))
+    }
+
+    /// The VMs that claim the public address `ip`, in name order.
+    fn claiming<'i>(
+        &self,
+        inv: &'i Inventory,
+        ip: u32,
+    ) -> impl Iterator<Item = &'i Vm> + use<'i, '_> {
+        named(inv, self.by_public.get(&ip))
     }
 
     /// The addresses that may have cases on `host`'s switch: its VMs', those of
@@ -132,8 +158,14 @@ impl<'a> Destinations<'a> {
         host: &Host,
         migration: Option<&Migration>,
     ) -> BTreeSet<u32> {
-        let mut out: BTreeSet<u32> = self.away.iter().copied().collect();
-        out.extend(self.by_host.get(host.name.as_str()).into_iter().flatten());
+        let mut out: BTreeSet<u32> = self.away.iter().map(|(ip, _)| *ip).collect();
+        out.extend(
+            self.by_host
+                .get(host.name.as_str())
+                .into_iter()
+                .flatten()
+                .map(|(ip, _)| *ip),
+        );
         out.extend(self.by_public.keys());
         out.extend(
             migration
@@ -151,6 +183,68 @@ impl<'a> Destinations<'a> {
             .copied()
             .collect()
     }
+}
+
+impl VmIndex for Destinations {
+    fn forget(&mut self, vm: &Vm) {
+        let ip = u32::from(vm.ip);
+        remove_name(&mut self.by_ip, ip, &vm.name);
+        let key = (ip, vm.name.clone());
+        if let Some(of_host) = self.by_host.get_mut(&vm.host) {
+            of_host.remove(&key);
+            if of_host.is_empty() {
+                self.by_host.remove(&vm.host);
+            }
+        }
+        self.away.remove(&key);
+        if let Some(public) = vm.public_ip {
+            remove_name(&mut self.by_public, u32::from(public), &vm.name);
+        }
+    }
+
+    fn record(&mut self, vm: &Vm) {
+        let ip = u32::from(vm.ip);
+        insert_name(self.by_ip.entry(ip).or_default(), &vm.name);
+        self.by_host
+            .entry(vm.host.clone())
+            .or_default()
+            .insert((ip, vm.name.clone()));
+        if self.home(ip).is_none_or(|h| h.name != vm.host) {
+            self.away.insert((ip, vm.name.clone()));
+        }
+        if let Some(public) = vm.public_ip {
+            insert_name(
+                self.by_public.entry(u32::from(public)).or_default(),
+                &vm.name,
+            );
+        }
+    }
+}
+
+/// Adds `name` to `names`, kept in name order (as the inventory lists VMs).
+fn insert_name(names: &mut Vec<String>, name: &str) {
+    if let Err(at) = names.binary_search_by(|n| n.as_str().cmp(name)) {
+        names.insert(at, name.to_string());
+    }
+}
+
+/// Removes `name` from the names of `key`, and the key once it has none.
+fn remove_name(map: &mut OrdMap<u32, Vec<String>>, key: u32, name: &str) {
+    let Some(names) = map.get_mut(&key) else {
+        return;
+    };
+    names.retain(|n| n != name);
+    if names.is_empty() {
+        map.remove(&key);
+    }
+}
+
+/// The VMs of `inv` with these names.
+fn named<'i, 'n>(
+    inv: &'i Inventory,
+    names: Option<&'n Vec<String>>,
+) -> impl Iterator<Item = &'i Vm> + use<'i, 'n> {
+    names.into_iter().flatten().filter_map(|n| inv.vms.get(n))
 }
 
 fn test(field: HeaderField, value: Value) -> Policy {
@@ -186,13 +280,13 @@ pub fn cases_to(
     inv: &Inventory,
     host: &Host,
     dst: u32,
-    dests: &Destinations<'_>,
+    dests: &Destinations,
     migration: Option<&Migration>,
 ) -> Vec<Case> {
     let mut cases = Vec::new();
     let has_tunnels = inv.hosts.iter().any(|h| h.name != host.name);
     let to_dst = || test(HeaderField::Ip4Dst, ip(Ipv4Addr::from(dst)));
-    for vm in dests.by_ip.get(&dst).into_iter().flatten() {
+    for vm in dests.at(inv, dst) {
         let open = |steps: Vec<Policy>| Case {
             dst,
             len: 32,
@@ -241,7 +335,7 @@ pub fn cases_to(
             });
         }
     }
-    let claimants = dests.by_public.get(&dst).into_iter().flatten().copied();
+    let claimants = dests.claiming(inv, dst);
     if let Some(pol) = crate::gateway::inbound_case(inv, host, Ipv4Addr::from(dst), claimants) {
         cases.push(Case {
             dst,

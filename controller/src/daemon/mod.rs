@@ -33,7 +33,7 @@ pub(crate) mod tests;
 use crate::feed::VmAddresses;
 use crate::follow::Follower;
 use crate::migration::{MigrationState, Refusal};
-use crate::model::{Inventory, Vm};
+use crate::model::{Inventory, Vm, VmClaims};
 use crate::program::{NetworkProgram, SwitchTable};
 use crate::restart::InventoryDiff;
 use crate::routing::ProgramError;
@@ -171,6 +171,9 @@ pub struct Controller {
     /// The VMs' addresses of the inventory they were indexed from, shared by
     /// the sessions' traffic samples.
     vm_addresses: Mutex<Option<(Arc<Inventory>, Arc<VmAddresses>)>>,
+    /// What the VMs of an inventory hold (addresses, MACs, ports), so that a VM
+    /// added is checked against an index rather than every VM.
+    vm_claims: Mutex<Option<(Arc<Inventory>, VmClaims)>>,
 }
 
 /// The tables of a stored state, with the migration it holds if one is in
@@ -262,6 +265,7 @@ impl Controller {
             port_requests: Default::default(),
             port_bindings: Mutex::default(),
             vm_addresses: Mutex::default(),
+            vm_claims: Mutex::default(),
         }))
     }
 
@@ -424,10 +428,15 @@ impl Controller {
     pub fn add_vm(&self, vm: Vm) -> Result<u64, ChangeError> {
         let _serial = self.serialize();
         let (mut inv, policy, name) = self.snapshot();
+        // Checked against an index of what the VMs claim, not every VM; the
+        // copy of the inventory shares every VM (a persistent map).
+        let mut claims = self.vm_claims(&inv);
         Arc::make_mut(&mut inv)
-            .add_vm(vm)
+            .add_vm_claiming(vm, &mut claims)
             .map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        self.change(inv, policy, name)
+        let version = self.change(inv.clone(), policy, name)?;
+        *self.vm_claims.lock().unwrap_or_else(|e| e.into_inner()) = Some((inv, claims));
+        Ok(version)
     }
 
     /// Adds (or replaces) a host.
@@ -557,6 +566,18 @@ impl Controller {
                 *cached = Some((inv.clone(), addresses.clone()));
                 (inv, addresses)
             }
+        }
+    }
+
+    /// What the VMs of `inv` hold, from the claims indexed for an earlier
+    /// inventory when there are some (only the VMs that changed since are
+    /// looked at).
+    fn vm_claims(&self, inv: &Arc<Inventory>) -> VmClaims {
+        let cached = self.vm_claims.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((of, claims)) if Arc::ptr_eq(of, inv) => claims.clone(),
+            Some((of, claims)) => claims.updated(of, inv),
+            None => VmClaims::of(inv),
         }
     }
 

@@ -58,11 +58,7 @@ impl Inventory {
     /// MAC, then its own if it has one; none when the overlay has no IPv6
     /// prefix.
     pub fn vm_ipv6_addresses(&self, vm: &Vm) -> impl Iterator<Item = Ipv6Addr> {
-        let slaac = self
-            .overlay_ipv6
-            .map(|(net, _)| dataplane_core::nd::slaac_address(net, vm.mac));
-        let own = vm.ipv6.filter(|ip| slaac.is_some_and(|s| s != *ip));
-        slaac.into_iter().chain(own)
+        vm_ipv6_addresses(self.overlay_ipv6, vm)
     }
 
     /// Why `vm`'s own IPv6 address (if it has one) cannot be used: the
@@ -83,4 +79,16 @@ impl Inventory {
         }
         None
     }
+}
+
+/// Every IPv6 address of `vm` in an overlay with IPv6 prefix `overlay` (see
+/// [`Inventory::vm_ipv6_addresses`]): for indexes that keep the prefix rather
+/// than the inventory.
+pub(crate) fn vm_ipv6_addresses(
+    overlay: Option<(Ipv6Addr, u8)>,
+    vm: &Vm,
+) -> impl Iterator<Item = Ipv6Addr> + use<> {
+    let slaac = overlay.map(|(net, _)| dataplane_core::nd::slaac_address(net, vm.mac));
+    let own = vm.ipv6.filter(|ip| slaac.is_some_and(|s| s != *ip));
+    slaac.into_iter().chain(own)
 }

@@ -118,6 +118,9 @@ impl Vm {
     }
 }
 
+/// The VMs by name (a persistent B-tree: cloning it is one reference count).
+pub type Vms = imbl::OrdMap<String, Vm>;
+
 /// Where the API's Unix socket is unless the inventory says otherwise.
 pub const DEFAULT_API_SOCKET: &str = "/run/scc/api.sock";
 
@@ -157,8 +160,9 @@ pub struct Inventory {
     pub clouds: BTreeMap<String, Cloud>,
     /// Hosts in file order.
     pub hosts: Vec<Host>,
-    /// VMs by name.
-    pub vms: BTreeMap<String, Vm>,
+    /// VMs by name, in a persistent map: a copy shares every VM, a change
+    /// copies only its path, and two versions' difference skips what they share.
+    pub vms: Vms,
     /// Placement knobs of the VMs that have any, by VM name.
     #[serde(default)]
     pub placement: BTreeMap<String, VmPlacement>,
@@ -243,5 +247,35 @@ impl Inventory {
     pub fn in_overlay(&self, ip: Ipv4Addr) -> bool {
         let mask = config_support::prefix_mask(self.overlay.1);
         u32::from(ip) & mask == u32::from(self.overlay.0)
+    }
+
+    /// The VMs that differ from this inventory to `newer`, each as what it was
+    /// (`None`: added) and what it is (`None`: removed). Only the parts of the
+    /// two VM maps that they do not share are visited.
+    pub fn vm_changes<'a>(
+        &'a self,
+        newer: &'a Inventory,
+    ) -> impl Iterator<Item = (Option<&'a Vm>, Option<&'a Vm>)> + 'a {
+        self.vms.diff(&newer.vms).map(|change| match change {
+            imbl::ordmap::DiffItem::Add(_, vm) => (None, Some(vm)),
+            imbl::ordmap::DiffItem::Remove(_, vm) => (Some(vm), None),
+            imbl::ordmap::DiffItem::Update { old, new } => (Some(old.1), Some(new.1)),
+        })
+    }
+}
+
+/// An index of an inventory's VMs that follows the inventory's changes
+/// instead of being built again.
+pub trait VmIndex {
+    /// Takes `vm` out of the index.
+    fn forget(&mut self, vm: &Vm);
+    /// Puts `vm` in the index.
+    fn record(&mut self, vm: &Vm);
+    /// Follows the change from `old`'s VMs to `new`'s.
+    fn follow(&mut self, old: &Inventory, new: &Inventory) {
+        for (was, is) in old.vm_changes(new) {
+            was.into_iter().for_each(|vm| self.forget(vm));
+            is.into_iter().for_each(|vm| self.record(vm));
+        }
     }
 }

@@ -9,12 +9,12 @@
 //! inventory file's parser and the API both go through [`Inventory::add_host`]
 //! and [`Inventory::add_vm`], so neither accepts what the other refuses.
 
-use std::collections::HashMap;
+use imbl::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use openflow::flow::Mac;
 
-use super::{Host, Inventory, Vm, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
+use super::{Host, Inventory, Vm, VmIndex, MAX_DATAPATH_ID, MAX_INTERFACE_NAME, TUNNEL_PORT_BASE};
 
 /// Why the inventory refuses a host or a VM: the field at fault (as the
 /// inventory file names it, `vm.port`) and what is wrong.
@@ -249,9 +249,9 @@ impl Inventory {
         self.check_vm_claims(&vm, |claim| claims.holder(claim, &vm.name))?;
         let replaced = self.vms.remove(&vm.name);
         if let Some(replaced) = &replaced {
-            claims.forget(replaced, self);
+            claims.forget(replaced);
         }
-        claims.record(&vm, self);
+        claims.record(&vm);
         self.vms.insert(vm.name.clone(), vm);
         Ok(replaced)
     }
@@ -282,9 +282,14 @@ impl Claim<'_> {
 }
 
 /// What an inventory's VMs hold that no other VM may: each address, MAC,
-/// host port and public address, with the name of the VM holding it.
-#[derive(Default)]
+/// host port and public address, with the name of the VM holding it. In
+/// persistent maps: a copy shares everything, so the claims of a changed
+/// inventory are worked out from the VMs that changed ([`VmClaims::updated`]).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct VmClaims {
+    /// The overlay's IPv6 prefix the IPv6 claims were worked out with (a VM's
+    /// SLAAC address depends on it).
+    overlay_ipv6: Option<(Ipv6Addr, u8)>,
     ip: HashMap<Ipv4Addr, String>,
     ipv6: HashMap<Ipv6Addr, String>,
     mac: HashMap<Mac, String>,
@@ -295,10 +300,24 @@ pub(crate) struct VmClaims {
 impl VmClaims {
     /// What `inventory`'s VMs hold.
     pub(crate) fn of(inventory: &Inventory) -> Self {
-        let mut claims = Self::default();
+        let mut claims = Self {
+            overlay_ipv6: inventory.overlay_ipv6,
+            ..Self::default()
+        };
         for vm in inventory.vms.values() {
-            claims.record(vm, inventory);
+            claims.record(vm);
         }
+        claims
+    }
+
+    /// What `inventory`'s VMs hold, from these claims of `old`'s: only the VMs
+    /// the two do not share are looked at.
+    pub(crate) fn updated(&self, old: &Inventory, inventory: &Inventory) -> Self {
+        if self.overlay_ipv6 != inventory.overlay_ipv6 {
+            return Self::of(inventory);
+        }
+        let mut claims = self.clone();
+        claims.follow(old, inventory);
         claims
     }
 
@@ -314,10 +333,12 @@ impl VmClaims {
         .filter(|holder| *holder != asking)
         .cloned()
     }
+}
 
-    fn record(&mut self, vm: &Vm, inventory: &Inventory) {
+impl VmIndex for VmClaims {
+    fn record(&mut self, vm: &Vm) {
         self.ip.insert(vm.ip, vm.name.clone());
-        for ip6 in inventory.vm_ipv6_addresses(vm) {
+        for ip6 in super::ipv6::vm_ipv6_addresses(self.overlay_ipv6, vm) {
             self.ipv6.insert(ip6, vm.name.clone());
         }
         self.mac.insert(vm.mac, vm.name.clone());
@@ -329,12 +350,12 @@ impl VmClaims {
     }
 
     /// Drops `vm`'s claims, leaving any another VM holds.
-    fn forget(&mut self, vm: &Vm, inventory: &Inventory) {
+    fn forget(&mut self, vm: &Vm) {
         let held_by_vm = |holder: &String| *holder == vm.name;
         if self.ip.get(&vm.ip).is_some_and(held_by_vm) {
             self.ip.remove(&vm.ip);
         }
-        for ip6 in inventory.vm_ipv6_addresses(vm) {
+        for ip6 in super::ipv6::vm_ipv6_addresses(self.overlay_ipv6, vm) {
             if self.ipv6.get(&ip6).is_some_and(held_by_vm) {
                 self.ipv6.remove(&ip6);
             }
@@ -351,5 +372,44 @@ impl VmClaims {
                 self.public_ip.remove(&public);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_followed_through_changes_are_those_indexed_from_scratch() {
+        let text = include_str!("../../../docs/examples/inventory.toml");
+        let old = Inventory::parse(text, "inventory.toml").unwrap();
+        let claims = VmClaims::of(&old);
+        let mut new = old.clone();
+        let mut added = new.vms["web1"].clone();
+        added.name = "added".into();
+        added.ip = "100.64.1.99".parse().unwrap();
+        added.mac = "02:00:00:00:01:99".parse().unwrap();
+        added.port = 42;
+        added.public_ip = None;
+        let mut followed = claims.clone();
+        new.add_vm_claiming(added, &mut followed).unwrap();
+        let db1 = new.vms.get_mut("db1").unwrap();
+        db1.host = "host-a".into();
+        db1.port = 43;
+        new.vms.remove("web1");
+        assert_eq!(claims.updated(&old, &new), VmClaims::of(&new));
+        let refused = new.vms["added"].clone();
+        let mut again = VmClaims::of(&new);
+        let taken = Vm {
+            name: "other".into(),
+            ..refused
+        };
+        assert_eq!(
+            new.clone()
+                .add_vm_claiming(taken, &mut again)
+                .unwrap_err()
+                .field,
+            "vm.ip"
+        );
     }
 }

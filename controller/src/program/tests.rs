@@ -384,6 +384,11 @@ proptest! {
             match (incremental, full) {
                 (Ok(incremental), Ok(full)) => {
                     prop_assert_eq!(canonical(&incremental), canonical(&full), "after {:?}", c);
+                    // The index of destinations kept from version to version is
+                    // the one built from scratch.
+                    if let Some(kept) = incremental.destinations() {
+                        prop_assert!(*kept == Destinations::new(&next_inv), "destinations after {:?}", c);
+                    }
                     for (dpid, table) in incremental.tables() {
                         let Some(before) = program.table(*dpid) else { continue };
                         let (was, now) = table.changed_since(before);
