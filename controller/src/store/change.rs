@@ -8,12 +8,12 @@ use super::Persisted;
 use crate::migration::MigrationState;
 use crate::model::{
     Announce, Cloud, ControllerTls, Gateway, Host, Inventory, PlacementSettings, SwitchSettings,
-    Vm, VmPlacement,
+    Vm, VmPlacement, Vms,
 };
 use openflow::flow::Mac;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -154,6 +154,33 @@ impl<V: PartialEq + Clone> MapChange<V> {
     }
 }
 
+impl MapChange<Vm> {
+    /// The VMs that differ: the inventory's persistent map visits only the
+    /// parts the two versions do not share.
+    fn of_vms(before: &Inventory, after: &Inventory) -> MapChange<Vm> {
+        let mut change = MapChange::default();
+        for (was, is) in before.vm_changes(after) {
+            match (was, is) {
+                (_, Some(vm)) => {
+                    change.set.insert(vm.name.clone(), vm.clone());
+                }
+                (Some(vm), None) => change.removed.push(vm.name.clone()),
+                (None, None) => {}
+            }
+        }
+        change
+    }
+
+    fn apply_to_vms(self, vms: &mut Vms) {
+        for name in &self.removed {
+            vms.remove(name);
+        }
+        for (name, vm) in self.set {
+            vms.insert(name, vm);
+        }
+    }
+}
+
 /// What changed in the inventory.
 #[derive(Debug, Serialize, Deserialize)]
 struct InventoryChange {
@@ -176,7 +203,7 @@ impl InventoryChange {
         InventoryChange {
             settings: (InventorySettings::of(before) != settings).then(|| Box::new(settings)),
             hosts: (before.hosts != after.hosts).then(|| after.hosts.clone()),
-            vms: MapChange::between(&before.vms, &after.vms),
+            vms: MapChange::of_vms(before, after),
             placement: MapChange::between(&before.placement, &after.placement),
         }
     }
@@ -195,7 +222,7 @@ impl InventoryChange {
         if let Some(hosts) = self.hosts {
             inventory.hosts = hosts;
         }
-        self.vms.apply(&mut inventory.vms);
+        self.vms.apply_to_vms(&mut inventory.vms);
         self.placement.apply(&mut inventory.placement);
     }
 }
@@ -206,6 +233,8 @@ impl InventoryChange {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct InventorySettings {
     overlay: (Ipv4Addr, u8),
+    #[serde(default)]
+    overlay_ipv6: Option<(Ipv6Addr, u8)>,
     gateway_mac: Mac,
     dns: Vec<Ipv4Addr>,
     openflow: SocketAddr,
@@ -225,6 +254,7 @@ impl InventorySettings {
     fn of(inventory: &Inventory) -> InventorySettings {
         let Inventory {
             overlay,
+            overlay_ipv6,
             gateway_mac,
             dns,
             openflow,
@@ -244,6 +274,7 @@ impl InventorySettings {
         } = inventory;
         InventorySettings {
             overlay: *overlay,
+            overlay_ipv6: *overlay_ipv6,
             gateway_mac: *gateway_mac,
             dns: dns.clone(),
             openflow: *openflow,
@@ -263,6 +294,7 @@ impl InventorySettings {
     fn put(self, inventory: &mut Inventory) {
         let InventorySettings {
             overlay,
+            overlay_ipv6,
             gateway_mac,
             dns,
             openflow,
@@ -279,6 +311,7 @@ impl InventorySettings {
         } = self;
         *inventory = Inventory {
             overlay,
+            overlay_ipv6,
             gateway_mac,
             dns,
             openflow,

@@ -83,6 +83,7 @@ fn next(state: &Persisted, op: &Op) -> Persisted {
                     netns: None,
                     tenant: Some(format!("tenant{host}")),
                     public_ip: None,
+                    ipv6: None,
                     name,
                 },
             );
