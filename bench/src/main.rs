@@ -87,6 +87,10 @@ enum What {
         /// prefixes), for comparison.
         #[arg(long)]
         no_prefixes: bool,
+        /// Poll `scc status` with its VM list while waiting (as before the
+        /// `distrib` branch), to show what such a poller costs the reroute.
+        #[arg(long)]
+        poll_vms: bool,
     },
     /// Forwarding under control load: UDP round trips between two VMs while scd
     /// takes 100,000 flow-mods, is scraped and is dumped.
@@ -215,7 +219,11 @@ fn main() -> Result<()> {
             reps,
             tls,
             no_prefixes,
-        } => reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?,
+            poll_vms,
+        } => {
+            reroute::POLL_VMS.store(poll_vms, std::sync::atomic::Ordering::Relaxed);
+            reroute::reroute(&reroute::parse_grid(grid)?, reps, tls, !no_prefixes)?
+        }
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::StorageMigration { repeats } => storage_migration::storage_migration(repeats)?,
         What::Store { ref grid, reps } => {

@@ -513,6 +513,15 @@ impl Controller {
 
     /// A JSON view of everything, for `scc status`.
     pub fn status(&self) -> serde_json::Value {
+        let (mut status, inv) = self.status_without_vms();
+        // Megabytes at 100,000 VMs: written after the lock every session takes.
+        status["vms"] = serde_json::json!(inv.vms.values().collect::<Vec<_>>());
+        status
+    }
+
+    /// [`Self::status`] without its list of VMs (cheap to poll at 100,000
+    /// VMs), and the inventory it describes.
+    pub fn status_without_vms(&self) -> (serde_json::Value, Arc<Inventory>) {
         let st = self.lock();
         let inv = st.persisted.inventory.clone();
         let hosts: Vec<_> = inv
@@ -530,7 +539,7 @@ impl Controller {
             })
             .collect();
         let repairs: u64 = st.switches.values().map(|s| s.repairs).sum();
-        let mut status = serde_json::json!({
+        let status = serde_json::json!({
             "version": st.persisted.version,
             "mastership": *self.mastership.borrow(),
             "repairs": repairs,
@@ -543,10 +552,8 @@ impl Controller {
             "sync_phases": self.sync_phases.summary(),
             "sessions": self.activities.counts(),
         });
-        // Megabytes at 100,000 VMs: written after the lock every session takes.
         drop(st);
-        status["vms"] = serde_json::json!(inv.vms.values().collect::<Vec<_>>());
-        status
+        (status, inv)
     }
 
     /// The inventory in force (shared: a reader copies nothing).

@@ -89,18 +89,20 @@ impl Published {
                 return delta.as_deref().cloned().unwrap_or_default();
             }
         }
-        let (was, now) = desired.changed_since(installed);
-        plan(&was, &now, SCC_COOKIE)
+        difference(installed, desired)
     }
 }
 
 /// The flow-mods from `was` to `now` (`None`: the same table).
 fn delta(was: &Arc<SwitchTable>, now: &Arc<SwitchTable>) -> Option<Arc<Plan>> {
-    if Arc::ptr_eq(was, now) {
-        return None;
-    }
+    (!Arc::ptr_eq(was, now)).then(|| Arc::new(difference(was, now)))
+}
+
+/// The flow-mods that take a switch holding `was` to `now`, found from the
+/// rules that differ between them (units they share cost nothing).
+fn difference(was: &SwitchTable, now: &SwitchTable) -> Plan {
     let (was, now) = now.changed_since(was);
-    Some(Arc::new(plan(&was, &now, SCC_COOKIE)))
+    plan(&was, &now, SCC_COOKIE)
 }
 
 #[cfg(test)]

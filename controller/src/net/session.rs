@@ -110,6 +110,8 @@ pub(super) struct Session {
     /// What the session is doing now and for which version (`scc status`).
     step: &'static str,
     step_version: u64,
+    /// This session's number in `ctl.activities` (a reconnect's is larger).
+    session: u64,
 }
 
 /// Why a session ended.
@@ -140,6 +142,7 @@ impl Session {
         claims: Arc<Claims>,
     ) -> Session {
         let settings = ctl.inventory().switch_settings;
+        let session = ctl.activities.begin();
         let liveness = Liveness::new(
             Duration::ZERO,
             Duration::from_secs(settings.echo_every_s),
@@ -171,6 +174,7 @@ impl Session {
             port_asks: Default::default(),
             step: "connecting",
             step_version: 0,
+            session,
         }
     }
 
@@ -178,7 +182,9 @@ impl Session {
     fn doing(&mut self, step: &'static str) -> &'static str {
         let was = std::mem::replace(&mut self.step, step);
         if let Some(dpid) = self.dpid {
-            self.ctl.activities.set(dpid, step, self.step_version);
+            self.ctl
+                .activities
+                .set(dpid, self.session, step, self.step_version);
         }
         was
     }
@@ -614,7 +620,7 @@ impl Session {
         self.mastership = *roles.borrow_and_update();
         self.claim_role(self.mastership).await?;
         let result = self.serve(dpid, roles).await;
-        self.ctl.activities.ended(dpid);
+        self.ctl.activities.ended(dpid, self.session);
         self.ctl.update_switch(dpid, |s| {
             // A newer connection of the same switch may be reporting already.
             if s.peer == peer {
