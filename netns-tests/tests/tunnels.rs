@@ -232,8 +232,11 @@ fn every_vm_reaches_every_other_over_the_direct_tunnel() -> Result<()> {
                     "host{a} <-> host{b} crosses the 2 x 20 ms link: {r} s"
                 );
             } else {
+                // Present means measured; the figure is whole milliseconds
+                // (boringtun's), so a round trip between two namespaces on a
+                // quiet machine reads 0.
                 assert!(
-                    r > 0.0,
+                    r.is_finite() && r >= 0.0,
                     "host{a} <-> host{b}: a round trip was measured: {r} s"
                 );
             }
