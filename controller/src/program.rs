@@ -533,7 +533,11 @@ impl NetworkProgram {
             was.into_iter().chain(is).for_each(&mut note);
         }
         // Hosts come and go with their prefixes (a changed host recompiles all).
-        for (a, b) in [(old, inv), (inv, old)] {
+        let hosts_differ = old.hosts != inv.hosts;
+        for (a, b) in [(old, inv), (inv, old)]
+            .into_iter()
+            .filter(|_| hosts_differ)
+        {
             t.prefixes.extend(
                 a.hosts
                     .iter()

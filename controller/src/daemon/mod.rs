@@ -246,6 +246,12 @@ impl Controller {
         let (version, _) = watch::channel(Arc::new(first));
         let (mastership, _) = watch::channel(mastership);
         let moves_ms = persisted.moves_ms.clone();
+        // Indexed at the start, so that the first VM added is no slower than
+        // the next ones.
+        let claims = (
+            persisted.inventory.clone(),
+            VmClaims::of(&persisted.inventory),
+        );
         Ok(Arc::new(Controller {
             state: Mutex::new(State {
                 persisted,
@@ -265,7 +271,7 @@ impl Controller {
             port_requests: Default::default(),
             port_bindings: Mutex::default(),
             vm_addresses: Mutex::default(),
-            vm_claims: Mutex::default(),
+            vm_claims: Mutex::new(Some(claims)),
         }))
     }
 
