@@ -28,8 +28,10 @@ use tls_support::pki::{self, Role};
 use tls_support::rustls::ClientConfig;
 
 const OPENFLOW: &str = "127.0.0.1:6653";
-/// The port a migrated VM takes at its destination (below the tunnel ports).
-const DESTINATION_PORT: u32 = 900;
+/// The port a migrated VM takes at its destination: below the tunnel ports
+/// (10,000) and above every port the grid's VMs hold (one per VM of a host,
+/// from 1, and one more for the VM added), so up to 8,998 VMs per host.
+const DESTINATION_PORT: u32 = 9_000;
 
 /// Runs one fake switch per host (`fake_switch`: tasks of one tokio runtime on
 /// one thread, inside the namespace) until `stop` is set; over TLS when `clients`
@@ -418,7 +420,13 @@ fn add_vm(
 ) -> Result<(f64, u64)> {
     let Addressing { hosts, vms, .. } = at;
     let ip = at.vm_ip(0, vms / hosts + 1, vms);
-    let port = (vms / hosts + 2).to_string();
+    let port = vms / hosts + 2;
+    anyhow::ensure!(
+        u32::try_from(port).is_ok_and(|p| p < DESTINATION_PORT),
+        "{vms} VMs on {hosts} hosts take ports up to {port}, past the migration's \
+         destination port {DESTINATION_PORT}: give the grid more hosts"
+    );
+    let port = port.to_string();
     let flow_mods = counters.flow_mods.load(Ordering::SeqCst);
     let barriers = counters.barriers.load(Ordering::SeqCst);
     let started = Instant::now();

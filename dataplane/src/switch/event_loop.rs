@@ -7,7 +7,7 @@ use super::counters::{ChannelCounters, PortInfo, ReloadCounters, SwitchCounters,
 use super::guards::PortGuards;
 use super::handle::{SwitchHandle, Work};
 use super::link_control::VmLinkControl;
-use super::output::{Egress, Output};
+use super::output::{actions_keep_offload, Egress, Output};
 use super::packet_in::PacketInSender;
 use super::port_state::PortChanges;
 use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
@@ -128,26 +128,6 @@ impl Scratch {
             segment_frame: FrameBuf::with_capacity(MAX_FRAME),
         }
     }
-}
-
-/// True when `actions` leave a frame's offload header valid (a super-frame's, or
-/// a lone frame's unfinished checksum): they touch no byte the header's offsets or
-/// the partial checksum depend on (Ethernet addresses, an existing VLAN tag's
-/// fields, DSCP and TTL, which the pseudo-header leaves out), and send it nowhere
-/// the header cannot follow: a packet-in carries no virtio-net header, so the
-/// controller gets complete packets, never a 64 KB frame or an unfinished checksum.
-pub(super) fn actions_keep_offload(actions: &[Action]) -> bool {
-    use openflow::flow::{port, Field};
-    actions.iter().all(|a| match a {
-        Action::Output { port: p, .. } => *p != port::CONTROLLER && *p != port::TABLE,
-        Action::DecNwTtl => true,
-        Action::SetField { field, .. } => matches!(
-            field,
-            Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
-        ),
-        // A bucket may do anything; the flows that need groups pay for segmenting.
-        Action::PushVlan(_) | Action::PopVlan | Action::Group(_) => false,
-    })
 }
 
 impl Switch {

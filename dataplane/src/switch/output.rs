@@ -10,7 +10,7 @@ use dataplane_core::packet::ETH_HLEN;
 use dataplane_core::packet_io::PacketInReason;
 use dataplane_core::pipeline::Classification;
 use dataplane_core::pipeline::Pipeline;
-use openflow::flow::{ethertype, port, Mac, PortNo};
+use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -229,4 +229,24 @@ fn l2_len(frame: &[u8]) -> usize {
         Some([0x81, 0x00]) | Some([0x88, 0xa8]) => 18,
         _ => 14,
     }
+}
+
+/// True when `actions` leave a frame's offload header valid (a super-frame's, or
+/// a lone frame's unfinished checksum): they touch no byte the header's offsets or
+/// the partial checksum depend on (Ethernet addresses, an existing VLAN tag's
+/// fields, DSCP and TTL, which the pseudo-header leaves out), and send it nowhere
+/// the header cannot follow: a packet-in carries no virtio-net header, so the
+/// controller gets complete packets, never a 64 KB frame or an unfinished checksum.
+pub(super) fn actions_keep_offload(actions: &[Action]) -> bool {
+    use openflow::flow::{port, Field};
+    actions.iter().all(|a| match a {
+        Action::Output { port: p, .. } => *p != port::CONTROLLER && *p != port::TABLE,
+        Action::DecNwTtl => true,
+        Action::SetField { field, .. } => matches!(
+            field,
+            Field::EthSrc | Field::EthDst | Field::VlanVid | Field::VlanPcp | Field::IpDscp
+        ),
+        // A bucket may do anything; the flows that need groups pay for segmenting.
+        Action::PushVlan(_) | Action::PopVlan | Action::Group(_) => false,
+    })
 }

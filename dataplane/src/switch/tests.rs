@@ -1,6 +1,6 @@
 //! Tests of the switch: packet-in metadata, the loop over real TAPs, tunnels.
 
-use super::event_loop::actions_keep_offload;
+use super::output::actions_keep_offload;
 use super::packet_in::{packet_in_channel, PacketInMeta};
 use dataplane_core::packet_io::PacketInReason;
 use openflow::flow::Action;
