@@ -23,5 +23,5 @@ fi
 echo "building scd, scc and the demo (release)..."
 cargo build --release --locked -q -p dataplane -p controller -p netns-tests --bin scd --bin scc --bin demo --bin nsvm
 export SCD_BIN=$PWD/target/release/scd SCC_BIN=$PWD/target/release/scc
-echo "the demo prints the web console's address (http://127.0.0.1:8680/console?token=...) once scc is up"
+echo "the demo prints the web console's address (http://127.0.0.1:8680/console) and the token to sign in with once scc is up"
 exec target/release/demo

@@ -24,6 +24,9 @@ pub const IPV6_REMOTE_PRIORITY: u16 = 60_000;
 pub const IPV6_GUARD_PRIORITY: u16 = IPV6_REMOTE_PRIORITY + 1;
 /// Priority of local delivery and of a migration's transit, from anywhere.
 pub const IPV6_OPEN_PRIORITY: u16 = IPV6_GUARD_PRIORITY + 1;
+/// Priority of the drop of IPv6 from a gateway's uplink, above every route:
+/// the overlay's IPv6 is not reachable from the internet (no public IPv6 yet).
+pub const IPV6_UPLINK_DROP_PRIORITY: u16 = IPV6_OPEN_PRIORITY + 1;
 
 /// The IPv6 flows of `host`'s switch with `migration` in progress; none when
 /// the overlay carries no IPv6.
@@ -47,6 +50,13 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
             )
         })
         .collect();
+    if let Some(gw) = inv.gateways.get(&host.name) {
+        flows.push(flow(
+            IPV6_UPLINK_DROP_PRIORITY,
+            ipv6().with(Field::InPort, u128::from(gw.port)),
+            Vec::new(),
+        ));
+    }
     let addresses = inv
         .vms
         .values()

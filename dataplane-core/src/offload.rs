@@ -310,6 +310,23 @@ pub fn headers(frame: &[u8]) -> Option<Headers> {
     })
 }
 
+/// True when `hdr` asks for the transport checksum of `frame` exactly: its
+/// `csum_start` is the TCP or UDP header and its `csum_offset` that header's
+/// checksum field. Only such a request may travel unfinished past port
+/// security: finishing any other writes 16 bits the sender chose at an offset
+/// it chose (an address, after the addresses were checked).
+pub fn requests_transport_checksum(hdr: &VnetHdr, frame: &[u8]) -> bool {
+    hdr.needs_csum()
+        && headers(frame).is_some_and(|h| {
+            let csum_at = if h.tcp {
+                TCP_CSUM_OFFSET
+            } else {
+                UDP_CSUM_OFFSET
+            };
+            usize::from(hdr.csum_start) == h.l4 && usize::from(hdr.csum_offset) == csum_at
+        })
+}
+
 /// Most segments one super-frame may be cut into (the kernel's TSO of 64 KB with a
 /// 536-byte MSS gives 123).
 pub const MAX_SEGMENTS: usize = 256;
@@ -691,6 +708,35 @@ mod tests {
         put16(&mut f, at, c);
         assert!(l4_checksum_ok(&f, &h));
         f
+    }
+
+    #[test]
+    fn only_a_request_for_the_transport_checksum_may_stay_unfinished() {
+        for (v6, tcp) in [(false, true), (false, false), (true, true), (true, false)] {
+            let f = frame(v6, tcp, b"payload", 1, TCP_ACK);
+            let l4 = headers(&f).unwrap().l4;
+            let asks = |start: usize, offset: usize| VnetHdr {
+                flags: F_NEEDS_CSUM,
+                csum_start: u16::try_from(start).unwrap(),
+                csum_offset: u16::try_from(offset).unwrap(),
+                ..VnetHdr::NONE
+            };
+            let field = if tcp {
+                TCP_CSUM_OFFSET
+            } else {
+                UDP_CSUM_OFFSET
+            };
+            assert!(requests_transport_checksum(&asks(l4, field), &f));
+            // A guest aiming the write at an address (IPv4 source at 26,
+            // destination at 30; IPv6 source at 22) must be finished at once.
+            for (start, offset) in [(0, 26), (0, 30), (0, 22), (l4, field + 2), (ETH_HLEN, 10)] {
+                assert!(
+                    !requests_transport_checksum(&asks(start, offset), &f),
+                    "{start}+{offset}"
+                );
+            }
+            assert!(!requests_transport_checksum(&VnetHdr::NONE, &f));
+        }
     }
 
     /// The frame as a sender with TSO/USO hands it over: the checksum field holds

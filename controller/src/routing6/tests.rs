@@ -139,3 +139,44 @@ fn a_vm_with_an_address_of_its_own_is_routed_by_both() {
         );
     }
 }
+
+#[test]
+fn ipv6_from_a_gateways_uplink_reaches_no_vm() {
+    let mut inv = dual_stack();
+    let host = inv.hosts[0].clone();
+    let uplink = 40;
+    inv.gateways.insert(
+        host.name.clone(),
+        crate::model::Gateway {
+            host: host.name.clone(),
+            port: uplink,
+            interface: "up0".into(),
+            netns: None,
+            address: "192.0.2.2".parse().unwrap(),
+            mac: openflow::flow::Mac([2, 0, 0, 0, 0, 40]),
+            router_mac: openflow::flow::Mac([2, 0, 0, 0, 0, 41]),
+            public_prefix: ("203.0.113.0".parse().unwrap(), 24),
+        },
+    );
+    let sw = switch(&inv, host.datapath_id, None);
+    let mut checked = 0;
+    for vm in inv.vms.values() {
+        let to = address(&inv, &vm.name);
+        // The observer works: the same packet is routed from where it may come
+        // (a tunnel for a VM of this host, a VM port for a VM elsewhere).
+        let allowed = if vm.host == host.name {
+            inv.hosts[1].tunnel_port()
+        } else {
+            inv.vms.values().find(|v| v.host == host.name).unwrap().port
+        };
+        assert!(!ports(&sw, &packet(allowed, to)).is_empty(), "{}", vm.name);
+        assert_eq!(
+            ports(&sw, &packet(uplink, to)),
+            Vec::<u32>::new(),
+            "{}",
+            vm.name
+        );
+        checked += 1;
+    }
+    assert!(checked > 0);
+}

@@ -461,7 +461,7 @@ impl Switch {
                 },
                 PortIo::Tunnel(_) => return,
             };
-            let (n, hdr) = match received {
+            let (n, mut hdr) = match received {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -477,10 +477,23 @@ impl Switch {
                 info.counters.rx_errors.add(1);
                 continue;
             }
-            // An unfinished checksum (a lone frame's or a super-frame's) stays
-            // unfinished: `process` finishes it only where the actions or the output
-            // need it complete, and a TAP or raw port takes it as it came, so neither
-            // `scd` nor the kernel that receives it sums the frame again.
+            // An unfinished transport checksum (a lone frame's or a super-frame's)
+            // stays unfinished: `process` finishes it only where the actions or the
+            // output need it complete, and a TAP or raw port takes it as it came, so
+            // neither `scd` nor the kernel that receives it sums the frame again. A
+            // lone frame's request anywhere else is finished now, before port
+            // security reads the bytes it writes.
+            if hdr.needs_csum()
+                && !hdr.is_gso()
+                && !offload::requests_transport_checksum(&hdr, frame.bytes())
+            {
+                offload::finish_partial_checksum(
+                    frame.bytes_mut(),
+                    hdr.csum_start,
+                    hdr.csum_offset,
+                );
+                hdr = VnetHdr::NONE;
+            }
             info.counters.rx_packets.add(1);
             info.counters.rx_bytes.add(n as u64);
             if info.link.drops_received() {

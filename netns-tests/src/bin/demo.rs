@@ -187,10 +187,10 @@ fn run(interrupted: &Arc<AtomicBool>) -> Result<()> {
     ));
     match relay_console(&net) {
         Ok(local) => clock.say(format_args!(
-            "web console: http://{local}/console?token={token} (scc's API, relayed from this machine's loopback into the namespaces)"
+            "web console: http://{local}/console, sign in with the token {token} (scc's API, relayed from this machine's loopback into the namespaces)"
         )),
         Err(e) => clock.say(format_args!(
-            "web console: http://{CONSOLE_API}/console?token={token} inside namespace {} (no loopback relay: {e:#})",
+            "web console: http://{CONSOLE_API}/console inside namespace {}, sign in with the token {token} (no loopback relay: {e:#})",
             net.router.name()
         )),
     }
