@@ -316,15 +316,20 @@ pub fn headers(frame: &[u8]) -> Option<Headers> {
 /// security: finishing any other writes 16 bits the sender chose at an offset
 /// it chose (an address, after the addresses were checked).
 pub fn requests_transport_checksum(hdr: &VnetHdr, frame: &[u8]) -> bool {
+    headers(frame).is_some_and(|h| asks_for_checksum_of(hdr, &h))
+}
+
+/// True when `hdr` asks for the checksum of the transport header `h` found, and
+/// nothing else: the one request both a lone frame and a super-frame may carry.
+fn asks_for_checksum_of(hdr: &VnetHdr, h: &Headers) -> bool {
+    let csum_at = if h.tcp {
+        TCP_CSUM_OFFSET
+    } else {
+        UDP_CSUM_OFFSET
+    };
     hdr.needs_csum()
-        && headers(frame).is_some_and(|h| {
-            let csum_at = if h.tcp {
-                TCP_CSUM_OFFSET
-            } else {
-                UDP_CSUM_OFFSET
-            };
-            usize::from(hdr.csum_start) == h.l4 && usize::from(hdr.csum_offset) == csum_at
-        })
+        && usize::from(hdr.csum_start) == h.l4
+        && usize::from(hdr.csum_offset) == csum_at
 }
 
 /// Most segments one super-frame may be cut into (the kernel's TSO of 64 KB with a
@@ -354,16 +359,9 @@ pub fn check(hdr: &VnetHdr, frame: &[u8]) -> Result<(), OffloadError> {
         other => return Err(OffloadError::UnsupportedGso(other)),
     };
     let h = headers(frame).ok_or(OffloadError::BadSuperFrame)?;
-    let csum_at = if h.tcp {
-        TCP_CSUM_OFFSET
-    } else {
-        UDP_CSUM_OFFSET
-    };
     let ok = h.tcp == want_tcp
         && want_v6.is_none_or(|v6| v6 == h.v6)
-        && hdr.needs_csum()
-        && usize::from(hdr.csum_start) == h.l4
-        && usize::from(hdr.csum_offset) == csum_at
+        && asks_for_checksum_of(hdr, &h)
         && hdr.gso_size > 0
         // A tiny segment size would turn one read into tens of thousands of
         // encrypted datagrams; no real stack cuts that fine.
