@@ -257,24 +257,23 @@ impl<'a> Gen<'a> {
             ctx.neg.pop(c);
             return Ok(());
         }
-        // Every candidate is decided: drop assignments that change nothing.
+        // Every candidate is decided: drop assignments that change nothing. Most
+        // leaves keep every assignment, and then the sorted, duplicate-free set is
+        // used as it is (this runs once per rule).
+        let changes_nothing = |&(f, v): &(HField, u64)| {
+            (f == HField::Switch && v == self.switch)
+                || ctx.decides(&Pattern::exact(f, v)) == Some(true)
+        };
+        if !acts.iter().flatten().any(changes_nothing) {
+            return self.emit(ctx, acts);
+        }
         let mut seqs: Vec<Seq> = acts
             .iter()
-            .map(|s| {
-                s.iter()
-                    .copied()
-                    .filter(|(f, v)| {
-                        if *f == HField::Switch && *v == self.switch {
-                            return false;
-                        }
-                        ctx.decides(&Pattern::exact(*f, *v)) != Some(true)
-                    })
-                    .collect()
-            })
+            .map(|s| s.iter().filter(|a| !changes_nothing(a)).copied().collect())
             .collect();
         seqs.sort();
         seqs.dedup();
-        self.emit(ctx, seqs)
+        self.emit(ctx, &seqs)
     }
 
     fn ctx_has_vid(&self, ctx: &Ctx) -> bool {
@@ -282,8 +281,8 @@ impl<'a> Gen<'a> {
             || ctx.pos.iter().any(|p| p.field == HField::VlanVid)
     }
 
-    fn emit(&mut self, ctx: &Ctx, seqs: Vec<Seq>) -> Result<(), LocalError> {
-        for s in &seqs {
+    fn emit(&mut self, ctx: &Ctx, seqs: &[Seq]) -> Result<(), LocalError> {
+        for s in seqs {
             if let Some((_, v)) = s.iter().find(|(f, _)| *f == HField::Switch) {
                 return Err(LocalError::NonLocal(*v, self.switch));
             }
@@ -303,7 +302,7 @@ impl<'a> Gen<'a> {
             base
         };
         for m in complete_pcp(base).into_iter().flatten() {
-            let actions = self.actions(&m, &seqs)?;
+            let actions = self.actions(&m, seqs)?;
             self.rules.push(Rule {
                 matcher: m,
                 actions,
@@ -383,26 +382,25 @@ impl<'a> Gen<'a> {
         seqs: &[Seq],
     ) -> Result<Vec<Action>, LocalError> {
         let mut order: Vec<&Seq> = seqs.iter().collect();
-        order.sort_by_cached_key(|s| {
-            (
-                s.iter().filter(|(f, _)| *f != HField::Port).count(),
-                (*s).clone(),
-            )
-        });
+        if order.len() > 1 {
+            order.sort_by_cached_key(|s| {
+                (
+                    s.iter().filter(|(f, _)| *f != HField::Port).count(),
+                    (*s).clone(),
+                )
+            });
+        }
         let mut st = VState::new(m);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(seqs.iter().map(|s| s.len() + 1).sum());
         for s in order {
-            let wanted: BTreeMap<HField, u64> = s
-                .iter()
-                .filter(|(f, _)| *f != HField::Port)
-                .copied()
-                .collect();
+            // A sequence is sorted by field, one value per field.
+            let wanted = || s.iter().filter(|(f, _)| *f != HField::Port);
             // Restore what earlier branches changed and this one does not set.
             let stale: Vec<HField> = st
                 .changed
                 .keys()
                 .copied()
-                .filter(|f| !wanted.contains_key(f))
+                .filter(|f| !wanted().any(|(g, _)| g == f))
                 .collect();
             // Restoring the tag restores its PCP too.
             let whole_tag = stale.contains(&HField::VlanVid);
@@ -416,7 +414,7 @@ impl<'a> Gen<'a> {
                     st.restore(f, &mut out)?;
                 }
             }
-            for (f, v) in &wanted {
+            for (f, v) in wanted() {
                 st.set(*f, *v, &mut out)?;
             }
             // A branch that leaves the packet untagged has no PCP to put back.
@@ -664,20 +662,25 @@ impl VState {
 /// rule it overlaps. They are not compared with each other (they all drop), which
 /// keeps an ACL of n entries at n queries of the index of the other rules.
 fn prioritise(
-    rules: Vec<Rule>,
+    mut rules: Vec<Rule>,
     guards: &[FlowMatch],
     opts: TableOptions,
 ) -> Result<Vec<FlowSpec>, LocalError> {
-    let mut kept: Vec<(Rule, u32)> = Vec::new();
-    let mut idx = OverlapIndex::default();
-    for r in rules.into_iter().rev() {
+    // The rules stay where they are (a rule is a few hundred bytes); the index
+    // and the priorities refer to them by position.
+    let mut kept: Vec<Placed> = Vec::with_capacity(rules.len());
+    let mut idx = OverlapIndex::with_capacity(rules.len());
+    for (at, r) in rules.iter().enumerate().rev() {
         let (top, hides_forwarding) = below(&mut idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
-        let prio = top.map_or(0, |t| t + 1);
         idx.insert(&r.matcher);
-        kept.push((r, prio));
+        kept.push(Placed {
+            rule: at,
+            prio: top.map_or(0, |t| t + 1),
+            forwards: !r.actions.is_empty(),
+        });
     }
     // Drop rules overlapping each other share one level (their order does not
     // matter), just above every rule any of them hides; rules a guard covers
@@ -697,40 +700,46 @@ fn prioritise(
         for m in &denied {
             deny_idx.insert(m);
         }
-        kept.retain(|(r, _)| {
+        kept.retain(|k| {
+            let matcher = &rules[k.rule].matcher;
             let mut covered = false;
-            deny_idx.for_overlapping(&r.matcher, |i| covered |= denied[i].covers(&r.matcher));
+            deny_idx.for_overlapping(matcher, |i| covered |= denied[i].covers(matcher));
             !covered
         });
         // Reversed, because the table is read out in reverse: entries then keep the
         // order they were written in.
-        kept.extend(denied.into_iter().rev().map(|matcher| {
-            (
-                Rule {
-                    matcher,
-                    actions: Vec::new(),
-                },
-                level + 1,
-            )
-        }));
+        for matcher in denied.into_iter().rev() {
+            kept.push(Placed {
+                rule: rules.len(),
+                prio: level + 1,
+                forwards: false,
+            });
+            rules.push(Rule {
+                matcher,
+                actions: Vec::new(),
+            });
+        }
     }
-    let levels = kept.iter().map(|(_, p)| *p as usize + 1).max().unwrap_or(0);
+    let levels = kept.iter().map(|k| k.prio as usize + 1).max().unwrap_or(0);
     if levels + usize::from(opts.base_priority) > usize::from(u16::MAX) {
         return Err(LocalError::TooManyPriorities(levels));
     }
-    // Highest priority first, and in reverse placing order within a level: the
-    // order is sorted as indices, so each rule moves once.
-    let mut order: Vec<usize> = (0..kept.len()).rev().collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(kept[i].1));
-    let mut placed: Vec<Option<(Rule, u32)>> = kept.into_iter().map(Some).collect();
-    let flows = order
+    // Highest priority first, and in reverse placing order within a level.
+    kept.reverse();
+    kept.sort_by_key(|k| std::cmp::Reverse(k.prio));
+    let flows = kept
         .into_iter()
-        .filter_map(|i| placed[i].take())
-        .map(|(r, p)| {
-            let prio = u16::try_from(p)
+        .map(|k| {
+            let prio = u16::try_from(k.prio)
                 .unwrap_or(u16::MAX)
                 .saturating_add(opts.base_priority);
-            let mut f = FlowSpec::new(opts.table_id, prio, r.matcher, r.actions);
+            let r = &mut rules[k.rule];
+            let mut f = FlowSpec::new(
+                opts.table_id,
+                prio,
+                r.matcher,
+                std::mem::take(&mut r.actions),
+            );
             f.cookie = opts.cookie;
             f
         })
@@ -738,15 +747,23 @@ fn prioritise(
     Ok(flows)
 }
 
+/// A rule given its place in the table: its position among the generated rules
+/// (or a guard's, after them), its priority level, whether it forwards.
+struct Placed {
+    rule: usize,
+    prio: u32,
+    forwards: bool,
+}
+
 /// The highest priority among the placed rules overlapping `m`, and whether one of
 /// them forwards.
-fn below(idx: &mut OverlapIndex, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
+fn below(idx: &mut OverlapIndex, kept: &[Placed], m: &FlowMatch) -> (Option<u32>, bool) {
     let mut top: Option<u32> = None;
     let mut hides_forwarding = false;
     idx.for_overlapping(m, |i| {
-        let (k, p) = &kept[i];
-        top = Some(top.map_or(*p, |t| t.max(*p)));
-        hides_forwarding |= !k.actions.is_empty();
+        let k = &kept[i];
+        top = Some(top.map_or(k.prio, |t| t.max(k.prio)));
+        hides_forwarding |= k.forwards;
     });
     (top, hides_forwarding)
 }

@@ -139,6 +139,14 @@ impl Group {
 }
 
 impl OverlapIndex {
+    /// An empty index with room for `n` matches.
+    pub(crate) fn with_capacity(n: usize) -> OverlapIndex {
+        OverlapIndex {
+            rules: Vec::with_capacity(n),
+            ..OverlapIndex::default()
+        }
+    }
+
     /// Places `m` under the next id.
     pub(crate) fn insert(&mut self, m: &FlowMatch) {
         let id = self.rules.len();
