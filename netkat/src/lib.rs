@@ -65,6 +65,8 @@ pub struct Compiled {
     deny: Vec<guard::Entry>,
     switches: Vec<u64>,
     global: bool,
+    /// What one table leaves for the next.
+    scratch: local::Scratch,
 }
 
 /// Compiles a checked program (with the global compiler when it has links). A
@@ -95,6 +97,7 @@ pub fn compile(prog: &Program) -> Result<Compiled, CompileError> {
         deny,
         switches,
         global,
+        scratch: local::Scratch::default(),
     })
 }
 
@@ -134,9 +137,13 @@ impl Compiled {
         let r = self
             .fdd
             .restrict_seq(self.root, &vec![(HField::Switch, switch)]);
-        Ok(local::guarded_table(
-            &self.fdd, r, switch, &self.deny, opts, groups,
-        )?)
+        let tables = local::Tables {
+            fdd: &self.fdd,
+            deny: &self.deny,
+            opts,
+            allow_groups: groups,
+        };
+        Ok(tables.build(r, switch, &mut self.scratch)?)
     }
 
     /// Every switch's table (a single table under switch 0 when the policy names

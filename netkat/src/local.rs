@@ -142,40 +142,97 @@ pub fn guarded_table(
     opts: TableOptions,
     allow_groups: Groups,
 ) -> Result<Table, LocalError> {
-    let mut g = Gen {
+    let tables = Tables {
         fdd,
-        switch,
-        rules: Vec::new(),
-        warnings: Vec::new(),
+        deny,
+        opts,
         allow_groups,
-        groups: FxHashMap::default(),
     };
-    g.walk(root, &mut Ctx::default())?;
-    let mut guards = Vec::with_capacity(deny.len());
-    for entry in deny {
-        if let Some(m) = entry_match(entry, switch)? {
-            guards.push(m);
+    tables.build(root, switch, &mut Scratch::default())
+}
+
+/// What building one table leaves to the next of the same program: the room of
+/// the rule list and of the path, and the overlap index (its masks and views,
+/// emptied), so a program of hundreds of switches does not grow them anew for
+/// each.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    rules: Vec<Rule>,
+    ctx: Ctx,
+    index: OverlapIndex,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
+}
+
+/// The tables of one program: its FDD, ACL guard and options.
+pub(crate) struct Tables<'a> {
+    pub(crate) fdd: &'a Fdd,
+    pub(crate) deny: &'a [Entry],
+    pub(crate) opts: TableOptions,
+    pub(crate) allow_groups: Groups,
+}
+
+impl Tables<'_> {
+    /// The table of `switch` ([`guarded_table`]), from `root` already
+    /// restricted to it.
+    pub(crate) fn build(
+        &self,
+        root: NodeId,
+        switch: u64,
+        scratch: &mut Scratch,
+    ) -> Result<Table, LocalError> {
+        let mut rules = std::mem::take(&mut scratch.rules);
+        rules.clear();
+        scratch.ctx.clear();
+        scratch.index.clear();
+        let mut g = Gen {
+            fdd: self.fdd,
+            switch,
+            rules,
+            warnings: Vec::new(),
+            allow_groups: self.allow_groups,
+            groups: FxHashMap::default(),
+        };
+        g.walk(root, &mut scratch.ctx)?;
+        let mut guards = Vec::with_capacity(self.deny.len());
+        for entry in self.deny {
+            if let Some(m) = entry_match(entry, switch)? {
+                guards.push(m);
+            }
+        }
+        let flows = prioritise(&mut g.rules, &guards, self.opts, &mut scratch.index)?;
+        scratch.rules = std::mem::take(&mut g.rules);
+        Ok(g.finish(flows))
+    }
+}
+
+impl Gen<'_> {
+    /// The table of the rules placed as `flows`, with the groups and warnings
+    /// met on the way.
+    fn finish(self, flows: Vec<FlowSpec>) -> Table {
+        let mut warnings = self.warnings;
+        warnings.sort();
+        warnings.dedup();
+        let mut groups: Vec<GroupSpec> = self
+            .groups
+            .into_iter()
+            .map(|((_, buckets), group_id)| GroupSpec {
+                group_id,
+                group_type: GroupType::All,
+                buckets: buckets.into_iter().map(Bucket::new).collect(),
+            })
+            .collect();
+        groups.sort_by_key(|g| g.group_id);
+        Table {
+            groups,
+            flows,
+            warnings,
         }
     }
-    let flows = prioritise(g.rules, &guards, opts)?;
-    let mut warnings = g.warnings;
-    warnings.sort();
-    warnings.dedup();
-    let mut groups: Vec<GroupSpec> = g
-        .groups
-        .into_iter()
-        .map(|((_, buckets), group_id)| GroupSpec {
-            group_id,
-            group_type: GroupType::All,
-            buckets: buckets.into_iter().map(Bucket::new).collect(),
-        })
-        .collect();
-    groups.sort_by_key(|g| g.group_id);
-    Ok(Table {
-        groups,
-        flows,
-        warnings,
-    })
 }
 
 fn is_physical(p: u64) -> bool {
@@ -216,7 +273,7 @@ impl<'a> Gen<'a> {
             s.iter()
                 .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
         });
-        let vid_known = self.ctx_has_vid(ctx);
+        let vid_known = || self.ctx_has_vid(ctx);
         // The first undecided candidate in the FDD order (no list: this runs once
         // per rule).
         let mut split_on: Option<Pattern> = None;
@@ -225,7 +282,7 @@ impl<'a> Gen<'a> {
                 split_on = Some(c);
             }
         };
-        if touches_vlan && !vid_known {
+        if touches_vlan && !vid_known() {
             consider(untagged);
         }
         for s in acts {
@@ -662,16 +719,16 @@ impl VState {
 /// rule it overlaps. They are not compared with each other (they all drop), which
 /// keeps an ACL of n entries at n queries of the index of the other rules.
 fn prioritise(
-    mut rules: Vec<Rule>,
+    rules: &mut Vec<Rule>,
     guards: &[FlowMatch],
     opts: TableOptions,
+    idx: &mut OverlapIndex,
 ) -> Result<Vec<FlowSpec>, LocalError> {
     // The rules stay where they are (a rule is a few hundred bytes); the index
     // and the priorities refer to them by position.
     let mut kept: Vec<Placed> = Vec::with_capacity(rules.len());
-    let mut idx = OverlapIndex::with_capacity(rules.len());
     for (at, r) in rules.iter().enumerate().rev() {
-        let (top, hides_forwarding) = below(&mut idx, &kept, &r.matcher);
+        let (top, hides_forwarding) = below(idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
@@ -689,7 +746,7 @@ fn prioritise(
     let mut level: Option<u32> = None;
     let mut seen = FxHashSet::default();
     for m in guards {
-        let (top, hides_forwarding) = below(&mut idx, &kept, m);
+        let (top, hides_forwarding) = below(idx, &kept, m);
         if hides_forwarding && seen.insert(*m) {
             level = level.max(top);
             denied.push(*m);

@@ -139,11 +139,16 @@ impl Group {
 }
 
 impl OverlapIndex {
-    /// An empty index with room for `n` matches.
-    pub(crate) fn with_capacity(n: usize) -> OverlapIndex {
-        OverlapIndex {
-            rules: Vec::with_capacity(n),
-            ..OverlapIndex::default()
+    /// Removes every match, keeping the masks seen, their views and their
+    /// room: the next table of a program has the same few masks.
+    pub(crate) fn clear(&mut self) {
+        self.rules.clear();
+        for group in &mut self.groups {
+            group.members.clear();
+            for view in &mut group.views {
+                view.heads.clear();
+                view.entries.clear();
+            }
         }
     }
 
