@@ -1,8 +1,9 @@
 //! What a parse makes of each construct it reads: the [`Build`] interface the
 //! parser ([`super::parser`]) calls, one method per policy and predicate form,
-//! children first. This module owns that interface and its plain
-//! implementation, [`SyntaxTree`], which builds the [`syntax`](super::syntax)
-//! tree with its spans (for the printer, `scc` and tests). Lowering implements
+//! children first. This module owns that interface, how the parser's operators
+//! map onto it, its plain implementation, [`SyntaxTree`], which builds the
+//! [`syntax`](super::syntax) tree with its spans (for the printer, `scc` and
+//! tests), and [`rebuild`], which runs a builder over a tree already parsed. Lowering implements
 //! it too, so `check` goes from text to the core calculus without a syntax tree
 //! in between (a fat-tree k = 16 policy is about a million syntax nodes). It
 //! never reads text and never gives meaning to a policy.
@@ -178,6 +179,61 @@ impl Build for SyntaxTree {
     }
     fn grouped_pred(&mut self, a: Pred, span: Span) -> Pred {
         Pred { span, ..a }
+    }
+}
+
+/// The parser's operators; `Star` is postfix, the others infix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Union,
+    Seq,
+    Star,
+    Or,
+    And,
+}
+
+/// A node built during a parse and the text it covers.
+pub(crate) struct Spanned<T> {
+    pub(crate) node: T,
+    pub(crate) span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub(crate) fn new(node: T, span: Span) -> Spanned<T> {
+        Spanned { node, span }
+    }
+}
+
+/// One side of the grammar, policies or predicates, as the operator loop
+/// builds it: `rhs` is `None` for a postfix operator.
+pub(crate) type Join<B, T> = fn(&mut B, Op, T, Option<T>, Span) -> T;
+
+pub(crate) fn join_policy<B: Build>(
+    b: &mut B,
+    op: Op,
+    p: B::Pol,
+    q: Option<B::Pol>,
+    span: Span,
+) -> B::Pol {
+    match (op, q) {
+        (Op::Union, Some(q)) => b.union(p, q, span),
+        (Op::Seq, Some(q)) => b.seq(p, q, span),
+        _ => b.star(p, span),
+    }
+}
+
+pub(crate) fn join_pred<B: Build>(
+    b: &mut B,
+    op: Op,
+    a: B::Pred,
+    c: Option<B::Pred>,
+    span: Span,
+) -> B::Pred {
+    match (op, c) {
+        (Op::And, Some(c)) => b.and(a, c, span),
+        (_, Some(c)) => b.or(a, c, span),
+        // No predicate operator is postfix.
+        (_, None) => a,
     }
 }
 

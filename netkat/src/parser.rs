@@ -15,7 +15,7 @@
 //! What each construct becomes is up to a [`Build`]er ([`parse_with`]): the
 //! syntax tree, or directly the core calculus.
 
-use super::build::{Build, LetHeader, SyntaxTree};
+use super::build::{join_policy, join_pred, Build, Join, LetHeader, Op, Spanned, SyntaxTree};
 use super::diagnostics::Diagnostic;
 use super::lexer::{Kw, Lexer, Tok};
 use super::syntax::{HeaderField, HeaderVal, LetInit, Policy, Pred, Span, Value};
@@ -90,49 +90,6 @@ struct Operator {
     kw: Kw,
     level: u8,
     op: Op,
-}
-
-/// The operators; `Star` is postfix, the others infix.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Op {
-    Union,
-    Seq,
-    Star,
-    Or,
-    And,
-}
-
-/// A built node and the text it covers.
-struct Spanned<T> {
-    node: T,
-    span: Span,
-}
-
-impl<T> Spanned<T> {
-    fn new(node: T, span: Span) -> Spanned<T> {
-        Spanned { node, span }
-    }
-}
-
-/// One side of the grammar, policies or predicates, as the operator loop
-/// builds it: `rhs` is `None` for a postfix operator.
-type Join<B, T> = fn(&mut B, Op, T, Option<T>, Span) -> T;
-
-fn join_policy<B: Build>(b: &mut B, op: Op, p: B::Pol, q: Option<B::Pol>, span: Span) -> B::Pol {
-    match (op, q) {
-        (Op::Union, Some(q)) => b.union(p, q, span),
-        (Op::Seq, Some(q)) => b.seq(p, q, span),
-        _ => b.star(p, span),
-    }
-}
-
-fn join_pred<B: Build>(b: &mut B, op: Op, a: B::Pred, c: Option<B::Pred>, span: Span) -> B::Pred {
-    match (op, c) {
-        (Op::And, Some(c)) => b.and(a, c, span),
-        (_, Some(c)) => b.or(a, c, span),
-        // No predicate operator is postfix.
-        (_, None) => a,
-    }
 }
 
 /// A group's contents, read once: a predicate as long as they are one.
