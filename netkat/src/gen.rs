@@ -152,6 +152,8 @@ fn next_hops(t: &Topology) -> Vec<Vec<Option<u64>>> {
 /// `filter switch = s; (filter ethDst = h1; port := p1 + …)`.
 pub fn routing_policy(t: &Topology) -> String {
     let hop = next_hops(t);
+    // Every switch names every host: spell each MAC once.
+    let macs: Vec<String> = t.hosts.iter().map(|&(h, _, _)| host_mac(h)).collect();
     let mut out = String::new();
     for s in 1..=t.switches {
         if s > 1 {
@@ -159,7 +161,7 @@ pub fn routing_policy(t: &Topology) -> String {
         }
         let _ = write!(out, "filter switch = {s}; (");
         let mut first = true;
-        for &(h, hs, hp) in &t.hosts {
+        for (&(_, hs, hp), mac) in t.hosts.iter().zip(&macs) {
             let port = if hs == s {
                 Some(hp)
             } else {
@@ -170,7 +172,7 @@ pub fn routing_policy(t: &Topology) -> String {
                 out.push_str(" + ");
             }
             first = false;
-            let _ = write!(out, "filter ethDst = {}; port := {port}", host_mac(h));
+            let _ = write!(out, "filter ethDst = {mac}; port := {port}");
         }
         if first {
             out.push_str("drop");

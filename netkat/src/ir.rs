@@ -18,10 +18,9 @@
 //! Lowering also checks scoping: unknown and immutable meta fields, Frenetic's limit
 //! of five meta fields in scope, virtual fields. It never compiles or evaluates.
 
+use super::build::rebuild;
 use super::diagnostics::Diagnostic;
-use super::syntax::{
-    HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Span, Value,
-};
+use super::syntax::{HeaderField, HeaderVal, Policy, Span, Value};
 use openflow::flow::{ethertype, ipproto, VLAN_PRESENT};
 
 /// Most meta fields in scope at once (Frenetic's `Meta0`..`Meta4`).
@@ -437,34 +436,35 @@ impl Program {
     }
 }
 
-struct Scope {
-    name: String,
-    meta: u16,
-    mutable: bool,
-    span: Span,
+/// A meta field in scope.
+pub(crate) struct Scope {
+    pub(crate) name: String,
+    pub(crate) meta: u16,
+    pub(crate) mutable: bool,
+    pub(crate) span: Span,
 }
 
-struct Lowerer<'a> {
+/// The state of a lowering: names in scope, locations met, the first error.
+/// What each construct becomes is in [`super::lowering`]; field tests and
+/// assignments are here.
+pub(crate) struct Lowerer<'a> {
     resolver: &'a dyn Resolver,
-    scopes: Vec<Scope>,
+    pub(crate) scopes: Vec<Scope>,
     locations: Vec<Location>,
-    metas: u16,
+    pub(crate) metas: u16,
+    /// For each `let` being built: its meta field and start (`None` when the
+    /// declaration was refused).
+    pub(crate) lets: Vec<Option<(u16, CInit)>>,
+    /// The first error: lowering goes on after it (a syntax error later in the
+    /// text takes precedence), and reports it at the end.
+    error: Option<Diagnostic>,
 }
 
 /// Lowers a parsed policy to the core calculus.
 pub fn lower(pol: &Policy, resolver: &dyn Resolver) -> Result<Program, Diagnostic> {
-    let mut l = Lowerer {
-        resolver,
-        scopes: Vec::new(),
-        locations: Vec::new(),
-        metas: 0,
-    };
-    let pol = l.pol(pol)?;
-    Ok(Program {
-        pol,
-        locations: l.locations,
-        metas: l.metas,
-    })
+    let mut l = Lowerer::new(resolver);
+    let pol = rebuild(pol, &mut l);
+    l.finish(pol)
 }
 
 /// The core meaning of the Frenetic test `field = value` for a non-meta field
@@ -485,13 +485,7 @@ pub fn alias_test(field: &HeaderField, value: u64) -> CPred {
     {
         return CPred::False;
     }
-    let mut l = Lowerer {
-        resolver: &NoNames,
-        scopes: Vec::new(),
-        locations: Vec::new(),
-        metas: 0,
-    };
-    l.test(&hv).unwrap_or(CPred::False)
+    Lowerer::new(&NoNames).test(&hv).unwrap_or(CPred::False)
 }
 
 fn ip4() -> CPred {
@@ -530,7 +524,43 @@ fn guarded(guard: CPred, field: HField, v: u64) -> CPol {
     )
 }
 
-impl Lowerer<'_> {
+impl<'a> Lowerer<'a> {
+    pub(crate) fn new(resolver: &'a dyn Resolver) -> Lowerer<'a> {
+        Lowerer {
+            resolver,
+            scopes: Vec::new(),
+            locations: Vec::new(),
+            metas: 0,
+            lets: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Keeps `e` if it is the first error.
+    pub(crate) fn fail(&mut self, e: Diagnostic) {
+        self.error.get_or_insert(e);
+    }
+
+    /// Moves the kept error from `from` to `to` if it is at `from` (a virtual
+    /// link's, when brackets around the link widen its span).
+    pub(crate) fn widen_error(&mut self, from: Span, to: Span) {
+        if let Some(e) = self.error.as_mut().filter(|e| e.span == Some(from)) {
+            e.span = Some(to);
+        }
+    }
+
+    /// The program lowered to `pol`, or the first error met.
+    pub(crate) fn finish(self, pol: CPol) -> Result<Program, Diagnostic> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(Program {
+                pol,
+                locations: self.locations,
+                metas: self.metas,
+            }),
+        }
+    }
+
     fn lookup(&self, name: &str, span: Span) -> Result<&Scope, Diagnostic> {
         self.scopes
             .iter()
@@ -587,7 +617,7 @@ impl Lowerer<'_> {
         .with_hint("scc compiles physical programs; virtual networks are not supported")
     }
 
-    fn test(&mut self, hv: &HeaderVal) -> Result<CPred, Diagnostic> {
+    pub(crate) fn test(&mut self, hv: &HeaderVal) -> Result<CPred, Diagnostic> {
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPred::test(HField::Switch, v),
@@ -640,7 +670,7 @@ impl Lowerer<'_> {
         })
     }
 
-    fn modify(&mut self, hv: &HeaderVal) -> Result<CPol, Diagnostic> {
+    pub(crate) fn modify(&mut self, hv: &HeaderVal) -> Result<CPol, Diagnostic> {
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPol::Mod(HField::Switch, v),
@@ -707,109 +737,6 @@ impl Lowerer<'_> {
                 }
                 CPol::Mod(HField::Meta(s.meta), v)
             }
-        })
-    }
-
-    fn pred(&mut self, a: &Pred) -> Result<CPred, Diagnostic> {
-        crate::stack::deep(|| {
-            Ok(match &a.kind {
-                PredKind::True => CPred::True,
-                PredKind::False => CPred::False,
-                PredKind::Test(hv) => self.test(hv)?,
-                PredKind::Not(x) => CPred::negate(self.pred(x)?),
-                PredKind::And(x, y) => CPred::and(self.pred(x)?, self.pred(y)?),
-                PredKind::Or(x, y) => CPred::or(self.pred(x)?, self.pred(y)?),
-            })
-        })
-    }
-
-    fn pol(&mut self, p: &Policy) -> Result<CPol, Diagnostic> {
-        crate::stack::deep(|| {
-            Ok(match &p.kind {
-                PolicyKind::Id => CPol::id(),
-                PolicyKind::Drop => CPol::Filter(CPred::False),
-                PolicyKind::Dup => CPol::Dup,
-                PolicyKind::Filter(a) => CPol::Filter(self.pred(a)?),
-                PolicyKind::Mod(hv) => self.modify(hv)?,
-                PolicyKind::Union(x, y) => CPol::union(self.pol(x)?, self.pol(y)?),
-                PolicyKind::Seq(x, y) => CPol::seq(self.pol(x)?, self.pol(y)?),
-                PolicyKind::Star(x) => CPol::Star(Box::new(self.pol(x)?)),
-                PolicyKind::Link(s1, p1, s2, p2) => CPol::Link {
-                    s1: *s1,
-                    p1: *p1,
-                    s2: *s2,
-                    p2: *p2,
-                    span: p.span,
-                },
-                PolicyKind::VLink(..) => {
-                    return Err(Diagnostic::error(
-                        p.span,
-                        "virtual links `=>>` belong to Frenetic's virtual compiler",
-                    )
-                    .with_label("virtual link")
-                    .with_hint("physical links are written `s1@p1 => s2@p2`"))
-                }
-                PolicyKind::If(a, x, y) => {
-                    let a = self.pred(a)?;
-                    CPol::union(
-                        CPol::seq(CPol::Filter(a.clone()), self.pol(x)?),
-                        CPol::seq(CPol::Filter(CPred::negate(a)), self.pol(y)?),
-                    )
-                }
-                PolicyKind::While(a, x) => {
-                    let a = self.pred(a)?;
-                    CPol::seq(
-                        CPol::Star(Box::new(CPol::seq(CPol::Filter(a.clone()), self.pol(x)?))),
-                        CPol::Filter(CPred::negate(a)),
-                    )
-                }
-                PolicyKind::Let {
-                    name,
-                    init,
-                    mutable,
-                    name_span,
-                    body,
-                } => {
-                    if self.scopes.len() >= MAX_META {
-                        return Err(Diagnostic::error(*name_span, format!("too many meta fields: `{name} would be number {}", MAX_META + 1))
-                        .with_label(format!("at most {MAX_META} meta fields may be in scope at once"))
-                        .with_hint("Frenetic maps meta fields to five registers (Meta0..Meta4); end some scopes first"));
-                    }
-                    let cinit = match init {
-                        LetInit::Const(v) => CInit::Const(match v {
-                            Value::Int(n) | Value::Mac(n) => *n,
-                            Value::Ip4 { addr, .. } => u64::from(*addr),
-                            _ => 0,
-                        }),
-                        LetInit::Alias(HeaderField::Meta(_))
-                        | LetInit::Alias(
-                            HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric,
-                        ) => {
-                            return Err(Diagnostic::error(
-                                *name_span,
-                                "a meta field can alias a packet header only",
-                            )
-                            .with_label("bad alias"))
-                        }
-                        LetInit::Alias(h) => CInit::Alias(h.clone()),
-                    };
-                    let meta = self.metas;
-                    self.metas += 1;
-                    self.scopes.push(Scope {
-                        name: name.clone(),
-                        meta,
-                        mutable: *mutable,
-                        span: *name_span,
-                    });
-                    let body = self.pol(body);
-                    self.scopes.pop();
-                    CPol::Let {
-                        meta,
-                        init: cinit,
-                        body: Box::new(body?),
-                    }
-                }
-            })
         })
     }
 }

@@ -2,7 +2,8 @@
 //! diagrams to OpenFlow 1.3 flow tables.
 //!
 //! The layers follow Frenetic's: [`syntax`] (the tree, with spans) ← [`lexer`] and
-//! [`parser`]; [`ir`] (the core calculus: fields as a switch sees them, names and
+//! [`parser`], which builds through [`build`] either that tree or, in [`check`],
+//! directly the core calculus (`lowering`); [`ir`] (the core calculus: fields as a switch sees them, names and
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
 //! diagrams); [`local`] (one table per switch, its priorities ordered with the
 //! `overlap` index); [`global`] (programs with links);
@@ -12,6 +13,7 @@
 //! [`check`] and [`compile`]. Nothing here does I/O, and no input text makes it
 //! panic.
 
+pub mod build;
 pub mod diagnostics;
 pub mod fdd;
 pub mod gen;
@@ -21,6 +23,7 @@ pub mod hops;
 pub mod ir;
 pub mod lexer;
 pub mod local;
+mod lowering;
 mod overlap;
 pub mod parser;
 mod path;
@@ -47,10 +50,10 @@ pub enum CompileError {
     Global(#[from] global::GlobalError),
 }
 
-/// Parses and lowers a policy: the whole front end. Errors are positioned.
+/// Parses and lowers a policy: the whole front end, in one pass (no syntax
+/// tree is built). Errors are positioned.
 pub fn check(src: &str, resolver: &dyn Resolver) -> Result<Program, Diagnostic> {
-    let pol = parser::parse_policy(src)?;
-    ir::lower(&pol, resolver)
+    lowering::check(src, resolver)
 }
 
 /// A compiled policy: its FDD over the whole network, from which each switch's
@@ -62,6 +65,8 @@ pub struct Compiled {
     deny: Vec<guard::Entry>,
     switches: Vec<u64>,
     global: bool,
+    /// What one table leaves for the next.
+    scratch: local::Scratch,
 }
 
 /// Compiles a checked program (with the global compiler when it has links). A
@@ -92,6 +97,7 @@ pub fn compile(prog: &Program) -> Result<Compiled, CompileError> {
         deny,
         switches,
         global,
+        scratch: local::Scratch::default(),
     })
 }
 
@@ -131,9 +137,13 @@ impl Compiled {
         let r = self
             .fdd
             .restrict_seq(self.root, &vec![(HField::Switch, switch)]);
-        Ok(local::guarded_table(
-            &self.fdd, r, switch, &self.deny, opts, groups,
-        )?)
+        let tables = local::Tables {
+            fdd: &self.fdd,
+            deny: &self.deny,
+            opts,
+            allow_groups: groups,
+        };
+        Ok(tables.build(r, switch, &mut self.scratch)?)
     }
 
     /// Every switch's table (a single table under switch 0 when the policy names

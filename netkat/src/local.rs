@@ -142,40 +142,97 @@ pub fn guarded_table(
     opts: TableOptions,
     allow_groups: Groups,
 ) -> Result<Table, LocalError> {
-    let mut g = Gen {
+    let tables = Tables {
         fdd,
-        switch,
-        rules: Vec::new(),
-        warnings: Vec::new(),
+        deny,
+        opts,
         allow_groups,
-        groups: FxHashMap::default(),
     };
-    g.walk(root, &mut Ctx::default())?;
-    let mut guards = Vec::with_capacity(deny.len());
-    for entry in deny {
-        if let Some(m) = entry_match(entry, switch)? {
-            guards.push(m);
+    tables.build(root, switch, &mut Scratch::default())
+}
+
+/// What building one table leaves to the next of the same program: the room of
+/// the rule list and of the path, and the overlap index (its masks and views,
+/// emptied), so a program of hundreds of switches does not grow them anew for
+/// each.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    rules: Vec<Rule>,
+    ctx: Ctx,
+    index: OverlapIndex,
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
+}
+
+/// The tables of one program: its FDD, ACL guard and options.
+pub(crate) struct Tables<'a> {
+    pub(crate) fdd: &'a Fdd,
+    pub(crate) deny: &'a [Entry],
+    pub(crate) opts: TableOptions,
+    pub(crate) allow_groups: Groups,
+}
+
+impl Tables<'_> {
+    /// The table of `switch` ([`guarded_table`]), from `root` already
+    /// restricted to it.
+    pub(crate) fn build(
+        &self,
+        root: NodeId,
+        switch: u64,
+        scratch: &mut Scratch,
+    ) -> Result<Table, LocalError> {
+        let mut rules = std::mem::take(&mut scratch.rules);
+        rules.clear();
+        scratch.ctx.clear();
+        scratch.index.clear();
+        let mut g = Gen {
+            fdd: self.fdd,
+            switch,
+            rules,
+            warnings: Vec::new(),
+            allow_groups: self.allow_groups,
+            groups: FxHashMap::default(),
+        };
+        g.walk(root, &mut scratch.ctx)?;
+        let mut guards = Vec::with_capacity(self.deny.len());
+        for entry in self.deny {
+            if let Some(m) = entry_match(entry, switch)? {
+                guards.push(m);
+            }
+        }
+        let flows = prioritise(&mut g.rules, &guards, self.opts, &mut scratch.index)?;
+        scratch.rules = std::mem::take(&mut g.rules);
+        Ok(g.finish(flows))
+    }
+}
+
+impl Gen<'_> {
+    /// The table of the rules placed as `flows`, with the groups and warnings
+    /// met on the way.
+    fn finish(self, flows: Vec<FlowSpec>) -> Table {
+        let mut warnings = self.warnings;
+        warnings.sort();
+        warnings.dedup();
+        let mut groups: Vec<GroupSpec> = self
+            .groups
+            .into_iter()
+            .map(|((_, buckets), group_id)| GroupSpec {
+                group_id,
+                group_type: GroupType::All,
+                buckets: buckets.into_iter().map(Bucket::new).collect(),
+            })
+            .collect();
+        groups.sort_by_key(|g| g.group_id);
+        Table {
+            groups,
+            flows,
+            warnings,
         }
     }
-    let flows = prioritise(g.rules, &guards, opts)?;
-    let mut warnings = g.warnings;
-    warnings.sort();
-    warnings.dedup();
-    let mut groups: Vec<GroupSpec> = g
-        .groups
-        .into_iter()
-        .map(|((_, buckets), group_id)| GroupSpec {
-            group_id,
-            group_type: GroupType::All,
-            buckets: buckets.into_iter().map(Bucket::new).collect(),
-        })
-        .collect();
-    groups.sort_by_key(|g| g.group_id);
-    Ok(Table {
-        groups,
-        flows,
-        warnings,
-    })
 }
 
 fn is_physical(p: u64) -> bool {
@@ -216,7 +273,7 @@ impl<'a> Gen<'a> {
             s.iter()
                 .any(|(f, _)| matches!(f, HField::VlanVid | HField::VlanPcp))
         });
-        let vid_known = self.ctx_has_vid(ctx);
+        let vid_known = || self.ctx_has_vid(ctx);
         // The first undecided candidate in the FDD order (no list: this runs once
         // per rule).
         let mut split_on: Option<Pattern> = None;
@@ -225,7 +282,7 @@ impl<'a> Gen<'a> {
                 split_on = Some(c);
             }
         };
-        if touches_vlan && !vid_known {
+        if touches_vlan && !vid_known() {
             consider(untagged);
         }
         for s in acts {
@@ -257,24 +314,23 @@ impl<'a> Gen<'a> {
             ctx.neg.pop(c);
             return Ok(());
         }
-        // Every candidate is decided: drop assignments that change nothing.
+        // Every candidate is decided: drop assignments that change nothing. Most
+        // leaves keep every assignment, and then the sorted, duplicate-free set is
+        // used as it is (this runs once per rule).
+        let changes_nothing = |&(f, v): &(HField, u64)| {
+            (f == HField::Switch && v == self.switch)
+                || ctx.decides(&Pattern::exact(f, v)) == Some(true)
+        };
+        if !acts.iter().flatten().any(changes_nothing) {
+            return self.emit(ctx, acts);
+        }
         let mut seqs: Vec<Seq> = acts
             .iter()
-            .map(|s| {
-                s.iter()
-                    .copied()
-                    .filter(|(f, v)| {
-                        if *f == HField::Switch && *v == self.switch {
-                            return false;
-                        }
-                        ctx.decides(&Pattern::exact(*f, *v)) != Some(true)
-                    })
-                    .collect()
-            })
+            .map(|s| s.iter().filter(|a| !changes_nothing(a)).copied().collect())
             .collect();
         seqs.sort();
         seqs.dedup();
-        self.emit(ctx, seqs)
+        self.emit(ctx, &seqs)
     }
 
     fn ctx_has_vid(&self, ctx: &Ctx) -> bool {
@@ -282,8 +338,8 @@ impl<'a> Gen<'a> {
             || ctx.pos.iter().any(|p| p.field == HField::VlanVid)
     }
 
-    fn emit(&mut self, ctx: &Ctx, seqs: Vec<Seq>) -> Result<(), LocalError> {
-        for s in &seqs {
+    fn emit(&mut self, ctx: &Ctx, seqs: &[Seq]) -> Result<(), LocalError> {
+        for s in seqs {
             if let Some((_, v)) = s.iter().find(|(f, _)| *f == HField::Switch) {
                 return Err(LocalError::NonLocal(*v, self.switch));
             }
@@ -303,7 +359,7 @@ impl<'a> Gen<'a> {
             base
         };
         for m in complete_pcp(base).into_iter().flatten() {
-            let actions = self.actions(&m, &seqs)?;
+            let actions = self.actions(&m, seqs)?;
             self.rules.push(Rule {
                 matcher: m,
                 actions,
@@ -383,26 +439,25 @@ impl<'a> Gen<'a> {
         seqs: &[Seq],
     ) -> Result<Vec<Action>, LocalError> {
         let mut order: Vec<&Seq> = seqs.iter().collect();
-        order.sort_by_cached_key(|s| {
-            (
-                s.iter().filter(|(f, _)| *f != HField::Port).count(),
-                (*s).clone(),
-            )
-        });
+        if order.len() > 1 {
+            order.sort_by_cached_key(|s| {
+                (
+                    s.iter().filter(|(f, _)| *f != HField::Port).count(),
+                    (*s).clone(),
+                )
+            });
+        }
         let mut st = VState::new(m);
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(seqs.iter().map(|s| s.len() + 1).sum());
         for s in order {
-            let wanted: BTreeMap<HField, u64> = s
-                .iter()
-                .filter(|(f, _)| *f != HField::Port)
-                .copied()
-                .collect();
+            // A sequence is sorted by field, one value per field.
+            let wanted = || s.iter().filter(|(f, _)| *f != HField::Port);
             // Restore what earlier branches changed and this one does not set.
             let stale: Vec<HField> = st
                 .changed
                 .keys()
                 .copied()
-                .filter(|f| !wanted.contains_key(f))
+                .filter(|f| !wanted().any(|(g, _)| g == f))
                 .collect();
             // Restoring the tag restores its PCP too.
             let whole_tag = stale.contains(&HField::VlanVid);
@@ -416,7 +471,7 @@ impl<'a> Gen<'a> {
                     st.restore(f, &mut out)?;
                 }
             }
-            for (f, v) in &wanted {
+            for (f, v) in wanted() {
                 st.set(*f, *v, &mut out)?;
             }
             // A branch that leaves the packet untagged has no PCP to put back.
@@ -664,20 +719,25 @@ impl VState {
 /// rule it overlaps. They are not compared with each other (they all drop), which
 /// keeps an ACL of n entries at n queries of the index of the other rules.
 fn prioritise(
-    rules: Vec<Rule>,
+    rules: &mut Vec<Rule>,
     guards: &[FlowMatch],
     opts: TableOptions,
+    idx: &mut OverlapIndex,
 ) -> Result<Vec<FlowSpec>, LocalError> {
-    let mut kept: Vec<(Rule, u32)> = Vec::new();
-    let mut idx = OverlapIndex::default();
-    for r in rules.into_iter().rev() {
-        let (top, hides_forwarding) = below(&mut idx, &kept, &r.matcher);
+    // The rules stay where they are (a rule is a few hundred bytes); the index
+    // and the priorities refer to them by position.
+    let mut kept: Vec<Placed> = Vec::with_capacity(rules.len());
+    for (at, r) in rules.iter().enumerate().rev() {
+        let (top, hides_forwarding) = below(idx, &kept, &r.matcher);
         if r.actions.is_empty() && !hides_forwarding {
             continue;
         }
-        let prio = top.map_or(0, |t| t + 1);
         idx.insert(&r.matcher);
-        kept.push((r, prio));
+        kept.push(Placed {
+            rule: at,
+            prio: top.map_or(0, |t| t + 1),
+            forwards: !r.actions.is_empty(),
+        });
     }
     // Drop rules overlapping each other share one level (their order does not
     // matter), just above every rule any of them hides; rules a guard covers
@@ -686,7 +746,7 @@ fn prioritise(
     let mut level: Option<u32> = None;
     let mut seen = FxHashSet::default();
     for m in guards {
-        let (top, hides_forwarding) = below(&mut idx, &kept, m);
+        let (top, hides_forwarding) = below(idx, &kept, m);
         if hides_forwarding && seen.insert(*m) {
             level = level.max(top);
             denied.push(*m);
@@ -697,40 +757,46 @@ fn prioritise(
         for m in &denied {
             deny_idx.insert(m);
         }
-        kept.retain(|(r, _)| {
+        kept.retain(|k| {
+            let matcher = &rules[k.rule].matcher;
             let mut covered = false;
-            deny_idx.for_overlapping(&r.matcher, |i| covered |= denied[i].covers(&r.matcher));
+            deny_idx.for_overlapping(matcher, |i| covered |= denied[i].covers(matcher));
             !covered
         });
         // Reversed, because the table is read out in reverse: entries then keep the
         // order they were written in.
-        kept.extend(denied.into_iter().rev().map(|matcher| {
-            (
-                Rule {
-                    matcher,
-                    actions: Vec::new(),
-                },
-                level + 1,
-            )
-        }));
+        for matcher in denied.into_iter().rev() {
+            kept.push(Placed {
+                rule: rules.len(),
+                prio: level + 1,
+                forwards: false,
+            });
+            rules.push(Rule {
+                matcher,
+                actions: Vec::new(),
+            });
+        }
     }
-    let levels = kept.iter().map(|(_, p)| *p as usize + 1).max().unwrap_or(0);
+    let levels = kept.iter().map(|k| k.prio as usize + 1).max().unwrap_or(0);
     if levels + usize::from(opts.base_priority) > usize::from(u16::MAX) {
         return Err(LocalError::TooManyPriorities(levels));
     }
-    // Highest priority first, and in reverse placing order within a level: the
-    // order is sorted as indices, so each rule moves once.
-    let mut order: Vec<usize> = (0..kept.len()).rev().collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(kept[i].1));
-    let mut placed: Vec<Option<(Rule, u32)>> = kept.into_iter().map(Some).collect();
-    let flows = order
+    // Highest priority first, and in reverse placing order within a level.
+    kept.reverse();
+    kept.sort_by_key(|k| std::cmp::Reverse(k.prio));
+    let flows = kept
         .into_iter()
-        .filter_map(|i| placed[i].take())
-        .map(|(r, p)| {
-            let prio = u16::try_from(p)
+        .map(|k| {
+            let prio = u16::try_from(k.prio)
                 .unwrap_or(u16::MAX)
                 .saturating_add(opts.base_priority);
-            let mut f = FlowSpec::new(opts.table_id, prio, r.matcher, r.actions);
+            let r = &mut rules[k.rule];
+            let mut f = FlowSpec::new(
+                opts.table_id,
+                prio,
+                r.matcher,
+                std::mem::take(&mut r.actions),
+            );
             f.cookie = opts.cookie;
             f
         })
@@ -738,15 +804,23 @@ fn prioritise(
     Ok(flows)
 }
 
+/// A rule given its place in the table: its position among the generated rules
+/// (or a guard's, after them), its priority level, whether it forwards.
+struct Placed {
+    rule: usize,
+    prio: u32,
+    forwards: bool,
+}
+
 /// The highest priority among the placed rules overlapping `m`, and whether one of
 /// them forwards.
-fn below(idx: &mut OverlapIndex, kept: &[(Rule, u32)], m: &FlowMatch) -> (Option<u32>, bool) {
+fn below(idx: &mut OverlapIndex, kept: &[Placed], m: &FlowMatch) -> (Option<u32>, bool) {
     let mut top: Option<u32> = None;
     let mut hides_forwarding = false;
     idx.for_overlapping(m, |i| {
-        let (k, p) = &kept[i];
-        top = Some(top.map_or(*p, |t| t.max(*p)));
-        hides_forwarding |= !k.actions.is_empty();
+        let k = &kept[i];
+        top = Some(top.map_or(k.prio, |t| t.max(k.prio)));
+        hides_forwarding |= k.forwards;
     });
     (top, hides_forwarding)
 }

@@ -139,6 +139,19 @@ impl Group {
 }
 
 impl OverlapIndex {
+    /// Removes every match, keeping the masks seen, their views and their
+    /// room: the next table of a program has the same few masks.
+    pub(crate) fn clear(&mut self) {
+        self.rules.clear();
+        for group in &mut self.groups {
+            group.members.clear();
+            for view in &mut group.views {
+                view.heads.clear();
+                view.entries.clear();
+            }
+        }
+    }
+
     /// Places `m` under the next id.
     pub(crate) fn insert(&mut self, m: &FlowMatch) {
         let id = self.rules.len();

@@ -12,121 +12,94 @@
 //! it pulls tokens from the lexer as it goes and holds only the next two. This
 //! module checks that each value suits its field (type and width), and never
 //! panics: nesting deeper than [`MAX_DEPTH`] is an error, not a stack overflow.
+//! What each construct becomes is up to a [`Build`]er ([`parse_with`]): the
+//! syntax tree, or directly the core calculus.
 
+use super::build::{join_policy, join_pred, Build, Join, LetHeader, Op, Spanned, SyntaxTree};
 use super::diagnostics::Diagnostic;
 use super::lexer::{Kw, Lexer, Tok};
-use super::syntax::{
-    HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Span, Value,
-};
+use super::syntax::{HeaderField, HeaderVal, LetInit, Policy, Pred, Span, Value};
 
 /// Deepest nesting of groups and operators the parser accepts.
 pub const MAX_DEPTH: usize = 500;
 
-/// Parses a whole policy file.
+/// Parses a whole policy file into its syntax tree.
 pub fn parse_policy(src: &str) -> Result<Policy, Diagnostic> {
-    let mut p = Parser::new(src);
+    parse_with(src, &mut SyntaxTree)
+}
+
+/// Parses a whole policy file, building it with `build`. A lexing or syntax
+/// error comes before any error the builder keeps.
+pub fn parse_with<B: Build>(src: &str, build: &mut B) -> Result<B::Pol, Diagnostic> {
+    let mut p = Parser::new(src, build);
     let pol = p.policy(0).and_then(|pol| {
         p.expect_eof("a policy operator (`+`, `;`, `*`)")?;
-        Ok(pol)
+        Ok(pol.node)
     });
     p.finish(pol)
 }
 
 /// Parses a whole predicate file (Frenetic's `pred_eof` entry point).
 pub fn parse_predicate(src: &str) -> Result<Pred, Diagnostic> {
-    let mut p = Parser::new(src);
+    let mut tree = SyntaxTree;
+    let mut p = Parser::new(src, &mut tree);
     let pred = p.pred(0).and_then(|pred| {
         p.expect_eof("`and`, `or`")?;
-        Ok(pred)
+        Ok(pred.node)
     });
     p.finish(pred)
 }
 
 /// Policy operators: `p + q` (level 0), `p ; q` (level 1), `p*` (level 2).
-const POLICY_OPERATORS: &[Operator<Policy>] = &[
+const POLICY_OPERATORS: &[Operator] = &[
     Operator {
         kw: Kw::Plus,
         level: 0,
-        build: Build::Infix(PolicyKind::Union),
+        op: Op::Union,
     },
     Operator {
         kw: Kw::Semi,
         level: 1,
-        build: Build::Infix(PolicyKind::Seq),
+        op: Op::Seq,
     },
     Operator {
         kw: Kw::Star,
         level: 2,
-        build: Build::Postfix(PolicyKind::Star),
+        op: Op::Star,
     },
 ];
 
 /// Predicate operators: `a or b` (level 0), `a and b` (level 1); `not` is a
 /// prefix, parsed with the operands.
-const PRED_OPERATORS: &[Operator<Pred>] = &[
+const PRED_OPERATORS: &[Operator] = &[
     Operator {
         kw: Kw::Or,
         level: 0,
-        build: Build::Infix(PredKind::Or),
+        op: Op::Or,
     },
     Operator {
         kw: Kw::And,
         level: 1,
-        build: Build::Infix(PredKind::And),
+        op: Op::And,
     },
 ];
 
 /// An operator written after an operand, and how tightly it binds: the higher
 /// its level, the tighter.
-struct Operator<T: Tree> {
+struct Operator {
     kw: Kw,
     level: u8,
-    build: Build<T>,
-}
-
-/// What an [`Operator`] makes of its operands.
-enum Build<T: Tree> {
-    /// `lhs op rhs`.
-    Infix(fn(Box<T>, Box<T>) -> T::Kind),
-    /// `lhs op`.
-    Postfix(fn(Box<T>) -> T::Kind),
-}
-
-/// A tree the operator loop builds: a policy or a predicate, each a kind and
-/// the span it covers.
-trait Tree: Sized {
-    type Kind;
-    fn span(&self) -> Span;
-    fn node(kind: Self::Kind, span: Span) -> Self;
-}
-
-impl Tree for Policy {
-    type Kind = PolicyKind;
-    fn span(&self) -> Span {
-        self.span
-    }
-    fn node(kind: PolicyKind, span: Span) -> Policy {
-        Policy { kind, span }
-    }
-}
-
-impl Tree for Pred {
-    type Kind = PredKind;
-    fn span(&self) -> Span {
-        self.span
-    }
-    fn node(kind: PredKind, span: Span) -> Pred {
-        Pred { kind, span }
-    }
+    op: Op,
 }
 
 /// A group's contents, read once: a predicate as long as they are one.
-enum Grouped {
-    Pred(Pred),
-    Policy(Policy),
+enum Grouped<B: Build> {
+    Pred(Spanned<B::Pred>),
+    Policy(Spanned<B::Pol>),
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'b, B: Build> {
+    build: &'b mut B,
     lexer: Lexer<'a>,
     /// The current token and the one after it (only the current one at the
     /// end): all the lookahead the grammar needs.
@@ -141,9 +114,10 @@ struct Parser<'a> {
 
 type R<T> = Result<T, Diagnostic>;
 
-impl<'a> Parser<'a> {
-    fn new(src: &'a str) -> Parser<'a> {
+impl<'a, 'b, B: Build> Parser<'a, 'b, B> {
+    fn new(src: &'a str, build: &'b mut B) -> Parser<'a, 'b, B> {
         let mut p = Parser {
+            build,
             lexer: Lexer::new(src),
             ahead: Vec::with_capacity(4),
             prev: None,
@@ -295,52 +269,70 @@ impl<'a> Parser<'a> {
     /// `table` whose level is at least `min`. The right operand of an infix
     /// operator is parsed by `operand` one level above the operator's, so that
     /// operators of the same level associate to the left.
-    fn operators<T: Tree>(
+    fn operators<T>(
         &mut self,
         min: u8,
-        table: &[Operator<T>],
-        prefix: fn(&mut Self) -> R<T>,
-        operand: fn(&mut Self, u8) -> R<T>,
-    ) -> R<T> {
+        table: &[Operator],
+        prefix: fn(&mut Self) -> R<Spanned<T>>,
+        operand: fn(&mut Self, u8) -> R<Spanned<T>>,
+        join: Join<B, T>,
+    ) -> R<Spanned<T>> {
         let lhs = prefix(self)?;
-        self.operators_after(lhs, min, table, operand)
+        self.operators_after(lhs, min, table, operand, join)
     }
 
     /// [`Self::operators`] with the first operand already read.
-    fn operators_after<T: Tree>(
+    fn operators_after<T>(
         &mut self,
-        mut lhs: T,
+        mut lhs: Spanned<T>,
         min: u8,
-        table: &[Operator<T>],
-        operand: fn(&mut Self, u8) -> R<T>,
-    ) -> R<T> {
+        table: &[Operator],
+        operand: fn(&mut Self, u8) -> R<Spanned<T>>,
+        join: Join<B, T>,
+    ) -> R<Spanned<T>> {
         while let Some(op) = table.iter().find(|op| min <= op.level && self.is(op.kw)) {
             let kw_span = self.bump().1;
-            lhs = match op.build {
-                Build::Infix(join) => {
-                    let rhs = operand(self, op.level + 1)?;
-                    let span = lhs.span().to(rhs.span());
-                    T::node(join(Box::new(lhs), Box::new(rhs)), span)
-                }
-                Build::Postfix(wrap) => {
-                    let span = lhs.span().to(kw_span);
-                    T::node(wrap(Box::new(lhs)), span)
-                }
+            lhs = if op.op == Op::Star {
+                let span = lhs.span.to(kw_span);
+                Spanned::new(join(self.build, op.op, lhs.node, None, span), span)
+            } else {
+                let rhs = operand(self, op.level + 1)?;
+                let span = lhs.span.to(rhs.span);
+                Spanned::new(
+                    join(self.build, op.op, lhs.node, Some(rhs.node), span),
+                    span,
+                )
             };
         }
         Ok(lhs)
+    }
+
+    /// The predicate operators after a first operand.
+    fn pred_operators_after(&mut self, a: Spanned<B::Pred>) -> R<Spanned<B::Pred>> {
+        self.operators_after(a, 0, PRED_OPERATORS, Self::pred, join_pred)
+    }
+
+    /// A filter of the predicate `a`, covering its text.
+    fn filter(&mut self, a: Spanned<B::Pred>) -> Spanned<B::Pol> {
+        Spanned::new(self.build.filter(a.node, a.span), a.span)
     }
 
     // ----- policies -------------------------------------------------------------
 
     /// Parses a policy whose operators bind at least as tightly as `min`
     /// (0: `+` and up, 1: `;` and up, 2: only `*`).
-    fn policy(&mut self, min: u8) -> R<Policy> {
+    fn policy(&mut self, min: u8) -> R<Spanned<B::Pol>> {
         self.nested(|p| p.policy_inner(min))
     }
 
-    fn policy_inner(&mut self, min: u8) -> R<Policy> {
-        self.operators(min, POLICY_OPERATORS, Self::policy_prefix, Self::policy)
+    fn policy_inner(&mut self, min: u8) -> R<Spanned<B::Pol>> {
+        self.operators(
+            min,
+            POLICY_OPERATORS,
+            Self::policy_prefix,
+            Self::policy,
+            join_policy,
+        )
     }
 
     fn starts_pred(&self) -> bool {
@@ -351,30 +343,27 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn policy_prefix(&mut self) -> R<Policy> {
+    fn policy_prefix(&mut self) -> R<Spanned<B::Pol>> {
         let start = self.span();
-        let simple = |kind| Policy { kind, span: start };
+        let simple = |node| Ok(Spanned::new(node, start));
         match self.peek().clone() {
             Tok::Kw(Kw::Id) => {
                 self.bump();
-                Ok(simple(PolicyKind::Id))
+                simple(self.build.identity(start))
             }
             Tok::Kw(Kw::Drop) => {
                 self.bump();
-                Ok(simple(PolicyKind::Drop))
+                simple(self.build.drop_all(start))
             }
             Tok::Kw(Kw::Dup) => {
                 self.bump();
-                Ok(simple(PolicyKind::Dup))
+                simple(self.build.dup(start))
             }
             Tok::Kw(Kw::Filter) => {
                 self.bump();
                 let a = self.pred(0)?;
                 let span = start.to(a.span);
-                Ok(Policy {
-                    kind: PolicyKind::Filter(a),
-                    span,
-                })
+                Ok(Spanned::new(self.build.filter(a.node, span), span))
             }
             Tok::Kw(Kw::If) => self.if_chain(),
             Tok::Kw(Kw::While) => {
@@ -383,10 +372,10 @@ impl<'a> Parser<'a> {
                 self.expect(Kw::Do, Some((start, "`while`")))?;
                 let p = self.policy(2)?;
                 let span = start.to(p.span);
-                Ok(Policy {
-                    kind: PolicyKind::While(a, Box::new(p)),
+                Ok(Spanned::new(
+                    self.build.while_do(a.node, p.node, span),
                     span,
-                })
+                ))
             }
             Tok::Kw(k @ (Kw::Let | Kw::Var)) => {
                 self.bump();
@@ -431,18 +420,20 @@ impl<'a> Parser<'a> {
                     }
                 };
                 self.expect(Kw::In, Some((start, "this `let`")))?;
+                let header = LetHeader {
+                    name,
+                    init,
+                    mutable: k == Kw::Var,
+                    name_span,
+                };
+                self.build
+                    .enter_let(&header.name, &header.init, header.mutable, name_span);
                 let body = self.policy(0)?;
                 let span = start.to(body.span);
-                Ok(Policy {
-                    kind: PolicyKind::Let {
-                        name,
-                        init,
-                        mutable: k == Kw::Var,
-                        name_span,
-                        body: Box::new(body),
-                    },
+                Ok(Spanned::new(
+                    self.build.let_in(header, body.node, span),
                     span,
-                })
+                ))
             }
             Tok::Int(_) if self.peek_at(1) == &Tok::Kw(Kw::At) => self.link(),
             Tok::Field(_) | Tok::Meta(_) if self.peek_at(1) == &Tok::Kw(Kw::Assign) => {
@@ -460,31 +451,20 @@ impl<'a> Parser<'a> {
                     }
                 }
                 let span = hv.span;
-                Ok(Policy {
-                    kind: PolicyKind::Mod(hv),
-                    span,
-                })
+                Ok(Spanned::new(self.build.assign(hv), span))
             }
             Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => match self.group(open)? {
                 // A group that is a whole predicate goes on as one (`(a or b)
                 // and c`), and the filter is the whole predicate.
                 Grouped::Pred(a) => {
-                    let a = self.operators_after(a, 0, PRED_OPERATORS, Self::pred)?;
-                    let span = a.span;
-                    Ok(Policy {
-                        kind: PolicyKind::Filter(a),
-                        span,
-                    })
+                    let a = self.pred_operators_after(a)?;
+                    Ok(self.filter(a))
                 }
                 Grouped::Policy(p) => Ok(p),
             },
             _ if self.starts_pred() => {
                 let a = self.pred(0)?;
-                let span = a.span;
-                Ok(Policy {
-                    kind: PolicyKind::Filter(a),
-                    span,
-                })
+                Ok(self.filter(a))
             }
             Tok::Kw(Kw::From | Kw::Loc) => Err(Diagnostic::error(
                 start,
@@ -497,21 +477,25 @@ impl<'a> Parser<'a> {
 
     /// A group `( … )` or `begin … end` at a policy's place, its span covering
     /// the brackets.
-    fn group(&mut self, open: Kw) -> R<Grouped> {
+    fn group(&mut self, open: Kw) -> R<Grouped<B>> {
         self.nested(|p| {
             let start = p.bump().1;
             let inner = p.policy_or_pred()?;
             let span = start.to(p.close_group(open, start)?);
             Ok(match inner {
-                Grouped::Pred(a) => Grouped::Pred(Pred { kind: a.kind, span }),
-                Grouped::Policy(q) => Grouped::Policy(Policy { kind: q.kind, span }),
+                Grouped::Pred(a) => {
+                    Grouped::Pred(Spanned::new(p.build.grouped_pred(a.node, span), span))
+                }
+                Grouped::Policy(q) => {
+                    Grouped::Policy(Spanned::new(p.build.grouped(q.node, span), span))
+                }
             })
         })
     }
 
     /// A group's contents: a predicate until a policy operator or keyword shows
     /// that they are a policy (the predicate so far then becomes its filter).
-    fn policy_or_pred(&mut self) -> R<Grouped> {
+    fn policy_or_pred(&mut self) -> R<Grouped<B>> {
         let first = match self.peek() {
             Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
                 let open = *open;
@@ -522,25 +506,21 @@ impl<'a> Parser<'a> {
         };
         let first = match first {
             Grouped::Pred(a) => {
-                let a = self.operators_after(a, 0, PRED_OPERATORS, Self::pred)?;
+                let a = self.pred_operators_after(a)?;
                 if !POLICY_OPERATORS.iter().any(|op| self.is(op.kw)) {
                     return Ok(Grouped::Pred(a));
                 }
-                let span = a.span;
-                Policy {
-                    kind: PolicyKind::Filter(a),
-                    span,
-                }
+                self.filter(a)
             }
             Grouped::Policy(p) => p,
         };
-        let p = self.operators_after(first, 0, POLICY_OPERATORS, Self::policy)?;
+        let p = self.operators_after(first, 0, POLICY_OPERATORS, Self::policy, join_policy)?;
         Ok(Grouped::Policy(p))
     }
 
     /// `if a1 then p1 else if a2 then p2 … else q`, read as a loop: an `else if`
     /// chain is how routing tables are written, so its length is not nesting.
-    fn if_chain(&mut self) -> R<Policy> {
+    fn if_chain(&mut self) -> R<Spanned<B::Pol>> {
         let mut branches = Vec::new();
         let last = loop {
             let start = self.span();
@@ -553,21 +533,18 @@ impl<'a> Parser<'a> {
                     "NetKAT's `if` always has an `else` branch (use `else drop` or `else id`)",
                 )
             })?;
-            branches.push((start, a, p));
+            branches.push((start, a.node, p.node));
             if !self.is(Kw::If) {
                 break self.policy(2)?;
             }
         };
         Ok(branches.into_iter().rev().fold(last, |q, (start, a, p)| {
             let span = start.to(q.span);
-            Policy {
-                kind: PolicyKind::If(a, Box::new(p), Box::new(q)),
-                span,
-            }
+            Spanned::new(self.build.if_then_else(a, p, q.node, span), span)
         }))
     }
 
-    fn link(&mut self) -> R<Policy> {
+    fn link(&mut self) -> R<Spanned<B::Pol>> {
         let start = self.span();
         let s1 = self.int("a switch number")?;
         self.expect(Kw::At, None)?;
@@ -594,12 +571,10 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
-        let kind = if virt {
-            PolicyKind::VLink(s1, p1, s2, p2)
-        } else {
-            PolicyKind::Link(s1, p1, s2, p2)
-        };
-        Ok(Policy { kind, span })
+        Ok(Spanned::new(
+            self.build.link([s1, p1, s2, p2], virt, span),
+            span,
+        ))
     }
 
     fn int(&mut self, what: &str) -> R<u64> {
@@ -616,52 +591,43 @@ impl<'a> Parser<'a> {
     // ----- predicates -----------------------------------------------------------
 
     /// Parses a predicate (min 0: `or` and up, 1: `and` and up, 2: no operator).
-    fn pred(&mut self, min: u8) -> R<Pred> {
+    fn pred(&mut self, min: u8) -> R<Spanned<B::Pred>> {
         self.nested(|p| p.pred_inner(min))
     }
 
-    fn pred_inner(&mut self, min: u8) -> R<Pred> {
-        self.operators(min, PRED_OPERATORS, Self::pred_prefix, Self::pred)
+    fn pred_inner(&mut self, min: u8) -> R<Spanned<B::Pred>> {
+        self.operators(
+            min,
+            PRED_OPERATORS,
+            Self::pred_prefix,
+            Self::pred,
+            join_pred,
+        )
     }
 
-    fn pred_atom(&mut self) -> R<Pred> {
+    fn pred_atom(&mut self) -> R<Spanned<B::Pred>> {
         self.nested(|p| p.pred_prefix())
     }
 
-    fn pred_prefix(&mut self) -> R<Pred> {
+    fn pred_prefix(&mut self) -> R<Spanned<B::Pred>> {
         let start = self.span();
         match self.peek().clone() {
-            Tok::Kw(Kw::True) => {
+            Tok::Kw(k @ (Kw::True | Kw::False)) => {
                 self.bump();
-                Ok(Pred {
-                    kind: PredKind::True,
-                    span: start,
-                })
-            }
-            Tok::Kw(Kw::False) => {
-                self.bump();
-                Ok(Pred {
-                    kind: PredKind::False,
-                    span: start,
-                })
+                Ok(Spanned::new(self.build.truth(k == Kw::True, start), start))
             }
             Tok::Kw(Kw::Not) => {
                 self.bump();
                 let a = self.pred_atom()?;
                 let span = start.to(a.span);
-                Ok(Pred {
-                    kind: PredKind::Not(Box::new(a)),
-                    span,
-                })
+                Ok(Spanned::new(self.build.negate(a.node, span), span))
             }
             Tok::Kw(open @ (Kw::LParen | Kw::Begin)) => {
                 self.bump();
                 let a = self.pred(0)?;
                 let end = self.close_group(open, start)?;
-                Ok(Pred {
-                    kind: a.kind,
-                    span: start.to(end),
-                })
+                let span = start.to(end);
+                Ok(Spanned::new(self.build.grouped_pred(a.node, span), span))
             }
             Tok::Field(_) | Tok::Meta(_) => {
                 if self.peek_at(1) == &Tok::Kw(Kw::Assign) {
@@ -676,10 +642,7 @@ impl<'a> Parser<'a> {
                 }
                 let hv = self.header_val(Kw::Eq)?;
                 let span = hv.span;
-                Ok(Pred {
-                    kind: PredKind::Test(hv),
-                    span,
-                })
+                Ok(Spanned::new(self.build.test(hv), span))
             }
             _ => Err(self.unexpected("a predicate")),
         }

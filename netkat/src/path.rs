@@ -22,10 +22,43 @@ pub(crate) struct Negatives {
     exact: rustc_hash::FxHashMap<Pattern, u32>,
     /// Shorter prefixes.
     prefixes: Vec<Pattern>,
+    /// How many tests (exact or prefix) of each field the path holds: most
+    /// questions are about a field the path has no negative test of (the table
+    /// builder asks about the VLAN tag for every rule), and are answered
+    /// without hashing.
+    per_field: [u32; FIELD_SLOTS],
+}
+
+/// [`HField`]s without a meta field's number: the meta fields share a slot.
+const FIELD_SLOTS: usize = 13;
+
+fn slot(f: HField) -> usize {
+    match f {
+        HField::Switch => 0,
+        HField::Port => 1,
+        HField::VlanVid => 2,
+        HField::VlanPcp => 3,
+        HField::EthType => 4,
+        HField::EthSrc => 5,
+        HField::EthDst => 6,
+        HField::IpProto => 7,
+        HField::Ip4Src => 8,
+        HField::Ip4Dst => 9,
+        HField::L4Src => 10,
+        HField::L4Dst => 11,
+        HField::Meta(_) => 12,
+    }
 }
 
 impl Negatives {
+    fn clear(&mut self) {
+        self.exact.clear();
+        self.prefixes.clear();
+        self.per_field = [0; FIELD_SLOTS];
+    }
+
     pub(crate) fn push(&mut self, p: Pattern) {
+        self.per_field[slot(p.field)] += 1;
         if p.len == p.field.bits() {
             *self.exact.entry(p).or_default() += 1;
         } else {
@@ -34,6 +67,8 @@ impl Negatives {
     }
 
     pub(crate) fn pop(&mut self, p: Pattern) {
+        let held = &mut self.per_field[slot(p.field)];
+        *held = held.saturating_sub(1);
         if p.len != p.field.bits() {
             self.prefixes.pop();
         } else if let Some(n) = self.exact.get_mut(&p) {
@@ -46,12 +81,21 @@ impl Negatives {
 
     /// True when some test known false contains `p` (so `p` is false too).
     pub(crate) fn cover(&self, p: &Pattern) -> bool {
+        if self.per_field[slot(p.field)] == 0 {
+            return false;
+        }
         (p.len == p.field.bits() && self.exact.contains_key(p))
             || self.prefixes.iter().any(|q| q.contains(p))
     }
 }
 
 impl Ctx {
+    /// Forgets the path, keeping the room.
+    pub(crate) fn clear(&mut self) {
+        self.pos.clear();
+        self.neg.clear();
+    }
+
     /// `Some(truth)` when the path decides `p`.
     pub(crate) fn decides(&self, p: &Pattern) -> Option<bool> {
         if p.field == HField::VlanPcp && self.pos.contains(&Pattern::exact(HField::VlanVid, 0)) {

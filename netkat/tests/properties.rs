@@ -1,7 +1,9 @@
 //! Property tests: (1) printing a policy and parsing it back gives the same tree;
 //! (2) for random policies and random packets, the compiled tables, run in the
 //! switch's classifier (`dataplane_core::pipeline::Pipeline`), produce exactly the packets
-//! the reference evaluator produces; (3) the parser never panics on any text.
+//! the reference evaluator produces; (3) the parser never panics on any text;
+//! (4) `check`, which lowers as it parses, gives what parsing then lowering the
+//! tree gives, errors included.
 
 mod common;
 
@@ -135,6 +137,26 @@ proptest! {
                 prop_assume!(false, "{}", m);
             }
             Err(e) => return Err(TestCaseError::fail(format!("{p}: {e}"))),
+        }
+    }
+
+    #[test]
+    fn checking_in_one_pass_is_parsing_then_lowering(p in arb_policy(), cut in 0usize..200, junk in "[()*;+=:@a-z0-9` ]{0,6}", spoil in any::<bool>()) {
+        let mut text = p.to_string();
+        if spoil {
+            let at = (0..=cut.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            text.insert_str(at, &junk);
+        }
+        let direct = netkat::check(&text, &NoNames);
+        let via_tree = parse_policy(&text).and_then(|t| ir::lower(&t, &NoNames));
+        match (direct, via_tree) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(&a.pol, &b.pol, "{}", text);
+                prop_assert_eq!(a.locations, b.locations);
+                prop_assert_eq!(a.metas, b.metas);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b, "{}", text),
+            (a, b) => prop_assert!(false, "{}: one pass {:?}, tree {:?}", text, a.is_ok(), b.is_ok()),
         }
     }
 
