@@ -12,6 +12,7 @@
 //! [`check`] and [`compile`]. Nothing here does I/O, and no input text makes it
 //! panic.
 
+mod copies;
 pub mod diagnostics;
 pub mod fdd;
 pub mod gen;
