@@ -141,11 +141,7 @@ impl Forks {
                     }
                     let h = self.walk(fdd, hi, excluded, at_hi, memo)?;
                     let l = self.walk(fdd, lo, excluded, at, memo)?;
-                    if after(fdd, &test, h) && after(fdd, &test, l) {
-                        fdd.branch(test, h, l)
-                    } else {
-                        fdd.ite(test, h, l)
-                    }
+                    join(fdd, test, h, l)
                 }
             };
             memo.insert((t, at), r);
@@ -369,32 +365,14 @@ fn after(fdd: &Fdd, test: &Pattern, n: NodeId) -> bool {
 
 /// The packets for which `s` (locations explicit) is one of `set`'s outputs.
 fn member(fdd: &mut Fdd, set: NodeId, s: &Seq) -> NodeId {
-    fn go(fdd: &mut Fdd, t: NodeId, s: &Seq, memo: &mut HashMap<NodeId, NodeId>) -> NodeId {
-        crate::stack::deep(|| {
-            if let Some(r) = memo.get(&t) {
-                return *r;
-            }
-            let r = match fdd.node(t) {
-                Node::Leaf(a) => {
-                    let outs = fdd.actions(a).clone();
-                    let mut r = DROP;
-                    for o in &outs {
-                        let e = same_packet(fdd, s, o);
-                        r = fdd.union(r, e);
-                    }
-                    r
-                }
-                Node::Branch { test, hi, lo } => {
-                    let h = go(fdd, hi, s, memo);
-                    let l = go(fdd, lo, s, memo);
-                    fdd.ite(test, h, l)
-                }
-            };
-            memo.insert(t, r);
-            r
-        })
-    }
-    go(fdd, set, s, &mut HashMap::default())
+    substitute(fdd, set, &mut |fdd: &mut Fdd, outs: &[Seq]| {
+        let mut r = DROP;
+        for o in outs {
+            let e = same_packet(fdd, s, o);
+            r = fdd.union(r, e);
+        }
+        r
+    })
 }
 
 /// The packets that `a` and `b` change into the same packet: a field both set
@@ -446,43 +424,51 @@ fn narrow(fdd: &mut Fdd, excluded: NodeId, future: NodeId) -> NodeId {
     let Some(places) = places(fdd, future) else {
         return excluded;
     };
-    rebuild_leaves(
-        fdd,
-        excluded,
-        &mut HashMap::default(),
-        &mut |outs: &[Seq]| {
-            outs.iter()
-                .filter(|s| location(s).is_none_or(|p| places.contains(&p)))
-                .cloned()
-                .collect()
-        },
-    )
+    substitute(fdd, excluded, &mut |fdd: &mut Fdd, outs: &[Seq]| {
+        let kept = outs
+            .iter()
+            .filter(|s| location(s).is_none_or(|p| places.contains(&p)))
+            .cloned()
+            .collect();
+        fdd.leaf(kept)
+    })
 }
 
-/// `t` with every leaf's set of sequences replaced by `f`'s.
-pub(crate) fn rebuild_leaves(
-    fdd: &mut Fdd,
-    t: NodeId,
-    memo: &mut HashMap<NodeId, NodeId>,
-    f: &mut dyn FnMut(&[Seq]) -> Vec<Seq>,
-) -> NodeId {
-    crate::stack::deep(|| {
-        if let Some(r) = memo.get(&t) {
-            return *r;
-        }
-        let r = match fdd.node(t) {
-            Node::Leaf(a) => {
-                let seqs = fdd.actions(a).clone();
-                let out = f(&seqs);
-                fdd.leaf(out)
+/// `t` with every leaf replaced by the diagram `f` makes of its sequences.
+fn substitute(fdd: &mut Fdd, t: NodeId, f: &mut dyn FnMut(&mut Fdd, &[Seq]) -> NodeId) -> NodeId {
+    fn go(
+        fdd: &mut Fdd,
+        t: NodeId,
+        f: &mut dyn FnMut(&mut Fdd, &[Seq]) -> NodeId,
+        memo: &mut HashMap<NodeId, NodeId>,
+    ) -> NodeId {
+        crate::stack::deep(|| {
+            if let Some(r) = memo.get(&t) {
+                return *r;
             }
-            Node::Branch { test, hi, lo } => {
-                let h = rebuild_leaves(fdd, hi, memo, f);
-                let l = rebuild_leaves(fdd, lo, memo, f);
-                fdd.branch(test, h, l)
-            }
-        };
-        memo.insert(t, r);
-        r
-    })
+            let r = match fdd.node(t) {
+                Node::Leaf(a) => {
+                    let seqs = fdd.actions(a).clone();
+                    f(fdd, &seqs)
+                }
+                Node::Branch { test, hi, lo } => {
+                    let h = go(fdd, hi, f, memo);
+                    let l = go(fdd, lo, f, memo);
+                    join(fdd, test, h, l)
+                }
+            };
+            memo.insert(t, r);
+            r
+        })
+    }
+    go(fdd, t, f, &mut HashMap::default())
+}
+
+/// `if test then hi else lo`, a plain test node when the order allows it.
+fn join(fdd: &mut Fdd, test: Pattern, hi: NodeId, lo: NodeId) -> NodeId {
+    if after(fdd, &test, hi) && after(fdd, &test, lo) {
+        fdd.branch(test, hi, lo)
+    } else {
+        fdd.ite(test, hi, lo)
+    }
 }

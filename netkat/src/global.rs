@@ -13,9 +13,11 @@
 //! over the same link send it once (determinisation). A copy crosses a link with
 //! only its location changed: the state records, per link, the header changes
 //! still to apply, so copies that differ at the entry switch but agree later are
-//! one packet on the wire and one at the exit. Packets leaving the network are
-//! untagged. This module owns that construction; it never emits rules itself
-//! (that is [`super::local`]) and never parses.
+//! one packet on the wire and one at the exit; copies that meet after different
+//! links are told apart by their tags, so that only one of them delivers the
+//! packet (`copies`). Packets leaving the network are untagged. This
+//! module owns that construction; it never emits rules itself (that is
+//! [`super::local`]) and never parses.
 //!
 //! Limits: the tag is the VLAN id, so a program with links may not itself test or
 //! set `vlanId`/`vlanPcp`, and at most 4094 states; meta fields may not span links.
