@@ -176,10 +176,38 @@ impl Forks {
                 }
             }
         }
+        let located = |s: &Seq| -> Option<Seq> {
+            let mut out = s.clone();
+            for (field, known) in [(HField::Switch, at.0), (HField::Port, at.1)] {
+                if !s.iter().any(|(f, _)| *f == field) {
+                    match known {
+                        Known::Is(v) => out.push((field, v)),
+                        Known::Unknown | Known::Other => return None,
+                    }
+                }
+            }
+            out.sort_unstable();
+            Some(out)
+        };
+        // An output on a link's source port has ended the program where a link
+        // starts: it is no delivery (as in the evaluator's terms), so it neither
+        // yields to nor excludes a copy.
+        let (ends, egress): (Vec<Seq>, Vec<Seq>) = egress.into_iter().partition(|s| {
+            located(s)
+                .and_then(|s| location(&s))
+                .is_some_and(|(sw, pt)| {
+                    self.prog
+                        .links
+                        .iter()
+                        .any(|&(s1, p1, _, _)| (s1, p1) == (sw, pt))
+                })
+        });
         let copies_may_meet =
             excluded != DROP || groups.len() > 1 || (!egress.is_empty() && !groups.is_empty());
         if !copies_may_meet {
-            return Ok(self.plain(fdd, egress, groups, &[]));
+            let mut out = ends;
+            out.extend(egress);
+            return Ok(self.plain(fdd, out, groups, &[]));
         }
         let mut futures = Vec::with_capacity(groups.len());
         for set in groups.values() {
@@ -219,22 +247,9 @@ impl Forks {
                 return Ok(r);
             }
         }
-        let located = |s: &Seq| -> Option<Seq> {
-            let mut out = s.clone();
-            for (field, known) in [(HField::Switch, at.0), (HField::Port, at.1)] {
-                if !s.iter().any(|(f, _)| *f == field) {
-                    match known {
-                        Known::Is(v) => out.push((field, v)),
-                        Known::Unknown | Known::Other => return None,
-                    }
-                }
-            }
-            out.sort_unstable();
-            Some(out)
-        };
         // The outputs delivered here, each unless an elder copy delivers it.
         let mut result = DROP;
-        let mut kept: Vec<Seq> = Vec::new();
+        let mut kept: Vec<Seq> = ends;
         let mut elders: Vec<Seq> = Vec::new();
         for s in &egress {
             let Some(at_s) = located(s) else {
@@ -318,22 +333,36 @@ impl Forks {
             return Ok(p.clone());
         }
         let links = self.prog.links.clone();
+        // `move(l); follow(l, l2); at(l2)`, once: most pairs are `drop` (a link
+        // that does not start where `l` ends), and never looked at again.
+        let mut ends = Vec::with_capacity(links.len());
+        let mut steps: Vec<Vec<(usize, NodeId)>> = vec![Vec::new(); links.len()];
+        for (l, &(_, _, s2, p2)) in links.iter().enumerate() {
+            let arrive = fdd.leaf(vec![vec![(HField::Switch, s2), (HField::Port, p2)]]);
+            let last = self.prog.last.get(&l).copied().unwrap_or(DROP);
+            ends.push(fdd.seq(arrive, last));
+            for (&(_, l2), &d) in self.prog.follow.range((l, 0)..=(l, usize::MAX)) {
+                let (s1, p1, _, _) = links[l2];
+                let a = fdd.atom(Pattern::exact(HField::Switch, s1));
+                let b = fdd.atom(Pattern::exact(HField::Port, p1));
+                let at = fdd.prod(a, b);
+                let step = fdd.seq(d, at);
+                let step = fdd.seq(arrive, step);
+                if step != DROP {
+                    steps[l].push((l2, step));
+                }
+            }
+        }
         let mut post = vec![DROP; links.len()];
         for _ in 0..FUTURE_LIMIT + links.len() {
             let mut next = Vec::with_capacity(links.len());
-            for (l, &(_, _, s2, p2)) in links.iter().enumerate() {
-                let mut body = self.prog.last.get(&l).copied().unwrap_or(DROP);
-                for (&(_, l2), &d) in self.prog.follow.range((l, 0)..=(l, usize::MAX)) {
-                    let (s1, p1, _, _) = links[l2];
-                    let a = fdd.atom(Pattern::exact(HField::Switch, s1));
-                    let b = fdd.atom(Pattern::exact(HField::Port, p1));
-                    let at = fdd.prod(a, b);
-                    let rest = fdd.prod(at, post[l2]);
-                    let v = fdd.seq(d, rest);
+            for (l, &end) in ends.iter().enumerate() {
+                let mut body = end;
+                for &(l2, step) in &steps[l] {
+                    let v = fdd.seq(step, post[l2]);
                     body = fdd.union(body, v);
                 }
-                let arrive = fdd.leaf(vec![vec![(HField::Switch, s2), (HField::Port, p2)]]);
-                next.push(fdd.seq(arrive, body));
+                next.push(body);
             }
             if next == post {
                 self.post = Some(post.clone());

@@ -180,6 +180,22 @@ pub fn routing_policy(t: &Topology) -> String {
     out
 }
 
+/// The same routing as a program with links, for the global compiler:
+/// `(routing; links)*; routing`, every edge a link each way (`a@pa => b@pb +
+/// b@pb => a@pa`). A packet is routed hop by hop over the links and leaves at its
+/// destination's host port.
+pub fn linked_routing_policy(t: &Topology) -> String {
+    let routing = routing_policy(t);
+    let mut links = String::new();
+    for &(a, pa, b, pb) in &t.edges {
+        if !links.is_empty() {
+            links.push_str(" +\n");
+        }
+        let _ = write!(links, "{a}@{pa} => {b}@{pb} + {b}@{pb} => {a}@{pa}");
+    }
+    format!("(({routing});\n({links}))*;\n({routing})")
+}
+
 /// An ACL of `n` deny rules in front of a two-port bridge:
 /// `filter not (t1 or t2 or …); (filter port = 1; port := 2 + …)`, with the tests
 /// grouped as a balanced tree so the text nests only log n deep.
