@@ -57,6 +57,8 @@ pub(crate) struct Program {
     pub(crate) last: BTreeMap<usize, NodeId>,
     /// Code after link `l1` that leads to link `l2`.
     pub(crate) follow: BTreeMap<(usize, usize), NodeId>,
+    /// Where the links start: `(s1, p1)`.
+    pub(crate) link_sources: BTreeSet<(u64, u64)>,
     /// Every switch and port value the program mentions.
     pub(crate) switches: Vec<u64>,
     pub(crate) ports: Vec<u64>,
@@ -192,16 +194,15 @@ impl Forks {
         // An output on a link's source port has ended the program where a link
         // starts: it is no delivery (as in the evaluator's terms), so it neither
         // yields to nor excludes a copy.
-        let (ends, egress): (Vec<Seq>, Vec<Seq>) = egress.into_iter().partition(|s| {
-            located(s)
-                .and_then(|s| location(&s))
-                .is_some_and(|(sw, pt)| {
-                    self.prog
-                        .links
-                        .iter()
-                        .any(|&(s1, p1, _, _)| (s1, p1) == (sw, pt))
-                })
-        });
+        let (ends, egress): (Vec<Seq>, Vec<Seq>) = if groups.is_empty() && excluded == DROP {
+            (Vec::new(), egress)
+        } else {
+            egress.into_iter().partition(|s| {
+                located(s)
+                    .and_then(|s| location(&s))
+                    .is_some_and(|l| self.prog.link_sources.contains(&l))
+            })
+        };
         let copies_may_meet =
             excluded != DROP || groups.len() > 1 || (!egress.is_empty() && !groups.is_empty());
         if !copies_may_meet {

@@ -277,6 +277,7 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     let fdd = b.fdd;
     let mut forks = Forks::new(copies::Program {
         links: b.links.iter().map(|k| (k.s1, k.p1, k.s2, k.p2)).collect(),
+        link_sources: b.links.iter().map(|k| (k.s1, k.p1)).collect(),
         last: parts.last,
         follow: parts.follow,
         switches,
