@@ -1,5 +1,6 @@
 //! Generators of policies for benchmarks and tests: shortest-path routing on
-//! fat-trees and on random "topology-zoo style" graphs, and ACLs.
+//! fat-trees and on random "topology-zoo style" graphs (also written with links,
+//! for the global compiler), and ACLs.
 //!
 //! This module owns only the construction of policy *text* (in Frenetic's syntax,
 //! so benchmarks measure the whole compiler, parser included) and of the topology it

@@ -63,6 +63,15 @@ fn copies_that_meet_after_different_links_are_delivered_once() {
     check_global(src, &prog, 200, 3);
 }
 
+/// Fat-tree routing written with links (`netkat::gen`), whose copies never meet,
+/// delivers each packet at its destination once.
+#[test]
+fn linked_fat_tree_routing_delivers_each_packet_once() {
+    let src = netkat::gen::linked_routing_policy(&netkat::gen::fat_tree(4));
+    let prog = program(&src);
+    check_global("linked fat-tree k=4", &prog, 100, 4);
+}
+
 fn program(src: &str) -> ir::Program {
     let pol =
         netkat::parser::parse_policy(src).unwrap_or_else(|d| panic!("{}", d.render("p", src)));
