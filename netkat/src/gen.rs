@@ -1,5 +1,6 @@
 //! Generators of policies for benchmarks and tests: shortest-path routing on
-//! fat-trees and on random "topology-zoo style" graphs, and ACLs.
+//! fat-trees and on random "topology-zoo style" graphs (also written with links,
+//! for the global compiler), and ACLs.
 //!
 //! This module owns only the construction of policy *text* (in Frenetic's syntax,
 //! so benchmarks measure the whole compiler, parser included) and of the topology it
@@ -180,6 +181,22 @@ pub fn routing_policy(t: &Topology) -> String {
         out.push(')');
     }
     out
+}
+
+/// The same routing as a program with links, for the global compiler:
+/// `(routing; links)*; routing`, every edge a link each way (`a@pa => b@pb +
+/// b@pb => a@pa`). A packet is routed hop by hop over the links and leaves at its
+/// destination's host port.
+pub fn linked_routing_policy(t: &Topology) -> String {
+    let routing = routing_policy(t);
+    let mut links = String::new();
+    for &(a, pa, b, pb) in &t.edges {
+        if !links.is_empty() {
+            links.push_str(" +\n");
+        }
+        let _ = write!(links, "{a}@{pa} => {b}@{pb} + {b}@{pb} => {a}@{pa}");
+    }
+    format!("(({routing});\n({links}))*;\n({routing})")
 }
 
 /// An ACL of `n` deny rules in front of a two-port bridge:

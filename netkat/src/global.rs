@@ -13,13 +13,16 @@
 //! over the same link send it once (determinisation). A copy crosses a link with
 //! only its location changed: the state records, per link, the header changes
 //! still to apply, so copies that differ at the entry switch but agree later are
-//! one packet on the wire and one at the exit. Packets leaving the network are
-//! untagged. This module owns that construction; it never emits rules itself
-//! (that is [`super::local`]) and never parses.
+//! one packet on the wire and one at the exit; copies that meet after different
+//! links are told apart by their tags, so that only one of them delivers the
+//! packet (`copies`). Packets leaving the network are untagged. This
+//! module owns that construction; it never emits rules itself (that is
+//! [`super::local`]) and never parses.
 //!
 //! Limits: the tag is the VLAN id, so a program with links may not itself test or
 //! set `vlanId`/`vlanPcp`, and at most 4094 states; meta fields may not span links.
 
+use super::copies::{self, Forks, PC};
 use super::fdd::{Fdd, NodeId, Seq, DROP, ID};
 use super::ir::{CPol, CPred, HField, Pattern};
 use super::syntax::Span;
@@ -39,17 +42,13 @@ pub enum GlobalError {
     /// Too many automaton states for the VLAN id space.
     #[error("the program needs {0} tags, more than the 4094 VLAN ids")]
     TooManyStates(usize),
+    /// The futures of copies crossing looping links did not settle.
+    #[error("copies of a packet may cross the program's links in a loop forever")]
+    CopiesLoop,
     /// A link-free part failed to compile.
     #[error(transparent)]
     Fdd(#[from] super::fdd::FddError),
 }
-
-/// The pseudo-field carrying the automaton state in leaves during construction.
-const PC: HField = HField::Meta(u16::MAX);
-
-/// An automaton state: the links a packet is crossing, each with the header
-/// changes its copy has pending.
-type State = BTreeSet<(u64, Seq)>;
 
 #[derive(Clone, Copy, Debug)]
 struct Link {
@@ -226,6 +225,15 @@ impl Builder<'_> {
     }
 }
 
+impl From<copies::CopiesError> for GlobalError {
+    fn from(e: copies::CopiesError) -> GlobalError {
+        match e {
+            copies::CopiesError::Loop => GlobalError::CopiesLoop,
+            copies::CopiesError::Fdd(e) => GlobalError::Fdd(e),
+        }
+    }
+}
+
 /// Compiles a program with links to one FDD whose tables (per switch, by
 /// [`super::local::table`]) implement it with VLAN tags between switches.
 pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
@@ -262,76 +270,37 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     // in the state (the tag) as pending changes, applied where the copy leaves the
     // network. Every copy on a wire thus carries the headers it entered with, so
     // copies that differ at the entry switch but end up identical meet in one
-    // leaf (a set) and are sent once, as NetKAT's semantics delivers them once.
-    let mut states: Vec<State> = Vec::new();
-    let mut ids: HashMap<State, u64> = HashMap::default();
-    let mut todo: Vec<u64> = Vec::new();
+    // leaf (a set) and are sent once, as NetKAT's semantics delivers them once;
+    // copies that meet after different links are told apart by their tags (see
+    // `copies`).
+    let (switches, ports) = locations(pol);
     let fdd = b.fdd;
-    let mut determinise =
-        |fdd: &mut Fdd, t: NodeId, states: &mut Vec<State>, todo: &mut Vec<u64>| {
-            let mut memo = HashMap::default();
-            rebuild_leaves(fdd, t, &mut memo, &mut |seqs: &[Seq]| {
-                let mut groups: BTreeMap<Seq, State> = BTreeMap::new();
-                let mut out: Vec<Seq> = Vec::new();
-                for s in seqs {
-                    match s.iter().find(|(f, _)| *f == PC) {
-                        None => out.push(s.clone()),
-                        Some((_, pc)) => {
-                            let (moves, pending): (Seq, Seq) = s
-                                .iter()
-                                .filter(|(f, _)| *f != PC)
-                                .partition(|(f, _)| matches!(f, HField::Switch | HField::Port));
-                            // Only the output port matters on the wire: the link
-                            // sets the location the copy arrives at.
-                            let wire: Seq = moves
-                                .into_iter()
-                                .filter(|(f, _)| *f == HField::Port)
-                                .collect();
-                            groups.entry(wire).or_default().insert((*pc, pending));
-                        }
-                    }
-                }
-                for (mut wire, set) in groups {
-                    let id = match ids.get(&set) {
-                        Some(id) => *id,
-                        None => {
-                            let id = states.len() as u64;
-                            states.push(set.clone());
-                            ids.insert(set, id);
-                            todo.push(id);
-                            id
-                        }
-                    };
-                    wire.push((PC, id));
-                    wire.sort_unstable();
-                    out.push(wire);
-                }
-                out
-            })
-        };
-    let ingress = determinise(fdd, ingress, &mut states, &mut todo);
+    let mut forks = Forks::new(copies::Program {
+        links: b.links.iter().map(|k| (k.s1, k.p1, k.s2, k.p2)).collect(),
+        link_sources: b.links.iter().map(|k| (k.s1, k.p1)).collect(),
+        last: parts.last,
+        follow: parts.follow,
+        switches,
+        ports,
+    });
+    let ingress = forks.fork(fdd, ingress, DROP)?;
     let untagged = fdd.atom(Pattern::exact(HField::VlanVid, 0));
     let mut program = fdd.prod(untagged, ingress);
-    while let Some(id) = todo.pop() {
-        let set = states[usize::try_from(id).unwrap_or(usize::MAX)].clone();
+    while let Some(id) = forks.todo.pop() {
+        let (set, excluded) = forks.states[usize::try_from(id).unwrap_or(usize::MAX)].clone();
         let mut c = DROP;
         for (l, pending) in set {
             let part = cont
                 .get(&usize::try_from(l).unwrap_or(usize::MAX))
                 .copied()
                 .unwrap_or(DROP);
-            let changes = pending
-                .into_iter()
-                .fold(CPol::Filter(CPred::True), |p, (f, v)| {
-                    CPol::seq(p, super::ir::assignment(f, v))
-                });
-            let changes = fdd.compile(&changes)?;
+            let changes = copies::pending_changes(fdd, &pending)?;
             let part = fdd.seq(changes, part);
             c = fdd.union(c, part);
         }
-        let c = determinise(fdd, c, &mut states, &mut todo);
-        if states.len() > 4094 {
-            return Err(GlobalError::TooManyStates(states.len()));
+        let c = forks.fork(fdd, c, excluded)?;
+        if forks.states.len() > 4094 {
+            return Err(GlobalError::TooManyStates(forks.states.len()));
         }
         let guard = fdd.atom(Pattern::exact(HField::VlanVid, tag(id)));
         let g = fdd.prod(guard, c);
@@ -360,31 +329,51 @@ fn tag(state: u64) -> u64 {
     u64::from(VLAN_PRESENT) | (state + 1)
 }
 
-fn rebuild_leaves(
-    fdd: &mut Fdd,
-    t: NodeId,
-    memo: &mut HashMap<NodeId, NodeId>,
-    f: &mut dyn FnMut(&[Seq]) -> Vec<Seq>,
-) -> NodeId {
-    crate::stack::deep(|| {
-        if let Some(r) = memo.get(&t) {
-            return *r;
-        }
-        let r = match fdd.node(t) {
-            super::fdd::Node::Leaf(a) => {
-                let seqs = fdd.actions(a).clone();
-                let out = f(&seqs);
-                fdd.leaf(out)
+/// Every switch and every port value `pol` mentions (tests, assignments, links).
+fn locations(pol: &CPol) -> (Vec<u64>, Vec<u64>) {
+    fn pred(a: &CPred, out: &mut (BTreeSet<u64>, BTreeSet<u64>)) {
+        crate::stack::deep(|| match a {
+            CPred::True | CPred::False => {}
+            CPred::Test(t) => match t.field {
+                HField::Switch => {
+                    out.0.insert(t.value);
+                }
+                HField::Port => {
+                    out.1.insert(t.value);
+                }
+                _ => {}
+            },
+            CPred::Not(x) => pred(x, out),
+            CPred::And(x, y) | CPred::Or(x, y) => {
+                pred(x, out);
+                pred(y, out);
             }
-            super::fdd::Node::Branch { test, hi, lo } => {
-                let h = rebuild_leaves(fdd, hi, memo, f);
-                let l = rebuild_leaves(fdd, lo, memo, f);
-                fdd.branch(test, h, l)
+        })
+    }
+    fn walk(p: &CPol, out: &mut (BTreeSet<u64>, BTreeSet<u64>)) {
+        crate::stack::deep(|| match p {
+            CPol::Filter(a) => pred(a, out),
+            CPol::Mod(HField::Switch, v) => {
+                out.0.insert(*v);
             }
-        };
-        memo.insert(t, r);
-        r
-    })
+            CPol::Mod(HField::Port, v) => {
+                out.1.insert(*v);
+            }
+            CPol::Mod(..) | CPol::Dup => {}
+            CPol::Link { s1, p1, s2, p2, .. } => {
+                out.0.extend([*s1, *s2]);
+                out.1.extend([*p1, *p2]);
+            }
+            CPol::Union(x, y) | CPol::Seq(x, y) => {
+                walk(x, out);
+                walk(y, out);
+            }
+            CPol::Star(x) | CPol::Let { body: x, .. } => walk(x, out),
+        })
+    }
+    let mut out = (BTreeSet::new(), BTreeSet::new());
+    walk(pol, &mut out);
+    (out.0.into_iter().collect(), out.1.into_iter().collect())
 }
 
 /// The physical links a program names, as `(s1, p1, s2, p2)`.

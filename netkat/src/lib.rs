@@ -14,6 +14,7 @@
 //! panic.
 
 pub mod build;
+mod copies;
 pub mod diagnostics;
 pub mod fdd;
 pub mod gen;
