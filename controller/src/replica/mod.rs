@@ -14,6 +14,7 @@
 
 mod election;
 mod etcd_store;
+pub mod layout;
 
 pub use etcd_store::{parse_endpoints, EtcdStore, OP_TIMEOUT};
 
