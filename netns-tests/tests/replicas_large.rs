@@ -77,6 +77,7 @@ fn replicas_hold_twenty_thousand_vms_across_a_failover() -> Result<()> {
     let inventory = dir.path().join("inventory.toml");
     let text = common::inventory_with(&keys, &[], CONTROLLER_SETTINGS, &[], &[]) + &vm_tables();
     std::fs::write(&inventory, &text)?;
+    netns_tests::pki::ensure(&dir.path().join(netns_tests::pki::DIR), HOSTS)?;
     let started = Instant::now();
     let (etcd, mut replicas) = start_three(&net, dir.path(), &inventory)?;
     let (first, generation, status) = leader(&net.router, &replicas.iter().collect::<Vec<_>>())?;

@@ -18,7 +18,7 @@ use etcd_client::{
     Txn, TxnOp, WatchClient, WatchOptions,
 };
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -137,6 +137,8 @@ impl EtcdStore {
             kv: client.kv_client().max_decoding_message_size(RECEIVE_LIMIT),
             runtime: runtime.clone(),
             leader_key: leader_key.clone(),
+            writes: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
         };
         Ok(EtcdStore {
             shared: Arc::new(Shared {
@@ -181,6 +183,16 @@ impl EtcdStore {
             async move { client.lease_revoke(lease).await }
         })
         .map(|_| ())
+    }
+
+    /// Guarded transactions this replica sent so far, and the bytes of the
+    /// keys and values they put (what a change costs the cluster).
+    pub fn written(&self) -> (u64, u64) {
+        let kv = self.shared.layout.kv();
+        (
+            kv.writes.load(Ordering::Relaxed),
+            kv.written_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// The store revision of the state last read (0 before any).
@@ -360,6 +372,9 @@ pub(super) struct EtcdKv {
     kv: KvClient,
     runtime: tokio::runtime::Handle,
     leader_key: String,
+    /// Guarded transactions sent, and the bytes of keys and values they put.
+    writes: AtomicU64,
+    written_bytes: AtomicU64,
 }
 
 impl Kv for EtcdKv {
@@ -400,6 +415,16 @@ impl Kv for EtcdKv {
     }
 
     fn guarded(&self, leader: i64, ops: Vec<Op>) -> std::io::Result<bool> {
+        let bytes: usize = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(key, value) => key.len() + value.len(),
+                Op::DeleteRange(..) => 0,
+            })
+            .sum();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         let ops: Vec<TxnOp> = ops
             .into_iter()
             .map(|op| match op {
