@@ -48,7 +48,7 @@ fn measure(
     reps: usize,
 ) -> Result<Rows> {
     let store = EtcdStore::connect(endpoints.clone(), "/bench/")?;
-    let roles = store.campaign("bench".into(), 10);
+    let roles = controller::replica::campaign(&store, "bench".into(), 10);
     wait_for(Duration::from_secs(60), "the bench to lead", || {
         Ok(matches!(*roles.borrow(), Mastership::Master(_)).then_some(()))
     })?;

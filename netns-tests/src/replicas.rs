@@ -363,3 +363,11 @@ pub fn with_every_replica(config: &str, replicas: &[SccReplica]) -> Result<Strin
         .join(", ");
     Ok(config.replace(&one, &every))
 }
+
+/// True when `test` can run here: root, and Debian's `etcd` and `etcdctl`
+/// (each missing one is said loudly; see `require_program`).
+pub fn can_run(test: &str) -> bool {
+    crate::require_root(test)
+        && crate::require_program(test, "etcd")
+        && crate::require_program(test, "etcdctl")
+}

@@ -10,9 +10,9 @@ use anyhow::{Context, Result};
 mod common;
 
 use netns_tests::replicas::{
-    master_generation, others, start_three, SccReplica, CONTROLLER_SETTINGS,
+    can_run, master_generation, others, start_three, SccReplica, CONTROLLER_SETTINGS,
 };
-use netns_tests::{require_program, require_root, wait_for, Internet, Netns};
+use netns_tests::{wait_for, Internet, Netns};
 use std::time::{Duration, Instant};
 
 const VMS: usize = 20_000;
@@ -67,8 +67,7 @@ fn vm_count(status: &serde_json::Value) -> usize {
 
 #[test]
 fn replicas_hold_twenty_thousand_vms_across_a_failover() -> Result<()> {
-    let test = "replicas_hold_twenty_thousand_vms_across_a_failover";
-    if !require_root(test) || !require_program(test, "etcd") || !require_program(test, "etcdctl") {
+    if !can_run("replicas_hold_twenty_thousand_vms_across_a_failover") {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;

@@ -200,16 +200,6 @@ impl EtcdStore {
         self.shared.read_revision.load(Ordering::Relaxed)
     }
 
-    /// Joins the election as `id` with a lease of `ttl_s` seconds (what
-    /// [`super::start`] does; for tools that write the store, such as `bench`).
-    pub fn campaign(
-        &self,
-        id: String,
-        ttl_s: i64,
-    ) -> tokio::sync::watch::Receiver<crate::state_store::Mastership> {
-        super::election::campaign(self.shared.clone(), id, ttl_s)
-    }
-
     /// Calls `on_state` with every state another replica writes (and this one's
     /// own, read back), after the store revision `after`, forever: a record is
     /// applied to the state followed so far, a new generation (or a gap, or a

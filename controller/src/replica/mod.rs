@@ -111,6 +111,12 @@ pub fn start(
     })
 }
 
+/// Joins the election on `store` as `id` with a lease of `ttl_s` seconds, as
+/// [`start`] does (for tools that write the store, such as `bench`).
+pub fn campaign(store: &EtcdStore, id: String, ttl_s: i64) -> watch::Receiver<Mastership> {
+    election::campaign(store.shared.clone(), id, ttl_s)
+}
+
 /// Keeps the controller in step with the store (another replica's changes) and
 /// with the election (leader or standby), forever. Before acting as leader it
 /// reads the store once more: it leads from the newest state, and resumes the
