@@ -2,7 +2,8 @@
 //! replicas on a three-member etcd cluster with etcd's default request limit
 //! (1.5 MiB) commit an inventory of 20,000 VMs (about 3 MB as one document, which
 //! the first layout could not write), then a change of policy; `kill -9` of the
-//! leader, and a standby takes over with every VM and the policy's version. No
+//! leader, and a standby takes over with every VM and the policy's version
+//! (which the standbys followed through the watch before the kill). No
 //! switch is needed for that: the replicas' `scc status` says who leads and what
 //! it holds.
 
@@ -124,6 +125,20 @@ fn replicas_hold_twenty_thousand_vms_across_a_failover() -> Result<()> {
         !listed.lines().any(|l| l == "/supercloud/state"),
         "{listed}"
     );
+
+    // The standbys follow the change through the watch (its record applied to
+    // the state they hold), before any failover.
+    let standbys = others(&replicas, first);
+    wait_for(WAIT, "every standby at the leader's version", || {
+        for r in &standbys {
+            let at = r.status(&net.router)?.and_then(|s| s["version"].as_u64());
+            if at != Some(version) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })?;
+    drop(standbys);
 
     let killed = Instant::now();
     replicas[first].kill()?;

@@ -237,7 +237,9 @@ impl EtcdStore {
                         continue;
                     }
                 }
-                let options = WatchOptions::new().with_start_revision(next).with_prefix();
+                let options = WatchOptions::new()
+                    .with_start_revision(next)
+                    .with_range(keys.watch_end());
                 let mut stream = match watcher.watch(keys.root.as_str(), Some(options)).await {
                     Ok(s) => s,
                     Err(e) => {

@@ -123,6 +123,13 @@ impl Keys {
         key.strip_prefix(&self.rec)?.parse().ok()
     }
 
+    /// The end of the range a follower watches, from [`Keys::root`]: the
+    /// pointer and the records, not the snapshot's chunks (megabytes it reads
+    /// itself when the pointer moves).
+    pub fn watch_end(&self) -> String {
+        prefix_end(&self.rec)
+    }
+
     /// True for the pointer key.
     pub fn is_current(&self, key: &str) -> bool {
         key == self.current
