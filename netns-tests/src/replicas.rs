@@ -122,6 +122,16 @@ impl EtcdCluster {
         format!("etcd://{}", self.endpoints())
     }
 
+    /// Runs `etcdctl ARGS` (v3 API) against every member, from `ns`.
+    pub fn etcdctl(&self, ns: &Netns, args: &[&str]) -> Result<std::process::Output> {
+        Ok(ns
+            .command("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints()])
+            .args(args)
+            .output()?)
+    }
+
     /// Kills member `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         self.members[i].kill()

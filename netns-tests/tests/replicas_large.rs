@@ -102,19 +102,10 @@ fn replicas_hold_twenty_thousand_vms_across_a_failover() -> Result<()> {
         .context("the leader's version")?;
 
     // What etcd holds: the layout's keys, and no key of the first layout.
-    let keys_out = net
-        .router
-        .command("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &etcd.endpoints(),
-            "get",
-            "--prefix",
-            "--keys-only",
-            "/supercloud/",
-        ])
-        .output()?;
+    let keys_out = etcd.etcdctl(
+        &net.router,
+        &["get", "--prefix", "--keys-only", "/supercloud/"],
+    )?;
     let listed = String::from_utf8_lossy(&keys_out.stdout);
     assert!(listed.contains("/supercloud/v2/current"), "{listed}");
     assert!(
