@@ -16,6 +16,7 @@ mod memory;
 mod ovs;
 mod reroute;
 mod storage_migration;
+mod store_etcd;
 mod store_save;
 mod switching;
 mod tunnel;
@@ -150,6 +151,10 @@ enum What {
         /// Saves of each record kind (the median is reported).
         #[arg(long, default_value_t = 20)]
         reps: usize,
+        /// The etcd store instead (three members on loopback, in a namespace of
+        /// its own): first import, a VM added, a VM moved, a read-back.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Every benchmark, and the chart.
     All,
@@ -226,9 +231,17 @@ fn main() -> Result<()> {
         }
         What::Failover { ref switches, reps } => failover::failover(switches, reps)?,
         What::StorageMigration { repeats } => storage_migration::storage_migration(repeats)?,
-        What::Store { ref grid, reps } => {
+        What::Store {
+            ref grid,
+            reps,
+            etcd,
+        } => {
             for (hosts, vms) in reroute::parse_grid(std::slice::from_ref(grid))? {
-                store_save::store(hosts, vms, reps)?;
+                if etcd {
+                    store_etcd::store_etcd(hosts, vms, reps)?;
+                } else {
+                    store_save::store(hosts, vms, reps)?;
+                }
             }
         }
         What::All => {

@@ -17,13 +17,7 @@ use std::time::{Duration, Instant};
 /// Medians of `reps` saves of each kind at `hosts` × `vms`, as a Markdown table.
 pub fn store(hosts: usize, vms: usize, reps: usize) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let text = inventory(
-        Addressing::new(hosts, vms, true),
-        &dir.path().join("api.sock"),
-        false,
-    );
-    let parsed = Inventory::parse(&text, "bench.toml").map_err(anyhow::Error::msg)?;
-    let mut state = Persisted::first(parsed, "id".into(), "bench.kat".into());
+    let mut state = first_state(hosts, vms, dir.path())?;
     let path = dir.path().join("scc-state.json");
     let store = Store::new(&path);
     let mut rows: Vec<(&str, Vec<Duration>, u64)> = Vec::new();
@@ -55,33 +49,13 @@ pub fn store(hosts: usize, vms: usize, reps: usize) -> Result<()> {
     let (mut added, mut moved, mut policy) = (Vec::new(), Vec::new(), Vec::new());
     let (mut added_len, mut moved_len, mut policy_len) = (0, 0, 0);
     for rep in 0..reps {
-        // The daemon copies the inventory to change it; that copy is the compile
-        // side's, not the store's, and is not timed here.
-        let mut next = state.clone();
-        next.version += 1;
-        let name = format!("bench-added{rep}");
-        let template = next.inventory.vms.values().next().cloned();
-        if let Some(template) = template {
-            let mut vm = Vm {
-                tap: Vm::default_tap(&name),
-                name: name.clone(),
-                ..template
-            };
-            vm.port = 60_000 + u32::try_from(rep).unwrap_or(0);
-            Arc::make_mut(&mut next.inventory).vms.insert(name, vm);
-        }
+        let next = vm_added(&state, rep);
         let (took, bytes) = timed_save(&store, &next)?;
         added.push(took);
         added_len = bytes;
         state = next;
 
-        let mut next = state.clone();
-        next.version += 1;
-        let vm_name = format!("vm{rep}");
-        let to = format!("host{}", (rep + 1) % hosts.max(1));
-        if let Some(vm) = Arc::make_mut(&mut next.inventory).vms.get_mut(&vm_name) {
-            vm.host = to;
-        }
+        let next = vm_moved(&state, rep, hosts);
         let (took, bytes) = timed_save(&store, &next)?;
         moved.push(took);
         moved_len = bytes;
@@ -121,7 +95,61 @@ pub fn store(hosts: usize, vms: usize, reps: usize) -> Result<()> {
         std::fs::metadata(&path)?.len(),
     ));
 
-    println!("\n### Store saves at {hosts} hosts × {vms} VMs ({reps} saves of each record kind)\n");
+    print_rows(
+        &format!("Store saves at {hosts} hosts × {vms} VMs ({reps} saves of each record kind)"),
+        rows,
+    );
+    Ok(())
+}
+
+/// `state`, one version on, with the VM `bench-added{rep}` added (a copy of
+/// its first VM on port 60,000 + `rep`).
+pub(crate) fn vm_added(state: &Persisted, rep: usize) -> Persisted {
+    // The daemon copies the inventory to change it; that copy is the compile
+    // side's, not the store's, and is not timed by the callers.
+    let mut next = state.clone();
+    next.version += 1;
+    let name = format!("bench-added{rep}");
+    let template = next.inventory.vms.values().next().cloned();
+    if let Some(template) = template {
+        let mut vm = Vm {
+            tap: Vm::default_tap(&name),
+            name: name.clone(),
+            ..template
+        };
+        vm.port = 60_000 + u32::try_from(rep).unwrap_or(0);
+        Arc::make_mut(&mut next.inventory).vms.insert(name, vm);
+    }
+    next
+}
+
+/// `state`, one version on, with the VM `vm{rep}` on the next of `hosts` hosts
+/// (a migration's switch step).
+pub(crate) fn vm_moved(state: &Persisted, rep: usize, hosts: usize) -> Persisted {
+    let mut next = state.clone();
+    next.version += 1;
+    let vm_name = format!("vm{rep}");
+    let to = format!("host{}", (rep + 1) % hosts.max(1));
+    if let Some(vm) = Arc::make_mut(&mut next.inventory).vms.get_mut(&vm_name) {
+        vm.host = to;
+    }
+    next
+}
+
+/// The state of the reroute benchmark's inventory at `hosts` × `vms`, version 1.
+pub(crate) fn first_state(hosts: usize, vms: usize, dir: &std::path::Path) -> Result<Persisted> {
+    let text = inventory(
+        Addressing::new(hosts, vms, true),
+        &dir.join("api.sock"),
+        false,
+    );
+    let parsed = Inventory::parse(&text, "bench.toml").map_err(anyhow::Error::msg)?;
+    Ok(Persisted::first(parsed, "id".into(), "bench.kat".into()))
+}
+
+/// Rows of (what, times, bytes) as a Markdown table of medians under `title`.
+pub(crate) fn print_rows(title: &str, rows: Vec<(&str, Vec<Duration>, u64)>) {
+    println!("\n### {title}\n");
     println!("| what | median ms | min ms | max ms | bytes written |");
     println!("|---|---:|---:|---:|---:|");
     for (what, mut times, bytes) in rows {
@@ -134,10 +162,9 @@ pub fn store(hosts: usize, vms: usize, reps: usize) -> Result<()> {
             ms(times[times.len() - 1])
         );
     }
-    Ok(())
 }
 
-fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
+pub(crate) fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     let start = Instant::now();
     f()?;
     Ok(start.elapsed())

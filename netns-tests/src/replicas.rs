@@ -122,6 +122,16 @@ impl EtcdCluster {
         format!("etcd://{}", self.endpoints())
     }
 
+    /// Runs `etcdctl ARGS` (v3 API) against every member, from `ns`.
+    pub fn etcdctl(&self, ns: &Netns, args: &[&str]) -> Result<std::process::Output> {
+        Ok(ns
+            .command("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &self.endpoints()])
+            .args(args)
+            .output()?)
+    }
+
     /// Kills member `i` with SIGKILL.
     pub fn kill(&mut self, i: usize) -> Result<()> {
         self.members[i].kill()
@@ -362,4 +372,12 @@ pub fn with_every_replica(config: &str, replicas: &[SccReplica]) -> Result<Strin
         .collect::<Vec<_>>()
         .join(", ");
     Ok(config.replace(&one, &every))
+}
+
+/// True when `test` can run here: root, and Debian's `etcd` and `etcdctl`
+/// (each missing one is said loudly; see `require_program`).
+pub fn can_run(test: &str) -> bool {
+    crate::require_root(test)
+        && crate::require_program(test, "etcd")
+        && crate::require_program(test, "etcdctl")
 }

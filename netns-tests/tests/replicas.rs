@@ -132,17 +132,7 @@ fn replicas_fail_over_without_touching_the_tables() -> Result<()> {
     assert!(last.log_text().contains("elected leader"));
     // A leader key deleted behind the leader's back (an operator's mistake):
     // the leader steps down at once and is elected again, with a new generation.
-    let deleted = net
-        .router
-        .command("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args([
-            "--endpoints",
-            &etcd.endpoints(),
-            "del",
-            "/supercloud/leader",
-        ])
-        .output()?;
+    let deleted = etcd.etcdctl(&net.router, &["del", "/supercloud/leader"])?;
     assert!(deleted.status.success(), "etcdctl del: {deleted:?}");
     let (_, again) = wait_for(WAIT, "a new generation after the key's deletion", || {
         let (i, g) = elected(&net, &[last])?;

@@ -1,7 +1,8 @@
-//! The controller's state in etcd: [`EtcdStore`] keeps the same [`Persisted`]
-//! document as the embedded file under one key, and writes it only in a
-//! transaction that checks this replica still holds the leader key it created, so
-//! a deposed leader's write fails instead of overwriting its successor's.
+//! The controller's state in etcd: [`EtcdStore`] keeps the [`Persisted`] state
+//! in the key layout of [`super::layout`] (a snapshot in chunks and one record
+//! per change), and writes only in transactions that check this replica still
+//! holds the leader key it created, so a deposed leader's write fails instead of
+//! overwriting its successor's.
 //!
 //! The etcd client runs on a runtime of its own thread: the daemon's synchronous
 //! saves (under its state lock) wait on it without starving the daemon's own
@@ -9,13 +10,15 @@
 //! [`OP_TIMEOUT`] instead of hanging. This module owns the keys, that thread and
 //! the leadership the election ([`super::election`]) hands it; never the policy.
 
+use super::layout::{CompactionLimits, Kv, Layout, Op, Page};
 use crate::state_store::StateStore;
-use crate::store::Persisted;
+use crate::store::{apply_change_record, Persisted};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KvClient,
+    Txn, TxnOp, WatchClient, WatchOptions,
 };
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +30,10 @@ pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// One attempt's share of [`OP_TIMEOUT`]: a member that died mid-request is given
 /// up for another.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The client's limit on one received message: a backstop only, every read is
+/// paged well under gRPC's default 4 MiB (a watch may batch several events).
+const RECEIVE_LIMIT: usize = 64 << 20;
 
 /// `--store etcd://HOST:PORT,HOST:PORT`: the endpoints, as `http://HOST:PORT`.
 pub fn parse_endpoints(spec: &str) -> Result<Vec<String>, String> {
@@ -62,7 +69,8 @@ fn no_quorum(what: &str, last_error: Option<&etcd_client::Error>) -> std::io::Er
 pub(super) struct Shared {
     pub(super) client: Client,
     pub(super) runtime: tokio::runtime::Handle,
-    pub(super) state_key: String,
+    pub(super) layout: Arc<Layout<EtcdKv>>,
+    watcher: WatchClient,
     pub(super) leader_key: String,
     /// The create revision of the leader key this replica holds, while it leads.
     pub(super) leading: Mutex<Option<i64>>,
@@ -75,7 +83,7 @@ pub(super) struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdStore")
-            .field("state_key", &self.state_key)
+            .field("root", &self.layout.keys().root)
             .field("leading", &self.leading)
             .finish_non_exhaustive()
     }
@@ -124,12 +132,23 @@ impl EtcdStore {
             async move { Client::connect(endpoints, Some(options)).await }
         })
         .map_err(|e| std::io::Error::other(format!("{e} ({})", endpoints.join(","))))?;
+        let leader_key = format!("{prefix}leader");
+        let kv = EtcdKv {
+            kv: client.kv_client().max_decoding_message_size(RECEIVE_LIMIT),
+            runtime: runtime.clone(),
+            leader_key: leader_key.clone(),
+            writes: AtomicU64::new(0),
+            written_bytes: AtomicU64::new(0),
+        };
         Ok(EtcdStore {
             shared: Arc::new(Shared {
+                watcher: client
+                    .watch_client()
+                    .max_decoding_message_size(RECEIVE_LIMIT),
                 client,
                 runtime,
-                state_key: format!("{prefix}state"),
-                leader_key: format!("{prefix}leader"),
+                layout: Layout::new(kv, prefix, CompactionLimits::default()),
+                leader_key,
                 leading: Mutex::new(None),
                 lease: AtomicI64::new(0),
                 read_revision: AtomicI64::new(0),
@@ -166,14 +185,25 @@ impl EtcdStore {
         .map(|_| ())
     }
 
+    /// Guarded transactions this replica sent so far, and the bytes of the
+    /// keys and values they put (what a change costs the cluster).
+    pub fn written(&self) -> (u64, u64) {
+        let kv = self.shared.layout.kv();
+        (
+            kv.writes.load(Ordering::Relaxed),
+            kv.written_bytes.load(Ordering::Relaxed),
+        )
+    }
+
     /// The store revision of the state last read (0 before any).
     pub fn read_revision(&self) -> i64 {
         self.shared.read_revision.load(Ordering::Relaxed)
     }
 
     /// Calls `on_state` with every state another replica writes (and this one's
-    /// own, read back), from `after` on, forever; the watch is re-established
-    /// where it stopped when a member goes away.
+    /// own, read back), after the store revision `after`, forever: a record is
+    /// applied to the state followed so far, a new generation (or a gap, or a
+    /// watch that broke) is read whole.
     pub fn follow(
         &self,
         after: i64,
@@ -182,12 +212,35 @@ impl EtcdStore {
         let shared = self.shared.clone();
         let on_state = Arc::new(on_state);
         self.shared.runtime.spawn(async move {
-            let mut client = shared.client.clone();
+            let mut watcher = shared.watcher.clone();
+            let keys = shared.layout.keys().clone();
+            let mut followed: Option<Persisted> = None;
             let mut next = after + 1;
+            let mut reread = true;
             loop {
-                let options = WatchOptions::new().with_start_revision(next);
-                let mut stream = match client.watch(shared.state_key.as_str(), Some(options)).await
-                {
+                if reread {
+                    let layout = shared.layout.clone();
+                    match tokio::task::spawn_blocking(move || layout.read()).await {
+                        Ok(Ok(read)) => {
+                            next = read.revision + 1;
+                            followed = read.state;
+                            reread = false;
+                            if let Some(p) = followed.clone() {
+                                deliver(&on_state, p).await;
+                            }
+                        }
+                        Ok(Err(e)) => tracing::warn!("etcd read of the state: {e}; retrying"),
+                        Err(e) => tracing::warn!("etcd read of the state: {e}; retrying"),
+                    }
+                    if reread {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                }
+                let options = WatchOptions::new()
+                    .with_start_revision(next)
+                    .with_range(keys.watch_end());
+                let mut stream = match watcher.watch(keys.root.as_str(), Some(options)).await {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!("etcd watch of the state: {e}; retrying");
@@ -195,35 +248,61 @@ impl EtcdStore {
                         continue;
                     }
                 };
-                while let Ok(Some(resp)) = stream.message().await {
+                'events: while let Ok(Some(resp)) = stream.message().await {
+                    if resp.canceled() {
+                        break;
+                    }
                     for event in resp.events() {
                         let Some(kv) = event.kv() else { continue };
                         next = next.max(kv.mod_revision() + 1);
                         if event.event_type() != EventType::Put {
                             continue;
                         }
-                        match serde_json::from_slice::<Persisted>(kv.value()) {
-                            Ok(p) => {
-                                let f = on_state.clone();
-                                // Compiling may take a while: not on this runtime,
-                                // which also renews the leader's lease.
-                                let _ = tokio::task::spawn_blocking(move || f(p)).await;
-                            }
-                            Err(e) => tracing::error!("stored state unreadable: {e}"),
+                        let key = String::from_utf8_lossy(kv.key());
+                        if keys.is_current(&key) {
+                            reread = true;
+                            break 'events;
                         }
+                        let Some(version) = keys.record_version(&key) else {
+                            continue;
+                        };
+                        let Some(state) = followed.as_mut() else {
+                            reread = true;
+                            break 'events;
+                        };
+                        if version <= state.version {
+                            continue;
+                        }
+                        if let Err(e) = apply_change_record(state, kv.value()) {
+                            tracing::warn!("{key}: {e}; the state is read again");
+                            reread = true;
+                            break 'events;
+                        }
+                        deliver(&on_state, state.clone()).await;
                     }
                 }
-                tracing::warn!("etcd watch of the state ended; re-established");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                if !reread {
+                    // A watch that ended may have missed events (a compacted
+                    // revision): read the state again rather than guess.
+                    tracing::warn!("etcd watch of the state ended; re-established");
+                    reread = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         })
     }
 }
 
+/// Hands a state to the follower's callback: not on the store's runtime, which
+/// also renews the leader's lease, since compiling may take a while.
+async fn deliver(on_state: &Arc<impl Fn(Persisted) + Send + Sync + 'static>, p: Persisted) {
+    let f = on_state.clone();
+    let _ = tokio::task::spawn_blocking(move || f(p)).await;
+}
+
 /// Runs `attempt()` on the store's runtime, again while it fails or hangs
 /// (another member may answer), for at most [`OP_TIMEOUT`] in all, and waits for
-/// it from any thread. Retrying is safe: every write is a put of a whole
-/// document under the same leadership condition.
+/// it from any thread. Retrying is safe: see [`EtcdKv`].
 fn wait_on<T, F>(
     runtime: &tokio::runtime::Handle,
     what: &'static str,
@@ -260,25 +339,11 @@ where
 
 impl StateStore for EtcdStore {
     fn load(&self) -> std::io::Result<Option<Persisted>> {
-        let client = self.shared.client.clone();
-        let key = self.shared.state_key.clone();
-        let resp = wait_on(&self.shared.runtime, "a read of the state", move || {
-            let (mut client, key) = (client.clone(), key.clone());
-            async move { client.get(key, None).await }
-        })?;
-        let Some(kv) = resp.kvs().first() else {
-            return Ok(None);
-        };
-        let p = serde_json::from_slice(kv.value()).map_err(|e| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{}: {e}", self.shared.state_key),
-            )
-        })?;
+        let read = self.shared.layout.load(self.leading())?;
         self.shared
             .read_revision
-            .fetch_max(kv.mod_revision(), Ordering::Relaxed);
-        Ok(Some(p))
+            .fetch_max(read.revision, Ordering::Relaxed);
+        Ok(read.state)
     }
 
     fn save(&self, state: &Persisted) -> std::io::Result<()> {
@@ -288,27 +353,92 @@ impl StateStore for EtcdStore {
                 "this replica does not hold the leadership: only the leader writes",
             ));
         };
-        let bytes = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+        self.shared.layout.save(leader_rev, state)
+    }
+}
+
+/// etcd as the layout's [`Kv`]: every call waits on the store's runtime, retried
+/// within [`OP_TIMEOUT`]. Retrying a write is safe: it puts the same values and
+/// deletes the same ranges under the same leadership condition.
+pub(super) struct EtcdKv {
+    kv: KvClient,
+    runtime: tokio::runtime::Handle,
+    leader_key: String,
+    /// Guarded transactions sent, and the bytes of keys and values they put.
+    writes: AtomicU64,
+    written_bytes: AtomicU64,
+}
+
+impl Kv for EtcdKv {
+    fn get(&self, key: &str) -> std::io::Result<(Option<Vec<u8>>, i64)> {
+        let (kv, key) = (self.kv.clone(), key.to_string());
+        let resp = wait_on(&self.runtime, "a read of the state", move || {
+            let (mut kv, key) = (kv.clone(), key.clone());
+            async move { kv.get(key, None).await }
+        })?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        Ok((resp.kvs().first().map(|kv| kv.value().to_vec()), revision))
+    }
+
+    fn range(&self, from: &str, end: &str, revision: i64, limit: i64) -> std::io::Result<Page> {
+        let (kv, from) = (self.kv.clone(), from.to_string());
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_revision(revision)
+            .with_limit(limit);
+        let resp = wait_on(&self.runtime, "a read of the state", move || {
+            let (mut kv, from, options) = (kv.clone(), from.clone(), options.clone());
+            async move { kv.get(from, Some(options)).await }
+        })?;
+        let kvs = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                )
+            })
+            .collect();
+        Ok(Page {
+            kvs,
+            more: resp.more(),
+        })
+    }
+
+    fn guarded(&self, leader: i64, ops: Vec<Op>) -> std::io::Result<bool> {
+        let bytes: usize = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(key, value) => key.len() + value.len(),
+                Op::DeleteRange(..) => 0,
+            })
+            .sum();
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.written_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let ops: Vec<TxnOp> = ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put(key, value) => TxnOp::put(key, value, None),
+                Op::DeleteRange(from, end) => {
+                    TxnOp::delete(from, Some(DeleteOptions::new().with_range(end)))
+                }
+            })
+            .collect();
         let txn = Txn::new()
             .when([Compare::create_revision(
-                self.shared.leader_key.as_str(),
+                self.leader_key.as_str(),
                 CompareOp::Equal,
-                leader_rev,
+                leader,
             )])
-            .and_then([TxnOp::put(self.shared.state_key.as_str(), bytes, None)]);
-        let client = self.shared.client.clone();
-        let resp = wait_on(&self.shared.runtime, "the write of the state", move || {
-            let (mut client, txn) = (client.clone(), txn.clone());
-            async move { client.txn(txn).await }
+            .and_then(ops);
+        let kv = self.kv.clone();
+        let resp = wait_on(&self.runtime, "the write of the state", move || {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
         })?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                "leadership lost (another replica holds the leader key): write refused",
-            ))
-        }
+        Ok(resp.succeeded())
     }
 }
 

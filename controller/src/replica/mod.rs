@@ -14,6 +14,7 @@
 
 mod election;
 mod etcd_store;
+pub mod layout;
 
 pub use etcd_store::{parse_endpoints, EtcdStore, OP_TIMEOUT};
 
@@ -108,6 +109,12 @@ pub fn start(
         store,
         roles,
     })
+}
+
+/// Joins the election on `store` as `id` with a lease of `ttl_s` seconds, as
+/// [`start`] does (for tools that write the store, such as `bench`).
+pub fn campaign(store: &EtcdStore, id: String, ttl_s: i64) -> watch::Receiver<Mastership> {
+    election::campaign(store.shared.clone(), id, ttl_s)
 }
 
 /// Keeps the controller in step with the store (another replica's changes) and

@@ -57,6 +57,10 @@ pub(super) fn split(bytes: &[u8]) -> Result<Records<'_>, Damaged> {
                 records.torn = torn("zeros where a record should start");
                 break;
             }
+            if !whole_records_after(rest) {
+                records.torn = torn("a record of length 0, and no whole record after it");
+                break;
+            }
             return Err(Damaged {
                 offset,
                 what: "a record of length 0",
@@ -67,7 +71,10 @@ pub(super) fn split(bytes: &[u8]) -> Result<Records<'_>, Damaged> {
             break;
         };
         if crc32fast::hash(payload) != crc {
-            if HEADER + len == rest.len() {
+            // A torn append may have garbled its own length field: only whole
+            // records after it (wherever they start) prove the damage is not
+            // the last append's.
+            if !whole_records_after(rest) {
                 records.torn = torn("the last record's checksum does not match");
                 break;
             }
@@ -81,6 +88,34 @@ pub(super) fn split(bytes: &[u8]) -> Result<Records<'_>, Damaged> {
         records.whole_len = offset;
     }
     Ok(records)
+}
+
+/// True when whole records run to the end of `record` (a bad record and what
+/// follows it) from some offset after its header: the bad record is then not
+/// the last append. Only called on damage, so the scan's cost does not matter.
+fn whole_records_after(record: &[u8]) -> bool {
+    (HEADER..record.len()).any(|start| whole_records_follow(&record[start..]))
+}
+
+/// True when `bytes` is one or more whole records with good checksums, to its
+/// very end.
+fn whole_records_follow(bytes: &[u8]) -> bool {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        if rest.len() < HEADER {
+            return false;
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        match rest.get(HEADER..HEADER + len) {
+            Some(payload) if len > 0 && crc32fast::hash(payload) == crc => {
+                offset += HEADER + len;
+            }
+            _ => return false,
+        }
+    }
+    offset > 0
 }
 
 #[cfg(test)]
@@ -121,5 +156,23 @@ mod tests {
         let mut first = bytes;
         first[HEADER + 2] ^= 1;
         assert_eq!(split(&first).unwrap_err().offset, 0);
+    }
+
+    #[test]
+    fn a_last_record_whose_length_is_garbled_is_torn() {
+        let bytes = journal(&[b"{\"a\":1}", b"{\"b\":22222222}"]);
+        let second = frame(b"{\"a\":1}").unwrap().len();
+        for garbled in [1u32, 3, 5, 0] {
+            let mut torn = bytes.clone();
+            torn[second..second + 4].copy_from_slice(&garbled.to_le_bytes());
+            let records = split(&torn).unwrap();
+            assert_eq!(records.payloads.len(), 1, "length {garbled}");
+            assert_eq!(records.whole_len, second, "length {garbled}");
+            assert!(records.torn.is_some(), "length {garbled}");
+        }
+        // The first record's length garbled with a whole record after it: damage.
+        let mut damaged = bytes;
+        damaged[0..4].copy_from_slice(&3u32.to_le_bytes());
+        assert!(split(&damaged).is_err());
     }
 }

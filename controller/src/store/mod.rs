@@ -64,6 +64,28 @@ impl Persisted {
     }
 }
 
+/// The record of what turns `before` into `after` (their difference, as the
+/// journal holds it): the etcd store keeps the same records under keys of its own.
+pub(crate) fn change_record(before: &Persisted, after: &Persisted) -> std::io::Result<Vec<u8>> {
+    serde_json::to_vec(&Change::between(before, after)).map_err(std::io::Error::other)
+}
+
+/// Applies a record of [`change_record`] to `state`, which must be the state of
+/// the version just before the record's; returns the version it puts in force.
+pub(crate) fn apply_change_record(state: &mut Persisted, record: &[u8]) -> Result<u64, String> {
+    let change: Change =
+        serde_json::from_slice(record).map_err(|e| format!("a record that does not parse: {e}"))?;
+    if change.version != state.version + 1 {
+        return Err(format!(
+            "version {} does not follow version {}",
+            change.version, state.version
+        ));
+    }
+    let version = change.version;
+    change.apply(state);
+    Ok(version)
+}
+
 /// When a background compaction starts: the journal holds `records` records, or
 /// more bytes than both `journal_bytes` and the snapshot (so a load never reads
 /// much more than twice the state).
