@@ -24,6 +24,8 @@ use super::syntax::{
 };
 use openflow::flow::{ethertype, ipproto, VLAN_PRESENT};
 
+pub mod ip6;
+
 /// Most meta fields in scope at once (Frenetic's `Meta0`..`Meta4`).
 pub const MAX_META: usize = 5;
 
@@ -54,6 +56,14 @@ pub enum HField {
     Ip4Src,
     /// `nw_dst`.
     Ip4Dst,
+    /// `ipv6_src`, its high 64 bits (see [`crate::ip6`] for the split).
+    Ip6SrcHi,
+    /// `ipv6_src`, its low 64 bits.
+    Ip6SrcLo,
+    /// `ipv6_dst`, its high 64 bits.
+    Ip6DstHi,
+    /// `ipv6_dst`, its low 64 bits.
+    Ip6DstLo,
     /// `tp_src`.
     L4Src,
     /// `tp_dst`.
@@ -67,6 +77,7 @@ impl HField {
     pub fn bits(self) -> u8 {
         match self {
             HField::Switch | HField::Port | HField::Meta(_) => 64,
+            HField::Ip6SrcHi | HField::Ip6SrcLo | HField::Ip6DstHi | HField::Ip6DstLo => 64,
             HField::VlanVid => 13,
             HField::VlanPcp => 3,
             HField::EthType | HField::L4Src | HField::L4Dst => 16,
@@ -402,6 +413,10 @@ pub trait Resolver {
     fn ipv4(&self, kind: &str, name: &str) -> Option<u32>;
     /// The MAC address of `kind:name`.
     fn mac(&self, kind: &str, name: &str) -> Option<u64>;
+    /// The IPv6 addresses of `kind:name`, its primary one first (none by default).
+    fn ipv6(&self, _kind: &str, _name: &str) -> Vec<u128> {
+        Vec::new()
+    }
 }
 
 /// A resolver that knows no names.
@@ -494,7 +509,7 @@ pub fn alias_test(field: &HeaderField, value: u64) -> CPred {
     l.test(&hv).unwrap_or(CPred::False)
 }
 
-fn ip4() -> CPred {
+pub(crate) fn ip4() -> CPred {
     CPred::test(HField::EthType, u64::from(ethertype::IPV4))
 }
 
@@ -514,6 +529,9 @@ fn tagged() -> CPred {
 pub(crate) fn assignment(field: HField, value: u64) -> CPol {
     match field {
         HField::Ip4Src | HField::Ip4Dst => guarded(ip4(), field, value),
+        HField::Ip6SrcHi | HField::Ip6SrcLo | HField::Ip6DstHi | HField::Ip6DstLo => {
+            guarded(ip6::ethertype_test(), field, value)
+        }
         HField::L4Src | HField::L4Dst => guarded(
             CPred::or(proto(ipproto::TCP), proto(ipproto::UDP)),
             field,
@@ -547,6 +565,7 @@ impl Lowerer<'_> {
         match &hv.value {
             Value::Int(n) | Value::Mac(n) => Ok(*n),
             Value::Ip4 { addr, .. } => Ok(u64::from(*addr)),
+            Value::Ip6 { .. } => Ok(0), // lowered by `crate::ip6`
             Value::Named { kind, name } => {
                 let r = match hv.field {
                     HeaderField::EthSrc | HeaderField::EthDst => self.resolver.mac(kind, name),
@@ -588,6 +607,9 @@ impl Lowerer<'_> {
     }
 
     fn test(&mut self, hv: &HeaderVal) -> Result<CPred, Diagnostic> {
+        if let Some(a) = ip6::lower_test(self.resolver, hv)? {
+            return Ok(a);
+        }
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPred::test(HField::Switch, v),
@@ -633,6 +655,8 @@ impl Lowerer<'_> {
             HeaderField::UdpDstPort => {
                 CPred::and(proto(ipproto::UDP), CPred::test(HField::L4Dst, v))
             }
+            // An IPv6 field with a value that is no IPv6 address (a `let` alias's).
+            HeaderField::Ip6Src | HeaderField::Ip6Dst => CPred::False,
             HeaderField::Meta(name) => {
                 let s = self.lookup(name, hv.span)?;
                 CPred::test(HField::Meta(s.meta), v)
@@ -641,6 +665,9 @@ impl Lowerer<'_> {
     }
 
     fn modify(&mut self, hv: &HeaderVal) -> Result<CPol, Diagnostic> {
+        if let Some(p) = ip6::lower_assignment(self.resolver, hv)? {
+            return Ok(p);
+        }
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPol::Mod(HField::Switch, v),
@@ -692,6 +719,7 @@ impl Lowerer<'_> {
             HeaderField::TcpDstPort => guarded(proto(ipproto::TCP), HField::L4Dst, v),
             HeaderField::UdpSrcPort => guarded(proto(ipproto::UDP), HField::L4Src, v),
             HeaderField::UdpDstPort => guarded(proto(ipproto::UDP), HField::L4Dst, v),
+            HeaderField::Ip6Src | HeaderField::Ip6Dst => CPol::Filter(CPred::False),
             HeaderField::Meta(name) => {
                 let s = self.lookup(name, hv.span)?;
                 if !s.mutable {
@@ -783,7 +811,11 @@ impl Lowerer<'_> {
                         }),
                         LetInit::Alias(HeaderField::Meta(_))
                         | LetInit::Alias(
-                            HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric,
+                            HeaderField::VSwitch
+                            | HeaderField::VPort
+                            | HeaderField::VFabric
+                            | HeaderField::Ip6Src
+                            | HeaderField::Ip6Dst,
                         ) => {
                             return Err(Diagnostic::error(
                                 *name_span,

@@ -1,6 +1,7 @@
 //! The NetKAT lexer: policy text to tokens with spans, following Frenetic's
 //! `Lexer.cppo.ml` (keywords, `0x`/decimal integers with an optional `l`/`L`,
-//! dotted IPv4 addresses, MAC addresses, strings, nested `(* *)` comments).
+//! dotted IPv4 addresses, MAC addresses, strings, nested `(* *)` comments), plus
+//! IPv6 addresses (extension: text with a `:` that reads as one).
 //!
 //! Frenetic's lexer has no identifiers: a word is read as the longest keyword it
 //! starts with, so `1andport=2` is `1 and port = 2`. We keep that (when the whole
@@ -20,6 +21,8 @@ pub enum Tok {
     Int(u64),
     /// A dotted IPv4 address.
     Ip4(u32),
+    /// An IPv6 address (extension), in any of its text forms.
+    Ip6(u128),
     /// A MAC address.
     Mac(u64),
     /// A double-quoted string (contents).
@@ -144,6 +147,7 @@ impl fmt::Display for Tok {
         match self {
             Tok::Int(n) => write!(f, "integer `{n}`"),
             Tok::Ip4(a) => write!(f, "address `{}`", std::net::Ipv4Addr::from(*a)),
+            Tok::Ip6(a) => write!(f, "address `{}`", std::net::Ipv6Addr::from(*a)),
             Tok::Mac(m) => write!(f, "MAC `{}`", openflow::flow::Mac::from_u64(*m)),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::Meta(m) => write!(f, "meta field `{m}`"),
@@ -184,7 +188,7 @@ fn frenetic_word(word: &str) -> Option<Tok> {
     }
     HeaderField::KEYWORDS
         .iter()
-        .filter(|(w, _)| !w.starts_with("udp"))
+        .filter(|(w, _)| !w.starts_with("udp") && !w.starts_with("ip6"))
         .find(|(w, _)| *w == word)
         .map(|(_, f)| Tok::Field(f.clone()))
 }
@@ -195,6 +199,8 @@ fn extension_word(word: &str) -> Option<Tok> {
         "udpSrcPort" => Some(Tok::Field(HeaderField::UdpSrcPort)),
         "udpDstPort" => Some(Tok::Field(HeaderField::UdpDstPort)),
         "ethType" => Some(Tok::Field(HeaderField::EthTyp)),
+        "ip6Src" => Some(Tok::Field(HeaderField::Ip6Src)),
+        "ip6Dst" => Some(Tok::Field(HeaderField::Ip6Dst)),
         _ => None,
     }
 }
@@ -304,6 +310,26 @@ fn ip_at(s: &[u8]) -> Option<(usize, [u32; 4])> {
     Some((at, octets))
 }
 
+/// Reads an IPv6 address at the start of `s`, the longest text that is one:
+/// `(length, address)`. Only text with a `:` qualifies, so integers, IPv4
+/// addresses and words are left alone; no Frenetic token has a `:` but `:=`.
+fn ip6_at(s: &[u8]) -> Option<(usize, u128)> {
+    const LONGEST: usize = 45; // eight groups with an embedded IPv4 address
+    let run = s
+        .iter()
+        .take(LONGEST)
+        .take_while(|c| c.is_ascii_hexdigit() || **c == b':' || **c == b'.')
+        .count();
+    let text = std::str::from_utf8(&s[..run]).ok()?;
+    if !text.contains(':') {
+        return None;
+    }
+    (2..=run).rev().find_map(|end| {
+        let addr = text[..end].parse::<std::net::Ipv6Addr>().ok()?;
+        Some((end, u128::from(addr)))
+    })
+}
+
 /// Turns policy text into tokens; the last token is [`Tok::Eof`].
 pub fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
     let mut lexer = Lexer::new(src);
@@ -385,7 +411,15 @@ fn scan(src: &str, mut i: usize, out: &mut Vec<(Tok, Span)>) -> Result<usize, Di
         }
         let start = i;
         let c = b[i];
-        // Values first: longest match between MAC, IPv4 and integers.
+        // Values first: longest match between IPv6, MAC, IPv4 and integers.
+        let ip6 = (c.is_ascii_hexdigit() || b[i..].starts_with(b"::"))
+            .then(|| ip6_at(&b[i..]))
+            .flatten();
+        if let Some((len, addr)) = ip6.filter(|(len, _)| *len > 17 || mac_at(&b[i..]).is_none()) {
+            out.push((Tok::Ip6(addr), Span::new(i, i + len)));
+            i += len;
+            continue;
+        }
         if let Some(m) = mac_at(&b[i..]) {
             out.push((Tok::Mac(m), Span::new(i, i + 17)));
             i += 17;

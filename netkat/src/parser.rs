@@ -13,6 +13,8 @@
 //! module checks that each value suits its field (type and width), and never
 //! panics: nesting deeper than [`MAX_DEPTH`] is an error, not a stack overflow.
 
+mod ip6;
+
 use super::diagnostics::Diagnostic;
 use super::lexer::{Kw, Lexer, Tok};
 use super::syntax::{
@@ -413,6 +415,9 @@ impl<'a> Parser<'a> {
                         let (v, vs) = self.value()?;
                         if let Value::Ip4 {
                             prefix: Some(_), ..
+                        }
+                        | Value::Ip6 {
+                            prefix: Some(_), ..
                         } = v
                         {
                             return Err(Diagnostic::error(vs, "a meta field holds a single value")
@@ -420,7 +425,13 @@ impl<'a> Parser<'a> {
                                     "prefixes are only allowed in tests of ip4Src/ip4Dst",
                                 ));
                         }
-                        if matches!(v, Value::Pipe(_) | Value::Query(_) | Value::Named { .. }) {
+                        if matches!(
+                            v,
+                            Value::Pipe(_)
+                                | Value::Query(_)
+                                | Value::Named { .. }
+                                | Value::Ip6 { .. }
+                        ) {
                             return Err(Diagnostic::error(
                                 vs,
                                 "a meta field holds an integer, a MAC or an IPv4 address",
@@ -447,17 +458,17 @@ impl<'a> Parser<'a> {
             Tok::Int(_) if self.peek_at(1) == &Tok::Kw(Kw::At) => self.link(),
             Tok::Field(_) | Tok::Meta(_) if self.peek_at(1) == &Tok::Kw(Kw::Assign) => {
                 let hv = self.header_val(Kw::Assign)?;
-                if let Value::Ip4 {
-                    prefix: Some(p), ..
-                } = hv.value
-                {
-                    if p != 32 {
-                        return Err(
-                            Diagnostic::error(hv.span, "cannot assign an address prefix")
-                                .with_label("an assignment writes one whole address")
-                                .with_hint("drop the `/prefix`"),
-                        );
-                    }
+                let whole = match hv.value {
+                    Value::Ip4 { prefix, .. } => prefix.is_none_or(|p| p == 32),
+                    Value::Ip6 { prefix, .. } => prefix.is_none_or(|p| p == 128),
+                    _ => true,
+                };
+                if !whole {
+                    return Err(
+                        Diagnostic::error(hv.span, "cannot assign an address prefix")
+                            .with_label("an assignment writes one whole address")
+                            .with_hint("drop the `/prefix`"),
+                    );
                 }
                 let span = hv.span;
                 Ok(Policy {
@@ -774,7 +785,8 @@ impl<'a> Parser<'a> {
                 )
                 .with_label("not a value of this field"))
             }
-            _ => return Err(self.unexpected("a value (integer, MAC or IPv4 address)")),
+            Tok::Ip6(addr) => return self.ip6_value(addr, span),
+            _ => return Err(self.unexpected("a value (integer, MAC or IP address)")),
         };
         self.bump();
         Ok((v, span))
@@ -795,6 +807,13 @@ fn check_value(field: &HeaderField, value: &Value, span: Span) -> R<()> {
         (HeaderField::Ip4Src | HeaderField::Ip4Dst, _) => {
             kind_err("an IPv4 address, optionally with /prefix")
         }
+        (HeaderField::Ip6Src | HeaderField::Ip6Dst, Value::Ip6 { .. } | Value::Named { .. }) => {
+            Ok(())
+        }
+        (HeaderField::Ip6Src | HeaderField::Ip6Dst, _) => {
+            kind_err("an IPv6 address, optionally with /prefix")
+        }
+        (_, Value::Ip6 { .. }) => kind_err("no IPv6 address (only ip6Src and ip6Dst do)"),
         (HeaderField::EthSrc | HeaderField::EthDst, Value::Mac(_) | Value::Named { .. }) => Ok(()),
         (HeaderField::Meta(_), Value::Mac(_)) => Ok(()),
         (HeaderField::Meta(_), Value::Ip4 { prefix: None, .. }) => Ok(()),

@@ -19,6 +19,12 @@ fn hv(field: HeaderField, value: Value) -> HeaderVal {
     }
 }
 
+/// IPv6 addresses of the random policies: A and B share their high half, C
+/// differs from A in both.
+const IP6_A: u128 = 0x2001_0db8_0000_0001_0000_0000_0000_0001;
+const IP6_B: u128 = 0x2001_0db8_0000_0001_8000_0000_0000_0002;
+const IP6_C: u128 = 0xfd00_0000_0001_0000_0000_0000_0000_00ff;
+
 /// Tests on a small value space, so random packets hit them.
 fn arb_test() -> impl Strategy<Value = HeaderVal> {
     prop_oneof![
@@ -27,7 +33,7 @@ fn arb_test() -> impl Strategy<Value = HeaderVal> {
         prop_oneof![Just(1u64), Just(2), Just(0xffff)]
             .prop_map(|n| hv(HeaderField::VlanId, Value::Int(n))),
         (0u64..2).prop_map(|n| hv(HeaderField::VlanPcp, Value::Int(n))),
-        prop_oneof![Just(0x800u64), Just(0x806)]
+        prop_oneof![Just(0x800u64), Just(0x806), Just(0x86dd)]
             .prop_map(|n| hv(HeaderField::EthTyp, Value::Int(n))),
         prop_oneof![Just(6u64), Just(17)].prop_map(|n| hv(HeaderField::IpProto, Value::Int(n))),
         (1u64..3).prop_map(|n| hv(HeaderField::EthDst, Value::Mac(n))),
@@ -40,6 +46,22 @@ fn arb_test() -> impl Strategy<Value = HeaderVal> {
             .prop_map(|addr| hv(HeaderField::Ip4Dst, Value::Ip4 { addr, prefix: None })),
         prop_oneof![Just(80u64), Just(443)]
             .prop_map(|n| hv(HeaderField::TcpDstPort, Value::Int(n))),
+        (
+            prop_oneof![Just(IP6_A), Just(IP6_B)],
+            prop_oneof![
+                Just(None),
+                Just(Some(32u8)),
+                Just(Some(64)),
+                Just(Some(80)),
+                Just(Some(127))
+            ]
+        )
+            .prop_map(|(addr, prefix)| hv(HeaderField::Ip6Src, Value::Ip6 { addr, prefix })),
+        (
+            prop_oneof![Just(IP6_A), Just(IP6_C)],
+            prop_oneof![Just(None), Just(Some(48u8))]
+        )
+            .prop_map(|(addr, prefix)| hv(HeaderField::Ip6Dst, Value::Ip6 { addr, prefix })),
         prop_oneof![Just(53u64), Just(80)].prop_map(|n| hv(HeaderField::UdpSrcPort, Value::Int(n))),
     ]
 }
@@ -53,6 +75,8 @@ fn arb_mod() -> impl Strategy<Value = HeaderVal> {
         1 => prop_oneof![Just(1u64), Just(0xffff)].prop_map(|n| hv(HeaderField::VlanId, Value::Int(n))),
         1 => Just(hv(HeaderField::VlanPcp, Value::Int(1))),
         1 => Just(hv(HeaderField::TcpDstPort, Value::Int(80))),
+        1 => prop_oneof![Just(IP6_A), Just(IP6_B)].prop_map(|addr| hv(HeaderField::Ip6Src, Value::Ip6 { addr, prefix: None })),
+        1 => Just(hv(HeaderField::Ip6Dst, Value::Ip6 { addr: IP6_C, prefix: None })),
     ]
 }
 
