@@ -166,21 +166,14 @@ fn packets(inv: &Inventory) -> Vec<FlowKey> {
     ports.extend(inv.hosts.iter().map(Host::tunnel_port));
     ports.extend([100, 10, 11, 12, 900]);
     let srcs = [0x6440_0101, 0x6440_0301, 0x6440_0905];
-    let mut out = Vec::new();
-    for &d in &dsts {
-        for &p in &ports {
-            for &s in &srcs {
-                out.push(FlowKey {
-                    in_port: p,
-                    eth_type: ethertype::IPV4,
-                    ip_proto: 6,
-                    ipv4_src: s,
-                    ipv4_dst: d,
-                    ..FlowKey::default()
-                });
-            }
-        }
-    }
+    let v4 = dsts.iter().flat_map(|&d| {
+        srcs.iter().map(move |&s| FlowKey {
+            eth_type: ethertype::IPV4,
+            ipv4_src: s,
+            ipv4_dst: d,
+            ..FlowKey::default()
+        })
+    });
     // The same for IPv6: every VM address, one no VM has, from web1, p5 and a
     // stranger.
     let address = |vm: &str| inv.vms.get(vm).and_then(|vm| inv.vm_ipv6(vm));
@@ -198,18 +191,22 @@ fn packets(inv: &Inventory) -> Vec<FlowKey> {
         .map(u128::from)
         .collect();
     srcs6.push(stranger);
-    for &d in &dsts6 {
+    let v6 = dsts6.iter().flat_map(|&d| {
+        srcs6.iter().map(move |&s| FlowKey {
+            eth_type: ethertype::IPV6,
+            ipv6_src: s,
+            ipv6_dst: d,
+            ..FlowKey::default()
+        })
+    });
+    let mut out = Vec::new();
+    for key in v4.chain(v6) {
         for &p in &ports {
-            for &s in &srcs6 {
-                out.push(FlowKey {
-                    in_port: p,
-                    eth_type: ethertype::IPV6,
-                    ip_proto: 6,
-                    ipv6_src: s,
-                    ipv6_dst: d,
-                    ..FlowKey::default()
-                });
-            }
+            out.push(FlowKey {
+                in_port: p,
+                ip_proto: 6,
+                ..key
+            });
         }
     }
     out
