@@ -188,8 +188,8 @@ fn frenetic_word(word: &str) -> Option<Tok> {
     }
     HeaderField::KEYWORDS
         .iter()
-        .filter(|(w, _)| !w.starts_with("udp") && !w.starts_with("ip6"))
         .find(|(w, _)| *w == word)
+        .filter(|(w, _)| !w.starts_with("udp") && !w.starts_with("ip6"))
         .map(|(_, f)| Tok::Field(f.clone()))
 }
 
@@ -321,7 +321,9 @@ fn ip6_at(s: &[u8]) -> Option<(usize, u128)> {
         .take_while(|c| c.is_ascii_hexdigit() || **c == b':' || **c == b'.')
         .count();
     let text = std::str::from_utf8(&s[..run]).ok()?;
-    if !text.contains(':') {
+    // An address has `::` or eight groups; a MAC (five colons) is not tried,
+    // so policies of MACs lex at the speed they did.
+    if !text.contains("::") && text.bytes().filter(|c| *c == b':').count() < 7 {
         return None;
     }
     (2..=run).rev().find_map(|end| {
@@ -412,15 +414,22 @@ fn scan(src: &str, mut i: usize, out: &mut Vec<(Tok, Span)>) -> Result<usize, Di
         let start = i;
         let c = b[i];
         // Values first: longest match between IPv6, MAC, IPv4 and integers.
-        let ip6 = (c.is_ascii_hexdigit() || b[i..].starts_with(b"::"))
-            .then(|| ip6_at(&b[i..]))
-            .flatten();
-        if let Some((len, addr)) = ip6.filter(|(len, _)| *len > 17 || mac_at(&b[i..]).is_none()) {
+        let mac = mac_at(&b[i..]);
+        // Cheap guards first (this runs for every word and number): an IPv6
+        // address has a `:` within its first five characters, and one that
+        // starts like a MAC goes on with a `:` after it.
+        let ip6_like = match mac {
+            Some(_) => b.get(i + 17) == Some(&b':'),
+            None => {
+                (c.is_ascii_hexdigit() || c == b':') && b[i..].iter().take(5).any(|x| *x == b':')
+            }
+        };
+        if let Some((len, addr)) = ip6_like.then(|| ip6_at(&b[i..])).flatten() {
             out.push((Tok::Ip6(addr), Span::new(i, i + len)));
             i += len;
             continue;
         }
-        if let Some(m) = mac_at(&b[i..]) {
+        if let Some(m) = mac {
             out.push((Tok::Mac(m), Span::new(i, i + 17)));
             i += 17;
             continue;
