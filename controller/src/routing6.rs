@@ -54,7 +54,7 @@ pub fn ipv6_cases(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
                 Policy::filter(Pred::test(
                     HeaderField::Ip6Dst,
                     Value::Ip6 {
-                        addr: dst,
+                        addr: address,
                         prefix: None,
                     },
                 ))

@@ -21,8 +21,9 @@ pub enum Tok {
     Int(u64),
     /// A dotted IPv4 address.
     Ip4(u32),
-    /// An IPv6 address (extension), in any of its text forms.
-    Ip6(u128),
+    /// An IPv6 address (extension), in any of its text forms (bytes, not a
+    /// `u128`, whose alignment would widen every token).
+    Ip6(std::net::Ipv6Addr),
     /// A MAC address.
     Mac(u64),
     /// A double-quoted string (contents).
@@ -147,7 +148,7 @@ impl fmt::Display for Tok {
         match self {
             Tok::Int(n) => write!(f, "integer `{n}`"),
             Tok::Ip4(a) => write!(f, "address `{}`", std::net::Ipv4Addr::from(*a)),
-            Tok::Ip6(a) => write!(f, "address `{}`", std::net::Ipv6Addr::from(*a)),
+            Tok::Ip6(a) => write!(f, "address `{a}`"),
             Tok::Mac(m) => write!(f, "MAC `{}`", openflow::flow::Mac::from_u64(*m)),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::Meta(m) => write!(f, "meta field `{m}`"),
@@ -313,7 +314,7 @@ fn ip_at(s: &[u8]) -> Option<(usize, [u32; 4])> {
 /// Reads an IPv6 address at the start of `s`, the longest text that is one:
 /// `(length, address)`. Only text with a `:` qualifies, so integers, IPv4
 /// addresses and words are left alone; no Frenetic token has a `:` but `:=`.
-fn ip6_at(s: &[u8]) -> Option<(usize, u128)> {
+fn ip6_at(s: &[u8]) -> Option<(usize, std::net::Ipv6Addr)> {
     const LONGEST: usize = 45; // eight groups with an embedded IPv4 address
     let run = s
         .iter()
@@ -328,7 +329,7 @@ fn ip6_at(s: &[u8]) -> Option<(usize, u128)> {
     }
     (2..=run).rev().find_map(|end| {
         let addr = text[..end].parse::<std::net::Ipv6Addr>().ok()?;
-        Some((end, u128::from(addr)))
+        Some((end, addr))
     })
 }
 

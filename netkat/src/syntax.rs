@@ -152,8 +152,9 @@ pub enum Value {
     },
     /// An IPv6 address with an optional `/prefix` (extension).
     Ip6 {
-        /// The address.
-        addr: u128,
+        /// The address (bytes, not a `u128`: a 16-byte alignment would
+        /// widen every syntax node).
+        addr: std::net::Ipv6Addr,
         /// The prefix length, when written.
         prefix: Option<u8>,
     },
@@ -448,7 +449,7 @@ impl fmt::Display for Value {
                 Ok(())
             }
             Value::Ip6 { addr, prefix } => {
-                write!(f, "{}", std::net::Ipv6Addr::from(*addr))?;
+                write!(f, "{addr}")?;
                 if let Some(p) = prefix {
                     write!(f, "/{p}")?;
                 }

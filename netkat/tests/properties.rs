@@ -10,6 +10,7 @@ use netkat::parser::parse_policy;
 use netkat::syntax::{HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Value};
 use netkat::{local::LocalError, CompileError};
 use proptest::prelude::*;
+use std::net::Ipv6Addr;
 
 fn hv(field: HeaderField, value: Value) -> HeaderVal {
     HeaderVal {
@@ -21,9 +22,9 @@ fn hv(field: HeaderField, value: Value) -> HeaderVal {
 
 /// IPv6 addresses of the random policies: A and B share their high half, C
 /// differs from A in both.
-const IP6_A: u128 = 0x2001_0db8_0000_0001_0000_0000_0000_0001;
-const IP6_B: u128 = 0x2001_0db8_0000_0001_8000_0000_0000_0002;
-const IP6_C: u128 = 0xfd00_0000_0001_0000_0000_0000_0000_00ff;
+const IP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
+const IP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0x8000, 0, 0, 2);
+const IP6_C: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 1, 0, 0, 0, 0, 0xff);
 
 /// Tests on a small value space, so random packets hit them.
 fn arb_test() -> impl Strategy<Value = HeaderVal> {

@@ -120,9 +120,11 @@ pub(crate) fn lower_test(
         HeaderField::Ip4Src | HeaderField::Ip4Dst | HeaderField::Ip6Src | HeaderField::Ip6Dst
     );
     match &hv.value {
-        Value::Ip6 { addr, prefix } if address_field => {
-            Ok(Some(prefix_test(src, *addr, prefix.unwrap_or(128))))
-        }
+        Value::Ip6 { addr, prefix } if address_field => Ok(Some(prefix_test(
+            src,
+            u128::from(*addr),
+            prefix.unwrap_or(128),
+        ))),
         Value::Named { kind, name } if address_field => {
             let mut families: Vec<CPred> = resolver
                 .ipv6(kind, name)
@@ -153,7 +155,7 @@ pub(crate) fn lower_assignment(
         _ => return Ok(None),
     };
     let addr = match &hv.value {
-        Value::Ip6 { addr, .. } => *addr,
+        Value::Ip6 { addr, .. } => u128::from(*addr),
         Value::Named { kind, name } => {
             let primary = resolver.ipv6(kind, name).into_iter().next();
             primary.ok_or_else(|| unknown(hv, kind, name, "no IPv6 address in the inventory"))?
@@ -199,7 +201,7 @@ mod tests {
     fn addresses_lex_in_every_text_form_and_leave_other_tokens_alone() {
         use crate::lexer::{lex, Kw, Tok};
         let toks = |src: &str| -> Vec<Tok> { lex(src).unwrap().into_iter().map(|t| t.0).collect() };
-        let v6 = |s: &str| Tok::Ip6(u128::from(s.parse::<std::net::Ipv6Addr>().unwrap()));
+        let v6 = |s: &str| Tok::Ip6(s.parse::<std::net::Ipv6Addr>().unwrap());
         for text in [
             "2001:db8::1",
             "::1",

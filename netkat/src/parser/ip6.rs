@@ -9,7 +9,7 @@ use crate::syntax::{Span, Value};
 
 impl Parser<'_> {
     /// The IPv6 address `addr` at `span` (the current token), with its prefix.
-    pub(super) fn ip6_value(&mut self, addr: u128, span: Span) -> R<(Value, Span)> {
+    pub(super) fn ip6_value(&mut self, addr: std::net::Ipv6Addr, span: Span) -> R<(Value, Span)> {
         self.bump();
         if !self.eat(Kw::Slash) {
             return Ok((Value::Ip6 { addr, prefix: None }, span));
