@@ -719,6 +719,16 @@ impl Resolver for Inventory {
             _ => None,
         }
     }
+
+    /// Its own address (the primary one) first, then the one SLAAC gives it.
+    fn ipv6(&self, kind: &str, name: &str) -> Vec<u128> {
+        let Some(vm) = self.vms.get(name).filter(|_| kind == "vm") else {
+            return Vec::new();
+        };
+        let mut addresses: Vec<u128> = self.vm_ipv6_addresses(vm).map(u128::from).collect();
+        addresses.reverse();
+        addresses
+    }
 }
 
 #[cfg(test)]

@@ -239,6 +239,8 @@ struct UnitKey {
     /// The switch, when the policy tests it.
     switch: Option<u64>,
     dst: u32,
+    /// The IPv6 destination of an IPv6 unit (then `dst` and `len` are 0).
+    dst6: Option<u128>,
     /// The prefix length of the addresses the unit is about.
     len: u8,
     band: Band,
@@ -458,11 +460,15 @@ impl NetworkProgram {
                     for &net in &touched.prefixes {
                         units.push((net, Band::Prefix, next.prefix_unit(host, net, &dests)?));
                     }
-                    let plain = plain_hosts
+                    let plain = if plain_hosts
                         .as_ref()
                         .is_none_or(|hosts| hosts.contains(host.name.as_str()))
-                        .then(|| plain_flows(inv, host, migration, public_vms()))
-                        .filter(|p| **p != *before.plain);
+                    {
+                        Some(next.plain_of(host, public_vms())?)
+                    } else {
+                        None
+                    };
+                    let plain = plain.filter(|p| **p != *before.plain);
                     // Most switches are not concerned by a VM's change: their
                     // table stays the same shared value, never copied.
                     let same = |(dst, band, unit): &(u32, Band, Option<Unit>)| match (
@@ -488,8 +494,7 @@ impl NetworkProgram {
                     continue;
                 }
                 _ => {
-                    let mut table =
-                        SwitchTable::from_flows(plain_flows(inv, host, migration, public_vms()));
+                    let mut table = SwitchTable::from_flows(next.plain_of(host, public_vms())?);
                     for dst in dests.addresses_on(inv, host, migration) {
                         next.set_cases(&mut table, host, dst, &dests)?;
                     }
@@ -653,6 +658,7 @@ impl NetworkProgram {
         let key = UnitKey {
             switch: form.per_switch.then_some(switch),
             dst,
+            dst6: None,
             len,
             band,
             layered: self.layered,
@@ -665,6 +671,60 @@ impl NetworkProgram {
         let unit = compile_unit(form, switch, &key)?;
         cache().by_key.insert(key, unit.clone());
         Ok(unit)
+    }
+
+    /// The flows of `host`'s switch outside the IPv4 units: the plain flows and
+    /// the IPv6 routes, composed with the policy.
+    fn plain_of(
+        &self,
+        host: &Host,
+        public_vms: &PublicVms<'_>,
+    ) -> Result<Vec<FlowSpec>, ProgramError> {
+        let Some(inv) = self.inventory.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let mut flows = plain_flows(inv, host, self.migration.as_ref(), public_vms);
+        flows.extend(self.ipv6_units(host)?);
+        Ok(flows)
+    }
+
+    /// The IPv6 routes of `host`'s switch composed with the policy: one unit
+    /// per address and band, from the cache when compiled before.
+    fn ipv6_units(&self, host: &Host) -> Result<Vec<FlowSpec>, ProgramError> {
+        let (Some(inv), Some(form)) = (self.inventory.as_deref(), self.policy.as_ref()) else {
+            return Ok(Vec::new());
+        };
+        let mut by_unit: BTreeMap<(u128, Band), Vec<Policy>> = BTreeMap::new();
+        for case in crate::routing6::ipv6_cases(inv, host, self.migration.as_ref()) {
+            by_unit
+                .entry((case.dst, case.band))
+                .or_default()
+                .push(case.pol);
+        }
+        let mut flows = Vec::new();
+        for ((dst, band), cases) in by_unit {
+            let key = UnitKey {
+                switch: form.per_switch.then_some(host.datapath_id),
+                dst: 0,
+                dst6: Some(dst),
+                len: 0,
+                band,
+                layered: self.layered,
+                cases,
+            };
+            let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let known = cache().by_key.get(&key).cloned();
+            let unit = match known {
+                Some(unit) => unit,
+                None => {
+                    let unit = compile_unit(form, host.datapath_id, &key)?;
+                    cache().by_key.insert(key, unit.clone());
+                    unit
+                }
+            };
+            flows.extend(unit.iter().cloned());
+        }
+        Ok(flows)
     }
 
     /// Drops compiled units no table uses any more, once they are many: looked
@@ -697,13 +757,18 @@ struct Touched {
     plain: bool,
 }
 
-/// `policy; filter ethTyp = 0x800; (case + …)` compiled, its rules narrowed to
-/// the unit's address and placed in its band.
+/// `policy; filter ethTyp = 0x800; (case + …)` (0x86dd for an IPv6 unit)
+/// compiled, its rules narrowed to the unit's address and placed in its band.
 fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, ProgramError> {
+    let family = if key.dst6.is_some() {
+        ethertype::IPV6
+    } else {
+        ethertype::IPV4
+    };
     let routing = Policy::seq_all(vec![
         Policy::filter(Pred::test(
             HeaderField::EthTyp,
-            Value::Int(u64::from(ethertype::IPV4)),
+            Value::Int(u64::from(family)),
         )),
         Policy::union_all(key.cases.clone()),
     ]);
@@ -727,7 +792,7 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
         let levels = usize::from(top - base) + 1;
         return Err(CompileError::Local(LocalError::TooManyPriorities(levels)).into());
     }
-    let ipv4 = u128::from(ethertype::IPV4);
+    let ipv4 = u128::from(family);
     let (dst, unit_mask) = (
         u128::from(key.dst),
         u128::from(config_support::prefix_mask(key.len)),
@@ -746,6 +811,11 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
                 || f.matcher
                     .get(Field::Ipv4Dst)
                     .is_some_and(|(v, mask)| dst & mask & unit_mask != v & unit_mask)
+                || key.dst6.is_some_and(|dst6| {
+                    f.matcher
+                        .get(Field::Ipv6Dst)
+                        .is_some_and(|(v, mask)| dst6 & mask != v)
+                })
             {
                 return None;
             }
@@ -760,6 +830,10 @@ fn compile_unit(form: &PolicyForm, switch: u64, key: &UnitKey) -> Result<Unit, P
                 return None;
             }
             f.matcher = f.matcher.with(Field::EthType, ipv4);
+            if let Some(dst6) = key.dst6 {
+                f.matcher = f.matcher.with(Field::Ipv6Dst, dst6);
+                return seen.insert((f.priority, f.matcher)).then_some(f);
+            }
             f.matcher = match f.matcher.get(Field::Ipv4Dst) {
                 // The policy's test of an address inside the prefix stays.
                 Some((v, mask)) if key.len < 32 => {
@@ -783,7 +857,11 @@ fn whole(
     form: Arc<PolicyForm>,
     migration: Option<&Migration>,
 ) -> Result<NetworkProgram, ProgramError> {
-    let program = form.before(&routing_program_during(inv, migration))?;
+    let routing = Policy::union_all(vec![
+        routing_program_during(inv, migration),
+        crate::routing6::ipv6_routing_program(inv, migration),
+    ]);
+    let program = form.before(&routing)?;
     let mut compiled = netkat::compile(&program)?;
     let mut tables = BTreeMap::new();
     let public_vms = crate::gateway::public_vms_of(inv);
@@ -820,18 +898,25 @@ fn plain_flows(
     public_vms: &PublicVms<'_>,
 ) -> Vec<FlowSpec> {
     let mut flows = plain_flows_above(inv, host, migration, public_vms);
-    for other in inv.hosts.iter().filter(|h| h.name != host.name) {
-        // Never from one tunnel into another: the mesh is direct, no transit.
-        let mut guard = FlowSpec::new(
-            0,
-            GUARD_PRIORITY,
-            FlowMatch::any()
-                .with(Field::InPort, u128::from(other.tunnel_port()))
-                .with(Field::EthType, u128::from(ethertype::IPV4)),
-            Vec::new(),
-        );
-        guard.cookie = SCC_COOKIE;
-        flows.push(guard);
+    let families: &[u16] = if inv.overlay_ipv6.is_some() {
+        &[ethertype::IPV4, ethertype::IPV6]
+    } else {
+        &[ethertype::IPV4]
+    };
+    for &family in families {
+        for other in inv.hosts.iter().filter(|h| h.name != host.name) {
+            // Never from one tunnel into another: the mesh is direct, no transit.
+            let mut guard = FlowSpec::new(
+                0,
+                GUARD_PRIORITY,
+                FlowMatch::any()
+                    .with(Field::InPort, u128::from(other.tunnel_port()))
+                    .with(Field::EthType, u128::from(family)),
+                Vec::new(),
+            );
+            guard.cookie = SCC_COOKIE;
+            flows.push(guard);
+        }
     }
     flows
 }
@@ -860,7 +945,7 @@ fn plain_flows_above(
         inv, host, migration, public_vms,
     ));
     flows.extend(crate::gateway::counted_drops(inv, host, public_vms));
-    flows.extend(crate::routing6::ipv6_flows(inv, host, migration));
+    flows.extend(crate::routing6::ipv6_plain_flows(inv, host));
     for f in &mut flows {
         f.cookie = SCC_COOKIE;
     }

@@ -256,7 +256,7 @@ fn int(v: impl Into<u64>) -> Value {
 }
 
 /// `port = t1 or …`: from the tunnel of any other host.
-fn from_tunnels(inv: &Inventory, host: &Host) -> Pred {
+pub(crate) fn from_tunnels(inv: &Inventory, host: &Host) -> Pred {
     Pred::or_all(
         inv.hosts
             .iter()
@@ -267,7 +267,7 @@ fn from_tunnels(inv: &Inventory, host: &Host) -> Pred {
 }
 
 /// Delivery to a VM's port on this switch, both MACs rewritten.
-fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Policy> {
+pub(crate) fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Policy> {
     vec![
         Policy::assign(HeaderField::EthSrc, Value::Mac(inv.gateway_mac.to_u64())),
         Policy::assign(HeaderField::EthDst, Value::Mac(vm.mac.to_u64())),

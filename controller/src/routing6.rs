@@ -1,125 +1,147 @@
 //! The overlay's IPv6 routing on every switch, when the inventory has an
 //! `overlay_ipv6_prefix`: a /128 route per VM address, as the IPv4 routing's /32s
-//! (`routing`) and moved the same way through a migration's phases, written
-//! directly as OpenFlow flows. On the VM's own host IPv6 to it is delivered to
-//! its port with both MACs rewritten; elsewhere it leaves through the direct
-//! tunnel to that host, unless it came from a tunnel (no transit: the tunnels'
-//! IPv6 is dropped below the open routes); while a migration is prepared the
-//! destination switch already delivers what the tunnels bring, and once it has
-//! switched the old host forwards what still arrives to the new one.
-//!
-//! These flows match `dl_type=0x86dd` only, so they never overlap the compiled
-//! IPv4 rules, and they sit above them so no compiled catch-all hides them. The
-//! user's policy does not see IPv6 yet (the policy language has no IPv6 fields):
-//! see docs/security.md. Pure: no I/O.
+//! (`routing`) and moved the same way through a migration's phases, written as
+//! NetKAT syntax trees so that the user's policy runs before them as it runs
+//! before the IPv4 routes (`program` composes and compiles them). On the VM's
+//! own host IPv6 to it is delivered to its port with both MACs rewritten;
+//! elsewhere it leaves through the direct tunnel to that host, unless it came
+//! from a tunnel (no transit: the remote routes are [`Band::Remote`], below the
+//! tunnels' drop); while a migration is prepared the destination switch already
+//! delivers what the tunnels bring, and once it has switched the old host
+//! forwards what still arrives to the new one. IPv6 from a gateway's uplink is
+//! dropped above everything (a plain flow). Pure: no I/O.
 
-use crate::model::{Host, Inventory, Migration, Phase, Vm};
-use crate::routing::SCC_COOKIE;
-use openflow::flow::{ethertype, Action, Field, FlowMatch};
+use crate::model::{Host, Inventory, Migration, Phase};
+use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
+use crate::routing::{deliver, from_tunnels, Band, SCC_COOKIE};
+use openflow::flow::{ethertype, Field, FlowMatch};
 use openflow::FlowSpec;
 
-/// Priority of the routes to VMs on other hosts (packets from VM ports).
-pub const IPV6_REMOTE_PRIORITY: u16 = 60_000;
-/// Priority of the drops of IPv6 from the tunnels, above the remote routes.
-pub const IPV6_GUARD_PRIORITY: u16 = IPV6_REMOTE_PRIORITY + 1;
-/// Priority of local delivery and of a migration's transit, from anywhere.
-pub const IPV6_OPEN_PRIORITY: u16 = IPV6_GUARD_PRIORITY + 1;
 /// Priority of the drop of IPv6 from a gateway's uplink, above every route:
 /// the overlay's IPv6 is not reachable from the internet (no public IPv6 yet).
-pub const IPV6_UPLINK_DROP_PRIORITY: u16 = IPV6_OPEN_PRIORITY + 1;
+pub const IPV6_UPLINK_DROP_PRIORITY: u16 = 60_003;
 
-/// The IPv6 flows of `host`'s switch with `migration` in progress; none when
-/// the overlay carries no IPv6.
-pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -> Vec<FlowSpec> {
+/// One IPv6 routing case of one switch: what it does with IPv6 to `dst`.
+/// Cases about different addresses never overlap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Case6 {
+    /// The destination address every packet of the case has.
+    pub dst: u128,
+    /// Where in the table it goes ([`Band::Remote`] or [`Band::Open`]).
+    pub band: Band,
+    /// What it does (starting with its own test of `dst`).
+    pub pol: Policy,
+}
+
+/// The IPv6 cases of `host`'s switch with `migration` in progress, by
+/// destination address; none when the overlay carries no IPv6.
+pub fn ipv6_cases(inv: &Inventory, host: &Host, migration: Option<&Migration>) -> Vec<Case6> {
     if inv.overlay_ipv6.is_none() {
         return Vec::new();
     }
-    let tunnels: Vec<u32> = inv
-        .hosts
-        .iter()
-        .filter(|h| h.name != host.name)
-        .map(Host::tunnel_port)
-        .collect();
-    let mut flows: Vec<FlowSpec> = tunnels
-        .iter()
-        .map(|&port| {
-            flow(
-                IPV6_GUARD_PRIORITY,
-                ipv6().with(Field::InPort, u128::from(port)),
-                Vec::new(),
-            )
-        })
-        .collect();
-    if let Some(gw) = inv.gateways.get(&host.name) {
-        flows.push(flow(
-            IPV6_UPLINK_DROP_PRIORITY,
-            ipv6().with(Field::InPort, u128::from(gw.port)),
-            Vec::new(),
-        ));
-    }
-    let addresses = inv
-        .vms
-        .values()
-        .flat_map(|vm| inv.vm_ipv6_addresses(vm).map(move |address| (vm, address)));
-    for (vm, address) in addresses {
-        let to_vm = || ipv6().with(Field::Ipv6Dst, u128::from(address));
-        if let Some(m) = migration
-            .filter(|m| m.phase == Phase::Prepared && m.to_host == host.name && m.vm == vm.name)
-        {
-            // Make before break: deliver what the tunnels bring once senders switch.
-            for &port in &tunnels {
-                let from_tunnel = to_vm().with(Field::InPort, u128::from(port));
-                flows.push(flow(
-                    IPV6_OPEN_PRIORITY,
-                    from_tunnel,
-                    deliver(inv, vm, m.to_port),
-                ));
+    let has_tunnels = inv.hosts.iter().any(|h| h.name != host.name);
+    let mut cases = Vec::new();
+    for vm in inv.vms.values() {
+        let prepared_here = migration
+            .filter(|m| m.phase == Phase::Prepared && m.to_host == host.name && m.vm == vm.name);
+        let moved_away = migration.is_some_and(|m| {
+            m.phase == Phase::Switched && m.vm == vm.name && m.from_host == host.name
+        });
+        let remote = inv.host(&vm.host);
+        for address in inv.vm_ipv6_addresses(vm) {
+            let dst = u128::from(address);
+            let to_vm = || {
+                Policy::filter(Pred::test(
+                    HeaderField::Ip6Dst,
+                    Value::Ip6 {
+                        addr: address,
+                        prefix: None,
+                    },
+                ))
+            };
+            let case = |band: Band, steps: Vec<Policy>| Case6 {
+                dst,
+                band,
+                pol: Policy::seq_all(steps),
+            };
+            if let Some(m) = prepared_here.filter(|_| has_tunnels) {
+                // Make before break: deliver what the tunnels bring once senders switch.
+                let mut steps = vec![to_vm(), Policy::filter(from_tunnels(inv, host))];
+                steps.extend(deliver(inv, vm, m.to_port));
+                cases.push(case(Band::Open, steps));
+            }
+            if vm.host == host.name {
+                let mut steps = vec![to_vm()];
+                steps.extend(deliver(inv, vm, vm.port));
+                cases.push(case(Band::Open, steps));
+            } else if let Some(remote) = remote.filter(|_| has_tunnels) {
+                // The old host of a VM that just moved forwards whatever still
+                // arrives for it, from anywhere; others route only their own VMs'.
+                let band = if moved_away { Band::Open } else { Band::Remote };
+                let out =
+                    Policy::assign(HeaderField::Port, Value::Int(remote.tunnel_port().into()));
+                cases.push(case(band, vec![to_vm(), out]));
             }
         }
-        let remote = inv.host(&vm.host);
-        if vm.host == host.name {
-            flows.push(flow(IPV6_OPEN_PRIORITY, to_vm(), deliver(inv, vm, vm.port)));
-        } else if let Some(remote) = remote {
-            let moved_away = migration.is_some_and(|m| {
-                m.phase == Phase::Switched && m.vm == vm.name && m.from_host == host.name
-            });
-            // The old host of a VM that just moved forwards whatever still
-            // arrives for it, from anywhere; others route only their own VMs'.
-            let priority = if moved_away {
-                IPV6_OPEN_PRIORITY
-            } else {
-                IPV6_REMOTE_PRIORITY
-            };
-            let out = vec![Action::output(remote.tunnel_port())];
-            flows.push(flow(priority, to_vm(), out));
-        }
     }
-    flows
+    cases
 }
 
-fn ipv6() -> FlowMatch {
-    FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV6))
+/// The IPv6 routing of the whole overlay as one program (for a policy compiled
+/// whole): `filter ethTyp = 0x86dd; (filter switch = 1; (open + filter not
+/// tunnels; remote) + …)`; `drop` when the overlay carries no IPv6.
+pub fn ipv6_routing_program(inv: &Inventory, migration: Option<&Migration>) -> Policy {
+    if inv.overlay_ipv6.is_none() {
+        return Policy::new(crate::netkat::syntax::PolicyKind::Drop);
+    }
+    let switches = inv
+        .hosts
+        .iter()
+        .map(|host| {
+            let (open, remote): (Vec<Case6>, Vec<Case6>) = ipv6_cases(inv, host, migration)
+                .into_iter()
+                .partition(|c| c.band == Band::Open);
+            let mut parts: Vec<Policy> = open.into_iter().map(|c| c.pol).collect();
+            if !remote.is_empty() {
+                parts.push(Policy::seq_all(vec![
+                    Policy::filter(Pred::negate(from_tunnels(inv, host))),
+                    Policy::union_all(remote.into_iter().map(|c| c.pol).collect()),
+                ]));
+            }
+            Policy::seq_all(vec![
+                Policy::filter(Pred::test(
+                    HeaderField::Switch,
+                    Value::Int(host.datapath_id),
+                )),
+                Policy::union_all(parts),
+            ])
+        })
+        .collect();
+    Policy::seq_all(vec![
+        Policy::filter(Pred::test(
+            HeaderField::EthTyp,
+            Value::Int(u64::from(ethertype::IPV6)),
+        )),
+        Policy::union_all(switches),
+    ])
 }
 
-fn flow(priority: u16, matcher: FlowMatch, actions: Vec<Action>) -> FlowSpec {
-    let mut f = FlowSpec::new(0, priority, matcher, actions);
+/// The IPv6 flows of `host`'s switch outside the compiled routes: on a
+/// gateway, the drop of IPv6 from its uplink.
+pub fn ipv6_plain_flows(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
+    let Some(gw) = inv
+        .gateways
+        .get(&host.name)
+        .filter(|_| inv.overlay_ipv6.is_some())
+    else {
+        return Vec::new();
+    };
+    let matcher = FlowMatch::any()
+        .with(Field::EthType, u128::from(ethertype::IPV6))
+        .with(Field::InPort, u128::from(gw.port));
+    let mut f = FlowSpec::new(0, IPV6_UPLINK_DROP_PRIORITY, matcher, Vec::new());
     f.cookie = SCC_COOKIE;
-    f
-}
-
-/// Delivery to a VM's port on this switch, both MACs rewritten.
-fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
-    vec![
-        Action::SetField {
-            field: Field::EthSrc,
-            value: u128::from(inv.gateway_mac.to_u64()),
-        },
-        Action::SetField {
-            field: Field::EthDst,
-            value: u128::from(vm.mac.to_u64()),
-        },
-        Action::output(port),
-    ]
+    vec![f]
 }
 
 #[cfg(test)]

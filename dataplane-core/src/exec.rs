@@ -196,6 +196,8 @@ fn l4_checksum_at(b: &[u8], layout: &Layout, proto: u8) -> Option<(usize, bool)>
     let (at, zero_is_none) = match proto {
         ipproto::TCP => (l4 + 16, false),
         ipproto::UDP => (l4 + 6, eth_type_of(b, layout) == ethertype::IPV4),
+        // ICMPv6's checksum covers the IPv6 pseudo-header (ICMPv4's does not).
+        ipproto::ICMPV6 if eth_type_of(b, layout) == ethertype::IPV6 => (l4 + 2, false),
         _ => return None,
     };
     (at + 2 <= b.len()).then_some((at, zero_is_none))
@@ -481,7 +483,58 @@ mod tests {
         assert_eq!(out, vec![(1, f)]);
     }
 
+    /// An IPv6 frame carrying `l4` (a TCP segment or an ICMPv6 message) with
+    /// its checksum at `at` filled in.
+    fn ipv6_frame(src: u128, dst: u128, proto: u8, mut l4: Vec<u8>, at: usize) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HLEN + 40];
+        f[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+        f[ETH_HLEN] = 0x60;
+        f[ETH_HLEN + 4..ETH_HLEN + 6]
+            .copy_from_slice(&u16::try_from(l4.len()).unwrap().to_be_bytes());
+        f[ETH_HLEN + 6] = proto;
+        f[ETH_HLEN + 7] = 64;
+        f[ETH_HLEN + 8..ETH_HLEN + 24].copy_from_slice(&src.to_be_bytes());
+        f[ETH_HLEN + 24..ETH_HLEN + 40].copy_from_slice(&dst.to_be_bytes());
+        l4[at..at + 2].copy_from_slice(&[0, 0]);
+        f.extend_from_slice(&l4);
+        let sum = l4_checksum_v6(&f[ETH_HLEN..]);
+        f[ETH_HLEN + 40 + at..ETH_HLEN + 42 + at].copy_from_slice(&sum.to_be_bytes());
+        f
+    }
+
+    /// The transport checksum over the IPv6 pseudo-header: 0 when `ip`'s is right.
+    fn l4_checksum_v6(ip: &[u8]) -> u16 {
+        let payload = &ip[40..];
+        let mut sum = checksum_add(0, &ip[8..40]);
+        sum = checksum_add(sum, &u32::try_from(payload.len()).unwrap().to_be_bytes());
+        sum = checksum_add(sum, &[0, 0, 0, ip[6]]);
+        checksum_finish(checksum_add(sum, payload))
+    }
+
     proptest! {
+        /// What `scc` emits for an `ip6Src :=`/`ip6Dst :=`, on TCP and on ICMPv6
+        /// (whose checksum also covers the addresses).
+        #[test]
+        fn ipv6_rewrites_keep_checksums_right(src in any::<u128>(), dst in any::<u128>(),
+                                              nsrc in any::<u128>(), ndst in any::<u128>()) {
+            let mut tcp = vec![0u8; 20];
+            tcp[12] = 0x50;
+            tcp.extend_from_slice(b"segment");
+            let echo = [128, 0, 0, 0, 0, 1, 0, 1, 0xab, 0xcd].to_vec();
+            for f in [ipv6_frame(src, dst, ipproto::TCP, tcp.clone(), 16),
+                      ipv6_frame(src, dst, ipproto::ICMPV6, echo.clone(), 2)] {
+                prop_assert_eq!(l4_checksum_v6(&f[ETH_HLEN..]), 0);
+                let out = run(&[
+                    Action::set(Field::Ipv6Src, nsrc),
+                    Action::set(Field::Ipv6Dst, ndst),
+                    Action::output(5),
+                ], &f);
+                let (key, _) = parse(&out[0].1, 1).unwrap();
+                prop_assert_eq!((key.ipv6_src, key.ipv6_dst), (nsrc, ndst));
+                prop_assert_eq!(l4_checksum_v6(&out[0].1[ETH_HLEN..]), 0);
+            }
+        }
+
         #[test]
         fn nat_rewrites_keep_checksums_right(src in any::<u32>(), dst in any::<u32>(), nsrc in any::<u32>(),
                                              ndst in any::<u32>(), sp in any::<u16>(), ndp in any::<u16>()) {

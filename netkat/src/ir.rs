@@ -23,6 +23,8 @@ use super::diagnostics::Diagnostic;
 use super::syntax::{HeaderField, HeaderVal, Policy, Span, Value};
 use openflow::flow::{ethertype, ipproto, VLAN_PRESENT};
 
+pub mod ip6;
+
 /// Most meta fields in scope at once (Frenetic's `Meta0`..`Meta4`).
 pub const MAX_META: usize = 5;
 
@@ -53,6 +55,14 @@ pub enum HField {
     Ip4Src,
     /// `nw_dst`.
     Ip4Dst,
+    /// `ipv6_src`, its high 64 bits (see [`crate::ip6`] for the split).
+    Ip6SrcHi,
+    /// `ipv6_src`, its low 64 bits.
+    Ip6SrcLo,
+    /// `ipv6_dst`, its high 64 bits.
+    Ip6DstHi,
+    /// `ipv6_dst`, its low 64 bits.
+    Ip6DstLo,
     /// `tp_src`.
     L4Src,
     /// `tp_dst`.
@@ -66,6 +76,7 @@ impl HField {
     pub fn bits(self) -> u8 {
         match self {
             HField::Switch | HField::Port | HField::Meta(_) => 64,
+            HField::Ip6SrcHi | HField::Ip6SrcLo | HField::Ip6DstHi | HField::Ip6DstLo => 64,
             HField::VlanVid => 13,
             HField::VlanPcp => 3,
             HField::EthType | HField::L4Src | HField::L4Dst => 16,
@@ -401,6 +412,10 @@ pub trait Resolver {
     fn ipv4(&self, kind: &str, name: &str) -> Option<u32>;
     /// The MAC address of `kind:name`.
     fn mac(&self, kind: &str, name: &str) -> Option<u64>;
+    /// The IPv6 addresses of `kind:name`, its primary one first (none by default).
+    fn ipv6(&self, _kind: &str, _name: &str) -> Vec<u128> {
+        Vec::new()
+    }
 }
 
 /// A resolver that knows no names.
@@ -488,7 +503,7 @@ pub fn alias_test(field: &HeaderField, value: u64) -> CPred {
     Lowerer::new(&NoNames).test(&hv).unwrap_or(CPred::False)
 }
 
-fn ip4() -> CPred {
+pub(crate) fn ip4() -> CPred {
     CPred::test(HField::EthType, u64::from(ethertype::IPV4))
 }
 
@@ -508,6 +523,9 @@ fn tagged() -> CPred {
 pub(crate) fn assignment(field: HField, value: u64) -> CPol {
     match field {
         HField::Ip4Src | HField::Ip4Dst => guarded(ip4(), field, value),
+        HField::Ip6SrcHi | HField::Ip6SrcLo | HField::Ip6DstHi | HField::Ip6DstLo => {
+            guarded(ip6::ethertype_test(), field, value)
+        }
         HField::L4Src | HField::L4Dst => guarded(
             CPred::or(proto(ipproto::TCP), proto(ipproto::UDP)),
             field,
@@ -577,6 +595,7 @@ impl<'a> Lowerer<'a> {
         match &hv.value {
             Value::Int(n) | Value::Mac(n) => Ok(*n),
             Value::Ip4 { addr, .. } => Ok(u64::from(*addr)),
+            Value::Ip6 { .. } => Ok(0), // lowered by `crate::ip6`
             Value::Named { kind, name } => {
                 let r = match hv.field {
                     HeaderField::EthSrc | HeaderField::EthDst => self.resolver.mac(kind, name),
@@ -618,6 +637,9 @@ impl<'a> Lowerer<'a> {
     }
 
     pub(crate) fn test(&mut self, hv: &HeaderVal) -> Result<CPred, Diagnostic> {
+        if let Some(a) = ip6::lower_test(self.resolver, hv)? {
+            return Ok(a);
+        }
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPred::test(HField::Switch, v),
@@ -663,6 +685,8 @@ impl<'a> Lowerer<'a> {
             HeaderField::UdpDstPort => {
                 CPred::and(proto(ipproto::UDP), CPred::test(HField::L4Dst, v))
             }
+            // An IPv6 field with a value that is no IPv6 address (a `let` alias's).
+            HeaderField::Ip6Src | HeaderField::Ip6Dst => CPred::False,
             HeaderField::Meta(name) => {
                 let s = self.lookup(name, hv.span)?;
                 CPred::test(HField::Meta(s.meta), v)
@@ -671,6 +695,9 @@ impl<'a> Lowerer<'a> {
     }
 
     pub(crate) fn modify(&mut self, hv: &HeaderVal) -> Result<CPol, Diagnostic> {
+        if let Some(p) = ip6::lower_assignment(self.resolver, hv)? {
+            return Ok(p);
+        }
         let v = self.int_value(hv)?;
         Ok(match &hv.field {
             HeaderField::Switch => CPol::Mod(HField::Switch, v),
@@ -722,6 +749,7 @@ impl<'a> Lowerer<'a> {
             HeaderField::TcpDstPort => guarded(proto(ipproto::TCP), HField::L4Dst, v),
             HeaderField::UdpSrcPort => guarded(proto(ipproto::UDP), HField::L4Src, v),
             HeaderField::UdpDstPort => guarded(proto(ipproto::UDP), HField::L4Dst, v),
+            HeaderField::Ip6Src | HeaderField::Ip6Dst => CPol::Filter(CPred::False),
             HeaderField::Meta(name) => {
                 let s = self.lookup(name, hv.span)?;
                 if !s.mutable {

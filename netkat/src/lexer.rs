@@ -1,6 +1,7 @@
 //! The NetKAT lexer: policy text to tokens with spans, following Frenetic's
 //! `Lexer.cppo.ml` (keywords, `0x`/decimal integers with an optional `l`/`L`,
-//! dotted IPv4 addresses, MAC addresses, strings, nested `(* *)` comments).
+//! dotted IPv4 addresses, MAC addresses, strings, nested `(* *)` comments), plus
+//! IPv6 addresses (extension: text with a `:` that reads as one).
 //!
 //! Frenetic's lexer has no identifiers: a word is read as the longest keyword it
 //! starts with, so `1andport=2` is `1 and port = 2`. We keep that (when the whole
@@ -20,6 +21,9 @@ pub enum Tok {
     Int(u64),
     /// A dotted IPv4 address.
     Ip4(u32),
+    /// An IPv6 address (extension), in any of its text forms (bytes, not a
+    /// `u128`, whose alignment would widen every token).
+    Ip6(std::net::Ipv6Addr),
     /// A MAC address.
     Mac(u64),
     /// A double-quoted string (contents).
@@ -144,6 +148,7 @@ impl fmt::Display for Tok {
         match self {
             Tok::Int(n) => write!(f, "integer `{n}`"),
             Tok::Ip4(a) => write!(f, "address `{}`", std::net::Ipv4Addr::from(*a)),
+            Tok::Ip6(a) => write!(f, "address `{a}`"),
             Tok::Mac(m) => write!(f, "MAC `{}`", openflow::flow::Mac::from_u64(*m)),
             Tok::Str(s) => write!(f, "string \"{s}\""),
             Tok::Meta(m) => write!(f, "meta field `{m}`"),
@@ -184,8 +189,8 @@ fn frenetic_word(word: &str) -> Option<Tok> {
     }
     HeaderField::KEYWORDS
         .iter()
-        .filter(|(w, _)| !w.starts_with("udp"))
         .find(|(w, _)| *w == word)
+        .filter(|(w, _)| !w.starts_with("udp") && !w.starts_with("ip6"))
         .map(|(_, f)| Tok::Field(f.clone()))
 }
 
@@ -195,6 +200,8 @@ fn extension_word(word: &str) -> Option<Tok> {
         "udpSrcPort" => Some(Tok::Field(HeaderField::UdpSrcPort)),
         "udpDstPort" => Some(Tok::Field(HeaderField::UdpDstPort)),
         "ethType" => Some(Tok::Field(HeaderField::EthTyp)),
+        "ip6Src" => Some(Tok::Field(HeaderField::Ip6Src)),
+        "ip6Dst" => Some(Tok::Field(HeaderField::Ip6Dst)),
         _ => None,
     }
 }
@@ -304,6 +311,28 @@ fn ip_at(s: &[u8]) -> Option<(usize, [u32; 4])> {
     Some((at, octets))
 }
 
+/// Reads an IPv6 address at the start of `s`, the longest text that is one:
+/// `(length, address)`. Only text with a `:` qualifies, so integers, IPv4
+/// addresses and words are left alone; no Frenetic token has a `:` but `:=`.
+fn ip6_at(s: &[u8]) -> Option<(usize, std::net::Ipv6Addr)> {
+    const LONGEST: usize = 45; // eight groups with an embedded IPv4 address
+    let run = s
+        .iter()
+        .take(LONGEST)
+        .take_while(|c| c.is_ascii_hexdigit() || **c == b':' || **c == b'.')
+        .count();
+    let text = std::str::from_utf8(&s[..run]).ok()?;
+    // An address has `::` or eight groups; a MAC (five colons) is not tried,
+    // so policies of MACs lex at the speed they did.
+    if !text.contains("::") && text.bytes().filter(|c| *c == b':').count() < 7 {
+        return None;
+    }
+    (2..=run).rev().find_map(|end| {
+        let addr = text[..end].parse::<std::net::Ipv6Addr>().ok()?;
+        Some((end, addr))
+    })
+}
+
 /// Turns policy text into tokens; the last token is [`Tok::Eof`].
 pub fn lex(src: &str) -> Result<Vec<(Tok, Span)>, Diagnostic> {
     let mut lexer = Lexer::new(src);
@@ -385,8 +414,23 @@ fn scan(src: &str, mut i: usize, out: &mut Vec<(Tok, Span)>) -> Result<usize, Di
         }
         let start = i;
         let c = b[i];
-        // Values first: longest match between MAC, IPv4 and integers.
-        if let Some(m) = mac_at(&b[i..]) {
+        // Values first: longest match between IPv6, MAC, IPv4 and integers.
+        let mac = mac_at(&b[i..]);
+        // Cheap guards first (this runs for every word and number): an IPv6
+        // address has a `:` within its first five characters, and one that
+        // starts like a MAC goes on with a `:` after it.
+        let ip6_like = match mac {
+            Some(_) => b.get(i + 17) == Some(&b':'),
+            None => {
+                (c.is_ascii_hexdigit() || c == b':') && b[i..].iter().take(5).any(|x| *x == b':')
+            }
+        };
+        if let Some((len, addr)) = ip6_like.then(|| ip6_at(&b[i..])).flatten() {
+            out.push((Tok::Ip6(addr), Span::new(i, i + len)));
+            i += len;
+            continue;
+        }
+        if let Some(m) = mac {
             out.push((Tok::Mac(m), Span::new(i, i + 17)));
             i += 17;
             continue;

@@ -7,7 +7,7 @@
 //! scopes resolved); [`semantics`] (the reference evaluator); [`fdd`] (decision
 //! diagrams); [`local`] (one table per switch, its priorities ordered with the
 //! `overlap` index); [`global`] (programs with links);
-//! [`guard`] (ACL guards as drop rules); [`hops`] (end-to-end programs whose
+//! [`guard`] (ACL guards as drop rules); [`ir::ip6`] (IPv6 fields as two 64-bit halves); [`hops`] (end-to-end programs whose
 //! topology is written with moves); [`diagnostics`] (rustc-style errors); [`gen`]
 //! (generated policies for benchmarks and tests). This module glues them into
 //! [`check`] and [`compile`]. Nothing here does I/O, and no input text makes it

@@ -34,6 +34,7 @@
 
 use super::fdd::{Fdd, Node, NodeId, Seq};
 use super::guard::Entry;
+use super::ir::ip6;
 use super::ir::{HField, Pattern, LOCATION_BASE};
 use super::overlap::OverlapIndex;
 use super::path::Ctx;
@@ -498,6 +499,7 @@ fn field_of(f: HField) -> Option<Field> {
         HField::L4Src => Field::L4Src,
         HField::L4Dst => Field::L4Dst,
         HField::Switch | HField::Meta(_) => return None,
+        HField::Ip6SrcHi | HField::Ip6SrcLo | HField::Ip6DstHi | HField::Ip6DstLo => return None,
     })
 }
 
@@ -507,6 +509,13 @@ fn to_match(ctx: &Ctx) -> Result<Option<FlowMatch>, LocalError> {
     for p in &ctx.pos {
         if p.field == HField::Port && !is_physical(p.value) {
             return Ok(None);
+        }
+        if let Some((f, shift)) = ip6::half(p.field) {
+            // The two halves of one address become one masked match.
+            let (v, mask) = m.get(f).unwrap_or((0, 0));
+            let (value, bits) = (u128::from(p.value), u128::from(p.mask()));
+            m.set(f, v | value << shift, mask | bits << shift);
+            continue;
         }
         let Some(f) = field_of(p.field) else {
             if matches!(p.field, HField::Meta(_)) {
@@ -525,6 +534,13 @@ fn to_match(ctx: &Ctx) -> Result<Option<FlowMatch>, LocalError> {
     {
         return Err(LocalError::Unrepresentable(
             "an IPv4 field is tested where the EtherType is not known to be 0x800 (does the policy assign ethTyp before testing ip4Src/ip4Dst/ipProto?)".into(),
+        ));
+    }
+    if (has(Field::Ipv6Src) || has(Field::Ipv6Dst))
+        && eth != Some(u128::from(openflow::flow::ethertype::IPV6))
+    {
+        return Err(LocalError::Unrepresentable(
+            "an IPv6 field is tested where the EtherType is not known to be 0x86dd".into(),
         ));
     }
     if (has(Field::L4Src) || has(Field::L4Dst)) && m.exact(Field::IpProto).is_none() {
@@ -605,6 +621,10 @@ impl VState {
     }
 
     fn original(&self, f: HField) -> Option<u64> {
+        if let Some((field, shift)) = ip6::half(f) {
+            let (v, mask) = self.orig.get(field)?;
+            return (ip6::bits_at(mask, shift) == u64::MAX).then(|| ip6::bits_at(v, shift));
+        }
         field_of(f)
             .and_then(|g| self.orig.exact(g))
             .and_then(|v| u64::try_from(v).ok())
@@ -628,6 +648,15 @@ impl VState {
 
     fn set(&mut self, f: HField, v: u64, out: &mut Vec<Action>) -> Result<(), LocalError> {
         if self.current(f) == Some(v) {
+            return Ok(());
+        }
+        if let Some((field, _)) = ip6::half(f) {
+            // One `set_field` for the whole address, once both halves are known
+            // (an assignment writes both; a half the match pins is left out).
+            self.changed.insert(f, v);
+            if let Some(other) = self.current(ip6::other_half(f)) {
+                out.push(Action::set(field, ip6::join(f, v, other)));
+            }
             return Ok(());
         }
         let Some(field) = field_of(f) else {
@@ -699,6 +728,16 @@ impl VState {
             out.push(Action::set(Field::VlanPcp, u128::from(pcp)));
             self.changed.remove(&HField::VlanVid);
             self.changed.remove(&HField::VlanPcp);
+            return Ok(());
+        }
+        if let (Some((field, _)), Some(v)) = (ip6::half(f), self.original(f)) {
+            self.changed.remove(&f);
+            let other = self.current(ip6::other_half(f)).ok_or_else(|| {
+                LocalError::Unrepresentable(
+                    "a branch changes an IPv6 address that the match does not pin".into(),
+                )
+            })?;
+            out.push(Action::set(field, ip6::join(f, v, other)));
             return Ok(());
         }
         let Some(v) = self.original(f) else {

@@ -51,7 +51,13 @@ impl Lowerer<'_> {
                 _ => 0,
             }),
             LetInit::Alias(HeaderField::Meta(_))
-            | LetInit::Alias(HeaderField::VSwitch | HeaderField::VPort | HeaderField::VFabric) => {
+            | LetInit::Alias(
+                HeaderField::VSwitch
+                | HeaderField::VPort
+                | HeaderField::VFabric
+                | HeaderField::Ip6Src
+                | HeaderField::Ip6Dst,
+            ) => {
                 return Err(Diagnostic::error(
                     name_span,
                     "a meta field can alias a packet header only",

@@ -15,6 +15,8 @@
 //! What each construct becomes is up to a [`Build`]er ([`parse_with`]): the
 //! syntax tree, or directly the core calculus.
 
+mod ip6;
+
 use super::build::{join_policy, join_pred, Build, Join, LetHeader, Op, Spanned, SyntaxTree};
 use super::diagnostics::Diagnostic;
 use super::lexer::{Kw, Lexer, Tok};
@@ -402,6 +404,9 @@ impl<'a, 'b, B: Build> Parser<'a, 'b, B> {
                         let (v, vs) = self.value()?;
                         if let Value::Ip4 {
                             prefix: Some(_), ..
+                        }
+                        | Value::Ip6 {
+                            prefix: Some(_), ..
                         } = v
                         {
                             return Err(Diagnostic::error(vs, "a meta field holds a single value")
@@ -409,7 +414,13 @@ impl<'a, 'b, B: Build> Parser<'a, 'b, B> {
                                     "prefixes are only allowed in tests of ip4Src/ip4Dst",
                                 ));
                         }
-                        if matches!(v, Value::Pipe(_) | Value::Query(_) | Value::Named { .. }) {
+                        if matches!(
+                            v,
+                            Value::Pipe(_)
+                                | Value::Query(_)
+                                | Value::Named { .. }
+                                | Value::Ip6 { .. }
+                        ) {
                             return Err(Diagnostic::error(
                                 vs,
                                 "a meta field holds an integer, a MAC or an IPv4 address",
@@ -438,17 +449,17 @@ impl<'a, 'b, B: Build> Parser<'a, 'b, B> {
             Tok::Int(_) if self.peek_at(1) == &Tok::Kw(Kw::At) => self.link(),
             Tok::Field(_) | Tok::Meta(_) if self.peek_at(1) == &Tok::Kw(Kw::Assign) => {
                 let hv = self.header_val(Kw::Assign)?;
-                if let Value::Ip4 {
-                    prefix: Some(p), ..
-                } = hv.value
-                {
-                    if p != 32 {
-                        return Err(
-                            Diagnostic::error(hv.span, "cannot assign an address prefix")
-                                .with_label("an assignment writes one whole address")
-                                .with_hint("drop the `/prefix`"),
-                        );
-                    }
+                let whole = match hv.value {
+                    Value::Ip4 { prefix, .. } => prefix.is_none_or(|p| p == 32),
+                    Value::Ip6 { prefix, .. } => prefix.is_none_or(|p| p == 128),
+                    _ => true,
+                };
+                if !whole {
+                    return Err(
+                        Diagnostic::error(hv.span, "cannot assign an address prefix")
+                            .with_label("an assignment writes one whole address")
+                            .with_hint("drop the `/prefix`"),
+                    );
                 }
                 let span = hv.span;
                 Ok(Spanned::new(self.build.assign(hv), span))
@@ -737,7 +748,8 @@ impl<'a, 'b, B: Build> Parser<'a, 'b, B> {
                 )
                 .with_label("not a value of this field"))
             }
-            _ => return Err(self.unexpected("a value (integer, MAC or IPv4 address)")),
+            Tok::Ip6(addr) => return self.ip6_value(addr, span),
+            _ => return Err(self.unexpected("a value (integer, MAC or IP address)")),
         };
         self.bump();
         Ok((v, span))
@@ -758,6 +770,13 @@ fn check_value(field: &HeaderField, value: &Value, span: Span) -> R<()> {
         (HeaderField::Ip4Src | HeaderField::Ip4Dst, _) => {
             kind_err("an IPv4 address, optionally with /prefix")
         }
+        (HeaderField::Ip6Src | HeaderField::Ip6Dst, Value::Ip6 { .. } | Value::Named { .. }) => {
+            Ok(())
+        }
+        (HeaderField::Ip6Src | HeaderField::Ip6Dst, _) => {
+            kind_err("an IPv6 address, optionally with /prefix")
+        }
+        (_, Value::Ip6 { .. }) => kind_err("no IPv6 address (only ip6Src and ip6Dst do)"),
         (HeaderField::EthSrc | HeaderField::EthDst, Value::Mac(_) | Value::Named { .. }) => Ok(()),
         (HeaderField::Meta(_), Value::Mac(_)) => Ok(()),
         (HeaderField::Meta(_), Value::Ip4 { prefix: None, .. }) => Ok(()),

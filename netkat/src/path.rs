@@ -30,7 +30,7 @@ pub(crate) struct Negatives {
 }
 
 /// [`HField`]s without a meta field's number: the meta fields share a slot.
-const FIELD_SLOTS: usize = 13;
+const FIELD_SLOTS: usize = 17;
 
 fn slot(f: HField) -> usize {
     match f {
@@ -47,6 +47,10 @@ fn slot(f: HField) -> usize {
         HField::L4Src => 10,
         HField::L4Dst => 11,
         HField::Meta(_) => 12,
+        HField::Ip6SrcHi => 13,
+        HField::Ip6SrcLo => 14,
+        HField::Ip6DstHi => 15,
+        HField::Ip6DstLo => 16,
     }
 }
 

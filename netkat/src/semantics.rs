@@ -41,6 +41,10 @@ impl Packet {
             HField::Ip4Dst => h.ipv4_dst.into(),
             HField::L4Src => h.l4_src.into(),
             HField::L4Dst => h.l4_dst.into(),
+            HField::Ip6SrcHi => crate::ir::ip6::bits_at(h.ipv6_src, 64),
+            HField::Ip6SrcLo => crate::ir::ip6::bits_at(h.ipv6_src, 0),
+            HField::Ip6DstHi => crate::ir::ip6::bits_at(h.ipv6_dst, 64),
+            HField::Ip6DstLo => crate::ir::ip6::bits_at(h.ipv6_dst, 0),
             HField::Meta(_) => 0,
         }
     }
@@ -61,9 +65,24 @@ impl Packet {
             HField::Ip4Dst => h.ipv4_dst = u32::try_from(v & 0xffff_ffff).unwrap_or(0),
             HField::L4Src => h.l4_src = u16::try_from(v & 0xffff).unwrap_or(0),
             HField::L4Dst => h.l4_dst = u16::try_from(v & 0xffff).unwrap_or(0),
+            HField::Ip6SrcHi | HField::Ip6SrcLo => h.ipv6_src = with_half(h.ipv6_src, f, v),
+            HField::Ip6DstHi | HField::Ip6DstLo => h.ipv6_dst = with_half(h.ipv6_dst, f, v),
             HField::Meta(_) => {}
         }
     }
+}
+
+/// `address` with its half `f` replaced by `v`.
+fn with_half(address: u128, f: HField, v: u64) -> u128 {
+    let other = crate::ir::ip6::bits_at(
+        address,
+        if matches!(f, HField::Ip6SrcHi | HField::Ip6DstHi) {
+            0
+        } else {
+            64
+        },
+    );
+    crate::ir::ip6::join(f, v, other)
 }
 
 /// Why evaluation stopped.

@@ -67,13 +67,17 @@ pub enum HeaderField {
     UdpSrcPort,
     /// `udpDstPort` (extension).
     UdpDstPort,
+    /// `ip6Src` (extension).
+    Ip6Src,
+    /// `ip6Dst` (extension).
+    Ip6Dst,
     /// A meta field `` `name ``.
     Meta(String),
 }
 
 impl HeaderField {
     /// Every field with a keyword, in Frenetic's spelling.
-    pub const KEYWORDS: [(&'static str, HeaderField); 17] = [
+    pub const KEYWORDS: [(&'static str, HeaderField); 19] = [
         ("switch", HeaderField::Switch),
         ("port", HeaderField::Port),
         ("vswitch", HeaderField::VSwitch),
@@ -91,6 +95,8 @@ impl HeaderField {
         ("tcpDstPort", HeaderField::TcpDstPort),
         ("udpSrcPort", HeaderField::UdpSrcPort),
         ("udpDstPort", HeaderField::UdpDstPort),
+        ("ip6Src", HeaderField::Ip6Src),
+        ("ip6Dst", HeaderField::Ip6Dst),
     ];
 
     /// The field's keyword (meta fields print with their backquote).
@@ -112,6 +118,8 @@ impl HeaderField {
             | HeaderField::VSwitch
             | HeaderField::VPort
             | HeaderField::VFabric
+            | HeaderField::Ip6Src
+            | HeaderField::Ip6Dst
             | HeaderField::Meta(_) => u64::MAX,
             HeaderField::Port => u64::from(u32::MAX),
             HeaderField::EthSrc | HeaderField::EthDst => (1 << 48) - 1,
@@ -139,6 +147,14 @@ pub enum Value {
     Ip4 {
         /// The address.
         addr: u32,
+        /// The prefix length, when written.
+        prefix: Option<u8>,
+    },
+    /// An IPv6 address with an optional `/prefix` (extension).
+    Ip6 {
+        /// The address (bytes, not a `u128`: a 16-byte alignment would
+        /// widen every syntax node).
+        addr: std::net::Ipv6Addr,
         /// The prefix length, when written.
         prefix: Option<u8>,
     },
@@ -427,6 +443,13 @@ impl fmt::Display for Value {
             Value::Mac(m) => write!(f, "{}", openflow::flow::Mac::from_u64(*m)),
             Value::Ip4 { addr, prefix } => {
                 write!(f, "{}", std::net::Ipv4Addr::from(*addr))?;
+                if let Some(p) = prefix {
+                    write!(f, "/{p}")?;
+                }
+                Ok(())
+            }
+            Value::Ip6 { addr, prefix } => {
+                write!(f, "{addr}")?;
                 if let Some(p) = prefix {
                     write!(f, "/{p}")?;
                 }

@@ -106,9 +106,16 @@ fn refused_policies_fail_with_positions() {
         ("refused/assign-alias.kat", 4, 3, "immutable"),
         ("refused/assign-constant.kat", 3, 1, "immutable"),
         ("refused/assign-ethtyp.kat", 3, 1, "only reads"),
+        (
+            "refused/assign-ip6-prefix.kat",
+            3,
+            1,
+            "cannot assign an address prefix",
+        ),
         ("refused/assign-ipproto.kat", 3, 3, "only reads"),
         ("refused/assign-reserved-port.kat", 2, 18, "reserved port"),
         ("refused/if-without-else.kat", 3, 29, "else"),
+        ("refused/ip6-value-in-ip4-field.kat", 2, 17, "IPv4 address"),
         ("refused/misspelt-field.kat", 3, 8, "vlanID"),
         (
             "refused/too-many-meta-fields.kat",

@@ -12,6 +12,7 @@ use netkat::parser::parse_policy;
 use netkat::syntax::{HeaderField, HeaderVal, LetInit, Policy, PolicyKind, Pred, PredKind, Value};
 use netkat::{local::LocalError, CompileError};
 use proptest::prelude::*;
+use std::net::Ipv6Addr;
 
 fn hv(field: HeaderField, value: Value) -> HeaderVal {
     HeaderVal {
@@ -21,6 +22,12 @@ fn hv(field: HeaderField, value: Value) -> HeaderVal {
     }
 }
 
+/// IPv6 addresses of the random policies: A and B share their high half, C
+/// differs from A in both.
+const IP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0, 0, 0, 1);
+const IP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 1, 0x8000, 0, 0, 2);
+const IP6_C: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 1, 0, 0, 0, 0, 0xff);
+
 /// Tests on a small value space, so random packets hit them.
 fn arb_test() -> impl Strategy<Value = HeaderVal> {
     prop_oneof![
@@ -29,7 +36,7 @@ fn arb_test() -> impl Strategy<Value = HeaderVal> {
         prop_oneof![Just(1u64), Just(2), Just(0xffff)]
             .prop_map(|n| hv(HeaderField::VlanId, Value::Int(n))),
         (0u64..2).prop_map(|n| hv(HeaderField::VlanPcp, Value::Int(n))),
-        prop_oneof![Just(0x800u64), Just(0x806)]
+        prop_oneof![Just(0x800u64), Just(0x806), Just(0x86dd)]
             .prop_map(|n| hv(HeaderField::EthTyp, Value::Int(n))),
         prop_oneof![Just(6u64), Just(17)].prop_map(|n| hv(HeaderField::IpProto, Value::Int(n))),
         (1u64..3).prop_map(|n| hv(HeaderField::EthDst, Value::Mac(n))),
@@ -42,6 +49,22 @@ fn arb_test() -> impl Strategy<Value = HeaderVal> {
             .prop_map(|addr| hv(HeaderField::Ip4Dst, Value::Ip4 { addr, prefix: None })),
         prop_oneof![Just(80u64), Just(443)]
             .prop_map(|n| hv(HeaderField::TcpDstPort, Value::Int(n))),
+        (
+            prop_oneof![Just(IP6_A), Just(IP6_B)],
+            prop_oneof![
+                Just(None),
+                Just(Some(32u8)),
+                Just(Some(64)),
+                Just(Some(80)),
+                Just(Some(127))
+            ]
+        )
+            .prop_map(|(addr, prefix)| hv(HeaderField::Ip6Src, Value::Ip6 { addr, prefix })),
+        (
+            prop_oneof![Just(IP6_A), Just(IP6_C)],
+            prop_oneof![Just(None), Just(Some(48u8))]
+        )
+            .prop_map(|(addr, prefix)| hv(HeaderField::Ip6Dst, Value::Ip6 { addr, prefix })),
         prop_oneof![Just(53u64), Just(80)].prop_map(|n| hv(HeaderField::UdpSrcPort, Value::Int(n))),
     ]
 }
@@ -55,6 +78,8 @@ fn arb_mod() -> impl Strategy<Value = HeaderVal> {
         1 => prop_oneof![Just(1u64), Just(0xffff)].prop_map(|n| hv(HeaderField::VlanId, Value::Int(n))),
         1 => Just(hv(HeaderField::VlanPcp, Value::Int(1))),
         1 => Just(hv(HeaderField::TcpDstPort, Value::Int(80))),
+        1 => prop_oneof![Just(IP6_A), Just(IP6_B)].prop_map(|addr| hv(HeaderField::Ip6Src, Value::Ip6 { addr, prefix: None })),
+        1 => Just(hv(HeaderField::Ip6Dst, Value::Ip6 { addr: IP6_C, prefix: None })),
     ]
 }
 

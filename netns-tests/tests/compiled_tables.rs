@@ -108,7 +108,7 @@ impl Xorshift {
     }
 }
 
-const TESTS: [&str; 12] = [
+const TESTS: [&str; 14] = [
     "switch = 1",
     "switch = 2",
     "port = 1",
@@ -121,9 +121,11 @@ const TESTS: [&str; 12] = [
     "ip4Dst = 192.0.2.1",
     "tcpDstPort = 443",
     "udpSrcPort = 53",
+    "ip6Src = 2001:db8::/32",
+    "ip6Dst = 2001:db8::1",
 ];
 
-const LOCAL_MODS: [&str; 10] = [
+const LOCAL_MODS: [&str; 11] = [
     "port := 1",
     "port := 2",
     "port := 3",
@@ -134,15 +136,17 @@ const LOCAL_MODS: [&str; 10] = [
     "ip4Src := 198.51.100.1",
     "tcpSrcPort := 8080",
     "udpDstPort := 53",
+    "ip6Dst := 2001:db8::2",
 ];
 
 /// Links carry no VLAN (the global compiler's tag).
-const GLOBAL_MODS: [&str; 6] = [
+const GLOBAL_MODS: [&str; 7] = [
     "port := 1",
     "port := 2",
     "ethDst := 00:00:00:00:00:02",
     "ip4Src := 198.51.100.1",
     "tcpSrcPort := 8080",
+    "ip6Src := 2001:db8::3",
     "(port := 1; 1@1 => 2@1)",
 ];
 

@@ -166,22 +166,100 @@ fn packets(inv: &Inventory) -> Vec<FlowKey> {
     ports.extend(inv.hosts.iter().map(Host::tunnel_port));
     ports.extend([100, 10, 11, 12, 900]);
     let srcs = [0x6440_0101, 0x6440_0301, 0x6440_0905];
+    let v4 = dsts.iter().flat_map(|&d| {
+        srcs.iter().map(move |&s| FlowKey {
+            eth_type: ethertype::IPV4,
+            ipv4_src: s,
+            ipv4_dst: d,
+            ..FlowKey::default()
+        })
+    });
+    // The same for IPv6: every VM address, one no VM has, from web1, p5 and a
+    // stranger.
+    let address = |vm: &str| inv.vms.get(vm).and_then(|vm| inv.vm_ipv6(vm));
+    let mut dsts6: Vec<u128> = inv
+        .vms
+        .values()
+        .flat_map(|vm| inv.vm_ipv6_addresses(vm))
+        .map(u128::from)
+        .collect();
+    let stranger = u128::from(std::net::Ipv6Addr::new(0xfd00, 0x5c, 0, 0, 0, 0, 0, 0x99));
+    dsts6.extend(inv.overlay_ipv6.map(|_| stranger));
+    let mut srcs6: Vec<u128> = [address("web1"), address("p5")]
+        .into_iter()
+        .flatten()
+        .map(u128::from)
+        .collect();
+    srcs6.push(stranger);
+    let v6 = dsts6.iter().flat_map(|&d| {
+        srcs6.iter().map(move |&s| FlowKey {
+            eth_type: ethertype::IPV6,
+            ipv6_src: s,
+            ipv6_dst: d,
+            ..FlowKey::default()
+        })
+    });
     let mut out = Vec::new();
-    for &d in &dsts {
+    for key in v4.chain(v6) {
         for &p in &ports {
-            for &s in &srcs {
-                out.push(FlowKey {
-                    in_port: p,
-                    eth_type: ethertype::IPV4,
-                    ip_proto: 6,
-                    ipv4_src: s,
-                    ipv4_dst: d,
-                    ..FlowKey::default()
-                });
-            }
+            out.push(FlowKey {
+                in_port: p,
+                ip_proto: 6,
+                ..key
+            });
         }
     }
     out
+}
+
+/// A VM name in the policy stands for the VM in both families, and the policy
+/// runs before the IPv6 routes as before the IPv4 ones.
+#[test]
+fn the_policy_governs_ipv6_as_it_governs_ipv4() {
+    let mut inv = inventory();
+    inv.overlay_ipv6 = Some(("fd00:5c::".parse().unwrap(), 48));
+    let v6 = |vm: &str| u128::from(inv.vm_ipv6(&inv.vms[vm]).unwrap());
+    let from_web1 = |eth_type: u16, dst: &str| FlowKey {
+        in_port: inv.vms["web1"].port,
+        eth_type,
+        ip_proto: 6,
+        ipv4_src: u32::from(inv.vms["web1"].ip),
+        ipv4_dst: u32::from(inv.vms[dst].ip),
+        ipv6_src: v6("web1"),
+        ipv6_dst: v6(dst),
+        ..FlowKey::default()
+    };
+    let outputs = |policy: &str, key: &FlowKey| {
+        let tables = compile_network(&inv, policy, "p.kat").unwrap();
+        let sw = Pipeline::from_flows(tables[&1].clone()).unwrap();
+        sw.simulate(key)
+            .iter()
+            .map(|(port, _)| *port)
+            .collect::<Vec<u32>>()
+    };
+    let (v4, v6) = (ethertype::IPV4, ethertype::IPV6);
+    let to_db1 = inv.hosts[1].tunnel_port();
+    let to_batch1 = inv.hosts[2].tunnel_port();
+    // The observer works: both families reach db1 without a policy.
+    assert_eq!(outputs("id", &from_web1(v4, "db1")), vec![to_db1]);
+    assert_eq!(outputs("id", &from_web1(v6, "db1")), vec![to_db1]);
+    let both = "filter not (ip4Src = vm:web1 and ip4Dst = vm:db1)";
+    assert!(outputs(both, &from_web1(v4, "db1")).is_empty());
+    assert!(outputs(both, &from_web1(v6, "db1")).is_empty());
+    assert_eq!(outputs(both, &from_web1(v6, "batch1")), vec![to_batch1]);
+    let ipv6_only = "filter not (ethType = 0x86dd and ip6Src = vm:web1 and ip6Dst = vm:db1)";
+    assert_eq!(outputs(ipv6_only, &from_web1(v4, "db1")), vec![to_db1]);
+    assert!(outputs(ipv6_only, &from_web1(v6, "db1")).is_empty());
+    // A prefix test, and a policy that changes packets (compiled whole).
+    let prefix = "filter not ip6Dst = fd00:5c::ff:fe00:200/120";
+    assert!(outputs(prefix, &from_web1(v6, "db1")).is_empty());
+    assert_eq!(outputs(prefix, &from_web1(v6, "batch1")), vec![to_batch1]);
+    let rewriting = "filter not ip6Dst = vm:db1; (ethSrc := 02:00:00:00:01:01 + drop)";
+    assert!(outputs(rewriting, &from_web1(v6, "db1")).is_empty());
+    assert_eq!(
+        outputs(rewriting, &from_web1(v6, "batch1")),
+        vec![to_batch1]
+    );
 }
 
 /// What `flows` does with each packet.
@@ -222,11 +300,13 @@ pub(super) enum Change {
     Policy(usize),
 }
 
-const POLICIES: [&str; 4] = [
+const POLICIES: [&str; 6] = [
     "id",
     "filter not (ip4Src = 100.64.1.1 and ip4Dst = 100.64.9.3)",
     "filter not (switch = 2 and ip4Dst = 100.64.9.4) and not (ip4Src = vm:web1 and ip4Dst = vm:db1)",
     "filter ip4Src = 100.64.0.0/16 or port = 100",
+    "filter not (ethType = 0x86dd and ip6Src = vm:web1 and ip6Dst = vm:db1)",
+    "filter not (switch = 2 and ip6Dst = fd00:5c::ff:fe09:4) and (ip6Src = fd00:5c::/64 or ip4Src = 100.64.0.0/16 or port = 100)",
 ];
 
 pub(super) fn change() -> impl Strategy<Value = Change> {

@@ -67,7 +67,13 @@ fn without_an_ipv6_prefix_there_are_no_ipv6_flows() {
     let mut inv = dual_stack();
     inv.overlay_ipv6 = None;
     for host in &inv.hosts {
-        assert!(ipv6_flows(&inv, host, None).is_empty());
+        assert!(ipv6_cases(&inv, host, None).is_empty());
+        assert!(ipv6_plain_flows(&inv, host).is_empty());
+        let tables = compile_network_during(&inv, "id", "p", None).unwrap();
+        let v6 = u128::from(ethertype::IPV6);
+        assert!(!tables[&host.datapath_id]
+            .iter()
+            .any(|f| f.matcher.exact(Field::EthType) == Some(v6)));
     }
 }
 

@@ -108,6 +108,12 @@ pub fn random_key(rng: &mut Rng, consts: &HashMap<HField, BTreeSet<u64>>) -> Flo
         .unwrap_or(0);
     k.ipv4_dst = u32::try_from(p(rng, HField::Ip4Dst, &[0x0a00_0002, 0x6440_0001]) & 0xffff_ffff)
         .unwrap_or(0);
+    // Each IPv6 address from halves the program mentions, mixed.
+    let half = |rng: &mut Rng, f, other: &[u64]| u128::from(p(rng, f, other));
+    k.ipv6_src = half(rng, HField::Ip6SrcHi, &[0x2001_0db8 << 32, 0xfd00 << 48]) << 64
+        | half(rng, HField::Ip6SrcLo, &[1, 2]);
+    k.ipv6_dst = half(rng, HField::Ip6DstHi, &[0xfd00_0000_0001 << 16, 0]) << 64
+        | half(rng, HField::Ip6DstLo, &[1, 0xff]);
     k.l4_src = u16::try_from(p(rng, HField::L4Src, &[80, 5000]) & 0xffff).unwrap_or(0);
     k.l4_dst = u16::try_from(p(rng, HField::L4Dst, &[443, 53]) & 0xffff).unwrap_or(0);
     k
