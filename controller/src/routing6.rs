@@ -8,6 +8,10 @@
 //! destination switch already delivers what the tunnels bring, and once it has
 //! switched the old host forwards what still arrives to the new one.
 //!
+//! A VM's public IPv6 address is one of its addresses here too; what only the
+//! gateways add for it (the uplink, the way out to the internet) is
+//! `gateway6`'s, between these priorities.
+//!
 //! These flows match `dl_type=0x86dd` only, so they never overlap the compiled
 //! IPv4 rules, and they sit above them so no compiled catch-all hides them. The
 //! user's policy does not see IPv6 yet (the policy language has no IPv6 fields):
@@ -22,10 +26,11 @@ use openflow::FlowSpec;
 pub const IPV6_REMOTE_PRIORITY: u16 = 60_000;
 /// Priority of the drops of IPv6 from the tunnels, above the remote routes.
 pub const IPV6_GUARD_PRIORITY: u16 = IPV6_REMOTE_PRIORITY + 1;
-/// Priority of local delivery and of a migration's transit, from anywhere.
-pub const IPV6_OPEN_PRIORITY: u16 = IPV6_GUARD_PRIORITY + 1;
+/// Priority of local delivery and of a migration's transit, from anywhere (one
+/// above the guard is the home gateway's outbound public IPv6, `gateway6`).
+pub const IPV6_OPEN_PRIORITY: u16 = IPV6_GUARD_PRIORITY + 2;
 /// Priority of the drop of IPv6 from a gateway's uplink, above every route:
-/// the overlay's IPv6 is not reachable from the internet (no public IPv6 yet).
+/// only the owned public IPv6 addresses (`gateway6`, above it) come in.
 pub const IPV6_UPLINK_DROP_PRIORITY: u16 = IPV6_OPEN_PRIORITY + 1;
 
 /// The IPv6 flows of `host`'s switch with `migration` in progress; none when
@@ -43,17 +48,17 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
     let mut flows: Vec<FlowSpec> = tunnels
         .iter()
         .map(|&port| {
-            flow(
+            ipv6_flow(
                 IPV6_GUARD_PRIORITY,
-                ipv6().with(Field::InPort, u128::from(port)),
+                ipv6_match().with(Field::InPort, u128::from(port)),
                 Vec::new(),
             )
         })
         .collect();
     if let Some(gw) = inv.gateways.get(&host.name) {
-        flows.push(flow(
+        flows.push(ipv6_flow(
             IPV6_UPLINK_DROP_PRIORITY,
-            ipv6().with(Field::InPort, u128::from(gw.port)),
+            ipv6_match().with(Field::InPort, u128::from(gw.port)),
             Vec::new(),
         ));
     }
@@ -62,14 +67,14 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
         .values()
         .flat_map(|vm| inv.vm_ipv6_addresses(vm).map(move |address| (vm, address)));
     for (vm, address) in addresses {
-        let to_vm = || ipv6().with(Field::Ipv6Dst, u128::from(address));
+        let to_vm = || ipv6_match().with(Field::Ipv6Dst, u128::from(address));
         if let Some(m) = migration
             .filter(|m| m.phase == Phase::Prepared && m.to_host == host.name && m.vm == vm.name)
         {
             // Make before break: deliver what the tunnels bring once senders switch.
             for &port in &tunnels {
                 let from_tunnel = to_vm().with(Field::InPort, u128::from(port));
-                flows.push(flow(
+                flows.push(ipv6_flow(
                     IPV6_OPEN_PRIORITY,
                     from_tunnel,
                     deliver(inv, vm, m.to_port),
@@ -78,7 +83,11 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
         }
         let remote = inv.host(&vm.host);
         if vm.host == host.name {
-            flows.push(flow(IPV6_OPEN_PRIORITY, to_vm(), deliver(inv, vm, vm.port)));
+            flows.push(ipv6_flow(
+                IPV6_OPEN_PRIORITY,
+                to_vm(),
+                deliver(inv, vm, vm.port),
+            ));
         } else if let Some(remote) = remote {
             let moved_away = migration.is_some_and(|m| {
                 m.phase == Phase::Switched && m.vm == vm.name && m.from_host == host.name
@@ -91,24 +100,26 @@ pub fn ipv6_flows(inv: &Inventory, host: &Host, migration: Option<&Migration>) -
                 IPV6_REMOTE_PRIORITY
             };
             let out = vec![Action::output(remote.tunnel_port())];
-            flows.push(flow(priority, to_vm(), out));
+            flows.push(ipv6_flow(priority, to_vm(), out));
         }
     }
     flows
 }
 
-fn ipv6() -> FlowMatch {
+/// Any IPv6 packet.
+pub(crate) fn ipv6_match() -> FlowMatch {
     FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV6))
 }
 
-fn flow(priority: u16, matcher: FlowMatch, actions: Vec<Action>) -> FlowSpec {
+/// A flow of the controller's.
+pub(crate) fn ipv6_flow(priority: u16, matcher: FlowMatch, actions: Vec<Action>) -> FlowSpec {
     let mut f = FlowSpec::new(0, priority, matcher, actions);
     f.cookie = SCC_COOKIE;
     f
 }
 
 /// Delivery to a VM's port on this switch, both MACs rewritten.
-fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
+pub(crate) fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
     vec![
         Action::SetField {
             field: Field::EthSrc,

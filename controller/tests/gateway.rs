@@ -295,6 +295,7 @@ fn public_vms_cost_rules_in_proportion_to_their_number() {
                 tenant: None,
                 public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, 100 + i)),
                 ipv6: None,
+                public_ipv6: None,
             };
             inv.vms.insert(vm.name.clone(), vm);
         }

@@ -156,6 +156,8 @@ fn ipv6_from_a_gateways_uplink_reaches_no_vm() {
             mac: openflow::flow::Mac([2, 0, 0, 0, 0, 40]),
             router_mac: openflow::flow::Mac([2, 0, 0, 0, 0, 41]),
             public_prefix: ("203.0.113.0".parse().unwrap(), 24),
+            address6: None,
+            public_ipv6_prefix: None,
         },
     );
     let sw = switch(&inv, host.datapath_id, None);
