@@ -24,21 +24,38 @@ pub const GATEWAY_DROP_PRIORITY: u16 = 64_000;
 
 /// The gateways serving `public_ip` (whose public prefix holds it), in host order.
 pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> impl Iterator<Item = &Gateway> {
+    serving_by(inv, move |g| g.serves(public_ip))
+}
+
+/// The gateways `serves` says serve an address, in host order.
+pub(crate) fn serving_by(
+    inv: &Inventory,
+    serves: impl Fn(&Gateway) -> bool,
+) -> impl Iterator<Item = &Gateway> {
     inv.hosts
         .iter()
         .filter_map(|h| inv.gateways.get(&h.name))
-        .filter(move |g| g.serves(public_ip))
+        .filter(move |g| serves(g))
 }
 
 /// The home gateway of `vm`'s public address: its traffic to the internet leaves
 /// there, and the internet is told to send the address there. A serving gateway
 /// in the VM's own cloud if there is one, else the first serving gateway.
 pub fn home<'a>(inv: &'a Inventory, vm: &Vm, public_ip: Ipv4Addr) -> Option<&'a Gateway> {
+    home_by(inv, vm, |g| g.serves(public_ip))
+}
+
+/// [`home`] among the gateways `serves` says serve the address.
+pub(crate) fn home_by<'a>(
+    inv: &'a Inventory,
+    vm: &Vm,
+    serves: impl Fn(&Gateway) -> bool + Copy,
+) -> Option<&'a Gateway> {
     let cloud = inv.host(&vm.host).map(|h| h.cloud.as_str());
     let in_cloud = |g: &&Gateway| inv.host(&g.host).map(|h| h.cloud.as_str()) == cloud;
-    serving(inv, public_ip)
+    serving_by(inv, serves)
         .find(in_cloud)
-        .or_else(|| serving(inv, public_ip).next())
+        .or_else(|| serving_by(inv, serves).next())
 }
 
 /// VMs with a public address some gateway serves, with their home gateway. An
@@ -148,13 +165,7 @@ pub fn outbound_flows(
     let mut flows = Vec::new();
     for &(vm, public, home) in public_vms {
         // Where the VM runs, and where it ran or will run during its migration.
-        let mut places = vec![(vm.host.as_str(), vm.port)];
-        if let Some(m) = migration.filter(|m| m.vm == vm.name) {
-            places.push((m.from_host.as_str(), m.from_port));
-            places.push((m.to_host.as_str(), m.to_port));
-        }
-        places.sort_unstable();
-        places.dedup();
+        let places = places(vm, migration);
         let mut in_ports = Vec::new();
         // Every other serving gateway also translates the address inbound and
         // tunnels the internet's packets here; its tunnel must be allowed to carry
@@ -170,21 +181,11 @@ pub fn outbound_flows(
                     in_ports.push(remote.tunnel_port());
                 }
             }
-            vec![
-                Action::SetField {
-                    field: Field::Ipv4Src,
-                    value: u128::from(u32::from(public)),
-                },
-                Action::SetField {
-                    field: Field::EthSrc,
-                    value: u128::from(home.mac.to_u64()),
-                },
-                Action::SetField {
-                    field: Field::EthDst,
-                    value: u128::from(home.router_mac.to_u64()),
-                },
-                Action::output(home.port),
-            ]
+            let source = Action::SetField {
+                field: Field::Ipv4Src,
+                value: u128::from(u32::from(public)),
+            };
+            std::iter::once(source).chain(out_of_uplink(home)).collect()
         } else {
             let Some(home_host) = inv.host(&home.host) else {
                 continue;
@@ -225,6 +226,35 @@ pub fn outbound_flows(
         }
     }
     flows
+}
+
+/// Where `vm` runs, and where it ran or will run during its `migration`:
+/// (host, port) pairs, each once.
+pub(crate) fn places<'a>(vm: &'a Vm, migration: Option<&'a Migration>) -> Vec<(&'a str, u32)> {
+    let mut places = vec![(vm.host.as_str(), vm.port)];
+    if let Some(m) = migration.filter(|m| m.vm == vm.name) {
+        places.push((m.from_host.as_str(), m.from_port));
+        places.push((m.to_host.as_str(), m.to_port));
+    }
+    places.sort_unstable();
+    places.dedup();
+    places
+}
+
+/// Out of `home`'s uplink to the router: the uplink's MAC as source, the
+/// router's as destination.
+pub(crate) fn out_of_uplink(home: &Gateway) -> Vec<Action> {
+    vec![
+        Action::SetField {
+            field: Field::EthSrc,
+            value: u128::from(home.mac.to_u64()),
+        },
+        Action::SetField {
+            field: Field::EthDst,
+            value: u128::from(home.router_mac.to_u64()),
+        },
+        Action::output(home.port),
+    ]
 }
 
 /// The counted drops of `host`'s switch: on every host, packets whose source is

@@ -13,6 +13,7 @@
 //! during a migration) are matched, so a VM may source only its own public
 //! address towards the internet. Pure: no I/O, never talks to a switch.
 
+use crate::gateway::{home_by, out_of_uplink, places, serving_by};
 use crate::model::{Gateway, Host, Inventory, Migration, Vm};
 use crate::routing6::{
     deliver, ipv6_flow, ipv6_match, IPV6_GUARD_PRIORITY, IPV6_OPEN_PRIORITY, IPV6_REMOTE_PRIORITY,
@@ -46,20 +47,13 @@ const GLOBAL_UNICAST: (u128, u128) = (0x2000 << 112, 0xe000 << 112);
 /// The gateways serving `public` (whose public IPv6 prefix holds it), in host
 /// order.
 pub fn serving6(inv: &Inventory, public: Ipv6Addr) -> impl Iterator<Item = &Gateway> {
-    inv.hosts
-        .iter()
-        .filter_map(|h| inv.gateways.get(&h.name))
-        .filter(move |g| g.serves_ipv6(public))
+    serving_by(inv, move |g| g.serves_ipv6(public))
 }
 
-/// The home gateway of `vm`'s public IPv6 address: a serving gateway in the
-/// VM's own cloud if there is one, else the first serving gateway.
+/// The home gateway of `vm`'s public IPv6 address, by IPv4's rule: a serving
+/// gateway in the VM's own cloud if there is one, else the first.
 pub fn home6<'a>(inv: &'a Inventory, vm: &Vm, public: Ipv6Addr) -> Option<&'a Gateway> {
-    let cloud = inv.host(&vm.host).map(|h| h.cloud.as_str());
-    let in_cloud = |g: &&Gateway| inv.host(&g.host).map(|h| h.cloud.as_str()) == cloud;
-    serving6(inv, public)
-        .find(in_cloud)
-        .or_else(|| serving6(inv, public).next())
+    home_by(inv, vm, move |g| g.serves_ipv6(public))
 }
 
 /// VMs with a public IPv6 address some gateway serves, with that address and
@@ -94,24 +88,8 @@ pub fn public_ipv6_flows(
     let vms = public6_vms(inv);
     let mut flows = uplink_guards(inv, host);
     for &(vm, public, home) in &vms {
-        let mut places = vec![(vm.host.as_str(), vm.port)];
-        if let Some(m) = migration.filter(|m| m.vm == vm.name) {
-            places.push((m.from_host.as_str(), m.from_port));
-            places.push((m.to_host.as_str(), m.to_port));
-        }
-        places.sort_unstable();
-        places.dedup();
-        let out_of_uplink = vec![
-            Action::SetField {
-                field: Field::EthSrc,
-                value: u128::from(home.mac.to_u64()),
-            },
-            Action::SetField {
-                field: Field::EthDst,
-                value: u128::from(home.router_mac.to_u64()),
-            },
-            Action::output(home.port),
-        ];
+        let places = places(vm, migration);
+        let out_of_uplink = out_of_uplink(home);
         let outbound = || {
             ipv6_match()
                 .with(Field::Ipv6Src, u128::from(public))

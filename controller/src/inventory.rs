@@ -383,6 +383,28 @@ fn uplink_ipv6(
     Ok(gw)
 }
 
+/// The address an optional field `field` holds, parsed; an error saying it is
+/// not a `family` address otherwise.
+fn optional_address<A: std::str::FromStr>(
+    value: &Option<Spanned<String>>,
+    field: &str,
+    family: &str,
+    invalid: &dyn Fn(&Range<usize>, &str, String) -> InventoryError,
+) -> Result<Option<A>, InventoryError> {
+    value
+        .as_ref()
+        .map(|p| {
+            p.get_ref().parse().map_err(|_| {
+                invalid(
+                    &p.span(),
+                    field,
+                    format!("`{}` is not an {family} address", p.get_ref()),
+                )
+            })
+        })
+        .transpose()
+}
+
 impl RawHost {
     /// Where in the file the value of `field` (as [`Invalid`] names it) is.
     fn span_of(&self, field: &str) -> Range<usize> {
@@ -429,36 +451,9 @@ impl RawVm {
                 .map_or_else(|| Vm::default_tap(&name), |t| t.get_ref().clone()),
             netns: self.netns.clone(),
             tenant: self.tenant.clone(),
-            public_ip: match &self.public_ip {
-                None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.public_ip",
-                        format!("`{}` is not an IPv4 address", p.get_ref()),
-                    )
-                })?),
-            },
-            ipv6: match &self.ipv6 {
-                None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.ipv6",
-                        format!("`{}` is not an IPv6 address", p.get_ref()),
-                    )
-                })?),
-            },
-            public_ipv6: match &self.public_ipv6 {
-                None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.public_ipv6",
-                        format!("`{}` is not an IPv6 address", p.get_ref()),
-                    )
-                })?),
-            },
+            public_ip: optional_address(&self.public_ip, "vm.public_ip", "IPv4", &invalid)?,
+            ipv6: optional_address(&self.ipv6, "vm.ipv6", "IPv6", &invalid)?,
+            public_ipv6: optional_address(&self.public_ipv6, "vm.public_ipv6", "IPv6", &invalid)?,
             name,
         })
     }

@@ -134,4 +134,4 @@ pub(crate) fn deliver(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

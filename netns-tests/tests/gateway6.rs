@@ -20,8 +20,8 @@
 mod common;
 
 use anyhow::{Context, Result};
-use common::{reaches, start_scc, wait_timeline, VmSpec};
-use netns_tests::{require_root, unique, veth, wait_until, Internet, Netns, Scd, Vm};
+use common::{reaches, start_scc, wait_timeline, VmSpec, GATEWAY_LINK_LOCAL, OVERLAY_IPV6_PREFIX};
+use netns_tests::{require_root, unique, veth, Internet, Netns, Scd, Vm};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
@@ -31,7 +31,6 @@ const VMS: [VmSpec; 2] = [
     VmSpec::new("m1", 1, 1, "100.64.2.1", "02:00:00:00:02:01"),
     VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
-const PREFIX: &str = "fd00:5c::/48";
 const M1_ULA: &str = "fd00:5c::ff:fe00:201";
 const C1_ULA: &str = "fd00:5c::ff:fe00:301";
 const PUBLIC6: &str = "2001:db8:100::10";
@@ -40,7 +39,6 @@ const ROUTER6: &str = "2001:db8:ff::fe";
 const CLIENT6: &str = "2001:db8:ff00::10";
 const UPLINK_PORT: u32 = 100;
 const ROUTER_MAC: &str = "02:5c:00:00:0a:fe";
-const GATEWAY_LL: &str = "fe80::5c:ff:fe00:1";
 
 /// The emulated internet, the switches, `scc` and the client of one test.
 struct Cloud {
@@ -116,22 +114,6 @@ fn client(net: &Internet) -> Result<Vm> {
     })
 }
 
-/// Waits until `ifname` of `vm` holds `addr`/64 past duplicate address detection.
-fn wait_address(vm: &Vm, ifname: &str, addr: &str) -> Result<()> {
-    let wanted = format!("{addr}/64");
-    wait_until(
-        Duration::from_secs(30),
-        &format!("{addr} on {ifname}"),
-        || {
-            let out = vm.ns.ip(&["-6", "addr", "show", "dev", ifname])?;
-            Ok(out
-                .lines()
-                .any(|l| l.contains(&wanted) && !l.contains("tentative")))
-        },
-    )?;
-    Ok(())
-}
-
 /// Starts the cloud: gateway in cloud A (host0), m1 on host1 with
 /// [`PUBLIC6`], c1 on host2; every tunnel's MTU `tunnel_mtu`; `vm_setup` runs
 /// in each VM before the switches start (before their advertisements).
@@ -158,7 +140,7 @@ fn start(
     let inventory = common::write_inventory(
         dir.path(),
         &format!(
-            "overlay_ipv6_prefix = \"{PREFIX}\"\n{}",
+            "overlay_ipv6_prefix = \"{OVERLAY_IPV6_PREFIX}\"\n{}",
             common::inventory_with(
                 &keys,
                 &common::entries(&VMS, &vms),
@@ -181,7 +163,7 @@ fn start(
     };
     scc.wait_synced(&net)?;
     for (vm, addr) in [(&vms[0], M1_ULA), (&vms[1], C1_ULA)] {
-        wait_address(vm, &vm.ifname, addr)?;
+        common::wait_ipv6_address(vm, &vm.ifname, addr)?;
     }
     // The guest holds its public address as a second address.
     let m1 = &vms[0];
@@ -248,7 +230,14 @@ fn a_public_ipv6_address_is_routed_to_its_vm_across_a_migration() -> Result<()> 
         Ok(())
     })?;
     m1.ns.ip(&[
-        "-6", "route", "replace", "default", "via", GATEWAY_LL, "dev", &landing,
+        "-6",
+        "route",
+        "replace",
+        "default",
+        "via",
+        GATEWAY_LINK_LOCAL,
+        "dev",
+        &landing,
     ])?;
     wait_timeline(&cloud.net, "rerouted")?;
     stream

@@ -1,7 +1,6 @@
 use super::*;
 use crate::model::Phase;
-use crate::program::compile_network_during;
-use dataplane_core::pipeline::Pipeline;
+use crate::routing6::tests::{ports, switch};
 use openflow::flow::{ethertype, FlowKey};
 
 const PUBLIC: &str = "2001:db8:100::10";
@@ -37,15 +36,6 @@ fn packet(in_port: u32, src: &str, dst: &str) -> FlowKey {
         ipv6_dst: ip(dst),
         ..FlowKey::default()
     }
-}
-
-fn switch(inv: &Inventory, dpid: u64, migration: Option<&Migration>) -> Pipeline {
-    let tables = compile_network_during(inv, "id", "p", migration).unwrap();
-    Pipeline::from_flows(tables[&dpid].clone()).unwrap()
-}
-
-fn ports(sw: &Pipeline, key: &FlowKey) -> Vec<u32> {
-    sw.simulate(key).iter().map(|(port, _)| *port).collect()
 }
 
 #[test]

@@ -26,13 +26,13 @@ fn packet(in_port: u32, dst: Ipv6Addr) -> FlowKey {
     }
 }
 
-fn switch(inv: &Inventory, dpid: u64, migration: Option<&Migration>) -> Pipeline {
+pub(crate) fn switch(inv: &Inventory, dpid: u64, migration: Option<&Migration>) -> Pipeline {
     let tables = compile_network_during(inv, "id", "p", migration).unwrap();
     Pipeline::from_flows(tables[&dpid].clone()).unwrap()
 }
 
 /// Where `key` goes on the switch: its output ports, in order.
-fn ports(sw: &Pipeline, key: &FlowKey) -> Vec<u32> {
+pub(crate) fn ports(sw: &Pipeline, key: &FlowKey) -> Vec<u32> {
     sw.simulate(key).iter().map(|(port, _)| *port).collect()
 }
 
