@@ -16,7 +16,7 @@ use crate::model::{Announce, Gateway, Host, Inventory, Migration, Vm};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch};
 use openflow::FlowSpec;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Priority of the counted drops: above every compiled rule, below the migration
 /// announcement flow. They never overlap traffic the routing forwards.
@@ -328,7 +328,7 @@ fn uncovered(net: u32, len: u8, owned: &[u32]) -> Vec<(u32, u8)> {
 pub trait Announcer: std::fmt::Debug {
     /// Sends `prefix` to `next_hop` (a gateway's uplink address), replacing any
     /// earlier announcement of the same prefix.
-    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String>;
+    fn announce(&self, prefix: (IpAddr, u8), next_hop: IpAddr) -> Result<(), String>;
 }
 
 /// [`Announce::IpRoute`].
@@ -336,7 +336,7 @@ pub trait Announcer: std::fmt::Debug {
 pub struct IpRoute;
 
 impl Announcer for IpRoute {
-    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String> {
+    fn announce(&self, prefix: (IpAddr, u8), next_hop: IpAddr) -> Result<(), String> {
         let out = std::process::Command::new("ip")
             .args(["route", "replace", &format!("{}/{}", prefix.0, prefix.1)])
             .args(["via", &next_hop.to_string()])
@@ -358,32 +358,46 @@ impl Announcer for IpRoute {
 /// A public address whose home gateway changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Move {
-    /// The address.
-    pub public: Ipv4Addr,
+    /// The address (IPv4 or IPv6).
+    pub public: IpAddr,
     /// Its new home gateway's host.
     pub gateway: String,
-    /// That gateway's uplink address.
-    pub next_hop: Ipv4Addr,
+    /// That gateway's uplink address of the same family.
+    pub next_hop: IpAddr,
 }
 
-/// The public address of `vm` (placed at its new host in `inv`) if its home
-/// gateway there is not the one it had on `from_host`.
+/// The public addresses of `vm` (placed at its new host in `inv`), IPv4 and
+/// IPv6, whose home gateway there is not the one they had on `from_host`.
 pub fn moves(inv: &Inventory, vm: &str, from_host: &str) -> Vec<Move> {
-    public_vms(inv)
+    let was = |v: &Vm| Vm {
+        host: from_host.to_string(),
+        ..v.clone()
+    };
+    let mut moves: Vec<Move> = public_vms(inv)
         .filter(|(v, _, _)| v.name == vm)
         .filter(|(v, public, new_home)| {
-            let was = Vm {
-                host: from_host.to_string(),
-                ..(*v).clone()
-            };
-            home(inv, &was, *public).map(|g| &g.host) != Some(&new_home.host)
+            home(inv, &was(v), *public).map(|g| &g.host) != Some(&new_home.host)
         })
         .map(|(_, public, home)| Move {
-            public,
+            public: public.into(),
             gateway: home.host.clone(),
-            next_hop: home.address,
+            next_hop: home.address.into(),
         })
-        .collect()
+        .collect();
+    let public6 = inv.vms.get(vm).and_then(|v| Some((v, v.public_ipv6?)));
+    if let Some((v, public)) = public6.filter(|_| inv.overlay_ipv6.is_some()) {
+        let serves = move |g: &Gateway| g.serves_ipv6(public);
+        let new_home = home_by(inv, v, serves);
+        let old_home = home_by(inv, &was(v), serves);
+        if let Some(home) = new_home.filter(|h| Some(&h.host) != old_home.map(|g| &g.host)) {
+            moves.extend(home.address6.map(|next_hop| Move {
+                public: public.into(),
+                gateway: home.host.clone(),
+                next_hop: next_hop.into(),
+            }));
+        }
+    }
+    moves
 }
 
 /// Announcements to make after a migration's switch step.
@@ -411,7 +425,8 @@ impl Announcements {
     pub fn spawn(self, mut noted: impl FnMut(String) + Send + 'static) {
         std::thread::spawn(move || {
             for m in self.moves {
-                match self.announcer.announce((m.public, 32), m.next_hop) {
+                let host_len = if m.public.is_ipv4() { 32 } else { 128 };
+                match self.announcer.announce((m.public, host_len), m.next_hop) {
                     Ok(()) => noted(format!("announced {} via {}", m.public, m.gateway)),
                     Err(e) => {
                         tracing::error!("announcing {} via {}: {e}", m.public, m.gateway);

@@ -7,7 +7,9 @@
 //! `scd` answers neighbour solicitations for), and a VM of another cloud
 //! reaches it over the overlay's IPv6; m1 reaches the client from its public
 //! address. A TCP stream from the client to the public address survives m1's
-//! migration to cloud C with every byte intact.
+//! migration to cloud C with every byte intact; cloud C has a gateway routing
+//! the same prefix, which becomes m1's home, and the controller announces
+//! 2001:db8:100::10/128 there (a route in the router namespace).
 //!
 //! Packet-too-big: with a tunnel MTU of 1300, a 1400-byte IPv6 packet from the
 //! internet to the public address (which must enter a tunnel at the gateway)
@@ -35,7 +37,8 @@ const M1_ULA: &str = "fd00:5c::ff:fe00:201";
 const C1_ULA: &str = "fd00:5c::ff:fe00:301";
 const PUBLIC6: &str = "2001:db8:100::10";
 const UPLINK6: &str = "2001:db8:ff::1";
-const ROUTER6: &str = "2001:db8:ff::fe";
+/// Cloud C's gateway's uplink address.
+const UPLINK6_C: &str = "2001:db8:fe::1";
 const CLIENT6: &str = "2001:db8:ff00::10";
 const UPLINK_PORT: u32 = 100;
 const ROUTER_MAC: &str = "02:5c:00:00:0a:fe";
@@ -52,31 +55,29 @@ struct Cloud {
     _dir: tempfile::TempDir,
 }
 
-/// Cloud A's gateway uplink: a veth from the router into host0, IPv4 as in
-/// `gateway.rs`, IPv6 2001:db8:ff::/64 with the router at [`ROUTER6`].
-fn uplink(net: &Internet) -> Result<String> {
+/// A gateway's uplink: a veth from the router into host `i`, the router at
+/// `router4`/26 and at `net6` + `fe`/64, with MAC [`ROUTER_MAC`]. Returns its
+/// name in the host.
+fn uplink(net: &Internet, i: usize, router4: &str, net6: &str) -> Result<String> {
     let (router_up, gw_up) = (unique("s6r"), unique("s6u"));
-    veth(&router_up, &net.router, &gw_up, &net.hosts[0])?;
+    veth(&router_up, &net.router, &gw_up, &net.hosts[i])?;
     let r = &net.router;
     r.ip(&["link", "set", &router_up, "address", ROUTER_MAC])?;
-    r.ip(&["addr", "add", "198.51.100.129/26", "dev", &router_up])?;
-    r.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{ROUTER6}/64"),
-        "dev",
-        &router_up,
-        "nodad",
-    ])?;
+    r.ip(&["addr", "add", &format!("{router4}/26"), "dev", &router_up])?;
+    let router6 = format!("{net6}fe/64");
+    r.ip(&["-6", "addr", "add", &router6, "dev", &router_up, "nodad"])?;
     r.ip(&["link", "set", &router_up, "up"])?;
-    net.hosts[0].ip(&["link", "set", &gw_up, "up"])?;
-    r.ip(&["-6", "route", "add", "2001:db8:100::/48", "via", UPLINK6])?;
-    netns_tests::run(
-        r.command("sysctl")
-            .args(["-qw", "net.ipv6.conf.all.forwarding=1"]),
-    )?;
+    net.hosts[i].ip(&["link", "set", &gw_up, "up"])?;
     Ok(gw_up)
+}
+
+/// The `[host.uplink]` of a gateway routing 2001:db8:100::/48.
+fn uplink_table(interface: &str, address: &str, mac: &str, address6: &str) -> String {
+    format!(
+        "[host.uplink]\nport = {UPLINK_PORT}\ninterface = \"{interface}\"\naddress = \"{address}\"\n\
+         mac = \"{mac}\"\nrouter_mac = \"{ROUTER_MAC}\"\npublic_prefix = \"203.0.113.0/24\"\n\
+         address6 = \"{address6}\"\npublic_ipv6_prefix = \"2001:db8:100::/48\""
+    )
 }
 
 /// A client namespace behind the router, 2001:db8:ff00::/64.
@@ -114,7 +115,7 @@ fn client(net: &Internet) -> Result<Vm> {
     })
 }
 
-/// Starts the cloud: gateway in cloud A (host0), m1 on host1 with
+/// Starts the cloud: gateways in clouds A (host0) and C (host2), m1 on host1 with
 /// [`PUBLIC6`], c1 on host2; every tunnel's MTU `tunnel_mtu`; `vm_setup` runs
 /// in each VM before the switches start (before their advertisements).
 fn start(
@@ -124,7 +125,17 @@ fn start(
 ) -> Result<Cloud> {
     let dir = tempfile::tempdir()?;
     let net = Internet::with_hosts(name, &[None; 3])?;
-    let gw_up = uplink(&net)?;
+    // Gateways in cloud A (host0) and cloud C (host2), both routing
+    // 2001:db8:100::/48; the internet first sends it to cloud A's.
+    let uplink_a = uplink(&net, 0, "198.51.100.129", "2001:db8:ff::")?;
+    let uplink_c = uplink(&net, 2, "198.51.100.193", "2001:db8:fe::")?;
+    net.router
+        .ip(&["-6", "route", "add", "2001:db8:100::/48", "via", UPLINK6])?;
+    netns_tests::run(
+        net.router
+            .command("sysctl")
+            .args(["-qw", "net.ipv6.conf.all.forwarding=1"]),
+    )?;
     let client = client(&net)?;
     let keys = common::key_pairs(3)?;
     let vms = common::create_vms(name, &VMS)?;
@@ -132,11 +143,8 @@ fn start(
         vm_setup(vm)?;
     }
     let landing = common::second_tap(&vms[0], common::VM_MTU)?;
-    let gateway = format!(
-        "[host.uplink]\nport = {UPLINK_PORT}\ninterface = \"{gw_up}\"\naddress = \"198.51.100.130\"\n\
-         mac = \"02:5c:00:00:0a:01\"\nrouter_mac = \"{ROUTER_MAC}\"\npublic_prefix = \"203.0.113.0/24\"\n\
-         address6 = \"{UPLINK6}\"\npublic_ipv6_prefix = \"2001:db8:100::/48\""
-    );
+    let gateway_a = uplink_table(&uplink_a, "198.51.100.130", "02:5c:00:00:0a:01", UPLINK6);
+    let gateway_c = uplink_table(&uplink_c, "198.51.100.194", "02:5c:00:00:0c:01", UPLINK6_C);
     let inventory = common::write_inventory(
         dir.path(),
         &format!(
@@ -144,8 +152,8 @@ fn start(
             common::inventory_with(
                 &keys,
                 &common::entries(&VMS, &vms),
-                "",
-                &[(0, &gateway)],
+                "announce = \"ip-route\"",
+                &[(0, &gateway_a), (2, &gateway_c)],
                 &[("m1", &format!("public_ipv6 = \"{PUBLIC6}\""))],
             )
         ),
@@ -199,10 +207,13 @@ fn a_public_ipv6_address_is_routed_to_its_vm_across_a_migration() -> Result<()> 
         reaches(client, PUBLIC6, 15)?,
         "client -> {PUBLIC6} (m1 on host1)"
     );
-    assert!(
-        reaches(m1, CLIENT6, 10)?,
-        "m1 -> client from its public address"
-    );
+    if !reaches(m1, CLIENT6, 10)? {
+        let route = m1.ns.ip(&["-6", "route", "get", CLIENT6])?;
+        let addrs = m1.ns.ip(&["-6", "addr", "show", "dev", &m1.ifname])?;
+        let flows = cloud.scds[1].metrics_text()?;
+        let flows: Vec<&str> = flows.lines().filter(|l| l.contains("5999")).collect();
+        panic!("m1 -> client from its public address failed: {route}\n{addrs}\n{flows:#?}");
+    }
     assert!(
         reaches(c1, M1_ULA, 10)?,
         "c1 (cloud C) -> m1 over the overlay"
@@ -240,6 +251,13 @@ fn a_public_ipv6_address_is_routed_to_its_vm_across_a_migration() -> Result<()> 
         &landing,
     ])?;
     wait_timeline(&cloud.net, "rerouted")?;
+    // Cloud C has a gateway of its own: m1's home now, announced there.
+    wait_timeline(&cloud.net, "announced")?;
+    let route = cloud.net.router.ip(&["-6", "route", "get", PUBLIC6])?;
+    assert!(
+        route.contains(&format!("via {UPLINK6_C}")),
+        "the internet sends {PUBLIC6} to cloud C's gateway: {route}"
+    );
     stream
         .wait_flowing(stream.received() + 64 * 1024, Duration::from_secs(30))
         .context("the stream to the public IPv6 address after the migration")?;
@@ -260,9 +278,18 @@ fn a_public_ipv6_address_is_routed_to_its_vm_across_a_migration() -> Result<()> 
         CLIENT6,
         "m1 sees the client's own address (no NAT)"
     );
-    let uplink_in = cloud.scds[0].metric("scd_flow_packets_total", &["priority=\"60005\""])?;
-    eprintln!("public IPv6 packets in through the uplink: {uplink_in}");
-    assert!(uplink_in > 0);
+    // Since the announcement the internet's packets enter at cloud C.
+    let inbound =
+        |i: usize| cloud.scds[i].metric("scd_flow_packets_total", &["priority=\"60005\""]);
+    eprintln!(
+        "public IPv6 packets in through the uplinks since the switch step: cloud A {}, cloud C {}",
+        inbound(0)?,
+        inbound(2)?
+    );
+    assert!(
+        inbound(2)? > 0,
+        "the announced gateway lets the internet in"
+    );
     Ok(())
 }
 

@@ -142,3 +142,39 @@ fn public_ipv6_is_refused_outside_every_gateways_prefix_and_twice() {
     let e = inv.clone().add_vm(web1).unwrap_err().to_string();
     assert!(e.contains("no gateway"), "{e}");
 }
+
+#[test]
+fn a_public_ipv6_address_moving_to_a_cloud_with_a_gateway_is_announced_there() {
+    let mut inv = public_ipv6();
+    let mut gateway_c = inv.gateways["host-a"].clone();
+    gateway_c.host = "host-c".into();
+    gateway_c.address = "198.51.100.194".parse().unwrap();
+    gateway_c.address6 = Some("2001:db8:fe::1".parse().unwrap());
+    inv.gateways.insert("host-c".into(), gateway_c);
+    let from_b = |inv: &Inventory| {
+        crate::gateway::moves(inv, "db1", "host-b")
+            .into_iter()
+            .filter(|m| m.public.is_ipv6())
+            .collect::<Vec<_>>()
+    };
+    assert!(from_b(&inv).is_empty(), "host-a stays home from cloud B");
+    let db1 = inv.vms.get_mut("db1").unwrap();
+    db1.host = "host-c".into();
+    db1.port = 7;
+    let moved = from_b(&inv);
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].public, PUBLIC.parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        (
+            moved[0].gateway.as_str(),
+            moved[0].next_hop.to_string().as_str()
+        ),
+        ("host-c", "2001:db8:fe::1")
+    );
+    // Its traffic now leaves through host-c's own uplink; host-a still lets
+    // the internet in and tunnels it to host-c.
+    let c = switch(&inv, 3, None);
+    assert_eq!(ports(&c, &packet(7, PUBLIC, CLIENT)), [UPLINK]);
+    let a = switch(&inv, 1, None);
+    assert_eq!(ports(&a, &packet(UPLINK, CLIENT, PUBLIC)), [10_003]);
+}

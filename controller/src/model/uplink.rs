@@ -57,7 +57,8 @@ impl Gateway {
 /// (`[controller] announce` in the inventory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Announce {
-    /// `ip route replace ADDRESS/32 via UPLINK` in the namespace `scc` runs in: the
+    /// `ip route replace ADDRESS/32 via UPLINK` (`/128` via the uplink's `address6`
+    /// for a public IPv6 address) in the namespace `scc` runs in: the
     /// emulated internet's router in the tests and the demo.
     IpRoute,
 }

@@ -148,7 +148,13 @@ impl Output<'_> {
                 let from = replies.source(self.in_port);
                 let mtu = u32::try_from(tunnels.mtu).unwrap_or(u32::MAX);
                 let reply = packet_too_big(self.segment, frame, l2, mtu, from);
-                if let Some(len) = reply.filter(|_| self.in_idx < self.egress.ports.len()) {
+                // Only a local port can take the answer back (never a tunnel).
+                let local = self
+                    .egress
+                    .ports
+                    .get(self.in_idx)
+                    .is_some_and(|p| matches!(p.io, PortIo::Tap(_) | PortIo::Raw(_)));
+                if let Some(len) = reply.filter(|_| local) {
                     if replies.limit.allow(std::time::Instant::now()) {
                         c.packet_too_big_sent.add(1);
                         let reply = &self.segment[..len];
