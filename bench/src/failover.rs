@@ -172,6 +172,7 @@ fn vm_adds(ns: &Netns, api: &str, n: usize) -> Result<f64> {
             tenant: Some("t".into()),
             public_ip: None,
             ipv6: None,
+            public_ipv6: None,
         };
         let body = serde_json::to_vec(&vm)?;
         let started = Instant::now();

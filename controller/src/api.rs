@@ -268,7 +268,7 @@ async fn import_inventory(
 
 async fn show_vm(State(ctl): Ctl, Path(name): Path<String>) -> Reply {
     match ctl.vm(&name) {
-        Some(vm) => ok(&vm),
+        Some(vm) => ok(&ctl.inventory().vm_json(&vm)),
         None => error(StatusCode::NOT_FOUND, format!("no VM `{name}`")),
     }
 }

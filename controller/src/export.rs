@@ -87,6 +87,10 @@ struct Uplink<'a> {
     mac: String,
     router_mac: String,
     public_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_ipv6_prefix: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +112,8 @@ struct VmEntry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ipv6: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    public_ipv6: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     placement: Option<&'a VmPlacement>,
 }
 
@@ -123,6 +129,7 @@ fn vm_entry<'a>(vm: &'a Vm, placement: &'a BTreeMap<String, VmPlacement>) -> VmE
         tenant: vm.tenant.as_deref(),
         public_ip: vm.public_ip.map(|ip| ip.to_string()),
         ipv6: vm.ipv6.map(|ip| ip.to_string()),
+        public_ipv6: vm.public_ipv6.map(|ip| ip.to_string()),
         placement: placement.get(&vm.name),
     }
 }
@@ -190,6 +197,10 @@ impl Inventory {
                         mac: g.mac.to_string(),
                         router_mac: g.router_mac.to_string(),
                         public_prefix: format!("{}/{}", g.public_prefix.0, g.public_prefix.1),
+                        address6: g.address6.map(|a| a.to_string()),
+                        public_ipv6_prefix: g
+                            .public_ipv6_prefix
+                            .map(|(net, len)| format!("{net}/{len}")),
                     }),
                 })
                 .collect(),

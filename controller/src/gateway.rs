@@ -16,7 +16,7 @@ use crate::model::{Announce, Gateway, Host, Inventory, Migration, Vm};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use openflow::flow::{ethertype, prefix_mask32, Action, Field, FlowMatch};
 use openflow::FlowSpec;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// Priority of the counted drops: above every compiled rule, below the migration
 /// announcement flow. They never overlap traffic the routing forwards.
@@ -24,21 +24,38 @@ pub const GATEWAY_DROP_PRIORITY: u16 = 64_000;
 
 /// The gateways serving `public_ip` (whose public prefix holds it), in host order.
 pub fn serving(inv: &Inventory, public_ip: Ipv4Addr) -> impl Iterator<Item = &Gateway> {
+    serving_by(inv, move |g| g.serves(public_ip))
+}
+
+/// The gateways `serves` says serve an address, in host order.
+pub(crate) fn serving_by(
+    inv: &Inventory,
+    serves: impl Fn(&Gateway) -> bool,
+) -> impl Iterator<Item = &Gateway> {
     inv.hosts
         .iter()
         .filter_map(|h| inv.gateways.get(&h.name))
-        .filter(move |g| g.serves(public_ip))
+        .filter(move |g| serves(g))
 }
 
 /// The home gateway of `vm`'s public address: its traffic to the internet leaves
 /// there, and the internet is told to send the address there. A serving gateway
 /// in the VM's own cloud if there is one, else the first serving gateway.
 pub fn home<'a>(inv: &'a Inventory, vm: &Vm, public_ip: Ipv4Addr) -> Option<&'a Gateway> {
+    home_by(inv, vm, |g| g.serves(public_ip))
+}
+
+/// [`home`] among the gateways `serves` says serve the address.
+pub(crate) fn home_by<'a>(
+    inv: &'a Inventory,
+    vm: &Vm,
+    serves: impl Fn(&Gateway) -> bool + Copy,
+) -> Option<&'a Gateway> {
     let cloud = inv.host(&vm.host).map(|h| h.cloud.as_str());
     let in_cloud = |g: &&Gateway| inv.host(&g.host).map(|h| h.cloud.as_str()) == cloud;
-    serving(inv, public_ip)
+    serving_by(inv, serves)
         .find(in_cloud)
-        .or_else(|| serving(inv, public_ip).next())
+        .or_else(|| serving_by(inv, serves).next())
 }
 
 /// VMs with a public address some gateway serves, with their home gateway. An
@@ -148,13 +165,7 @@ pub fn outbound_flows(
     let mut flows = Vec::new();
     for &(vm, public, home) in public_vms {
         // Where the VM runs, and where it ran or will run during its migration.
-        let mut places = vec![(vm.host.as_str(), vm.port)];
-        if let Some(m) = migration.filter(|m| m.vm == vm.name) {
-            places.push((m.from_host.as_str(), m.from_port));
-            places.push((m.to_host.as_str(), m.to_port));
-        }
-        places.sort_unstable();
-        places.dedup();
+        let places = places(vm, migration);
         let mut in_ports = Vec::new();
         // Every other serving gateway also translates the address inbound and
         // tunnels the internet's packets here; its tunnel must be allowed to carry
@@ -170,21 +181,11 @@ pub fn outbound_flows(
                     in_ports.push(remote.tunnel_port());
                 }
             }
-            vec![
-                Action::SetField {
-                    field: Field::Ipv4Src,
-                    value: u128::from(u32::from(public)),
-                },
-                Action::SetField {
-                    field: Field::EthSrc,
-                    value: u128::from(home.mac.to_u64()),
-                },
-                Action::SetField {
-                    field: Field::EthDst,
-                    value: u128::from(home.router_mac.to_u64()),
-                },
-                Action::output(home.port),
-            ]
+            let source = Action::SetField {
+                field: Field::Ipv4Src,
+                value: u128::from(u32::from(public)),
+            };
+            std::iter::once(source).chain(out_of_uplink(home)).collect()
         } else {
             let Some(home_host) = inv.host(&home.host) else {
                 continue;
@@ -225,6 +226,35 @@ pub fn outbound_flows(
         }
     }
     flows
+}
+
+/// Where `vm` runs, and where it ran or will run during its `migration`:
+/// (host, port) pairs, each once.
+pub(crate) fn places<'a>(vm: &'a Vm, migration: Option<&'a Migration>) -> Vec<(&'a str, u32)> {
+    let mut places = vec![(vm.host.as_str(), vm.port)];
+    if let Some(m) = migration.filter(|m| m.vm == vm.name) {
+        places.push((m.from_host.as_str(), m.from_port));
+        places.push((m.to_host.as_str(), m.to_port));
+    }
+    places.sort_unstable();
+    places.dedup();
+    places
+}
+
+/// Out of `home`'s uplink to the router: the uplink's MAC as source, the
+/// router's as destination.
+pub(crate) fn out_of_uplink(home: &Gateway) -> Vec<Action> {
+    vec![
+        Action::SetField {
+            field: Field::EthSrc,
+            value: u128::from(home.mac.to_u64()),
+        },
+        Action::SetField {
+            field: Field::EthDst,
+            value: u128::from(home.router_mac.to_u64()),
+        },
+        Action::output(home.port),
+    ]
 }
 
 /// The counted drops of `host`'s switch: on every host, packets whose source is
@@ -298,7 +328,7 @@ fn uncovered(net: u32, len: u8, owned: &[u32]) -> Vec<(u32, u8)> {
 pub trait Announcer: std::fmt::Debug {
     /// Sends `prefix` to `next_hop` (a gateway's uplink address), replacing any
     /// earlier announcement of the same prefix.
-    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String>;
+    fn announce(&self, prefix: (IpAddr, u8), next_hop: IpAddr) -> Result<(), String>;
 }
 
 /// [`Announce::IpRoute`].
@@ -306,7 +336,7 @@ pub trait Announcer: std::fmt::Debug {
 pub struct IpRoute;
 
 impl Announcer for IpRoute {
-    fn announce(&self, prefix: (Ipv4Addr, u8), next_hop: Ipv4Addr) -> Result<(), String> {
+    fn announce(&self, prefix: (IpAddr, u8), next_hop: IpAddr) -> Result<(), String> {
         let out = std::process::Command::new("ip")
             .args(["route", "replace", &format!("{}/{}", prefix.0, prefix.1)])
             .args(["via", &next_hop.to_string()])
@@ -328,32 +358,46 @@ impl Announcer for IpRoute {
 /// A public address whose home gateway changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Move {
-    /// The address.
-    pub public: Ipv4Addr,
+    /// The address (IPv4 or IPv6).
+    pub public: IpAddr,
     /// Its new home gateway's host.
     pub gateway: String,
-    /// That gateway's uplink address.
-    pub next_hop: Ipv4Addr,
+    /// That gateway's uplink address of the same family.
+    pub next_hop: IpAddr,
 }
 
-/// The public address of `vm` (placed at its new host in `inv`) if its home
-/// gateway there is not the one it had on `from_host`.
+/// The public addresses of `vm` (placed at its new host in `inv`), IPv4 and
+/// IPv6, whose home gateway there is not the one they had on `from_host`.
 pub fn moves(inv: &Inventory, vm: &str, from_host: &str) -> Vec<Move> {
-    public_vms(inv)
+    let was = |v: &Vm| Vm {
+        host: from_host.to_string(),
+        ..v.clone()
+    };
+    let mut moves: Vec<Move> = public_vms(inv)
         .filter(|(v, _, _)| v.name == vm)
         .filter(|(v, public, new_home)| {
-            let was = Vm {
-                host: from_host.to_string(),
-                ..(*v).clone()
-            };
-            home(inv, &was, *public).map(|g| &g.host) != Some(&new_home.host)
+            home(inv, &was(v), *public).map(|g| &g.host) != Some(&new_home.host)
         })
         .map(|(_, public, home)| Move {
-            public,
+            public: public.into(),
             gateway: home.host.clone(),
-            next_hop: home.address,
+            next_hop: home.address.into(),
         })
-        .collect()
+        .collect();
+    let public6 = inv.vms.get(vm).and_then(|v| Some((v, v.public_ipv6?)));
+    if let Some((v, public)) = public6.filter(|_| inv.overlay_ipv6.is_some()) {
+        let serves = move |g: &Gateway| g.serves_ipv6(public);
+        let new_home = home_by(inv, v, serves);
+        let old_home = home_by(inv, &was(v), serves);
+        if let Some(home) = new_home.filter(|h| Some(&h.host) != old_home.map(|g| &g.host)) {
+            moves.extend(home.address6.map(|next_hop| Move {
+                public: public.into(),
+                gateway: home.host.clone(),
+                next_hop: next_hop.into(),
+            }));
+        }
+    }
+    moves
 }
 
 /// Announcements to make after a migration's switch step.
@@ -381,7 +425,8 @@ impl Announcements {
     pub fn spawn(self, mut noted: impl FnMut(String) + Send + 'static) {
         std::thread::spawn(move || {
             for m in self.moves {
-                match self.announcer.announce((m.public, 32), m.next_hop) {
+                let host_len = if m.public.is_ipv4() { 32 } else { 128 };
+                match self.announcer.announce((m.public, host_len), m.next_hop) {
                     Ok(()) => noted(format!("announced {} via {}", m.public, m.gateway)),
                     Err(e) => {
                         tracing::error!("announcing {} via {}: {e}", m.public, m.gateway);

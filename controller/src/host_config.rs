@@ -19,8 +19,8 @@ pub struct PortBinding {
     pub mac: Mac,
     /// The VM's addresses.
     pub ips: Vec<Ipv4Addr>,
-    /// The VM's own IPv6 address, when the inventory gives it one (`scd`
-    /// admits the addresses a MAC gives a VM by itself).
+    /// The VM's own and public IPv6 addresses, when the inventory gives it
+    /// any (`scd` admits the addresses a MAC gives a VM by itself).
     pub ipv6: Vec<std::net::Ipv6Addr>,
 }
 
@@ -111,6 +111,8 @@ struct Port<'a> {
     create: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     answer_arp: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    answer_nd: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -137,6 +139,11 @@ impl<'a> Port<'a> {
             netns: gw.netns.as_deref(),
             create: None,
             answer_arp: vec![gw.address.to_string(), format!("{network}/{len}")],
+            answer_nd: gw
+                .address6
+                .zip(gw.public_ipv6_prefix)
+                .map(|(address, (net, len))| vec![address.to_string(), format!("{net}/{len}")])
+                .unwrap_or_default(),
             mac: Some(gw.mac.to_string()),
             vm_mac: None,
             vm_ips: Vec::new(),
@@ -150,7 +157,7 @@ fn bind(vm: &crate::model::Vm, port: u32) -> PortBinding {
         port,
         mac: vm.mac,
         ips: vec![vm.ip],
-        ipv6: vm.ipv6.into_iter().collect(),
+        ipv6: vm.ipv6.into_iter().chain(vm.public_ipv6).collect(),
     }
 }
 
@@ -248,6 +255,7 @@ impl Inventory {
             netns: vm.netns.as_deref(),
             create: vm.netns.as_ref().map(|_| false),
             answer_arp: Vec::new(),
+            answer_nd: Vec::new(),
             mac: None,
             vm_mac: Some(vm.mac.to_string()),
             vm_ips: vec![vm.ip.to_string()],

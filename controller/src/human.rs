@@ -114,8 +114,9 @@ fn text(v: &Value) -> String {
 }
 
 /// The VMs of a status or a list of VMs, one per row.
+/// The IPv6 columns (overlay and public) appear when some VM has IPv6.
 fn vm_rows(vms: &[Value]) -> Table {
-    let mut t = Table::new(&[
+    let header = [
         "VM",
         "HOST",
         "PORT",
@@ -124,9 +125,15 @@ fn vm_rows(vms: &[Value]) -> Table {
         "IP",
         "TENANT",
         "PUBLIC IP",
-    ]);
+    ];
+    let ipv6 = vms.iter().any(|vm| !vm["overlay_ipv6"].is_null());
+    let mut t = if ipv6 {
+        Table::new(&[&header[..], &["IPV6", "PUBLIC IPV6"]].concat())
+    } else {
+        Table::new(&header)
+    };
     for vm in vms {
-        t.row(vec![
+        let mut row = vec![
             text(&vm["name"]),
             text(&vm["host"]),
             text(&vm["port"]),
@@ -135,7 +142,11 @@ fn vm_rows(vms: &[Value]) -> Table {
             text(&vm["ip"]),
             text(&vm["tenant"]),
             text(&vm["public_ip"]),
-        ]);
+        ];
+        if ipv6 {
+            row.extend([text(&vm["overlay_ipv6"]), text(&vm["public_ipv6"])]);
+        }
+        t.row(row);
     }
     t
 }
@@ -389,6 +400,26 @@ mod tests {
         insta::assert_snapshot!("status", status);
         let web1 = serde_json::to_value(ctl.vm("web1").unwrap()).unwrap();
         insta::assert_snapshot!("vm", vm(&web1));
+    }
+
+    #[test]
+    fn a_dual_stack_vm_shows_its_overlay_and_public_ipv6() {
+        let text = include_str!("../../docs/examples/inventory.toml");
+        let mut inv = crate::model::Inventory::parse(text, "inventory.toml").unwrap();
+        inv.overlay_ipv6 = Some(("fd00:5c::".parse().unwrap(), 48));
+        let mut web1 = inv.vms["web1"].clone();
+        web1.public_ipv6 = Some("2001:db8:100::10".parse().unwrap());
+        let shown = vm(&inv.vm_json(&web1));
+        let slaac = inv.vm_ipv6(&web1).unwrap().to_string();
+        let header: Vec<&str> = shown.lines().next().unwrap().split_whitespace().collect();
+        assert!(
+            header.ends_with(&["IP", "IPV6", "PUBLIC", "IPV6"]),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&slaac) && shown.contains("2001:db8:100::10"),
+            "{shown}"
+        );
     }
 
     #[test]

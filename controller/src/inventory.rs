@@ -186,6 +186,8 @@ struct RawUplink {
     mac: String,
     router_mac: String,
     public_prefix: String,
+    address6: Option<String>,
+    public_ipv6_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +203,7 @@ struct RawVm {
     tenant: Option<String>,
     public_ip: Option<Spanned<String>>,
     ipv6: Option<Spanned<String>>,
+    public_ipv6: Option<Spanned<String>>,
     placement: Option<Spanned<VmPlacement>>,
 }
 
@@ -286,6 +289,7 @@ fn uplink(
     host: &str,
     u: &Spanned<RawUplink>,
     overlay: (Ipv4Addr, u8),
+    overlay_ipv6: Option<(std::net::Ipv6Addr, u8)>,
 ) -> Result<Gateway, InventoryError> {
     let bad = |message: String| source.invalid(&u.span(), "host.uplink", message);
     let raw = u.get_ref();
@@ -313,7 +317,10 @@ fn uplink(
         mac: mac(&raw.mac, "mac")?,
         router_mac: mac(&raw.router_mac, "router_mac")?,
         public_prefix,
+        address6: None,
+        public_ipv6_prefix: None,
     };
+    let gw = uplink_ipv6(gw, raw, overlay_ipv6).map_err(bad)?;
     if gw.port == 0 || gw.port >= TUNNEL_PORT_BASE {
         return Err(bad(format!(
             "`port`: {} is outside 1..{TUNNEL_PORT_BASE} (tunnel ports start there)",
@@ -334,6 +341,68 @@ fn uplink(
         return Err(bad("`public_prefix` overlaps the overlay".into()));
     }
     Ok(gw)
+}
+
+/// `gw` with the IPv6 side of its uplink (`address6` and
+/// `public_ipv6_prefix`, both or neither): a public prefix that never
+/// overlaps the overlay's IPv6 prefix, which the overlay must have.
+fn uplink_ipv6(
+    mut gw: Gateway,
+    raw: &RawUplink,
+    overlay_ipv6: Option<(std::net::Ipv6Addr, u8)>,
+) -> Result<Gateway, String> {
+    let (address6, prefix) = match (&raw.address6, &raw.public_ipv6_prefix) {
+        (None, None) => return Ok(gw),
+        (Some(a), Some(p)) => (a, p),
+        _ => return Err("`address6` and `public_ipv6_prefix` go together".into()),
+    };
+    let address6: std::net::Ipv6Addr = address6
+        .parse()
+        .map_err(|_| format!("`address6`: `{address6}` is not an IPv6 address"))?;
+    let (net, len) = config_support::parse_ipv6_prefix(prefix)
+        .filter(|(net, _)| prefix.split_once('/').and_then(|(a, _)| a.parse().ok()) == Some(*net))
+        .ok_or_else(|| {
+            format!("`public_ipv6_prefix`: `{prefix}` is not an IPv6 prefix with no bits set past its length")
+        })?;
+    let Some((overlay_net, overlay_len)) = overlay_ipv6 else {
+        return Err(
+            "`public_ipv6_prefix` needs `overlay_ipv6_prefix`: VMs have no IPv6 without it".into(),
+        );
+    };
+    let mask = config_support::prefix_mask128(len.min(overlay_len));
+    if u128::from(net) & mask == u128::from(overlay_net) & mask {
+        return Err(format!(
+            "`public_ipv6_prefix` {net}/{len} overlaps the overlay {overlay_net}/{overlay_len}"
+        ));
+    }
+    if address6.is_multicast() || address6.is_unspecified() {
+        return Err(format!("`address6`: {address6} is not a unicast address"));
+    }
+    gw.address6 = Some(address6);
+    gw.public_ipv6_prefix = Some((net, len));
+    Ok(gw)
+}
+
+/// The address an optional field `field` holds, parsed; an error saying it is
+/// not a `family` address otherwise.
+fn optional_address<A: std::str::FromStr>(
+    value: &Option<Spanned<String>>,
+    field: &str,
+    family: &str,
+    invalid: &dyn Fn(&Range<usize>, &str, String) -> InventoryError,
+) -> Result<Option<A>, InventoryError> {
+    value
+        .as_ref()
+        .map(|p| {
+            p.get_ref().parse().map_err(|_| {
+                invalid(
+                    &p.span(),
+                    field,
+                    format!("`{}` is not an {family} address", p.get_ref()),
+                )
+            })
+        })
+        .transpose()
 }
 
 impl RawHost {
@@ -382,26 +451,9 @@ impl RawVm {
                 .map_or_else(|| Vm::default_tap(&name), |t| t.get_ref().clone()),
             netns: self.netns.clone(),
             tenant: self.tenant.clone(),
-            public_ip: match &self.public_ip {
-                None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.public_ip",
-                        format!("`{}` is not an IPv4 address", p.get_ref()),
-                    )
-                })?),
-            },
-            ipv6: match &self.ipv6 {
-                None => None,
-                Some(p) => Some(p.get_ref().parse().map_err(|_| {
-                    invalid(
-                        &p.span(),
-                        "vm.ipv6",
-                        format!("`{}` is not an IPv6 address", p.get_ref()),
-                    )
-                })?),
-            },
+            public_ip: optional_address(&self.public_ip, "vm.public_ip", "IPv4", &invalid)?,
+            ipv6: optional_address(&self.ipv6, "vm.ipv6", "IPv6", &invalid)?,
+            public_ipv6: optional_address(&self.public_ipv6, "vm.public_ipv6", "IPv6", &invalid)?,
             name,
         })
     }
@@ -419,6 +471,7 @@ impl RawVm {
             "vm.tap" => given(&self.tap),
             "vm.public_ip" => given(&self.public_ip),
             "vm.ipv6" => given(&self.ipv6),
+            "vm.public_ipv6" => given(&self.public_ipv6),
             _ => self.name.span(),
         }
     }
@@ -637,7 +690,7 @@ impl Inventory {
                 .add_host(host)
                 .map_err(|Invalid { field, message }| invalid(&h.span_of(field), field, message))?;
             if let Some(u) = &h.uplink {
-                let gateway = uplink(&source, &name, u, overlay)?;
+                let gateway = uplink(&source, &name, u, overlay, overlay_ipv6)?;
                 inventory.gateways.insert(name, gateway);
             }
         }
@@ -1248,6 +1301,7 @@ mod tests {
             tenant: None,
             public_ip: None,
             ipv6: None,
+            public_ipv6: None,
         };
         let web1 = inv.vms["web1"].clone();
         type Change<'a> = Box<dyn Fn(&mut Vm) + 'a>;

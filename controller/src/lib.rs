@@ -16,6 +16,7 @@ pub mod export;
 pub mod feed;
 pub mod follow;
 pub mod gateway;
+pub mod gateway6;
 pub mod host_config;
 pub mod human;
 pub mod inventory;

@@ -946,6 +946,7 @@ fn plain_flows_above(
     ));
     flows.extend(crate::gateway::counted_drops(inv, host, public_vms));
     flows.extend(crate::routing6::ipv6_plain_flows(inv, host));
+    flows.extend(crate::gateway6::public_ipv6_flows(inv, host, migration));
     for f in &mut flows {
         f.cookie = SCC_COOKIE;
     }

@@ -11,14 +11,14 @@
 //! forwards what still arrives to the new one. IPv6 from a gateway's uplink is
 //! dropped above everything (a plain flow). Pure: no I/O.
 
-use crate::model::{Host, Inventory, Migration, Phase};
+use crate::model::{Host, Inventory, Migration, Phase, Vm};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::routing::{deliver, from_tunnels, Band, SCC_COOKIE};
-use openflow::flow::{ethertype, Field, FlowMatch};
+use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
 
 /// Priority of the drop of IPv6 from a gateway's uplink, above every route:
-/// the overlay's IPv6 is not reachable from the internet (no public IPv6 yet).
+/// only the owned public IPv6 addresses (`gateway6`, above it) come in.
 pub const IPV6_UPLINK_DROP_PRIORITY: u16 = 60_003;
 
 /// One IPv6 routing case of one switch: what it does with IPv6 to `dst`.
@@ -136,13 +136,40 @@ pub fn ipv6_plain_flows(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
     else {
         return Vec::new();
     };
-    let matcher = FlowMatch::any()
-        .with(Field::EthType, u128::from(ethertype::IPV6))
-        .with(Field::InPort, u128::from(gw.port));
-    let mut f = FlowSpec::new(0, IPV6_UPLINK_DROP_PRIORITY, matcher, Vec::new());
+    vec![ipv6_flow(
+        IPV6_UPLINK_DROP_PRIORITY,
+        ipv6_match().with(Field::InPort, u128::from(gw.port)),
+        Vec::new(),
+    )]
+}
+
+/// Any IPv6 packet.
+pub(crate) fn ipv6_match() -> FlowMatch {
+    FlowMatch::any().with(Field::EthType, u128::from(ethertype::IPV6))
+}
+
+/// A plain flow of the controller's.
+pub(crate) fn ipv6_flow(priority: u16, matcher: FlowMatch, actions: Vec<Action>) -> FlowSpec {
+    let mut f = FlowSpec::new(0, priority, matcher, actions);
     f.cookie = SCC_COOKIE;
-    vec![f]
+    f
+}
+
+/// Delivery to a VM's port on this switch as plain actions, both MACs
+/// rewritten (what the compiled routes' `deliver` does).
+pub(crate) fn deliver_actions(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
+    vec![
+        Action::SetField {
+            field: Field::EthSrc,
+            value: u128::from(inv.gateway_mac.to_u64()),
+        },
+        Action::SetField {
+            field: Field::EthDst,
+            value: u128::from(vm.mac.to_u64()),
+        },
+        Action::output(port),
+    ]
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

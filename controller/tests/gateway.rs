@@ -203,9 +203,9 @@ fn a_vm_moving_to_a_cloud_with_a_gateway_gets_it_as_home_and_both_translate() {
     assert_eq!(
         moves(&after, "web1", "host-a"),
         [Move {
-            public: Ipv4Addr::from(PUBLIC),
+            public: Ipv4Addr::from(PUBLIC).into(),
             gateway: "host-c".into(),
-            next_hop: Ipv4Addr::new(198, 51, 100, 194),
+            next_hop: Ipv4Addr::new(198, 51, 100, 194).into(),
         }]
     );
     assert!(moves(&before, "web1", "host-a").is_empty());
@@ -295,6 +295,7 @@ fn public_vms_cost_rules_in_proportion_to_their_number() {
                 tenant: None,
                 public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, 100 + i)),
                 ipv6: None,
+                public_ipv6: None,
             };
             inv.vms.insert(vm.name.clone(), vm);
         }

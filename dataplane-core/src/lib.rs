@@ -19,6 +19,7 @@ pub mod cow;
 pub mod dhcp;
 pub mod exec;
 pub mod flow_id;
+pub mod icmp6;
 pub mod megaflow;
 pub mod nd;
 pub mod offload;

@@ -155,19 +155,8 @@ impl NdResponder {
         target: u128,
         out: &mut [u8],
     ) -> Option<usize> {
-        let frame = out.get_mut(..L4_AT + NA_LEN)?;
-        frame.fill(0);
-        let icmp = &mut frame[L4_AT..];
-        icmp[0] = NEIGHBOUR_ADVERTISEMENT;
-        // Router, solicited, override.
-        icmp[4] = 0xe0;
-        icmp[8..24].copy_from_slice(&target.to_be_bytes());
-        // Target link-layer address option.
-        icmp[24] = 2;
-        icmp[25] = 1;
-        icmp[26..32].copy_from_slice(&self.gateway_mac.0);
-        self.finish(frame, key.eth_src, Ipv6Addr::from(key.ipv6_src));
-        Some(L4_AT + NA_LEN)
+        let from = (self.gateway_mac, Ipv6Addr::from(self.gateway_ll));
+        neighbour_advertisement(from, target, key, out)
     }
 
     /// Writes a router advertisement to `to` (the soliciting VM's address, or
@@ -210,19 +199,103 @@ impl NdResponder {
     /// Fills in the Ethernet and IPv6 headers of the ICMPv6 message after them,
     /// from the gateway to `dst`, and its checksum.
     fn finish(&self, frame: &mut [u8], dst_mac: Mac, dst: Ipv6Addr) {
-        let icmp_len = frame.len() - L4_AT;
-        frame[0..6].copy_from_slice(&dst_mac.0);
-        frame[6..12].copy_from_slice(&self.gateway_mac.0);
-        frame[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
-        let ip = &mut frame[ETH_HLEN..];
-        ip[0] = 0x60;
-        ip[4..6].copy_from_slice(&u16::try_from(icmp_len).unwrap_or(0).to_be_bytes());
-        ip[6] = ipproto::ICMPV6;
-        ip[7] = ND_HOP_LIMIT;
-        ip[8..24].copy_from_slice(&self.gateway_ll.to_be_bytes());
-        ip[24..40].copy_from_slice(&dst.octets());
-        let sum = icmpv6_checksum(&frame[ETH_HLEN..]);
-        frame[L4_AT + 2..L4_AT + 4].copy_from_slice(&sum.to_be_bytes());
+        let from = (self.gateway_mac, Ipv6Addr::from(self.gateway_ll));
+        finish(frame, from, dst_mac, dst);
+    }
+}
+
+/// Writes into `out` a solicited neighbour advertisement (router, override)
+/// of `target` with `from`'s MAC, from `from`'s address to the soliciting
+/// `key`'s source, and returns its length (`None`: `out` too small).
+fn neighbour_advertisement(
+    from: (Mac, Ipv6Addr),
+    target: u128,
+    key: &FlowKey,
+    out: &mut [u8],
+) -> Option<usize> {
+    let frame = out.get_mut(..L4_AT + NA_LEN)?;
+    frame.fill(0);
+    let icmp = &mut frame[L4_AT..];
+    icmp[0] = NEIGHBOUR_ADVERTISEMENT;
+    // Router, solicited, override.
+    icmp[4] = 0xe0;
+    icmp[8..24].copy_from_slice(&target.to_be_bytes());
+    // Target link-layer address option.
+    icmp[24] = 2;
+    icmp[25] = 1;
+    icmp[26..32].copy_from_slice(&from.0 .0);
+    finish(frame, from, key.eth_src, Ipv6Addr::from(key.ipv6_src));
+    Some(L4_AT + NA_LEN)
+}
+
+/// Fills in the Ethernet and IPv6 headers of the ICMPv6 message after them,
+/// from `from` (MAC, address) to `dst` at `dst_mac`, and its checksum.
+fn finish(frame: &mut [u8], from: (Mac, Ipv6Addr), dst_mac: Mac, dst: Ipv6Addr) {
+    let icmp_len = frame.len() - L4_AT;
+    frame[0..6].copy_from_slice(&dst_mac.0);
+    frame[6..12].copy_from_slice(&from.0 .0);
+    frame[12..14].copy_from_slice(&ethertype::IPV6.to_be_bytes());
+    let ip = &mut frame[ETH_HLEN..];
+    ip[0] = 0x60;
+    ip[4..6].copy_from_slice(&u16::try_from(icmp_len).unwrap_or(0).to_be_bytes());
+    ip[6] = ipproto::ICMPV6;
+    ip[7] = ND_HOP_LIMIT;
+    ip[8..24].copy_from_slice(&from.1.octets());
+    ip[24..40].copy_from_slice(&dst.octets());
+    let sum = icmpv6_checksum(&frame[ETH_HLEN..]);
+    frame[L4_AT + 2..L4_AT + 4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Neighbour discovery on a port that faces a router rather than VMs (a
+/// gateway's uplink, `answer_nd` in scd's configuration): it answers the
+/// router's neighbour solicitations for its own address and the public prefix
+/// it routes (so the router may route the prefix to the address or treat it
+/// as on-link), with the port's MAC, as `answer_arp` does for IPv4.
+#[derive(Clone, Debug)]
+pub struct PortNdResponder {
+    mac: Mac,
+    /// (network, mask) of each prefix answered for.
+    answers: Vec<(u128, u128)>,
+}
+
+impl PortNdResponder {
+    /// Answers for `prefixes` (a /128 is one address) with `mac`.
+    pub fn new(mac: Mac, prefixes: &[(Ipv6Addr, u8)]) -> PortNdResponder {
+        let answers = prefixes
+            .iter()
+            .map(|(net, len)| {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from((*len).min(128)))
+                    .unwrap_or(0);
+                (u128::from(*net) & mask, mask)
+            })
+            .collect();
+        PortNdResponder { mac, answers }
+    }
+
+    /// Writes the answer to a neighbour solicitation that arrived on the port
+    /// (an untagged frame, as parsed into `key`) into `out` and returns its
+    /// length; `None` for anything else: another message, a duplicate address
+    /// probe, a target outside the answered prefixes, a hop limit other than
+    /// 255, or `out` too small.
+    pub fn reply(&self, key: &FlowKey, frame: &[u8], out: &mut [u8]) -> Option<usize> {
+        if !is_link_control(key)
+            || key.vlan_vid != 0
+            || key.l4_src != u16::from(NEIGHBOUR_SOLICITATION)
+            || key.l4_dst != 0
+            || key.ipv6_src == 0
+        {
+            return None;
+        }
+        let ip = Ipv6Packet::new_checked(frame.get(ETH_HLEN..)?).ok()?;
+        if ip.hop_limit() != ND_HOP_LIMIT {
+            return None;
+        }
+        let target = u128::from_be_bytes(ip.payload().get(8..24)?.try_into().ok()?);
+        if !self.answers.iter().any(|(net, mask)| target & mask == *net) {
+            return None;
+        }
+        neighbour_advertisement((self.mac, Ipv6Addr::from(target)), target, key, out)
     }
 }
 

@@ -156,6 +156,8 @@ struct RawPort {
     netns: Option<Spanned<String>>,
     #[serde(default)]
     answer_arp: Vec<Spanned<String>>,
+    #[serde(default)]
+    answer_nd: Vec<Spanned<String>>,
     mac: Option<Spanned<String>>,
     vm_mac: Option<Spanned<String>>,
     #[serde(default)]
@@ -200,7 +202,11 @@ pub struct PortConfig {
     /// answers with [`PortConfig::mac`]: a gateway's uplink address and the public
     /// addresses it serves.
     pub answer_arp: Vec<(u32, u8)>,
-    /// The MAC this port answers ARP with (required with `answer_arp`).
+    /// IPv6 prefixes whose neighbour solicitations arriving on this port `scd`
+    /// answers with [`PortConfig::mac`]: a gateway's uplink IPv6 address and
+    /// the public IPv6 prefix it routes.
+    pub answer_nd: Vec<(Ipv6Addr, u8)>,
+    /// The MAC this port answers ARP and ND with (required with either).
     pub mac: Option<Mac>,
     /// The VM this port is bound to (`vm_mac`, `vm_ips`): none, no port security.
     pub binding: Option<PortBinding>,
@@ -467,6 +473,26 @@ impl HostConfig {
                     "answering ARP needs the port's own `mac`".into(),
                 ));
             }
+            let mut answer_nd = Vec::with_capacity(p.answer_nd.len());
+            for a in &p.answer_nd {
+                let text = a.get_ref();
+                let parsed = config_support::parse_ipv6_prefix(text)
+                    .or_else(|| text.parse::<Ipv6Addr>().ok().map(|ip| (ip, 128)));
+                answer_nd.push(parsed.ok_or_else(|| {
+                    invalid(
+                        &a.span(),
+                        "port.answer_nd",
+                        format!("`{text}` is not an IPv6 address or prefix"),
+                    )
+                })?);
+                if mac.is_none() {
+                    return Err(invalid(
+                        &a.span(),
+                        "port.answer_nd",
+                        "answering neighbour solicitations needs the port's own `mac`".into(),
+                    ));
+                }
+            }
             ports.push(PortConfig {
                 number,
                 name: name.clone(),
@@ -475,6 +501,7 @@ impl HostConfig {
                 mtu,
                 netns,
                 answer_arp,
+                answer_nd,
                 mac,
                 binding: binding::parse(p, &invalid)?,
             });
@@ -555,6 +582,16 @@ impl HostConfig {
                             &m.span(),
                             "tunnel.mtu",
                             format!("{} is outside 576..={} (one encrypted datagram must fit a batch slot)", m.get_ref(), crate::tunnel::MAX_TUNNEL_MTU),
+                        ))
+                    }
+                    // IPv6 is never fragmented on the way: a tunnel carrying it must
+                    // pass its minimum MTU whole (refused rather than fragmenting
+                    // the tunnel's datagrams).
+                    Some(m) if overlay_ipv6.is_some() && usize::try_from(*m.get_ref()).is_ok_and(|m| m < dataplane_core::icmp6::MIN_IPV6_MTU) => {
+                        return Err(invalid(
+                            &m.span(),
+                            "tunnel.mtu",
+                            format!("{} is below 1280, the least IPv6 (`overlay.ipv6_prefix`) allows", m.get_ref()),
                         ))
                     }
                     Some(m) => {
@@ -734,6 +771,18 @@ mtu = 1420
             let e = error_of(&with(bad));
             assert!(e.contains("`overlay.ipv6_prefix`"), "{e}");
         }
+        // IPv6 needs a tunnel MTU of at least 1280; IPv4 alone does not.
+        let tunnel = |mtu: u32| {
+            format!("\n[tunnel]\nprivate_key_file = \"k\"\nlisten = \"51820\"\nmtu = {mtu}\n")
+        };
+        let e = error_of(&format!("{}{}", with("fd00:5c::/48"), tunnel(1279)));
+        assert!(e.contains("`tunnel.mtu`: 1279 is below 1280"), "{e}");
+        HostConfig::parse(
+            &format!("{}{}", with("fd00:5c::/48"), tunnel(1280)),
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        HostConfig::parse(&format!("{GOOD}{}", tunnel(1000)), Path::new("h.toml")).unwrap();
     }
 
     fn error_of(text: &str) -> String {
@@ -1007,6 +1056,23 @@ mtu = 1420
         assert_eq!(p.mac, Some(Mac([2, 0x5c, 0, 0, 0x0a, 1])));
         let e = error_of(&uplink.replace("mac = \"02:5c:00:00:0a:01\"", ""));
         assert!(e.contains("`port.answer_arp`: answering ARP needs"), "{e}");
+        let uplink6 = uplink.replace(
+            "\nmac = \"02:5c",
+            "\nanswer_nd = [\"2001:db8:ff::1\", \"2001:db8:100::/48\"]\nmac = \"02:5c",
+        );
+        let p = &HostConfig::parse(&uplink6, Path::new("h.toml"))
+            .unwrap()
+            .ports[2];
+        let nd: Vec<(Ipv6Addr, u8)> = vec![
+            ("2001:db8:ff::1".parse().unwrap(), 128),
+            ("2001:db8:100::".parse().unwrap(), 48),
+        ];
+        assert_eq!(p.answer_nd, nd, "an address is a /128");
+        let e = error_of(&uplink6.replace("2001:db8:ff::1", "198.51.100.1"));
+        assert!(
+            e.contains("`port.answer_nd`: `198.51.100.1` is not an IPv6"),
+            "{e}"
+        );
         let e = error_of(&uplink.replace("203.0.113.0/24", "203.0.113.0/40"));
         assert!(
             e.contains("`port.answer_arp`: `203.0.113.0/40` is not"),

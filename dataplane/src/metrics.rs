@@ -329,6 +329,16 @@ impl SwitchMetrics {
                 "Packets over the tunnel MTU.",
                 c.tunnel_too_big.get(),
             ),
+            (
+                "scd_packet_too_big_sent",
+                "ICMPv6 packet-too-big messages sent for IPv6 over the tunnel MTU.",
+                c.packet_too_big_sent.get(),
+            ),
+            (
+                "scd_packet_too_big_rate_limited",
+                "ICMPv6 packet-too-big messages left unsent over the rate limit.",
+                c.packet_too_big_limited.get(),
+            ),
         ] {
             counters(out, name, help, [(base.clone(), value)])?;
         }

@@ -19,6 +19,7 @@
 
 pub mod cloud;
 pub mod disk;
+pub mod dual_stack;
 mod echo;
 mod host_config;
 mod internet;

@@ -26,33 +26,15 @@ const VMS: [VmSpec; 3] = [
     VmSpec::new("c1", 2, 1, "100.64.3.1", "02:00:00:00:03:01"),
 ];
 
-/// The overlay's IPv6 prefix.
-const PREFIX: &str = "fd00:5c::/48";
+use common::OVERLAY_IPV6_PREFIX as PREFIX;
 /// The addresses SLAAC gives the VMs' MACs in the prefix's first /64.
 const A1: &str = "fd00:5c::ff:fe00:101";
 const M1: &str = "fd00:5c::ff:fe00:201";
 const C1_SLAAC: &str = "fd00:5c::ff:fe00:301";
 /// c1's own address, given in the inventory (and configured in the guest).
 const C1: &str = "fd00:5c:0:3::1";
-/// The anycast gateway's link-local address (from `02:5c:00:00:00:01`).
-const GATEWAY_LL: &str = "fe80::5c:ff:fe00:1";
+use common::GATEWAY_LINK_LOCAL as GATEWAY_LL;
 const GATEWAY_MAC: [u8; 6] = [0x02, 0x5c, 0, 0, 0, 1];
-
-/// Waits until `ifname` of `vm` holds `addr`/64, past duplicate address detection.
-fn wait_address(vm: &Vm, ifname: &str, addr: &str) -> Result<()> {
-    let wanted = format!("{addr}/64");
-    wait_until(
-        Duration::from_secs(30),
-        &format!("{addr} on {ifname}"),
-        || {
-            let out = vm.ns.ip(&["-6", "addr", "show", "dev", ifname])?;
-            Ok(out
-                .lines()
-                .any(|l| l.contains(&wanted) && !l.contains("tentative")))
-        },
-    )?;
-    Ok(())
-}
 
 fn ones_complement(mut sum: u32, bytes: &[u8]) -> u32 {
     for pair in bytes.chunks(2) {
@@ -179,7 +161,7 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
     // SLAAC from the router advertisements, the gateway found by neighbour
     // discovery answered on each VM's own host.
     for (vm, addr) in [(a1, A1), (m1, M1), (c1, C1_SLAAC)] {
-        wait_address(vm, &vm.ifname, addr)?;
+        common::wait_ipv6_address(vm, &vm.ifname, addr)?;
         let routes = vm.ns.ip(&["-6", "route", "show", "default"])?;
         assert!(routes.contains(GATEWAY_LL), "{routes}");
     }

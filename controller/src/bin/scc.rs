@@ -354,6 +354,10 @@ enum VmVerb {
         /// Its own overlay IPv6 address (default: the one SLAAC gives its MAC).
         #[arg(long)]
         ipv6: Option<std::net::Ipv6Addr>,
+        /// Public IPv6 address, routed (no NAT) by the gateway whose
+        /// `public_ipv6_prefix` holds it; the guest holds it as a second address.
+        #[arg(long)]
+        public_ipv6: Option<std::net::Ipv6Addr>,
     },
     /// Remove a VM.
     Rm {
@@ -664,6 +668,7 @@ fn vm(api: &ApiArgs, verb: VmVerb, json: bool) -> Result<ExitCode> {
             tenant,
             public_ip,
             ipv6,
+            public_ipv6,
         } => {
             let vm = controller::model::Vm {
                 tap: tap.unwrap_or_else(|| controller::model::Vm::default_tap(&name)),
@@ -676,6 +681,7 @@ fn vm(api: &ApiArgs, verb: VmVerb, json: bool) -> Result<ExitCode> {
                 tenant,
                 public_ip,
                 ipv6,
+                public_ipv6,
             };
             show(api, "POST", "/vm", &serde_json::to_vec(&vm)?, json, applied)
         }

@@ -74,6 +74,7 @@ fn run(ctl: &Arc<Controller>, rt: &tokio::runtime::Runtime, op: &Op) -> bool {
                 tenant: None,
                 public_ip: None,
                 ipv6: None,
+                public_ipv6: None,
                 name,
             })
             .is_ok()

@@ -521,7 +521,15 @@ impl Controller {
     pub fn status(&self) -> serde_json::Value {
         let (mut status, inv) = self.status_without_vms();
         // Megabytes at 100,000 VMs: written after the lock every session takes.
-        status["vms"] = serde_json::json!(inv.vms.values().collect::<Vec<_>>());
+        status["vms"] = if inv.overlay_ipv6.is_some() {
+            serde_json::json!(inv
+                .vms
+                .values()
+                .map(|vm| inv.vm_json(vm))
+                .collect::<Vec<_>>())
+        } else {
+            serde_json::json!(inv.vms.values().collect::<Vec<_>>())
+        };
         status
     }
 

@@ -101,6 +101,10 @@ pub struct Vm {
     /// ([`Inventory::vm_ipv6`]), when the overlay has an IPv6 prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Addr>,
+    /// Public IPv6 address routed to it (no NAT) by the gateways whose
+    /// `public_ipv6_prefix` holds it; the guest holds it as a second address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ipv6: Option<Ipv6Addr>,
 }
 
 impl Vm {

@@ -171,10 +171,18 @@ impl Inventory {
         if let Some(message) = self.ipv6_refusal(vm) {
             return Err(invalid("vm.ipv6", message));
         }
+        if let Some(message) = self.public_ipv6_refusal(vm) {
+            return Err(invalid("vm.public_ipv6", message));
+        }
         for ip6 in self.vm_ipv6_addresses(vm) {
             if let Some(o) = holder(Claim::Ipv6(ip6)) {
+                let field = if vm.public_ipv6 == Some(ip6) {
+                    "vm.public_ipv6"
+                } else {
+                    "vm.ipv6"
+                };
                 return Err(invalid(
-                    "vm.ipv6",
+                    field,
                     format!("address {ip6} already used by VM `{o}`"),
                 ));
             }

@@ -104,6 +104,7 @@ pub(super) fn vm(n: u8, host: &str, public: bool) -> Vm {
         tenant: None,
         public_ip: public.then(|| std::net::Ipv4Addr::new(203, 0, 113, 20 + n)),
         ipv6: None,
+        public_ipv6: None,
     }
 }
 

@@ -90,6 +90,7 @@ fn home_vm(host: u8, j: u8) -> Vm {
         tenant: None,
         public_ip: None,
         ipv6: None,
+        public_ipv6: None,
     }
 }
 

@@ -26,13 +26,13 @@ fn packet(in_port: u32, dst: Ipv6Addr) -> FlowKey {
     }
 }
 
-fn switch(inv: &Inventory, dpid: u64, migration: Option<&Migration>) -> Pipeline {
+pub(crate) fn switch(inv: &Inventory, dpid: u64, migration: Option<&Migration>) -> Pipeline {
     let tables = compile_network_during(inv, "id", "p", migration).unwrap();
     Pipeline::from_flows(tables[&dpid].clone()).unwrap()
 }
 
 /// Where `key` goes on the switch: its output ports, in order.
-fn ports(sw: &Pipeline, key: &FlowKey) -> Vec<u32> {
+pub(crate) fn ports(sw: &Pipeline, key: &FlowKey) -> Vec<u32> {
     sw.simulate(key).iter().map(|(port, _)| *port).collect()
 }
 
@@ -162,6 +162,8 @@ fn ipv6_from_a_gateways_uplink_reaches_no_vm() {
             mac: openflow::flow::Mac([2, 0, 0, 0, 0, 40]),
             router_mac: openflow::flow::Mac([2, 0, 0, 0, 0, 41]),
             public_prefix: ("203.0.113.0".parse().unwrap(), 24),
+            address6: None,
+            public_ipv6_prefix: None,
         },
     );
     let sw = switch(&inv, host.datapath_id, None);

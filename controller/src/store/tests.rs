@@ -84,6 +84,7 @@ fn next(state: &Persisted, op: &Op) -> Persisted {
                     tenant: Some(format!("tenant{host}")),
                     public_ip: None,
                     ipv6: None,
+                    public_ipv6: None,
                     name,
                 },
             );

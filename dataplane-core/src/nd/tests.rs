@@ -134,6 +134,49 @@ fn a_router_solicitation_gets_the_prefix_with_slaac_on_and_the_mtu() {
 }
 
 #[test]
+fn an_uplink_answers_the_router_for_its_address_and_prefix_only() {
+    const UPLINK: Mac = Mac([0x02, 0x5c, 0, 0, 0x0a, 1]);
+    let responder = PortNdResponder::new(
+        UPLINK,
+        &[
+            ("2001:db8:ff::1".parse().unwrap(), 128),
+            ("2001:db8:100::".parse().unwrap(), 48),
+        ],
+    );
+    let router: Ipv6Addr = "fe80::1".parse().unwrap();
+    let ask = |src: Ipv6Addr, target: &str| {
+        let frame = solicitation(src, target.parse().unwrap());
+        let (key, _) = parse(&frame, 1).unwrap();
+        let mut out = [0u8; MAX_REPLY_FRAME];
+        responder
+            .reply(&key, &frame, &mut out)
+            .map(|n| out[..n].to_vec())
+    };
+    for target in ["2001:db8:ff::1", "2001:db8:100::10"] {
+        let na = ask(router, target).expect(target);
+        let (key, _) = parse(&na, 1).unwrap();
+        assert_eq!(key.l4_src, u16::from(NEIGHBOUR_ADVERTISEMENT));
+        assert_eq!(key.eth_src, UPLINK);
+        assert_eq!(key.eth_dst, VM);
+        assert_eq!(
+            Ipv6Addr::from(key.ipv6_src),
+            target.parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(key.ipv6_dst, u128::from(router));
+        assert_eq!(
+            &na[L4_AT + 8..L4_AT + 24],
+            &target.parse::<Ipv6Addr>().unwrap().octets()
+        );
+        assert_eq!(&na[L4_AT + 26..L4_AT + 32], &UPLINK.0);
+        assert_eq!(icmpv6_checksum(&na[ETH_HLEN..]), 0);
+    }
+    // The answered run: nothing else, no duplicate address probe.
+    assert!(ask(router, "2001:db8:ff::2").is_none());
+    assert!(ask(router, "2001:db8:101::10").is_none());
+    assert!(ask(Ipv6Addr::UNSPECIFIED, "2001:db8:100::10").is_none());
+}
+
+#[test]
 fn link_control_is_nd_and_mld_only() {
     let vm_ll = link_local(VM);
     for (ty, local) in [

@@ -9,12 +9,13 @@ use dataplane::ofchannel::{Channel, ChannelTls, DatapathInfo, PACKET_IN_DEPTH};
 use dataplane::portctl;
 use dataplane::static_flows::{self, initial_pipeline, StaticFlows};
 use dataplane::switch::{
-    packet_in_channel, watch_links, Switch, SwitchHandle, SwitchParams, LINK_POLL,
+    packet_in_channel, watch_links, LinkParams, Switch, SwitchHandle, SwitchParams, LINK_POLL,
 };
 use dataplane::tunnel::Tunnels;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::dhcp::DhcpServer;
-use dataplane_core::nd::NdResponder;
+use dataplane_core::icmp6::TooBigReplies;
+use dataplane_core::nd::{NdResponder, PortNdResponder};
 use dataplane_core::pipeline::Pipeline;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::{Path, PathBuf};
@@ -238,6 +239,24 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         })
         .flatten()
         .collect();
+    let port_nd: Vec<(u32, PortNdResponder)> = cfg
+        .ports
+        .iter()
+        .filter(|p| !p.answer_nd.is_empty() && cfg.overlay_ipv6.is_some())
+        .filter_map(|p| Some((p.number, PortNdResponder::new(p.mac?, &p.answer_nd))))
+        .collect();
+    // IPv6 too big for the tunnels is answered from the uplink's own address
+    // where it came in from the internet, else from the VMs' gateway.
+    let too_big = cfg.overlay_ipv6.map(|_| {
+        let uplinks = cfg.ports.iter().filter_map(|p| {
+            let (address, _) = p.answer_nd.iter().find(|(_, len)| *len == 128)?;
+            Some((p.number, *address))
+        });
+        TooBigReplies::new(
+            dataplane_core::nd::link_local(cfg.gateway_mac),
+            uplinks.collect(),
+        )
+    });
     let tunnels = match &cfg.tunnel {
         None => None,
         Some(t) => {
@@ -245,6 +264,7 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
             let mut tunnels = Tunnels::new(t.listen, private, t.peers.clone(), t.mtu)
                 .with_context(|| format!("tunnel socket on {}", t.listen))?;
             tunnels.set_latency_probe(t.latency_probe);
+            tunnels.too_big = too_big;
             info!(listen = %tunnels.local_addr()?, peers = t.peers.len(), mtu = t.mtu, "tunnels ready");
             Some(tunnels)
         }
@@ -270,16 +290,20 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
             dns: d.dns.clone(),
             lease_secs: d.lease_secs,
         }),
-        nd: cfg.overlay_ipv6.map(|(net, len)| {
-            // The link MTU: what one tunnel datagram carries (IPv6 needs 1280).
-            let mtu = cfg.tunnel.as_ref().map_or(1500, |t| t.mtu).max(1280);
-            NdResponder::new(
-                net,
-                len,
-                cfg.gateway_mac,
-                u32::try_from(mtu).unwrap_or(1280),
-            )
-        }),
+        nd: LinkParams {
+            vm: cfg.overlay_ipv6.map(|(net, len)| {
+                // The link MTU: what one tunnel datagram carries (at least
+                // 1280 with IPv6: the configuration refuses less).
+                let mtu = cfg.tunnel.as_ref().map_or(1500, |t| t.mtu);
+                NdResponder::new(
+                    net,
+                    len,
+                    cfg.gateway_mac,
+                    u32::try_from(mtu).unwrap_or(1280),
+                )
+            }),
+            ports: port_nd,
+        },
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,
         pipeline,

@@ -26,7 +26,7 @@ pub(super) fn spawn_switch(
             arp: None,
             port_arp: vec![],
             dhcp: None,
-            nd: None,
+            nd: Default::default(),
             bindings: Vec::new(),
             gateway_mac: Mac([2, 0, 0, 0, 0, 1]),
             gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),

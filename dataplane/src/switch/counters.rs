@@ -137,8 +137,13 @@ pub struct SwitchCounters {
     pub tunnel_no_endpoint: Counter,
     /// Frames held while a handshake completes.
     pub tunnel_handshaking: Counter,
-    /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF).
+    /// Packets over the tunnel MTU (answered with ICMP when IPv4 with DF, with
+    /// ICMPv6 packet-too-big when IPv6).
     pub tunnel_too_big: Counter,
+    /// ICMPv6 packet-too-big messages sent.
+    pub packet_too_big_sent: Counter,
+    /// ICMPv6 packet-too-big messages not sent: over the rate limit.
+    pub packet_too_big_limited: Counter,
     /// Encrypted datagrams the kernel refused to send (socket buffer full).
     pub tunnel_send_errors: Counter,
     /// Packet-ins handed to the OpenFlow channel.

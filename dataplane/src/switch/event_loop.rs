@@ -60,8 +60,8 @@ pub struct SwitchParams {
     pub bindings: Vec<(PortNo, PortBinding)>,
     /// The DHCP server of the bound VM ports, if enabled.
     pub dhcp: Option<DhcpServer>,
-    /// IPv6 neighbour discovery of VM ports, when the overlay carries IPv6.
-    pub nd: Option<dataplane_core::nd::NdResponder>,
+    /// IPv6 neighbour discovery of VM ports and of a gateway's uplinks.
+    pub nd: super::LinkParams,
     /// The anycast gateway MAC (source of frames made by the switch).
     pub gateway_mac: Mac,
     /// The gateway's overlay address (source of ICMP errors).

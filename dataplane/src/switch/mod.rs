@@ -38,6 +38,7 @@ pub use counters::{
 pub use event_loop::{Switch, SwitchParams};
 pub use guards::BindRefused;
 pub use handle::{PortOpener, PortOpenerSlot, SwitchGone, SwitchHandle};
+pub use link_control::LinkParams;
 pub use link_watch::{check_links, watch_links, LINK_POLL};
 pub use packet_in::{packet_in_channel, PacketInReceiver, PacketInSender};
 pub use port_state::{PortChanges, PortLink, PORT_CHANGES_DEPTH, SETTABLE_CONFIG};

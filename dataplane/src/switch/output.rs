@@ -5,6 +5,7 @@ use super::counters::SwitchShared;
 use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
+use dataplane_core::icmp6::packet_too_big;
 use dataplane_core::offload::{finish_partial_checksum, Segments, VnetHdr};
 use dataplane_core::packet::ETH_HLEN;
 use dataplane_core::packet_io::PacketInReason;
@@ -143,6 +144,25 @@ impl Output<'_> {
             ) {
                 let reply = &self.icmp[..len];
                 send_local(&self.egress.ports, self.in_idx, &VnetHdr::NONE, reply);
+            } else if let Some(replies) = tunnels.too_big.as_mut() {
+                let from = replies.source(self.in_port);
+                let mtu = u32::try_from(tunnels.mtu).unwrap_or(u32::MAX);
+                let reply = packet_too_big(self.segment, frame, l2, mtu, from);
+                // Only a local port can take the answer back (never a tunnel).
+                let local = self
+                    .egress
+                    .ports
+                    .get(self.in_idx)
+                    .is_some_and(|p| matches!(p.io, PortIo::Tap(_) | PortIo::Raw(_)));
+                if let Some(len) = reply.filter(|_| local) {
+                    if replies.limit.allow(std::time::Instant::now()) {
+                        c.packet_too_big_sent.add(1);
+                        let reply = &self.segment[..len];
+                        send_local(&self.egress.ports, self.in_idx, &VnetHdr::NONE, reply);
+                    } else {
+                        c.packet_too_big_limited.add(1);
+                    }
+                }
             }
             return;
         }

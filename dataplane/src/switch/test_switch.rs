@@ -34,7 +34,7 @@ pub(crate) fn running(pipeline: Pipeline) -> Running {
             arp: None,
             port_arp: vec![],
             dhcp: None,
-            nd: None,
+            nd: Default::default(),
             bindings: Vec::new(),
             gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
             gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),

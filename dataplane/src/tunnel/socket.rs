@@ -21,6 +21,9 @@ pub struct Tunnels {
     sessions: PeerSessions,
     /// Inner MTU: larger IP packets are refused with ICMP.
     pub mtu: usize,
+    /// How IPv6 over [`Tunnels::mtu`] is answered (packet-too-big); `None`:
+    /// dropped and counted only.
+    pub too_big: Option<dataplane_core::icmp6::TooBigReplies>,
     tx: SendBatch,
     rx: RecvBatch,
     outbox: Outbox,
@@ -75,6 +78,7 @@ impl Tunnels {
             socket,
             sessions: PeerSessions::new(private, peers, Instant::now()),
             mtu,
+            too_big: None,
             tx,
             rx,
             outbox: Outbox::default(),
