@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 /// The all-nodes multicast MAC (`33:33:00:00:00:01`).
 const ALL_NODES_MAC: Mac = Mac([0x33, 0x33, 0, 0, 0, 1]);
 
-/// The switch thread's IPv6 link control of its VM ports.
-#[derive(Debug)]
+/// The switch thread's IPv6 link control of its VM ports (each forwarding
+/// worker answers on its own queues; worker 0 sends the advertisements).
+#[derive(Clone, Debug)]
 pub(super) struct VmLinkControl {
     responder: Option<NdResponder>,
     /// When VM ports are next sent an unsolicited router advertisement.

@@ -39,6 +39,7 @@ pub(crate) fn running(pipeline: Pipeline) -> Running {
             gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
             gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
             pipeline,
+            workers: 1,
         })
         .unwrap();
         tx.send(switch.handle()).unwrap();
