@@ -420,8 +420,21 @@ impl Vm {
     /// `netns = name` and `create = false`. The VM keeps its interface and address
     /// when the switch serving it stops, restarts, or is replaced by another.
     pub fn with_tap(name: &str, tap: &str, addr: VmAddress<'_>, mtu: u32) -> Result<Vm> {
+        Vm::with_tap_queues(name, tap, addr, mtu, false)
+    }
+
+    /// [`Vm::with_tap`], the TAP made with `multi_queue` when asked, for an
+    /// `scd` with several forwarding workers (each attaches a queue).
+    pub fn with_tap_queues(
+        name: &str,
+        tap: &str,
+        addr: VmAddress<'_>,
+        mtu: u32,
+        multi_queue: bool,
+    ) -> Result<Vm> {
         let ns = Netns::new(name)?;
-        ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
+        let queues: &[&str] = if multi_queue { &["multi_queue"] } else { &[] };
+        ns.ip(&[&["tuntap", "add", "dev", tap, "mode", "tap"], queues].concat())?;
         ns.ip(&[
             "link",
             "set",
