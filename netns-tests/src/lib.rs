@@ -536,6 +536,37 @@ impl KeyPair {
     }
 }
 
+/// Runs `scd port ARGS --socket CTL` in `host` (the management socket of a
+/// running `scd`); its output, whether it succeeded or not.
+pub fn scd_port(host: &Netns, ctl: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(host
+        .command(scd_binary()?.to_str().context("path")?)
+        .arg("port")
+        .args(args)
+        .arg("--socket")
+        .arg(ctl)
+        .output()?)
+}
+
+/// One counter of `/proc/net/snmp` as the stack of namespace `ns` counts it,
+/// e.g. `("Tcp", "RetransSegs")`.
+pub fn snmp_counter(ns: &Netns, proto: &str, name: &str) -> Result<u64> {
+    let snmp = run(ns.command("cat").arg("/proc/net/snmp"))?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&format!("{proto}:")));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {proto} in /proc/net/snmp:\n{snmp}");
+    };
+    let at = names
+        .split_whitespace()
+        .position(|n| n == name)
+        .with_context(|| format!("no {proto} {name} in /proc/net/snmp"))?;
+    Ok(values
+        .split_whitespace()
+        .nth(at)
+        .context("value")?
+        .parse()?)
+}
+
 /// Where the `scd` binary of this build is (`SCD_BIN` overrides).
 pub fn scd_binary() -> Result<PathBuf> {
     workspace_binary("scd", "SCD_BIN", "dataplane")

@@ -6,9 +6,9 @@
 //! workers' metrics show they forwarded, and a port added and removed while
 //! traffic runs is served by both workers and then gone.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use netns_tests::cloud::reaches;
-use netns_tests::{require_root, scd_binary, tcp_transfer, unique, wait_until, Internet};
+use netns_tests::{require_root, snmp_counter, tcp_transfer, unique, wait_until, Internet};
 use netns_tests::{scd_config_head, KeyPair, Scd, Vm, VmAddress, GATEWAY_MAC};
 use std::time::Duration;
 
@@ -53,14 +53,7 @@ fn config_for(host: usize, taps: &[String], keys: &[KeyPair], ctl: &std::path::P
             c += &format!("[[port]]\nnumber = {port}\nname = \"{}\"\n", taps[i]);
         }
     }
-    for (j, key) in keys.iter().enumerate().filter(|(j, _)| *j != host) {
-        c += &format!(
-            "[[peer]]\nport = {}\nname = \"host{j}\"\npublic_key = \"{}\"\nendpoint = \"{}:{WG_PORT}\"\n",
-            tunnel_port(j),
-            key.public,
-            Internet::host_addr(j)
-        );
-    }
+    c += &Internet::peer_sections(keys, host, tunnel_port, WG_PORT);
     c + &format!(
         "[scheduling]\nworkers = 2\n[control]\nsocket = \"{}\"\n",
         ctl.display()
@@ -91,24 +84,9 @@ fn parallel_streams(from: &Vm, to: &Vm, first_port: u16, streams: u16, bytes: u6
     })
 }
 
-/// TCP segments the namespace of `vm` retransmitted so far (`/proc/net/snmp`).
+/// TCP segments the namespace of `vm` retransmitted so far.
 fn retransmits(vm: &Vm) -> Result<u64> {
-    let out = vm.ns.command("cat").arg("/proc/net/snmp").output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (
-        tcp.next().context("Tcp names")?,
-        tcp.next().context("Tcp values")?,
-    );
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "RetransSegs")
-        .context("RetransSegs")?;
-    Ok(values
-        .split_whitespace()
-        .nth(at)
-        .context("RetransSegs value")?
-        .parse()?)
+    snmp_counter(&vm.ns, "Tcp", "RetransSegs")
 }
 
 /// Batches each worker of `scd` read from local ports.
@@ -183,15 +161,7 @@ fn two_workers_forward_streams_in_order_locally_and_across_a_tunnel() -> Result<
     println!("host 0: frames for the tunnel dropped at the hand-over: {dropped}");
 
     // A port added while traffic runs: both workers take their queue of it.
-    let scd_port = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(net.hosts[0]
-            .command(scd_binary()?.to_str().context("path")?)
-            .arg("port")
-            .args(args)
-            .arg("--socket")
-            .arg(&ctl)
-            .output()?)
-    };
+    let scd_port = |args: &[&str]| netns_tests::scd_port(&net.hosts[0], &ctl, args);
     let background = std::thread::scope(|s| -> Result<()> {
         let stream = s.spawn(|| parallel_streams(a1, a2, 7500, 2, 64 << 20));
         let (_, port, _, _) = VMS[ADDED];
