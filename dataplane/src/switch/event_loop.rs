@@ -269,7 +269,6 @@ impl Switch {
         let handle_stop = self.handle.stop.clone();
         let helpers = std::mem::take(&mut self.helpers);
         let result = std::thread::scope(|s| {
-            let helpers = Switch::start_helpers(helpers, s, &forwarding_done)?;
             let control_thread = std::thread::Builder::new()
                 .name("tables".into())
                 .spawn_scoped(s, || {
@@ -283,9 +282,16 @@ impl Switch {
                 });
             let result = match control_thread {
                 Ok(thread) => {
-                    let result = self.forward(stop);
+                    // Workers 1 and up stop with this one (or at once if one
+                    // of them could not start).
+                    let result =
+                        Switch::start_helpers(helpers, s, &forwarding_done).and_then(|helpers| {
+                            let result = self.forward(stop);
+                            forwarding_done.store(true, Ordering::Relaxed);
+                            self.helpers = Switch::join_helpers(helpers);
+                            result
+                        });
                     forwarding_done.store(true, Ordering::Relaxed);
-                    self.helpers = Switch::join_helpers(helpers);
                     thread.join().ok().map(|control| (result, control))
                 }
                 Err(e) => return Err(e),

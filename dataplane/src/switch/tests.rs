@@ -58,3 +58,43 @@ fn packet_in_channel_sends_whole_frames_drops_when_full_and_reuses_buffers() {
     // The recycled buffer carries the next frame.
     assert_eq!(rx.events.try_recv().unwrap().data.as_ptr(), ptr);
 }
+
+#[test]
+fn a_switch_with_two_workers_keeps_a_histogram_each_and_stops_whole() {
+    use super::{Switch, SwitchParams};
+    use std::sync::atomic::AtomicBool;
+    let mut switch = Switch::new(SwitchParams {
+        datapath_id: 7,
+        ports: vec![],
+        probes: vec![],
+        tunnels: None,
+        arp: None,
+        port_arp: vec![],
+        dhcp: None,
+        nd: None,
+        bindings: Vec::new(),
+        gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
+        gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
+        pipeline: dataplane_core::pipeline::Pipeline::new(1),
+        workers: 2,
+    })
+    .unwrap();
+    let handle = switch.handle();
+    assert_eq!(handle.shared.stage_latency.len(), 2);
+    assert_eq!(switch.helpers.len(), 1);
+    let running = std::thread::spawn(move || {
+        let result = switch.run(&AtomicBool::new(false));
+        (result, switch)
+    });
+    // Worker 0 answers while worker 1 runs beside it.
+    handle.sync().unwrap();
+    assert_eq!(handle.tunnel_status().unwrap(), Vec::new());
+    handle.stop();
+    let (result, switch) = running.join().unwrap();
+    result.unwrap();
+    assert_eq!(
+        switch.helpers.len(),
+        1,
+        "worker 1 came back from its thread"
+    );
+}
