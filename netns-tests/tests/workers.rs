@@ -4,7 +4,8 @@
 //! kernel's flow hash spreads them over both queues) and pings; every stream
 //! arrives whole and in order (TCP checks the order, a hash the bytes), both
 //! workers' metrics show they forwarded, and a port added and removed while
-//! traffic runs is served by both workers and then gone.
+//! traffic runs is served by both workers and then gone. Raw ports do the same
+//! with one packet socket per worker in a fanout group.
 
 use anyhow::Result;
 use netns_tests::cloud::reaches;
@@ -193,5 +194,44 @@ fn two_workers_forward_streams_in_order_locally_and_across_a_tunnel() -> Result<
     parallel_streams(a1, b1, 7800, 4, 8 << 20)?;
     drop(vms);
     drop(scds);
+    Ok(())
+}
+
+#[test]
+fn two_workers_share_raw_ports_through_a_fanout_group() -> Result<()> {
+    if !require_root("two_workers_share_raw_ports_through_a_fanout_group") {
+        return Ok(());
+    }
+    let host = netns_tests::Netns::new(&unique("workers-raw-host-"))?;
+    let (_, _, ip1, mac1) = VMS[0];
+    let (_, _, ip2, mac2) = VMS[1];
+    let veth = |ip, mac| -> Result<(String, Vm)> {
+        let name = unique("scw");
+        let vm = Vm::with_veth(
+            &unique("workers-raw-vm-"),
+            &host,
+            &name,
+            VmAddress::overlay(mac, ip),
+            1420,
+        )?;
+        Ok((name, vm))
+    };
+    let ((if1, vm1), (if2, vm2)) = (veth(ip1, mac1)?, veth(ip2, mac2)?);
+    let config = format!(
+        "{}[scheduling]\nworkers = 2\n[[port]]\nnumber = 1\nname = \"{if1}\"\ntype = \"raw\"\n\
+         [[port]]\nnumber = 2\nname = \"{if2}\"\ntype = \"raw\"\n",
+        scd_config_head("9", "raw-workers", true)
+    );
+    let scd = Scd::start(&host, &config, Some(&flows_for(0)))?;
+    assert!(reaches(&vm1, ip2, 20)?, "vm1 pings vm2\n{}", scd.log());
+    parallel_streams(&vm1, &vm2, 7900, 4, 16 << 20)?;
+    parallel_streams(&vm2, &vm1, 7950, 4, 16 << 20)?;
+    let (w0, w1) = (local_batches(&scd, 0)?, local_batches(&scd, 1)?);
+    println!("raw ports: local batches by worker 0: {w0}, by worker 1: {w1}");
+    assert!(
+        w0 > 0 && w1 > 0,
+        "both workers read their sockets: {w0} and {w1}"
+    );
+    drop(scd);
     Ok(())
 }
