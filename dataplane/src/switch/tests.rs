@@ -61,24 +61,10 @@ fn packet_in_channel_sends_whole_frames_drops_when_full_and_reuses_buffers() {
 
 #[test]
 fn a_switch_with_two_workers_keeps_a_histogram_each_and_stops_whole() {
-    use super::{Switch, SwitchParams};
+    use super::Switch;
     use std::sync::atomic::AtomicBool;
-    let mut switch = Switch::new(SwitchParams {
-        datapath_id: 7,
-        ports: vec![],
-        probes: vec![],
-        tunnels: None,
-        arp: None,
-        port_arp: vec![],
-        dhcp: None,
-        nd: None,
-        bindings: Vec::new(),
-        gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
-        gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
-        pipeline: dataplane_core::pipeline::Pipeline::new(1),
-        workers: 2,
-    })
-    .unwrap();
+    let pipeline = dataplane_core::pipeline::Pipeline::new(1);
+    let mut switch = Switch::new(super::test_switch::no_ports(7, pipeline, 2)).unwrap();
     let handle = switch.handle();
     assert_eq!(handle.shared.stage_latency.len(), 2);
     assert_eq!(switch.helpers.len(), 1);
