@@ -21,14 +21,19 @@ use std::time::Duration;
 const PPS_SECONDS: u32 = 3;
 /// Seconds over which an idle switch's CPU is read, after a quiet second.
 const IDLE_SECONDS: u64 = 2;
-/// `[scheduling]` of a `scd` with a busy-poll window of `us`.
-fn busy_poll_section(us: u32) -> String {
-    format!("[scheduling]\nbusy_poll_us = {us}\n")
+/// `[scheduling]` of a `scd` with a busy-poll window of `us` and `workers`
+/// forwarding workers.
+fn scheduling_section(us: u32, workers: usize) -> String {
+    format!("[scheduling]\nbusy_poll_us = {us}\nworkers = {workers}\n")
 }
 
 /// A row's name.
-fn window_name(us: u32) -> String {
-    format!("scd, busy_poll_us = {us}")
+fn row_name(us: u32, workers: usize) -> String {
+    if workers == 1 {
+        format!("scd, busy_poll_us = {us}")
+    } else {
+        format!("scd, busy_poll_us = {us}, workers = {workers}")
+    }
 }
 
 /// One path measured once.
@@ -227,8 +232,9 @@ fn failed(e: anyhow::Error) -> Sample {
     }
 }
 
-/// `scd` wiring two VMs on one host, started from `binary`.
-fn scd_switching(binary: &Path, extra: &str, stages: bool) -> Sample {
+/// `scd` wiring two VMs on one host, started from `binary` (it makes their
+/// TAPs, with a queue per worker).
+fn scd_switching(binary: &Path, extra: &str, _workers: usize, stages: bool) -> Sample {
     std::env::set_var("SCD_BIN", binary);
     let run = || -> Result<Sample> {
         let h = scd_one_host_with(&start_scd, extra)?;
@@ -244,10 +250,10 @@ fn scd_switching(binary: &Path, extra: &str, stages: bool) -> Sample {
 }
 
 /// Two `scd` joined by their tunnel, started from `binary`.
-fn scd_tunnel_sample(binary: &Path, extra: &str, stages: bool) -> Sample {
+fn scd_tunnel_sample(binary: &Path, extra: &str, workers: usize, stages: bool) -> Sample {
     std::env::set_var("SCD_BIN", binary);
     let run = || -> Result<Sample> {
-        let t = scd_tunnel_with(&start_scd, extra)?;
+        let t = scd_tunnel_with(&start_scd, extra, workers)?;
         Ok(sample(
             &t.va.ns,
             &t.vb.ns,
@@ -259,23 +265,35 @@ fn scd_tunnel_sample(binary: &Path, extra: &str, stages: bool) -> Sample {
     run().unwrap_or_else(failed)
 }
 
+/// How this build's `scd` is run: busy-poll windows and counts of workers.
+#[derive(Clone, Copy)]
+struct Variants<'a> {
+    windows: &'a [u32],
+    workers: &'a [usize],
+}
+
 /// The `scd` rows of one area: the earlier build (if any), then this build once
-/// per busy-poll window, the last one with its stages.
+/// per busy-poll window and count of workers, the last one with its stages.
 fn scd_rows(
     out: &mut Vec<(&'static str, String, Sample)>,
     area: &'static str,
     this: &Path,
     before: Option<&Path>,
-    windows: &[u32],
-    measure: fn(&Path, &str, bool) -> Sample,
+    variants: Variants<'_>,
+    measure: fn(&Path, &str, usize, bool) -> Sample,
 ) {
     if let Some(before) = before {
-        out.push((area, "scd before".into(), measure(before, "", false)));
+        out.push((area, "scd before".into(), measure(before, "", 1, false)));
     }
-    for (i, us) in windows.iter().enumerate() {
-        let last = i + 1 == windows.len();
-        let sample = measure(this, &busy_poll_section(*us), last);
-        out.push((area, window_name(*us), sample));
+    let rows = variants
+        .workers
+        .iter()
+        .flat_map(|w| variants.windows.iter().map(move |us| (*us, *w)));
+    let count = variants.windows.len() * variants.workers.len();
+    for (i, (us, workers)) in rows.enumerate() {
+        let last = i + 1 == count;
+        let sample = measure(this, &scheduling_section(us, workers), workers, last);
+        out.push((area, row_name(us, workers), sample));
     }
 }
 
@@ -283,7 +301,7 @@ fn scd_rows(
 fn one_run(
     this: &Path,
     before: Option<&Path>,
-    windows: &[u32],
+    variants: Variants<'_>,
 ) -> Vec<(&'static str, String, Sample)> {
     let mut out = Vec::new();
     let switching = "switching";
@@ -292,7 +310,7 @@ fn one_run(
         "Linux bridge (limit)".into(),
         with_bridge_vms(|a, b| sample(a, b, IP2, &[], None)).unwrap_or_else(failed),
     ));
-    scd_rows(&mut out, switching, this, before, windows, scd_switching);
+    scd_rows(&mut out, switching, this, before, variants, scd_switching);
     out.push((
         switching,
         "Open vSwitch userspace".into(),
@@ -307,7 +325,7 @@ fn one_run(
             .map(|p| sample(&p.a, &p.b, "192.0.2.2", &[], None))
             .unwrap_or_else(failed),
     ));
-    scd_rows(&mut out, tunnel, this, before, windows, scd_tunnel_sample);
+    scd_rows(&mut out, tunnel, this, before, variants, scd_tunnel_sample);
     let boringtun = if installed("boringtun-cli") {
         with_userspace_wg(
             "boringtun-cli",
@@ -325,14 +343,20 @@ fn one_run(
 
 /// Measures every path `runs` times, this build's `scd` once per busy-poll
 /// window of `windows` (µs; the last one's stages are shown), and prints the tables.
-pub fn latency_bench(before: Option<PathBuf>, runs: usize, windows: &[u32]) -> Result<()> {
+pub fn latency_bench(
+    before: Option<PathBuf>,
+    runs: usize,
+    windows: &[u32],
+    workers: &[usize],
+) -> Result<()> {
+    let variants = Variants { windows, workers };
     let this = netns_tests::scd_binary()?;
     let before = before
         .map(|b| b.canonicalize().context("the --before scd"))
         .transpose()?;
     let mut all: Vec<Vec<(&str, String, Sample)>> = Vec::new();
     for run in 1..=runs.max(1) {
-        all.push(one_run(&this, before.as_deref(), windows));
+        all.push(one_run(&this, before.as_deref(), variants));
         eprintln!("latency: run {run} of {runs} done");
     }
     let first = &all[0];
@@ -375,10 +399,15 @@ pub fn latency_bench(before: Option<PathBuf>, runs: usize, windows: &[u32]) -> R
         }
     }
     println!(
-        "\nCommand: `bench latency --runs {runs} --windows {}`{} (load average {})",
+        "\nCommand: `bench latency --runs {runs} --windows {} --workers {}`{} (load average {})",
         windows
             .iter()
             .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        workers
+            .iter()
+            .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(","),
         if before.is_some() {

@@ -42,7 +42,11 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum What {
     /// Tunnel throughput and latency: scd vs wireguard-go vs boringtun-cli vs veth.
-    Tunnel,
+    Tunnel {
+        /// Forwarding workers scd is measured with, one row each.
+        #[arg(long, value_delimiter = ',', default_values_t = [1])]
+        workers: Vec<usize>,
+    },
     /// Flow-mod rate: 10,000 adds and a barrier, scd vs Open vSwitch (netdev).
     Flowmod,
     /// Flow-mod rate over TLS against plain TCP: 10,000 adds and a barrier to one
@@ -69,6 +73,10 @@ enum What {
         /// Busy-poll windows (µs) this build's scd is measured with, one row each.
         #[arg(long, value_delimiter = ',', default_values_t = [0, 50])]
         windows: Vec<u32>,
+        /// Forwarding workers this build's scd is measured with: one row per
+        /// window and count of workers.
+        #[arg(long, value_delimiter = ',', default_values_t = [1])]
+        workers: Vec<usize>,
     },
     /// Resident memory per flow and per tunnel peer, scd vs Open vSwitch.
     Memory,
@@ -188,7 +196,9 @@ fn main() -> Result<()> {
     }
     let mut charted = Vec::new();
     match cli.what {
-        What::Tunnel => charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?)),
+        What::Tunnel { ref workers } => {
+            charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds, workers)?))
+        }
         What::Flowmod => flowmod::flowmod()?,
         What::FlowmodTls { reps } => flowmod_tls::flowmod_tls(reps)?,
         What::Switching => {
@@ -199,7 +209,8 @@ fn main() -> Result<()> {
             ref before,
             runs,
             ref windows,
-        } => latency::latency_bench(before.clone(), runs, windows)?,
+            ref workers,
+        } => latency::latency_bench(before.clone(), runs, windows, workers)?,
         What::Connrate {
             pairs,
             seconds,
@@ -245,7 +256,7 @@ fn main() -> Result<()> {
             }
         }
         What::All => {
-            charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds)?));
+            charted.push(("Tunnel, two hosts", tunnel::tunnel(cli.seconds, &[1])?));
             charted.push(("Switching, one host", switching::switching(cli.seconds)?));
             flowmod::flowmod()?;
             flowmod_tls::flowmod_tls(5)?;

@@ -59,25 +59,21 @@ pub const TUNNEL_PORT: u32 = 100;
 /// Builds the two hosts; host A's switch is started by `start_a` (host namespace,
 /// config, flows, private key), so a benchmark can run it under a profiler.
 pub fn scd_tunnel(start_a: &Launcher<'_>) -> Result<ScdTunnel> {
-    scd_tunnel_with(start_a, "")
+    scd_tunnel_with(start_a, "", 1)
 }
 
-/// [`scd_tunnel`] with `extra` sections appended to both switches' configuration.
-pub fn scd_tunnel_with(start_a: &Launcher<'_>, extra: &str) -> Result<ScdTunnel> {
+/// [`scd_tunnel`] with `extra` sections appended to both switches' configuration,
+/// which gives each `workers` forwarding workers (the VMs' TAPs get as many
+/// queues).
+pub fn scd_tunnel_with(start_a: &Launcher<'_>, extra: &str, workers: usize) -> Result<ScdTunnel> {
     let p = pair("scd")?;
     let (ka, kb) = (KeyPair::generate()?, KeyPair::generate()?);
-    let va = Vm::with_tap(
-        &unique("bench-scd-vma-"),
-        &unique("sbt"),
-        VmAddress::overlay("02:00:00:00:01:01", VA_IP),
-        1420,
-    )?;
-    let vb = Vm::with_tap(
-        &unique("bench-scd-vmb-"),
-        &unique("sbt"),
-        VmAddress::overlay("02:00:00:00:02:01", VB_IP),
-        1420,
-    )?;
+    let vm = |name: &str, mac: &str, ip: &str| {
+        let addr = VmAddress::overlay(mac, ip);
+        Vm::with_tap_queues(&unique(name), &unique("sbt"), addr, 1420, workers > 1)
+    };
+    let va = vm("bench-scd-vma-", "02:00:00:00:01:01", VA_IP)?;
+    let vb = vm("bench-scd-vmb-", "02:00:00:00:02:01", VB_IP)?;
     let flows = |local: &str, mac: &str, remote: &str| {
         format!(
             "priority=100,ip,nw_dst={local},actions=set_field:{GW}->eth_src,set_field:{mac}->eth_dst,output:1\n\
@@ -106,10 +102,20 @@ pub fn scd_tunnel_with(start_a: &Launcher<'_>, extra: &str) -> Result<ScdTunnel>
     })
 }
 
-fn bench_scd(seconds: u32) -> Result<Row> {
-    let t = scd_tunnel(&start_scd)?;
+/// `[scheduling]` of a `scd` with `workers` forwarding workers.
+pub fn workers_section(workers: usize) -> String {
+    format!("[scheduling]\nworkers = {workers}\n")
+}
+
+fn bench_scd(seconds: u32, workers: usize) -> Result<Row> {
+    let t = scd_tunnel_with(&start_scd, &workers_section(workers), workers)?;
+    let name = if workers == 1 {
+        "scd (WireGuard, boringtun core)".to_string()
+    } else {
+        format!("scd (WireGuard, boringtun core), workers = {workers}")
+    };
     Ok(measure(
-        "scd (WireGuard, boringtun core)",
+        &name,
         &t.va.ns,
         &t.vb.ns,
         VB_IP,
@@ -211,19 +217,27 @@ pub fn with_userspace_wg<R>(
 }
 
 /// Measures every path and prints the table; returns the rows for the chart.
-pub fn tunnel(seconds: u32) -> Result<Vec<Row>> {
-    let rows = vec![
-        bench_veth(seconds)?,
-        bench_scd(seconds)?,
-        bench_userspace_wg("wireguard-go (Debian)", "wireguard-go", &["-f"], seconds)?,
-        bench_userspace_wg(
-            "boringtun-cli",
-            "boringtun-cli",
-            &["--foreground", "--disable-drop-privileges"],
-            seconds,
-        )?,
-    ];
-    let best_peer = rows[2..]
+/// The tunnel rows: veth, `scd` once per count of `workers`, the userspace
+/// WireGuards.
+pub fn tunnel(seconds: u32, workers: &[usize]) -> Result<Vec<Row>> {
+    let mut rows = vec![bench_veth(seconds)?];
+    for n in workers {
+        rows.push(bench_scd(seconds, *n)?);
+    }
+    let peers = rows.len();
+    rows.push(bench_userspace_wg(
+        "wireguard-go (Debian)",
+        "wireguard-go",
+        &["-f"],
+        seconds,
+    )?);
+    rows.push(bench_userspace_wg(
+        "boringtun-cli",
+        "boringtun-cli",
+        &["--foreground", "--disable-drop-privileges"],
+        seconds,
+    )?);
+    let best_peer = rows[peers..]
         .iter()
         .filter_map(|r| r.gbits_1)
         .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));

@@ -325,6 +325,11 @@ impl SwitchMetrics {
                 c.tunnel_send_errors.get(),
             ),
             (
+                "scd_tunnel_handoff_dropped",
+                "Frames for a tunnel another forwarding worker owns, dropped because the ring to it was full.",
+                c.tunnel_handoff_dropped.get(),
+            ),
+            (
                 "scd_tunnel_too_big",
                 "Packets over the tunnel MTU.",
                 c.tunnel_too_big.get(),
@@ -535,7 +540,7 @@ impl SwitchMetrics {
 }
 
 impl SwitchMetrics {
-    /// The forwarding thread's per-stage latency histograms.
+    /// Each forwarding worker's per-stage latency histograms.
     fn stage_latency(&self, out: &mut DescriptorEncoder) -> fmt::Result {
         let mut family = out.encode_descriptor(
             "scd_stage_latency",
@@ -545,8 +550,9 @@ impl SwitchMetrics {
             MetricType::Histogram,
         )?;
         let base = self.base();
-        for stage in Stage::ALL {
-            let snapshot = self.handle.shared.stage_latency.get(stage).snapshot();
+        let workers = self.handle.shared.stage_latency.iter().enumerate();
+        for (stage, (worker, latency)) in workers.flat_map(|w| Stage::ALL.map(|s| (s, w))) {
+            let snapshot = latency.get(stage).snapshot();
             let buckets: Vec<(f64, u64)> = snapshot
                 .counts
                 .iter()
@@ -558,7 +564,13 @@ impl SwitchMetrics {
                     (upper, *count)
                 })
                 .collect();
-            let labels = with(&base, &[("stage", stage.name().to_string())]);
+            let labels = with(
+                &base,
+                &[
+                    ("stage", stage.name().to_string()),
+                    ("worker", worker.to_string()),
+                ],
+            );
             family
                 .encode_family(&labels)?
                 .encode_histogram::<NoLabelSet>(

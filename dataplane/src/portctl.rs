@@ -116,8 +116,9 @@ pub struct PortRow {
     pub tx_packets: u64,
 }
 
-/// Opens the device of a local port (in namespace `netns` when given) and a probe
-/// of its link. A probe that cannot be made leaves the port reported up.
+/// Opens the device of a local port (in namespace `netns` when given), with one
+/// queue per forwarding worker of this process, and a probe of its link. A
+/// probe that cannot be made leaves the port reported up.
 pub fn open_local(
     name: &str,
     kind: PortKind,
@@ -125,9 +126,10 @@ pub fn open_local(
     create: bool,
     mtu: Option<u32>,
 ) -> anyhow::Result<(LocalPort, Option<LinkProbe>)> {
+    let queues = crate::scheduling::chosen().workers;
     let local = match kind {
-        PortKind::Tap => LocalPort::Tap(Tap::open_port(name, netns, create, mtu)?),
-        PortKind::Raw => LocalPort::Raw(RawPort::open(name, netns)?),
+        PortKind::Tap => LocalPort::Tap(Tap::open_port(name, netns, create, mtu, queues)?),
+        PortKind::Raw => LocalPort::Raw(RawPort::open(name, netns, queues)?),
     };
     let probe = match LinkProbe::open(name, netns) {
         Ok(probe) => Some(probe),

@@ -94,7 +94,15 @@ pub struct Scheduling {
     /// How long the forwarding thread keeps polling without sleeping after it
     /// moved packets, in microseconds (0: never; see `switch::busy_poll`).
     pub busy_poll_us: u32,
+    /// Forwarding workers: copies of the forwarding loop, each with its own queue
+    /// of every local port (see `switch::workers`); 1, the default, is one
+    /// forwarding thread as before there were several.
+    pub workers: usize,
 }
+
+/// Most forwarding workers accepted (a TAP has at most 256 queues; a host with
+/// more cores than this has other limits first).
+pub const MAX_WORKERS: usize = 64;
 
 /// Longest busy-poll window accepted: beyond a millisecond a window no longer
 /// catches an answer, it only burns the core.
@@ -119,6 +127,7 @@ impl Default for Scheduling {
             forwarding_nice: 0,
             forwarding_policy: ForwardingPolicy::Normal,
             busy_poll_us: DEFAULT_BUSY_POLL_US,
+            workers: 1,
         }
     }
 }

@@ -207,6 +207,29 @@ impl Internet {
         format!("192.0.2.{}", 64 * i + 2)
     }
 
+    /// The `[[peer]]` sections of host `host`'s `scd`: every other host `j`,
+    /// with public key `keys[j]`, on tunnel port `port_of(j)`, reached at
+    /// [`Internet::host_addr`] on UDP port `wg_port`.
+    pub fn peer_sections(
+        keys: &[crate::KeyPair],
+        host: usize,
+        port_of: impl Fn(usize) -> u32,
+        wg_port: u16,
+    ) -> String {
+        keys.iter()
+            .enumerate()
+            .filter(|(j, _)| *j != host)
+            .map(|(j, key)| {
+                format!(
+                    "[[peer]]\nport = {}\nname = \"host{j}\"\npublic_key = \"{}\"\nendpoint = \"{}:{wg_port}\"\n",
+                    port_of(j),
+                    key.public,
+                    Internet::host_addr(j)
+                )
+            })
+            .collect()
+    }
+
     /// Adds a host namespace in its own cloud subnet; `delay_ms` adds latency on
     /// the router's side of its link (tc netem), both directions seeing it once.
     pub fn add_host(&mut self, prefix: &str, delay_ms: Option<u32>) -> Result<&Netns> {

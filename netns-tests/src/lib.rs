@@ -421,8 +421,21 @@ impl Vm {
     /// `netns = name` and `create = false`. The VM keeps its interface and address
     /// when the switch serving it stops, restarts, or is replaced by another.
     pub fn with_tap(name: &str, tap: &str, addr: VmAddress<'_>, mtu: u32) -> Result<Vm> {
+        Vm::with_tap_queues(name, tap, addr, mtu, false)
+    }
+
+    /// [`Vm::with_tap`], the TAP made with `multi_queue` when asked, for an
+    /// `scd` with several forwarding workers (each attaches a queue).
+    pub fn with_tap_queues(
+        name: &str,
+        tap: &str,
+        addr: VmAddress<'_>,
+        mtu: u32,
+        multi_queue: bool,
+    ) -> Result<Vm> {
         let ns = Netns::new(name)?;
-        ns.ip(&["tuntap", "add", "dev", tap, "mode", "tap"])?;
+        let queues: &[&str] = if multi_queue { &["multi_queue"] } else { &[] };
+        ns.ip(&[&["tuntap", "add", "dev", tap, "mode", "tap"], queues].concat())?;
         ns.ip(&[
             "link",
             "set",
@@ -522,6 +535,37 @@ impl KeyPair {
             public: String::from_utf8(out.stdout)?.trim().to_string(),
         })
     }
+}
+
+/// Runs `scd port ARGS --socket CTL` in `host` (the management socket of a
+/// running `scd`); its output, whether it succeeded or not.
+pub fn scd_port(host: &Netns, ctl: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(host
+        .command(scd_binary()?.to_str().context("path")?)
+        .arg("port")
+        .args(args)
+        .arg("--socket")
+        .arg(ctl)
+        .output()?)
+}
+
+/// One counter of `/proc/net/snmp` as the stack of namespace `ns` counts it,
+/// e.g. `("Tcp", "RetransSegs")`.
+pub fn snmp_counter(ns: &Netns, proto: &str, name: &str) -> Result<u64> {
+    let snmp = run(ns.command("cat").arg("/proc/net/snmp"))?;
+    let mut lines = snmp.lines().filter(|l| l.starts_with(&format!("{proto}:")));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        bail!("no {proto} in /proc/net/snmp:\n{snmp}");
+    };
+    let at = names
+        .split_whitespace()
+        .position(|n| n == name)
+        .with_context(|| format!("no {proto} {name} in /proc/net/snmp"))?;
+    Ok(values
+        .split_whitespace()
+        .nth(at)
+        .context("value")?
+        .parse()?)
 }
 
 /// Where the `scd` binary of this build is (`SCD_BIN` overrides).

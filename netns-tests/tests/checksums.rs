@@ -17,7 +17,9 @@
 use anyhow::{Context, Result};
 use netns_tests::cloud::key_pairs;
 use netns_tests::packet::{packet_socket, send_frame};
-use netns_tests::{require_program, require_root, run, tcp_transfer, unique, wait_until};
+use netns_tests::{
+    require_program, require_root, run, snmp_counter, tcp_transfer, unique, wait_until,
+};
 use netns_tests::{scd_config_head, Burst, Internet, Netns, Scd, GATEWAY_MAC};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -94,23 +96,7 @@ impl CheckedVm {
 
     /// Checksum errors the VM's stack counted: UDP's and TCP's `InCsumErrors`.
     fn checksum_errors(&self) -> Result<(u64, u64)> {
-        let snmp = run(self.inner.command("cat").arg("/proc/net/snmp"))?;
-        let field = |proto: &str| -> Result<u64> {
-            let mut lines = snmp.lines().filter(|l| l.starts_with(&format!("{proto}:")));
-            let (names, values) = (lines.next(), lines.next());
-            let (Some(names), Some(values)) = (names, values) else {
-                anyhow::bail!("no {proto} in /proc/net/snmp:\n{snmp}");
-            };
-            let at = names
-                .split_whitespace()
-                .position(|n| n == "InCsumErrors")
-                .context("InCsumErrors")?;
-            Ok(values
-                .split_whitespace()
-                .nth(at)
-                .context("value")?
-                .parse()?)
-        };
+        let field = |proto: &str| snmp_counter(&self.inner, proto, "InCsumErrors");
         Ok((field("Udp")?, field("Tcp")?))
     }
 }

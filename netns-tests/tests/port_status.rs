@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result};
 use netns_tests::ofctl::ofctl;
-use netns_tests::{require_program, require_root, scd_binary, scd_config_head, unique};
+use netns_tests::{require_program, require_root, scd_config_head, unique};
 use netns_tests::{wait_until, Netns, Scd};
 use openflow::wire::{
     decode, encode, peek_header, port_mod_failed, AddPort, DelPort, ErrorMsg, Hello, Message,
@@ -158,15 +158,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
     assert!(!desc.contains("NO_FWD"), "{desc}");
 
-    let scd_port = |args: &[&str]| -> Result<std::process::Output> {
-        Ok(host
-            .command(scd_binary()?.to_str().context("path")?)
-            .arg("port")
-            .args(args)
-            .arg("--socket")
-            .arg(&ctl)
-            .output()?)
-    };
+    let scd_port = |args: &[&str]| netns_tests::scd_port(&host, &ctl, args);
     let added = unique("psa");
     let out = scd_port(&["add", "--name", &added, "--ofport", "7"])?;
     assert!(out.status.success(), "{out:?}\n{}", scd.log());

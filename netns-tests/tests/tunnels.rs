@@ -50,14 +50,7 @@ fn config_for(host: usize, vms: &[Vm], keys: &[KeyPair]) -> String {
             c += &vm.port_section(spec.port);
         }
     }
-    for (j, key) in keys.iter().enumerate().filter(|(j, _)| *j != host) {
-        c += &format!(
-            "[[peer]]\nport = {}\nname = \"host{j}\"\npublic_key = \"{}\"\nendpoint = \"{}:{WG_PORT}\"\n",
-            tunnel_port(j),
-            key.public,
-            Internet::host_addr(j)
-        );
-    }
+    c += &Internet::peer_sections(keys, host, tunnel_port, WG_PORT);
     c
 }
 

@@ -209,6 +209,9 @@ fn reload(handle: &SwitchHandle, path: &Path) {
 
 fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
     let (cfg, pipeline, n_flows) = load(config_path)?;
+    // Before any port opens: each has a queue per forwarding worker. No thread
+    // applies it yet (they do so as they start, below).
+    dataplane::scheduling::choose(cfg.scheduling);
     let mut ports = Vec::with_capacity(cfg.ports.len());
     let mut probes = Vec::new();
     for p in &cfg.ports {
@@ -307,13 +310,13 @@ fn run(config_path: &Path, user: Option<&str>) -> Result<()> {
         gateway_mac: cfg.gateway_mac,
         gateway_ip: cfg.gateway_ip,
         pipeline,
+        workers: cfg.scheduling.workers,
     })?;
     // The TLS files may be readable by root only: read before the drop.
     let channel_tls = ChannelTls::load(&cfg.openflow).context("[openflow.tls]")?;
     // Before the drop: a forwarding thread raised above nice 0 or made real-time
     // needs CAP_SYS_NICE.
     // The threads started from here on lower themselves again.
-    dataplane::scheduling::choose(cfg.scheduling);
     if let Err(e) = dataplane::scheduling::as_forwarding_thread() {
         warn!(
             nice = cfg.scheduling.forwarding_nice,

@@ -3,7 +3,7 @@
 
 use super::ConfigError;
 use crate::scheduling::{
-    ControlPolicy, ForwardingPolicy, Scheduling, MAX_BUSY_POLL_US, NICE_RANGE,
+    ControlPolicy, ForwardingPolicy, Scheduling, MAX_BUSY_POLL_US, MAX_WORKERS, NICE_RANGE,
 };
 use serde::Deserialize;
 use std::ops::Range;
@@ -17,6 +17,7 @@ pub(super) struct RawScheduling {
     forwarding_nice: Option<Spanned<i32>>,
     forwarding_policy: Option<Spanned<String>>,
     busy_poll_us: Option<Spanned<u32>>,
+    workers: Option<Spanned<usize>>,
 }
 
 type Invalid<'a> = dyn Fn(&Range<usize>, &str, String) -> ConfigError + 'a;
@@ -67,8 +68,23 @@ pub(super) fn parse(raw: &RawScheduling, invalid: &Invalid<'_>) -> Result<Schedu
             ))
         }
     };
+    let workers = match &raw.workers {
+        None => default.workers,
+        Some(v) if (1..=MAX_WORKERS).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => {
+            return Err(invalid(
+                &v.span(),
+                "scheduling.workers",
+                format!(
+                    "{} is not a number of forwarding workers (1 to {MAX_WORKERS})",
+                    v.get_ref()
+                ),
+            ))
+        }
+    };
     Ok(Scheduling {
         busy_poll_us,
+        workers,
         control_policy,
         control_nice: nice(
             &raw.control_nice,
@@ -102,9 +118,10 @@ mod tests {
     fn defaults_then_each_field_then_errors_with_their_line() {
         assert_eq!(parsed(""), Ok(Scheduling::default()));
         assert_eq!(
-            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\nbusy_poll_us = 200\n"),
+            parsed("[scheduling]\ncontrol_policy = \"idle\"\ncontrol_nice = 19\nforwarding_nice = -5\nforwarding_policy = \"fifo\"\nbusy_poll_us = 200\nworkers = 4\n"),
             Ok(Scheduling {
                 busy_poll_us: 200,
+                workers: 4,
                 control_policy: ControlPolicy::Idle,
                 control_nice: 19,
                 forwarding_nice: -5,
@@ -122,6 +139,13 @@ mod tests {
             parsed("[scheduling]\nbusy_poll_us = 5000\n"),
             Err(
                 "h.toml:6: `scheduling.busy_poll_us`: 5000 is over the longest window (1000 µs)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            parsed("[scheduling]\nworkers = 0\n"),
+            Err(
+                "h.toml:6: `scheduling.workers`: 0 is not a number of forwarding workers (1 to 64)"
                     .into()
             )
         );

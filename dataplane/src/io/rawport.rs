@@ -137,28 +137,84 @@ fn sockopt<T>(fd: &OwnedFd, level: i32, opt: i32, value: &T) -> io::Result<()> {
     os_result(rc).map(drop)
 }
 
-/// An open raw port.
+/// The fanout group a packet socket is in, as `PACKET_FANOUT` reads it (id and
+/// type, in the form another socket joins it with).
+fn fanout_group(fd: &OwnedFd) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `value` and `len` are live locals; the kernel writes at most `len`
+    // bytes to `value` and the length it wrote to `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_FANOUT,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    os_result(rc).map(|_| value)
+}
+
+/// An open raw port (one socket, with the port's other sockets, if it has one
+/// per forwarding worker, until [`RawPort::take_queues`] hands them out).
 #[derive(Debug)]
 pub struct RawPort {
     fd: OwnedFd,
     name: String,
+    /// Sockets 1 and up of a port read by several workers.
+    more_queues: Vec<RawPort>,
 }
 
 impl RawPort {
-    /// Opens a raw port on interface `name`, inside namespace `netns` (a name under
-    /// `/run/netns`) when given. The socket keeps working from any thread.
-    pub fn open(name: &str, netns: Option<&str>) -> Result<RawPort, RawPortError> {
+    /// Opens a raw port on interface `name` with `queues` sockets (one per
+    /// forwarding worker), inside namespace `netns` (a name under `/run/netns`)
+    /// when given. The sockets keep working from any thread.
+    pub fn open(name: &str, netns: Option<&str>, queues: usize) -> Result<RawPort, RawPortError> {
         match netns {
-            None => RawPort::open_here(name, ""),
+            None => RawPort::open_queues(name, "", queues),
             Some(ns) => {
                 let (owned, where_) = (name.to_string(), format!(" in namespace {ns}"));
-                crate::io::tap::in_netns(ns, move || Ok(RawPort::open_here(&owned, &where_)))
-                    .map_err(|source| RawPortError::Netns {
-                        name: name.to_string(),
-                        source,
-                    })?
+                crate::io::tap::in_netns(ns, move || {
+                    Ok(RawPort::open_queues(&owned, &where_, queues))
+                })
+                .map_err(|source| RawPortError::Netns {
+                    name: name.to_string(),
+                    source,
+                })?
             }
         }
+    }
+
+    /// One socket as before when `queues` is 1; else `queues` sockets joined in
+    /// one `PACKET_FANOUT_HASH` group, so the kernel hands each flow's frames to
+    /// one of them by flow hash (a flow stays on one worker, in order).
+    fn open_queues(name: &str, where_: &str, queues: usize) -> Result<RawPort, RawPortError> {
+        let mut first = RawPort::open_here(name, where_)?;
+        if queues <= 1 {
+            return Ok(first);
+        }
+        // The kernel picks a group id no other group of this namespace has.
+        let unique = (libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+        let unique = libc::c_int::try_from(unique)
+            .map_err(|_| sys("PACKET_FANOUT", name)(io::ErrorKind::InvalidInput.into()))?;
+        sockopt(&first.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &unique)
+            .map_err(sys("PACKET_FANOUT", name))?;
+        let group = fanout_group(&first.fd).map_err(sys("PACKET_FANOUT (read)", name))?;
+        for _ in 1..queues {
+            let queue = RawPort::open_here(name, where_)?;
+            sockopt(&queue.fd, libc::SOL_PACKET, libc::PACKET_FANOUT, &group)
+                .map_err(sys("PACKET_FANOUT (join)", name))?;
+            first.more_queues.push(queue);
+        }
+        Ok(first)
+    }
+
+    /// Takes sockets 1 and up away from this one (empty for a single socket),
+    /// one for each forwarding worker after the first.
+    pub fn take_queues(&mut self) -> Vec<RawPort> {
+        std::mem::take(&mut self.more_queues)
     }
 
     fn open_here(name: &str, where_: &str) -> Result<RawPort, RawPortError> {
@@ -234,6 +290,7 @@ impl RawPort {
         Ok(RawPort {
             fd,
             name: name.to_string(),
+            more_queues: Vec::new(),
         })
     }
 
@@ -300,9 +357,9 @@ mod tests {
 
     #[test]
     fn opening_a_missing_interface_says_so() {
-        let e = RawPort::open("no-such-if0", None).unwrap_err();
+        let e = RawPort::open("no-such-if0", None, 1).unwrap_err();
         assert!(e.to_string().contains("no interface `no-such-if0`"), "{e}");
-        let e = RawPort::open("a-name-that-is-too-long", None).unwrap_err();
+        let e = RawPort::open("a-name-that-is-too-long", None, 1).unwrap_err();
         assert!(matches!(e, RawPortError::BadName(_)), "{e}");
     }
 }

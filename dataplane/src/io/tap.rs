@@ -28,6 +28,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 const TAP_FLAGS: libc::c_short =
     (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
 
+/// [`TAP_FLAGS`] for a TAP with one queue per forwarding worker: each queue is
+/// its own descriptor, and the kernel spreads the frames the device transmits
+/// over them by flow hash, so one flow's frames stay on one queue.
+#[allow(clippy::cast_possible_truncation)]
+const MULTI_QUEUE_FLAGS: libc::c_short = TAP_FLAGS | libc::IFF_MULTI_QUEUE as libc::c_short;
+
 #[repr(C)]
 struct IfReqFlags {
     name: [libc::c_char; libc::IFNAMSIZ],
@@ -138,36 +144,69 @@ fn set_offload(fd: &OwnedFd, flags: libc::c_uint) -> io::Result<()> {
     os_result(rc).map(drop)
 }
 
-/// An open TAP device.
+/// An open TAP device (one queue of it, with the device's other queues, if
+/// it has several, until [`Tap::take_queues`] hands them out).
 #[derive(Debug)]
 pub struct Tap {
     fd: OwnedFd,
     name: String,
+    /// Queues 1 and up of a multi-queue TAP.
+    more_queues: Vec<Tap>,
 }
 
 impl Tap {
-    /// Creates the TAP `name` (or attaches to it if it exists) and makes it
-    /// non-persistent, so it disappears when `scd` closes it.
-    pub fn create(name: &str) -> io::Result<Tap> {
-        let tap = Tap::open(name)?;
+    /// Creates the TAP `name` (or attaches to it if it exists) with `queues`
+    /// queues and makes it non-persistent, so it disappears when `scd` closes it.
+    pub fn create(name: &str, queues: usize) -> io::Result<Tap> {
+        let tap = Tap::open_queues(name, queues)?;
         // SAFETY: TUNSETPERSIST takes an integer argument by value; the fd is a TAP.
         let rc = unsafe { libc::ioctl(tap.fd.as_raw_fd(), TUNSETPERSIST, 0 as libc::c_ulong) };
         os_result(rc)?;
         Ok(tap)
     }
 
-    /// Attaches to an existing (persistent) TAP, leaving its persistence alone.
-    pub fn attach(name: &str) -> io::Result<Tap> {
+    /// Attaches `queues` queues to an existing (persistent) TAP, leaving its
+    /// persistence alone. More than one needs a TAP made with `multi_queue`.
+    pub fn attach(name: &str, queues: usize) -> io::Result<Tap> {
         if !interface_exists(name) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("no interface `{name}` to attach to (create it with `ip tuntap add dev {name} mode tap`, or set create = true)"),
             ));
         }
-        Tap::open(name)
+        Tap::open_queues(name, queues).map_err(|e| {
+            if queues > 1 && e.raw_os_error() == Some(libc::EINVAL) {
+                io::Error::new(
+                    e.kind(),
+                    format!("`{name}` has one queue and [scheduling] workers = {queues} needs {queues}: create it with `ip tuntap add dev {name} mode tap multi_queue`"),
+                )
+            } else {
+                e
+            }
+        })
     }
 
-    fn open(name: &str) -> io::Result<Tap> {
+    /// Opens `queues` queues of the TAP `name`: one as before when `queues` is
+    /// 1, else every one with `IFF_MULTI_QUEUE`.
+    fn open_queues(name: &str, queues: usize) -> io::Result<Tap> {
+        if queues <= 1 {
+            return Tap::open(name, TAP_FLAGS);
+        }
+        let mut first = Tap::open(name, MULTI_QUEUE_FLAGS)?;
+        for _ in 1..queues {
+            let queue = Tap::open(name, MULTI_QUEUE_FLAGS)?;
+            first.more_queues.push(queue);
+        }
+        Ok(first)
+    }
+
+    /// Takes queues 1 and up away from this one (empty for a single queue), one
+    /// for each forwarding worker after the first.
+    pub fn take_queues(&mut self) -> Vec<Tap> {
+        std::mem::take(&mut self.more_queues)
+    }
+
+    fn open(name: &str, flags: libc::c_short) -> io::Result<Tap> {
         let path = c"/dev/net/tun";
         // SAFETY: `path` is a valid NUL-terminated string; open has no other inputs.
         let raw = unsafe {
@@ -183,7 +222,7 @@ impl Tap {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let mut req = IfReqFlags {
             name: ifname(name)?,
-            flags: TAP_FLAGS,
+            flags,
             _pad: [0; 22],
         };
         ifreq_ioctl(&fd, IfReqIoctl::TunSetIff, &mut req)?;
@@ -195,23 +234,26 @@ impl Tap {
         Ok(Tap {
             fd,
             name: name.to_string(),
+            more_queues: Vec::new(),
         })
     }
 
-    /// Creates or attaches the TAP `name`, inside namespace `netns` when given, and
-    /// brings it up there.
+    /// Creates or attaches the TAP `name` with `queues` queues (one per
+    /// forwarding worker), inside namespace `netns` when given, and brings it up
+    /// there.
     pub fn open_port(
         name: &str,
         netns: Option<&str>,
         create: bool,
         mtu: Option<u32>,
+        queues: usize,
     ) -> io::Result<Tap> {
         let owned = name.to_string();
         let open = move || {
             let tap = if create {
-                Tap::create(&owned)
+                Tap::create(&owned, queues)
             } else {
-                Tap::attach(&owned)
+                Tap::attach(&owned, queues)
             }?;
             tap.configure(mtu)?;
             Ok(tap)

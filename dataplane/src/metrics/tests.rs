@@ -59,18 +59,18 @@ fn renders_the_switch_under_the_same_names_and_labels() {
         "{text}"
     );
     // A sample recorded is counted in its stage, within a bucket's bounds.
-    s.handle.shared.stage_latency.record(
+    s.handle.shared.stage_latency[0].record(
         crate::switch::Stage::Round,
         std::time::Duration::from_micros(3),
     );
     // A sample past the last finite bound (2^30 ns) is counted only under +Inf.
-    s.handle.shared.stage_latency.record(
+    s.handle.shared.stage_latency[0].record(
         crate::switch::Stage::Round,
         std::time::Duration::from_secs(100),
     );
     let text = render(&s.handle, "host \"a\"");
     let all = samples(&text);
-    let round = format!("{base},stage=\"round\"");
+    let round = format!("{base},stage=\"round\",worker=\"0\"");
     for (key, value) in [
         (format!("scd_stage_latency_seconds_count{{{round}}}"), "2"),
         (

@@ -31,6 +31,7 @@ pub(super) fn spawn_switch(
             gateway_mac: Mac([2, 0, 0, 0, 0, 1]),
             gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
             pipeline: Pipeline::new(1),
+            workers: 1,
         })
         .unwrap();
         tx.send(switch.handle()).unwrap();

@@ -1,5 +1,5 @@
-//! The counters and the port list the switch thread shares with every other
-//! thread: written by the switch thread only, read by metrics and OpenFlow.
+//! The counters and the port list the forwarding workers share with every other
+//! thread: written by the forwarding workers, read by metrics and OpenFlow.
 
 use super::port_state::{PortChanges, PortLink};
 use super::stage_latency::StageLatency;
@@ -8,19 +8,35 @@ use arc_swap::ArcSwap;
 use dataplane_core::packet::ParseError;
 use dataplane_core::port::{PeerStatus, PortCounts};
 use openflow::flow::PortNo;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A counter written by the switch thread only and read by anyone; a relaxed
-/// load-add-store, with no locked instruction on the fast path.
+/// Set (for good) once a switch with more than one forwarding worker is built:
+/// from then on every [`Counter`] of this process adds with a locked
+/// `fetch_add`, since several workers write the same port and switch counters.
+static MULTI_WRITER: AtomicBool = AtomicBool::new(false);
+
+/// Makes every [`Counter`] of this process safe for several writers (never
+/// undone: a counter written by two threads with a plain store loses counts).
+pub(super) fn counters_for_several_writers() {
+    MULTI_WRITER.store(true, Ordering::SeqCst);
+}
+
+/// A counter written by the forwarding workers and read by anyone. With one
+/// worker, a relaxed load-add-store, with no locked instruction on the fast
+/// path; with several, an atomic add (see [`counters_for_several_writers`]).
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
 
 impl Counter {
-    /// Adds `n` (single writer).
+    /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
+        if MULTI_WRITER.load(Ordering::Relaxed) {
+            self.0.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
         self.0.store(
             self.0.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
@@ -146,6 +162,9 @@ pub struct SwitchCounters {
     pub packet_too_big_limited: Counter,
     /// Encrypted datagrams the kernel refused to send (socket buffer full).
     pub tunnel_send_errors: Counter,
+    /// Frames for a tunnel another forwarding worker owns, dropped because the
+    /// ring to that worker was full.
+    pub tunnel_handoff_dropped: Counter,
     /// Packet-ins handed to the OpenFlow channel.
     pub packet_in_queued: Counter,
     /// Packet-ins dropped because the channel's queue or buffer pool was full (or
@@ -234,8 +253,9 @@ pub struct SwitchShared {
     pub channel: ChannelCounters,
     /// Static flows reload counters.
     pub reloads: ReloadCounters,
-    /// Where the forwarding thread's time goes, stage by stage.
-    pub stage_latency: StageLatency,
+    /// Where each forwarding worker's time goes, stage by stage (indexed by
+    /// worker: one entry per `[scheduling] workers`).
+    pub stage_latency: Box<[StageLatency]>,
 }
 
 impl SwitchShared {

@@ -1,11 +1,12 @@
-//! The forwarding thread itself: building the switch from its ports, the epoll
-//! loop (with the control thread beside it), and each frame's way through parse,
-//! ARP, cache, classifier and actions.
+//! A forwarding worker itself: building the switch from its ports, the epoll
+//! loop (with the control thread and the other workers beside it), and each
+//! frame's way through parse, ARP, cache, classifier and actions.
 
 use super::busy_poll::BusyPoll;
 use super::counters::{ChannelCounters, PortInfo, ReloadCounters, SwitchCounters, SwitchShared};
 use super::guards::PortGuards;
 use super::handle::{SwitchHandle, Work};
+use super::handoff::Crew;
 use super::link_control::VmLinkControl;
 use super::output::{actions_keep_offload, Egress, Output};
 use super::packet_in::PacketInSender;
@@ -14,7 +15,6 @@ use super::ports::{send_local, LocalPort, Port, PortIo, BATCH, MAX_FRAME};
 use super::stage_latency::Stage;
 use super::stage_latency::StageLatency;
 use super::tables::{Control, Published, RemovedHook};
-use crate::io::os_result;
 use crate::io::rawport::RawRecv;
 use crate::io::tap::LinkProbe;
 use crate::tunnel::{Received, SourceCheck, Tunnels};
@@ -26,14 +26,13 @@ use dataplane_core::exec::{execute, FrameBuf, Outcome};
 use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
 use dataplane_core::packet::{parse, ETH_HLEN};
-use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::tunnel_port_name;
 use dataplane_core::port_security::PortBinding;
-use openflow::flow::{port, Action, Mac, PortNo};
+use openflow::flow::{Mac, PortNo};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
@@ -68,26 +67,34 @@ pub struct SwitchParams {
     pub gateway_ip: Ipv4Addr,
     /// Initial tables.
     pub pipeline: Pipeline,
+    /// Forwarding workers (`[scheduling] workers`); every local port comes with
+    /// this many queues.
+    pub workers: usize,
 }
 
-/// The switch: owner of the tables' control side, the cache and the ports.
+/// The switch: owner of the tables' control side, and forwarding worker 0 (a
+/// cache, a queue of every port, the tunnels) with the other workers beside it.
 pub struct Switch {
     /// The tables as last published; refreshed between rounds.
-    pipeline: Arc<Pipeline>,
+    pub(super) pipeline: Arc<Pipeline>,
     /// The control thread's state, taken by [`Switch::run`] while it runs.
-    control: Option<Control>,
-    cache: MegaflowCache,
+    pub(super) control: Option<Control>,
+    pub(super) cache: MegaflowCache,
     pub(super) egress: Egress,
-    tunnels: Option<Tunnels>,
-    arp: Option<ArpResponder>,
+    pub(super) tunnels: Option<Tunnels>,
+    pub(super) arp: Option<ArpResponder>,
     /// Per-port responders, by index into `ports`.
     pub(super) port_arp: Vec<(usize, ArpResponder)>,
     pub(super) guards: PortGuards,
-    dhcp: Option<DhcpServer>,
-    link: VmLinkControl,
-    jobs: Receiver<(Instant, Work)>,
+    pub(super) dhcp: Option<DhcpServer>,
+    pub(super) link: VmLinkControl,
+    pub(super) jobs: Receiver<(Instant, Work)>,
     pub(super) handle: SwitchHandle,
     pub(super) epoll: OwnedFd,
+    /// Which forwarding worker this is, and what ties it to the others.
+    pub(super) crew: Crew,
+    /// Workers 1 and up (worker 0 only), built with it and run beside it.
+    pub(super) helpers: Vec<Switch>,
 }
 
 impl std::fmt::Debug for Switch {
@@ -110,11 +117,11 @@ const IDLE_WAIT_MS: i32 = 100;
 
 /// Scratch space the output path needs besides the frame.
 pub(super) struct Scratch {
-    icmp: [u8; 14 + 20 + 8 + 60 + 8],
+    pub(super) icmp: [u8; 14 + 20 + 8 + 60 + 8],
     /// A DHCP reply.
     dhcp: [u8; dhcp::MAX_REPLY_FRAME],
     /// One segment of a super-frame on its way into a tunnel.
-    segment: Box<[u8]>,
+    pub(super) segment: Box<[u8]>,
     /// One segment of a super-frame whose actions need it cut first.
     segment_frame: FrameBuf,
 }
@@ -133,25 +140,10 @@ impl Scratch {
 impl Switch {
     /// A switch over these ports.
     pub fn new(mut params: SwitchParams) -> io::Result<Switch> {
-        // SAFETY: plain epoll_create1; checked below.
-        let epoll = os_result(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
-        // SAFETY: fresh descriptor, owned here only.
-        let epoll = unsafe { OwnedFd::from_raw_fd(epoll) };
-        // SAFETY: plain eventfd; checked below.
-        let wake = os_result(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-        // SAFETY: fresh descriptor, owned here only.
-        let wake = Arc::new(unsafe { OwnedFd::from_raw_fd(wake) });
-        let add = |fd: i32, token: u64| -> io::Result<()> {
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: token,
-            };
-            // SAFETY: `ev` is a valid epoll_event; both fds are open.
-            os_result(unsafe {
-                libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev)
-            })
-            .map(|_| ())
-        };
+        let epoll = crate::io::epoll_new()?;
+        let wake = Arc::new(crate::io::eventfd_new()?);
+        let add =
+            |fd: i32, token: u64| crate::io::epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, fd, token);
         add(wake.as_raw_fd(), WAKE_TOKEN)?;
         let mut ports = Vec::new();
         for (i, (number, local)) in params.ports.into_iter().enumerate() {
@@ -162,10 +154,7 @@ impl Switch {
                 .position(|(n, _)| *n == number)
                 .map(|at| params.probes.swap_remove(at).1);
             let info = Arc::new(PortInfo::new(number, local.name().to_string(), probe));
-            let io = match local {
-                LocalPort::Tap(tap) => PortIo::Tap(tap),
-                LocalPort::Raw(raw) => PortIo::Raw(raw),
-            };
+            let io = local.into_io();
             ports.push(Port { number, io, info });
         }
         if let Some(tunnels) = &params.tunnels {
@@ -194,7 +183,9 @@ impl Switch {
             started: Instant::now(),
             channel: ChannelCounters::default(),
             reloads: ReloadCounters::default(),
-            stage_latency: StageLatency::default(),
+            stage_latency: (0..params.workers.max(1))
+                .map(|_| StageLatency::default())
+                .collect(),
         });
         let (tx, rx) = mpsc::channel();
         let (tables_tx, tables_rx) = mpsc::channel();
@@ -220,7 +211,7 @@ impl Switch {
         let uplinks: Vec<usize> = port_arp.iter().map(|(idx, _)| *idx).collect();
         let mut guards = PortGuards::new(&ports, &uplinks, params.bindings)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(Switch {
+        let mut switch = Switch {
             pipeline: published.snapshot(),
             control: Some(control),
             cache: MegaflowCache::default(),
@@ -240,7 +231,11 @@ impl Switch {
             jobs: rx,
             handle,
             epoll,
-        })
+            crew: Crew::default(),
+            helpers: Vec::new(),
+        };
+        switch.build_helpers(params.workers)?;
+        Ok(switch)
     }
 
     /// A handle for other threads.
@@ -258,6 +253,9 @@ impl Switch {
     /// Sends frames output to `CONTROLLER` to this channel (without one they are
     /// only counted).
     pub fn set_packet_in(&mut self, sender: PacketInSender) {
+        for helper in &mut self.helpers {
+            helper.egress.packet_in = Some(sender.clone());
+        }
         self.egress.packet_in = Some(sender);
     }
 
@@ -269,6 +267,7 @@ impl Switch {
         };
         let forwarding_done = AtomicBool::new(false);
         let handle_stop = self.handle.stop.clone();
+        let helpers = std::mem::take(&mut self.helpers);
         let result = std::thread::scope(|s| {
             let control_thread = std::thread::Builder::new()
                 .name("tables".into())
@@ -283,7 +282,15 @@ impl Switch {
                 });
             let result = match control_thread {
                 Ok(thread) => {
-                    let result = self.forward(stop);
+                    // Workers 1 and up stop with this one (or at once if one
+                    // of them could not start).
+                    let result =
+                        Switch::start_helpers(helpers, s, &forwarding_done).and_then(|helpers| {
+                            let result = self.forward(stop);
+                            forwarding_done.store(true, Ordering::Relaxed);
+                            self.helpers = Switch::join_helpers(helpers);
+                            result
+                        });
                     forwarding_done.store(true, Ordering::Relaxed);
                     thread.join().ok().map(|control| (result, control))
                 }
@@ -300,7 +307,7 @@ impl Switch {
         }
     }
 
-    fn forward(&mut self, stop: &AtomicBool) -> io::Result<()> {
+    pub(super) fn forward(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut frame = FrameBuf::with_capacity(MAX_FRAME);
         let mut scratch = Scratch::new();
         let mut coalescer = Coalescer::default();
@@ -308,7 +315,7 @@ impl Switch {
         let mut last_second = Instant::now();
         let mut published = CacheStats::default();
         let shared = self.egress.shared.clone();
-        let latency = &shared.stage_latency;
+        let latency = &shared.stage_latency[self.crew.worker];
         let mut poll = BusyPoll::new(crate::scheduling::chosen().busy_poll());
         if let Some(tunnels) = self.tunnels.as_mut() {
             tunnels.initiate_all();
@@ -379,6 +386,8 @@ impl Switch {
                 );
                 self.run_job(work, &mut scratch, now);
             }
+            self.crew.end_round();
+            self.send_handed(&mut scratch);
             if let Some(tunnels) = self.tunnels.as_mut() {
                 if tunnels.has_queued() {
                     // Everything this round encrypted leaves in one sendmmsg.
@@ -396,7 +405,9 @@ impl Switch {
             }
             if now.duration_since(last_second) >= Duration::from_secs(1) {
                 last_second = now;
-                self.link.tick(now, &self.guards, &self.egress);
+                if self.crew.worker == 0 {
+                    self.link.tick(now, &self.guards, &self.egress);
+                }
                 if let Some(tunnels) = &self.tunnels {
                     if let Ok(mut status) = shared.tunnels.lock() {
                         *status = tunnels.status();
@@ -419,13 +430,19 @@ impl Switch {
                 let _ = reply.send(self.packet_out(job, scratch, now));
             }
             Work::Bind(port, binding, reply) => {
-                let _ = reply.send(self.guards.bind(&self.egress.ports, port, binding));
+                let _ = reply.send(self.bind_everywhere(port, binding));
             }
             Work::AddPort(new, reply) => {
                 let _ = reply.send(self.add_port(*new));
             }
             Work::RemovePort(number, reply) => {
                 let _ = reply.send(self.remove_port(number));
+            }
+            Work::AddQueue(port, binding, reply) => {
+                let _ = reply.send(self.add_queue(*port, binding));
+            }
+            Work::RemoveQueue(number, reply) => {
+                let _ = reply.send(self.remove_queue(number).map(drop));
             }
             Work::TunnelStatus(reply) => {
                 let status = self.tunnels.as_ref().map(Tunnels::status);
@@ -627,80 +644,6 @@ impl Switch {
         }
     }
 
-    /// Runs a packet-out: the actions on the frame, `output:TABLE` through the tables
-    /// with the frame as the actions before it left it. Control path: it may allocate.
-    pub(super) fn packet_out(
-        &mut self,
-        job: PacketOutJob,
-        scratch: &mut Scratch,
-        now: Instant,
-    ) -> Result<(), PacketOutError> {
-        let in_idx = match job.in_port {
-            port::CONTROLLER | port::ANY => usize::MAX,
-            p => self
-                .egress
-                .ports
-                .iter()
-                .position(|q| q.number == p)
-                .ok_or(PacketOutError::BadInPort(p))?,
-        };
-        for a in &job.actions {
-            if let Action::Output { port: p, .. } = a {
-                let reserved = matches!(
-                    *p,
-                    port::TABLE | port::IN_PORT | port::FLOOD | port::ALL | port::CONTROLLER
-                );
-                if !reserved && !self.egress.ports.iter().any(|q| q.number == *p) {
-                    return Err(PacketOutError::BadOutPort(*p));
-                }
-            }
-            if let Action::Group(g) = a {
-                if self.pipeline.groups().get(*g).is_none() {
-                    return Err(PacketOutError::BadOutGroup(*g));
-                }
-            }
-        }
-        let mut frame = FrameBuf::with_capacity(job.data.len() + 64);
-        frame.fill(&job.data);
-        let (_, mut layout) =
-            parse(frame.bytes(), job.in_port).map_err(|_| PacketOutError::BadPacket)?;
-        self.egress
-            .shared
-            .channel
-            .packet_outs
-            .fetch_add(1, Ordering::Relaxed);
-        let mut to_table: Option<Vec<u8>> = None;
-        let mut out = Output {
-            egress: &self.egress,
-            tunnels: &mut self.tunnels,
-            icmp: &mut scratch.icmp,
-            segment: &mut scratch.segment,
-            offload: VnetHdr::NONE,
-            in_idx,
-            classified: None,
-            in_port: job.in_port,
-        };
-        execute(
-            &job.actions,
-            &mut frame,
-            &mut layout,
-            self.pipeline.groups(),
-            |p, bytes| {
-                if p == port::TABLE {
-                    to_table.get_or_insert_with(|| bytes.to_vec());
-                } else {
-                    out.output(p, bytes);
-                }
-            },
-        );
-        if let Some(bytes) = to_table {
-            let mut frame = FrameBuf::with_capacity(bytes.len() + 64);
-            frame.fill(&bytes);
-            self.process(in_idx, job.in_port, &mut frame, VnetHdr::NONE, scratch, now);
-        }
-        Ok(())
-    }
-
     /// Answers a DHCP request from the bound VM port at `idx` with its binding's
     /// first address. The request goes no further either way: DHCP of VM ports
     /// never leaves the host.
@@ -803,6 +746,7 @@ impl Switch {
             in_idx: idx,
             classified: Some((&self.pipeline, decision)),
             in_port,
+            to_owner: self.crew.to_owner.as_mut(),
         };
         let outcome = if keep || !offload.is_gso() {
             execute(

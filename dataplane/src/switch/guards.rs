@@ -25,8 +25,9 @@ pub enum BindRefused {
     NotAVmPort(PortNo),
 }
 
-/// The binding of every port, by index into the switch's ports.
-#[derive(Debug, Default)]
+/// The binding of every port, by index into the switch's ports (each
+/// forwarding worker has its copy, kept the same by worker 0).
+#[derive(Clone, Debug, Default)]
 pub(super) struct PortGuards {
     bindings: Vec<Option<PortBinding>>,
     bindable: Vec<bool>,

@@ -4,7 +4,7 @@
 
 use super::counters::SwitchShared;
 use super::guards::BindRefused;
-use super::ports::{NewPort, PortSetError};
+use super::ports::{NewPort, Port, PortSetError};
 use super::tables::{Job, Published, Visibility};
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
 use dataplane_core::pipeline::Pipeline;
@@ -34,6 +34,15 @@ pub(super) enum Work {
     AddPort(Box<NewPort>, SyncSender<Result<(), PortSetError>>),
     /// A local port to remove (closed once removed), with where to send the outcome.
     RemovePort(PortNo, SyncSender<Result<(), PortSetError>>),
+    /// This worker's queue of a port worker 0 added, and its binding (workers
+    /// after the first only).
+    AddQueue(
+        Box<Port>,
+        Option<PortBinding>,
+        SyncSender<Result<(), PortSetError>>,
+    ),
+    /// Worker 0 removed this port: this worker closes its queue of it.
+    RemoveQueue(PortNo, SyncSender<Result<(), PortSetError>>),
 }
 
 impl std::fmt::Debug for Work {
@@ -44,6 +53,8 @@ impl std::fmt::Debug for Work {
             Work::Bind(port, binding, _) => write!(f, "Bind({port}, {binding:?})"),
             Work::AddPort(new, _) => write!(f, "AddPort({})", new.number),
             Work::RemovePort(port, _) => write!(f, "RemovePort({port})"),
+            Work::AddQueue(port, _, _) => write!(f, "AddQueue({})", port.number),
+            Work::RemoveQueue(port, _) => write!(f, "RemoveQueue({port})"),
         }
     }
 }

@@ -29,8 +29,10 @@ pub struct LinkParams {
     pub ports: Vec<(PortNo, PortNdResponder)>,
 }
 
-/// The switch thread's IPv6 link control of its VM ports and uplinks.
-#[derive(Debug)]
+/// The switch thread's IPv6 link control of its VM ports and uplinks (each
+/// forwarding worker answers on its own queues; worker 0 sends the
+/// advertisements).
+#[derive(Clone, Debug)]
 pub(super) struct VmLinkControl {
     responder: Option<NdResponder>,
     ports: Vec<(PortNo, PortNdResponder)>,

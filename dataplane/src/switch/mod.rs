@@ -21,15 +21,18 @@ mod counters;
 mod event_loop;
 mod guards;
 mod handle;
+mod handoff;
 mod link_control;
 mod link_watch;
 mod output;
 mod packet_in;
+mod packet_out;
 mod port_set;
 mod port_state;
 mod ports;
 mod stage_latency;
 mod tables;
+mod workers;
 
 pub use counters::{
     ChannelCounters, Counter, ListenerCounters, PortCounters, PortInfo, ReloadCounters,

@@ -2,6 +2,7 @@
 //! answers), the controller, flooding.
 
 use super::counters::SwitchShared;
+use super::handoff::HandoffSender;
 use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
@@ -41,6 +42,8 @@ pub(super) struct Output<'a> {
     /// The tables and what the packet hit (none for a packet-out).
     pub(super) classified: Option<(&'a Pipeline, &'a Classification)>,
     pub(super) in_port: PortNo,
+    /// On a worker that owns no tunnel: the ring to the one that does.
+    pub(super) to_owner: Option<&'a mut HandoffSender>,
 }
 
 impl Output<'_> {
@@ -102,7 +105,15 @@ impl Output<'_> {
             PortIo::Tap(_) | PortIo::Raw(_) => {
                 send_local(&self.egress.ports, idx, &self.offload, bytes)
             }
-            PortIo::Tunnel(peer) => self.send_tunnel(idx, peer, bytes),
+            PortIo::Tunnel(peer) => match self.to_owner.as_mut() {
+                None => self.send_tunnel(idx, peer, bytes),
+                Some(ring) => {
+                    let number = self.egress.ports[idx].number;
+                    if !ring.hand((peer, number, self.in_port), self.offload, bytes) {
+                        self.egress.shared.counters.tunnel_handoff_dropped.add(1);
+                    }
+                }
+            },
         }
     }
 

@@ -6,12 +6,15 @@ use dataplane_core::pipeline::Pipeline;
 use dataplane_core::pipeline::{Classification, FlowId};
 use openflow::flow::{port, Action, PortNo};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
-/// The switch thread's end of the packet-in channel.
-#[derive(Debug)]
+/// The forwarding workers' end of the packet-in channel (one clone per worker).
+#[derive(Debug, Clone)]
 pub struct PacketInSender {
     pub(super) events: SyncSender<PacketInEvent>,
-    pub(super) pool: Receiver<Vec<u8>>,
+    /// Shared by the workers: taken once per packet-in, a frame already off
+    /// the fast path, and uncontended with one worker.
+    pub(super) pool: Arc<Mutex<Receiver<Vec<u8>>>>,
 }
 
 /// The OpenFlow channel's end of the packet-in channel.
@@ -45,7 +48,7 @@ pub fn packet_in_channel(depth: usize) -> (PacketInSender, PacketInReceiver) {
     (
         PacketInSender {
             events: events_tx,
-            pool: pool_rx,
+            pool: Arc::new(Mutex::new(pool_rx)),
         },
         PacketInReceiver {
             events: events_rx,
@@ -60,7 +63,8 @@ impl PacketInSender {
     /// packet, and an unbuffered packet-in carries the entire packet (OpenFlow
     /// 1.3 §7.4.1), as `OFPCML_NO_BUFFER` asks too.
     pub(super) fn send(&self, meta: PacketInMeta, frame: &[u8]) -> bool {
-        let Ok(mut buf) = self.pool.try_recv() else {
+        let taken = self.pool.lock().ok().and_then(|pool| pool.try_recv().ok());
+        let Some(mut buf) = taken else {
             return false;
         };
         buf.clear();

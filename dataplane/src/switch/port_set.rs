@@ -1,27 +1,23 @@
 //! Ports that come and go while the switch runs: adding a local port to the
-//! forwarding thread's set and removing one, between two rounds of its loop, so
-//! no frame of another port waits and the tables are not touched. The epoll
-//! tokens are indices into the port list, so a removal renumbers the ports after
-//! it (their registrations and the per-port ARP responders and guards move with
-//! them). Each change is queued as a port-status for the OpenFlow channel.
+//! forwarding workers' sets and removing one, between two rounds of their loops,
+//! so no frame of another port waits and the tables are not touched. Worker 0
+//! takes the request, keeps the port's first queue and hands each other worker
+//! its own (`workers`). The epoll tokens are indices into the port list, so a
+//! removal renumbers the ports after it (their registrations and the per-port
+//! ARP responders and guards move with them); every worker's list keeps the same
+//! order. Each change is queued as a port-status for the OpenFlow channel.
 
 use super::event_loop::Switch;
-use super::ports::{LocalPort, NewPort, Port, PortIo, PortSetError};
+use super::ports::{NewPort, Port, PortSetError};
 use super::PortInfo;
-use crate::io::os_result;
+use dataplane_core::port_security::PortBinding;
 use openflow::flow::{port, PortNo};
 use openflow::wire::PortReason;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 impl Switch {
     fn epoll_ctl(&self, op: i32, fd: i32, token: u64) -> std::io::Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid epoll_event; both descriptors are open.
-        os_result(unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+        crate::io::epoll_ctl(&self.epoll, op, fd, token)
     }
 
     fn publish_ports(&self) {
@@ -29,7 +25,7 @@ impl Switch {
         self.egress.shared.ports.store(Arc::new(infos));
     }
 
-    /// Appends `new` to the ports, watched from the next round on.
+    /// Appends `new` to the ports of every worker, watched from the next round on.
     pub(super) fn add_port(&mut self, new: NewPort) -> Result<(), PortSetError> {
         let name = new.local.name().to_string();
         if new.number == 0 || new.number > port::MAX {
@@ -48,37 +44,68 @@ impl Switch {
                 existing_name: p.info.name.clone(),
             });
         }
-        let idx = self.egress.ports.len();
-        self.epoll_ctl(libc::EPOLL_CTL_ADD, new.local.fd(), idx as u64)
-            .map_err(|e| PortSetError::Poll(e.to_string()))?;
+        let mut io = new.local.into_io();
+        let workers = self.helpers_count() + 1;
+        let queues = io.take_queues(workers);
+        if queues.len() + 1 != workers {
+            return Err(PortSetError::Queues {
+                queues: queues.len() + 1,
+                workers,
+            });
+        }
         let info = Arc::new(PortInfo::new(new.number, name, new.probe));
-        let io = match new.local {
-            LocalPort::Tap(tap) => PortIo::Tap(tap),
-            LocalPort::Raw(raw) => PortIo::Raw(raw),
-        };
-        self.egress.ports.push(Port {
+        let port = Port {
             number: new.number,
             io,
             info: info.clone(),
-        });
-        self.guards.push(new.binding);
+        };
+        self.add_queue(port, new.binding.clone())?;
+        self.spread_added(queues, &info, new.binding);
         self.publish_ports();
         self.egress.shared.announce(PortReason::Add, &info);
         Ok(())
     }
 
-    /// Removes local port `number` and closes its device.
+    /// Appends this worker's queue of a port (every worker does, in the same
+    /// order, so a port has one index everywhere).
+    pub(super) fn add_queue(
+        &mut self,
+        port: Port,
+        binding: Option<PortBinding>,
+    ) -> Result<(), PortSetError> {
+        let idx = self.egress.ports.len();
+        if let Some(fd) = port.io.fd() {
+            self.epoll_ctl(libc::EPOLL_CTL_ADD, fd, idx as u64)
+                .map_err(|e| PortSetError::Poll(e.to_string()))?;
+        }
+        self.egress.ports.push(port);
+        self.guards.push(binding);
+        Ok(())
+    }
+
+    /// Removes local port `number` from every worker and closes its device.
     pub(super) fn remove_port(&mut self, number: PortNo) -> Result<(), PortSetError> {
+        let removed = self.remove_queue(number)?;
+        self.spread_removed(number);
+        self.publish_ports();
+        self.egress
+            .shared
+            .announce(PortReason::Delete, &removed.info);
+        drop(removed);
+        Ok(())
+    }
+
+    /// Removes this worker's queue of local port `number` and renumbers the
+    /// ports after it.
+    pub(super) fn remove_queue(&mut self, number: PortNo) -> Result<Port, PortSetError> {
         let idx = self
             .egress
             .ports
             .iter()
             .position(|p| p.number == number)
             .ok_or(PortSetError::NoSuchPort(number))?;
-        let fd = match &self.egress.ports[idx].io {
-            PortIo::Tap(tap) => tap.as_raw_fd(),
-            PortIo::Raw(raw) => raw.as_raw_fd(),
-            PortIo::Tunnel(_) => return Err(PortSetError::NotLocal(number)),
+        let Some(fd) = self.egress.ports[idx].io.fd() else {
+            return Err(PortSetError::NotLocal(number));
         };
         // Closing the descriptor would drop it from the set too; said explicitly,
         // it cannot outlive the port through a duplicate.
@@ -92,20 +119,13 @@ impl Switch {
             }
         }
         for (at, p) in self.egress.ports.iter().enumerate().skip(idx) {
-            let fd = match &p.io {
-                PortIo::Tap(tap) => tap.as_raw_fd(),
-                PortIo::Raw(raw) => raw.as_raw_fd(),
-                PortIo::Tunnel(_) => continue,
+            let Some(fd) = p.io.fd() else {
+                continue;
             };
             if let Err(e) = self.epoll_ctl(libc::EPOLL_CTL_MOD, fd, at as u64) {
                 tracing::error!(port = p.number, "re-registering after a removal: {e}");
             }
         }
-        self.publish_ports();
-        self.egress
-            .shared
-            .announce(PortReason::Delete, &removed.info);
-        drop(removed);
-        Ok(())
+        Ok(removed)
     }
 }

@@ -40,6 +40,13 @@ impl LocalPort {
             LocalPort::Raw(r) => r.as_raw_fd(),
         }
     }
+
+    pub(super) fn into_io(self) -> PortIo {
+        match self {
+            LocalPort::Tap(tap) => PortIo::Tap(tap),
+            LocalPort::Raw(raw) => PortIo::Raw(raw),
+        }
+    }
 }
 
 /// A local port to add to a running switch.
@@ -82,6 +89,15 @@ pub enum PortSetError {
     /// The kernel refused to watch the new device.
     #[error("cannot watch the device: {0}")]
     Poll(String),
+    /// The device was opened with another number of queues than the switch
+    /// has forwarding workers.
+    #[error("the device has {queues} queues and the switch {workers} forwarding workers")]
+    Queues {
+        /// Queues opened.
+        queues: usize,
+        /// Forwarding workers.
+        workers: usize,
+    },
 }
 
 /// How a port moves frames.
@@ -95,7 +111,29 @@ pub(super) enum PortIo {
     Tunnel(usize),
 }
 
-/// A port owned by the switch thread.
+impl PortIo {
+    /// What `workers - 1` more forwarding workers use for this port: a local
+    /// port's other queues (taken from it), or the same tunnel peer.
+    pub(super) fn take_queues(&mut self, workers: usize) -> Vec<PortIo> {
+        match self {
+            PortIo::Tap(t) => t.take_queues().into_iter().map(PortIo::Tap).collect(),
+            PortIo::Raw(r) => r.take_queues().into_iter().map(PortIo::Raw).collect(),
+            PortIo::Tunnel(peer) => (1..workers).map(|_| PortIo::Tunnel(*peer)).collect(),
+        }
+    }
+
+    /// The descriptor epoll watches (none for a tunnel peer: the socket is
+    /// watched once for all of them).
+    pub(super) fn fd(&self) -> Option<i32> {
+        match self {
+            PortIo::Tap(tap) => Some(tap.as_raw_fd()),
+            PortIo::Raw(raw) => Some(raw.as_raw_fd()),
+            PortIo::Tunnel(_) => None,
+        }
+    }
+}
+
+/// A port owned by a forwarding worker (each has its own queue of it).
 #[derive(Debug)]
 pub(super) struct Port {
     pub(super) number: PortNo,

@@ -26,26 +26,32 @@ pub(crate) fn running(pipeline: Pipeline) -> Running {
     let (tx, rx) = std::sync::mpsc::channel();
     let stopped = stop.clone();
     std::thread::spawn(move || {
-        let mut switch = Switch::new(SwitchParams {
-            datapath_id: 42,
-            ports: vec![],
-            probes: vec![],
-            tunnels: None,
-            arp: None,
-            port_arp: vec![],
-            dhcp: None,
-            nd: Default::default(),
-            bindings: Vec::new(),
-            gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
-            gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
-            pipeline,
-        })
-        .unwrap();
+        let mut switch = Switch::new(no_ports(42, pipeline, 1)).unwrap();
         tx.send(switch.handle()).unwrap();
         switch.run(&stopped).unwrap();
     });
     Running {
         handle: rx.recv().unwrap(),
         stop,
+    }
+}
+
+/// A switch `datapath_id` with no ports, `pipeline` as its tables and `workers`
+/// forwarding workers.
+pub(crate) fn no_ports(datapath_id: u64, pipeline: Pipeline, workers: usize) -> SwitchParams {
+    SwitchParams {
+        datapath_id,
+        ports: vec![],
+        probes: vec![],
+        tunnels: None,
+        arp: None,
+        port_arp: vec![],
+        dhcp: None,
+        nd: Default::default(),
+        bindings: Vec::new(),
+        gateway_mac: openflow::Mac([2, 0, 0, 0, 0, 1]),
+        gateway_ip: std::net::Ipv4Addr::new(100, 64, 0, 1),
+        pipeline,
+        workers,
     }
 }

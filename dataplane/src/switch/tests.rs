@@ -58,3 +58,29 @@ fn packet_in_channel_sends_whole_frames_drops_when_full_and_reuses_buffers() {
     // The recycled buffer carries the next frame.
     assert_eq!(rx.events.try_recv().unwrap().data.as_ptr(), ptr);
 }
+
+#[test]
+fn a_switch_with_two_workers_keeps_a_histogram_each_and_stops_whole() {
+    use super::Switch;
+    use std::sync::atomic::AtomicBool;
+    let pipeline = dataplane_core::pipeline::Pipeline::new(1);
+    let mut switch = Switch::new(super::test_switch::no_ports(7, pipeline, 2)).unwrap();
+    let handle = switch.handle();
+    assert_eq!(handle.shared.stage_latency.len(), 2);
+    assert_eq!(switch.helpers.len(), 1);
+    let running = std::thread::spawn(move || {
+        let result = switch.run(&AtomicBool::new(false));
+        (result, switch)
+    });
+    // Worker 0 answers while worker 1 runs beside it.
+    handle.sync().unwrap();
+    assert_eq!(handle.tunnel_status().unwrap(), Vec::new());
+    handle.stop();
+    let (result, switch) = running.join().unwrap();
+    result.unwrap();
+    assert_eq!(
+        switch.helpers.len(),
+        1,
+        "worker 1 came back from its thread"
+    );
+}

@@ -1,0 +1,241 @@
+//! Several forwarding workers (`[scheduling] workers = N`): building workers 1
+//! and up beside worker 0, running them on threads of their own, and keeping
+//! what every worker must agree on (its ports and their bindings) the same.
+//!
+//! Worker `i` is a copy of the forwarding loop with its own epoll set, megaflow
+//! cache, scratch buffers, busy-poll window and stage histograms, reading
+//! queue `i` of every local port (a multi-queue TAP's queue, or one socket of a
+//! raw port's fanout group) and writing through that queue too, so no
+//! descriptor is shared between threads. The tables stay one published
+//! snapshot that every worker refreshes between rounds. Worker 0 owns what is
+//! not per queue: the tunnel socket and every peer's session, packet-outs and
+//! tunnel status, and the jobs other threads send; a frame another worker
+//! classified for a tunnel reaches it over that worker's ring (`handoff`).
+//! A port change or a binding is applied by worker 0 and then by every other
+//! worker, in the order worker 0 took them, before its answer goes back.
+
+use super::counters::counters_for_several_writers;
+use super::event_loop::{Scratch, Switch, WAKE_TOKEN};
+use super::handle::{SwitchHandle, Work};
+use super::handoff::{handoff_ring, Crew, HANDOFF_DEPTH};
+use super::output::{Egress, Output};
+use super::ports::{Port, PortIo, MAX_FRAME};
+use super::{BindRefused, PortInfo};
+use dataplane_core::megaflow::MegaflowCache;
+use dataplane_core::port_security::PortBinding;
+use openflow::flow::PortNo;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
+use std::thread::{Scope, ScopedJoinHandle};
+
+impl Switch {
+    /// The forwarding workers besides this one.
+    pub(super) fn helpers_count(&self) -> usize {
+        self.crew.helper_handles.len()
+    }
+
+    /// Builds workers 1 to `workers - 1` from worker 0 (this switch, just
+    /// built): each takes its queue of every local port.
+    pub(super) fn build_helpers(&mut self, workers: usize) -> io::Result<()> {
+        if workers <= 1 {
+            return Ok(());
+        }
+        counters_for_several_writers();
+        let mut queues: Vec<Vec<Port>> = (1..workers).map(|_| Vec::new()).collect();
+        for port in &mut self.egress.ports {
+            let more = port.io.take_queues(workers);
+            if more.len() + 1 != workers {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "port {} ({}) has {} queues for {workers} forwarding workers",
+                        port.number,
+                        port.info.name,
+                        more.len() + 1
+                    ),
+                ));
+            }
+            for (ports, io) in queues.iter_mut().zip(more) {
+                ports.push(Port {
+                    number: port.number,
+                    io,
+                    info: port.info.clone(),
+                });
+            }
+        }
+        for (i, ports) in queues.into_iter().enumerate() {
+            let helper = self.helper(i + 1, ports)?;
+            self.crew.helper_handles.push(helper.handle.clone());
+            self.helpers.push(helper);
+        }
+        Ok(())
+    }
+
+    /// Worker `worker` over its queues `ports` (in worker 0's order).
+    fn helper(&mut self, worker: usize, ports: Vec<Port>) -> io::Result<Switch> {
+        let epoll = crate::io::epoll_new()?;
+        let wake = Arc::new(crate::io::eventfd_new()?);
+        let add =
+            |fd: i32, token: u64| crate::io::epoll_ctl(&epoll, libc::EPOLL_CTL_ADD, fd, token);
+        add(wake.as_raw_fd(), WAKE_TOKEN)?;
+        for (i, port) in ports.iter().enumerate() {
+            if let Some(fd) = port.io.fd() {
+                add(fd, i as u64)?;
+            }
+        }
+        let (to_owner, from_helper) =
+            handoff_ring(HANDOFF_DEPTH, MAX_FRAME, self.handle.wake.clone());
+        self.crew.from_helpers.push(from_helper);
+        let (jobs, jobs_rx) = mpsc::channel();
+        let handle = SwitchHandle {
+            jobs,
+            wake,
+            ..self.handle.clone()
+        };
+        Ok(Switch {
+            pipeline: self.pipeline.clone(),
+            control: None,
+            cache: MegaflowCache::default(),
+            egress: Egress {
+                ports,
+                shared: self.egress.shared.clone(),
+                gateway_mac: self.egress.gateway_mac,
+                gateway_ip: self.egress.gateway_ip,
+                packet_in: self.egress.packet_in.clone(),
+            },
+            tunnels: None,
+            arp: self.arp,
+            port_arp: self.port_arp.clone(),
+            guards: self.guards.clone(),
+            dhcp: self.dhcp.clone(),
+            link: self.link.clone(),
+            jobs: jobs_rx,
+            handle,
+            epoll,
+            crew: Crew {
+                worker,
+                to_owner: Some(to_owner),
+                ..Crew::default()
+            },
+            helpers: Vec::new(),
+        })
+    }
+
+    /// Starts `helpers` on threads of `scope`; each forwards until `stop`.
+    /// They inherit the calling (forwarding) thread's scheduling.
+    pub(super) fn start_helpers<'scope>(
+        helpers: Vec<Switch>,
+        scope: &'scope Scope<'scope, '_>,
+        stop: &'scope AtomicBool,
+    ) -> io::Result<Vec<ScopedJoinHandle<'scope, Switch>>> {
+        helpers
+            .into_iter()
+            .map(|mut helper| {
+                std::thread::Builder::new()
+                    .name(format!("forward-{}", helper.crew.worker))
+                    .spawn_scoped(scope, move || {
+                        if let Err(e) = helper.forward(stop) {
+                            tracing::error!(
+                                worker = helper.crew.worker,
+                                "forwarding worker stopped: {e}"
+                            );
+                        }
+                        helper
+                    })
+            })
+            .collect()
+    }
+
+    /// The helpers back from their threads (those that panicked are lost).
+    pub(super) fn join_helpers(threads: Vec<ScopedJoinHandle<'_, Switch>>) -> Vec<Switch> {
+        threads
+            .into_iter()
+            .filter_map(|thread| thread.join().ok())
+            .collect()
+    }
+
+    /// Worker 0: encrypts and sends what the other workers handed over for
+    /// the tunnels.
+    pub(super) fn send_handed(&mut self, scratch: &mut Scratch) {
+        for ring in &self.crew.from_helpers {
+            while let Some(handed) = ring.take() {
+                let ports = &self.egress.ports;
+                let tunnel = ports.iter().position(|p| p.number == handed.port);
+                let in_idx = ports.iter().position(|p| p.number == handed.in_port);
+                if let Some(idx) = tunnel {
+                    let mut out = Output {
+                        egress: &self.egress,
+                        tunnels: &mut self.tunnels,
+                        icmp: &mut scratch.icmp,
+                        segment: &mut scratch.segment,
+                        offload: handed.offload,
+                        in_idx: in_idx.unwrap_or(usize::MAX),
+                        classified: None,
+                        in_port: handed.in_port,
+                        to_owner: None,
+                    };
+                    out.send_tunnel(idx, handed.peer, handed.frame());
+                }
+                ring.give_back(handed);
+            }
+        }
+    }
+
+    /// Binds (or unbinds) a port on this worker and then on every other.
+    pub(super) fn bind_everywhere(
+        &mut self,
+        port: PortNo,
+        binding: Option<PortBinding>,
+    ) -> Result<(), BindRefused> {
+        self.guards
+            .bind(&self.egress.ports, port, binding.clone())?;
+        for helper in &self.crew.helper_handles {
+            let done = helper.ask(|tx| Work::Bind(port, binding.clone(), tx));
+            if !matches!(done, Ok(Ok(()))) {
+                tracing::error!(
+                    port,
+                    "a forwarding worker did not take the binding: {done:?}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands each other worker its queue of a port worker 0 just added.
+    pub(super) fn spread_added(
+        &self,
+        queues: Vec<PortIo>,
+        info: &Arc<PortInfo>,
+        binding: Option<PortBinding>,
+    ) {
+        for (helper, io) in self.crew.helper_handles.iter().zip(queues) {
+            let port = Box::new(Port {
+                number: info.number,
+                io,
+                info: info.clone(),
+            });
+            let done = helper.ask(|tx| Work::AddQueue(port, binding.clone(), tx));
+            if !matches!(done, Ok(Ok(()))) {
+                tracing::error!(
+                    port = info.number,
+                    "a forwarding worker did not take its queue: {done:?}"
+                );
+            }
+        }
+    }
+
+    /// Has every other worker close its queue of a port worker 0 removed.
+    pub(super) fn spread_removed(&self, number: PortNo) {
+        for helper in &self.crew.helper_handles {
+            let done = helper.ask(|tx| Work::RemoveQueue(number, tx));
+            if !matches!(done, Ok(Ok(()))) {
+                tracing::error!(
+                    port = number,
+                    "a forwarding worker kept its queue: {done:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `[scheduling] workers = 2`: two forwarding workers per `scd`, each reading
+//! its own queue of every multi-queue TAP. Two VMs on one host and a third
+//! across a WireGuard tunnel exchange several TCP streams at once (so the
+//! kernel's flow hash spreads them over both queues) and pings; every stream
+//! arrives whole and in order (TCP checks the order, a hash the bytes), both
+//! workers' metrics show they forwarded, and a port added and removed while
+//! traffic runs is served by both workers and then gone. Raw ports do the same
+//! with one packet socket per worker in a fanout group.
+
+use anyhow::Result;
+use netns_tests::cloud::reaches;
+use netns_tests::{require_root, snmp_counter, tcp_transfer, unique, wait_until, Internet};
+use netns_tests::{scd_config_head, KeyPair, Scd, Vm, VmAddress, GATEWAY_MAC};
+use std::time::Duration;
+
+const WG_PORT: u16 = 51820;
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// (host, port, ip, mac) of every VM; the last one is added while `scd` runs.
+const VMS: [(usize, u32, &str, &str); 4] = [
+    (0, 1, "100.64.1.1", "02:00:00:00:01:01"),
+    (0, 2, "100.64.1.2", "02:00:00:00:01:02"),
+    (1, 1, "100.64.2.1", "02:00:00:00:02:01"),
+    (0, 3, "100.64.1.3", "02:00:00:00:01:03"),
+];
+const ADDED: usize = 3;
+
+fn tunnel_port(host: usize) -> u32 {
+    100 + u32::try_from(host).unwrap_or(0)
+}
+
+/// Local VMs delivered with both MACs rewritten, remote ones into their host's
+/// tunnel; the added VM's flow is there from the start (it matches nothing
+/// until its port exists).
+fn flows_for(host: usize) -> String {
+    VMS.iter()
+        .map(|(h, port, ip, mac)| {
+            if *h == host {
+                format!("priority=100,ip,nw_dst={ip},actions=set_field:{GATEWAY_MAC}->eth_src,set_field:{mac}->eth_dst,output:{port}\n")
+            } else {
+                format!("priority=100,ip,nw_dst={ip},actions=output:{}\n", tunnel_port(*h))
+            }
+        })
+        .collect()
+}
+
+fn config_for(host: usize, taps: &[String], keys: &[KeyPair], ctl: &std::path::Path) -> String {
+    let mut c = format!(
+        "{}[tunnel]\nprivate_key_file = \"key\"\nlisten = \"0.0.0.0:{WG_PORT}\"\nmtu = 1420\n",
+        scd_config_head(&(host + 1).to_string(), &format!("host{host}"), true)
+    );
+    for (i, (h, port, _, _)) in VMS.iter().enumerate().take(ADDED) {
+        if *h == host {
+            c += &format!("[[port]]\nnumber = {port}\nname = \"{}\"\n", taps[i]);
+        }
+    }
+    c += &Internet::peer_sections(keys, host, tunnel_port, WG_PORT);
+    c + &format!(
+        "[scheduling]\nworkers = 2\n[control]\nsocket = \"{}\"\n",
+        ctl.display()
+    )
+}
+
+/// Runs `streams` TCP streams of `bytes` each from `from` to `to` at once;
+/// each must arrive whole (the receiver's hash is the sender's).
+fn parallel_streams(from: &Vm, to: &Vm, first_port: u16, streams: u16, bytes: u64) -> Result<()> {
+    let dst: std::net::IpAddr = to.ip.parse()?;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..streams)
+            .map(|i| s.spawn(move || tcp_transfer(&from.ns, &to.ns, dst, first_port + i, bytes)))
+            .collect();
+        for run in runs {
+            let t = run
+                .join()
+                .map_err(|_| anyhow::anyhow!("stream thread panicked"))??;
+            anyhow::ensure!(
+                t.received == bytes && t.sent_hash == t.received_hash,
+                "a stream from {} to {} arrived damaged: {} of {bytes} bytes",
+                from.ip,
+                to.ip,
+                t.received
+            );
+        }
+        Ok(())
+    })
+}
+
+/// TCP segments the namespace of `vm` retransmitted so far.
+fn retransmits(vm: &Vm) -> Result<u64> {
+    snmp_counter(&vm.ns, "Tcp", "RetransSegs")
+}
+
+/// Batches each worker of `scd` read from local ports.
+fn local_batches(scd: &Scd, worker: usize) -> Result<u64> {
+    scd.metric(
+        "scd_stage_latency_seconds_count",
+        &["stage=\"local_batch\"", &format!("worker=\"{worker}\"")],
+    )
+}
+
+#[test]
+fn two_workers_forward_streams_in_order_locally_and_across_a_tunnel() -> Result<()> {
+    if !require_root("two_workers_forward_streams_in_order_locally_and_across_a_tunnel") {
+        return Ok(());
+    }
+    let net = Internet::with_hosts("workers", &[None, None])?;
+    let keys = vec![KeyPair::generate()?, KeyPair::generate()?];
+    let dir = tempfile::Builder::new().prefix("workers").tempdir()?;
+    let ctl = dir.path().join("scd.ctl");
+    let taps: Vec<String> = VMS.iter().map(|_| unique("scw")).collect();
+    let mut scds = Vec::new();
+    for host in 0..2 {
+        let ctl = if host == 0 {
+            ctl.clone()
+        } else {
+            dir.path().join("scd1.ctl")
+        };
+        scds.push(Scd::start_with_key(
+            &net.hosts[host],
+            &config_for(host, &taps, &keys, &ctl),
+            Some(&flows_for(host)),
+            &keys[host].private,
+        )?);
+    }
+    let vm = |i: usize| -> Result<Vm> {
+        let (host, _, ip, mac) = VMS[i];
+        Vm::attach(
+            &unique(&format!("workers-v{i}-")),
+            &net.hosts[host],
+            &taps[i],
+            VmAddress::overlay(mac, ip),
+        )
+    };
+    let vms = (0..ADDED).map(vm).collect::<Result<Vec<_>>>()?;
+    let (a1, a2, b1) = (&vms[0], &vms[1], &vms[2]);
+
+    assert!(reaches(a1, &a2.ip, 20)?, "a1 pings a2\n{}", scds[0].log());
+    assert!(
+        reaches(a1, &b1.ip, 20)?,
+        "a1 pings b1 over the tunnel\n{}",
+        scds[0].log()
+    );
+
+    let before = retransmits(a1)?;
+    parallel_streams(a1, a2, 7100, 4, 32 << 20)?;
+    parallel_streams(a2, a1, 7200, 4, 32 << 20)?;
+    parallel_streams(a1, b1, 7300, 4, 16 << 20)?;
+    parallel_streams(b1, a2, 7400, 4, 16 << 20)?;
+    println!(
+        "a1 retransmitted {} TCP segments over 16 streams",
+        retransmits(a1)? - before
+    );
+    for (host, scd) in scds.iter().enumerate() {
+        let (w0, w1) = (local_batches(scd, 0)?, local_batches(scd, 1)?);
+        println!("host {host}: local batches by worker 0: {w0}, by worker 1: {w1}");
+        assert!(
+            w0 > 0 && w1 > 0,
+            "host {host}: both workers read their queues: {w0} and {w1}"
+        );
+    }
+    let dropped = scds[0].metric("scd_tunnel_handoff_dropped", &[])?;
+    println!("host 0: frames for the tunnel dropped at the hand-over: {dropped}");
+
+    // A port added while traffic runs: both workers take their queue of it.
+    let scd_port = |args: &[&str]| netns_tests::scd_port(&net.hosts[0], &ctl, args);
+    let background = std::thread::scope(|s| -> Result<()> {
+        let stream = s.spawn(|| parallel_streams(a1, a2, 7500, 2, 64 << 20));
+        let (_, port, _, _) = VMS[ADDED];
+        let out = scd_port(&["add", "--name", &taps[ADDED], "--ofport", &port.to_string()])?;
+        anyhow::ensure!(out.status.success(), "{out:?}\n{}", scds[0].log());
+        let a3 = vm(ADDED)?;
+        anyhow::ensure!(reaches(a1, &a3.ip, 20)?, "a1 pings the added VM");
+        let (w0, w1) = (local_batches(&scds[0], 0)?, local_batches(&scds[0], 1)?);
+        parallel_streams(&a3, a1, 7600, 4, 16 << 20)?;
+        parallel_streams(&a3, b1, 7700, 4, 8 << 20)?;
+        let (w0_after, w1_after) = (local_batches(&scds[0], 0)?, local_batches(&scds[0], 1)?);
+        anyhow::ensure!(
+            w0_after > w0 && w1_after > w1,
+            "both workers read the added port: {w0} -> {w0_after}, {w1} -> {w1_after}"
+        );
+        let out = scd_port(&["del", "--ofport", &port.to_string()])?;
+        anyhow::ensure!(out.status.success(), "{out:?}");
+        wait_until(PATIENCE, "the removed VM unreachable", || {
+            Ok(!netns_tests::cloud::ping(a1, &a3.ip)?)
+        })?;
+        stream
+            .join()
+            .map_err(|_| anyhow::anyhow!("stream thread panicked"))??;
+        Ok(())
+    });
+    background?;
+    // Everything else still forwards, on both workers.
+    assert!(reaches(a1, &a2.ip, 20)?, "a1 pings a2 after the removal");
+    parallel_streams(a1, b1, 7800, 4, 8 << 20)?;
+    drop(vms);
+    drop(scds);
+    Ok(())
+}
+
+#[test]
+fn two_workers_share_raw_ports_through_a_fanout_group() -> Result<()> {
+    if !require_root("two_workers_share_raw_ports_through_a_fanout_group") {
+        return Ok(());
+    }
+    let host = netns_tests::Netns::new(&unique("workers-raw-host-"))?;
+    let (_, _, ip1, mac1) = VMS[0];
+    let (_, _, ip2, mac2) = VMS[1];
+    let veth = |ip, mac| -> Result<(String, Vm)> {
+        let name = unique("scw");
+        let vm = Vm::with_veth(
+            &unique("workers-raw-vm-"),
+            &host,
+            &name,
+            VmAddress::overlay(mac, ip),
+            1420,
+        )?;
+        Ok((name, vm))
+    };
+    let ((if1, vm1), (if2, vm2)) = (veth(ip1, mac1)?, veth(ip2, mac2)?);
+    let config = format!(
+        "{}[scheduling]\nworkers = 2\n[[port]]\nnumber = 1\nname = \"{if1}\"\ntype = \"raw\"\n\
+         [[port]]\nnumber = 2\nname = \"{if2}\"\ntype = \"raw\"\n",
+        scd_config_head("9", "raw-workers", true)
+    );
+    let scd = Scd::start(&host, &config, Some(&flows_for(0)))?;
+    assert!(reaches(&vm1, ip2, 20)?, "vm1 pings vm2\n{}", scd.log());
+    parallel_streams(&vm1, &vm2, 7900, 4, 16 << 20)?;
+    parallel_streams(&vm2, &vm1, 7950, 4, 16 << 20)?;
+    let (w0, w1) = (local_batches(&scd, 0)?, local_batches(&scd, 1)?);
+    println!("raw ports: local batches by worker 0: {w0}, by worker 1: {w1}");
+    assert!(
+        w0 > 0 && w1 > 0,
+        "both workers read their sockets: {w0} and {w1}"
+    );
+    drop(scd);
+    Ok(())
+}
