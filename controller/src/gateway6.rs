@@ -15,7 +15,6 @@
 
 use crate::gateway::{home_by, out_of_uplink, places, serving_by};
 use crate::model::{Gateway, Host, Inventory, Migration, Vm};
-use crate::program::GUARD_PRIORITY;
 use crate::routing6::{deliver_actions, ipv6_flow, ipv6_match, IPV6_UPLINK_DROP_PRIORITY};
 use openflow::flow::{Action, Field};
 use openflow::FlowSpec;
@@ -38,8 +37,6 @@ pub const PUBLIC6_INBOUND_PRIORITY: u16 = IPV6_UPLINK_DROP_PRIORITY + 1;
 /// Priority of the uplink's drop of spoofed sources (the gateway's own public
 /// prefix or the overlay's), above the owned addresses' inbound flows.
 pub const PUBLIC6_SPOOF_PRIORITY: u16 = PUBLIC6_INBOUND_PRIORITY + 1;
-
-const _: () = assert!(PUBLIC6_FROM_TUNNEL_PRIORITY > GUARD_PRIORITY);
 
 /// Global unicast (`2000::/3`): the destinations a VM's public address may
 /// reach through a gateway.

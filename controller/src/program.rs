@@ -54,6 +54,9 @@ pub const GUARD_PRIORITY: u16 = REMOTE_BASE + BAND_LEVELS;
 /// Lowest priority of the other routing cases.
 pub const OPEN_BASE: u16 = GUARD_PRIORITY + 1;
 
+// A VM's outbound public IPv6 from the tunnels must pass the tunnels' drop.
+const _: () = assert!(crate::gateway6::PUBLIC6_FROM_TUNNEL_PRIORITY > GUARD_PRIORITY);
+
 /// The compiled rules of one unit (shared between switches and versions).
 type Unit = Arc<[FlowSpec]>;
 /// A switch's units of up to 256 consecutive addresses.
