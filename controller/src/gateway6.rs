@@ -15,7 +15,7 @@
 
 use crate::gateway::{home_by, out_of_uplink, places, serving_by};
 use crate::model::{Gateway, Host, Inventory, Migration, Vm};
-use crate::routing6::{deliver_actions, ipv6_flow, ipv6_match, IPV6_UPLINK_DROP_PRIORITY};
+use crate::routing6::{ipv6_flow, ipv6_match, IPV6_UPLINK_DROP_PRIORITY};
 use openflow::flow::{Action, Field};
 use openflow::FlowSpec;
 use std::net::Ipv6Addr;
@@ -31,12 +31,10 @@ pub const PUBLIC6_OUTBOUND_PRIORITY: u16 = 59_000;
 /// Priority of the home gateway's outbound flows from the tunnels of the VM's
 /// host: above the drop of IPv6 from tunnels and the compiled routes.
 pub const PUBLIC6_FROM_TUNNEL_PRIORITY: u16 = PUBLIC6_OUTBOUND_PRIORITY;
-/// Priority of the owned public addresses coming in from the uplink, above the
-/// uplink's drop of everything else.
-pub const PUBLIC6_INBOUND_PRIORITY: u16 = IPV6_UPLINK_DROP_PRIORITY + 1;
-/// Priority of the uplink's drop of spoofed sources (the gateway's own public
-/// prefix or the overlay's), above the owned addresses' inbound flows.
-pub const PUBLIC6_SPOOF_PRIORITY: u16 = PUBLIC6_INBOUND_PRIORITY + 1;
+/// Priority of the uplink's drop of spoofed sources (any gateway's public
+/// IPv6 prefix, or the overlay's), above the uplink's other drops; what is
+/// left reaches the VMs' public addresses through their compiled /128 routes.
+pub const PUBLIC6_SPOOF_PRIORITY: u16 = IPV6_UPLINK_DROP_PRIORITY + 1;
 
 /// Global unicast (`2000::/3`): the destinations a VM's public address may
 /// reach through a gateway.
@@ -136,41 +134,29 @@ pub fn public_ipv6_flows(
                 }
             }
         }
-        // On every serving gateway: the internet's packets to the address.
-        if let Some(gw) = inv
-            .gateways
-            .get(&host.name)
-            .filter(|g| g.serves_ipv6(public))
-        {
-            let route = if vm.host == host.name {
-                deliver_actions(inv, vm, vm.port)
-            } else if let Some(remote) = inv.host(&vm.host) {
-                vec![Action::output(remote.tunnel_port())]
-            } else {
-                continue;
-            };
-            flows.push(ipv6_flow(
-                PUBLIC6_INBOUND_PRIORITY,
-                ipv6_match()
-                    .with(Field::InPort, u128::from(gw.port))
-                    .with(Field::Ipv6Dst, u128::from(public)),
-                route,
-            ));
-        }
     }
     flows
 }
 
-/// A gateway's drops of IPv6 from its uplink whose source claims its own
-/// public prefix or the overlay's: above the owned addresses' inbound flows.
+/// A gateway's drops of IPv6 from its uplink whose source claims an address
+/// of the deployment's: any gateway's public IPv6 prefix (the VMs' public
+/// addresses, wherever they are served) or the overlay's.
 fn uplink_guards(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
     let Some(gw) = inv.gateways.get(&host.name) else {
         return Vec::new();
     };
-    let (Some(public), Some(overlay)) = (gw.public_ipv6_prefix, inv.overlay_ipv6) else {
+    let (Some(_), Some(overlay)) = (gw.public_ipv6_prefix, inv.overlay_ipv6) else {
         return Vec::new();
     };
-    [public, overlay]
+    let mut prefixes: Vec<(Ipv6Addr, u8)> = inv
+        .gateways
+        .values()
+        .filter_map(|g| g.public_ipv6_prefix)
+        .collect();
+    prefixes.push(overlay);
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    prefixes
         .into_iter()
         .map(|(net, len)| {
             ipv6_flow(

@@ -11,15 +11,19 @@
 //! forwards what still arrives to the new one. IPv6 from a gateway's uplink is
 //! dropped above everything (a plain flow). Pure: no I/O.
 
-use crate::model::{Host, Inventory, Migration, Phase, Vm};
+use crate::model::{Host, Inventory, Migration, Phase};
 use crate::netkat::syntax::{HeaderField, Policy, Pred, Value};
 use crate::routing::{deliver, from_tunnels, Band, SCC_COOKIE};
 use openflow::flow::{ethertype, Action, Field, FlowMatch};
 use openflow::FlowSpec;
 
-/// Priority of the drop of IPv6 from a gateway's uplink, above every route:
-/// only the owned public IPv6 addresses (`gateway6`, above it) come in.
+/// Priority of the drop of IPv6 from a gateway's uplink above every route:
+/// all of it without a public IPv6 prefix, else what is addressed to the
+/// overlay's own addresses.
 pub const IPV6_UPLINK_DROP_PRIORITY: u16 = 60_003;
+/// Priority of the drop of what a gateway's uplink brings and no compiled
+/// route takes, below every route (a gateway with a public IPv6 prefix).
+pub const IPV6_UPLINK_UNROUTED_PRIORITY: u16 = 0;
 
 /// One IPv6 routing case of one switch: what it does with IPv6 to `dst`.
 /// Cases about different addresses never overlap.
@@ -127,20 +131,37 @@ pub fn ipv6_routing_program(inv: &Inventory, migration: Option<&Migration>) -> P
 }
 
 /// The IPv6 flows of `host`'s switch outside the compiled routes: on a
-/// gateway, the drop of IPv6 from its uplink.
+/// gateway, what its uplink may not bring. Without a public IPv6 prefix, all
+/// of it is dropped above every route. With one, the internet's packets go
+/// through the compiled /128 routes, so the policy decides for them as for the
+/// overlay's own: only packets to the overlay's addresses are dropped above the
+/// routes, and what no route takes (addresses nobody owns, link-local and
+/// multicast) is dropped below them; `gateway6` drops spoofed sources above.
 pub fn ipv6_plain_flows(inv: &Inventory, host: &Host) -> Vec<FlowSpec> {
-    let Some(gw) = inv
-        .gateways
-        .get(&host.name)
-        .filter(|_| inv.overlay_ipv6.is_some())
+    let (Some(gw), Some((overlay, overlay_len))) = (inv.gateways.get(&host.name), inv.overlay_ipv6)
     else {
         return Vec::new();
     };
-    vec![ipv6_flow(
-        IPV6_UPLINK_DROP_PRIORITY,
-        ipv6_match().with(Field::InPort, u128::from(gw.port)),
-        Vec::new(),
-    )]
+    let from_uplink = ipv6_match().with(Field::InPort, u128::from(gw.port));
+    if gw.public_ipv6_prefix.is_none() {
+        return vec![ipv6_flow(
+            IPV6_UPLINK_DROP_PRIORITY,
+            from_uplink,
+            Vec::new(),
+        )];
+    }
+    vec![
+        ipv6_flow(
+            IPV6_UPLINK_DROP_PRIORITY,
+            from_uplink.with_masked(
+                Field::Ipv6Dst,
+                u128::from(overlay),
+                config_support::prefix_mask128(overlay_len),
+            ),
+            Vec::new(),
+        ),
+        ipv6_flow(IPV6_UPLINK_UNROUTED_PRIORITY, from_uplink, Vec::new()),
+    ]
 }
 
 /// Any IPv6 packet.
@@ -153,22 +174,6 @@ pub(crate) fn ipv6_flow(priority: u16, matcher: FlowMatch, actions: Vec<Action>)
     let mut f = FlowSpec::new(0, priority, matcher, actions);
     f.cookie = SCC_COOKIE;
     f
-}
-
-/// Delivery to a VM's port on this switch as plain actions, both MACs
-/// rewritten (what the compiled routes' `deliver` does).
-pub(crate) fn deliver_actions(inv: &Inventory, vm: &Vm, port: u32) -> Vec<Action> {
-    vec![
-        Action::SetField {
-            field: Field::EthSrc,
-            value: u128::from(inv.gateway_mac.to_u64()),
-        },
-        Action::SetField {
-            field: Field::EthDst,
-            value: u128::from(vm.mac.to_u64()),
-        },
-        Action::output(port),
-    ]
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
 
     // A TCP stream over IPv6, a1 -> m1, across m1's migration to cloud C.
     let stream = common::paced_stream_at(m1, M1, a1, M1, 9100)?;
-    stream.wait_flowing(64 * 1024, Duration::from_secs(20))?;
+    stream.wait_flowing(64 * 1024, Duration::from_secs(60))?;
     common::start_migration(&net, "m1", "host2", 2)?;
     let with_prefix = format!("{M1}/64");
     common::move_vm(m1, &m1.ifname, &landing, &[], || {

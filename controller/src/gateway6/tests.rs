@@ -178,3 +178,30 @@ fn a_public_ipv6_address_moving_to_a_cloud_with_a_gateway_is_announced_there() {
     let a = switch(&inv, 1, None);
     assert_eq!(ports(&a, &packet(UPLINK, CLIENT, PUBLIC)), [10_003]);
 }
+
+#[test]
+fn the_policy_decides_for_the_internets_ipv6_on_the_gateway_host_too() {
+    // web1 runs on host-a, the gateway itself: the internet's packets to its
+    // public address reach it through its compiled route, which the policy
+    // guards, never through a plain flow beside the policy.
+    const WEB1_PUBLIC: &str = "2001:db8:100::11";
+    let mut inv = public_ipv6();
+    let mut web1 = inv.vms["web1"].clone();
+    assert_eq!(web1.host, "host-a");
+    web1.public_ipv6 = Some(WEB1_PUBLIC.parse().unwrap());
+    inv.add_vm(web1.clone()).unwrap();
+    let open = switch(&inv, 1, None);
+    assert_eq!(
+        ports(&open, &packet(UPLINK, CLIENT, WEB1_PUBLIC)),
+        vec![web1.port]
+    );
+    let policy = format!("filter not (ethType = 0x86dd and ip6Dst = {WEB1_PUBLIC})");
+    let tables = crate::program::compile_network_during(&inv, &policy, "policy.kat", None).unwrap();
+    let closed = dataplane_core::pipeline::Pipeline::from_flows(tables[&1].clone()).unwrap();
+    assert!(ports(&closed, &packet(UPLINK, CLIENT, WEB1_PUBLIC)).is_empty());
+    // The policy closed that address only: db1's stays reachable.
+    assert_eq!(
+        ports(&closed, &packet(UPLINK, CLIENT, PUBLIC)),
+        vec![10_002]
+    );
+}
