@@ -193,8 +193,9 @@ struct Head {
     /// The leadership it was read or written under: a save under another reads
     /// again first (the store may have changed meanwhile).
     leader: Option<i64>,
-    /// Bumped by every switch of the pointer: a compaction prepared before one
-    /// is abandoned.
+    /// New at every read and every switch of the pointer (from
+    /// [`Layout::epochs`], never reused): a compaction prepared before one is
+    /// abandoned, also when a failed save made this replica read again.
     epoch: u64,
 }
 
@@ -207,6 +208,10 @@ pub struct Layout<K> {
     compacting: AtomicBool,
     /// Makes each generation this replica writes unique under one leadership.
     written: AtomicU64,
+    /// The last epoch handed to a [`Head`]: a count that never goes back, so
+    /// a head read again after an unknown outcome never looks like the head a
+    /// compaction started from.
+    epochs: AtomicU64,
 }
 
 impl<K> std::fmt::Debug for Layout<K> {
@@ -242,6 +247,7 @@ impl<K: Kv + 'static> Layout<K> {
             head: Mutex::new(None),
             compacting: AtomicBool::new(false),
             written: AtomicU64::new(0),
+            epochs: AtomicU64::new(0),
         })
     }
 
@@ -276,7 +282,10 @@ impl<K: Kv + 'static> Layout<K> {
         let pointer: Pointer = serde_json::from_slice(&pointer)
             .map_err(|e| invalid(format!("{}: {e}", self.keys.current)))?;
         let generation = self.keys.generation(&pointer.generation);
-        let mut snapshot = Vec::with_capacity(pointer.bytes);
+        // The pointer's size is read from the store, not trusted for an
+        // allocation: the room made up front is bounded, the chunks grow it,
+        // and a size that does not match is the error below.
+        let mut snapshot = Vec::with_capacity(pointer.bytes.min(64 << 20));
         let mut chunks = 0;
         self.pages(
             &generation,
@@ -359,7 +368,7 @@ impl<K: Kv + 'static> Layout<K> {
     pub fn load(&self, leader: Option<i64>) -> std::io::Result<Read> {
         let read = self.read()?;
         let mut head = lock(&self.head);
-        let epoch = head.as_ref().map_or(0, |h| h.epoch + 1);
+        let epoch = self.new_epoch();
         *head = Some(Head {
             read: read.clone(),
             leader,
@@ -432,7 +441,7 @@ impl<K: Kv + 'static> Layout<K> {
             pointer: Some(pointer),
             records: VecDeque::new(),
         };
-        head.epoch += 1;
+        head.epoch = self.new_epoch();
         Ok(())
     }
 
@@ -487,6 +496,10 @@ impl<K: Kv + 'static> Layout<K> {
         Ok(pointer)
     }
 
+    fn new_epoch(&self) -> u64 {
+        self.epochs.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
     fn wants_compaction(&self, read: &Read) -> bool {
         let bytes: usize = read.records.iter().sum();
         let snapshot = read.pointer.as_ref().map_or(0, |p| p.bytes);
@@ -532,7 +545,7 @@ impl<K: Kv + 'static> Layout<K> {
                 .unwrap_or(usize::MAX);
         h.read.records.drain(..held.min(h.read.records.len()));
         h.read.pointer = Some(pointer);
-        h.epoch += 1;
+        h.epoch = self.new_epoch();
         Ok(())
     }
 
