@@ -121,25 +121,31 @@ impl RateLimit {
 /// Packet-too-big messages sent per second at most, after a burst of as many.
 pub const TOO_BIG_PER_SECOND: u32 = 100;
 
-/// What a switch needs to answer oversized IPv6: the rate limit, and the
+/// What a switch needs to answer oversized IPv6: the rate limits, and the
 /// source address of its messages by input port (a gateway's uplink sends
 /// from its own global address, which the internet can route back; every
-/// other port from the anycast gateway's link-local address).
+/// other port from the anycast gateway's link-local address). Each uplink has
+/// a budget of its own apart from the VM ports', so the internet cannot spend
+/// the answers the VMs need for path MTU discovery.
 #[derive(Debug, Clone)]
 pub struct TooBigReplies {
-    /// The messages' rate limit.
-    pub limit: RateLimit,
+    /// The VM ports' budget.
+    limit: RateLimit,
     link_local: Ipv6Addr,
-    by_port: Vec<(u32, Ipv6Addr)>,
+    by_port: Vec<(u32, Ipv6Addr, RateLimit)>,
 }
 
 impl TooBigReplies {
     /// Replies from `link_local` except on the ports of `by_port`.
     pub fn new(link_local: Ipv6Addr, by_port: Vec<(u32, Ipv6Addr)>) -> TooBigReplies {
+        let budget = || RateLimit::new(TOO_BIG_PER_SECOND, TOO_BIG_PER_SECOND);
         TooBigReplies {
-            limit: RateLimit::new(TOO_BIG_PER_SECOND, TOO_BIG_PER_SECOND),
+            limit: budget(),
             link_local,
-            by_port,
+            by_port: by_port
+                .into_iter()
+                .map(|(port, from)| (port, from, budget()))
+                .collect(),
         }
     }
 
@@ -147,8 +153,17 @@ impl TooBigReplies {
     pub fn source(&self, port: u32) -> Ipv6Addr {
         self.by_port
             .iter()
-            .find(|(p, _)| *p == port)
-            .map_or(self.link_local, |(_, a)| *a)
+            .find(|(p, _, _)| *p == port)
+            .map_or(self.link_local, |(_, a, _)| *a)
+    }
+
+    /// True when a message answering a packet from `port` may be sent now
+    /// (it is then counted against that port's budget).
+    pub fn allow(&mut self, port: u32, now: Instant) -> bool {
+        match self.by_port.iter_mut().find(|(p, _, _)| *p == port) {
+            Some((_, _, limit)) => limit.allow(now),
+            None => self.limit.allow(now),
+        }
     }
 }
 

@@ -133,3 +133,16 @@ fn the_bucket_refills_and_a_reply_source_follows_the_input_port() {
     assert_eq!(replies.source(100), uplink);
     assert_eq!(replies.source(1), FROM);
 }
+
+#[test]
+fn an_uplink_spending_its_budget_leaves_the_vm_ports_theirs() {
+    let start = Instant::now();
+    let uplink: Ipv6Addr = "2001:db8:ff::1".parse().unwrap();
+    let mut replies = TooBigReplies::new(FROM, vec![(100, uplink)]);
+    let from_uplink = (0..1_000).filter(|_| replies.allow(100, start)).count();
+    assert_eq!(from_uplink, TOO_BIG_PER_SECOND as usize);
+    assert!(!replies.allow(100, start));
+    // A VM port (any other port) still has its whole burst.
+    let from_vms = (0..1_000).filter(|_| replies.allow(3, start)).count();
+    assert_eq!(from_vms, TOO_BIG_PER_SECOND as usize);
+}

@@ -166,7 +166,7 @@ impl Output<'_> {
                     .get(self.in_idx)
                     .is_some_and(|p| matches!(p.io, PortIo::Tap(_) | PortIo::Raw(_)));
                 if let Some(len) = reply.filter(|_| local) {
-                    if replies.limit.allow(std::time::Instant::now()) {
+                    if replies.allow(self.in_port, std::time::Instant::now()) {
                         c.packet_too_big_sent.add(1);
                         let reply = &self.segment[..len];
                         send_local(&self.egress.ports, self.in_idx, &VnetHdr::NONE, reply);
