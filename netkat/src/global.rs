@@ -15,7 +15,9 @@
 //! still to apply, so copies that differ at the entry switch but agree later are
 //! one packet on the wire and one at the exit; copies that meet after different
 //! links are told apart by their tags, so that only one of them delivers the
-//! packet (`copies`). Packets leaving the network are untagged. This
+//! packet (`copies`). Packets leaving the network are untagged; an untagged
+//! output on a link's source port is dropped (it ended the program inside the
+//! network, and sent it would enter the network again at the far end). This
 //! module owns that construction; it never emits rules itself (that is
 //! [`super::local`]) and never parses.
 //!
@@ -209,9 +211,7 @@ impl Builder<'_> {
     /// `filter switch = s1 and port = p1; pc := link`.
     fn out(&mut self, l: usize) -> NodeId {
         let k = self.links[l];
-        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s1));
-        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p1));
-        let t = self.fdd.prod(a, b);
+        let t = location_test(self.fdd, k.s1, k.p1);
         let m = self.fdd.modify(PC, l as u64);
         self.fdd.prod(t, m)
     }
@@ -219,9 +219,7 @@ impl Builder<'_> {
     /// `filter switch = s2 and port = p2` (where a packet arrives over a link).
     fn arrive(&mut self, l: usize) -> NodeId {
         let k = self.links[l];
-        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s2));
-        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p2));
-        self.fdd.prod(a, b)
+        location_test(self.fdd, k.s2, k.p2)
     }
 }
 
@@ -322,7 +320,24 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
         out.sort_unstable();
         out
     });
-    Ok(program)
+    // An untagged output on a link's source port ended the program inside the
+    // network (NetKAT's semantics delivers nothing there); sent, it would cross
+    // the wire and enter the network again at the far switch.
+    let mut link_sources = DROP;
+    for k in &b.links {
+        let at = location_test(fdd, k.s1, k.p1);
+        link_sources = fdd.union(link_sources, at);
+    }
+    let onto_a_link = fdd.prod(untagged, link_sources);
+    let not_onto_a_link = fdd.negate(onto_a_link);
+    Ok(fdd.seq(program, not_onto_a_link))
+}
+
+/// `filter switch = s and port = p`.
+fn location_test(fdd: &mut Fdd, s: u64, p: u64) -> NodeId {
+    let a = fdd.atom(Pattern::exact(HField::Switch, s));
+    let b = fdd.atom(Pattern::exact(HField::Port, p));
+    fdd.prod(a, b)
 }
 
 fn tag(state: u64) -> u64 {
