@@ -25,7 +25,7 @@
 //! set `vlanId`/`vlanPcp`, and at most 4094 states; meta fields may not span links.
 
 use super::copies::{self, Forks, PC};
-use super::fdd::{Fdd, NodeId, Seq, DROP, ID};
+use super::fdd::{Fdd, Node, NodeId, Seq, DROP, ID};
 use super::ir::{CPol, CPred, HField, Pattern};
 use super::syntax::Span;
 use openflow::flow::VLAN_PRESENT;
@@ -330,7 +330,80 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
     }
     let onto_a_link = fdd.prod(untagged, link_sources);
     let not_onto_a_link = fdd.negate(onto_a_link);
-    Ok(fdd.seq(program, not_onto_a_link))
+    let sources: BTreeSet<(u64, u64)> = b.links.iter().map(|k| (k.s1, k.p1)).collect();
+    let mut memo = HashMap::default();
+    Ok(drop_onto_links(
+        fdd,
+        program,
+        &sources,
+        not_onto_a_link,
+        (None, None),
+        &mut memo,
+    ))
+}
+
+/// The switch and port a path through the diagram has tested, when it has.
+type KnownAt = (Option<u64>, Option<u64>);
+
+/// `t; not_onto_a_link`, computed where the path or the output says the
+/// location (most of the diagram) by dropping the outputs, and by `seq` only at
+/// leaves whose untagged outputs leave it unknown.
+fn drop_onto_links(
+    fdd: &mut Fdd,
+    t: NodeId,
+    sources: &BTreeSet<(u64, u64)>,
+    not_onto_a_link: NodeId,
+    at: KnownAt,
+    memo: &mut HashMap<(NodeId, KnownAt), NodeId>,
+) -> NodeId {
+    crate::stack::deep(|| {
+        if let Some(r) = memo.get(&(t, at)) {
+            return *r;
+        }
+        let r = match fdd.node(t) {
+            Node::Leaf(a) => {
+                let value = |s: &Seq, f: HField| s.iter().find(|(g, _)| *g == f).map(|(_, v)| *v);
+                let mut kept = Vec::new();
+                let mut unknown = Vec::new();
+                for s in fdd.actions(a) {
+                    if value(s, HField::VlanVid) != Some(0) {
+                        kept.push(s.clone());
+                        continue;
+                    }
+                    let switch = value(s, HField::Switch).or(at.0);
+                    let port = value(s, HField::Port).or(at.1);
+                    match (switch, port) {
+                        (Some(sw), Some(p)) if sources.contains(&(sw, p)) => {}
+                        (Some(_), Some(_)) => kept.push(s.clone()),
+                        _ => unknown.push(s.clone()),
+                    }
+                }
+                let kept = fdd.leaf(kept);
+                if unknown.is_empty() {
+                    kept
+                } else {
+                    let unknown = fdd.leaf(unknown);
+                    let checked = fdd.seq(unknown, not_onto_a_link);
+                    fdd.union(kept, checked)
+                }
+            }
+            Node::Branch { test, hi, lo } => {
+                let mut at_hi = at;
+                if test.len == test.field.bits() {
+                    match test.field {
+                        HField::Switch => at_hi.0 = Some(test.value),
+                        HField::Port => at_hi.1 = Some(test.value),
+                        _ => {}
+                    }
+                }
+                let h = drop_onto_links(fdd, hi, sources, not_onto_a_link, at_hi, memo);
+                let l = drop_onto_links(fdd, lo, sources, not_onto_a_link, at, memo);
+                copies::join(fdd, test, h, l)
+            }
+        };
+        memo.insert((t, at), r);
+        r
+    })
 }
 
 /// `filter switch = s and port = p`.
