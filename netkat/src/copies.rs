@@ -495,7 +495,7 @@ fn substitute(fdd: &mut Fdd, t: NodeId, f: &mut dyn FnMut(&mut Fdd, &[Seq]) -> N
 }
 
 /// `if test then hi else lo`, a plain test node when the order allows it.
-fn join(fdd: &mut Fdd, test: Pattern, hi: NodeId, lo: NodeId) -> NodeId {
+pub(crate) fn join(fdd: &mut Fdd, test: Pattern, hi: NodeId, lo: NodeId) -> NodeId {
     if after(fdd, &test, hi) && after(fdd, &test, lo) {
         fdd.branch(test, hi, lo)
     } else {

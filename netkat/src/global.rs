@@ -15,7 +15,9 @@
 //! still to apply, so copies that differ at the entry switch but agree later are
 //! one packet on the wire and one at the exit; copies that meet after different
 //! links are told apart by their tags, so that only one of them delivers the
-//! packet (`copies`). Packets leaving the network are untagged. This
+//! packet (`copies`). Packets leaving the network are untagged; an untagged
+//! output on a link's source port is dropped (it ended the program inside the
+//! network, and sent it would enter the network again at the far end). This
 //! module owns that construction; it never emits rules itself (that is
 //! [`super::local`]) and never parses.
 //!
@@ -23,7 +25,7 @@
 //! set `vlanId`/`vlanPcp`, and at most 4094 states; meta fields may not span links.
 
 use super::copies::{self, Forks, PC};
-use super::fdd::{Fdd, NodeId, Seq, DROP, ID};
+use super::fdd::{Fdd, Node, NodeId, Seq, DROP, ID};
 use super::ir::{CPol, CPred, HField, Pattern};
 use super::syntax::Span;
 use openflow::flow::VLAN_PRESENT;
@@ -209,9 +211,7 @@ impl Builder<'_> {
     /// `filter switch = s1 and port = p1; pc := link`.
     fn out(&mut self, l: usize) -> NodeId {
         let k = self.links[l];
-        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s1));
-        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p1));
-        let t = self.fdd.prod(a, b);
+        let t = location_test(self.fdd, k.s1, k.p1);
         let m = self.fdd.modify(PC, l as u64);
         self.fdd.prod(t, m)
     }
@@ -219,9 +219,7 @@ impl Builder<'_> {
     /// `filter switch = s2 and port = p2` (where a packet arrives over a link).
     fn arrive(&mut self, l: usize) -> NodeId {
         let k = self.links[l];
-        let a = self.fdd.atom(Pattern::exact(HField::Switch, k.s2));
-        let b = self.fdd.atom(Pattern::exact(HField::Port, k.p2));
-        self.fdd.prod(a, b)
+        location_test(self.fdd, k.s2, k.p2)
     }
 }
 
@@ -322,7 +320,97 @@ pub fn compile(fdd: &mut Fdd, pol: &CPol) -> Result<NodeId, GlobalError> {
         out.sort_unstable();
         out
     });
-    Ok(program)
+    // An untagged output on a link's source port ended the program inside the
+    // network (NetKAT's semantics delivers nothing there); sent, it would cross
+    // the wire and enter the network again at the far switch.
+    let mut link_sources = DROP;
+    for k in &b.links {
+        let at = location_test(fdd, k.s1, k.p1);
+        link_sources = fdd.union(link_sources, at);
+    }
+    let onto_a_link = fdd.prod(untagged, link_sources);
+    let not_onto_a_link = fdd.negate(onto_a_link);
+    let sources: BTreeSet<(u64, u64)> = b.links.iter().map(|k| (k.s1, k.p1)).collect();
+    let mut memo = HashMap::default();
+    Ok(drop_onto_links(
+        fdd,
+        program,
+        &sources,
+        not_onto_a_link,
+        (None, None),
+        &mut memo,
+    ))
+}
+
+/// The switch and port a path through the diagram has tested, when it has.
+type KnownAt = (Option<u64>, Option<u64>);
+
+/// `t; not_onto_a_link`, computed where the path or the output says the
+/// location (most of the diagram) by dropping the outputs, and by `seq` only at
+/// leaves whose untagged outputs leave it unknown.
+fn drop_onto_links(
+    fdd: &mut Fdd,
+    t: NodeId,
+    sources: &BTreeSet<(u64, u64)>,
+    not_onto_a_link: NodeId,
+    at: KnownAt,
+    memo: &mut HashMap<(NodeId, KnownAt), NodeId>,
+) -> NodeId {
+    crate::stack::deep(|| {
+        if let Some(r) = memo.get(&(t, at)) {
+            return *r;
+        }
+        let r = match fdd.node(t) {
+            Node::Leaf(a) => {
+                let value = |s: &Seq, f: HField| s.iter().find(|(g, _)| *g == f).map(|(_, v)| *v);
+                let mut kept = Vec::new();
+                let mut unknown = Vec::new();
+                for s in fdd.actions(a) {
+                    if value(s, HField::VlanVid) != Some(0) {
+                        kept.push(s.clone());
+                        continue;
+                    }
+                    let switch = value(s, HField::Switch).or(at.0);
+                    let port = value(s, HField::Port).or(at.1);
+                    match (switch, port) {
+                        (Some(sw), Some(p)) if sources.contains(&(sw, p)) => {}
+                        (Some(_), Some(_)) => kept.push(s.clone()),
+                        _ => unknown.push(s.clone()),
+                    }
+                }
+                let kept = fdd.leaf(kept);
+                if unknown.is_empty() {
+                    kept
+                } else {
+                    let unknown = fdd.leaf(unknown);
+                    let checked = fdd.seq(unknown, not_onto_a_link);
+                    fdd.union(kept, checked)
+                }
+            }
+            Node::Branch { test, hi, lo } => {
+                let mut at_hi = at;
+                if test.len == test.field.bits() {
+                    match test.field {
+                        HField::Switch => at_hi.0 = Some(test.value),
+                        HField::Port => at_hi.1 = Some(test.value),
+                        _ => {}
+                    }
+                }
+                let h = drop_onto_links(fdd, hi, sources, not_onto_a_link, at_hi, memo);
+                let l = drop_onto_links(fdd, lo, sources, not_onto_a_link, at, memo);
+                copies::join(fdd, test, h, l)
+            }
+        };
+        memo.insert((t, at), r);
+        r
+    })
+}
+
+/// `filter switch = s and port = p`.
+fn location_test(fdd: &mut Fdd, s: u64, p: u64) -> NodeId {
+    let a = fdd.atom(Pattern::exact(HField::Switch, s));
+    let b = fdd.atom(Pattern::exact(HField::Port, p));
+    fdd.prod(a, b)
 }
 
 fn tag(state: u64) -> u64 {

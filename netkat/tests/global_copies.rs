@@ -63,6 +63,18 @@ fn copies_that_meet_after_different_links_are_delivered_once() {
     check_global(src, &prog, 200, 3);
 }
 
+/// An output that ends the program on a link's source port is not an egress
+/// (NetKAT's semantics delivers nothing there), and it must not reach the wire
+/// either: the switch at the far end would take it for a packet entering the
+/// network and deliver it on port 5.
+#[test]
+fn an_output_where_a_link_starts_is_not_sent_over_the_link() {
+    let src = "(filter switch = 1; port := 1; 1@1 => 2@1; port := 7) \
+               + (filter switch = 1; port := 1) + (filter switch = 2; port := 5)";
+    let prog = program(src);
+    check_global(src, &prog, 200, 6);
+}
+
 /// Fat-tree routing written with links (`netkat::gen`), whose copies never meet,
 /// delivers each packet at its destination once.
 #[test]
@@ -163,6 +175,18 @@ proptest! {
     fn global_tables_deliver_each_packet_once(body in arb_program(TREE), seed in any::<u64>()) {
         // Every program crosses at least one link, so the global compiler runs.
         check_random(&format!("{body}; (port := 1; 1@1 => 2@1; port := 9) + (port := 9)"), seed)?;
+    }
+
+    #[test]
+    fn outputs_may_end_where_a_link_starts(body in arb_program(TREE), seed in any::<u64>()) {
+        // Unlike above, the body's own outputs leave the program, on ports 1, 2
+        // or 5: 1@1, 1@2 and 2@2 are links' sources (no egress, and no wire
+        // either). The ports are named because a packet the harness
+        // sends in on port 0, which is no port, may leave where it came from.
+        check_random(
+            &format!("({body}; (port := 1 + port := 2 + port := 5)) + (port := 1; 1@1 => 2@1; port := 9)"),
+            seed,
+        )?;
     }
 
     #[test]

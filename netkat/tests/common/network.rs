@@ -62,10 +62,12 @@ pub fn delivered_as(p: Packet) -> (u64, u64, String) {
     (p.switch, p.port, format!("{h:?}"))
 }
 
-/// A network compiled by the global compiler: outputs on a link's source port
-/// cross the link when tagged; an untagged packet on a link port has finished the
-/// program where a link starts and, like the evaluator's, is not an egress; other
-/// outputs leave the network, untagged.
+/// A network compiled by the global compiler, its links modelled as wires: every
+/// output on a link's source port crosses the link. A tagged one continues the
+/// program at the far switch; an untagged one is, for the far switch, a packet
+/// entering the network there and is processed as such (the evaluator's output
+/// at a link source is no egress, so whatever the far switch makes of it is a
+/// delivery too many). Other outputs leave the network, untagged.
 pub fn simulate_network(
     pipes: &HashMap<u64, Pipeline>,
     links: &[(u64, u64, u64, u64)],
@@ -76,7 +78,7 @@ pub fn simulate_network(
         match links.iter().find(|l| (l.0, l.1) == (sw, p)) {
             Some(l) => Hop {
                 delivered: false,
-                crosses_to: (o.vlan_vid != 0).then_some((l.2, l.3)),
+                crosses_to: Some((l.2, l.3)),
             },
             None => {
                 assert_eq!(o.vlan_vid, 0, "a tagged packet left the network");
