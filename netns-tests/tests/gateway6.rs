@@ -369,7 +369,22 @@ fn ipv6_too_big_for_the_tunnel_gets_packet_too_big_and_then_fits() -> Result<()>
         learnt.contains("mtu 1300"),
         "m1 learnt the path MTU: {learnt}"
     );
-    assert!(cloud.scds[1].metric("scd_packet_too_big_sent_total", &[])? > host1_before);
+    // m1 can only have learnt it from its own host (it ignores advertised
+    // MTUs, and nothing else sits between it and the tunnel); its echo replies
+    // in the step before may already have taught it, so the check is that
+    // host1 has answered its VM, not that it did so in this step.
+    let host1_sent = cloud.scds[1].metric("scd_packet_too_big_sent_total", &[])?;
+    if host1_sent == host1_before {
+        eprintln!(
+            "host1 sent no packet-too-big in this step ({host1_sent} in all, {} rate-limited): \
+             m1 had learnt the MTU before",
+            cloud.scds[1].metric("scd_packet_too_big_rate_limited_total", &[])?
+        );
+    }
+    assert!(
+        host1_sent > 0,
+        "m1's own host answered it with packet-too-big"
+    );
 
     // TCP from m1 to c1 after it: segments shrink to fit, every byte arrives.
     m1.ns.ip(&["-6", "route", "flush", "cache"])?;
