@@ -104,9 +104,13 @@ pub struct Scheduling {
 /// more cores than this has other limits first).
 pub const MAX_WORKERS: usize = 64;
 
-/// Longest busy-poll window accepted: beyond a millisecond a window no longer
-/// catches an answer, it only burns the core.
-pub const MAX_BUSY_POLL_US: u32 = 1000;
+/// Longest busy-poll window accepted (100 ms). A window up to about a
+/// millisecond catches the answer to what was just forwarded; a longer one
+/// also catches the next request of periodic traffic (a probe every few
+/// milliseconds), at the cost of a core for as long as such traffic flows.
+/// Beyond 100 ms the window is "always" in all but name: more likely a value
+/// meant in another unit, so it is refused.
+pub const MAX_BUSY_POLL_US: u32 = 100_000;
 
 impl Scheduling {
     /// The busy-poll window.

@@ -136,9 +136,9 @@ mod tests {
             )
         );
         assert_eq!(
-            parsed("[scheduling]\nbusy_poll_us = 5000\n"),
+            parsed("[scheduling]\nbusy_poll_us = 200000\n"),
             Err(
-                "h.toml:6: `scheduling.busy_poll_us`: 5000 is over the longest window (1000 µs)"
+                "h.toml:6: `scheduling.busy_poll_us`: 200000 is over the longest window (100000 µs)"
                     .into()
             )
         );

@@ -53,6 +53,18 @@ impl BusyPoll {
         }
     }
 
+    /// Gives the core to any other runnable thread before the next empty poll.
+    ///
+    /// Without it a spinning thread keeps its core until the scheduler's time
+    /// slice ends (hundreds of microseconds to milliseconds): a thread woken on
+    /// that core, such as the other end of the very round trip the window waits
+    /// for, would wait that long, and the window would make round trips slower
+    /// on a host without a core to spare.
+    pub(super) fn yield_core(&self) {
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+
     /// Whether a round with no events should still do the loop's housekeeping:
     /// always after a sleep, every [`HOUSEKEEPING`] while spinning.
     pub(super) fn housekeeping_due(&mut self, now: Instant) -> bool {

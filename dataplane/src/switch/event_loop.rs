@@ -340,7 +340,10 @@ impl Switch {
             }
             let now = Instant::now();
             if n == 0 && !poll.housekeeping_due(now) {
-                // An empty spin of the busy-poll window: nothing to do but look again.
+                // An empty spin of the busy-poll window: let any thread waiting
+                // for this core (a VM's, the kernel's softirq thread, another
+                // switch) run first, then look again.
+                poll.yield_core();
                 continue;
             }
             self.handle.published.refresh(&mut self.pipeline);
