@@ -5,10 +5,12 @@
 //! forwarding actions into the action set (write-actions) and goes to an egress
 //! table far beyond the old eight (table 200), which matches the metadata
 //! (masked) and either lets the action set run or clears it (clear-actions). That
-//! is the shape of Faucet's egress pipeline.
+//! is the shape of Faucet's egress pipeline. A packet a later table sends to the
+//! controller carries the metadata an earlier one wrote in its packet-in, as
+//! `ovs-ofctl monitor` shows.
 
 use anyhow::Result;
-use netns_tests::ofctl::n_packets;
+use netns_tests::ofctl::{n_packets, Monitor};
 use netns_tests::two_vms::{switch_with_two_vms, IP1, IP2, MAC1, MAC2, VM1, VM2};
 use netns_tests::GATEWAY_MAC;
 use netns_tests::{require_program, require_root, scd_config_head, unique, Netns, Scd, Vm};
@@ -127,4 +129,46 @@ fn metadata_action_set_and_clear_actions_carry_real_traffic() -> Result<()> {
     )?;
     assert!(ping(&h.vm1, IP2, 1), "ping failed once egress let go");
     Ok(())
+}
+
+#[test]
+fn a_packet_in_carries_the_metadata_an_earlier_table_wrote() -> Result<()> {
+    let test = "a_packet_in_carries_the_metadata_an_earlier_table_wrote";
+    if !(require_root(test) && require_program(test, "ovs-ofctl")) {
+        return Ok(());
+    }
+    let h = setup("of13md")?;
+    ofctl(
+        &h.host,
+        &[
+            "add-flow",
+            "{}",
+            "table=0,priority=100,in_port=1,actions=write_metadata:0x5c00/0xff00,goto_table:1",
+        ],
+    )?;
+    ofctl(
+        &h.host,
+        &[
+            "add-flow",
+            "{}",
+            "table=1,priority=10,cookie=0xc1,icmp,actions=CONTROLLER:65535",
+        ],
+    )?;
+    let monitor = Monitor::start(&h.host, TARGET, &[])?;
+    netns_tests::wait_until(
+        std::time::Duration::from_secs(30),
+        "ovs-ofctl monitor connected",
+        || Ok(h.scd.metric("scd_openflow_connections", &[])? >= 1),
+    )?;
+    // The controller answers nothing: the ping only has to leave VM 1.
+    let _ = ping(&h.vm1, IP2, 1);
+    monitor.wait_for(
+        "OFPT_PACKET_IN",
+        "a packet-in of the ping with its metadata",
+        &[
+            "table_id=1 cookie=0xc1",
+            "metadata=0x5c00,in_port=1 (via action)",
+            "icmp",
+        ],
+    )
 }

@@ -201,6 +201,7 @@ proptest! {
                     prop_assert_eq!(&cached.actions, &direct.actions);
                     prop_assert_eq!(&cached.hits, &direct.hits);
                     prop_assert_eq!(&cached.tables, &direct.tables);
+                    prop_assert_eq!(&cached.to_controller, &direct.to_controller);
                 }
             }
         }
@@ -247,4 +248,46 @@ fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
         }
     }
     assert_eq!(cache.stats().hits, 2);
+}
+
+#[test]
+fn a_megaflow_hit_reports_the_metadata_of_each_output_to_the_controller() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    for port in 1..=2u32 {
+        let tag = FlowSpec {
+            instructions: vec![
+                Instruction::WriteMetadata {
+                    value: u64::from(port) << 8,
+                    mask: 0xff00,
+                },
+                Instruction::GotoTable(1),
+            ],
+            ..FlowSpec::new(
+                0,
+                10,
+                FlowMatch::any().with(Field::InPort, port.into()),
+                vec![],
+            )
+        };
+        p.add(tag, now).unwrap();
+    }
+    let to_controller = vec![Action::output(openflow::flow::port::CONTROLLER)];
+    let learn = p
+        .add(FlowSpec::new(1, 1, FlowMatch::any(), to_controller), now)
+        .unwrap();
+    let mut cache = MegaflowCache::default();
+    for sport in 1..=50u16 {
+        for port in 1..=2u32 {
+            let c = cache.lookup(&p, &tcp(port, 1, 2, sport));
+            assert_eq!(
+                c.to_controller,
+                [crate::pipeline::ControllerOutput {
+                    entry: learn,
+                    metadata: u64::from(port) << 8
+                }]
+            );
+        }
+    }
+    assert_eq!((cache.stats().misses, cache.stats().hits), (2, 98));
 }
