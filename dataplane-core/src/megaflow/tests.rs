@@ -1,4 +1,5 @@
 use super::*;
+use crate::pipeline::tests::tag_ports_then_table_1;
 use crate::pipeline::Selector;
 use openflow::flow::{Action, Field, FlowMatch, FlowSpec, Instruction};
 use proptest::prelude::*;
@@ -213,23 +214,8 @@ fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
     let now = Instant::now();
     let mut p = Pipeline::default();
     // Table 0 tags the packet with its port's metadata; table 1 outputs by tag.
+    tag_ports_then_table_1(&mut p, now);
     for port in 1..=2u32 {
-        let tag = FlowSpec {
-            instructions: vec![
-                Instruction::WriteMetadata {
-                    value: u64::from(port) << 8,
-                    mask: 0xff00,
-                },
-                Instruction::GotoTable(1),
-            ],
-            ..FlowSpec::new(
-                0,
-                10,
-                FlowMatch::any().with(Field::InPort, port.into()),
-                vec![],
-            )
-        };
-        p.add(tag, now).unwrap();
         let by_tag = FlowMatch::any().with_masked(Field::Metadata, u128::from(port) << 8, 0xff00);
         p.add(
             FlowSpec::new(1, 10, by_tag, vec![Action::output(10 + port)]),
@@ -254,24 +240,7 @@ fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
 fn a_megaflow_hit_reports_the_metadata_of_each_output_to_the_controller() {
     let now = Instant::now();
     let mut p = Pipeline::default();
-    for port in 1..=2u32 {
-        let tag = FlowSpec {
-            instructions: vec![
-                Instruction::WriteMetadata {
-                    value: u64::from(port) << 8,
-                    mask: 0xff00,
-                },
-                Instruction::GotoTable(1),
-            ],
-            ..FlowSpec::new(
-                0,
-                10,
-                FlowMatch::any().with(Field::InPort, port.into()),
-                vec![],
-            )
-        };
-        p.add(tag, now).unwrap();
-    }
+    tag_ports_then_table_1(&mut p, now);
     let to_controller = vec![Action::output(openflow::flow::port::CONTROLLER)];
     let learn = p
         .add(FlowSpec::new(1, 1, FlowMatch::any(), to_controller), now)

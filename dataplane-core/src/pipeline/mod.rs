@@ -693,4 +693,4 @@ fn in_execution_order(instructions: &mut [Instruction]) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -547,11 +547,9 @@ fn clear_actions_empties_the_set_and_a_miss_runs_nothing() {
     );
 }
 
-/// Table 0 tags each packet with its port in the metadata and goes to table 1,
-/// which sends it to the controller (cookie 0xc1): the shape of a controller's
-/// "learn in a later table" pipeline.
-fn tag_then_to_controller(now: Instant) -> (Pipeline, FlowId) {
-    let mut p = Pipeline::default();
+/// Table 0 entries that tag each packet from ports 1 and 2 with its port in
+/// bits 8 to 15 of the metadata and go to table 1.
+pub(crate) fn tag_ports_then_table_1(p: &mut Pipeline, now: Instant) {
     for in_port in 1..=2u32 {
         let tag = FlowSpec {
             instructions: vec![
@@ -570,6 +568,14 @@ fn tag_then_to_controller(now: Instant) -> (Pipeline, FlowId) {
         };
         p.add(tag, now).unwrap();
     }
+}
+
+/// [`tag_ports_then_table_1`], and table 1 sends IPv4 to the controller
+/// (cookie 0xc1): the shape of a controller's "learn in a later table"
+/// pipeline.
+fn tag_then_to_controller(now: Instant) -> (Pipeline, FlowId) {
+    let mut p = Pipeline::default();
+    tag_ports_then_table_1(&mut p, now);
     let learn = FlowSpec {
         cookie: 0xc1,
         ..FlowSpec::new(

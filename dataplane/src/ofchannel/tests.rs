@@ -529,18 +529,22 @@ fn packet_out_and_echo() {
     );
 }
 
-#[test]
-fn packet_in_message_carries_in_port_and_frame() {
-    let ev = PacketInEvent {
+/// A frame for the controller from port 3 (cookie 7) with `metadata`.
+fn packet_in_event(metadata: u64) -> PacketInEvent {
+    PacketInEvent {
         in_port: 3,
         reason: SwitchReason::NoMatch,
         table_id: 0,
         cookie: 7,
-        metadata: 0,
+        metadata,
         total_len: 98,
         data: vec![0xab; 64],
-    };
-    let m = packet_in_message(&ev);
+    }
+}
+
+#[test]
+fn packet_in_message_carries_in_port_and_frame() {
+    let m = packet_in_message(&packet_in_event(0));
     assert_eq!(m.reason, PacketInReason::NoMatch);
     assert_eq!(m.buffer_id, None);
     assert_eq!((m.total_len, m.data.len(), m.cookie), (98, 64, 7));
@@ -552,16 +556,7 @@ fn packet_in_message_carries_in_port_and_frame() {
 
 #[test]
 fn packet_in_message_carries_the_metadata_the_packet_had() {
-    let ev = PacketInEvent {
-        in_port: 3,
-        reason: SwitchReason::Action,
-        table_id: 1,
-        cookie: 7,
-        metadata: 0x0102_0304_0506_0708,
-        total_len: 14,
-        data: vec![0xab; 14],
-    };
-    let m = packet_in_message(&ev);
+    let m = packet_in_message(&packet_in_event(0x0102_0304_0506_0708));
     assert_eq!(m.matcher.exact(Field::InPort), Some(3));
     assert_eq!(
         m.matcher.exact(Field::Metadata),
