@@ -51,6 +51,8 @@ pub struct PacketInEvent {
     pub table_id: u8,
     /// Cookie of that entry (all ones when none).
     pub cookie: u64,
+    /// The packet's metadata when it was sent (0 when none was written).
+    pub metadata: u64,
     /// Length of the whole frame.
     pub total_len: usize,
     /// The frame, or its first `max_len` bytes. A pooled buffer: the daemon's

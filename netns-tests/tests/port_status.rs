@@ -9,7 +9,7 @@
 //! added (a number taken) is refused with the reason and changes nothing.
 
 use anyhow::{Context, Result};
-use netns_tests::ofctl::ofctl;
+use netns_tests::ofctl::{ofctl, Monitor};
 use netns_tests::{require_program, require_root, scd_config_head, unique};
 use netns_tests::{wait_until, Netns, Scd};
 use openflow::wire::{
@@ -17,59 +17,9 @@ use openflow::wire::{
 };
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Child;
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// `ovs-ofctl monitor` until dropped, its output in a file.
-struct Monitor {
-    child: Child,
-    out: tempfile::NamedTempFile,
-}
-
-impl Monitor {
-    fn start(host: &Netns, target: &str) -> Result<Monitor> {
-        // ovs-ofctl makes its control socket there.
-        std::fs::create_dir_all("/var/run/openvswitch")?;
-        let out = tempfile::NamedTempFile::new()?;
-        let append = || std::fs::OpenOptions::new().append(true).open(out.path());
-        // Line-buffered: its output goes to a file, which it would otherwise
-        // write only when it exits.
-        let child = host
-            .command("stdbuf")
-            .args(["-oL", "ovs-ofctl", "-O", "OpenFlow13", "monitor", target])
-            .stdout(append()?)
-            .stderr(append()?)
-            .spawn()?;
-        Ok(Monitor { child, out })
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(self.out.path()).unwrap_or_default()
-    }
-
-    /// Waits until the output holds a port-status with all of `needles` (in one
-    /// message: its first line and the description lines under it).
-    fn wait_for(&self, what: &str, needles: &[&str]) -> Result<()> {
-        wait_until(PATIENCE, what, || {
-            let text = self.text();
-            Ok(text.split("OFPT_PORT_STATUS").skip(1).any(|message| {
-                let message = message.split("OFPT_").next().unwrap_or(message);
-                needles.iter().all(|n| message.contains(n))
-            }))
-        })
-        .map(drop)
-        .with_context(|| format!("monitor output:\n{}", self.text()))
-    }
-}
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn send(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<()> {
     stream.write_all(&encode(msg, xid)?)?;
@@ -116,7 +66,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     );
     let scd = Scd::start(&host, &config, None)?;
     let target = format!("unix:{}", of.display());
-    let monitor = Monitor::start(&host, &target)?;
+    let monitor = Monitor::start(&host, &target, &[])?;
     // The monitor is connected once the switch counts its connection.
     wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
         Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
@@ -129,6 +79,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
 
     host.ip(&["link", "set", &tap, "down"])?;
     monitor.wait_for(
+        "OFPT_PORT_STATUS",
         "a port-status with the link down",
         &["MOD", &format!("1({tap})"), "PORT_DOWN", "LINK_DOWN"],
     )?;
@@ -140,6 +91,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
 
     host.ip(&["link", "set", &tap, "up"])?;
     monitor.wait_for(
+        "OFPT_PORT_STATUS",
         "a port-status with the link up again",
         &["MOD", &format!("1({tap})"), "LIVE"],
     )?;
@@ -148,6 +100,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     let monitored = monitor.text().matches("OFPT_PORT_STATUS").count();
     ofctl(&host, &target, &["mod-port", "{}", &tap, "no-forward"])?;
     monitor.wait_for(
+        "OFPT_PORT_STATUS",
         "a port-status after port-mod",
         &["MOD", &format!("1({tap})"), "NO_FWD"],
     )?;
@@ -162,7 +115,11 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     let added = unique("psa");
     let out = scd_port(&["add", "--name", &added, "--ofport", "7"])?;
     assert!(out.status.success(), "{out:?}\n{}", scd.log());
-    monitor.wait_for("a port-status (add)", &["ADD", &format!("7({added})")])?;
+    monitor.wait_for(
+        "OFPT_PORT_STATUS",
+        "a port-status (add)",
+        &["ADD", &format!("7({added})")],
+    )?;
 
     let clash = scd_port(&["add", "--name", &unique("psc"), "--ofport", "7"])?;
     let stderr = String::from_utf8_lossy(&clash.stderr);
@@ -174,7 +131,11 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
 
     let out = scd_port(&["del", "--ofport", "7"])?;
     assert!(out.status.success(), "{out:?}");
-    monitor.wait_for("a port-status (delete)", &["DEL", &format!("7({added})")])?;
+    monitor.wait_for(
+        "OFPT_PORT_STATUS",
+        "a port-status (delete)",
+        &["DEL", &format!("7({added})")],
+    )?;
 
     // The controller's way in: add-port and del-port over OpenFlow.
     let mut of_client = std::os::unix::net::UnixStream::connect(&of)?;
@@ -191,6 +152,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     });
     assert_eq!(ask(&mut of_client, &add, 5)?, None, "{}", scd.log());
     monitor.wait_for(
+        "OFPT_PORT_STATUS",
         "a port-status (add, by the controller)",
         &["ADD", &format!("8({by_controller})")],
     )?;
@@ -211,6 +173,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
         None
     );
     monitor.wait_for(
+        "OFPT_PORT_STATUS",
         "a port-status (delete, by the controller)",
         &["DEL", &format!("8({by_controller})")],
     )?;

@@ -877,6 +877,54 @@ fn sample_messages() -> Vec<Message> {
     ]
 }
 
+/// A packet-in whose match carries the metadata beside the input port, as
+/// `scd` sends when an earlier table wrote it (OpenFlow 1.3 §7.4.1). Open
+/// vSwitch 3.1's `ofp-print` renders these very bytes as `table_id=1
+/// cookie=0xc1 total_len=42 metadata=0x100,in_port=1 (via action) data_len=42
+/// (unbuffered)`.
+fn packet_in_with_metadata() -> (Vec<u8>, PacketIn) {
+    let bytes = hex("04 0a 00 5c 00 00 00 00 ff ff ff ff 00 2a 01 01 \
+        00 00 00 00 00 00 00 c1 00 01 00 18 80 00 00 04 \
+        00 00 00 01 80 00 04 08 00 00 00 00 00 00 01 00 \
+        00 00 ff ff ff ff ff ff 02 00 00 00 00 01 08 06 \
+        00 01 08 00 06 04 00 01 02 00 00 00 00 01 64 40 \
+        00 01 00 00 00 00 00 00 64 40 00 02");
+    let data = bytes[50..].to_vec();
+    let packet_in = PacketIn {
+        buffer_id: None,
+        total_len: 42,
+        reason: PacketInReason::Action,
+        table_id: 1,
+        cookie: 0xc1,
+        matcher: FlowMatch::any()
+            .with(Field::InPort, 1)
+            .with(Field::Metadata, 0x100),
+        data,
+    };
+    (bytes, packet_in)
+}
+
+#[test]
+fn a_packet_in_match_carries_the_metadata_after_the_input_port() {
+    let (bytes, expected) = packet_in_with_metadata();
+    let (_, m) = decode(&bytes).unwrap();
+    assert_eq!(m, Message::PacketIn(expected.clone()));
+    assert_eq!(encode(&Message::PacketIn(expected), 0).unwrap(), bytes);
+}
+
+#[test]
+fn ovs_ofctl_prints_the_metadata_of_a_packet_in() {
+    let Some(ofctl) = common::ovs_ofctl() else {
+        return;
+    };
+    let (bytes, _) = packet_in_with_metadata();
+    let text = ofp_print(&ofctl, &bytes);
+    assert!(
+        text.contains("metadata=0x100,in_port=1 (via action)"),
+        "{text}"
+    );
+}
+
 #[test]
 fn ovs_ofctl_accepts_what_we_encode() {
     let Some(ofctl) = common::ovs_ofctl() else {

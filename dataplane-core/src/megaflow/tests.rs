@@ -1,4 +1,5 @@
 use super::*;
+use crate::pipeline::tests::tag_ports_then_table_1;
 use crate::pipeline::Selector;
 use openflow::flow::{Action, Field, FlowMatch, FlowSpec, Instruction};
 use proptest::prelude::*;
@@ -201,6 +202,7 @@ proptest! {
                     prop_assert_eq!(&cached.actions, &direct.actions);
                     prop_assert_eq!(&cached.hits, &direct.hits);
                     prop_assert_eq!(&cached.tables, &direct.tables);
+                    prop_assert_eq!(&cached.to_controller, &direct.to_controller);
                 }
             }
         }
@@ -212,23 +214,8 @@ fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
     let now = Instant::now();
     let mut p = Pipeline::default();
     // Table 0 tags the packet with its port's metadata; table 1 outputs by tag.
+    tag_ports_then_table_1(&mut p, now);
     for port in 1..=2u32 {
-        let tag = FlowSpec {
-            instructions: vec![
-                Instruction::WriteMetadata {
-                    value: u64::from(port) << 8,
-                    mask: 0xff00,
-                },
-                Instruction::GotoTable(1),
-            ],
-            ..FlowSpec::new(
-                0,
-                10,
-                FlowMatch::any().with(Field::InPort, port.into()),
-                vec![],
-            )
-        };
-        p.add(tag, now).unwrap();
         let by_tag = FlowMatch::any().with_masked(Field::Metadata, u128::from(port) << 8, 0xff00);
         p.add(
             FlowSpec::new(1, 10, by_tag, vec![Action::output(10 + port)]),
@@ -247,4 +234,29 @@ fn metadata_written_by_one_table_steers_the_next_and_megaflows_keep_it_apart() {
         }
     }
     assert_eq!(cache.stats().hits, 2);
+}
+
+#[test]
+fn a_megaflow_hit_reports_the_metadata_of_each_output_to_the_controller() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    tag_ports_then_table_1(&mut p, now);
+    let to_controller = vec![Action::output(openflow::flow::port::CONTROLLER)];
+    let learn = p
+        .add(FlowSpec::new(1, 1, FlowMatch::any(), to_controller), now)
+        .unwrap();
+    let mut cache = MegaflowCache::default();
+    for sport in 1..=50u16 {
+        for port in 1..=2u32 {
+            let c = cache.lookup(&p, &tcp(port, 1, 2, sport));
+            assert_eq!(
+                c.to_controller,
+                [crate::pipeline::ControllerOutput {
+                    entry: learn,
+                    metadata: u64::from(port) << 8
+                }]
+            );
+        }
+    }
+    assert_eq!((cache.stats().misses, cache.stats().hits), (2, 98));
 }

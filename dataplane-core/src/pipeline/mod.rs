@@ -20,6 +20,9 @@
 //! groups whose buckets hold plain actions (a bucket never names a group, so a
 //! group runs in one step). Group changes bump the same generation, since the
 //! cache's decisions name groups whose buckets the executor looks up.
+//!
+//! A classification also notes each output to the controller with the entry and
+//! the metadata behind it (`to_controller`), which the packet-in reports.
 
 mod batch;
 mod entry;
@@ -27,6 +30,7 @@ mod error;
 mod group;
 mod selector;
 mod table;
+mod to_controller;
 
 pub use crate::flow_id::FlowId;
 pub use batch::{BatchError, BatchRefusal};
@@ -34,6 +38,7 @@ pub use entry::{FlowEntry, RemovedFlow, RemovedReason, TableStats};
 pub use error::{GroupError, TableError};
 pub use group::{GroupEntry, GroupTable, MAX_GROUPS};
 pub use selector::Selector;
+pub use to_controller::ControllerOutput;
 
 use group::valid_output;
 use openflow::flow::{
@@ -42,6 +47,7 @@ use openflow::flow::{
 use openflow::{FlowSpec, PortNo};
 use std::time::Instant;
 use table::{Entries, FlowTable};
+use to_controller::SetWriters;
 
 /// `OFPTT_ALL`: a flow-mod delete or a stats request for every table.
 pub const ALL_TABLES: u8 = 0xff;
@@ -63,12 +69,17 @@ pub struct Classification {
     pub hits: Vec<FlowId>,
     /// Tables looked up, with whether an entry matched.
     pub tables: Vec<(u8, bool)>,
+    /// Every output to `CONTROLLER` that running [`Self::actions`] makes, in
+    /// order, with the entry and the metadata a packet-in reports for it.
+    pub to_controller: Vec<ControllerOutput>,
     /// Where classification writes the outputs of an action list it runs to learn
     /// the next table's key: kept here so that a reused classification allocates
     /// nothing.
     group_outputs: Vec<(PortNo, FlowKey)>,
     /// The packet's action set while it goes through the tables.
     action_set: ActionSet,
+    /// Who wrote the action set's output and group.
+    set_writers: SetWriters,
 }
 
 impl Classification {
@@ -79,8 +90,10 @@ impl Classification {
             actions: Vec::with_capacity(actions),
             hits: Vec::with_capacity(tables),
             tables: Vec::with_capacity(tables),
+            to_controller: Vec::with_capacity(tables),
             group_outputs: Vec::with_capacity(actions),
             action_set: ActionSet::default(),
+            set_writers: SetWriters::default(),
         }
     }
 
@@ -89,8 +102,10 @@ impl Classification {
         self.actions.clear();
         self.hits.clear();
         self.tables.clear();
+        self.to_controller.clear();
         self.group_outputs.clear();
         self.action_set.clear();
+        self.set_writers.clear();
     }
 }
 
@@ -580,13 +595,26 @@ impl Pipeline {
             // Instructions are kept in execution order (see `in_execution_order`).
             for instruction in &entry.spec.instructions {
                 match instruction {
-                    Instruction::ClearActions => out.action_set.clear(),
-                    Instruction::WriteActions(actions) => out.action_set.write(actions),
+                    Instruction::ClearActions => {
+                        out.action_set.clear();
+                        out.set_writers.clear();
+                    }
+                    Instruction::WriteActions(actions) => {
+                        out.action_set.write(actions);
+                        out.set_writers.wrote(id, actions);
+                    }
                     Instruction::WriteMetadata { value, mask } => {
                         current.metadata = (current.metadata & !mask) | (value & mask);
                     }
                     Instruction::ApplyActions(actions) => {
                         out.actions.extend_from_slice(actions);
+                        to_controller::note(
+                            actions,
+                            id,
+                            current.metadata,
+                            &self.groups,
+                            &mut out.to_controller,
+                        );
                         out.group_outputs.clear();
                         // Groups act on copies: only the list's own changes reach
                         // the next table, so no group is looked up here.
@@ -605,7 +633,14 @@ impl Pipeline {
                 _ => {
                     // The pipeline ends here: the action set runs after every
                     // action applied on the way (OpenFlow 1.3 §5.10).
+                    let start = out.actions.len();
                     out.action_set.append_to(&mut out.actions);
+                    out.set_writers.note(
+                        &out.actions[start..],
+                        current.metadata,
+                        &self.groups,
+                        &mut out.to_controller,
+                    );
                     return;
                 }
             }
@@ -658,4 +693,4 @@ fn in_execution_order(instructions: &mut [Instruction]) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -546,3 +546,152 @@ fn clear_actions_empties_the_set_and_a_miss_runs_nothing() {
         Err(TableError::DuplicateInstruction("clear_actions"))
     );
 }
+
+/// Table 0 entries that tag each packet from ports 1 and 2 with its port in
+/// bits 8 to 15 of the metadata and go to table 1.
+pub(crate) fn tag_ports_then_table_1(p: &mut Pipeline, now: Instant) {
+    for in_port in 1..=2u32 {
+        let tag = FlowSpec {
+            instructions: vec![
+                Instruction::WriteMetadata {
+                    value: u64::from(in_port) << 8,
+                    mask: 0xff00,
+                },
+                Instruction::GotoTable(1),
+            ],
+            ..FlowSpec::new(
+                0,
+                10,
+                FlowMatch::any().with(Field::InPort, in_port.into()),
+                vec![],
+            )
+        };
+        p.add(tag, now).unwrap();
+    }
+}
+
+/// [`tag_ports_then_table_1`], and table 1 sends IPv4 to the controller
+/// (cookie 0xc1): the shape of a controller's "learn in a later table"
+/// pipeline.
+fn tag_then_to_controller(now: Instant) -> (Pipeline, FlowId) {
+    let mut p = Pipeline::default();
+    tag_ports_then_table_1(&mut p, now);
+    let learn = FlowSpec {
+        cookie: 0xc1,
+        ..FlowSpec::new(
+            1,
+            5,
+            FlowMatch::any().with(Field::EthType, 0x800),
+            vec![Action::output(port::CONTROLLER), Action::output(9)],
+        )
+    };
+    let learn = p.add(learn, now).unwrap();
+    (p, learn)
+}
+
+#[test]
+fn an_output_to_the_controller_notes_the_metadata_the_earlier_table_wrote() {
+    let (p, learn) = tag_then_to_controller(Instant::now());
+    let mut c = Classification::with_capacity(4, 4);
+    for in_port in 1..=2u32 {
+        p.classify(&key(in_port, 7), &mut c);
+        assert_eq!(
+            c.to_controller,
+            [ControllerOutput {
+                entry: learn,
+                metadata: u64::from(in_port) << 8
+            }]
+        );
+    }
+    // A packet that goes nowhere near the controller notes nothing.
+    let arp = FlowKey {
+        in_port: 1,
+        eth_type: 0x806,
+        ..FlowKey::default()
+    };
+    p.classify(&arp, &mut c);
+    assert_eq!(c.tables, [(0, true), (1, false)]);
+    assert!(c.to_controller.is_empty());
+}
+
+#[test]
+fn outputs_to_the_controller_are_noted_in_the_order_they_run() {
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    p.add_group(
+        GroupSpec {
+            group_id: 4,
+            group_type: GroupType::All,
+            buckets: vec![
+                Bucket::new(out(3)),
+                Bucket::new(vec![Action::output(port::CONTROLLER)]),
+            ],
+        },
+        now,
+    )
+    .unwrap();
+    // Table 0 sends to the controller before its write-metadata runs, writes
+    // an output to the controller into the action set and goes on.
+    let first = FlowSpec {
+        instructions: vec![
+            Instruction::ApplyActions(vec![Action::output(port::CONTROLLER)]),
+            Instruction::WriteActions(vec![Action::output(port::CONTROLLER)]),
+            Instruction::WriteMetadata {
+                value: 0x5,
+                mask: 0xf,
+            },
+            Instruction::GotoTable(1),
+        ],
+        ..FlowSpec::new(0, 1, FlowMatch::any(), vec![])
+    };
+    let first = p.add(first, now).unwrap();
+    // Table 1 runs the group (its second bucket goes to the controller) and
+    // writes more metadata, which the action set's output then carries.
+    let second = FlowSpec {
+        instructions: vec![
+            Instruction::ApplyActions(vec![Action::Group(4)]),
+            Instruction::WriteMetadata {
+                value: 0x30,
+                mask: 0xf0,
+            },
+        ],
+        ..FlowSpec::new(1, 1, FlowMatch::any(), vec![])
+    };
+    let second = p.add(second, now).unwrap();
+    let mut c = Classification::default();
+    p.classify(&key(1, 2), &mut c);
+    let noted = |entry, metadata| ControllerOutput { entry, metadata };
+    assert_eq!(
+        c.to_controller,
+        [noted(first, 0), noted(second, 0x5), noted(first, 0x35)]
+    );
+    // What the executor meets, in order: three outputs to the controller.
+    let sent: Vec<u32> = p
+        .simulate(&key(1, 2))
+        .iter()
+        .map(|(port, _)| *port)
+        .collect();
+    assert_eq!(
+        sent,
+        [port::CONTROLLER, 3, port::CONTROLLER, port::CONTROLLER]
+    );
+
+    // A later table that replaces the set's output owns it; clear-actions
+    // forgets it.
+    let replace = FlowSpec {
+        instructions: vec![Instruction::WriteActions(vec![Action::output(
+            port::CONTROLLER,
+        )])],
+        ..FlowSpec::new(1, 2, FlowMatch::any().with(Field::InPort, 2), vec![])
+    };
+    let replace = p.add(replace, now).unwrap();
+    p.classify(&key(2, 2), &mut c);
+    assert_eq!(c.to_controller, [noted(first, 0), noted(replace, 0x5)]);
+    let clear = FlowSpec {
+        instructions: vec![Instruction::ClearActions],
+        ..FlowSpec::new(1, 2, FlowMatch::any().with(Field::InPort, 3), vec![])
+    };
+    p.add(clear, now).unwrap();
+    p.classify(&key(3, 2), &mut c);
+    assert_eq!(c.to_controller, [noted(first, 0)]);
+}

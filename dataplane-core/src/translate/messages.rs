@@ -3,7 +3,7 @@
 use super::duration::duration;
 use crate::packet_io::{PacketInEvent, PacketInReason as SwitchReason};
 use crate::pipeline::{RemovedFlow, RemovedReason};
-use openflow::flow::flags;
+use openflow::flow::{flags, Field, FlowMatch};
 use openflow::wire::{FlowRemoved, FlowRemovedReason, PacketIn, PacketInReason};
 use std::time::Instant;
 
@@ -37,12 +37,18 @@ pub fn flow_removed_message(r: &RemovedFlow, now: Instant) -> Option<FlowRemoved
     })
 }
 
-/// The packet-in message for a frame the switch sent to the controller.
+/// The packet-in message for a frame the switch sent to the controller. Its
+/// match carries the pipeline fields the packet had (OpenFlow 1.3 §7.4.1): the
+/// input port always, the metadata when it is not zero (as Open vSwitch does).
 pub fn packet_in_message(ev: &PacketInEvent) -> PacketIn {
     let data = ev
         .data
         .get(..ev.data.len().min(MAX_PACKET_IN_DATA))
         .unwrap_or(&[]);
+    let mut matcher = FlowMatch::any().with(Field::InPort, u128::from(ev.in_port));
+    if ev.metadata != 0 {
+        matcher = matcher.with(Field::Metadata, u128::from(ev.metadata));
+    }
     PacketIn {
         buffer_id: None,
         total_len: u16::try_from(ev.total_len).unwrap_or(u16::MAX),
@@ -52,7 +58,7 @@ pub fn packet_in_message(ev: &PacketInEvent) -> PacketIn {
         },
         table_id: ev.table_id,
         cookie: ev.cookie,
-        matcher: openflow::FlowMatch::any().with(openflow::Field::InPort, u128::from(ev.in_port)),
+        matcher,
         data: data.to_vec(),
     }
 }

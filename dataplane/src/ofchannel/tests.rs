@@ -14,7 +14,7 @@ use dataplane_core::translate::{
     apply_flow_mod, apply_group_mod, flow_stats, group_descs, packet_in_message, table_stats,
     tunnel_stats,
 };
-use openflow::flow::{flags, port, Action, GroupSpec, PortNo};
+use openflow::flow::{flags, port, Action, Field, FlowMatch, GroupSpec, PortNo};
 use openflow::text::parse_flow;
 use openflow::wire::{
     decode, AggregateStats, BadAction, BadInstruction, BadRequest, ControllerRole, ErrorCode,
@@ -529,21 +529,47 @@ fn packet_out_and_echo() {
     );
 }
 
-#[test]
-fn packet_in_message_carries_in_port_and_frame() {
-    let ev = PacketInEvent {
+/// A frame for the controller from port 3 (cookie 7) with `metadata`.
+fn packet_in_event(metadata: u64) -> PacketInEvent {
+    PacketInEvent {
         in_port: 3,
         reason: SwitchReason::NoMatch,
         table_id: 0,
         cookie: 7,
+        metadata,
         total_len: 98,
         data: vec![0xab; 64],
-    };
-    let m = packet_in_message(&ev);
+    }
+}
+
+#[test]
+fn packet_in_message_carries_in_port_and_frame() {
+    let m = packet_in_message(&packet_in_event(0));
     assert_eq!(m.reason, PacketInReason::NoMatch);
     assert_eq!(m.buffer_id, None);
     assert_eq!((m.total_len, m.data.len(), m.cookie), (98, 64, 7));
+    // No metadata was written: the match is the input port alone.
+    assert_eq!(m.matcher, FlowMatch::any().with(Field::InPort, 3));
     let bytes = encode(&Message::PacketIn(m.clone()), 0).unwrap();
+    assert_eq!(decode(&bytes).unwrap().1, Message::PacketIn(m));
+}
+
+#[test]
+fn packet_in_message_carries_the_metadata_the_packet_had() {
+    let m = packet_in_message(&packet_in_event(0x0102_0304_0506_0708));
+    assert_eq!(m.matcher.exact(Field::InPort), Some(3));
+    assert_eq!(
+        m.matcher.exact(Field::Metadata),
+        Some(0x0102_0304_0506_0708)
+    );
+    assert_eq!(m.matcher.fields().count(), 2);
+    let bytes = encode(&Message::PacketIn(m.clone()), 0).unwrap();
+    // After the 24 bytes of header and the match's type and length: OXM
+    // in_port (0x80000004), then OXM metadata (0x80000408), exact.
+    assert_eq!(
+        bytes[28..48],
+        [0x80, 0, 0, 4, 0, 0, 0, 3, 0x80, 0, 4, 8, 1, 2, 3, 4, 5, 6, 7, 8]
+    );
     assert_eq!(decode(&bytes).unwrap().1, Message::PacketIn(m));
 }
 

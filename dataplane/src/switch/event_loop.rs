@@ -747,7 +747,7 @@ impl Switch {
             segment: &mut scratch.segment,
             offload: if keep { offload } else { VnetHdr::NONE },
             in_idx: idx,
-            classified: Some((&self.pipeline, decision)),
+            classified: Some(super::packet_in::Classified::new(&self.pipeline, decision)),
             in_port,
             to_owner: self.crew.to_owner.as_mut(),
         };

@@ -23,6 +23,17 @@ pub enum BindRefused {
     /// A tunnel port or a gateway's uplink: not a VM's port.
     #[error("port {0} is a tunnel or an uplink, not a VM's port")]
     NotAVmPort(PortNo),
+    /// Another forwarding worker did not take the binding: every worker went
+    /// back to the port's previous one.
+    #[error("forwarding worker {worker} did not take the binding of port {port} ({why}); every worker kept the previous one")]
+    Worker {
+        /// The worker that refused.
+        worker: usize,
+        /// The port.
+        port: PortNo,
+        /// Why it refused.
+        why: &'static str,
+    },
 }
 
 /// The binding of every port, by index into the switch's ports (each

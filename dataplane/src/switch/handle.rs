@@ -117,6 +117,16 @@ impl SwitchHandle {
             .map_err(|_| SwitchGone)
     }
 
+    /// Queues the work `make` builds and wakes the switch thread, without
+    /// waiting for its reply (which goes nowhere): for taking back what a
+    /// worker that did not answer in time may still do once it resumes.
+    pub(super) fn tell<R>(&self, make: impl FnOnce(SyncSender<R>) -> Work) {
+        let (tx, _) = mpsc::sync_channel(1);
+        if self.jobs.send((Instant::now(), make(tx))).is_ok() {
+            self.wake();
+        }
+    }
+
     /// Runs `f` on the control thread with the master tables and waits for its
     /// result, which comes once what `f` changed is visible to packets.
     pub fn call<R: Send + 'static>(

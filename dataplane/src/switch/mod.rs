@@ -56,3 +56,5 @@ pub use tables::{Job, Published, RemovedHook, Reply};
 pub(crate) mod test_switch;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workers_tests;

@@ -3,15 +3,12 @@
 
 use super::counters::SwitchShared;
 use super::handoff::HandoffSender;
-use super::packet_in::{packet_in_meta, PacketInMeta, PacketInSender};
+use super::packet_in::{packet_in_meta, Classified, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
 use dataplane_core::icmp6::packet_too_big;
 use dataplane_core::offload::{finish_partial_checksum, Segments, VnetHdr};
 use dataplane_core::packet::ETH_HLEN;
-use dataplane_core::packet_io::PacketInReason;
-use dataplane_core::pipeline::Classification;
-use dataplane_core::pipeline::Pipeline;
 use openflow::flow::{ethertype, port, Action, Mac, PortNo};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -40,7 +37,7 @@ pub(super) struct Output<'a> {
     /// Index of the input port (`usize::MAX` for none, as in a packet-out).
     pub(super) in_idx: usize,
     /// The tables and what the packet hit (none for a packet-out).
-    pub(super) classified: Option<(&'a Pipeline, &'a Classification)>,
+    pub(super) classified: Option<Classified<'a>>,
     pub(super) in_port: PortNo,
     /// On a worker that owns no tunnel: the ring to the one that does.
     pub(super) to_owner: Option<&'a mut HandoffSender>,
@@ -59,17 +56,7 @@ impl Output<'_> {
             return;
         };
         // Cold path: only frames for the controller look at the entries again.
-        let meta = match self.classified {
-            Some((pipeline, classification)) => {
-                packet_in_meta(pipeline, classification, self.in_port)
-            }
-            None => PacketInMeta {
-                in_port: self.in_port,
-                reason: PacketInReason::Action,
-                table_id: 0xff,
-                cookie: u64::MAX,
-            },
-        };
+        let meta = packet_in_meta(self.classified.as_mut(), self.in_port);
         if sender.send(meta, bytes) {
             c.packet_in_queued.add(1);
         } else {

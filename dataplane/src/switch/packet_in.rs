@@ -2,9 +2,8 @@
 //! controller is dropped and counted rather than ever blocking the fast path.
 
 use dataplane_core::packet_io::{PacketInEvent, PacketInReason};
-use dataplane_core::pipeline::Pipeline;
-use dataplane_core::pipeline::{Classification, FlowId};
-use openflow::flow::{port, Action, PortNo};
+use dataplane_core::pipeline::{Classification, Pipeline};
+use openflow::flow::PortNo;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -74,6 +73,7 @@ impl PacketInSender {
             reason: meta.reason,
             table_id: meta.table_id,
             cookie: meta.cookie,
+            metadata: meta.metadata,
             total_len: frame.len(),
             data: buf,
         };
@@ -91,27 +91,64 @@ pub(super) struct PacketInMeta {
     pub(super) reason: PacketInReason,
     pub(super) table_id: u8,
     pub(super) cookie: u64,
+    pub(super) metadata: u64,
 }
 
-/// Why the entries a packet hit sent it to the controller: the first hit entry
-/// with an output to `CONTROLLER` decides; a table-miss entry (priority 0 with an
-/// empty match) means [`PacketInReason::NoMatch`].
+impl PacketInMeta {
+    /// A packet-in no entry caused (a packet-out's output to the controller).
+    pub(super) fn unclassified(in_port: PortNo) -> PacketInMeta {
+        PacketInMeta {
+            in_port,
+            reason: PacketInReason::Action,
+            table_id: 0xff,
+            cookie: u64::MAX,
+            metadata: 0,
+        }
+    }
+}
+
+/// The tables a packet went through and what it hit there, with how many of
+/// its outputs to the controller have run: the next one is told apart by
+/// that count.
+#[derive(Debug)]
+pub(super) struct Classified<'a> {
+    pipeline: &'a Pipeline,
+    classification: &'a Classification,
+    controller_outputs: usize,
+}
+
+impl<'a> Classified<'a> {
+    pub(super) fn new(pipeline: &'a Pipeline, classification: &'a Classification) -> Self {
+        Classified {
+            pipeline,
+            classification,
+            controller_outputs: 0,
+        }
+    }
+}
+
+/// What the packet-in of the next output to the controller reports: the entry
+/// that holds that output and the metadata then (see
+/// [`Classification::to_controller`]); an entry that is a table-miss (priority
+/// 0 with an empty match) means [`PacketInReason::NoMatch`]. The count wraps, so
+/// a super-frame cut into segments that each run the actions starts over for
+/// each segment.
 pub(super) fn packet_in_meta(
-    pipeline: &Pipeline,
-    c: &Classification,
+    classified: Option<&mut Classified<'_>>,
     in_port: PortNo,
 ) -> PacketInMeta {
-    let to_controller = |id: &FlowId| {
-        pipeline.entry(*id).is_some_and(|e| {
-            e.spec
-                .instructions
-                .iter()
-                .flat_map(openflow::Instruction::actions)
-                .any(|a| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER))
-        })
+    let Some(classified) = classified else {
+        return PacketInMeta::unclassified(in_port);
     };
-    let hit = c.hits.iter().find(|id| to_controller(id)).or(c.hits.last());
-    match hit.and_then(|id| pipeline.entry(*id)) {
+    let noted = &classified.classification.to_controller;
+    let nth = classified.controller_outputs;
+    classified.controller_outputs += 1;
+    let (entry, metadata) = match noted.get(nth % noted.len().max(1)) {
+        Some(output) => (Some(output.entry), output.metadata),
+        // Not noted (cannot happen for classified actions): the last entry hit.
+        None => (classified.classification.hits.last().copied(), 0),
+    };
+    match entry.and_then(|id| classified.pipeline.entry(id)) {
         Some(e) => PacketInMeta {
             in_port,
             reason: if e.spec.priority == 0 && e.spec.matcher == openflow::FlowMatch::any() {
@@ -121,12 +158,11 @@ pub(super) fn packet_in_meta(
             },
             table_id: e.spec.table_id,
             cookie: e.spec.cookie,
+            metadata,
         },
         None => PacketInMeta {
-            in_port,
-            reason: PacketInReason::Action,
-            table_id: 0xff,
-            cookie: u64::MAX,
+            metadata,
+            ..PacketInMeta::unclassified(in_port)
         },
     }
 }

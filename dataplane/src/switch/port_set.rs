@@ -60,7 +60,7 @@ impl Switch {
             info: info.clone(),
         };
         self.add_queue(port, new.binding.clone())?;
-        self.spread_added(queues, &info, new.binding);
+        self.spread_added(queues, &info, new.binding)?;
         self.publish_ports();
         self.egress.shared.announce(PortReason::Add, &info);
         Ok(())
@@ -85,6 +85,12 @@ impl Switch {
 
     /// Removes local port `number` from every worker and closes its device.
     pub(super) fn remove_port(&mut self, number: PortNo) -> Result<(), PortSetError> {
+        let port = self.egress.ports.iter().find(|p| p.number == number);
+        match port {
+            None => return Err(PortSetError::NoSuchPort(number)),
+            Some(p) if p.io.fd().is_none() => return Err(PortSetError::NotLocal(number)),
+            Some(_) => {}
+        }
         let removed = self.remove_queue(number)?;
         self.spread_removed(number);
         self.publish_ports();
@@ -95,8 +101,8 @@ impl Switch {
         Ok(())
     }
 
-    /// Removes this worker's queue of local port `number` and renumbers the
-    /// ports after it.
+    /// Removes this worker's queue of port `number` and renumbers the ports
+    /// after it (callers take only local ports away: tunnels stay).
     pub(super) fn remove_queue(&mut self, number: PortNo) -> Result<Port, PortSetError> {
         let idx = self
             .egress
@@ -104,12 +110,11 @@ impl Switch {
             .iter()
             .position(|p| p.number == number)
             .ok_or(PortSetError::NoSuchPort(number))?;
-        let Some(fd) = self.egress.ports[idx].io.fd() else {
-            return Err(PortSetError::NotLocal(number));
-        };
-        // Closing the descriptor would drop it from the set too; said explicitly,
-        // it cannot outlive the port through a duplicate.
-        let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+        if let Some(fd) = self.egress.ports[idx].io.fd() {
+            // Closing the descriptor would drop it from the set too; said
+            // explicitly, it cannot outlive the port through a duplicate.
+            let _ = self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0);
+        }
         let removed = self.egress.ports.remove(idx);
         self.guards.remove(idx);
         self.port_arp.retain(|(at, _)| *at != idx);

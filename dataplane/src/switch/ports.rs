@@ -89,6 +89,15 @@ pub enum PortSetError {
     /// The kernel refused to watch the new device.
     #[error("cannot watch the device: {0}")]
     Poll(String),
+    /// Another forwarding worker did not take its queue of the port: the
+    /// workers that had added it removed it again.
+    #[error("forwarding worker {worker} did not take its queue of the port ({why}); the port was not added")]
+    Worker {
+        /// The worker that refused.
+        worker: usize,
+        /// Why it refused.
+        why: String,
+    },
     /// The device was opened with another number of queues than the switch
     /// has forwarding workers.
     #[error("the device has {queues} queues and the switch {workers} forwarding workers")]

@@ -11,6 +11,7 @@ fn meta() -> PacketInMeta {
         reason: PacketInReason::NoMatch,
         table_id: 0,
         cookie: 0,
+        metadata: 0,
     }
 }
 
@@ -82,5 +83,52 @@ fn a_switch_with_two_workers_keeps_a_histogram_each_and_stops_whole() {
         switch.helpers.len(),
         1,
         "worker 1 came back from its thread"
+    );
+}
+
+#[test]
+fn each_output_to_the_controller_reports_its_own_entry_and_metadata() {
+    use super::packet_in::{packet_in_meta, Classified};
+    use dataplane_core::pipeline::{Classification, Pipeline};
+    use openflow::flow::{port, FlowKey, FlowMatch, FlowSpec, Instruction};
+    let to_controller = || Instruction::ApplyActions(vec![Action::output(port::CONTROLLER)]);
+    // Table 0 sends to the controller, tags the packet and goes on; table 1's
+    // table-miss entry sends it again.
+    let first = FlowSpec {
+        cookie: 0xa,
+        instructions: vec![
+            to_controller(),
+            Instruction::WriteMetadata {
+                value: 0x42,
+                mask: u64::MAX,
+            },
+            Instruction::GotoTable(1),
+        ],
+        ..FlowSpec::new(0, 10, FlowMatch::any(), vec![])
+    };
+    let miss = FlowSpec {
+        cookie: 0xb,
+        instructions: vec![to_controller()],
+        ..FlowSpec::new(1, 0, FlowMatch::any(), vec![])
+    };
+    let pipeline = Pipeline::from_flows(vec![first, miss]).unwrap();
+    let mut c = Classification::default();
+    pipeline.classify(&FlowKey::default(), &mut c);
+    let mut classified = Classified::new(&pipeline, &c);
+    let mut next = || {
+        let m = packet_in_meta(Some(&mut classified), 7);
+        (m.in_port, m.reason, m.table_id, m.cookie, m.metadata)
+    };
+    let table_0 = (7, PacketInReason::Action, 0, 0xa, 0);
+    let table_1 = (7, PacketInReason::NoMatch, 1, 0xb, 0x42);
+    // A super-frame cut in two runs the actions twice: the count wraps.
+    assert_eq!(
+        [next(), next(), next(), next()],
+        [table_0, table_1, table_0, table_1]
+    );
+    let out = packet_in_meta(None, 7);
+    assert_eq!(
+        (out.table_id, out.cookie, out.metadata),
+        (0xff, u64::MAX, 0)
     );
 }

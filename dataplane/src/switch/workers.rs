@@ -12,14 +12,16 @@
 //! tunnel status, and the jobs other threads send; a frame another worker
 //! classified for a tunnel reaches it over that worker's ring (`handoff`).
 //! A port change or a binding is applied by worker 0 and then by every other
-//! worker, in the order worker 0 took them, before its answer goes back.
+//! worker, in the order worker 0 took them, before its answer goes back; an
+//! added port or a binding that one worker refuses is taken back from those
+//! that took it, so the answer is an error and the workers still agree.
 
 use super::counters::counters_for_several_writers;
 use super::event_loop::{Scratch, Switch, WAKE_TOKEN};
-use super::handle::{SwitchHandle, Work};
+use super::handle::{SwitchGone, SwitchHandle, Work};
 use super::handoff::{handoff_ring, Crew, HANDOFF_DEPTH};
 use super::output::{Egress, Output};
-use super::ports::{Port, PortIo, MAX_FRAME};
+use super::ports::{Port, PortIo, PortSetError, MAX_FRAME};
 use super::{BindRefused, PortInfo};
 use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::port_security::PortBinding;
@@ -183,47 +185,123 @@ impl Switch {
         }
     }
 
-    /// Binds (or unbinds) a port on this worker and then on every other.
+    /// Binds (or unbinds) a port on this worker and then on every other, all
+    /// or nothing: when another worker does not take the binding, every worker
+    /// that did goes back to the port's previous one and the caller learns
+    /// which worker refused, so the workers never check a port's frames
+    /// against different VMs.
     pub(super) fn bind_everywhere(
         &mut self,
         port: PortNo,
         binding: Option<PortBinding>,
     ) -> Result<(), BindRefused> {
+        let at = self.egress.ports.iter().position(|p| p.number == port);
+        let previous = at.and_then(|idx| self.guards.binding(idx).cloned());
         self.guards
             .bind(&self.egress.ports, port, binding.clone())?;
-        for helper in &self.crew.helper_handles {
-            let done = helper.ask(|tx| Work::Bind(port, binding.clone(), tx));
-            if !matches!(done, Ok(Ok(()))) {
+        let refused = self
+            .crew
+            .helper_handles
+            .iter()
+            .enumerate()
+            .find_map(|(i, helper)| {
+                let why = match helper.ask(|tx| Work::Bind(port, binding.clone(), tx)) {
+                    Ok(Ok(())) => return None,
+                    Ok(Err(BindRefused::NoSuchPort(_))) => "it has no such port",
+                    Ok(Err(BindRefused::NotAVmPort(_))) => "it has it as a tunnel or an uplink",
+                    Ok(Err(BindRefused::Worker { .. })) => "another worker refused",
+                    Err(SwitchGone) => {
+                        // Stopped, or stuck: should it resume, it binds and
+                        // then finds the previous binding back in its queue.
+                        helper.tell(|tx| Work::Bind(port, previous.clone(), tx));
+                        "it is not running"
+                    }
+                };
+                Some((i, why))
+            });
+        let Some((refusing, why)) = refused else {
+            return Ok(());
+        };
+        // Taking back what worker 0 already took cannot fail: the port is
+        // there and bindable. Neither can restoring the helpers before the
+        // refusing one, short of one stopping now, which is said loudly.
+        let _ = self.guards.bind(&self.egress.ports, port, previous.clone());
+        for (i, helper) in self.crew.helper_handles[..refusing].iter().enumerate() {
+            let undone = helper.ask(|tx| Work::Bind(port, previous.clone(), tx));
+            if !matches!(undone, Ok(Ok(()))) {
                 tracing::error!(
                     port,
-                    "a forwarding worker did not take the binding: {done:?}"
+                    worker = i + 1,
+                    "a forwarding worker kept a binding the others gave back: {undone:?}"
                 );
             }
         }
-        Ok(())
+        let worker = refusing + 1;
+        tracing::warn!(
+            port,
+            worker,
+            "a forwarding worker refused a binding ({why}); none kept it"
+        );
+        Err(BindRefused::Worker { worker, port, why })
     }
 
-    /// Hands each other worker its queue of a port worker 0 just added.
+    /// Hands each other worker its queue of a port worker 0 just added, all or
+    /// nothing: when one does not take it, every worker that did (worker 0
+    /// included) removes the port again, closing its queues, and the caller
+    /// learns why.
     pub(super) fn spread_added(
-        &self,
+        &mut self,
         queues: Vec<PortIo>,
         info: &Arc<PortInfo>,
         binding: Option<PortBinding>,
-    ) {
-        for (helper, io) in self.crew.helper_handles.iter().zip(queues) {
+    ) -> Result<(), PortSetError> {
+        // The queues of the workers after a refusing one are closed with the
+        // iterator.
+        let mut handed = self.crew.helper_handles.iter().zip(queues);
+        let refused = handed.by_ref().enumerate().find_map(|(i, (helper, io))| {
             let port = Box::new(Port {
                 number: info.number,
                 io,
                 info: info.clone(),
             });
-            let done = helper.ask(|tx| Work::AddQueue(port, binding.clone(), tx));
-            if !matches!(done, Ok(Ok(()))) {
+            match helper.ask(|tx| Work::AddQueue(port, binding.clone(), tx)) {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some((i, e.to_string())),
+                Err(gone) => {
+                    // Stopped, or stuck: should it resume, it adds its queue
+                    // and then finds the removal in its queue.
+                    helper.tell(|tx| Work::RemoveQueue(info.number, tx));
+                    Some((i, gone.to_string()))
+                }
+            }
+        });
+        drop(handed);
+        let Some((refusing, why)) = refused else {
+            return Ok(());
+        };
+        for (i, helper) in self.crew.helper_handles[..refusing].iter().enumerate() {
+            let undone = helper.ask(|tx| Work::RemoveQueue(info.number, tx));
+            if !matches!(undone, Ok(Ok(()))) {
                 tracing::error!(
                     port = info.number,
-                    "a forwarding worker did not take its queue: {done:?}"
+                    worker = i + 1,
+                    "a forwarding worker kept a port the others removed: {undone:?}"
                 );
             }
         }
+        if let Err(e) = self.remove_queue(info.number) {
+            tracing::error!(
+                port = info.number,
+                "worker 0 kept a port it could not add: {e}"
+            );
+        }
+        let worker = refusing + 1;
+        tracing::warn!(
+            port = info.number,
+            worker,
+            "a forwarding worker refused a port's queue ({why}); no worker kept it"
+        );
+        Err(PortSetError::Worker { worker, why })
     }
 
     /// Has every other worker close its queue of a port worker 0 removed.
