@@ -228,17 +228,23 @@ pub fn runtime_until_stopped(
     })
 }
 
-/// "min / median / max" of `values`, in `digits` decimals.
-pub fn spread(mut values: Vec<f64>, digits: usize) -> String {
-    if values.is_empty() {
-        return "–".into();
-    }
+/// The smallest, the median (the upper one of an even count) and the largest of
+/// `values`; `None` when there are none.
+pub fn min_median_max(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
     values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    format!(
-        "{} / {} / {}",
-        fmt(values.first().copied(), digits),
-        fmt(Some(median), digits),
-        fmt(values.last().copied(), digits)
-    )
+    let median = *values.get(values.len() / 2)?;
+    Some((values[0], median, values[values.len() - 1]))
+}
+
+/// "min / median / max" of `values`, in `digits` decimals.
+pub fn spread(values: Vec<f64>, digits: usize) -> String {
+    match min_median_max(values) {
+        None => "–".into(),
+        Some((min, median, max)) => format!(
+            "{} / {} / {}",
+            fmt(Some(min), digits),
+            fmt(Some(median), digits),
+            fmt(Some(max), digits)
+        ),
+    }
 }
