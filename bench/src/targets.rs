@@ -252,10 +252,10 @@ fn shown(compare: Compare, v: f64) -> String {
 /// The peer row, or which of the peer rows counts.
 fn against(target: &Target) -> String {
     match (target.peers, target.compare, target.best) {
-        ([one], Compare::Difference, _) => format!("minus {one}"),
-        ([one], Compare::Ratio, _) => format!("÷ {one}"),
-        (many, _, Best::Lowest) => format!("÷ the lowest of {}", many.join(", ")),
-        (many, _, Best::Highest) => format!("÷ the highest of {}", many.join(", ")),
+        ([one], Compare::Difference, _) => format!("minus `{one}`"),
+        ([one], Compare::Ratio, _) => format!("÷ `{one}`"),
+        (many, _, Best::Lowest) => format!("÷ the lowest of `{}`", many.join("`, `")),
+        (many, _, Best::Highest) => format!("÷ the highest of `{}`", many.join("`, `")),
     }
 }
 
@@ -272,12 +272,7 @@ pub fn print(runs: &[Run]) {
         for (_, name, _) in scd_rows {
             let outcome = judge(target, name, runs);
             let measured = outcome.spread.map_or("–".into(), |(min, median, max)| {
-                format!(
-                    "{} ({}–{})",
-                    shown(target.compare, median),
-                    shown(target.compare, min),
-                    shown(target.compare, max)
-                )
+                format!("{} ({min:.2}–{max:.2})", shown(target.compare, median))
             });
             let bound = match target.bound {
                 Bound::AtMost(b) => format!("≤ {}", shown(target.compare, b)),
