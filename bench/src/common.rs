@@ -248,3 +248,20 @@ pub fn spread(values: Vec<f64>, digits: usize) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_upper_middle_and_none_of_nothing() {
+        assert_eq!(min_median_max(vec![3.0, 1.0, 2.0]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(
+            min_median_max(vec![4.0, 1.0, 3.0, 2.0]),
+            Some((1.0, 3.0, 4.0))
+        );
+        assert_eq!(min_median_max(Vec::new()), None);
+        assert_eq!(spread(vec![2.0, 1.0], 1), "1.0 / 2.0 / 2.0");
+        assert_eq!(spread(Vec::new(), 1), "–");
+    }
+}

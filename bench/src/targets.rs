@@ -241,11 +241,19 @@ fn judge(target: &Target, name: &str, runs: &[Run]) -> Outcome {
     }
 }
 
+/// `v` as a figure of its comparison, without the unit.
+fn number(compare: Compare, v: f64) -> String {
+    match compare {
+        Compare::Ratio => format!("{v:.2}"),
+        Compare::Difference => format!("{v:+.1}"),
+    }
+}
+
 /// `v` in the target's unit.
 fn shown(compare: Compare, v: f64) -> String {
     match compare {
-        Compare::Ratio => format!("{v:.2}x"),
-        Compare::Difference => format!("{v:+.1} µs"),
+        Compare::Ratio => format!("{}x", number(compare, v)),
+        Compare::Difference => format!("{} µs", number(compare, v)),
     }
 }
 
@@ -272,7 +280,12 @@ pub fn print(runs: &[Run]) {
         for (_, name, _) in scd_rows {
             let outcome = judge(target, name, runs);
             let measured = outcome.spread.map_or("–".into(), |(min, median, max)| {
-                format!("{} ({min:.2}–{max:.2})", shown(target.compare, median))
+                format!(
+                    "{} ({}–{})",
+                    shown(target.compare, median),
+                    number(target.compare, min),
+                    number(target.compare, max)
+                )
             });
             let bound = match target.bound {
                 Bound::AtMost(b) => format!("≤ {}", shown(target.compare, b)),
