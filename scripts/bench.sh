@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the switch and the benchmark runner in release mode (with debug symbols, for
-# callgrind), installs the peers and tools it needs (iperf3, wireguard-go,
+# callgrind), installs the peers and tools it needs (iperf3, sockperf, wireguard-go,
 # wireguard-tools, boringtun-cli, Open vSwitch, valgrind, perf), and runs `bench`
 # with the given arguments (default: all, which also writes bench/chart.svg).
 # Results are Markdown tables with ratios measured in the same run; each replaces
@@ -13,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in iperf3 iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common valgrind linux-perf protobuf-compiler etcd-server etcd-client; do
+for p in iperf3 sockperf iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common valgrind linux-perf protobuf-compiler etcd-server etcd-client; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then

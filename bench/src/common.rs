@@ -228,17 +228,40 @@ pub fn runtime_until_stopped(
     })
 }
 
-/// "min / median / max" of `values`, in `digits` decimals.
-pub fn spread(mut values: Vec<f64>, digits: usize) -> String {
-    if values.is_empty() {
-        return "–".into();
-    }
+/// The smallest, the median (the upper one of an even count) and the largest of
+/// `values`; `None` when there are none.
+pub fn min_median_max(mut values: Vec<f64>) -> Option<(f64, f64, f64)> {
     values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    format!(
-        "{} / {} / {}",
-        fmt(values.first().copied(), digits),
-        fmt(Some(median), digits),
-        fmt(values.last().copied(), digits)
-    )
+    let median = *values.get(values.len() / 2)?;
+    Some((values[0], median, values[values.len() - 1]))
+}
+
+/// "min / median / max" of `values`, in `digits` decimals.
+pub fn spread(values: Vec<f64>, digits: usize) -> String {
+    match min_median_max(values) {
+        None => "–".into(),
+        Some((min, median, max)) => format!(
+            "{} / {} / {}",
+            fmt(Some(min), digits),
+            fmt(Some(median), digits),
+            fmt(Some(max), digits)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_upper_middle_and_none_of_nothing() {
+        assert_eq!(min_median_max(vec![3.0, 1.0, 2.0]), Some((1.0, 2.0, 3.0)));
+        assert_eq!(
+            min_median_max(vec![4.0, 1.0, 3.0, 2.0]),
+            Some((1.0, 3.0, 4.0))
+        );
+        assert_eq!(min_median_max(Vec::new()), None);
+        assert_eq!(spread(vec![2.0, 1.0], 1), "1.0 / 2.0 / 2.0");
+        assert_eq!(spread(Vec::new(), 1), "–");
+    }
 }

@@ -14,11 +14,15 @@ mod flowmod_tls;
 mod latency;
 mod memory;
 mod ovs;
+mod probes;
 mod reroute;
+mod sockperf;
+mod stages;
 mod storage_migration;
 mod store_etcd;
 mod store_save;
 mod switching;
+mod targets;
 mod tunnel;
 
 use anyhow::{bail, Result};
@@ -60,9 +64,12 @@ enum What {
     Switching,
     /// Instructions per packet of every scd path, counted by callgrind.
     Cost,
-    /// Round trip at idle and 64-byte packet rate with CPU per packet, local
-    /// switching and tunnel, scd (with and without busy-polling) against its
-    /// peers, over several runs; then where scd's time went, stage by stage.
+    /// Issue 19's data-path table: round trips at idle (ping and sockperf), one
+    /// TCP stream for --seconds with CPU per Gbit/s, and 64-byte packet rate with
+    /// CPU per packet, local switching and tunnel, scd (with and without
+    /// busy-polling) against its peers (Linux bridge, Open vSwitch with and
+    /// without TSO; veth, wireguard-go, boringtun-cli), over several runs; then
+    /// the issue's targets judged run by run, and where scd's time went.
     Latency {
         /// An earlier build's scd, measured the same way in the same run.
         #[arg(long)]
@@ -77,6 +84,10 @@ enum What {
         /// window and count of workers.
         #[arg(long, value_delimiter = ',', default_values_t = [1])]
         workers: Vec<usize>,
+        /// Parts of each row's measurement to leave out (the slow ones are tcp
+        /// and sockperf).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        skip: Vec<probes::Part>,
     },
     /// Resident memory per flow and per tunnel peer, scd vs Open vSwitch.
     Memory,
@@ -210,7 +221,18 @@ fn main() -> Result<()> {
             runs,
             ref windows,
             ref workers,
-        } => latency::latency_bench(before.clone(), runs, windows, workers)?,
+            ref skip,
+        } => latency::latency_bench(latency::Options {
+            before: before.clone(),
+            runs,
+            windows,
+            workers,
+            plan: probes::Plan {
+                tcp_seconds: cli.seconds,
+                skip: skip.clone(),
+                sockperf_installed: common::installed("sockperf"),
+            },
+        })?,
         What::Connrate {
             pairs,
             seconds,
