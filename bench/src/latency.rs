@@ -187,9 +187,9 @@ fn print_paths(all: &[Run], plan: &Plan) {
     println!(
         "| area | path | RTT p50 µs | RTT p99 µs | sockperf ½ RTT p50 µs | sockperf ½ RTT p99 µs \
          | 1 TCP stream Gbit/s | CPU % per Gbit/s | 64 B pps (k) | 64 B into the VM, pps (k) \
-         | CPU µs/packet | idle CPU % | runs with a failure |"
+         | CPU µs/packet | CPU % during the pings | idle CPU % | runs with a failure |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let half_rtt = |values: Vec<f64>| {
         if plan.sockperf_installed {
             spread(values, 1)
@@ -206,7 +206,7 @@ fn print_paths(all: &[Run], plan: &Plan) {
             .filter_map(|r| r.get(i)?.2.errors.first())
             .collect();
         println!(
-            "| {area} | {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {area} | {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             spread(column(&|s| s.p50_us), 0),
             spread(column(&|s| s.p99_us), 0),
             half_rtt(column(&|s| s.half_rtt_p50_us)),
@@ -216,6 +216,7 @@ fn print_paths(all: &[Run], plan: &Plan) {
             spread(column(&|s| s.pps.map(|p| p / 1000.0)), 1),
             spread(column(&|s| s.delivered_pps.map(|p| p / 1000.0)), 1),
             spread(column(&|s| s.cpu_us_per_packet), 2),
+            spread(column(&|s| s.ping_cpu_percent), 1),
             spread(column(&|s| s.idle_cpu_percent), 1),
             match errors.first() {
                 None => "0".to_string(),

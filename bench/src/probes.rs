@@ -69,6 +69,10 @@ pub struct Sample {
     pub cpu_us_per_packet: Option<f64>,
     /// CPU of the switch's processes at idle, in percent of one core.
     pub idle_cpu_percent: Option<f64>,
+    /// CPU of the switch's processes while the pings ran (one every 5 ms), in
+    /// percent of one core: what a busy-poll window costs for the round trips
+    /// it shortens.
+    pub ping_cpu_percent: Option<f64>,
     /// The switch's per-stage histograms (this build's `scd` only).
     pub stages: Option<String>,
     /// What failed, part by part (or the whole path's setup).
@@ -218,9 +222,12 @@ pub fn sample(
 ) -> Sample {
     let mut s = Sample::default();
     if plan.measures(Part::Ping) {
-        let r = latency(client, server_ip).map(|(p50, p99)| {
+        let started = std::time::Instant::now();
+        let r = with_cpu(pids, || latency(client, server_ip)).map(|((p50, p99), cpu)| {
             s.p50_us = Some(p50);
             s.p99_us = Some(p99);
+            let wall = started.elapsed().as_secs_f64();
+            s.ping_cpu_percent = cpu.filter(|_| wall > 0.0).map(|c| c / wall * 100.0);
         });
         note(&mut s, "ping", r);
         // The stages of the round trips at idle, before the floods swamp them.
