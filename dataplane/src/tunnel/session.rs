@@ -418,9 +418,10 @@ impl PeerSessions {
         self.receive_for(peer, datagram, from, dst, outbox)
     }
 
-    /// Handles one datagram for `peer`, which this part owns, that another
-    /// worker received (and already passed through the rate limiter).
-    pub fn receive_handed(
+    /// Handles one datagram for `peer`, which this part must own: found by
+    /// [`Self::receive`], or received by another worker (which already passed
+    /// an initiation through the rate limiter) and handed over.
+    pub fn receive_for(
         &mut self,
         peer: usize,
         datagram: &[u8],
@@ -431,17 +432,6 @@ impl PeerSessions {
         if !self.owns(peer) || peer >= self.peers.len() {
             return Received::Invalid;
         }
-        self.receive_for(peer, datagram, from, dst, outbox)
-    }
-
-    fn receive_for(
-        &mut self,
-        peer: usize,
-        datagram: &[u8],
-        from: SocketAddr,
-        dst: &mut [u8],
-        outbox: &mut Outbox,
-    ) -> Received {
         let kind = datagram.first().copied().unwrap_or(0);
         let p = &mut self.peers[peer];
         let result = p.tunn.decapsulate(Some(from.ip()), datagram, dst);

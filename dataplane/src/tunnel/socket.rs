@@ -7,7 +7,7 @@
 
 use super::session::{Outbox, PeerSessions, Received, Sent, SourceCheck};
 use super::session::{Peer, PeerConfig};
-use crate::io::udpbatch::{RecvBatch, SendBatch};
+use crate::io::udpbatch::{set_socket_option, RecvBatch, SendBatch};
 use boringtun::x25519::StaticSecret;
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::PeerStatus;
@@ -59,19 +59,12 @@ fn open_socket(
             Some(socket2::Protocol::UDP),
         )?;
         let one: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int from a live local.
-        let r = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_REUSEPORT,
-                (&one as *const libc::c_int).cast(),
-                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-            )
-        };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_socket_option(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &one,
+        )?;
         socket.bind(&listen.into())?;
         UdpSocket::from(socket)
     } else {
@@ -94,16 +87,7 @@ fn open_socket(
 }
 
 fn set_buffer(fd: RawFd, option: libc::c_int, bytes: libc::c_int) {
-    // SAFETY: setsockopt reads one c_int from a live local.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            option,
-            (&bytes as *const libc::c_int).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
-        )
-    };
+    let _ = set_socket_option(fd, libc::SOL_SOCKET, option, &bytes);
 }
 
 impl Tunnels {
@@ -303,7 +287,7 @@ impl Tunnels {
     ) -> Received {
         let received = self
             .sessions
-            .receive_handed(peer, datagram, from, dst, &mut self.outbox);
+            .receive_for(peer, datagram, from, dst, &mut self.outbox);
         self.send_outbox();
         received
     }

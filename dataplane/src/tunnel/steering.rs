@@ -11,6 +11,7 @@
 //! those types, 0 for everything else (handshake initiations carry no index of
 //! ours: worker 0 finds their peer by its static key and hands them over).
 
+use crate::io::udpbatch::set_socket_option;
 use std::io;
 use std::os::fd::RawFd;
 
@@ -68,20 +69,8 @@ pub fn attach_steering(fd: RawFd, workers: usize) -> io::Result<()> {
         len: u16::try_from(program.len()).map_err(|_| io::Error::other("program too long"))?,
         filter: program.as_mut_ptr(),
     };
-    // SAFETY: `prog` points at `program`, alive for the call; the kernel copies it.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_REUSEPORT_CBPF,
-            (&prog as *const libc::sock_fprog).cast(),
-            libc::socklen_t::try_from(std::mem::size_of::<libc::sock_fprog>()).unwrap_or(16),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // `prog` points at `program`, alive for the call; the kernel copies it.
+    set_socket_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_REUSEPORT_CBPF, &prog)
 }
 
 #[cfg(test)]

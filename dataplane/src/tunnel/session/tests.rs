@@ -234,17 +234,7 @@ fn a_peer_may_send_what_the_tables_route_to_it_or_accept_from_it_by_source() {
 #[test]
 fn split_over_two_workers_each_runs_its_own_peers_and_hands_the_others_over() {
     let now = Instant::now();
-    let mut a = PeerSessions::new(
-        secret(1),
-        vec![PeerConfig {
-            port: PEER_PORT,
-            name: "host-b".into(),
-            public_key: public(2),
-            endpoint: Some(addr(2)),
-            keepalive: None,
-        }],
-        now,
-    );
+    let (mut a, _) = two_hosts();
     // B's peer 0 (host C) is worker 0's, peer 1 (host A) worker 1's.
     let peer = |port, name: &str, key, endpoint| PeerConfig {
         port,
@@ -279,10 +269,10 @@ fn split_over_two_workers_each_runs_its_own_peers_and_hands_the_others_over() {
     };
     assert_eq!((from, &dst[..len]), (addr(1), &initiation[..]));
     assert!(b_out.is_empty(), "worker 0 answers nothing itself");
-    let got = b1.receive_handed(1, &initiation, from, &mut dst, &mut b_out);
+    let got = b1.receive_for(1, &initiation, from, &mut dst, &mut b_out);
     assert_eq!(got, Received::Control, "worker 1 answers it");
     assert_eq!(
-        b0.receive_handed(1, &initiation, from, &mut dst, &mut b_out),
+        b0.receive_for(1, &initiation, from, &mut dst, &mut b_out),
         Received::Invalid,
         "only the owner takes a handed datagram"
     );
