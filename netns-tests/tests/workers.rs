@@ -357,6 +357,14 @@ fn two_workers_each_own_tunnel_peers_steered_by_reuseport() -> Result<()> {
             w0.0 > 0 && w0.1 > 0 && w1.0 > 0 && w1.1 > 0,
             "host {host}: both workers decrypt and encrypt: {w0:?} and {w1:?}"
         );
+        // The status /metrics reads gathers both workers' peers.
+        for peer in (0..3).filter(|p| *p != host) {
+            let port = format!("port=\"{}\"", tunnel_port(peer));
+            let what = format!("host {host}: the status of peer host{peer}");
+            wait_until(PATIENCE, &what, || {
+                Ok(scd.metric("scd_tunnel_session_bytes_total", &[&port, "dir=\"rx\""])? > 0)
+            })?;
+        }
         // Data is steered to its owner's socket: what crosses between workers
         // is the handshake initiations (a few per peer), not the streams.
         assert!(
