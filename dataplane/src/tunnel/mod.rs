@@ -1,5 +1,6 @@
-//! WireGuard tunnel ports: one UDP socket per `scd`, one boringtun session per
-//! remote host, each remote host an OpenFlow port.
+//! WireGuard tunnel ports: one UDP socket per `scd` (per forwarding worker,
+//! with several), one boringtun session per remote host, each remote host an
+//! OpenFlow port.
 //!
 //! The peer logic ([`session`]) is sans-IO: it turns datagrams into packets and
 //! replies and never touches a socket, so it is tested with two peers talking to
