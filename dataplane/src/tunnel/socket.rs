@@ -115,7 +115,15 @@ impl Tunnels {
         workers: usize,
     ) -> io::Result<Tunnels> {
         let workers = workers.max(1);
-        let (socket, tx, rx) = open_socket(listen, workers > 1)?;
+        let (socket, tx, rx) = if workers > 1 {
+            // A plain bind first: a port in use, by another `scd`'s group too,
+            // is refused as with one worker, so no second process of our user
+            // joins (or replaces the program of) a group unnoticed.
+            let free = UdpSocket::bind(listen)?.local_addr()?;
+            open_socket(free, true)?
+        } else {
+            open_socket(listen, false)?
+        };
         if workers > 1 {
             // Without it every datagram still reaches its owner, handed over
             // by the worker the kernel's hash picked: only slower.
@@ -403,6 +411,12 @@ mod tests {
         assert!(
             worker0.split(3).is_err(),
             "a group is split for the workers it was bound for"
+        );
+        let again = Tunnels::for_workers(to, StaticSecret::from([2; 32]), vec![], 1420, 2);
+        assert_eq!(
+            again.map(drop).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse,
+            "a second process cannot join the group"
         );
     }
 
