@@ -326,8 +326,13 @@ impl SwitchMetrics {
             ),
             (
                 "scd_tunnel_handoff_dropped",
-                "Frames for a tunnel another forwarding worker owns, dropped because the ring to it was full.",
+                "Frames (or received datagrams) for a tunnel peer another forwarding worker owns, dropped because the ring to it was full.",
                 c.tunnel_handoff_dropped.get(),
+            ),
+            (
+                "scd_tunnel_datagrams_handed",
+                "Tunnel datagrams received by one forwarding worker for a peer another owns and handed to it (handshake initiations; more means the kernel did not steer).",
+                c.tunnel_datagrams_handed.get(),
             ),
             (
                 "scd_tunnel_too_big",

@@ -158,7 +158,7 @@ fn two_workers_forward_streams_in_order_locally_and_across_a_tunnel() -> Result<
             "host {host}: both workers read their queues: {w0} and {w1}"
         );
     }
-    let dropped = scds[0].metric("scd_tunnel_handoff_dropped", &[])?;
+    let dropped = scds[0].metric("scd_tunnel_handoff_dropped_total", &[])?;
     println!("host 0: frames for the tunnel dropped at the hand-over: {dropped}");
 
     // A port added while traffic runs: both workers take their queue of it.
@@ -233,5 +233,167 @@ fn two_workers_share_raw_ports_through_a_fanout_group() -> Result<()> {
         "both workers read their sockets: {w0} and {w1}"
     );
     drop(scd);
+    Ok(())
+}
+
+/// (ip, mac) of the one VM of each of three hosts (port 1 on each).
+const MESH_VMS: [(&str, &str); 3] = [
+    ("100.64.1.1", "02:00:00:00:01:01"),
+    ("100.64.2.1", "02:00:00:00:02:01"),
+    ("100.64.3.1", "02:00:00:00:03:01"),
+];
+
+fn mesh_flows(host: usize) -> String {
+    MESH_VMS
+        .iter()
+        .enumerate()
+        .map(|(h, (ip, mac))| {
+            if h == host {
+                format!("priority=100,ip,nw_dst={ip},actions=set_field:{GATEWAY_MAC}->eth_src,set_field:{mac}->eth_dst,output:1\n")
+            } else {
+                format!("priority=100,ip,nw_dst={ip},actions=output:{}\n", tunnel_port(h))
+            }
+        })
+        .collect()
+}
+
+/// The VM's TAP lives in its own namespace (multi-queue, `create = false`),
+/// so it outlives a restart of the host's `scd`.
+fn mesh_config(host: usize, vm: &Vm, keys: &[KeyPair]) -> String {
+    format!(
+        "{}[tunnel]\nprivate_key_file = \"key\"\nlisten = \"0.0.0.0:{WG_PORT}\"\nmtu = 1420\n\
+         {}{}[scheduling]\nworkers = 2\n",
+        scd_config_head(&(host + 11).to_string(), &format!("mesh{host}"), true),
+        vm.port_section(1),
+        Internet::peer_sections(keys, host, tunnel_port, WG_PORT)
+    )
+}
+
+/// Tunnel batches each worker of `scd` decrypted, and tunnel sends it flushed.
+fn tunnel_work(scd: &Scd, worker: usize) -> Result<(u64, u64)> {
+    let count = |stage: &str| {
+        scd.metric(
+            "scd_stage_latency_seconds_count",
+            &[
+                &format!("stage=\"{stage}\""),
+                &format!("worker=\"{worker}\""),
+            ],
+        )
+    };
+    Ok((count("tunnel_batch")?, count("tunnel_send")?))
+}
+
+/// Three hosts with `workers = 2`: each host's two peers are owned one by each
+/// worker (peer `i` by worker `i mod 2`), whose socket of the tunnel's
+/// reuseport group the kernel's steering program feeds. Streams over every
+/// tunnel arrive whole and in order, both workers of every host decrypt and
+/// encrypt, and only handshake initiations are handed between workers; a
+/// restarted host (whose initiations land on worker 0 of the others while
+/// worker 1 owns it there) connects again.
+#[test]
+fn two_workers_each_own_tunnel_peers_steered_by_reuseport() -> Result<()> {
+    if !require_root("two_workers_each_own_tunnel_peers_steered_by_reuseport") {
+        return Ok(());
+    }
+    let net = Internet::with_hosts("wgsteer", &[None, None, None])?;
+    let keys = (0..3)
+        .map(|_| KeyPair::generate())
+        .collect::<Result<Vec<_>>>()?;
+    let vms = (0..3)
+        .map(|h| {
+            let (ip, mac) = MESH_VMS[h];
+            Vm::with_tap_queues(
+                &unique(&format!("wgsteer-v{h}-")),
+                &unique("scs"),
+                VmAddress::overlay(mac, ip),
+                1420,
+                true,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut scds = (0..3)
+        .map(|h| {
+            Scd::start_with_key(
+                &net.hosts[h],
+                &mesh_config(h, &vms[h], &keys),
+                Some(&mesh_flows(h)),
+                &keys[h].private,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        assert!(
+            reaches(&vms[a], &vms[b].ip, 20)?,
+            "host{a} reaches host{b}\n{}",
+            scds[a].log()
+        );
+    }
+    // Every tunnel carries streams both ways at once.
+    std::thread::scope(|s| -> Result<()> {
+        let runs = [
+            s.spawn(|| parallel_streams(&vms[0], &vms[1], 7100, 3, 16 << 20)),
+            s.spawn(|| parallel_streams(&vms[2], &vms[0], 7200, 3, 16 << 20)),
+            s.spawn(|| parallel_streams(&vms[1], &vms[2], 7300, 3, 16 << 20)),
+        ];
+        for run in runs {
+            run.join()
+                .map_err(|_| anyhow::anyhow!("stream thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let handed_before: Vec<u64> = scds
+        .iter()
+        .map(|scd| scd.metric("scd_tunnel_datagrams_handed_total", &[]))
+        .collect::<Result<_>>()?;
+    for (host, scd) in scds.iter().enumerate() {
+        let (w0, w1) = (tunnel_work(scd, 0)?, tunnel_work(scd, 1)?);
+        let received = scd.metric("scd_port_packets_total", &["dir=\"rx\""])?;
+        println!(
+            "host {host}: (tunnel batches, tunnel sends) by worker 0: {w0:?}, by worker 1: {w1:?}; \
+             datagrams handed between workers: {}, tunnel and VM packets received: {received}",
+            handed_before[host]
+        );
+        assert!(
+            w0.0 > 0 && w0.1 > 0 && w1.0 > 0 && w1.1 > 0,
+            "host {host}: both workers decrypt and encrypt: {w0:?} and {w1:?}"
+        );
+        // The status /metrics reads gathers both workers' peers.
+        for peer in (0..3).filter(|p| *p != host) {
+            let port = format!("port=\"{}\"", tunnel_port(peer));
+            let what = format!("host {host}: the status of peer host{peer}");
+            wait_until(PATIENCE, &what, || {
+                Ok(scd.metric("scd_tunnel_session_bytes_total", &[&port, "dir=\"rx\""])? > 0)
+            })?;
+        }
+        // Data is steered to its owner's socket: what crosses between workers
+        // is the handshake initiations (a few per peer), not the streams.
+        assert!(
+            handed_before[host] < 1000,
+            "host {host}: {} datagrams handed over: not steered",
+            handed_before[host]
+        );
+    }
+
+    // Host 2 restarts: its initiations reach worker 0 of hosts 0 and 1, where
+    // it is peer 1 (worker 1's), and are handed over.
+    let restarted = scds.remove(2).restart()?;
+    scds.push(restarted);
+    for a in [0, 1] {
+        let what = format!("host{a} -> host2 after host2 restarted");
+        wait_until(PATIENCE, &what, || {
+            netns_tests::cloud::ping(&vms[a], &vms[2].ip)
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", scds[2].log()))?;
+        let handed = scds[a].metric("scd_tunnel_datagrams_handed_total", &[])?;
+        assert!(
+            handed > handed_before[a],
+            "host {a}: host2's new initiation was handed to its owner: {} -> {handed}",
+            handed_before[a]
+        );
+    }
+    parallel_streams(&vms[0], &vms[2], 7400, 2, 8 << 20)?;
+    parallel_streams(&vms[2], &vms[1], 7500, 2, 8 << 20)?;
+    drop(vms);
+    drop(scds);
     Ok(())
 }

@@ -64,16 +64,21 @@ const BATCH_C: libc::c_uint = BATCH as libc::c_uint;
 const CMSG_BUF_LEN: usize = size_of::<CmsgBuf>();
 
 fn set_udp_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt reads one c_int from a live local.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_UDP,
-            option,
-            (&value as *const libc::c_int).cast(),
-            libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
-        )
-    };
+    set_socket_option(fd, libc::SOL_UDP, option, &value)
+}
+
+/// Sets socket option `option` of `level` on `fd` to `value` (a plain C value
+/// or struct the kernel copies: an int, a `sock_fprog`).
+pub fn set_socket_option<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    option: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: setsockopt reads `len` bytes from `value`, a live reference.
+    let rc = unsafe { libc::setsockopt(fd, level, option, (value as *const T).cast(), len) };
     os_result(rc).map(drop)
 }
 
@@ -552,17 +557,7 @@ impl RecvBatch {
     /// [`Self::take_age`] can tell how long a batch waited. True when on.
     pub fn enable_timestamps(&mut self, fd: RawFd) -> bool {
         let one: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int from a live local.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&one as *const libc::c_int).cast(),
-                libc::socklen_t::try_from(size_of::<libc::c_int>()).unwrap_or(4),
-            )
-        };
-        self.stamps = rc == 0;
+        self.stamps = set_socket_option(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &one).is_ok();
         self.stamps
     }
 

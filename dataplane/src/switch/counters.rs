@@ -162,9 +162,12 @@ pub struct SwitchCounters {
     pub packet_too_big_limited: Counter,
     /// Encrypted datagrams the kernel refused to send (socket buffer full).
     pub tunnel_send_errors: Counter,
-    /// Frames for a tunnel another forwarding worker owns, dropped because the
-    /// ring to that worker was full.
+    /// Frames (or received datagrams) for a tunnel peer another forwarding
+    /// worker owns, dropped because the ring to that worker was full.
     pub tunnel_handoff_dropped: Counter,
+    /// Tunnel datagrams a worker received for a peer another worker owns and
+    /// handed to it (handshake initiations; anything more: unsteered).
+    pub tunnel_datagrams_handed: Counter,
     /// Packet-ins handed to the OpenFlow channel.
     pub packet_in_queued: Counter,
     /// Packet-ins dropped because the channel's queue or buffer pool was full (or

@@ -17,15 +17,15 @@ use super::stage_latency::StageLatency;
 use super::tables::{Control, Published, RemovedHook};
 use crate::io::rawport::RawRecv;
 use crate::io::tap::LinkProbe;
-use crate::tunnel::{Received, SourceCheck, Tunnels};
+use crate::tunnel::Tunnels;
 use arc_swap::ArcSwap;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::CacheStats;
 use dataplane_core::dhcp::{self, DhcpServer};
 use dataplane_core::exec::{execute, FrameBuf, Outcome};
 use dataplane_core::megaflow::MegaflowCache;
-use dataplane_core::offload::{self, Coalescer, Push, Segments, VnetHdr};
-use dataplane_core::packet::{parse, ETH_HLEN};
+use dataplane_core::offload::{self, Coalescer, Segments, VnetHdr};
+use dataplane_core::packet::parse;
 use dataplane_core::pipeline::Pipeline;
 use dataplane_core::port::tunnel_port_name;
 use dataplane_core::port_security::PortBinding;
@@ -389,8 +389,8 @@ impl Switch {
                 );
                 self.run_job(work, &mut scratch, now);
             }
+            self.send_handed(&mut frame, &mut coalescer, &mut scratch, now);
             self.crew.end_round();
-            self.send_handed(&mut scratch);
             if let Some(tunnels) = self.tunnels.as_mut() {
                 if tunnels.has_queued() {
                     // Everything this round encrypted leaves in one sendmmsg.
@@ -413,7 +413,7 @@ impl Switch {
                 }
                 if let Some(tunnels) = &self.tunnels {
                     if let Ok(mut status) = shared.tunnels.lock() {
-                        *status = tunnels.status();
+                        tunnels.update_status(&mut status);
                     }
                 }
             }
@@ -448,8 +448,7 @@ impl Switch {
                 let _ = reply.send(self.remove_queue(number).map(drop));
             }
             Work::TunnelStatus(reply) => {
-                let status = self.tunnels.as_ref().map(Tunnels::status);
-                let _ = reply.send(status.unwrap_or_default());
+                let _ = reply.send(self.tunnel_status_everywhere());
             }
         }
     }
@@ -526,124 +525,6 @@ impl Switch {
                 continue;
             }
             self.process(idx, in_port, frame, hdr, scratch, now);
-        }
-    }
-
-    /// Decrypts what the tunnel socket holds and runs it through the tables,
-    /// coalescing back-to-back TCP segments of one flow into super-frames first.
-    pub(super) fn drain_tunnels(
-        &mut self,
-        frame: &mut FrameBuf,
-        coalescer: &mut Coalescer,
-        scratch: &mut Scratch,
-        now: Instant,
-    ) {
-        self.decrypt_batch(frame, coalescer, scratch, now);
-        self.flush_coalesced(coalescer, scratch, now);
-    }
-
-    /// Runs the super-frame the coalescer holds (if any) through the tables.
-    pub(super) fn flush_coalesced(
-        &mut self,
-        coalescer: &mut Coalescer,
-        scratch: &mut Scratch,
-        now: Instant,
-    ) {
-        let Some(idx) = coalescer.source() else {
-            return;
-        };
-        let Some((frame, mut hdr)) = coalescer.take() else {
-            return;
-        };
-        if !hdr.is_gso() {
-            hdr = offload::reopen_verified_checksum(frame.bytes_mut());
-        }
-        let port_number = self.egress.ports[idx].number;
-        self.process(idx, port_number, frame, hdr, scratch, now);
-    }
-
-    pub(super) fn decrypt_batch(
-        &mut self,
-        frame: &mut FrameBuf,
-        coalescer: &mut Coalescer,
-        scratch: &mut Scratch,
-        now: Instant,
-    ) {
-        let shared = self.egress.shared.clone();
-        let c = &shared.counters;
-        let mut taken = 0;
-        loop {
-            let Some(tunnels) = self.tunnels.as_mut() else {
-                return;
-            };
-            // After a batch's worth, finish only what was already received: those
-            // datagrams left the kernel queue, so epoll would never report them.
-            if taken >= BATCH && !tunnels.has_pending() {
-                return;
-            }
-            taken += 1;
-            tunnels.refresh_allowed(&self.pipeline);
-            // Decrypt straight behind room for the Ethernet header we add.
-            let space = frame.recv_space();
-            let received = match tunnels.recv(&mut space[ETH_HLEN..]) {
-                Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            };
-            // A packet enters the tables, or the datagram ends here (counted by
-            // why, except for handshakes and keepalives, which are no loss).
-            let verdict = match received {
-                Received::Data { peer, len } => {
-                    match tunnels.check_source(peer, &space[ETH_HLEN..ETH_HLEN + len]) {
-                        SourceCheck::Allowed(eth_type) => Ok((peer, len, eth_type)),
-                        SourceCheck::NotIp => Err(Some(&c.tunnel_not_ip)),
-                        SourceCheck::Spoofed => Err(Some(&c.tunnel_spoofed)),
-                    }
-                }
-                Received::Control => Err(None),
-                Received::Invalid => Err(Some(&c.tunnel_invalid)),
-                Received::Replayed => Err(Some(&c.tunnel_replayed)),
-            };
-            let (peer, len, eth_type) = match verdict {
-                Ok(packet) => packet,
-                Err(counter) => {
-                    if let Some(counter) = counter {
-                        counter.add(1);
-                    }
-                    continue;
-                }
-            };
-            let port_number = tunnels.peers()[peer].config.port;
-            space[0..6].copy_from_slice(&self.egress.gateway_mac.0);
-            space[6..12].copy_from_slice(&self.egress.gateway_mac.0);
-            space[12..14].copy_from_slice(&eth_type.to_be_bytes());
-            frame.set_len(ETH_HLEN + len);
-            let Some(idx) = self
-                .egress
-                .ports
-                .iter()
-                .position(|p| p.number == port_number)
-            else {
-                continue;
-            };
-            let counters = &self.egress.ports[idx].info.counters;
-            counters.rx_packets.add(1);
-            counters.rx_bytes.add((ETH_HLEN + len) as u64);
-            loop {
-                match coalescer.push(idx, frame.bytes()) {
-                    Push::Taken => break,
-                    Push::FlushFirst => self.flush_coalesced(coalescer, scratch, now),
-                    Push::Refused => {
-                        self.flush_coalesced(coalescer, scratch, now);
-                        // Verified here, and handed on with its checksum reopened, so
-                        // the receiving kernel neither dissects nor sums it again.
-                        let hdr = offload::reopen_verified_checksum(frame.bytes_mut());
-                        self.process(idx, port_number, frame, hdr, scratch, now);
-                        break;
-                    }
-                }
-            }
         }
     }
 
@@ -749,7 +630,7 @@ impl Switch {
             in_idx: idx,
             classified: Some(super::packet_in::Classified::new(&self.pipeline, decision)),
             in_port,
-            to_owner: self.crew.to_owner.as_mut(),
+            to_owner: Some(&mut self.crew),
         };
         let outcome = if keep || !offload.is_gso() {
             execute(

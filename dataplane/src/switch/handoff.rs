@@ -1,18 +1,23 @@
 //! The one hop between forwarding workers: frames a worker must send into a
-//! tunnel whose WireGuard session another worker owns, handed to that owner
-//! over a bounded single-producer, single-consumer ring per pair of workers.
+//! tunnel whose WireGuard session another worker owns, and datagrams it
+//! received for such a peer (handshake initiations: the kernel's steering
+//! sends them all to worker 0), handed to that owner over a bounded
+//! single-producer, single-consumer ring per ordered pair of workers.
 //!
 //! A WireGuard session (its send counter, its replay window) is one worker's
 //! alone, so a frame for it that another worker classified crosses over whole:
 //! copied into a buffer of the ring's pool with its virtio-net header, and
-//! encrypted and sent by the owner on its next round. The ring never blocks:
+//! encrypted and sent by the owner on its next round (a datagram with its
+//! source address, and handled by the owner as if its socket had read it). The ring never blocks:
 //! when all its buffers are in flight the frame is dropped and counted, as a
 //! full socket buffer would drop it. Buffers are made as the ring first fills
 //! and then reused, so a steady flow allocates nothing.
 
 use super::handle::SwitchHandle;
+use crate::tunnel::steering::owner_of;
 use dataplane_core::offload::VnetHdr;
 use openflow::flow::PortNo;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
@@ -23,47 +28,70 @@ pub(super) const HANDOFF_DEPTH: usize = 128;
 /// What ties a forwarding worker to the others.
 #[derive(Debug, Default)]
 pub(super) struct Crew {
-    /// Which worker this is: 0 owns the tunnels, the packet-outs and the jobs
-    /// other threads send.
+    /// Which worker this is: 0 runs the packet-outs and the jobs other threads
+    /// send; tunnel peer `i` is worker `i mod N`'s.
     pub(super) worker: usize,
-    /// Workers after the first: the ring to worker 0, which owns every tunnel
-    /// peer while there is one tunnel socket.
-    pub(super) to_owner: Option<HandoffSender>,
-    /// Worker 0: the rings from every other worker.
-    pub(super) from_helpers: Vec<HandoffReceiver>,
+    /// With several workers: the ring to each worker, by worker (`None` for
+    /// this one); empty with one.
+    pub(super) to_workers: Vec<Option<HandoffSender>>,
+    /// The rings from every other worker.
+    pub(super) from_workers: Vec<HandoffReceiver>,
     /// Worker 0: the other workers' job queues (port changes and bindings
     /// reach every worker, in the order worker 0 took them).
     pub(super) helper_handles: Vec<SwitchHandle>,
 }
 
 impl Crew {
-    /// The end of a round: the owner is woken if this worker handed it frames.
+    /// The end of a round: each owner this worker handed anything is woken.
     pub(super) fn end_round(&mut self) {
-        if let Some(ring) = self.to_owner.as_mut() {
+        for ring in self.to_workers.iter_mut().flatten() {
             ring.end_round();
         }
     }
+
+    /// The ring to the worker owning tunnel peer `peer`; `None` when this
+    /// worker owns it (always, with one worker).
+    pub(super) fn ring_to_owner(&mut self, peer: usize) -> Option<&mut HandoffSender> {
+        let owner = owner_of(peer, self.to_workers.len());
+        self.to_workers.get_mut(owner)?.as_mut()
+    }
 }
 
-/// A frame for a tunnel, on its way to the worker that owns the peer.
+/// What crosses to the owner of a tunnel peer.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Cargo {
+    /// A frame to send into the tunnel.
+    Frame {
+        /// The tunnel's port number (indices differ while a port is being
+        /// removed).
+        port: PortNo,
+        /// Where the frame came in (answers such as "fragmentation needed" go
+        /// there).
+        in_port: PortNo,
+        /// Its virtio-net header: a super-frame is cut by the owner, as it
+        /// would have been by the worker that classified it.
+        offload: VnetHdr,
+    },
+    /// A datagram from the peer, received by another worker's socket.
+    Datagram {
+        /// Its source address.
+        from: SocketAddr,
+    },
+}
+
+/// A frame or datagram on its way to the worker that owns its tunnel peer.
 #[derive(Debug)]
 pub(super) struct Handed {
     /// The tunnel peer (index into the owner's `Tunnels`).
     pub(super) peer: usize,
-    /// The tunnel's port number (indices differ while a port is being removed).
-    pub(super) port: PortNo,
-    /// Where the frame came in (answers such as "fragmentation needed" go there).
-    pub(super) in_port: PortNo,
-    /// Its virtio-net header: a super-frame is cut by the owner, as it would
-    /// have been by the worker that classified it.
-    pub(super) offload: VnetHdr,
-    /// The frame: `buf[..len]`.
+    pub(super) cargo: Cargo,
+    /// The bytes: `buf[..len]`.
     pub(super) len: usize,
     pub(super) buf: Vec<u8>,
 }
 
 impl Handed {
-    /// The frame's bytes.
+    /// The frame's (or datagram's) bytes.
     pub(super) fn frame(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -126,6 +154,21 @@ impl HandoffSender {
         offload: VnetHdr,
         frame: &[u8],
     ) -> bool {
+        let cargo = Cargo::Frame {
+            port,
+            in_port,
+            offload,
+        };
+        self.hand_cargo(peer, cargo, frame)
+    }
+
+    /// Hands over a datagram `from` peer `peer`; false (dropped) as for
+    /// [`Self::hand`].
+    pub(super) fn hand_datagram(&mut self, peer: usize, from: SocketAddr, datagram: &[u8]) -> bool {
+        self.hand_cargo(peer, Cargo::Datagram { from }, datagram)
+    }
+
+    fn hand_cargo(&mut self, peer: usize, cargo: Cargo, frame: &[u8]) -> bool {
         if frame.len() > self.frame_len {
             return false;
         }
@@ -140,9 +183,7 @@ impl HandoffSender {
         buf[..frame.len()].copy_from_slice(frame);
         let handed = Handed {
             peer,
-            port,
-            in_port,
-            offload,
+            cargo,
             len: frame.len(),
             buf,
         };
@@ -223,7 +264,15 @@ mod tests {
         assert_eq!(read_wakes(&wake), 0, "nothing handed, nobody woken");
         for i in 0..4u8 {
             let handed = rx.take().expect("a frame");
-            assert_eq!((handed.peer, handed.port, handed.in_port), (1, 10, 2));
+            assert_eq!(handed.peer, 1);
+            assert!(matches!(
+                handed.cargo,
+                Cargo::Frame {
+                    port: 10,
+                    in_port: 2,
+                    ..
+                }
+            ));
             assert_eq!(handed.frame(), &[i; 8]);
             rx.give_back(handed);
         }
@@ -234,6 +283,29 @@ mod tests {
         }
         assert_eq!(tx.made, 4);
         assert_eq!(rx.take().map(|h| h.frame().to_vec()), Some(vec![0; 3]));
+    }
+
+    #[test]
+    fn datagrams_cross_with_their_source_and_peers_reach_their_owner() {
+        let from: SocketAddr = "192.0.2.7:51820".parse().unwrap();
+        let (tx, rx) = handoff_ring(2, 64, eventfd());
+        let mut crew = Crew {
+            worker: 1,
+            to_workers: vec![Some(tx), None, None],
+            ..Crew::default()
+        };
+        assert!(crew.ring_to_owner(1).is_none(), "peer 1 is worker 1's own");
+        assert!(crew.ring_to_owner(5).is_none(), "peer 5 is worker 2's");
+        let ring = crew.ring_to_owner(3).expect("peer 3 is worker 0's");
+        assert!(ring.hand_datagram(3, from, &[1, 0, 0, 0, 9]));
+        let handed = rx.take().expect("the datagram");
+        assert_eq!((handed.peer, handed.frame()), (3, &[1u8, 0, 0, 0, 9][..]));
+        assert!(matches!(handed.cargo, Cargo::Datagram { from: f } if f == from));
+        let mut alone = Crew::default();
+        assert!(
+            alone.ring_to_owner(3).is_none(),
+            "one worker owns every peer"
+        );
     }
 
     #[test]

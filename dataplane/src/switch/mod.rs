@@ -32,6 +32,7 @@ mod port_state;
 mod ports;
 mod stage_latency;
 mod tables;
+mod tunnel_rx;
 mod workers;
 
 pub use counters::{

@@ -2,7 +2,7 @@
 //! answers), the controller, flooding.
 
 use super::counters::SwitchShared;
-use super::handoff::HandoffSender;
+use super::handoff::Crew;
 use super::packet_in::{packet_in_meta, Classified, PacketInSender};
 use super::ports::{send_local, Port, PortIo};
 use crate::tunnel::{Sent, Tunnels};
@@ -39,8 +39,9 @@ pub(super) struct Output<'a> {
     /// The tables and what the packet hit (none for a packet-out).
     pub(super) classified: Option<Classified<'a>>,
     pub(super) in_port: PortNo,
-    /// On a worker that owns no tunnel: the ring to the one that does.
-    pub(super) to_owner: Option<&'a mut HandoffSender>,
+    /// With several workers: the rings to the owners of the tunnel peers this
+    /// worker does not own (`None`: every frame is for a peer of its own).
+    pub(super) to_owner: Option<&'a mut Crew>,
 }
 
 impl Output<'_> {
@@ -92,7 +93,11 @@ impl Output<'_> {
             PortIo::Tap(_) | PortIo::Raw(_) => {
                 send_local(&self.egress.ports, idx, &self.offload, bytes)
             }
-            PortIo::Tunnel(peer) => match self.to_owner.as_mut() {
+            PortIo::Tunnel(peer) => match self
+                .to_owner
+                .as_mut()
+                .and_then(|crew| crew.ring_to_owner(peer))
+            {
                 None => self.send_tunnel(idx, peer, bytes),
                 Some(ring) => {
                     let number = self.egress.ports[idx].number;
@@ -117,6 +122,12 @@ impl Output<'_> {
         let Some(tunnels) = self.tunnels.as_mut() else {
             return;
         };
+        if !tunnels.owns(peer) {
+            // Only its owner may use a session (its counters); reached only by
+            // a caller that could not hand the frame over.
+            c.tunnel_handoff_dropped.add(1);
+            return;
+        }
         let segments = if self.offload.is_gso() {
             // Checked when it was received; refused here only if an action broke it.
             let Some(segments) = Segments::new(frame, &self.offload) else {

@@ -65,7 +65,7 @@ impl Switch {
             in_idx,
             classified: None,
             in_port: job.in_port,
-            to_owner: None,
+            to_owner: Some(&mut self.crew),
         };
         execute(
             &job.actions,

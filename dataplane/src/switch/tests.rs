@@ -132,3 +132,52 @@ fn each_output_to_the_controller_reports_its_own_entry_and_metadata() {
         (0xff, u64::MAX, 0)
     );
 }
+
+#[test]
+fn tunnel_status_gathers_the_peers_of_every_worker_in_configuration_order() {
+    use super::Switch;
+    use crate::tunnel::{PeerConfig, Tunnels};
+    use boringtun::x25519::{PublicKey, StaticSecret};
+    use std::sync::atomic::AtomicBool;
+    let peers: Vec<PeerConfig> = (0..3u8)
+        .map(|i| PeerConfig {
+            port: 10 + u32::from(i),
+            name: format!("host-{i}"),
+            public_key: PublicKey::from(&StaticSecret::from([i + 3; 32])).to_bytes(),
+            endpoint: None,
+            keepalive: None,
+        })
+        .collect();
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let tunnels =
+        Tunnels::for_workers(listen, StaticSecret::from([1; 32]), peers, 1420, 2).unwrap();
+    let mut params = super::test_switch::no_ports(8, dataplane_core::pipeline::Pipeline::new(1), 2);
+    params.tunnels = Some(tunnels);
+    let mut switch = Switch::new(params).unwrap();
+    assert!(switch.tunnels.as_ref().unwrap().owns(0));
+    assert!(switch.helpers[0].tunnels.as_ref().unwrap().owns(1));
+    let handle = switch.handle();
+    let running = std::thread::spawn(move || switch.run(&AtomicBool::new(false)));
+    let names: Vec<String> = handle
+        .tunnel_status()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["host-0", "host-1", "host-2"]);
+    let shared: Vec<u32> = handle
+        .shared
+        .tunnels
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(
+        shared,
+        [10, 11, 12],
+        "the status /metrics reads lists every peer"
+    );
+    handle.stop();
+    running.join().unwrap().unwrap();
+}

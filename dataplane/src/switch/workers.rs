@@ -7,23 +7,29 @@
 //! queue `i` of every local port (a multi-queue TAP's queue, or one socket of a
 //! raw port's fanout group) and writing through that queue too, so no
 //! descriptor is shared between threads. The tables stay one published
-//! snapshot that every worker refreshes between rounds. Worker 0 owns what is
-//! not per queue: the tunnel socket and every peer's session, packet-outs and
-//! tunnel status, and the jobs other threads send; a frame another worker
-//! classified for a tunnel reaches it over that worker's ring (`handoff`).
+//! snapshot that every worker refreshes between rounds. Tunnel peer `i` is
+//! worker `i mod N`'s: its session, timers and probes, and the datagrams the
+//! kernel steers to that worker's socket of the tunnel's reuseport group; a
+//! frame another worker classified for it, or a handshake initiation worker 0
+//! received for it, reaches it over a ring (`handoff`). Worker 0 runs
+//! packet-outs, gathers tunnel status and takes the jobs other threads send.
 //! A port change or a binding is applied by worker 0 and then by every other
 //! worker, in the order worker 0 took them, before its answer goes back; an
 //! added port or a binding that one worker refuses is taken back from those
 //! that took it, so the answer is an error and the workers still agree.
 
 use super::counters::counters_for_several_writers;
-use super::event_loop::{Scratch, Switch, WAKE_TOKEN};
+use super::event_loop::{Scratch, Switch, TUNNEL_TOKEN, WAKE_TOKEN};
 use super::handle::{SwitchGone, SwitchHandle, Work};
-use super::handoff::{handoff_ring, Crew, HANDOFF_DEPTH};
+use super::handoff::{handoff_ring, Cargo, Crew, HANDOFF_DEPTH};
 use super::output::{Egress, Output};
 use super::ports::{Port, PortIo, PortSetError, MAX_FRAME};
 use super::{BindRefused, PortInfo};
+use crate::tunnel::Tunnels;
+use dataplane_core::exec::FrameBuf;
 use dataplane_core::megaflow::MegaflowCache;
+use dataplane_core::offload::Coalescer;
+use dataplane_core::port::PeerStatus;
 use dataplane_core::port_security::PortBinding;
 use openflow::flow::PortNo;
 use std::io;
@@ -67,16 +73,52 @@ impl Switch {
                 });
             }
         }
-        for (i, ports) in queues.into_iter().enumerate() {
-            let helper = self.helper(i + 1, ports)?;
+        let mut tunnels = match self.tunnels.as_mut() {
+            Some(tunnels) => tunnels.split(workers)?.into_iter().map(Some).collect(),
+            None => Vec::new(),
+        };
+        tunnels.resize_with(workers - 1, || None);
+        for (i, (ports, tunnels)) in queues.into_iter().zip(tunnels).enumerate() {
+            let helper = self.helper(i + 1, ports, tunnels)?;
             self.crew.helper_handles.push(helper.handle.clone());
             self.helpers.push(helper);
         }
+        self.connect_rings(workers);
         Ok(())
     }
 
-    /// Worker `worker` over its queues `ports` (in worker 0's order).
-    fn helper(&mut self, worker: usize, ports: Vec<Port>) -> io::Result<Switch> {
+    /// A ring from every worker to every other.
+    fn connect_rings(&mut self, workers: usize) {
+        for from in 0..workers {
+            for to in 0..workers {
+                let ring = (from != to).then(|| {
+                    let owner_wake = self.crew_of(to).1.clone();
+                    let (tx, rx) = handoff_ring(HANDOFF_DEPTH, MAX_FRAME, owner_wake);
+                    self.crew_of(to).0.from_workers.push(rx);
+                    tx
+                });
+                self.crew_of(from).0.to_workers.push(ring);
+            }
+        }
+    }
+
+    /// Worker `worker`'s crew and wake-up eventfd.
+    fn crew_of(&mut self, worker: usize) -> (&mut Crew, &Arc<std::os::fd::OwnedFd>) {
+        let switch = match worker.checked_sub(1) {
+            Some(helper) => &mut self.helpers[helper],
+            None => self,
+        };
+        (&mut switch.crew, &switch.handle.wake)
+    }
+
+    /// Worker `worker` over its queues `ports` (in worker 0's order) and its
+    /// part of the tunnels.
+    fn helper(
+        &mut self,
+        worker: usize,
+        ports: Vec<Port>,
+        tunnels: Option<Tunnels>,
+    ) -> io::Result<Switch> {
         let epoll = crate::io::epoll_new()?;
         let wake = Arc::new(crate::io::eventfd_new()?);
         let add =
@@ -87,9 +129,9 @@ impl Switch {
                 add(fd, i as u64)?;
             }
         }
-        let (to_owner, from_helper) =
-            handoff_ring(HANDOFF_DEPTH, MAX_FRAME, self.handle.wake.clone());
-        self.crew.from_helpers.push(from_helper);
+        if let Some(tunnels) = &tunnels {
+            add(tunnels.fd(), TUNNEL_TOKEN)?;
+        }
         let (jobs, jobs_rx) = mpsc::channel();
         let handle = SwitchHandle {
             jobs,
@@ -107,7 +149,7 @@ impl Switch {
                 gateway_ip: self.egress.gateway_ip,
                 packet_in: self.egress.packet_in.clone(),
             },
-            tunnels: None,
+            tunnels,
             arp: self.arp,
             port_arp: self.port_arp.clone(),
             guards: self.guards.clone(),
@@ -118,7 +160,6 @@ impl Switch {
             epoll,
             crew: Crew {
                 worker,
-                to_owner: Some(to_owner),
                 ..Crew::default()
             },
             helpers: Vec::new(),
@@ -158,31 +199,71 @@ impl Switch {
             .collect()
     }
 
-    /// Worker 0: encrypts and sends what the other workers handed over for
-    /// the tunnels.
-    pub(super) fn send_handed(&mut self, scratch: &mut Scratch) {
-        for ring in &self.crew.from_helpers {
-            while let Some(handed) = ring.take() {
-                let ports = &self.egress.ports;
-                let tunnel = ports.iter().position(|p| p.number == handed.port);
-                let in_idx = ports.iter().position(|p| p.number == handed.in_port);
-                if let Some(idx) = tunnel {
-                    let mut out = Output {
-                        egress: &self.egress,
-                        tunnels: &mut self.tunnels,
-                        icmp: &mut scratch.icmp,
-                        segment: &mut scratch.segment,
-                        offload: handed.offload,
-                        in_idx: in_idx.unwrap_or(usize::MAX),
-                        classified: None,
-                        in_port: handed.in_port,
-                        to_owner: None,
-                    };
-                    out.send_tunnel(idx, handed.peer, handed.frame());
+    /// Takes what the other workers handed over for this one's tunnel peers:
+    /// frames are encrypted and sent, datagrams handled as if read here.
+    pub(super) fn send_handed(
+        &mut self,
+        frame: &mut FrameBuf,
+        coalescer: &mut Coalescer,
+        scratch: &mut Scratch,
+        now: std::time::Instant,
+    ) {
+        let mut received = false;
+        for ring in 0..self.crew.from_workers.len() {
+            while let Some(handed) = self.crew.from_workers[ring].take() {
+                match handed.cargo {
+                    Cargo::Frame {
+                        port,
+                        in_port,
+                        offload,
+                    } => {
+                        let ports = &self.egress.ports;
+                        let tunnel = ports.iter().position(|p| p.number == port);
+                        let in_idx = ports.iter().position(|p| p.number == in_port);
+                        if let Some(idx) = tunnel {
+                            let mut out = Output {
+                                egress: &self.egress,
+                                tunnels: &mut self.tunnels,
+                                icmp: &mut scratch.icmp,
+                                segment: &mut scratch.segment,
+                                offload,
+                                in_idx: in_idx.unwrap_or(usize::MAX),
+                                classified: None,
+                                in_port,
+                                to_owner: None,
+                            };
+                            out.send_tunnel(idx, handed.peer, handed.frame());
+                        }
+                    }
+                    Cargo::Datagram { from } => {
+                        received = true;
+                        let datagram = (handed.peer, from, handed.frame());
+                        self.receive_handed(datagram, frame, coalescer, scratch, now);
+                    }
                 }
-                ring.give_back(handed);
+                self.crew.from_workers[ring].give_back(handed);
             }
         }
+        if received {
+            self.flush_coalesced(coalescer, scratch, now);
+        }
+    }
+
+    /// The status of every tunnel peer, from every worker, in configuration
+    /// order (the job queue of worker 0 asks the others).
+    pub(super) fn tunnel_status_everywhere(&self) -> Vec<PeerStatus> {
+        let Some(tunnels) = self.tunnels.as_ref() else {
+            return Vec::new();
+        };
+        let mut status = tunnels.status();
+        for helper in &self.crew.helper_handles {
+            match helper.ask(Work::TunnelStatus) {
+                Ok(theirs) => status.extend(theirs),
+                Err(e) => tracing::warn!("a forwarding worker gave no tunnel status: {e}"),
+            }
+        }
+        status.sort_by_key(|s| tunnels.peer_of_port(s.port));
+        status
     }
 
     /// Binds (or unbinds) a port on this worker and then on every other, all

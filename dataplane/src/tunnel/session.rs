@@ -68,6 +68,17 @@ pub enum Received {
     Invalid,
     /// A data packet whose counter was already seen (a replay).
     Replayed,
+    /// A datagram for peer `peer`, which another forwarding worker owns: copied
+    /// unread to the start of the buffer (`len` bytes), to be handed to the
+    /// owner with its source `from`.
+    Foreign {
+        /// Index of the peer.
+        peer: usize,
+        /// Where it came from.
+        from: SocketAddr,
+        /// Length of the datagram.
+        len: usize,
+    },
 }
 
 /// What became of a packet sent into a tunnel.
@@ -164,6 +175,11 @@ pub struct PeerSessions {
     /// How often each peer's latency is probed, if at all.
     probe_every: Option<Duration>,
     last_rate_reset: Instant,
+    /// The forwarding worker holding this part of the sessions, and how many
+    /// there are: it serves the peers it owns (`steering::owner_of`) and hands
+    /// the others' datagrams over. Worker 0 of 1 serves every peer.
+    worker: usize,
+    workers: usize,
 }
 
 impl std::fmt::Debug for PeerSessions {
@@ -172,6 +188,18 @@ impl std::fmt::Debug for PeerSessions {
             .field("peers", &self.peers)
             .finish()
     }
+}
+
+/// The peers of `peers` that worker `worker` of `workers` runs, with their indices.
+fn owned(
+    peers: &mut [Peer],
+    worker: usize,
+    workers: usize,
+) -> impl Iterator<Item = (usize, &mut Peer)> {
+    peers
+        .iter_mut()
+        .enumerate()
+        .filter(move |(i, _)| super::steering::owner_of(*i, workers) == worker)
 }
 
 /// The peer a datagram is for: by the receiver index of a session (our index carries
@@ -236,7 +264,58 @@ impl PeerSessions {
             last_tick: now,
             probe_every: None,
             last_rate_reset: now,
+            worker: 0,
+            workers: 1,
         }
+    }
+
+    /// Splits the peers over `workers` forwarding workers: this part keeps
+    /// worker 0's, and the parts of workers 1 and up are returned. Every part
+    /// lists every peer (a peer's index is the same everywhere) but runs the
+    /// sessions, timers and probes of its own peers only; they share the
+    /// handshake rate limiter (one budget, one cookie secret per host).
+    pub fn split(&mut self, workers: usize, now: Instant) -> Vec<PeerSessions> {
+        self.workers = workers.max(1);
+        let configs: Vec<PeerConfig> = self
+            .peers
+            .iter()
+            .map(|p| PeerConfig {
+                endpoint: p.endpoint,
+                ..p.config.clone()
+            })
+            .collect();
+        let parts = (1..self.workers)
+            .map(|worker| {
+                let mut part = PeerSessions::new(self.private.clone(), configs.clone(), now);
+                part.rebuild_with_limiter(self.rate_limiter.clone());
+                part.worker = worker;
+                part.workers = self.workers;
+                part.set_latency_probe(self.probe_every, now);
+                part
+            })
+            .collect();
+        self.set_latency_probe(self.probe_every, now);
+        parts
+    }
+
+    /// Makes every session use `rate_limiter` (shared with the other parts).
+    fn rebuild_with_limiter(&mut self, rate_limiter: Arc<RateLimiter>) {
+        for (i, p) in self.peers.iter_mut().enumerate() {
+            p.tunn = Tunn::new(
+                self.private.clone(),
+                PublicKey::from(p.config.public_key),
+                None,
+                p.config.keepalive,
+                u32::try_from(i).unwrap_or(0),
+                Some(rate_limiter.clone()),
+            );
+        }
+        self.rate_limiter = rate_limiter;
+    }
+
+    /// True when this part runs peer `peer`'s session.
+    pub fn owns(&self, peer: usize) -> bool {
+        super::steering::owner_of(peer, self.workers) == self.worker
     }
 
     /// Peers in configuration order.
@@ -249,11 +328,13 @@ impl PeerSessions {
         self.peers.iter().position(|p| p.config.port == port)
     }
 
-    /// Status of every peer.
+    /// Status of every peer this part runs.
     pub fn status(&self) -> Vec<PeerStatus> {
         self.peers
             .iter()
-            .map(|p| {
+            .enumerate()
+            .filter(|(i, _)| self.owns(*i))
+            .map(|(_, p)| {
                 let (since_handshake, tx, rx, _, rtt_ms) = p.tunn.stats();
                 PeerStatus {
                     port: p.config.port,
@@ -326,6 +407,31 @@ impl PeerSessions {
             tracing::debug!(%from, kind = datagram.first(), "datagram for no peer");
             return Received::Invalid;
         };
+        if !self.owns(peer) {
+            let Some(copy) = dst.get_mut(..datagram.len()) else {
+                return Received::Invalid;
+            };
+            copy.copy_from_slice(datagram);
+            let len = datagram.len();
+            return Received::Foreign { peer, from, len };
+        }
+        self.receive_for(peer, datagram, from, dst, outbox)
+    }
+
+    /// Handles one datagram for `peer`, which this part must own: found by
+    /// [`Self::receive`], or received by another worker (which already passed
+    /// an initiation through the rate limiter) and handed over.
+    pub fn receive_for(
+        &mut self,
+        peer: usize,
+        datagram: &[u8],
+        from: SocketAddr,
+        dst: &mut [u8],
+        outbox: &mut Outbox,
+    ) -> Received {
+        if !self.owns(peer) || peer >= self.peers.len() {
+            return Received::Invalid;
+        }
         let kind = datagram.first().copied().unwrap_or(0);
         let p = &mut self.peers[peer];
         let result = p.tunn.decapsulate(Some(from.ip()), datagram, dst);
@@ -400,10 +506,11 @@ impl PeerSessions {
     /// switch replaces the sessions its peers still hold without waiting for their
     /// rekey timers.
     pub fn initiate_all(&mut self, outbox: &mut Outbox) {
-        for p in &mut self.peers {
+        let scratch = &mut self.scratch;
+        for (_, p) in owned(&mut self.peers, self.worker, self.workers) {
             let Some(ep) = p.endpoint else { continue };
             if let TunnResult::WriteToNetwork(d) =
-                p.tunn.format_handshake_initiation(&mut self.scratch, false)
+                p.tunn.format_handshake_initiation(scratch, false)
             {
                 outbox.push(ep, d);
                 tracing::info!(peer = %p.config.name, endpoint = %ep, "handshake initiated at start");
@@ -419,7 +526,7 @@ impl PeerSessions {
     pub fn set_latency_probe(&mut self, every: Option<Duration>, now: Instant) {
         self.probe_every = every;
         let n = self.peers.len().max(1);
-        for (i, p) in self.peers.iter_mut().enumerate() {
+        for (i, p) in owned(&mut self.peers, self.worker, self.workers) {
             p.last_probe = every.map(|every| {
                 // Peer i first probes (i + 1) / n of a period from now.
                 let ahead = every.mul_f64((i + 1) as f64 / n as f64);
@@ -435,11 +542,12 @@ impl PeerSessions {
             return;
         }
         self.last_tick = now;
-        if now.duration_since(self.last_rate_reset) >= Duration::from_secs(1) {
+        // The limiter is shared by every worker's part: worker 0 keeps its clock.
+        if self.worker == 0 && now.duration_since(self.last_rate_reset) >= Duration::from_secs(1) {
             self.last_rate_reset = now;
             self.rate_limiter.reset_count();
         }
-        for p in &mut self.peers {
+        for (_, p) in owned(&mut self.peers, self.worker, self.workers) {
             let endpoint = p.endpoint;
             if let TunnResult::WriteToNetwork(datagram) = p.tunn.update_timers(&mut self.scratch) {
                 if let Some(ep) = endpoint {

@@ -230,3 +230,85 @@ fn a_peer_may_send_what_the_tables_route_to_it_or_accept_from_it_by_source() {
         "unknown"
     );
 }
+
+#[test]
+fn split_over_two_workers_each_runs_its_own_peers_and_hands_the_others_over() {
+    let now = Instant::now();
+    let (mut a, _) = two_hosts();
+    // B's peer 0 (host C) is worker 0's, peer 1 (host A) worker 1's.
+    let peer = |port, name: &str, key, endpoint| PeerConfig {
+        port,
+        name: name.into(),
+        public_key: public(key),
+        endpoint,
+        keepalive: None,
+    };
+    let mut b0 = PeerSessions::new(
+        secret(2),
+        vec![
+            peer(PEER_PORT + 1, "host-c", 3, Some(addr(3))),
+            peer(PEER_PORT, "host-a", 1, None),
+        ],
+        now,
+    );
+    let mut parts = b0.split(2, now);
+    assert_eq!(parts.len(), 1);
+    let mut b1 = parts.remove(0);
+    assert!(b0.owns(0) && !b0.owns(1) && b1.owns(1) && !b1.owns(0));
+    assert_eq!(b1.peers().len(), 2, "every part lists every peer");
+
+    let packet = ipv4_packet([10, 0, 1, 5], [10, 0, 2, 5], b"to b");
+    let mut buf = vec![0u8; 65_536];
+    let sealed = a.seal(0, &packet, &mut buf).expect("A knows B's endpoint");
+    let initiation = buf[..sealed.len].to_vec();
+    // The kernel steers initiations to worker 0, which does not own A.
+    let (mut dst, mut b_out) = (vec![0u8; 65_536], Outbox::default());
+    let got = b0.receive(&initiation, addr(1), &mut dst, &mut b_out);
+    let Received::Foreign { peer: 1, from, len } = got else {
+        panic!("worker 0 hands A's initiation over: {got:?}");
+    };
+    assert_eq!((from, &dst[..len]), (addr(1), &initiation[..]));
+    assert!(b_out.is_empty(), "worker 0 answers nothing itself");
+    let got = b1.receive_for(1, &initiation, from, &mut dst, &mut b_out);
+    assert_eq!(got, Received::Control, "worker 1 answers it");
+    assert_eq!(
+        b0.receive_for(1, &initiation, from, &mut dst, &mut b_out),
+        Received::Invalid,
+        "only the owner takes a handed datagram"
+    );
+
+    // A completes the handshake and sends its queued packet, whose receiver
+    // index names B's peer 1: what the steering program sends to worker 1.
+    let mut a_out = Outbox::default();
+    assert!(deliver(&mut b_out, addr(2), &mut a, &mut a_out).is_empty());
+    let datagrams: Vec<_> = a_out.drain().collect();
+    let data = datagrams
+        .iter()
+        .map(|(_, d)| d)
+        .find(|d| d.first() == Some(&4) && d.len() > 32)
+        .expect("the queued packet");
+    let receiver_idx = u32::from_le_bytes(data[4..8].try_into().unwrap());
+    assert_eq!(
+        super::super::steering::owner_of(usize::try_from(receiver_idx >> 8).unwrap(), 2),
+        1
+    );
+    let got = b0.receive(data, addr(1), &mut dst, &mut b_out);
+    assert!(matches!(got, Received::Foreign { peer: 1, .. }), "{got:?}");
+    let got = b1.receive(data, addr(1), &mut dst, &mut b_out);
+    assert!(matches!(got, Received::Data { peer: 1, .. }), "{got:?}");
+
+    // Each part reports, starts handshakes with and times only its own peers.
+    let names = |s: &PeerSessions| s.status().into_iter().map(|p| p.name).collect::<Vec<_>>();
+    assert_eq!(names(&b0), ["host-c"]);
+    assert_eq!(names(&b1), ["host-a"]);
+    let (mut out0, mut out1) = (Outbox::default(), Outbox::default());
+    b0.initiate_all(&mut out0);
+    b1.initiate_all(&mut out1);
+    let to = |o: &mut Outbox| o.drain().map(|(to, _)| to).collect::<Vec<_>>();
+    assert_eq!(to(&mut out0), [addr(3)]);
+    assert_eq!(
+        to(&mut out1),
+        [addr(1)],
+        "A's endpoint, learned by worker 1"
+    );
+}
