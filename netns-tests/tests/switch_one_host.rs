@@ -356,3 +356,46 @@ fn malformed_frames_are_counted_and_dropped() -> Result<()> {
     assert!(pings.answered, "ping after garbage: {}", pings.output);
     Ok(())
 }
+
+#[test]
+fn a_tap_deleted_under_scd_is_no_longer_read_and_the_rest_forwards() -> Result<()> {
+    if !require_root("a_tap_deleted_under_scd_is_no_longer_read_and_the_rest_forwards") {
+        return Ok(());
+    }
+    let h = setup("tapgone")?;
+    let errors = || h.scd.metric("scd_port_errors_total", &["port=\"1\""]);
+    assert_eq!(errors()?, 0, "no receive error before");
+    // Deleting VM 1's namespace deletes the TAP `scd` still holds: its
+    // descriptor answers every read with an error from then on.
+    let OneHost {
+        scd,
+        vm1,
+        vm2,
+        _host,
+    } = h;
+    drop(vm1);
+    wait_until(
+        Duration::from_secs(20),
+        "scd saying the device is gone",
+        || Ok(scd.log().contains("the port's device is gone")),
+    )
+    .with_context(|| scd.log())?;
+    let seen = scd.metric("scd_port_errors_total", &["port=\"1\""])?;
+    assert!(seen >= 1, "the failed read was counted");
+    // Counted once, not at every poll: the loop no longer spins on it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        scd.metric("scd_port_errors_total", &["port=\"1\""])?,
+        seen,
+        "the gone TAP is still being read\n{}",
+        scd.log()
+    );
+    // Port 2 is still read: its VM's frames (ARP, then the echo requests
+    // nothing answers) keep arriving.
+    let rx = || scd.metric("scd_port_packets_total", &["port=\"2\"", "dir=\"rx\""]);
+    let before = rx()?;
+    let answered = netns_tests::ping(&vm2.ns, IP1, 1)?;
+    assert!(!answered.answered, "nothing can answer for the deleted VM");
+    assert!(rx()? > before, "port 2 no longer read\n{}", scd.log());
+    Ok(())
+}

@@ -485,6 +485,11 @@ impl Switch {
                 Ok(received) => received,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if device_gone(&e) => {
+                    info.counters.rx_errors.add(1);
+                    self.stop_watching_gone_device(idx, &e);
+                    return;
+                }
                 Err(_) => {
                     info.counters.rx_errors.add(1);
                     return;
@@ -675,4 +680,16 @@ impl Switch {
             counters.no_output.add(1);
         }
     }
+}
+
+/// Whether a read error says the port's device no longer exists: a TAP
+/// descriptor whose interface was deleted answers `EBADFD` from then on (and
+/// polls as an error forever); `ENODEV`/`ENXIO` on other paths. Not
+/// `ENETDOWN`, which a packet socket also reports for a link that is only
+/// down and may come back.
+fn device_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::ENODEV | libc::ENXIO)
+    )
 }

@@ -83,6 +83,28 @@ impl Switch {
         Ok(())
     }
 
+    /// Stops watching the port at `idx` on this worker: its device is gone
+    /// (`why`: a TAP deleted under `scd`, its namespace removed), so its
+    /// descriptor would report an error at every poll and the loop would spin
+    /// on it. The port stays listed, with its link down (the link watcher sees
+    /// the device gone), until `scd port del` removes it; a TAP made again
+    /// needs `scd port add`, since the old descriptor cannot reach it.
+    pub(super) fn stop_watching_gone_device(&mut self, idx: usize, why: &std::io::Error) {
+        let Some(port) = self.egress.ports.get(idx) else {
+            return;
+        };
+        if let Some(fd) = port.io.fd() {
+            if self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0).is_ok() {
+                tracing::warn!(
+                    port = port.number,
+                    name = %port.info.name,
+                    worker = self.crew.worker,
+                    "the port's device is gone ({why}); no longer read: remove it with `scd port del` (or add it again once the device is back)"
+                );
+            }
+        }
+    }
+
     /// Removes local port `number` from every worker and closes its device.
     pub(super) fn remove_port(&mut self, number: PortNo) -> Result<(), PortSetError> {
         let port = self.egress.ports.iter().find(|p| p.number == number);
@@ -127,8 +149,11 @@ impl Switch {
             let Some(fd) = p.io.fd() else {
                 continue;
             };
-            if let Err(e) = self.epoll_ctl(libc::EPOLL_CTL_MOD, fd, at as u64) {
-                tracing::error!(port = p.number, "re-registering after a removal: {e}");
+            match self.epoll_ctl(libc::EPOLL_CTL_MOD, fd, at as u64) {
+                // A port whose device is gone is no longer watched.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => tracing::error!(port = p.number, "re-registering after a removal: {e}"),
+                Ok(()) => {}
             }
         }
         Ok(removed)
