@@ -35,8 +35,9 @@ pub(super) struct BusyPoll {
     /// Spin (wait without sleeping) until then.
     until: Option<Instant>,
     last_housekeeping: Instant,
-    /// The thread's involuntary context switches when last looked at.
-    preemptions: u64,
+    /// The thread's involuntary context switches at the first empty poll of
+    /// the current window (`None`: no empty poll in this window yet).
+    baseline: Option<u64>,
     /// No window starts before then: the thread lost its core while spinning.
     backing_off_until: Option<Instant>,
 }
@@ -48,7 +49,7 @@ impl BusyPoll {
             window,
             until: None,
             last_housekeeping: Instant::now(),
-            preemptions: 0,
+            baseline: None,
             backing_off_until: None,
         }
     }
@@ -73,6 +74,11 @@ impl BusyPoll {
         match self.backing_off_until {
             Some(until) if at < until => {}
             _ => {
+                if self.until.is_none() {
+                    // A new window: only preemptions from its first empty poll
+                    // on say that spinning costs another thread its core.
+                    self.baseline = None;
+                }
                 self.backing_off_until = None;
                 self.until = Some(at + self.window);
             }
@@ -87,14 +93,21 @@ impl BusyPoll {
 
     /// An empty poll of the window ended at `now`, when the thread had been
     /// switched out involuntarily `preemptions` times in all: if that count
-    /// grew, another thread wanted the core, so the window ends and no other
-    /// starts for [`BACK_OFF`].
+    /// grew since the window's first empty poll, another thread wanted the
+    /// core while this one spun, so the window ends and no other starts for
+    /// [`BACK_OFF`].
     pub(super) fn spun(&mut self, now: Instant, preemptions: u64) {
-        if preemptions > self.preemptions && self.until.is_some() {
-            self.until = None;
-            self.backing_off_until = Some(now + BACK_OFF);
+        if self.until.is_none() {
+            return;
         }
-        self.preemptions = preemptions;
+        match self.baseline {
+            None => self.baseline = Some(preemptions),
+            Some(at_first) if preemptions > at_first => {
+                self.until = None;
+                self.backing_off_until = Some(now + BACK_OFF);
+            }
+            Some(_) => {}
+        }
     }
 
     /// Gives the core to any other runnable thread before the next empty poll.
@@ -157,8 +170,12 @@ mod tests {
         // start another until the back-off has passed.
         let mut contended = BusyPoll::new(Duration::from_secs(3600));
         let t0 = Instant::now();
-        contended.spun(t0, 5);
         contended.traffic(t0);
+        contended.spun(t0, 5);
+        assert!(
+            contended.spinning(),
+            "preemptions before the window's first empty poll do not count"
+        );
         contended.spun(t0, 5);
         assert!(contended.spinning(), "an unchanged count keeps spinning");
         contended.spun(t0, 6);
@@ -168,6 +185,12 @@ mod tests {
         assert!(!contended.spinning(), "backing off");
         contended.traffic(t0 + BACK_OFF);
         assert!(contended.spinning(), "the back-off has passed");
+        // Preempted between windows (while forwarding, or asleep): the new
+        // window judges from its own first empty poll.
+        contended.spun(t0 + BACK_OFF, 9);
+        assert!(contended.spinning());
+        contended.spun(t0 + BACK_OFF, 9);
+        assert!(contended.spinning());
 
         // A window that has passed: back to sleeping.
         let mut short = BusyPoll::new(Duration::from_nanos(1));

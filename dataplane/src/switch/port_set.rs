@@ -88,7 +88,8 @@ impl Switch {
     /// descriptor would report an error at every poll and the loop would spin
     /// on it. The port stays listed, with its link down (the link watcher sees
     /// the device gone), until `scd port del` removes it; a TAP made again
-    /// needs `scd port add`, since the old descriptor cannot reach it.
+    /// needs `scd port add` after that, since the old descriptor cannot reach
+    /// it.
     pub(super) fn stop_watching_gone_device(&mut self, idx: usize, why: &std::io::Error) {
         let Some(port) = self.egress.ports.get(idx) else {
             return;
@@ -99,7 +100,7 @@ impl Switch {
                     port = port.number,
                     name = %port.info.name,
                     worker = self.crew.worker,
-                    "the port's device is gone ({why}); no longer read: remove it with `scd port del` (or add it again once the device is back)"
+                    "the port's device is gone ({why}); no longer read: remove it with `scd port del`, then `scd port add` it once the device is back"
                 );
             }
         }
