@@ -344,7 +344,6 @@ impl Switch {
                 // for this core (a VM's, the kernel's softirq thread, another
                 // switch) run first, then look again.
                 poll.yield_core();
-                poll.spun(Instant::now(), BusyPoll::preemptions_of_this_thread());
                 continue;
             }
             self.handle.published.refresh(&mut self.pipeline);
