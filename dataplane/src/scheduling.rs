@@ -136,11 +136,11 @@ impl Default for Scheduling {
     }
 }
 
-/// The default busy-poll window: off. Measured on the 2-core development
-/// machines (bench/RESULTS.md, "Latency and packet rate"), a window of 50 or
-/// 200 µs made round trips slower, not faster: the spinning thread takes the
-/// core the VMs (and, in the tunnel benchmark, the other `scd`) need to answer.
-/// It is for hosts with a core to spare for forwarding.
+/// The default busy-poll window: off. A window saves the forwarding thread's
+/// wake-up, which only a host with a core to spare for forwarding gets for
+/// free; on the 2-core development machines, where two switches and their VMs
+/// share two cores, it helped some rows and not others (bench/RESULTS.md,
+/// "Data path, all targets"), so it is the operator's choice.
 pub const DEFAULT_BUSY_POLL_US: u32 = 0;
 
 static CHOSEN: OnceLock<Scheduling> = OnceLock::new();

@@ -276,6 +276,17 @@ impl VlanRelay {
     }
 }
 
+impl VlanRelay {
+    /// Whether the relay still runs, for a failure message.
+    fn state(&self) -> &'static str {
+        match &self.thread {
+            Some(thread) if thread.is_finished() => "the VLAN relay had stopped (an error in it)",
+            Some(_) => "the VLAN relay was running",
+            None => "the VLAN relay was stopped",
+        }
+    }
+}
+
 impl Drop for VlanRelay {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -356,8 +367,8 @@ fn faucet_with_a_tagged_trunk_on_a_raw_port_switches_real_traffic() -> Result<()
             Ok((scd, vm1, vm2))
         }),
     )?;
-    let _relay = VlanRelay::start(&h.vm1, VM1)?;
-    ping_within_a_minute(&h)?;
+    let relay = VlanRelay::start(&h.vm1, VM1)?;
+    ping_within_a_minute(&h).map_err(|e| e.context(relay.state()))?;
     let log = h.controller.log();
     assert!(
         !log.contains("OFPErrorMsg"),

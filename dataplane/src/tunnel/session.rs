@@ -353,6 +353,11 @@ impl PeerSessions {
     /// Encrypts an IP packet for `peer` into `dst`. `Err` says why nothing is to
     /// be sent.
     pub fn seal(&mut self, peer: usize, ip_packet: &[u8], dst: &mut [u8]) -> Result<Sealed, Sent> {
+        // Another worker's peer: its session here is a stale copy whose send
+        // counter must not move (the owner's is the one in use).
+        if !self.owns(peer) {
+            return Err(Sent::SocketError);
+        }
         let Some(p) = self.peers.get_mut(peer) else {
             return Err(Sent::SocketError);
         };
