@@ -620,6 +620,24 @@ impl PacedStream {
     pub fn wait_flowing(&self, bytes: u64, within: Duration) -> Result<()> {
         crate::wait_until(within, "the paced stream to flow", || {
             Ok(self.received.load(Ordering::Relaxed) >= bytes)
+        })
+        .map_err(|e| {
+            // Which end is stuck: a client that gave up (refused, unreachable)
+            // has finished; one still connecting or writing has not.
+            e.context(format!(
+                "the server has read {} bytes; the client has {}; the server has {}",
+                self.received(),
+                if self.client.is_finished() {
+                    "stopped (an error)"
+                } else {
+                    "not stopped"
+                },
+                if self.server.is_finished() {
+                    "stopped"
+                } else {
+                    "not stopped"
+                },
+            ))
         })?;
         Ok(())
     }
