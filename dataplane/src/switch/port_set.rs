@@ -86,8 +86,9 @@ impl Switch {
     /// Stops watching the port at `idx` on this worker: its device is gone
     /// (`why`: a TAP deleted under `scd`, its namespace removed), so its
     /// descriptor would report an error at every poll and the loop would spin
-    /// on it. The port stays listed, with its link down (the link watcher sees
-    /// the device gone), until `scd port del` removes it; a TAP made again
+    /// on it. The port stays listed, its link state as it was (a device that
+    /// lived in another namespace is not seen by the link watcher), until
+    /// `scd port del` removes it; a TAP made again
     /// needs `scd port add` after that, since the old descriptor cannot reach
     /// it.
     pub(super) fn stop_watching_gone_device(&mut self, idx: usize, why: &std::io::Error) {
