@@ -190,3 +190,48 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     );
     Ok(())
 }
+
+#[test]
+fn a_tap_deleted_under_scd_is_announced_down() -> Result<()> {
+    let test = "a_tap_deleted_under_scd_is_announced_down";
+    if !require_root(test) || !require_program(test, "ovs-ofctl") {
+        return Ok(());
+    }
+    let host = Netns::new(&unique("tapgone-"))?;
+    let dir = tempfile::Builder::new().prefix("tapgone").tempdir()?;
+    let of = dir.path().join("scd.mgmt");
+    let ctl = dir.path().join("scd.ctl");
+    let tap = unique("ptg");
+    let config = format!(
+        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
+         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
+        scd_config_head("\"0x5c06\"", "tapgone", false),
+        of.display(),
+        ctl.display()
+    );
+    let scd = Scd::start(&host, &config, None)?;
+    let target = format!("unix:{}", of.display());
+    let monitor = Monitor::start(&host, &target, &[])?;
+    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
+        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
+    })?;
+    // The TAP moves into a VM's namespace, out of the link watcher's sight,
+    // and goes with it.
+    let vm = Netns::new(&unique("tapgone-vm-"))?;
+    host.ip(&["link", "set", &tap, "netns", vm.name()])?;
+    drop(vm);
+    monitor.wait_for(
+        "OFPT_PORT_STATUS",
+        "a port-status with the deleted TAP's link down",
+        &["MOD", &format!("1({tap})"), "LINK_DOWN"],
+    )?;
+    let listed = String::from_utf8_lossy(&netns_tests::scd_port(&host, &ctl, &["list"])?.stdout)
+        .into_owned();
+    assert!(listed.contains("down"), "{listed}");
+    assert!(
+        scd.log().contains("the port's device is gone"),
+        "{}",
+        scd.log()
+    );
+    Ok(())
+}

@@ -86,9 +86,10 @@ impl Switch {
     /// Stops watching the port at `idx` on this worker: its device is gone
     /// (`why`: a TAP deleted under `scd`, its namespace removed), so its
     /// descriptor would report an error at every poll and the loop would spin
-    /// on it. The port stays listed, its link state as it was (a device that
-    /// lived in another namespace is not seen by the link watcher), until
-    /// `scd port del` removes it; a TAP made again
+    /// on it. The port stays listed with its link down (announced as a
+    /// port-status: the link watcher cannot see a device that lived in another
+    /// namespace, so this is the only one to know) until `scd port del`
+    /// removes it; a TAP made again
     /// needs `scd port add` after that, since the old descriptor cannot reach
     /// it.
     pub(super) fn stop_watching_gone_device(&mut self, idx: usize, why: &std::io::Error) {
@@ -97,6 +98,11 @@ impl Switch {
         };
         if let Some(fd) = port.io.fd() {
             if self.epoll_ctl(libc::EPOLL_CTL_DEL, fd, 0).is_ok() {
+                // Every worker gets here for its own queue; the first one to
+                // change the state announces it.
+                if port.info.link.set_interface(false, false) {
+                    self.egress.shared.announce(PortReason::Modify, &port.info);
+                }
                 tracing::warn!(
                     port = port.number,
                     name = %port.info.name,
