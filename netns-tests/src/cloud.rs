@@ -621,25 +621,19 @@ impl PacedStream {
         crate::wait_until(within, "the paced stream to flow", || {
             Ok(self.received.load(Ordering::Relaxed) >= bytes)
         })
-        .map_err(|e| {
-            // Which end is stuck: a client that gave up (refused, unreachable)
-            // has finished; one still connecting or writing has not.
-            e.context(format!(
-                "the server has read {} bytes; the client has {}; the server has {}",
-                self.received(),
-                if self.client.is_finished() {
-                    "stopped (an error)"
-                } else {
-                    "not stopped"
-                },
-                if self.server.is_finished() {
-                    "stopped"
-                } else {
-                    "not stopped"
-                },
-            ))
-        })?;
+        .map_err(|e| e.context(self.ends()))?;
         Ok(())
+    }
+
+    /// Which end is stuck: a client that gave up (refused, unreachable) stopped.
+    fn ends(&self) -> String {
+        let state = |stopped: bool| if stopped { "stopped" } else { "running" };
+        format!(
+            "server read {} bytes; client {}, server {}",
+            self.received(),
+            state(self.client.is_finished()),
+            state(self.server.is_finished())
+        )
     }
 
     /// Stops the client, closes the stream and reports both ends.
