@@ -13,7 +13,7 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for p in iperf3 sockperf iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common valgrind linux-perf protobuf-compiler etcd-server etcd-client; do
+for p in iperf3 sockperf iputils-ping wireguard-go wireguard-tools iproute2 openvswitch-switch openvswitch-common valgrind linux-perf protobuf-compiler libprotobuf-dev etcd-server etcd-client; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then

@@ -15,6 +15,9 @@ need=()
 for cmd in ip:iproute2 ping:iputils-ping ethtool:ethtool tc:iproute2 cc:build-essential protoc:protobuf-compiler; do
     command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
+# etcd-client's build compiles etcd's protocol, which imports protobuf's own
+# .proto files: protoc alone (installed without recommends) lacks them.
+[[ -f /usr/include/google/protobuf/descriptor.proto ]] || need+=(libprotobuf-dev)
 if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

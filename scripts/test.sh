@@ -20,7 +20,7 @@ log "system packages"
 export DEBIAN_FRONTEND=noninteractive
 PKGS=(iproute2 iputils-ping iperf3 tcpdump ethtool openssl openvswitch-common openvswitch-switch
       wireguard-tools wireguard-go pkg-config build-essential curl ca-certificates
-      systemd protobuf-compiler etcd-server etcd-client busybox python3-venv
+      systemd protobuf-compiler libprotobuf-dev etcd-server etcd-client busybox python3-venv
       isc-dhcp-client chromium fonts-dejavu-core)
 missing=()
 for p in "${PKGS[@]}"; do
