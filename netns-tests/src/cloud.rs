@@ -488,6 +488,15 @@ impl MigrationCloud {
 
 /// Makes a second TAP in a namespace VM's namespace, with its MAC and `mtu`, for
 /// the host it will migrate to; returns its name.
+///
+/// The TAP takes no IPv6 router advertisements: its switch brings it up and
+/// advertises the overlay's router on it long before the VM lands there, and a
+/// guest that took them would have its SLAAC address and a second default
+/// route on an interface whose switch does not carry its traffic yet, and
+/// would send by whichever interface was advertised to first (a real guest has
+/// one NIC). Pings to the VM still pass then (an echo reply leaves by the
+/// interface the request came in), its TCP answers and own pings do not. A
+/// test that moves the VM gives the TAP its addresses and routes.
 pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
     let tap = crate::unique("sct");
     vm.ns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
@@ -500,6 +509,8 @@ pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
         "mtu",
         &mtu.to_string(),
     ])?;
+    let no_ra = format!("net.ipv6.conf.{tap}.accept_ra=0");
+    crate::run(vm.ns.command("sysctl").args(["-qw", &no_ra]))?;
     Ok(tap)
 }
 
