@@ -21,10 +21,20 @@ type ServerEnd = (u64, u64, Duration, SocketAddr);
 #[derive(Debug)]
 pub struct PacedStream {
     running: Arc<AtomicBool>,
-    /// Bytes the server has read so far.
-    received: Arc<AtomicU64>,
+    ends: Arc<Ends>,
     client: JoinHandle<Result<Result<(u64, u64)>>>,
     server: JoinHandle<Result<Result<ServerEnd>>>,
+}
+
+/// How far each end of a [`PacedStream`] got.
+#[derive(Debug, Default)]
+struct Ends {
+    /// The client's connect returned.
+    connected: AtomicBool,
+    /// The server's accept returned.
+    accepted: AtomicBool,
+    /// Bytes the server has read so far.
+    received: AtomicU64,
 }
 
 /// What a [`PacedStream`] saw at both ends.
@@ -75,10 +85,11 @@ pub fn paced_stream_at(
     let connect = SocketAddr::new(to_ip.parse()?, port);
     let (server, client) = (&server.ns, &client.ns);
     let listener = server.enter(move || TcpListener::bind(listen))??;
-    let received = Arc::new(AtomicU64::new(0));
-    let progress = received.clone();
+    let ends = Arc::new(Ends::default());
+    let progress = ends.clone();
     let server = server.spawn(move || -> Result<ServerEnd> {
         let (mut s, peer) = listener.accept()?;
+        progress.accepted.store(true, Ordering::Relaxed);
         let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
         let mut buf = vec![0u8; 65536];
         let mut last = Instant::now();
@@ -91,13 +102,14 @@ pub fn paced_stream_at(
             last = Instant::now();
             hash.update(&buf[..n]);
             total += n as u64;
-            progress.store(total, Ordering::Relaxed);
+            progress.received.store(total, Ordering::Relaxed);
         }
     });
     let running = Arc::new(AtomicBool::new(true));
-    let keep = running.clone();
+    let (keep, client_end) = (running.clone(), ends.clone());
     let client = client.spawn(move || -> Result<(u64, u64)> {
         let mut s = TcpStream::connect(connect)?;
+        client_end.connected.store(true, Ordering::Relaxed);
         let (mut state, mut hash, mut total) = (5u64, Fnv::default(), 0u64);
         let mut chunk = [0u8; 1024];
         while keep.load(Ordering::Relaxed) {
@@ -112,7 +124,7 @@ pub fn paced_stream_at(
     });
     Ok(PacedStream {
         running,
-        received,
+        ends,
         client,
         server,
     })
@@ -121,27 +133,45 @@ pub fn paced_stream_at(
 impl PacedStream {
     /// Bytes the server has read so far.
     pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
+        self.ends.received.load(Ordering::Relaxed)
     }
 
     /// Waits until the server has read `bytes` (the stream is connected and
     /// flowing), at most `within`.
     pub fn wait_flowing(&self, bytes: u64, within: Duration) -> Result<()> {
         crate::wait_until(within, "the paced stream to flow", || {
-            Ok(self.received.load(Ordering::Relaxed) >= bytes)
+            Ok(self.received() >= bytes)
         })
         .map_err(|e| e.context(self.ends()))?;
         Ok(())
     }
 
-    /// Which end is stuck: a client that gave up (refused, unreachable) stopped.
+    /// Which end is stuck: a client that gave up (refused, unreachable) stopped,
+    /// one still connecting never had its SYN answered (or the answer lost).
     fn ends(&self) -> String {
-        let state = |stopped: bool| if stopped { "stopped" } else { "running" };
+        let state = |stopped: bool, done: &AtomicBool, yes: &'static str, not_yet| match (
+            stopped,
+            done.load(Ordering::Relaxed),
+        ) {
+            (true, _) => "stopped",
+            (false, true) => yes,
+            (false, false) => not_yet,
+        };
         format!(
             "server read {} bytes; client {}, server {}",
             self.received(),
-            state(self.client.is_finished()),
-            state(self.server.is_finished())
+            state(
+                self.client.is_finished(),
+                &self.ends.connected,
+                "connected",
+                "connecting"
+            ),
+            state(
+                self.server.is_finished(),
+                &self.ends.accepted,
+                "accepted",
+                "accepting"
+            ),
         )
     }
 
