@@ -6,11 +6,12 @@
 //! that point, so `set, output, set, output` sends two different frames without a
 //! copy. A group runs each bucket on the frame as the group found it: the headers
 //! are saved once on the stack and put back before the next bucket and after the
-//! last. It never allocates and never knows what a port is.
+//! last. It never allocates and never knows what a port is, except that it tells
+//! each output how many outputs to the controller came before it in the list.
 
 use crate::packet::{checksum_finish, low16, Layout, ETH_HLEN, VLAN_TAG_LEN};
 use crate::pipeline::GroupTable;
-use openflow::flow::{ethertype, ipproto, Action, Field, PortNo};
+use openflow::flow::{ethertype, ipproto, port, Action, Field, PortNo};
 
 /// Bytes kept free in front of every frame so a VLAN tag can be pushed in place.
 pub const HEADROOM: usize = 8;
@@ -129,17 +130,54 @@ pub fn execute(
     groups: &GroupTable,
     mut output: impl FnMut(PortNo, &[u8]),
 ) -> Outcome {
-    run(actions, frame, layout, Some(groups), &mut output)
+    execute_counted(actions, frame, layout, groups, |port, bytes, _| {
+        output(port, bytes)
+    })
 }
 
-/// The body of [`execute`]; `groups` is `None` inside a bucket (buckets never name
-/// groups: the group table refuses chaining).
+/// [`execute`], calling `output(port, bytes, before)` with `before` the number of
+/// outputs to the controller that come before this output in `actions`, counted
+/// in the list's order with each group bucket's in turn, whether they ran or not:
+/// a bucket whose `dec_ttl` fails skips the rest of its actions but not their
+/// places. For an output to the controller that is its place among them, the
+/// index of its record in the classification's `to_controller`, which notes
+/// every one (`pipeline::ControllerOutput`), so a packet-in is told apart by
+/// where its output stands, never by how many others happened to run.
+pub fn execute_counted(
+    actions: &[Action],
+    frame: &mut FrameBuf,
+    layout: &mut Layout,
+    groups: &GroupTable,
+    mut output: impl FnMut(PortNo, &[u8], usize),
+) -> Outcome {
+    let mut before = 0;
+    run(
+        actions,
+        frame,
+        layout,
+        Some(groups),
+        &mut before,
+        &mut output,
+    )
+}
+
+/// The outputs to the controller among `actions` (a bucket's: no groups).
+fn controller_outputs(actions: &[Action]) -> usize {
+    let to_controller =
+        |a: &&Action| matches!(a, Action::Output { port, .. } if *port == port::CONTROLLER);
+    actions.iter().filter(to_controller).count()
+}
+
+/// The body of [`execute_counted`]; `groups` is `None` inside a bucket (buckets
+/// never name groups: the group table refuses chaining); `before` counts the
+/// outputs to the controller met so far.
 fn run(
     actions: &[Action],
     frame: &mut FrameBuf,
     layout: &mut Layout,
     groups: Option<&GroupTable>,
-    output: &mut impl FnMut(PortNo, &[u8]),
+    before: &mut usize,
+    output: &mut impl FnMut(PortNo, &[u8], usize),
 ) -> Outcome {
     for action in actions {
         match *action {
@@ -149,12 +187,22 @@ fn run(
                 };
                 let saved = SavedHeaders::save(frame, layout);
                 for bucket in buckets {
-                    // An expired TTL drops this bucket's copy only.
-                    let _ = run(&bucket.actions, frame, layout, None, output);
+                    let first = *before;
+                    // An expired TTL drops this bucket's copy only; the outputs
+                    // it skipped keep their places.
+                    let outcome = run(&bucket.actions, frame, layout, None, before, output);
+                    if outcome == Outcome::TtlExpired {
+                        *before = first + controller_outputs(&bucket.actions);
+                    }
                     saved.restore(frame, layout);
                 }
             }
-            Action::Output { port, .. } => output(port, frame.bytes()),
+            Action::Output { port, .. } => {
+                output(port, frame.bytes(), *before);
+                if port == port::CONTROLLER {
+                    *before += 1;
+                }
+            }
             Action::SetField { field, value } => set_field(frame.bytes_mut(), layout, field, value),
             Action::PushVlan(tpid) => push_vlan(frame, layout, tpid),
             Action::PopVlan => pop_vlan(frame, layout),

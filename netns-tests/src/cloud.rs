@@ -3,16 +3,16 @@
 //! configurations, and waiting until every switch confirmed the current program.
 //! The VMs of such a cloud as specs (created as namespace VMs, written as inventory
 //! entries). Also what the migration tests share: moving a namespace VM to another
-//! host's TAP, starting a migration and waiting for its timeline, and a paced TCP
-//! stream whose longest gap they print. Shared by the namespace
-//! tests and the demo; it never touches the machine's own interfaces.
+//! host's TAP, starting a migration and waiting for its timeline, and the paced
+//! TCP stream whose longest gap they print (`paced`, re-exported here). Shared by
+//! the namespace tests and the demo; it never touches the machine's own interfaces.
 
-use crate::{fill_pseudo_random, scc_binary, Fnv, Internet, KeyPair, Scd, Vm, VmAddress};
+pub use crate::paced::{paced_stream, paced_stream_at, PacedStream, StreamReport};
+use crate::{scc_binary, Internet, KeyPair, Scd, Vm, VmAddress};
 use anyhow::{Context, Result};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -488,6 +488,15 @@ impl MigrationCloud {
 
 /// Makes a second TAP in a namespace VM's namespace, with its MAC and `mtu`, for
 /// the host it will migrate to; returns its name.
+///
+/// The TAP takes no IPv6 router advertisements: its switch brings it up and
+/// advertises the overlay's router on it long before the VM lands there, and a
+/// guest that took them would have its SLAAC address and a second default
+/// route on an interface whose switch does not carry its traffic yet, and
+/// would send by whichever interface was advertised to first (a real guest has
+/// one NIC). Pings to the VM still pass then (an echo reply leaves by the
+/// interface the request came in), its TCP answers and own pings do not. A
+/// test that moves the VM gives the TAP its addresses and routes.
 pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
     let tap = crate::unique("sct");
     vm.ns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
@@ -500,157 +509,9 @@ pub fn second_tap(vm: &Vm, mtu: u32) -> Result<String> {
         "mtu",
         &mtu.to_string(),
     ])?;
+    let no_ra = format!("net.ipv6.conf.{tap}.accept_ra=0");
+    crate::run(vm.ns.command("sysctl").args(["-qw", &no_ra]))?;
     Ok(tap)
-}
-
-/// What the server end of a [`PacedStream`] returns: hash, bytes, longest gap
-/// between reads, the client's address.
-type ServerEnd = (u64, u64, Duration, SocketAddr);
-
-/// A TCP stream of pseudo-random 1 KiB chunks, one per millisecond, running until
-/// [`PacedStream::finish`].
-#[derive(Debug)]
-pub struct PacedStream {
-    running: Arc<AtomicBool>,
-    /// Bytes the server has read so far.
-    received: Arc<AtomicU64>,
-    client: JoinHandle<Result<Result<(u64, u64)>>>,
-    server: JoinHandle<Result<Result<ServerEnd>>>,
-}
-
-/// What a [`PacedStream`] saw at both ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StreamReport {
-    /// Bytes the client wrote.
-    pub sent: u64,
-    /// Bytes the server read.
-    pub received: u64,
-    /// True when the server read exactly what the client wrote.
-    pub intact: bool,
-    /// Longest time between two reads at the server.
-    pub gap: Duration,
-    /// The client's address as the server saw it.
-    pub peer: SocketAddr,
-}
-
-/// `N bytes sent, M received, longest gap G ms`, as the tests print it.
-impl std::fmt::Display for StreamReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} bytes sent, {} received, longest gap {:.0} ms",
-            self.sent,
-            self.received,
-            self.gap.as_secs_f64() * 1000.0
-        )
-    }
-}
-
-/// Starts a [`PacedStream`] from VM `client` to `to_ip:port`, served by a
-/// listener on `server`'s own address and `port` (`to_ip` is that address, or
-/// one translated to it on the way, such as a public address).
-pub fn paced_stream(server: &Vm, client: &Vm, to_ip: &str, port: u16) -> Result<PacedStream> {
-    paced_stream_at(server, &server.ip, client, to_ip, port)
-}
-
-/// [`paced_stream`] with the listener on `listen_ip`, another of `server`'s
-/// addresses (its IPv6 one).
-pub fn paced_stream_at(
-    server: &Vm,
-    listen_ip: &str,
-    client: &Vm,
-    to_ip: &str,
-    port: u16,
-) -> Result<PacedStream> {
-    let listen = SocketAddr::new(listen_ip.parse()?, port);
-    let connect = SocketAddr::new(to_ip.parse()?, port);
-    let (server, client) = (&server.ns, &client.ns);
-    let listener = server.enter(move || TcpListener::bind(listen))??;
-    let received = Arc::new(AtomicU64::new(0));
-    let progress = received.clone();
-    let server = server.spawn(move || -> Result<ServerEnd> {
-        let (mut s, peer) = listener.accept()?;
-        let (mut hash, mut total, mut gap) = (Fnv::default(), 0u64, Duration::ZERO);
-        let mut buf = vec![0u8; 65536];
-        let mut last = Instant::now();
-        loop {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                return Ok((hash.value(), total, gap, peer));
-            }
-            gap = gap.max(last.elapsed());
-            last = Instant::now();
-            hash.update(&buf[..n]);
-            total += n as u64;
-            progress.store(total, Ordering::Relaxed);
-        }
-    });
-    let running = Arc::new(AtomicBool::new(true));
-    let keep = running.clone();
-    let client = client.spawn(move || -> Result<(u64, u64)> {
-        let mut s = TcpStream::connect(connect)?;
-        let (mut state, mut hash, mut total) = (5u64, Fnv::default(), 0u64);
-        let mut chunk = [0u8; 1024];
-        while keep.load(Ordering::Relaxed) {
-            fill_pseudo_random(&mut state, &mut chunk);
-            s.write_all(&chunk)?;
-            hash.update(&chunk);
-            total += chunk.len() as u64;
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        s.shutdown(std::net::Shutdown::Write)?;
-        Ok((hash.value(), total))
-    });
-    Ok(PacedStream {
-        running,
-        received,
-        client,
-        server,
-    })
-}
-
-impl PacedStream {
-    /// Bytes the server has read so far.
-    pub fn received(&self) -> u64 {
-        self.received.load(Ordering::Relaxed)
-    }
-
-    /// Waits until the server has read `bytes` (the stream is connected and
-    /// flowing), at most `within`.
-    pub fn wait_flowing(&self, bytes: u64, within: Duration) -> Result<()> {
-        crate::wait_until(within, "the paced stream to flow", || {
-            Ok(self.received.load(Ordering::Relaxed) >= bytes)
-        })
-        .map_err(|e| e.context(self.ends()))?;
-        Ok(())
-    }
-
-    /// Which end is stuck: a client that gave up (refused, unreachable) stopped.
-    fn ends(&self) -> String {
-        let state = |stopped: bool| if stopped { "stopped" } else { "running" };
-        format!(
-            "server read {} bytes; client {}, server {}",
-            self.received(),
-            state(self.client.is_finished()),
-            state(self.server.is_finished())
-        )
-    }
-
-    /// Stops the client, closes the stream and reports both ends.
-    pub fn finish(self) -> Result<StreamReport> {
-        self.running.store(false, Ordering::Relaxed);
-        let joined = |what: &str| anyhow::anyhow!("{what} thread panicked");
-        let (sent_hash, sent) = self.client.join().map_err(|_| joined("client"))???;
-        let (got_hash, received, gap, peer) =
-            self.server.join().map_err(|_| joined("server"))???;
-        Ok(StreamReport {
-            sent,
-            received,
-            intact: received == sent && got_hash == sent_hash,
-            gap,
-            peer,
-        })
-    }
 }
 
 /// Sends one RARP "reverse request" from `mac` out of `ifname` (in the calling

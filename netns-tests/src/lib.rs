@@ -13,7 +13,8 @@
 //! `wait` (polling for a state with a deadline), `packet` (AF_PACKET sockets),
 //! `ofctl` (`ovs-ofctl` against a switch and its `dump-flows` text),
 //! `host_config` (the head of a test host's `scd` configuration), `cloud`
-//! (clouds programmed by `scc`), `replicas` (an etcd cluster and `scc`
+//! (clouds programmed by `scc`), `paced` (the paced TCP stream the migration
+//! tests run across a move), `replicas` (an etcd cluster and `scc`
 //! replicas on it), `disk` (the guest disks of the storage-migration tests) and
 //! `qemu_cloud` (what the tests migrating a QEMU guest between `scd` hosts share).
 
@@ -25,6 +26,7 @@ mod host_config;
 mod internet;
 pub mod ofctl;
 pub mod ovs;
+mod paced;
 pub mod packet;
 pub mod pki;
 pub mod qemu_cloud;

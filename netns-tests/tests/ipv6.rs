@@ -165,6 +165,14 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
         let routes = vm.ns.ip(&["-6", "route", "show", "default"])?;
         assert!(routes.contains(GATEWAY_LL), "{routes}");
     }
+    // m1's landing TAP is up in its namespace already (host2 opened it) and
+    // must have taken no advertisement: m1 answers by its own TAP only.
+    let routes = m1.ns.ip(&["-6", "route", "show", "default"])?;
+    assert!(
+        routes.lines().count() == 1 && routes.contains(&m1.ifname),
+        "m1 has one default route, by {}: {routes}",
+        m1.ifname
+    );
     let own = format!("{C1}/64");
     c1.ns
         .ip(&["-6", "addr", "add", &own, "dev", &c1.ifname, "nodad"])?;

@@ -17,9 +17,68 @@ use openflow::wire::{
 };
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::time::Duration;
 
 const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A switch in its own namespace with one TAP port (number 1, made by `scd`),
+/// an OpenFlow `punix:` listener and a control socket, watched by
+/// `ovs-ofctl monitor`. Fields drop in the order they are declared: the
+/// monitor and `scd` stop before the directory of their sockets and the
+/// namespace go. Keep it whole (`let sw = ...`, then `sw.field`): a pattern
+/// that leaves fields out (`let MonitoredSwitch { scd, .. } = ...`) drops
+/// those fields at once, the directory of the sockets with them.
+struct MonitoredSwitch {
+    monitor: Monitor,
+    scd: Scd,
+    /// The OpenFlow target of `ovs-ofctl`: `unix:` and the listener's path.
+    target: String,
+    /// The `punix:` listener's socket.
+    of: PathBuf,
+    /// The control socket (`scd port`).
+    ctl: PathBuf,
+    /// The TAP of port 1, in `host`.
+    tap: String,
+    _dir: tempfile::TempDir,
+    host: Netns,
+}
+
+/// Starts a [`MonitoredSwitch`]: its namespace, directory and `scd` named after
+/// `name`, its TAP after `tap_prefix` (short: an interface name has 15 bytes),
+/// `scd`'s datapath id `datapath_id`; returns once the switch counts the
+/// monitor's connection.
+fn monitored_switch(name: &str, tap_prefix: &str, datapath_id: &str) -> Result<MonitoredSwitch> {
+    let host = Netns::new(&unique(&format!("{name}-")))?;
+    let dir = tempfile::Builder::new().prefix(name).tempdir()?;
+    let of = dir.path().join("scd.mgmt");
+    let ctl = dir.path().join("scd.ctl");
+    let tap = unique(tap_prefix);
+    let config = format!(
+        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
+         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
+        scd_config_head(&format!("\"{datapath_id}\""), name, false),
+        of.display(),
+        ctl.display()
+    );
+    let scd = Scd::start(&host, &config, None)?;
+    let target = format!("unix:{}", of.display());
+    let monitor = Monitor::start(&host, &target, &[])?;
+    // The monitor is connected once the switch counts its connection.
+    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
+        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
+    })?;
+    Ok(MonitoredSwitch {
+        monitor,
+        scd,
+        target,
+        of,
+        ctl,
+        tap,
+        _dir: dir,
+        host,
+    })
+}
 
 fn send(stream: &mut UnixStream, msg: &Message, xid: u32) -> Result<()> {
     stream.write_all(&encode(msg, xid)?)?;
@@ -52,44 +111,29 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     if !require_root(test) || !require_program(test, "ovs-ofctl") {
         return Ok(());
     }
-    let host = Netns::new(&unique("portstatus-"))?;
-    let dir = tempfile::Builder::new().prefix("portstatus").tempdir()?;
-    let of = dir.path().join("scd.mgmt");
-    let ctl = dir.path().join("scd.ctl");
-    let tap = unique("pst");
-    let config = format!(
-        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
-         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
-        scd_config_head("\"0x5c05\"", "portstatus", false),
-        of.display(),
-        ctl.display()
-    );
-    let scd = Scd::start(&host, &config, None)?;
-    let target = format!("unix:{}", of.display());
-    let monitor = Monitor::start(&host, &target, &[])?;
-    // The monitor is connected once the switch counts its connection.
-    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
-        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
-    })?;
-    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    let sw = monitored_switch("portstatus", "pst", "0x5c05")?;
+    let (host, scd, monitor) = (&sw.host, &sw.scd, &sw.monitor);
+    let (target, tap) = (sw.target.as_str(), sw.tap.as_str());
+    let (of, ctl) = (sw.of.as_path(), sw.ctl.as_path());
+    let desc = ofctl(host, target, &["dump-ports-desc", "{}"])?;
     assert!(
         desc.contains(&format!("1({tap})")) && desc.contains("LIVE"),
         "{desc}"
     );
 
-    host.ip(&["link", "set", &tap, "down"])?;
+    host.ip(&["link", "set", tap, "down"])?;
     monitor.wait_for(
         "OFPT_PORT_STATUS",
         "a port-status with the link down",
         &["MOD", &format!("1({tap})"), "PORT_DOWN", "LINK_DOWN"],
     )?;
-    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    let desc = ofctl(host, target, &["dump-ports-desc", "{}"])?;
     assert!(
         desc.contains("LINK_DOWN") && desc.contains("PORT_DOWN"),
         "{desc}"
     );
 
-    host.ip(&["link", "set", &tap, "up"])?;
+    host.ip(&["link", "set", tap, "up"])?;
     monitor.wait_for(
         "OFPT_PORT_STATUS",
         "a port-status with the link up again",
@@ -98,20 +142,20 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
 
     // A controller's port-mod: announced, reported, and undone.
     let monitored = monitor.text().matches("OFPT_PORT_STATUS").count();
-    ofctl(&host, &target, &["mod-port", "{}", &tap, "no-forward"])?;
+    ofctl(host, target, &["mod-port", "{}", tap, "no-forward"])?;
     monitor.wait_for(
         "OFPT_PORT_STATUS",
         "a port-status after port-mod",
         &["MOD", &format!("1({tap})"), "NO_FWD"],
     )?;
     assert!(monitor.text().matches("OFPT_PORT_STATUS").count() > monitored);
-    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    let desc = ofctl(host, target, &["dump-ports-desc", "{}"])?;
     assert!(desc.contains("NO_FWD"), "{desc}");
-    ofctl(&host, &target, &["mod-port", "{}", &tap, "forward"])?;
-    let desc = ofctl(&host, &target, &["dump-ports-desc", "{}"])?;
+    ofctl(host, target, &["mod-port", "{}", tap, "forward"])?;
+    let desc = ofctl(host, target, &["dump-ports-desc", "{}"])?;
     assert!(!desc.contains("NO_FWD"), "{desc}");
 
-    let scd_port = |args: &[&str]| netns_tests::scd_port(&host, &ctl, args);
+    let scd_port = |args: &[&str]| netns_tests::scd_port(host, ctl, args);
     let added = unique("psa");
     let out = scd_port(&["add", "--name", &added, "--ofport", "7"])?;
     assert!(out.status.success(), "{out:?}\n{}", scd.log());
@@ -138,7 +182,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     )?;
 
     // The controller's way in: add-port and del-port over OpenFlow.
-    let mut of_client = std::os::unix::net::UnixStream::connect(&of)?;
+    let mut of_client = std::os::unix::net::UnixStream::connect(of)?;
     of_client.set_read_timeout(Some(PATIENCE))?;
     send(&mut of_client, &Message::Hello(Hello::of13()), 1)?;
     let by_controller = unique("psk");
@@ -179,10 +223,7 @@ fn link_changes_and_ports_added_at_run_time_are_announced_as_port_status() -> Re
     )?;
 
     let listed = String::from_utf8_lossy(&scd_port(&["list"])?.stdout).into_owned();
-    assert!(
-        listed.contains(&tap) && !listed.contains(&added),
-        "{listed}"
-    );
+    assert!(listed.contains(tap) && !listed.contains(&added), "{listed}");
     // A TAP scd created goes away with its port.
     assert!(
         host.ip(&["link", "show", &added]).is_err(),
@@ -197,35 +238,19 @@ fn a_tap_deleted_under_scd_is_announced_down() -> Result<()> {
     if !require_root(test) || !require_program(test, "ovs-ofctl") {
         return Ok(());
     }
-    let host = Netns::new(&unique("tapgone-"))?;
-    let dir = tempfile::Builder::new().prefix("tapgone").tempdir()?;
-    let of = dir.path().join("scd.mgmt");
-    let ctl = dir.path().join("scd.ctl");
-    let tap = unique("ptg");
-    let config = format!(
-        "{}[openflow]\nlisten = \"punix:{}\"\n[control]\nsocket = \"{}\"\n\
-         [[port]]\nnumber = 1\nname = \"{tap}\"\n",
-        scd_config_head("\"0x5c06\"", "tapgone", false),
-        of.display(),
-        ctl.display()
-    );
-    let scd = Scd::start(&host, &config, None)?;
-    let target = format!("unix:{}", of.display());
-    let monitor = Monitor::start(&host, &target, &[])?;
-    wait_until(PATIENCE, "ovs-ofctl monitor connected", || {
-        Ok(scd.metric("scd_openflow_connections", &[])? >= 1)
-    })?;
+    let sw = monitored_switch("tapgone", "ptg", "0x5c06")?;
+    let (host, scd, monitor, tap) = (&sw.host, &sw.scd, &sw.monitor, sw.tap.as_str());
     // The TAP moves into a VM's namespace, out of the link watcher's sight,
     // and goes with it.
     let vm = Netns::new(&unique("tapgone-vm-"))?;
-    host.ip(&["link", "set", &tap, "netns", vm.name()])?;
+    host.ip(&["link", "set", tap, "netns", vm.name()])?;
     drop(vm);
     monitor.wait_for(
         "OFPT_PORT_STATUS",
         "a port-status with the deleted TAP's link down",
         &["MOD", &format!("1({tap})"), "LINK_DOWN"],
     )?;
-    let listed = String::from_utf8_lossy(&netns_tests::scd_port(&host, &ctl, &["list"])?.stdout)
+    let listed = String::from_utf8_lossy(&netns_tests::scd_port(host, &sw.ctl, &["list"])?.stdout)
         .into_owned();
     assert!(listed.contains("down"), "{listed}");
     assert!(

@@ -695,3 +695,71 @@ fn outputs_to_the_controller_are_noted_in_the_order_they_run() {
     p.classify(&key(3, 2), &mut c);
     assert_eq!(c.to_controller, [noted(first, 0)]);
 }
+
+/// A group bucket whose `dec_ttl` fails skips its output to the controller;
+/// an output to the controller later in the same packet's actions is still
+/// told apart by its place, so its packet-in names its own entry and metadata,
+/// not the skipped one's.
+#[test]
+fn an_output_to_the_controller_after_a_bucket_whose_ttl_expired_keeps_its_own_record() {
+    use crate::exec::{execute_counted, FrameBuf};
+    use crate::packet::{fix_ipv4_checksum, parse, tests::udp_frame, ETH_HLEN};
+    let now = Instant::now();
+    let mut p = Pipeline::default();
+    let buckets = vec![
+        Bucket::new(vec![Action::DecNwTtl, Action::output(port::CONTROLLER)]),
+        Bucket::new(out(3)),
+    ];
+    let group = GroupSpec {
+        group_id: 2,
+        group_type: GroupType::All,
+        buckets,
+    };
+    p.add_group(group, now).unwrap();
+    // Table 0 runs the group, then writes metadata; table 1 sends to the
+    // controller.
+    let route = FlowSpec {
+        cookie: 0xa,
+        instructions: vec![
+            Instruction::ApplyActions(vec![Action::Group(2)]),
+            Instruction::WriteMetadata {
+                value: 0x7,
+                mask: 0xff,
+            },
+            Instruction::GotoTable(1),
+        ],
+        ..FlowSpec::new(0, 1, FlowMatch::any(), vec![])
+    };
+    let route = p.add(route, now).unwrap();
+    let to_controller = vec![Action::output(port::CONTROLLER)];
+    let learn = FlowSpec {
+        cookie: 0xb,
+        ..FlowSpec::new(1, 1, FlowMatch::any(), to_controller)
+    };
+    let learn = p.add(learn, now).unwrap();
+
+    // A packet whose TTL cannot be decremented: the bucket's copy expires.
+    let mut bytes = udp_frame(0x0a00_0001, 0x0a00_0002, 3, 4, b"ttl");
+    bytes[ETH_HLEN + 8] = 1;
+    fix_ipv4_checksum(&mut bytes[ETH_HLEN..]);
+    let (key, mut layout) = parse(&bytes, 1).unwrap();
+    let mut c = Classification::default();
+    p.classify(&key, &mut c);
+    let noted = |entry, metadata| ControllerOutput { entry, metadata };
+    assert_eq!(c.to_controller, [noted(route, 0), noted(learn, 0x7)]);
+    let mut frame = FrameBuf::with_capacity(2048);
+    frame.fill(&bytes);
+    let mut packet_ins = Vec::new();
+    execute_counted(
+        &c.actions,
+        &mut frame,
+        &mut layout,
+        p.groups(),
+        |out, _, before| {
+            if out == port::CONTROLLER {
+                packet_ins.push(c.to_controller[before]);
+            }
+        },
+    );
+    assert_eq!(packet_ins, [noted(learn, 0x7)]);
+}

@@ -71,7 +71,10 @@ impl SetWriters {
 }
 
 /// Notes every output to the controller that running `actions` makes, the
-/// buckets of the groups they name included, for `entry` at `metadata`.
+/// buckets of the groups they name included, for `entry` at `metadata`: each
+/// one the list holds, whether or not it will run (a bucket's `dec_ttl` may
+/// fail), in the order `exec::execute_counted` numbers them, so the place it
+/// gives an output is the index of its note.
 pub(super) fn note(
     actions: &[Action],
     entry: FlowId,

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use dataplane_core::arp::ArpResponder;
 use dataplane_core::cache::CacheStats;
 use dataplane_core::dhcp::{self, DhcpServer};
-use dataplane_core::exec::{execute, FrameBuf, Outcome};
+use dataplane_core::exec::{execute_counted, FrameBuf, Outcome};
 use dataplane_core::megaflow::MegaflowCache;
 use dataplane_core::offload::{self, Coalescer, Segments, VnetHdr};
 use dataplane_core::packet::parse;
@@ -638,14 +638,14 @@ impl Switch {
             to_owner: Some(&mut self.crew),
         };
         let outcome = if keep || !offload.is_gso() {
-            execute(
+            execute_counted(
                 &decision.actions,
                 frame,
                 &mut layout,
                 self.pipeline.groups(),
-                |port, bytes| {
+                |port, bytes, before| {
                     outputs += 1;
-                    out.output(port, bytes);
+                    out.output(port, bytes, before);
                 },
             )
         } else {
@@ -660,14 +660,14 @@ impl Switch {
                 let Ok((_, mut layout)) = parse(scratch.segment_frame.bytes(), in_port) else {
                     continue;
                 };
-                outcome = execute(
+                outcome = execute_counted(
                     &decision.actions,
                     &mut scratch.segment_frame,
                     &mut layout,
                     self.pipeline.groups(),
-                    |port, bytes| {
+                    |port, bytes, before| {
                         outputs += 1;
-                        out.output(port, bytes);
+                        out.output(port, bytes, before);
                     },
                 );
             }

@@ -45,7 +45,9 @@ pub(super) struct Output<'a> {
 }
 
 impl Output<'_> {
-    pub(super) fn controller(&mut self, bytes: &[u8]) {
+    /// Sends `bytes` to the controller, as the output to the controller at place
+    /// `nth` among the actions' (see [`packet_in_meta`]).
+    pub(super) fn controller(&mut self, bytes: &[u8], nth: usize) {
         let c = &self.egress.shared.counters;
         c.to_controller.add(1);
         let in_port = self.egress.ports.get(self.in_idx);
@@ -57,7 +59,7 @@ impl Output<'_> {
             return;
         };
         // Cold path: only frames for the controller look at the entries again.
-        let meta = packet_in_meta(self.classified.as_mut(), self.in_port);
+        let meta = packet_in_meta(self.classified, self.in_port, nth);
         if sender.send(meta, bytes) {
             c.packet_in_queued.add(1);
         } else {
@@ -65,7 +67,11 @@ impl Output<'_> {
         }
     }
 
-    pub(super) fn output(&mut self, out: PortNo, bytes: &[u8]) {
+    /// Sends `bytes` out of port `out`; `before` is how many outputs to the
+    /// controller come before this one in its action list (the executor's
+    /// count, `execute_counted`), which names an output to the controller's
+    /// packet-in.
+    pub(super) fn output(&mut self, out: PortNo, bytes: &[u8], before: usize) {
         match out {
             port::IN_PORT if self.in_idx < self.egress.ports.len() => self.send(self.in_idx, bytes),
             port::IN_PORT => self.egress.shared.counters.bad_port.add(1),
@@ -78,7 +84,7 @@ impl Output<'_> {
                     }
                 }
             }
-            port::CONTROLLER => self.controller(bytes),
+            port::CONTROLLER => self.controller(bytes, before),
             p => match self.egress.ports.iter().position(|q| q.number == p) {
                 // OpenFlow never sends back out of the input port unless asked with IN_PORT.
                 Some(i) if i != self.in_idx => self.send(i, bytes),

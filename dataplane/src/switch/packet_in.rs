@@ -107,14 +107,11 @@ impl PacketInMeta {
     }
 }
 
-/// The tables a packet went through and what it hit there, with how many of
-/// its outputs to the controller have run: the next one is told apart by
-/// that count.
-#[derive(Debug)]
+/// The tables a packet went through and what it hit there.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Classified<'a> {
     pipeline: &'a Pipeline,
     classification: &'a Classification,
-    controller_outputs: usize,
 }
 
 impl<'a> Classified<'a> {
@@ -122,28 +119,27 @@ impl<'a> Classified<'a> {
         Classified {
             pipeline,
             classification,
-            controller_outputs: 0,
         }
     }
 }
 
-/// What the packet-in of the next output to the controller reports: the entry
-/// that holds that output and the metadata then (see
-/// [`Classification::to_controller`]); an entry that is a table-miss (priority
-/// 0 with an empty match) means [`PacketInReason::NoMatch`]. The count wraps, so
-/// a super-frame cut into segments that each run the actions starts over for
-/// each segment.
+/// What the packet-in of the output to the controller at place `nth` among the
+/// actions' outputs to the controller reports (the place the executor gives it,
+/// `dataplane_core::exec::execute_counted`, which counts outputs a failed
+/// `dec_ttl` skipped too): the entry that holds that output and the metadata
+/// then (see [`Classification::to_controller`]); an entry that is a table-miss
+/// (priority 0 with an empty match) means [`PacketInReason::NoMatch`]. Each
+/// segment of a super-frame cut before its actions run counts from zero again.
 pub(super) fn packet_in_meta(
-    classified: Option<&mut Classified<'_>>,
+    classified: Option<Classified<'_>>,
     in_port: PortNo,
+    nth: usize,
 ) -> PacketInMeta {
     let Some(classified) = classified else {
         return PacketInMeta::unclassified(in_port);
     };
     let noted = &classified.classification.to_controller;
-    let nth = classified.controller_outputs;
-    classified.controller_outputs += 1;
-    let (entry, metadata) = match noted.get(nth % noted.len().max(1)) {
+    let (entry, metadata) = match noted.get(nth) {
         Some(output) => (Some(output.entry), output.metadata),
         // Not noted (cannot happen for classified actions): the last entry hit.
         None => (classified.classification.hits.last().copied(), 0),

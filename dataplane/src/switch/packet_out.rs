@@ -4,7 +4,7 @@
 
 use super::event_loop::{Scratch, Switch};
 use super::output::Output;
-use dataplane_core::exec::{execute, FrameBuf};
+use dataplane_core::exec::{execute_counted, FrameBuf};
 use dataplane_core::offload::VnetHdr;
 use dataplane_core::packet::parse;
 use dataplane_core::packet_io::{PacketOutError, PacketOutJob};
@@ -67,16 +67,16 @@ impl Switch {
             in_port: job.in_port,
             to_owner: Some(&mut self.crew),
         };
-        execute(
+        execute_counted(
             &job.actions,
             &mut frame,
             &mut layout,
             self.pipeline.groups(),
-            |p, bytes| {
+            |p, bytes, before| {
                 if p == port::TABLE {
                     to_table.get_or_insert_with(|| bytes.to_vec());
                 } else {
-                    out.output(p, bytes);
+                    out.output(p, bytes, before);
                 }
             },
         );
