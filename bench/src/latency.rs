@@ -5,8 +5,8 @@
 //! `boringtun-cli`); what each row measures is `probes`' (round trips, sockperf,
 //! 64-byte rate and one TCP stream, with the switch's CPU per packet and per
 //! Gbit/s). With `--before`, an earlier build's `scd` is measured the same way
-//! in the same run; this build's `scd` once per busy-poll window and count of
-//! workers. After the runs: the targets of the issue judged from the rows
+//! in the same run, once per busy-poll window; this build's `scd` once per
+//! busy-poll window and count of workers. After the runs: the targets of the issue judged from the rows
 //! (`targets`), and the per-stage latency histograms of this build's `scd`.
 
 use crate::common::{installed, spread, start_scd};
@@ -94,9 +94,13 @@ struct Setup<'a> {
 /// The `scd` rows of one area: the earlier build (if any), then this build once
 /// per busy-poll window and count of workers, the last one with its stages.
 fn scd_rows(out: &mut Run, area: &'static str, setup: Setup<'_>, measure: ScdMeasure) {
+    // The earlier build at each window too, so a change to what a window does
+    // is compared with itself in the same run.
     if let Some(before) = setup.before {
-        let sample = measure(setup.plan, before, "", 1, false);
-        out.push((area, "scd before".into(), sample));
+        for us in setup.windows {
+            let sample = measure(setup.plan, before, &scheduling_section(*us, 1), 1, false);
+            out.push((area, format!("scd before, busy_poll_us = {us}"), sample));
+        }
     }
     let rows = setup
         .workers

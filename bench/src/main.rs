@@ -71,7 +71,8 @@ enum What {
     /// without TSO; veth, wireguard-go, boringtun-cli), over several runs; then
     /// the targets judged run by run, and where scd's time went.
     Latency {
-        /// An earlier build's scd, measured the same way in the same run.
+        /// An earlier build's scd, measured the same way in the same run (at
+        /// each of --windows, one worker).
         #[arg(long)]
         before: Option<PathBuf>,
         /// Runs of every path (reported as min / median / max).
