@@ -16,7 +16,11 @@
 //! spinner's time slice ran out, and the window made round trips slower on a
 //! host without a core to spare. A back-off after preemptions was tried and
 //! dropped: the yields it must allow count as preemptions too, so it turned
-//! spinning off exactly where the yields made it pay (bench/RESULTS.md).
+//! spinning off exactly where the yields made it pay (bench/RESULTS.md). So
+//! was dropping the spinning thread to `SCHED_IDLE` until its next packet: it
+//! helped round trips at p99 and cost one TCP stream through a switch a
+//! quarter of its rate, for reasons not found (bench/RESULTS.md, "Busy-polling
+//! at `SCHED_IDLE`").
 
 use std::time::{Duration, Instant};
 
