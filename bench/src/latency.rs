@@ -6,8 +6,9 @@
 //! 64-byte rate and one TCP stream, with the switch's CPU per packet and per
 //! Gbit/s). With `--before`, an earlier build's `scd` is measured the same way
 //! in the same run, once per busy-poll window; this build's `scd` once per
-//! busy-poll window and count of workers. After the runs: the targets of the issue judged from the rows
-//! (`targets`), and the per-stage latency histograms of this build's `scd`.
+//! busy-poll window and count of workers. After the runs: the targets of the
+//! issue judged from the rows (`targets`), and the per-stage latency
+//! histograms of this build's `scd`.
 
 use crate::common::{installed, spread, start_scd};
 use crate::probes::{failed, sample, Plan, Sample};
@@ -83,9 +84,9 @@ struct Setup<'a> {
     plan: &'a Plan,
     /// This build's `scd`.
     this: &'a Path,
-    /// An earlier build's, measured as it is.
+    /// An earlier build's, measured at each busy-poll window with one worker.
     before: Option<&'a Path>,
-    /// Busy-poll windows (µs) of this build's rows.
+    /// Busy-poll windows (µs) of the rows of both builds.
     windows: &'a [u32],
     /// Counts of forwarding workers of this build's rows.
     workers: &'a [usize],
@@ -98,7 +99,13 @@ fn scd_rows(out: &mut Run, area: &'static str, setup: Setup<'_>, measure: ScdMea
     // is compared with itself in the same run.
     if let Some(before) = setup.before {
         for us in setup.windows {
-            let sample = measure(setup.plan, before, &scheduling_section(*us, 1), 1, false);
+            // Only what every build understands (`scd` refuses unknown keys, and
+            // `workers` is newer than `busy_poll_us`): nothing at window 0.
+            let extra = match us {
+                0 => String::new(),
+                us => format!("[scheduling]\nbusy_poll_us = {us}\n"),
+            };
+            let sample = measure(setup.plan, before, &extra, 1, false);
             out.push((area, format!("scd before, busy_poll_us = {us}"), sample));
         }
     }

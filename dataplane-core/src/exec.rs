@@ -639,6 +639,62 @@ mod tests {
         assert_eq!(out[1].1, f);
     }
 
+    /// The places `execute_counted` gives each output (port, place), for a
+    /// frame with TTL `ttl`.
+    fn places(
+        actions: &[Action],
+        ttl: u8,
+        pipeline: &crate::pipeline::Pipeline,
+    ) -> Vec<(PortNo, usize)> {
+        let mut f = udp_frame(1, 2, 3, 4, b"x");
+        f[ETH_HLEN + 8] = ttl;
+        crate::packet::fix_ipv4_checksum(&mut f[ETH_HLEN..]);
+        let mut frame = FrameBuf::with_capacity(2048);
+        frame.fill(&f);
+        let (_, mut layout) = parse(frame.bytes(), 1).unwrap();
+        let mut out = Vec::new();
+        execute_counted(
+            actions,
+            &mut frame,
+            &mut layout,
+            pipeline.groups(),
+            |p, _, place| {
+                out.push((p, place));
+            },
+        );
+        out
+    }
+
+    #[test]
+    fn an_output_keeps_its_place_when_a_bucket_before_it_stops_at_its_ttl() {
+        let to_controller = Action::output(port::CONTROLLER);
+        let pipeline =
+            pipeline_with_group(vec![vec![to_controller, Action::DecNwTtl, to_controller]]);
+        let actions = [Action::Group(7), Action::output(3), to_controller];
+        // TTL 1: the bucket's second output is skipped but keeps place 1, so the
+        // list's own output to the controller is place 2, as when it runs.
+        let expired = places(&actions, 1, &pipeline);
+        assert_eq!(
+            expired,
+            [(port::CONTROLLER, 0), (3, 2), (port::CONTROLLER, 2)]
+        );
+        let ran = places(&actions, 64, &pipeline);
+        assert_eq!(
+            ran,
+            [
+                (port::CONTROLLER, 0),
+                (port::CONTROLLER, 1),
+                (3, 2),
+                (port::CONTROLLER, 2)
+            ]
+        );
+        assert_eq!(
+            places(&actions, 1, &pipeline),
+            expired,
+            "the same every time"
+        );
+    }
+
     #[test]
     fn dec_ttl_stops_at_one() {
         let mut f = udp_frame(1, 2, 3, 4, b"x");

@@ -166,7 +166,32 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
         assert!(routes.contains(GATEWAY_LL), "{routes}");
     }
     // m1's landing TAP is up in its namespace already (host2 opened it) and
-    // must have taken no advertisement: m1 answers by its own TAP only.
+    // must have taken no advertisement: m1 answers by its own TAP only. First
+    // proof that host2 advertised on it (nothing else leaves that port before
+    // the move), or the checks below would hold for want of an advertisement.
+    let landing_tx = || scds[2].metric("scd_port_packets_total", &["port=\"2\"", "dir=\"tx\""]);
+    wait_until(
+        Duration::from_secs(30),
+        "host2 advertising on m1's landing TAP",
+        || Ok(landing_tx()? > 0),
+    )?;
+    let accept_ra = m1
+        .ns
+        .command("sysctl")
+        .args(["-n", &format!("net.ipv6.conf.{landing}.accept_ra")])
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&accept_ra.stdout).trim(),
+        "0",
+        "the landing TAP takes no router advertisements"
+    );
+    let landing_global = m1
+        .ns
+        .ip(&["-6", "addr", "show", "dev", &landing, "scope", "global"])?;
+    assert!(
+        landing_global.trim().is_empty(),
+        "the landing TAP autoconfigured nothing: {landing_global}"
+    );
     let routes = m1.ns.ip(&["-6", "route", "show", "default"])?;
     assert!(
         routes.lines().count() == 1 && routes.contains(&m1.ifname),
@@ -200,8 +225,8 @@ fn dual_stack_vms_reach_each_other_over_ipv6_across_clouds_and_a_migration() -> 
     let with_prefix = format!("{M1}/64");
     common::move_vm(m1, &m1.ifname, &landing, &[], || {
         // The guest keeps its address on its (new) interface, as a migrated
-        // guest does (`replace`: the landing TAP, up since its switch opened
-        // it, may have autoconfigured it from an advertisement already).
+        // guest does (the landing TAP takes no advertisements, so nothing
+        // autoconfigured it; `replace` keeps the step idempotent).
         m1.ns
             .ip(&[
                 "-6",

@@ -19,7 +19,7 @@
 //! spinning off exactly where the yields made it pay (bench/RESULTS.md). So
 //! was dropping the spinning thread to `SCHED_IDLE` until its next packet: it
 //! helped round trips at p99 and cost one TCP stream through a switch a
-//! quarter of its rate, for reasons not found (bench/RESULTS.md, "Busy-polling
+//! fifth to a quarter of its rate, for reasons not found (bench/RESULTS.md, "Busy-polling
 //! at `SCHED_IDLE`").
 
 use std::time::{Duration, Instant};
