@@ -18,19 +18,23 @@ use crate::tunnel::{scd_tunnel_with, with_userspace_wg, VB_IP};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-/// `[scheduling]` of a `scd` with a busy-poll window of `us` and `workers`
-/// forwarding workers.
-fn scheduling_section(us: u32, workers: usize) -> String {
-    format!("[scheduling]\nbusy_poll_us = {us}\nworkers = {workers}\n")
+/// `[scheduling]` of a `scd` with a busy-poll window of `us`, `workers`
+/// forwarding workers and, if given, the forwarding thread's nice value.
+fn scheduling_section(us: u32, workers: usize, nice: Option<i32>) -> String {
+    let nice = nice.map_or(String::new(), |n| format!("forwarding_nice = {n}\n"));
+    format!("[scheduling]\nbusy_poll_us = {us}\nworkers = {workers}\n{nice}")
 }
 
 /// A row's name.
-fn row_name(us: u32, workers: usize) -> String {
-    if workers == 1 {
-        format!("scd, busy_poll_us = {us}")
-    } else {
-        format!("scd, busy_poll_us = {us}, workers = {workers}")
+fn row_name(us: u32, workers: usize, nice: Option<i32>) -> String {
+    let mut name = format!("scd, busy_poll_us = {us}");
+    if workers != 1 {
+        name += &format!(", workers = {workers}");
     }
+    if let Some(n) = nice {
+        name += &format!(", forwarding_nice = {n}");
+    }
+    name
 }
 
 /// `scd` wiring two VMs on one host, started from `binary` (it makes their
@@ -90,6 +94,9 @@ struct Setup<'a> {
     windows: &'a [u32],
     /// Counts of forwarding workers of this build's rows.
     workers: &'a [usize],
+    /// The forwarding thread's nice value in this build's rows (`scd`'s default
+    /// when `None`).
+    forwarding_nice: Option<i32>,
 }
 
 /// The `scd` rows of one area: the earlier build (if any), then this build once
@@ -116,9 +123,9 @@ fn scd_rows(out: &mut Run, area: &'static str, setup: Setup<'_>, measure: ScdMea
     let count = setup.windows.len() * setup.workers.len();
     for (i, (us, workers)) in rows.enumerate() {
         let last = i + 1 == count;
-        let extra = scheduling_section(us, workers);
+        let extra = scheduling_section(us, workers, setup.forwarding_nice);
         let sample = measure(setup.plan, setup.this, &extra, workers, last);
-        out.push((area, row_name(us, workers), sample));
+        out.push((area, row_name(us, workers, setup.forwarding_nice), sample));
     }
 }
 
@@ -260,6 +267,7 @@ pub struct Options<'a> {
     pub runs: usize,
     pub windows: &'a [u32],
     pub workers: &'a [usize],
+    pub forwarding_nice: Option<i32>,
     pub plan: Plan,
 }
 
@@ -272,6 +280,7 @@ pub fn latency_bench(options: Options<'_>) -> Result<()> {
         runs,
         windows,
         workers,
+        forwarding_nice,
         ref plan,
     } = options;
     let this = netns_tests::scd_binary()?;
@@ -284,6 +293,7 @@ pub fn latency_bench(options: Options<'_>) -> Result<()> {
         before: before.as_deref(),
         windows,
         workers,
+        forwarding_nice,
     };
     let load_at_start = load_average();
     let mut all: Vec<Run> = Vec::new();
@@ -309,10 +319,11 @@ pub fn latency_bench(options: Options<'_>) -> Result<()> {
         .map(|p| p.get_name().to_string())
         .collect();
     println!(
-        "\nCommand: `bench latency --runs {runs} --windows {} --workers {} --seconds {}{}`{} \
+        "\nCommand: `bench latency --runs {runs} --windows {} --workers {}{} --seconds {}{}`{} \
          (load average at the start {load_at_start}, at the end {})",
         listed(windows),
         listed(workers),
+        forwarding_nice.map_or(String::new(), |n| format!(" --forwarding-nice {n}")),
         plan.tcp_seconds,
         if skipped.is_empty() {
             String::new()

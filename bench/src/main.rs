@@ -85,6 +85,11 @@ enum What {
         /// window and count of workers.
         #[arg(long, value_delimiter = ',', default_values_t = [1])]
         workers: Vec<usize>,
+        /// The forwarding thread's nice value in this build's rows
+        /// (`[scheduling] forwarding_nice`; below 0 needs root, which the
+        /// benchmarks have).
+        #[arg(long, allow_hyphen_values = true)]
+        forwarding_nice: Option<i32>,
         /// Parts of each row's measurement to leave out (the slow ones are tcp
         /// and sockperf).
         #[arg(long, value_delimiter = ',', value_enum)]
@@ -222,12 +227,14 @@ fn main() -> Result<()> {
             runs,
             ref windows,
             ref workers,
+            forwarding_nice,
             ref skip,
         } => latency::latency_bench(latency::Options {
             before: before.clone(),
             runs,
             windows,
             workers,
+            forwarding_nice,
             plan: probes::Plan {
                 tcp_seconds: cli.seconds,
                 skip: skip.clone(),
